@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"net"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/collector"
+	"github.com/mirrorline/mirrorline/collector/proxy"
+	"github.com/mirrorline/mirrorline/telemetry"
+)
+
+func (a *app) proxyCmd() *cobra.Command {
+	var prefix string
+	var methods, headerMatch []string
+	c := &cobra.Command{
+		Use:   "proxy",
+		Short: "Reverse proxy in front of the primary; publishes each request and the primary's response",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := a.requireService("service"); err != nil {
+				return err
+			}
+			if err := a.requireBrokers(); err != nil {
+				return err
+			}
+			if prefix != "" || len(methods) > 0 || len(headerMatch) > 0 {
+				r := proxy.Route{PathPrefix: prefix, Methods: methods}
+				if len(headerMatch) > 0 {
+					r.Headers = map[string]string{}
+					for _, hm := range headerMatch {
+						name, expr, ok := strings.Cut(hm, "=")
+						if !ok || name == "" {
+							return usagef("header-match: %q is not NAME=REGEX", hm)
+						}
+						r.Headers[name] = expr
+					}
+				}
+				a.cfg.Proxy.Routes = append(a.cfg.Proxy.Routes, r)
+			}
+			tel := telemetry.NewServer()
+			p, cl, err := a.newProxy(tel)
+			if err != nil {
+				return err
+			}
+			defer closeClient(cl)
+			ln, err := net.Listen("tcp", a.cfg.Proxy.Listen)
+			if err != nil {
+				return usagef("listen %s: %v", a.cfg.Proxy.Listen, err)
+			}
+			a.log.Info("proxy listening", "addr", ln.Addr().String(), "primary", a.cfg.Proxy.Primary, "service", a.cfg.Service)
+			return a.runAll(cmd.Context(), tel, func(ctx context.Context) error { return p.Serve(ctx, ln) })
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
+	f.StringVar(&a.cfg.Proxy.Listen, "listen", a.cfg.Proxy.Listen, "address to listen on")
+	f.StringVar(&a.cfg.Proxy.Primary, "primary", a.cfg.Proxy.Primary, "URL of the primary service")
+	f.Float64Var(&a.cfg.Proxy.Sample, "sample", a.cfg.Proxy.Sample, "fraction of matching requests captured (0..1)")
+	f.Int64Var(&a.cfg.Proxy.BodyLimit, "body-limit", a.cfg.Proxy.BodyLimit, "body bytes captured per request and response; longer bodies are flagged truncated")
+	f.BoolVar(&a.cfg.Proxy.PreserveHost, "preserve-host", a.cfg.Proxy.PreserveHost, "send the client's Host header to the primary")
+	f.IntVar(&a.cfg.Proxy.QueueRecords, "queue-records", a.cfg.Proxy.QueueRecords, "records buffered for Kafka before new captures are dropped")
+	f.IntVar(&a.cfg.Proxy.QueueBytes, "queue-bytes", a.cfg.Proxy.QueueBytes, "bytes buffered for Kafka before new captures are dropped")
+	f.StringVar(&a.cfg.Proxy.CollectorID, "collector-id", a.cfg.Proxy.CollectorID, "name of this collector in records (default: host name)")
+	f.StringVar(&prefix, "path-prefix", "", "capture only paths with this prefix")
+	f.StringSliceVar(&methods, "method", nil, "capture only these methods (repeatable)")
+	f.StringArrayVar(&headerMatch, "header-match", nil, "capture only requests with header NAME matching RE2 REGEX, as NAME=REGEX (repeatable)")
+	return c
+}
+
+// newProxy builds the proxy collector and its Kafka client from the configuration.
+func (a *app) newProxy(tel *telemetry.Server) (*proxy.Proxy, *kgo.Client, error) {
+	pc := a.cfg.Proxy
+	if pc.Primary == "" {
+		return nil, nil, usagef("primary: required")
+	}
+	filter, err := proxy.NewFilter(pc.Sample, pc.Routes)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	if pc.QueueRecords <= 0 || pc.QueueBytes <= 0 {
+		return nil, nil, usagef("queue-records, queue-bytes: must be positive")
+	}
+	cl, err := broker.NewClient(a.cfg.Kafka,
+		kgo.MaxBufferedRecords(pc.QueueRecords),
+		kgo.MaxBufferedBytes(pc.QueueBytes),
+		kgo.ProducerLinger(5_000_000),
+	)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	em := collector.NewEmitter(cl, a.cfg.Service, collector.NewMetrics(tel.Registry), a.log.Named("proxy"))
+	opts := []proxy.Option{
+		proxy.WithFilter(filter),
+		proxy.WithBodyLimit(pc.BodyLimit),
+		proxy.WithPreserveHost(pc.PreserveHost),
+		proxy.WithLogger(a.log.Named("proxy")),
+	}
+	if pc.CollectorID != "" {
+		opts = append(opts, proxy.WithCollectorID(pc.CollectorID))
+	}
+	p, err := proxy.New(pc.Primary, em, opts...)
+	if err != nil {
+		cl.Close()
+		return nil, nil, usageError{err}
+	}
+	return p, cl, nil
+}

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mirrorline/mirrorline/telemetry"
+)
+
+// runAll runs fns and the telemetry endpoint until ctx ends or one fails.
+func (a *app) runAll(ctx context.Context, tel *telemetry.Server, fns ...func(context.Context) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		bound := make(chan string, 1)
+		errc := make(chan error, 1)
+		go func() { errc <- tel.Serve(gctx, a.cfg.MetricsAddr, bound) }()
+		select {
+		case addr := <-bound:
+			a.log.Info("serving /metrics /healthz /readyz", "addr", addr)
+			return <-errc
+		case err := <-errc:
+			return err
+		}
+	})
+	for _, fn := range fns {
+		g.Go(func() error { return fn(gctx) })
+	}
+	return g.Wait()
+}
+
+// closeClient flushes what is buffered (bounded in time) and closes cl.
+func closeClient(cl *kgo.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = cl.Flush(ctx)
+	cl.Close()
+}
+
+// kafkaCheck is a readiness check that the brokers answer.
+func kafkaCheck(cl *kgo.Client) telemetry.Check {
+	return func(ctx context.Context) error { return cl.Ping(ctx) }
+}

@@ -1,0 +1,240 @@
+package proxy
+
+import (
+	"bytes"
+	"net"
+	"net/http"
+	"net/textproto"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
+
+// Go's HTTP server keeps request headers in a map, which loses their order. The
+// orderTracker watches the raw bytes the server reads from a connection, parses
+// each request head (and skips its body) just far enough to record the header
+// names in wire order, and queues them for the handler. If the stream ever looks
+// unfamiliar (upgrade, bad framing, huge head) it gives up and the handler falls
+// back to sorted order.
+
+const maxTrackedHead = 1 << 20
+
+type trackState int
+
+const (
+	stHead trackState = iota
+	stBody
+	stChunkSize
+	stChunkData
+	stChunkCRLF
+	stTrailer
+	stBroken
+)
+
+type orderTracker struct {
+	mu      sync.Mutex
+	state   trackState
+	buf     []byte // head, chunk-size line or trailer line being assembled
+	remain  int64  // body or chunk bytes still to skip
+	pending [][]string
+}
+
+func (t *orderTracker) feed(p []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for len(p) > 0 && t.state != stBroken {
+		switch t.state {
+		case stHead:
+			i := bytes.IndexByte(p, '\n')
+			if i < 0 {
+				t.appendBuf(p)
+				return
+			}
+			t.appendBuf(p[:i+1])
+			p = p[i+1:]
+			if t.state == stBroken {
+				return
+			}
+			if bytes.HasSuffix(t.buf, []byte("\r\n\r\n")) || bytes.HasSuffix(t.buf, []byte("\n\n")) || bytes.Equal(t.buf, []byte("\r\n")) || bytes.Equal(t.buf, []byte("\n")) {
+				t.endHead()
+			}
+		case stBody, stChunkData:
+			n := int64(len(p))
+			if n > t.remain {
+				n = t.remain
+			}
+			p = p[n:]
+			t.remain -= n
+			if t.remain == 0 {
+				if t.state == stBody {
+					t.state = stHead
+				} else {
+					t.state, t.remain = stChunkCRLF, 2
+				}
+			}
+		case stChunkCRLF:
+			// CRLF after chunk data; tolerate a bare LF.
+			if p[0] == '\n' {
+				t.state = stChunkSize
+			} else if p[0] != '\r' {
+				t.state = stBroken
+			}
+			p = p[1:]
+		case stChunkSize, stTrailer:
+			i := bytes.IndexByte(p, '\n')
+			if i < 0 {
+				t.appendBuf(p)
+				return
+			}
+			t.appendBuf(p[:i+1])
+			p = p[i+1:]
+			if t.state == stBroken {
+				return
+			}
+			line := strings.TrimSpace(string(t.buf))
+			t.buf = t.buf[:0]
+			if t.state == stTrailer {
+				if line == "" {
+					t.state = stHead
+				}
+				continue
+			}
+			if j := strings.IndexByte(line, ';'); j >= 0 {
+				line = line[:j]
+			}
+			size, err := strconv.ParseInt(strings.TrimSpace(line), 16, 64)
+			switch {
+			case err != nil || size < 0:
+				t.state = stBroken
+			case size == 0:
+				t.state = stTrailer
+			default:
+				t.state, t.remain = stChunkData, size
+			}
+		}
+	}
+}
+
+func (t *orderTracker) appendBuf(p []byte) {
+	if len(t.buf)+len(p) > maxTrackedHead {
+		t.state = stBroken
+		t.buf = nil
+		return
+	}
+	t.buf = append(t.buf, p...)
+}
+
+func (t *orderTracker) endHead() {
+	head := string(t.buf)
+	t.buf = t.buf[:0]
+	lines := strings.Split(strings.ReplaceAll(head, "\r\n", "\n"), "\n")
+	if strings.TrimSpace(lines[0]) == "" {
+		// Stray CRLF between requests: allowed by RFC 9112, ignored.
+		return
+	}
+	var names []string
+	var contentLength int64 = -1
+	chunked, upgrade := false, false
+	for _, l := range lines[1:] {
+		if l == "" || l[0] == ' ' || l[0] == '\t' {
+			continue
+		}
+		i := strings.IndexByte(l, ':')
+		if i <= 0 {
+			continue
+		}
+		name := textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(l[:i]))
+		val := strings.TrimSpace(l[i+1:])
+		names = append(names, name)
+		switch name {
+		case "Content-Length":
+			n, err := strconv.ParseInt(val, 10, 64)
+			if err != nil {
+				t.state = stBroken
+				return
+			}
+			contentLength = n
+		case "Transfer-Encoding":
+			chunked = strings.Contains(strings.ToLower(val), "chunked")
+		case "Upgrade":
+			upgrade = true
+		}
+	}
+	t.pending = append(t.pending, names)
+	switch {
+	case upgrade || strings.HasPrefix(lines[0], "CONNECT "):
+		t.state = stBroken
+	case chunked:
+		t.state = stChunkSize
+	case contentLength > 0:
+		t.state, t.remain = stBody, contentLength
+	default:
+		t.state = stHead
+	}
+}
+
+// next returns the header names of the next request on the connection, or nil.
+func (t *orderTracker) next() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.pending) == 0 {
+		return nil
+	}
+	n := t.pending[0]
+	t.pending = t.pending[1:]
+	return n
+}
+
+// trackedConn feeds everything read from the connection to its tracker.
+type trackedConn struct {
+	net.Conn
+	t *orderTracker
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.t.feed(p[:n])
+	}
+	return n, err
+}
+
+// orderedHeaders lists h in the wire order given by order (names as they arrived),
+// with any names order does not mention appended in sorted order. Host is skipped:
+// it travels in Request.host.
+func orderedHeaders(h http.Header, order []string) []*mlv1.Header {
+	out := make([]*mlv1.Header, 0, len(h))
+	seen := make(map[string]bool, len(h))
+	emit := func(name string) {
+		if seen[name] || name == "Host" {
+			return
+		}
+		vals, ok := h[name]
+		if !ok {
+			return
+		}
+		seen[name] = true
+		for _, v := range vals {
+			out = append(out, &mlv1.Header{Name: name, Value: v})
+		}
+	}
+	for _, n := range order {
+		emit(n)
+	}
+	if len(seen) < len(h) {
+		rest := make([]string, 0, len(h)-len(seen))
+		for n := range h {
+			if !seen[n] {
+				rest = append(rest, n)
+			}
+		}
+		sort.Strings(rest)
+		for _, n := range rest {
+			emit(n)
+		}
+	}
+	return out
+}

@@ -1,0 +1,65 @@
+package replayer
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the replayer metrics of the SPEC.
+type Metrics struct {
+	Sent            *prometheus.CounterVec
+	Errors          *prometheus.CounterVec
+	ScheduleLag     prometheus.Histogram
+	ResponseLatency prometheus.Histogram
+	CaptureDelay    prometheus.Histogram
+}
+
+// NewMetrics creates the replayer metrics and registers them on reg (when not nil).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Sent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mirrorline_replayer_sent_total",
+			Help: "Requests sent to the target, by response status class (2xx..5xx, or error).",
+		}, []string{"status_class"}),
+		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mirrorline_replayer_errors_total",
+			Help: "Records not replayed or responses not recorded, by reason.",
+		}, []string{"reason"}),
+		ScheduleLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mirrorline_replayer_schedule_lag_seconds",
+			Help:    "How late each request was sent against its schedule (live: since it was fetched).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}),
+		ResponseLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mirrorline_replayer_response_latency_seconds",
+			Help:    "Latency of the target's responses.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		CaptureDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mirrorline_replayer_capture_delay_seconds",
+			Help:    "Live mode: time from capture to the request reaching the target.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}),
+	}
+	for _, c := range []string{"2xx", "3xx", "4xx", "5xx", "error"} {
+		m.Sent.WithLabelValues(c)
+	}
+	if reg != nil {
+		reg.MustRegister(m.Sent, m.Errors, m.ScheduleLag, m.ResponseLatency, m.CaptureDelay)
+	}
+	return m
+}
+
+// StatusClass maps a status code to its label value ("2xx", ...); 0 is "error".
+func StatusClass(code int) string {
+	switch {
+	case code >= 100 && code < 200:
+		return "1xx"
+	case code >= 200 && code < 300:
+		return "2xx"
+	case code >= 300 && code < 400:
+		return "3xx"
+	case code >= 400 && code < 500:
+		return "4xx"
+	case code >= 500 && code < 600:
+		return "5xx"
+	}
+	return "error"
+}

@@ -1,0 +1,100 @@
+package replayer
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
+
+// Sender sends captured requests to one target and records the responses.
+type Sender struct {
+	target    *url.URL
+	client    *http.Client
+	keepHost  bool
+	bodyLimit int64
+}
+
+// SenderOpt configures a Sender.
+type SenderOpt func(*Sender)
+
+// KeepHost sends the captured Host header instead of the target's host.
+func KeepHost(b bool) SenderOpt { return func(s *Sender) { s.keepHost = b } }
+
+// Timeout bounds each request (default 10s).
+func Timeout(d time.Duration) SenderOpt { return func(s *Sender) { s.client.Timeout = d } }
+
+// ResponseBodyLimit caps recorded response bodies (default 1 MiB).
+func ResponseBodyLimit(n int64) SenderOpt { return func(s *Sender) { s.bodyLimit = n } }
+
+// NewSender returns a Sender to target (an absolute http or https URL) keeping up
+// to conns connections open.
+func NewSender(target string, conns int, opts ...SenderOpt) (*Sender, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, fmt.Errorf("target %q: %w", target, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("target %q: want an absolute http:// or https:// URL", target)
+	}
+	if conns <= 0 {
+		conns = 1
+	}
+	s := &Sender{
+		target:    u,
+		bodyLimit: 1 << 20,
+		client: &http.Client{
+			Timeout: 10 * time.Second,
+			Transport: &http.Transport{
+				DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+				MaxIdleConns:        conns * 2,
+				MaxIdleConnsPerHost: conns * 2,
+				IdleConnTimeout:     90 * time.Second,
+				DisableCompression:  true, // send Accept-Encoding only when the client did
+			},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
+}
+
+// Target returns the target URL.
+func (s *Sender) Target() *url.URL { return s.target }
+
+// Send replays ex and returns the target's response (with Error set when the
+// request failed). The error is non-nil only when the record cannot be replayed.
+func (s *Sender) Send(ctx context.Context, ex *mlv1.Exchange) (*mlv1.Response, error) {
+	req, err := BuildRequest(ctx, s.target, ex, s.keepHost)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return &mlv1.Response{Error: err.Error(), LatencyNs: time.Since(start).Nanoseconds()}, nil
+	}
+	defer resp.Body.Close()
+	body, rerr := io.ReadAll(io.LimitReader(resp.Body, s.bodyLimit))
+	extra, _ := io.Copy(io.Discard, resp.Body)
+	out := &mlv1.Response{
+		Status:        int32(resp.StatusCode),
+		Headers:       mlv1.HeadersFromHTTP(resp.Header),
+		Body:          body,
+		BodyTruncated: extra > 0,
+		BodySize:      int64(len(body)) + extra,
+		LatencyNs:     time.Since(start).Nanoseconds(),
+		Proto:         resp.Proto,
+	}
+	if rerr != nil {
+		out.Error = rerr.Error()
+	}
+	return out, nil
+}
