@@ -1,0 +1,99 @@
+package proxy
+
+import (
+	"net/http"
+	"reflect"
+	"testing"
+)
+
+func TestOrderTracker(t *testing.T) {
+	tests := []struct {
+		name   string
+		chunks []string
+		want   [][]string
+	}{
+		{
+			name:   "single request",
+			chunks: []string{"GET / HTTP/1.1\r\nHost: a\r\nX-B: 1\r\nAccept: */*\r\nX-A: 2\r\n\r\n"},
+			want:   [][]string{{"Host", "X-B", "Accept", "X-A"}},
+		},
+		{
+			name: "split across reads, body with content-length, then pipelined",
+			chunks: []string{
+				"POST /p HTTP/1.1\r\nZ: 1\r\nCon", "tent-Length: 5\r\n\r\nhel",
+				"loGET /q HTTP/1.1\r\nb-second: x\r\na-first: y\r\n\r\n",
+			},
+			want: [][]string{{"Z", "Content-Length"}, {"B-Second", "A-First"}},
+		},
+		{
+			name: "chunked body with trailer",
+			chunks: []string{
+				"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nX-1: a\r\n\r\n",
+				"5;ext=1\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n",
+				"GET /next HTTP/1.1\r\nY: 1\r\n\r\n",
+			},
+			want: [][]string{{"Transfer-Encoding", "X-1"}, {"Y"}},
+		},
+		{
+			name:   "bare LF line endings",
+			chunks: []string{"GET / HTTP/1.1\nB: 1\nA: 2\n\n"},
+			want:   [][]string{{"B", "A"}},
+		},
+		{
+			name:   "upgrade stops tracking",
+			chunks: []string{"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\nGET /x HTTP/1.1\r\nA: 1\r\n\r\n"},
+			want:   [][]string{{"Upgrade"}},
+		},
+		{
+			name:   "bad content-length stops tracking",
+			chunks: []string{"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\nGET / HTTP/1.1\r\nA: 1\r\n\r\n"},
+			want:   nil,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var tr orderTracker
+			for _, c := range tc.chunks {
+				tr.feed([]byte(c))
+			}
+			var got [][]string
+			for n := tr.next(); n != nil; n = tr.next() {
+				got = append(got, n)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestOrderedHeaders(t *testing.T) {
+	h := http.Header{"A": {"1"}, "B": {"2", "3"}, "C": {"4"}, "Host": {"x"}}
+	got := orderedHeaders(h, []string{"Host", "C", "B", "Gone"})
+	var names []string
+	for _, kv := range got {
+		names = append(names, kv.Name+"="+kv.Value)
+	}
+	want := []string{"C=4", "B=2", "B=3", "A=1"}
+	if !reflect.DeepEqual(names, want) {
+		t.Fatalf("got %v, want %v", names, want)
+	}
+}
+
+func FuzzOrderTracker(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\nA: 1\r\n\r\n"), 3)
+	f.Add([]byte("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"), 7)
+	f.Fuzz(func(t *testing.T, data []byte, split int) {
+		var tr orderTracker
+		if split < 0 {
+			split = -split
+		}
+		for len(data) > 0 {
+			n := split%len(data) + 1
+			tr.feed(data[:n])
+			data = data[n:]
+		}
+		for i := 0; i < 1000 && tr.next() != nil; i++ {
+		}
+	})
+}

@@ -1,0 +1,280 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/collector"
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/test/kafkatest"
+)
+
+// startPrimary is a primary that echoes what it got in headers of its answer.
+func startPrimary(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("X-Primary", "yes")
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, "primary saw %s %s %d bytes", r.Method, r.URL.RequestURI(), len(b))
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+type rig struct {
+	addr    string
+	brokers []string
+	metrics *collector.Metrics
+	client  *kgo.Client
+}
+
+func startProxy(t *testing.T, brokers []string, service string, popts []Option, kopts ...kgo.Opt) *rig {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, kopts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	m := collector.NewMetrics(prometheus.NewRegistry())
+	em := collector.NewEmitter(cl, service, m, nil)
+	p, err := New(startPrimary(t).URL, em, popts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return &rig{addr: ln.Addr().String(), brokers: brokers, metrics: m, client: cl}
+}
+
+func embedded(t *testing.T, service string) []string {
+	t.Helper()
+	e, err := broker.StartEmbedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := broker.CreateTopics(context.Background(), kadm.NewClient(cl), service, broker.TopicSpec{Partitions: 3}); err != nil {
+		t.Fatal(err)
+	}
+	return e.Addrs()
+}
+
+func TestProxyCapturesExchanges(t *testing.T) {
+	brokers := embedded(t, "payments")
+	r := startProxy(t, brokers, "payments", []Option{WithCollectorID("c1")})
+
+	// Two requests on one keep-alive connection, headers in a deliberate order.
+	conn, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := `{"amount":12,"name":"Zoë"}`
+	fmt.Fprintf(conn, "POST /pay/ments?x=1&y=%%C3%%A9 HTTP/1.1\r\nHost: shop.example\r\nX-Zeta: z\r\nContent-Type: application/json\r\nAccept: */*\r\nX-Alpha: a1\r\nX-Alpha: a2\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	fmt.Fprintf(conn, "GET /second HTTP/1.1\r\nHost: shop.example\r\nB: 2\r\nA: 1\r\n\r\n")
+	br := bufio.NewReader(conn)
+	for i, want := range []string{fmt.Sprintf("primary saw POST /pay/ments?x=1&y=%%C3%%A9 %d bytes", len(body)), "primary saw GET /second 0 bytes"} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated || string(got) != want {
+			t.Fatalf("response %d: %d %q, want 201 %q", i, resp.StatusCode, got, want)
+		}
+	}
+
+	exs := kafkatest.ReadExchanges(t, r.brokers, broker.Topic(broker.Raw, "payments"), 2, 10*time.Second)
+	if exs[0].Sequence > exs[1].Sequence {
+		exs[0], exs[1] = exs[1], exs[0]
+	}
+	first, second := exs[0], exs[1]
+	if first.ConnectionId == "" || first.ConnectionId != second.ConnectionId || first.Sequence != 1 || second.Sequence != 2 {
+		t.Fatalf("connection ids/sequences: %q/%d %q/%d", first.ConnectionId, first.Sequence, second.ConnectionId, second.Sequence)
+	}
+	req := first.Request
+	if req.Method != "POST" || req.Url != "/pay/ments?x=1&y=%C3%A9" || req.Host != "shop.example" || string(req.Body) != body || req.BodyTruncated || req.BodySize != int64(len(body)) {
+		t.Fatalf("request: %+v", req)
+	}
+	var hs []string
+	for _, h := range req.Headers {
+		hs = append(hs, h.Name+"="+h.Value)
+	}
+	wantHs := []string{"X-Zeta=z", "Content-Type=application/json", "Accept=*/*", "X-Alpha=a1", "X-Alpha=a2", fmt.Sprintf("Content-Length=%d", len(body))}
+	if strings.Join(hs, ",") != strings.Join(wantHs, ",") {
+		t.Fatalf("headers in order: got %v, want %v", hs, wantHs)
+	}
+	resp := first.Response
+	if resp.Status != 201 || !strings.HasPrefix(string(resp.Body), "primary saw POST") || resp.LatencyNs <= 0 {
+		t.Fatalf("response: %+v", resp)
+	}
+	found := false
+	for _, h := range resp.Headers {
+		found = found || (h.Name == "X-Primary" && h.Value == "yes")
+	}
+	if !found {
+		t.Fatalf("response headers lack X-Primary: %v", resp.Headers)
+	}
+	if first.Id == "" || first.Id == second.Id || first.Service != "payments" || first.Source != mlv1.Source_SOURCE_PROXY || first.Collector != "c1" || first.CaptureTimeNs == 0 {
+		t.Fatalf("envelope: %+v", first)
+	}
+	if got := testutil.ToFloat64(r.metrics.Captured); got != 2 {
+		t.Fatalf("captured_total = %v, want 2", got)
+	}
+}
+
+func TestProxyBodyLimit(t *testing.T) {
+	brokers := embedded(t, "trunc")
+	r := startProxy(t, brokers, "trunc", []Option{WithBodyLimit(10)})
+	resp, err := http.Post("http://"+r.addr+"/big", "text/plain", strings.NewReader(strings.Repeat("x", 100)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(got) != "primary saw POST /big 100 bytes" {
+		t.Fatalf("primary must get the whole body: %q", got)
+	}
+	ex := kafkatest.ReadExchanges(t, r.brokers, broker.Topic(broker.Raw, "trunc"), 1, 10*time.Second)[0]
+	if string(ex.Request.Body) != "xxxxxxxxxx" || !ex.Request.BodyTruncated || ex.Request.BodySize != 100 {
+		t.Fatalf("request body: %q truncated=%v size=%d", ex.Request.Body, ex.Request.BodyTruncated, ex.Request.BodySize)
+	}
+	if len(ex.Response.Body) != 10 || !ex.Response.BodyTruncated || ex.Response.BodySize != int64(len(got)) {
+		t.Fatalf("response body: %q truncated=%v size=%d", ex.Response.Body, ex.Response.BodyTruncated, ex.Response.BodySize)
+	}
+}
+
+// With Kafka unreachable the primary keeps answering every request at once and
+// captures beyond the bounded queue are dropped and counted.
+func TestProxyKafkaDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	r := startProxy(t, []string{dead}, "down", nil, kgo.MaxBufferedRecords(10))
+	const n = 200
+	client := &http.Client{Timeout: 5 * time.Second}
+	for i := 0; i < n; i++ {
+		resp, err := client.Get(fmt.Sprintf("http://%s/item/%d", r.addr, i))
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("request %d: status %d", i, resp.StatusCode)
+		}
+	}
+	dropped := r.metrics.Dropped.WithLabelValues(collector.DropQueueFull)
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(dropped) < n-10 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // promises are delivered asynchronously
+	}
+	if got := testutil.ToFloat64(dropped); got != n-10 {
+		t.Fatalf("dropped{queue_full} = %v, want %d", got, n-10)
+	}
+	if got := testutil.ToFloat64(r.metrics.Captured); got != n {
+		t.Fatalf("captured = %v, want %d", got, n)
+	}
+}
+
+func TestFilter(t *testing.T) {
+	half := 0.5
+	routes := []Route{
+		{PathPrefix: "/api/", Methods: []string{"get", "POST"}, Headers: map[string]string{"X-Env": "prod|staging"}},
+		{PathPrefix: "/half", Sample: &half},
+	}
+	f, err := NewFilter(1, routes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := []float64{0.2, 0.7}
+	f.rand = func() float64 { v := seq[0]; seq = seq[1:]; return v }
+	tests := []struct {
+		method, path, env string
+		want              Decision
+	}{
+		{"GET", "/api/x", "prod", Capture},
+		{"POST", "/api/x", "staging", Capture},
+		{"DELETE", "/api/x", "prod", SkipFiltered},
+		{"GET", "/api/x", "production", SkipFiltered},
+		{"GET", "/api/x", "", SkipFiltered},
+		{"GET", "/other", "prod", SkipFiltered},
+		{"GET", "/half/1", "", Capture},     // rand 0.2 < 0.5
+		{"GET", "/half/2", "", SkipSampled}, // rand 0.7 >= 0.5
+	}
+	for _, tc := range tests {
+		r := httptest.NewRequest(tc.method, tc.path, nil)
+		if tc.env != "" {
+			r.Header.Set("X-Env", tc.env)
+		}
+		if got := f.Match(r); got != tc.want {
+			t.Errorf("%s %s env=%q: got %v, want %v", tc.method, tc.path, tc.env, got, tc.want)
+		}
+	}
+	for _, bad := range []struct {
+		sample float64
+		routes []Route
+	}{
+		{1.5, nil},
+		{1, []Route{{Headers: map[string]string{"A": "("}}}},
+		{1, []Route{{Sample: new(float64(-1))}}},
+	} {
+		if _, err := NewFilter(bad.sample, bad.routes); err == nil {
+			t.Errorf("NewFilter(%v, %+v): want error", bad.sample, bad.routes)
+		}
+	}
+}
+
+func TestSampleFraction(t *testing.T) {
+	f, err := NewFilter(0.5, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	f.rand = func() float64 { i++; return float64(i%100) / 100 }
+	captured := 0
+	for j := 0; j < 1000; j++ {
+		if f.Match(httptest.NewRequest("GET", "/", nil)) == Capture {
+			captured++
+		}
+	}
+	if captured != 500 {
+		t.Fatalf("captured %d of 1000 at 0.5", captured)
+	}
+}

@@ -1,0 +1,137 @@
+// Package kafkatest gives integration tests a real Apache Kafka broker: the one
+// named by KAFKA_BROKERS, or else the project's own KRaft broker started on
+// loopback by test/kafka/start (which fetches the jars from Maven Central once and
+// caches them). It also creates fresh, uniquely named services per test.
+package kafkatest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mirrorline/mirrorline/broker"
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
+
+var (
+	once    sync.Once
+	brokers []string
+	initErr string
+)
+
+// Brokers returns the bootstrap brokers of a real Kafka, starting the project's
+// broker if KAFKA_BROKERS is not set. It fails the test if none can be had.
+func Brokers(t testing.TB) []string {
+	t.Helper()
+	once.Do(func() {
+		if v := os.Getenv("KAFKA_BROKERS"); v != "" {
+			for _, b := range strings.Split(v, ",") {
+				if b = strings.TrimSpace(b); b != "" {
+					brokers = append(brokers, b)
+				}
+			}
+			return
+		}
+		_, file, _, _ := runtime.Caller(0)
+		script := filepath.Join(filepath.Dir(file), "..", "kafka", "start")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, script).Output()
+		if err != nil {
+			msg := err.Error()
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				msg += ": " + string(ee.Stderr)
+			}
+			initErr = "start Kafka with " + script + ": " + msg
+			return
+		}
+		brokers = []string{strings.TrimSpace(string(out))}
+	})
+	if initErr != "" {
+		t.Fatal(initErr)
+	}
+	return brokers
+}
+
+// Config returns a broker.Config for the test broker.
+func Config(t testing.TB) broker.Config {
+	return broker.Config{Brokers: Brokers(t), ClientID: "mirrorline-test"}
+}
+
+var unsafeChars = regexp.MustCompile(`[^a-zA-Z0-9_-]+`)
+
+// Service returns a fresh service name for t and creates its topics with
+// partitions partitions on the test broker.
+func Service(t testing.TB, partitions int32) string {
+	t.Helper()
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	name := unsafeChars.ReplaceAllString(t.Name(), "-")
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	svc := strings.Trim(name, "-_") + "-" + hex.EncodeToString(rnd[:])
+	cl := Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := broker.CreateTopics(ctx, kadm.NewClient(cl), svc, broker.TopicSpec{Partitions: partitions, Replication: 1}); err != nil {
+		t.Fatalf("create topics for %s: %v", svc, err)
+	}
+	return svc
+}
+
+// Client returns a plain client of the test broker, closed when t ends.
+func Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := broker.NewClient(Config(t), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// ReadExchanges reads n exchanges from topic (from its start) within timeout and
+// fails the test if fewer arrive or one does not decode.
+func ReadExchanges(t testing.TB, brokers []string, topic string, n int, timeout time.Duration) []*mlv1.Exchange {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out []*mlv1.Exchange
+	for len(out) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %s: got %d of %d exchanges within %s", topic, len(out), n, timeout)
+		}
+		fs.EachError(func(tp string, p int32, err error) { t.Logf("fetch %s/%d: %v", tp, p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			ex := &mlv1.Exchange{}
+			if err := proto.Unmarshal(r.Value, ex); err != nil {
+				t.Errorf("record %s/%d@%d does not decode: %v", r.Topic, r.Partition, r.Offset, err)
+				return
+			}
+			out = append(out, ex)
+		})
+	}
+	return out
+}
