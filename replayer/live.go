@@ -104,6 +104,9 @@ func NewLive(cl Client, s *Sender, service string, opts ...LiveOpt) *Live {
 
 // Run replays until ctx ends. It returns nil on cancellation.
 func (l *Live) Run(ctx context.Context) error {
+	// With BlockRebalanceOnPoll a poll blocks rebalances (and leaving the group on
+	// close) until AllowRebalance; never return holding that block.
+	defer l.cl.AllowRebalance()
 	for {
 		fs := l.cl.PollRecords(ctx, 500)
 		if ctx.Err() != nil || fs.IsClientClosed() {
@@ -125,7 +128,6 @@ func (l *Live) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				// Requests may have been cut short; leave these records uncommitted
 				// so that the next replayer of the group sends them again.
-				l.cl.AllowRebalance()
 				l.commit()
 				return nil
 			}
