@@ -18,7 +18,7 @@ import (
 type Config struct {
 	// Brokers are the seed brokers, host:port. Empty means "use the embedded broker"
 	// for `mirrorline up` and is an error elsewhere.
-	Brokers []string `yaml:"brokers"`
+	Brokers []string   `yaml:"brokers"`
 	TLS     TLSConfig  `yaml:"tls"`
 	SASL    SASLConfig `yaml:"sasl"`
 	// ClientID is sent to the brokers; defaults to "mirrorline".

@@ -89,7 +89,7 @@ func CreateTopics(ctx context.Context, adm *kadm.Client, service string, spec To
 		}
 		ms := strconv.FormatInt(ret.Milliseconds(), 10)
 		cfg := map[string]*string{
-			"retention.ms":        &ms,
+			"retention.ms":           &ms,
 			"message.timestamp.type": ptr("CreateTime"),
 		}
 		if spec.Replication > 1 {

@@ -94,4 +94,3 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 	)
 	return l, cl, nil
 }
-

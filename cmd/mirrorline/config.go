@@ -38,8 +38,8 @@ type EmbeddedConfig struct {
 
 // TopicsConfig is how `topics create` and `up` create topics.
 type TopicsConfig struct {
-	Partitions  int32                   `yaml:"partitions"`
-	Replication int16                   `yaml:"replication"`
+	Partitions  int32                    `yaml:"partitions"`
+	Replication int16                    `yaml:"replication"`
 	Retention   map[string]time.Duration `yaml:"retention"`
 }
 
