@@ -88,8 +88,7 @@ func DefaultGroup(service string) string { return "mirrorline-replay-" + service
 // NewLive returns a live replayer reading through cl (already subscribed, see
 // LiveClientOpts) and sending with s.
 func NewLive(cl Client, s *Sender, service string, opts ...LiveOpt) *Live {
-	host, _ := os.Hostname()
-	l := &Live{cl: cl, sender: s, service: service, shadow: broker.Topic(broker.Shadow, service), conc: 16, log: hclog.NewNullLogger(), job: "live", instance: host}
+	l := &Live{cl: cl, sender: s, service: service, shadow: broker.Topic(broker.Shadow, service), conc: 16, log: hclog.NewNullLogger(), job: "live", instance: DefaultInstance()}
 	for _, o := range opts {
 		o(l)
 	}
@@ -219,6 +218,12 @@ func (l *Live) replay(ctx context.Context, r *kgo.Record, fetched time.Time) {
 			l.log.Warn("publish shadow response", "topic", l.shadow, "error", err)
 		}
 	})
+}
+
+// DefaultInstance names this replayer process: host name and process id.
+func DefaultInstance() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }
 
 // ShadowRecord is the mirror.shadow.<service> record for a replay of ex: the

@@ -46,9 +46,10 @@ are published to mirror.shadow.SERVICE.`,
 	f.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
 	f.StringVar(&a.cfg.Replay.Target, "target", a.cfg.Replay.Target, "base URL of the shadow deployment")
 	f.IntVar(&a.cfg.Replay.Concurrency, "concurrency", a.cfg.Replay.Concurrency, "requests in flight at most (one connection's requests stay in order)")
+	f.StringVar(&a.cfg.Replay.Instance, "instance", a.cfg.Replay.Instance, "name of this replayer in shadow records (default HOST-PID)")
 	f.StringVar(&a.cfg.Replay.Group, "group", a.cfg.Replay.Group, "consumer group (default mirrorline-replay-SERVICE)")
 	f.StringVar(&a.cfg.Replay.Topic, "topic", a.cfg.Replay.Topic, "topic to consume (default mirror.clean.SERVICE)")
-	f.StringVar(&a.cfg.Replay.Start, "start", a.cfg.Replay.Start, "where a new group starts: latest or earliest")
+	f.StringVar(&a.cfg.Replay.Start, "start", a.cfg.Replay.Start, "where a new group starts: latest (default) or earliest")
 	f.DurationVar(&a.cfg.Replay.Timeout, "timeout", a.cfg.Replay.Timeout, "timeout of each request to the target")
 	f.BoolVar(&a.cfg.Replay.KeepHost, "keep-host", a.cfg.Replay.KeepHost, "send the captured Host header instead of the target's")
 	f.Int64Var(&a.cfg.Replay.BodyLimit, "body-limit", a.cfg.Replay.BodyLimit, "response body bytes recorded per shadow response")
@@ -70,11 +71,14 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 	}
 	var fromStart bool
 	switch rc.Start {
-	case "latest":
+	case "latest", "":
 	case "earliest":
 		fromStart = true
 	default:
 		return nil, nil, usagef("start: %q is not latest or earliest", rc.Start)
+	}
+	if rc.Instance == "" {
+		rc.Instance = replayer.DefaultInstance()
 	}
 	if rc.Concurrency <= 0 {
 		return nil, nil, usagef("concurrency: must be positive, got %d", rc.Concurrency)
@@ -91,6 +95,7 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 		replayer.Concurrency(rc.Concurrency),
 		replayer.WithMetrics(replayer.NewMetrics(tel.Registry)),
 		replayer.WithLogger(a.log.Named("replay")),
+		replayer.Job("live", rc.Instance),
 	)
 	return l, cl, nil
 }

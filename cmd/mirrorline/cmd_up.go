@@ -1,5 +1,104 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"net"
 
-func (a *app) upCmd() *cobra.Command { return &cobra.Command{Use: "up"} }
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/telemetry"
+)
+
+func (a *app) upCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "up",
+		Short: "Run the whole pipeline in one process (embedded broker unless brokers are set)",
+		Long: `Run every configured stage of one service in this process: the proxy collector
+(proxy.primary set), the redactor, and the live replayer (replay.target set), with
+one /metrics endpoint. Without brokers, an embedded Kafka-protocol broker
+(franz-go kfake) listens on embedded.addr, so other mirrorline commands and Kafka
+tools can connect to it. The topics are created when missing.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := a.requireService("service"); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if len(a.cfg.Kafka.Brokers) == 0 {
+				var opts []broker.EmbeddedOpt
+				opts = append(opts, broker.EmbeddedAddr(a.cfg.Embedded.Addr))
+				if a.cfg.Embedded.DataDir != "" {
+					opts = append(opts, broker.EmbeddedDataDir(a.cfg.Embedded.DataDir))
+				}
+				e, err := broker.StartEmbedded(opts...)
+				if err != nil {
+					return err
+				}
+				defer e.Close()
+				a.cfg.Kafka.Brokers = e.Addrs()
+				a.log.Info("embedded broker", "addr", e.Addrs()[0])
+			}
+			if err := a.ensureTopics(ctx); err != nil {
+				return err
+			}
+			tel := telemetry.NewServer()
+			var stages []func(context.Context) error
+
+			if a.cfg.Proxy.Primary != "" {
+				p, cl, err := a.newProxy(tel)
+				if err != nil {
+					return err
+				}
+				defer closeClient(cl)
+				ln, err := net.Listen("tcp", a.cfg.Proxy.Listen)
+				if err != nil {
+					return usagef("proxy.listen %s: %v", a.cfg.Proxy.Listen, err)
+				}
+				a.log.Info("proxy listening", "addr", ln.Addr().String(), "primary", a.cfg.Proxy.Primary)
+				stages = append(stages, func(ctx context.Context) error { return p.Serve(ctx, ln) })
+			}
+
+			rp, sess, err := a.newRedactor(tel)
+			if err != nil {
+				return err
+			}
+			defer sess.Close()
+			tel.AddCheck("kafka", kafkaCheck(sess.Client()))
+			stages = append(stages, rp.Run)
+
+			if a.cfg.Replay.Target != "" {
+				if a.cfg.Replay.Start == "" {
+					a.cfg.Replay.Start = "earliest"
+				}
+				l, cl, err := a.newLiveReplayer(tel)
+				if err != nil {
+					return err
+				}
+				defer cl.Close()
+				a.log.Info("live replay", "target", a.cfg.Replay.Target, "group", a.cfg.Replay.Group)
+				stages = append(stages, l.Run)
+			}
+			a.log.Info("pipeline up", "service", a.cfg.Service, "brokers", a.cfg.Kafka.Brokers)
+			return a.runAll(ctx, tel, stages...)
+		},
+	}
+	c.Flags().StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
+	return c
+}
+
+// ensureTopics creates the service's topics when missing.
+func (a *app) ensureTopics(ctx context.Context) error {
+	spec, err := a.topicSpec(nil)
+	if err != nil {
+		return err
+	}
+	cl, err := broker.NewClient(a.cfg.Kafka)
+	if err != nil {
+		return usageError{err}
+	}
+	defer cl.Close()
+	_, err = broker.CreateTopics(ctx, kadm.NewClient(cl), a.cfg.Service, spec)
+	return err
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/collector/proxy"
+	"github.com/mirrorline/mirrorline/redactor"
 )
 
 // Config is the YAML file given with -c. Every command reads the sections it
@@ -28,6 +29,17 @@ type Config struct {
 	Topics      TopicsConfig   `yaml:"topics"`
 	Proxy       ProxyConfig    `yaml:"proxy"`
 	Replay      ReplayConfig   `yaml:"replay"`
+	Redact      RedactConfig   `yaml:"redact"`
+}
+
+// RedactConfig configures the redactor: its Kafka session and the rules
+// (layered over the built-in safe defaults, see docs/redaction.md).
+type RedactConfig struct {
+	Group           string          `yaml:"group"`
+	TransactionalID string          `yaml:"transactional_id"`
+	OnFailure       string          `yaml:"on_failure"`
+	Batch           int             `yaml:"batch"`
+	Rules           redactor.Config `yaml:"rules"`
 }
 
 // EmbeddedConfig configures the in-process broker of `mirrorline up`.
@@ -61,6 +73,7 @@ type ReplayConfig struct {
 	Target      string        `yaml:"target"`
 	Concurrency int           `yaml:"concurrency"`
 	Group       string        `yaml:"group"`
+	Instance    string        `yaml:"instance"`
 	Topic       string        `yaml:"topic"`
 	Start       string        `yaml:"start"`
 	Timeout     time.Duration `yaml:"timeout"`

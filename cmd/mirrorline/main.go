@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/redactor"
 )
 
 func main() {
@@ -62,7 +63,8 @@ func defaultConfig() Config {
 			QueueRecords: 10000,
 			QueueBytes:   64 << 20,
 		},
-		Replay: ReplayConfig{Concurrency: 16, Start: "latest", Timeout: 10_000_000_000, BodyLimit: 1 << 20},
+		Redact: RedactConfig{OnFailure: string(redactor.Quarantine), Batch: 1000},
+		Replay: ReplayConfig{Concurrency: 16, Timeout: 10_000_000_000, BodyLimit: 1 << 20},
 	}
 }
 
@@ -108,7 +110,7 @@ func newRoot(args []string) (*cobra.Command, error) {
 	pf.StringVar(&a.cfg.LogLevel, "log-level", a.cfg.LogLevel, "trace, debug, info, warn or error")
 	pf.BoolVar(&a.cfg.LogJSON, "log-json", a.cfg.LogJSON, "log as JSON lines")
 
-	root.AddCommand(a.proxyCmd(), a.replayCmd(), a.topicsCmd(), a.upCmd())
+	root.AddCommand(a.proxyCmd(), a.replayCmd(), a.topicsCmd(), a.redactCmd(), a.upCmd())
 	return root, nil
 }
 

@@ -1,0 +1,56 @@
+# mirrorline: `make demo` and `make test` are all a fresh machine needs.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := .bin
+PROTOC_GEN_GO_VERSION := v1.36.12
+
+.PHONY: all build demo test test-unit test-e2e bench lint proto kafka-start kafka-stop clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/mirrorline ./cmd/mirrorline
+	$(GO) build -o $(BIN)/payments ./test/demo/payments
+	$(GO) build -o $(BIN)/load ./test/demo/load
+
+## demo: the whole pipeline in one process on the embedded broker, in front of the bundled demo services
+demo: build
+	BIN=$(BIN) test/demo/run
+
+## test: unit tests, then integration and end-to-end tests against a real Apache Kafka (KRaft)
+## broker: KAFKA_BROKERS if set, else the project's own broker (test/kafka/start).
+test: lint
+	@set -euo pipefail; \
+	if [ -z "$${KAFKA_BROKERS:-}" ]; then \
+		KAFKA_BROKERS=$$(test/kafka/start); started=1; \
+	else started=0; fi; \
+	export KAFKA_BROKERS; echo "make test: Kafka at $$KAFKA_BROKERS"; \
+	rc=0; $(GO) test -count=1 -timeout 12m ./... || rc=$$?; \
+	if [ "$$started" = 1 ]; then test/kafka/stop; fi; \
+	exit $$rc
+
+## test-unit: the tests that need no Kafka broker
+test-unit:
+	$(GO) test -count=1 ./broker/... ./collector/... ./redactor/... ./replayer/... ./telemetry/... ./cmd/... ./test/demo/...
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./redactor/... ./collector/...
+
+## proto: regenerate proto/mirrorline/v1/*.pb.go (needs protoc: apt-get install protobuf-compiler)
+proto:
+	GOBIN=$(CURDIR)/$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	PATH=$(CURDIR)/$(BIN):$$PATH protoc --go_out=. --go_opt=paths=source_relative proto/mirrorline/v1/*.proto
+
+kafka-start:
+	@test/kafka/start
+
+kafka-stop:
+	@test/kafka/stop
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/mirrorline/mirrorline/redactor"
+	"github.com/mirrorline/mirrorline/telemetry"
+)
+
+func (a *app) redactCmd() *cobra.Command {
+	var rulesFile string
+	c := &cobra.Command{
+		Use:   "redact",
+		Short: "Scrub personal data: mirror.raw.SERVICE -> mirror.clean.SERVICE, exactly once",
+		Long: `Consume mirror.raw.SERVICE, scrub personal data with the configured rules and
+publish to mirror.clean.SERVICE in Kafka transactions (exactly once). A record that
+cannot be scrubbed safely goes to mirror.quarantine.SERVICE without bodies, or is
+dropped (--on-failure drop). Rules: the redact.rules section of -c FILE, or
+--rules FILE; see docs/redaction.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := a.requireService("service"); err != nil {
+				return err
+			}
+			if err := a.requireBrokers(); err != nil {
+				return err
+			}
+			if rulesFile != "" {
+				rc, err := redactor.LoadConfig(rulesFile)
+				if err != nil {
+					return usageError{err}
+				}
+				a.cfg.Redact.Rules = rc
+			}
+			tel := telemetry.NewServer()
+			p, sess, err := a.newRedactor(tel)
+			if err != nil {
+				return err
+			}
+			defer sess.Close()
+			tel.AddCheck("kafka", kafkaCheck(sess.Client()))
+			a.log.Info("redacting", "service", a.cfg.Service, "group", a.cfg.Redact.Group, "transactional_id", a.cfg.Redact.TransactionalID)
+			return a.runAll(cmd.Context(), tel, p.Run)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
+	f.StringVar(&rulesFile, "rules", "", "YAML file of redaction rules (layered over the safe defaults)")
+	f.StringVar(&a.cfg.Redact.Group, "group", a.cfg.Redact.Group, "consumer group (default mirrorline-redact-SERVICE)")
+	f.StringVar(&a.cfg.Redact.TransactionalID, "transactional-id", a.cfg.Redact.TransactionalID, "Kafka transactional id, stable per instance (default mirrorline-redact-SERVICE-HOSTNAME)")
+	f.StringVar(&a.cfg.Redact.OnFailure, "on-failure", a.cfg.Redact.OnFailure, "what to do with a record that cannot be scrubbed: quarantine or drop")
+	f.IntVar(&a.cfg.Redact.Batch, "batch", a.cfg.Redact.Batch, "records per transaction at most")
+	return c
+}
+
+// newRedactor builds the redactor stage and its transactional session.
+func (a *app) newRedactor(tel *telemetry.Server) (*redactor.Processor, *kgo.GroupTransactSession, error) {
+	rc := &a.cfg.Redact
+	if rc.Group == "" {
+		rc.Group = redactor.DefaultGroup(a.cfg.Service)
+	}
+	if rc.TransactionalID == "" {
+		host, _ := os.Hostname()
+		rc.TransactionalID = fmt.Sprintf("mirrorline-redact-%s-%s", a.cfg.Service, host)
+	}
+	if rc.Batch <= 0 {
+		return nil, nil, usagef("redact.batch: must be positive, got %d", rc.Batch)
+	}
+	engine, err := redactor.NewEngine(rc.Rules)
+	if err != nil {
+		return nil, nil, usagef("redact.rules: %v", err)
+	}
+	opts, err := a.cfg.Kafka.Opts()
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	sess, err := kgo.NewGroupTransactSession(append(opts, redactor.SessionOpts(a.cfg.Service, rc.Group, rc.TransactionalID)...)...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("redactor kafka session: %w", err)
+	}
+	p, err := redactor.NewProcessor(sess, engine, a.cfg.Service,
+		redactor.WithOnFailure(redactor.OnFailure(rc.OnFailure)),
+		redactor.WithBatch(rc.Batch),
+		redactor.WithMetrics(redactor.NewMetrics(tel.Registry)),
+		redactor.WithLogger(a.log.Named("redact")),
+	)
+	if err != nil {
+		sess.Close()
+		return nil, nil, usagef("redact.%v", err)
+	}
+	return p, sess, nil
+}

@@ -1,0 +1,696 @@
+package redactor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode/utf8"
+	"unsafe"
+
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
+
+// ErrUnparseable is wrapped by Redact's error when a body cannot be parsed as
+// its declared content type, a compressed body cannot be decoded, or a
+// structured body was truncated at capture (with on_truncated: fail).
+var ErrUnparseable = errors.New("body cannot be parsed; record fails closed")
+
+// minKeyLen is the shortest accepted HMAC key.
+const minKeyLen = 16
+
+// maxJSONDepth bounds the nesting of JSON bodies.
+const maxJSONDepth = 10000
+
+// Option configures NewEngine.
+type Option func(*options)
+
+type options struct {
+	key []byte
+}
+
+// WithHashKey sets the HMAC key of hash and fake actions, overriding
+// hash_key_file and hash_key_env. It must be at least 16 bytes long.
+func WithHashKey(key []byte) Option {
+	return func(o *options) { o.key = append([]byte(nil), key...) }
+}
+
+// Result tells what Redact did.
+type Result struct {
+	// Rules lists the names of the rules that fired, sorted and without
+	// duplicates. Names come from configuration only ("header:authorization",
+	// "json:**.password", "detector:email", "body:binary", ...), never from
+	// payload data, so they are safe as metric labels.
+	Rules []string
+	// Redactions counts the values each rule redacted; nil when none fired.
+	Redactions map[string]int
+}
+
+// Directions, as bits.
+const (
+	dirRequest  uint8 = 1
+	dirResponse uint8 = 2
+)
+
+// rule is a compiled Rule.
+type rule struct {
+	act   act
+	fake  fakeKind
+	name  string
+	on    uint8 // directions (headers only)
+	score int   // specificity: the most specific matching rule wins
+}
+
+// better reports whether r should win over o (o may be nil).
+func (r *rule) better(o *rule) bool {
+	if o == nil {
+		return true
+	}
+	if r.score != o.score {
+		return r.score > o.score
+	}
+	return r.act.strength() > o.act.strength()
+}
+
+// Engine applies a redaction configuration to exchanges. It is immutable
+// after NewEngine and safe for concurrent use.
+type Engine struct {
+	keyed       *keyed
+	det         detectors
+	detAll      detectors // every detector, to pick a fake generator
+	detRule     [numKinds]rule
+	headers     nameRules
+	form        nameRules
+	query       nameRules
+	json        pathRules
+	binaryDrop  bool
+	truncDrop   bool
+	scanHeaders bool
+	maxDecoded  int64
+	pool        sync.Pool
+}
+
+// NewEngine compiles cfg, layered over DefaultConfig unless cfg.Defaults is
+// false. It fails, naming the key, on an unknown action, detector or policy, an
+// invalid path or header pattern, or when a hash or fake action is used and no
+// HMAC key of at least 16 bytes is available (WithHashKey, then hash_key_file,
+// then the variable named by hash_key_env).
+func NewEngine(cfg Config, opts ...Option) (*Engine, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if cfg.Defaults == nil || *cfg.Defaults {
+		cfg = mergeConfig(DefaultConfig(), cfg)
+	}
+	e := &Engine{scanHeaders: true, maxDecoded: DefaultMaxDecodedBytes}
+	switch cfg.Binary {
+	case "", BinaryDrop:
+		e.binaryDrop = true
+	case BinaryPass:
+	default:
+		return nil, fmt.Errorf("binary: %q is not one of drop, pass", cfg.Binary)
+	}
+	switch cfg.OnTruncated {
+	case "", TruncatedFail:
+	case TruncatedDrop:
+		e.truncDrop = true
+	default:
+		return nil, fmt.Errorf("on_truncated: %q is not one of fail, drop", cfg.OnTruncated)
+	}
+	if cfg.ScanHeaders != nil {
+		e.scanHeaders = *cfg.ScanHeaders
+	}
+	if cfg.MaxDecodedBytes < 0 {
+		return nil, fmt.Errorf("max_decoded_bytes: %d is negative", cfg.MaxDecodedBytes)
+	}
+	if cfg.MaxDecodedBytes > 0 {
+		e.maxDecoded = cfg.MaxDecodedBytes
+	}
+
+	var keyUser string // first key of the config that needs the HMAC key
+	need := func(section, key string, r rule) {
+		if keyUser == "" && (r.act == actHash || r.act == actFake) {
+			keyUser = fmt.Sprintf("%s[%q]", section, key)
+		}
+	}
+	var err error
+	if e.headers, err = compileNameRules("headers", "header:", cfg.Headers, true, need); err != nil {
+		return nil, err
+	}
+	if e.form, err = compileNameRules("form_fields", "form:", cfg.FormFields, false, need); err != nil {
+		return nil, err
+	}
+	if e.query, err = compileNameRules("query_params", "query:", cfg.QueryParams, false, need); err != nil {
+		return nil, err
+	}
+	if e.json, err = compilePathRules(cfg.JSONFields, need); err != nil {
+		return nil, err
+	}
+	for k := range numKinds {
+		e.detAll.on[k] = true
+		e.det.on[k] = true
+		e.detRule[k] = rule{act: actMask, name: "detector:" + k.String()}
+	}
+	for _, name := range sortedKeys(cfg.Detectors) {
+		k, ok := kindByName(name)
+		if !ok {
+			return nil, fmt.Errorf("detectors[%q]: unknown detector (known: %s)", name, strings.Join(kindNames[:], ", "))
+		}
+		r := cfg.Detectors[name]
+		a, ok := parseAction(r.Action)
+		if !ok {
+			return nil, fmt.Errorf("detectors[%q].action: unknown action %q", name, r.Action)
+		}
+		if r.On != "" || r.Kind != "" {
+			return nil, fmt.Errorf("detectors[%q]: on and kind are not valid for a detector", name)
+		}
+		if a == actNone || a == actKeep {
+			e.det.on[k] = false
+			continue
+		}
+		cr := rule{act: a, fake: fakeKind(k), name: "detector:" + name}
+		if r.Name != "" {
+			cr.name = r.Name
+		}
+		e.detRule[k] = cr
+		need("detectors", name, cr)
+	}
+
+	key := o.key
+	var keySrc string
+	switch {
+	case key != nil:
+		keySrc = "WithHashKey"
+	case cfg.HashKeyFile != "":
+		keySrc = "hash_key_file"
+		b, err := os.ReadFile(cfg.HashKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("hash_key_file: %w", err)
+		}
+		key = []byte(strings.TrimSpace(string(b)))
+	default:
+		env := cfg.HashKeyEnv
+		if env == "" {
+			env = DefaultHashKeyEnv
+		}
+		keySrc = "hash_key_env"
+		if v := os.Getenv(env); v != "" {
+			key = []byte(v)
+		} else if keyUser != "" {
+			return nil, fmt.Errorf("hash_key_env: environment variable %s is empty but %s uses a hash or fake action", env, keyUser)
+		}
+	}
+	if len(key) > 0 || keyUser != "" {
+		if len(key) < minKeyLen {
+			return nil, fmt.Errorf("%s: HMAC key is %d bytes, need at least %d", keySrc, len(key), minKeyLen)
+		}
+		e.keyed = newKeyed(key)
+	}
+	e.pool.New = func() any { return &state{e: e} }
+	return e, nil
+}
+
+// state is the scratch of one Redact call.
+type state struct {
+	e       *Engine
+	counts  map[string]int
+	spans   []span
+	prot    []span // scrubString: replacements of the current pass
+	prot2   []span
+	scratch []byte
+	jstates []pstate
+}
+
+func (st *state) hit(name string, n int) {
+	if n <= 0 {
+		return
+	}
+	if st.counts == nil {
+		st.counts = make(map[string]int, 4)
+	}
+	st.counts[name] += n
+}
+
+// Redact scrubs ex in place: the request URL (path, query, userinfo), the
+// request and response headers, the request and response bodies (decoded and
+// re-encoded when compressed; Content-Length updated), the client address
+// and the response error text. It also sets ex.Redactions to Result.Rules.
+//
+// A non-nil error means fail closed: ex has still had its URL, headers and
+// addresses scrubbed, and both bodies have been removed. The error wraps
+// ErrUnparseable when a body could not be parsed, and its text never contains
+// payload bytes.
+func (e *Engine) Redact(ex *mlv1.Exchange) (Result, error) {
+	if ex == nil {
+		return Result{}, nil
+	}
+	st := e.pool.Get().(*state)
+	st.counts = nil
+	defer e.pool.Put(st)
+
+	req, resp := ex.GetRequest(), ex.GetResponse()
+	var reqCT, reqCE, respCT, respCE string
+	if req != nil {
+		reqCT, reqCE = contentHeaders(req.Headers)
+		req.Url = st.scrubURL(req.Url)
+		req.Headers = st.scrubHeaders(req.Headers, dirRequest)
+		req.RemoteAddr = st.scrubAddr(req.RemoteAddr)
+	}
+	if resp != nil {
+		respCT, respCE = contentHeaders(resp.Headers)
+		resp.Headers = st.scrubHeaders(resp.Headers, dirResponse)
+		if resp.Error != "" {
+			if v, ok := st.scrubString(resp.Error); ok {
+				resp.Error = v
+			}
+		}
+	}
+	var err error
+	if req != nil && len(req.Body) > 0 {
+		var body []byte
+		var changed bool
+		body, changed, err = st.scrubBody(req.Body, req.BodyTruncated, reqCT, reqCE)
+		if err != nil {
+			err = fmt.Errorf("redact request body: %w", err)
+		} else if changed {
+			setBody(&req.Body, &req.Headers, &req.BodySize, req.BodyTruncated, body)
+		}
+	}
+	if err == nil && resp != nil && len(resp.Body) > 0 {
+		var body []byte
+		var changed bool
+		body, changed, err = st.scrubBody(resp.Body, resp.BodyTruncated, respCT, respCE)
+		if err != nil {
+			err = fmt.Errorf("redact response body: %w", err)
+		} else if changed {
+			setBody(&resp.Body, &resp.Headers, &resp.BodySize, resp.BodyTruncated, body)
+		}
+	}
+	if err != nil {
+		if req != nil {
+			req.Body = nil
+		}
+		if resp != nil {
+			resp.Body = nil
+		}
+	}
+	res := Result{Redactions: st.counts}
+	if len(st.counts) > 0 {
+		res.Rules = make([]string, 0, len(st.counts))
+		for name := range st.counts {
+			res.Rules = append(res.Rules, name)
+		}
+		slices.Sort(res.Rules)
+		ex.Redactions = append(ex.Redactions[:0], res.Rules...)
+	}
+	st.counts = nil
+	return res, err
+}
+
+// setBody stores a scrubbed body and keeps Content-Length and body_size
+// consistent with it when the body is complete.
+func setBody(dst *[]byte, headers *[]*mlv1.Header, size *int64, truncated bool, body []byte) {
+	old := len(*dst)
+	*dst = body
+	if truncated {
+		return
+	}
+	if *size == int64(old) {
+		*size = int64(len(body))
+	}
+	for _, h := range *headers {
+		if asciiEqualFold(h.Name, "Content-Length") {
+			h.Value = strconv.Itoa(len(body))
+		}
+	}
+}
+
+// contentHeaders returns the first Content-Type and Content-Encoding values.
+func contentHeaders(hs []*mlv1.Header) (ct, ce string) {
+	var ctSeen, ceSeen bool
+	for _, h := range hs {
+		switch {
+		case !ctSeen && asciiEqualFold(h.Name, "Content-Type"):
+			ct, ctSeen = h.Value, true
+		case asciiEqualFold(h.Name, "Content-Encoding"):
+			if ceSeen {
+				ce += "," + h.Value
+			} else {
+				ce, ceSeen = h.Value, true
+			}
+		}
+	}
+	return ct, ce
+}
+
+// scrubString runs the detectors over s and applies their actions. It reports
+// whether s changed. A replacement can create a new finding (removing text
+// joins its neighbours; any replacement changes the word boundary next to
+// it), so the result is scanned again until nothing new is found; findings
+// lying entirely inside an earlier replacement (a fake or hash token) are
+// left alone. From the fourth pass on, new findings are masked, which
+// shrinks the text (every finding is at least 6 bytes) and so terminates.
+func (st *state) scrubString(s string) (string, bool) {
+	e := st.e
+	if len(s) < 6 || !e.det.any() {
+		return s, false
+	}
+	spans := e.det.find(s, st.spans[:0])
+	st.spans = spans[:0]
+	if len(spans) == 0 {
+		return s, false
+	}
+	prot := st.prot[:0] // replacements made so far, in s coordinates
+	for pass := 0; ; pass++ {
+		var b strings.Builder
+		b.Grow(len(s))
+		next := st.prot2[:0]
+		last, pi := 0, 0
+		// carry copies protected ranges lying before offset lim.
+		carry := func(lim int) {
+			for pi < len(prot) && prot[pi].end <= lim {
+				p := prot[pi]
+				if p.start >= last {
+					d := b.Len() - last
+					next = append(next, span{p.start + d, p.end + d, p.kind})
+				}
+				pi++
+			}
+		}
+		for _, sp := range spans {
+			carry(sp.start)
+			b.WriteString(s[last:sp.start])
+			for pi < len(prot) && prot[pi].start < sp.end {
+				pi++ // overlapped by this finding: no longer protected
+			}
+			r := &e.detRule[sp.kind]
+			a := r.act
+			if pass >= 3 {
+				a = actMask
+			}
+			repl := st.apply(a, fakeKind(sp.kind), s[sp.start:sp.end])
+			if repl != "" {
+				next = append(next, span{b.Len(), b.Len() + len(repl), sp.kind})
+			}
+			b.WriteString(repl)
+			st.hit(r.name, 1)
+			last = sp.end
+		}
+		carry(len(s) + 1)
+		b.WriteString(s[last:])
+		s = b.String()
+		prot, st.prot2 = next, prot
+		spans = e.det.find(s, st.spans[:0])
+		st.spans = spans[:0]
+		spans = unprotected(spans, prot)
+		if len(spans) == 0 {
+			st.prot = prot[:0]
+			return s, true
+		}
+	}
+}
+
+// unprotected drops the findings lying entirely inside a protected range;
+// both lists are sorted and non-overlapping.
+func unprotected(spans, prot []span) []span {
+	if len(prot) == 0 {
+		return spans
+	}
+	out, pi := spans[:0], 0
+	for _, sp := range spans {
+		for pi < len(prot) && prot[pi].end <= sp.start {
+			pi++
+		}
+		if pi < len(prot) && prot[pi].start <= sp.start && sp.end <= prot[pi].end {
+			continue
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+// apply performs a replacing action on v (remove gives "").
+func (st *state) apply(a act, kind fakeKind, v string) string {
+	switch a {
+	case actRemove:
+		return ""
+	case actHash:
+		if kind == kindAuto {
+			kind = st.wholeKind(v)
+		}
+		return st.e.keyed.hashToken(normalize(kind, v))
+	case actFake:
+		if kind == kindAuto {
+			kind = st.wholeKind(v)
+		}
+		return st.e.keyed.fake(kind, v)
+	}
+	return maskText
+}
+
+// wholeKind returns the detector kind matching all of v, else kindText.
+func (st *state) wholeKind(v string) fakeKind {
+	spans := st.e.detAll.find(v, st.spans[:0])
+	st.spans = spans[:0]
+	if len(spans) == 1 && spans[0].start == 0 && spans[0].end == len(v) {
+		return fakeKind(spans[0].kind)
+	}
+	return kindText
+}
+
+// applyRule applies a field or header rule to a whole value and counts it.
+func (st *state) applyRule(r *rule, v string) string {
+	st.hit(r.name, 1)
+	return st.apply(r.act, r.fake, v)
+}
+
+// scrubAddr scrubs a "host:port" client address with the detectors.
+func (st *state) scrubAddr(a string) string {
+	if a == "" {
+		return a
+	}
+	if v, ok := st.scrubString(a); ok {
+		return v
+	}
+	return a
+}
+
+// bodyKind is how a body is parsed.
+type bodyKind uint8
+
+const (
+	bodyUnknown bodyKind = iota
+	bodyJSON
+	bodyNDJSON
+	bodyForm
+	bodyMultipart
+	bodyText
+	bodyBinary
+)
+
+// classify maps a Content-Type to a body kind (bodyUnknown: sniff the bytes).
+func classify(ct string) bodyKind {
+	mt := ct
+	if i := strings.IndexByte(mt, ';'); i >= 0 {
+		mt = mt[:i]
+	}
+	mt = strings.TrimSpace(mt)
+	slash := strings.IndexByte(mt, '/')
+	if slash <= 0 {
+		return bodyUnknown
+	}
+	typ, sub := mt[:slash], mt[slash+1:]
+	suffix := ""
+	if p := strings.LastIndexByte(sub, '+'); p >= 0 {
+		suffix = sub[p+1:]
+	}
+	switch {
+	case asciiEqualFold(suffix, "json"):
+		return bodyJSON
+	case asciiEqualFold(suffix, "xml"):
+		return bodyText
+	}
+	switch {
+	case asciiEqualFold(typ, "application"):
+		switch {
+		case asciiEqualFold(sub, "json"):
+			return bodyJSON
+		case asciiEqualFold(sub, "x-ndjson"), asciiEqualFold(sub, "ndjson"),
+			asciiEqualFold(sub, "jsonl"), asciiEqualFold(sub, "x-jsonlines"), asciiEqualFold(sub, "jsonlines"):
+			return bodyNDJSON
+		case asciiEqualFold(sub, "x-www-form-urlencoded"):
+			return bodyForm
+		case asciiEqualFold(sub, "xml"), asciiEqualFold(sub, "javascript"), asciiEqualFold(sub, "ecmascript"),
+			asciiEqualFold(sub, "x-javascript"), asciiEqualFold(sub, "graphql"), asciiEqualFold(sub, "yaml"),
+			asciiEqualFold(sub, "x-yaml"), asciiEqualFold(sub, "csv"), asciiEqualFold(sub, "sql"),
+			asciiEqualFold(sub, "x-sh"), asciiEqualFold(sub, "toml"):
+			return bodyText
+		case asciiEqualFold(sub, "octet-stream"), asciiEqualFold(sub, "pdf"), asciiEqualFold(sub, "zip"),
+			asciiEqualFold(sub, "gzip"), asciiEqualFold(sub, "x-gzip"), asciiEqualFold(sub, "x-tar"),
+			asciiEqualFold(sub, "x-protobuf"), asciiEqualFold(sub, "protobuf"), asciiEqualFold(sub, "x-google-protobuf"),
+			asciiEqualFold(sub, "msgpack"), asciiEqualFold(sub, "x-msgpack"), asciiEqualFold(sub, "cbor"),
+			asciiEqualFold(sub, "wasm"), asciiEqualFold(sub, "avro"), asciiEqualFold(sub, "vnd.apache.avro+binary"),
+			strings.HasPrefix(strings.ToLower(sub), "grpc"):
+			return bodyBinary
+		}
+		return bodyUnknown
+	case asciiEqualFold(typ, "text"):
+		return bodyText
+	case asciiEqualFold(typ, "multipart"):
+		return bodyMultipart
+	case asciiEqualFold(typ, "image"), asciiEqualFold(typ, "audio"), asciiEqualFold(typ, "video"),
+		asciiEqualFold(typ, "font"):
+		return bodyBinary
+	}
+	return bodyUnknown
+}
+
+// sniff classifies a body without a usable Content-Type: JSON if it parses as
+// JSON, text if it is valid UTF-8 without control characters other than
+// white space, binary otherwise.
+func sniff(b []byte) bodyKind {
+	if !utf8.Valid(b) {
+		return bodyBinary
+	}
+	for _, c := range b {
+		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' && c != '\f' || c == 0x7f {
+			return bodyBinary
+		}
+	}
+	t := strings.TrimLeft(string(b), " \t\r\n\uFEFF")
+	if len(t) > 0 && (t[0] == '{' || t[0] == '[') {
+		return bodyJSON
+	}
+	return bodyText
+}
+
+// errTruncated is wrapped with ErrUnparseable for truncated structured bodies.
+var errTruncated = errors.New("body truncated at capture")
+
+// scrubBody scrubs one body. It returns the new body and whether it changed.
+func (st *state) scrubBody(body []byte, truncated bool, ct, ce string) ([]byte, bool, error) {
+	e := st.e
+	kind := classify(ct)
+	if kind == bodyBinary {
+		return st.binary(body)
+	}
+	encs, err := parseEncodings(ce)
+	if err != nil {
+		return nil, false, err
+	}
+	plain := body
+	if encs.n > 0 {
+		if truncated {
+			return st.truncatedBody()
+		}
+		plain, err = decodeBody(body, &encs, e.maxDecoded)
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	sniffed := false
+	if kind == bodyUnknown {
+		kind = sniff(plain)
+		sniffed = true
+	}
+	var out []byte
+	var changed bool
+	switch kind {
+	case bodyBinary:
+		return st.binary(body)
+	case bodyJSON, bodyNDJSON:
+		if truncated {
+			if sniffed {
+				out, changed = st.scrubTextBody(plain, true)
+				break
+			}
+			return st.truncatedBody()
+		}
+		out, changed, err = st.scrubJSON(plain, kind == bodyNDJSON)
+		if err != nil && sniffed {
+			// Only looked like JSON: treat as text.
+			out, changed = st.scrubTextBody(plain, false)
+			err = nil
+		}
+	case bodyForm:
+		if truncated {
+			return st.truncatedBody()
+		}
+		out, changed, err = st.scrubForm(plain)
+	case bodyMultipart:
+		if truncated {
+			return st.truncatedBody()
+		}
+		out, changed, err = st.scrubMultipart(plain, ct, 0)
+	default:
+		out, changed = st.scrubTextBody(plain, truncated)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if !changed {
+		return body, false, nil
+	}
+	if out == nil {
+		// Whole body removed: nothing to encode.
+		return nil, true, nil
+	}
+	if encs.n > 0 {
+		out, err = encodeBody(out, encs)
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	return out, true, nil
+}
+
+// binary applies the binary policy.
+func (st *state) binary(body []byte) ([]byte, bool, error) {
+	if !st.e.binaryDrop {
+		return body, false, nil
+	}
+	st.hit("body:binary", 1)
+	return nil, true, nil
+}
+
+// truncatedBody applies the truncation policy to a structured body.
+func (st *state) truncatedBody() ([]byte, bool, error) {
+	if !st.e.truncDrop {
+		return nil, false, fmt.Errorf("%w: %w", errTruncated, ErrUnparseable)
+	}
+	st.hit("body:truncated", 1)
+	return nil, true, nil
+}
+
+// scrubTextBody runs the detectors over a text body. A truncated body also
+// loses its trailing incomplete token (the run of non-white-space bytes at its
+// end, then any trailing digits and number separators), which could be the
+// start of a value the detectors cannot recognise once cut.
+func (st *state) scrubTextBody(b []byte, truncated bool) ([]byte, bool) {
+	s := unsafe.String(unsafe.SliceData(b), len(b))
+	out, changed := st.scrubString(s)
+	if truncated {
+		n := len(out)
+		for n > 0 && !isSpace(out[n-1]) {
+			n--
+		}
+		for n > 0 && (isDigit(out[n-1]) || strings.IndexByte(" \t-+().", out[n-1]) >= 0) {
+			n--
+		}
+		if n < len(out) {
+			st.hit("body:truncated_tail", 1)
+			out = out[:n]
+			changed = true
+		}
+	}
+	if !changed {
+		return nil, false
+	}
+	return []byte(out), true
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' }

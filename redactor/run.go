@@ -1,0 +1,259 @@
+package redactor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mirrorline/mirrorline/broker"
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
+
+// OnFailure says what happens to a record that cannot be redacted safely.
+type OnFailure string
+
+// Failure policies.
+const (
+	// Quarantine publishes the record's envelope, without bodies, headers or
+	// query, to mirror.quarantine.<service>.
+	Quarantine OnFailure = "quarantine"
+	// Drop only counts it.
+	Drop OnFailure = "drop"
+)
+
+// HeaderReason is the Kafka record header carrying why a record was quarantined.
+const HeaderReason = "mirrorline-quarantine-reason"
+
+// DefaultGroup is the consumer group of the redactors of service.
+func DefaultGroup(service string) string { return "mirrorline-redact-" + service }
+
+// SessionOpts are the kgo options of a redactor's transactional session on top of
+// the broker options: exactly-once consume-transform-produce from raw to clean.
+func SessionOpts(service, group, transactionalID string) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(broker.Topic(broker.Raw, service)),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.TransactionalID(transactionalID),
+		kgo.TransactionTimeout(60 * time.Second),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+	}
+}
+
+// Processor moves records from mirror.raw.<service> to mirror.clean.<service>
+// through an Engine, exactly once: each poll is one Kafka transaction holding the
+// clean (or quarantine) records and the consumed offsets; a crash or rebalance
+// aborts it and the records are processed again by whoever owns them next.
+// A record that fails to redact never reaches the clean topic.
+type Processor struct {
+	sess       *kgo.GroupTransactSession
+	engine     *Engine
+	service    string
+	clean      string
+	quarantine string
+	onFailure  OnFailure
+	metrics    *Metrics
+	log        hclog.Logger
+	batch      int
+}
+
+// ProcOpt configures a Processor.
+type ProcOpt func(*Processor)
+
+// WithOnFailure sets the failure policy (default Quarantine).
+func WithOnFailure(f OnFailure) ProcOpt { return func(p *Processor) { p.onFailure = f } }
+
+// WithMetrics sets the metrics (default: unregistered).
+func WithMetrics(m *Metrics) ProcOpt { return func(p *Processor) { p.metrics = m } }
+
+// WithLogger sets the logger. Payloads are never logged.
+func WithLogger(l hclog.Logger) ProcOpt { return func(p *Processor) { p.log = l } }
+
+// WithBatch caps the records per transaction (default 1000).
+func WithBatch(n int) ProcOpt { return func(p *Processor) { p.batch = n } }
+
+// NewProcessor returns a processor for service reading through sess.
+func NewProcessor(sess *kgo.GroupTransactSession, e *Engine, service string, opts ...ProcOpt) (*Processor, error) {
+	p := &Processor{
+		sess: sess, engine: e, service: service,
+		clean:      broker.Topic(broker.Clean, service),
+		quarantine: broker.Topic(broker.Quarantine, service),
+		onFailure:  Quarantine,
+		log:        hclog.NewNullLogger(),
+		batch:      1000,
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	if p.onFailure != Quarantine && p.onFailure != Drop {
+		return nil, fmt.Errorf("on_failure: %q is not quarantine or drop", p.onFailure)
+	}
+	if p.metrics == nil {
+		p.metrics = NewMetrics(nil)
+	}
+	return p, nil
+}
+
+// Run processes records until ctx ends; it returns nil on cancellation and an
+// error when the transactional producer is no longer usable.
+func (p *Processor) Run(ctx context.Context) error {
+	for {
+		fs := p.sess.PollRecords(ctx, p.batch)
+		if ctx.Err() != nil || fs.IsClientClosed() {
+			return nil
+		}
+		fs.EachError(func(t string, part int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				p.log.Warn("fetch error", "topic", t, "partition", part, "error", err)
+			}
+		})
+		if fs.NumRecords() == 0 {
+			continue
+		}
+		if err := p.sess.Begin(); err != nil {
+			return fmt.Errorf("redact %s: begin transaction: %w", p.service, err)
+		}
+		var mu sync.Mutex
+		var produceErr error
+		counts := map[string]int{}
+		fs.EachRecord(func(r *kgo.Record) {
+			out, outcome, rules := p.process(r)
+			counts[outcome]++
+			for rule, n := range rules {
+				counts["rule:"+rule] += n
+			}
+			if out == nil {
+				return
+			}
+			p.sess.Produce(ctx, out, func(_ *kgo.Record, err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil && produceErr == nil {
+					produceErr = err
+				}
+			})
+		})
+		if err := p.sess.Client().Flush(ctx); err != nil {
+			// Only a cancelled context fails a flush: shutting down.
+			p.abort()
+			return nil
+		}
+		mu.Lock()
+		perr := produceErr
+		mu.Unlock()
+		commit := kgo.TryCommit
+		if perr != nil {
+			commit = kgo.TryAbort
+		}
+		committed, err := p.sess.End(ctx, commit)
+		if err != nil {
+			if ctx.Err() != nil {
+				p.abort()
+				return nil
+			}
+			return fmt.Errorf("redact %s: end transaction: %w", p.service, err)
+		}
+		if perr != nil {
+			p.metrics.Transactions.WithLabelValues("aborted").Inc()
+			return fmt.Errorf("redact %s: produce in transaction (aborted): %w", p.service, perr)
+		}
+		if !committed {
+			p.metrics.Transactions.WithLabelValues("aborted").Inc()
+			p.log.Info("transaction aborted (rebalance); records will be processed again", "records", fs.NumRecords())
+			continue
+		}
+		p.metrics.Transactions.WithLabelValues("committed").Inc()
+		for k, n := range counts {
+			if len(k) > 5 && k[:5] == "rule:" {
+				p.metrics.Redactions.WithLabelValues(k[5:]).Add(float64(n))
+			} else {
+				p.metrics.Records.WithLabelValues(k).Add(float64(n))
+			}
+		}
+	}
+}
+
+// abort ends an open transaction on shutdown so read-committed consumers of the
+// clean topic are not held up until the transaction times out.
+func (p *Processor) abort() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := p.sess.End(ctx, kgo.TryAbort); err != nil {
+		p.log.Warn("abort transaction on shutdown", "error", err)
+	}
+}
+
+// process turns one raw record into its clean (or quarantine) record; nil means
+// nothing is published.
+func (p *Processor) process(r *kgo.Record) (out *kgo.Record, outcome string, rules map[string]int) {
+	ex := &mlv1.Exchange{}
+	if err := proto.Unmarshal(r.Value, ex); err != nil {
+		p.log.Warn("undecodable raw record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+		if p.onFailure == Drop {
+			return nil, OutcomeDropped, nil
+		}
+		q := &mlv1.Exchange{Service: p.service, CaptureTimeNs: r.Timestamp.UnixNano()}
+		return p.quarantineRecord(r, q, "undecodable record: "+err.Error()), OutcomeInvalid, nil
+	}
+	start := time.Now()
+	res, err := p.engine.Redact(ex)
+	p.metrics.Latency.Observe(time.Since(start).Seconds())
+	if err != nil {
+		p.log.Warn("record failed closed", "id", ex.GetId(), "reason", err.Error())
+		if p.onFailure == Drop {
+			return nil, OutcomeDropped, nil
+		}
+		return p.quarantineRecord(r, ex, err.Error()), OutcomeQuarantined, nil
+	}
+	if len(res.Rules) > 0 {
+		ex.Redactions = res.Rules
+	}
+	val, err := proto.Marshal(ex)
+	if err != nil {
+		return p.quarantineRecord(r, ex, "encode: "+err.Error()), OutcomeQuarantined, nil
+	}
+	return &kgo.Record{Topic: p.clean, Key: r.Key, Value: val, Timestamp: r.Timestamp}, OutcomeClean, res.Redactions
+}
+
+// quarantineRecord keeps only what cannot hold personal data: ids, times, source,
+// method, the URL path without query, and the response status.
+func (p *Processor) quarantineRecord(r *kgo.Record, ex *mlv1.Exchange, reason string) *kgo.Record {
+	q := &mlv1.Exchange{
+		Id:            ex.GetId(),
+		Service:       p.service,
+		ConnectionId:  ex.GetConnectionId(),
+		Sequence:      ex.GetSequence(),
+		Source:        ex.GetSource(),
+		Collector:     ex.GetCollector(),
+		CaptureTimeNs: ex.GetCaptureTimeNs(),
+	}
+	if in := ex.GetRequest(); in != nil {
+		path := in.Url
+		if u, err := url.Parse(in.Url); err == nil {
+			path = u.Path
+		} else if i := strings.IndexByte(path, '?'); i >= 0 {
+			path = path[:i]
+		}
+		q.Request = &mlv1.Request{Method: in.Method, Url: path, BodySize: in.BodySize, BodyTruncated: in.BodyTruncated}
+	}
+	if resp := ex.GetResponse(); resp != nil {
+		q.Response = &mlv1.Response{Status: resp.Status, BodySize: resp.BodySize, LatencyNs: resp.LatencyNs}
+	}
+	val, _ := proto.Marshal(q)
+	return &kgo.Record{
+		Topic:     p.quarantine,
+		Key:       r.Key,
+		Value:     val,
+		Timestamp: r.Timestamp,
+		Headers:   []kgo.RecordHeader{{Key: HeaderReason, Value: []byte(reason)}},
+	}
+}
