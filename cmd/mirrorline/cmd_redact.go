@@ -54,6 +54,7 @@ dropped (--on-failure drop). Rules: the redact.rules section of -c FILE, or
 	f.StringVar(&a.cfg.Redact.TransactionalID, "transactional-id", a.cfg.Redact.TransactionalID, "Kafka transactional id, stable per instance (default mirrorline-redact-SERVICE-HOSTNAME)")
 	f.StringVar(&a.cfg.Redact.OnFailure, "on-failure", a.cfg.Redact.OnFailure, "what to do with a record that cannot be scrubbed: quarantine or drop")
 	f.IntVar(&a.cfg.Redact.Batch, "batch", a.cfg.Redact.Batch, "records per transaction at most")
+	f.DurationVar(&a.cfg.Redact.SessionTimeout, "session-timeout", a.cfg.Redact.SessionTimeout, "consumer group session timeout: how soon a dead redactor's partitions move to another")
 	return c
 }
 
@@ -78,7 +79,11 @@ func (a *app) newRedactor(tel *telemetry.Server) (*redactor.Processor, *kgo.Grou
 	if err != nil {
 		return nil, nil, usageError{err}
 	}
-	sess, err := kgo.NewGroupTransactSession(append(opts, redactor.SessionOpts(a.cfg.Service, rc.Group, rc.TransactionalID)...)...)
+	opts = append(opts, redactor.SessionOpts(a.cfg.Service, rc.Group, rc.TransactionalID)...)
+	if rc.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(rc.SessionTimeout))
+	}
+	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("redactor kafka session: %w", err)
 	}

@@ -39,6 +39,7 @@ type RedactConfig struct {
 	TransactionalID string          `yaml:"transactional_id"`
 	OnFailure       string          `yaml:"on_failure"`
 	Batch           int             `yaml:"batch"`
+	SessionTimeout  time.Duration   `yaml:"session_timeout"`
 	Rules           redactor.Config `yaml:"rules"`
 }
 

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
@@ -63,8 +64,8 @@ func defaultConfig() Config {
 			QueueRecords: 10000,
 			QueueBytes:   64 << 20,
 		},
-		Redact: RedactConfig{OnFailure: string(redactor.Quarantine), Batch: 1000},
-		Replay: ReplayConfig{Concurrency: 16, Timeout: 10_000_000_000, BodyLimit: 1 << 20},
+		Redact: RedactConfig{OnFailure: string(redactor.Quarantine), Batch: 1000, SessionTimeout: 45 * time.Second},
+		Replay: ReplayConfig{Concurrency: 16, Timeout: 10 * time.Second, BodyLimit: 1 << 20},
 	}
 }
 

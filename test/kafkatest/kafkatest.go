@@ -107,10 +107,11 @@ func Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
 }
 
 // ReadExchanges reads n exchanges from topic (from its start) within timeout and
-// fails the test if fewer arrive or one does not decode.
-func ReadExchanges(t testing.TB, brokers []string, topic string, n int, timeout time.Duration) []*mlv1.Exchange {
+// fails the test if fewer arrive or one does not decode. opts are added to the
+// consumer's options (e.g. kgo.FetchIsolationLevel(kgo.ReadCommitted())).
+func ReadExchanges(t testing.TB, brokers []string, topic string, n int, timeout time.Duration, opts ...kgo.Opt) []*mlv1.Exchange {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
