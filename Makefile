@@ -4,7 +4,7 @@ GO    ?= go
 BIN   := .bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 
-.PHONY: all build demo test test-unit test-e2e bench lint proto kafka-start kafka-stop clean
+.PHONY: all build deps demo test test-unit test-e2e bench lint proto kafka-start kafka-stop clean
 
 all: build
 
@@ -20,6 +20,7 @@ demo: build
 ## test: unit tests, then integration and end-to-end tests against a real Apache Kafka (KRaft)
 ## broker: KAFKA_BROKERS if set, else the project's own broker (test/kafka/start).
 test: lint
+	@test/deps
 	@set -euo pipefail; \
 	if [ -z "$${KAFKA_BROKERS:-}" ]; then \
 		KAFKA_BROKERS=$$(test/kafka/start); started=1; \
@@ -28,6 +29,9 @@ test: lint
 	rc=0; $(GO) test -count=1 -timeout 12m ./... || rc=$$?; \
 	if [ "$$started" = 1 ]; then test/kafka/stop; fi; \
 	exit $$rc
+
+deps:
+	test/deps
 
 ## test-unit: the tests that need no Kafka broker
 test-unit:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -82,18 +83,10 @@ func (a *app) newProxy(tel *telemetry.Server) (*proxy.Proxy, *kgo.Client, error)
 	if err != nil {
 		return nil, nil, usageError{err}
 	}
-	if pc.QueueRecords <= 0 || pc.QueueBytes <= 0 {
-		return nil, nil, usagef("queue-records, queue-bytes: must be positive")
-	}
-	cl, err := broker.NewClient(a.cfg.Kafka,
-		kgo.MaxBufferedRecords(pc.QueueRecords),
-		kgo.MaxBufferedBytes(pc.QueueBytes),
-		kgo.ProducerLinger(5_000_000),
-	)
+	em, cl, err := a.newEmitter(tel, pc.QueueRecords, pc.QueueBytes, "proxy")
 	if err != nil {
-		return nil, nil, usageError{err}
+		return nil, nil, err
 	}
-	em := collector.NewEmitter(cl, a.cfg.Service, collector.NewMetrics(tel.Registry), a.log.Named("proxy"))
 	opts := []proxy.Option{
 		proxy.WithFilter(filter),
 		proxy.WithBodyLimit(pc.BodyLimit),
@@ -109,4 +102,22 @@ func (a *app) newProxy(tel *telemetry.Server) (*proxy.Proxy, *kgo.Client, error)
 		return nil, nil, usageError{err}
 	}
 	return p, cl, nil
+}
+
+// newEmitter builds the emitter every collector publishes through: a Kafka client
+// with a bounded buffer, so a slow or dead Kafka drops captures instead of
+// blocking the capture path.
+func (a *app) newEmitter(tel *telemetry.Server, queueRecords, queueBytes int, name string) (*collector.Emitter, *kgo.Client, error) {
+	if queueRecords <= 0 || queueBytes <= 0 {
+		return nil, nil, usagef("queue-records, queue-bytes: must be positive")
+	}
+	cl, err := broker.NewClient(a.cfg.Kafka,
+		kgo.MaxBufferedRecords(queueRecords),
+		kgo.MaxBufferedBytes(queueBytes),
+		kgo.ProducerLinger(5*time.Millisecond),
+	)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	return collector.NewEmitter(cl, a.cfg.Service, collector.NewMetrics(tel.Registry), a.log.Named(name)), cl, nil
 }

@@ -30,6 +30,18 @@ type Config struct {
 	Proxy       ProxyConfig    `yaml:"proxy"`
 	Replay      ReplayConfig   `yaml:"replay"`
 	Redact      RedactConfig   `yaml:"redact"`
+	Sink        SinkConfig     `yaml:"sink"`
+}
+
+// SinkConfig configures the mirror sink collector.
+type SinkConfig struct {
+	Listen       string   `yaml:"listen"`
+	BodyLimit    int64    `yaml:"body_limit"`
+	KeyHeader    string   `yaml:"key_header"`
+	StripHeaders []string `yaml:"strip_headers"`
+	QueueRecords int      `yaml:"queue_records"`
+	QueueBytes   int      `yaml:"queue_bytes"`
+	CollectorID  string   `yaml:"collector_id"`
 }
 
 // RedactConfig configures the redactor: its Kafka session and the rules

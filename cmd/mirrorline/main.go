@@ -64,6 +64,7 @@ func defaultConfig() Config {
 			QueueRecords: 10000,
 			QueueBytes:   64 << 20,
 		},
+		Sink:   SinkConfig{Listen: ":9080", BodyLimit: 1 << 20, QueueRecords: 10000, QueueBytes: 64 << 20},
 		Redact: RedactConfig{OnFailure: string(redactor.Quarantine), Batch: 1000, SessionTimeout: 45 * time.Second},
 		Replay: ReplayConfig{Concurrency: 16, Timeout: 10 * time.Second, BodyLimit: 1 << 20},
 	}
@@ -111,7 +112,7 @@ func newRoot(args []string) (*cobra.Command, error) {
 	pf.StringVar(&a.cfg.LogLevel, "log-level", a.cfg.LogLevel, "trace, debug, info, warn or error")
 	pf.BoolVar(&a.cfg.LogJSON, "log-json", a.cfg.LogJSON, "log as JSON lines")
 
-	root.AddCommand(a.proxyCmd(), a.replayCmd(), a.topicsCmd(), a.redactCmd(), a.upCmd())
+	root.AddCommand(a.proxyCmd(), a.replayCmd(), a.topicsCmd(), a.redactCmd(), a.upCmd(), a.sinkCmd())
 	return root, nil
 }
 

@@ -1,19 +1,14 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -36,8 +31,7 @@ type Proxy struct {
 	collectorID  string
 	log          hclog.Logger
 	rp           *httputil.ReverseProxy
-	connPrefix   string
-	connSeq      atomic.Uint64
+	conns        *collector.Conns
 }
 
 // Option configures a Proxy.
@@ -73,15 +67,13 @@ func New(primary string, emit *collector.Emitter, opts ...Option) (*Proxy, error
 		return nil, fmt.Errorf("primary %q: want an absolute http:// or https:// URL", primary)
 	}
 	host, _ := os.Hostname()
-	var pfx [6]byte
-	_, _ = rand.Read(pfx[:])
 	p := &Proxy{
 		primary:     u,
 		emit:        emit,
 		bodyLimit:   DefaultBodyLimit,
 		collectorID: host,
 		log:         hclog.NewNullLogger(),
-		connPrefix:  hex.EncodeToString(pfx[:]),
+		conns:       collector.NewConns(),
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -114,80 +106,34 @@ func New(primary string, emit *collector.Emitter, opts ...Option) (*Proxy, error
 	return p, nil
 }
 
-type connKey struct{}
-
-type connState struct {
-	id      string
-	seq     atomic.Uint64
-	tracker *orderTracker
-}
-
-// Server returns an http.Server serving the proxy that tracks connections.
+// Server returns an http.Server serving the proxy that tracks connections; serve
+// it on Listener(ln).
 func (p *Proxy) Server() *http.Server {
 	return &http.Server{
 		Handler:           p,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          p.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			cs := &connState{id: fmt.Sprintf("%s-%d", p.connPrefix, p.connSeq.Add(1))}
-			if tc, ok := c.(*trackedConn); ok {
-				cs.tracker = tc.t
-			}
-			return context.WithValue(ctx, connKey{}, cs)
-		},
+		ConnContext:       p.conns.ConnContext,
 	}
 }
 
-// Listener wraps ln so the proxy can record header order of each request.
-func Listener(ln net.Listener) net.Listener { return &trackingListener{ln} }
-
-type trackingListener struct{ net.Listener }
-
-func (l *trackingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &trackedConn{Conn: c, t: &orderTracker{}}, nil
-}
+// Listener wraps ln so the proxy can record the header order of each request.
+func (p *Proxy) Listener(ln net.Listener) net.Listener { return p.conns.Listener(ln) }
 
 // Serve serves the proxy on ln until ctx ends, then shuts down gracefully.
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	srv := p.Server()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(Listener(ln)) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("proxy serve: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("proxy shutdown: %w", err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("proxy serve: %w", err)
-	}
-	return nil
+	return collector.Serve(ctx, "proxy", srv, p.Listener(ln))
 }
 
 type primaryErrKey struct{}
 
 // ServeHTTP forwards r to the primary and captures the exchange on the side.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	cs, _ := r.Context().Value(connKey{}).(*connState)
-	var order []string
-	var seq uint64
-	connID := ""
-	if cs != nil {
-		seq = cs.seq.Add(1)
-		connID = cs.id
-		if cs.tracker != nil {
-			order = cs.tracker.next()
-		}
-	}
+	// Every request takes its place on the connection, captured or not, so the
+	// header order of the next one lines up.
+	connID, seq, headers := p.conns.RequestMeta(r)
 	switch p.filter.Match(r) {
 	case SkipFiltered:
 		p.emit.Metrics().Skipped.WithLabelValues("filtered").Inc()
@@ -199,9 +145,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	if connID == "" {
-		connID = p.connPrefix + "-" + r.RemoteAddr
-	}
 	ex := &mlv1.Exchange{
 		Id:            collector.NewID(),
 		ConnectionId:  connID,
@@ -215,22 +158,22 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Host:       r.Host,
 			Proto:      r.Proto,
 			Scheme:     scheme(r),
-			Headers:    orderedHeaders(r.Header, order),
+			Headers:    headers,
 			RemoteAddr: r.RemoteAddr,
 		},
 	}
-	var reqBody *capBuf
+	var reqBody *collector.BodyCapture
 	if r.Body != nil && r.Body != http.NoBody {
-		reqBody = &capBuf{limit: p.bodyLimit}
-		r.Body = &teeBody{ReadCloser: r.Body, cap: reqBody}
+		reqBody = &collector.BodyCapture{Limit: p.bodyLimit}
+		r.Body = collector.TeeBody(r.Body, reqBody)
 	}
 	var perr error
 	r = r.WithContext(context.WithValue(r.Context(), primaryErrKey{}, &perr))
-	rw := &captureWriter{ResponseWriter: w, body: capBuf{limit: p.bodyLimit}}
+	rw := &captureWriter{ResponseWriter: w, body: collector.BodyCapture{Limit: p.bodyLimit}}
 	p.rp.ServeHTTP(rw, r)
 
 	if reqBody != nil {
-		ex.Request.Body, ex.Request.BodyTruncated, ex.Request.BodySize = reqBody.result()
+		ex.Request.Body, ex.Request.BodyTruncated, ex.Request.BodySize = reqBody.Result()
 	}
 	resp := &mlv1.Response{
 		Status:    int32(rw.status()),
@@ -238,7 +181,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		LatencyNs: time.Since(start).Nanoseconds(),
 		Proto:     r.Proto,
 	}
-	resp.Body, resp.BodyTruncated, resp.BodySize = rw.body.result()
+	resp.Body, resp.BodyTruncated, resp.BodySize = rw.body.Result()
 	if perr != nil {
 		resp.Error = perr.Error()
 	}
@@ -266,47 +209,13 @@ func scheme(r *http.Request) string {
 	return "http"
 }
 
-// capBuf keeps the first limit bytes written to it and counts the rest.
-type capBuf struct {
-	buf   bytes.Buffer
-	limit int64
-	total int64
-}
-
-func (c *capBuf) add(p []byte) {
-	c.total += int64(len(p))
-	if room := c.limit - int64(c.buf.Len()); room > 0 {
-		if int64(len(p)) > room {
-			p = p[:room]
-		}
-		c.buf.Write(p)
-	}
-}
-
-func (c *capBuf) result() (body []byte, truncated bool, size int64) {
-	return c.buf.Bytes(), c.total > int64(c.buf.Len()), c.total
-}
-
-type teeBody struct {
-	io.ReadCloser
-	cap *capBuf
-}
-
-func (t *teeBody) Read(p []byte) (int, error) {
-	n, err := t.ReadCloser.Read(p)
-	if n > 0 {
-		t.cap.add(p[:n])
-	}
-	return n, err
-}
-
 // captureWriter records status, headers and body of the response while writing
 // it through to the client.
 type captureWriter struct {
 	http.ResponseWriter
 	code int
 	sent http.Header
-	body capBuf
+	body collector.BodyCapture
 }
 
 func (c *captureWriter) WriteHeader(code int) {
@@ -324,7 +233,7 @@ func (c *captureWriter) Write(p []byte) (int, error) {
 		c.WriteHeader(http.StatusOK)
 	}
 	n, err := c.ResponseWriter.Write(p)
-	c.body.add(p[:n])
+	_, _ = c.body.Write(p[:n])
 	return n, err
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/collector/proxy"
+	"github.com/mirrorline/mirrorline/redactor"
 	"github.com/mirrorline/mirrorline/replayer"
 )
 
@@ -112,4 +113,30 @@ func serve(t *testing.T, fn func(context.Context) error) {
 			t.Errorf("stage stopped with error: %v", err)
 		}
 	})
+}
+
+// runRedactor starts the redactor stage (safe default rules) for service.
+func runRedactor(t *testing.T, cfg broker.Config, service string) *redactor.Metrics {
+	t.Helper()
+	engine, err := redactor.NewEngine(redactor.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := cfg.Opts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts = append(opts, redactor.SessionOpts(service, redactor.DefaultGroup(service), "txn-"+service)...)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sess.Close)
+	m := redactor.NewMetrics(prometheus.NewRegistry())
+	p, err := redactor.NewProcessor(sess, engine, service, redactor.WithMetrics(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, p.Run)
+	return m
 }

@@ -1,4 +1,4 @@
-package proxy
+package collector
 
 import (
 	"net/http"

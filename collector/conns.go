@@ -1,7 +1,12 @@
-package proxy
+package collector
 
 import (
 	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/textproto"
@@ -9,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
@@ -237,4 +243,103 @@ func orderedHeaders(h http.Header, order []string) []*mlv1.Header {
 		}
 	}
 	return out
+}
+
+// Conns names the connections an HTTP server accepts and tracks the header order
+// of the requests on each. Wrap the listener with Listener and set the server's
+// ConnContext to Conns.ConnContext; handlers then call RequestMeta.
+type Conns struct {
+	prefix string
+	seq    atomic.Uint64
+}
+
+// NewConns returns a Conns whose ids are unique to this process.
+func NewConns() *Conns {
+	var pfx [6]byte
+	_, _ = rand.Read(pfx[:])
+	return &Conns{prefix: hex.EncodeToString(pfx[:])}
+}
+
+// Listener wraps ln so the header order of each request can be recorded.
+func (c *Conns) Listener(ln net.Listener) net.Listener { return &trackingListener{ln} }
+
+type trackingListener struct{ net.Listener }
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &trackedConn{Conn: c, t: &orderTracker{}}, nil
+}
+
+type connKey struct{}
+
+type connState struct {
+	id      string
+	seq     atomic.Uint64
+	tracker *orderTracker
+}
+
+// ConnContext is an http.Server ConnContext that attaches the connection's id
+// and header-order tracker.
+func (c *Conns) ConnContext(ctx context.Context, nc net.Conn) context.Context {
+	cs := &connState{id: fmt.Sprintf("%s-%d", c.prefix, c.seq.Add(1))}
+	if tc, ok := nc.(*trackedConn); ok {
+		cs.tracker = tc.t
+	}
+	return context.WithValue(ctx, connKey{}, cs)
+}
+
+// RequestMeta returns the id of r's connection, r's position on it (from 1) and
+// r's headers in wire order (sorted when the order is unknown). Without Conns
+// the id is derived from the remote address and the sequence is 0.
+func (c *Conns) RequestMeta(r *http.Request) (connID string, seq uint64, headers []*mlv1.Header) {
+	var order []string
+	if cs, ok := r.Context().Value(connKey{}).(*connState); ok {
+		connID, seq = cs.id, cs.seq.Add(1)
+		if cs.tracker != nil {
+			order = cs.tracker.next()
+		}
+	} else {
+		connID = c.prefix + "-" + r.RemoteAddr
+	}
+	return connID, seq, orderedHeaders(r.Header, order)
+}
+
+// BodyCapture keeps the first Limit bytes written to it and counts the rest.
+type BodyCapture struct {
+	Limit int64
+	buf   bytes.Buffer
+	total int64
+}
+
+// Write records p; it never fails.
+func (c *BodyCapture) Write(p []byte) (int, error) {
+	c.total += int64(len(p))
+	if room := c.Limit - int64(c.buf.Len()); room > 0 {
+		c.buf.Write(p[:min(int64(len(p)), room)])
+	}
+	return len(p), nil
+}
+
+// Result returns the kept bytes, whether bytes were cut, and the total size.
+func (c *BodyCapture) Result() (body []byte, truncated bool, size int64) {
+	return c.buf.Bytes(), c.total > int64(c.buf.Len()), c.total
+}
+
+// TeeBody wraps a request body so that what is read from it is captured.
+func TeeBody(rc io.ReadCloser, c *BodyCapture) io.ReadCloser { return &teeBody{ReadCloser: rc, cap: c} }
+
+type teeBody struct {
+	io.ReadCloser
+	cap *BodyCapture
+}
+
+func (t *teeBody) Read(p []byte) (int, error) {
+	n, err := t.ReadCloser.Read(p)
+	if n > 0 {
+		_, _ = t.cap.Write(p[:n])
+	}
+	return n, err
 }

@@ -1,0 +1,142 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/mirrorline/mirrorline/collector"
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
+
+// DefaultBodyLimit is how many body bytes are captured per request.
+const DefaultBodyLimit = 1 << 20
+
+// Sink receives mirrored copies and publishes them.
+type Sink struct {
+	emit        *collector.Emitter
+	conns       *collector.Conns
+	bodyLimit   int64
+	keyHeader   string
+	strip       map[string]bool
+	collectorID string
+	log         hclog.Logger
+}
+
+// Option configures a Sink.
+type Option func(*Sink)
+
+// WithBodyLimit sets how many body bytes are captured (default 1 MiB).
+func WithBodyLimit(n int64) Option { return func(s *Sink) { s.bodyLimit = n } }
+
+// WithKeyHeader keys records by this request header (e.g. X-Forwarded-For or a
+// session header) instead of the client address the mirroring proxy reports, so
+// one client's requests stay ordered in one partition.
+func WithKeyHeader(h string) Option { return func(s *Sink) { s.keyHeader = h } }
+
+// WithStripHeaders removes headers the mirroring proxy added (e.g. X-Original-URI).
+func WithStripHeaders(names ...string) Option {
+	return func(s *Sink) {
+		for _, n := range names {
+			s.strip[http.CanonicalHeaderKey(n)] = true
+		}
+	}
+}
+
+// WithLogger sets the logger.
+func WithLogger(l hclog.Logger) Option { return func(s *Sink) { s.log = l } }
+
+// WithCollectorID names this collector instance in every record (default: host name).
+func WithCollectorID(id string) Option { return func(s *Sink) { s.collectorID = id } }
+
+// New returns a Sink publishing through emit.
+func New(emit *collector.Emitter, opts ...Option) (*Sink, error) {
+	host, _ := os.Hostname()
+	s := &Sink{emit: emit, conns: collector.NewConns(), bodyLimit: DefaultBodyLimit, strip: map[string]bool{}, collectorID: host, log: hclog.NewNullLogger()}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.bodyLimit < 0 {
+		return nil, fmt.Errorf("body limit: %d is negative", s.bodyLimit)
+	}
+	return s, nil
+}
+
+// ServeHTTP captures the mirrored request and answers 200 with no body.
+func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	connID, seq, headers := s.conns.RequestMeta(r)
+	body := collector.BodyCapture{Limit: s.bodyLimit}
+	// Read all of the body (keeping at most the limit) so the connection can be reused.
+	if _, err := io.Copy(&body, r.Body); err != nil {
+		s.log.Debug("mirrored body cut short", "error", err)
+	}
+	w.WriteHeader(http.StatusOK)
+
+	kept := headers[:0]
+	for _, h := range headers {
+		if !s.strip[h.Name] {
+			kept = append(kept, h)
+		}
+	}
+	if s.keyHeader != "" {
+		if v := r.Header.Get(s.keyHeader); v != "" {
+			connID = "key-" + strings.TrimSpace(strings.Split(v, ",")[0])
+		}
+	}
+	req := &mlv1.Request{
+		Method:     r.Method,
+		Url:        r.URL.RequestURI(),
+		Host:       StripShadowSuffix(r.Host),
+		Proto:      r.Proto,
+		Scheme:     "http",
+		Headers:    kept,
+		RemoteAddr: r.RemoteAddr,
+	}
+	if r.Header.Get("X-Forwarded-Proto") == "https" {
+		req.Scheme = "https"
+	}
+	req.Body, req.BodyTruncated, req.BodySize = body.Result()
+	_ = s.emit.Emit(&mlv1.Exchange{
+		ConnectionId:  connID,
+		Sequence:      seq,
+		Source:        mlv1.Source_SOURCE_SINK,
+		Collector:     s.collectorID,
+		CaptureTimeNs: start.UnixNano(),
+		Request:       req,
+	})
+}
+
+// StripShadowSuffix undoes Envoy's mirror Host rewrite: "payments-shadow" and
+// "payments-shadow:8080" (and the older "payments:8080-shadow") become the
+// original host.
+func StripShadowSuffix(host string) string {
+	if h, ok := strings.CutSuffix(host, "-shadow"); ok {
+		return h
+	}
+	if h, port, err := net.SplitHostPort(host); err == nil {
+		if base, ok := strings.CutSuffix(h, "-shadow"); ok {
+			return net.JoinHostPort(base, port)
+		}
+	}
+	return host
+}
+
+// Serve serves the sink on ln until ctx ends, then shuts down gracefully.
+func (s *Sink) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ConnContext:       s.conns.ConnContext,
+		ErrorLog:          s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	return collector.Serve(ctx, "sink", srv, s.conns.Listener(ln))
+}
