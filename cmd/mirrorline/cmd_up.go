@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -80,6 +81,13 @@ tools can connect to it. The topics are created when missing.`,
 				a.log.Info("live replay", "target", a.cfg.Replay.Target, "group", a.cfg.Replay.Group)
 				stages = append(stages, l.Run)
 			}
+			opts, err := a.cfg.Kafka.Opts()
+			if err != nil {
+				return usageError{err}
+			}
+			lc := broker.NewLagCollector(broker.NewLagReader(sess.Client(), opts), 15*time.Second, a.log.Named("lag"))
+			tel.Registry.MustRegister(lc)
+			stages = append(stages, lc.Run)
 			a.log.Info("pipeline up", "service", a.cfg.Service, "brokers", a.cfg.Kafka.Brokers)
 			return a.runAll(ctx, tel, stages...)
 		},

@@ -1,0 +1,252 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// GroupPrefix starts the name of every consumer group mirrorline creates.
+const GroupPrefix = "mirrorline-"
+
+// PartitionLag is how far one consumer group is behind on one partition.
+type PartitionLag struct {
+	Group     string
+	Topic     string
+	Partition int32
+	// Committed is the group's committed offset (-1: none yet).
+	Committed int64
+	// End is the partition's end offset.
+	End int64
+	// Records is End - Committed (or End - start when nothing is committed).
+	Records int64
+	// Seconds is the age of the oldest unconsumed record (0 when caught up).
+	Seconds float64
+	Err     error
+}
+
+// LagReader computes consumer lag in records (kadm) and in seconds (the age of
+// the first record after each group's commit).
+type LagReader struct {
+	opts []kgo.Opt
+	adm  *kadm.Client
+	now  func() time.Time
+}
+
+// NewLagReader returns a reader using cl for admin requests; opts are the broker
+// options used for the short-lived clients that read record timestamps.
+func NewLagReader(cl *kgo.Client, opts []kgo.Opt) *LagReader {
+	return &LagReader{opts: opts, adm: kadm.NewClient(cl), now: time.Now}
+}
+
+// Lag returns the lag of groups, sorted by group, topic and partition. With no
+// groups it reports every group whose name starts with GroupPrefix.
+func (l *LagReader) Lag(ctx context.Context, groups ...string) ([]PartitionLag, error) {
+	if len(groups) == 0 {
+		listed, err := l.adm.ListGroups(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list consumer groups: %w", err)
+		}
+		for _, g := range listed.Groups() {
+			if strings.HasPrefix(g, GroupPrefix) {
+				groups = append(groups, g)
+			}
+		}
+		if len(groups) == 0 {
+			return nil, nil
+		}
+	}
+	described, err := l.adm.Lag(ctx, groups...)
+	if err != nil {
+		return nil, fmt.Errorf("consumer lag: %w", err)
+	}
+	var out []PartitionLag
+	for _, g := range described.Sorted() {
+		if err := g.Error(); err != nil {
+			out = append(out, PartitionLag{Group: g.Group, Partition: -1, Err: err})
+			continue
+		}
+		for _, m := range g.Lag.Sorted() {
+			pl := PartitionLag{Group: g.Group, Topic: m.Topic, Partition: m.Partition, Committed: m.Commit.At, End: m.End.Offset, Records: m.Lag, Err: m.Err}
+			out = append(out, pl)
+		}
+	}
+	l.fillSeconds(ctx, out)
+	return out, nil
+}
+
+// fillSeconds reads the first unconsumed record of every lagging partition and
+// sets Seconds from its timestamp.
+func (l *LagReader) fillSeconds(ctx context.Context, lags []PartitionLag) {
+	ts := l.readTimestamps(ctx, lags)
+	now := l.now()
+	for i := range lags {
+		pl := &lags[i]
+		if t, ok := ts[key(pl.Topic, pl.Partition, pl.Committed)]; ok {
+			pl.Seconds = max(0, now.Sub(t).Seconds())
+		}
+	}
+}
+
+func key(topic string, p int32, off int64) string {
+	return topic + "\x00" + strconv.Itoa(int(p)) + "\x00" + strconv.FormatInt(off, 10)
+}
+
+// readTimestamps fetches the record at each lagging group's committed offset.
+func (l *LagReader) readTimestamps(ctx context.Context, lags []PartitionLag) map[string]time.Time {
+	type want struct {
+		topic string
+		part  int32
+		off   int64
+	}
+	byOffset := map[want]bool{}
+	for _, pl := range lags {
+		if pl.Err == nil && pl.Records > 0 {
+			byOffset[want{pl.Topic, pl.Partition, pl.Committed}] = true
+		}
+	}
+	out := map[string]time.Time{}
+	// Each distinct offset of a partition needs its own consume position, so read
+	// in rounds: every round consumes each partition at one of its offsets.
+	for len(byOffset) > 0 {
+		round := map[string]map[int32]kgo.Offset{}
+		pending := map[want]bool{}
+		for w := range byOffset {
+			if _, taken := round[w.topic][w.part]; taken {
+				continue
+			}
+			if round[w.topic] == nil {
+				round[w.topic] = map[int32]kgo.Offset{}
+			}
+			at := kgo.NewOffset().AtStart()
+			if w.off >= 0 {
+				at = kgo.NewOffset().At(w.off)
+			}
+			round[w.topic][w.part] = at
+			pending[w] = true
+			delete(byOffset, w)
+		}
+		cl, err := kgo.NewClient(append(append([]kgo.Opt{}, l.opts...),
+			kgo.ConsumePartitions(round),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+			kgo.FetchMaxWait(300*time.Millisecond),
+			kgo.FetchMaxPartitionBytes(64<<10),
+		)...)
+		if err != nil {
+			return out
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		for len(pending) > 0 && rctx.Err() == nil {
+			fs := cl.PollFetches(rctx)
+			fs.EachPartition(func(p kgo.FetchTopicPartition) {
+				if len(p.Records) == 0 {
+					return
+				}
+				r := p.Records[0]
+				for w := range pending {
+					if w.topic == p.Topic && w.part == p.Partition {
+						out[key(w.topic, w.part, w.off)] = r.Timestamp
+						delete(pending, w)
+					}
+				}
+			})
+		}
+		cancel()
+		cl.Close()
+	}
+	return out
+}
+
+// LagCollector exports consumer lag as Prometheus metrics from a snapshot that
+// Run refreshes in the background, so scrapes are cheap.
+type LagCollector struct {
+	reader   *LagReader
+	groups   []string
+	interval time.Duration
+	log      hclog.Logger
+
+	records *prometheus.Desc
+	seconds *prometheus.Desc
+	mu      sync.Mutex
+	last    []PartitionLag
+}
+
+// NewLagCollector returns a collector of the lag of groups (all mirrorline groups
+// when empty), refreshed every interval by Run.
+func NewLagCollector(r *LagReader, interval time.Duration, log hclog.Logger, groups ...string) *LagCollector {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &LagCollector{
+		reader: r, groups: groups, interval: interval, log: log,
+		records: prometheus.NewDesc("mirrorline_consumer_lag_records", "Records a consumer group has yet to consume, per partition.", []string{"group", "topic", "partition"}, nil),
+		seconds: prometheus.NewDesc("mirrorline_consumer_lag_seconds", "Age of the oldest record a consumer group has yet to consume, per topic.", []string{"group", "topic"}, nil),
+	}
+}
+
+// Refresh recomputes the snapshot once.
+func (c *LagCollector) Refresh(ctx context.Context) error {
+	lags, err := c.reader.Lag(ctx, c.groups...)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.last = lags
+	c.mu.Unlock()
+	return nil
+}
+
+// Run refreshes the snapshot every interval until ctx ends.
+func (c *LagCollector) Run(ctx context.Context) error {
+	t := time.NewTicker(c.interval)
+	defer t.Stop()
+	for {
+		if err := c.Refresh(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("consumer lag refresh", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *LagCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.records
+	ch <- c.seconds
+}
+
+// Collect implements prometheus.Collector.
+func (c *LagCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	lags := c.last
+	c.mu.Unlock()
+	secs := map[[2]string]float64{}
+	for _, pl := range lags {
+		if pl.Err != nil || pl.Topic == "" {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.records, prometheus.GaugeValue, float64(max(pl.Records, 0)), pl.Group, pl.Topic, strconv.Itoa(int(pl.Partition)))
+		k := [2]string{pl.Group, pl.Topic}
+		secs[k] = max(secs[k], pl.Seconds)
+	}
+	keys := make([][2]string, 0, len(secs))
+	for k := range secs {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i][0]+keys[i][1] < keys[j][0]+keys[j][1] })
+	for _, k := range keys {
+		ch <- prometheus.MustNewConstMetric(c.seconds, prometheus.GaugeValue, secs[k], k[0], k[1])
+	}
+}

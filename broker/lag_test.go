@@ -1,0 +1,90 @@
+package broker_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/test/kafkatest"
+)
+
+// Lag against a real broker: a group that consumed and committed 3 of 10
+// records on one partition and none on another.
+func TestLagRecordsAndSeconds(t *testing.T) {
+	cfg := kafkatest.Config(t)
+	svc := kafkatest.Service(t, 2)
+	topic := broker.Topic(broker.Clean, svc)
+	group := broker.GroupPrefix + "lagtest-" + svc
+	old := time.Now().Add(-90 * time.Second)
+	var recs []*kgo.Record
+	for i := 0; i < 10; i++ {
+		recs = append(recs, &kgo.Record{Topic: topic, Partition: 0, Value: []byte("x"), Timestamp: old.Add(time.Duration(i) * time.Second)})
+	}
+	recs = append(recs, &kgo.Record{Topic: topic, Partition: 1, Value: []byte("y"), Timestamp: old})
+	manual := kafkatest.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := manual.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Commit offset 3 on partition 0 for the group, nothing on partition 1.
+	cons := kafkatest.Client(t, kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic), kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var p0 []*kgo.Record
+	for len(p0) < 3 && ctx.Err() == nil {
+		cons.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			if r.Partition == 0 && len(p0) < 3 {
+				p0 = append(p0, r)
+			}
+		})
+	}
+	if err := cons.CommitRecords(ctx, p0...); err != nil {
+		t.Fatal(err)
+	}
+	cons.Close()
+
+	opts, err := cfg.Opts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := broker.NewLagReader(kafkatest.Client(t), opts)
+	lags, err := r.Lag(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPart := map[int32]broker.PartitionLag{}
+	for _, l := range lags {
+		if l.Err != nil {
+			t.Fatalf("lag error: %v", l.Err)
+		}
+		byPart[l.Partition] = l
+	}
+	if l := byPart[0]; l.Committed != 3 || l.End != 10 || l.Records != 7 || l.Seconds < 85 || l.Seconds > 200 {
+		t.Fatalf("partition 0 lag: %+v (want 7 records, ~87 s)", l)
+	}
+	if l := byPart[1]; l.Records != 1 || l.Seconds < 89 {
+		t.Fatalf("partition 1 lag: %+v (want 1 record, ~90 s)", l)
+	}
+
+	c := broker.NewLagCollector(r, time.Minute, nil, group)
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	want := `mirrorline_consumer_lag_records{group="` + group + `",partition="0",topic="` + topic + `"} 7`
+	out, err := testutil.CollectAndFormat(c, expfmt.TypeTextPlain, "mirrorline_consumer_lag_records", "mirrorline_consumer_lag_seconds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), want) || !strings.Contains(string(out), "mirrorline_consumer_lag_seconds{") {
+		t.Fatalf("metrics lack %s:\n%s", want, out)
+	}
+}
