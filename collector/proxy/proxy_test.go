@@ -278,3 +278,41 @@ func TestSampleFraction(t *testing.T) {
 		t.Fatalf("captured %d of 1000 at 0.5", captured)
 	}
 }
+
+// A request skipped by the filter still takes its place on the connection, so
+// the header order recorded for the next request is its own.
+func TestProxyHeaderOrderAfterSkippedRequest(t *testing.T) {
+	brokers := embedded(t, "skip")
+	f, err := NewFilter(1, []Route{{PathPrefix: "/keep"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startProxy(t, brokers, "skip", []Option{WithFilter(f)})
+	conn, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /skip HTTP/1.1\r\nHost: h\r\nA-First: 1\r\nB-Second: 2\r\n\r\n")
+	fmt.Fprintf(conn, "GET /keep HTTP/1.1\r\nHost: h\r\nZ-One: 1\r\nY-Two: 2\r\nX-Three: 3\r\n\r\n")
+	br := bufio.NewReader(conn)
+	for i := 0; i < 2; i++ {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	ex := kafkatest.ReadExchanges(t, r.brokers, broker.Topic(broker.Raw, "skip"), 1, 10*time.Second)[0]
+	var names []string
+	for _, h := range ex.Request.Headers {
+		names = append(names, h.Name)
+	}
+	if strings.Join(names, ",") != "Z-One,Y-Two,X-Three" || ex.Sequence != 2 {
+		t.Fatalf("headers %v seq %d; want Z-One,Y-Two,X-Three and seq 2", names, ex.Sequence)
+	}
+	if got := testutil.ToFloat64(r.metrics.Skipped.WithLabelValues("filtered")); got != 1 {
+		t.Fatalf("skipped{filtered} = %v", got)
+	}
+}
