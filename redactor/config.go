@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -109,7 +111,8 @@ type Config struct {
 	QueryParams map[string]Rule `yaml:"query_params,omitempty"`
 	// Detectors maps a detector name (card, email, phone, ssn, iban, jwt,
 	// bearer, ipv4) to the rule applied to what it finds. A detector not
-	// listed keeps its default; "off" disables it.
+	// listed keeps its default (on, mask; off when Defaults is false);
+	// "off" disables it.
 	Detectors map[string]Rule `yaml:"detectors,omitempty"`
 }
 
@@ -282,12 +285,58 @@ func LoadConfig(path string) (Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&user); err != nil && !errors.Is(err, io.EOF) {
+		if key := keyAtErrorLine(data, err); key != "" {
+			return Config{}, fmt.Errorf("load redaction config %s: %s: %w", path, key, err)
+		}
 		return Config{}, fmt.Errorf("load redaction config %s: %w", path, err)
 	}
 	if user.Defaults != nil && !*user.Defaults {
 		return user, nil
 	}
 	return mergeConfig(DefaultConfig(), user), nil
+}
+
+var errLineRE = regexp.MustCompile(`line (\d+):`)
+
+// keyAtErrorLine names the key (as a dotted path) on the first line a yaml
+// error reports, so that type errors name the key as unknown-key errors do.
+func keyAtErrorLine(data []byte, err error) string {
+	m := errLineRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return ""
+	}
+	line, _ := strconv.Atoi(m[1])
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return ""
+	}
+	var find func(n *yaml.Node, path string) string
+	find = func(n *yaml.Node, path string) string {
+		switch n.Kind {
+		case yaml.DocumentNode, yaml.SequenceNode:
+			for _, c := range n.Content {
+				if p := find(c, path); p != "" {
+					return p
+				}
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if path != "" {
+					p = path + "." + k.Value
+				}
+				if v.Line == line && (v.Kind == yaml.ScalarNode || k.Line == line) {
+					return p
+				}
+				if sub := find(v, p); sub != "" {
+					return sub
+				}
+			}
+		}
+		return ""
+	}
+	return find(&root, "")
 }
 
 // mergeConfig returns over layered on base (see LoadConfig).

@@ -5,47 +5,47 @@ package redactor
 // word boundary and validates the candidate fully (Luhn, mod-97, SSN areas,
 // octet ranges, ...). The exact rules are documented in docs/redaction.md.
 
-// Kind is a class of personal data a detector finds.
-type Kind uint8
+// piiKind is a class of personal data a detector finds.
+type piiKind uint8
 
 // Detector kinds, in order of precedence when two findings overlap (the lower
 // value wins the merged span).
 const (
-	KindJWT Kind = iota
-	KindBearer
-	KindEmail
-	KindIBAN
-	KindCard
-	KindSSN
-	KindPhone
-	KindIPv4
+	kindJWT piiKind = iota
+	kindBearer
+	kindEmail
+	kindIBAN
+	kindCard
+	kindSSN
+	kindPhone
+	kindIPv4
 	numKinds
 )
 
 var kindNames = [numKinds]string{
-	KindJWT:    "jwt",
-	KindBearer: "bearer",
-	KindEmail:  "email",
-	KindIBAN:   "iban",
-	KindCard:   "card",
-	KindSSN:    "ssn",
-	KindPhone:  "phone",
-	KindIPv4:   "ipv4",
+	kindJWT:    "jwt",
+	kindBearer: "bearer",
+	kindEmail:  "email",
+	kindIBAN:   "iban",
+	kindCard:   "card",
+	kindSSN:    "ssn",
+	kindPhone:  "phone",
+	kindIPv4:   "ipv4",
 }
 
 // String returns the detector name used in configuration and rule names.
-func (k Kind) String() string {
+func (k piiKind) String() string {
 	if k < numKinds {
 		return kindNames[k]
 	}
 	return "unknown"
 }
 
-// kindByName maps a detector name to its Kind.
-func kindByName(s string) (Kind, bool) {
+// kindByName maps a detector name to its piiKind.
+func kindByName(s string) (piiKind, bool) {
 	for k, n := range kindNames {
 		if n == s {
-			return Kind(k), true
+			return piiKind(k), true
 		}
 	}
 	return 0, false
@@ -54,7 +54,7 @@ func kindByName(s string) (Kind, bool) {
 // span is one finding: s[start:end] is of the given kind.
 type span struct {
 	start, end int
-	kind       Kind
+	kind       piiKind
 }
 
 // Character classes.
@@ -143,9 +143,9 @@ func (d *detectors) find(s string, out []span) []span {
 			prev = s[i-1]
 		}
 		if c == '@' {
-			if d.on[KindEmail] {
+			if d.on[kindEmail] {
 				if st, en, ok := matchEmail(s, i); ok {
-					out = append(out, span{st, en, KindEmail})
+					out = append(out, span{st, en, kindEmail})
 					i = en - 1
 				}
 			}
@@ -155,50 +155,50 @@ func (d *detectors) find(s string, out []span) []span {
 			continue
 		}
 		end := 0
-		var kind Kind
+		var kind piiKind
 		switch {
 		case isDigit(c):
-			if d.on[KindSSN] {
+			if d.on[kindSSN] {
 				if e := matchSSN(s, i); e > 0 {
-					end, kind = e, KindSSN
+					end, kind = e, kindSSN
 					break
 				}
 			}
-			if d.on[KindCard] {
+			if d.on[kindCard] {
 				if e := matchCard(s, i); e > 0 {
-					end, kind = e, KindCard
+					end, kind = e, kindCard
 					break
 				}
 			}
-			if d.on[KindIPv4] {
+			if d.on[kindIPv4] {
 				if e := matchIPv4(s, i); e > 0 {
-					end, kind = e, KindIPv4
+					end, kind = e, kindIPv4
 					break
 				}
 			}
-			if d.on[KindPhone] {
+			if d.on[kindPhone] {
 				if e := matchPhone(s, i); e > 0 {
-					end, kind = e, KindPhone
+					end, kind = e, kindPhone
 				}
 			}
 		case c == '+' || c == '(':
-			if d.on[KindPhone] {
+			if d.on[kindPhone] {
 				if e := matchPhone(s, i); e > 0 {
-					end, kind = e, KindPhone
+					end, kind = e, kindPhone
 				}
 			}
 		case c == 'e':
-			if d.on[KindJWT] && prev != '.' && class[prev]&cB64URL == 0 {
+			if d.on[kindJWT] && prev != '.' && class[prev]&cB64URL == 0 {
 				if e := matchJWT(s, i); e > 0 {
-					end, kind = e, KindJWT
+					end, kind = e, kindJWT
 				}
 			}
 		case c == 'b' || c == 'B':
-			if d.on[KindBearer] {
+			if d.on[kindBearer] {
 				if st, e := matchBearer(s, i); e > 0 {
-					k := KindBearer
-					if d.on[KindJWT] && s[st] == 'e' && matchJWT(s, st) == e {
-						k = KindJWT
+					k := kindBearer
+					if d.on[kindJWT] && s[st] == 'e' && matchJWT(s, st) == e {
+						k = kindJWT
 					}
 					out = append(out, span{st, e, k})
 					i = e - 1
@@ -206,9 +206,9 @@ func (d *detectors) find(s string, out []span) []span {
 				}
 			}
 		}
-		if end == 0 && isUpper(c) && d.on[KindIBAN] {
+		if end == 0 && isUpper(c) && d.on[kindIBAN] {
 			if e := matchIBAN(s, i); e > 0 {
-				end, kind = e, KindIBAN
+				end, kind = e, kindIBAN
 			}
 		}
 		if end > 0 {

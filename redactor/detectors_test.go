@@ -199,9 +199,9 @@ func TestIBANMod97(t *testing.T) {
 }
 
 func TestMergeSpans(t *testing.T) {
-	in := []span{{10, 20, KindCard}, {0, 5, KindIPv4}, {4, 12, KindEmail}, {30, 31, KindSSN}}
+	in := []span{{10, 20, kindCard}, {0, 5, kindIPv4}, {4, 12, kindEmail}, {30, 31, kindSSN}}
 	got := mergeSpans(in, 0)
-	want := []span{{0, 20, KindEmail}, {30, 31, KindSSN}}
+	want := []span{{0, 20, kindEmail}, {30, 31, kindSSN}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("mergeSpans = %v, want %v", got, want)
 	}
@@ -217,7 +217,7 @@ func TestKindNames(t *testing.T) {
 	if _, ok := kindByName("nope"); ok {
 		t.Error("unknown name accepted")
 	}
-	if Kind(200).String() != "unknown" {
+	if piiKind(200).String() != "unknown" {
 		t.Error("out of range kind name")
 	}
 }
@@ -286,7 +286,7 @@ func FuzzDetectors(f *testing.F) {
 			if len(alone) != 1 || alone[0].start != 0 || alone[0].end != len(txt) || alone[0].kind != sp.kind {
 				continue // merged or context-dependent finding
 			}
-			if sp.kind == KindBearer {
+			if sp.kind == kindBearer {
 				continue // the scheme word is outside the span
 			}
 			fk := k.fake(fakeKind(sp.kind), txt)
@@ -294,7 +294,7 @@ func FuzzDetectors(f *testing.F) {
 				t.Fatalf("fake of %q equals input", txt)
 			}
 			got := d.find(fk, nil)
-			if sp.kind == KindPhone && len(got) > 0 {
+			if sp.kind == kindPhone && len(got) > 0 {
 				continue // random digits may form an SSN or card shape inside
 			}
 			if len(got) != 1 || got[0].start != 0 || got[0].end != len(fk) || got[0].kind != sp.kind {

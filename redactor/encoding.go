@@ -2,9 +2,6 @@ package redactor
 
 import (
 	"bytes"
-	"compress/flate"
-	"compress/gzip"
-	"compress/zlib"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +9,9 @@ import (
 	"sync"
 
 	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/flate"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zlib"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -22,9 +22,9 @@ import (
 type coding uint8
 
 const (
-	codingGzip coding = iota + 1
-	codingZlib        // "deflate" as RFC 9110 defines it (zlib framing)
-	codingRawFlate    // "deflate" as some servers send it (no framing)
+	codingGzip     coding = iota + 1
+	codingZlib            // "deflate" as RFC 9110 defines it (zlib framing)
+	codingRawFlate        // "deflate" as some servers send it (no framing)
 	codingBrotli
 	codingZstd
 )
@@ -100,20 +100,37 @@ func decodeOne(b []byte, c coding, max int64) ([]byte, error) {
 	src := bytes.NewReader(b)
 	switch c {
 	case codingGzip:
-		zr, err := gzip.NewReader(src)
+		zr, _ := gzipReaders.Get().(*gzip.Reader)
+		var err error
+		if zr == nil {
+			zr, err = gzip.NewReader(src)
+		} else {
+			err = zr.Reset(src)
+		}
 		if err != nil {
 			return nil, errDecode
 		}
-		r = zr
+		r, closeFn = zr, func() { gzipReaders.Put(zr) }
 	case codingZlib:
-		zr, err := zlib.NewReader(src)
+		zr, _ := zlibReaders.Get().(io.ReadCloser)
+		var err error
+		if zr == nil {
+			zr, err = zlib.NewReader(src)
+		} else {
+			err = zr.(zlib.Resetter).Reset(src, nil)
+		}
 		if err != nil {
 			return nil, errDecode
 		}
-		r = zr
+		r, closeFn = zr, func() { zlibReaders.Put(zr) }
 	case codingRawFlate:
-		fr := flate.NewReader(src)
-		r, closeFn = fr, func() { fr.Close() }
+		fr, _ := flateReaders.Get().(io.ReadCloser)
+		if fr == nil {
+			fr = flate.NewReader(src)
+		} else if err := fr.(flate.Resetter).Reset(src, nil); err != nil {
+			return nil, errDecode
+		}
+		r, closeFn = fr, func() { flateReaders.Put(fr) }
 	case codingBrotli:
 		r = brotli.NewReader(src)
 	case codingZstd:
@@ -151,11 +168,23 @@ func decodeOne(b []byte, c coding, max int64) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
+// Re-encoding favours speed: the shadow needs a valid encoding of the
+// scrubbed body, not the smallest one.
+const (
+	reencodeLevel       = 2 // flate family (gzip, zlib, raw deflate)
+	reencodeBrotliLevel = 2
+)
+
+// Decoders and encoders are pooled: a flate state is about 40 KB (decoding)
+// and 1 MB (encoding).
 var (
-	gzipWriters   = sync.Pool{New: func() any { return gzip.NewWriter(nil) }}
-	zlibWriters   = sync.Pool{New: func() any { return zlib.NewWriter(nil) }}
-	flateWriters  = sync.Pool{New: func() any { w, _ := flate.NewWriter(nil, flate.DefaultCompression); return w }}
-	brotliWriters = sync.Pool{New: func() any { return brotli.NewWriterLevel(nil, brotli.DefaultCompression) }}
+	gzipReaders   sync.Pool
+	zlibReaders   sync.Pool
+	flateReaders  sync.Pool
+	gzipWriters   = sync.Pool{New: func() any { w, _ := gzip.NewWriterLevel(nil, reencodeLevel); return w }}
+	zlibWriters   = sync.Pool{New: func() any { w, _ := zlib.NewWriterLevel(nil, reencodeLevel); return w }}
+	flateWriters  = sync.Pool{New: func() any { w, _ := flate.NewWriter(nil, reencodeLevel); return w }}
+	brotliWriters = sync.Pool{New: func() any { return brotli.NewWriterLevel(nil, reencodeBrotliLevel) }}
 	zstdEncoder   *zstd.Encoder
 	zstdOnce      sync.Once
 )

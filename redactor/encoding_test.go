@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"compress/zlib"
 	"errors"
+	"io"
 	"strconv"
 	"strings"
 	"testing"
@@ -109,6 +110,35 @@ func TestCompressedBodies(t *testing.T) {
 	}
 }
 
+// TestReencodedInterop decodes our re-encoded bodies with the standard
+// library (and the reference brotli reader), not with our own decoder.
+func TestReencodedInterop(t *testing.T) {
+	plain := []byte("mail zoe@example.org now")
+	for _, tc := range []struct {
+		c      coding
+		decode func(io.Reader) (io.Reader, error)
+	}{
+		{codingGzip, func(r io.Reader) (io.Reader, error) { return gzip.NewReader(r) }},
+		{codingZlib, func(r io.Reader) (io.Reader, error) { return zlib.NewReader(r) }},
+		{codingRawFlate, func(r io.Reader) (io.Reader, error) { return flate.NewReader(r), nil }},
+		{codingBrotli, func(r io.Reader) (io.Reader, error) { return brotli.NewReader(r), nil }},
+		{codingZstd, func(r io.Reader) (io.Reader, error) { return zstd.NewReader(r) }},
+	} {
+		out, err := encodeBody(plain, codings{n: 1, c: [maxCodings]coding{tc.c}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := tc.decode(bytes.NewReader(out))
+		if err != nil {
+			t.Fatalf("coding %d: %v", tc.c, err)
+		}
+		got, err := io.ReadAll(r)
+		if err != nil || !bytes.Equal(got, plain) {
+			t.Errorf("coding %d: %q %v", tc.c, got, err)
+		}
+	}
+}
+
 func TestCompressedUntouchedKeepsBytes(t *testing.T) {
 	e := newEngine(t, Config{})
 	body := gzipBytes(t, []byte(`{"a":"nothing personal"}`))
@@ -189,6 +219,27 @@ func TestTrailingGarbageRejected(t *testing.T) {
 		if _, err := decodeOne(tc.body, tc.c, 1<<20); err == nil {
 			t.Errorf("coding %d: trailing garbage accepted", tc.c)
 		}
+	}
+}
+
+func TestDroppedCompressedBodyLosesEncoding(t *testing.T) {
+	e := newEngine(t, Config{OnTruncated: TruncatedDrop})
+	body := gzipBytes(t, []byte(`{"a":1}`))
+	ex := reqEx("application/json", string(body[:10]), "Content-Encoding", "gzip", "Content-Length", "99")
+	ex.Request.BodyTruncated = true
+	if _, err := e.Redact(ex); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := header(ex.Request.Headers, "Content-Encoding"); ok || ex.Request.Body != nil {
+		t.Errorf("dropped body: %v %q", ex.Request.Headers, ex.Request.Body)
+	}
+	e = newEngine(t, Config{})
+	ex = reqEx("image/png", string(gzipBytes(t, []byte("png"))), "Content-Encoding", "gzip")
+	if _, err := e.Redact(ex); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := header(ex.Request.Headers, "Content-Encoding"); ok {
+		t.Error("Content-Encoding kept on a dropped binary body")
 	}
 }
 

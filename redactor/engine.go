@@ -19,6 +19,11 @@ import (
 // structured body was truncated at capture (with on_truncated: fail).
 var ErrUnparseable = errors.New("body cannot be parsed; record fails closed")
 
+// ErrInternal is returned (fail closed) if the engine hit an internal error;
+// the exchange has then been stripped of URL, headers, bodies, client address
+// and error text.
+var ErrInternal = errors.New("internal redaction error; record fails closed")
+
 // minKeyLen is the shortest accepted HMAC key.
 const minKeyLen = 16
 
@@ -103,7 +108,8 @@ func NewEngine(cfg Config, opts ...Option) (*Engine, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if cfg.Defaults == nil || *cfg.Defaults {
+	useDefaults := cfg.Defaults == nil || *cfg.Defaults
+	if useDefaults {
 		cfg = mergeConfig(DefaultConfig(), cfg)
 	}
 	e := &Engine{scanHeaders: true, maxDecoded: DefaultMaxDecodedBytes}
@@ -152,7 +158,7 @@ func NewEngine(cfg Config, opts ...Option) (*Engine, error) {
 	}
 	for k := range numKinds {
 		e.detAll.on[k] = true
-		e.det.on[k] = true
+		e.det.on[k] = useDefaults // with defaults: false, only listed detectors run
 		e.detRule[k] = rule{act: actMask, name: "detector:" + k.String()}
 	}
 	for _, name := range sortedKeys(cfg.Detectors) {
@@ -172,6 +178,7 @@ func NewEngine(cfg Config, opts ...Option) (*Engine, error) {
 			e.det.on[k] = false
 			continue
 		}
+		e.det.on[k] = true
 		cr := rule{act: a, fake: fakeKind(k), name: "detector:" + name}
 		if r.Name != "" {
 			cr.name = r.Name
@@ -243,14 +250,25 @@ func (st *state) hit(name string, n int) {
 // A non-nil error means fail closed: ex has still had its URL, headers and
 // addresses scrubbed, and both bodies have been removed. The error wraps
 // ErrUnparseable when a body could not be parsed, and its text never contains
-// payload bytes.
-func (e *Engine) Redact(ex *mlv1.Exchange) (Result, error) {
+// payload bytes. Should the engine ever panic, Redact recovers, strips the
+// URL, headers, bodies, client address and error text, and returns
+// ErrInternal.
+func (e *Engine) Redact(ex *mlv1.Exchange) (res Result, err error) {
 	if ex == nil {
 		return Result{}, nil
 	}
 	st := e.pool.Get().(*state)
 	st.counts = nil
-	defer e.pool.Put(st)
+	defer func() {
+		if recover() != nil {
+			// Do not reuse st: its scratch may be inconsistent. The panic
+			// value is dropped, it could quote payload bytes.
+			stripAll(ex)
+			res, err = Result{}, ErrInternal
+			return
+		}
+		e.pool.Put(st)
+	}()
 
 	req, resp := ex.GetRequest(), ex.GetResponse()
 	var reqCT, reqCE, respCT, respCE string
@@ -269,7 +287,6 @@ func (e *Engine) Redact(ex *mlv1.Exchange) (Result, error) {
 			}
 		}
 	}
-	var err error
 	if req != nil && len(req.Body) > 0 {
 		var body []byte
 		var changed bool
@@ -298,7 +315,7 @@ func (e *Engine) Redact(ex *mlv1.Exchange) (Result, error) {
 			resp.Body = nil
 		}
 	}
-	res := Result{Redactions: st.counts}
+	res = Result{Redactions: st.counts}
 	if len(st.counts) > 0 {
 		res.Rules = make([]string, 0, len(st.counts))
 		for name := range st.counts {
@@ -311,11 +328,34 @@ func (e *Engine) Redact(ex *mlv1.Exchange) (Result, error) {
 	return res, err
 }
 
+// stripAll removes every part of ex that can hold personal data.
+func stripAll(ex *mlv1.Exchange) {
+	if req := ex.GetRequest(); req != nil {
+		req.Url, req.Headers, req.Body, req.RemoteAddr = "", nil, nil, ""
+	}
+	if resp := ex.GetResponse(); resp != nil {
+		resp.Headers, resp.Body, resp.Error = nil, nil, ""
+	}
+}
+
 // setBody stores a scrubbed body and keeps Content-Length and body_size
-// consistent with it when the body is complete.
+// consistent with it when the body is complete. An emptied body also loses its
+// Content-Encoding (an empty body is not valid gzip, br, ...).
 func setBody(dst *[]byte, headers *[]*mlv1.Header, size *int64, truncated bool, body []byte) {
 	old := len(*dst)
 	*dst = body
+	if len(body) == 0 {
+		hs := (*headers)[:0]
+		for _, h := range *headers {
+			if !asciiEqualFold(h.Name, "Content-Encoding") {
+				hs = append(hs, h)
+			}
+		}
+		for i := len(hs); i < len(*headers); i++ {
+			(*headers)[i] = nil
+		}
+		*headers = hs
+	}
 	if truncated {
 		return
 	}

@@ -232,6 +232,31 @@ func TestFailClosed(t *testing.T) {
 	}
 }
 
+func TestPanicFailsClosed(t *testing.T) {
+	e := newEngine(t, Config{})
+	// A nil header element is skipped; a header list holding a Header whose
+	// use panics cannot be built through the API, so provoke a panic with an
+	// engine whose state pool hands out a broken state.
+	e.pool.New = func() any { return &state{} } // e == nil inside: any use panics
+	for e.pool.Get() != nil {
+		if _, ok := e.pool.Get().(*state); !ok {
+			break
+		}
+	}
+	ex := reqEx("application/json", `{"email":"zoe@example.org"}`, "Authorization", "x")
+	ex.Request.Url = "/users/zoe@example.org"
+	ex.Request.RemoteAddr = "84.17.45.201:1"
+	ex.Response = &mlv1.Response{Body: []byte("zoe@example.org"), Error: "zoe@example.org"}
+	_, err := e.Redact(ex)
+	if !errors.Is(err, ErrInternal) {
+		t.Fatalf("err = %v", err)
+	}
+	b, _ := proto.Marshal(ex)
+	if bytes.Contains(b, []byte("zoe@example.org")) || bytes.Contains(b, []byte("84.17.45.201")) {
+		t.Errorf("personal data left after a panic: %v", ex)
+	}
+}
+
 func TestTruncatedPolicies(t *testing.T) {
 	e := newEngine(t, Config{OnTruncated: TruncatedDrop})
 	ex := reqEx("application/json", `{"a":"b`)
@@ -277,7 +302,7 @@ func TestBinaryPolicy(t *testing.T) {
 		{BinaryDrop, "application/octet-stream", []byte("abc"), false},
 		{BinaryPass, "image/png", png, true},
 		{BinaryPass, "application/grpc+proto", []byte("\x00\x00\x00\x00\x05hello"), true},
-		{"", "", png, false},                                // sniffed binary
+		{"", "", png, false},                                    // sniffed binary
 		{"", "application/x-custom", []byte("\x00\x01"), false}, // unknown, sniffed binary
 	} {
 		e := newEngine(t, Config{Binary: tc.binary})
@@ -629,7 +654,7 @@ func benchExchange(body string) *mlv1.Exchange {
 	}
 }
 
-// cloneForBench prepares n independent copies so Redact (which edits in
+// benchRedact prepares independent exchanges so Redact (which edits in
 // place) sees the original payload on every iteration.
 func benchRedact(b *testing.B, body string) {
 	e := newEngine(b, Config{})
@@ -662,6 +687,41 @@ func benchRedact(b *testing.B, body string) {
 func BenchmarkRedactJSON1KB(b *testing.B) { benchRedact(b, benchPaymentJSON) }
 
 func BenchmarkRedactCleanJSON1KB(b *testing.B) { benchRedact(b, benchCleanJSON) }
+
+// BenchmarkRedactGzipJSON1KB is the payments request gzip-compressed: decode,
+// scrub, re-encode.
+func BenchmarkRedactGzipJSON1KB(b *testing.B) {
+	e := newEngine(b, Config{})
+	gz := gzipBytes(b, []byte(benchPaymentJSON))
+	mk := func() *mlv1.Exchange {
+		ex := benchExchange(benchPaymentJSON)
+		ex.Request.Body = gz
+		ex.Request.Headers = append(ex.Request.Headers, &mlv1.Header{Name: "Content-Encoding", Value: "gzip"})
+		return ex
+	}
+	const n = 1024
+	pool := make([]*mlv1.Exchange, n)
+	for i := range pool {
+		pool[i] = mk()
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i == n {
+			b.StopTimer()
+			for k := range pool {
+				pool[k] = mk()
+			}
+			i = 0
+			b.StartTimer()
+		}
+		if _, err := e.Redact(pool[i]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
 
 func TestBenchPayloadsRealistic(t *testing.T) {
 	for _, body := range []string{benchPaymentJSON, benchCleanJSON} {

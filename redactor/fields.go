@@ -28,6 +28,7 @@ const (
 type pathSeg struct {
 	kind segKind
 	lit  string // lower case (literal or glob)
+	g    glob   // compiled glob (segGlob)
 	idx  int    // array index for an all-digit literal, else -1
 }
 
@@ -48,9 +49,20 @@ func (s *pathSeg) match(t token) bool {
 		}
 		return asciiEqualFold(t.key, s.lit)
 	case segGlob:
-		return !t.isIdx && globMatch(s.lit, t.key)
+		return !t.isIdx && s.g.match(t.key)
 	}
 	return false
+}
+
+// lastByte is the byte a matching key must end with, or -1 when any.
+func (s *pathSeg) lastByte() int {
+	switch s.kind {
+	case segLiteral:
+		return int(s.lit[len(s.lit)-1])
+	case segGlob:
+		return s.g.lastByte()
+	}
+	return -1
 }
 
 // pathRule is a compiled JSON path rule.
@@ -64,9 +76,12 @@ type pathRule struct {
 type pathRules struct {
 	anywhere []pathRule // segs has exactly one segment (the one after "**")
 	nfa      []pathRule
+	// Index of anywhere: by the lower-case last byte a key must end with;
+	// rules matching any last byte; rules that can match an array index.
+	byLast  [256][]uint16
+	anyLast []uint16
+	byIdx   []uint16
 }
-
-func (p *pathRules) empty() bool { return len(p.anywhere) == 0 && len(p.nfa) == 0 }
 
 // parsePath splits a JSON path on '.' into segments.
 func parsePath(p string) ([]pathSeg, error) {
@@ -89,7 +104,7 @@ func parsePath(p string) ([]pathSeg, error) {
 		case strings.Contains(part, "**"):
 			return nil, errors.New("\"**\" must be a whole segment")
 		case strings.Contains(part, "*"):
-			segs = append(segs, pathSeg{kind: segGlob, lit: strings.ToLower(part), idx: -1})
+			segs = append(segs, pathSeg{kind: segGlob, lit: strings.ToLower(part), g: compileGlob(part), idx: -1})
 		default:
 			idx := -1
 			if n, err := strconv.Atoi(part); err == nil && n >= 0 && part[0] != '+' {
@@ -142,7 +157,21 @@ func compilePathRules(m map[string]Rule, need func(section, key string, r rule))
 		cr.score = pathScore(segs)
 		r := &cr
 		if len(segs) == 2 && segs[0].kind == segDoubleStar && segs[1].kind != segDoubleStar {
+			k := uint16(len(p.anywhere))
+			seg := &segs[1]
 			p.anywhere = append(p.anywhere, pathRule{segs: segs[1:], r: r})
+			if c := seg.lastByte(); c >= 0 {
+				p.byLast[c] = append(p.byLast[c], k)
+				if c >= 'a' && c <= 'z' {
+					// Keys are matched ignoring case.
+					p.byLast[c-'a'+'A'] = append(p.byLast[c-'a'+'A'], k)
+				}
+			} else {
+				p.anyLast = append(p.anyLast, k)
+			}
+			if seg.kind == segLiteral && seg.idx >= 0 {
+				p.byIdx = append(p.byIdx, k)
+			}
 		} else {
 			p.nfa = append(p.nfa, pathRule{segs: segs, r: r})
 		}
@@ -286,10 +315,23 @@ func (j *jsonEd) step(lo, hi int, t token, inherited *rule) (int, int, *rule) {
 		best = nil
 	}
 	best = j.completed(nlo, nhi, best)
-	for k := range pr.anywhere {
-		a := &pr.anywhere[k]
-		if a.segs[0].match(t) && a.r.better(best) {
-			best = a.r
+	if len(pr.anywhere) > 0 {
+		var cand []uint16
+		switch {
+		case t.isIdx:
+			cand = pr.byIdx
+		case t.key != "":
+			cand = pr.byLast[t.key[len(t.key)-1]]
+		}
+		for _, k := range cand {
+			if a := &pr.anywhere[k]; a.segs[0].match(t) && a.r.better(best) {
+				best = a.r
+			}
+		}
+		for _, k := range pr.anyLast {
+			if a := &pr.anywhere[k]; a.segs[0].match(t) && a.r.better(best) {
+				best = a.r
+			}
 		}
 	}
 	return nlo, nhi, best
@@ -555,7 +597,7 @@ func (j *jsonEd) number(i int, r *rule) (int, error) {
 		j.replace(i, end, []byte(nv))
 		return end, nil
 	}
-	if end-i >= 13 && end-i <= 19 && j.st.e.det.on[KindCard] {
+	if end-i >= 13 && end-i <= 19 && j.st.e.det.on[kindCard] {
 		if nv, ok := j.st.scrubString(v); ok {
 			if isJSONInteger(nv) {
 				j.replace(i, end, []byte(nv))
@@ -575,22 +617,27 @@ func (st *state) fakeNumber(r *rule, v string) string {
 	if kind == kindAuto {
 		kind = st.wholeKind(v)
 	}
-	if Kind(kind) == KindCard && isJSONInteger(v) {
+	if piiKind(kind) == kindCard && isJSONInteger(v) {
 		return st.e.keyed.fake(kind, v)
 	}
 	rs := st.e.keyed.newStream(kindText, v)
 	f := []byte(v)
-	for k, c := range f {
-		if isDigit(c) {
-			f[k] = rs.digit()
+	for range 8 {
+		for k, c := range f {
+			if isDigit(c) {
+				f[k] = rs.digit()
+			}
 		}
-	}
-	k := 0
-	if k < len(f) && f[k] == '-' {
-		k++
-	}
-	if k+1 < len(f) && isDigit(f[k+1]) && f[k] == '0' {
-		f[k] = rs.nonzero()
+		k := 0
+		if k < len(f) && f[k] == '-' {
+			k++
+		}
+		if k+1 < len(f) && isDigit(f[k+1]) && f[k] == '0' {
+			f[k] = rs.nonzero()
+		}
+		if string(f) != v {
+			break
+		}
 	}
 	return string(f)
 }
@@ -952,6 +999,9 @@ func (st *state) scrubPair(pair string, rules *nameRules, strict bool) (string, 
 			return "", false, true, nil
 		}
 		nv := st.applyRule(r, val)
+		if nn, ok := st.scrubString(name); ok {
+			rawName = queryEscape(nn)
+		}
 		return rawName + "=" + queryEscape(nv), true, true, nil
 	}
 	nn, nameChanged := st.scrubString(name)
@@ -1177,7 +1227,7 @@ func (st *state) scrubMultipart(b []byte, ct string, depth int) ([]byte, bool, e
 		return nil, false, errMultipart
 	}
 	ed := jsonEd{st: st, in: b} // reused for its lazy replace
-	open, openLB := first, 0     // where this part's delimiter line starts, and the line break before it
+	open, openLB := first, 0    // where this part's delimiter line starts, and the line break before it
 	pos := first + len(dash)
 	for {
 		if bytes.HasPrefix(b[pos:], []byte("--")) {
@@ -1228,6 +1278,10 @@ func (st *state) scrubMultipart(b []byte, ct string, depth int) ([]byte, bool, e
 		if err != nil {
 			return nil, false, err
 		}
+		var newHdr []byte
+		if keep {
+			newHdr = st.scrubPartHeaders(hdr)
+		}
 		nextLB := nl + 1 - nextOpen
 		switch {
 		case !keep && openLB == 0:
@@ -1239,6 +1293,9 @@ func (st *state) scrubMultipart(b []byte, ct string, depth int) ([]byte, bool, e
 			ed.replace(open, nextOpen, nil)
 			open, openLB = nextOpen, nextLB
 		default:
+			if newHdr != nil {
+				ed.replace(partStart, partStart+len(hdr), newHdr)
+			}
 			if changed {
 				ed.replace(partStart+bodyOff, nextOpen, newBody)
 			}
@@ -1259,6 +1316,40 @@ type partHeaders struct {
 	filename bool
 	ct       string
 	encoding string // Content-Transfer-Encoding
+}
+
+// scrubPartHeaders runs the detectors over part header lines (a field name or
+// file name can carry personal data), except Content-Type and
+// Content-Transfer-Encoding, which frame the part. It returns nil when
+// nothing changed.
+func (st *state) scrubPartHeaders(h []byte) []byte {
+	var out []byte
+	for off := 0; off < len(h); {
+		end := bytes.IndexByte(h[off:], '\n')
+		if end < 0 {
+			end = len(h)
+		} else {
+			end += off + 1
+		}
+		line := h[off:end]
+		name, _, _ := bytes.Cut(line, []byte(":"))
+		name = bytes.TrimSpace(name)
+		if !asciiEqualFold(string(name), "Content-Type") && !asciiEqualFold(string(name), "Content-Transfer-Encoding") {
+			if nv, ok := st.scrubString(string(line)); ok {
+				if out == nil {
+					out = append(make([]byte, 0, len(h)), h[:off]...)
+				}
+				out = append(out, nv...)
+				off = end
+				continue
+			}
+		}
+		if out != nil {
+			out = append(out, line...)
+		}
+		off = end
+	}
+	return out
 }
 
 func parsePartHeaders(h []byte) partHeaders {

@@ -15,8 +15,77 @@ type nameRules struct {
 }
 
 type globRule struct {
-	pat string // lower case
-	r   *rule
+	g glob
+	r *rule
+}
+
+// glob is a compiled case-insensitive name pattern.
+type glob struct {
+	shape uint8  // globExact, globPrefix, ...
+	lit   string // lower case: the literal part for the simple shapes
+	pat   string // lower case: the whole pattern
+}
+
+const (
+	globExact    uint8 = iota // "abc"
+	globPrefix                // "abc*"
+	globSuffix                // "*abc"
+	globContains              // "*abc*"
+	globAll                   // "*"
+	globGeneral               // anything else with '*'
+)
+
+func compileGlob(p string) glob {
+	p = strings.ToLower(p)
+	g := glob{pat: p, lit: p}
+	n := strings.Count(p, "*")
+	switch {
+	case n == 0:
+		g.shape = globExact
+	case strings.Trim(p, "*") == "":
+		g.shape = globAll
+	case n == 1 && p[len(p)-1] == '*':
+		g.shape, g.lit = globPrefix, p[:len(p)-1]
+	case n == 1 && p[0] == '*':
+		g.shape, g.lit = globSuffix, p[1:]
+	case n == 2 && p[0] == '*' && p[len(p)-1] == '*':
+		g.shape, g.lit = globContains, p[1:len(p)-1]
+	default:
+		g.shape = globGeneral
+	}
+	return g
+}
+
+func (g *glob) match(name string) bool {
+	switch g.shape {
+	case globExact:
+		return asciiEqualFold(name, g.lit)
+	case globPrefix:
+		return len(name) >= len(g.lit) && asciiEqualFold(name[:len(g.lit)], g.lit)
+	case globSuffix:
+		return len(name) >= len(g.lit) && asciiEqualFold(name[len(name)-len(g.lit):], g.lit)
+	case globContains:
+		for i := 0; i+len(g.lit) <= len(name); i++ {
+			if asciiEqualFold(name[i:i+len(g.lit)], g.lit) {
+				return true
+			}
+		}
+		return false
+	case globAll:
+		return true
+	}
+	return globMatch(g.pat, name)
+}
+
+// lastByte is the byte a matching name must end with, or -1 when any.
+func (g *glob) lastByte() int {
+	switch g.shape {
+	case globExact, globSuffix, globGeneral:
+		if c := g.pat[len(g.pat)-1]; c != '*' {
+			return int(c)
+		}
+	}
+	return -1
 }
 
 func (n *nameRules) empty() bool { return len(n.exact) == 0 && len(n.globs) == 0 }
@@ -43,7 +112,7 @@ func (n *nameRules) match(name string, dir uint8) *rule {
 	}
 	for i := range n.globs {
 		g := &n.globs[i]
-		if (dir == 0 || g.r.on&dir != 0) && globMatch(g.pat, name) && g.r.better(best) {
+		if (dir == 0 || g.r.on&dir != 0) && g.g.match(name) && g.r.better(best) {
 			best = g.r
 		}
 	}
@@ -53,17 +122,6 @@ func (n *nameRules) match(name string, dir uint8) *rule {
 // globMatch reports whether name matches the lower-case pattern pat, where '*'
 // matches any (possibly empty) run of bytes, ignoring ASCII case.
 func globMatch(pat, name string) bool {
-	// Fast paths for the common shapes "*x" and "x*".
-	if n := strings.Count(pat, "*"); n == 1 {
-		if pat[0] == '*' {
-			suf := pat[1:]
-			return len(name) >= len(suf) && asciiEqualFold(name[len(name)-len(suf):], suf)
-		}
-		if pat[len(pat)-1] == '*' {
-			pre := pat[:len(pat)-1]
-			return len(name) >= len(pre) && asciiEqualFold(name[:len(pre)], pre)
-		}
-	}
 	px, nx := 0, 0
 	nextPx, nextNx := -1, -1
 	for px < len(pat) || nx < len(name) {
@@ -167,7 +225,7 @@ func compileNameRules(section, prefix string, m map[string]Rule, allowOn bool, n
 		cr.score = patternScore(low)
 		r := &cr
 		if strings.Contains(low, "*") {
-			n.globs = append(n.globs, globRule{pat: low, r: r})
+			n.globs = append(n.globs, globRule{g: compileGlob(low), r: r})
 		} else {
 			if n.exact == nil {
 				n.exact = map[string]*rule{}

@@ -166,6 +166,37 @@ func TestNameRulesSpecificity(t *testing.T) {
 	}
 }
 
+func TestCompileGlob(t *testing.T) {
+	for _, tc := range []struct {
+		pat   string
+		shape uint8
+		yes   []string
+		no    []string
+	}{
+		{"X-Api-Key", globExact, []string{"x-api-key", "X-API-KEY"}, []string{"X-Api-Keys", ""}},
+		{"X-Secret-*", globPrefix, []string{"x-secret-", "X-SECRET-thing"}, []string{"X-Secre"}},
+		{"*_token", globSuffix, []string{"ACCESS_TOKEN", "_token"}, []string{"token", "_tokens"}},
+		{"*pass*", globContains, []string{"PASS", "my_Password_hint"}, []string{"pas"}},
+		{"**", globAll, []string{"", "anything"}, nil},
+		{"a*b*c", globGeneral, []string{"ABC", "aXbYc"}, []string{"acb"}},
+	} {
+		g := compileGlob(tc.pat)
+		if g.shape != tc.shape {
+			t.Errorf("%s: shape %d, want %d", tc.pat, g.shape, tc.shape)
+		}
+		for _, y := range tc.yes {
+			if !g.match(y) {
+				t.Errorf("%s should match %q", tc.pat, y)
+			}
+		}
+		for _, n := range tc.no {
+			if g.match(n) {
+				t.Errorf("%s should not match %q", tc.pat, n)
+			}
+		}
+	}
+}
+
 func TestGlobMatch(t *testing.T) {
 	for _, tc := range []struct {
 		pat, name string

@@ -9,6 +9,11 @@ type Metrics struct {
 	ScheduleLag     prometheus.Histogram
 	ResponseLatency prometheus.Histogram
 	CaptureDelay    prometheus.Histogram
+	// Dropped counts window-replay records not sent, by reason ("max_lag").
+	Dropped *prometheus.CounterVec
+	// Late counts window-replay sends more than the late threshold behind
+	// their planned time (they were still sent).
+	Late prometheus.Counter
 }
 
 // NewMetrics creates the replayer metrics and registers them on reg (when not nil).
@@ -37,12 +42,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Live mode: time from capture to the request reaching the target.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}),
+		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mirrorline_replayer_dropped_total",
+			Help: "Window replay: records not sent because they were more than --max-lag behind schedule, by reason.",
+		}, []string{"reason"}),
+		Late: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mirrorline_replayer_late_total",
+			Help: "Window replay: requests sent more than the late threshold (10ms) after their planned time.",
+		}),
 	}
 	for _, c := range []string{"2xx", "3xx", "4xx", "5xx", "error"} {
 		m.Sent.WithLabelValues(c)
 	}
+	m.Dropped.WithLabelValues(DropMaxLag)
 	if reg != nil {
-		reg.MustRegister(m.Sent, m.Errors, m.ScheduleLag, m.ResponseLatency, m.CaptureDelay)
+		reg.MustRegister(m.Sent, m.Errors, m.ScheduleLag, m.ResponseLatency, m.CaptureDelay, m.Dropped, m.Late)
 	}
 	return m
 }

@@ -1,34 +1,99 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.yaml.in/yaml/v3"
+	"golang.org/x/term"
 
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/replayer"
 	"github.com/mirrorline/mirrorline/telemetry"
 )
 
+// windowFlags are the flags of window replays only.
+type windowFlags struct {
+	from, to           string
+	speed, rate, ramp  string
+	job                string
+	workers, worker    int
+	startAt            string
+	startDelay         time.Duration
+	dryRun             bool
+	report             string
+	noProgress         bool
+	windowOnlyFlagList []string
+}
+
 func (a *app) replayCmd() *cobra.Command {
 	var live bool
+	wf := &windowFlags{workers: 1, startDelay: 5 * time.Second}
+	// The target written in the -c file is allowed without an allowlist; this
+	// runs after the file is loaded and before flags are parsed.
+	a.cfg.Replay.fileTarget = a.cfg.Replay.Target
+	if a.cfg.Replay.MaxRate == "" {
+		a.cfg.Replay.MaxRate = replayer.FormatRate(replayer.DefaultMaxRate)
+	}
+	if a.cfg.Replay.MaxLag == 0 {
+		a.cfg.Replay.MaxLag = replayer.DefaultMaxLag
+	}
 	c := &cobra.Command{
 		Use:   "replay",
-		Short: "Consume a service's clean topic into a shadow target",
-		Long: `Consume mirror.clean.SERVICE and send every request to --target.
+		Short: "Consume a service's clean topic into a shadow target: live, or a time window",
+		Long: `Consume mirror.clean.SERVICE and send every request to --target; the shadow's
+responses are published to mirror.shadow.SERVICE.
 
 --live joins the consumer group (default mirrorline-replay-SERVICE): start several
-replayers with the same group and they share the partitions. The shadow's responses
-are published to mirror.shadow.SERVICE.`,
+replayers with the same group and they share the partitions.
+
+--from T [--to T] replays exactly the records captured in [from, to) (RFC 3339,
+"now", or relative like -15m; --to defaults to now) and exits with a summary.
+Timing keeps the captured inter-arrival times (default), --speed 5x compresses
+them, --rate 500/s sends at a fixed rate, --ramp 1x..10x/10m steps the speed.
+Sends never wait for the target: up to --concurrency requests are in flight and
+a record more than --max-lag late is dropped and counted. --job NAME --workers N
+--worker I splits a job's partitions between N processes that share one clock.
+See docs/replay.md.
+
+Targets must be loopback, the replay.target of -c FILE, or allowed with
+--allow-target / replay.allow_targets.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !live {
-				return usagef("replay: --live is required")
+			window := wf.from != "" || wf.to != ""
+			switch {
+			case live && window:
+				return usagef("replay: --live and --from/--to exclude each other")
+			case !live && !window:
+				return usagef("replay: --live is required, or --from (and --to) for a window replay")
+			}
+			if live {
+				for _, name := range wf.windowOnlyFlagList {
+					if cmd.Flags().Changed(name) {
+						return usagef("%s: only for window replays (--from/--to)", name)
+					}
+				}
 			}
 			if err := a.requireService("service"); err != nil {
 				return err
 			}
 			if err := a.requireBrokers(); err != nil {
 				return err
+			}
+			if window {
+				for _, name := range []string{"group", "start"} {
+					if cmd.Flags().Changed(name) {
+						return usagef("%s: only for --live (window replays split partitions with --job/--workers/--worker)", name)
+					}
+				}
+				return a.runWindow(cmd, wf)
 			}
 			tel := telemetry.NewServer()
 			l, cl, err := a.newLiveReplayer(tel)
@@ -45,15 +110,46 @@ are published to mirror.shadow.SERVICE.`,
 	f.BoolVar(&live, "live", false, "shadow live traffic as a consumer group")
 	f.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
 	f.StringVar(&a.cfg.Replay.Target, "target", a.cfg.Replay.Target, "base URL of the shadow deployment")
-	f.IntVar(&a.cfg.Replay.Concurrency, "concurrency", a.cfg.Replay.Concurrency, "requests in flight at most (one connection's requests stay in order)")
+	f.IntVar(&a.cfg.Replay.Concurrency, "concurrency", a.cfg.Replay.Concurrency, "requests in flight at most (live: one connection's requests stay in order; window replays default to 64 unless set)")
 	f.StringVar(&a.cfg.Replay.Instance, "instance", a.cfg.Replay.Instance, "name of this replayer in shadow records (default HOST-PID)")
-	f.StringVar(&a.cfg.Replay.Group, "group", a.cfg.Replay.Group, "consumer group (default mirrorline-replay-SERVICE)")
+	f.StringVar(&a.cfg.Replay.Group, "group", a.cfg.Replay.Group, "live: consumer group (default mirrorline-replay-SERVICE)")
 	f.StringVar(&a.cfg.Replay.Topic, "topic", a.cfg.Replay.Topic, "topic to consume (default mirror.clean.SERVICE)")
-	f.StringVar(&a.cfg.Replay.Start, "start", a.cfg.Replay.Start, "where a new group starts: latest (default) or earliest")
+	f.StringVar(&a.cfg.Replay.Start, "start", a.cfg.Replay.Start, "live: where a new group starts: latest (default) or earliest")
 	f.DurationVar(&a.cfg.Replay.Timeout, "timeout", a.cfg.Replay.Timeout, "timeout of each request to the target")
 	f.BoolVar(&a.cfg.Replay.KeepHost, "keep-host", a.cfg.Replay.KeepHost, "send the captured Host header instead of the target's")
 	f.Int64Var(&a.cfg.Replay.BodyLimit, "body-limit", a.cfg.Replay.BodyLimit, "response body bytes recorded per shadow response")
+	f.StringArrayVar(&a.cfg.Replay.AllowTargets, "allow-target", a.cfg.Replay.AllowTargets, "allow replaying to host[:port], *.domain[:port] or CIDR (repeatable; replaces replay.allow_targets)")
+
+	// window replays only
+	f.StringVar(&wf.from, "from", "", "window start: RFC 3339, now, or relative like -15m")
+	f.StringVar(&wf.to, "to", "", "window end, exclusive (default now)")
+	f.StringVar(&wf.speed, "speed", "", "keep the captured timing, N times faster (e.g. 5x, 0.5x; default 1x)")
+	f.StringVar(&wf.rate, "rate", "", "ignore the captured timing and send at a fixed rate (e.g. 500/s)")
+	f.StringVar(&wf.ramp, "ramp", "", "step the speed or rate: FROM..TO/DURATION[:STEPS] (e.g. 1x..10x/10m, 100/s..1000/s/5m:5)")
+	f.StringVar(&a.cfg.Replay.MaxRate, "max-rate", a.cfg.Replay.MaxRate, "cap on any speed or rate, per job")
+	f.DurationVar(&a.cfg.Replay.MaxLag, "max-lag", a.cfg.Replay.MaxLag, "drop (and count) a record that cannot be sent within this of its planned time")
+	f.BoolVar(&wf.dryRun, "dry-run", false, "schedule and report without sending (on a virtual clock: takes only the time to read)")
+	f.StringVar(&wf.job, "job", "", "job name, shared by the workers of one job (default replay-SERVICE-TIME)")
+	f.IntVar(&wf.workers, "workers", wf.workers, "processes sharing the job: each takes the partitions p with p mod N = --worker")
+	f.IntVar(&wf.worker, "worker", 0, "this process's index in the job, 0..N-1")
+	f.StringVar(&wf.startAt, "start-at", "", "job start (RFC 3339): the shared clock anchor (default: agreed through mirror.jobs when --workers > 1, else now)")
+	f.DurationVar(&wf.startDelay, "start-delay", wf.startDelay, "with --workers > 1 and no --start-at: the job starts this long after the first worker proposes it")
+	f.StringVar(&wf.report, "report", "", "also write the summary as JSON to this file")
+	f.BoolVar(&wf.noProgress, "no-progress", false, "no progress bar (it is shown only when stderr is a terminal)")
+	wf.windowOnlyFlagList = []string{"from", "to", "speed", "rate", "ramp", "max-rate", "max-lag", "dry-run", "job", "workers", "worker", "start-at", "start-delay", "report", "no-progress"}
 	return c
+}
+
+// checkTarget applies the target allowlist (see replayer.CheckTarget).
+func checkTarget(rc ReplayConfig, s *replayer.Sender) error {
+	allow, err := replayer.NewAllowlist(rc.AllowTargets)
+	if err != nil {
+		return usageError{err}
+	}
+	if err := replayer.CheckTarget(s.Target(), allow, rc.fileTarget); err != nil {
+		return usageError{err}
+	}
+	return nil
 }
 
 // newLiveReplayer builds a live replayer and its Kafka client from the configuration.
@@ -87,6 +183,9 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 	if err != nil {
 		return nil, nil, usageError{err}
 	}
+	if err := checkTarget(rc, sender); err != nil {
+		return nil, nil, err
+	}
 	cl, err := broker.NewClient(a.cfg.Kafka, replayer.LiveClientOpts(rc.Group, rc.Topic, fromStart)...)
 	if err != nil {
 		return nil, nil, usageError{err}
@@ -98,4 +197,289 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 		replayer.Job("live", rc.Instance),
 	)
 	return l, cl, nil
+}
+
+// windowJob is a validated window replay request.
+type windowJob struct {
+	from, to    time.Time
+	profile     replayer.Profile
+	maxRate     float64
+	concurrency int
+	startAt     time.Time
+	sender      *replayer.Sender
+	topic       string
+	job         string
+	instance    string
+}
+
+// validateWindow turns the flags and configuration into a windowJob; every
+// error is a usage error naming the flag.
+func (a *app) validateWindow(cmd *cobra.Command, wf *windowFlags, now time.Time) (*windowJob, error) {
+	rc := a.cfg.Replay
+	j := &windowJob{}
+	if wf.from == "" {
+		return nil, usagef("from: required for a window replay (--to alone is not enough)")
+	}
+	if wf.to == "" {
+		wf.to = "now"
+	}
+	var err error
+	if j.from, err = replayer.ParseWhen(wf.from, now); err != nil {
+		return nil, usagef("from: %v", err)
+	}
+	if j.to, err = replayer.ParseWhen(wf.to, now); err != nil {
+		return nil, usagef("to: %v", err)
+	}
+	// Record timestamps are milliseconds: so is the window.
+	j.from, j.to = j.from.Truncate(time.Millisecond), j.to.Truncate(time.Millisecond)
+	if !j.from.Before(j.to) {
+		return nil, usagef("from: %s is not before --to %s", j.from.Format(time.RFC3339Nano), j.to.Format(time.RFC3339Nano))
+	}
+	if j.to.After(now.Add(time.Second)) {
+		return nil, usagef("to: %s is in the future; a window replay reads traffic already captured (use --live to follow new traffic)", j.to.Format(time.RFC3339Nano))
+	}
+	if j.profile, err = replayer.ParseTiming(wf.speed, wf.rate, wf.ramp); err != nil {
+		return nil, usageError{err}
+	}
+	if j.maxRate, err = replayer.ParseRate(rc.MaxRate); err != nil {
+		return nil, usagef("max-rate: %v", err)
+	}
+	if j.profile.Unit == replayer.Records && j.profile.MaxPerSecond() > j.maxRate {
+		return nil, usagef("rate: %s goes up to %s, above --max-rate %s", j.profile.Spec, replayer.FormatRate(j.profile.MaxPerSecond()), replayer.FormatRate(j.maxRate))
+	}
+	if rc.MaxLag <= 0 {
+		return nil, usagef("max-lag: must be positive, got %s", rc.MaxLag)
+	}
+	j.concurrency = rc.Concurrency
+	if !cmd.Flags().Changed("concurrency") && !replayKeyInFile(a.cfgPath, "concurrency") {
+		j.concurrency = replayer.DefaultInFlight
+	}
+	if j.concurrency <= 0 {
+		return nil, usagef("concurrency: must be positive, got %d", j.concurrency)
+	}
+	if wf.workers < 1 || wf.workers > 10000 {
+		return nil, usagef("workers: must be 1..10000, got %d", wf.workers)
+	}
+	if wf.worker < 0 || wf.worker >= wf.workers {
+		return nil, usagef("worker: must be 0..%d (--workers %d), got %d", wf.workers-1, wf.workers, wf.worker)
+	}
+	if wf.workers > 1 && wf.job == "" {
+		return nil, usagef("job: required with --workers %d: every worker of the job is given the same --job", wf.workers)
+	}
+	if wf.startAt != "" {
+		if j.startAt, err = time.Parse(time.RFC3339Nano, wf.startAt); err != nil {
+			return nil, usagef("start-at: %q is not RFC 3339 (2006-01-02T15:04:05Z)", wf.startAt)
+		}
+	}
+	if wf.startDelay < 0 {
+		return nil, usagef("start-delay: must not be negative, got %s", wf.startDelay)
+	}
+	if rc.Target == "" && !wf.dryRun {
+		return nil, usagef("target: required (or --dry-run)")
+	}
+	if rc.Target != "" {
+		if j.sender, err = replayer.NewSender(rc.Target, j.concurrency, replayer.Timeout(rc.Timeout), replayer.KeepHost(rc.KeepHost), replayer.ResponseBodyLimit(rc.BodyLimit)); err != nil {
+			return nil, usageError{err}
+		}
+		if err := checkTarget(rc, j.sender); err != nil {
+			return nil, err
+		}
+	}
+	j.topic = rc.Topic
+	if j.topic == "" {
+		j.topic = broker.Topic(broker.Clean, a.cfg.Service)
+	}
+	j.job = wf.job
+	if j.job == "" {
+		j.job = fmt.Sprintf("replay-%s-%s", a.cfg.Service, now.UTC().Format("20060102T150405.000Z"))
+	}
+	j.instance = rc.Instance
+	if j.instance == "" {
+		j.instance = replayer.DefaultInstance()
+	}
+	return j, nil
+}
+
+// runWindow runs a window replay to its end and prints its summary.
+func (a *app) runWindow(cmd *cobra.Command, wf *windowFlags) error {
+	ctx := cmd.Context()
+	now := time.Now()
+	j, err := a.validateWindow(cmd, wf, now)
+	if err != nil {
+		return err
+	}
+	cl, err := broker.NewClient(a.cfg.Kafka)
+	if err != nil {
+		return usageError{err}
+	}
+	defer closeClient(cl)
+	pctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	ranges, err := replayer.PlanWindow(pctx, kadm.NewClient(cl), j.topic, j.from, j.to)
+	if err != nil {
+		return err
+	}
+	plan := replayer.Plan{
+		Job: j.job, Topic: j.topic, From: j.from, To: j.to, Timing: j.profile.Spec, Workers: wf.workers,
+		Params: replayer.JobParams(j.topic, wf.from, wf.to, j.profile.Spec, wf.workers, wf.startAt),
+		Ranges: ranges, Creator: j.instance, Created: now, Start: j.startAt,
+	}
+	if wf.workers > 1 && !wf.dryRun {
+		if plan.Start.IsZero() {
+			plan.Start = now.Add(wf.startDelay)
+		}
+		plan.Ends = plan.Start.Add(replayer.NewSchedule(j.profile, j.from, 1, 0).Span(plan.Offsets(), j.to))
+		agreed, err := replayer.AgreePlan(pctx, a.cfg.Kafka, plan, now)
+		if errors.Is(err, replayer.ErrJobConflict) || errors.Is(err, replayer.ErrJobOver) {
+			return usageError{err}
+		}
+		if err != nil {
+			return err
+		}
+		plan = agreed
+		if plan.Creator != j.instance {
+			a.log.Info("joined job", "job", plan.Job, "creator", plan.Creator, "start", plan.Start)
+		}
+	}
+	cancel()
+	mine := plan.Share(wf.worker, wf.workers)
+	sched := replayer.NewSchedule(j.profile, plan.From, replayer.ShareOf(mine, plan.Ranges), float64(wf.worker)/float64(wf.workers))
+
+	cons, err := broker.NewClient(a.cfg.Kafka, replayer.WindowConsumeOpts(plan.Topic, mine)...)
+	if err != nil {
+		return usageError{err}
+	}
+	defer closeClient(cons)
+	tel := telemetry.NewServer()
+	tel.AddCheck("kafka", kafkaCheck(cons))
+	metrics := replayer.NewMetrics(tel.Registry)
+	lg := a.log.Named("replay")
+	src := replayer.NewKafkaSource(cons, plan.Topic, plan.From, plan.To, mine, replayer.SourceLogger(lg), replayer.SourceMetrics(metrics))
+	defer src.Close()
+
+	// The cap is per job: each worker takes its share of it.
+	capRate := j.maxRate * replayer.ShareOf(mine, plan.Ranges)
+	opts := []replayer.WindowOpt{
+		replayer.InFlight(j.concurrency), replayer.MaxLag(a.cfg.Replay.MaxLag), replayer.MaxRate(capRate),
+		replayer.DryRun(wf.dryRun), replayer.WindowMetrics(metrics), replayer.WindowLogger(lg),
+		replayer.WindowJob(plan.Job, j.instance),
+	}
+	if !plan.Start.IsZero() {
+		opts = append(opts, replayer.StartAt(plan.Start))
+	}
+	var req replayer.Requester
+	if wf.dryRun {
+		opts = append(opts, replayer.WithClock(replayer.NewVirtualClock(time.Now())))
+	} else {
+		req = j.sender
+		opts = append(opts, replayer.PublishTo(cons, broker.Topic(broker.Shadow, a.cfg.Service)))
+	}
+	bar := newProgress(!wf.noProgress, plan.Job)
+	if bar != nil {
+		opts = append(opts, replayer.OnProgress(bar.update))
+	}
+	a.log.Info("window replay", "job", plan.Job, "topic", plan.Topic, "from", plan.From, "to", plan.To, "timing", j.profile.Spec,
+		"worker", wf.worker, "workers", wf.workers, "partitions", replayer.DescribeRanges(mine), "target", a.cfg.Replay.Target, "dry_run", wf.dryRun)
+
+	mctx, stopMetrics := context.WithCancel(ctx)
+	metricsDone := make(chan struct{})
+	go func() {
+		defer close(metricsDone)
+		if err := tel.Serve(mctx, a.cfg.MetricsAddr, nil); err != nil {
+			lg.Warn("metrics endpoint not served", "error", err)
+		}
+	}()
+	sum, runErr := replayer.NewWindow(src, sched, req, opts...).Run(ctx)
+	stopMetrics()
+	<-metricsDone
+	bar.finish()
+
+	sum.Topic, sum.From, sum.To, sum.Timing = plan.Topic, plan.From, plan.To, j.profile.Spec
+	sum.Worker, sum.Workers, sum.Target = wf.worker, wf.workers, a.cfg.Replay.Target
+	if err := sum.WriteText(cmd.OutOrStdout()); err != nil {
+		return fmt.Errorf("replay %s: print summary: %w", plan.Job, err)
+	}
+	if wf.report != "" {
+		if err := writeReport(wf.report, sum); err != nil {
+			return err
+		}
+	}
+	if runErr != nil && ctx.Err() != nil {
+		return fmt.Errorf("replay %s: interrupted after %d of %d scheduled records", plan.Job, sum.Sent+sum.Dropped, sum.Scheduled)
+	}
+	return runErr
+}
+
+func writeReport(path string, sum *replayer.Summary) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if err := sum.WriteJSON(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}
+
+// replayKeyInFile reports whether the -c file sets replay.KEY.
+func replayKeyInFile(path, key string) bool {
+	if path == "" {
+		return false
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	var doc struct {
+		Replay map[string]any `yaml:"replay"`
+	}
+	if yaml.Unmarshal(b, &doc) != nil {
+		return false
+	}
+	_, ok := doc.Replay[key]
+	return ok
+}
+
+// progress is the terminal progress bar of a window replay.
+type progress struct {
+	desc string
+	bar  *progressbar.ProgressBar
+}
+
+// newProgress returns a progress bar on stderr, or nil when disabled or when
+// stderr is not a terminal.
+func newProgress(enabled bool, job string) *progress {
+	if !enabled || !term.IsTerminal(int(os.Stderr.Fd())) {
+		return nil
+	}
+	return &progress{desc: job}
+}
+
+func (p *progress) update(done, total int64) {
+	if p.bar == nil {
+		p.bar = progressbar.NewOptions64(total,
+			progressbar.OptionSetWriter(os.Stderr),
+			progressbar.OptionSetDescription(p.desc),
+			progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString("rec"),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionSetElapsedTime(true),
+			progressbar.OptionThrottle(200*time.Millisecond),
+			progressbar.OptionSetWidth(30),
+		)
+	}
+	_ = p.bar.Set64(done)
+}
+
+func (p *progress) finish() {
+	if p == nil || p.bar == nil {
+		return
+	}
+	_ = p.bar.Finish()
+	fmt.Fprintln(os.Stderr)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/collector/proxy"
+	"github.com/mirrorline/mirrorline/comparator"
 	"github.com/mirrorline/mirrorline/redactor"
 )
 
@@ -30,7 +31,10 @@ type Config struct {
 	Proxy       ProxyConfig    `yaml:"proxy"`
 	Replay      ReplayConfig   `yaml:"replay"`
 	Redact      RedactConfig   `yaml:"redact"`
+	VPC         VPCConfig      `yaml:"vpc"`
+	Import      ImportConfig   `yaml:"import"`
 	Sink        SinkConfig     `yaml:"sink"`
+	Compare     CompareConfig  `yaml:"compare"`
 }
 
 // SinkConfig configures the mirror sink collector.
@@ -81,7 +85,7 @@ type ProxyConfig struct {
 	Routes       []proxy.Route `yaml:"routes"`
 }
 
-// ReplayConfig configures the replayer.
+// ReplayConfig configures the replayer (live and window replays).
 type ReplayConfig struct {
 	Target      string        `yaml:"target"`
 	Concurrency int           `yaml:"concurrency"`
@@ -92,6 +96,17 @@ type ReplayConfig struct {
 	Timeout     time.Duration `yaml:"timeout"`
 	KeepHost    bool          `yaml:"keep_host"`
 	BodyLimit   int64         `yaml:"body_limit"`
+	// AllowTargets admits replay targets (host[:port], *.domain[:port], CIDR);
+	// see replayer.CheckTarget for what is admitted without it.
+	AllowTargets []string `yaml:"allow_targets"`
+	// MaxRate caps window replays, e.g. "10000/s" (the default).
+	MaxRate string `yaml:"max_rate"`
+	// MaxLag is how late a window-replay send may be before it is dropped.
+	MaxLag time.Duration `yaml:"max_lag"`
+
+	// fileTarget is Target as the -c file set it (before flags), which is
+	// allowed without an allowlist.
+	fileTarget string
 }
 
 // usageError is a bad flag or configuration: exit code 2.
@@ -139,4 +154,42 @@ func configPathFromArgs(args []string) string {
 		}
 	}
 	return ""
+}
+
+// VPCConfig configures the VPC Traffic Mirroring collector (`mirrorline vpc`);
+// zero values take the defaults shown by `mirrorline vpc --help`.
+type VPCConfig struct {
+	Listen       string        `yaml:"listen"`
+	VNIs         []uint32      `yaml:"vnis"`
+	Ports        []uint16      `yaml:"ports"`
+	BodyLimit    int64         `yaml:"body_limit"`
+	IdleTimeout  time.Duration `yaml:"idle_timeout"`
+	GapTimeout   time.Duration `yaml:"gap_timeout"`
+	MaxStreams   int           `yaml:"max_streams"`
+	StreamBuffer int           `yaml:"stream_buffer"`
+	MaxBuffered  int           `yaml:"max_buffered"`
+	ReadBuffer   int           `yaml:"read_buffer"`
+	QueueRecords int           `yaml:"queue_records"`
+	QueueBytes   int           `yaml:"queue_bytes"`
+	CollectorID  string        `yaml:"collector_id"`
+}
+
+// ImportConfig configures `mirrorline import`; zero values take the defaults.
+type ImportConfig struct {
+	Ports       []uint16 `yaml:"ports"`
+	BodyLimit   int64    `yaml:"body_limit"`
+	CollectorID string   `yaml:"collector_id"`
+}
+
+// CompareConfig configures the comparator (see docs/comparator.md): its
+// Kafka group, where a new group starts, how much of mirror.diff.S is read
+// at start to relearn noise, the redaction rules applied to shadow and
+// secondary responses (default: redact.rules, the rules that produced the
+// primary's clean records), and the comparison settings.
+type CompareConfig struct {
+	Group             string           `yaml:"group"`
+	Start             string           `yaml:"start"`
+	Prime             string           `yaml:"prime"`
+	Redact            *redactor.Config `yaml:"redact"`
+	comparator.Config `yaml:",inline"`
 }

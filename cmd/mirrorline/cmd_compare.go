@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/comparator"
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/redactor"
+	"github.com/mirrorline/mirrorline/telemetry"
+)
+
+// defaultPrime is how much of mirror.diff.S a starting comparator relearns noise from.
+const defaultPrime = "1h"
+
+// maxPrimeRecords bounds the records read to relearn noise at start.
+const maxPrimeRecords = 200000
+
+func (a *app) compareCmd() *cobra.Command {
+	cc := &a.cfg.Compare
+	cc.Config = cc.Config.WithDefaults()
+	if cc.Prime == "" {
+		cc.Prime = defaultPrime
+	}
+	c := &cobra.Command{
+		Use:   "compare",
+		Short: "Join primary and shadow responses, decide same/different per exchange, publish mirror.diff.SERVICE",
+		Long: `Consume mirror.clean.SERVICE (the primary's responses, recorded at capture) and
+mirror.shadow.SERVICE (the shadow's, recorded by the replayer), join them by
+exchange id within --join-window, whichever arrives first, and decide per
+exchange: same, different, shadow-error, primary-error or missing. Status,
+--headers and bodies are diffed (JSON structurally, text by lines, binary by
+hash); noise is learned from a --secondary (a second instance of the primary
+version) and from volatile values (timestamps, ids) that differ in nearly every
+exchange of an endpoint. One diff record per exchange goes to
+mirror.diff.SERVICE; 'mirrorline compare report' summarizes them.
+Shadow responses are scrubbed with the redactor's rules (compare.redact, else
+redact.rules) before they are diffed. See docs/comparator.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := a.requireService("service"); err != nil {
+				return err
+			}
+			if err := a.requireBrokers(); err != nil {
+				return err
+			}
+			tel := telemetry.NewServer()
+			cmp, runner, cl, err := a.newComparator(tel)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			tel.AddCheck("kafka", kafkaCheck(cl))
+			a.primeComparator(cmd.Context(), cmp)
+			a.log.Info("comparing", "service", a.cfg.Service, "group", cc.Group, "topics", strings.Join(runner.Topics(), ","),
+				"join_window", cc.JoinWindow.String(), "secondary", cc.Secondary.On())
+			return a.runAll(cmd.Context(), tel, func(ctx context.Context) error { return runner.Run(ctx, cl) })
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
+	f.DurationVar(&cc.JoinWindow, "join-window", cc.JoinWindow, "how long to wait for the other side of an exchange before it is missing")
+	f.StringSliceVar(&cc.Headers, "headers", cc.Headers, "response headers to compare")
+	f.BoolVar(&cc.Secondary.Enabled, "secondary", cc.Secondary.Enabled, "learn noise from a secondary: shadow-topic records of replay job \""+comparator.DefaultSecondaryJob+"\" (see --secondary-job/-target/-topic)")
+	f.StringVar(&cc.Secondary.Job, "secondary-job", cc.Secondary.Job, "secondary = shadow-topic records of this replay job")
+	f.StringVar(&cc.Secondary.Target, "secondary-target", cc.Secondary.Target, "secondary = shadow-topic records replayed to a target URL starting with this")
+	f.StringVar(&cc.Secondary.Topic, "secondary-topic", cc.Secondary.Topic, "secondary = every record of this topic")
+	f.StringArrayVar(&cc.Ignore.JSONPaths, "ignore-path", cc.Ignore.JSONPaths, "JSON path never compared (\"created_at\", \"items.*.etag\", \"**.trace_id\"); repeatable")
+	f.StringArrayVar(&cc.Ignore.Headers, "ignore-header", cc.Ignore.Headers, "header never compared ('*' wildcards); repeatable")
+	f.BoolVar(&cc.JSON.UnorderedArrays, "unordered-arrays", cc.JSON.UnorderedArrays, "compare JSON arrays as multisets (order ignored)")
+	f.StringArrayVar(&cc.Endpoints, "endpoint", cc.Endpoints, "explicit endpoint template (\"/users/{id}\", \"GET /files/{path...}\"); repeatable")
+	f.IntVar(&cc.Noise.MinSamples, "noise-min-samples", cc.Noise.MinSamples, "exchanges of an endpoint needed before noise is learned (its decisions wait until then)")
+	f.Float64Var(&cc.Alert.Rate, "alert-rate", cc.Alert.Rate, "alert when an endpoint's difference rate over --alert-window reaches this")
+	f.IntVar(&cc.Alert.MinSamples, "alert-min-samples", cc.Alert.MinSamples, "exchanges an endpoint needs in the window before it can alert")
+	f.DurationVar(&cc.Alert.Window, "alert-window", cc.Alert.Window, "sliding window of the alert rate")
+	f.StringVar(&cc.Group, "group", cc.Group, "consumer group (default mirrorline-compare-SERVICE)")
+	f.StringVar(&cc.Start, "start", cc.Start, "where a new group starts: latest (default) or earliest")
+	f.StringVar(&cc.Prime, "prime", cc.Prime, "relearn noise at start from this much of mirror.diff.SERVICE (duration, or off)")
+	c.AddCommand(a.compareReportCmd())
+	return c
+}
+
+// compareConfig validates the comparison settings.
+func (a *app) compareConfig() (comparator.Config, error) {
+	cfg := a.cfg.Compare.Config.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return cfg, usagef("compare.%v", err)
+	}
+	return cfg, nil
+}
+
+// newComparator builds the comparator, its Kafka runner and client.
+func (a *app) newComparator(tel *telemetry.Server) (*comparator.Comparator, *comparator.Runner, *kgo.Client, error) {
+	cc := &a.cfg.Compare
+	cfg, err := a.compareConfig()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if cc.Group == "" {
+		cc.Group = comparator.DefaultGroup(a.cfg.Service)
+	}
+	var fromStart bool
+	switch cc.Start {
+	case "latest", "":
+	case "earliest":
+		fromStart = true
+	default:
+		return nil, nil, nil, usagef("compare.start: %q is not latest or earliest", cc.Start)
+	}
+	if _, err := primeSince(cc.Prime, time.Now()); err != nil {
+		return nil, nil, nil, err
+	}
+	rules, key := a.cfg.Redact.Rules, "redact.rules"
+	if cc.Redact != nil {
+		rules, key = *cc.Redact, "compare.redact"
+	}
+	engine, err := redactor.NewEngine(rules)
+	if err != nil {
+		return nil, nil, nil, usagef("%s: %v", key, err)
+	}
+	m := comparator.NewMetrics(tel.Registry)
+	cmp, err := comparator.New(a.cfg.Service, cfg,
+		comparator.WithMetrics(m),
+		comparator.WithLogger(a.log.Named("compare")),
+		comparator.WithScrubber(func(ex *mlv1.Exchange) error {
+			_, err := engine.Redact(ex)
+			return err
+		}),
+	)
+	if err != nil {
+		return nil, nil, nil, usagef("compare.%v", err)
+	}
+	runner := comparator.NewRunner(cmp, comparator.RunLogger(a.log.Named("compare")))
+	cl, err := broker.NewClient(a.cfg.Kafka, runner.ClientOpts(cc.Group, fromStart)...)
+	if err != nil {
+		return nil, nil, nil, usageError{err}
+	}
+	return cmp, runner, cl, nil
+}
+
+// primeSince parses compare.prime: a duration back from now, or "off" (zero time, false).
+func primeSince(s string, now time.Time) (time.Time, error) {
+	if s == "off" || s == "0" {
+		return time.Time{}, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return time.Time{}, usagef("compare.prime: %q is not a positive duration or off", s)
+	}
+	return now.Add(-d), nil
+}
+
+// primeComparator relearns noise from the recent diff records, so a restart
+// does not start from nothing. Failure is logged, not fatal.
+func (a *app) primeComparator(ctx context.Context, cmp *comparator.Comparator) {
+	since, _ := primeSince(a.cfg.Compare.Prime, time.Now())
+	if since.IsZero() {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	n, err := comparator.ReadDiffs(pctx, a.cfg.Kafka, broker.Topic(broker.Diff, a.cfg.Service), since, maxPrimeRecords, cmp.Learn)
+	if err != nil {
+		a.log.Warn("relearning noise from past diff records failed; starting fresh", "error", err)
+		return
+	}
+	a.log.Info("relearned noise from past diff records", "records", n, "since", since.UTC().Format(time.RFC3339))
+}
+
+func (a *app) compareReportCmd() *cobra.Command {
+	var (
+		since, htmlPath string
+		top, maxRecords int
+		asJSON, noise   bool
+		failOn          bool
+	)
+	c := &cobra.Command{
+		Use:   "report",
+		Short: "Summarize mirror.diff.SERVICE: top differing endpoints with an example diff, latency, noise",
+		Long: `Read the diff records of mirror.diff.SERVICE (from --since, default all retained),
+re-judge them with the noise learned over all of them, and print the top
+differing endpoints (the fields that differ and an example diff), latency
+percentiles of primary and shadow per endpoint (flagging tail regressions),
+and the endpoints without significant differences. --html FILE also writes a
+self-contained HTML report; --json prints the report as JSON instead of text.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := a.requireService("service"); err != nil {
+				return err
+			}
+			if err := a.requireBrokers(); err != nil {
+				return err
+			}
+			cfg, err := a.compareConfig()
+			if err != nil {
+				return err
+			}
+			from, err := parseSince(since, time.Now())
+			if err != nil {
+				return err
+			}
+			if top <= 0 {
+				return usagef("top: must be positive, got %d", top)
+			}
+			var diffs []*mlv1.Diff
+			topic := broker.Topic(broker.Diff, a.cfg.Service)
+			if _, err := comparator.ReadDiffs(cmd.Context(), a.cfg.Kafka, topic, from, maxRecords, func(d *mlv1.Diff) { diffs = append(diffs, d) }); err != nil {
+				return fmt.Errorf("compare report: %w", err)
+			}
+			rep := comparator.BuildReport(a.cfg.Service, cfg, comparator.Dedupe(diffs), time.Now())
+			if htmlPath != "" {
+				if err := writeHTMLReport(htmlPath, rep, comparator.HTMLOptions{Top: top, ShowNoise: noise}); err != nil {
+					return err
+				}
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(rep); err != nil {
+					return fmt.Errorf("compare report: %w", err)
+				}
+			} else if err := comparator.WriteText(out, rep, comparator.TextOptions{Top: top, ShowNoise: noise}); err != nil {
+				return fmt.Errorf("compare report: %w", err)
+			}
+			if failOn {
+				var sig []string
+				for _, e := range rep.Endpoints {
+					if e.Significant || e.Latency.TailRegression {
+						sig = append(sig, e.Endpoint)
+					}
+				}
+				if len(sig) > 0 {
+					return fmt.Errorf("compare report: significant differences or tail regressions at %s", strings.Join(sig, ", "))
+				}
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topic mirror.diff.SERVICE)")
+	f.StringVar(&since, "since", "", "only exchanges captured since: RFC 3339 time or a duration back from now (\"1h\"); default all retained")
+	f.IntVar(&top, "top", 10, "how many differing endpoints to detail")
+	f.StringVar(&htmlPath, "html", "", "also write a self-contained HTML report to this file")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON instead of text")
+	f.BoolVar(&noise, "show-noise", false, "list the fields judged noise")
+	f.IntVar(&maxRecords, "max-records", 2000000, "read at most this many diff records")
+	f.BoolVar(&failOn, "fail-on-significant", false, "exit 1 when an endpoint differs significantly or has a tail latency regression")
+	return c
+}
+
+// parseSince parses --since: empty (all), an RFC 3339 time, or a duration back from now.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return time.Time{}, usagef("since: %q is not an RFC 3339 time or a positive duration", s)
+	}
+	return now.Add(-d), nil
+}
+
+func writeHTMLReport(path string, rep *comparator.Report, opt comparator.HTMLOptions) (err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("compare report --html: %w", err)
+	}
+	defer func() {
+		if cerr := f.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("compare report --html: %w", cerr)
+		}
+	}()
+	if err := comparator.WriteHTML(f, rep, opt); err != nil {
+		return fmt.Errorf("compare report --html: %w", err)
+	}
+	return nil
+}

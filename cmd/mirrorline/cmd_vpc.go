@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"net"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/collector"
+	"github.com/mirrorline/mirrorline/collector/httpstream"
+	"github.com/mirrorline/mirrorline/collector/vpc"
+	"github.com/mirrorline/mirrorline/telemetry"
+)
+
+// vpcDefaults fills the zero fields of c with the defaults.
+func vpcDefaults(c *VPCConfig) {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.Listen == "" {
+		c.Listen = ":4789"
+	}
+	if c.BodyLimit == 0 {
+		c.BodyLimit = httpstream.DefaultBodyLimit
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = vpc.DefaultIdleTimeout
+	}
+	if c.GapTimeout == 0 {
+		c.GapTimeout = vpc.DefaultGapTimeout
+	}
+	def(&c.MaxStreams, vpc.DefaultMaxStreams)
+	def(&c.StreamBuffer, vpc.DefaultMaxStreamBuffer)
+	def(&c.MaxBuffered, vpc.DefaultMaxBuffered)
+	def(&c.ReadBuffer, 8<<20)
+	def(&c.QueueRecords, 10000)
+	def(&c.QueueBytes, 64<<20)
+}
+
+// portList converts --port values, checking their range.
+func portList(flag string, in []int) ([]uint16, error) {
+	out := make([]uint16, 0, len(in))
+	for _, p := range in {
+		if p < 1 || p > 65535 {
+			return nil, usagef("%s: %d is not a TCP port (1-65535)", flag, p)
+		}
+		out = append(out, uint16(p))
+	}
+	return out, nil
+}
+
+func (a *app) vpcCmd() *cobra.Command {
+	c := &a.cfg.VPC
+	vpcDefaults(c)
+	var ports, vnis []int
+	cmd := &cobra.Command{
+		Use:   "vpc",
+		Short: "AWS VPC Traffic Mirroring target: decode VXLAN (UDP 4789), reassemble TCP, publish HTTP/1.x exchanges",
+		Long: "Receives the VXLAN-encapsulated packets a VPC Traffic Mirroring session sends, follows the TCP\n" +
+			"connections to the mirrored service's --port(s), pairs HTTP/1.x requests with responses and\n" +
+			"publishes them to mirror.raw.SERVICE. See docs/collectors.md.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := a.requireService("service"); err != nil {
+				return err
+			}
+			if err := a.requireBrokers(); err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("port") {
+				p, err := portList("port", ports)
+				if err != nil {
+					return err
+				}
+				c.Ports = p
+			}
+			if cmd.Flags().Changed("vni") {
+				c.VNIs = c.VNIs[:0]
+				for _, v := range vnis {
+					if v < 0 || v >= 1<<24 {
+						return usagef("vni: %d is not a VXLAN network identifier (0-16777215)", v)
+					}
+					c.VNIs = append(c.VNIs, uint32(v))
+				}
+			}
+			if len(c.Ports) == 0 {
+				return usagef("port: at least one --port of the mirrored service is required")
+			}
+			if c.BodyLimit < 0 || c.IdleTimeout < 0 || c.GapTimeout < 0 || c.MaxStreams < 0 || c.StreamBuffer < 0 || c.MaxBuffered < 0 || c.QueueRecords < 0 || c.QueueBytes < 0 {
+				return usagef("vpc: body-limit, timeouts, limits and queue sizes must not be negative")
+			}
+			tel := telemetry.NewServer()
+			cl, err := broker.NewClient(a.cfg.Kafka,
+				kgo.MaxBufferedRecords(c.QueueRecords),
+				kgo.MaxBufferedBytes(c.QueueBytes),
+				kgo.ProducerLinger(5*time.Millisecond),
+			)
+			if err != nil {
+				return usageError{err}
+			}
+			defer closeClient(cl)
+			log := a.log.Named("vpc")
+			stats := &vpc.Stats{}
+			tel.Registry.MustRegister(vpc.Collector{Stats: stats})
+			em := collector.NewEmitter(cl, a.cfg.Service, collector.NewMetrics(tel.Registry), log)
+			topts := []vpc.TrackerOption{
+				vpc.WithPorts(c.Ports...),
+				vpc.WithStats(stats),
+				vpc.WithLogger(log),
+				vpc.WithIdleTimeout(c.IdleTimeout),
+				vpc.WithGapTimeout(c.GapTimeout),
+				vpc.WithMaxStreams(c.MaxStreams),
+				vpc.WithMaxStreamBuffer(c.StreamBuffer),
+				vpc.WithMaxBuffered(c.MaxBuffered),
+				vpc.WithHTTPOptions(httpstream.WithBodyLimit(c.BodyLimit)),
+			}
+			if c.CollectorID != "" {
+				topts = append(topts, vpc.WithCollectorID(c.CollectorID))
+			}
+			rx := vpc.NewReceiver(vpc.NewTracker(em, topts...), vpc.WithVNIs(c.VNIs...), vpc.WithReadBuffer(c.ReadBuffer), vpc.WithReceiverLogger(log))
+			pc, err := net.ListenPacket("udp", c.Listen)
+			if err != nil {
+				return usagef("listen %s: %v", c.Listen, err)
+			}
+			tel.AddCheck("kafka", kafkaCheck(cl))
+			log.Info("VPC mirror target listening", "addr", pc.LocalAddr().String(), "ports", c.Ports, "vnis", c.VNIs, "service", a.cfg.Service)
+			return a.runAll(cmd.Context(), tel, func(ctx context.Context) error { return rx.Serve(ctx, pc) })
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
+	f.StringVar(&c.Listen, "listen", c.Listen, "UDP address receiving the VXLAN packets of the mirror session")
+	f.IntSliceVar(&ports, "port", nil, "TCP port of the mirrored service (repeatable; required)")
+	f.IntSliceVar(&vnis, "vni", nil, "accept only this VXLAN network identifier (repeatable; default any)")
+	f.Int64Var(&c.BodyLimit, "body-limit", c.BodyLimit, "body bytes captured per request and response; longer bodies are flagged truncated")
+	f.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "flush and forget a TCP stream without packets for this long")
+	f.DurationVar(&c.GapTimeout, "gap-timeout", c.GapTimeout, "give up on a missing TCP segment after this long")
+	f.IntVar(&c.MaxStreams, "max-streams", c.MaxStreams, "TCP streams tracked at once; packets of new streams beyond it are dropped and counted")
+	f.IntVar(&c.StreamBuffer, "stream-buffer", c.StreamBuffer, "out-of-order bytes buffered per stream direction")
+	f.IntVar(&c.MaxBuffered, "max-buffered", c.MaxBuffered, "out-of-order bytes buffered over all streams")
+	f.IntVar(&c.ReadBuffer, "read-buffer", c.ReadBuffer, "UDP socket receive buffer in bytes (capped by net.core.rmem_max)")
+	f.IntVar(&c.QueueRecords, "queue-records", c.QueueRecords, "records buffered for Kafka before new captures are dropped")
+	f.IntVar(&c.QueueBytes, "queue-bytes", c.QueueBytes, "bytes buffered for Kafka before new captures are dropped")
+	f.StringVar(&c.CollectorID, "collector-id", c.CollectorID, "name of this collector in records (default: host name)")
+	return cmd
+}

@@ -1,0 +1,309 @@
+package pcapimport
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/mirrorline/mirrorline/collector/httpstream"
+	"github.com/mirrorline/mirrorline/collector/vpc"
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
+
+// Format is a recognised file format.
+type Format string
+
+// Formats.
+const (
+	FormatPcap     Format = "pcap"
+	FormatPcapNG   Format = "pcapng"
+	FormatGoReplay Format = "gor"
+)
+
+// FormatError is a file that does not parse: Offset is the byte offset of the
+// record that failed.
+type FormatError struct {
+	File   string
+	Offset int64
+	Err    error
+}
+
+// Error returns "import FILE: offset N: reason".
+func (e *FormatError) Error() string {
+	return fmt.Sprintf("import %s: offset %d: %v", e.File, e.Offset, e.Err)
+}
+
+// Unwrap returns the underlying error.
+func (e *FormatError) Unwrap() error { return e.Err }
+
+// ErrUnknownFormat: the file is neither pcap, pcapng nor GoReplay.
+var ErrUnknownFormat = errors.New("unrecognised format (want pcap, pcapng or a GoReplay .gor file)")
+
+// Summary counts what an Importer did.
+type Summary struct {
+	Files     atomic.Uint64
+	Packets   atomic.Uint64
+	Exchanges atomic.Uint64
+	// Skipped counts packets not used (other ports, not TCP, malformed, ...) and
+	// GoReplay payloads not imported (replayed responses, responses to unknown
+	// requests).
+	Skipped atomic.Uint64
+	// Unanswered counts exchanges published without a response.
+	Unanswered atomic.Uint64
+	Gaps       atomic.Uint64
+	// Errors counts files that failed.
+	Errors atomic.Uint64
+}
+
+// Option configures an Importer.
+type Option func(*Importer)
+
+// WithPorts imports only TCP connections to these server ports from captures.
+func WithPorts(ports ...uint16) Option {
+	return func(im *Importer) { im.ports = append(im.ports, ports...) }
+}
+
+// WithBodyLimit sets how many body bytes are kept per message (default 1 MiB).
+func WithBodyLimit(n int64) Option { return func(im *Importer) { im.bodyLimit = n } }
+
+// WithCollectorID names the collector in records (default: host name).
+func WithCollectorID(id string) Option { return func(im *Importer) { im.collectorID = id } }
+
+// WithLogger sets the logger.
+func WithLogger(l hclog.Logger) Option { return func(im *Importer) { im.log = l } }
+
+// WithTrackerOptions adds options to the TCP tracker of captures.
+func WithTrackerOptions(opts ...vpc.TrackerOption) Option {
+	return func(im *Importer) { im.trackerOpts = append(im.trackerOpts, opts...) }
+}
+
+// Importer reads capture and GoReplay files and hands their exchanges to a
+// publisher. TCP streams may continue from one capture file into the next (as
+// with rotated captures); Close flushes what is still open.
+type Importer struct {
+	pub         vpc.Publisher
+	ports       []uint16
+	bodyLimit   int64
+	collectorID string
+	log         hclog.Logger
+	trackerOpts []vpc.TrackerOption
+	tracker     *vpc.Tracker
+	tstats      vpc.Stats
+	dec         *vpc.Decoder
+	lastTS      time.Time
+	lastFlush   time.Time
+	sum         Summary
+	gor         gorState
+}
+
+// New returns an Importer publishing to pub.
+func New(pub vpc.Publisher, opts ...Option) *Importer {
+	host, _ := os.Hostname()
+	im := &Importer{pub: pub, bodyLimit: httpstream.DefaultBodyLimit, collectorID: host, log: hclog.NewNullLogger(), dec: vpc.NewDecoder()}
+	for _, o := range opts {
+		o(im)
+	}
+	im.tracker = vpc.NewTracker(pub, append([]vpc.TrackerOption{
+		vpc.WithPorts(im.ports...),
+		vpc.WithSource(mlv1.Source_SOURCE_PCAP),
+		vpc.WithConnPrefix("pcap-"),
+		vpc.WithCollectorID(im.collectorID),
+		vpc.WithStats(&im.tstats),
+		vpc.WithLogger(im.log),
+		vpc.WithHTTPOptions(httpstream.WithBodyLimit(im.bodyLimit)),
+	}, im.trackerOpts...)...)
+	return im
+}
+
+// Summary returns the counters; capture counters are complete after Close.
+func (im *Importer) Summary() *Summary {
+	s := &im.tstats
+	im.sum.Exchanges.Store(s.Exchanges.Load() + im.gor.exchanges.Load())
+	im.sum.Unanswered.Store(s.HTTP.Unanswered.Load() + im.gor.unanswered.Load())
+	im.sum.Gaps.Store(s.Gaps.Load())
+	im.sum.Skipped.Store(im.packetsSkipped() + im.gor.skipped.Load())
+	return &im.sum
+}
+
+func (im *Importer) packetsSkipped() uint64 {
+	s := &im.tstats
+	var n uint64
+	for r := vpc.ResultFiltered; r <= vpc.ResultStreamLimit; r++ {
+		n += s.Packets[r].Load()
+	}
+	return n
+}
+
+// ImportFile imports one file, recognising its format by its first bytes.
+func (im *Importer) ImportFile(ctx context.Context, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		im.sum.Errors.Add(1)
+		return fmt.Errorf("import %s: %w", path, err)
+	}
+	defer f.Close()
+	return im.Import(ctx, path, f)
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Import imports the file named name from r.
+func (im *Importer) Import(ctx context.Context, name string, r io.Reader) error {
+	im.sum.Files.Add(1)
+	cr := &countingReader{r: r}
+	// pcapgo wraps its input in a bufio.Reader unless it already is one of at
+	// least the default size: sharing ours lets us compute offsets.
+	br := bufio.NewReaderSize(cr, 1<<16)
+	offset := func() int64 { return cr.n - int64(br.Buffered()) }
+	magic, _ := br.Peek(4)
+	var err error
+	switch format := detect(magic); format {
+	case FormatPcap:
+		err = im.readPcap(ctx, br, offset)
+	case FormatPcapNG:
+		err = im.readPcapNG(ctx, br, offset)
+	case FormatGoReplay:
+		err = im.readGor(ctx, br)
+	default:
+		err = &FormatError{Offset: 0, Err: ErrUnknownFormat}
+	}
+	if err != nil {
+		im.sum.Errors.Add(1)
+		var fe *FormatError
+		if errors.As(err, &fe) {
+			fe.File = name
+			return fe
+		}
+		return fmt.Errorf("import %s: %w", name, err)
+	}
+	return nil
+}
+
+func detect(magic []byte) Format {
+	if len(magic) < 2 {
+		return ""
+	}
+	if magic[0] == 0x1f && magic[1] == 0x8b {
+		return FormatPcap // gzip-compressed pcap, which pcapgo reads
+	}
+	if len(magic) < 4 {
+		return ""
+	}
+	switch {
+	case bytes.Equal(magic, []byte{0x0a, 0x0d, 0x0d, 0x0a}):
+		return FormatPcapNG
+	case bytes.Equal(magic, []byte{0xd4, 0xc3, 0xb2, 0xa1}), bytes.Equal(magic, []byte{0xa1, 0xb2, 0xc3, 0xd4}),
+		bytes.Equal(magic, []byte{0x4d, 0x3c, 0xb2, 0xa1}), bytes.Equal(magic, []byte{0xa1, 0xb2, 0x3c, 0x4d}):
+		return FormatPcap
+	case (magic[0] == '1' || magic[0] == '2' || magic[0] == '3') && magic[1] == ' ':
+		return FormatGoReplay
+	}
+	return ""
+}
+
+type packetSource interface {
+	ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
+}
+
+func (im *Importer) readPcap(ctx context.Context, br *bufio.Reader, offset func() int64) error {
+	r, err := pcapgo.NewReader(br)
+	if err != nil {
+		return &FormatError{Offset: 0, Err: fmt.Errorf("pcap header: %w", err)}
+	}
+	first, err := vpc.FirstLayer(r.LinkType())
+	if err != nil {
+		return &FormatError{Offset: 20, Err: err}
+	}
+	return im.readPackets(ctx, r, offset, func(gopacket.CaptureInfo) (gopacket.LayerType, error) { return first, nil })
+}
+
+func (im *Importer) readPcapNG(ctx context.Context, br *bufio.Reader, offset func() int64) error {
+	r, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+	if err != nil {
+		return &FormatError{Offset: 0, Err: fmt.Errorf("pcapng section header: %w", err)}
+	}
+	return im.readPackets(ctx, r, offset, func(ci gopacket.CaptureInfo) (gopacket.LayerType, error) {
+		lt := r.LinkType()
+		if len(ci.AncillaryData) > 0 {
+			if l, ok := ci.AncillaryData[0].(layers.LinkType); ok {
+				lt = l
+			}
+		}
+		return vpc.FirstLayer(lt)
+	})
+}
+
+// flushEvery is how often (in capture time) idle streams and stalled gaps are
+// flushed while reading a capture.
+const flushEvery = time.Second
+
+func (im *Importer) readPackets(ctx context.Context, src packetSource, offset func() int64, first func(gopacket.CaptureInfo) (gopacket.LayerType, error)) error {
+	var seg vpc.Segment
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		at := offset()
+		data, ci, err := src.ReadPacketData()
+		if errors.Is(err, io.EOF) && len(data) == 0 {
+			return nil
+		}
+		if err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+				err = fmt.Errorf("file ends inside a packet record: %w", err)
+			}
+			return &FormatError{Offset: at, Err: err}
+		}
+		im.sum.Packets.Add(1)
+		lt, err := first(ci)
+		if err != nil {
+			im.tstats.Count(vpc.ResultNotTCP)
+			continue
+		}
+		if derr := im.dec.Decode(lt, data, &seg); derr != nil {
+			if errors.Is(derr, vpc.ErrNotTCP) {
+				im.tstats.Count(vpc.ResultNotTCP)
+			} else {
+				im.tstats.Count(vpc.ResultMalformed)
+			}
+			continue
+		}
+		ts := ci.Timestamp
+		if ts.After(im.lastTS) {
+			im.lastTS = ts
+		}
+		im.tracker.Handle(&seg, ts)
+		if im.lastTS.Sub(im.lastFlush) >= flushEvery {
+			im.tracker.Flush(im.lastTS)
+			im.lastFlush = im.lastTS
+		}
+	}
+}
+
+// Close flushes every open stream and GoReplay request still waiting for its
+// response.
+func (im *Importer) Close() {
+	im.tracker.Close(im.lastTS)
+	im.flushGor()
+}

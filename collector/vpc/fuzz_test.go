@@ -1,0 +1,134 @@
+package vpc
+
+import (
+	"encoding/binary"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/mirrorline/mirrorline/collector/httpstream"
+	"github.com/mirrorline/mirrorline/collector/vpc/vpctest"
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
+
+type discard struct{}
+
+func (discard) Emit(*mlv1.Exchange) error { return nil }
+
+// datagrams joins VXLAN payloads as the fuzzer's input: each prefixed with its
+// 2-byte length.
+func datagrams(ps ...[]byte) []byte {
+	var out []byte
+	for _, p := range ps {
+		out = binary.BigEndian.AppendUint16(out, uint16(len(p)))
+		out = append(out, p...)
+	}
+	return out
+}
+
+// FuzzVXLANPacket hands arbitrary UDP payloads (one or several per input) to the
+// receiver's decoder and tracker: nothing may panic and the tracker's bounds hold.
+func FuzzVXLANPacket(f *testing.F) {
+	c := vpctest.NewConn("10.0.0.1:40000", "10.0.0.2:8080")
+	var seeds [][]byte
+	for _, fr := range cat(c.Handshake(), c.ClientData([]byte(reqB), 20), c.ServerData([]byte(respB), 30), one(c.ClientFIN())) {
+		seeds = append(seeds, vpctest.VXLAN(7, fr))
+	}
+	f.Add(seeds[0])
+	f.Add(datagrams(seeds...))
+	f.Add(datagrams(seeds[0], seeds[4], seeds[3], seeds[5]))
+	v6 := vpctest.NewConn("[fd00::1]:1234", "[fd00::2]:80")
+	f.Add(datagrams(vpctest.VXLAN(1, v6.ClientData([]byte(reqA), 0)[0]), vpctest.VXLAN(1, vpctest.Truncate(v6.ServerData([]byte(respA), 0)[0], 70))))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		st := &Stats{}
+		tr := NewTracker(discard{}, WithStats(st), WithMaxStreams(4), WithMaxStreamBuffer(256), WithMaxBuffered(512),
+			WithHTTPOptions(httpstream.WithBodyLimit(64), httpstream.WithMaxHeaderBytes(512)))
+		rx := NewReceiver(tr)
+		ts := time.Unix(1, 0)
+		rx.HandleDatagram(in, ts) // the whole input as one datagram
+		for len(in) >= 2 {
+			n := int(binary.BigEndian.Uint16(in))
+			in = in[2:]
+			n = min(n, len(in))
+			ts = ts.Add(time.Millisecond)
+			rx.HandleDatagram(in[:n], ts)
+			in = in[n:]
+			if st.BufferedBytes.Load() > 512 || tr.Active() > 4 {
+				t.Fatalf("bounds: %d buffered, %d streams", st.BufferedBytes.Load(), tr.Active())
+			}
+		}
+		tr.Flush(ts.Add(time.Hour))
+		if tr.Active() != 0 || st.BufferedBytes.Load() != 0 {
+			t.Fatalf("after flush: %d streams, %d buffered", tr.Active(), st.BufferedBytes.Load())
+		}
+	})
+}
+
+// BenchmarkDecodeVXLAN measures the decoder alone on a full-size mirrored packet.
+func BenchmarkDecodeVXLAN(b *testing.B) {
+	c := vpctest.NewConn("10.0.0.1:40000", "10.0.0.2:8080")
+	c.Handshake()
+	pkt := vpctest.VXLAN(7, c.ClientData(make([]byte, 1400), 0)[0])
+	d := NewDecoder()
+	var seg Segment
+	b.SetBytes(int64(len(pkt)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := d.DecodeVXLAN(pkt, &seg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "packets/s")
+}
+
+// BenchmarkReceiverPath measures decode + reassembly + HTTP parsing + record
+// building per packet: keep-alive GET/200 exchanges over many connections, 4
+// packets per exchange.
+func BenchmarkReceiverPath(b *testing.B) {
+	const conns = 64
+	var pkts [][]byte
+	for i := range conns {
+		c := vpctest.NewConn("10.0.0.1:"+strconv.Itoa(30000+i), "10.0.0.2:8080")
+		for _, fr := range c.Handshake() {
+			pkts = append(pkts, vpctest.VXLAN(7, fr))
+		}
+	}
+	tr := NewTracker(discard{}, WithPorts(8080))
+	rx := NewReceiver(tr)
+	ts := time.Unix(1, 0)
+	for _, p := range pkts {
+		rx.HandleDatagram(p, ts)
+	}
+	// One exchange per connection, replayed with fresh sequence numbers each round.
+	cs := make([]*vpctest.Conn, conns)
+	for i := range cs {
+		cs[i] = vpctest.NewConn("10.0.0.1:"+strconv.Itoa(30000+i), "10.0.0.2:8080")
+		cs[i].Handshake()
+	}
+	round := func() [][]byte {
+		var out [][]byte
+		for _, c := range cs {
+			for _, fr := range cat(c.ClientData([]byte(reqA), 0), one(c.ServerAck()), c.ServerData([]byte(respA), 0), one(c.ClientAck())) {
+				out = append(out, vpctest.VXLAN(7, fr))
+			}
+		}
+		return out
+	}
+	batch := round()
+	b.ReportAllocs()
+	b.ResetTimer()
+	n := 0
+	for b.Loop() {
+		if n == len(batch) {
+			b.StopTimer()
+			batch, n = round(), 0
+			b.StartTimer()
+		}
+		rx.HandleDatagram(batch[n], ts)
+		n++
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "packets/s")
+	if tr.Stats().Exchanges.Load() == 0 {
+		b.Fatal("no exchanges")
+	}
+}

@@ -1,0 +1,148 @@
+package vpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// VXLANPort is the UDP port VPC Traffic Mirroring sends to.
+const VXLANPort = 4789
+
+// ReceiverOption configures a Receiver.
+type ReceiverOption func(*Receiver)
+
+// WithVNIs accepts only packets of these VXLAN network identifiers (default:
+// any).
+func WithVNIs(vnis ...uint32) ReceiverOption {
+	return func(r *Receiver) {
+		for _, v := range vnis {
+			r.vnis[v] = true
+		}
+	}
+}
+
+// WithReadBuffer sets the socket receive buffer in bytes (default 8 MiB; the
+// kernel may cap it at net.core.rmem_max).
+func WithReadBuffer(n int) ReceiverOption { return func(r *Receiver) { r.readBuffer = n } }
+
+// WithFlushInterval sets how often idle streams and stalled gaps are flushed
+// (default 1 s).
+func WithFlushInterval(d time.Duration) ReceiverOption {
+	return func(r *Receiver) {
+		if d > 0 {
+			r.flushEvery = d
+		}
+	}
+}
+
+// WithReceiverLogger sets the logger.
+func WithReceiverLogger(l hclog.Logger) ReceiverOption { return func(r *Receiver) { r.log = l } }
+
+// Receiver is an AWS VPC Traffic Mirroring target: it reads VXLAN datagrams,
+// decodes the mirrored packets and hands their TCP segments to a Tracker.
+type Receiver struct {
+	tracker    *Tracker
+	vnis       map[uint32]bool
+	readBuffer int
+	flushEvery time.Duration
+	log        hclog.Logger
+	dec        *Decoder
+	seg        Segment
+	now        func() time.Time
+}
+
+// NewReceiver returns a Receiver feeding t.
+func NewReceiver(t *Tracker, opts ...ReceiverOption) *Receiver {
+	r := &Receiver{
+		tracker:    t,
+		vnis:       map[uint32]bool{},
+		readBuffer: 8 << 20,
+		flushEvery: time.Second,
+		log:        hclog.NewNullLogger(),
+		dec:        NewDecoder(),
+		now:        time.Now,
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// HandleDatagram processes the payload of one VXLAN datagram received at ts. It
+// is not safe for concurrent use (Serve calls it from one goroutine).
+func (r *Receiver) HandleDatagram(payload []byte, ts time.Time) Result {
+	st := r.tracker.stats
+	if err := r.dec.DecodeVXLAN(payload, &r.seg); err != nil {
+		res := ResultMalformed
+		if errors.Is(err, ErrNotTCP) {
+			res = ResultNotTCP
+		}
+		st.count(res)
+		return res
+	}
+	if len(r.vnis) > 0 && !r.vnis[r.seg.VNI] {
+		st.count(ResultFiltered)
+		return ResultFiltered
+	}
+	r.tracker.Handle(&r.seg, ts)
+	return ResultAccepted
+}
+
+// Serve reads datagrams from pc until ctx ends, then closes pc and flushes every
+// stream (pending requests are published without response).
+func (r *Receiver) Serve(ctx context.Context, pc net.PacketConn) error {
+	if uc, ok := pc.(*net.UDPConn); ok && r.readBuffer > 0 {
+		if err := uc.SetReadBuffer(r.readBuffer); err != nil {
+			r.log.Warn("set socket receive buffer", "bytes", r.readBuffer, "error", err)
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		<-ctx.Done()
+		_ = pc.Close()
+	}()
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(r.flushEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				r.tracker.Flush(r.now())
+			}
+		}
+	}()
+	var err error
+	buf := make([]byte, 64<<10)
+	for {
+		n, _, rerr := pc.ReadFrom(buf)
+		if rerr != nil {
+			if ctx.Err() != nil || errors.Is(rerr, net.ErrClosed) {
+				break
+			}
+			var ne net.Error
+			if errors.As(rerr, &ne) && ne.Timeout() {
+				continue
+			}
+			err = fmt.Errorf("vpc receive on %s: %w", pc.LocalAddr(), rerr)
+			break
+		}
+		r.HandleDatagram(buf[:n], r.now())
+	}
+	cancel()
+	wg.Wait()
+	r.tracker.Close(r.now())
+	return err
+}

@@ -1,0 +1,377 @@
+package comparator
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
+
+// Scrubber redacts an exchange in place with the redactor's rules, so the
+// shadow's response is as scrubbed as the primary's on the clean topic. A
+// redactor.Engine fits: func(ex) error { _, err := e.Redact(ex); return err }.
+type Scrubber func(ex *mlv1.Exchange) error
+
+// Option configures a Comparator.
+type Option func(*Comparator)
+
+// WithMetrics sets the metrics (default: unregistered).
+func WithMetrics(m *Metrics) Option { return func(c *Comparator) { c.metrics = m } }
+
+// WithLogger sets the logger. Payloads are never logged.
+func WithLogger(l hclog.Logger) Option { return func(c *Comparator) { c.log = l } }
+
+// WithScrubber sets the function that redacts shadow and secondary responses
+// before they are diffed (default: none; they are diffed as recorded).
+func WithScrubber(s Scrubber) Option { return func(c *Comparator) { c.scrub = s } }
+
+// Decision is a decided exchange: its diff record and the records it used.
+type Decision struct {
+	Diff *mlv1.Diff
+	Refs []Ref
+}
+
+// held is a compared exchange waiting for its endpoint's noise warm-up.
+type held struct {
+	d     *mlv1.Diff
+	refs  []Ref
+	since time.Time
+}
+
+// Comparator joins each exchange's primary, shadow and (optional) secondary
+// records, diffs the responses, learns noise, and decides a verdict per
+// exchange. It is not safe for concurrent use: the Runner serializes calls.
+type Comparator struct {
+	cfg     Config
+	service string
+	rules   *rules
+	differ  *differ
+	tmpl    *Templater
+	join    *joiner
+	stats   *Stats
+	held    map[string][]held
+	heldN   int
+	alerts  *alerter
+	touched map[string]bool // endpoints whose latency gauge needs an update
+	metrics *Metrics
+	log     hclog.Logger
+	scrub   Scrubber
+}
+
+// New returns a comparator of service under cfg (defaults applied, then validated).
+func New(service string, cfg Config, opts ...Option) (*Comparator, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	r, err := compileRules(cfg)
+	if err != nil {
+		return nil, err
+	}
+	t, err := NewTemplater(cfg.Endpoints, cfg.MaxEndpoints)
+	if err != nil {
+		return nil, err
+	}
+	c := &Comparator{
+		cfg: cfg, service: service, rules: r, tmpl: t,
+		differ:  &differ{rules: r, maxBody: cfg.MaxBodyBytes, maxDiffs: cfg.MaxDifferences},
+		join:    newJoiner(cfg.JoinWindow, cfg.Secondary.On(), cfg.MaxPending),
+		stats:   NewStats(cfg),
+		held:    map[string][]held{},
+		alerts:  newAlerter(cfg.Alert),
+		touched: map[string]bool{},
+		log:     hclog.NewNullLogger(),
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.metrics == nil {
+		c.metrics = NewMetrics(nil)
+	}
+	return c, nil
+}
+
+// Config returns the configuration in effect (defaults applied).
+func (c *Comparator) Config() Config { return c.cfg }
+
+// Stats returns the live statistics.
+func (c *Comparator) Stats() *Stats { return c.stats }
+
+// Pending returns how many exchanges wait for a side or for warm-up.
+func (c *Comparator) Pending() int { return c.join.len() + c.heldN }
+
+// Learn feeds a past diff record (from mirror.diff.S) into noise learning,
+// so a restarted comparator does not start from nothing.
+func (c *Comparator) Learn(d *mlv1.Diff) { c.stats.Learn(d) }
+
+// Add feeds one record of side. It returns the decisions that became final
+// and whether the record was kept (so its offset must not be committed
+// before a returned decision lists its Ref).
+func (c *Comparator) Add(side Side, ex *mlv1.Exchange, ref Ref, now time.Time) ([]Decision, bool) {
+	e, outcome := c.join.add(side, ex, ref, now)
+	label := map[addOutcome]string{outcomeWaiting: RecordWaiting, outcomeJoined: RecordJoined, outcomeDuplicate: RecordDuplicate, outcomeLate: RecordLate, outcomeInvalid: RecordInvalid}[outcome]
+	c.metrics.Records.WithLabelValues(side.String(), label).Inc()
+	var out []Decision
+	switch outcome {
+	case outcomeWaiting:
+		c.metrics.Pending.Set(float64(c.Pending()))
+		return nil, true
+	case outcomeJoined:
+		out = c.process(e, now)
+		c.metrics.Pending.Set(float64(c.Pending()))
+		return out, true
+	}
+	return nil, false
+}
+
+// Tick decides the exchanges whose join window passed (missing, or without
+// their late secondary) and the warm-up holds older than the join window,
+// updates the latency-regression gauges and evaluates the alerts.
+func (c *Comparator) Tick(now time.Time) []Decision {
+	var out []Decision
+	for _, e := range c.join.expire(now) {
+		out = append(out, c.process(e, now)...)
+	}
+	for ep, hs := range c.held {
+		if len(hs) > 0 && now.Sub(hs[0].since) >= c.cfg.JoinWindow {
+			out = append(out, c.release(ep, now)...)
+		}
+	}
+	for ep := range c.touched {
+		v := 0.0
+		if c.stats.Latency(ep).TailRegression {
+			v = 1
+		}
+		c.metrics.LatencyRegression.WithLabelValues(ep).Set(v)
+		delete(c.touched, ep)
+	}
+	for _, ch := range c.alerts.evaluate(now) {
+		if ch.Firing {
+			c.metrics.Alert.WithLabelValues(ch.Endpoint).Set(1)
+			c.log.Warn("comparator alert: endpoint differs", "service", c.service, "endpoint", ch.Endpoint,
+				"difference_rate", fmt.Sprintf("%.3f", ch.Rate), "differing", ch.Differing, "exchanges", ch.Total,
+				"threshold", c.cfg.Alert.Rate, "window", c.cfg.Alert.Window.String())
+		} else {
+			c.metrics.Alert.WithLabelValues(ch.Endpoint).Set(0)
+			c.log.Info("comparator alert resolved", "service", c.service, "endpoint", ch.Endpoint,
+				"difference_rate", fmt.Sprintf("%.3f", ch.Rate), "exchanges", ch.Total)
+		}
+	}
+	c.metrics.Pending.Set(float64(c.Pending()))
+	return out
+}
+
+// Drop forgets, undecided, every waiting exchange holding a record that match
+// accepts (its partition was revoked: the new owner reads it again).
+func (c *Comparator) Drop(match func(Ref) bool) int {
+	n := c.join.drop(match)
+	for ep, hs := range c.held {
+		kept := hs[:0]
+		for _, h := range hs {
+			drop := false
+			for _, r := range h.refs {
+				if match(r) {
+					drop = true
+					break
+				}
+			}
+			if drop {
+				n++
+				c.heldN--
+			} else {
+				kept = append(kept, h)
+			}
+		}
+		if len(kept) == 0 {
+			delete(c.held, ep)
+		} else {
+			c.held[ep] = kept
+		}
+	}
+	c.metrics.Pending.Set(float64(c.Pending()))
+	return n
+}
+
+// Flush decides every waiting exchange now (at shutdown of a bounded run):
+// joins as missing, holds with what is learned.
+func (c *Comparator) Flush(now time.Time) []Decision {
+	var out []Decision
+	for f := c.join.order.Front(); f != nil; f = c.join.order.Front() {
+		e := f.Value.(*entry)
+		c.join.remove(e, now)
+		out = append(out, c.process(e, now)...)
+	}
+	for ep := range c.held {
+		out = append(out, c.release(ep, now)...)
+	}
+	return out
+}
+
+// process turns a joined (or expired) entry into a diff record; compared
+// exchanges may be held for warm-up.
+func (c *Comparator) process(e *entry, now time.Time) []Decision {
+	prim, shad, sec := e.ex[Primary], e.ex[Shadow], e.ex[Secondary]
+	base := prim
+	for _, x := range e.ex {
+		if base == nil {
+			base = x
+		}
+	}
+	req := base.GetRequest()
+	d := &mlv1.Diff{
+		Id:            e.id,
+		Service:       c.service,
+		Endpoint:      c.tmpl.Endpoint(req.GetMethod(), req.GetUrl()),
+		ConnectionId:  base.GetConnectionId(),
+		CaptureTimeNs: base.GetCaptureTimeNs(),
+	}
+	if prim != nil {
+		d.PrimaryStatus, d.PrimaryLatencyNs = prim.GetResponse().GetStatus(), prim.GetResponse().GetLatencyNs()
+	}
+	if shad != nil {
+		d.ShadowStatus, d.ShadowLatencyNs = shad.GetResponse().GetStatus(), shad.GetResponse().GetLatencyNs()
+		d.ShadowJob, d.ShadowInstance = shad.GetReplay().GetJob(), shad.GetReplay().GetInstance()
+	}
+	win := c.cfg.JoinWindow.String()
+	switch {
+	case prim == nil && shad == nil:
+		d.Verdict, d.Reason = mlv1.Verdict_VERDICT_MISSING, "no primary record and no shadow response within "+win
+	case prim == nil:
+		d.Verdict, d.Reason = mlv1.Verdict_VERDICT_MISSING, "no primary record within "+win
+	case shad == nil:
+		d.Verdict, d.Reason = mlv1.Verdict_VERDICT_MISSING, "no shadow response within "+win
+	}
+	if d.Verdict != mlv1.Verdict_VERDICT_UNSPECIFIED {
+		return []Decision{c.finalize(d, e.refs, now)}
+	}
+	p, s := prim.GetResponse(), shad.GetResponse()
+	if v, reason := errorVerdict(p, s); v != mlv1.Verdict_VERDICT_UNSPECIFIED {
+		d.Verdict, d.Reason = v, reason
+		return []Decision{c.finalize(d, e.refs, now)}
+	}
+	statusOnly := false
+	if err := c.scrubExchange(shad); err != nil {
+		statusOnly = true
+		d.Note = "shadow response could not be redacted; only the status compared"
+	}
+	var cmp comparison
+	if statusOnly {
+		cmp = c.differ.compare(d.Endpoint, &mlv1.Response{Status: p.GetStatus()}, &mlv1.Response{Status: s.GetStatus()})
+	} else {
+		cmp = c.differ.compare(d.Endpoint, p, s)
+		d.Note = cmp.note
+	}
+	d.Differences, d.VolatileKeys = cmp.diffs, cmp.volatileKeys
+	if sr := sec.GetResponse(); sec != nil && sr.GetError() == "" && sr.GetStatus() > 0 && !statusOnly {
+		if err := c.scrubExchange(sec); err == nil {
+			d.Secondary = true
+			d.SecondaryStatus, d.SecondaryLatencyNs = sr.GetStatus(), sr.GetLatencyNs()
+			for _, df := range c.differ.compare(d.Endpoint, p, sr).diffs {
+				d.SecondaryDifferences = append(d.SecondaryDifferences, &mlv1.Difference{Field: df.Field, Key: df.Key, Kind: df.Kind, UnderStatus: df.UnderStatus, Volatile: df.Volatile})
+			}
+		}
+	}
+	c.stats.Learn(d)
+	if !*c.cfg.Noise.Warmup {
+		return []Decision{c.finalize(d, e.refs, now)}
+	}
+	c.held[d.Endpoint] = append(c.held[d.Endpoint], held{d: d, refs: e.refs, since: now})
+	c.heldN++
+	if c.stats.Warm(d.Endpoint) {
+		return c.release(d.Endpoint, now)
+	}
+	return nil
+}
+
+// release decides every held exchange of endpoint.
+func (c *Comparator) release(ep string, now time.Time) []Decision {
+	hs := c.held[ep]
+	delete(c.held, ep)
+	c.heldN -= len(hs)
+	out := make([]Decision, 0, len(hs))
+	for _, h := range hs {
+		out = append(out, c.finalize(h.d, h.refs, now))
+	}
+	return out
+}
+
+func (c *Comparator) scrubExchange(ex *mlv1.Exchange) error {
+	if c.scrub == nil {
+		return nil
+	}
+	if err := c.scrub(ex); err != nil {
+		c.metrics.Errors.WithLabelValues("redact").Inc()
+		c.log.Debug("response could not be redacted; body not compared", "id", ex.GetId())
+		return fmt.Errorf("redact %s: %w", ex.GetId(), err)
+	}
+	return nil
+}
+
+// finalize judges a compared exchange, counts it and makes its Decision.
+func (c *Comparator) finalize(d *mlv1.Diff, refs []Ref, now time.Time) Decision {
+	c.stats.Judge(d)
+	c.stats.Record(d)
+	d.DecidedTimeNs = now.UnixNano()
+	c.metrics.Exchanges.WithLabelValues(VerdictLabel(d.Verdict), d.Endpoint).Inc()
+	if d.PrimaryStatus > 0 && d.PrimaryLatencyNs > 0 {
+		c.metrics.Latency.WithLabelValues(Primary.String()).Observe(float64(d.PrimaryLatencyNs) / 1e9)
+	}
+	if d.ShadowStatus > 0 && d.ShadowLatencyNs > 0 {
+		c.metrics.Latency.WithLabelValues(Shadow.String()).Observe(float64(d.ShadowLatencyNs) / 1e9)
+	}
+	if d.Secondary && d.SecondaryLatencyNs > 0 {
+		c.metrics.Latency.WithLabelValues(Secondary.String()).Observe(float64(d.SecondaryLatencyNs) / 1e9)
+	}
+	switch d.Verdict {
+	case mlv1.Verdict_VERDICT_SAME:
+		c.alerts.add(d.Endpoint, false, now)
+	case mlv1.Verdict_VERDICT_DIFFERENT, mlv1.Verdict_VERDICT_SHADOW_ERROR:
+		c.alerts.add(d.Endpoint, true, now)
+	}
+	c.touched[d.Endpoint] = true
+	c.log.Trace("decided", "id", d.Id, "endpoint", d.Endpoint, "verdict", VerdictLabel(d.Verdict), "differences", len(d.Differences))
+	return Decision{Diff: d, Refs: refs}
+}
+
+// errorVerdict decides exchanges where a side failed.
+func errorVerdict(p, s *mlv1.Response) (mlv1.Verdict, string) {
+	switch {
+	case p == nil:
+		return mlv1.Verdict_VERDICT_PRIMARY_ERROR, "no primary response recorded"
+	case p.GetError() != "" || p.GetStatus() == 0:
+		return mlv1.Verdict_VERDICT_PRIMARY_ERROR, "primary: " + errorClass(p.GetError())
+	case s == nil || s.GetError() != "" || s.GetStatus() == 0:
+		return mlv1.Verdict_VERDICT_SHADOW_ERROR, "shadow: " + errorClass(s.GetError())
+	case p.GetStatus() >= 500 && s.GetStatus() < 500:
+		return mlv1.Verdict_VERDICT_PRIMARY_ERROR, "primary: status " + statusText(p.GetStatus())
+	case s.GetStatus() >= 500 && p.GetStatus() < 500:
+		return mlv1.Verdict_VERDICT_SHADOW_ERROR, "shadow: status " + statusText(s.GetStatus())
+	}
+	return mlv1.Verdict_VERDICT_UNSPECIFIED, ""
+}
+
+// errorClass maps a transport error text to a fixed class: error texts may
+// hold URLs with queries, so they are never copied.
+func errorClass(msg string) string {
+	m := strings.ToLower(msg)
+	switch {
+	case m == "":
+		return "no response"
+	case strings.Contains(m, "timeout") || strings.Contains(m, "deadline"):
+		return "timeout"
+	case strings.Contains(m, "refused"):
+		return "connection refused"
+	case strings.Contains(m, "reset"):
+		return "connection reset"
+	case strings.Contains(m, "no such host"):
+		return "no such host"
+	case strings.Contains(m, "eof"):
+		return "connection closed"
+	case strings.Contains(m, "tls") || strings.Contains(m, "certificate"):
+		return "tls error"
+	}
+	return "transport error"
+}

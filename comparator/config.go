@@ -1,0 +1,279 @@
+package comparator
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Defaults applied by Config.WithDefaults to zero fields.
+const (
+	DefaultJoinWindow      = 2 * time.Minute
+	DefaultMaxPending      = 100000
+	DefaultMaxEndpoints    = 500
+	DefaultMaxBodyBytes    = 8 << 20
+	DefaultMaxDifferences  = 100
+	DefaultSecondaryJob    = "secondary"
+	DefaultNoiseMinSamples = 20
+	DefaultVolatileRatio   = 0.9
+	DefaultNoiseRelative   = 0.2
+	DefaultNoiseAbsolute   = 0.03
+	DefaultLatencyMin      = 20
+	DefaultLatencyRelative = 0.25
+	DefaultLatencyAbsolute = 5 * time.Millisecond
+	DefaultAlertWindow     = 10 * time.Minute
+	DefaultAlertRate       = 0.05
+	DefaultAlertMinSamples = 50
+)
+
+// DefaultHeaders are the response headers compared when none are configured.
+var DefaultHeaders = []string{"Content-Type"}
+
+// Config is the comparator configuration (the compare: section of the YAML
+// file; see docs/comparator.md). Zero fields take the defaults above.
+type Config struct {
+	// JoinWindow is how long the comparator waits, from the first record of an
+	// exchange, for the other side(s); after it the exchange is "missing"
+	// (or, when only the secondary is late, decided without it).
+	JoinWindow time.Duration `yaml:"join_window"`
+	// Headers are the response headers compared (case-insensitive names).
+	Headers []string `yaml:"headers"`
+	// Secondary selects the responses of a second instance of the primary
+	// version, used to learn noise (see SecondaryConfig).
+	Secondary SecondaryConfig `yaml:"secondary"`
+	// Ignore lists what is never compared.
+	Ignore IgnoreConfig `yaml:"ignore"`
+	// JSON tunes the structural JSON diff.
+	JSON JSONConfig `yaml:"json"`
+	// Noise tunes noise learning.
+	Noise NoiseConfig `yaml:"noise"`
+	// Latency tunes the latency comparison.
+	Latency LatencyConfig `yaml:"latency"`
+	// Alert sets when an endpoint's difference rate raises an alert.
+	Alert AlertConfig `yaml:"alert"`
+	// Endpoints are explicit path templates ("/users/{id}", "GET /files/{path...}")
+	// tried before automatic templating.
+	Endpoints []string `yaml:"endpoints"`
+	// MaxEndpoints caps the distinct endpoint names; later ones are
+	// "METHOD (other)". Bounds metric label cardinality.
+	MaxEndpoints int `yaml:"max_endpoints"`
+	// MaxPending caps the exchanges waiting for their other side; beyond it the
+	// oldest is decided as missing.
+	MaxPending int `yaml:"max_pending"`
+	// MaxBodyBytes caps a (decompressed) body that is diffed; larger bodies are
+	// compared by hash only.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxDifferences caps the differences recorded per exchange.
+	MaxDifferences int `yaml:"max_differences"`
+}
+
+// SecondaryConfig selects secondary responses: records of Topic, or records
+// of the shadow topic whose Replay.job equals Job or whose Replay.target
+// starts with Target. Enabled turns on the default (Job "secondary").
+type SecondaryConfig struct {
+	Enabled bool   `yaml:"enabled"`
+	Job     string `yaml:"job"`
+	Target  string `yaml:"target"`
+	Topic   string `yaml:"topic"`
+}
+
+// On reports whether a secondary is configured.
+func (s SecondaryConfig) On() bool {
+	return s.Enabled || s.Job != "" || s.Target != "" || s.Topic != ""
+}
+
+// IgnoreConfig lists fields that are never compared.
+type IgnoreConfig struct {
+	// Headers are header names ('*' wildcards, case-insensitive).
+	Headers []string `yaml:"headers"`
+	// JSONPaths are JSON path patterns: "created_at", "items.*.etag",
+	// "**.trace_id" ('*' one segment or part of one, '**' any number of
+	// segments; case-insensitive).
+	JSONPaths []string `yaml:"json_paths"`
+	// Endpoints scopes more rules to endpoints.
+	Endpoints []EndpointIgnore `yaml:"endpoints"`
+}
+
+// EndpointIgnore is an ignore rule for some endpoints only.
+type EndpointIgnore struct {
+	// Endpoint is an endpoint name as reported ("GET /users/{id}"), '*'
+	// wildcards allowed ("* /users/*").
+	Endpoint  string   `yaml:"endpoint"`
+	Headers   []string `yaml:"headers"`
+	JSONPaths []string `yaml:"json_paths"`
+}
+
+// JSONConfig tunes the JSON diff.
+type JSONConfig struct {
+	// UnorderedArrays compares every array as a multiset.
+	UnorderedArrays bool `yaml:"unordered_arrays"`
+	// UnorderedPaths lists path patterns of arrays compared as multisets.
+	UnorderedPaths []string `yaml:"unordered_paths"`
+}
+
+// NoiseConfig tunes noise learning (docs/comparator.md, "Noise").
+type NoiseConfig struct {
+	// MinSamples is how many compared exchanges of an endpoint (and, for
+	// volatile fields, how many with the field) are needed before noise is
+	// learned; decisions of an endpoint are held until then (Warmup).
+	MinSamples int `yaml:"min_samples"`
+	// VolatileRatio: a field whose values look volatile is noise when they
+	// differ in at least this share of the exchanges that have it.
+	VolatileRatio float64 `yaml:"volatile_ratio"`
+	// Volatile enables learning from volatile-looking values (default true).
+	Volatile *bool `yaml:"volatile"`
+	// Relative and Absolute are Diffy's thresholds: a field that also differs
+	// between primary and secondary (noise rate n) is reported only when its
+	// primary/shadow difference rate r exceeds n by more than Absolute and by
+	// more than Relative times n.
+	Relative float64 `yaml:"relative"`
+	Absolute float64 `yaml:"absolute"`
+	// Warmup holds an endpoint's decisions until MinSamples exchanges are
+	// learned (at most JoinWindow), so early exchanges are judged with the
+	// learned noise (default true).
+	Warmup *bool `yaml:"warmup"`
+}
+
+// LatencyConfig sets when the shadow's latency counts as a regression.
+type LatencyConfig struct {
+	// MinSamples per side and endpoint before latency is judged.
+	MinSamples int `yaml:"min_samples"`
+	// A percentile regresses when the shadow's is more than Relative (0.25 =
+	// 25 %) and more than Absolute above the primary's.
+	Relative float64       `yaml:"relative"`
+	Absolute time.Duration `yaml:"absolute"`
+}
+
+// AlertConfig sets when an endpoint raises an alert: its difference rate
+// ((different + shadow-error) / (same + different + shadow-error)) over the
+// last Window is at least Rate, with at least MinSamples exchanges.
+type AlertConfig struct {
+	Window     time.Duration `yaml:"window"`
+	Rate       float64       `yaml:"rate"`
+	MinSamples int           `yaml:"min_samples"`
+}
+
+func boolPtr(b bool) *bool { return &b }
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.JoinWindow == 0 {
+		c.JoinWindow = DefaultJoinWindow
+	}
+	if len(c.Headers) == 0 {
+		c.Headers = append([]string(nil), DefaultHeaders...)
+	}
+	if c.Secondary.Enabled && c.Secondary.Job == "" && c.Secondary.Target == "" && c.Secondary.Topic == "" {
+		c.Secondary.Job = DefaultSecondaryJob
+	}
+	if c.MaxPending == 0 {
+		c.MaxPending = DefaultMaxPending
+	}
+	if c.MaxEndpoints == 0 {
+		c.MaxEndpoints = DefaultMaxEndpoints
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxDifferences == 0 {
+		c.MaxDifferences = DefaultMaxDifferences
+	}
+	n := &c.Noise
+	if n.MinSamples == 0 {
+		n.MinSamples = DefaultNoiseMinSamples
+	}
+	if n.VolatileRatio == 0 {
+		n.VolatileRatio = DefaultVolatileRatio
+	}
+	if n.Volatile == nil {
+		n.Volatile = boolPtr(true)
+	}
+	if n.Relative == 0 {
+		n.Relative = DefaultNoiseRelative
+	}
+	if n.Absolute == 0 {
+		n.Absolute = DefaultNoiseAbsolute
+	}
+	if n.Warmup == nil {
+		n.Warmup = boolPtr(true)
+	}
+	l := &c.Latency
+	if l.MinSamples == 0 {
+		l.MinSamples = DefaultLatencyMin
+	}
+	if l.Relative == 0 {
+		l.Relative = DefaultLatencyRelative
+	}
+	if l.Absolute == 0 {
+		l.Absolute = DefaultLatencyAbsolute
+	}
+	a := &c.Alert
+	if a.Window == 0 {
+		a.Window = DefaultAlertWindow
+	}
+	if a.Rate == 0 {
+		a.Rate = DefaultAlertRate
+	}
+	if a.MinSamples == 0 {
+		a.MinSamples = DefaultAlertMinSamples
+	}
+	return c
+}
+
+// Validate reports the first invalid setting, naming its key (relative to
+// the compare: section). Call it on a Config with defaults applied.
+func (c Config) Validate() error {
+	switch {
+	case c.JoinWindow < 0:
+		return fmt.Errorf("join_window: must be positive, got %s", c.JoinWindow)
+	case c.MaxPending < 0:
+		return fmt.Errorf("max_pending: must be positive, got %d", c.MaxPending)
+	case c.MaxEndpoints < 0:
+		return fmt.Errorf("max_endpoints: must be positive, got %d", c.MaxEndpoints)
+	case c.MaxBodyBytes < 0:
+		return fmt.Errorf("max_body_bytes: must be positive, got %d", c.MaxBodyBytes)
+	case c.MaxDifferences < 0:
+		return fmt.Errorf("max_differences: must be positive, got %d", c.MaxDifferences)
+	case c.Noise.MinSamples < 0:
+		return fmt.Errorf("noise.min_samples: must be positive, got %d", c.Noise.MinSamples)
+	case c.Noise.VolatileRatio < 0 || c.Noise.VolatileRatio > 1:
+		return fmt.Errorf("noise.volatile_ratio: %v is not between 0 and 1", c.Noise.VolatileRatio)
+	case c.Noise.Relative < 0:
+		return fmt.Errorf("noise.relative: must not be negative, got %v", c.Noise.Relative)
+	case c.Noise.Absolute < 0 || c.Noise.Absolute > 1:
+		return fmt.Errorf("noise.absolute: %v is not between 0 and 1", c.Noise.Absolute)
+	case c.Latency.MinSamples < 0:
+		return fmt.Errorf("latency.min_samples: must be positive, got %d", c.Latency.MinSamples)
+	case c.Latency.Relative < 0:
+		return fmt.Errorf("latency.relative: must not be negative, got %v", c.Latency.Relative)
+	case c.Latency.Absolute < 0:
+		return fmt.Errorf("latency.absolute: must not be negative, got %s", c.Latency.Absolute)
+	case c.Alert.Window < 0:
+		return fmt.Errorf("alert.window: must be positive, got %s", c.Alert.Window)
+	case c.Alert.Rate < 0 || c.Alert.Rate > 1:
+		return fmt.Errorf("alert.rate: %v is not between 0 and 1", c.Alert.Rate)
+	case c.Alert.MinSamples < 0:
+		return fmt.Errorf("alert.min_samples: must be positive, got %d", c.Alert.MinSamples)
+	}
+	for i, h := range c.Headers {
+		if strings.TrimSpace(h) == "" {
+			return fmt.Errorf("headers[%d]: empty header name", i)
+		}
+	}
+	for i, e := range c.Ignore.Endpoints {
+		if strings.TrimSpace(e.Endpoint) == "" {
+			return fmt.Errorf("ignore.endpoints[%d].endpoint: required", i)
+		}
+	}
+	if _, err := compileRules(c); err != nil {
+		return err
+	}
+	if _, err := NewTemplater(c.Endpoints, c.MaxEndpoints); err != nil {
+		return err
+	}
+	return nil
+}
+
+// errEmptyPattern is returned for an empty path pattern.
+var errEmptyPattern = errors.New("empty pattern")

@@ -1,0 +1,106 @@
+package comparator
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
+
+// Record outcomes counted in mirrorline_comparator_records_total{outcome}.
+const (
+	RecordJoined      = "joined"      // completed an exchange
+	RecordWaiting     = "waiting"     // kept until the other side arrives
+	RecordDuplicate   = "duplicate"   // that side of the exchange was already there
+	RecordLate        = "late"        // arrived after its exchange was decided
+	RecordInvalid     = "invalid"     // no exchange id
+	RecordUndecodable = "undecodable" // not a protobuf Exchange
+)
+
+// Metrics are the comparator metrics (SPEC: comparator_exchanges_total,
+// comparator_latency_seconds). Endpoint labels are templates (TemplatePath),
+// capped by max_endpoints; no label carries payload data.
+type Metrics struct {
+	// Exchanges counts decided exchanges by verdict and endpoint.
+	Exchanges *prometheus.CounterVec
+	// Latency is the response latency per side (primary, shadow, secondary).
+	Latency *prometheus.HistogramVec
+	// Alert is 1 while an endpoint's difference rate is over the alert threshold.
+	Alert *prometheus.GaugeVec
+	// LatencyRegression is 1 while an endpoint's shadow has a tail (p90/p99) regression.
+	LatencyRegression *prometheus.GaugeVec
+	// Pending is the number of exchanges waiting for a side or for noise warm-up.
+	Pending prometheus.Gauge
+	// Records counts consumed records by outcome.
+	Records *prometheus.CounterVec
+	// Errors counts failures by reason (redact, fetch, publish, commit).
+	Errors *prometheus.CounterVec
+}
+
+// VerdictLabel is the label value of a verdict: same, different,
+// shadow-error, primary-error, missing.
+func VerdictLabel(v mlv1.Verdict) string {
+	switch v {
+	case mlv1.Verdict_VERDICT_SAME:
+		return "same"
+	case mlv1.Verdict_VERDICT_DIFFERENT:
+		return "different"
+	case mlv1.Verdict_VERDICT_SHADOW_ERROR:
+		return "shadow-error"
+	case mlv1.Verdict_VERDICT_PRIMARY_ERROR:
+		return "primary-error"
+	case mlv1.Verdict_VERDICT_MISSING:
+		return "missing"
+	}
+	return "unspecified"
+}
+
+// Verdicts lists the verdicts in report order.
+var Verdicts = []mlv1.Verdict{
+	mlv1.Verdict_VERDICT_SAME, mlv1.Verdict_VERDICT_DIFFERENT, mlv1.Verdict_VERDICT_SHADOW_ERROR,
+	mlv1.Verdict_VERDICT_PRIMARY_ERROR, mlv1.Verdict_VERDICT_MISSING,
+}
+
+// NewMetrics creates the comparator metrics and registers them on reg (when not nil).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Exchanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mirrorline_comparator_exchanges_total",
+			Help: "Exchanges decided, by verdict (same, different, shadow-error, primary-error, missing) and endpoint (method and path template).",
+		}, []string{"verdict", "endpoint"}),
+		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "mirrorline_comparator_latency_seconds",
+			Help:    "Response latency of the compared exchanges, by side (primary, shadow, secondary).",
+			Buckets: prometheus.ExponentialBuckets(0.00025, 2, 17),
+		}, []string{"side"}),
+		Alert: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mirrorline_comparator_alert",
+			Help: "1 while an endpoint's difference rate over alert.window is at least alert.rate with at least alert.min_samples exchanges.",
+		}, []string{"endpoint"}),
+		LatencyRegression: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mirrorline_comparator_latency_regression",
+			Help: "1 while an endpoint's shadow p90 or p99 latency is worse than the primary's beyond latency.relative and latency.absolute.",
+		}, []string{"endpoint"}),
+		Pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mirrorline_comparator_pending",
+			Help: "Exchanges waiting for their other side or for noise warm-up.",
+		}),
+		Records: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mirrorline_comparator_records_total",
+			Help: "Records consumed, by side and outcome (joined, waiting, duplicate, late, invalid, undecodable).",
+		}, []string{"side", "outcome"}),
+		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mirrorline_comparator_errors_total",
+			Help: "Comparator failures, by reason (redact, fetch, publish, commit).",
+		}, []string{"reason"}),
+	}
+	for _, s := range []Side{Primary, Shadow, Secondary} {
+		m.Latency.WithLabelValues(s.String())
+	}
+	for _, r := range []string{"redact", "fetch", "publish", "commit"} {
+		m.Errors.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.Exchanges, m.Latency, m.Alert, m.LatencyRegression, m.Pending, m.Records, m.Errors)
+	}
+	return m
+}

@@ -1,0 +1,416 @@
+package comparator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mirrorline/mirrorline/broker"
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
+
+// Report is the human report of a service's comparison (`mirrorline compare
+// report`), built from its diff records.
+type Report struct {
+	Service     string         `json:"service"`
+	GeneratedAt time.Time      `json:"generated_at"`
+	From        time.Time      `json:"from"`
+	To          time.Time      `json:"to"`
+	Exchanges   int            `json:"exchanges"`
+	Verdicts    map[string]int `json:"verdicts"`
+	Thresholds  Thresholds     `json:"thresholds"`
+	// Endpoints, the significantly differing ones first (most differing
+	// exchanges first), then the others by name.
+	Endpoints []EndpointReport `json:"endpoints"`
+	// NoiseFields counts the fields judged noise over all endpoints.
+	NoiseFields int `json:"noise_fields"`
+}
+
+// Thresholds are the settings the report was judged with.
+type Thresholds struct {
+	AlertRate       float64 `json:"alert_rate"`
+	AlertMinSamples int     `json:"alert_min_samples"`
+	NoiseMinSamples int     `json:"noise_min_samples"`
+	VolatileRatio   float64 `json:"volatile_ratio"`
+	NoiseRelative   float64 `json:"noise_relative"`
+	NoiseAbsolute   float64 `json:"noise_absolute"`
+	LatencyRelative float64 `json:"latency_relative"`
+	LatencyAbsMS    float64 `json:"latency_absolute_ms"`
+}
+
+// EndpointReport is one endpoint of a Report.
+type EndpointReport struct {
+	Endpoint  string         `json:"endpoint"`
+	Exchanges int            `json:"exchanges"`
+	Verdicts  map[string]int `json:"verdicts"`
+	// Differing (different + shadow-error) of Comparable (same + different + shadow-error).
+	Differing      int     `json:"differing"`
+	Comparable     int     `json:"comparable"`
+	DifferenceRate float64 `json:"difference_rate"`
+	// Significant: DifferenceRate >= alert.rate with at least alert.min_samples comparable exchanges.
+	Significant bool `json:"significant"`
+	// Fields are the differences that are not noise, most frequent first.
+	Fields []FieldReport `json:"fields"`
+	// Noise are the differences judged noise, most frequent first.
+	Noise []FieldReport `json:"noise"`
+	// StatusTransitions counts status changes ("201 → 422").
+	StatusTransitions map[string]int `json:"status_transitions,omitempty"`
+	// Reasons counts why exchanges were errors or missing.
+	Reasons map[string]int `json:"reasons,omitempty"`
+	Example *Example       `json:"example,omitempty"`
+	Latency LatencyReport  `json:"latency"`
+}
+
+// FieldReport is one kind of difference at an endpoint.
+type FieldReport struct {
+	// Field is the key ("status", "header.content-type", "body.items.*.id");
+	// "body" with UnderStatus and kind "removed" collects the fields a status
+	// change removed (listed in Fields).
+	Field string `json:"field"`
+	Kind  string `json:"kind"`
+	// Count of exchanges with this difference, and its share of the comparable ones.
+	Count int     `json:"count"`
+	Rate  float64 `json:"rate"`
+	// UnderStatus: every occurrence came with a status difference.
+	UnderStatus bool     `json:"under_status,omitempty"`
+	Fields      []string `json:"fields,omitempty"`
+	// An example (redacted values) and the exchange it is from.
+	Primary   string `json:"primary,omitempty"`
+	Shadow    string `json:"shadow,omitempty"`
+	Detail    string `json:"detail,omitempty"`
+	ExampleID string `json:"example_id,omitempty"`
+	// For noise: why ("secondary", "volatile", "secondary+volatile", "status")
+	// and the learned rates.
+	Reason        string  `json:"reason,omitempty"`
+	SecondaryRate float64 `json:"secondary_rate,omitempty"`
+	VolatileRate  float64 `json:"volatile_rate,omitempty"`
+}
+
+// Example is one differing exchange of an endpoint, its noise left out.
+type Example struct {
+	ID            string        `json:"id"`
+	CaptureTime   time.Time     `json:"capture_time"`
+	PrimaryStatus int32         `json:"primary_status"`
+	ShadowStatus  int32         `json:"shadow_status"`
+	Differences   []FieldReport `json:"differences"`
+}
+
+// KindLabel names a DiffKind: changed, added, removed, type_changed.
+func KindLabel(k mlv1.DiffKind) string {
+	switch k {
+	case mlv1.DiffKind_DIFF_KIND_CHANGED:
+		return "changed"
+	case mlv1.DiffKind_DIFF_KIND_ADDED:
+		return "added"
+	case mlv1.DiffKind_DIFF_KIND_REMOVED:
+		return "removed"
+	case mlv1.DiffKind_DIFF_KIND_TYPE_CHANGED:
+		return "type_changed"
+	}
+	return "unspecified"
+}
+
+// BuildReport judges diffs with hindsight and summarizes them: it first
+// learns noise from all of them, then re-judges each compared exchange with
+// what was learned (early exchanges were decided live with less knowledge)
+// and counts them. diffs must hold one record per exchange.
+func BuildReport(service string, cfg Config, diffs []*mlv1.Diff, now time.Time) *Report {
+	cfg = cfg.WithDefaults()
+	st := NewStats(cfg)
+	for _, d := range diffs {
+		st.Learn(d)
+	}
+	for _, d := range diffs {
+		st.Judge(d)
+		st.Record(d)
+	}
+	return st.Report(service, now)
+}
+
+// Report summarizes the recorded exchanges.
+func (s *Stats) Report(service string, now time.Time) *Report {
+	cfg := s.cfg
+	rep := &Report{
+		Service: service, GeneratedAt: now.UTC(), Verdicts: map[string]int{},
+		Thresholds: Thresholds{
+			AlertRate: cfg.Alert.Rate, AlertMinSamples: cfg.Alert.MinSamples,
+			NoiseMinSamples: cfg.Noise.MinSamples, VolatileRatio: cfg.Noise.VolatileRatio,
+			NoiseRelative: cfg.Noise.Relative, NoiseAbsolute: cfg.Noise.Absolute,
+			LatencyRelative: cfg.Latency.Relative, LatencyAbsMS: float64(cfg.Latency.Absolute) / float64(time.Millisecond),
+		},
+	}
+	for _, v := range Verdicts {
+		rep.Verdicts[VerdictLabel(v)] = 0
+	}
+	var first, last int64
+	for _, name := range s.Endpoints() {
+		es := s.eps[name]
+		er := EndpointReport{Endpoint: name, Verdicts: map[string]int{}, Latency: s.Latency(name)}
+		for _, v := range Verdicts {
+			n := es.verdicts[v]
+			er.Verdicts[VerdictLabel(v)] = n
+			rep.Verdicts[VerdictLabel(v)] += n
+			er.Exchanges += n
+		}
+		if er.Exchanges == 0 {
+			continue
+		}
+		rep.Exchanges += er.Exchanges
+		er.Differing, er.Comparable = s.Differing(name)
+		if er.Comparable > 0 {
+			er.DifferenceRate = float64(er.Differing) / float64(er.Comparable)
+		}
+		er.Significant = er.Differing > 0 && er.Comparable >= cfg.Alert.MinSamples && er.DifferenceRate >= cfg.Alert.Rate
+		judged := max(es.verdicts[mlv1.Verdict_VERDICT_SAME]+es.verdicts[mlv1.Verdict_VERDICT_DIFFERENT], 1)
+		for _, r := range es.rows {
+			er.Fields = append(er.Fields, fieldReport(r, judged))
+		}
+		sortFields(er.Fields)
+		for k, r := range es.noise {
+			fr := fieldReport(r, judged)
+			ni := s.classify(es, k)
+			fr.SecondaryRate, fr.VolatileRate = ni.secondary, ni.volatile
+			switch {
+			case ni.bySecondary && ni.byVolatile:
+				fr.Reason = "secondary+volatile"
+			case ni.bySecondary:
+				fr.Reason = "secondary"
+			case ni.byVolatile:
+				fr.Reason = "volatile"
+			default:
+				fr.Reason = "status"
+			}
+			er.Noise = append(er.Noise, fr)
+		}
+		sortFields(er.Noise)
+		rep.NoiseFields += len(er.Noise)
+		if len(es.transitions) > 0 {
+			er.StatusTransitions = map[string]int{}
+			for k, v := range es.transitions {
+				er.StatusTransitions[k] = v
+			}
+		}
+		if len(es.reasons) > 0 {
+			er.Reasons = map[string]int{}
+			for k, v := range es.reasons {
+				er.Reasons[k] = v
+			}
+		}
+		er.Example = s.example(es, er.Fields)
+		if es.firstNs > 0 && (first == 0 || es.firstNs < first) {
+			first = es.firstNs
+		}
+		last = max(last, es.lastNs)
+		rep.Endpoints = append(rep.Endpoints, er)
+	}
+	rep.From, rep.To = nsTime(first), nsTime(last)
+	sort.SliceStable(rep.Endpoints, func(i, j int) bool {
+		a, b := rep.Endpoints[i], rep.Endpoints[j]
+		if a.Significant != b.Significant {
+			return a.Significant
+		}
+		if a.Significant && a.Differing != b.Differing {
+			return a.Differing > b.Differing
+		}
+		return a.Endpoint < b.Endpoint
+	})
+	return rep
+}
+
+func fieldReport(r *row, judged int) FieldReport {
+	fr := FieldReport{
+		Field: r.key.key, Kind: KindLabel(r.key.kind), Count: r.count, Rate: float64(r.count) / float64(judged),
+		UnderStatus: r.count > 0 && r.underStatus == r.count, ExampleID: r.exampleID,
+	}
+	if r.example != nil {
+		fr.Primary, fr.Shadow, fr.Detail = r.example.GetPrimary(), r.example.GetShadow(), r.example.GetDetail()
+	}
+	if r.key.removedUnderStatus {
+		fr.Primary, fr.Shadow = "", ""
+		for p := range r.paths {
+			fr.Fields = append(fr.Fields, p)
+		}
+		slices.Sort(fr.Fields)
+	}
+	return fr
+}
+
+// sortFields orders rows: status first, then by count, then by name; the
+// fields removed under a status change last.
+func sortFields(fs []FieldReport) {
+	sort.SliceStable(fs, func(i, j int) bool {
+		a, b := fs[i], fs[j]
+		if (a.Field == FieldStatus) != (b.Field == FieldStatus) {
+			return a.Field == FieldStatus
+		}
+		if (a.Fields != nil) != (b.Fields != nil) {
+			return b.Fields != nil // the fields a status change removed come last
+		}
+		if a.Count != b.Count {
+			return a.Count > b.Count
+		}
+		if a.Field != b.Field {
+			return a.Field < b.Field
+		}
+		return a.Kind < b.Kind
+	})
+}
+
+// example returns the exchange exemplifying the endpoint's top difference.
+func (s *Stats) example(es *epStats, fields []FieldReport) *Example {
+	var d *mlv1.Diff
+	if len(fields) > 0 {
+		d = findExample(es, fields[0].ExampleID)
+	}
+	if d == nil {
+		d = es.example
+	}
+	if d == nil {
+		return nil
+	}
+	ex := &Example{ID: d.GetId(), CaptureTime: nsTime(d.GetCaptureTimeNs()), PrimaryStatus: d.GetPrimaryStatus(), ShadowStatus: d.GetShadowStatus()}
+	removed := -1
+	for _, df := range d.GetDifferences() {
+		if df.GetNoise() {
+			continue
+		}
+		if df.GetUnderStatus() && df.GetKind() == mlv1.DiffKind_DIFF_KIND_REMOVED {
+			if removed < 0 {
+				removed = len(ex.Differences)
+				ex.Differences = append(ex.Differences, FieldReport{Field: FieldBody, Kind: "removed", UnderStatus: true, Count: 1})
+			}
+			ex.Differences[removed].Fields = append(ex.Differences[removed].Fields, df.GetField())
+			continue
+		}
+		ex.Differences = append(ex.Differences, FieldReport{
+			Field: df.GetField(), Kind: KindLabel(df.GetKind()), Count: 1, UnderStatus: df.GetUnderStatus(),
+			Primary: df.GetPrimary(), Shadow: df.GetShadow(), Detail: df.GetDetail(),
+		})
+	}
+	return ex
+}
+
+// findExample is the recorded example diff with id, if the endpoint kept it.
+func findExample(es *epStats, id string) *mlv1.Diff {
+	if es.example != nil && es.example.GetId() == id {
+		return es.example
+	}
+	for _, r := range es.rows {
+		if r.exampleID == id && r.exampleDiff != nil {
+			return r.exampleDiff
+		}
+	}
+	return nil
+}
+
+// ReadDiffs calls fn for each record of topic from since (zero: the start of
+// the retained data) up to the end of the topic as it was when called, at
+// most limit records (0: no limit). It returns how many it read.
+func ReadDiffs(ctx context.Context, cfg broker.Config, topic string, since time.Time, limit int, fn func(*mlv1.Diff)) (int, error) {
+	admCl, err := broker.NewClient(cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return 0, fmt.Errorf("list end offsets of %s: %w", topic, err)
+	}
+	if err := ends.Error(); err != nil {
+		return 0, fmt.Errorf("list end offsets of %s: %w", topic, err)
+	}
+	var starts kadm.ListedOffsets
+	if since.IsZero() {
+		starts, err = adm.ListStartOffsets(ctx, topic)
+	} else {
+		starts, err = adm.ListOffsetsAfterMilli(ctx, since.UnixMilli(), topic)
+	}
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("list start offsets of %s: %w", topic, err)
+	}
+	parts := map[int32]kgo.Offset{}
+	endOf := map[int32]int64{}
+	starts.Each(func(lo kadm.ListedOffset) {
+		end, ok := ends.Lookup(topic, lo.Partition)
+		if ok && lo.Offset >= 0 && lo.Offset < end.Offset {
+			parts[lo.Partition] = kgo.NewOffset().At(lo.Offset)
+			endOf[lo.Partition] = end.Offset
+		}
+	})
+	if len(parts) == 0 {
+		return 0, nil
+	}
+	cl, err := broker.NewClient(cfg, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	n, idle := 0, 0
+	for len(endOf) > 0 && (limit <= 0 || n < limit) {
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && ferr == nil {
+				ferr = err
+			}
+		})
+		if ferr != nil {
+			return n, fmt.Errorf("read %s: %w", topic, ferr)
+		}
+		if fs.NumRecords() == 0 {
+			// Only control records (or nothing) left before the end.
+			if idle++; idle >= 2 {
+				break
+			}
+			continue
+		}
+		idle = 0
+		fs.EachRecord(func(r *kgo.Record) {
+			end, ok := endOf[r.Partition]
+			if !ok || r.Offset >= end || (limit > 0 && n >= limit) {
+				return
+			}
+			if r.Offset >= end-1 {
+				delete(endOf, r.Partition)
+			}
+			d := &mlv1.Diff{}
+			if proto.Unmarshal(r.Value, d) != nil {
+				return
+			}
+			n++
+			fn(d)
+		})
+	}
+	return n, nil
+}
+
+// Dedupe keeps the last record of each exchange id, in first-seen order.
+func Dedupe(diffs []*mlv1.Diff) []*mlv1.Diff {
+	idx := make(map[string]int, len(diffs))
+	out := diffs[:0:0]
+	for _, d := range diffs {
+		if i, ok := idx[d.GetId()]; ok && d.GetId() != "" {
+			out[i] = d
+			continue
+		}
+		idx[d.GetId()] = len(out)
+		out = append(out, d)
+	}
+	return out
+}

@@ -1,0 +1,149 @@
+package comparator
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
+
+// caseStudyDiffs runs the comparator without warm-up (so early exchanges are
+// judged live with nothing learned) over the demo's payments and users
+// traffic and returns the diff records it published.
+func caseStudyDiffs(t *testing.T) []*mlv1.Diff {
+	t.Helper()
+	c := mustNew(t, noWarmup())
+	var out []*mlv1.Diff
+	add := func(id, method, url string, p, s *mlv1.Response) {
+		c.Add(Primary, primaryEx(id, method, url, p), Ref{}, t0)
+		ds, _ := c.Add(Shadow, shadowEx(id, method, url, "live", s), Ref{}, t0)
+		for _, d := range ds {
+			out = append(out, d.Diff)
+		}
+	}
+	for i := range 100 {
+		p, s := payment(i, i%5 < 2)
+		if i%20 == 0 {
+			s.LatencyNs = int64(50 * time.Millisecond) // the slow tail
+		}
+		add(fmt.Sprintf("pay-%03d", i), "POST", "/payments", p, s)
+	}
+	for i := range 40 {
+		user := func() *mlv1.Response {
+			r := resp(200, "application/json", fmt.Sprintf(`{"id":"c-%d","name":"Ada Lovelace","request_id":%q}`, i, uuid.NewString()))
+			r.LatencyNs = int64(2 * time.Millisecond)
+			return r
+		}
+		add(fmt.Sprintf("usr-%03d", i), "GET", fmt.Sprintf("/users/c-%d?include=profile", i), user(), user())
+	}
+	return out
+}
+
+func TestBuildReport(t *testing.T) {
+	diffs := caseStudyDiffs(t)
+	// Live, without warm-up, the first exchanges were judged different.
+	if diffs[0].Verdict != mlv1.Verdict_VERDICT_DIFFERENT {
+		t.Fatalf("first exchange judged %s live; the test expects an unlearned verdict", VerdictLabel(diffs[0].Verdict))
+	}
+	// A duplicate record (at-least-once) must not count twice.
+	dup := &mlv1.Diff{}
+	*dup = mlv1.Diff{Id: diffs[1].Id, Endpoint: diffs[1].Endpoint, Verdict: diffs[1].Verdict, PrimaryStatus: diffs[1].PrimaryStatus, ShadowStatus: diffs[1].ShadowStatus, Differences: diffs[1].Differences, VolatileKeys: diffs[1].VolatileKeys}
+	diffs = Dedupe(append(diffs, dup))
+	rep := BuildReport("payments", Config{}, diffs, t0)
+
+	if rep.Exchanges != 140 || rep.Verdicts["same"] != 100 || rep.Verdicts["different"] != 40 {
+		t.Fatalf("exchanges %d verdicts %v", rep.Exchanges, rep.Verdicts)
+	}
+	post := rep.Endpoints[0]
+	if post.Endpoint != "POST /payments" || !post.Significant || post.Differing != 40 || post.Comparable != 100 {
+		t.Fatalf("first endpoint %+v", post)
+	}
+	var fields []string
+	for _, f := range post.Fields {
+		fields = append(fields, f.Field+" "+f.Kind)
+	}
+	if want := []string{"status changed", "body.error added", "body removed"}; !slices.Equal(fields, want) {
+		t.Fatalf("fields %q, want %q", fields, want)
+	}
+	if f := post.Fields[1]; !f.UnderStatus || f.Shadow != `"invalid address"` || f.Count != 40 {
+		t.Errorf("body.error row %+v", f)
+	}
+	if f := post.Fields[2]; !slices.Equal(f.Fields, []string{"body.amount", "body.card_last4", "body.created_at", "body.currency", "body.id", "body.status"}) {
+		t.Errorf("removed-under-status row %+v", f)
+	}
+	var noise []string
+	for _, f := range post.Noise {
+		noise = append(noise, f.Field+" "+f.Reason)
+	}
+	if want := []string{"body.created_at volatile", "body.id volatile"}; !slices.Equal(noise, want) {
+		t.Errorf("noise %q, want %q", noise, want)
+	}
+	if post.StatusTransitions["201 → 422"] != 40 {
+		t.Errorf("transitions %v", post.StatusTransitions)
+	}
+	if post.Example == nil || post.Example.ShadowStatus != 422 || post.Example.Differences[0].Field != FieldStatus {
+		t.Errorf("example %+v", post.Example)
+	}
+	if !post.Latency.TailRegression || !post.Latency.MeanImproved {
+		t.Errorf("latency %+v", post.Latency)
+	}
+	users := rep.Endpoints[1]
+	if users.Endpoint != "GET /users/{id}" || users.Significant || len(users.Fields) != 0 || users.Noise[0].Field != "body.request_id" {
+		t.Errorf("users endpoint %+v", users)
+	}
+
+	var text bytes.Buffer
+	if err := WriteText(&text, rep, TextOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out := text.String()
+	for _, want := range []string{"1. POST /payments: 40 of 100 exchanges differ (40.0%)", "status", "201 → 422 (40)", "body.error", `shadow "invalid address"`, "TAIL REGRESSION", "although the mean improved", "GET /users/{id}", "--show-noise"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("text report lacks %q:\n%s", want, out)
+		}
+	}
+	for _, noisy := range []string{"created_at", "request_id", "body.id"} {
+		if strings.Contains(out, noisy) {
+			t.Errorf("text report names noise field %q:\n%s", noisy, out)
+		}
+	}
+	text.Reset()
+	_ = WriteText(&text, rep, TextOptions{ShowNoise: true})
+	if !strings.Contains(text.String(), "body.request_id") {
+		t.Errorf("--show-noise does not list noise:\n%s", text.String())
+	}
+
+	var html bytes.Buffer
+	if err := WriteHTML(&html, rep, HTMLOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h := html.String()
+	for _, want := range []string{`data-endpoint="POST /payments"`, `data-field="body.error"`, "tail latency regression", "&#34;invalid address&#34;", "Content-Security-Policy"} {
+		if !strings.Contains(h, want) {
+			t.Errorf("HTML lacks %q", want)
+		}
+	}
+	for _, ext := range []string{"http://", "https://", "<script", "<link", "src="} {
+		if strings.Contains(h, ext) {
+			t.Errorf("HTML is not self-contained: has %q", ext)
+		}
+	}
+	if _, err := json.Marshal(rep); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDedupe(t *testing.T) {
+	in := []*mlv1.Diff{{Id: "a", Note: "1"}, {Id: "b"}, {Id: "a", Note: "2"}}
+	out := Dedupe(in)
+	if len(out) != 2 || out[0].Note != "2" || out[1].Id != "b" {
+		t.Fatalf("%v", out)
+	}
+}

@@ -1,0 +1,380 @@
+package comparator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mirrorline/mirrorline/broker"
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
+
+// DefaultGroup is the consumer group of the comparators of service.
+func DefaultGroup(service string) string { return "mirrorline-compare-" + service }
+
+// RunOpt configures a Runner.
+type RunOpt func(*Runner)
+
+// RunLogger sets the runner's logger.
+func RunLogger(l hclog.Logger) RunOpt { return func(r *Runner) { r.log = l } }
+
+// RunMetrics sets the metrics the runner counts errors in (use the
+// comparator's).
+func RunMetrics(m *Metrics) RunOpt { return func(r *Runner) { r.metrics = m } }
+
+// TickEvery sets how often, at most, windows are expired and offsets
+// committed while no records arrive (default 500 ms).
+func TickEvery(d time.Duration) RunOpt { return func(r *Runner) { r.tick = d } }
+
+// partState tracks one partition: the next offset to read and the offsets
+// of records still held by undecided exchanges.
+type partState struct {
+	next      int64
+	pending   map[int64]int
+	committed int64
+}
+
+// Runner drives a Comparator from Kafka: it consumes mirror.clean.S
+// (primary) and mirror.shadow.S (shadow; secondary too when selected by job
+// or target), or a separate secondary topic, in a consumer group; publishes
+// each decision to mirror.diff.S; and commits an offset only once every
+// exchange before it is decided and its diff record published (at least
+// once: after a crash, exchanges may be decided again; a Diff's id is the
+// exchange id). Partitions are assigned with the range balancer so partition
+// p of every topic goes to the same comparator: clean and shadow records of
+// one connection share the record key, so the same partition number.
+type Runner struct {
+	cmp       *Comparator
+	service   string
+	clean     string
+	shadow    string
+	secTopic  string
+	secJob    string
+	secTarget string
+	diff      string
+	tick      time.Duration
+	log       hclog.Logger
+	metrics   *Metrics
+
+	mu    sync.Mutex
+	parts map[string]map[int32]*partState
+}
+
+// NewRunner returns a runner of c.
+func NewRunner(c *Comparator, opts ...RunOpt) *Runner {
+	sc := c.cfg.Secondary
+	r := &Runner{
+		cmp: c, service: c.service,
+		clean:    broker.Topic(broker.Clean, c.service),
+		shadow:   broker.Topic(broker.Shadow, c.service),
+		diff:     broker.Topic(broker.Diff, c.service),
+		secTopic: sc.Topic, secJob: sc.Job, secTarget: sc.Target,
+		tick:  500 * time.Millisecond,
+		log:   hclog.NewNullLogger(),
+		parts: map[string]map[int32]*partState{},
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	if r.metrics == nil {
+		r.metrics = c.metrics
+	}
+	return r
+}
+
+// Topics returns the topics the runner consumes.
+func (r *Runner) Topics() []string {
+	ts := []string{r.clean, r.shadow}
+	if r.secTopic != "" && r.secTopic != r.shadow && r.secTopic != r.clean {
+		ts = append(ts, r.secTopic)
+	}
+	return ts
+}
+
+// ClientOpts are the kgo options of the runner's client on top of the broker
+// options: group, topics, range balancer, manual commits, rebalances only
+// between polls, and state handover on revocation. A new group starts at the
+// end of the topics unless fromStart.
+func (r *Runner) ClientOpts(group string, fromStart bool) []kgo.Opt {
+	start := kgo.NewOffset().AtEnd()
+	if fromStart {
+		start = kgo.NewOffset().AtStart()
+	}
+	return []kgo.Opt{
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(r.Topics()...),
+		kgo.ConsumeResetOffset(start),
+		// The clean topic is written in transactions: never compare aborted records.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.Balancers(kgo.RangeBalancer()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
+			r.handOver(ctx, cl, lost, true)
+		}),
+		kgo.OnPartitionsLost(func(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
+			r.handOver(ctx, cl, lost, false)
+		}),
+	}
+}
+
+// sideOf says which side a record of topic carries.
+func (r *Runner) sideOf(topic string, ex *mlv1.Exchange) Side {
+	switch {
+	case topic == r.clean:
+		return Primary
+	case r.secTopic != "" && topic == r.secTopic:
+		return Secondary
+	case r.secJob != "" && ex.GetReplay().GetJob() == r.secJob:
+		return Secondary
+	case r.secTarget != "" && strings.HasPrefix(ex.GetReplay().GetTarget(), r.secTarget):
+		return Secondary
+	}
+	return Shadow
+}
+
+// Run compares until ctx ends; it returns nil on cancellation and an error
+// when decisions cannot be published.
+func (r *Runner) Run(ctx context.Context, cl *kgo.Client) error {
+	defer cl.AllowRebalance()
+	lastCommit := time.Now()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, r.tick)
+		fs := cl.PollRecords(pctx, 1000)
+		cancel()
+		if ctx.Err() != nil || fs.IsClientClosed() {
+			r.shutdown(cl)
+			return nil
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+				return
+			}
+			r.log.Warn("fetch error", "topic", t, "partition", p, "error", err)
+			r.metrics.Errors.WithLabelValues("fetch").Inc()
+		})
+		r.mu.Lock()
+		now := time.Now()
+		var out []Decision
+		fs.EachRecord(func(rec *kgo.Record) {
+			out = append(out, r.handle(rec, now)...)
+		})
+		out = append(out, r.cmp.Tick(now)...)
+		r.mu.Unlock()
+		if err := r.publish(ctx, cl, out); err != nil {
+			if ctx.Err() != nil {
+				r.shutdown(cl)
+				return nil
+			}
+			return err
+		}
+		if len(out) > 0 || time.Since(lastCommit) >= time.Second {
+			r.commit(ctx, cl, nil)
+			lastCommit = time.Now()
+		}
+		cl.AllowRebalance()
+	}
+}
+
+// handle feeds one record to the comparator.
+func (r *Runner) handle(rec *kgo.Record, now time.Time) []Decision {
+	ps := r.part(rec.Topic, rec.Partition)
+	ps.next = rec.Offset + 1
+	ex := &mlv1.Exchange{}
+	if err := proto.Unmarshal(rec.Value, ex); err != nil {
+		side := Shadow
+		if rec.Topic == r.clean {
+			side = Primary
+		}
+		r.metrics.Records.WithLabelValues(side.String(), RecordUndecodable).Inc()
+		r.log.Warn("undecodable record skipped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
+		return nil
+	}
+	ref := Ref{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}
+	out, kept := r.cmp.Add(r.sideOf(rec.Topic, ex), ex, ref, now)
+	if kept {
+		ps.pending[rec.Offset]++
+	}
+	return out
+}
+
+func (r *Runner) part(topic string, p int32) *partState {
+	m := r.parts[topic]
+	if m == nil {
+		m = map[int32]*partState{}
+		r.parts[topic] = m
+	}
+	ps := m[p]
+	if ps == nil {
+		ps = &partState{next: -1, committed: -1, pending: map[int64]int{}}
+		m[p] = ps
+	}
+	return ps
+}
+
+// publish produces the decisions to mirror.diff.S, waits for them, then
+// releases their records for committing.
+func (r *Runner) publish(ctx context.Context, cl *kgo.Client, out []Decision) error {
+	if len(out) == 0 {
+		return nil
+	}
+	var mu sync.Mutex
+	var perr error
+	for _, d := range out {
+		val, err := proto.Marshal(d.Diff)
+		if err != nil {
+			return fmt.Errorf("compare %s: encode diff: %w", r.service, err)
+		}
+		rec := &kgo.Record{Topic: r.diff, Key: []byte(d.Diff.GetConnectionId()), Value: val}
+		if t := d.Diff.GetCaptureTimeNs(); t > 0 {
+			rec.Timestamp = time.Unix(0, t)
+		}
+		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+			if err != nil {
+				mu.Lock()
+				if perr == nil {
+					perr = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return fmt.Errorf("compare %s: flush diff records: %w", r.service, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if perr != nil {
+		r.metrics.Errors.WithLabelValues("publish").Inc()
+		return fmt.Errorf("compare %s: publish diff records to %s: %w", r.service, r.diff, perr)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, d := range out {
+		for _, ref := range d.Refs {
+			ps := r.parts[ref.Topic][ref.Partition]
+			if ps == nil {
+				continue // revoked meanwhile
+			}
+			if n := ps.pending[ref.Offset]; n <= 1 {
+				delete(ps.pending, ref.Offset)
+			} else {
+				ps.pending[ref.Offset] = n - 1
+			}
+		}
+	}
+	return nil
+}
+
+// commitOffsets computes, for the partitions only accepts (all when nil),
+// the offsets safe to commit: the lowest offset still held, else the next one.
+func (r *Runner) commitOffsets(only map[string][]int32) map[string]map[int32]kgo.EpochOffset {
+	out := map[string]map[int32]kgo.EpochOffset{}
+	for t, m := range r.parts {
+		for p, ps := range m {
+			if only != nil && !containsPart(only[t], p) {
+				continue
+			}
+			off := ps.next
+			for o := range ps.pending {
+				if o < off {
+					off = o
+				}
+			}
+			if off < 0 || off <= ps.committed {
+				continue
+			}
+			if out[t] == nil {
+				out[t] = map[int32]kgo.EpochOffset{}
+			}
+			out[t][p] = kgo.EpochOffset{Epoch: -1, Offset: off}
+		}
+	}
+	return out
+}
+
+func containsPart(ps []int32, p int32) bool {
+	for _, x := range ps {
+		if x == p {
+			return true
+		}
+	}
+	return false
+}
+
+// commit commits the safe offsets (of only, or all partitions).
+func (r *Runner) commit(ctx context.Context, cl *kgo.Client, only map[string][]int32) {
+	r.mu.Lock()
+	offs := r.commitOffsets(only)
+	r.mu.Unlock()
+	if len(offs) == 0 {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var cerr error
+	cl.CommitOffsetsSync(cctx, offs, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			cerr = err
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode != 0 && cerr == nil {
+					cerr = fmt.Errorf("commit %s/%d: error code %d", t.Topic, p.Partition, p.ErrorCode)
+				}
+			}
+		}
+	})
+	if cerr != nil {
+		if ctx.Err() == nil {
+			r.metrics.Errors.WithLabelValues("commit").Inc()
+			r.log.Warn("commit offsets", "error", cerr)
+		}
+		return
+	}
+	r.mu.Lock()
+	for t, m := range offs {
+		for p, eo := range m {
+			if ps := r.parts[t][p]; ps != nil {
+				ps.committed = eo.Offset
+			}
+		}
+	}
+	r.mu.Unlock()
+}
+
+// handOver commits what is safe of the partitions leaving this member and
+// drops their undecided state: the new owner reads those records again.
+func (r *Runner) handOver(ctx context.Context, cl *kgo.Client, gone map[string][]int32, commit bool) {
+	if commit {
+		r.commit(ctx, cl, gone)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.cmp.Drop(func(ref Ref) bool { return containsPart(gone[ref.Topic], ref.Partition) })
+	for t, ps := range gone {
+		for _, p := range ps {
+			delete(r.parts[t], p)
+		}
+	}
+	if n > 0 {
+		r.log.Info("partitions moved; undecided exchanges handed over", "exchanges", n)
+	}
+}
+
+// shutdown commits what is safe; undecided exchanges are decided by whoever
+// reads their records next.
+func (r *Runner) shutdown(cl *kgo.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r.commit(ctx, cl, nil)
+}

@@ -1,0 +1,106 @@
+package comparator
+
+import (
+	"encoding/json"
+	"regexp"
+	"strings"
+)
+
+// volatileRE finds tokens that typically change on every call: UUIDs,
+// date-times (ISO 8601 / RFC 3339, HTTP dates), ULIDs, long hex strings,
+// long digit runs (epochs, snowflake ids) and random-looking tokens. The
+// order of the alternatives matters: leftmost-first.
+var volatileRE = regexp.MustCompile(`(?i:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})` +
+	`|\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?` +
+	`|(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT` +
+	`|\b\d{2}:\d{2}:\d{2}(?:\.\d+)?\b` +
+	`|\b[0-9A-HJKMNP-TV-Z]{26}\b` +
+	`|\b[0-9a-fA-F]{16,}\b` +
+	`|\b\d{9,}\b` +
+	`|[A-Za-z0-9_-]{20,}`)
+
+// maskVolatile replaces volatile tokens in s by a placeholder naming their
+// shape. A long token counts only when it mixes letters and digits.
+func maskVolatile(s string) string {
+	if len(s) < 8 || !strings.ContainsAny(s, "0123456789") {
+		return s
+	}
+	return volatileRE.ReplaceAllStringFunc(s, func(tok string) string {
+		switch {
+		case len(tok) == 36 && tok[8] == '-' && tok[13] == '-':
+			return "<uuid>"
+		case strings.ContainsAny(tok, ":") || (len(tok) == 10 && tok[4] == '-' && tok[7] == '-'):
+			return "<time>"
+		case isDigits(tok):
+			return "<num>"
+		case len(tok) >= 20 && !isHex(tok) && !mixesLettersDigits(tok):
+			return tok
+		}
+		return "<id>"
+	})
+}
+
+// volatilePair reports whether two differing strings have the same shape once
+// their volatile tokens are masked, and contain such tokens.
+func volatilePair(p, s string) bool {
+	if p == s {
+		return false
+	}
+	mp := maskVolatile(p)
+	return mp != p && mp == maskVolatile(s)
+}
+
+// looksVolatile reports whether s contains volatile tokens.
+func looksVolatile(s string) bool { return maskVolatile(s) != s }
+
+// epochShape classifies a JSON number as a Unix time in s, ms, µs or ns
+// (between 2001 and 2096): it returns its digit count, or 0.
+func epochShape(n json.Number) int {
+	s := string(n)
+	if !isDigits(s) {
+		return 0
+	}
+	switch len(s) {
+	case 10, 13, 16, 19:
+		if s[0] == '1' || s[0] == '2' || s[0] == '3' {
+			return len(s)
+		}
+	}
+	return 0
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+func mixesLettersDigits(s string) bool {
+	var l, d bool
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case '0' <= c && c <= '9':
+			d = true
+		case 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z':
+			l = true
+		}
+	}
+	return l && d
+}

@@ -1,0 +1,75 @@
+package replayer
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Clock is the time source of a window replay's scheduler. Tests inject a
+// manual clock; dry runs use a virtual one that jumps to every planned time.
+type Clock interface {
+	// Now returns the current time.
+	Now() time.Time
+	// Timer returns a channel that receives once the clock reaches t, and a
+	// function that releases the timer early.
+	Timer(t time.Time) (<-chan time.Time, func())
+}
+
+// RealClock is the wall clock.
+type RealClock struct{}
+
+// Now returns time.Now().
+func (RealClock) Now() time.Time { return time.Now() }
+
+// Timer returns a time.Timer firing at t.
+func (RealClock) Timer(t time.Time) (<-chan time.Time, func()) {
+	tm := time.NewTimer(time.Until(t))
+	return tm.C, func() { tm.Stop() }
+}
+
+// VirtualClock is a clock that never waits: a timer for a time ahead moves the
+// clock there and fires at once. A dry run schedules on it to report the plan
+// without taking the plan's time.
+type VirtualClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewVirtualClock returns a virtual clock reading start.
+func NewVirtualClock(start time.Time) *VirtualClock { return &VirtualClock{now: start} }
+
+// Now returns the virtual time.
+func (c *VirtualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Timer advances the clock to t (when ahead) and returns a fired channel.
+func (c *VirtualClock) Timer(t time.Time) (<-chan time.Time, func()) {
+	c.mu.Lock()
+	if t.After(c.now) {
+		c.now = t
+	}
+	now := c.now
+	c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	ch <- now
+	return ch, func() {}
+}
+
+// sleepUntil waits on c until t or until ctx ends.
+func sleepUntil(ctx context.Context, c Clock, t time.Time) error {
+	if !c.Now().Before(t) {
+		return ctx.Err()
+	}
+	ch, stop := c.Timer(t)
+	defer stop()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

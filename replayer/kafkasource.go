@@ -1,0 +1,294 @@
+package replayer
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
+
+// WindowConsumeOpts are the kgo options of a window replay's consumer: direct
+// consumption (no group) of ranges of topic from their start offsets, reading
+// committed records only, and keeping transaction markers so that a range
+// that ends with a marker is seen to end.
+func WindowConsumeOpts(topic string, ranges []Range) []kgo.Opt {
+	offs := map[int32]kgo.Offset{}
+	for _, r := range ranges {
+		if !r.Empty() {
+			offs[r.Partition] = kgo.NewOffset().At(r.Start)
+		}
+	}
+	opts := []kgo.Opt{
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+		kgo.FetchMaxWait(500 * time.Millisecond),
+		kgo.FetchMaxBytes(16 << 20),
+		kgo.FetchMaxPartitionBytes(1 << 20),
+	}
+	if len(offs) > 0 {
+		opts = append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offs}))
+	}
+	return opts
+}
+
+// Poller is the slice of *kgo.Client a KafkaSource reads with.
+type Poller interface {
+	PollRecords(ctx context.Context, maxPollRecords int) kgo.Fetches
+	PauseFetchPartitions(topicPartitions map[string][]int32) map[string][]int32
+	ResumeFetchPartitions(topicPartitions map[string][]int32)
+}
+
+// KafkaSourceOpt configures a KafkaSource.
+type KafkaSourceOpt func(*KafkaSource)
+
+// Buffer is how many decoded records are held per partition before fetching
+// that partition pauses (default 500).
+func Buffer(n int) KafkaSourceOpt { return func(s *KafkaSource) { s.bufCap = max(n, 2) } }
+
+// SourceLogger sets the logger.
+func SourceLogger(lg hclog.Logger) KafkaSourceOpt { return func(s *KafkaSource) { s.log = lg } }
+
+// SourceMetrics sets the metrics fetch errors are counted in.
+func SourceMetrics(m *Metrics) KafkaSourceOpt { return func(s *KafkaSource) { s.metrics = m } }
+
+// KafkaSource reads the ranges of a window from Kafka and merges the
+// partitions into one stream in capture order. A partition ends at its
+// range's limit or at its first record stamped at or after
+// to+WindowEndGrace (see PlanWindow); records on the way stamped outside the
+// window [from, to) and transaction markers are skipped.
+type KafkaSource struct {
+	cl       Poller
+	topic    string
+	from, to time.Time
+	bufCap   int
+	log      hclog.Logger
+	metrics  *Metrics
+
+	once   sync.Once
+	cancel context.CancelFunc
+	fetchW sync.WaitGroup
+	notify chan struct{}
+
+	mu    sync.Mutex
+	parts []*partQueue
+	byID  map[int32]*partQueue
+	done  int64
+	total int64
+}
+
+type partQueue struct {
+	r      Range
+	items  []Item // by capture time
+	pos    int64  // the next offset expected from Kafka
+	done   bool   // no more items will come
+	paused bool
+}
+
+// NewKafkaSource returns a source of the ranges (this worker's share) of the
+// window [from, to) of topic, read through cl (see WindowConsumeOpts).
+func NewKafkaSource(cl Poller, topic string, from, to time.Time, ranges []Range, opts ...KafkaSourceOpt) *KafkaSource {
+	s := &KafkaSource{cl: cl, topic: topic, from: from, to: to, bufCap: 500, log: hclog.NewNullLogger(), notify: make(chan struct{}, 1), byID: map[int32]*partQueue{}}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.metrics == nil {
+		s.metrics = NewMetrics(nil)
+	}
+	for _, r := range ranges {
+		q := &partQueue{r: r, pos: r.Start, done: r.Empty()}
+		s.parts = append(s.parts, q)
+		s.byID[r.Partition] = q
+		s.total += r.Len()
+	}
+	sort.Slice(s.parts, func(i, j int) bool { return s.parts[i].r.Partition < s.parts[j].r.Partition })
+	return s
+}
+
+// Progress reports the offsets handed out or skipped (transaction markers,
+// records outside the window, offsets missing from the log), and the
+// estimated offsets of the source's ranges (Range.Len).
+func (s *KafkaSource) Progress() (done, total int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return min(s.done, s.total), s.total
+}
+
+// Close stops reading; Next must not be called after.
+func (s *KafkaSource) Close() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.fetchW.Wait()
+}
+
+// Next returns the record captured first of those not yet handed out, waiting
+// until every partition that has not ended has one buffered, or io.EOF once
+// all have ended.
+func (s *KafkaSource) Next(ctx context.Context) (Item, error) {
+	s.once.Do(func() {
+		fctx, cancel := context.WithCancel(ctx)
+		s.cancel = cancel
+		s.fetchW.Add(1)
+		go func() {
+			defer s.fetchW.Done()
+			s.fetch(fctx)
+		}()
+	})
+	for {
+		s.mu.Lock()
+		var best *partQueue
+		wait := false
+		for _, q := range s.parts {
+			if len(q.items) == 0 {
+				if !q.done {
+					wait = true
+					break
+				}
+				continue
+			}
+			if best == nil || q.items[0].Capture.Before(best.items[0].Capture) {
+				best = q
+			}
+		}
+		if !wait {
+			if best == nil {
+				s.mu.Unlock()
+				return Item{}, io.EOF
+			}
+			it := best.items[0]
+			best.items[0] = Item{}
+			best.items = best.items[1:]
+			s.done++
+			resume := best.paused && !best.done && len(best.items) <= s.bufCap/2
+			if resume {
+				best.paused = false
+			}
+			s.mu.Unlock()
+			if resume {
+				s.cl.ResumeFetchPartitions(map[string][]int32{s.topic: {best.r.Partition}})
+			}
+			return it, nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.notify:
+		case <-ctx.Done():
+			return Item{}, ctx.Err()
+		}
+	}
+}
+
+// fetch polls records into the partition queues until every partition ended.
+func (s *KafkaSource) fetch(ctx context.Context) {
+	if s.allDone() {
+		return
+	}
+	for {
+		fs := s.cl.PollRecords(ctx, 1000)
+		if ctx.Err() != nil || fs.IsClientClosed() {
+			return
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				s.log.Warn("fetch error", "topic", t, "partition", p, "error", err)
+				s.metrics.Errors.WithLabelValues("fetch").Inc()
+			}
+		})
+		var pause []int32
+		s.mu.Lock()
+		fs.EachRecord(s.add)
+		all := true
+		for _, q := range s.parts {
+			if !q.paused && (q.done || len(q.items) >= s.bufCap) {
+				q.paused = true
+				pause = append(pause, q.r.Partition)
+			}
+			all = all && q.done
+		}
+		s.mu.Unlock()
+		if len(pause) > 0 {
+			s.cl.PauseFetchPartitions(map[string][]int32{s.topic: pause})
+		}
+		select {
+		case s.notify <- struct{}{}:
+		default:
+		}
+		if all {
+			return
+		}
+	}
+}
+
+func (s *KafkaSource) allDone() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, q := range s.parts {
+		if !q.done {
+			return false
+		}
+	}
+	return true
+}
+
+// add queues one fetched record; s.mu is held.
+func (s *KafkaSource) add(r *kgo.Record) {
+	q := s.byID[r.Partition]
+	if q == nil || q.done || r.Topic != s.topic || r.Offset < q.pos {
+		return
+	}
+	if r.Offset >= q.r.Limit {
+		s.end(q)
+		return
+	}
+	control := r.Attrs.IsControl()
+	if !control && !r.Timestamp.Before(s.to.Add(WindowEndGrace)) {
+		s.end(q) // past the window and its grace: the partition's part ends
+		return
+	}
+	s.done += r.Offset - q.pos // offsets the log does not have
+	q.pos = r.Offset + 1
+	switch {
+	case control:
+		s.done++ // a transaction marker: takes an offset, carries no request
+	case r.Timestamp.Before(s.from), !r.Timestamp.Before(s.to):
+		s.done++ // stamped outside the window although stored in its range
+	default:
+		it := Item{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Capture: r.Timestamp}
+		ex := &mlv1.Exchange{}
+		if err := proto.Unmarshal(r.Value, ex); err != nil {
+			s.log.Warn("undecodable record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", err)
+		} else {
+			it.Exchange = ex
+			it.Capture = RecordCaptureTime(r.Timestamp, ex)
+		}
+		// Keep the queue in capture order: a record written after others but
+		// captured before them goes out at its own time (the schedule wins
+		// over the partition's order).
+		i := len(q.items)
+		q.items = append(q.items, it)
+		for ; i > 0 && q.items[i-1].Capture.After(it.Capture); i-- {
+			q.items[i] = q.items[i-1]
+		}
+		q.items[i] = it
+	}
+	if q.pos >= q.r.Limit {
+		s.end(q)
+	}
+}
+
+// end marks q ended and accounts for the estimated offsets it will not read.
+func (s *KafkaSource) end(q *partQueue) {
+	q.done = true
+	if q.pos < q.r.End {
+		s.done += q.r.End - q.pos
+	}
+	q.pos = max(q.pos, q.r.Limit)
+}

@@ -1,0 +1,311 @@
+package replayer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
+
+// Window replay defaults.
+const (
+	// DefaultInFlight is how many requests a window replay keeps in flight at most.
+	DefaultInFlight = 64
+	// DefaultMaxLag is how late a send may be before it is dropped.
+	DefaultMaxLag = time.Second
+	// DefaultMaxRate caps any speed or rate, in records per second.
+	DefaultMaxRate = 10000.0
+	// LateAfter is the lag past which a send counts as late.
+	LateAfter = 10 * time.Millisecond
+	// DropMaxLag is the drop reason of records more than --max-lag late.
+	DropMaxLag = "max_lag"
+)
+
+// Requester sends one captured request to the target; *Sender is one.
+type Requester interface {
+	Send(ctx context.Context, ex *mlv1.Exchange) (*mlv1.Response, error)
+	Target() *url.URL
+}
+
+// Publisher takes the shadow records; *kgo.Client is one.
+type Publisher interface {
+	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
+	Flush(ctx context.Context) error
+}
+
+// WindowOpt configures a Window.
+type WindowOpt func(*Window)
+
+// InFlight bounds the requests in flight (default DefaultInFlight). When all
+// are taken, a due record waits for one until it is --max-lag late, then is
+// dropped; the schedule of the records after it does not move.
+func InFlight(n int) WindowOpt { return func(w *Window) { w.conc = n } }
+
+// MaxLag is how late a send may be before the record is dropped (default
+// DefaultMaxLag).
+func MaxLag(d time.Duration) WindowOpt { return func(w *Window) { w.maxLag = d } }
+
+// MaxRate caps sends at perSecond: sends are spaced at least 1/perSecond apart
+// whatever the profile asks; the delay counts as schedule lag. 0 disables.
+func MaxRate(perSecond float64) WindowOpt { return func(w *Window) { w.maxRate = perSecond } }
+
+// DryRun schedules every record and reports without sending anything or
+// publishing shadow records. The schedule runs on a virtual clock, so a dry
+// run takes only the time to read the window.
+func DryRun(b bool) WindowOpt { return func(w *Window) { w.dry = b } }
+
+// WithClock sets the scheduler's clock (default RealClock).
+func WithClock(c Clock) WindowOpt { return func(w *Window) { w.clock = c } }
+
+// StartAt anchors the schedule: a record due d after the job start is sent at
+// t+d. Workers of one job share t. Default: when the first record is read.
+func StartAt(t time.Time) WindowOpt { return func(w *Window) { w.anchor = t } }
+
+// PublishTo publishes a shadow record for every response to topic.
+func PublishTo(p Publisher, topic string) WindowOpt {
+	return func(w *Window) { w.pub, w.shadow = p, topic }
+}
+
+// WindowMetrics sets the metrics (default: unregistered).
+func WindowMetrics(m *Metrics) WindowOpt { return func(w *Window) { w.metrics = m } }
+
+// WindowLogger sets the logger.
+func WindowLogger(lg hclog.Logger) WindowOpt { return func(w *Window) { w.log = lg } }
+
+// WindowJob names the job and this instance in shadow records and the summary.
+func WindowJob(job, instance string) WindowOpt {
+	return func(w *Window) { w.job, w.instance = job, instance }
+}
+
+// OnProgress is called with the source's progress as records are scheduled.
+func OnProgress(fn func(done, total int64)) WindowOpt { return func(w *Window) { w.progress = fn } }
+
+// Window replays a time window of captured traffic on a schedule: every record
+// is sent at its planned time (see Schedule) however the target
+// behaves, so a slow target does not slow the schedule (no coordinated
+// omission): requests run concurrently up to InFlight, and a record that cannot
+// be sent within MaxLag of its time is dropped and counted.
+type Window struct {
+	src      Source
+	sched    *Schedule
+	sender   Requester
+	pub      Publisher
+	shadow   string
+	clock    Clock
+	anchor   time.Time
+	conc     int
+	maxLag   time.Duration
+	maxRate  float64
+	dry      bool
+	metrics  *Metrics
+	log      hclog.Logger
+	job      string
+	instance string
+	progress func(done, total int64)
+}
+
+// NewWindow returns a window replay of the records of src on sched, sent with
+// sender (nil for a dry run).
+func NewWindow(src Source, sched *Schedule, sender Requester, opts ...WindowOpt) *Window {
+	w := &Window{src: src, sched: sched, sender: sender, clock: RealClock{}, conc: DefaultInFlight, maxLag: DefaultMaxLag, maxRate: DefaultMaxRate, log: hclog.NewNullLogger(), job: "window", instance: DefaultInstance()}
+	for _, o := range opts {
+		o(w)
+	}
+	if w.metrics == nil {
+		w.metrics = NewMetrics(nil)
+	}
+	if w.conc <= 0 {
+		w.conc = 1
+	}
+	if w.sender == nil {
+		w.dry = true
+	}
+	return w
+}
+
+// Run replays the window and returns its summary. On cancellation it stops
+// scheduling, waits for the requests in flight and returns the partial summary
+// (Interrupted set) with the context's error.
+func (w *Window) Run(ctx context.Context) (*Summary, error) {
+	st := newStats()
+	sum := &Summary{Job: w.job, Instance: w.instance, DryRun: w.dry, Started: w.clock.Now()}
+	if w.sender != nil {
+		sum.Target = w.sender.Target().String()
+	}
+	var interval time.Duration
+	if w.maxRate > 0 {
+		interval = time.Duration(float64(time.Second) / w.maxRate)
+	}
+	var (
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, w.conc)
+		anchor   = w.anchor
+		index    int64
+		nextFree time.Time
+		runErr   error
+	)
+	for {
+		it, err := w.src.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			runErr = err
+			break
+		}
+		if anchor.IsZero() {
+			anchor = w.clock.Now()
+		}
+		w.reportProgress()
+		if it.Exchange == nil {
+			st.error("decode")
+			w.metrics.Errors.WithLabelValues("decode").Inc()
+			continue
+		}
+		if it.Exchange.GetRequest().GetBodyTruncated() {
+			st.error("truncated")
+			w.metrics.Errors.WithLabelValues("truncated").Inc()
+			continue
+		}
+		planned := anchor.Add(w.sched.At(index, it.Capture))
+		index++
+		st.planned(planned)
+		slot := planned
+		if interval > 0 && nextFree.After(slot) {
+			slot = nextFree
+		}
+		if err := sleepUntil(ctx, w.clock, slot); err != nil {
+			runErr = err
+			break
+		}
+		deadline := planned.Add(w.maxLag)
+		if !w.clock.Now().After(deadline) && (w.dry || w.acquire(ctx, sem, deadline)) {
+			now := w.clock.Now()
+			lag := max(now.Sub(planned), 0)
+			if interval > 0 {
+				nextFree = now.Add(interval)
+			}
+			late := lag > LateAfter
+			st.dispatch(now, lag, late)
+			w.metrics.ScheduleLag.Observe(lag.Seconds())
+			if late {
+				w.metrics.Late.Inc()
+			}
+			if w.dry {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				w.send(ctx, it, now, lag, st)
+			}()
+			continue
+		}
+		if ctx.Err() != nil {
+			runErr = ctx.Err()
+			break
+		}
+		st.drop()
+		w.metrics.Dropped.WithLabelValues(DropMaxLag).Inc()
+		w.log.Debug("record dropped: too late", "partition", it.Partition, "offset", it.Offset, "max_lag", w.maxLag)
+	}
+	wg.Wait()
+	w.reportProgress()
+	if w.pub != nil && !w.dry {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		err := w.pub.Flush(fctx)
+		cancel()
+		if err != nil && runErr == nil {
+			runErr = fmt.Errorf("replay %s: flush shadow records: %w", w.job, err)
+		}
+	}
+	sum.Finished = w.clock.Now()
+	st.summary(sum)
+	if _, total := w.src.Progress(); total > 0 {
+		sum.Offsets = total
+	}
+	if runErr != nil && ctx.Err() != nil {
+		sum.Interrupted = true
+	}
+	return sum, runErr
+}
+
+// acquire takes a request slot, waiting until deadline at most.
+func (w *Window) acquire(ctx context.Context, sem chan struct{}, deadline time.Time) bool {
+	select {
+	case sem <- struct{}{}:
+		return true
+	default:
+	}
+	ch, stop := w.clock.Timer(deadline)
+	defer stop()
+	select {
+	case sem <- struct{}{}:
+		return true
+	case <-ch:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (w *Window) reportProgress() {
+	if w.progress != nil {
+		w.progress(w.src.Progress())
+	}
+}
+
+// send replays one record and publishes the shadow's response.
+func (w *Window) send(ctx context.Context, it Item, sent time.Time, lag time.Duration, st *stats) {
+	ex := it.Exchange
+	resp, err := w.sender.Send(ctx, ex)
+	if err != nil {
+		reason := "build"
+		if errors.Is(err, ErrTruncated) {
+			reason = "truncated"
+		}
+		st.error(reason)
+		w.metrics.Errors.WithLabelValues(reason).Inc()
+		w.log.Debug("record not replayed", "id", ex.GetId(), "reason", reason)
+		return
+	}
+	if resp.Error != "" && ctx.Err() != nil {
+		return // cut short by the end of the replay: not a target error
+	}
+	class := "error"
+	if resp.Error == "" {
+		class = StatusClass(int(resp.Status))
+		w.metrics.ResponseLatency.Observe(time.Duration(resp.LatencyNs).Seconds())
+	}
+	st.response(class, time.Duration(resp.LatencyNs))
+	w.metrics.Sent.WithLabelValues(class).Inc()
+	if w.pub == nil {
+		return
+	}
+	out := ShadowRecord(ex, resp, w.sender.Target().String(), w.job, w.instance, sent, lag)
+	out.Replay.SourceTopic, out.Replay.SourcePartition, out.Replay.SourceOffset = it.Topic, it.Partition, it.Offset
+	val, err := proto.Marshal(out)
+	if err != nil {
+		st.error("encode")
+		w.metrics.Errors.WithLabelValues("encode").Inc()
+		return
+	}
+	rec := &kgo.Record{Topic: w.shadow, Key: it.Key, Value: val, Timestamp: it.Capture}
+	w.pub.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+		if err != nil {
+			st.error("publish")
+			w.metrics.Errors.WithLabelValues("publish").Inc()
+			w.log.Warn("publish shadow response", "topic", w.shadow, "error", err)
+		}
+	})
+}
