@@ -285,7 +285,7 @@ func TestReplayWindowTwoWorkers(t *testing.T) {
 	job := "two-" + svc
 	args := func(i int) []string {
 		return []string{"--service", svc, "--target", shadow.URL, "--from", stamp(t0), "--to", "now", "--rate", "200/s",
-			"--job", job, "--workers", "2", "--worker", fmt.Sprint(i), "--instance", fmt.Sprintf("w%d", i), "--start-delay", "3s"}
+			"--job", job, "--workers", "2", "--worker", fmt.Sprint(i), "--instance", fmt.Sprintf("w%d", i), "--start-delay", "4s"}
 	}
 	type result struct {
 		out  string
@@ -383,10 +383,10 @@ func TestReplayWindowSlowTarget(t *testing.T) {
 	span := hits[n-1].at.Sub(hits[0].at).Seconds()
 	t.Logf("slow target: schedule lag p99 %.2fms max %.2fms (report), send-time deviation p99 %.2fms at the shadow, span %.3fs (planned %.2fs), latency p99 %.0fms",
 		sum.ScheduleLag.P99*1000, sum.ScheduleLag.Max*1000, p99*1000, span, float64(n-1)/rate, sum.Latency.P99*1000)
-	if sum.ScheduleLag.P99 > 0.025 {
+	if sum.ScheduleLag.P99 > 0.050 {
 		t.Fatalf("schedule lag p99 %.1fms: the slow target moved the schedule", sum.ScheduleLag.P99*1000)
 	}
-	if p99 > 0.030 {
+	if p99 > 0.050 {
 		t.Fatalf("send times deviate from the plan by %.1fms (p99) at the shadow", p99*1000)
 	}
 	if math.Abs(span/(float64(n-1)/rate)-1) > 0.05 {
