@@ -42,8 +42,10 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
+## bench: Go benchmarks, then the replayer's accuracy against vegeta at the same target and rate
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./redactor/... ./collector/...
+	$(GO) run ./bench/replay -rate 1000 -duration 5s
 
 ## proto: regenerate proto/mirrorline/v1/*.pb.go (needs protoc: apt-get install protobuf-compiler)
 proto:
