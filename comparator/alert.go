@@ -22,8 +22,10 @@ type alertWindow struct {
 
 // AlertChange is an endpoint's alert starting or ending.
 type AlertChange struct {
-	Endpoint  string
-	Firing    bool
+	// Endpoint whose alert changed; Firing is its new state.
+	Endpoint string
+	Firing   bool
+	// Differing of Total exchanges in the window, and their Rate.
 	Differing int
 	Total     int
 	Rate      float64

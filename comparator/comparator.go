@@ -30,7 +30,9 @@ func WithScrubber(s Scrubber) Option { return func(c *Comparator) { c.scrub = s 
 
 // Decision is a decided exchange: its diff record and the records it used.
 type Decision struct {
+	// Diff is the record to publish to mirror.diff.S.
 	Diff *mlv1.Diff
+	// Refs are the records the exchange was joined from.
 	Refs []Ref
 }
 
@@ -56,6 +58,7 @@ type Comparator struct {
 	heldN   int
 	alerts  *alerter
 	touched map[string]bool // endpoints whose latency gauge needs an update
+	gauged  time.Time       // when the latency gauges were last updated
 	metrics *Metrics
 	log     hclog.Logger
 	scrub   Scrubber
@@ -107,13 +110,17 @@ func (c *Comparator) Pending() int { return c.join.len() + c.heldN }
 // so a restarted comparator does not start from nothing.
 func (c *Comparator) Learn(d *mlv1.Diff) { c.stats.Learn(d) }
 
+var outcomeLabels = [...]string{
+	outcomeWaiting: RecordWaiting, outcomeJoined: RecordJoined, outcomeDuplicate: RecordDuplicate,
+	outcomeLate: RecordLate, outcomeInvalid: RecordInvalid,
+}
+
 // Add feeds one record of side. It returns the decisions that became final
 // and whether the record was kept (so its offset must not be committed
 // before a returned decision lists its Ref).
 func (c *Comparator) Add(side Side, ex *mlv1.Exchange, ref Ref, now time.Time) ([]Decision, bool) {
 	e, outcome := c.join.add(side, ex, ref, now)
-	label := map[addOutcome]string{outcomeWaiting: RecordWaiting, outcomeJoined: RecordJoined, outcomeDuplicate: RecordDuplicate, outcomeLate: RecordLate, outcomeInvalid: RecordInvalid}[outcome]
-	c.metrics.Records.WithLabelValues(side.String(), label).Inc()
+	c.metrics.Records.WithLabelValues(side.String(), outcomeLabels[outcome]).Inc()
 	var out []Decision
 	switch outcome {
 	case outcomeWaiting:
@@ -140,13 +147,17 @@ func (c *Comparator) Tick(now time.Time) []Decision {
 			out = append(out, c.release(ep, now)...)
 		}
 	}
-	for ep := range c.touched {
-		v := 0.0
-		if c.stats.Latency(ep).TailRegression {
-			v = 1
+	if now.Sub(c.gauged) >= time.Second {
+		// Percentiles cost a histogram scan: at most once a second.
+		c.gauged = now
+		for ep := range c.touched {
+			v := 0.0
+			if c.stats.Latency(ep).TailRegression {
+				v = 1
+			}
+			c.metrics.LatencyRegression.WithLabelValues(ep).Set(v)
+			delete(c.touched, ep)
 		}
-		c.metrics.LatencyRegression.WithLabelValues(ep).Set(v)
-		delete(c.touched, ep)
 	}
 	for _, ch := range c.alerts.evaluate(now) {
 		if ch.Firing {
@@ -316,14 +327,12 @@ func (c *Comparator) finalize(d *mlv1.Diff, refs []Ref, now time.Time) Decision 
 	c.stats.Record(d)
 	d.DecidedTimeNs = now.UnixNano()
 	c.metrics.Exchanges.WithLabelValues(VerdictLabel(d.Verdict), d.Endpoint).Inc()
-	if d.PrimaryStatus > 0 && d.PrimaryLatencyNs > 0 {
+	if bothAnswered(d) {
 		c.metrics.Latency.WithLabelValues(Primary.String()).Observe(float64(d.PrimaryLatencyNs) / 1e9)
-	}
-	if d.ShadowStatus > 0 && d.ShadowLatencyNs > 0 {
 		c.metrics.Latency.WithLabelValues(Shadow.String()).Observe(float64(d.ShadowLatencyNs) / 1e9)
-	}
-	if d.Secondary && d.SecondaryLatencyNs > 0 {
-		c.metrics.Latency.WithLabelValues(Secondary.String()).Observe(float64(d.SecondaryLatencyNs) / 1e9)
+		if d.Secondary && d.SecondaryLatencyNs > 0 {
+			c.metrics.Latency.WithLabelValues(Secondary.String()).Observe(float64(d.SecondaryLatencyNs) / 1e9)
+		}
 	}
 	switch d.Verdict {
 	case mlv1.Verdict_VERDICT_SAME:

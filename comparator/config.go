@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Defaults applied by Config.WithDefaults to zero fields.
+// Defaults applied by Config.WithDefaults to zero fields (see Config).
 const (
 	DefaultJoinWindow      = 2 * time.Minute
 	DefaultMaxPending      = 100000
@@ -42,6 +42,10 @@ type Config struct {
 	// Secondary selects the responses of a second instance of the primary
 	// version, used to learn noise (see SecondaryConfig).
 	Secondary SecondaryConfig `yaml:"secondary"`
+	// ShadowJob, when set, takes only shadow-topic records of this replay job
+	// as the shadow (e.g. "live"); records of other jobs (window replays) are
+	// ignored. Empty takes every record not selected as secondary.
+	ShadowJob string `yaml:"shadow_job"`
 	// Ignore lists what is never compared.
 	Ignore IgnoreConfig `yaml:"ignore"`
 	// JSON tunes the structural JSON diff.
@@ -72,10 +76,14 @@ type Config struct {
 // of the shadow topic whose Replay.job equals Job or whose Replay.target
 // starts with Target. Enabled turns on the default (Job "secondary").
 type SecondaryConfig struct {
-	Enabled bool   `yaml:"enabled"`
-	Job     string `yaml:"job"`
-	Target  string `yaml:"target"`
-	Topic   string `yaml:"topic"`
+	// Enabled selects the default, Job "secondary".
+	Enabled bool `yaml:"enabled"`
+	// Job selects shadow-topic records whose Replay.job is Job.
+	Job string `yaml:"job"`
+	// Target selects shadow-topic records whose Replay.target starts with Target.
+	Target string `yaml:"target"`
+	// Topic selects every record of Topic.
+	Topic string `yaml:"topic"`
 }
 
 // On reports whether a secondary is configured.
@@ -99,7 +107,8 @@ type IgnoreConfig struct {
 type EndpointIgnore struct {
 	// Endpoint is an endpoint name as reported ("GET /users/{id}"), '*'
 	// wildcards allowed ("* /users/*").
-	Endpoint  string   `yaml:"endpoint"`
+	Endpoint string `yaml:"endpoint"`
+	// Headers and JSONPaths are ignored at those endpoints (syntax as in IgnoreConfig).
 	Headers   []string `yaml:"headers"`
 	JSONPaths []string `yaml:"json_paths"`
 }
@@ -115,8 +124,9 @@ type JSONConfig struct {
 // NoiseConfig tunes noise learning (docs/comparator.md, "Noise").
 type NoiseConfig struct {
 	// MinSamples is how many compared exchanges of an endpoint (and, for
-	// volatile fields, how many with the field) are needed before noise is
-	// learned; decisions of an endpoint are held until then (Warmup).
+	// volatile fields, half as many with the field; for the secondary, as
+	// many with a secondary) are needed before noise is learned; decisions
+	// of an endpoint are held until then (Warmup).
 	MinSamples int `yaml:"min_samples"`
 	// VolatileRatio: a field whose values look volatile is noise when they
 	// differ in at least this share of the exchanges that have it.
@@ -149,9 +159,12 @@ type LatencyConfig struct {
 // ((different + shadow-error) / (same + different + shadow-error)) over the
 // last Window is at least Rate, with at least MinSamples exchanges.
 type AlertConfig struct {
-	Window     time.Duration `yaml:"window"`
-	Rate       float64       `yaml:"rate"`
-	MinSamples int           `yaml:"min_samples"`
+	// Window is the sliding window (default 10m).
+	Window time.Duration `yaml:"window"`
+	// Rate is the difference rate that raises the alert (default 0.05).
+	Rate float64 `yaml:"rate"`
+	// MinSamples is the least number of exchanges in the window (default 50).
+	MinSamples int `yaml:"min_samples"`
 }
 
 func boolPtr(b bool) *bool { return &b }

@@ -37,6 +37,7 @@ func (s Side) String() string {
 // Ref identifies the Kafka record an input came from, so that the Runner
 // commits an offset only once every exchange before it is decided.
 type Ref struct {
+	// Topic, Partition and Offset locate the record.
 	Topic     string
 	Partition int32
 	Offset    int64

@@ -10,15 +10,18 @@ import (
 
 // Percentiles summarize one side's latency at an endpoint, in milliseconds.
 type Percentiles struct {
-	Count int64   `json:"count"`
-	P50   float64 `json:"p50_ms"`
-	P90   float64 `json:"p90_ms"`
-	P99   float64 `json:"p99_ms"`
-	Mean  float64 `json:"mean_ms"`
+	// Count is the number of samples.
+	Count int64 `json:"count"`
+	// P50, P90, P99 and Mean are in milliseconds.
+	P50  float64 `json:"p50_ms"`
+	P90  float64 `json:"p90_ms"`
+	P99  float64 `json:"p99_ms"`
+	Mean float64 `json:"mean_ms"`
 }
 
 // LatencyReport compares the shadow's latency with the primary's.
 type LatencyReport struct {
+	// Primary, Shadow and Secondary summarize each side.
 	Primary   Percentiles `json:"primary"`
 	Shadow    Percentiles `json:"shadow"`
 	Secondary Percentiles `json:"secondary,omitzero"`

@@ -14,6 +14,7 @@ const (
 	RecordLate        = "late"        // arrived after its exchange was decided
 	RecordInvalid     = "invalid"     // no exchange id
 	RecordUndecodable = "undecodable" // not a protobuf Exchange
+	RecordIgnored     = "ignored"     // a shadow record of another replay job (shadow_job)
 )
 
 // Metrics are the comparator metrics (SPEC: comparator_exchanges_total,
@@ -86,7 +87,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		Records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mirrorline_comparator_records_total",
-			Help: "Records consumed, by side and outcome (joined, waiting, duplicate, late, invalid, undecodable).",
+			Help: "Records consumed, by side and outcome (joined, waiting, duplicate, late, invalid, undecodable, ignored).",
 		}, []string{"side", "outcome"}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mirrorline_comparator_errors_total",

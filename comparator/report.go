@@ -19,13 +19,18 @@ import (
 // Report is the human report of a service's comparison (`mirrorline compare
 // report`), built from its diff records.
 type Report struct {
-	Service     string         `json:"service"`
-	GeneratedAt time.Time      `json:"generated_at"`
-	From        time.Time      `json:"from"`
-	To          time.Time      `json:"to"`
-	Exchanges   int            `json:"exchanges"`
-	Verdicts    map[string]int `json:"verdicts"`
-	Thresholds  Thresholds     `json:"thresholds"`
+	// Service is the service name (topics mirror.*.Service).
+	Service string `json:"service"`
+	// GeneratedAt is when the report was built.
+	GeneratedAt time.Time `json:"generated_at"`
+	// From and To span the capture times of the exchanges.
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+	// Exchanges counts the exchanges; Verdicts counts them by verdict label.
+	Exchanges int            `json:"exchanges"`
+	Verdicts  map[string]int `json:"verdicts"`
+	// Thresholds are the settings the report was judged with.
+	Thresholds Thresholds `json:"thresholds"`
 	// Endpoints, the significantly differing ones first (most differing
 	// exchanges first), then the others by name.
 	Endpoints []EndpointReport `json:"endpoints"`
@@ -35,19 +40,24 @@ type Report struct {
 
 // Thresholds are the settings the report was judged with.
 type Thresholds struct {
+	// AlertRate and AlertMinSamples make an endpoint significant (alert.*).
 	AlertRate       float64 `json:"alert_rate"`
 	AlertMinSamples int     `json:"alert_min_samples"`
+	// Noise* are the noise.* settings.
 	NoiseMinSamples int     `json:"noise_min_samples"`
 	VolatileRatio   float64 `json:"volatile_ratio"`
 	NoiseRelative   float64 `json:"noise_relative"`
 	NoiseAbsolute   float64 `json:"noise_absolute"`
+	// LatencyRelative and LatencyAbsMS are latency.relative and latency.absolute (ms).
 	LatencyRelative float64 `json:"latency_relative"`
 	LatencyAbsMS    float64 `json:"latency_absolute_ms"`
 }
 
 // EndpointReport is one endpoint of a Report.
 type EndpointReport struct {
-	Endpoint  string         `json:"endpoint"`
+	// Endpoint is the method and path template ("POST /payments").
+	Endpoint string `json:"endpoint"`
+	// Exchanges counts its exchanges; Verdicts counts them by verdict label.
 	Exchanges int            `json:"exchanges"`
 	Verdicts  map[string]int `json:"verdicts"`
 	// Differing (different + shadow-error) of Comparable (same + different + shadow-error).
@@ -64,8 +74,10 @@ type EndpointReport struct {
 	StatusTransitions map[string]int `json:"status_transitions,omitempty"`
 	// Reasons counts why exchanges were errors or missing.
 	Reasons map[string]int `json:"reasons,omitempty"`
-	Example *Example       `json:"example,omitempty"`
-	Latency LatencyReport  `json:"latency"`
+	// Example is one differing exchange, for the top difference.
+	Example *Example `json:"example,omitempty"`
+	// Latency compares the shadow's latency with the primary's.
+	Latency LatencyReport `json:"latency"`
 }
 
 // FieldReport is one kind of difference at an endpoint.
@@ -74,13 +86,16 @@ type FieldReport struct {
 	// "body" with UnderStatus and kind "removed" collects the fields a status
 	// change removed (listed in Fields).
 	Field string `json:"field"`
-	Kind  string `json:"kind"`
-	// Count of exchanges with this difference, and its share of the comparable ones.
+	// Kind is changed, added, removed or type_changed.
+	Kind string `json:"kind"`
+	// Count of exchanges with this difference, and its share of the compared
+	// ones (same + different).
 	Count int     `json:"count"`
 	Rate  float64 `json:"rate"`
 	// UnderStatus: every occurrence came with a status difference.
-	UnderStatus bool     `json:"under_status,omitempty"`
-	Fields      []string `json:"fields,omitempty"`
+	UnderStatus bool `json:"under_status,omitempty"`
+	// Fields lists the fields of a "body removed" row under a status change.
+	Fields []string `json:"fields,omitempty"`
 	// An example (redacted values) and the exchange it is from.
 	Primary   string `json:"primary,omitempty"`
 	Shadow    string `json:"shadow,omitempty"`
@@ -95,11 +110,15 @@ type FieldReport struct {
 
 // Example is one differing exchange of an endpoint, its noise left out.
 type Example struct {
-	ID            string        `json:"id"`
-	CaptureTime   time.Time     `json:"capture_time"`
-	PrimaryStatus int32         `json:"primary_status"`
-	ShadowStatus  int32         `json:"shadow_status"`
-	Differences   []FieldReport `json:"differences"`
+	// ID is the exchange id; CaptureTime its capture time.
+	ID          string    `json:"id"`
+	CaptureTime time.Time `json:"capture_time"`
+	// PrimaryStatus and ShadowStatus are the two status codes.
+	PrimaryStatus int32 `json:"primary_status"`
+	ShadowStatus  int32 `json:"shadow_status"`
+	// Differences are the exchange's differences that are not noise (the
+	// fields a status change removed as one "body" entry).
+	Differences []FieldReport `json:"differences"`
 }
 
 // KindLabel names a DiffKind: changed, added, removed, type_changed.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"google.golang.org/protobuf/proto"
@@ -59,10 +60,14 @@ type Runner struct {
 	secTopic  string
 	secJob    string
 	secTarget string
+	shadowJob string
 	diff      string
 	tick      time.Duration
-	log       hclog.Logger
-	metrics   *Metrics
+	// commitEvery is how often safe offsets are committed (and at shutdown
+	// and on revocation).
+	commitEvery time.Duration
+	log         hclog.Logger
+	metrics     *Metrics
 
 	mu    sync.Mutex
 	parts map[string]map[int32]*partState
@@ -76,10 +81,11 @@ func NewRunner(c *Comparator, opts ...RunOpt) *Runner {
 		clean:    broker.Topic(broker.Clean, c.service),
 		shadow:   broker.Topic(broker.Shadow, c.service),
 		diff:     broker.Topic(broker.Diff, c.service),
-		secTopic: sc.Topic, secJob: sc.Job, secTarget: sc.Target,
-		tick:  500 * time.Millisecond,
-		log:   hclog.NewNullLogger(),
-		parts: map[string]map[int32]*partState{},
+		secTopic: sc.Topic, secJob: sc.Job, secTarget: sc.Target, shadowJob: c.cfg.ShadowJob,
+		tick:        500 * time.Millisecond,
+		commitEvery: time.Second,
+		log:         hclog.NewNullLogger(),
+		parts:       map[string]map[int32]*partState{},
 	}
 	for _, o := range opts {
 		o(r)
@@ -126,19 +132,22 @@ func (r *Runner) ClientOpts(group string, fromStart bool) []kgo.Opt {
 	}
 }
 
-// sideOf says which side a record of topic carries.
-func (r *Runner) sideOf(topic string, ex *mlv1.Exchange) Side {
+// sideOf says which side a record of topic carries; false for a shadow
+// record of another job than shadow_job.
+func (r *Runner) sideOf(topic string, ex *mlv1.Exchange) (Side, bool) {
 	switch {
 	case topic == r.clean:
-		return Primary
+		return Primary, true
 	case r.secTopic != "" && topic == r.secTopic:
-		return Secondary
+		return Secondary, true
 	case r.secJob != "" && ex.GetReplay().GetJob() == r.secJob:
-		return Secondary
+		return Secondary, true
 	case r.secTarget != "" && strings.HasPrefix(ex.GetReplay().GetTarget(), r.secTarget):
-		return Secondary
+		return Secondary, true
+	case r.shadowJob != "" && ex.GetReplay().GetJob() != r.shadowJob:
+		return Shadow, false
 	}
-	return Shadow
+	return Shadow, true
 }
 
 // Run compares until ctx ends; it returns nil on cancellation and an error
@@ -176,7 +185,7 @@ func (r *Runner) Run(ctx context.Context, cl *kgo.Client) error {
 			}
 			return err
 		}
-		if len(out) > 0 || time.Since(lastCommit) >= time.Second {
+		if time.Since(lastCommit) >= r.commitEvery {
 			r.commit(ctx, cl, nil)
 			lastCommit = time.Now()
 		}
@@ -199,7 +208,12 @@ func (r *Runner) handle(rec *kgo.Record, now time.Time) []Decision {
 		return nil
 	}
 	ref := Ref{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}
-	out, kept := r.cmp.Add(r.sideOf(rec.Topic, ex), ex, ref, now)
+	side, ok := r.sideOf(rec.Topic, ex)
+	if !ok {
+		r.metrics.Records.WithLabelValues(side.String(), RecordIgnored).Inc()
+		return nil
+	}
+	out, kept := r.cmp.Add(side, ex, ref, now)
 	if kept {
 		ps.pending[rec.Offset]++
 	}
@@ -328,8 +342,8 @@ func (r *Runner) commit(ctx context.Context, cl *kgo.Client, only map[string][]i
 		}
 		for _, t := range resp.Topics {
 			for _, p := range t.Partitions {
-				if p.ErrorCode != 0 && cerr == nil {
-					cerr = fmt.Errorf("commit %s/%d: error code %d", t.Topic, p.Partition, p.ErrorCode)
+				if err := kerr.ErrorForCode(p.ErrorCode); err != nil && cerr == nil {
+					cerr = fmt.Errorf("commit %s/%d: %w", t.Topic, p.Partition, err)
 				}
 			}
 		}

@@ -264,14 +264,12 @@ func (s *Stats) Record(d *mlv1.Diff) {
 	if d.GetReason() != "" {
 		bump(es.reasons, d.GetReason())
 	}
-	if d.GetPrimaryStatus() > 0 && d.GetPrimaryLatencyNs() > 0 {
+	if bothAnswered(d) {
 		recordLatency(es.lat[Primary], d.GetPrimaryLatencyNs())
-	}
-	if d.GetShadowStatus() > 0 && d.GetShadowLatencyNs() > 0 {
 		recordLatency(es.lat[Shadow], d.GetShadowLatencyNs())
-	}
-	if d.GetSecondary() && d.GetSecondaryStatus() > 0 && d.GetSecondaryLatencyNs() > 0 {
-		recordLatency(es.lat[Secondary], d.GetSecondaryLatencyNs())
+		if d.GetSecondary() && d.GetSecondaryStatus() > 0 && d.GetSecondaryLatencyNs() > 0 {
+			recordLatency(es.lat[Secondary], d.GetSecondaryLatencyNs())
+		}
 	}
 	if !compared(d) {
 		return
@@ -340,6 +338,13 @@ func addRow(m map[fkey]*row, k fkey, rk rowKey, df *mlv1.Difference, id string, 
 	if under {
 		r.underStatus++
 	}
+}
+
+// bothAnswered reports whether primary and shadow both answered with a
+// latency: only such exchanges are used to compare latency, so both sides
+// are measured on the same requests.
+func bothAnswered(d *mlv1.Diff) bool {
+	return d.GetPrimaryStatus() > 0 && d.GetPrimaryLatencyNs() > 0 && d.GetShadowStatus() > 0 && d.GetShadowLatencyNs() > 0
 }
 
 func recordLatency(h *hdrhistogram.Histogram, ns int64) {

@@ -233,16 +233,11 @@ func TestFailClosed(t *testing.T) {
 }
 
 func TestPanicFailsClosed(t *testing.T) {
+	// No input is known to panic (the fuzzers look for one), so provoke a
+	// panic with a fresh engine (empty state pool) whose pool hands out a
+	// broken state: its nil engine makes any use panic.
 	e := newEngine(t, Config{})
-	// A nil header element is skipped; a header list holding a Header whose
-	// use panics cannot be built through the API, so provoke a panic with an
-	// engine whose state pool hands out a broken state.
-	e.pool.New = func() any { return &state{} } // e == nil inside: any use panics
-	for e.pool.Get() != nil {
-		if _, ok := e.pool.Get().(*state); !ok {
-			break
-		}
-	}
+	e.pool.New = func() any { return &state{} }
 	ex := reqEx("application/json", `{"email":"zoe@example.org"}`, "Authorization", "x")
 	ex.Request.Url = "/users/zoe@example.org"
 	ex.Request.RemoteAddr = "84.17.45.201:1"

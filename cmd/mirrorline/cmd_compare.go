@@ -73,6 +73,7 @@ redact.rules) before they are diffed. See docs/comparator.md.`,
 	f.StringVar(&cc.Secondary.Job, "secondary-job", cc.Secondary.Job, "secondary = shadow-topic records of this replay job")
 	f.StringVar(&cc.Secondary.Target, "secondary-target", cc.Secondary.Target, "secondary = shadow-topic records replayed to a target URL starting with this")
 	f.StringVar(&cc.Secondary.Topic, "secondary-topic", cc.Secondary.Topic, "secondary = every record of this topic")
+	f.StringVar(&cc.ShadowJob, "shadow-job", cc.ShadowJob, "shadow = only shadow-topic records of this replay job (e.g. live); default all not taken as secondary")
 	f.StringArrayVar(&cc.Ignore.JSONPaths, "ignore-path", cc.Ignore.JSONPaths, "JSON path never compared (\"created_at\", \"items.*.etag\", \"**.trace_id\"); repeatable")
 	f.StringArrayVar(&cc.Ignore.Headers, "ignore-header", cc.Ignore.Headers, "header never compared ('*' wildcards); repeatable")
 	f.BoolVar(&cc.JSON.UnorderedArrays, "unordered-arrays", cc.JSON.UnorderedArrays, "compare JSON arrays as multisets (order ignored)")
@@ -146,8 +147,12 @@ func (a *app) newComparator(tel *telemetry.Server) (*comparator.Comparator, *com
 	return cmp, runner, cl, nil
 }
 
-// primeSince parses compare.prime: a duration back from now, or "off" (zero time, false).
+// primeSince parses compare.prime: a duration back from now (empty: the
+// default), or "off" (zero time).
 func primeSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		s = defaultPrime
+	}
 	if s == "off" || s == "0" {
 		return time.Time{}, nil
 	}

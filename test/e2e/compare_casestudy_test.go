@@ -65,7 +65,7 @@ func TestCompareCaseStudy(t *testing.T) {
 	// scrubs shadow responses with the redactor's rules (redact.rules).
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "mirrorline.yaml")
-	writeFile(t, cfgFile, fmt.Sprintf(`service: %s
+	cmpWriteFile(t, cfgFile, fmt.Sprintf(`service: %s
 redact:
   rules:
     hash_key_env: MIRRORLINE_DEMO_HASH_KEY
@@ -76,6 +76,7 @@ redact:
 compare:
   start: earliest
   join_window: 20s
+  shadow_job: live
   secondary:
     job: secondary
 `, svc))
@@ -97,7 +98,7 @@ compare:
 	adm := kadm.NewClient(kafkatest.Client(t))
 	diffTopic := broker.Topic(broker.Diff, svc)
 	eventually(t, 120*time.Second, fmt.Sprintf("%d diff records", captured), func() bool {
-		return endOffsets(adm, diffTopic) >= int64(captured)
+		return cmpEndOffsets(adm, diffTopic) >= int64(captured)
 	})
 
 	// What the shadow saw: the regression is a 422 for a non-ASCII address.
@@ -111,7 +112,7 @@ compare:
 		if err := json.Unmarshal([]byte(r.Body), &body); err != nil {
 			t.Fatalf("shadow got an undecodable payment: %v", err)
 		}
-		if !isASCII(body.Customer.Address) {
+		if !cmpIsASCII(body.Customer.Address) {
 			nonASCII++
 		}
 	}
@@ -131,6 +132,9 @@ compare:
 	text, code := runML(t, env, "compare", "report", "-c", cfgFile)
 	if code != 0 {
 		t.Fatalf("compare report: exit %d\n%s", code, text)
+	}
+	if out, code := runML(t, env, "compare", "report", "-c", cfgFile, "--fail-on-significant"); code != 1 || !strings.Contains(out, "significant differences or tail regressions at POST /payments") {
+		t.Errorf("compare report --fail-on-significant: exit %d, want 1 naming POST /payments\n%s", code, out)
 	}
 	t.Logf("mirrorline compare report (%d requests sent, %d captured, %d payments at the shadow, %d with non-ASCII addresses):\n%s", n, captured, posts, nonASCII, text)
 
@@ -218,9 +222,9 @@ compare:
 
 	// Metrics: the alert is raised for POST /payments only, verdicts are counted per endpoint.
 	eventually(t, 10*time.Second, "alert gauge of POST /payments", func() bool {
-		return metricValue(t, cmpMetrics, `mirrorline_comparator_alert{endpoint="POST /payments"}`) == 1
+		return cmpMetricValue(t, cmpMetrics, `mirrorline_comparator_alert{endpoint="POST /payments"}`) == 1
 	})
-	m := scrape(t, cmpMetrics)
+	m := cmpScrape(t, cmpMetrics)
 	for _, want := range []string{
 		`mirrorline_comparator_exchanges_total{endpoint="POST /payments",verdict="different"}`,
 		`mirrorline_comparator_latency_seconds_bucket{side="shadow",le=`,
@@ -249,7 +253,7 @@ compare:
 	}
 }
 
-func writeFile(t *testing.T, path, content string) {
+func cmpWriteFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
@@ -365,7 +369,7 @@ func sendPaymentsTraffic(t *testing.T, base string, n int) {
 	}
 }
 
-func isASCII(s string) bool {
+func cmpIsASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= 0x80 {
 			return false
@@ -375,7 +379,7 @@ func isASCII(s string) bool {
 }
 
 // endOffsets sums the end offsets of topic's partitions (-1 on error).
-func endOffsets(adm *kadm.Client, topic string) int64 {
+func cmpEndOffsets(adm *kadm.Client, topic string) int64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ends, err := adm.ListEndOffsets(ctx, topic)
@@ -388,7 +392,7 @@ func endOffsets(adm *kadm.Client, topic string) int64 {
 }
 
 // scrape returns the metrics text of a mirrorline process.
-func scrape(t *testing.T, addr string) string {
+func cmpScrape(t *testing.T, addr string) string {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -400,9 +404,9 @@ func scrape(t *testing.T, addr string) string {
 }
 
 // metricValue is the value of the sample named exactly series, or -1.
-func metricValue(t *testing.T, addr, series string) float64 {
+func cmpMetricValue(t *testing.T, addr, series string) float64 {
 	t.Helper()
-	for _, line := range strings.Split(scrape(t, addr), "\n") {
+	for _, line := range strings.Split(cmpScrape(t, addr), "\n") {
 		if v, ok := strings.CutPrefix(line, series+" "); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err == nil {

@@ -297,7 +297,7 @@ type Diff struct {
 	VolatileKeys []string `protobuf:"bytes,13,rep,name=volatile_keys,json=volatileKeys,proto3" json:"volatile_keys,omitempty"`
 	// True when a secondary (a second instance of the primary version) answered
 	// the same request; its status, latency and differences from the primary
-	// (key and kind only, no values) follow.
+	// (field, key, kind and flags only, no values) follow.
 	Secondary            bool          `protobuf:"varint,14,opt,name=secondary,proto3" json:"secondary,omitempty"`
 	SecondaryStatus      int32         `protobuf:"varint,15,opt,name=secondary_status,json=secondaryStatus,proto3" json:"secondary_status,omitempty"`
 	SecondaryLatencyNs   int64         `protobuf:"varint,16,opt,name=secondary_latency_ns,json=secondaryLatencyNs,proto3" json:"secondary_latency_ns,omitempty"`
