@@ -35,7 +35,7 @@ deps:
 
 ## test-unit: the tests that need no Kafka broker
 test-unit:
-	$(GO) test -count=1 ./broker/... ./collector/... ./redactor/... ./replayer/... ./telemetry/... ./cmd/... ./test/demo/...
+	$(GO) test -count=1 ./collector/... ./redactor/... ./replayer/... ./comparator/... ./telemetry/... ./cmd/... ./test/demo/...
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

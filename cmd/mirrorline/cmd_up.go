@@ -17,8 +17,8 @@ func (a *app) upCmd() *cobra.Command {
 		Use:   "up",
 		Short: "Run the whole pipeline in one process (embedded broker unless brokers are set)",
 		Long: `Run every configured stage of one service in this process: the proxy collector
-(proxy.primary set), the redactor, and the live replayer (replay.target set), with
-one /metrics endpoint. Without brokers, an embedded Kafka-protocol broker
+(proxy.primary set), the redactor, the live replayer and the comparator
+(replay.target set), and consumer-lag metrics, with one /metrics endpoint. Without brokers, an embedded Kafka-protocol broker
 (franz-go kfake) listens on embedded.addr, so other mirrorline commands and Kafka
 tools can connect to it. The topics are created when missing.`,
 		Args: cobra.NoArgs,
@@ -80,6 +80,19 @@ tools can connect to it. The topics are created when missing.`,
 				defer cl.Close()
 				a.log.Info("live replay", "target", a.cfg.Replay.Target, "group", a.cfg.Replay.Group)
 				stages = append(stages, l.Run)
+			}
+			if a.cfg.Replay.Target != "" {
+				// Compare the primary's responses with the shadow's the replayer records.
+				if a.cfg.Compare.Start == "" {
+					a.cfg.Compare.Start = "earliest"
+				}
+				cmp, runner, ccl, err := a.newComparator(tel)
+				if err != nil {
+					return err
+				}
+				defer ccl.Close()
+				a.primeComparator(ctx, cmp)
+				stages = append(stages, func(ctx context.Context) error { return runner.Run(ctx, ccl) })
 			}
 			opts, err := a.cfg.Kafka.Opts()
 			if err != nil {
