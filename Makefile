@@ -4,7 +4,7 @@ GO    ?= go
 BIN   := .bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 
-.PHONY: all build deps demo test test-unit test-e2e bench lint proto kafka-start kafka-stop clean
+.PHONY: all build deps deploy-check demo test test-unit test-e2e bench lint proto kafka-start kafka-stop clean
 
 all: build
 
@@ -21,6 +21,7 @@ demo: build
 ## broker: KAFKA_BROKERS if set, else the project's own broker (test/kafka/start).
 test: lint
 	@test/deps
+	@test/ops/tools >/dev/null
 	@set -euo pipefail; \
 	if [ -z "$${KAFKA_BROKERS:-}" ]; then \
 		KAFKA_BROKERS=$$(test/kafka/start); started=1; \
@@ -32,6 +33,11 @@ test: lint
 
 deps:
 	test/deps
+	test/ops/tools >/dev/null
+
+## deploy-check: chart, compose, rules, dashboard, and the ops end-to-end tests
+deploy-check: deps
+	$(GO) test -count=1 ./test/ops/ && $(GO) test -count=1 -run 'TestOps' ./test/e2e/
 
 ## test-unit: the tests that need no Kafka broker
 test-unit:

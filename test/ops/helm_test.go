@@ -316,13 +316,13 @@ func checkObjects(t *testing.T, objs []obj, tc chartCase) {
 			if o.kind() != "Job" && (get(c, "livenessProbe") == nil || str(c, "readinessProbe", "httpGet", "path") != "/readyz") {
 				t.Errorf("%s: want /healthz liveness and /readyz readiness probes", where)
 			}
-			if len(args) > 0 && args[0] == "redact" {
+			if len(args) > 0 && (args[0] == "redact" || args[0] == "compare") {
 				found := false
 				for _, e := range list(c, "env") {
 					found = found || str(e, "name") == "MIRRORLINE_REDACT_HASH_KEY" && str(e, "valueFrom", "secretKeyRef", "name") != ""
 				}
 				if !found {
-					t.Errorf("%s: the redactor's hash key must come from a Secret", where)
+					t.Errorf("%s: the redaction hash key (redactor and comparator) must come from a Secret", where)
 				}
 			}
 			if len(args) > 0 && args[0] == "replay" && o.kind() == "Deployment" {
@@ -417,6 +417,7 @@ func checkShadowIsolation(t *testing.T, objs []obj) {
 		for _, peer := range to {
 			if get(peer, "ipBlock") != nil {
 				t.Errorf("shadow egress rule %d allows an IP block: %v", i, peer)
+				continue
 			}
 			ns := dict(peer, "namespaceSelector")
 			if ns != nil && len(ns) == 0 {

@@ -77,7 +77,7 @@ affinity:
 - name: kafka-sasl
   secret:
     secretName: {{ include "mirrorline.saslSecretName" . }}
-    defaultMode: 0400
+    defaultMode: 0440
     items:
       - key: {{ .Values.kafka.sasl.passwordKey }}
         path: {{ .Values.kafka.sasl.passwordKey }}
@@ -86,7 +86,7 @@ affinity:
 - name: kafka-tls
   secret:
     secretName: {{ .Values.kafka.tls.secretName }}
-    defaultMode: 0400
+    defaultMode: 0440
 {{- end }}
 {{- end -}}
 
