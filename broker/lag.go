@@ -91,11 +91,24 @@ func (l *LagReader) fillSeconds(ctx context.Context, lags []PartitionLag) {
 	now := l.now()
 	for i := range lags {
 		pl := &lags[i]
+		if pl.Err != nil || pl.Records <= 0 {
+			continue
+		}
 		if t, ok := ts[key(pl.Topic, pl.Partition, pl.Committed)]; ok {
 			pl.Seconds = max(0, now.Sub(t).Seconds())
+		} else if pl.Records <= maxMarkerLag {
+			// Nothing to read after the commit: the offsets left are transaction
+			// markers (commit/abort control records), not data. Caught up.
+			pl.Records = 0
 		}
 	}
 }
+
+// maxMarkerLag is how many offsets past a group's commit may be transaction
+// markers rather than records: a transactional producer leaves one per
+// transaction, and a caught-up consumer of a transactional topic sits right
+// before the last one.
+const maxMarkerLag = 2
 
 func key(topic string, p int32, off int64) string {
 	return topic + "\x00" + strconv.Itoa(int(p)) + "\x00" + strconv.FormatInt(off, 10)
@@ -144,7 +157,7 @@ func (l *LagReader) readTimestamps(ctx context.Context, lags []PartitionLag) map
 		if err != nil {
 			return out
 		}
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		for len(pending) > 0 && rctx.Err() == nil {
 			fs := cl.PollFetches(rctx)
 			fs.EachPartition(func(p kgo.FetchTopicPartition) {

@@ -88,3 +88,42 @@ func TestLagRecordsAndSeconds(t *testing.T) {
 		t.Fatalf("metrics lack %s:\n%s", want, out)
 	}
 }
+
+// A group that consumed everything of a transactional topic sits before the
+// last commit marker: that is no lag.
+func TestLagIgnoresTransactionMarkers(t *testing.T) {
+	cfg := kafkatest.Config(t)
+	svc := kafkatest.Service(t, 1)
+	topic := broker.Topic(broker.Clean, svc)
+	group := broker.GroupPrefix + "markers-" + svc
+	txn := kafkatest.Client(t, kgo.TransactionalID("lag-markers-"+svc))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := txn.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		txn.Produce(ctx, &kgo.Record{Topic: topic, Value: []byte("v")}, nil)
+	}
+	if err := txn.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	cons := kafkatest.Client(t, kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic), kgo.DisableAutoCommit(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	var got []*kgo.Record
+	for len(got) < 5 && ctx.Err() == nil {
+		got = append(got, cons.PollFetches(ctx).Records()...)
+	}
+	if err := cons.CommitRecords(ctx, got...); err != nil {
+		t.Fatal(err)
+	}
+	cons.Close()
+	opts, _ := cfg.Opts()
+	lags, err := broker.NewLagReader(kafkatest.Client(t), opts).Lag(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lags) != 1 || lags[0].Committed != 5 || lags[0].End != 6 || lags[0].Records != 0 || lags[0].Seconds != 0 {
+		t.Fatalf("lag at the commit marker: %+v, want 0 records", lags)
+	}
+}
