@@ -4,7 +4,7 @@ GO    ?= go
 BIN   := .bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 
-.PHONY: all build deps deploy-check demo test test-unit test-e2e bench lint proto kafka-start kafka-stop clean
+.PHONY: all bpf build deps deploy-check demo test test-unit test-e2e bench lint proto kafka-start kafka-stop clean
 
 all: build
 
@@ -52,6 +52,11 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./redactor/... ./collector/...
 	$(GO) run ./bench/replay -rate 1000 -duration 5s
+
+## bpf: regenerate collector/ebpf/capture_bpfel.{go,o} from capture.bpf.c with bpf2go
+## (needs clang, llvm and libbpf-dev: apt-get install clang llvm libbpf-dev)
+bpf:
+	BPF2GO_CFLAGS="-I/usr/include/$$(uname -m)-linux-gnu" $(GO) generate ./collector/ebpf/
 
 ## proto: regenerate proto/mirrorline/v1/*.pb.go (needs protoc: apt-get install protobuf-compiler)
 proto:

@@ -105,6 +105,9 @@ func TestLagIgnoresTransactionMarkers(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		txn.Produce(ctx, &kgo.Record{Topic: topic, Value: []byte("v")}, nil)
 	}
+	if err := txn.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if err := txn.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		t.Fatal(err)
 	}

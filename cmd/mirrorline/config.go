@@ -32,6 +32,7 @@ type Config struct {
 	Replay      ReplayConfig   `yaml:"replay"`
 	Redact      RedactConfig   `yaml:"redact"`
 	VPC         VPCConfig      `yaml:"vpc"`
+	EBPF        EBPFConfig     `yaml:"ebpf"`
 	Import      ImportConfig   `yaml:"import"`
 	Sink        SinkConfig     `yaml:"sink"`
 	Compare     CompareConfig  `yaml:"compare"`
@@ -192,4 +193,23 @@ type CompareConfig struct {
 	Prime             string           `yaml:"prime"`
 	Redact            *redactor.Config `yaml:"redact"`
 	comparator.Config `yaml:",inline"`
+}
+
+// EBPFConfig configures the eBPF kernel-capture collector (`mirrorline ebpf`);
+// zero values take the defaults shown by `mirrorline ebpf --help`.
+type EBPFConfig struct {
+	Interfaces   []string      `yaml:"interfaces"`
+	Ports        []uint16      `yaml:"ports"`
+	Hooks        string        `yaml:"hooks"`
+	SnapLen      int           `yaml:"snaplen"`
+	RingBuffer   int           `yaml:"ring_buffer"`
+	BodyLimit    int64         `yaml:"body_limit"`
+	IdleTimeout  time.Duration `yaml:"idle_timeout"`
+	GapTimeout   time.Duration `yaml:"gap_timeout"`
+	MaxStreams   int           `yaml:"max_streams"`
+	StreamBuffer int           `yaml:"stream_buffer"`
+	MaxBuffered  int           `yaml:"max_buffered"`
+	QueueRecords int           `yaml:"queue_records"`
+	QueueBytes   int           `yaml:"queue_bytes"`
+	CollectorID  string        `yaml:"collector_id"`
 }

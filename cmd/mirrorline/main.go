@@ -112,7 +112,7 @@ func newRoot(args []string) (*cobra.Command, error) {
 	pf.StringVar(&a.cfg.LogLevel, "log-level", a.cfg.LogLevel, "trace, debug, info, warn or error")
 	pf.BoolVar(&a.cfg.LogJSON, "log-json", a.cfg.LogJSON, "log as JSON lines")
 
-	root.AddCommand(a.proxyCmd(), a.replayCmd(), a.topicsCmd(), a.redactCmd(), a.upCmd(), a.sinkCmd(), a.lagCmd(), a.vpcCmd(), a.importCmd(), a.compareCmd())
+	root.AddCommand(a.proxyCmd(), a.replayCmd(), a.topicsCmd(), a.redactCmd(), a.upCmd(), a.sinkCmd(), a.lagCmd(), a.vpcCmd(), a.importCmd(), a.compareCmd(), a.ebpfCmd())
 	return root, nil
 }
 

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/collector"
+	"github.com/mirrorline/mirrorline/collector/ebpf"
+	"github.com/mirrorline/mirrorline/collector/httpstream"
+	"github.com/mirrorline/mirrorline/collector/vpc"
+	"github.com/mirrorline/mirrorline/telemetry"
+)
+
+// ebpfDefaults fills the zero fields of c with the defaults.
+func ebpfDefaults(c *EBPFConfig) {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if len(c.Interfaces) == 0 {
+		c.Interfaces = []string{ebpf.DefaultInterface}
+	}
+	if c.Hooks == "" {
+		c.Hooks = string(ebpf.HooksAuto)
+	}
+	if c.BodyLimit == 0 {
+		c.BodyLimit = httpstream.DefaultBodyLimit
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = vpc.DefaultIdleTimeout
+	}
+	if c.GapTimeout == 0 {
+		c.GapTimeout = vpc.DefaultGapTimeout
+	}
+	def(&c.SnapLen, ebpf.MaxSnapLen)
+	def(&c.RingBuffer, ebpf.DefaultRingSize)
+	def(&c.MaxStreams, vpc.DefaultMaxStreams)
+	def(&c.StreamBuffer, vpc.DefaultMaxStreamBuffer)
+	def(&c.MaxBuffered, vpc.DefaultMaxBuffered)
+	def(&c.QueueRecords, 10000)
+	def(&c.QueueBytes, 64<<20)
+}
+
+func (a *app) ebpfCmd() *cobra.Command {
+	c := &a.cfg.EBPF
+	ebpfDefaults(c)
+	var ports []int
+	cmd := &cobra.Command{
+		Use:   "ebpf",
+		Short: "eBPF kernel capture (TC/tcx) of HTTP/1.x traffic of local services on given ports and interfaces",
+		Long: "Attaches a TC program (tcx links) to the --interface(s) that copies the TCP packets to and from the\n" +
+			"--port(s) into a BPF ring buffer, reassembles the connections, pairs HTTP/1.x requests with responses\n" +
+			"and publishes them to mirror.raw.SERVICE. Needs root (CAP_BPF and CAP_NET_ADMIN) and Linux 6.6+.\n" +
+			"See docs/collectors.md.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := a.requireService("service"); err != nil {
+				return err
+			}
+			if err := a.requireBrokers(); err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("port") {
+				p, err := portList("port", ports)
+				if err != nil {
+					return err
+				}
+				c.Ports = p
+			}
+			if len(c.Ports) == 0 {
+				return usagef("port: at least one --port of the captured service is required")
+			}
+			if c.BodyLimit < 0 || c.IdleTimeout < 0 || c.GapTimeout < 0 || c.MaxStreams < 0 || c.StreamBuffer < 0 || c.MaxBuffered < 0 || c.QueueRecords < 0 || c.QueueBytes < 0 {
+				return usagef("ebpf: body-limit, timeouts, limits and queue sizes must not be negative")
+			}
+			hooks, err := ebpf.ParseHooks(c.Hooks)
+			if err != nil {
+				return usagef("hooks: %v", err)
+			}
+			ecfg := ebpf.Config{
+				Interfaces: c.Interfaces,
+				Ports:      c.Ports,
+				Hooks:      hooks,
+				SnapLen:    c.SnapLen,
+				RingSize:   c.RingBuffer,
+			}
+			if err := ecfg.Validate(); err != nil {
+				return usageError{err}
+			}
+			tel := telemetry.NewServer()
+			cl, err := broker.NewClient(a.cfg.Kafka,
+				kgo.MaxBufferedRecords(c.QueueRecords),
+				kgo.MaxBufferedBytes(c.QueueBytes),
+				kgo.ProducerLinger(5*time.Millisecond),
+			)
+			if err != nil {
+				return usageError{err}
+			}
+			defer closeClient(cl)
+			log := a.log.Named("ebpf")
+			em := collector.NewEmitter(cl, a.cfg.Service, collector.NewMetrics(tel.Registry), log)
+			ecfg.Logger = log
+			ecfg.TrackerOptions = []vpc.TrackerOption{
+				vpc.WithIdleTimeout(c.IdleTimeout),
+				vpc.WithGapTimeout(c.GapTimeout),
+				vpc.WithMaxStreams(c.MaxStreams),
+				vpc.WithMaxStreamBuffer(c.StreamBuffer),
+				vpc.WithMaxBuffered(c.MaxBuffered),
+				vpc.WithHTTPOptions(httpstream.WithBodyLimit(c.BodyLimit)),
+			}
+			if c.CollectorID != "" {
+				ecfg.TrackerOptions = append(ecfg.TrackerOptions, vpc.WithCollectorID(c.CollectorID))
+			}
+			capt, err := ebpf.Open(em, ecfg)
+			if err != nil {
+				return err
+			}
+			tel.Registry.MustRegister(ebpf.Collector{Capture: capt})
+			tel.AddCheck("kafka", kafkaCheck(cl))
+			log.Info("eBPF capture running", "service", a.cfg.Service)
+			return a.runAll(cmd.Context(), tel, capt.Run)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
+	f.StringSliceVar(&c.Interfaces, "interface", c.Interfaces, "network interface to attach to (repeatable; pick interfaces each packet crosses once)")
+	f.IntSliceVar(&ports, "port", nil, "TCP port of the captured service (repeatable; required)")
+	f.StringVar(&c.Hooks, "hooks", c.Hooks, "TC hooks per interface: auto (egress only on loopback, else both), both, ingress or egress")
+	f.IntVar(&c.SnapLen, "snaplen", c.SnapLen, "TCP payload bytes copied per packet; the rest becomes a capture gap")
+	f.IntVar(&c.RingBuffer, "ring-buffer", c.RingBuffer, "BPF ring buffer size in bytes (a power of two); when full, copies are dropped and counted")
+	f.Int64Var(&c.BodyLimit, "body-limit", c.BodyLimit, "body bytes captured per request and response; longer bodies are flagged truncated")
+	f.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "flush and forget a TCP stream without packets for this long")
+	f.DurationVar(&c.GapTimeout, "gap-timeout", c.GapTimeout, "give up on a missing TCP segment after this long")
+	f.IntVar(&c.MaxStreams, "max-streams", c.MaxStreams, "TCP streams tracked at once; packets of new streams beyond it are dropped and counted")
+	f.IntVar(&c.StreamBuffer, "stream-buffer", c.StreamBuffer, "out-of-order bytes buffered per stream direction")
+	f.IntVar(&c.MaxBuffered, "max-buffered", c.MaxBuffered, "out-of-order bytes buffered over all streams")
+	f.IntVar(&c.QueueRecords, "queue-records", c.QueueRecords, "records buffered for Kafka before new captures are dropped")
+	f.IntVar(&c.QueueBytes, "queue-bytes", c.QueueBytes, "bytes buffered for Kafka before new captures are dropped")
+	f.StringVar(&c.CollectorID, "collector-id", c.CollectorID, "name of this collector in records (default: host name)")
+	return cmd
+}
