@@ -46,10 +46,7 @@ Shadow responses are scrubbed with the redactor's rules (compare.redact, else
 redact.rules) before they are diffed. See docs/comparator.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.requireService("service"); err != nil {
-				return err
-			}
-			if err := a.requireBrokers(); err != nil {
+			if err := a.requireServiceAndBrokers(); err != nil {
 				return err
 			}
 			tel := telemetry.NewServer()
@@ -198,10 +195,7 @@ and the endpoints without significant differences. --html FILE also writes a
 self-contained HTML report; --json prints the report as JSON instead of text.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.requireService("service"); err != nil {
-				return err
-			}
-			if err := a.requireBrokers(); err != nil {
+			if err := a.requireServiceAndBrokers(); err != nil {
 				return err
 			}
 			cfg, err := a.compareConfig()

@@ -58,10 +58,7 @@ func (a *app) ebpfCmd() *cobra.Command {
 			"See docs/collectors.md.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.requireService("service"); err != nil {
-				return err
-			}
-			if err := a.requireBrokers(); err != nil {
+			if err := a.requireServiceAndBrokers(); err != nil {
 				return err
 			}
 			if cmd.Flags().Changed("port") {
@@ -119,7 +116,7 @@ func (a *app) ebpfCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tel.Registry.MustRegister(ebpf.Collector{Capture: capt})
+			tel.Registry.MustRegister(ebpf.Collector{Capture: capt}, vpc.NewStreamCollector("ebpf", capt.Stats()))
 			tel.AddCheck("kafka", kafkaCheck(cl))
 			log.Info("eBPF capture running", "service", a.cfg.Service)
 			return a.runAll(cmd.Context(), tel, capt.Run)

@@ -61,10 +61,7 @@ func (a *app) importCmd() *cobra.Command {
 			if len(files) == 0 {
 				return usagef("FILE: at least one .pcap, .pcapng or .gor file is required")
 			}
-			if err := a.requireService("service"); err != nil {
-				return err
-			}
-			if err := a.requireBrokers(); err != nil {
+			if err := a.requireServiceAndBrokers(); err != nil {
 				return err
 			}
 			if cmd.Flags().Changed("port") {

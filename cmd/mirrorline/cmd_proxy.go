@@ -23,10 +23,7 @@ func (a *app) proxyCmd() *cobra.Command {
 		Short: "Reverse proxy in front of the primary; publishes each request and the primary's response",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.requireService("service"); err != nil {
-				return err
-			}
-			if err := a.requireBrokers(); err != nil {
+			if err := a.requireServiceAndBrokers(); err != nil {
 				return err
 			}
 			if prefix != "" || len(methods) > 0 || len(headerMatch) > 0 {

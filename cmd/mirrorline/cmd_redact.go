@@ -23,10 +23,7 @@ dropped (--on-failure drop). Rules: the redact.rules section of -c FILE, or
 --rules FILE; see docs/redaction.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.requireService("service"); err != nil {
-				return err
-			}
-			if err := a.requireBrokers(); err != nil {
+			if err := a.requireServiceAndBrokers(); err != nil {
 				return err
 			}
 			if rulesFile != "" {

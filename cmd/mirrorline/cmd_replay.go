@@ -81,10 +81,7 @@ Targets must be loopback, the replay.target of -c FILE, or allowed with
 					}
 				}
 			}
-			if err := a.requireService("service"); err != nil {
-				return err
-			}
-			if err := a.requireBrokers(); err != nil {
+			if err := a.requireServiceAndBrokers(); err != nil {
 				return err
 			}
 			if window {

@@ -19,10 +19,7 @@ func (a *app) sinkCmd() *cobra.Command {
 "-shadow" Host suffix, and publish the request to mirror.raw.SERVICE.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.requireService("service"); err != nil {
-				return err
-			}
-			if err := a.requireBrokers(); err != nil {
+			if err := a.requireServiceAndBrokers(); err != nil {
 				return err
 			}
 			sc := a.cfg.Sink

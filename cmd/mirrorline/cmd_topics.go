@@ -20,10 +20,7 @@ func (a *app) topicsCmd() *cobra.Command {
 		Short: "Create mirror.{raw,clean,shadow,diff,quarantine}.SERVICE",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.requireService("service"); err != nil {
-				return err
-			}
-			if err := a.requireBrokers(); err != nil {
+			if err := a.requireServiceAndBrokers(); err != nil {
 				return err
 			}
 			spec, err := a.topicSpec(retention)
@@ -60,10 +57,7 @@ func (a *app) topicsCmd() *cobra.Command {
 		Short: "Describe the topics of a service",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.requireService("service"); err != nil {
-				return err
-			}
-			if err := a.requireBrokers(); err != nil {
+			if err := a.requireServiceAndBrokers(); err != nil {
 				return err
 			}
 			cl, err := broker.NewClient(a.cfg.Kafka)

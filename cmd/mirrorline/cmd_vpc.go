@@ -66,10 +66,7 @@ func (a *app) vpcCmd() *cobra.Command {
 			"publishes them to mirror.raw.SERVICE. See docs/collectors.md.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.requireService("service"); err != nil {
-				return err
-			}
-			if err := a.requireBrokers(); err != nil {
+			if err := a.requireServiceAndBrokers(); err != nil {
 				return err
 			}
 			if cmd.Flags().Changed("port") {
@@ -106,7 +103,7 @@ func (a *app) vpcCmd() *cobra.Command {
 			defer closeClient(cl)
 			log := a.log.Named("vpc")
 			stats := &vpc.Stats{}
-			tel.Registry.MustRegister(vpc.Collector{Stats: stats})
+			tel.Registry.MustRegister(vpc.NewStreamCollector("vpc", stats))
 			em := collector.NewEmitter(cl, a.cfg.Service, collector.NewMetrics(tel.Registry), log)
 			topts := []vpc.TrackerOption{
 				vpc.WithPorts(c.Ports...),

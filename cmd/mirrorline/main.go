@@ -136,6 +136,15 @@ func (a *app) requireService(flag string) error {
 	return nil
 }
 
+// requireServiceAndBrokers checks what every command publishing or consuming
+// one service's topics needs.
+func (a *app) requireServiceAndBrokers() error {
+	if err := a.requireService("service"); err != nil {
+		return err
+	}
+	return a.requireBrokers()
+}
+
 func (a *app) requireBrokers() error {
 	if len(a.cfg.Kafka.Brokers) == 0 {
 		return usagef("brokers: required (--brokers, MIRRORLINE_BROKERS or brokers: in -c FILE)")

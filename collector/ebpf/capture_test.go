@@ -283,7 +283,7 @@ func TestCaptureLoopback(t *testing.T) {
 	s := &sink{}
 	reg := prometheus.NewRegistry()
 	c := startCapture(t, s, Config{Ports: []uint16{port}})
-	reg.MustRegister(Collector{c})
+	reg.MustRegister(Collector{c}, vpc.NewStreamCollector("ebpf", c.Stats()))
 	if at := c.Attached(); len(at) != 1 || at[0].Interface != "lo" || at[0].Hook != "egress" {
 		t.Fatalf("attached %v, want lo egress only", at)
 	}
@@ -419,7 +419,7 @@ func TestCaptureIntoKafka(t *testing.T) {
 	port, urls := serve(t)
 	st := &vpc.Stats{}
 	c := startCapture(t, em, Config{Ports: []uint16{port}, TrackerOptions: []vpc.TrackerOption{vpc.WithStats(st), vpc.WithCollectorID("node-1")}})
-	reg.MustRegister(Collector{c})
+	reg.MustRegister(Collector{c}, vpc.NewStreamCollector("ebpf", c.Stats()))
 	traffic(t, urls[0])
 
 	cons, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...), kgo.ConsumeTopics(broker.Topic(broker.Raw, "shop")), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
@@ -480,7 +480,7 @@ func TestCaptureRingbufDrops(t *testing.T) {
 	s := &sink{}
 	reg := prometheus.NewRegistry()
 	c, stop := startStoppableCapture(t, s, Config{Ports: []uint16{port}, RingSize: 16384})
-	reg.MustRegister(Collector{c})
+	reg.MustRegister(Collector{c}, vpc.NewStreamCollector("ebpf", c.Stats()))
 	cl := &http.Client{Timeout: 10 * time.Second}
 	resp, err := cl.Get(urls[0] + "/big")
 	if err != nil {

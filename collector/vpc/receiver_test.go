@@ -48,7 +48,7 @@ func TestVPCReceiverPublishesMirroredExchanges(t *testing.T) {
 	t.Cleanup(cl.Close)
 	reg := prometheus.NewRegistry()
 	st := &Stats{}
-	reg.MustRegister(Collector{st})
+	reg.MustRegister(NewStreamCollector("vpc", st))
 	em := collector.NewEmitter(cl, "shop", collector.NewMetrics(reg), nil)
 	tr := NewTracker(em, WithPorts(8080), WithStats(st), WithCollectorID("mirror-1"))
 	rx := NewReceiver(tr, WithVNIs(7))

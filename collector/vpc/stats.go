@@ -77,55 +77,68 @@ func (s *Stats) PacketsTotal() uint64 {
 	return n
 }
 
-// metric descriptions of the Collector.
-var (
-	descPackets   = prometheus.NewDesc("mirrorline_vpc_packets_total", "Mirrored packets received, by what became of them.", []string{"result"}, nil)
-	descGaps      = prometheus.NewDesc("mirrorline_vpc_tcp_gaps_total", "Runs of TCP payload bytes missing from the capture (lost segments, cut-off packets).", nil, nil)
-	descGapBytes  = prometheus.NewDesc("mirrorline_vpc_tcp_gap_bytes_total", "TCP payload bytes missing from the capture.", nil, nil)
-	descActive    = prometheus.NewDesc("mirrorline_vpc_streams_active", "TCP connections tracked now.", nil, nil)
-	descStreams   = prometheus.NewDesc("mirrorline_vpc_streams_total", "TCP connections tracked since start.", nil, nil)
-	descEnded     = prometheus.NewDesc("mirrorline_vpc_streams_ended_total", "TCP connections no longer tracked, by why (fin, rst, idle, close).", []string{"reason"}, nil)
-	descRejected  = prometheus.NewDesc("mirrorline_vpc_streams_rejected_total", "TCP connections not tracked because the stream limit was reached.", nil, nil)
-	descBuffered  = prometheus.NewDesc("mirrorline_vpc_buffered_bytes", "Out-of-order TCP payload bytes waiting for missing segments.", nil, nil)
-	descOverflows = prometheus.NewDesc("mirrorline_vpc_buffer_overflows_total", "Missing segments given up on because a stream's or the total buffer was full.", nil, nil)
-	descExchanges = prometheus.NewDesc("mirrorline_vpc_http_exchanges_total", "HTTP exchanges parsed and handed to the publisher.", nil, nil)
-	descNoResp    = prometheus.NewDesc("mirrorline_vpc_http_unanswered_total", "HTTP requests published without a response (none captured).", nil, nil)
-	descOrphans   = prometheus.NewDesc("mirrorline_vpc_http_orphan_responses_total", "HTTP responses that matched no captured request.", nil, nil)
-	descParseErr  = prometheus.NewDesc("mirrorline_vpc_http_parse_errors_total", "Times an HTTP stream lost its place on malformed data and resynchronised.", nil, nil)
-)
+// StreamCollector exposes Stats as Prometheus metrics named
+// mirrorline_<stage>_* (packets, TCP gaps and streams, HTTP pairing). The VPC
+// receiver and the eBPF collector share it. Register it on the component's
+// registry, never the global one.
+type StreamCollector struct {
+	stats                                           *Stats
+	packets, gaps, gapBytes, active, streams, ended *prometheus.Desc
+	rejected, buffered, overflows                   *prometheus.Desc
+	exchanges, noResp, orphans, parseErr            *prometheus.Desc
+}
 
-// Collector exposes Stats as Prometheus metrics (mirrorline_vpc_*). Register it
-// on the component's registry: prometheus.Registerer.Register(vpc.Collector{s}).
-type Collector struct{ Stats *Stats }
+// NewStreamCollector returns the collector of s for stage ("vpc", "ebpf").
+func NewStreamCollector(stage string, s *Stats) *StreamCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("mirrorline_"+stage+"_"+name, help, labels, nil)
+	}
+	return &StreamCollector{
+		stats:     s,
+		packets:   d("packets_total", "Captured packets, by what became of them.", "result"),
+		gaps:      d("tcp_gaps_total", "Runs of TCP payload bytes missing from the capture (lost segments, cut-off packets, ring buffer drops)."),
+		gapBytes:  d("tcp_gap_bytes_total", "TCP payload bytes missing from the capture."),
+		active:    d("streams_active", "TCP connections tracked now."),
+		streams:   d("streams_total", "TCP connections tracked since start."),
+		ended:     d("streams_ended_total", "TCP connections no longer tracked, by why (fin, rst, idle, close).", "reason"),
+		rejected:  d("streams_rejected_total", "TCP connections not tracked because the stream limit was reached."),
+		buffered:  d("buffered_bytes", "Out-of-order TCP payload bytes waiting for missing segments."),
+		overflows: d("buffer_overflows_total", "Missing segments given up on because a stream's or the total buffer was full."),
+		exchanges: d("http_exchanges_total", "HTTP exchanges parsed and handed to the publisher."),
+		noResp:    d("http_unanswered_total", "HTTP requests published without a response (none captured)."),
+		orphans:   d("http_orphan_responses_total", "HTTP responses that matched no captured request."),
+		parseErr:  d("http_parse_errors_total", "Times an HTTP stream lost its place on malformed data and resynchronised."),
+	}
+}
 
 // Describe implements prometheus.Collector.
-func (c Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPackets, descGaps, descGapBytes, descActive, descStreams, descEnded, descRejected, descBuffered, descOverflows, descExchanges, descNoResp, descOrphans, descParseErr} {
+func (c *StreamCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.packets, c.gaps, c.gapBytes, c.active, c.streams, c.ended, c.rejected, c.buffered, c.overflows, c.exchanges, c.noResp, c.orphans, c.parseErr} {
 		ch <- d
 	}
 }
 
 // Collect implements prometheus.Collector.
-func (c Collector) Collect(ch chan<- prometheus.Metric) {
-	s := c.Stats
+func (c *StreamCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
 	for i := range s.Packets {
-		ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue, float64(s.Packets[i].Load()), ResultNames[i])
+		counter(c.packets, s.Packets[i].Load(), ResultNames[i])
 	}
 	for i := range s.StreamsEnded {
-		ch <- prometheus.MustNewConstMetric(descEnded, prometheus.CounterValue, float64(s.StreamsEnded[i].Load()), EndNames[i])
+		counter(c.ended, s.StreamsEnded[i].Load(), EndNames[i])
 	}
-	counter := func(d *prometheus.Desc, v uint64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
-	}
-	counter(descGaps, s.Gaps.Load())
-	counter(descGapBytes, s.GapBytes.Load())
-	counter(descStreams, s.Streams.Load())
-	counter(descRejected, s.StreamsRejected.Load())
-	counter(descOverflows, s.BufferOverflows.Load())
-	counter(descExchanges, s.Exchanges.Load())
-	counter(descNoResp, s.HTTP.Unanswered.Load())
-	counter(descOrphans, s.HTTP.Orphans.Load())
-	counter(descParseErr, s.HTTP.ParseErrors.Load())
-	ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, float64(s.StreamsActive.Load()))
-	ch <- prometheus.MustNewConstMetric(descBuffered, prometheus.GaugeValue, float64(s.BufferedBytes.Load()))
+	counter(c.gaps, s.Gaps.Load())
+	counter(c.gapBytes, s.GapBytes.Load())
+	counter(c.streams, s.Streams.Load())
+	counter(c.rejected, s.StreamsRejected.Load())
+	counter(c.overflows, s.BufferOverflows.Load())
+	counter(c.exchanges, s.Exchanges.Load())
+	counter(c.noResp, s.HTTP.Unanswered.Load())
+	counter(c.orphans, s.HTTP.Orphans.Load())
+	counter(c.parseErr, s.HTTP.ParseErrors.Load())
+	ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, float64(s.StreamsActive.Load()))
+	ch <- prometheus.MustNewConstMetric(c.buffered, prometheus.GaugeValue, float64(s.BufferedBytes.Load()))
 }
