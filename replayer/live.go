@@ -31,9 +31,16 @@ type Client interface {
 // LiveOpt configures a Live replayer.
 type LiveOpt func(*Live)
 
-// Concurrency is how many requests are in flight at most (default 16). Requests of
-// one connection (record key) are always sent in order, one at a time.
+// Concurrency is how many requests are in flight at most (default 16).
 func Concurrency(n int) LiveOpt { return func(l *Live) { l.conc = n } }
+
+// Order says whether requests of one connection (record key) are sent in
+// order, one at a time (true, the default: as the client sent them), or freely
+// over all Concurrency slots (false). A connection's requests came one after
+// the other at the primary's latency; against a slower shadow, keeping that
+// order caps the replay rate at connections / shadow latency, so turn it off to
+// keep up with a slow shadow when requests do not depend on each other.
+func Order(byConnection bool) LiveOpt { return func(l *Live) { l.unordered = !byConnection } }
 
 // WithMetrics sets the metrics (default: unregistered).
 func WithMetrics(m *Metrics) LiveOpt { return func(l *Live) { l.metrics = m } }
@@ -51,15 +58,17 @@ func Job(job, instance string) LiveOpt {
 // to the target, publishes the response to mirror.shadow.<service> and commits
 // the batch once every response is published.
 type Live struct {
-	cl       Client
-	sender   *Sender
-	service  string
-	shadow   string
-	conc     int
-	metrics  *Metrics
-	log      hclog.Logger
-	job      string
-	instance string
+	cl      Client
+	sender  *Sender
+	service string
+	shadow  string
+	conc    int
+	// unordered spreads records over all slots regardless of their key.
+	unordered bool
+	metrics   *Metrics
+	log       hclog.Logger
+	job       string
+	instance  string
 }
 
 // LiveClientOpts are the kgo options a live replayer's client needs on top of the
@@ -145,14 +154,17 @@ func (l *Live) commit() {
 }
 
 // batch replays recs with at most l.conc requests in flight, keeping the order of
-// records with the same key.
+// records with the same key unless unordered.
 func (l *Live) batch(ctx context.Context, recs []*kgo.Record) {
 	fetched := time.Now()
 	lanes := make([][]*kgo.Record, l.conc)
-	for _, r := range recs {
-		h := fnv.New32a()
-		_, _ = h.Write(r.Key)
-		i := int(h.Sum32() % uint32(l.conc))
+	for n, r := range recs {
+		i := n % l.conc
+		if !l.unordered {
+			h := fnv.New32a()
+			_, _ = h.Write(r.Key)
+			i = int(h.Sum32() % uint32(l.conc))
+		}
 		lanes[i] = append(lanes[i], r)
 	}
 	var wg sync.WaitGroup

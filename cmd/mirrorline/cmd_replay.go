@@ -107,7 +107,8 @@ Targets must be loopback, the replay.target of -c FILE, or allowed with
 	f.BoolVar(&live, "live", false, "shadow live traffic as a consumer group")
 	f.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
 	f.StringVar(&a.cfg.Replay.Target, "target", a.cfg.Replay.Target, "base URL of the shadow deployment")
-	f.IntVar(&a.cfg.Replay.Concurrency, "concurrency", a.cfg.Replay.Concurrency, "requests in flight at most (live: one connection's requests stay in order; window replays default to 64 unless set)")
+	f.IntVar(&a.cfg.Replay.Concurrency, "concurrency", a.cfg.Replay.Concurrency, "requests in flight at most (window replays default to 64 unless set)")
+	f.StringVar(&a.cfg.Replay.Order, "order", a.cfg.Replay.Order, "live: connection (a connection's requests in order, one at a time) or none (all --concurrency slots; keeps up with a slower shadow)")
 	f.StringVar(&a.cfg.Replay.Instance, "instance", a.cfg.Replay.Instance, "name of this replayer in shadow records (default HOST-PID)")
 	f.StringVar(&a.cfg.Replay.Group, "group", a.cfg.Replay.Group, "live: consumer group (default mirrorline-replay-SERVICE)")
 	f.StringVar(&a.cfg.Replay.Topic, "topic", a.cfg.Replay.Topic, "topic to consume (default mirror.clean.SERVICE)")
@@ -173,6 +174,9 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 	if rc.Instance == "" {
 		rc.Instance = replayer.DefaultInstance()
 	}
+	if rc.Order != "" && rc.Order != "connection" && rc.Order != "none" {
+		return nil, nil, usagef("order: %q is not connection or none", rc.Order)
+	}
 	if rc.Concurrency <= 0 {
 		return nil, nil, usagef("concurrency: must be positive, got %d", rc.Concurrency)
 	}
@@ -189,6 +193,7 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 	}
 	l := replayer.NewLive(cl, sender, a.cfg.Service,
 		replayer.Concurrency(rc.Concurrency),
+		replayer.Order(rc.Order != "none"),
 		replayer.WithMetrics(replayer.NewMetrics(tel.Registry)),
 		replayer.WithLogger(a.log.Named("replay")),
 		replayer.Job("live", rc.Instance),

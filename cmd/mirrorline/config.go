@@ -96,6 +96,7 @@ type ReplayConfig struct {
 	Start       string        `yaml:"start"`
 	Timeout     time.Duration `yaml:"timeout"`
 	KeepHost    bool          `yaml:"keep_host"`
+	Order       string        `yaml:"order"`
 	BodyLimit   int64         `yaml:"body_limit"`
 	// AllowTargets admits replay targets (host[:port], *.domain[:port], CIDR);
 	// see replayer.CheckTarget for what is admitted without it.

@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -84,6 +85,7 @@ func New(primary string, emit *collector.Emitter, opts ...Option) (*Proxy, error
 			}
 		},
 		ErrorHandler: p.primaryError,
+		BufferPool:   bufferPool{},
 		Transport: &http.Transport{
 			Proxy:                 nil,
 			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -246,3 +248,12 @@ func (c *captureWriter) status() int {
 
 // Unwrap lets http.ResponseController reach Flush and friends.
 func (c *captureWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// bufferPool reuses the 32 KiB buffers ReverseProxy copies response bodies with,
+// instead of allocating one per request.
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }

@@ -1,0 +1,857 @@
+// Command load is mirrorline's load harness. On loopback, in one run, it
+// measures and prints ratios (absolute numbers on a shared machine are noisy;
+// ratios measured minutes apart on the same machine are not):
+//
+//   - proxy overhead: p50/p99 latency at a fixed rate (vegeta, open model) and
+//     maximum throughput (closed loop of keep-alive workers) for (a) direct to
+//     the primary, (b) `mirrorline proxy` publishing to Kafka, (c) a plain Go
+//     httputil.ReverseProxy and (d) NGINX `mirror` (deploy/nginx/mirror.conf)
+//     to `mirrorline sink`;
+//   - slow shadow: the primary's p99 through mirrorline (shadow behind Kafka,
+//     the redactor and the live replayer) and through NGINX `mirror` (shadow as
+//     the mirror target), with a shadow as fast as the primary and 10x slower;
+//   - end to end: the highest rate that reaches the shadow with zero loss and
+//     no lag through proxy -> Kafka -> redactor -> live replayer -> shadow;
+//   - redactor records/s on one core (BenchmarkRedactJSON1KB).
+//
+// Usage (make bench runs this):
+//
+//	go run ./bench/load [-md docs/results.md] [-only overhead,slow,e2e,redactor]
+//
+// Kafka: -brokers, else $KAFKA_BROKERS, else test/kafka/start (a real broker
+// on 127.0.0.1:19092; stopped again at the end if this run started it); if that
+// fails, the embedded kfake broker, and the output says so. Every process the
+// harness starts (its own primary, shadow and Go proxy, mirrorline, nginx) is
+// stopped at the end, and every loop is bounded by time and count.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/mirrorline/mirrorline/broker"
+)
+
+type config struct {
+	rate         int
+	duration     time.Duration
+	warmup       time.Duration
+	rounds       int
+	workers      int
+	maxRequests  int64
+	slowRate     int
+	primaryDelay time.Duration
+	slowFactor   int
+	e2eRates     []int
+	e2eStep      time.Duration
+	e2eDrain     time.Duration
+	e2eMaxLag    time.Duration
+	partitions   int
+	replayConc   int
+	brokers      string
+	kafkaMode    string
+	nginx        string
+	nginxWorkers string
+	mirrorline   string
+	only         map[string]bool
+	md           string
+	timeout      time.Duration
+	keep         bool
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "role" {
+		os.Exit(runRole(os.Args[2:]))
+	}
+	os.Exit(run(os.Args[1:]))
+}
+
+func parseFlags(args []string) (config, error) {
+	var c config
+	var rates, only string
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.IntVar(&c.rate, "rate", 2000, "overhead: fixed request rate per second (vegeta)")
+	fs.DurationVar(&c.duration, "duration", 3*time.Second, "overhead and slow shadow: length of each measured run")
+	fs.DurationVar(&c.warmup, "warmup", time.Second, "unmeasured warm-up of each front")
+	fs.IntVar(&c.rounds, "rounds", 3, "overhead: interleaved rounds per front (latency over all rounds, throughput the median)")
+	fs.IntVar(&c.workers, "workers", 32, "overhead: closed-loop keep-alive workers for max throughput")
+	fs.Int64Var(&c.maxRequests, "max-requests", 500_000, "closed loop: stop after this many requests even before -duration")
+	fs.IntVar(&c.slowRate, "slow-rate", 1000, "slow shadow: request rate per second")
+	fs.DurationVar(&c.primaryDelay, "primary-delay", 2*time.Millisecond, "slow shadow: the primary's service time")
+	fs.IntVar(&c.slowFactor, "slow-factor", 10, "slow shadow: the slow shadow answers this many times slower than the primary")
+	fs.StringVar(&rates, "e2e-rates", "500,1000,2000,4000,6000", "end to end: rates to step through, per second, until loss or lag")
+	fs.DurationVar(&c.e2eStep, "e2e-step", 3*time.Second, "end to end: length of each step")
+	fs.DurationVar(&c.e2eDrain, "e2e-drain", 10*time.Second, "end to end: how long after a step every request must have reached the shadow")
+	fs.DurationVar(&c.e2eMaxLag, "e2e-max-lag", time.Second, "end to end: a step lags when the p99 send-to-shadow delay exceeds this")
+	fs.IntVar(&c.partitions, "partitions", 4, "partitions of the benchmark topics")
+	fs.IntVar(&c.replayConc, "replay-concurrency", 64, "live replayer --concurrency")
+	fs.StringVar(&c.brokers, "brokers", "", "Kafka brokers (default $KAFKA_BROKERS, else test/kafka/start)")
+	fs.StringVar(&c.kafkaMode, "kafka", "auto", "auto (real Kafka, else embedded kfake) or embedded")
+	fs.StringVar(&c.nginx, "nginx", "", "nginx binary (default: from PATH or /usr/sbin/nginx)")
+	fs.StringVar(&c.nginxWorkers, "nginx-workers", "auto", "nginx worker_processes (auto: one per core, as Go uses every core)")
+	fs.StringVar(&c.mirrorline, "mirrorline", "", "mirrorline binary (default: built from ./cmd/mirrorline)")
+	fs.StringVar(&only, "only", "overhead,slow,e2e,redactor", "sections to run")
+	fs.StringVar(&c.md, "md", "", "also write the results as Markdown to this file")
+	fs.DurationVar(&c.timeout, "timeout", 6*time.Minute, "hard limit for the whole run")
+	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory with the children's logs")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	for _, r := range strings.Split(rates, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(r))
+		if err != nil || n <= 0 {
+			return c, fmt.Errorf("-e2e-rates: %q is not a positive number", r)
+		}
+		c.e2eRates = append(c.e2eRates, n)
+	}
+	c.only = map[string]bool{}
+	for _, s := range strings.Split(only, ",") {
+		s = strings.TrimSpace(s)
+		switch s {
+		case "overhead", "slow", "e2e", "redactor":
+			c.only[s] = true
+		case "":
+		default:
+			return c, fmt.Errorf("-only: unknown section %q", s)
+		}
+	}
+	switch {
+	case c.rate <= 0 || c.slowRate <= 0 || c.workers <= 0 || c.maxRequests <= 0 || c.rounds <= 0:
+		return c, errors.New("-rate, -slow-rate, -workers, -max-requests and -rounds must be positive")
+	case c.duration <= 0 || c.e2eStep <= 0 || c.e2eDrain <= 0 || c.warmup < 0:
+		return c, errors.New("-duration, -e2e-step and -e2e-drain must be positive")
+	case c.slowFactor < 1 || c.primaryDelay <= 0:
+		return c, errors.New("-slow-factor must be at least 1 and -primary-delay positive")
+	case c.partitions <= 0 || c.replayConc <= 0:
+		return c, errors.New("-partitions and -replay-concurrency must be positive")
+	case c.kafkaMode != "auto" && c.kafkaMode != "embedded":
+		return c, errors.New("-kafka: auto or embedded")
+	}
+	return c, nil
+}
+
+// harness holds what the sections share.
+type harness struct {
+	cfg     config
+	root    string // module root
+	tmp     string
+	out     io.Writer
+	ml      string // mirrorline binary
+	brokers string
+	kafka   string // how Kafka was obtained, for the report
+	svc     string // service name prefix of this run
+	step    uint64
+
+	primary, shadow         *appClient
+	primaryAddr, shadowAddr string
+
+	cleanups []func()
+	rep      *report
+}
+
+func (h *harness) defer_(f func()) { h.cleanups = append(h.cleanups, f) }
+
+func (h *harness) cleanup() {
+	for i := len(h.cleanups) - 1; i >= 0; i-- {
+		h.cleanups[i]()
+	}
+	h.cleanups = nil
+}
+
+func (h *harness) logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench/load: "+format+"\n", args...)
+}
+
+func (h *harness) nextStep() uint64 {
+	h.step++
+	return h.step
+}
+
+func run(args []string) int {
+	cfg, err := parseFlags(args)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "bench/load:", err)
+		}
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+
+	h := &harness{cfg: cfg, out: os.Stdout, rep: &report{}}
+	defer h.cleanup()
+	if err := h.setup(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/load:", err)
+		return 1
+	}
+	began := time.Now()
+	h.rep.header(h, args)
+	failed := false
+	sections := []struct {
+		on bool
+		fn func(context.Context) error
+	}{
+		{cfg.only["overhead"], h.overhead},
+		{cfg.only["slow"] || cfg.only["e2e"], h.slowShadow}, // one pipeline for both
+		{cfg.only["redactor"], h.redactorBench},
+	}
+	for _, s := range sections {
+		if !s.on || ctx.Err() != nil {
+			continue
+		}
+		if err := s.fn(ctx); err != nil {
+			h.logf("%v", err)
+			h.rep.note(fmt.Sprintf("FAILED: %v", err))
+			failed = true
+		}
+	}
+	h.rep.footer(time.Since(began))
+	text := h.rep.String()
+	fmt.Fprint(h.out, text)
+	if cfg.md != "" {
+		if err := os.WriteFile(cfg.md, []byte(text), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/load:", err)
+			failed = true
+		}
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(os.Stderr, "bench/load: stopped:", context.Cause(ctx))
+		return 1
+	}
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("run from inside the mirrorline module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+func (h *harness) setup(ctx context.Context) error {
+	var err error
+	if h.root, err = moduleRoot(); err != nil {
+		return err
+	}
+	if h.tmp, err = os.MkdirTemp("", "mirrorline-bench-"); err != nil {
+		return err
+	}
+	h.defer_(func() {
+		if h.cfg.keep {
+			h.logf("logs kept in %s", h.tmp)
+			return
+		}
+		_ = os.RemoveAll(h.tmp)
+	})
+	h.svc = fmt.Sprintf("bench-%d", time.Now().Unix())
+
+	if h.cfg.mirrorline != "" {
+		h.ml = h.cfg.mirrorline
+	} else {
+		h.logf("building ./cmd/mirrorline")
+		if h.ml, err = buildMirrorline(ctx, h.root, h.tmp); err != nil {
+			return err
+		}
+	}
+	if err := h.setupKafka(ctx); err != nil {
+		return err
+	}
+
+	p, addr, err := startRole(h.tmp, "primary", "app", "-name", "primary")
+	if err != nil {
+		return err
+	}
+	h.defer_(p.stop)
+	h.primaryAddr, h.primary = addr, newAppClient(addr)
+	s, addr, err := startRole(h.tmp, "shadow", "app", "-name", "shadow")
+	if err != nil {
+		return err
+	}
+	h.defer_(s.stop)
+	h.shadowAddr, h.shadow = addr, newAppClient(addr)
+	return nil
+}
+
+func portOpen(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
+	if err == nil {
+		c.Close()
+	}
+	return err == nil
+}
+
+// setupKafka finds or starts Kafka and creates this run's topics (deleted at
+// the end).
+func (h *harness) setupKafka(ctx context.Context) error {
+	brokers := h.cfg.brokers
+	if brokers == "" {
+		brokers = os.Getenv("KAFKA_BROKERS")
+	}
+	switch {
+	case h.cfg.kafkaMode == "embedded":
+		h.kafka = "embedded kfake broker (-kafka embedded)"
+	case brokers != "":
+		h.kafka = "Apache Kafka at " + brokers + " (given)"
+	default:
+		wasUp := portOpen("127.0.0.1:19092")
+		h.logf("starting Kafka with test/kafka/start")
+		sctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
+		cmd := exec.CommandContext(sctx, filepath.Join(h.root, "test/kafka/start"))
+		cmd.Dir = h.root
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		cancel()
+		if err != nil {
+			h.logf("test/kafka/start failed (%v): %s", err, lastLine(stderr.String()))
+			h.kafka = "embedded kfake broker: FALLBACK, real Kafka unavailable (" + lastLine(stderr.String()) + ")"
+			break
+		}
+		brokers = strings.TrimSpace(string(out))
+		h.kafka = "Apache Kafka " + kafkaVersion() + " (KRaft, single broker, test/kafka/start) at " + brokers
+		if !wasUp {
+			h.defer_(func() {
+				h.logf("stopping the Kafka broker this run started")
+				c := exec.Command(filepath.Join(h.root, "test/kafka/stop"))
+				c.Dir = h.root
+				c.Stdout, c.Stderr = os.Stderr, os.Stderr
+				_ = c.Run()
+			})
+		} else {
+			h.kafka += " (already running)"
+		}
+	}
+	if brokers == "" {
+		kp, addr, err := startRole(h.tmp, "kfake", "kafka")
+		if err != nil {
+			return fmt.Errorf("embedded broker: %w", err)
+		}
+		h.defer_(kp.stop)
+		brokers = addr
+	}
+	h.brokers = brokers
+
+	cl, err := broker.NewClient(broker.Config{Brokers: strings.Split(brokers, ","), ClientID: "mirrorline-bench"})
+	if err != nil {
+		return err
+	}
+	adm := kadm.NewClient(cl)
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var topics []string
+	for _, svc := range []string{h.svc + "-ovh", h.svc + "-e2e"} {
+		st, err := broker.CreateTopics(cctx, adm, svc, broker.TopicSpec{Partitions: int32(h.cfg.partitions), Replication: 1})
+		for _, t := range st {
+			topics = append(topics, t.Topic)
+		}
+		if err != nil {
+			cl.Close()
+			return fmt.Errorf("create topics: %w", err)
+		}
+	}
+	h.defer_(func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if _, err := adm.DeleteTopics(dctx, topics...); err != nil {
+			h.logf("delete benchmark topics: %v", err)
+		}
+		cl.Close()
+	})
+	return nil
+}
+
+func kafkaVersion() string {
+	if v := os.Getenv("KAFKA_VERSION"); v != "" {
+		return v
+	}
+	return "4.1.1"
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// ---- section: proxy overhead ----
+
+type front struct {
+	name    string
+	base    string
+	metrics string // metrics address of the capturing mirrorline process
+	stop    func()
+
+	opens, closeds []latencies
+	open, closed   latencies // merged over rounds (counts)
+	p50, p99       spread    // fixed rate, over rounds
+	maxRate        spread    // closed loop, over rounds
+	maxP50, maxP99 spread    // closed loop latency, over rounds
+	copies         *collectorCounts
+}
+
+func (h *harness) warm(ctx context.Context, base string, rate int) {
+	if h.cfg.warmup > 0 {
+		openLoop(ctx, base, h.nextStep(), rate, h.cfg.warmup)
+	}
+}
+
+// overhead starts every front at once, then measures them in -rounds
+// interleaved rounds (the order rotating each round), so that a burst of
+// noise from the shared machine hits every front alike.
+func (h *harness) overhead(ctx context.Context) error {
+	if err := h.primary.setDelay(0); err != nil {
+		return err
+	}
+	svc := h.svc + "-ovh"
+	primaryURL := "http://" + h.primaryAddr
+	fronts := []*front{{name: "direct", base: primaryURL, stop: func() {}}}
+	defer func() {
+		for _, f := range fronts {
+			f.stop()
+		}
+	}()
+
+	listen, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	p, maddr, err := startMirrorline(ctx, h.ml, h.tmp, "proxy-ovh", h.brokers, listen,
+		"proxy", "--listen", listen, "--primary", primaryURL, "--service", svc)
+	if err != nil {
+		return err
+	}
+	fronts = append(fronts, &front{name: "mirrorline proxy → Kafka", base: "http://" + listen, metrics: maddr, stop: p.stop})
+
+	gp, gaddr, err := startRole(h.tmp, "goproxy", "goproxy", "-primary", primaryURL)
+	if err != nil {
+		return err
+	}
+	fronts = append(fronts, &front{name: "Go httputil.ReverseProxy", base: "http://" + gaddr, stop: gp.stop})
+
+	if ngx, err := findNginx(h.cfg.nginx); err != nil {
+		h.rep.note("nginx skipped: " + err.Error())
+	} else {
+		sinkAddr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		sk, smaddr, err := startMirrorline(ctx, h.ml, h.tmp, "sink-ovh", h.brokers, sinkAddr,
+			"sink", "--listen", sinkAddr, "--service", svc, "--key-header", "X-Forwarded-For")
+		if err != nil {
+			return err
+		}
+		np, naddr, err := startNginx(ctx, ngx, h.root, h.tmp, "nginx-ovh", h.primaryAddr, sinkAddr, h.cfg.nginxWorkers)
+		if err != nil {
+			sk.stop()
+			return err
+		}
+		fronts = append(fronts, &front{name: "nginx mirror → mirrorline sink → Kafka", base: "http://" + naddr, metrics: smaddr,
+			stop: func() { np.stop(); sk.stop() }})
+	}
+
+	before := map[*front]collectorCounts{}
+	for _, f := range fronts {
+		h.logf("overhead: warming up %s", f.name)
+		h.warm(ctx, f.base, h.cfg.rate)
+	}
+	for _, f := range fronts {
+		if f.metrics != "" {
+			before[f], _ = settleCollector(ctx, f.metrics, 5*time.Second)
+		}
+	}
+	for r := range h.cfg.rounds {
+		for i := range fronts {
+			f := fronts[(i+r)%len(fronts)]
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			h.logf("overhead: round %d/%d, %s", r+1, h.cfg.rounds, f.name)
+			f.opens = append(f.opens, openLoop(ctx, f.base, h.nextStep(), h.cfg.rate, h.cfg.duration))
+			f.closeds = append(f.closeds, closedLoop(ctx, f.base, h.nextStep(), h.cfg.workers, h.cfg.duration, h.cfg.maxRequests))
+		}
+	}
+	var out []front
+	for _, f := range fronts {
+		f.open, f.closed = merge(f.opens), merge(f.closeds)
+		f.p50, f.p99 = over(f.opens, p50), over(f.opens, p99)
+		f.maxRate, f.maxP50, f.maxP99 = over(f.closeds, rps), over(f.closeds, p50), over(f.closeds, p99)
+		if f.metrics != "" {
+			after, _ := settleCollector(ctx, f.metrics, 15*time.Second)
+			f.copies = delta(before[f], after)
+		}
+		out = append(out, *f)
+	}
+	h.rep.overhead(h.cfg, out)
+	return nil
+}
+
+func delta(a, b collectorCounts) *collectorCounts {
+	return &collectorCounts{Captured: b.Captured - a.Captured, Published: b.Published - a.Published, Dropped: b.Dropped - a.Dropped}
+}
+
+// ---- sections: slow shadow and end to end ----
+
+type slowRun struct {
+	system      string
+	shadowDelay time.Duration
+	passes      []latencies
+	shadowRates []float64 // requests/s the shadow received during each pass
+
+	p50, p99   spread // of the primary's latency over the passes
+	clientRate float64
+	shadowRate float64 // median
+	errors     int64
+}
+
+func (r *slowRun) finish() {
+	r.p50, r.p99 = over(r.passes, p50), over(r.passes, p99)
+	r.clientRate = over(r.passes, rps).med
+	rs := make([]latencies, len(r.shadowRates))
+	for i, v := range r.shadowRates {
+		rs[i] = latencies{Requests: int64(v), Elapsed: time.Second}
+	}
+	r.shadowRate = over(rs, rps).med
+	for _, p := range r.passes {
+		r.errors += p.Errors
+	}
+}
+
+// pipeline is proxy -> Kafka -> redactor -> live replayer -> shadow, each a
+// `mirrorline` process.
+type pipeline struct {
+	listen, proxyMetrics string
+	procs                []*proc
+}
+
+func (pl *pipeline) stop() {
+	for i := len(pl.procs) - 1; i >= 0; i-- {
+		pl.procs[i].stop()
+	}
+}
+
+func (h *harness) startPipeline(ctx context.Context) (*pipeline, error) {
+	svc := h.svc + "-e2e"
+	pl := &pipeline{}
+	listen, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	p, maddr, err := startMirrorline(ctx, h.ml, h.tmp, "proxy-e2e", h.brokers, listen,
+		"proxy", "--listen", listen, "--primary", "http://"+h.primaryAddr, "--service", svc)
+	if err != nil {
+		return nil, err
+	}
+	pl.procs = append(pl.procs, p)
+	pl.listen, pl.proxyMetrics = listen, maddr
+	r, _, err := startMirrorline(ctx, h.ml, h.tmp, "redact-e2e", h.brokers, "",
+		"redact", "--service", svc, "--transactional-id", "mirrorline-bench-"+svc)
+	if err != nil {
+		pl.stop()
+		return nil, err
+	}
+	pl.procs = append(pl.procs, r)
+	l, _, err := startMirrorline(ctx, h.ml, h.tmp, "replay-e2e", h.brokers, "",
+		"replay", "--live", "--service", svc, "--target", "http://"+h.shadowAddr, "--start", "earliest",
+		"--concurrency", strconv.Itoa(h.cfg.replayConc))
+	if err != nil {
+		pl.stop()
+		return nil, err
+	}
+	pl.procs = append(pl.procs, l)
+
+	// The pipeline is live once a first batch has gone all the way through
+	// (consumer groups joined, transactions initialised).
+	step := h.nextStep()
+	if err := h.shadow.reset(step); err != nil {
+		pl.stop()
+		return nil, err
+	}
+	res := closedLoop(ctx, "http://"+listen, step, 4, 10*time.Second, 100)
+	if _, err := h.waitShadow(ctx, res.Requests, 60*time.Second); err != nil {
+		pl.stop()
+		return nil, fmt.Errorf("pipeline warm-up: %w", err)
+	}
+	return pl, nil
+}
+
+// waitShadow waits until the shadow has n distinct requests of its current
+// step, or timeout, and returns its stats.
+func (h *harness) waitShadow(ctx context.Context, n int64, timeout time.Duration) (appStats, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		st, err := h.shadow.stats()
+		if err == nil && st.Distinct >= n {
+			return st, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			if err == nil {
+				err = fmt.Errorf("shadow got %d of %d requests within %s", st.Distinct, n, timeout)
+			}
+			return st, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitQuiet waits until the shadow has received nothing for quiet (at most
+// timeout).
+func (h *harness) waitQuiet(ctx context.Context, quiet, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	last, since := int64(-1), time.Now()
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		st, err := h.shadow.stats()
+		if err != nil {
+			return
+		}
+		if st.Total != last {
+			last, since = st.Total, time.Now()
+		} else if time.Since(since) >= quiet {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// slowSeries measures the primary's latency through base at the slow-shadow
+// rate, alternating a shadow as fast as the primary and a slow one for -rounds
+// rounds, and how many requests per second reached the shadow meanwhile (of
+// any age: with mirrorline a slow shadow falls behind, with nginx it is fed
+// in lockstep with the client).
+func (h *harness) slowSeries(ctx context.Context, system, base string) ([]slowRun, error) {
+	runs := []slowRun{
+		{system: system, shadowDelay: h.cfg.primaryDelay},
+		{system: system, shadowDelay: h.cfg.primaryDelay * time.Duration(h.cfg.slowFactor)},
+	}
+	if err := h.shadow.setDelay(runs[0].shadowDelay); err != nil {
+		return nil, err
+	}
+	h.warm(ctx, base, h.cfg.slowRate)
+	for r := range h.cfg.rounds {
+		for i := range runs {
+			run := &runs[i]
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			h.logf("slow shadow: %s, round %d/%d, shadow %s", system, r+1, h.cfg.rounds, run.shadowDelay)
+			if err := h.shadow.setDelay(run.shadowDelay); err != nil {
+				return nil, err
+			}
+			before, err := h.shadow.stats()
+			if err != nil {
+				return nil, err
+			}
+			res := openLoop(ctx, base, h.nextStep(), h.cfg.slowRate, h.cfg.duration)
+			after, err := h.shadow.stats()
+			if err != nil {
+				return nil, err
+			}
+			run.passes = append(run.passes, res)
+			if res.Elapsed > 0 {
+				run.shadowRates = append(run.shadowRates, float64(after.Total-before.Total)/res.Elapsed.Seconds())
+			}
+		}
+	}
+	for i := range runs {
+		runs[i].finish()
+	}
+	return runs, nil
+}
+
+type e2eStep struct {
+	rate      int
+	sent      latencies
+	got       int64
+	dups      int64   // requests the shadow got more than once
+	dropped   float64 // at the proxy
+	p50, p99  time.Duration
+	drain     time.Duration // from the end of the load to the last arrival
+	ok        bool
+	reasonBad string
+}
+
+func (h *harness) slowShadow(ctx context.Context) error {
+	var runs []slowRun
+	var steps []e2eStep
+
+	h.logf("starting the mirrorline pipeline (proxy, redact, replay --live)")
+	pl, err := h.startPipeline(ctx)
+	if err != nil {
+		return err
+	}
+	defer pl.stop()
+	if h.cfg.only["slow"] {
+		if err := h.primary.setDelay(h.cfg.primaryDelay); err != nil {
+			return err
+		}
+		rs, err := h.slowSeries(ctx, "mirrorline", "http://"+pl.listen)
+		if err != nil {
+			return err
+		}
+		runs = append(runs, rs...)
+	}
+	if h.cfg.only["e2e"] {
+		if steps, err = h.endToEnd(ctx, pl); err != nil {
+			return err
+		}
+	}
+	pl.stop()
+
+	if h.cfg.only["slow"] {
+		ngx, err := findNginx(h.cfg.nginx)
+		if err != nil {
+			h.rep.note("nginx skipped: " + err.Error())
+		} else {
+			if err := h.primary.setDelay(h.cfg.primaryDelay); err != nil {
+				return err
+			}
+			np, naddr, err := startNginx(ctx, ngx, h.root, h.tmp, "nginx-slow", h.primaryAddr, h.shadowAddr, h.cfg.nginxWorkers)
+			if err != nil {
+				return err
+			}
+			rs, err := h.slowSeries(ctx, "nginx mirror", "http://"+naddr)
+			np.stop()
+			if err != nil {
+				return err
+			}
+			runs = append(runs, rs...)
+		}
+		h.rep.slow(h.cfg, runs)
+	}
+	if h.cfg.only["e2e"] {
+		h.rep.e2e(h.cfg, steps)
+	}
+	_ = h.primary.setDelay(0)
+	_ = h.shadow.setDelay(0)
+	return nil
+}
+
+func (h *harness) endToEnd(ctx context.Context, pl *pipeline) ([]e2eStep, error) {
+	if err := h.primary.setDelay(0); err != nil {
+		return nil, err
+	}
+	if err := h.shadow.setDelay(0); err != nil {
+		return nil, err
+	}
+	// A backlog left by the slow-shadow runs must be gone before the first step.
+	h.waitQuiet(ctx, 500*time.Millisecond, 30*time.Second)
+	var steps []e2eStep
+	for _, rate := range h.cfg.e2eRates {
+		if ctx.Err() != nil {
+			break
+		}
+		h.logf("end to end: %d/s for %s", rate, h.cfg.e2eStep)
+		step := h.nextStep()
+		if err := h.shadow.reset(step); err != nil {
+			return steps, err
+		}
+		before, _ := scrapeCollector(pl.proxyMetrics)
+		res := openLoop(ctx, "http://"+pl.listen, step, rate, h.cfg.e2eStep)
+		loadEnd := time.Now()
+		st, waitErr := h.waitShadow(ctx, res.Requests, h.cfg.e2eDrain)
+		after, _ := settleCollector(ctx, pl.proxyMetrics, 5*time.Second)
+		s := e2eStep{rate: rate, sent: res, got: st.Distinct, dups: st.Dups, dropped: after.Dropped - before.Dropped,
+			p50: time.Duration(st.P50us) * time.Microsecond, p99: time.Duration(st.P99us) * time.Microsecond}
+		if st.LastAtNs > 0 {
+			s.drain = max(time.Unix(0, st.LastAtNs).Sub(loadEnd), 0)
+		}
+		var bad []string
+		if waitErr != nil || s.got < res.Requests {
+			bad = append(bad, fmt.Sprintf("loss: %d of %d did not reach the shadow within %s", res.Requests-s.got, res.Requests, h.cfg.e2eDrain))
+		}
+		if s.dropped > 0 {
+			bad = append(bad, fmt.Sprintf("loss: the proxy dropped %.0f captures", s.dropped))
+		}
+		if res.Errors > 0 {
+			bad = append(bad, fmt.Sprintf("%d client errors through the proxy", res.Errors))
+		}
+		if s.p99 > h.cfg.e2eMaxLag {
+			bad = append(bad, fmt.Sprintf("lag: p99 send-to-shadow %s > %s", fmtDur(s.p99), h.cfg.e2eMaxLag))
+		}
+		if res.rate() < 0.95*float64(rate) {
+			bad = append(bad, fmt.Sprintf("the load generator reached only %.0f/s", res.rate()))
+		}
+		s.ok, s.reasonBad = len(bad) == 0, strings.Join(bad, "; ")
+		steps = append(steps, s)
+		if !s.ok {
+			break
+		}
+	}
+	return steps, nil
+}
+
+// ---- section: redactor ----
+
+func (h *harness) redactorBench(ctx context.Context) error {
+	h.logf("redactor: BenchmarkRedactJSON1KB on one core")
+	bctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(bctx, "go", "test", "-run", "^$", "-bench", "^BenchmarkRedactJSON1KB$",
+		"-benchtime", "2s", "-cpu", "1", "-count", "1", "-benchmem", "./redactor/")
+	cmd.Dir = h.root
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	out, err := cmd.CombinedOutput()
+	rps, nsop, perr := parseGoBench(string(out))
+	if err != nil || perr != nil {
+		h.logf("go test -bench failed (%v %v); measuring the engine in-process instead", err, perr)
+		rps, nsop, err = redactInProcess(ctx, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		h.rep.redactor(rps, nsop, "in-process engine loop, GOMAXPROCS=1 (go test -bench failed)")
+		return nil
+	}
+	h.rep.redactor(rps, nsop, "go test -run '^$' -bench '^BenchmarkRedactJSON1KB$' -benchtime 2s -cpu 1 ./redactor/ (GOMAXPROCS=1)")
+	return nil
+}
+
+// parseGoBench reads records/s and ns/op from a BenchmarkRedactJSON1KB line.
+func parseGoBench(out string) (recordsPerSec, nsPerOp float64, err error) {
+	for _, l := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(l, "BenchmarkRedactJSON1KB") {
+			continue
+		}
+		f := strings.Fields(l)
+		for i := 1; i < len(f); i++ {
+			v, perr := strconv.ParseFloat(f[i-1], 64)
+			if perr != nil {
+				continue
+			}
+			switch f[i] {
+			case "records/s":
+				recordsPerSec = v
+			case "ns/op":
+				nsPerOp = v
+			}
+		}
+		if recordsPerSec > 0 {
+			return recordsPerSec, nsPerOp, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("no records/s in the benchmark output: %s", lastLine(out))
+}

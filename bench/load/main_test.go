@@ -1,0 +1,82 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBenchHeaderRoundTrip(t *testing.T) {
+	sent := time.Unix(0, 1764070000123456789)
+	v := benchValue(7, 123456, sent)
+	if strings.ContainsAny(v, "0123456789") {
+		t.Fatalf("%q has digits; the redactor's detectors could rewrite it", v)
+	}
+	step, seq, got, ok := parseBenchHeader(v)
+	if !ok || step != 7 || seq != 123456 || !got.Equal(sent) {
+		t.Fatalf("parseBenchHeader(%q) = %d %d %v %v", v, step, seq, got, ok)
+	}
+	for _, bad := range []string{"", "abc", "azbz", "qzazb", "azazaz"} {
+		if _, _, _, ok := parseBenchHeader(bad); ok {
+			t.Errorf("parseBenchHeader(%q) accepted", bad)
+		}
+	}
+}
+
+func TestMetric(t *testing.T) {
+	page := `# HELP mirrorline_collector_dropped_total x
+mirrorline_collector_dropped_total{reason="queue_full"} 3
+mirrorline_collector_dropped_total{reason="closed"} 2
+mirrorline_collector_dropped_totalx 100
+mirrorline_collector_captured_total 1.5e+06
+`
+	if got := metric(page, "mirrorline_collector_dropped_total"); got != 5 {
+		t.Errorf("dropped = %v, want 5", got)
+	}
+	if got := metric(page, "mirrorline_collector_captured_total"); got != 1.5e6 {
+		t.Errorf("captured = %v, want 1.5e6", got)
+	}
+}
+
+func TestParseGoBench(t *testing.T) {
+	out := "goos: linux\nBenchmarkRedactJSON1KB \t  345678\t      6123 ns/op\t 170.1 MB/s\t  163312 records/s\t    1632 B/op\t      14 allocs/op\nPASS\n"
+	rps, ns, err := parseGoBench(out)
+	if err != nil || rps != 163312 || ns != 6123 {
+		t.Fatalf("parseGoBench = %v %v %v", rps, ns, err)
+	}
+	if _, _, err := parseGoBench("FAIL\n"); err == nil {
+		t.Fatal("no error for output without the benchmark")
+	}
+}
+
+func TestNginxConf(t *testing.T) {
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path, err := nginxConf(root, dir, "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "auto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := string(b)
+	for _, want := range []string{"listen 127.0.0.1:1;", "server 127.0.0.1:2;", "server 127.0.0.1:3;", "worker_processes auto;", "pid " + filepath.Join(dir, "nginx.pid")} {
+		if !strings.Contains(c, want) {
+			t.Errorf("config lacks %q:\n%s", want, c)
+		}
+	}
+}
+
+func TestSpread(t *testing.T) {
+	runs := []latencies{{P99: 3 * time.Millisecond}, {P99: 100 * time.Millisecond}, {P99: 2 * time.Millisecond}}
+	s := over(runs, p99)
+	if time.Duration(s.med) != 3*time.Millisecond || time.Duration(s.lo) != 2*time.Millisecond || time.Duration(s.hi) != 100*time.Millisecond {
+		t.Fatalf("spread = %+v", s)
+	}
+}

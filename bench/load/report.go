@@ -1,0 +1,238 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// report collects the results as Markdown (readable in a terminal too).
+type report struct {
+	head  strings.Builder
+	b     strings.Builder
+	sum   []string
+	notes []string
+}
+
+func (r *report) f(format string, args ...any) { fmt.Fprintf(&r.b, format, args...) }
+
+func (r *report) note(s string) { r.notes = append(r.notes, s) }
+
+// summary adds a headline line to the summary printed above the tables.
+func (r *report) summary(format string, args ...any) {
+	r.sum = append(r.sum, fmt.Sprintf(format, args...))
+}
+
+func (r *report) String() string {
+	s := r.head.String()
+	if len(r.sum) > 0 {
+		s += "### Summary (ratios measured in this run)\n\n"
+		for _, l := range r.sum {
+			s += "- " + l + "\n"
+		}
+		s += "\n"
+	}
+	s += r.b.String()
+	if len(r.notes) > 0 {
+		s += "\nNotes:\n"
+		for _, n := range r.notes {
+			s += "- " + n + "\n"
+		}
+	}
+	return s
+}
+
+// machine describes this machine from /proc and the tools.
+func machine() (cpus int, model, mem, kernel, goVer string) {
+	cpus = runtime.NumCPU()
+	model = "unknown CPU"
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	mem = "unknown memory"
+	if f, err := os.Open("/proc/meminfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
+				if kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64); err == nil {
+					mem = fmt.Sprintf("%.1f GiB", kb/(1<<20))
+				}
+				break
+			}
+		}
+		f.Close()
+	}
+	kernel = "unknown kernel"
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = "Linux " + strings.TrimSpace(string(b))
+	}
+	return cpus, model, mem, kernel, runtime.Version()
+}
+
+func nginxVersion(bin string) string {
+	if bin == "" {
+		return "not found"
+	}
+	out, err := exec.Command(bin, "-v").CombinedOutput()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimPrefix(strings.TrimSpace(string(out)), "nginx version: ")
+}
+
+func (r *report) header(h *harness, args []string) {
+	cpus, model, mem, kernel, goVer := machine()
+	ngx, _ := findNginx(h.cfg.nginx)
+	cmd := "go run ./bench/load"
+	if len(args) > 0 {
+		cmd += " " + strings.Join(args, " ")
+	}
+	fmt.Fprintf(&r.head, "## Load harness results\n\n")
+	fmt.Fprintf(&r.head, "- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&r.head, "- machine: %d cores (nproc), %s, %s RAM, %s, %s\n", cpus, model, mem, kernel, goVer)
+	fmt.Fprintf(&r.head, "- nginx: %s; Kafka: %s\n", nginxVersion(ngx), h.kafka)
+	fmt.Fprintf(&r.head, "- command: `%s`\n", cmd)
+	fmt.Fprintf(&r.head, "- everything on loopback on this machine: load generator, primary, shadow, proxies, Kafka, redactor, replayer share the %d cores\n", cpus)
+	fmt.Fprintf(&r.head, "- request mix: alternately `GET /payments/p-N?expand=card` and `POST /payments` with a 1 KB JSON body carrying synthetic card, email and phone data\n\n")
+}
+
+func ratio(a, b float64) string {
+	if b == 0 || a == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2fx", a/b)
+}
+
+func fmtSpreadDur(s spread) string {
+	return fmt.Sprintf("%s (%s–%s)", fmtDur(time.Duration(s.med)), fmtDur(time.Duration(s.lo)), fmtDur(time.Duration(s.hi)))
+}
+
+func (r *report) overhead(c config, fronts []front) {
+	r.f("### Proxy overhead\n\n")
+	r.f("All fronts run at once and are measured in %d interleaved rounds (order rotating each round) after a %s warm-up each. Fixed rate: vegeta, %d/s for %s per round (open model). Max throughput: closed loop, %d keep-alive workers for %s per round. Each figure is the median round, the range over rounds in brackets.\n\n",
+		c.rounds, c.warmup, c.rate, c.duration, c.workers, c.duration)
+	r.f("| path | p50 @%d/s | p99 @%d/s | max req/s | p50 at max | p99 at max | errors | copies captured / published / dropped |\n", c.rate, c.rate)
+	r.f("|---|---:|---:|---:|---:|---:|---:|---|\n")
+	for _, f := range fronts {
+		copies := "-"
+		answered := f.open.Requests + f.closed.Requests + f.open.Errors + f.closed.Errors
+		if f.copies != nil {
+			copies = fmt.Sprintf("%.0f / %.0f / %.0f of %d answered", f.copies.Captured, f.copies.Published, f.copies.Dropped, answered)
+		}
+		r.f("| %s | %s | %s | %.0f (%.0f–%.0f) | %s | %s | %d | %s |\n", f.name, fmtSpreadDur(f.p50), fmtSpreadDur(f.p99),
+			f.maxRate.med, f.maxRate.lo, f.maxRate.hi, fmtDur(time.Duration(f.maxP50.med)), fmtDur(time.Duration(f.maxP99.med)), f.open.Errors+f.closed.Errors, copies)
+	}
+	if len(fronts) == 0 {
+		return
+	}
+	direct := fronts[0]
+	r.f("\nRatios of the medians (latency: above 1x is slower; throughput: below 1x is less):\n\n")
+	r.f("| comparison | p50 @%d/s | p99 @%d/s | max req/s | p99 at max |\n|---|---:|---:|---:|---:|\n", c.rate, c.rate)
+	row := func(name string, a, b front) {
+		r.f("| %s | %s | %s | %s | %s |\n", name, ratio(a.p50.med, b.p50.med), ratio(a.p99.med, b.p99.med), ratio(a.maxRate.med, b.maxRate.med), ratio(a.maxP99.med, b.maxP99.med))
+	}
+	for _, f := range fronts[1:] {
+		row(f.name+" vs direct", f, direct)
+	}
+	byName := map[string]front{}
+	for _, f := range fronts {
+		byName[strings.Fields(f.name)[0]] = f
+	}
+	if ml, ok := byName["mirrorline"]; ok {
+		for _, other := range []string{"Go", "nginx"} {
+			if o, ok := byName[other]; ok {
+				row("mirrorline proxy vs "+o.name, ml, o)
+			}
+		}
+	}
+	r.f("\n")
+	for _, f := range fronts[1:] {
+		r.summary("%s vs direct: p50 %s, p99 %s at %d/s; max throughput %s", f.name, ratio(f.p50.med, direct.p50.med), ratio(f.p99.med, direct.p99.med), c.rate, ratio(f.maxRate.med, direct.maxRate.med))
+	}
+	if ml, ok := byName["mirrorline"]; ok {
+		for _, other := range []string{"Go", "nginx"} {
+			if o, ok := byName[other]; ok {
+				r.summary("mirrorline proxy vs %s: p50 %s, p99 %s; max throughput %s", o.name, ratio(ml.p50.med, o.p50.med), ratio(ml.p99.med, o.p99.med), ratio(ml.maxRate.med, o.maxRate.med))
+			}
+		}
+		if ml.copies != nil && ml.copies.Dropped > 0 {
+			r.summary("mirrorline proxy dropped %.0f of %.0f captures (bounded queue full, by design never blocking the client)", ml.copies.Dropped, ml.copies.Captured)
+		}
+	}
+}
+
+func (r *report) slow(c config, runs []slowRun) {
+	r.f("### Slow shadow: the primary's latency when the shadow is %dx slower\n\n", c.slowFactor)
+	r.f("Primary service time %s; shadow %s (fast) or %s (slow), alternating for %d rounds. vegeta %d/s for %s per pass through each front; each figure is the median pass, the range in brackets. mirrorline: the shadow is behind Kafka, the redactor and `mirrorline replay --live`; nginx: the shadow is the `mirror` target (deploy/nginx/mirror.conf).\n\n",
+		c.primaryDelay, c.primaryDelay, c.primaryDelay*time.Duration(c.slowFactor), c.rounds, c.slowRate, c.duration)
+	r.f("| front | shadow service time | primary p50 | primary p99 | client errors | client req/s | shadow received req/s meanwhile |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, s := range runs {
+		r.f("| %s | %s | %s | %s | %d | %.0f | %.0f |\n", s.system, s.shadowDelay, fmtSpreadDur(s.p50), fmtSpreadDur(s.p99), s.errors, s.clientRate, s.shadowRate)
+	}
+	r.f("\n| front | primary p50, slow / fast shadow | primary p99, slow / fast shadow |\n|---|---:|---:|\n")
+	for i := 0; i+1 < len(runs); i += 2 {
+		fast, slow := runs[i], runs[i+1]
+		r.f("| %s | %s | %s |\n", fast.system, ratio(slow.p50.med, fast.p50.med), ratio(slow.p99.med, fast.p99.med))
+	}
+	if len(runs) == 4 {
+		r.f("| nginx vs mirrorline, both with the slow shadow | %s | %s |\n", ratio(runs[3].p50.med, runs[1].p50.med), ratio(runs[3].p99.med, runs[1].p99.med))
+	}
+	r.f("\n")
+	for i := 0; i+1 < len(runs); i += 2 {
+		fast, slow := runs[i], runs[i+1]
+		r.summary("primary latency through %s with a %dx slower shadow vs an equally fast one: p50 %s, p99 %s (shadow received %.0f of %.0f req/s)", fast.system, c.slowFactor,
+			ratio(slow.p50.med, fast.p50.med), ratio(slow.p99.med, fast.p99.med), slow.shadowRate, slow.clientRate)
+	}
+}
+
+func (r *report) e2e(c config, steps []e2eStep) {
+	r.f("### End to end: proxy → Kafka → redactor → live replayer → shadow\n\n")
+	r.f("Each step: vegeta at the rate for %s through `mirrorline proxy`; `mirrorline redact` (exactly once) and `mirrorline replay --live --concurrency %d` run as processes; %d partitions. A step passes when every answered request reaches the shadow within %s, the proxy drops nothing and the p99 send-to-shadow delay is at most %s.\n\n",
+		c.e2eStep, c.replayConc, c.partitions, c.e2eDrain, c.e2eMaxLag)
+	r.f("| offered/s | sent/s | answered | at shadow | lost | duplicates | proxy drops | send→shadow p50 | send→shadow p99 | drain after load | verdict |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	best := 0
+	for _, s := range steps {
+		v := "ok"
+		if !s.ok {
+			v = s.reasonBad
+		} else {
+			best = s.rate
+		}
+		r.f("| %d | %.0f | %d | %d | %d | %d | %.0f | %s | %s | %s | %s |\n", s.rate, s.sent.rate(), s.sent.Requests, s.got, max(s.sent.Requests-s.got, 0), s.dups, s.dropped, fmtDur(s.p50), fmtDur(s.p99), fmtDur(s.drain), v)
+	}
+	if best > 0 {
+		r.summary("end to end through real Kafka, redactor and live replayer: highest zero-loss, no-lag rate %d/s of the steps %v", best, c.e2eRates)
+		r.f("\nHighest zero-loss, no-lag rate: **%d/s**", best)
+		if len(steps) > 0 && steps[len(steps)-1].ok {
+			r.f(" (the highest rate tried; raise -e2e-rates to find the limit)")
+		}
+		r.f(".\n\n")
+	} else {
+		r.f("\nNo step passed.\n\n")
+	}
+}
+
+func (r *report) redactor(rps, nsop float64, how string) {
+	r.f("### Redactor\n\n")
+	r.f("| benchmark | records/s per core | ns/record |\n|---|---:|---:|\n")
+	r.f("| BenchmarkRedactJSON1KB (1 KB JSON payments request with PII) | %.0f | %.0f |\n\n", rps, nsop)
+	r.f("Measured with: %s.\n\n", how)
+	r.summary("redactor: %.0f records/s per core (1 KB JSON with PII)", rps)
+}
+
+func (r *report) footer(d time.Duration) {
+	r.f("Replayer accuracy vs vegeta: `go run ./bench/replay -rate 1000 -duration 5s` (make bench runs it).\n\n")
+	r.f("Harness wall time: %s.\n", d.Round(time.Second))
+}
