@@ -282,6 +282,8 @@ func TestCLIUsageErrors(t *testing.T) {
 		{[]string{"replay", "--service", "s", "--brokers", "127.0.0.1:1", "--target", "http://x"}, "--live is required"},
 		{[]string{"replay", "--live", "--service", "s", "--brokers", "127.0.0.1:1", "--target", "ftp://x"}, "want an absolute http"},
 		{[]string{"topics", "create", "--service", "s", "--brokers", "127.0.0.1:1", "--retention", "bogus=1h"}, "unknown stage \"bogus\""},
+		{[]string{"topics", "create", "--service", "s", "--brokers", "127.0.0.1:1", "--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-user", "u"}, "password_file or password_env is required"},
+		{[]string{"lag", "--brokers", "127.0.0.1:1", "--kafka-tls-ca", "/nonexistent/ca.pem"}, "tls.ca_file"},
 	}
 	for _, tc := range tests {
 		out, code := runML(t, []string{"MIRRORLINE_BROKERS="}, tc.args...)
