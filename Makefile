@@ -4,7 +4,7 @@ GO    ?= go
 BIN   := .bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 
-.PHONY: all bpf build deps deploy-check demo test test-unit test-e2e bench lint proto kafka-start kafka-stop clean
+.PHONY: all bpf build deps test-faults deploy-check demo test test-unit test-e2e bench lint proto kafka-start kafka-stop clean
 
 all: build
 
@@ -30,6 +30,11 @@ test: lint
 	rc=0; $(GO) test -count=1 -timeout 12m ./... || rc=$$?; \
 	if [ "$$started" = 1 ]; then test/kafka/stop; fi; \
 	exit $$rc
+
+## test-faults: fault tests against Kafka brokers they start, stop and kill themselves (Java 17+, ~2.5 min; also part of make test)
+test-faults:
+	@test/deps
+	$(GO) test -count=1 -timeout 10m -v ./test/faults/
 
 deps:
 	test/deps

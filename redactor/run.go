@@ -64,6 +64,7 @@ type Processor struct {
 	metrics    *Metrics
 	log        hclog.Logger
 	batch      int
+	reopen     func() (*kgo.GroupTransactSession, error)
 }
 
 // ProcOpt configures a Processor.
@@ -77,6 +78,15 @@ func WithMetrics(m *Metrics) ProcOpt { return func(p *Processor) { p.metrics = m
 
 // WithLogger sets the logger. Payloads are never logged.
 func WithLogger(l hclog.Logger) ProcOpt { return func(p *Processor) { p.log = l } }
+
+// WithReopen lets the processor ride out a transaction that fails to begin or
+// end (Kafka unreachable mid-commit, e.g. a broker restart; a fenced
+// producer): it closes its session and opens a new one with open, which
+// fences the old producer, aborts what it left open and resumes from the
+// committed offsets. Without it, Run returns the error.
+func WithReopen(open func() (*kgo.GroupTransactSession, error)) ProcOpt {
+	return func(p *Processor) { p.reopen = open }
+}
 
 // WithBatch caps the records per transaction (default 1000).
 func WithBatch(n int) ProcOpt { return func(p *Processor) { p.batch = n } }
@@ -120,7 +130,12 @@ func (p *Processor) Run(ctx context.Context) error {
 			continue
 		}
 		if err := p.sess.Begin(); err != nil {
-			return fmt.Errorf("redact %s: begin transaction: %w", p.service, err)
+			if p.reopen == nil {
+				return fmt.Errorf("redact %s: begin transaction: %w", p.service, err)
+			}
+			p.log.Warn("begin transaction failed; reopening the Kafka session", "error", err)
+			p.reopenSession(ctx)
+			continue
 		}
 		var mu sync.Mutex
 		var produceErr error
@@ -160,7 +175,15 @@ func (p *Processor) Run(ctx context.Context) error {
 				p.abort()
 				return nil
 			}
-			return fmt.Errorf("redact %s: end transaction: %w", p.service, err)
+			if p.reopen == nil {
+				return fmt.Errorf("redact %s: end transaction: %w", p.service, err)
+			}
+			// The outcome is unknown (the commit may or may not have been
+			// applied): a new session finds out from Kafka itself.
+			p.metrics.Transactions.WithLabelValues("aborted").Inc()
+			p.log.Warn("end transaction failed; reopening the Kafka session, uncommitted records will be processed again", "error", err)
+			p.reopenSession(ctx)
+			continue
 		}
 		if perr != nil {
 			p.metrics.Transactions.WithLabelValues("aborted").Inc()
@@ -181,6 +204,47 @@ func (p *Processor) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// reopenSession closes the session and opens a new one, retrying with backoff
+// until it succeeds or ctx ends.
+func (p *Processor) reopenSession(ctx context.Context) {
+	// Wait for Kafka first: closing leaves the consumer group, and a member
+	// that could not leave holds up the new session's join until its own
+	// session times out (45 s by default).
+	backoff := 250 * time.Millisecond
+	for ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := p.sess.Client().Ping(pctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+	p.sess.Close()
+	backoff = 250 * time.Millisecond
+	for ctx.Err() == nil {
+		s, err := p.reopen()
+		if err == nil {
+			p.sess = s
+			return
+		}
+		p.log.Warn("reopen the Kafka session", "error", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// Close closes the processor's current Kafka session (a new one after a
+// reopen). Call it after Run returns.
+func (p *Processor) Close() { p.sess.Close() }
 
 // abort ends an open transaction on shutdown so read-committed consumers of the
 // clean topic are not held up until the transaction times out.

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/redactor"
 	"github.com/mirrorline/mirrorline/telemetry"
 )
@@ -34,12 +35,17 @@ dropped (--on-failure drop). Rules: the redact.rules section of -c FILE, or
 				a.cfg.Redact.Rules = rc
 			}
 			tel := telemetry.NewServer()
-			p, sess, err := a.newRedactor(tel)
+			p, err := a.newRedactor(tel)
 			if err != nil {
 				return err
 			}
-			defer sess.Close()
-			tel.AddCheck("kafka", kafkaCheck(sess.Client()))
+			defer p.Close()
+			kc, err := broker.NewClient(a.cfg.Kafka)
+			if err != nil {
+				return usageError{err}
+			}
+			defer kc.Close()
+			tel.AddCheck("kafka", kafkaCheck(kc))
 			a.log.Info("redacting", "service", a.cfg.Service, "group", a.cfg.Redact.Group, "transactional_id", a.cfg.Redact.TransactionalID)
 			return a.runAll(cmd.Context(), tel, p.Run)
 		},
@@ -55,8 +61,9 @@ dropped (--on-failure drop). Rules: the redact.rules section of -c FILE, or
 	return c
 }
 
-// newRedactor builds the redactor stage and its transactional session.
-func (a *app) newRedactor(tel *telemetry.Server) (*redactor.Processor, *kgo.GroupTransactSession, error) {
+// newRedactor builds the redactor stage; it opens its transactional session,
+// and a new one when a transaction fails to end (close it with Close).
+func (a *app) newRedactor(tel *telemetry.Server) (*redactor.Processor, error) {
 	rc := &a.cfg.Redact
 	if rc.Group == "" {
 		rc.Group = redactor.DefaultGroup(a.cfg.Service)
@@ -66,33 +73,35 @@ func (a *app) newRedactor(tel *telemetry.Server) (*redactor.Processor, *kgo.Grou
 		rc.TransactionalID = fmt.Sprintf("mirrorline-redact-%s-%s", a.cfg.Service, host)
 	}
 	if rc.Batch <= 0 {
-		return nil, nil, usagef("redact.batch: must be positive, got %d", rc.Batch)
+		return nil, usagef("redact.batch: must be positive, got %d", rc.Batch)
 	}
 	engine, err := redactor.NewEngine(rc.Rules)
 	if err != nil {
-		return nil, nil, usagef("redact.rules: %v", err)
+		return nil, usagef("redact.rules: %v", err)
 	}
 	opts, err := a.cfg.Kafka.Opts()
 	if err != nil {
-		return nil, nil, usageError{err}
+		return nil, usageError{err}
 	}
 	opts = append(opts, redactor.SessionOpts(a.cfg.Service, rc.Group, rc.TransactionalID)...)
 	if rc.SessionTimeout > 0 {
 		opts = append(opts, kgo.SessionTimeout(rc.SessionTimeout))
 	}
-	sess, err := kgo.NewGroupTransactSession(opts...)
+	open := func() (*kgo.GroupTransactSession, error) { return kgo.NewGroupTransactSession(opts...) }
+	sess, err := open()
 	if err != nil {
-		return nil, nil, fmt.Errorf("redactor kafka session: %w", err)
+		return nil, fmt.Errorf("redactor kafka session: %w", err)
 	}
 	p, err := redactor.NewProcessor(sess, engine, a.cfg.Service,
 		redactor.WithOnFailure(redactor.OnFailure(rc.OnFailure)),
 		redactor.WithBatch(rc.Batch),
 		redactor.WithMetrics(redactor.NewMetrics(tel.Registry)),
 		redactor.WithLogger(a.log.Named("redact")),
+		redactor.WithReopen(open),
 	)
 	if err != nil {
 		sess.Close()
-		return nil, nil, usagef("redact.%v", err)
+		return nil, usagef("redact.%v", err)
 	}
-	return p, sess, nil
+	return p, nil
 }

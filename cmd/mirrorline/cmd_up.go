@@ -61,12 +61,19 @@ tools can connect to it. The topics are created when missing.`,
 				stages = append(stages, func(ctx context.Context) error { return p.Serve(ctx, ln) })
 			}
 
-			rp, sess, err := a.newRedactor(tel)
+			rp, err := a.newRedactor(tel)
 			if err != nil {
 				return err
 			}
-			defer sess.Close()
-			tel.AddCheck("kafka", kafkaCheck(sess.Client()))
+			defer rp.Close()
+			// Readiness and lag use a client of their own: the redactor
+			// replaces its session after a failed transaction.
+			kc, err := broker.NewClient(a.cfg.Kafka)
+			if err != nil {
+				return usageError{err}
+			}
+			defer kc.Close()
+			tel.AddCheck("kafka", kafkaCheck(kc))
 			stages = append(stages, rp.Run)
 
 			if a.cfg.Replay.Target != "" {
@@ -98,7 +105,7 @@ tools can connect to it. The topics are created when missing.`,
 			if err != nil {
 				return usageError{err}
 			}
-			lc := broker.NewLagCollector(broker.NewLagReader(sess.Client(), opts), 15*time.Second, a.log.Named("lag"))
+			lc := broker.NewLagCollector(broker.NewLagReader(kc, opts), 15*time.Second, a.log.Named("lag"))
 			tel.Registry.MustRegister(lc)
 			stages = append(stages, lc.Run)
 			a.log.Info("pipeline up", "service", a.cfg.Service, "brokers", a.cfg.Kafka.Brokers)
