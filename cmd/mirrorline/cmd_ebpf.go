@@ -27,22 +27,9 @@ func ebpfDefaults(c *EBPFConfig) {
 	if c.Hooks == "" {
 		c.Hooks = string(ebpf.HooksAuto)
 	}
-	if c.BodyLimit == 0 {
-		c.BodyLimit = httpstream.DefaultBodyLimit
-	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = vpc.DefaultIdleTimeout
-	}
-	if c.GapTimeout == 0 {
-		c.GapTimeout = vpc.DefaultGapTimeout
-	}
+	c.TCPCapture.defaults()
 	def(&c.SnapLen, ebpf.MaxSnapLen)
 	def(&c.RingBuffer, ebpf.DefaultRingSize)
-	def(&c.MaxStreams, vpc.DefaultMaxStreams)
-	def(&c.StreamBuffer, vpc.DefaultMaxStreamBuffer)
-	def(&c.MaxBuffered, vpc.DefaultMaxBuffered)
-	def(&c.QueueRecords, 10000)
-	def(&c.QueueBytes, 64<<20)
 }
 
 func (a *app) ebpfCmd() *cobra.Command {
@@ -129,14 +116,6 @@ func (a *app) ebpfCmd() *cobra.Command {
 	f.StringVar(&c.Hooks, "hooks", c.Hooks, "TC hooks per interface: auto (egress only on loopback, else both), both, ingress or egress")
 	f.IntVar(&c.SnapLen, "snaplen", c.SnapLen, "TCP payload bytes copied per packet; the rest becomes a capture gap")
 	f.IntVar(&c.RingBuffer, "ring-buffer", c.RingBuffer, "BPF ring buffer size in bytes (a power of two); when full, copies are dropped and counted")
-	f.Int64Var(&c.BodyLimit, "body-limit", c.BodyLimit, "body bytes captured per request and response; longer bodies are flagged truncated")
-	f.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "flush and forget a TCP stream without packets for this long")
-	f.DurationVar(&c.GapTimeout, "gap-timeout", c.GapTimeout, "give up on a missing TCP segment after this long")
-	f.IntVar(&c.MaxStreams, "max-streams", c.MaxStreams, "TCP streams tracked at once; packets of new streams beyond it are dropped and counted")
-	f.IntVar(&c.StreamBuffer, "stream-buffer", c.StreamBuffer, "out-of-order bytes buffered per stream direction")
-	f.IntVar(&c.MaxBuffered, "max-buffered", c.MaxBuffered, "out-of-order bytes buffered over all streams")
-	f.IntVar(&c.QueueRecords, "queue-records", c.QueueRecords, "records buffered for Kafka before new captures are dropped")
-	f.IntVar(&c.QueueBytes, "queue-bytes", c.QueueBytes, "bytes buffered for Kafka before new captures are dropped")
-	f.StringVar(&c.CollectorID, "collector-id", c.CollectorID, "name of this collector in records (default: host name)")
+	c.TCPCapture.flags(f)
 	return cmd
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mirrorline/mirrorline/broker"
@@ -17,29 +18,13 @@ import (
 
 // vpcDefaults fills the zero fields of c with the defaults.
 func vpcDefaults(c *VPCConfig) {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
 	if c.Listen == "" {
 		c.Listen = ":4789"
 	}
-	if c.BodyLimit == 0 {
-		c.BodyLimit = httpstream.DefaultBodyLimit
+	if c.ReadBuffer == 0 {
+		c.ReadBuffer = 8 << 20
 	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = vpc.DefaultIdleTimeout
-	}
-	if c.GapTimeout == 0 {
-		c.GapTimeout = vpc.DefaultGapTimeout
-	}
-	def(&c.MaxStreams, vpc.DefaultMaxStreams)
-	def(&c.StreamBuffer, vpc.DefaultMaxStreamBuffer)
-	def(&c.MaxBuffered, vpc.DefaultMaxBuffered)
-	def(&c.ReadBuffer, 8<<20)
-	def(&c.QueueRecords, 10000)
-	def(&c.QueueBytes, 64<<20)
+	c.TCPCapture.defaults()
 }
 
 // portList converts --port values, checking their range.
@@ -134,15 +119,47 @@ func (a *app) vpcCmd() *cobra.Command {
 	f.StringVar(&c.Listen, "listen", c.Listen, "UDP address receiving the VXLAN packets of the mirror session")
 	f.IntSliceVar(&ports, "port", nil, "TCP port of the mirrored service (repeatable; required)")
 	f.IntSliceVar(&vnis, "vni", nil, "accept only this VXLAN network identifier (repeatable; default any)")
+	f.IntVar(&c.ReadBuffer, "read-buffer", c.ReadBuffer, "UDP socket receive buffer in bytes (capped by net.core.rmem_max)")
+	c.TCPCapture.flags(f)
+	return cmd
+}
+
+// defaults fills the zero fields of c with the defaults.
+func (c *TCPCapture) defaults() {
+	if c.BodyLimit == 0 {
+		c.BodyLimit = httpstream.DefaultBodyLimit
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = vpc.DefaultIdleTimeout
+	}
+	if c.GapTimeout == 0 {
+		c.GapTimeout = vpc.DefaultGapTimeout
+	}
+	for _, d := range []struct {
+		v   *int
+		def int
+	}{
+		{&c.MaxStreams, vpc.DefaultMaxStreams},
+		{&c.StreamBuffer, vpc.DefaultMaxStreamBuffer},
+		{&c.MaxBuffered, vpc.DefaultMaxBuffered},
+		{&c.QueueRecords, 10000},
+		{&c.QueueBytes, 64 << 20},
+	} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+}
+
+// flags adds the flags of c.
+func (c *TCPCapture) flags(f *pflag.FlagSet) {
 	f.Int64Var(&c.BodyLimit, "body-limit", c.BodyLimit, "body bytes captured per request and response; longer bodies are flagged truncated")
 	f.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "flush and forget a TCP stream without packets for this long")
 	f.DurationVar(&c.GapTimeout, "gap-timeout", c.GapTimeout, "give up on a missing TCP segment after this long")
 	f.IntVar(&c.MaxStreams, "max-streams", c.MaxStreams, "TCP streams tracked at once; packets of new streams beyond it are dropped and counted")
 	f.IntVar(&c.StreamBuffer, "stream-buffer", c.StreamBuffer, "out-of-order bytes buffered per stream direction")
 	f.IntVar(&c.MaxBuffered, "max-buffered", c.MaxBuffered, "out-of-order bytes buffered over all streams")
-	f.IntVar(&c.ReadBuffer, "read-buffer", c.ReadBuffer, "UDP socket receive buffer in bytes (capped by net.core.rmem_max)")
 	f.IntVar(&c.QueueRecords, "queue-records", c.QueueRecords, "records buffered for Kafka before new captures are dropped")
 	f.IntVar(&c.QueueBytes, "queue-bytes", c.QueueBytes, "bytes buffered for Kafka before new captures are dropped")
 	f.StringVar(&c.CollectorID, "collector-id", c.CollectorID, "name of this collector in records (default: host name)")
-	return cmd
 }

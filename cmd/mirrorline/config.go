@@ -161,19 +161,11 @@ func configPathFromArgs(args []string) string {
 // VPCConfig configures the VPC Traffic Mirroring collector (`mirrorline vpc`);
 // zero values take the defaults shown by `mirrorline vpc --help`.
 type VPCConfig struct {
-	Listen       string        `yaml:"listen"`
-	VNIs         []uint32      `yaml:"vnis"`
-	Ports        []uint16      `yaml:"ports"`
-	BodyLimit    int64         `yaml:"body_limit"`
-	IdleTimeout  time.Duration `yaml:"idle_timeout"`
-	GapTimeout   time.Duration `yaml:"gap_timeout"`
-	MaxStreams   int           `yaml:"max_streams"`
-	StreamBuffer int           `yaml:"stream_buffer"`
-	MaxBuffered  int           `yaml:"max_buffered"`
-	ReadBuffer   int           `yaml:"read_buffer"`
-	QueueRecords int           `yaml:"queue_records"`
-	QueueBytes   int           `yaml:"queue_bytes"`
-	CollectorID  string        `yaml:"collector_id"`
+	Listen     string   `yaml:"listen"`
+	VNIs       []uint32 `yaml:"vnis"`
+	Ports      []uint16 `yaml:"ports"`
+	ReadBuffer int      `yaml:"read_buffer"`
+	TCPCapture `yaml:",inline"`
 }
 
 // ImportConfig configures `mirrorline import`; zero values take the defaults.
@@ -199,11 +191,17 @@ type CompareConfig struct {
 // EBPFConfig configures the eBPF kernel-capture collector (`mirrorline ebpf`);
 // zero values take the defaults shown by `mirrorline ebpf --help`.
 type EBPFConfig struct {
-	Interfaces   []string      `yaml:"interfaces"`
-	Ports        []uint16      `yaml:"ports"`
-	Hooks        string        `yaml:"hooks"`
-	SnapLen      int           `yaml:"snaplen"`
-	RingBuffer   int           `yaml:"ring_buffer"`
+	Interfaces []string `yaml:"interfaces"`
+	Ports      []uint16 `yaml:"ports"`
+	Hooks      string   `yaml:"hooks"`
+	SnapLen    int      `yaml:"snaplen"`
+	RingBuffer int      `yaml:"ring_buffer"`
+	TCPCapture `yaml:",inline"`
+}
+
+// TCPCapture is what the packet collectors (vpc, ebpf) share: TCP reassembly
+// and HTTP pairing limits, and the publishing queue.
+type TCPCapture struct {
 	BodyLimit    int64         `yaml:"body_limit"`
 	IdleTimeout  time.Duration `yaml:"idle_timeout"`
 	GapTimeout   time.Duration `yaml:"gap_timeout"`
