@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"time"
 
@@ -74,7 +75,7 @@ tools can connect to it. The topics are created when missing.`,
 			}
 			defer kc.Close()
 			tel.AddCheck("kafka", kafkaCheck(kc))
-			stages = append(stages, rp.Run)
+			stages = append(stages, a.isolate(tel, "redactor", rp.Run))
 
 			if a.cfg.Replay.Target != "" {
 				if a.cfg.Replay.Start == "" {
@@ -86,7 +87,7 @@ tools can connect to it. The topics are created when missing.`,
 				}
 				defer cl.Close()
 				a.log.Info("live replay", "target", a.cfg.Replay.Target, "group", a.cfg.Replay.Group)
-				stages = append(stages, l.Run)
+				stages = append(stages, a.isolate(tel, "replayer", l.Run))
 			}
 			if a.cfg.Replay.Target != "" {
 				// Compare the primary's responses with the shadow's the replayer records.
@@ -99,7 +100,7 @@ tools can connect to it. The topics are created when missing.`,
 				}
 				defer ccl.Close()
 				a.primeComparator(ctx, cmp)
-				stages = append(stages, func(ctx context.Context) error { return runner.Run(ctx, ccl) })
+				stages = append(stages, a.isolate(tel, "comparator", func(ctx context.Context) error { return runner.Run(ctx, ccl) }))
 			}
 			opts, err := a.cfg.Kafka.Opts()
 			if err != nil {
@@ -107,7 +108,7 @@ tools can connect to it. The topics are created when missing.`,
 			}
 			lc := broker.NewLagCollector(broker.NewLagReader(kc, opts), 15*time.Second, a.log.Named("lag"))
 			tel.Registry.MustRegister(lc)
-			stages = append(stages, lc.Run)
+			stages = append(stages, a.isolate(tel, "lag", lc.Run))
 			a.log.Info("pipeline up", "service", a.cfg.Service, "brokers", a.cfg.Kafka.Brokers)
 			return a.runAll(ctx, tel, stages...)
 		},
@@ -129,4 +130,21 @@ func (a *app) ensureTopics(ctx context.Context) error {
 	defer cl.Close()
 	_, err = broker.CreateTopics(ctx, kadm.NewClient(cl), a.cfg.Service, spec)
 	return err
+}
+
+// isolate keeps a failing stage of `up` from taking the others down with it:
+// above all the proxy in front of the primary must keep serving. The stage's
+// error is logged and turns /readyz not ready (naming the stage) until the
+// process is restarted.
+func (a *app) isolate(tel *telemetry.Server, name string, run func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		err := run(ctx)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		a.log.Error("stage stopped; the other stages keep running, /readyz reports it", "stage", name, "error", err)
+		tel.AddCheck("stage "+name, func(context.Context) error { return fmt.Errorf("stopped: %w", err) })
+		<-ctx.Done()
+		return nil
+	}
 }
