@@ -19,7 +19,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -27,6 +26,7 @@ import (
 	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/collector/vpc"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/test/kafkatest"
 )
 
 func requireRoot(t testing.TB) {
@@ -401,19 +401,12 @@ func TestCaptureFilterAndSnapLen(t *testing.T) {
 // embedded Kafka-protocol broker.
 func TestCaptureIntoKafka(t *testing.T) {
 	requireRoot(t)
-	e, err := broker.StartEmbedded()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...), kgo.ProducerLinger(time.Millisecond))
+	addrs := kafkatest.Embedded(t, "shop", 3)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ProducerLinger(time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	if _, err := broker.CreateTopics(context.Background(), kadm.NewClient(cl), "shop", broker.TopicSpec{Partitions: 3}); err != nil {
-		t.Fatal(err)
-	}
 	reg := prometheus.NewRegistry()
 	em := collector.NewEmitter(cl, "shop", collector.NewMetrics(reg), nil)
 	port, urls := serve(t)
@@ -422,7 +415,7 @@ func TestCaptureIntoKafka(t *testing.T) {
 	reg.MustRegister(Collector{c}, vpc.NewStreamCollector("ebpf", c.Stats()))
 	traffic(t, urls[0])
 
-	cons, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...), kgo.ConsumeTopics(broker.Topic(broker.Raw, "shop")), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(broker.Topic(broker.Raw, "shop")), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mirrorline/mirrorline/broker"
@@ -73,26 +72,8 @@ func startProxy(t *testing.T, brokers []string, service string, popts []Option, 
 	return &rig{addr: ln.Addr().String(), brokers: brokers, metrics: m, client: cl}
 }
 
-func embedded(t *testing.T, service string) []string {
-	t.Helper()
-	e, err := broker.StartEmbedded()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := broker.CreateTopics(context.Background(), kadm.NewClient(cl), service, broker.TopicSpec{Partitions: 3}); err != nil {
-		t.Fatal(err)
-	}
-	return e.Addrs()
-}
-
 func TestProxyCapturesExchanges(t *testing.T) {
-	brokers := embedded(t, "payments")
+	brokers := kafkatest.Embedded(t, "payments", 3)
 	r := startProxy(t, brokers, "payments", []Option{WithCollectorID("c1")})
 
 	// Two requests on one keep-alive connection, headers in a deliberate order.
@@ -157,7 +138,7 @@ func TestProxyCapturesExchanges(t *testing.T) {
 }
 
 func TestProxyBodyLimit(t *testing.T) {
-	brokers := embedded(t, "trunc")
+	brokers := kafkatest.Embedded(t, "trunc", 3)
 	r := startProxy(t, brokers, "trunc", []Option{WithBodyLimit(10)})
 	resp, err := http.Post("http://"+r.addr+"/big", "text/plain", strings.NewReader(strings.Repeat("x", 100)))
 	if err != nil {
@@ -282,7 +263,7 @@ func TestSampleFraction(t *testing.T) {
 // A request skipped by the filter still takes its place on the connection, so
 // the header order recorded for the next request is its own.
 func TestProxyHeaderOrderAfterSkippedRequest(t *testing.T) {
-	brokers := embedded(t, "skip")
+	brokers := kafkatest.Embedded(t, "skip", 3)
 	f, err := NewFilter(1, []Route{{PathPrefix: "/keep"}})
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mirrorline/mirrorline/broker"
@@ -36,19 +35,12 @@ func TestStripShadowSuffix(t *testing.T) {
 }
 
 func TestSinkPublishesMirroredCopies(t *testing.T) {
-	e, err := broker.StartEmbedded()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...))
+	addrs := kafkatest.Embedded(t, "pay", 2)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if _, err := broker.CreateTopics(context.Background(), kadm.NewClient(cl), "pay", broker.TopicSpec{Partitions: 2}); err != nil {
-		t.Fatal(err)
-	}
 	m := collector.NewMetrics(prometheus.NewRegistry())
 	s, err := New(collector.NewEmitter(cl, "pay", m, nil), WithKeyHeader("X-Forwarded-For"), WithStripHeaders("X-Original-Uri"), WithBodyLimit(4))
 	if err != nil {
@@ -81,7 +73,7 @@ func TestSinkPublishesMirroredCopies(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("sink answered %d", resp.StatusCode)
 	}
-	ex := kafkatest.ReadExchanges(t, e.Addrs(), broker.Topic(broker.Raw, "pay"), 1, 10*time.Second)[0]
+	ex := kafkatest.ReadExchanges(t, addrs, broker.Topic(broker.Raw, "pay"), 1, 10*time.Second)[0]
 	r := ex.Request
 	if ex.Source != mlv1.Source_SOURCE_SINK || ex.ConnectionId != "key-203.0.113.9" || ex.Response != nil {
 		t.Fatalf("envelope: %+v", ex)

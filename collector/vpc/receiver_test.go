@@ -9,7 +9,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mirrorline/mirrorline/broker"
@@ -19,28 +18,10 @@ import (
 	"github.com/mirrorline/mirrorline/test/kafkatest"
 )
 
-func embedded(t *testing.T, service string) []string {
-	t.Helper()
-	e, err := broker.StartEmbedded()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := broker.CreateTopics(context.Background(), kadm.NewClient(cl), service, broker.TopicSpec{Partitions: 3}); err != nil {
-		t.Fatal(err)
-	}
-	return e.Addrs()
-}
-
 // The receiver as deployed: VXLAN datagrams over loopback UDP in, records on an
 // embedded Kafka-protocol broker out.
 func TestVPCReceiverPublishesMirroredExchanges(t *testing.T) {
-	brokers := embedded(t, "shop")
+	brokers := kafkatest.Embedded(t, "shop", 3)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		t.Fatal(err)

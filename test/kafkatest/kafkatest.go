@@ -136,3 +136,24 @@ func ReadExchanges(t testing.TB, brokers []string, topic string, n int, timeout 
 	}
 	return out
 }
+
+// Embedded starts an in-process Kafka-protocol broker (kfake) for a unit test,
+// creates service's topics with partitions partitions on it, and returns its
+// addresses. The broker stops when t ends.
+func Embedded(t testing.TB, service string, partitions int32) []string {
+	t.Helper()
+	e, err := broker.StartEmbedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := broker.CreateTopics(context.Background(), kadm.NewClient(cl), service, broker.TopicSpec{Partitions: partitions}); err != nil {
+		t.Fatal(err)
+	}
+	return e.Addrs()
+}
