@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +20,7 @@ import (
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/test/demo/payments/app"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 var mlBin string
@@ -43,31 +42,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuf is a bytes.Buffer safe for a process writing and a test reading.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startML runs a long-lived mirrorline command, stopped with SIGTERM when the
 // test ends; it must then exit cleanly.
-func startML(t *testing.T, env []string, args ...string) *syncBuf {
+func startML(t *testing.T, env []string, args ...string) *testproc.Output {
 	t.Helper()
 	cmd := exec.Command(mlBin, args...)
 	cmd.Env = append(os.Environ(), env...)
-	out := &syncBuf{}
+	out := &testproc.Output{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -109,16 +90,6 @@ func runML(t *testing.T, env []string, args ...string) (string, int) {
 	return string(out), code
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // eventually polls cond every 20 ms until it holds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -155,12 +126,12 @@ func TestCLIPipeline(t *testing.T) {
 	t.Cleanup(ps.Close)
 	t.Cleanup(ss.Close)
 
-	startML(t, env, "redact", "--service", svc, "--transactional-id", "redact-"+svc, "--metrics-addr", freeAddr(t))
+	startML(t, env, "redact", "--service", svc, "--transactional-id", "redact-"+svc, "--metrics-addr", testproc.FreeAddr(t))
 	group := "replay-" + svc
 	for _, inst := range []string{"r1", "r2"} {
-		startML(t, env, "replay", "--live", "--service", svc, "--target", ss.URL, "--group", group, "--start", "earliest", "--instance", inst, "--metrics-addr", freeAddr(t))
+		startML(t, env, "replay", "--live", "--service", svc, "--target", ss.URL, "--group", group, "--start", "earliest", "--instance", inst, "--metrics-addr", testproc.FreeAddr(t))
 	}
-	proxyAddr, metricsAddr := freeAddr(t), freeAddr(t)
+	proxyAddr, metricsAddr := testproc.FreeAddr(t), testproc.FreeAddr(t)
 	startML(t, env, "proxy", "--service", svc, "--listen", proxyAddr, "--primary", ps.URL, "--metrics-addr", metricsAddr)
 
 	adm := kadm.NewClient(kafkatest.Client(t))

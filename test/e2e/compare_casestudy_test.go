@@ -31,6 +31,7 @@ import (
 	"github.com/mirrorline/mirrorline/replayer"
 	"github.com/mirrorline/mirrorline/test/demo/payments/app"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // The case study of issue 5: the demo payments service, v1 as the primary and
@@ -81,7 +82,7 @@ compare:
     job: secondary
 `, svc))
 	startML(t, env, "redact", "-c", cfgFile, "--transactional-id", "redact-"+svc, "--metrics-addr", "")
-	cmpMetrics := freeAddr(t)
+	cmpMetrics := testproc.FreeAddr(t)
 	cmpOut := startML(t, env, "compare", "-c", cfgFile, "--metrics-addr", cmpMetrics)
 	runJobReplayer(t, kcfg, svc, "replay-"+svc, ss.URL, "live")
 	runJobReplayer(t, kcfg, svc, "replay-secondary-"+svc, sec.URL, "secondary")

@@ -18,6 +18,7 @@ import (
 	"github.com/mirrorline/mirrorline/broker"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 func requireRootForEBPF(t *testing.T) {
@@ -72,7 +73,7 @@ func TestEBPFCaptureIntoKafka(t *testing.T) {
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 
 	env := []string{"MIRRORLINE_BROKERS=" + strings.Join(brokers, ",")}
-	metricsAddr := freeAddr(t)
+	metricsAddr := testproc.FreeAddr(t)
 	out := startML(t, env, "ebpf", "--service", svc, "--interface", "lo", "--port", port,
 		"--metrics-addr", metricsAddr, "--collector-id", "ebpf-e2e")
 	eventually(t, 30*time.Second, "ebpf attached", func() bool { return strings.Contains(out.String(), "eBPF capture running") })

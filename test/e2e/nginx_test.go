@@ -21,6 +21,7 @@ import (
 	"github.com/mirrorline/mirrorline/collector/sink"
 	"github.com/mirrorline/mirrorline/test/demo/payments/app"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // startNginx runs a real nginx with deploy/nginx/mirror.conf, its three
@@ -38,7 +39,7 @@ func startNginx(t *testing.T, primary, sinkAddr string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	listen := freeAddr(t)
+	listen := testproc.FreeAddr(t)
 	dir := t.TempDir()
 	c := string(conf)
 	for old, repl := range map[string]string{"127.0.0.1:8081": primary, "127.0.0.1:9080": sinkAddr, "127.0.0.1:8088": listen} {
@@ -54,7 +55,7 @@ func startNginx(t *testing.T, primary, sinkAddr string) string {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", path, "-g", "daemon off; master_process on;")
-	out := &syncBuf{}
+	out := &testproc.Output{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/mirrorline/mirrorline/test/demo/payments/app"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // Personal data the ops traffic carries; it must never show up in a label.
@@ -39,8 +40,8 @@ type opsPipeline struct {
 	hasCompare  bool
 	primary     *app.App
 	shadow      *app.App
-	upOut       *syncBuf
-	compareOut  *syncBuf
+	upOut       *testproc.Output
+	compareOut  *testproc.Output
 	trafficSent atomic.Int64
 }
 
@@ -57,10 +58,10 @@ func startOpsPipeline(t *testing.T) *opsPipeline {
 	t.Cleanup(ps.Close)
 	t.Cleanup(ss.Close)
 
-	proxyAddr := freeAddr(t)
+	proxyAddr := testproc.FreeAddr(t)
 	p.proxyURL = "http://" + proxyAddr
-	p.embedded = freeAddr(t)
-	upMetrics := freeAddr(t)
+	p.embedded = testproc.FreeAddr(t)
+	upMetrics := testproc.FreeAddr(t)
 	cfg := fmt.Sprintf(`service: %s
 metrics_addr: %s
 embedded:
@@ -100,7 +101,7 @@ redact:
 	} else if help, code := runML(t, env, "compare", "--help"); code == 0 {
 		t.Logf("`mirrorline up` runs no comparator: starting `mirrorline compare` beside it")
 		p.hasCompare = true
-		cmpMetrics := freeAddr(t)
+		cmpMetrics := testproc.FreeAddr(t)
 		args := []string{"compare", "--service", p.service, "--brokers", p.embedded, "--metrics-addr", cmpMetrics}
 		if strings.Contains(help, "--start ") {
 			args = append(args, "--start", "earliest")
@@ -124,7 +125,7 @@ redact:
 	return p
 }
 
-func waitReady(t *testing.T, addr string, out *syncBuf) {
+func waitReady(t *testing.T, addr string, out *testproc.Output) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {

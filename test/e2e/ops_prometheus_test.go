@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mirrorline/mirrorline/test/testproc"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -179,7 +180,7 @@ func startPrometheus(t *testing.T, targets []string) promAPI {
 	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := testproc.FreeAddr(t)
 	cmd := exec.Command(bin,
 		"--config.file="+cfgPath,
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
@@ -187,7 +188,7 @@ func startPrometheus(t *testing.T, targets []string) promAPI {
 		"--web.listen-address="+addr,
 		"--log.level=warn",
 	)
-	out := &syncBuf{}
+	out := &testproc.Output{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

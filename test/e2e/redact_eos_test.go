@@ -17,6 +17,7 @@ import (
 	"github.com/mirrorline/mirrorline/broker"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // committedReader collects every committed record of a topic by exchange id.
@@ -75,7 +76,7 @@ func startRedactor(t *testing.T, brokers []string, svc, txnID string) *exec.Cmd 
 	cmd := exec.Command(mlBin, "redact", "--service", svc, "--transactional-id", txnID,
 		"--session-timeout", "6s", "--batch", "50", "--metrics-addr", "")
 	cmd.Env = append(os.Environ(), "MIRRORLINE_BROKERS="+strings.Join(brokers, ","))
-	out := &syncBuf{}
+	out := &testproc.Output{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

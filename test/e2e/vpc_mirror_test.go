@@ -13,6 +13,7 @@ import (
 	"github.com/mirrorline/mirrorline/collector/vpc/vpctest"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 func freeUDPAddr(t *testing.T) string {
@@ -31,7 +32,7 @@ func TestVPCMirrorIntoKafka(t *testing.T) {
 	brokers := kafkatest.Brokers(t)
 	svc := kafkatest.Service(t, 3)
 	env := []string{"MIRRORLINE_BROKERS=" + strings.Join(brokers, ",")}
-	udpAddr, metricsAddr := freeUDPAddr(t), freeAddr(t)
+	udpAddr, metricsAddr := freeUDPAddr(t), testproc.FreeAddr(t)
 	out := startML(t, env, "vpc", "--service", svc, "--listen", udpAddr, "--port", "8080", "--vni", "42",
 		"--metrics-addr", metricsAddr, "--collector-id", "mirror-e2e")
 	eventually(t, 30*time.Second, "vpc listening", func() bool { return strings.Contains(out.String(), "VPC mirror target listening") })

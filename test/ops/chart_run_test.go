@@ -1,20 +1,17 @@
 package ops
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,38 +20,12 @@ import (
 
 	"github.com/mirrorline/mirrorline/test/demo/payments/app"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func freeLoopback(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // proc is a running mirrorline process.
 type proc struct {
-	out    *lockedBuf
+	out    *testproc.Output
 	exited chan struct{} // closed when the process ends
 	err    error         // its exit error, once exited is closed
 }
@@ -65,7 +36,7 @@ func startProc(t *testing.T, name string, env []string, args []string) *proc {
 	t.Helper()
 	cmd := exec.Command(mlBin, args...)
 	cmd.Env = append(os.Environ(), env...)
-	p := &proc{out: &lockedBuf{}, exited: make(chan struct{})}
+	p := &proc{out: &testproc.Output{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -152,7 +123,7 @@ redactor:
 			config = str(o, "data", "config.yaml")
 		}
 	}
-	proxyAddr, sinkAddr := freeLoopback(t), freeLoopback(t)
+	proxyAddr, sinkAddr := testproc.FreeAddr(t), testproc.FreeAddr(t)
 	for old, new := range map[string]string{`listen: ":8080"`: `listen: "` + proxyAddr + `"`, `listen: ":9080"`: `listen: "` + sinkAddr + `"`} {
 		if !strings.Contains(config, old) {
 			t.Fatalf("config has no %s:\n%s", old, config)
@@ -186,7 +157,7 @@ redactor:
 				case args[i] == "/etc/mirrorline/config/config.yaml":
 					args[i] = configPath
 				case args[i] == "--metrics-addr" && i+1 < len(args):
-					s.metrics = freeLoopback(t)
+					s.metrics = testproc.FreeAddr(t)
 					args[i+1] = s.metrics
 				case strings.Contains(args[i], "$(POD_NAME)"):
 					args[i] = strings.ReplaceAll(args[i], "$(POD_NAME)", strings.ToLower(strings.ReplaceAll(o.name(), "/", "-"))+"-0")
