@@ -30,8 +30,9 @@ import (
 
 // hit is one request as the shadow received it.
 type hit struct {
-	id string
-	at time.Time
+	id   string
+	at   time.Time
+	slow bool // answered after the server's slow delay
 }
 
 // shadowServer records when each request arrives; every slowEvery-th request
@@ -51,13 +52,14 @@ func newShadowServer(t *testing.T, slowEvery int, slowFor time.Duration) *shadow
 		n := s.n.Add(1)
 		_, _ = io.Copy(io.Discard, r.Body)
 		s.mu.Lock()
-		s.hits = append(s.hits, hit{id: r.Header.Get(replayer.HeaderID), at: at})
+		slow := slowEvery > 0 && n%int64(slowEvery) == 0
+		s.hits = append(s.hits, hit{id: r.Header.Get(replayer.HeaderID), at: at, slow: slow})
 		s.mu.Unlock()
 		if r.Header.Get(replayer.HeaderShadow) != "true" {
 			t.Errorf("request without %s", replayer.HeaderShadow)
 		}
-		if slowEvery > 0 && n%int64(slowEvery) == 0 {
-			time.Sleep(slowFor)
+		if slow {
+			time.Sleep(slowFor) // the target's latency, not synchronisation
 		}
 		_, _ = io.WriteString(w, "ok")
 	}))
@@ -253,8 +255,14 @@ func TestReplayWindowSpeed(t *testing.T) {
 	}
 	span := hits[n-1].at.Sub(hits[0].at)
 	t.Logf("speed 10x of 20s: span %s at the shadow (%.2f%% off); report: send span %.4fs, lag p99 %.2fms", span, (span.Seconds()/2-1)*100, sum.SendSpan, sum.ScheduleLag.P99*1000)
-	if math.Abs(span.Seconds()-2) > 0.1 {
-		t.Fatalf("span %s, want 2s ± 5%%\n%s", span, out)
+	// The plan is exact; the wall clock of a shared CI machine is not, so the
+	// observed span only has to tell 10x apart from its neighbours (8x is
+	// 2.5 s, 12x 1.67 s). Precision is measured by make bench (bench/replay).
+	if sum == nil || math.Abs(sum.PlannedSpan-2) > 1e-9 {
+		t.Fatalf("planned span %+v, want exactly 2s\n%s", sum, out)
+	}
+	if math.Abs(span.Seconds()-2) > 0.2 {
+		t.Fatalf("span %s, want 2s ± 10%%\n%s", span, out)
 	}
 	// Each request keeps its place in the compressed timeline.
 	for i, h := range hits {
@@ -333,15 +341,18 @@ func TestReplayWindowTwoWorkers(t *testing.T) {
 		t.Fatalf("split: worker 0 sent %d, worker 1 sent %d", w0.Sent, w1.Sent)
 	}
 	// One clock: both workers started on the agreed job start.
-	if d := w0.FirstSend.Sub(w1.FirstSend).Abs(); d > 100*time.Millisecond {
+	// (Each on its own clock, they would be apart by their start-up times.)
+	if d := w0.FirstSend.Sub(w1.FirstSend).Abs(); d > 250*time.Millisecond {
 		t.Fatalf("workers started %s apart", d)
 	}
 	span := hits[len(hits)-1].at.Sub(hits[0].at).Seconds()
 	rate := float64(len(hits)-1) / span
 	t.Logf("two workers at 200/s: %d + %d records, aggregate %.1f/s over %.3fs at the shadow (%.2f%% off); lag p99 %.2fms / %.2fms",
 		w0.Sent, w1.Sent, rate, span, (rate/200-1)*100, w0.ScheduleLag.P99*1000, w1.ScheduleLag.P99*1000)
-	if math.Abs(rate/200-1) > 0.05 {
-		t.Fatalf("aggregate rate %.1f/s, want 200/s ± 5%%", rate)
+	// One worker alone would give 100/s, two unsynchronised ones up to 400/s;
+	// the precision of the rate is measured by make bench.
+	if math.Abs(rate/200-1) > 0.15 {
+		t.Fatalf("aggregate rate %.1f/s, want 200/s ± 15%%", rate)
 	}
 	// The job name is now taken by these parameters.
 	out, code, _ := runReplay(t, "--service", svc, "--target", shadow.URL, "--from", stamp(t0), "--to", "now", "--rate", "100/s", "--job", job, "--workers", "2")
@@ -383,14 +394,33 @@ func TestReplayWindowSlowTarget(t *testing.T) {
 	span := hits[n-1].at.Sub(hits[0].at).Seconds()
 	t.Logf("slow target: schedule lag p99 %.2fms max %.2fms (report), send-time deviation p99 %.2fms at the shadow, span %.3fs (planned %.2fs), latency p99 %.0fms",
 		sum.ScheduleLag.P99*1000, sum.ScheduleLag.Max*1000, p99*1000, span, float64(n-1)/rate, sum.Latency.P99*1000)
-	if sum.ScheduleLag.P99 > 0.050 {
+	// The behaviour: a request due while a slow one is in flight goes out at
+	// its time instead of waiting for the slow answer. Each slow request is
+	// followed at the shadow by the next one well before its 500 ms are up.
+	overlapped := 0
+	for i, h := range hits[:n-1] {
+		if !h.slow {
+			continue
+		}
+		if gap := hits[i+1].at.Sub(h.at); gap >= 500*time.Millisecond {
+			t.Fatalf("request %s waited %s for the slow request %s before it: the slow target moved the schedule", hits[i+1].id, gap, h.id)
+		}
+		overlapped++
+	}
+	if overlapped < n/10-1 {
+		t.Fatalf("only %d slow requests seen, want %d", overlapped, n/10-1)
+	}
+	// Had the schedule waited for the 29 slow answers it would be 14.5 s
+	// late by the end; bounds far from that and far above a loaded machine's
+	// jitter (the precise lag numbers are measured by make bench).
+	if sum.ScheduleLag.P99 > 0.250 {
 		t.Fatalf("schedule lag p99 %.1fms: the slow target moved the schedule", sum.ScheduleLag.P99*1000)
 	}
-	if p99 > 0.050 {
+	if p99 > 0.250 {
 		t.Fatalf("send times deviate from the plan by %.1fms (p99) at the shadow", p99*1000)
 	}
-	if math.Abs(span/(float64(n-1)/rate)-1) > 0.05 {
-		t.Fatalf("span %.3fs, want %.2fs ± 5%%", span, float64(n-1)/rate)
+	if math.Abs(span/(float64(n-1)/rate)-1) > 0.15 {
+		t.Fatalf("span %.3fs, want %.2fs ± 15%%", span, float64(n-1)/rate)
 	}
 	if sum.Latency.P99 < 0.4 {
 		t.Fatalf("latency p99 %.0fms: the slow requests were not measured", sum.Latency.P99*1000)

@@ -12,6 +12,7 @@ import (
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/redactor"
+	"github.com/mirrorline/mirrorline/test/kafkatest"
 )
 
 // A three-node KRaft cluster (combined broker+controller nodes) loses one
@@ -83,7 +84,7 @@ func TestClusterLosesABroker(t *testing.T) {
 		rs.Running(t)
 		return groupCaughtUp(t, adm, redactor.DefaultGroup(svc), raw)
 	})
-	cleanIDs := readCommittedAll(t, c.Brokers, clean, partitions)
+	cleanIDs := kafkatest.ReadCommittedAll(t, c.Brokers, clean, partitions)
 	checkExactlyOnce(t, "clean topic (read_committed)", rawIDs, cleanIDs)
 	t.Logf("requests %d (all answered by the primary, p99 %s); acknowledged %d, on the raw topic %d, on the clean topic %d: lost 0, duplicates 0; redactor transactions committed %d, aborted %d",
 		l.sent.Load(), l.Quantile(0.99), len(accepted), len(rawIDs), len(cleanIDs),

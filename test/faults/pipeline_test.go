@@ -429,58 +429,6 @@ func readAll(t *testing.T, brokers []string, topic string) map[string]int {
 	return ids
 }
 
-// readCommittedAll reads the committed records of a transactional topic that
-// nobody will write to any more: it appends a sentinel record to every
-// partition, then reads (read_committed) until it has seen them all, so
-// nothing committed before is missed. It returns how often each exchange id
-// is on the topic, sentinels excluded.
-func readCommittedAll(t *testing.T, brokers []string, topic string, partitions int32) map[string]int {
-	t.Helper()
-	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	sentinel := fmt.Sprintf("sentinel-%d", time.Now().UnixNano())
-	var recs []*kgo.Record
-	for p := range partitions {
-		v, _ := proto.Marshal(&mlv1.Exchange{Id: sentinel})
-		recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Value: v})
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatalf("write sentinels to %s: %v", topic, err)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ids := map[string]int{}
-	seen := map[int32]bool{}
-	for len(seen) < int(partitions) {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("read %s: saw the sentinels of %d of %d partitions within a minute", topic, len(seen), partitions)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			ex := &mlv1.Exchange{}
-			if err := proto.Unmarshal(r.Value, ex); err != nil {
-				t.Errorf("%s/%d@%d does not decode: %v", topic, r.Partition, r.Offset, err)
-				return
-			}
-			if ex.Id == sentinel {
-				seen[r.Partition] = true
-				return
-			}
-			ids[ex.Id]++
-		})
-	}
-	return ids
-}
-
 // groupCaughtUp reports whether group has committed offsets at the end of
 // every partition of topic.
 func groupCaughtUp(t *testing.T, adm *kadm.Client, group, topic string) bool {

@@ -15,6 +15,7 @@ import (
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/redactor"
 	"github.com/mirrorline/mirrorline/replayer"
+	"github.com/mirrorline/mirrorline/test/kafkatest"
 )
 
 // killOnWrite is a kgo hook that runs kill once, synchronously, right after
@@ -98,7 +99,7 @@ func TestRedactorBrokerCrashAtCommit(t *testing.T) {
 			if len(rawIDs) != n {
 				t.Fatalf("raw topic holds %d distinct records, want %d", len(rawIDs), n)
 			}
-			clean := readCommittedAll(t, brokers, broker.Topic(broker.Clean, svc), 3)
+			clean := kafkatest.ReadCommittedAll(t, brokers, broker.Topic(broker.Clean, svc), 3)
 			checkExactlyOnce(t, "clean topic (read_committed)", rawIDs, clean)
 
 			eventually(t, 90*time.Second, "the live replayer caught up with the clean topic", func() bool {
