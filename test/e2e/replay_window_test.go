@@ -255,14 +255,14 @@ func TestReplayWindowSpeed(t *testing.T) {
 	}
 	span := hits[n-1].at.Sub(hits[0].at)
 	t.Logf("speed 10x of 20s: span %s at the shadow (%.2f%% off); report: send span %.4fs, lag p99 %.2fms", span, (span.Seconds()/2-1)*100, sum.SendSpan, sum.ScheduleLag.P99*1000)
-	// The plan is exact; the wall clock of a shared CI machine is not, so the
-	// observed span only has to tell 10x apart from its neighbours (8x is
-	// 2.5 s, 12x 1.67 s). Precision is measured by make bench (bench/replay).
+	// The plan is exact; the span observed at the shadow is within 5 % (the
+	// issue's bound: 100 ms, above the worst send lag seen on a loaded CI
+	// machine, 70 ms). Precision is measured by make bench (bench/replay).
 	if sum == nil || math.Abs(sum.PlannedSpan-2) > 1e-9 {
 		t.Fatalf("planned span %+v, want exactly 2s\n%s", sum, out)
 	}
-	if math.Abs(span.Seconds()-2) > 0.2 {
-		t.Fatalf("span %s, want 2s ± 10%%\n%s", span, out)
+	if math.Abs(span.Seconds()-2) > 0.1 {
+		t.Fatalf("span %s, want 2s ± 5%%\n%s", span, out)
 	}
 	// Each request keeps its place in the compressed timeline.
 	for i, h := range hits {
