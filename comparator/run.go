@@ -240,6 +240,11 @@ func (r *Runner) publish(ctx context.Context, cl *kgo.Client, out []Decision) er
 	if len(out) == 0 {
 		return nil
 	}
+	// Decisions made are published and confirmed even when ctx ends meanwhile
+	// (bounded): their records are then released for the final commit, so the
+	// next owner of the partitions does not decide them a second time.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	var mu sync.Mutex
 	var perr error
 	for _, d := range out {

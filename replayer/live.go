@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"os"
 	"sync"
 	"time"
@@ -55,8 +54,15 @@ func Job(job, instance string) LiveOpt {
 
 // Live shadows a service's traffic as it arrives: it consumes the topic in a
 // consumer group (so several replayers share the partitions), sends each request
-// to the target, publishes the response to mirror.shadow.<service> and commits
-// the batch once every response is published.
+// to the target and publishes the response to mirror.shadow.<service>.
+//
+// Records are pipelined: polling goes on while requests are in flight, and a
+// slow request holds back only the later requests of its own connection (or
+// none, unordered), never a whole poll batch. A record's offset is marked for
+// commit once its shadow response is published and every earlier record of its
+// partition is too; a partition handed to another replayer in a rebalance is
+// handed over only after its requests in flight finished and their offsets
+// were committed.
 type Live struct {
 	cl      Client
 	sender  *Sender
@@ -69,11 +75,23 @@ type Live struct {
 	log       hclog.Logger
 	job       string
 	instance  string
+	offsets   *offsets
 }
 
+// queueDepth is how many polled records may wait for a free worker; polling
+// pauses beyond it.
+const queueDepth = 500
+
+// liveByClient finds the Live replayer reading through a kgo client from the
+// client's rebalance callbacks (set by LiveClientOpts before the replayer
+// exists).
+var liveByClient sync.Map // *kgo.Client -> *Live
+
 // LiveClientOpts are the kgo options a live replayer's client needs on top of the
-// broker options: the group, the topic, and rebalances only between batches.
-// A new group starts at the end of the topic unless fromStart.
+// broker options: the group, the topic, rebalances only between polls, and the
+// hand-over of revoked partitions (their requests in flight finish and their
+// offsets are committed first). A new group starts at the end of the topic
+// unless fromStart.
 func LiveClientOpts(group, topic string, fromStart bool) []kgo.Opt {
 	start := kgo.NewOffset().AtEnd()
 	if fromStart {
@@ -85,8 +103,20 @@ func LiveClientOpts(group, topic string, fromStart bool) []kgo.Opt {
 		kgo.ConsumeResetOffset(start),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.AutoCommitMarks(),
-		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, _ map[string][]int32) {
-			_ = cl.CommitMarkedOffsets(ctx)
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+			if v, ok := liveByClient.Load(cl); ok {
+				v.(*Live).offsets.HandOver(ctx, revoked)
+			}
+			if err := cl.CommitMarkedOffsets(ctx); err != nil {
+				if v, ok := liveByClient.Load(cl); ok {
+					v.(*Live).log.Warn("commit offsets of revoked partitions", "error", err)
+				}
+			}
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, cl *kgo.Client, lost map[string][]int32) {
+			if v, ok := liveByClient.Load(cl); ok {
+				v.(*Live).offsets.Forget(lost)
+			}
 		}),
 	}
 }
@@ -107,18 +137,62 @@ func NewLive(cl Client, s *Sender, service string, opts ...LiveOpt) *Live {
 	if l.conc <= 0 {
 		l.conc = 1
 	}
+	l.offsets = newOffsets(func(r *kgo.Record) { l.cl.MarkCommitRecords(r) })
 	return l
+}
+
+// work is one polled record waiting for a worker.
+type work struct {
+	rec     *kgo.Record
+	fetched time.Time
+	track   *tracked
 }
 
 // Run replays until ctx ends. It returns nil on cancellation.
 func (l *Live) Run(ctx context.Context) error {
+	if kc, ok := l.cl.(*kgo.Client); ok {
+		liveByClient.Store(kc, l)
+		defer liveByClient.Delete(kc)
+	}
+	q := newKeyQueue[work](queueDepth)
+	var workers sync.WaitGroup
+	for range l.conc {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for {
+				w, done, ok := q.Take()
+				if !ok {
+					return
+				}
+				l.replay(ctx, w)
+				done()
+			}
+		}()
+	}
+	err := l.poll(ctx, q)
+	// Stop: the workers give up what is queued (ctx is done, or the run
+	// failed), the responses already sent are published, and the offsets
+	// of every record done with nothing in flight before it are committed.
+	q.Close()
+	workers.Wait()
+	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if ferr := l.cl.Flush(fctx); ferr != nil {
+		l.log.Warn("flush shadow records", "error", ferr)
+	}
+	l.commit()
+	return err
+}
+
+// poll feeds polled records to the queue until ctx ends.
+func (l *Live) poll(ctx context.Context, q *keyQueue[work]) error {
 	// With BlockRebalanceOnPoll a poll blocks rebalances (and leaving the group on
 	// close) until AllowRebalance; never return holding that block.
 	defer l.cl.AllowRebalance()
 	for {
 		fs := l.cl.PollRecords(ctx, 500)
 		if ctx.Err() != nil || fs.IsClientClosed() {
-			l.commit()
 			return nil
 		}
 		fs.EachError(func(t string, p int32, err error) {
@@ -127,20 +201,19 @@ func (l *Live) Run(ctx context.Context) error {
 				l.metrics.Errors.WithLabelValues("fetch").Inc()
 			}
 		})
-		recs := fs.Records()
-		if len(recs) > 0 {
-			l.batch(ctx, recs)
-			if err := l.cl.Flush(ctx); err != nil && ctx.Err() == nil {
-				return fmt.Errorf("replay %s: flush shadow records: %w", l.service, err)
+		fetched := time.Now()
+		for _, r := range fs.Records() {
+			t := l.offsets.Track(r)
+			if err := q.Push(ctx, string(r.Key), !l.unordered, work{rec: r, fetched: fetched, track: t}); err != nil {
+				l.offsets.Finish(t, false)
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("replay %s: %w", l.service, err)
 			}
-			if ctx.Err() != nil {
-				// Requests may have been cut short; leave these records uncommitted
-				// so that the next replayer of the group sends them again.
-				l.commit()
-				return nil
-			}
-			l.cl.MarkCommitRecords(recs...)
 		}
+		// Every polled record is queued: a revoke may now run; it waits for
+		// the records of the partitions it takes away.
 		l.cl.AllowRebalance()
 	}
 }
@@ -153,48 +226,24 @@ func (l *Live) commit() {
 	}
 }
 
-// batch replays recs with at most l.conc requests in flight, keeping the order of
-// records with the same key unless unordered.
-func (l *Live) batch(ctx context.Context, recs []*kgo.Record) {
-	fetched := time.Now()
-	lanes := make([][]*kgo.Record, l.conc)
-	for n, r := range recs {
-		i := n % l.conc
-		if !l.unordered {
-			h := fnv.New32a()
-			_, _ = h.Write(r.Key)
-			i = int(h.Sum32() % uint32(l.conc))
-		}
-		lanes[i] = append(lanes[i], r)
+// replay sends w's request and publishes the response; its offset is done
+// when the response is published (or the record can never be replayed), and
+// abandoned if ctx ended first.
+func (l *Live) replay(ctx context.Context, w work) {
+	r := w.rec
+	if ctx.Err() != nil {
+		l.offsets.Finish(w.track, false)
+		return
 	}
-	var wg sync.WaitGroup
-	for _, lane := range lanes {
-		if len(lane) == 0 {
-			continue
-		}
-		wg.Add(1)
-		go func(lane []*kgo.Record) {
-			defer wg.Done()
-			for _, r := range lane {
-				if ctx.Err() != nil {
-					return
-				}
-				l.replay(ctx, r, fetched)
-			}
-		}(lane)
-	}
-	wg.Wait()
-}
-
-func (l *Live) replay(ctx context.Context, r *kgo.Record, fetched time.Time) {
 	ex := &mlv1.Exchange{}
 	if err := proto.Unmarshal(r.Value, ex); err != nil {
 		l.metrics.Errors.WithLabelValues("decode").Inc()
 		l.log.Warn("undecodable record skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", err)
+		l.offsets.Finish(w.track, true)
 		return
 	}
 	sent := time.Now()
-	l.metrics.ScheduleLag.Observe(sent.Sub(fetched).Seconds())
+	l.metrics.ScheduleLag.Observe(sent.Sub(w.fetched).Seconds())
 	resp, err := l.sender.Send(ctx, ex)
 	if err != nil {
 		reason := "build"
@@ -203,10 +252,12 @@ func (l *Live) replay(ctx context.Context, r *kgo.Record, fetched time.Time) {
 		}
 		l.metrics.Errors.WithLabelValues(reason).Inc()
 		l.log.Debug("record not replayed", "id", ex.GetId(), "reason", reason)
+		l.offsets.Finish(w.track, true)
 		return
 	}
 	if resp.Error != "" && ctx.Err() != nil {
-		return // cancelled mid-request: not a target error
+		l.offsets.Finish(w.track, false) // cancelled mid-request: not a target error
+		return
 	}
 	if resp.Error != "" {
 		l.metrics.Sent.WithLabelValues("error").Inc()
@@ -217,18 +268,23 @@ func (l *Live) replay(ctx context.Context, r *kgo.Record, fetched time.Time) {
 	if ex.CaptureTimeNs > 0 {
 		l.metrics.CaptureDelay.Observe(sent.Sub(time.Unix(0, ex.CaptureTimeNs)).Seconds())
 	}
-	out := ShadowRecord(ex, resp, l.sender.Target().String(), l.job, l.instance, sent, sent.Sub(fetched))
+	out := ShadowRecord(ex, resp, l.sender.Target().String(), l.job, l.instance, sent, sent.Sub(w.fetched))
 	out.Replay.SourceTopic, out.Replay.SourcePartition, out.Replay.SourceOffset = r.Topic, r.Partition, r.Offset
 	val, err := proto.Marshal(out)
 	if err != nil {
 		l.metrics.Errors.WithLabelValues("encode").Inc()
+		l.offsets.Finish(w.track, true)
 		return
 	}
-	l.cl.Produce(ctx, &kgo.Record{Topic: l.shadow, Key: r.Key, Value: val, Timestamp: r.Timestamp}, func(_ *kgo.Record, err error) {
+	// The produce context is not ctx: a response already received is still
+	// published when the replayer stops (Run flushes before it commits).
+	l.cl.Produce(context.WithoutCancel(ctx), &kgo.Record{Topic: l.shadow, Key: r.Key, Value: val, Timestamp: r.Timestamp}, func(_ *kgo.Record, err error) {
 		if err != nil {
 			l.metrics.Errors.WithLabelValues("publish").Inc()
 			l.log.Warn("publish shadow response", "topic", l.shadow, "error", err)
 		}
+		// Sent either way: replaying it again would send the request twice.
+		l.offsets.Finish(w.track, true)
 	})
 }
 
