@@ -313,9 +313,14 @@ func TestCaptureLoopback(t *testing.T) {
 	st := c.Stats()
 	in, eg := c.Packets()
 	if ks.Packets == 0 || ks.RingbufDrops != 0 || ks.Errors != 0 || ks.Truncated != 0 || in != 0 || eg != ks.Packets ||
-		st.Packets[vpc.ResultRetransmit].Load() != 0 || st.Gaps.Load() != 0 || st.HTTP.ParseErrors.Load() != 0 {
+		st.Gaps.Load() != 0 || st.HTTP.ParseErrors.Load() != 0 {
 		t.Fatalf("kernel %+v, records %d/%d, retransmits %d, gaps %d", ks, in, eg, st.Packets[vpc.ResultRetransmit].Load(), st.Gaps.Load())
 	}
+	// The kernel may retransmit on a loaded machine even over loopback (seen
+	// in CI: 3 of 61 packets); retransmits are captured too and must be
+	// deduplicated by the reassembler, which the exact exchange count above
+	// checks.
+	t.Logf("%d packets, %d retransmits", ks.Packets, st.Packets[vpc.ResultRetransmit].Load())
 	if n := testutil.ToFloat64(prometheusMetric(t, reg, "mirrorline_ebpf_http_exchanges_total")); n != float64(want) {
 		t.Fatalf("mirrorline_ebpf_http_exchanges_total %v", n)
 	}
