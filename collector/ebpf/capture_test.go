@@ -172,7 +172,14 @@ func header(hs []*mlv1.Header, name string) string {
 // closes it.
 func traffic(t *testing.T, base string) {
 	t.Helper()
-	tr := &http.Transport{MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1}
+	trafficVia(t, base, nil)
+}
+
+// trafficVia is traffic with the connection made by dial (nil: the default
+// dialer).
+func trafficVia(t *testing.T, base string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) {
+	t.Helper()
+	tr := &http.Transport{MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1, DialContext: dial}
 	cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	do := func(req *http.Request, want int) []byte {
 		t.Helper()
