@@ -1,13 +1,8 @@
 package main
 
 import (
-	"time"
-
 	"github.com/spf13/cobra"
-	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/mirrorline/mirrorline/broker"
-	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/collector/ebpf"
 	"github.com/mirrorline/mirrorline/collector/httpstream"
 	"github.com/mirrorline/mirrorline/collector/vpc"
@@ -55,57 +50,20 @@ func (a *app) ebpfCmd() *cobra.Command {
 				}
 				c.Ports = p
 			}
-			if len(c.Ports) == 0 {
-				return usagef("port: at least one --port of the captured service is required")
-			}
-			if c.BodyLimit < 0 || c.IdleTimeout < 0 || c.GapTimeout < 0 || c.MaxStreams < 0 || c.StreamBuffer < 0 || c.MaxBuffered < 0 || c.QueueRecords < 0 || c.QueueBytes < 0 {
-				return usagef("ebpf: body-limit, timeouts, limits and queue sizes must not be negative")
-			}
-			hooks, err := ebpf.ParseHooks(c.Hooks)
-			if err != nil {
-				return usagef("hooks: %v", err)
-			}
-			ecfg := ebpf.Config{
-				Interfaces: c.Interfaces,
-				Ports:      c.Ports,
-				Hooks:      hooks,
-				SnapLen:    c.SnapLen,
-				RingSize:   c.RingBuffer,
-			}
-			if err := ecfg.Validate(); err != nil {
-				return usageError{err}
+			if err := checkEBPF(*c); err != nil {
+				return err
 			}
 			tel := telemetry.NewServer()
-			cl, err := broker.NewClient(a.cfg.Kafka,
-				kgo.MaxBufferedRecords(c.QueueRecords),
-				kgo.MaxBufferedBytes(c.QueueBytes),
-				kgo.ProducerLinger(5*time.Millisecond),
-			)
-			if err != nil {
-				return usageError{err}
-			}
-			defer closeClient(cl)
-			log := a.log.Named("ebpf")
-			em := collector.NewEmitter(cl, a.cfg.Service, collector.NewMetrics(tel.Registry), log)
-			ecfg.Logger = log
-			ecfg.TrackerOptions = []vpc.TrackerOption{
-				vpc.WithIdleTimeout(c.IdleTimeout),
-				vpc.WithGapTimeout(c.GapTimeout),
-				vpc.WithMaxStreams(c.MaxStreams),
-				vpc.WithMaxStreamBuffer(c.StreamBuffer),
-				vpc.WithMaxBuffered(c.MaxBuffered),
-				vpc.WithHTTPOptions(httpstream.WithBodyLimit(c.BodyLimit)),
-			}
-			if c.CollectorID != "" {
-				ecfg.TrackerOptions = append(ecfg.TrackerOptions, vpc.WithCollectorID(c.CollectorID))
-			}
-			capt, err := ebpf.Open(em, ecfg)
+			em, cl, err := a.newEmitter(tel, c.QueueRecords, c.QueueBytes, "ebpf")
 			if err != nil {
 				return err
 			}
-			tel.Registry.MustRegister(ebpf.Collector{Capture: capt}, vpc.NewStreamCollector("ebpf", capt.Stats()))
+			defer closeClient(cl)
+			capt, err := a.newEBPF(tel, em)
+			if err != nil {
+				return err
+			}
 			tel.AddCheck("kafka", kafkaCheck(cl))
-			log.Info("eBPF capture running", "service", a.cfg.Service)
 			return a.runAll(cmd.Context(), tel, capt.Run)
 		},
 	}
@@ -118,4 +76,55 @@ func (a *app) ebpfCmd() *cobra.Command {
 	f.IntVar(&c.RingBuffer, "ring-buffer", c.RingBuffer, "BPF ring buffer size in bytes (a power of two); when full, copies are dropped and counted")
 	c.TCPCapture.flags(f)
 	return cmd
+}
+
+// newEBPF checks the ebpf configuration, loads and attaches the capture
+// publishing through em, and registers its metrics on tel.
+func (a *app) newEBPF(tel *telemetry.Server, em vpc.Publisher) (*ebpf.Capture, error) {
+	c := a.cfg.EBPF
+	if err := checkEBPF(c); err != nil {
+		return nil, err
+	}
+	hooks, err := ebpf.ParseHooks(c.Hooks)
+	if err != nil {
+		return nil, usagef("hooks: %v", err)
+	}
+	ecfg := ebpf.Config{
+		Interfaces: c.Interfaces,
+		Ports:      c.Ports,
+		Hooks:      hooks,
+		SnapLen:    c.SnapLen,
+		RingSize:   c.RingBuffer,
+	}
+	if err := ecfg.Validate(); err != nil {
+		return nil, usageError{err}
+	}
+	log := a.log.Named("ebpf")
+	ecfg.Logger = log
+	ecfg.TrackerOptions = []vpc.TrackerOption{
+		vpc.WithIdleTimeout(c.IdleTimeout),
+		vpc.WithGapTimeout(c.GapTimeout),
+		vpc.WithMaxStreams(c.MaxStreams),
+		vpc.WithMaxStreamBuffer(c.StreamBuffer),
+		vpc.WithMaxBuffered(c.MaxBuffered),
+		vpc.WithHTTPOptions(httpstream.WithBodyLimit(c.BodyLimit)),
+	}
+	if c.CollectorID != "" {
+		ecfg.TrackerOptions = append(ecfg.TrackerOptions, vpc.WithCollectorID(c.CollectorID))
+	}
+	capt, err := ebpf.Open(em, ecfg)
+	if err != nil {
+		return nil, err
+	}
+	tel.Registry.MustRegister(ebpf.Collector{Capture: capt}, vpc.NewStreamCollector("ebpf", capt.Stats()))
+	log.Info("eBPF capture running", "service", a.cfg.Service, "ports", c.Ports, "interfaces", c.Interfaces)
+	return capt, nil
+}
+
+// checkEBPF reports what is missing or out of range in c.
+func checkEBPF(c EBPFConfig) error {
+	if len(c.Ports) == 0 {
+		return usagef("port: at least one --port of the captured service is required")
+	}
+	return c.TCPCapture.check("ebpf")
 }

@@ -76,13 +76,27 @@ func (a *app) newProxy(tel *telemetry.Server) (*proxy.Proxy, *kgo.Client, error)
 	if pc.Primary == "" {
 		return nil, nil, usagef("primary: required")
 	}
-	filter, err := proxy.NewFilter(pc.Sample, pc.Routes)
-	if err != nil {
-		return nil, nil, usageError{err}
-	}
 	em, cl, err := a.newEmitter(tel, pc.QueueRecords, pc.QueueBytes, "proxy")
 	if err != nil {
 		return nil, nil, err
+	}
+	p, err := a.buildProxy(em)
+	if err != nil {
+		cl.Close()
+		return nil, nil, err
+	}
+	return p, cl, nil
+}
+
+// buildProxy builds the proxy collector publishing through em.
+func (a *app) buildProxy(em *collector.Emitter) (*proxy.Proxy, error) {
+	pc := a.cfg.Proxy
+	if pc.Primary == "" {
+		return nil, usagef("proxy.primary: required")
+	}
+	filter, err := proxy.NewFilter(pc.Sample, pc.Routes)
+	if err != nil {
+		return nil, usageError{err}
 	}
 	opts := []proxy.Option{
 		proxy.WithFilter(filter),
@@ -95,10 +109,9 @@ func (a *app) newProxy(tel *telemetry.Server) (*proxy.Proxy, *kgo.Client, error)
 	}
 	p, err := proxy.New(pc.Primary, em, opts...)
 	if err != nil {
-		cl.Close()
-		return nil, nil, usageError{err}
+		return nil, usageError{err}
 	}
-	return p, cl, nil
+	return p, nil
 }
 
 // newEmitter builds the emitter every collector publishes through: a Kafka client

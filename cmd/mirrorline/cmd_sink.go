@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/collector/sink"
 	"github.com/mirrorline/mirrorline/telemetry"
 )
@@ -29,20 +30,11 @@ func (a *app) sinkCmd() *cobra.Command {
 				return err
 			}
 			defer closeClient(cl)
-			opts := []sink.Option{sink.WithBodyLimit(sc.BodyLimit), sink.WithKeyHeader(sc.KeyHeader), sink.WithStripHeaders(sc.StripHeaders...), sink.WithLogger(a.log.Named("sink"))}
-			if sc.CollectorID != "" {
-				opts = append(opts, sink.WithCollectorID(sc.CollectorID))
-			}
-			s, err := sink.New(em, opts...)
+			run, err := a.newSink(em)
 			if err != nil {
-				return usageError{err}
+				return err
 			}
-			ln, err := net.Listen("tcp", sc.Listen)
-			if err != nil {
-				return usagef("listen %s: %v", sc.Listen, err)
-			}
-			a.log.Info("sink listening", "addr", ln.Addr().String(), "service", a.cfg.Service)
-			return a.runAll(cmd.Context(), tel, func(ctx context.Context) error { return s.Serve(ctx, ln) })
+			return a.runAll(cmd.Context(), tel, run)
 		},
 	}
 	f := c.Flags()
@@ -55,4 +47,24 @@ func (a *app) sinkCmd() *cobra.Command {
 	f.IntVar(&a.cfg.Sink.QueueBytes, "queue-bytes", a.cfg.Sink.QueueBytes, "bytes buffered for Kafka before new captures are dropped")
 	f.StringVar(&a.cfg.Sink.CollectorID, "collector-id", a.cfg.Sink.CollectorID, "name of this collector in records (default: host name)")
 	return c
+}
+
+// newSink builds the sink publishing through em and opens its listener; it
+// returns the sink's run func.
+func (a *app) newSink(em *collector.Emitter) (func(context.Context) error, error) {
+	sc := a.cfg.Sink
+	opts := []sink.Option{sink.WithBodyLimit(sc.BodyLimit), sink.WithKeyHeader(sc.KeyHeader), sink.WithStripHeaders(sc.StripHeaders...), sink.WithLogger(a.log.Named("sink"))}
+	if sc.CollectorID != "" {
+		opts = append(opts, sink.WithCollectorID(sc.CollectorID))
+	}
+	s, err := sink.New(em, opts...)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	ln, err := net.Listen("tcp", sc.Listen)
+	if err != nil {
+		return nil, usagef("sink listen %s: %v", sc.Listen, err)
+	}
+	a.log.Info("sink listening", "addr", ln.Addr().String(), "service", a.cfg.Service)
+	return func(ctx context.Context) error { return s.Serve(ctx, ln) }, nil
 }

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/telemetry"
 )
 
@@ -17,8 +20,9 @@ func (a *app) upCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "up",
 		Short: "Run the whole pipeline in one process (embedded broker unless brokers are set)",
-		Long: `Run every configured stage of one service in this process: the proxy collector
-(proxy.primary set), the redactor, the live replayer and the comparator
+		Long: `Run every configured stage of one service in this process: the capture
+collectors named in collectors (proxy, sink, vpc, ebpf; default the proxy when
+proxy.primary is set), the redactor, the live replayer and the comparator
 (replay.target set), and consumer-lag metrics, with one /metrics endpoint. Without brokers, an embedded Kafka-protocol broker
 (franz-go kfake) listens on embedded.addr, so other mirrorline commands and Kafka
 tools can connect to it. The topics are created when missing.`,
@@ -28,6 +32,10 @@ tools can connect to it. The topics are created when missing.`,
 				return err
 			}
 			ctx := cmd.Context()
+			collectors, err := a.upCollectors()
+			if err != nil {
+				return err
+			}
 			if len(a.cfg.Kafka.Brokers) == 0 {
 				var opts []broker.EmbeddedOpt
 				opts = append(opts, broker.EmbeddedAddr(a.cfg.Embedded.Addr))
@@ -48,18 +56,25 @@ tools can connect to it. The topics are created when missing.`,
 			tel := telemetry.NewServer()
 			var stages []func(context.Context) error
 
-			if a.cfg.Proxy.Primary != "" {
-				p, cl, err := a.newProxy(tel)
+			if len(collectors) > 0 {
+				// One publishing queue for every collector of the process.
+				em, cl, err := a.newEmitter(tel, a.cfg.Proxy.QueueRecords, a.cfg.Proxy.QueueBytes, "collector")
 				if err != nil {
 					return err
 				}
 				defer closeClient(cl)
-				ln, err := net.Listen("tcp", a.cfg.Proxy.Listen)
-				if err != nil {
-					return usagef("proxy.listen %s: %v", a.cfg.Proxy.Listen, err)
+				for _, name := range collectors {
+					run, err := a.upCollector(tel, em, name)
+					if err != nil {
+						return err
+					}
+					if name != "proxy" {
+						// Only the proxy is in front of users; another collector
+						// failing leaves the rest of the pipeline running.
+						run = a.isolate(tel, name, run)
+					}
+					stages = append(stages, run)
 				}
-				a.log.Info("proxy listening", "addr", ln.Addr().String(), "primary", a.cfg.Proxy.Primary)
-				stages = append(stages, func(ctx context.Context) error { return p.Serve(ctx, ln) })
 			}
 
 			rp, err := a.newRedactor(tel)
@@ -147,4 +162,58 @@ func (a *app) isolate(tel *telemetry.Server, name string, run func(context.Conte
 		<-ctx.Done()
 		return nil
 	}
+}
+
+// collectorNames are the collectors `up` can run.
+var collectorNames = []string{"proxy", "sink", "vpc", "ebpf"}
+
+// upCollectors returns the collectors `up` runs: the configured list, checked,
+// or the proxy when proxy.primary is set.
+func (a *app) upCollectors() ([]string, error) {
+	if len(a.cfg.Collectors) == 0 {
+		if a.cfg.Proxy.Primary != "" {
+			return []string{"proxy"}, nil
+		}
+		return nil, nil
+	}
+	seen := map[string]bool{}
+	for _, n := range a.cfg.Collectors {
+		if !slices.Contains(collectorNames, n) {
+			return nil, usagef("collectors: %q is not one of %s", n, strings.Join(collectorNames, ", "))
+		}
+		if seen[n] {
+			return nil, usagef("collectors: %q is listed twice", n)
+		}
+		seen[n] = true
+	}
+	return a.cfg.Collectors, nil
+}
+
+// upCollector starts collector name of `up`, publishing through em, and
+// returns its run func.
+func (a *app) upCollector(tel *telemetry.Server, em *collector.Emitter, name string) (func(context.Context) error, error) {
+	switch name {
+	case "proxy":
+		p, err := a.buildProxy(em)
+		if err != nil {
+			return nil, err
+		}
+		ln, err := net.Listen("tcp", a.cfg.Proxy.Listen)
+		if err != nil {
+			return nil, usagef("proxy.listen %s: %v", a.cfg.Proxy.Listen, err)
+		}
+		a.log.Info("proxy listening", "addr", ln.Addr().String(), "primary", a.cfg.Proxy.Primary)
+		return func(ctx context.Context) error { return p.Serve(ctx, ln) }, nil
+	case "sink":
+		return a.newSink(em)
+	case "vpc":
+		return a.newVPC(tel, em)
+	case "ebpf":
+		capt, err := a.newEBPF(tel, em)
+		if err != nil {
+			return nil, err
+		}
+		return capt.Run, nil
+	}
+	return nil, usagef("collectors: %q is not one of %s", name, strings.Join(collectorNames, ", "))
 }

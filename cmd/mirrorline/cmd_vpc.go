@@ -3,14 +3,10 @@ package main
 import (
 	"context"
 	"net"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/mirrorline/mirrorline/broker"
-	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/collector/httpstream"
 	"github.com/mirrorline/mirrorline/collector/vpc"
 	"github.com/mirrorline/mirrorline/telemetry"
@@ -70,48 +66,21 @@ func (a *app) vpcCmd() *cobra.Command {
 					c.VNIs = append(c.VNIs, uint32(v))
 				}
 			}
-			if len(c.Ports) == 0 {
-				return usagef("port: at least one --port of the mirrored service is required")
-			}
-			if c.BodyLimit < 0 || c.IdleTimeout < 0 || c.GapTimeout < 0 || c.MaxStreams < 0 || c.StreamBuffer < 0 || c.MaxBuffered < 0 || c.QueueRecords < 0 || c.QueueBytes < 0 {
-				return usagef("vpc: body-limit, timeouts, limits and queue sizes must not be negative")
+			if err := checkVPC(*c); err != nil {
+				return err
 			}
 			tel := telemetry.NewServer()
-			cl, err := broker.NewClient(a.cfg.Kafka,
-				kgo.MaxBufferedRecords(c.QueueRecords),
-				kgo.MaxBufferedBytes(c.QueueBytes),
-				kgo.ProducerLinger(5*time.Millisecond),
-			)
+			em, cl, err := a.newEmitter(tel, c.QueueRecords, c.QueueBytes, "vpc")
 			if err != nil {
-				return usageError{err}
+				return err
 			}
 			defer closeClient(cl)
-			log := a.log.Named("vpc")
-			stats := &vpc.Stats{}
-			tel.Registry.MustRegister(vpc.NewStreamCollector("vpc", stats))
-			em := collector.NewEmitter(cl, a.cfg.Service, collector.NewMetrics(tel.Registry), log)
-			topts := []vpc.TrackerOption{
-				vpc.WithPorts(c.Ports...),
-				vpc.WithStats(stats),
-				vpc.WithLogger(log),
-				vpc.WithIdleTimeout(c.IdleTimeout),
-				vpc.WithGapTimeout(c.GapTimeout),
-				vpc.WithMaxStreams(c.MaxStreams),
-				vpc.WithMaxStreamBuffer(c.StreamBuffer),
-				vpc.WithMaxBuffered(c.MaxBuffered),
-				vpc.WithHTTPOptions(httpstream.WithBodyLimit(c.BodyLimit)),
-			}
-			if c.CollectorID != "" {
-				topts = append(topts, vpc.WithCollectorID(c.CollectorID))
-			}
-			rx := vpc.NewReceiver(vpc.NewTracker(em, topts...), vpc.WithVNIs(c.VNIs...), vpc.WithReadBuffer(c.ReadBuffer), vpc.WithReceiverLogger(log))
-			pc, err := net.ListenPacket("udp", c.Listen)
+			run, err := a.newVPC(tel, em)
 			if err != nil {
-				return usagef("listen %s: %v", c.Listen, err)
+				return err
 			}
 			tel.AddCheck("kafka", kafkaCheck(cl))
-			log.Info("VPC mirror target listening", "addr", pc.LocalAddr().String(), "ports", c.Ports, "vnis", c.VNIs, "service", a.cfg.Service)
-			return a.runAll(cmd.Context(), tel, func(ctx context.Context) error { return rx.Serve(ctx, pc) })
+			return a.runAll(cmd.Context(), tel, run)
 		},
 	}
 	f := cmd.Flags()
@@ -162,4 +131,53 @@ func (c *TCPCapture) flags(f *pflag.FlagSet) {
 	f.IntVar(&c.QueueRecords, "queue-records", c.QueueRecords, "records buffered for Kafka before new captures are dropped")
 	f.IntVar(&c.QueueBytes, "queue-bytes", c.QueueBytes, "bytes buffered for Kafka before new captures are dropped")
 	f.StringVar(&c.CollectorID, "collector-id", c.CollectorID, "name of this collector in records (default: host name)")
+}
+
+// checkVPC reports what is missing or out of range in c.
+func checkVPC(c VPCConfig) error {
+	if len(c.Ports) == 0 {
+		return usagef("port: at least one --port of the mirrored service is required")
+	}
+	return c.TCPCapture.check("vpc")
+}
+
+// check reports negative sizes, limits and timeouts of the collector named.
+func (c TCPCapture) check(collector string) error {
+	if c.BodyLimit < 0 || c.IdleTimeout < 0 || c.GapTimeout < 0 || c.MaxStreams < 0 || c.StreamBuffer < 0 || c.MaxBuffered < 0 || c.QueueRecords < 0 || c.QueueBytes < 0 {
+		return usagef("%s: body-limit, timeouts, limits and queue sizes must not be negative", collector)
+	}
+	return nil
+}
+
+// newVPC checks the vpc configuration, opens the UDP listener and returns the
+// receiver's run func, publishing through em; metrics go to tel.
+func (a *app) newVPC(tel *telemetry.Server, em vpc.Publisher) (func(context.Context) error, error) {
+	c := a.cfg.VPC
+	if err := checkVPC(c); err != nil {
+		return nil, err
+	}
+	log := a.log.Named("vpc")
+	stats := &vpc.Stats{}
+	tel.Registry.MustRegister(vpc.NewStreamCollector("vpc", stats))
+	topts := []vpc.TrackerOption{
+		vpc.WithPorts(c.Ports...),
+		vpc.WithStats(stats),
+		vpc.WithLogger(log),
+		vpc.WithIdleTimeout(c.IdleTimeout),
+		vpc.WithGapTimeout(c.GapTimeout),
+		vpc.WithMaxStreams(c.MaxStreams),
+		vpc.WithMaxStreamBuffer(c.StreamBuffer),
+		vpc.WithMaxBuffered(c.MaxBuffered),
+		vpc.WithHTTPOptions(httpstream.WithBodyLimit(c.BodyLimit)),
+	}
+	if c.CollectorID != "" {
+		topts = append(topts, vpc.WithCollectorID(c.CollectorID))
+	}
+	rx := vpc.NewReceiver(vpc.NewTracker(em, topts...), vpc.WithVNIs(c.VNIs...), vpc.WithReadBuffer(c.ReadBuffer), vpc.WithReceiverLogger(log))
+	pc, err := net.ListenPacket("udp", c.Listen)
+	if err != nil {
+		return nil, usagef("listen %s: %v", c.Listen, err)
+	}
+	log.Info("VPC mirror target listening", "addr", pc.LocalAddr().String(), "ports", c.Ports, "vnis", c.VNIs, "service", a.cfg.Service)
+	return func(ctx context.Context) error { return rx.Serve(ctx, pc) }, nil
 }

@@ -36,6 +36,9 @@ type Config struct {
 	Import      ImportConfig   `yaml:"import"`
 	Sink        SinkConfig     `yaml:"sink"`
 	Compare     CompareConfig  `yaml:"compare"`
+	// Collectors are the capture collectors `up` runs (proxy, sink, vpc,
+	// ebpf); default: proxy when proxy.primary is set.
+	Collectors []string `yaml:"collectors"`
 }
 
 // SinkConfig configures the mirror sink collector.
