@@ -56,3 +56,36 @@ func TestIsolateKeepsOtherStagesRunning(t *testing.T) {
 		t.Fatalf("isolated stage returned %v on shutdown", err)
 	}
 }
+
+func TestUpCollectors(t *testing.T) {
+	tests := []struct {
+		name       string
+		primary    string
+		collectors []string
+		want       string // joined result, or the error
+	}{
+		{"default with a primary", "http://p", nil, "proxy"},
+		{"default without a primary", "", nil, ""},
+		{"listed", "", []string{"sink", "vpc", "ebpf"}, "sink,vpc,ebpf"},
+		{"unknown", "", []string{"proxy", "tcpdump"}, `collectors: "tcpdump" is not one of proxy, sink, vpc, ebpf`},
+		{"twice", "", []string{"sink", "sink"}, `collectors: "sink" is listed twice`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := &app{log: hclog.NewNullLogger(), cfg: defaultConfig()}
+			a.cfg.Proxy.Primary, a.cfg.Collectors = tc.primary, tc.collectors
+			got, err := a.upCollectors()
+			s := strings.Join(got, ",")
+			if err != nil {
+				var ue usageError
+				if !errors.As(err, &ue) {
+					t.Fatalf("error %v is not a usage error (exit 2)", err)
+				}
+				s = err.Error()
+			}
+			if s != tc.want {
+				t.Fatalf("got %q, want %q", s, tc.want)
+			}
+		})
+	}
+}
