@@ -41,6 +41,13 @@ func Concurrency(n int) LiveOpt { return func(l *Live) { l.conc = n } }
 // keep up with a slow shadow when requests do not depend on each other.
 func Order(byConnection bool) LiveOpt { return func(l *Live) { l.unordered = !byConnection } }
 
+// SkipOlderThan makes the replayer skip (and count as dropped, reason
+// "too_old") records captured longer ago than d when a worker takes them, so
+// that a shadow that cannot keep up sheds load and stays close to live traffic
+// instead of falling ever further behind. 0 (the default) replays everything.
+// Their offsets are committed like those of replayed records.
+func SkipOlderThan(d time.Duration) LiveOpt { return func(l *Live) { l.maxAge = d } }
+
 // WithMetrics sets the metrics (default: unregistered).
 func WithMetrics(m *Metrics) LiveOpt { return func(l *Live) { l.metrics = m } }
 
@@ -76,6 +83,8 @@ type Live struct {
 	job       string
 	instance  string
 	offsets   *offsets
+	// maxAge: skip records captured longer ago (0: never).
+	maxAge time.Duration
 }
 
 // queueDepth is how many polled records may wait for a free worker; polling
@@ -243,6 +252,17 @@ func (l *Live) replay(ctx context.Context, w work) {
 		return
 	}
 	sent := time.Now()
+	if l.maxAge > 0 {
+		captured := r.Timestamp
+		if ex.CaptureTimeNs > 0 {
+			captured = time.Unix(0, ex.CaptureTimeNs)
+		}
+		if sent.Sub(captured) > l.maxAge {
+			l.metrics.Dropped.WithLabelValues(DropTooOld).Inc()
+			l.offsets.Finish(w.track, true)
+			return
+		}
+	}
 	l.metrics.ScheduleLag.Observe(sent.Sub(w.fetched).Seconds())
 	resp, err := l.sender.Send(ctx, ex)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -306,5 +307,31 @@ func TestLiveStopAbandons(t *testing.T) {
 	}
 	if n := l.offsets.Open(); n != 0 {
 		t.Fatalf("%d records still in flight after Run returned", n)
+	}
+}
+
+// With SkipOlderThan, records captured longer ago are skipped (counted as
+// dropped, too_old) and their offsets committed; recent ones are replayed.
+func TestLiveSkipOlderThan(t *testing.T) {
+	g := newGateServer(t)
+	fc := newFakeClient()
+	m := NewMetrics(nil)
+	startLive(t, fc, g.URL, Concurrency(2), WithMetrics(m), SkipOlderThan(time.Minute))
+	at := func(off int64, path string, age time.Duration) *kgo.Record {
+		v, _ := proto.Marshal(&mlv1.Exchange{Id: path, CaptureTimeNs: time.Now().Add(-age).UnixNano(), Request: &mlv1.Request{Method: "GET", Url: "/" + path}})
+		return &kgo.Record{Topic: "mirror.clean.svc", Partition: 0, Offset: off, Key: []byte(path), Value: v}
+	}
+	fc.polls <- []*kgo.Record{at(0, "old0", time.Hour), at(1, "new1", time.Second), at(2, "old2", 2*time.Minute), at(3, "new3", 0)}
+	fc.waitFor(t, "every offset marked", func(f *fakeClient) bool { return f.marked[0] == 4 })
+	if got := fmt.Sprint(g.await(t, 2)); got != "[/new1 /new3]" && got != "[/new3 /new1]" {
+		t.Fatalf("sent %s, want the two recent records", got)
+	}
+	if n := testutil.ToFloat64(m.Dropped.WithLabelValues(DropTooOld)); n != 2 {
+		t.Fatalf("dropped{too_old} = %v, want 2", n)
+	}
+	select {
+	case p := <-g.arrived:
+		t.Fatalf("an old record was sent: %s", p)
+	default:
 	}
 }

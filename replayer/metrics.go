@@ -9,7 +9,8 @@ type Metrics struct {
 	ScheduleLag     prometheus.Histogram
 	ResponseLatency prometheus.Histogram
 	CaptureDelay    prometheus.Histogram
-	// Dropped counts window-replay records not sent, by reason ("max_lag").
+	// Dropped counts records not sent, by reason: "max_lag" (window replay
+	// behind schedule) or "too_old" (live, older than SkipOlderThan).
 	Dropped *prometheus.CounterVec
 	// Late counts window-replay sends more than the late threshold behind
 	// their planned time (they were still sent).
@@ -44,7 +45,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mirrorline_replayer_dropped_total",
-			Help: "Window replay: records not sent because they were more than --max-lag behind schedule, by reason.",
+			Help: "Records not sent, by reason: max_lag (window replay more than --max-lag behind schedule), too_old (live: captured longer ago than --skip-older-than).",
 		}, []string{"reason"}),
 		Late: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mirrorline_replayer_late_total",
@@ -55,6 +56,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Sent.WithLabelValues(c)
 	}
 	m.Dropped.WithLabelValues(DropMaxLag)
+	m.Dropped.WithLabelValues(DropTooOld)
 	if reg != nil {
 		reg.MustRegister(m.Sent, m.Errors, m.ScheduleLag, m.ResponseLatency, m.CaptureDelay, m.Dropped, m.Late)
 	}

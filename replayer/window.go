@@ -28,6 +28,9 @@ const (
 	LateAfter = 10 * time.Millisecond
 	// DropMaxLag is the drop reason of records more than --max-lag late.
 	DropMaxLag = "max_lag"
+	// DropTooOld labels live records skipped because they were captured
+	// longer ago than SkipOlderThan.
+	DropTooOld = "too_old"
 )
 
 // Requester sends one captured request to the target; *Sender is one.

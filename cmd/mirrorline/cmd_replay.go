@@ -90,6 +90,9 @@ Targets must be loopback, the replay.target of -c FILE, or allowed with
 						return usagef("%s: only for --live (window replays split partitions with --job/--workers/--worker)", name)
 					}
 				}
+				if cmd.Flags().Changed("skip-older-than") {
+					return usagef("skip-older-than: only for --live (window replays drop records late on their schedule with --max-lag)")
+				}
 				return a.runWindow(cmd, wf)
 			}
 			tel := telemetry.NewServer()
@@ -116,6 +119,7 @@ Targets must be loopback, the replay.target of -c FILE, or allowed with
 	f.DurationVar(&a.cfg.Replay.Timeout, "timeout", a.cfg.Replay.Timeout, "timeout of each request to the target")
 	f.BoolVar(&a.cfg.Replay.KeepHost, "keep-host", a.cfg.Replay.KeepHost, "send the captured Host header instead of the target's")
 	f.Int64Var(&a.cfg.Replay.BodyLimit, "body-limit", a.cfg.Replay.BodyLimit, "response body bytes recorded per shadow response")
+	f.DurationVar(&a.cfg.Replay.SkipOlderThan, "skip-older-than", a.cfg.Replay.SkipOlderThan, "live: skip (and count as dropped{reason=\"too_old\"}) records captured longer ago than this, so a shadow that cannot keep up stays near live traffic (default 0: replay all)")
 	f.StringArrayVar(&a.cfg.Replay.AllowTargets, "allow-target", a.cfg.Replay.AllowTargets, "allow replaying to host[:port], *.domain[:port] or CIDR (repeatable; replaces replay.allow_targets)")
 
 	// window replays only
@@ -180,6 +184,9 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 	if rc.Concurrency <= 0 {
 		return nil, nil, usagef("concurrency: must be positive, got %d", rc.Concurrency)
 	}
+	if rc.SkipOlderThan < 0 {
+		return nil, nil, usagef("skip-older-than: must not be negative, got %s", rc.SkipOlderThan)
+	}
 	sender, err := replayer.NewSender(rc.Target, rc.Concurrency, replayer.Timeout(rc.Timeout), replayer.KeepHost(rc.KeepHost), replayer.ResponseBodyLimit(rc.BodyLimit))
 	if err != nil {
 		return nil, nil, usageError{err}
@@ -197,6 +204,7 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 		replayer.WithMetrics(replayer.NewMetrics(tel.Registry)),
 		replayer.WithLogger(a.log.Named("replay")),
 		replayer.Job("live", rc.Instance),
+		replayer.SkipOlderThan(rc.SkipOlderThan),
 	)
 	return l, cl, nil
 }

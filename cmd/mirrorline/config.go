@@ -108,6 +108,9 @@ type ReplayConfig struct {
 	MaxRate string `yaml:"max_rate"`
 	// MaxLag is how late a window-replay send may be before it is dropped.
 	MaxLag time.Duration `yaml:"max_lag"`
+	// SkipOlderThan: live mode skips records captured longer ago than this
+	// (0: replay everything).
+	SkipOlderThan time.Duration `yaml:"skip_older_than"`
 
 	// fileTarget is Target as the -c file set it (before flags), which is
 	// allowed without an allowlist.

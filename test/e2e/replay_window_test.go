@@ -447,6 +447,7 @@ func TestReplayWindowUsageErrors(t *testing.T) {
 		{[]string{"--target", "http://127.0.0.1:1", "--workers", "2", "--worker", "2", "--job", "j"}, "worker: must be 0..1"},
 		{[]string{"--target", "http://127.0.0.1:1", "--start-at", "soon"}, "start-at:"},
 		{[]string{"--target", "http://127.0.0.1:1", "--group", "g"}, "group: only for --live"},
+		{[]string{"--target", "http://127.0.0.1:1", "--skip-older-than", "1m"}, "skip-older-than: only for --live"},
 		{[]string{"--target", "http://shadow.example.com"}, "replay target not allowed: no allowlist is configured"},
 		{[]string{"--target", "http://shadow.example.com", "--allow-target", "other.example.com"}, "shadow.example.com is not in the allowlist"},
 		{[]string{"--target", "http://127.0.0.1:1", "--allow-target", "shadow.example.com"}, "127.0.0.1:1 is not in the allowlist"},
