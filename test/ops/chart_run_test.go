@@ -101,6 +101,7 @@ collector:
     enabled: true
 replayer:
   target: %s
+  skipOlderThan: 1h
   autoscaling:
     maxReplicas: 2
 lagExporter:
