@@ -113,13 +113,12 @@ func LiveClientOpts(group, topic string, fromStart bool) []kgo.Opt {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.AutoCommitMarks(),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
-			if v, ok := liveByClient.Load(cl); ok {
+			v, running := liveByClient.Load(cl)
+			if running {
 				v.(*Live).offsets.HandOver(ctx, revoked)
 			}
-			if err := cl.CommitMarkedOffsets(ctx); err != nil {
-				if v, ok := liveByClient.Load(cl); ok {
-					v.(*Live).log.Warn("commit offsets of revoked partitions", "error", err)
-				}
+			if err := cl.CommitMarkedOffsets(ctx); err != nil && running {
+				v.(*Live).log.Warn("commit offsets of revoked partitions", "error", err)
 			}
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, cl *kgo.Client, lost map[string][]int32) {

@@ -2,13 +2,10 @@ package replayer
 
 import (
 	"context"
-	"errors"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
-
-var errQueueClosed = errors.New("replay queue closed")
 
 // offsets tracks the records handed out for replay, per partition in offset
 // order, and marks a partition's offsets for commit only up to the first

@@ -2,8 +2,11 @@ package replayer
 
 import (
 	"context"
+	"errors"
 	"sync"
 )
+
+var errQueueClosed = errors.New("replay queue closed")
 
 // keyQueue hands work items to a fixed number of workers. Items with the same
 // key are handed out one at a time, in the order they were pushed, the next

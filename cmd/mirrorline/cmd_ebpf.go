@@ -53,18 +53,7 @@ func (a *app) ebpfCmd() *cobra.Command {
 			if err := checkEBPF(*c); err != nil {
 				return err
 			}
-			tel := telemetry.NewServer()
-			em, cl, err := a.newEmitter(tel, c.QueueRecords, c.QueueBytes, "ebpf")
-			if err != nil {
-				return err
-			}
-			defer closeClient(cl)
-			capt, err := a.newEBPF(tel, em)
-			if err != nil {
-				return err
-			}
-			tel.AddCheck("kafka", kafkaCheck(cl))
-			return a.runAll(cmd.Context(), tel, capt.Run)
+			return a.runCollector(cmd.Context(), "ebpf", c.QueueRecords, c.QueueBytes, true)
 		},
 	}
 	f := cmd.Flags()

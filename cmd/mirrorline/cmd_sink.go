@@ -8,7 +8,6 @@ import (
 
 	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/collector/sink"
-	"github.com/mirrorline/mirrorline/telemetry"
 )
 
 func (a *app) sinkCmd() *cobra.Command {
@@ -23,18 +22,9 @@ func (a *app) sinkCmd() *cobra.Command {
 			if err := a.requireServiceAndBrokers(); err != nil {
 				return err
 			}
-			sc := a.cfg.Sink
-			tel := telemetry.NewServer()
-			em, cl, err := a.newEmitter(tel, sc.QueueRecords, sc.QueueBytes, "sink")
-			if err != nil {
-				return err
-			}
-			defer closeClient(cl)
-			run, err := a.newSink(em)
-			if err != nil {
-				return err
-			}
-			return a.runAll(cmd.Context(), tel, run)
+			// In front of the mirroring proxy, like the proxy in front of users:
+			// ready whether Kafka is reachable or not.
+			return a.runCollector(cmd.Context(), "sink", a.cfg.Sink.QueueRecords, a.cfg.Sink.QueueBytes, false)
 		},
 	}
 	f := c.Flags()

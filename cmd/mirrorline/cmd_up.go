@@ -189,6 +189,26 @@ func (a *app) upCollectors() ([]string, error) {
 	return a.cfg.Collectors, nil
 }
 
+// runCollector runs collector name alone, as its own command does: with a
+// publishing queue of its own, metrics and health endpoints, until ctx ends.
+// kafkaReady makes /readyz depend on reaching Kafka.
+func (a *app) runCollector(ctx context.Context, name string, queueRecords, queueBytes int, kafkaReady bool) error {
+	tel := telemetry.NewServer()
+	em, cl, err := a.newEmitter(tel, queueRecords, queueBytes, name)
+	if err != nil {
+		return err
+	}
+	defer closeClient(cl)
+	run, err := a.upCollector(tel, em, name)
+	if err != nil {
+		return err
+	}
+	if kafkaReady {
+		tel.AddCheck("kafka", kafkaCheck(cl))
+	}
+	return a.runAll(ctx, tel, run)
+}
+
 // upCollector starts collector name of `up`, publishing through em, and
 // returns its run func.
 func (a *app) upCollector(tel *telemetry.Server, em *collector.Emitter, name string) (func(context.Context) error, error) {

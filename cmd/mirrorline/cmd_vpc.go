@@ -69,18 +69,7 @@ func (a *app) vpcCmd() *cobra.Command {
 			if err := checkVPC(*c); err != nil {
 				return err
 			}
-			tel := telemetry.NewServer()
-			em, cl, err := a.newEmitter(tel, c.QueueRecords, c.QueueBytes, "vpc")
-			if err != nil {
-				return err
-			}
-			defer closeClient(cl)
-			run, err := a.newVPC(tel, em)
-			if err != nil {
-				return err
-			}
-			tel.AddCheck("kafka", kafkaCheck(cl))
-			return a.runAll(cmd.Context(), tel, run)
+			return a.runCollector(cmd.Context(), "vpc", c.QueueRecords, c.QueueBytes, true)
 		},
 	}
 	f := cmd.Flags()
