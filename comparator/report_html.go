@@ -18,11 +18,14 @@ type HTMLOptions struct {
 
 // WriteHTML writes the report as one self-contained HTML page: inline CSS
 // and SVG, no scripts, no external assets (its Content-Security-Policy
-// forbids loading any).
+// forbids loading any). Captured strings are HTML-escaped and, as in the
+// text report, TerminalSafe (no control or bidirectional override
+// characters reach the page).
 func WriteHTML(w io.Writer, rep *Report, opt HTMLOptions) error {
 	if opt.Top <= 0 {
 		opt.Top = 10
 	}
+	rep = rep.safeCopy()
 	var sig, other []EndpointReport
 	for _, e := range rep.Endpoints {
 		if e.Significant && len(sig) < opt.Top {

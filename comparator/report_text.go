@@ -21,11 +21,14 @@ func pct(r float64) string { return fmt.Sprintf("%.1f%%", r*100) }
 
 // WriteText writes the human report: the top differing endpoints with their
 // differing fields and an example diff, latency per endpoint, the endpoints
-// without significant differences and a noise summary.
+// without significant differences and a noise summary. Captured strings
+// are written TerminalSafe: the report holds no control characters but its
+// line breaks.
 func WriteText(w io.Writer, rep *Report, opt TextOptions) error {
 	if opt.Top <= 0 {
 		opt.Top = 10
 	}
+	rep = rep.safeCopy()
 	var b strings.Builder
 	fmt.Fprintf(&b, "mirrorline compare report: service %s\n", rep.Service)
 	span := "no exchanges"
@@ -132,7 +135,8 @@ func WriteText(w io.Writer, rep *Report, opt TextOptions) error {
 		}
 		_ = tw.Flush()
 	}
-	_, err := io.WriteString(w, b.String())
+	// Every value is safe already; this also covers any text added later.
+	_, err := io.WriteString(w, TerminalSafeLines(b.String()))
 	return err
 }
 
