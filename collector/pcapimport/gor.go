@@ -63,39 +63,49 @@ func (im *Importer) readGor(ctx context.Context, br *bufio.Reader) error {
 	sc := bufio.NewScanner(br)
 	sc.Buffer(make([]byte, 0, 64<<10), maxGorPayload+len(gorSeparator))
 	sc.Split(splitGor)
-	var at int64 // offset of the current payload
+	var at int64    // offset of the current payload
+	n, line := 0, 1 // number of the current payload, line of its header
 	for sc.Scan() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		block := sc.Bytes()
-		start := at
+		start, startLine := at, line
 		at += int64(len(block)) + int64(len(gorSeparator))
+		line += bytes.Count(block, []byte("\n")) + bytes.Count(gorSeparator, []byte("\n"))
+		n++
 		if len(bytes.TrimSpace(block)) == 0 {
 			continue
 		}
 		if err := im.gorPayload(block); err != nil {
-			return &FormatError{Offset: start, Err: err}
+			// Errors say where and what was expected, never which bytes
+			// were found: they are captured data.
+			return &FormatError{Offset: start, Err: fmt.Errorf("GoReplay payload %d (line %d): %w", n, startLine, err)}
 		}
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
 			err = fmt.Errorf("payload longer than %d bytes or missing separator: %w", maxGorPayload, err)
 		}
-		return &FormatError{Offset: at, Err: err}
+		return &FormatError{Offset: at, Err: fmt.Errorf("GoReplay payload %d (line %d): %w", n+1, line, err)}
 	}
 	return nil
 }
 
-// gorHeader parses "TYPE ID TIMESTAMP [LATENCY]".
+// gorHeader parses "TYPE ID TIMESTAMP [LATENCY]". Its errors name what is
+// wrong without quoting the line.
 func gorHeader(line []byte) (typ byte, id string, ts time.Time, latency int64, err error) {
+	const want = `want "TYPE ID TIMESTAMP [LATENCY]"`
 	fields := bytes.Fields(line)
-	if len(fields) < 3 || len(fields[0]) != 1 || fields[0][0] < '1' || fields[0][0] > '3' {
-		return 0, "", time.Time{}, 0, fmt.Errorf("bad GoReplay header %q: want \"TYPE ID TIMESTAMP [LATENCY]\"", truncate(line, 80))
+	if len(fields) < 3 {
+		return 0, "", time.Time{}, 0, fmt.Errorf("bad GoReplay header: %d fields, %s", len(fields), want)
+	}
+	if len(fields[0]) != 1 || fields[0][0] < '1' || fields[0][0] > '3' {
+		return 0, "", time.Time{}, 0, fmt.Errorf("bad GoReplay header: TYPE (field 1, %d bytes) is not 1, 2 or 3; %s", len(fields[0]), want)
 	}
 	ns, err := strconv.ParseInt(string(fields[2]), 10, 64)
 	if err != nil || ns <= 0 {
-		return 0, "", time.Time{}, 0, fmt.Errorf("bad GoReplay timestamp %q", truncate(fields[2], 40))
+		return 0, "", time.Time{}, 0, fmt.Errorf("bad GoReplay header: TIMESTAMP (field 3, %d bytes) is not a positive whole number of nanoseconds since the epoch; %s", len(fields[2]), want)
 	}
 	if len(fields) > 3 {
 		latency, _ = strconv.ParseInt(string(fields[3]), 10, 64)
@@ -103,17 +113,10 @@ func gorHeader(line []byte) (typ byte, id string, ts time.Time, latency int64, e
 	return fields[0][0], string(fields[1]), time.Unix(0, ns), latency, nil
 }
 
-func truncate(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[:n]
-	}
-	return b
-}
-
 func (im *Importer) gorPayload(block []byte) error {
 	nl := bytes.IndexByte(block, '\n')
 	if nl < 0 {
-		return errors.New("GoReplay payload without a header line")
+		return errors.New(`no header line: want "TYPE ID TIMESTAMP [LATENCY]" and a newline before the HTTP message`)
 	}
 	typ, id, ts, latency, err := gorHeader(block[:nl])
 	if err != nil {
