@@ -261,14 +261,18 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		d, derr := time.ParseDuration(s)
+		if derr != nil || d <= 0 {
+			return time.Time{}, usagef("since: %q is not an RFC 3339 time or a positive duration", s)
+		}
+		t = now.Add(-d)
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return time.Time{}, usagef("since: %q is not an RFC 3339 time or a positive duration", s)
+	if t.Before(unixEpoch) {
+		return time.Time{}, usagef("since: %s is %s, before %s (Kafka record timestamps start at the Unix epoch)", s, t.UTC().Format(time.RFC3339), unixEpoch.Format(time.RFC3339))
 	}
-	return now.Add(-d), nil
+	return t, nil
 }
 
 func writeHTMLReport(path string, rep *comparator.Report, opt comparator.HTMLOptions) (err error) {

@@ -187,6 +187,9 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 	if rc.SkipOlderThan < 0 {
 		return nil, nil, usagef("skip-older-than: must not be negative, got %s", rc.SkipOlderThan)
 	}
+	if err := validateSendLimits(rc); err != nil {
+		return nil, nil, err
+	}
 	sender, err := replayer.NewSender(rc.Target, rc.Concurrency, replayer.Timeout(rc.Timeout), replayer.KeepHost(rc.KeepHost), replayer.ResponseBodyLimit(rc.BodyLimit))
 	if err != nil {
 		return nil, nil, usageError{err}
@@ -207,6 +210,24 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 		replayer.SkipOlderThan(rc.SkipOlderThan),
 	)
 	return l, cl, nil
+}
+
+// unixEpoch is the earliest time a Kafka record timestamp can hold.
+var unixEpoch = time.Unix(0, 0).UTC()
+
+// validateSendLimits checks what live and window replays share: every
+// request has a timeout (0 or negative would mean none: a hung shadow would
+// hold a slot forever), and a rate cap, when given, is a positive rate.
+func validateSendLimits(rc ReplayConfig) error {
+	if rc.Timeout <= 0 {
+		return usagef("timeout: must be positive, got %s (replay.timeout, --timeout)", rc.Timeout)
+	}
+	if rc.MaxRate != "" {
+		if _, err := replayer.ParseRate(rc.MaxRate); err != nil {
+			return usagef("max-rate: %v (replay.max_rate, --max-rate)", err)
+		}
+	}
+	return nil
 }
 
 // windowJob is a validated window replay request.
@@ -240,6 +261,11 @@ func (a *app) validateWindow(cmd *cobra.Command, wf *windowFlags, now time.Time)
 	if j.to, err = replayer.ParseWhen(wf.to, now); err != nil {
 		return nil, usagef("to: %v", err)
 	}
+	// Kafka has no timestamps before the epoch: asked for one, it answers
+	// UNSUPPORTED_VERSION, which says nothing of the cause.
+	if j.from.Before(unixEpoch) {
+		return nil, usagef("from: %s is %s, before %s (Kafka record timestamps start at the Unix epoch)", wf.from, j.from.UTC().Format(time.RFC3339), unixEpoch.Format(time.RFC3339))
+	}
 	// Record timestamps are milliseconds: so is the window.
 	j.from, j.to = j.from.Truncate(time.Millisecond), j.to.Truncate(time.Millisecond)
 	if !j.from.Before(j.to) {
@@ -259,6 +285,9 @@ func (a *app) validateWindow(cmd *cobra.Command, wf *windowFlags, now time.Time)
 	}
 	if rc.MaxLag <= 0 {
 		return nil, usagef("max-lag: must be positive, got %s", rc.MaxLag)
+	}
+	if err := validateSendLimits(rc); err != nil {
+		return nil, err
 	}
 	j.concurrency = rc.Concurrency
 	if !cmd.Flags().Changed("concurrency") && !replayKeyInFile(a.cfgPath, "concurrency") {
