@@ -37,6 +37,10 @@ type Metrics struct {
 	Skipped        *prometheus.CounterVec
 	PublishLatency prometheus.Histogram
 	Published      prometheus.Counter
+	// Queued counts the exchanges handed to the producer and neither
+	// acknowledged by Kafka nor dropped yet: what a crash (kill -9) of the
+	// process would lose.
+	Queued prometheus.Gauge
 }
 
 // NewMetrics creates the collector metrics and registers them on reg (when not nil).
@@ -63,12 +67,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mirrorline_collector_published_total",
 			Help: "Exchanges acknowledged by Kafka.",
 		}),
+		Queued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mirrorline_collector_queue_records",
+			Help: "Exchanges handed to the Kafka producer and not yet acknowledged or dropped (lost if the process is killed).",
+		}),
 	}
 	for _, r := range []string{DropQueueFull, DropPublishError, DropEncodeError, DropClosed} {
 		m.Dropped.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Captured, m.Dropped, m.Skipped, m.PublishLatency, m.Published)
+		reg.MustRegister(m.Captured, m.Dropped, m.Skipped, m.PublishLatency, m.Published, m.Queued)
 	}
 	return m
 }
@@ -132,7 +140,9 @@ func (e *Emitter) Emit(ex *mlv1.Exchange) error {
 		Timestamp: time.Unix(0, ex.CaptureTimeNs),
 	}
 	start := e.now()
+	e.metrics.Queued.Inc()
 	e.prod.TryProduce(context.Background(), rec, func(_ *kgo.Record, err error) {
+		e.metrics.Queued.Dec()
 		switch {
 		case err == nil:
 			e.metrics.Published.Inc()
