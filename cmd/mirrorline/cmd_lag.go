@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/comparator"
 	"github.com/mirrorline/mirrorline/telemetry"
 )
 
@@ -71,8 +72,10 @@ func printLag(lags []broker.PartitionLag) error {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "GROUP\tTOPIC\tPARTITION\tCOMMITTED\tEND\tLAG\tLAG_SECONDS")
 	for _, l := range lags {
+		// Group ids are any string a Kafka client chose: shown escaped.
+		l.Group = comparator.TerminalSafe(l.Group)
 		if l.Err != nil {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t-\t-\t-\terror: %s\n", l.Group, l.Topic, l.Partition, strings.ReplaceAll(l.Err.Error(), "\n", " "))
+			fmt.Fprintf(tw, "%s\t%s\t%d\t-\t-\t-\terror: %s\n", l.Group, l.Topic, l.Partition, comparator.TerminalSafe(strings.ReplaceAll(l.Err.Error(), "\n", " ")))
 			continue
 		}
 		committed := "-"

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/comparator"
 	"github.com/mirrorline/mirrorline/redactor"
 )
 
@@ -33,7 +34,9 @@ func run(args []string) int {
 		err = root.ExecuteContext(ctx)
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "mirrorline: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+		// One line, and nothing an error quotes (a name read from Kafka, an
+		// endpoint) can drive the terminal.
+		fmt.Fprintf(os.Stderr, "mirrorline: %s\n", comparator.TerminalSafe(strings.ReplaceAll(err.Error(), "\n", "; ")))
 		var ue usageError
 		if errors.As(err, &ue) {
 			return 2
