@@ -2,6 +2,7 @@ package replayer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -79,7 +80,7 @@ func (s *Sender) Send(ctx context.Context, ex *mlv1.Exchange) (*mlv1.Response, e
 	start := time.Now()
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return &mlv1.Response{Error: err.Error(), LatencyNs: time.Since(start).Nanoseconds()}, nil
+		return &mlv1.Response{Error: sendErrorText(err), LatencyNs: time.Since(start).Nanoseconds()}, nil
 	}
 	defer resp.Body.Close()
 	body, rerr := io.ReadAll(io.LimitReader(resp.Body, s.bodyLimit))
@@ -97,4 +98,14 @@ func (s *Sender) Send(ctx context.Context, ex *mlv1.Exchange) (*mlv1.Response, e
 		out.Error = rerr.Error()
 	}
 	return out, nil
+}
+
+// sendErrorText is the error recorded in a shadow response: the client's
+// error without the request URL it quotes (the captured path and query).
+func sendErrorText(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Op + ": " + ue.Err.Error()
+	}
+	return err.Error()
 }
