@@ -185,7 +185,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	resp.Body, resp.BodyTruncated, resp.BodySize = rw.body.Result()
 	if perr != nil {
-		resp.Error = perr.Error()
+		resp.Error = primaryErrText(perr)
 	}
 	ex.Response = resp
 	_ = p.emit.Emit(ex) // encoding cannot fail for a well-formed message; drops are counted
@@ -200,7 +200,7 @@ func (p *Proxy) primaryError(w http.ResponseWriter, r *http.Request, err error) 
 		w.WriteHeader(499)
 		return
 	}
-	p.log.Warn("primary unreachable", "primary", p.primary.Host, "error", err)
+	p.log.Warn("primary unreachable", "primary", p.primary.Host, "error", primaryErrText(err))
 	w.WriteHeader(http.StatusBadGateway)
 }
 
