@@ -114,7 +114,8 @@ func TestImportBadFileKeepsWhatWasRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, code := runML(t, env, "import", "--service", svc, bad)
-	if code != 1 || !strings.Contains(out, "import "+bad+": offset 633: bad GoReplay header") || !strings.Contains(out, "3 exchanges published") {
+	if code != 1 || !strings.Contains(out, "import "+bad+": offset 633: GoReplay payload 7 (line 43): bad GoReplay header: 2 fields") ||
+		strings.Contains(out, "nonsense") || !strings.Contains(out, "3 exchanges published") {
 		t.Fatalf("import: exit %d\n%s", code, out)
 	}
 	recs := readRecords(t, brokers, broker.Topic(broker.Raw, svc), 3, 30*time.Second)
