@@ -69,6 +69,13 @@ func (l *LagReader) Lag(ctx context.Context, groups ...string) ([]PartitionLag, 
 	if err != nil {
 		return nil, fmt.Errorf("consumer lag: %w", err)
 	}
+	// kadm measures against the high watermark; a read-committed consumer
+	// of a transactional topic can read only up to the last stable offset
+	// (records of open transactions are not readable yet), so that is the end.
+	stable, err := l.stableOffsets(ctx, described)
+	if err != nil {
+		return nil, err
+	}
 	var out []PartitionLag
 	for _, g := range described.Sorted() {
 		if err := g.Error(); err != nil {
@@ -77,11 +84,42 @@ func (l *LagReader) Lag(ctx context.Context, groups ...string) ([]PartitionLag, 
 		}
 		for _, m := range g.Lag.Sorted() {
 			pl := PartitionLag{Group: g.Group, Topic: m.Topic, Partition: m.Partition, Committed: m.Commit.At, End: m.End.Offset, Records: m.Lag, Err: m.Err}
+			if lso, ok := stable.Lookup(m.Topic, m.Partition); ok && lso.Err == nil && m.Err == nil {
+				from := m.Commit.At
+				if from < 0 {
+					from = m.Start.Offset
+				}
+				pl.End, pl.Records = lso.Offset, max(0, lso.Offset-from)
+			}
 			out = append(out, pl)
 		}
 	}
 	l.fillSeconds(ctx, out)
 	return out, nil
+}
+
+// stableOffsets lists the last stable offset of every topic the groups
+// have lag on.
+func (l *LagReader) stableOffsets(ctx context.Context, described kadm.DescribedGroupLags) (kadm.ListedOffsets, error) {
+	topics := map[string]bool{}
+	for _, g := range described {
+		for t := range g.Lag {
+			topics[t] = true
+		}
+	}
+	if len(topics) == 0 {
+		return nil, nil
+	}
+	names := make([]string, 0, len(topics))
+	for t := range topics {
+		names = append(names, t)
+	}
+	sort.Strings(names)
+	lso, err := l.adm.ListCommittedOffsets(ctx, names...)
+	if err != nil {
+		return nil, fmt.Errorf("consumer lag: list last stable offsets: %w", err)
+	}
+	return lso, nil
 }
 
 // fillSeconds reads the first unconsumed record of every lagging partition and
@@ -94,9 +132,15 @@ func (l *LagReader) fillSeconds(ctx context.Context, lags []PartitionLag) {
 		if pl.Err != nil || pl.Records <= 0 {
 			continue
 		}
-		if t, ok := ts[key(pl.Topic, pl.Partition, pl.Committed)]; ok {
+		t, ok := ts[key(pl.Topic, pl.Partition, pl.Committed)]
+		switch {
+		case ok && t.IsZero():
+			// Only transaction markers and aborted records before the end:
+			// nothing a read-committed consumer will ever get. Caught up.
+			pl.Records = 0
+		case ok:
 			pl.Seconds = max(0, now.Sub(t).Seconds())
-		} else if pl.Records <= maxMarkerLag {
+		case pl.Records <= maxMarkerLag:
 			// Nothing to read after the commit: the offsets left are transaction
 			// markers (commit/abort control records), not data. Caught up.
 			pl.Records = 0
@@ -114,7 +158,10 @@ func key(topic string, p int32, off int64) string {
 	return topic + "\x00" + strconv.Itoa(int(p)) + "\x00" + strconv.FormatInt(off, 10)
 }
 
-// readTimestamps fetches the record at each lagging group's committed offset.
+// readTimestamps fetches the first committed record at or after each lagging
+// group's committed offset, reading as the group's consumers do (read
+// committed). A zero time means there is none before the group's end: only
+// transaction markers and aborted records are left.
 func (l *LagReader) readTimestamps(ctx context.Context, lags []PartitionLag) map[string]time.Time {
 	type want struct {
 		topic string
@@ -122,9 +169,12 @@ func (l *LagReader) readTimestamps(ctx context.Context, lags []PartitionLag) map
 		off   int64
 	}
 	byOffset := map[want]bool{}
+	endOf := map[want]int64{}
 	for _, pl := range lags {
 		if pl.Err == nil && pl.Records > 0 {
-			byOffset[want{pl.Topic, pl.Partition, pl.Committed}] = true
+			w := want{pl.Topic, pl.Partition, pl.Committed}
+			byOffset[w] = true
+			endOf[w] = pl.End
 		}
 	}
 	out := map[string]time.Time{}
@@ -148,7 +198,8 @@ func (l *LagReader) readTimestamps(ctx context.Context, lags []PartitionLag) map
 			pending[w] = true
 			delete(byOffset, w)
 		}
-		cl, err := kgo.NewClient(append(append([]kgo.Opt{}, l.opts...),
+		cl, err := kgo.NewClient(append(append(append([]kgo.Opt{}, l.opts...), ConsumeOpts()...),
+			kgo.KeepControlRecords(),
 			kgo.ConsumePartitions(round),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 			kgo.FetchMaxWait(300*time.Millisecond),
@@ -161,14 +212,21 @@ func (l *LagReader) readTimestamps(ctx context.Context, lags []PartitionLag) map
 		for len(pending) > 0 && rctx.Err() == nil {
 			fs := cl.PollFetches(rctx)
 			fs.EachPartition(func(p kgo.FetchTopicPartition) {
-				if len(p.Records) == 0 {
-					return
-				}
-				r := p.Records[0]
 				for w := range pending {
-					if w.topic == p.Topic && w.part == p.Partition {
-						out[key(w.topic, w.part, w.off)] = r.Timestamp
-						delete(pending, w)
+					if w.topic != p.Topic || w.part != p.Partition {
+						continue
+					}
+					for _, r := range p.Records {
+						if !r.Attrs.IsControl() {
+							out[key(w.topic, w.part, w.off)] = r.Timestamp
+							delete(pending, w)
+							break
+						}
+						if r.Offset >= endOf[w]-1 {
+							out[key(w.topic, w.part, w.off)] = time.Time{}
+							delete(pending, w)
+							break
+						}
 					}
 				}
 			})

@@ -130,3 +130,60 @@ func TestLagIgnoresTransactionMarkers(t *testing.T) {
 		t.Fatalf("lag at the commit marker: %+v, want 0 records", lags)
 	}
 }
+
+// Lag is measured to the last stable offset, as a read-committed consumer
+// sees the topic: the records of a transaction still open are not lag yet,
+// and aborted records (with their marker) are never lag.
+func TestLagStopsAtLastStableOffset(t *testing.T) {
+	cfg := kafkatest.Config(t)
+	svc := kafkatest.Service(t, 1)
+	topic := broker.Topic(broker.Clean, svc)
+	group := broker.GroupPrefix + "stable-" + svc
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	plain := kafkatest.Client(t)
+	for i := 0; i < 3; i++ {
+		if err := plain.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons := kafkatest.Client(t, kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic), kgo.DisableAutoCommit(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	var got []*kgo.Record
+	for len(got) < 3 && ctx.Err() == nil {
+		got = append(got, cons.PollFetches(ctx).Records()...)
+	}
+	if err := cons.CommitRecords(ctx, got...); err != nil {
+		t.Fatal(err)
+	}
+	cons.Close()
+
+	txn := kafkatest.Client(t, kgo.TransactionalID("lag-stable-"+svc))
+	if err := txn.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	for i := 0; i < 4; i++ {
+		txn.Produce(ctx, &kgo.Record{Topic: topic, Value: []byte("open"), Timestamp: old}, nil)
+	}
+	if err := txn.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	opts, _ := cfg.Opts()
+	r := broker.NewLagReader(kafkatest.Client(t), opts)
+	check := func(when string) {
+		t.Helper()
+		lags, err := r.Lag(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(lags) != 1 || lags[0].Err != nil || lags[0].Records != 0 || lags[0].Seconds != 0 {
+			t.Fatalf("lag %s: %+v, want 0 records, 0 s", when, lags)
+		}
+	}
+	check("with a transaction open")
+	if err := txn.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+	check("after the transaction aborted")
+}

@@ -339,12 +339,14 @@ func ReadDiffs(ctx context.Context, cfg broker.Config, topic string, since time.
 	}
 	defer admCl.Close()
 	adm := kadm.NewClient(admCl)
-	ends, err := adm.ListEndOffsets(ctx, topic)
+	// The diff topic is written in transactions: read committed, up to the
+	// last stable offset (an open transaction's records are not readable).
+	ends, err := adm.ListCommittedOffsets(ctx, topic)
 	if err != nil {
-		return 0, fmt.Errorf("list end offsets of %s: %w", topic, err)
+		return 0, fmt.Errorf("list last stable offsets of %s: %w", topic, err)
 	}
 	if err := ends.Error(); err != nil {
-		return 0, fmt.Errorf("list end offsets of %s: %w", topic, err)
+		return 0, fmt.Errorf("list last stable offsets of %s: %w", topic, err)
 	}
 	var starts kadm.ListedOffsets
 	if since.IsZero() {
@@ -370,7 +372,7 @@ func ReadDiffs(ctx context.Context, cfg broker.Config, topic string, since time.
 	if len(parts) == 0 {
 		return 0, nil
 	}
-	cl, err := broker.NewClient(cfg, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}))
+	cl, err := broker.NewClient(cfg, append(broker.ConsumeOpts(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}))...)
 	if err != nil {
 		return 0, err
 	}

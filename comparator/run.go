@@ -106,7 +106,7 @@ func (r *Runner) Topics() []string {
 }
 
 // ClientOpts are the kgo options of the runner's client on top of the broker
-// options: group, topics, range balancer, manual commits, rebalances only
+// options: group, topics, read committed, range balancer, manual commits, rebalances only
 // between polls, and state handover on revocation. A new group starts at the
 // end of the topics unless fromStart.
 func (r *Runner) ClientOpts(group string, fromStart bool) []kgo.Opt {
@@ -114,12 +114,13 @@ func (r *Runner) ClientOpts(group string, fromStart bool) []kgo.Opt {
 	if fromStart {
 		start = kgo.NewOffset().AtStart()
 	}
-	return []kgo.Opt{
-		kgo.ConsumerGroup(group),
-		kgo.ConsumeTopics(r.Topics()...),
+	// Read committed (broker.GroupConsumeOpts): the clean and shadow topics
+	// are written in transactions; never compare aborted records.
+	opts := broker.GroupConsumeOpts(group, r.Topics(), broker.Membership{})
+	return append(opts,
 		kgo.ConsumeResetOffset(start),
-		// The clean topic is written in transactions: never compare aborted records.
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Range, not cooperative: partition p of every topic goes to the
+		// same member, so both sides of an exchange meet.
 		kgo.Balancers(kgo.RangeBalancer()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
@@ -129,7 +130,7 @@ func (r *Runner) ClientOpts(group string, fromStart bool) []kgo.Opt {
 		kgo.OnPartitionsLost(func(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
 			r.handOver(ctx, cl, lost, false)
 		}),
-	}
+	)
 }
 
 // sideOf says which side a record of topic carries; false for a shadow

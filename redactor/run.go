@@ -36,17 +36,22 @@ const HeaderReason = "mirrorline-quarantine-reason"
 func DefaultGroup(service string) string { return "mirrorline-redact-" + service }
 
 // SessionOpts are the kgo options of a redactor's transactional session on top of
-// the broker options: exactly-once consume-transform-produce from raw to clean.
+// the broker options: exactly-once consume-transform-produce from raw to clean,
+// in a group with the default membership (broker.GroupConsumeOpts; append
+// broker.Membership.Opts for a static instance id or another session
+// timeout).
 func SessionOpts(service, group, transactionalID string) []kgo.Opt {
-	return []kgo.Opt{
-		kgo.ConsumerGroup(group),
-		kgo.ConsumeTopics(broker.Topic(broker.Raw, service)),
+	opts := broker.GroupConsumeOpts(group, []string{broker.Topic(broker.Raw, service)}, broker.Membership{})
+	return append(opts,
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Stable per instance: a restarted redactor fences its predecessor
+		// and aborts the transaction it left open at once, instead of
+		// read-committed consumers of the clean topic waiting for it to time
+		// out.
 		kgo.TransactionalID(transactionalID),
-		kgo.TransactionTimeout(60 * time.Second),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.TransactionTimeout(60*time.Second),
 		kgo.RequireStableFetchOffsets(),
-	}
+	)
 }
 
 // Processor moves records from mirror.raw.<service> to mirror.clean.<service>

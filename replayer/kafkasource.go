@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/mirrorline/mirrorline/broker"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
@@ -26,13 +27,12 @@ func WindowConsumeOpts(topic string, ranges []Range) []kgo.Opt {
 			offs[r.Partition] = kgo.NewOffset().At(r.Start)
 		}
 	}
-	opts := []kgo.Opt{
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	opts := append(broker.ConsumeOpts(),
 		kgo.KeepControlRecords(),
-		kgo.FetchMaxWait(500 * time.Millisecond),
-		kgo.FetchMaxBytes(16 << 20),
-		kgo.FetchMaxPartitionBytes(1 << 20),
-	}
+		kgo.FetchMaxWait(500*time.Millisecond),
+		kgo.FetchMaxBytes(16<<20),
+		kgo.FetchMaxPartitionBytes(1<<20),
+	)
 	if len(offs) > 0 {
 		opts = append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offs}))
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mirrorline/mirrorline/broker"
@@ -48,6 +49,19 @@ func Order(byConnection bool) LiveOpt { return func(l *Live) { l.unordered = !by
 // Their offsets are committed like those of replayed records.
 func SkipOlderThan(d time.Duration) LiveOpt { return func(l *Live) { l.maxAge = d } }
 
+// LiveMaxRate caps the requests sent per second (0, the default: no cap). A
+// replayer catching up a backlog (after a restart, or a shadow that was down)
+// sends it at most this fast instead of all at once; the time workers wait
+// for the cap is counted in mirrorline_replayer_throttled_seconds_total.
+func LiveMaxRate(perSecond float64) LiveOpt {
+	return func(l *Live) {
+		l.limiter = nil
+		if perSecond > 0 {
+			l.limiter = rate.NewLimiter(rate.Limit(perSecond), 1)
+		}
+	}
+}
+
 // WithMetrics sets the metrics (default: unregistered).
 func WithMetrics(m *Metrics) LiveOpt { return func(l *Live) { l.metrics = m } }
 
@@ -85,6 +99,8 @@ type Live struct {
 	offsets   *offsets
 	// maxAge: skip records captured longer ago (0: never).
 	maxAge time.Duration
+	// limiter caps the send rate (nil: no cap).
+	limiter *rate.Limiter
 }
 
 // queueDepth is how many polled records may wait for a free worker; polling
@@ -97,21 +113,29 @@ const queueDepth = 500
 var liveByClient sync.Map // *kgo.Client -> *Live
 
 // LiveClientOpts are the kgo options a live replayer's client needs on top of the
-// broker options: the group, the topic, rebalances only between polls, and the
-// hand-over of revoked partitions (their requests in flight finish and their
-// offsets are committed first). A new group starts at the end of the topic
-// unless fromStart.
+// broker options: the group and the topic, read committed (see
+// broker.GroupConsumeOpts; a record of an aborted transaction is never
+// replayed), cooperative rebalances only between polls, and the hand-over of
+// revoked partitions (their requests in flight finish and their offsets are
+// committed first). A new group starts at the end of the topic unless
+// fromStart. Append broker.Membership.Opts for a static instance id or
+// another session timeout.
 func LiveClientOpts(group, topic string, fromStart bool) []kgo.Opt {
 	start := kgo.NewOffset().AtEnd()
 	if fromStart {
 		start = kgo.NewOffset().AtStart()
 	}
-	return []kgo.Opt{
-		kgo.ConsumerGroup(group),
-		kgo.ConsumeTopics(topic),
+	opts := broker.GroupConsumeOpts(group, []string{topic}, broker.Membership{})
+	return append(opts,
 		kgo.ConsumeResetOffset(start),
+		// Cooperative: a member joining or leaving moves only the partitions
+		// that change hands; the others go on replaying.
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.AutoCommitMarks(),
+		// What a crash can replay twice is what was sent but not committed:
+		// commit the marks every second (kgo's default is 5 s).
+		kgo.AutoCommitInterval(LiveCommitInterval),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
 			v, running := liveByClient.Load(cl)
 			if running {
@@ -126,8 +150,13 @@ func LiveClientOpts(group, topic string, fromStart bool) []kgo.Opt {
 				v.(*Live).offsets.Forget(lost)
 			}
 		}),
-	}
+	)
 }
+
+// LiveCommitInterval is how often a live replayer commits the offsets of the
+// records it replayed. A replayer that crashes sends again, after its
+// restart, the records it sent since its last commit (at least once).
+const LiveCommitInterval = time.Second
 
 // DefaultGroup is the consumer group of live replayers of service.
 func DefaultGroup(service string) string { return "mirrorline-replay-" + service }
@@ -261,6 +290,15 @@ func (l *Live) replay(ctx context.Context, w work) {
 			l.offsets.Finish(w.track, true)
 			return
 		}
+	}
+	if l.limiter != nil {
+		if err := l.limiter.Wait(ctx); err != nil {
+			l.offsets.Finish(w.track, false) // stopping: not sent
+			return
+		}
+		now := time.Now()
+		l.metrics.Throttled.Add(now.Sub(sent).Seconds())
+		sent = now
 	}
 	l.metrics.ScheduleLag.Observe(sent.Sub(w.fetched).Seconds())
 	resp, err := l.sender.Send(ctx, ex)

@@ -15,6 +15,8 @@ type Metrics struct {
 	// Late counts window-replay sends more than the late threshold behind
 	// their planned time (they were still sent).
 	Late prometheus.Counter
+	// Throttled is the time live workers waited for the --max-rate cap.
+	Throttled prometheus.Counter
 }
 
 // NewMetrics creates the replayer metrics and registers them on reg (when not nil).
@@ -51,6 +53,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mirrorline_replayer_late_total",
 			Help: "Window replay: requests sent more than the late threshold (10ms) after their planned time.",
 		}),
+		Throttled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mirrorline_replayer_throttled_seconds_total",
+			Help: "Live mode: time requests waited for the --max-rate cap (summed over workers).",
+		}),
 	}
 	for _, c := range []string{"2xx", "3xx", "4xx", "5xx", "error"} {
 		m.Sent.WithLabelValues(c)
@@ -58,7 +64,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.Dropped.WithLabelValues(DropMaxLag)
 	m.Dropped.WithLabelValues(DropTooOld)
 	if reg != nil {
-		reg.MustRegister(m.Sent, m.Errors, m.ScheduleLag, m.ResponseLatency, m.CaptureDelay, m.Dropped, m.Late)
+		reg.MustRegister(m.Sent, m.Errors, m.ScheduleLag, m.ResponseLatency, m.CaptureDelay, m.Dropped, m.Late, m.Throttled)
 	}
 	return m
 }

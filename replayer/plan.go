@@ -178,7 +178,7 @@ func AgreePlan(ctx context.Context, cfg broker.Config, proposal Plan, now time.T
 	if err != nil {
 		return Plan{}, fmt.Errorf("agree plan of job %s: propose on %s: %w", proposal.Job, JobsTopic, err)
 	}
-	rd, err := broker.NewClient(cfg, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{JobsTopic: {ours.Partition: kgo.NewOffset().AtStart()}}))
+	rd, err := broker.NewClient(cfg, append(broker.ConsumeOpts(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{JobsTopic: {ours.Partition: kgo.NewOffset().AtStart()}}))...)
 	if err != nil {
 		return Plan{}, err
 	}

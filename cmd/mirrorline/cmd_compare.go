@@ -137,7 +137,7 @@ func (a *app) newComparator(tel *telemetry.Server) (*comparator.Comparator, *com
 		return nil, nil, nil, usagef("compare.%v", err)
 	}
 	runner := comparator.NewRunner(cmp, comparator.RunLogger(a.log.Named("compare")))
-	cl, err := broker.NewClient(a.cfg.Kafka, runner.ClientOpts(cc.Group, fromStart)...)
+	cl, err := broker.NewClient(a.cfg.Kafka, append(runner.ClientOpts(cc.Group, fromStart), a.cfg.membership(0).Opts()...)...)
 	if err != nil {
 		return nil, nil, nil, usageError{err}
 	}

@@ -84,9 +84,7 @@ func (a *app) newRedactor(tel *telemetry.Server) (*redactor.Processor, error) {
 		return nil, usageError{err}
 	}
 	opts = append(opts, redactor.SessionOpts(a.cfg.Service, rc.Group, rc.TransactionalID)...)
-	if rc.SessionTimeout > 0 {
-		opts = append(opts, kgo.SessionTimeout(rc.SessionTimeout))
-	}
+	opts = append(opts, a.cfg.membership(rc.SessionTimeout).Opts()...)
 	open := func() (*kgo.GroupTransactSession, error) { return kgo.NewGroupTransactSession(opts...) }
 	sess, err := open()
 	if err != nil {

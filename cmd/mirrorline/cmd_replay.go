@@ -75,6 +75,8 @@ Targets must be loopback, the replay.target of -c FILE, or allowed with
 				return usagef("replay: --live is required, or --from (and --to) for a window replay")
 			}
 			if live {
+				// Live replays are capped only when asked to.
+				a.cfg.Replay.maxRateSet = cmd.Flags().Changed("max-rate")
 				for _, name := range wf.windowOnlyFlagList {
 					if cmd.Flags().Changed(name) {
 						return usagef("%s: only for window replays (--from/--to)", name)
@@ -128,7 +130,7 @@ Targets must be loopback, the replay.target of -c FILE, or allowed with
 	f.StringVar(&wf.speed, "speed", "", "keep the captured timing, N times faster (e.g. 5x, 0.5x; default 1x)")
 	f.StringVar(&wf.rate, "rate", "", "ignore the captured timing and send at a fixed rate (e.g. 500/s)")
 	f.StringVar(&wf.ramp, "ramp", "", "step the speed or rate: FROM..TO/DURATION[:STEPS] (e.g. 1x..10x/10m, 100/s..1000/s/5m:5)")
-	f.StringVar(&a.cfg.Replay.MaxRate, "max-rate", a.cfg.Replay.MaxRate, "cap on any speed or rate, per job")
+	f.StringVar(&a.cfg.Replay.MaxRate, "max-rate", a.cfg.Replay.MaxRate, "cap on any speed or rate, per job; live: cap on the send rate, e.g. while catching up after a restart (default: none)")
 	f.DurationVar(&a.cfg.Replay.MaxLag, "max-lag", a.cfg.Replay.MaxLag, "drop (and count) a record that cannot be sent within this of its planned time")
 	f.BoolVar(&wf.dryRun, "dry-run", false, "schedule and report without sending (on a virtual clock: takes only the time to read)")
 	f.StringVar(&wf.job, "job", "", "job name, shared by the workers of one job (default replay-SERVICE-TIME)")
@@ -138,7 +140,7 @@ Targets must be loopback, the replay.target of -c FILE, or allowed with
 	f.DurationVar(&wf.startDelay, "start-delay", wf.startDelay, "with --workers > 1 and no --start-at: the job starts this long after the first worker proposes it")
 	f.StringVar(&wf.report, "report", "", "also write the summary as JSON to this file")
 	f.BoolVar(&wf.noProgress, "no-progress", false, "no progress bar (it is shown only when stderr is a terminal)")
-	wf.windowOnlyFlagList = []string{"from", "to", "speed", "rate", "ramp", "max-rate", "max-lag", "dry-run", "job", "workers", "worker", "start-at", "start-delay", "report", "no-progress"}
+	wf.windowOnlyFlagList = []string{"from", "to", "speed", "rate", "ramp", "max-lag", "dry-run", "job", "workers", "worker", "start-at", "start-delay", "report", "no-progress"}
 	return c
 }
 
@@ -176,7 +178,18 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 		return nil, nil, usagef("start: %q is not latest or earliest", rc.Start)
 	}
 	if rc.Instance == "" {
+		rc.Instance = a.cfg.InstanceID
+	}
+	if rc.Instance == "" {
 		rc.Instance = replayer.DefaultInstance()
+	}
+	var maxRate float64
+	if rc.maxRateSet || replayKeyInFile(a.cfgPath, "max_rate") {
+		r, err := replayer.ParseRate(rc.MaxRate)
+		if err != nil {
+			return nil, nil, usagef("max-rate: %v", err)
+		}
+		maxRate = r
 	}
 	if rc.Order != "" && rc.Order != "connection" && rc.Order != "none" {
 		return nil, nil, usagef("order: %q is not connection or none", rc.Order)
@@ -197,7 +210,7 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 	if err := checkTarget(rc, sender); err != nil {
 		return nil, nil, err
 	}
-	cl, err := broker.NewClient(a.cfg.Kafka, replayer.LiveClientOpts(rc.Group, rc.Topic, fromStart)...)
+	cl, err := broker.NewClient(a.cfg.Kafka, append(replayer.LiveClientOpts(rc.Group, rc.Topic, fromStart), a.cfg.membership(0).Opts()...)...)
 	if err != nil {
 		return nil, nil, usageError{err}
 	}
@@ -208,6 +221,7 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 		replayer.WithLogger(a.log.Named("replay")),
 		replayer.Job("live", rc.Instance),
 		replayer.SkipOlderThan(rc.SkipOlderThan),
+		replayer.LiveMaxRate(maxRate),
 	)
 	return l, cl, nil
 }

@@ -36,6 +36,10 @@ type Config struct {
 	Import      ImportConfig   `yaml:"import"`
 	Sink        SinkConfig     `yaml:"sink"`
 	Compare     CompareConfig  `yaml:"compare"`
+	// InstanceID is the static group membership id of this process's
+	// consumers (redactor, live replayer, comparator); empty: dynamic
+	// members. See broker.Membership.
+	InstanceID string `yaml:"instance_id"`
 	// Collectors are the capture collectors `up` runs (proxy, sink, vpc,
 	// ebpf); default: proxy when proxy.primary is set.
 	Collectors []string `yaml:"collectors"`
@@ -104,7 +108,8 @@ type ReplayConfig struct {
 	// AllowTargets admits replay targets (host[:port], *.domain[:port], CIDR);
 	// see replayer.CheckTarget for what is admitted without it.
 	AllowTargets []string `yaml:"allow_targets"`
-	// MaxRate caps window replays, e.g. "10000/s" (the default).
+	// MaxRate caps window replays, e.g. "10000/s" (the default), and, when
+	// set, the send rate of a live replay (its catch-up after a restart).
 	MaxRate string `yaml:"max_rate"`
 	// MaxLag is how late a window-replay send may be before it is dropped.
 	MaxLag time.Duration `yaml:"max_lag"`
@@ -115,6 +120,15 @@ type ReplayConfig struct {
 	// fileTarget is Target as the -c file set it (before flags), which is
 	// allowed without an allowlist.
 	fileTarget string
+	// maxRateSet: --max-rate was given (live replays are capped only when
+	// --max-rate or replay.max_rate is set).
+	maxRateSet bool
+}
+
+// membership is how this process's consumers join their groups: the static
+// instance id, if any, and the session timeout (0: the default).
+func (c *Config) membership(session time.Duration) broker.Membership {
+	return broker.Membership{InstanceID: c.InstanceID, SessionTimeout: session}
 }
 
 // usageError is a bad flag or configuration: exit code 2.

@@ -68,7 +68,7 @@ func defaultConfig() Config {
 			QueueBytes:   64 << 20,
 		},
 		Sink:   SinkConfig{Listen: ":9080", BodyLimit: 1 << 20, QueueRecords: 10000, QueueBytes: 64 << 20},
-		Redact: RedactConfig{OnFailure: string(redactor.Quarantine), Batch: 1000, SessionTimeout: 45 * time.Second},
+		Redact: RedactConfig{OnFailure: string(redactor.Quarantine), Batch: 1000, SessionTimeout: broker.DefaultSessionTimeout},
 		Replay: ReplayConfig{Concurrency: 16, Timeout: 10 * time.Second, BodyLimit: 1 << 20},
 	}
 }
@@ -83,6 +83,9 @@ func newRoot(args []string) (*cobra.Command, error) {
 	}
 	if v := os.Getenv("MIRRORLINE_BROKERS"); v != "" {
 		a.cfg.Kafka.Brokers = splitList(v)
+	}
+	if v := os.Getenv("MIRRORLINE_INSTANCE_ID"); v != "" {
+		a.cfg.InstanceID = v
 	}
 	root := &cobra.Command{
 		Use:           "mirrorline",
@@ -111,6 +114,7 @@ func newRoot(args []string) (*cobra.Command, error) {
 	pf.StringVar(&a.cfg.Kafka.SASL.Username, "kafka-sasl-user", a.cfg.Kafka.SASL.Username, "SASL user name")
 	pf.StringVar(&a.cfg.Kafka.SASL.PasswordFile, "kafka-sasl-password-file", a.cfg.Kafka.SASL.PasswordFile, "file holding the SASL password")
 	pf.StringVar(&a.cfg.Kafka.SASL.PasswordEnv, "kafka-sasl-password-env", a.cfg.Kafka.SASL.PasswordEnv, "environment variable holding the SASL password")
+	pf.StringVar(&a.cfg.InstanceID, "instance-id", a.cfg.InstanceID, "static consumer group member id of the redactor, replayer and comparator, stable across restarts of this replica (env MIRRORLINE_INSTANCE_ID; default: dynamic membership)")
 	pf.StringVar(&a.cfg.MetricsAddr, "metrics-addr", a.cfg.MetricsAddr, "address serving /metrics, /healthz and /readyz (empty disables)")
 	pf.StringVar(&a.cfg.LogLevel, "log-level", a.cfg.LogLevel, "trace, debug, info, warn or error")
 	pf.BoolVar(&a.cfg.LogJSON, "log-json", a.cfg.LogJSON, "log as JSON lines")

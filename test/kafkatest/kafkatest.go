@@ -210,3 +210,33 @@ func Embedded(t testing.TB, service string, partitions int32) []string {
 	}
 	return e.Addrs()
 }
+
+// WriteTxn writes exchanges with the given ids to partition 0 of topic in one
+// transaction, committed or aborted, as a redactor killed mid-transaction
+// leaves them (aborted) or as it publishes (committed).
+func WriteTxn(t testing.TB, brokers []string, topic string, commit bool, ids ...string) {
+	t.Helper()
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID("kafkatest-"+hex.EncodeToString(rnd[:])),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		v, _ := proto.Marshal(&mlv1.Exchange{Id: id, ConnectionId: "c", CaptureTimeNs: time.Now().UnixNano(),
+			Request: &mlv1.Request{Method: "POST", Url: "/" + id}, Response: &mlv1.Response{Status: 200}})
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: 0, Key: []byte("c"), Value: v}).FirstErr(); err != nil {
+			t.Fatalf("produce in transaction: %v", err)
+		}
+	}
+	if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+		t.Fatalf("end transaction (commit %v): %v", commit, err)
+	}
+}

@@ -112,6 +112,10 @@ affinity:
   valueFrom:
     fieldRef:
       fieldPath: metadata.name
+# Static consumer group membership: a container restarted in the same pod
+# (crash, OOM kill) takes its partitions back at once, without a rebalance.
+- name: MIRRORLINE_INSTANCE_ID
+  value: "$(POD_NAME)"
 - name: GOMEMLIMIT
   valueFrom:
     resourceFieldRef:

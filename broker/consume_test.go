@@ -1,0 +1,52 @@
+package broker_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/mirrorline/mirrorline/broker"
+)
+
+// Every group consumer reads committed, with a short session timeout and
+// frequent heartbeats unless told otherwise, and is static only when given
+// an instance id.
+func TestGroupConsumeOpts(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		m        broker.Membership
+		session  time.Duration
+		beat     time.Duration
+		instance string
+	}{
+		{"defaults", broker.Membership{}, broker.DefaultSessionTimeout, broker.DefaultHeartbeatInterval, ""},
+		{"static", broker.Membership{InstanceID: "replayer-0"}, 10 * time.Second, time.Second, "replayer-0"},
+		{"longer session", broker.Membership{SessionTimeout: 30 * time.Second}, 30 * time.Second, time.Second, ""},
+		{"heartbeat at most a third of the session", broker.Membership{SessionTimeout: 6 * time.Second, HeartbeatInterval: 5 * time.Second}, 6 * time.Second, 2 * time.Second, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")}, broker.GroupConsumeOpts("g", []string{"t"}, tc.m)...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			// kgo reports the isolation level as its wire value: 1 is read_committed.
+			if got := cl.OptValue(kgo.FetchIsolationLevel); got != int8(1) {
+				t.Errorf("isolation level %v, want 1 (read committed)", got)
+			}
+			if got := cl.OptValue(kgo.SessionTimeout); got != tc.session {
+				t.Errorf("session timeout %v, want %v", got, tc.session)
+			}
+			if got := cl.OptValue(kgo.HeartbeatInterval); got != tc.beat {
+				t.Errorf("heartbeat interval %v, want %v", got, tc.beat)
+			}
+			if id, _ := cl.OptValue(kgo.InstanceID).(string); id != tc.instance {
+				t.Errorf("instance id %q, want %q", id, tc.instance)
+			}
+			if got := cl.OptValue(kgo.ConsumerGroup); got != "g" {
+				t.Errorf("group %v, want g", got)
+			}
+		})
+	}
+}
