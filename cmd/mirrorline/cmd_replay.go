@@ -183,13 +183,13 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 	if rc.Instance == "" {
 		rc.Instance = replayer.DefaultInstance()
 	}
+	if err := validateSendLimits(rc); err != nil {
+		return nil, nil, err
+	}
 	var maxRate float64
 	if rc.maxRateSet || replayKeyInFile(a.cfgPath, "max_rate") {
-		r, err := replayer.ParseRate(rc.MaxRate)
-		if err != nil {
-			return nil, nil, usagef("max-rate: %v", err)
-		}
-		maxRate = r
+		// Validated above: live mode has no cap unless one was asked for.
+		maxRate, _ = replayer.ParseRate(rc.MaxRate)
 	}
 	if rc.Order != "" && rc.Order != "connection" && rc.Order != "none" {
 		return nil, nil, usagef("order: %q is not connection or none", rc.Order)
@@ -199,9 +199,6 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 	}
 	if rc.SkipOlderThan < 0 {
 		return nil, nil, usagef("skip-older-than: must not be negative, got %s", rc.SkipOlderThan)
-	}
-	if err := validateSendLimits(rc); err != nil {
-		return nil, nil, err
 	}
 	sender, err := replayer.NewSender(rc.Target, rc.Concurrency, replayer.Timeout(rc.Timeout), replayer.KeepHost(rc.KeepHost), replayer.ResponseBodyLimit(rc.BodyLimit))
 	if err != nil {
