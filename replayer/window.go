@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/mirrorline/mirrorline/collector/reqtarget"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
@@ -272,6 +273,12 @@ func (w *Window) reportProgress() {
 func (w *Window) send(ctx context.Context, it Item, sent time.Time, lag time.Duration, st *stats) {
 	ex := it.Exchange
 	resp, err := w.sender.Send(ctx, ex)
+	if errors.Is(err, reqtarget.ErrUnsafe) {
+		st.error(DropUnsafeTarget)
+		w.metrics.Dropped.WithLabelValues(DropUnsafeTarget).Inc()
+		w.log.Debug("record not replayed: unsafe request-target", "id", ex.GetId(), "error", err)
+		return
+	}
 	if err != nil {
 		reason := "build"
 		if errors.Is(err, ErrTruncated) {
