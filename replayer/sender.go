@@ -7,8 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
@@ -76,7 +78,22 @@ var ErrDialNotTarget = errors.New("replayer connects only to its target")
 // dialOnly dials with d, but only addr (the target's host:port as the
 // transport spells it): defence in depth behind BuildRequest, which builds
 // every URL on the target; redirects are never followed either.
+//
+// A target named localhost or *.localhost is admitted as loopback because it
+// resolved to loopback addresses (see IsLoopback); its connections are made
+// only to loopback addresses too, so a later answer cannot move them.
 func dialOnly(addr string, d *net.Dialer) func(ctx context.Context, network, address string) (net.Conn, error) {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		if h := strings.ToLower(strings.TrimSuffix(host, ".")); h == "localhost" || strings.HasSuffix(h, ".localhost") {
+			d.Control = func(_, address string, _ syscall.RawConn) error {
+				ap, err := netip.ParseAddrPort(address)
+				if err != nil || !ap.Addr().Unmap().IsLoopback() {
+					return fmt.Errorf("dial %s for %s: %w", address, host, ErrDialNotTarget)
+				}
+				return nil
+			}
+		}
+	}
 	return func(ctx context.Context, network, address string) (net.Conn, error) {
 		if !strings.EqualFold(address, addr) {
 			return nil, fmt.Errorf("dial %s: %w", address, ErrDialNotTarget)
