@@ -50,8 +50,8 @@ var ErrTruncated = errors.New("request body was truncated at capture")
 //
 // The URL is built from parts, never by concatenation: scheme and host come
 // from target only, and the path (appended to target's path) and query from
-// the captured request-target parsed by reqtarget.Parse. A request-target it
-// rejects (authority-form, asterisk-form, userinfo, "//", backslashes, bad
+// the captured request-target parsed by reqtarget.Check. A request it rejects
+// (CONNECT, authority-form, asterisk-form, userinfo, "//", backslashes, bad
 // escapes, dot segments, ...) is an error wrapping reqtarget.ErrUnsafe: the
 // record must not be sent.
 func BuildRequest(ctx context.Context, target *url.URL, ex *mlv1.Exchange, keepHost bool) (*http.Request, error) {
@@ -62,7 +62,7 @@ func BuildRequest(ctx context.Context, target *url.URL, ex *mlv1.Exchange, keepH
 	if in.BodyTruncated {
 		return nil, fmt.Errorf("exchange %s: %w", ex.GetId(), ErrTruncated)
 	}
-	u, err := ShadowURL(target, in.Url)
+	u, err := ShadowURL(target, in.Method, in.Url)
 	if err != nil {
 		return nil, fmt.Errorf("exchange %s: %w", ex.GetId(), err)
 	}
@@ -107,12 +107,13 @@ func BuildRequest(ctx context.Context, target *url.URL, ex *mlv1.Exchange, keepH
 	return req, nil
 }
 
-// ShadowURL is the URL a captured request-target is replayed to: target's
-// scheme and host, target's path followed by the captured path, and the
-// captured query. The error wraps reqtarget.ErrUnsafe for a request-target
-// that must not be replayed; it never contains the request-target.
-func ShadowURL(target *url.URL, requestTarget string) (*url.URL, error) {
-	rt, err := reqtarget.Parse(requestTarget)
+// ShadowURL is the URL a captured request (method and request-target) is
+// replayed to: target's scheme and host, target's path followed by the
+// captured path, and the captured query. The error wraps reqtarget.ErrUnsafe
+// for a request that must not be replayed (see reqtarget.Check); it never
+// contains the request-target.
+func ShadowURL(target *url.URL, method, requestTarget string) (*url.URL, error) {
+	rt, err := reqtarget.Check(method, requestTarget)
 	if err != nil {
 		return nil, fmt.Errorf("request target: %w", err)
 	}

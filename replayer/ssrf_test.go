@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -107,8 +108,14 @@ func TestReplayNeverLeavesTarget(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for i, raw := range hostileTargets(cAny.Addr()) {
-				ex := &mlv1.Exchange{Id: "hostile-" + strconv.Itoa(i), Request: &mlv1.Request{Method: "GET", Url: raw, Host: "127.0.0.2"}}
+			hostile := hostileTargets(cAny.Addr())
+			hostile = append(hostile, "CONNECT 127.0.0.2:80", "CONNECT "+cAny.Addr(), "CONNECT /")
+			for i, raw := range hostile {
+				method := "GET"
+				if m, rest, ok := strings.Cut(raw, " "); ok {
+					method, raw = m, rest
+				}
+				ex := &mlv1.Exchange{Id: "hostile-" + strconv.Itoa(i), Request: &mlv1.Request{Method: method, Url: raw, Host: "127.0.0.2"}}
 				resp, err := s.Send(context.Background(), ex)
 				if err == nil {
 					t.Errorf("target %s: record with request-target %q was sent (status %d, error %q), want it refused as unsafe", target, raw, resp.GetStatus(), resp.GetError())

@@ -34,6 +34,7 @@ const (
 	ReasonEscape       = "invalid percent-encoding in path"
 	ReasonEncodedSlash = "percent-decoded path starts with // or holds a backslash or control byte"
 	ReasonDotSegment   = "dot segment in path"
+	ReasonConnect      = "CONNECT request"
 )
 
 // Error is a rejected request-target; it wraps ErrUnsafe.
@@ -79,6 +80,17 @@ func (t Target) DecodedPath() string {
 		return t.Path
 	}
 	return p
+}
+
+// Check parses the request-target of a captured request with method (see
+// Parse); a CONNECT request, whose target is another host's authority and
+// whose replay would open a tunnel from the shadow, is rejected whatever its
+// target.
+func Check(method, raw string) (Target, error) {
+	if strings.EqualFold(method, "CONNECT") {
+		return Target{}, unsafe(ReasonConnect)
+	}
+	return Parse(raw)
 }
 
 // Parse parses a captured request-target. It accepts:

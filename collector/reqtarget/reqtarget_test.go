@@ -104,6 +104,22 @@ func TestParse(t *testing.T) {
 	}
 }
 
+func TestCheckRejectsConnect(t *testing.T) {
+	for _, m := range []string{"CONNECT", "connect"} {
+		for _, raw := range []string{"evil:443", "/", "http://evil/"} {
+			if _, err := Check(m, raw); !errors.Is(err, ErrUnsafe) || !strings.HasSuffix(err.Error(), ReasonConnect) {
+				t.Errorf("Check(%s, %q) = %v, want %s", m, raw, err, ReasonConnect)
+			}
+		}
+	}
+	if got, err := Check("OPTIONS", "/x"); err != nil || got.String() != "/x" {
+		t.Errorf("Check(OPTIONS, /x) = %q, %v", got.String(), err)
+	}
+	if _, err := Check("OPTIONS", "*"); !errors.Is(err, ErrUnsafe) {
+		t.Errorf("Check(OPTIONS, *) = %v, want unsafe", err)
+	}
+}
+
 // FuzzParse: what Parse keeps parses to itself, so the replayer
 // accepts every target a collector recorded.
 func FuzzParse(f *testing.F) {
