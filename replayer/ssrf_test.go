@@ -112,8 +112,8 @@ func TestReplayNeverLeavesTarget(t *testing.T) {
 			hostile = append(hostile, "CONNECT 127.0.0.2:80", "CONNECT "+cAny.Addr(), "CONNECT /")
 			for i, raw := range hostile {
 				method := "GET"
-				if m, rest, ok := strings.Cut(raw, " "); ok {
-					method, raw = m, rest
+				if rest, ok := strings.CutPrefix(raw, "CONNECT "); ok {
+					method, raw = "CONNECT", rest
 				}
 				ex := &mlv1.Exchange{Id: "hostile-" + strconv.Itoa(i), Request: &mlv1.Request{Method: method, Url: raw, Host: "127.0.0.2"}}
 				resp, err := s.Send(context.Background(), ex)
