@@ -3,6 +3,8 @@ package collector
 import (
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/mirrorline/mirrorline/collector/reqtarget"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
@@ -31,4 +33,27 @@ func normalizeTarget(ex *mlv1.Exchange) error {
 		req.Host = t.Host
 	}
 	return nil
+}
+
+// UnsafeTargetDrops is how many captures were dropped for their request-target
+// (mirrorline_collector_dropped_total{reason="unsafe_target"}), for summaries.
+func (m *Metrics) UnsafeTargetDrops() uint64 {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(m.Dropped); err != nil {
+		return 0
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		return 0
+	}
+	for _, f := range fams {
+		for _, s := range f.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == DropUnsafeTarget {
+					return uint64(s.GetCounter().GetValue())
+				}
+			}
+		}
+	}
+	return 0
 }

@@ -63,6 +63,9 @@ func TestEmitRequestTarget(t *testing.T) {
 			t.Fatalf("Emit(%q): %v", tc.url, err)
 		}
 		dropped := testutil.ToFloat64(m.Dropped.WithLabelValues(DropUnsafeTarget))
+		if n := m.UnsafeTargetDrops(); float64(n) != dropped {
+			t.Errorf("UnsafeTargetDrops() = %d, counter %v", n, dropped)
+		}
 		if tc.wantURL == "" {
 			if len(prod.recs) != 0 || dropped != 1 {
 				t.Errorf("%s %q: %d records published, dropped{unsafe_target} %v; want dropped", tc.method, tc.url, len(prod.recs), dropped)

@@ -145,19 +145,7 @@ func TestSSRFCapturedTargetsNeverLeaveTheShadow(t *testing.T) {
 
 	// import of a GoReplay file
 	gem, gm := emitter()
-	var gor strings.Builder
-	ts := time.Now().UnixNano()
-	for i, line := range append(append([]string(nil), lines...), "GET /safe/gor?q=1", "GET http://primary.example/abs/gor") {
-		if i > 0 {
-			gor.WriteString("\n🐵🙈🙉\n")
-		}
-		fmt.Fprintf(&gor, "1 id%d %d\n%s HTTP/1.1\r\nHost: primary.example\r\n\r\n", i, ts+int64(i), line)
-		fmt.Fprintf(&gor, "\n🐵🙈🙉\n2 id%d %d 1000\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", i, ts+int64(i)+1000)
-	}
-	file := filepath.Join(t.TempDir(), "hostile.gor")
-	if err := os.WriteFile(file, []byte(gor.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := writeGor(t, append(append([]string(nil), lines...), "GET /safe/gor?q=1", "GET http://primary.example/abs/gor"))
 	im := pcapimport.New(gem)
 	if err := im.ImportFile(context.Background(), file); err != nil {
 		t.Fatalf("import: %v", err)
@@ -281,5 +269,45 @@ func sendLines(t *testing.T, addr string, lines []string) {
 			resp.Body.Close()
 		}
 		conn.Close()
+	}
+}
+
+// writeGor writes a GoReplay file of one request per line, each answered 200.
+func writeGor(t *testing.T, lines []string) string {
+	t.Helper()
+	var gor strings.Builder
+	ts := time.Now().UnixNano()
+	for i, line := range lines {
+		if i > 0 {
+			gor.WriteString("\n🐵🙈🙉\n")
+		}
+		fmt.Fprintf(&gor, "1 id%d %d\n%s HTTP/1.1\r\nHost: primary.example\r\n\r\n", i, ts+int64(i), line)
+		fmt.Fprintf(&gor, "\n🐵🙈🙉\n2 id%d %d 1000\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", i, ts+int64(i)+1000)
+	}
+	file := filepath.Join(t.TempDir(), "hostile.gor")
+	if err := os.WriteFile(file, []byte(gor.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// `mirrorline import` of a .gor file with hostile request-targets publishes
+// the safe requests (absolute-form reduced to its path) and says how many it
+// left out.
+func TestSSRFImportReportsUnsafeTargets(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	svc := kafkatest.Service(t, 1)
+	env := []string{"MIRRORLINE_BROKERS=" + strings.Join(brokers, ",")}
+	file := writeGor(t, []string{"GET http:@localhost/x", "GET /safe", "GET @evil.example/x", "GET http://primary.example/abs?q=1", "OPTIONS *"})
+	out, code := runML(t, env, "import", "--service", svc, file)
+	if code != 0 || !strings.Contains(out, "2 exchanges published") || !strings.Contains(out, "import: 3 requests not published: unsafe request-target") {
+		t.Fatalf("import: exit %d\n%s", code, out)
+	}
+	got := map[string]string{}
+	for _, ex := range kafkatest.ReadExchanges(t, brokers, broker.Topic(broker.Raw, svc), 2, 30*time.Second) {
+		got[ex.Request.Url] = ex.Request.Host
+	}
+	if len(got) != 2 || got["/safe"] != "primary.example" || got["/abs?q=1"] != "primary.example" {
+		t.Fatalf("raw records (url: host) %v, want /safe and /abs?q=1 on primary.example", got)
 	}
 }
