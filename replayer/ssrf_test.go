@@ -3,8 +3,10 @@ package replayer
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -255,5 +257,42 @@ func TestWindowDropsUnsafeTarget(t *testing.T) {
 	}
 	if c.Hits() != 0 {
 		t.Fatalf("canary got %d connections", c.Hits())
+	}
+}
+
+// TestSenderReachesItsTarget: the dial check admits the target however it is
+// written (IPv6, default port, upper-case name).
+func TestSenderReachesItsTarget(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0", "127.0.0.2:80", "localhost"} {
+		name := addr == "localhost"
+		if name {
+			addr = "127.0.0.1:0"
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+		srv.Listener = ln
+		srv.Start()
+		target := srv.URL
+		if strings.HasSuffix(addr, ":80") {
+			target = "http://127.0.0.2"
+		}
+		if name {
+			target = strings.Replace(target, "127.0.0.1", "LocalHost", 1)
+		}
+		s, err := NewSender(target+"/", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := s.Send(context.Background(), &mlv1.Exchange{Id: "x", Request: &mlv1.Request{Method: "GET", Url: "/ok"}})
+		if err != nil || resp.Error != "" || resp.Status != 200 {
+			t.Errorf("target %s: %v %q status %d", target, err, resp.GetError(), resp.GetStatus())
+		}
+		srv.Close()
+	}
+	if got := targetAddr(&url.URL{Scheme: "https", Host: "Shadow.Internal"}); got != "Shadow.Internal:443" {
+		t.Errorf("targetAddr = %q", got)
 	}
 }
