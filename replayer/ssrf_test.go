@@ -296,3 +296,47 @@ func TestSenderReachesItsTarget(t *testing.T) {
 		t.Errorf("targetAddr = %q", got)
 	}
 }
+
+// FuzzShadowURL: whatever the request-target, a URL ShadowURL returns is on
+// the target (scheme, host, port) under the target's path, also once written
+// out and parsed again as the HTTP client does.
+func FuzzShadowURL(f *testing.F) {
+	for _, s := range append(hostileTargets("127.0.0.2:8080"), "/ok?a=1", "http://h/x", "/a%2Fb", "/%") {
+		f.Add(s)
+	}
+	target, _ := url.Parse("http://shadow.internal:8080/base")
+	f.Fuzz(func(t *testing.T, raw string) {
+		u, err := ShadowURL(target, "GET", raw)
+		if err != nil {
+			if !errors.Is(err, reqtarget.ErrUnsafe) {
+				t.Fatalf("error %v does not wrap ErrUnsafe", err)
+			}
+			return
+		}
+		back, err := url.Parse(u.String())
+		if err != nil {
+			t.Fatalf("%q -> %q does not parse: %v", raw, u.String(), err)
+		}
+		for _, v := range []*url.URL{u, back} {
+			if v.Scheme != "http" || v.Host != "shadow.internal:8080" || v.User != nil || v.Opaque != "" || !strings.HasPrefix(v.EscapedPath(), "/base/") {
+				t.Fatalf("%q -> %q leaves the target", raw, v.String())
+			}
+		}
+		if back.RequestURI() != u.RequestURI() {
+			t.Fatalf("%q -> request-URI %q, reparsed %q", raw, u.RequestURI(), back.RequestURI())
+		}
+	})
+}
+
+func BenchmarkBuildRequest(b *testing.B) {
+	target, _ := url.Parse("http://shadow.internal:8080")
+	ex := &mlv1.Exchange{Id: "id", Request: &mlv1.Request{Method: "GET", Url: "/api/v1/payments/12345/items?expand=lines&limit=50",
+		Headers: []*mlv1.Header{{Name: "Accept", Value: "application/json"}, {Name: "Traceparent", Value: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}}}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := BuildRequest(ctx, target, ex, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
