@@ -258,6 +258,14 @@ func TestWindowDropsUnsafeTarget(t *testing.T) {
 	if c.Hits() != 0 {
 		t.Fatalf("canary got %d connections", c.Hits())
 	}
+	// A dry run reports them the same way, and does not schedule them.
+	dry, err := NewWindow(NewSliceSource(its), NewSchedule(Speed(1), t0, 1, 0), nil, WithClock(NewVirtualClock(t0))).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dry.Scheduled != 1 || dry.Sent != 1 || dry.Errors[DropUnsafeTarget] != 2 {
+		t.Errorf("dry run: scheduled %d, would send %d, errors %v; want 1, 1, 2 unsafe_target", dry.Scheduled, dry.Sent, dry.Errors)
+	}
 }
 
 // TestSenderReachesItsTarget: the dial check admits the target however it is

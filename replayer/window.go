@@ -180,6 +180,14 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 			w.metrics.Errors.WithLabelValues("truncated").Inc()
 			continue
 		}
+		if req := it.Exchange.GetRequest(); req != nil {
+			if _, err := reqtarget.Check(req.Method, req.Url); err != nil {
+				// Not scheduled, in a dry run too; Send checks again.
+				st.error(DropUnsafeTarget)
+				w.metrics.Dropped.WithLabelValues(DropUnsafeTarget).Inc()
+				continue
+			}
+		}
 		planned := anchor.Add(w.sched.At(index, it.Capture))
 		index++
 		st.planned(planned)
