@@ -106,7 +106,7 @@ func Check(method, raw string) (Target, error) {
 // fragment, paths with an invalid percent-encoding, dot segments ("." or "..",
 // also percent-encoded or followed by ";params"), or whose decoded form starts
 // with "//" or holds a backslash or a control byte. The query is kept as
-// captured: any visible ASCII except "#".
+// captured: any visible ASCII except "#" and "\\".
 //
 // Errors wrap ErrUnsafe (as *Error) and never contain the target's bytes.
 func Parse(raw string) (Target, error) {
