@@ -164,6 +164,15 @@ func TestSSRFCapturedTargetsNeverLeaveTheShadow(t *testing.T) {
 		t.Errorf("dropped{unsafe_target}: proxy %v, sink %v; want some", unsafeDrops(pm), unsafeDrops(sm))
 	}
 
+	eventually(t, 60*time.Second, "every capture published or dropped", func() bool {
+		for _, m := range []*collector.Metrics{pm, sm, vm, gm} {
+			if testutil.ToFloat64(m.Published)+unsafeDrops(m) < testutil.ToFloat64(m.Captured) {
+				return false
+			}
+		}
+		return true
+	})
+
 	// Records with hostile targets produced straight into raw, as a collector
 	// without these checks would have: the replayer drops them.
 	var injected []*kgo.Record
