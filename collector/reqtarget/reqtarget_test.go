@@ -143,3 +143,12 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParse(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse("/api/v1/payments/12345/items?expand=lines&limit=50"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
