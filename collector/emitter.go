@@ -75,6 +75,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{DropQueueFull, DropPublishError, DropEncodeError, DropClosed} {
 		m.Dropped.WithLabelValues(r)
 	}
+	m.Dropped.WithLabelValues(DropUnsafeTarget)
 	if reg != nil {
 		reg.MustRegister(m.Captured, m.Dropped, m.Skipped, m.PublishLatency, m.Published, m.Queued)
 	}
@@ -110,13 +111,21 @@ func (e *Emitter) Metrics() *Metrics { return e.metrics }
 // Service returns the service this emitter publishes for.
 func (e *Emitter) Service() string { return e.service }
 
-// Emit publishes ex. It fills in the id, service and capture time when unset and
-// returns at once. Only an encoding failure is returned; a full queue or a failed
-// delivery is counted in mirrorline_collector_dropped_total{reason} when it happens.
+// Emit publishes ex. It fills in the id, service and capture time when unset,
+// rewrites the request-target to origin-form (an unsafe one is dropped and
+// counted with reason unsafe_target, see reqtarget.Parse) and returns at once.
+// Only an encoding failure is returned; a full queue or a failed delivery is
+// counted in mirrorline_collector_dropped_total{reason} when it happens.
 func (e *Emitter) Emit(ex *mlv1.Exchange) error {
 	e.metrics.Captured.Inc()
 	if ex.Id == "" {
 		ex.Id = NewID()
+	}
+	if err := normalizeTarget(ex); err != nil {
+		// Counted, like a full queue: never published, so never replayed.
+		e.metrics.Dropped.WithLabelValues(DropUnsafeTarget).Inc()
+		e.log.Debug("capture dropped", "reason", DropUnsafeTarget, "error", err)
+		return nil
 	}
 	if ex.Service == "" {
 		ex.Service = e.service

@@ -1,6 +1,7 @@
 package replayer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ErrTargetNotAllowed is returned (wrapped) for a replay target that the
@@ -123,23 +125,43 @@ func (a *Allowlist) String() string {
 	return strings.Join(a.texts, ", ")
 }
 
-// IsLoopback reports whether target names this machine: localhost (or a name
-// under .localhost), 127.0.0.0/8 or ::1.
-func IsLoopback(target *url.URL) bool {
+// IsLoopback reports whether target names this machine: an address in
+// 127.0.0.0/8 or ::1, or a host name whose addresses all are. Names are
+// resolved, "localhost" and names under ".localhost" included: a name is never
+// admitted as loopback by its spelling. The lookup is bounded by ctx.
+func IsLoopback(ctx context.Context, target *url.URL) bool {
 	host, _ := hostPort(target)
-	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
-		return true
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return ip.Unmap().IsLoopback()
 	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.Unmap().IsLoopback()
+	if host == "" {
+		return false
+	}
+	addrs, err := lookupNetIP(ctx, "ip", host)
+	if err != nil || len(addrs) == 0 {
+		return false
+	}
+	for _, a := range addrs {
+		if !a.Unmap().IsLoopback() {
+			return false
+		}
+	}
+	return true
 }
+
+// lookupNetIP resolves host names for IsLoopback (replaced in tests).
+var lookupNetIP = net.DefaultResolver.LookupNetIP
+
+// lookupTimeout bounds the name lookup of CheckTarget.
+const lookupTimeout = 5 * time.Second
 
 // CheckTarget decides whether requests may be replayed to target:
 //
 //   - with an allowlist (non-empty), the target's host and port must match an
 //     entry, and nothing else is admitted, loopback included;
-//   - without one, only loopback targets and the target written in the
-//     configuration file (configured, "" when none) are admitted. A target
+//   - without one, only loopback targets (see IsLoopback: names are resolved,
+//     for up to 5 s) and the target written in the configuration file
+//     (configured, "" when none) are admitted. A target
 //     given only on the command line must be allowed explicitly: a mistyped
 //     --target must not send copies of production traffic to production or
 //     to a stranger.
@@ -153,7 +175,9 @@ func CheckTarget(target *url.URL, allow *Allowlist, configured string) error {
 		}
 		return fmt.Errorf("target %s: %w: %s is not in the allowlist (%s); add --allow-target %s or replay.allow_targets", target.Redacted(), ErrTargetNotAllowed, host, allow, host)
 	}
-	if IsLoopback(target) {
+	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+	defer cancel()
+	if IsLoopback(ctx, target) {
 		return nil
 	}
 	if configured != "" {

@@ -78,6 +78,7 @@ func TestAllowlistEntries(t *testing.T) {
 }
 
 func TestCheckTarget(t *testing.T) {
+	fakeResolver(t, map[string][]string{"localhost": {"127.0.0.1", "::1"}, "shadow.localhost": {"127.0.0.1"}})
 	list := func(e ...string) *Allowlist {
 		a, err := NewAllowlist(e)
 		if err != nil {

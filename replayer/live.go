@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/collector/reqtarget"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
@@ -302,6 +303,12 @@ func (l *Live) replay(ctx context.Context, w work) {
 	}
 	l.metrics.ScheduleLag.Observe(sent.Sub(w.fetched).Seconds())
 	resp, err := l.sender.Send(ctx, ex)
+	if errors.Is(err, reqtarget.ErrUnsafe) {
+		l.metrics.Dropped.WithLabelValues(DropUnsafeTarget).Inc()
+		l.log.Debug("record not replayed: unsafe request-target", "id", ex.GetId(), "error", err)
+		l.offsets.Finish(w.track, true)
+		return
+	}
 	if err != nil {
 		reason := "build"
 		if errors.Is(err, ErrTruncated) {

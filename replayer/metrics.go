@@ -10,7 +10,8 @@ type Metrics struct {
 	ResponseLatency prometheus.Histogram
 	CaptureDelay    prometheus.Histogram
 	// Dropped counts records not sent, by reason: "max_lag" (window replay
-	// behind schedule) or "too_old" (live, older than SkipOlderThan).
+	// behind schedule), "too_old" (live, older than SkipOlderThan) or
+	// "unsafe_target" (request-target rejected by BuildRequest).
 	Dropped *prometheus.CounterVec
 	// Late counts window-replay sends more than the late threshold behind
 	// their planned time (they were still sent).
@@ -47,7 +48,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mirrorline_replayer_dropped_total",
-			Help: "Records not sent, by reason: max_lag (window replay more than --max-lag behind schedule), too_old (live: captured longer ago than --skip-older-than).",
+			Help: "Records not sent, by reason: max_lag (window replay more than --max-lag behind schedule), too_old (live: captured longer ago than --skip-older-than), unsafe_target (request-target that could leave the target: never sent).",
 		}, []string{"reason"}),
 		Late: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mirrorline_replayer_late_total",
@@ -63,6 +64,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.Dropped.WithLabelValues(DropMaxLag)
 	m.Dropped.WithLabelValues(DropTooOld)
+	m.Dropped.WithLabelValues(DropUnsafeTarget)
 	if reg != nil {
 		reg.MustRegister(m.Sent, m.Errors, m.ScheduleLag, m.ResponseLatency, m.CaptureDelay, m.Dropped, m.Late, m.Throttled)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/mirrorline/mirrorline/collector/reqtarget"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
@@ -35,6 +36,10 @@ var hopByHop = map[string]bool{
 // IsHopByHop reports whether name (any case) is a hop-by-hop header.
 func IsHopByHop(name string) bool { return hopByHop[textproto.CanonicalMIMEHeaderKey(name)] }
 
+// DropUnsafeTarget is the drop reason of records whose request-target must not
+// be replayed (see BuildRequest); they are committed and never sent.
+const DropUnsafeTarget = "unsafe_target"
+
 // ErrTruncated is returned for a record whose request body was cut at capture.
 var ErrTruncated = errors.New("request body was truncated at capture")
 
@@ -42,6 +47,13 @@ var ErrTruncated = errors.New("request body was truncated at capture")
 // request path and query are kept, hop-by-hop headers (and those named in
 // Connection) are removed, X-Shadow-Request and X-Mirrorline-Id are set, and Host
 // becomes the target's unless keepHost.
+//
+// The URL is built from parts, never by concatenation: scheme and host come
+// from target only, and the path (appended to target's path) and query from
+// the captured request-target parsed by reqtarget.Check. A request it rejects
+// (CONNECT, authority-form, asterisk-form, userinfo, "//", backslashes, bad
+// escapes, dot segments, ...) is an error wrapping reqtarget.ErrUnsafe: the
+// record must not be sent.
 func BuildRequest(ctx context.Context, target *url.URL, ex *mlv1.Exchange, keepHost bool) (*http.Request, error) {
 	in := ex.GetRequest()
 	if in == nil || in.Method == "" {
@@ -50,20 +62,19 @@ func BuildRequest(ctx context.Context, target *url.URL, ex *mlv1.Exchange, keepH
 	if in.BodyTruncated {
 		return nil, fmt.Errorf("exchange %s: %w", ex.GetId(), ErrTruncated)
 	}
-	uri := in.Url
-	if !strings.HasPrefix(uri, "/") {
-		// Absolute form (or "*"): keep only path and query, exactly as encoded.
-		ref, err := url.Parse(uri)
-		if err != nil {
-			return nil, fmt.Errorf("exchange %s: request URL: %w", ex.GetId(), err)
-		}
-		uri = ref.RequestURI()
+	u, err := ShadowURL(target, in.Method, in.Url)
+	if err != nil {
+		return nil, fmt.Errorf("exchange %s: %w", ex.GetId(), err)
 	}
-	full := target.Scheme + "://" + target.Host + strings.TrimSuffix(target.EscapedPath(), "/") + uri
+	full := u.String()
 
 	req, err := http.NewRequestWithContext(ctx, in.Method, full, bytes.NewReader(in.Body))
 	if err != nil {
 		return nil, fmt.Errorf("exchange %s: build request: %w", ex.GetId(), err)
+	}
+	if req.URL.Scheme != target.Scheme || req.URL.Host != target.Host {
+		// Cannot happen with a URL built from parts; checked all the same.
+		return nil, fmt.Errorf("exchange %s: build request: %w: URL leaves the target", ex.GetId(), reqtarget.ErrUnsafe)
 	}
 	req.ContentLength = int64(len(in.Body))
 	if len(in.Body) == 0 {
@@ -94,4 +105,25 @@ func BuildRequest(ctx context.Context, target *url.URL, ex *mlv1.Exchange, keepH
 		req.Host = in.Host
 	}
 	return req, nil
+}
+
+// ShadowURL is the URL a captured request (method and request-target) is
+// replayed to: target's scheme and host, target's path followed by the
+// captured path, and the captured query. The error wraps reqtarget.ErrUnsafe
+// for a request that must not be replayed (see reqtarget.Check); it never
+// contains the request-target.
+func ShadowURL(target *url.URL, method, requestTarget string) (*url.URL, error) {
+	rt, err := reqtarget.Check(method, requestTarget)
+	if err != nil {
+		return nil, fmt.Errorf("request target: %w", err)
+	}
+	u := &url.URL{
+		Scheme:     target.Scheme,
+		Host:       target.Host,
+		Path:       strings.TrimSuffix(target.Path, "/") + rt.DecodedPath(),
+		RawPath:    strings.TrimSuffix(target.EscapedPath(), "/") + rt.Path,
+		RawQuery:   rt.Query,
+		ForceQuery: rt.ForceQuery && rt.Query == "",
+	}
+	return u, nil
 }

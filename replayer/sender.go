@@ -7,7 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strings"
+	"syscall"
 	"time"
 
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
@@ -52,7 +55,8 @@ func NewSender(target string, conns int, opts ...SenderOpt) (*Sender, error) {
 		client: &http.Client{
 			Timeout: 10 * time.Second,
 			Transport: &http.Transport{
-				DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+				Proxy:               nil, // never an HTTP_PROXY from the environment: it would be dialled instead
+				DialContext:         dialOnly(targetAddr(u), &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}),
 				MaxIdleConns:        conns * 2,
 				MaxIdleConnsPerHost: conns * 2,
 				IdleConnTimeout:     90 * time.Second,
@@ -65,6 +69,50 @@ func NewSender(target string, conns int, opts ...SenderOpt) (*Sender, error) {
 		o(s)
 	}
 	return s, nil
+}
+
+// ErrDialNotTarget is returned (wrapped) when the Sender's client is asked to
+// connect to an address other than its target's.
+var ErrDialNotTarget = errors.New("replayer connects only to its target")
+
+// dialOnly dials with d, but only addr (the target's host:port as the
+// transport spells it): defence in depth behind BuildRequest, which builds
+// every URL on the target; redirects are never followed either.
+//
+// A target named localhost or *.localhost is admitted as loopback because it
+// resolved to loopback addresses (see IsLoopback); its connections are made
+// only to loopback addresses too, so a later answer cannot move them.
+func dialOnly(addr string, d *net.Dialer) func(ctx context.Context, network, address string) (net.Conn, error) {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		if h := strings.ToLower(strings.TrimSuffix(host, ".")); h == "localhost" || strings.HasSuffix(h, ".localhost") {
+			d.Control = func(_, address string, _ syscall.RawConn) error {
+				ap, err := netip.ParseAddrPort(address)
+				if err != nil || !ap.Addr().Unmap().IsLoopback() {
+					return fmt.Errorf("dial %s for %s: %w", address, host, ErrDialNotTarget)
+				}
+				return nil
+			}
+		}
+	}
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		if !strings.EqualFold(address, addr) {
+			return nil, fmt.Errorf("dial %s: %w", address, ErrDialNotTarget)
+		}
+		return d.DialContext(ctx, network, address)
+	}
+}
+
+// targetAddr is the host:port the transport dials for u: the port defaults
+// from the scheme.
+func targetAddr(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }
 
 // Target returns the target URL.

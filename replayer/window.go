@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/mirrorline/mirrorline/collector/reqtarget"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
@@ -179,6 +180,14 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 			w.metrics.Errors.WithLabelValues("truncated").Inc()
 			continue
 		}
+		if req := it.Exchange.GetRequest(); req != nil {
+			if _, err := reqtarget.Check(req.Method, req.Url); err != nil {
+				// Not scheduled, in a dry run too; Send checks again.
+				st.error(DropUnsafeTarget)
+				w.metrics.Dropped.WithLabelValues(DropUnsafeTarget).Inc()
+				continue
+			}
+		}
 		planned := anchor.Add(w.sched.At(index, it.Capture))
 		index++
 		st.planned(planned)
@@ -272,6 +281,12 @@ func (w *Window) reportProgress() {
 func (w *Window) send(ctx context.Context, it Item, sent time.Time, lag time.Duration, st *stats) {
 	ex := it.Exchange
 	resp, err := w.sender.Send(ctx, ex)
+	if errors.Is(err, reqtarget.ErrUnsafe) {
+		st.error(DropUnsafeTarget)
+		w.metrics.Dropped.WithLabelValues(DropUnsafeTarget).Inc()
+		w.log.Debug("record not replayed: unsafe request-target", "id", ex.GetId(), "error", err)
+		return
+	}
 	if err != nil {
 		reason := "build"
 		if errors.Is(err, ErrTruncated) {

@@ -87,7 +87,8 @@ func (a *app) importCmd() *cobra.Command {
 			defer cl.Close()
 			log := a.log.Named("import")
 			prod := &ackingProducer{cl: cl}
-			em := collector.NewEmitter(prod, a.cfg.Service, nil, log)
+			cm := collector.NewMetrics(nil)
+			em := collector.NewEmitter(prod, a.cfg.Service, cm, log)
 			opts := []pcapimport.Option{pcapimport.WithPorts(c.Ports...), pcapimport.WithBodyLimit(c.BodyLimit), pcapimport.WithLogger(log)}
 			if c.CollectorID != "" {
 				opts = append(opts, pcapimport.WithCollectorID(c.CollectorID))
@@ -113,6 +114,9 @@ func (a *app) importCmd() *cobra.Command {
 			errCount := s.Errors.Load() + prod.failed.Load()
 			fmt.Fprintf(cmd.OutOrStdout(), "imported %d file(s) into %s: %d exchanges published, %d skipped, %d gaps, %d errors (%d packets, %d requests without response)\n",
 				s.Files.Load(), broker.Topic(broker.Raw, a.cfg.Service), prod.acked.Load(), s.Skipped.Load(), s.Gaps.Load(), errCount, s.Packets.Load(), s.Unanswered.Load())
+			if n := cm.UnsafeTargetDrops(); n > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "import: %d requests not published: unsafe request-target (see docs/collectors.md#request-targets)\n", n)
+			}
 			if n := prod.failed.Load(); n > 0 {
 				prod.mu.Lock()
 				errs = append(errs, fmt.Errorf("import: %d exchanges not published: %w", n, prod.first))
