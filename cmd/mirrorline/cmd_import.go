@@ -87,7 +87,7 @@ func (a *app) importCmd() *cobra.Command {
 			defer cl.Close()
 			log := a.log.Named("import")
 			prod := &ackingProducer{cl: cl}
-			em := collector.NewEmitter(prod, a.cfg.Service, nil, log)
+			em := collector.NewEmitter(prod, a.cfg.Service, nil, log, collector.WithBudget(a.recordBudget(cmd.Context(), cl, broker.Raw, true)))
 			opts := []pcapimport.Option{pcapimport.WithPorts(c.Ports...), pcapimport.WithBodyLimit(c.BodyLimit), pcapimport.WithLogger(log)}
 			if c.CollectorID != "" {
 				opts = append(opts, pcapimport.WithCollectorID(c.CollectorID))
