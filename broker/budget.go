@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -154,4 +155,43 @@ func TopicMaxMessageBytes(ctx context.Context, adm *kadm.Client, topic string) (
 		return n, nil
 	}
 	return 0, fmt.Errorf("topic %s: max.message.bytes not reported", topic)
+}
+
+// batchLimit is the kgo.ProducerBatchMaxBytesFn of clients made with opts:
+// producerMax, lowered to a topic's max.message.bytes, which it asks Kafka
+// for (with a client of its own, once per topic) when the client first
+// produces to the topic. A batch of small records larger than the topic
+// accepts would be rejected whole; a topic whose setting cannot be read gets
+// producerMax.
+func batchLimit(opts []kgo.Opt, producerMax int) func(string) int32 {
+	opts = append([]kgo.Opt(nil), opts...)
+	var mu sync.Mutex
+	known := map[string]int32{}
+	return func(topic string) int32 {
+		if topic == "" {
+			return int32(producerMax)
+		}
+		mu.Lock()
+		n, ok := known[topic]
+		mu.Unlock()
+		if ok {
+			return n
+		}
+		cl, err := kgo.NewClient(opts...)
+		if err != nil {
+			return int32(producerMax)
+		}
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		m, err := TopicMaxMessageBytes(ctx, kadm.NewClient(cl), topic)
+		if err != nil {
+			return int32(producerMax)
+		}
+		n = int32(max(min(m, producerMax), 512))
+		mu.Lock()
+		known[topic] = n
+		mu.Unlock()
+		return n
+	}
 }

@@ -69,11 +69,7 @@ func (c Config) Opts() ([]kgo.Opt, error) {
 	if n := c.ProducerMaxBytes(); n < minMaxMessageBytes || n > maxMaxMessageBytes {
 		return nil, fmt.Errorf("max_message_bytes: %d is not between %d and %d", c.MaxMessageBytes, minMaxMessageBytes, maxMaxMessageBytes)
 	}
-	opts := []kgo.Opt{
-		kgo.SeedBrokers(c.Brokers...), kgo.ClientID(id),
-		// One record budget: batches as large as the topics accept (see Budget).
-		kgo.ProducerBatchMaxBytes(int32(c.ProducerMaxBytes())),
-	}
+	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ClientID(id)}
 	if c.TLS.Enabled || c.TLS.CAFile != "" || c.TLS.CertFile != "" {
 		tc, err := c.TLS.config()
 		if err != nil {
@@ -88,6 +84,8 @@ func (c Config) Opts() ([]kgo.Opt, error) {
 		}
 		opts = append(opts, o)
 	}
+	// One record budget: batches as large as the topic accepts (see Budget).
+	opts = append(opts, kgo.ProducerBatchMaxBytesFn(batchLimit(opts, c.ProducerMaxBytes())))
 	return opts, nil
 }
 
