@@ -15,6 +15,9 @@ type Metrics struct {
 	// Late counts window-replay sends more than the late threshold behind
 	// their planned time (they were still sent).
 	Late prometheus.Counter
+	// Truncated counts shadow responses cut to fit the shadow topic's
+	// record budget (flagged truncated, sizes kept).
+	Truncated prometheus.Counter
 }
 
 // NewMetrics creates the replayer metrics and registers them on reg (when not nil).
@@ -51,6 +54,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mirrorline_replayer_late_total",
 			Help: "Window replay: requests sent more than the late threshold (10ms) after their planned time.",
 		}),
+		Truncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mirrorline_replayer_truncated_total",
+			Help: "Shadow responses whose body (or headers) was cut to fit the shadow topic's record budget; they are flagged truncated and keep their sizes.",
+		}),
 	}
 	for _, c := range []string{"2xx", "3xx", "4xx", "5xx", "error"} {
 		m.Sent.WithLabelValues(c)
@@ -58,7 +65,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.Dropped.WithLabelValues(DropMaxLag)
 	m.Dropped.WithLabelValues(DropTooOld)
 	if reg != nil {
-		reg.MustRegister(m.Sent, m.Errors, m.ScheduleLag, m.ResponseLatency, m.CaptureDelay, m.Dropped, m.Late)
+		reg.MustRegister(m.Sent, m.Errors, m.ScheduleLag, m.ResponseLatency, m.CaptureDelay, m.Dropped, m.Late, m.Truncated)
 	}
 	return m
 }
