@@ -177,18 +177,18 @@ func batchLimit(opts []kgo.Opt, producerMax int) func(string) int32 {
 		if ok {
 			return n
 		}
-		cl, err := kgo.NewClient(opts...)
-		if err != nil {
-			return int32(producerMax)
+		// Asked once per topic, success or not: kgo keeps the answer per
+		// partition anyway, and a failing lookup must not hold up the
+		// discovery of every partition.
+		n = int32(producerMax)
+		if cl, err := kgo.NewClient(opts...); err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if m, err := TopicMaxMessageBytes(ctx, kadm.NewClient(cl), topic); err == nil {
+				n = int32(max(min(m, producerMax), 512))
+			}
+			cancel()
+			cl.Close()
 		}
-		defer cl.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		m, err := TopicMaxMessageBytes(ctx, kadm.NewClient(cl), topic)
-		if err != nil {
-			return int32(producerMax)
-		}
-		n = int32(max(min(m, producerMax), 512))
 		mu.Lock()
 		known[topic] = n
 		mu.Unlock()

@@ -114,3 +114,33 @@ func TestMaxMessageBytesValidated(t *testing.T) {
 		t.Errorf("max_message_bytes 8 MiB: %v", err)
 	}
 }
+
+// Clients made from a Config cap their batches at each topic's
+// max.message.bytes: small records bound for a topic with a lower limit than
+// the producers' are sent in batches it accepts, never refused as one
+// oversized batch.
+func TestBatchesCappedAtTopicLimit(t *testing.T) {
+	e, err := StartEmbedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	cl, err := NewClient(Config{Brokers: e.Addrs()}, kgo.ProducerLinger(time.Second), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	small := "1000000"
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, -1, map[string]*string{"max.message.bytes": &small}, "mirror.raw.old"); err != nil {
+		t.Fatal(err)
+	}
+	var recs []*kgo.Record
+	for range 30 {
+		recs = append(recs, &kgo.Record{Topic: "mirror.raw.old", Value: make([]byte, 100_000)})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("30 records of 100 KB to a 1 MB topic: %v", err)
+	}
+}
