@@ -40,30 +40,42 @@ func jsonExchange(id string, body []byte) *mlv1.Exchange {
 	}, Response: &mlv1.Response{Status: 201, BodySize: 2, Body: []byte("ok")}}
 }
 
-// A record whose redacted form is larger than the clean topic accepts goes to
+// A record the redactor cannot scrub or publish (its redacted form larger
+// than the clean topic accepts, undecodable, a rule failing closed) goes to
 // quarantine (metadata and reason, no payload) in the transaction that
 // commits its offset, and the records after it on the same partition reach
 // the clean topic exactly once: the redactor neither stops nor stalls.
 // Whether the budget knows the topic's limit (checked before producing) or
-// not (Kafka rejects the record; the transaction is aborted and retried with
-// the record quarantined), the outcome is the same.
+// not (the record is refused; the transaction is aborted and retried with the
+// record quarantined), the outcome is the same.
 func TestProcessorQuarantinesRecordTooLargeOnceRedacted(t *testing.T) {
 	t.Setenv("MIRRORLINE_REDACT_HASH_KEY", "test-key-0123456789")
 	const topicMax = 1_000_000
+	marshal := func(ex *mlv1.Exchange) []byte { v, _ := proto.Marshal(ex); return v }
+	bigRaw := marshal(jsonExchange("big", growingBody()))
+	before := marshal(jsonExchange("before", []byte(`{"email":"a@x.io"}`)))
+	after := marshal(jsonExchange("after", []byte(`{"email":"b@x.io"}`)))
+	type quarantined struct{ offset, id, reason string }
 	cases := []struct {
 		name  string
 		known bool // the processor's budget has read the topic's limit
 		// wholeBatch: the producer's batches are not capped to the
-		// topic's limit either, so Kafka rejects the batch holding the
+		// topic's limit either, so Kafka refuses the batch holding the
 		// record and the small record after it.
 		wholeBatch bool
+		raw        [][]byte
+		want       []quarantined
 	}{
-		{"checked against the budget", true, false},
-		{"producer refuses the record", false, false},
-		{"Kafka refuses the whole batch", false, true},
+		{"checked against the budget", true, false, [][]byte{before, bigRaw, after},
+			[]quarantined{{"1", "big", "exceeds the record budget"}}},
+		{"producer refuses the record", false, false, [][]byte{before, bigRaw, after},
+			[]quarantined{{"1", "big", "rejected as too large for mirror.clean.svc"}}},
+		{"Kafka refuses the whole batch", false, true, [][]byte{before, bigRaw, after},
+			[]quarantined{{"1", "big", "rejected as too large for mirror.clean.svc"}}},
+		{"undecodable and failing closed", true, false, [][]byte{before, []byte("\xff\xff not protobuf"), marshal(jsonExchange("badjson", []byte(`{"email":"c@x.io",`))), after},
+			[]quarantined{{"1", "", "undecodable record"}, {"2", "badjson", "redact request body"}}},
 	}
 	for _, tc := range cases {
-		known := tc.known
 		t.Run(tc.name, func(t *testing.T) {
 			e, err := broker.StartEmbedded()
 			if err != nil {
@@ -84,13 +96,8 @@ func TestProcessorQuarantinesRecordTooLargeOnceRedacted(t *testing.T) {
 			}
 			raw, clean, quarantine := broker.Topic(broker.Raw, "svc"), broker.Topic(broker.Clean, "svc"), broker.Topic(broker.Quarantine, "svc")
 			var recs []*kgo.Record
-			for _, ex := range []*mlv1.Exchange{
-				jsonExchange("before", []byte(`{"email":"a@x.io"}`)),
-				jsonExchange("big", growingBody()),
-				jsonExchange("after", []byte(`{"email":"b@x.io"}`)),
-			} {
-				v, _ := proto.Marshal(ex)
-				recs = append(recs, &kgo.Record{Topic: raw, Key: []byte(ex.ConnectionId), Value: v})
+			for _, v := range tc.raw {
+				recs = append(recs, &kgo.Record{Topic: raw, Key: []byte("conn-1"), Value: v})
 			}
 			if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 				t.Fatal(err)
@@ -112,7 +119,7 @@ func TestProcessorQuarantinesRecordTooLargeOnceRedacted(t *testing.T) {
 			}
 			defer sess.Close()
 			budget := broker.NewBudget(cfg.ProducerMaxBytes())
-			if known {
+			if tc.known {
 				if err := budget.Lookup(ctx, adm, clean); err != nil {
 					t.Fatal(err)
 				}
@@ -127,7 +134,7 @@ func TestProcessorQuarantinesRecordTooLargeOnceRedacted(t *testing.T) {
 			go func() { done <- p.Run(rctx) }()
 
 			got := readAll(ctx, t, e.Addrs(), clean, 2)
-			q := readAll(ctx, t, e.Addrs(), quarantine, 1)
+			q := readAll(ctx, t, e.Addrs(), quarantine, len(tc.want))
 			stop()
 			if err := <-done; err != nil {
 				t.Fatalf("redactor stopped: %v", err)
@@ -135,37 +142,47 @@ func TestProcessorQuarantinesRecordTooLargeOnceRedacted(t *testing.T) {
 			if ids := []string{exID(t, got[0]), exID(t, got[1])}; ids[0] != "before" || ids[1] != "after" {
 				t.Fatalf("clean topic holds %v, want [before after]", ids)
 			}
-			// Nothing more arrives: each clean record exactly once.
-			if extra := readAll(ctx, t, e.Addrs(), clean, 3, 2*time.Second); len(extra) != 2 {
-				t.Fatalf("clean topic holds %d committed records, want 2", len(extra))
+			// Nothing more arrives: each record exactly once.
+			if all := readAll(ctx, t, e.Addrs(), clean, 3, 2*time.Second); len(all) != 2 {
+				t.Fatalf("clean topic holds %d committed records, want 2", len(all))
 			}
-			qr := q[0]
-			hdr := map[string]string{}
-			for _, h := range qr.Headers {
-				hdr[h.Key] = string(h.Value)
+			if all := readAll(ctx, t, e.Addrs(), quarantine, len(tc.want)+1, time.Second); len(all) != len(tc.want) {
+				t.Fatalf("quarantine topic holds %d committed records, want %d", len(all), len(tc.want))
 			}
-			wantReason := "exceeds the record budget"
-			if !known {
-				wantReason = "rejected as too large for " + clean
+			for i, want := range tc.want {
+				qr := q[i]
+				hdr := map[string]string{}
+				for _, h := range qr.Headers {
+					hdr[h.Key] = string(h.Value)
+				}
+				if !strings.Contains(hdr[HeaderReason], want.reason) {
+					t.Errorf("quarantine reason %q, want it to say %q", hdr[HeaderReason], want.reason)
+				}
+				if hdr[HeaderSourceTopic] != raw || hdr[HeaderSourcePartition] != "0" || hdr[HeaderSourceOffset] != want.offset {
+					t.Errorf("quarantine source %s/%s@%s, want %s/0@%s", hdr[HeaderSourceTopic], hdr[HeaderSourcePartition], hdr[HeaderSourceOffset], raw, want.offset)
+				}
+				qx := &mlv1.Exchange{}
+				if err := proto.Unmarshal(qr.Value, qx); err != nil {
+					t.Fatal(err)
+				}
+				if qx.Id != want.id || (want.id != "" && qx.Request.GetUrl() != "/signup") {
+					t.Errorf("quarantine record: id %q url %q", qx.Id, qx.Request.GetUrl())
+				}
+				if want.id == "big" && qx.Request.GetBodySize() < int64(len(growingBody())) {
+					t.Errorf("quarantine record: body_size %d, want the redacted size", qx.Request.GetBodySize())
+				}
+				if len(qr.Value) > 1024 || bytes.Contains(qr.Value, []byte("@x.io")) || bytes.Contains(qr.Value, []byte("hmac:")) || bytes.Contains(qr.Value, []byte("ref=")) {
+					t.Errorf("quarantine record carries payload (%d bytes)", len(qr.Value))
+				}
 			}
-			if !strings.Contains(hdr[HeaderReason], wantReason) {
-				t.Errorf("quarantine reason %q, want it to say %q", hdr[HeaderReason], wantReason)
+			wantQ := 0
+			for _, w := range tc.want {
+				if w.id != "" {
+					wantQ++
+				}
 			}
-			if hdr[HeaderSourceTopic] != raw || hdr[HeaderSourcePartition] != "0" || hdr[HeaderSourceOffset] != "1" {
-				t.Errorf("quarantine source %s/%s@%s, want %s/0@1", hdr[HeaderSourceTopic], hdr[HeaderSourcePartition], hdr[HeaderSourceOffset], raw)
-			}
-			qx := &mlv1.Exchange{}
-			if err := proto.Unmarshal(qr.Value, qx); err != nil {
-				t.Fatal(err)
-			}
-			if qx.Id != "big" || qx.Request.GetBodySize() < int64(len(growingBody())) || qx.Request.GetUrl() != "/signup" {
-				t.Errorf("quarantine record: id %q, body_size %d, url %q", qx.Id, qx.Request.GetBodySize(), qx.Request.GetUrl())
-			}
-			if len(qr.Value) > 1024 || bytes.Contains(qr.Value, []byte("@x.io")) || bytes.Contains(qr.Value, []byte("hmac:")) || bytes.Contains(qr.Value, []byte("ref=")) {
-				t.Errorf("quarantine record carries payload (%d bytes)", len(qr.Value))
-			}
-			if n := testutil.ToFloat64(m.Records.WithLabelValues(OutcomeQuarantined)); n != 1 {
-				t.Errorf("records{quarantined} = %v, want 1", n)
+			if n := testutil.ToFloat64(m.Records.WithLabelValues(OutcomeQuarantined)); n != float64(wantQ) {
+				t.Errorf("records{quarantined} = %v, want %d", n, wantQ)
 			}
 			if n := testutil.ToFloat64(m.Records.WithLabelValues(OutcomeClean)); n != 2 {
 				t.Errorf("records{clean} = %v, want 2", n)
