@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,17 +20,8 @@ import (
 	"github.com/mirrorline/mirrorline/broker"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
-
-func freeTCPAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // readRaw reads n records of topic (read_committed) from its start.
 func readRaw(t *testing.T, brokers []string, topic string, n int, timeout time.Duration) []*kgo.Record {
@@ -55,16 +45,16 @@ func readRaw(t *testing.T, brokers []string, topic string, n int, timeout time.D
 	return out
 }
 
-// A raw record of about 900 KB whose redacted form grows past what the clean
-// topic accepts (short emails hashed into longer tokens; the topics have
-// Kafka's usual 1 MB limit, as topics made before mirrorline set one) does
-// not stop the redactor: it is quarantined with its reason and without
-// payload, the records after it on the same partition reach the clean topic
-// exactly once, and the redactor stays ready and exits cleanly.
-func TestRedactorQuarantinesRecordTooLargeOnceRedacted(t *testing.T) {
-	brokers := kafkatest.Brokers(t)
+// smallTopicsWithGrowingRecord creates a service's topics with Kafka's usual
+// 1 MB max.message.bytes (as topics made before mirrorline set one) and
+// writes to its raw topic, on one connection: three small JSON records, one
+// of about 900 KB of short emails that the hash action grows to about
+// 1.5 MB, three small ones. It returns the service and the big record's
+// body size.
+func smallTopicsWithGrowingRecord(t *testing.T, prefix string) (string, int) {
+	t.Helper()
 	cfg := kafkatest.Config(t)
-	svc := fmt.Sprintf("budget-redact-%d", time.Now().UnixNano())
+	svc := fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano())
 	cl := kafkatest.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -108,11 +98,23 @@ func TestRedactorQuarantinesRecordTooLargeOnceRedacted(t *testing.T) {
 		t.Fatalf("produce raw records: %v", err)
 	}
 
+	return svc, big.Len()
+}
+
+// A raw record of about 900 KB whose redacted form grows past what the clean
+// topic accepts (short emails hashed into longer tokens; the topics have
+// Kafka's usual 1 MB limit, as topics made before mirrorline set one) does
+// not stop the redactor: it is quarantined with its reason and without
+// payload, the records after it on the same partition reach the clean topic
+// exactly once, and the redactor stays ready and exits cleanly.
+func TestRedactorQuarantinesRecordTooLargeOnceRedacted(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	svc, bigSize := smallTopicsWithGrowingRecord(t, "budget-redact")
 	rules := filepath.Join(t.TempDir(), "rules.yaml")
 	if err := os.WriteFile(rules, []byte("detectors:\n  email: {action: hash}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeTCPAddr(t)
+	addr := testproc.FreeAddr(t)
 	clean := readCommitted(t, brokers, broker.Topic(broker.Clean, svc), []string{"@x.io"})
 	out := startML(t, []string{"MIRRORLINE_BROKERS=" + strings.Join(brokers, ","), "MIRRORLINE_REDACT_HASH_KEY=e2e-budget-key-0123456789"},
 		"redact", "--service", svc, "--rules", rules, "--batch", "50", "--metrics-addr", addr)
@@ -135,7 +137,7 @@ func TestRedactorQuarantinesRecordTooLargeOnceRedacted(t *testing.T) {
 	if err := proto.Unmarshal(q.Value, qx); err != nil {
 		t.Fatal(err)
 	}
-	if qx.Id != "big" || qx.Request.GetUrl() != "/signup" || qx.Request.GetBodySize() < int64(big.Len()) {
+	if qx.Id != "big" || qx.Request.GetUrl() != "/signup" || qx.Request.GetBodySize() < int64(bigSize) {
 		t.Errorf("quarantine record: id %q url %q body_size %d", qx.Id, qx.Request.GetUrl(), qx.Request.GetBodySize())
 	}
 	if len(q.Value) > 1024 || bytes.Contains(q.Value, []byte("@x.io")) || bytes.Contains(q.Value, []byte("hmac:")) {
@@ -156,6 +158,44 @@ func TestRedactorQuarantinesRecordTooLargeOnceRedacted(t *testing.T) {
 	clean.mu.Unlock()
 	if len(leaks) > 0 {
 		t.Errorf("personal data on the clean topic: %v", leaks)
+	}
+}
+
+// Inside `up`, the same record no longer takes the redactor down: it is
+// quarantined, the records after it reach the clean topic, and /readyz stays
+// 200 (a stopped stage would turn it 503).
+func TestUpStaysReadyWithRecordTooLargeOnceRedacted(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	svc, _ := smallTopicsWithGrowingRecord(t, "budget-up")
+	metricsAddr := testproc.FreeAddr(t)
+	cfg := fmt.Sprintf(`service: %s
+brokers: [%s]
+metrics_addr: %s
+topics:
+  partitions: 1
+  replication: 1
+redact:
+  batch: 50
+  rules:
+    detectors:
+      email: {action: hash}
+`, svc, strings.Join(brokers, ", "), metricsAddr)
+	cfgPath := filepath.Join(t.TempDir(), "up.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clean := readCommitted(t, brokers, broker.Topic(broker.Clean, svc), []string{"@x.io"})
+	out := startML(t, []string{"MIRRORLINE_BROKERS=", "MIRRORLINE_REDACT_HASH_KEY=e2e-budget-key-0123456789"}, "up", "-c", cfgPath)
+	q := readRaw(t, brokers, broker.Topic(broker.Quarantine, svc), 1, time.Minute)[0]
+	eventually(t, time.Minute, "the six small records on the clean topic", func() bool { d, _ := clean.snapshot(); return d == 6 })
+	waitReady(t, metricsAddr, out)
+	for _, h := range q.Headers {
+		if h.Key == "mirrorline-quarantine-reason" && !strings.Contains(string(h.Value), "exceeds the record budget") {
+			t.Errorf("quarantine reason %q", h.Value)
+		}
+	}
+	if _, body, err := httpGet("http://" + metricsAddr + "/metrics"); err != nil || !strings.Contains(body, `mirrorline_redactor_records_total{outcome="quarantined"} 1`) {
+		t.Errorf("metrics: %v; want records_total{outcome=\"quarantined\"} 1", err)
 	}
 }
 
