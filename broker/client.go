@@ -23,6 +23,18 @@ type Config struct {
 	SASL    SASLConfig `yaml:"sasl"`
 	// ClientID is sent to the brokers; defaults to "mirrorline".
 	ClientID string `yaml:"client_id"`
+	// MaxMessageBytes is the largest record batch the producers send and the
+	// max.message.bytes topics are created with; 0 means DefaultMaxMessageBytes.
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+}
+
+// ProducerMaxBytes is the producers' record batch limit: MaxMessageBytes or
+// DefaultMaxMessageBytes.
+func (c Config) ProducerMaxBytes() int {
+	if c.MaxMessageBytes == 0 {
+		return DefaultMaxMessageBytes
+	}
+	return c.MaxMessageBytes
 }
 
 // TLSConfig enables TLS to the brokers.
@@ -54,6 +66,9 @@ func (c Config) Opts() ([]kgo.Opt, error) {
 	if id == "" {
 		id = "mirrorline"
 	}
+	if n := c.ProducerMaxBytes(); n < minMaxMessageBytes || n > maxMaxMessageBytes {
+		return nil, fmt.Errorf("max_message_bytes: %d is not between %d and %d", c.MaxMessageBytes, minMaxMessageBytes, maxMaxMessageBytes)
+	}
 	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ClientID(id)}
 	if c.TLS.Enabled || c.TLS.CAFile != "" || c.TLS.CertFile != "" {
 		tc, err := c.TLS.config()
@@ -69,6 +84,8 @@ func (c Config) Opts() ([]kgo.Opt, error) {
 		}
 		opts = append(opts, o)
 	}
+	// One record budget: batches as large as the topic accepts (see Budget).
+	opts = append(opts, kgo.ProducerBatchMaxBytesFn(batchLimit(opts, c.ProducerMaxBytes())))
 	return opts, nil
 }
 

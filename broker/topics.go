@@ -48,6 +48,10 @@ type TopicSpec struct {
 	Replication int16
 	// Retention per stage; stages missing here get DefaultRetention.
 	Retention map[Stage]time.Duration
+	// MaxMessageBytes is every topic's max.message.bytes, matching the
+	// producers' batch limit (Config.ProducerMaxBytes); 0 means
+	// DefaultMaxMessageBytes.
+	MaxMessageBytes int
 }
 
 // DefaultRetention is the retention of each stage when none is given: raw data may
@@ -81,6 +85,10 @@ func CreateTopics(ctx context.Context, adm *kadm.Client, service string, spec To
 	if spec.Replication == 0 {
 		spec.Replication = -1 // broker default
 	}
+	if spec.MaxMessageBytes == 0 {
+		spec.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	maxMsg := strconv.Itoa(spec.MaxMessageBytes)
 	var out []TopicStatus
 	for _, st := range Stages {
 		ret := spec.Retention[st]
@@ -91,6 +99,7 @@ func CreateTopics(ctx context.Context, adm *kadm.Client, service string, spec To
 		cfg := map[string]*string{
 			"retention.ms":           &ms,
 			"message.timestamp.type": ptr("CreateTime"),
+			"max.message.bytes":      &maxMsg,
 		}
 		if spec.Replication > 1 {
 			cfg["min.insync.replicas"] = ptr("2")
@@ -118,7 +127,9 @@ type TopicInfo struct {
 	Partitions  int
 	Replication int
 	Retention   string
-	Missing     bool
+	// MaxMessageBytes is the topic's max.message.bytes (its record budget).
+	MaxMessageBytes string
+	Missing         bool
 }
 
 // DescribeTopics describes the topics of service; missing ones are flagged.
@@ -138,11 +149,15 @@ func DescribeTopics(ctx context.Context, adm *kadm.Client, service string) ([]To
 	if err != nil {
 		return nil, fmt.Errorf("describe topic configs of %s: %w", service, err)
 	}
-	retention := map[string]string{}
+	retention, maxMsg := map[string]string{}, map[string]string{}
 	for _, rc := range cfgs {
 		for _, c := range rc.Configs {
-			if c.Key == "retention.ms" && c.Value != nil {
+			switch {
+			case c.Value == nil:
+			case c.Key == "retention.ms":
 				retention[rc.Name] = *c.Value
+			case c.Key == "max.message.bytes":
+				maxMsg[rc.Name] = *c.Value
 			}
 		}
 	}
@@ -153,7 +168,7 @@ func DescribeTopics(ctx context.Context, adm *kadm.Client, service string) ([]To
 			out = append(out, TopicInfo{Topic: n, Missing: true})
 			continue
 		}
-		ti := TopicInfo{Topic: n, Partitions: len(d.Partitions), Retention: retention[n]}
+		ti := TopicInfo{Topic: n, Partitions: len(d.Partitions), Retention: retention[n], MaxMessageBytes: maxMsg[n]}
 		parts := d.Partitions.Sorted()
 		if len(parts) > 0 {
 			ti.Replication = len(parts[0].Replicas)

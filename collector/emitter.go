@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -28,6 +29,10 @@ const (
 	DropPublishError = "publish_error"
 	DropEncodeError  = "encode_error"
 	DropClosed       = "closed"
+	// DropTooLarge: the record does not fit the raw topic even with empty
+	// bodies and no headers (a URL as large as the budget), or Kafka
+	// rejected it as too large (the topic's limit not known yet).
+	DropTooLarge = "too_large"
 )
 
 // Metrics are the collector metrics of the SPEC.
@@ -41,6 +46,9 @@ type Metrics struct {
 	// acknowledged by Kafka nor dropped yet: what a crash (kill -9) of the
 	// process would lose.
 	Queued prometheus.Gauge
+	// Truncated counts exchanges whose bodies (or headers) were cut to fit
+	// the raw topic's record budget.
+	Truncated prometheus.Counter
 }
 
 // NewMetrics creates the collector metrics and registers them on reg (when not nil).
@@ -71,20 +79,26 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mirrorline_collector_queue_records",
 			Help: "Exchanges handed to the Kafka producer and not yet acknowledged or dropped (lost if the process is killed).",
 		}),
+		Truncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mirrorline_collector_truncated_total",
+			Help: "Exchanges whose bodies (or headers) were cut to fit the raw topic's record budget; they are flagged truncated and keep their sizes.",
+		}),
 	}
-	for _, r := range []string{DropQueueFull, DropPublishError, DropEncodeError, DropClosed} {
+	for _, r := range []string{DropQueueFull, DropPublishError, DropEncodeError, DropClosed, DropTooLarge} {
 		m.Dropped.WithLabelValues(r)
 	}
 	m.Dropped.WithLabelValues(DropUnsafeTarget)
 	if reg != nil {
-		reg.MustRegister(m.Captured, m.Dropped, m.Skipped, m.PublishLatency, m.Published, m.Queued)
+		reg.MustRegister(m.Captured, m.Dropped, m.Skipped, m.PublishLatency, m.Published, m.Queued, m.Truncated)
 	}
 	return m
 }
 
 // Emitter publishes captured exchanges to mirror.raw.<service>, asynchronously
 // and without blocking: when the producer's bounded buffer is full the exchange is
-// dropped and counted, never waited for.
+// dropped and counted, never waited for. An exchange larger than the raw
+// topic's record budget is cut to fit (Exchange.Fit: bodies first, flagged
+// truncated, sizes kept) rather than lost.
 type Emitter struct {
 	prod    Producer
 	topic   string
@@ -92,18 +106,34 @@ type Emitter struct {
 	metrics *Metrics
 	log     hclog.Logger
 	now     func() time.Time
+	budget  *broker.Budget
 }
 
+// EmitterOpt configures an Emitter.
+type EmitterOpt func(*Emitter)
+
+// WithBudget sets the raw topic's record budget (default: a budget of
+// broker.DefaultMaxMessageBytes). Share it with a broker.Budget.Watch so it
+// follows the topic's max.message.bytes.
+func WithBudget(b *broker.Budget) EmitterOpt { return func(e *Emitter) { e.budget = b } }
+
 // NewEmitter returns an Emitter for service publishing through prod.
-func NewEmitter(prod Producer, service string, m *Metrics, log hclog.Logger) *Emitter {
+func NewEmitter(prod Producer, service string, m *Metrics, log hclog.Logger, opts ...EmitterOpt) *Emitter {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Emitter{prod: prod, topic: broker.Topic(broker.Raw, service), service: service, metrics: m, log: log, now: time.Now}
+	e := &Emitter{prod: prod, topic: broker.Topic(broker.Raw, service), service: service, metrics: m, log: log, now: time.Now}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
 }
+
+// Topic returns the topic the emitter publishes to.
+func (e *Emitter) Topic() string { return e.topic }
 
 // Metrics returns the emitter's metrics.
 func (e *Emitter) Metrics() *Metrics { return e.metrics }
@@ -113,9 +143,10 @@ func (e *Emitter) Service() string { return e.service }
 
 // Emit publishes ex. It fills in the id, service and capture time when unset,
 // rewrites the request-target to origin-form (an unsafe one is dropped and
-// counted with reason unsafe_target, see reqtarget.Parse) and returns at once.
-// Only an encoding failure is returned; a full queue or a failed delivery is
-// counted in mirrorline_collector_dropped_total{reason} when it happens.
+// counted with reason unsafe_target, see reqtarget.Parse) and returns at once;
+// ex is cut to the record budget when larger (so it is the emitter's
+// afterwards). Only an encoding failure is returned; a full queue or a failed
+// delivery is counted in mirrorline_collector_dropped_total{reason} when it happens.
 func (e *Emitter) Emit(ex *mlv1.Exchange) error {
 	e.metrics.Captured.Inc()
 	if ex.Id == "" {
@@ -148,6 +179,18 @@ func (e *Emitter) Emit(ex *mlv1.Exchange) error {
 		Value:     val,
 		Timestamp: time.Unix(0, ex.CaptureTimeNs),
 	}
+	if !e.budget.Fits(rec) {
+		if _, fits := ex.Fit(e.budget.MaxValue(rec.Key, nil)); !fits {
+			e.metrics.Dropped.WithLabelValues(DropTooLarge).Inc()
+			e.log.Warn("exchange does not fit the record budget even without bodies and headers; dropped", "budget_bytes", e.budget.MaxMessageBytes())
+			return nil
+		}
+		if rec.Value, err = proto.Marshal(ex); err != nil {
+			e.metrics.Dropped.WithLabelValues(DropEncodeError).Inc()
+			return err
+		}
+		e.metrics.Truncated.Inc()
+	}
 	start := e.now()
 	e.metrics.Queued.Inc()
 	e.prod.TryProduce(context.Background(), rec, func(_ *kgo.Record, err error) {
@@ -160,6 +203,9 @@ func (e *Emitter) Emit(ex *mlv1.Exchange) error {
 			e.metrics.Dropped.WithLabelValues(DropQueueFull).Inc()
 		case errors.Is(err, kgo.ErrClientClosed):
 			e.metrics.Dropped.WithLabelValues(DropClosed).Inc()
+		case errors.Is(err, kerr.MessageTooLarge):
+			e.metrics.Dropped.WithLabelValues(DropTooLarge).Inc()
+			e.log.Warn("publish failed: record larger than the topic accepts", "topic", e.topic, "bytes", len(rec.Value), "budget_bytes", e.budget.MaxMessageBytes(), "error", err)
 		default:
 			e.metrics.Dropped.WithLabelValues(DropPublishError).Inc()
 			e.log.Warn("publish failed", "topic", e.topic, "error", err)

@@ -35,6 +35,9 @@ type Metrics struct {
 	Records *prometheus.CounterVec
 	// Errors counts failures by reason (redact, fetch, publish, commit).
 	Errors *prometheus.CounterVec
+	// Truncated counts diff records cut to fit mirror.diff.S's record
+	// budget (first differences kept, the note says how many).
+	Truncated prometheus.Counter
 }
 
 // VerdictLabel is the label value of a verdict: same, different,
@@ -93,6 +96,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mirrorline_comparator_errors_total",
 			Help: "Comparator failures, by reason (redact, fetch, publish, commit).",
 		}, []string{"reason"}),
+		Truncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mirrorline_comparator_truncated_total",
+			Help: "Diff records whose differences were cut to fit the diff topic's record budget.",
+		}),
 	}
 	for _, s := range []Side{Primary, Shadow, Secondary} {
 		m.Latency.WithLabelValues(s.String())
@@ -101,7 +108,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Errors.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Exchanges, m.Latency, m.Alert, m.LatencyRegression, m.Pending, m.Records, m.Errors)
+		reg.MustRegister(m.Exchanges, m.Latency, m.Alert, m.LatencyRegression, m.Pending, m.Records, m.Errors, m.Truncated)
 	}
 	return m
 }

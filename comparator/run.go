@@ -18,6 +18,10 @@ import (
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
+// minDiffBudget is the size a diff record is cut to when Kafka refuses it as
+// too large for the budget: far below any topic's limit.
+const minDiffBudget = 64 << 10
+
 // DefaultGroup is the consumer group of the comparators of service.
 func DefaultGroup(service string) string { return "mirrorline-compare-" + service }
 
@@ -30,6 +34,10 @@ func RunLogger(l hclog.Logger) RunOpt { return func(r *Runner) { r.log = l } }
 // RunMetrics sets the metrics the runner counts errors in (use the
 // comparator's).
 func RunMetrics(m *Metrics) RunOpt { return func(r *Runner) { r.metrics = m } }
+
+// RunBudget sets mirror.diff.S's record budget (default: a budget of
+// broker.DefaultMaxMessageBytes); larger diff records are cut to fit.
+func RunBudget(b *broker.Budget) RunOpt { return func(r *Runner) { r.budget = b } }
 
 // TickEvery sets how often, at most, windows are expired and offsets
 // committed while no records arrive (default 500 ms).
@@ -68,6 +76,7 @@ type Runner struct {
 	commitEvery time.Duration
 	log         hclog.Logger
 	metrics     *Metrics
+	budget      *broker.Budget
 
 	mu    sync.Mutex
 	parts map[string]map[int32]*partState
@@ -248,27 +257,59 @@ func (r *Runner) publish(ctx context.Context, cl *kgo.Client, out []Decision) er
 	defer cancel()
 	var mu sync.Mutex
 	var perr error
-	for _, d := range out {
-		val, err := proto.Marshal(d.Diff)
+	var tooLarge []*mlv1.Diff
+	produce := func(d *mlv1.Diff, limit int) error {
+		rec := &kgo.Record{Topic: r.diff, Key: []byte(d.GetConnectionId())}
+		if t := d.GetCaptureTimeNs(); t > 0 {
+			rec.Timestamp = time.Unix(0, t)
+		}
+		if limit == 0 {
+			limit = r.budget.MaxValue(rec.Key, nil)
+		}
+		if cut, _ := d.Fit(limit); cut {
+			r.metrics.Truncated.Inc()
+		}
+		val, err := proto.Marshal(d)
 		if err != nil {
 			return fmt.Errorf("compare %s: encode diff: %w", r.service, err)
 		}
-		rec := &kgo.Record{Topic: r.diff, Key: []byte(d.Diff.GetConnectionId()), Value: val}
-		if t := d.Diff.GetCaptureTimeNs(); t > 0 {
-			rec.Timestamp = time.Unix(0, t)
-		}
+		rec.Value = val
 		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
-			if err != nil {
-				mu.Lock()
-				if perr == nil {
-					perr = err
-				}
-				mu.Unlock()
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+			case errors.Is(err, kerr.MessageTooLarge) && limit > minDiffBudget:
+				tooLarge = append(tooLarge, d)
+			case perr == nil:
+				perr = err
 			}
 		})
+		return nil
+	}
+	for _, d := range out {
+		if err := produce(d.Diff, 0); err != nil {
+			return err
+		}
 	}
 	if err := cl.Flush(ctx); err != nil {
 		return fmt.Errorf("compare %s: flush diff records: %w", r.service, err)
+	}
+	mu.Lock()
+	retry := tooLarge
+	tooLarge = nil
+	mu.Unlock()
+	if len(retry) > 0 {
+		// The topic accepts less than the budget (its limit not known):
+		// publish these cut to a size any topic accepts.
+		for _, d := range retry {
+			if err := produce(d, minDiffBudget); err != nil {
+				return err
+			}
+		}
+		if err := cl.Flush(ctx); err != nil {
+			return fmt.Errorf("compare %s: flush diff records: %w", r.service, err)
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -2,9 +2,16 @@ package comparator
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mirrorline/mirrorline/broker"
 
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
@@ -36,5 +43,76 @@ func TestPublishReleasesAfterStop(t *testing.T) {
 	offs := r.commitOffsets(nil)
 	if got := offs[r.clean][0].Offset; got != 5 {
 		t.Fatalf("safe offset %d after publishing, want 5 (record 4 released)", got)
+	}
+}
+
+// A verdict with more differences than mirror.diff.S accepts is published
+// with the first differences that fit and a note saying how many were left
+// out, and its records are released: the comparator neither stops nor
+// stalls. When the budget does not know the topic's lower limit, Kafka's
+// refusal is met by publishing it cut further.
+func TestPublishCutsDiffToBudget(t *testing.T) {
+	const topicMax = 1_000_000
+	cases := []struct {
+		name   string
+		budget *broker.Budget
+	}{
+		{"budget knows the topic's limit", broker.NewBudget(topicMax)},
+		{"Kafka refuses the record", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := broker.StartEmbedded()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...), kgo.ProducerBatchMaxBytes(broker.DefaultMaxMessageBytes),
+				kgo.ProducerBatchCompression(kgo.NoCompression()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			if _, err := broker.CreateTopics(ctx, kadm.NewClient(cl), "svc", broker.TopicSpec{Partitions: 1, MaxMessageBytes: topicMax}); err != nil {
+				t.Fatal(err)
+			}
+			cmp, err := New("svc", Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := NewRunner(cmp, RunBudget(tc.budget))
+			ps := r.part(r.clean, 0)
+			ps.next, ps.pending[4] = 5, 1
+			d := &mlv1.Diff{Id: "big", ConnectionId: "c", Verdict: mlv1.Verdict_VERDICT_DIFFERENT}
+			for i := range 40_000 {
+				d.Differences = append(d.Differences, &mlv1.Difference{Field: fmt.Sprintf("body.items.%d.price", i), Key: "body.items.*.price",
+					Kind: mlv1.DiffKind_DIFF_KIND_CHANGED, Primary: fmt.Sprintf("%d.%02d", i, i%97), Shadow: fmt.Sprintf("%d.%02d", i+1, i%89)})
+			}
+			if err := r.publish(ctx, cl, []Decision{{Diff: d, Refs: []Ref{{Topic: r.clean, Partition: 0, Offset: 4}}}}); err != nil {
+				t.Fatalf("publish: %v", err)
+			}
+			if got := r.commitOffsets(nil)[r.clean][0].Offset; got != 5 {
+				t.Fatalf("safe offset %d, want 5 (record 4 released)", got)
+			}
+			rd, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...), kgo.ConsumeTopics(broker.Topic(broker.Diff, "svc")), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rd.Close()
+			fs := rd.PollFetches(ctx)
+			if ctx.Err() != nil || len(fs.Records()) != 1 {
+				t.Fatalf("diff topic: %d records, want 1", len(fs.Records()))
+			}
+			got := &mlv1.Diff{}
+			if err := proto.Unmarshal(fs.Records()[0].Value, got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Id != "big" || got.Verdict != mlv1.Verdict_VERDICT_DIFFERENT || len(got.Differences) == 0 || len(got.Differences) >= 40_000 ||
+				!strings.Contains(got.Note, "of 40000 kept") {
+				t.Fatalf("diff %q verdict %v with %d differences, note %q", got.Id, got.Verdict, len(got.Differences), got.Note)
+			}
+		})
 	}
 }

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -29,8 +31,21 @@ const (
 	Drop OnFailure = "drop"
 )
 
-// HeaderReason is the Kafka record header carrying why a record was quarantined.
-const HeaderReason = "mirrorline-quarantine-reason"
+// Kafka record headers of a quarantine record: why, and which raw record it
+// stands for. Reasons name the failure, never payload bytes.
+const (
+	HeaderReason          = "mirrorline-quarantine-reason"
+	HeaderSourceTopic     = "mirrorline-source-topic"
+	HeaderSourcePartition = "mirrorline-source-partition"
+	HeaderSourceOffset    = "mirrorline-source-offset"
+)
+
+// maxReason bounds a quarantine reason.
+const maxReason = 256
+
+// maxRejected bounds how many records Kafka may reject as too large before
+// the redactor gives up (each costs an aborted transaction).
+const maxRejected = 1000
 
 // DefaultGroup is the consumer group of the redactors of service.
 func DefaultGroup(service string) string { return "mirrorline-redact-" + service }
@@ -70,6 +85,17 @@ type Processor struct {
 	log        hclog.Logger
 	batch      int
 	reopen     func() (*kgo.GroupTransactSession, error)
+	budget     *broker.Budget
+	// rejected holds the raw records whose clean record Kafka refused as
+	// too large: processed again, they are quarantined.
+	rejected map[srcPos]string
+}
+
+// srcPos is a raw record's position.
+type srcPos struct {
+	topic     string
+	partition int32
+	offset    int64
 }
 
 // ProcOpt configures a Processor.
@@ -96,6 +122,11 @@ func WithReopen(open func() (*kgo.GroupTransactSession, error)) ProcOpt {
 // WithBatch caps the records per transaction (default 1000).
 func WithBatch(n int) ProcOpt { return func(p *Processor) { p.batch = n } }
 
+// WithBudget sets the clean topic's record budget (default: a budget of
+// broker.DefaultMaxMessageBytes): a record larger once redacted is
+// quarantined instead of failing the transaction.
+func WithBudget(b *broker.Budget) ProcOpt { return func(p *Processor) { p.budget = b } }
+
 // NewProcessor returns a processor for service reading through sess.
 func NewProcessor(sess *kgo.GroupTransactSession, e *Engine, service string, opts ...ProcOpt) (*Processor, error) {
 	p := &Processor{
@@ -105,6 +136,7 @@ func NewProcessor(sess *kgo.GroupTransactSession, e *Engine, service string, opt
 		onFailure:  Quarantine,
 		log:        hclog.NewNullLogger(),
 		batch:      1000,
+		rejected:   map[srcPos]string{},
 	}
 	for _, o := range opts {
 		o(p)
@@ -144,6 +176,10 @@ func (p *Processor) Run(ctx context.Context) error {
 		}
 		var mu sync.Mutex
 		var produceErr error
+		// Raw records whose clean record Kafka refused as too large, by
+		// size. A batch is refused whole, so only the largest of each
+		// partition is blamed; the others are simply processed again.
+		tooLarge := map[srcPos]int{}
 		counts := map[string]int{}
 		fs.EachRecord(func(r *kgo.Record) {
 			out, outcome, rules := p.process(r)
@@ -154,10 +190,16 @@ func (p *Processor) Run(ctx context.Context) error {
 			if out == nil {
 				return
 			}
-			p.sess.Produce(ctx, out, func(_ *kgo.Record, err error) {
+			p.sess.Produce(ctx, out, func(out *kgo.Record, err error) {
 				mu.Lock()
 				defer mu.Unlock()
-				if err != nil && produceErr == nil {
+				switch {
+				case err == nil:
+				case errors.Is(err, kerr.MessageTooLarge) && out.Topic == p.clean:
+					// The topic's limit is below the budget: quarantine
+					// this record when the transaction is retried.
+					tooLarge[srcPos{r.Topic, r.Partition, r.Offset}] = len(out.Value)
+				case produceErr == nil:
 					produceErr = err
 				}
 			})
@@ -171,7 +213,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		perr := produceErr
 		mu.Unlock()
 		commit := kgo.TryCommit
-		if perr != nil {
+		if perr != nil || len(tooLarge) > 0 {
 			commit = kgo.TryAbort
 		}
 		committed, err := p.sess.End(ctx, commit)
@@ -194,12 +236,33 @@ func (p *Processor) Run(ctx context.Context) error {
 			p.metrics.Transactions.WithLabelValues("aborted").Inc()
 			return fmt.Errorf("redact %s: produce in transaction (aborted): %w", p.service, perr)
 		}
+		if len(tooLarge) > 0 {
+			p.metrics.Transactions.WithLabelValues("aborted").Inc()
+			if len(p.rejected)+len(tooLarge) > maxRejected {
+				return fmt.Errorf("redact %s: Kafka rejected more than %d records as too large for %s; set its max.message.bytes to the producers' max_message_bytes", p.service, maxRejected, p.clean)
+			}
+			blamed := map[string]srcPos{}
+			for pos, size := range tooLarge {
+				k := pos.topic + "/" + strconv.Itoa(int(pos.partition))
+				if b, ok := blamed[k]; !ok || size > tooLarge[b] {
+					blamed[k] = pos
+				}
+			}
+			for _, pos := range blamed {
+				p.rejected[pos] = fmt.Sprintf("redacted record of %d bytes rejected as too large for %s (MESSAGE_TOO_LARGE)", tooLarge[pos], p.clean)
+			}
+			p.log.Warn("Kafka rejected redacted records as too large; transaction aborted, they are quarantined when processed again", "records", len(tooLarge), "topic", p.clean)
+			continue
+		}
 		if !committed {
 			p.metrics.Transactions.WithLabelValues("aborted").Inc()
 			p.log.Info("transaction aborted (rebalance); records will be processed again", "records", fs.NumRecords())
 			continue
 		}
 		p.metrics.Transactions.WithLabelValues("committed").Inc()
+		if len(p.rejected) > 0 {
+			fs.EachRecord(func(r *kgo.Record) { delete(p.rejected, srcPos{r.Topic, r.Partition, r.Offset}) })
+		}
 		for k, n := range counts {
 			if len(k) > 5 && k[:5] == "rule:" {
 				p.metrics.Redactions.WithLabelValues(k[5:]).Add(float64(n))
@@ -266,35 +329,53 @@ func (p *Processor) abort() {
 func (p *Processor) process(r *kgo.Record) (out *kgo.Record, outcome string, rules map[string]int) {
 	ex := &mlv1.Exchange{}
 	if err := proto.Unmarshal(r.Value, ex); err != nil {
-		p.log.Warn("undecodable raw record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
-		if p.onFailure == Drop {
-			return nil, OutcomeDropped, nil
-		}
 		q := &mlv1.Exchange{Service: p.service, CaptureTimeNs: r.Timestamp.UnixNano()}
-		return p.quarantineRecord(r, q, "undecodable record: "+err.Error()), OutcomeInvalid, nil
+		return p.setAside(r, q, "undecodable record", OutcomeInvalid)
+	}
+	if reason, ok := p.rejected[srcPos{r.Topic, r.Partition, r.Offset}]; ok {
+		return p.setAside(r, ex, reason, OutcomeQuarantined)
 	}
 	start := time.Now()
 	res, err := p.engine.Redact(ex)
 	p.metrics.Latency.Observe(time.Since(start).Seconds())
 	if err != nil {
-		p.log.Warn("record failed closed", "id", ex.GetId(), "reason", err.Error())
-		if p.onFailure == Drop {
-			return nil, OutcomeDropped, nil
-		}
-		return p.quarantineRecord(r, ex, err.Error()), OutcomeQuarantined, nil
+		return p.setAside(r, ex, err.Error(), OutcomeQuarantined)
 	}
 	if len(res.Rules) > 0 {
 		ex.Redactions = res.Rules
 	}
 	val, err := proto.Marshal(ex)
 	if err != nil {
-		return p.quarantineRecord(r, ex, "encode: "+err.Error()), OutcomeQuarantined, nil
+		return p.setAside(r, ex, "encode: "+err.Error(), OutcomeQuarantined)
 	}
-	return &kgo.Record{Topic: p.clean, Key: r.Key, Value: val, Timestamp: r.Timestamp}, OutcomeClean, res.Redactions
+	out = &kgo.Record{Topic: p.clean, Key: r.Key, Value: val, Timestamp: r.Timestamp}
+	if !p.budget.Fits(out) {
+		reason := fmt.Sprintf("redacted record of %d bytes exceeds the record budget of %s (%d bytes)", len(val), p.clean, p.budget.MaxValue(out.Key, nil))
+		return p.setAside(r, ex, reason, OutcomeQuarantined)
+	}
+	return out, OutcomeClean, res.Redactions
+}
+
+// setAside is the one place where a record that cannot be redacted or
+// published (undecodable, a rule failing closed, too large once redacted,
+// rejected by Kafka) is set aside: by the failure policy, it is dropped, or
+// its quarantine record takes its place in the transaction, so its offset is
+// committed with it, exactly once, and the partition moves on. reason must
+// not hold payload bytes.
+func (p *Processor) setAside(r *kgo.Record, ex *mlv1.Exchange, reason, outcome string) (*kgo.Record, string, map[string]int) {
+	if len(reason) > maxReason {
+		reason = reason[:maxReason]
+	}
+	p.log.Warn("record not redacted", "policy", string(p.onFailure), "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason)
+	if p.onFailure == Drop {
+		return nil, OutcomeDropped, nil
+	}
+	return p.quarantineRecord(r, ex, reason), outcome, nil
 }
 
 // quarantineRecord keeps only what cannot hold personal data: ids, times, source,
-// method, the URL path without query, and the response status.
+// method, the URL path without query, the response status, and the body
+// sizes; the raw record's position and the reason go in record headers.
 func (p *Processor) quarantineRecord(r *kgo.Record, ex *mlv1.Exchange, reason string) *kgo.Record {
 	q := &mlv1.Exchange{
 		Id:            ex.GetId(),
@@ -317,12 +398,22 @@ func (p *Processor) quarantineRecord(r *kgo.Record, ex *mlv1.Exchange, reason st
 	if resp := ex.GetResponse(); resp != nil {
 		q.Response = &mlv1.Response{Status: resp.Status, BodySize: resp.BodySize, LatencyNs: resp.LatencyNs}
 	}
-	val, _ := proto.Marshal(q)
-	return &kgo.Record{
+	rec := &kgo.Record{
 		Topic:     p.quarantine,
 		Key:       r.Key,
-		Value:     val,
 		Timestamp: r.Timestamp,
-		Headers:   []kgo.RecordHeader{{Key: HeaderReason, Value: []byte(reason)}},
+		Headers: []kgo.RecordHeader{
+			{Key: HeaderReason, Value: []byte(reason)},
+			{Key: HeaderSourceTopic, Value: []byte(r.Topic)},
+			{Key: HeaderSourcePartition, Value: []byte(strconv.Itoa(int(r.Partition)))},
+			{Key: HeaderSourceOffset, Value: []byte(strconv.FormatInt(r.Offset, 10))},
+		},
 	}
+	rec.Value, _ = proto.Marshal(q)
+	if !p.budget.Fits(rec) && q.Request != nil {
+		// A path as large as the budget: keep the ids and sizes.
+		q.Request.Url = ""
+		rec.Value, _ = proto.Marshal(q)
+	}
+	return rec
 }

@@ -69,6 +69,10 @@ func WithMetrics(m *Metrics) LiveOpt { return func(l *Live) { l.metrics = m } }
 // WithLogger sets the logger.
 func WithLogger(lg hclog.Logger) LiveOpt { return func(l *Live) { l.log = lg } }
 
+// ShadowBudget sets the shadow topic's record budget (default: a budget of
+// broker.DefaultMaxMessageBytes); larger shadow responses are cut to fit.
+func ShadowBudget(b *broker.Budget) LiveOpt { return func(l *Live) { l.budget = b } }
+
 // Job names the replay job and instance in shadow records.
 func Job(job, instance string) LiveOpt {
 	return func(l *Live) { l.job, l.instance = job, instance }
@@ -102,6 +106,7 @@ type Live struct {
 	maxAge time.Duration
 	// limiter caps the send rate (nil: no cap).
 	limiter *rate.Limiter
+	budget  *broker.Budget
 }
 
 // queueDepth is how many polled records may wait for a free worker; polling
@@ -334,9 +339,9 @@ func (l *Live) replay(ctx context.Context, w work) {
 	}
 	out := ShadowRecord(ex, resp, l.sender.Target().String(), l.job, l.instance, sent, sent.Sub(w.fetched))
 	out.Replay.SourceTopic, out.Replay.SourcePartition, out.Replay.SourceOffset = r.Topic, r.Partition, r.Offset
-	val, err := proto.Marshal(out)
+	val, err := shadowValue(out, r.Key, l.budget, l.metrics)
 	if err != nil {
-		l.metrics.Errors.WithLabelValues("encode").Inc()
+		l.metrics.Errors.WithLabelValues(encodeErrReason(err)).Inc()
 		l.offsets.Finish(w.track, true)
 		return
 	}

@@ -18,6 +18,9 @@ type Metrics struct {
 	Late prometheus.Counter
 	// Throttled is the time live workers waited for the --max-rate cap.
 	Throttled prometheus.Counter
+	// Truncated counts shadow responses cut to fit the shadow topic's
+	// record budget (flagged truncated, sizes kept).
+	Truncated prometheus.Counter
 }
 
 // NewMetrics creates the replayer metrics and registers them on reg (when not nil).
@@ -58,6 +61,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mirrorline_replayer_throttled_seconds_total",
 			Help: "Live mode: time requests waited for the --max-rate cap (summed over workers).",
 		}),
+		Truncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mirrorline_replayer_truncated_total",
+			Help: "Shadow responses whose body (or headers) was cut to fit the shadow topic's record budget; they are flagged truncated and keep their sizes.",
+		}),
 	}
 	for _, c := range []string{"2xx", "3xx", "4xx", "5xx", "error"} {
 		m.Sent.WithLabelValues(c)
@@ -66,7 +73,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.Dropped.WithLabelValues(DropTooOld)
 	m.Dropped.WithLabelValues(DropUnsafeTarget)
 	if reg != nil {
-		reg.MustRegister(m.Sent, m.Errors, m.ScheduleLag, m.ResponseLatency, m.CaptureDelay, m.Dropped, m.Late, m.Throttled)
+		reg.MustRegister(m.Sent, m.Errors, m.ScheduleLag, m.ResponseLatency, m.CaptureDelay, m.Dropped, m.Late, m.Throttled, m.Truncated)
 	}
 	return m
 }

@@ -11,8 +11,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/collector/reqtarget"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
@@ -79,6 +79,10 @@ func PublishTo(p Publisher, topic string) WindowOpt {
 	return func(w *Window) { w.pub, w.shadow = p, topic }
 }
 
+// PublishBudget sets the shadow topic's record budget (default: a budget of
+// broker.DefaultMaxMessageBytes); larger shadow responses are cut to fit.
+func PublishBudget(b *broker.Budget) WindowOpt { return func(w *Window) { w.budget = b } }
+
 // WindowMetrics sets the metrics (default: unregistered).
 func WindowMetrics(m *Metrics) WindowOpt { return func(w *Window) { w.metrics = m } }
 
@@ -115,6 +119,7 @@ type Window struct {
 	job      string
 	instance string
 	progress func(done, total int64)
+	budget   *broker.Budget
 }
 
 // NewWindow returns a window replay of the records of src on sched, sent with
@@ -312,10 +317,10 @@ func (w *Window) send(ctx context.Context, it Item, sent time.Time, lag time.Dur
 	}
 	out := ShadowRecord(ex, resp, w.sender.Target().String(), w.job, w.instance, sent, lag)
 	out.Replay.SourceTopic, out.Replay.SourcePartition, out.Replay.SourceOffset = it.Topic, it.Partition, it.Offset
-	val, err := proto.Marshal(out)
+	val, err := shadowValue(out, it.Key, w.budget, w.metrics)
 	if err != nil {
-		st.error("encode")
-		w.metrics.Errors.WithLabelValues("encode").Inc()
+		st.error(encodeErrReason(err))
+		w.metrics.Errors.WithLabelValues(encodeErrReason(err)).Inc()
 		return
 	}
 	rec := &kgo.Record{Topic: w.shadow, Key: it.Key, Value: val, Timestamp: it.Capture}

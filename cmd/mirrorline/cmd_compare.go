@@ -136,11 +136,13 @@ func (a *app) newComparator(tel *telemetry.Server) (*comparator.Comparator, *com
 	if err != nil {
 		return nil, nil, nil, usagef("compare.%v", err)
 	}
-	runner := comparator.NewRunner(cmp, comparator.RunLogger(a.log.Named("compare")))
+	budget := broker.NewBudget(a.cfg.Kafka.ProducerMaxBytes())
+	runner := comparator.NewRunner(cmp, comparator.RunLogger(a.log.Named("compare")), comparator.RunBudget(budget))
 	cl, err := broker.NewClient(a.cfg.Kafka, append(runner.ClientOpts(cc.Group, fromStart), a.cfg.membership(0).Opts()...)...)
 	if err != nil {
 		return nil, nil, nil, usageError{err}
 	}
+	a.lookupBudget(context.Background(), budget, cl, broker.Diff, true)
 	return cmp, runner, cl, nil
 }
 

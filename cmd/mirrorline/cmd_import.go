@@ -88,7 +88,7 @@ func (a *app) importCmd() *cobra.Command {
 			log := a.log.Named("import")
 			prod := &ackingProducer{cl: cl}
 			cm := collector.NewMetrics(nil)
-			em := collector.NewEmitter(prod, a.cfg.Service, cm, log)
+			em := collector.NewEmitter(prod, a.cfg.Service, cm, log, collector.WithBudget(a.recordBudget(cmd.Context(), cl, broker.Raw, true)))
 			opts := []pcapimport.Option{pcapimport.WithPorts(c.Ports...), pcapimport.WithBodyLimit(c.BodyLimit), pcapimport.WithLogger(log)}
 			if c.CollectorID != "" {
 				opts = append(opts, pcapimport.WithCollectorID(c.CollectorID))

@@ -129,5 +129,6 @@ func (a *app) newEmitter(tel *telemetry.Server, queueRecords, queueBytes int, na
 	if err != nil {
 		return nil, nil, usageError{err}
 	}
-	return collector.NewEmitter(cl, a.cfg.Service, collector.NewMetrics(tel.Registry), a.log.Named(name)), cl, nil
+	budget := a.recordBudget(context.Background(), cl, broker.Raw, false)
+	return collector.NewEmitter(cl, a.cfg.Service, collector.NewMetrics(tel.Registry), a.log.Named(name), collector.WithBudget(budget)), cl, nil
 }

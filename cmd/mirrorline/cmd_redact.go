@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 
@@ -96,6 +97,7 @@ func (a *app) newRedactor(tel *telemetry.Server) (*redactor.Processor, error) {
 		redactor.WithMetrics(redactor.NewMetrics(tel.Registry)),
 		redactor.WithLogger(a.log.Named("redact")),
 		redactor.WithReopen(open),
+		redactor.WithBudget(a.recordBudget(context.Background(), sess.Client(), broker.Clean, true)),
 	)
 	if err != nil {
 		sess.Close()

@@ -219,6 +219,7 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 		replayer.Job("live", rc.Instance),
 		replayer.SkipOlderThan(rc.SkipOlderThan),
 		replayer.LiveMaxRate(maxRate),
+		replayer.ShadowBudget(a.recordBudget(context.Background(), cl, broker.Shadow, true)),
 	)
 	return l, cl, nil
 }
@@ -422,7 +423,8 @@ func (a *app) runWindow(cmd *cobra.Command, wf *windowFlags) error {
 		opts = append(opts, replayer.WithClock(replayer.NewVirtualClock(time.Now())))
 	} else {
 		req = j.sender
-		opts = append(opts, replayer.PublishTo(cons, broker.Topic(broker.Shadow, a.cfg.Service)))
+		opts = append(opts, replayer.PublishTo(cons, broker.Topic(broker.Shadow, a.cfg.Service)),
+			replayer.PublishBudget(a.recordBudget(ctx, cons, broker.Shadow, true)))
 	}
 	bar := newProgress(!wf.noProgress, plan.Job)
 	if bar != nil {

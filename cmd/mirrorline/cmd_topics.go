@@ -70,13 +70,13 @@ func (a *app) topicsCmd() *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TOPIC\tPARTITIONS\tREPLICATION\tRETENTION.MS")
+			fmt.Fprintln(tw, "TOPIC\tPARTITIONS\tREPLICATION\tRETENTION.MS\tMAX.MESSAGE.BYTES")
 			for _, t := range infos {
 				if t.Missing {
-					fmt.Fprintf(tw, "%s\t-\t-\tmissing\n", t.Topic)
+					fmt.Fprintf(tw, "%s\t-\t-\tmissing\t-\n", t.Topic)
 					continue
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", t.Topic, t.Partitions, t.Replication, t.Retention)
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", t.Topic, t.Partitions, t.Replication, t.Retention, t.MaxMessageBytes)
 			}
 			return tw.Flush()
 		},
@@ -88,7 +88,8 @@ func (a *app) topicsCmd() *cobra.Command {
 
 // topicSpec merges the configured retention with --retention overrides.
 func (a *app) topicSpec(overrides map[string]string) (broker.TopicSpec, error) {
-	spec := broker.TopicSpec{Partitions: a.cfg.Topics.Partitions, Replication: a.cfg.Topics.Replication, Retention: map[broker.Stage]time.Duration{}}
+	spec := broker.TopicSpec{Partitions: a.cfg.Topics.Partitions, Replication: a.cfg.Topics.Replication, Retention: map[broker.Stage]time.Duration{},
+		MaxMessageBytes: a.cfg.Kafka.ProducerMaxBytes()}
 	set := func(k string, d time.Duration) error {
 		for _, s := range broker.Stages {
 			if string(s) == k {

@@ -159,14 +159,18 @@ type Request struct {
 	Headers []*Header `protobuf:"bytes,6,rep,name=headers,proto3" json:"headers,omitempty"`
 	// Body, at most the collector's body limit.
 	Body []byte `protobuf:"bytes,7,opt,name=body,proto3" json:"body,omitempty"`
-	// True when body holds only the first body_limit bytes.
+	// True when body holds only the first body_limit bytes, or only as many as
+	// fit the topic's record budget.
 	BodyTruncated bool `protobuf:"varint,8,opt,name=body_truncated,json=bodyTruncated,proto3" json:"body_truncated,omitempty"`
 	// Size of the whole body in bytes as received (-1 when unknown).
 	BodySize int64 `protobuf:"varint,9,opt,name=body_size,json=bodySize,proto3" json:"body_size,omitempty"`
 	// Peer address of the client as the collector saw it.
-	RemoteAddr    string `protobuf:"bytes,10,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RemoteAddr string `protobuf:"bytes,10,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	// True when header entries were left out so the record fits the topic's
+	// record budget (largest values first); the body is cut before any header.
+	HeadersTruncated bool `protobuf:"varint,11,opt,name=headers_truncated,json=headersTruncated,proto3" json:"headers_truncated,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Request) Reset() {
@@ -269,6 +273,13 @@ func (x *Request) GetRemoteAddr() string {
 	return ""
 }
 
+func (x *Request) GetHeadersTruncated() bool {
+	if x != nil {
+		return x.HeadersTruncated
+	}
+	return false
+}
+
 // Response is an HTTP response: the primary's at capture, the shadow's at replay.
 type Response struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -280,10 +291,13 @@ type Response struct {
 	// Time from the request being sent to the end of the response body.
 	LatencyNs int64 `protobuf:"varint,6,opt,name=latency_ns,json=latencyNs,proto3" json:"latency_ns,omitempty"`
 	// Transport error text when no (complete) response was received.
-	Error         string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
-	Proto         string `protobuf:"bytes,8,opt,name=proto,proto3" json:"proto,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Error string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	Proto string `protobuf:"bytes,8,opt,name=proto,proto3" json:"proto,omitempty"`
+	// True when header entries were left out so the record fits the topic's
+	// record budget (largest values first); the body is cut before any header.
+	HeadersTruncated bool `protobuf:"varint,9,opt,name=headers_truncated,json=headersTruncated,proto3" json:"headers_truncated,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Response) Reset() {
@@ -370,6 +384,13 @@ func (x *Response) GetProto() string {
 		return x.Proto
 	}
 	return ""
+}
+
+func (x *Response) GetHeadersTruncated() bool {
+	if x != nil {
+		return x.HeadersTruncated
+	}
+	return false
 }
 
 // Replay describes how a record on mirror.shadow.S was replayed.
@@ -627,7 +648,7 @@ const file_proto_mirrorline_v1_exchange_proto_rawDesc = "" +
 	"\"proto/mirrorline/v1/exchange.proto\x12\rmirrorline.v1\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\x9f\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xcc\x02\n" +
 	"\aRequest\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x12\n" +
@@ -640,7 +661,8 @@ const file_proto_mirrorline_v1_exchange_proto_rawDesc = "" +
 	"\tbody_size\x18\t \x01(\x03R\bbodySize\x12\x1f\n" +
 	"\vremote_addr\x18\n" +
 	" \x01(\tR\n" +
-	"remoteAddr\"\xf6\x01\n" +
+	"remoteAddr\x12+\n" +
+	"\x11headers_truncated\x18\v \x01(\bR\x10headersTruncated\"\xa3\x02\n" +
 	"\bResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x12/\n" +
 	"\aheaders\x18\x02 \x03(\v2\x15.mirrorline.v1.HeaderR\aheaders\x12\x12\n" +
@@ -650,7 +672,8 @@ const file_proto_mirrorline_v1_exchange_proto_rawDesc = "" +
 	"\n" +
 	"latency_ns\x18\x06 \x01(\x03R\tlatencyNs\x12\x14\n" +
 	"\x05error\x18\a \x01(\tR\x05error\x12\x14\n" +
-	"\x05proto\x18\b \x01(\tR\x05proto\"\x8b\x02\n" +
+	"\x05proto\x18\b \x01(\tR\x05proto\x12+\n" +
+	"\x11headers_truncated\x18\t \x01(\bR\x10headersTruncated\"\x8b\x02\n" +
 	"\x06Replay\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x10\n" +
 	"\x03job\x18\x02 \x01(\tR\x03job\x12\x1a\n" +

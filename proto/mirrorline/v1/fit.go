@@ -1,0 +1,182 @@
+package mirrorlinev1
+
+import (
+	"fmt"
+	"sort"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// bodySlack covers the length prefixes of the bodies, which shrink or grow by
+// a few bytes as the bodies are cut.
+const bodySlack = 16
+
+// Fit cuts x so that its encoding is at most maxBytes (a topic's record
+// budget): first the bodies, sharing the room left by everything else (a
+// body shorter than half of it keeps all its bytes); then, when even empty
+// bodies do not fit, header entries, the largest first, after which the
+// bodies get what room is left. Cut bodies are marked body_truncated and
+// keep their original body_size; messages that lost headers are marked
+// headers_truncated. Nothing else changes: ids, URL, status and sizes stay.
+// It reports whether anything was cut and whether x now fits (it cannot when
+// the rest of the record alone is larger than maxBytes).
+func (x *Exchange) Fit(maxBytes int) (cut, fits bool) {
+	if proto.Size(x) <= maxBytes {
+		return false, true
+	}
+	req, resp := x.GetRequest(), x.GetResponse()
+	var reqBody, respBody []byte
+	if req != nil {
+		reqBody = req.Body
+	}
+	if resp != nil {
+		respBody = resp.Body
+	}
+	setBodies := func(a, b int) {
+		if req != nil {
+			req.Body = reqBody[:a]
+		}
+		if resp != nil {
+			resp.Body = respBody[:b]
+		}
+	}
+	setBodies(0, 0)
+	if over := proto.Size(x) - maxBytes; over > 0 {
+		dropHeaders(over, req, resp)
+	}
+	room := maxBytes - proto.Size(x) - bodySlack
+	ka, kb := splitRoom(len(reqBody), len(respBody), room)
+	for {
+		setBodies(ka, kb)
+		over := proto.Size(x) - maxBytes
+		if over <= 0 || (ka == 0 && kb == 0) {
+			break
+		}
+		if ka >= kb {
+			ka = max(ka-over, 0)
+		} else {
+			kb = max(kb-over, 0)
+		}
+	}
+	if req != nil && ka < len(reqBody) {
+		markBodyCut(&req.BodyTruncated, &req.BodySize, len(reqBody))
+	}
+	if resp != nil && kb < len(respBody) {
+		markBodyCut(&resp.BodyTruncated, &resp.BodySize, len(respBody))
+	}
+	return true, proto.Size(x) <= maxBytes
+}
+
+// splitRoom shares room between two bodies of a and b bytes: each gets half,
+// and what one does not need goes to the other.
+func splitRoom(a, b, room int) (ka, kb int) {
+	if room <= 0 {
+		return 0, 0
+	}
+	ka = min(a, room/2)
+	kb = min(b, room-ka)
+	ka = min(a, room-kb)
+	return ka, kb
+}
+
+func markBodyCut(truncated *bool, size *int64, had int) {
+	*truncated = true
+	if *size >= 0 && *size < int64(had) {
+		*size = int64(had)
+	}
+}
+
+// dropHeaders leaves out header entries of req and resp, the largest first,
+// until at least over bytes are gone.
+func dropHeaders(over int, req *Request, resp *Response) {
+	type entry struct{ msg, idx, size int }
+	var all []entry
+	lists := [2][]*Header{}
+	if req != nil {
+		lists[0] = req.Headers
+	}
+	if resp != nil {
+		lists[1] = resp.Headers
+	}
+	for m, hs := range lists {
+		for i, h := range hs {
+			all = append(all, entry{m, i, proto.Size(h) + 4}) // tag and length prefix
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].size > all[j].size })
+	drop := [2]map[int]bool{{}, {}}
+	for _, e := range all {
+		if over <= 0 {
+			break
+		}
+		drop[e.msg][e.idx] = true
+		over -= e.size
+	}
+	keep := func(m int) []*Header {
+		out := make([]*Header, 0, len(lists[m])-len(drop[m]))
+		for i, h := range lists[m] {
+			if !drop[m][i] {
+				out = append(out, h)
+			}
+		}
+		return out
+	}
+	if req != nil && len(drop[0]) > 0 {
+		req.Headers, req.HeadersTruncated = keep(0), true
+	}
+	if resp != nil && len(drop[1]) > 0 {
+		resp.Headers, resp.HeadersTruncated = keep(1), true
+	}
+}
+
+// Fit cuts d so that its encoding is at most maxBytes: it keeps the first
+// differences (then volatile keys, then secondary differences) that fit and
+// says in note how many were left out. It reports whether anything was cut
+// and whether d now fits.
+func (d *Diff) Fit(maxBytes int) (cut, fits bool) {
+	if proto.Size(d) <= maxBytes {
+		return false, true
+	}
+	diffs, sec, vol := d.Differences, d.SecondaryDifferences, d.VolatileKeys
+	d.Differences, d.SecondaryDifferences, d.VolatileKeys = nil, nil, nil
+	note := d.Note
+	setNote := func() {
+		d.Note = note
+		if n, m := len(d.Differences)+len(d.SecondaryDifferences), len(diffs)+len(sec); n < m {
+			msg := fmt.Sprintf("differences cut to fit the record budget: %d of %d kept", n, m)
+			if note != "" {
+				msg = note + "; " + msg
+			}
+			d.Note = msg
+		}
+	}
+	setNote()
+	// Room for the fields added back, with the note's growth reserved.
+	room := maxBytes - proto.Size(d) - 64
+	for _, df := range diffs {
+		n := proto.Size(df) + 4
+		if n > room {
+			break
+		}
+		d.Differences = append(d.Differences, df)
+		room -= n
+	}
+	for _, k := range vol {
+		n := len(k) + 4
+		if n > room {
+			break
+		}
+		d.VolatileKeys = append(d.VolatileKeys, k)
+		room -= n
+	}
+	for _, df := range sec {
+		n := proto.Size(df) + 4
+		if n > room {
+			break
+		}
+		d.SecondaryDifferences = append(d.SecondaryDifferences, df)
+		room -= n
+	}
+	setNote()
+	return true, proto.Size(d) <= maxBytes
+}

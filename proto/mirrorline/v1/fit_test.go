@@ -1,0 +1,160 @@
+package mirrorlinev1
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+)
+
+func body(n int, c byte) []byte { return bytes.Repeat([]byte{c}, n) }
+
+func TestExchangeFit(t *testing.T) {
+	const mb = 1 << 20
+	small := []*Header{{Name: "Accept", Value: "*/*"}, {Name: "Traceparent", Value: "00-abc-def-01"}}
+	cases := []struct {
+		name     string
+		max      int
+		ex       func() *Exchange
+		cut      bool
+		fits     bool
+		reqBody  int // -1: cut (less than the original), else exactly
+		respBody int
+		reqHdrs  []string // header names left on the request, in order
+		reqHT    bool
+	}{
+		{
+			name: "fits already", max: mb, cut: false, fits: true, reqBody: 1000, respBody: 1000, reqHdrs: []string{"Accept", "Traceparent"},
+			ex: func() *Exchange {
+				return &Exchange{Id: "a", Request: &Request{Url: "/x", Headers: small, Body: body(1000, 'q'), BodySize: 1000}, Response: &Response{Status: 200, Body: body(1000, 'r'), BodySize: 1000}}
+			},
+		},
+		{
+			name: "large response body cut, small request kept whole", max: mb, cut: true, fits: true, reqBody: 5000, respBody: -1, reqHdrs: []string{"Accept", "Traceparent"},
+			ex: func() *Exchange {
+				return &Exchange{Id: "b", Request: &Request{Url: "/x", Headers: small, Body: body(5000, 'q'), BodySize: 5000}, Response: &Response{Status: 200, Body: body(2*mb, 'r'), BodySize: 2 * mb}}
+			},
+		},
+		{
+			name: "two large bodies share the room", max: mb, cut: true, fits: true, reqBody: -1, respBody: -1, reqHdrs: []string{"Accept", "Traceparent"},
+			ex: func() *Exchange {
+				return &Exchange{Id: "c", Request: &Request{Url: "/x", Headers: small, Body: body(3*mb/2, 'q'), BodySize: 3 * mb / 2}, Response: &Response{Status: 200, Body: body(3*mb/2, 'r'), BodySize: 3 * mb / 2}}
+			},
+		},
+		{
+			name: "0.95 MB header kept, body cut to the rest", max: mb, cut: true, fits: true, reqBody: -1, respBody: 2, reqHdrs: []string{"Accept", "X-Big", "Traceparent"},
+			ex: func() *Exchange {
+				hs := []*Header{small[0], {Name: "X-Big", Value: strings.Repeat("h", 950_000)}, small[1]}
+				return &Exchange{Id: "d", Request: &Request{Url: "/x", Headers: hs, Body: body(3*mb/2, 'q'), BodySize: 3 * mb / 2}, Response: &Response{Status: 200, Body: []byte("ok"), BodySize: 2}}
+			},
+		},
+		{
+			name: "header larger than the budget left out, the others kept in order", max: mb, cut: true, fits: true, reqBody: -1, respBody: 2, reqHdrs: []string{"Accept", "Traceparent"}, reqHT: true,
+			ex: func() *Exchange {
+				hs := []*Header{small[0], {Name: "X-Huge", Value: strings.Repeat("h", 1_200_000)}, small[1]}
+				return &Exchange{Id: "e", Request: &Request{Url: "/x", Headers: hs, Body: body(mb, 'q'), BodySize: mb}, Response: &Response{Status: 200, Body: []byte("ok"), BodySize: 2}}
+			},
+		},
+		{
+			name: "URL alone over the budget cannot fit", max: mb, cut: true, fits: false, reqBody: 0, respBody: 0, reqHdrs: nil, reqHT: true,
+			ex: func() *Exchange {
+				return &Exchange{Id: "f", Request: &Request{Url: "/" + strings.Repeat("u", 2*mb), Headers: small, Body: body(10, 'q'), BodySize: 10}, Response: &Response{Status: 200, Body: []byte("ok"), BodySize: 2}}
+			},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ex := tc.ex()
+			orig := proto.Clone(ex).(*Exchange)
+			cut, fits := ex.Fit(tc.max)
+			if cut != tc.cut || fits != tc.fits {
+				t.Fatalf("Fit = cut %v fits %v, want %v %v", cut, fits, tc.cut, tc.fits)
+			}
+			size := proto.Size(ex)
+			if fits && size > tc.max {
+				t.Fatalf("encoded %d bytes, over the budget of %d", size, tc.max)
+			}
+			if fits && cut && size < tc.max-1024 {
+				t.Errorf("encoded %d bytes: cut far more than needed for %d", size, tc.max)
+			}
+			checkBody := func(side string, got, had []byte, want int, truncated bool, gotSize, hadSize int64) {
+				t.Helper()
+				if !bytes.HasPrefix(had, got) {
+					t.Errorf("%s body is not a prefix of the original", side)
+				}
+				if gotSize != hadSize {
+					t.Errorf("%s body_size %d, want the original %d", side, gotSize, hadSize)
+				}
+				switch {
+				case want == -1 && (len(got) >= len(had) || len(got) == 0):
+					t.Errorf("%s body %d of %d bytes: want cut, not emptied", side, len(got), len(had))
+				case want >= 0 && len(got) != want:
+					t.Errorf("%s body %d bytes, want %d", side, len(got), want)
+				}
+				if truncated != (len(got) < len(had)) {
+					t.Errorf("%s body_truncated %v with %d of %d bytes", side, truncated, len(got), len(had))
+				}
+			}
+			checkBody("request", ex.Request.Body, orig.Request.Body, tc.reqBody, ex.Request.BodyTruncated, ex.Request.BodySize, orig.Request.BodySize)
+			checkBody("response", ex.Response.Body, orig.Response.Body, tc.respBody, ex.Response.BodyTruncated, ex.Response.BodySize, orig.Response.BodySize)
+			var names []string
+			for _, h := range ex.Request.Headers {
+				names = append(names, h.Name)
+			}
+			if fmt.Sprint(names) != fmt.Sprint(tc.reqHdrs) {
+				t.Errorf("request headers %v, want %v", names, tc.reqHdrs)
+			}
+			if ex.Request.HeadersTruncated != tc.reqHT {
+				t.Errorf("headers_truncated %v, want %v", ex.Request.HeadersTruncated, tc.reqHT)
+			}
+			if ex.Id != orig.Id || ex.Request.Url != orig.Request.Url || ex.Response.Status != orig.Response.Status {
+				t.Error("ids, URL or status changed")
+			}
+		})
+	}
+}
+
+func TestDiffFit(t *testing.T) {
+	d := &Diff{Id: "x", Endpoint: "GET /items", Verdict: Verdict_VERDICT_DIFFERENT, Note: "shadow body truncated"}
+	for i := range 50_000 {
+		d.Differences = append(d.Differences, &Difference{Field: fmt.Sprintf("body.items.%d.price", i), Key: "body.items.*.price", Kind: DiffKind_DIFF_KIND_CHANGED, Primary: "1.00", Shadow: "2.00"})
+		d.VolatileKeys = append(d.VolatileKeys, fmt.Sprintf("body.items.%d.ts", i))
+	}
+	const budget = 1 << 20
+	if proto.Size(d) <= budget {
+		t.Fatalf("test diff of %d bytes is within the budget", proto.Size(d))
+	}
+	cut, fits := d.Fit(budget)
+	if !cut || !fits || proto.Size(d) > budget {
+		t.Fatalf("Fit = cut %v fits %v, %d bytes for a budget of %d", cut, fits, proto.Size(d), budget)
+	}
+	if len(d.Differences) == 0 || d.Differences[0].Field != "body.items.0.price" {
+		t.Fatal("the first differences were not kept")
+	}
+	if !strings.HasPrefix(d.Note, "shadow body truncated; differences cut to fit the record budget: ") || !strings.Contains(d.Note, "of 50000 kept") {
+		t.Fatalf("note %q", d.Note)
+	}
+	if d.Verdict != Verdict_VERDICT_DIFFERENT || d.Id != "x" {
+		t.Fatal("verdict or id changed")
+	}
+	small := &Diff{Id: "y", Differences: []*Difference{{Field: "status"}}}
+	if cut, fits := small.Fit(budget); cut || !fits || small.Note != "" {
+		t.Fatalf("a small diff was changed: cut %v fits %v note %q", cut, fits, small.Note)
+	}
+}
+
+// BenchmarkExchangeFit cuts a 0.95 MB header and two 1.5 MB bodies to 1 MB.
+func BenchmarkExchangeFit(b *testing.B) {
+	hdr := strings.Repeat("h", 950_000)
+	reqBody, respBody := body(1_500_000, 'q'), body(1_500_000, 'r')
+	b.ReportAllocs()
+	for b.Loop() {
+		ex := &Exchange{Id: "x", Request: &Request{Url: "/x", Headers: []*Header{{Name: "X-Big", Value: hdr}}, Body: reqBody, BodySize: 1_500_000},
+			Response: &Response{Status: 200, Body: respBody, BodySize: 1_500_000}}
+		if _, fits := ex.Fit(1 << 20); !fits {
+			b.Fatal("does not fit")
+		}
+	}
+}

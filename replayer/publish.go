@@ -1,0 +1,46 @@
+package replayer
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mirrorline/mirrorline/broker"
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
+
+// errTooLarge: a shadow record does not fit its topic even with an empty
+// response body and no headers.
+var errTooLarge = errors.New("shadow record larger than the record budget")
+
+// shadowValue encodes out for the shadow topic within budget b: a response
+// too large for it has its body (then its largest headers) cut, flagged
+// body_truncated (headers_truncated) with body_size kept, and is counted in
+// m.Truncated, rather than being lost to a MESSAGE_TOO_LARGE.
+func shadowValue(out *mlv1.Exchange, key []byte, b *broker.Budget, m *Metrics) ([]byte, error) {
+	val, err := proto.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("encode shadow record: %w", err)
+	}
+	limit := b.MaxValue(key, nil)
+	if len(val) <= limit {
+		return val, nil
+	}
+	if _, fits := out.Fit(limit); !fits {
+		return nil, errTooLarge
+	}
+	m.Truncated.Inc()
+	if val, err = proto.Marshal(out); err != nil {
+		return nil, fmt.Errorf("encode shadow record: %w", err)
+	}
+	return val, nil
+}
+
+// encodeErrReason is the errors_total reason of a shadowValue error.
+func encodeErrReason(err error) string {
+	if errors.Is(err, errTooLarge) {
+		return "too_large"
+	}
+	return "encode"
+}
