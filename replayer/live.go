@@ -265,10 +265,7 @@ func (l *Live) replay(ctx context.Context, w work) {
 	l.metrics.ScheduleLag.Observe(sent.Sub(w.fetched).Seconds())
 	resp, err := l.sender.Send(ctx, ex)
 	if err != nil {
-		reason := "build"
-		if errors.Is(err, ErrTruncated) {
-			reason = "truncated"
-		}
+		reason := SkipReason(err)
 		l.metrics.Errors.WithLabelValues(reason).Inc()
 		l.log.Debug("record not replayed", "id", ex.GetId(), "reason", reason)
 		l.offsets.Finish(w.track, true)

@@ -47,8 +47,8 @@ func BuildRequest(ctx context.Context, target *url.URL, ex *mlv1.Exchange, keepH
 	if in == nil || in.Method == "" {
 		return nil, fmt.Errorf("exchange %s: no request", ex.GetId())
 	}
-	if in.BodyTruncated {
-		return nil, fmt.Errorf("exchange %s: %w", ex.GetId(), ErrTruncated)
+	if err := Replayable(ex); err != nil {
+		return nil, err
 	}
 	uri := in.Url
 	if !strings.HasPrefix(uri, "/") {

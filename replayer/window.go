@@ -174,9 +174,10 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 			w.metrics.Errors.WithLabelValues("decode").Inc()
 			continue
 		}
-		if it.Exchange.GetRequest().GetBodyTruncated() {
-			st.error("truncated")
-			w.metrics.Errors.WithLabelValues("truncated").Inc()
+		if err := Replayable(it.Exchange); err != nil {
+			reason := SkipReason(err)
+			st.error(reason)
+			w.metrics.Errors.WithLabelValues(reason).Inc()
 			continue
 		}
 		planned := anchor.Add(w.sched.At(index, it.Capture))
@@ -273,10 +274,7 @@ func (w *Window) send(ctx context.Context, it Item, sent time.Time, lag time.Dur
 	ex := it.Exchange
 	resp, err := w.sender.Send(ctx, ex)
 	if err != nil {
-		reason := "build"
-		if errors.Is(err, ErrTruncated) {
-			reason = "truncated"
-		}
+		reason := SkipReason(err)
 		st.error(reason)
 		w.metrics.Errors.WithLabelValues(reason).Inc()
 		w.log.Debug("record not replayed", "id", ex.GetId(), "reason", reason)

@@ -164,9 +164,14 @@ type Request struct {
 	// Size of the whole body in bytes as received (-1 when unknown).
 	BodySize int64 `protobuf:"varint,9,opt,name=body_size,json=bodySize,proto3" json:"body_size,omitempty"`
 	// Peer address of the client as the collector saw it.
-	RemoteAddr    string `protobuf:"bytes,10,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RemoteAddr string `protobuf:"bytes,10,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	// True when the body ended before its declared end (the client went away
+	// mid-body, malformed chunked framing, bytes missing from a capture): body
+	// is not what the client meant to send. body_truncated is then set as well.
+	// Such a request is never replayed.
+	BodyIncomplete bool `protobuf:"varint,11,opt,name=body_incomplete,json=bodyIncomplete,proto3" json:"body_incomplete,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Request) Reset() {
@@ -267,6 +272,13 @@ func (x *Request) GetRemoteAddr() string {
 		return x.RemoteAddr
 	}
 	return ""
+}
+
+func (x *Request) GetBodyIncomplete() bool {
+	if x != nil {
+		return x.BodyIncomplete
+	}
+	return false
 }
 
 // Response is an HTTP response: the primary's at capture, the shadow's at replay.
@@ -627,7 +639,7 @@ const file_proto_mirrorline_v1_exchange_proto_rawDesc = "" +
 	"\"proto/mirrorline/v1/exchange.proto\x12\rmirrorline.v1\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\x9f\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xc8\x02\n" +
 	"\aRequest\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x12\n" +
@@ -640,7 +652,8 @@ const file_proto_mirrorline_v1_exchange_proto_rawDesc = "" +
 	"\tbody_size\x18\t \x01(\x03R\bbodySize\x12\x1f\n" +
 	"\vremote_addr\x18\n" +
 	" \x01(\tR\n" +
-	"remoteAddr\"\xf6\x01\n" +
+	"remoteAddr\x12'\n" +
+	"\x0fbody_incomplete\x18\v \x01(\bR\x0ebodyIncomplete\"\xf6\x01\n" +
 	"\bResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x12/\n" +
 	"\aheaders\x18\x02 \x03(\v2\x15.mirrorline.v1.HeaderR\aheaders\x12\x12\n" +
