@@ -285,8 +285,16 @@ type connState struct {
 // and header-order tracker.
 func (c *Conns) ConnContext(ctx context.Context, nc net.Conn) context.Context {
 	cs := &connState{id: fmt.Sprintf("%s-%d", c.prefix, c.seq.Add(1))}
-	if tc, ok := nc.(*trackedConn); ok {
-		cs.tracker = tc.t
+	for nc != nil {
+		if tc, ok := nc.(*trackedConn); ok {
+			cs.tracker = tc.t
+			break
+		}
+		u, ok := nc.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		nc = u.NetConn()
 	}
 	return context.WithValue(ctx, connKey{}, cs)
 }
