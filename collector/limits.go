@@ -428,3 +428,24 @@ func classifyBodyError(err error) error {
 	// Its error texts name no payload bytes, but keep only ours.
 	return fmt.Errorf("read body: %w", ErrBodyFraming)
 }
+
+// Unsupported returns the status and text a collector refuses r with because
+// it cannot forward or record it faithfully, or 0.
+func Unsupported(r *http.Request) (int, string) {
+	switch {
+	case r.Method == "PRI":
+		// The HTTP/2 connection preface ("PRI * HTTP/2.0") on an HTTP/1 listener.
+		return http.StatusHTTPVersionNotSupported, "HTTP/2 with prior knowledge is not supported; use HTTP/1.1"
+	case r.RequestURI == "*":
+		// (net/http answers OPTIONS * itself.)
+		return http.StatusBadRequest, "the asterisk request target is only allowed with OPTIONS"
+	}
+	return 0, ""
+}
+
+// Refuse answers a request that cannot be read or forwarded faithfully with
+// code and closes its connection (its framing can no longer be trusted).
+func Refuse(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Connection", "close")
+	http.Error(w, msg, code)
+}

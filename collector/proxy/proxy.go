@@ -148,20 +148,6 @@ func recordUpgrade(res *http.Response) error {
 	return nil
 }
 
-// unsupported returns the status and text a request the proxy cannot forward
-// faithfully is refused with, or 0.
-func unsupported(r *http.Request) (int, string) {
-	switch {
-	case r.Method == "PRI":
-		// The HTTP/2 connection preface ("PRI * HTTP/2.0") on an HTTP/1 listener.
-		return http.StatusHTTPVersionNotSupported, "HTTP/2 with prior knowledge is not supported; use HTTP/1.1"
-	case r.RequestURI == "*":
-		// (net/http answers OPTIONS * itself.)
-		return http.StatusBadRequest, "the asterisk request target is only allowed with OPTIONS"
-	}
-	return 0, ""
-}
-
 // ServeHTTP forwards r to the primary and captures the exchange on the side.
 //
 // A request body of up to the body limit is read whole before anything is sent
@@ -174,7 +160,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Every request takes its place on the connection, captured or not, so the
 	// header order of the next one lines up.
 	connID, seq, headers := p.conns.RequestMeta(r)
-	if code, msg := unsupported(r); code != 0 {
+	if code, msg := collector.Unsupported(r); code != 0 {
 		p.emit.Metrics().Dropped.WithLabelValues(collector.DropUnsupported).Inc()
 		w.Header().Set("Connection", "close")
 		http.Error(w, msg, code)
