@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/collector/proxy"
 	"github.com/mirrorline/mirrorline/comparator"
 	"github.com/mirrorline/mirrorline/redactor"
@@ -50,6 +51,9 @@ type SinkConfig struct {
 	QueueRecords int      `yaml:"queue_records"`
 	QueueBytes   int      `yaml:"queue_bytes"`
 	CollectorID  string   `yaml:"collector_id"`
+	// Limits: max_conns, read_header_timeout, idle_timeout,
+	// max_header_bytes, body_timeout, min_body_rate.
+	collector.Limits `yaml:",inline"`
 }
 
 // RedactConfig configures the redactor: its Kafka session and the rules
@@ -87,6 +91,9 @@ type ProxyConfig struct {
 	QueueBytes   int           `yaml:"queue_bytes"`
 	CollectorID  string        `yaml:"collector_id"`
 	Routes       []proxy.Route `yaml:"routes"`
+	// Limits: max_conns, read_header_timeout, idle_timeout,
+	// max_header_bytes, body_timeout, min_body_rate.
+	collector.Limits `yaml:",inline"`
 }
 
 // ReplayConfig configures the replayer (live and window replays).
