@@ -125,6 +125,8 @@ func New(primary string, emit *collector.Emitter, opts ...Option) (*Proxy, error
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	srv, ln := p.limits.Server(p, p.conns, p.emit.Metrics(), ln)
 	srv.ErrorLog = p.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
+	p.log.Info("client limits", "max_conns", p.limits.MaxConns, "read_header_timeout", p.limits.ReadHeaderTimeout, "idle_timeout", p.limits.IdleTimeout,
+		"max_header_bytes", p.limits.MaxHeaderBytes, "body_timeout", p.limits.BodyTimeout, "min_body_rate", p.limits.MinBodyRate)
 	return collector.Serve(ctx, "proxy", srv, ln)
 }
 
