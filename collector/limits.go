@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -124,7 +126,12 @@ type ConnLimiter struct {
 	max  int
 	mu   sync.Mutex
 	open int
+	peak int       // most connections open since the last shrink
 	idle list.List // *limitedConn with no request in progress, oldest first
+	// shrink runs (in its own goroutine) when the connections open drop to a
+	// quarter of a peak of at least shrinkPeak: a burst of connections is over.
+	shrink    func()
+	shrinking atomic.Bool
 	// Metrics (nil-safe).
 	gauge prometheus.Gauge
 	shed  *prometheus.CounterVec
@@ -138,8 +145,13 @@ const (
 
 // NewConnLimiter returns a limiter admitting at most n connections (at least
 // 1), counting into m when not nil.
+//
+// After a burst of connections (at least shrinkPeak open, then down to a
+// quarter of that) it returns the memory they held to the OS at once
+// (debug.FreeOSMemory): an idle server runs no garbage collection, so without
+// this the process would keep the burst's peak resident size.
 func NewConnLimiter(n int, m *Metrics) *ConnLimiter {
-	l := &ConnLimiter{max: max(n, 1)}
+	l := &ConnLimiter{max: max(n, 1), shrink: debug.FreeOSMemory}
 	if m != nil {
 		l.gauge, l.shed = m.OpenConns, m.ShedConns
 	}
@@ -204,6 +216,7 @@ func (l *ConnLimiter) admit(c net.Conn) *limitedConn {
 	lc := &limitedConn{Conn: c, lim: l}
 	lc.elem = l.idle.PushBack(lc) // new: idle until its first request
 	l.open++
+	l.peak = max(l.peak, l.open)
 	l.mu.Unlock()
 	if victim != nil {
 		_ = victim.Conn.Close()
@@ -254,11 +267,25 @@ func (l *ConnLimiter) release(lc *limitedConn) {
 		lc.elem = nil
 	}
 	l.open--
+	burstOver := l.peak >= shrinkPeak && l.open <= l.peak/4
+	if burstOver {
+		l.peak = l.open
+	}
 	l.mu.Unlock()
 	if l.gauge != nil {
 		l.gauge.Dec()
 	}
+	if burstOver && l.shrink != nil && l.shrinking.CompareAndSwap(false, true) {
+		go func() {
+			defer l.shrinking.Store(false)
+			l.shrink()
+		}()
+	}
 }
+
+// shrinkPeak is the smallest burst of connections after which memory is
+// returned to the OS.
+const shrinkPeak = 1000
 
 // limitedConn gives its slot back when closed.
 type limitedConn struct {

@@ -184,3 +184,45 @@ func TestServerManyIdleConnections(t *testing.T) {
 	}
 	waitUntil(t, "silent connections to be closed by the header timeout", func() bool { return testutil.ToFloat64(m.OpenConns) == 0 })
 }
+
+// When a burst of connections is over, the limiter hands the memory they held
+// back at once (an idle server runs no GC that would), once per burst.
+func TestConnLimiterShrinksAfterBurst(t *testing.T) {
+	lim := NewConnLimiter(5000, nil)
+	shrunk := make(chan struct{}, 10)
+	lim.shrink = func() { shrunk <- struct{}{} }
+	ln := lim.Listener(nil)
+	var conns []*limitedConn
+	for range shrinkPeak {
+		a, b := net.Pipe()
+		defer b.Close()
+		lc := ln.(*limitListener).lim.admit(a)
+		if lc == nil {
+			t.Fatal("not admitted under the cap")
+		}
+		conns = append(conns, lc)
+	}
+	for i, c := range conns {
+		c.Close()
+		if i == len(conns)*3/4-2 {
+			select {
+			case <-shrunk:
+				t.Fatal("shrunk before the burst was over")
+			default:
+			}
+		}
+	}
+	select {
+	case <-shrunk:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no shrink after the burst")
+	}
+	if lim.Open() != 0 {
+		t.Fatalf("%d open", lim.Open())
+	}
+	select {
+	case <-shrunk:
+		t.Fatal("shrunk twice for one burst")
+	case <-time.After(100 * time.Millisecond):
+	}
+}

@@ -36,6 +36,7 @@ const perHolder = 9000
 
 func main() {
 	hold := flag.Int("hold", 0, "child role: hold this many idle connections to -addr until stdin closes")
+	redial := flag.Bool("redial", false, "reopen every idle connection the proxy closes, at once")
 	addr := flag.String("addr", "", "child role: proxy address")
 	conns := flag.Int("conns", 20000, "idle connections")
 	requests := flag.Int("requests", 2000, "normal requests measured in each phase")
@@ -44,20 +45,21 @@ func main() {
 	proxyArgs := flag.String("proxy-args", "", "extra flags for mirrorline proxy, space separated")
 	flag.Parse()
 	if *hold > 0 {
-		holdConns(*addr, *hold)
+		holdConns(*addr, *hold, *redial)
 		return
 	}
-	if err := run(*conns, *requests, *brokers, *bin, *proxyArgs); err != nil {
+	if err := run(*conns, *requests, *brokers, *bin, *proxyArgs, *redial); err != nil {
 		fmt.Fprintln(os.Stderr, "idleconns:", err)
 		os.Exit(1)
 	}
 }
 
-// holdConns keeps n connections to addr open, reopening each one the proxy
-// closes, until stdin is closed.
-func holdConns(addr string, n int) {
+// holdConns opens n connections to addr that send nothing and keeps them
+// until stdin is closed; with redial each one the proxy closes is reopened at
+// once (an attacker holding its slots), else it stays closed.
+func holdConns(addr string, n int, redial bool) {
 	stop := make(chan struct{})
-	var open atomic.Int64
+	var dialed atomic.Int64
 	var wg sync.WaitGroup
 	for range n {
 		wg.Add(1)
@@ -74,7 +76,7 @@ func holdConns(addr string, n int) {
 					time.Sleep(50 * time.Millisecond)
 					continue
 				}
-				open.Add(1)
+				dialed.Add(1)
 				done := make(chan struct{})
 				go func() {
 					select {
@@ -86,11 +88,14 @@ func holdConns(addr string, n int) {
 				_, _ = c.Read(make([]byte, 1)) // until the proxy (or stop) closes it
 				close(done)
 				c.Close()
-				open.Add(-1)
+				if !redial {
+					<-stop
+					return
+				}
 			}
 		}()
 	}
-	for open.Load() < int64(n) {
+	for dialed.Load() < int64(n) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	fmt.Println("ready")
@@ -99,7 +104,7 @@ func holdConns(addr string, n int) {
 	wg.Wait()
 }
 
-func run(conns, requests int, brokers, bin, proxyArgs string) error {
+func run(conns, requests int, brokers, bin, proxyArgs string, redial bool) error {
 	if brokers == "" {
 		return errors.New("-brokers (or KAFKA_BROKERS) is required")
 	}
@@ -156,7 +161,7 @@ func run(conns, requests int, brokers, bin, proxyArgs string) error {
 	var stdins []io.WriteCloser
 	for left := conns; left > 0; left -= perHolder {
 		n := min(left, perHolder)
-		h := exec.Command(self, "-hold", strconv.Itoa(n), "-addr", listen)
+		h := exec.Command(self, "-hold", strconv.Itoa(n), "-addr", listen, "-redial="+strconv.FormatBool(redial))
 		h.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		in, _ := h.StdinPipe()
 		out, _ := h.StdoutPipe()
@@ -173,7 +178,7 @@ func run(conns, requests int, brokers, bin, proxyArgs string) error {
 	}
 	under := measure(listen, requests)
 	rssUnder := rss(proxy.Process.Pid)
-	report(fmt.Sprintf("under %d idle connections", conns), under, rssUnder, metrics)
+	report(fmt.Sprintf("under %d idle connections (redial %v)", conns, redial), under, rssUnder, metrics)
 
 	for i, in := range stdins {
 		in.Close()
