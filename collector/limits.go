@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -123,11 +124,12 @@ func (l Limits) Validate() error {
 // with Listener (outside any other wrapping) and set the server's ConnState to
 // the limiter's ConnState; Server does both.
 type ConnLimiter struct {
-	max  int
-	mu   sync.Mutex
-	open int
-	peak int       // most connections open since the last shrink
-	idle list.List // *limitedConn with no request in progress, oldest first
+	max   int
+	mu    sync.Mutex
+	open  int
+	peak  int       // most connections open since the last shrink
+	burst bool      // connections of a burst are still open
+	idle  list.List // *limitedConn with no request in progress, oldest first
 	// shrink runs (in its own goroutine) when the connections open drop to a
 	// quarter of a peak of at least shrinkPeak: a burst of connections is over.
 	shrink    func()
@@ -147,11 +149,12 @@ const (
 // 1), counting into m when not nil.
 //
 // After a burst of connections (at least shrinkPeak open, then down to a
-// quarter of that) it returns the memory they held to the OS at once
-// (debug.FreeOSMemory): an idle server runs no garbage collection, so without
-// this the process would keep the burst's peak resident size.
+// quarter of that) it returns the memory they held to the OS at once (two
+// garbage collections and debug.FreeOSMemory): an idle server runs no
+// collection, so without this the process would keep the burst's peak
+// resident size.
 func NewConnLimiter(n int, m *Metrics) *ConnLimiter {
-	l := &ConnLimiter{max: max(n, 1), shrink: debug.FreeOSMemory}
+	l := &ConnLimiter{max: max(n, 1), shrink: freeMemory}
 	if m != nil {
 		l.gauge, l.shed = m.OpenConns, m.ShedConns
 	}
@@ -217,6 +220,7 @@ func (l *ConnLimiter) admit(c net.Conn) *limitedConn {
 	lc.elem = l.idle.PushBack(lc) // new: idle until its first request
 	l.open++
 	l.peak = max(l.peak, l.open)
+	l.burst = l.burst || l.peak >= shrinkPeak
 	l.mu.Unlock()
 	if victim != nil {
 		_ = victim.Conn.Close()
@@ -267,20 +271,53 @@ func (l *ConnLimiter) release(lc *limitedConn) {
 		lc.elem = nil
 	}
 	l.open--
-	burstOver := l.peak >= shrinkPeak && l.open <= l.peak/4
-	if burstOver {
-		l.peak = l.open
-	}
+	burstOver := l.burstOver()
 	l.mu.Unlock()
 	if l.gauge != nil {
 		l.gauge.Dec()
 	}
 	if burstOver && l.shrink != nil && l.shrinking.CompareAndSwap(false, true) {
-		go func() {
-			defer l.shrinking.Store(false)
-			l.shrink()
-		}()
+		go l.shrinkLoop()
 	}
+}
+
+// burstOver reports whether the connections open fell to a quarter of a peak
+// of at least shrinkPeak, or to none after such a peak. Called with mu held.
+func (l *ConnLimiter) burstOver() bool {
+	return (l.peak >= shrinkPeak && l.open <= l.peak/4) || (l.burst && l.open == 0)
+}
+
+// shrinkLoop returns memory until no burst is left over: connections that
+// closed while it ran are collected by the next round (a quarter at a time,
+// so at most a few rounds).
+func (l *ConnLimiter) shrinkLoop() {
+	for {
+		l.mu.Lock()
+		if !l.burstOver() {
+			l.mu.Unlock()
+			l.shrinking.Store(false)
+			// A release between the check and the store saw shrinking set.
+			l.mu.Lock()
+			again := l.burstOver()
+			l.mu.Unlock()
+			if !again || !l.shrinking.CompareAndSwap(false, true) {
+				return
+			}
+			continue
+		}
+		l.peak = l.open
+		l.burst = l.open > 0
+		l.mu.Unlock()
+		l.shrink()
+	}
+}
+
+// freeMemory returns what a burst of connections held: the first collection
+// moves the server's pooled connection buffers (sync.Pool) to their victim
+// cache, the second (in FreeOSMemory) frees them and returns the pages.
+func freeMemory() {
+	runtime.GC()
+	debug.FreeOSMemory()
 }
 
 // shrinkPeak is the smallest burst of connections after which memory is

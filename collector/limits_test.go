@@ -186,7 +186,8 @@ func TestServerManyIdleConnections(t *testing.T) {
 }
 
 // When a burst of connections is over, the limiter hands the memory they held
-// back at once (an idle server runs no GC that would), once per burst.
+// back at once (an idle server runs no GC that would): at a quarter of the
+// peak, and when the last one closed.
 func TestConnLimiterShrinksAfterBurst(t *testing.T) {
 	lim := NewConnLimiter(5000, nil)
 	shrunk := make(chan struct{}, 10)
@@ -202,27 +203,35 @@ func TestConnLimiterShrinksAfterBurst(t *testing.T) {
 		}
 		conns = append(conns, lc)
 	}
-	for i, c := range conns {
-		c.Close()
-		if i == len(conns)*3/4-2 {
-			select {
-			case <-shrunk:
-				t.Fatal("shrunk before the burst was over")
-			default:
-			}
+	waitShrink := func(what string) {
+		t.Helper()
+		select {
+		case <-shrunk:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no shrink %s", what)
 		}
+	}
+	quarter := shrinkPeak - shrinkPeak/4
+	for _, c := range conns[:quarter-1] {
+		c.Close()
 	}
 	select {
 	case <-shrunk:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no shrink after the burst")
+		t.Fatal("shrunk before the burst was over")
+	default:
 	}
+	conns[quarter-1].Close()
+	waitShrink("at a quarter of the peak")
+	for _, c := range conns[quarter:] {
+		c.Close()
+	}
+	waitShrink("when the last connection closed")
 	if lim.Open() != 0 {
 		t.Fatalf("%d open", lim.Open())
 	}
 	select {
 	case <-shrunk:
-		t.Fatal("shrunk twice for one burst")
+		t.Fatal("shrunk again with no new burst")
 	case <-time.After(100 * time.Millisecond):
 	}
 }

@@ -191,7 +191,8 @@ func run(conns, requests int, brokers, bin, proxyArgs string, redial bool) error
 	report("after they closed", after, rss(proxy.Process.Pid), metrics)
 	for _, wait := range []time.Duration{10 * time.Second, 30 * time.Second} {
 		time.Sleep(wait)
-		fmt.Printf("  RSS %s later: %.1f MiB\n", wait, float64(rss(proxy.Process.Pid))/(1<<20))
+		fmt.Printf("  RSS %s later: %.1f MiB (Go heap in use %s, stacks %s)\n", wait, float64(rss(proxy.Process.Pid))/(1<<20),
+			mib(scrape(metrics, "go_memstats_heap_inuse_bytes ")), mib(scrape(metrics, "go_memstats_stack_inuse_bytes ")))
 	}
 	return nil
 }
@@ -203,6 +204,18 @@ func report(what string, lat []time.Duration, rssBytes int64, metrics string) {
 		scrape(metrics, "mirrorline_collector_open_connections "),
 		scrape(metrics, `mirrorline_collector_connections_shed_total{reason="idle_closed"} `),
 		scrape(metrics, `mirrorline_collector_connections_shed_total{reason="rejected"} `))
+	fmt.Printf("  Go heap in use %s, stacks %s, heap idle %s of which released %s, goroutines %s\n",
+		mib(scrape(metrics, "go_memstats_heap_inuse_bytes ")), mib(scrape(metrics, "go_memstats_stack_inuse_bytes ")),
+		mib(scrape(metrics, "go_memstats_heap_idle_bytes ")), mib(scrape(metrics, "go_memstats_heap_released_bytes ")),
+		scrape(metrics, "go_goroutines "))
+}
+
+func mib(v string) string {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return v
+	}
+	return fmt.Sprintf("%.1f MiB", f/(1<<20))
 }
 
 // measure times n GETs, each on a new connection, as a normal client.
