@@ -404,8 +404,8 @@ func BodyErrorStatus(err error) int {
 
 // RateBody wraps the body of r (served through w) so that it must arrive within
 // timeout plus one second per rate bytes, and classifies read errors as
-// ErrBodyTimeout, ErrBodyIncomplete or ErrBodyFraming (the first error is kept
-// in Err). rate <= 0 or timeout <= 0 disables the deadline.
+// ErrBodyTimeout, ErrBodyIncomplete or ErrBodyFraming (the first is kept: see
+// Err). rate <= 0 or timeout <= 0 disables the deadline.
 func RateBody(w http.ResponseWriter, r *http.Request, timeout time.Duration, rate int64) *BodyReader {
 	b := &BodyReader{rc: r.Body, rate: rate}
 	if timeout > 0 && rate > 0 {
@@ -415,31 +415,39 @@ func RateBody(w http.ResponseWriter, r *http.Request, timeout time.Duration, rat
 	return b
 }
 
-// BodyReader is a request body read under a deadline; see RateBody.
+// BodyReader is a request body read under a deadline; see RateBody. Its
+// methods are safe for concurrent use (a transport may still read the body
+// while the handler looks at the outcome).
 type BodyReader struct {
 	rc       io.ReadCloser
 	ctl      *http.ResponseController
-	deadline time.Time
 	rate     int64
+	mu       sync.Mutex
+	deadline time.Time
 	got      int64
 	credit   int64 // bytes received not yet turned into deadline extension
 	done     bool
-	// Err is the first read error other than io.EOF, classified.
-	Err error
+	err      error // first read error other than io.EOF, classified
 }
 
 // Read reads from the body under its deadline.
 func (b *BodyReader) Read(p []byte) (int, error) {
-	if b.Err != nil {
-		return 0, b.Err
-	}
-	if b.done {
-		return 0, io.EOF
+	b.mu.Lock()
+	if b.err != nil || b.done {
+		err := b.err
+		b.mu.Unlock()
+		if err == nil {
+			err = io.EOF
+		}
+		return 0, err
 	}
 	if b.ctl != nil {
 		_ = b.ctl.SetReadDeadline(b.deadline)
 	}
+	b.mu.Unlock()
 	n, err := b.rc.Read(p)
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.got += int64(n)
 	if b.ctl != nil && n > 0 {
 		b.credit += int64(n)
@@ -453,16 +461,21 @@ func (b *BodyReader) Read(p []byte) (int, error) {
 	case errors.Is(err, io.EOF):
 		b.finish()
 	default:
-		b.Err = classifyBodyError(err)
+		if b.err == nil {
+			b.err = classifyBodyError(err)
+		}
 		b.finish()
-		err = b.Err
+		err = b.err
 	}
 	return n, err
 }
 
 // finish lifts the body deadline so it cannot cut what follows the body (the
-// server's own reads while the response is produced).
+// server's own reads while the response is produced). Called with mu held.
 func (b *BodyReader) finish() {
+	if b.done {
+		return
+	}
 	b.done = true
 	if b.ctl != nil {
 		_ = b.ctl.SetReadDeadline(time.Time{})
@@ -471,14 +484,26 @@ func (b *BodyReader) finish() {
 
 // Close closes the body.
 func (b *BodyReader) Close() error {
-	if !b.done {
-		b.finish()
-	}
+	b.mu.Lock()
+	b.finish()
+	b.mu.Unlock()
 	return b.rc.Close()
 }
 
 // Received returns the body bytes read so far.
-func (b *BodyReader) Received() int64 { return b.got }
+func (b *BodyReader) Received() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.got
+}
+
+// Err returns the first read error other than io.EOF, classified as
+// ErrBodyTimeout, ErrBodyIncomplete or ErrBodyFraming; nil if none.
+func (b *BodyReader) Err() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
 
 func classifyBodyError(err error) error {
 	var ne net.Error

@@ -164,8 +164,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	connID, seq, headers := p.conns.RequestMeta(r)
 	if code, msg := collector.Unsupported(r); code != 0 {
 		p.emit.Metrics().Dropped.WithLabelValues(collector.DropUnsupported).Inc()
-		w.Header().Set("Connection", "close")
-		http.Error(w, msg, code)
+		collector.Refuse(w, code, msg)
 		return
 	}
 	st := &reqState{}
@@ -204,8 +203,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !capture {
 		p.rp.ServeHTTP(w, r)
-		if st.body != nil && st.body.Err != nil {
-			p.bodyFailed(w, connID, st.body.Err, false)
+		if st.body != nil && st.body.Err() != nil {
+			p.bodyFailed(w, connID, st.body.Err(), false)
 		}
 		return
 	}
@@ -231,9 +230,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.rp.ServeHTTP(rw, r)
 
 	if st.body != nil {
-		if st.body.Err != nil {
+		if st.body.Err() != nil {
 			// The primary got (at most) part of the body: not a request to replay.
-			p.bodyFailed(w, connID, st.body.Err, false)
+			p.bodyFailed(w, connID, st.body.Err(), false)
 			return
 		}
 		size := st.body.Received()
@@ -283,8 +282,8 @@ func (p *Proxy) bodyFailed(w http.ResponseWriter, connID string, err error, answ
 	p.emit.Metrics().Dropped.WithLabelValues(reason).Inc()
 	p.log.Debug("request body failed: not forwarded whole, not published", "connection", connID, "reason", reason)
 	if answer {
-		w.Header().Set("Connection", "close")
-		http.Error(w, http.StatusText(collector.BodyErrorStatus(err)), collector.BodyErrorStatus(err))
+		code := collector.BodyErrorStatus(err)
+		collector.Refuse(w, code, http.StatusText(code))
 	}
 }
 
@@ -292,11 +291,10 @@ func (p *Proxy) primaryError(w http.ResponseWriter, r *http.Request, err error) 
 	st, _ := r.Context().Value(reqStateKey{}).(*reqState)
 	if st != nil {
 		st.perr = err
-		if st.body != nil && st.body.Err != nil {
+		if st.body != nil && st.body.Err() != nil {
 			// The client's body failed while it was streamed to the primary.
-			w.Header().Set("Connection", "close")
-			code := collector.BodyErrorStatus(st.body.Err)
-			http.Error(w, http.StatusText(code), code)
+			code := collector.BodyErrorStatus(st.body.Err())
+			collector.Refuse(w, code, http.StatusText(code))
 			return
 		}
 	}
