@@ -13,9 +13,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/collector"
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/replayer"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
 	"github.com/mirrorline/mirrorline/test/testproc"
@@ -59,7 +62,8 @@ func rawRequest(t *testing.T, addr, raw string, closeWrite bool, tunnel string) 
 // whose body never arrived whole (short, malformed chunked), the HTTP/2 preface
 // and a WebSocket upgrade go through the proxy, the redactor and a live
 // replayer; the primary gets none of the broken ones, and the shadow gets only
-// the complete request — the upgrade is counted, not replayed as a plain GET.
+// the complete request — the upgrade is counted, not replayed as a plain GET,
+// and so is a body a packet collector flagged incomplete.
 func TestCaptureIntegrityEndToEnd(t *testing.T) {
 	cfg := kafkatest.Config(t)
 	svc := kafkatest.Service(t, 2)
@@ -91,8 +95,26 @@ func TestCaptureIntegrityEndToEnd(t *testing.T) {
 			t.Fatalf("%s: tunnel answered %q", tc.name, body)
 		}
 	}
-	eventually(t, 60*time.Second, "the complete request at the shadow and the upgrade counted", func() bool {
-		return len(shadow.requests()) >= 1 && testutil.ToFloat64(rm.Errors.WithLabelValues(replayer.ReasonUpgrade)) == 1
+	// What a packet collector (vpc, ebpf, import) publishes for a client that
+	// left mid-body: flagged, never replayed.
+	cl, err := broker.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	cut := &mlv1.Exchange{Id: "cut-1", Service: svc, ConnectionId: "pcap-1", Source: mlv1.Source_SOURCE_VPC, CaptureTimeNs: time.Now().UnixNano(),
+		Request:  &mlv1.Request{Method: "POST", Url: "/pay", Body: []byte(strings.Repeat("a", 431)), BodySize: 431, BodyTruncated: true, BodyIncomplete: true},
+		Response: &mlv1.Response{Status: 400}}
+	val, err := proto.Marshal(cut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: broker.Topic(broker.Raw, svc), Key: []byte(cut.ConnectionId), Value: val}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "the complete request at the shadow, the upgrade and the cut body counted", func() bool {
+		return len(shadow.requests()) >= 1 && testutil.ToFloat64(rm.Errors.WithLabelValues(replayer.ReasonUpgrade)) == 1 &&
+			testutil.ToFloat64(rm.Errors.WithLabelValues(replayer.ReasonIncomplete)) == 1
 	})
 	got := shadow.requests()
 	if len(got) != 1 || got[0].Method != "POST" || string(got[0].Body) != "hello" {
