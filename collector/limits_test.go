@@ -71,9 +71,10 @@ func closedByPeer(c net.Conn, wait time.Duration) bool {
 // At the cap a new connection takes the place of the oldest idle one; when
 // every connection is busy it is answered 503.
 func TestConnLimiterEvictsIdleThenRejects(t *testing.T) {
-	release := make(chan struct{})
+	release, entered := make(chan struct{}), make(chan struct{}, 3)
 	addr, m := serveLimited(t, Limits{MaxConns: 3}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/block" {
+			entered <- struct{}{}
 			<-release
 		}
 	}))
@@ -113,8 +114,14 @@ func TestConnLimiterEvictsIdleThenRejects(t *testing.T) {
 			busy <- err
 		}()
 	}
-	waitUntil(t, "3 busy connections", func() bool { return testutil.ToFloat64(m.OpenConns) == 3 })
-	waitUntil(t, "all 3 to be busy", func() bool {
+	for range 3 {
+		select {
+		case <-entered:
+		case <-time.After(15 * time.Second):
+			t.Fatal("busy requests not in the handler")
+		}
+	}
+	waitUntil(t, "a new connection refused", func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			return false
