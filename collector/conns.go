@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/textproto"
@@ -285,8 +284,16 @@ type connState struct {
 // and header-order tracker.
 func (c *Conns) ConnContext(ctx context.Context, nc net.Conn) context.Context {
 	cs := &connState{id: fmt.Sprintf("%s-%d", c.prefix, c.seq.Add(1))}
-	if tc, ok := nc.(*trackedConn); ok {
-		cs.tracker = tc.t
+	for nc != nil {
+		if tc, ok := nc.(*trackedConn); ok {
+			cs.tracker = tc.t
+			break
+		}
+		u, ok := nc.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		nc = u.NetConn()
 	}
 	return context.WithValue(ctx, connKey{}, cs)
 }
@@ -326,20 +333,4 @@ func (c *BodyCapture) Write(p []byte) (int, error) {
 // Result returns the kept bytes, whether bytes were cut, and the total size.
 func (c *BodyCapture) Result() (body []byte, truncated bool, size int64) {
 	return c.buf.Bytes(), c.total > int64(c.buf.Len()), c.total
-}
-
-// TeeBody wraps a request body so that what is read from it is captured.
-func TeeBody(rc io.ReadCloser, c *BodyCapture) io.ReadCloser { return &teeBody{ReadCloser: rc, cap: c} }
-
-type teeBody struct {
-	io.ReadCloser
-	cap *BodyCapture
-}
-
-func (t *teeBody) Read(p []byte) (int, error) {
-	n, err := t.ReadCloser.Read(p)
-	if n > 0 {
-		_, _ = t.cap.Write(p[:n])
-	}
-	return n, err
 }

@@ -49,6 +49,10 @@ type Metrics struct {
 	// Truncated counts exchanges whose bodies (or headers) were cut to fit
 	// the raw topic's record budget.
 	Truncated prometheus.Counter
+	// OpenConns and ShedConns are the client connections of the HTTP
+	// collectors (proxy, sink): open now, and shed at the connection cap.
+	OpenConns prometheus.Gauge
+	ShedConns *prometheus.CounterVec
 }
 
 // NewMetrics creates the collector metrics and registers them on reg (when not nil).
@@ -83,13 +87,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mirrorline_collector_truncated_total",
 			Help: "Exchanges whose bodies (or headers) were cut to fit the raw topic's record budget; they are flagged truncated and keep their sizes.",
 		}),
+		OpenConns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mirrorline_collector_open_connections",
+			Help: "Client connections open on the proxy and sink listeners.",
+		}),
+		ShedConns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mirrorline_collector_connections_shed_total",
+			Help: "Client connections closed at the connection cap (--max-conns), by reason: idle_closed (oldest idle one closed for a new one), rejected (all busy: answered 503).",
+		}, []string{"reason"}),
 	}
-	for _, r := range []string{DropQueueFull, DropPublishError, DropEncodeError, DropClosed, DropTooLarge} {
+	for _, r := range []string{DropQueueFull, DropPublishError, DropEncodeError, DropClosed, DropTooLarge, DropUnsafeTarget, DropIncompleteBody, DropBodyTimeout, DropBadFraming, DropUnsupported} {
 		m.Dropped.WithLabelValues(r)
 	}
-	m.Dropped.WithLabelValues(DropUnsafeTarget)
+	for _, r := range []string{ShedIdle, ShedRejected} {
+		m.ShedConns.WithLabelValues(r)
+	}
 	if reg != nil {
-		reg.MustRegister(m.Captured, m.Dropped, m.Skipped, m.PublishLatency, m.Published, m.Queued, m.Truncated)
+		reg.MustRegister(m.Captured, m.Dropped, m.Skipped, m.PublishLatency, m.Published, m.Queued, m.Truncated, m.OpenConns, m.ShedConns)
 	}
 	return m
 }

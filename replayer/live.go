@@ -315,10 +315,7 @@ func (l *Live) replay(ctx context.Context, w work) {
 		return
 	}
 	if err != nil {
-		reason := "build"
-		if errors.Is(err, ErrTruncated) {
-			reason = "truncated"
-		}
+		reason := SkipReason(err)
 		l.metrics.Errors.WithLabelValues(reason).Inc()
 		l.log.Debug("record not replayed", "id", ex.GetId(), "reason", reason)
 		l.offsets.Finish(w.track, true)

@@ -59,12 +59,14 @@ func BuildRequest(ctx context.Context, target *url.URL, ex *mlv1.Exchange, keepH
 	if in == nil || in.Method == "" {
 		return nil, fmt.Errorf("exchange %s: no request", ex.GetId())
 	}
-	if in.BodyTruncated {
-		return nil, fmt.Errorf("exchange %s: %w", ex.GetId(), ErrTruncated)
-	}
+	// The request-target first: a record that could leave the target is
+	// counted as unsafe_target whatever else is wrong with it.
 	u, err := ShadowURL(target, in.Method, in.Url)
 	if err != nil {
 		return nil, fmt.Errorf("exchange %s: %w", ex.GetId(), err)
+	}
+	if err := Replayable(ex); err != nil {
+		return nil, err
 	}
 	full := u.String()
 

@@ -180,11 +180,6 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 			w.metrics.Errors.WithLabelValues("decode").Inc()
 			continue
 		}
-		if it.Exchange.GetRequest().GetBodyTruncated() {
-			st.error("truncated")
-			w.metrics.Errors.WithLabelValues("truncated").Inc()
-			continue
-		}
 		if req := it.Exchange.GetRequest(); req != nil {
 			if _, err := reqtarget.Check(req.Method, req.Url); err != nil {
 				// Not scheduled, in a dry run too; Send checks again.
@@ -192,6 +187,12 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 				w.metrics.Dropped.WithLabelValues(DropUnsafeTarget).Inc()
 				continue
 			}
+		}
+		if err := Replayable(it.Exchange); err != nil {
+			reason := SkipReason(err)
+			st.error(reason)
+			w.metrics.Errors.WithLabelValues(reason).Inc()
+			continue
 		}
 		planned := anchor.Add(w.sched.At(index, it.Capture))
 		index++
@@ -293,10 +294,7 @@ func (w *Window) send(ctx context.Context, it Item, sent time.Time, lag time.Dur
 		return
 	}
 	if err != nil {
-		reason := "build"
-		if errors.Is(err, ErrTruncated) {
-			reason = "truncated"
-		}
+		reason := SkipReason(err)
 		st.error(reason)
 		w.metrics.Errors.WithLabelValues(reason).Inc()
 		w.log.Debug("record not replayed", "id", ex.GetId(), "reason", reason)

@@ -67,7 +67,32 @@ func (a *app) proxyCmd() *cobra.Command {
 	f.StringVar(&prefix, "path-prefix", "", "capture only paths with this prefix")
 	f.StringSliceVar(&methods, "method", nil, "capture only these methods (repeatable)")
 	f.StringArrayVar(&headerMatch, "header-match", nil, "capture only requests with header NAME matching RE2 REGEX, as NAME=REGEX (repeatable)")
+	addLimitFlags(c, &a.cfg.Proxy.Limits)
 	return c
+}
+
+// addLimitFlags registers the client limits of an HTTP collector (proxy,
+// sink); zero values take collector.DefaultLimits.
+func addLimitFlags(c *cobra.Command, l *collector.Limits) {
+	f, d := c.Flags(), collector.DefaultLimits()
+	withDefault := func(v, def time.Duration) time.Duration {
+		if v == 0 {
+			return def
+		}
+		return v
+	}
+	f.IntVar(&l.MaxConns, "max-conns", l.MaxConns, "client connections held at most; at the cap a new one closes the oldest idle one, or gets 503 when all are busy (0: half the open-file limit after a reserve)")
+	f.DurationVar(&l.ReadHeaderTimeout, "read-header-timeout", withDefault(l.ReadHeaderTimeout, d.ReadHeaderTimeout), "time a client has to send a request head (also a new connection's first one)")
+	f.DurationVar(&l.IdleTimeout, "idle-timeout", withDefault(l.IdleTimeout, d.IdleTimeout), "close keep-alive connections idle this long")
+	if l.MaxHeaderBytes == 0 {
+		l.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	f.IntVar(&l.MaxHeaderBytes, "max-header-bytes", l.MaxHeaderBytes, "largest request head accepted; longer ones are answered 431")
+	f.DurationVar(&l.BodyTimeout, "body-timeout", withDefault(l.BodyTimeout, d.BodyTimeout), "time a request body may take, plus one second per --min-body-rate bytes received; slower bodies are cut (408) and not published")
+	if l.MinBodyRate == 0 {
+		l.MinBodyRate = d.MinBodyRate
+	}
+	f.Int64Var(&l.MinBodyRate, "min-body-rate", l.MinBodyRate, "bytes per second that extend --body-timeout")
 }
 
 // newProxy builds the proxy collector and its Kafka client from the configuration.
@@ -103,6 +128,7 @@ func (a *app) buildProxy(em *collector.Emitter) (*proxy.Proxy, error) {
 		proxy.WithBodyLimit(pc.BodyLimit),
 		proxy.WithPreserveHost(pc.PreserveHost),
 		proxy.WithLogger(a.log.Named("proxy")),
+		proxy.WithLimits(pc.Limits),
 	}
 	if pc.CollectorID != "" {
 		opts = append(opts, proxy.WithCollectorID(pc.CollectorID))

@@ -36,6 +36,7 @@ func (a *app) sinkCmd() *cobra.Command {
 	f.IntVar(&a.cfg.Sink.QueueRecords, "queue-records", a.cfg.Sink.QueueRecords, "records buffered for Kafka before new captures are dropped")
 	f.IntVar(&a.cfg.Sink.QueueBytes, "queue-bytes", a.cfg.Sink.QueueBytes, "bytes buffered for Kafka before new captures are dropped")
 	f.StringVar(&a.cfg.Sink.CollectorID, "collector-id", a.cfg.Sink.CollectorID, "name of this collector in records (default: host name)")
+	addLimitFlags(c, &a.cfg.Sink.Limits)
 	return c
 }
 
@@ -43,7 +44,7 @@ func (a *app) sinkCmd() *cobra.Command {
 // returns the sink's run func.
 func (a *app) newSink(em *collector.Emitter) (func(context.Context) error, error) {
 	sc := a.cfg.Sink
-	opts := []sink.Option{sink.WithBodyLimit(sc.BodyLimit), sink.WithKeyHeader(sc.KeyHeader), sink.WithStripHeaders(sc.StripHeaders...), sink.WithLogger(a.log.Named("sink"))}
+	opts := []sink.Option{sink.WithBodyLimit(sc.BodyLimit), sink.WithKeyHeader(sc.KeyHeader), sink.WithStripHeaders(sc.StripHeaders...), sink.WithLogger(a.log.Named("sink")), sink.WithLimits(sc.Limits)}
 	if sc.CollectorID != "" {
 		opts = append(opts, sink.WithCollectorID(sc.CollectorID))
 	}

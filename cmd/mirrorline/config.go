@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/collector/proxy"
 	"github.com/mirrorline/mirrorline/comparator"
 	"github.com/mirrorline/mirrorline/redactor"
@@ -54,6 +55,9 @@ type SinkConfig struct {
 	QueueRecords int      `yaml:"queue_records"`
 	QueueBytes   int      `yaml:"queue_bytes"`
 	CollectorID  string   `yaml:"collector_id"`
+	// Limits: max_conns, read_header_timeout, idle_timeout,
+	// max_header_bytes, body_timeout, min_body_rate.
+	collector.Limits `yaml:",inline"`
 }
 
 // RedactConfig configures the redactor: its Kafka session and the rules
@@ -91,6 +95,9 @@ type ProxyConfig struct {
 	QueueBytes   int           `yaml:"queue_bytes"`
 	CollectorID  string        `yaml:"collector_id"`
 	Routes       []proxy.Route `yaml:"routes"`
+	// Limits: max_conns, read_header_timeout, idle_timeout,
+	// max_header_bytes, body_timeout, min_body_rate.
+	collector.Limits `yaml:",inline"`
 }
 
 // ReplayConfig configures the replayer (live and window replays).

@@ -13,7 +13,8 @@ const (
 // Record returns the exchange as a mirrorline.v1.Exchange with Sequence, capture
 // time (first byte of the request), request and response filled in; the caller
 // sets ConnectionId, Source, Collector and RemoteAddr. A body with missing or
-// cut-off bytes is marked body_truncated (so it is not replayed); a response with
+// cut-off bytes is marked body_truncated, one that ended before its declared end
+// or lost bytes to a gap also body_incomplete (neither is replayed); a response with
 // missing bytes also carries an error text. A request whose response was not
 // captured has no response.
 func (e *Exchange) Record() *mlv1.Exchange {
@@ -21,15 +22,16 @@ func (e *Exchange) Record() *mlv1.Exchange {
 	ex := &mlv1.Exchange{
 		Sequence: e.Seq,
 		Request: &mlv1.Request{
-			Method:        r.Method,
-			Url:           r.Target,
-			Host:          r.Host,
-			Proto:         r.Proto,
-			Scheme:        "http",
-			Headers:       protoHeaders(r.Headers),
-			Body:          r.Data,
-			BodyTruncated: r.Truncated || r.Gap || r.Incomplete,
-			BodySize:      r.Size,
+			Method:         r.Method,
+			Url:            r.Target,
+			Host:           r.Host,
+			Proto:          r.Proto,
+			Scheme:         "http",
+			Headers:        protoHeaders(r.Headers),
+			Body:           r.Data,
+			BodyTruncated:  r.Truncated || r.Gap || r.Incomplete,
+			BodyIncomplete: r.Gap || r.Incomplete,
+			BodySize:       r.Size,
 		},
 	}
 	if !r.Start.IsZero() {

@@ -173,8 +173,9 @@ func (im *Importer) Import(ctx context.Context, name string, r io.Reader) error 
 	im.sum.Files.Add(1)
 	cr := &countingReader{r: r}
 	// pcapgo wraps its input in a bufio.Reader unless it already is one of at
-	// least the default size: sharing ours lets us compute offsets.
-	br := bufio.NewReaderSize(cr, 1<<16)
+	// least the default size: sharing ours lets us compute offsets. Under it,
+	// pcapng block framing is checked as the bytes pass.
+	br := bufio.NewReaderSize(&sniffFramer{r: cr}, 1<<16)
 	offset := func() int64 { return cr.n - int64(br.Buffered()) }
 	magic, _ := br.Peek(4)
 	var err error
@@ -231,6 +232,10 @@ func (im *Importer) readPcap(ctx context.Context, br *bufio.Reader, offset func(
 	if err != nil {
 		return &FormatError{Offset: 0, Err: fmt.Errorf("pcap header: %w", err)}
 	}
+	if sl := r.Snaplen(); sl == 0 || sl > MaxRecordBytes {
+		// pcapgo allocates what a record header declares, up to the snap length.
+		r.SetSnaplen(MaxRecordBytes)
+	}
 	first, err := vpc.FirstLayer(r.LinkType())
 	if err != nil {
 		return &FormatError{Offset: 20, Err: err}
@@ -239,8 +244,12 @@ func (im *Importer) readPcap(ctx context.Context, br *bufio.Reader, offset func(
 }
 
 func (im *Importer) readPcapNG(ctx context.Context, br *bufio.Reader, offset func() int64) error {
-	r, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+	r, err := newNgReader(br)
 	if err != nil {
+		var fe *FormatError
+		if errors.As(err, &fe) {
+			return fe
+		}
 		return &FormatError{Offset: 0, Err: fmt.Errorf("pcapng section header: %w", err)}
 	}
 	return im.readPackets(ctx, r, offset, func(ci gopacket.CaptureInfo) (gopacket.LayerType, error) {
@@ -254,6 +263,28 @@ func (im *Importer) readPcapNG(ctx context.Context, br *bufio.Reader, offset fun
 	})
 }
 
+// readPacket reads the next packet, turning a panic of the reader into an error:
+// pcapgo trusts fields of the file (it divides by a timestamp resolution an
+// interface block declares).
+func readPacket(src packetSource) (data []byte, ci gopacket.CaptureInfo, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			data, err = nil, fmt.Errorf("malformed capture: %v", p)
+		}
+	}()
+	return src.ReadPacketData()
+}
+
+// newNgReader is pcapgo.NewNgReader with its panics turned into errors.
+func newNgReader(br *bufio.Reader) (r *pcapgo.NgReader, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r, err = nil, fmt.Errorf("malformed capture: %v", p)
+		}
+	}()
+	return pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+}
+
 // flushEvery is how often (in capture time) idle streams and stalled gaps are
 // flushed while reading a capture.
 const flushEvery = time.Second
@@ -265,11 +296,15 @@ func (im *Importer) readPackets(ctx context.Context, src packetSource, offset fu
 			return err
 		}
 		at := offset()
-		data, ci, err := src.ReadPacketData()
+		data, ci, err := readPacket(src)
 		if errors.Is(err, io.EOF) && len(data) == 0 {
 			return nil
 		}
 		if err != nil {
+			var fe *FormatError
+			if errors.As(err, &fe) {
+				return fe // the framing check knows the offset of the bad block
+			}
 			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 				err = fmt.Errorf("file ends inside a packet record: %w", err)
 			}

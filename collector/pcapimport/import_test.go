@@ -247,7 +247,7 @@ func TestImportBadFiles(t *testing.T) {
 		{"empty", nil, 0, "unrecognised format", 0},
 		{"pcap cut inside the third record", pcapBytes[:third+20], third, "ends inside a packet record", 0},
 		{"pcap cut at the end", pcapBytes[:len(pcapBytes)-5], -1, "ends inside a packet record", 3},
-		{"pcapng cut", ngBytes[:len(ngBytes)-9], -1, "ends inside a packet record", 3},
+		{"pcapng cut", ngBytes[:len(ngBytes)-9], -1, "ends inside a block", 3},
 		{"gor with a bad header", []byte(gorSample + "x y z\nGET / HTTP/1.1\r\n\r\n"), int64(len(gorSample)), "bad GoReplay header", 3},
 	}
 	for _, tc := range tests {

@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -33,6 +35,7 @@ type Proxy struct {
 	log          hclog.Logger
 	rp           *httputil.ReverseProxy
 	conns        *collector.Conns
+	limits       collector.Limits
 }
 
 // Option configures a Proxy.
@@ -54,6 +57,10 @@ func WithLogger(l hclog.Logger) Option { return func(p *Proxy) { p.log = l } }
 
 // WithCollectorID names this collector instance in every record (default: host name).
 func WithCollectorID(id string) Option { return func(p *Proxy) { p.collectorID = id } }
+
+// WithLimits bounds what clients may hold: connections, header size, idle and
+// body time (zero fields: collector.DefaultLimits).
+func WithLimits(l collector.Limits) Option { return func(p *Proxy) { p.limits = l } }
 
 // WithTransport sets the transport used to reach the primary.
 func WithTransport(rt http.RoundTripper) Option { return func(p *Proxy) { p.rp.Transport = rt } }
@@ -84,8 +91,9 @@ func New(primary string, emit *collector.Emitter, opts ...Option) (*Proxy, error
 				pr.Out.Host = pr.In.Host
 			}
 		},
-		ErrorHandler: p.primaryError,
-		BufferPool:   bufferPool{},
+		ModifyResponse: recordUpgrade,
+		ErrorHandler:   p.primaryError,
+		BufferPool:     bufferPool{},
 		Transport: &http.Transport{
 			Proxy:                 nil,
 			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -105,45 +113,99 @@ func New(primary string, emit *collector.Emitter, opts ...Option) (*Proxy, error
 	if p.bodyLimit < 0 {
 		return nil, fmt.Errorf("body limit: %d is negative", p.bodyLimit)
 	}
+	if err := p.limits.Validate(); err != nil {
+		return nil, err
+	}
+	p.limits = p.limits.WithDefaults()
 	return p, nil
 }
 
-// Server returns an http.Server serving the proxy that tracks connections; serve
-// it on Listener(ln).
-func (p *Proxy) Server() *http.Server {
-	return &http.Server{
-		Handler:           p,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          p.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
-		ConnContext:       p.conns.ConnContext,
-	}
-}
-
-// Listener wraps ln so the proxy can record the header order of each request.
-func (p *Proxy) Listener(ln net.Listener) net.Listener { return p.conns.Listener(ln) }
-
-// Serve serves the proxy on ln until ctx ends, then shuts down gracefully.
+// Serve serves the proxy on ln until ctx ends, then shuts down gracefully. The
+// server enforces the proxy's limits (WithLimits) and names connections.
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
-	srv := p.Server()
-	return collector.Serve(ctx, "proxy", srv, p.Listener(ln))
+	srv, ln := p.limits.Server(p, p.conns, p.emit.Metrics(), ln)
+	srv.ErrorLog = p.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
+	p.log.Info("client limits", "max_conns", p.limits.MaxConns, "read_header_timeout", p.limits.ReadHeaderTimeout, "idle_timeout", p.limits.IdleTimeout,
+		"max_header_bytes", p.limits.MaxHeaderBytes, "body_timeout", p.limits.BodyTimeout, "min_body_rate", p.limits.MinBodyRate)
+	return collector.Serve(ctx, "proxy", srv, ln)
 }
 
-type primaryErrKey struct{}
+// reqState is what the proxy learns about one request while forwarding it.
+type reqState struct {
+	perr    error                 // the transport's error, when the primary failed
+	body    *collector.BodyReader // the client's body, nil without one
+	upgrade *http.Response        // the primary's 101, when the protocol switched
+}
+
+type reqStateKey struct{}
+
+// recordUpgrade notes a 101 answer: ReverseProxy writes it on the hijacked
+// connection itself, so the capture writer never sees it.
+func recordUpgrade(res *http.Response) error {
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		if st, ok := res.Request.Context().Value(reqStateKey{}).(*reqState); ok {
+			st.upgrade = &http.Response{StatusCode: res.StatusCode, Header: res.Header.Clone(), Proto: res.Proto}
+		}
+	}
+	return nil
+}
 
 // ServeHTTP forwards r to the primary and captures the exchange on the side.
+//
+// A request body of up to the body limit is read whole before anything is sent
+// to the primary, so a body the client does not finish (it goes away, sends it
+// too slowly, or breaks the chunked framing) is answered 400 or 408 by the proxy
+// and never reaches the primary. A longer body is streamed; if it fails midway
+// the request to the primary is aborted. Either way nothing is published for it:
+// it is counted in mirrorline_collector_dropped_total{reason}.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Every request takes its place on the connection, captured or not, so the
 	// header order of the next one lines up.
 	connID, seq, headers := p.conns.RequestMeta(r)
+	if code, msg := collector.Unsupported(r); code != 0 {
+		p.emit.Metrics().Dropped.WithLabelValues(collector.DropUnsupported).Inc()
+		collector.Refuse(w, code, msg)
+		return
+	}
+	st := &reqState{}
+	var prefix []byte // the body's first bytes, read before forwarding
+	if r.Body != nil && r.Body != http.NoBody {
+		st.body = collector.RateBody(w, r, p.limits.BodyTimeout, p.limits.MinBodyRate)
+		var complete bool
+		var err error
+		prefix, complete, err = preRead(st.body, p.bodyLimit, r.ContentLength)
+		if err != nil {
+			p.bodyFailed(w, connID, err, true)
+			return
+		}
+		if complete {
+			r.Body = struct {
+				io.Reader
+				io.Closer
+			}{bytes.NewReader(prefix), st.body}
+		} else {
+			r.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(prefix), st.body), st.body}
+		}
+	}
+	r = r.WithContext(context.WithValue(r.Context(), reqStateKey{}, st))
+
+	capture := true
 	switch p.filter.Match(r) {
 	case SkipFiltered:
 		p.emit.Metrics().Skipped.WithLabelValues("filtered").Inc()
-		p.rp.ServeHTTP(w, r)
-		return
+		capture = false
 	case SkipSampled:
 		p.emit.Metrics().Skipped.WithLabelValues("sampled_out").Inc()
+		capture = false
+	}
+	if !capture {
 		p.rp.ServeHTTP(w, r)
+		if st.body != nil && st.body.Err() != nil {
+			p.bodyFailed(w, connID, st.body.Err(), false)
+		}
 		return
 	}
 	start := time.Now()
@@ -164,18 +226,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			RemoteAddr: r.RemoteAddr,
 		},
 	}
-	var reqBody *collector.BodyCapture
-	if r.Body != nil && r.Body != http.NoBody {
-		reqBody = &collector.BodyCapture{Limit: p.bodyLimit}
-		r.Body = collector.TeeBody(r.Body, reqBody)
-	}
-	var perr error
-	r = r.WithContext(context.WithValue(r.Context(), primaryErrKey{}, &perr))
 	rw := &captureWriter{ResponseWriter: w, body: collector.BodyCapture{Limit: p.bodyLimit}}
 	p.rp.ServeHTTP(rw, r)
 
-	if reqBody != nil {
-		ex.Request.Body, ex.Request.BodyTruncated, ex.Request.BodySize = reqBody.Result()
+	if st.body != nil {
+		if st.body.Err() != nil {
+			// The primary got (at most) part of the body: not a request to replay.
+			p.bodyFailed(w, connID, st.body.Err(), false)
+			return
+		}
+		size := st.body.Received()
+		ex.Request.Body = prefix[:min(int64(len(prefix)), p.bodyLimit)]
+		ex.Request.BodySize = size
+		ex.Request.BodyTruncated = size > int64(len(ex.Request.Body))
 	}
 	resp := &mlv1.Response{
 		Status:    int32(rw.status()),
@@ -183,17 +246,57 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		LatencyNs: time.Since(start).Nanoseconds(),
 		Proto:     r.Proto,
 	}
-	resp.Body, resp.BodyTruncated, resp.BodySize = rw.body.Result()
-	if perr != nil {
-		resp.Error = primaryErrText(perr)
+	if up := st.upgrade; up != nil {
+		// The connection became a tunnel (WebSocket, ...): its bytes are not
+		// captured; the record says so with the 101 and its headers.
+		resp.Status, resp.Headers = int32(up.StatusCode), mlv1.HeadersFromHTTP(up.Header)
+	} else {
+		resp.Body, resp.BodyTruncated, resp.BodySize = rw.body.Result()
+	}
+	if st.perr != nil {
+		resp.Error = primaryErrText(st.perr)
 	}
 	ex.Response = resp
 	_ = p.emit.Emit(ex) // encoding cannot fail for a well-formed message; drops are counted
 }
 
+// preRead reads the first limit bytes of body (and one more, to tell whether
+// there are more); complete reports that body ended within them.
+func preRead(body io.Reader, limit, contentLength int64) (buf []byte, complete bool, err error) {
+	size := int64(512)
+	if contentLength >= 0 {
+		size = min(contentLength+1, limit+1)
+	}
+	b := bytes.NewBuffer(make([]byte, 0, max(size, 1)))
+	if _, err := b.ReadFrom(io.LimitReader(body, limit+1)); err != nil {
+		return nil, false, err
+	}
+	return b.Bytes(), int64(b.Len()) <= limit, nil
+}
+
+// bodyFailed counts a request whose body could not be read whole and, when
+// answer is set (nothing was sent to the client yet), answers it and closes the
+// connection: its framing cannot be trusted any more.
+func (p *Proxy) bodyFailed(w http.ResponseWriter, connID string, err error, answer bool) {
+	reason := collector.BodyDropReason(err)
+	p.emit.Metrics().Dropped.WithLabelValues(reason).Inc()
+	p.log.Debug("request body failed: not forwarded whole, not published", "connection", connID, "reason", reason)
+	if answer {
+		code := collector.BodyErrorStatus(err)
+		collector.Refuse(w, code, http.StatusText(code))
+	}
+}
+
 func (p *Proxy) primaryError(w http.ResponseWriter, r *http.Request, err error) {
-	if pe, ok := r.Context().Value(primaryErrKey{}).(*error); ok {
-		*pe = err
+	st, _ := r.Context().Value(reqStateKey{}).(*reqState)
+	if st != nil {
+		st.perr = err
+		if st.body != nil && st.body.Err() != nil {
+			// The client's body failed while it was streamed to the primary.
+			code := collector.BodyErrorStatus(st.body.Err())
+			collector.Refuse(w, code, http.StatusText(code))
+			return
+		}
 	}
 	if errors.Is(err, context.Canceled) {
 		// The client went away; nothing to answer.

@@ -28,6 +28,7 @@ type Sink struct {
 	strip       map[string]bool
 	collectorID string
 	log         hclog.Logger
+	limits      collector.Limits
 }
 
 // Option configures a Sink.
@@ -50,6 +51,10 @@ func WithStripHeaders(names ...string) Option {
 	}
 }
 
+// WithLimits bounds what clients may hold: connections, header size, idle and
+// body time (zero fields: collector.DefaultLimits).
+func WithLimits(l collector.Limits) Option { return func(s *Sink) { s.limits = l } }
+
 // WithLogger sets the logger.
 func WithLogger(l hclog.Logger) Option { return func(s *Sink) { s.log = l } }
 
@@ -66,17 +71,36 @@ func New(emit *collector.Emitter, opts ...Option) (*Sink, error) {
 	if s.bodyLimit < 0 {
 		return nil, fmt.Errorf("body limit: %d is negative", s.bodyLimit)
 	}
+	if err := s.limits.Validate(); err != nil {
+		return nil, err
+	}
+	s.limits = s.limits.WithDefaults()
 	return s, nil
 }
 
-// ServeHTTP captures the mirrored request and answers 200 with no body.
+// ServeHTTP captures the mirrored request and answers 200 with no body. A copy
+// whose body does not arrive whole (cut short, malformed chunked framing, too
+// slow) is answered 400 or 408 and not published; it is counted in
+// mirrorline_collector_dropped_total{reason}.
 func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	connID, seq, headers := s.conns.RequestMeta(r)
+	m := s.emit.Metrics()
+	if code, msg := collector.Unsupported(r); code != 0 {
+		m.Dropped.WithLabelValues(collector.DropUnsupported).Inc()
+		collector.Refuse(w, code, msg)
+		return
+	}
 	body := collector.BodyCapture{Limit: s.bodyLimit}
 	// Read all of the body (keeping at most the limit) so the connection can be reused.
-	if _, err := io.Copy(&body, r.Body); err != nil {
-		s.log.Debug("mirrored body cut short", "error", err)
+	rb := collector.RateBody(w, r, s.limits.BodyTimeout, s.limits.MinBodyRate)
+	if _, err := io.Copy(&body, rb); err != nil {
+		reason := collector.BodyDropReason(err)
+		m.Dropped.WithLabelValues(reason).Inc()
+		s.log.Debug("mirrored body not received whole: not published", "connection", connID, "reason", reason)
+		code := collector.BodyErrorStatus(err)
+		collector.Refuse(w, code, http.StatusText(code))
+		return
 	}
 	w.WriteHeader(http.StatusOK)
 
@@ -129,14 +153,12 @@ func StripShadowSuffix(host string) string {
 	return host
 }
 
-// Serve serves the sink on ln until ctx ends, then shuts down gracefully.
+// Serve serves the sink on ln until ctx ends, then shuts down gracefully. The
+// server enforces the sink's limits (WithLimits) and names connections.
 func (s *Sink) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ConnContext:       s.conns.ConnContext,
-		ErrorLog:          s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
-	}
-	return collector.Serve(ctx, "sink", srv, s.conns.Listener(ln))
+	srv, ln := s.limits.Server(s, s.conns, s.emit.Metrics(), ln)
+	srv.ErrorLog = s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
+	s.log.Info("client limits", "max_conns", s.limits.MaxConns, "read_header_timeout", s.limits.ReadHeaderTimeout, "idle_timeout", s.limits.IdleTimeout,
+		"max_header_bytes", s.limits.MaxHeaderBytes, "body_timeout", s.limits.BodyTimeout, "min_body_rate", s.limits.MinBodyRate)
+	return collector.Serve(ctx, "sink", srv, ln)
 }

@@ -169,8 +169,13 @@ type Request struct {
 	// True when header entries were left out so the record fits the topic's
 	// record budget (largest values first); the body is cut before any header.
 	HeadersTruncated bool `protobuf:"varint,11,opt,name=headers_truncated,json=headersTruncated,proto3" json:"headers_truncated,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// True when the body ended before its declared end (the client went away
+	// mid-body, malformed chunked framing, bytes missing from a capture): body
+	// is not what the client meant to send. body_truncated is then set as well.
+	// Such a request is never replayed.
+	BodyIncomplete bool `protobuf:"varint,12,opt,name=body_incomplete,json=bodyIncomplete,proto3" json:"body_incomplete,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Request) Reset() {
@@ -276,6 +281,13 @@ func (x *Request) GetRemoteAddr() string {
 func (x *Request) GetHeadersTruncated() bool {
 	if x != nil {
 		return x.HeadersTruncated
+	}
+	return false
+}
+
+func (x *Request) GetBodyIncomplete() bool {
+	if x != nil {
+		return x.BodyIncomplete
 	}
 	return false
 }
@@ -648,7 +660,7 @@ const file_proto_mirrorline_v1_exchange_proto_rawDesc = "" +
 	"\"proto/mirrorline/v1/exchange.proto\x12\rmirrorline.v1\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xcc\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xf5\x02\n" +
 	"\aRequest\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x12\n" +
@@ -662,7 +674,8 @@ const file_proto_mirrorline_v1_exchange_proto_rawDesc = "" +
 	"\vremote_addr\x18\n" +
 	" \x01(\tR\n" +
 	"remoteAddr\x12+\n" +
-	"\x11headers_truncated\x18\v \x01(\bR\x10headersTruncated\"\xa3\x02\n" +
+	"\x11headers_truncated\x18\v \x01(\bR\x10headersTruncated\x12'\n" +
+	"\x0fbody_incomplete\x18\f \x01(\bR\x0ebodyIncomplete\"\xa3\x02\n" +
 	"\bResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x12/\n" +
 	"\aheaders\x18\x02 \x03(\v2\x15.mirrorline.v1.HeaderR\aheaders\x12\x12\n" +

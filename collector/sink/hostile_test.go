@@ -1,0 +1,117 @@
+package sink
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mirrorline/mirrorline/collector"
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
+
+// recorder is a collector.Producer that keeps what it is handed, decoded.
+type recorder struct {
+	mu  sync.Mutex
+	exs []*mlv1.Exchange
+}
+
+func (r *recorder) TryProduce(_ context.Context, rec *kgo.Record, promise func(*kgo.Record, error)) {
+	ex := &mlv1.Exchange{}
+	if err := proto.Unmarshal(rec.Value, ex); err != nil {
+		panic(err)
+	}
+	r.mu.Lock()
+	r.exs = append(r.exs, ex)
+	r.mu.Unlock()
+	promise(rec, nil)
+}
+
+func (r *recorder) published() []*mlv1.Exchange {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*mlv1.Exchange(nil), r.exs...)
+}
+
+// Mirrored copies that do not arrive whole are answered with an error and not
+// published; whole ones still are.
+func TestSinkRefusesBrokenCopies(t *testing.T) {
+	rec := &recorder{}
+	m := collector.NewMetrics(prometheus.NewRegistry())
+	s, err := New(collector.NewEmitter(rec, "svc", m, nil), WithLimits(collector.Limits{BodyTimeout: 300 * time.Millisecond, MinBodyRate: 1024}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	for _, tc := range []struct {
+		name       string
+		raw        string
+		closeWrite bool
+		stall      bool // keep the connection open without sending the rest
+		status     int
+		reason     string
+	}{
+		{"short body", "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n" + strings.Repeat("a", 431), true, false, 400, collector.DropIncompleteBody},
+		{"malformed chunked", "POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", false, false, 400, collector.DropBadFraming},
+		{"stalled body", "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nab", false, true, 408, collector.DropBodyTimeout},
+		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", false, false, 505, collector.DropUnsupported},
+		{"whole copy", "POST /ok HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false, false, 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+			io.WriteString(c, tc.raw)
+			if tc.closeWrite {
+				_ = c.(*net.TCPConn).CloseWrite()
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
+			}
+			if tc.reason != "" {
+				if got := testutil.ToFloat64(m.Dropped.WithLabelValues(tc.reason)); got != 1 {
+					t.Fatalf("dropped{%s} = %v, want 1", tc.reason, got)
+				}
+			}
+		})
+	}
+	pub := rec.published()
+	if len(pub) != 1 || pub[0].Request.Url != "/ok" || string(pub[0].Request.Body) != "hello" {
+		var urls []string
+		for _, ex := range pub {
+			urls = append(urls, fmt.Sprintf("%s %q", ex.Request.Url, ex.Request.Body))
+		}
+		t.Fatalf("published %v, want only /ok with its whole body", urls)
+	}
+}

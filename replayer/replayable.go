@@ -1,0 +1,79 @@
+package replayer
+
+import (
+	"errors"
+	"fmt"
+	"net/textproto"
+	"strings"
+
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
+
+// Errors for records that are never replayed; errors.Is tells them apart.
+var (
+	// ErrIncomplete: the request body ended before its declared end (the
+	// client went away, malformed chunked framing, a capture gap).
+	ErrIncomplete = errors.New("request body was incomplete at capture")
+	// ErrUpgrade: the request switched protocols (101, e.g. a WebSocket) or
+	// opened a tunnel (CONNECT); replaying it as a plain request would send
+	// the shadow something the client never sent.
+	ErrUpgrade = errors.New("request was a protocol upgrade or tunnel")
+)
+
+// Reasons counted in mirrorline_replayer_errors_total{reason} for records not
+// replayed.
+const (
+	ReasonTruncated  = "truncated"
+	ReasonIncomplete = "incomplete"
+	ReasonUpgrade    = "upgrade"
+	ReasonBuild      = "build"
+)
+
+// Replayable returns nil when ex can be replayed as a complete request, else an
+// error wrapping ErrIncomplete, ErrTruncated or ErrUpgrade.
+func Replayable(ex *mlv1.Exchange) error {
+	in := ex.GetRequest()
+	switch {
+	case in.GetBodyIncomplete():
+		return fmt.Errorf("exchange %s: %w", ex.GetId(), ErrIncomplete)
+	case in.GetBodyTruncated():
+		return fmt.Errorf("exchange %s: %w", ex.GetId(), ErrTruncated)
+	case isUpgrade(ex):
+		return fmt.Errorf("exchange %s: %w", ex.GetId(), ErrUpgrade)
+	}
+	return nil
+}
+
+// isUpgrade reports a protocol switch: a 101 response, a CONNECT, or a request
+// asking to upgrade to anything but h2c (which servers without HTTP/2 cleartext
+// ignore, answering the request as plain HTTP/1.1).
+func isUpgrade(ex *mlv1.Exchange) bool {
+	if ex.GetResponse().GetStatus() == 101 || strings.EqualFold(ex.GetRequest().GetMethod(), "CONNECT") {
+		return true
+	}
+	for _, h := range ex.GetRequest().GetHeaders() {
+		if textproto.CanonicalMIMEHeaderKey(h.Name) != "Upgrade" {
+			continue
+		}
+		for _, tok := range strings.Split(h.Value, ",") {
+			if tok = strings.TrimSpace(tok); tok != "" && !strings.EqualFold(tok, "h2c") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// SkipReason returns the errors_total reason for err, an error of BuildRequest
+// or Replayable.
+func SkipReason(err error) string {
+	switch {
+	case errors.Is(err, ErrIncomplete):
+		return ReasonIncomplete
+	case errors.Is(err, ErrTruncated):
+		return ReasonTruncated
+	case errors.Is(err, ErrUpgrade):
+		return ReasonUpgrade
+	}
+	return ReasonBuild
+}
