@@ -45,9 +45,12 @@ type Limits struct {
 const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultIdleTimeout       = 60 * time.Second
-	DefaultMaxHeaderBytes    = 64 << 10
-	DefaultBodyTimeout       = 30 * time.Second
-	DefaultMinBodyRate       = 1024
+	// DefaultMaxHeaderBytes is net/http's own default (1 MiB): the proxy must
+	// not refuse a head the primary (a Go server with defaults) accepts, and
+	// an exchange with such a head still fits the record budget (cut, flagged).
+	DefaultMaxHeaderBytes = http.DefaultMaxHeaderBytes
+	DefaultBodyTimeout    = 30 * time.Second
+	DefaultMinBodyRate    = 1024
 )
 
 // fdReserve is how many file descriptors DefaultMaxConns leaves for

@@ -126,7 +126,10 @@ func TestCompareJoinThroughKafka(t *testing.T) {
 	cfg.JoinWindow = time.Second
 	_, m2 := runComparator(t, kcfg, svc, group, cfg)
 	eventually(t, 60*time.Second, "the waiting exchanges decided as missing by the next comparator", func() bool {
-		return testutil.ToFloat64(m2.Exchanges.WithLabelValues("missing", "GET /payments/{id}")) == 3
+		// Decisions are counted when made and published right after: wait
+		// for both, then read what was published.
+		return testutil.ToFloat64(m2.Exchanges.WithLabelValues("missing", "GET /payments/{id}")) == 3 &&
+			cmpEndOffsets(adm, broker.Topic(broker.Diff, svc)) >= 8
 	})
 	diffs := cmpReadDiffs(t, kcfg, svc)
 	if len(diffs) != 8 {
