@@ -34,6 +34,11 @@ const (
 	// the HMAC of the value (a card stays a Luhn-valid card of the same length,
 	// an email a valid email, ...).
 	ActionFake Action = "fake"
+	// ActionShape is ActionFake with the shape-keeping generator (kind
+	// "shape"): every letter replaced by a letter of the same script and case,
+	// every digit by a digit, punctuation and white space kept, so a name or
+	// address keeps its length and a non-ASCII one stays non-ASCII.
+	ActionShape Action = "shape"
 	// ActionKeep allow-lists the value: no rule and no detector touches it.
 	ActionKeep Action = "keep"
 	// ActionOff disables the rule (used to switch off a default rule or detector).
@@ -114,6 +119,12 @@ type Config struct {
 	// listed keeps its default (on, mask; off when Defaults is false);
 	// "off" disables it.
 	Detectors map[string]Rule `yaml:"detectors,omitempty"`
+	// SecretNames is the rule for JSON keys, form fields, query parameters
+	// and XML/HTML/text names that look like they hold a secret (clientSecret,
+	// db_password, refresh_token, sessionId, X-Api-Key, ...) and that no
+	// explicit rule names; matching headers are dropped. Default mask; "off"
+	// disables it. See docs/redaction.md for the words recognised.
+	SecretNames *Rule `yaml:"secret_names,omitempty"`
 }
 
 // Rule is what to do with a matched value. In YAML it is either a bare action
@@ -213,6 +224,7 @@ func DefaultConfig() Config {
 	for k := range numKinds {
 		c.Detectors[k.String()] = Rule{Action: ActionMask}
 	}
+	c.SecretNames = &Rule{Action: ActionMask}
 	return c
 }
 
@@ -362,6 +374,9 @@ func mergeConfig(base, over Config) Config {
 	}
 	if over.MaxDecodedBytes != 0 {
 		out.MaxDecodedBytes = over.MaxDecodedBytes
+	}
+	if over.SecretNames != nil {
+		out.SecretNames = over.SecretNames
 	}
 	out.Headers = mergeRules(base.Headers, over.Headers)
 	out.JSONFields = mergeRules(base.JSONFields, over.JSONFields)

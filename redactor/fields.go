@@ -334,6 +334,9 @@ func (j *jsonEd) step(lo, hi int, t token, inherited *rule) (int, int, *rule) {
 			}
 		}
 	}
+	if best == nil && !t.isIdx && st.e.secretMatch(st.e.offJSON, t.key) {
+		best = &st.e.secretJSON
+	}
 	return nlo, nhi, best
 }
 
@@ -990,7 +993,7 @@ func (st *state) scrubPair(pair string, rules *nameRules, strict bool) (string, 
 		}
 		return pair, true, false, nil
 	}
-	if r := rules.match(name, 0); r != nil {
+	if r := st.formRule(rules, name); r != nil {
 		switch r.act {
 		case actKeep:
 			return pair, true, false, nil
@@ -1021,6 +1024,26 @@ func (st *state) scrubPair(pair string, rules *nameRules, strict bool) (string, 
 		}
 	}
 	return out, true, true, nil
+}
+
+// formRule returns the rule of a form field or query parameter name: the
+// most specific rule of rules, else the secret_names rule when the name looks
+// like it holds a secret.
+func (st *state) formRule(rules *nameRules, name string) *rule {
+	if r := rules.match(name, 0); r != nil {
+		return r
+	}
+	e := st.e
+	if rules == &e.query {
+		if e.secretMatch(e.offQuery, name) {
+			return &e.secretQuery
+		}
+		return nil
+	}
+	if e.secretMatch(e.offForm, name) {
+		return &e.secretForm
+	}
+	return nil
 }
 
 // plusDigits rewrites a '+' that starts a value or follows a
@@ -1380,7 +1403,7 @@ func parsePartHeaders(h []byte) partHeaders {
 // is kept, and whether it changed.
 func (st *state) scrubPart(h partHeaders, body []byte, depth int) ([]byte, bool, bool, error) {
 	if h.name != "" {
-		if r := st.e.form.match(h.name, 0); r != nil {
+		if r := st.formRule(&st.e.form, h.name); r != nil {
 			switch r.act {
 			case actKeep:
 				return body, true, false, nil
