@@ -735,7 +735,9 @@ func (st *state) truncatedBody() ([]byte, bool, error) {
 // start of a value the detectors cannot recognise once cut.
 func (st *state) scrubTextBody(b []byte, truncated bool) ([]byte, bool) {
 	s := unsafe.String(unsafe.SliceData(b), len(b))
-	out, changed := st.scrubString(s)
+	named, namedChanged := st.scrubNamed(s)
+	out, changed := st.scrubString(named)
+	changed = changed || namedChanged
 	if truncated {
 		n := len(out)
 		for n > 0 && !isSpace(out[n-1]) {

@@ -68,7 +68,7 @@ func init() {
 	add(0x530, 0x58F, collect(0x531, 0x556, isLetterUpper), collect(0x561, 0x586, isLetterLower), collect(0x561, 0x586, isLetterLower))
 	// Hebrew, Arabic: uncased.
 	add(0x590, 0x5FF, nil, nil, collect(0x5D0, 0x5EA, isLetterOther))
-	add(0x600, 0x6FF, nil, nil, collect(0x621, 0x64A, isLetterOther))
+	add(0x600, 0x6FF, nil, nil, collect(0x621, 0x64A, func(c rune) bool { return isLetterOther(c) && c != 0x640 }))
 	// Devanagari, Thai: 3 bytes, uncased.
 	add(0x900, 0x97F, nil, nil, collect(0x905, 0x939, isLetterOther))
 	add(0xE00, 0xE7F, nil, nil, collect(0xE01, 0xE2E, isLetterOther))
