@@ -105,8 +105,8 @@ func init() {
 		class[c] |= cTrigger
 	}
 	// IPv6 starts with a hex digit or "::"; credentials with a known prefix
-	// (ghp_, glpat-, xoxb-, sk_live_, npm_, pypi-, -----BEGIN, ...).
-	for _, c := range "abcdef:gxsrpn-" {
+	// (ghp_, glpat-, xoxb-, sk_live_, whsec_, npm_, pypi-, -----BEGIN, ...).
+	for _, c := range "abcdef:gxsrpnw-" {
 		class[c] |= cTrigger
 	}
 	// Non-ASCII bytes may be part of internationalised email addresses.

@@ -117,6 +117,7 @@ func assignedValue(s string, i, j int) (int, int, bool) {
 	if j+1 < n && (s[j+1] == '=' || s[j+1] == ':' || s[j+1] == '>') {
 		return 0, 0, false
 	}
+	colon := s[j] == ':'
 	j++
 	for j < n && (s[j] == ' ' || s[j] == '\t') {
 		j++
@@ -131,9 +132,18 @@ func assignedValue(s string, i, j int) (int, int, bool) {
 		}
 		return j + 1, end, true
 	}
+	// A bare value: after '=' it ends at white space (name=value pairs on a
+	// line); after ':' (YAML, header lines, "Authorization: Bearer x") it
+	// runs to the end of the line, trailing blanks excluded.
+	if s[j] == '$' {
+		return 0, 0, false // a variable reference ($password, ${SECRET}), not a value
+	}
 	k := j
-	for k < n && !bareStop(s[k]) {
+	for k < n && !bareStop(s[k], colon) {
 		k++
+	}
+	for k > j && (s[k-1] == ' ' || s[k-1] == '\t') {
+		k--
 	}
 	return j, k, k > j
 }
@@ -152,9 +162,11 @@ func quoteEnd(s string, i int, q byte) int {
 	return -1
 }
 
-func bareStop(c byte) bool {
+func bareStop(c byte, colon bool) bool {
 	switch c {
-	case ' ', '\t', '\r', '\n', '&', ';', ',', '<', '>', '"', '\'', ')', '}', ']', '|':
+	case ' ', '\t':
+		return !colon
+	case '\r', '\n', '&', ';', ',', '<', '>', '"', '\'', ')', '}', ']', '|':
 		return true
 	}
 	return false

@@ -343,7 +343,7 @@ func metadataWord(w string) bool {
 		"method", "methods", "scheme", "provider", "status", "at", "timestamp", "updated",
 		"changed", "created", "version", "algorithm", "alg", "label", "placeholder", "name",
 		"page", "pagination", "cursor", "continuation", "next", "prev", "previous", "field",
-		"fields", "rotation", "strategy", "issuer", "audience", "scope", "scopes":
+		"fields", "rotation", "strategy", "issuer", "audience":
 		return true
 	}
 	return false
