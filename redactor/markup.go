@@ -24,6 +24,45 @@ type textSpan struct {
 	r          *rule
 }
 
+// namedScan is one scrubNamed pass over s. Searches forward for a byte are
+// memoised (next), so that hostile input (thousands of unclosed quotes or
+// tags) costs linear time, not quadratic.
+type namedScan struct {
+	st    *state
+	s     string
+	spans []textSpan
+	// next[c] is the offset of the next byte c at or after from[c] (len(s):
+	// none).
+	next, from [256]int
+	memo       [256]bool
+	// The last quoteEnd result: from qFrom, the value closed at qEnd (-1:
+	// not within maxNamedValue).
+	qFrom, qEnd int
+	qByte       byte
+}
+
+// index returns the offset of the first c at or after i, or -1.
+func (ns *namedScan) index(c byte, i int) int {
+	n := len(ns.s)
+	if i >= n {
+		return -1
+	}
+	if ns.memo[c] && ns.from[c] <= i && ns.next[c] >= i {
+		if ns.next[c] == n {
+			return -1
+		}
+		return ns.next[c]
+	}
+	k := strings.IndexByte(ns.s[i:], c)
+	ns.memo[c], ns.from[c] = true, i
+	if k < 0 {
+		ns.next[c] = n
+		return -1
+	}
+	ns.next[c] = i + k
+	return i + k
+}
+
 // scrubNamed applies the form_fields rules and secret_names to values written
 // after a name in free text. It reports whether s changed.
 func (st *state) scrubNamed(s string) (string, bool) {
@@ -31,14 +70,13 @@ func (st *state) scrubNamed(s string) (string, bool) {
 	if !e.secretOn && e.form.empty() {
 		return s, false
 	}
-	var spans []textSpan
+	ns := &namedScan{st: st, s: s, qFrom: -1}
 	n := len(s)
 	for i := 0; i < n; i++ {
 		c := s[i]
 		if c == '<' && i+1 < n {
 			// A tag: element content or HTML attributes.
-			if k, sp := st.namedTag(s, i, spans); k > i {
-				spans = sp
+			if k := ns.tag(i); k > i {
 				i = k - 1
 			}
 			continue
@@ -50,28 +88,27 @@ func (st *state) scrubNamed(s string) (string, bool) {
 		for j < n && isNameByte(s[j]) {
 			j++
 		}
-		name := s[i:j]
-		r := st.textRule(name)
+		r := st.textRule(s[i:j])
 		if r == nil {
 			i = j - 1
 			continue
 		}
-		if vs, ve, ok := assignedValue(s, i, j); ok {
+		if vs, ve, ok := ns.assignedValue(i, j); ok {
 			if r.act != actKeep && ve > vs {
-				spans = append(spans, textSpan{vs, ve, r})
+				ns.spans = append(ns.spans, textSpan{vs, ve, r})
 			}
 			i = ve - 1
 			continue
 		}
 		i = j - 1
 	}
-	if len(spans) == 0 {
+	if len(ns.spans) == 0 {
 		return s, false
 	}
 	var b strings.Builder
 	b.Grow(len(s))
 	last := 0
-	for _, sp := range spans {
+	for _, sp := range ns.spans {
 		if sp.start < last {
 			continue
 		}
@@ -103,7 +140,8 @@ func (st *state) textRule(name string) *rule {
 // closing quote (when the name was quoted), spaces, '=' or ':' (not "==",
 // "::", "=>"), spaces, then a quoted value (without its quotes) or a bare
 // one running to white space or one of & ; , < > " ' ) } ] |.
-func assignedValue(s string, i, j int) (int, int, bool) {
+func (ns *namedScan) assignedValue(i, j int) (int, int, bool) {
+	s := ns.s
 	n := len(s)
 	if i > 0 && (s[i-1] == '"' || s[i-1] == '\'') && j < n && s[j] == s[i-1] {
 		j++
@@ -126,7 +164,7 @@ func assignedValue(s string, i, j int) (int, int, bool) {
 		return 0, 0, false
 	}
 	if q := s[j]; q == '"' || q == '\'' {
-		end := quoteEnd(s, j+1, q)
+		end := ns.quoteEnd(j+1, q)
 		if end < 0 {
 			return 0, 0, false
 		}
@@ -149,17 +187,30 @@ func assignedValue(s string, i, j int) (int, int, bool) {
 }
 
 // quoteEnd returns the offset of the quote q closing a value starting at
-// s[i], skipping backslash escapes; -1 if none within maxNamedValue.
-func quoteEnd(s string, i int, q byte) int {
-	for k := i; k < len(s) && k-i < maxNamedValue; k++ {
-		switch s[k] {
-		case '\\':
-			k++
-		case q:
-			return k
-		}
+// s[i], skipping backslash escapes; -1 if none within maxNamedValue. A value
+// starting inside the previous one ends where it ended.
+func (ns *namedScan) quoteEnd(i int, q byte) int {
+	if q == ns.qByte && ns.qFrom >= 0 && i >= ns.qFrom && (i <= ns.qEnd || (ns.qEnd < 0 && i-ns.qFrom < maxNamedValue)) {
+		return ns.qEnd
 	}
-	return -1
+	end := -1
+	for k := i; k < len(ns.s) && k-i < maxNamedValue; {
+		k = ns.index(q, k)
+		if k < 0 || k-i >= maxNamedValue {
+			break
+		}
+		bs := 0
+		for b := k - 1; b >= i && ns.s[b] == '\\'; b-- {
+			bs++
+		}
+		if bs%2 == 0 {
+			end = k
+			break
+		}
+		k++
+	}
+	ns.qByte, ns.qFrom, ns.qEnd = q, i, end
+	return end
 }
 
 func bareStop(c byte, colon bool) bool {
@@ -172,21 +223,22 @@ func bareStop(c byte, colon bool) bool {
 	return false
 }
 
-// namedTag handles the tag at s[i] == '<'. For an element with a secret-like
+// tag handles the tag at s[i] == '<'. For an element with a secret-like
 // name, it adds the text content up to the matching end tag (every text node
-// and CDATA section inside it) to spans. For any start tag, it adds the values
-// of secret-named attributes, and the value/content attribute of a tag whose
-// name, id or property attribute is secret-like or whose type is password. It
-// returns the offset to continue from (after the tag), or i when s[i] does not
-// start a tag.
-func (st *state) namedTag(s string, i int, spans []textSpan) (int, []textSpan) {
+// and CDATA section inside it, to the end of the text if it never closes) to
+// the spans. For any start tag, it adds the values of secret-named
+// attributes, and the value/content attribute of a tag whose name, id or
+// property attribute names a rule or whose type is password. It returns the
+// offset to continue from, or i when s[i] does not start a tag.
+func (ns *namedScan) tag(i int) int {
+	s, st := ns.s, ns.st
 	n := len(s)
 	j := i + 1
 	for j < n && (isNameByte(s[j]) || s[j] == ':' || s[j] == '.') {
 		j++
 	}
 	if j == i+1 || !isAlnum(s[i+1]) {
-		return i, spans
+		return i
 	}
 	qname := s[i+1 : j]
 	local := qname
@@ -197,10 +249,11 @@ func (st *state) namedTag(s string, i int, spans []textSpan) (int, []textSpan) {
 	var valueAttr [2]int // value or content attribute value span
 	haveValue := false
 	var tagRule *rule // rule of the value attribute, from name/id/type
+	first := len(ns.spans)
 	k := j
 	for k < n && s[k] != '>' {
 		if s[k] == '<' {
-			return k, spans // not a tag after all
+			return k // not a tag after all
 		}
 		if !isNameByte(s[k]) || isNameByte(s[k-1]) {
 			k++
@@ -212,28 +265,26 @@ func (st *state) namedTag(s string, i int, spans []textSpan) (int, []textSpan) {
 		}
 		attr := s[a:k]
 		m := k
-		for m < n && (s[m] == ' ' || s[m] == '\t' || s[m] == '\n' || s[m] == '\r') {
+		for m < n && isSpace(s[m]) {
 			m++
 		}
 		if m >= n || s[m] != '=' {
 			continue
 		}
 		m++
-		for m < n && (s[m] == ' ' || s[m] == '\t' || s[m] == '\n' || s[m] == '\r') {
+		for m < n && isSpace(s[m]) {
 			m++
 		}
 		var vs, ve int
 		if m < n && (s[m] == '"' || s[m] == '\'') {
 			vs = m + 1
-			ve = strings.IndexByte(s[vs:], s[m])
+			ve = ns.index(s[m], vs)
 			if ve < 0 {
-				return j, spans
+				return j
 			}
-			ve += vs
 			k = ve + 1
 		} else {
-			vs = m
-			ve = m
+			vs, ve = m, m
 			for ve < n && !isSpace(s[ve]) && s[ve] != '>' {
 				ve++
 			}
@@ -253,76 +304,92 @@ func (st *state) namedTag(s string, i int, spans []textSpan) (int, []textSpan) {
 			}
 		default:
 			if r := st.textRule(attr); r != nil && r.act != actKeep && ve > vs {
-				spans = append(spans, textSpan{vs, ve, r})
+				ns.spans = append(ns.spans, textSpan{vs, ve, r})
 			}
 		}
 	}
 	if k >= n {
-		return j, spans
+		ns.spans = ns.spans[:first]
+		return j
 	}
 	if tagRule != nil && tagRule.act != actKeep && haveValue && valueAttr[1] > valueAttr[0] {
-		spans = insertSpan(spans, textSpan{valueAttr[0], valueAttr[1], tagRule})
+		ns.spans = insertSpan(ns.spans, textSpan{valueAttr[0], valueAttr[1], tagRule})
 	}
 	end := k + 1
 	if s[k-1] == '/' {
-		return end, spans // empty element
+		return end // empty element
 	}
 	r := st.textRule(local)
 	if r == nil || r.act == actKeep {
-		return end, spans
+		return end
 	}
-	// Element content up to the matching end tag.
-	closeTag := "</" + qname
-	stop := strings.Index(s[end:], closeTag)
-	if stop < 0 {
-		stop = strings.IndexByte(s[end:], '<')
-		if stop < 0 {
-			stop = n - end
-		}
-	}
-	stop += end
-	for p := end; p < stop; {
-		if strings.HasPrefix(s[p:], "<![CDATA[") {
+	return ns.content(end, qname, r)
+}
+
+// content adds the text of a secret element starting at s[p] to the spans,
+// up to its end tag </qname> (nested elements of the same name counted), and
+// returns the offset of that end tag, or len(s) if it never closes.
+func (ns *namedScan) content(p int, qname string, r *rule) int {
+	s := ns.s
+	n := len(s)
+	depth := 1
+	for p < n {
+		switch {
+		case strings.HasPrefix(s[p:], "<![CDATA["):
 			cs := p + len("<![CDATA[")
 			ce := strings.Index(s[cs:], "]]>")
 			if ce < 0 {
-				ce = stop - cs
+				ce = n - cs
 			}
-			if ce > 0 && !blank(s[cs:cs+ce]) {
-				spans = append(spans, textSpan{cs, cs + ce, r})
+			if !blank(s[cs : cs+ce]) {
+				ns.spans = append(ns.spans, textSpan{cs, cs + ce, r})
 			}
-			p = cs + ce + 3
-			continue
-		}
-		if s[p] == '<' {
-			q := strings.IndexByte(s[p:], '>')
+			p = min(cs+ce+3, n)
+		case s[p] == '<':
+			closing := p+1 < n && s[p+1] == '/'
+			nameAt := p + 1
+			if closing {
+				nameAt++
+			}
+			if strings.HasPrefix(s[nameAt:], qname) && nameAt+len(qname) < n &&
+				(s[nameAt+len(qname)] == '>' || isSpace(s[nameAt+len(qname)]) || s[nameAt+len(qname)] == '/') {
+				if closing {
+					depth--
+					if depth == 0 {
+						return p
+					}
+				} else {
+					depth++
+				}
+			}
+			q := ns.index('>', p)
 			if q < 0 {
-				break
+				return n
 			}
-			p += q + 1
-			continue
-		}
-		q := strings.IndexByte(s[p:stop], '<')
-		if q < 0 {
-			q = stop - p
-		}
-		if t := s[p : p+q]; !blank(t) {
-			// Keep the white space around the text (indentation).
-			a, b := p, p+q
+			if !closing && s[q-1] == '/' && strings.HasPrefix(s[nameAt:], qname) {
+				depth-- // <qname/> opened nothing
+			}
+			p = q + 1
+		default:
+			q := ns.index('<', p)
+			if q < 0 {
+				q = n
+			}
+			a, b := p, q
 			for a < b && isSpace(s[a]) {
 				a++
 			}
 			for b > a && isSpace(s[b-1]) {
 				b--
 			}
-			spans = append(spans, textSpan{a, b, r})
+			if b > a {
+				// The text, without the white space around it (indentation).
+				ns.spans = append(ns.spans, textSpan{a, b, r})
+			}
+			p = q
 		}
-		p += q
 	}
-	if stop > n {
-		stop = n
-	}
-	return stop, spans
+	return n
 }
 
 // insertSpan appends sp keeping spans sorted by start.

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -353,4 +354,24 @@ func TestFalsePositiveRateGenerated(t *testing.T) {
 		}
 	}
 	t.Logf("generated non-PII corpus: %d of %d records changed (%d values)", changed, 2*n, values)
+}
+
+// TestScrubNamedHostileInputLinear feeds inputs built to make a naive
+// scanner quadratic (unclosed quotes, tags, elements and CDATA sections,
+// repeated): each 1 MB body must be scrubbed in well under the generous
+// bound (a quadratic scan takes minutes), and nothing after an unclosed
+// secret value may leak.
+func TestScrubNamedHostileInputLinear(t *testing.T) {
+	e := newEngine(t, Config{})
+	for _, unit := range []string{`password="`, `password="\"`, "<password>", `<a x="`, "<Secret><![CDATA[", "<a ", `token='`, "<password x='1'>"} {
+		body := strings.Repeat(unit, (1<<20)/len(unit)) + " tail zoe@example.org"
+		start := time.Now()
+		got, _ := redactBody(t, e, "text/xml", body)
+		if d := time.Since(start); d > 20*time.Second {
+			t.Errorf("%q x %d: %v", unit, (1<<20)/len(unit), d)
+		}
+		if strings.Contains(got, "zoe@example.org") {
+			t.Errorf("%q: tail leaked", unit)
+		}
+	}
 }
