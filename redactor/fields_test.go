@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"mime/multipart"
 	"net/url"
 	"strings"
@@ -707,6 +708,12 @@ func parseAllParts(b []byte) ([]fuzzPart, error) {
 		ct := p.Header.Get("Content-Type")
 		kind := classify(ct)
 		text := p.Header.Get("Content-Transfer-Encoding") == "" && (kind == bodyText || (ct == "" && p.FileName() == ""))
-		out = append(out, fuzzPart{name: p.FormName(), body: string(v), text: text})
+		// The part's name, whatever the disposition type (FormName only
+		// reads form-data): the engine applies form_fields rules to it too.
+		name := ""
+		if _, params, err := mime.ParseMediaType(p.Header.Get("Content-Disposition")); err == nil {
+			name = params["name"]
+		}
+		out = append(out, fuzzPart{name: name, body: string(v), text: text})
 	}
 }

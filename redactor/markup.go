@@ -237,8 +237,8 @@ func (ns *namedScan) tag(i int) int {
 	for j < n && (isNameByte(s[j]) || s[j] == ':' || s[j] == '.') {
 		j++
 	}
-	if j == i+1 || !isAlnum(s[i+1]) {
-		return i
+	if j == i+1 || !isAlnum(s[i+1]) || ns.index('>', j) < 0 {
+		return i // no tag can close: text
 	}
 	qname := s[i+1 : j]
 	local := qname
@@ -254,6 +254,10 @@ func (ns *namedScan) tag(i int) int {
 	for k < n && s[k] != '>' {
 		if s[k] == '<' {
 			return k // not a tag after all
+		}
+		if k-i > maxNamedValue {
+			ns.spans = ns.spans[:first]
+			return j // too long for a tag: read on as text
 		}
 		if !isNameByte(s[k]) || isNameByte(s[k-1]) {
 			k++
