@@ -165,8 +165,7 @@ func (d *detectors) find(s string, out []span) []span {
 		}
 		end := 0
 		var kind piiKind
-		v6 := d.on[kindIPv6] && maybeIPv6(s, i)
-		if v6 {
+		if d.on[kindIPv6] && (c == ':' || isHex(c)) && maybeIPv6(s, i) {
 			if e := matchIPv6(s, i); e > 0 {
 				out = append(out, span{i, e, kindIPv6})
 				i = e - 1
@@ -223,7 +222,7 @@ func (d *detectors) find(s string, out []span) []span {
 				}
 			}
 		}
-		if end == 0 && d.on[kindCredential] && (class[c]&(cLower|cUpper) != 0 || c == '-') {
+		if end == 0 && d.on[kindCredential] && i+1 < n && credStart[c]&credSecond[s[i+1]] != 0 {
 			if e := matchCredential(s, i); e > 0 {
 				end, kind = e, kindCredential
 			}

@@ -605,7 +605,7 @@ func (j *jsonEd) str(i int, r *rule) (int, error) {
 		return end, nil
 	}
 	st := j.st
-	if looksJSON(v) && j.nest < maxNestedJSON {
+	if len(v) >= 2 && (v[0] == '{' || v[0] == '[' || isSpace(v[0])) && looksJSON(v) && j.nest < maxNestedJSON {
 		// JSON in a JSON string: scrub it as a document and write it back
 		// as a string. v may alias the decode scratch, which the nested
 		// document reuses.

@@ -19,7 +19,7 @@ type credPrefix struct {
 }
 
 // credPrefixes lists the token formats by first byte.
-var credPrefixes = map[byte][]credPrefix{
+var credPrefixes = [256][]credPrefix{
 	'A': {
 		// AWS access key ids: AKIA (long-term), ASIA (temporary), ABIA, ACCA,
 		// A3T.
@@ -91,6 +91,26 @@ var credPrefixes = map[byte][]credPrefix{
 		// SendGrid API keys: SG.<22>.<43>.
 		{prefix: "SG.", alphabet: cB64URL, min: 22, max: 22},
 	},
+}
+
+// credStart and credSecond are bit sets of the first and second bytes of the
+// credential prefixes, for a cheap pre-check: bit k of credStart[c] is set
+// when some prefix starts with c and has a second byte of class k.
+var credStart, credSecond [256]uint64
+
+func init() {
+	add := func(p string) {
+		// One bit per (first byte, second byte) pair, hashed into 64 bits.
+		bit := uint64(1) << ((uint(p[0])*7 + uint(p[1])) % 64)
+		credStart[p[0]] |= bit
+		credSecond[p[1]] |= bit
+	}
+	for _, ps := range credPrefixes {
+		for _, p := range ps {
+			add(p.prefix)
+		}
+	}
+	add(pemBegin)
 }
 
 // pemBegin and pemEnd delimit a PEM block; only private keys are credentials.
@@ -232,19 +252,19 @@ func fakeCredential(r *stream, v string) string {
 // session_expires_at are not secret. "monkey", "keyboard_layout", "author"
 // and "tokenizer_version" are not secret either.
 func secretName(name string) bool {
-	if len(name) < 2 || len(name) > 256 {
+	if len(name) < 2 || len(name) > 256 || !secretAnchor(name) {
 		return false
 	}
-	var words [16]string
-	nw := 0
 	var buf [256]byte
 	low := buf[:len(name)]
 	for k := 0; k < len(name); k++ {
 		low[k] = lowerByte(name[k])
 	}
 	ls := unsafe.String(&low[0], len(low)) // valid while buf is
-	// Split into words.
-	start := -1
+	// Split into words, noting which contain an anchor bigram.
+	var words [16]string
+	var anchored [16]bool
+	nw, start := 0, -1
 	for k := 0; k <= len(name); k++ {
 		boundary := k == len(name) || !isAlnum(name[k])
 		if !boundary && start >= 0 && k > start {
@@ -258,6 +278,7 @@ func secretName(name string) bool {
 		if boundary {
 			if start >= 0 && nw < len(words) {
 				words[nw] = ls[start:k]
+				anchored[nw] = secretAnchor(words[nw])
 				nw++
 			}
 			start = -1
@@ -271,12 +292,8 @@ func secretName(name string) bool {
 		}
 	}
 	secret := false
-	for w := 0; w < nw; w++ {
-		word := words[w]
-		if metadataWord(word) {
-			return false
-		}
-		if secret {
+	for w := 0; w < nw && !secret; w++ {
+		if !anchored[w] {
 			continue
 		}
 		var prev, next string
@@ -286,9 +303,49 @@ func secretName(name string) bool {
 		if w+1 < nw {
 			next = words[w+1]
 		}
-		secret = secretWord(word, prev, next, nw)
+		secret = secretWord(words[w], prev, next, nw)
 	}
-	return secret
+	if !secret {
+		return false
+	}
+	for w := 0; w < nw; w++ {
+		if metadataWord(words[w]) {
+			return false
+		}
+	}
+	return true
+}
+
+// anchorTrigrams is the set of letter triples (case-insensitive) at least
+// one of which every secret-like word contains: pas(s), pwd, sec(ret),
+// ses(sion, sid), tok(en), cre(dential, ds), coo(kie), aut(h), otp, cvv,
+// cvc, key, pin. A triple is indexed by its letters' low five bits.
+var anchorTrigrams [1 << 15 / 64]uint64
+
+func init() {
+	for _, t := range []string{"pas", "pwd", "sec", "ses", "tok", "cre", "coo", "aut", "otp", "cvv", "cvc", "key", "pin"} {
+		x := uint(t[0]&31)<<10 | uint(t[1]&31)<<5 | uint(t[2]&31)
+		anchorTrigrams[x/64] |= 1 << (x % 64)
+	}
+}
+
+// secretAnchor is the cheap pre-check of secretName: whether name contains
+// an anchor trigram of letters (ignoring case).
+func secretAnchor(name string) bool {
+	var x uint
+	run := 0
+	for i := 0; i < len(name); i++ {
+		c := name[i] | 0x20
+		if c < 'a' || c > 'z' {
+			run = 0
+			continue
+		}
+		x = (x<<5 | uint(c&31)) & (1<<15 - 1)
+		if run++; run >= 3 && anchorTrigrams[x/64]&(1<<(x%64)) != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // secretWord classifies one lower-case word of a name with its neighbours.
