@@ -145,6 +145,12 @@ func (d *detectors) find(s string, out []span) []span {
 	for i := 0; i < n; i++ {
 		c := s[i]
 		if class[c]&cTrigger == 0 {
+			if isAlnum(c) {
+				// No finding starts inside a word: skip to its end.
+				for i+1 < n && isAlnum(s[i+1]) {
+					i++
+				}
+			}
 			continue
 		}
 		var prev byte = ' '
@@ -161,11 +167,14 @@ func (d *detectors) find(s string, out []span) []span {
 			continue
 		}
 		if isAlnum(prev) {
+			for isAlnum(c) && i+1 < n && isAlnum(s[i+1]) {
+				i++
+			}
 			continue
 		}
 		end := 0
 		var kind piiKind
-		if d.on[kindIPv6] && (c == ':' || isHex(c)) && maybeIPv6(s, i) {
+		if d.on[kindIPv6] && maybeIPv6(s, i) {
 			if e := matchIPv6(s, i); e > 0 {
 				out = append(out, span{i, e, kindIPv6})
 				i = e - 1
@@ -221,10 +230,11 @@ func (d *detectors) find(s string, out []span) []span {
 					continue
 				}
 			}
-		}
-		if end == 0 && d.on[kindCredential] && i+1 < n && credStart[c]&credSecond[s[i+1]] != 0 {
-			if e := matchCredential(s, i); e > 0 {
-				end, kind = e, kindCredential
+		default:
+			if d.on[kindCredential] && credFirst[c] && i+1 < n && credStart[c]&credSecond[s[i+1]] != 0 {
+				if e := matchCredential(s, i); e > 0 {
+					end, kind = e, kindCredential
+				}
 			}
 		}
 		if end == 0 && isUpper(c) && d.on[kindIBAN] {
@@ -235,10 +245,10 @@ func (d *detectors) find(s string, out []span) []span {
 		if end > 0 {
 			out = append(out, span{i, end, kind})
 			i = end - 1
-		} else if isDigit(c) {
-			// Skip the rest of this digit run: no position inside it is at a
-			// word boundary.
-			for i+1 < n && isDigit(s[i+1]) {
+		} else if isAlnum(c) {
+			// Skip the rest of this word: no position inside it is at a word
+			// boundary (emails are anchored at their '@', not a word byte).
+			for i+1 < n && isAlnum(s[i+1]) {
 				i++
 			}
 		}

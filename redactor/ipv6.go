@@ -7,18 +7,26 @@ func isHex(c byte) bool {
 	return isDigit(c) || (c|0x20 >= 'a' && c|0x20 <= 'f')
 }
 
-// maybeIPv6 is the cheap pre-check of matchIPv6: "::", or one to four hex
-// digits followed by ':'.
+// maybeIPv6 is the cheap pre-check of matchIPv6 (small enough to inline):
+// "::", or one to four hex digits followed by ':'.
 func maybeIPv6(s string, i int) bool {
-	n := len(s)
-	if s[i] == ':' {
-		return i+1 < n && s[i+1] == ':'
+	switch {
+	case i+2 >= len(s):
+		return false
+	case s[i] == ':':
+		return s[i+1] == ':'
+	case !isHex(s[i]):
+		return false
+	case s[i+1] == ':':
+		return true
+	case !isHex(s[i+1]):
+		return false
+	case s[i+2] == ':':
+		return true
+	case !isHex(s[i+2]) || i+4 >= len(s):
+		return false
 	}
-	j := i
-	for j < n && j-i < 4 && isHex(s[j]) {
-		j++
-	}
-	return j > i && j < n && s[j] == ':'
+	return s[i+3] == ':' || (isHex(s[i+3]) && s[i+4] == ':')
 }
 
 // maxIPv6Len bounds the text of an IPv6 address with an IPv4 tail

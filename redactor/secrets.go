@@ -98,12 +98,16 @@ var credPrefixes = [256][]credPrefix{
 // when some prefix starts with c and has a second byte of class k.
 var credStart, credSecond [256]uint64
 
+// credFirst marks the first bytes of credential prefixes.
+var credFirst [256]bool
+
 func init() {
 	add := func(p string) {
 		// One bit per (first byte, second byte) pair, hashed into 64 bits.
 		bit := uint64(1) << ((uint(p[0])*7 + uint(p[1])) % 64)
 		credStart[p[0]] |= bit
 		credSecond[p[1]] |= bit
+		credFirst[p[0]] = true
 	}
 	for _, ps := range credPrefixes {
 		for _, p := range ps {
@@ -252,19 +256,24 @@ func fakeCredential(r *stream, v string) string {
 // session_expires_at are not secret. "monkey", "keyboard_layout", "author"
 // and "tokenizer_version" are not secret either.
 func secretName(name string) bool {
-	if len(name) < 2 || len(name) > 256 || !secretAnchor(name) {
+	if len(name) < 2 || len(name) > maxSecretName || !secretAnchor(name) {
 		return false
 	}
-	var buf [256]byte
-	low := buf[:len(name)]
+	var small [64]byte
+	var low []byte
+	if len(name) <= len(small) {
+		low = small[:len(name)]
+	} else {
+		low = make([]byte, len(name))
+	}
 	for k := 0; k < len(name); k++ {
 		low[k] = lowerByte(name[k])
 	}
-	ls := unsafe.String(&low[0], len(low)) // valid while buf is
-	// Split into words, noting which contain an anchor bigram.
-	var words [16]string
-	var anchored [16]bool
+	ls := unsafe.String(&low[0], len(low)) // valid while low is
+	// Split into words (bounds into ls).
+	var bounds [16][2]uint16
 	nw, start := 0, -1
+	anchored := false
 	for k := 0; k <= len(name); k++ {
 		boundary := k == len(name) || !isAlnum(name[k])
 		if !boundary && start >= 0 && k > start {
@@ -276,10 +285,13 @@ func secretName(name string) bool {
 			}
 		}
 		if boundary {
-			if start >= 0 && nw < len(words) {
-				words[nw] = ls[start:k]
-				anchored[nw] = secretAnchor(words[nw])
+			switch {
+			case start < 0:
+			case nw < len(bounds):
+				bounds[nw] = [2]uint16{uint16(start), uint16(k)}
 				nw++
+			default:
+				bounds[nw-1][1] = uint16(k) // more words: the last one takes the rest
 			}
 			start = -1
 			if k < len(name) && isAlnum(name[k]) {
@@ -291,30 +303,35 @@ func secretName(name string) bool {
 			start = k
 		}
 	}
+	word := func(w int) string {
+		if w < 0 || w >= nw {
+			return ""
+		}
+		return ls[bounds[w][0]:bounds[w][1]]
+	}
 	secret := false
 	for w := 0; w < nw && !secret; w++ {
-		if !anchored[w] {
+		cur := word(w)
+		if len(cur) < 3 || !secretAnchor(cur) {
 			continue
 		}
-		var prev, next string
-		if w > 0 {
-			prev = words[w-1]
-		}
-		if w+1 < nw {
-			next = words[w+1]
-		}
-		secret = secretWord(words[w], prev, next, nw)
+		anchored = true
+		secret = secretWord(cur, word(w-1), word(w+1), nw)
 	}
-	if !secret {
+	if !anchored || !secret {
 		return false
 	}
 	for w := 0; w < nw; w++ {
-		if metadataWord(words[w]) {
+		if metadataWord(word(w)) {
 			return false
 		}
 	}
 	return true
 }
+
+// maxSecretName bounds the names secretName classifies (longer ones are
+// not secret-like names but data).
+const maxSecretName = 1024
 
 // anchorTrigrams is the set of letter triples (case-insensitive) at least
 // one of which every secret-like word contains: pas(s), pwd, sec(ret),
