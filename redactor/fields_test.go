@@ -463,6 +463,8 @@ func FuzzRedactJSON(f *testing.F) {
 		"{\n  \"iban\": \"DE89 3704 0044 0532 0130 00\",\n  \"ssn\": \"078-05-1120\"\n}",
 		`{"jwt":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2ln","auth":"Bearer abc123def456"}`,
 		`"plain"`, `{}`, `[]`, `{"a":{"b":{"c":{}}}}`,
+		`{"p":"{\"password\":\"x\",\"n\":\"[1,\\\"zoe@example.org\\\"]\"}","sessionId":"s"}`,
+		`[{"query":"mutation { login(password: \"p\") }","variables":{"otp":"1","card":{"number":"4111111111111111"}}}]`,
 	} {
 		f.Add([]byte(s))
 	}
