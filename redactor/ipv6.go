@@ -7,26 +7,18 @@ func isHex(c byte) bool {
 	return isDigit(c) || (c|0x20 >= 'a' && c|0x20 <= 'f')
 }
 
-// maybeIPv6 is the cheap pre-check of matchIPv6 (small enough to inline):
-// "::", or one to four hex digits followed by ':'.
+// maybeIPv6 is the cheap pre-check of matchIPv6, small enough to inline: a
+// hex digit or ':' at s[i] and a ':' in the next four bytes ("::" for a
+// leading ':'). An address is at least 6 bytes long.
 func maybeIPv6(s string, i int) bool {
-	switch {
-	case i+2 >= len(s):
-		return false
-	case s[i] == ':':
-		return s[i+1] == ':'
-	case !isHex(s[i]):
-		return false
-	case s[i+1] == ':':
-		return true
-	case !isHex(s[i+1]):
-		return false
-	case s[i+2] == ':':
-		return true
-	case !isHex(s[i+2]) || i+4 >= len(s):
+	if i+6 > len(s) {
 		return false
 	}
-	return s[i+3] == ':' || (isHex(s[i+3]) && s[i+4] == ':')
+	t := s[i : i+5]
+	if t[0] == ':' {
+		return t[1] == ':'
+	}
+	return isHex(t[0]) && (t[1] == ':' || t[2] == ':' || t[3] == ':' || t[4] == ':')
 }
 
 // maxIPv6Len bounds the text of an IPv6 address with an IPv4 tail
