@@ -41,7 +41,7 @@ func parseAction(a Action) (act, bool) {
 		return actMask, true
 	case ActionHash:
 		return actHash, true
-	case ActionFake:
+	case ActionFake, ActionShape:
 		return actFake, true
 	case ActionKeep:
 		return actKeep, true
@@ -59,16 +59,26 @@ const kindText = fakeKind(numKinds)
 // kindAuto means: pick the generator from the detector matching the value.
 const kindAuto = fakeKind(numKinds + 1)
 
+// kindShape is the shape-keeping fake of free text (names, addresses): every
+// letter replaced by a letter of the same script and case, every digit by a
+// digit, everything else kept (see fakeShape).
+const kindShape = fakeKind(numKinds + 2)
+
 func parseFakeKind(s string) (fakeKind, bool) {
 	switch s {
 	case "":
 		return kindAuto, true
 	case "text":
 		return kindText, true
+	case "shape":
+		return kindShape, true
 	}
 	k, ok := kindByName(s)
 	return fakeKind(k), ok
 }
+
+// cjkPool is the fallback pool of 3-byte letters of fakeShape.
+var cjkPool = collect(0x4E00, 0x9FA5, isLetterOther)
 
 // keyed holds the HMAC key and pools keyed hashers.
 type keyed struct {
@@ -134,7 +144,7 @@ func normalize(kind fakeKind, v string) string {
 		return b.String()
 	case kindIBAN:
 		return strings.ToUpper(strings.ReplaceAll(v, " ", ""))
-	case kindEmail:
+	case kindEmail, kindIPv6:
 		return strings.ToLower(v)
 	}
 	return v
@@ -219,7 +229,15 @@ func fakeOnce(r *stream, kind fakeKind, v string) string {
 		out = fakeJWT(r, v)
 	case kindBearer:
 		out = fakeText(r, v)
+	case kindCredential:
+		out = fakeCredential(r, v)
+	case kindIPv6:
+		out = fakeIPv6(r)
 	default:
+		if kind == kindShape {
+			out = fakeShape(r, v)
+			break
+		}
 		out = fakeText(r, v)
 	}
 	return out
@@ -380,6 +398,20 @@ func fakeIBAN(r *stream, v string) string {
 func fakeIPv4(r *stream) string {
 	nets := [...]string{"192.0.2.", "198.51.100.", "203.0.113."}
 	return nets[r.intn(3)] + strconv.Itoa(1+r.intn(254))
+}
+
+// fakeIPv6 returns an address in the documentation prefix 2001:db8::/32
+// (RFC 3849).
+func fakeIPv6(r *stream) string {
+	const hexd = "0123456789abcdef"
+	b := []byte("2001:db8::")
+	for g := range 2 {
+		if g > 0 {
+			b = append(b, ':')
+		}
+		b = append(b, hexd[1+r.intn(15)], hexd[r.intn(16)], hexd[r.intn(16)], hexd[r.intn(16)])
+	}
+	return string(b)
 }
 
 // fakeJWT keeps the header segment (algorithm and type, no personal data) and

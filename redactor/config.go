@@ -34,6 +34,11 @@ const (
 	// the HMAC of the value (a card stays a Luhn-valid card of the same length,
 	// an email a valid email, ...).
 	ActionFake Action = "fake"
+	// ActionShape is ActionFake with the shape-keeping generator (kind
+	// "shape"): every letter replaced by a letter of the same script and case,
+	// every digit by a digit, punctuation and white space kept, so a name or
+	// address keeps its length and a non-ASCII one stays non-ASCII.
+	ActionShape Action = "shape"
 	// ActionKeep allow-lists the value: no rule and no detector touches it.
 	ActionKeep Action = "keep"
 	// ActionOff disables the rule (used to switch off a default rule or detector).
@@ -110,22 +115,29 @@ type Config struct {
 	// Location headers.
 	QueryParams map[string]Rule `yaml:"query_params,omitempty"`
 	// Detectors maps a detector name (card, email, phone, ssn, iban, jwt,
-	// bearer, ipv4) to the rule applied to what it finds. A detector not
+	// bearer, credential, ipv6, ipv4) to the rule applied to what it finds. A detector not
 	// listed keeps its default (on, mask; off when Defaults is false);
 	// "off" disables it.
 	Detectors map[string]Rule `yaml:"detectors,omitempty"`
+	// SecretNames is the rule for JSON keys, form fields, query parameters
+	// and XML/HTML/text names that look like they hold a secret (clientSecret,
+	// db_password, refresh_token, sessionId, X-Api-Key, ...) and that no
+	// explicit rule names; matching headers are dropped. Default mask; "off"
+	// disables it. See docs/redaction.md for the words recognised.
+	SecretNames *Rule `yaml:"secret_names,omitempty"`
 }
 
 // Rule is what to do with a matched value. In YAML it is either a bare action
 // ("mask") or a mapping with the keys below.
 type Rule struct {
-	// Action is one of remove (alias drop), mask, hash, fake, keep, off.
+	// Action is one of remove (alias drop), mask, hash, fake, shape, keep, off.
 	Action Action `yaml:"action"`
 	// On limits a header rule to "request", "response" or "both" (default).
 	On string `yaml:"on,omitempty"`
 	// Kind selects the fake generator of a fake action on a header or field:
-	// card, email, phone, ssn, iban, jwt, bearer, ipv4 or text. Empty means
-	// auto: the detector matching the whole value, else text.
+	// card, email, phone, ssn, iban, jwt, bearer, credential, ipv6, ipv4, text
+	// or shape. Empty means auto: the detector matching the whole value, else
+	// text.
 	Kind string `yaml:"kind,omitempty"`
 	// Name is the rule name reported in Result and metrics; the default is
 	// derived from the section and key, e.g. "header:authorization".
@@ -181,6 +193,9 @@ func boolPtr(b bool) *bool { return &b }
 //     *-Secret, ...) dropped on requests and responses;
 //   - password, secret, token, api key, private key, CVV and PIN fields masked
 //     in JSON (at any depth), form bodies and query strings;
+//   - secret_names: any other name that looks like it holds a secret
+//     (clientSecret, sessionId, otp_code, ...) masked in JSON, forms, query
+//     strings and text, XML and HTML bodies, and such headers dropped;
 //   - every detector on, action mask;
 //   - binary bodies dropped, truncated structured bodies failed closed, header
 //     values scanned, decompressed bodies limited to 64 MiB.
@@ -213,6 +228,7 @@ func DefaultConfig() Config {
 	for k := range numKinds {
 		c.Detectors[k.String()] = Rule{Action: ActionMask}
 	}
+	c.SecretNames = &Rule{Action: ActionMask}
 	return c
 }
 
@@ -362,6 +378,9 @@ func mergeConfig(base, over Config) Config {
 	}
 	if over.MaxDecodedBytes != 0 {
 		out.MaxDecodedBytes = over.MaxDecodedBytes
+	}
+	if over.SecretNames != nil {
+		out.SecretNames = over.SecretNames
 	}
 	out.Headers = mergeRules(base.Headers, over.Headers)
 	out.JSONFields = mergeRules(base.JSONFields, over.JSONFields)

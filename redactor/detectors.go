@@ -13,24 +13,28 @@ type piiKind uint8
 const (
 	kindJWT piiKind = iota
 	kindBearer
+	kindCredential
 	kindEmail
 	kindIBAN
 	kindCard
 	kindSSN
 	kindPhone
+	kindIPv6
 	kindIPv4
 	numKinds
 )
 
 var kindNames = [numKinds]string{
-	kindJWT:    "jwt",
-	kindBearer: "bearer",
-	kindEmail:  "email",
-	kindIBAN:   "iban",
-	kindCard:   "card",
-	kindSSN:    "ssn",
-	kindPhone:  "phone",
-	kindIPv4:   "ipv4",
+	kindJWT:        "jwt",
+	kindBearer:     "bearer",
+	kindCredential: "credential",
+	kindEmail:      "email",
+	kindIBAN:       "iban",
+	kindCard:       "card",
+	kindSSN:        "ssn",
+	kindPhone:      "phone",
+	kindIPv6:       "ipv6",
+	kindIPv4:       "ipv4",
 }
 
 // String returns the detector name used in configuration and rule names.
@@ -100,6 +104,11 @@ func init() {
 	for c := 'A'; c <= 'Z'; c++ {
 		class[c] |= cTrigger
 	}
+	// IPv6 starts with a hex digit or "::"; credentials with a known prefix
+	// (ghp_, glpat-, xoxb-, sk_live_, whsec_, npm_, pypi-, -----BEGIN, ...).
+	for _, c := range "abcdef:gxsrpnw-" {
+		class[c] |= cTrigger
+	}
 	// Non-ASCII bytes may be part of internationalised email addresses.
 	for c := 0x80; c < 0x100; c++ {
 		class[c] |= cLocal | cDomain
@@ -136,6 +145,12 @@ func (d *detectors) find(s string, out []span) []span {
 	for i := 0; i < n; i++ {
 		c := s[i]
 		if class[c]&cTrigger == 0 {
+			if isAlnum(c) {
+				// No finding starts inside a word: skip to its end.
+				for i+1 < n && isAlnum(s[i+1]) {
+					i++
+				}
+			}
 			continue
 		}
 		var prev byte = ' '
@@ -152,10 +167,20 @@ func (d *detectors) find(s string, out []span) []span {
 			continue
 		}
 		if isAlnum(prev) {
+			for isAlnum(c) && i+1 < n && isAlnum(s[i+1]) {
+				i++
+			}
 			continue
 		}
 		end := 0
 		var kind piiKind
+		if d.on[kindIPv6] && maybeIPv6(s, i) {
+			if e := matchIPv6(s, i); e > 0 {
+				out = append(out, span{i, e, kindIPv6})
+				i = e - 1
+				continue
+			}
+		}
 		switch {
 		case isDigit(c):
 			if d.on[kindSSN] {
@@ -205,6 +230,12 @@ func (d *detectors) find(s string, out []span) []span {
 					continue
 				}
 			}
+		default:
+			if d.on[kindCredential] && credFirst[c] && i+1 < n && credStart[c]&credSecond[s[i+1]] != 0 {
+				if e := matchCredential(s, i); e > 0 {
+					end, kind = e, kindCredential
+				}
+			}
 		}
 		if end == 0 && isUpper(c) && d.on[kindIBAN] {
 			if e := matchIBAN(s, i); e > 0 {
@@ -214,10 +245,10 @@ func (d *detectors) find(s string, out []span) []span {
 		if end > 0 {
 			out = append(out, span{i, end, kind})
 			i = end - 1
-		} else if isDigit(c) {
-			// Skip the rest of this digit run: no position inside it is at a
-			// word boundary.
-			for i+1 < n && isDigit(s[i+1]) {
+		} else if isAlnum(c) {
+			// Skip the rest of this word: no position inside it is at a word
+			// boundary (emails are anchored at their '@', not a word byte).
+			for i+1 < n && isAlnum(s[i+1]) {
 				i++
 			}
 		}
@@ -277,7 +308,7 @@ func luhn(s string) bool {
 
 // matchCard matches a payment card number at s[i]: 13 to 19 digits, first
 // digit 2-6 (the major networks), passing Luhn, either contiguous or grouped
-// with single spaces or dashes as printed on cards (4-4-4-4 with a last group
+// with single separators (see cardSep) as printed on cards (4-4-4-4 with a last group
 // of 1-4 digits, or 4-6-4 / 4-6-5). The whole digit-and-separator run must
 // qualify (a longer run is never a card); it must not be followed by an
 // alphanumeric, and not be the fraction or integer part of a decimal number.
@@ -302,8 +333,8 @@ func matchCard(s string, i int) int {
 		}
 		groups[ng] = uint8(j - st)
 		ng++
-		if j+1 < n && (s[j] == ' ' || s[j] == '-') && isDigit(s[j+1]) {
-			j++
+		if l := cardSep(s, j); l > 0 && j+l < n && isDigit(s[j+l]) {
+			j += l
 			continue
 		}
 		break
@@ -335,6 +366,28 @@ func matchCard(s string, i int) int {
 		return 0
 	}
 	return j
+}
+
+// cardSep returns the byte length of a card number group separator at s[j]:
+// a space, tab, dash or dot, a no-break space (U+00A0), a thin space
+// (U+2009) or a narrow no-break space (U+202F); 0 if none.
+func cardSep(s string, j int) int {
+	if j >= len(s) {
+		return 0
+	}
+	switch s[j] {
+	case ' ', '\t', '-', '.':
+		return 1
+	case 0xC2:
+		if j+1 < len(s) && s[j+1] == 0xA0 {
+			return 2
+		}
+	case 0xE2:
+		if j+2 < len(s) && s[j+1] == 0x80 && (s[j+2] == 0x89 || s[j+2] == 0xAF) {
+			return 3
+		}
+	}
+	return 0
 }
 
 // matchSSN matches a US social security number ###-##-#### at s[i], with area

@@ -95,7 +95,17 @@ type Engine struct {
 	truncDrop   bool
 	scanHeaders bool
 	maxDecoded  int64
-	pool        sync.Pool
+	// secret_names: rules for names that look like they hold a secret
+	// (secretName), used when no explicit rule matches the name.
+	secretOn     bool
+	secretJSON   rule
+	secretForm   rule
+	secretQuery  rule
+	secretHeader rule
+	secretText   rule
+	// Names whose rule is "off": secret_names does not apply to them either.
+	offHeader, offForm, offQuery, offJSON []glob
+	pool                                  sync.Pool
 }
 
 // NewEngine compiles cfg, layered over DefaultConfig unless cfg.Defaults is
@@ -180,11 +190,20 @@ func NewEngine(cfg Config, opts ...Option) (*Engine, error) {
 		}
 		e.det.on[k] = true
 		cr := rule{act: a, fake: fakeKind(k), name: "detector:" + name}
+		if r.Action == ActionShape {
+			cr.fake = kindShape
+		}
 		if r.Name != "" {
 			cr.name = r.Name
 		}
 		e.detRule[k] = cr
 		need("detectors", name, cr)
+	}
+
+	e.offHeader, e.offForm, e.offQuery = offGlobs(cfg.Headers, false), offGlobs(cfg.FormFields, false), offGlobs(cfg.QueryParams, false)
+	e.offJSON = offGlobs(cfg.JSONFields, true)
+	if err := e.compileSecretNames(cfg.SecretNames, need); err != nil {
+		return nil, err
 	}
 
 	key := o.key
@@ -432,7 +451,11 @@ func (st *state) scrubString(s string) (string, bool) {
 			if pass >= 3 {
 				a = actMask
 			}
-			repl := st.apply(a, fakeKind(sp.kind), s[sp.start:sp.end])
+			fk := fakeKind(sp.kind)
+			if r.fake == kindShape {
+				fk = kindShape
+			}
+			repl := st.apply(a, fk, s[sp.start:sp.end])
 			if repl != "" {
 				next = append(next, span{b.Len(), b.Len() + len(repl), sp.kind})
 			}
@@ -712,7 +735,9 @@ func (st *state) truncatedBody() ([]byte, bool, error) {
 // start of a value the detectors cannot recognise once cut.
 func (st *state) scrubTextBody(b []byte, truncated bool) ([]byte, bool) {
 	s := unsafe.String(unsafe.SliceData(b), len(b))
-	out, changed := st.scrubString(s)
+	named, namedChanged := st.scrubNamed(s)
+	out, changed := st.scrubString(named)
+	changed = changed || namedChanged
 	if truncated {
 		n := len(out)
 		for n > 0 && !isSpace(out[n-1]) {

@@ -756,6 +756,9 @@ func FuzzRedact(f *testing.F) {
 	f.Add("text/plain", "gzip", gzipBytes(f, []byte("call +1 415 555 2671")), false)
 	f.Add("", "", []byte("\x00\x01binary"), true)
 	f.Add("application/x-ndjson", "", []byte("{\"a\":1}\n{\"b\":\"203.0.113.5\"}\n"), false)
+	f.Add("text/xml", "", []byte(`<a client_secret="x"><password>p</password><token><![CDATA[t]]></token></a> pwd=1 api_key: k`), false)
+	f.Add("text/html", "", []byte(`<input type="password" value="pw"><meta name="csrf-token" content="c">`), false)
+	f.Add("application/json", "", []byte(`{"query":"mutation { login(password: \"p\") }","variables":{"p":"{\"secret\":\"s\"}"}}`), false)
 	e := newEngine(f, Config{Detectors: map[string]Rule{"card": {Action: ActionFake}, "email": {Action: ActionHash}}})
 	f.Fuzz(func(t *testing.T, ct, ce string, body []byte, truncated bool) {
 		ex := &mlv1.Exchange{Request: &mlv1.Request{

@@ -198,7 +198,15 @@ type jsonEd struct {
 	// always flushed before a kept child is entered, so one suffices.
 	pend   pending
 	stepLo int // first state of the step being computed (for dedupe)
+	// rootLo:rootHi are the NFA states of the document root in jstates.
+	rootLo, rootHi int
+	rootArray      bool // the document is an array (of GraphQL requests)
+	nest           int  // levels of JSON-in-a-string around this document
+	gqlQuery       bool // the next string is a GraphQL document
 }
+
+// maxNestedJSON bounds JSON documents nested in JSON strings.
+const maxNestedJSON = 8
 
 // pending is a run of removed members or elements not yet cut.
 type pending struct {
@@ -244,7 +252,14 @@ func (j *jsonEd) ws(i int) int {
 // scrubJSON scrubs a JSON document (or, with multi, a sequence of documents
 // separated by white space, as in NDJSON). The result is nil when unchanged.
 func (st *state) scrubJSON(in []byte, multi bool) ([]byte, bool, error) {
-	j := jsonEd{st: st, in: in}
+	st.jstates = st.jstates[:0]
+	return st.scrubJSONNested(in, multi, 0)
+}
+
+// scrubJSONNested is scrubJSON for a document nested nest levels deep in
+// JSON strings; its NFA states live above the enclosing document's.
+func (st *state) scrubJSONNested(in []byte, multi bool, nest int) ([]byte, bool, error) {
+	j := jsonEd{st: st, in: in, nest: nest}
 	i := 0
 	if bytes.HasPrefix(in, []byte("\xef\xbb\xbf")) {
 		i = 3
@@ -253,15 +268,17 @@ func (st *state) scrubJSON(in []byte, multi bool) ([]byte, bool, error) {
 	if i == len(in) {
 		return nil, false, nil
 	}
-	rootStates := st.jstates[:0]
+	base := len(st.jstates)
+	defer func() { st.jstates = st.jstates[:base] }()
 	for r := range st.e.json.nfa {
-		rootStates = append(rootStates, pstate{uint16(r), 0})
+		st.jstates = append(st.jstates, pstate{uint16(r), 0})
 	}
-	st.jstates = rootStates
-	n := len(rootStates)
+	j.rootLo, j.rootHi = base, len(st.jstates)
+	lo, hi := j.rootLo, j.rootHi
 	for {
-		r := j.completed(0, n, nil)
-		end, err := j.value(i, 0, n, r, 0)
+		j.rootArray = in[i] == '['
+		r := j.completed(lo, hi, nil)
+		end, err := j.value(i, lo, hi, r, 0)
 		if err != nil {
 			return nil, false, err
 		}
@@ -333,6 +350,9 @@ func (j *jsonEd) step(lo, hi int, t token, inherited *rule) (int, int, *rule) {
 				best = a.r
 			}
 		}
+	}
+	if best == nil && !t.isIdx && st.e.secretMatch(st.e.offJSON, t.key) {
+		best = &st.e.secretJSON
 	}
 	return nlo, nhi, best
 }
@@ -427,6 +447,21 @@ func (j *jsonEd) object(i, lo, hi int, inherited *rule, depth int) (int, error) 
 		}
 		i = j.ws(i + 1)
 		nlo, nhi, r := j.step(lo, hi, token{key: key}, inherited)
+		if depth == 0 || (depth == 1 && j.rootArray) {
+			// A GraphQL request ({"query": ..., "variables": {...}}, or a
+			// batch of them): the variables get the rules of a document
+			// root, and the query is a GraphQL document.
+			switch key {
+			case "variables":
+				j.stepLo = nlo
+				for k := j.rootLo; k < j.rootHi; k++ {
+					j.addState(j.st.jstates[k].rule, 0)
+				}
+				nhi = len(j.st.jstates)
+			case "query":
+				j.gqlQuery = true
+			}
+		}
 		if r != nil && r.act == actRemove {
 			end, err := j.skip(i, depth+1)
 			if err != nil {
@@ -447,6 +482,7 @@ func (j *jsonEd) object(i, lo, hi int, inherited *rule, depth int) (int, error) 
 			prevKeptEnd = end
 			i = end
 		}
+		j.gqlQuery = false
 		j.st.jstates = j.st.jstates[:nlo]
 		i = j.ws(i)
 		if i >= len(in) {
@@ -568,10 +604,48 @@ func (j *jsonEd) str(i int, r *rule) (int, error) {
 		j.replace(i, end, appendJSONString(nil, j.st.applyRule(r, v)))
 		return end, nil
 	}
-	if nv, ok := j.st.scrubString(v); ok {
-		j.replace(i, end, appendJSONString(nil, nv))
+	st := j.st
+	if len(v) >= 2 && (v[0] == '{' || v[0] == '[' || isSpace(v[0])) && looksJSON(v) && j.nest < maxNestedJSON {
+		// JSON in a JSON string: scrub it as a document and write it back
+		// as a string. v may alias the decode scratch, which the nested
+		// document reuses.
+		doc := []byte(v)
+		out, changed, err := st.scrubJSONNested(doc, false, j.nest+1)
+		if err == nil {
+			if changed {
+				j.replace(i, end, appendJSONString(nil, unsafe.String(unsafe.SliceData(out), len(out))))
+			}
+			return end, nil
+		}
+		v = unsafe.String(unsafe.SliceData(doc), len(doc))
+	}
+	changed := false
+	if j.gqlQuery {
+		v, changed = st.scrubNamed(v)
+	}
+	if nv, ok := st.scrubString(v); ok {
+		v, changed = nv, true
+	}
+	if changed {
+		j.replace(i, end, appendJSONString(nil, v))
 	}
 	return end, nil
+}
+
+// looksJSON reports whether s, trimmed of white space, starts with '{' or '['
+// and ends with the matching '}' or ']'.
+func looksJSON(s string) bool {
+	a, b := 0, len(s)
+	for a < b && isSpace(s[a]) {
+		a++
+	}
+	for b > a && isSpace(s[b-1]) {
+		b--
+	}
+	if b-a < 2 {
+		return false
+	}
+	return (s[a] == '{' && s[b-1] == '}') || (s[a] == '[' && s[b-1] == ']')
 }
 
 // number processes the number at in[i]. A rule masks or hashes it into a
@@ -990,7 +1064,7 @@ func (st *state) scrubPair(pair string, rules *nameRules, strict bool) (string, 
 		}
 		return pair, true, false, nil
 	}
-	if r := rules.match(name, 0); r != nil {
+	if r := st.formRule(rules, name); r != nil {
 		switch r.act {
 		case actKeep:
 			return pair, true, false, nil
@@ -1005,7 +1079,7 @@ func (st *state) scrubPair(pair string, rules *nameRules, strict bool) (string, 
 		return rawName + "=" + queryEscape(nv), true, true, nil
 	}
 	nn, nameChanged := st.scrubString(name)
-	nv, valChanged := st.scrubString(val)
+	nv, valChanged := st.scrubValue(name, val)
 	if !nameChanged && !valChanged {
 		return pair, true, false, nil
 	}
@@ -1021,6 +1095,49 @@ func (st *state) scrubPair(pair string, rules *nameRules, strict bool) (string, 
 		}
 	}
 	return out, true, true, nil
+}
+
+// scrubValue scrubs a form or query value no rule names: a JSON document
+// (GraphQL variables=, a JSON-encoded field) by the JSON rules, a GraphQL
+// query= by the names in it, then the detectors.
+func (st *state) scrubValue(name, val string) (string, bool) {
+	if looksJSON(val) {
+		out, changed, err := st.scrubJSONNested([]byte(val), false, 1)
+		if err == nil {
+			if !changed {
+				return val, false
+			}
+			return string(out), true
+		}
+	}
+	changed := false
+	if asciiEqualFold(name, "query") {
+		val, changed = st.scrubNamed(val)
+	}
+	if nv, ok := st.scrubString(val); ok {
+		return nv, true
+	}
+	return val, changed
+}
+
+// formRule returns the rule of a form field or query parameter name: the
+// most specific rule of rules, else the secret_names rule when the name looks
+// like it holds a secret.
+func (st *state) formRule(rules *nameRules, name string) *rule {
+	if r := rules.match(name, 0); r != nil {
+		return r
+	}
+	e := st.e
+	if rules == &e.query {
+		if e.secretMatch(e.offQuery, name) {
+			return &e.secretQuery
+		}
+		return nil
+	}
+	if e.secretMatch(e.offForm, name) {
+		return &e.secretForm
+	}
+	return nil
 }
 
 // plusDigits rewrites a '+' that starts a value or follows a
@@ -1380,7 +1497,7 @@ func parsePartHeaders(h []byte) partHeaders {
 // is kept, and whether it changed.
 func (st *state) scrubPart(h partHeaders, body []byte, depth int) ([]byte, bool, bool, error) {
 	if h.name != "" {
-		if r := st.e.form.match(h.name, 0); r != nil {
+		if r := st.formRule(&st.e.form, h.name); r != nil {
 			switch r.act {
 			case actKeep:
 				return body, true, false, nil

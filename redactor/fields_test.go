@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"mime/multipart"
 	"net/url"
 	"strings"
@@ -462,6 +463,8 @@ func FuzzRedactJSON(f *testing.F) {
 		"{\n  \"iban\": \"DE89 3704 0044 0532 0130 00\",\n  \"ssn\": \"078-05-1120\"\n}",
 		`{"jwt":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2ln","auth":"Bearer abc123def456"}`,
 		`"plain"`, `{}`, `[]`, `{"a":{"b":{"c":{}}}}`,
+		`{"p":"{\"password\":\"x\",\"n\":\"[1,\\\"zoe@example.org\\\"]\"}","sessionId":"s"}`,
+		`[{"query":"mutation { login(password: \"p\") }","variables":{"otp":"1","card":{"number":"4111111111111111"}}}]`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -707,6 +710,12 @@ func parseAllParts(b []byte) ([]fuzzPart, error) {
 		ct := p.Header.Get("Content-Type")
 		kind := classify(ct)
 		text := p.Header.Get("Content-Transfer-Encoding") == "" && (kind == bodyText || (ct == "" && p.FileName() == ""))
-		out = append(out, fuzzPart{name: p.FormName(), body: string(v), text: text})
+		// The part's name, whatever the disposition type (FormName only
+		// reads form-data): the engine applies form_fields rules to it too.
+		name := ""
+		if _, params, err := mime.ParseMediaType(p.Header.Get("Content-Disposition")); err == nil {
+			name = params["name"]
+		}
+		out = append(out, fuzzPart{name: name, body: string(v), text: text})
 	}
 }

@@ -170,7 +170,7 @@ func compileRule(section, key, defName string, r Rule, allowOn bool) (rule, erro
 		if r.Action == "" {
 			return rule{}, fmt.Errorf("%s[%q].action: missing", section, key)
 		}
-		return rule{}, fmt.Errorf("%s[%q].action: unknown action %q (want remove, drop, mask, hash, fake, keep or off)", section, key, r.Action)
+		return rule{}, fmt.Errorf("%s[%q].action: unknown action %q (want remove, drop, mask, hash, fake, shape, keep or off)", section, key, r.Action)
 	}
 	cr := rule{act: a, name: defName, on: dirRequest | dirResponse}
 	if r.Name != "" {
@@ -190,7 +190,13 @@ func compileRule(section, key, defName string, r Rule, allowOn bool) (rule, erro
 	}
 	fk, ok := parseFakeKind(r.Kind)
 	if !ok {
-		return rule{}, fmt.Errorf("%s[%q].kind: unknown kind %q (want card, email, phone, ssn, iban, jwt, bearer, ipv4 or text)", section, key, r.Kind)
+		return rule{}, fmt.Errorf("%s[%q].kind: unknown kind %q (want %s, text or shape)", section, key, r.Kind, strings.Join(kindNames[:], ", "))
+	}
+	if r.Action == ActionShape {
+		if fk != kindAuto && fk != kindShape {
+			return rule{}, fmt.Errorf("%s[%q].kind: the shape action takes no kind (it is fake with kind shape)", section, key)
+		}
+		fk = kindShape
 	}
 	cr.fake = fk
 	return cr, nil
@@ -275,7 +281,11 @@ func (st *state) scrubHeaders(hs []*mlv1.Header, dir uint8) []*mlv1.Header {
 		if h == nil {
 			continue
 		}
-		if r := e.headers.match(h.Name, dir); r != nil {
+		r := e.headers.match(h.Name, dir)
+		if r == nil && !structuralHeader(h.Name) && e.secretMatch(e.offHeader, h.Name) {
+			r = &e.secretHeader
+		}
+		if r != nil {
 			switch r.act {
 			case actRemove:
 				st.hit(r.name, 1)
