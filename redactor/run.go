@@ -393,10 +393,10 @@ func (p *Processor) quarantineRecord(r *kgo.Record, ex *mlv1.Exchange, reason st
 		} else if i := strings.IndexByte(path, '?'); i >= 0 {
 			path = path[:i]
 		}
-		q.Request = &mlv1.Request{Method: in.Method, Url: path, BodySize: in.BodySize, BodyTruncated: in.BodyTruncated}
+		q.Request = &mlv1.Request{Method: in.Method, Url: path, BodySize: in.BodySize, BodyTruncated: in.BodyTruncated, BodyIncomplete: in.BodyIncomplete, HeadersTruncated: in.HeadersTruncated}
 	}
 	if resp := ex.GetResponse(); resp != nil {
-		q.Response = &mlv1.Response{Status: resp.Status, BodySize: resp.BodySize, LatencyNs: resp.LatencyNs}
+		q.Response = &mlv1.Response{Status: resp.Status, BodySize: resp.BodySize, BodyTruncated: resp.BodyTruncated, HeadersTruncated: resp.HeadersTruncated, LatencyNs: resp.LatencyNs}
 	}
 	rec := &kgo.Record{
 		Topic:     p.quarantine,
