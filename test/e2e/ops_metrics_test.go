@@ -131,6 +131,8 @@ func TestOpsMetricsEndpoints(t *testing.T) {
 	last := p.waitWarm(t, 50*time.Second)
 	t.Logf("all SPEC metrics exposed after %s (%d requests)", time.Since(start).Round(100*time.Millisecond), p.trafficSent.Load())
 
+	checkSafetyMetrics(t, last, p.hasCompare)
+
 	// Labels never carry payload data.
 	for _, s := range last.samples {
 		if !strings.HasPrefix(s.name, "mirrorline_") {
@@ -177,4 +179,53 @@ func TestOpsMetricsEndpoints(t *testing.T) {
 	}
 	sort.Strings(names)
 	t.Logf("mirrorline series names: %s", strings.Join(names, " "))
+}
+
+// safetyMetric is a metric the safety alerts and the dashboard's Safety row
+// rely on: its type and the label values it must expose from the start (at 0),
+// so that a dashboard shows 0 rather than nothing and an alert on increase()
+// sees the first event.
+type safetyMetric struct {
+	family, typ, label string
+	values             []string
+}
+
+var safetyMetrics = []safetyMetric{
+	{"mirrorline_collector_dropped_total", "counter", "reason", []string{"queue_full", "publish_error", "encode_error", "closed", "too_large", "unsafe_target", "incomplete_body", "bad_framing", "body_timeout", "unsupported"}},
+	{"mirrorline_collector_connections_shed_total", "counter", "reason", []string{"idle_closed", "rejected"}},
+	{"mirrorline_collector_queue_records", "gauge", "", nil},
+	{"mirrorline_collector_open_connections", "gauge", "", nil},
+	{"mirrorline_collector_truncated_total", "counter", "", nil},
+	{"mirrorline_replayer_dropped_total", "counter", "reason", []string{"unsafe_target"}},
+	{"mirrorline_replayer_truncated_total", "counter", "", nil},
+	{"mirrorline_replayer_throttled_seconds_total", "counter", "", nil},
+}
+
+// checkSafetyMetrics checks that e exposes every safety metric (the
+// comparator's too when withCompare).
+func checkSafetyMetrics(t *testing.T, e *exposition, withCompare bool) {
+	t.Helper()
+	want := append([]safetyMetric(nil), safetyMetrics...)
+	if withCompare {
+		want = append(want, safetyMetric{"mirrorline_comparator_truncated_total", "counter", "", nil})
+	}
+	for _, m := range want {
+		if got := e.types[m.family]; got != m.typ {
+			t.Errorf("safety metric %s: type %q, want %q", m.family, got, m.typ)
+			continue
+		}
+		ss := e.find(m.family)
+		if len(ss) == 0 {
+			t.Errorf("safety metric %s: no series", m.family)
+		}
+		seen := map[string]bool{}
+		for _, s := range ss {
+			seen[s.labels[m.label]] = true
+		}
+		for _, v := range m.values {
+			if !seen[v] {
+				t.Errorf("safety metric %s: no series with %s=%q from the start", m.family, m.label, v)
+			}
+		}
+	}
 }

@@ -1,9 +1,13 @@
 package e2e
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -34,10 +39,11 @@ var grafanaBuiltins = map[string]string{
 var dashboardVariables = map[string]string{"job": ".*", "group": ".*", "endpoint": ".*"}
 
 // pendingMetric matches metrics that the dashboard and the alerts may use before
-// the binary exposes them: the comparator's (until `mirrorline compare` exists)
-// and the window-replay counters (replayer work in progress). A name not
-// matched here must be exposed by the running pipeline, so a typo fails.
-var pendingMetric = regexp.MustCompile(`^mirrorline_(comparator_[a-z_]+|replayer_dropped_total|replayer_late_total)$`)
+// the binary exposes them: the comparator's (when the binary has no
+// `mirrorline compare`). A name not matched here must be exposed by the running
+// pipeline, so a typo fails (or a safety metric an alert relies on goes
+// missing).
+var pendingMetric = regexp.MustCompile(`^mirrorline_comparator_[a-z_]+$`)
 
 var metricNameRE = regexp.MustCompile(`\bmirrorline_[a-z0-9_]+\b`)
 
@@ -312,6 +318,8 @@ func TestOpsDashboardQueriesReturnData(t *testing.T) {
 	}
 	t.Logf("%d dashboard queries and variables return data after %s (%d requests)", len(checks), time.Since(start).Round(100*time.Millisecond), p.trafficSent.Load())
 
+	checkSafetyRow(t, api, p, targets)
+
 	// Scrape targets are up.
 	var tg struct {
 		ActiveTargets []struct {
@@ -373,4 +381,121 @@ func TestOpsDashboardQueriesReturnData(t *testing.T) {
 	}
 	sort.Strings(names)
 	t.Logf("%d alert rules healthy: %s", len(all), strings.Join(names, " "))
+}
+
+// vector runs an instant query; it returns the finite value of each series by
+// the value of label.
+func (p promAPI) vector(expr, label string) (map[string]float64, error) {
+	var data struct {
+		Result []struct {
+			Metric map[string]string `json:"metric"`
+			Value  [2]any            `json:"value"`
+		} `json:"result"`
+	}
+	if err := p.get("/api/v1/query", url.Values{"query": {expr}}, &data); err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, r := range data.Result {
+		s, _ := r.Value[1].(string)
+		v, err := strconv.ParseFloat(s, 64)
+		if err == nil && !math.IsNaN(v) && !math.IsInf(v, 0) {
+			out[r.Metric[label]] = v
+		}
+	}
+	return out, nil
+}
+
+// hostileClient sends, until ctx ends, requests the proxy must not capture:
+// a request-target that could make a replayer leave the shadow, and a body
+// that ends before its declared length. It returns how many of each it sent.
+func hostileClient(ctx context.Context, proxyAddr string, unsafe, incomplete *atomic.Int64) {
+	send := func(raw string, closeAfter bool) bool {
+		d := net.Dialer{Timeout: 5 * time.Second}
+		c, err := d.DialContext(ctx, "tcp", proxyAddr)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, raw); err != nil {
+			return false
+		}
+		if closeAfter {
+			return true
+		}
+		// Wait for the primary's answer: the request was forwarded.
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return true
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if send("GET //evil.example/steal HTTP/1.1\r\nHost: payments\r\nConnection: close\r\n\r\n", false) {
+			unsafe.Add(1)
+		}
+		if send("POST /payments HTTP/1.1\r\nHost: payments\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"amount\": 1", true) {
+			incomplete.Add(1)
+		}
+	}
+}
+
+// checkSafetyRow: the dashboard's Safety row shows hostile clients while they
+// send: the client-caused capture drops panel has unsafe_target and
+// incomplete_body above 0, and the other Safety panels keep returning data.
+func checkSafetyRow(t *testing.T, api promAPI, p *opsPipeline, targets []dashboardTarget) {
+	t.Helper()
+	var drops string
+	safety := map[string]bool{}
+	for _, tg := range targets {
+		switch tg.panel {
+		case "Client-caused capture drops":
+			drops = substitute(tg.expr)
+			safety[tg.panel] = true
+		case "Truncated records by stage", "Replayer safety skips", "Open client connections", "Shed connections", "Capture queue (records)", "Replayer throttled time":
+			safety[tg.panel] = true
+		}
+	}
+	if drops == "" || len(safety) != 7 {
+		t.Fatalf("the dashboard's Safety row is incomplete: %v", safety)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var unsafe, incomplete atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		hostileClient(ctx, strings.TrimPrefix(p.proxyURL, "http://"), &unsafe, &incomplete)
+	}()
+	defer func() { cancel(); <-done }()
+
+	start := time.Now()
+	var got map[string]float64
+	for {
+		var err error
+		if got, err = api.vector(drops, "reason"); err != nil {
+			t.Fatalf("%s: %v", drops, err)
+		}
+		if got["unsafe_target"] > 0 && got["incomplete_body"] > 0 {
+			break
+		}
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("after %s (%d unsafe request-targets, %d incomplete bodies sent), panel \"Client-caused capture drops\" shows %v\n%s", time.Since(start).Round(time.Second), unsafe.Load(), incomplete.Load(), got, drops)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("Safety row: client-caused capture drops %v /s after %s (%d unsafe request-targets, %d incomplete bodies sent)", got, time.Since(start).Round(100*time.Millisecond), unsafe.Load(), incomplete.Load())
+	for reason, v := range got {
+		if reason != "unsafe_target" && reason != "incomplete_body" && v != 0 {
+			t.Errorf("panel \"Client-caused capture drops\": %s at %v/s, but no client sent that", reason, v)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -59,6 +60,7 @@ func TestGrafanaDashboard(t *testing.T) {
 	}
 	ids := map[int]bool{}
 	titles := map[string]bool{}
+	rows := map[string]bool{}
 	var exprs strings.Builder
 	var walk func([]gPanel)
 	walk = func(ps []gPanel) {
@@ -72,6 +74,7 @@ func TestGrafanaDashboard(t *testing.T) {
 			}
 			walk(p.Panels)
 			if p.Type == "row" {
+				rows[strings.ToLower(p.Title)] = true
 				continue
 			}
 			titles[strings.ToLower(p.Title)] = true
@@ -98,6 +101,31 @@ func TestGrafanaDashboard(t *testing.T) {
 	for _, want := range []string{"capture rate", "drops by reason", "redaction outcomes", "redactions by rule", "replay rate vs asked", "schedule lag", "shadow latency vs primary", "diff rate by verdict", "consumer lag (records)", "consumer lag (seconds)"} {
 		if !titles[want] {
 			t.Errorf("no panel %q", want)
+		}
+	}
+	// The safety metrics: what a crash would lose, records cut to the record
+	// budget, hostile clients and request-targets, connection caps, throttling.
+	if !rows["safety"] {
+		t.Error(`no "Safety" row`)
+	}
+	for _, want := range []string{"client-caused capture drops", "truncated records by stage", "replayer safety skips", "open client connections", "shed connections", "capture queue (records)", "replayer throttled time"} {
+		if !titles[want] {
+			t.Errorf("no panel %q", want)
+		}
+	}
+	for _, m := range []string{"collector_queue_records", "collector_truncated_total", "replayer_truncated_total", "comparator_truncated_total", `replayer_dropped_total{job=~"$job",reason="unsafe_target"}`, "replayer_errors_total", "collector_open_connections", "collector_connections_shed_total", "replayer_throttled_seconds_total"} {
+		if !strings.Contains(exprs.String(), "mirrorline_"+m) {
+			t.Errorf("no panel uses safety metric mirrorline_%s", m)
+		}
+	}
+	for _, r := range []string{"unsafe_target", "incomplete_body", "bad_framing", "body_timeout", "unsupported", "too_large"} {
+		if !regexp.MustCompile(`mirrorline_collector_dropped_total\{[^}]*reason=~?"[^"]*\b` + r + `\b`).MatchString(exprs.String()) {
+			t.Errorf("no panel selects capture drops with reason %s", r)
+		}
+	}
+	for _, r := range []string{"incomplete", "upgrade"} {
+		if !regexp.MustCompile(`mirrorline_replayer_errors_total\{[^}]*reason=~"[^"]*\b` + r + `\b`).MatchString(exprs.String()) {
+			t.Errorf("no panel selects replayer skips with reason %s", r)
 		}
 	}
 	for _, m := range []string{"collector_captured_total", "collector_dropped_total", "collector_publish_latency_seconds", "redactor_records_total", "redactor_redactions_total", "replayer_sent_total", "replayer_schedule_lag_seconds", "replayer_response_latency_seconds", "comparator_exchanges_total", "comparator_latency_seconds", "consumer_lag_records", "consumer_lag_seconds"} {

@@ -5,10 +5,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mirrorline/mirrorline/collector"
 )
 
 // lookPrometheusTool finds promtool or prometheus (Debian package prometheus,
@@ -108,5 +112,116 @@ func TestPrometheusConfig(t *testing.T) {
 	}
 	if out, err := run(t, root, promtool, "check", "config", p); err != nil {
 		t.Fatalf("promtool check config: %v\n%s", err, out)
+	}
+}
+
+// alertRules reads the alert rules of deploy/prometheus/rules by name.
+func alertRules(t *testing.T) map[string]struct {
+	Expr   string
+	Labels map[string]string
+} {
+	t.Helper()
+	files, _ := filepath.Glob(repoPath("deploy", "prometheus", "rules", "*.yml"))
+	out := map[string]struct {
+		Expr   string
+		Labels map[string]string
+	}{}
+	for _, f := range files {
+		var doc struct {
+			Groups []struct {
+				Rules []struct {
+					Alert  string            `yaml:"alert"`
+					Expr   string            `yaml:"expr"`
+					Labels map[string]string `yaml:"labels"`
+				} `yaml:"rules"`
+			} `yaml:"groups"`
+		}
+		readYAML(t, f, &doc)
+		for _, g := range doc.Groups {
+			for _, r := range g.Rules {
+				if r.Alert != "" {
+					out[r.Alert] = struct {
+						Expr   string
+						Labels map[string]string
+					}{r.Expr, r.Labels}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// reasonSet returns the reasons of the nth (from 0) reason matcher with
+// operator op (=~ or !~) in expr, sorted, or nil.
+func reasonSet(expr, op string, nth int) []string {
+	ms := regexp.MustCompile(`reason`+regexp.QuoteMeta(op)+`"([^"]*)"`).FindAllStringSubmatch(expr, -1)
+	if nth >= len(ms) {
+		return nil
+	}
+	rs := strings.Split(ms[nth][1], "|")
+	sort.Strings(rs)
+	return rs
+}
+
+// The safety metrics of "safe by default" are alerted on: a replayer refusing
+// an unsafe request-target (critical), captures piling up in the collector's
+// queue, records cut to the record budget, connections refused at --max-conns
+// and client-caused capture drops. Drops caused by clients are one list: the
+// capture-drop alerts (Kafka, buffers) leave out exactly the collector's
+// client-caused reasons, and the client-drop alert counts exactly those.
+func TestPrometheusSafetyAlerts(t *testing.T) {
+	rules := alertRules(t)
+	for name, severity := range map[string]string{
+		"MirrorlineReplayerUnsafeTarget": "critical",
+		"MirrorlineCaptureQueueHigh":     "warning",
+		"MirrorlineRecordsTruncated":     "warning",
+		"MirrorlineProxyConnectionsShed": "warning",
+		"MirrorlineCollectorClientDrops": "info",
+	} {
+		r, ok := rules[name]
+		if !ok {
+			t.Errorf("no alert %s", name)
+			continue
+		}
+		if r.Labels["severity"] != severity {
+			t.Errorf("alert %s: severity %q, want %q", name, r.Labels["severity"], severity)
+		}
+	}
+	for name, metrics := range map[string][]string{
+		"MirrorlineReplayerUnsafeTarget": {`mirrorline_replayer_dropped_total{reason="unsafe_target"}`},
+		"MirrorlineCaptureQueueHigh":     {"mirrorline_collector_queue_records"},
+		"MirrorlineRecordsTruncated":     {"mirrorline_collector_truncated_total", "mirrorline_replayer_truncated_total", "mirrorline_comparator_truncated_total"},
+		"MirrorlineProxyConnectionsShed": {`mirrorline_collector_connections_shed_total{reason="rejected"}`},
+	} {
+		for _, m := range metrics {
+			if r, ok := rules[name]; ok && !strings.Contains(r.Expr, m) {
+				t.Errorf("alert %s does not use %s", name, m)
+			}
+		}
+	}
+
+	client := []string{collector.DropUnsafeTarget, collector.DropIncompleteBody, collector.DropBadFraming, collector.DropBodyTimeout, collector.DropUnsupported}
+	sort.Strings(client)
+	// Refused before they were captured (captured_total counts unsafe targets:
+	// they are dropped after capture).
+	refused := []string{collector.DropIncompleteBody, collector.DropBadFraming, collector.DropBodyTimeout, collector.DropUnsupported}
+	sort.Strings(refused)
+	for _, name := range []string{"MirrorlineCollectorDropping", "MirrorlineCollectorDroppingMost"} {
+		if got := reasonSet(rules[name].Expr, "!~", 0); !slices.Equal(got, client) {
+			t.Errorf("alert %s leaves out reasons %v, want the client-caused %v", name, got, client)
+		}
+	}
+	expr := rules["MirrorlineCollectorClientDrops"].Expr
+	if got := reasonSet(expr, "=~", 0); !slices.Equal(got, client) {
+		t.Errorf("MirrorlineCollectorClientDrops counts reasons %v, want %v", got, client)
+	}
+	if got := reasonSet(expr, "=~", 1); !slices.Equal(got, refused) {
+		t.Errorf("MirrorlineCollectorClientDrops adds reasons %v to the captures, want %v", got, refused)
+	}
+	// The collector's own failures stay in the capture-drop alerts.
+	for _, r := range []string{collector.DropQueueFull, collector.DropPublishError, collector.DropEncodeError, collector.DropClosed, collector.DropTooLarge} {
+		if slices.Contains(client, r) {
+			t.Errorf("reason %s is the collector's, not the client's", r)
+		}
 	}
 }
