@@ -1,29 +1,14 @@
 package collector
 
 import (
-	"context"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/mirrorline/mirrorline/collector/collectortest"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
-
-// keepProducer accepts and keeps every record.
-type keepProducer struct {
-	mu   sync.Mutex
-	recs []*kgo.Record
-}
-
-func (p *keepProducer) TryProduce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
-	p.mu.Lock()
-	p.recs = append(p.recs, r)
-	p.mu.Unlock()
-	promise(r, nil)
-}
 
 // TestEmitRequestTarget: every collector's records pass Emit, which publishes
 // a safe request-target in origin-form (an absolute-form authority becoming
@@ -55,7 +40,7 @@ func TestEmitRequestTarget(t *testing.T) {
 		{"GET", "", "", ""},
 	}
 	for _, tc := range tests {
-		prod := &keepProducer{}
+		prod := &collectortest.Recorder{}
 		m := NewMetrics(nil)
 		em := NewEmitter(prod, "svc", m, nil)
 		ex := &mlv1.Exchange{Source: mlv1.Source_SOURCE_VPC, Request: &mlv1.Request{Method: tc.method, Url: tc.url, Host: "primary.example"}}
@@ -67,16 +52,16 @@ func TestEmitRequestTarget(t *testing.T) {
 			t.Errorf("UnsafeTargetDrops() = %d, counter %v", n, dropped)
 		}
 		if tc.wantURL == "" {
-			if len(prod.recs) != 0 || dropped != 1 {
-				t.Errorf("%s %q: %d records published, dropped{unsafe_target} %v; want dropped", tc.method, tc.url, len(prod.recs), dropped)
+			if len(prod.Records()) != 0 || dropped != 1 {
+				t.Errorf("%s %q: %d records published, dropped{unsafe_target} %v; want dropped", tc.method, tc.url, len(prod.Records()), dropped)
 			}
 			continue
 		}
-		if len(prod.recs) != 1 || dropped != 0 {
-			t.Fatalf("%s %q: %d records published, dropped{unsafe_target} %v; want published", tc.method, tc.url, len(prod.recs), dropped)
+		if len(prod.Records()) != 1 || dropped != 0 {
+			t.Fatalf("%s %q: %d records published, dropped{unsafe_target} %v; want published", tc.method, tc.url, len(prod.Records()), dropped)
 		}
 		var got mlv1.Exchange
-		if err := proto.Unmarshal(prod.recs[0].Value, &got); err != nil {
+		if err := proto.Unmarshal(prod.Records()[0].Value, &got); err != nil {
 			t.Fatal(err)
 		}
 		if got.Request.Url != tc.wantURL || got.Request.Host != tc.wantHost {

@@ -15,36 +15,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/mirrorline/mirrorline/collector"
-	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/collector/collectortest"
 )
-
-// recorder is a collector.Producer that keeps what it is handed, decoded, and
-// acknowledges it at once.
-type recorder struct {
-	mu  sync.Mutex
-	exs []*mlv1.Exchange
-}
-
-func (r *recorder) TryProduce(_ context.Context, rec *kgo.Record, promise func(*kgo.Record, error)) {
-	ex := &mlv1.Exchange{}
-	if err := proto.Unmarshal(rec.Value, ex); err != nil {
-		panic(err)
-	}
-	r.mu.Lock()
-	r.exs = append(r.exs, ex)
-	r.mu.Unlock()
-	promise(rec, nil)
-}
-
-func (r *recorder) published() []*mlv1.Exchange {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]*mlv1.Exchange(nil), r.exs...)
-}
 
 // primaryLog is a primary that records what reached it and how its
 // connections end.
@@ -102,7 +76,7 @@ func (pl *primaryLog) openConns() int {
 type hostileRig struct {
 	addr    string
 	primary *primaryLog
-	pub     *recorder
+	pub     *collectortest.Recorder
 	metrics *collector.Metrics
 	proxy   *Proxy
 }
@@ -110,7 +84,7 @@ type hostileRig struct {
 func startHostileProxy(t *testing.T, h http.HandlerFunc, opts ...Option) *hostileRig {
 	t.Helper()
 	pl := startLoggingPrimary(t, h)
-	rec := &recorder{}
+	rec := &collectortest.Recorder{}
 	m := collector.NewMetrics(prometheus.NewRegistry())
 	p, err := New(pl.srv.URL, collector.NewEmitter(rec, "svc", m, nil), opts...)
 	if err != nil {
@@ -207,7 +181,7 @@ func TestProxyRefusesBrokenRequests(t *testing.T) {
 	if seen := r.primary.seen(); len(seen) != 0 {
 		t.Fatalf("primary got %q", seen)
 	}
-	if pub := r.pub.published(); len(pub) != 0 {
+	if pub := r.pub.Exchanges(t); len(pub) != 0 {
 		t.Fatalf("published %d records, want none", len(pub))
 	}
 }
@@ -222,7 +196,7 @@ func TestProxyForwardsWellFramedRequests(t *testing.T) {
 	if got, want := strings.Join(r.primary.seen(), "|"), "POST /c 11"; got != want {
 		t.Fatalf("primary saw %q, want %q", got, want)
 	}
-	pub := r.pub.published()
+	pub := r.pub.Exchanges(t)
 	if len(pub) != 1 {
 		t.Fatalf("published %d, want 1", len(pub))
 	}
@@ -268,8 +242,8 @@ func TestProxyRecordsUpgrade(t *testing.T) {
 		t.Fatalf("tunnel: %q %v", line, err)
 	}
 	c.Close()
-	waitFor(t, "the upgrade to be published", func() bool { return len(r.pub.published()) == 1 })
-	ex := r.pub.published()[0]
+	waitFor(t, "the upgrade to be published", func() bool { return len(r.pub.Exchanges(t)) == 1 })
+	ex := r.pub.Exchanges(t)[0]
 	if ex.Response.GetStatus() != 101 {
 		t.Fatalf("recorded status %d, want 101", ex.Response.GetStatus())
 	}
@@ -341,7 +315,7 @@ func TestProxyCutsSlowBodies(t *testing.T) {
 	if got := testutil.ToFloat64(r.metrics.Dropped.WithLabelValues(collector.DropBodyTimeout)); got != 2 {
 		t.Fatalf("dropped{body_timeout} = %v, want 2", got)
 	}
-	if pub := r.pub.published(); len(pub) != 0 {
+	if pub := r.pub.Exchanges(t); len(pub) != 0 {
 		t.Fatalf("published %d, want none", len(pub))
 	}
 }

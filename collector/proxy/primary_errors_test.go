@@ -3,34 +3,19 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mirrorline/mirrorline/collector"
+	"github.com/mirrorline/mirrorline/collector/collectortest"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
-
-// keepProducer keeps the records it is given and acknowledges them.
-type keepProducer struct {
-	mu   sync.Mutex
-	recs []*kgo.Record
-}
-
-func (p *keepProducer) TryProduce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
-	p.mu.Lock()
-	p.recs = append(p.recs, r)
-	p.mu.Unlock()
-	promise(r, nil)
-}
 
 // rawPrimary answers every request on a connection with answer, then closes it.
 func rawPrimary(t *testing.T, answer string) string {
@@ -77,7 +62,7 @@ func TestPrimaryErrorsDoNotEchoResponseBytes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs bytes.Buffer
 			lg := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Trace})
-			prod := &keepProducer{}
+			prod := &collectortest.Recorder{}
 			p, err := New(rawPrimary(t, tc.answer), collector.NewEmitter(prod, "svc", nil, nil), WithLogger(lg))
 			if err != nil {
 				t.Fatal(err)
@@ -87,11 +72,11 @@ func TestPrimaryErrorsDoNotEchoResponseBytes(t *testing.T) {
 			if rec.Code != http.StatusBadGateway {
 				t.Fatalf("status %d, want 502", rec.Code)
 			}
-			if len(prod.recs) != 1 {
-				t.Fatalf("%d records, want the exchange captured once", len(prod.recs))
+			if len(prod.Records()) != 1 {
+				t.Fatalf("%d records, want the exchange captured once", len(prod.Records()))
 			}
 			ex := &mlv1.Exchange{}
-			if err := proto.Unmarshal(prod.recs[0].Value, ex); err != nil {
+			if err := proto.Unmarshal(prod.Records()[0].Value, ex); err != nil {
 				t.Fatal(err)
 			}
 			got := ex.GetResponse().GetError()

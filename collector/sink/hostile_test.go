@@ -8,46 +8,20 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/mirrorline/mirrorline/collector"
-	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/collector/collectortest"
 )
-
-// recorder is a collector.Producer that keeps what it is handed, decoded.
-type recorder struct {
-	mu  sync.Mutex
-	exs []*mlv1.Exchange
-}
-
-func (r *recorder) TryProduce(_ context.Context, rec *kgo.Record, promise func(*kgo.Record, error)) {
-	ex := &mlv1.Exchange{}
-	if err := proto.Unmarshal(rec.Value, ex); err != nil {
-		panic(err)
-	}
-	r.mu.Lock()
-	r.exs = append(r.exs, ex)
-	r.mu.Unlock()
-	promise(rec, nil)
-}
-
-func (r *recorder) published() []*mlv1.Exchange {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]*mlv1.Exchange(nil), r.exs...)
-}
 
 // Mirrored copies that do not arrive whole are answered with an error and not
 // published; whole ones still are.
 func TestSinkRefusesBrokenCopies(t *testing.T) {
-	rec := &recorder{}
+	rec := &collectortest.Recorder{}
 	m := collector.NewMetrics(prometheus.NewRegistry())
 	s, err := New(collector.NewEmitter(rec, "svc", m, nil), WithLimits(collector.Limits{BodyTimeout: 300 * time.Millisecond, MinBodyRate: 1024}))
 	if err != nil {
@@ -106,7 +80,7 @@ func TestSinkRefusesBrokenCopies(t *testing.T) {
 			}
 		})
 	}
-	pub := rec.published()
+	pub := rec.Exchanges(t)
 	if len(pub) != 1 || pub[0].Request.Url != "/ok" || string(pub[0].Request.Body) != "hello" {
 		var urls []string
 		for _, ex := range pub {

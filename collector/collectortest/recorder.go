@@ -1,0 +1,52 @@
+// Package collectortest holds what the collectors' tests share: a
+// collector.Producer that keeps every record it is handed.
+package collectortest
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
+
+// Recorder is a collector.Producer that keeps the records it is handed and
+// acknowledges each at once. Safe for concurrent use.
+type Recorder struct {
+	mu   sync.Mutex
+	recs []*kgo.Record
+}
+
+// TryProduce keeps rec and acknowledges it.
+func (r *Recorder) TryProduce(_ context.Context, rec *kgo.Record, promise func(*kgo.Record, error)) {
+	r.mu.Lock()
+	r.recs = append(r.recs, rec)
+	r.mu.Unlock()
+	promise(rec, nil)
+}
+
+// Records returns a copy of the records kept so far.
+func (r *Recorder) Records() []*kgo.Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*kgo.Record(nil), r.recs...)
+}
+
+// Exchanges returns the records kept so far, decoded; a record that does not
+// decode fails the test.
+func (r *Recorder) Exchanges(tb testing.TB) []*mlv1.Exchange {
+	tb.Helper()
+	recs := r.Records()
+	out := make([]*mlv1.Exchange, 0, len(recs))
+	for _, rec := range recs {
+		ex := &mlv1.Exchange{}
+		if err := proto.Unmarshal(rec.Value, ex); err != nil {
+			tb.Fatalf("decode record: %v", err)
+		}
+		out = append(out, ex)
+	}
+	return out
+}
