@@ -4,6 +4,7 @@ package collectortest
 
 import (
 	"context"
+	"net"
 	"sync"
 	"testing"
 
@@ -49,4 +50,25 @@ func (r *Recorder) Exchanges(tb testing.TB) []*mlv1.Exchange {
 		out = append(out, ex)
 	}
 	return out
+}
+
+// Serve runs serve on a new loopback listener until the test ends, then
+// stops it and fails the test if it returned an error. It returns the
+// listener's address.
+func Serve(tb testing.TB, serve func(context.Context, net.Listener) error) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, ln) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("serve: %v", err)
+		}
+	})
+	return ln.Addr().String()
 }

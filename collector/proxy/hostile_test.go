@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -90,20 +89,8 @@ func startHostileProxy(t *testing.T, h http.HandlerFunc, opts ...Option) *hostil
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return &hostileRig{addr: ln.Addr().String(), primary: pl, pub: rec, metrics: m, proxy: p}
+	srvAddr := collectortest.Serve(t, p.Serve)
+	return &hostileRig{addr: srvAddr, primary: pl, pub: rec, metrics: m, proxy: p}
 }
 
 // rawExchange writes raw on a new connection, half-closes it when closeWrite,

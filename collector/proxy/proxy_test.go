@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/collector"
+	"github.com/mirrorline/mirrorline/collector/collectortest"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
 )
@@ -56,20 +56,8 @@ func startProxy(t *testing.T, brokers []string, service string, popts []Option, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return &rig{addr: ln.Addr().String(), brokers: brokers, metrics: m, client: cl}
+	srvAddr := collectortest.Serve(t, p.Serve)
+	return &rig{addr: srvAddr, brokers: brokers, metrics: m, client: cl}
 }
 
 func TestProxyCapturesExchanges(t *testing.T) {

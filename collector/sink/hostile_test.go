@@ -2,7 +2,6 @@ package sink
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -27,19 +26,7 @@ func TestSinkRefusesBrokenCopies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	srvAddr := collectortest.Serve(t, s.Serve)
 	for _, tc := range []struct {
 		name       string
 		raw        string
@@ -55,7 +42,7 @@ func TestSinkRefusesBrokenCopies(t *testing.T) {
 		{"whole copy", "POST /ok HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false, false, 200, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := net.Dial("tcp", ln.Addr().String())
+			c, err := net.Dial("tcp", srvAddr)
 			if err != nil {
 				t.Fatal(err)
 			}

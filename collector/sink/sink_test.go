@@ -1,8 +1,6 @@
 package sink
 
 import (
-	"context"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/collector"
+	"github.com/mirrorline/mirrorline/collector/collectortest"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
 )
@@ -46,21 +45,9 @@ func TestSinkPublishesMirroredCopies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	srvAddr := collectortest.Serve(t, s.Serve)
 
-	req, _ := http.NewRequest("PUT", "http://"+ln.Addr().String()+"/orders/9?x=%2F", strings.NewReader("hello world"))
+	req, _ := http.NewRequest("PUT", "http://"+srvAddr+"/orders/9?x=%2F", strings.NewReader("hello world"))
 	req.Host = "payments.shop-shadow:8080"
 	req.Header.Set("X-Forwarded-For", "203.0.113.9, 10.0.0.1")
 	req.Header.Set("X-Original-Uri", "/orders/9")
