@@ -37,6 +37,19 @@ func TestVPCMirrorIntoKafka(t *testing.T) {
 		"--metrics-addr", metricsAddr, "--collector-id", "mirror-e2e")
 	eventually(t, 30*time.Second, "vpc listening", func() bool { return strings.Contains(out.String(), "VPC mirror target listening") })
 
+	t.Cleanup(func() {
+		if t.Failed() {
+			resp, err := http.Get("http://" + metricsAddr + "/metrics")
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				for _, l := range strings.Split(string(b), "\n") {
+					if strings.HasPrefix(l, "mirrorline_vpc") || strings.HasPrefix(l, "mirrorline_collector") {
+						t.Log(l)
+					}
+				}
+			}
+		}
+	})
 	conn, err := net.Dial("udp", udpAddr)
 	if err != nil {
 		t.Fatal(err)
