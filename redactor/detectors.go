@@ -5,6 +5,8 @@ package redactor
 // word boundary and validates the candidate fully (Luhn, mod-97, SSN areas,
 // octet ranges, ...). The exact rules are documented in docs/redaction.md.
 
+import "strings"
+
 // piiKind is a class of personal data a detector finds.
 type piiKind uint8
 
@@ -104,16 +106,26 @@ func init() {
 	for c := 'A'; c <= 'Z'; c++ {
 		class[c] |= cTrigger
 	}
-	// IPv6 starts with a hex digit or "::"; credentials with a known prefix
-	// (ghp_, glpat-, xoxb-, sk_live_, whsec_, npm_, pypi-, -----BEGIN, ...).
-	for _, c := range "abcdef:gxsrpnw-" {
+	// Credentials start with a known prefix (ghp_, glpat-, xoxb-, sk_live_,
+	// whsec_, npm_, pypi-, -----BEGIN, ...).
+	for _, c := range "gxsrpnw-" {
 		class[c] |= cTrigger
 	}
 	// Non-ASCII bytes may be part of internationalised email addresses.
 	for c := 0x80; c < 0x100; c++ {
 		class[c] |= cLocal | cDomain
 	}
+	// IPv6 starts with a hex digit or "::": those bytes trigger only in text
+	// with a ':' (see find).
+	for c := range 256 {
+		triggers[0][c] = class[c]&cTrigger != 0
+		triggers[1][c] = triggers[0][c] || isHex(byte(c)) || c == ':'
+	}
 }
+
+// triggers are the bytes that can start or anchor a finding: [0] in text
+// without a ':' (no IPv6 address), [1] in text with one.
+var triggers [2][256]bool
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 func isAlnum(c byte) bool { return class[c]&cAlnum != 0 }
@@ -142,9 +154,16 @@ func (d *detectors) find(s string, out []span) []span {
 		return out
 	}
 	base := len(out)
+	// Every IPv6 address has a ':': text without one skips the IPv6
+	// pre-check, and hex letters are no trigger there.
+	v6 := d.on[kindIPv6] && strings.IndexByte(s, ':') >= 0
+	trig := &triggers[0]
+	if v6 {
+		trig = &triggers[1]
+	}
 	for i := 0; i < n; i++ {
 		c := s[i]
-		if class[c]&cTrigger == 0 {
+		if !trig[c] {
 			if isAlnum(c) {
 				// No finding starts inside a word: skip to its end.
 				for i+1 < n && isAlnum(s[i+1]) {
@@ -174,7 +193,7 @@ func (d *detectors) find(s string, out []span) []span {
 		}
 		end := 0
 		var kind piiKind
-		if d.on[kindIPv6] && maybeIPv6(s, i) {
+		if v6 && maybeIPv6(s, i) {
 			if e := matchIPv6(s, i); e > 0 {
 				out = append(out, span{i, e, kindIPv6})
 				i = e - 1
@@ -182,6 +201,7 @@ func (d *detectors) find(s string, out []span) []span {
 			}
 		}
 		switch {
+		case isDigit(c) && !digitCandidate(s, i):
 		case isDigit(c):
 			if d.on[kindSSN] {
 				if e := matchSSN(s, i); e > 0 {
@@ -254,6 +274,24 @@ func (d *detectors) find(s string, out []span) []span {
 		}
 	}
 	return mergeSpans(out, base)
+}
+
+// digitFollow marks the bytes after a run of digits that let a finding
+// starting with a digit go on: SSN "078-", IPv4 "192.", card and phone group
+// separators (space, tab, '-', '.', the first byte of U+00A0, U+2009 and
+// U+202F) and a phone's "(".
+var digitFollow = [256]bool{' ': true, '\t': true, '-': true, '.': true, '(': true, 0xC2: true, 0xE2: true}
+
+// digitCandidate is the pre-check of the detectors that start with a digit
+// (ssn, card, ipv4, phone): the run of digits at s[i] is long enough to be a
+// card number alone (13) or is followed by a byte that continues one of
+// them. A lone number ("8001", "2029") needs no further look.
+func digitCandidate(s string, i int) bool {
+	j := i + 1
+	for j < len(s) && isDigit(s[j]) {
+		j++
+	}
+	return j-i >= 13 || (j < len(s) && digitFollow[s[j]])
 }
 
 // mergeSpans sorts out[base:] by start (emails are found at their '@', so they

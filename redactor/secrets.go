@@ -2,7 +2,9 @@ package redactor
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -488,5 +490,70 @@ func (e *Engine) secretMatch(off []glob, name string) bool {
 			return false
 		}
 	}
-	return secretName(name)
+	return e.secrets.secretName(name)
+}
+
+// secretCacheSlots and maxCachedName size the secret-name cache: at most
+// secretCacheSlots entries of at most maxCachedName bytes each (at most about
+// 180 KB per engine), whatever the names a stream carries.
+const (
+	secretCacheBits  = 11
+	secretCacheSlots = 1 << secretCacheBits
+	maxCachedName    = 64
+)
+
+// secretCache memoises secretName per engine. The names an API uses (JSON
+// keys, headers, query parameters) are few and repeat on every record, so
+// most look-ups are one hash and one comparison instead of a scan of the
+// name. It is direct-mapped and fixed in size: a stream of distinct names
+// only replaces entries, and the per-engine random seed keeps a sender from
+// choosing names that collide on purpose. Safe for concurrent use.
+type secretCache struct {
+	mul   uint64 // odd multiplier of the slot hash, random per engine
+	slots [secretCacheSlots]atomic.Pointer[secretEntry]
+}
+
+// secretEntry is one cached classification; the name is copied in (names
+// may alias a record's buffers) and the entry holds no pointer.
+type secretEntry struct {
+	n      uint8
+	secret bool
+	name   [maxCachedName]byte
+}
+
+// newSecretCache returns an empty cache with a random slot hash.
+func newSecretCache() *secretCache {
+	return &secretCache{mul: rand.Uint64() | 1}
+}
+
+// secretName is the package-level secretName through the cache.
+func (c *secretCache) secretName(name string) bool {
+	if c == nil || len(name) < 2 || len(name) > maxCachedName {
+		return secretName(name)
+	}
+	// A cheap hash of the length and five bytes: a collision or a stream of
+	// distinct names only costs a miss, never a wrong answer.
+	n := len(name)
+	h := uint64(n) | uint64(name[0])<<8 | uint64(name[n-1])<<16 | uint64(name[n/2])<<24 |
+		uint64(name[n/4])<<32 | uint64(name[n-1-n/4])<<40 | uint64(name[1])<<48
+	// Two-way: a name lives in either slot of its pair.
+	k := (h * c.mul) >> (64 - secretCacheBits)
+	a, b := &c.slots[k], &c.slots[k^1]
+	ea := a.Load()
+	if ea != nil && string(ea.name[:ea.n]) == name {
+		return ea.secret
+	}
+	eb := b.Load()
+	if eb != nil && string(eb.name[:eb.n]) == name {
+		return eb.secret
+	}
+	secret := secretName(name)
+	en := &secretEntry{n: uint8(len(name)), secret: secret}
+	copy(en.name[:], name)
+	if ea == nil || eb != nil && k&1 == 0 {
+		a.Store(en) // free, or the pair is full: replace by parity
+	} else {
+		b.Store(en)
+	}
+	return secret
 }
