@@ -282,7 +282,8 @@ func (st *state) scrubHeaders(hs []*mlv1.Header, dir uint8) []*mlv1.Header {
 			continue
 		}
 		r := e.headers.match(h.Name, dir)
-		if r == nil && !structuralHeader(h.Name) && e.secretMatch(e.offHeader, h.Name) {
+		structural := structuralHeader(h.Name)
+		if r == nil && !structural && e.secretMatch(e.offHeader, h.Name) {
 			r = &e.secretHeader
 		}
 		if r != nil {
@@ -298,7 +299,7 @@ func (st *state) scrubHeaders(hs []*mlv1.Header, dir uint8) []*mlv1.Header {
 			continue
 		}
 		switch {
-		case structuralHeader(h.Name):
+		case structural:
 		case urlHeader(h.Name):
 			h.Value = st.scrubURL(h.Value)
 		case e.scanHeaders:

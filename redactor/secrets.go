@@ -482,15 +482,7 @@ func offGlobs(m map[string]Rule, lastSeg bool) []glob {
 // secretMatch reports whether secret_names applies to name: it is on, no
 // rule for the name was switched off, and the name looks secret.
 func (e *Engine) secretMatch(off []glob, name string) bool {
-	if !e.secretOn {
-		return false
-	}
-	for i := range off {
-		if off[i].match(name) {
-			return false
-		}
-	}
-	return e.secrets.secretName(name)
+	return e.secretOn && e.secrets.match(off, name)
 }
 
 // secretCacheSlots and maxCachedName size the secret-name cache: at most
@@ -505,9 +497,10 @@ const (
 // secretCache memoises secretName per engine. The names an API uses (JSON
 // keys, headers, query parameters) are few and repeat on every record, so
 // most look-ups are one hash and one comparison instead of a scan of the
-// name. It is direct-mapped and fixed in size: a stream of distinct names
-// only replaces entries, and the per-engine random seed keeps a sender from
-// choosing names that collide on purpose. Safe for concurrent use.
+// name. It is two-way set-associative and fixed in size: a stream of
+// distinct names only replaces entries (each miss costs one small
+// allocation), and the random multiplier of the slot hash keeps a sender
+// from choosing names that collide on purpose. Safe for concurrent use.
 type secretCache struct {
 	mul   uint64 // odd multiplier of the slot hash, random per engine
 	slots [secretCacheSlots]atomic.Pointer[secretEntry]
@@ -526,16 +519,21 @@ func newSecretCache() *secretCache {
 	return &secretCache{mul: rand.Uint64() | 1}
 }
 
-// secretName is the package-level secretName through the cache.
-func (c *secretCache) secretName(name string) bool {
+// match reports whether no glob of off matches name and name looks secret
+// (secretName, through the cache).
+func (c *secretCache) match(off []glob, name string) bool {
+	for i := range off {
+		if off[i].match(name) {
+			return false
+		}
+	}
 	if c == nil || len(name) < 2 || len(name) > maxCachedName {
 		return secretName(name)
 	}
-	// A cheap hash of the length and five bytes: a collision or a stream of
+	// A cheap hash of the length and four bytes: a collision or a stream of
 	// distinct names only costs a miss, never a wrong answer.
 	n := len(name)
-	h := uint64(n) | uint64(name[0])<<8 | uint64(name[n-1])<<16 | uint64(name[n/2])<<24 |
-		uint64(name[n/4])<<32 | uint64(name[n-1-n/4])<<40 | uint64(name[1])<<48
+	h := uint64(n) | uint64(name[0])<<8 | uint64(name[1])<<16 | uint64(name[n/2])<<24 | uint64(name[n-1])<<32
 	// Two-way: a name lives in either slot of its pair.
 	k := (h * c.mul) >> (64 - secretCacheBits)
 	a, b := &c.slots[k], &c.slots[k^1]
