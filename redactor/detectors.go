@@ -5,8 +5,6 @@ package redactor
 // word boundary and validates the candidate fully (Luhn, mod-97, SSN areas,
 // octet ranges, ...). The exact rules are documented in docs/redaction.md.
 
-import "strings"
-
 // piiKind is a class of personal data a detector finds.
 type piiKind uint8
 
@@ -107,25 +105,16 @@ func init() {
 		class[c] |= cTrigger
 	}
 	// Credentials start with a known prefix (ghp_, glpat-, xoxb-, sk_live_,
-	// whsec_, npm_, pypi-, -----BEGIN, ...).
-	for _, c := range "gxsrpnw-" {
+	// whsec_, npm_, pypi-, -----BEGIN, ...); IPv6 with a hex digit (see
+	// find) or "::".
+	for _, c := range "gxsrpnw-:" {
 		class[c] |= cTrigger
 	}
 	// Non-ASCII bytes may be part of internationalised email addresses.
 	for c := 0x80; c < 0x100; c++ {
 		class[c] |= cLocal | cDomain
 	}
-	// IPv6 starts with a hex digit or "::": those bytes trigger only in text
-	// with a ':' (see find).
-	for c := range 256 {
-		triggers[0][c] = class[c]&cTrigger != 0
-		triggers[1][c] = triggers[0][c] || isHex(byte(c)) || c == ':'
-	}
 }
-
-// triggers are the bytes that can start or anchor a finding: [0] in text
-// without a ':' (no IPv6 address), [1] in text with one.
-var triggers [2][256]bool
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 func isAlnum(c byte) bool { return class[c]&cAlnum != 0 }
@@ -154,20 +143,25 @@ func (d *detectors) find(s string, out []span) []span {
 		return out
 	}
 	base := len(out)
-	// Every IPv6 address has a ':': text without one skips the IPv6
-	// pre-check, and hex letters are no trigger there.
-	v6 := d.on[kindIPv6] && strings.IndexByte(s, ':') >= 0
-	trig := &triggers[0]
-	if v6 {
-		trig = &triggers[1]
-	}
+	v6 := d.on[kindIPv6]
 	for i := 0; i < n; i++ {
 		c := s[i]
-		if !trig[c] {
+		if class[c]&cTrigger == 0 {
 			if isAlnum(c) {
 				// No finding starts inside a word: skip to its end.
+				st := i
 				for i+1 < n && isAlnum(s[i+1]) {
 					i++
+				}
+				// An IPv6 address may start with a hex letter that is no
+				// trigger (a, c, d, f): its first group is a word of at
+				// most four hex digits followed by ':'.
+				if v6 && i+1 < n && s[i+1] == ':' && i-st < 4 && hexDigit[c] &&
+					(st == 0 || !isAlnum(s[st-1])) && maybeIPv6(s, st) {
+					if e := matchIPv6(s, st); e > 0 {
+						out = append(out, span{st, e, kindIPv6})
+						i = e - 1
+					}
 				}
 			}
 			continue
