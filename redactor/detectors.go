@@ -267,6 +267,9 @@ func (d *detectors) find(s string, out []span) []span {
 			}
 		}
 	}
+	if len(out)-base < 2 {
+		return out // nothing to sort or merge: spare the call
+	}
 	return mergeSpans(out, base)
 }
 

@@ -63,7 +63,9 @@ func (g *glob) match(name string) bool {
 	case globPrefix:
 		return len(name) >= len(g.lit) && asciiEqualFold(name[:len(g.lit)], g.lit)
 	case globSuffix:
-		return len(name) >= len(g.lit) && asciiEqualFold(name[len(name)-len(g.lit):], g.lit)
+		// The last byte first: most names end otherwise.
+		return len(name) >= len(g.lit) && len(g.lit) > 0 && lowerByte(name[len(name)-1]) == g.lit[len(g.lit)-1] &&
+			asciiEqualFold(name[len(name)-len(g.lit):], g.lit)
 	case globContains:
 		for i := 0; i+len(g.lit) <= len(name); i++ {
 			if asciiEqualFold(name[i:i+len(g.lit)], g.lit) {
