@@ -150,9 +150,7 @@ func (d *detectors) find(s string, out []span) []span {
 			if isAlnum(c) {
 				// No finding starts inside a word: skip to its end.
 				st := i
-				for i+1 < n && isAlnum(s[i+1]) {
-					i++
-				}
+				i = wordEnd(s, i+1) - 1
 				// An IPv6 address may start with a hex letter that is no
 				// trigger (a, c, d, f): its first group is a word of at
 				// most four hex digits followed by ':'.
@@ -262,15 +260,22 @@ func (d *detectors) find(s string, out []span) []span {
 		} else if isAlnum(c) {
 			// Skip the rest of this word: no position inside it is at a word
 			// boundary (emails are anchored at their '@', not a word byte).
-			for i+1 < n && isAlnum(s[i+1]) {
-				i++
-			}
+			i = wordEnd(s, i+1) - 1
 		}
 	}
 	if len(out)-base < 2 {
 		return out // nothing to sort or merge: spare the call
 	}
 	return mergeSpans(out, base)
+}
+
+// wordEnd returns the index of the first byte at or after j that is not a
+// letter or digit (len(s) if none).
+func wordEnd(s string, j int) int {
+	for j < len(s) && class[s[j]]&cAlnum != 0 {
+		j++
+	}
+	return j
 }
 
 // digitFollow marks the bytes after a run of digits that let a finding
