@@ -177,29 +177,61 @@ func credBody(p credPrefix, c byte) bool {
 	return class[c]&p.alphabet != 0
 }
 
-// matchPEM matches a PEM private key block at s[i].
+// matchPEM matches a PEM private key block at s[i]; a block without key
+// material (a BEGIN line alone, cut right after it) holds no secret and is
+// not a finding.
 func matchPEM(s string, i int) int {
-	if !strings.HasPrefix(s[i:], pemBegin) {
+	hs := pemHeaderEnd(s[i:])
+	if hs < 0 {
 		return 0
 	}
-	eol := strings.IndexByte(s[i:], '\n')
-	head := s[i:]
-	if eol >= 0 {
-		head = head[:eol]
+	hs += i
+	e := strings.Index(s[hs:], pemEnd)
+	body, end := s[hs:], len(s)
+	if e >= 0 {
+		bodyEnd := hs + e
+		body = s[hs:bodyEnd]
+		j := bodyEnd + len(pemEnd)
+		if k := strings.Index(s[j:], "-----"); k >= 0 {
+			end = j + k + 5
+		}
+	}
+	if !hasAlnum(body) {
+		return 0
+	}
+	return end
+}
+
+// pemHeaderEnd returns the end of the "-----BEGIN ... PRIVATE KEY-----"
+// marker at the start of v (the bytes after it, on its line or the next
+// ones, are the key), or -1 when v does not start with one.
+func pemHeaderEnd(v string) int {
+	if !strings.HasPrefix(v, pemBegin) {
+		return -1
+	}
+	head := v
+	if eol := strings.IndexByte(v, '\n'); eol >= 0 {
+		head = v[:eol]
 	}
 	k := strings.Index(head, "PRIVATE KEY")
-	if k < 0 || !strings.Contains(head[k:], "-----") {
-		return 0
+	if k < 0 {
+		return -1
 	}
-	e := strings.Index(s[i+len(pemBegin):], pemEnd)
-	if e < 0 {
-		return len(s)
+	d := strings.Index(head[k:], "-----")
+	if d < 0 {
+		return -1
 	}
-	j := i + len(pemBegin) + e + len(pemEnd)
-	if k := strings.Index(s[j:], "-----"); k >= 0 {
-		return j + k + 5
+	return k + d + 5
+}
+
+// hasAlnum reports whether s holds a letter or digit.
+func hasAlnum(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if isAlnum(s[i]) {
+			return true
+		}
 	}
-	return len(s)
+	return false
 }
 
 // credPrefixLen is the length of the recognisable prefix of a credential
@@ -218,15 +250,16 @@ func credPrefixLen(v string) int {
 
 // fakeCredential keeps the prefix of a credential (so a shadow that checks
 // the token's kind still sees it) and replaces every other letter and digit;
-// a PEM block keeps its BEGIN and END lines.
+// a PEM block keeps its BEGIN marker and END line.
 func fakeCredential(r *stream, v string) string {
-	if strings.HasPrefix(v, pemBegin) {
-		first := strings.IndexByte(v, '\n')
-		last := strings.LastIndex(v, pemEnd)
-		if first < 0 || last <= first {
-			return maskText
+	if hs := pemHeaderEnd(v); hs >= 0 {
+		// The key between the BEGIN marker and the END line (or the end of
+		// a cut block).
+		be := len(v)
+		if last := strings.LastIndex(v, pemEnd); last >= hs {
+			be = last
 		}
-		return v[:first] + fakeText(r, v[first:last]) + v[last:]
+		return v[:hs] + fakeText(r, v[hs:be]) + v[be:]
 	}
 	p := credPrefixLen(v)
 	return v[:p] + fakeText(r, v[p:])
