@@ -5,6 +5,8 @@ package redactor
 // word boundary and validates the candidate fully (Luhn, mod-97, SSN areas,
 // octet ranges, ...). The exact rules are documented in docs/redaction.md.
 
+import "strings"
+
 // piiKind is a class of personal data a detector finds.
 type piiKind uint8
 
@@ -143,7 +145,8 @@ func (d *detectors) find(s string, out []span) []span {
 		return out
 	}
 	base := len(out)
-	v6 := d.on[kindIPv6]
+	// Every IPv6 address has a ':': text without one skips its checks.
+	v6 := d.on[kindIPv6] && strings.IndexByte(s, ':') >= 0
 	for i := 0; i < n; i++ {
 		c := s[i]
 		if class[c]&cTrigger == 0 {
