@@ -5,6 +5,8 @@ package redactor
 // word boundary and validates the candidate fully (Luhn, mod-97, SSN areas,
 // octet ranges, ...). The exact rules are documented in docs/redaction.md.
 
+import "strings"
+
 // piiKind is a class of personal data a detector finds.
 type piiKind uint8
 
@@ -104,9 +106,10 @@ func init() {
 	for c := 'A'; c <= 'Z'; c++ {
 		class[c] |= cTrigger
 	}
-	// IPv6 starts with a hex digit or "::"; credentials with a known prefix
-	// (ghp_, glpat-, xoxb-, sk_live_, whsec_, npm_, pypi-, -----BEGIN, ...).
-	for _, c := range "abcdef:gxsrpnw-" {
+	// Credentials start with a known prefix (ghp_, glpat-, xoxb-, sk_live_,
+	// whsec_, npm_, pypi-, -----BEGIN, ...); IPv6 with a hex digit (see
+	// find) or "::".
+	for _, c := range "gxsrpnw-:" {
 		class[c] |= cTrigger
 	}
 	// Non-ASCII bytes may be part of internationalised email addresses.
@@ -142,13 +145,24 @@ func (d *detectors) find(s string, out []span) []span {
 		return out
 	}
 	base := len(out)
+	// Every IPv6 address has a ':': text without one skips its checks.
+	v6 := d.on[kindIPv6] && strings.IndexByte(s, ':') >= 0
 	for i := 0; i < n; i++ {
 		c := s[i]
 		if class[c]&cTrigger == 0 {
 			if isAlnum(c) {
 				// No finding starts inside a word: skip to its end.
-				for i+1 < n && isAlnum(s[i+1]) {
-					i++
+				st := i
+				i = wordEnd(s, i+1) - 1
+				// An IPv6 address may start with a hex letter that is no
+				// trigger (a, c, d, f): its first group is a word of at
+				// most four hex digits followed by ':'.
+				if v6 && i+1 < n && s[i+1] == ':' && i-st < 4 && hexDigit[c] &&
+					(st == 0 || !isAlnum(s[st-1])) && maybeIPv6(s, st) {
+					if e := matchIPv6(s, st); e > 0 {
+						out = append(out, span{st, e, kindIPv6})
+						i = e - 1
+					}
 				}
 			}
 			continue
@@ -174,7 +188,7 @@ func (d *detectors) find(s string, out []span) []span {
 		}
 		end := 0
 		var kind piiKind
-		if d.on[kindIPv6] && maybeIPv6(s, i) {
+		if v6 && maybeIPv6(s, i) {
 			if e := matchIPv6(s, i); e > 0 {
 				out = append(out, span{i, e, kindIPv6})
 				i = e - 1
@@ -182,6 +196,7 @@ func (d *detectors) find(s string, out []span) []span {
 			}
 		}
 		switch {
+		case isDigit(c) && !digitCandidate(s, i):
 		case isDigit(c):
 			if d.on[kindSSN] {
 				if e := matchSSN(s, i); e > 0 {
@@ -248,12 +263,40 @@ func (d *detectors) find(s string, out []span) []span {
 		} else if isAlnum(c) {
 			// Skip the rest of this word: no position inside it is at a word
 			// boundary (emails are anchored at their '@', not a word byte).
-			for i+1 < n && isAlnum(s[i+1]) {
-				i++
-			}
+			i = wordEnd(s, i+1) - 1
 		}
 	}
+	if len(out)-base < 2 {
+		return out // nothing to sort or merge: spare the call
+	}
 	return mergeSpans(out, base)
+}
+
+// wordEnd returns the index of the first byte at or after j that is not a
+// letter or digit (len(s) if none).
+func wordEnd(s string, j int) int {
+	for j < len(s) && class[s[j]]&cAlnum != 0 {
+		j++
+	}
+	return j
+}
+
+// digitFollow marks the bytes after a run of digits that let a finding
+// starting with a digit go on: SSN "078-", IPv4 "192.", card and phone group
+// separators (space, tab, '-', '.', the first byte of U+00A0, U+2009 and
+// U+202F) and a phone's "(".
+var digitFollow = [256]bool{' ': true, '\t': true, '-': true, '.': true, '(': true, 0xC2: true, 0xE2: true}
+
+// digitCandidate is the pre-check of the detectors that start with a digit
+// (ssn, card, ipv4, phone): the run of digits at s[i] is long enough to be a
+// card number alone (13) or is followed by a byte that continues one of
+// them. A lone number ("8001", "2029") needs no further look.
+func digitCandidate(s string, i int) bool {
+	j := i + 1
+	for j < len(s) && isDigit(s[j]) {
+		j++
+	}
+	return j-i >= 13 || (j < len(s) && digitFollow[s[j]])
 }
 
 // mergeSpans sorts out[base:] by start (emails are found at their '@', so they

@@ -105,6 +105,7 @@ type Engine struct {
 	secretText   rule
 	// Names whose rule is "off": secret_names does not apply to them either.
 	offHeader, offForm, offQuery, offJSON []glob
+	secrets                               *secretCache
 	pool                                  sync.Pool
 }
 
@@ -122,7 +123,8 @@ func NewEngine(cfg Config, opts ...Option) (*Engine, error) {
 	if useDefaults {
 		cfg = mergeConfig(DefaultConfig(), cfg)
 	}
-	e := &Engine{scanHeaders: true, maxDecoded: DefaultMaxDecodedBytes}
+	e := &Engine{scanHeaders: true, maxDecoded: DefaultMaxDecodedBytes,
+		secrets: newSecretCache()}
 	switch cfg.Binary {
 	case "", BinaryDrop:
 		e.binaryDrop = true

@@ -63,7 +63,9 @@ func (g *glob) match(name string) bool {
 	case globPrefix:
 		return len(name) >= len(g.lit) && asciiEqualFold(name[:len(g.lit)], g.lit)
 	case globSuffix:
-		return len(name) >= len(g.lit) && asciiEqualFold(name[len(name)-len(g.lit):], g.lit)
+		// The last byte first: most names end otherwise.
+		return len(name) >= len(g.lit) && len(g.lit) > 0 && lowerByte(name[len(name)-1]) == g.lit[len(g.lit)-1] &&
+			asciiEqualFold(name[len(name)-len(g.lit):], g.lit)
 	case globContains:
 		for i := 0; i+len(g.lit) <= len(name); i++ {
 			if asciiEqualFold(name[i:i+len(g.lit)], g.lit) {
@@ -282,7 +284,8 @@ func (st *state) scrubHeaders(hs []*mlv1.Header, dir uint8) []*mlv1.Header {
 			continue
 		}
 		r := e.headers.match(h.Name, dir)
-		if r == nil && !structuralHeader(h.Name) && e.secretMatch(e.offHeader, h.Name) {
+		structural := structuralHeader(h.Name)
+		if r == nil && !structural && e.secretMatch(e.offHeader, h.Name) {
 			r = &e.secretHeader
 		}
 		if r != nil {
@@ -298,7 +301,7 @@ func (st *state) scrubHeaders(hs []*mlv1.Header, dir uint8) []*mlv1.Header {
 			continue
 		}
 		switch {
-		case structuralHeader(h.Name):
+		case structural:
 		case urlHeader(h.Name):
 			h.Value = st.scrubURL(h.Value)
 		case e.scanHeaders:

@@ -18,7 +18,14 @@ func maybeIPv6(s string, i int) bool {
 	if t[0] == ':' {
 		return t[1] == ':'
 	}
-	return isHex(t[0]) && (t[1] == ':' || t[2] == ':' || t[3] == ':' || t[4] == ':')
+	return hexDigit[t[0]] && (t[1] == ':' || t[2] == ':' || t[3] == ':' || t[4] == ':')
+}
+
+// hexDigit marks the hexadecimal digits.
+var hexDigit = [256]bool{
+	'0': true, '1': true, '2': true, '3': true, '4': true, '5': true, '6': true, '7': true, '8': true, '9': true,
+	'a': true, 'b': true, 'c': true, 'd': true, 'e': true, 'f': true,
+	'A': true, 'B': true, 'C': true, 'D': true, 'E': true, 'F': true,
 }
 
 // maxIPv6Len bounds the text of an IPv6 address with an IPv4 tail

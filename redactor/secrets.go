@@ -2,7 +2,9 @@ package redactor
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -175,29 +177,61 @@ func credBody(p credPrefix, c byte) bool {
 	return class[c]&p.alphabet != 0
 }
 
-// matchPEM matches a PEM private key block at s[i].
+// matchPEM matches a PEM private key block at s[i]; a block without key
+// material (a BEGIN line alone, cut right after it) holds no secret and is
+// not a finding.
 func matchPEM(s string, i int) int {
-	if !strings.HasPrefix(s[i:], pemBegin) {
+	hs := pemHeaderEnd(s[i:])
+	if hs < 0 {
 		return 0
 	}
-	eol := strings.IndexByte(s[i:], '\n')
-	head := s[i:]
-	if eol >= 0 {
-		head = head[:eol]
+	hs += i
+	e := strings.Index(s[hs:], pemEnd)
+	body, end := s[hs:], len(s)
+	if e >= 0 {
+		bodyEnd := hs + e
+		body = s[hs:bodyEnd]
+		j := bodyEnd + len(pemEnd)
+		if k := strings.Index(s[j:], "-----"); k >= 0 {
+			end = j + k + 5
+		}
+	}
+	if !hasAlnum(body) {
+		return 0
+	}
+	return end
+}
+
+// pemHeaderEnd returns the end of the "-----BEGIN ... PRIVATE KEY-----"
+// marker at the start of v (the bytes after it, on its line or the next
+// ones, are the key), or -1 when v does not start with one.
+func pemHeaderEnd(v string) int {
+	if !strings.HasPrefix(v, pemBegin) {
+		return -1
+	}
+	head := v
+	if eol := strings.IndexByte(v, '\n'); eol >= 0 {
+		head = v[:eol]
 	}
 	k := strings.Index(head, "PRIVATE KEY")
-	if k < 0 || !strings.Contains(head[k:], "-----") {
-		return 0
+	if k < 0 {
+		return -1
 	}
-	e := strings.Index(s[i+len(pemBegin):], pemEnd)
-	if e < 0 {
-		return len(s)
+	d := strings.Index(head[k:], "-----")
+	if d < 0 {
+		return -1
 	}
-	j := i + len(pemBegin) + e + len(pemEnd)
-	if k := strings.Index(s[j:], "-----"); k >= 0 {
-		return j + k + 5
+	return k + d + 5
+}
+
+// hasAlnum reports whether s holds a letter or digit.
+func hasAlnum(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if isAlnum(s[i]) {
+			return true
+		}
 	}
-	return len(s)
+	return false
 }
 
 // credPrefixLen is the length of the recognisable prefix of a credential
@@ -216,15 +250,16 @@ func credPrefixLen(v string) int {
 
 // fakeCredential keeps the prefix of a credential (so a shadow that checks
 // the token's kind still sees it) and replaces every other letter and digit;
-// a PEM block keeps its BEGIN and END lines.
+// a PEM block keeps its BEGIN marker and END line.
 func fakeCredential(r *stream, v string) string {
-	if strings.HasPrefix(v, pemBegin) {
-		first := strings.IndexByte(v, '\n')
-		last := strings.LastIndex(v, pemEnd)
-		if first < 0 || last <= first {
-			return maskText
+	if hs := pemHeaderEnd(v); hs >= 0 {
+		// The key between the BEGIN marker and the END line (or the end of
+		// a cut block).
+		be := len(v)
+		if last := strings.LastIndex(v, pemEnd); last >= hs {
+			be = last
 		}
-		return v[:first] + fakeText(r, v[first:last]) + v[last:]
+		return v[:hs] + fakeText(r, v[hs:be]) + v[be:]
 	}
 	p := credPrefixLen(v)
 	return v[:p] + fakeText(r, v[p:])
@@ -480,13 +515,76 @@ func offGlobs(m map[string]Rule, lastSeg bool) []glob {
 // secretMatch reports whether secret_names applies to name: it is on, no
 // rule for the name was switched off, and the name looks secret.
 func (e *Engine) secretMatch(off []glob, name string) bool {
-	if !e.secretOn {
-		return false
-	}
+	return e.secretOn && e.secrets.match(off, name)
+}
+
+// secretCacheSlots and maxCachedName size the secret-name cache: at most
+// secretCacheSlots entries of at most maxCachedName bytes each (at most about
+// 180 KB per engine), whatever the names a stream carries.
+const (
+	secretCacheBits  = 11
+	secretCacheSlots = 1 << secretCacheBits
+	maxCachedName    = 64
+)
+
+// secretCache memoises secretName per engine. The names an API uses (JSON
+// keys, headers, query parameters) are few and repeat on every record, so
+// most look-ups are one hash and one comparison instead of a scan of the
+// name. It is two-way set-associative and fixed in size: a stream of
+// distinct names only replaces entries (each miss costs one small
+// allocation), and the random multiplier of the slot hash keeps a sender
+// from choosing names that collide on purpose. Safe for concurrent use.
+type secretCache struct {
+	mul   uint64 // odd multiplier of the slot hash, random per engine
+	slots [secretCacheSlots]atomic.Pointer[secretEntry]
+}
+
+// secretEntry is one cached classification; the name is copied in (names
+// may alias a record's buffers) and the entry holds no pointer.
+type secretEntry struct {
+	n      uint8
+	secret bool
+	name   [maxCachedName]byte
+}
+
+// newSecretCache returns an empty cache with a random slot hash.
+func newSecretCache() *secretCache {
+	return &secretCache{mul: rand.Uint64() | 1}
+}
+
+// match reports whether no glob of off matches name and name looks secret
+// (secretName, through the cache).
+func (c *secretCache) match(off []glob, name string) bool {
 	for i := range off {
 		if off[i].match(name) {
 			return false
 		}
 	}
-	return secretName(name)
+	if c == nil || len(name) < 2 || len(name) > maxCachedName {
+		return secretName(name)
+	}
+	// A cheap hash of the length and four bytes: a collision or a stream of
+	// distinct names only costs a miss, never a wrong answer.
+	n := len(name)
+	h := uint64(n) | uint64(name[0])<<8 | uint64(name[1])<<16 | uint64(name[n/2])<<24 | uint64(name[n-1])<<32
+	// Two-way: a name lives in either slot of its pair.
+	k := (h * c.mul) >> (64 - secretCacheBits)
+	a, b := &c.slots[k], &c.slots[k^1]
+	ea := a.Load()
+	if ea != nil && string(ea.name[:ea.n]) == name {
+		return ea.secret
+	}
+	eb := b.Load()
+	if eb != nil && string(eb.name[:eb.n]) == name {
+		return eb.secret
+	}
+	secret := secretName(name)
+	en := &secretEntry{n: uint8(len(name)), secret: secret}
+	copy(en.name[:], name)
+	if ea == nil || eb != nil && k&1 == 0 {
+		a.Store(en) // free, or the pair is full: replace by parity
+	} else {
+		b.Store(en)
+	}
+	return secret
 }

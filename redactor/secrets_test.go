@@ -375,3 +375,40 @@ func TestScrubNamedHostileInputLinear(t *testing.T) {
 		}
 	}
 }
+
+// TestPEMFakeKeepsFormat: the fake of a PEM private key block, whole or cut
+// by the capture, is again a private key block found whole (with its BEGIN
+// marker and END line), never "****"; a BEGIN line without key material is
+// no finding (nothing in it is secret).
+func TestPEMFakeKeepsFormat(t *testing.T) {
+	d := allDetectors()
+	k := testKeyed()
+	for _, s := range []string{
+		"-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIIrY\n-----END EC PRIVATE KEY-----",
+		"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+		"-----BEGIN PRIVATE KEY-----\nM",
+		"-----BEGIN PRIVATE KEY-----MIIEvQ",
+		"-----BEGIN RSA PRIVATE KEY----- x\n-----END RSA PRIVATE KEY-----",
+	} {
+		if got := d.find(s, nil); len(got) != 1 || got[0] != (span{0, len(s), kindCredential}) {
+			t.Errorf("find(%q) = %v, want the whole block", s, got)
+			continue
+		}
+		f := k.fake(fakeKind(kindCredential), s)
+		hs := pemHeaderEnd(s)
+		if f == s || !strings.HasPrefix(f, s[:hs]) || len(f) != len(s) {
+			t.Errorf("fake(%q) = %q", s, f)
+		}
+		if got := d.find(f, nil); len(got) != 1 || got[0] != (span{0, len(f), kindCredential}) {
+			t.Errorf("fake %q of %q found as %v", f, s, got)
+		}
+	}
+	for _, s := range []string{
+		"-----BEGIN PRIVATE KEY-----", "-----BEGIN PRIVATE KEY-----\n", "-----BEGIN PRIVATE KEY-----\n \n",
+		"-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----",
+	} {
+		if got := d.find(s, nil); len(got) != 0 {
+			t.Errorf("find(%q) = %v, want nothing (no key material)", s, got)
+		}
+	}
+}
