@@ -50,6 +50,12 @@ const maxRejected = 1000
 // DefaultGroup is the consumer group of the redactors of service.
 func DefaultGroup(service string) string { return "mirrorline-redact-" + service }
 
+// TransactionTimeout is how long the broker lets a redactor's transaction stay
+// open before aborting it: the longest a redactor that died mid-transaction
+// (and is not restarted under the same transactional id) holds back
+// read-committed consumers of the clean topic.
+const TransactionTimeout = 60 * time.Second
+
 // SessionOpts are the kgo options of a redactor's transactional session on top of
 // the broker options: exactly-once consume-transform-produce from raw to clean,
 // in a group with the default membership (broker.GroupConsumeOpts; append
@@ -64,7 +70,7 @@ func SessionOpts(service, group, transactionalID string) []kgo.Opt {
 		// read-committed consumers of the clean topic waiting for it to time
 		// out.
 		kgo.TransactionalID(transactionalID),
-		kgo.TransactionTimeout(60*time.Second),
+		kgo.TransactionTimeout(TransactionTimeout),
 		kgo.RequireStableFetchOffsets(),
 	)
 }

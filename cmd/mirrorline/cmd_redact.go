@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -84,9 +85,13 @@ func (a *app) newRedactor(tel *telemetry.Server) (*redactor.Processor, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
-	opts = append(opts, redactor.SessionOpts(a.cfg.Service, rc.Group, rc.TransactionalID)...)
+	base := opts
+	opts = append(append([]kgo.Opt(nil), opts...), redactor.SessionOpts(a.cfg.Service, rc.Group, rc.TransactionalID)...)
 	opts = append(opts, a.cfg.membership(rc.SessionTimeout).Opts()...)
-	open := func() (*kgo.GroupTransactSession, error) { return kgo.NewGroupTransactSession(opts...) }
+	open := func() (*kgo.GroupTransactSession, error) {
+		a.fenceRedactor(base, rc.TransactionalID)
+		return kgo.NewGroupTransactSession(opts...)
+	}
 	sess, err := open()
 	if err != nil {
 		return nil, fmt.Errorf("redactor kafka session: %w", err)
@@ -104,4 +109,22 @@ func (a *app) newRedactor(tel *telemetry.Server) (*redactor.Processor, error) {
 		return nil, usagef("redact.%v", err)
 	}
 	return p, nil
+}
+
+// fenceRedactor aborts the transaction a predecessor with transactionalID
+// left open (redactor.FencePredecessor), so a restarted redactor resumes at
+// once instead of after the transaction timeout. Kafka unreachable or slow
+// only costs that wait: the session still starts.
+func (a *app) fenceRedactor(base []kgo.Opt, transactionalID string) {
+	cl, err := kgo.NewClient(base...)
+	if err != nil {
+		a.log.Warn("fence previous redactor: kafka client", "error", err)
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := redactor.FencePredecessor(ctx, cl, transactionalID, redactor.TransactionTimeout); err != nil {
+		a.log.Warn("fence previous redactor; a transaction it left open ends at its timeout", "transactional_id", transactionalID, "error", err)
+	}
 }

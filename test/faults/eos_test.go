@@ -82,6 +82,9 @@ func startProc(t *testing.T, name string, brokers []string, args ...string) *pro
 	p := &proc{t: t, name: name, args: args, env: append(os.Environ(), "MIRRORLINE_BROKERS="+strings.Join(brokers, ","))}
 	p.start()
 	t.Cleanup(func() {
+		if t.Failed() {
+			p.dump()
+		}
 		p.stop()
 		if t.Failed() {
 			for i, l := range append(p.logs, p.out.String()) {
@@ -111,6 +114,23 @@ func (p *proc) kill9() {
 	}
 	_ = p.cmd.Wait()
 	p.logs = append(p.logs, p.out.String())
+}
+
+// dump makes a running process print its goroutines (SIGQUIT) and exit, so
+// a failed test shows where it was.
+func (p *proc) dump() {
+	if p.cmd == nil || p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
 }
 
 // restart starts the process again with the same arguments.
