@@ -1,5 +1,3 @@
-// Package collectortest holds what the collectors' tests share: a
-// collector.Producer that keeps every record it is handed.
 package collectortest
 
 import (
