@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/mirrorline/mirrorline/broker"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
@@ -178,11 +177,6 @@ func (e *Emitter) Emit(ex *mlv1.Exchange) error {
 	if ex.CaptureTimeNs == 0 {
 		ex.CaptureTimeNs = e.now().UnixNano()
 	}
-	val, err := proto.Marshal(ex)
-	if err != nil {
-		e.metrics.Dropped.WithLabelValues(DropEncodeError).Inc()
-		return err
-	}
 	key := ex.ConnectionId
 	if key == "" {
 		key = ex.Id
@@ -190,21 +184,21 @@ func (e *Emitter) Emit(ex *mlv1.Exchange) error {
 	rec := &kgo.Record{
 		Topic:     e.topic,
 		Key:       []byte(key),
-		Value:     val,
 		Timestamp: time.Unix(0, ex.CaptureTimeNs),
 	}
-	if !e.budget.Fits(rec) {
-		if _, fits := ex.Fit(e.budget.MaxValue(rec.Key, nil)); !fits {
-			e.metrics.Dropped.WithLabelValues(DropTooLarge).Inc()
-			e.log.Warn("exchange does not fit the record budget even without bodies and headers; dropped", "budget_bytes", e.budget.MaxMessageBytes())
-			return nil
-		}
-		if rec.Value, err = proto.Marshal(ex); err != nil {
-			e.metrics.Dropped.WithLabelValues(DropEncodeError).Inc()
-			return err
-		}
+	val, cut, fits, err := mlv1.MarshalWithin(ex, e.budget.MaxValue(rec.Key, nil))
+	switch {
+	case err != nil:
+		e.metrics.Dropped.WithLabelValues(DropEncodeError).Inc()
+		return err
+	case !fits:
+		e.metrics.Dropped.WithLabelValues(DropTooLarge).Inc()
+		e.log.Warn("exchange does not fit the record budget even without bodies and headers; dropped", "budget_bytes", e.budget.MaxMessageBytes())
+		return nil
+	case cut:
 		e.metrics.Truncated.Inc()
 	}
+	rec.Value = val
 	start := e.now()
 	e.metrics.Queued.Inc()
 	e.prod.TryProduce(context.Background(), rec, func(_ *kgo.Record, err error) {

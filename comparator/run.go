@@ -266,12 +266,14 @@ func (r *Runner) publish(ctx context.Context, cl *kgo.Client, out []Decision) er
 		if limit == 0 {
 			limit = r.budget.MaxValue(rec.Key, nil)
 		}
-		if cut, _ := d.Fit(limit); cut {
-			r.metrics.Truncated.Inc()
-		}
-		val, err := proto.Marshal(d)
+		// A diff that cannot fit even cut is sent all the same: Kafka's
+		// MESSAGE_TOO_LARGE brings it back below at minDiffBudget.
+		val, cut, _, err := mlv1.MarshalWithin(d, limit)
 		if err != nil {
 			return fmt.Errorf("compare %s: encode diff: %w", r.service, err)
+		}
+		if cut {
+			r.metrics.Truncated.Inc()
 		}
 		rec.Value = val
 		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {

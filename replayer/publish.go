@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/mirrorline/mirrorline/broker"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
@@ -19,20 +17,14 @@ var errTooLarge = errors.New("shadow record larger than the record budget")
 // body_truncated (headers_truncated) with body_size kept, and is counted in
 // m.Truncated, rather than being lost to a MESSAGE_TOO_LARGE.
 func shadowValue(out *mlv1.Exchange, key []byte, b *broker.Budget, m *Metrics) ([]byte, error) {
-	val, err := proto.Marshal(out)
-	if err != nil {
+	val, cut, fits, err := mlv1.MarshalWithin(out, b.MaxValue(key, nil))
+	switch {
+	case err != nil:
 		return nil, fmt.Errorf("encode shadow record: %w", err)
-	}
-	limit := b.MaxValue(key, nil)
-	if len(val) <= limit {
-		return val, nil
-	}
-	if _, fits := out.Fit(limit); !fits {
+	case !fits:
 		return nil, errTooLarge
-	}
-	m.Truncated.Inc()
-	if val, err = proto.Marshal(out); err != nil {
-		return nil, fmt.Errorf("encode shadow record: %w", err)
+	case cut:
+		m.Truncated.Inc()
 	}
 	return val, nil
 }

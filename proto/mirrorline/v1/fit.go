@@ -180,3 +180,22 @@ func (d *Diff) Fit(maxBytes int) (cut, fits bool) {
 	setNote()
 	return true, proto.Size(d) <= maxBytes
 }
+
+// MarshalWithin encodes m for a record whose value may take maxBytes: when
+// the encoding is larger, m is cut with its Fit method (Exchange.Fit,
+// Diff.Fit) and encoded again. It reports whether m was cut and whether the
+// value now fits; a value that cannot fit is still returned, cut as far as
+// Fit goes, for the caller to drop or send.
+func MarshalWithin(m interface {
+	proto.Message
+	Fit(maxBytes int) (cut, fits bool)
+}, maxBytes int) (val []byte, cut, fits bool, err error) {
+	if val, err = proto.Marshal(m); err != nil || len(val) <= maxBytes {
+		return val, false, err == nil, err
+	}
+	cut, fits = m.Fit(maxBytes)
+	if val, err = proto.Marshal(m); err != nil {
+		return nil, cut, false, err
+	}
+	return val, cut, fits, nil
+}
