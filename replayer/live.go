@@ -14,7 +14,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mirrorline/mirrorline/broker"
-	"github.com/mirrorline/mirrorline/collector/reqtarget"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
@@ -308,15 +307,8 @@ func (l *Live) replay(ctx context.Context, w work) {
 	}
 	l.metrics.ScheduleLag.Observe(sent.Sub(w.fetched).Seconds())
 	resp, err := l.sender.Send(ctx, ex)
-	if errors.Is(err, reqtarget.ErrUnsafe) {
-		l.metrics.Dropped.WithLabelValues(DropUnsafeTarget).Inc()
-		l.log.Debug("record not replayed: unsafe request-target", "id", ex.GetId(), "error", err)
-		l.offsets.Finish(w.track, true)
-		return
-	}
 	if err != nil {
-		reason := SkipReason(err)
-		l.metrics.Errors.WithLabelValues(reason).Inc()
+		reason := l.metrics.countSkip(err)
 		l.log.Debug("record not replayed", "id", ex.GetId(), "reason", reason)
 		l.offsets.Finish(w.track, true)
 		return

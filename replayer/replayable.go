@@ -6,6 +6,7 @@ import (
 	"net/textproto"
 	"strings"
 
+	"github.com/mirrorline/mirrorline/collector/reqtarget"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
@@ -76,4 +77,30 @@ func SkipReason(err error) string {
 		return ReasonUpgrade
 	}
 	return ReasonBuild
+}
+
+// checkRecord returns why ex is never replayed, as BuildRequest would without
+// a target: an unsafe request-target (wrapping reqtarget.ErrUnsafe), then
+// Replayable. nil when BuildRequest would build it.
+func checkRecord(ex *mlv1.Exchange) error {
+	if req := ex.GetRequest(); req != nil {
+		if _, err := reqtarget.Check(req.Method, req.Url); err != nil {
+			return fmt.Errorf("exchange %s: request target: %w", ex.GetId(), err)
+		}
+	}
+	return Replayable(ex)
+}
+
+// countSkip counts a record not replayed because of err (from BuildRequest,
+// Send or checkRecord) and returns the reason: an unsafe request-target in
+// dropped_total{reason="unsafe_target"}, anything else in
+// errors_total{reason} (SkipReason).
+func (m *Metrics) countSkip(err error) string {
+	if errors.Is(err, reqtarget.ErrUnsafe) {
+		m.Dropped.WithLabelValues(DropUnsafeTarget).Inc()
+		return DropUnsafeTarget
+	}
+	reason := SkipReason(err)
+	m.Errors.WithLabelValues(reason).Inc()
+	return reason
 }

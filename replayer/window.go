@@ -13,7 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mirrorline/mirrorline/broker"
-	"github.com/mirrorline/mirrorline/collector/reqtarget"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
@@ -180,18 +179,9 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 			w.metrics.Errors.WithLabelValues("decode").Inc()
 			continue
 		}
-		if req := it.Exchange.GetRequest(); req != nil {
-			if _, err := reqtarget.Check(req.Method, req.Url); err != nil {
-				// Not scheduled, in a dry run too; Send checks again.
-				st.error(DropUnsafeTarget)
-				w.metrics.Dropped.WithLabelValues(DropUnsafeTarget).Inc()
-				continue
-			}
-		}
-		if err := Replayable(it.Exchange); err != nil {
-			reason := SkipReason(err)
-			st.error(reason)
-			w.metrics.Errors.WithLabelValues(reason).Inc()
+		if err := checkRecord(it.Exchange); err != nil {
+			// Not scheduled, in a dry run too; Send checks again.
+			st.error(w.metrics.countSkip(err))
 			continue
 		}
 		planned := anchor.Add(w.sched.At(index, it.Capture))
@@ -287,16 +277,9 @@ func (w *Window) reportProgress() {
 func (w *Window) send(ctx context.Context, it Item, sent time.Time, lag time.Duration, st *stats) {
 	ex := it.Exchange
 	resp, err := w.sender.Send(ctx, ex)
-	if errors.Is(err, reqtarget.ErrUnsafe) {
-		st.error(DropUnsafeTarget)
-		w.metrics.Dropped.WithLabelValues(DropUnsafeTarget).Inc()
-		w.log.Debug("record not replayed: unsafe request-target", "id", ex.GetId(), "error", err)
-		return
-	}
 	if err != nil {
-		reason := SkipReason(err)
+		reason := w.metrics.countSkip(err)
 		st.error(reason)
-		w.metrics.Errors.WithLabelValues(reason).Inc()
 		w.log.Debug("record not replayed", "id", ex.GetId(), "reason", reason)
 		return
 	}
