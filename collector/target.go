@@ -3,7 +3,7 @@ package collector
 import (
 	"fmt"
 
-	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/mirrorline/mirrorline/collector/reqtarget"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
@@ -38,22 +38,9 @@ func normalizeTarget(ex *mlv1.Exchange) error {
 // UnsafeTargetDrops is how many captures were dropped for their request-target
 // (mirrorline_collector_dropped_total{reason="unsafe_target"}), for summaries.
 func (m *Metrics) UnsafeTargetDrops() uint64 {
-	reg := prometheus.NewRegistry()
-	if err := reg.Register(m.Dropped); err != nil {
+	var pb dto.Metric
+	if err := m.Dropped.WithLabelValues(DropUnsafeTarget).Write(&pb); err != nil {
 		return 0
 	}
-	fams, err := reg.Gather()
-	if err != nil {
-		return 0
-	}
-	for _, f := range fams {
-		for _, s := range f.GetMetric() {
-			for _, l := range s.GetLabel() {
-				if l.GetName() == "reason" && l.GetValue() == DropUnsafeTarget {
-					return uint64(s.GetCounter().GetValue())
-				}
-			}
-		}
-	}
-	return 0
+	return uint64(pb.GetCounter().GetValue())
 }
