@@ -15,7 +15,7 @@ import (
 // Stage names one of the per-service topics.
 type Stage string
 
-// The per-service topics, in pipeline order (SPEC "Topics").
+// The per-service topics, in pipeline order (mirror.STAGE.SERVICE).
 const (
 	Raw        Stage = "raw"
 	Clean      Stage = "clean"

@@ -34,7 +34,7 @@ const (
 	DropTooLarge = "too_large"
 )
 
-// Metrics are the collector metrics of the SPEC.
+// Metrics are the collector metrics (mirrorline_collector_*), shared by every collector.
 type Metrics struct {
 	Captured       prometheus.Counter
 	Dropped        *prometheus.CounterVec

@@ -17,7 +17,7 @@ const (
 	RecordIgnored     = "ignored"     // a shadow record of another replay job (shadow_job)
 )
 
-// Metrics are the comparator metrics (SPEC: comparator_exchanges_total,
+// Metrics are the comparator metrics (mirrorline_comparator_exchanges_total,
 // comparator_latency_seconds). Endpoint labels are templates (TemplatePath),
 // capped by max_endpoints; no label carries payload data.
 type Metrics struct {

@@ -2,7 +2,7 @@ package replayer
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// Metrics are the replayer metrics of the SPEC.
+// Metrics are the replayer metrics (mirrorline_replayer_*).
 type Metrics struct {
 	Sent            *prometheus.CounterVec
 	Errors          *prometheus.CounterVec

@@ -14,7 +14,7 @@ import (
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
-// Headers added to every replayed request (SPEC "Headers on replayed requests").
+// Headers added to every replayed request (docs/replay.md).
 const (
 	HeaderShadow = "X-Shadow-Request"
 	HeaderID     = "X-Mirrorline-Id"
