@@ -397,12 +397,15 @@ func BodyDropReason(err error) string {
 	return DropIncompleteBody
 }
 
-// BodyErrorStatus is the status a collector answers a body error with.
-func BodyErrorStatus(err error) int {
+// RefuseBody answers a request whose body could not be read whole (err, a
+// body error of RateBody) and closes the connection: 408 for a body too slow,
+// 400 for one cut short or badly framed.
+func RefuseBody(w http.ResponseWriter, err error) {
+	code := http.StatusBadRequest
 	if errors.Is(err, ErrBodyTimeout) {
-		return http.StatusRequestTimeout
+		code = http.StatusRequestTimeout
 	}
-	return http.StatusBadRequest
+	Refuse(w, code, http.StatusText(code))
 }
 
 // RateBody wraps the body of r (served through w) so that it must arrive within

@@ -282,8 +282,7 @@ func (p *Proxy) bodyFailed(w http.ResponseWriter, connID string, err error, answ
 	p.emit.Metrics().Dropped.WithLabelValues(reason).Inc()
 	p.log.Debug("request body failed: not forwarded whole, not published", "connection", connID, "reason", reason)
 	if answer {
-		code := collector.BodyErrorStatus(err)
-		collector.Refuse(w, code, http.StatusText(code))
+		collector.RefuseBody(w, err)
 	}
 }
 
@@ -293,8 +292,7 @@ func (p *Proxy) primaryError(w http.ResponseWriter, r *http.Request, err error) 
 		st.perr = err
 		if st.body != nil && st.body.Err() != nil {
 			// The client's body failed while it was streamed to the primary.
-			code := collector.BodyErrorStatus(st.body.Err())
-			collector.Refuse(w, code, http.StatusText(code))
+			collector.RefuseBody(w, st.body.Err())
 			return
 		}
 	}

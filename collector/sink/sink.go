@@ -98,8 +98,7 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reason := collector.BodyDropReason(err)
 		m.Dropped.WithLabelValues(reason).Inc()
 		s.log.Debug("mirrored body not received whole: not published", "connection", connID, "reason", reason)
-		code := collector.BodyErrorStatus(err)
-		collector.Refuse(w, code, http.StatusText(code))
+		collector.RefuseBody(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
