@@ -26,17 +26,12 @@ import (
 var mlBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "mirrorline-e2e")
+	bin, dir, err := testproc.BuildMirrorline("mirrorline-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	mlBin = filepath.Join(dir, "mirrorline")
-	out, err := exec.Command("go", "build", "-o", mlBin, "github.com/mirrorline/mirrorline/cmd/mirrorline").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build mirrorline: %v\n%s", err, out)
-		os.Exit(1)
-	}
+	mlBin = bin
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -48,14 +47,7 @@ func TestMain(m *testing.M) {
 func mirrorline(t *testing.T) string {
 	t.Helper()
 	mlOnce.Do(func() {
-		if mlDir, mlErr = os.MkdirTemp("", "mirrorline-faults"); mlErr != nil {
-			return
-		}
-		mlBin = filepath.Join(mlDir, "mirrorline")
-		out, err := exec.Command("go", "build", "-o", mlBin, "github.com/mirrorline/mirrorline/cmd/mirrorline").CombinedOutput()
-		if err != nil {
-			mlErr = fmt.Errorf("build mirrorline: %w\n%s", err, out)
-		}
+		mlBin, mlDir, mlErr = testproc.BuildMirrorline("mirrorline-faults")
 	})
 	if mlErr != nil {
 		t.Fatal(mlErr)

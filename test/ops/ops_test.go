@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 var (
@@ -30,18 +32,12 @@ var (
 func TestMain(m *testing.M) {
 	_, file, _, _ := runtime.Caller(0)
 	root = filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-	dir, err := os.MkdirTemp("", "mirrorline-ops")
+	bin, dir, err := testproc.BuildMirrorline("mirrorline-ops")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	mlBin = filepath.Join(dir, "mirrorline")
-	cmd := exec.Command("go", "build", "-o", mlBin, "./cmd/mirrorline")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build mirrorline: %v\n%s", err, out)
-		os.Exit(1)
-	}
+	mlBin = bin
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -1,11 +1,15 @@
 // Package testproc holds what tests that run real processes and servers on
 // loopback share: a process output buffer safe to read while the process
-// writes, and free loopback addresses.
+// writes, free loopback addresses, and the mirrorline binary they run.
 package testproc
 
 import (
 	"bytes"
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 )
@@ -40,4 +44,20 @@ func FreeAddr(t testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// BuildMirrorline builds the mirrorline binary into a new temporary
+// directory and returns the binary's path and the directory, which the
+// caller removes when done.
+func BuildMirrorline(prefix string) (bin, dir string, err error) {
+	if dir, err = os.MkdirTemp("", prefix); err != nil {
+		return "", "", err
+	}
+	bin = filepath.Join(dir, "mirrorline")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/mirrorline/mirrorline/cmd/mirrorline").CombinedOutput()
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", "", fmt.Errorf("build mirrorline: %w\n%s", err, out)
+	}
+	return bin, dir, nil
 }
