@@ -306,7 +306,7 @@ func (l *Live) replay(ctx context.Context, w work) {
 		sent = now
 	}
 	l.metrics.ScheduleLag.Observe(sent.Sub(w.fetched).Seconds())
-	resp, err := l.sender.Send(ctx, ex)
+	resp, failure, err := l.sender.SendReason(ctx, ex)
 	if err != nil {
 		reason := l.metrics.countSkip(err)
 		l.log.Debug("record not replayed", "id", ex.GetId(), "reason", reason)
@@ -317,12 +317,7 @@ func (l *Live) replay(ctx context.Context, w work) {
 		l.offsets.Finish(w.track, false) // cancelled mid-request: not a target error
 		return
 	}
-	if resp.Error != "" {
-		l.metrics.Sent.WithLabelValues("error").Inc()
-	} else {
-		l.metrics.Sent.WithLabelValues(StatusClass(int(resp.Status))).Inc()
-		l.metrics.ResponseLatency.Observe(time.Duration(resp.LatencyNs).Seconds())
-	}
+	l.metrics.countResponse(resp, failure)
 	if ex.CaptureTimeNs > 0 {
 		l.metrics.CaptureDelay.Observe(sent.Sub(time.Unix(0, ex.CaptureTimeNs)).Seconds())
 	}

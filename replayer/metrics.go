@@ -1,6 +1,12 @@
 package replayer
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
 
 // Metrics are the replayer metrics (mirrorline_replayer_*).
 type Metrics struct {
@@ -21,6 +27,9 @@ type Metrics struct {
 	// Truncated counts shadow responses cut to fit the shadow topic's
 	// record budget (flagged truncated, sizes kept).
 	Truncated prometheus.Counter
+	// RequestErrors counts requests that failed at the target, by reason
+	// (RequestErrorReasons: refused, timeout, dns, tls, reset, 5xx, other).
+	RequestErrors *prometheus.CounterVec
 }
 
 // NewMetrics creates the replayer metrics and registers them on reg (when not nil).
@@ -33,6 +42,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mirrorline_replayer_errors_total",
 			Help: "Records not replayed or responses not recorded, by reason.",
+		}, []string{"reason"}),
+		RequestErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mirrorline_replayer_request_errors_total",
+			Help: "Requests that failed at the target, by reason: refused, timeout, dns, tls, reset, 5xx (a response with status 500..599) or other.",
 		}, []string{"reason"}),
 		ScheduleLag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "mirrorline_replayer_schedule_lag_seconds",
@@ -69,11 +82,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, c := range []string{"2xx", "3xx", "4xx", "5xx", "error"} {
 		m.Sent.WithLabelValues(c)
 	}
+	for _, r := range RequestErrorReasons {
+		m.RequestErrors.WithLabelValues(r)
+	}
 	m.Dropped.WithLabelValues(DropMaxLag)
 	m.Dropped.WithLabelValues(DropTooOld)
 	m.Dropped.WithLabelValues(DropUnsafeTarget)
 	if reg != nil {
-		reg.MustRegister(m.Sent, m.Errors, m.ScheduleLag, m.ResponseLatency, m.CaptureDelay, m.Dropped, m.Late, m.Throttled, m.Truncated)
+		reg.MustRegister(m.Sent, m.Errors, m.RequestErrors, m.ScheduleLag, m.ResponseLatency, m.CaptureDelay, m.Dropped, m.Late, m.Throttled, m.Truncated)
 	}
 	return m
 }
@@ -93,4 +109,20 @@ func StatusClass(code int) string {
 		return "5xx"
 	}
 	return "error"
+}
+
+// countResponse counts a request that reached the target or failed there:
+// sent_total by status class and, when it failed (reason not ""),
+// request_errors_total by reason. It returns the status class.
+func (m *Metrics) countResponse(resp *mlv1.Response, reason string) string {
+	class := "error"
+	if resp.GetError() == "" {
+		class = StatusClass(int(resp.GetStatus()))
+		m.ResponseLatency.Observe(time.Duration(resp.GetLatencyNs()).Seconds())
+	}
+	m.Sent.WithLabelValues(class).Inc()
+	if reason != "" {
+		m.RequestErrors.WithLabelValues(reason).Inc()
+	}
+	return class
 }

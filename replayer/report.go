@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -57,11 +59,29 @@ type Summary struct {
 	Errors map[string]int64 `json:"errors"`
 	// Status counts sent requests by response status class (2xx..5xx, error).
 	Status map[string]int64 `json:"status"`
+	// RequestErrors counts the sent requests that failed, by reason
+	// (RequestErrorReasons: refused, timeout, dns, tls, reset, 5xx, other).
+	RequestErrors map[string]int64 `json:"request_errors"`
+	// ErrorRate is the share of sent requests that failed, 0..1.
+	ErrorRate float64 `json:"error_rate"`
+	// MaxErrorRate is the error rate above which the job failed (see Failed).
+	MaxErrorRate float64 `json:"max_error_rate"`
+	// Failed is set when the job failed: every sent request failed, or more
+	// than MaxErrorRate of them did. A dry run never fails. Failure says why.
+	Failed  bool   `json:"failed"`
+	Failure string `json:"failure,omitempty"`
 
 	Started   time.Time `json:"started"`
 	Finished  time.Time `json:"finished"`
 	FirstSend time.Time `json:"first_send"`
 	LastSend  time.Time `json:"last_send"`
+	// LeadIn is the wait from Started to FirstSend, before the send span:
+	// StartWait waiting for the job start (--start-at, or the start agreed by
+	// the workers of a job), then IdleStart until the first record was due
+	// (a window that starts idle), then the schedule lag of that send.
+	LeadIn    float64 `json:"lead_in"`
+	StartWait float64 `json:"start_wait"`
+	IdleStart float64 `json:"idle_start"`
 	// PlannedSpan is from the first to the last planned time of the scheduled
 	// records, SendSpan from the first to the last actual send.
 	PlannedSpan float64 `json:"planned_span"`
@@ -110,15 +130,26 @@ func (s *Summary) WriteText(w io.Writer) error {
 		ratio = s.AchievedRate / s.AskedRate * 100
 	}
 	fmt.Fprintf(&b, "  rate      asked %.2f/s, achieved %.2f/s (%.1f%%), sends over %s (planned %s)\n", s.AskedRate, s.AchievedRate, ratio, secs(s.SendSpan), secs(s.PlannedSpan))
+	if !s.FirstSend.IsZero() {
+		fmt.Fprintf(&b, "  lead-in   %s before the first send%s\n", dur(s.LeadIn), s.leadInWhy())
+	}
 	if !s.DryRun {
 		fmt.Fprintf(&b, "  latency   %s\n", s.Latency)
 	}
 	fmt.Fprintf(&b, "  lag       %s\n", s.ScheduleLag)
 	if !s.DryRun {
 		fmt.Fprintf(&b, "  status    %s\n", formatCounts(s.Status, []string{"1xx", "2xx", "3xx", "4xx", "5xx", "error"}))
+		fmt.Fprintf(&b, "  failed    %d of %d requests (%s)", sumCounts(s.RequestErrors), s.Sent, percent(s.ErrorRate))
+		if len(s.RequestErrors) > 0 {
+			fmt.Fprintf(&b, ": %s", formatCounts(s.RequestErrors, RequestErrorReasons))
+		}
+		b.WriteString("\n")
 	}
 	if len(s.Errors) > 0 {
 		fmt.Fprintf(&b, "  errors    %s\n", formatCounts(s.Errors, nil))
+	}
+	if s.Failed {
+		fmt.Fprintf(&b, "replay failed: %s\n", s.Failure)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -133,6 +164,51 @@ func (q Quantiles) String() string {
 }
 
 func ms(s float64) string { return fmt.Sprintf("%.2fms", s*1000) }
+
+// dur renders seconds as a duration to the millisecond ("10m15s", "12ms").
+func dur(s float64) string {
+	return time.Duration(s * float64(time.Second)).Round(time.Millisecond).String()
+}
+
+// percent renders a rate 0..1 as a percentage to a tenth ("25%", "33.3%").
+func percent(r float64) string {
+	return strconv.FormatFloat(math.Round(r*1000)/10, 'f', -1, 64) + "%"
+}
+
+// leadInWhy says what the lead-in was spent on.
+func (s *Summary) leadInWhy() string {
+	var why []string
+	if s.StartWait >= IdleAfter.Seconds() {
+		why = append(why, fmt.Sprintf("%s waiting for the job start", dur(s.StartWait)))
+	}
+	if s.IdleStart >= IdleAfter.Seconds() {
+		why = append(why, fmt.Sprintf("the window starts idle: its first record was due %s after the job start", dur(s.IdleStart)))
+	}
+	if len(why) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(why, "; ") + ")"
+}
+
+// judge sets ErrorRate, MaxErrorRate, Failed and Failure: a job fails when
+// it sent requests and every one failed, or more than maxRate of them did.
+func (s *Summary) judge(maxRate float64) {
+	s.MaxErrorRate = maxRate
+	failed := sumCounts(s.RequestErrors)
+	if s.Sent > 0 {
+		s.ErrorRate = float64(failed) / float64(s.Sent)
+	}
+	if s.DryRun || s.Sent == 0 || failed == 0 {
+		return
+	}
+	what := fmt.Sprintf("%d of %d requests errored (%s)", failed, s.Sent, formatCounts(s.RequestErrors, RequestErrorReasons))
+	switch {
+	case failed >= s.Sent:
+		s.Failed, s.Failure = true, what
+	case s.ErrorRate > maxRate:
+		s.Failed, s.Failure = true, fmt.Sprintf("%s: error rate %s is above --max-error-rate %s", what, percent(s.ErrorRate), percent(maxRate))
+	}
+}
 
 func secs(s float64) string { return fmt.Sprintf("%.3fs", s) }
 
@@ -178,6 +254,7 @@ type stats struct {
 	lag        *hdrhistogram.Histogram // µs
 	status     map[string]int64
 	errors     map[string]int64
+	reqErrors  map[string]int64
 	scheduled  int64
 	dispatched int64
 	sent       int64
@@ -186,14 +263,17 @@ type stats struct {
 
 	firstPlanned, lastPlanned time.Time
 	firstSend, lastSend       time.Time
+	// anchor is the job start the schedule counts from, once known.
+	anchor time.Time
 }
 
 func newStats() *stats {
 	return &stats{
-		latency: hdrhistogram.New(1, 3_600_000_000, 3),
-		lag:     hdrhistogram.New(1, 3_600_000_000, 3),
-		status:  map[string]int64{},
-		errors:  map[string]int64{},
+		latency:   hdrhistogram.New(1, 3_600_000_000, 3),
+		lag:       hdrhistogram.New(1, 3_600_000_000, 3),
+		status:    map[string]int64{},
+		errors:    map[string]int64{},
+		reqErrors: map[string]int64{},
 	}
 }
 
@@ -214,6 +294,13 @@ func (s *stats) planned(t time.Time) {
 	if t.After(s.lastPlanned) {
 		s.lastPlanned = t
 	}
+}
+
+// start records the job start the schedule counts from.
+func (s *stats) start(anchor time.Time) {
+	s.mu.Lock()
+	s.anchor = anchor
+	s.mu.Unlock()
 }
 
 func (s *stats) drop() {
@@ -237,11 +324,16 @@ func (s *stats) dispatch(sent time.Time, lag time.Duration, late bool) {
 	s.lastSend = sent
 }
 
-func (s *stats) response(class string, latency time.Duration) {
+// response counts a request that reached the target or failed there
+// (reason not "", see ErrorReason).
+func (s *stats) response(class, reason string, latency time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sent++
 	s.status[class]++
+	if reason != "" {
+		s.reqErrors[reason]++
+	}
 	if class != "error" {
 		_ = s.latency.RecordValue(max(latency.Microseconds(), 0))
 	}
@@ -279,7 +371,20 @@ func (s *stats) summary(sum *Summary) {
 	for k, v := range s.status {
 		sum.Status[k] = v
 	}
+	sum.RequestErrors = map[string]int64{}
+	for k, v := range s.reqErrors {
+		sum.RequestErrors[k] = v
+	}
 	sum.FirstSend, sum.LastSend = s.firstSend, s.lastSend
+	if !s.firstSend.IsZero() {
+		sum.LeadIn = s.firstSend.Sub(sum.Started).Seconds()
+	}
+	if !s.anchor.IsZero() {
+		sum.StartWait = max(s.anchor.Sub(sum.Started).Seconds(), 0)
+		if s.scheduled > 0 {
+			sum.IdleStart = max(s.firstPlanned.Sub(s.anchor).Seconds(), 0)
+		}
+	}
 	if s.scheduled > 1 {
 		sum.PlannedSpan = s.lastPlanned.Sub(s.firstPlanned).Seconds()
 		if sum.PlannedSpan > 0 {

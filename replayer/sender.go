@@ -121,14 +121,22 @@ func (s *Sender) Target() *url.URL { return s.target }
 // Send replays ex and returns the target's response (with Error set when the
 // request failed). The error is non-nil only when the record cannot be replayed.
 func (s *Sender) Send(ctx context.Context, ex *mlv1.Exchange) (*mlv1.Response, error) {
+	resp, _, err := s.SendReason(ctx, ex)
+	return resp, err
+}
+
+// SendReason is Send that also says why the request failed: ErrorReason of
+// the client's error and the response status, "" when the target answered
+// with a status below 500.
+func (s *Sender) SendReason(ctx context.Context, ex *mlv1.Exchange) (*mlv1.Response, string, error) {
 	req, err := BuildRequest(ctx, s.target, ex, s.keepHost)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	start := time.Now()
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return &mlv1.Response{Error: sendErrorText(err), LatencyNs: time.Since(start).Nanoseconds()}, nil
+		return &mlv1.Response{Error: sendErrorText(err), LatencyNs: time.Since(start).Nanoseconds()}, ErrorReason(err, 0), nil
 	}
 	defer resp.Body.Close()
 	body, rerr := io.ReadAll(io.LimitReader(resp.Body, s.bodyLimit))
@@ -145,7 +153,7 @@ func (s *Sender) Send(ctx context.Context, ex *mlv1.Exchange) (*mlv1.Response, e
 	if rerr != nil {
 		out.Error = rerr.Error()
 	}
-	return out, nil
+	return out, ErrorReason(rerr, resp.StatusCode), nil
 }
 
 // sendErrorText is the error recorded in a shadow response: the client's

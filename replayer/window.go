@@ -31,6 +31,12 @@ const (
 	// DropTooOld labels live records skipped because they were captured
 	// longer ago than SkipOlderThan.
 	DropTooOld = "too_old"
+	// IdleAfter is the wait before the first send from which a window replay
+	// says that the window starts idle (logged when it starts, and in the
+	// summary).
+	IdleAfter = time.Second
+	// DefaultProgressInterval is how often ProgressLines prints.
+	DefaultProgressInterval = 10 * time.Second
 )
 
 // Requester sends one captured request to the target; *Sender is one.
@@ -96,6 +102,27 @@ func WindowJob(job, instance string) WindowOpt {
 // OnProgress is called with the source's progress as records are scheduled.
 func OnProgress(fn func(done, total int64)) WindowOpt { return func(w *Window) { w.progress = fn } }
 
+// MaxErrorRate sets the error rate (0..1) above which the job failed
+// (Summary.Failed); a job every request of which failed always fails. Default
+// 1: only then.
+func MaxErrorRate(r float64) WindowOpt { return func(w *Window) { w.maxErrRate = r } }
+
+// ProgressLines writes a one-line progress report to out every interval
+// (default DefaultProgressInterval when 0) while the replay runs: for logs
+// and CI, where no progress bar is drawn.
+func ProgressLines(out io.Writer, every time.Duration) WindowOpt {
+	return func(w *Window) {
+		if every <= 0 {
+			every = DefaultProgressInterval
+		}
+		w.lines, w.every = out, every
+	}
+}
+
+// PlannedSpan is the planned duration of the job from its start (see
+// Schedule.Span); progress lines estimate the time left from it.
+func PlannedSpan(d time.Duration) WindowOpt { return func(w *Window) { w.span = d } }
+
 // Window replays a time window of captured traffic on a schedule: every record
 // is sent at its planned time (see Schedule) however the target
 // behaves, so a slow target does not slow the schedule (no coordinated
@@ -119,12 +146,21 @@ type Window struct {
 	instance string
 	progress func(done, total int64)
 	budget   *broker.Budget
+
+	maxErrRate float64
+	lines      io.Writer
+	every      time.Duration
+	span       time.Duration
+	// ticker paces the progress lines and wall reads the time they are
+	// measured in (tests inject both).
+	ticker func(time.Duration) (<-chan time.Time, func())
+	wall   func() time.Time
 }
 
 // NewWindow returns a window replay of the records of src on sched, sent with
 // sender (nil for a dry run).
 func NewWindow(src Source, sched *Schedule, sender Requester, opts ...WindowOpt) *Window {
-	w := &Window{src: src, sched: sched, sender: sender, clock: RealClock{}, conc: DefaultInFlight, maxLag: DefaultMaxLag, maxRate: DefaultMaxRate, log: hclog.NewNullLogger(), job: "window", instance: DefaultInstance()}
+	w := &Window{src: src, sched: sched, sender: sender, clock: RealClock{}, conc: DefaultInFlight, maxLag: DefaultMaxLag, maxRate: DefaultMaxRate, log: hclog.NewNullLogger(), job: "window", instance: DefaultInstance(), maxErrRate: 1, ticker: realTicker, wall: time.Now}
 	for _, o := range opts {
 		o(w)
 	}
@@ -161,6 +197,13 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 		nextFree time.Time
 		runErr   error
 	)
+	if !anchor.IsZero() {
+		st.start(anchor)
+	}
+	if w.lines != nil {
+		stop := w.printProgress(st)
+		defer stop()
+	}
 	for {
 		it, err := w.src.Next(ctx)
 		if errors.Is(err, io.EOF) {
@@ -172,6 +215,7 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 		}
 		if anchor.IsZero() {
 			anchor = w.clock.Now()
+			st.start(anchor)
 		}
 		w.reportProgress()
 		if it.Exchange == nil {
@@ -185,6 +229,9 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 			continue
 		}
 		planned := anchor.Add(w.sched.At(index, it.Capture))
+		if index == 0 {
+			w.announceIdle(anchor, planned, it.Capture)
+		}
 		index++
 		st.planned(planned)
 		slot := planned
@@ -239,6 +286,7 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 	}
 	sum.Finished = w.clock.Now()
 	st.summary(sum)
+	sum.judge(w.maxErrRate)
 	if _, total := w.src.Progress(); total > 0 {
 		sum.Offsets = total
 	}
@@ -267,6 +315,22 @@ func (w *Window) acquire(ctx context.Context, sem chan struct{}, deadline time.T
 	}
 }
 
+// announceIdle logs, when the first record is due IdleAfter or more after
+// the job start, when it was captured and how long the replay waits for it.
+func (w *Window) announceIdle(anchor, planned, captured time.Time) {
+	idle := planned.Sub(anchor)
+	if idle < IdleAfter {
+		return
+	}
+	msg := "window starts idle: waiting for the first record"
+	if w.dry {
+		msg = "window starts idle: a replay would wait for the first record"
+	}
+	w.log.Info(msg, "job", w.job, "first_record", captured.UTC().Format(time.RFC3339Nano),
+		"wait", max(planned.Sub(w.clock.Now()), 0).Round(time.Millisecond).String(),
+		"idle", idle.Round(time.Millisecond).String(), "timing", w.sched.Profile().Spec)
+}
+
 func (w *Window) reportProgress() {
 	if w.progress != nil {
 		w.progress(w.src.Progress())
@@ -276,7 +340,7 @@ func (w *Window) reportProgress() {
 // send replays one record and publishes the shadow's response.
 func (w *Window) send(ctx context.Context, it Item, sent time.Time, lag time.Duration, st *stats) {
 	ex := it.Exchange
-	resp, err := w.sender.Send(ctx, ex)
+	resp, reason, err := sendReason(ctx, w.sender, ex)
 	if err != nil {
 		reason := w.metrics.countSkip(err)
 		st.error(reason)
@@ -286,13 +350,8 @@ func (w *Window) send(ctx context.Context, it Item, sent time.Time, lag time.Dur
 	if resp.Error != "" && ctx.Err() != nil {
 		return // cut short by the end of the replay: not a target error
 	}
-	class := "error"
-	if resp.Error == "" {
-		class = StatusClass(int(resp.Status))
-		w.metrics.ResponseLatency.Observe(time.Duration(resp.LatencyNs).Seconds())
-	}
-	st.response(class, time.Duration(resp.LatencyNs))
-	w.metrics.Sent.WithLabelValues(class).Inc()
+	class := w.metrics.countResponse(resp, reason)
+	st.response(class, reason, time.Duration(resp.LatencyNs))
 	if w.pub == nil {
 		return
 	}

@@ -1,0 +1,70 @@
+package replayer
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"syscall"
+)
+
+// Reasons a replayed request failed, the label values of
+// mirrorline_replayer_request_errors_total{reason} and the keys of
+// Summary.RequestErrors. The set is closed: ErrorReason returns one of them.
+const (
+	ReasonRefused = "refused" // nothing listens: ECONNREFUSED
+	ReasonTimeout = "timeout" // --timeout, a dial or I/O deadline
+	ReasonDNS     = "dns"     // the target's name did not resolve
+	ReasonTLS     = "tls"     // handshake, certificate or record errors
+	ReasonReset   = "reset"   // the connection was reset or closed mid-exchange
+	Reason5xx     = "5xx"     // the target answered with a 5xx status
+	ReasonOther   = "other"   // any other transport error
+)
+
+// RequestErrorReasons are all the values ErrorReason returns but "", in the
+// order summaries list them.
+var RequestErrorReasons = []string{ReasonRefused, ReasonTimeout, ReasonDNS, ReasonTLS, ReasonReset, Reason5xx, ReasonOther}
+
+// ErrorReason classifies the outcome of one replayed request: err is the HTTP
+// client's error (nil when a response arrived), status the response status.
+// It returns "" for a request that did not fail (a response below 500) and
+// otherwise one of RequestErrorReasons. It looks only at error types and
+// errno values, never at message text.
+func ErrorReason(err error, status int) string {
+	if err == nil {
+		if status >= 500 {
+			return Reason5xx
+		}
+		return ""
+	}
+	var (
+		dnsErr  *net.DNSError
+		recErr  tls.RecordHeaderError
+		alert   tls.AlertError
+		verify  *tls.CertificateVerificationError
+		unknown x509.UnknownAuthorityError
+		host    x509.HostnameError
+		invalid x509.CertificateInvalidError
+		netErr  net.Error
+	)
+	switch {
+	case errors.As(err, &dnsErr):
+		return ReasonDNS
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return ReasonRefused
+	case errors.Is(err, http.ErrSchemeMismatch), errors.As(err, &recErr), errors.As(err, &alert), errors.As(err, &verify),
+		errors.As(err, &unknown), errors.As(err, &host), errors.As(err, &invalid):
+		return ReasonTLS
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.As(err, &netErr) && netErr.Timeout():
+		return ReasonTimeout
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED),
+		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return ReasonReset
+	}
+	return ReasonOther
+}
