@@ -95,9 +95,9 @@ func (w *Window) progressLine(p progressSnapshot, interval time.Duration, sentIn
 	if w.dry {
 		verb = "would send"
 	}
-	fmt.Fprintf(&b, "replay %s: %s %d/%d", w.job, verb, p.dispatched, total)
+	fmt.Fprintf(&b, "replay %s: %s %d", w.job, verb, p.dispatched)
 	if total > 0 {
-		fmt.Fprintf(&b, " (%d%%)", min(done*100/total, 100))
+		fmt.Fprintf(&b, "/%d (%d%%)", total, min(done*100/total, 100))
 	}
 	rate := 0.0
 	if interval > 0 {
