@@ -5,10 +5,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -67,4 +71,23 @@ func ErrorReason(err error, status int) string {
 		return ReasonReset
 	}
 	return ReasonOther
+}
+
+// ParseErrorRate parses a --max-error-rate: a fraction from 0 to 1 ("0.05")
+// or a percentage from 0% to 100% ("5%"). It returns the fraction.
+func ParseErrorRate(s string) (float64, error) {
+	t := strings.TrimSpace(s)
+	scale := 1.0
+	if p, ok := strings.CutSuffix(t, "%"); ok {
+		t, scale = strings.TrimSpace(p), 100
+	}
+	r, err := strconv.ParseFloat(t, 64)
+	if err != nil || math.IsNaN(r) || math.IsInf(r, 0) {
+		return 0, fmt.Errorf("%q is not an error rate like 0.05 or 5%%", s)
+	}
+	r /= scale
+	if r < 0 || r > 1 {
+		return 0, fmt.Errorf("%q: an error rate is from 0 to 1 (or 0%% to 100%%)", s)
+	}
+	return r, nil
 }

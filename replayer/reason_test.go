@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -142,5 +143,41 @@ func TestErrorReasonWrapped(t *testing.T) {
 				t.Errorf("ErrorReason(%v, %d) = %q, want %q", tc.err, tc.status, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestParseErrorRate(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    float64
+		wantErr string
+	}{
+		{"0", 0, ""},
+		{"0.05", 0.05, ""},
+		{"1", 1, ""},
+		{"5%", 0.05, ""},
+		{" 50 % ", 0.5, ""},
+		{"100%", 1, ""},
+		{"0%", 0, ""},
+		{"", 0, "is not an error rate"},
+		{"x", 0, "is not an error rate"},
+		{"5%%", 0, "is not an error rate"},
+		{"NaN", 0, "is not an error rate"},
+		{"-0.1", 0, "from 0 to 1"},
+		{"1.5", 0, "from 0 to 1"},
+		{"150%", 0, "from 0 to 1"},
+		{"-1%", 0, "from 0 to 1"},
+	}
+	for _, tc := range tests {
+		got, err := ParseErrorRate(tc.in)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("ParseErrorRate(%q) = %v, %v; want an error with %q", tc.in, got, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ParseErrorRate(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
 	}
 }

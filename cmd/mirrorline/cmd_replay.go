@@ -31,11 +31,13 @@ type windowFlags struct {
 	report             string
 	noProgress         bool
 	windowOnlyFlagList []string
+	maxErrorRate       string
+	progressInterval   time.Duration
 }
 
 func (a *app) replayCmd() *cobra.Command {
 	var live bool
-	wf := &windowFlags{workers: 1, startDelay: 5 * time.Second}
+	wf := &windowFlags{workers: 1, startDelay: 5 * time.Second, progressInterval: replayer.DefaultProgressInterval}
 	// The target written in the -c file is allowed without an allowlist; this
 	// runs after the file is loaded and before flags are parsed.
 	a.cfg.Replay.fileTarget = a.cfg.Replay.Target
@@ -139,8 +141,11 @@ Targets must be loopback, the replay.target of -c FILE, or allowed with
 	f.StringVar(&wf.startAt, "start-at", "", "job start (RFC 3339): the shared clock anchor (default: agreed through mirror.jobs when --workers > 1, else now)")
 	f.DurationVar(&wf.startDelay, "start-delay", wf.startDelay, "with --workers > 1 and no --start-at: the job starts this long after the first worker proposes it")
 	f.StringVar(&wf.report, "report", "", "also write the summary as JSON to this file")
-	f.BoolVar(&wf.noProgress, "no-progress", false, "no progress bar (it is shown only when stderr is a terminal)")
-	wf.windowOnlyFlagList = []string{"from", "to", "speed", "rate", "ramp", "max-lag", "dry-run", "job", "workers", "worker", "start-at", "start-delay", "report", "no-progress"}
+	f.BoolVar(&wf.noProgress, "no-progress", false, "no progress output (a bar on a terminal, else a line on stderr every 10s)")
+	f.StringVar(&wf.maxErrorRate, "max-error-rate", "", "the job failed (exit 1) when more than this share of its requests failed, e.g. 0.05 or 5% (default: only when every request failed)")
+	f.DurationVar(&wf.progressInterval, "progress-interval", wf.progressInterval, "how often the progress line is printed when stderr is not a terminal")
+	_ = f.MarkHidden("progress-interval")
+	wf.windowOnlyFlagList = []string{"from", "to", "speed", "rate", "ramp", "max-lag", "dry-run", "job", "workers", "worker", "start-at", "start-delay", "report", "no-progress", "max-error-rate", "progress-interval"}
 	return c
 }
 
@@ -249,6 +254,7 @@ type windowJob struct {
 	maxRate     float64
 	concurrency int
 	startAt     time.Time
+	maxErrRate  float64
 	sender      *replayer.Sender
 	topic       string
 	job         string
@@ -324,6 +330,15 @@ func (a *app) validateWindow(cmd *cobra.Command, wf *windowFlags, now time.Time)
 	}
 	if wf.startDelay < 0 {
 		return nil, usagef("start-delay: must not be negative, got %s", wf.startDelay)
+	}
+	j.maxErrRate = 1
+	if wf.maxErrorRate != "" {
+		if j.maxErrRate, err = replayer.ParseErrorRate(wf.maxErrorRate); err != nil {
+			return nil, usagef("max-error-rate: %v", err)
+		}
+	}
+	if wf.progressInterval <= 0 {
+		return nil, usagef("progress-interval: must be positive, got %s", wf.progressInterval)
 	}
 	if rc.Target == "" && !wf.dryRun {
 		return nil, usagef("target: required (or --dry-run)")
@@ -413,7 +428,8 @@ func (a *app) runWindow(cmd *cobra.Command, wf *windowFlags) error {
 	opts := []replayer.WindowOpt{
 		replayer.InFlight(j.concurrency), replayer.MaxLag(a.cfg.Replay.MaxLag), replayer.MaxRate(capRate),
 		replayer.DryRun(wf.dryRun), replayer.WindowMetrics(metrics), replayer.WindowLogger(lg),
-		replayer.WindowJob(plan.Job, j.instance),
+		replayer.WindowJob(plan.Job, j.instance), replayer.MaxErrorRate(j.maxErrRate),
+		replayer.PlannedSpan(replayer.NewSchedule(j.profile, plan.From, 1, 0).Span(plan.Offsets(), plan.To)),
 	}
 	if !plan.Start.IsZero() {
 		opts = append(opts, replayer.StartAt(plan.Start))
@@ -429,6 +445,8 @@ func (a *app) runWindow(cmd *cobra.Command, wf *windowFlags) error {
 	bar := newProgress(!wf.noProgress, plan.Job)
 	if bar != nil {
 		opts = append(opts, replayer.OnProgress(bar.update))
+	} else if !wf.noProgress {
+		opts = append(opts, replayer.ProgressLines(os.Stderr, wf.progressInterval))
 	}
 	a.log.Info("window replay", "job", plan.Job, "topic", plan.Topic, "from", plan.From, "to", plan.To, "timing", j.profile.Spec,
 		"worker", wf.worker, "workers", wf.workers, "partitions", replayer.DescribeRanges(mine), "target", a.cfg.Replay.Target, "dry_run", wf.dryRun)
@@ -458,6 +476,9 @@ func (a *app) runWindow(cmd *cobra.Command, wf *windowFlags) error {
 	}
 	if runErr != nil && ctx.Err() != nil {
 		return fmt.Errorf("replay %s: interrupted after %d of %d scheduled records", plan.Job, sum.Sent+sum.Dropped, sum.Scheduled)
+	}
+	if runErr == nil && sum.Failed {
+		return fmt.Errorf("replay %s failed: %s", plan.Job, sum.Failure)
 	}
 	return runErr
 }
