@@ -206,7 +206,11 @@ func (s *Summary) judge(maxRate float64) {
 	case failed >= s.Sent:
 		s.Failed, s.Failure = true, what
 	case s.ErrorRate > maxRate:
-		s.Failed, s.Failure = true, fmt.Sprintf("%s: error rate %s is above --max-error-rate %s", what, percent(s.ErrorRate), percent(maxRate))
+		got, limit := percent(s.ErrorRate), percent(maxRate)
+		if got == limit { // just above: say by how much
+			got, limit = strconv.FormatFloat(s.ErrorRate*100, 'g', 6, 64)+"%", strconv.FormatFloat(maxRate*100, 'g', 6, 64)+"%"
+		}
+		s.Failed, s.Failure = true, fmt.Sprintf("%s: error rate %s is above --max-error-rate %s", what, got, limit)
 	}
 }
 

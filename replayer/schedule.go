@@ -46,7 +46,8 @@ type Item struct {
 type Source interface {
 	Next(ctx context.Context) (Item, error)
 	// Progress reports how many offsets of the source's share have been
-	// handed out or skipped, and how many there are in all.
+	// handed out or skipped, and how many there are in all. It may be called
+	// while Next runs (progress lines).
 	Progress() (done, total int64)
 }
 

@@ -305,3 +305,16 @@ func TestProgressLineErrors(t *testing.T) {
 		t.Fatalf("got  %q\nwant %q", got, want)
 	}
 }
+
+// An error rate just above --max-error-rate is not shown equal to it.
+func TestJudgeJustAbove(t *testing.T) {
+	s := &Summary{Sent: 10000, RequestErrors: map[string]int64{Reason5xx: 1001}}
+	s.judge(0.1)
+	if !s.Failed || !strings.HasSuffix(s.Failure, "error rate 10.01% is above --max-error-rate 10%") {
+		t.Fatalf("failed %v %q", s.Failed, s.Failure)
+	}
+	s = &Summary{Sent: 10000, RequestErrors: map[string]int64{Reason5xx: 1000}}
+	if s.judge(0.1); s.Failed {
+		t.Fatalf("10%% of requests failed with --max-error-rate 10%%: %q", s.Failure)
+	}
+}
