@@ -15,6 +15,7 @@ const (
 	RecordInvalid     = "invalid"     // no exchange id
 	RecordUndecodable = "undecodable" // not a protobuf Exchange
 	RecordIgnored     = "ignored"     // a shadow record of another replay job (shadow_job)
+	RecordUnmatched   = "unmatched"   // a window job's shadow record whose primary is not found
 )
 
 // Metrics are the comparator metrics (mirrorline_comparator_exchanges_total,
