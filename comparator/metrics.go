@@ -34,7 +34,7 @@ type Metrics struct {
 	Pending prometheus.Gauge
 	// Records counts consumed records by outcome.
 	Records *prometheus.CounterVec
-	// Errors counts failures by reason (redact, fetch, publish, commit).
+	// Errors counts failures by reason (redact, fetch, publish, commit, lookup).
 	Errors *prometheus.CounterVec
 	// Truncated counts diff records cut to fit mirror.diff.S's record
 	// budget (first differences kept, the note says how many).
