@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -52,6 +53,11 @@ func RunBudget(b *broker.Budget) RunOpt { return func(r *Runner) { r.budget = b 
 // than "live") finds each shadow record's primary (default: none, every
 // such record is decided missing; the command uses KafkaLookup).
 func LookupWith(l PrimaryLookup) RunOpt { return func(r *Runner) { r.lookup = l } }
+
+// UntilDone makes Run return once every record written to the runner's
+// topics before it started is decided (or ignored) and its diff record
+// published: a bounded run, e.g. to judge a window job that has ended.
+func UntilDone() RunOpt { return func(r *Runner) { r.untilDone = true } }
 
 // TickEvery sets how often, at most, windows are expired and offsets
 // committed while no records arrive (default 500 ms).
@@ -106,10 +112,12 @@ type Runner struct {
 	metrics     *Metrics
 	budget      *broker.Budget
 	lookup      PrimaryLookup
+	untilDone   bool
 
-	mu    sync.Mutex
-	parts map[string]map[int32]*partState
-	await []awaiting
+	mu       sync.Mutex
+	parts    map[string]map[int32]*partState
+	await    []awaiting
+	assigned map[string]map[int32]bool
 }
 
 // NewRunner returns a runner of c.
@@ -125,6 +133,7 @@ func NewRunner(c *Comparator, opts ...RunOpt) *Runner {
 		commitEvery: time.Second,
 		log:         hclog.NewNullLogger(),
 		parts:       map[string]map[int32]*partState{},
+		assigned:    map[string]map[int32]bool{},
 	}
 	for _, o := range opts {
 		o(r)
@@ -170,6 +179,18 @@ func (r *Runner) ClientOpts(group string, fromStart bool) []kgo.Opt {
 		kgo.Balancers(kgo.RangeBalancer()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, got map[string][]int32) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			for t, ps := range got {
+				if r.assigned[t] == nil {
+					r.assigned[t] = map[int32]bool{}
+				}
+				for _, p := range ps {
+					r.assigned[t][p] = true
+				}
+			}
+		}),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
 			r.handOver(ctx, cl, lost, true)
 		}),
@@ -202,6 +223,13 @@ func (r *Runner) sideOf(topic string, ex *mlv1.Exchange) (Side, bool) {
 func (r *Runner) Run(ctx context.Context, cl *kgo.Client) error {
 	defer cl.AllowRebalance()
 	lastCommit := time.Now()
+	var done *doneCheck
+	if r.untilDone {
+		var err error
+		if done, err = r.newDoneCheck(ctx, cl); err != nil {
+			return err
+		}
+	}
 	for {
 		pctx, cancel := context.WithTimeout(ctx, r.tick)
 		fs := cl.PollRecords(pctx, 1000)
@@ -237,8 +265,109 @@ func (r *Runner) Run(ctx context.Context, cl *kgo.Client) error {
 			r.commit(ctx, cl, nil)
 			lastCommit = time.Now()
 		}
+		if done != nil && done.check(ctx, cl, fs.NumRecords()) {
+			r.log.Info("done: every record written before the start is judged", "job", r.shadowJob)
+			r.shutdown(cl)
+			return nil
+		}
 		cl.AllowRebalance()
 	}
+}
+
+// doneCheck tells when a bounded run (UntilDone) is over.
+type doneCheck struct {
+	r     *Runner
+	start map[string]map[int32]int64 // first offset retained at start
+	ends  map[string]map[int32]int64 // last stable offset at start
+	idle  int
+}
+
+func (r *Runner) newDoneCheck(ctx context.Context, cl *kgo.Client) (*doneCheck, error) {
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListCommittedOffsets(ctx, r.Topics()...)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("compare %s: list last stable offsets: %w", r.service, err)
+	}
+	starts, err := adm.ListStartOffsets(ctx, r.Topics()...)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("compare %s: list start offsets: %w", r.service, err)
+	}
+	d := &doneCheck{r: r, start: map[string]map[int32]int64{}, ends: map[string]map[int32]int64{}}
+	ends.Each(func(o kadm.ListedOffset) {
+		if d.ends[o.Topic] == nil {
+			d.ends[o.Topic] = map[int32]int64{}
+		}
+		d.ends[o.Topic][o.Partition] = o.Offset
+	})
+	starts.Each(func(o kadm.ListedOffset) {
+		if d.start[o.Topic] == nil {
+			d.start[o.Topic] = map[int32]int64{}
+		}
+		d.start[o.Topic][o.Partition] = o.Offset
+	})
+	return d, nil
+}
+
+// check reports whether the run is done: two polls in a row without records,
+// nothing waiting, and every assigned partition read up to its last stable
+// offset at start (one offset short allowed: a transaction's commit marker,
+// which is never returned as a record, may end the partition).
+func (d *doneCheck) check(ctx context.Context, cl *kgo.Client, polled int) bool {
+	if polled > 0 {
+		d.idle = 0
+		return false
+	}
+	if d.idle++; d.idle < 2 {
+		return false
+	}
+	r := d.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, ps := range r.assigned {
+		n += len(ps)
+	}
+	if n == 0 || len(r.await) > 0 || r.cmp.Pending() > 0 {
+		return false // not (yet) in the group, or exchanges still waiting
+	}
+	var committed kadm.OffsetResponses
+	for t, ps := range r.assigned {
+		for p := range ps {
+			end := d.ends[t][p]
+			if end <= d.start[t][p] {
+				continue // empty at start
+			}
+			pos := int64(-1)
+			if st := r.parts[t][p]; st != nil {
+				pos = st.next
+			}
+			if pos < 0 {
+				if committed == nil {
+					group, _ := cl.GroupMetadata()
+					cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+					var err error
+					committed, err = kadm.NewClient(cl).FetchOffsets(cctx, group)
+					cancel()
+					if err != nil {
+						return false
+					}
+				}
+				if o, ok := committed.Lookup(t, p); ok && o.Err == nil {
+					pos = o.At
+				}
+			}
+			if pos < end-1 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // handle feeds one record to the comparator.
@@ -536,6 +665,7 @@ func (r *Runner) handOver(ctx context.Context, cl *kgo.Client, gone map[string][
 	for t, ps := range gone {
 		for _, p := range ps {
 			delete(r.parts[t], p)
+			delete(r.assigned[t], p)
 		}
 	}
 	if n > 0 {

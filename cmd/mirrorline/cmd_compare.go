@@ -30,6 +30,7 @@ func (a *app) compareCmd() *cobra.Command {
 	if cc.Prime == "" {
 		cc.Prime = defaultPrime
 	}
+	var untilDone bool
 	c := &cobra.Command{
 		Use:   "compare",
 		Short: "Join primary and shadow responses, decide same/different per exchange, publish mirror.diff.SERVICE",
@@ -54,7 +55,11 @@ replayed record's primary on mirror.clean.SERVICE. See docs/comparator.md.`,
 				return err
 			}
 			tel := telemetry.NewServer()
-			cmp, runner, cl, err := a.newComparator(tel)
+			var ropts []comparator.RunOpt
+			if untilDone {
+				ropts = append(ropts, comparator.UntilDone())
+			}
+			cmp, runner, cl, err := a.newComparator(tel, ropts...)
 			if err != nil {
 				return err
 			}
@@ -63,7 +68,14 @@ replayed record's primary on mirror.clean.SERVICE. See docs/comparator.md.`,
 			a.primeComparator(cmd.Context(), cmp)
 			a.log.Info("comparing", "service", a.cfg.Service, "group", cc.Group, "topics", strings.Join(runner.Topics(), ","),
 				"join_window", cc.JoinWindow.String(), "secondary", cc.Secondary.On())
-			return a.runAll(cmd.Context(), tel, func(ctx context.Context) error { return runner.Run(ctx, cl) })
+			ctx, stop := context.WithCancel(cmd.Context())
+			defer stop()
+			return a.runAll(ctx, tel, func(ctx context.Context) error {
+				// Run returns nil when stopped, or done with --until-done:
+				// then everything stops.
+				defer stop()
+				return runner.Run(ctx, cl)
+			})
 		},
 	}
 	f := c.Flags()
@@ -76,6 +88,7 @@ replayed record's primary on mirror.clean.SERVICE. See docs/comparator.md.`,
 	f.StringVar(&cc.Secondary.Topic, "secondary-topic", cc.Secondary.Topic, "secondary = every record of this topic")
 	f.StringVar(&cc.ShadowJob, "job", cc.ShadowJob, "replay job to judge: "+comparator.LiveJob+" (default), or a window replay's --job (its own group, starting at the earliest record)")
 	f.StringVar(&cc.ShadowJob, "shadow-job", cc.ShadowJob, "same as --job")
+	f.BoolVar(&untilDone, "until-done", false, "exit once every record on the topics when it started is judged (e.g. a window job that has ended)")
 	_ = f.MarkHidden("shadow-job")
 	f.StringArrayVar(&cc.Ignore.JSONPaths, "ignore-path", cc.Ignore.JSONPaths, "JSON path never compared (\"created_at\", \"items.*.etag\", \"**.trace_id\"); repeatable")
 	f.StringArrayVar(&cc.Ignore.Headers, "ignore-header", cc.Ignore.Headers, "header never compared ('*' wildcards); repeatable")
@@ -102,7 +115,7 @@ func (a *app) compareConfig() (comparator.Config, error) {
 }
 
 // newComparator builds the comparator, its Kafka runner and client.
-func (a *app) newComparator(tel *telemetry.Server) (*comparator.Comparator, *comparator.Runner, *kgo.Client, error) {
+func (a *app) newComparator(tel *telemetry.Server, ropts ...comparator.RunOpt) (*comparator.Comparator, *comparator.Runner, *kgo.Client, error) {
 	cc := &a.cfg.Compare
 	cfg, err := a.compareConfig()
 	if err != nil {
@@ -147,8 +160,8 @@ func (a *app) newComparator(tel *telemetry.Server) (*comparator.Comparator, *com
 		return nil, nil, nil, usagef("compare.%v", err)
 	}
 	budget := broker.NewBudget(a.cfg.Kafka.ProducerMaxBytes())
-	runner := comparator.NewRunner(cmp, comparator.RunLogger(a.log.Named("compare")), comparator.RunBudget(budget),
-		comparator.LookupWith(comparator.KafkaLookup(a.cfg.Kafka)))
+	runner := comparator.NewRunner(cmp, append([]comparator.RunOpt{comparator.RunLogger(a.log.Named("compare")), comparator.RunBudget(budget),
+		comparator.LookupWith(comparator.KafkaLookup(a.cfg.Kafka))}, ropts...)...)
 	cl, err := broker.NewClient(a.cfg.Kafka, append(runner.ClientOpts(cc.Group, fromStart), a.cfg.membership(0).Opts()...)...)
 	if err != nil {
 		return nil, nil, nil, usageError{err}
