@@ -266,7 +266,11 @@ The report covers one replay job's verdicts: --job NAME (default live);
 				}
 				return nil
 			}
-			rep := comparator.BuildReport(a.cfg.Service, cfg, comparator.Dedupe(comparator.OfJob(diffs, job)), time.Now())
+			mine := comparator.OfJob(diffs, job)
+			if len(mine) == 0 && len(diffs) > 0 {
+				a.log.Warn("no verdicts of this replay job; compare report --jobs lists the jobs with verdicts", "job", job, "records", len(diffs))
+			}
+			rep := comparator.BuildReport(a.cfg.Service, cfg, comparator.Dedupe(mine), time.Now())
 			rep.Job = job
 			if htmlPath != "" {
 				if err := writeHTMLReport(htmlPath, rep, comparator.HTMLOptions{Top: top, ShowNoise: noise}); err != nil {
