@@ -186,6 +186,21 @@ func TestTailRegressionNotListedAsWithoutDifferences(t *testing.T) {
 					t.Errorf("%s not flagged in the latency table:\n%s", e, text)
 				}
 			}
+			var h bytes.Buffer
+			if err := WriteHTML(&h, rep, HTMLOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if i := strings.Index(h.String(), `<table id="other">`); i >= 0 {
+				other := h.String()[i:]
+				other = other[:strings.Index(other, "</table>")]
+				for _, e := range tc.endpoints {
+					row := other[max(strings.Index(other, "<code>"+e.Endpoint+"</code>"), 0):]
+					row = row[:strings.Index(row, "</tr>")]
+					if strings.Contains(other, "<code>"+e.Endpoint+"</code>") && e.Latency.TailRegression != strings.Contains(row, "tail-regression") {
+						t.Errorf("HTML other endpoints: %s row %q, tail regression %v", e.Endpoint, row, e.Latency.TailRegression)
+					}
+				}
+			}
 		})
 	}
 }
