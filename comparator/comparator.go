@@ -175,6 +175,15 @@ func (c *Comparator) Tick(now time.Time) []Decision {
 	return out
 }
 
+// Unmatched decides a record whose other side cannot be had (a window job's
+// shadow record whose primary is not found) as missing, for reason.
+func (c *Comparator) Unmatched(side Side, ex *mlv1.Exchange, ref Ref, reason string, now time.Time) Decision {
+	c.metrics.Records.WithLabelValues(side.String(), RecordUnmatched).Inc()
+	e := &entry{id: ex.GetId(), refs: []Ref{ref}, reason: reason}
+	e.ex[side] = ex
+	return c.process(e, now)[0] // missing: decided at once, never held
+}
+
 // Drop forgets, undecided, every waiting exchange holding a record that match
 // accepts (its partition was revoked: the new owner reads it again).
 func (c *Comparator) Drop(match func(Ref) bool) int {
@@ -238,13 +247,15 @@ func (c *Comparator) process(e *entry, now time.Time) []Decision {
 		Endpoint:      c.tmpl.Endpoint(req.GetMethod(), req.GetUrl()),
 		ConnectionId:  base.GetConnectionId(),
 		CaptureTimeNs: base.GetCaptureTimeNs(),
+		// Every verdict belongs to the one job this comparator judges.
+		ShadowJob: c.cfg.ShadowJob,
 	}
 	if prim != nil {
 		d.PrimaryStatus, d.PrimaryLatencyNs = prim.GetResponse().GetStatus(), prim.GetResponse().GetLatencyNs()
 	}
 	if shad != nil {
 		d.ShadowStatus, d.ShadowLatencyNs = shad.GetResponse().GetStatus(), shad.GetResponse().GetLatencyNs()
-		d.ShadowJob, d.ShadowInstance = shad.GetReplay().GetJob(), shad.GetReplay().GetInstance()
+		d.ShadowInstance = shad.GetReplay().GetInstance()
 	}
 	win := c.cfg.JoinWindow.String()
 	switch {
@@ -256,6 +267,9 @@ func (c *Comparator) process(e *entry, now time.Time) []Decision {
 		d.Verdict, d.Reason = mlv1.Verdict_VERDICT_MISSING, "no shadow response within "+win
 	}
 	if d.Verdict != mlv1.Verdict_VERDICT_UNSPECIFIED {
+		if e.reason != "" {
+			d.Reason = e.reason
+		}
 		return []Decision{c.finalize(d, e.refs, now)}
 	}
 	p, s := prim.GetResponse(), shad.GetResponse()

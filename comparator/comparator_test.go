@@ -342,6 +342,8 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Endpoints: []string{"nope"}}, "endpoints[0]"},
 		{Config{JoinWindow: -time.Second}, "join_window"},
 		{Config{Headers: []string{" "}}, "headers[0]"},
+		{Config{ShadowJob: "replay-1", Secondary: SecondaryConfig{Enabled: true}}, "shadow_job"},
+		{Config{Secondary: SecondaryConfig{Job: LiveJob}}, "shadow_job"},
 	}
 	for _, tc := range tests {
 		err := tc.cfg.WithDefaults().Validate()
@@ -351,5 +353,11 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if err := (Config{}).WithDefaults().Validate(); err != nil {
 		t.Errorf("defaults: %v", err)
+	}
+	if j := (Config{}).WithDefaults().ShadowJob; j != LiveJob {
+		t.Errorf("default shadow_job %q, want %q: the live comparator judges only live records", j, LiveJob)
+	}
+	if err := (Config{ShadowJob: LiveJob, Secondary: SecondaryConfig{Enabled: true}}).WithDefaults().Validate(); err != nil {
+		t.Errorf("live with a secondary: %v", err)
 	}
 }

@@ -15,6 +15,7 @@ const (
 	DefaultMaxBodyBytes    = 8 << 20
 	DefaultMaxDifferences  = 100
 	DefaultSecondaryJob    = "secondary"
+	DefaultShadowJob       = LiveJob
 	DefaultNoiseMinSamples = 20
 	DefaultVolatileRatio   = 0.9
 	DefaultNoiseRelative   = 0.2
@@ -42,9 +43,13 @@ type Config struct {
 	// Secondary selects the responses of a second instance of the primary
 	// version, used to learn noise (see SecondaryConfig).
 	Secondary SecondaryConfig `yaml:"secondary"`
-	// ShadowJob, when set, takes only shadow-topic records of this replay job
-	// as the shadow (e.g. "live"); records of other jobs (window replays) are
-	// ignored. Empty takes every record not selected as secondary.
+	// ShadowJob is the replay job this comparator judges (default "live"):
+	// only shadow-topic records of this job are taken as the shadow, records
+	// of other jobs (window replays) are ignored, and every verdict carries
+	// the job (Diff.shadow_job). The live job is joined with the clean topic
+	// as it is written; any other job is judged by looking up each shadow
+	// record's primary at its source offset (see Runner). A shadow record
+	// without a job counts as "live".
 	ShadowJob string `yaml:"shadow_job"`
 	// Ignore lists what is never compared.
 	Ignore IgnoreConfig `yaml:"ignore"`
@@ -180,6 +185,9 @@ func (c Config) WithDefaults() Config {
 	if c.Secondary.Enabled && c.Secondary.Job == "" && c.Secondary.Target == "" && c.Secondary.Topic == "" {
 		c.Secondary.Job = DefaultSecondaryJob
 	}
+	if c.ShadowJob == "" {
+		c.ShadowJob = DefaultShadowJob
+	}
 	if c.MaxPending == 0 {
 		c.MaxPending = DefaultMaxPending
 	}
@@ -268,6 +276,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("alert.rate: %v is not between 0 and 1", c.Alert.Rate)
 	case c.Alert.MinSamples < 0:
 		return fmt.Errorf("alert.min_samples: must be positive, got %d", c.Alert.MinSamples)
+	}
+	if c.ShadowJob != LiveJob && c.Secondary.On() {
+		return fmt.Errorf("shadow_job: %q is a window job, judged without a secondary (secondary.* is for the live job)", c.ShadowJob)
+	}
+	if c.ShadowJob == c.Secondary.Job && c.Secondary.Job != "" {
+		return fmt.Errorf("shadow_job: %q is also secondary.job", c.ShadowJob)
 	}
 	for i, h := range c.Headers {
 		if strings.TrimSpace(h) == "" {

@@ -61,6 +61,8 @@ type entry struct {
 	refs  []Ref
 	first time.Time
 	elem  *list.Element
+	// reason, when set, replaces the reason of a missing verdict.
+	reason string
 }
 
 // decidedID remembers a decided exchange so late records are recognised.

@@ -15,6 +15,7 @@ const (
 	RecordInvalid     = "invalid"     // no exchange id
 	RecordUndecodable = "undecodable" // not a protobuf Exchange
 	RecordIgnored     = "ignored"     // a shadow record of another replay job (shadow_job)
+	RecordUnmatched   = "unmatched"   // a window job's shadow record whose primary is not found
 )
 
 // Metrics are the comparator metrics (mirrorline_comparator_exchanges_total,
@@ -33,7 +34,7 @@ type Metrics struct {
 	Pending prometheus.Gauge
 	// Records counts consumed records by outcome.
 	Records *prometheus.CounterVec
-	// Errors counts failures by reason (redact, fetch, publish, commit).
+	// Errors counts failures by reason (redact, fetch, publish, commit, lookup).
 	Errors *prometheus.CounterVec
 	// Truncated counts diff records cut to fit mirror.diff.S's record
 	// budget (first differences kept, the note says how many).

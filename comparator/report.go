@@ -21,6 +21,9 @@ import (
 type Report struct {
 	// Service is the service name (topics mirror.*.Service).
 	Service string `json:"service"`
+	// Job is the replay job whose verdicts the report covers ("live", or a
+	// window replay's job).
+	Job string `json:"job,omitempty"`
 	// GeneratedAt is when the report was built.
 	GeneratedAt time.Time `json:"generated_at"`
 	// From and To span the capture times of the exchanges.
@@ -419,19 +422,4 @@ func ReadDiffs(ctx context.Context, cfg broker.Config, topic string, since time.
 		})
 	}
 	return n, nil
-}
-
-// Dedupe keeps the last record of each exchange id, in first-seen order.
-func Dedupe(diffs []*mlv1.Diff) []*mlv1.Diff {
-	idx := make(map[string]int, len(diffs))
-	out := diffs[:0:0]
-	for _, d := range diffs {
-		if i, ok := idx[d.GetId()]; ok && d.GetId() != "" {
-			out[i] = d
-			continue
-		}
-		idx[d.GetId()] = len(out)
-		out = append(out, d)
-	}
-	return out
 }

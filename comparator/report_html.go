@@ -121,6 +121,7 @@ svg.bars text{font:11px ui-monospace,monospace;fill:#1d2330}svg.bars rect.p{fill
 </head>
 <body>
 <h1>mirrorline compare report: <span id="service">{{.R.Service}}</span></h1>
+{{if .R.Job}}<p class="meta">Replay job <code id="job">{{.R.Job}}</code>.</p>{{end}}
 <p class="meta">{{.R.Exchanges}} exchanges, {{.Span}}. Generated {{.R.GeneratedAt.Format "2006-01-02T15:04:05Z07:00"}}.</p>
 <table id="verdicts"><tr>{{range .VerdictOrder}}<th>{{.}}</th>{{end}}</tr><tr>{{range .VerdictOrder}}<td class="num">{{index $.R.Verdicts .}}</td>{{end}}</tr></table>
 <p class="meta">Significant: difference rate &ge; {{pct .R.Thresholds.AlertRate}} with &ge; {{.R.Thresholds.AlertMinSamples}} exchanges.
@@ -154,7 +155,7 @@ Latency regression: shadow percentile &gt; +{{printf "%.0f" (mul100 .R.Threshold
 
 {{if .Other}}<h2>Other endpoints</h2>
 <table id="other"><tr><th>endpoint</th><th>exchanges</th><th>verdicts</th></tr>
-{{range .Other}}<tr><td><code>{{.Endpoint}}</code></td><td class="num">{{.Exchanges}}</td><td>{{verdicts .Verdicts}}</td></tr>
+{{range .Other}}<tr><td><code>{{.Endpoint}}</code>{{if .Latency.TailRegression}} <span class="badge warn tail-regression">tail latency regression</span>{{end}}</td><td class="num">{{.Exchanges}}</td><td>{{verdicts .Verdicts}}</td></tr>
 {{end}}</table>{{end}}
 
 <h2>Noise</h2>

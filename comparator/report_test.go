@@ -140,10 +140,67 @@ func TestBuildReport(t *testing.T) {
 	}
 }
 
-func TestDedupe(t *testing.T) {
-	in := []*mlv1.Diff{{Id: "a", Note: "1"}, {Id: "b"}, {Id: "a", Note: "2"}}
-	out := Dedupe(in)
-	if len(out) != 2 || out[0].Note != "2" || out[1].Id != "b" {
-		t.Fatalf("%v", out)
+// An endpoint with a tail latency regression is flagged in the latency
+// table and never listed among the endpoints without significant
+// differences, whatever its verdicts.
+func TestTailRegressionNotListedAsWithoutDifferences(t *testing.T) {
+	ep := func(name string, significant, tail bool) EndpointReport {
+		return EndpointReport{Endpoint: name, Exchanges: 40, Verdicts: map[string]int{"same": 40}, Comparable: 40, Significant: significant,
+			Latency: LatencyReport{Judged: true, TailRegression: tail, Summary: "p99 2ms → 40ms"}}
+	}
+	tests := []struct {
+		name      string
+		endpoints []EndpointReport
+		quiet     []string // listed under "Endpoints without significant differences"
+		notQuiet  []string
+	}{
+		{"tail regression only", []EndpointReport{ep("GET /slow", false, true), ep("GET /ok", false, false)}, []string{"GET /ok"}, []string{"GET /slow"}},
+		{"tail regression and differences", []EndpointReport{ep("GET /both", true, true), ep("GET /ok", false, false)}, []string{"GET /ok"}, []string{"GET /both"}},
+		{"every endpoint regresses", []EndpointReport{ep("GET /slow", false, true)}, nil, []string{"GET /slow"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := &Report{Service: "payments", Verdicts: map[string]int{"same": 40 * len(tc.endpoints)}, Endpoints: tc.endpoints}
+			var b bytes.Buffer
+			if err := WriteText(&b, rep, TextOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			text := b.String()
+			var quiet string
+			if i := strings.Index(text, "Endpoints without significant differences\n"); i >= 0 {
+				quiet = text[i:]
+				if j := strings.Index(quiet, "\n\n"); j >= 0 {
+					quiet = quiet[:j]
+				}
+			}
+			for _, e := range tc.quiet {
+				if !strings.Contains(quiet, e) {
+					t.Errorf("%s not listed without significant differences:\n%s", e, text)
+				}
+			}
+			for _, e := range tc.notQuiet {
+				if strings.Contains(quiet, e) {
+					t.Errorf("%s listed without significant differences though it regresses:\n%s", e, text)
+				}
+				if !strings.Contains(text, "  "+e) || !strings.Contains(text, "TAIL REGRESSION") {
+					t.Errorf("%s not flagged in the latency table:\n%s", e, text)
+				}
+			}
+			var h bytes.Buffer
+			if err := WriteHTML(&h, rep, HTMLOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if i := strings.Index(h.String(), `<table id="other">`); i >= 0 {
+				other := h.String()[i:]
+				other = other[:strings.Index(other, "</table>")]
+				for _, e := range tc.endpoints {
+					row := other[max(strings.Index(other, "<code>"+e.Endpoint+"</code>"), 0):]
+					row = row[:strings.Index(row, "</tr>")]
+					if strings.Contains(other, "<code>"+e.Endpoint+"</code>") && e.Latency.TailRegression != strings.Contains(row, "tail-regression") {
+						t.Errorf("HTML other endpoints: %s row %q, tail regression %v", e.Endpoint, row, e.Latency.TailRegression)
+					}
+				}
+			}
+		})
 	}
 }

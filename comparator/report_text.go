@@ -31,6 +31,9 @@ func WriteText(w io.Writer, rep *Report, opt TextOptions) error {
 	rep = rep.safeCopy()
 	var b strings.Builder
 	fmt.Fprintf(&b, "mirrorline compare report: service %s\n", rep.Service)
+	if rep.Job != "" {
+		fmt.Fprintf(&b, "replay job: %s\n", rep.Job)
+	}
 	span := "no exchanges"
 	if !rep.From.IsZero() {
 		span = rep.From.Format(time.RFC3339) + " to " + rep.To.Format(time.RFC3339)
@@ -42,9 +45,12 @@ func WriteText(w io.Writer, rep *Report, opt TextOptions) error {
 
 	var sig, other []EndpointReport
 	for _, e := range rep.Endpoints {
-		if e.Significant {
+		switch {
+		case e.Significant:
 			sig = append(sig, e)
-		} else {
+		case !e.Latency.TailRegression:
+			// A tail regression is a significant difference too: it is
+			// flagged in the latency table, never listed as without one.
 			other = append(other, e)
 		}
 	}

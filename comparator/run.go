@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -25,6 +26,15 @@ const minDiffBudget = 64 << 10
 // DefaultGroup is the consumer group of the comparators of service.
 func DefaultGroup(service string) string { return "mirrorline-compare-" + service }
 
+// JobGroup is the consumer group of the comparators judging replay job job
+// of service: DefaultGroup for the live job.
+func JobGroup(service, job string) string {
+	if job == "" || job == LiveJob {
+		return DefaultGroup(service)
+	}
+	return DefaultGroup(service) + "-job-" + job
+}
+
 // RunOpt configures a Runner.
 type RunOpt func(*Runner)
 
@@ -39,6 +49,16 @@ func RunMetrics(m *Metrics) RunOpt { return func(r *Runner) { r.metrics = m } }
 // broker.DefaultMaxMessageBytes); larger diff records are cut to fit.
 func RunBudget(b *broker.Budget) RunOpt { return func(r *Runner) { r.budget = b } }
 
+// LookupWith sets how a comparator judging a window job (shadow_job other
+// than "live") finds each shadow record's primary (default: none, every
+// such record is decided missing; the command uses KafkaLookup).
+func LookupWith(l PrimaryLookup) RunOpt { return func(r *Runner) { r.lookup = l } }
+
+// UntilDone makes Run return once every record written to the runner's
+// topics before it started is decided (or ignored) and its diff record
+// published: a bounded run, e.g. to judge a window job that has ended.
+func UntilDone() RunOpt { return func(r *Runner) { r.untilDone = true } }
+
 // TickEvery sets how often, at most, windows are expired and offsets
 // committed while no records arrive (default 500 ms).
 func TickEvery(d time.Duration) RunOpt { return func(r *Runner) { r.tick = d } }
@@ -51,6 +71,13 @@ type partState struct {
 	committed int64
 }
 
+// awaiting is a window job's shadow record whose primary is to be looked up.
+type awaiting struct {
+	ex  *mlv1.Exchange
+	ref Ref
+	src Source
+}
+
 // Runner drives a Comparator from Kafka: it consumes mirror.clean.S
 // (primary) and mirror.shadow.S (shadow; secondary too when selected by job
 // or target), or a separate secondary topic, in a consumer group; publishes
@@ -60,6 +87,13 @@ type partState struct {
 // exchange id). Partitions are assigned with the range balancer so partition
 // p of every topic goes to the same comparator: clean and shadow records of
 // one connection share the record key, so the same partition number.
+//
+// A Runner judges one replay job, the comparator's shadow_job: shadow
+// records of other jobs are ignored. The live job is joined with the clean
+// topic as both are written. A window job replays records captured earlier,
+// whose primaries went by long ago: its runner consumes only mirror.shadow.S
+// and reads each record's primary at the clean-topic offset the record names
+// (Replay.source_*), with LookupWith.
 type Runner struct {
 	cmp       *Comparator
 	service   string
@@ -77,9 +111,13 @@ type Runner struct {
 	log         hclog.Logger
 	metrics     *Metrics
 	budget      *broker.Budget
+	lookup      PrimaryLookup
+	untilDone   bool
 
-	mu    sync.Mutex
-	parts map[string]map[int32]*partState
+	mu       sync.Mutex
+	parts    map[string]map[int32]*partState
+	await    []awaiting
+	assigned map[string]map[int32]bool
 }
 
 // NewRunner returns a runner of c.
@@ -95,6 +133,7 @@ func NewRunner(c *Comparator, opts ...RunOpt) *Runner {
 		commitEvery: time.Second,
 		log:         hclog.NewNullLogger(),
 		parts:       map[string]map[int32]*partState{},
+		assigned:    map[string]map[int32]bool{},
 	}
 	for _, o := range opts {
 		o(r)
@@ -105,8 +144,15 @@ func NewRunner(c *Comparator, opts ...RunOpt) *Runner {
 	return r
 }
 
+// windowJob reports whether the runner judges a window job (primaries
+// looked up, not consumed).
+func (r *Runner) windowJob() bool { return r.shadowJob != LiveJob }
+
 // Topics returns the topics the runner consumes.
 func (r *Runner) Topics() []string {
+	if r.windowJob() {
+		return []string{r.shadow}
+	}
 	ts := []string{r.clean, r.shadow}
 	if r.secTopic != "" && r.secTopic != r.shadow && r.secTopic != r.clean {
 		ts = append(ts, r.secTopic)
@@ -133,6 +179,18 @@ func (r *Runner) ClientOpts(group string, fromStart bool) []kgo.Opt {
 		kgo.Balancers(kgo.RangeBalancer()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, got map[string][]int32) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			for t, ps := range got {
+				if r.assigned[t] == nil {
+					r.assigned[t] = map[int32]bool{}
+				}
+				for _, p := range ps {
+					r.assigned[t][p] = true
+				}
+			}
+		}),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
 			r.handOver(ctx, cl, lost, true)
 		}),
@@ -143,7 +201,7 @@ func (r *Runner) ClientOpts(group string, fromStart bool) []kgo.Opt {
 }
 
 // sideOf says which side a record of topic carries; false for a shadow
-// record of another job than shadow_job.
+// record of another job than shadow_job (a record without a job is live's).
 func (r *Runner) sideOf(topic string, ex *mlv1.Exchange) (Side, bool) {
 	switch {
 	case topic == r.clean:
@@ -154,7 +212,7 @@ func (r *Runner) sideOf(topic string, ex *mlv1.Exchange) (Side, bool) {
 		return Secondary, true
 	case r.secTarget != "" && strings.HasPrefix(ex.GetReplay().GetTarget(), r.secTarget):
 		return Secondary, true
-	case r.shadowJob != "" && ex.GetReplay().GetJob() != r.shadowJob:
+	case ShadowJobOf(ex) != r.shadowJob:
 		return Shadow, false
 	}
 	return Shadow, true
@@ -165,6 +223,13 @@ func (r *Runner) sideOf(topic string, ex *mlv1.Exchange) (Side, bool) {
 func (r *Runner) Run(ctx context.Context, cl *kgo.Client) error {
 	defer cl.AllowRebalance()
 	lastCommit := time.Now()
+	var done *doneCheck
+	if r.untilDone {
+		var err error
+		if done, err = r.newDoneCheck(ctx, cl); err != nil {
+			return err
+		}
+	}
 	for {
 		pctx, cancel := context.WithTimeout(ctx, r.tick)
 		fs := cl.PollRecords(pctx, 1000)
@@ -186,6 +251,7 @@ func (r *Runner) Run(ctx context.Context, cl *kgo.Client) error {
 		fs.EachRecord(func(rec *kgo.Record) {
 			out = append(out, r.handle(rec, now)...)
 		})
+		out = append(out, r.resolve(ctx, now)...)
 		out = append(out, r.cmp.Tick(now)...)
 		r.mu.Unlock()
 		if err := r.publish(ctx, cl, out); err != nil {
@@ -199,8 +265,109 @@ func (r *Runner) Run(ctx context.Context, cl *kgo.Client) error {
 			r.commit(ctx, cl, nil)
 			lastCommit = time.Now()
 		}
+		if done != nil && done.check(ctx, cl, fs.NumRecords()) {
+			r.log.Info("done: every record written before the start is judged", "job", r.shadowJob)
+			r.shutdown(cl)
+			return nil
+		}
 		cl.AllowRebalance()
 	}
+}
+
+// doneCheck tells when a bounded run (UntilDone) is over.
+type doneCheck struct {
+	r     *Runner
+	start map[string]map[int32]int64 // first offset retained at start
+	ends  map[string]map[int32]int64 // last stable offset at start
+	idle  int
+}
+
+func (r *Runner) newDoneCheck(ctx context.Context, cl *kgo.Client) (*doneCheck, error) {
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListCommittedOffsets(ctx, r.Topics()...)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("compare %s: list last stable offsets: %w", r.service, err)
+	}
+	starts, err := adm.ListStartOffsets(ctx, r.Topics()...)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("compare %s: list start offsets: %w", r.service, err)
+	}
+	d := &doneCheck{r: r, start: map[string]map[int32]int64{}, ends: map[string]map[int32]int64{}}
+	ends.Each(func(o kadm.ListedOffset) {
+		if d.ends[o.Topic] == nil {
+			d.ends[o.Topic] = map[int32]int64{}
+		}
+		d.ends[o.Topic][o.Partition] = o.Offset
+	})
+	starts.Each(func(o kadm.ListedOffset) {
+		if d.start[o.Topic] == nil {
+			d.start[o.Topic] = map[int32]int64{}
+		}
+		d.start[o.Topic][o.Partition] = o.Offset
+	})
+	return d, nil
+}
+
+// check reports whether the run is done: two polls in a row without records,
+// nothing waiting, and every assigned partition read up to its last stable
+// offset at start (one offset short allowed: a transaction's commit marker,
+// which is never returned as a record, may end the partition).
+func (d *doneCheck) check(ctx context.Context, cl *kgo.Client, polled int) bool {
+	if polled > 0 {
+		d.idle = 0
+		return false
+	}
+	if d.idle++; d.idle < 2 {
+		return false
+	}
+	r := d.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, ps := range r.assigned {
+		n += len(ps)
+	}
+	if n == 0 || len(r.await) > 0 || r.cmp.Pending() > 0 {
+		return false // not (yet) in the group, or exchanges still waiting
+	}
+	var committed kadm.OffsetResponses
+	for t, ps := range r.assigned {
+		for p := range ps {
+			end := d.ends[t][p]
+			if end <= d.start[t][p] {
+				continue // empty at start
+			}
+			pos := int64(-1)
+			if st := r.parts[t][p]; st != nil {
+				pos = st.next
+			}
+			if pos < 0 {
+				if committed == nil {
+					group, _ := cl.GroupMetadata()
+					cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+					var err error
+					committed, err = kadm.NewClient(cl).FetchOffsets(cctx, group)
+					cancel()
+					if err != nil {
+						return false
+					}
+				}
+				if o, ok := committed.Lookup(t, p); ok && o.Err == nil {
+					pos = o.At
+				}
+			}
+			if pos < end-1 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // handle feeds one record to the comparator.
@@ -223,11 +390,81 @@ func (r *Runner) handle(rec *kgo.Record, now time.Time) []Decision {
 		r.metrics.Records.WithLabelValues(side.String(), RecordIgnored).Inc()
 		return nil
 	}
+	if side == Shadow && r.windowJob() {
+		// Held until its primary is looked up (resolve).
+		ps.pending[rec.Offset]++
+		rp := ex.GetReplay()
+		r.await = append(r.await, awaiting{ex: ex, ref: ref, src: Source{Topic: rp.GetSourceTopic(), Partition: rp.GetSourcePartition(), Offset: rp.GetSourceOffset()}})
+		return nil
+	}
 	out, kept := r.cmp.Add(side, ex, ref, now)
 	if kept {
 		ps.pending[rec.Offset]++
 	}
 	return out
+}
+
+// resolve looks up the primaries of the window job's shadow records read
+// and feeds both sides to the comparator. A record whose primary is not on
+// the clean topic at the offset it names is decided missing at once (only
+// the clean topic is read: a replay of another topic may hold unredacted
+// data). When the lookup fails, the records wait for the next round.
+func (r *Runner) resolve(ctx context.Context, now time.Time) []Decision {
+	if len(r.await) == 0 {
+		return nil
+	}
+	var srcs []Source
+	for _, a := range r.await {
+		if a.src.Topic == r.clean {
+			srcs = append(srcs, a.src)
+		}
+	}
+	found := map[Source]*mlv1.Exchange{}
+	if len(srcs) > 0 && r.lookup != nil {
+		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		f, err := r.lookup(lctx, srcs)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				r.metrics.Errors.WithLabelValues("lookup").Inc()
+				r.log.Warn("look up primaries of window job records; retrying", "job", r.shadowJob, "records", len(srcs), "error", err)
+			}
+			return nil
+		}
+		found = f
+	}
+	var out []Decision
+	for _, a := range r.await {
+		prim := found[a.src]
+		if a.src.Topic != r.clean || prim == nil || prim.GetId() != a.ex.GetId() {
+			out = append(out, r.cmp.Unmatched(Shadow, a.ex, a.ref, "primary record not found at its source offset", now))
+			continue
+		}
+		// The primary is not a consumed record: its Ref names no topic, so
+		// nothing is held for it.
+		d, _ := r.cmp.Add(Primary, prim, Ref{}, now)
+		out = append(out, d...)
+		d, kept := r.cmp.Add(Shadow, a.ex, a.ref, now)
+		out = append(out, d...)
+		if !kept {
+			r.release(a.ref)
+		}
+	}
+	r.await = nil
+	return out
+}
+
+// release lets ref's offset be committed.
+func (r *Runner) release(ref Ref) {
+	ps := r.parts[ref.Topic][ref.Partition]
+	if ps == nil {
+		return // revoked meanwhile
+	}
+	if n := ps.pending[ref.Offset]; n <= 1 {
+		delete(ps.pending, ref.Offset)
+	} else {
+		ps.pending[ref.Offset] = n - 1
+	}
 }
 
 func (r *Runner) part(topic string, p int32) *partState {
@@ -323,15 +560,7 @@ func (r *Runner) publish(ctx context.Context, cl *kgo.Client, out []Decision) er
 	defer r.mu.Unlock()
 	for _, d := range out {
 		for _, ref := range d.Refs {
-			ps := r.parts[ref.Topic][ref.Partition]
-			if ps == nil {
-				continue // revoked meanwhile
-			}
-			if n := ps.pending[ref.Offset]; n <= 1 {
-				delete(ps.pending, ref.Offset)
-			} else {
-				ps.pending[ref.Offset] = n - 1
-			}
+			r.release(ref)
 		}
 	}
 	return nil
@@ -424,9 +653,19 @@ func (r *Runner) handOver(ctx context.Context, cl *kgo.Client, gone map[string][
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := r.cmp.Drop(func(ref Ref) bool { return containsPart(gone[ref.Topic], ref.Partition) })
+	kept := r.await[:0]
+	for _, a := range r.await {
+		if containsPart(gone[a.ref.Topic], a.ref.Partition) {
+			n++
+		} else {
+			kept = append(kept, a)
+		}
+	}
+	r.await = kept
 	for t, ps := range gone {
 		for _, p := range ps {
 			delete(r.parts[t], p)
+			delete(r.assigned[t], p)
 		}
 	}
 	if n > 0 {

@@ -124,6 +124,7 @@ func unsafeRune(r rune, n int) bool {
 func (rep *Report) safeCopy() *Report {
 	out := *rep
 	out.Service = TerminalSafe(rep.Service)
+	out.Job = TerminalSafe(rep.Job)
 	out.Verdicts = safeKeys(rep.Verdicts)
 	out.Endpoints = make([]EndpointReport, len(rep.Endpoints))
 	for i, e := range rep.Endpoints {

@@ -30,6 +30,7 @@ func (a *app) compareCmd() *cobra.Command {
 	if cc.Prime == "" {
 		cc.Prime = defaultPrime
 	}
+	var untilDone bool
 	c := &cobra.Command{
 		Use:   "compare",
 		Short: "Join primary and shadow responses, decide same/different per exchange, publish mirror.diff.SERVICE",
@@ -43,14 +44,22 @@ version) and from volatile values (timestamps, ids) that differ in nearly every
 exchange of an endpoint. One diff record per exchange goes to
 mirror.diff.SERVICE; 'mirrorline compare report' summarizes them.
 Shadow responses are scrubbed with the redactor's rules (compare.redact, else
-redact.rules) before they are diffed. See docs/comparator.md.`,
+redact.rules) before they are diffed.
+Every verdict belongs to one replay job. By default the comparator judges the
+live replayer's records (job "live") and ignores window replays; --job NAME
+judges window replay job NAME instead, in its own group, looking up each
+replayed record's primary on mirror.clean.SERVICE. See docs/comparator.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := a.requireServiceAndBrokers(); err != nil {
 				return err
 			}
 			tel := telemetry.NewServer()
-			cmp, runner, cl, err := a.newComparator(tel)
+			var ropts []comparator.RunOpt
+			if untilDone {
+				ropts = append(ropts, comparator.UntilDone())
+			}
+			cmp, runner, cl, err := a.newComparator(tel, ropts...)
 			if err != nil {
 				return err
 			}
@@ -59,7 +68,14 @@ redact.rules) before they are diffed. See docs/comparator.md.`,
 			a.primeComparator(cmd.Context(), cmp)
 			a.log.Info("comparing", "service", a.cfg.Service, "group", cc.Group, "topics", strings.Join(runner.Topics(), ","),
 				"join_window", cc.JoinWindow.String(), "secondary", cc.Secondary.On())
-			return a.runAll(cmd.Context(), tel, func(ctx context.Context) error { return runner.Run(ctx, cl) })
+			ctx, stop := context.WithCancel(cmd.Context())
+			defer stop()
+			return a.runAll(ctx, tel, func(ctx context.Context) error {
+				// Run returns nil when stopped, or done with --until-done:
+				// then everything stops.
+				defer stop()
+				return runner.Run(ctx, cl)
+			})
 		},
 	}
 	f := c.Flags()
@@ -70,7 +86,10 @@ redact.rules) before they are diffed. See docs/comparator.md.`,
 	f.StringVar(&cc.Secondary.Job, "secondary-job", cc.Secondary.Job, "secondary = shadow-topic records of this replay job")
 	f.StringVar(&cc.Secondary.Target, "secondary-target", cc.Secondary.Target, "secondary = shadow-topic records replayed to a target URL starting with this")
 	f.StringVar(&cc.Secondary.Topic, "secondary-topic", cc.Secondary.Topic, "secondary = every record of this topic")
-	f.StringVar(&cc.ShadowJob, "shadow-job", cc.ShadowJob, "shadow = only shadow-topic records of this replay job (e.g. live); default all not taken as secondary")
+	f.StringVar(&cc.ShadowJob, "job", cc.ShadowJob, "replay job to judge: "+comparator.LiveJob+" (default), or a window replay's --job (its own group, starting at the earliest record)")
+	f.StringVar(&cc.ShadowJob, "shadow-job", cc.ShadowJob, "same as --job")
+	f.BoolVar(&untilDone, "until-done", false, "exit once every record on the topics when it started is judged (e.g. a window job that has ended)")
+	_ = f.MarkHidden("shadow-job")
 	f.StringArrayVar(&cc.Ignore.JSONPaths, "ignore-path", cc.Ignore.JSONPaths, "JSON path never compared (\"created_at\", \"items.*.etag\", \"**.trace_id\"); repeatable")
 	f.StringArrayVar(&cc.Ignore.Headers, "ignore-header", cc.Ignore.Headers, "header never compared ('*' wildcards); repeatable")
 	f.BoolVar(&cc.JSON.UnorderedArrays, "unordered-arrays", cc.JSON.UnorderedArrays, "compare JSON arrays as multisets (order ignored)")
@@ -96,18 +115,22 @@ func (a *app) compareConfig() (comparator.Config, error) {
 }
 
 // newComparator builds the comparator, its Kafka runner and client.
-func (a *app) newComparator(tel *telemetry.Server) (*comparator.Comparator, *comparator.Runner, *kgo.Client, error) {
+func (a *app) newComparator(tel *telemetry.Server, ropts ...comparator.RunOpt) (*comparator.Comparator, *comparator.Runner, *kgo.Client, error) {
 	cc := &a.cfg.Compare
 	cfg, err := a.compareConfig()
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	if cc.Group == "" {
-		cc.Group = comparator.DefaultGroup(a.cfg.Service)
+		cc.Group = comparator.JobGroup(a.cfg.Service, cfg.ShadowJob)
 	}
-	var fromStart bool
+	// A window job's records are usually written before its comparator
+	// starts: its new group starts at the earliest record.
+	fromStart := cfg.ShadowJob != comparator.LiveJob
 	switch cc.Start {
-	case "latest", "":
+	case "":
+	case "latest":
+		fromStart = false
 	case "earliest":
 		fromStart = true
 	default:
@@ -137,7 +160,8 @@ func (a *app) newComparator(tel *telemetry.Server) (*comparator.Comparator, *com
 		return nil, nil, nil, usagef("compare.%v", err)
 	}
 	budget := broker.NewBudget(a.cfg.Kafka.ProducerMaxBytes())
-	runner := comparator.NewRunner(cmp, comparator.RunLogger(a.log.Named("compare")), comparator.RunBudget(budget))
+	runner := comparator.NewRunner(cmp, append([]comparator.RunOpt{comparator.RunLogger(a.log.Named("compare")), comparator.RunBudget(budget),
+		comparator.LookupWith(comparator.KafkaLookup(a.cfg.Kafka))}, ropts...)...)
 	cl, err := broker.NewClient(a.cfg.Kafka, append(runner.ClientOpts(cc.Group, fromStart), a.cfg.membership(0).Opts()...)...)
 	if err != nil {
 		return nil, nil, nil, usageError{err}
@@ -162,7 +186,8 @@ func primeSince(s string, now time.Time) (time.Time, error) {
 	return now.Add(-d), nil
 }
 
-// primeComparator relearns noise from the recent diff records, so a restart
+// primeComparator relearns noise from the recent diff records of the job it
+// judges (another job's records never change its verdicts), so a restart
 // does not start from nothing. Failure is logged, not fatal.
 func (a *app) primeComparator(ctx context.Context, cmp *comparator.Comparator) {
 	since, _ := primeSince(a.cfg.Compare.Prime, time.Now())
@@ -171,12 +196,19 @@ func (a *app) primeComparator(ctx context.Context, cmp *comparator.Comparator) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	n, err := comparator.ReadDiffs(pctx, a.cfg.Kafka, broker.Topic(broker.Diff, a.cfg.Service), since, maxPrimeRecords, cmp.Learn)
+	job := cmp.Config().ShadowJob
+	learned := 0
+	n, err := comparator.ReadDiffs(pctx, a.cfg.Kafka, broker.Topic(broker.Diff, a.cfg.Service), since, maxPrimeRecords, func(d *mlv1.Diff) {
+		if comparator.JobOf(d) == job {
+			cmp.Learn(d)
+			learned++
+		}
+	})
 	if err != nil {
 		a.log.Warn("relearning noise from past diff records failed; starting fresh", "error", err)
 		return
 	}
-	a.log.Info("relearned noise from past diff records", "records", n, "since", since.UTC().Format(time.RFC3339))
+	a.log.Info("relearned noise from past diff records", "job", job, "records", learned, "read", n, "since", since.UTC().Format(time.RFC3339))
 }
 
 func (a *app) compareReportCmd() *cobra.Command {
@@ -184,7 +216,8 @@ func (a *app) compareReportCmd() *cobra.Command {
 		since, htmlPath string
 		top, maxRecords int
 		asJSON, noise   bool
-		failOn          bool
+		failOn, jobs    bool
+		job             string
 	)
 	c := &cobra.Command{
 		Use:   "report",
@@ -194,7 +227,9 @@ re-judge them with the noise learned over all of them, and print the top
 differing endpoints (the fields that differ and an example diff), latency
 percentiles of primary and shadow per endpoint (flagging tail regressions),
 and the endpoints without significant differences. --html FILE also writes a
-self-contained HTML report; --json prints the report as JSON instead of text.`,
+self-contained HTML report; --json prints the report as JSON instead of text.
+The report covers one replay job's verdicts: --job NAME (default live);
+--jobs lists the jobs with verdicts, when they were decided and their counts.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := a.requireServiceAndBrokers(); err != nil {
@@ -216,7 +251,27 @@ self-contained HTML report; --json prints the report as JSON instead of text.`,
 			if _, err := comparator.ReadDiffs(cmd.Context(), a.cfg.Kafka, topic, from, maxRecords, func(d *mlv1.Diff) { diffs = append(diffs, d) }); err != nil {
 				return fmt.Errorf("compare report: %w", err)
 			}
-			rep := comparator.BuildReport(a.cfg.Service, cfg, comparator.Dedupe(diffs), time.Now())
+			if jobs {
+				list := comparator.SummarizeJobs(diffs)
+				if asJSON {
+					enc := json.NewEncoder(cmd.OutOrStdout())
+					enc.SetIndent("", "  ")
+					if err := enc.Encode(list); err != nil {
+						return fmt.Errorf("compare report --jobs: %w", err)
+					}
+					return nil
+				}
+				if err := comparator.WriteJobs(cmd.OutOrStdout(), a.cfg.Service, list); err != nil {
+					return fmt.Errorf("compare report --jobs: %w", err)
+				}
+				return nil
+			}
+			mine := comparator.OfJob(diffs, job)
+			if len(mine) == 0 && len(diffs) > 0 {
+				a.log.Warn("no verdicts of this replay job; compare report --jobs lists the jobs with verdicts", "job", job, "records", len(diffs))
+			}
+			rep := comparator.BuildReport(a.cfg.Service, cfg, comparator.Dedupe(mine), time.Now())
+			rep.Job = job
 			if htmlPath != "" {
 				if err := writeHTMLReport(htmlPath, rep, comparator.HTMLOptions{Top: top, ShowNoise: noise}); err != nil {
 					return err
@@ -254,6 +309,8 @@ self-contained HTML report; --json prints the report as JSON instead of text.`,
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON instead of text")
 	f.BoolVar(&noise, "show-noise", false, "list the fields judged noise")
 	f.IntVar(&maxRecords, "max-records", 2000000, "read at most this many diff records")
+	f.StringVar(&job, "job", comparator.LiveJob, "report the verdicts of this replay job (a window replay's --job)")
+	f.BoolVar(&jobs, "jobs", false, "list the replay jobs with verdicts: when decided, capture span, counts per verdict")
 	f.BoolVar(&failOn, "fail-on-significant", false, "exit 1 when an endpoint differs significantly or has a tail latency regression")
 	return c
 }

@@ -37,6 +37,7 @@ func TestCompareCLIUsageErrors(t *testing.T) {
 		{[]string{"compare", "--service", "s", "--brokers", "127.0.0.1:1", "--endpoint", "users/{id}"}, "compare.endpoints[0]"},
 		{[]string{"compare", "report", "--service", "s", "--brokers", "127.0.0.1:1", "--since", "last week"}, "since"},
 		{[]string{"compare", "report", "--service", "s", "--brokers", "127.0.0.1:1", "--top", "0"}, "top"},
+		{[]string{"compare", "--service", "s", "--brokers", "127.0.0.1:1", "--job", "replay-1", "--secondary"}, "compare.shadow_job"},
 	}
 	for _, tc := range tests {
 		out, code := runML(t, []string{"MIRRORLINE_BROKERS="}, tc.args...)

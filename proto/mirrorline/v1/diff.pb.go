@@ -307,7 +307,9 @@ type Diff struct {
 	Reason string `protobuf:"bytes,18,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Why (part of) the body was not compared ("shadow body truncated", ...).
 	Note string `protobuf:"bytes,19,opt,name=note,proto3" json:"note,omitempty"`
-	// Replay job and instance of the shadow record.
+	// Replay job the verdict belongs to ("live", or a window replay's job),
+	// always set by the comparator (empty in records written before: "live"),
+	// and the replayer instance of the shadow record.
 	ShadowJob      string `protobuf:"bytes,20,opt,name=shadow_job,json=shadowJob,proto3" json:"shadow_job,omitempty"`
 	ShadowInstance string `protobuf:"bytes,21,opt,name=shadow_instance,json=shadowInstance,proto3" json:"shadow_instance,omitempty"`
 	unknownFields  protoimpl.UnknownFields
