@@ -23,7 +23,7 @@ type Policy struct {
 // captured (none: every request), bodyLimit is how many body bytes are kept.
 func NewPolicy(sample float64, routes []Route, bodyLimit int64) (*Policy, error) {
 	if bodyLimit < 0 {
-		return nil, fmt.Errorf("body limit: %d is negative", bodyLimit)
+		return nil, fmt.Errorf("body_limit: %d is negative", bodyLimit)
 	}
 	f, err := NewFilter(sample, routes)
 	if err != nil {
