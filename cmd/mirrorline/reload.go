@@ -219,6 +219,10 @@ func (w *configWatch) tryReload() error {
 		apply()
 	}
 	w.applied = keys
+	if len(reloadable) == 0 {
+		w.log.Info("configuration checked: this command reloads no key", "file", w.path)
+		return nil
+	}
 	w.log.Info("configuration reloaded", "file", w.path, "reloaded_keys", strings.Join(reloadable, ","))
 	return nil
 }

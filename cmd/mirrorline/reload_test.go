@@ -249,3 +249,46 @@ func TestReloadLiveMaxRate(t *testing.T) {
 		}
 	}
 }
+
+// The sink reloads sink.sample, sink.routes and sink.body_limit; --sample on
+// the command line sets its fraction at start.
+func TestReloadSink(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte("sink:\n  listen: 127.0.0.1:0\n  sample: 0.2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := &app{cfg: defaultConfig(), cfgPath: path, log: hclog.NewNullLogger()}
+	if err := loadConfigFile(path, &a.cfg); err != nil {
+		t.Fatal(err)
+	}
+	m := collector.NewMetrics(prometheus.NewRegistry())
+	run, err := a.newSink(collector.NewEmitter(&collectortest.Recorder{}, "svc", m, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Closes the listener newSink opened.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = run(ctx)
+	})
+	ratio := func(route string) float64 { return testutil.ToFloat64(m.SampleRatio.WithLabelValues("sink", route)) }
+	if got := ratio(collector.DefaultRoute); got != 0.2 {
+		t.Fatalf("sink ratio at start %v, want 0.2", got)
+	}
+	w := a.newConfigWatch(prometheus.NewRegistry())
+	if err := os.WriteFile(path, []byte("sink:\n  listen: 127.0.0.1:0\n  routes:\n    - {name: orders, path_prefix: /orders, sample: 0.6}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.reload()
+	if got := ratio("orders"); got != 0.6 {
+		t.Fatalf("sink ratio{orders} after reload %v, want 0.6", got)
+	}
+	if err := os.WriteFile(path, []byte("sink:\n  listen: 127.0.0.1:0\n  body_limit: -1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.reload()
+	if got := ratio("orders"); got != 0.6 {
+		t.Fatalf("sink ratio{orders} after a refused reload %v, want 0.6 kept", got)
+	}
+}
