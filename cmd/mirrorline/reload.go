@@ -94,6 +94,9 @@ type configWatch struct {
 	log      hclog.Logger
 	metrics  *reloadMetrics
 	interval time.Duration
+	// hup receives SIGHUP from the watch's creation on, so a signal sent
+	// once the command serves never takes the default action (exit).
+	hup chan os.Signal
 	// seen identifies the file content last reloaded (or failed to read).
 	seen [sha256.Size]byte
 	// applied are the file's keys as last put in force, to tell which
@@ -116,7 +119,9 @@ func (a *app) newConfigWatch(reg prometheus.Registerer) *configWatch {
 	w := &configWatch{
 		r: &a.reload, path: a.cfgPath, log: a.log.Named("config"), metrics: newReloadMetrics(reg), interval: reloadPollInterval,
 		flagSet: func(name string) bool { return flags != nil && flags.Changed(name) },
+		hup:     make(chan os.Signal, 1),
 	}
+	signal.Notify(w.hup, syscall.SIGHUP)
 	if w.path != "" {
 		if b, err := os.ReadFile(w.path); err == nil {
 			w.seen = sha256.Sum256(b)
@@ -128,9 +133,7 @@ func (a *app) newConfigWatch(reg prometheus.Registerer) *configWatch {
 
 // run reloads on SIGHUP and on changes of the file until ctx ends.
 func (w *configWatch) run(ctx context.Context) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	defer signal.Stop(w.hup)
 	var tick <-chan time.Time
 	if w.path != "" {
 		t := time.NewTicker(w.interval)
@@ -141,7 +144,7 @@ func (w *configWatch) run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-hup:
+		case <-w.hup:
 			if w.path == "" {
 				w.log.Warn("SIGHUP: no -c file to reload; ignored")
 				continue

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -72,6 +73,7 @@ func newReloadRig(t *testing.T, file string, flags *pflag.FlagSet) *reloadRig {
 		t.Fatal(err)
 	}
 	r.w = r.a.newConfigWatch(r.reg)
+	t.Cleanup(func() { signal.Stop(r.w.hup) })
 	return r
 }
 
@@ -234,6 +236,7 @@ func TestReloadLiveMaxRate(t *testing.T) {
 		t.Fatalf("max rate at start %v, want 100", l.MaxRate())
 	}
 	w := a.newConfigWatch(prometheus.NewRegistry())
+	t.Cleanup(func() { signal.Stop(w.hup) })
 	for _, tc := range []struct {
 		file string
 		want float64
@@ -277,6 +280,7 @@ func TestReloadSink(t *testing.T) {
 		t.Fatalf("sink ratio at start %v, want 0.2", got)
 	}
 	w := a.newConfigWatch(prometheus.NewRegistry())
+	t.Cleanup(func() { signal.Stop(w.hup) })
 	if err := os.WriteFile(path, []byte("sink:\n  listen: 127.0.0.1:0\n  routes:\n    - {name: orders, path_prefix: /orders, sample: 0.6}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
