@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/mirrorline/mirrorline/test/kafkatest"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // rampLoad is steady traffic through the proxy on keep-alive connections:
@@ -238,5 +239,73 @@ func TestProxyRampWithoutRestart(t *testing.T) {
 	}
 	if !strings.Contains(p.out.String(), "reload refused") {
 		t.Errorf("the refused reload is not logged")
+	}
+}
+
+// `mirrorline sink` reloads too: copies are published at sink.sample 0, then,
+// after the file is rewritten, at 1 with the new body limit, on the same
+// keep-alive connection, every copy answered 200 throughout.
+func TestSinkReloadWithoutRestart(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	svc := kafkatest.Service(t, 3)
+	addr, metrics := testproc.FreeAddr(t), testproc.FreeAddr(t)
+	cfg := filepath.Join(t.TempDir(), "mirrorline.yaml")
+	writeConfig(t, cfg, "sink:\n  sample: 0\n")
+	startML(t, []string{"MIRRORLINE_BROKERS=" + strings.Join(brokers, ",")},
+		"sink", "-c", cfg, "--service", svc, "--listen", addr, "--metrics-addr", metrics)
+	ratio := `mirrorline_collector_sample_ratio{collector="sink",route="default"}`
+	eventually(t, 60*time.Second, ratio+" 0", func() bool {
+		v, ok := metricValue(metrics, ratio)
+		return ok && v == 0
+	})
+	tr := &http.Transport{MaxIdleConnsPerHost: 1}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	var newConns int
+	trace := &httptrace.ClientTrace{GotConn: func(ci httptrace.GotConnInfo) {
+		if !ci.Reused {
+			newConns++
+		}
+	}}
+	send := func(phase string, n int) {
+		t.Helper()
+		for i := range n {
+			req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "POST",
+				fmt.Sprintf("http://%s/copy/%s/%d", addr, phase, i), strings.NewReader("0123456789"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatalf("%s copy %d: %v", phase, i, err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s copy %d: status %d, want 200", phase, i, resp.StatusCode)
+			}
+		}
+	}
+	send("before", 100)
+	writeConfig(t, cfg, "sink:\n  sample: 1\n  body_limit: 4\n")
+	eventually(t, 60*time.Second, ratio+" 1", func() bool {
+		v, ok := metricValue(metrics, ratio)
+		return ok && v == 1
+	})
+	send("after", 100)
+	if newConns != 1 {
+		t.Fatalf("%d connections opened for 200 copies sent one after the other: the sink closed the connection on reload", newConns)
+	}
+	for _, ex := range kafkatest.ReadExchanges(t, brokers, "mirror.raw."+svc, 100, 60*time.Second) {
+		if !strings.HasPrefix(ex.GetRequest().GetUrl(), "/copy/after/") || string(ex.GetRequest().GetBody()) != "0123" {
+			t.Fatalf("published %s body %q: want only /copy/after/ copies cut at 4 bytes", ex.GetRequest().GetUrl(), ex.GetRequest().GetBody())
+		}
+	}
+	eventually(t, 60*time.Second, "100 published, none more", func() bool {
+		v, ok := metricValue(metrics, "mirrorline_collector_published_total")
+		return ok && v == 100
+	})
+	if v, _ := metricValue(metrics, `mirrorline_collector_skipped_total{reason="sampled_out"}`); v != 100 {
+		t.Fatalf("skipped{sampled_out} = %v, want the 100 copies before the reload", v)
 	}
 }
