@@ -152,18 +152,8 @@ func (a *app) buildProxy(em *collector.Emitter) (*proxy.Proxy, error) {
 func (a *app) prepareProxy(p *proxy.Proxy) func(*Config, func(string) bool, hclog.Logger) (func(), error) {
 	return func(nc *Config, flagSet func(string) bool, log hclog.Logger) (func(), error) {
 		pc, cur := nc.Proxy, a.cfg.Proxy
-		if flagSet("sample") {
-			if pc.Sample != cur.Sample {
-				log.Warn("proxy.sample: --sample on the command line overrides the file", "sample", cur.Sample)
-			}
-			pc.Sample = cur.Sample
-		}
-		if flagSet("body-limit") {
-			if pc.BodyLimit != cur.BodyLimit {
-				log.Warn("proxy.body_limit: --body-limit on the command line overrides the file", "body_limit", cur.BodyLimit)
-			}
-			pc.BodyLimit = cur.BodyLimit
-		}
+		pc.Sample = flagOverFile(flagSet, log, "proxy.sample", "sample", pc.Sample, cur.Sample)
+		pc.BodyLimit = flagOverFile(flagSet, log, "proxy.body_limit", "body-limit", pc.BodyLimit, cur.BodyLimit)
 		routes := append(slices.Clone(pc.Routes), cur.cliRoutes...)
 		pol, err := collector.NewPolicy(pc.Sample, routes, pc.BodyLimit)
 		if err != nil {

@@ -91,25 +91,15 @@ func sinkSample(sc SinkConfig) float64 {
 func (a *app) prepareSink(s *sink.Sink) func(*Config, func(string) bool, hclog.Logger) (func(), error) {
 	return func(nc *Config, flagSet func(string) bool, log hclog.Logger) (func(), error) {
 		sc, cur := nc.Sink, a.cfg.Sink
-		if flagSet("sample") {
-			if sinkSample(sc) != sinkSample(cur) {
-				log.Warn("sink.sample: --sample on the command line overrides the file", "sample", sinkSample(cur))
-			}
-			sc.Sample = cur.Sample
-		}
-		if flagSet("body-limit") {
-			if sc.BodyLimit != cur.BodyLimit {
-				log.Warn("sink.body_limit: --body-limit on the command line overrides the file", "body_limit", cur.BodyLimit)
-			}
-			sc.BodyLimit = cur.BodyLimit
-		}
-		pol, err := collector.NewPolicy(sinkSample(sc), sc.Routes, sc.BodyLimit)
+		sample := flagOverFile(flagSet, log, "sink.sample", "sample", sinkSample(sc), sinkSample(cur))
+		sc.BodyLimit = flagOverFile(flagSet, log, "sink.body_limit", "body-limit", sc.BodyLimit, cur.BodyLimit)
+		pol, err := collector.NewPolicy(sample, sc.Routes, sc.BodyLimit)
 		if err != nil {
 			return nil, fmt.Errorf("sink.%w", err)
 		}
 		return func() {
 			s.Reload(pol)
-			log.Info("sink policy in force", "sample", sinkSample(sc), "routes", len(sc.Routes), "body_limit", sc.BodyLimit)
+			log.Info("sink policy in force", "sample", sample, "routes", len(sc.Routes), "body_limit", sc.BodyLimit)
 		}, nil
 	}
 }

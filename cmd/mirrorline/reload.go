@@ -278,5 +278,18 @@ func changedKeys(old, new map[string]any, reloadable []string) []string {
 	return out
 }
 
+// flagOverFile is the value of a reloadable key: cli, the value in force,
+// when its flag was given on the command line (logged when the file says
+// otherwise), else the file's.
+func flagOverFile[T comparable](flagSet func(string) bool, log hclog.Logger, key, flag string, file, cli T) T {
+	if !flagSet(flag) {
+		return file
+	}
+	if file != cli {
+		log.Warn(key+": --"+flag+" on the command line overrides the file", "value", cli)
+	}
+	return cli
+}
+
 // oneLine keeps an error on one log line.
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
