@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"reflect"
@@ -234,7 +236,7 @@ func (w *configWatch) tryReload() error {
 // lists and scalars are values).
 func fileKeys(b []byte) (map[string]any, error) {
 	var doc map[string]any
-	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil && err.Error() != "EOF" {
+	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
 	out := map[string]any{}

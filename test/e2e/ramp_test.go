@@ -309,3 +309,55 @@ func TestSinkReloadWithoutRestart(t *testing.T) {
 		t.Fatalf("skipped{sampled_out} = %v, want the 100 copies before the reload", v)
 	}
 }
+
+// `mirrorline up` reloads the stages it runs from its one -c file: the
+// proxy's and the sink's sample fractions and the live replayer's rate cap; a
+// changed key that needs a restart is named in the log.
+func TestUpReloadsItsStages(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	svc := kafkatest.Service(t, 2)
+	shadow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	t.Cleanup(shadow.Close)
+	proxyAddr, sinkAddr, metrics := testproc.FreeAddr(t), testproc.FreeAddr(t), testproc.FreeAddr(t)
+	file := func(proxySample, sinkSample float64, maxRate, logLevel string) string {
+		return fmt.Sprintf(`service: %s
+brokers: [%s]
+metrics_addr: %s
+log_level: %s
+collectors: [proxy, sink]
+proxy:
+  listen: %s
+  primary: %s
+  sample: %v
+sink:
+  listen: %s
+  sample: %v
+replay:
+  target: %s
+  max_rate: %s
+`, svc, strings.Join(brokers, ", "), metrics, logLevel, proxyAddr, shadow.URL, proxySample, sinkAddr, sinkSample, shadow.URL, maxRate)
+	}
+	cfg := filepath.Join(t.TempDir(), "up.yaml")
+	writeConfig(t, cfg, file(0.25, 0.5, "100/s", "info"))
+	out := startML(t, []string{"MIRRORLINE_BROKERS="}, "up", "-c", cfg)
+	proxyRatio := `mirrorline_collector_sample_ratio{collector="proxy",route="default"}`
+	sinkRatio := `mirrorline_collector_sample_ratio{collector="sink",route="default"}`
+	waitRatios := func(p, s float64) {
+		t.Helper()
+		eventually(t, 60*time.Second, fmt.Sprintf("proxy ratio %v, sink ratio %v", p, s), func() bool {
+			pv, ok1 := metricValue(metrics, proxyRatio)
+			sv, ok2 := metricValue(metrics, sinkRatio)
+			return ok1 && ok2 && pv == p && sv == s
+		})
+	}
+	waitRatios(0.25, 0.5)
+	writeConfig(t, cfg, file(0.75, 1, "250/s", "debug"))
+	waitRatios(0.75, 1)
+	eventually(t, 30*time.Second, "the replayer's new cap and the key needing a restart logged", func() bool {
+		s := out.String()
+		return strings.Contains(s, "max_rate_per_second=250") && strings.Contains(s, `keys=log_level`)
+	})
+	if v, _ := metricValue(metrics, "mirrorline_config_reloads_total"); v != 1 {
+		t.Fatalf("mirrorline_config_reloads_total = %v, want 1", v)
+	}
+}
