@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -98,21 +96,21 @@ func (l *rampLoad) halt() {
 	l.wg.Wait()
 }
 
-// metricValue reads one series (name with its labels, as exposed) from the
-// /metrics endpoint at addr.
-func metricValue(addr, series string) (float64, bool) {
-	resp, err := http.Get("http://" + addr + "/metrics")
+// metricValue reads the series name{labels...} (label name, value, ...) from
+// the /metrics endpoint at addr.
+func metricValue(addr, name string, labels ...string) (float64, bool) {
+	e, err := scrapeMetrics(addr)
 	if err != nil {
 		return 0, false
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			return f, err == nil
+next:
+	for _, s := range e.find(name) {
+		for i := 0; i+1 < len(labels); i += 2 {
+			if s.labels[labels[i]] != labels[i+1] {
+				continue next
+			}
 		}
+		return s.value, true
 	}
 	return 0, false
 }
@@ -143,11 +141,10 @@ func TestProxyRampWithoutRestart(t *testing.T) {
 	writeConfig(t, cfg, "proxy:\n  sample: 0.1\n")
 	p := startProxyProc(t, brokers, svc, primary.URL, "-c", cfg)
 
-	ratio := `mirrorline_collector_sample_ratio{collector="proxy",route="default"}`
 	waitRatio := func(want float64) {
 		t.Helper()
-		eventually(t, 60*time.Second, fmt.Sprintf("%s %v", ratio, want), func() bool {
-			v, ok := metricValue(p.metrics, ratio)
+		eventually(t, 60*time.Second, fmt.Sprintf("proxy sample ratio %v", want), func() bool {
+			v, ok := metricValue(p.metrics, "mirrorline_collector_sample_ratio", "collector", "proxy", "route", "default")
 			return ok && v == want
 		})
 	}
@@ -253,9 +250,11 @@ func TestSinkReloadWithoutRestart(t *testing.T) {
 	writeConfig(t, cfg, "sink:\n  sample: 0\n")
 	startML(t, []string{"MIRRORLINE_BROKERS=" + strings.Join(brokers, ",")},
 		"sink", "-c", cfg, "--service", svc, "--listen", addr, "--metrics-addr", metrics)
-	ratio := `mirrorline_collector_sample_ratio{collector="sink",route="default"}`
-	eventually(t, 60*time.Second, ratio+" 0", func() bool {
-		v, ok := metricValue(metrics, ratio)
+	ratio := func() (float64, bool) {
+		return metricValue(metrics, "mirrorline_collector_sample_ratio", "collector", "sink", "route", "default")
+	}
+	eventually(t, 60*time.Second, "sink sample ratio 0", func() bool {
+		v, ok := ratio()
 		return ok && v == 0
 	})
 	tr := &http.Transport{MaxIdleConnsPerHost: 1}
@@ -288,8 +287,8 @@ func TestSinkReloadWithoutRestart(t *testing.T) {
 	}
 	send("before", 100)
 	writeConfig(t, cfg, "sink:\n  sample: 1\n  body_limit: 4\n")
-	eventually(t, 60*time.Second, ratio+" 1", func() bool {
-		v, ok := metricValue(metrics, ratio)
+	eventually(t, 60*time.Second, "sink sample ratio 1", func() bool {
+		v, ok := ratio()
 		return ok && v == 1
 	})
 	send("after", 100)
@@ -305,7 +304,7 @@ func TestSinkReloadWithoutRestart(t *testing.T) {
 		v, ok := metricValue(metrics, "mirrorline_collector_published_total")
 		return ok && v == 100
 	})
-	if v, _ := metricValue(metrics, `mirrorline_collector_skipped_total{reason="sampled_out"}`); v != 100 {
+	if v, _ := metricValue(metrics, "mirrorline_collector_skipped_total", "reason", "sampled_out"); v != 100 {
 		t.Fatalf("skipped{sampled_out} = %v, want the 100 copies before the reload", v)
 	}
 }
@@ -340,13 +339,11 @@ replay:
 	cfg := filepath.Join(t.TempDir(), "up.yaml")
 	writeConfig(t, cfg, file(0.25, 0.5, "100/s", "info"))
 	out := startML(t, []string{"MIRRORLINE_BROKERS="}, "up", "-c", cfg)
-	proxyRatio := `mirrorline_collector_sample_ratio{collector="proxy",route="default"}`
-	sinkRatio := `mirrorline_collector_sample_ratio{collector="sink",route="default"}`
 	waitRatios := func(p, s float64) {
 		t.Helper()
 		eventually(t, 60*time.Second, fmt.Sprintf("proxy ratio %v, sink ratio %v", p, s), func() bool {
-			pv, ok1 := metricValue(metrics, proxyRatio)
-			sv, ok2 := metricValue(metrics, sinkRatio)
+			pv, ok1 := metricValue(metrics, "mirrorline_collector_sample_ratio", "collector", "proxy", "route", "default")
+			sv, ok2 := metricValue(metrics, "mirrorline_collector_sample_ratio", "collector", "sink", "route", "default")
 			return ok1 && ok2 && pv == p && sv == s
 		})
 	}
