@@ -183,3 +183,17 @@ func TestLivePolicyGauge(t *testing.T) {
 		t.Fatal("NaN sample: want error")
 	}
 }
+
+// The sampler's shared balance under contention: one CAS per sampled request.
+func BenchmarkFilterMatchSampledParallel(b *testing.B) {
+	f, err := NewFilter(0.5, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.RunParallel(func(pb *testing.PB) {
+		r := httptest.NewRequest("GET", "/", nil)
+		for pb.Next() {
+			f.Match(r)
+		}
+	})
+}
