@@ -214,6 +214,15 @@ func TestProxyRampWithoutRestart(t *testing.T) {
 		published = pub
 		return ok1 && ok2 && ok3 && c == pub && q == 0
 	})
+	e, err := scrapeMetrics(p.metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range e.find("mirrorline_collector_dropped_total") {
+		if d.value != 0 {
+			t.Fatalf("mirrorline_collector_dropped_total{reason=%q} = %v: captures lost during the ramp", d.labels["reason"], d.value)
+		}
+	}
 	exs := kafkatest.ReadExchanges(t, brokers, "mirror.raw."+svc, int(published), 60*time.Second)
 	captured := map[string]int{}
 	for _, ex := range exs {
