@@ -112,11 +112,11 @@ func New(primary string, emit *collector.Emitter, opts ...Option) (*Proxy, error
 	if err != nil {
 		return nil, err
 	}
-	p.policy = collector.NewLivePolicy("proxy", emit.Metrics(), pol)
-	p.filter = nil
 	if err := p.limits.Validate(); err != nil {
 		return nil, err
 	}
+	p.policy = collector.NewLivePolicy("proxy", emit.Metrics(), pol)
+	p.filter = nil
 	p.limits = p.limits.WithDefaults()
 	return p, nil
 }

@@ -77,11 +77,11 @@ func New(emit *collector.Emitter, opts ...Option) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.policy = collector.NewLivePolicy("sink", emit.Metrics(), pol)
-	s.filter = nil
 	if err := s.limits.Validate(); err != nil {
 		return nil, err
 	}
+	s.policy = collector.NewLivePolicy("sink", emit.Metrics(), pol)
+	s.filter = nil
 	s.limits = s.limits.WithDefaults()
 	return s, nil
 }
