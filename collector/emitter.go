@@ -52,6 +52,10 @@ type Metrics struct {
 	// collectors (proxy, sink): open now, and shed at the connection cap.
 	OpenConns prometheus.Gauge
 	ShedConns *prometheus.CounterVec
+	// SampleRatio is the fraction of requests captured per collector (proxy,
+	// sink) and configured route (its name, never a captured path), as
+	// currently in force; it follows configuration reloads.
+	SampleRatio *prometheus.GaugeVec
 }
 
 // NewMetrics creates the collector metrics and registers them on reg (when not nil).
@@ -94,6 +98,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mirrorline_collector_connections_shed_total",
 			Help: "Client connections closed at the connection cap (--max-conns), by reason: idle_closed (oldest idle one closed for a new one), rejected (all busy: answered 503).",
 		}, []string{"reason"}),
+		SampleRatio: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mirrorline_collector_sample_ratio",
+			Help: "Fraction of matching requests captured, per HTTP collector and configured route (route=\"default\" without routes); follows configuration reloads.",
+		}, []string{"collector", "route"}),
 	}
 	for _, r := range []string{DropQueueFull, DropPublishError, DropEncodeError, DropClosed, DropTooLarge, DropUnsafeTarget, DropIncompleteBody, DropBodyTimeout, DropBadFraming, DropUnsupported} {
 		m.Dropped.WithLabelValues(r)
@@ -102,7 +110,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.ShedConns.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Captured, m.Dropped, m.Skipped, m.PublishLatency, m.Published, m.Queued, m.Truncated, m.OpenConns, m.ShedConns)
+		reg.MustRegister(m.Captured, m.Dropped, m.Skipped, m.PublishLatency, m.Published, m.Queued, m.Truncated, m.OpenConns, m.ShedConns, m.SampleRatio)
 	}
 	return m
 }

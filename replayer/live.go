@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -53,13 +54,9 @@ func SkipOlderThan(d time.Duration) LiveOpt { return func(l *Live) { l.maxAge = 
 // replayer catching up a backlog (after a restart, or a shadow that was down)
 // sends it at most this fast instead of all at once; the time workers wait
 // for the cap is counted in mirrorline_replayer_throttled_seconds_total.
+// SetMaxRate changes it while the replayer runs.
 func LiveMaxRate(perSecond float64) LiveOpt {
-	return func(l *Live) {
-		l.limiter = nil
-		if perSecond > 0 {
-			l.limiter = rate.NewLimiter(rate.Limit(perSecond), 1)
-		}
-	}
+	return func(l *Live) { l.cap.Store(newRateCap(perSecond)) }
 }
 
 // WithMetrics sets the metrics (default: unregistered).
@@ -103,9 +100,64 @@ type Live struct {
 	offsets   *offsets
 	// maxAge: skip records captured longer ago (0: never).
 	maxAge time.Duration
-	// limiter caps the send rate (nil: no cap).
-	limiter *rate.Limiter
-	budget  *broker.Budget
+	// cap is the send rate cap in force (never nil; its limiter nil: no cap).
+	cap    atomic.Pointer[rateCap]
+	budget *broker.Budget
+}
+
+// rateCap is one setting of the send rate cap; changed is closed when
+// SetMaxRate replaces it, so workers waiting on it wait on the new one.
+type rateCap struct {
+	perSecond float64
+	limiter   *rate.Limiter // nil: no cap
+	changed   chan struct{}
+}
+
+func newRateCap(perSecond float64) *rateCap {
+	c := &rateCap{perSecond: max(perSecond, 0), changed: make(chan struct{})}
+	if perSecond > 0 {
+		c.limiter = rate.NewLimiter(rate.Limit(perSecond), 1)
+	}
+	return c
+}
+
+// SetMaxRate changes the cap on requests sent per second while the replayer
+// runs (0: no cap). Workers waiting for the old cap wait for the new one
+// instead, so raising or lifting it takes effect at once.
+func (l *Live) SetMaxRate(perSecond float64) {
+	if old := l.cap.Swap(newRateCap(perSecond)); old != nil {
+		close(old.changed)
+	}
+}
+
+// MaxRate returns the cap on requests sent per second in force (0: none).
+func (l *Live) MaxRate() float64 { return l.cap.Load().perSecond }
+
+// waitRate waits until the cap in force lets one more request go.
+func (l *Live) waitRate(ctx context.Context) error {
+	for {
+		c := l.cap.Load()
+		if c.limiter == nil {
+			return nil
+		}
+		r := c.limiter.Reserve()
+		d := r.Delay()
+		if d == 0 {
+			return nil
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+			return nil
+		case <-c.changed:
+			t.Stop()
+			r.Cancel()
+		case <-ctx.Done():
+			t.Stop()
+			r.Cancel()
+			return ctx.Err()
+		}
+	}
 }
 
 // queueDepth is how many polled records may wait for a free worker; polling
@@ -172,6 +224,9 @@ func NewLive(cl Client, s *Sender, service string, opts ...LiveOpt) *Live {
 	l := &Live{cl: cl, sender: s, service: service, shadow: broker.Topic(broker.Shadow, service), conc: 16, log: hclog.NewNullLogger(), job: "live", instance: DefaultInstance()}
 	for _, o := range opts {
 		o(l)
+	}
+	if l.cap.Load() == nil {
+		l.cap.Store(newRateCap(0))
 	}
 	if l.metrics == nil {
 		l.metrics = NewMetrics(nil)
@@ -296,8 +351,8 @@ func (l *Live) replay(ctx context.Context, w work) {
 			return
 		}
 	}
-	if l.limiter != nil {
-		if err := l.limiter.Wait(ctx); err != nil {
+	if l.cap.Load().limiter != nil {
+		if err := l.waitRate(ctx); err != nil {
 			l.offsets.Finish(w.track, false) // stopping: not sent
 			return
 		}

@@ -40,3 +40,38 @@ func TestLiveMaxRate(t *testing.T) {
 		t.Fatalf("mirrorline_replayer_throttled_seconds_total = %v, want > 0", s)
 	}
 }
+
+// SetMaxRate takes effect while the replayer runs: workers waiting for a cap
+// of one request per 100 s are released at once when the cap is lifted, and
+// a cap set again holds back what comes next.
+func TestLiveSetMaxRate(t *testing.T) {
+	g := newGateServer(t)
+	fc := newFakeClient()
+	l, _ := startLive(t, fc, g.URL, Concurrency(8), Order(false), LiveMaxRate(0.01))
+	var recs []*kgo.Record
+	for i := range 10 {
+		recs = append(recs, rec(0, int64(i), fmt.Sprintf("c%d", i), fmt.Sprintf("r%d", i)))
+	}
+	fc.polls <- recs
+	g.await(t, 1) // the burst token; the other 9 wait 100 s each under the cap
+	if got := l.MaxRate(); got != 0.01 {
+		t.Fatalf("MaxRate() = %v, want 0.01", got)
+	}
+	l.SetMaxRate(0)
+	g.await(t, 9) // within await's 10 s, not 900 s
+	l.SetMaxRate(0.01)
+	recs = nil
+	for i := range 3 {
+		recs = append(recs, rec(0, int64(10+i), fmt.Sprintf("d%d", i), fmt.Sprintf("s%d", i)))
+	}
+	fc.polls <- recs
+	g.await(t, 1)
+	select {
+	case p := <-g.arrived:
+		t.Fatalf("%s sent right after the first under a cap of 0.01/s", p)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if got := l.MaxRate(); got != 0.01 {
+		t.Fatalf("MaxRate() = %v, want 0.01", got)
+	}
+}

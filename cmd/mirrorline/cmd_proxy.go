@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -39,7 +42,9 @@ func (a *app) proxyCmd() *cobra.Command {
 					}
 				}
 				a.cfg.Proxy.Routes = append(a.cfg.Proxy.Routes, r)
+				a.cfg.Proxy.cliRoutes = []proxy.Route{r}
 			}
+			a.reload.flags = cmd.Flags()
 			tel := telemetry.NewServer()
 			p, cl, err := a.newProxy(tel)
 			if err != nil {
@@ -51,7 +56,7 @@ func (a *app) proxyCmd() *cobra.Command {
 				return usagef("listen %s: %v", a.cfg.Proxy.Listen, err)
 			}
 			a.log.Info("proxy listening", "addr", ln.Addr().String(), "primary", a.cfg.Proxy.Primary, "service", a.cfg.Service)
-			return a.runAll(cmd.Context(), tel, func(ctx context.Context) error { return p.Serve(ctx, ln) })
+			return a.runAll(cmd.Context(), tel, func(ctx context.Context) error { return p.Serve(ctx, ln) }, a.watchConfig(tel.Registry))
 		},
 	}
 	f := c.Flags()
@@ -137,7 +142,28 @@ func (a *app) buildProxy(em *collector.Emitter) (*proxy.Proxy, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
+	a.reload.add(reloadTarget{keys: []string{"proxy.sample", "proxy.routes", "proxy.body_limit"}, prepare: a.prepareProxy(p)})
 	return p, nil
+}
+
+// prepareProxy checks the proxy's reloadable keys of a new configuration
+// (sample, routes, body_limit; a flag given on the command line keeps its
+// value) and returns what puts them in force.
+func (a *app) prepareProxy(p *proxy.Proxy) func(*Config, func(string) bool, hclog.Logger) (func(), error) {
+	return func(nc *Config, flagSet func(string) bool, log hclog.Logger) (func(), error) {
+		pc, cur := nc.Proxy, a.cfg.Proxy
+		pc.Sample = flagOverFile(flagSet, log, "proxy.sample", "sample", pc.Sample, cur.Sample)
+		pc.BodyLimit = flagOverFile(flagSet, log, "proxy.body_limit", "body-limit", pc.BodyLimit, cur.BodyLimit)
+		routes := append(slices.Clone(pc.Routes), cur.cliRoutes...)
+		pol, err := collector.NewPolicy(pc.Sample, routes, pc.BodyLimit)
+		if err != nil {
+			return nil, fmt.Errorf("proxy.%w", err)
+		}
+		return func() {
+			p.Reload(pol)
+			log.Info("proxy policy in force", "sample", pc.Sample, "routes", len(routes), "body_limit", pc.BodyLimit)
+		}, nil
+	}
 }
 
 // newEmitter builds the emitter every collector publishes through: a Kafka client

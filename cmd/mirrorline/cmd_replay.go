@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -107,7 +108,8 @@ Targets must be loopback, the replay.target of -c FILE, or allowed with
 			defer cl.Close()
 			tel.AddCheck("kafka", kafkaCheck(cl))
 			a.log.Info("live replay", "service", a.cfg.Service, "target", a.cfg.Replay.Target, "group", a.cfg.Replay.Group)
-			return a.runAll(cmd.Context(), tel, l.Run)
+			a.reload.flags = cmd.Flags()
+			return a.runAll(cmd.Context(), tel, l.Run, a.watchConfig(tel.Registry))
 		},
 	}
 	f := c.Flags()
@@ -226,7 +228,33 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 		replayer.LiveMaxRate(maxRate),
 		replayer.ShadowBudget(a.recordBudget(context.Background(), cl, broker.Shadow, true)),
 	)
+	a.reload.add(reloadTarget{keys: []string{"replay.max_rate"}, prepare: a.prepareLiveReplay(l)})
 	return l, cl, nil
+}
+
+// prepareLiveReplay checks the live replayer's reloadable key of a new
+// configuration, replay.max_rate (absent: no cap; --max-rate given on the
+// command line keeps its value), and returns what puts it in force.
+func (a *app) prepareLiveReplay(l *replayer.Live) func(*Config, func(string) bool, hclog.Logger) (func(), error) {
+	return func(nc *Config, flagSet func(string) bool, log hclog.Logger) (func(), error) {
+		if flagSet("max-rate") {
+			if nc.Replay.MaxRate != "" && nc.Replay.MaxRate != a.cfg.Replay.MaxRate {
+				log.Warn("replay.max_rate: --max-rate on the command line overrides the file", "max_rate", a.cfg.Replay.MaxRate)
+			}
+			return func() {}, nil
+		}
+		var perSecond float64
+		if nc.Replay.MaxRate != "" {
+			var err error
+			if perSecond, err = replayer.ParseRate(nc.Replay.MaxRate); err != nil {
+				return nil, fmt.Errorf("replay.max_rate: %w", err)
+			}
+		}
+		return func() {
+			l.SetMaxRate(perSecond)
+			log.Info("live replay rate cap in force", "max_rate_per_second", perSecond)
+		}, nil
+	}
 }
 
 // unixEpoch is the earliest time a Kafka record timestamp can hold.

@@ -124,6 +124,8 @@ tools can connect to it. The topics are created when missing.`,
 			lc := broker.NewLagCollector(broker.NewLagReader(kc, opts), 15*time.Second, a.log.Named("lag"))
 			tel.Registry.MustRegister(lc)
 			stages = append(stages, a.isolate(tel, "lag", lc.Run))
+			a.reload.flags = cmd.Flags()
+			stages = append(stages, a.watchConfig(tel.Registry))
 			a.log.Info("pipeline up", "service", a.cfg.Service, "brokers", a.cfg.Kafka.Brokers)
 			return a.runAll(ctx, tel, stages...)
 		},
@@ -206,7 +208,7 @@ func (a *app) runCollector(ctx context.Context, name string, queueRecords, queue
 	if kafkaReady {
 		tel.AddCheck("kafka", kafkaCheck(cl))
 	}
-	return a.runAll(ctx, tel, run)
+	return a.runAll(ctx, tel, run, a.watchConfig(tel.Registry))
 }
 
 // upCollector starts collector name of `up`, publishing through em, and

@@ -55,6 +55,10 @@ type SinkConfig struct {
 	QueueRecords int      `yaml:"queue_records"`
 	QueueBytes   int      `yaml:"queue_bytes"`
 	CollectorID  string   `yaml:"collector_id"`
+	// Sample is the fraction of copies published (default 1) and Routes
+	// select them, as for the proxy; reloadable with body_limit.
+	Sample *float64          `yaml:"sample"`
+	Routes []collector.Route `yaml:"routes"`
 	// Limits: max_conns, read_header_timeout, idle_timeout,
 	// max_header_bytes, body_timeout, min_body_rate.
 	collector.Limits `yaml:",inline"`
@@ -98,6 +102,10 @@ type ProxyConfig struct {
 	// Limits: max_conns, read_header_timeout, idle_timeout,
 	// max_header_bytes, body_timeout, min_body_rate.
 	collector.Limits `yaml:",inline"`
+
+	// cliRoutes is the route of --path-prefix/--method/--header-match, kept
+	// on top of the file's routes across reloads.
+	cliRoutes []proxy.Route
 }
 
 // ReplayConfig configures the replayer (live and window replays).

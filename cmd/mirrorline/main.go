@@ -52,6 +52,8 @@ type app struct {
 	cfg     Config
 	cfgPath string
 	log     hclog.Logger
+	// reload holds the components a reload of the -c file changes.
+	reload reloader
 }
 
 func defaultConfig() Config {

@@ -28,8 +28,9 @@ const DefaultBodyLimit = 1 << 20
 type Proxy struct {
 	primary      *url.URL
 	emit         *collector.Emitter
-	filter       *Filter
-	bodyLimit    int64
+	filter       *Filter // initial, until New builds policy
+	bodyLimit    int64   // initial, until New builds policy
+	policy       *collector.LivePolicy
 	preserveHost bool
 	collectorID  string
 	log          hclog.Logger
@@ -107,18 +108,26 @@ func New(primary string, emit *collector.Emitter, opts ...Option) (*Proxy, error
 	for _, o := range opts {
 		o(p)
 	}
-	if p.filter == nil {
-		p.filter, _ = NewFilter(1, nil)
-	}
-	if p.bodyLimit < 0 {
-		return nil, fmt.Errorf("body limit: %d is negative", p.bodyLimit)
+	pol, err := collector.PolicyOf(p.filter, p.bodyLimit)
+	if err != nil {
+		return nil, err
 	}
 	if err := p.limits.Validate(); err != nil {
 		return nil, err
 	}
+	p.policy = collector.NewLivePolicy("proxy", emit.Metrics(), pol)
+	p.filter = nil
 	p.limits = p.limits.WithDefaults()
 	return p, nil
 }
+
+// Reload puts pol (sampling, routes, body limit) in force for every request
+// that starts from now on, without closing a connection; requests already
+// running finish under the policy they started with.
+func (p *Proxy) Reload(pol *collector.Policy) { p.policy.Store(pol) }
+
+// Policy returns the policy in force.
+func (p *Proxy) Policy() *collector.Policy { return p.policy.Load() }
 
 // Serve serves the proxy on ln until ctx ends, then shuts down gracefully. The
 // server enforces the proxy's limits (WithLimits) and names connections.
@@ -162,6 +171,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Every request takes its place on the connection, captured or not, so the
 	// header order of the next one lines up.
 	connID, seq, headers := p.conns.RequestMeta(r)
+	// One policy for the whole request, whatever a reload swaps in meanwhile.
+	pol := p.policy.Load()
+	bodyLimit := pol.BodyLimit()
 	if code, msg := collector.Unsupported(r); code != 0 {
 		p.emit.Metrics().Dropped.WithLabelValues(collector.DropUnsupported).Inc()
 		collector.Refuse(w, code, msg)
@@ -173,7 +185,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.body = collector.RateBody(w, r, p.limits.BodyTimeout, p.limits.MinBodyRate)
 		var complete bool
 		var err error
-		prefix, complete, err = preRead(st.body, p.bodyLimit, r.ContentLength)
+		prefix, complete, err = preRead(st.body, bodyLimit, r.ContentLength)
 		if err != nil {
 			p.bodyFailed(w, connID, err, true)
 			return
@@ -193,7 +205,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(context.WithValue(r.Context(), reqStateKey{}, st))
 
 	capture := true
-	switch p.filter.Match(r) {
+	switch pol.Filter().Match(r) {
 	case SkipFiltered:
 		p.emit.Metrics().Skipped.WithLabelValues("filtered").Inc()
 		capture = false
@@ -226,7 +238,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			RemoteAddr: r.RemoteAddr,
 		},
 	}
-	rw := &captureWriter{ResponseWriter: w, body: collector.BodyCapture{Limit: p.bodyLimit}}
+	rw := &captureWriter{ResponseWriter: w, body: collector.BodyCapture{Limit: bodyLimit}}
 	p.rp.ServeHTTP(rw, r)
 
 	if st.body != nil {
@@ -236,7 +248,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		size := st.body.Received()
-		ex.Request.Body = prefix[:min(int64(len(prefix)), p.bodyLimit)]
+		ex.Request.Body = prefix[:min(int64(len(prefix)), bodyLimit)]
 		ex.Request.BodySize = size
 		ex.Request.BodyTruncated = size > int64(len(ex.Request.Body))
 	}

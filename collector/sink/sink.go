@@ -2,7 +2,6 @@ package sink
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -23,7 +22,9 @@ const DefaultBodyLimit = 1 << 20
 type Sink struct {
 	emit        *collector.Emitter
 	conns       *collector.Conns
-	bodyLimit   int64
+	bodyLimit   int64             // initial, until New builds policy
+	filter      *collector.Filter // initial, until New builds policy
+	policy      *collector.LivePolicy
 	keyHeader   string
 	strip       map[string]bool
 	collectorID string
@@ -36,6 +37,10 @@ type Option func(*Sink)
 
 // WithBodyLimit sets how many body bytes are captured (default 1 MiB).
 func WithBodyLimit(n int64) Option { return func(s *Sink) { s.bodyLimit = n } }
+
+// WithFilter sets which copies are published (routes and sample fractions;
+// default: all). A copy filtered or sampled out is still answered 200.
+func WithFilter(f *collector.Filter) Option { return func(s *Sink) { s.filter = f } }
 
 // WithKeyHeader keys records by this request header (e.g. X-Forwarded-For or a
 // session header) instead of the client address the mirroring proxy reports, so
@@ -68,15 +73,25 @@ func New(emit *collector.Emitter, opts ...Option) (*Sink, error) {
 	for _, o := range opts {
 		o(s)
 	}
-	if s.bodyLimit < 0 {
-		return nil, fmt.Errorf("body limit: %d is negative", s.bodyLimit)
+	pol, err := collector.PolicyOf(s.filter, s.bodyLimit)
+	if err != nil {
+		return nil, err
 	}
 	if err := s.limits.Validate(); err != nil {
 		return nil, err
 	}
+	s.policy = collector.NewLivePolicy("sink", emit.Metrics(), pol)
+	s.filter = nil
 	s.limits = s.limits.WithDefaults()
 	return s, nil
 }
+
+// Reload puts pol (sampling, routes, body limit) in force for every copy that
+// arrives from now on, without closing a connection.
+func (s *Sink) Reload(pol *collector.Policy) { s.policy.Store(pol) }
+
+// Policy returns the policy in force.
+func (s *Sink) Policy() *collector.Policy { return s.policy.Load() }
 
 // ServeHTTP captures the mirrored request and answers 200 with no body. A copy
 // whose body does not arrive whole (cut short, malformed chunked framing, too
@@ -91,7 +106,14 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		collector.Refuse(w, code, msg)
 		return
 	}
-	body := collector.BodyCapture{Limit: s.bodyLimit}
+	// One policy for the whole copy, whatever a reload swaps in meanwhile.
+	pol := s.policy.Load()
+	decision := pol.Filter().Match(r)
+	limit := pol.BodyLimit()
+	if decision != collector.Capture {
+		limit = 0 // read (to keep the connection), keep nothing
+	}
+	body := collector.BodyCapture{Limit: limit}
 	// Read all of the body (keeping at most the limit) so the connection can be reused.
 	rb := collector.RateBody(w, r, s.limits.BodyTimeout, s.limits.MinBodyRate)
 	if _, err := io.Copy(&body, rb); err != nil {
@@ -102,6 +124,14 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+	switch decision {
+	case collector.SkipFiltered:
+		m.Skipped.WithLabelValues("filtered").Inc()
+		return
+	case collector.SkipSampled:
+		m.Skipped.WithLabelValues("sampled_out").Inc()
+		return
+	}
 
 	kept := headers[:0]
 	for _, h := range headers {

@@ -27,13 +27,13 @@ type proxyProc struct {
 	out           *testproc.Output
 }
 
-// startProxyProc starts `mirrorline proxy` in front of primary and waits until
-// it is ready (listening, Kafka reachable). It is killed when the test ends
-// unless the test stopped it.
-func startProxyProc(t *testing.T, brokers []string, svc, primary string) *proxyProc {
+// startProxyProc starts `mirrorline proxy` in front of primary (with extra
+// arguments, if any) and waits until it is ready (listening, Kafka reachable).
+// It is killed when the test ends unless the test stopped it.
+func startProxyProc(t *testing.T, brokers []string, svc, primary string, extra ...string) *proxyProc {
 	t.Helper()
 	p := &proxyProc{addr: testproc.FreeAddr(t), metrics: testproc.FreeAddr(t), exited: make(chan error, 1), out: &testproc.Output{}}
-	p.cmd = exec.Command(mlBin, "proxy", "--service", svc, "--listen", p.addr, "--primary", primary, "--metrics-addr", p.metrics)
+	p.cmd = exec.Command(mlBin, append([]string{"proxy", "--service", svc, "--listen", p.addr, "--primary", primary, "--metrics-addr", p.metrics}, extra...)...)
 	p.cmd.Env = append(os.Environ(), "MIRRORLINE_BROKERS="+strings.Join(brokers, ","))
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
