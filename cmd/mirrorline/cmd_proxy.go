@@ -23,7 +23,7 @@ func (a *app) proxyCmd() *cobra.Command {
 		Short: "Reverse proxy in front of the primary; publishes each request and the primary's response",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.requireServiceAndBrokers(); err != nil {
+			if err := a.requireServiceAndBrokers("primary"); err != nil {
 				return err
 			}
 			if prefix != "" || len(methods) > 0 || len(headerMatch) > 0 {

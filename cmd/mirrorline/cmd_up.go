@@ -28,7 +28,7 @@ proxy.primary is set), the redactor, the live replayer and the comparator
 tools can connect to it. The topics are created when missing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.requireService("service"); err != nil {
+			if err := a.requireService(); err != nil {
 				return err
 			}
 			ctx := cmd.Context()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -14,6 +15,10 @@ import (
 func (a *app) runAll(ctx context.Context, tel *telemetry.Server, fns ...func(context.Context) error) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
+		if ln := a.takeMetricsListener(); ln != nil {
+			a.log.Info("serving /metrics /healthz /readyz", "addr", ln.Addr().String())
+			return tel.ServeListener(gctx, ln)
+		}
 		bound := make(chan string, 1)
 		errc := make(chan error, 1)
 		go func() { errc <- tel.Serve(gctx, a.cfg.MetricsAddr, bound) }()
@@ -29,6 +34,29 @@ func (a *app) runAll(ctx context.Context, tel *telemetry.Server, fns ...func(con
 		g.Go(func() error { return fn(gctx) })
 	}
 	return g.Wait()
+}
+
+// serveMetrics serves tel until ctx ends: on the listener bound at start
+// (bindMetrics), else on --metrics-addr (empty: not at all).
+func (a *app) serveMetrics(ctx context.Context, tel *telemetry.Server) error {
+	if ln := a.takeMetricsListener(); ln != nil {
+		return tel.ServeListener(ctx, ln)
+	}
+	return tel.Serve(ctx, a.cfg.MetricsAddr, nil)
+}
+
+// takeMetricsListener hands over the metrics listener bound at start, once.
+func (a *app) takeMetricsListener() net.Listener {
+	ln := a.metricsLn
+	a.metricsLn = nil
+	return ln
+}
+
+// closeMetrics closes the metrics listener if no command took it.
+func (a *app) closeMetrics() {
+	if ln := a.takeMetricsListener(); ln != nil {
+		_ = ln.Close()
+	}
 }
 
 // closeClient flushes what is buffered (bounded in time) and closes cl.
