@@ -149,6 +149,7 @@ func TestMissingSettings(t *testing.T) {
 		{[]string{"proxy"}, "", "missing settings: service (--service, service:, MIRRORLINE_SERVICE); brokers (--brokers, brokers:, MIRRORLINE_BROKERS); primary (--primary, proxy.primary:)"},
 		{[]string{"replay", "--live"}, "", "missing settings: service (--service, service:, MIRRORLINE_SERVICE); brokers (--brokers, brokers:, MIRRORLINE_BROKERS); target (--target, replay.target:)"},
 		{[]string{"replay", "--from", "-5m", "--dry-run", "--brokers", "127.0.0.1:1"}, "", "missing setting: service (--service, service:, MIRRORLINE_SERVICE)"},
+		{[]string{"replay", "--from", "-5m", "--brokers", "127.0.0.1:1"}, "", "missing settings: service (--service, service:, MIRRORLINE_SERVICE); target (--target, replay.target:; or --dry-run)"},
 		{[]string{"redact", "--brokers", "127.0.0.1:1"}, "", "missing setting: service (--service, service:, MIRRORLINE_SERVICE)"},
 		{[]string{"proxy", "--primary", "http://127.0.0.1:1"}, "payments", "missing setting: brokers (--brokers, brokers:, MIRRORLINE_BROKERS)"},
 		{[]string{"lag"}, "", "missing setting: brokers (--brokers, brokers:, MIRRORLINE_BROKERS)"},
@@ -295,7 +296,8 @@ func TestMetricsAddrPrecedence(t *testing.T) {
 		if err := cmd.ParseFlags(rest); err != nil {
 			t.Fatal(err)
 		}
-		if err := a.bindMetrics(cmd); err != nil {
+		a.resolveMetricsAddr(cmd)
+		if err := a.bindMetrics(); err != nil {
 			t.Fatal(err)
 		}
 		if a.cfg.MetricsAddr != tc.want {
@@ -305,5 +307,24 @@ func TestMetricsAddrPrecedence(t *testing.T) {
 			t.Errorf("%v: listener %v, want one only for a non-empty address", tc.args, a.metricsLn)
 		}
 		a.closeMetrics()
+	}
+}
+
+// A bad setting is reported as such even when the metrics port is taken:
+// settings are checked before the port is bound.
+func TestSettingsBeforeMetricsPort(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfgFile := filepath.Join(t.TempDir(), "bad.yaml")
+	body := "service: s\nmetrics_addr: " + busy.Addr().String() + "\ncollectors: [proxy, tcpdump]\nproxy:\n  primary: http://127.0.0.1:1\n"
+	if err := os.WriteFile(cfgFile, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stderr := runCLI(t, "up", "-c", cfgFile)
+	if want := `mirrorline: collectors: "tcpdump" is not one of proxy, sink, vpc, ebpf` + "\n"; code != 2 || stderr != want {
+		t.Fatalf("exit %d, stderr %q; want exit 2, %q", code, stderr, want)
 	}
 }

@@ -49,6 +49,9 @@ redact.rules) before they are diffed. See docs/comparator.md.`,
 			if err := a.requireServiceAndBrokers(); err != nil {
 				return err
 			}
+			if err := a.bindMetrics(); err != nil {
+				return err
+			}
 			tel := telemetry.NewServer()
 			cmp, runner, cl, err := a.newComparator(tel)
 			if err != nil {

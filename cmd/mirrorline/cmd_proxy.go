@@ -40,6 +40,9 @@ func (a *app) proxyCmd() *cobra.Command {
 				}
 				a.cfg.Proxy.Routes = append(a.cfg.Proxy.Routes, r)
 			}
+			if err := a.bindMetrics(); err != nil {
+				return err
+			}
 			tel := telemetry.NewServer()
 			p, cl, err := a.newProxy(tel)
 			if err != nil {

@@ -36,6 +36,9 @@ dropped (--on-failure drop). Rules: the redact.rules section of -c FILE, or
 				}
 				a.cfg.Redact.Rules = rc
 			}
+			if err := a.bindMetrics(); err != nil {
+				return err
+			}
 			tel := telemetry.NewServer()
 			p, err := a.newRedactor(tel)
 			if err != nil {

@@ -84,8 +84,11 @@ Targets must be loopback, the replay.target of -c FILE, or allowed with
 				}
 			}
 			var need []string
-			if live || !wf.dryRun {
+			switch {
+			case live:
 				need = append(need, "target")
+			case !wf.dryRun:
+				need = append(need, "window-target")
 			}
 			if err := a.requireServiceAndBrokers(need...); err != nil {
 				return err

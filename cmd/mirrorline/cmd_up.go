@@ -36,6 +36,9 @@ tools can connect to it. The topics are created when missing.`,
 			if err != nil {
 				return err
 			}
+			if err := a.bindMetrics(); err != nil {
+				return err
+			}
 			if len(a.cfg.Kafka.Brokers) == 0 {
 				var opts []broker.EmbeddedOpt
 				opts = append(opts, broker.EmbeddedAddr(a.cfg.Embedded.Addr))
@@ -193,6 +196,9 @@ func (a *app) upCollectors() ([]string, error) {
 // publishing queue of its own, metrics and health endpoints, until ctx ends.
 // kafkaReady makes /readyz depend on reaching Kafka.
 func (a *app) runCollector(ctx context.Context, name string, queueRecords, queueBytes int, kafkaReady bool) error {
+	if err := a.bindMetrics(); err != nil {
+		return err
+	}
 	tel := telemetry.NewServer()
 	em, cl, err := a.newEmitter(tel, queueRecords, queueBytes, name)
 	if err != nil {

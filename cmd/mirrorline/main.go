@@ -61,9 +61,12 @@ type app struct {
 	// metricsAddrSet: metrics_addr is set in the -c file, so it overrides
 	// the command's own default port.
 	metricsAddrSet bool
-	// metricsLn is the metrics listener bound before the command starts
-	// (bindMetrics); runAll serves on it.
-	metricsLn net.Listener
+	// metricsCmd is the command serving metrics, for error messages.
+	metricsCmd string
+	// metricsLn is the metrics listener bound before the command opens its
+	// data path (bindMetrics); runAll serves on it. metricsBound: it was.
+	metricsLn    net.Listener
+	metricsBound bool
 }
 
 func defaultConfig() Config {
@@ -123,7 +126,8 @@ func newApp(args []string) (*app, *cobra.Command, error) {
 			}
 			a.log = hclog.New(&hclog.LoggerOptions{Name: "mirrorline", Level: lvl, JSONFormat: a.cfg.LogJSON, Output: os.Stderr})
 			a.cfg.Kafka.Brokers = splitList(strings.Join(a.cfg.Kafka.Brokers, ","))
-			return a.bindMetrics(cmd)
+			a.resolveMetricsAddr(cmd)
+			return nil
 		},
 	}
 	setVersion(root)

@@ -60,28 +60,44 @@ func metricsPortsUsage() string {
 	return strings.Join(parts, ", ")
 }
 
-// bindMetrics resolves --metrics-addr for cmd (its own default port unless
-// the flag or metrics_addr in -c FILE set it) and binds it, before the
-// command opens its data path: a second instance on the same port fails here,
-// before it logs that it listens.
-func (a *app) bindMetrics(cmd *cobra.Command) error {
+// resolveMetricsAddr sets --metrics-addr for cmd to its own default port,
+// unless the flag or metrics_addr in -c FILE set it. Commands that serve no
+// metrics keep it empty.
+func (a *app) resolveMetricsAddr(cmd *cobra.Command) {
 	port, ok := metricsPort(cmd)
 	if !ok {
-		return nil
+		if f := cmd.Flags().Lookup("metrics-addr"); (f == nil || !f.Changed) && !a.metricsAddrSet {
+			a.cfg.MetricsAddr = ""
+		}
+		return
 	}
+	a.metricsCmd = cmd.Name()
 	if f := cmd.Flags().Lookup("metrics-addr"); (f == nil || !f.Changed) && !a.metricsAddrSet {
 		a.cfg.MetricsAddr = ":" + strconv.Itoa(port)
 	}
-	if a.cfg.MetricsAddr == "" {
+}
+
+// bindMetrics binds --metrics-addr, once: commands call it after checking
+// their settings and before they open their data path (listen for traffic,
+// fence a predecessor, start the embedded broker), and runAll calls it in
+// any case. So a second instance on the same port fails here, before it
+// logs that it listens.
+func (a *app) bindMetrics() error {
+	if a.metricsBound || a.cfg.MetricsAddr == "" {
 		return nil
 	}
 	ln, err := net.Listen("tcp", a.cfg.MetricsAddr)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
-			return usagef("--metrics-addr %s: address already in use (another mirrorline %s? pass --metrics-addr)", a.cfg.MetricsAddr, cmd.Name())
+			name := a.metricsCmd
+			if name == "" {
+				name = "process"
+			}
+			return usagef("--metrics-addr %s: address already in use (another mirrorline %s? pass --metrics-addr)", a.cfg.MetricsAddr, name)
 		}
 		return usagef("--metrics-addr %s: %v", a.cfg.MetricsAddr, unwrapOpError(err))
 	}
+	a.metricsBound = true
 	a.metricsLn = ln
 	return nil
 }

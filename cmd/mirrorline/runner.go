@@ -13,6 +13,9 @@ import (
 
 // runAll runs fns and the telemetry endpoint until ctx ends or one fails.
 func (a *app) runAll(ctx context.Context, tel *telemetry.Server, fns ...func(context.Context) error) error {
+	if err := a.bindMetrics(); err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if ln := a.takeMetricsListener(); ln != nil {
@@ -36,8 +39,10 @@ func (a *app) runAll(ctx context.Context, tel *telemetry.Server, fns ...func(con
 	return g.Wait()
 }
 
-// serveMetrics serves tel until ctx ends: on the listener bound at start
-// (bindMetrics), else on --metrics-addr (empty: not at all).
+// serveMetrics serves tel until ctx ends: on the listener bound before
+// (bindMetrics), else on --metrics-addr (empty: not at all). A window
+// replay serves metrics this way, so several workers of one job on one host
+// run although only the first gets the port.
 func (a *app) serveMetrics(ctx context.Context, tel *telemetry.Server) error {
 	if ln := a.takeMetricsListener(); ln != nil {
 		return tel.ServeListener(ctx, ln)

@@ -19,6 +19,8 @@ var settings = map[string]setting{
 	"brokers": {"--brokers", "brokers:", "MIRRORLINE_BROKERS", func(c *Config) bool { return len(c.Kafka.Brokers) > 0 }},
 	"primary": {"--primary", "proxy.primary:", "", func(c *Config) bool { return c.Proxy.Primary != "" }},
 	"target":  {"--target", "replay.target:", "", func(c *Config) bool { return c.Replay.Target != "" }},
+	// A window replay needs a target unless it is a dry run.
+	"window-target": {"--target", "replay.target:; or --dry-run", "", func(c *Config) bool { return c.Replay.Target != "" }},
 }
 
 // requireSettings reports every one of names that is not set, at once, each
@@ -38,7 +40,7 @@ func (a *app) requireSettings(names ...string) error {
 		if s.env != "" {
 			ways = append(ways, s.env)
 		}
-		missing = append(missing, fmt.Sprintf("%s (%s)", n, strings.Join(ways, ", ")))
+		missing = append(missing, fmt.Sprintf("%s (%s)", strings.TrimPrefix(n, "window-"), strings.Join(ways, ", ")))
 	}
 	if len(missing) == 0 {
 		return nil
