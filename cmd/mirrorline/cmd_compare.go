@@ -176,7 +176,7 @@ func (a *app) primeComparator(ctx context.Context, cmp *comparator.Comparator) {
 	defer cancel()
 	n, err := comparator.ReadDiffs(pctx, a.cfg.Kafka, broker.Topic(broker.Diff, a.cfg.Service), since, maxPrimeRecords, cmp.Learn)
 	if err != nil {
-		a.log.Warn("relearning noise from past diff records failed; starting fresh", "error", err)
+		a.log.Warn("relearning noise from past diff records failed; starting fresh", "error", broker.Explain(err, a.cfg.Kafka.Brokers))
 		return
 	}
 	a.log.Info("relearned noise from past diff records", "records", n, "since", since.UTC().Format(time.RFC3339))

@@ -128,6 +128,6 @@ func (a *app) fenceRedactor(base []kgo.Opt, transactionalID string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := redactor.FencePredecessor(ctx, cl, transactionalID, redactor.TransactionTimeout); err != nil {
-		a.log.Warn("fence previous redactor; a transaction it left open ends at its timeout", "transactional_id", transactionalID, "error", err)
+		a.log.Warn("fence previous redactor; a transaction it left open ends at its timeout", "transactional_id", transactionalID, "error", broker.Explain(err, a.cfg.Kafka.Brokers))
 	}
 }

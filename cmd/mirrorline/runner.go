@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/telemetry"
 )
 
@@ -74,5 +75,5 @@ func closeClient(cl *kgo.Client) {
 
 // kafkaCheck is a readiness check that the brokers answer.
 func kafkaCheck(cl *kgo.Client) telemetry.Check {
-	return func(ctx context.Context) error { return cl.Ping(ctx) }
+	return func(ctx context.Context) error { return broker.Explain(cl.Ping(ctx), nil) }
 }
