@@ -125,13 +125,18 @@ func TestVersion(t *testing.T) {
 // An unknown command is a usage error (exit code 2) on one line, with
 // cobra's suggestion and a hint.
 func TestUnknownCommand(t *testing.T) {
-	for _, tc := range []struct{ arg, want string }{
-		{"prox", `mirrorline: unknown command "prox" for "mirrorline"; did you mean proxy? run 'mirrorline --help'` + "\n"},
-		{"frobnicate", `mirrorline: unknown command "frobnicate" for "mirrorline"; run 'mirrorline --help'` + "\n"},
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"prox"}, `mirrorline: unknown command "prox" for "mirrorline"; did you mean proxy? run 'mirrorline --help'` + "\n"},
+		{[]string{"frobnicate"}, `mirrorline: unknown command "frobnicate" for "mirrorline"; run 'mirrorline --help'` + "\n"},
+		{[]string{"topics", "creat"}, `mirrorline: unknown command "creat" for "mirrorline topics"; did you mean create? run 'mirrorline topics --help'` + "\n"},
+		{[]string{"compare", "reprot"}, `mirrorline: unknown command "reprot" for "mirrorline compare"; run 'mirrorline compare --help'` + "\n"},
 	} {
-		code, stderr := runCLI(t, tc.arg)
+		code, stderr := runCLI(t, tc.args...)
 		if code != 2 || stderr != tc.want {
-			t.Errorf("mirrorline %s: exit %d, stderr %q; want exit 2, %q", tc.arg, code, stderr, tc.want)
+			t.Errorf("mirrorline %s: exit %d, stderr %q; want exit 2, %q", strings.Join(tc.args, " "), code, stderr, tc.want)
 		}
 	}
 }

@@ -149,6 +149,7 @@ func newApp(args []string) (*app, *cobra.Command, error) {
 	pf.BoolVar(&a.cfg.LogJSON, "log-json", a.cfg.LogJSON, "log as JSON lines")
 
 	root.AddCommand(a.proxyCmd(), a.replayCmd(), a.topicsCmd(), a.redactCmd(), a.upCmd(), a.sinkCmd(), a.lagCmd(), a.vpcCmd(), a.importCmd(), a.compareCmd(), a.ebpfCmd(), a.versionCmd())
+	groupsRefuseUnknown(root)
 	return a, root, nil
 }
 

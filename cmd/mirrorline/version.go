@@ -63,6 +63,29 @@ func (a *app) versionCmd() *cobra.Command {
 	}
 }
 
+// groupsRefuseUnknown makes each command that only groups subcommands
+// (topics) refuse an unknown subcommand like the root does, instead of
+// printing its help and exiting 0.
+func groupsRefuseUnknown(root *cobra.Command) {
+	for _, c := range root.Commands() {
+		groupsRefuseUnknown(c)
+		if !c.HasSubCommands() || c.Runnable() {
+			continue
+		}
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t") + "\n"
+			}
+			return errors.New(msg)
+		}
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
+}
+
 // explainUnknownCommand turns cobra's multi-line unknown-command error into
 // a one-line usage error (exit code 2) with cobra's suggestion and a hint:
 // unknown command "prox" for "mirrorline"; did you mean proxy? run 'mirrorline --help'.
