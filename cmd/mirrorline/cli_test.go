@@ -132,7 +132,7 @@ func TestUnknownCommand(t *testing.T) {
 		{[]string{"prox"}, `mirrorline: unknown command "prox" for "mirrorline"; did you mean proxy? run 'mirrorline --help'` + "\n"},
 		{[]string{"frobnicate"}, `mirrorline: unknown command "frobnicate" for "mirrorline"; run 'mirrorline --help'` + "\n"},
 		{[]string{"topics", "creat"}, `mirrorline: unknown command "creat" for "mirrorline topics"; did you mean create? run 'mirrorline topics --help'` + "\n"},
-		{[]string{"compare", "reprot"}, `mirrorline: unknown command "reprot" for "mirrorline compare"; run 'mirrorline compare --help'` + "\n"},
+		{[]string{"compare", "reprot"}, `mirrorline: unknown command "reprot" for "mirrorline compare"; did you mean report? run 'mirrorline compare --help'` + "\n"},
 	} {
 		code, stderr := runCLI(t, tc.args...)
 		if code != 2 || stderr != tc.want {

@@ -63,13 +63,14 @@ func (a *app) versionCmd() *cobra.Command {
 	}
 }
 
-// groupsRefuseUnknown makes each command that only groups subcommands
-// (topics) refuse an unknown subcommand like the root does, instead of
-// printing its help and exiting 0.
+// groupsRefuseUnknown makes each command with subcommands (topics,
+// compare) refuse an unknown one like the root does, with a suggestion;
+// one that only groups subcommands prints its help when given none, instead
+// of printing it for any argument and exiting 0.
 func groupsRefuseUnknown(root *cobra.Command) {
 	for _, c := range root.Commands() {
 		groupsRefuseUnknown(c)
-		if !c.HasSubCommands() || c.Runnable() {
+		if !c.HasSubCommands() {
 			continue
 		}
 		c.Args = func(cmd *cobra.Command, args []string) error {
@@ -82,7 +83,9 @@ func groupsRefuseUnknown(root *cobra.Command) {
 			}
 			return errors.New(msg)
 		}
-		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+		if !c.Runnable() {
+			c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+		}
 	}
 }
 
