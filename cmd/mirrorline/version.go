@@ -78,6 +78,9 @@ func groupsRefuseUnknown(root *cobra.Command) {
 				return nil
 			}
 			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if cmd.SuggestionsMinimumDistance <= 0 {
+				cmd.SuggestionsMinimumDistance = 2 // as cobra does for the root
+			}
 			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
 				msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t") + "\n"
 			}
