@@ -96,6 +96,15 @@ func TestConfigErrorExitCode(t *testing.T) {
 	}
 }
 
+// A --rules file is checked the same way.
+func TestRulesFileError(t *testing.T) {
+	code, stderr := runCLI(t, "redact", "--service", "s", "--brokers", "127.0.0.1:1", "--metrics-addr", "", "--rules", "testdata/rules/typo.bad.yaml")
+	want := "mirrorline: rules testdata/rules/typo.bad.yaml: line 3: json_fields.card.number.actoin: unknown key; did you mean action?\n"
+	if code != 2 || stderr != want {
+		t.Fatalf("exit %d, stderr %q; want exit 2, %q", code, stderr, want)
+	}
+}
+
 func TestVersion(t *testing.T) {
 	for _, args := range [][]string{{"version"}, {"--version"}} {
 		code, out, stderr := runCLIOut(t, args...)

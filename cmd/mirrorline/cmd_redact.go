@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"reflect"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,6 +31,9 @@ dropped (--on-failure drop). Rules: the redact.rules section of -c FILE, or
 				return err
 			}
 			if rulesFile != "" {
+				if err := checkYAMLFile("rules", rulesFile, reflect.TypeOf(redactor.Config{})); err != nil {
+					return err
+				}
 				rc, err := redactor.LoadConfig(rulesFile)
 				if err != nil {
 					return usageError{err}

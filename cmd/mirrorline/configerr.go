@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"os"
 	"reflect"
 	"sort"
 	"strconv"
@@ -257,4 +261,21 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// checkYAMLFile checks the YAML file path against the schema of t, as
+// loadConfig does for -c FILE; what names the file in the error ("rules").
+func checkYAMLFile(what, path string, t reflect.Type) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return usagef("%s: %v", what, err)
+	}
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return usagef("%s %s: %s", what, path, stripYAMLPrefix(err.Error()))
+	}
+	if err := checkConfigNode(&doc, t); err != nil {
+		return usagef("%s %s: %v", what, path, err)
+	}
+	return nil
 }
