@@ -183,8 +183,8 @@ func (ns *netns) start(t *testing.T, env []string, args ...string) *testproc.Out
 }
 
 // Every stage runs side by side on one host with no --metrics-addr: up
-// (embedded broker), proxy, redact, replay --live, compare and lag --serve
-// each serve /healthz on their own default port, and a request through the
+// (embedded broker), proxy, sink, vpc, redact, replay --live, compare and
+// lag --serve each serve /healthz on their own default port, and a request through the
 // proxy reaches the shadow through the real broker. A second proxy fails at
 // once on its metrics port, one line, before it listens for traffic.
 func TestSideBySide(t *testing.T) {
@@ -224,9 +224,11 @@ func TestSideBySide(t *testing.T) {
 	ns.start(t, env, "compare", "--log-level", "warn")
 	ns.start(t, env, "lag", "--serve", "--log-level", "warn")
 	ns.start(t, env, "proxy", "--listen", "127.0.0.1:8080", "--primary", primary.URL, "--log-level", "warn")
+	ns.start(t, env, "sink", "--listen", "127.0.0.1:9080", "--log-level", "warn")
+	ns.start(t, env, "vpc", "--listen", "127.0.0.1:4789", "--port", "8080", "--log-level", "warn")
 
 	hc := ns.httpClient(t)
-	ports := map[string]int{"up": 9464, "proxy": 9465, "redact": 9469, "replay": 9470, "compare": 9471, "lag --serve": 9472}
+	ports := map[string]int{"up": 9464, "proxy": 9465, "sink": 9466, "vpc": 9468, "redact": 9469, "replay": 9470, "compare": 9471, "lag --serve": 9472}
 	for name, port := range ports {
 		url := fmt.Sprintf("http://127.0.0.1:%d/healthz", port)
 		eventually(t, 60*time.Second, name+" /healthz on :"+fmt.Sprint(port), func() bool {
