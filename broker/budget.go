@@ -121,7 +121,7 @@ func (b *Budget) Watch(ctx context.Context, adm *kadm.Client, topic string, log 
 		if ctx.Err() != nil || errors.Is(err, kgo.ErrClientClosed) {
 			return
 		}
-		log.Warn("look up the topic's max.message.bytes; the producer's limit applies meanwhile", "topic", topic, "error", err, "retry_in", backoff)
+		log.Warn("look up the topic's max.message.bytes; the producer's limit applies meanwhile", "topic", topic, "error", Explain(err, nil), "retry_in", backoff)
 		select {
 		case <-ctx.Done():
 			return

@@ -91,6 +91,12 @@ func (s *Server) Serve(ctx context.Context, addr string, bound chan<- string) er
 	if bound != nil {
 		bound <- ln.Addr().String()
 	}
+	return s.ServeListener(ctx, ln)
+}
+
+// ServeListener serves on ln, which the caller bound (so a port in use fails
+// before anything else starts), until ctx ends; it closes ln.
+func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

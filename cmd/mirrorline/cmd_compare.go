@@ -54,6 +54,9 @@ replayed record's primary on mirror.clean.SERVICE. See docs/comparator.md.`,
 			if err := a.requireServiceAndBrokers(); err != nil {
 				return err
 			}
+			if err := a.bindMetrics(); err != nil {
+				return err
+			}
 			tel := telemetry.NewServer()
 			var ropts []comparator.RunOpt
 			if untilDone {
@@ -205,7 +208,7 @@ func (a *app) primeComparator(ctx context.Context, cmp *comparator.Comparator) {
 		}
 	})
 	if err != nil {
-		a.log.Warn("relearning noise from past diff records failed; starting fresh", "error", err)
+		a.log.Warn("relearning noise from past diff records failed; starting fresh", "error", broker.Explain(err, a.cfg.Kafka.Brokers))
 		return
 	}
 	a.log.Info("relearned noise from past diff records", "job", job, "records", learned, "read", n, "since", since.UTC().Format(time.RFC3339))

@@ -26,7 +26,7 @@ func (a *app) proxyCmd() *cobra.Command {
 		Short: "Reverse proxy in front of the primary; publishes each request and the primary's response",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.requireServiceAndBrokers(); err != nil {
+			if err := a.requireServiceAndBrokers("primary"); err != nil {
 				return err
 			}
 			if prefix != "" || len(methods) > 0 || len(headerMatch) > 0 {
@@ -45,6 +45,9 @@ func (a *app) proxyCmd() *cobra.Command {
 				a.cfg.Proxy.cliRoutes = []proxy.Route{r}
 			}
 			a.reload.flags = cmd.Flags()
+			if err := a.bindMetrics(); err != nil {
+				return err
+			}
 			tel := telemetry.NewServer()
 			p, cl, err := a.newProxy(tel)
 			if err != nil {

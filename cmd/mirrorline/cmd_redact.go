@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"reflect"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,11 +31,17 @@ dropped (--on-failure drop). Rules: the redact.rules section of -c FILE, or
 				return err
 			}
 			if rulesFile != "" {
+				if err := checkYAMLFile("rules", rulesFile, reflect.TypeOf(redactor.Config{})); err != nil {
+					return err
+				}
 				rc, err := redactor.LoadConfig(rulesFile)
 				if err != nil {
 					return usageError{err}
 				}
 				a.cfg.Redact.Rules = rc
+			}
+			if err := a.bindMetrics(); err != nil {
+				return err
 			}
 			tel := telemetry.NewServer()
 			p, err := a.newRedactor(tel)
@@ -125,6 +132,6 @@ func (a *app) fenceRedactor(base []kgo.Opt, transactionalID string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := redactor.FencePredecessor(ctx, cl, transactionalID, redactor.TransactionTimeout); err != nil {
-		a.log.Warn("fence previous redactor; a transaction it left open ends at its timeout", "transactional_id", transactionalID, "error", err)
+		a.log.Warn("fence previous redactor; a transaction it left open ends at its timeout", "transactional_id", transactionalID, "error", broker.Explain(err, a.cfg.Kafka.Brokers))
 	}
 }

@@ -86,7 +86,14 @@ Targets must be loopback, the replay.target of -c FILE, or allowed with
 					}
 				}
 			}
-			if err := a.requireServiceAndBrokers(); err != nil {
+			var need []string
+			switch {
+			case live:
+				need = append(need, "target")
+			case !wf.dryRun:
+				need = append(need, "window-target")
+			}
+			if err := a.requireServiceAndBrokers(need...); err != nil {
 				return err
 			}
 			if window {
@@ -483,7 +490,7 @@ func (a *app) runWindow(cmd *cobra.Command, wf *windowFlags) error {
 	metricsDone := make(chan struct{})
 	go func() {
 		defer close(metricsDone)
-		if err := tel.Serve(mctx, a.cfg.MetricsAddr, nil); err != nil {
+		if err := a.serveMetrics(mctx, tel); err != nil {
 			lg.Warn("metrics endpoint not served", "error", err)
 		}
 	}()

@@ -28,12 +28,15 @@ proxy.primary is set), the redactor, the live replayer and the comparator
 tools can connect to it. The topics are created when missing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.requireService("service"); err != nil {
+			if err := a.requireService(); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
 			collectors, err := a.upCollectors()
 			if err != nil {
+				return err
+			}
+			if err := a.bindMetrics(); err != nil {
 				return err
 			}
 			if len(a.cfg.Kafka.Brokers) == 0 {
@@ -195,6 +198,9 @@ func (a *app) upCollectors() ([]string, error) {
 // publishing queue of its own, metrics and health endpoints, until ctx ends.
 // kafkaReady makes /readyz depend on reaching Kafka.
 func (a *app) runCollector(ctx context.Context, name string, queueRecords, queueBytes int, kafkaReady bool) error {
+	if err := a.bindMetrics(); err != nil {
+		return err
+	}
 	tel := telemetry.NewServer()
 	em, cl, err := a.newEmitter(tel, queueRecords, queueBytes, name)
 	if err != nil {

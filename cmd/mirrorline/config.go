@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -156,21 +157,49 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 
 // loadConfigFile decodes path into cfg (over the values already in it).
 func loadConfigFile(path string, cfg *Config) error {
+	_, err := loadConfig(path, cfg)
+	return err
+}
+
+// loadConfig decodes path into cfg (over the values already in it) and
+// returns the top-level keys the file sets. An error names the file, the
+// line and the YAML path ("config x.yaml: line 3: proxy.smaple: unknown key;
+// did you mean sample?"), never a Go type.
+func loadConfig(path string, cfg *Config) (map[string]bool, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return usagef("config: %v", err)
+		return nil, usagef("config: %v", err)
 	}
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return nil, usagef("config %s: %s", path, stripYAMLPrefix(err.Error()))
+	}
+	if err := checkConfigNode(&doc, reflect.TypeOf(*cfg)); err != nil {
+		return nil, usagef("config %s: %v", path, err)
+	}
+	keys := map[string]bool{}
+	if len(doc.Content) > 0 && doc.Content[0].Kind == yaml.MappingNode {
+		m := doc.Content[0].Content
+		for i := 0; i+1 < len(m); i += 2 {
+			keys[m[i].Value] = true
+		}
+	}
+	// The walker found nothing wrong; the strict decoder stays as a
+	// backstop.
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
-			return usagef("config %s: %s", path, strings.Join(te.Errors, "; "))
+			return nil, usagef("config %s: %s", path, strings.Join(te.Errors, "; "))
 		}
-		return usagef("config %s: %v", path, err)
+		return nil, usagef("config %s: %s", path, stripYAMLPrefix(err.Error()))
 	}
-	return nil
+	return keys, nil
 }
+
+// stripYAMLPrefix drops the "yaml: " the parser puts before its messages.
+func stripYAMLPrefix(s string) string { return strings.TrimPrefix(s, "yaml: ") }
 
 // configPathFromArgs finds -c/--config in args before flag parsing, so the file
 // can be loaded under the flags.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -28,12 +29,17 @@ func main() {
 func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	root, err := newRoot(args)
+	a, root, err := newApp(args)
 	if err == nil {
 		root.SetArgs(args)
 		err = root.ExecuteContext(ctx)
+		a.closeMetrics()
+		// Kafka not reachable at all: say so in one line, whichever request
+		// found out first.
+		err = broker.Explain(err, a.cfg.Kafka.Brokers)
 	}
 	if err != nil {
+		err = explainUnknownCommand(err)
 		// One line, and nothing an error quotes (a name read from Kafka, an
 		// endpoint) can drive the terminal.
 		fmt.Fprintf(os.Stderr, "mirrorline: %s\n", comparator.TerminalSafe(strings.ReplaceAll(err.Error(), "\n", "; ")))
@@ -54,14 +60,22 @@ type app struct {
 	log     hclog.Logger
 	// reload holds the components a reload of the -c file changes.
 	reload reloader
+	// metricsAddrSet: metrics_addr is set in the -c file, so it overrides
+	// the command's own default port.
+	metricsAddrSet bool
+	// metricsCmd is the command serving metrics, for error messages.
+	metricsCmd string
+	// metricsLn is the metrics listener bound before the command opens its
+	// data path (bindMetrics); runAll serves on it. metricsBound: it was.
+	metricsLn    net.Listener
+	metricsBound bool
 }
 
 func defaultConfig() Config {
 	return Config{
-		MetricsAddr: ":9464",
-		LogLevel:    "info",
-		Embedded:    EmbeddedConfig{Addr: "127.0.0.1:19092"},
-		Topics:      TopicsConfig{Partitions: 6, Replication: -1},
+		LogLevel: "info",
+		Embedded: EmbeddedConfig{Addr: "127.0.0.1:19092"},
+		Topics:   TopicsConfig{Partitions: 6, Replication: -1},
 		Proxy: ProxyConfig{
 			Listen:       ":8080",
 			Sample:       1,
@@ -76,15 +90,28 @@ func defaultConfig() Config {
 }
 
 func newRoot(args []string) (*cobra.Command, error) {
+	_, root, err := newApp(args)
+	return root, err
+}
+
+// newApp builds the command tree over the configuration: defaults, the -c
+// file in args, then the MIRRORLINE_* variables (flags come last, when the
+// tree executes).
+func newApp(args []string) (*app, *cobra.Command, error) {
 	a := &app{cfg: defaultConfig()}
 	if p := configPathFromArgs(args); p != "" {
 		a.cfgPath = p
-		if err := loadConfigFile(p, &a.cfg); err != nil {
-			return nil, err
+		keys, err := loadConfig(p, &a.cfg)
+		if err != nil {
+			return nil, nil, err
 		}
+		a.metricsAddrSet = keys["metrics_addr"]
 	}
 	if v := os.Getenv("MIRRORLINE_BROKERS"); v != "" {
 		a.cfg.Kafka.Brokers = splitList(v)
+	}
+	if v := os.Getenv("MIRRORLINE_SERVICE"); v != "" {
+		a.cfg.Service = v
 	}
 	if v := os.Getenv("MIRRORLINE_INSTANCE_ID"); v != "" {
 		a.cfg.InstanceID = v
@@ -101,9 +128,11 @@ func newRoot(args []string) (*cobra.Command, error) {
 			}
 			a.log = hclog.New(&hclog.LoggerOptions{Name: "mirrorline", Level: lvl, JSONFormat: a.cfg.LogJSON, Output: os.Stderr})
 			a.cfg.Kafka.Brokers = splitList(strings.Join(a.cfg.Kafka.Brokers, ","))
+			a.resolveMetricsAddr(cmd)
 			return nil
 		},
 	}
+	setVersion(root)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
 	pf.StringP("config", "c", a.cfgPath, "YAML configuration file (unknown keys are an error)")
@@ -117,12 +146,13 @@ func newRoot(args []string) (*cobra.Command, error) {
 	pf.StringVar(&a.cfg.Kafka.SASL.PasswordFile, "kafka-sasl-password-file", a.cfg.Kafka.SASL.PasswordFile, "file holding the SASL password")
 	pf.StringVar(&a.cfg.Kafka.SASL.PasswordEnv, "kafka-sasl-password-env", a.cfg.Kafka.SASL.PasswordEnv, "environment variable holding the SASL password")
 	pf.StringVar(&a.cfg.InstanceID, "instance-id", a.cfg.InstanceID, "static consumer group member id of the redactor, replayer and comparator, stable across restarts of this replica (env MIRRORLINE_INSTANCE_ID; default: dynamic membership)")
-	pf.StringVar(&a.cfg.MetricsAddr, "metrics-addr", a.cfg.MetricsAddr, "address serving /metrics, /healthz and /readyz (empty disables)")
+	pf.StringVar(&a.cfg.MetricsAddr, "metrics-addr", a.cfg.MetricsAddr, "address serving /metrics, /healthz and /readyz (empty disables; default: the command's own port: "+metricsPortsUsage()+")")
 	pf.StringVar(&a.cfg.LogLevel, "log-level", a.cfg.LogLevel, "trace, debug, info, warn or error")
 	pf.BoolVar(&a.cfg.LogJSON, "log-json", a.cfg.LogJSON, "log as JSON lines")
 
-	root.AddCommand(a.proxyCmd(), a.replayCmd(), a.topicsCmd(), a.redactCmd(), a.upCmd(), a.sinkCmd(), a.lagCmd(), a.vpcCmd(), a.importCmd(), a.compareCmd(), a.ebpfCmd())
-	return root, nil
+	root.AddCommand(a.proxyCmd(), a.replayCmd(), a.topicsCmd(), a.redactCmd(), a.upCmd(), a.sinkCmd(), a.lagCmd(), a.vpcCmd(), a.importCmd(), a.compareCmd(), a.ebpfCmd(), a.versionCmd())
+	groupsRefuseUnknown(root)
+	return a, root, nil
 }
 
 func splitList(s string) []string {
@@ -135,9 +165,10 @@ func splitList(s string) []string {
 	return out
 }
 
-func (a *app) requireService(flag string) error {
-	if a.cfg.Service == "" {
-		return usagef("%s: required", flag)
+// requireService checks that the service is set and valid.
+func (a *app) requireService() error {
+	if err := a.requireSettings("service"); err != nil {
+		return err
 	}
 	if err := broker.ValidateService(a.cfg.Service); err != nil {
 		return usageError{err}
@@ -146,17 +177,13 @@ func (a *app) requireService(flag string) error {
 }
 
 // requireServiceAndBrokers checks what every command publishing or consuming
-// one service's topics needs.
-func (a *app) requireServiceAndBrokers() error {
-	if err := a.requireService("service"); err != nil {
+// one service's topics needs, and the extra settings named (see settings);
+// every missing one is listed at once.
+func (a *app) requireServiceAndBrokers(extra ...string) error {
+	if err := a.requireSettings(append([]string{"service", "brokers"}, extra...)...); err != nil {
 		return err
 	}
-	return a.requireBrokers()
+	return a.requireService()
 }
 
-func (a *app) requireBrokers() error {
-	if len(a.cfg.Kafka.Brokers) == 0 {
-		return usagef("brokers: required (--brokers, MIRRORLINE_BROKERS or brokers: in -c FILE)")
-	}
-	return nil
-}
+func (a *app) requireBrokers() error { return a.requireSettings("brokers") }

@@ -2,18 +2,27 @@ package main
 
 import (
 	"context"
+	"net"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/telemetry"
 )
 
 // runAll runs fns and the telemetry endpoint until ctx ends or one fails.
 func (a *app) runAll(ctx context.Context, tel *telemetry.Server, fns ...func(context.Context) error) error {
+	if err := a.bindMetrics(); err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
+		if ln := a.takeMetricsListener(); ln != nil {
+			a.log.Info("serving /metrics /healthz /readyz", "addr", ln.Addr().String())
+			return tel.ServeListener(gctx, ln)
+		}
 		bound := make(chan string, 1)
 		errc := make(chan error, 1)
 		go func() { errc <- tel.Serve(gctx, a.cfg.MetricsAddr, bound) }()
@@ -31,6 +40,31 @@ func (a *app) runAll(ctx context.Context, tel *telemetry.Server, fns ...func(con
 	return g.Wait()
 }
 
+// serveMetrics serves tel until ctx ends: on the listener bound before
+// (bindMetrics), else on --metrics-addr (empty: not at all). A window
+// replay serves metrics this way, so several workers of one job on one host
+// run although only the first gets the port.
+func (a *app) serveMetrics(ctx context.Context, tel *telemetry.Server) error {
+	if ln := a.takeMetricsListener(); ln != nil {
+		return tel.ServeListener(ctx, ln)
+	}
+	return tel.Serve(ctx, a.cfg.MetricsAddr, nil)
+}
+
+// takeMetricsListener hands over the metrics listener bound at start, once.
+func (a *app) takeMetricsListener() net.Listener {
+	ln := a.metricsLn
+	a.metricsLn = nil
+	return ln
+}
+
+// closeMetrics closes the metrics listener if no command took it.
+func (a *app) closeMetrics() {
+	if ln := a.takeMetricsListener(); ln != nil {
+		_ = ln.Close()
+	}
+}
+
 // closeClient flushes what is buffered (bounded in time) and closes cl.
 func closeClient(cl *kgo.Client) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -41,5 +75,5 @@ func closeClient(cl *kgo.Client) {
 
 // kafkaCheck is a readiness check that the brokers answer.
 func kafkaCheck(cl *kgo.Client) telemetry.Check {
-	return func(ctx context.Context) error { return cl.Ping(ctx) }
+	return func(ctx context.Context) error { return broker.Explain(cl.Ping(ctx), nil) }
 }

@@ -241,8 +241,8 @@ func TestCLIUsageErrors(t *testing.T) {
 	}{
 		{[]string{"proxy", "-c", bad}, "primry"},
 		{[]string{"proxy", "--no-such-flag"}, "unknown flag: --no-such-flag"},
-		{[]string{"proxy", "--service", "s", "--brokers", "127.0.0.1:1"}, "primary: required"},
-		{[]string{"proxy", "--service", "s", "--primary", "http://127.0.0.1:1"}, "brokers: required"},
+		{[]string{"proxy", "--service", "s", "--brokers", "127.0.0.1:1"}, "missing setting: primary (--primary, proxy.primary:)"},
+		{[]string{"proxy", "--service", "s", "--primary", "http://127.0.0.1:1"}, "missing setting: brokers (--brokers, brokers:, MIRRORLINE_BROKERS)"},
 		{[]string{"proxy", "--service", "bad name", "--brokers", "127.0.0.1:1", "--primary", "http://x"}, "service \"bad name\""},
 		{[]string{"proxy", "--service", "s", "--brokers", "127.0.0.1:1", "--primary", "http://x", "--sample", "2"}, "sample: 2"},
 		{[]string{"replay", "--service", "s", "--brokers", "127.0.0.1:1", "--target", "http://x"}, "--live is required"},

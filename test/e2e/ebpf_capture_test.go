@@ -162,7 +162,7 @@ func TestEBPFErrors(t *testing.T) {
 	}{
 		{[]string{"ebpf", "--service", "s", "--brokers", "127.0.0.1:1"}, "at least one --port"},
 		{[]string{"ebpf", "--service", "s", "--brokers", "127.0.0.1:1", "--port", "70000"}, "port: 70000"},
-		{[]string{"ebpf", "--service", "s", "--port", "8080"}, "brokers: required"},
+		{[]string{"ebpf", "--service", "s", "--port", "8080"}, "missing setting: brokers (--brokers, brokers:, MIRRORLINE_BROKERS)"},
 		{[]string{"ebpf", "--service", "s", "--brokers", "127.0.0.1:1", "--port", "8080", "--interface", "nope0"}, `interface "nope0": no such network interface`},
 		{[]string{"ebpf", "--service", "s", "--brokers", "127.0.0.1:1", "--port", "8080", "--hooks", "sideways"}, "hooks:"},
 		{[]string{"ebpf", "--service", "s", "--brokers", "127.0.0.1:1", "--port", "8080", "--ring-buffer", "1000"}, "ring buffer size 1000"},

@@ -130,8 +130,8 @@ func TestImportUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"import", "--service", "s", "--brokers", "127.0.0.1:1"}, "at least one .pcap"},
-		{[]string{"import", "--brokers", "127.0.0.1:1", "x.pcap"}, "service: required"},
-		{[]string{"import", "--service", "s", "x.pcap"}, "brokers: required"},
+		{[]string{"import", "--brokers", "127.0.0.1:1", "x.pcap"}, "missing setting: service (--service, service:, MIRRORLINE_SERVICE)"},
+		{[]string{"import", "--service", "s", "x.pcap"}, "missing setting: brokers (--brokers, brokers:, MIRRORLINE_BROKERS)"},
 		{[]string{"import", "--service", "s", "--brokers", "127.0.0.1:1", "--port", "0", "x.pcap"}, "port: 0 is not a TCP port"},
 	}
 	for _, tc := range tests {

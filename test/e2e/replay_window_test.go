@@ -450,7 +450,7 @@ func TestReplayWindowUsageErrors(t *testing.T) {
 		{[]string{"--target", "http://127.0.0.1:1", "--to", future}, "is in the future"},
 		{[]string{"--target", "http://127.0.0.1:1", "--to", "-10m"}, "is not before --to"},
 		{[]string{"--target", "http://127.0.0.1:1", "--to", "yesterday"}, "to: \"yesterday\" is not RFC 3339"},
-		{[]string{}, "target: required (or --dry-run)"},
+		{[]string{}, "missing setting: target (--target, replay.target:; or --dry-run)"},
 		{[]string{"--target", "http://127.0.0.1:1", "--speed", "5x", "--rate", "5/s"}, "at most one of"},
 		{[]string{"--target", "http://127.0.0.1:1", "--speed", "fast"}, "speed: \"fast\""},
 		{[]string{"--target", "http://127.0.0.1:1", "--ramp", "1x..10x"}, "ramp:"},

@@ -123,7 +123,7 @@ func TestVPCUsageErrors(t *testing.T) {
 	}{
 		{[]string{"vpc", "--service", "s", "--brokers", "127.0.0.1:1"}, "at least one --port"},
 		{[]string{"vpc", "--service", "s", "--brokers", "127.0.0.1:1", "--port", "8080", "--vni", "16777216"}, "vni: 16777216"},
-		{[]string{"vpc", "--service", "s", "--port", "8080"}, "brokers: required"},
+		{[]string{"vpc", "--service", "s", "--port", "8080"}, "missing setting: brokers (--brokers, brokers:, MIRRORLINE_BROKERS)"},
 		{[]string{"vpc", "--service", "s", "--brokers", "127.0.0.1:1", "--port", "8080", "--listen", "nonsense"}, "listen nonsense"},
 	}
 	for _, tc := range tests {
