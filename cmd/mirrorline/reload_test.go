@@ -133,7 +133,7 @@ func TestReloadProxyPolicy(t *testing.T) {
 
 	for i, bad := range []struct{ file, want string }{
 		{reloadBase + "  sample: 2\n", "proxy.sample: 2 is not between 0 and 1"},
-		{reloadBase + "  sampel: 1\n", "field sampel not found"},
+		{reloadBase + "  sampel: 1\n", "proxy.sampel: unknown key; did you mean sample?"},
 		{reloadBase + "  routes:\n    - headers: {X-A: \"(\"}\n", "proxy.routes[0].headers[X-A]"},
 		{"", "no such file"},
 	} {
