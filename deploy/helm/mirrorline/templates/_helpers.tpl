@@ -39,12 +39,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "mirrorline-replay-%s" .Values.service -}}
 {{- end -}}
 
-{{/* Pod template metadata annotations: Prometheus scraping and a config checksum so pods restart when it changes. */}}
+{{/* Pod template metadata annotations: Prometheus scraping and a config checksum so pods restart when it changes.
+Pods whose command reloads the mounted config file in place (proxy, sink, live replayer: pass "reloads" true) get
+no checksum unless restartOnConfigChange is set, so changing the sample ratio does not restart the proxy in front
+of production. */}}
 {{- define "mirrorline.podAnnotations" -}}
 prometheus.io/scrape: "true"
 prometheus.io/port: {{ .port | quote }}
 prometheus.io/path: /metrics
+{{- if or (not .reloads) .ctx.Values.restartOnConfigChange }}
 checksum/config: {{ include (print .ctx.Template.BasePath "/configmap.yaml") .ctx | sha256sum }}
+{{- end }}
 {{- with .ctx.Values.podAnnotations }}
 {{ toYaml . }}
 {{- end }}
