@@ -9,7 +9,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 all: build
 
 build:
-	$(GO) build -o $(BIN)/mirrorline ./cmd/mirrorline
+	$(GO) build -buildvcs=auto -o $(BIN)/mirrorline ./cmd/mirrorline
 	$(GO) build -o $(BIN)/payments ./test/demo/payments
 	$(GO) build -o $(BIN)/load ./test/demo/load
 
