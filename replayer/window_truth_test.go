@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +15,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // runTruth replays n records at 500/s to target and returns the summary, its text and the metrics.
@@ -202,26 +203,8 @@ func TestWindowLeadInApartFromSendSpan(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitLines waits (bounded) until out holds n lines and returns them.
-func waitLines(t *testing.T, out *syncBuffer, n int) []string {
+func waitLines(t *testing.T, out *testproc.Output, n int) []string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -262,7 +245,7 @@ func TestWindowProgressLines(t *testing.T) {
 	target := newFakeTarget(clk)
 	ticks := make(chan time.Time)
 	wall := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	var out syncBuffer
+	var out testproc.Output
 	w := NewWindow(NewSliceSource(items(t0, 4, time.Second)), NewSchedule(Speed(1), t0, 1, 0), target,
 		WithClock(clk), StartAt(t0), WindowJob("prog", "test"), ProgressLines(&out, 10*time.Second), PlannedSpan(4*time.Second))
 	w.ticker = func(d time.Duration) (<-chan time.Time, func()) {

@@ -9,11 +9,22 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // runCLIOut runs args as main does and returns the exit code, stdout and
 // stderr.
 func runCLIOut(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var code int
+	var stderr string
+	stdout := captureStdout(t, func() { code, stderr = runCLI(t, args...) })
+	return code, stdout, stderr
+}
+
+// captureStdout returns what fn writes to os.Stdout.
+func captureStdout(t *testing.T, fn func()) string {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -26,10 +37,10 @@ func runCLIOut(t *testing.T, args ...string) (int, string, string) {
 		b, _ := io.ReadAll(r)
 		read <- string(b)
 	}()
-	code, stderr := runCLI(t, args...)
-	os.Stdout = stdout
+	defer func() { os.Stdout = stdout }()
+	fn()
 	w.Close()
-	return code, <-read, stderr
+	return <-read
 }
 
 // Config errors name the file, the line and the YAML path, and suggest the
@@ -178,23 +189,11 @@ func TestMissingSettings(t *testing.T) {
 	}
 }
 
-// closedLoopback is a loopback address nothing listens on.
-func closedLoopback(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // Kafka not reachable: one line naming the address and why, exit code 1,
 // not the client's "request ListGroups has 1 separate shard errors, first:
 // unable to dial: ...".
 func TestKafkaUnreachable(t *testing.T) {
-	addr := closedLoopback(t)
+	addr := testproc.FreeAddr(t)
 	want := "mirrorline: cannot reach Kafka at " + addr + ": connection refused\n"
 	for _, args := range [][]string{
 		{"lag"},
@@ -269,7 +268,7 @@ func TestMetricsPortInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	listen := closedLoopback(t)
+	listen := testproc.FreeAddr(t)
 	maddr := busy.Addr().String()
 	code, stderr := runCLI(t, "proxy", "--service", "s", "--brokers", "127.0.0.1:1", "--primary", "http://127.0.0.1:1",
 		"--listen", listen, "--metrics-addr", maddr)

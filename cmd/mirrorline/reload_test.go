@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,31 +18,14 @@ import (
 	"github.com/mirrorline/mirrorline/collector/collectortest"
 	"github.com/mirrorline/mirrorline/collector/proxy"
 	"github.com/mirrorline/mirrorline/telemetry"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
-
-// syncBuffer is a log sink safe for the watch goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // reloadRig is a proxy (and sink) built from a -c file as the commands do.
 type reloadRig struct {
 	a    *app
 	path string
-	log  *syncBuffer
+	log  *testproc.Output
 	m    *collector.Metrics
 	w    *configWatch
 	reg  *prometheus.Registry
@@ -53,7 +34,7 @@ type reloadRig struct {
 
 func newReloadRig(t *testing.T, file string, flags *pflag.FlagSet) *reloadRig {
 	t.Helper()
-	r := &reloadRig{path: filepath.Join(t.TempDir(), "mirrorline.yaml"), log: &syncBuffer{}, reg: prometheus.NewRegistry()}
+	r := &reloadRig{path: filepath.Join(t.TempDir(), "mirrorline.yaml"), log: &testproc.Output{}, reg: prometheus.NewRegistry()}
 	r.write(t, file)
 	r.a = &app{cfg: defaultConfig(), cfgPath: r.path, log: hclog.New(&hclog.LoggerOptions{Output: r.log, Level: hclog.Info})}
 	if err := loadConfigFile(r.path, &r.a.cfg); err != nil {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"errors"
-	"io"
-	"os"
 	"strings"
 	"testing"
 
@@ -37,24 +35,13 @@ func TestErrorLineIsTerminalSafe(t *testing.T) {
 
 // `lag` prints group ids (any string a Kafka client chose) escaped.
 func TestPrintLagEscapesGroups(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout := os.Stdout
-	os.Stdout = w
-	read := make(chan string, 1)
-	go func() {
-		b, _ := io.ReadAll(r)
-		read <- string(b)
-	}()
-	perr := printLag([]broker.PartitionLag{
-		{Group: "mirrorline-\x1b[2J\x1b]8;;http://evil.example/\x1b\\x", Topic: "mirror.clean.s", Committed: 1, End: 2, Records: 1},
-		{Group: "mirrorline-\u202eevil", Topic: "mirror.clean.s", Partition: 1, Err: errors.New("fetch\x1b[31m failed\nagain")},
+	var perr error
+	out := captureStdout(t, func() {
+		perr = printLag([]broker.PartitionLag{
+			{Group: "mirrorline-\x1b[2J\x1b]8;;http://evil.example/\x1b\\x", Topic: "mirror.clean.s", Committed: 1, End: 2, Records: 1},
+			{Group: "mirrorline-\u202eevil", Topic: "mirror.clean.s", Partition: 1, Err: errors.New("fetch\x1b[31m failed\nagain")},
+		})
 	})
-	os.Stdout = stdout
-	w.Close()
-	out := <-read
 	if perr != nil {
 		t.Fatal(perr)
 	}

@@ -41,7 +41,14 @@ func TestMain(m *testing.M) {
 // test ends; it must then exit cleanly.
 func startML(t *testing.T, env []string, args ...string) *testproc.Output {
 	t.Helper()
-	cmd := exec.Command(mlBin, args...)
+	return startMLCmd(t, exec.Command(mlBin, args...), env, args[0])
+}
+
+// startMLCmd starts cmd (mirrorline NAME ..., possibly behind a wrapper such
+// as nsenter) with env added, and stops it with SIGTERM when the test ends;
+// it must then exit cleanly. Its output is logged when the test failed.
+func startMLCmd(t *testing.T, cmd *exec.Cmd, env []string, name string) *testproc.Output {
+	t.Helper()
 	cmd.Env = append(os.Environ(), env...)
 	out := &testproc.Output{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -55,14 +62,14 @@ func startML(t *testing.T, env []string, args ...string) *testproc.Output {
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Errorf("mirrorline %s: exit: %v\n%s", args[0], err, out)
+				t.Errorf("mirrorline %s: exit: %v\n%s", name, err, out)
 			}
 		case <-time.After(30 * time.Second):
 			_ = cmd.Process.Kill()
-			t.Errorf("mirrorline %s did not stop on SIGTERM\n%s", args[0], out)
+			t.Errorf("mirrorline %s did not stop on SIGTERM\n%s", name, out)
 		}
 		if t.Failed() {
-			t.Logf("mirrorline %s output:\n%s", args[0], out)
+			t.Logf("mirrorline %s output:\n%s", name, out)
 		}
 	})
 	return out

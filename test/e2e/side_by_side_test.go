@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -158,28 +157,7 @@ func (ns *netns) forward(t *testing.T, addr string) {
 // start runs mirrorline args in the namespace until the test ends (SIGTERM).
 func (ns *netns) start(t *testing.T, env []string, args ...string) *testproc.Output {
 	t.Helper()
-	cmd := exec.Command("nsenter", append([]string{"--net=" + ns.path, "--", mlBin}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
-	out := &testproc.Output{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("mirrorline %s: exit: %v\n%s", args[0], err, out)
-			}
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Errorf("mirrorline %s did not stop on SIGTERM\n%s", args[0], out)
-		}
-	})
-	return out
+	return startMLCmd(t, exec.Command("nsenter", append([]string{"--net=" + ns.path, "--", mlBin}, args...)...), env, args[0])
 }
 
 // Every stage runs side by side on one host with no --metrics-addr: up
