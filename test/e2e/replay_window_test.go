@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -233,8 +234,15 @@ func TestReplayWindowExactRecords(t *testing.T) {
 	}
 }
 
-// --speed 10x of a 20 s capture takes 2 s (first to last send, as the shadow
-// received them) within 5 %.
+// --speed 10x of a 20 s capture takes 2 s: the plan is exact, and the shadow
+// receives the requests at a tenth of their captured spacing and in capture
+// order at the grain of the schedule. Each record is its own connection
+// (key), so the replayer promises no order between two of them beyond the
+// schedule (docs/replay.md: in window mode the schedule wins and sends are
+// concurrent); on a loaded machine two sends 50 ms apart may arrive swapped,
+// which is not a failure. What is: 5x or 20x instead of 10x, or the records
+// sent in another order than planned (say partition by partition).
+// Precision is measured by make bench (bench/replay), not here.
 func TestReplayWindowSpeed(t *testing.T) {
 	svc, topic := replaySetup(t, 2)
 	t0 := time.Now().Add(-10 * time.Minute).Truncate(time.Millisecond)
@@ -253,36 +261,58 @@ func TestReplayWindowSpeed(t *testing.T) {
 	if len(hits) != n {
 		t.Fatalf("shadow got %d requests, want %d\n%s", len(hits), n, out)
 	}
-	span := hits[n-1].at.Sub(hits[0].at)
-	t.Logf("speed 10x of 20s: span %s at the shadow (%.2f%% off); report: send span %.4fs, lag p99 %.2fms", span, (span.Seconds()/2-1)*100, sum.SendSpan, sum.ScheduleLag.P99*1000)
-	// The plan is exact. The span observed at the shadow is 2 s within 5 %
-	// plus the largest send lag the replayer itself measured: on a loaded CI
-	// machine a send can start late through no fault of the schedule, and
-	// that lag is reported, not hidden. The tolerance is capped at 1 s, which
-	// still tells 10x (2 s) from 5x (4 s) or no speed-up (20 s). Precision is
-	// measured by make bench (bench/replay), not here.
 	if sum == nil || math.Abs(sum.PlannedSpan-2) > 1e-9 {
 		t.Fatalf("planned span %+v, want exactly 2s\n%s", sum, out)
 	}
-	tol := math.Min(0.1+sum.ScheduleLag.Max, 1)
-	if math.Abs(span.Seconds()-2) > tol {
-		t.Fatalf("span %s, want 2s ± %.3fs (5 %% + max send lag %.3fs)\n%s", span, tol, sum.ScheduleLag.Max, out)
+	index := func(id string) int {
+		k, err := strconv.Atoi(id)
+		if err != nil || k < 0 || k >= n {
+			t.Fatalf("shadow got request id %q", id)
+		}
+		return k
 	}
-	// Each request keeps its place in the compressed timeline: two requests
-	// arrive in plan order unless their planned sends (50 ms apart each) are
-	// closer than the lag the replayer measured.
-	planned := func(id string) float64 {
-		var k int
-		fmt.Sscan(id, &k)
-		return float64(k) * 0.05
+	xs, ys := make([]float64, len(hits)), make([]float64, len(hits))
+	for i, h := range hits {
+		xs[i], ys[i] = float64(index(h.id)), h.at.Sub(hits[0].at).Seconds()
 	}
+	// The speed-up is the median slope of arrival time against capture
+	// index (Theil-Sen): a few sends made late by a busy machine do not move
+	// it, a wrong speed does. 2 s is 10x; 5x would be 4 s, 20x 1 s.
+	span := theilSen(xs, ys) * (n - 1)
+	t.Logf("speed 10x of 20s: span %.3fs at the shadow (first to last arrival %s); report: send span %.4fs, lag p99 %.2fms max %.2fms",
+		span, hits[n-1].at.Sub(hits[0].at).Round(time.Millisecond), sum.SendSpan, sum.ScheduleLag.P99*1000, sum.ScheduleLag.Max*1000)
+	if span < 1.5 || span > 2.75 {
+		t.Fatalf("the shadow received 20s of capture over %.3fs, want 2s for 10x (1.5s to 2.75s: between 7x and 13x)\n%s", span, out)
+	}
+	// Capture order at the grain of the schedule: a request never arrives
+	// before one planned 10 sends (500 ms, a quarter of the replay) earlier,
+	// plus whatever send lag the replayer measured and reported.
+	bound := 0.5 + sum.ScheduleLag.Max
 	for i := range hits {
 		for j := i + 1; j < len(hits); j++ {
-			if planned(hits[i].id)-planned(hits[j].id) > 0.02+sum.ScheduleLag.Max {
-				t.Fatalf("request %s arrived before %s: order changed beyond the measured lag %.3fs", hits[i].id, hits[j].id, sum.ScheduleLag.Max)
+			if gap := float64(index(hits[i].id)-index(hits[j].id)) * 0.05; gap > bound {
+				t.Fatalf("request %s arrived before %s, planned %.2fs earlier: out of schedule order (beyond %.3fs)", hits[i].id, hits[j].id, gap, bound)
 			}
 		}
 	}
+}
+
+// theilSen returns the median of the slopes between every two points with
+// different x.
+func theilSen(xs, ys []float64) float64 {
+	var slopes []float64
+	for i := range xs {
+		for j := i + 1; j < len(xs); j++ {
+			if dx := xs[j] - xs[i]; dx != 0 {
+				slopes = append(slopes, (ys[j]-ys[i])/dx)
+			}
+		}
+	}
+	if len(slopes) == 0 {
+		return math.NaN()
+	}
+	slices.Sort(slopes)
+	return slopes[len(slopes)/2]
 }
 
 // Two worker processes of one job split the partitions, share one clock
