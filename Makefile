@@ -25,6 +25,7 @@ test: lint
 	@set -euo pipefail; \
 	if [ -z "$${KAFKA_BROKERS:-}" ]; then \
 		KAFKA_BROKERS=$$(test/kafka/start); started=1; \
+		export KAFKA_BROKER_LOG=$${TMPDIR:-/tmp}/mirrorline-kafka-19092/server.log; \
 	else started=0; fi; \
 	export KAFKA_BROKERS; echo "make test: Kafka at $$KAFKA_BROKERS"; \
 	rc=0; $(GO) test -count=1 -timeout 12m ./... || rc=$$?; \

@@ -1,0 +1,220 @@
+package kafkatest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// helperEnv makes TestHelperBrokerUser act as a test process of its own.
+const helperEnv = "KAFKATEST_HELPER"
+
+// TestHelperBrokerUser is not a test: run by TestOwnBrokerStoppedAfterLastUser
+// as a separate test process (KAFKATEST_HELPER=1), it gets the project's
+// broker from Brokers, says "ready", answers each "ping" line on stdin with a
+// metadata request, and returns (ending the process) when stdin closes.
+func TestHelperBrokerUser(t *testing.T) {
+	if os.Getenv(helperEnv) != "1" {
+		t.Skip("helper process of TestOwnBrokerStoppedAfterLastUser")
+	}
+	bs := Brokers(t)
+	fmt.Println("kafkatest-helper: ready", strings.Join(bs, ","))
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(bs...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err = kadm.NewClient(cl).ListBrokers(ctx)
+		cancel()
+		cl.Close()
+		if err != nil {
+			fmt.Println("kafkatest-helper: error", err)
+		} else {
+			fmt.Println("kafkatest-helper: pong")
+		}
+	}
+}
+
+// helper is one running TestHelperBrokerUser process.
+type helper struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan string
+}
+
+func startHelper(t *testing.T, env []string) *helper {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperBrokerUser$", "-test.count=1")
+	cmd.Env = env
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h := &helper{cmd: cmd, stdin: stdin, lines: make(chan string, 100)}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			h.lines <- sc.Text()
+		}
+		close(h.lines)
+	}()
+	t.Cleanup(func() {
+		if h.cmd.ProcessState == nil {
+			_ = h.cmd.Process.Kill()
+			_ = h.cmd.Wait()
+		}
+	})
+	return h
+}
+
+// expect waits up to timeout for a line with prefix and returns it.
+func (h *helper) expect(t *testing.T, prefix string, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case l, ok := <-h.lines:
+			if !ok {
+				t.Fatalf("helper ended before printing %q", prefix)
+			}
+			if strings.HasPrefix(l, prefix) {
+				return l
+			}
+			if strings.HasPrefix(l, "kafkatest-helper:") || strings.HasPrefix(l, "---") || strings.HasPrefix(l, "FAIL") {
+				t.Fatalf("helper: %s (want %q)", l, prefix)
+			}
+		case <-deadline:
+			t.Fatalf("helper printed no %q within %s", prefix, timeout)
+		}
+	}
+}
+
+// exit closes the helper's stdin and waits for the process to end.
+func (h *helper) exit(t *testing.T) {
+	t.Helper()
+	h.stdin.Close()
+	done := make(chan error, 1)
+	go func() { done <- h.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("helper process: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("helper process did not end within a minute of its stdin closing")
+	}
+}
+
+// freePortPair returns a port p on 127.0.0.1 with p and p+1 free.
+func freePortPair(t *testing.T) int {
+	t.Helper()
+	for p := 21092; p < 29000; p += 10 {
+		free := true
+		for _, q := range []int{p, p + 1} {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(q))
+			if err != nil {
+				free = false
+				break
+			}
+			ln.Close()
+		}
+		if free {
+			return p
+		}
+	}
+	t.Fatal("no two free ports")
+	return 0
+}
+
+// Two test processes without KAFKA_BROKERS share the broker the first one
+// starts (as go test runs packages in parallel): it keeps serving the second
+// after the first has exited, and once the second has exited too no JVM
+// started for them is left running, nor is its port open.
+func TestOwnBrokerStoppedAfterLastUser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Kafka JVM; skipped with -short")
+	}
+	if _, err := exec.LookPath("java"); err != nil {
+		t.Skip("needs java to start the project's broker")
+	}
+	port := freePortPair(t)
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, fmt.Sprintf("mirrorline-kafka-%d", port))
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KAFKA_BROKERS=") && !strings.HasPrefix(kv, "TMPDIR=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, helperEnv+"=1", "KAFKATEST_PORT="+strconv.Itoa(port), "TMPDIR="+tmp,
+		"KAFKA_HEAP_OPTS=-Xms64m -Xmx256m", "KAFKA_START_TIMEOUT=180")
+	// Whatever happens, the broker does not outlive the test.
+	t.Cleanup(func() {
+		cmd := exec.Command(script("stop"), "--port", strconv.Itoa(port), "--dir", dir, "--kill")
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("test/kafka/stop: %v\n%s", err, out)
+		}
+	})
+
+	first := startHelper(t, env)
+	first.expect(t, "kafkatest-helper: ready", 5*time.Minute)
+	b, err := os.ReadFile(filepath.Join(dir, "kafka.pid"))
+	if err != nil {
+		t.Fatalf("no pid file of the broker the first process started: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("pid file: %q", b)
+	}
+	second := startHelper(t, env)
+	second.expect(t, "kafkatest-helper: ready", 2*time.Minute)
+
+	first.exit(t)
+	fmt.Fprintln(second.stdin, "ping")
+	second.expect(t, "kafkatest-helper: pong", time.Minute)
+
+	second.exit(t)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		jvm := syscall.Kill(pid, 0) == nil
+		conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
+		if err == nil {
+			conn.Close()
+		}
+		if !jvm && err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("2 minutes after the last test process ended, the broker it started still runs (JVM pid %d alive: %v, port %d open: %v)", pid, jvm, port, err == nil)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kafka.pid")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pid file left behind: %v", err)
+	}
+}
