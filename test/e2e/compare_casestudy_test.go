@@ -230,7 +230,7 @@ compare:
 	}
 
 	// Metrics: the alert is raised for POST /payments only, verdicts are counted per endpoint.
-	eventually(t, 10*time.Second, "alert gauge of POST /payments", func() bool {
+	eventually(t, 60*time.Second, "alert gauge of POST /payments", func() bool {
 		return cmpMetricValue(t, cmpMetrics, `mirrorline_comparator_alert{endpoint="POST /payments"}`) == 1
 	})
 	m := cmpScrape(t, cmpMetrics)
