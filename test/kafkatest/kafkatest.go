@@ -73,13 +73,33 @@ func Brokers(t testing.TB) []string {
 		t.Fatal(initErr)
 	}
 	if logFile != "" {
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Log(LogTail(logFile, 30))
-			}
-		})
+		tailOnFailure(t)
 	}
 	return brokers
+}
+
+var (
+	tailMu   sync.Mutex
+	tailting = map[testing.TB]bool{}
+)
+
+// tailOnFailure makes t log the broker log's tail if it fails, once however
+// often t asks for the broker.
+func tailOnFailure(t testing.TB) {
+	tailMu.Lock()
+	defer tailMu.Unlock()
+	if tailting[t] {
+		return
+	}
+	tailting[t] = true
+	t.Cleanup(func() {
+		tailMu.Lock()
+		delete(tailting, t)
+		tailMu.Unlock()
+		if t.Failed() {
+			t.Log(LogTail(logFile, 30))
+		}
+	})
 }
 
 // port returns the project broker's port: KAFKATEST_PORT or DefaultPort.

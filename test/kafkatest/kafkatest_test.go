@@ -218,3 +218,53 @@ func TestOwnBrokerStoppedAfterLastUser(t *testing.T) {
 		t.Errorf("pid file left behind: %v", err)
 	}
 }
+
+func TestLogTail(t *testing.T) {
+	dir := t.TempDir()
+	lines := func(n, width int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "line %d %s\n", i, strings.Repeat("x", width))
+		}
+		return b.String()
+	}
+	for _, tc := range []struct {
+		name, content string
+		n             int
+		want          []string // lines of the tail, in order
+		notWant       []string
+	}{
+		{"short log whole", lines(3, 0), 30, []string{"line 0 ", "line 1 ", "line 2 "}, nil},
+		{"long log last n", lines(100, 10), 30, []string{"line 70 ", "line 99 "}, []string{"line 69 "}},
+		{"huge log read from its end", lines(20000, 100), 5, []string{"line 19995 ", "line 19999 "}, []string{"line 19994 "}},
+		{"long lines cut", lines(2, 1000), 30, []string{"line 1 " + strings.Repeat("x", 293) + " [...]"}, []string{strings.Repeat("x", 294)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".log")
+			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got := LogTail(path, tc.n)
+			head, body, _ := strings.Cut(got, "\n")
+			if !strings.Contains(head, path) {
+				t.Errorf("heading %q does not name the file %s", head, path)
+			}
+			if k := strings.Count(body, "\n") + 1; k > tc.n {
+				t.Errorf("%d lines, want at most %d", k, tc.n)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("tail lacks %q", w)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(body, w) {
+					t.Errorf("tail has %q", w)
+				}
+			}
+		})
+	}
+	if got := LogTail(filepath.Join(dir, "missing.log"), 30); !strings.Contains(got, "missing.log") {
+		t.Errorf("missing log: %q", got)
+	}
+}
