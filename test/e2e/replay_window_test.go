@@ -437,18 +437,32 @@ func TestReplayWindowSlowTarget(t *testing.T) {
 	if len(hits) != n || sum.Dropped != 0 || sum.Status["2xx"] != n {
 		t.Fatalf("shadow got %d of %d; report %+v\n%s", len(hits), n, sum, out)
 	}
-	// Planned: first + i/rate (a fixed rate ignores capture times; records are
-	// spread over both partitions in capture order).
-	var devs []float64
+	// Planned: i/rate after the start (a fixed rate ignores capture times;
+	// records are spread over both partitions in capture order). Each
+	// arrival's offset from its plan, less the median offset (the start as
+	// the shadow saw it, robust to a first request that came late).
+	offsets := make([]float64, len(hits))
+	xs, ys := make([]float64, len(hits)), make([]float64, len(hits))
 	for i, h := range hits {
-		planned := hits[0].at.Add(time.Duration(float64(i) / rate * float64(time.Second)))
-		devs = append(devs, math.Abs(h.at.Sub(planned).Seconds()))
+		k, err := strconv.Atoi(h.id)
+		if err != nil {
+			t.Fatalf("shadow got request id %q", h.id)
+		}
+		at := h.at.Sub(hits[0].at).Seconds()
+		offsets[i] = at - float64(k)/rate
+		xs[i], ys[i] = float64(k), at
+	}
+	median := slices.Clone(offsets)
+	slices.Sort(median)
+	var devs []float64
+	for _, o := range offsets {
+		devs = append(devs, math.Abs(o-median[len(median)/2]))
 	}
 	slices.Sort(devs)
 	p99 := devs[len(devs)*99/100]
-	span := hits[n-1].at.Sub(hits[0].at).Seconds()
-	t.Logf("slow target: schedule lag p99 %.2fms max %.2fms (report), send-time deviation p99 %.2fms at the shadow, span %.3fs (planned %.2fs), latency p99 %.0fms",
-		sum.ScheduleLag.P99*1000, sum.ScheduleLag.Max*1000, p99*1000, span, float64(n-1)/rate, sum.Latency.P99*1000)
+	span := theilSen(xs, ys) * (n - 1)
+	t.Logf("slow target: schedule lag p99 %.2fms max %.2fms (report), send-time deviation p99 %.2fms at the shadow, span %.3fs (planned %.2fs; first to last arrival %.3fs), latency p99 %.0fms",
+		sum.ScheduleLag.P99*1000, sum.ScheduleLag.Max*1000, p99*1000, span, float64(n-1)/rate, hits[n-1].at.Sub(hits[0].at).Seconds(), sum.Latency.P99*1000)
 	// The behaviour: a request due while a slow one is in flight goes out at
 	// its time instead of waiting for the slow answer. Each slow request is
 	// followed at the shadow by the next one well before its 500 ms are up.
@@ -466,16 +480,18 @@ func TestReplayWindowSlowTarget(t *testing.T) {
 		t.Fatalf("only %d slow requests seen, want %d", overlapped, n/10-1)
 	}
 	// Had the schedule waited for the 29 slow answers it would be 14.5 s
-	// late by the end; bounds far from that and far above a loaded machine's
-	// jitter (the precise lag numbers are measured by make bench).
-	if sum.ScheduleLag.P99 > 0.250 {
+	// late by the end (half a second more after each), and the span 17.5 s
+	// instead of 3 s; the bounds are far from that and far above what a
+	// loaded machine adds (the precise lag numbers are measured by make
+	// bench).
+	if sum.ScheduleLag.P99 > 1 {
 		t.Fatalf("schedule lag p99 %.1fms: the slow target moved the schedule", sum.ScheduleLag.P99*1000)
 	}
-	if p99 > 0.250 {
+	if p99 > 1 {
 		t.Fatalf("send times deviate from the plan by %.1fms (p99) at the shadow", p99*1000)
 	}
-	if math.Abs(span/(float64(n-1)/rate)-1) > 0.15 {
-		t.Fatalf("span %.3fs, want %.2fs ± 15%%", span, float64(n-1)/rate)
+	if planned := float64(n-1) / rate; math.Abs(span/planned-1) > 0.25 {
+		t.Fatalf("span %.3fs, want %.2fs ± 25%%", span, planned)
 	}
 	if sum.Latency.P99 < 0.4 {
 		t.Fatalf("latency p99 %.0fms: the slow requests were not measured", sum.Latency.P99*1000)
