@@ -33,7 +33,7 @@ test: lint
 	exit $$rc
 
 ## test-stress: make test STRESS_RUNS times (default 5) on a clean clone of HEAD while two
-## busy loops load the CPUs; one line per run and the tally (about 15-20 min a run on 2 cores)
+## busy loops load the CPUs; one line per run and the tally (6-9 min a run on 2 cores)
 test-stress:
 	@test/stress
 
