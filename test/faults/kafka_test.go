@@ -101,6 +101,16 @@ func logTail(t *testing.T, path string, n int) {
 	}
 }
 
+// stopAfterExit runs test/kafka/NAME with args once the test process has
+// exited, should it end without running the test's cleanups (a -timeout
+// panic): no broker a fault test started outlives the test binary.
+func stopAfterExit(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if err := kafkatest.StopAfterExit(filepath.Join(t.TempDir(), "kafka.lease"), script(name), args...); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // singleBroker is a one-node KRaft broker of one test (test/kafka/start).
 type singleBroker struct {
 	port int
@@ -115,6 +125,7 @@ func startBroker(t *testing.T, preferred int) *singleBroker {
 	t.Helper()
 	needPrivateKafka(t)
 	b := &singleBroker{port: freeBase(t, preferred, 2), dir: filepath.Join(t.TempDir(), "kafka")}
+	stopAfterExit(t, "stop", append(b.args(), "--kill")...)
 	b.Addr = runScript(t, 3*time.Minute, "start", b.args()...)
 	t.Cleanup(func() {
 		logTail(t, filepath.Join(b.dir, "server.log"), 30)
@@ -165,6 +176,7 @@ func startCluster(t *testing.T, preferred, brokers, controllers int) *cluster {
 	t.Helper()
 	needPrivateKafka(t)
 	c := &cluster{base: freeBase(t, preferred, 2*(brokers+controllers)), dir: filepath.Join(t.TempDir(), "cluster")}
+	stopAfterExit(t, "cluster", "stop", "--dir", c.dir)
 	out := runScript(t, 4*time.Minute, "cluster", "start", "--dir", c.dir, "--base-port", strconv.Itoa(c.base),
 		"--brokers", strconv.Itoa(brokers), "--controllers", strconv.Itoa(controllers))
 	c.Brokers = strings.Split(out, ",")

@@ -167,6 +167,32 @@ func useOwnBroker() (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
+// StopAfterExit makes sure stop (with args) runs once this process has
+// exited, however it ends (a -timeout panic skips every t.Cleanup): it holds
+// a shared lock on leasePath for the rest of the process's life and starts a
+// detached `flock -x leasePath stop args...`. Fault tests use it for the
+// brokers they start, besides stopping them in t.Cleanup. Call it before
+// starting what stop stops.
+func StopAfterExit(leasePath, stop string, args ...string) error {
+	f, err := os.OpenFile(leasePath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("open lease %s: %w", leasePath, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+		f.Close()
+		return fmt.Errorf("lock lease %s: %w", leasePath, err)
+	}
+	leaseMu.Lock()
+	held = append(held, f) // held until the process exits
+	leaseMu.Unlock()
+	return stopWhenUnused(leasePath, stop, args...)
+}
+
+var (
+	leaseMu sync.Mutex
+	held    []*os.File
+)
+
 // stopWhenUnused starts a detached process that runs stop (with args) once it
 // can lock leasePath exclusively, that is once no process holds the lease.
 func stopWhenUnused(leasePath, stop string, args ...string) error {

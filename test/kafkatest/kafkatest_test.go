@@ -2,6 +2,7 @@ package kafkatest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,6 +32,16 @@ const helperEnv = "KAFKATEST_HELPER"
 func TestHelperBrokerUser(t *testing.T) {
 	if os.Getenv(helperEnv) != "1" {
 		t.Skip("helper process of TestOwnBrokerStoppedAfterLastUser")
+	}
+	if dir := os.Getenv("KAFKATEST_STOP_DIR"); dir != "" {
+		// Arms a stop command, then dies as a -timeout panic would: without
+		// running a cleanup.
+		if err := StopAfterExit(filepath.Join(dir, "lease"), "/bin/sh", "-c", "echo stopped >"+filepath.Join(dir, "stopped")); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Println("kafkatest-helper: armed")
+		bufio.NewScanner(os.Stdin).Scan()
+		panic("test timed out (simulated)")
 	}
 	bs := Brokers(t)
 	fmt.Println("kafkatest-helper: ready", strings.Join(bs, ","))
@@ -70,10 +82,16 @@ func startHelper(t *testing.T, env []string) *helper {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = os.Stderr
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("helper's stderr:\n%s", stderr.String())
+		}
+	})
 	h := &helper{cmd: cmd, stdin: stdin, lines: make(chan string, 100)}
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -89,6 +107,25 @@ func startHelper(t *testing.T, env []string) *helper {
 		}
 	})
 	return h
+}
+
+// syncBuffer is a bytes.Buffer safe for a process's writes and the test's
+// reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // expect waits up to timeout for a line with prefix and returns it.
@@ -266,5 +303,37 @@ func TestLogTail(t *testing.T) {
 	}
 	if got := LogTail(filepath.Join(dir, "missing.log"), 30); !strings.Contains(got, "missing.log") {
 		t.Errorf("missing log: %q", got)
+	}
+}
+
+// A fault test's broker is stopped after the test process ends even when it
+// dies without running its cleanups (a -timeout panic), and not before.
+func TestStopAfterExitRunsWhenTheProcessDies(t *testing.T) {
+	dir := t.TempDir()
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KAFKA_BROKERS=") {
+			env = append(env, kv)
+		}
+	}
+	h := startHelper(t, append(env, helperEnv+"=1", "KAFKATEST_STOP_DIR="+dir))
+	h.expect(t, "kafkatest-helper: armed", time.Minute)
+	stopped := filepath.Join(dir, "stopped")
+	if _, err := os.Stat(stopped); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the stop command ran while the process lived (%v)", err)
+	}
+	h.stdin.Close()
+	if err := h.cmd.Wait(); err == nil {
+		t.Fatal("the helper exited cleanly; want it to die of a panic")
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if b, err := os.ReadFile(stopped); err == nil && strings.TrimSpace(string(b)) == "stopped" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stop command did not run within a minute of the process dying")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
