@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -261,13 +263,25 @@ func Service(t testing.TB, partitions int32) string {
 		name = name[:40]
 	}
 	svc := strings.Trim(name, "-_") + "-" + hex.EncodeToString(rnd[:])
-	cl := Client(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := broker.CreateTopics(ctx, kadm.NewClient(cl), svc, broker.TopicSpec{Partitions: partitions, Replication: 1}); err != nil {
-		t.Fatalf("create topics for %s: %v", svc, err)
+	adm := kadm.NewClient(Client(t))
+	// A transient refusal is asked again for up to two minutes: a single
+	// broker that a loaded machine kept from heartbeating is fenced for a
+	// moment and then has no available broker for the replicas
+	// (INVALID_REPLICATION_FACTOR). CreateTopics takes topics that exist.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, err := broker.CreateTopics(ctx, adm, svc, broker.TopicSpec{Partitions: partitions, Replication: 1})
+		cancel()
+		if err == nil {
+			return svc
+		}
+		if !(errors.Is(err, kerr.InvalidReplicationFactor) || kerr.IsRetriable(err)) || time.Now().After(deadline) {
+			t.Fatalf("create topics for %s: %v", svc, err)
+		}
+		t.Logf("create topics for %s: %v; asking again", svc, err)
+		time.Sleep(500 * time.Millisecond) // backoff between attempts
 	}
-	return svc
 }
 
 // Client returns a plain client of the test broker, closed when t ends.
