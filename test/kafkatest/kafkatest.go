@@ -263,7 +263,13 @@ func Service(t testing.TB, partitions int32) string {
 		name = name[:40]
 	}
 	svc := strings.Trim(name, "-_") + "-" + hex.EncodeToString(rnd[:])
-	adm := kadm.NewClient(Client(t))
+	createTopics(t, kadm.NewClient(Client(t)), svc, partitions)
+	return svc
+}
+
+// createTopics creates svc's topics with partitions partitions through adm.
+func createTopics(t testing.TB, adm *kadm.Client, svc string, partitions int32) {
+	t.Helper()
 	// A transient refusal is asked again for up to two minutes: a single
 	// broker that a loaded machine kept from heartbeating is fenced for a
 	// moment and then has no available broker for the replicas
@@ -274,7 +280,7 @@ func Service(t testing.TB, partitions int32) string {
 		_, err := broker.CreateTopics(ctx, adm, svc, broker.TopicSpec{Partitions: partitions, Replication: 1})
 		cancel()
 		if err == nil {
-			return svc
+			return
 		}
 		if !(errors.Is(err, kerr.InvalidReplicationFactor) || kerr.IsRetriable(err)) || time.Now().After(deadline) {
 			t.Fatalf("create topics for %s: %v", svc, err)

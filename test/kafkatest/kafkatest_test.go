@@ -14,12 +14,18 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/mirrorline/mirrorline/broker"
 )
 
 // helperEnv makes TestHelperBrokerUser act as a test process of its own.
@@ -335,5 +341,49 @@ func TestStopAfterExitRunsWhenTheProcessDies(t *testing.T) {
 			t.Fatal("the stop command did not run within a minute of the process dying")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A broker that refuses topic creation for a moment (fenced under load: no
+// available broker, INVALID_REPLICATION_FACTOR) is asked again; the topics
+// are created once it accepts.
+func TestCreateTopicsThroughAFence(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	var refused atomic.Int32
+	c.ControlKey(kmsg.CreateTopics.Int16(), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if refused.Load() >= 3 {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		req := r.(*kmsg.CreateTopicsRequest)
+		resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewCreateTopicsResponseTopic()
+			st.Topic = rt.Topic
+			st.ErrorCode = kerr.InvalidReplicationFactor.Code
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	adm := kadm.NewClient(cl)
+	createTopics(t, adm, "fenced", 2)
+	if n := refused.Load(); n != 3 {
+		t.Fatalf("the broker refused %d times, want 3", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	td, err := adm.ListTopics(ctx, broker.Topic(broker.Raw, "fenced"), broker.Topic(broker.Clean, "fenced"))
+	if err != nil || td.Error() != nil || len(td) != 2 {
+		t.Fatalf("topics after the fence: %v, %v", td, err)
 	}
 }
