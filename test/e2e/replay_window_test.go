@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -114,6 +115,32 @@ func produceTxn(t *testing.T, recs []*kgo.Record, commit bool) {
 	if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
 		t.Fatalf("end transaction: %v", err)
 	}
+	// EndTxn returns once the coordinator has decided; it writes the
+	// markers to the partitions after. Until then the last stable offset
+	// stays before the transaction and a read_committed reader (a window
+	// replay taking its end offsets) does not see it yet: wait for every
+	// partition's last stable offset to reach its end.
+	adm := kadm.NewClient(cl)
+	topic := recs[0].Topic
+	eventually(t, time.Minute, "the transaction's markers written (last stable offset at the end)", func() bool {
+		lctx, lcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer lcancel()
+		stable, err := adm.ListCommittedOffsets(lctx, topic)
+		if err != nil || stable.Error() != nil {
+			return false
+		}
+		ends, err := adm.ListEndOffsets(lctx, topic)
+		if err != nil || ends.Error() != nil {
+			return false
+		}
+		settled := true
+		ends.Each(func(o kadm.ListedOffset) {
+			if s, ok := stable.Lookup(o.Topic, o.Partition); !ok || s.Offset < o.Offset {
+				settled = false
+			}
+		})
+		return settled
+	})
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
