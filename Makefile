@@ -4,7 +4,7 @@ GO    ?= go
 BIN   := .bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 
-.PHONY: all bpf build deps test-faults deploy-check demo test test-unit test-e2e bench lint proto kafka-start kafka-stop clean
+.PHONY: all bpf build deps test-faults deploy-check demo test test-stress test-unit test-e2e bench lint proto kafka-start kafka-stop clean
 
 all: build
 
@@ -25,11 +25,17 @@ test: lint
 	@set -euo pipefail; \
 	if [ -z "$${KAFKA_BROKERS:-}" ]; then \
 		KAFKA_BROKERS=$$(test/kafka/start); started=1; \
+		export KAFKA_BROKER_LOG=$${TMPDIR:-/tmp}/mirrorline-kafka-19092/server.log; \
 	else started=0; fi; \
 	export KAFKA_BROKERS; echo "make test: Kafka at $$KAFKA_BROKERS"; \
 	rc=0; $(GO) test -count=1 -timeout 12m ./... || rc=$$?; \
 	if [ "$$started" = 1 ]; then test/kafka/stop; fi; \
 	exit $$rc
+
+## test-stress: make test STRESS_RUNS times (default 5) on a clean clone of HEAD while two
+## busy loops load the CPUs; one line per run and the tally (6-9 min a run on 2 cores)
+test-stress:
+	@test/stress
 
 ## test-faults: fault tests against Kafka brokers they start, stop and kill themselves (Java 17+, ~2.5 min; also part of make test)
 test-faults:

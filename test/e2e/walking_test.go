@@ -8,9 +8,14 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/replayer"
@@ -114,7 +119,8 @@ func TestProxyToShadowThroughKafka(t *testing.T) {
 		select {
 		case <-shadow.got:
 		case <-deadline:
-			t.Fatalf("shadow got %d of %d requests; dropped=%v", i, n, pm.Dropped)
+			t.Fatalf("shadow got %d of %d requests within 90s; proxy captured %v, published %v, dropped %s; replayer sent %s",
+				i, n, testutil.ToFloat64(pm.Captured), testutil.ToFloat64(pm.Published), counts(pm.Dropped), counts(rm.Sent))
 		}
 	}
 	got := shadow.requests()
@@ -191,4 +197,28 @@ func equalHeaders(a, b http.Header) bool {
 		}
 	}
 	return true
+}
+
+// counts renders a counter vector's series as label values = value, for a
+// failure message.
+func counts(c prometheus.Collector) string {
+	ch := make(chan prometheus.Metric, 64)
+	go func() { c.Collect(ch); close(ch) }()
+	var out []string
+	for m := range ch {
+		var d dto.Metric
+		if err := m.Write(&d); err != nil {
+			continue
+		}
+		var labels []string
+		for _, l := range d.GetLabel() {
+			labels = append(labels, l.GetName()+"="+l.GetValue())
+		}
+		out = append(out, fmt.Sprintf("{%s} %v", strings.Join(labels, ","), d.GetCounter().GetValue()))
+	}
+	slices.Sort(out)
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, " ")
 }

@@ -150,10 +150,11 @@ func TestKafkaUnreachable(t *testing.T) {
 		p50, p99, worst := c.l.Quantile(0.5), c.l.Quantile(0.99), c.l.Quantile(1)
 		t.Logf("%s: %d requests, p50 %s, p99 %s, max %s", c.name, c.l.sent.Load(), p50, p99, worst)
 		// A capture path that waited for Kafka would hold requests for the
-		// whole outage (seconds); the bound is far from that and far above a
-		// loaded CI machine's jitter. Latency ratios are measured by make bench.
-		if p99 > 500*time.Millisecond {
-			t.Errorf("%s: p99 %s, want < 500ms", c.name, p99)
+		// whole outage (the broker stays down for the 2 s of the phase and
+		// its restart); the bound is below that and far above what a loaded
+		// CI machine adds. Latency ratios are measured by make bench.
+		if p99 > time.Second {
+			t.Errorf("%s: p99 %s, want < 1s", c.name, p99)
 		}
 	}
 

@@ -92,37 +92,81 @@ func TestClusterLosesABroker(t *testing.T) {
 }
 
 // checkTopicReplication fails the test unless every topic has three replicas
-// per partition and min.insync.replicas=2.
+// per partition and min.insync.replicas=2. A node answers from its own copy of
+// the cluster metadata, which may not yet hold a topic created a moment ago (a
+// loaded machine): it asks again until every topic's settings are there, for
+// up to a minute, and fails on the first answer that is complete but wrong.
 func checkTopicReplication(t *testing.T, adm *kadm.Client, topics ...string) {
 	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	var last string
+	for {
+		done, msg := topicReplication(adm, topics...)
+		if done {
+			if msg != "" {
+				t.Fatal(msg)
+			}
+			return
+		}
+		last = msg
+		if time.Now().After(deadline) {
+			t.Fatalf("the replication settings of %v did not settle within a minute: %s", topics, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// topicReplication reads the replicas and min.insync.replicas of topics once.
+// done is false while the answer is incomplete (a topic, a partition or the
+// setting not yet known to the node that answered; msg says what); once done,
+// msg is empty if every partition has three replicas and every topic
+// min.insync.replicas=2, else it says which does not.
+func topicReplication(adm *kadm.Client, topics ...string) (done bool, msg string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	td, err := adm.ListTopics(ctx, topics...)
 	if err != nil {
-		t.Fatal(err)
+		return false, fmt.Sprintf("list topics: %v", err)
 	}
-	for _, d := range td.Sorted() {
+	for _, topic := range topics {
+		d, ok := td[topic]
+		if !ok || d.Err != nil || len(d.Partitions) == 0 {
+			return false, fmt.Sprintf("%s: not in the metadata yet (%v)", topic, d.Err)
+		}
 		for _, p := range d.Partitions.Sorted() {
+			if p.Err != nil || p.Leader < 0 {
+				return false, fmt.Sprintf("%s/%d: no leader yet (%v)", topic, p.Partition, p.Err)
+			}
 			if len(p.Replicas) != 3 {
-				t.Fatalf("%s/%d has replicas %v, want 3", d.Topic, p.Partition, p.Replicas)
+				return true, fmt.Sprintf("%s/%d has replicas %v, want 3", topic, p.Partition, p.Replicas)
 			}
 		}
 	}
 	rcs, err := adm.DescribeTopicConfigs(ctx, topics...)
 	if err != nil {
-		t.Fatal(err)
+		return false, fmt.Sprintf("describe topic configs: %v", err)
+	}
+	if len(rcs) != len(topics) {
+		return false, fmt.Sprintf("configs of %d of %d topics", len(rcs), len(topics))
 	}
 	for _, rc := range rcs {
-		v := ""
+		if rc.Err != nil {
+			return false, fmt.Sprintf("%s: describe configs: %v", rc.Name, rc.Err)
+		}
+		var v *string
 		for _, c := range rc.Configs {
-			if c.Key == "min.insync.replicas" && c.Value != nil {
-				v = *c.Value
+			if c.Key == "min.insync.replicas" {
+				v = c.Value
 			}
 		}
-		if v != "2" {
-			t.Fatalf("%s: min.insync.replicas = %q, want 2", rc.Name, v)
+		if v == nil || *v == "" {
+			return false, fmt.Sprintf("%s: min.insync.replicas not known yet", rc.Name)
+		}
+		if *v != "2" {
+			return true, fmt.Sprintf("%s: min.insync.replicas = %q, want 2", rc.Name, *v)
 		}
 	}
+	return true, ""
 }
 
 // txnCoordinator returns the node coordinating transactional id txnID.

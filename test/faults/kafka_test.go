@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mirrorline/mirrorline/test/kafkatest"
 )
 
 // scriptEnv is added to the environment of the test/kafka scripts: small JVMs
@@ -90,21 +92,23 @@ func freeBase(t *testing.T, preferred, span int) int {
 	return 0
 }
 
-// logTail logs the last lines of a broker log when the test failed.
-func logTail(t *testing.T, path string) {
+// logTail logs, when the test failed, the last n lines of a broker log and
+// the path of the whole file (never the whole log).
+func logTail(t *testing.T, path string, n int) {
 	t.Helper()
-	if !t.Failed() {
-		return
+	if t.Failed() {
+		t.Log(kafkatest.LogTail(path, n))
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return
+}
+
+// stopAfterExit runs test/kafka/NAME with args once the test process has
+// exited, should it end without running the test's cleanups (a -timeout
+// panic): no broker a fault test started outlives the test binary.
+func stopAfterExit(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if err := kafkatest.StopAfterExit(filepath.Join(t.TempDir(), "kafka.lease"), script(name), args...); err != nil {
+		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > 30 {
-		lines = lines[len(lines)-30:]
-	}
-	t.Logf("last lines of %s:\n%s", path, strings.Join(lines, "\n"))
 }
 
 // singleBroker is a one-node KRaft broker of one test (test/kafka/start).
@@ -121,9 +125,10 @@ func startBroker(t *testing.T, preferred int) *singleBroker {
 	t.Helper()
 	needPrivateKafka(t)
 	b := &singleBroker{port: freeBase(t, preferred, 2), dir: filepath.Join(t.TempDir(), "kafka")}
+	stopAfterExit(t, "stop", append(b.args(), "--kill")...)
 	b.Addr = runScript(t, 3*time.Minute, "start", b.args()...)
 	t.Cleanup(func() {
-		logTail(t, filepath.Join(b.dir, "server.log"))
+		logTail(t, filepath.Join(b.dir, "server.log"), 30)
 		if _, err := tryScript(time.Minute, "stop", append(b.args(), "--kill")...); err != nil {
 			t.Error(err)
 		}
@@ -171,12 +176,13 @@ func startCluster(t *testing.T, preferred, brokers, controllers int) *cluster {
 	t.Helper()
 	needPrivateKafka(t)
 	c := &cluster{base: freeBase(t, preferred, 2*(brokers+controllers)), dir: filepath.Join(t.TempDir(), "cluster")}
+	stopAfterExit(t, "cluster", "stop", "--dir", c.dir)
 	out := runScript(t, 4*time.Minute, "cluster", "start", "--dir", c.dir, "--base-port", strconv.Itoa(c.base),
 		"--brokers", strconv.Itoa(brokers), "--controllers", strconv.Itoa(controllers))
 	c.Brokers = strings.Split(out, ",")
 	t.Cleanup(func() {
 		for n := 1; n <= brokers+controllers; n++ {
-			logTail(t, filepath.Join(c.dir, fmt.Sprintf("node-%d", n), "server.log"))
+			logTail(t, filepath.Join(c.dir, fmt.Sprintf("node-%d", n), "server.log"), 30/(brokers+controllers))
 		}
 		if _, err := tryScript(time.Minute, "cluster", "stop", "--dir", c.dir); err != nil {
 			t.Error(err)

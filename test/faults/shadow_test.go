@@ -170,16 +170,19 @@ func TestShadowDownOrHanging(t *testing.T) {
 				n, took.Round(time.Millisecond), caughtUp.Round(time.Millisecond), base>>20, max(grew, 0)>>20, len(commits), mid)
 			if inflight != nil {
 				// Every request to a hanging shadow holds its slot for the whole
-				// timeout, so with at most conc in flight, no more than conc
-				// requests can arrive within half the timeout (the other half
-				// covers the server's delay in seeing a request). Counting open
-				// requests at the server instead would overstate: it sees a
-				// client give up a little after the client has sent the next.
-				most := inflight.most(timeout / 2)
-				if most > conc {
-					t.Errorf("%d requests reached the shadow within %s, want at most --concurrency %d", most, timeout/2, conc)
+				// timeout, so with at most conc in flight the n records take at
+				// least n/conc timeouts: an exact bound that a loaded machine
+				// (which only slows the run) cannot break, and that twice the
+				// slots (half the time) or no limit (one timeout) would.
+				if floor := time.Duration(n/conc) * timeout; took < floor {
+					t.Errorf("%d requests to a hanging shadow done in %s, want at least %s (%d timeouts of %s with --concurrency %d)", n, took.Round(time.Millisecond), floor, n/conc, timeout, conc)
 				}
-				t.Logf("at most %d requests reached the shadow within %s (--concurrency %d); mean in flight %.1f (%.0f records/s, at most %.0f/s with every slot busy)",
+				// How bunched the arrivals were is logged, not asserted: the
+				// server's handlers take the times, and a loaded machine runs
+				// them late and together (153 within 100 ms was seen with the
+				// floor above met), so the count measures the machine.
+				most := inflight.most(timeout / 2)
+				t.Logf("at most %d requests reached the shadow within %s by its clock (--concurrency %d); mean in flight %.1f (%.0f records/s, at most %.0f/s with every slot busy)",
 					most, timeout/2, conc, float64(n)*timeout.Seconds()/took.Seconds(), float64(n)/took.Seconds(), float64(conc)/timeout.Seconds())
 			}
 		})

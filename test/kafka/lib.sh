@@ -91,16 +91,18 @@ wait_ports_closed() {
 	log "warning: 127.0.0.1:$open still accepts connections 10s after the broker exited"
 }
 
-# log_tail LOGFILE: the first errors and the last lines of a broker log.
+# log_tail LOGFILE: the first errors (at most 5) and the last lines (at most
+# 25) of a broker log, each cut to 300 characters, and the path of the whole
+# file: never the whole log.
 log_tail() {
 	local logfile=$1 re=' (ERROR|FATAL) |^[A-Za-z0-9_.$]+(Exception|Error)\b'
 	if [ -s "$logfile" ]; then
 		if grep -q -E "$re" "$logfile"; then
 			log "first errors in $logfile:"
-			grep -E "$re" "$logfile" | head -n 10 >&2
+			grep -E "$re" "$logfile" | head -n 5 | cut -c 1-300 >&2
 		fi
-		log "last lines of $logfile:"
-		tail -n 40 "$logfile" >&2
+		log "last lines of $logfile (the whole log is that file):"
+		tail -n 25 "$logfile" | cut -c 1-300 >&2
 	else
 		log "$logfile is empty or missing"
 	fi

@@ -15,12 +15,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -32,10 +35,23 @@ var (
 	once    sync.Once
 	brokers []string
 	initErr string
+	// logFile is the server.log of the broker this package's harness
+	// started or found running (empty when KAFKA_BROKERS names one).
+	logFile string
+	// lease is held (shared) for the life of the process once it uses the
+	// project's broker; see useOwnBroker.
+	lease *os.File
 )
 
+// DefaultPort is the port of the project's broker when KAFKATEST_PORT is not
+// set.
+const DefaultPort = 19092
+
 // Brokers returns the bootstrap brokers of a real Kafka, starting the project's
-// broker if KAFKA_BROKERS is not set. It fails the test if none can be had.
+// broker if KAFKA_BROKERS is not set. It fails the test if none can be had. A
+// broker it starts is stopped once no test process uses it any more (see
+// useOwnBroker). When the test fails, it logs the last lines of the broker's
+// log and the path of the whole file.
 func Brokers(t testing.TB) []string {
 	t.Helper()
 	once.Do(func() {
@@ -45,28 +61,188 @@ func Brokers(t testing.TB) []string {
 					brokers = append(brokers, b)
 				}
 			}
+			logFile = os.Getenv("KAFKA_BROKER_LOG")
 			return
 		}
-		_, file, _, _ := runtime.Caller(0)
-		script := filepath.Join(filepath.Dir(file), "..", "kafka", "start")
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, script).Output()
+		addr, err := useOwnBroker()
 		if err != nil {
-			msg := err.Error()
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				msg += ": " + string(ee.Stderr)
-			}
-			initErr = "start Kafka with " + script + ": " + msg
+			initErr = err.Error()
 			return
 		}
-		brokers = []string{strings.TrimSpace(string(out))}
+		brokers = []string{addr}
 	})
 	if initErr != "" {
 		t.Fatal(initErr)
 	}
+	if logFile != "" {
+		tailOnFailure(t)
+	}
 	return brokers
+}
+
+var (
+	tailMu   sync.Mutex
+	tailting = map[testing.TB]bool{}
+)
+
+// tailOnFailure makes t log the broker log's tail if it fails, once however
+// often t asks for the broker.
+func tailOnFailure(t testing.TB) {
+	tailMu.Lock()
+	defer tailMu.Unlock()
+	if tailting[t] {
+		return
+	}
+	tailting[t] = true
+	t.Cleanup(func() {
+		tailMu.Lock()
+		delete(tailting, t)
+		tailMu.Unlock()
+		if t.Failed() {
+			t.Log(LogTail(logFile, 30))
+		}
+	})
+}
+
+// port returns the project broker's port: KAFKATEST_PORT or DefaultPort.
+func port() (int, error) {
+	v := os.Getenv("KAFKATEST_PORT")
+	if v == "" {
+		return DefaultPort, nil
+	}
+	p, err := strconv.Atoi(v)
+	if err != nil || p < 1 || p > 65534 {
+		return 0, fmt.Errorf("KAFKATEST_PORT must be a port number, got %q", v)
+	}
+	return p, nil
+}
+
+// script returns the path of test/kafka/name.
+func script(name string) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "kafka", name)
+}
+
+// useOwnBroker starts the project's broker (test/kafka/start), or finds it
+// running, and returns its address. Several test processes (go test runs
+// packages in parallel) share that broker, so none can stop it when its own
+// tests end. Each holds a shared lock on a lease file beside the broker's
+// data dir for as long as it lives; the process whose start launched the
+// broker also starts a detached watcher, `flock -x LEASE test/kafka/stop`,
+// which gets the lock, and stops the broker, once the last of them has exited
+// (the kernel drops a process's locks when it exits, however it ends: a
+// failed test, a -timeout panic, a kill). A broker that was already running
+// when no test process used it (make kafka-start) is left alone.
+func useOwnBroker() (string, error) {
+	p, err := port()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("mirrorline-kafka-%d", p))
+	leasePath := dir + ".lease"
+	f, err := os.OpenFile(leasePath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("open the broker lease %s: %w", leasePath, err)
+	}
+	// Waits while a watcher holds it exclusively to stop the broker.
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+		f.Close()
+		return "", fmt.Errorf("lock the broker lease %s: %w", leasePath, err)
+	}
+	lease = f // held until the process exits
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	start := script("start")
+	cmd := exec.CommandContext(ctx, start, "--port", strconv.Itoa(p))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("start Kafka with %s: %w: %s", start, err, stderr.String())
+	}
+	logFile = filepath.Join(dir, "server.log")
+	if strings.Contains(stderr.String(), ": starting Kafka ") {
+		if err := stopWhenUnused(leasePath, script("stop"), "--port", strconv.Itoa(p)); err != nil {
+			return "", err
+		}
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// StopAfterExit makes sure stop (with args) runs once this process has
+// exited, however it ends (a -timeout panic skips every t.Cleanup): it holds
+// a shared lock on leasePath for the rest of the process's life and starts a
+// detached `flock -x leasePath stop args...`. Fault tests use it for the
+// brokers they start, besides stopping them in t.Cleanup. Call it before
+// starting what stop stops.
+func StopAfterExit(leasePath, stop string, args ...string) error {
+	f, err := os.OpenFile(leasePath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("open lease %s: %w", leasePath, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+		f.Close()
+		return fmt.Errorf("lock lease %s: %w", leasePath, err)
+	}
+	leaseMu.Lock()
+	held = append(held, f) // held until the process exits
+	leaseMu.Unlock()
+	return stopWhenUnused(leasePath, stop, args...)
+}
+
+var (
+	leaseMu sync.Mutex
+	held    []*os.File
+)
+
+// stopWhenUnused starts a detached process that runs stop (with args) once it
+// can lock leasePath exclusively, that is once no process holds the lease.
+func stopWhenUnused(leasePath, stop string, args ...string) error {
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", os.DevNull, err)
+	}
+	defer devnull.Close()
+	cmd := exec.Command("flock", append([]string{"--exclusive", "--close", leasePath, stop}, args...)...)
+	// Its own session, no stdio of ours: go test does not wait for it, and
+	// a terminal's signals do not reach it.
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start the broker's stop watcher (flock): %w", err)
+	}
+	return cmd.Process.Release()
+}
+
+// LogTail returns at most n last lines of the log file at path (each cut to
+// 300 bytes), headed by the path of the whole file, for a failed test's
+// output: never the whole log.
+func LogTail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Sprintf("broker log %s: %v", path, err)
+	}
+	defer f.Close()
+	const window = 64 << 10
+	var off int64
+	if fi, err := f.Stat(); err == nil && fi.Size() > window {
+		off = fi.Size() - window
+	}
+	b := make([]byte, window)
+	k, _ := f.ReadAt(b, off)
+	lines := strings.Split(strings.TrimRight(string(b[:k]), "\n"), "\n")
+	if off > 0 && len(lines) > 0 {
+		lines = lines[1:] // cut mid-line
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	for i, l := range lines {
+		if len(l) > 300 {
+			lines[i] = l[:300] + " [...]"
+		}
+	}
+	return fmt.Sprintf("last %d lines of the broker log (the whole file: %s):\n%s", len(lines), path, strings.Join(lines, "\n"))
 }
 
 // Config returns a broker.Config for the test broker.
@@ -87,13 +263,31 @@ func Service(t testing.TB, partitions int32) string {
 		name = name[:40]
 	}
 	svc := strings.Trim(name, "-_") + "-" + hex.EncodeToString(rnd[:])
-	cl := Client(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := broker.CreateTopics(ctx, kadm.NewClient(cl), svc, broker.TopicSpec{Partitions: partitions, Replication: 1}); err != nil {
-		t.Fatalf("create topics for %s: %v", svc, err)
-	}
+	createTopics(t, kadm.NewClient(Client(t)), svc, partitions)
 	return svc
+}
+
+// createTopics creates svc's topics with partitions partitions through adm.
+func createTopics(t testing.TB, adm *kadm.Client, svc string, partitions int32) {
+	t.Helper()
+	// A transient refusal is asked again for up to two minutes: a single
+	// broker that a loaded machine kept from heartbeating is fenced for a
+	// moment and then has no available broker for the replicas
+	// (INVALID_REPLICATION_FACTOR). CreateTopics takes topics that exist.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, err := broker.CreateTopics(ctx, adm, svc, broker.TopicSpec{Partitions: partitions, Replication: 1})
+		cancel()
+		if err == nil {
+			return
+		}
+		if !(errors.Is(err, kerr.InvalidReplicationFactor) || kerr.IsRetriable(err)) || time.Now().After(deadline) {
+			t.Fatalf("create topics for %s: %v", svc, err)
+		}
+		t.Logf("create topics for %s: %v; asking again", svc, err)
+		time.Sleep(500 * time.Millisecond) // backoff between attempts
+	}
 }
 
 // Client returns a plain client of the test broker, closed when t ends.
