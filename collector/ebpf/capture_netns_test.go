@@ -158,8 +158,8 @@ func TestCaptureVeth(t *testing.T) {
 	}
 
 	want := 4 * conns
-	waitFor(t, 10*time.Second, fmt.Sprintf("%d exchanges", want), func() bool { return len(s.all()) >= want })
-	waitFor(t, 10*time.Second, "connections closed", func() bool { return c.Stats().StreamsActive.Load() == 0 })
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d exchanges", want), func() bool { return len(s.all()) >= want })
+	waitFor(t, 30*time.Second, "connections closed", func() bool { return c.Stats().StreamsActive.Load() == 0 })
 	all := s.all()
 	byC := byConn(all)
 	if len(byC) != conns || len(all) != want {
@@ -171,7 +171,7 @@ func TestCaptureVeth(t *testing.T) {
 			t.Fatalf("remote addr %q, want the client namespace's address", exs[0].Request.RemoteAddr)
 		}
 	}
-	waitFor(t, 10*time.Second, "every captured packet read", func() bool {
+	waitFor(t, 30*time.Second, "every captured packet read", func() bool {
 		in, eg := c.Packets()
 		return in+eg == c.KernelStats().Packets
 	})

@@ -298,8 +298,8 @@ func TestCaptureLoopback(t *testing.T) {
 		traffic(t, u)
 	}
 	want := 4 * len(urls)
-	waitFor(t, 10*time.Second, fmt.Sprintf("%d exchanges", want), func() bool { return len(s.all()) >= want })
-	waitFor(t, 10*time.Second, "connections closed", func() bool { return c.Stats().StreamsActive.Load() == 0 })
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d exchanges", want), func() bool { return len(s.all()) >= want })
+	waitFor(t, 30*time.Second, "connections closed", func() bool { return c.Stats().StreamsActive.Load() == 0 })
 	conns := byConn(s.all())
 	if len(conns) != len(urls) || len(s.all()) != want {
 		t.Fatalf("%d exchanges on %d connections, want %d on %d", len(s.all()), len(conns), want, len(urls))
@@ -312,7 +312,7 @@ func TestCaptureLoopback(t *testing.T) {
 	if len(urls) == 2 && !v6 {
 		t.Fatal("no IPv6 connection captured")
 	}
-	waitFor(t, 10*time.Second, "every captured packet read", func() bool {
+	waitFor(t, 30*time.Second, "every captured packet read", func() bool {
 		_, eg := c.Packets()
 		return eg == c.KernelStats().Packets
 	})
@@ -367,8 +367,8 @@ func TestCaptureLoopbackBothHooks(t *testing.T) {
 		t.Fatalf("attached %v", at)
 	}
 	traffic(t, urls[0])
-	waitFor(t, 10*time.Second, "4 exchanges", func() bool { return len(s.all()) >= 4 })
-	waitFor(t, 10*time.Second, "connection closed", func() bool { return c.Stats().StreamsActive.Load() == 0 })
+	waitFor(t, 30*time.Second, "4 exchanges", func() bool { return len(s.all()) >= 4 })
+	waitFor(t, 30*time.Second, "connection closed", func() bool { return c.Stats().StreamsActive.Load() == 0 })
 	checkConn(t, s.all(), port)
 	in, eg := c.Packets()
 	if in == 0 || eg == 0 || c.Stats().Packets[vpc.ResultRetransmit].Load() < min(in, eg)/2 {
@@ -393,8 +393,8 @@ func TestCaptureFilterAndSnapLen(t *testing.T) {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	cl.CloseIdleConnections()
-	waitFor(t, 10*time.Second, "1 exchange", func() bool { return len(s.all()) >= 1 })
-	waitFor(t, 10*time.Second, "connection closed", func() bool { return c.Stats().StreamsActive.Load() == 0 })
+	waitFor(t, 30*time.Second, "1 exchange", func() bool { return len(s.all()) >= 1 })
+	waitFor(t, 30*time.Second, "connection closed", func() bool { return c.Stats().StreamsActive.Load() == 0 })
 	exs := s.all()
 	if len(exs) != 1 {
 		t.Fatalf("%d exchanges, want only the one to port %d (not %d)", len(exs), port, otherPort)
