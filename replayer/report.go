@@ -67,7 +67,8 @@ type Summary struct {
 	// MaxErrorRate is the error rate above which the job failed (see Failed).
 	MaxErrorRate float64 `json:"max_error_rate"`
 	// Failed is set when the job failed: every sent request failed, or more
-	// than MaxErrorRate of them did. A dry run never fails. Failure says why.
+	// than MaxErrorRate of them did, or records were scheduled and none was
+	// sent. A dry run never fails. Failure says why.
 	Failed  bool   `json:"failed"`
 	Failure string `json:"failure,omitempty"`
 
@@ -191,12 +192,19 @@ func (s *Summary) leadInWhy() string {
 }
 
 // judge sets ErrorRate, MaxErrorRate, Failed and Failure: a job fails when
-// it sent requests and every one failed, or more than maxRate of them did.
+// it sent requests and every one failed, or more than maxRate of them did,
+// or when records were scheduled and none was sent (all dropped or not
+// replayable).
 func (s *Summary) judge(maxRate float64) {
 	s.MaxErrorRate = maxRate
 	failed := sumCounts(s.RequestErrors)
 	if s.Sent > 0 {
 		s.ErrorRate = float64(failed) / float64(s.Sent)
+	}
+	if !s.DryRun && !s.Interrupted && s.Sent == 0 && s.Scheduled > 0 {
+		// Records were due and none went out: nothing was tested.
+		s.Failed, s.Failure = true, fmt.Sprintf("none of %d scheduled records was sent (dropped %d; not replayed %d)", s.Scheduled, s.Dropped, sumCounts(s.Errors))
+		return
 	}
 	if s.DryRun || s.Sent == 0 || failed == 0 {
 		return

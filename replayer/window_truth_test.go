@@ -301,3 +301,29 @@ func TestJudgeJustAbove(t *testing.T) {
 		t.Fatalf("10%% of requests failed with --max-error-rate 10%%: %q", s.Failure)
 	}
 }
+
+// A job that had records to send and sent none tested nothing: it fails,
+// unless it was a dry run, interrupted, or had nothing scheduled.
+func TestJudgeNothingSent(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		s    Summary
+		fail bool
+	}{
+		{"all dropped", Summary{Scheduled: 40, Dropped: 40}, true},
+		{"none replayable", Summary{Scheduled: 3, Errors: map[string]int64{"build": 3}}, true},
+		{"empty window", Summary{}, false},
+		{"dry run", Summary{Scheduled: 40, Dropped: 40, DryRun: true}, false},
+		{"interrupted", Summary{Scheduled: 40, Interrupted: true}, false},
+		{"some sent", Summary{Scheduled: 40, Dropped: 39, Sent: 1}, false},
+	} {
+		s := tc.s
+		s.judge(1)
+		if s.Failed != tc.fail {
+			t.Errorf("%s: failed %v (%q), want %v", tc.name, s.Failed, s.Failure, tc.fail)
+		}
+		if tc.fail && !strings.HasPrefix(s.Failure, "none of ") {
+			t.Errorf("%s: failure %q does not say nothing was sent", tc.name, s.Failure)
+		}
+	}
+}
