@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -196,7 +197,13 @@ func TestSideBySide(t *testing.T) {
 	primary.Start()
 	t.Cleanup(primary.Close)
 
-	ns.start(t, []string{"MIRRORLINE_BROKERS=", "MIRRORLINE_SERVICE=side-up"}, "up", "--log-level", "warn")
+	// up's embedded broker on a free port: its default (19092) is where the
+	// forwarded test broker may listen in the namespace.
+	upCfg := filepath.Join(t.TempDir(), "up.yaml")
+	if err := os.WriteFile(upCfg, []byte("embedded:\n  addr: 127.0.0.1:0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ns.start(t, []string{"MIRRORLINE_BROKERS=", "MIRRORLINE_SERVICE=side-up"}, "up", "-c", upCfg, "--log-level", "warn")
 	ns.start(t, env, "redact", "--transactional-id", "redact-"+svc, "--log-level", "warn")
 	ns.start(t, env, "replay", "--live", "--target", shadow.URL, "--start", "earliest", "--log-level", "warn")
 	ns.start(t, env, "compare", "--log-level", "warn")
