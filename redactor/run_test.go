@@ -135,6 +135,22 @@ func TestProcessorQuarantinesRecordTooLargeOnceRedacted(t *testing.T) {
 
 			got := readAll(ctx, t, e.Addrs(), clean, 2)
 			q := readAll(ctx, t, e.Addrs(), quarantine, len(tc.want))
+			// Records are visible once Kafka wrote the commit markers, a
+			// moment before the redactor learns its commit succeeded and
+			// counts them: wait for the counts before stopping it.
+			wantQ := 0
+			for _, w := range tc.want {
+				if w.id != "" {
+					wantQ++
+				}
+			}
+			counted := func() bool {
+				return testutil.ToFloat64(m.Records.WithLabelValues(OutcomeQuarantined)) >= float64(wantQ) &&
+					testutil.ToFloat64(m.Records.WithLabelValues(OutcomeClean)) >= 2
+			}
+			for deadline := time.Now().Add(30 * time.Second); !counted() && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond)
+			}
 			stop()
 			if err := <-done; err != nil {
 				t.Fatalf("redactor stopped: %v", err)
@@ -173,12 +189,6 @@ func TestProcessorQuarantinesRecordTooLargeOnceRedacted(t *testing.T) {
 				}
 				if len(qr.Value) > 1024 || bytes.Contains(qr.Value, []byte("@x.io")) || bytes.Contains(qr.Value, []byte("hmac:")) || bytes.Contains(qr.Value, []byte("ref=")) {
 					t.Errorf("quarantine record carries payload (%d bytes)", len(qr.Value))
-				}
-			}
-			wantQ := 0
-			for _, w := range tc.want {
-				if w.id != "" {
-					wantQ++
 				}
 			}
 			if n := testutil.ToFloat64(m.Records.WithLabelValues(OutcomeQuarantined)); n != float64(wantQ) {
