@@ -163,7 +163,7 @@ func (a *app) newVPC(tel *telemetry.Server, em tcpstream.Publisher) (func(contex
 	if c.CollectorID != "" {
 		topts = append(topts, tcpstream.WithCollectorID(c.CollectorID))
 	}
-	rx := vpc.NewReceiver(tcpstream.NewTracker(em, topts...), vpc.WithVNIs(c.VNIs...), vpc.WithReadBuffer(c.ReadBuffer), vpc.WithReceiverLogger(log))
+	rx := vpc.NewReceiver(tcpstream.NewTracker(em, topts...), vpc.WithVNIs(c.VNIs...), vpc.WithReadBuffer(c.ReadBuffer), vpc.WithLogger(log))
 	pc, err := net.ListenPacket("udp", c.Listen)
 	if err != nil {
 		return nil, usagef("listen %s: %v", c.Listen, err)

@@ -43,8 +43,8 @@ func WithFlushInterval(d time.Duration) ReceiverOption {
 	}
 }
 
-// WithReceiverLogger sets the logger.
-func WithReceiverLogger(l hclog.Logger) ReceiverOption { return func(r *Receiver) { r.log = l } }
+// WithLogger sets the logger.
+func WithLogger(l hclog.Logger) ReceiverOption { return func(r *Receiver) { r.log = l } }
 
 // Receiver is an AWS VPC Traffic Mirroring target: it reads VXLAN datagrams,
 // decodes the mirrored packets and hands their TCP segments to a tcpstream.Tracker.
