@@ -103,9 +103,3 @@ func (a *alerter) evaluate(now time.Time) []AlertChange {
 	}
 	return out
 }
-
-// firing reports whether endpoint's alert is on.
-func (a *alerter) firing(endpoint string) bool {
-	w := a.win[endpoint]
-	return w != nil && w.firing
-}

@@ -5,7 +5,7 @@ import (
 
 	"github.com/mirrorline/mirrorline/collector/ebpf"
 	"github.com/mirrorline/mirrorline/collector/httpstream"
-	"github.com/mirrorline/mirrorline/collector/vpc"
+	"github.com/mirrorline/mirrorline/collector/tcpstream"
 	"github.com/mirrorline/mirrorline/telemetry"
 )
 
@@ -69,7 +69,7 @@ func (a *app) ebpfCmd() *cobra.Command {
 
 // newEBPF checks the ebpf configuration, loads and attaches the capture
 // publishing through em, and registers its metrics on tel.
-func (a *app) newEBPF(tel *telemetry.Server, em vpc.Publisher) (*ebpf.Capture, error) {
+func (a *app) newEBPF(tel *telemetry.Server, em tcpstream.Publisher) (*ebpf.Capture, error) {
 	c := a.cfg.EBPF
 	if err := checkEBPF(c); err != nil {
 		return nil, err
@@ -90,22 +90,22 @@ func (a *app) newEBPF(tel *telemetry.Server, em vpc.Publisher) (*ebpf.Capture, e
 	}
 	log := a.log.Named("ebpf")
 	ecfg.Logger = log
-	ecfg.TrackerOptions = []vpc.TrackerOption{
-		vpc.WithIdleTimeout(c.IdleTimeout),
-		vpc.WithGapTimeout(c.GapTimeout),
-		vpc.WithMaxStreams(c.MaxStreams),
-		vpc.WithMaxStreamBuffer(c.StreamBuffer),
-		vpc.WithMaxBuffered(c.MaxBuffered),
-		vpc.WithHTTPOptions(httpstream.WithBodyLimit(c.BodyLimit)),
+	ecfg.TrackerOptions = []tcpstream.TrackerOption{
+		tcpstream.WithIdleTimeout(c.IdleTimeout),
+		tcpstream.WithGapTimeout(c.GapTimeout),
+		tcpstream.WithMaxStreams(c.MaxStreams),
+		tcpstream.WithMaxStreamBuffer(c.StreamBuffer),
+		tcpstream.WithMaxBuffered(c.MaxBuffered),
+		tcpstream.WithHTTPOptions(httpstream.WithBodyLimit(c.BodyLimit)),
 	}
 	if c.CollectorID != "" {
-		ecfg.TrackerOptions = append(ecfg.TrackerOptions, vpc.WithCollectorID(c.CollectorID))
+		ecfg.TrackerOptions = append(ecfg.TrackerOptions, tcpstream.WithCollectorID(c.CollectorID))
 	}
 	capt, err := ebpf.Open(em, ecfg)
 	if err != nil {
 		return nil, err
 	}
-	tel.Registry.MustRegister(ebpf.Collector{Capture: capt}, vpc.NewStreamCollector("ebpf", capt.Stats()))
+	tel.Registry.MustRegister(ebpf.Collector{Capture: capt}, tcpstream.NewStreamCollector("ebpf", capt.Stats()))
 	log.Info("eBPF capture running", "service", a.cfg.Service, "ports", c.Ports, "interfaces", c.Interfaces)
 	return capt, nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/mirrorline/mirrorline/collector/httpstream"
+	"github.com/mirrorline/mirrorline/collector/tcpstream"
 	"github.com/mirrorline/mirrorline/collector/vpc"
 	"github.com/mirrorline/mirrorline/telemetry"
 )
@@ -88,18 +89,18 @@ func (c *TCPCapture) defaults() {
 		c.BodyLimit = httpstream.DefaultBodyLimit
 	}
 	if c.IdleTimeout == 0 {
-		c.IdleTimeout = vpc.DefaultIdleTimeout
+		c.IdleTimeout = tcpstream.DefaultIdleTimeout
 	}
 	if c.GapTimeout == 0 {
-		c.GapTimeout = vpc.DefaultGapTimeout
+		c.GapTimeout = tcpstream.DefaultGapTimeout
 	}
 	for _, d := range []struct {
 		v   *int
 		def int
 	}{
-		{&c.MaxStreams, vpc.DefaultMaxStreams},
-		{&c.StreamBuffer, vpc.DefaultMaxStreamBuffer},
-		{&c.MaxBuffered, vpc.DefaultMaxBuffered},
+		{&c.MaxStreams, tcpstream.DefaultMaxStreams},
+		{&c.StreamBuffer, tcpstream.DefaultMaxStreamBuffer},
+		{&c.MaxBuffered, tcpstream.DefaultMaxBuffered},
 		{&c.QueueRecords, 10000},
 		{&c.QueueBytes, 64 << 20},
 	} {
@@ -140,29 +141,29 @@ func (c TCPCapture) check(collector string) error {
 
 // newVPC checks the vpc configuration, opens the UDP listener and returns the
 // receiver's run func, publishing through em; metrics go to tel.
-func (a *app) newVPC(tel *telemetry.Server, em vpc.Publisher) (func(context.Context) error, error) {
+func (a *app) newVPC(tel *telemetry.Server, em tcpstream.Publisher) (func(context.Context) error, error) {
 	c := a.cfg.VPC
 	if err := checkVPC(c); err != nil {
 		return nil, err
 	}
 	log := a.log.Named("vpc")
-	stats := &vpc.Stats{}
-	tel.Registry.MustRegister(vpc.NewStreamCollector("vpc", stats))
-	topts := []vpc.TrackerOption{
-		vpc.WithPorts(c.Ports...),
-		vpc.WithStats(stats),
-		vpc.WithLogger(log),
-		vpc.WithIdleTimeout(c.IdleTimeout),
-		vpc.WithGapTimeout(c.GapTimeout),
-		vpc.WithMaxStreams(c.MaxStreams),
-		vpc.WithMaxStreamBuffer(c.StreamBuffer),
-		vpc.WithMaxBuffered(c.MaxBuffered),
-		vpc.WithHTTPOptions(httpstream.WithBodyLimit(c.BodyLimit)),
+	stats := &tcpstream.Stats{}
+	tel.Registry.MustRegister(tcpstream.NewStreamCollector("vpc", stats))
+	topts := []tcpstream.TrackerOption{
+		tcpstream.WithPorts(c.Ports...),
+		tcpstream.WithStats(stats),
+		tcpstream.WithLogger(log),
+		tcpstream.WithIdleTimeout(c.IdleTimeout),
+		tcpstream.WithGapTimeout(c.GapTimeout),
+		tcpstream.WithMaxStreams(c.MaxStreams),
+		tcpstream.WithMaxStreamBuffer(c.StreamBuffer),
+		tcpstream.WithMaxBuffered(c.MaxBuffered),
+		tcpstream.WithHTTPOptions(httpstream.WithBodyLimit(c.BodyLimit)),
 	}
 	if c.CollectorID != "" {
-		topts = append(topts, vpc.WithCollectorID(c.CollectorID))
+		topts = append(topts, tcpstream.WithCollectorID(c.CollectorID))
 	}
-	rx := vpc.NewReceiver(vpc.NewTracker(em, topts...), vpc.WithVNIs(c.VNIs...), vpc.WithReadBuffer(c.ReadBuffer), vpc.WithReceiverLogger(log))
+	rx := vpc.NewReceiver(tcpstream.NewTracker(em, topts...), vpc.WithVNIs(c.VNIs...), vpc.WithReadBuffer(c.ReadBuffer), vpc.WithLogger(log))
 	pc, err := net.ListenPacket("udp", c.Listen)
 	if err != nil {
 		return nil, usagef("listen %s: %v", c.Listen, err)

@@ -16,8 +16,9 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
-	"github.com/mirrorline/mirrorline/collector/vpc"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+
+	"github.com/mirrorline/mirrorline/collector/tcpstream"
 )
 
 type countSink struct {
@@ -112,9 +113,9 @@ func BenchmarkLoopbackHTTP(b *testing.B) {
 // BenchmarkHandle measures the userspace path alone: one ring buffer record
 // (a 200-byte request segment) decoded and handed to the tracker.
 func BenchmarkHandle(b *testing.B) {
-	tr := vpc.NewTracker(&countSink{}, vpc.WithPorts(8080))
-	c := &Capture{tracker: tr, stats: tr.Stats(), dec: vpc.NewDecoder()}
-	c.first, _ = vpc.FirstLayer(layers.LinkTypeRaw)
+	tr := tcpstream.NewTracker(&countSink{}, tcpstream.WithPorts(8080))
+	c := &Capture{tracker: tr, stats: tr.Stats(), dec: tcpstream.NewDecoder()}
+	c.first, _ = tcpstream.FirstLayer(layers.LinkTypeRaw)
 	payload := []byte(fmt.Sprintf("GET /x HTTP/1.1\r\nHost: a\r\nX-Pad: %0150d\r\n\r\n", 0))
 	buf := gopacket.NewSerializeBuffer()
 	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.IP{127, 0, 0, 1}, DstIP: net.IP{127, 0, 0, 1}}

@@ -26,8 +26,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"github.com/mirrorline/mirrorline/collector/vpc"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+
+	"github.com/mirrorline/mirrorline/collector/tcpstream"
 )
 
 // Supported reports whether this build can capture with eBPF.
@@ -65,11 +66,11 @@ type Capture struct {
 	links    []link.Link
 	attached []Attachment
 	rd       *ringbuf.Reader
-	tracker  *vpc.Tracker
-	stats    *vpc.Stats
-	dec      *vpc.Decoder
+	tracker  *tcpstream.Tracker
+	stats    *tcpstream.Stats
+	dec      *tcpstream.Decoder
 	first    gopacket.LayerType
-	seg      vpc.Segment
+	seg      tcpstream.Segment
 	now      func() time.Time
 
 	packets [2]atomic.Uint64 // packets read from the ring buffer, by direction
@@ -86,7 +87,7 @@ type Capture struct {
 // interfaces. Exchanges are published to pub. The errors name what is missing:
 // privileges (CAP_BPF, CAP_NET_ADMIN), kernel features (tcx, ring buffers),
 // interfaces.
-func Open(pub vpc.Publisher, cfg Config) (_ *Capture, err error) {
+func Open(pub tcpstream.Publisher, cfg Config) (_ *Capture, err error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
@@ -134,8 +135,8 @@ func Open(pub vpc.Publisher, cfg Config) (_ *Capture, err error) {
 	}
 	spec.Maps[captureMapEvents].MaxEntries = uint32(cfg.RingSize)
 
-	c := &Capture{cfg: cfg, log: cfg.Logger, now: time.Now, dec: vpc.NewDecoder()}
-	c.first, _ = vpc.FirstLayer(layers.LinkTypeRaw)
+	c := &Capture{cfg: cfg, log: cfg.Logger, now: time.Now, dec: tcpstream.NewDecoder()}
+	c.first, _ = tcpstream.FirstLayer(layers.LinkTypeRaw)
 	if err := spec.LoadAndAssign(&c.objs, nil); err != nil {
 		return nil, explainLoad(err)
 	}
@@ -178,14 +179,14 @@ func Open(pub vpc.Publisher, cfg Config) (_ *Capture, err error) {
 			c.attached = append(c.attached, Attachment{Interface: f.name, Index: f.index, Hook: h})
 		}
 	}
-	topts := []vpc.TrackerOption{
-		vpc.WithSource(mlv1.Source_SOURCE_EBPF),
-		vpc.WithConnPrefix("ebpf-"),
-		vpc.WithLogger(cfg.Logger),
+	topts := []tcpstream.TrackerOption{
+		tcpstream.WithSource(mlv1.Source_SOURCE_EBPF),
+		tcpstream.WithConnPrefix("ebpf-"),
+		tcpstream.WithLogger(cfg.Logger),
 	}
 	topts = append(topts, cfg.TrackerOptions...)
-	topts = append(topts, vpc.WithPorts(cfg.Ports...))
-	c.tracker = vpc.NewTracker(pub, topts...)
+	topts = append(topts, tcpstream.WithPorts(cfg.Ports...))
+	c.tracker = tcpstream.NewTracker(pub, topts...)
 	c.stats = c.tracker.Stats()
 	c.syncClock()
 	c.log.Info("eBPF capture attached", "attached", c.describe(), "ports", cfg.Ports, "snaplen", cfg.SnapLen, "ring_bytes", cfg.RingSize)
@@ -204,7 +205,7 @@ func (c *Capture) describe() string {
 func (c *Capture) Attached() []Attachment { return append([]Attachment(nil), c.attached...) }
 
 // Stats returns the tracker's counters (packets by result, streams, gaps, HTTP).
-func (c *Capture) Stats() *vpc.Stats { return c.stats }
+func (c *Capture) Stats() *tcpstream.Stats { return c.stats }
 
 // Packets returns the packets read from the ring buffer, by hook.
 func (c *Capture) Packets() (ingress, egress uint64) {
@@ -334,7 +335,7 @@ func (c *Capture) Run(ctx context.Context) error {
 // one chunk of its payload) and hands it to the tracker as a TCP segment.
 func (c *Capture) handle(raw []byte) {
 	if len(raw) < eventSize {
-		c.stats.Count(vpc.ResultMalformed)
+		c.stats.Count(tcpstream.ResultMalformed)
 		return
 	}
 	ts := binary.NativeEndian.Uint64(raw[0:8])
@@ -348,7 +349,7 @@ func (c *Capture) handle(raw []byte) {
 	}
 	data := raw[eventSize:]
 	if hdrLen < 40 || hdrLen+chunkLen > len(data) {
-		c.stats.Count(vpc.ResultMalformed)
+		c.stats.Count(tcpstream.ResultMalformed)
 		return
 	}
 	data = data[:hdrLen+chunkLen]
@@ -364,9 +365,9 @@ func (c *Capture) handle(raw []byte) {
 		}
 	}
 	if err := c.dec.Decode(c.first, data, &c.seg); err != nil {
-		res := vpc.ResultMalformed
-		if errors.Is(err, vpc.ErrNotTCP) {
-			res = vpc.ResultNotTCP
+		res := tcpstream.ResultMalformed
+		if errors.Is(err, tcpstream.ErrNotTCP) {
+			res = tcpstream.ResultNotTCP
 		}
 		c.stats.Count(res)
 		return

@@ -18,7 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mirrorline/mirrorline/collector/vpc"
+	"github.com/mirrorline/mirrorline/collector/tcpstream"
 )
 
 // netnsPair is two network namespaces made for a test, joined by a veth pair:
@@ -177,7 +177,7 @@ func TestCaptureVeth(t *testing.T) {
 	})
 	ks, st := c.KernelStats(), c.Stats()
 	in, eg := c.Packets()
-	t.Logf("veth %s: %d packets (ingress %d, egress %d), %d bytes; retransmits %d", p.ifServer, ks.Packets, in, eg, ks.Bytes, st.Packets[vpc.ResultRetransmit].Load())
+	t.Logf("veth %s: %d packets (ingress %d, egress %d), %d bytes; retransmits %d", p.ifServer, ks.Packets, in, eg, ks.Bytes, st.Packets[tcpstream.ResultRetransmit].Load())
 	if in == 0 || eg == 0 || ks.RingbufDrops != 0 || ks.Errors != 0 || ks.Truncated != 0 || st.Gaps.Load() != 0 || st.HTTP.ParseErrors.Load() != 0 {
 		t.Fatalf("kernel %+v, packets ingress %d egress %d, gaps %d, parse errors %d", ks, in, eg, st.Gaps.Load(), st.HTTP.ParseErrors.Load())
 	}

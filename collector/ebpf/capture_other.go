@@ -7,7 +7,7 @@ import (
 	"errors"
 	"runtime"
 
-	"github.com/mirrorline/mirrorline/collector/vpc"
+	"github.com/mirrorline/mirrorline/collector/tcpstream"
 )
 
 // Supported reports whether this build can capture with eBPF.
@@ -19,7 +19,7 @@ var errUnsupported = errors.New("ebpf: capture needs Linux on a little-endian CP
 type Capture struct{}
 
 // Open fails: eBPF capture needs Linux.
-func Open(pub vpc.Publisher, cfg Config) (*Capture, error) {
+func Open(pub tcpstream.Publisher, cfg Config) (*Capture, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
@@ -36,7 +36,7 @@ func (c *Capture) Close() error { return nil }
 func (c *Capture) Attached() []Attachment { return nil }
 
 // Stats returns empty counters.
-func (c *Capture) Stats() *vpc.Stats { return &vpc.Stats{} }
+func (c *Capture) Stats() *tcpstream.Stats { return &tcpstream.Stats{} }
 
 // Packets returns zeros.
 func (c *Capture) Packets() (ingress, egress uint64) { return 0, 0 }

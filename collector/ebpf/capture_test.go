@@ -24,7 +24,7 @@ import (
 
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/collector"
-	"github.com/mirrorline/mirrorline/collector/vpc"
+	"github.com/mirrorline/mirrorline/collector/tcpstream"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
 )
@@ -68,7 +68,7 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 }
 
 // startCapture opens a capture and runs it until the test ends.
-func startCapture(t *testing.T, pub vpc.Publisher, cfg Config) *Capture {
+func startCapture(t *testing.T, pub tcpstream.Publisher, cfg Config) *Capture {
 	t.Helper()
 	c, _ := startStoppableCapture(t, pub, cfg)
 	return c
@@ -76,7 +76,7 @@ func startCapture(t *testing.T, pub vpc.Publisher, cfg Config) *Capture {
 
 // startStoppableCapture opens a capture and runs it until stop is called or
 // the test ends.
-func startStoppableCapture(t *testing.T, pub vpc.Publisher, cfg Config) (*Capture, func()) {
+func startStoppableCapture(t *testing.T, pub tcpstream.Publisher, cfg Config) (*Capture, func()) {
 	t.Helper()
 	c, err := Open(pub, cfg)
 	if err != nil {
@@ -290,7 +290,7 @@ func TestCaptureLoopback(t *testing.T) {
 	s := &sink{}
 	reg := prometheus.NewRegistry()
 	c := startCapture(t, s, Config{Ports: []uint16{port}})
-	reg.MustRegister(Collector{c}, vpc.NewStreamCollector("ebpf", c.Stats()))
+	reg.MustRegister(Collector{c}, tcpstream.NewStreamCollector("ebpf", c.Stats()))
 	if at := c.Attached(); len(at) != 1 || at[0].Interface != "lo" || at[0].Hook != "egress" {
 		t.Fatalf("attached %v, want lo egress only", at)
 	}
@@ -321,13 +321,13 @@ func TestCaptureLoopback(t *testing.T) {
 	in, eg := c.Packets()
 	if ks.Packets == 0 || ks.RingbufDrops != 0 || ks.Errors != 0 || ks.Truncated != 0 || in != 0 || eg != ks.Packets ||
 		st.Gaps.Load() != 0 || st.HTTP.ParseErrors.Load() != 0 {
-		t.Fatalf("kernel %+v, records %d/%d, retransmits %d, gaps %d", ks, in, eg, st.Packets[vpc.ResultRetransmit].Load(), st.Gaps.Load())
+		t.Fatalf("kernel %+v, records %d/%d, retransmits %d, gaps %d", ks, in, eg, st.Packets[tcpstream.ResultRetransmit].Load(), st.Gaps.Load())
 	}
 	// The kernel may retransmit on a loaded machine even over loopback (seen
 	// in CI: 3 of 61 packets); retransmits are captured too and must be
 	// deduplicated by the reassembler, which the exact exchange count above
 	// checks.
-	t.Logf("%d packets, %d retransmits", ks.Packets, st.Packets[vpc.ResultRetransmit].Load())
+	t.Logf("%d packets, %d retransmits", ks.Packets, st.Packets[tcpstream.ResultRetransmit].Load())
 	if n := testutil.ToFloat64(prometheusMetric(t, reg, "mirrorline_ebpf_http_exchanges_total")); n != float64(want) {
 		t.Fatalf("mirrorline_ebpf_http_exchanges_total %v", n)
 	}
@@ -371,8 +371,8 @@ func TestCaptureLoopbackBothHooks(t *testing.T) {
 	waitFor(t, 30*time.Second, "connection closed", func() bool { return c.Stats().StreamsActive.Load() == 0 })
 	checkConn(t, s.all(), port)
 	in, eg := c.Packets()
-	if in == 0 || eg == 0 || c.Stats().Packets[vpc.ResultRetransmit].Load() < min(in, eg)/2 {
-		t.Fatalf("packets ingress %d egress %d, retransmits %d", in, eg, c.Stats().Packets[vpc.ResultRetransmit].Load())
+	if in == 0 || eg == 0 || c.Stats().Packets[tcpstream.ResultRetransmit].Load() < min(in, eg)/2 {
+		t.Fatalf("packets ingress %d egress %d, retransmits %d", in, eg, c.Stats().Packets[tcpstream.ResultRetransmit].Load())
 	}
 }
 
@@ -422,9 +422,9 @@ func TestCaptureIntoKafka(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	em := collector.NewEmitter(cl, "shop", collector.NewMetrics(reg), nil)
 	port, urls := serve(t)
-	st := &vpc.Stats{}
-	c := startCapture(t, em, Config{Ports: []uint16{port}, TrackerOptions: []vpc.TrackerOption{vpc.WithStats(st), vpc.WithCollectorID("node-1")}})
-	reg.MustRegister(Collector{c}, vpc.NewStreamCollector("ebpf", c.Stats()))
+	st := &tcpstream.Stats{}
+	c := startCapture(t, em, Config{Ports: []uint16{port}, TrackerOptions: []tcpstream.TrackerOption{tcpstream.WithStats(st), tcpstream.WithCollectorID("node-1")}})
+	reg.MustRegister(Collector{c}, tcpstream.NewStreamCollector("ebpf", c.Stats()))
 	traffic(t, urls[0])
 
 	cons, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(broker.Topic(broker.Raw, "shop")), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
@@ -485,7 +485,7 @@ func TestCaptureRingbufDrops(t *testing.T) {
 	s := &sink{}
 	reg := prometheus.NewRegistry()
 	c, stop := startStoppableCapture(t, s, Config{Ports: []uint16{port}, RingSize: 16384})
-	reg.MustRegister(Collector{c}, vpc.NewStreamCollector("ebpf", c.Stats()))
+	reg.MustRegister(Collector{c}, tcpstream.NewStreamCollector("ebpf", c.Stats()))
 	cl := &http.Client{Timeout: 10 * time.Second}
 	resp, err := cl.Get(urls[0] + "/big")
 	if err != nil {

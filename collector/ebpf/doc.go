@@ -14,8 +14,8 @@
 // and wakes userspace only when 256 KiB are waiting; userspace also polls every
 // 5 ms.
 //
-// Userspace reads the ring buffer, decodes each record with collector/vpc's
-// Decoder and hands it to a vpc.Tracker as a TCP segment (sequence number plus
+// Userspace reads the ring buffer, decodes each record with collector/tcpstream's
+// Decoder and hands it to a tcpstream.Tracker as a TCP segment (sequence number plus
 // the chunk's offset). The tracker reassembles both directions, parses
 // HTTP/1.x with collector/httpstream and publishes every exchange (Source
 // SOURCE_EBPF, connection ids prefixed "ebpf-") through the Publisher (a

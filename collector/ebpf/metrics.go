@@ -20,7 +20,7 @@ var (
 // Collector exposes a Capture's own counters as Prometheus metrics
 // (mirrorline_ebpf_*): the BPF program's, read from its per-CPU map at scrape
 // time, and the ring buffer reader's. The TCP/HTTP path's metrics come from
-// vpc.NewStreamCollector("ebpf", capture.Stats()); register both. Register it on the component's
+// tcpstream.NewStreamCollector("ebpf", capture.Stats()); register both. Register it on the component's
 // registry, never the global one.
 type Collector struct{ Capture *Capture }
 

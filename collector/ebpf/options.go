@@ -8,7 +8,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/mirrorline/mirrorline/collector/vpc"
+	"github.com/mirrorline/mirrorline/collector/tcpstream"
 )
 
 // Hooks selects the TC hooks attached on each interface.
@@ -70,10 +70,10 @@ type Config struct {
 	// FlushInterval is how often idle streams and stalled gaps are flushed
 	// (default 1 s).
 	FlushInterval time.Duration
-	// TrackerOptions are added to the vpc.Tracker's (body limit, timeouts,
+	// TrackerOptions are added to the tcpstream.Tracker's (body limit, timeouts,
 	// limits, collector id, stats); Source SOURCE_EBPF, connection prefix
 	// "ebpf-" and Ports are set already.
-	TrackerOptions []vpc.TrackerOption
+	TrackerOptions []tcpstream.TrackerOption
 	// Logger logs attachment and errors, never payloads.
 	Logger hclog.Logger
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/mirrorline/mirrorline/collector/tcpstream/packettest"
 )
 
 // A malformed .gor file is refused with an error that says where (file,
@@ -38,7 +40,7 @@ func TestGorErrorsNeverEchoPayload(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			pub := &collect{}
+			pub := &packettest.Collect{}
 			im := New(pub)
 			err := im.Import(context.Background(), "capture.gor", bytes.NewReader([]byte(tc.data)))
 			im.Close()
@@ -61,8 +63,8 @@ func TestGorErrorsNeverEchoPayload(t *testing.T) {
 			if fe.Offset != tc.wantOffset {
 				t.Errorf("offset %d, want %d", fe.Offset, tc.wantOffset)
 			}
-			if len(pub.got) != tc.published {
-				t.Errorf("published %d exchanges read before the bad payload, want %d", len(pub.got), tc.published)
+			if len(pub.Got()) != tc.published {
+				t.Errorf("published %d exchanges read before the bad payload, want %d", len(pub.Got()), tc.published)
 			}
 		})
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/mirrorline/mirrorline/collector/httpstream"
-	"github.com/mirrorline/mirrorline/collector/vpc"
+	"github.com/mirrorline/mirrorline/collector/tcpstream"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
@@ -84,7 +84,7 @@ func WithCollectorID(id string) Option { return func(im *Importer) { im.collecto
 func WithLogger(l hclog.Logger) Option { return func(im *Importer) { im.log = l } }
 
 // WithTrackerOptions adds options to the TCP tracker of captures.
-func WithTrackerOptions(opts ...vpc.TrackerOption) Option {
+func WithTrackerOptions(opts ...tcpstream.TrackerOption) Option {
 	return func(im *Importer) { im.trackerOpts = append(im.trackerOpts, opts...) }
 }
 
@@ -92,15 +92,15 @@ func WithTrackerOptions(opts ...vpc.TrackerOption) Option {
 // publisher. TCP streams may continue from one capture file into the next (as
 // with rotated captures); Close flushes what is still open.
 type Importer struct {
-	pub         vpc.Publisher
+	pub         tcpstream.Publisher
 	ports       []uint16
 	bodyLimit   int64
 	collectorID string
 	log         hclog.Logger
-	trackerOpts []vpc.TrackerOption
-	tracker     *vpc.Tracker
-	tstats      vpc.Stats
-	dec         *vpc.Decoder
+	trackerOpts []tcpstream.TrackerOption
+	tracker     *tcpstream.Tracker
+	tstats      tcpstream.Stats
+	dec         *tcpstream.Decoder
 	lastTS      time.Time
 	lastFlush   time.Time
 	sum         Summary
@@ -108,20 +108,20 @@ type Importer struct {
 }
 
 // New returns an Importer publishing to pub.
-func New(pub vpc.Publisher, opts ...Option) *Importer {
+func New(pub tcpstream.Publisher, opts ...Option) *Importer {
 	host, _ := os.Hostname()
-	im := &Importer{pub: pub, bodyLimit: httpstream.DefaultBodyLimit, collectorID: host, log: hclog.NewNullLogger(), dec: vpc.NewDecoder()}
+	im := &Importer{pub: pub, bodyLimit: httpstream.DefaultBodyLimit, collectorID: host, log: hclog.NewNullLogger(), dec: tcpstream.NewDecoder()}
 	for _, o := range opts {
 		o(im)
 	}
-	im.tracker = vpc.NewTracker(pub, append([]vpc.TrackerOption{
-		vpc.WithPorts(im.ports...),
-		vpc.WithSource(mlv1.Source_SOURCE_PCAP),
-		vpc.WithConnPrefix("pcap-"),
-		vpc.WithCollectorID(im.collectorID),
-		vpc.WithStats(&im.tstats),
-		vpc.WithLogger(im.log),
-		vpc.WithHTTPOptions(httpstream.WithBodyLimit(im.bodyLimit)),
+	im.tracker = tcpstream.NewTracker(pub, append([]tcpstream.TrackerOption{
+		tcpstream.WithPorts(im.ports...),
+		tcpstream.WithSource(mlv1.Source_SOURCE_PCAP),
+		tcpstream.WithConnPrefix("pcap-"),
+		tcpstream.WithCollectorID(im.collectorID),
+		tcpstream.WithStats(&im.tstats),
+		tcpstream.WithLogger(im.log),
+		tcpstream.WithHTTPOptions(httpstream.WithBodyLimit(im.bodyLimit)),
 	}, im.trackerOpts...)...)
 	return im
 }
@@ -139,7 +139,7 @@ func (im *Importer) Summary() *Summary {
 func (im *Importer) packetsSkipped() uint64 {
 	s := &im.tstats
 	var n uint64
-	for r := vpc.ResultFiltered; r <= vpc.ResultStreamLimit; r++ {
+	for r := tcpstream.ResultFiltered; r <= tcpstream.ResultStreamLimit; r++ {
 		n += s.Packets[r].Load()
 	}
 	return n
@@ -236,7 +236,7 @@ func (im *Importer) readPcap(ctx context.Context, br *bufio.Reader, offset func(
 		// pcapgo allocates what a record header declares, up to the snap length.
 		r.SetSnaplen(MaxRecordBytes)
 	}
-	first, err := vpc.FirstLayer(r.LinkType())
+	first, err := tcpstream.FirstLayer(r.LinkType())
 	if err != nil {
 		return &FormatError{Offset: 20, Err: err}
 	}
@@ -259,7 +259,7 @@ func (im *Importer) readPcapNG(ctx context.Context, br *bufio.Reader, offset fun
 				lt = l
 			}
 		}
-		return vpc.FirstLayer(lt)
+		return tcpstream.FirstLayer(lt)
 	})
 }
 
@@ -290,7 +290,7 @@ func newNgReader(br *bufio.Reader) (r *pcapgo.NgReader, err error) {
 const flushEvery = time.Second
 
 func (im *Importer) readPackets(ctx context.Context, src packetSource, offset func() int64, first func(gopacket.CaptureInfo) (gopacket.LayerType, error)) error {
-	var seg vpc.Segment
+	var seg tcpstream.Segment
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -313,14 +313,14 @@ func (im *Importer) readPackets(ctx context.Context, src packetSource, offset fu
 		im.sum.Packets.Add(1)
 		lt, err := first(ci)
 		if err != nil {
-			im.tstats.Count(vpc.ResultNotTCP)
+			im.tstats.Count(tcpstream.ResultNotTCP)
 			continue
 		}
 		if derr := im.dec.Decode(lt, data, &seg); derr != nil {
-			if errors.Is(derr, vpc.ErrNotTCP) {
-				im.tstats.Count(vpc.ResultNotTCP)
+			if errors.Is(derr, tcpstream.ErrNotTCP) {
+				im.tstats.Count(tcpstream.ResultNotTCP)
 			} else {
-				im.tstats.Count(vpc.ResultMalformed)
+				im.tstats.Count(tcpstream.ResultMalformed)
 			}
 			continue
 		}

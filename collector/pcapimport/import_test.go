@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +15,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
-	"github.com/mirrorline/mirrorline/collector/vpc/vpctest"
+	"github.com/mirrorline/mirrorline/collector/tcpstream/packettest"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
@@ -43,7 +42,7 @@ func crafted() []packet {
 			out = append(out, packet{at, f})
 		}
 	}
-	c := vpctest.NewConn("192.0.2.10:50123", "192.0.2.20:8080")
+	c := packettest.NewConn("192.0.2.10:50123", "192.0.2.20:8080")
 	add(time.Millisecond, c.Handshake()...)
 	add(time.Millisecond, c.ClientData([]byte("GET /orders/42?full=1 HTTP/1.1\r\nHost: shop.internal\r\nAccept: application/json\r\n\r\n"), 0)...)
 	add(25*time.Millisecond, c.ServerData([]byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"id\":42,\"a\":1}"), 0)...)
@@ -63,7 +62,7 @@ func crafted() []packet {
 	add(5*time.Millisecond, c.ServerData([]byte("HTTP/1.1 204 No Content\r\n\r\n"), 0)...)
 	add(time.Millisecond, c.ClientFIN(), c.ServerFIN(), c.ClientAck())
 
-	o := vpctest.NewConn("192.0.2.11:50200", "192.0.2.20:9090")
+	o := packettest.NewConn("192.0.2.11:50200", "192.0.2.20:9090")
 	add(time.Millisecond, o.Handshake()...)
 	add(time.Millisecond, o.ClientData([]byte("GET /other HTTP/1.1\r\nHost: other\r\n\r\n"), 0)...)
 	add(time.Millisecond, o.ServerData([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), 0)...)
@@ -87,7 +86,7 @@ func udpFrame() []byte {
 var WantPcap = []string{
 	"GET /orders/42?full=1  -> 200 {\"id\":42,\"a\":1}",
 	"POST /orders {\"item\":\"book\",\"qty\":2}\n -> 201 {\"id\":43}\n",
-	"PUT /orders/43 [req-cut] -> 204 ",
+	"PUT /orders/43  [req-cut] -> 204 ",
 }
 
 const gorSample = "1 8f3c0001 1709287200000000000 0\n" +
@@ -142,52 +141,32 @@ func TestGenerate(t *testing.T) {
 	}
 }
 
-type collect struct{ got []*mlv1.Exchange }
-
-func (c *collect) Emit(ex *mlv1.Exchange) error {
-	c.got = append(c.got, ex)
-	return nil
-}
-
-func summary(ex *mlv1.Exchange) string {
-	s := fmt.Sprintf("%s %s %s", ex.Request.Method, ex.Request.Url, ex.Request.Body)
-	if ex.Request.BodyTruncated {
-		s += "[req-cut]"
-	}
-	if r := ex.Response; r != nil {
-		s += fmt.Sprintf(" -> %d %s", r.Status, r.Body)
-	} else {
-		s += " -> none"
-	}
-	return s
-}
-
 func TestImportCaptures(t *testing.T) {
 	for _, file := range []string{"testdata/http.pcap", "testdata/http.pcapng"} {
 		t.Run(filepath.Base(file), func(t *testing.T) {
-			pub := &collect{}
+			pub := &packettest.Collect{}
 			im := New(pub, WithPorts(8080), WithCollectorID("importer"))
 			if err := im.ImportFile(context.Background(), file); err != nil {
 				t.Fatal(err)
 			}
 			im.Close()
 			var got []string
-			for _, ex := range pub.got {
-				got = append(got, summary(ex))
+			for _, ex := range pub.Got() {
+				got = append(got, packettest.Summary(ex))
 			}
 			if strings.Join(got, "\n") != strings.Join(WantPcap, "\n") {
 				t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(WantPcap, "\n"))
 			}
 			// Original capture times: the first request's first packet is the 4th.
 			pk := crafted()
-			if want := CaptureStart.Add(pk[3].at).UnixNano(); pub.got[0].CaptureTimeNs != want {
-				t.Errorf("capture time %s, want %s", time.Unix(0, pub.got[0].CaptureTimeNs).UTC(), time.Unix(0, want).UTC())
+			if want := CaptureStart.Add(pk[3].at).UnixNano(); pub.Got()[0].CaptureTimeNs != want {
+				t.Errorf("capture time %s, want %s", time.Unix(0, pub.Got()[0].CaptureTimeNs).UTC(), time.Unix(0, want).UTC())
 			}
-			if l := time.Duration(pub.got[0].Response.LatencyNs); l != 25*time.Millisecond {
+			if l := time.Duration(pub.Got()[0].Response.LatencyNs); l != 25*time.Millisecond {
 				t.Errorf("latency %s, want 25ms", l)
 			}
-			for _, ex := range pub.got {
-				if ex.Source != mlv1.Source_SOURCE_PCAP || ex.ConnectionId != pub.got[0].ConnectionId || !strings.HasPrefix(ex.ConnectionId, "pcap-") || ex.Collector != "importer" {
+			for _, ex := range pub.Got() {
+				if ex.Source != mlv1.Source_SOURCE_PCAP || ex.ConnectionId != pub.Got()[0].ConnectionId || !strings.HasPrefix(ex.ConnectionId, "pcap-") || ex.Collector != "importer" {
 					t.Errorf("record %v", ex)
 				}
 			}
@@ -200,22 +179,22 @@ func TestImportCaptures(t *testing.T) {
 }
 
 func TestImportGoReplay(t *testing.T) {
-	pub := &collect{}
+	pub := &packettest.Collect{}
 	im := New(pub)
 	if err := im.ImportFile(context.Background(), "testdata/sample.gor"); err != nil {
 		t.Fatal(err)
 	}
 	im.Close()
 	var got []string
-	for _, ex := range pub.got {
-		got = append(got, summary(ex))
+	for _, ex := range pub.Got() {
+		got = append(got, packettest.Summary(ex))
 	}
 	want := []string{"GET /a?x=1  -> 200 ok", "POST /b hello -> 201 new", "DELETE /c  -> none"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if pub.got[0].CaptureTimeNs != 1709287200000000000 || pub.got[0].Response.LatencyNs != 20000000 || pub.got[0].ConnectionId != "gor-8f3c0001" || pub.got[0].Source != mlv1.Source_SOURCE_GOREPLAY {
-		t.Fatalf("record %v", pub.got[0])
+	if pub.Got()[0].CaptureTimeNs != 1709287200000000000 || pub.Got()[0].Response.LatencyNs != 20000000 || pub.Got()[0].ConnectionId != "gor-8f3c0001" || pub.Got()[0].Source != mlv1.Source_SOURCE_GOREPLAY {
+		t.Fatalf("record %v", pub.Got()[0])
 	}
 	if s := im.Summary(); s.Skipped.Load() != 1 || s.Unanswered.Load() != 1 || s.Exchanges.Load() != 3 {
 		t.Fatalf("summary skipped %d unanswered %d", s.Skipped.Load(), s.Unanswered.Load())
@@ -252,7 +231,7 @@ func TestImportBadFiles(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			pub := &collect{}
+			pub := &packettest.Collect{}
 			im := New(pub, WithPorts(8080))
 			err := im.Import(context.Background(), "f.bin", bytes.NewReader(tc.data))
 			im.Close()
@@ -263,8 +242,8 @@ func TestImportBadFiles(t *testing.T) {
 			if tc.wantOffset >= 0 && fe.Offset != tc.wantOffset {
 				t.Errorf("offset %d, want %d", fe.Offset, tc.wantOffset)
 			}
-			if len(pub.got) != tc.published || im.Summary().Errors.Load() != 1 {
-				t.Errorf("published %d, want %d (errors %d)", len(pub.got), tc.published, im.Summary().Errors.Load())
+			if len(pub.Got()) != tc.published || im.Summary().Errors.Load() != 1 {
+				t.Errorf("published %d, want %d (errors %d)", len(pub.Got()), tc.published, im.Summary().Errors.Load())
 			}
 		})
 	}

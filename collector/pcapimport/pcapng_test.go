@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/mirrorline/mirrorline/collector/tcpstream/packettest"
 )
 
 // ngBlock builds a little-endian pcapng block of type typ with body, its
@@ -38,13 +40,13 @@ func TestImportPcapngGarbage(t *testing.T) {
 		t.Fatal(err)
 	}
 	whole := func(data []byte) int {
-		pub := &collect{}
+		pub := &packettest.Collect{}
 		im := New(pub, WithPorts(8080))
 		if err := im.Import(context.Background(), "ok", bytes.NewReader(data)); err != nil {
 			t.Fatal(err)
 		}
 		im.Close()
-		return len(pub.got)
+		return len(pub.Got())
 	}
 	ngExchanges, pcapExchanges := whole(ngBytes), whole(pcapBytes)
 	if ngExchanges == 0 || pcapExchanges == 0 {
@@ -77,7 +79,7 @@ func TestImportPcapngGarbage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := append(append([]byte(nil), tc.base...), tc.tail...)
-			pub := &collect{}
+			pub := &packettest.Collect{}
 			im := New(pub, WithPorts(8080))
 			err := im.Import(context.Background(), "f.bin", bytes.NewReader(data))
 			im.Close()
@@ -88,8 +90,8 @@ func TestImportPcapngGarbage(t *testing.T) {
 			if fe.Offset != int64(len(tc.base)) {
 				t.Errorf("offset %d, want %d (where the bad block starts)", fe.Offset, len(tc.base))
 			}
-			if len(pub.got) != tc.published || im.Summary().Errors.Load() != 1 {
-				t.Errorf("published %d, want %d (errors %d)", len(pub.got), tc.published, im.Summary().Errors.Load())
+			if len(pub.Got()) != tc.published || im.Summary().Errors.Load() != 1 {
+				t.Errorf("published %d, want %d (errors %d)", len(pub.Got()), tc.published, im.Summary().Errors.Load())
 			}
 		})
 	}
@@ -107,7 +109,7 @@ func FuzzPcapng(f *testing.F) {
 	f.Add(ngBytes[:64], []byte("garbage"))
 	f.Fuzz(func(t *testing.T, head, tail []byte) {
 		data := append(append([]byte(nil), head...), tail...)
-		pub := &collect{}
+		pub := &packettest.Collect{}
 		im := New(pub, WithBodyLimit(64))
 		err := im.Import(context.Background(), "fuzz.pcapng", bytes.NewReader(data))
 		im.Close()
@@ -132,7 +134,7 @@ func TestImportPcapngHostileInterface(t *testing.T) {
 	idb = append(idb, 0, 0, 0, 0)                // end of options
 	data := append(ngBlock(0x0A0D0D0A, shb, 0, 0), ngBlock(1, idb, 0, 0)...)
 	data = append(data, ngBlock(6, make([]byte, 20), 0, 0)...)
-	im := New(&collect{})
+	im := New(&packettest.Collect{})
 	err := im.Import(context.Background(), "f.pcapng", bytes.NewReader(data))
 	im.Close()
 	var fe *FormatError

@@ -7,7 +7,8 @@ import (
 	"time"
 
 	"github.com/mirrorline/mirrorline/collector/httpstream"
-	"github.com/mirrorline/mirrorline/collector/vpc/vpctest"
+	"github.com/mirrorline/mirrorline/collector/tcpstream"
+	"github.com/mirrorline/mirrorline/collector/tcpstream/packettest"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
@@ -29,20 +30,20 @@ func datagrams(ps ...[]byte) []byte {
 // FuzzVXLANPacket hands arbitrary UDP payloads (one or several per input) to the
 // receiver's decoder and tracker: nothing may panic and the tracker's bounds hold.
 func FuzzVXLANPacket(f *testing.F) {
-	c := vpctest.NewConn("10.0.0.1:40000", "10.0.0.2:8080")
+	c := packettest.NewConn("10.0.0.1:40000", "10.0.0.2:8080")
 	var seeds [][]byte
-	for _, fr := range cat(c.Handshake(), c.ClientData([]byte(reqB), 20), c.ServerData([]byte(respB), 30), one(c.ClientFIN())) {
-		seeds = append(seeds, vpctest.VXLAN(7, fr))
+	for _, fr := range packettest.Cat(c.Handshake(), c.ClientData([]byte(packettest.ReqB), 20), c.ServerData([]byte(packettest.RespB), 30), packettest.One(c.ClientFIN())) {
+		seeds = append(seeds, packettest.VXLAN(7, fr))
 	}
 	f.Add(seeds[0])
 	f.Add(datagrams(seeds...))
 	f.Add(datagrams(seeds[0], seeds[4], seeds[3], seeds[5]))
-	v6 := vpctest.NewConn("[fd00::1]:1234", "[fd00::2]:80")
-	f.Add(datagrams(vpctest.VXLAN(1, v6.ClientData([]byte(reqA), 0)[0]), vpctest.VXLAN(1, vpctest.Truncate(v6.ServerData([]byte(respA), 0)[0], 70))))
+	v6 := packettest.NewConn("[fd00::1]:1234", "[fd00::2]:80")
+	f.Add(datagrams(packettest.VXLAN(1, v6.ClientData([]byte(packettest.ReqA), 0)[0]), packettest.VXLAN(1, packettest.Truncate(v6.ServerData([]byte(packettest.RespA), 0)[0], 70))))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		st := &Stats{}
-		tr := NewTracker(discard{}, WithStats(st), WithMaxStreams(4), WithMaxStreamBuffer(256), WithMaxBuffered(512),
-			WithHTTPOptions(httpstream.WithBodyLimit(64), httpstream.WithMaxHeaderBytes(512)))
+		st := &tcpstream.Stats{}
+		tr := tcpstream.NewTracker(discard{}, tcpstream.WithStats(st), tcpstream.WithMaxStreams(4), tcpstream.WithMaxStreamBuffer(256), tcpstream.WithMaxBuffered(512),
+			tcpstream.WithHTTPOptions(httpstream.WithBodyLimit(64), httpstream.WithMaxHeaderBytes(512)))
 		rx := NewReceiver(tr)
 		ts := time.Unix(1, 0)
 		rx.HandleDatagram(in, ts) // the whole input as one datagram
@@ -66,11 +67,11 @@ func FuzzVXLANPacket(f *testing.F) {
 
 // BenchmarkDecodeVXLAN measures the decoder alone on a full-size mirrored packet.
 func BenchmarkDecodeVXLAN(b *testing.B) {
-	c := vpctest.NewConn("10.0.0.1:40000", "10.0.0.2:8080")
+	c := packettest.NewConn("10.0.0.1:40000", "10.0.0.2:8080")
 	c.Handshake()
-	pkt := vpctest.VXLAN(7, c.ClientData(make([]byte, 1400), 0)[0])
-	d := NewDecoder()
-	var seg Segment
+	pkt := packettest.VXLAN(7, c.ClientData(make([]byte, 1400), 0)[0])
+	d := tcpstream.NewDecoder()
+	var seg tcpstream.Segment
 	b.SetBytes(int64(len(pkt)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -88,28 +89,28 @@ func BenchmarkReceiverPath(b *testing.B) {
 	const conns = 64
 	var pkts [][]byte
 	for i := range conns {
-		c := vpctest.NewConn("10.0.0.1:"+strconv.Itoa(30000+i), "10.0.0.2:8080")
+		c := packettest.NewConn("10.0.0.1:"+strconv.Itoa(30000+i), "10.0.0.2:8080")
 		for _, fr := range c.Handshake() {
-			pkts = append(pkts, vpctest.VXLAN(7, fr))
+			pkts = append(pkts, packettest.VXLAN(7, fr))
 		}
 	}
-	tr := NewTracker(discard{}, WithPorts(8080))
+	tr := tcpstream.NewTracker(discard{}, tcpstream.WithPorts(8080))
 	rx := NewReceiver(tr)
 	ts := time.Unix(1, 0)
 	for _, p := range pkts {
 		rx.HandleDatagram(p, ts)
 	}
 	// One exchange per connection, replayed with fresh sequence numbers each round.
-	cs := make([]*vpctest.Conn, conns)
+	cs := make([]*packettest.Conn, conns)
 	for i := range cs {
-		cs[i] = vpctest.NewConn("10.0.0.1:"+strconv.Itoa(30000+i), "10.0.0.2:8080")
+		cs[i] = packettest.NewConn("10.0.0.1:"+strconv.Itoa(30000+i), "10.0.0.2:8080")
 		cs[i].Handshake()
 	}
 	round := func() [][]byte {
 		var out [][]byte
 		for _, c := range cs {
-			for _, fr := range cat(c.ClientData([]byte(reqA), 0), one(c.ServerAck()), c.ServerData([]byte(respA), 0), one(c.ClientAck())) {
-				out = append(out, vpctest.VXLAN(7, fr))
+			for _, fr := range packettest.Cat(c.ClientData([]byte(packettest.ReqA), 0), packettest.One(c.ServerAck()), c.ServerData([]byte(packettest.RespA), 0), packettest.One(c.ClientAck())) {
+				out = append(out, packettest.VXLAN(7, fr))
 			}
 		}
 		return out

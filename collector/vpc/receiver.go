@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/mirrorline/mirrorline/collector/tcpstream"
 )
 
 // VXLANPort is the UDP port VPC Traffic Mirroring sends to.
@@ -41,31 +43,31 @@ func WithFlushInterval(d time.Duration) ReceiverOption {
 	}
 }
 
-// WithReceiverLogger sets the logger.
-func WithReceiverLogger(l hclog.Logger) ReceiverOption { return func(r *Receiver) { r.log = l } }
+// WithLogger sets the logger.
+func WithLogger(l hclog.Logger) ReceiverOption { return func(r *Receiver) { r.log = l } }
 
 // Receiver is an AWS VPC Traffic Mirroring target: it reads VXLAN datagrams,
-// decodes the mirrored packets and hands their TCP segments to a Tracker.
+// decodes the mirrored packets and hands their TCP segments to a tcpstream.Tracker.
 type Receiver struct {
-	tracker    *Tracker
+	tracker    *tcpstream.Tracker
 	vnis       map[uint32]bool
 	readBuffer int
 	flushEvery time.Duration
 	log        hclog.Logger
-	dec        *Decoder
-	seg        Segment
+	dec        *tcpstream.Decoder
+	seg        tcpstream.Segment
 	now        func() time.Time
 }
 
 // NewReceiver returns a Receiver feeding t.
-func NewReceiver(t *Tracker, opts ...ReceiverOption) *Receiver {
+func NewReceiver(t *tcpstream.Tracker, opts ...ReceiverOption) *Receiver {
 	r := &Receiver{
 		tracker:    t,
 		vnis:       map[uint32]bool{},
 		readBuffer: 8 << 20,
 		flushEvery: time.Second,
 		log:        hclog.NewNullLogger(),
-		dec:        NewDecoder(),
+		dec:        tcpstream.NewDecoder(),
 		now:        time.Now,
 	}
 	for _, o := range opts {
@@ -76,22 +78,22 @@ func NewReceiver(t *Tracker, opts ...ReceiverOption) *Receiver {
 
 // HandleDatagram processes the payload of one VXLAN datagram received at ts. It
 // is not safe for concurrent use (Serve calls it from one goroutine).
-func (r *Receiver) HandleDatagram(payload []byte, ts time.Time) Result {
-	st := r.tracker.stats
+func (r *Receiver) HandleDatagram(payload []byte, ts time.Time) tcpstream.Result {
+	st := r.tracker.Stats()
 	if err := r.dec.DecodeVXLAN(payload, &r.seg); err != nil {
-		res := ResultMalformed
-		if errors.Is(err, ErrNotTCP) {
-			res = ResultNotTCP
+		res := tcpstream.ResultMalformed
+		if errors.Is(err, tcpstream.ErrNotTCP) {
+			res = tcpstream.ResultNotTCP
 		}
-		st.count(res)
+		st.Count(res)
 		return res
 	}
 	if len(r.vnis) > 0 && !r.vnis[r.seg.VNI] {
-		st.count(ResultFiltered)
-		return ResultFiltered
+		st.Count(tcpstream.ResultFiltered)
+		return tcpstream.ResultFiltered
 	}
 	r.tracker.Handle(&r.seg, ts)
-	return ResultAccepted
+	return tcpstream.ResultAccepted
 }
 
 // Serve reads datagrams from pc until ctx ends, then closes pc and flushes every

@@ -13,7 +13,8 @@ import (
 
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/collector"
-	"github.com/mirrorline/mirrorline/collector/vpc/vpctest"
+	"github.com/mirrorline/mirrorline/collector/tcpstream"
+	"github.com/mirrorline/mirrorline/collector/tcpstream/packettest"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
 )
@@ -28,10 +29,10 @@ func TestVPCReceiverPublishesMirroredExchanges(t *testing.T) {
 	}
 	t.Cleanup(cl.Close)
 	reg := prometheus.NewRegistry()
-	st := &Stats{}
-	reg.MustRegister(NewStreamCollector("vpc", st))
+	st := &tcpstream.Stats{}
+	reg.MustRegister(tcpstream.NewStreamCollector("vpc", st))
 	em := collector.NewEmitter(cl, "shop", collector.NewMetrics(reg), nil)
-	tr := NewTracker(em, WithPorts(8080), WithStats(st), WithCollectorID("mirror-1"))
+	tr := tcpstream.NewTracker(em, tcpstream.WithPorts(8080), tcpstream.WithStats(st), tcpstream.WithCollectorID("mirror-1"))
 	rx := NewReceiver(tr, WithVNIs(7))
 
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -50,20 +51,20 @@ func TestVPCReceiverPublishesMirroredExchanges(t *testing.T) {
 
 	// Connection 1: keep-alive, a chunked response, segments out of order, a
 	// retransmit and a segment lost by the mirror (the server's ACK reveals it).
-	c1 := vpctest.NewConn("10.1.0.5:51000", "10.1.0.9:8080")
+	c1 := packettest.NewConn("10.1.0.5:51000", "10.1.0.9:8080")
 	hs := c1.Handshake()
-	r1 := c1.ClientData([]byte(reqA), 0)
-	p1 := c1.ServerData([]byte(respA), 0)
-	r2 := c1.ClientData([]byte(reqB), 9)
-	p2 := c1.ServerData([]byte(respB), 0)
+	r1 := c1.ClientData([]byte(packettest.ReqA), 0)
+	p1 := c1.ServerData([]byte(packettest.RespA), 0)
+	r2 := c1.ClientData([]byte(packettest.ReqB), 9)
+	p2 := c1.ServerData([]byte(packettest.RespB), 0)
 	r3 := c1.ClientData([]byte("POST /c HTTP/1.1\r\nHost: svc\r\nContent-Length: 10\r\n\r\n"), 0)
 	r3body := c1.ClientData([]byte("0123456789"), 5)
-	p3 := c1.ServerData([]byte(respA), 0)
-	frames := cat(hs, r1, p1, [][]byte{r2[1], r2[0], r2[3], r2[2], r2[2], r2[4], r2[5], r2[6]}, p2,
-		r3, r3body[:1] /* second half lost */, p3, one(c1.ClientFIN()), one(c1.ServerFIN()), one(c1.ClientAck()))
+	p3 := c1.ServerData([]byte(packettest.RespA), 0)
+	frames := packettest.Cat(hs, r1, p1, [][]byte{r2[1], r2[0], r2[3], r2[2], r2[2], r2[4], r2[5], r2[6]}, p2,
+		r3, r3body[:1] /* second half lost */, p3, packettest.One(c1.ClientFIN()), packettest.One(c1.ServerFIN()), packettest.One(c1.ClientAck()))
 	// Connection 2: other VNI, filtered; connection 3: other port, filtered.
-	c2 := vpctest.NewConn("10.1.0.6:51001", "10.1.0.9:8080")
-	c3 := vpctest.NewConn("10.1.0.7:51002", "10.1.0.9:9999")
+	c2 := packettest.NewConn("10.1.0.6:51001", "10.1.0.9:8080")
+	c3 := packettest.NewConn("10.1.0.7:51002", "10.1.0.9:9999")
 
 	out, err := net.Dial("udp", pc.LocalAddr().String())
 	if err != nil {
@@ -72,13 +73,13 @@ func TestVPCReceiverPublishesMirroredExchanges(t *testing.T) {
 	defer out.Close()
 	send := func(vni uint32, frames [][]byte) {
 		for _, f := range frames {
-			if _, err := out.Write(vpctest.VXLAN(vni, f)); err != nil {
+			if _, err := out.Write(packettest.VXLAN(vni, f)); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	send(99, cat(c2.Handshake(), c2.ClientData([]byte(reqA), 0)))
-	send(7, cat(c3.Handshake(), c3.ClientData([]byte(reqA), 0)))
+	send(99, packettest.Cat(c2.Handshake(), c2.ClientData([]byte(packettest.ReqA), 0)))
+	send(7, packettest.Cat(c3.Handshake(), c3.ClientData([]byte(packettest.ReqA), 0)))
 	send(7, frames)
 	if _, err := out.Write([]byte("not vxlan")); err != nil {
 		t.Fatal(err)
@@ -87,7 +88,7 @@ func TestVPCReceiverPublishesMirroredExchanges(t *testing.T) {
 	exs := kafkatest.ReadExchanges(t, brokers, broker.Topic(broker.Raw, "shop"), 3, 10*time.Second)
 	var got []string
 	for _, ex := range exs {
-		got = append(got, summary(ex))
+		got = append(got, packettest.Summary(ex))
 		if ex.Source != mlv1.Source_SOURCE_VPC || ex.Collector != "mirror-1" || ex.ConnectionId != exs[0].ConnectionId || ex.CaptureTimeNs == 0 {
 			t.Errorf("record %v", ex)
 		}

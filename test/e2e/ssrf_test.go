@@ -23,8 +23,9 @@ import (
 	"github.com/mirrorline/mirrorline/collector/pcapimport"
 	"github.com/mirrorline/mirrorline/collector/proxy"
 	"github.com/mirrorline/mirrorline/collector/sink"
+	"github.com/mirrorline/mirrorline/collector/tcpstream"
 	"github.com/mirrorline/mirrorline/collector/vpc"
-	"github.com/mirrorline/mirrorline/collector/vpc/vpctest"
+	"github.com/mirrorline/mirrorline/collector/tcpstream/packettest"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/replayer"
 	"github.com/mirrorline/mirrorline/test/canary"
@@ -124,18 +125,18 @@ func TestSSRFCapturedTargetsNeverLeaveTheShadow(t *testing.T) {
 
 	// vpc: VXLAN datagrams into the receiver, one TCP connection per request.
 	vem, vm := emitter()
-	tr := vpc.NewTracker(vem, vpc.WithSource(mlv1.Source_SOURCE_VPC))
+	tr := tcpstream.NewTracker(vem, tcpstream.WithSource(mlv1.Source_SOURCE_VPC))
 	rcv := vpc.NewReceiver(tr)
 	now := time.Now()
 	for i, line := range append(append([]string(nil), lines...), "GET /safe/vpc?q=1", "GET http://primary.example/abs/vpc") {
-		c := vpctest.NewConn("10.9.0.1:"+strconv.Itoa(42000+i), "10.9.0.2:80")
+		c := packettest.NewConn("10.9.0.1:"+strconv.Itoa(42000+i), "10.9.0.2:80")
 		var frames [][]byte
 		frames = append(frames, c.Handshake()...)
 		frames = append(frames, c.ClientData([]byte(line+" HTTP/1.1\r\nHost: primary.example\r\n\r\n"), 0)...)
 		frames = append(frames, c.ServerData([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), 0)...)
 		frames = append(frames, c.ClientFIN(), c.ServerFIN())
 		for _, f := range frames {
-			rcv.HandleDatagram(vpctest.VXLAN(42, f), now)
+			rcv.HandleDatagram(packettest.VXLAN(42, f), now)
 		}
 	}
 	tr.Close(now)

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mirrorline/mirrorline/collector/vpc/vpctest"
+	"github.com/mirrorline/mirrorline/collector/tcpstream/packettest"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
 	"github.com/mirrorline/mirrorline/test/testproc"
 )
@@ -121,13 +121,13 @@ compare:
 	for i := range n {
 		p := fmt.Sprintf("/via-vpc/%d", i)
 		want[p] = true
-		c := vpctest.NewConn("10.9.0.1:"+strconv.Itoa(42000+i), "10.9.0.2:8080")
+		c := packettest.NewConn("10.9.0.1:"+strconv.Itoa(42000+i), "10.9.0.2:8080")
 		frames := c.Handshake()
 		frames = append(frames, c.ClientData([]byte("GET "+p+" HTTP/1.1\r\nHost: pay\r\n\r\n"), 0)...)
 		frames = append(frames, c.ServerData([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), 0)...)
 		frames = append(frames, c.ClientFIN(), c.ServerFIN(), c.ClientAck())
 		for _, f := range frames {
-			if _, err := conn.Write(vpctest.VXLAN(1, f)); err != nil {
+			if _, err := conn.Write(packettest.VXLAN(1, f)); err != nil {
 				t.Fatal(err)
 			}
 		}

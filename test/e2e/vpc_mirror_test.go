@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/mirrorline/mirrorline/broker"
-	"github.com/mirrorline/mirrorline/collector/vpc/vpctest"
+	"github.com/mirrorline/mirrorline/collector/tcpstream/packettest"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
 	"github.com/mirrorline/mirrorline/test/testproc"
@@ -59,7 +59,7 @@ func TestVPCMirrorIntoKafka(t *testing.T) {
 	sent := 0
 	send := func(vni uint32, frames ...[]byte) {
 		for _, f := range frames {
-			if _, err := conn.Write(vpctest.VXLAN(vni, f)); err != nil {
+			if _, err := conn.Write(packettest.VXLAN(vni, f)); err != nil {
 				t.Fatal(err)
 			}
 			sent++
@@ -95,7 +95,7 @@ func TestVPCMirrorIntoKafka(t *testing.T) {
 	}
 	const n = 20 // connections, two keep-alive exchanges each
 	for i := range n {
-		c := vpctest.NewConn("10.9.0.1:"+strconv.Itoa(41000+i), "10.9.0.2:8080")
+		c := packettest.NewConn("10.9.0.1:"+strconv.Itoa(41000+i), "10.9.0.2:8080")
 		send(42, c.Handshake()...)
 		req := c.ClientData([]byte("POST /pay HTTP/1.1\r\nHost: pay\r\nContent-Length: 16\r\n\r\n{\"amount\": 1234}"), 20)
 		send(42, req[1], req[0], req[2], req[1]) // out of order and a retransmit
@@ -106,7 +106,7 @@ func TestVPCMirrorIntoKafka(t *testing.T) {
 		send(42, c.ClientFIN(), c.ServerFIN(), c.ClientAck())
 		caughtUp()
 	}
-	other := vpctest.NewConn("10.9.0.3:42000", "10.9.0.2:8080")
+	other := packettest.NewConn("10.9.0.3:42000", "10.9.0.2:8080")
 	send(7, other.Handshake()...) // another VNI: filtered
 	caughtUp()
 

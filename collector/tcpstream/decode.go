@@ -1,4 +1,4 @@
-package vpc
+package tcpstream
 
 import (
 	"errors"
@@ -38,19 +38,17 @@ var (
 // Decoder decodes packets into TCP segments with gopacket's layer decoders,
 // without allocating per packet. It is not safe for concurrent use.
 type Decoder struct {
-	vxlan    layers.VXLAN
-	eth      layers.Ethernet
-	dot1q    layers.Dot1Q
-	sll      layers.LinuxSLL
-	loop     layers.Loopback
-	ip4      layers.IPv4
-	ip6      layers.IPv6
-	udp      layers.UDP
-	tcp      layers.TCP
-	parsers  map[gopacket.LayerType]*gopacket.DecodingLayerParser
-	decoded  []gopacket.LayerType
-	lastVNI  uint32
-	sawVXLAN bool
+	vxlan   layers.VXLAN
+	eth     layers.Ethernet
+	dot1q   layers.Dot1Q
+	sll     layers.LinuxSLL
+	loop    layers.Loopback
+	ip4     layers.IPv4
+	ip6     layers.IPv6
+	udp     layers.UDP
+	tcp     layers.TCP
+	parsers map[gopacket.LayerType]*gopacket.DecodingLayerParser
+	decoded []gopacket.LayerType
 }
 
 // NewDecoder returns a Decoder.

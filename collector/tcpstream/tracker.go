@@ -1,4 +1,4 @@
-package vpc
+package tcpstream
 
 import (
 	"encoding/binary"

@@ -1,7 +1,7 @@
-// Package vpctest builds the packets tests of the packet collectors need:
+// Package packettest builds the packets tests of the packet collectors need:
 // Ethernet/IPv4-or-IPv6/TCP frames of a scripted connection, serialized with
 // gopacket, optionally wrapped in VXLAN as VPC Traffic Mirroring sends them.
-package vpctest
+package packettest
 
 import (
 	"net"
@@ -106,7 +106,7 @@ func Frame(src, dst netip.AddrPort, seq, ack uint32, f Flags, payload []byte) []
 	buf := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
 		eth, netLayer, tcp, gopacket.Payload(payload)); err != nil {
-		panic("vpctest: serialize frame: " + err.Error())
+		panic("packettest: serialize frame: " + err.Error())
 	}
 	return append([]byte(nil), buf.Bytes()...)
 }
@@ -116,7 +116,7 @@ func Frame(src, dst netip.AddrPort, seq, ack uint32, f Flags, payload []byte) []
 func VXLAN(vni uint32, frame []byte) []byte {
 	buf := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{}, &layers.VXLAN{ValidIDFlag: true, VNI: vni}, gopacket.Payload(frame)); err != nil {
-		panic("vpctest: serialize VXLAN: " + err.Error())
+		panic("packettest: serialize VXLAN: " + err.Error())
 	}
 	return append([]byte(nil), buf.Bytes()...)
 }

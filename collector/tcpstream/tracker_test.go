@@ -1,7 +1,6 @@
-package vpc
+package tcpstream
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -9,50 +8,9 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/mirrorline/mirrorline/collector/httpstream"
-	"github.com/mirrorline/mirrorline/collector/vpc/vpctest"
+	"github.com/mirrorline/mirrorline/collector/tcpstream/packettest"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
-
-type collect struct{ got []*mlv1.Exchange }
-
-func (c *collect) Emit(ex *mlv1.Exchange) error {
-	c.got = append(c.got, ex)
-	return nil
-}
-
-const (
-	reqA  = "GET /a HTTP/1.1\r\nHost: svc\r\nUser-Agent: t\r\n\r\n"
-	reqB  = "POST /b HTTP/1.1\r\nHost: svc\r\nContent-Length: 11\r\n\r\nhello world"
-	respA = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none"
-	respB = "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n4\r\ntwo!\r\n6\r\n-three\r\n0\r\n\r\n"
-)
-
-// summary is "METHOD URL body -> status body [flags]" for one record.
-func summary(ex *mlv1.Exchange) string {
-	s := fmt.Sprintf("%s %s %s", ex.Request.Method, ex.Request.Url, ex.Request.Body)
-	if ex.Request.BodyTruncated {
-		s += " [req-cut]"
-	}
-	if r := ex.Response; r != nil {
-		s += fmt.Sprintf(" -> %d %s", r.Status, r.Body)
-		if r.BodyTruncated {
-			s += " [resp-cut]"
-		}
-	} else {
-		s += " -> none"
-	}
-	return s
-}
-
-func cat(parts ...[][]byte) [][]byte {
-	var out [][]byte
-	for _, p := range parts {
-		out = append(out, p...)
-	}
-	return out
-}
-
-func one(f []byte) [][]byte { return [][]byte{f} }
 
 func TestVPCTracker(t *testing.T) {
 	type script struct {
@@ -68,9 +26,9 @@ func TestVPCTracker(t *testing.T) {
 		{
 			name: "keep-alive with a chunked response, in order",
 			build: func() script {
-				c := vpctest.NewConn("10.0.0.1:40000", "10.0.0.2:8080")
-				return script{frames: cat(c.Handshake(), c.ClientData([]byte(reqA), 0), c.ServerData([]byte(respA), 0),
-					c.ClientData([]byte(reqB), 20), c.ServerData([]byte(respB), 16), one(c.ClientFIN()), one(c.ServerFIN()), one(c.ClientAck()))}
+				c := packettest.NewConn("10.0.0.1:40000", "10.0.0.2:8080")
+				return script{frames: packettest.Cat(c.Handshake(), c.ClientData([]byte(packettest.ReqA), 0), c.ServerData([]byte(packettest.RespA), 0),
+					c.ClientData([]byte(packettest.ReqB), 20), c.ServerData([]byte(packettest.RespB), 16), packettest.One(c.ClientFIN()), packettest.One(c.ServerFIN()), packettest.One(c.ClientAck()))}
 			},
 			want: []string{"GET /a  -> 200 one", "POST /b hello world -> 201 two!-three"},
 			check: func(t *testing.T, st *Stats, got []*mlv1.Exchange) {
@@ -88,12 +46,12 @@ func TestVPCTracker(t *testing.T) {
 		{
 			name: "out of order and retransmitted segments",
 			build: func() script {
-				c := vpctest.NewConn("10.0.0.1:40001", "10.0.0.2:8080")
+				c := packettest.NewConn("10.0.0.1:40001", "10.0.0.2:8080")
 				hs := c.Handshake()
-				req := c.ClientData([]byte(reqB), 10) // 6 segments
-				resp := c.ServerData([]byte(respB), 12)
-				frames := cat(hs, [][]byte{req[2], req[0], req[4], req[6], req[0], req[1], req[3], req[5], req[5]},
-					[][]byte{resp[1], resp[0]}, resp[3:], one(resp[2]), one(resp[2]))
+				req := c.ClientData([]byte(packettest.ReqB), 10) // 6 segments
+				resp := c.ServerData([]byte(packettest.RespB), 12)
+				frames := packettest.Cat(hs, [][]byte{req[2], req[0], req[4], req[6], req[0], req[1], req[3], req[5], req[5]},
+					[][]byte{resp[1], resp[0]}, resp[3:], packettest.One(resp[2]), packettest.One(resp[2]))
 				return script{frames: frames}
 			},
 			want: []string{"POST /b hello world -> 201 two!-three"},
@@ -106,14 +64,14 @@ func TestVPCTracker(t *testing.T) {
 		{
 			name: "a segment missing from the capture, seen through the server's ACK",
 			build: func() script {
-				c := vpctest.NewConn("10.0.0.1:40002", "10.0.0.2:8080")
+				c := packettest.NewConn("10.0.0.1:40002", "10.0.0.2:8080")
 				hs := c.Handshake()
-				req := c.ClientData([]byte(reqB), len(reqB)-11) // head, then body
-				first := c.ServerData([]byte(respA), 0)
-				reqA2 := c.ClientData([]byte(reqA), 0)
-				second := c.ServerData([]byte(respA), 0)
+				req := c.ClientData([]byte(packettest.ReqB), len(packettest.ReqB)-11) // head, then body
+				first := c.ServerData([]byte(packettest.RespA), 0)
+				reqA2 := c.ClientData([]byte(packettest.ReqA), 0)
+				second := c.ServerData([]byte(packettest.RespA), 0)
 				// The request's second segment (body bytes) never reaches the mirror.
-				return script{frames: cat(hs, one(req[0]), first, reqA2, second)}
+				return script{frames: packettest.Cat(hs, packettest.One(req[0]), first, reqA2, second)}
 			},
 			want: []string{"POST /b  [req-cut] -> 200 one", "GET /a  -> 200 one"},
 			check: func(t *testing.T, st *Stats, got []*mlv1.Exchange) {
@@ -126,13 +84,13 @@ func TestVPCTracker(t *testing.T) {
 		{
 			name: "a lost segment whose ACK was lost too waits for the gap timeout",
 			build: func() script {
-				c := vpctest.NewConn("10.0.0.1:40003", "10.0.0.2:8080")
+				c := packettest.NewConn("10.0.0.1:40003", "10.0.0.2:8080")
 				hs := c.Handshake()
-				req := c.ClientData([]byte(reqA), 0)
-				head, body, _ := strings.Cut(respB, "\r\n\r\n")
+				req := c.ClientData([]byte(packettest.ReqA), 0)
+				head, body, _ := strings.Cut(packettest.RespB, "\r\n\r\n")
 				rh := c.ServerData([]byte(head+"\r\n\r\n"), 0)
 				rb := c.ServerData([]byte(body), 4) // "4\r\nt" "wo!\r" "\n6\r\n" "-thr" ...
-				return script{frames: cat(hs, req, rh, rb[:3], rb[4:])}
+				return script{frames: packettest.Cat(hs, req, rh, rb[:3], rb[4:])}
 			},
 			want: []string{"GET /a  -> 201 two!ee [resp-cut]"},
 			check: func(t *testing.T, st *Stats, got []*mlv1.Exchange) {
@@ -144,14 +102,14 @@ func TestVPCTracker(t *testing.T) {
 		{
 			name: "packets cut by the mirror's packet length",
 			build: func() script {
-				c := vpctest.NewConn("10.0.0.1:40004", "10.0.0.2:8080")
+				c := packettest.NewConn("10.0.0.1:40004", "10.0.0.2:8080")
 				hs := c.Handshake()
-				req := c.ClientData([]byte(reqA), 0)
+				req := c.ClientData([]byte(packettest.ReqA), 0)
 				body := strings.Repeat("x", 300)
 				head := "HTTP/1.1 200 OK\r\nContent-Length: 300\r\n\r\n"
 				resp := c.ServerData([]byte(head+body), 0)
-				resp[0] = vpctest.Truncate(resp[0], 14+20+20+len(head)+100) // head and 100 body bytes
-				return script{frames: cat(hs, req, resp, req[:0], c.ClientData([]byte(reqA), 0), c.ServerData([]byte(respA), 0))}
+				resp[0] = packettest.Truncate(resp[0], 14+20+20+len(head)+100) // head and 100 body bytes
+				return script{frames: packettest.Cat(hs, req, resp, req[:0], c.ClientData([]byte(packettest.ReqA), 0), c.ServerData([]byte(packettest.RespA), 0))}
 			},
 			want: []string{"GET /a  -> 200 " + strings.Repeat("x", 100) + " [resp-cut]", "GET /a  -> 200 one"},
 			check: func(t *testing.T, st *Stats, got []*mlv1.Exchange) {
@@ -163,17 +121,17 @@ func TestVPCTracker(t *testing.T) {
 		{
 			name: "no handshake seen, IPv6",
 			build: func() script {
-				c := vpctest.NewConn("[fd00::1]:40005", "[fd00::2]:8080")
+				c := packettest.NewConn("[fd00::1]:40005", "[fd00::2]:8080")
 				c.Handshake()
-				return script{frames: cat(c.ClientData([]byte(reqA), 0), c.ServerData([]byte(respA), 0))}
+				return script{frames: packettest.Cat(c.ClientData([]byte(packettest.ReqA), 0), c.ServerData([]byte(packettest.RespA), 0))}
 			},
 			want: []string{"GET /a  -> 200 one"},
 		},
 		{
 			name: "port filter",
 			build: func() script {
-				c := vpctest.NewConn("10.0.0.1:40006", "10.0.0.2:9090")
-				return script{frames: cat(c.Handshake(), c.ClientData([]byte(reqA), 0)), opts: []TrackerOption{WithPorts(8080)}}
+				c := packettest.NewConn("10.0.0.1:40006", "10.0.0.2:9090")
+				return script{frames: packettest.Cat(c.Handshake(), c.ClientData([]byte(packettest.ReqA), 0)), opts: []TrackerOption{WithPorts(8080)}}
 			},
 			check: func(t *testing.T, st *Stats, _ []*mlv1.Exchange) {
 				if st.Packets[ResultFiltered].Load() != 4 || st.Streams.Load() != 0 {
@@ -184,9 +142,9 @@ func TestVPCTracker(t *testing.T) {
 		{
 			name: "stream limit",
 			build: func() script {
-				a := vpctest.NewConn("10.0.0.1:40007", "10.0.0.2:8080")
-				b := vpctest.NewConn("10.0.0.1:40008", "10.0.0.2:8080")
-				return script{frames: cat(a.Handshake(), b.Handshake(), b.ClientData([]byte(reqA), 0), a.ClientData([]byte(reqA), 0), a.ServerData([]byte(respA), 0)),
+				a := packettest.NewConn("10.0.0.1:40007", "10.0.0.2:8080")
+				b := packettest.NewConn("10.0.0.1:40008", "10.0.0.2:8080")
+				return script{frames: packettest.Cat(a.Handshake(), b.Handshake(), b.ClientData([]byte(packettest.ReqA), 0), a.ClientData([]byte(packettest.ReqA), 0), a.ServerData([]byte(packettest.RespA), 0)),
 					opts: []TrackerOption{WithMaxStreams(1)}}
 			},
 			want: []string{"GET /a  -> 200 one"},
@@ -200,11 +158,11 @@ func TestVPCTracker(t *testing.T) {
 		{
 			name: "per-stream buffer cap declares the hole lost",
 			build: func() script {
-				c := vpctest.NewConn("10.0.0.1:40009", "10.0.0.2:8080")
+				c := packettest.NewConn("10.0.0.1:40009", "10.0.0.2:8080")
 				hs := c.Handshake()
-				req := c.ClientData([]byte(reqA), 0)
+				req := c.ClientData([]byte(packettest.ReqA), 0)
 				resp := c.ServerData([]byte("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"+strings.Repeat("y", 1000)), 100)
-				return script{frames: cat(hs, req, one(resp[0]), resp[2:]), opts: []TrackerOption{WithMaxStreamBuffer(500)}}
+				return script{frames: packettest.Cat(hs, req, packettest.One(resp[0]), resp[2:]), opts: []TrackerOption{WithMaxStreamBuffer(500)}}
 			},
 			want: []string{"GET /a  -> 200 " + strings.Repeat("y", 1000-100) + " [resp-cut]"},
 			check: func(t *testing.T, st *Stats, _ []*mlv1.Exchange) {
@@ -216,11 +174,11 @@ func TestVPCTracker(t *testing.T) {
 		{
 			name: "RST ends the stream, request without response",
 			build: func() script {
-				c := vpctest.NewConn("10.0.0.1:40010", "10.0.0.2:8080")
+				c := packettest.NewConn("10.0.0.1:40010", "10.0.0.2:8080")
 				hs := c.Handshake()
-				req := c.ClientData([]byte(reqA), 0)
-				rst := vpctest.Frame(c.Server, c.Client, 0x80000000, 0, vpctest.Flags{RST: true}, nil)
-				return script{frames: cat(hs, req, one(rst))}
+				req := c.ClientData([]byte(packettest.ReqA), 0)
+				rst := packettest.Frame(c.Server, c.Client, 0x80000000, 0, packettest.Flags{RST: true}, nil)
+				return script{frames: packettest.Cat(hs, req, packettest.One(rst))}
 			},
 			want: []string{"GET /a  -> none"},
 			check: func(t *testing.T, st *Stats, _ []*mlv1.Exchange) {
@@ -233,7 +191,7 @@ func TestVPCTracker(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			sc := tc.build()
-			pub := &collect{}
+			pub := &packettest.Collect{}
 			st := &Stats{}
 			tr := NewTracker(pub, append([]TrackerOption{WithStats(st), WithGapTimeout(time.Second), WithIdleTimeout(time.Minute)}, sc.opts...)...)
 			dec := NewDecoder()
@@ -249,8 +207,8 @@ func TestVPCTracker(t *testing.T) {
 			tr.Flush(ts.Add(2 * time.Second)) // past the gap timeout
 			tr.Close(ts.Add(3 * time.Second))
 			var got []string
-			for _, ex := range pub.got {
-				got = append(got, summary(ex))
+			for _, ex := range pub.Got() {
+				got = append(got, packettest.Summary(ex))
 			}
 			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
 				t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
@@ -259,34 +217,34 @@ func TestVPCTracker(t *testing.T) {
 				t.Errorf("after close: %d active, %d buffered", st.StreamsActive.Load(), st.BufferedBytes.Load())
 			}
 			if tc.check != nil {
-				tc.check(t, st, pub.got)
+				tc.check(t, st, pub.Got())
 			}
 		})
 	}
 }
 
 func TestVPCTrackerIdleFlush(t *testing.T) {
-	pub := &collect{}
+	pub := &packettest.Collect{}
 	tr := NewTracker(pub, WithIdleTimeout(time.Minute))
-	c := vpctest.NewConn("10.0.0.1:40100", "10.0.0.2:8080")
+	c := packettest.NewConn("10.0.0.1:40100", "10.0.0.2:8080")
 	dec := NewDecoder()
 	var seg Segment
 	t0 := time.Unix(1700000000, 0)
-	for _, fr := range cat(c.Handshake(), c.ClientData([]byte(reqA), 0)) {
+	for _, fr := range packettest.Cat(c.Handshake(), c.ClientData([]byte(packettest.ReqA), 0)) {
 		if err := dec.Decode(layers.LayerTypeEthernet, fr, &seg); err != nil {
 			t.Fatal(err)
 		}
 		tr.Handle(&seg, t0)
 	}
 	tr.Flush(t0.Add(59 * time.Second))
-	if tr.Active() != 1 || len(pub.got) != 0 {
-		t.Fatalf("flushed too early: %d active, %d published", tr.Active(), len(pub.got))
+	if tr.Active() != 1 || len(pub.Got()) != 0 {
+		t.Fatalf("flushed too early: %d active, %d published", tr.Active(), len(pub.Got()))
 	}
 	tr.Flush(t0.Add(61 * time.Second))
-	if tr.Active() != 0 || len(pub.got) != 1 || pub.got[0].Response != nil || tr.Stats().StreamsEnded[EndIdle].Load() != 1 {
-		t.Fatalf("after idle timeout: %d active, %d published", tr.Active(), len(pub.got))
+	if tr.Active() != 0 || len(pub.Got()) != 1 || pub.Got()[0].Response != nil || tr.Stats().StreamsEnded[EndIdle].Load() != 1 {
+		t.Fatalf("after idle timeout: %d active, %d published", tr.Active(), len(pub.Got()))
 	}
-	if got, want := pub.got[0].CaptureTimeNs, t0.UnixNano(); got != want {
+	if got, want := pub.Got()[0].CaptureTimeNs, t0.UnixNano(); got != want {
 		t.Fatalf("capture time %d, want %d", got, want)
 	}
 }
