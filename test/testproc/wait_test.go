@@ -1,0 +1,53 @@
+package testproc
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestWait(t *testing.T) {
+	var n atomic.Int32
+	if !Wait(30*time.Second, func() bool { return n.Add(1) >= 5 }) {
+		t.Fatal("a condition that comes true within the timeout was reported false")
+	}
+	if got := n.Load(); got != 5 {
+		t.Fatalf("cond ran %d times, want 5 (polling stops once it holds)", got)
+	}
+	start := time.Now()
+	if Wait(20*time.Millisecond, func() bool { return false }) {
+		t.Fatal("a condition that never holds was reported true")
+	}
+	if time.Since(start) < 20*time.Millisecond {
+		t.Fatal("Wait gave up before its timeout")
+	}
+	// The deadline check runs cond one last time.
+	var calls atomic.Int32
+	if !Wait(0, func() bool { return calls.Add(1) == 2 }) {
+		t.Fatal("a condition true at the final check was reported false")
+	}
+}
+
+// fatalTB records Fatalf instead of stopping the test.
+type fatalTB struct {
+	testing.TB
+	msg string
+}
+
+func (f *fatalTB) Helper() {}
+func (f *fatalTB) Fatalf(format string, args ...any) { f.msg = fmt.Sprintf(format, args...) }
+
+func TestEventually(t *testing.T) {
+	f := &fatalTB{TB: t}
+	Eventually(f, 10*time.Millisecond, "the thing", func() bool { return false })
+	if !strings.Contains(f.msg, "the thing") || !strings.Contains(f.msg, "10ms") {
+		t.Fatalf("failure message %q names neither what nor the timeout", f.msg)
+	}
+	f.msg = ""
+	Eventually(f, 30*time.Second, "ok", func() bool { return true })
+	if f.msg != "" {
+		t.Fatalf("a condition that holds failed the test: %q", f.msg)
+	}
+}
