@@ -36,7 +36,7 @@ type fatalTB struct {
 	msg string
 }
 
-func (f *fatalTB) Helper() {}
+func (f *fatalTB) Helper()                           {}
 func (f *fatalTB) Fatalf(format string, args ...any) { f.msg = fmt.Sprintf(format, args...) }
 
 func TestEventually(t *testing.T) {
