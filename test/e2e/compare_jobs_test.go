@@ -83,18 +83,6 @@ func jobVerdicts(t *testing.T, kcfg broker.Config, svc string) map[string]map[st
 	return out
 }
 
-// waitFor polls cond every 200 ms until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // shadowEnds returns, per partition of topic, the offset after its last
 // record, once want records (read committed) are there.
 func shadowEnds(t *testing.T, topic string, want int) map[int32]int64 {
@@ -174,7 +162,7 @@ func TestCompareJobsKeepLiveVerdicts(t *testing.T) {
 	compareArgs := []string{"compare", "--service", svc, "--start", "earliest", "--join-window", window.String(), "--prime", "off", "--metrics-addr", ""}
 	startML(t, env, compareArgs...)
 	liveWant := map[string]int{"total": n, "same": n - n/differEvery, "different": n / differEvery}
-	waitFor(t, 90*time.Second, "the live verdicts", func() bool {
+	testproc.Eventually(t, 90*time.Second, "the live verdicts", func() bool {
 		v := jobVerdicts(t, kcfg, svc)[comparator.LiveJob]
 		return v["total"] == n
 	})
@@ -224,7 +212,7 @@ func TestCompareJobsKeepLiveVerdicts(t *testing.T) {
 	if err := second.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "the second comparator to join the group", func() bool {
+	testproc.Eventually(t, 60*time.Second, "the second comparator to join the group", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		gs, err := adm.DescribeGroups(ctx, group)
@@ -240,7 +228,7 @@ func TestCompareJobsKeepLiveVerdicts(t *testing.T) {
 	}
 
 	// The live group has read (and decided or ignored) every shadow record.
-	waitFor(t, 90*time.Second, "the live group to commit past the window job's records", func() bool {
+	testproc.Eventually(t, 90*time.Second, "the live group to commit past the window job's records", func() bool {
 		return committedPast(t, adm, group, shadowTopic, ends)
 	})
 	// The window job's comparator judges it, and exits once it has judged

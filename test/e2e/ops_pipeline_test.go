@@ -115,7 +115,7 @@ redact:
 	} else {
 		t.Logf("this binary has no comparator: comparator metrics are not required")
 	}
-	eventually(t, 30*time.Second, "proxy listening", func() bool {
+	testproc.Eventually(t, 30*time.Second, "proxy listening", func() bool {
 		c, err := net.Dial("tcp", proxyAddr)
 		if err == nil {
 			c.Close()

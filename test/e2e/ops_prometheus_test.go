@@ -22,8 +22,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mirrorline/mirrorline/test/testproc"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // Grafana's built-in variables as Grafana computes them for this test's
@@ -356,7 +357,7 @@ func TestOpsDashboardQueriesReturnData(t *testing.T) {
 		} `json:"groups"`
 	}
 	var all []rule
-	eventually(t, 15*time.Second, "every alert rule evaluated", func() bool {
+	testproc.Eventually(t, 60*time.Second, "every alert rule evaluated", func() bool {
 		if err := api.get("/api/v1/rules", url.Values{}, &rules); err != nil {
 			return false
 		}
