@@ -2,6 +2,7 @@ package testproc
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -49,5 +50,27 @@ func TestEventually(t *testing.T) {
 	Eventually(f, 30*time.Second, "ok", func() bool { return true })
 	if f.msg != "" {
 		t.Fatalf("a condition that holds failed the test: %q", f.msg)
+	}
+}
+
+func TestGolden(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "testdata", "x.golden")
+	f := &fatalTB{TB: t}
+	Golden(f, path, []byte("a\nb\n"), true)
+	if f.msg != "" {
+		t.Fatalf("update: %s", f.msg)
+	}
+	Golden(f, path, []byte("a\nb\n"), false)
+	if f.msg != "" {
+		t.Fatalf("same bytes reported different: %s", f.msg)
+	}
+	Golden(f, path, []byte("a\nc\n"), false)
+	if !strings.Contains(f.msg, "line 2") || !strings.Contains(f.msg, `"c"`) || !strings.Contains(f.msg, `"b"`) {
+		t.Fatalf("a difference at line 2 reported as %q", f.msg)
+	}
+	f.msg = ""
+	Golden(f, path+".missing", []byte("a"), false)
+	if !strings.Contains(f.msg, "-update") {
+		t.Fatalf("a missing golden file reported as %q", f.msg)
 	}
 }
