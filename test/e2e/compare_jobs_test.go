@@ -90,11 +90,8 @@ func shadowEnds(t *testing.T, topic string, want int) map[int32]int64 {
 	cl := kafkatest.Client(t, append(broker.ConsumeOpts(), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	ends := map[int32]int64{}
 	n := 0
-	deadline := time.Now().Add(60 * time.Second)
-	for n < want {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d records on %s", n, want, topic)
-		}
+	if !testproc.Wait(60*time.Second, func() bool {
+		// Each check waits up to a second for fetches: it paces itself.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		fs := cl.PollFetches(ctx)
 		cancel()
@@ -102,6 +99,9 @@ func shadowEnds(t *testing.T, topic string, want int) map[int32]int64 {
 			n++
 			ends[r.Partition] = max(ends[r.Partition], r.Offset+1)
 		})
+		return n >= want
+	}) {
+		t.Fatalf("%d of %d records on %s", n, want, topic)
 	}
 	if n != want {
 		t.Fatalf("%d records on %s, want %d", n, topic, want)

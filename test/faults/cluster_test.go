@@ -99,21 +99,16 @@ func TestClusterLosesABroker(t *testing.T) {
 // up to a minute, and fails on the first answer that is complete but wrong.
 func checkTopicReplication(t *testing.T, adm *kadm.Client, topics ...string) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
 	var last string
-	for {
+	if !testproc.WaitEvery(time.Minute, 100*time.Millisecond, func() bool {
 		done, msg := topicReplication(adm, topics...)
-		if done {
-			if msg != "" {
-				t.Fatal(msg)
-			}
-			return
+		if done && msg != "" {
+			t.Fatal(msg)
 		}
 		last = msg
-		if time.Now().After(deadline) {
-			t.Fatalf("the replication settings of %v did not settle within a minute: %s", topics, last)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return done
+	}) {
+		t.Fatalf("the replication settings of %v did not settle within a minute: %s", topics, last)
 	}
 }
 

@@ -31,6 +31,18 @@ func TestWait(t *testing.T) {
 	}
 }
 
+func TestWaitEvery(t *testing.T) {
+	var n atomic.Int32
+	start := time.Now()
+	if !WaitEvery(30*time.Second, 20*time.Millisecond, func() bool { return n.Add(1) >= 8 }) {
+		t.Fatal("a condition that comes true within the timeout was reported false")
+	}
+	// 1+2+4+8+16 ms of backoff, then 20 ms pauses: at least 71 ms for 8 checks.
+	if took := time.Since(start); took < 71*time.Millisecond {
+		t.Fatalf("8 checks took %s; the pause is not capped at 20 ms but shorter", took)
+	}
+}
+
 // fatalTB records Fatalf instead of stopping the test.
 type fatalTB struct {
 	testing.TB

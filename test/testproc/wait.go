@@ -11,14 +11,20 @@ import (
 // when the failure message needs state that only the caller has; otherwise
 // use Eventually.
 func Wait(timeout time.Duration, cond func() bool) bool {
+	return WaitEvery(timeout, 50*time.Millisecond, cond)
+}
+
+// WaitEvery is Wait with the backoff capped at every instead of 50 ms, for a
+// condition too costly to check often (a query to Kafka or Prometheus).
+func WaitEvery(timeout, every time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
-	pause := time.Millisecond
+	pause := min(time.Millisecond, every)
 	for !cond() {
 		if !time.Now().Before(deadline) {
 			return cond()
 		}
-		time.Sleep(min(pause, time.Until(deadline)+time.Millisecond)) // polling a condition, not a synchronisation
-		pause = min(2*pause, 50*time.Millisecond)
+		time.Sleep(max(0, min(pause, time.Until(deadline)))) // polling a condition, not a synchronisation
+		pause = min(2*pause, every)
 	}
 	return true
 }
