@@ -162,7 +162,7 @@ func TestCompareJobsKeepLiveVerdicts(t *testing.T) {
 	compareArgs := []string{"compare", "--service", svc, "--start", "earliest", "--join-window", window.String(), "--prime", "off", "--metrics-addr", ""}
 	startML(t, env, compareArgs...)
 	liveWant := map[string]int{"total": n, "same": n - n/differEvery, "different": n / differEvery}
-	testproc.Eventually(t, 90*time.Second, "the live verdicts", func() bool {
+	testproc.EventuallyEvery(t, 90*time.Second, 200*time.Millisecond, "the live verdicts", func() bool {
 		v := jobVerdicts(t, kcfg, svc)[comparator.LiveJob]
 		return v["total"] == n
 	})
@@ -212,7 +212,7 @@ func TestCompareJobsKeepLiveVerdicts(t *testing.T) {
 	if err := second.Start(); err != nil {
 		t.Fatal(err)
 	}
-	testproc.Eventually(t, 60*time.Second, "the second comparator to join the group", func() bool {
+	testproc.EventuallyEvery(t, 60*time.Second, 200*time.Millisecond, "the second comparator to join the group", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		gs, err := adm.DescribeGroups(ctx, group)
@@ -228,7 +228,7 @@ func TestCompareJobsKeepLiveVerdicts(t *testing.T) {
 	}
 
 	// The live group has read (and decided or ignored) every shadow record.
-	testproc.Eventually(t, 90*time.Second, "the live group to commit past the window job's records", func() bool {
+	testproc.EventuallyEvery(t, 90*time.Second, 200*time.Millisecond, "the live group to commit past the window job's records", func() bool {
 		return committedPast(t, adm, group, shadowTopic, ends)
 	})
 	// The window job's comparator judges it, and exits once it has judged

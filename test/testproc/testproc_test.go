@@ -59,6 +59,11 @@ func TestEventually(t *testing.T) {
 		t.Fatalf("failure message %q names neither what nor the timeout", f.msg)
 	}
 	f.msg = ""
+	EventuallyEvery(f, 10*time.Millisecond, time.Millisecond, "the other thing", func() bool { return false })
+	if !strings.Contains(f.msg, "the other thing") || !strings.Contains(f.msg, "10ms") {
+		t.Fatalf("failure message %q names neither what nor the timeout", f.msg)
+	}
+	f.msg = ""
 	Eventually(f, 30*time.Second, "ok", func() bool { return true })
 	if f.msg != "" {
 		t.Fatalf("a condition that holds failed the test: %q", f.msg)

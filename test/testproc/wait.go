@@ -39,3 +39,12 @@ func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() b
 		tb.Fatalf("timed out after %s waiting for %s", timeout, what)
 	}
 }
+
+// EventuallyEvery is Eventually with the backoff capped at every, as
+// WaitEvery.
+func EventuallyEvery(tb testing.TB, timeout, every time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	if !WaitEvery(timeout, every, cond) {
+		tb.Fatalf("timed out after %s waiting for %s", timeout, what)
+	}
+}
