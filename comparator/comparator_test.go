@@ -103,6 +103,12 @@ func boolInt(b bool) int {
 	return 0
 }
 
+// testUUID returns a UUID that differs for every (what, i) and is the same
+// on every run, so reports built from test exchanges can be golden files.
+func testUUID(what string, i int) string {
+	return uuid.NewSHA1(uuid.NameSpaceOID, fmt.Appendf(nil, "%s %d", what, i)).String()
+}
+
 // payment returns the demo service's POST /payments answers for one
 // exchange: v1's 201, and v2's 201 or (for a non-ASCII address) 422.
 func payment(i int, regressed bool) (p, s *mlv1.Response) {
@@ -110,12 +116,12 @@ func payment(i int, regressed bool) (p, s *mlv1.Response) {
 	body := func(id, at string) string {
 		return fmt.Sprintf(`{"id":%q,"status":"authorized","created_at":%q,"amount":%d,"currency":"EUR","card_last4":"1111"}`, id, at, 100+i)
 	}
-	p = resp(201, "application/json", body(uuid.NewString(), ts(0)))
+	p = resp(201, "application/json", body(testUUID("payment primary", i), ts(0)))
 	p.LatencyNs = int64(4 * time.Millisecond)
 	if regressed {
 		s = resp(422, "application/json", `{"error":"invalid address"}`)
 	} else {
-		s = resp(201, "application/json", body(uuid.NewString(), ts(3)))
+		s = resp(201, "application/json", body(testUUID("payment shadow", i), ts(3)))
 	}
 	s.LatencyNs = int64(time.Millisecond)
 	return p, s

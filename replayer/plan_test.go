@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 )
@@ -59,21 +58,14 @@ func TestCheckWinner(t *testing.T) {
 	}
 }
 
+// The JSON report reads back as the summary it was written from; its text
+// and JSON, byte for byte, are TestSummaryGolden's.
 func TestSummaryOutput(t *testing.T) {
 	sum := &Summary{Job: "nightly", Instance: "h-1", Worker: 1, Workers: 2, Topic: "mirror.clean.s", Timing: "speed 5x",
 		Target: "http://127.0.0.1:8082", Offsets: 12, Scheduled: 10, Sent: 9, Dropped: 1, Late: 2,
 		Status: map[string]int64{"2xx": 8, "5xx": 1}, Errors: map[string]int64{"decode": 2},
 		AskedRate: 100, AchievedRate: 99.5, PlannedSpan: 0.09, SendSpan: 0.0804,
 		Latency: Quantiles{Count: 9, P50: 0.001, P90: 0.002, P99: 0.003, P999: 0.003, Max: 0.004}, ScheduleLag: Quantiles{Count: 9, Max: 0.012}}
-	var text bytes.Buffer
-	if err := sum.WriteText(&text); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"replay nightly worker 1/2 (h-1)", "speed 5x", "10 scheduled, 9 sent, 1 dropped, 2 late, 2 errors", "asked 100.00/s, achieved 99.50/s (99.5%)", "p99 3.00ms", "max 12.00ms", "2xx 8  5xx 1", "decode 2"} {
-		if !strings.Contains(text.String(), want) {
-			t.Errorf("summary lacks %q:\n%s", want, text.String())
-		}
-	}
 	var js bytes.Buffer
 	if err := sum.WriteJSON(&js); err != nil {
 		t.Fatal(err)

@@ -206,35 +206,24 @@ func TestWindowLeadInApartFromSendSpan(t *testing.T) {
 // waitLines waits (bounded) until out holds n lines and returns them.
 func waitLines(t *testing.T, out *testproc.Output, n int) []string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
-		if out.String() != "" && len(lines) >= n {
-			return lines
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 10s, progress output %q, want %d lines", out.String(), n)
-		}
-		time.Sleep(time.Millisecond) // polling a condition, not a synchronisation
+	var lines []string
+	if !testproc.Wait(10*time.Second, func() bool {
+		lines = strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+		return out.String() != "" && len(lines) >= n
+	}) {
+		t.Fatalf("after 10s, progress output %q, want %d lines", out.String(), n)
 	}
+	return lines
 }
 
 // waitTimer waits (bounded) until the window waits on a timer of clk.
 func waitTimer(t *testing.T, clk *manualClock) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testproc.Eventually(t, 10*time.Second, "the window to wait on a timer", func() bool {
 		clk.mu.Lock()
-		n := len(clk.timers)
-		clk.mu.Unlock()
-		if n > 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("after 10s, the window waits on no timer")
-		}
-		time.Sleep(time.Millisecond) // polling a condition, not a synchronisation
-	}
+		defer clk.mu.Unlock()
+		return len(clk.timers) > 0
+	})
 }
 
 // Without a terminal the replay was silent for minutes: ProgressLines prints

@@ -184,12 +184,8 @@ func TestReloadOnFileChange(t *testing.T) {
 	go func() { done <- r.w.run(ctx) }()
 	defer func() { cancel(); <-done }()
 	r.write(t, reloadBase+"  sample: 0.75\n")
-	deadline := time.Now().Add(30 * time.Second)
-	for r.ratio(collector.DefaultRoute) != 0.75 {
-		if time.Now().After(deadline) {
-			t.Fatalf("file replaced, ratio still %v after 30 s:\n%s", r.ratio(collector.DefaultRoute), r.log)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testproc.Wait(30*time.Second, func() bool { return r.ratio(collector.DefaultRoute) == 0.75 }) {
+		t.Fatalf("file replaced, ratio still %v after 30 s:\n%s", r.ratio(collector.DefaultRoute), r.log)
 	}
 }
 

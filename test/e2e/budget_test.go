@@ -120,7 +120,7 @@ func TestRedactorQuarantinesRecordTooLargeOnceRedacted(t *testing.T) {
 		"redact", "--service", svc, "--rules", rules, "--batch", "50", "--metrics-addr", addr)
 
 	q := readRaw(t, brokers, broker.Topic(broker.Quarantine, svc), 1, time.Minute)[0]
-	eventually(t, time.Minute, "the six small records on the clean topic", func() bool { d, _ := clean.snapshot(); return d == 6 })
+	testproc.Eventually(t, time.Minute, "the six small records on the clean topic", func() bool { d, _ := clean.snapshot(); return d == 6 })
 	waitReady(t, addr, out)
 
 	hdr := map[string]string{}
@@ -187,7 +187,7 @@ redact:
 	clean := readCommitted(t, brokers, broker.Topic(broker.Clean, svc), []string{"@x.io"})
 	out := startML(t, []string{"MIRRORLINE_BROKERS=", "MIRRORLINE_REDACT_HASH_KEY=e2e-budget-key-0123456789"}, "up", "-c", cfgPath)
 	q := readRaw(t, brokers, broker.Topic(broker.Quarantine, svc), 1, time.Minute)[0]
-	eventually(t, time.Minute, "the six small records on the clean topic", func() bool { d, _ := clean.snapshot(); return d == 6 })
+	testproc.Eventually(t, time.Minute, "the six small records on the clean topic", func() bool { d, _ := clean.snapshot(); return d == 6 })
 	waitReady(t, metricsAddr, out)
 	for _, h := range q.Headers {
 		if h.Key == "mirrorline-quarantine-reason" && !strings.Contains(string(h.Value), "exceeds the record budget") {

@@ -112,7 +112,7 @@ func TestCaptureIntegrityEndToEnd(t *testing.T) {
 	if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: broker.Topic(broker.Raw, svc), Key: []byte(cut.ConnectionId), Value: val}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "the complete request at the shadow, the upgrade and the cut body counted", func() bool {
+	testproc.Eventually(t, 60*time.Second, "the complete request at the shadow, the upgrade and the cut body counted", func() bool {
 		return len(shadow.requests()) >= 1 && testutil.ToFloat64(rm.Errors.WithLabelValues(replayer.ReasonUpgrade)) == 1 &&
 			testutil.ToFloat64(rm.Errors.WithLabelValues(replayer.ReasonIncomplete)) == 1
 	})
@@ -189,7 +189,7 @@ func TestProxyFlagsAgainstHostileClients(t *testing.T) {
 	listen, metrics := testproc.FreeAddr(t), testproc.FreeAddr(t)
 	out := startML(t, []string{"MIRRORLINE_BROKERS=" + strings.Join(brokers, ",")}, "proxy", "--service", svc, "--primary", plain.URL,
 		"--listen", listen, "--metrics-addr", metrics, "--max-conns", "50", "--body-timeout", "500ms", "--min-body-rate", "1024", "--read-header-timeout", "2s")
-	eventually(t, 30*time.Second, "the proxy to listen", func() bool {
+	testproc.Eventually(t, 30*time.Second, "the proxy to listen", func() bool {
 		c, err := net.Dial("tcp", listen)
 		if err == nil {
 			c.Close()

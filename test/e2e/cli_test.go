@@ -92,18 +92,6 @@ func runML(t *testing.T, env []string, args ...string) (string, int) {
 	return string(out), code
 }
 
-// eventually polls cond every 20 ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // The walking skeleton as users run it: separate processes for the proxy, the
 // redactor and two live replayers of one consumer group, against a real Kafka.
 func TestCLIPipeline(t *testing.T) {
@@ -137,7 +125,7 @@ func TestCLIPipeline(t *testing.T) {
 	startML(t, env, "proxy", "--service", svc, "--listen", proxyAddr, "--primary", ps.URL, "--metrics-addr", metricsAddr)
 
 	adm := kadm.NewClient(kafkatest.Client(t))
-	eventually(t, 60*time.Second, "two replayers in the group", func() bool {
+	testproc.Eventually(t, 60*time.Second, "two replayers in the group", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		gs, err := adm.DescribeGroups(ctx, group)
@@ -155,7 +143,7 @@ func TestCLIPipeline(t *testing.T) {
 		}
 		return true
 	})
-	eventually(t, 30*time.Second, "proxy listening", func() bool {
+	testproc.Eventually(t, 30*time.Second, "proxy listening", func() bool {
 		c, err := net.Dial("tcp", proxyAddr)
 		if err == nil {
 			c.Close()
@@ -189,7 +177,7 @@ func TestCLIPipeline(t *testing.T) {
 			t.Fatalf("request %d: primary answered %d", i, resp.StatusCode)
 		}
 	}
-	eventually(t, 90*time.Second, fmt.Sprintf("%d requests at the shadow", n), func() bool { return shadow.Stats().Shadow >= n })
+	testproc.Eventually(t, 90*time.Second, fmt.Sprintf("%d requests at the shadow", n), func() bool { return shadow.Stats().Shadow >= n })
 
 	reqs := shadow.Requests()
 	if len(reqs) != n {

@@ -106,7 +106,7 @@ compare:
 	// Every captured exchange is decided and its diff record published.
 	adm := kadm.NewClient(kafkatest.Client(t))
 	diffTopic := broker.Topic(broker.Diff, svc)
-	eventually(t, 120*time.Second, fmt.Sprintf("%d diff records", captured), func() bool {
+	testproc.Eventually(t, 120*time.Second, fmt.Sprintf("%d diff records", captured), func() bool {
 		return cmpEndOffsets(adm, diffTopic) >= int64(captured)
 	})
 
@@ -230,7 +230,7 @@ compare:
 	}
 
 	// Metrics: the alert is raised for POST /payments only, verdicts are counted per endpoint.
-	eventually(t, 60*time.Second, "alert gauge of POST /payments", func() bool {
+	testproc.Eventually(t, 60*time.Second, "alert gauge of POST /payments", func() bool {
 		return cmpMetricValue(t, cmpMetrics, `mirrorline_comparator_alert{endpoint="POST /payments"}`) == 1
 	})
 	m := cmpScrape(t, cmpMetrics)

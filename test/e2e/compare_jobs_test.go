@@ -83,18 +83,6 @@ func jobVerdicts(t *testing.T, kcfg broker.Config, svc string) map[string]map[st
 	return out
 }
 
-// waitFor polls cond every 200 ms until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // shadowEnds returns, per partition of topic, the offset after its last
 // record, once want records (read committed) are there.
 func shadowEnds(t *testing.T, topic string, want int) map[int32]int64 {
@@ -102,11 +90,8 @@ func shadowEnds(t *testing.T, topic string, want int) map[int32]int64 {
 	cl := kafkatest.Client(t, append(broker.ConsumeOpts(), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	ends := map[int32]int64{}
 	n := 0
-	deadline := time.Now().Add(60 * time.Second)
-	for n < want {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d records on %s", n, want, topic)
-		}
+	if !testproc.Wait(60*time.Second, func() bool {
+		// Each check waits up to a second for fetches: it paces itself.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		fs := cl.PollFetches(ctx)
 		cancel()
@@ -114,6 +99,9 @@ func shadowEnds(t *testing.T, topic string, want int) map[int32]int64 {
 			n++
 			ends[r.Partition] = max(ends[r.Partition], r.Offset+1)
 		})
+		return n >= want
+	}) {
+		t.Fatalf("%d of %d records on %s", n, want, topic)
 	}
 	if n != want {
 		t.Fatalf("%d records on %s, want %d", n, topic, want)
@@ -174,7 +162,7 @@ func TestCompareJobsKeepLiveVerdicts(t *testing.T) {
 	compareArgs := []string{"compare", "--service", svc, "--start", "earliest", "--join-window", window.String(), "--prime", "off", "--metrics-addr", ""}
 	startML(t, env, compareArgs...)
 	liveWant := map[string]int{"total": n, "same": n - n/differEvery, "different": n / differEvery}
-	waitFor(t, 90*time.Second, "the live verdicts", func() bool {
+	testproc.EventuallyEvery(t, 90*time.Second, 200*time.Millisecond, "the live verdicts", func() bool {
 		v := jobVerdicts(t, kcfg, svc)[comparator.LiveJob]
 		return v["total"] == n
 	})
@@ -224,7 +212,7 @@ func TestCompareJobsKeepLiveVerdicts(t *testing.T) {
 	if err := second.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "the second comparator to join the group", func() bool {
+	testproc.EventuallyEvery(t, 60*time.Second, 200*time.Millisecond, "the second comparator to join the group", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		gs, err := adm.DescribeGroups(ctx, group)
@@ -240,7 +228,7 @@ func TestCompareJobsKeepLiveVerdicts(t *testing.T) {
 	}
 
 	// The live group has read (and decided or ignored) every shadow record.
-	waitFor(t, 90*time.Second, "the live group to commit past the window job's records", func() bool {
+	testproc.EventuallyEvery(t, 90*time.Second, 200*time.Millisecond, "the live group to commit past the window job's records", func() bool {
 		return committedPast(t, adm, group, shadowTopic, ends)
 	})
 	// The window job's comparator judges it, and exits once it has judged

@@ -16,6 +16,7 @@ import (
 	"github.com/mirrorline/mirrorline/comparator"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // runComparator runs a comparator of service in group until stop is called.
@@ -117,7 +118,7 @@ func TestCompareJoinThroughKafka(t *testing.T) {
 
 	stop, m := runComparator(t, kcfg, svc, group, cfg)
 	adm := kadm.NewClient(cl)
-	eventually(t, 60*time.Second, "5 same exchanges published, 3 waiting", func() bool {
+	testproc.Eventually(t, 60*time.Second, "5 same exchanges published, 3 waiting", func() bool {
 		return cmpEndOffsets(adm, broker.Topic(broker.Diff, svc)) == 5 && testutil.ToFloat64(m.Pending) == 3
 	})
 	// Stop while p0..p2 wait (window 30 s): their offsets must not be committed.
@@ -125,7 +126,7 @@ func TestCompareJoinThroughKafka(t *testing.T) {
 
 	cfg.JoinWindow = time.Second
 	_, m2 := runComparator(t, kcfg, svc, group, cfg)
-	eventually(t, 60*time.Second, "the waiting exchanges decided as missing by the next comparator", func() bool {
+	testproc.Eventually(t, 60*time.Second, "the waiting exchanges decided as missing by the next comparator", func() bool {
 		// Decisions are counted when made and published right after: wait
 		// for both, then read what was published.
 		return testutil.ToFloat64(m2.Exchanges.WithLabelValues("missing", "GET /payments/{id}")) == 3 &&

@@ -76,7 +76,7 @@ func TestEBPFCaptureIntoKafka(t *testing.T) {
 	metricsAddr := testproc.FreeAddr(t)
 	out := startML(t, env, "ebpf", "--service", svc, "--interface", "lo", "--port", port,
 		"--metrics-addr", metricsAddr, "--collector-id", "ebpf-e2e")
-	eventually(t, 30*time.Second, "ebpf attached", func() bool { return strings.Contains(out.String(), "eBPF capture running") })
+	testproc.Eventually(t, 30*time.Second, "ebpf attached", func() bool { return strings.Contains(out.String(), "eBPF capture running") })
 
 	const conns = 10 // three keep-alive exchanges each
 	for i := range conns {
@@ -141,7 +141,7 @@ func TestEBPFCaptureIntoKafka(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return string(b)
 	}
-	eventually(t, 30*time.Second, "ebpf metrics", func() bool {
+	testproc.Eventually(t, 30*time.Second, "ebpf metrics", func() bool {
 		m := metrics()
 		return strings.Contains(m, `mirrorline_ebpf_attached{hook="egress",interface="lo"} 1`) &&
 			strings.Contains(m, "mirrorline_ebpf_ringbuf_drops_total 0") &&

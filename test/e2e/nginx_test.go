@@ -68,7 +68,7 @@ func startNginx(t *testing.T, primary, sinkAddr string) string {
 			t.Logf("nginx output:\n%s\nerror.log:\n%s", out, log)
 		}
 	})
-	eventually(t, 15*time.Second, "nginx listening", func() bool {
+	testproc.Eventually(t, 30*time.Second, "nginx listening", func() bool {
 		c, err := net.Dial("tcp", listen)
 		if err == nil {
 			c.Close()
@@ -131,7 +131,7 @@ func TestNginxMirrorToShadow(t *testing.T) {
 			t.Fatalf("request %d via nginx: primary answered %d", i, resp.StatusCode)
 		}
 	}
-	eventually(t, 60*time.Second, fmt.Sprintf("%d mirrored requests at the shadow", n), func() bool { return shadow.Stats().Shadow >= n })
+	testproc.Eventually(t, 60*time.Second, fmt.Sprintf("%d mirrored requests at the shadow", n), func() bool { return shadow.Stats().Shadow >= n })
 	if got := primary.Stats().Total; got != n {
 		t.Fatalf("primary saw %d requests, want %d", got, n)
 	}

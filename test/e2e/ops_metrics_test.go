@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // specMetric is one metric of the SPEC: its family name, type, labels, and
@@ -81,11 +83,11 @@ func (p *opsPipeline) waitWarm(t *testing.T, timeout time.Duration, extra ...str
 	start := time.Now()
 	// up's first lag refresh runs at launch (before its groups exist); the next
 	// one is 15 s later.
-	deadline := start.Add(timeout)
 	var missing []string
-	for {
-		e, err := p.scrapeAll()
-		if err != nil {
+	var e *exposition
+	if !testproc.WaitEvery(timeout, 250*time.Millisecond, func() bool {
+		var err error
+		if e, err = p.scrapeAll(); err != nil {
 			t.Fatal(err)
 		}
 		missing = missing[:0]
@@ -109,14 +111,11 @@ func (p *opsPipeline) waitWarm(t *testing.T, timeout time.Duration, extra ...str
 				missing = append(missing, n+": no series")
 			}
 		}
-		if len(missing) == 0 {
-			return e
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s and %d requests, missing:\n  %s\nup output:\n%s", time.Since(start).Round(time.Second), p.trafficSent.Load(), strings.Join(missing, "\n  "), p.upOut)
-		}
-		time.Sleep(250 * time.Millisecond)
+		return len(missing) == 0
+	}) {
+		t.Fatalf("after %s and %d requests, missing:\n  %s\nup output:\n%s", time.Since(start).Round(time.Second), p.trafficSent.Load(), strings.Join(missing, "\n  "), p.upOut)
 	}
+	return e
 }
 
 // Every long-running command serves /metrics, /healthz and /readyz, and every

@@ -115,7 +115,7 @@ redact:
 	} else {
 		t.Logf("this binary has no comparator: comparator metrics are not required")
 	}
-	eventually(t, 30*time.Second, "proxy listening", func() bool {
+	testproc.Eventually(t, 30*time.Second, "proxy listening", func() bool {
 		c, err := net.Dial("tcp", proxyAddr)
 		if err == nil {
 			c.Close()
@@ -127,16 +127,13 @@ redact:
 
 func waitReady(t *testing.T, addr string, out *testproc.Output) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		code, _, err := httpGet("http://" + addr + "/readyz")
-		if err == nil && code == http.StatusOK {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s/readyz not 200 after 30s (%d, %v)\n%s", addr, code, err, out)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var code int
+	var err error
+	if !testproc.Wait(30*time.Second, func() bool {
+		code, _, err = httpGet("http://" + addr + "/readyz")
+		return err == nil && code == http.StatusOK
+	}) {
+		t.Fatalf("%s/readyz not 200 after 30s (%d, %v)\n%s", addr, code, err, out)
 	}
 }
 

@@ -22,8 +22,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mirrorline/mirrorline/test/testproc"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // Grafana's built-in variables as Grafana computes them for this test's
@@ -215,16 +216,13 @@ func startPrometheus(t *testing.T, targets []string) promAPI {
 		}
 	})
 	api := promAPI("http://" + addr)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if code, _, err := httpGet(string(api) + "/-/ready"); err == nil && code == http.StatusOK {
-			return api
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus not ready after 30s\n%s", out)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !testproc.WaitEvery(30*time.Second, 100*time.Millisecond, func() bool {
+		code, _, err := httpGet(string(api) + "/-/ready")
+		return err == nil && code == http.StatusOK
+	}) {
+		t.Fatalf("prometheus not ready after 30s\n%s", out)
 	}
+	return api
 }
 
 // A real Prometheus scrapes a running pipeline (`mirrorline up`, plus
@@ -292,9 +290,9 @@ func TestOpsDashboardQueriesReturnData(t *testing.T) {
 	}
 
 	start := time.Now()
-	deadline := start.Add(60 * time.Second)
-	for {
-		var failing []string
+	var failing []string
+	if !testproc.WaitEvery(60*time.Second, 500*time.Millisecond, func() bool {
+		failing = failing[:0]
 		for _, c := range checks {
 			if c.ok {
 				continue
@@ -308,13 +306,9 @@ func TestOpsDashboardQueriesReturnData(t *testing.T) {
 				failing = append(failing, c.what+": "+c.expr)
 			}
 		}
-		if len(failing) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s (%d requests), queries without data:\n  %s", time.Since(start).Round(time.Second), p.trafficSent.Load(), strings.Join(failing, "\n  "))
-		}
-		time.Sleep(500 * time.Millisecond)
+		return len(failing) == 0
+	}) {
+		t.Fatalf("after %s (%d requests), queries without data:\n  %s", time.Since(start).Round(time.Second), p.trafficSent.Load(), strings.Join(failing, "\n  "))
 	}
 	t.Logf("%d dashboard queries and variables return data after %s (%d requests)", len(checks), time.Since(start).Round(100*time.Millisecond), p.trafficSent.Load())
 
@@ -356,7 +350,7 @@ func TestOpsDashboardQueriesReturnData(t *testing.T) {
 		} `json:"groups"`
 	}
 	var all []rule
-	eventually(t, 15*time.Second, "every alert rule evaluated", func() bool {
+	testproc.Eventually(t, 60*time.Second, "every alert rule evaluated", func() bool {
 		if err := api.get("/api/v1/rules", url.Values{}, &rules); err != nil {
 			return false
 		}
@@ -479,18 +473,14 @@ func checkSafetyRow(t *testing.T, api promAPI, p *opsPipeline, targets []dashboa
 
 	start := time.Now()
 	var got map[string]float64
-	for {
+	if !testproc.WaitEvery(60*time.Second, 250*time.Millisecond, func() bool {
 		var err error
 		if got, err = api.vector(drops, "reason"); err != nil {
 			t.Fatalf("%s: %v", drops, err)
 		}
-		if got["unsafe_target"] > 0 && got["incomplete_body"] > 0 {
-			break
-		}
-		if time.Since(start) > 60*time.Second {
-			t.Fatalf("after %s (%d unsafe request-targets, %d incomplete bodies sent), panel \"Client-caused capture drops\" shows %v\n%s", time.Since(start).Round(time.Second), unsafe.Load(), incomplete.Load(), got, drops)
-		}
-		time.Sleep(250 * time.Millisecond)
+		return got["unsafe_target"] > 0 && got["incomplete_body"] > 0
+	}) {
+		t.Fatalf("after %s (%d unsafe request-targets, %d incomplete bodies sent), panel \"Client-caused capture drops\" shows %v\n%s", time.Since(start).Round(time.Second), unsafe.Load(), incomplete.Load(), got, drops)
 	}
 	t.Logf("Safety row: client-caused capture drops %v /s after %s (%d unsafe request-targets, %d incomplete bodies sent)", got, time.Since(start).Round(100*time.Millisecond), unsafe.Load(), incomplete.Load())
 	for reason, v := range got {

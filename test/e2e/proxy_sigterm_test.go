@@ -51,7 +51,7 @@ func startProxyProc(t *testing.T, brokers []string, svc, primary string, extra .
 	})
 	// Ready: listening, and Kafka reachable (so records are not held back by
 	// a first connection).
-	eventually(t, 60*time.Second, "proxy ready", func() bool {
+	testproc.Eventually(t, 60*time.Second, "proxy ready", func() bool {
 		resp, err := http.Get("http://" + p.metrics + "/readyz")
 		if err != nil {
 			return false
@@ -166,7 +166,7 @@ func TestProxyKillLosesOnlyTheQueue(t *testing.T) {
 	p := startProxyProc(t, brokers, svc, primary.URL)
 	const n = 200
 	burst(t, p.addr, "kill", n)
-	eventually(t, 30*time.Second, "queue gauge 0 and published_total "+fmt.Sprint(n), func() bool {
+	testproc.Eventually(t, 30*time.Second, "queue gauge 0 and published_total "+fmt.Sprint(n), func() bool {
 		resp, err := http.Get("http://" + p.metrics + "/metrics")
 		if err != nil {
 			return false

@@ -143,7 +143,7 @@ func TestProxyRampWithoutRestart(t *testing.T) {
 
 	waitRatio := func(want float64) {
 		t.Helper()
-		eventually(t, 60*time.Second, fmt.Sprintf("proxy sample ratio %v", want), func() bool {
+		testproc.Eventually(t, 60*time.Second, fmt.Sprintf("proxy sample ratio %v", want), func() bool {
 			v, ok := metricValue(p.metrics, "mirrorline_collector_sample_ratio", "collector", "proxy", "route", "default")
 			return ok && v == want
 		})
@@ -153,7 +153,7 @@ func TestProxyRampWithoutRestart(t *testing.T) {
 	load := startRampLoad(t, p.addr, clients, "p10")
 	waitSent := func(phase string, n int) {
 		t.Helper()
-		eventually(t, 120*time.Second, fmt.Sprintf("%d requests of phase %s", n, phase), func() bool { return load.count(phase) >= n })
+		testproc.Eventually(t, 120*time.Second, fmt.Sprintf("%d requests of phase %s", n, phase), func() bool { return load.count(phase) >= n })
 	}
 	waitSent("p10", perPhase)
 
@@ -180,7 +180,7 @@ func TestProxyRampWithoutRestart(t *testing.T) {
 
 	// An invalid file: refused, 100 % kept, said on /metrics.
 	writeConfig(t, cfg, "proxy:\n  sample: 7\n")
-	eventually(t, 60*time.Second, "mirrorline_config_last_reload_success 0", func() bool {
+	testproc.Eventually(t, 60*time.Second, "mirrorline_config_last_reload_success 0", func() bool {
 		v, ok := metricValue(p.metrics, "mirrorline_config_last_reload_success")
 		return ok && v == 0
 	})
@@ -207,7 +207,7 @@ func TestProxyRampWithoutRestart(t *testing.T) {
 
 	// Every capture published, then counted per phase from the records.
 	var published float64
-	eventually(t, 60*time.Second, "every capture published", func() bool {
+	testproc.Eventually(t, 60*time.Second, "every capture published", func() bool {
 		c, ok1 := metricValue(p.metrics, "mirrorline_collector_captured_total")
 		pub, ok2 := metricValue(p.metrics, "mirrorline_collector_published_total")
 		q, ok3 := metricValue(p.metrics, "mirrorline_collector_queue_records")
@@ -262,7 +262,7 @@ func TestSinkReloadWithoutRestart(t *testing.T) {
 	ratio := func() (float64, bool) {
 		return metricValue(metrics, "mirrorline_collector_sample_ratio", "collector", "sink", "route", "default")
 	}
-	eventually(t, 60*time.Second, "sink sample ratio 0", func() bool {
+	testproc.Eventually(t, 60*time.Second, "sink sample ratio 0", func() bool {
 		v, ok := ratio()
 		return ok && v == 0
 	})
@@ -296,7 +296,7 @@ func TestSinkReloadWithoutRestart(t *testing.T) {
 	}
 	send("before", 100)
 	writeConfig(t, cfg, "sink:\n  sample: 1\n  body_limit: 4\n")
-	eventually(t, 60*time.Second, "sink sample ratio 1", func() bool {
+	testproc.Eventually(t, 60*time.Second, "sink sample ratio 1", func() bool {
 		v, ok := ratio()
 		return ok && v == 1
 	})
@@ -309,7 +309,7 @@ func TestSinkReloadWithoutRestart(t *testing.T) {
 			t.Fatalf("published %s body %q: want only /copy/after/ copies cut at 4 bytes", ex.GetRequest().GetUrl(), ex.GetRequest().GetBody())
 		}
 	}
-	eventually(t, 60*time.Second, "100 published, none more", func() bool {
+	testproc.Eventually(t, 60*time.Second, "100 published, none more", func() bool {
 		v, ok := metricValue(metrics, "mirrorline_collector_published_total")
 		return ok && v == 100
 	})
@@ -350,7 +350,7 @@ replay:
 	out := startML(t, []string{"MIRRORLINE_BROKERS="}, "up", "-c", cfg)
 	waitRatios := func(p, s float64) {
 		t.Helper()
-		eventually(t, 60*time.Second, fmt.Sprintf("proxy ratio %v, sink ratio %v", p, s), func() bool {
+		testproc.Eventually(t, 60*time.Second, fmt.Sprintf("proxy ratio %v, sink ratio %v", p, s), func() bool {
 			pv, ok1 := metricValue(metrics, "mirrorline_collector_sample_ratio", "collector", "proxy", "route", "default")
 			sv, ok2 := metricValue(metrics, "mirrorline_collector_sample_ratio", "collector", "sink", "route", "default")
 			return ok1 && ok2 && pv == p && sv == s
@@ -359,7 +359,7 @@ replay:
 	waitRatios(0.25, 0.5)
 	writeConfig(t, cfg, file(0.75, 1, "250/s", "debug"))
 	waitRatios(0.75, 1)
-	eventually(t, 30*time.Second, "the replayer's new cap and the key needing a restart logged", func() bool {
+	testproc.Eventually(t, 30*time.Second, "the replayer's new cap and the key needing a restart logged", func() bool {
 		s := out.String()
 		return strings.Contains(s, "max_rate_per_second=250") && strings.Contains(s, `keys=log_level`)
 	})

@@ -132,7 +132,7 @@ func TestRedactorExactlyOnceAcrossKill(t *testing.T) {
 
 	txnID := "eos-" + svc
 	a := startRedactor(t, brokers, svc, txnID)
-	eventually(t, 60*time.Second, "the first redactor to commit some records", func() bool {
+	testproc.Eventually(t, 60*time.Second, "the first redactor to commit some records", func() bool {
 		d, _ := clean.snapshot()
 		return d >= 500
 	})
@@ -150,7 +150,7 @@ func TestRedactorExactlyOnceAcrossKill(t *testing.T) {
 	if err := <-produced; err != nil {
 		t.Fatalf("produce raw records: %v", err)
 	}
-	eventually(t, 120*time.Second, "every record on the clean topic", func() bool {
+	testproc.Eventually(t, 120*time.Second, "every record on the clean topic", func() bool {
 		d, _ := clean.snapshot()
 		return d >= n
 	})

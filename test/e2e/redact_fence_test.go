@@ -15,6 +15,7 @@ import (
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/redactor"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // A redactor killed after committing its offsets to a transaction and before
@@ -99,7 +100,7 @@ func TestRedactorResumesPastPendingTransactionalOffsets(t *testing.T) {
 	started := time.Now()
 	startRedactor(t, brokers, svc, txnID)
 	cr := readCommitted(t, brokers, clean, []string{"aborted"})
-	eventually(t, 90*time.Second, "every raw record on the clean topic", func() bool {
+	testproc.Eventually(t, 90*time.Second, "every raw record on the clean topic", func() bool {
 		distinct, _ := cr.snapshot()
 		return distinct >= n
 	})

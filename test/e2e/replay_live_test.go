@@ -48,7 +48,7 @@ func TestReplayLiveSkipsOldRecords(t *testing.T) {
 		return -1
 	}
 	adm := kadm.NewClient(kafkatest.Client(t))
-	eventually(t, 60*time.Second, "the recent records replayed, the old ones skipped and the group at the end", func() bool {
+	testproc.Eventually(t, 60*time.Second, "the recent records replayed, the old ones skipped and the group at the end", func() bool {
 		if len(shadow.received()) < recent || dropped() < old {
 			return false
 		}

@@ -28,6 +28,7 @@ import (
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/replayer"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // hit is one request as the shadow received it.
@@ -122,7 +123,7 @@ func produceTxn(t *testing.T, recs []*kgo.Record, commit bool) {
 	// partition's last stable offset to reach its end.
 	adm := kadm.NewClient(cl)
 	topic := recs[0].Topic
-	eventually(t, time.Minute, "the transaction's markers written (last stable offset at the end)", func() bool {
+	testproc.Eventually(t, time.Minute, "the transaction's markers written (last stable offset at the end)", func() bool {
 		lctx, lcancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer lcancel()
 		stable, err := adm.ListCommittedOffsets(lctx, topic)

@@ -216,7 +216,7 @@ func TestSideBySide(t *testing.T) {
 	ports := map[string]int{"up": 9464, "proxy": 9465, "sink": 9466, "vpc": 9468, "redact": 9469, "replay": 9470, "compare": 9471, "lag --serve": 9472}
 	for name, port := range ports {
 		url := fmt.Sprintf("http://127.0.0.1:%d/healthz", port)
-		eventually(t, 60*time.Second, name+" /healthz on :"+fmt.Sprint(port), func() bool {
+		testproc.Eventually(t, 60*time.Second, name+" /healthz on :"+fmt.Sprint(port), func() bool {
 			resp, err := hc.Get(url)
 			if err != nil {
 				return false
@@ -246,7 +246,7 @@ func TestSideBySide(t *testing.T) {
 
 	// The pipeline works: proxy -> raw -> redact -> clean -> replay -> shadow.
 	var sent time.Time
-	eventually(t, 90*time.Second, "a request through the proxy to reach the shadow", func() bool {
+	testproc.Eventually(t, 90*time.Second, "a request through the proxy to reach the shadow", func() bool {
 		if time.Since(sent) < time.Second {
 			mu.Lock()
 			defer mu.Unlock()

@@ -30,6 +30,7 @@ import (
 	"github.com/mirrorline/mirrorline/replayer"
 	"github.com/mirrorline/mirrorline/test/canary"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // ssrfLines are hostile request lines a client can send (no spaces or control
@@ -107,7 +108,7 @@ func TestSSRFCapturedTargetsNeverLeaveTheShadow(t *testing.T) {
 	}
 	proxyAddr := serveOn(t, func(ctx context.Context, ln net.Listener) error { return p.Serve(ctx, ln) })
 	sendLines(t, proxyAddr, []string{"GET http:@localhost/x"})
-	eventually(t, 30*time.Second, "the proxy's capture of http:@localhost/x dropped", func() bool { return unsafeDrops(pm) == 1 })
+	testproc.Eventually(t, 30*time.Second, "the proxy's capture of http:@localhost/x dropped", func() bool { return unsafeDrops(pm) == 1 })
 	sendLines(t, proxyAddr, lines)
 	sendLines(t, proxyAddr, []string{"GET /safe/proxy?q=1", "GET http://primary.example/abs/proxy"})
 	want["/safe/proxy?q=1"], want["/abs/proxy"] = true, true
@@ -165,7 +166,7 @@ func TestSSRFCapturedTargetsNeverLeaveTheShadow(t *testing.T) {
 		t.Errorf("dropped{unsafe_target}: proxy %v, sink %v; want some", unsafeDrops(pm), unsafeDrops(sm))
 	}
 
-	eventually(t, 60*time.Second, "every capture published or dropped", func() bool {
+	testproc.Eventually(t, 60*time.Second, "every capture published or dropped", func() bool {
 		for _, m := range []*collector.Metrics{pm, sm, vm, gm} {
 			if testutil.ToFloat64(m.Published)+unsafeDrops(m) < testutil.ToFloat64(m.Captured) {
 				return false
@@ -215,7 +216,7 @@ func TestSSRFCapturedTargetsNeverLeaveTheShadow(t *testing.T) {
 			t.Logf("last state: %s", state)
 		}
 	})
-	eventually(t, 90*time.Second, "every record redacted, then replayed or dropped, and the safe requests at the shadow", func() bool {
+	testproc.Eventually(t, 90*time.Second, "every record redacted, then replayed or dropped, and the safe requests at the shadow", func() bool {
 		got := map[string]bool{}
 		for _, r := range shadow.requests() {
 			got[r.URI] = true

@@ -133,7 +133,7 @@ compare:
 		}
 	}
 
-	eventually(t, 60*time.Second, fmt.Sprintf("%d requests of %v at the shadow", len(want), collectors), func() bool {
+	testproc.Eventually(t, 60*time.Second, fmt.Sprintf("%d requests of %v at the shadow", len(want), collectors), func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for p := range want {

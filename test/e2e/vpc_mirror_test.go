@@ -36,7 +36,7 @@ func TestVPCMirrorIntoKafka(t *testing.T) {
 	udpAddr, metricsAddr := freeUDPAddr(t), testproc.FreeAddr(t)
 	out := startML(t, env, "vpc", "--service", svc, "--listen", udpAddr, "--port", "8080", "--vni", "42",
 		"--metrics-addr", metricsAddr, "--collector-id", "mirror-e2e")
-	eventually(t, 30*time.Second, "vpc listening", func() bool { return strings.Contains(out.String(), "VPC mirror target listening") })
+	testproc.Eventually(t, 30*time.Second, "vpc listening", func() bool { return strings.Contains(out.String(), "VPC mirror target listening") })
 
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -91,7 +91,7 @@ func TestVPCMirrorIntoKafka(t *testing.T) {
 		return total
 	}
 	caughtUp := func() {
-		eventually(t, 60*time.Second, fmt.Sprintf("the collector read the %d datagrams sent", sent), func() bool { return read() >= sent })
+		testproc.Eventually(t, 60*time.Second, fmt.Sprintf("the collector read the %d datagrams sent", sent), func() bool { return read() >= sent })
 	}
 	const n = 20 // connections, two keep-alive exchanges each
 	for i := range n {
@@ -139,7 +139,7 @@ func TestVPCMirrorIntoKafka(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return string(b)
 	}
-	eventually(t, 30*time.Second, "vpc metrics", func() bool {
+	testproc.Eventually(t, 30*time.Second, "vpc metrics", func() bool {
 		m := metrics()
 		return strings.Contains(m, `mirrorline_vpc_packets_total{result="retransmit"} 20`) &&
 			strings.Contains(m, `mirrorline_vpc_packets_total{result="filtered"} 3`) &&

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/collector"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // checkProducerDefaults fails the test unless the proxy's producer has what
@@ -57,7 +58,7 @@ func TestBrokerRestartMidStream(t *testing.T) {
 
 			l := startLoad(ps.Addr, svc, 250, 8, 0)
 			t.Cleanup(l.Stop)
-			eventually(t, 30*time.Second, "300 captures acknowledged", func() bool { return count(ps.M.Published) >= 300 })
+			testproc.Eventually(t, 30*time.Second, "300 captures acknowledged", func() bool { return count(ps.M.Published) >= 300 })
 
 			stopAt := time.Now()
 			tc.stop(t)
@@ -65,12 +66,12 @@ func TestBrokerRestartMidStream(t *testing.T) {
 			b.Up(t)
 			ready := time.Now()
 			publishedAtReady := count(ps.M.Published)
-			eventually(t, 60*time.Second, "500 more captures acknowledged after the restart", func() bool {
+			testproc.Eventually(t, 60*time.Second, "500 more captures acknowledged after the restart", func() bool {
 				return count(ps.M.Published) >= publishedAtReady+500
 			})
 			l.Stop()
 			l.Check(t)
-			eventually(t, 60*time.Second, "every capture acknowledged or dropped", ps.Settled)
+			testproc.Eventually(t, 60*time.Second, "every capture acknowledged or dropped", ps.Settled)
 
 			for _, r := range []string{collector.DropPublishError, collector.DropEncodeError, collector.DropClosed} {
 				if n := count(ps.M.Dropped.WithLabelValues(r)); n != 0 {
@@ -126,7 +127,7 @@ func TestKafkaUnreachable(t *testing.T) {
 	}
 	const n = 1000
 	up := phase("up", n)
-	eventually(t, 30*time.Second, "the captures made with Kafka up settled", ps.Settled)
+	testproc.Eventually(t, 30*time.Second, "the captures made with Kafka up settled", ps.Settled)
 	droppedUp := count(queueFull)
 
 	stopAt := time.Now()
@@ -161,7 +162,7 @@ func TestKafkaUnreachable(t *testing.T) {
 	restartAt := time.Now()
 	b.Up(t)
 	ready := time.Now()
-	eventually(t, 60*time.Second, "the buffered captures published after the restart", ps.Settled)
+	testproc.Eventually(t, 60*time.Second, "the buffered captures published after the restart", ps.Settled)
 	var drained time.Time
 	for _, o := range ps.Outcomes() {
 		if o.err == nil && o.captured.After(stopAt) && o.captured.Before(restartAt) && o.at.After(drained) {
@@ -173,7 +174,7 @@ func TestKafkaUnreachable(t *testing.T) {
 	droppedDown := count(queueFull)
 
 	phase("after", 500)
-	eventually(t, 30*time.Second, "the captures made after recovery settled", ps.Settled)
+	testproc.Eventually(t, 30*time.Second, "the captures made after recovery settled", ps.Settled)
 	// Recovered means publishing again as with Kafka up, where a loaded
 	// machine may drop some captures for a full buffer too (droppedUp): a
 	// collector that never recovered would drop nearly all 500 with its

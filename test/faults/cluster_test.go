@@ -13,6 +13,7 @@ import (
 	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/redactor"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // A three-node KRaft cluster (combined broker+controller nodes) loses one
@@ -39,7 +40,7 @@ func TestClusterLosesABroker(t *testing.T) {
 
 	l := startLoad(ps.Addr, "cluster", 300, 8, 0)
 	t.Cleanup(l.Stop)
-	eventually(t, 60*time.Second, "1000 captures acknowledged and 500 redacted", func() bool {
+	testproc.Eventually(t, 60*time.Second, "1000 captures acknowledged and 500 redacted", func() bool {
 		return count(ps.M.Published) >= 1000 && count(cleanRecords) >= 500
 	})
 
@@ -48,7 +49,7 @@ func TestClusterLosesABroker(t *testing.T) {
 	killAt := time.Now()
 	c.Kill(t, victim)
 	published, redacted := count(ps.M.Published), count(cleanRecords)
-	eventually(t, 90*time.Second, "1000 captures acknowledged and redacted after the kill", func() bool {
+	testproc.Eventually(t, 90*time.Second, "1000 captures acknowledged and redacted after the kill", func() bool {
 		rs.Running(t)
 		return count(ps.M.Published) >= published+1000 && count(cleanRecords) >= redacted+1000
 	})
@@ -66,10 +67,10 @@ func TestClusterLosesABroker(t *testing.T) {
 	c.Restart(t, victim)
 	t.Logf("node %d restarted on its data in %s", victim, time.Since(restartAt).Round(time.Millisecond))
 	published = count(ps.M.Published)
-	eventually(t, 60*time.Second, "300 more captures acknowledged after the restart", func() bool { return count(ps.M.Published) >= published+300 })
+	testproc.Eventually(t, 60*time.Second, "300 more captures acknowledged after the restart", func() bool { return count(ps.M.Published) >= published+300 })
 	l.Stop()
 	l.Check(t)
-	eventually(t, 60*time.Second, "every capture acknowledged or dropped", ps.Settled)
+	testproc.Eventually(t, 60*time.Second, "every capture acknowledged or dropped", ps.Settled)
 
 	for _, r := range []string{collector.DropQueueFull, collector.DropPublishError, collector.DropEncodeError, collector.DropClosed} {
 		if n := count(ps.M.Dropped.WithLabelValues(r)); n != 0 {
@@ -80,7 +81,7 @@ func TestClusterLosesABroker(t *testing.T) {
 	rawIDs := readAll(t, c.Brokers, raw)
 	checkExactlyOnce(t, "raw topic", accepted, rawIDs)
 
-	eventually(t, 90*time.Second, "the redactor caught up with the raw topic", func() bool {
+	testproc.Eventually(t, 90*time.Second, "the redactor caught up with the raw topic", func() bool {
 		rs.Running(t)
 		return groupCaughtUp(t, adm, redactor.DefaultGroup(svc), raw)
 	})
@@ -98,21 +99,16 @@ func TestClusterLosesABroker(t *testing.T) {
 // up to a minute, and fails on the first answer that is complete but wrong.
 func checkTopicReplication(t *testing.T, adm *kadm.Client, topics ...string) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
 	var last string
-	for {
+	if !testproc.WaitEvery(time.Minute, 100*time.Millisecond, func() bool {
 		done, msg := topicReplication(adm, topics...)
-		if done {
-			if msg != "" {
-				t.Fatal(msg)
-			}
-			return
+		if done && msg != "" {
+			t.Fatal(msg)
 		}
 		last = msg
-		if time.Now().After(deadline) {
-			t.Fatalf("the replication settings of %v did not settle within a minute: %s", topics, last)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return done
+	}) {
+		t.Fatalf("the replication settings of %v did not settle within a minute: %s", topics, last)
 	}
 }
 

@@ -375,14 +375,14 @@ func TestRedactorKillShadowExactlyOnce(t *testing.T) {
 		"--start", "earliest", "--instance-id", "replayer-0", "--metrics-addr", "")
 	raw := startStream(t, brokers, svc, broker.Topic(broker.Raw, svc), eosRate)
 	began := time.Now()
-	eventually(t, 60*time.Second, "the first exchanges at the shadow", func() bool { return shadow.distinct() >= 200 })
+	testproc.Eventually(t, 60*time.Second, "the first exchanges at the shadow", func() bool { return shadow.distinct() >= 200 })
 	for i := range 3 {
 		red.kill9()
 		killed := time.Now()
 		red.restart()
 		seen := shadow.distinct()
 		// Shadowing resumes: exchanges produced after the kill arrive.
-		eventually(t, 60*time.Second, fmt.Sprintf("the shadow to receive new exchanges after kill %d", i+1), func() bool {
+		testproc.Eventually(t, 60*time.Second, fmt.Sprintf("the shadow to receive new exchanges after kill %d", i+1), func() bool {
 			red.running()
 			rep.running()
 			return shadow.distinct() >= seen+400
@@ -390,14 +390,14 @@ func TestRedactorKillShadowExactlyOnce(t *testing.T) {
 		t.Logf("kill %d: %d new exchanges at the shadow %s after the kill", i+1, shadow.distinct()-seen, time.Since(killed).Round(time.Millisecond))
 	}
 	written := raw.Stop(t)
-	eventually(t, 90*time.Second, "every exchange at the shadow", func() bool {
+	testproc.Eventually(t, 90*time.Second, "every exchange at the shadow", func() bool {
 		red.running()
 		rep.running()
 		return shadow.distinct() >= len(written)
 	})
 	// The replayer has consumed everything committed: anything still to come
 	// (a duplicate) would already be in the group's lag.
-	eventually(t, 60*time.Second, "the replayer group caught up", func() bool {
+	testproc.Eventually(t, 60*time.Second, "the replayer group caught up", func() bool {
 		return caughtUp(t, brokers, replayer.DefaultGroup(svc))
 	})
 	gap := shadow.maxGap(began.Add(2 * time.Second))
@@ -426,18 +426,18 @@ func TestReplayerKillAtLeastOnceAndCatchUpCap(t *testing.T) {
 	rep := startProc(t, "replayer", brokers, "replay", "--live", "--service", svc, "--target", shadow.URL,
 		"--start", "earliest", "--instance-id", "replayer-0", "--max-rate", fmt.Sprintf("%d/s", maxRate), "--metrics-addr", "")
 	clean := startStream(t, brokers, svc, broker.Topic(broker.Clean, svc), eosRate)
-	eventually(t, 60*time.Second, "the first exchanges at the shadow", func() bool { return shadow.distinct() >= 400 })
+	testproc.Eventually(t, 60*time.Second, "the first exchanges at the shadow", func() bool { return shadow.distinct() >= 400 })
 
 	rep.kill9()
 	killed := time.Now()
 	atKill := clean.count.Load()
 	// Let a backlog of 4 s of traffic build up while the replayer is down.
-	eventually(t, 30*time.Second, "a backlog while the replayer is down", func() bool {
+	testproc.Eventually(t, 30*time.Second, "a backlog while the replayer is down", func() bool {
 		return clean.count.Load() >= atKill+4*eosRate
 	})
 	rep.restart()
 	restarted := time.Now()
-	eventually(t, 60*time.Second, "the restarted replayer to send", func() bool {
+	testproc.Eventually(t, 60*time.Second, "the restarted replayer to send", func() bool {
 		rep.running()
 		_, ok := shadow.firstAfter(restarted)
 		return ok
@@ -445,12 +445,12 @@ func TestReplayerKillAtLeastOnceAndCatchUpCap(t *testing.T) {
 	first, _ := shadow.firstAfter(restarted)
 	resume := first.Sub(restarted)
 	seen := shadow.distinct()
-	eventually(t, 60*time.Second, "the restarted replayer to go on", func() bool {
+	testproc.Eventually(t, 60*time.Second, "the restarted replayer to go on", func() bool {
 		rep.running()
 		return shadow.distinct() >= seen+4*eosRate
 	})
 	written := clean.Stop(t)
-	eventually(t, 90*time.Second, "every exchange at the shadow", func() bool {
+	testproc.Eventually(t, 90*time.Second, "every exchange at the shadow", func() bool {
 		rep.running()
 		return shadow.distinct() >= len(written)
 	})

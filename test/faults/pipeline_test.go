@@ -28,19 +28,6 @@ import (
 	"github.com/mirrorline/mirrorline/replayer"
 )
 
-// eventually polls cond every 20ms until it holds, failing the test after
-// timeout.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // stage is a pipeline stage running in the test.
 type stage struct {
 	name string

@@ -16,6 +16,7 @@ import (
 	"github.com/mirrorline/mirrorline/redactor"
 	"github.com/mirrorline/mirrorline/replayer"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // killOnWrite is a kgo hook that runs kill once, synchronously, right after
@@ -91,7 +92,7 @@ func TestRedactorBrokerCrashAtCommit(t *testing.T) {
 			}
 
 			raw := broker.Topic(broker.Raw, svc)
-			eventually(t, 90*time.Second, "the redactor caught up with the raw topic", func() bool {
+			testproc.Eventually(t, 90*time.Second, "the redactor caught up with the raw topic", func() bool {
 				rs.Running(t)
 				return groupCaughtUp(t, admin(t, brokers), redactor.DefaultGroup(svc), raw)
 			})
@@ -102,7 +103,7 @@ func TestRedactorBrokerCrashAtCommit(t *testing.T) {
 			clean := kafkatest.ReadCommittedAll(t, brokers, broker.Topic(broker.Clean, svc), 3)
 			checkExactlyOnce(t, "clean topic (read_committed)", rawIDs, clean)
 
-			eventually(t, 90*time.Second, "the live replayer caught up with the clean topic", func() bool {
+			testproc.Eventually(t, 90*time.Second, "the live replayer caught up with the clean topic", func() bool {
 				ls.Running(t)
 				return groupCaughtUp(t, admin(t, brokers), replayer.DefaultGroup(svc), broker.Topic(broker.Clean, svc))
 			})

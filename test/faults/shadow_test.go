@@ -20,6 +20,7 @@ import (
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/replayer"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // arrivals records when requests reached a shadow.
@@ -131,9 +132,9 @@ func TestShadowDownOrHanging(t *testing.T) {
 			start := time.Now()
 			serve(t, "live replayer", live.Run)
 			sentErr := m.Sent.WithLabelValues("error")
-			eventually(t, 2*time.Minute, fmt.Sprintf("%d records sent and counted as errors", n), func() bool { return count(sentErr) >= n })
+			testproc.Eventually(t, 2*time.Minute, fmt.Sprintf("%d records sent and counted as errors", n), func() bool { return count(sentErr) >= n })
 			took := time.Since(start)
-			eventually(t, 30*time.Second, "the group committed every record", func() bool { return groupCaughtUp(t, adm, group, clean) })
+			testproc.Eventually(t, 30*time.Second, "the group committed every record", func() bool { return groupCaughtUp(t, adm, group, clean) })
 			caughtUp := time.Since(start)
 			heaps, commits := samples()
 

@@ -26,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // helperEnv makes TestHelperBrokerUser act as a test process of its own.
@@ -242,20 +243,16 @@ func TestOwnBrokerStoppedAfterLastUser(t *testing.T) {
 	second.expect(t, "kafkatest-helper: pong", time.Minute)
 
 	second.exit(t)
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		jvm := syscall.Kill(pid, 0) == nil
+	var jvm, open bool
+	if !testproc.WaitEvery(2*time.Minute, 200*time.Millisecond, func() bool {
+		jvm = syscall.Kill(pid, 0) == nil
 		conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
-		if err == nil {
+		if open = err == nil; open {
 			conn.Close()
 		}
-		if !jvm && err != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("2 minutes after the last test process ended, the broker it started still runs (JVM pid %d alive: %v, port %d open: %v)", pid, jvm, port, err == nil)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return !jvm && !open
+	}) {
+		t.Fatalf("2 minutes after the last test process ended, the broker it started still runs (JVM pid %d alive: %v, port %d open: %v)", pid, jvm, port, open)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "kafka.pid")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("pid file left behind: %v", err)
@@ -332,16 +329,10 @@ func TestStopAfterExitRunsWhenTheProcessDies(t *testing.T) {
 	if err := h.cmd.Wait(); err == nil {
 		t.Fatal("the helper exited cleanly; want it to die of a panic")
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if b, err := os.ReadFile(stopped); err == nil && strings.TrimSpace(string(b)) == "stopped" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the stop command did not run within a minute of the process dying")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testproc.Eventually(t, time.Minute, "the stop command to run after the process died", func() bool {
+		b, err := os.ReadFile(stopped)
+		return err == nil && strings.TrimSpace(string(b)) == "stopped"
+	})
 }
 
 // A broker that refuses topic creation for a moment (fenced under load: no

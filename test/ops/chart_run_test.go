@@ -198,21 +198,20 @@ redactor:
 		outs[s.name] = startProc(t, s.name, append(append([]string{}, env...), s.env...), s.args)
 	}
 	for _, s := range stages {
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			code, body := httpGet("http://" + s.metrics + "/readyz")
-			if code == http.StatusOK {
-				break
+		var code int
+		var body string
+		if !testproc.WaitEvery(60*time.Second, 100*time.Millisecond, func() bool {
+			if code, body = httpGet("http://" + s.metrics + "/readyz"); code == http.StatusOK {
+				return true
 			}
 			select {
 			case <-outs[s.name].exited:
 				t.Fatalf("%s (%v) exited: %v\n%s", s.name, s.args, outs[s.name].err, outs[s.name].out)
 			default:
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s (%v): /readyz %d %s\n%s", s.name, s.args, code, body, outs[s.name].out)
-			}
-			time.Sleep(100 * time.Millisecond)
+			return false
+		}) {
+			t.Fatalf("%s (%v): /readyz %d %s\n%s", s.name, s.args, code, body, outs[s.name].out)
 		}
 	}
 
@@ -230,10 +229,11 @@ redactor:
 	// the group owns the clean topic's partitions.
 	adm := kadm.NewClient(kafkatest.Client(t))
 	group := "mirrorline-replay-" + service
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	var err error
+	if !testproc.WaitEvery(60*time.Second, 100*time.Millisecond, func() bool {
 		gctx, gcancel := context.WithTimeout(context.Background(), 5*time.Second)
-		gs, err := adm.DescribeGroups(gctx, group)
+		var gs kadm.DescribedGroups
+		gs, err = adm.DescribeGroups(gctx, group)
 		gcancel()
 		assigned := 0
 		if err == nil && gs[group].State == "Stable" {
@@ -245,13 +245,9 @@ redactor:
 				}
 			}
 		}
-		if assigned == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("replay group %s never owned the 2 partitions: %v", group, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return assigned == 2
+	}) {
+		t.Fatalf("replay group %s never owned the 2 partitions: %v", group, err)
 	}
 
 	const n = 40
@@ -268,16 +264,12 @@ redactor:
 			t.Fatalf("request %d: primary answered %d", i, resp.StatusCode)
 		}
 	}
-	deadline = time.Now().Add(60 * time.Second)
-	for shadow.Stats().Shadow < n {
-		if time.Now().After(deadline) {
-			var logs strings.Builder
-			for name, o := range outs {
-				fmt.Fprintf(&logs, "--- %s\n%s\n", name, o.out)
-			}
-			t.Fatalf("shadow got %d of %d requests\n%s", shadow.Stats().Shadow, n, logs.String())
+	if !testproc.Wait(60*time.Second, func() bool { return shadow.Stats().Shadow >= n }) {
+		var logs strings.Builder
+		for name, o := range outs {
+			fmt.Fprintf(&logs, "--- %s\n%s\n", name, o.out)
 		}
-		time.Sleep(50 * time.Millisecond)
+		t.Fatalf("shadow got %d of %d requests\n%s", shadow.Stats().Shadow, n, logs.String())
 	}
 	for _, r := range shadow.Requests() {
 		if strings.Contains(r.Body, "4111111111111111") {
@@ -291,16 +283,12 @@ redactor:
 			lagAddr = s.metrics
 		}
 	}
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		_, body := httpGet("http://" + lagAddr + "/metrics")
-		if strings.Contains(body, `mirrorline_consumer_lag_seconds{group="`+group+`"`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the lag exporter does not report %s:\n%s", group, body)
-		}
-		time.Sleep(100 * time.Millisecond)
+	var body string
+	if !testproc.WaitEvery(30*time.Second, 100*time.Millisecond, func() bool {
+		_, body = httpGet("http://" + lagAddr + "/metrics")
+		return strings.Contains(body, `mirrorline_consumer_lag_seconds{group="`+group+`"`)
+	}) {
+		t.Fatalf("the lag exporter does not report %s:\n%s", group, body)
 	}
 	t.Logf("%d stages of the chart ran as rendered; %d requests reached the shadow", len(stages), n)
 }
