@@ -16,6 +16,7 @@ import (
 
 	"github.com/mirrorline/mirrorline/broker"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // growingBody is a JSON body of about 900 KB of short email addresses that
@@ -148,9 +149,7 @@ func TestProcessorQuarantinesRecordTooLargeOnceRedacted(t *testing.T) {
 				return testutil.ToFloat64(m.Records.WithLabelValues(OutcomeQuarantined)) >= float64(wantQ) &&
 					testutil.ToFloat64(m.Records.WithLabelValues(OutcomeClean)) >= 2
 			}
-			for deadline := time.Now().Add(30 * time.Second); !counted() && time.Now().Before(deadline); {
-				time.Sleep(10 * time.Millisecond)
-			}
+			testproc.Eventually(t, 30*time.Second, "the outcomes counted", counted)
 			stop()
 			if err := <-done; err != nil {
 				t.Fatalf("redactor stopped: %v", err)
