@@ -564,55 +564,9 @@ func (j *jsonEd) skip(i, depth int) (int, error) {
 	}
 	switch c := in[i]; {
 	case c == '{':
-		i = j.ws(i + 1)
-		if i < len(in) && in[i] == '}' {
-			return i + 1, nil
-		}
-		for {
-			if i >= len(in) || in[i] != '"' {
-				return 0, jsonErr("expected object key", i)
-			}
-			end, _, err := scanString(in, i)
-			if err != nil {
-				return 0, err
-			}
-			i = j.ws(end)
-			if i >= len(in) || in[i] != ':' {
-				return 0, jsonErr("expected ':'", i)
-			}
-			if i, err = j.skip(j.ws(i+1), depth+1); err != nil {
-				return 0, err
-			}
-			i = j.ws(i)
-			if i < len(in) && in[i] == ',' {
-				i = j.ws(i + 1)
-				continue
-			}
-			if i < len(in) && in[i] == '}' {
-				return i + 1, nil
-			}
-			return 0, jsonErr("expected ',' or '}'", i)
-		}
+		return j.skipObject(i, depth)
 	case c == '[':
-		i = j.ws(i + 1)
-		if i < len(in) && in[i] == ']' {
-			return i + 1, nil
-		}
-		for {
-			var err error
-			if i, err = j.skip(i, depth+1); err != nil {
-				return 0, err
-			}
-			i = j.ws(i)
-			if i < len(in) && in[i] == ',' {
-				i = j.ws(i + 1)
-				continue
-			}
-			if i < len(in) && in[i] == ']' {
-				return i + 1, nil
-			}
-			return 0, jsonErr("expected ',' or ']'", i)
-		}
+		return j.skipArray(i, depth)
 	case c == '"':
 		end, _, err := scanString(in, i)
 		return end, err
@@ -626,6 +580,66 @@ func (j *jsonEd) skip(i, depth int) (int, error) {
 		return j.literal(i, "null")
 	}
 	return 0, jsonErr("invalid character", i)
+}
+
+// skipObject validates the object starting at in[i] == '{' (at nesting depth)
+// and returns the offset after it.
+func (j *jsonEd) skipObject(i, depth int) (int, error) {
+	in := j.in
+	i = j.ws(i + 1)
+	if i < len(in) && in[i] == '}' {
+		return i + 1, nil
+	}
+	for {
+		if i >= len(in) || in[i] != '"' {
+			return 0, jsonErr("expected object key", i)
+		}
+		end, _, err := scanString(in, i)
+		if err != nil {
+			return 0, err
+		}
+		i = j.ws(end)
+		if i >= len(in) || in[i] != ':' {
+			return 0, jsonErr("expected ':'", i)
+		}
+		if i, err = j.skip(j.ws(i+1), depth+1); err != nil {
+			return 0, err
+		}
+		i = j.ws(i)
+		if i < len(in) && in[i] == ',' {
+			i = j.ws(i + 1)
+			continue
+		}
+		if i < len(in) && in[i] == '}' {
+			return i + 1, nil
+		}
+		return 0, jsonErr("expected ',' or '}'", i)
+	}
+}
+
+// skipArray validates the array starting at in[i] == '[' (at nesting depth)
+// and returns the offset after it.
+func (j *jsonEd) skipArray(i, depth int) (int, error) {
+	in := j.in
+	i = j.ws(i + 1)
+	if i < len(in) && in[i] == ']' {
+		return i + 1, nil
+	}
+	for {
+		var err error
+		if i, err = j.skip(i, depth+1); err != nil {
+			return 0, err
+		}
+		i = j.ws(i)
+		if i < len(in) && in[i] == ',' {
+			i = j.ws(i + 1)
+			continue
+		}
+		if i < len(in) && in[i] == ']' {
+			return i + 1, nil
+		}
+		return 0, jsonErr("expected ',' or ']'", i)
+	}
 }
 
 // scanString validates the string starting at in[i] == '"' and returns the

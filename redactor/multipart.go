@@ -23,22 +23,8 @@ func (st *state) scrubMultipart(b []byte, ct string, depth int) ([]byte, bool, e
 	if depth >= maxMultipartDepth {
 		return nil, false, errMultipart
 	}
-	_, params, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return nil, false, errMultipart
-	}
-	boundary := params["boundary"]
-	if boundary == "" || len(boundary) > 200 {
-		return nil, false, errMultipart
-	}
-	dash := []byte("--" + boundary)
-	nlDash := []byte("\n--" + boundary)
-	first := -1
-	if bytes.HasPrefix(b, dash) {
-		first = 0
-	} else if k := bytes.Index(b, nlDash); k >= 0 {
-		first = k + 1
-	} else {
+	dash, nlDash, first := multipartFirst(b, ct)
+	if first < 0 {
 		return nil, false, errMultipart
 	}
 	ed := jsonEd{st: st, in: b} // reused for its lazy replace
@@ -70,21 +56,7 @@ func (st *state) scrubMultipart(b []byte, ct string, depth int) ([]byte, bool, e
 			nextOpen = nl - 1
 		}
 		section := b[partStart:nextOpen]
-		var hdr []byte
-		bodyOff := -1
-		switch {
-		case bytes.HasPrefix(section, []byte("\r\n")):
-			bodyOff = 2
-		case bytes.HasPrefix(section, []byte("\n")):
-			bodyOff = 1
-		default:
-			if h := bytes.Index(section, []byte("\r\n\r\n")); h >= 0 {
-				hdr, bodyOff = section[:h], h+4
-			}
-			if h := bytes.Index(section, []byte("\n\n")); h >= 0 && (bodyOff < 0 || h < len(hdr)) {
-				hdr, bodyOff = section[:h], h+2
-			}
-		}
+		hdr, bodyOff := splitPart(section)
 		if bodyOff < 0 {
 			return nil, false, errMultipart
 		}
@@ -123,6 +95,50 @@ func (st *state) scrubMultipart(b []byte, ct string, depth int) ([]byte, bool, e
 	}
 	ed.out = append(ed.out, b[ed.copied:]...)
 	return ed.out, true, nil
+}
+
+// multipartFirst parses the boundary of the multipart Content-Type ct and
+// finds the first delimiter line in b. It returns the delimiter, the
+// delimiter after a line break, and the offset of the first delimiter, -1 if
+// the boundary is missing or invalid or b has no delimiter.
+func multipartFirst(b []byte, ct string) (dash, nlDash []byte, first int) {
+	_, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return nil, nil, -1
+	}
+	boundary := params["boundary"]
+	if boundary == "" || len(boundary) > 200 {
+		return nil, nil, -1
+	}
+	dash = []byte("--" + boundary)
+	nlDash = []byte("\n--" + boundary)
+	if bytes.HasPrefix(b, dash) {
+		return dash, nlDash, 0
+	}
+	if k := bytes.Index(b, nlDash); k >= 0 {
+		return dash, nlDash, k + 1
+	}
+	return nil, nil, -1
+}
+
+// splitPart splits the section of one part (between delimiter lines) into
+// its headers and the offset of its body, -1 if no blank line ends the
+// headers. A section starting with a blank line has no headers.
+func splitPart(section []byte) (hdr []byte, bodyOff int) {
+	switch {
+	case bytes.HasPrefix(section, []byte("\r\n")):
+		return nil, 2
+	case bytes.HasPrefix(section, []byte("\n")):
+		return nil, 1
+	}
+	bodyOff = -1
+	if h := bytes.Index(section, []byte("\r\n\r\n")); h >= 0 {
+		hdr, bodyOff = section[:h], h+4
+	}
+	if h := bytes.Index(section, []byte("\n\n")); h >= 0 && (bodyOff < 0 || h < len(hdr)) {
+		hdr, bodyOff = section[:h], h+2
+	}
+	return hdr, bodyOff
 }
 
 // partHeaders is what the redactor needs of a part's headers.
