@@ -394,27 +394,30 @@ func matchCard(s string, i int) int {
 	if j+1 < n && s[j] == '.' && isDigit(s[j+1]) {
 		return 0
 	}
-	if ng > 1 {
-		ok := false
-		switch {
-		case ng == 3 && groups[0] == 4 && groups[1] == 6 && (groups[2] == 4 || groups[2] == 5):
-			ok = true
-		case groups[0] == 4:
-			ok = true
-			for k := 1; k < ng-1; k++ {
-				if groups[k] != 4 {
-					ok = false
-				}
-			}
-		}
-		if !ok {
-			return 0
-		}
-	}
-	if !luhn(s[i:j]) {
+	if !cardGroups(groups[:ng]) || !luhn(s[i:j]) {
 		return 0
 	}
 	return j
+}
+
+// cardGroups reports whether digit groups of these sizes are printed as on
+// a card: one group, groups of four then a last group (4-4-4-4, 4-4-4-1), or
+// 4-6-4 / 4-6-5.
+func cardGroups(g []uint8) bool {
+	switch {
+	case len(g) == 1:
+		return true
+	case len(g) == 3 && g[0] == 4 && g[1] == 6 && (g[2] == 4 || g[2] == 5):
+		return true
+	case g[0] != 4:
+		return false
+	}
+	for _, n := range g[1 : len(g)-1] {
+		if n != 4 {
+			return false
+		}
+	}
+	return true
 }
 
 // cardSep returns the byte length of a card number group separator at s[j]:
