@@ -151,7 +151,12 @@ func (d *detectors) find(s string, out []span) []span {
 		c := s[i]
 		if class[c]&cTrigger == 0 {
 			if isAlnum(c) {
-				i, out = d.skipWord(s, i, v6, out)
+				// No finding starts inside a word: skip to its end.
+				st := i
+				i = wordEnd(s, i+1) - 1
+				if v6 && i+1 < n && s[i+1] == ':' {
+					i, out = hexWordIPv6(s, st, i, out)
+				}
 			}
 			continue
 		}
@@ -196,16 +201,13 @@ func (d *detectors) find(s string, out []span) []span {
 	return mergeSpans(out, base)
 }
 
-// skipWord skips the word at s[i], whose first byte triggers no detector, and
-// returns the index of its last byte. An IPv6 address may start with a hex
-// letter that is no trigger (a, c, d, f): its first group is a word of at most
-// four hex digits followed by ':'; such an address is appended to out and
-// skipped instead.
-func (d *detectors) skipWord(s string, i int, v6 bool, out []span) (int, []span) {
-	st := i
-	i = wordEnd(s, i+1) - 1
-	if v6 && i+1 < len(s) && s[i+1] == ':' && i-st < 4 && hexDigit[s[st]] &&
-		(st == 0 || !isAlnum(s[st-1])) && maybeIPv6(s, st) {
+// hexWordIPv6 handles the word s[st:i+1], followed by ':', whose first
+// byte triggers no detector: an IPv6 address may start with a hex letter
+// that is no trigger (a, c, d, f), its first group a word of at most four hex
+// digits. Such an address is appended to out and the index of its last byte
+// returned; otherwise i.
+func hexWordIPv6(s string, st, i int, out []span) (int, []span) {
+	if i-st < 4 && hexDigit[s[st]] && (st == 0 || !isAlnum(s[st-1])) && maybeIPv6(s, st) {
 		if e := matchIPv6(s, st); e > 0 {
 			return e - 1, append(out, span{st, e, kindIPv6})
 		}
@@ -251,28 +253,30 @@ func (d *detectors) matchAt(s string, i int, prev byte) (start, end int, kind pi
 	return i, end, kind
 }
 
-// digitMatchers are the detectors that start with a digit, in precedence
-// order: the first that matches wins.
-var digitMatchers = [...]struct {
-	kind  piiKind
-	match func(s string, i int) int
-}{
-	{kindSSN, matchSSN},
-	{kindCard, matchCard},
-	{kindIPv4, matchIPv4},
-	{kindPhone, matchPhone},
-}
-
-// matchDigit runs the enabled detectors that start with the digit at s[i].
+// matchDigit runs the enabled detectors that start with the digit at s[i],
+// in precedence order: the first that matches wins.
 func (d *detectors) matchDigit(s string, i int) (int, piiKind) {
 	if !digitCandidate(s, i) {
 		return 0, 0
 	}
-	for _, m := range digitMatchers {
-		if d.on[m.kind] {
-			if e := m.match(s, i); e > 0 {
-				return e, m.kind
-			}
+	if d.on[kindSSN] {
+		if e := matchSSN(s, i); e > 0 {
+			return e, kindSSN
+		}
+	}
+	if d.on[kindCard] {
+		if e := matchCard(s, i); e > 0 {
+			return e, kindCard
+		}
+	}
+	if d.on[kindIPv4] {
+		if e := matchIPv4(s, i); e > 0 {
+			return e, kindIPv4
+		}
+	}
+	if d.on[kindPhone] {
+		if e := matchPhone(s, i); e > 0 {
+			return e, kindPhone
 		}
 	}
 	return 0, 0
