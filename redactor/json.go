@@ -553,7 +553,9 @@ func isJSONInteger(s string) bool {
 	return true
 }
 
-// skip validates and skips the value at in[i] without editing.
+// skip validates and skips the value at in[i] without editing. Objects and
+// arrays stay inline: this is the scanner of every subtree no rule reaches,
+// and a call per object or array cost ~25% there.
 func (j *jsonEd) skip(i, depth int) (int, error) {
 	in := j.in
 	if i >= len(in) {
@@ -564,83 +566,68 @@ func (j *jsonEd) skip(i, depth int) (int, error) {
 	}
 	switch c := in[i]; {
 	case c == '{':
-		return j.skipObject(i, depth)
+		i = j.ws(i + 1)
+		if i < len(in) && in[i] == '}' {
+			return i + 1, nil
+		}
+		for {
+			if i >= len(in) || in[i] != '"' {
+				return 0, jsonErr("expected object key", i)
+			}
+			end, _, err := scanString(in, i)
+			if err != nil {
+				return 0, err
+			}
+			i = j.ws(end)
+			if i >= len(in) || in[i] != ':' {
+				return 0, jsonErr("expected ':'", i)
+			}
+			if i, err = j.skip(j.ws(i+1), depth+1); err != nil {
+				return 0, err
+			}
+			i = j.ws(i)
+			if i < len(in) && in[i] == ',' {
+				i = j.ws(i + 1)
+				continue
+			}
+			if i < len(in) && in[i] == '}' {
+				return i + 1, nil
+			}
+			return 0, jsonErr("expected ',' or '}'", i)
+		}
 	case c == '[':
-		return j.skipArray(i, depth)
+		i = j.ws(i + 1)
+		if i < len(in) && in[i] == ']' {
+			return i + 1, nil
+		}
+		for {
+			var err error
+			if i, err = j.skip(i, depth+1); err != nil {
+				return 0, err
+			}
+			i = j.ws(i)
+			if i < len(in) && in[i] == ',' {
+				i = j.ws(i + 1)
+				continue
+			}
+			if i < len(in) && in[i] == ']' {
+				return i + 1, nil
+			}
+			return 0, jsonErr("expected ',' or ']'", i)
+		}
 	case c == '"':
 		end, _, err := scanString(in, i)
 		return end, err
 	case c == '-' || isDigit(c):
 		return scanNumber(in, i)
-	case c == 't':
-		return j.literal(i, "true")
-	case c == 'f':
-		return j.literal(i, "false")
-	case c == 'n':
-		return j.literal(i, "null")
+	case jsonLiterals[c] != "":
+		return j.literal(i, jsonLiterals[c])
 	}
 	return 0, jsonErr("invalid character", i)
 }
 
-// skipObject validates the object starting at in[i] == '{' (at nesting depth)
-// and returns the offset after it.
-func (j *jsonEd) skipObject(i, depth int) (int, error) {
-	in := j.in
-	i = j.ws(i + 1)
-	if i < len(in) && in[i] == '}' {
-		return i + 1, nil
-	}
-	for {
-		if i >= len(in) || in[i] != '"' {
-			return 0, jsonErr("expected object key", i)
-		}
-		end, _, err := scanString(in, i)
-		if err != nil {
-			return 0, err
-		}
-		i = j.ws(end)
-		if i >= len(in) || in[i] != ':' {
-			return 0, jsonErr("expected ':'", i)
-		}
-		if i, err = j.skip(j.ws(i+1), depth+1); err != nil {
-			return 0, err
-		}
-		i = j.ws(i)
-		if i < len(in) && in[i] == ',' {
-			i = j.ws(i + 1)
-			continue
-		}
-		if i < len(in) && in[i] == '}' {
-			return i + 1, nil
-		}
-		return 0, jsonErr("expected ',' or '}'", i)
-	}
-}
-
-// skipArray validates the array starting at in[i] == '[' (at nesting depth)
-// and returns the offset after it.
-func (j *jsonEd) skipArray(i, depth int) (int, error) {
-	in := j.in
-	i = j.ws(i + 1)
-	if i < len(in) && in[i] == ']' {
-		return i + 1, nil
-	}
-	for {
-		var err error
-		if i, err = j.skip(i, depth+1); err != nil {
-			return 0, err
-		}
-		i = j.ws(i)
-		if i < len(in) && in[i] == ',' {
-			i = j.ws(i + 1)
-			continue
-		}
-		if i < len(in) && in[i] == ']' {
-			return i + 1, nil
-		}
-		return 0, jsonErr("expected ',' or ']'", i)
-	}
-}
+// jsonLiterals maps the first byte of a JSON literal to the literal.
+var jsonLiterals = [256]string{'t': "true", 'f': "false", 'n': "null"}
 
 // scanString validates the string starting at in[i] == '"' and returns the
 // offset after its closing quote and whether it has escapes.
