@@ -154,22 +154,11 @@ func (d *detectors) find(s string, out []span) []span {
 				// No finding starts inside a word: skip to its end.
 				st := i
 				i = wordEnd(s, i+1) - 1
-				// An IPv6 address may start with a hex letter that is no
-				// trigger (a, c, d, f): its first group is a word of at
-				// most four hex digits followed by ':'.
-				if v6 && i+1 < n && s[i+1] == ':' && i-st < 4 && hexDigit[c] &&
-					(st == 0 || !isAlnum(s[st-1])) && maybeIPv6(s, st) {
-					if e := matchIPv6(s, st); e > 0 {
-						out = append(out, span{st, e, kindIPv6})
-						i = e - 1
-					}
+				if v6 && i+1 < n && s[i+1] == ':' {
+					i, out = hexWordIPv6(s, st, i, out)
 				}
 			}
 			continue
-		}
-		var prev byte = ' '
-		if i > 0 {
-			prev = s[i-1]
 		}
 		if c == '@' {
 			if d.on[kindEmail] {
@@ -180,14 +169,16 @@ func (d *detectors) find(s string, out []span) []span {
 			}
 			continue
 		}
+		var prev byte = ' '
+		if i > 0 {
+			prev = s[i-1]
+		}
 		if isAlnum(prev) {
 			for isAlnum(c) && i+1 < n && isAlnum(s[i+1]) {
 				i++
 			}
 			continue
 		}
-		end := 0
-		var kind piiKind
 		if v6 && maybeIPv6(s, i) {
 			if e := matchIPv6(s, i); e > 0 {
 				out = append(out, span{i, e, kindIPv6})
@@ -195,70 +186,8 @@ func (d *detectors) find(s string, out []span) []span {
 				continue
 			}
 		}
-		switch {
-		case isDigit(c) && !digitCandidate(s, i):
-		case isDigit(c):
-			if d.on[kindSSN] {
-				if e := matchSSN(s, i); e > 0 {
-					end, kind = e, kindSSN
-					break
-				}
-			}
-			if d.on[kindCard] {
-				if e := matchCard(s, i); e > 0 {
-					end, kind = e, kindCard
-					break
-				}
-			}
-			if d.on[kindIPv4] {
-				if e := matchIPv4(s, i); e > 0 {
-					end, kind = e, kindIPv4
-					break
-				}
-			}
-			if d.on[kindPhone] {
-				if e := matchPhone(s, i); e > 0 {
-					end, kind = e, kindPhone
-				}
-			}
-		case c == '+' || c == '(':
-			if d.on[kindPhone] {
-				if e := matchPhone(s, i); e > 0 {
-					end, kind = e, kindPhone
-				}
-			}
-		case c == 'e':
-			if d.on[kindJWT] && prev != '.' && class[prev]&cB64URL == 0 {
-				if e := matchJWT(s, i); e > 0 {
-					end, kind = e, kindJWT
-				}
-			}
-		case c == 'b' || c == 'B':
-			if d.on[kindBearer] {
-				if st, e := matchBearer(s, i); e > 0 {
-					k := kindBearer
-					if d.on[kindJWT] && s[st] == 'e' && matchJWT(s, st) == e {
-						k = kindJWT
-					}
-					out = append(out, span{st, e, k})
-					i = e - 1
-					continue
-				}
-			}
-		default:
-			if d.on[kindCredential] && credFirst[c] && i+1 < n && credStart[c]&credSecond[s[i+1]] != 0 {
-				if e := matchCredential(s, i); e > 0 {
-					end, kind = e, kindCredential
-				}
-			}
-		}
-		if end == 0 && isUpper(c) && d.on[kindIBAN] {
-			if e := matchIBAN(s, i); e > 0 {
-				end, kind = e, kindIBAN
-			}
-		}
-		if end > 0 {
-			out = append(out, span{i, end, kind})
+		if st, end, kind := d.matchAt(s, i, prev); end > 0 {
+			out = append(out, span{st, end, kind})
 			i = end - 1
 		} else if isAlnum(c) {
 			// Skip the rest of this word: no position inside it is at a word
@@ -270,6 +199,87 @@ func (d *detectors) find(s string, out []span) []span {
 		return out // nothing to sort or merge: spare the call
 	}
 	return mergeSpans(out, base)
+}
+
+// hexWordIPv6 handles the word s[st:i+1], followed by ':', whose first
+// byte triggers no detector: an IPv6 address may start with a hex letter
+// that is no trigger (a, c, d, f), its first group a word of at most four hex
+// digits. Such an address is appended to out and the index of its last byte
+// returned; otherwise i.
+func hexWordIPv6(s string, st, i int, out []span) (int, []span) {
+	if i-st < 4 && hexDigit[s[st]] && (st == 0 || !isAlnum(s[st-1])) && maybeIPv6(s, st) {
+		if e := matchIPv6(s, st); e > 0 {
+			return e - 1, append(out, span{st, e, kindIPv6})
+		}
+	}
+	return i, out
+}
+
+// matchAt runs the enabled detectors that may start at the trigger byte s[i]
+// (at a word boundary; prev is the byte before it, ' ' at the start) and
+// returns the finding's span and kind; end is 0 if there is none. Only a
+// bearer or basic credential starts after i (the scheme word stays).
+func (d *detectors) matchAt(s string, i int, prev byte) (start, end int, kind piiKind) {
+	c := s[i]
+	switch {
+	case isDigit(c):
+		end, kind = d.matchDigit(s, i)
+	case c == '+' || c == '(':
+		if d.on[kindPhone] {
+			end, kind = matchPhone(s, i), kindPhone
+		}
+	case c == 'e':
+		if d.on[kindJWT] && prev != '.' && class[prev]&cB64URL == 0 {
+			end, kind = matchJWT(s, i), kindJWT
+		}
+	case c == 'b' || c == 'B':
+		if d.on[kindBearer] {
+			if st, e := matchBearer(s, i); e > 0 {
+				kind = kindBearer
+				if d.on[kindJWT] && s[st] == 'e' && matchJWT(s, st) == e {
+					kind = kindJWT
+				}
+				return st, e, kind
+			}
+		}
+	default:
+		if d.on[kindCredential] && credFirst[c] && i+1 < len(s) && credStart[c]&credSecond[s[i+1]] != 0 {
+			end, kind = matchCredential(s, i), kindCredential
+		}
+	}
+	if end == 0 && isUpper(c) && d.on[kindIBAN] {
+		end, kind = matchIBAN(s, i), kindIBAN
+	}
+	return i, end, kind
+}
+
+// matchDigit runs the enabled detectors that start with the digit at s[i],
+// in precedence order: the first that matches wins.
+func (d *detectors) matchDigit(s string, i int) (int, piiKind) {
+	if !digitCandidate(s, i) {
+		return 0, 0
+	}
+	if d.on[kindSSN] {
+		if e := matchSSN(s, i); e > 0 {
+			return e, kindSSN
+		}
+	}
+	if d.on[kindCard] {
+		if e := matchCard(s, i); e > 0 {
+			return e, kindCard
+		}
+	}
+	if d.on[kindIPv4] {
+		if e := matchIPv4(s, i); e > 0 {
+			return e, kindIPv4
+		}
+	}
+	if d.on[kindPhone] {
+		if e := matchPhone(s, i); e > 0 {
+			return e, kindPhone
+		}
+	}
+	return 0, 0
 }
 
 // wordEnd returns the index of the first byte at or after j that is not a
@@ -388,27 +398,30 @@ func matchCard(s string, i int) int {
 	if j+1 < n && s[j] == '.' && isDigit(s[j+1]) {
 		return 0
 	}
-	if ng > 1 {
-		ok := false
-		switch {
-		case ng == 3 && groups[0] == 4 && groups[1] == 6 && (groups[2] == 4 || groups[2] == 5):
-			ok = true
-		case groups[0] == 4:
-			ok = true
-			for k := 1; k < ng-1; k++ {
-				if groups[k] != 4 {
-					ok = false
-				}
-			}
-		}
-		if !ok {
-			return 0
-		}
-	}
-	if !luhn(s[i:j]) {
+	if !cardGroups(groups[:ng]) || !luhn(s[i:j]) {
 		return 0
 	}
 	return j
+}
+
+// cardGroups reports whether digit groups of these sizes are printed as on
+// a card: one group, groups of four then a last group (4-4-4-4, 4-4-4-1), or
+// 4-6-4 / 4-6-5.
+func cardGroups(g []uint8) bool {
+	switch {
+	case len(g) == 1:
+		return true
+	case len(g) == 3 && g[0] == 4 && g[1] == 6 && (g[2] == 4 || g[2] == 5):
+		return true
+	case g[0] != 4:
+		return false
+	}
+	for _, n := range g[1 : len(g)-1] {
+		if n != 4 {
+			return false
+		}
+	}
+	return true
 }
 
 // cardSep returns the byte length of a card number group separator at s[j]:
@@ -512,40 +525,77 @@ func matchIPv4(s string, i int) int {
 // the same '-' or '.') is rejected. A number preceded by '.', '-', '+' or '/',
 // or followed by ':' (a time), '@' or an alphanumeric, is rejected.
 func matchPhone(s string, i int) int {
-	n, j := len(s), i
-	plus := false
-	if s[j] == '+' {
-		if i > 0 && (s[i-1] == '+' || isAlnum(s[i-1])) {
-			return 0
-		}
-		plus = true
-		j++
-	} else if i > 0 && (s[i-1] == '.' || s[i-1] == '-' || s[i-1] == '+' || s[i-1] == '/') {
+	j, plus, ok := phoneStart(s, i)
+	if !ok {
 		return 0
 	}
-	var groups [16]uint8
-	var sepBefore [16]byte // separator before each group (0: none, '(' for a parenthesised group)
-	ng, digits, seps, parens := 0, 0, 0, 0
-	var sepKinds uint8 // bit 1: space, 2: dash, 4: dot
+	var r phoneRun
+	j = r.scan(s, j)
+	if j == 0 || (j < len(s) && (isAlnum(s[j]) || s[j] == ':' || s[j] == '@')) || r.hasDate() {
+		return 0
+	}
+	if plus {
+		if r.digits < 8 || r.digits > 15 {
+			return 0
+		}
+		return j
+	}
+	if !r.national(s[i]) {
+		return 0
+	}
+	return j
+}
+
+// phoneStart checks the byte before a phone number at s[i] and skips a
+// leading '+': it returns where the digits start and whether there is a '+'.
+func phoneStart(s string, i int) (j int, plus, ok bool) {
+	if s[i] == '+' {
+		if i > 0 && (s[i-1] == '+' || isAlnum(s[i-1])) {
+			return 0, false, false
+		}
+		return i + 1, true, true
+	}
+	if i > 0 && (s[i-1] == '.' || s[i-1] == '-' || s[i-1] == '+' || s[i-1] == '/') {
+		return 0, false, false
+	}
+	return i, false, true
+}
+
+// phoneSepKind maps a phone group separator to its bit in phoneRun.sepKinds.
+var phoneSepKind = [256]uint8{' ': 1, '-': 2, '.': 4}
+
+// phoneRun is the run of digit groups of a phone number candidate.
+type phoneRun struct {
+	groups    [16]uint8
+	sepBefore [16]byte // separator before each group (0: none, '(' for a parenthesised group)
+	ng        int
+	digits    int
+	seps      int
+	parens    int
+	sepKinds  uint8 // bit 1: space, 2: dash, 4: dot (see phoneSepKind)
+}
+
+// add records a group of n digits preceded by sep.
+func (r *phoneRun) add(n int, sep byte) {
+	r.groups[r.ng], r.sepBefore[r.ng] = uint8(n), sep
+	r.ng++
+	r.digits += n
+}
+
+// scan reads the digit groups from s[j] and returns the end of the run, or 0
+// if the run is not a phone number whatever follows it (a group too long, too
+// many digits or groups, a malformed parenthesised group).
+func (r *phoneRun) scan(s string, j int) int {
+	n := len(s)
 	var sep byte
 	for {
-		if j >= n || ng == len(groups) {
+		if j >= n || r.ng == len(r.groups) {
 			return 0
 		}
 		if s[j] == '(' {
-			st := j + 1
-			j = st
-			for j < n && isDigit(s[j]) {
-				j++
-			}
-			if j-st < 1 || j-st > 5 || j >= n || s[j] != ')' {
+			if j = r.paren(s, j); j == 0 {
 				return 0
 			}
-			groups[ng], sepBefore[ng] = uint8(j-st), '('
-			ng++
-			digits += j - st
-			parens++
-			j++
 			sep = 0
 			// Optional single space or dash after ')'.
 			if j+1 < n && (s[j] == ' ' || s[j] == '-') && isDigit(s[j+1]) {
@@ -555,7 +605,7 @@ func matchPhone(s string, i int) int {
 			if j < n && isDigit(s[j]) {
 				continue
 			}
-			break
+			return j
 		}
 		st := j
 		for j < n && isDigit(s[j]) {
@@ -564,23 +614,14 @@ func matchPhone(s string, i int) int {
 		if j == st || j-st > 15 {
 			return 0
 		}
-		groups[ng], sepBefore[ng] = uint8(j-st), sep
-		ng++
-		digits += j - st
-		if digits > 15 {
+		r.add(j-st, sep)
+		if r.digits > 15 {
 			return 0
 		}
-		if j+1 < n && (s[j] == ' ' || s[j] == '-' || s[j] == '.') && (isDigit(s[j+1]) || s[j+1] == '(') {
-			switch s[j] {
-			case ' ':
-				sepKinds |= 1
-			case '-':
-				sepKinds |= 2
-			case '.':
-				sepKinds |= 4
-			}
+		if j+1 < n && phoneSepKind[s[j]] != 0 && (isDigit(s[j+1]) || s[j+1] == '(') {
+			r.sepKinds |= phoneSepKind[s[j]]
 			sep = s[j]
-			seps++
+			r.seps++
 			j++
 			continue
 		}
@@ -588,57 +629,70 @@ func matchPhone(s string, i int) int {
 			sep = 0
 			continue
 		}
-		break
-	}
-	if j < n && (isAlnum(s[j]) || s[j] == ':' || s[j] == '@') {
-		return 0
-	}
-	for k := 0; k+2 < ng; k++ {
-		a, b, c := groups[k], groups[k+1], groups[k+2]
-		if (sepBefore[k+1] == '-' || sepBefore[k+1] == '.') && sepBefore[k+1] == sepBefore[k+2] &&
-			((a == 4 && b == 2 && c == 2) || (a == 2 && b == 2 && c == 4)) {
-			return 0
-		}
-	}
-	if plus {
-		if digits < 8 || digits > 15 {
-			return 0
-		}
 		return j
 	}
-	if digits < 10 || digits > 12 {
+}
+
+// paren reads a parenthesised group of 1-5 digits at s[j] == '(' and returns
+// the index after its ')', or 0 if it is malformed.
+func (r *phoneRun) paren(s string, j int) int {
+	st := j + 1
+	j = st
+	for j < len(s) && isDigit(s[j]) {
+		j++
+	}
+	if j-st < 1 || j-st > 5 || j >= len(s) || s[j] != ')' {
 		return 0
 	}
-	if seps < 2 && parens == 0 {
-		return 0
-	}
-	for k := range ng {
-		g := groups[k]
-		if g > 5 || (g < 2 && !(k == 0 && (sepBefore[0] == '(' || ng >= 4))) {
-			return 0
+	r.add(j-st, '(')
+	r.parens++
+	return j + 1
+}
+
+// hasDate reports whether the run contains a date: 4-2-2 or 2-2-4 digit
+// groups joined by the same '-' or '.'.
+func (r *phoneRun) hasDate() bool {
+	for k := 0; k+2 < r.ng; k++ {
+		a, b, c := r.groups[k], r.groups[k+1], r.groups[k+2]
+		if (r.sepBefore[k+1] == '-' || r.sepBefore[k+1] == '.') && r.sepBefore[k+1] == r.sepBefore[k+2] &&
+			((a == 4 && b == 2 && c == 2) || (a == 2 && b == 2 && c == 4)) {
+			return true
 		}
 	}
-	if sepBefore[0] != '(' && groups[0] >= 4 && s[i] != '0' {
-		return 0
+	return false
+}
+
+// national reports whether a run without a leading '+' is a national phone
+// number (see matchPhone); first is its first byte.
+func (r *phoneRun) national(first byte) bool {
+	if r.digits < 10 || r.digits > 12 || (r.seps < 2 && r.parens == 0) {
+		return false
 	}
-	if sepKinds&4 != 0 {
-		if sepKinds != 4 || (ng == 4 && groups[0] <= 3 && groups[1] <= 3 && groups[2] <= 3 && groups[3] <= 3) {
-			return 0
+	for k := range r.ng {
+		g := r.groups[k]
+		if g > 5 || (g < 2 && !(k == 0 && (r.sepBefore[0] == '(' || r.ng >= 4))) {
+			return false
 		}
 	}
-	if parens == 0 && groups[0] <= 3 {
-		thousands := true
-		for k := 1; k < ng; k++ {
-			if groups[k] != 3 {
-				thousands = false
-				break
-			}
-		}
-		if thousands {
-			return 0
+	if r.sepBefore[0] != '(' && r.groups[0] >= 4 && first != '0' {
+		return false
+	}
+	// Dots only, and not four groups of 1-3 digits (an IPv4 address).
+	if r.sepKinds&4 != 0 && (r.sepKinds != 4 || r.ng == 4 && r.groups[0] <= 3 && r.groups[1] <= 3 && r.groups[2] <= 3 && r.groups[3] <= 3) {
+		return false
+	}
+	return r.parens != 0 || r.groups[0] > 3 || !r.thousands()
+}
+
+// thousands reports whether every group after the first has exactly three
+// digits, as in a number with thousands separators.
+func (r *phoneRun) thousands() bool {
+	for k := 1; k < r.ng; k++ {
+		if r.groups[k] != 3 {
+			return false
 		}
 	}
-	return j
+	return true
 }
 
 // matchEmail matches an email address around the '@' at s[at]: a local part of

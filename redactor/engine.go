@@ -125,28 +125,8 @@ func NewEngine(cfg Config, opts ...Option) (*Engine, error) {
 	}
 	e := &Engine{scanHeaders: true, maxDecoded: DefaultMaxDecodedBytes,
 		secrets: newSecretCache()}
-	switch cfg.Binary {
-	case "", BinaryDrop:
-		e.binaryDrop = true
-	case BinaryPass:
-	default:
-		return nil, fmt.Errorf("binary: %q is not one of drop, pass", cfg.Binary)
-	}
-	switch cfg.OnTruncated {
-	case "", TruncatedFail:
-	case TruncatedDrop:
-		e.truncDrop = true
-	default:
-		return nil, fmt.Errorf("on_truncated: %q is not one of fail, drop", cfg.OnTruncated)
-	}
-	if cfg.ScanHeaders != nil {
-		e.scanHeaders = *cfg.ScanHeaders
-	}
-	if cfg.MaxDecodedBytes < 0 {
-		return nil, fmt.Errorf("max_decoded_bytes: %d is negative", cfg.MaxDecodedBytes)
-	}
-	if cfg.MaxDecodedBytes > 0 {
-		e.maxDecoded = cfg.MaxDecodedBytes
+	if err := e.compilePolicies(cfg); err != nil {
+		return nil, err
 	}
 
 	var keyUser string // first key of the config that needs the HMAC key
@@ -168,23 +148,72 @@ func NewEngine(cfg Config, opts ...Option) (*Engine, error) {
 	if e.json, err = compilePathRules(cfg.JSONFields, need); err != nil {
 		return nil, err
 	}
+	if err := e.compileDetectors(cfg.Detectors, useDefaults, need); err != nil {
+		return nil, err
+	}
+
+	e.offHeader, e.offForm, e.offQuery = offGlobs(cfg.Headers, false), offGlobs(cfg.FormFields, false), offGlobs(cfg.QueryParams, false)
+	e.offJSON = offGlobs(cfg.JSONFields, true)
+	if err := e.compileSecretNames(cfg.SecretNames, need); err != nil {
+		return nil, err
+	}
+	if err := e.loadKey(cfg, o.key, keyUser); err != nil {
+		return nil, err
+	}
+	e.pool.New = func() any { return &state{e: e} }
+	return e, nil
+}
+
+// compilePolicies sets the binary and truncation policies and the header
+// scan and decoded size limits from cfg.
+func (e *Engine) compilePolicies(cfg Config) error {
+	switch cfg.Binary {
+	case "", BinaryDrop:
+		e.binaryDrop = true
+	case BinaryPass:
+	default:
+		return fmt.Errorf("binary: %q is not one of drop, pass", cfg.Binary)
+	}
+	switch cfg.OnTruncated {
+	case "", TruncatedFail:
+	case TruncatedDrop:
+		e.truncDrop = true
+	default:
+		return fmt.Errorf("on_truncated: %q is not one of fail, drop", cfg.OnTruncated)
+	}
+	if cfg.ScanHeaders != nil {
+		e.scanHeaders = *cfg.ScanHeaders
+	}
+	if cfg.MaxDecodedBytes < 0 {
+		return fmt.Errorf("max_decoded_bytes: %d is negative", cfg.MaxDecodedBytes)
+	}
+	if cfg.MaxDecodedBytes > 0 {
+		e.maxDecoded = cfg.MaxDecodedBytes
+	}
+	return nil
+}
+
+// compileDetectors enables the detectors and sets their rules. With
+// defaults every detector runs unless listed as none or keep; without, only
+// the listed ones run.
+func (e *Engine) compileDetectors(dets map[string]Rule, useDefaults bool, need func(section, key string, r rule)) error {
 	for k := range numKinds {
 		e.detAll.on[k] = true
 		e.det.on[k] = useDefaults // with defaults: false, only listed detectors run
 		e.detRule[k] = rule{act: actMask, name: "detector:" + k.String()}
 	}
-	for _, name := range sortedKeys(cfg.Detectors) {
+	for _, name := range sortedKeys(dets) {
 		k, ok := kindByName(name)
 		if !ok {
-			return nil, fmt.Errorf("detectors[%q]: unknown detector (known: %s)", name, strings.Join(kindNames[:], ", "))
+			return fmt.Errorf("detectors[%q]: unknown detector (known: %s)", name, strings.Join(kindNames[:], ", "))
 		}
-		r := cfg.Detectors[name]
+		r := dets[name]
 		a, ok := parseAction(r.Action)
 		if !ok {
-			return nil, fmt.Errorf("detectors[%q].action: unknown action %q", name, r.Action)
+			return fmt.Errorf("detectors[%q].action: unknown action %q", name, r.Action)
 		}
 		if r.On != "" || r.Kind != "" {
-			return nil, fmt.Errorf("detectors[%q]: on and kind are not valid for a detector", name)
+			return fmt.Errorf("detectors[%q]: on and kind are not valid for a detector", name)
 		}
 		if a == actNone || a == actKeep {
 			e.det.on[k] = false
@@ -201,14 +230,14 @@ func NewEngine(cfg Config, opts ...Option) (*Engine, error) {
 		e.detRule[k] = cr
 		need("detectors", name, cr)
 	}
+	return nil
+}
 
-	e.offHeader, e.offForm, e.offQuery = offGlobs(cfg.Headers, false), offGlobs(cfg.FormFields, false), offGlobs(cfg.QueryParams, false)
-	e.offJSON = offGlobs(cfg.JSONFields, true)
-	if err := e.compileSecretNames(cfg.SecretNames, need); err != nil {
-		return nil, err
-	}
-
-	key := o.key
+// loadKey sets the HMAC key: key (WithHashKey) if set, else the content of
+// hash_key_file, else the variable named by hash_key_env. keyUser names the
+// first rule that needs a key ("" if none does); it fails if that rule has
+// none or any key is too short.
+func (e *Engine) loadKey(cfg Config, key []byte, keyUser string) error {
 	var keySrc string
 	switch {
 	case key != nil:
@@ -217,7 +246,7 @@ func NewEngine(cfg Config, opts ...Option) (*Engine, error) {
 		keySrc = "hash_key_file"
 		b, err := os.ReadFile(cfg.HashKeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("hash_key_file: %w", err)
+			return fmt.Errorf("hash_key_file: %w", err)
 		}
 		key = []byte(strings.TrimSpace(string(b)))
 	default:
@@ -229,17 +258,16 @@ func NewEngine(cfg Config, opts ...Option) (*Engine, error) {
 		if v := os.Getenv(env); v != "" {
 			key = []byte(v)
 		} else if keyUser != "" {
-			return nil, fmt.Errorf("hash_key_env: environment variable %s is empty but %s uses a hash or fake action", env, keyUser)
+			return fmt.Errorf("hash_key_env: environment variable %s is empty but %s uses a hash or fake action", env, keyUser)
 		}
 	}
 	if len(key) > 0 || keyUser != "" {
 		if len(key) < minKeyLen {
-			return nil, fmt.Errorf("%s: HMAC key is %d bytes, need at least %d", keySrc, len(key), minKeyLen)
+			return fmt.Errorf("%s: HMAC key is %d bytes, need at least %d", keySrc, len(key), minKeyLen)
 		}
 		e.keyed = newKeyed(key)
 	}
-	e.pool.New = func() any { return &state{e: e} }
-	return e, nil
+	return nil
 }
 
 // state is the scratch of one Redact call.

@@ -68,22 +68,30 @@ func matchIPv6(s string, i int) int {
 	if err != nil || !a.Is6() {
 		return 0
 	}
-	end := j
-	if end < n && s[end] == '%' {
-		k := end + 1
-		if k+2 < n && s[k] == '2' && s[k+1] == '5' {
-			k += 2
-		}
-		z := k
-		for k < n && (isAlnum(s[k]) || s[k] == '_' || s[k] == '-' || s[k] == '.') {
-			k++
-		}
-		if k > z {
-			end = k
-		}
-	}
+	end := ipv6Zone(s, j)
 	if end < n && (isAlnum(s[end]) || s[end] == ':') {
 		return 0
 	}
 	return end
+}
+
+// ipv6Zone returns the end of the zone ("%eth0", "%25eth0" in a URL) after
+// an IPv6 address ending at s[j], or j if there is none.
+func ipv6Zone(s string, j int) int {
+	n := len(s)
+	if j >= n || s[j] != '%' {
+		return j
+	}
+	k := j + 1
+	if k+2 < n && s[k] == '2' && s[k+1] == '5' {
+		k += 2
+	}
+	z := k
+	for k < n && (isAlnum(s[k]) || s[k] == '_' || s[k] == '-' || s[k] == '.') {
+		k++
+	}
+	if k > z {
+		return k
+	}
+	return j
 }

@@ -231,7 +231,7 @@ func bareStop(c byte, colon bool) bool {
 // property attribute names a rule or whose type is password. It returns the
 // offset to continue from, or i when s[i] does not start a tag.
 func (ns *namedScan) tag(i int) int {
-	s, st := ns.s, ns.st
+	s := ns.s
 	n := len(s)
 	j := i + 1
 	for j < n && (isNameByte(s[j]) || s[j] == ':' || s[j] == '.') {
@@ -246,9 +246,7 @@ func (ns *namedScan) tag(i int) int {
 		local = local[k+1:]
 	}
 	// Attributes up to '>'.
-	var valueAttr [2]int // value or content attribute value span
-	haveValue := false
-	var tagRule *rule // rule of the value attribute, from name/id/type
+	var ta tagAttrs
 	first := len(ns.spans)
 	k := j
 	for k < n && s[k] != '>' {
@@ -267,67 +265,94 @@ func (ns *namedScan) tag(i int) int {
 		for k < n && (isNameByte(s[k]) || s[k] == ':') {
 			k++
 		}
-		attr := s[a:k]
-		m := k
-		for m < n && isSpace(s[m]) {
-			m++
+		vs, ve, next, ok := ns.attrValue(k)
+		if next < 0 {
+			return j // unclosed quote
 		}
-		if m >= n || s[m] != '=' {
-			continue
-		}
-		m++
-		for m < n && isSpace(s[m]) {
-			m++
-		}
-		var vs, ve int
-		if m < n && (s[m] == '"' || s[m] == '\'') {
-			vs = m + 1
-			ve = ns.index(s[m], vs)
-			if ve < 0 {
-				return j
-			}
-			k = ve + 1
-		} else {
-			vs, ve = m, m
-			for ve < n && !isSpace(s[ve]) && s[ve] != '>' {
-				ve++
-			}
-			k = ve
-		}
-		val := s[vs:ve]
-		switch {
-		case asciiEqualFold(attr, "value") || asciiEqualFold(attr, "content"):
-			valueAttr, haveValue = [2]int{vs, ve}, true
-		case asciiEqualFold(attr, "name") || asciiEqualFold(attr, "id") || asciiEqualFold(attr, "property"):
-			if r := st.textRule(val); r != nil && tagRule == nil {
-				tagRule = r
-			}
-		case asciiEqualFold(attr, "type"):
-			if asciiEqualFold(val, "password") && st.e.secretOn {
-				tagRule = &st.e.secretText
-			}
-		default:
-			if r := st.textRule(attr); r != nil && r.act != actKeep && ve > vs {
-				ns.spans = append(ns.spans, textSpan{vs, ve, r})
-			}
+		if ok {
+			ns.attr(s[a:k], vs, ve, &ta)
+			k = next
 		}
 	}
 	if k >= n {
 		ns.spans = ns.spans[:first]
 		return j
 	}
-	if tagRule != nil && tagRule.act != actKeep && haveValue && valueAttr[1] > valueAttr[0] {
-		ns.spans = insertSpan(ns.spans, textSpan{valueAttr[0], valueAttr[1], tagRule})
+	if ta.rule != nil && ta.rule.act != actKeep && ta.haveValue && ta.value[1] > ta.value[0] {
+		ns.spans = insertSpan(ns.spans, textSpan{ta.value[0], ta.value[1], ta.rule})
 	}
 	end := k + 1
 	if s[k-1] == '/' {
 		return end // empty element
 	}
-	r := st.textRule(local)
+	r := ns.st.textRule(local)
 	if r == nil || r.act == actKeep {
 		return end
 	}
 	return ns.content(end, qname, r)
+}
+
+// tagAttrs is what the attributes read so far say about a start tag's value.
+type tagAttrs struct {
+	value     [2]int // value or content attribute value span
+	haveValue bool
+	rule      *rule // rule of the value attribute, from name/id/type
+}
+
+// attrValue reads "= value" after an attribute name ending at s[m] (white
+// space around '=' allowed; the value quoted or bare). It returns the value's
+// span and the offset after it; ok is false when no '=' follows, next is -1
+// when a quoted value never closes.
+func (ns *namedScan) attrValue(m int) (vs, ve, next int, ok bool) {
+	s := ns.s
+	n := len(s)
+	for m < n && isSpace(s[m]) {
+		m++
+	}
+	if m >= n || s[m] != '=' {
+		return 0, 0, 0, false
+	}
+	m++
+	for m < n && isSpace(s[m]) {
+		m++
+	}
+	if m < n && (s[m] == '"' || s[m] == '\'') {
+		vs = m + 1
+		ve = ns.index(s[m], vs)
+		if ve < 0 {
+			return 0, 0, -1, false
+		}
+		return vs, ve, ve + 1, true
+	}
+	vs, ve = m, m
+	for ve < n && !isSpace(s[ve]) && s[ve] != '>' {
+		ve++
+	}
+	return vs, ve, ve, true
+}
+
+// attr applies the attribute named name with the value s[vs:ve]: value and
+// content are remembered, name, id, property and type may give the value a
+// rule, and any other attribute with a secret-like name has its value added
+// to the spans.
+func (ns *namedScan) attr(name string, vs, ve int, ta *tagAttrs) {
+	st, val := ns.st, ns.s[vs:ve]
+	switch {
+	case asciiEqualFold(name, "value") || asciiEqualFold(name, "content"):
+		ta.value, ta.haveValue = [2]int{vs, ve}, true
+	case asciiEqualFold(name, "name") || asciiEqualFold(name, "id") || asciiEqualFold(name, "property"):
+		if r := st.textRule(val); r != nil && ta.rule == nil {
+			ta.rule = r
+		}
+	case asciiEqualFold(name, "type"):
+		if asciiEqualFold(val, "password") && st.e.secretOn {
+			ta.rule = &st.e.secretText
+		}
+	default:
+		if r := st.textRule(name); r != nil && r.act != actKeep && ve > vs {
+			ns.spans = append(ns.spans, textSpan{vs, ve, r})
+		}
+	}
 }
 
 // content adds the text of a secret element starting at s[p] to the spans,

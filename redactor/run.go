@@ -245,18 +245,8 @@ func (p *Processor) Run(ctx context.Context) error {
 		}
 		if len(tooLarge) > 0 {
 			p.metrics.Transactions.WithLabelValues("aborted").Inc()
-			if len(p.rejected)+len(tooLarge) > maxRejected {
-				return fmt.Errorf("redact %s: Kafka rejected more than %d records as too large for %s; set its max.message.bytes to the producers' max_message_bytes", p.service, maxRejected, p.clean)
-			}
-			blamed := map[string]srcPos{}
-			for pos, size := range tooLarge {
-				k := pos.topic + "/" + strconv.Itoa(int(pos.partition))
-				if b, ok := blamed[k]; !ok || size > tooLarge[b] {
-					blamed[k] = pos
-				}
-			}
-			for _, pos := range blamed {
-				p.rejected[pos] = fmt.Sprintf("redacted record of %d bytes rejected as too large for %s (MESSAGE_TOO_LARGE)", tooLarge[pos], p.clean)
+			if err := p.blameTooLarge(tooLarge); err != nil {
+				return err
 			}
 			p.log.Warn("Kafka rejected redacted records as too large; transaction aborted, they are quarantined when processed again", "records", len(tooLarge), "topic", p.clean)
 			continue
@@ -270,12 +260,39 @@ func (p *Processor) Run(ctx context.Context) error {
 		if len(p.rejected) > 0 {
 			fs.EachRecord(func(r *kgo.Record) { delete(p.rejected, srcPos{r.Topic, r.Partition, r.Offset}) })
 		}
-		for k, n := range counts {
-			if len(k) > 5 && k[:5] == "rule:" {
-				p.metrics.Redactions.WithLabelValues(k[5:]).Add(float64(n))
-			} else {
-				p.metrics.Records.WithLabelValues(k).Add(float64(n))
-			}
+		p.addCounts(counts)
+	}
+}
+
+// blameTooLarge marks, for each partition, the raw record whose clean record
+// was the largest Kafka refused as too large, so it is quarantined when the
+// aborted transaction is retried. It fails when too many records have been
+// rejected: the clean topic's limit is then wrong, not the records.
+func (p *Processor) blameTooLarge(tooLarge map[srcPos]int) error {
+	if len(p.rejected)+len(tooLarge) > maxRejected {
+		return fmt.Errorf("redact %s: Kafka rejected more than %d records as too large for %s; set its max.message.bytes to the producers' max_message_bytes", p.service, maxRejected, p.clean)
+	}
+	blamed := map[string]srcPos{}
+	for pos, size := range tooLarge {
+		k := pos.topic + "/" + strconv.Itoa(int(pos.partition))
+		if b, ok := blamed[k]; !ok || size > tooLarge[b] {
+			blamed[k] = pos
+		}
+	}
+	for _, pos := range blamed {
+		p.rejected[pos] = fmt.Sprintf("redacted record of %d bytes rejected as too large for %s (MESSAGE_TOO_LARGE)", tooLarge[pos], p.clean)
+	}
+	return nil
+}
+
+// addCounts adds the outcome and rule counts of a committed batch to the
+// metrics (rule counts are keyed "rule:" and the rule name).
+func (p *Processor) addCounts(counts map[string]int) {
+	for k, n := range counts {
+		if len(k) > 5 && k[:5] == "rule:" {
+			p.metrics.Redactions.WithLabelValues(k[5:]).Add(float64(n))
+		} else {
+			p.metrics.Records.WithLabelValues(k).Add(float64(n))
 		}
 	}
 }

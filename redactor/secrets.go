@@ -307,37 +307,8 @@ func secretName(name string) bool {
 	ls := unsafe.String(&low[0], len(low)) // valid while low is
 	// Split into words (bounds into ls).
 	var bounds [16][2]uint16
-	nw, start := 0, -1
+	nw := nameWords(name, &bounds)
 	anchored := false
-	for k := 0; k <= len(name); k++ {
-		boundary := k == len(name) || !isAlnum(name[k])
-		if !boundary && start >= 0 && k > start {
-			c, p := name[k], name[k-1]
-			if isUpper(c) && (p >= 'a' && p <= 'z') {
-				boundary = true
-			} else if isUpper(c) && isUpper(p) && k+1 < len(name) && name[k+1] >= 'a' && name[k+1] <= 'z' {
-				boundary = true // "APIKey" -> API, Key
-			}
-		}
-		if boundary {
-			switch {
-			case start < 0:
-			case nw < len(bounds):
-				bounds[nw] = [2]uint16{uint16(start), uint16(k)}
-				nw++
-			default:
-				bounds[nw-1][1] = uint16(k) // more words: the last one takes the rest
-			}
-			start = -1
-			if k < len(name) && isAlnum(name[k]) {
-				start = k
-			}
-			continue
-		}
-		if start < 0 {
-			start = k
-		}
-	}
 	word := func(w int) string {
 		if w < 0 || w >= nw {
 			return ""
@@ -362,6 +333,49 @@ func secretName(name string) bool {
 		}
 	}
 	return true
+}
+
+// nameWords splits name into words at non-alphanumeric bytes and at
+// camel-case boundaries, stores their bounds and returns how many there are;
+// beyond len(bounds) words, the last one takes the rest of the name.
+func nameWords(name string, bounds *[16][2]uint16) int {
+	nw, start := 0, -1
+	for k := 0; k <= len(name); k++ {
+		boundary := k == len(name) || !isAlnum(name[k])
+		if !boundary && start >= 0 && k > start {
+			boundary = camelBoundary(name, k)
+		}
+		if boundary {
+			switch {
+			case start < 0:
+			case nw < len(bounds):
+				bounds[nw] = [2]uint16{uint16(start), uint16(k)}
+				nw++
+			default:
+				bounds[nw-1][1] = uint16(k) // more words: the last one takes the rest
+			}
+			start = -1
+			if k < len(name) && isAlnum(name[k]) {
+				start = k
+			}
+			continue
+		}
+		if start < 0 {
+			start = k
+		}
+	}
+	return nw
+}
+
+// camelBoundary reports whether a new word starts at name[k] (k > 0, both
+// bytes alphanumeric) by case: "clientSecret" -> client, Secret; "APIKey" ->
+// API, Key.
+func camelBoundary(name string, k int) bool {
+	c, p := name[k], name[k-1]
+	if !isUpper(c) {
+		return false
+	}
+	return (p >= 'a' && p <= 'z') || (isUpper(p) && k+1 < len(name) && name[k+1] >= 'a' && name[k+1] <= 'z')
 }
 
 // maxSecretName bounds the names secretName classifies (longer ones are

@@ -1,0 +1,829 @@
+// The JSON editor: scrubs a JSON body in place by the json_fields rules and
+// the detectors, keeping key order, number formatting and white space.
+
+package redactor
+
+import (
+	"bytes"
+	"fmt"
+	"unicode/utf16"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// jsonEd edits a JSON text in place: untouched bytes are copied verbatim, so
+// key order, number formatting and white space survive. Output is created
+// lazily on the first edit.
+type jsonEd struct {
+	st     *state
+	in     []byte
+	out    []byte
+	copied int
+	// pend is the removal run of the innermost open container; a parent's is
+	// always flushed before a kept child is entered, so one suffices.
+	pend   pending
+	stepLo int // first state of the step being computed (for dedupe)
+	// rootLo:rootHi are the NFA states of the document root in jstates.
+	rootLo, rootHi int
+	rootArray      bool // the document is an array (of GraphQL requests)
+	nest           int  // levels of JSON-in-a-string around this document
+	gqlQuery       bool // the next string is a GraphQL document
+}
+
+// maxNestedJSON bounds JSON documents nested in JSON strings.
+const maxNestedJSON = 8
+
+// pending is a run of removed members or elements not yet cut.
+type pending struct {
+	active  bool
+	leading bool // no kept member before: cut up to the next kept one
+	start   int
+	end     int
+}
+
+// syntaxError is a JSON syntax error; it carries an offset, never input bytes.
+type syntaxError struct {
+	msg string
+	off int
+}
+
+func (e *syntaxError) Error() string { return fmt.Sprintf("json: %s at offset %d", e.msg, e.off) }
+func (e *syntaxError) Unwrap() error { return ErrUnparseable }
+
+func jsonErr(msg string, off int) error { return &syntaxError{msg, off} }
+
+// replace substitutes in[a:b] with r in the output.
+func (j *jsonEd) replace(a, b int, r []byte) {
+	if j.out == nil {
+		j.out = make([]byte, 0, len(j.in)+len(r)+16)
+	}
+	j.out = append(j.out, j.in[j.copied:a]...)
+	j.out = append(j.out, r...)
+	j.copied = b
+}
+
+func (j *jsonEd) ws(i int) int {
+	for i < len(j.in) {
+		switch j.in[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// scrubJSON scrubs a JSON document (or, with multi, a sequence of documents
+// separated by white space, as in NDJSON). The result is nil when unchanged.
+func (st *state) scrubJSON(in []byte, multi bool) ([]byte, bool, error) {
+	st.jstates = st.jstates[:0]
+	return st.scrubJSONNested(in, multi, 0)
+}
+
+// scrubJSONNested is scrubJSON for a document nested nest levels deep in
+// JSON strings; its NFA states live above the enclosing document's.
+func (st *state) scrubJSONNested(in []byte, multi bool, nest int) ([]byte, bool, error) {
+	j := jsonEd{st: st, in: in, nest: nest}
+	i := 0
+	if bytes.HasPrefix(in, []byte("\xef\xbb\xbf")) {
+		i = 3
+	}
+	i = j.ws(i)
+	if i == len(in) {
+		return nil, false, nil
+	}
+	base := len(st.jstates)
+	defer func() { st.jstates = st.jstates[:base] }()
+	for r := range st.e.json.nfa {
+		st.jstates = append(st.jstates, pstate{uint16(r), 0})
+	}
+	j.rootLo, j.rootHi = base, len(st.jstates)
+	lo, hi := j.rootLo, j.rootHi
+	for {
+		j.rootArray = in[i] == '['
+		r := j.completed(lo, hi, nil)
+		end, err := j.value(i, lo, hi, r, 0)
+		if err != nil {
+			return nil, false, err
+		}
+		i = j.ws(end)
+		if i == len(in) {
+			break
+		}
+		if !multi {
+			return nil, false, jsonErr("data after top-level value", i)
+		}
+	}
+	if j.out == nil {
+		return nil, false, nil
+	}
+	j.out = append(j.out, in[j.copied:]...)
+	return j.out, true, nil
+}
+
+// completed returns the best rule among states[lo:hi] that have consumed
+// their whole path (trailing "**" may match nothing), starting from best.
+func (j *jsonEd) completed(lo, hi int, best *rule) *rule {
+	nfa := j.st.e.json.nfa
+	for _, s := range j.st.jstates[lo:hi] {
+		pr := &nfa[s.rule]
+		p := int(s.pos)
+		for p < len(pr.segs) && pr.segs[p].kind == segDoubleStar {
+			p++
+		}
+		if p == len(pr.segs) && pr.r.better(best) {
+			best = pr.r
+		}
+	}
+	return best
+}
+
+// step computes the states after t from states[lo:hi], appending them to
+// jstates; it returns their range and the best rule matching the child
+// (inherited from the parent unless a more specific rule matches).
+func (j *jsonEd) step(lo, hi int, t token, inherited *rule) (int, int, *rule) {
+	st := j.st
+	pr := &st.e.json
+	nlo := len(st.jstates)
+	j.stepLo = nlo
+	for k := lo; k < hi; k++ {
+		s := st.jstates[k]
+		j.advance(s.rule, s.pos, t)
+	}
+	nhi := len(st.jstates)
+	best := inherited
+	if best != nil && best.act == actRemove {
+		best = nil
+	}
+	best = j.completed(nlo, nhi, best)
+	if len(pr.anywhere) > 0 {
+		var cand []uint16
+		switch {
+		case t.isIdx:
+			cand = pr.byIdx
+		case t.key != "":
+			cand = pr.byLast[t.key[len(t.key)-1]]
+		}
+		for _, k := range cand {
+			if a := &pr.anywhere[k]; a.segs[0].match(t) && a.r.better(best) {
+				best = a.r
+			}
+		}
+		for _, k := range pr.anyLast {
+			if a := &pr.anywhere[k]; a.segs[0].match(t) && a.r.better(best) {
+				best = a.r
+			}
+		}
+	}
+	if best == nil && !t.isIdx && st.e.secretMatch(st.e.offJSON, t.key) {
+		best = &st.e.secretJSON
+	}
+	return nlo, nhi, best
+}
+
+func (j *jsonEd) advance(r, p uint16, t token) {
+	segs := j.st.e.json.nfa[r].segs
+	for int(p) < len(segs) {
+		seg := &segs[p]
+		if seg.kind == segDoubleStar {
+			j.addState(r, p) // "**" consumes t
+			p++              // or matches nothing
+			continue
+		}
+		if seg.match(t) {
+			j.addState(r, p+1)
+		}
+		return
+	}
+}
+
+func (j *jsonEd) addState(r, p uint16) {
+	st := j.st
+	for _, s := range st.jstates[j.stepLo:] {
+		if s == (pstate{r, p}) {
+			return
+		}
+	}
+	st.jstates = append(st.jstates, pstate{r, p})
+}
+
+// value processes the value at in[i] under rule r (nil: no rule); lo:hi are
+// the NFA states for its children. It returns the offset after the value.
+func (j *jsonEd) value(i, lo, hi int, r *rule, depth int) (int, error) {
+	in := j.in
+	if i >= len(in) {
+		return 0, jsonErr("unexpected end of input", i)
+	}
+	if depth > maxJSONDepth {
+		return 0, jsonErr("nesting too deep", i)
+	}
+	switch c := in[i]; {
+	case c == '{' || c == '[':
+		if r != nil && r.act == actKeep {
+			return j.skip(i, depth)
+		}
+		if c == '{' {
+			return j.object(i, lo, hi, r, depth)
+		}
+		return j.array(i, lo, hi, r, depth)
+	case c == '"':
+		return j.str(i, r)
+	case c == '-' || isDigit(c):
+		return j.number(i, r)
+	case c == 't':
+		return j.literal(i, "true")
+	case c == 'f':
+		return j.literal(i, "false")
+	case c == 'n':
+		return j.literal(i, "null")
+	}
+	return 0, jsonErr("invalid character", i)
+}
+
+func (j *jsonEd) literal(i int, lit string) (int, error) {
+	if !bytes.HasPrefix(j.in[i:], []byte(lit)) {
+		return 0, jsonErr("invalid literal", i)
+	}
+	return i + len(lit), nil
+}
+
+// object processes the object at in[i] == '{'.
+func (j *jsonEd) object(i, lo, hi int, inherited *rule, depth int) (int, error) {
+	in := j.in
+	i = j.ws(i + 1)
+	if i < len(in) && in[i] == '}' {
+		return i + 1, nil
+	}
+	prevKeptEnd := -1
+	for {
+		if i >= len(in) || in[i] != '"' {
+			return 0, jsonErr("expected object key", i)
+		}
+		keyStart := i
+		keyEnd, esc, err := scanString(in, i)
+		if err != nil {
+			return 0, err
+		}
+		key := j.decode(keyStart, keyEnd, esc)
+		i = j.ws(keyEnd)
+		if i >= len(in) || in[i] != ':' {
+			return 0, jsonErr("expected ':'", i)
+		}
+		i = j.ws(i + 1)
+		nlo, nhi, r := j.step(lo, hi, token{key: key}, inherited)
+		if depth == 0 || (depth == 1 && j.rootArray) {
+			// A GraphQL request ({"query": ..., "variables": {...}}, or a
+			// batch of them): the variables get the rules of a document
+			// root, and the query is a GraphQL document.
+			switch key {
+			case "variables":
+				j.stepLo = nlo
+				for k := j.rootLo; k < j.rootHi; k++ {
+					j.addState(j.st.jstates[k].rule, 0)
+				}
+				nhi = len(j.st.jstates)
+			case "query":
+				j.gqlQuery = true
+			}
+		}
+		if r != nil && r.act == actRemove {
+			end, err := j.skip(i, depth+1)
+			if err != nil {
+				return 0, err
+			}
+			j.st.hit(r.name, 1)
+			j.removeItem(keyStart, end, prevKeptEnd)
+			i = end
+		} else {
+			j.flushPending(keyStart)
+			if r == nil || r.act != actKeep {
+				j.scrubKey(keyStart, keyEnd, key)
+			}
+			end, err := j.value(i, nlo, nhi, r, depth+1)
+			if err != nil {
+				return 0, err
+			}
+			prevKeptEnd = end
+			i = end
+		}
+		j.gqlQuery = false
+		j.st.jstates = j.st.jstates[:nlo]
+		i = j.ws(i)
+		if i >= len(in) {
+			return 0, jsonErr("unexpected end of object", i)
+		}
+		switch in[i] {
+		case ',':
+			i = j.ws(i + 1)
+			continue
+		case '}':
+			j.flushPendingEnd()
+			return i + 1, nil
+		}
+		return 0, jsonErr("expected ',' or '}'", i)
+	}
+}
+
+// array processes the array at in[i] == '['.
+func (j *jsonEd) array(i, lo, hi int, inherited *rule, depth int) (int, error) {
+	in := j.in
+	i = j.ws(i + 1)
+	if i < len(in) && in[i] == ']' {
+		return i + 1, nil
+	}
+	prevKeptEnd := -1
+	for idx := 0; ; idx++ {
+		start := i
+		nlo, nhi, r := j.step(lo, hi, token{idx: idx, isIdx: true}, inherited)
+		if r != nil && r.act == actRemove {
+			end, err := j.skip(i, depth+1)
+			if err != nil {
+				return 0, err
+			}
+			j.st.hit(r.name, 1)
+			j.removeItem(start, end, prevKeptEnd)
+			i = end
+		} else {
+			j.flushPending(start)
+			end, err := j.value(i, nlo, nhi, r, depth+1)
+			if err != nil {
+				return 0, err
+			}
+			prevKeptEnd = end
+			i = end
+		}
+		j.st.jstates = j.st.jstates[:nlo]
+		i = j.ws(i)
+		if i >= len(in) {
+			return 0, jsonErr("unexpected end of array", i)
+		}
+		switch in[i] {
+		case ',':
+			i = j.ws(i + 1)
+			continue
+		case ']':
+			j.flushPendingEnd()
+			return i + 1, nil
+		}
+		return 0, jsonErr("expected ',' or ']'", i)
+	}
+}
+
+// removeItem records the removal of the member or element in[start:end].
+// After a kept item, the cut runs from the end of that item (taking the
+// separator before the removed one); before any kept item, it runs from the
+// removed item up to the next kept one (taking the separator after it).
+func (j *jsonEd) removeItem(start, end, prevKeptEnd int) {
+	if j.pend.active {
+		j.pend.end = end
+		return
+	}
+	if prevKeptEnd >= 0 {
+		j.pend = pending{active: true, start: prevKeptEnd, end: end}
+	} else {
+		j.pend = pending{active: true, leading: true, start: start, end: end}
+	}
+}
+
+// flushPending cuts a pending removal before the kept item at next.
+func (j *jsonEd) flushPending(next int) {
+	if !j.pend.active {
+		return
+	}
+	if j.pend.leading {
+		j.replace(j.pend.start, next, nil)
+	} else {
+		j.replace(j.pend.start, j.pend.end, nil)
+	}
+	j.pend = pending{}
+}
+
+// flushPendingEnd cuts a pending removal at the end of the container.
+func (j *jsonEd) flushPendingEnd() {
+	if !j.pend.active {
+		return
+	}
+	j.replace(j.pend.start, j.pend.end, nil)
+	j.pend = pending{}
+}
+
+// scrubKey runs the detectors over an object key.
+func (j *jsonEd) scrubKey(start, end int, key string) {
+	if v, ok := j.st.scrubString(key); ok {
+		j.replace(start, end, appendJSONString(nil, v))
+	}
+}
+
+// str processes the string at in[i].
+func (j *jsonEd) str(i int, r *rule) (int, error) {
+	end, esc, err := scanString(j.in, i)
+	if err != nil {
+		return 0, err
+	}
+	if r != nil && r.act == actKeep {
+		return end, nil
+	}
+	v := j.decode(i, end, esc)
+	if r != nil {
+		j.replace(i, end, appendJSONString(nil, j.st.applyRule(r, v)))
+		return end, nil
+	}
+	st := j.st
+	if len(v) >= 2 && (v[0] == '{' || v[0] == '[' || isSpace(v[0])) && looksJSON(v) && j.nest < maxNestedJSON {
+		// JSON in a JSON string: scrub it as a document and write it back
+		// as a string. v may alias the decode scratch, which the nested
+		// document reuses.
+		doc := []byte(v)
+		out, changed, err := st.scrubJSONNested(doc, false, j.nest+1)
+		if err == nil {
+			if changed {
+				j.replace(i, end, appendJSONString(nil, unsafe.String(unsafe.SliceData(out), len(out))))
+			}
+			return end, nil
+		}
+		v = unsafe.String(unsafe.SliceData(doc), len(doc))
+	}
+	changed := false
+	if j.gqlQuery {
+		v, changed = st.scrubNamed(v)
+	}
+	if nv, ok := st.scrubString(v); ok {
+		v, changed = nv, true
+	}
+	if changed {
+		j.replace(i, end, appendJSONString(nil, v))
+	}
+	return end, nil
+}
+
+// looksJSON reports whether s, trimmed of white space, starts with '{' or '['
+// and ends with the matching '}' or ']'.
+func looksJSON(s string) bool {
+	a, b := 0, len(s)
+	for a < b && isSpace(s[a]) {
+		a++
+	}
+	for b > a && isSpace(s[b-1]) {
+		b--
+	}
+	if b-a < 2 {
+		return false
+	}
+	return (s[a] == '{' && s[b-1] == '}') || (s[a] == '[' && s[b-1] == ']')
+}
+
+// number processes the number at in[i]. A rule masks or hashes it into a
+// string, or fakes it into a number with the same shape; the card detector
+// runs over integers of 13 to 19 digits.
+func (j *jsonEd) number(i int, r *rule) (int, error) {
+	end, err := scanNumber(j.in, i)
+	if err != nil {
+		return 0, err
+	}
+	if r != nil && r.act == actKeep {
+		return end, nil
+	}
+	v := unsafe.String(&j.in[i], end-i)
+	if r != nil {
+		var nv string
+		if r.act == actFake {
+			j.st.hit(r.name, 1)
+			nv = j.st.fakeNumber(r, v)
+		} else {
+			nv = string(appendJSONString(nil, j.st.applyRule(r, v)))
+		}
+		j.replace(i, end, []byte(nv))
+		return end, nil
+	}
+	if end-i >= 13 && end-i <= 19 && j.st.e.det.on[kindCard] {
+		if nv, ok := j.st.scrubString(v); ok {
+			if isJSONInteger(nv) {
+				j.replace(i, end, []byte(nv))
+			} else {
+				j.replace(i, end, appendJSONString(nil, nv))
+			}
+		}
+	}
+	return end, nil
+}
+
+// fakeNumber fakes a JSON number: a card-like integer gets a card fake; any
+// other number keeps its sign, decimal point, exponent and digit count with
+// fresh digits (a multi-digit integer part never gets a leading zero).
+func (st *state) fakeNumber(r *rule, v string) string {
+	kind := r.fake
+	if kind == kindAuto {
+		kind = st.wholeKind(v)
+	}
+	if piiKind(kind) == kindCard && isJSONInteger(v) {
+		return st.e.keyed.fake(kind, v)
+	}
+	rs := st.e.keyed.newStream(kindText, v)
+	f := []byte(v)
+	for range 8 {
+		for k, c := range f {
+			if isDigit(c) {
+				f[k] = rs.digit()
+			}
+		}
+		k := 0
+		if k < len(f) && f[k] == '-' {
+			k++
+		}
+		if k+1 < len(f) && isDigit(f[k+1]) && f[k] == '0' {
+			f[k] = rs.nonzero()
+		}
+		if string(f) != v {
+			break
+		}
+	}
+	return string(f)
+}
+
+func isJSONInteger(s string) bool {
+	if s == "" || (s[0] == '0' && len(s) > 1) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isDigit(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// skip validates and skips the value at in[i] without editing. Objects and
+// arrays stay inline: this is the scanner of every subtree no rule reaches,
+// and a call per object or array cost ~25% there.
+func (j *jsonEd) skip(i, depth int) (int, error) {
+	in := j.in
+	if i >= len(in) {
+		return 0, jsonErr("unexpected end of input", i)
+	}
+	if depth > maxJSONDepth {
+		return 0, jsonErr("nesting too deep", i)
+	}
+	switch c := in[i]; {
+	case c == '{':
+		i = j.ws(i + 1)
+		if i < len(in) && in[i] == '}' {
+			return i + 1, nil
+		}
+		for {
+			if i >= len(in) || in[i] != '"' {
+				return 0, jsonErr("expected object key", i)
+			}
+			end, _, err := scanString(in, i)
+			if err != nil {
+				return 0, err
+			}
+			i = j.ws(end)
+			if i >= len(in) || in[i] != ':' {
+				return 0, jsonErr("expected ':'", i)
+			}
+			if i, err = j.skip(j.ws(i+1), depth+1); err != nil {
+				return 0, err
+			}
+			i = j.ws(i)
+			if i < len(in) && in[i] == ',' {
+				i = j.ws(i + 1)
+				continue
+			}
+			if i < len(in) && in[i] == '}' {
+				return i + 1, nil
+			}
+			return 0, jsonErr("expected ',' or '}'", i)
+		}
+	case c == '[':
+		i = j.ws(i + 1)
+		if i < len(in) && in[i] == ']' {
+			return i + 1, nil
+		}
+		for {
+			var err error
+			if i, err = j.skip(i, depth+1); err != nil {
+				return 0, err
+			}
+			i = j.ws(i)
+			if i < len(in) && in[i] == ',' {
+				i = j.ws(i + 1)
+				continue
+			}
+			if i < len(in) && in[i] == ']' {
+				return i + 1, nil
+			}
+			return 0, jsonErr("expected ',' or ']'", i)
+		}
+	case c == '"':
+		end, _, err := scanString(in, i)
+		return end, err
+	case c == '-' || isDigit(c):
+		return scanNumber(in, i)
+	case jsonLiterals[c] != "":
+		return j.literal(i, jsonLiterals[c])
+	}
+	return 0, jsonErr("invalid character", i)
+}
+
+// jsonLiterals maps the first byte of a JSON literal to the literal.
+var jsonLiterals = [256]string{'t': "true", 'f': "false", 'n': "null"}
+
+// scanString validates the string starting at in[i] == '"' and returns the
+// offset after its closing quote and whether it has escapes.
+func scanString(in []byte, i int) (int, bool, error) {
+	esc := false
+	k := i + 1
+	for k < len(in) {
+		// Plain bytes in a run first: one table look-up each.
+		for k < len(in) && jsonPlain[in[k]] {
+			k++
+		}
+		if k >= len(in) {
+			break
+		}
+		c := in[k]
+		switch {
+		case c == '"':
+			return k + 1, esc, nil
+		case c == '\\':
+			esc = true
+			if k+1 >= len(in) {
+				return 0, false, jsonErr("unterminated string", i)
+			}
+			switch in[k+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				k += 2
+			case 'u':
+				if k+6 > len(in) {
+					return 0, false, jsonErr("invalid \\u escape", k)
+				}
+				for _, h := range in[k+2 : k+6] {
+					if unhex(h) < 0 {
+						return 0, false, jsonErr("invalid \\u escape", k)
+					}
+				}
+				k += 6
+			default:
+				return 0, false, jsonErr("invalid escape", k)
+			}
+		case c < 0x20:
+			return 0, false, jsonErr("control character in string", k)
+		default:
+			k++
+		}
+	}
+	return 0, false, jsonErr("unterminated string", i)
+}
+
+// jsonPlain marks the bytes a JSON string holds as they are: not '"', '\\'
+// or a control character.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < 0x100; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+// scanNumber validates the number at in[i] (RFC 8259 grammar).
+func scanNumber(in []byte, i int) (int, error) {
+	k := i
+	if k < len(in) && in[k] == '-' {
+		k++
+	}
+	switch {
+	case k < len(in) && in[k] == '0':
+		k++
+	case k < len(in) && in[k] >= '1' && in[k] <= '9':
+		for k < len(in) && isDigit(in[k]) {
+			k++
+		}
+	default:
+		return 0, jsonErr("invalid number", i)
+	}
+	if k < len(in) && in[k] == '.' {
+		k++
+		st := k
+		for k < len(in) && isDigit(in[k]) {
+			k++
+		}
+		if k == st {
+			return 0, jsonErr("invalid number", i)
+		}
+	}
+	if k < len(in) && (in[k] == 'e' || in[k] == 'E') {
+		k++
+		if k < len(in) && (in[k] == '+' || in[k] == '-') {
+			k++
+		}
+		st := k
+		for k < len(in) && isDigit(in[k]) {
+			k++
+		}
+		if k == st {
+			return 0, jsonErr("invalid number", i)
+		}
+	}
+	return k, nil
+}
+
+// decode returns the value of the string token in[start:end]. Without
+// escapes it aliases the input (no copy); with escapes it is decoded into the
+// state's scratch buffer, valid until the next decode.
+func (j *jsonEd) decode(start, end int, esc bool) string {
+	raw := j.in[start+1 : end-1]
+	if len(raw) == 0 {
+		return ""
+	}
+	if !esc {
+		return unsafe.String(&raw[0], len(raw))
+	}
+	b := j.st.scratch[:0]
+	for k := 0; k < len(raw); {
+		c := raw[k]
+		if c != '\\' {
+			b = append(b, c)
+			k++
+			continue
+		}
+		switch raw[k+1] {
+		case 'b':
+			b = append(b, '\b')
+		case 'f':
+			b = append(b, '\f')
+		case 'n':
+			b = append(b, '\n')
+		case 'r':
+			b = append(b, '\r')
+		case 't':
+			b = append(b, '\t')
+		case 'u':
+			r := rune(unhex(raw[k+2])<<12 | unhex(raw[k+3])<<8 | unhex(raw[k+4])<<4 | unhex(raw[k+5]))
+			k += 6
+			if utf16.IsSurrogate(r) && k+6 <= len(raw) && raw[k] == '\\' && raw[k+1] == 'u' {
+				r2 := rune(unhex(raw[k+2])<<12 | unhex(raw[k+3])<<8 | unhex(raw[k+4])<<4 | unhex(raw[k+5]))
+				if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
+					k += 6
+					r = d
+				}
+			}
+			if utf16.IsSurrogate(r) {
+				r = utf8.RuneError
+			}
+			b = utf8.AppendRune(b, r)
+			continue
+		default: // '"', '\\', '/'
+			b = append(b, raw[k+1])
+		}
+		k += 2
+	}
+	j.st.scratch = b
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// appendJSONString appends s as a JSON string: only '"', '\\' and control
+// characters are escaped; other bytes, including non-ASCII, are kept.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	last := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[last:i]...)
+		switch c {
+		case '"':
+			b = append(b, '\\', '"')
+		case '\\':
+			b = append(b, '\\', '\\')
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			const hexd = "0123456789abcdef"
+			b = append(b, '\\', 'u', '0', '0', hexd[c>>4], hexd[c&0xF])
+		}
+		last = i + 1
+	}
+	b = append(b, s[last:]...)
+	return append(b, '"')
+}
