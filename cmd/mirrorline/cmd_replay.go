@@ -301,31 +301,9 @@ type windowJob struct {
 func (a *app) validateWindow(cmd *cobra.Command, wf *windowFlags, now time.Time) (*windowJob, error) {
 	rc := a.cfg.Replay
 	j := &windowJob{}
-	if wf.from == "" {
-		return nil, usagef("from: required for a window replay (--to alone is not enough)")
-	}
-	if wf.to == "" {
-		wf.to = "now"
-	}
 	var err error
-	if j.from, err = replayer.ParseWhen(wf.from, now); err != nil {
-		return nil, usagef("from: %v", err)
-	}
-	if j.to, err = replayer.ParseWhen(wf.to, now); err != nil {
-		return nil, usagef("to: %v", err)
-	}
-	// Kafka has no timestamps before the epoch: asked for one, it answers
-	// UNSUPPORTED_VERSION, which says nothing of the cause.
-	if j.from.Before(unixEpoch) {
-		return nil, usagef("from: %s is %s, before %s (Kafka record timestamps start at the Unix epoch)", wf.from, j.from.UTC().Format(time.RFC3339), unixEpoch.Format(time.RFC3339))
-	}
-	// Record timestamps are milliseconds: so is the window.
-	j.from, j.to = j.from.Truncate(time.Millisecond), j.to.Truncate(time.Millisecond)
-	if !j.from.Before(j.to) {
-		return nil, usagef("from: %s is not before --to %s", j.from.Format(time.RFC3339Nano), j.to.Format(time.RFC3339Nano))
-	}
-	if j.to.After(now.Add(time.Second)) {
-		return nil, usagef("to: %s is in the future; a window replay reads traffic already captured (use --live to follow new traffic)", j.to.Format(time.RFC3339Nano))
+	if j.from, j.to, err = windowBounds(wf, now); err != nil {
+		return nil, err
 	}
 	if j.profile, err = replayer.ParseTiming(wf.speed, wf.rate, wf.ramp); err != nil {
 		return nil, usageError{err}
@@ -349,22 +327,8 @@ func (a *app) validateWindow(cmd *cobra.Command, wf *windowFlags, now time.Time)
 	if j.concurrency <= 0 {
 		return nil, usagef("concurrency: must be positive, got %d", j.concurrency)
 	}
-	if wf.workers < 1 || wf.workers > 10000 {
-		return nil, usagef("workers: must be 1..10000, got %d", wf.workers)
-	}
-	if wf.worker < 0 || wf.worker >= wf.workers {
-		return nil, usagef("worker: must be 0..%d (--workers %d), got %d", wf.workers-1, wf.workers, wf.worker)
-	}
-	if wf.workers > 1 && wf.job == "" {
-		return nil, usagef("job: required with --workers %d: every worker of the job is given the same --job", wf.workers)
-	}
-	if wf.startAt != "" {
-		if j.startAt, err = time.Parse(time.RFC3339Nano, wf.startAt); err != nil {
-			return nil, usagef("start-at: %q is not RFC 3339 (2006-01-02T15:04:05Z)", wf.startAt)
-		}
-	}
-	if wf.startDelay < 0 {
-		return nil, usagef("start-delay: must not be negative, got %s", wf.startDelay)
+	if j.startAt, err = workerSettings(wf); err != nil {
+		return nil, err
 	}
 	j.maxErrRate = 1
 	if wf.maxErrorRate != "" {
@@ -399,6 +363,61 @@ func (a *app) validateWindow(cmd *cobra.Command, wf *windowFlags, now time.Time)
 		j.instance = replayer.DefaultInstance()
 	}
 	return j, nil
+}
+
+// windowBounds parses --from and --to (--to defaults to now) into the
+// window, in milliseconds as record timestamps are; errors are usage errors
+// naming the flag.
+func windowBounds(wf *windowFlags, now time.Time) (from, to time.Time, err error) {
+	if wf.from == "" {
+		return time.Time{}, time.Time{}, usagef("from: required for a window replay (--to alone is not enough)")
+	}
+	if wf.to == "" {
+		wf.to = "now"
+	}
+	if from, err = replayer.ParseWhen(wf.from, now); err != nil {
+		return time.Time{}, time.Time{}, usagef("from: %v", err)
+	}
+	if to, err = replayer.ParseWhen(wf.to, now); err != nil {
+		return time.Time{}, time.Time{}, usagef("to: %v", err)
+	}
+	// Kafka has no timestamps before the epoch: asked for one, it answers
+	// UNSUPPORTED_VERSION, which says nothing of the cause.
+	if from.Before(unixEpoch) {
+		return time.Time{}, time.Time{}, usagef("from: %s is %s, before %s (Kafka record timestamps start at the Unix epoch)", wf.from, from.UTC().Format(time.RFC3339), unixEpoch.Format(time.RFC3339))
+	}
+	// Record timestamps are milliseconds: so is the window.
+	from, to = from.Truncate(time.Millisecond), to.Truncate(time.Millisecond)
+	if !from.Before(to) {
+		return time.Time{}, time.Time{}, usagef("from: %s is not before --to %s", from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano))
+	}
+	if to.After(now.Add(time.Second)) {
+		return time.Time{}, time.Time{}, usagef("to: %s is in the future; a window replay reads traffic already captured (use --live to follow new traffic)", to.Format(time.RFC3339Nano))
+	}
+	return from, to, nil
+}
+
+// workerSettings checks --workers, --worker, --job, --start-at and
+// --start-delay, and returns the parsed --start-at (zero without it).
+func workerSettings(wf *windowFlags) (startAt time.Time, err error) {
+	if wf.workers < 1 || wf.workers > 10000 {
+		return time.Time{}, usagef("workers: must be 1..10000, got %d", wf.workers)
+	}
+	if wf.worker < 0 || wf.worker >= wf.workers {
+		return time.Time{}, usagef("worker: must be 0..%d (--workers %d), got %d", wf.workers-1, wf.workers, wf.worker)
+	}
+	if wf.workers > 1 && wf.job == "" {
+		return time.Time{}, usagef("job: required with --workers %d: every worker of the job is given the same --job", wf.workers)
+	}
+	if wf.startAt != "" {
+		if startAt, err = time.Parse(time.RFC3339Nano, wf.startAt); err != nil {
+			return time.Time{}, usagef("start-at: %q is not RFC 3339 (2006-01-02T15:04:05Z)", wf.startAt)
+		}
+	}
+	if wf.startDelay < 0 {
+		return time.Time{}, usagef("start-delay: must not be negative, got %s", wf.startDelay)
+	}
+	return startAt, nil
 }
 
 // runWindow runs a window replay to its end and prints its summary.
