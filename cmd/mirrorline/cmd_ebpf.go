@@ -4,7 +4,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mirrorline/mirrorline/collector/ebpf"
-	"github.com/mirrorline/mirrorline/collector/httpstream"
 	"github.com/mirrorline/mirrorline/collector/tcpstream"
 	"github.com/mirrorline/mirrorline/telemetry"
 )
@@ -90,17 +89,7 @@ func (a *app) newEBPF(tel *telemetry.Server, em tcpstream.Publisher) (*ebpf.Capt
 	}
 	log := a.log.Named("ebpf")
 	ecfg.Logger = log
-	ecfg.TrackerOptions = []tcpstream.TrackerOption{
-		tcpstream.WithIdleTimeout(c.IdleTimeout),
-		tcpstream.WithGapTimeout(c.GapTimeout),
-		tcpstream.WithMaxStreams(c.MaxStreams),
-		tcpstream.WithMaxStreamBuffer(c.StreamBuffer),
-		tcpstream.WithMaxBuffered(c.MaxBuffered),
-		tcpstream.WithHTTPOptions(httpstream.WithBodyLimit(c.BodyLimit)),
-	}
-	if c.CollectorID != "" {
-		ecfg.TrackerOptions = append(ecfg.TrackerOptions, tcpstream.WithCollectorID(c.CollectorID))
-	}
+	ecfg.TrackerOptions = c.trackerOptions()
 	capt, err := ebpf.Open(em, ecfg)
 	if err != nil {
 		return nil, err

@@ -149,20 +149,7 @@ func (a *app) newVPC(tel *telemetry.Server, em tcpstream.Publisher) (func(contex
 	log := a.log.Named("vpc")
 	stats := &tcpstream.Stats{}
 	tel.Registry.MustRegister(tcpstream.NewStreamCollector("vpc", stats))
-	topts := []tcpstream.TrackerOption{
-		tcpstream.WithPorts(c.Ports...),
-		tcpstream.WithStats(stats),
-		tcpstream.WithLogger(log),
-		tcpstream.WithIdleTimeout(c.IdleTimeout),
-		tcpstream.WithGapTimeout(c.GapTimeout),
-		tcpstream.WithMaxStreams(c.MaxStreams),
-		tcpstream.WithMaxStreamBuffer(c.StreamBuffer),
-		tcpstream.WithMaxBuffered(c.MaxBuffered),
-		tcpstream.WithHTTPOptions(httpstream.WithBodyLimit(c.BodyLimit)),
-	}
-	if c.CollectorID != "" {
-		topts = append(topts, tcpstream.WithCollectorID(c.CollectorID))
-	}
+	topts := append(c.trackerOptions(), tcpstream.WithPorts(c.Ports...), tcpstream.WithStats(stats), tcpstream.WithLogger(log))
 	rx := vpc.NewReceiver(tcpstream.NewTracker(em, topts...), vpc.WithVNIs(c.VNIs...), vpc.WithReadBuffer(c.ReadBuffer), vpc.WithLogger(log))
 	pc, err := net.ListenPacket("udp", c.Listen)
 	if err != nil {

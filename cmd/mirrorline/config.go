@@ -14,7 +14,9 @@ import (
 
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/collector"
+	"github.com/mirrorline/mirrorline/collector/httpstream"
 	"github.com/mirrorline/mirrorline/collector/proxy"
+	"github.com/mirrorline/mirrorline/collector/tcpstream"
 	"github.com/mirrorline/mirrorline/comparator"
 	"github.com/mirrorline/mirrorline/redactor"
 )
@@ -275,4 +277,21 @@ type TCPCapture struct {
 	QueueRecords int           `yaml:"queue_records"`
 	QueueBytes   int           `yaml:"queue_bytes"`
 	CollectorID  string        `yaml:"collector_id"`
+}
+
+// trackerOptions are the TCP reassembly and HTTP pairing settings of a
+// packet collector as tcpstream.Tracker options.
+func (c TCPCapture) trackerOptions() []tcpstream.TrackerOption {
+	opts := []tcpstream.TrackerOption{
+		tcpstream.WithIdleTimeout(c.IdleTimeout),
+		tcpstream.WithGapTimeout(c.GapTimeout),
+		tcpstream.WithMaxStreams(c.MaxStreams),
+		tcpstream.WithMaxStreamBuffer(c.StreamBuffer),
+		tcpstream.WithMaxBuffered(c.MaxBuffered),
+		tcpstream.WithHTTPOptions(httpstream.WithBodyLimit(c.BodyLimit)),
+	}
+	if c.CollectorID != "" {
+		opts = append(opts, tcpstream.WithCollectorID(c.CollectorID))
+	}
+	return opts
 }
