@@ -1,6 +1,7 @@
 package comparator
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -145,6 +146,13 @@ func KindLabel(k mlv1.DiffKind) string {
 // and counts them. diffs must hold one record per exchange.
 func BuildReport(service string, cfg Config, diffs []*mlv1.Diff, now time.Time) *Report {
 	cfg = cfg.WithDefaults()
+	// In capture order (then by id): diffs read from several partitions
+	// arrive in any interleaving, and the examples and noise learned must
+	// not depend on it, so one set of verdicts always gives one report.
+	diffs = slices.Clone(diffs)
+	slices.SortStableFunc(diffs, func(a, b *mlv1.Diff) int {
+		return cmp.Or(cmp.Compare(a.GetCaptureTimeNs(), b.GetCaptureTimeNs()), cmp.Compare(a.GetId(), b.GetId()))
+	})
 	st := NewStats(cfg)
 	for _, d := range diffs {
 		st.Learn(d)
