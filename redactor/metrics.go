@@ -10,7 +10,8 @@ const (
 	OutcomeInvalid     = "invalid"
 )
 
-// Metrics are the redactor metrics of the SPEC.
+// Metrics are the redactor metrics: records by outcome, redactions by rule,
+// transactions by outcome and the processing latency.
 type Metrics struct {
 	Records      *prometheus.CounterVec
 	Redactions   *prometheus.CounterVec

@@ -24,22 +24,7 @@ import (
 func TestSendReasonRealFailures(t *testing.T) {
 	ex := &mlv1.Exchange{Id: "e1", Request: &mlv1.Request{Method: "GET", Url: "/x"}}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "http://" + ln.Addr().String()
-	ln.Close()
-
-	release := make(chan struct{})
-	hang := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	t.Cleanup(hang.Close)
-	t.Cleanup(func() { close(release) })
+	closed, hang := deadTargets(t)
 
 	// Takes the connection and closes it without a word.
 	hangup := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

@@ -19,24 +19,7 @@ func TestSendErrorOmitsRequestURL(t *testing.T) {
 	const secret = "4111111111111111"
 	ex := &mlv1.Exchange{Id: "e1", Request: &mlv1.Request{Method: "POST", Url: "/cards/" + secret + "?number=" + secret + "&x=%1b%5b2J"}}
 
-	// A port nothing listens on.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "http://" + ln.Addr().String()
-	ln.Close()
-
-	// A target that never answers.
-	release := make(chan struct{})
-	hang := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	t.Cleanup(hang.Close)
-	t.Cleanup(func() { close(release) })
+	closed, hang := deadTargets(t)
 
 	tests := []struct {
 		name, target string
@@ -69,4 +52,26 @@ func TestSendErrorOmitsRequestURL(t *testing.T) {
 			}
 		})
 	}
+}
+
+// deadTargets returns the URL of a loopback port nothing listens on and a
+// server that takes requests and never answers (until the test ends).
+func deadTargets(t *testing.T) (closed string, hang *httptest.Server) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed = "http://" + ln.Addr().String()
+	ln.Close()
+	release := make(chan struct{})
+	hang = httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(hang.Close)
+	t.Cleanup(func() { close(release) })
+	return closed, hang
 }

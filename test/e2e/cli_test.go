@@ -192,7 +192,7 @@ func TestCLIPipeline(t *testing.T) {
 			}
 		}
 		if !r.Shadow || len(r.Headers["X-Mirrorline-Id"]) != 1 {
-			t.Fatalf("shadow request lacks SPEC headers: %v", r.Headers)
+			t.Fatalf("shadow request lacks the replay headers (X-Shadow-Request, X-Mirrorline-Id): %v", r.Headers)
 		}
 		seq := r.Headers["X-Seq"]
 		if len(seq) != 1 || seqs[seq[0]] {

@@ -11,7 +11,7 @@ import (
 	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
-// specMetric is one metric of the SPEC: its family name, type, labels, and
+// specMetric is one metric of the public contract (docs/operations.md): its family name, type, labels, and
 // whether the ops traffic must have moved it.
 type specMetric struct {
 	family string
@@ -20,7 +20,7 @@ type specMetric struct {
 	moved  bool
 }
 
-// specMetrics are the SPEC's metrics served by `mirrorline up` (consumer lag
+// specMetrics are the contract's metrics served by `mirrorline up` (consumer lag
 // included: up refreshes it every 15 s from launch).
 var specMetrics = []specMetric{
 	{"mirrorline_collector_captured_total", "counter", nil, true},
