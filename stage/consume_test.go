@@ -1,4 +1,4 @@
-package broker_test
+package stage_test
 
 import (
 	"testing"
@@ -6,27 +6,27 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/stage"
 )
 
 // Every group consumer reads committed, with a short session timeout and
 // frequent heartbeats unless told otherwise, and is static only when given
 // an instance id.
-func TestGroupConsumeOpts(t *testing.T) {
+func TestGroupOpts(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
-		m        broker.Membership
+		m        stage.Membership
 		session  time.Duration
 		beat     time.Duration
 		instance string
 	}{
-		{"defaults", broker.Membership{}, broker.DefaultSessionTimeout, broker.DefaultHeartbeatInterval, ""},
-		{"static", broker.Membership{InstanceID: "replayer-0"}, 10 * time.Second, time.Second, "replayer-0"},
-		{"longer session", broker.Membership{SessionTimeout: 30 * time.Second}, 30 * time.Second, time.Second, ""},
-		{"heartbeat at most a third of the session", broker.Membership{SessionTimeout: 6 * time.Second, HeartbeatInterval: 5 * time.Second}, 6 * time.Second, 2 * time.Second, ""},
+		{"defaults", stage.Membership{}, stage.DefaultSessionTimeout, stage.DefaultHeartbeatInterval, ""},
+		{"static", stage.Membership{InstanceID: "replayer-0"}, 10 * time.Second, time.Second, "replayer-0"},
+		{"longer session", stage.Membership{SessionTimeout: 30 * time.Second}, 30 * time.Second, time.Second, ""},
+		{"heartbeat at most a third of the session", stage.Membership{SessionTimeout: 6 * time.Second, HeartbeatInterval: 5 * time.Second}, 6 * time.Second, 2 * time.Second, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")}, broker.GroupConsumeOpts("g", []string{"t"}, tc.m)...)...)
+			cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")}, stage.GroupOpts("g", []string{"t"}, tc.m)...)...)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package broker_test
+package stage_test
 
 import (
 	"io/fs"
@@ -9,12 +9,12 @@ import (
 	"testing"
 )
 
-// Every consumer in mirrorline's stages is built on broker.ConsumeOpts or
-// broker.GroupConsumeOpts, so none can forget to read committed: a source
+// Every consumer in mirrorline's stages is built on stage.ConsumeOpts or
+// stage.GroupOpts (or one of the runtime's constructors, which use them), so none can forget to read committed: a source
 // file that subscribes a kgo client must build it from them.
 func TestEveryConsumerReadsCommitted(t *testing.T) {
 	subscribe := regexp.MustCompile(`kgo\.(ConsumeTopics|ConsumePartitions|ConsumeRegex|ConsumerGroup)\(`)
-	built := regexp.MustCompile(`\b(broker\.)?(ConsumeOpts|GroupConsumeOpts)\(`)
+	built := regexp.MustCompile(`\b(stage\.)?(ConsumeOpts|GroupOpts)\(`)
 	var checked int
 	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -39,7 +39,7 @@ func TestEveryConsumerReadsCommitted(t *testing.T) {
 		}
 		checked++
 		if !built.Match(src) {
-			t.Errorf("%s subscribes a Kafka consumer without broker.ConsumeOpts or broker.GroupConsumeOpts (read committed)", path)
+			t.Errorf("%s subscribes a Kafka consumer without stage.ConsumeOpts or stage.GroupOpts (read committed)", path)
 		}
 		return nil
 	})

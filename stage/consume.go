@@ -1,0 +1,69 @@
+package stage
+
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Consumer group defaults of every mirrorline stage. Kafka's own default
+// session timeout (45 s) kept the partitions of a killed member assigned to it,
+// and unread, for that long; 10 s bounds the stall after a crash when the
+// member does not come back, and a static member (InstanceID) that restarts
+// gets its partitions back at once.
+const (
+	// DefaultSessionTimeout is how long a group member may go without a
+	// heartbeat before Kafka gives its partitions to the others.
+	DefaultSessionTimeout = 10 * time.Second
+	// DefaultHeartbeatInterval is how often members heartbeat.
+	DefaultHeartbeatInterval = time.Second
+)
+
+// Membership is how a process takes part in its stage's consumer group.
+type Membership struct {
+	// InstanceID makes the member static (Kafka static membership): a member
+	// restarted with the same id within the session timeout takes back its
+	// partitions without a rebalance. It must be unique within the group and
+	// stable across restarts of the same replica (e.g. the pod name of a
+	// StatefulSet, or of a Deployment for container restarts). Empty: a
+	// dynamic member.
+	InstanceID string
+	// SessionTimeout overrides DefaultSessionTimeout (0: the default).
+	SessionTimeout time.Duration
+	// HeartbeatInterval overrides DefaultHeartbeatInterval (0: the default).
+	HeartbeatInterval time.Duration
+}
+
+// Opts are the group membership options of m.
+func (m Membership) Opts() []kgo.Opt {
+	session, beat := m.SessionTimeout, m.HeartbeatInterval
+	if session <= 0 {
+		session = DefaultSessionTimeout
+	}
+	if beat <= 0 {
+		beat = DefaultHeartbeatInterval
+	}
+	beat = min(beat, session/3)
+	opts := []kgo.Opt{kgo.SessionTimeout(session), kgo.HeartbeatInterval(beat)}
+	if m.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(m.InstanceID))
+	}
+	return opts
+}
+
+// ConsumeOpts are the options every consumer of mirrorline topics starts
+// from: it reads committed records only. The clean, shadow and diff topics
+// are written in transactions; reading uncommitted would deliver the records
+// of aborted transactions (a redactor killed mid-transaction), which are
+// written again by whoever takes over: duplicates downstream.
+func ConsumeOpts() []kgo.Opt {
+	return []kgo.Opt{kgo.FetchIsolationLevel(kgo.ReadCommitted())}
+}
+
+// GroupOpts are the options of a member of group consuming topics:
+// ConsumeOpts, the group and the membership m (session timeout, heartbeats,
+// static instance id).
+func GroupOpts(group string, topics []string, m Membership) []kgo.Opt {
+	opts := append(ConsumeOpts(), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topics...))
+	return append(opts, m.Opts()...)
+}
