@@ -175,7 +175,7 @@ func (t *Tracker) forgetLocked(lost map[string][]int32) {
 // Abandon exactly once (later calls are ignored), from any goroutine.
 type Msg struct {
 	// Record is the Kafka record.
-	Record *kgo.Record
+	Record  *kgo.Record
 	tracker *Tracker
 	part    *partQueue
 	state   msgState
