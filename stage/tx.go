@@ -242,7 +242,7 @@ func (x *Tx) transform(r *kgo.Record, pos srcPos) ([]*kgo.Record, bool) {
 // output topic's limit is then wrong, not the records.
 func (x *Tx) blameTooLarge(tooLarge map[srcPos]int) error {
 	if len(x.rejected)+len(tooLarge) > maxRejected {
-		return fmt.Errorf("Kafka rejected more than %d records as too large; set the output topic's max.message.bytes to the producers' max_message_bytes", maxRejected)
+		return fmt.Errorf("too large for Kafka: more than %d records rejected; set the output topic's max.message.bytes to the producers' max_message_bytes", maxRejected)
 	}
 	blamed := map[string]srcPos{}
 	for pos, size := range tooLarge {
