@@ -281,8 +281,8 @@ func (r *Runner) drop(gone func(Ref) bool) int {
 // doneCheck tells when a bounded run (UntilDone) is over.
 type doneCheck struct {
 	r     *Runner
-	start map[string]map[int32]int64 // first offset retained at start
-	ends  map[string]map[int32]int64 // last stable offset at start
+	start kadm.ListedOffsets // first offset retained at start
+	ends  kadm.ListedOffsets // last stable offset at start
 	idle  int
 }
 
@@ -302,20 +302,7 @@ func (r *Runner) newDoneCheck(ctx context.Context, cl *kgo.Client) (*doneCheck, 
 	if err != nil {
 		return nil, fmt.Errorf("compare %s: list start offsets: %w", r.service, err)
 	}
-	d := &doneCheck{r: r, start: map[string]map[int32]int64{}, ends: map[string]map[int32]int64{}}
-	ends.Each(func(o kadm.ListedOffset) {
-		if d.ends[o.Topic] == nil {
-			d.ends[o.Topic] = map[int32]int64{}
-		}
-		d.ends[o.Topic][o.Partition] = o.Offset
-	})
-	starts.Each(func(o kadm.ListedOffset) {
-		if d.start[o.Topic] == nil {
-			d.start[o.Topic] = map[int32]int64{}
-		}
-		d.start[o.Topic][o.Partition] = o.Offset
-	})
-	return d, nil
+	return &doneCheck{r: r, start: starts, ends: ends}, nil
 }
 
 // check reports whether the run is done: two polls in a row without records,
@@ -343,15 +330,14 @@ func (d *doneCheck) check(ctx context.Context, cl *kgo.Client, polled int) bool 
 	var committed kadm.OffsetResponses
 	for t, ps := range r.assigned {
 		for p := range ps {
-			end := d.ends[t][p]
-			if end <= d.start[t][p] {
+			end, _ := d.ends.Lookup(t, p)
+			start, _ := d.start.Lookup(t, p)
+			if end.Offset <= start.Offset {
 				continue // empty at start
 			}
-			pos, ok := r.next[t][p]
-			if !ok {
+			pos, read := r.next[t][p]
+			if !read { // not read since assigned: from the group's commit
 				pos = -1
-			}
-			if pos < 0 {
 				if committed == nil {
 					group, _ := cl.GroupMetadata()
 					cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -366,7 +352,7 @@ func (d *doneCheck) check(ctx context.Context, cl *kgo.Client, polled int) bool 
 					pos = o.At
 				}
 			}
-			if pos < end-1 {
+			if pos < end.Offset-1 {
 				return false
 			}
 		}
