@@ -9,13 +9,13 @@ import (
 )
 
 // Option configures a Comparator (New) or a Runner (NewRunner): one option
-// type for the package, as kgo.Opt is for franz-go. An option that does not
-// apply to what it is given to is ignored by it (WithScrubber by a Runner,
-// WithBudget by a Comparator).
+// type for the package, as kgo.Opt is for franz-go. A Runner starts from the
+// options of its Comparator (logger, metrics, ...) and applies its own over
+// them; an option that does not apply to what it is given to is ignored by
+// it (WithScrubber by a Runner, WithBudget by a Comparator).
 type Option func(*options)
 
 // options is the one private configuration of the package's constructors.
-// A Runner starts from its Comparator's (logger, metrics).
 type options struct {
 	log       hclog.Logger
 	metrics   *Metrics
