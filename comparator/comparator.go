@@ -5,8 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
@@ -14,19 +12,6 @@ import (
 // shadow's response is as scrubbed as the primary's on the clean topic. A
 // redactor.Engine fits: func(ex) error { _, err := e.Redact(ex); return err }.
 type Scrubber func(ex *mlv1.Exchange) error
-
-// Option configures a Comparator.
-type Option func(*Comparator)
-
-// WithMetrics sets the metrics (default: unregistered).
-func WithMetrics(m *Metrics) Option { return func(c *Comparator) { c.metrics = m } }
-
-// WithLogger sets the logger. Payloads are never logged.
-func WithLogger(l hclog.Logger) Option { return func(c *Comparator) { c.log = l } }
-
-// WithScrubber sets the function that redacts shadow and secondary responses
-// before they are diffed (default: none; they are diffed as recorded).
-func WithScrubber(s Scrubber) Option { return func(c *Comparator) { c.scrub = s } }
 
 // Decision is a decided exchange: its diff record and the records it used.
 type Decision struct {
@@ -59,9 +44,7 @@ type Comparator struct {
 	alerts  *alerter
 	touched map[string]bool // endpoints whose latency gauge needs an update
 	gauged  time.Time       // when the latency gauges were last updated
-	metrics *Metrics
-	log     hclog.Logger
-	scrub   Scrubber
+	options                 // logger, metrics, scrubber
 }
 
 // New returns a comparator of service under cfg (defaults applied, then validated).
@@ -86,13 +69,7 @@ func New(service string, cfg Config, opts ...Option) (*Comparator, error) {
 		held:    map[string][]held{},
 		alerts:  newAlerter(cfg.Alert),
 		touched: map[string]bool{},
-		log:     hclog.NewNullLogger(),
-	}
-	for _, o := range opts {
-		o(c)
-	}
-	if c.metrics == nil {
-		c.metrics = NewMetrics(nil)
+		options: options{}.apply(opts),
 	}
 	return c, nil
 }

@@ -12,6 +12,6 @@
 // which the text, JSON and HTML reports are built.
 //
 // Comparator is the pure core (no I/O; tested table-driven), Runner drives
-// it from Kafka, Stats aggregates diff records for both the live verdicts
+// it from Kafka as a handler of the stage runtime (package stage), Stats aggregates diff records for both the live verdicts
 // and the reports. See docs/comparator.md.
 package comparator

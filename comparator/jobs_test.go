@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
-
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/testproc"
 )
@@ -115,15 +112,6 @@ func TestSummarizeJobs(t *testing.T) {
 	}
 }
 
-func record(t *testing.T, topic string, p int32, off int64, ex *mlv1.Exchange) *kgo.Record {
-	t.Helper()
-	b, err := proto.Marshal(ex)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &kgo.Record{Topic: topic, Partition: p, Offset: off, Value: b}
-}
-
 func decided(ds []Decision) map[string]*mlv1.Diff {
 	out := map[string]*mlv1.Diff{}
 	for _, d := range ds {
@@ -142,29 +130,26 @@ func TestLiveRunnerIgnoresWindowJobs(t *testing.T) {
 	if got := strings.Join(r.Topics(), ","); got != r.clean+","+r.shadow {
 		t.Fatalf("live runner consumes %s", got)
 	}
+	f := newFeeder(r)
 	body := resp(200, "application/json", `{"a":1}`)
 	var out []Decision
-	out = append(out, r.handle(record(t, r.clean, 0, 0, primaryEx("x", "GET", "/a", body)), t0)...)
-	out = append(out, r.handle(record(t, r.shadow, 0, 0, shadowEx("x", "GET", "/a", "live", body)), t0)...)
-	out = append(out, r.handle(record(t, r.clean, 0, 1, primaryEx("y", "GET", "/a", body)), t0)...)
-	out = append(out, r.handle(record(t, r.shadow, 0, 1, shadowEx("y", "GET", "/a", "", body)), t0)...)
-	for _, d := range out {
-		for _, ref := range d.Refs {
-			r.release(ref) // as publishing does
-		}
-	}
+	out = append(out, f.feed(r.clean, 0, 0, primaryEx("x", "GET", "/a", body), t0)...)
+	out = append(out, f.feed(r.shadow, 0, 0, shadowEx("x", "GET", "/a", "live", body), t0)...)
+	out = append(out, f.feed(r.clean, 0, 1, primaryEx("y", "GET", "/a", body), t0)...)
+	out = append(out, f.feed(r.shadow, 0, 1, shadowEx("y", "GET", "/a", "", body), t0)...)
+	r.release(out) // as publishing does
 	got := decided(out)
 	if len(got) != 2 || got["x"].GetVerdict() != mlv1.Verdict_VERDICT_SAME || got["x"].GetShadowJob() != LiveJob || got["y"].GetShadowJob() != LiveJob {
 		t.Fatalf("live verdicts %v", got)
 	}
 	later := t0.Add(time.Hour) // the decided ids are long forgotten
 	r.cmp.Tick(later)
-	out = r.handle(record(t, r.shadow, 0, 2, shadowEx("x", "GET", "/a", "window-1", body)), later)
+	out = f.feed(r.shadow, 0, 2, shadowEx("x", "GET", "/a", "window-1", body), later)
 	out = append(out, r.cmp.Tick(later.Add(time.Hour))...)
 	if len(out) != 0 || r.cmp.Pending() != 0 {
 		t.Fatalf("window job record judged by the live comparator: %d decisions, %d pending", len(out), r.cmp.Pending())
 	}
-	if off := r.commitOffsets(nil)[r.shadow][0].Offset; off != 3 {
+	if off := f.committed(r.shadow, 0); off != 3 {
 		t.Errorf("safe shadow offset %d, want 3 (ignored record not held)", off)
 	}
 }
@@ -193,7 +178,8 @@ func TestWindowJobRunner(t *testing.T) {
 		}
 		return out, nil
 	}
-	r := NewRunner(cmp, LookupWith(lookup))
+	r := NewRunner(cmp, WithLookup(lookup))
+	f := newFeeder(r)
 	if got := strings.Join(r.Topics(), ","); got != r.shadow {
 		t.Fatalf("window job runner consumes %s, want only %s", got, r.shadow)
 	}
@@ -217,14 +203,15 @@ func TestWindowJobRunner(t *testing.T) {
 	}
 	var out []Decision
 	for i, ex := range recs {
-		out = append(out, r.handle(record(t, r.shadow, 0, int64(i), ex), t0)...)
+		out = append(out, f.feed(r.shadow, 0, int64(i), ex, t0)...)
 	}
 	out = append(out, r.resolve(context.Background(), t0)...)
-	if len(out) != 0 || r.commitOffsets(nil)[r.shadow][0].Offset != 0 {
-		t.Fatalf("after a failed lookup: %d decisions, safe offset %v; want none and 0", len(out), r.commitOffsets(nil))
+	if off := f.committed(r.shadow, 0); len(out) != 0 || off != 0 {
+		t.Fatalf("after a failed lookup: %d decisions, safe offset %d; want none and 0", len(out), off)
 	}
 	fail = false
-	got := decided(r.resolve(context.Background(), t0))
+	out = r.resolve(context.Background(), t0)
+	got := decided(out)
 	want := map[string]mlv1.Verdict{"a": mlv1.Verdict_VERDICT_SAME, "b": mlv1.Verdict_VERDICT_DIFFERENT, "c": mlv1.Verdict_VERDICT_MISSING, "d": mlv1.Verdict_VERDICT_MISSING}
 	if len(got) != len(want) || lookups != 2 {
 		t.Fatalf("decided %v after %d lookups, want %v", got, lookups, want)
@@ -236,5 +223,12 @@ func TestWindowJobRunner(t *testing.T) {
 	}
 	if got["c"].GetReason() != "primary record not found at its source offset" {
 		t.Errorf("c: reason %q", got["c"].GetReason())
+	}
+	if off := f.committed(r.shadow, 0); off != 0 {
+		t.Errorf("safe offset %d before the decisions are published, want 0", off)
+	}
+	r.release(out) // as publishing does
+	if off := f.committed(r.shadow, 0); off != int64(len(recs)) {
+		t.Errorf("safe offset %d after publishing, want %d", off, len(recs))
 	}
 }

@@ -3,6 +3,8 @@ package comparator
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mirrorline/mirrorline/stage"
+
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
@@ -39,6 +41,9 @@ type Metrics struct {
 	// Truncated counts diff records cut to fit mirror.diff.S's record
 	// budget (first differences kept, the note says how many).
 	Truncated prometheus.Counter
+	// Stage are the runtime's metrics of the Runner,
+	// mirrorline_stage_*{stage="comparator"}.
+	Stage *stage.Metrics
 }
 
 // VerdictLabel is the label value of a verdict: same, different,
@@ -65,7 +70,8 @@ var Verdicts = []mlv1.Verdict{
 	mlv1.Verdict_VERDICT_PRIMARY_ERROR, mlv1.Verdict_VERDICT_MISSING,
 }
 
-// NewMetrics creates the comparator metrics and registers them on reg (when not nil).
+// NewMetrics creates the comparator metrics, and the stage runtime's of the
+// comparator, and registers them on reg (when not nil).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Exchanges: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -95,12 +101,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"side", "outcome"}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mirrorline_comparator_errors_total",
-			Help: "Comparator failures, by reason (redact, fetch, publish, commit).",
+			Help: "Comparator failures, by reason (redact, fetch, publish, commit, lookup).",
 		}, []string{"reason"}),
 		Truncated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mirrorline_comparator_truncated_total",
 			Help: "Diff records whose differences were cut to fit the diff topic's record budget.",
 		}),
+		Stage: stage.NewMetrics(reg, "comparator"),
 	}
 	for _, s := range []Side{Primary, Shadow, Secondary} {
 		m.Latency.WithLabelValues(s.String())

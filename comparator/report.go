@@ -3,8 +3,8 @@ package comparator
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"time"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/mirrorline/mirrorline/broker"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/stage"
 )
 
 // Report is the human report of a service's comparison (`mirrorline compare
@@ -342,23 +343,46 @@ func findExample(es *epStats, id string) *mlv1.Diff {
 
 // ReadDiffs calls fn for each record of topic from since (zero: the start of
 // the retained data) up to the end of the topic as it was when called, at
-// most limit records (0: no limit). It returns how many it read.
+// most limit records (0: no limit). It returns how many it read. The diff
+// topic is written in transactions: it is read committed, up to the last
+// stable offset (stage.Read).
 func ReadDiffs(ctx context.Context, cfg broker.Config, topic string, since time.Time, limit int, fn func(*mlv1.Diff)) (int, error) {
-	admCl, err := broker.NewClient(cfg)
+	opts, err := cfg.Opts()
 	if err != nil {
 		return 0, err
 	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
-	// The diff topic is written in transactions: read committed, up to the
-	// last stable offset (an open transaction's records are not readable).
-	ends, err := adm.ListCommittedOffsets(ctx, topic)
+	spans, err := spansSince(ctx, opts, topic, since)
 	if err != nil {
-		return 0, fmt.Errorf("list last stable offsets of %s: %w", topic, err)
+		return 0, err
 	}
-	if err := ends.Error(); err != nil {
-		return 0, fmt.Errorf("list last stable offsets of %s: %w", topic, err)
+	n := 0
+	err = stage.Read(ctx, opts, spans, func(r *kgo.Record) stage.Next {
+		d := &mlv1.Diff{}
+		if proto.Unmarshal(r.Value, d) != nil {
+			return stage.Continue
+		}
+		n++
+		fn(d)
+		if limit > 0 && n >= limit {
+			return stage.EndAll
+		}
+		return stage.Continue
+	})
+	if err != nil {
+		return n, fmt.Errorf("read diff records of %s: %w", topic, err)
 	}
+	return n, nil
+}
+
+// spansSince are the partitions of topic from their first record at or
+// after since (zero: their start) to their end.
+func spansSince(ctx context.Context, opts []kgo.Opt, topic string, since time.Time) ([]stage.Span, error) {
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
 	var starts kadm.ListedOffsets
 	if since.IsZero() {
 		starts, err = adm.ListStartOffsets(ctx, topic)
@@ -369,65 +393,13 @@ func ReadDiffs(ctx context.Context, cfg broker.Config, topic string, since time.
 		err = starts.Error()
 	}
 	if err != nil {
-		return 0, fmt.Errorf("list start offsets of %s: %w", topic, err)
+		return nil, fmt.Errorf("list start offsets of %s: %w", topic, err)
 	}
-	parts := map[int32]kgo.Offset{}
-	endOf := map[int32]int64{}
-	starts.Each(func(lo kadm.ListedOffset) {
-		end, ok := ends.Lookup(topic, lo.Partition)
-		if ok && lo.Offset >= 0 && lo.Offset < end.Offset {
-			parts[lo.Partition] = kgo.NewOffset().At(lo.Offset)
-			endOf[lo.Partition] = end.Offset
+	var spans []stage.Span
+	starts.Each(func(o kadm.ListedOffset) {
+		if o.Offset >= 0 {
+			spans = append(spans, stage.Span{Topic: topic, Partition: o.Partition, From: o.Offset, To: math.MaxInt64})
 		}
 	})
-	if len(parts) == 0 {
-		return 0, nil
-	}
-	cl, err := broker.NewClient(cfg, append(broker.ConsumeOpts(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}))...)
-	if err != nil {
-		return 0, err
-	}
-	defer cl.Close()
-	n, idle := 0, 0
-	for len(endOf) > 0 && (limit <= 0 || n < limit) {
-		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		fs := cl.PollFetches(pctx)
-		cancel()
-		if ctx.Err() != nil {
-			return n, ctx.Err()
-		}
-		var ferr error
-		fs.EachError(func(_ string, _ int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) && ferr == nil {
-				ferr = err
-			}
-		})
-		if ferr != nil {
-			return n, fmt.Errorf("read %s: %w", topic, ferr)
-		}
-		if fs.NumRecords() == 0 {
-			// Only control records (or nothing) left before the end.
-			if idle++; idle >= 2 {
-				break
-			}
-			continue
-		}
-		idle = 0
-		fs.EachRecord(func(r *kgo.Record) {
-			end, ok := endOf[r.Partition]
-			if !ok || r.Offset >= end || (limit > 0 && n >= limit) {
-				return
-			}
-			if r.Offset >= end-1 {
-				delete(endOf, r.Partition)
-			}
-			d := &mlv1.Diff{}
-			if proto.Unmarshal(r.Value, d) != nil {
-				return
-			}
-			n++
-			fn(d)
-		})
-	}
-	return n, nil
+	return spans, nil
 }

@@ -4,19 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/mirrorline/mirrorline/broker"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/stage"
 )
 
 // minDiffBudget is the size a diff record is cut to when Kafka refuses it as
@@ -35,42 +34,6 @@ func JobGroup(service, job string) string {
 	return DefaultGroup(service) + "-job-" + job
 }
 
-// RunOpt configures a Runner.
-type RunOpt func(*Runner)
-
-// RunLogger sets the runner's logger.
-func RunLogger(l hclog.Logger) RunOpt { return func(r *Runner) { r.log = l } }
-
-// RunMetrics sets the metrics the runner counts errors in (use the
-// comparator's).
-func RunMetrics(m *Metrics) RunOpt { return func(r *Runner) { r.metrics = m } }
-
-// RunBudget sets mirror.diff.S's record budget (default: a budget of
-// broker.DefaultMaxMessageBytes); larger diff records are cut to fit.
-func RunBudget(b *broker.Budget) RunOpt { return func(r *Runner) { r.budget = b } }
-
-// LookupWith sets how a comparator judging a window job (shadow_job other
-// than "live") finds each shadow record's primary (default: none, every
-// such record is decided missing; the command uses KafkaLookup).
-func LookupWith(l PrimaryLookup) RunOpt { return func(r *Runner) { r.lookup = l } }
-
-// UntilDone makes Run return once every record written to the runner's
-// topics before it started is decided (or ignored) and its diff record
-// published: a bounded run, e.g. to judge a window job that has ended.
-func UntilDone() RunOpt { return func(r *Runner) { r.untilDone = true } }
-
-// TickEvery sets how often, at most, windows are expired and offsets
-// committed while no records arrive (default 500 ms).
-func TickEvery(d time.Duration) RunOpt { return func(r *Runner) { r.tick = d } }
-
-// partState tracks one partition: the next offset to read and the offsets
-// of records still held by undecided exchanges.
-type partState struct {
-	next      int64
-	pending   map[int64]int
-	committed int64
-}
-
 // awaiting is a window job's shadow record whose primary is to be looked up.
 type awaiting struct {
 	ex  *mlv1.Exchange
@@ -78,22 +41,24 @@ type awaiting struct {
 	src Source
 }
 
-// Runner drives a Comparator from Kafka: it consumes mirror.clean.S
-// (primary) and mirror.shadow.S (shadow; secondary too when selected by job
-// or target), or a separate secondary topic, in a consumer group; publishes
-// each decision to mirror.diff.S; and commits an offset only once every
-// exchange before it is decided and its diff record published (at least
-// once: after a crash, exchanges may be decided again; a Diff's id is the
-// exchange id). Partitions are assigned with the range balancer so partition
-// p of every topic goes to the same comparator: clean and shadow records of
-// one connection share the record key, so the same partition number.
+// Runner drives a Comparator from Kafka on the stage runtime (stage.Group):
+// it consumes mirror.clean.S (primary) and mirror.shadow.S (shadow;
+// secondary too when selected by job or target), or a separate secondary
+// topic, in a consumer group; publishes each decision to mirror.diff.S; and
+// holds each record an undecided exchange keeps until its decision is
+// published, so an offset is committed only once every exchange before it
+// is decided and published (at least once: after a crash, exchanges may be
+// decided again; a Diff's id is the exchange id). Partitions are assigned
+// with the range balancer so partition p of every topic goes to the same
+// comparator: clean and shadow records of one connection share the record
+// key, so the same partition number.
 //
 // A Runner judges one replay job, the comparator's shadow_job: shadow
 // records of other jobs are ignored. The live job is joined with the clean
 // topic as both are written. A window job replays records captured earlier,
 // whose primaries went by long ago: its runner consumes only mirror.shadow.S
 // and reads each record's primary at the clean-topic offset the record names
-// (Replay.source_*), with LookupWith.
+// (Replay.source_*), with WithLookup.
 type Runner struct {
 	cmp       *Comparator
 	service   string
@@ -104,24 +69,29 @@ type Runner struct {
 	secTarget string
 	shadowJob string
 	diff      string
-	tick      time.Duration
-	// commitEvery is how often safe offsets are committed (and at shutdown
-	// and on revocation).
-	commitEvery time.Duration
-	log         hclog.Logger
-	metrics     *Metrics
-	budget      *broker.Budget
-	lookup      PrimaryLookup
-	untilDone   bool
+	options
+	group *stage.Group
+	cl    *kgo.Client
+	done  *doneCheck
 
-	mu       sync.Mutex
-	parts    map[string]map[int32]*partState
+	mu sync.Mutex
+	// held are the records kept by undecided exchanges (or by a window
+	// job's records awaiting their primary), done once their decision is
+	// published.
+	held map[Ref]*stage.Msg
+	// out are the decisions made since the last tick, to publish.
+	out      []Decision
 	await    []awaiting
 	assigned map[string]map[int32]bool
+	// next is the next offset to read of each partition read from, and
+	// polled the records read since the last tick (UntilDone).
+	next   map[string]map[int32]int64
+	polled int
 }
 
-// NewRunner returns a runner of c.
-func NewRunner(c *Comparator, opts ...RunOpt) *Runner {
+// NewRunner returns a runner of c, with c's options (logger, metrics) and
+// opts.
+func NewRunner(c *Comparator, opts ...Option) *Runner {
 	sc := c.cfg.Secondary
 	r := &Runner{
 		cmp: c, service: c.service,
@@ -129,18 +99,21 @@ func NewRunner(c *Comparator, opts ...RunOpt) *Runner {
 		shadow:   broker.Topic(broker.Shadow, c.service),
 		diff:     broker.Topic(broker.Diff, c.service),
 		secTopic: sc.Topic, secJob: sc.Job, secTarget: sc.Target, shadowJob: c.cfg.ShadowJob,
-		tick:        500 * time.Millisecond,
-		commitEvery: time.Second,
-		log:         hclog.NewNullLogger(),
-		parts:       map[string]map[int32]*partState{},
-		assigned:    map[string]map[int32]bool{},
+		options:  c.options.apply(opts),
+		held:     map[Ref]*stage.Msg{},
+		assigned: map[string]map[int32]bool{},
+		next:     map[string]map[int32]int64{},
 	}
-	for _, o := range opts {
-		o(r)
-	}
-	if r.metrics == nil {
-		r.metrics = c.metrics
-	}
+	r.group = stage.NewGroup(r, stage.WithLogger(r.log), stage.WithMetrics(r.metrics.Stage),
+		stage.WithPolling(stage.Polling{Tick: r.tick, OnFetchError: func(string, int32, error) {
+			r.metrics.Errors.WithLabelValues("fetch").Inc()
+		}}),
+		stage.OnCommitError(func(error) { r.metrics.Errors.WithLabelValues("commit").Inc() }),
+		// Range, not cooperative: partition p of every topic goes to the
+		// same member, so both sides of an exchange meet.
+		stage.Balancer(kgo.RangeBalancer()),
+		stage.FromStart(r.fromStart),
+		stage.OnAssigned(r.assign))
 	return r
 }
 
@@ -161,43 +134,25 @@ func (r *Runner) Topics() []string {
 }
 
 // ClientOpts are the kgo options of the runner's client on top of the broker
-// options: group, topics, read committed, range balancer, manual commits, rebalances only
-// between polls, and state handover on revocation. A new group starts at the
-// end of the topics unless fromStart.
-func (r *Runner) ClientOpts(group string, fromStart bool) []kgo.Opt {
-	start := kgo.NewOffset().AtEnd()
-	if fromStart {
-		start = kgo.NewOffset().AtStart()
+// options (stage.Group.ClientOpts): group, topics, read committed (the clean
+// and shadow topics are written in transactions; aborted records are never
+// compared), range balancer, commits of what is published, and the hand-over
+// of revoked partitions. A new group starts at the end of the topics unless
+// WithFromStart.
+func (r *Runner) ClientOpts(group string) []kgo.Opt { return r.group.ClientOpts(group, r.Topics()...) }
+
+// assign notes the partitions assigned to this member (UntilDone).
+func (r *Runner) assign(got map[string][]int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for t, ps := range got {
+		if r.assigned[t] == nil {
+			r.assigned[t] = map[int32]bool{}
+		}
+		for _, p := range ps {
+			r.assigned[t][p] = true
+		}
 	}
-	// Read committed (broker.GroupConsumeOpts): the clean and shadow topics
-	// are written in transactions; never compare aborted records.
-	opts := broker.GroupConsumeOpts(group, r.Topics(), broker.Membership{})
-	return append(opts,
-		kgo.ConsumeResetOffset(start),
-		// Range, not cooperative: partition p of every topic goes to the
-		// same member, so both sides of an exchange meet.
-		kgo.Balancers(kgo.RangeBalancer()),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, got map[string][]int32) {
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			for t, ps := range got {
-				if r.assigned[t] == nil {
-					r.assigned[t] = map[int32]bool{}
-				}
-				for _, p := range ps {
-					r.assigned[t][p] = true
-				}
-			}
-		}),
-		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
-			r.handOver(ctx, cl, lost, true)
-		}),
-		kgo.OnPartitionsLost(func(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
-			r.handOver(ctx, cl, lost, false)
-		}),
-	)
 }
 
 // sideOf says which side a record of topic carries; false for a shadow
@@ -218,67 +173,116 @@ func (r *Runner) sideOf(topic string, ex *mlv1.Exchange) (Side, bool) {
 	return Shadow, true
 }
 
-// Run compares until ctx ends; it returns nil on cancellation and an error
-// when decisions cannot be published.
+// Run compares until ctx ends; it returns nil on cancellation (or, with
+// WithUntilDone, once done) and an error when decisions cannot be published.
 func (r *Runner) Run(ctx context.Context, cl *kgo.Client) error {
-	defer cl.AllowRebalance()
-	lastCommit := time.Now()
-	var done *doneCheck
+	r.cl = cl
 	if r.untilDone {
-		var err error
-		if done, err = r.newDoneCheck(ctx, cl); err != nil {
+		d, err := r.newDoneCheck(ctx, cl)
+		if err != nil {
 			return err
 		}
+		r.done = d
 	}
-	for {
-		pctx, cancel := context.WithTimeout(ctx, r.tick)
-		fs := cl.PollRecords(pctx, 1000)
-		cancel()
-		if ctx.Err() != nil || fs.IsClientClosed() {
-			r.shutdown(cl)
-			return nil
-		}
-		fs.EachError(func(t string, p int32, err error) {
-			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-				return
-			}
-			r.log.Warn("fetch error", "topic", t, "partition", p, "error", err)
-			r.metrics.Errors.WithLabelValues("fetch").Inc()
-		})
-		r.mu.Lock()
-		now := time.Now()
-		var out []Decision
-		fs.EachRecord(func(rec *kgo.Record) {
-			out = append(out, r.handle(rec, now)...)
-		})
-		out = append(out, r.resolve(ctx, now)...)
-		out = append(out, r.cmp.Tick(now)...)
-		r.mu.Unlock()
-		if err := r.publish(ctx, cl, out); err != nil {
-			if ctx.Err() != nil {
-				r.shutdown(cl)
-				return nil
-			}
-			return err
-		}
-		if time.Since(lastCommit) >= r.commitEvery {
-			r.commit(ctx, cl, nil)
-			lastCommit = time.Now()
-		}
-		if done != nil && done.check(ctx, cl, fs.NumRecords()) {
-			r.log.Info("done: every record written before the start is judged", "job", r.shadowJob)
-			r.shutdown(cl)
-			return nil
-		}
-		cl.AllowRebalance()
+	return r.group.Run(ctx, cl)
+}
+
+// Handle feeds one record to the comparator (stage.Handler). A record an
+// undecided exchange keeps is held until its decision is published; the
+// others are done at once.
+func (r *Runner) Handle(_ context.Context, m *stage.Msg, ex *mlv1.Exchange) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.out = append(r.out, r.handle(m, ex, time.Now())...)
+	return nil
+}
+
+// Undecodable counts a record that is not an Exchange
+// (stage.UndecodableCounter); the runtime skips it.
+func (r *Runner) Undecodable(rec *kgo.Record) {
+	side := Shadow
+	if rec.Topic == r.clean {
+		side = Primary
 	}
+	r.metrics.Records.WithLabelValues(side.String(), RecordUndecodable).Inc()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.read(rec)
+}
+
+// Tick (stage.Ticker) looks up the window job's primaries, expires windows,
+// publishes the decisions made since the last tick, and ends a bounded run
+// (stage.ErrDone) once it is done.
+func (r *Runner) Tick(ctx context.Context, now time.Time) error {
+	r.mu.Lock()
+	out := append(r.out, r.resolve(ctx, now)...)
+	out = append(out, r.cmp.Tick(now)...)
+	polled := r.polled
+	r.out, r.polled = nil, 0
+	r.mu.Unlock()
+	if err := r.publish(ctx, r.cl, out); err != nil {
+		return err
+	}
+	if r.done != nil && r.done.check(ctx, r.cl, polled) {
+		r.log.Info("done: every record written before the start is judged", "job", r.shadowJob)
+		return stage.ErrDone
+	}
+	return nil
+}
+
+// Revoke (stage.Revoker) drops the undecided exchanges holding records of
+// the partitions leaving this member and gives those records up: the new
+// owner reads them again.
+func (r *Runner) Revoke(parts map[string][]int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.drop(func(ref Ref) bool { return slices.Contains(parts[ref.Topic], ref.Partition) })
+	for t, ps := range parts {
+		for _, p := range ps {
+			delete(r.next[t], p)
+			delete(r.assigned[t], p)
+		}
+	}
+	if n > 0 {
+		r.log.Info("partitions moved; undecided exchanges handed over", "exchanges", n)
+	}
+}
+
+// Drain (stage.Drainer) gives up, at stop, every record still held:
+// undecided exchanges are decided by whoever reads their records next.
+func (r *Runner) Drain() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.drop(func(Ref) bool { return true })
+}
+
+// drop forgets, undecided, the exchanges and awaiting records holding a
+// record gone accepts, and abandons the held records gone accepts.
+func (r *Runner) drop(gone func(Ref) bool) int {
+	n := r.cmp.Drop(gone)
+	kept := r.await[:0]
+	for _, a := range r.await {
+		if gone(a.ref) {
+			n++
+		} else {
+			kept = append(kept, a)
+		}
+	}
+	r.await = kept
+	for ref, m := range r.held {
+		if gone(ref) {
+			m.Abandon()
+			delete(r.held, ref)
+		}
+	}
+	return n
 }
 
 // doneCheck tells when a bounded run (UntilDone) is over.
 type doneCheck struct {
 	r     *Runner
-	start map[string]map[int32]int64 // first offset retained at start
-	ends  map[string]map[int32]int64 // last stable offset at start
+	start kadm.ListedOffsets // first offset retained at start
+	ends  kadm.ListedOffsets // last stable offset at start
 	idle  int
 }
 
@@ -298,20 +302,7 @@ func (r *Runner) newDoneCheck(ctx context.Context, cl *kgo.Client) (*doneCheck, 
 	if err != nil {
 		return nil, fmt.Errorf("compare %s: list start offsets: %w", r.service, err)
 	}
-	d := &doneCheck{r: r, start: map[string]map[int32]int64{}, ends: map[string]map[int32]int64{}}
-	ends.Each(func(o kadm.ListedOffset) {
-		if d.ends[o.Topic] == nil {
-			d.ends[o.Topic] = map[int32]int64{}
-		}
-		d.ends[o.Topic][o.Partition] = o.Offset
-	})
-	starts.Each(func(o kadm.ListedOffset) {
-		if d.start[o.Topic] == nil {
-			d.start[o.Topic] = map[int32]int64{}
-		}
-		d.start[o.Topic][o.Partition] = o.Offset
-	})
-	return d, nil
+	return &doneCheck{r: r, start: starts, ends: ends}, nil
 }
 
 // check reports whether the run is done: two polls in a row without records,
@@ -339,15 +330,14 @@ func (d *doneCheck) check(ctx context.Context, cl *kgo.Client, polled int) bool 
 	var committed kadm.OffsetResponses
 	for t, ps := range r.assigned {
 		for p := range ps {
-			end := d.ends[t][p]
-			if end <= d.start[t][p] {
+			end, _ := d.ends.Lookup(t, p)
+			start, _ := d.start.Lookup(t, p)
+			if end.Offset <= start.Offset {
 				continue // empty at start
 			}
-			pos := int64(-1)
-			if st := r.parts[t][p]; st != nil {
-				pos = st.next
-			}
-			if pos < 0 {
+			pos, read := r.next[t][p]
+			if !read { // not read since assigned: from the group's commit
+				pos = -1
 				if committed == nil {
 					group, _ := cl.GroupMetadata()
 					cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -362,7 +352,7 @@ func (d *doneCheck) check(ctx context.Context, cl *kgo.Client, polled int) bool 
 					pos = o.At
 				}
 			}
-			if pos < end-1 {
+			if pos < end.Offset-1 {
 				return false
 			}
 		}
@@ -370,38 +360,42 @@ func (d *doneCheck) check(ctx context.Context, cl *kgo.Client, polled int) bool 
 	return true
 }
 
-// handle feeds one record to the comparator.
-func (r *Runner) handle(rec *kgo.Record, now time.Time) []Decision {
-	ps := r.part(rec.Topic, rec.Partition)
-	ps.next = rec.Offset + 1
-	ex := &mlv1.Exchange{}
-	if err := proto.Unmarshal(rec.Value, ex); err != nil {
-		side := Shadow
-		if rec.Topic == r.clean {
-			side = Primary
-		}
-		r.metrics.Records.WithLabelValues(side.String(), RecordUndecodable).Inc()
-		r.log.Warn("undecodable record skipped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
-		return nil
-	}
+// handle feeds m's record, ex, to the comparator and returns the decisions
+// made.
+func (r *Runner) handle(m *stage.Msg, ex *mlv1.Exchange, now time.Time) []Decision {
+	rec := m.Record
+	r.read(rec)
 	ref := Ref{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}
 	side, ok := r.sideOf(rec.Topic, ex)
 	if !ok {
 		r.metrics.Records.WithLabelValues(side.String(), RecordIgnored).Inc()
+		m.Done()
 		return nil
 	}
 	if side == Shadow && r.windowJob() {
 		// Held until its primary is looked up (resolve).
-		ps.pending[rec.Offset]++
+		r.held[ref] = m
 		rp := ex.GetReplay()
 		r.await = append(r.await, awaiting{ex: ex, ref: ref, src: Source{Topic: rp.GetSourceTopic(), Partition: rp.GetSourcePartition(), Offset: rp.GetSourceOffset()}})
 		return nil
 	}
 	out, kept := r.cmp.Add(side, ex, ref, now)
 	if kept {
-		ps.pending[rec.Offset]++
+		r.held[ref] = m
+	} else {
+		m.Done()
 	}
 	return out
+}
+
+// read notes that rec was read: its partition's next offset, and one more
+// record since the last tick.
+func (r *Runner) read(rec *kgo.Record) {
+	if r.next[rec.Topic] == nil {
+		r.next[rec.Topic] = map[int32]int64{}
+	}
+	r.next[rec.Topic][rec.Partition] = rec.Offset + 1
+	r.polled++
 }
 
 // resolve looks up the primaries of the window job's shadow records read
@@ -447,42 +441,23 @@ func (r *Runner) resolve(ctx context.Context, now time.Time) []Decision {
 		d, kept := r.cmp.Add(Shadow, a.ex, a.ref, now)
 		out = append(out, d...)
 		if !kept {
-			r.release(a.ref)
+			r.finish(a.ref)
 		}
 	}
 	r.await = nil
 	return out
 }
 
-// release lets ref's offset be committed.
-func (r *Runner) release(ref Ref) {
-	ps := r.parts[ref.Topic][ref.Partition]
-	if ps == nil {
-		return // revoked meanwhile
+// finish says the record ref is done with: its offset may be committed.
+func (r *Runner) finish(ref Ref) {
+	if m := r.held[ref]; m != nil {
+		m.Done()
+		delete(r.held, ref)
 	}
-	if n := ps.pending[ref.Offset]; n <= 1 {
-		delete(ps.pending, ref.Offset)
-	} else {
-		ps.pending[ref.Offset] = n - 1
-	}
-}
-
-func (r *Runner) part(topic string, p int32) *partState {
-	m := r.parts[topic]
-	if m == nil {
-		m = map[int32]*partState{}
-		r.parts[topic] = m
-	}
-	ps := m[p]
-	if ps == nil {
-		ps = &partState{next: -1, committed: -1, pending: map[int64]int{}}
-		m[p] = ps
-	}
-	return ps
 }
 
 // publish produces the decisions to mirror.diff.S, waits for them, then
-// releases their records for committing.
+// says their records are done.
 func (r *Runner) publish(ctx context.Context, cl *kgo.Client, out []Decision) error {
 	if len(out) == 0 {
 		return nil
@@ -556,127 +531,17 @@ func (r *Runner) publish(ctx context.Context, cl *kgo.Client, out []Decision) er
 		r.metrics.Errors.WithLabelValues("publish").Inc()
 		return fmt.Errorf("compare %s: publish diff records to %s: %w", r.service, r.diff, perr)
 	}
+	r.release(out)
+	return nil
+}
+
+// release says the records of published decisions are done with.
+func (r *Runner) release(out []Decision) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, d := range out {
 		for _, ref := range d.Refs {
-			r.release(ref)
+			r.finish(ref)
 		}
 	}
-	return nil
-}
-
-// commitOffsets computes, for the partitions only accepts (all when nil),
-// the offsets safe to commit: the lowest offset still held, else the next one.
-func (r *Runner) commitOffsets(only map[string][]int32) map[string]map[int32]kgo.EpochOffset {
-	out := map[string]map[int32]kgo.EpochOffset{}
-	for t, m := range r.parts {
-		for p, ps := range m {
-			if only != nil && !containsPart(only[t], p) {
-				continue
-			}
-			off := ps.next
-			for o := range ps.pending {
-				if o < off {
-					off = o
-				}
-			}
-			if off < 0 || off <= ps.committed {
-				continue
-			}
-			if out[t] == nil {
-				out[t] = map[int32]kgo.EpochOffset{}
-			}
-			out[t][p] = kgo.EpochOffset{Epoch: -1, Offset: off}
-		}
-	}
-	return out
-}
-
-func containsPart(ps []int32, p int32) bool {
-	for _, x := range ps {
-		if x == p {
-			return true
-		}
-	}
-	return false
-}
-
-// commit commits the safe offsets (of only, or all partitions).
-func (r *Runner) commit(ctx context.Context, cl *kgo.Client, only map[string][]int32) {
-	r.mu.Lock()
-	offs := r.commitOffsets(only)
-	r.mu.Unlock()
-	if len(offs) == 0 {
-		return
-	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	var cerr error
-	cl.CommitOffsetsSync(cctx, offs, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
-		if err != nil {
-			cerr = err
-			return
-		}
-		for _, t := range resp.Topics {
-			for _, p := range t.Partitions {
-				if err := kerr.ErrorForCode(p.ErrorCode); err != nil && cerr == nil {
-					cerr = fmt.Errorf("commit %s/%d: %w", t.Topic, p.Partition, err)
-				}
-			}
-		}
-	})
-	if cerr != nil {
-		if ctx.Err() == nil {
-			r.metrics.Errors.WithLabelValues("commit").Inc()
-			r.log.Warn("commit offsets", "error", cerr)
-		}
-		return
-	}
-	r.mu.Lock()
-	for t, m := range offs {
-		for p, eo := range m {
-			if ps := r.parts[t][p]; ps != nil {
-				ps.committed = eo.Offset
-			}
-		}
-	}
-	r.mu.Unlock()
-}
-
-// handOver commits what is safe of the partitions leaving this member and
-// drops their undecided state: the new owner reads those records again.
-func (r *Runner) handOver(ctx context.Context, cl *kgo.Client, gone map[string][]int32, commit bool) {
-	if commit {
-		r.commit(ctx, cl, gone)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := r.cmp.Drop(func(ref Ref) bool { return containsPart(gone[ref.Topic], ref.Partition) })
-	kept := r.await[:0]
-	for _, a := range r.await {
-		if containsPart(gone[a.ref.Topic], a.ref.Partition) {
-			n++
-		} else {
-			kept = append(kept, a)
-		}
-	}
-	r.await = kept
-	for t, ps := range gone {
-		for _, p := range ps {
-			delete(r.parts[t], p)
-			delete(r.assigned[t], p)
-		}
-	}
-	if n > 0 {
-		r.log.Info("partitions moved; undecided exchanges handed over", "exchanges", n)
-	}
-}
-
-// shutdown commits what is safe; undecided exchanges are decided by whoever
-// reads their records next.
-func (r *Runner) shutdown(cl *kgo.Client) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	r.commit(ctx, cl, nil)
 }

@@ -20,12 +20,12 @@ func TestRunnerReadsCommitted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := NewRunner(cmp)
+	r := NewRunner(cmp, WithFromStart(true))
 	for _, topic := range []string{r.clean, r.shadow} {
 		kafkatest.WriteTxn(t, brokers, topic, false, "aborted-1", "aborted-2")
 		kafkatest.WriteTxn(t, brokers, topic, true, "committed-1", "committed-2")
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, r.ClientOpts("mirrorline-compare-svc", true)...)...)
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, r.ClientOpts("mirrorline-compare-svc")...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,8 +12,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mirrorline/mirrorline/broker"
-
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/stage"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
 )
 
@@ -32,16 +32,15 @@ func TestPublishReleasesAfterStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ps := r.part(r.clean, 0)
-	ps.next, ps.pending[4] = 5, 1
+	f := newFeeder(r)
+	f.hold(r.clean, 0, 4)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // stopped before the decision is published
 	d := Decision{Diff: &mlv1.Diff{Id: "x", ConnectionId: "c"}, Refs: []Ref{{Topic: r.clean, Partition: 0, Offset: 4}}}
 	if err := r.publish(ctx, cl, []Decision{d}); err != nil {
 		t.Fatalf("publish after stop: %v", err)
 	}
-	offs := r.commitOffsets(nil)
-	if got := offs[r.clean][0].Offset; got != 5 {
+	if got := f.committed(r.clean, 0); got != 5 {
 		t.Fatalf("safe offset %d after publishing, want 5 (record 4 released)", got)
 	}
 }
@@ -82,9 +81,9 @@ func TestPublishCutsDiffToBudget(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := NewRunner(cmp, RunBudget(tc.budget))
-			ps := r.part(r.clean, 0)
-			ps.next, ps.pending[4] = 5, 1
+			r := NewRunner(cmp, WithBudget(tc.budget))
+			f := newFeeder(r)
+			f.hold(r.clean, 0, 4)
 			d := &mlv1.Diff{Id: "big", ConnectionId: "c", Verdict: mlv1.Verdict_VERDICT_DIFFERENT}
 			for i := range 40_000 {
 				d.Differences = append(d.Differences, &mlv1.Difference{Field: fmt.Sprintf("body.items.%d.price", i), Key: "body.items.*.price",
@@ -93,7 +92,7 @@ func TestPublishCutsDiffToBudget(t *testing.T) {
 			if err := r.publish(ctx, cl, []Decision{{Diff: d, Refs: []Ref{{Topic: r.clean, Partition: 0, Offset: 4}}}}); err != nil {
 				t.Fatalf("publish: %v", err)
 			}
-			if got := r.commitOffsets(nil)[r.clean][0].Offset; got != 5 {
+			if got := f.committed(r.clean, 0); got != 5 {
 				t.Fatalf("safe offset %d, want 5 (record 4 released)", got)
 			}
 			rd, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...), kgo.ConsumeTopics(broker.Topic(broker.Diff, "svc")), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
@@ -116,3 +115,35 @@ func TestPublishCutsDiffToBudget(t *testing.T) {
 		})
 	}
 }
+
+// feeder hands records to a Runner as the stage runtime does, each tracked
+// by a stage.Tracker whose marks are the offsets the runtime would commit.
+type feeder struct {
+	r  *Runner
+	tr *stage.Tracker
+	at map[Ref]int64 // by topic and partition: the offset to commit
+}
+
+func newFeeder(r *Runner) *feeder {
+	f := &feeder{r: r, at: map[Ref]int64{}}
+	f.tr = stage.NewTracker(func(rec *kgo.Record) { f.at[Ref{Topic: rec.Topic, Partition: rec.Partition}] = rec.Offset + 1 }, nil)
+	return f
+}
+
+// feed hands ex, the record at topic/p/off, to the runner.
+func (f *feeder) feed(topic string, p int32, off int64, ex *mlv1.Exchange, now time.Time) []Decision {
+	m := f.tr.Track(&kgo.Record{Topic: topic, Partition: p, Offset: off})
+	f.r.mu.Lock()
+	defer f.r.mu.Unlock()
+	return f.r.handle(m, ex, now)
+}
+
+// hold makes the record at topic/p/off one the runner holds for an
+// undecided exchange.
+func (f *feeder) hold(topic string, p int32, off int64) {
+	rec := &kgo.Record{Topic: topic, Partition: p, Offset: off}
+	f.r.held[Ref{Topic: topic, Partition: p, Offset: off}] = f.tr.Track(rec)
+}
+
+// committed is the offset of topic/p the runtime would commit (0: none).
+func (f *feeder) committed(topic string, p int32) int64 { return f.at[Ref{Topic: topic, Partition: p}] }

@@ -137,6 +137,9 @@ func (g *Group) countCommit(resp *kmsg.OffsetCommitResponse, err error) {
 	if err != nil {
 		g.metrics.Commits.WithLabelValues("error").Inc()
 		g.log.Warn("commit offsets", "error", err)
+		if g.onCommitErr != nil {
+			g.onCommitErr(err)
+		}
 		return
 	}
 	g.metrics.Commits.WithLabelValues("ok").Inc()

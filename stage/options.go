@@ -22,6 +22,7 @@ type config struct {
 	fromStart   bool
 	membership  Membership
 	onAssigned  func(map[string][]int32)
+	onCommitErr func(error)
 	reopen      func() (*kgo.GroupTransactSession, error)
 }
 
@@ -68,6 +69,10 @@ func WithMembership(m Membership) Option { return func(c *config) { c.membership
 
 // OnAssigned is told of the partitions assigned to a Group's member.
 func OnAssigned(fn func(map[string][]int32)) Option { return func(c *config) { c.onAssigned = fn } }
+
+// OnCommitError is also told of each failed offset commit of a Group (a
+// stage's own error counter).
+func OnCommitError(fn func(error)) Option { return func(c *config) { c.onCommitErr = fn } }
 
 // Reopen lets a Tx ride out a transaction that fails to begin or end (Kafka
 // unreachable mid-commit, e.g. a broker restart; a fenced producer): it

@@ -36,7 +36,8 @@ const (
 // readable), so Read always ends. The end is seen exactly: transaction
 // markers are fetched too (never passed to fn), so a span whose last offsets
 // are markers or aborted records ends without waiting for a timeout. opts
-// are the client's options (the broker's: seeds, TLS, SASL).
+// are the client's options (the broker's: seeds, TLS, SASL). When ctx ends
+// first, Read returns its error.
 func Read(ctx context.Context, opts []kgo.Opt, spans []Span, fn func(*kgo.Record) Next) error {
 	if len(spans) == 0 {
 		return nil
@@ -63,7 +64,8 @@ func Read(ctx context.Context, opts []kgo.Opt, spans []Span, fn func(*kgo.Record
 		return fmt.Errorf("read: kafka client: %w", err)
 	}
 	defer cl.Close()
-	return Poll(ctx, cl, Polling{}, func(fs kgo.Fetches) error {
+	done := false
+	err = Poll(ctx, cl, Polling{}, func(fs kgo.Fetches) error {
 		var ferr error
 		fs.EachError(func(topic string, p int32, err error) {
 			if ferr == nil {
@@ -94,10 +96,17 @@ func Read(ctx context.Context, opts []kgo.Opt, spans []Span, fn func(*kgo.Record
 			}
 		})
 		if stop || len(ends) == 0 {
+			done = true
 			return ErrDone
 		}
 		return nil
 	})
+	if err == nil && !done && ctx.Err() != nil {
+		// Poll ends without an error when ctx ends: the spans were not all
+		// read, and a caller must not take a part for the whole.
+		return fmt.Errorf("read: %w", ctx.Err())
+	}
+	return err
 }
 
 // clamp lists the partitions' start and last stable offsets and returns the

@@ -58,11 +58,7 @@ replayed record's primary on mirror.clean.SERVICE. See docs/comparator.md.`,
 				return err
 			}
 			tel := telemetry.NewServer()
-			var ropts []comparator.RunOpt
-			if untilDone {
-				ropts = append(ropts, comparator.UntilDone())
-			}
-			cmp, runner, cl, err := a.newComparator(tel, ropts...)
+			cmp, runner, cl, err := a.newComparator(tel, comparator.WithUntilDone(untilDone))
 			if err != nil {
 				return err
 			}
@@ -118,7 +114,7 @@ func (a *app) compareConfig() (comparator.Config, error) {
 }
 
 // newComparator builds the comparator, its Kafka runner and client.
-func (a *app) newComparator(tel *telemetry.Server, ropts ...comparator.RunOpt) (*comparator.Comparator, *comparator.Runner, *kgo.Client, error) {
+func (a *app) newComparator(tel *telemetry.Server, ropts ...comparator.Option) (*comparator.Comparator, *comparator.Runner, *kgo.Client, error) {
 	cc := &a.cfg.Compare
 	cfg, err := a.compareConfig()
 	if err != nil {
@@ -163,9 +159,9 @@ func (a *app) newComparator(tel *telemetry.Server, ropts ...comparator.RunOpt) (
 		return nil, nil, nil, usagef("compare.%v", err)
 	}
 	budget := broker.NewBudget(a.cfg.Kafka.ProducerMaxBytes())
-	runner := comparator.NewRunner(cmp, append([]comparator.RunOpt{comparator.RunLogger(a.log.Named("compare")), comparator.RunBudget(budget),
-		comparator.LookupWith(comparator.KafkaLookup(a.cfg.Kafka))}, ropts...)...)
-	cl, err := broker.NewClient(a.cfg.Kafka, append(runner.ClientOpts(cc.Group, fromStart), a.cfg.membership(0).Opts()...)...)
+	runner := comparator.NewRunner(cmp, append([]comparator.Option{comparator.WithBudget(budget),
+		comparator.WithLookup(comparator.KafkaLookup(a.cfg.Kafka)), comparator.WithFromStart(fromStart)}, ropts...)...)
+	cl, err := broker.NewClient(a.cfg.Kafka, append(runner.ClientOpts(cc.Group), a.cfg.membership(0).Opts()...)...)
 	if err != nil {
 		return nil, nil, nil, usageError{err}
 	}

@@ -27,8 +27,8 @@ func runComparator(t *testing.T, kcfg broker.Config, service, group string, cfg 
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := comparator.NewRunner(cmp, comparator.TickEvery(100*time.Millisecond))
-	cl, err := broker.NewClient(kcfg, r.ClientOpts(group, true)...)
+	r := comparator.NewRunner(cmp, comparator.WithTick(100*time.Millisecond), comparator.WithFromStart(true))
+	cl, err := broker.NewClient(kcfg, r.ClientOpts(group)...)
 	if err != nil {
 		t.Fatal(err)
 	}
