@@ -249,7 +249,11 @@ func (x *Tx) transform(r *kgo.Record, pos srcPos) ([]*kgo.Record, bool) {
 // output topic's limit is then wrong, not the records.
 func (x *Tx) blameTooLarge(tooLarge map[srcPos]refused) error {
 	if len(x.rejected)+len(tooLarge) > maxRejected {
-		return fmt.Errorf("Kafka rejected more than %d records as too large; set the output topic's max.message.bytes to the producers' max_message_bytes", maxRejected)
+		topic := ""
+		for _, out := range tooLarge {
+			topic = out.topic
+		}
+		return fmt.Errorf("more than %d records rejected as too large by Kafka; set the max.message.bytes of %s to the producers' max_message_bytes", maxRejected, topic)
 	}
 	blamed := map[string]srcPos{}
 	for pos, out := range tooLarge {
