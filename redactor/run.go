@@ -73,10 +73,9 @@ type Processor struct {
 	quarantine string
 	onFailure  OnFailure
 	metrics    *Metrics
-	log        hclog.Logger
-	batch      int
-	reopen     func() (*kgo.GroupTransactSession, error)
 	budget     *broker.Budget
+	// run are the options of the stage runtime.
+	run []stage.Option
 	// outcomes and rules count the records and redactions of the open
 	// transaction: added to the metrics only when it commits (an aborted
 	// one is processed again).
@@ -94,17 +93,21 @@ func WithOnFailure(f OnFailure) ProcOpt { return func(p *Processor) { p.onFailur
 func WithMetrics(m *Metrics) ProcOpt { return func(p *Processor) { p.metrics = m } }
 
 // WithLogger sets the logger. Payloads are never logged.
-func WithLogger(l hclog.Logger) ProcOpt { return func(p *Processor) { p.log = l } }
+func WithLogger(l hclog.Logger) ProcOpt {
+	return func(p *Processor) { p.run = append(p.run, stage.WithLogger(l)) }
+}
 
 // WithReopen lets the processor ride out a transaction that fails to begin or
 // end (stage.Reopen): it closes its session and opens a new one with open.
 // Without it, Run returns the error.
 func WithReopen(open func() (*kgo.GroupTransactSession, error)) ProcOpt {
-	return func(p *Processor) { p.reopen = open }
+	return func(p *Processor) { p.run = append(p.run, stage.Reopen(open)) }
 }
 
 // WithBatch caps the records per transaction (default 1000).
-func WithBatch(n int) ProcOpt { return func(p *Processor) { p.batch = n } }
+func WithBatch(n int) ProcOpt {
+	return func(p *Processor) { p.run = append(p.run, stage.WithPolling(stage.Polling{Max: n})) }
+}
 
 // WithBudget sets the clean topic's record budget (default: a budget of
 // broker.DefaultMaxMessageBytes): a record larger once redacted is
@@ -119,8 +122,6 @@ func NewProcessor(sess *kgo.GroupTransactSession, e *Engine, service string, opt
 		clean:      broker.Topic(broker.Clean, service),
 		quarantine: broker.Topic(broker.Quarantine, service),
 		onFailure:  Quarantine,
-		log:        hclog.NewNullLogger(),
-		batch:      1000,
 		outcomes:   map[string]int{},
 		rules:      map[string]int{},
 	}
@@ -133,8 +134,7 @@ func NewProcessor(sess *kgo.GroupTransactSession, e *Engine, service string, opt
 	if p.metrics == nil {
 		p.metrics = NewMetrics(nil)
 	}
-	p.tx = stage.NewTx(sess, p, stage.WithLogger(p.log), stage.WithMetrics(p.metrics.Stage),
-		stage.WithPolling(stage.Polling{Max: p.batch}), stage.Reopen(p.reopen))
+	p.tx = stage.NewTx(sess, p, append(p.run, stage.WithMetrics(p.metrics.Stage))...)
 	return p, nil
 }
 
