@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/mirrorline/mirrorline/stage"
 )
 
 // GroupPrefix starts the name of every consumer group mirrorline creates.
@@ -160,82 +162,61 @@ func key(topic string, p int32, off int64) string {
 
 // readTimestamps fetches the first committed record at or after each lagging
 // group's committed offset, reading as the group's consumers do (read
-// committed). A zero time means there is none before the group's end: only
-// transaction markers and aborted records are left.
+// committed), with stage.Read: each span runs from the committed offset to
+// the end the lag was measured to. A zero time means there is none before
+// that end: only transaction markers and aborted records are left.
 func (l *LagReader) readTimestamps(ctx context.Context, lags []PartitionLag) map[string]time.Time {
-	type want struct {
+	type part struct {
 		topic string
-		part  int32
-		off   int64
+		p     int32
 	}
-	byOffset := map[want]bool{}
-	endOf := map[want]int64{}
+	// Read takes one span per partition: a partition with several
+	// committed offsets (several groups) is read in several rounds.
+	var rounds []map[part]PartitionLag
+	seen := map[string]bool{}
+	depth := map[part]int{}
 	for _, pl := range lags {
-		if pl.Err == nil && pl.Records > 0 {
-			w := want{pl.Topic, pl.Partition, pl.Committed}
-			byOffset[w] = true
-			endOf[w] = pl.End
+		k, tp := key(pl.Topic, pl.Partition, pl.Committed), part{pl.Topic, pl.Partition}
+		if pl.Err != nil || pl.Records <= 0 || seen[k] {
+			continue
 		}
+		seen[k] = true
+		if depth[tp] == len(rounds) {
+			rounds = append(rounds, map[part]PartitionLag{})
+		}
+		rounds[depth[tp]][tp] = pl
+		depth[tp]++
 	}
+	opts := append(append([]kgo.Opt{}, l.opts...), kgo.FetchMaxWait(300*time.Millisecond), kgo.FetchMaxPartitionBytes(64<<10))
 	out := map[string]time.Time{}
-	// Each distinct offset of a partition needs its own consume position, so read
-	// in rounds: every round consumes each partition at one of its offsets.
-	for len(byOffset) > 0 {
-		round := map[string]map[int32]kgo.Offset{}
-		pending := map[want]bool{}
-		for w := range byOffset {
-			if _, taken := round[w.topic][w.part]; taken {
-				continue
-			}
-			if round[w.topic] == nil {
-				round[w.topic] = map[int32]kgo.Offset{}
-			}
-			at := kgo.NewOffset().AtStart()
-			if w.off >= 0 {
-				at = kgo.NewOffset().At(w.off)
-			}
-			round[w.topic][w.part] = at
-			pending[w] = true
-			delete(byOffset, w)
+	for _, round := range rounds {
+		var spans []stage.Span
+		for _, pl := range round {
+			spans = append(spans, stage.Span{Topic: pl.Topic, Partition: pl.Partition, From: max(pl.Committed, 0), To: pl.End})
 		}
-		cl, err := kgo.NewClient(append(append(append([]kgo.Opt{}, l.opts...), ConsumeOpts()...),
-			kgo.KeepControlRecords(),
-			kgo.ConsumePartitions(round),
-			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-			kgo.FetchMaxWait(300*time.Millisecond),
-			kgo.FetchMaxPartitionBytes(64<<10),
-		)...)
-		if err != nil {
-			return out
-		}
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		for len(pending) > 0 && rctx.Err() == nil {
-			fs := cl.PollFetches(rctx)
-			fs.EachPartition(func(p kgo.FetchTopicPartition) {
-				for w := range pending {
-					if w.topic != p.Topic || w.part != p.Partition {
-						continue
-					}
-					for _, r := range p.Records {
-						if !r.Attrs.IsControl() {
-							out[key(w.topic, w.part, w.off)] = r.Timestamp
-							delete(pending, w)
-							break
-						}
-						if r.Offset >= endOf[w]-1 {
-							out[key(w.topic, w.part, w.off)] = time.Time{}
-							delete(pending, w)
-							break
-						}
-					}
+		rctx, cancel := context.WithTimeout(ctx, readTimeout)
+		err := stage.Read(rctx, opts, spans, func(r *kgo.Record) stage.Next {
+			out[key(r.Topic, r.Partition, round[part{r.Topic, r.Partition}].Committed)] = r.Timestamp
+			return stage.EndSpan
+		})
+		if err == nil && rctx.Err() == nil {
+			// Every span was read to its end: one without a record
+			// holds none a read-committed consumer will get.
+			for _, pl := range round {
+				k := key(pl.Topic, pl.Partition, pl.Committed)
+				if _, ok := out[k]; !ok {
+					out[k] = time.Time{}
 				}
-			})
+			}
 		}
 		cancel()
-		cl.Close()
 	}
 	return out
 }
+
+// readTimeout bounds each round of readTimestamps (Kafka unreachable or
+// slow): the partitions not read then get no age.
+const readTimeout = 10 * time.Second
 
 // LagCollector exports consumer lag as Prometheus metrics from a snapshot that
 // Run refreshes in the background, so scrapes are cheap.

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mirrorline/mirrorline/broker"
@@ -186,4 +187,54 @@ func TestLagStopsAtLastStableOffset(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("after the transaction aborted")
+}
+
+// Two groups committed at different offsets of one partition: each gets the
+// age of its own first unconsumed record (the partition is read once per
+// offset).
+func TestLagGroupsAtDifferentOffsetsOfOnePartition(t *testing.T) {
+	cfg := kafkatest.Config(t)
+	svc := kafkatest.Service(t, 1)
+	topic := broker.Topic(broker.Clean, svc)
+	ahead, behind := broker.GroupPrefix+"ahead-"+svc, broker.GroupPrefix+"behind-"+svc
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	old := time.Now().Add(-time.Hour)
+	var recs []*kgo.Record
+	for i := 0; i < 10; i++ {
+		recs = append(recs, &kgo.Record{Topic: topic, Value: []byte("v"), Timestamp: old.Add(time.Duration(i) * time.Second)})
+	}
+	cl := kafkatest.Client(t)
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(cl)
+	for group, at := range map[string]int64{behind: 2, ahead: 6} {
+		var os kadm.Offsets
+		os.Add(kadm.Offset{Topic: topic, Partition: 0, At: at, LeaderEpoch: -1})
+		if err := adm.CommitAllOffsets(ctx, group, os); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts, _ := cfg.Opts()
+	lags, err := broker.NewLagReader(cl, opts).Lag(ctx, ahead, behind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byGroup := map[string]broker.PartitionLag{}
+	for _, l := range lags {
+		if l.Err != nil {
+			t.Fatalf("lag error: %v", l.Err)
+		}
+		byGroup[l.Group] = l
+	}
+	a, b := byGroup[ahead], byGroup[behind]
+	if a.Records != 4 || b.Records != 8 || a.Seconds < 3590 || a.Seconds > 3700 {
+		t.Fatalf("lag: ahead %+v, behind %+v (want 4 and 8 records, about an hour)", a, b)
+	}
+	// Both ages are taken at one instant: they differ by the records'
+	// timestamps, 4 s.
+	if d := b.Seconds - a.Seconds; d < 3.999 || d > 4.001 {
+		t.Fatalf("lag: behind is %.3f s older than ahead, want 4 s", d)
+	}
 }

@@ -1,7 +1,10 @@
-// Package redactor is the PII redaction engine of the redactor stage
-// (mirror.raw.S -> mirror.clean.S). It is a pure library: Engine.Redact
-// scrubs one mlv1.Exchange in place and reports which rules fired; the Kafka
-// consume-transform-produce loop and the metrics live elsewhere.
+// Package redactor is the redactor stage (mirror.raw.S -> mirror.clean.S):
+// the PII redaction engine, and the Processor that runs it on Kafka.
+// Engine.Redact scrubs one mlv1.Exchange in place and reports which rules
+// fired. The Processor is a stage.Transformer: the stage runtime owns the
+// consume-transform-produce loop and its transactions; the Processor says
+// what a raw record becomes (its clean record, its quarantine record, or
+// nothing) and counts the outcomes of committed transactions.
 //
 // What is scrubbed:
 //   - the request URL: userinfo, path segments, query parameters (by name
@@ -26,7 +29,7 @@
 //
 // Redact fails closed: when a body cannot be parsed as its declared type the
 // error wraps ErrUnparseable, both bodies are removed from the exchange, and
-// the error text never carries payload bytes. Nothing in this package logs.
+// the error text never carries payload bytes. The engine never logs.
 //
 // docs/redaction.md is the configuration reference.
 package redactor

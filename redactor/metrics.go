@@ -1,6 +1,10 @@
 package redactor
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mirrorline/mirrorline/stage"
+)
 
 // Outcomes counted in mirrorline_redactor_records_total{outcome}.
 const (
@@ -11,15 +15,18 @@ const (
 )
 
 // Metrics are the redactor metrics: records by outcome, redactions by rule,
-// transactions by outcome and the processing latency.
+// transactions by outcome and the processing latency; and the runtime's
+// metrics of the stage, mirrorline_stage_*{stage="redactor"}.
 type Metrics struct {
 	Records      *prometheus.CounterVec
 	Redactions   *prometheus.CounterVec
 	Transactions *prometheus.CounterVec
 	Latency      prometheus.Histogram
+	Stage        *stage.Metrics
 }
 
-// NewMetrics creates the redactor metrics and registers them on reg (when not nil).
+// NewMetrics creates the redactor metrics, and the stage runtime's, and
+// registers them on reg (when not nil).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Records: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -39,6 +46,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time to redact one record (CPU work only, no Kafka).",
 			Buckets: prometheus.ExponentialBuckets(0.000005, 2, 16),
 		}),
+		Stage: stage.NewMetrics(reg, "redactor"),
 	}
 	for _, o := range []string{OutcomeClean, OutcomeQuarantined, OutcomeDropped, OutcomeInvalid} {
 		m.Records.WithLabelValues(o)

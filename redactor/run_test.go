@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/mirrorline/mirrorline/broker"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/stage"
 	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
@@ -44,19 +46,21 @@ func jsonExchange(id string, body []byte) *mlv1.Exchange {
 // A record the redactor cannot scrub or publish (its redacted form larger
 // than the clean topic accepts, undecodable, a rule failing closed) goes to
 // quarantine (metadata and reason, no payload) in the transaction that
-// commits its offset, and the records after it on the same partition reach
-// the clean topic exactly once: the redactor neither stops nor stalls.
-// Whether the budget knows the topic's limit (checked before producing) or
-// not (the record is refused; the transaction is aborted and retried with the
-// record quarantined), the outcome is the same.
+// commits its offset, or is dropped by the drop policy, and the records after
+// it on the same partition reach the clean topic exactly once: the redactor
+// neither stops nor stalls. Whether the budget knows the topic's limit
+// (checked before producing) or not (the record is refused; the transaction
+// is aborted and retried with the record quarantined), the outcome is the
+// same. Outcomes are counted once, when their transaction commits; the stage
+// runtime counts what it set aside, by kind, on the redactor's registry.
 func TestProcessorQuarantinesRecordTooLargeOnceRedacted(t *testing.T) {
 	t.Setenv("MIRRORLINE_REDACT_HASH_KEY", "test-key-0123456789")
-	const topicMax = 1_000_000
 	marshal := func(ex *mlv1.Exchange) []byte { v, _ := proto.Marshal(ex); return v }
 	bigRaw := marshal(jsonExchange("big", growingBody()))
 	before := marshal(jsonExchange("before", []byte(`{"email":"a@x.io"}`)))
 	after := marshal(jsonExchange("after", []byte(`{"email":"b@x.io"}`)))
-	type quarantined struct{ offset, id, reason string }
+	garbage := []byte("\xff\xff not protobuf")
+	badJSON := marshal(jsonExchange("badjson", []byte(`{"email":"c@x.io",`)))
 	cases := []struct {
 		name  string
 		known bool // the processor's budget has read the topic's limit
@@ -64,17 +68,22 @@ func TestProcessorQuarantinesRecordTooLargeOnceRedacted(t *testing.T) {
 		// topic's limit either, so Kafka refuses the batch holding the
 		// record and the small record after it.
 		wholeBatch bool
+		drop       bool // the drop policy
 		raw        [][]byte
 		want       []quarantined
+		aside      map[string]bool // kinds the runtime sets aside
 	}{
-		{"checked against the budget", true, false, [][]byte{before, bigRaw, after},
-			[]quarantined{{"1", "big", "exceeds the record budget"}}},
-		{"producer refuses the record", false, false, [][]byte{before, bigRaw, after},
-			[]quarantined{{"1", "big", "rejected as too large for mirror.clean.svc"}}},
-		{"Kafka refuses the whole batch", false, true, [][]byte{before, bigRaw, after},
-			[]quarantined{{"1", "big", "rejected as too large for mirror.clean.svc"}}},
-		{"undecodable and failing closed", true, false, [][]byte{before, []byte("\xff\xff not protobuf"), marshal(jsonExchange("badjson", []byte(`{"email":"c@x.io",`))), after},
-			[]quarantined{{"1", "", "undecodable record"}, {"2", "badjson", "redact request body"}}},
+		{"checked against the budget", true, false, false, [][]byte{before, bigRaw, after},
+			[]quarantined{{"1", "big", "exceeds the record budget"}}, map[string]bool{stage.SetAsideFailed: true}},
+		{"producer refuses the record", false, false, false, [][]byte{before, bigRaw, after},
+			[]quarantined{{"1", "big", "rejected as too large for mirror.clean.svc"}}, map[string]bool{stage.SetAsideTooLarge: true}},
+		{"Kafka refuses the whole batch", false, true, false, [][]byte{before, bigRaw, after},
+			[]quarantined{{"1", "big", "rejected as too large for mirror.clean.svc"}}, map[string]bool{stage.SetAsideTooLarge: true}},
+		{"undecodable and failing closed", true, false, false, [][]byte{before, garbage, badJSON, after},
+			[]quarantined{{"1", "", "undecodable record"}, {"2", "badjson", "redact request body"}},
+			map[string]bool{stage.SetAsideUndecodable: true, stage.SetAsideFailed: true}},
+		{"dropped by policy", true, false, true, [][]byte{before, garbage, badJSON, after},
+			nil, map[string]bool{stage.SetAsideUndecodable: true, stage.SetAsideFailed: true}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -83,32 +92,16 @@ func TestProcessorQuarantinesRecordTooLargeOnceRedacted(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer e.Close()
-			cfg := broker.Config{Brokers: e.Addrs()}
-			cl, err := broker.NewClient(cfg, kgo.ProducerBatchCompression(kgo.NoCompression()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cl.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
-			adm := kadm.NewClient(cl)
-			if _, err := broker.CreateTopics(ctx, adm, "svc", broker.TopicSpec{Partitions: 1, MaxMessageBytes: topicMax}); err != nil {
-				t.Fatal(err)
-			}
 			raw, clean, quarantine := broker.Topic(broker.Raw, "svc"), broker.Topic(broker.Clean, "svc"), broker.Topic(broker.Quarantine, "svc")
-			var recs []*kgo.Record
-			for _, v := range tc.raw {
-				recs = append(recs, &kgo.Record{Topic: raw, Key: []byte("conn-1"), Value: v})
-			}
-			if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
+			budget := produceRaw(ctx, t, e.Addrs(), tc.known, tc.raw)
 
 			engine, err := NewEngine(Config{Detectors: map[string]Rule{"email": {Action: ActionHash}}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			opts, _ := cfg.Opts()
+			opts, _ := broker.Config{Brokers: e.Addrs()}.Opts()
 			opts = append(opts, SessionOpts("svc", DefaultGroup("svc"), "txn-svc")...)
 			opts = append(opts, kgo.ProducerBatchCompression(kgo.NoCompression()))
 			if tc.wholeBatch {
@@ -119,14 +112,13 @@ func TestProcessorQuarantinesRecordTooLargeOnceRedacted(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer sess.Close()
-			budget := broker.NewBudget(cfg.ProducerMaxBytes())
-			if tc.known {
-				if err := budget.Lookup(ctx, adm, clean); err != nil {
-					t.Fatal(err)
-				}
+			reg := prometheus.NewRegistry()
+			m := NewMetrics(reg)
+			policy := Quarantine
+			if tc.drop {
+				policy = Drop
 			}
-			m := NewMetrics(nil)
-			p, err := NewProcessor(sess, engine, "svc", WithMetrics(m), WithBudget(budget), WithLogger(hclog.New(&hclog.LoggerOptions{Output: tlog{t}})))
+			p, err := NewProcessor(sess, engine, "svc", WithMetrics(m), WithBudget(budget), WithOnFailure(policy), WithLogger(hclog.New(&hclog.LoggerOptions{Output: tlog{t}})))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,18 +128,28 @@ func TestProcessorQuarantinesRecordTooLargeOnceRedacted(t *testing.T) {
 
 			got := readAll(ctx, t, e.Addrs(), clean, 2)
 			q := readAll(ctx, t, e.Addrs(), quarantine, len(tc.want))
+			// What the records came to, counted once.
+			want := map[string]float64{OutcomeClean: 2}
+			for _, w := range tc.want {
+				if w.id == "" {
+					want[OutcomeInvalid]++
+				} else {
+					want[OutcomeQuarantined]++
+				}
+			}
+			if tc.drop {
+				want[OutcomeDropped] = float64(len(tc.raw) - 2)
+			}
 			// Records are visible once Kafka wrote the commit markers, a
 			// moment before the redactor learns its commit succeeded and
 			// counts them: wait for the counts before stopping it.
-			wantQ := 0
-			for _, w := range tc.want {
-				if w.id != "" {
-					wantQ++
-				}
-			}
 			counted := func() bool {
-				return testutil.ToFloat64(m.Records.WithLabelValues(OutcomeQuarantined)) >= float64(wantQ) &&
-					testutil.ToFloat64(m.Records.WithLabelValues(OutcomeClean)) >= 2
+				for o, n := range want {
+					if testutil.ToFloat64(m.Records.WithLabelValues(o)) < n {
+						return false
+					}
+				}
+				return true
 			}
 			testproc.Eventually(t, 30*time.Second, "the outcomes counted", counted)
 			stop()
@@ -164,40 +166,111 @@ func TestProcessorQuarantinesRecordTooLargeOnceRedacted(t *testing.T) {
 			if all := readAll(ctx, t, e.Addrs(), quarantine, len(tc.want)+1, time.Second); len(all) != len(tc.want) {
 				t.Fatalf("quarantine topic holds %d committed records, want %d", len(all), len(tc.want))
 			}
-			for i, want := range tc.want {
-				qr := q[i]
-				hdr := map[string]string{}
-				for _, h := range qr.Headers {
-					hdr[h.Key] = string(h.Value)
-				}
-				if !strings.Contains(hdr[HeaderReason], want.reason) {
-					t.Errorf("quarantine reason %q, want it to say %q", hdr[HeaderReason], want.reason)
-				}
-				if hdr[HeaderSourceTopic] != raw || hdr[HeaderSourcePartition] != "0" || hdr[HeaderSourceOffset] != want.offset {
-					t.Errorf("quarantine source %s/%s@%s, want %s/0@%s", hdr[HeaderSourceTopic], hdr[HeaderSourcePartition], hdr[HeaderSourceOffset], raw, want.offset)
-				}
-				qx := &mlv1.Exchange{}
-				if err := proto.Unmarshal(qr.Value, qx); err != nil {
-					t.Fatal(err)
-				}
-				if qx.Id != want.id || (want.id != "" && qx.Request.GetUrl() != "/signup") {
-					t.Errorf("quarantine record: id %q url %q", qx.Id, qx.Request.GetUrl())
-				}
-				if want.id == "big" && qx.Request.GetBodySize() < int64(len(growingBody())) {
-					t.Errorf("quarantine record: body_size %d, want the redacted size", qx.Request.GetBodySize())
-				}
-				if len(qr.Value) > 1024 || bytes.Contains(qr.Value, []byte("@x.io")) || bytes.Contains(qr.Value, []byte("hmac:")) || bytes.Contains(qr.Value, []byte("ref=")) {
-					t.Errorf("quarantine record carries payload (%d bytes)", len(qr.Value))
+			for i, w := range tc.want {
+				checkQuarantined(t, raw, q[i], w)
+			}
+			for _, o := range []string{OutcomeClean, OutcomeQuarantined, OutcomeInvalid, OutcomeDropped} {
+				if n := testutil.ToFloat64(m.Records.WithLabelValues(o)); n != want[o] {
+					t.Errorf("records{%s} = %v, want %v", o, n, want[o])
 				}
 			}
-			if n := testutil.ToFloat64(m.Records.WithLabelValues(OutcomeQuarantined)); n != float64(wantQ) {
-				t.Errorf("records{quarantined} = %v, want %d", n, wantQ)
-			}
-			if n := testutil.ToFloat64(m.Records.WithLabelValues(OutcomeClean)); n != 2 {
-				t.Errorf("records{clean} = %v, want 2", n)
-			}
+			checkSetAside(t, reg, tc.aside)
 		})
 	}
+}
+
+// quarantined is an expected quarantine record: the raw offset it stands
+// for, its exchange id and a part of its reason.
+type quarantined struct{ offset, id, reason string }
+
+// checkQuarantined checks a quarantine record: reason and source in its
+// headers, the envelope only (no payload) in its value.
+func checkQuarantined(t *testing.T, raw string, qr *kgo.Record, want quarantined) {
+	t.Helper()
+	hdr := map[string]string{}
+	for _, h := range qr.Headers {
+		hdr[h.Key] = string(h.Value)
+	}
+	if !strings.Contains(hdr[HeaderReason], want.reason) {
+		t.Errorf("quarantine reason %q, want it to say %q", hdr[HeaderReason], want.reason)
+	}
+	if hdr[HeaderSourceTopic] != raw || hdr[HeaderSourcePartition] != "0" || hdr[HeaderSourceOffset] != want.offset {
+		t.Errorf("quarantine source %s/%s@%s, want %s/0@%s", hdr[HeaderSourceTopic], hdr[HeaderSourcePartition], hdr[HeaderSourceOffset], raw, want.offset)
+	}
+	qx := &mlv1.Exchange{}
+	if err := proto.Unmarshal(qr.Value, qx); err != nil {
+		t.Fatal(err)
+	}
+	if qx.Id != want.id || qx.Service != "svc" || (want.id != "" && qx.Request.GetUrl() != "/signup") {
+		t.Errorf("quarantine record: id %q service %q url %q", qx.Id, qx.Service, qx.Request.GetUrl())
+	}
+	if want.id == "big" && qx.Request.GetBodySize() < int64(len(growingBody())) {
+		t.Errorf("quarantine record: body_size %d, want the redacted size", qx.Request.GetBodySize())
+	}
+	if len(qr.Value) > 1024 || bytes.Contains(qr.Value, []byte("@x.io")) || bytes.Contains(qr.Value, []byte("hmac:")) || bytes.Contains(qr.Value, []byte("ref=")) {
+		t.Errorf("quarantine record carries payload (%d bytes)", len(qr.Value))
+	}
+}
+
+// checkSetAside checks mirrorline_stage_set_aside_records_total{stage="redactor"}
+// on the redactor's registry: the kinds in want counted (an aborted
+// transaction may count a record again), the others not.
+func checkSetAside(t *testing.T, reg *prometheus.Registry, want map[string]bool) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, mf := range mfs {
+		if mf.GetName() != "mirrorline_stage_set_aside_records_total" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range mt.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			seen++
+			if n := mt.GetCounter().GetValue(); labels["stage"] != "redactor" || (n > 0) != want[labels["kind"]] {
+				t.Errorf("set aside %v = %v, want kinds %v (stage redactor)", labels, n, want)
+			}
+		}
+	}
+	if seen != 3 {
+		t.Errorf("redactor registry holds %d series of mirrorline_stage_set_aside_records_total, want 3", seen)
+	}
+}
+
+// produceRaw creates the topics of service svc on brokers (clean limited to
+// 1 MB) and produces raw to mirror.raw.svc; it returns the clean topic's
+// budget, which has read the topic's limit when known.
+func produceRaw(ctx context.Context, t *testing.T, brokers []string, known bool, raw [][]byte) *broker.Budget {
+	t.Helper()
+	cfg := broker.Config{Brokers: brokers}
+	cl, err := broker.NewClient(cfg, kgo.ProducerBatchCompression(kgo.NoCompression()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if _, err := broker.CreateTopics(ctx, adm, "svc", broker.TopicSpec{Partitions: 1, MaxMessageBytes: 1_000_000}); err != nil {
+		t.Fatal(err)
+	}
+	var recs []*kgo.Record
+	for _, v := range raw {
+		recs = append(recs, &kgo.Record{Topic: broker.Topic(broker.Raw, "svc"), Key: []byte("conn-1"), Value: v})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	budget := broker.NewBudget(cfg.ProducerMaxBytes())
+	if known {
+		if err := budget.Lookup(ctx, adm, broker.Topic(broker.Clean, "svc")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return budget
 }
 
 type tlog struct{ t *testing.T }

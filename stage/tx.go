@@ -96,9 +96,14 @@ func (x *Tx) Close() { x.sess.Close() }
 type batch struct {
 	mu  sync.Mutex
 	err error
-	// tooLarge: consumed records whose output Kafka refused as too large,
-	// with the output's size.
-	tooLarge map[srcPos]int
+	// tooLarge: consumed records whose output Kafka refused as too large.
+	tooLarge map[srcPos]refused
+}
+
+// refused is the size and topic of an output Kafka refused as too large.
+type refused struct {
+	size  int
+	topic string
 }
 
 // Run processes records until ctx ends; it returns nil on cancellation and an
@@ -185,7 +190,7 @@ func (x *Tx) Run(ctx context.Context) error {
 // produce transforms the records of fs and produces their outputs in the
 // open transaction.
 func (x *Tx) produce(ctx context.Context, fs kgo.Fetches) *batch {
-	b := &batch{tooLarge: map[srcPos]int{}}
+	b := &batch{tooLarge: map[srcPos]refused{}}
 	fs.EachRecord(func(r *kgo.Record) {
 		pos := srcPos{r.Topic, r.Partition, r.Offset}
 		outs, setAside := x.transform(r, pos)
@@ -199,7 +204,9 @@ func (x *Tx) produce(ctx context.Context, fs kgo.Fetches) *batch {
 					// The topic's limit is below what the stage fits
 					// records to: set r aside when the transaction is
 					// retried.
-					b.tooLarge[pos] = max(b.tooLarge[pos], len(out.Value))
+					if len(out.Value) >= b.tooLarge[pos].size {
+						b.tooLarge[pos] = refused{len(out.Value), out.Topic}
+					}
 				case b.err == nil:
 					b.err = err
 				}
@@ -240,19 +247,23 @@ func (x *Tx) transform(r *kgo.Record, pos srcPos) ([]*kgo.Record, bool) {
 // transaction is retried (a batch is refused whole: the others are simply
 // processed again). It fails when too many records have been refused: the
 // output topic's limit is then wrong, not the records.
-func (x *Tx) blameTooLarge(tooLarge map[srcPos]int) error {
+func (x *Tx) blameTooLarge(tooLarge map[srcPos]refused) error {
 	if len(x.rejected)+len(tooLarge) > maxRejected {
-		return fmt.Errorf("too large for Kafka: more than %d records rejected; set the output topic's max.message.bytes to the producers' max_message_bytes", maxRejected)
+		topic := ""
+		for _, out := range tooLarge {
+			topic = out.topic
+		}
+		return fmt.Errorf("more than %d records rejected as too large by Kafka; set the max.message.bytes of %s to the producers' max_message_bytes", maxRejected, topic)
 	}
 	blamed := map[string]srcPos{}
-	for pos, size := range tooLarge {
+	for pos, out := range tooLarge {
 		k := pos.topic + "/" + strconv.Itoa(int(pos.partition))
-		if b, ok := blamed[k]; !ok || size > tooLarge[b] {
+		if b, ok := blamed[k]; !ok || out.size > tooLarge[b].size {
 			blamed[k] = pos
 		}
 	}
 	for _, pos := range blamed {
-		x.rejected[pos] = fmt.Sprintf("output record of %d bytes rejected as too large (MESSAGE_TOO_LARGE)", tooLarge[pos])
+		x.rejected[pos] = fmt.Sprintf("output record of %d bytes rejected as too large for %s (MESSAGE_TOO_LARGE)", tooLarge[pos].size, tooLarge[pos].topic)
 	}
 	return nil
 }
