@@ -37,14 +37,15 @@ func TestLiveSkipsAbortedTransactions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, LiveClientOpts("mirrorline-replay-svc", topic, true)...)...)
+	l := NewLive(s, "svc", Concurrency(1))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, l.ClientOpts("mirrorline-replay-svc", topic, true)...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- NewLive(cl, s, "svc", Concurrency(1)).Run(ctx) }()
+	go func() { done <- l.Run(ctx, cl) }()
 	defer func() { cancel(); <-done }()
 
 	// One partition, in order: an aborted record would arrive before the
