@@ -13,7 +13,7 @@ import (
 // connections and 8 slots go out at no more than 20/s, so the last is sent
 // no sooner than (40-1)/20 s after the first, and the wait is counted. A slow
 // machine only makes it take longer.
-func TestMaxRate(t *testing.T) {
+func TestLiveMaxRate(t *testing.T) {
 	g := newGateServer(t)
 	fc := newFakeClient()
 	m := NewMetrics(nil)
