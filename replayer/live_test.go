@@ -48,7 +48,8 @@ func (f *fakeClient) runLive(ctx context.Context, l *Live) <-chan error {
 }
 
 // run hands each poll's records to h in order, as the stage runtime does
-// (undecodable ones are counted and done), until ctx ends; then it drains h.
+// (undecodable ones are counted and done) and ticks it after each poll,
+// until ctx ends; then it drains h.
 func (f *fakeClient) run(ctx context.Context, h liveHandler) error {
 	defer h.Drain()
 	for {
@@ -69,6 +70,9 @@ func (f *fakeClient) run(ctx context.Context, h liveHandler) error {
 					}
 					return err
 				}
+			}
+			if err := h.Tick(ctx, time.Now()); err != nil {
+				return err
 			}
 		case <-ctx.Done():
 			return nil
