@@ -1,6 +1,8 @@
 // Package replayer turns records of mirror.clean.<service> back into HTTP
 // requests against a shadow deployment and publishes the shadow's responses to
 // mirror.shadow.<service>. It owns request reconstruction (X-Shadow-Request and X-Mirrorline-Id,
-// hop-by-hop removal, Host rewriting), the live consumer-group shadowing loop,
-// and the replayer metrics.
+// hop-by-hop removal, Host rewriting), the live replayer (a handler of the
+// stage runtime, which owns its polling, offsets and rebalances), window
+// replays on a schedule, and the replayer metrics. Its constructors take one
+// option type, Option.
 package replayer

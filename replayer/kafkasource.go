@@ -2,18 +2,16 @@ package replayer
 
 import (
 	"context"
-	"errors"
 	"io"
 	"sort"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/mirrorline/mirrorline/broker"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/stage"
 )
 
 // WindowConsumeOpts are the kgo options of a window replay's consumer: direct
@@ -27,7 +25,7 @@ func WindowConsumeOpts(topic string, ranges []Range) []kgo.Opt {
 			offs[r.Partition] = kgo.NewOffset().At(r.Start)
 		}
 	}
-	opts := append(broker.ConsumeOpts(),
+	opts := append(stage.ConsumeOpts(),
 		kgo.KeepControlRecords(),
 		kgo.FetchMaxWait(500*time.Millisecond),
 		kgo.FetchMaxBytes(16<<20),
@@ -41,23 +39,10 @@ func WindowConsumeOpts(topic string, ranges []Range) []kgo.Opt {
 
 // Poller is the slice of *kgo.Client a KafkaSource reads with.
 type Poller interface {
-	PollRecords(ctx context.Context, maxPollRecords int) kgo.Fetches
+	stage.Poller
 	PauseFetchPartitions(topicPartitions map[string][]int32) map[string][]int32
 	ResumeFetchPartitions(topicPartitions map[string][]int32)
 }
-
-// KafkaSourceOpt configures a KafkaSource.
-type KafkaSourceOpt func(*KafkaSource)
-
-// Buffer is how many decoded records are held per partition before fetching
-// that partition pauses (default 500).
-func Buffer(n int) KafkaSourceOpt { return func(s *KafkaSource) { s.bufCap = max(n, 2) } }
-
-// SourceLogger sets the logger.
-func SourceLogger(lg hclog.Logger) KafkaSourceOpt { return func(s *KafkaSource) { s.log = lg } }
-
-// SourceMetrics sets the metrics fetch errors are counted in.
-func SourceMetrics(m *Metrics) KafkaSourceOpt { return func(s *KafkaSource) { s.metrics = m } }
 
 // KafkaSource reads the ranges of a window from Kafka and merges the
 // partitions into one stream in capture order. A partition ends at its
@@ -65,12 +50,10 @@ func SourceMetrics(m *Metrics) KafkaSourceOpt { return func(s *KafkaSource) { s.
 // to+WindowEndGrace (see PlanWindow); records on the way stamped outside the
 // window [from, to) and transaction markers are skipped.
 type KafkaSource struct {
+	options
 	cl       Poller
 	topic    string
 	from, to time.Time
-	bufCap   int
-	log      hclog.Logger
-	metrics  *Metrics
 
 	once   sync.Once
 	cancel context.CancelFunc
@@ -93,15 +76,11 @@ type partQueue struct {
 }
 
 // NewKafkaSource returns a source of the ranges (this worker's share) of the
-// window [from, to) of topic, read through cl (see WindowConsumeOpts).
-func NewKafkaSource(cl Poller, topic string, from, to time.Time, ranges []Range, opts ...KafkaSourceOpt) *KafkaSource {
-	s := &KafkaSource{cl: cl, topic: topic, from: from, to: to, bufCap: 500, log: hclog.NewNullLogger(), notify: make(chan struct{}, 1), byID: map[int32]*partQueue{}}
-	for _, o := range opts {
-		o(s)
-	}
-	if s.metrics == nil {
-		s.metrics = NewMetrics(nil)
-	}
+// window [from, to) of topic, read through cl (see WindowConsumeOpts). Its
+// options are WithLogger, WithMetrics (fetch errors and undecodable records
+// are counted in them) and Buffer.
+func NewKafkaSource(cl Poller, topic string, from, to time.Time, ranges []Range, opts ...Option) *KafkaSource {
+	s := &KafkaSource{options: newOptions(opts), cl: cl, topic: topic, from: from, to: to, notify: make(chan struct{}, 1), byID: map[int32]*partQueue{}}
 	for _, r := range ranges {
 		q := &partQueue{r: r, pos: r.Start, done: r.Empty()}
 		s.parts = append(s.parts, q)
@@ -167,7 +146,7 @@ func (s *KafkaSource) Next(ctx context.Context) (Item, error) {
 			best.items[0] = Item{}
 			best.items = best.items[1:]
 			s.done++
-			resume := best.paused && !best.done && len(best.items) <= s.bufCap/2
+			resume := best.paused && !best.done && len(best.items) <= s.buffer/2
 			if resume {
 				best.paused = false
 			}
@@ -186,28 +165,22 @@ func (s *KafkaSource) Next(ctx context.Context) (Item, error) {
 	}
 }
 
-// fetch polls records into the partition queues until every partition ended.
+// fetch polls records into the partition queues until every partition
+// ended, pausing the partitions whose queue is full.
 func (s *KafkaSource) fetch(ctx context.Context) {
 	if s.allDone() {
 		return
 	}
-	for {
-		fs := s.cl.PollRecords(ctx, 1000)
-		if ctx.Err() != nil || fs.IsClientClosed() {
-			return
-		}
-		fs.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				s.log.Warn("fetch error", "topic", t, "partition", p, "error", err)
-				s.metrics.Errors.WithLabelValues("fetch").Inc()
-			}
-		})
+	o := stage.Polling{Log: s.log, Metrics: s.metrics.Stage, OnFetchError: func(string, int32, error) {
+		s.metrics.Errors.WithLabelValues("fetch").Inc()
+	}}
+	_ = stage.Poll(ctx, s.cl, o, func(fs kgo.Fetches) error {
 		var pause []int32
 		s.mu.Lock()
 		fs.EachRecord(s.add)
 		all := true
 		for _, q := range s.parts {
-			if !q.paused && (q.done || len(q.items) >= s.bufCap) {
+			if !q.paused && (q.done || len(q.items) >= s.buffer) {
 				q.paused = true
 				pause = append(pause, q.r.Partition)
 			}
@@ -222,9 +195,10 @@ func (s *KafkaSource) fetch(ctx context.Context) {
 		default:
 		}
 		if all {
-			return
+			return stage.ErrDone
 		}
-	}
+		return nil
+	})
 }
 
 func (s *KafkaSource) allDone() bool {
@@ -264,6 +238,8 @@ func (s *KafkaSource) add(r *kgo.Record) {
 		it := Item{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Capture: r.Timestamp}
 		ex := &mlv1.Exchange{}
 		if err := proto.Unmarshal(r.Value, ex); err != nil {
+			// Handed out without an exchange: the replay counts it.
+			s.metrics.Stage.Undecodable.Inc()
 			s.log.Warn("undecodable record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", err)
 		} else {
 			it.Exchange = ex

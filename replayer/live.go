@@ -2,107 +2,50 @@ package replayer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/time/rate"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/mirrorline/mirrorline/broker"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/stage"
 )
-
-// Client is the slice of *kgo.Client the live replayer uses: a group consumer
-// that also produces the shadow responses.
-type Client interface {
-	PollRecords(ctx context.Context, maxPollRecords int) kgo.Fetches
-	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
-	Flush(ctx context.Context) error
-	MarkCommitRecords(rs ...*kgo.Record)
-	CommitMarkedOffsets(ctx context.Context) error
-	AllowRebalance()
-}
-
-// LiveOpt configures a Live replayer.
-type LiveOpt func(*Live)
-
-// Concurrency is how many requests are in flight at most (default 16).
-func Concurrency(n int) LiveOpt { return func(l *Live) { l.conc = n } }
-
-// Order says whether requests of one connection (record key) are sent in
-// order, one at a time (true, the default: as the client sent them), or freely
-// over all Concurrency slots (false). A connection's requests came one after
-// the other at the primary's latency; against a slower shadow, keeping that
-// order caps the replay rate at connections / shadow latency, so turn it off to
-// keep up with a slow shadow when requests do not depend on each other.
-func Order(byConnection bool) LiveOpt { return func(l *Live) { l.unordered = !byConnection } }
-
-// SkipOlderThan makes the replayer skip (and count as dropped, reason
-// "too_old") records captured longer ago than d when a worker takes them, so
-// that a shadow that cannot keep up sheds load and stays close to live traffic
-// instead of falling ever further behind. 0 (the default) replays everything.
-// Their offsets are committed like those of replayed records.
-func SkipOlderThan(d time.Duration) LiveOpt { return func(l *Live) { l.maxAge = d } }
-
-// LiveMaxRate caps the requests sent per second (0, the default: no cap). A
-// replayer catching up a backlog (after a restart, or a shadow that was down)
-// sends it at most this fast instead of all at once; the time workers wait
-// for the cap is counted in mirrorline_replayer_throttled_seconds_total.
-// SetMaxRate changes it while the replayer runs.
-func LiveMaxRate(perSecond float64) LiveOpt {
-	return func(l *Live) { l.cap.Store(newRateCap(perSecond)) }
-}
-
-// WithMetrics sets the metrics (default: unregistered).
-func WithMetrics(m *Metrics) LiveOpt { return func(l *Live) { l.metrics = m } }
-
-// WithLogger sets the logger.
-func WithLogger(lg hclog.Logger) LiveOpt { return func(l *Live) { l.log = lg } }
-
-// ShadowBudget sets the shadow topic's record budget (default: a budget of
-// broker.DefaultMaxMessageBytes); larger shadow responses are cut to fit.
-func ShadowBudget(b *broker.Budget) LiveOpt { return func(l *Live) { l.budget = b } }
-
-// Job names the replay job and instance in shadow records.
-func Job(job, instance string) LiveOpt {
-	return func(l *Live) { l.job, l.instance = job, instance }
-}
 
 // Live shadows a service's traffic as it arrives: it consumes the topic in a
 // consumer group (so several replayers share the partitions), sends each request
 // to the target and publishes the response to mirror.shadow.<service>.
 //
-// Records are pipelined: polling goes on while requests are in flight, and a
-// slow request holds back only the later requests of its own connection (or
-// none, unordered), never a whole poll batch. A record's offset is marked for
-// commit once its shadow response is published and every earlier record of its
-// partition is too; a partition handed to another replayer in a rebalance is
-// handed over only after its requests in flight finished and their offsets
-// were committed.
+// It is a handler of the stage runtime (stage.Group), which owns polling,
+// decoding, offsets and rebalances. Records are pipelined: polling goes on
+// while requests are in flight, and a slow request holds back only the later
+// requests of its own connection (or none, unordered), never a whole poll
+// batch. A record is done once its shadow response is published, and its
+// offset is committed once every earlier record of its partition is done
+// too; a partition handed to another replayer in a rebalance is handed over
+// only after its requests in flight finished and their offsets were
+// committed.
 type Live struct {
-	cl      Client
+	options
 	sender  *Sender
 	service string
 	shadow  string
-	conc    int
-	// unordered spreads records over all slots regardless of their key.
-	unordered bool
-	metrics   *Metrics
-	log       hclog.Logger
-	job       string
-	instance  string
-	offsets   *offsets
-	// maxAge: skip records captured longer ago (0: never).
-	maxAge time.Duration
+	// group is the stage runtime running the replayer (set by ClientOpts).
+	group *stage.Group
 	// cap is the send rate cap in force (never nil; its limiter nil: no cap).
-	cap    atomic.Pointer[rateCap]
-	budget *broker.Budget
+	cap atomic.Pointer[rateCap]
+	// Set by Run: where shadow records go, the records waiting for a
+	// worker, and the workers.
+	pub     Publisher
+	queue   *keyQueue[work]
+	workers sync.WaitGroup
+	// polled is when the poll being handed to the workers returned (zero
+	// between polls); only the runtime's polling goroutine uses it.
+	polled time.Time
 }
 
 // rateCap is one setting of the send rate cap; changed is closed when
@@ -164,50 +107,21 @@ func (l *Live) waitRate(ctx context.Context) error {
 // pauses beyond it.
 const queueDepth = 500
 
-// liveByClient finds the Live replayer reading through a kgo client from the
-// client's rebalance callbacks (set by LiveClientOpts before the replayer
-// exists).
-var liveByClient sync.Map // *kgo.Client -> *Live
-
-// LiveClientOpts are the kgo options a live replayer's client needs on top of the
-// broker options: the group and the topic, read committed (see
-// broker.GroupConsumeOpts; a record of an aborted transaction is never
-// replayed), cooperative rebalances only between polls, and the hand-over of
-// revoked partitions (their requests in flight finish and their offsets are
-// committed first). A new group starts at the end of the topic unless
-// fromStart. Append broker.Membership.Opts for a static instance id or
-// another session timeout.
-func LiveClientOpts(group, topic string, fromStart bool) []kgo.Opt {
-	start := kgo.NewOffset().AtEnd()
-	if fromStart {
-		start = kgo.NewOffset().AtStart()
-	}
-	opts := broker.GroupConsumeOpts(group, []string{topic}, broker.Membership{})
-	return append(opts,
-		kgo.ConsumeResetOffset(start),
-		// Cooperative: a member joining or leaving moves only the partitions
-		// that change hands; the others go on replaying.
-		kgo.Balancers(kgo.CooperativeStickyBalancer()),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.AutoCommitMarks(),
-		// What a crash can replay twice is what was sent but not committed:
-		// commit the marks every second (kgo's default is 5 s).
-		kgo.AutoCommitInterval(LiveCommitInterval),
-		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
-			v, running := liveByClient.Load(cl)
-			if running {
-				v.(*Live).offsets.HandOver(ctx, revoked)
-			}
-			if err := cl.CommitMarkedOffsets(ctx); err != nil && running {
-				v.(*Live).log.Warn("commit offsets of revoked partitions", "error", err)
-			}
-		}),
-		kgo.OnPartitionsLost(func(_ context.Context, cl *kgo.Client, lost map[string][]int32) {
-			if v, ok := liveByClient.Load(cl); ok {
-				v.(*Live).offsets.Forget(lost)
-			}
-		}),
-	)
+// ClientOpts are the kgo options of the client a live replayer runs with, on
+// top of the broker options: the group and the topic, read committed (a
+// record of an aborted transaction is never replayed), cooperative
+// rebalances only between polls, commits every LiveCommitInterval, and the
+// hand-over of revoked partitions (their requests in flight finish and their
+// offsets are committed first). A new group starts at the end of the topic
+// unless fromStart. Append stage.Membership.Opts for a static instance id or
+// another session timeout. Call it once, before Run.
+func (l *Live) ClientOpts(group, topic string, fromStart bool) []kgo.Opt {
+	l.group = stage.NewGroup(liveHandler{l}, stage.WithLogger(l.log), stage.WithMetrics(l.metrics.Stage),
+		stage.CommitEvery(LiveCommitInterval), stage.FromStart(fromStart),
+		stage.WithPolling(stage.Polling{Max: 500, OnFetchError: func(string, int32, error) {
+			l.metrics.Errors.WithLabelValues("fetch").Inc()
+		}}))
+	return l.group.ClientOpts(group, topic)
 }
 
 // LiveCommitInterval is how often a live replayer commits the offsets of the
@@ -218,47 +132,52 @@ const LiveCommitInterval = time.Second
 // DefaultGroup is the consumer group of live replayers of service.
 func DefaultGroup(service string) string { return "mirrorline-replay-" + service }
 
-// NewLive returns a live replayer reading through cl (already subscribed, see
-// LiveClientOpts) and sending with s.
-func NewLive(cl Client, s *Sender, service string, opts ...LiveOpt) *Live {
-	l := &Live{cl: cl, sender: s, service: service, shadow: broker.Topic(broker.Shadow, service), conc: 16, log: hclog.NewNullLogger(), job: "live", instance: DefaultInstance()}
-	for _, o := range opts {
-		o(l)
+// NewLive returns a live replayer of service sending with s; ClientOpts
+// gives the options of the client it runs with. Its options are WithLogger,
+// WithMetrics, Concurrency, Order, MaxRate, SkipOlderThan, ShadowBudget and
+// Job.
+func NewLive(s *Sender, service string, opts ...Option) *Live {
+	l := &Live{options: newOptions(opts), sender: s, service: service, shadow: broker.Topic(broker.Shadow, service)}
+	l.conc = l.concurrency(16)
+	if l.job == "" {
+		l.job = "live"
 	}
-	if l.cap.Load() == nil {
-		l.cap.Store(newRateCap(0))
-	}
-	if l.metrics == nil {
-		l.metrics = NewMetrics(nil)
-	}
-	if l.conc <= 0 {
-		l.conc = 1
-	}
-	l.offsets = newOffsets(func(r *kgo.Record) { l.cl.MarkCommitRecords(r) })
+	l.cap.Store(newRateCap(l.rate(0)))
 	return l
 }
 
-// work is one polled record waiting for a worker.
+// work is one record waiting for a worker.
 type work struct {
-	rec     *kgo.Record
+	msg     *stage.Msg
+	ex      *mlv1.Exchange
 	fetched time.Time
-	track   *tracked
 }
 
-// Run replays until ctx ends. It returns nil on cancellation.
-func (l *Live) Run(ctx context.Context) error {
-	if kc, ok := l.cl.(*kgo.Client); ok {
-		liveByClient.Store(kc, l)
-		defer liveByClient.Delete(kc)
+// Run replays through cl (built with ClientOpts) until ctx ends (then it
+// returns nil): the stage runtime polls, hands the records to the workers,
+// commits what they finished and, on stop, publishes the responses already
+// received before its last commit.
+func (l *Live) Run(ctx context.Context, cl *kgo.Client) error {
+	if l.group == nil {
+		return fmt.Errorf("replay %s: the client was not built with Live.ClientOpts", l.service)
 	}
-	q := newKeyQueue[work](queueDepth)
-	var workers sync.WaitGroup
+	l.start(ctx, cl)
+	if err := l.group.Run(ctx, cl); err != nil {
+		return fmt.Errorf("replay %s: %w", l.service, err)
+	}
+	return nil
+}
+
+// start starts the workers, which publish to pub.
+func (l *Live) start(ctx context.Context, pub Publisher) {
+	l.pub = pub
+	l.queue = newKeyQueue[work](queueDepth)
 	for range l.conc {
-		workers.Add(1)
+		l.workers.Add(1)
 		go func() {
-			defer workers.Done()
+			defer l.workers.Done()
 			for {
-				w, done, ok := q.Take()
+				w, done, ok := l.queue.Take()
 				if !ok {
 					return
 				}
@@ -267,76 +186,44 @@ func (l *Live) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	err := l.poll(ctx, q)
-	// Stop: the workers give up what is queued (ctx is done, or the run
-	// failed), the responses already sent are published, and the offsets
-	// of every record done with nothing in flight before it are committed.
-	q.Close()
-	workers.Wait()
-	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if ferr := l.cl.Flush(fctx); ferr != nil {
-		l.log.Warn("flush shadow records", "error", ferr)
-	}
-	l.commit()
-	return err
 }
 
-// poll feeds polled records to the queue until ctx ends.
-func (l *Live) poll(ctx context.Context, q *keyQueue[work]) error {
-	// With BlockRebalanceOnPoll a poll blocks rebalances (and leaving the group on
-	// close) until AllowRebalance; never return holding that block.
-	defer l.cl.AllowRebalance()
-	for {
-		fs := l.cl.PollRecords(ctx, 500)
-		if ctx.Err() != nil || fs.IsClientClosed() {
-			return nil
-		}
-		fs.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				l.log.Warn("fetch error", "topic", t, "partition", p, "error", err)
-				l.metrics.Errors.WithLabelValues("fetch").Inc()
-			}
-		})
-		fetched := time.Now()
-		for _, r := range fs.Records() {
-			t := l.offsets.Track(r)
-			if err := q.Push(ctx, string(r.Key), !l.unordered, work{rec: r, fetched: fetched, track: t}); err != nil {
-				l.offsets.Finish(t, false)
-				if ctx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("replay %s: %w", l.service, err)
-			}
-		}
-		// Every polled record is queued: a revoke may now run; it waits for
-		// the records of the partitions it takes away.
-		l.cl.AllowRebalance()
+// liveHandler is the live replayer as the stage runtime sees it (kept off
+// Live's exported methods).
+type liveHandler struct{ *Live }
+
+// Handle queues the record for a worker, blocking while the queue is full
+// (polling waits: backpressure). The schedule lag counts from the poll.
+func (h liveHandler) Handle(ctx context.Context, m *stage.Msg, ex *mlv1.Exchange) error {
+	if h.polled.IsZero() {
+		h.polled = time.Now()
 	}
+	return h.queue.Push(ctx, string(m.Record.Key), !h.unordered, work{msg: m, ex: ex, fetched: h.polled})
 }
 
-func (l *Live) commit() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := l.cl.CommitMarkedOffsets(ctx); err != nil {
-		l.log.Warn("commit offsets", "error", err)
-	}
+// Tick ends a poll's records.
+func (h liveHandler) Tick(context.Context, time.Time) error {
+	h.polled = time.Time{}
+	return nil
 }
 
-// replay sends w's request and publishes the response; its offset is done
+// Drain closes the queue and waits for the workers: what is queued is given
+// up (ctx is done) or replayed (the client was closed).
+func (h liveHandler) Drain() {
+	h.queue.Close()
+	h.workers.Wait()
+}
+
+// Undecodable counts the record in mirrorline_replayer_errors_total{reason="decode"}.
+func (h liveHandler) Undecodable(*kgo.Record) { h.metrics.Errors.WithLabelValues("decode").Inc() }
+
+// replay sends w's request and publishes the response; its record is done
 // when the response is published (or the record can never be replayed), and
 // abandoned if ctx ended first.
 func (l *Live) replay(ctx context.Context, w work) {
-	r := w.rec
+	r, ex := w.msg.Record, w.ex
 	if ctx.Err() != nil {
-		l.offsets.Finish(w.track, false)
-		return
-	}
-	ex := &mlv1.Exchange{}
-	if err := proto.Unmarshal(r.Value, ex); err != nil {
-		l.metrics.Errors.WithLabelValues("decode").Inc()
-		l.log.Warn("undecodable record skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", err)
-		l.offsets.Finish(w.track, true)
+		w.msg.Abandon()
 		return
 	}
 	sent := time.Now()
@@ -347,13 +234,13 @@ func (l *Live) replay(ctx context.Context, w work) {
 		}
 		if sent.Sub(captured) > l.maxAge {
 			l.metrics.Dropped.WithLabelValues(DropTooOld).Inc()
-			l.offsets.Finish(w.track, true)
+			w.msg.Done()
 			return
 		}
 	}
 	if l.cap.Load().limiter != nil {
 		if err := l.waitRate(ctx); err != nil {
-			l.offsets.Finish(w.track, false) // stopping: not sent
+			w.msg.Abandon() // stopping: not sent
 			return
 		}
 		now := time.Now()
@@ -365,11 +252,11 @@ func (l *Live) replay(ctx context.Context, w work) {
 	if err != nil {
 		reason := l.metrics.countSkip(err)
 		l.log.Debug("record not replayed", "id", ex.GetId(), "reason", reason)
-		l.offsets.Finish(w.track, true)
+		w.msg.Done()
 		return
 	}
 	if resp.Error != "" && ctx.Err() != nil {
-		l.offsets.Finish(w.track, false) // cancelled mid-request: not a target error
+		w.msg.Abandon() // cancelled mid-request: not a target error
 		return
 	}
 	l.metrics.countResponse(resp, failure)
@@ -381,18 +268,19 @@ func (l *Live) replay(ctx context.Context, w work) {
 	val, err := shadowValue(out, r.Key, l.budget, l.metrics)
 	if err != nil {
 		l.metrics.Errors.WithLabelValues(encodeErrReason(err)).Inc()
-		l.offsets.Finish(w.track, true)
+		w.msg.Done()
 		return
 	}
 	// The produce context is not ctx: a response already received is still
-	// published when the replayer stops (Run flushes before it commits).
-	l.cl.Produce(context.WithoutCancel(ctx), &kgo.Record{Topic: l.shadow, Key: r.Key, Value: val, Timestamp: r.Timestamp}, func(_ *kgo.Record, err error) {
+	// published when the replayer stops (the runtime flushes before it
+	// commits).
+	l.pub.Produce(context.WithoutCancel(ctx), &kgo.Record{Topic: l.shadow, Key: r.Key, Value: val, Timestamp: r.Timestamp}, func(_ *kgo.Record, err error) {
 		if err != nil {
 			l.metrics.Errors.WithLabelValues("publish").Inc()
 			l.log.Warn("publish shadow response", "topic", l.shadow, "error", err)
 		}
 		// Sent either way: replaying it again would send the request twice.
-		l.offsets.Finish(w.track, true)
+		w.msg.Done()
 	})
 }
 

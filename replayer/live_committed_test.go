@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mirrorline/mirrorline/test/kafkatest"
@@ -37,14 +40,15 @@ func TestLiveSkipsAbortedTransactions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, LiveClientOpts("mirrorline-replay-svc", topic, true)...)...)
+	l := NewLive(s, "svc", Concurrency(1))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, l.ClientOpts("mirrorline-replay-svc", topic, true)...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- NewLive(cl, s, "svc", Concurrency(1)).Run(ctx) }()
+	go func() { done <- l.Run(ctx, cl) }()
 	defer func() { cancel(); <-done }()
 
 	// One partition, in order: an aborted record would arrive before the
@@ -67,5 +71,93 @@ func TestLiveSkipsAbortedTransactions(t *testing.T) {
 	defer mu.Unlock()
 	if strings.Join(got, " ") != "committed-1 committed-2 committed-3" {
 		t.Fatalf("the shadow received %v; want the three committed records only", got)
+	}
+}
+
+// Run on the stage runtime: an undecodable record is counted in the
+// replayer's errors{reason="decode"} and the runtime's undecodable records,
+// never sent nor holding its partition back; the shadow records are
+// published, and on stop the group's offsets are committed past every
+// record, the runtime's metrics labelled stage="replayer".
+func TestLiveRunCommitsPastUndecodable(t *testing.T) {
+	brokers := kafkatest.Embedded(t, "svc", 1)
+	const topic, group = "mirror.clean.svc", "mirrorline-replay-svc"
+	kafkatest.WriteTxn(t, brokers, topic, true, "r1")
+	pcl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pcl.Close()
+	if err := pcl.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Key: []byte("c"), Value: []byte{0xff, 0xff}}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	kafkatest.WriteTxn(t, brokers, topic, true, "r2")
+
+	arrived := make(chan string, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		arrived <- r.Header.Get("X-Mirrorline-Id")
+	}))
+	defer srv.Close()
+	s, err := NewSender(srv.URL, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	l := NewLive(s, "svc", WithMetrics(m))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, l.ClientOpts(group, topic, true)...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx, cl) }()
+	var got []string
+	deadline := time.After(30 * time.Second)
+	for len(got) < 2 {
+		select {
+		case id := <-arrived:
+			got = append(got, id)
+		case <-deadline:
+			cancel()
+			t.Fatalf("requests %v within 30s, want r1 and r2", got)
+		}
+	}
+	if strings.Join(got, " ") != "r1 r2" {
+		t.Fatalf("requests %v, want r1 r2", got)
+	}
+	kafkatest.ReadExchanges(t, brokers, "mirror.shadow.svc", 2, 30*time.Second)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	if n := testutil.ToFloat64(m.Errors.WithLabelValues("decode")); n != 1 {
+		t.Errorf("errors{reason=decode} = %v, want 1", n)
+	}
+	if n := testutil.ToFloat64(m.Stage.Undecodable); n != 1 {
+		t.Errorf("mirrorline_stage_undecodable_records_total = %v, want 1", n)
+	}
+	if n, err := testutil.GatherAndCount(reg, "mirrorline_stage_commits_total"); err != nil || n == 0 {
+		t.Errorf("mirrorline_stage_commits_total not registered: %d series, %v", n, err)
+	}
+	adm := kadm.NewClient(pcl)
+	offs, err := adm.FetchOffsets(context.Background(), group)
+	if err == nil {
+		err = offs.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, err := adm.ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _ := offs.Lookup(topic, 0)
+	e, _ := end.Lookup(topic, 0)
+	// The log ends with r2 and its transaction's commit marker.
+	if want := e.Offset - 1; o.At != want {
+		t.Fatalf("group committed up to %d, want %d: past r2, behind the undecodable record", o.At, want)
 	}
 }

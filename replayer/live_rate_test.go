@@ -9,7 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// LiveMaxRate caps a backlog's catch-up: 40 records polled at once over 8
+// MaxRate caps a live backlog's catch-up: 40 records polled at once over 8
 // connections and 8 slots go out at no more than 20/s, so the last is sent
 // no sooner than (40-1)/20 s after the first, and the wait is counted. A slow
 // machine only makes it take longer.
@@ -17,7 +17,7 @@ func TestLiveMaxRate(t *testing.T) {
 	g := newGateServer(t)
 	fc := newFakeClient()
 	m := NewMetrics(nil)
-	startLive(t, fc, g.URL, Concurrency(8), Order(false), WithMetrics(m), LiveMaxRate(20))
+	startLive(t, fc, g.URL, Concurrency(8), Order(false), WithMetrics(m), MaxRate(20))
 	var recs []*kgo.Record
 	for i := range 40 {
 		recs = append(recs, rec(0, int64(i), fmt.Sprintf("c%d", i%8), fmt.Sprintf("r%d", i)))
@@ -47,7 +47,7 @@ func TestLiveMaxRate(t *testing.T) {
 func TestLiveSetMaxRate(t *testing.T) {
 	g := newGateServer(t)
 	fc := newFakeClient()
-	l, _ := startLive(t, fc, g.URL, Concurrency(8), Order(false), LiveMaxRate(0.01))
+	l, _ := startLive(t, fc, g.URL, Concurrency(8), Order(false), MaxRate(0.01))
 	var recs []*kgo.Record
 	for i := range 10 {
 		recs = append(recs, rec(0, int64(i), fmt.Sprintf("c%d", i), fmt.Sprintf("r%d", i)))

@@ -16,12 +16,15 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/stage"
 )
 
-// fakeClient is a Client that hands out the polls pushed on its channel, whose
-// Produce succeeds at once, and which records the offsets marked per partition.
+// fakeClient plays the stage runtime and the Kafka client for a Live: it
+// hands the polls pushed on its channel to the Live's handler through a
+// stage.Tracker whose marks it records, and its Produce succeeds at once.
 type fakeClient struct {
-	polls chan []*kgo.Record
+	polls   chan []*kgo.Record
+	tracker *stage.Tracker
 
 	mu       sync.Mutex
 	produced []*kgo.Record
@@ -30,22 +33,50 @@ type fakeClient struct {
 }
 
 func newFakeClient() *fakeClient {
-	return &fakeClient{polls: make(chan []*kgo.Record, 16), marked: map[int32]int64{}, changed: make(chan struct{})}
+	f := &fakeClient{polls: make(chan []*kgo.Record, 16), marked: map[int32]int64{}, changed: make(chan struct{})}
+	f.tracker = stage.NewTracker(func(r *kgo.Record) { f.MarkCommitRecords(r) }, nil)
+	return f
 }
 
-func (f *fakeClient) PollRecords(ctx context.Context, _ int) kgo.Fetches {
-	select {
-	case recs := <-f.polls:
-		var ps []kgo.FetchPartition
-		for _, r := range recs {
-			if n := len(ps); n == 0 || ps[n-1].Partition != r.Partition {
-				ps = append(ps, kgo.FetchPartition{Partition: r.Partition})
+// runLive starts l's workers and runs it on f until ctx ends; the channel
+// gets the run's error.
+func (f *fakeClient) runLive(ctx context.Context, l *Live) <-chan error {
+	l.start(ctx, f)
+	done := make(chan error, 1)
+	go func() { done <- f.run(ctx, liveHandler{l}) }()
+	return done
+}
+
+// run hands each poll's records to h in order, as the stage runtime does
+// (undecodable ones are counted and done) and ticks it after each poll,
+// until ctx ends; then it drains h.
+func (f *fakeClient) run(ctx context.Context, h liveHandler) error {
+	defer h.Drain()
+	for {
+		select {
+		case recs := <-f.polls:
+			for _, r := range recs {
+				m := f.tracker.Track(r)
+				ex := &mlv1.Exchange{}
+				if err := proto.Unmarshal(r.Value, ex); err != nil {
+					h.Undecodable(r)
+					m.Done()
+					continue
+				}
+				if err := h.Handle(ctx, m, ex); err != nil {
+					m.Abandon()
+					if ctx.Err() != nil {
+						return nil
+					}
+					return err
+				}
 			}
-			ps[len(ps)-1].Records = append(ps[len(ps)-1].Records, r)
+			if err := h.Tick(ctx, time.Now()); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return nil
 		}
-		return kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: "mirror.clean.svc", Partitions: ps}}}}
-	case <-ctx.Done():
-		return nil
 	}
 }
 
@@ -73,9 +104,7 @@ func (f *fakeClient) notifyLocked() {
 	f.changed = make(chan struct{})
 }
 
-func (f *fakeClient) Flush(context.Context) error               { return nil }
-func (f *fakeClient) CommitMarkedOffsets(context.Context) error { return nil }
-func (f *fakeClient) AllowRebalance()                           {}
+func (f *fakeClient) Flush(context.Context) error { return nil }
 
 // waitFor blocks until cond holds (checked on every produce and mark), or
 // fails the test after 10 s.
@@ -162,17 +191,16 @@ func (g *gateServer) await(t *testing.T, n int) []string {
 }
 
 // startLive runs a live replayer of fc against target until the test ends (or
-// stop is called); stop returns Run's error.
-func startLive(t *testing.T, fc *fakeClient, target string, opts ...LiveOpt) (l *Live, stop func() error) {
+// stop is called); stop returns the run's error.
+func startLive(t *testing.T, fc *fakeClient, target string, opts ...Option) (l *Live, stop func() error) {
 	t.Helper()
 	s, err := NewSender(target, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l = NewLive(fc, s, "svc", opts...)
+	l = NewLive(s, "svc", opts...)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
+	done := fc.runLive(ctx, l)
 	var once sync.Once
 	var runErr error
 	stop = func() error {
@@ -262,18 +290,18 @@ func TestLivePipelined(t *testing.T) {
 func TestLiveHandOver(t *testing.T) {
 	g := newGateServer(t)
 	fc := newFakeClient()
-	l, _ := startLive(t, fc, g.URL, Concurrency(2))
+	startLive(t, fc, g.URL, Concurrency(2))
 	fc.polls <- []*kgo.Record{rec(0, 0, "a", "a0"), rec(0, 1, "b", "slow-b0"), rec(1, 0, "c", "c0")}
 	g.await(t, 3)
 	fc.waitFor(t, "a0 and c0 published", func(f *fakeClient) bool { return len(f.produced) == 2 })
 
 	handedOver := make(chan struct{})
 	go func() {
-		l.offsets.HandOver(context.Background(), map[string][]int32{"mirror.clean.svc": {0}})
+		fc.tracker.HandOver(context.Background(), map[string][]int32{"mirror.clean.svc": {0}})
 		close(handedOver)
 	}()
 	// Partition 1 is done; partition 0 waits for b0.
-	l.offsets.HandOver(context.Background(), map[string][]int32{"mirror.clean.svc": {1}})
+	fc.tracker.HandOver(context.Background(), map[string][]int32{"mirror.clean.svc": {1}})
 	select {
 	case <-handedOver:
 		t.Fatal("partition 0 handed over with slow-b0 in flight")
@@ -295,7 +323,7 @@ func TestLiveHandOver(t *testing.T) {
 func TestLiveStopAbandons(t *testing.T) {
 	g := newGateServer(t)
 	fc := newFakeClient()
-	l, stop := startLive(t, fc, g.URL, Concurrency(2))
+	_, stop := startLive(t, fc, g.URL, Concurrency(2))
 	fc.polls <- []*kgo.Record{rec(0, 0, "a", "a0"), rec(0, 1, "b", "slow-b0"), rec(0, 2, "c", "c0")}
 	g.await(t, 3)
 	fc.waitFor(t, "a0 and c0 published", func(f *fakeClient) bool { return len(f.produced) == 2 })
@@ -305,7 +333,7 @@ func TestLiveStopAbandons(t *testing.T) {
 	if m := fc.mark(0); m != 1 {
 		t.Fatalf("marked through %d after the stop, want 1 (b0 was cut short)", m)
 	}
-	if n := l.offsets.Open(); n != 0 {
+	if n := fc.tracker.Open(); n != 0 {
 		t.Fatalf("%d records still in flight after Run returned", n)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/stage"
 )
 
 // Metrics are the replayer metrics (mirrorline_replayer_*).
@@ -30,9 +31,13 @@ type Metrics struct {
 	// RequestErrors counts requests that failed at the target, by reason
 	// (RequestErrorReasons: refused, timeout, dns, tls, reset, 5xx, other).
 	RequestErrors *prometheus.CounterVec
+	// Stage are the stage runtime's metrics of the replayer's Kafka
+	// consumption, mirrorline_stage_*{stage="replayer"}.
+	Stage *stage.Metrics
 }
 
-// NewMetrics creates the replayer metrics and registers them on reg (when not nil).
+// NewMetrics creates the replayer metrics, and the stage runtime's of the
+// replayer, and registers them on reg (when not nil).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Sent: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -78,6 +83,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mirrorline_replayer_truncated_total",
 			Help: "Shadow responses whose body (or headers) was cut to fit the shadow topic's record budget; they are flagged truncated and keep their sizes.",
 		}),
+		Stage: stage.NewMetrics(reg, "replayer"),
 	}
 	for _, c := range []string{"2xx", "3xx", "4xx", "5xx", "error"} {
 		m.Sent.WithLabelValues(c)

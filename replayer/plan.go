@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/stage"
 )
 
 // JobsTopic is where the workers of a window replay job agree on its plan:
@@ -150,8 +151,8 @@ func PlanWindow(ctx context.Context, adm *kadm.Client, topic string, from, to ti
 
 // AgreePlan makes the workers of a job agree on one plan through JobsTopic:
 // every worker appends its proposal (key = job name) and reads the topic's
-// partition from its start up to its own record; the first record of the job
-// wins, so all workers adopt the same window, ranges and start whoever wrote
+// partition from its start up to its own record (stage.Read); the first
+// record of the job wins, so all workers adopt the same window, ranges and start whoever wrote
 // first. The topic is created when missing. It fails with ErrJobConflict when
 // the winning plan has other Params, and with ErrJobOver when that plan ended
 // more than a minute before now (job names are for one run).
@@ -178,40 +179,30 @@ func AgreePlan(ctx context.Context, cfg broker.Config, proposal Plan, now time.T
 	if err != nil {
 		return Plan{}, fmt.Errorf("agree plan of job %s: propose on %s: %w", proposal.Job, JobsTopic, err)
 	}
-	rd, err := broker.NewClient(cfg, append(broker.ConsumeOpts(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{JobsTopic: {ours.Partition: kgo.NewOffset().AtStart()}}))...)
+	opts, err := cfg.Opts()
 	if err != nil {
-		return Plan{}, err
+		return Plan{}, fmt.Errorf("agree plan of job %s: %w", proposal.Job, err)
 	}
-	defer rd.Close()
-	for {
-		fs := rd.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return Plan{}, fmt.Errorf("agree plan of job %s: read %s: %w", proposal.Job, JobsTopic, err)
+	var winner *Plan
+	span := stage.Span{Topic: JobsTopic, Partition: ours.Partition, From: 0, To: ours.Offset + 1}
+	err = stage.Read(ctx, opts, []stage.Span{span}, func(r *kgo.Record) stage.Next {
+		var p Plan
+		if string(r.Key) == proposal.Job && json.Unmarshal(r.Value, &p) == nil && p.Job == proposal.Job && !p.Start.IsZero() {
+			winner = &p
+			return stage.EndAll
 		}
-		var winner *Plan
-		var reached bool
-		fs.EachRecord(func(r *kgo.Record) {
-			if winner != nil || reached {
-				return
-			}
-			if r.Offset >= ours.Offset {
-				reached = true
-			}
-			if string(r.Key) != proposal.Job {
-				return
-			}
-			var p Plan
-			if json.Unmarshal(r.Value, &p) == nil && p.Job == proposal.Job && !p.Start.IsZero() {
-				winner = &p
-			}
-		})
-		if winner != nil {
-			return checkWinner(*winner, proposal, now)
-		}
-		if reached {
-			return Plan{}, fmt.Errorf("agree plan of job %s: own proposal at %s/%d@%d not readable", proposal.Job, JobsTopic, ours.Partition, ours.Offset)
-		}
+		return stage.Continue
+	})
+	if err == nil {
+		err = ctx.Err()
 	}
+	if err != nil {
+		return Plan{}, fmt.Errorf("agree plan of job %s: read %s: %w", proposal.Job, JobsTopic, err)
+	}
+	if winner == nil {
+		return Plan{}, fmt.Errorf("agree plan of job %s: own proposal at %s/%d@%d not readable", proposal.Job, JobsTopic, ours.Partition, ours.Offset)
+	}
+	return checkWinner(*winner, proposal, now)
 }
 
 func checkWinner(w, proposal Plan, now time.Time) (Plan, error) {

@@ -45,10 +45,9 @@ func TestShadowResponseFitsBudget(t *testing.T) {
 			}
 			fc := newFakeClient()
 			m := NewMetrics(nil)
-			l := NewLive(fc, s, "svc", WithMetrics(m), ShadowBudget(broker.NewBudget(budgetBytes)))
+			l := NewLive(s, "svc", WithMetrics(m), ShadowBudget(broker.NewBudget(budgetBytes)))
 			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- l.Run(ctx) }()
+			done := fc.runLive(ctx, l)
 			v, _ := proto.Marshal(&mlv1.Exchange{Id: "x", Request: &mlv1.Request{Method: "GET", Url: tc.path}})
 			fc.polls <- []*kgo.Record{{Topic: "mirror.clean.svc", Key: []byte("k"), Value: v}}
 			fc.waitFor(t, "the record done", func(f *fakeClient) bool { return f.marked[0] == 1 })

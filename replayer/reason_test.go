@@ -72,9 +72,9 @@ func TestSendReasonRealFailures(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			opts := []SenderOpt{Timeout(10 * time.Second)}
+			opts := []Option{Timeout(10 * time.Second)}
 			if tc.timeout > 0 {
-				opts = []SenderOpt{Timeout(tc.timeout)}
+				opts = []Option{Timeout(tc.timeout)}
 			}
 			s, err := NewSender(tc.target, 1, opts...)
 			if err != nil {

@@ -38,7 +38,7 @@ func goldenSummaries(t *testing.T) map[string]*Summary {
 	// A dry run of a window that starts idle, on a virtual clock: every
 	// time in the summary follows from the input.
 	w := NewWindow(NewSliceSource(items(t0.Add(10*time.Minute+15*time.Second), 300, 2*time.Millisecond)), NewSchedule(Speed(1), t0, 1, 0), nil,
-		WithClock(NewVirtualClock(time.Date(2026, 5, 2, 8, 0, 0, 0, time.UTC))), DryRun(true), WindowJob("idle", "test"))
+		WithClock(NewVirtualClock(time.Date(2026, 5, 2, 8, 0, 0, 0, time.UTC))), DryRun(true), Job("idle", "test"))
 	idle, err := w.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)

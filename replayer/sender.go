@@ -24,21 +24,10 @@ type Sender struct {
 	bodyLimit int64
 }
 
-// SenderOpt configures a Sender.
-type SenderOpt func(*Sender)
-
-// KeepHost sends the captured Host header instead of the target's host.
-func KeepHost(b bool) SenderOpt { return func(s *Sender) { s.keepHost = b } }
-
-// Timeout bounds each request (default 10s).
-func Timeout(d time.Duration) SenderOpt { return func(s *Sender) { s.client.Timeout = d } }
-
-// ResponseBodyLimit caps recorded response bodies (default 1 MiB).
-func ResponseBodyLimit(n int64) SenderOpt { return func(s *Sender) { s.bodyLimit = n } }
-
 // NewSender returns a Sender to target (an absolute http or https URL) keeping up
-// to conns connections open.
-func NewSender(target string, conns int, opts ...SenderOpt) (*Sender, error) {
+// to conns connections open. Its options are KeepHost, Timeout and
+// ResponseBodyLimit.
+func NewSender(target string, conns int, opts ...Option) (*Sender, error) {
 	u, err := url.Parse(target)
 	if err != nil {
 		return nil, fmt.Errorf("target %q: %w", target, err)
@@ -49,11 +38,13 @@ func NewSender(target string, conns int, opts ...SenderOpt) (*Sender, error) {
 	if conns <= 0 {
 		conns = 1
 	}
+	o := newOptions(opts)
 	s := &Sender{
 		target:    u,
-		bodyLimit: 1 << 20,
+		keepHost:  o.keepHost,
+		bodyLimit: o.bodyLimit,
 		client: &http.Client{
-			Timeout: 10 * time.Second,
+			Timeout: o.timeout,
 			Transport: &http.Transport{
 				Proxy:               nil, // never an HTTP_PROXY from the environment: it would be dialled instead
 				DialContext:         dialOnly(targetAddr(u), &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}),
@@ -64,9 +55,6 @@ func NewSender(target string, conns int, opts ...SenderOpt) (*Sender, error) {
 			},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-	}
-	for _, o := range opts {
-		o(s)
 	}
 	return s, nil
 }

@@ -23,11 +23,11 @@ func TestSendErrorOmitsRequestURL(t *testing.T) {
 
 	tests := []struct {
 		name, target string
-		opts         []SenderOpt
+		opts         []Option
 		want         string // what the comparator's error class needs
 	}{
 		{"connection refused", closed, nil, "refused"},
-		{"timeout", hang.URL, []SenderOpt{Timeout(200 * time.Millisecond)}, "Timeout"},
+		{"timeout", hang.URL, []Option{Timeout(200 * time.Millisecond)}, "Timeout"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -242,7 +242,7 @@ func TestWindowDropsUnsafeTarget(t *testing.T) {
 	its[1].Exchange.Request.Url = "/safe"
 	its[2].Exchange.Request.Url = "//127.0.0.2/x"
 	m := NewMetrics(nil)
-	sum, err := NewWindow(NewSliceSource(its), NewSchedule(Speed(1), t0, 1, 0), s, WindowMetrics(m)).Run(context.Background())
+	sum, err := NewWindow(NewSliceSource(its), NewSchedule(Speed(1), t0, 1, 0), s, WithMetrics(m)).Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,10 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/mirrorline/mirrorline/broker"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
@@ -51,106 +49,16 @@ type Publisher interface {
 	Flush(ctx context.Context) error
 }
 
-// WindowOpt configures a Window.
-type WindowOpt func(*Window)
-
-// InFlight bounds the requests in flight (default DefaultInFlight). When all
-// are taken, a due record waits for one until it is --max-lag late, then is
-// dropped; the schedule of the records after it does not move.
-func InFlight(n int) WindowOpt { return func(w *Window) { w.conc = n } }
-
-// MaxLag is how late a send may be before the record is dropped (default
-// DefaultMaxLag).
-func MaxLag(d time.Duration) WindowOpt { return func(w *Window) { w.maxLag = d } }
-
-// MaxRate caps sends at perSecond: sends are spaced at least 1/perSecond apart
-// whatever the profile asks; the delay counts as schedule lag. 0 disables.
-func MaxRate(perSecond float64) WindowOpt { return func(w *Window) { w.maxRate = perSecond } }
-
-// DryRun schedules every record and reports without sending anything or
-// publishing shadow records. The schedule runs on a virtual clock, so a dry
-// run takes only the time to read the window.
-func DryRun(b bool) WindowOpt { return func(w *Window) { w.dry = b } }
-
-// WithClock sets the scheduler's clock (default RealClock).
-func WithClock(c Clock) WindowOpt { return func(w *Window) { w.clock = c } }
-
-// StartAt anchors the schedule: a record due d after the job start is sent at
-// t+d. Workers of one job share t. Default: when the first record is read.
-func StartAt(t time.Time) WindowOpt { return func(w *Window) { w.anchor = t } }
-
-// PublishTo publishes a shadow record for every response to topic.
-func PublishTo(p Publisher, topic string) WindowOpt {
-	return func(w *Window) { w.pub, w.shadow = p, topic }
-}
-
-// PublishBudget sets the shadow topic's record budget (default: a budget of
-// broker.DefaultMaxMessageBytes); larger shadow responses are cut to fit.
-func PublishBudget(b *broker.Budget) WindowOpt { return func(w *Window) { w.budget = b } }
-
-// WindowMetrics sets the metrics (default: unregistered).
-func WindowMetrics(m *Metrics) WindowOpt { return func(w *Window) { w.metrics = m } }
-
-// WindowLogger sets the logger.
-func WindowLogger(lg hclog.Logger) WindowOpt { return func(w *Window) { w.log = lg } }
-
-// WindowJob names the job and this instance in shadow records and the summary.
-func WindowJob(job, instance string) WindowOpt {
-	return func(w *Window) { w.job, w.instance = job, instance }
-}
-
-// OnProgress is called with the source's progress as records are scheduled.
-func OnProgress(fn func(done, total int64)) WindowOpt { return func(w *Window) { w.progress = fn } }
-
-// MaxErrorRate sets the error rate (0..1) above which the job failed
-// (Summary.Failed); a job every request of which failed always fails. Default
-// 1: only then.
-func MaxErrorRate(r float64) WindowOpt { return func(w *Window) { w.maxErrRate = r } }
-
-// ProgressLines writes a one-line progress report to out every interval
-// (default DefaultProgressInterval when 0) while the replay runs: for logs
-// and CI, where no progress bar is drawn.
-func ProgressLines(out io.Writer, every time.Duration) WindowOpt {
-	return func(w *Window) {
-		if every <= 0 {
-			every = DefaultProgressInterval
-		}
-		w.lines, w.every = out, every
-	}
-}
-
-// PlannedSpan is the planned duration of the job from its start (see
-// Schedule.Span); progress lines estimate the time left from it.
-func PlannedSpan(d time.Duration) WindowOpt { return func(w *Window) { w.span = d } }
-
 // Window replays a time window of captured traffic on a schedule: every record
 // is sent at its planned time (see Schedule) however the target
 // behaves, so a slow target does not slow the schedule (no coordinated
 // omission): requests run concurrently up to InFlight, and a record that cannot
 // be sent within MaxLag of its time is dropped and counted.
 type Window struct {
-	src      Source
-	sched    *Schedule
-	sender   Requester
-	pub      Publisher
-	shadow   string
-	clock    Clock
-	anchor   time.Time
-	conc     int
-	maxLag   time.Duration
-	maxRate  float64
-	dry      bool
-	metrics  *Metrics
-	log      hclog.Logger
-	job      string
-	instance string
-	progress func(done, total int64)
-	budget   *broker.Budget
-
-	maxErrRate float64
-	lines      io.Writer
-	every      time.Duration
-	span       time.Duration
+	options
+	src    Source
+	sched  *Schedule
+	sender Requester
 	// ticker paces the progress lines and wall reads the time they are
 	// measured in (tests inject both).
 	ticker func(time.Duration) (<-chan time.Time, func())
@@ -158,17 +66,15 @@ type Window struct {
 }
 
 // NewWindow returns a window replay of the records of src on sched, sent with
-// sender (nil for a dry run).
-func NewWindow(src Source, sched *Schedule, sender Requester, opts ...WindowOpt) *Window {
-	w := &Window{src: src, sched: sched, sender: sender, clock: RealClock{}, conc: DefaultInFlight, maxLag: DefaultMaxLag, maxRate: DefaultMaxRate, log: hclog.NewNullLogger(), job: "window", instance: DefaultInstance(), maxErrRate: 1, ticker: realTicker, wall: time.Now}
-	for _, o := range opts {
-		o(w)
-	}
-	if w.metrics == nil {
-		w.metrics = NewMetrics(nil)
-	}
-	if w.conc <= 0 {
-		w.conc = 1
+// sender (nil for a dry run). Its options are WithLogger, WithMetrics,
+// Concurrency, MaxRate, ShadowBudget, Job, MaxLag, DryRun, WithClock,
+// StartAt, PublishTo, OnProgress, MaxErrorRate, ProgressLines and
+// PlannedSpan.
+func NewWindow(src Source, sched *Schedule, sender Requester, opts ...Option) *Window {
+	w := &Window{options: newOptions(opts), src: src, sched: sched, sender: sender, ticker: realTicker, wall: time.Now}
+	w.conc, w.maxRate = w.concurrency(DefaultInFlight), w.rate(DefaultMaxRate)
+	if w.job == "" {
+		w.job = "window"
 	}
 	if w.sender == nil {
 		w.dry = true

@@ -168,7 +168,7 @@ func TestWindowKeepsCapturedTimingAtSpeed(t *testing.T) {
 	clk := newManualClock(t0.Add(time.Hour))
 	start := clk.Now()
 	target := newFakeTarget(clk)
-	w := NewWindow(NewSliceSource(its), NewSchedule(Speed(2), t0, 1, 0), target, WithClock(clk), StartAt(start), InFlight(4))
+	w := NewWindow(NewSliceSource(its), NewSchedule(Speed(2), t0, 1, 0), target, WithClock(clk), StartAt(start), Concurrency(4))
 	done, cancel := runWindow(t, w)
 	defer cancel()
 
@@ -202,7 +202,7 @@ func TestWindowSlowTargetDoesNotShiftSchedule(t *testing.T) {
 	// 100ms apart; requests 0 and 1 hang until released; 2 slots in flight.
 	target := newFakeTarget(clk, "0", "1")
 	src := NewSliceSource(items(t0, 8, 100*time.Millisecond))
-	w := NewWindow(src, NewSchedule(Speed(1), t0, 1, 0), target, WithClock(clk), StartAt(t0), InFlight(2), MaxLag(150*time.Millisecond), MaxRate(0))
+	w := NewWindow(src, NewSchedule(Speed(1), t0, 1, 0), target, WithClock(clk), StartAt(t0), Concurrency(2), MaxLag(150*time.Millisecond), MaxRate(0))
 	done, cancel := runWindow(t, w)
 	defer cancel()
 

@@ -20,7 +20,7 @@ import (
 )
 
 // runTruth replays n records at 500/s to target and returns the summary, its text and the metrics.
-func runTruth(t *testing.T, target string, n int, opts ...WindowOpt) (*Summary, string, *Metrics) {
+func runTruth(t *testing.T, target string, n int, opts ...Option) (*Summary, string, *Metrics) {
 	t.Helper()
 	s, err := NewSender(target, 4, Timeout(10*time.Second))
 	if err != nil {
@@ -28,7 +28,7 @@ func runTruth(t *testing.T, target string, n int, opts ...WindowOpt) (*Summary, 
 	}
 	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 	m := NewMetrics(prometheus.NewRegistry())
-	opts = append([]WindowOpt{WindowMetrics(m), WindowJob("truth", "test"), InFlight(4), MaxLag(time.Hour)}, opts...)
+	opts = append([]Option{WithMetrics(m), Job("truth", "test"), Concurrency(4), MaxLag(time.Hour)}, opts...)
 	w := NewWindow(NewSliceSource(items(t0, n, time.Millisecond)), NewSchedule(Rate(500), t0, 1, 0), s, opts...)
 	sum, err := w.Run(context.Background())
 	if err != nil {
@@ -105,15 +105,15 @@ func TestWindowMaxErrorRate(t *testing.T) {
 
 	tests := []struct {
 		name       string
-		opts       []WindowOpt
+		opts       []Option
 		wantFailed bool
 		wantWhy    string
 	}{
 		{"default: fails only when every request errored", nil, false, ""},
-		{"max 50%", []WindowOpt{MaxErrorRate(0.5)}, false, ""},
-		{"max 25%: not above", []WindowOpt{MaxErrorRate(0.25)}, false, ""},
-		{"max 10%", []WindowOpt{MaxErrorRate(0.1)}, true, "2 of 8 requests errored (5xx 2): error rate 25% is above --max-error-rate 10%"},
-		{"max 0", []WindowOpt{MaxErrorRate(0)}, true, "2 of 8 requests errored (5xx 2): error rate 25% is above --max-error-rate 0%"},
+		{"max 50%", []Option{MaxErrorRate(0.5)}, false, ""},
+		{"max 25%: not above", []Option{MaxErrorRate(0.25)}, false, ""},
+		{"max 10%", []Option{MaxErrorRate(0.1)}, true, "2 of 8 requests errored (5xx 2): error rate 25% is above --max-error-rate 10%"},
+		{"max 0", []Option{MaxErrorRate(0)}, true, "2 of 8 requests errored (5xx 2): error rate 25% is above --max-error-rate 0%"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -157,7 +157,7 @@ func TestWindowLeadInApartFromSendSpan(t *testing.T) {
 	var logs bytes.Buffer
 	lg := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Info})
 	w := NewWindow(NewSliceSource(its), NewSchedule(Speed(1), from, 1, 0), nil,
-		WithClock(NewVirtualClock(start)), DryRun(true), WindowLogger(lg), WindowJob("idle", "test"))
+		WithClock(NewVirtualClock(start)), DryRun(true), WithLogger(lg), Job("idle", "test"))
 	sum, err := w.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -192,7 +192,7 @@ func TestWindowLeadInApartFromSendSpan(t *testing.T) {
 	// A window that does not start idle says nothing of it.
 	logs.Reset()
 	w = NewWindow(NewSliceSource(items(from, 3, time.Millisecond)), NewSchedule(Speed(1), from, 1, 0), nil,
-		WithClock(NewVirtualClock(start)), DryRun(true), WindowLogger(lg))
+		WithClock(NewVirtualClock(start)), DryRun(true), WithLogger(lg))
 	if sum, err = w.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestWindowProgressLines(t *testing.T) {
 	wall := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	var out testproc.Output
 	w := NewWindow(NewSliceSource(items(t0, 4, time.Second)), NewSchedule(Speed(1), t0, 1, 0), target,
-		WithClock(clk), StartAt(t0), WindowJob("prog", "test"), ProgressLines(&out, 10*time.Second), PlannedSpan(4*time.Second))
+		WithClock(clk), StartAt(t0), Job("prog", "test"), ProgressLines(&out, 10*time.Second), PlannedSpan(4*time.Second))
 	w.ticker = func(d time.Duration) (<-chan time.Time, func()) {
 		if d != 10*time.Second {
 			t.Errorf("ticker interval %s, want 10s", d)
@@ -271,7 +271,7 @@ func TestWindowProgressLines(t *testing.T) {
 
 // The progress line names failed requests by reason.
 func TestProgressLineErrors(t *testing.T) {
-	w := NewWindow(NewSliceSource(nil), NewSchedule(Rate(1), time.Time{}, 1, 0), newFakeTarget(RealClock{}), WindowJob("j", "i"))
+	w := NewWindow(NewSliceSource(nil), NewSchedule(Rate(1), time.Time{}, 1, 0), newFakeTarget(RealClock{}), Job("j", "i"))
 	got := w.progressLine(progressSnapshot{dispatched: 1200, dropped: 4, reqErrors: map[string]int64{"refused": 3, "5xx": 2}}, 2*time.Second, 996, 0)
 	if want := "replay j: sent 1200, 498/s, errors 5 (refused 3, 5xx 2), dropped 4, ETA unknown"; got != want {
 		t.Fatalf("got  %q\nwant %q", got, want)

@@ -100,7 +100,7 @@ func runMirrorline(ctx context.Context, srv *server, rate float64, n, conc int) 
 		return result{}, err
 	}
 	w := replayer.NewWindow(replayer.NewSliceSource(items), replayer.NewSchedule(replayer.Rate(rate), t0, 1, 0), sender,
-		replayer.InFlight(conc), replayer.MaxRate(0), replayer.MaxLag(time.Minute))
+		replayer.Concurrency(conc), replayer.MaxRate(0), replayer.MaxLag(time.Minute))
 	sum, err := w.Run(ctx)
 	if err != nil {
 		return result{}, err

@@ -116,7 +116,7 @@ Targets must be loopback, the replay.target of -c FILE, or allowed with
 			tel.AddCheck("kafka", kafkaCheck(cl))
 			a.log.Info("live replay", "service", a.cfg.Service, "target", a.cfg.Replay.Target, "group", a.cfg.Replay.Group)
 			a.reload.flags = cmd.Flags()
-			return a.runAll(cmd.Context(), tel, l.Run, a.watchConfig(tel.Registry))
+			return a.runAll(cmd.Context(), tel, func(ctx context.Context) error { return l.Run(ctx, cl) }, a.watchConfig(tel.Registry))
 		},
 	}
 	f := c.Flags()
@@ -221,20 +221,22 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 	if err := checkTarget(rc, sender); err != nil {
 		return nil, nil, err
 	}
-	cl, err := broker.NewClient(a.cfg.Kafka, append(replayer.LiveClientOpts(rc.Group, rc.Topic, fromStart), a.cfg.membership(0).Opts()...)...)
-	if err != nil {
-		return nil, nil, usageError{err}
-	}
-	l := replayer.NewLive(cl, sender, a.cfg.Service,
+	budget := broker.NewBudget(a.cfg.Kafka.ProducerMaxBytes())
+	l := replayer.NewLive(sender, a.cfg.Service,
 		replayer.Concurrency(rc.Concurrency),
 		replayer.Order(rc.Order != "none"),
 		replayer.WithMetrics(replayer.NewMetrics(tel.Registry)),
 		replayer.WithLogger(a.log.Named("replay")),
 		replayer.Job("live", rc.Instance),
 		replayer.SkipOlderThan(rc.SkipOlderThan),
-		replayer.LiveMaxRate(maxRate),
-		replayer.ShadowBudget(a.recordBudget(context.Background(), cl, broker.Shadow, true)),
+		replayer.MaxRate(maxRate),
+		replayer.ShadowBudget(budget),
 	)
+	cl, err := broker.NewClient(a.cfg.Kafka, append(l.ClientOpts(rc.Group, rc.Topic, fromStart), a.cfg.membership(0).Opts()...)...)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	a.lookupBudget(context.Background(), budget, cl, broker.Shadow, true)
 	a.reload.add(reloadTarget{keys: []string{"replay.max_rate"}, prepare: a.prepareLiveReplay(l)})
 	return l, cl, nil
 }
@@ -474,15 +476,15 @@ func (a *app) runWindow(cmd *cobra.Command, wf *windowFlags) error {
 	tel.AddCheck("kafka", kafkaCheck(cons))
 	metrics := replayer.NewMetrics(tel.Registry)
 	lg := a.log.Named("replay")
-	src := replayer.NewKafkaSource(cons, plan.Topic, plan.From, plan.To, mine, replayer.SourceLogger(lg), replayer.SourceMetrics(metrics))
+	src := replayer.NewKafkaSource(cons, plan.Topic, plan.From, plan.To, mine, replayer.WithLogger(lg), replayer.WithMetrics(metrics))
 	defer src.Close()
 
 	// The cap is per job: each worker takes its share of it.
 	capRate := j.maxRate * replayer.ShareOf(mine, plan.Ranges)
-	opts := []replayer.WindowOpt{
-		replayer.InFlight(j.concurrency), replayer.MaxLag(a.cfg.Replay.MaxLag), replayer.MaxRate(capRate),
-		replayer.DryRun(wf.dryRun), replayer.WindowMetrics(metrics), replayer.WindowLogger(lg),
-		replayer.WindowJob(plan.Job, j.instance), replayer.MaxErrorRate(j.maxErrRate),
+	opts := []replayer.Option{
+		replayer.Concurrency(j.concurrency), replayer.MaxLag(a.cfg.Replay.MaxLag), replayer.MaxRate(capRate),
+		replayer.DryRun(wf.dryRun), replayer.WithMetrics(metrics), replayer.WithLogger(lg),
+		replayer.Job(plan.Job, j.instance), replayer.MaxErrorRate(j.maxErrRate),
 		replayer.PlannedSpan(replayer.NewSchedule(j.profile, plan.From, 1, 0).Span(plan.Offsets(), plan.To)),
 	}
 	if !plan.Start.IsZero() {
@@ -494,7 +496,7 @@ func (a *app) runWindow(cmd *cobra.Command, wf *windowFlags) error {
 	} else {
 		req = j.sender
 		opts = append(opts, replayer.PublishTo(cons, broker.Topic(broker.Shadow, a.cfg.Service)),
-			replayer.PublishBudget(a.recordBudget(ctx, cons, broker.Shadow, true)))
+			replayer.ShadowBudget(a.recordBudget(ctx, cons, broker.Shadow, true)))
 	}
 	bar := newProgress(!wf.noProgress, plan.Job)
 	if bar != nil {

@@ -105,7 +105,7 @@ tools can connect to it. The topics are created when missing.`,
 				}
 				defer cl.Close()
 				a.log.Info("live replay", "target", a.cfg.Replay.Target, "group", a.cfg.Replay.Group)
-				stages = append(stages, a.isolate(tel, "replayer", l.Run))
+				stages = append(stages, a.isolate(tel, "replayer", func(ctx context.Context) error { return l.Run(ctx, cl) }))
 			}
 			if a.cfg.Replay.Target != "" {
 				// Compare the primary's responses with the shadow's the replayer records.

@@ -302,13 +302,13 @@ func runJobReplayer(t *testing.T, cfg broker.Config, service, group, target, job
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := broker.NewClient(cfg, replayer.LiveClientOpts(group, broker.Topic(broker.Clean, service), true)...)
+	l := replayer.NewLive(s, service, replayer.Concurrency(8), replayer.Job(job, job+"-1"))
+	cl, err := broker.NewClient(cfg, l.ClientOpts(group, broker.Topic(broker.Clean, service), true)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	l := replayer.NewLive(cl, s, service, replayer.Concurrency(8), replayer.Job(job, job+"-1"))
-	serve(t, l.Run)
+	serve(t, func(ctx context.Context) error { return l.Run(ctx, cl) })
 }
 
 // sendPaymentsTraffic sends n requests of the demo mix (60 % POST /payments

@@ -90,14 +90,14 @@ func runLive(t *testing.T, cfg broker.Config, service, topic, group, target stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := broker.NewClient(cfg, replayer.LiveClientOpts(group, topic, true)...)
+	m := replayer.NewMetrics(prometheus.NewRegistry())
+	l := replayer.NewLive(s, service, replayer.WithMetrics(m), replayer.Concurrency(16))
+	cl, err := broker.NewClient(cfg, l.ClientOpts(group, topic, true)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	m := replayer.NewMetrics(prometheus.NewRegistry())
-	l := replayer.NewLive(cl, s, service, replayer.WithMetrics(m), replayer.Concurrency(16))
-	serve(t, l.Run)
+	serve(t, func(ctx context.Context) error { return l.Run(ctx, cl) })
 	return m
 }
 

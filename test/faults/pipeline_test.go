@@ -348,14 +348,15 @@ func startLive(t *testing.T, brokers []string, service, target string) (*replaye
 	if err != nil {
 		t.Fatal(err)
 	}
+	m := replayer.NewMetrics(prometheus.NewRegistry())
+	l := replayer.NewLive(s, service, replayer.WithMetrics(m), replayer.Concurrency(16))
 	cl, err := broker.NewClient(broker.Config{Brokers: brokers, ClientID: "mirrorline-faults"},
-		replayer.LiveClientOpts(replayer.DefaultGroup(service), broker.Topic(broker.Clean, service), true)...)
+		l.ClientOpts(replayer.DefaultGroup(service), broker.Topic(broker.Clean, service), true)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	m := replayer.NewMetrics(prometheus.NewRegistry())
-	return m, serve(t, "live replayer", replayer.NewLive(cl, s, service, replayer.WithMetrics(m), replayer.Concurrency(16)).Run)
+	return m, serve(t, "live replayer", func(ctx context.Context) error { return l.Run(ctx, cl) })
 }
 
 // endOffsets returns the high watermark of every partition of topic.

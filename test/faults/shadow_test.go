@@ -118,19 +118,19 @@ func TestShadowDownOrHanging(t *testing.T) {
 				t.Fatal(err)
 			}
 			group := "faults-" + svc
-			cl, err := broker.NewClient(cfg, replayer.LiveClientOpts(group, clean, true)...)
+			m := replayer.NewMetrics(nil)
+			live := replayer.NewLive(s, svc, replayer.WithMetrics(m), replayer.Concurrency(conc), replayer.Order(tc.ordered))
+			cl, err := broker.NewClient(cfg, live.ClientOpts(group, clean, true)...)
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(cl.Close)
-			m := replayer.NewMetrics(nil)
-			live := replayer.NewLive(cl, s, svc, replayer.WithMetrics(m), replayer.Concurrency(conc), replayer.Order(tc.ordered))
 
 			adm := admin(t, cfg.Brokers)
 			base := heapInUse()
 			samples := sample(t, func() (uint64, int64) { return heapInUse(), committed(adm, group, clean) })
 			start := time.Now()
-			serve(t, "live replayer", live.Run)
+			serve(t, "live replayer", func(ctx context.Context) error { return live.Run(ctx, cl) })
 			sentErr := m.Sent.WithLabelValues("error")
 			testproc.Eventually(t, 2*time.Minute, fmt.Sprintf("%d records sent and counted as errors", n), func() bool { return count(sentErr) >= n })
 			took := time.Since(start)
