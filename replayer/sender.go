@@ -16,6 +16,17 @@ import (
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
+const (
+	// DefaultTimeout is the timeout of each request to the target.
+	DefaultTimeout = 10 * time.Second
+	// DefaultResponseBodyLimit is how many response body bytes are
+	// recorded per shadow response.
+	DefaultResponseBodyLimit = 1 << 20
+	// DefaultConcurrency is how many requests a live replay has in flight
+	// at most.
+	DefaultConcurrency = 16
+)
+
 // Sender sends captured requests to one target and records the responses.
 type Sender struct {
 	target    *url.URL
@@ -51,9 +62,9 @@ func NewSender(target string, conns int, opts ...SenderOpt) (*Sender, error) {
 	}
 	s := &Sender{
 		target:    u,
-		bodyLimit: 1 << 20,
+		bodyLimit: DefaultResponseBodyLimit,
 		client: &http.Client{
-			Timeout: 10 * time.Second,
+			Timeout: DefaultTimeout,
 			Transport: &http.Transport{
 				Proxy:               nil, // never an HTTP_PROXY from the environment: it would be dialled instead
 				DialContext:         dialOnly(targetAddr(u), &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}),
