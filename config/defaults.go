@@ -1,7 +1,5 @@
 package config
 
-
-
 // Defaults of knobs no stage package owns (the others are constants of the
 // package that owns the knob, e.g. collector.DefaultBodyLimit).
 const (
