@@ -48,8 +48,7 @@ func (a *app) topicsCmd() *cobra.Command {
 	}
 	cf := create.Flags()
 	cf.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name")
-	cf.Int32Var(&a.cfg.Topics.Partitions, "partitions", a.cfg.Topics.Partitions, "partitions per topic")
-	cf.Int16Var(&a.cfg.Topics.Replication, "replication", a.cfg.Topics.Replication, "replication factor (-1: broker default)")
+	a.cfg.Topics.BindFlags(cf)
 	cf.StringToStringVar(&retention, "retention", nil, "retention per stage, e.g. raw=6h,clean=168h")
 
 	describe := &cobra.Command{

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mirrorline/mirrorline/collector"
+	"github.com/mirrorline/mirrorline/config"
 )
 
 // The client limits of the proxy and the sink are read from the config file.
@@ -27,7 +28,7 @@ sink:
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var cfg Config
+	var cfg config.File
 	if err := loadConfigFile(path, &cfg); err != nil {
 		t.Fatal(err)
 	}
