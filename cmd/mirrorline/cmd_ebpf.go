@@ -1,12 +1,13 @@
 package main
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/collector/ebpf"
 	"github.com/mirrorline/mirrorline/collector/tcpstream"
 	"github.com/mirrorline/mirrorline/config"
-	"github.com/mirrorline/mirrorline/telemetry"
 )
 
 func (a *app) ebpfCmd() *cobra.Command {
@@ -45,8 +46,8 @@ func (a *app) ebpfCmd() *cobra.Command {
 }
 
 // newEBPF checks the ebpf configuration, loads and attaches the capture
-// publishing through em, and registers its metrics on tel.
-func (a *app) newEBPF(tel *telemetry.Server, em tcpstream.Publisher) (*ebpf.Capture, error) {
+// publishing through em, and registers its metrics on reg.
+func (a *app) newEBPF(em *collector.Emitter, reg prometheus.Registerer) (collector.Collector, error) {
 	c := a.cfg.EBPF
 	if err := checkEBPF(c); err != nil {
 		return nil, err
@@ -69,7 +70,7 @@ func (a *app) newEBPF(tel *telemetry.Server, em tcpstream.Publisher) (*ebpf.Capt
 	if err != nil {
 		return nil, err
 	}
-	tel.Registry.MustRegister(ebpf.Collector{Capture: capt}, tcpstream.NewStreamCollector("ebpf", capt.Stats()))
+	reg.MustRegister(ebpf.Collector{Capture: capt}, tcpstream.NewStreamCollector("ebpf", capt.Stats()))
 	log.Info("eBPF capture running", "service", a.cfg.Service, "ports", c.Ports, "interfaces", c.Interfaces)
 	return capt, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -136,6 +137,21 @@ func (a *app) prepareProxy(p *proxy.Proxy) func(*config.File, func(string) bool,
 			log.Info("proxy policy in force", "sample", pc.Sample, "routes", len(routes), "body_limit", pc.BodyLimit)
 		}, nil
 	}
+}
+
+// newProxyCollector builds the proxy publishing through em and opens its
+// listener (the proxy collector of `up`).
+func (a *app) newProxyCollector(em *collector.Emitter, _ prometheus.Registerer) (collector.Collector, error) {
+	p, err := a.buildProxy(em)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", a.cfg.Proxy.Listen)
+	if err != nil {
+		return nil, usagef("proxy.listen %s: %v", a.cfg.Proxy.Listen, err)
+	}
+	a.log.Info("proxy listening", "addr", ln.Addr().String(), "primary", a.cfg.Proxy.Primary)
+	return collector.RunFunc(func(ctx context.Context) error { return p.Serve(ctx, ln) }), nil
 }
 
 // newEmitter builds the emitter every collector publishes through: a Kafka client

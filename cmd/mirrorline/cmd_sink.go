@@ -6,6 +6,7 @@ import (
 	"net"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/mirrorline/mirrorline/collector"
@@ -37,9 +38,8 @@ func (a *app) sinkCmd() *cobra.Command {
 	return c
 }
 
-// newSink builds the sink publishing through em and opens its listener; it
-// returns the sink's run func.
-func (a *app) newSink(em *collector.Emitter) (func(context.Context) error, error) {
+// newSink builds the sink publishing through em and opens its listener.
+func (a *app) newSink(em *collector.Emitter, _ prometheus.Registerer) (collector.Collector, error) {
 	sc := a.cfg.Sink
 	filter, err := collector.NewFilter(sc.SampleOrDefault(), sc.Routes)
 	if err != nil {
@@ -59,7 +59,7 @@ func (a *app) newSink(em *collector.Emitter) (func(context.Context) error, error
 		return nil, usagef("sink listen %s: %v", sc.Listen, err)
 	}
 	a.log.Info("sink listening", "addr", ln.Addr().String(), "service", a.cfg.Service)
-	return func(ctx context.Context) error { return s.Serve(ctx, ln) }, nil
+	return collector.RunFunc(func(ctx context.Context) error { return s.Serve(ctx, ln) }), nil
 }
 
 // prepareSink checks the sink's reloadable keys of a new configuration

@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -66,11 +63,13 @@ tools can connect to it. The topics are created when missing.`,
 					return err
 				}
 				defer closeClient(cl)
+				reg := a.collectorRegistry()
 				for _, name := range collectors {
-					run, err := a.upCollector(tel, em, name)
+					c, err := reg.New(name, em, tel.Registry)
 					if err != nil {
-						return err
+						return usage(err)
 					}
+					run := c.Run
 					if name != "proxy" {
 						// Only the proxy is in front of users; another collector
 						// failing leaves the rest of the pipeline running.
@@ -169,8 +168,16 @@ func (a *app) isolate(tel *telemetry.Server, name string, run func(context.Conte
 	}
 }
 
-// collectorNames are the collectors `up` can run.
-var collectorNames = []string{"proxy", "sink", "vpc", "ebpf"}
+// collectorRegistry names the collectors `up` and the collector commands
+// run, each built from its section of the configuration.
+func (a *app) collectorRegistry() *collector.Registry {
+	var r collector.Registry
+	r.Register("proxy", a.newProxyCollector)
+	r.Register("sink", a.newSink)
+	r.Register("vpc", a.newVPC)
+	r.Register("ebpf", a.newEBPF)
+	return &r
+}
 
 // upCollectors returns the collectors `up` runs: the configured list, checked,
 // or the proxy when proxy.primary is set.
@@ -181,15 +188,8 @@ func (a *app) upCollectors() ([]string, error) {
 		}
 		return nil, nil
 	}
-	seen := map[string]bool{}
-	for _, n := range a.cfg.Collectors {
-		if !slices.Contains(collectorNames, n) {
-			return nil, usagef("collectors: %q is not one of %s", n, strings.Join(collectorNames, ", "))
-		}
-		if seen[n] {
-			return nil, usagef("collectors: %q is listed twice", n)
-		}
-		seen[n] = true
+	if err := a.collectorRegistry().Check(a.cfg.Collectors); err != nil {
+		return nil, usageError{err}
 	}
 	return a.cfg.Collectors, nil
 }
@@ -207,41 +207,12 @@ func (a *app) runCollector(ctx context.Context, name string, queueRecords, queue
 		return err
 	}
 	defer closeClient(cl)
-	run, err := a.upCollector(tel, em, name)
+	c, err := a.collectorRegistry().New(name, em, tel.Registry)
 	if err != nil {
-		return err
+		return usage(err)
 	}
 	if kafkaReady {
 		tel.AddCheck("kafka", kafkaCheck(cl))
 	}
-	return a.runAll(ctx, tel, run, a.watchConfig(tel.Registry))
-}
-
-// upCollector starts collector name of `up`, publishing through em, and
-// returns its run func.
-func (a *app) upCollector(tel *telemetry.Server, em *collector.Emitter, name string) (func(context.Context) error, error) {
-	switch name {
-	case "proxy":
-		p, err := a.buildProxy(em)
-		if err != nil {
-			return nil, err
-		}
-		ln, err := net.Listen("tcp", a.cfg.Proxy.Listen)
-		if err != nil {
-			return nil, usagef("proxy.listen %s: %v", a.cfg.Proxy.Listen, err)
-		}
-		a.log.Info("proxy listening", "addr", ln.Addr().String(), "primary", a.cfg.Proxy.Primary)
-		return func(ctx context.Context) error { return p.Serve(ctx, ln) }, nil
-	case "sink":
-		return a.newSink(em)
-	case "vpc":
-		return a.newVPC(tel, em)
-	case "ebpf":
-		capt, err := a.newEBPF(tel, em)
-		if err != nil {
-			return nil, err
-		}
-		return capt.Run, nil
-	}
-	return nil, usagef("collectors: %q is not one of %s", name, strings.Join(collectorNames, ", "))
+	return a.runAll(ctx, tel, c.Run, a.watchConfig(tel.Registry))
 }

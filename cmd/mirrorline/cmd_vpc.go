@@ -4,13 +4,14 @@ import (
 	"context"
 	"net"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/collector/httpstream"
 	"github.com/mirrorline/mirrorline/collector/tcpstream"
 	"github.com/mirrorline/mirrorline/collector/vpc"
 	"github.com/mirrorline/mirrorline/config"
-	"github.com/mirrorline/mirrorline/telemetry"
 )
 
 // portList converts --port values, checking their range.
@@ -78,16 +79,16 @@ func checkVPC(c config.VPC) error {
 	return usage(c.Validate())
 }
 
-// newVPC checks the vpc configuration, opens the UDP listener and returns the
-// receiver's run func, publishing through em; metrics go to tel.
-func (a *app) newVPC(tel *telemetry.Server, em tcpstream.Publisher) (func(context.Context) error, error) {
+// newVPC checks the vpc configuration and opens the UDP listener of the
+// receiver, publishing through em; metrics go to reg.
+func (a *app) newVPC(em *collector.Emitter, reg prometheus.Registerer) (collector.Collector, error) {
 	c := a.cfg.VPC
 	if err := checkVPC(c); err != nil {
 		return nil, err
 	}
 	log := a.log.Named("vpc")
 	stats := &tcpstream.Stats{}
-	tel.Registry.MustRegister(tcpstream.NewStreamCollector("vpc", stats))
+	reg.MustRegister(tcpstream.NewStreamCollector("vpc", stats))
 	topts := append(trackerOptions(c.TCPCapture), tcpstream.WithPorts(c.Ports...), tcpstream.WithStats(stats), tcpstream.WithLogger(log))
 	rx := vpc.NewReceiver(tcpstream.NewTracker(em, topts...), vpc.WithVNIs(c.VNIs...), vpc.WithReadBuffer(c.ReadBuffer), vpc.WithLogger(log))
 	pc, err := net.ListenPacket("udp", c.Listen)
@@ -95,7 +96,7 @@ func (a *app) newVPC(tel *telemetry.Server, em tcpstream.Publisher) (func(contex
 		return nil, usagef("listen %s: %v", c.Listen, err)
 	}
 	log.Info("VPC mirror target listening", "addr", pc.LocalAddr().String(), "ports", c.Ports, "vnis", c.VNIs, "service", a.cfg.Service)
-	return func(ctx context.Context) error { return rx.Serve(ctx, pc) }, nil
+	return collector.RunFunc(func(ctx context.Context) error { return rx.Serve(ctx, pc) }), nil
 }
 
 // trackerOptions are the TCP reassembly and HTTP pairing settings of a

@@ -243,7 +243,7 @@ func TestReloadSink(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := collector.NewMetrics(prometheus.NewRegistry())
-	run, err := a.newSink(collector.NewEmitter(&collectortest.Recorder{}, "svc", m, nil))
+	sink, err := a.newSink(collector.NewEmitter(&collectortest.Recorder{}, "svc", m, nil), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func TestReloadSink(t *testing.T) {
 		// Closes the listener newSink opened.
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		_ = run(ctx)
+		_ = sink.Run(ctx)
 	})
 	ratio := func(route string) float64 { return testutil.ToFloat64(m.SampleRatio.WithLabelValues("sink", route)) }
 	if got := ratio(collector.DefaultRoute); got != 0.2 {
