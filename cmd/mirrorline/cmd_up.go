@@ -65,9 +65,9 @@ tools can connect to it. The topics are created when missing.`,
 				defer closeClient(cl)
 				reg := a.collectorRegistry()
 				for _, name := range collectors {
-					c, err := reg.New(name, em, tel.Registry)
+					c, err := reg.New(name, em, tel.Registry) // names checked by upCollectors
 					if err != nil {
-						return usage(err)
+						return err
 					}
 					run := c.Run
 					if name != "proxy" {
@@ -209,7 +209,7 @@ func (a *app) runCollector(ctx context.Context, name string, queueRecords, queue
 	defer closeClient(cl)
 	c, err := a.collectorRegistry().New(name, em, tel.Registry)
 	if err != nil {
-		return usage(err)
+		return err
 	}
 	if kafkaReady {
 		tel.AddCheck("kafka", kafkaCheck(cl))
