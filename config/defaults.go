@@ -1,5 +1,7 @@
 package config
 
+import "time"
+
 // Defaults of knobs no stage package owns (the others are constants of the
 // package that owns the knob, e.g. collector.DefaultBodyLimit).
 const (
@@ -22,6 +24,9 @@ const (
 	DefaultVPCReadBuffer = 8 << 20
 	// DefaultSample is the fraction of requests a collector publishes.
 	DefaultSample = 1.0
+	// DefaultLagInterval is how often consumer lag is read (`up`, `lag
+	// --serve`).
+	DefaultLagInterval = 15 * time.Second
 	// DefaultPrime is how much of mirror.diff.S a starting comparator
 	// relearns noise from.
 	DefaultPrime = "1h"

@@ -44,6 +44,7 @@ var kindHints = map[string]string{
 	"proxy.sample": "a number between 0 and 1",
 }
 
+// walkNode checks n against t at the YAML path.
 func walkNode(n *yaml.Node, t reflect.Type, path string) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -68,50 +69,65 @@ func walkNode(n *yaml.Node, t reflect.Type, path string) error {
 		if t == reflect.TypeOf(time.Time{}) {
 			return checkScalar(n, t, path)
 		}
-		if n.Kind != yaml.MappingNode {
-			return nodeErr(n, path, "want a mapping of keys, got %s", describeNode(n))
-		}
-		fields := map[string]reflect.Type{}
-		collectFields(t, fields)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			ft, ok := fields[k.Value]
-			if !ok {
-				return nodeErr(k, joinPath(path, k.Value), "unknown key%s", suggestKey(k.Value, fields))
-			}
-			if err := walkNode(v, ft, joinPath(path, k.Value)); err != nil {
-				return err
-			}
-		}
-		return nil
+		return walkStruct(n, t, path)
 	case reflect.Map:
-		if n.Kind != yaml.MappingNode {
-			return nodeErr(n, path, "want a mapping, got %s", describeNode(n))
-		}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			if err := walkNode(k, t.Key(), path+"[key]"); err != nil {
-				return err
-			}
-			if err := walkNode(v, t.Elem(), joinPath(path, k.Value)); err != nil {
-				return err
-			}
-		}
-		return nil
+		return walkMap(n, t, path)
 	case reflect.Slice, reflect.Array:
-		if n.Kind != yaml.SequenceNode {
-			return nodeErr(n, path, "want a list, got %s", describeNode(n))
-		}
-		for i, e := range n.Content {
-			if err := walkNode(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return err
-			}
-		}
-		return nil
+		return walkList(n, t, path)
 	case reflect.Interface:
 		return nil
 	}
 	return checkScalar(n, t, path)
+}
+
+// walkStruct checks the mapping n against the yaml keys of struct t.
+func walkStruct(n *yaml.Node, t reflect.Type, path string) error {
+	if n.Kind != yaml.MappingNode {
+		return nodeErr(n, path, "want a mapping of keys, got %s", describeNode(n))
+	}
+	fields := map[string]reflect.Type{}
+	collectFields(t, fields)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		ft, ok := fields[k.Value]
+		if !ok {
+			return nodeErr(k, joinPath(path, k.Value), "unknown key%s", suggestKey(k.Value, fields))
+		}
+		if err := walkNode(v, ft, joinPath(path, k.Value)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// walkMap checks the keys and values of the mapping n against map type t.
+func walkMap(n *yaml.Node, t reflect.Type, path string) error {
+	if n.Kind != yaml.MappingNode {
+		return nodeErr(n, path, "want a mapping, got %s", describeNode(n))
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if err := walkNode(k, t.Key(), path+"[key]"); err != nil {
+			return err
+		}
+		if err := walkNode(v, t.Elem(), joinPath(path, k.Value)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// walkList checks the elements of the sequence n against t's element type.
+func walkList(n *yaml.Node, t reflect.Type, path string) error {
+	if n.Kind != yaml.SequenceNode {
+		return nodeErr(n, path, "want a list, got %s", describeNode(n))
+	}
+	for i, e := range n.Content {
+		if err := walkNode(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkScalar checks that n decodes as a value of t.
