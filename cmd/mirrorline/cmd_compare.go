@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -207,19 +208,7 @@ The report covers one replay job's verdicts: --job NAME (default live);
 				return fmt.Errorf("compare report: %w", err)
 			}
 			if jobs {
-				list := comparator.SummarizeJobs(diffs)
-				if asJSON {
-					enc := json.NewEncoder(cmd.OutOrStdout())
-					enc.SetIndent("", "  ")
-					if err := enc.Encode(list); err != nil {
-						return fmt.Errorf("compare report --jobs: %w", err)
-					}
-					return nil
-				}
-				if err := comparator.WriteJobs(cmd.OutOrStdout(), a.cfg.Service, list); err != nil {
-					return fmt.Errorf("compare report --jobs: %w", err)
-				}
-				return nil
+				return a.printJobs(cmd.OutOrStdout(), comparator.SummarizeJobs(diffs), asJSON)
 			}
 			mine := comparator.OfJob(diffs, job)
 			if len(mine) == 0 && len(diffs) > 0 {
@@ -232,15 +221,8 @@ The report covers one replay job's verdicts: --job NAME (default live);
 					return err
 				}
 			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(rep); err != nil {
-					return fmt.Errorf("compare report: %w", err)
-				}
-			} else if err := comparator.WriteText(out, rep, comparator.TextOptions{Top: top, ShowNoise: noise}); err != nil {
-				return fmt.Errorf("compare report: %w", err)
+			if err := printReport(cmd.OutOrStdout(), rep, asJSON, comparator.TextOptions{Top: top, ShowNoise: noise}); err != nil {
+				return err
 			}
 			if failOn {
 				if err := comparator.FailOnSignificant(rep); err != nil {
@@ -262,6 +244,41 @@ The report covers one replay job's verdicts: --job NAME (default live);
 	f.BoolVar(&jobs, "jobs", false, "list the replay jobs with verdicts: when decided, capture span, counts per verdict")
 	f.BoolVar(&failOn, "fail-on-significant", false, "exit 1 when an endpoint differs significantly or has a tail latency regression")
 	return c
+}
+
+// printJobs prints the replay jobs with verdicts, as text or JSON.
+func (a *app) printJobs(out io.Writer, list []comparator.JobSummary, asJSON bool) error {
+	var err error
+	if asJSON {
+		err = writeJSON(out, list)
+	} else {
+		err = comparator.WriteJobs(out, a.cfg.Service, list)
+	}
+	if err != nil {
+		return fmt.Errorf("compare report --jobs: %w", err)
+	}
+	return nil
+}
+
+// printReport prints rep as text or JSON.
+func printReport(out io.Writer, rep *comparator.Report, asJSON bool, opt comparator.TextOptions) error {
+	var err error
+	if asJSON {
+		err = writeJSON(out, rep)
+	} else {
+		err = comparator.WriteText(out, rep, opt)
+	}
+	if err != nil {
+		return fmt.Errorf("compare report: %w", err)
+	}
+	return nil
+}
+
+// writeJSON writes v as indented JSON.
+func writeJSON(out io.Writer, v any) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // parseSince parses --since: empty (all), an RFC 3339 time, or a duration back from now.

@@ -60,41 +60,11 @@ Targets must be loopback, the replay.target of -c FILE, or allowed with
 --allow-target / replay.allow_targets.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			window := wf.from != "" || wf.to != ""
-			switch {
-			case live && window:
-				return usagef("replay: --live and --from/--to exclude each other")
-			case !live && !window:
-				return usagef("replay: --live is required, or --from (and --to) for a window replay")
-			}
-			if live {
-				// Live replays are capped only when asked to.
-				a.replayMaxRateSet = cmd.Flags().Changed("max-rate")
-				for _, name := range wf.windowOnlyFlagList {
-					if cmd.Flags().Changed(name) {
-						return usagef("%s: only for window replays (--from/--to)", name)
-					}
-				}
-			}
-			var need []string
-			switch {
-			case live:
-				need = append(need, "target")
-			case !wf.dryRun:
-				need = append(need, "window-target")
-			}
-			if err := a.requireServiceAndBrokers(need...); err != nil {
+			window, err := a.replayMode(cmd, live, wf)
+			if err != nil {
 				return err
 			}
 			if window {
-				for _, name := range []string{"group", "start"} {
-					if cmd.Flags().Changed(name) {
-						return usagef("%s: only for --live (window replays split partitions with --job/--workers/--worker)", name)
-					}
-				}
-				if cmd.Flags().Changed("skip-older-than") {
-					return usagef("skip-older-than: only for --live (window replays drop records late on their schedule with --max-lag)")
-				}
 				return a.runWindow(cmd, wf)
 			}
 			tel := telemetry.NewServer()
@@ -133,6 +103,45 @@ Targets must be loopback, the replay.target of -c FILE, or allowed with
 	_ = f.MarkHidden("progress-interval")
 	wf.windowOnlyFlagList = []string{"from", "to", "speed", "rate", "ramp", "max-lag", "dry-run", "job", "workers", "worker", "start-at", "start-delay", "report", "no-progress", "max-error-rate", "progress-interval"}
 	return c
+}
+
+// replayMode checks the flags of `replay` against its mode, live or a
+// window (window is true), and the settings the mode requires.
+func (a *app) replayMode(cmd *cobra.Command, live bool, wf *windowFlags) (window bool, err error) {
+	window = wf.from != "" || wf.to != ""
+	switch {
+	case live && window:
+		return false, usagef("replay: --live and --from/--to exclude each other")
+	case !live && !window:
+		return false, usagef("replay: --live is required, or --from (and --to) for a window replay")
+	}
+	changed := cmd.Flags().Changed
+	if live {
+		// Live replays are capped only when asked to.
+		a.replayMaxRateSet = changed("max-rate")
+		for _, name := range wf.windowOnlyFlagList {
+			if changed(name) {
+				return false, usagef("%s: only for window replays (--from/--to)", name)
+			}
+		}
+		return false, a.requireServiceAndBrokers("target")
+	}
+	var need []string
+	if !wf.dryRun {
+		need = append(need, "window-target")
+	}
+	if err := a.requireServiceAndBrokers(need...); err != nil {
+		return true, err
+	}
+	for _, name := range []string{"group", "start"} {
+		if changed(name) {
+			return true, usagef("%s: only for --live (window replays split partitions with --job/--workers/--worker)", name)
+		}
+	}
+	if changed("skip-older-than") {
+		return true, usagef("skip-older-than: only for --live (window replays drop records late on their schedule with --max-lag)")
+	}
+	return true, nil
 }
 
 // checkTarget applies the target allowlist (see replayer.CheckTarget).
