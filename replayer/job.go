@@ -217,19 +217,31 @@ func (j *job) checkTarget() error {
 	if s.Timeout <= 0 {
 		return invalidf("timeout: must be positive, got %s", s.Timeout)
 	}
-	sender, err := NewSender(s.Target, j.concurrency, Timeout(s.Timeout), KeepHost(s.KeepHost), ResponseBodyLimit(s.BodyLimit))
+	sender, err := AllowedSender(s.Target, s.TrustedTarget, s.AllowTargets, j.concurrency, Timeout(s.Timeout), KeepHost(s.KeepHost), ResponseBodyLimit(s.BodyLimit))
 	if err != nil {
-		return invalidJob{err}
-	}
-	allow, err := NewAllowlist(s.AllowTargets)
-	if err != nil {
-		return invalidJob{err}
-	}
-	if err := CheckTarget(sender.Target(), allow, s.TrustedTarget); err != nil {
 		return invalidJob{err}
 	}
 	j.sender = sender
 	return nil
+}
+
+// AllowedSender is NewSender(target, conns, opts...) for a target the
+// allowlist admits (see CheckTarget): trusted is admitted as well (the
+// target of the configuration file), and allow lists the entries of
+// NewAllowlist.
+func AllowedSender(target, trusted string, allow []string, conns int, opts ...SenderOpt) (*Sender, error) {
+	sender, err := NewSender(target, conns, opts...)
+	if err != nil {
+		return nil, err
+	}
+	list, err := NewAllowlist(allow)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckTarget(sender.Target(), list, trusted); err != nil {
+		return nil, err
+	}
+	return sender, nil
 }
 
 // defaults names the topic, the job and the instance when the spec does

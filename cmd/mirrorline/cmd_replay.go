@@ -144,18 +144,6 @@ func (a *app) replayMode(cmd *cobra.Command, live bool, wf *windowFlags) (window
 	return true, nil
 }
 
-// checkTarget applies the target allowlist (see replayer.CheckTarget).
-func (a *app) checkTarget(rc config.Replay, s *replayer.Sender) error {
-	allow, err := replayer.NewAllowlist(rc.AllowTargets)
-	if err != nil {
-		return usageError{err}
-	}
-	if err := replayer.CheckTarget(s.Target(), allow, a.replayFileTarget); err != nil {
-		return usageError{err}
-	}
-	return nil
-}
-
 // newLiveReplayer builds a live replayer and its Kafka client from the configuration.
 func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Client, error) {
 	rc := a.cfg.Replay
@@ -184,12 +172,10 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 		// Validated above: live mode has no cap unless one was asked for.
 		maxRate, _ = replayer.ParseRate(rc.MaxRate)
 	}
-	sender, err := replayer.NewSender(rc.Target, rc.Concurrency, replayer.Timeout(rc.Timeout), replayer.KeepHost(rc.KeepHost), replayer.ResponseBodyLimit(rc.BodyLimit))
+	sender, err := replayer.AllowedSender(rc.Target, a.replayFileTarget, rc.AllowTargets, rc.Concurrency,
+		replayer.Timeout(rc.Timeout), replayer.KeepHost(rc.KeepHost), replayer.ResponseBodyLimit(rc.BodyLimit))
 	if err != nil {
 		return nil, nil, usageError{err}
-	}
-	if err := a.checkTarget(rc, sender); err != nil {
-		return nil, nil, err
 	}
 	cl, err := broker.NewClient(a.cfg.Kafka, append(replayer.LiveClientOpts(rc.Group, rc.Topic, fromStart), a.cfg.Membership(0).Opts()...)...)
 	if err != nil {

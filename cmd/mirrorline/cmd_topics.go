@@ -99,9 +99,7 @@ func (a *app) topicSpec(overrides map[string]string) (broker.TopicSpec, error) {
 		return usagef("retention: unknown stage %q (want raw, clean, shadow, diff or quarantine)", k)
 	}
 	for k, d := range a.cfg.Topics.Retention {
-		if err := set(k, d); err != nil {
-			return spec, err
-		}
+		_ = set(k, d) // checked by config.Topics.Validate
 	}
 	for k, v := range overrides {
 		d, err := time.ParseDuration(v)
@@ -111,9 +109,6 @@ func (a *app) topicSpec(overrides map[string]string) (broker.TopicSpec, error) {
 		if err := set(k, d); err != nil {
 			return spec, err
 		}
-	}
-	if spec.Partitions <= 0 {
-		return spec, usagef("partitions: must be positive, got %d", spec.Partitions)
 	}
 	return spec, nil
 }
