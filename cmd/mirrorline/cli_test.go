@@ -285,3 +285,36 @@ func TestSettingsBeforeMetricsPort(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q; want exit 2, %q", code, stderr, want)
 	}
 }
+
+// The whole configuration (defaults, file, environment, flags) is
+// validated before a command runs, whichever sections it reads: every bad
+// value at once, on one line, naming its flag and YAML path, exit code 2.
+// An empty file keeps the defaults.
+func TestConfigValidatedAtStart(t *testing.T) {
+	t.Setenv("MIRRORLINE_BROKERS", "")
+	dir := t.TempDir()
+	file := func(name, yaml string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	two := file("two.yaml", "replay:\n  timeout: 0s\nredact:\n  batch: 0\n")
+	empty := file("empty.yaml", "# nothing set\n")
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"lag", "-c", two}, 2, "mirrorline: batch: must be positive, got 0 (redact.batch, --batch); timeout: must be positive, got 0s (replay.timeout, --timeout)\n"},
+		{[]string{"lag", "-c", two, "--log-level", "loud"}, 2, "mirrorline: log-level: \"loud\" is not one of trace, debug, info, warn, error (log_level, --log-level); batch: must be positive, got 0 (redact.batch, --batch); timeout: must be positive, got 0s (replay.timeout, --timeout)\n"},
+		{[]string{"topics", "create", "--service", "s", "--partitions", "0"}, 2, "mirrorline: partitions: must be positive, got 0 (topics.partitions, --partitions)\n"},
+		{[]string{"lag", "-c", empty}, 2, "mirrorline: missing setting: brokers (--brokers, brokers:, MIRRORLINE_BROKERS)\n"},
+	} {
+		code, stderr := runCLI(t, append(tc.args, "--metrics-addr", "")...)
+		if code != tc.code || stderr != tc.want {
+			t.Errorf("mirrorline %s: exit %d, stderr %q; want exit %d, %q", strings.Join(tc.args, " "), code, stderr, tc.code, tc.want)
+		}
+	}
+}
