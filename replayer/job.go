@@ -124,7 +124,7 @@ func RunJob(ctx context.Context, spec JobSpec) error {
 	if err != nil {
 		return invalidJob{err}
 	}
-	defer closeFlushed(cl)
+	defer broker.CloseFlushed(cl)
 	plan, err := j.plan(ctx, cl, now)
 	if err != nil {
 		return err
@@ -363,7 +363,7 @@ func (j *job) replay(ctx context.Context, plan Plan) (*Summary, error) {
 	if err != nil {
 		return nil, invalidJob{err}
 	}
-	defer closeFlushed(cons)
+	defer broker.CloseFlushed(cons)
 	tel := telemetry.NewServer()
 	tel.AddCheck("kafka", func(ctx context.Context) error { return broker.Explain(cons.Ping(ctx), nil) })
 	metrics := NewMetrics(tel.Registry)
@@ -430,12 +430,4 @@ func writeReport(path string, sum *Summary) error {
 		return fmt.Errorf("report: %w", err)
 	}
 	return nil
-}
-
-// closeFlushed flushes what cl buffered (bounded in time) and closes it.
-func closeFlushed(cl *kgo.Client) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = cl.Flush(ctx)
-	cl.Close()
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"net"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
@@ -66,12 +65,7 @@ func (a *app) closeMetrics() {
 }
 
 // closeClient flushes what is buffered (bounded in time) and closes cl.
-func closeClient(cl *kgo.Client) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = cl.Flush(ctx)
-	cl.Close()
-}
+func closeClient(cl *kgo.Client) { broker.CloseFlushed(cl) }
 
 // kafkaCheck is a readiness check that the brokers answer.
 func kafkaCheck(cl *kgo.Client) telemetry.Check {
