@@ -55,7 +55,7 @@ func (a *app) proxyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer closeClient(cl)
+			defer broker.CloseFlushed(cl)
 			ln, err := net.Listen("tcp", a.cfg.Proxy.Listen)
 			if err != nil {
 				return usagef("listen %s: %v", a.cfg.Proxy.Listen, err)

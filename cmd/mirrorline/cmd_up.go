@@ -103,7 +103,7 @@ func (a *app) upCollectorStages(tel *telemetry.Server, names []string, closers *
 	if err != nil {
 		return nil, err
 	}
-	*closers = append(*closers, func() { closeClient(cl) })
+	*closers = append(*closers, func() { broker.CloseFlushed(cl) })
 	reg := a.collectorRegistry()
 	var stages []stage
 	for _, name := range names {
@@ -242,7 +242,7 @@ func (a *app) runCollector(ctx context.Context, name string, queueRecords, queue
 	if err != nil {
 		return err
 	}
-	defer closeClient(cl)
+	defer broker.CloseFlushed(cl)
 	c, err := a.collectorRegistry().New(name, em, tel.Registry)
 	if err != nil {
 		return err

@@ -64,9 +64,6 @@ func (a *app) closeMetrics() {
 	}
 }
 
-// closeClient flushes what is buffered (bounded in time) and closes cl.
-func closeClient(cl *kgo.Client) { broker.CloseFlushed(cl) }
-
 // kafkaCheck is a readiness check that the brokers answer.
 func kafkaCheck(cl *kgo.Client) telemetry.Check {
 	return func(ctx context.Context) error { return broker.Explain(cl.Ping(ctx), nil) }
