@@ -237,3 +237,34 @@ func TestCheckFile(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 }
+
+// The client limits of the proxy and the sink are read from the file; a
+// misspelt limit is refused.
+func TestLoadCollectorLimits(t *testing.T) {
+	path := writeFile(t, `
+proxy:
+  max_conns: 500
+  read_header_timeout: 5s
+  idle_timeout: 20s
+  max_header_bytes: 16384
+  body_timeout: 7s
+  min_body_rate: 4096
+sink:
+  max_conns: 100
+  body_timeout: 3s
+`)
+	var cfg File
+	if err := Load(path, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	want := collector.Limits{MaxConns: 500, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 20 * time.Second, MaxHeaderBytes: 16384, BodyTimeout: 7 * time.Second, MinBodyRate: 4096}
+	if cfg.Proxy.Limits != want {
+		t.Fatalf("proxy limits %+v, want %+v", cfg.Proxy.Limits, want)
+	}
+	if got := cfg.Sink.Limits; got.MaxConns != 100 || got.BodyTimeout != 3*time.Second {
+		t.Fatalf("sink limits %+v", got)
+	}
+	if err := Load(writeFile(t, "proxy:\n  max_con: 5\n"), &cfg); err == nil {
+		t.Fatal("misspelt key accepted")
+	}
+}
