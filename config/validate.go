@@ -105,19 +105,28 @@ func checkCapture(section string, bodyLimit int64, queueRecords, queueBytes int)
 // checkLimits checks the client limits of an HTTP collector (zero: the
 // default).
 func checkLimits(section string, l collector.Limits) error {
-	for _, c := range []struct {
-		key, flag string
-		neg       bool
-		v         any
-	}{
+	return firstNegative(section, []value{
 		{"max_conns", "max-conns", l.MaxConns < 0, l.MaxConns},
 		{"read_header_timeout", "read-header-timeout", l.ReadHeaderTimeout < 0, l.ReadHeaderTimeout},
 		{"idle_timeout", "idle-timeout", l.IdleTimeout < 0, l.IdleTimeout},
 		{"max_header_bytes", "max-header-bytes", l.MaxHeaderBytes < 0, l.MaxHeaderBytes},
 		{"body_timeout", "body-timeout", l.BodyTimeout < 0, l.BodyTimeout},
 		{"min_body_rate", "min-body-rate", l.MinBodyRate < 0, l.MinBodyRate},
-	} {
-		if c.neg {
+	})
+}
+
+// value is a setting of a section, its key, flag, whether it is negative
+// and the value itself.
+type value struct {
+	key, flag string
+	negative  bool
+	v         any
+}
+
+// firstNegative reports the first negative of values of section.
+func firstNegative(section string, values []value) error {
+	for _, c := range values {
+		if c.negative {
 			return invalid(section+"."+c.key, c.flag, "must not be negative, got %v", c.v)
 		}
 	}
@@ -194,11 +203,7 @@ func (c *EBPF) Validate() error {
 // validate checks the sizes, limits and timeouts of the packet collector
 // section.
 func (c *TCPCapture) validate(section string) error {
-	for _, f := range []struct {
-		key, flag string
-		neg       bool
-		v         any
-	}{
+	return firstNegative(section, []value{
 		{"body_limit", "body-limit", c.BodyLimit < 0, c.BodyLimit},
 		{"idle_timeout", "idle-timeout", c.IdleTimeout < 0, c.IdleTimeout},
 		{"gap_timeout", "gap-timeout", c.GapTimeout < 0, c.GapTimeout},
@@ -207,12 +212,7 @@ func (c *TCPCapture) validate(section string) error {
 		{"max_buffered", "max-buffered", c.MaxBuffered < 0, c.MaxBuffered},
 		{"queue_records", "queue-records", c.QueueRecords < 0, c.QueueRecords},
 		{"queue_bytes", "queue-bytes", c.QueueBytes < 0, c.QueueBytes},
-	} {
-		if f.neg {
-			return invalid(section+"."+f.key, f.flag, "must not be negative, got %v", f.v)
-		}
-	}
-	return nil
+	})
 }
 
 // Validate checks the import section.

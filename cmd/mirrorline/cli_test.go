@@ -292,16 +292,8 @@ func TestSettingsBeforeMetricsPort(t *testing.T) {
 // An empty file keeps the defaults.
 func TestConfigValidatedAtStart(t *testing.T) {
 	t.Setenv("MIRRORLINE_BROKERS", "")
-	dir := t.TempDir()
-	file := func(name, yaml string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	two := file("two.yaml", "replay:\n  timeout: 0s\nredact:\n  batch: 0\n")
-	empty := file("empty.yaml", "# nothing set\n")
+	two := writeTemp(t, "two.yaml", "replay:\n  timeout: 0s\nredact:\n  batch: 0\n")
+	empty := writeTemp(t, "empty.yaml", "# nothing set\n")
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -317,4 +309,15 @@ func TestConfigValidatedAtStart(t *testing.T) {
 			t.Errorf("mirrorline %s: exit %d, stderr %q; want exit %d, %q", strings.Join(tc.args, " "), code, stderr, tc.code, tc.want)
 		}
 	}
+}
+
+// writeTemp writes content to a file name in a temporary directory of t
+// and returns its path.
+func writeTemp(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
