@@ -138,7 +138,7 @@ func DefaultGroup(service string) string { return "mirrorline-replay-" + service
 // Job.
 func NewLive(s *Sender, service string, opts ...Option) *Live {
 	l := &Live{options: newOptions(opts), sender: s, service: service, shadow: broker.Topic(broker.Shadow, service)}
-	l.conc = l.concurrency(16)
+	l.conc = l.concurrency(DefaultConcurrency)
 	if l.job == "" {
 		l.job = "live"
 	}

@@ -51,7 +51,7 @@ type options struct {
 }
 
 func newOptions(opts []Option) options {
-	o := options{log: hclog.NewNullLogger(), instance: DefaultInstance(), maxLag: DefaultMaxLag, clock: RealClock{}, maxErrRate: 1, buffer: 500, timeout: 10 * time.Second, bodyLimit: 1 << 20}
+	o := options{log: hclog.NewNullLogger(), instance: DefaultInstance(), maxLag: DefaultMaxLag, clock: RealClock{}, maxErrRate: 1, buffer: 500, timeout: DefaultTimeout, bodyLimit: DefaultResponseBodyLimit}
 	for _, fn := range opts {
 		fn(&o)
 	}

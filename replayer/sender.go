@@ -16,6 +16,17 @@ import (
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
+const (
+	// DefaultTimeout is the timeout of each request to the target.
+	DefaultTimeout = 10 * time.Second
+	// DefaultResponseBodyLimit is how many response body bytes are
+	// recorded per shadow response.
+	DefaultResponseBodyLimit = 1 << 20
+	// DefaultConcurrency is how many requests a live replay has in flight
+	// at most.
+	DefaultConcurrency = 16
+)
+
 // Sender sends captured requests to one target and records the responses.
 type Sender struct {
 	target    *url.URL

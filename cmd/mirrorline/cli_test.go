@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"io"
 	"net"
 	"os"
@@ -43,65 +42,10 @@ func captureStdout(t *testing.T, fn func()) string {
 	return <-read
 }
 
-// Config errors name the file, the line and the YAML path, and suggest the
-// closest key; never a Go type. Each bad file's first line holds the error
-// it must give; good files load.
-func TestConfigCorpus(t *testing.T) {
-	files, err := filepath.Glob("testdata/config/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no config corpus: %v", err)
-	}
-	files = append(files, "../../examples/demo.yaml")
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			cfg := defaultConfig()
-			err := loadConfigFile(f, &cfg)
-			if !strings.HasSuffix(f, ".bad.yaml") {
-				if err != nil {
-					t.Fatalf("good config refused: %v", err)
-				}
-				return
-			}
-			want := "config " + f + ": " + wantLine(t, f)
-			if err == nil {
-				t.Fatalf("bad config accepted; want %q", want)
-			}
-			if _, ok := err.(usageError); !ok {
-				t.Errorf("error %q is not a usage error (exit code 2)", err)
-			}
-			if err.Error() != want {
-				t.Errorf("got  %q\nwant %q", err, want)
-			}
-			for _, leak := range []string{"main.", "type ", "redactor.", "!!"} {
-				if strings.Contains(err.Error(), leak) {
-					t.Errorf("error %q names a Go type or YAML tag (%q)", err, leak)
-				}
-			}
-		})
-	}
-}
-
-// wantLine reads the "# want: " first line of a bad config.
-func wantLine(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Scan()
-	want, ok := strings.CutPrefix(sc.Text(), "# want: ")
-	if !ok {
-		t.Fatalf("%s: first line is not '# want: ERROR'", path)
-	}
-	return want
-}
-
 // A bad config file is refused by the command line with exit code 2 and one line.
 func TestConfigErrorExitCode(t *testing.T) {
-	code, stderr := runCLI(t, "proxy", "-c", "testdata/config/unknown-key.bad.yaml")
-	want := "mirrorline: config testdata/config/unknown-key.bad.yaml: line 4: proxy.smaple: unknown key; did you mean sample?\n"
+	code, stderr := runCLI(t, "proxy", "-c", "../../config/testdata/unknown-key.bad.yaml")
+	want := "mirrorline: config ../../config/testdata/unknown-key.bad.yaml: line 4: proxy.smaple: unknown key; did you mean sample?\n"
 	if code != 2 || stderr != want {
 		t.Fatalf("exit %d, stderr %q; want exit 2, %q", code, stderr, want)
 	}
@@ -340,4 +284,40 @@ func TestSettingsBeforeMetricsPort(t *testing.T) {
 	if want := `mirrorline: collectors: "tcpdump" is not one of proxy, sink, vpc, ebpf` + "\n"; code != 2 || stderr != want {
 		t.Fatalf("exit %d, stderr %q; want exit 2, %q", code, stderr, want)
 	}
+}
+
+// The whole configuration (defaults, file, environment, flags) is
+// validated before a command runs, whichever sections it reads: every bad
+// value at once, on one line, naming its flag and YAML path, exit code 2.
+// An empty file keeps the defaults.
+func TestConfigValidatedAtStart(t *testing.T) {
+	t.Setenv("MIRRORLINE_BROKERS", "")
+	two := writeTemp(t, "two.yaml", "replay:\n  timeout: 0s\nredact:\n  batch: 0\n")
+	empty := writeTemp(t, "empty.yaml", "# nothing set\n")
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"lag", "-c", two}, 2, "mirrorline: batch: must be positive, got 0 (redact.batch, --batch); timeout: must be positive, got 0s (replay.timeout, --timeout)\n"},
+		{[]string{"lag", "-c", two, "--log-level", "loud"}, 2, "mirrorline: log-level: \"loud\" is not one of trace, debug, info, warn, error (log_level, --log-level); batch: must be positive, got 0 (redact.batch, --batch); timeout: must be positive, got 0s (replay.timeout, --timeout)\n"},
+		{[]string{"topics", "create", "--service", "s", "--partitions", "0"}, 2, "mirrorline: partitions: must be positive, got 0 (topics.partitions, --partitions)\n"},
+		{[]string{"lag", "-c", empty}, 2, "mirrorline: missing setting: brokers (--brokers, brokers:, MIRRORLINE_BROKERS)\n"},
+	} {
+		code, stderr := runCLI(t, append(tc.args, "--metrics-addr", "")...)
+		if code != tc.code || stderr != tc.want {
+			t.Errorf("mirrorline %s: exit %d, stderr %q; want exit %d, %q", strings.Join(tc.args, " "), code, stderr, tc.code, tc.want)
+		}
+	}
+}
+
+// writeTemp writes content to a file name in a temporary directory of t
+// and returns its path.
+func writeTemp(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -18,18 +19,11 @@ import (
 	"github.com/mirrorline/mirrorline/telemetry"
 )
 
-// defaultPrime is how much of mirror.diff.S a starting comparator relearns noise from.
-const defaultPrime = "1h"
-
 // maxPrimeRecords bounds the records read to relearn noise at start.
 const maxPrimeRecords = 200000
 
 func (a *app) compareCmd() *cobra.Command {
 	cc := &a.cfg.Compare
-	cc.Config = cc.Config.WithDefaults()
-	if cc.Prime == "" {
-		cc.Prime = defaultPrime
-	}
 	var untilDone bool
 	c := &cobra.Command{
 		Use:   "compare",
@@ -79,27 +73,8 @@ replayed record's primary on mirror.clean.SERVICE. See docs/comparator.md.`,
 	}
 	f := c.Flags()
 	f.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
-	f.DurationVar(&cc.JoinWindow, "join-window", cc.JoinWindow, "how long to wait for the other side of an exchange before it is missing")
-	f.StringSliceVar(&cc.Headers, "headers", cc.Headers, "response headers to compare")
-	f.BoolVar(&cc.Secondary.Enabled, "secondary", cc.Secondary.Enabled, "learn noise from a secondary: shadow-topic records of replay job \""+comparator.DefaultSecondaryJob+"\" (see --secondary-job/-target/-topic)")
-	f.StringVar(&cc.Secondary.Job, "secondary-job", cc.Secondary.Job, "secondary = shadow-topic records of this replay job")
-	f.StringVar(&cc.Secondary.Target, "secondary-target", cc.Secondary.Target, "secondary = shadow-topic records replayed to a target URL starting with this")
-	f.StringVar(&cc.Secondary.Topic, "secondary-topic", cc.Secondary.Topic, "secondary = every record of this topic")
-	f.StringVar(&cc.ShadowJob, "job", cc.ShadowJob, "replay job to judge: "+comparator.LiveJob+" (default), or a window replay's --job (its own group, starting at the earliest record)")
-	f.StringVar(&cc.ShadowJob, "shadow-job", cc.ShadowJob, "same as --job")
+	cc.BindFlags(f)
 	f.BoolVar(&untilDone, "until-done", false, "exit once every record on the topics when it started is judged (e.g. a window job that has ended)")
-	_ = f.MarkHidden("shadow-job")
-	f.StringArrayVar(&cc.Ignore.JSONPaths, "ignore-path", cc.Ignore.JSONPaths, "JSON path never compared (\"created_at\", \"items.*.etag\", \"**.trace_id\"); repeatable")
-	f.StringArrayVar(&cc.Ignore.Headers, "ignore-header", cc.Ignore.Headers, "header never compared ('*' wildcards); repeatable")
-	f.BoolVar(&cc.JSON.UnorderedArrays, "unordered-arrays", cc.JSON.UnorderedArrays, "compare JSON arrays as multisets (order ignored)")
-	f.StringArrayVar(&cc.Endpoints, "endpoint", cc.Endpoints, "explicit endpoint template (\"/users/{id}\", \"GET /files/{path...}\"); repeatable")
-	f.IntVar(&cc.Noise.MinSamples, "noise-min-samples", cc.Noise.MinSamples, "exchanges of an endpoint needed before noise is learned (its decisions wait until then)")
-	f.Float64Var(&cc.Alert.Rate, "alert-rate", cc.Alert.Rate, "alert when an endpoint's difference rate over --alert-window reaches this")
-	f.IntVar(&cc.Alert.MinSamples, "alert-min-samples", cc.Alert.MinSamples, "exchanges an endpoint needs in the window before it can alert")
-	f.DurationVar(&cc.Alert.Window, "alert-window", cc.Alert.Window, "sliding window of the alert rate")
-	f.StringVar(&cc.Group, "group", cc.Group, "consumer group (default mirrorline-compare-SERVICE)")
-	f.StringVar(&cc.Start, "start", cc.Start, "where a new group starts: latest (default) or earliest")
-	f.StringVar(&cc.Prime, "prime", cc.Prime, "relearn noise at start from this much of mirror.diff.SERVICE (duration, or off)")
 	c.AddCommand(a.compareReportCmd())
 	return c
 }
@@ -126,17 +101,11 @@ func (a *app) newComparator(tel *telemetry.Server, ropts ...comparator.Option) (
 	// A window job's records are usually written before its comparator
 	// starts: its new group starts at the earliest record.
 	fromStart := cfg.ShadowJob != comparator.LiveJob
-	switch cc.Start {
-	case "":
-	case "latest":
-		fromStart = false
-	case "earliest":
-		fromStart = true
-	default:
-		return nil, nil, nil, usagef("compare.start: %q is not latest or earliest", cc.Start)
+	if cc.Start != "" { // checked by config.Compare.Validate
+		fromStart = cc.Start == "earliest"
 	}
-	if _, err := primeSince(cc.Prime, time.Now()); err != nil {
-		return nil, nil, nil, err
+	if _, err := cc.PrimeSince(time.Now()); err != nil {
+		return nil, nil, nil, usageError{err}
 	}
 	rules, key := a.cfg.Redact.Rules, "redact.rules"
 	if cc.Redact != nil {
@@ -161,7 +130,7 @@ func (a *app) newComparator(tel *telemetry.Server, ropts ...comparator.Option) (
 	budget := broker.NewBudget(a.cfg.Kafka.ProducerMaxBytes())
 	runner := comparator.NewRunner(cmp, append([]comparator.Option{comparator.WithBudget(budget),
 		comparator.WithLookup(comparator.KafkaLookup(a.cfg.Kafka)), comparator.WithFromStart(fromStart)}, ropts...)...)
-	cl, err := broker.NewClient(a.cfg.Kafka, append(runner.ClientOpts(cc.Group), a.cfg.membership(0).Opts()...)...)
+	cl, err := broker.NewClient(a.cfg.Kafka, append(runner.ClientOpts(cc.Group), a.cfg.Membership(0).Opts()...)...)
 	if err != nil {
 		return nil, nil, nil, usageError{err}
 	}
@@ -169,27 +138,11 @@ func (a *app) newComparator(tel *telemetry.Server, ropts ...comparator.Option) (
 	return cmp, runner, cl, nil
 }
 
-// primeSince parses compare.prime: a duration back from now (empty: the
-// default), or "off" (zero time).
-func primeSince(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		s = defaultPrime
-	}
-	if s == "off" || s == "0" {
-		return time.Time{}, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return time.Time{}, usagef("compare.prime: %q is not a positive duration or off", s)
-	}
-	return now.Add(-d), nil
-}
-
 // primeComparator relearns noise from the recent diff records of the job it
 // judges (another job's records never change its verdicts), so a restart
 // does not start from nothing. Failure is logged, not fatal.
 func (a *app) primeComparator(ctx context.Context, cmp *comparator.Comparator) {
-	since, _ := primeSince(a.cfg.Compare.Prime, time.Now())
+	since, _ := a.cfg.Compare.PrimeSince(time.Now())
 	if since.IsZero() {
 		return
 	}
@@ -251,19 +204,7 @@ The report covers one replay job's verdicts: --job NAME (default live);
 				return fmt.Errorf("compare report: %w", err)
 			}
 			if jobs {
-				list := comparator.SummarizeJobs(diffs)
-				if asJSON {
-					enc := json.NewEncoder(cmd.OutOrStdout())
-					enc.SetIndent("", "  ")
-					if err := enc.Encode(list); err != nil {
-						return fmt.Errorf("compare report --jobs: %w", err)
-					}
-					return nil
-				}
-				if err := comparator.WriteJobs(cmd.OutOrStdout(), a.cfg.Service, list); err != nil {
-					return fmt.Errorf("compare report --jobs: %w", err)
-				}
-				return nil
+				return a.printJobs(cmd.OutOrStdout(), comparator.SummarizeJobs(diffs), asJSON)
 			}
 			mine := comparator.OfJob(diffs, job)
 			if len(mine) == 0 && len(diffs) > 0 {
@@ -276,25 +217,12 @@ The report covers one replay job's verdicts: --job NAME (default live);
 					return err
 				}
 			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(rep); err != nil {
-					return fmt.Errorf("compare report: %w", err)
-				}
-			} else if err := comparator.WriteText(out, rep, comparator.TextOptions{Top: top, ShowNoise: noise}); err != nil {
-				return fmt.Errorf("compare report: %w", err)
+			if err := printReport(cmd.OutOrStdout(), rep, asJSON, comparator.TextOptions{Top: top, ShowNoise: noise}); err != nil {
+				return err
 			}
 			if failOn {
-				var sig []string
-				for _, e := range rep.Endpoints {
-					if e.Significant || e.Latency.TailRegression {
-						sig = append(sig, e.Endpoint)
-					}
-				}
-				if len(sig) > 0 {
-					return fmt.Errorf("compare report: significant differences or tail regressions at %s", strings.Join(sig, ", "))
+				if err := comparator.FailOnSignificant(rep); err != nil {
+					return fmt.Errorf("compare report: %w", err)
 				}
 			}
 			return nil
@@ -314,6 +242,41 @@ The report covers one replay job's verdicts: --job NAME (default live);
 	return c
 }
 
+// printJobs prints the replay jobs with verdicts, as text or JSON.
+func (a *app) printJobs(out io.Writer, list []comparator.JobSummary, asJSON bool) error {
+	var err error
+	if asJSON {
+		err = writeJSON(out, list)
+	} else {
+		err = comparator.WriteJobs(out, a.cfg.Service, list)
+	}
+	if err != nil {
+		return fmt.Errorf("compare report --jobs: %w", err)
+	}
+	return nil
+}
+
+// printReport prints rep as text or JSON.
+func printReport(out io.Writer, rep *comparator.Report, asJSON bool, opt comparator.TextOptions) error {
+	var err error
+	if asJSON {
+		err = writeJSON(out, rep)
+	} else {
+		err = comparator.WriteText(out, rep, opt)
+	}
+	if err != nil {
+		return fmt.Errorf("compare report: %w", err)
+	}
+	return nil
+}
+
+// writeJSON writes v as indented JSON.
+func writeJSON(out io.Writer, v any) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
 // parseSince parses --since: empty (all), an RFC 3339 time, or a duration back from now.
 func parseSince(s string, now time.Time) (time.Time, error) {
 	if s == "" {
@@ -327,8 +290,8 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 		}
 		t = now.Add(-d)
 	}
-	if t.Before(unixEpoch) {
-		return time.Time{}, usagef("since: %s is %s, before %s (Kafka record timestamps start at the Unix epoch)", s, t.UTC().Format(time.RFC3339), unixEpoch.Format(time.RFC3339))
+	if epoch := time.Unix(0, 0).UTC(); t.Before(epoch) {
+		return time.Time{}, usagef("since: %s is %s, before %s (Kafka record timestamps start at the Unix epoch)", s, t.UTC().Format(time.RFC3339), epoch.Format(time.RFC3339))
 	}
 	return t, nil
 }

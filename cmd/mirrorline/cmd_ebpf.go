@@ -1,34 +1,17 @@
 package main
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/collector/ebpf"
 	"github.com/mirrorline/mirrorline/collector/tcpstream"
-	"github.com/mirrorline/mirrorline/telemetry"
+	"github.com/mirrorline/mirrorline/config"
 )
-
-// ebpfDefaults fills the zero fields of c with the defaults.
-func ebpfDefaults(c *EBPFConfig) {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	if len(c.Interfaces) == 0 {
-		c.Interfaces = []string{ebpf.DefaultInterface}
-	}
-	if c.Hooks == "" {
-		c.Hooks = string(ebpf.HooksAuto)
-	}
-	c.TCPCapture.defaults()
-	def(&c.SnapLen, ebpf.MaxSnapLen)
-	def(&c.RingBuffer, ebpf.DefaultRingSize)
-}
 
 func (a *app) ebpfCmd() *cobra.Command {
 	c := &a.cfg.EBPF
-	ebpfDefaults(c)
 	var ports []int
 	cmd := &cobra.Command{
 		Use:   "ebpf",
@@ -57,26 +40,19 @@ func (a *app) ebpfCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
-	f.StringSliceVar(&c.Interfaces, "interface", c.Interfaces, "network interface to attach to (repeatable; pick interfaces each packet crosses once)")
 	f.IntSliceVar(&ports, "port", nil, "TCP port of the captured service (repeatable; required)")
-	f.StringVar(&c.Hooks, "hooks", c.Hooks, "TC hooks per interface: auto (egress only on loopback, else both), both, ingress or egress")
-	f.IntVar(&c.SnapLen, "snaplen", c.SnapLen, "TCP payload bytes copied per packet; the rest becomes a capture gap")
-	f.IntVar(&c.RingBuffer, "ring-buffer", c.RingBuffer, "BPF ring buffer size in bytes (a power of two); when full, copies are dropped and counted")
-	c.TCPCapture.flags(f)
+	c.BindFlags(f)
 	return cmd
 }
 
 // newEBPF checks the ebpf configuration, loads and attaches the capture
-// publishing through em, and registers its metrics on tel.
-func (a *app) newEBPF(tel *telemetry.Server, em tcpstream.Publisher) (*ebpf.Capture, error) {
+// publishing through em, and registers its metrics on reg.
+func (a *app) newEBPF(em *collector.Emitter, reg prometheus.Registerer) (collector.Collector, error) {
 	c := a.cfg.EBPF
 	if err := checkEBPF(c); err != nil {
 		return nil, err
 	}
-	hooks, err := ebpf.ParseHooks(c.Hooks)
-	if err != nil {
-		return nil, usagef("hooks: %v", err)
-	}
+	hooks, _ := ebpf.ParseHooks(c.Hooks) // checked by checkEBPF
 	ecfg := ebpf.Config{
 		Interfaces: c.Interfaces,
 		Ports:      c.Ports,
@@ -89,20 +65,21 @@ func (a *app) newEBPF(tel *telemetry.Server, em tcpstream.Publisher) (*ebpf.Capt
 	}
 	log := a.log.Named("ebpf")
 	ecfg.Logger = log
-	ecfg.TrackerOptions = c.trackerOptions()
+	ecfg.TrackerOptions = trackerOptions(c.TCPCapture)
 	capt, err := ebpf.Open(em, ecfg)
 	if err != nil {
 		return nil, err
 	}
-	tel.Registry.MustRegister(ebpf.Collector{Capture: capt}, tcpstream.NewStreamCollector("ebpf", capt.Stats()))
+	reg.MustRegister(ebpf.Collector{Capture: capt}, tcpstream.NewStreamCollector("ebpf", capt.Stats()))
 	log.Info("eBPF capture running", "service", a.cfg.Service, "ports", c.Ports, "interfaces", c.Interfaces)
 	return capt, nil
 }
 
-// checkEBPF reports what is missing or out of range in c.
-func checkEBPF(c EBPFConfig) error {
+// checkEBPF reports what the ebpf section lacks to run (its values are
+// checked by config.EBPF.Validate).
+func checkEBPF(c config.EBPF) error {
 	if len(c.Ports) == 0 {
 		return usagef("port: at least one --port of the captured service is required")
 	}
-	return c.TCPCapture.check("ebpf")
+	return usage(c.Validate())
 }

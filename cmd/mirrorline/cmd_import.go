@@ -13,7 +13,6 @@ import (
 
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/collector"
-	"github.com/mirrorline/mirrorline/collector/httpstream"
 	"github.com/mirrorline/mirrorline/collector/pcapimport"
 )
 
@@ -45,9 +44,6 @@ func (p *ackingProducer) TryProduce(ctx context.Context, r *kgo.Record, promise 
 
 func (a *app) importCmd() *cobra.Command {
 	c := &a.cfg.Import
-	if c.BodyLimit == 0 {
-		c.BodyLimit = httpstream.DefaultBodyLimit
-	}
 	var ports []int
 	var flushTimeout time.Duration
 	cmd := &cobra.Command{
@@ -71,11 +67,8 @@ func (a *app) importCmd() *cobra.Command {
 				}
 				c.Ports = p
 			}
-			if c.BodyLimit < 0 {
-				return usagef("body-limit: %d is negative", c.BodyLimit)
-			}
 			cl, err := broker.NewClient(a.cfg.Kafka,
-				kgo.MaxBufferedRecords(10000),
+				kgo.MaxBufferedRecords(collector.DefaultQueueRecords),
 				kgo.ProducerLinger(10*time.Millisecond),
 				// No record delivery timeout: franz-go measures it from the record
 				// timestamp, which is the (old) capture time; --flush-timeout bounds
@@ -128,8 +121,7 @@ func (a *app) importCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topic mirror.raw.SERVICE)")
 	f.IntSliceVar(&ports, "port", nil, "import only TCP connections to this server port from captures (repeatable; default all)")
-	f.Int64Var(&c.BodyLimit, "body-limit", c.BodyLimit, "body bytes kept per request and response; longer bodies are flagged truncated")
-	f.StringVar(&c.CollectorID, "collector-id", c.CollectorID, "name of this collector in records (default: host name)")
+	c.BindFlags(f)
 	f.DurationVar(&flushTimeout, "flush-timeout", 2*time.Minute, "how long to wait for Kafka to acknowledge the records")
 	return cmd
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/comparator"
+	"github.com/mirrorline/mirrorline/config"
 	"github.com/mirrorline/mirrorline/telemetry"
 )
 
@@ -64,7 +65,7 @@ mirrorline_consumer_lag_seconds on --metrics-addr, refreshed every --interval.`,
 	f := c.Flags()
 	f.StringSliceVar(&groups, "group", nil, "consumer groups (default: all mirrorline-* groups)")
 	f.BoolVar(&serve, "serve", false, "keep running and export the lag as Prometheus metrics")
-	f.DurationVar(&interval, "interval", 15*time.Second, "refresh interval with --serve")
+	f.DurationVar(&interval, "interval", config.DefaultLagInterval, "refresh interval with --serve")
 	return c
 }
 

@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"reflect"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/config"
 	"github.com/mirrorline/mirrorline/redactor"
 	"github.com/mirrorline/mirrorline/telemetry"
 )
@@ -31,8 +31,8 @@ dropped (--on-failure drop). Rules: the redact.rules section of -c FILE, or
 				return err
 			}
 			if rulesFile != "" {
-				if err := checkYAMLFile("rules", rulesFile, reflect.TypeOf(redactor.Config{})); err != nil {
-					return err
+				if err := config.CheckFile("rules", rulesFile, redactor.Config{}); err != nil {
+					return usageError{err}
 				}
 				rc, err := redactor.LoadConfig(rulesFile)
 				if err != nil {
@@ -62,11 +62,7 @@ dropped (--on-failure drop). Rules: the redact.rules section of -c FILE, or
 	f := c.Flags()
 	f.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
 	f.StringVar(&rulesFile, "rules", "", "YAML file of redaction rules (layered over the safe defaults)")
-	f.StringVar(&a.cfg.Redact.Group, "group", a.cfg.Redact.Group, "consumer group (default mirrorline-redact-SERVICE)")
-	f.StringVar(&a.cfg.Redact.TransactionalID, "transactional-id", a.cfg.Redact.TransactionalID, "Kafka transactional id, stable per instance (default mirrorline-redact-SERVICE-HOSTNAME)")
-	f.StringVar(&a.cfg.Redact.OnFailure, "on-failure", a.cfg.Redact.OnFailure, "what to do with a record that cannot be scrubbed: quarantine or drop")
-	f.IntVar(&a.cfg.Redact.Batch, "batch", a.cfg.Redact.Batch, "records per transaction at most")
-	f.DurationVar(&a.cfg.Redact.SessionTimeout, "session-timeout", a.cfg.Redact.SessionTimeout, "consumer group session timeout: how soon a dead redactor's partitions move to another")
+	a.cfg.Redact.BindFlags(f)
 	return c
 }
 
@@ -81,9 +77,6 @@ func (a *app) newRedactor(tel *telemetry.Server) (*redactor.Processor, error) {
 		host, _ := os.Hostname()
 		rc.TransactionalID = fmt.Sprintf("mirrorline-redact-%s-%s", a.cfg.Service, host)
 	}
-	if rc.Batch <= 0 {
-		return nil, usagef("redact.batch: must be positive, got %d", rc.Batch)
-	}
 	engine, err := redactor.NewEngine(rc.Rules)
 	if err != nil {
 		return nil, usagef("redact.rules: %v", err)
@@ -94,7 +87,7 @@ func (a *app) newRedactor(tel *telemetry.Server) (*redactor.Processor, error) {
 	}
 	base := opts
 	opts = append(append([]kgo.Opt(nil), opts...), redactor.SessionOpts(a.cfg.Service, rc.Group, rc.TransactionalID)...)
-	opts = append(opts, a.cfg.membership(rc.SessionTimeout).Opts()...)
+	opts = append(opts, a.cfg.Membership(rc.SessionTimeout).Opts()...)
 	open := func() (*kgo.GroupTransactSession, error) {
 		a.fenceRedactor(base, rc.TransactionalID)
 		return kgo.NewGroupTransactSession(opts...)

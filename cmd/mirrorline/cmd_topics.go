@@ -48,8 +48,7 @@ func (a *app) topicsCmd() *cobra.Command {
 	}
 	cf := create.Flags()
 	cf.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name")
-	cf.Int32Var(&a.cfg.Topics.Partitions, "partitions", a.cfg.Topics.Partitions, "partitions per topic")
-	cf.Int16Var(&a.cfg.Topics.Replication, "replication", a.cfg.Topics.Replication, "replication factor (-1: broker default)")
+	a.cfg.Topics.BindFlags(cf)
 	cf.StringToStringVar(&retention, "retention", nil, "retention per stage, e.g. raw=6h,clean=168h")
 
 	describe := &cobra.Command{
@@ -100,9 +99,7 @@ func (a *app) topicSpec(overrides map[string]string) (broker.TopicSpec, error) {
 		return usagef("retention: unknown stage %q (want raw, clean, shadow, diff or quarantine)", k)
 	}
 	for k, d := range a.cfg.Topics.Retention {
-		if err := set(k, d); err != nil {
-			return spec, err
-		}
+		_ = set(k, d) // checked by config.Topics.Validate
 	}
 	for k, v := range overrides {
 		d, err := time.ParseDuration(v)
@@ -112,9 +109,6 @@ func (a *app) topicSpec(overrides map[string]string) (broker.TopicSpec, error) {
 		if err := set(k, d); err != nil {
 			return spec, err
 		}
-	}
-	if spec.Partitions <= 0 {
-		return spec, usagef("partitions: must be positive, got %d", spec.Partitions)
 	}
 	return spec, nil
 }

@@ -3,16 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
-	"slices"
-	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/collector"
+	"github.com/mirrorline/mirrorline/config"
 	"github.com/mirrorline/mirrorline/telemetry"
 )
 
@@ -27,114 +24,152 @@ proxy.primary is set), the redactor, the live replayer and the comparator
 (franz-go kfake) listens on embedded.addr, so other mirrorline commands and Kafka
 tools can connect to it. The topics are created when missing.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.requireService(); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			collectors, err := a.upCollectors()
-			if err != nil {
-				return err
-			}
-			if err := a.bindMetrics(); err != nil {
-				return err
-			}
-			if len(a.cfg.Kafka.Brokers) == 0 {
-				var opts []broker.EmbeddedOpt
-				opts = append(opts, broker.EmbeddedAddr(a.cfg.Embedded.Addr))
-				if a.cfg.Embedded.DataDir != "" {
-					opts = append(opts, broker.EmbeddedDataDir(a.cfg.Embedded.DataDir))
-				}
-				e, err := broker.StartEmbedded(opts...)
-				if err != nil {
-					return err
-				}
-				defer e.Close()
-				a.cfg.Kafka.Brokers = e.Addrs()
-				a.log.Info("embedded broker", "addr", e.Addrs()[0])
-			}
-			if err := a.ensureTopics(ctx); err != nil {
-				return err
-			}
-			tel := telemetry.NewServer()
-			var stages []func(context.Context) error
-
-			if len(collectors) > 0 {
-				// One publishing queue for every collector of the process.
-				em, cl, err := a.newEmitter(tel, a.cfg.Proxy.QueueRecords, a.cfg.Proxy.QueueBytes, "collector")
-				if err != nil {
-					return err
-				}
-				defer closeClient(cl)
-				for _, name := range collectors {
-					run, err := a.upCollector(tel, em, name)
-					if err != nil {
-						return err
-					}
-					if name != "proxy" {
-						// Only the proxy is in front of users; another collector
-						// failing leaves the rest of the pipeline running.
-						run = a.isolate(tel, name, run)
-					}
-					stages = append(stages, run)
-				}
-			}
-
-			rp, err := a.newRedactor(tel)
-			if err != nil {
-				return err
-			}
-			defer rp.Close()
-			// Readiness and lag use a client of their own: the redactor
-			// replaces its session after a failed transaction.
-			kc, err := broker.NewClient(a.cfg.Kafka)
-			if err != nil {
-				return usageError{err}
-			}
-			defer kc.Close()
-			tel.AddCheck("kafka", kafkaCheck(kc))
-			stages = append(stages, a.isolate(tel, "redactor", rp.Run))
-
-			if a.cfg.Replay.Target != "" {
-				if a.cfg.Replay.Start == "" {
-					a.cfg.Replay.Start = "earliest"
-				}
-				l, cl, err := a.newLiveReplayer(tel)
-				if err != nil {
-					return err
-				}
-				defer cl.Close()
-				a.log.Info("live replay", "target", a.cfg.Replay.Target, "group", a.cfg.Replay.Group)
-				stages = append(stages, a.isolate(tel, "replayer", func(ctx context.Context) error { return l.Run(ctx, cl) }))
-			}
-			if a.cfg.Replay.Target != "" {
-				// Compare the primary's responses with the shadow's the replayer records.
-				if a.cfg.Compare.Start == "" {
-					a.cfg.Compare.Start = "earliest"
-				}
-				cmp, runner, ccl, err := a.newComparator(tel)
-				if err != nil {
-					return err
-				}
-				defer ccl.Close()
-				a.primeComparator(ctx, cmp)
-				stages = append(stages, a.isolate(tel, "comparator", func(ctx context.Context) error { return runner.Run(ctx, ccl) }))
-			}
-			opts, err := a.cfg.Kafka.Opts()
-			if err != nil {
-				return usageError{err}
-			}
-			lc := broker.NewLagCollector(broker.NewLagReader(kc, opts), 15*time.Second, a.log.Named("lag"))
-			tel.Registry.MustRegister(lc)
-			stages = append(stages, a.isolate(tel, "lag", lc.Run))
-			a.reload.flags = cmd.Flags()
-			stages = append(stages, a.watchConfig(tel.Registry))
-			a.log.Info("pipeline up", "service", a.cfg.Service, "brokers", a.cfg.Kafka.Brokers)
-			return a.runAll(ctx, tel, stages...)
-		},
+		RunE: a.runUp,
 	}
 	c.Flags().StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
 	return c
+}
+
+// stage is one part of a process run until its context ends.
+type stage = func(context.Context) error
+
+// runUp runs every configured stage of the service in this process.
+func (a *app) runUp(cmd *cobra.Command, _ []string) error {
+	if err := a.requireService(); err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	collectors, err := a.upCollectors()
+	if err != nil {
+		return err
+	}
+	if err := a.bindMetrics(); err != nil {
+		return err
+	}
+	var closers []func()
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}()
+	if len(a.cfg.Kafka.Brokers) == 0 {
+		e, err := a.startEmbedded()
+		if err != nil {
+			return err
+		}
+		closers = append(closers, func() { e.Close() })
+	}
+	if err := a.ensureTopics(ctx); err != nil {
+		return err
+	}
+	tel := telemetry.NewServer()
+	stages, err := a.upCollectorStages(tel, collectors, &closers)
+	if err != nil {
+		return err
+	}
+	more, err := a.upConsumerStages(ctx, tel, &closers)
+	if err != nil {
+		return err
+	}
+	a.reload.flags = cmd.Flags()
+	stages = append(append(stages, more...), a.watchConfig(tel.Registry))
+	a.log.Info("pipeline up", "service", a.cfg.Service, "brokers", a.cfg.Kafka.Brokers)
+	return a.runAll(ctx, tel, stages...)
+}
+
+// startEmbedded starts the embedded broker `up` uses when no brokers are
+// set, and points the configuration at it.
+func (a *app) startEmbedded() (*broker.Embedded, error) {
+	opts := []broker.EmbeddedOpt{broker.EmbeddedAddr(a.cfg.Embedded.Addr)}
+	if a.cfg.Embedded.DataDir != "" {
+		opts = append(opts, broker.EmbeddedDataDir(a.cfg.Embedded.DataDir))
+	}
+	e, err := broker.StartEmbedded(opts...)
+	if err != nil {
+		return nil, err
+	}
+	a.cfg.Kafka.Brokers = e.Addrs()
+	a.log.Info("embedded broker", "addr", e.Addrs()[0])
+	return e, nil
+}
+
+// upCollectorStages builds the collectors named, publishing through one
+// queue for the process.
+func (a *app) upCollectorStages(tel *telemetry.Server, names []string, closers *[]func()) ([]stage, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	em, cl, err := a.newEmitter(tel, a.cfg.Proxy.QueueRecords, a.cfg.Proxy.QueueBytes, "collector")
+	if err != nil {
+		return nil, err
+	}
+	*closers = append(*closers, func() { broker.CloseFlushed(cl) })
+	reg := a.collectorRegistry()
+	var stages []stage
+	for _, name := range names {
+		c, err := reg.New(name, em, tel.Registry) // names checked by upCollectors
+		if err != nil {
+			return nil, err
+		}
+		run := c.Run
+		if name != "proxy" {
+			// Only the proxy is in front of users; another collector
+			// failing leaves the rest of the pipeline running.
+			run = a.isolate(tel, name, run)
+		}
+		stages = append(stages, run)
+	}
+	return stages, nil
+}
+
+// upConsumerStages builds the redactor, the live replayer and the
+// comparator (with replay.target) and the lag metrics, each isolated.
+func (a *app) upConsumerStages(ctx context.Context, tel *telemetry.Server, closers *[]func()) ([]stage, error) {
+	rp, err := a.newRedactor(tel)
+	if err != nil {
+		return nil, err
+	}
+	*closers = append(*closers, rp.Close)
+	// Readiness and lag use a client of their own: the redactor
+	// replaces its session after a failed transaction.
+	kc, err := broker.NewClient(a.cfg.Kafka)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	*closers = append(*closers, kc.Close)
+	tel.AddCheck("kafka", kafkaCheck(kc))
+	stages := []stage{a.isolate(tel, "redactor", rp.Run)}
+	if a.cfg.Replay.Target != "" {
+		if a.cfg.Replay.Start == "" {
+			a.cfg.Replay.Start = "earliest"
+		}
+		l, cl, err := a.newLiveReplayer(tel)
+		if err != nil {
+			return nil, err
+		}
+		*closers = append(*closers, cl.Close)
+		a.log.Info("live replay", "target", a.cfg.Replay.Target, "group", a.cfg.Replay.Group)
+		stages = append(stages, a.isolate(tel, "replayer", func(ctx context.Context) error { return l.Run(ctx, cl) }))
+
+		// Compare the primary's responses with the shadow's the replayer records.
+		if a.cfg.Compare.Start == "" {
+			a.cfg.Compare.Start = "earliest"
+		}
+		cmp, runner, ccl, err := a.newComparator(tel)
+		if err != nil {
+			return nil, err
+		}
+		*closers = append(*closers, ccl.Close)
+		a.primeComparator(ctx, cmp)
+		stages = append(stages, a.isolate(tel, "comparator", func(ctx context.Context) error { return runner.Run(ctx, ccl) }))
+	}
+	opts, err := a.cfg.Kafka.Opts()
+	if err != nil {
+		return nil, usageError{err}
+	}
+	lc := broker.NewLagCollector(broker.NewLagReader(kc, opts), config.DefaultLagInterval, a.log.Named("lag"))
+	tel.Registry.MustRegister(lc)
+	return append(stages, a.isolate(tel, "lag", lc.Run)), nil
 }
 
 // ensureTopics creates the service's topics when missing.
@@ -169,8 +204,16 @@ func (a *app) isolate(tel *telemetry.Server, name string, run func(context.Conte
 	}
 }
 
-// collectorNames are the collectors `up` can run.
-var collectorNames = []string{"proxy", "sink", "vpc", "ebpf"}
+// collectorRegistry names the collectors `up` and the collector commands
+// run, each built from its section of the configuration.
+func (a *app) collectorRegistry() *collector.Registry {
+	var r collector.Registry
+	r.Register("proxy", a.newProxyCollector)
+	r.Register("sink", a.newSink)
+	r.Register("vpc", a.newVPC)
+	r.Register("ebpf", a.newEBPF)
+	return &r
+}
 
 // upCollectors returns the collectors `up` runs: the configured list, checked,
 // or the proxy when proxy.primary is set.
@@ -181,15 +224,8 @@ func (a *app) upCollectors() ([]string, error) {
 		}
 		return nil, nil
 	}
-	seen := map[string]bool{}
-	for _, n := range a.cfg.Collectors {
-		if !slices.Contains(collectorNames, n) {
-			return nil, usagef("collectors: %q is not one of %s", n, strings.Join(collectorNames, ", "))
-		}
-		if seen[n] {
-			return nil, usagef("collectors: %q is listed twice", n)
-		}
-		seen[n] = true
+	if err := a.collectorRegistry().Check(a.cfg.Collectors); err != nil {
+		return nil, usageError{err}
 	}
 	return a.cfg.Collectors, nil
 }
@@ -206,42 +242,13 @@ func (a *app) runCollector(ctx context.Context, name string, queueRecords, queue
 	if err != nil {
 		return err
 	}
-	defer closeClient(cl)
-	run, err := a.upCollector(tel, em, name)
+	defer broker.CloseFlushed(cl)
+	c, err := a.collectorRegistry().New(name, em, tel.Registry)
 	if err != nil {
 		return err
 	}
 	if kafkaReady {
 		tel.AddCheck("kafka", kafkaCheck(cl))
 	}
-	return a.runAll(ctx, tel, run, a.watchConfig(tel.Registry))
-}
-
-// upCollector starts collector name of `up`, publishing through em, and
-// returns its run func.
-func (a *app) upCollector(tel *telemetry.Server, em *collector.Emitter, name string) (func(context.Context) error, error) {
-	switch name {
-	case "proxy":
-		p, err := a.buildProxy(em)
-		if err != nil {
-			return nil, err
-		}
-		ln, err := net.Listen("tcp", a.cfg.Proxy.Listen)
-		if err != nil {
-			return nil, usagef("proxy.listen %s: %v", a.cfg.Proxy.Listen, err)
-		}
-		a.log.Info("proxy listening", "addr", ln.Addr().String(), "primary", a.cfg.Proxy.Primary)
-		return func(ctx context.Context) error { return p.Serve(ctx, ln) }, nil
-	case "sink":
-		return a.newSink(em)
-	case "vpc":
-		return a.newVPC(tel, em)
-	case "ebpf":
-		capt, err := a.newEBPF(tel, em)
-		if err != nil {
-			return nil, err
-		}
-		return capt.Run, nil
-	}
-	return nil, usagef("collectors: %q is not one of %s", name, strings.Join(collectorNames, ", "))
+	return a.runAll(ctx, tel, c.Run, a.watchConfig(tel.Registry))
 }

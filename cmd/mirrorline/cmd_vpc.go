@@ -4,25 +4,15 @@ import (
 	"context"
 	"net"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
+	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/collector/httpstream"
 	"github.com/mirrorline/mirrorline/collector/tcpstream"
 	"github.com/mirrorline/mirrorline/collector/vpc"
-	"github.com/mirrorline/mirrorline/telemetry"
+	"github.com/mirrorline/mirrorline/config"
 )
-
-// vpcDefaults fills the zero fields of c with the defaults.
-func vpcDefaults(c *VPCConfig) {
-	if c.Listen == "" {
-		c.Listen = ":4789"
-	}
-	if c.ReadBuffer == 0 {
-		c.ReadBuffer = 8 << 20
-	}
-	c.TCPCapture.defaults()
-}
 
 // portList converts --port values, checking their range.
 func portList(flag string, in []int) ([]uint16, error) {
@@ -38,7 +28,6 @@ func portList(flag string, in []int) ([]uint16, error) {
 
 func (a *app) vpcCmd() *cobra.Command {
 	c := &a.cfg.VPC
-	vpcDefaults(c)
 	var ports, vnis []int
 	cmd := &cobra.Command{
 		Use:   "vpc",
@@ -75,86 +64,54 @@ func (a *app) vpcCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
-	f.StringVar(&c.Listen, "listen", c.Listen, "UDP address receiving the VXLAN packets of the mirror session")
 	f.IntSliceVar(&ports, "port", nil, "TCP port of the mirrored service (repeatable; required)")
 	f.IntSliceVar(&vnis, "vni", nil, "accept only this VXLAN network identifier (repeatable; default any)")
-	f.IntVar(&c.ReadBuffer, "read-buffer", c.ReadBuffer, "UDP socket receive buffer in bytes (capped by net.core.rmem_max)")
-	c.TCPCapture.flags(f)
+	c.BindFlags(f)
 	return cmd
 }
 
-// defaults fills the zero fields of c with the defaults.
-func (c *TCPCapture) defaults() {
-	if c.BodyLimit == 0 {
-		c.BodyLimit = httpstream.DefaultBodyLimit
-	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = tcpstream.DefaultIdleTimeout
-	}
-	if c.GapTimeout == 0 {
-		c.GapTimeout = tcpstream.DefaultGapTimeout
-	}
-	for _, d := range []struct {
-		v   *int
-		def int
-	}{
-		{&c.MaxStreams, tcpstream.DefaultMaxStreams},
-		{&c.StreamBuffer, tcpstream.DefaultMaxStreamBuffer},
-		{&c.MaxBuffered, tcpstream.DefaultMaxBuffered},
-		{&c.QueueRecords, 10000},
-		{&c.QueueBytes, 64 << 20},
-	} {
-		if *d.v == 0 {
-			*d.v = d.def
-		}
-	}
-}
-
-// flags adds the flags of c.
-func (c *TCPCapture) flags(f *pflag.FlagSet) {
-	f.Int64Var(&c.BodyLimit, "body-limit", c.BodyLimit, "body bytes captured per request and response; longer bodies are flagged truncated")
-	f.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "flush and forget a TCP stream without packets for this long")
-	f.DurationVar(&c.GapTimeout, "gap-timeout", c.GapTimeout, "give up on a missing TCP segment after this long")
-	f.IntVar(&c.MaxStreams, "max-streams", c.MaxStreams, "TCP streams tracked at once; packets of new streams beyond it are dropped and counted")
-	f.IntVar(&c.StreamBuffer, "stream-buffer", c.StreamBuffer, "out-of-order bytes buffered per stream direction")
-	f.IntVar(&c.MaxBuffered, "max-buffered", c.MaxBuffered, "out-of-order bytes buffered over all streams")
-	f.IntVar(&c.QueueRecords, "queue-records", c.QueueRecords, "records buffered for Kafka before new captures are dropped")
-	f.IntVar(&c.QueueBytes, "queue-bytes", c.QueueBytes, "bytes buffered for Kafka before new captures are dropped")
-	f.StringVar(&c.CollectorID, "collector-id", c.CollectorID, "name of this collector in records (default: host name)")
-}
-
-// checkVPC reports what is missing or out of range in c.
-func checkVPC(c VPCConfig) error {
+// checkVPC reports what the vpc section lacks to run (its values are
+// checked by config.VPC.Validate).
+func checkVPC(c config.VPC) error {
 	if len(c.Ports) == 0 {
 		return usagef("port: at least one --port of the mirrored service is required")
 	}
-	return c.TCPCapture.check("vpc")
+	return usage(c.Validate())
 }
 
-// check reports negative sizes, limits and timeouts of the collector named.
-func (c TCPCapture) check(collector string) error {
-	if c.BodyLimit < 0 || c.IdleTimeout < 0 || c.GapTimeout < 0 || c.MaxStreams < 0 || c.StreamBuffer < 0 || c.MaxBuffered < 0 || c.QueueRecords < 0 || c.QueueBytes < 0 {
-		return usagef("%s: body-limit, timeouts, limits and queue sizes must not be negative", collector)
-	}
-	return nil
-}
-
-// newVPC checks the vpc configuration, opens the UDP listener and returns the
-// receiver's run func, publishing through em; metrics go to tel.
-func (a *app) newVPC(tel *telemetry.Server, em tcpstream.Publisher) (func(context.Context) error, error) {
+// newVPC checks the vpc configuration and opens the UDP listener of the
+// receiver, publishing through em; metrics go to reg.
+func (a *app) newVPC(em *collector.Emitter, reg prometheus.Registerer) (collector.Collector, error) {
 	c := a.cfg.VPC
 	if err := checkVPC(c); err != nil {
 		return nil, err
 	}
 	log := a.log.Named("vpc")
 	stats := &tcpstream.Stats{}
-	tel.Registry.MustRegister(tcpstream.NewStreamCollector("vpc", stats))
-	topts := append(c.trackerOptions(), tcpstream.WithPorts(c.Ports...), tcpstream.WithStats(stats), tcpstream.WithLogger(log))
+	reg.MustRegister(tcpstream.NewStreamCollector("vpc", stats))
+	topts := append(trackerOptions(c.TCPCapture), tcpstream.WithPorts(c.Ports...), tcpstream.WithStats(stats), tcpstream.WithLogger(log))
 	rx := vpc.NewReceiver(tcpstream.NewTracker(em, topts...), vpc.WithVNIs(c.VNIs...), vpc.WithReadBuffer(c.ReadBuffer), vpc.WithLogger(log))
 	pc, err := net.ListenPacket("udp", c.Listen)
 	if err != nil {
 		return nil, usagef("listen %s: %v", c.Listen, err)
 	}
 	log.Info("VPC mirror target listening", "addr", pc.LocalAddr().String(), "ports", c.Ports, "vnis", c.VNIs, "service", a.cfg.Service)
-	return func(ctx context.Context) error { return rx.Serve(ctx, pc) }, nil
+	return collector.RunFunc(func(ctx context.Context) error { return rx.Serve(ctx, pc) }), nil
+}
+
+// trackerOptions are the TCP reassembly and HTTP pairing settings of a
+// packet collector as tcpstream.Tracker options.
+func trackerOptions(c config.TCPCapture) []tcpstream.TrackerOption {
+	opts := []tcpstream.TrackerOption{
+		tcpstream.WithIdleTimeout(c.IdleTimeout),
+		tcpstream.WithGapTimeout(c.GapTimeout),
+		tcpstream.WithMaxStreams(c.MaxStreams),
+		tcpstream.WithMaxStreamBuffer(c.StreamBuffer),
+		tcpstream.WithMaxBuffered(c.MaxBuffered),
+		tcpstream.WithHTTPOptions(httpstream.WithBodyLimit(c.BodyLimit)),
+	}
+	if c.CollectorID != "" {
+		opts = append(opts, tcpstream.WithCollectorID(c.CollectorID))
+	}
+	return opts
 }

@@ -12,14 +12,14 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
 	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/collector/proxy"
 	"github.com/mirrorline/mirrorline/comparator"
-	"github.com/mirrorline/mirrorline/redactor"
+	"github.com/mirrorline/mirrorline/config"
 )
 
 func main() {
@@ -55,38 +55,26 @@ func run(args []string) int {
 // app is the state shared by the commands: the configuration (defaults, then the
 // -c file, then MIRRORLINE_* variables, then flags) and the logger.
 type app struct {
-	cfg     Config
+	cfg     config.File
 	cfgPath string
 	log     hclog.Logger
 	// reload holds the components a reload of the -c file changes.
 	reload reloader
-	// metricsAddrSet: metrics_addr is set in the -c file, so it overrides
-	// the command's own default port.
-	metricsAddrSet bool
+	// replayFileTarget is replay.target as the -c file set it (before
+	// flags), which is allowed without an allowlist.
+	replayFileTarget string
+	// replayMaxRateSet: --max-rate was given (live replays are capped only
+	// when --max-rate or replay.max_rate is set).
+	replayMaxRateSet bool
+	// proxyCLIRoutes is the route of --path-prefix/--method/--header-match,
+	// kept on top of the file's routes across reloads.
+	proxyCLIRoutes []proxy.Route
 	// metricsCmd is the command serving metrics, for error messages.
 	metricsCmd string
 	// metricsLn is the metrics listener bound before the command opens its
 	// data path (bindMetrics); runAll serves on it. metricsBound: it was.
 	metricsLn    net.Listener
 	metricsBound bool
-}
-
-func defaultConfig() Config {
-	return Config{
-		LogLevel: "info",
-		Embedded: EmbeddedConfig{Addr: "127.0.0.1:19092"},
-		Topics:   TopicsConfig{Partitions: 6, Replication: -1},
-		Proxy: ProxyConfig{
-			Listen:       ":8080",
-			Sample:       1,
-			BodyLimit:    1 << 20,
-			QueueRecords: 10000,
-			QueueBytes:   64 << 20,
-		},
-		Sink:   SinkConfig{Listen: ":9080", BodyLimit: 1 << 20, QueueRecords: 10000, QueueBytes: 64 << 20},
-		Redact: RedactConfig{OnFailure: string(redactor.Quarantine), Batch: 1000, SessionTimeout: broker.DefaultSessionTimeout},
-		Replay: ReplayConfig{Concurrency: 16, Timeout: 10 * time.Second, BodyLimit: 1 << 20},
-	}
 }
 
 func newRoot(args []string) (*cobra.Command, error) {
@@ -98,15 +86,14 @@ func newRoot(args []string) (*cobra.Command, error) {
 // file in args, then the MIRRORLINE_* variables (flags come last, when the
 // tree executes).
 func newApp(args []string) (*app, *cobra.Command, error) {
-	a := &app{cfg: defaultConfig()}
+	a := &app{cfg: config.Default()}
 	if p := configPathFromArgs(args); p != "" {
 		a.cfgPath = p
-		keys, err := loadConfig(p, &a.cfg)
-		if err != nil {
+		if err := loadConfigFile(p, &a.cfg); err != nil {
 			return nil, nil, err
 		}
-		a.metricsAddrSet = keys["metrics_addr"]
 	}
+	a.replayFileTarget = a.cfg.Replay.Target
 	if v := os.Getenv("MIRRORLINE_BROKERS"); v != "" {
 		a.cfg.Kafka.Brokers = splitList(v)
 	}
@@ -122,11 +109,12 @@ func newApp(args []string) (*app, *cobra.Command, error) {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			lvl := hclog.LevelFromString(a.cfg.LogLevel)
-			if lvl == hclog.NoLevel {
-				return usagef("log-level: %q is not one of trace, debug, info, warn, error", a.cfg.LogLevel)
+			// Defaults, file, environment and flags together: every
+			// section, whichever the command reads.
+			if err := a.cfg.Validate(); err != nil {
+				return usageError{err}
 			}
-			a.log = hclog.New(&hclog.LoggerOptions{Name: "mirrorline", Level: lvl, JSONFormat: a.cfg.LogJSON, Output: os.Stderr})
+			a.log = hclog.New(&hclog.LoggerOptions{Name: "mirrorline", Level: hclog.LevelFromString(a.cfg.LogLevel), JSONFormat: a.cfg.LogJSON, Output: os.Stderr})
 			a.cfg.Kafka.Brokers = splitList(strings.Join(a.cfg.Kafka.Brokers, ","))
 			a.resolveMetricsAddr(cmd)
 			return nil
@@ -136,19 +124,8 @@ func newApp(args []string) (*app, *cobra.Command, error) {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
 	pf.StringP("config", "c", a.cfgPath, "YAML configuration file (unknown keys are an error)")
-	pf.StringSliceVar(&a.cfg.Kafka.Brokers, "brokers", a.cfg.Kafka.Brokers, "Kafka bootstrap brokers host:port,... (env MIRRORLINE_BROKERS)")
-	pf.BoolVar(&a.cfg.Kafka.TLS.Enabled, "kafka-tls", a.cfg.Kafka.TLS.Enabled, "connect to Kafka with TLS")
-	pf.StringVar(&a.cfg.Kafka.TLS.CAFile, "kafka-tls-ca", a.cfg.Kafka.TLS.CAFile, "PEM file of CAs to trust for Kafka")
-	pf.StringVar(&a.cfg.Kafka.TLS.CertFile, "kafka-tls-cert", a.cfg.Kafka.TLS.CertFile, "client certificate PEM file for Kafka")
-	pf.StringVar(&a.cfg.Kafka.TLS.KeyFile, "kafka-tls-key", a.cfg.Kafka.TLS.KeyFile, "client key PEM file for Kafka")
-	pf.StringVar(&a.cfg.Kafka.SASL.Mechanism, "kafka-sasl-mechanism", a.cfg.Kafka.SASL.Mechanism, "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
-	pf.StringVar(&a.cfg.Kafka.SASL.Username, "kafka-sasl-user", a.cfg.Kafka.SASL.Username, "SASL user name")
-	pf.StringVar(&a.cfg.Kafka.SASL.PasswordFile, "kafka-sasl-password-file", a.cfg.Kafka.SASL.PasswordFile, "file holding the SASL password")
-	pf.StringVar(&a.cfg.Kafka.SASL.PasswordEnv, "kafka-sasl-password-env", a.cfg.Kafka.SASL.PasswordEnv, "environment variable holding the SASL password")
-	pf.StringVar(&a.cfg.InstanceID, "instance-id", a.cfg.InstanceID, "static consumer group member id of the redactor, replayer and comparator, stable across restarts of this replica (env MIRRORLINE_INSTANCE_ID; default: dynamic membership)")
+	a.cfg.BindFlags(pf)
 	pf.StringVar(&a.cfg.MetricsAddr, "metrics-addr", a.cfg.MetricsAddr, "address serving /metrics, /healthz and /readyz (empty disables; default: the command's own port: "+metricsPortsUsage()+")")
-	pf.StringVar(&a.cfg.LogLevel, "log-level", a.cfg.LogLevel, "trace, debug, info, warn or error")
-	pf.BoolVar(&a.cfg.LogJSON, "log-json", a.cfg.LogJSON, "log as JSON lines")
 
 	root.AddCommand(a.proxyCmd(), a.replayCmd(), a.topicsCmd(), a.redactCmd(), a.upCmd(), a.sinkCmd(), a.lagCmd(), a.vpcCmd(), a.importCmd(), a.compareCmd(), a.ebpfCmd(), a.versionCmd())
 	groupsRefuseUnknown(root)

@@ -66,13 +66,13 @@ func metricsPortsUsage() string {
 func (a *app) resolveMetricsAddr(cmd *cobra.Command) {
 	port, ok := metricsPort(cmd)
 	if !ok {
-		if f := cmd.Flags().Lookup("metrics-addr"); (f == nil || !f.Changed) && !a.metricsAddrSet {
+		if f := cmd.Flags().Lookup("metrics-addr"); (f == nil || !f.Changed) && !a.cfg.Set("metrics_addr") {
 			a.cfg.MetricsAddr = ""
 		}
 		return
 	}
 	a.metricsCmd = cmd.Name()
-	if f := cmd.Flags().Lookup("metrics-addr"); (f == nil || !f.Changed) && !a.metricsAddrSet {
+	if f := cmd.Flags().Lookup("metrics-addr"); (f == nil || !f.Changed) && !a.cfg.Set("metrics_addr") {
 		a.cfg.MetricsAddr = ":" + strconv.Itoa(port)
 	}
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mirrorline/mirrorline/config"
 )
 
 // reloadTarget is one running component whose settings a reload changes.
@@ -29,7 +31,7 @@ type reloadTarget struct {
 	keys []string
 	// prepare checks the new configuration and returns what puts it in force;
 	// nothing is applied unless every target of the process prepared.
-	prepare func(cfg *Config, flagSet func(string) bool, log hclog.Logger) (apply func(), err error)
+	prepare func(cfg *config.File, flagSet func(string) bool, log hclog.Logger) (apply func(), err error)
 }
 
 // reloader re-reads the -c file on SIGHUP and whenever its content changes
@@ -196,8 +198,8 @@ func (w *configWatch) tryReload() error {
 	w.seen = sha256.Sum256(b)
 	// Decoded as at start (unknown keys are an error). Read again: should the
 	// file change meanwhile, the next poll sees it and reloads once more.
-	cfg := defaultConfig()
-	if err := loadConfigFile(w.path, &cfg); err != nil {
+	cfg := config.Default()
+	if err := config.Load(w.path, &cfg); err != nil {
 		return err
 	}
 	keys, err := fileKeys(b)

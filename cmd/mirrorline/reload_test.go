@@ -17,6 +17,7 @@ import (
 	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/collector/collectortest"
 	"github.com/mirrorline/mirrorline/collector/proxy"
+	"github.com/mirrorline/mirrorline/config"
 	"github.com/mirrorline/mirrorline/telemetry"
 	"github.com/mirrorline/mirrorline/test/testproc"
 )
@@ -36,7 +37,7 @@ func newReloadRig(t *testing.T, file string, flags *pflag.FlagSet) *reloadRig {
 	t.Helper()
 	r := &reloadRig{path: filepath.Join(t.TempDir(), "mirrorline.yaml"), log: &testproc.Output{}, reg: prometheus.NewRegistry()}
 	r.write(t, file)
-	r.a = &app{cfg: defaultConfig(), cfgPath: r.path, log: hclog.New(&hclog.LoggerOptions{Output: r.log, Level: hclog.Info})}
+	r.a = &app{cfg: config.Default(), cfgPath: r.path, log: hclog.New(&hclog.LoggerOptions{Output: r.log, Level: hclog.Info})}
 	if err := loadConfigFile(r.path, &r.a.cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +200,7 @@ func TestReloadLiveMaxRate(t *testing.T) {
 		}
 	}
 	write("replay:\n  max_rate: 100/s\n")
-	a := &app{cfg: defaultConfig(), cfgPath: path, log: hclog.NewNullLogger()}
+	a := &app{cfg: config.Default(), cfgPath: path, log: hclog.NewNullLogger()}
 	if err := loadConfigFile(path, &a.cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -237,12 +238,12 @@ func TestReloadSink(t *testing.T) {
 	if err := os.WriteFile(path, []byte("sink:\n  listen: 127.0.0.1:0\n  sample: 0.2\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a := &app{cfg: defaultConfig(), cfgPath: path, log: hclog.NewNullLogger()}
+	a := &app{cfg: config.Default(), cfgPath: path, log: hclog.NewNullLogger()}
 	if err := loadConfigFile(path, &a.cfg); err != nil {
 		t.Fatal(err)
 	}
 	m := collector.NewMetrics(prometheus.NewRegistry())
-	run, err := a.newSink(collector.NewEmitter(&collectortest.Recorder{}, "svc", m, nil))
+	sink, err := a.newSink(collector.NewEmitter(&collectortest.Recorder{}, "svc", m, nil), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +251,7 @@ func TestReloadSink(t *testing.T) {
 		// Closes the listener newSink opened.
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		_ = run(ctx)
+		_ = sink.Run(ctx)
 	})
 	ratio := func(route string) float64 { return testutil.ToFloat64(m.SampleRatio.WithLabelValues("sink", route)) }
 	if got := ratio(collector.DefaultRoute); got != 0.2 {

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/mirrorline/mirrorline/config"
 	"github.com/mirrorline/mirrorline/telemetry"
 )
 
@@ -52,9 +53,9 @@ func TestReplayLiveMaxRate(t *testing.T) {
 
 	// A positive cap builds the replayer (it used to be refused: "only for
 	// window replays").
-	a := &app{cfg: defaultConfig(), log: hclog.NewNullLogger()}
+	a := &app{cfg: config.Default(), log: hclog.NewNullLogger()}
 	a.cfg.Service, a.cfg.Kafka.Brokers = "s", []string{"127.0.0.1:1"}
-	a.cfg.Replay.Target, a.cfg.Replay.MaxRate, a.cfg.Replay.maxRateSet = "http://127.0.0.1:1", "300/s", true
+	a.cfg.Replay.Target, a.cfg.Replay.MaxRate, a.replayMaxRateSet = "http://127.0.0.1:1", "300/s", true
 	a.cfg.InstanceID = "replayer-0"
 	l, cl, err := a.newLiveReplayer(telemetry.NewServer())
 	if err != nil {

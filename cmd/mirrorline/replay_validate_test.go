@@ -3,7 +3,6 @@ package main
 import (
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -44,14 +43,7 @@ func runCLI(t *testing.T, args ...string) (int, string) {
 // or Kafka's UNSUPPORTED_VERSION for a window before the epoch.
 func TestReplayValidation(t *testing.T) {
 	t.Setenv("MIRRORLINE_BROKERS", "")
-	dir := t.TempDir()
-	file := func(name, yaml string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	file := func(name, yaml string) string { return writeTemp(t, name, yaml) }
 	liveTimeout := file("live-timeout.yaml", "service: s\nreplay:\n  target: http://127.0.0.1:9\n  timeout: 0s\n")
 	liveRate := file("live-rate.yaml", "service: s\nreplay:\n  target: http://127.0.0.1:9\n  max_rate: \"-5/s\"\n")
 	liveZero := file("live-zero.yaml", "service: s\nreplay:\n  target: http://127.0.0.1:9\n  max_rate: \"0/s\"\n")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"net"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
@@ -63,14 +62,6 @@ func (a *app) closeMetrics() {
 	if ln := a.takeMetricsListener(); ln != nil {
 		_ = ln.Close()
 	}
-}
-
-// closeClient flushes what is buffered (bounded in time) and closes cl.
-func closeClient(cl *kgo.Client) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = cl.Flush(ctx)
-	cl.Close()
 }
 
 // kafkaCheck is a readiness check that the brokers answer.

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"strings"
+
+	"github.com/mirrorline/mirrorline/config"
 )
 
 // setting is a required setting and every way to give it.
@@ -10,17 +12,17 @@ type setting struct {
 	flag string // command-line flag
 	key  string // YAML key in -c FILE
 	env  string // environment variable, if one exists
-	set  func(*Config) bool
+	set  func(*config.File) bool
 }
 
 // settings are the settings commands require, by name.
 var settings = map[string]setting{
-	"service": {"--service", "service:", "MIRRORLINE_SERVICE", func(c *Config) bool { return c.Service != "" }},
-	"brokers": {"--brokers", "brokers:", "MIRRORLINE_BROKERS", func(c *Config) bool { return len(c.Kafka.Brokers) > 0 }},
-	"primary": {"--primary", "proxy.primary:", "", func(c *Config) bool { return c.Proxy.Primary != "" }},
-	"target":  {"--target", "replay.target:", "", func(c *Config) bool { return c.Replay.Target != "" }},
+	"service": {"--service", "service:", "MIRRORLINE_SERVICE", func(c *config.File) bool { return c.Service != "" }},
+	"brokers": {"--brokers", "brokers:", "MIRRORLINE_BROKERS", func(c *config.File) bool { return len(c.Kafka.Brokers) > 0 }},
+	"primary": {"--primary", "proxy.primary:", "", func(c *config.File) bool { return c.Proxy.Primary != "" }},
+	"target":  {"--target", "replay.target:", "", func(c *config.File) bool { return c.Replay.Target != "" }},
 	// A window replay needs a target unless it is a dry run.
-	"window-target": {"--target", "replay.target:; or --dry-run", "", func(c *Config) bool { return c.Replay.Target != "" }},
+	"window-target": {"--target", "replay.target:; or --dry-run", "", func(c *config.File) bool { return c.Replay.Target != "" }},
 }
 
 // requireSettings reports every one of names that is not set, at once, each

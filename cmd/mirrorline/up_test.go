@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/mirrorline/mirrorline/config"
 	"github.com/mirrorline/mirrorline/telemetry"
 )
 
@@ -72,7 +73,7 @@ func TestUpCollectors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := &app{log: hclog.NewNullLogger(), cfg: defaultConfig()}
+			a := &app{log: hclog.NewNullLogger(), cfg: config.Default()}
 			a.cfg.Proxy.Primary, a.cfg.Collectors = tc.primary, tc.collectors
 			got, err := a.upCollectors()
 			s := strings.Join(got, ",")

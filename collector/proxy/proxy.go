@@ -20,9 +20,6 @@ import (
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
-// DefaultBodyLimit is how many body bytes are captured per request and response.
-const DefaultBodyLimit = 1 << 20
-
 // Proxy is the reverse-proxy collector. Create it with New and serve it with Serve
 // (which also tracks connections and header order) or use it as an http.Handler.
 type Proxy struct {
@@ -79,7 +76,7 @@ func New(primary string, emit *collector.Emitter, opts ...Option) (*Proxy, error
 	p := &Proxy{
 		primary:     u,
 		emit:        emit,
-		bodyLimit:   DefaultBodyLimit,
+		bodyLimit:   collector.DefaultBodyLimit,
 		collectorID: host,
 		log:         hclog.NewNullLogger(),
 		conns:       collector.NewConns(),

@@ -137,7 +137,7 @@ func TestProxyReloadSampleOnOpenConnection(t *testing.T) {
 	for i := range 10 {
 		get(fmt.Sprintf("/before/%d", i))
 	}
-	p.Reload(mustPolicy(t, 1, nil, DefaultBodyLimit))
+	p.Reload(mustPolicy(t, 1, nil, collector.DefaultBodyLimit))
 	for i := range 10 {
 		get(fmt.Sprintf("/after/%d", i))
 	}

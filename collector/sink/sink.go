@@ -15,9 +15,6 @@ import (
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
-// DefaultBodyLimit is how many body bytes are captured per request.
-const DefaultBodyLimit = 1 << 20
-
 // Sink receives mirrored copies and publishes them.
 type Sink struct {
 	emit        *collector.Emitter
@@ -69,7 +66,7 @@ func WithCollectorID(id string) Option { return func(s *Sink) { s.collectorID = 
 // New returns a Sink publishing through emit.
 func New(emit *collector.Emitter, opts ...Option) (*Sink, error) {
 	host, _ := os.Hostname()
-	s := &Sink{emit: emit, conns: collector.NewConns(), bodyLimit: DefaultBodyLimit, strip: map[string]bool{}, collectorID: host, log: hclog.NewNullLogger()}
+	s := &Sink{emit: emit, conns: collector.NewConns(), bodyLimit: collector.DefaultBodyLimit, strip: map[string]bool{}, collectorID: host, log: hclog.NewNullLogger()}
 	for _, o := range opts {
 		o(s)
 	}

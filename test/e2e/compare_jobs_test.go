@@ -21,6 +21,7 @@ import (
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/comparator"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/stage"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
 	"github.com/mirrorline/mirrorline/test/testproc"
 )
@@ -87,7 +88,7 @@ func jobVerdicts(t *testing.T, kcfg broker.Config, svc string) map[string]map[st
 // record, once want records (read committed) are there.
 func shadowEnds(t *testing.T, topic string, want int) map[int32]int64 {
 	t.Helper()
-	cl := kafkatest.Client(t, append(broker.ConsumeOpts(), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	cl := kafkatest.Client(t, append(stage.ConsumeOpts(), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	ends := map[int32]int64{}
 	n := 0
 	if !testproc.Wait(60*time.Second, func() bool {

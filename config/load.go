@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"bytes"
@@ -15,13 +15,16 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// checkConfigNode walks a decoded YAML document against the schema of t (the
+// checkNode walks a decoded YAML document against the schema of t (the
 // yaml struct tags, found by reflection) and returns the first problem as
 // "line N: a.b.c: what is wrong", naming the YAML path and the kind of value
 // wanted, never a Go type. The decoder's own errors name Go types ("field
-// smaple not found in type main.ProxyConfig"); this walker runs first so a
+// smaple not found in type config.Proxy"); this walker runs first so a
 // user sees the key as written in the file.
-func checkConfigNode(n *yaml.Node, t reflect.Type) error {
+func checkNode(n *yaml.Node, t reflect.Type) error {
+	if n.Kind == 0 {
+		return nil // an empty file (or only comments) keeps the defaults
+	}
 	if n.Kind == yaml.DocumentNode {
 		if len(n.Content) == 0 {
 			return nil
@@ -41,6 +44,7 @@ var kindHints = map[string]string{
 	"proxy.sample": "a number between 0 and 1",
 }
 
+// walkNode checks n against t at the YAML path.
 func walkNode(n *yaml.Node, t reflect.Type, path string) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -65,50 +69,65 @@ func walkNode(n *yaml.Node, t reflect.Type, path string) error {
 		if t == reflect.TypeOf(time.Time{}) {
 			return checkScalar(n, t, path)
 		}
-		if n.Kind != yaml.MappingNode {
-			return nodeErr(n, path, "want a mapping of keys, got %s", describeNode(n))
-		}
-		fields := map[string]reflect.Type{}
-		collectFields(t, fields)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			ft, ok := fields[k.Value]
-			if !ok {
-				return nodeErr(k, joinPath(path, k.Value), "unknown key%s", suggestKey(k.Value, fields))
-			}
-			if err := walkNode(v, ft, joinPath(path, k.Value)); err != nil {
-				return err
-			}
-		}
-		return nil
+		return walkStruct(n, t, path)
 	case reflect.Map:
-		if n.Kind != yaml.MappingNode {
-			return nodeErr(n, path, "want a mapping, got %s", describeNode(n))
-		}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			if err := walkNode(k, t.Key(), path+"[key]"); err != nil {
-				return err
-			}
-			if err := walkNode(v, t.Elem(), joinPath(path, k.Value)); err != nil {
-				return err
-			}
-		}
-		return nil
+		return walkMap(n, t, path)
 	case reflect.Slice, reflect.Array:
-		if n.Kind != yaml.SequenceNode {
-			return nodeErr(n, path, "want a list, got %s", describeNode(n))
-		}
-		for i, e := range n.Content {
-			if err := walkNode(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return err
-			}
-		}
-		return nil
+		return walkList(n, t, path)
 	case reflect.Interface:
 		return nil
 	}
 	return checkScalar(n, t, path)
+}
+
+// walkStruct checks the mapping n against the yaml keys of struct t.
+func walkStruct(n *yaml.Node, t reflect.Type, path string) error {
+	if n.Kind != yaml.MappingNode {
+		return nodeErr(n, path, "want a mapping of keys, got %s", describeNode(n))
+	}
+	fields := map[string]reflect.Type{}
+	collectFields(t, fields)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		ft, ok := fields[k.Value]
+		if !ok {
+			return nodeErr(k, joinPath(path, k.Value), "unknown key%s", suggestKey(k.Value, fields))
+		}
+		if err := walkNode(v, ft, joinPath(path, k.Value)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// walkMap checks the keys and values of the mapping n against map type t.
+func walkMap(n *yaml.Node, t reflect.Type, path string) error {
+	if n.Kind != yaml.MappingNode {
+		return nodeErr(n, path, "want a mapping, got %s", describeNode(n))
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if err := walkNode(k, t.Key(), path+"[key]"); err != nil {
+			return err
+		}
+		if err := walkNode(v, t.Elem(), joinPath(path, k.Value)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// walkList checks the elements of the sequence n against t's element type.
+func walkList(n *yaml.Node, t reflect.Type, path string) error {
+	if n.Kind != yaml.SequenceNode {
+		return nodeErr(n, path, "want a list, got %s", describeNode(n))
+	}
+	for i, e := range n.Content {
+		if err := walkNode(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkScalar checks that n decodes as a value of t.
@@ -263,19 +282,77 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// checkYAMLFile checks the YAML file path against the schema of t, as
-// loadConfig does for -c FILE; what names the file in the error ("rules").
-func checkYAMLFile(what, path string, t reflect.Type) error {
+// Load decodes the YAML file path into f, over the values already in it
+// (usually Default()), and records the keys it sets (see File.Set). It is
+// strict: an unknown key, a value of the wrong kind or a syntax error is an
+// error naming the file, the line and the YAML path, with the closest known
+// key ("config x.yaml: line 3: proxy.smaple: unknown key; did you mean
+// sample?"), never a Go type. Zero values of the vpc, ebpf and import
+// sections take their defaults.
+func Load(path string, f *File) error {
+	doc, b, err := readDoc("config", path, reflect.TypeOf(*f))
+	if err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	if len(doc.Content) > 0 {
+		setKeys(doc.Content[0], "", set)
+	}
+	// The walker found nothing wrong; the strict decoder stays as a
+	// backstop.
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(f); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			return fmt.Errorf("config %s: %s", path, strings.Join(te.Errors, "; "))
+		}
+		return fmt.Errorf("config %s: %s", path, stripYAMLPrefix(err.Error()))
+	}
+	f.set = set
+	f.fillDefaults()
+	return nil
+}
+
+// CheckFile checks the YAML file path against the schema of v's type (e.g.
+// a redactor.Config for a --rules file) as Load does; what names the file in
+// the error ("rules").
+func CheckFile(what, path string, v any) error {
+	_, _, err := readDoc(what, path, reflect.TypeOf(v))
+	return err
+}
+
+// readDoc reads path and checks its YAML document against the schema of t.
+func readDoc(what, path string, t reflect.Type) (*yaml.Node, []byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return usagef("%s: %v", what, err)
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
 	}
 	var doc yaml.Node
 	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		return usagef("%s %s: %s", what, path, stripYAMLPrefix(err.Error()))
+		return nil, nil, fmt.Errorf("%s %s: %s", what, path, stripYAMLPrefix(err.Error()))
 	}
-	if err := checkConfigNode(&doc, t); err != nil {
-		return usagef("%s %s: %v", what, path, err)
+	if err := checkNode(&doc, t); err != nil {
+		return nil, nil, fmt.Errorf("%s %s: %w", what, path, err)
 	}
-	return nil
+	return &doc, b, nil
 }
+
+// setKeys records the dotted path of every key of the mappings under n
+// (lists and scalars are values).
+func setKeys(n *yaml.Node, prefix string, set map[string]bool) {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if n.Kind != yaml.MappingNode {
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := joinPath(prefix, n.Content[i].Value)
+		set[k] = true
+		setKeys(n.Content[i+1], k, set)
+	}
+}
+
+// stripYAMLPrefix drops the "yaml: " the parser puts before its messages.
+func stripYAMLPrefix(s string) string { return strings.TrimPrefix(s, "yaml: ") }
