@@ -365,11 +365,7 @@ func (c *Capture) handle(raw []byte) {
 		}
 	}
 	if err := c.dec.Decode(c.first, data, &c.seg); err != nil {
-		res := tcpstream.ResultMalformed
-		if errors.Is(err, tcpstream.ErrNotTCP) {
-			res = tcpstream.ResultNotTCP
-		}
-		c.stats.Count(res)
+		c.stats.CountDecodeError(err)
 		return
 	}
 	seg := &c.seg

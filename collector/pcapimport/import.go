@@ -83,11 +83,6 @@ func WithCollectorID(id string) Option { return func(im *Importer) { im.collecto
 // WithLogger sets the logger.
 func WithLogger(l hclog.Logger) Option { return func(im *Importer) { im.log = l } }
 
-// WithTrackerOptions adds options to the TCP tracker of captures.
-func WithTrackerOptions(opts ...tcpstream.TrackerOption) Option {
-	return func(im *Importer) { im.trackerOpts = append(im.trackerOpts, opts...) }
-}
-
 // Importer reads capture and GoReplay files and hands their exchanges to a
 // publisher. TCP streams may continue from one capture file into the next (as
 // with rotated captures); Close flushes what is still open.
@@ -97,7 +92,6 @@ type Importer struct {
 	bodyLimit   int64
 	collectorID string
 	log         hclog.Logger
-	trackerOpts []tcpstream.TrackerOption
 	tracker     *tcpstream.Tracker
 	tstats      tcpstream.Stats
 	dec         *tcpstream.Decoder
@@ -114,7 +108,7 @@ func New(pub tcpstream.Publisher, opts ...Option) *Importer {
 	for _, o := range opts {
 		o(im)
 	}
-	im.tracker = tcpstream.NewTracker(pub, append([]tcpstream.TrackerOption{
+	im.tracker = tcpstream.NewTracker(pub,
 		tcpstream.WithPorts(im.ports...),
 		tcpstream.WithSource(mlv1.Source_SOURCE_PCAP),
 		tcpstream.WithConnPrefix("pcap-"),
@@ -122,7 +116,7 @@ func New(pub tcpstream.Publisher, opts ...Option) *Importer {
 		tcpstream.WithStats(&im.tstats),
 		tcpstream.WithLogger(im.log),
 		tcpstream.WithHTTPOptions(httpstream.WithBodyLimit(im.bodyLimit)),
-	}, im.trackerOpts...)...)
+	)
 	return im
 }
 
@@ -267,22 +261,22 @@ func (im *Importer) readPcapNG(ctx context.Context, br *bufio.Reader, offset fun
 // pcapgo trusts fields of the file (it divides by a timestamp resolution an
 // interface block declares).
 func readPacket(src packetSource) (data []byte, ci gopacket.CaptureInfo, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			data, err = nil, fmt.Errorf("malformed capture: %v", p)
-		}
-	}()
+	defer recoverMalformed(&err)
 	return src.ReadPacketData()
 }
 
 // newNgReader is pcapgo.NewNgReader with its panics turned into errors.
 func newNgReader(br *bufio.Reader) (r *pcapgo.NgReader, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			r, err = nil, fmt.Errorf("malformed capture: %v", p)
-		}
-	}()
+	defer recoverMalformed(&err)
 	return pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+}
+
+// recoverMalformed, deferred, turns a panic of a reader into *err; the other
+// results stay zero as the panicking call returned nothing.
+func recoverMalformed(err *error) {
+	if p := recover(); p != nil {
+		*err = fmt.Errorf("malformed capture: %v", p)
+	}
 }
 
 // flushEvery is how often (in capture time) idle streams and stalled gaps are
@@ -317,11 +311,7 @@ func (im *Importer) readPackets(ctx context.Context, src packetSource, offset fu
 			continue
 		}
 		if derr := im.dec.Decode(lt, data, &seg); derr != nil {
-			if errors.Is(derr, tcpstream.ErrNotTCP) {
-				im.tstats.Count(tcpstream.ResultNotTCP)
-			} else {
-				im.tstats.Count(tcpstream.ResultMalformed)
-			}
+			im.tstats.CountDecodeError(derr)
 			continue
 		}
 		ts := ci.Timestamp

@@ -191,13 +191,13 @@ func (t *Tracker) Handle(seg *Segment, ts time.Time) {
 	defer t.mu.Unlock()
 	f, dir, res := t.lookup(seg, ts)
 	if f == nil {
-		t.stats.count(res)
+		t.stats.Count(res)
 		return
 	}
 	f.last = ts
 	h, o := &f.halves[dir], &f.halves[1-dir]
 	if seg.RST {
-		t.stats.count(ResultAccepted)
+		t.stats.Count(ResultAccepted)
 		t.endFlow(f, EndRST, ts)
 		return
 	}
@@ -206,7 +206,7 @@ func (t *Tracker) Handle(seg *Segment, ts time.Time) {
 			// The 4-tuple is reused by a new connection.
 			t.endFlow(f, EndFIN, ts)
 			if f, dir, res = t.lookup(seg, ts); f == nil {
-				t.stats.count(res)
+				t.stats.Count(res)
 				return
 			}
 			h, o = &f.halves[dir], &f.halves[1-dir]
@@ -238,7 +238,7 @@ func (t *Tracker) Handle(seg *Segment, ts time.Time) {
 		}
 		t.checkFIN(f, dir, ts)
 	}
-	t.stats.count(res)
+	t.stats.Count(res)
 	if f.halves[0].ended && f.halves[1].ended {
 		t.endFlow(f, EndFIN, ts)
 	}
