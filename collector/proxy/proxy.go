@@ -25,8 +25,8 @@ import (
 type Proxy struct {
 	primary      *url.URL
 	emit         *collector.Emitter
-	filter       *Filter // initial, until New builds policy
-	bodyLimit    int64   // initial, until New builds policy
+	filter       *collector.Filter // initial, until New builds policy
+	bodyLimit    int64             // initial, until New builds policy
 	policy       *collector.LivePolicy
 	preserveHost bool
 	collectorID  string
@@ -40,7 +40,7 @@ type Proxy struct {
 type Option func(*Proxy)
 
 // WithFilter sets which requests are captured (default: all).
-func WithFilter(f *Filter) Option { return func(p *Proxy) { p.filter = f } }
+func WithFilter(f *collector.Filter) Option { return func(p *Proxy) { p.filter = f } }
 
 // WithBodyLimit sets how many body bytes are captured (default 1 MiB); longer
 // bodies are still proxied whole but recorded truncated.
@@ -203,10 +203,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	capture := true
 	switch pol.Filter().Match(r) {
-	case SkipFiltered:
+	case collector.SkipFiltered:
 		p.emit.Metrics().Skipped.WithLabelValues("filtered").Inc()
 		capture = false
-	case SkipSampled:
+	case collector.SkipSampled:
 		p.emit.Metrics().Skipped.WithLabelValues("sampled_out").Inc()
 		capture = false
 	}
