@@ -249,9 +249,7 @@ func (c *Conn) Close(ts time.Time) {
 	c.resp.endStream(ts)
 	for _, e := range c.pending {
 		e.reqDone = true
-		if !e.respDone {
-			e.lose()
-		}
+		e.lose()
 	}
 	c.flush()
 	c.closed = true
@@ -260,8 +258,11 @@ func (c *Conn) Close(ts time.Time) {
 // Pending returns how many requests wait for their responses.
 func (c *Conn) Pending() int { return len(c.pending) }
 
-// lose marks e as answered by nothing.
+// lose marks e, unless answered already, as answered by nothing.
 func (e *entry) lose() {
+	if e.respDone {
+		return
+	}
 	e.respDone = true
 	if e.ex.Response == nil {
 		e.ex.ResponseLost = true
@@ -298,9 +299,7 @@ func (c *Conn) addRequest(r *Request, expect bool) *entry {
 		// Too deep a pipeline (or a server that never answers): give up on the oldest.
 		old := c.pending[0]
 		old.reqDone = true
-		if !old.respDone {
-			old.lose()
-		}
+		old.lose()
 		if c.resp.cur == old {
 			c.resp.abandon()
 		}

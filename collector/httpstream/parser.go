@@ -578,9 +578,7 @@ func (c *Conn) startTunnel() {
 	}
 	for _, e := range c.pending {
 		e.reqDone = true
-		if !e.respDone {
-			e.lose()
-		}
+		e.lose()
 	}
 }
 
