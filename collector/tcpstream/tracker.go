@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -377,9 +378,7 @@ func (t *Tracker) buffer(f *flow, dir httpstream.Direction, seq uint32, payload 
 	}
 	s := oooSeg{seq: seq, data: append([]byte(nil), payload...), gapAfter: missing, ts: ts}
 	i := sort.Search(len(h.segs), func(i int) bool { return seqDiff(h.segs[i].seq, seq) > 0 })
-	h.segs = append(h.segs, oooSeg{})
-	copy(h.segs[i+1:], h.segs[i:])
-	h.segs[i] = s
+	h.segs = slices.Insert(h.segs, i, s)
 	h.bufBytes += len(s.data)
 	t.buffered += len(s.data)
 	t.stats.BufferedBytes.Add(int64(len(s.data)))
@@ -420,11 +419,7 @@ func (t *Tracker) drain(f *flow, dir httpstream.Direction) {
 		n++
 	}
 	if n > 0 {
-		copy(h.segs, h.segs[n:])
-		for i := len(h.segs) - n; i < len(h.segs); i++ {
-			h.segs[i] = oooSeg{}
-		}
-		h.segs = h.segs[:len(h.segs)-n]
+		h.segs = slices.Delete(h.segs, 0, n) // clears the tail: no stale data kept
 		h.holeSince = time.Time{}
 		if len(h.segs) > 0 {
 			h.holeSince = h.segs[0].ts
