@@ -201,16 +201,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r = r.WithContext(context.WithValue(r.Context(), reqStateKey{}, st))
 
-	capture := true
-	switch pol.Filter().Match(r) {
-	case collector.SkipFiltered:
-		p.emit.Metrics().Skipped.WithLabelValues("filtered").Inc()
-		capture = false
-	case collector.SkipSampled:
-		p.emit.Metrics().Skipped.WithLabelValues("sampled_out").Inc()
-		capture = false
-	}
-	if !capture {
+	if p.emit.Metrics().Skip(pol.Filter().Match(r)) {
 		p.rp.ServeHTTP(w, r)
 		if st.body != nil && st.body.Err() != nil {
 			p.bodyFailed(w, connID, st.body.Err(), false)

@@ -121,12 +121,7 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
-	switch decision {
-	case collector.SkipFiltered:
-		m.Skipped.WithLabelValues("filtered").Inc()
-		return
-	case collector.SkipSampled:
-		m.Skipped.WithLabelValues("sampled_out").Inc()
+	if m.Skip(decision) {
 		return
 	}
 
