@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"cmp"
 	"container/list"
 	"errors"
 	"fmt"
@@ -82,25 +83,15 @@ func DefaultLimits() Limits {
 
 // WithDefaults returns l with zero fields set to their defaults.
 func (l Limits) WithDefaults() Limits {
-	d := DefaultLimits()
 	if l.MaxConns == 0 {
 		l.MaxConns = DefaultMaxConns()
 	}
-	if l.ReadHeaderTimeout == 0 {
-		l.ReadHeaderTimeout = d.ReadHeaderTimeout
-	}
-	if l.IdleTimeout == 0 {
-		l.IdleTimeout = d.IdleTimeout
-	}
-	if l.MaxHeaderBytes == 0 {
-		l.MaxHeaderBytes = d.MaxHeaderBytes
-	}
-	if l.BodyTimeout == 0 {
-		l.BodyTimeout = d.BodyTimeout
-	}
-	if l.MinBodyRate == 0 {
-		l.MinBodyRate = d.MinBodyRate
-	}
+	d := DefaultLimits()
+	l.ReadHeaderTimeout = cmp.Or(l.ReadHeaderTimeout, d.ReadHeaderTimeout)
+	l.IdleTimeout = cmp.Or(l.IdleTimeout, d.IdleTimeout)
+	l.MaxHeaderBytes = cmp.Or(l.MaxHeaderBytes, d.MaxHeaderBytes)
+	l.BodyTimeout = cmp.Or(l.BodyTimeout, d.BodyTimeout)
+	l.MinBodyRate = cmp.Or(l.MinBodyRate, d.MinBodyRate)
 	return l
 }
 
@@ -440,11 +431,8 @@ type BodyReader struct {
 func (b *BodyReader) Read(p []byte) (int, error) {
 	b.mu.Lock()
 	if b.err != nil || b.done {
-		err := b.err
+		err := cmp.Or(b.err, io.EOF)
 		b.mu.Unlock()
-		if err == nil {
-			err = io.EOF
-		}
 		return 0, err
 	}
 	if b.ctl != nil {

@@ -187,17 +187,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.bodyFailed(w, connID, err, true)
 			return
 		}
-		if complete {
-			r.Body = struct {
-				io.Reader
-				io.Closer
-			}{bytes.NewReader(prefix), st.body}
-		} else {
-			r.Body = struct {
-				io.Reader
-				io.Closer
-			}{io.MultiReader(bytes.NewReader(prefix), st.body), st.body}
+		var rest io.Reader = bytes.NewReader(prefix)
+		if !complete {
+			rest = io.MultiReader(rest, st.body)
 		}
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{rest, st.body}
 	}
 	r = r.WithContext(context.WithValue(r.Context(), reqStateKey{}, st))
 

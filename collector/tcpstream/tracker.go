@@ -253,23 +253,15 @@ func (t *Tracker) lookup(seg *Segment, ts time.Time) (*flow, httpstream.Directio
 	if f := t.flows[flowKey{seg.Dst, seg.Src}]; f != nil {
 		return f, httpstream.ServerToClient, ResultAccepted
 	}
-	var toServer bool
+	toServer := seg.Dst.Port() <= seg.Src.Port()
 	switch {
 	case len(t.ports) > 0:
-		switch {
-		case t.ports[seg.Dst.Port()]:
-			toServer = true
-		case t.ports[seg.Src.Port()]:
-			toServer = false
-		default:
+		if !t.ports[seg.Dst.Port()] && !t.ports[seg.Src.Port()] {
 			return nil, 0, ResultFiltered
 		}
-	case seg.SYN && !seg.ACK:
-		toServer = true
-	case seg.SYN && seg.ACK:
-		toServer = false
-	default:
-		toServer = seg.Dst.Port() <= seg.Src.Port()
+		toServer = t.ports[seg.Dst.Port()]
+	case seg.SYN:
+		toServer = !seg.ACK // a SYN goes to the server, a SYN-ACK from it
 	}
 	if seg.RST || (!seg.SYN && len(seg.Payload) == 0 && seg.Missing == 0) {
 		// A bare ACK, FIN or RST of a connection we do not know opens nothing.
