@@ -237,24 +237,19 @@ func (c *Capture) readKernelStats() {
 	if c.objs.Stats == nil {
 		return
 	}
-	var v [numStats]uint64
+	var ks KernelStats
+	sums := [numStats]*uint64{statPackets: &ks.Packets, statBytes: &ks.Bytes, statCaptured: &ks.CapturedBytes,
+		statTruncated: &ks.Truncated, statRingbufFull: &ks.RingbufDrops, statErrors: &ks.Errors}
 	var per []uint64
-	for i := range v {
+	for i, sum := range sums {
 		if err := c.objs.Stats.Lookup(uint32(i), &per); err != nil {
 			return
 		}
 		for _, x := range per {
-			v[i] += x
+			*sum += x
 		}
 	}
-	c.kstats = KernelStats{
-		Packets:       v[statPackets],
-		Bytes:         v[statBytes],
-		CapturedBytes: v[statCaptured],
-		Truncated:     v[statTruncated],
-		RingbufDrops:  v[statRingbufFull],
-		Errors:        v[statErrors],
-	}
+	c.kstats = ks
 }
 
 // syncClock measures the offset of the wall clock to CLOCK_MONOTONIC, the
@@ -286,22 +281,15 @@ func (c *Capture) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		tick := time.NewTicker(c.cfg.FlushInterval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				// Stop capturing, then let the reader drain the ring.
-				c.detach()
-				if err := c.rd.Flush(); err != nil {
-					c.log.Warn("flush ring buffer", "error", err)
-					_ = c.rd.Close()
-				}
-				return
-			case <-tick.C:
-				c.syncClock()
-				c.tracker.Flush(c.now())
-			}
+		c.tracker.FlushEvery(ctx, c.cfg.FlushInterval, func() time.Time {
+			c.syncClock()
+			return c.now()
+		})
+		// Stop capturing, then let the reader drain the ring.
+		c.detach()
+		if err := c.rd.Flush(); err != nil {
+			c.log.Warn("flush ring buffer", "error", err)
+			_ = c.rd.Close()
 		}
 	}()
 	var err error

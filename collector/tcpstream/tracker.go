@@ -1,6 +1,7 @@
 package tcpstream
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
@@ -485,6 +486,21 @@ func (t *Tracker) Flush(now time.Time) {
 				t.skipHole(f, dir, now)
 			}
 			t.checkFIN(f, dir, now)
+		}
+	}
+}
+
+// FlushEvery calls Flush every d with the time now returns until ctx ends
+// (live capture).
+func (t *Tracker) FlushEvery(ctx context.Context, d time.Duration, now func() time.Time) {
+	tick := time.NewTicker(d)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			t.Flush(now())
 		}
 	}
 }

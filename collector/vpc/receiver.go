@@ -101,16 +101,7 @@ func (r *Receiver) Serve(ctx context.Context, pc net.PacketConn) error {
 	}()
 	go func() {
 		defer wg.Done()
-		tick := time.NewTicker(flushEvery)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				r.tracker.Flush(r.now())
-			}
-		}
+		r.tracker.FlushEvery(ctx, flushEvery, r.now)
 	}()
 	var err error
 	buf := make([]byte, 64<<10)
