@@ -128,9 +128,8 @@ type ConnLimiter struct {
 	// quarter of a peak of at least shrinkPeak: a burst of connections is over.
 	shrink    func()
 	shrinking atomic.Bool
-	// Metrics (nil-safe).
-	gauge prometheus.Gauge
-	shed  *prometheus.CounterVec
+	gauge     prometheus.Gauge
+	shed      *prometheus.CounterVec
 }
 
 // Reasons counted in mirrorline_collector_connections_shed_total{reason}.
@@ -148,11 +147,10 @@ const (
 // collection, so without this the process would keep the burst's peak
 // resident size.
 func NewConnLimiter(n int, m *Metrics) *ConnLimiter {
-	l := &ConnLimiter{max: max(n, 1), shrink: freeMemory}
-	if m != nil {
-		l.gauge, l.shed = m.OpenConns, m.ShedConns
+	if m == nil {
+		m = NewMetrics(nil)
 	}
-	return l
+	return &ConnLimiter{max: max(n, 1), shrink: freeMemory, gauge: m.OpenConns, shed: m.ShedConns}
 }
 
 // Open returns the number of open connections.
@@ -184,9 +182,7 @@ func (ll *limitListener) Accept() (net.Conn, error) {
 		if lc := ll.lim.admit(c); lc != nil {
 			return lc, nil
 		}
-		if ll.lim.shed != nil {
-			ll.lim.shed.WithLabelValues(ShedRejected).Inc()
-		}
+		ll.lim.shed.WithLabelValues(ShedRejected).Inc()
 		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 		_, _ = c.Write(overloaded)
 		_ = c.Close()
@@ -218,11 +214,8 @@ func (l *ConnLimiter) admit(c net.Conn) *limitedConn {
 	l.mu.Unlock()
 	if victim != nil {
 		_ = victim.Conn.Close()
-		if l.shed != nil {
-			l.shed.WithLabelValues(ShedIdle).Inc()
-		}
-	}
-	if l.gauge != nil && victim == nil {
+		l.shed.WithLabelValues(ShedIdle).Inc()
+	} else {
 		l.gauge.Inc()
 	}
 	return lc
@@ -267,9 +260,7 @@ func (l *ConnLimiter) release(lc *limitedConn) {
 	l.open--
 	burstOver := l.burstOver()
 	l.mu.Unlock()
-	if l.gauge != nil {
-		l.gauge.Dec()
-	}
+	l.gauge.Dec()
 	if burstOver && l.shrink != nil && l.shrinking.CompareAndSwap(false, true) {
 		go l.shrinkLoop()
 	}
