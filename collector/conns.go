@@ -6,10 +6,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/textproto"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -226,14 +227,7 @@ func orderedHeaders(h http.Header, order []string) []*mlv1.Header {
 		emit(n)
 	}
 	if len(seen) < len(h) {
-		rest := make([]string, 0, len(h)-len(seen))
-		for n := range h {
-			if !seen[n] {
-				rest = append(rest, n)
-			}
-		}
-		sort.Strings(rest)
-		for _, n := range rest {
+		for _, n := range slices.Sorted(maps.Keys(h)) {
 			emit(n)
 		}
 	}

@@ -179,14 +179,12 @@ func Open(pub tcpstream.Publisher, cfg Config) (_ *Capture, err error) {
 			c.attached = append(c.attached, Attachment{Interface: f.name, Index: f.index, Hook: h})
 		}
 	}
-	topts := []tcpstream.TrackerOption{
+	topts := append([]tcpstream.TrackerOption{
 		tcpstream.WithSource(mlv1.Source_SOURCE_EBPF),
 		tcpstream.WithConnPrefix("ebpf-"),
 		tcpstream.WithLogger(cfg.Logger),
-	}
-	topts = append(topts, cfg.TrackerOptions...)
-	topts = append(topts, tcpstream.WithPorts(cfg.Ports...))
-	c.tracker = tcpstream.NewTracker(pub, topts...)
+	}, cfg.TrackerOptions...)
+	c.tracker = tcpstream.NewTracker(pub, append(topts, tcpstream.WithPorts(cfg.Ports...))...)
 	c.stats = c.tracker.Stats()
 	c.syncClock()
 	c.log.Info("eBPF capture attached", "attached", c.describe(), "ports", cfg.Ports, "snaplen", cfg.SnapLen, "ring_bytes", cfg.RingSize)

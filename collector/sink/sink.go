@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -125,12 +126,7 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	kept := headers[:0]
-	for _, h := range headers {
-		if !s.strip[h.Name] {
-			kept = append(kept, h)
-		}
-	}
+	kept := slices.DeleteFunc(headers, func(h *mlv1.Header) bool { return s.strip[h.Name] })
 	if s.keyHeader != "" {
 		if v := r.Header.Get(s.keyHeader); v != "" {
 			connID = "key-" + strings.TrimSpace(strings.Split(v, ",")[0])

@@ -121,12 +121,8 @@ func NewStreamCollector(stage string, s *Stats) *StreamCollector {
 	}
 }
 
-// Describe implements prometheus.Collector.
-func (c *StreamCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.packets, c.gaps, c.gapBytes, c.active, c.streams, c.ended, c.rejected, c.buffered, c.overflows, c.exchanges, c.noResp, c.orphans, c.parseErr} {
-		ch <- d
-	}
-}
+// Describe implements prometheus.Collector (Collect sends every metric each time).
+func (c *StreamCollector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
 
 // Collect implements prometheus.Collector.
 func (c *StreamCollector) Collect(ch chan<- prometheus.Metric) {
