@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"time"
@@ -140,9 +141,7 @@ func WithBudget(b *broker.Budget) EmitterOpt { return func(e *Emitter) { e.budge
 
 // NewEmitter returns an Emitter for service publishing through prod.
 func NewEmitter(prod Producer, service string, m *Metrics, log hclog.Logger, opts ...EmitterOpt) *Emitter {
-	if log == nil {
-		log = hclog.NewNullLogger()
-	}
+	log = cmp.Or(log, hclog.NewNullLogger())
 	if m == nil {
 		m = NewMetrics(nil)
 	}

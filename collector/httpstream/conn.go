@@ -96,10 +96,7 @@ func (e *Exchange) Latency() time.Duration {
 	if e.Response == nil || e.Response.End.IsZero() || e.Request.Start.IsZero() {
 		return 0
 	}
-	if d := e.Response.End.Sub(e.Request.Start); d > 0 {
-		return d
-	}
-	return 0
+	return max(e.Response.End.Sub(e.Request.Start), 0)
 }
 
 // Stats are counters a Conn adds to; one Stats may be shared by many Conns (it is

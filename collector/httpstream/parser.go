@@ -168,14 +168,8 @@ func (p *parser) addBody(b []byte) {
 	}
 	body := p.body
 	body.Size += int64(len(b))
-	room := p.c.cfg.bodyLimit - int64(len(body.Data))
-	if room <= 0 {
-		body.Truncated = true
-		return
-	}
-	if int64(len(b)) > room {
-		b = b[:room]
-		body.Truncated = true
+	if room := max(p.c.cfg.bodyLimit-int64(len(body.Data)), 0); int64(len(b)) > room {
+		b, body.Truncated = b[:room], true
 	}
 	body.Data = append(body.Data, b...)
 }
@@ -617,9 +611,7 @@ func (p *parser) gap(n int64, ts time.Time) {
 		return
 	case stUntilClose:
 		p.body.Gap = true
-		if n > 0 {
-			p.body.Size += n
-		}
+		p.body.Size += max(n, 0)
 		return
 	case stBody, stChunkData:
 		p.body.Gap = true

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -238,7 +239,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ex.Request.BodyTruncated = size > int64(len(ex.Request.Body))
 	}
 	resp := &mlv1.Response{
-		Status:    int32(rw.status()),
+		Status:    int32(cmp.Or(rw.code, http.StatusOK)),
 		Headers:   mlv1.HeadersFromHTTP(rw.sent),
 		LatencyNs: time.Since(start).Nanoseconds(),
 		Proto:     r.Proto,
@@ -335,13 +336,6 @@ func (c *captureWriter) Write(p []byte) (int, error) {
 	n, err := c.ResponseWriter.Write(p)
 	_, _ = c.body.Write(p[:n])
 	return n, err
-}
-
-func (c *captureWriter) status() int {
-	if c.code == 0 {
-		return http.StatusOK
-	}
-	return c.code
 }
 
 // Unwrap lets http.ResponseController reach Flush and friends.
