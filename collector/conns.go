@@ -92,9 +92,7 @@ func (t *orderTracker) feed(p []byte) {
 				}
 				continue
 			}
-			if j := strings.IndexByte(line, ';'); j >= 0 {
-				line = line[:j]
-			}
+			line, _, _ = strings.Cut(line, ";") // no chunk extensions
 			size, err := strconv.ParseInt(strings.TrimSpace(line), 16, 64)
 			switch {
 			case err != nil || size < 0:

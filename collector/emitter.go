@@ -178,16 +178,11 @@ func (e *Emitter) Emit(ex *mlv1.Exchange) error {
 		e.log.Debug("capture dropped", "reason", DropUnsafeTarget, "error", err)
 		return nil
 	}
-	if ex.Service == "" {
-		ex.Service = e.service
-	}
+	ex.Service = cmp.Or(ex.Service, e.service)
 	if ex.CaptureTimeNs == 0 {
 		ex.CaptureTimeNs = e.now().UnixNano()
 	}
-	key := ex.ConnectionId
-	if key == "" {
-		key = ex.Id
-	}
+	key := cmp.Or(ex.ConnectionId, ex.Id)
 	rec := &kgo.Record{
 		Topic:     e.topic,
 		Key:       []byte(key),

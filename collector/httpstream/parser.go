@@ -130,9 +130,7 @@ func (p *parser) onChunkLine(line []byte, ts time.Time) {
 			p.finish(ts)
 		}
 	case stChunkSize:
-		if j := bytes.IndexByte(line, ';'); j >= 0 {
-			line = line[:j]
-		}
+		line, _, _ = bytes.Cut(line, []byte{';'}) // no chunk extensions
 		s := strings.TrimSpace(string(line))
 		size, err := strconv.ParseUint(s, 16, 64)
 		if err != nil || s == "" || size > maxChunkSize {

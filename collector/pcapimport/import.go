@@ -126,17 +126,11 @@ func (im *Importer) Summary() *Summary {
 	im.sum.Exchanges.Store(s.Exchanges.Load() + im.gor.exchanges.Load())
 	im.sum.Unanswered.Store(s.HTTP.Unanswered.Load() + im.gor.unanswered.Load())
 	im.sum.Gaps.Store(s.Gaps.Load())
-	im.sum.Skipped.Store(im.packetsSkipped() + im.gor.skipped.Load())
+	// Every packet not accepted nor a retransmit was skipped; used is loaded
+	// before the total, so the difference cannot underflow while counting.
+	used := s.Packets[tcpstream.ResultAccepted].Load() + s.Packets[tcpstream.ResultRetransmit].Load()
+	im.sum.Skipped.Store(s.PacketsTotal() - used + im.gor.skipped.Load())
 	return &im.sum
-}
-
-func (im *Importer) packetsSkipped() uint64 {
-	s := &im.tstats
-	var n uint64
-	for r := tcpstream.ResultFiltered; r <= tcpstream.ResultStreamLimit; r++ {
-		n += s.Packets[r].Load()
-	}
-	return n
 }
 
 // ImportFile imports one file, recognising its format by its first bytes.

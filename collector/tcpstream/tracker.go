@@ -1,6 +1,7 @@
 package tcpstream
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -304,9 +305,7 @@ func (t *Tracker) publish(f *flow, e *httpstream.Exchange) {
 	rec.Source = t.source
 	rec.Collector = t.collectorID
 	rec.Request.RemoteAddr = f.key.client.String()
-	if rec.CaptureTimeNs == 0 {
-		rec.CaptureTimeNs = f.last.UnixNano()
-	}
+	rec.CaptureTimeNs = cmp.Or(rec.CaptureTimeNs, f.last.UnixNano())
 	t.stats.Exchanges.Add(1)
 	if err := t.pub.Emit(rec); err != nil {
 		t.stats.PublishErrors.Add(1)
