@@ -259,17 +259,13 @@ var (
 // maxStartPattern is the length of the longest pattern.
 const maxStartPattern = 8
 
-func (p *parser) starts() [][]byte {
-	if p.dir == ServerToClient {
-		return responseStarts
-	}
-	return requestStarts
-}
-
 // findStart returns the index of the first start pattern in b, or -1.
 func (p *parser) findStart(b []byte) int {
-	best := -1
-	for _, pat := range p.starts() {
+	best, pats := -1, requestStarts
+	if p.dir == ServerToClient {
+		pats = responseStarts
+	}
+	for _, pat := range pats {
 		lim := b
 		if best >= 0 {
 			lim = b[:min(len(b), best+len(pat))]

@@ -93,15 +93,11 @@ func (r *Receiver) Serve(ctx context.Context, pc net.PacketConn) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		<-ctx.Done()
+		r.tracker.FlushEvery(ctx, flushEvery, r.now) // until ctx ends
 		_ = pc.Close()
-	}()
-	go func() {
-		defer wg.Done()
-		r.tracker.FlushEvery(ctx, flushEvery, r.now)
 	}()
 	var err error
 	buf := make([]byte, 64<<10)
