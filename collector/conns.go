@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"maps"
 	"net"
 	"net/http"
 	"net/textproto"
@@ -225,7 +224,15 @@ func orderedHeaders(h http.Header, order []string) []*mlv1.Header {
 		emit(n)
 	}
 	if len(seen) < len(h) {
-		for _, n := range slices.Sorted(maps.Keys(h)) {
+		// Only the rest, in one allocation: per request when the order is unknown.
+		rest := make([]string, 0, len(h)-len(seen))
+		for n := range h {
+			if !seen[n] {
+				rest = append(rest, n)
+			}
+		}
+		slices.Sort(rest)
+		for _, n := range rest {
 			emit(n)
 		}
 	}
