@@ -2,12 +2,12 @@ package pcapimport
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -189,23 +189,18 @@ func (im *Importer) Import(ctx context.Context, name string, r io.Reader) error 
 	return nil
 }
 
+// detect tells the format from the first (up to) 4 bytes of a file.
 func detect(magic []byte) Format {
-	if len(magic) < 2 {
-		return ""
-	}
-	if magic[0] == 0x1f && magic[1] == 0x8b {
+	switch m := string(magic); {
+	case strings.HasPrefix(m, "\x1f\x8b"):
 		return FormatPcap // gzip-compressed pcap, which pcapgo reads
-	}
-	if len(magic) < 4 {
+	case len(m) < 4:
 		return ""
-	}
-	switch {
-	case bytes.Equal(magic, []byte{0x0a, 0x0d, 0x0d, 0x0a}):
+	case m == "\x0a\x0d\x0d\x0a":
 		return FormatPcapNG
-	case bytes.Equal(magic, []byte{0xd4, 0xc3, 0xb2, 0xa1}), bytes.Equal(magic, []byte{0xa1, 0xb2, 0xc3, 0xd4}),
-		bytes.Equal(magic, []byte{0x4d, 0x3c, 0xb2, 0xa1}), bytes.Equal(magic, []byte{0xa1, 0xb2, 0x3c, 0x4d}):
+	case m == "\xd4\xc3\xb2\xa1", m == "\xa1\xb2\xc3\xd4", m == "\x4d\x3c\xb2\xa1", m == "\xa1\xb2\x3c\x4d":
 		return FormatPcap
-	case (magic[0] == '1' || magic[0] == '2' || magic[0] == '3') && magic[1] == ' ':
+	case (m[0] == '1' || m[0] == '2' || m[0] == '3') && m[1] == ' ':
 		return FormatGoReplay
 	}
 	return ""
