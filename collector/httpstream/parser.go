@@ -307,26 +307,21 @@ func (p *parser) scan(data []byte, ts time.Time) []byte {
 			return data
 		}
 	}
-	region := data
-	nl := bytes.IndexByte(data, '\n')
-	if nl >= 0 {
-		region = data[:nl]
+	region, _, line := bytes.Cut(data, []byte{'\n'})
+	k := p.findStart(region)
+	if k < 0 && !line {
+		p.tail = append(p.tail, data[max(0, len(data)-(maxStartPattern-1)):]...)
+		if len(p.tail) > maxStartPattern-1 {
+			p.tail = p.tail[len(p.tail)-(maxStartPattern-1):]
+		}
+		return nil
 	}
-	if k := p.findStart(region); k >= 0 {
-		p.tail = p.tail[:0]
-		p.state = stHead
-		return data[k:]
+	if k < 0 {
+		k = len(region) + 1 // no start pattern: the next line
 	}
-	if nl >= 0 {
-		p.tail = p.tail[:0]
-		p.state = stHead
-		return data[nl+1:]
-	}
-	p.tail = append(p.tail, data[max(0, len(data)-(maxStartPattern-1)):]...)
-	if len(p.tail) > maxStartPattern-1 {
-		p.tail = p.tail[len(p.tail)-(maxStartPattern-1):]
-	}
-	return nil
+	p.tail = p.tail[:0]
+	p.state = stHead
+	return data[k:]
 }
 
 func trimEOL(b []byte) []byte {
