@@ -9,7 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,27 +50,18 @@ type orderTracker struct {
 func (t *orderTracker) feed(p []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	var whole bool
 	for len(p) > 0 && t.state != stBroken {
 		switch t.state {
 		case stHead:
-			i := bytes.IndexByte(p, '\n')
-			if i < 0 {
-				t.appendBuf(p)
-				return
-			}
-			t.appendBuf(p[:i+1])
-			p = p[i+1:]
-			if t.state == stBroken {
-				return
+			if p, whole = t.line(p); !whole {
+				continue
 			}
 			if bytes.HasSuffix(t.buf, []byte("\r\n\r\n")) || bytes.HasSuffix(t.buf, []byte("\n\n")) || bytes.Equal(t.buf, []byte("\r\n")) || bytes.Equal(t.buf, []byte("\n")) {
 				t.endHead()
 			}
 		case stBody, stChunkData:
-			n := int64(len(p))
-			if n > t.remain {
-				n = t.remain
-			}
+			n := min(int64(len(p)), t.remain)
 			p = p[n:]
 			t.remain -= n
 			if t.remain == 0 {
@@ -89,15 +80,8 @@ func (t *orderTracker) feed(p []byte) {
 			}
 			p = p[1:]
 		case stChunkSize, stTrailer:
-			i := bytes.IndexByte(p, '\n')
-			if i < 0 {
-				t.appendBuf(p)
-				return
-			}
-			t.appendBuf(p[:i+1])
-			p = p[i+1:]
-			if t.state == stBroken {
-				return
+			if p, whole = t.line(p); !whole {
+				continue
 			}
 			line := strings.TrimSpace(string(t.buf))
 			t.buf = t.buf[:0]
@@ -107,9 +91,7 @@ func (t *orderTracker) feed(p []byte) {
 				}
 				continue
 			}
-			if j := strings.IndexByte(line, ';'); j >= 0 {
-				line = line[:j]
-			}
+			line, _, _ = strings.Cut(line, ";") // no chunk extensions
 			size, err := strconv.ParseInt(strings.TrimSpace(line), 16, 64)
 			switch {
 			case err != nil || size < 0:
@@ -121,6 +103,18 @@ func (t *orderTracker) feed(p []byte) {
 			}
 		}
 	}
+}
+
+// line adds p up to its first line feed to buf and returns the rest of p;
+// whole reports that buf ends a line (false: p ran out first, or broke t).
+func (t *orderTracker) line(p []byte) (rest []byte, whole bool) {
+	i := bytes.IndexByte(p, '\n')
+	if i < 0 {
+		t.appendBuf(p)
+		return nil, false
+	}
+	t.appendBuf(p[:i+1])
+	return p[i+1:], t.state != stBroken
 }
 
 func (t *orderTracker) appendBuf(p []byte) {
@@ -230,13 +224,14 @@ func orderedHeaders(h http.Header, order []string) []*mlv1.Header {
 		emit(n)
 	}
 	if len(seen) < len(h) {
+		// Only the rest, in one allocation: per request when the order is unknown.
 		rest := make([]string, 0, len(h)-len(seen))
 		for n := range h {
 			if !seen[n] {
 				rest = append(rest, n)
 			}
 		}
-		sort.Strings(rest)
+		slices.Sort(rest)
 		for _, n := range rest {
 			emit(n)
 		}

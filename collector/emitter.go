@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"time"
@@ -140,9 +141,7 @@ func WithBudget(b *broker.Budget) EmitterOpt { return func(e *Emitter) { e.budge
 
 // NewEmitter returns an Emitter for service publishing through prod.
 func NewEmitter(prod Producer, service string, m *Metrics, log hclog.Logger, opts ...EmitterOpt) *Emitter {
-	if log == nil {
-		log = hclog.NewNullLogger()
-	}
+	log = cmp.Or(log, hclog.NewNullLogger())
 	if m == nil {
 		m = NewMetrics(nil)
 	}
@@ -179,16 +178,11 @@ func (e *Emitter) Emit(ex *mlv1.Exchange) error {
 		e.log.Debug("capture dropped", "reason", DropUnsafeTarget, "error", err)
 		return nil
 	}
-	if ex.Service == "" {
-		ex.Service = e.service
-	}
+	ex.Service = cmp.Or(ex.Service, e.service)
 	if ex.CaptureTimeNs == 0 {
 		ex.CaptureTimeNs = e.now().UnixNano()
 	}
-	key := ex.ConnectionId
-	if key == "" {
-		key = ex.Id
-	}
+	key := cmp.Or(ex.ConnectionId, ex.Id)
 	rec := &kgo.Record{
 		Topic:     e.topic,
 		Key:       []byte(key),

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 )
@@ -105,6 +106,19 @@ const (
 	SkipSampled
 )
 
+// skipReasons label mirrorline_collector_skipped_total{reason}, by Decision.
+var skipReasons = [...]string{SkipFiltered: "filtered", SkipSampled: "sampled_out"}
+
+// Skip counts a request d skips in mirrorline_collector_skipped_total{reason}
+// and reports whether it is skipped.
+func (m *Metrics) Skip(d Decision) bool {
+	if d == Capture {
+		return false
+	}
+	m.Skipped.WithLabelValues(skipReasons[d]).Inc()
+	return true
+}
+
 // Match decides whether r is captured.
 func (f *Filter) Match(r *http.Request) Decision {
 	s := f.all
@@ -146,17 +160,7 @@ func (cr *compiledRoute) match(r *http.Request) bool {
 		return false
 	}
 	for name, re := range cr.headers {
-		ok := false
-		for _, v := range r.Header.Values(name) {
-			if re.MatchString(v) {
-				ok = true
-				break
-			}
-		}
-		if name == "Host" && re.MatchString(r.Host) {
-			ok = true
-		}
-		if !ok {
+		if !slices.ContainsFunc(r.Header.Values(name), re.MatchString) && (name != "Host" || !re.MatchString(r.Host)) {
 			return false
 		}
 	}

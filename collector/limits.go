@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"cmp"
 	"container/list"
 	"errors"
 	"fmt"
@@ -82,25 +83,15 @@ func DefaultLimits() Limits {
 
 // WithDefaults returns l with zero fields set to their defaults.
 func (l Limits) WithDefaults() Limits {
-	d := DefaultLimits()
 	if l.MaxConns == 0 {
 		l.MaxConns = DefaultMaxConns()
 	}
-	if l.ReadHeaderTimeout == 0 {
-		l.ReadHeaderTimeout = d.ReadHeaderTimeout
-	}
-	if l.IdleTimeout == 0 {
-		l.IdleTimeout = d.IdleTimeout
-	}
-	if l.MaxHeaderBytes == 0 {
-		l.MaxHeaderBytes = d.MaxHeaderBytes
-	}
-	if l.BodyTimeout == 0 {
-		l.BodyTimeout = d.BodyTimeout
-	}
-	if l.MinBodyRate == 0 {
-		l.MinBodyRate = d.MinBodyRate
-	}
+	d := DefaultLimits()
+	l.ReadHeaderTimeout = cmp.Or(l.ReadHeaderTimeout, d.ReadHeaderTimeout)
+	l.IdleTimeout = cmp.Or(l.IdleTimeout, d.IdleTimeout)
+	l.MaxHeaderBytes = cmp.Or(l.MaxHeaderBytes, d.MaxHeaderBytes)
+	l.BodyTimeout = cmp.Or(l.BodyTimeout, d.BodyTimeout)
+	l.MinBodyRate = cmp.Or(l.MinBodyRate, d.MinBodyRate)
 	return l
 }
 
@@ -137,9 +128,8 @@ type ConnLimiter struct {
 	// quarter of a peak of at least shrinkPeak: a burst of connections is over.
 	shrink    func()
 	shrinking atomic.Bool
-	// Metrics (nil-safe).
-	gauge prometheus.Gauge
-	shed  *prometheus.CounterVec
+	gauge     prometheus.Gauge
+	shed      *prometheus.CounterVec
 }
 
 // Reasons counted in mirrorline_collector_connections_shed_total{reason}.
@@ -157,11 +147,10 @@ const (
 // collection, so without this the process would keep the burst's peak
 // resident size.
 func NewConnLimiter(n int, m *Metrics) *ConnLimiter {
-	l := &ConnLimiter{max: max(n, 1), shrink: freeMemory}
-	if m != nil {
-		l.gauge, l.shed = m.OpenConns, m.ShedConns
+	if m == nil {
+		m = NewMetrics(nil)
 	}
-	return l
+	return &ConnLimiter{max: max(n, 1), shrink: freeMemory, gauge: m.OpenConns, shed: m.ShedConns}
 }
 
 // Open returns the number of open connections.
@@ -193,9 +182,7 @@ func (ll *limitListener) Accept() (net.Conn, error) {
 		if lc := ll.lim.admit(c); lc != nil {
 			return lc, nil
 		}
-		if ll.lim.shed != nil {
-			ll.lim.shed.WithLabelValues(ShedRejected).Inc()
-		}
+		ll.lim.shed.WithLabelValues(ShedRejected).Inc()
 		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 		_, _ = c.Write(overloaded)
 		_ = c.Close()
@@ -227,11 +214,8 @@ func (l *ConnLimiter) admit(c net.Conn) *limitedConn {
 	l.mu.Unlock()
 	if victim != nil {
 		_ = victim.Conn.Close()
-		if l.shed != nil {
-			l.shed.WithLabelValues(ShedIdle).Inc()
-		}
-	}
-	if l.gauge != nil && victim == nil {
+		l.shed.WithLabelValues(ShedIdle).Inc()
+	} else {
 		l.gauge.Inc()
 	}
 	return lc
@@ -276,9 +260,7 @@ func (l *ConnLimiter) release(lc *limitedConn) {
 	l.open--
 	burstOver := l.burstOver()
 	l.mu.Unlock()
-	if l.gauge != nil {
-		l.gauge.Dec()
-	}
+	l.gauge.Dec()
 	if burstOver && l.shrink != nil && l.shrinking.CompareAndSwap(false, true) {
 		go l.shrinkLoop()
 	}
@@ -440,11 +422,8 @@ type BodyReader struct {
 func (b *BodyReader) Read(p []byte) (int, error) {
 	b.mu.Lock()
 	if b.err != nil || b.done {
-		err := b.err
+		err := cmp.Or(b.err, io.EOF)
 		b.mu.Unlock()
-		if err == nil {
-			err = io.EOF
-		}
 		return 0, err
 	}
 	if b.ctl != nil {

@@ -6,7 +6,6 @@ import (
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/collector/ebpf"
-	"github.com/mirrorline/mirrorline/collector/proxy"
 	"github.com/mirrorline/mirrorline/collector/tcpstream"
 	"github.com/mirrorline/mirrorline/comparator"
 	"github.com/mirrorline/mirrorline/redactor"
@@ -116,15 +115,15 @@ type Topics struct {
 
 // Proxy configures the proxy collector.
 type Proxy struct {
-	Listen       string        `yaml:"listen"`
-	Primary      string        `yaml:"primary"`
-	Sample       float64       `yaml:"sample"`
-	BodyLimit    int64         `yaml:"body_limit"`
-	PreserveHost bool          `yaml:"preserve_host"`
-	QueueRecords int           `yaml:"queue_records"`
-	QueueBytes   int           `yaml:"queue_bytes"`
-	CollectorID  string        `yaml:"collector_id"`
-	Routes       []proxy.Route `yaml:"routes"`
+	Listen       string            `yaml:"listen"`
+	Primary      string            `yaml:"primary"`
+	Sample       float64           `yaml:"sample"`
+	BodyLimit    int64             `yaml:"body_limit"`
+	PreserveHost bool              `yaml:"preserve_host"`
+	QueueRecords int               `yaml:"queue_records"`
+	QueueBytes   int               `yaml:"queue_bytes"`
+	CollectorID  string            `yaml:"collector_id"`
+	Routes       []collector.Route `yaml:"routes"`
 	// Limits: max_conns, read_header_timeout, idle_timeout,
 	// max_header_bytes, body_timeout, min_body_rate.
 	collector.Limits `yaml:",inline"`

@@ -32,7 +32,7 @@ func (a *app) proxyCmd() *cobra.Command {
 				return err
 			}
 			if prefix != "" || len(methods) > 0 || len(headerMatch) > 0 {
-				r := proxy.Route{PathPrefix: prefix, Methods: methods}
+				r := collector.Route{PathPrefix: prefix, Methods: methods}
 				if len(headerMatch) > 0 {
 					r.Headers = map[string]string{}
 					for _, hm := range headerMatch {
@@ -44,7 +44,7 @@ func (a *app) proxyCmd() *cobra.Command {
 					}
 				}
 				a.cfg.Proxy.Routes = append(a.cfg.Proxy.Routes, r)
-				a.proxyCLIRoutes = []proxy.Route{r}
+				a.proxyCLIRoutes = []collector.Route{r}
 			}
 			a.reload.flags = cmd.Flags()
 			if err := a.bindMetrics(); err != nil {
@@ -97,7 +97,7 @@ func (a *app) buildProxy(em *collector.Emitter) (*proxy.Proxy, error) {
 	if pc.Primary == "" {
 		return nil, usagef("proxy.primary: required")
 	}
-	filter, err := proxy.NewFilter(pc.Sample, pc.Routes)
+	filter, err := collector.NewFilter(pc.Sample, pc.Routes)
 	if err != nil {
 		return nil, usageError{err}
 	}

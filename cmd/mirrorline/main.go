@@ -17,7 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mirrorline/mirrorline/broker"
-	"github.com/mirrorline/mirrorline/collector/proxy"
+	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/comparator"
 	"github.com/mirrorline/mirrorline/config"
 )
@@ -68,7 +68,7 @@ type app struct {
 	replayMaxRateSet bool
 	// proxyCLIRoutes is the route of --path-prefix/--method/--header-match,
 	// kept on top of the file's routes across reloads.
-	proxyCLIRoutes []proxy.Route
+	proxyCLIRoutes []collector.Route
 	// metricsCmd is the command serving metrics, for error messages.
 	metricsCmd string
 	// metricsLn is the metrics listener bound before the command opens its

@@ -179,14 +179,12 @@ func Open(pub tcpstream.Publisher, cfg Config) (_ *Capture, err error) {
 			c.attached = append(c.attached, Attachment{Interface: f.name, Index: f.index, Hook: h})
 		}
 	}
-	topts := []tcpstream.TrackerOption{
+	topts := append([]tcpstream.TrackerOption{
 		tcpstream.WithSource(mlv1.Source_SOURCE_EBPF),
 		tcpstream.WithConnPrefix("ebpf-"),
 		tcpstream.WithLogger(cfg.Logger),
-	}
-	topts = append(topts, cfg.TrackerOptions...)
-	topts = append(topts, tcpstream.WithPorts(cfg.Ports...))
-	c.tracker = tcpstream.NewTracker(pub, topts...)
+	}, cfg.TrackerOptions...)
+	c.tracker = tcpstream.NewTracker(pub, append(topts, tcpstream.WithPorts(cfg.Ports...))...)
 	c.stats = c.tracker.Stats()
 	c.syncClock()
 	c.log.Info("eBPF capture attached", "attached", c.describe(), "ports", cfg.Ports, "snaplen", cfg.SnapLen, "ring_bytes", cfg.RingSize)
@@ -237,24 +235,19 @@ func (c *Capture) readKernelStats() {
 	if c.objs.Stats == nil {
 		return
 	}
-	var v [numStats]uint64
+	var ks KernelStats
+	sums := [numStats]*uint64{statPackets: &ks.Packets, statBytes: &ks.Bytes, statCaptured: &ks.CapturedBytes,
+		statTruncated: &ks.Truncated, statRingbufFull: &ks.RingbufDrops, statErrors: &ks.Errors}
 	var per []uint64
-	for i := range v {
+	for i, sum := range sums {
 		if err := c.objs.Stats.Lookup(uint32(i), &per); err != nil {
 			return
 		}
 		for _, x := range per {
-			v[i] += x
+			*sum += x
 		}
 	}
-	c.kstats = KernelStats{
-		Packets:       v[statPackets],
-		Bytes:         v[statBytes],
-		CapturedBytes: v[statCaptured],
-		Truncated:     v[statTruncated],
-		RingbufDrops:  v[statRingbufFull],
-		Errors:        v[statErrors],
-	}
+	c.kstats = ks
 }
 
 // syncClock measures the offset of the wall clock to CLOCK_MONOTONIC, the
@@ -286,22 +279,15 @@ func (c *Capture) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		tick := time.NewTicker(c.cfg.FlushInterval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				// Stop capturing, then let the reader drain the ring.
-				c.detach()
-				if err := c.rd.Flush(); err != nil {
-					c.log.Warn("flush ring buffer", "error", err)
-					_ = c.rd.Close()
-				}
-				return
-			case <-tick.C:
-				c.syncClock()
-				c.tracker.Flush(c.now())
-			}
+		c.tracker.FlushEvery(ctx, c.cfg.FlushInterval, func() time.Time {
+			c.syncClock()
+			return c.now()
+		})
+		// Stop capturing, then let the reader drain the ring.
+		c.detach()
+		if err := c.rd.Flush(); err != nil {
+			c.log.Warn("flush ring buffer", "error", err)
+			_ = c.rd.Close()
 		}
 	}()
 	var err error
@@ -365,11 +351,7 @@ func (c *Capture) handle(raw []byte) {
 		}
 	}
 	if err := c.dec.Decode(c.first, data, &c.seg); err != nil {
-		res := tcpstream.ResultMalformed
-		if errors.Is(err, tcpstream.ErrNotTCP) {
-			res = tcpstream.ResultNotTCP
-		}
-		c.stats.Count(res)
+		c.stats.CountDecodeError(err)
 		return
 	}
 	seg := &c.seg

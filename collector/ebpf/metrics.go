@@ -1,8 +1,6 @@
 package ebpf
 
-import (
-	"github.com/prometheus/client_golang/prometheus"
-)
+import "github.com/prometheus/client_golang/prometheus"
 
 // metric descriptions of the Collector.
 var (
@@ -20,8 +18,8 @@ var (
 // Collector exposes a Capture's own counters as Prometheus metrics
 // (mirrorline_ebpf_*): the BPF program's, read from its per-CPU map at scrape
 // time, and the ring buffer reader's. The TCP/HTTP path's metrics come from
-// tcpstream.NewStreamCollector("ebpf", capture.Stats()); register both. Register it on the component's
-// registry, never the global one.
+// tcpstream.NewStreamCollector("ebpf", capture.Stats()). Register both on the
+// component's registry, never the global one.
 type Collector struct{ Capture *Capture }
 
 // Describe implements prometheus.Collector.
@@ -54,5 +52,4 @@ func (c Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, a := range c.Capture.Attached() {
 		gauge(descAttached, 1, a.Interface, a.Hook)
 	}
-
 }

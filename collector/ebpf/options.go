@@ -1,6 +1,7 @@
 package ebpf
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"strings"
@@ -115,18 +116,14 @@ func (c *Config) defaults() error {
 	case c.SnapLen < 1 || c.SnapLen > MaxSnapLen:
 		return fmt.Errorf("ebpf: snap length %d is not within 1..%d", c.SnapLen, MaxSnapLen)
 	}
-	if c.RingSize == 0 {
-		c.RingSize = DefaultRingSize
-	}
+	c.RingSize = cmp.Or(c.RingSize, DefaultRingSize)
 	if c.RingSize < 4096 || c.RingSize&(c.RingSize-1) != 0 {
 		return fmt.Errorf("ebpf: ring buffer size %d is not a power of two of at least 4096 bytes", c.RingSize)
 	}
 	if c.FlushInterval <= 0 {
 		c.FlushInterval = DefaultFlushInterval
 	}
-	if c.Logger == nil {
-		c.Logger = hclog.NewNullLogger()
-	}
+	c.Logger = cmp.Or(c.Logger, hclog.NewNullLogger())
 	return nil
 }
 

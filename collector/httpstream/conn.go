@@ -96,10 +96,7 @@ func (e *Exchange) Latency() time.Duration {
 	if e.Response == nil || e.Response.End.IsZero() || e.Request.Start.IsZero() {
 		return 0
 	}
-	if d := e.Response.End.Sub(e.Request.Start); d > 0 {
-		return d
-	}
-	return 0
+	return max(e.Response.End.Sub(e.Request.Start), 0)
 }
 
 // Stats are counters a Conn adds to; one Stats may be shared by many Conns (it is
@@ -249,9 +246,7 @@ func (c *Conn) Close(ts time.Time) {
 	c.resp.endStream(ts)
 	for _, e := range c.pending {
 		e.reqDone = true
-		if !e.respDone {
-			e.lose()
-		}
+		e.lose()
 	}
 	c.flush()
 	c.closed = true
@@ -260,8 +255,11 @@ func (c *Conn) Close(ts time.Time) {
 // Pending returns how many requests wait for their responses.
 func (c *Conn) Pending() int { return len(c.pending) }
 
-// lose marks e as answered by nothing.
+// lose marks e, unless answered already, as answered by nothing.
 func (e *entry) lose() {
+	if e.respDone {
+		return
+	}
 	e.respDone = true
 	if e.ex.Response == nil {
 		e.ex.ResponseLost = true
@@ -298,9 +296,7 @@ func (c *Conn) addRequest(r *Request, expect bool) *entry {
 		// Too deep a pipeline (or a server that never answers): give up on the oldest.
 		old := c.pending[0]
 		old.reqDone = true
-		if !old.respDone {
-			old.lose()
-		}
+		old.lose()
 		if c.resp.cur == old {
 			c.resp.abandon()
 		}

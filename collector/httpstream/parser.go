@@ -56,21 +56,11 @@ func (p *parser) feed(data []byte, ts time.Time) {
 		case stHead:
 			data = p.feedHead(data, ts)
 		case stBody, stChunkData:
-			n := int64(len(data))
-			if n > p.remain {
-				n = p.remain
-			}
+			n := min(int64(len(data)), p.remain)
 			p.addBody(data[:n])
 			*p.end = ts
-			p.remain -= n
 			data = data[n:]
-			if p.remain == 0 {
-				if p.state == stBody {
-					p.finish(ts)
-				} else {
-					p.state = stChunkEnd
-				}
-			}
+			p.consumed(n, ts)
 		case stUntilClose:
 			p.addBody(data)
 			*p.end = ts
@@ -85,6 +75,19 @@ func (p *parser) feed(data []byte, ts time.Time) {
 			*p.end = ts
 			p.onChunkLine(line, ts)
 		}
+	}
+}
+
+// consumed takes n bytes of a Content-Length body or chunk off remain; the body
+// or chunk ends when none are left.
+func (p *parser) consumed(n int64, ts time.Time) {
+	p.remain -= n
+	switch {
+	case p.remain > 0:
+	case p.state == stBody:
+		p.finish(ts)
+	default:
+		p.state = stChunkEnd
 	}
 }
 
@@ -127,9 +130,7 @@ func (p *parser) onChunkLine(line []byte, ts time.Time) {
 			p.finish(ts)
 		}
 	case stChunkSize:
-		if j := bytes.IndexByte(line, ';'); j >= 0 {
-			line = line[:j]
-		}
+		line, _, _ = bytes.Cut(line, []byte{';'}) // no chunk extensions
 		s := strings.TrimSpace(string(line))
 		size, err := strconv.ParseUint(s, 16, 64)
 		if err != nil || s == "" || size > maxChunkSize {
@@ -165,14 +166,8 @@ func (p *parser) addBody(b []byte) {
 	}
 	body := p.body
 	body.Size += int64(len(b))
-	room := p.c.cfg.bodyLimit - int64(len(body.Data))
-	if room <= 0 {
-		body.Truncated = true
-		return
-	}
-	if int64(len(b)) > room {
-		b = b[:room]
-		body.Truncated = true
+	if room := max(p.c.cfg.bodyLimit-int64(len(body.Data)), 0); int64(len(b)) > room {
+		b, body.Truncated = b[:room], true
 	}
 	body.Data = append(body.Data, b...)
 }
@@ -264,17 +259,13 @@ var (
 // maxStartPattern is the length of the longest pattern.
 const maxStartPattern = 8
 
-func (p *parser) starts() [][]byte {
-	if p.dir == ServerToClient {
-		return responseStarts
-	}
-	return requestStarts
-}
-
 // findStart returns the index of the first start pattern in b, or -1.
 func (p *parser) findStart(b []byte) int {
-	best := -1
-	for _, pat := range p.starts() {
+	best, pats := -1, requestStarts
+	if p.dir == ServerToClient {
+		pats = responseStarts
+	}
+	for _, pat := range pats {
 		lim := b
 		if best >= 0 {
 			lim = b[:min(len(b), best+len(pat))]
@@ -316,26 +307,21 @@ func (p *parser) scan(data []byte, ts time.Time) []byte {
 			return data
 		}
 	}
-	region := data
-	nl := bytes.IndexByte(data, '\n')
-	if nl >= 0 {
-		region = data[:nl]
+	region, _, line := bytes.Cut(data, []byte{'\n'})
+	k := p.findStart(region)
+	if k < 0 && !line {
+		p.tail = append(p.tail, data[max(0, len(data)-(maxStartPattern-1)):]...)
+		if len(p.tail) > maxStartPattern-1 {
+			p.tail = p.tail[len(p.tail)-(maxStartPattern-1):]
+		}
+		return nil
 	}
-	if k := p.findStart(region); k >= 0 {
-		p.tail = p.tail[:0]
-		p.state = stHead
-		return data[k:]
+	if k < 0 {
+		k = len(region) + 1 // no start pattern: the next line
 	}
-	if nl >= 0 {
-		p.tail = p.tail[:0]
-		p.state = stHead
-		return data[nl+1:]
-	}
-	p.tail = append(p.tail, data[max(0, len(data)-(maxStartPattern-1)):]...)
-	if len(p.tail) > maxStartPattern-1 {
-		p.tail = p.tail[len(p.tail)-(maxStartPattern-1):]
-	}
-	return nil
+	p.tail = p.tail[:0]
+	p.state = stHead
+	return data[k:]
 }
 
 func trimEOL(b []byte) []byte {
@@ -360,19 +346,24 @@ func isTchar(c byte) bool {
 	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
+// isToken reports whether every byte of b is a token character (RFC 9110).
+func isToken(b []byte) bool {
+	for _, c := range b {
+		if !isTchar(c) {
+			return false
+		}
+	}
+	return true
+}
+
 func validProto(b []byte) bool {
 	return len(b) == 8 && string(b[:7]) == "HTTP/1." && b[7] >= '0' && b[7] <= '9'
 }
 
 func parseRequestLine(line []byte) (method, target, proto string, ok bool) {
 	sp1 := bytes.IndexByte(line, ' ')
-	if sp1 <= 0 || sp1 > 32 {
+	if sp1 <= 0 || sp1 > 32 || !isToken(line[:sp1]) {
 		return "", "", "", false
-	}
-	for _, c := range line[:sp1] {
-		if !isTchar(c) {
-			return "", "", "", false
-		}
 	}
 	rest := line[sp1+1:]
 	sp2 := bytes.LastIndexByte(rest, ' ')
@@ -438,21 +429,10 @@ func parseHeaders(lines [][]byte, keepHost bool) framing {
 			continue
 		}
 		i := bytes.IndexByte(l, ':')
-		if i <= 0 {
+		if i <= 0 || !isToken(l[:i]) {
 			continue
 		}
-		name := l[:i]
-		valid := true
-		for _, c := range name {
-			if !isTchar(c) {
-				valid = false
-				break
-			}
-		}
-		if !valid {
-			continue
-		}
-		h := Header{Name: string(name), Value: strings.TrimSpace(string(l[i+1:]))}
+		h := Header{Name: string(l[:i]), Value: strings.TrimSpace(string(l[i+1:]))}
 		switch {
 		case strings.EqualFold(h.Name, "Host"):
 			if f.host == "" {
@@ -486,22 +466,8 @@ func parseHeaders(lines [][]byte, keepHost bool) framing {
 	return f
 }
 
-func splitLines(head []byte) [][]byte {
-	var lines [][]byte
-	for len(head) > 0 {
-		i := bytes.IndexByte(head, '\n')
-		if i < 0 {
-			lines = append(lines, head)
-			break
-		}
-		lines = append(lines, head[:i+1])
-		head = head[i+1:]
-	}
-	return lines
-}
-
 func (p *parser) onRequestHead(head []byte, ts time.Time) {
-	lines := splitLines(head)
+	lines := bytes.SplitAfter(head, []byte("\n"))
 	method, target, proto, _ := parseRequestLine(trimEOL(lines[0]))
 	f := parseHeaders(lines[1:], false)
 	r := &Request{Method: method, Target: target, Proto: proto, Host: f.host, Headers: f.headers, Start: p.headStart, End: ts}
@@ -524,7 +490,7 @@ func (p *parser) onRequestHead(head []byte, ts time.Time) {
 }
 
 func (p *parser) onResponseHead(head []byte, ts time.Time) {
-	lines := splitLines(head)
+	lines := bytes.SplitAfter(head, []byte("\n"))
 	proto, status, reason, _ := parseStatusLine(trimEOL(lines[0]))
 	if status < 200 && status != 101 {
 		// Interim response (100 Continue, 103 Early Hints): not the answer.
@@ -595,9 +561,7 @@ func (c *Conn) startTunnel() {
 	}
 	for _, e := range c.pending {
 		e.reqDone = true
-		if !e.respDone {
-			e.lose()
-		}
+		e.lose()
 	}
 }
 
@@ -636,22 +600,13 @@ func (p *parser) gap(n int64, ts time.Time) {
 		return
 	case stUntilClose:
 		p.body.Gap = true
-		if n > 0 {
-			p.body.Size += n
-		}
+		p.body.Size += max(n, 0)
 		return
 	case stBody, stChunkData:
 		p.body.Gap = true
 		if n >= 0 && n <= p.remain {
 			p.body.Size += n
-			p.remain -= n
-			if p.remain == 0 {
-				if p.state == stBody {
-					p.finish(ts)
-				} else {
-					p.state = stChunkEnd
-				}
-			}
+			p.consumed(n, ts)
 			return
 		}
 		p.body.Size += p.remain

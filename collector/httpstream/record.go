@@ -1,8 +1,6 @@
 package httpstream
 
-import (
-	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
-)
+import mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 
 // Error texts put in Response.error of records.
 const (

@@ -2,12 +2,12 @@ package pcapimport
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -83,11 +83,6 @@ func WithCollectorID(id string) Option { return func(im *Importer) { im.collecto
 // WithLogger sets the logger.
 func WithLogger(l hclog.Logger) Option { return func(im *Importer) { im.log = l } }
 
-// WithTrackerOptions adds options to the TCP tracker of captures.
-func WithTrackerOptions(opts ...tcpstream.TrackerOption) Option {
-	return func(im *Importer) { im.trackerOpts = append(im.trackerOpts, opts...) }
-}
-
 // Importer reads capture and GoReplay files and hands their exchanges to a
 // publisher. TCP streams may continue from one capture file into the next (as
 // with rotated captures); Close flushes what is still open.
@@ -97,7 +92,6 @@ type Importer struct {
 	bodyLimit   int64
 	collectorID string
 	log         hclog.Logger
-	trackerOpts []tcpstream.TrackerOption
 	tracker     *tcpstream.Tracker
 	tstats      tcpstream.Stats
 	dec         *tcpstream.Decoder
@@ -114,7 +108,7 @@ func New(pub tcpstream.Publisher, opts ...Option) *Importer {
 	for _, o := range opts {
 		o(im)
 	}
-	im.tracker = tcpstream.NewTracker(pub, append([]tcpstream.TrackerOption{
+	im.tracker = tcpstream.NewTracker(pub,
 		tcpstream.WithPorts(im.ports...),
 		tcpstream.WithSource(mlv1.Source_SOURCE_PCAP),
 		tcpstream.WithConnPrefix("pcap-"),
@@ -122,7 +116,7 @@ func New(pub tcpstream.Publisher, opts ...Option) *Importer {
 		tcpstream.WithStats(&im.tstats),
 		tcpstream.WithLogger(im.log),
 		tcpstream.WithHTTPOptions(httpstream.WithBodyLimit(im.bodyLimit)),
-	}, im.trackerOpts...)...)
+	)
 	return im
 }
 
@@ -132,17 +126,11 @@ func (im *Importer) Summary() *Summary {
 	im.sum.Exchanges.Store(s.Exchanges.Load() + im.gor.exchanges.Load())
 	im.sum.Unanswered.Store(s.HTTP.Unanswered.Load() + im.gor.unanswered.Load())
 	im.sum.Gaps.Store(s.Gaps.Load())
-	im.sum.Skipped.Store(im.packetsSkipped() + im.gor.skipped.Load())
+	// Every packet not accepted nor a retransmit was skipped; used is loaded
+	// before the total, so the difference cannot underflow while counting.
+	used := s.Packets[tcpstream.ResultAccepted].Load() + s.Packets[tcpstream.ResultRetransmit].Load()
+	im.sum.Skipped.Store(s.PacketsTotal() - used + im.gor.skipped.Load())
 	return &im.sum
-}
-
-func (im *Importer) packetsSkipped() uint64 {
-	s := &im.tstats
-	var n uint64
-	for r := tcpstream.ResultFiltered; r <= tcpstream.ResultStreamLimit; r++ {
-		n += s.Packets[r].Load()
-	}
-	return n
 }
 
 // ImportFile imports one file, recognising its format by its first bytes.
@@ -201,23 +189,18 @@ func (im *Importer) Import(ctx context.Context, name string, r io.Reader) error 
 	return nil
 }
 
+// detect tells the format from the first (up to) 4 bytes of a file.
 func detect(magic []byte) Format {
-	if len(magic) < 2 {
-		return ""
-	}
-	if magic[0] == 0x1f && magic[1] == 0x8b {
+	switch m := string(magic); {
+	case strings.HasPrefix(m, "\x1f\x8b"):
 		return FormatPcap // gzip-compressed pcap, which pcapgo reads
-	}
-	if len(magic) < 4 {
+	case len(m) < 4:
 		return ""
-	}
-	switch {
-	case bytes.Equal(magic, []byte{0x0a, 0x0d, 0x0d, 0x0a}):
+	case m == "\x0a\x0d\x0d\x0a":
 		return FormatPcapNG
-	case bytes.Equal(magic, []byte{0xd4, 0xc3, 0xb2, 0xa1}), bytes.Equal(magic, []byte{0xa1, 0xb2, 0xc3, 0xd4}),
-		bytes.Equal(magic, []byte{0x4d, 0x3c, 0xb2, 0xa1}), bytes.Equal(magic, []byte{0xa1, 0xb2, 0x3c, 0x4d}):
+	case m == "\xd4\xc3\xb2\xa1", m == "\xa1\xb2\xc3\xd4", m == "\x4d\x3c\xb2\xa1", m == "\xa1\xb2\x3c\x4d":
 		return FormatPcap
-	case (magic[0] == '1' || magic[0] == '2' || magic[0] == '3') && magic[1] == ' ':
+	case (m[0] == '1' || m[0] == '2' || m[0] == '3') && m[1] == ' ':
 		return FormatGoReplay
 	}
 	return ""
@@ -267,22 +250,22 @@ func (im *Importer) readPcapNG(ctx context.Context, br *bufio.Reader, offset fun
 // pcapgo trusts fields of the file (it divides by a timestamp resolution an
 // interface block declares).
 func readPacket(src packetSource) (data []byte, ci gopacket.CaptureInfo, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			data, err = nil, fmt.Errorf("malformed capture: %v", p)
-		}
-	}()
+	defer recoverMalformed(&err)
 	return src.ReadPacketData()
 }
 
 // newNgReader is pcapgo.NewNgReader with its panics turned into errors.
 func newNgReader(br *bufio.Reader) (r *pcapgo.NgReader, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			r, err = nil, fmt.Errorf("malformed capture: %v", p)
-		}
-	}()
+	defer recoverMalformed(&err)
 	return pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+}
+
+// recoverMalformed, deferred, turns a panic of a reader into *err; the other
+// results stay zero as the panicking call returned nothing.
+func recoverMalformed(err *error) {
+	if p := recover(); p != nil {
+		*err = fmt.Errorf("malformed capture: %v", p)
+	}
 }
 
 // flushEvery is how often (in capture time) idle streams and stalled gaps are
@@ -317,11 +300,7 @@ func (im *Importer) readPackets(ctx context.Context, src packetSource, offset fu
 			continue
 		}
 		if derr := im.dec.Decode(lt, data, &seg); derr != nil {
-			if errors.Is(derr, tcpstream.ErrNotTCP) {
-				im.tstats.Count(tcpstream.ResultNotTCP)
-			} else {
-				im.tstats.Count(tcpstream.ResultMalformed)
-			}
+			im.tstats.CountDecodeError(derr)
 			continue
 		}
 		ts := ci.Timestamp

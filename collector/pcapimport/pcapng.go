@@ -86,10 +86,7 @@ func (f *ngFramer) scan(b []byte) error {
 		if f.total == 0 || f.pos < min(f.total-4, ngPrefix) {
 			// Assemble the block's start: its header, then its fixed fields.
 			want := f.prefixWant()
-			k := copy(f.pre[f.pos:want], b)
-			f.pos += int64(k)
-			f.off += int64(k)
-			b = b[k:]
+			b = f.pass(b, int64(copy(f.pre[f.pos:want], b)))
 			if f.pos < want {
 				continue
 			}
@@ -99,18 +96,12 @@ func (f *ngFramer) scan(b []byte) error {
 			continue
 		}
 		if f.pos < f.total-4 {
-			k := min(int64(len(b)), f.total-4-f.pos)
-			f.pos += k
-			f.off += k
-			b = b[k:]
+			b = f.pass(b, min(int64(len(b)), f.total-4-f.pos))
 			continue
 		}
 		// The trailing copy of the length, assembled in pre[0:4] past the prefix.
 		i := f.pos - (f.total - 4)
-		k := copy(f.trailer()[i:4], b)
-		f.pos += int64(k)
-		f.off += int64(k)
-		b = b[k:]
+		b = f.pass(b, int64(copy(f.trailer()[i:4], b)))
 		if f.pos == f.total {
 			if got := f.order.Uint32(f.trailer()); int64(got) != f.total {
 				return &FormatError{Offset: f.start, Err: fmt.Errorf("block length %d does not match its trailing copy %d", f.total, got)}
@@ -119,6 +110,13 @@ func (f *ngFramer) scan(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// pass counts the first k bytes of b as read and returns the rest.
+func (f *ngFramer) pass(b []byte, k int64) []byte {
+	f.pos += k
+	f.off += k
+	return b[k:]
 }
 
 // trailer is where the trailing length is assembled (the prefix is done with).

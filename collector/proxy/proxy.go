@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,8 +26,8 @@ import (
 type Proxy struct {
 	primary      *url.URL
 	emit         *collector.Emitter
-	filter       *Filter // initial, until New builds policy
-	bodyLimit    int64   // initial, until New builds policy
+	filter       *collector.Filter // initial, until New builds policy
+	bodyLimit    int64             // initial, until New builds policy
 	policy       *collector.LivePolicy
 	preserveHost bool
 	collectorID  string
@@ -40,7 +41,7 @@ type Proxy struct {
 type Option func(*Proxy)
 
 // WithFilter sets which requests are captured (default: all).
-func WithFilter(f *Filter) Option { return func(p *Proxy) { p.filter = f } }
+func WithFilter(f *collector.Filter) Option { return func(p *Proxy) { p.filter = f } }
 
 // WithBodyLimit sets how many body bytes are captured (default 1 MiB); longer
 // bodies are still proxied whole but recorded truncated.
@@ -187,30 +188,18 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.bodyFailed(w, connID, err, true)
 			return
 		}
-		if complete {
-			r.Body = struct {
-				io.Reader
-				io.Closer
-			}{bytes.NewReader(prefix), st.body}
-		} else {
-			r.Body = struct {
-				io.Reader
-				io.Closer
-			}{io.MultiReader(bytes.NewReader(prefix), st.body), st.body}
+		var rest io.Reader = bytes.NewReader(prefix)
+		if !complete {
+			rest = io.MultiReader(rest, st.body)
 		}
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{rest, st.body}
 	}
 	r = r.WithContext(context.WithValue(r.Context(), reqStateKey{}, st))
 
-	capture := true
-	switch pol.Filter().Match(r) {
-	case SkipFiltered:
-		p.emit.Metrics().Skipped.WithLabelValues("filtered").Inc()
-		capture = false
-	case SkipSampled:
-		p.emit.Metrics().Skipped.WithLabelValues("sampled_out").Inc()
-		capture = false
-	}
-	if !capture {
+	if p.emit.Metrics().Skip(pol.Filter().Match(r)) {
 		p.rp.ServeHTTP(w, r)
 		if st.body != nil && st.body.Err() != nil {
 			p.bodyFailed(w, connID, st.body.Err(), false)
@@ -250,7 +239,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ex.Request.BodyTruncated = size > int64(len(ex.Request.Body))
 	}
 	resp := &mlv1.Response{
-		Status:    int32(rw.status()),
+		Status:    int32(cmp.Or(rw.code, http.StatusOK)),
 		Headers:   mlv1.HeadersFromHTTP(rw.sent),
 		LatencyNs: time.Since(start).Nanoseconds(),
 		Proto:     r.Proto,
@@ -347,13 +336,6 @@ func (c *captureWriter) Write(p []byte) (int, error) {
 	n, err := c.ResponseWriter.Write(p)
 	_, _ = c.body.Write(p[:n])
 	return n, err
-}
-
-func (c *captureWriter) status() int {
-	if c.code == 0 {
-		return http.StatusOK
-	}
-	return c.code
 }
 
 // Unwrap lets http.ResponseController reach Flush and friends.

@@ -186,7 +186,7 @@ func TestProxyKafkaDown(t *testing.T) {
 // the header order recorded for the next request is its own.
 func TestProxyHeaderOrderAfterSkippedRequest(t *testing.T) {
 	brokers := kafkatest.Embedded(t, "skip", 3)
-	f, err := NewFilter(1, []Route{{PathPrefix: "/keep"}})
+	f, err := collector.NewFilter(1, []collector.Route{{PathPrefix: "/keep"}})
 	if err != nil {
 		t.Fatal(err)
 	}

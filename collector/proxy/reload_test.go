@@ -17,7 +17,7 @@ import (
 	"github.com/mirrorline/mirrorline/collector/collectortest"
 )
 
-func mustPolicy(t *testing.T, sample float64, routes []Route, bodyLimit int64) *collector.Policy {
+func mustPolicy(t *testing.T, sample float64, routes []collector.Route, bodyLimit int64) *collector.Policy {
 	t.Helper()
 	p, err := collector.NewPolicy(sample, routes, bodyLimit)
 	if err != nil {
@@ -99,7 +99,7 @@ func TestProxyReloadIsAtomicPerRequest(t *testing.T) {
 	if seen[8] == 0 || seen[16] == 0 {
 		t.Logf("limits seen %v: the reloads did not interleave with requests", seen)
 	}
-	p.Reload(mustPolicy(t, 0.5, []Route{{Name: "api", PathPrefix: "/api"}}, 4))
+	p.Reload(mustPolicy(t, 0.5, []collector.Route{{Name: "api", PathPrefix: "/api"}}, 4))
 	if got := testutil.ToFloat64(m.SampleRatio.WithLabelValues("proxy", "api")); got != 0.5 {
 		t.Fatalf("sample_ratio{proxy,api} = %v after reload, want 0.5", got)
 	}
@@ -114,7 +114,7 @@ func TestProxyReloadSampleOnOpenConnection(t *testing.T) {
 	primary := startPrimary(t)
 	rec := &collectortest.Recorder{}
 	m := collector.NewMetrics(prometheus.NewRegistry())
-	f, err := NewFilter(0, nil)
+	f, err := collector.NewFilter(0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -121,21 +122,11 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
-	switch decision {
-	case collector.SkipFiltered:
-		m.Skipped.WithLabelValues("filtered").Inc()
-		return
-	case collector.SkipSampled:
-		m.Skipped.WithLabelValues("sampled_out").Inc()
+	if m.Skip(decision) {
 		return
 	}
 
-	kept := headers[:0]
-	for _, h := range headers {
-		if !s.strip[h.Name] {
-			kept = append(kept, h)
-		}
-	}
+	kept := slices.DeleteFunc(headers, func(h *mlv1.Header) bool { return s.strip[h.Name] })
 	if s.keyHeader != "" {
 		if v := r.Header.Get(s.keyHeader); v != "" {
 			connID = "key-" + strings.TrimSpace(strings.Split(v, ",")[0])

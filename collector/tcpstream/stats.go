@@ -1,6 +1,7 @@
 package tcpstream
 
 import (
+	"errors"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,12 +61,21 @@ type Stats struct {
 }
 
 // Count adds one packet with result r.
-func (s *Stats) Count(r Result) { s.count(r) }
-
-func (s *Stats) count(r Result) {
+func (s *Stats) Count(r Result) {
 	if r >= 0 && r < numResults {
 		s.Packets[r].Add(1)
 	}
+}
+
+// CountDecodeError counts a packet the Decoder rejected with err (not_tcp or
+// malformed) and returns its result.
+func (s *Stats) CountDecodeError(err error) Result {
+	res := ResultMalformed
+	if errors.Is(err, ErrNotTCP) {
+		res = ResultNotTCP
+	}
+	s.Count(res)
+	return res
 }
 
 // PacketsTotal returns the number of packets counted with any result.
@@ -111,12 +121,8 @@ func NewStreamCollector(stage string, s *Stats) *StreamCollector {
 	}
 }
 
-// Describe implements prometheus.Collector.
-func (c *StreamCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.packets, c.gaps, c.gapBytes, c.active, c.streams, c.ended, c.rejected, c.buffered, c.overflows, c.exchanges, c.noResp, c.orphans, c.parseErr} {
-		ch <- d
-	}
-}
+// Describe implements prometheus.Collector (Collect sends every metric each time).
+func (c *StreamCollector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
 
 // Collect implements prometheus.Collector.
 func (c *StreamCollector) Collect(ch chan<- prometheus.Metric) {

@@ -1,11 +1,14 @@
 package tcpstream
 
 import (
+	"cmp"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -191,13 +194,13 @@ func (t *Tracker) Handle(seg *Segment, ts time.Time) {
 	defer t.mu.Unlock()
 	f, dir, res := t.lookup(seg, ts)
 	if f == nil {
-		t.stats.count(res)
+		t.stats.Count(res)
 		return
 	}
 	f.last = ts
 	h, o := &f.halves[dir], &f.halves[1-dir]
 	if seg.RST {
-		t.stats.count(ResultAccepted)
+		t.stats.Count(ResultAccepted)
 		t.endFlow(f, EndRST, ts)
 		return
 	}
@@ -206,7 +209,7 @@ func (t *Tracker) Handle(seg *Segment, ts time.Time) {
 			// The 4-tuple is reused by a new connection.
 			t.endFlow(f, EndFIN, ts)
 			if f, dir, res = t.lookup(seg, ts); f == nil {
-				t.stats.count(res)
+				t.stats.Count(res)
 				return
 			}
 			h, o = &f.halves[dir], &f.halves[1-dir]
@@ -238,7 +241,7 @@ func (t *Tracker) Handle(seg *Segment, ts time.Time) {
 		}
 		t.checkFIN(f, dir, ts)
 	}
-	t.stats.count(res)
+	t.stats.Count(res)
 	if f.halves[0].ended && f.halves[1].ended {
 		t.endFlow(f, EndFIN, ts)
 	}
@@ -252,23 +255,15 @@ func (t *Tracker) lookup(seg *Segment, ts time.Time) (*flow, httpstream.Directio
 	if f := t.flows[flowKey{seg.Dst, seg.Src}]; f != nil {
 		return f, httpstream.ServerToClient, ResultAccepted
 	}
-	var toServer bool
+	toServer := seg.Dst.Port() <= seg.Src.Port()
 	switch {
 	case len(t.ports) > 0:
-		switch {
-		case t.ports[seg.Dst.Port()]:
-			toServer = true
-		case t.ports[seg.Src.Port()]:
-			toServer = false
-		default:
+		if !t.ports[seg.Dst.Port()] && !t.ports[seg.Src.Port()] {
 			return nil, 0, ResultFiltered
 		}
-	case seg.SYN && !seg.ACK:
-		toServer = true
-	case seg.SYN && seg.ACK:
-		toServer = false
-	default:
-		toServer = seg.Dst.Port() <= seg.Src.Port()
+		toServer = t.ports[seg.Dst.Port()]
+	case seg.SYN:
+		toServer = !seg.ACK // a SYN goes to the server, a SYN-ACK from it
 	}
 	if seg.RST || (!seg.SYN && len(seg.Payload) == 0 && seg.Missing == 0) {
 		// A bare ACK, FIN or RST of a connection we do not know opens nothing.
@@ -310,9 +305,7 @@ func (t *Tracker) publish(f *flow, e *httpstream.Exchange) {
 	rec.Source = t.source
 	rec.Collector = t.collectorID
 	rec.Request.RemoteAddr = f.key.client.String()
-	if rec.CaptureTimeNs == 0 {
-		rec.CaptureTimeNs = f.last.UnixNano()
-	}
+	rec.CaptureTimeNs = cmp.Or(rec.CaptureTimeNs, f.last.UnixNano())
 	t.stats.Exchanges.Add(1)
 	if err := t.pub.Emit(rec); err != nil {
 		t.stats.PublishErrors.Add(1)
@@ -377,9 +370,7 @@ func (t *Tracker) buffer(f *flow, dir httpstream.Direction, seq uint32, payload 
 	}
 	s := oooSeg{seq: seq, data: append([]byte(nil), payload...), gapAfter: missing, ts: ts}
 	i := sort.Search(len(h.segs), func(i int) bool { return seqDiff(h.segs[i].seq, seq) > 0 })
-	h.segs = append(h.segs, oooSeg{})
-	copy(h.segs[i+1:], h.segs[i:])
-	h.segs[i] = s
+	h.segs = slices.Insert(h.segs, i, s)
 	h.bufBytes += len(s.data)
 	t.buffered += len(s.data)
 	t.stats.BufferedBytes.Add(int64(len(s.data)))
@@ -420,11 +411,7 @@ func (t *Tracker) drain(f *flow, dir httpstream.Direction) {
 		n++
 	}
 	if n > 0 {
-		copy(h.segs, h.segs[n:])
-		for i := len(h.segs) - n; i < len(h.segs); i++ {
-			h.segs[i] = oooSeg{}
-		}
-		h.segs = h.segs[:len(h.segs)-n]
+		h.segs = slices.Delete(h.segs, 0, n) // clears the tail: no stale data kept
 		h.holeSince = time.Time{}
 		if len(h.segs) > 0 {
 			h.holeSince = h.segs[0].ts
@@ -498,6 +485,21 @@ func (t *Tracker) Flush(now time.Time) {
 				t.skipHole(f, dir, now)
 			}
 			t.checkFIN(f, dir, now)
+		}
+	}
+}
+
+// FlushEvery calls Flush every d with the time now returns until ctx ends
+// (live capture).
+func (t *Tracker) FlushEvery(ctx context.Context, d time.Duration, now func() time.Time) {
+	tick := time.NewTicker(d)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			t.Flush(now())
 		}
 	}
 }

@@ -16,6 +16,9 @@ import (
 // VXLANPort is the UDP port VPC Traffic Mirroring sends to.
 const VXLANPort = 4789
 
+// flushEvery is how often idle streams and stalled gaps are flushed.
+const flushEvery = time.Second
+
 // ReceiverOption configures a Receiver.
 type ReceiverOption func(*Receiver)
 
@@ -33,16 +36,6 @@ func WithVNIs(vnis ...uint32) ReceiverOption {
 // kernel may cap it at net.core.rmem_max).
 func WithReadBuffer(n int) ReceiverOption { return func(r *Receiver) { r.readBuffer = n } }
 
-// WithFlushInterval sets how often idle streams and stalled gaps are flushed
-// (default 1 s).
-func WithFlushInterval(d time.Duration) ReceiverOption {
-	return func(r *Receiver) {
-		if d > 0 {
-			r.flushEvery = d
-		}
-	}
-}
-
 // WithLogger sets the logger.
 func WithLogger(l hclog.Logger) ReceiverOption { return func(r *Receiver) { r.log = l } }
 
@@ -52,7 +45,6 @@ type Receiver struct {
 	tracker    *tcpstream.Tracker
 	vnis       map[uint32]bool
 	readBuffer int
-	flushEvery time.Duration
 	log        hclog.Logger
 	dec        *tcpstream.Decoder
 	seg        tcpstream.Segment
@@ -65,7 +57,6 @@ func NewReceiver(t *tcpstream.Tracker, opts ...ReceiverOption) *Receiver {
 		tracker:    t,
 		vnis:       map[uint32]bool{},
 		readBuffer: 8 << 20,
-		flushEvery: time.Second,
 		log:        hclog.NewNullLogger(),
 		dec:        tcpstream.NewDecoder(),
 		now:        time.Now,
@@ -81,12 +72,7 @@ func NewReceiver(t *tcpstream.Tracker, opts ...ReceiverOption) *Receiver {
 func (r *Receiver) HandleDatagram(payload []byte, ts time.Time) tcpstream.Result {
 	st := r.tracker.Stats()
 	if err := r.dec.DecodeVXLAN(payload, &r.seg); err != nil {
-		res := tcpstream.ResultMalformed
-		if errors.Is(err, tcpstream.ErrNotTCP) {
-			res = tcpstream.ResultNotTCP
-		}
-		st.Count(res)
-		return res
+		return st.CountDecodeError(err)
 	}
 	if len(r.vnis) > 0 && !r.vnis[r.seg.VNI] {
 		st.Count(tcpstream.ResultFiltered)
@@ -107,24 +93,11 @@ func (r *Receiver) Serve(ctx context.Context, pc net.PacketConn) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		<-ctx.Done()
+		r.tracker.FlushEvery(ctx, flushEvery, r.now) // until ctx ends
 		_ = pc.Close()
-	}()
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(r.flushEvery)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				r.tracker.Flush(r.now())
-			}
-		}
 	}()
 	var err error
 	buf := make([]byte, 64<<10)

@@ -277,7 +277,7 @@ func runSampledProxy(t *testing.T, cfg broker.Config, service, primary string, s
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	f, err := proxy.NewFilter(sample, nil)
+	f, err := collector.NewFilter(sample, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package packettest
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
@@ -55,13 +56,7 @@ func Summary(ex *mlv1.Exchange) string {
 }
 
 // Cat joins lists of frames into one.
-func Cat(parts ...[][]byte) [][]byte {
-	var out [][]byte
-	for _, p := range parts {
-		out = append(out, p...)
-	}
-	return out
-}
+func Cat(parts ...[][]byte) [][]byte { return slices.Concat(parts...) }
 
 // One is a list of one frame.
 func One(f []byte) [][]byte { return [][]byte{f} }

@@ -91,21 +91,21 @@ func Frame(src, dst netip.AddrPort, seq, ack uint32, f Flags, payload []byte) []
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}}
 	tcp := &layers.TCP{SrcPort: layers.TCPPort(src.Port()), DstPort: layers.TCPPort(dst.Port()), Seq: seq, Ack: ack,
 		SYN: f.SYN, ACK: f.ACK, FIN: f.FIN, RST: f.RST, PSH: f.PSH, Window: 65535}
-	var netLayer gopacket.SerializableLayer
+	var ip interface {
+		gopacket.NetworkLayer
+		gopacket.SerializableLayer
+	}
 	if src.Addr().Is4() {
 		eth.EthernetType = layers.EthernetTypeIPv4
-		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: src.Addr().AsSlice(), DstIP: dst.Addr().AsSlice()}
-		_ = tcp.SetNetworkLayerForChecksum(ip)
-		netLayer = ip
+		ip = &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: src.Addr().AsSlice(), DstIP: dst.Addr().AsSlice()}
 	} else {
 		eth.EthernetType = layers.EthernetTypeIPv6
-		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolTCP, SrcIP: src.Addr().AsSlice(), DstIP: dst.Addr().AsSlice()}
-		_ = tcp.SetNetworkLayerForChecksum(ip)
-		netLayer = ip
+		ip = &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolTCP, SrcIP: src.Addr().AsSlice(), DstIP: dst.Addr().AsSlice()}
 	}
+	_ = tcp.SetNetworkLayerForChecksum(ip)
 	buf := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
-		eth, netLayer, tcp, gopacket.Payload(payload)); err != nil {
+		eth, ip, tcp, gopacket.Payload(payload)); err != nil {
 		panic("packettest: serialize frame: " + err.Error())
 	}
 	return append([]byte(nil), buf.Bytes()...)
@@ -122,9 +122,4 @@ func VXLAN(vni uint32, frame []byte) []byte {
 }
 
 // Truncate cuts frame to n bytes, as a mirror session's packet length does.
-func Truncate(frame []byte, n int) []byte {
-	if n >= len(frame) {
-		return frame
-	}
-	return frame[:n]
-}
+func Truncate(frame []byte, n int) []byte { return frame[:min(n, len(frame))] }
