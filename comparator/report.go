@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -208,31 +209,16 @@ func (s *Stats) Report(service string, now time.Time) *Report {
 			fr := fieldReport(r, judged)
 			ni := s.classify(es, k)
 			fr.SecondaryRate, fr.VolatileRate = ni.secondary, ni.volatile
-			switch {
-			case ni.bySecondary && ni.byVolatile:
-				fr.Reason = "secondary+volatile"
-			case ni.bySecondary:
-				fr.Reason = "secondary"
-			case ni.byVolatile:
-				fr.Reason = "volatile"
-			default:
-				fr.Reason = "status"
-			}
+			fr.Reason = cmp.Or(ni.reason(true), "status")
 			er.Noise = append(er.Noise, fr)
 		}
 		sortFields(er.Noise)
 		rep.NoiseFields += len(er.Noise)
 		if len(es.transitions) > 0 {
-			er.StatusTransitions = map[string]int{}
-			for k, v := range es.transitions {
-				er.StatusTransitions[k] = v
-			}
+			er.StatusTransitions = maps.Clone(es.transitions)
 		}
 		if len(es.reasons) > 0 {
-			er.Reasons = map[string]int{}
-			for k, v := range es.reasons {
-				er.Reasons[k] = v
-			}
+			er.Reasons = maps.Clone(es.reasons)
 		}
 		er.Example = s.example(es, er.Fields)
 		if es.firstNs > 0 && (first == 0 || es.firstNs < first) {

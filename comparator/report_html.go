@@ -8,13 +8,8 @@ import (
 	"time"
 )
 
-// HTMLOptions tune WriteHTML.
-type HTMLOptions struct {
-	// Top is how many differing endpoints are detailed (0: 10).
-	Top int
-	// ShowNoise lists the fields judged noise.
-	ShowNoise bool
-}
+// HTMLOptions tune WriteHTML as TextOptions tune WriteText.
+type HTMLOptions = TextOptions
 
 // WriteHTML writes the report as one self-contained HTML page: inline CSS
 // and SVG, no scripts, no external assets (its Content-Security-Policy
@@ -88,17 +83,15 @@ func latencyBars(l LatencyReport) template.HTML {
 }
 
 var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
-	"pct":     pct,
-	"ms":      fmtMS,
-	"bars":    latencyBars,
-	"summary": func(f FieldReport, e EndpointReport, show bool) string { return fieldSummary(f, e, show) },
-	"example": func(d FieldReport, show bool) string { return exampleLine(d, show) },
-	"verdicts": func(v map[string]int) string {
-		return verdictLine(v)
-	},
-	"why":    noiseWhy,
-	"add":    func(a, b int) int { return a + b },
-	"mul100": func(f float64) float64 { return f * 100 },
+	"pct":      pct,
+	"ms":       fmtMS,
+	"bars":     latencyBars,
+	"summary":  fieldSummary,
+	"example":  exampleLine,
+	"verdicts": verdictLine,
+	"why":      noiseWhy,
+	"add":      func(a, b int) int { return a + b },
+	"mul100":   func(f float64) float64 { return f * 100 },
 }).Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>

@@ -208,16 +208,22 @@ func (s *Stats) noiseOf(es *epStats, df *mlv1.Difference, statusNoise bool) (boo
 	if df.GetUnderStatus() && statusNoise {
 		return true, "status"
 	}
-	ni := s.classify(es, fkey{df.GetKey(), df.GetKind()})
+	reason := s.classify(es, fkey{df.GetKey(), df.GetKind()}).reason(df.GetVolatile())
+	return reason != "", reason
+}
+
+// reason is why a difference is noise ("" when it is not); volatile tells
+// whether the difference has volatile values.
+func (ni noiseInfo) reason(volatile bool) string {
 	switch {
-	case ni.bySecondary && ni.byVolatile && df.GetVolatile():
-		return true, "secondary+volatile"
+	case ni.bySecondary && ni.byVolatile && volatile:
+		return "secondary+volatile"
 	case ni.bySecondary:
-		return true, "secondary"
-	case ni.byVolatile && df.GetVolatile():
-		return true, "volatile"
+		return "secondary"
+	case ni.byVolatile && volatile:
+		return "volatile"
 	}
-	return false, ""
+	return ""
 }
 
 // Judge marks the noise among d's differences with what is learned so far
