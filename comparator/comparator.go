@@ -2,6 +2,7 @@ package comparator
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -98,17 +99,15 @@ var outcomeLabels = [...]string{
 func (c *Comparator) Add(side Side, ex *mlv1.Exchange, ref Ref, now time.Time) ([]Decision, bool) {
 	e, outcome := c.join.add(side, ex, ref, now)
 	c.metrics.Records.WithLabelValues(side.String(), outcomeLabels[outcome]).Inc()
-	var out []Decision
-	switch outcome {
-	case outcomeWaiting:
-		c.metrics.Pending.Set(float64(c.Pending()))
-		return nil, true
-	case outcomeJoined:
-		out = c.process(e, now)
-		c.metrics.Pending.Set(float64(c.Pending()))
-		return out, true
+	if outcome != outcomeWaiting && outcome != outcomeJoined {
+		return nil, false
 	}
-	return nil, false
+	var out []Decision
+	if outcome == outcomeJoined {
+		out = c.process(e, now)
+	}
+	c.metrics.Pending.Set(float64(c.Pending()))
+	return out, true
 }
 
 // Tick decides the exchanges whose join window passed (missing, or without
@@ -168,14 +167,7 @@ func (c *Comparator) Drop(match func(Ref) bool) int {
 	for ep, hs := range c.held {
 		kept := hs[:0]
 		for _, h := range hs {
-			drop := false
-			for _, r := range h.refs {
-				if match(r) {
-					drop = true
-					break
-				}
-			}
-			if drop {
+			if slices.ContainsFunc(h.refs, match) {
 				n++
 				c.heldN--
 			} else {

@@ -129,17 +129,12 @@ type Example struct {
 
 // KindLabel names a DiffKind: changed, added, removed, type_changed.
 func KindLabel(k mlv1.DiffKind) string {
-	switch k {
-	case mlv1.DiffKind_DIFF_KIND_CHANGED:
-		return "changed"
-	case mlv1.DiffKind_DIFF_KIND_ADDED:
-		return "added"
-	case mlv1.DiffKind_DIFF_KIND_REMOVED:
-		return "removed"
-	case mlv1.DiffKind_DIFF_KIND_TYPE_CHANGED:
-		return "type_changed"
-	}
-	return "unspecified"
+	return labelOf(kindLabels, k)
+}
+
+var kindLabels = map[mlv1.DiffKind]string{
+	mlv1.DiffKind_DIFF_KIND_CHANGED: "changed", mlv1.DiffKind_DIFF_KIND_ADDED: "added",
+	mlv1.DiffKind_DIFF_KIND_REMOVED: "removed", mlv1.DiffKind_DIFF_KIND_TYPE_CHANGED: "type_changed",
 }
 
 // BuildReport judges diffs with hindsight and summarizes them: it first
