@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"slices"
 	"strconv"
@@ -81,18 +82,13 @@ func (d *differ) compare(endpoint string, p, s *mlv1.Response) comparison {
 	bodyDiffs, bodyVol, note := d.compareBodies(er, p, s)
 	c.diffs = append(c.diffs, bodyDiffs...)
 	c.note = note
-	for k := range bodyVol {
-		vol[k] = true
-	}
+	maps.Copy(vol, bodyVol)
 	if statusDiff {
 		for _, df := range c.diffs[1:] {
 			df.UnderStatus = true
 		}
 	} else {
-		for k := range vol {
-			c.volatileKeys = append(c.volatileKeys, k)
-		}
-		slices.Sort(c.volatileKeys)
+		c.volatileKeys = slices.Sorted(maps.Keys(vol))
 	}
 	return c
 }
