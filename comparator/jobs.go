@@ -1,6 +1,7 @@
 package comparator
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"sort"
@@ -18,19 +19,13 @@ const LiveJob = "live"
 // ShadowJobOf is the replay job of a shadow record; a record without one
 // counts as LiveJob.
 func ShadowJobOf(ex *mlv1.Exchange) string {
-	if j := ex.GetReplay().GetJob(); j != "" {
-		return j
-	}
-	return LiveJob
+	return cmp.Or(ex.GetReplay().GetJob(), LiveJob)
 }
 
 // JobOf is the replay job a verdict belongs to; a diff record without one
 // (written before verdicts carried their job) counts as LiveJob.
 func JobOf(d *mlv1.Diff) string {
-	if j := d.GetShadowJob(); j != "" {
-		return j
-	}
-	return LiveJob
+	return cmp.Or(d.GetShadowJob(), LiveJob)
 }
 
 // OfJob returns the diffs of job, in order.
