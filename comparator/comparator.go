@@ -246,13 +246,10 @@ func (c *Comparator) process(e *entry, now time.Time) []Decision {
 		d.Verdict, d.Reason = v, reason
 		return []Decision{c.finalize(d, e.refs, now)}
 	}
-	statusOnly := false
-	if err := c.scrubExchange(shad); err != nil {
-		statusOnly = true
-		d.Note = "shadow response could not be redacted; only the status compared"
-	}
+	statusOnly := c.scrubExchange(shad) != nil
 	var cmp comparison
 	if statusOnly {
+		d.Note = "shadow response could not be redacted; only the status compared"
 		cmp = c.differ.compare(d.Endpoint, &mlv1.Response{Status: p.GetStatus()}, &mlv1.Response{Status: s.GetStatus()})
 	} else {
 		cmp = c.differ.compare(d.Endpoint, p, s)

@@ -287,14 +287,12 @@ func decodeBody(b []byte, h []*mlv1.Header, limit int64) ([]byte, error) {
 		default:
 			return nil, errCoding
 		}
+		if err == nil {
+			b, err = io.ReadAll(io.LimitReader(r, limit+1))
+		}
 		if err != nil {
 			return nil, fmt.Errorf("decode %s: %w", codings[i], err)
 		}
-		out, err := io.ReadAll(io.LimitReader(r, limit+1))
-		if err != nil {
-			return nil, fmt.Errorf("decode %s: %w", codings[i], err)
-		}
-		b = out
 	}
 	return b, nil
 }

@@ -1,6 +1,7 @@
 package comparator
 
 import (
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -354,24 +355,12 @@ func bothAnswered(d *mlv1.Diff) bool {
 }
 
 func recordLatency(h *hdrhistogram.Histogram, ns int64) {
-	us := ns / 1000
-	if us < 1 {
-		us = 1
-	}
-	if us > latencyMaxMicros {
-		us = latencyMaxMicros
-	}
-	_ = h.RecordValue(us)
+	_ = h.RecordValue(min(max(ns/1000, 1), latencyMaxMicros))
 }
 
 // Endpoints returns the names of the endpoints seen.
 func (s *Stats) Endpoints() []string {
-	out := make([]string, 0, len(s.eps))
-	for n := range s.eps {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(s.eps))
 }
 
 // Latency compares the latency of primary and shadow at endpoint.
