@@ -501,29 +501,25 @@ func (r *Runner) publish(ctx context.Context, cl *kgo.Client, out []Decision) er
 		})
 		return nil
 	}
-	for _, d := range out {
-		if err := produce(d.Diff, 0); err != nil {
-			return err
-		}
+	batch := make([]*mlv1.Diff, len(out))
+	for i, d := range out {
+		batch[i] = d.Diff
 	}
-	if err := cl.Flush(ctx); err != nil {
-		return fmt.Errorf("compare %s: flush diff records: %w", r.service, err)
-	}
-	mu.Lock()
-	retry := tooLarge
-	tooLarge = nil
-	mu.Unlock()
-	if len(retry) > 0 {
-		// The topic accepts less than the budget (its limit not known):
-		// publish these cut to a size any topic accepts.
-		for _, d := range retry {
-			if err := produce(d, minDiffBudget); err != nil {
+	// Two rounds at most: the records Kafka refused as too large (the topic
+	// accepts less than the budget, its limit not known) are published
+	// again, cut to a size any topic accepts.
+	for limit := 0; len(batch) > 0; limit = minDiffBudget {
+		for _, d := range batch {
+			if err := produce(d, limit); err != nil {
 				return err
 			}
 		}
 		if err := cl.Flush(ctx); err != nil {
 			return fmt.Errorf("compare %s: flush diff records: %w", r.service, err)
 		}
+		mu.Lock()
+		batch, tooLarge = tooLarge, nil
+		mu.Unlock()
 	}
 	mu.Lock()
 	defer mu.Unlock()
