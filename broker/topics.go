@@ -139,15 +139,11 @@ func DescribeTopics(ctx context.Context, adm *kadm.Client, service string) ([]To
 	if err != nil {
 		return nil, fmt.Errorf("describe topic configs of %s: %w", service, err)
 	}
-	retention, maxMsg := map[string]string{}, map[string]string{}
+	conf := map[[2]string]string{} // topic and config key: value
 	for _, rc := range cfgs {
 		for _, c := range rc.Configs {
-			switch {
-			case c.Value == nil:
-			case c.Key == "retention.ms":
-				retention[rc.Name] = *c.Value
-			case c.Key == "max.message.bytes":
-				maxMsg[rc.Name] = *c.Value
+			if c.Value != nil {
+				conf[[2]string{rc.Name, c.Key}] = *c.Value
 			}
 		}
 	}
@@ -158,7 +154,8 @@ func DescribeTopics(ctx context.Context, adm *kadm.Client, service string) ([]To
 			out = append(out, TopicInfo{Topic: n, Missing: true})
 			continue
 		}
-		ti := TopicInfo{Topic: n, Partitions: len(d.Partitions), Retention: retention[n], MaxMessageBytes: maxMsg[n]}
+		ti := TopicInfo{Topic: n, Partitions: len(d.Partitions), Retention: conf[[2]string{n, "retention.ms"}],
+			MaxMessageBytes: conf[[2]string{n, "max.message.bytes"}]}
 		parts := d.Partitions.Sorted()
 		if len(parts) > 0 {
 			ti.Replication = len(parts[0].Replicas)

@@ -165,15 +165,9 @@ func (c *Comparator) Unmatched(side Side, ex *mlv1.Exchange, ref Ref, reason str
 func (c *Comparator) Drop(match func(Ref) bool) int {
 	n := c.join.drop(match)
 	for ep, hs := range c.held {
-		kept := hs[:0]
-		for _, h := range hs {
-			if slices.ContainsFunc(h.refs, match) {
-				n++
-				c.heldN--
-			} else {
-				kept = append(kept, h)
-			}
-		}
+		kept := slices.DeleteFunc(hs, func(h held) bool { return slices.ContainsFunc(h.refs, match) })
+		n += len(hs) - len(kept)
+		c.heldN -= len(hs) - len(kept)
 		if len(kept) == 0 {
 			delete(c.held, ep)
 		} else {

@@ -142,11 +142,10 @@ func SummarizeJobs(diffs []*mlv1.Diff) []JobSummary {
 func WriteJobs(w io.Writer, service string, jobs []JobSummary) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "mirrorline compare jobs: service %s\n", service)
+	tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
 	if len(jobs) == 0 {
 		b.WriteString("  no verdicts\n")
-	}
-	tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
-	if len(jobs) > 0 {
+	} else {
 		fmt.Fprintf(tw, "  job\tdecided\tcaptured\texchanges\tverdicts\n")
 	}
 	fmtSpan := func(a, b time.Time) string {

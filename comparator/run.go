@@ -259,16 +259,9 @@ func (r *Runner) Drain() {
 // drop forgets, undecided, the exchanges and awaiting records holding a
 // record gone accepts, and abandons the held records gone accepts.
 func (r *Runner) drop(gone func(Ref) bool) int {
-	n := r.cmp.Drop(gone)
-	kept := r.await[:0]
-	for _, a := range r.await {
-		if gone(a.ref) {
-			n++
-		} else {
-			kept = append(kept, a)
-		}
-	}
-	r.await = kept
+	n := r.cmp.Drop(gone) + len(r.await)
+	r.await = slices.DeleteFunc(r.await, func(a awaiting) bool { return gone(a.ref) })
+	n -= len(r.await)
 	for ref, m := range r.held {
 		if gone(ref) {
 			m.Abandon()
