@@ -4,7 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -123,15 +123,8 @@ func SummarizeJobs(diffs []*mlv1.Diff) []JobSummary {
 	for _, j := range order {
 		out = append(out, *by[j])
 	}
-	sort.SliceStable(out, func(i, k int) bool {
-		a, b := out[i], out[k]
-		if (a.Job == LiveJob) != (b.Job == LiveJob) {
-			return a.Job == LiveJob
-		}
-		if !a.FirstDecided.Equal(b.FirstDecided) {
-			return a.FirstDecided.Before(b.FirstDecided)
-		}
-		return a.Job < b.Job
+	slices.SortStableFunc(out, func(a, b JobSummary) int {
+		return cmp.Or(trueFirst(a.Job == LiveJob, b.Job == LiveJob), a.FirstDecided.Compare(b.FirstDecided), strings.Compare(a.Job, b.Job))
 	})
 	return out
 }

@@ -7,7 +7,7 @@ import (
 	"maps"
 	"math"
 	"slices"
-	"sort"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -223,15 +223,12 @@ func (s *Stats) Report(service string, now time.Time) *Report {
 		rep.Endpoints = append(rep.Endpoints, er)
 	}
 	rep.From, rep.To = nsTime(first), nsTime(last)
-	sort.SliceStable(rep.Endpoints, func(i, j int) bool {
-		a, b := rep.Endpoints[i], rep.Endpoints[j]
-		if a.Significant != b.Significant {
-			return a.Significant
+	slices.SortStableFunc(rep.Endpoints, func(a, b EndpointReport) int {
+		byDiffering := 0 // the significant ones, most differing first
+		if a.Significant && b.Significant {
+			byDiffering = cmp.Compare(b.Differing, a.Differing)
 		}
-		if a.Significant && a.Differing != b.Differing {
-			return a.Differing > b.Differing
-		}
-		return a.Endpoint < b.Endpoint
+		return cmp.Or(trueFirst(a.Significant, b.Significant), byDiffering, strings.Compare(a.Endpoint, b.Endpoint))
 	})
 	return rep
 }
@@ -257,22 +254,22 @@ func fieldReport(r *row, judged int) FieldReport {
 // sortFields orders rows: status first, then by count, then by name; the
 // fields removed under a status change last.
 func sortFields(fs []FieldReport) {
-	sort.SliceStable(fs, func(i, j int) bool {
-		a, b := fs[i], fs[j]
-		if (a.Field == FieldStatus) != (b.Field == FieldStatus) {
-			return a.Field == FieldStatus
-		}
-		if (a.Fields != nil) != (b.Fields != nil) {
-			return b.Fields != nil // the fields a status change removed come last
-		}
-		if a.Count != b.Count {
-			return a.Count > b.Count
-		}
-		if a.Field != b.Field {
-			return a.Field < b.Field
-		}
-		return a.Kind < b.Kind
+	slices.SortStableFunc(fs, func(a, b FieldReport) int {
+		return cmp.Or(trueFirst(a.Field == FieldStatus, b.Field == FieldStatus),
+			trueFirst(a.Fields == nil, b.Fields == nil), // the fields a status change removed come last
+			cmp.Compare(b.Count, a.Count), strings.Compare(a.Field, b.Field), strings.Compare(a.Kind, b.Kind))
 	})
+}
+
+// trueFirst orders true before false (a sort comparison).
+func trueFirst(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return -1
+	}
+	return 1
 }
 
 // example returns the exchange exemplifying the endpoint's top difference.

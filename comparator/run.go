@@ -64,9 +64,7 @@ type Runner struct {
 	service   string
 	clean     string
 	shadow    string
-	secTopic  string
-	secJob    string
-	secTarget string
+	sec       SecondaryConfig
 	shadowJob string
 	diff      string
 	options
@@ -92,13 +90,12 @@ type Runner struct {
 // NewRunner returns a runner of c, with c's options (logger, metrics) and
 // opts.
 func NewRunner(c *Comparator, opts ...Option) *Runner {
-	sc := c.cfg.Secondary
 	r := &Runner{
 		cmp: c, service: c.service,
-		clean:    broker.Topic(broker.Clean, c.service),
-		shadow:   broker.Topic(broker.Shadow, c.service),
-		diff:     broker.Topic(broker.Diff, c.service),
-		secTopic: sc.Topic, secJob: sc.Job, secTarget: sc.Target, shadowJob: c.cfg.ShadowJob,
+		clean:  broker.Topic(broker.Clean, c.service),
+		shadow: broker.Topic(broker.Shadow, c.service),
+		diff:   broker.Topic(broker.Diff, c.service),
+		sec:    c.cfg.Secondary, shadowJob: c.cfg.ShadowJob,
 		options:  c.options.apply(opts),
 		held:     map[Ref]*stage.Msg{},
 		assigned: map[string]map[int32]bool{},
@@ -127,8 +124,8 @@ func (r *Runner) Topics() []string {
 		return []string{r.shadow}
 	}
 	ts := []string{r.clean, r.shadow}
-	if r.secTopic != "" && r.secTopic != r.shadow && r.secTopic != r.clean {
-		ts = append(ts, r.secTopic)
+	if r.sec.Topic != "" && r.sec.Topic != r.shadow && r.sec.Topic != r.clean {
+		ts = append(ts, r.sec.Topic)
 	}
 	return ts
 }
@@ -161,11 +158,11 @@ func (r *Runner) sideOf(topic string, ex *mlv1.Exchange) (Side, bool) {
 	switch {
 	case topic == r.clean:
 		return Primary, true
-	case r.secTopic != "" && topic == r.secTopic:
+	case r.sec.Topic != "" && topic == r.sec.Topic:
 		return Secondary, true
-	case r.secJob != "" && ex.GetReplay().GetJob() == r.secJob:
+	case r.sec.Job != "" && ex.GetReplay().GetJob() == r.sec.Job:
 		return Secondary, true
-	case r.secTarget != "" && strings.HasPrefix(ex.GetReplay().GetTarget(), r.secTarget):
+	case r.sec.Target != "" && strings.HasPrefix(ex.GetReplay().GetTarget(), r.sec.Target):
 		return Secondary, true
 	case ShadowJobOf(ex) != r.shadowJob:
 		return Shadow, false
