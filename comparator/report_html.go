@@ -31,7 +31,7 @@ func WriteHTML(w io.Writer, rep *Report, opt HTMLOptions) error {
 	}
 	data := map[string]any{
 		"R": rep, "Sig": sig, "Other": other, "ByName": byName(rep.Endpoints), "ShowNoise": opt.ShowNoise,
-		"Span": span(rep), "VerdictOrder": verdictOrder(),
+		"Span": span(rep, " – "), "VerdictOrder": verdictOrder(),
 	}
 	return htmlTmpl.Execute(w, data)
 }
@@ -44,11 +44,12 @@ func verdictOrder() []string {
 	return out
 }
 
-func span(rep *Report) string {
+// span is the capture span of rep, its times joined by sep.
+func span(rep *Report, sep string) string {
 	if rep.From.IsZero() {
 		return "no exchanges"
 	}
-	return rep.From.Format(time.RFC3339) + " – " + rep.To.Format(time.RFC3339)
+	return rep.From.Format(time.RFC3339) + sep + rep.To.Format(time.RFC3339)
 }
 
 // latencyBars draws p50/p90/p99 of both sides as horizontal bars, scaled to

@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
-	"time"
 )
 
 // TextOptions tune WriteText (and WriteHTML).
@@ -34,11 +33,7 @@ func WriteText(w io.Writer, rep *Report, opt TextOptions) error {
 	if rep.Job != "" {
 		fmt.Fprintf(&b, "replay job: %s\n", rep.Job)
 	}
-	span := "no exchanges"
-	if !rep.From.IsZero() {
-		span = rep.From.Format(time.RFC3339) + " to " + rep.To.Format(time.RFC3339)
-	}
-	fmt.Fprintf(&b, "exchanges: %d (%s): %s\n", rep.Exchanges, span, verdictLine(rep.Verdicts))
+	fmt.Fprintf(&b, "exchanges: %d (%s): %s\n", rep.Exchanges, span(rep, " to "), verdictLine(rep.Verdicts))
 	t := rep.Thresholds
 	fmt.Fprintf(&b, "significant: difference rate >= %s with >= %d exchanges; latency regression: > +%.0f%% and > +%s\n\n",
 		pct(t.AlertRate), t.AlertMinSamples, t.LatencyRelative*100, fmtMS(t.LatencyAbsMS))
