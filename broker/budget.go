@@ -134,15 +134,15 @@ func (b *Budget) Watch(ctx context.Context, adm *kadm.Client, topic string, log 
 // TopicMaxMessageBytes returns topic's effective max.message.bytes.
 func TopicMaxMessageBytes(ctx context.Context, adm *kadm.Client, topic string) (int, error) {
 	rcs, err := adm.DescribeTopicConfigs(ctx, topic)
+	var rc kadm.ResourceConfig
+	if err == nil {
+		rc, err = rcs.On(topic, nil)
+	}
+	if err == nil {
+		err = rc.Err
+	}
 	if err != nil {
 		return 0, fmt.Errorf("describe config of topic %s: %w", topic, err)
-	}
-	rc, err := rcs.On(topic, nil)
-	if err != nil {
-		return 0, fmt.Errorf("describe config of topic %s: %w", topic, err)
-	}
-	if rc.Err != nil {
-		return 0, fmt.Errorf("describe config of topic %s: %w", topic, rc.Err)
 	}
 	for _, c := range rc.Configs {
 		if c.Key != "max.message.bytes" || c.Value == nil {

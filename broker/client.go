@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -31,10 +32,7 @@ type Config struct {
 // ProducerMaxBytes is the producers' record batch limit: MaxMessageBytes or
 // DefaultMaxMessageBytes.
 func (c Config) ProducerMaxBytes() int {
-	if c.MaxMessageBytes == 0 {
-		return DefaultMaxMessageBytes
-	}
-	return c.MaxMessageBytes
+	return cmp.Or(c.MaxMessageBytes, DefaultMaxMessageBytes)
 }
 
 // TLSConfig enables TLS to the brokers.
@@ -62,10 +60,7 @@ func (c Config) Opts() ([]kgo.Opt, error) {
 	if len(c.Brokers) == 0 {
 		return nil, errors.New("brokers: no Kafka brokers configured (use --brokers or MIRRORLINE_BROKERS)")
 	}
-	id := c.ClientID
-	if id == "" {
-		id = "mirrorline"
-	}
+	id := cmp.Or(c.ClientID, "mirrorline")
 	if n := c.ProducerMaxBytes(); n < minMaxMessageBytes || n > maxMaxMessageBytes {
 		return nil, fmt.Errorf("max_message_bytes: %d is not between %d and %d", c.MaxMessageBytes, minMaxMessageBytes, maxMaxMessageBytes)
 	}

@@ -3,7 +3,8 @@ package broker
 import (
 	"context"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -112,12 +113,7 @@ func (l *LagReader) stableOffsets(ctx context.Context, described kadm.DescribedG
 	if len(topics) == 0 {
 		return nil, nil
 	}
-	names := make([]string, 0, len(topics))
-	for t := range topics {
-		names = append(names, t)
-	}
-	sort.Strings(names)
-	lso, err := l.adm.ListCommittedOffsets(ctx, names...)
+	lso, err := l.adm.ListCommittedOffsets(ctx, slices.Sorted(maps.Keys(topics))...)
 	if err != nil {
 		return nil, fmt.Errorf("consumer lag: list last stable offsets: %w", err)
 	}
@@ -293,11 +289,7 @@ func (c *LagCollector) Collect(ch chan<- prometheus.Metric) {
 		k := [2]string{pl.Group, pl.Topic}
 		secs[k] = max(secs[k], pl.Seconds)
 	}
-	keys := make([][2]string, 0, len(secs))
-	for k := range secs {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i][0]+keys[i][1] < keys[j][0]+keys[j][1] })
+	keys := slices.SortedFunc(maps.Keys(secs), func(a, b [2]string) int { return strings.Compare(a[0]+a[1], b[0]+b[1]) })
 	for _, k := range keys {
 		ch <- prometheus.MustNewConstMetric(c.seconds, prometheus.GaugeValue, secs[k], k[0], k[1])
 	}

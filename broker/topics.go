@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -82,19 +83,11 @@ func CreateTopics(ctx context.Context, adm *kadm.Client, service string, spec To
 	if spec.Partitions <= 0 {
 		return nil, fmt.Errorf("create topics for %s: partitions must be positive, got %d", service, spec.Partitions)
 	}
-	if spec.Replication == 0 {
-		spec.Replication = -1 // broker default
-	}
-	if spec.MaxMessageBytes == 0 {
-		spec.MaxMessageBytes = DefaultMaxMessageBytes
-	}
-	maxMsg := strconv.Itoa(spec.MaxMessageBytes)
+	spec.Replication = cmp.Or(spec.Replication, -1) // -1: the broker's default
+	maxMsg := strconv.Itoa(cmp.Or(spec.MaxMessageBytes, DefaultMaxMessageBytes))
 	var out []TopicStatus
 	for _, st := range Stages {
-		ret := spec.Retention[st]
-		if ret == 0 {
-			ret = DefaultRetention[st]
-		}
+		ret := cmp.Or(spec.Retention[st], DefaultRetention[st])
 		ms := strconv.FormatInt(ret.Milliseconds(), 10)
 		cfg := map[string]*string{
 			"retention.ms":           &ms,
@@ -109,14 +102,11 @@ func CreateTopics(ctx context.Context, adm *kadm.Client, service string, spec To
 		if err == nil {
 			err = resp.Err
 		}
-		switch {
-		case err == nil:
-			out = append(out, TopicStatus{Topic: name, Partitions: spec.Partitions, Retention: ret})
-		case errors.Is(err, kerr.TopicAlreadyExists):
-			out = append(out, TopicStatus{Topic: name, Partitions: spec.Partitions, Retention: ret, Existed: true})
-		default:
+		existed := errors.Is(err, kerr.TopicAlreadyExists)
+		if err != nil && !existed {
 			return out, fmt.Errorf("create topic %s: %w", name, err)
 		}
+		out = append(out, TopicStatus{Topic: name, Partitions: spec.Partitions, Retention: ret, Existed: existed})
 	}
 	return out, nil
 }
@@ -149,15 +139,11 @@ func DescribeTopics(ctx context.Context, adm *kadm.Client, service string) ([]To
 	if err != nil {
 		return nil, fmt.Errorf("describe topic configs of %s: %w", service, err)
 	}
-	retention, maxMsg := map[string]string{}, map[string]string{}
+	conf := map[[2]string]string{} // topic and config key: value
 	for _, rc := range cfgs {
 		for _, c := range rc.Configs {
-			switch {
-			case c.Value == nil:
-			case c.Key == "retention.ms":
-				retention[rc.Name] = *c.Value
-			case c.Key == "max.message.bytes":
-				maxMsg[rc.Name] = *c.Value
+			if c.Value != nil {
+				conf[[2]string{rc.Name, c.Key}] = *c.Value
 			}
 		}
 	}
@@ -168,7 +154,8 @@ func DescribeTopics(ctx context.Context, adm *kadm.Client, service string) ([]To
 			out = append(out, TopicInfo{Topic: n, Missing: true})
 			continue
 		}
-		ti := TopicInfo{Topic: n, Partitions: len(d.Partitions), Retention: retention[n], MaxMessageBytes: maxMsg[n]}
+		ti := TopicInfo{Topic: n, Partitions: len(d.Partitions), Retention: conf[[2]string{n, "retention.ms"}],
+			MaxMessageBytes: conf[[2]string{n, "max.message.bytes"}]}
 		parts := d.Partitions.Sorted()
 		if len(parts) > 0 {
 			ti.Replication = len(parts[0].Replicas)

@@ -1,6 +1,7 @@
 package comparator
 
 import (
+	"maps"
 	"slices"
 	"time"
 )
@@ -80,12 +81,7 @@ func (a *alerter) counts(w *alertWindow, now time.Time) (differing, seen int) {
 // evaluate returns the endpoints whose alert state changed at now, sorted.
 func (a *alerter) evaluate(now time.Time) []AlertChange {
 	var out []AlertChange
-	names := make([]string, 0, len(a.win))
-	for n := range a.win {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(a.win)) {
 		w := a.win[n]
 		d, s := a.counts(w, now)
 		rate := 0.0

@@ -2,6 +2,7 @@ package comparator
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -98,17 +99,15 @@ var outcomeLabels = [...]string{
 func (c *Comparator) Add(side Side, ex *mlv1.Exchange, ref Ref, now time.Time) ([]Decision, bool) {
 	e, outcome := c.join.add(side, ex, ref, now)
 	c.metrics.Records.WithLabelValues(side.String(), outcomeLabels[outcome]).Inc()
-	var out []Decision
-	switch outcome {
-	case outcomeWaiting:
-		c.metrics.Pending.Set(float64(c.Pending()))
-		return nil, true
-	case outcomeJoined:
-		out = c.process(e, now)
-		c.metrics.Pending.Set(float64(c.Pending()))
-		return out, true
+	if outcome != outcomeWaiting && outcome != outcomeJoined {
+		return nil, false
 	}
-	return nil, false
+	var out []Decision
+	if outcome == outcomeJoined {
+		out = c.process(e, now)
+	}
+	c.metrics.Pending.Set(float64(c.Pending()))
+	return out, true
 }
 
 // Tick decides the exchanges whose join window passed (missing, or without
@@ -166,22 +165,9 @@ func (c *Comparator) Unmatched(side Side, ex *mlv1.Exchange, ref Ref, reason str
 func (c *Comparator) Drop(match func(Ref) bool) int {
 	n := c.join.drop(match)
 	for ep, hs := range c.held {
-		kept := hs[:0]
-		for _, h := range hs {
-			drop := false
-			for _, r := range h.refs {
-				if match(r) {
-					drop = true
-					break
-				}
-			}
-			if drop {
-				n++
-				c.heldN--
-			} else {
-				kept = append(kept, h)
-			}
-		}
+		kept := slices.DeleteFunc(hs, func(h held) bool { return slices.ContainsFunc(h.refs, match) })
+		n += len(hs) - len(kept)
+		c.heldN -= len(hs) - len(kept)
 		if len(kept) == 0 {
 			delete(c.held, ep)
 		} else {
@@ -254,13 +240,10 @@ func (c *Comparator) process(e *entry, now time.Time) []Decision {
 		d.Verdict, d.Reason = v, reason
 		return []Decision{c.finalize(d, e.refs, now)}
 	}
-	statusOnly := false
-	if err := c.scrubExchange(shad); err != nil {
-		statusOnly = true
-		d.Note = "shadow response could not be redacted; only the status compared"
-	}
+	statusOnly := c.scrubExchange(shad) != nil
 	var cmp comparison
 	if statusOnly {
+		d.Note = "shadow response could not be redacted; only the status compared"
 		cmp = c.differ.compare(d.Endpoint, &mlv1.Response{Status: p.GetStatus()}, &mlv1.Response{Status: s.GetStatus()})
 	} else {
 		cmp = c.differ.compare(d.Endpoint, p, s)

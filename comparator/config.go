@@ -176,70 +176,39 @@ func boolPtr(b bool) *bool { return &b }
 
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
-	if c.JoinWindow == 0 {
-		c.JoinWindow = DefaultJoinWindow
-	}
+	setDefault(&c.JoinWindow, DefaultJoinWindow)
 	if len(c.Headers) == 0 {
 		c.Headers = append([]string(nil), DefaultHeaders...)
 	}
 	if c.Secondary.Enabled && c.Secondary.Job == "" && c.Secondary.Target == "" && c.Secondary.Topic == "" {
 		c.Secondary.Job = DefaultSecondaryJob
 	}
-	if c.ShadowJob == "" {
-		c.ShadowJob = DefaultShadowJob
-	}
-	if c.MaxPending == 0 {
-		c.MaxPending = DefaultMaxPending
-	}
-	if c.MaxEndpoints == 0 {
-		c.MaxEndpoints = DefaultMaxEndpoints
-	}
-	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if c.MaxDifferences == 0 {
-		c.MaxDifferences = DefaultMaxDifferences
-	}
-	n := &c.Noise
-	if n.MinSamples == 0 {
-		n.MinSamples = DefaultNoiseMinSamples
-	}
-	if n.VolatileRatio == 0 {
-		n.VolatileRatio = DefaultVolatileRatio
-	}
-	if n.Volatile == nil {
-		n.Volatile = boolPtr(true)
-	}
-	if n.Relative == 0 {
-		n.Relative = DefaultNoiseRelative
-	}
-	if n.Absolute == 0 {
-		n.Absolute = DefaultNoiseAbsolute
-	}
-	if n.Warmup == nil {
-		n.Warmup = boolPtr(true)
-	}
-	l := &c.Latency
-	if l.MinSamples == 0 {
-		l.MinSamples = DefaultLatencyMin
-	}
-	if l.Relative == 0 {
-		l.Relative = DefaultLatencyRelative
-	}
-	if l.Absolute == 0 {
-		l.Absolute = DefaultLatencyAbsolute
-	}
-	a := &c.Alert
-	if a.Window == 0 {
-		a.Window = DefaultAlertWindow
-	}
-	if a.Rate == 0 {
-		a.Rate = DefaultAlertRate
-	}
-	if a.MinSamples == 0 {
-		a.MinSamples = DefaultAlertMinSamples
-	}
+	setDefault(&c.ShadowJob, DefaultShadowJob)
+	setDefault(&c.MaxPending, DefaultMaxPending)
+	setDefault(&c.MaxEndpoints, DefaultMaxEndpoints)
+	setDefault(&c.MaxBodyBytes, DefaultMaxBodyBytes)
+	setDefault(&c.MaxDifferences, DefaultMaxDifferences)
+	setDefault(&c.Noise.MinSamples, DefaultNoiseMinSamples)
+	setDefault(&c.Noise.VolatileRatio, DefaultVolatileRatio)
+	setDefault(&c.Noise.Volatile, boolPtr(true))
+	setDefault(&c.Noise.Relative, DefaultNoiseRelative)
+	setDefault(&c.Noise.Absolute, DefaultNoiseAbsolute)
+	setDefault(&c.Noise.Warmup, boolPtr(true))
+	setDefault(&c.Latency.MinSamples, DefaultLatencyMin)
+	setDefault(&c.Latency.Relative, DefaultLatencyRelative)
+	setDefault(&c.Latency.Absolute, DefaultLatencyAbsolute)
+	setDefault(&c.Alert.Window, DefaultAlertWindow)
+	setDefault(&c.Alert.Rate, DefaultAlertRate)
+	setDefault(&c.Alert.MinSamples, DefaultAlertMinSamples)
 	return c
+}
+
+// setDefault sets *v to def when it is the zero value.
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
 }
 
 // Validate reports the first invalid setting, naming its key (relative to

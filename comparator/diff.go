@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"slices"
 	"strconv"
@@ -81,18 +82,13 @@ func (d *differ) compare(endpoint string, p, s *mlv1.Response) comparison {
 	bodyDiffs, bodyVol, note := d.compareBodies(er, p, s)
 	c.diffs = append(c.diffs, bodyDiffs...)
 	c.note = note
-	for k := range bodyVol {
-		vol[k] = true
-	}
+	maps.Copy(vol, bodyVol)
 	if statusDiff {
 		for _, df := range c.diffs[1:] {
 			df.UnderStatus = true
 		}
 	} else {
-		for k := range vol {
-			c.volatileKeys = append(c.volatileKeys, k)
-		}
-		slices.Sort(c.volatileKeys)
+		c.volatileKeys = slices.Sorted(maps.Keys(vol))
 	}
 	return c
 }
@@ -291,14 +287,12 @@ func decodeBody(b []byte, h []*mlv1.Header, limit int64) ([]byte, error) {
 		default:
 			return nil, errCoding
 		}
+		if err == nil {
+			b, err = io.ReadAll(io.LimitReader(r, limit+1))
+		}
 		if err != nil {
 			return nil, fmt.Errorf("decode %s: %w", codings[i], err)
 		}
-		out, err := io.ReadAll(io.LimitReader(r, limit+1))
-		if err != nil {
-			return nil, fmt.Errorf("decode %s: %w", codings[i], err)
-		}
-		b = out
 	}
 	return b, nil
 }

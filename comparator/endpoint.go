@@ -92,15 +92,10 @@ func (pt pathTemplate) match(method string, segs []string) bool {
 	} else if len(segs) != n {
 		return false
 	}
-	for i := 0; i < n; i++ {
-		p := pt.segs[i]
-		if strings.HasPrefix(p, "{") && strings.HasSuffix(p, "}") {
-			if segs[i] == "" {
-				return false
-			}
-			continue
-		}
-		if p != segs[i] {
+	// A {name} segment takes any non-empty segment, a literal only itself.
+	for i, p := range pt.segs[:n] {
+		param := strings.HasPrefix(p, "{") && strings.HasSuffix(p, "}")
+		if param && segs[i] == "" || !param && p != segs[i] {
 			return false
 		}
 	}

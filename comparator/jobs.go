@@ -1,9 +1,10 @@
 package comparator
 
 import (
+	"cmp"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,19 +19,13 @@ const LiveJob = "live"
 // ShadowJobOf is the replay job of a shadow record; a record without one
 // counts as LiveJob.
 func ShadowJobOf(ex *mlv1.Exchange) string {
-	if j := ex.GetReplay().GetJob(); j != "" {
-		return j
-	}
-	return LiveJob
+	return cmp.Or(ex.GetReplay().GetJob(), LiveJob)
 }
 
 // JobOf is the replay job a verdict belongs to; a diff record without one
 // (written before verdicts carried their job) counts as LiveJob.
 func JobOf(d *mlv1.Diff) string {
-	if j := d.GetShadowJob(); j != "" {
-		return j
-	}
-	return LiveJob
+	return cmp.Or(d.GetShadowJob(), LiveJob)
 }
 
 // OfJob returns the diffs of job, in order.
@@ -128,15 +123,8 @@ func SummarizeJobs(diffs []*mlv1.Diff) []JobSummary {
 	for _, j := range order {
 		out = append(out, *by[j])
 	}
-	sort.SliceStable(out, func(i, k int) bool {
-		a, b := out[i], out[k]
-		if (a.Job == LiveJob) != (b.Job == LiveJob) {
-			return a.Job == LiveJob
-		}
-		if !a.FirstDecided.Equal(b.FirstDecided) {
-			return a.FirstDecided.Before(b.FirstDecided)
-		}
-		return a.Job < b.Job
+	slices.SortStableFunc(out, func(a, b JobSummary) int {
+		return cmp.Or(trueFirst(a.Job == LiveJob, b.Job == LiveJob), a.FirstDecided.Compare(b.FirstDecided), strings.Compare(a.Job, b.Job))
 	})
 	return out
 }
@@ -147,11 +135,10 @@ func SummarizeJobs(diffs []*mlv1.Diff) []JobSummary {
 func WriteJobs(w io.Writer, service string, jobs []JobSummary) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "mirrorline compare jobs: service %s\n", service)
+	tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
 	if len(jobs) == 0 {
 		b.WriteString("  no verdicts\n")
-	}
-	tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
-	if len(jobs) > 0 {
+	} else {
 		fmt.Fprintf(tw, "  job\tdecided\tcaptured\texchanges\tverdicts\n")
 	}
 	fmtSpan := func(a, b time.Time) string {

@@ -2,6 +2,7 @@ package comparator
 
 import (
 	"container/list"
+	"slices"
 	"time"
 
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
@@ -23,15 +24,10 @@ const (
 
 // String returns "primary", "shadow" or "secondary" (the metric label values).
 func (s Side) String() string {
-	switch s {
-	case Primary:
-		return "primary"
-	case Shadow:
-		return "shadow"
-	case Secondary:
-		return "secondary"
+	if s < 0 || s >= numSides {
+		return "unknown"
 	}
-	return "unknown"
+	return [numSides]string{"primary", "shadow", "secondary"}[s]
 }
 
 // Ref identifies the Kafka record an input came from, so that the Runner
@@ -160,14 +156,10 @@ func (j *joiner) drop(match func(Ref) bool) int {
 	n := 0
 	for f := j.order.Front(); f != nil; {
 		next := f.Next()
-		e := f.Value.(*entry)
-		for _, r := range e.refs {
-			if match(r) {
-				j.order.Remove(f)
-				delete(j.pending, e.id)
-				n++
-				break
-			}
+		if e := f.Value.(*entry); slices.ContainsFunc(e.refs, match) {
+			j.order.Remove(f)
+			delete(j.pending, e.id)
+			n++
 		}
 		f = next
 	}

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"math/big"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -112,10 +114,7 @@ func (d *jsonDiffer) walk(path []seg, p, s any) {
 	switch pv := p.(type) {
 	case map[string]any:
 		sv := s.(map[string]any)
-		keys := make([]string, 0, len(pv)+len(sv))
-		for k := range pv {
-			keys = append(keys, k)
-		}
+		keys := slices.Collect(maps.Keys(pv))
 		for k := range sv {
 			if _, ok := pv[k]; !ok {
 				keys = append(keys, k)
@@ -182,16 +181,15 @@ func (d *jsonDiffer) walk(path []seg, p, s any) {
 // wherever they are, the rest pair in order and are diffed, extras are
 // added or removed.
 func (d *jsonDiffer) walkUnordered(path []seg, pv, sv []any) {
-	canon := func(v any) string { return render2(v) }
 	avail := map[string][]int{}
 	for j, e := range sv {
-		c := canon(e)
+		c := render2(e)
 		avail[c] = append(avail[c], j)
 	}
 	usedS := make([]bool, len(sv))
 	var restP []int
 	for i, e := range pv {
-		c := canon(e)
+		c := render2(e)
 		if js := avail[c]; len(js) > 0 {
 			usedS[js[0]] = true
 			avail[c] = js[1:]

@@ -30,45 +30,41 @@ type PrimaryLookup func(ctx context.Context, srcs []Source) (map[Source]*mlv1.Ex
 // lowest to the highest offset asked for.
 func KafkaLookup(cfg broker.Config) PrimaryLookup {
 	return func(ctx context.Context, srcs []Source) (map[Source]*mlv1.Exchange, error) {
-		return lookupKafka(ctx, cfg, srcs)
-	}
-}
-
-func lookupKafka(ctx context.Context, cfg broker.Config, srcs []Source) (map[Source]*mlv1.Exchange, error) {
-	found := map[Source]*mlv1.Exchange{}
-	if len(srcs) == 0 {
+		found := map[Source]*mlv1.Exchange{}
+		if len(srcs) == 0 {
+			return found, nil
+		}
+		opts, err := cfg.Opts()
+		if err != nil {
+			return nil, fmt.Errorf("look up primaries: %w", err)
+		}
+		type part struct {
+			topic string
+			p     int32
+		}
+		want := map[Source]bool{}
+		span := map[part]int{}
+		var spans []stage.Span
+		for _, s := range srcs {
+			want[s] = true
+			if i, ok := span[part{s.Topic, s.Partition}]; ok {
+				spans[i].From, spans[i].To = min(spans[i].From, s.Offset), max(spans[i].To, s.Offset+1)
+				continue
+			}
+			span[part{s.Topic, s.Partition}] = len(spans)
+			spans = append(spans, stage.Span{Topic: s.Topic, Partition: s.Partition, From: s.Offset, To: s.Offset + 1})
+		}
+		err = stage.Read(ctx, opts, spans, func(r *kgo.Record) stage.Next {
+			s := Source{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
+			ex := &mlv1.Exchange{}
+			if want[s] && proto.Unmarshal(r.Value, ex) == nil {
+				found[s] = ex
+			}
+			return stage.Continue
+		})
+		if err != nil {
+			return nil, fmt.Errorf("look up primaries: %w", err)
+		}
 		return found, nil
 	}
-	opts, err := cfg.Opts()
-	if err != nil {
-		return nil, fmt.Errorf("look up primaries: %w", err)
-	}
-	type part struct {
-		topic string
-		p     int32
-	}
-	want := map[Source]bool{}
-	span := map[part]int{}
-	var spans []stage.Span
-	for _, s := range srcs {
-		want[s] = true
-		if i, ok := span[part{s.Topic, s.Partition}]; ok {
-			spans[i].From, spans[i].To = min(spans[i].From, s.Offset), max(spans[i].To, s.Offset+1)
-			continue
-		}
-		span[part{s.Topic, s.Partition}] = len(spans)
-		spans = append(spans, stage.Span{Topic: s.Topic, Partition: s.Partition, From: s.Offset, To: s.Offset + 1})
-	}
-	err = stage.Read(ctx, opts, spans, func(r *kgo.Record) stage.Next {
-		s := Source{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
-		ex := &mlv1.Exchange{}
-		if want[s] && proto.Unmarshal(r.Value, ex) == nil {
-			found[s] = ex
-		}
-		return stage.Continue
-	})
-	if err != nil {
-		return nil, fmt.Errorf("look up primaries: %w", err)
-	}
-	return found, nil
 }

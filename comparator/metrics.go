@@ -49,17 +49,19 @@ type Metrics struct {
 // VerdictLabel is the label value of a verdict: same, different,
 // shadow-error, primary-error, missing.
 func VerdictLabel(v mlv1.Verdict) string {
-	switch v {
-	case mlv1.Verdict_VERDICT_SAME:
-		return "same"
-	case mlv1.Verdict_VERDICT_DIFFERENT:
-		return "different"
-	case mlv1.Verdict_VERDICT_SHADOW_ERROR:
-		return "shadow-error"
-	case mlv1.Verdict_VERDICT_PRIMARY_ERROR:
-		return "primary-error"
-	case mlv1.Verdict_VERDICT_MISSING:
-		return "missing"
+	return labelOf(verdictLabels, v)
+}
+
+var verdictLabels = map[mlv1.Verdict]string{
+	mlv1.Verdict_VERDICT_SAME: "same", mlv1.Verdict_VERDICT_DIFFERENT: "different",
+	mlv1.Verdict_VERDICT_SHADOW_ERROR: "shadow-error", mlv1.Verdict_VERDICT_PRIMARY_ERROR: "primary-error",
+	mlv1.Verdict_VERDICT_MISSING: "missing",
+}
+
+// labelOf is the label of k in labels, "unspecified" when it has none.
+func labelOf[K comparable](labels map[K]string, k K) string {
+	if l, ok := labels[k]; ok {
+		return l
 	}
 	return "unspecified"
 }

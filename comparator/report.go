@@ -4,9 +4,10 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
-	"sort"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -128,17 +129,12 @@ type Example struct {
 
 // KindLabel names a DiffKind: changed, added, removed, type_changed.
 func KindLabel(k mlv1.DiffKind) string {
-	switch k {
-	case mlv1.DiffKind_DIFF_KIND_CHANGED:
-		return "changed"
-	case mlv1.DiffKind_DIFF_KIND_ADDED:
-		return "added"
-	case mlv1.DiffKind_DIFF_KIND_REMOVED:
-		return "removed"
-	case mlv1.DiffKind_DIFF_KIND_TYPE_CHANGED:
-		return "type_changed"
-	}
-	return "unspecified"
+	return labelOf(kindLabels, k)
+}
+
+var kindLabels = map[mlv1.DiffKind]string{
+	mlv1.DiffKind_DIFF_KIND_CHANGED: "changed", mlv1.DiffKind_DIFF_KIND_ADDED: "added",
+	mlv1.DiffKind_DIFF_KIND_REMOVED: "removed", mlv1.DiffKind_DIFF_KIND_TYPE_CHANGED: "type_changed",
 }
 
 // BuildReport judges diffs with hindsight and summarizes them: it first
@@ -208,31 +204,16 @@ func (s *Stats) Report(service string, now time.Time) *Report {
 			fr := fieldReport(r, judged)
 			ni := s.classify(es, k)
 			fr.SecondaryRate, fr.VolatileRate = ni.secondary, ni.volatile
-			switch {
-			case ni.bySecondary && ni.byVolatile:
-				fr.Reason = "secondary+volatile"
-			case ni.bySecondary:
-				fr.Reason = "secondary"
-			case ni.byVolatile:
-				fr.Reason = "volatile"
-			default:
-				fr.Reason = "status"
-			}
+			fr.Reason = cmp.Or(ni.reason(true), "status")
 			er.Noise = append(er.Noise, fr)
 		}
 		sortFields(er.Noise)
 		rep.NoiseFields += len(er.Noise)
 		if len(es.transitions) > 0 {
-			er.StatusTransitions = map[string]int{}
-			for k, v := range es.transitions {
-				er.StatusTransitions[k] = v
-			}
+			er.StatusTransitions = maps.Clone(es.transitions)
 		}
 		if len(es.reasons) > 0 {
-			er.Reasons = map[string]int{}
-			for k, v := range es.reasons {
-				er.Reasons[k] = v
-			}
+			er.Reasons = maps.Clone(es.reasons)
 		}
 		er.Example = s.example(es, er.Fields)
 		if es.firstNs > 0 && (first == 0 || es.firstNs < first) {
@@ -242,15 +223,12 @@ func (s *Stats) Report(service string, now time.Time) *Report {
 		rep.Endpoints = append(rep.Endpoints, er)
 	}
 	rep.From, rep.To = nsTime(first), nsTime(last)
-	sort.SliceStable(rep.Endpoints, func(i, j int) bool {
-		a, b := rep.Endpoints[i], rep.Endpoints[j]
-		if a.Significant != b.Significant {
-			return a.Significant
+	slices.SortStableFunc(rep.Endpoints, func(a, b EndpointReport) int {
+		byDiffering := 0 // the significant ones, most differing first
+		if a.Significant && b.Significant {
+			byDiffering = cmp.Compare(b.Differing, a.Differing)
 		}
-		if a.Significant && a.Differing != b.Differing {
-			return a.Differing > b.Differing
-		}
-		return a.Endpoint < b.Endpoint
+		return cmp.Or(trueFirst(a.Significant, b.Significant), byDiffering, strings.Compare(a.Endpoint, b.Endpoint))
 	})
 	return rep
 }
@@ -276,22 +254,22 @@ func fieldReport(r *row, judged int) FieldReport {
 // sortFields orders rows: status first, then by count, then by name; the
 // fields removed under a status change last.
 func sortFields(fs []FieldReport) {
-	sort.SliceStable(fs, func(i, j int) bool {
-		a, b := fs[i], fs[j]
-		if (a.Field == FieldStatus) != (b.Field == FieldStatus) {
-			return a.Field == FieldStatus
-		}
-		if (a.Fields != nil) != (b.Fields != nil) {
-			return b.Fields != nil // the fields a status change removed come last
-		}
-		if a.Count != b.Count {
-			return a.Count > b.Count
-		}
-		if a.Field != b.Field {
-			return a.Field < b.Field
-		}
-		return a.Kind < b.Kind
+	slices.SortStableFunc(fs, func(a, b FieldReport) int {
+		return cmp.Or(trueFirst(a.Field == FieldStatus, b.Field == FieldStatus),
+			trueFirst(a.Fields == nil, b.Fields == nil), // the fields a status change removed come last
+			cmp.Compare(b.Count, a.Count), strings.Compare(a.Field, b.Field), strings.Compare(a.Kind, b.Kind))
 	})
+}
+
+// trueFirst orders true before false (a sort comparison).
+func trueFirst(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return -1
+	}
+	return 1
 }
 
 // example returns the exchange exemplifying the endpoint's top difference.

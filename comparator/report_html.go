@@ -8,13 +8,8 @@ import (
 	"time"
 )
 
-// HTMLOptions tune WriteHTML.
-type HTMLOptions struct {
-	// Top is how many differing endpoints are detailed (0: 10).
-	Top int
-	// ShowNoise lists the fields judged noise.
-	ShowNoise bool
-}
+// HTMLOptions tune WriteHTML as TextOptions tune WriteText.
+type HTMLOptions = TextOptions
 
 // WriteHTML writes the report as one self-contained HTML page: inline CSS
 // and SVG, no scripts, no external assets (its Content-Security-Policy
@@ -36,7 +31,7 @@ func WriteHTML(w io.Writer, rep *Report, opt HTMLOptions) error {
 	}
 	data := map[string]any{
 		"R": rep, "Sig": sig, "Other": other, "ByName": byName(rep.Endpoints), "ShowNoise": opt.ShowNoise,
-		"Span": span(rep), "VerdictOrder": verdictOrder(),
+		"Span": span(rep, " – "), "VerdictOrder": verdictOrder(),
 	}
 	return htmlTmpl.Execute(w, data)
 }
@@ -49,11 +44,12 @@ func verdictOrder() []string {
 	return out
 }
 
-func span(rep *Report) string {
+// span is the capture span of rep, its times joined by sep.
+func span(rep *Report, sep string) string {
 	if rep.From.IsZero() {
 		return "no exchanges"
 	}
-	return rep.From.Format(time.RFC3339) + " – " + rep.To.Format(time.RFC3339)
+	return rep.From.Format(time.RFC3339) + sep + rep.To.Format(time.RFC3339)
 }
 
 // latencyBars draws p50/p90/p99 of both sides as horizontal bars, scaled to
@@ -88,17 +84,15 @@ func latencyBars(l LatencyReport) template.HTML {
 }
 
 var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
-	"pct":     pct,
-	"ms":      fmtMS,
-	"bars":    latencyBars,
-	"summary": func(f FieldReport, e EndpointReport, show bool) string { return fieldSummary(f, e, show) },
-	"example": func(d FieldReport, show bool) string { return exampleLine(d, show) },
-	"verdicts": func(v map[string]int) string {
-		return verdictLine(v)
-	},
-	"why":    noiseWhy,
-	"add":    func(a, b int) int { return a + b },
-	"mul100": func(f float64) float64 { return f * 100 },
+	"pct":      pct,
+	"ms":       fmtMS,
+	"bars":     latencyBars,
+	"summary":  fieldSummary,
+	"example":  exampleLine,
+	"verdicts": verdictLine,
+	"why":      noiseWhy,
+	"add":      func(a, b int) int { return a + b },
+	"mul100":   func(f float64) float64 { return f * 100 },
 }).Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>

@@ -6,10 +6,9 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
-	"time"
 )
 
-// TextOptions tune WriteText.
+// TextOptions tune WriteText (and WriteHTML).
 type TextOptions struct {
 	// Top is how many differing endpoints are detailed (0: 10).
 	Top int
@@ -34,11 +33,7 @@ func WriteText(w io.Writer, rep *Report, opt TextOptions) error {
 	if rep.Job != "" {
 		fmt.Fprintf(&b, "replay job: %s\n", rep.Job)
 	}
-	span := "no exchanges"
-	if !rep.From.IsZero() {
-		span = rep.From.Format(time.RFC3339) + " to " + rep.To.Format(time.RFC3339)
-	}
-	fmt.Fprintf(&b, "exchanges: %d (%s): %s\n", rep.Exchanges, span, verdictLine(rep.Verdicts))
+	fmt.Fprintf(&b, "exchanges: %d (%s): %s\n", rep.Exchanges, span(rep, " to "), verdictLine(rep.Verdicts))
 	t := rep.Thresholds
 	fmt.Fprintf(&b, "significant: difference rate >= %s with >= %d exchanges; latency regression: > +%.0f%% and > +%s\n\n",
 		pct(t.AlertRate), t.AlertMinSamples, t.LatencyRelative*100, fmtMS(t.LatencyAbsMS))
@@ -154,8 +149,7 @@ func byName(eps []EndpointReport) []EndpointReport {
 
 func verdictLine(v map[string]int) string {
 	var parts []string
-	for _, vd := range Verdicts {
-		l := VerdictLabel(vd)
+	for _, l := range verdictOrder() {
 		parts = append(parts, fmt.Sprintf("%s %d", l, v[l]))
 	}
 	return strings.Join(parts, ", ")
@@ -197,10 +191,7 @@ func fieldSummary(f FieldReport, e EndpointReport, showRemoved bool) string {
 		sort.Strings(ts)
 		s = strings.Join(ts, ", ")
 	case f.Fields != nil:
-		s = fmt.Sprintf("%d fields of the primary's body absent", len(f.Fields))
-		if showRemoved {
-			s += ": " + strings.Join(f.Fields, ", ")
-		}
+		s = absentFields(f.Fields, showRemoved)
 	default:
 		s = valuePair(f)
 	}
@@ -210,6 +201,16 @@ func fieldSummary(f FieldReport, e EndpointReport, showRemoved bool) string {
 		} else {
 			s += " (with the status change)"
 		}
+	}
+	return s
+}
+
+// absentFields summarizes the fields a status change removed, listing them
+// when showRemoved.
+func absentFields(fields []string, showRemoved bool) string {
+	s := fmt.Sprintf("%d fields of the primary's body absent", len(fields))
+	if showRemoved {
+		s += ": " + strings.Join(fields, ", ")
 	}
 	return s
 }
@@ -229,11 +230,7 @@ func exampleLine(d FieldReport, showRemoved bool) string {
 	case d.Field == FieldStatus:
 		return "status: " + d.Primary + " → " + d.Shadow
 	case d.Fields != nil:
-		s := fmt.Sprintf("body: %d fields of the primary's body absent", len(d.Fields))
-		if showRemoved {
-			s += ": " + strings.Join(d.Fields, ", ")
-		}
-		return s
+		return "body: " + absentFields(d.Fields, showRemoved)
 	}
 	switch d.Kind {
 	case "added":

@@ -2,6 +2,7 @@ package comparator
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -128,45 +129,50 @@ type epRules struct {
 func compileRules(c Config) (*rules, error) {
 	r := &rules{unorderedAll: c.JSON.UnorderedArrays, cache: map[string]*epRules{}}
 	seen := map[string]bool{}
-	for _, h := range c.Headers {
-		h = strings.ToLower(strings.TrimSpace(h))
+	for _, h := range lowerAll(c.Headers) {
 		if h != "" && !seen[h] {
 			seen[h] = true
 			r.headers = append(r.headers, h)
 		}
 	}
-	for _, h := range c.Ignore.Headers {
-		r.ignoreHeaders = append(r.ignoreHeaders, strings.ToLower(strings.TrimSpace(h)))
-	}
-	for i, p := range c.Ignore.JSONPaths {
-		pp, err := compilePath(p)
-		if err != nil {
-			return nil, fmt.Errorf("ignore.json_paths[%d]: %w", i, err)
-		}
-		r.ignorePaths = append(r.ignorePaths, pp)
+	r.ignoreHeaders = lowerAll(c.Ignore.Headers)
+	var err error
+	if r.ignorePaths, err = compilePaths(c.Ignore.JSONPaths, "ignore.json_paths"); err != nil {
+		return nil, err
 	}
 	for i, e := range c.Ignore.Endpoints {
-		er := endpointRule{glob: strings.TrimSpace(e.Endpoint)}
-		for _, h := range e.Headers {
-			er.headers = append(er.headers, strings.ToLower(strings.TrimSpace(h)))
-		}
-		for j, p := range e.JSONPaths {
-			pp, err := compilePath(p)
-			if err != nil {
-				return nil, fmt.Errorf("ignore.endpoints[%d].json_paths[%d]: %w", i, j, err)
-			}
-			er.paths = append(er.paths, pp)
+		er := endpointRule{glob: strings.TrimSpace(e.Endpoint), headers: lowerAll(e.Headers)}
+		if er.paths, err = compilePaths(e.JSONPaths, fmt.Sprintf("ignore.endpoints[%d].json_paths", i)); err != nil {
+			return nil, err
 		}
 		r.endpoints = append(r.endpoints, er)
 	}
-	for i, p := range c.JSON.UnorderedPaths {
-		pp, err := compilePath(p)
-		if err != nil {
-			return nil, fmt.Errorf("json.unordered_paths[%d]: %w", i, err)
-		}
-		r.unordered = append(r.unordered, pp)
+	if r.unordered, err = compilePaths(c.JSON.UnorderedPaths, "json.unordered_paths"); err != nil {
+		return nil, err
 	}
 	return r, nil
+}
+
+// lowerAll returns the names trimmed and in lower case.
+func lowerAll(names []string) []string {
+	var out []string
+	for _, n := range names {
+		out = append(out, strings.ToLower(strings.TrimSpace(n)))
+	}
+	return out
+}
+
+// compilePaths compiles the path patterns of the setting key.
+func compilePaths(ps []string, key string) ([]pathPattern, error) {
+	var out []pathPattern
+	for i, p := range ps {
+		pp, err := compilePath(p)
+		if err != nil {
+			return nil, fmt.Errorf("%s[%d]: %w", key, i, err)
+		}
+		out = append(out, pp)
+	}
+	return out, nil
 }
 
 // forEndpoint returns the rules of endpoint ep.
@@ -191,33 +197,20 @@ func (r *rules) forEndpoint(ep string) *epRules {
 
 func (er *epRules) ignoreHeader(name string) bool {
 	name = strings.ToLower(name)
-	for _, g := range er.ignoreHeaders {
-		if globMatch(g, name) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(er.ignoreHeaders, func(g string) bool { return globMatch(g, name) })
 }
 
 func (er *epRules) ignorePath(path []seg) bool {
-	for _, pp := range er.ignorePaths {
-		if pp.match(path) {
-			return true
-		}
-	}
-	return false
+	return matchAny(er.ignorePaths, path)
 }
 
 func (er *epRules) unorderedArray(path []seg) bool {
-	if er.r.unorderedAll {
-		return true
-	}
-	for _, pp := range er.r.unordered {
-		if pp.match(path) {
-			return true
-		}
-	}
-	return false
+	return er.r.unorderedAll || matchAny(er.r.unordered, path)
+}
+
+// matchAny reports whether a pattern of pps matches the concrete path.
+func matchAny(pps []pathPattern, path []seg) bool {
+	return slices.ContainsFunc(pps, func(pp pathPattern) bool { return pp.match(path) })
 }
 
 // pathString renders a JSON path: segments joined by '.', with '.', '*' and

@@ -64,9 +64,7 @@ type Runner struct {
 	service   string
 	clean     string
 	shadow    string
-	secTopic  string
-	secJob    string
-	secTarget string
+	sec       SecondaryConfig
 	shadowJob string
 	diff      string
 	options
@@ -92,13 +90,12 @@ type Runner struct {
 // NewRunner returns a runner of c, with c's options (logger, metrics) and
 // opts.
 func NewRunner(c *Comparator, opts ...Option) *Runner {
-	sc := c.cfg.Secondary
 	r := &Runner{
 		cmp: c, service: c.service,
-		clean:    broker.Topic(broker.Clean, c.service),
-		shadow:   broker.Topic(broker.Shadow, c.service),
-		diff:     broker.Topic(broker.Diff, c.service),
-		secTopic: sc.Topic, secJob: sc.Job, secTarget: sc.Target, shadowJob: c.cfg.ShadowJob,
+		clean:  broker.Topic(broker.Clean, c.service),
+		shadow: broker.Topic(broker.Shadow, c.service),
+		diff:   broker.Topic(broker.Diff, c.service),
+		sec:    c.cfg.Secondary, shadowJob: c.cfg.ShadowJob,
 		options:  c.options.apply(opts),
 		held:     map[Ref]*stage.Msg{},
 		assigned: map[string]map[int32]bool{},
@@ -127,8 +124,8 @@ func (r *Runner) Topics() []string {
 		return []string{r.shadow}
 	}
 	ts := []string{r.clean, r.shadow}
-	if r.secTopic != "" && r.secTopic != r.shadow && r.secTopic != r.clean {
-		ts = append(ts, r.secTopic)
+	if r.sec.Topic != "" && r.sec.Topic != r.shadow && r.sec.Topic != r.clean {
+		ts = append(ts, r.sec.Topic)
 	}
 	return ts
 }
@@ -161,11 +158,11 @@ func (r *Runner) sideOf(topic string, ex *mlv1.Exchange) (Side, bool) {
 	switch {
 	case topic == r.clean:
 		return Primary, true
-	case r.secTopic != "" && topic == r.secTopic:
+	case r.sec.Topic != "" && topic == r.sec.Topic:
 		return Secondary, true
-	case r.secJob != "" && ex.GetReplay().GetJob() == r.secJob:
+	case r.sec.Job != "" && ex.GetReplay().GetJob() == r.sec.Job:
 		return Secondary, true
-	case r.secTarget != "" && strings.HasPrefix(ex.GetReplay().GetTarget(), r.secTarget):
+	case r.sec.Target != "" && strings.HasPrefix(ex.GetReplay().GetTarget(), r.sec.Target):
 		return Secondary, true
 	case ShadowJobOf(ex) != r.shadowJob:
 		return Shadow, false
@@ -259,16 +256,9 @@ func (r *Runner) Drain() {
 // drop forgets, undecided, the exchanges and awaiting records holding a
 // record gone accepts, and abandons the held records gone accepts.
 func (r *Runner) drop(gone func(Ref) bool) int {
-	n := r.cmp.Drop(gone)
-	kept := r.await[:0]
-	for _, a := range r.await {
-		if gone(a.ref) {
-			n++
-		} else {
-			kept = append(kept, a)
-		}
-	}
-	r.await = kept
+	n := r.cmp.Drop(gone) + len(r.await)
+	r.await = slices.DeleteFunc(r.await, func(a awaiting) bool { return gone(a.ref) })
+	n -= len(r.await)
 	for ref, m := range r.held {
 		if gone(ref) {
 			m.Abandon()
@@ -501,29 +491,25 @@ func (r *Runner) publish(ctx context.Context, cl *kgo.Client, out []Decision) er
 		})
 		return nil
 	}
-	for _, d := range out {
-		if err := produce(d.Diff, 0); err != nil {
-			return err
-		}
+	batch := make([]*mlv1.Diff, len(out))
+	for i, d := range out {
+		batch[i] = d.Diff
 	}
-	if err := cl.Flush(ctx); err != nil {
-		return fmt.Errorf("compare %s: flush diff records: %w", r.service, err)
-	}
-	mu.Lock()
-	retry := tooLarge
-	tooLarge = nil
-	mu.Unlock()
-	if len(retry) > 0 {
-		// The topic accepts less than the budget (its limit not known):
-		// publish these cut to a size any topic accepts.
-		for _, d := range retry {
-			if err := produce(d, minDiffBudget); err != nil {
+	// Two rounds at most: the records Kafka refused as too large (the topic
+	// accepts less than the budget, its limit not known) are published
+	// again, cut to a size any topic accepts.
+	for limit := 0; len(batch) > 0; limit = minDiffBudget {
+		for _, d := range batch {
+			if err := produce(d, limit); err != nil {
 				return err
 			}
 		}
 		if err := cl.Flush(ctx); err != nil {
 			return fmt.Errorf("compare %s: flush diff records: %w", r.service, err)
 		}
+		mu.Lock()
+		batch, tooLarge = tooLarge, nil
+		mu.Unlock()
 	}
 	mu.Lock()
 	defer mu.Unlock()

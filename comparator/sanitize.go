@@ -1,7 +1,7 @@
 package comparator
 
 import (
-	"strconv"
+	"fmt"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -45,37 +45,24 @@ func TerminalSafe(s string) string {
 	b.WriteString(s[:i])
 	for i < len(s) {
 		c := s[i]
-		switch {
-		case c >= 0x20 && c < 0x7f:
-			b.WriteByte(c)
-			i++
-			continue
-		case c == '\t':
-			b.WriteString(`\t`)
-			i++
-			continue
-		case c == '\n':
-			b.WriteString(`\n`)
-			i++
-			continue
-		case c == '\r':
-			b.WriteString(`\r`)
-			i++
-			continue
-		case c < utf8.RuneSelf: // other C0 controls and DEL
-			writeHexByte(&b, c)
+		if c < utf8.RuneSelf {
+			switch e, ok := c0Escapes[c]; {
+			case c >= 0x20 && c < 0x7f:
+				b.WriteByte(c)
+			case ok:
+				b.WriteString(e)
+			default: // other C0 controls and DEL
+				fmt.Fprintf(&b, `\x%02x`, c)
+			}
 			i++
 			continue
 		}
 		r, n := utf8.DecodeRuneInString(s[i:])
 		switch {
 		case r == utf8.RuneError && n == 1:
-			writeHexByte(&b, c)
+			fmt.Fprintf(&b, `\x%02x`, c)
 		case unsafeRune(r, n):
-			b.WriteString(`\u`)
-			h := strconv.FormatInt(int64(r), 16)
-			b.WriteString(strings.Repeat("0", 4-len(h)))
-			b.WriteString(h)
+			fmt.Fprintf(&b, `\u%04x`, r) // every unsafe rune is in the BMP
 		default:
 			b.WriteString(s[i : i+n])
 		}
@@ -83,6 +70,9 @@ func TerminalSafe(s string) string {
 	}
 	return b.String()
 }
+
+// c0Escapes are the C0 controls TerminalSafe shows as Go escapes.
+var c0Escapes = map[byte]string{'\t': `\t`, '\n': `\n`, '\r': `\r`}
 
 // TerminalSafeLines is TerminalSafe for multi-line text: each line is made
 // safe and the lines stay separated by \n.
@@ -95,13 +85,6 @@ func TerminalSafeLines(s string) string {
 		lines[i] = TerminalSafe(l)
 	}
 	return strings.Join(lines, "\n")
-}
-
-func writeHexByte(b *strings.Builder, c byte) {
-	const hex = "0123456789abcdef"
-	b.WriteString(`\x`)
-	b.WriteByte(hex[c>>4])
-	b.WriteByte(hex[c&0xf])
 }
 
 // unsafeRune reports whether the decoded rune r (n bytes) is a C1 control,
@@ -126,48 +109,47 @@ func (rep *Report) safeCopy() *Report {
 	out.Service = TerminalSafe(rep.Service)
 	out.Job = TerminalSafe(rep.Job)
 	out.Verdicts = safeKeys(rep.Verdicts)
-	out.Endpoints = make([]EndpointReport, len(rep.Endpoints))
-	for i, e := range rep.Endpoints {
+	out.Endpoints = safeEach(rep.Endpoints, func(e EndpointReport) EndpointReport {
 		e.Endpoint = TerminalSafe(e.Endpoint)
 		e.Verdicts = safeKeys(e.Verdicts)
-		e.Fields = safeFields(e.Fields)
-		e.Noise = safeFields(e.Noise)
+		e.Fields = safeEach(e.Fields, safeField)
+		e.Noise = safeEach(e.Noise, safeField)
 		e.StatusTransitions = safeKeys(e.StatusTransitions)
 		e.Reasons = safeKeys(e.Reasons)
 		if e.Example != nil {
 			ex := *e.Example
 			ex.ID = TerminalSafe(ex.ID)
-			ex.Differences = safeFields(ex.Differences)
+			ex.Differences = safeEach(ex.Differences, safeField)
 			e.Example = &ex
 		}
 		e.Latency.Summary = TerminalSafe(e.Latency.Summary)
-		out.Endpoints[i] = e
-	}
+		return e
+	})
 	return &out
 }
 
-func safeFields(fs []FieldReport) []FieldReport {
-	if fs == nil {
+// safeEach returns a new slice of safe(x) for each x of xs (nil for nil).
+func safeEach[T any](xs []T, safe func(T) T) []T {
+	if xs == nil {
 		return nil
 	}
-	out := make([]FieldReport, len(fs))
-	for i, f := range fs {
-		f.Field = TerminalSafe(f.Field)
-		f.Kind = TerminalSafe(f.Kind)
-		f.Primary = TerminalSafe(f.Primary)
-		f.Shadow = TerminalSafe(f.Shadow)
-		f.Detail = TerminalSafeLines(f.Detail)
-		f.ExampleID = TerminalSafe(f.ExampleID)
-		f.Reason = TerminalSafe(f.Reason)
-		if f.Fields != nil {
-			f.Fields = make([]string, len(fs[i].Fields))
-			for j, p := range fs[i].Fields {
-				f.Fields[j] = TerminalSafe(p)
-			}
-		}
-		out[i] = f
+	out := make([]T, len(xs))
+	for i, x := range xs {
+		out[i] = safe(x)
 	}
 	return out
+}
+
+func safeField(f FieldReport) FieldReport {
+	f.Field = TerminalSafe(f.Field)
+	f.Kind = TerminalSafe(f.Kind)
+	f.Primary = TerminalSafe(f.Primary)
+	f.Shadow = TerminalSafe(f.Shadow)
+	f.Detail = TerminalSafeLines(f.Detail)
+	f.ExampleID = TerminalSafe(f.ExampleID)
+	f.Reason = TerminalSafe(f.Reason)
+	f.Fields = safeEach(f.Fields, TerminalSafe)
+	return f
 }
 
 func safeKeys(m map[string]int) map[string]int {

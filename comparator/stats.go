@@ -1,6 +1,7 @@
 package comparator
 
 import (
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -208,16 +209,22 @@ func (s *Stats) noiseOf(es *epStats, df *mlv1.Difference, statusNoise bool) (boo
 	if df.GetUnderStatus() && statusNoise {
 		return true, "status"
 	}
-	ni := s.classify(es, fkey{df.GetKey(), df.GetKind()})
+	reason := s.classify(es, fkey{df.GetKey(), df.GetKind()}).reason(df.GetVolatile())
+	return reason != "", reason
+}
+
+// reason is why a difference is noise ("" when it is not); volatile tells
+// whether the difference has volatile values.
+func (ni noiseInfo) reason(volatile bool) string {
 	switch {
-	case ni.bySecondary && ni.byVolatile && df.GetVolatile():
-		return true, "secondary+volatile"
+	case ni.bySecondary && ni.byVolatile && volatile:
+		return "secondary+volatile"
 	case ni.bySecondary:
-		return true, "secondary"
-	case ni.byVolatile && df.GetVolatile():
-		return true, "volatile"
+		return "secondary"
+	case ni.byVolatile && volatile:
+		return "volatile"
 	}
-	return false, ""
+	return ""
 }
 
 // Judge marks the noise among d's differences with what is learned so far
@@ -348,24 +355,12 @@ func bothAnswered(d *mlv1.Diff) bool {
 }
 
 func recordLatency(h *hdrhistogram.Histogram, ns int64) {
-	us := ns / 1000
-	if us < 1 {
-		us = 1
-	}
-	if us > latencyMaxMicros {
-		us = latencyMaxMicros
-	}
-	_ = h.RecordValue(us)
+	_ = h.RecordValue(min(max(ns/1000, 1), latencyMaxMicros))
 }
 
 // Endpoints returns the names of the endpoints seen.
 func (s *Stats) Endpoints() []string {
-	out := make([]string, 0, len(s.eps))
-	for n := range s.eps {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(s.eps))
 }
 
 // Latency compares the latency of primary and shadow at endpoint.

@@ -129,13 +129,7 @@ func unified(ops []lineOp) (detail string, removed, added int) {
 			fmt.Fprintf(&b, "@@ primary line %d, shadow line %d @@\n", max(o.a, 1), max(o.b, 1))
 		}
 		last = i
-		line := o.line
-		if len(line) > maxDetailLineLn {
-			line = cut(line, maxDetailLineLn)
-		}
-		b.WriteByte(o.op)
-		b.WriteString(line)
-		b.WriteByte('\n')
+		fmt.Fprintf(&b, "%c%s\n", o.op, cut(o.line, maxDetailLineLn))
 		lines++
 	}
 	return b.String(), removed, added
