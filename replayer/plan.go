@@ -74,9 +74,11 @@ func (p Plan) Share(i, n int) []Range {
 }
 
 // Offsets is the number of offsets in all ranges.
-func (p Plan) Offsets() int64 {
+func (p Plan) Offsets() int64 { return offsets(p.Ranges) }
+
+func offsets(rs []Range) int64 {
 	var n int64
-	for _, r := range p.Ranges {
+	for _, r := range rs {
 		n += r.Len()
 	}
 	return n

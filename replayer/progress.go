@@ -3,6 +3,7 @@ package replayer
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -47,11 +48,7 @@ type progressSnapshot struct {
 func (s *stats) progress() progressSnapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := progressSnapshot{dispatched: s.dispatched, dropped: s.dropped, anchor: s.anchor, reqErrors: map[string]int64{}}
-	for k, v := range s.reqErrors {
-		p.reqErrors[k] = v
-	}
-	return p
+	return progressSnapshot{dispatched: s.dispatched, dropped: s.dropped, anchor: s.anchor, reqErrors: maps.Clone(s.reqErrors)}
 }
 
 // printProgress writes a progress line to w.lines at every tick of

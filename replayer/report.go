@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"sort"
 	"strconv"
@@ -375,18 +376,7 @@ func (s *stats) summary(sum *Summary) {
 	if sum.DryRun {
 		sum.Sent = s.dispatched
 	}
-	sum.Errors = map[string]int64{}
-	for k, v := range s.errors {
-		sum.Errors[k] = v
-	}
-	sum.Status = map[string]int64{}
-	for k, v := range s.status {
-		sum.Status[k] = v
-	}
-	sum.RequestErrors = map[string]int64{}
-	for k, v := range s.reqErrors {
-		sum.RequestErrors[k] = v
-	}
+	sum.Errors, sum.Status, sum.RequestErrors = maps.Clone(s.errors), maps.Clone(s.status), maps.Clone(s.reqErrors)
 	sum.FirstSend, sum.LastSend = s.firstSend, s.lastSend
 	if !s.firstSend.IsZero() {
 		sum.LeadIn = s.firstSend.Sub(sum.Started).Seconds()

@@ -33,9 +33,6 @@ var hopByHop = map[string]bool{
 	"Upgrade":             true,
 }
 
-// IsHopByHop reports whether name (any case) is a hop-by-hop header.
-func IsHopByHop(name string) bool { return hopByHop[textproto.CanonicalMIMEHeaderKey(name)] }
-
 // DropUnsafeTarget is the drop reason of records whose request-target must not
 // be replayed (see BuildRequest); they are committed and never sent.
 const DropUnsafeTarget = "unsafe_target"

@@ -82,13 +82,7 @@ func NewSchedule(profile Profile, from time.Time, share, phase float64) *Schedul
 
 // ShareOf returns the share of the job's offsets that mine hold.
 func ShareOf(mine, all []Range) float64 {
-	var m, a int64
-	for _, r := range mine {
-		m += r.Len()
-	}
-	for _, r := range all {
-		a += r.Len()
-	}
+	m, a := offsets(mine), offsets(all)
 	if a == 0 || m == 0 {
 		return 1
 	}

@@ -197,35 +197,31 @@ func ParseRamp(s string) (Profile, error) {
 	if err != nil || d <= 0 {
 		return Profile{}, fmt.Errorf("%q: duration %q must be positive, like 10m", s, durText)
 	}
-	var unit Unit
-	var a, b float64
+	var (
+		unit   Unit
+		parse  func(string) (float64, error)
+		format func(float64) string
+		a, b   float64
+	)
 	isSpeed := func(v string) bool { return strings.HasSuffix(v, "x") || strings.HasSuffix(v, "X") }
 	switch {
 	case isSpeed(lo) && isSpeed(hi):
-		unit = CaptureTime
-		if a, err = ParseSpeed(lo); err == nil {
-			b, err = ParseSpeed(hi)
-		}
+		unit, parse, format = CaptureTime, ParseSpeed, formatSpeed
 	case strings.Contains(lo, "/") && strings.Contains(hi, "/"):
-		unit = Records
-		if a, err = ParseRate(lo); err == nil {
-			b, err = ParseRate(hi)
-		}
+		unit, parse, format = Records, ParseRate, FormatRate
 	default:
 		return Profile{}, fmt.Errorf("%q: both ends must be speeds (1x..10x) or both rates (100/s..1000/s)", s)
+	}
+	if a, err = parse(lo); err == nil {
+		b, err = parse(hi)
 	}
 	if err != nil {
 		return Profile{}, fmt.Errorf("%q: %w", s, err)
 	}
-	p := Profile{Unit: unit}
+	p := Profile{Unit: unit, Spec: fmt.Sprintf("ramp %s..%s/%s:%d", format(a), format(b), d, steps)}
 	each := d / time.Duration(steps)
 	for k := 0; k < steps; k++ {
 		p.Steps = append(p.Steps, Step{For: each, PerSecond: a + (b-a)*float64(k)/float64(steps-1)})
-	}
-	if unit == CaptureTime {
-		p.Spec = fmt.Sprintf("ramp %s..%s/%s:%d", formatSpeed(a), formatSpeed(b), d, steps)
-	} else {
-		p.Spec = fmt.Sprintf("ramp %s..%s/%s:%d", FormatRate(a), FormatRate(b), d, steps)
 	}
 	return p, nil
 }
