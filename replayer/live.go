@@ -33,14 +33,12 @@ type Live struct {
 	options
 	sender  *Sender
 	service string
-	shadow  string
 	// group is the stage runtime running the replayer (set by ClientOpts).
 	group *stage.Group
 	// cap is the send rate cap in force (never nil; its limiter nil: no cap).
 	cap atomic.Pointer[rateCap]
-	// Set by Run: where shadow records go, the records waiting for a
-	// worker, and the workers.
-	pub     Publisher
+	// Set by Run: the records waiting for a worker, and the workers (the
+	// shadow records go to options.pub).
 	queue   *keyQueue[work]
 	workers sync.WaitGroup
 	// polled is when the poll being handed to the workers returned (zero
@@ -137,8 +135,8 @@ func DefaultGroup(service string) string { return "mirrorline-replay-" + service
 // WithMetrics, Concurrency, Order, MaxRate, SkipOlderThan, ShadowBudget and
 // Job.
 func NewLive(s *Sender, service string, opts ...Option) *Live {
-	l := &Live{options: newOptions(opts), sender: s, service: service, shadow: broker.Topic(broker.Shadow, service)}
-	l.conc = l.concurrency(DefaultConcurrency)
+	l := &Live{options: newOptions(opts), sender: s, service: service}
+	l.shadow, l.conc = broker.Topic(broker.Shadow, service), l.concurrency(DefaultConcurrency)
 	if l.job == "" {
 		l.job = "live"
 	}
@@ -263,25 +261,11 @@ func (l *Live) replay(ctx context.Context, w work) {
 	if ex.CaptureTimeNs > 0 {
 		l.metrics.CaptureDelay.Observe(sent.Sub(time.Unix(0, ex.CaptureTimeNs)).Seconds())
 	}
-	out := ShadowRecord(ex, resp, l.sender.Target().String(), l.job, l.instance, sent, sent.Sub(w.fetched))
-	out.Replay.SourceTopic, out.Replay.SourcePartition, out.Replay.SourceOffset = r.Topic, r.Partition, r.Offset
-	val, err := shadowValue(out, r.Key, l.budget, l.metrics)
-	if err != nil {
-		l.metrics.Errors.WithLabelValues(encodeErrReason(err)).Inc()
-		w.msg.Done()
-		return
-	}
 	// The produce context is not ctx: a response already received is still
 	// published when the replayer stops (the runtime flushes before it
-	// commits).
-	l.pub.Produce(context.WithoutCancel(ctx), &kgo.Record{Topic: l.shadow, Key: r.Key, Value: val, Timestamp: r.Timestamp}, func(_ *kgo.Record, err error) {
-		if err != nil {
-			l.metrics.Errors.WithLabelValues("publish").Inc()
-			l.log.Warn("publish shadow response", "topic", l.shadow, "error", err)
-		}
-		// Sent either way: replaying it again would send the request twice.
-		w.msg.Done()
-	})
+	// commits). The record is done even when publishing fails: replaying it
+	// again would send the request twice.
+	l.publish(context.WithoutCancel(ctx), r, ex, resp, l.sender.Target().String(), sent, sent.Sub(w.fetched), func(string) { w.msg.Done() })
 }
 
 // DefaultInstance names this replayer process: host name and process id.

@@ -261,20 +261,10 @@ func (w *Window) send(ctx context.Context, it Item, sent time.Time, lag time.Dur
 	if w.pub == nil {
 		return
 	}
-	out := ShadowRecord(ex, resp, w.sender.Target().String(), w.job, w.instance, sent, lag)
-	out.Replay.SourceTopic, out.Replay.SourcePartition, out.Replay.SourceOffset = it.Topic, it.Partition, it.Offset
-	val, err := shadowValue(out, it.Key, w.budget, w.metrics)
-	if err != nil {
-		st.error(encodeErrReason(err))
-		w.metrics.Errors.WithLabelValues(encodeErrReason(err)).Inc()
-		return
-	}
-	rec := &kgo.Record{Topic: w.shadow, Key: it.Key, Value: val, Timestamp: it.Capture}
-	w.pub.Produce(ctx, rec, func(_ *kgo.Record, err error) {
-		if err != nil {
-			st.error("publish")
-			w.metrics.Errors.WithLabelValues("publish").Inc()
-			w.log.Warn("publish shadow response", "topic", w.shadow, "error", err)
+	src := &kgo.Record{Topic: it.Topic, Partition: it.Partition, Offset: it.Offset, Key: it.Key, Timestamp: it.Capture}
+	w.publish(ctx, src, ex, resp, w.sender.Target().String(), sent, lag, func(reason string) {
+		if reason != "" {
+			st.error(reason)
 		}
 	})
 }
