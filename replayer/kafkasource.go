@@ -115,11 +115,9 @@ func (s *KafkaSource) Next(ctx context.Context) (Item, error) {
 	s.once.Do(func() {
 		fctx, cancel := context.WithCancel(ctx)
 		s.cancel = cancel
-		s.fetchW.Add(1)
-		go func() {
-			defer s.fetchW.Done()
+		s.fetchW.Go(func() {
 			s.fetch(fctx)
-		}()
+		})
 	})
 	for {
 		s.mu.Lock()

@@ -135,12 +135,12 @@ func DefaultGroup(service string) string { return "mirrorline-replay-" + service
 // WithMetrics, Concurrency, Order, MaxRate, SkipOlderThan, ShadowBudget and
 // Job.
 func NewLive(s *Sender, service string, opts ...Option) *Live {
-	l := &Live{options: newOptions(opts), sender: s, service: service}
-	l.shadow, l.conc = broker.Topic(broker.Shadow, service), l.concurrency(DefaultConcurrency)
+	l := &Live{options: newOptions(opts, Concurrency(DefaultConcurrency)), sender: s, service: service}
+	l.shadow = broker.Topic(broker.Shadow, service)
 	if l.job == "" {
 		l.job = "live"
 	}
-	l.cap.Store(newRateCap(l.rate(0)))
+	l.cap.Store(newRateCap(l.maxRate))
 	return l
 }
 
@@ -171,9 +171,7 @@ func (l *Live) start(ctx context.Context, pub Publisher) {
 	l.pub = pub
 	l.queue = newKeyQueue[work](queueDepth)
 	for range l.conc {
-		l.workers.Add(1)
-		go func() {
-			defer l.workers.Done()
+		l.workers.Go(func() {
 			for {
 				w, done, ok := l.queue.Take()
 				if !ok {
@@ -182,7 +180,7 @@ func (l *Live) start(ctx context.Context, pub Publisher) {
 				l.replay(ctx, w)
 				done()
 			}
-		}()
+		})
 	}
 }
 

@@ -16,15 +16,13 @@ type Option func(*options)
 
 // options is the one private configuration of the package's constructors,
 // every default set in newOptions (the concurrency and the rate cap, whose
-// defaults differ between Live and Window, when not set).
+// defaults differ between Live and Window, by their constructors).
 type options struct {
 	log     hclog.Logger
 	metrics *Metrics
 	// Live and Window.
 	conc          int
-	concSet       bool
 	maxRate       float64
-	maxRateSet    bool
 	budget        *broker.Budget
 	job, instance string
 	// Live.
@@ -50,31 +48,17 @@ type options struct {
 	bodyLimit int64
 }
 
-func newOptions(opts []Option) options {
+// newOptions applies the constructor's defaults, then opts.
+func newOptions(opts []Option, defaults ...Option) options {
 	o := options{log: hclog.NewNullLogger(), instance: DefaultInstance(), maxLag: DefaultMaxLag, clock: RealClock{}, maxErrRate: 1, buffer: 500, timeout: DefaultTimeout, bodyLimit: DefaultResponseBodyLimit}
-	for _, fn := range opts {
+	for _, fn := range append(defaults, opts...) {
 		fn(&o)
 	}
 	if o.metrics == nil {
 		o.metrics = NewMetrics(nil)
 	}
+	o.conc = max(o.conc, 1)
 	return o
-}
-
-// concurrency is the requests in flight at most: n unless set, at least 1.
-func (o *options) concurrency(n int) int {
-	if o.concSet {
-		n = o.conc
-	}
-	return max(n, 1)
-}
-
-// rate is the rate cap: perSecond unless set.
-func (o *options) rate(perSecond float64) float64 {
-	if o.maxRateSet {
-		return o.maxRate
-	}
-	return perSecond
 }
 
 // WithLogger sets the logger (default: none). Payloads are never logged.
@@ -87,7 +71,7 @@ func WithMetrics(m *Metrics) Option { return func(o *options) { o.metrics = m } 
 // default DefaultInFlight). A window replay's due record waits for a free
 // slot until it is MaxLag late, then is dropped; the schedule of the records
 // after it does not move.
-func Concurrency(n int) Option { return func(o *options) { o.conc, o.concSet = n, true } }
+func Concurrency(n int) Option { return func(o *options) { o.conc = n } }
 
 // MaxRate caps the requests sent per second: sends are spaced at least
 // 1/perSecond apart (0: no cap). Live: default no cap; a replayer catching up
@@ -97,7 +81,7 @@ func Concurrency(n int) Option { return func(o *options) { o.conc, o.concSet = n
 // while the replayer runs. Window: default DefaultMaxRate, whatever the
 // profile asks; the delay counts as schedule lag.
 func MaxRate(perSecond float64) Option {
-	return func(o *options) { o.maxRate, o.maxRateSet = perSecond, true }
+	return func(o *options) { o.maxRate = perSecond }
 }
 
 // ShadowBudget sets the shadow topic's record budget of a Live or Window

@@ -57,9 +57,7 @@ func (w *Window) printProgress(st *stats) (stop func()) {
 	ticks, stopTicker := w.ticker(w.every)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		defer stopTicker()
 		first := w.wall()
 		prevAt, prevSent := first, int64(0)
@@ -74,7 +72,7 @@ func (w *Window) printProgress(st *stats) (stop func()) {
 				_, _ = fmt.Fprintln(w.lines, line)
 			}
 		}
-	}()
+	})
 	return func() {
 		close(done)
 		wg.Wait()

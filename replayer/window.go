@@ -71,8 +71,7 @@ type Window struct {
 // StartAt, PublishTo, OnProgress, MaxErrorRate, ProgressLines and
 // PlannedSpan.
 func NewWindow(src Source, sched *Schedule, sender Requester, opts ...Option) *Window {
-	w := &Window{options: newOptions(opts), src: src, sched: sched, sender: sender, ticker: realTicker, wall: time.Now}
-	w.conc, w.maxRate = w.concurrency(DefaultInFlight), w.rate(DefaultMaxRate)
+	w := &Window{options: newOptions(opts, Concurrency(DefaultInFlight), MaxRate(DefaultMaxRate)), src: src, sched: sched, sender: sender, ticker: realTicker, wall: time.Now}
 	if w.job == "" {
 		w.job = "window"
 	}
@@ -164,12 +163,10 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 			if w.dry {
 				continue
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				defer func() { <-sem }()
 				w.send(ctx, it, now, lag, st)
-			}()
+			})
 			continue
 		}
 		if ctx.Err() != nil {
