@@ -25,6 +25,8 @@ type options struct {
 	maxRate       float64
 	budget        *broker.Budget
 	job, instance string
+	pub           Publisher
+	shadow        string
 	// Live.
 	unordered bool
 	maxAge    time.Duration
@@ -33,8 +35,6 @@ type options struct {
 	dry        bool
 	clock      Clock
 	anchor     time.Time
-	pub        Publisher
-	shadow     string
 	progress   func(done, total int64)
 	maxErrRate float64
 	lines      io.Writer
@@ -73,16 +73,13 @@ func WithMetrics(m *Metrics) Option { return func(o *options) { o.metrics = m } 
 // after it does not move.
 func Concurrency(n int) Option { return func(o *options) { o.conc = n } }
 
-// MaxRate caps the requests sent per second: sends are spaced at least
-// 1/perSecond apart (0: no cap). Live: default no cap; a replayer catching up
-// a backlog (after a restart, or a shadow that was down) sends it at most
-// this fast, the time workers wait for the cap is counted in
-// mirrorline_replayer_throttled_seconds_total, and SetMaxRate changes it
-// while the replayer runs. Window: default DefaultMaxRate, whatever the
-// profile asks; the delay counts as schedule lag.
-func MaxRate(perSecond float64) Option {
-	return func(o *options) { o.maxRate = perSecond }
-}
+// MaxRate caps the requests sent per second (0: no cap). Live: default no
+// cap; a backlog (after a restart, or a shadow that was down) is caught up at
+// most this fast, the wait counted in
+// mirrorline_replayer_throttled_seconds_total; SetMaxRate changes it while
+// the replayer runs. Window: default DefaultMaxRate, whatever the profile
+// asks; the delay counts as schedule lag.
+func MaxRate(perSecond float64) Option { return func(o *options) { o.maxRate = perSecond } }
 
 // ShadowBudget sets the shadow topic's record budget of a Live or Window
 // replayer (default: a budget of broker.DefaultMaxMessageBytes); larger
@@ -91,24 +88,19 @@ func ShadowBudget(b *broker.Budget) Option { return func(o *options) { o.budget 
 
 // Job names the replay job and this instance in shadow records (Live,
 // Window) and the summary (Window).
-func Job(job, instance string) Option {
-	return func(o *options) { o.job, o.instance = job, instance }
-}
+func Job(job, instance string) Option { return func(o *options) { o.job, o.instance = job, instance } }
 
 // Order says whether a Live replayer sends the requests of one connection
-// (record key) in order, one at a time (true, the default: as the client
-// sent them), or freely over all Concurrency slots (false). A connection's
-// requests came one after the other at the primary's latency; against a
-// slower shadow, keeping that order caps the replay rate at connections /
-// shadow latency, so turn it off to keep up with a slow shadow when requests
-// do not depend on each other.
+// (record key) one at a time in order (true, the default: as the client sent
+// them) or freely over all Concurrency slots (false). Against a shadow slower
+// than the primary, keeping that order caps the replay rate at connections /
+// shadow latency: turn it off when requests do not depend on each other.
 func Order(byConnection bool) Option { return func(o *options) { o.unordered = !byConnection } }
 
-// SkipOlderThan makes a Live replayer skip (and count as dropped, reason
-// "too_old") records captured longer ago than d when a worker takes them, so
-// that a shadow that cannot keep up sheds load and stays close to live
-// traffic instead of falling ever further behind. 0 (the default) replays
-// everything. Their offsets are committed like those of replayed records.
+// SkipOlderThan makes a Live replayer skip (dropped, reason "too_old", offsets
+// committed) records captured longer ago than d when a worker takes them, so
+// that a shadow that cannot keep up stays close to live traffic instead of
+// falling ever further behind. 0 (the default) replays everything.
 func SkipOlderThan(d time.Duration) Option { return func(o *options) { o.maxAge = d } }
 
 // MaxLag is how late a window replay's send may be before the record is
@@ -141,9 +133,7 @@ func OnProgress(fn func(done, total int64)) Option { return func(o *options) { o
 // MaxErrorRate sets the error rate (0..1) above which a window replay job
 // failed (Summary.Failed); a job every request of which failed always fails.
 // Default 1: only then.
-func MaxErrorRate(r float64) Option {
-	return func(o *options) { o.maxErrRate = r }
-}
+func MaxErrorRate(r float64) Option { return func(o *options) { o.maxErrRate = r } }
 
 // ProgressLines makes a window replay write a one-line progress report to out
 // every interval (default DefaultProgressInterval when 0) while it runs: for
@@ -172,6 +162,5 @@ func KeepHost(b bool) Option { return func(o *options) { o.keepHost = b } }
 // Timeout bounds each request of a Sender (default 10 s).
 func Timeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
 
-// ResponseBodyLimit caps the response bodies a Sender records (default
-// 1 MiB).
+// ResponseBodyLimit caps the response bodies a Sender records (default 1 MiB).
 func ResponseBodyLimit(n int64) Option { return func(o *options) { o.bodyLimit = n } }

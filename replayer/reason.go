@@ -45,23 +45,15 @@ func ErrorReason(err error, status int) string {
 		}
 		return ""
 	}
-	var (
-		dnsErr  *net.DNSError
-		recErr  tls.RecordHeaderError
-		alert   tls.AlertError
-		verify  *tls.CertificateVerificationError
-		unknown x509.UnknownAuthorityError
-		host    x509.HostnameError
-		invalid x509.CertificateInvalidError
-		netErr  net.Error
-	)
+	var netErr net.Error
 	switch {
-	case errors.As(err, &dnsErr):
+	case isA[*net.DNSError](err):
 		return ReasonDNS
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return ReasonRefused
-	case errors.Is(err, http.ErrSchemeMismatch), errors.As(err, &recErr), errors.As(err, &alert), errors.As(err, &verify),
-		errors.As(err, &unknown), errors.As(err, &host), errors.As(err, &invalid):
+	case errors.Is(err, http.ErrSchemeMismatch), isA[tls.RecordHeaderError](err), isA[tls.AlertError](err),
+		isA[*tls.CertificateVerificationError](err), isA[x509.UnknownAuthorityError](err), isA[x509.HostnameError](err),
+		isA[x509.CertificateInvalidError](err):
 		return ReasonTLS
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
 		errors.As(err, &netErr) && netErr.Timeout():
@@ -71,6 +63,12 @@ func ErrorReason(err error, status int) string {
 		return ReasonReset
 	}
 	return ReasonOther
+}
+
+// isA reports whether err's chain has an error of type E.
+func isA[E error](err error) bool {
+	_, ok := errors.AsType[E](err)
+	return ok
 }
 
 // ParseErrorRate parses a --max-error-rate: a fraction from 0 to 1 ("0.05")
