@@ -146,11 +146,6 @@ func RunJob(ctx context.Context, spec JobSpec) error {
 			return err
 		}
 	}
-	return j.verdict(ctx, plan, sum, runErr)
-}
-
-// verdict is the job's exit status.
-func (j *job) verdict(ctx context.Context, plan Plan, sum *Summary, runErr error) error {
 	if runErr != nil && ctx.Err() != nil {
 		return fmt.Errorf("replay %s: interrupted after %d of %d scheduled records", plan.Job, sum.Sent+sum.Dropped, sum.Scheduled)
 	}
@@ -162,9 +157,12 @@ func (j *job) verdict(ctx context.Context, plan Plan, sum *Summary, runErr error
 
 // checkJob turns spec into a job; every error names the flag.
 func checkJob(spec JobSpec, now time.Time) (*job, error) {
+	if spec.To == "" {
+		spec.To = "now" // as the job's parameters, which its workers compare
+	}
 	j := &job{spec: spec}
-	var err error
-	if j.from, j.to, err = windowBounds(spec.From, spec.To, now); err != nil {
+	err := j.window(now)
+	if err != nil {
 		return nil, err
 	}
 	if j.profile, err = ParseTiming(spec.Speed, spec.Rate, spec.Ramp); err != nil {
@@ -185,7 +183,7 @@ func checkJob(spec JobSpec, now time.Time) (*job, error) {
 	if j.concurrency < 0 {
 		return nil, invalidf("concurrency: must be positive, got %d", j.concurrency)
 	}
-	if j.startAt, err = workerSettings(spec); err != nil {
+	if err := j.workerSettings(); err != nil {
 		return nil, err
 	}
 	j.maxErrRate = 1
@@ -248,9 +246,6 @@ func AllowedSender(target, trusted string, allow []string, conns int, opts ...Op
 // not.
 func (j *job) defaults(now time.Time) {
 	s := &j.spec
-	if s.To == "" {
-		s.To = "now" // as the job's parameters, which its workers compare
-	}
 	if s.Topic == "" {
 		s.Topic = broker.Topic(broker.Clean, s.Service)
 	}
@@ -265,58 +260,56 @@ func (j *job) defaults(now time.Time) {
 	}
 }
 
-// windowBounds parses --from and --to (--to defaults to now) into the
-// window, in milliseconds as record timestamps are.
-func windowBounds(fromFlag, toFlag string, now time.Time) (from, to time.Time, err error) {
-	if fromFlag == "" {
-		return time.Time{}, time.Time{}, invalidf("from: required for a window replay (--to alone is not enough)")
+// window parses --from and --to into the window, in milliseconds as record
+// timestamps are.
+func (j *job) window(now time.Time) (err error) {
+	s := j.spec
+	if s.From == "" {
+		return invalidf("from: required for a window replay (--to alone is not enough)")
 	}
-	if toFlag == "" {
-		toFlag = "now"
+	if j.from, err = ParseWhen(s.From, now); err != nil {
+		return invalidf("from: %v", err)
 	}
-	if from, err = ParseWhen(fromFlag, now); err != nil {
-		return time.Time{}, time.Time{}, invalidf("from: %v", err)
-	}
-	if to, err = ParseWhen(toFlag, now); err != nil {
-		return time.Time{}, time.Time{}, invalidf("to: %v", err)
+	if j.to, err = ParseWhen(s.To, now); err != nil {
+		return invalidf("to: %v", err)
 	}
 	// Kafka has no timestamps before the epoch: asked for one, it answers
 	// UNSUPPORTED_VERSION, which says nothing of the cause.
-	if from.Before(unixEpoch) {
-		return time.Time{}, time.Time{}, invalidf("from: %s is %s, before %s (Kafka record timestamps start at the Unix epoch)", fromFlag, from.UTC().Format(time.RFC3339), unixEpoch.Format(time.RFC3339))
+	if j.from.Before(unixEpoch) {
+		return invalidf("from: %s is %s, before %s (Kafka record timestamps start at the Unix epoch)", s.From, j.from.UTC().Format(time.RFC3339), unixEpoch.Format(time.RFC3339))
 	}
-	// Record timestamps are milliseconds: so is the window.
-	from, to = from.Truncate(time.Millisecond), to.Truncate(time.Millisecond)
-	if !from.Before(to) {
-		return time.Time{}, time.Time{}, invalidf("from: %s is not before --to %s", from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano))
+	j.from, j.to = j.from.Truncate(time.Millisecond), j.to.Truncate(time.Millisecond)
+	if !j.from.Before(j.to) {
+		return invalidf("from: %s is not before --to %s", j.from.Format(time.RFC3339Nano), j.to.Format(time.RFC3339Nano))
 	}
-	if to.After(now.Add(time.Second)) {
-		return time.Time{}, time.Time{}, invalidf("to: %s is in the future; a window replay reads traffic already captured (use --live to follow new traffic)", to.Format(time.RFC3339Nano))
+	if j.to.After(now.Add(time.Second)) {
+		return invalidf("to: %s is in the future; a window replay reads traffic already captured (use --live to follow new traffic)", j.to.Format(time.RFC3339Nano))
 	}
-	return from, to, nil
+	return nil
 }
 
 // workerSettings checks --workers, --worker, --job, --start-at and
-// --start-delay, and returns the parsed --start-at (zero without it).
-func workerSettings(s JobSpec) (startAt time.Time, err error) {
+// --start-delay, and parses --start-at (zero without it).
+func (j *job) workerSettings() (err error) {
+	s := j.spec
 	if s.Workers < 1 || s.Workers > maxWorkers {
-		return time.Time{}, invalidf("workers: must be 1..%d, got %d", maxWorkers, s.Workers)
+		return invalidf("workers: must be 1..%d, got %d", maxWorkers, s.Workers)
 	}
 	if s.Worker < 0 || s.Worker >= s.Workers {
-		return time.Time{}, invalidf("worker: must be 0..%d (--workers %d), got %d", s.Workers-1, s.Workers, s.Worker)
+		return invalidf("worker: must be 0..%d (--workers %d), got %d", s.Workers-1, s.Workers, s.Worker)
 	}
 	if s.Workers > 1 && s.Job == "" {
-		return time.Time{}, invalidf("job: required with --workers %d: every worker of the job is given the same --job", s.Workers)
+		return invalidf("job: required with --workers %d: every worker of the job is given the same --job", s.Workers)
 	}
 	if s.StartAt != "" {
-		if startAt, err = time.Parse(time.RFC3339Nano, s.StartAt); err != nil {
-			return time.Time{}, invalidf("start-at: %q is not RFC 3339 (2006-01-02T15:04:05Z)", s.StartAt)
+		if j.startAt, err = time.Parse(time.RFC3339Nano, s.StartAt); err != nil {
+			return invalidf("start-at: %q is not RFC 3339 (2006-01-02T15:04:05Z)", s.StartAt)
 		}
 	}
 	if s.StartDelay < 0 {
-		return time.Time{}, invalidf("start-delay: must not be negative, got %s", s.StartDelay)
+		return invalidf("start-delay: must not be negative, got %s", s.StartDelay)
 	}
-	return startAt, nil
+	return nil
 }
 
 // plan finds the window's offsets and, with several workers, agrees the
@@ -422,12 +415,9 @@ func writeReport(path string, sum *Summary) error {
 	if err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
-	if err := sum.WriteJSON(f); err != nil {
-		f.Close()
-		return err
+	err = sum.WriteJSON(f)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("report: %w", cerr)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("report: %w", err)
-	}
-	return nil
+	return err
 }
