@@ -16,9 +16,8 @@ import (
 	"github.com/mirrorline/mirrorline/telemetry"
 )
 
-// ErrInvalidJob marks the errors of a JobSpec that cannot run: a bad
-// window, timing, worker or target setting (errors.Is(err, ErrInvalidJob)).
-// The error's text names the flag.
+// ErrInvalidJob marks the errors of a JobSpec that cannot run (a bad window,
+// timing, worker or target setting); their text names the flag.
 var ErrInvalidJob = errors.New("invalid window replay job")
 
 // invalidJob is an error of a JobSpec that cannot run.
@@ -35,10 +34,8 @@ const maxWorkers = 10000
 // unixEpoch is the earliest time a Kafka record timestamp can hold.
 var unixEpoch = time.Unix(0, 0).UTC()
 
-// JobSpec is a window replay as a command gives it: the window, timing and
-// worker settings as typed (checked by RunJob, errors naming the flag), the
-// replay section's settings, and where the summary, progress and metrics
-// go.
+// JobSpec is a window replay as a command gives it: the settings as typed
+// (checked by RunJob), and where the summary, progress and metrics go.
 type JobSpec struct {
 	Service string
 	Kafka   broker.Config
@@ -108,12 +105,11 @@ type job struct {
 	sender      *Sender
 }
 
-// RunJob runs the window replay spec to its end: it checks the spec, plans
-// the window's offsets, agrees the plan with the job's other workers,
-// replays this worker's share, writes the summary (and the JSON report)
-// and returns the job's verdict: nil, an error wrapping ErrInvalidJob
-// (ErrJobConflict, ErrJobOver) for settings that cannot run, or the
-// failure (interrupted, error rate above the cap, Kafka).
+// RunJob checks spec, plans the window's offsets, agrees the plan with the
+// job's other workers, replays this worker's share, writes the summary (and
+// the JSON report) and returns the job's verdict: nil, an error wrapping
+// ErrInvalidJob (ErrJobConflict, ErrJobOver) for settings that cannot run, or
+// the failure (interrupted, error rate above the cap, Kafka).
 func RunJob(ctx context.Context, spec JobSpec) error {
 	now := time.Now()
 	j, err := checkJob(spec, now)
@@ -223,10 +219,9 @@ func (j *job) checkTarget() error {
 	return nil
 }
 
-// AllowedSender is NewSender(target, conns, opts...) for a target the
-// allowlist admits (see CheckTarget): trusted is admitted as well (the
-// target of the configuration file), and allow lists the entries of
-// NewAllowlist.
+// AllowedSender is NewSender(target, conns, opts...) for a target that
+// CheckTarget admits with the allowlist of the entries allow and trusted (the
+// target of the configuration file).
 func AllowedSender(target, trusted string, allow []string, conns int, opts ...Option) (*Sender, error) {
 	sender, err := NewSender(target, conns, opts...)
 	if err != nil {
@@ -242,8 +237,7 @@ func AllowedSender(target, trusted string, allow []string, conns int, opts ...Op
 	return sender, nil
 }
 
-// defaults names the topic, the job and the instance when the spec does
-// not.
+// defaults names the topic, the job and the instance when the spec does not.
 func (j *job) defaults(now time.Time) {
 	s := &j.spec
 	if s.Topic == "" {

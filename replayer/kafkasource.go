@@ -25,12 +25,7 @@ func WindowConsumeOpts(topic string, ranges []Range) []kgo.Opt {
 			offs[r.Partition] = kgo.NewOffset().At(r.Start)
 		}
 	}
-	opts := append(stage.ConsumeOpts(),
-		kgo.KeepControlRecords(),
-		kgo.FetchMaxWait(500*time.Millisecond),
-		kgo.FetchMaxBytes(16<<20),
-		kgo.FetchMaxPartitionBytes(1<<20),
-	)
+	opts := append(stage.ConsumeOpts(), kgo.KeepControlRecords(), kgo.FetchMaxWait(500*time.Millisecond), kgo.FetchMaxBytes(16<<20), kgo.FetchMaxPartitionBytes(1<<20))
 	if len(offs) > 0 {
 		opts = append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offs}))
 	}
@@ -76,9 +71,7 @@ type partQueue struct {
 }
 
 // NewKafkaSource returns a source of the ranges (this worker's share) of the
-// window [from, to) of topic, read through cl (see WindowConsumeOpts). Its
-// options are WithLogger, WithMetrics (fetch errors and undecodable records
-// are counted in them) and Buffer.
+// window [from, to) of topic, read through cl (see WindowConsumeOpts).
 func NewKafkaSource(cl Poller, topic string, from, to time.Time, ranges []Range, opts ...Option) *KafkaSource {
 	s := &KafkaSource{options: newOptions(opts), cl: cl, topic: topic, from: from, to: to, notify: make(chan struct{}, 1), byID: map[int32]*partQueue{}}
 	for _, r := range ranges {

@@ -21,14 +21,10 @@ import (
 // to the target and publishes the response to mirror.shadow.<service>.
 //
 // It is a handler of the stage runtime (stage.Group), which owns polling,
-// decoding, offsets and rebalances. Records are pipelined: polling goes on
-// while requests are in flight, and a slow request holds back only the later
-// requests of its own connection (or none, unordered), never a whole poll
-// batch. A record is done once its shadow response is published, and its
-// offset is committed once every earlier record of its partition is done
-// too; a partition handed to another replayer in a rebalance is handed over
-// only after its requests in flight finished and their offsets were
-// committed.
+// decoding, offsets and rebalances. Polling goes on while requests are in
+// flight: a slow request holds back only the later requests of its own
+// connection (or none, unordered), never a whole poll batch. A record is done
+// once its shadow response is published.
 type Live struct {
 	options
 	sender  *Sender
@@ -106,13 +102,10 @@ func (l *Live) waitRate(ctx context.Context) error {
 const queueDepth = 500
 
 // ClientOpts are the kgo options of the client a live replayer runs with, on
-// top of the broker options: the group and the topic, read committed (a
-// record of an aborted transaction is never replayed), cooperative
-// rebalances only between polls, commits every LiveCommitInterval, and the
-// hand-over of revoked partitions (their requests in flight finish and their
-// offsets are committed first). A new group starts at the end of the topic
-// unless fromStart. Append stage.Membership.Opts for a static instance id or
-// another session timeout. Call it once, before Run.
+// top of the broker options: the stage runtime's group consumer of topic
+// (see stage.Group) committing every LiveCommitInterval. A new group starts
+// at the end of the topic unless fromStart. Append stage.Membership.Opts for
+// a static instance id or another session timeout. Call it once, before Run.
 func (l *Live) ClientOpts(group, topic string, fromStart bool) []kgo.Opt {
 	l.group = stage.NewGroup(liveHandler{l}, stage.WithLogger(l.log), stage.WithMetrics(l.metrics.Stage),
 		stage.CommitEvery(LiveCommitInterval), stage.FromStart(fromStart),
@@ -131,9 +124,7 @@ const LiveCommitInterval = time.Second
 func DefaultGroup(service string) string { return "mirrorline-replay-" + service }
 
 // NewLive returns a live replayer of service sending with s; ClientOpts
-// gives the options of the client it runs with. Its options are WithLogger,
-// WithMetrics, Concurrency, Order, MaxRate, SkipOlderThan, ShadowBudget and
-// Job.
+// gives the options of the client it runs with.
 func NewLive(s *Sender, service string, opts ...Option) *Live {
 	l := &Live{options: newOptions(opts, Concurrency(DefaultConcurrency)), sender: s, service: service}
 	l.shadow = broker.Topic(broker.Shadow, service)

@@ -36,8 +36,7 @@ type Sender struct {
 }
 
 // NewSender returns a Sender to target (an absolute http or https URL) keeping up
-// to conns connections open. Its options are KeepHost, Timeout and
-// ResponseBodyLimit.
+// to conns connections open.
 func NewSender(target string, conns int, opts ...Option) (*Sender, error) {
 	u, err := url.Parse(target)
 	if err != nil {

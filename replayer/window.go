@@ -50,10 +50,9 @@ type Publisher interface {
 }
 
 // Window replays a time window of captured traffic on a schedule: every record
-// is sent at its planned time (see Schedule) however the target
-// behaves, so a slow target does not slow the schedule (no coordinated
-// omission): requests run concurrently up to InFlight, and a record that cannot
-// be sent within MaxLag of its time is dropped and counted.
+// is sent at its planned time (see Schedule) however the target behaves (no
+// coordinated omission): requests run concurrently up to Concurrency, and a
+// record that cannot be sent within MaxLag of its time is dropped and counted.
 type Window struct {
 	options
 	src    Source
@@ -66,10 +65,7 @@ type Window struct {
 }
 
 // NewWindow returns a window replay of the records of src on sched, sent with
-// sender (nil for a dry run). Its options are WithLogger, WithMetrics,
-// Concurrency, MaxRate, ShadowBudget, Job, MaxLag, DryRun, WithClock,
-// StartAt, PublishTo, OnProgress, MaxErrorRate, ProgressLines and
-// PlannedSpan.
+// sender (nil for a dry run).
 func NewWindow(src Source, sched *Schedule, sender Requester, opts ...Option) *Window {
 	w := &Window{options: newOptions(opts, Concurrency(DefaultInFlight), MaxRate(DefaultMaxRate)), src: src, sched: sched, sender: sender, ticker: realTicker, wall: time.Now}
 	if w.job == "" {
@@ -106,8 +102,7 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 		st.start(anchor)
 	}
 	if w.lines != nil {
-		stop := w.printProgress(st)
-		defer stop()
+		defer w.printProgress(st)()
 	}
 	for {
 		it, err := w.src.Next(ctx)
