@@ -211,11 +211,10 @@ func (j *job) checkTarget() error {
 	if s.Timeout <= 0 {
 		return invalidf("timeout: must be positive, got %s", s.Timeout)
 	}
-	sender, err := AllowedSender(s.Target, s.TrustedTarget, s.AllowTargets, j.concurrency, Timeout(s.Timeout), KeepHost(s.KeepHost), ResponseBodyLimit(s.BodyLimit))
-	if err != nil {
+	var err error
+	if j.sender, err = AllowedSender(s.Target, s.TrustedTarget, s.AllowTargets, j.concurrency, Timeout(s.Timeout), KeepHost(s.KeepHost), ResponseBodyLimit(s.BodyLimit)); err != nil {
 		return invalidJob{err}
 	}
-	j.sender = sender
 	return nil
 }
 

@@ -11,17 +11,12 @@ import (
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
-// reasonSender is a Requester that also says why a request failed; *Sender
-// is one.
-type reasonSender interface {
-	SendReason(ctx context.Context, ex *mlv1.Exchange) (*mlv1.Response, string, error)
-}
-
 // sendReason sends ex with r and returns the failure reason (ErrorReason):
-// from r when it knows it, else "5xx" or "other" as far as the response tells.
+// from a *Sender, which knows it, else "5xx" or "other" as far as the
+// response tells.
 func sendReason(ctx context.Context, r Requester, ex *mlv1.Exchange) (*mlv1.Response, string, error) {
-	if rs, ok := r.(reasonSender); ok {
-		return rs.SendReason(ctx, ex)
+	if s, ok := r.(*Sender); ok {
+		return s.SendReason(ctx, ex)
 	}
 	resp, err := r.Send(ctx, ex)
 	if err != nil || resp == nil {
