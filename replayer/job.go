@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -344,7 +345,8 @@ func (j *job) plan(ctx context.Context, cl *kgo.Client, now time.Time) (Plan, er
 func (j *job) replay(ctx context.Context, plan Plan) (*Summary, error) {
 	s := j.spec
 	mine := plan.Share(s.Worker, s.Workers)
-	sched := NewSchedule(j.profile, plan.From, ShareOf(mine, plan.Ranges), float64(s.Worker)/float64(s.Workers))
+	share := ShareOf(mine, plan.Ranges)
+	sched := NewSchedule(j.profile, plan.From, share, float64(s.Worker)/float64(s.Workers))
 	cons, err := broker.NewClient(s.Kafka, WindowConsumeOpts(plan.Topic, mine)...)
 	if err != nil {
 		return nil, invalidJob{err}
@@ -356,10 +358,9 @@ func (j *job) replay(ctx context.Context, plan Plan) (*Summary, error) {
 	src := NewKafkaSource(cons, plan.Topic, plan.From, plan.To, mine, WithLogger(s.Logger), WithMetrics(metrics))
 	defer src.Close()
 
-	// The cap is per job: each worker takes its share of it.
-	capRate := j.maxRate * ShareOf(mine, plan.Ranges)
 	opts := []Option{
-		Concurrency(j.concurrency), MaxLag(s.MaxLag), MaxRate(capRate),
+		Concurrency(j.concurrency), MaxLag(s.MaxLag),
+		MaxRate(j.maxRate * share), // the cap is per job: each worker takes its share
 		DryRun(s.DryRun), WithMetrics(metrics), WithLogger(s.Logger),
 		Job(plan.Job, s.Instance), MaxErrorRate(j.maxErrRate),
 		PlannedSpan(NewSchedule(j.profile, plan.From, 1, 0).Span(plan.Offsets(), plan.To)),
@@ -386,19 +387,17 @@ func (j *job) replay(ctx context.Context, plan Plan) (*Summary, error) {
 		"worker", s.Worker, "workers", s.Workers, "partitions", DescribeRanges(mine), "target", s.Target, "dry_run", s.DryRun)
 
 	mctx, stopMetrics := context.WithCancel(ctx)
-	metricsDone := make(chan struct{})
-	go func() {
-		defer close(metricsDone)
-		if s.Serve == nil {
-			return
-		}
-		if err := s.Serve(mctx, tel); err != nil {
-			s.Logger.Warn("metrics endpoint not served", "error", err)
-		}
-	}()
+	var served sync.WaitGroup
+	if s.Serve != nil {
+		served.Go(func() {
+			if err := s.Serve(mctx, tel); err != nil {
+				s.Logger.Warn("metrics endpoint not served", "error", err)
+			}
+		})
+	}
 	sum, err := NewWindow(src, sched, req, opts...).Run(ctx)
 	stopMetrics()
-	<-metricsDone
+	served.Wait()
 	return sum, err
 }
 

@@ -39,11 +39,9 @@ type Poller interface {
 	ResumeFetchPartitions(topicPartitions map[string][]int32)
 }
 
-// KafkaSource reads the ranges of a window from Kafka and merges the
-// partitions into one stream in capture order. A partition ends at its
-// range's limit or at its first record stamped at or after
-// to+WindowEndGrace (see PlanWindow); records on the way stamped outside the
-// window [from, to) and transaction markers are skipped.
+// KafkaSource reads the ranges of a window from Kafka (see Range) and merges
+// the partitions into one stream in capture order, skipping transaction
+// markers and records stamped outside the window [from, to).
 type KafkaSource struct {
 	options
 	cl       Poller

@@ -67,10 +67,8 @@ func WithLogger(lg hclog.Logger) Option { return func(o *options) { o.log = lg }
 // WithMetrics sets the metrics (default: unregistered).
 func WithMetrics(m *Metrics) Option { return func(o *options) { o.metrics = m } }
 
-// Concurrency bounds the requests in flight (Live: default 16; Window:
-// default DefaultInFlight). A window replay's due record waits for a free
-// slot until it is MaxLag late, then is dropped; the schedule of the records
-// after it does not move.
+// Concurrency bounds the requests in flight (Live: default
+// DefaultConcurrency; Window: default DefaultInFlight; see MaxLag).
 func Concurrency(n int) Option { return func(o *options) { o.conc = n } }
 
 // MaxRate caps the requests sent per second (0: no cap). Live: default no
@@ -104,7 +102,8 @@ func Order(byConnection bool) Option { return func(o *options) { o.unordered = !
 func SkipOlderThan(d time.Duration) Option { return func(o *options) { o.maxAge = d } }
 
 // MaxLag is how late a window replay's send may be before the record is
-// dropped (default DefaultMaxLag).
+// dropped (default DefaultMaxLag): a due record waits for a Concurrency slot
+// until then; the schedule of the records after it does not move.
 func MaxLag(d time.Duration) Option { return func(o *options) { o.maxLag = d } }
 
 // DryRun makes a window replay schedule every record and report without

@@ -86,9 +86,7 @@ func offsets(rs []Range) int64 {
 
 // WindowEndGrace is how long after the window end a record captured in the
 // window may still be written (behind records captured after it, e.g. by a
-// redactor that far behind): a partition is read until its first record
-// stamped at or after to+WindowEndGrace (or its limit), and the records
-// stamped in [to, to+WindowEndGrace) on the way are skipped.
+// redactor that far behind): see Range.
 const WindowEndGrace = 10 * time.Second
 
 // PlanWindow finds the window [from, to) in every partition of topic (see

@@ -33,11 +33,10 @@ const (
 // order summaries list them.
 var RequestErrorReasons = []string{ReasonRefused, ReasonTimeout, ReasonDNS, ReasonTLS, ReasonReset, Reason5xx, ReasonOther}
 
-// ErrorReason classifies the outcome of one replayed request: err is the HTTP
-// client's error (nil when a response arrived), status the response status.
-// It returns "" for a request that did not fail (a response below 500) and
-// otherwise one of RequestErrorReasons. It looks only at error types and
-// errno values, never at message text.
+// ErrorReason classifies the outcome of one replayed request from the HTTP
+// client's error (nil when a response arrived) and the response status: ""
+// for a response below 500, else one of RequestErrorReasons. It looks only at
+// error types and errno values, never at message text.
 func ErrorReason(err error, status int) string {
 	if err == nil {
 		if status >= 500 {

@@ -262,17 +262,10 @@ func formatCounts(m map[string]int64, order []string) string {
 
 // stats accumulates a replay's outcome; safe for concurrent use.
 type stats struct {
-	mu         sync.Mutex
-	latency    *hdrhistogram.Histogram // µs
-	lag        *hdrhistogram.Histogram // µs
-	status     map[string]int64
-	errors     map[string]int64
-	reqErrors  map[string]int64
-	scheduled  int64
-	dispatched int64
-	sent       int64
-	dropped    int64
-	late       int64
+	mu                                         sync.Mutex
+	latency, lag                               *hdrhistogram.Histogram // µs
+	status, errors, reqErrors                  map[string]int64
+	scheduled, dispatched, sent, dropped, late int64
 
 	firstPlanned, lastPlanned time.Time
 	firstSend, lastSend       time.Time

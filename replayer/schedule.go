@@ -13,8 +13,8 @@ import (
 // Range is one partition's part of a window: it is read from Start, at most
 // up to Limit (the partition's last stable offset when the job was planned),
 // and ends earlier at its first record stamped WindowEndGrace or more after
-// the window end. End estimates where that is (offsets for times, see
-// PlanWindow) for progress and for splitting rates between workers.
+// the window end (records stamped in [to, to+WindowEndGrace) are skipped).
+// End estimates where that is, for progress and for splitting rates.
 type Range struct {
 	Partition int32 `json:"partition"`
 	Start     int64 `json:"start"`

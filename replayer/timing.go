@@ -140,15 +140,8 @@ func ParseRate(s string) (float64, error) {
 	t := strings.TrimSpace(s)
 	per := time.Second
 	if i := strings.IndexByte(t, '/'); i >= 0 {
-		switch t[i+1:] {
-		case "s", "sec":
-		case "ms":
-			per = time.Millisecond
-		case "m", "min":
-			per = time.Minute
-		case "h":
-			per = time.Hour
-		default:
+		var ok bool
+		if per, ok = rateUnits[t[i+1:]]; !ok {
 			return 0, fmt.Errorf("%q: unit %q is not one of /ms, /s, /m, /h", s, t[i+1:])
 		}
 		t = t[:i]
@@ -163,6 +156,8 @@ func ParseRate(s string) (float64, error) {
 	}
 	return r, nil
 }
+
+var rateUnits = map[string]time.Duration{"ms": time.Millisecond, "s": time.Second, "sec": time.Second, "m": time.Minute, "min": time.Minute, "h": time.Hour}
 
 // DefaultRampSteps is how many steps a ramp has when its spec does not say.
 const DefaultRampSteps = 10

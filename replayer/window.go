@@ -18,7 +18,7 @@ import (
 const (
 	// DefaultInFlight is how many requests a window replay keeps in flight at most.
 	DefaultInFlight = 64
-	// DefaultMaxLag is how late a send may be before it is dropped.
+	// DefaultMaxLag is the default of MaxLag.
 	DefaultMaxLag = time.Second
 	// DefaultMaxRate caps any speed or rate, in records per second.
 	DefaultMaxRate = 10000.0
@@ -30,8 +30,7 @@ const (
 	// longer ago than SkipOlderThan.
 	DropTooOld = "too_old"
 	// IdleAfter is the wait before the first send from which a window replay
-	// says that the window starts idle (logged when it starts, and in the
-	// summary).
+	// says (in its log and summary) that the window starts idle.
 	IdleAfter = time.Second
 	// DefaultProgressInterval is how often ProgressLines prints.
 	DefaultProgressInterval = 10 * time.Second
@@ -106,11 +105,10 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 	}
 	for {
 		it, err := w.src.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			break
-		}
 		if err != nil {
-			runErr = err
+			if !errors.Is(err, io.EOF) {
+				runErr = err
+			}
 			break
 		}
 		if anchor.IsZero() {
@@ -188,9 +186,7 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 	if _, total := w.src.Progress(); total > 0 {
 		sum.Offsets = total
 	}
-	if runErr != nil && ctx.Err() != nil {
-		sum.Interrupted = true
-	}
+	sum.Interrupted = runErr != nil && ctx.Err() != nil
 	return sum, runErr
 }
 
