@@ -103,7 +103,11 @@ func (w *Window) progressLine(p progressSnapshot, interval time.Duration, sentIn
 		fmt.Fprintf(&b, ", dropped %d", p.dropped)
 	}
 	if eta, ok := w.eta(p, done, total, elapsed); ok {
-		fmt.Fprintf(&b, ", ETA %s", roundETA(eta))
+		unit := 100 * time.Millisecond
+		if eta >= time.Minute {
+			unit = time.Second
+		}
+		fmt.Fprintf(&b, ", ETA %s", eta.Round(unit))
 	} else {
 		b.WriteString(", ETA unknown")
 	}
@@ -122,11 +126,4 @@ func (w *Window) eta(p progressSnapshot, done, total int64, elapsed time.Duratio
 	}
 	left := float64(max(total-done, 0)) / float64(done)
 	return time.Duration(float64(elapsed) * left), true
-}
-
-func roundETA(d time.Duration) time.Duration {
-	if d >= time.Minute {
-		return d.Round(time.Second)
-	}
-	return d.Round(100 * time.Millisecond)
 }

@@ -1,6 +1,7 @@
 package replayer
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -118,7 +119,7 @@ func (s *Summary) WriteText(w io.Writer) error {
 	if s.Workers > 1 {
 		fmt.Fprintf(&b, " worker %d/%d", s.Worker, s.Workers)
 	}
-	fmt.Fprintf(&b, " (%s): %s [%s, %s) -> %s, %s", s.Instance, s.Topic, s.From.Format(time.RFC3339Nano), s.To.Format(time.RFC3339Nano), orNone(s.Target), s.Timing)
+	fmt.Fprintf(&b, " (%s): %s [%s, %s) -> %s, %s", s.Instance, s.Topic, s.From.Format(time.RFC3339Nano), s.To.Format(time.RFC3339Nano), cmp.Or(s.Target, "(no target)"), s.Timing)
 	if s.DryRun {
 		b.WriteString(", dry run")
 	}
@@ -224,13 +225,6 @@ func (s *Summary) judge(maxRate float64) {
 }
 
 func secs(s float64) string { return fmt.Sprintf("%.3fs", s) }
-
-func orNone(s string) string {
-	if s == "" {
-		return "(no target)"
-	}
-	return s
-}
 
 func sumCounts(m map[string]int64) int64 {
 	var n int64

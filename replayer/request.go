@@ -59,9 +59,7 @@ func BuildRequest(ctx context.Context, target *url.URL, ex *mlv1.Exchange, keepH
 	if err := Replayable(ex); err != nil {
 		return nil, err
 	}
-	full := u.String()
-
-	req, err := http.NewRequestWithContext(ctx, in.Method, full, bytes.NewReader(in.Body))
+	req, err := http.NewRequestWithContext(ctx, in.Method, u.String(), bytes.NewReader(in.Body))
 	if err != nil {
 		return nil, fmt.Errorf("exchange %s: build request: %w", ex.GetId(), err)
 	}

@@ -45,9 +45,7 @@ func NewSender(target string, conns int, opts ...Option) (*Sender, error) {
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("target %q: want an absolute http:// or https:// URL", target)
 	}
-	if conns <= 0 {
-		conns = 1
-	}
+	conns = max(conns, 1)
 	o := newOptions(opts)
 	s := &Sender{
 		target:    u,

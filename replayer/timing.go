@@ -88,13 +88,7 @@ func (p Profile) String() string { return p.Spec }
 // most one may be set; none means the captured timing, speed 1x). Errors name
 // the flag.
 func ParseTiming(speed, rate, ramp string) (Profile, error) {
-	set := 0
-	for _, s := range []string{speed, rate, ramp} {
-		if s != "" {
-			set++
-		}
-	}
-	if set > 1 {
+	if (speed != "" && rate != "") || (ramp != "" && (speed != "" || rate != "")) {
 		return Profile{}, errors.New("speed, rate, ramp: give at most one of --speed, --rate and --ramp")
 	}
 	switch {
