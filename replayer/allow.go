@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -138,15 +139,8 @@ func IsLoopback(ctx context.Context, target *url.URL) bool {
 		return false
 	}
 	addrs, err := lookupNetIP(ctx, "ip", host)
-	if err != nil || len(addrs) == 0 {
-		return false
-	}
-	for _, a := range addrs {
-		if !a.Unmap().IsLoopback() {
-			return false
-		}
-	}
-	return true
+	notLoopback := func(a netip.Addr) bool { return !a.Unmap().IsLoopback() }
+	return err == nil && len(addrs) > 0 && !slices.ContainsFunc(addrs, notLoopback)
 }
 
 // lookupNetIP resolves host names for IsLoopback (replaced in tests).

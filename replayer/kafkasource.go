@@ -3,6 +3,7 @@ package replayer
 import (
 	"context"
 	"io"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -193,12 +194,7 @@ func (s *KafkaSource) fetch(ctx context.Context) {
 func (s *KafkaSource) allDone() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, q := range s.parts {
-		if !q.done {
-			return false
-		}
-	}
-	return true
+	return !slices.ContainsFunc(s.parts, func(q *partQueue) bool { return !q.done })
 }
 
 // add queues one fetched record; s.mu is held.

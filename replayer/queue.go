@@ -91,8 +91,7 @@ func (q *keyQueue[T]) Take() (item T, done func(), ok bool) {
 	q.ready[0] = nil
 	q.ready = q.ready[1:]
 	item = l.items[0]
-	var zero T
-	l.items[0] = zero
+	clear(l.items[:1])
 	l.items = l.items[1:]
 	l.busy = true
 	q.queued--
