@@ -1,6 +1,7 @@
 package replayer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -154,9 +155,7 @@ func RunJob(ctx context.Context, spec JobSpec) error {
 
 // checkJob turns spec into a job; every error names the flag.
 func checkJob(spec JobSpec, now time.Time) (*job, error) {
-	if spec.To == "" {
-		spec.To = "now" // as the job's parameters, which its workers compare
-	}
+	spec.To = cmp.Or(spec.To, "now") // as the job's parameters, which its workers compare
 	j := &job{spec: spec}
 	err := j.window(now)
 	if err != nil {
@@ -174,10 +173,7 @@ func checkJob(spec JobSpec, now time.Time) (*job, error) {
 	if spec.MaxLag <= 0 {
 		return nil, invalidf("max-lag: must be positive, got %s", spec.MaxLag)
 	}
-	if j.concurrency = spec.Concurrency; j.concurrency == 0 {
-		j.concurrency = DefaultInFlight
-	}
-	if j.concurrency < 0 {
+	if j.concurrency = cmp.Or(spec.Concurrency, DefaultInFlight); j.concurrency < 0 {
 		return nil, invalidf("concurrency: must be positive, got %d", j.concurrency)
 	}
 	if err := j.workerSettings(); err != nil {
@@ -240,15 +236,9 @@ func AllowedSender(target, trusted string, allow []string, conns int, opts ...Op
 // defaults names the topic, the job and the instance when the spec does not.
 func (j *job) defaults(now time.Time) {
 	s := &j.spec
-	if s.Topic == "" {
-		s.Topic = broker.Topic(broker.Clean, s.Service)
-	}
-	if s.Job == "" {
-		s.Job = fmt.Sprintf("replay-%s-%s", s.Service, now.UTC().Format("20060102T150405.000Z"))
-	}
-	if s.Instance == "" {
-		s.Instance = DefaultInstance()
-	}
+	s.Topic = cmp.Or(s.Topic, broker.Topic(broker.Clean, s.Service))
+	s.Job = cmp.Or(s.Job, fmt.Sprintf("replay-%s-%s", s.Service, now.UTC().Format("20060102T150405.000Z")))
+	s.Instance = cmp.Or(s.Instance, DefaultInstance())
 	if s.Logger == nil {
 		s.Logger = hclog.NewNullLogger()
 	}

@@ -1,6 +1,7 @@
 package replayer
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -128,9 +129,7 @@ func DefaultGroup(service string) string { return "mirrorline-replay-" + service
 func NewLive(s *Sender, service string, opts ...Option) *Live {
 	l := &Live{options: newOptions(opts, Concurrency(DefaultConcurrency)), sender: s, service: service}
 	l.shadow = broker.Topic(broker.Shadow, service)
-	if l.job == "" {
-		l.job = "live"
-	}
+	l.job = cmp.Or(l.job, "live")
 	l.cap.Store(newRateCap(l.maxRate))
 	return l
 }

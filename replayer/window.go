@@ -1,6 +1,7 @@
 package replayer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,12 +68,7 @@ type Window struct {
 // sender (nil for a dry run).
 func NewWindow(src Source, sched *Schedule, sender Requester, opts ...Option) *Window {
 	w := &Window{options: newOptions(opts, Concurrency(DefaultInFlight), MaxRate(DefaultMaxRate)), src: src, sched: sched, sender: sender, ticker: realTicker, wall: time.Now}
-	if w.job == "" {
-		w.job = "window"
-	}
-	if w.sender == nil {
-		w.dry = true
-	}
+	w.job, w.dry = cmp.Or(w.job, "window"), w.dry || sender == nil
 	return w
 }
 
