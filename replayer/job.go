@@ -57,8 +57,8 @@ type JobSpec struct {
 	Job             string
 	Workers, Worker int
 	// StartAt anchors the job's clock (RFC 3339; default: agreed through
-	// mirror.jobs when Workers > 1, else now); StartDelay is how long after
-	// the first proposal an agreed job starts.
+	// JobsTopic when Workers > 1, else now), StartDelay after the first
+	// proposal of an agreed job.
 	StartAt    string
 	StartDelay time.Duration
 	// DryRun schedules and reports without sending, on a virtual clock.

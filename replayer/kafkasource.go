@@ -84,8 +84,8 @@ func NewKafkaSource(cl Poller, topic string, from, to time.Time, ranges []Range,
 }
 
 // Progress reports the offsets handed out or skipped (transaction markers,
-// records outside the window, offsets missing from the log), and the
-// estimated offsets of the source's ranges (Range.Len).
+// records outside the window, offsets missing from the log) and Range.Len of
+// all ranges.
 func (s *KafkaSource) Progress() (done, total int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

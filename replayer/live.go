@@ -142,9 +142,8 @@ type work struct {
 }
 
 // Run replays through cl (built with ClientOpts) until ctx ends (then it
-// returns nil): the stage runtime polls, hands the records to the workers,
-// commits what they finished and, on stop, publishes the responses already
-// received before its last commit.
+// returns nil); on stop, the responses already received are published before
+// the last commit.
 func (l *Live) Run(ctx context.Context, cl *kgo.Client) error {
 	if l.group == nil {
 		return fmt.Errorf("replay %s: the client was not built with Live.ClientOpts", l.service)

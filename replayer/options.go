@@ -14,9 +14,8 @@ import (
 // says what it applies to; the others ignore it.
 type Option func(*options)
 
-// options is the one private configuration of the package's constructors,
-// every default set in newOptions (the concurrency and the rate cap, whose
-// defaults differ between Live and Window, by their constructors).
+// options is the one private configuration of the package's constructors;
+// the defaults that differ between Live and Window are their constructors'.
 type options struct {
 	log     hclog.Logger
 	metrics *Metrics

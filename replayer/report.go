@@ -7,7 +7,7 @@ import (
 	"io"
 	"maps"
 	"math"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,7 +62,7 @@ type Summary struct {
 	// Status counts sent requests by response status class (2xx..5xx, error).
 	Status map[string]int64 `json:"status"`
 	// RequestErrors counts the sent requests that failed, by reason
-	// (RequestErrorReasons: refused, timeout, dns, tls, reset, 5xx, other).
+	// (RequestErrorReasons).
 	RequestErrors map[string]int64 `json:"request_errors"`
 	// ErrorRate is the share of sent requests that failed, 0..1.
 	ErrorRate float64 `json:"error_rate"`
@@ -237,10 +237,7 @@ func sumCounts(m map[string]int64) int64 {
 func formatCounts(m map[string]int64, order []string) string {
 	keys := order
 	if keys == nil {
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
+		keys = slices.Sorted(maps.Keys(m))
 	}
 	var parts []string
 	for _, k := range keys {
