@@ -34,8 +34,7 @@ type Live struct {
 	group *stage.Group
 	// cap is the send rate cap in force (never nil; its limiter nil: no cap).
 	cap atomic.Pointer[rateCap]
-	// Set by Run: the records waiting for a worker, and the workers (the
-	// shadow records go to options.pub).
+	// Set by Run: the records waiting for a worker, and the workers.
 	queue   *keyQueue[work]
 	workers sync.WaitGroup
 	// polled is when the poll being handed to the workers returned (zero
@@ -60,8 +59,7 @@ func newRateCap(perSecond float64) *rateCap {
 }
 
 // SetMaxRate changes the cap on requests sent per second while the replayer
-// runs (0: no cap). Workers waiting for the old cap wait for the new one
-// instead, so raising or lifting it takes effect at once.
+// runs (0: no cap); raising or lifting it takes effect at once.
 func (l *Live) SetMaxRate(perSecond float64) {
 	if old := l.cap.Swap(newRateCap(perSecond)); old != nil {
 		close(old.changed)
@@ -102,11 +100,11 @@ func (l *Live) waitRate(ctx context.Context) error {
 // pauses beyond it.
 const queueDepth = 500
 
-// ClientOpts are the kgo options of the client a live replayer runs with, on
-// top of the broker options: the stage runtime's group consumer of topic
-// (see stage.Group) committing every LiveCommitInterval. A new group starts
-// at the end of the topic unless fromStart. Append stage.Membership.Opts for
-// a static instance id or another session timeout. Call it once, before Run.
+// ClientOpts are the kgo options, on top of the broker options, of the stage
+// runtime's group consumer of topic (see stage.Group) that a live replayer
+// runs with, committing every LiveCommitInterval; a new group starts at the
+// end of the topic unless fromStart. Append stage.Membership.Opts for a static
+// instance id or another session timeout. Call it once, before Run.
 func (l *Live) ClientOpts(group, topic string, fromStart bool) []kgo.Opt {
 	l.group = stage.NewGroup(liveHandler{l}, stage.WithLogger(l.log), stage.WithMetrics(l.metrics.Stage),
 		stage.CommitEvery(LiveCommitInterval), stage.FromStart(fromStart),
@@ -173,8 +171,7 @@ func (l *Live) start(ctx context.Context, pub Publisher) {
 	}
 }
 
-// liveHandler is the live replayer as the stage runtime sees it (kept off
-// Live's exported methods).
+// liveHandler is the live replayer as the stage runtime sees it.
 type liveHandler struct{ *Live }
 
 // Handle queues the record for a worker, blocking while the queue is full
@@ -203,8 +200,7 @@ func (h liveHandler) Drain() {
 func (h liveHandler) Undecodable(*kgo.Record) { h.metrics.Errors.WithLabelValues("decode").Inc() }
 
 // replay sends w's request and publishes the response; its record is done
-// when the response is published (or the record can never be replayed), and
-// abandoned if ctx ended first.
+// then (or when it can never be replayed), abandoned if ctx ended first.
 func (l *Live) replay(ctx context.Context, w work) {
 	r, ex := w.msg.Record, w.ex
 	if ctx.Err() != nil {

@@ -50,9 +50,8 @@ type Summary struct {
 	// Sent requests reached the target or failed there (status "error"); in a
 	// dry run, the requests that would have been sent.
 	Sent int64 `json:"sent"`
-	// Dropped records were not sent because they were more than --max-lag late
-	// (all --concurrency requests in flight, the --max-rate cap, or Kafka
-	// reads falling behind).
+	// Dropped records were more than --max-lag late (all --concurrency
+	// requests in flight, the --max-rate cap, or Kafka reads falling behind).
 	Dropped int64 `json:"dropped"`
 	// Late sends went out more than LateAfter after their planned time.
 	Late int64 `json:"late"`
@@ -264,8 +263,10 @@ type stats struct {
 	anchor time.Time
 }
 
-func newStats() *stats {
+// newStats returns the stats of a replay whose job start is anchor, if known.
+func newStats(anchor time.Time) *stats {
 	return &stats{
+		anchor:    anchor,
 		latency:   hdrhistogram.New(1, 3_600_000_000, 3),
 		lag:       hdrhistogram.New(1, 3_600_000_000, 3),
 		status:    map[string]int64{},

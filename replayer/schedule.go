@@ -119,8 +119,7 @@ func RecordCaptureTime(ts time.Time, ex *mlv1.Exchange) time.Time {
 	return ts
 }
 
-// SliceSource is a Source over records held in memory (benchmarks, tests, and
-// replays of files). It sorts the items by capture time.
+// SliceSource is a Source over records held in memory, sorted by capture time.
 type SliceSource struct {
 	mu    sync.Mutex
 	items []Item

@@ -19,11 +19,9 @@ import (
 const (
 	// DefaultTimeout is the timeout of each request to the target.
 	DefaultTimeout = 10 * time.Second
-	// DefaultResponseBodyLimit is how many response body bytes are
-	// recorded per shadow response.
+	// DefaultResponseBodyLimit is the default of ResponseBodyLimit.
 	DefaultResponseBodyLimit = 1 << 20
-	// DefaultConcurrency is how many requests a live replay has in flight
-	// at most.
+	// DefaultConcurrency is the default Concurrency of a live replay.
 	DefaultConcurrency = 16
 )
 

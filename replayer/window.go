@@ -27,8 +27,7 @@ const (
 	LateAfter = 10 * time.Millisecond
 	// DropMaxLag is the drop reason of records more than --max-lag late.
 	DropMaxLag = "max_lag"
-	// DropTooOld labels live records skipped because they were captured
-	// longer ago than SkipOlderThan.
+	// DropTooOld is the drop reason of live records older than SkipOlderThan.
 	DropTooOld = "too_old"
 	// IdleAfter is the wait before the first send from which a window replay
 	// says (in its log and summary) that the window starts idle.
@@ -76,7 +75,7 @@ func NewWindow(src Source, sched *Schedule, sender Requester, opts ...Option) *W
 // scheduling, waits for the requests in flight and returns the partial summary
 // (Interrupted set) with the context's error.
 func (w *Window) Run(ctx context.Context) (*Summary, error) {
-	st := newStats()
+	st := newStats(w.anchor)
 	sum := &Summary{Job: w.job, Instance: w.instance, DryRun: w.dry, Started: w.clock.Now()}
 	if w.sender != nil {
 		sum.Target = w.sender.Target().String()
@@ -93,9 +92,6 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 		nextFree time.Time
 		runErr   error
 	)
-	if !anchor.IsZero() {
-		st.start(anchor)
-	}
 	if w.lines != nil {
 		defer w.printProgress(st)()
 	}
