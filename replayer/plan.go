@@ -18,9 +18,8 @@ import (
 	"github.com/mirrorline/mirrorline/stage"
 )
 
-// JobsTopic is where the workers of a window replay job agree on its plan:
-// one partition, ordinary retention (JobsRetention), record key = job name.
-// The first record of a job on it is the job's plan (see AgreePlan).
+// JobsTopic is where the workers of a window replay job agree on its plan
+// (see AgreePlan): one partition, ordinary retention, record key = job name.
 const JobsTopic = "mirror.jobs"
 
 // JobsRetention is the retention of JobsTopic.

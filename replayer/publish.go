@@ -42,9 +42,8 @@ func encodeErrReason(err error) string {
 }
 
 // publish produces the shadow record of the replay of src (ShadowRecord, keyed
-// and stamped as src) with o.pub to o.shadow. done is called once, with "" when
-// the record is published, else with the errors_total reason it was counted
-// under (encode, too_large, publish).
+// and stamped as src) to o.shadow, then calls done with "" or the errors_total
+// reason it was counted under (encode, too_large, publish).
 func (o *options) publish(ctx context.Context, src *kgo.Record, ex *mlv1.Exchange, resp *mlv1.Response, target string, sent time.Time, lag time.Duration, done func(reason string)) {
 	out := ShadowRecord(ex, resp, target, o.job, o.instance, sent, lag)
 	out.Replay.SourceTopic, out.Replay.SourcePartition, out.Replay.SourceOffset = src.Topic, src.Partition, src.Offset
