@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -138,15 +139,8 @@ func IsLoopback(ctx context.Context, target *url.URL) bool {
 		return false
 	}
 	addrs, err := lookupNetIP(ctx, "ip", host)
-	if err != nil || len(addrs) == 0 {
-		return false
-	}
-	for _, a := range addrs {
-		if !a.Unmap().IsLoopback() {
-			return false
-		}
-	}
-	return true
+	notLoopback := func(a netip.Addr) bool { return !a.Unmap().IsLoopback() }
+	return err == nil && len(addrs) > 0 && !slices.ContainsFunc(addrs, notLoopback)
 }
 
 // lookupNetIP resolves host names for IsLoopback (replaced in tests).
@@ -160,11 +154,9 @@ const lookupTimeout = 5 * time.Second
 //   - with an allowlist (non-empty), the target's host and port must match an
 //     entry, and nothing else is admitted, loopback included;
 //   - without one, only loopback targets (see IsLoopback: names are resolved,
-//     for up to 5 s) and the target written in the configuration file
-//     (configured, "" when none) are admitted. A target
-//     given only on the command line must be allowed explicitly: a mistyped
-//     --target must not send copies of production traffic to production or
-//     to a stranger.
+//     for up to 5 s) and the target of the configuration file (configured)
+//     are admitted: a mistyped --target must not send copies of production
+//     traffic to production or to a stranger.
 //
 // The error wraps ErrTargetNotAllowed and says how to allow the target.
 func CheckTarget(target *url.URL, allow *Allowlist, configured string) error {

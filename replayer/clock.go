@@ -29,8 +29,7 @@ func (RealClock) Timer(t time.Time) (<-chan time.Time, func()) {
 }
 
 // VirtualClock is a clock that never waits: a timer for a time ahead moves the
-// clock there and fires at once. A dry run schedules on it to report the plan
-// without taking the plan's time.
+// clock there and fires at once, so a dry run does not take the plan's time.
 type VirtualClock struct {
 	mu  sync.Mutex
 	now time.Time

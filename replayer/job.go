@@ -1,11 +1,13 @@
 package replayer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -16,9 +18,8 @@ import (
 	"github.com/mirrorline/mirrorline/telemetry"
 )
 
-// ErrInvalidJob marks the errors of a JobSpec that cannot run: a bad
-// window, timing, worker or target setting (errors.Is(err, ErrInvalidJob)).
-// The error's text names the flag.
+// ErrInvalidJob marks the errors of a JobSpec that cannot run (a bad window,
+// timing, worker or target setting); their text names the flag.
 var ErrInvalidJob = errors.New("invalid window replay job")
 
 // invalidJob is an error of a JobSpec that cannot run.
@@ -35,10 +36,8 @@ const maxWorkers = 10000
 // unixEpoch is the earliest time a Kafka record timestamp can hold.
 var unixEpoch = time.Unix(0, 0).UTC()
 
-// JobSpec is a window replay as a command gives it: the window, timing and
-// worker settings as typed (checked by RunJob, errors naming the flag), the
-// replay section's settings, and where the summary, progress and metrics
-// go.
+// JobSpec is a window replay as a command gives it: the settings as typed
+// (checked by RunJob), and where the summary, progress and metrics go.
 type JobSpec struct {
 	Service string
 	Kafka   broker.Config
@@ -58,8 +57,8 @@ type JobSpec struct {
 	Job             string
 	Workers, Worker int
 	// StartAt anchors the job's clock (RFC 3339; default: agreed through
-	// mirror.jobs when Workers > 1, else now); StartDelay is how long after
-	// the first proposal an agreed job starts.
+	// JobsTopic when Workers > 1, else now), StartDelay after the first
+	// proposal of an agreed job.
 	StartAt    string
 	StartDelay time.Duration
 	// DryRun schedules and reports without sending, on a virtual clock.
@@ -108,12 +107,11 @@ type job struct {
 	sender      *Sender
 }
 
-// RunJob runs the window replay spec to its end: it checks the spec, plans
-// the window's offsets, agrees the plan with the job's other workers,
-// replays this worker's share, writes the summary (and the JSON report)
-// and returns the job's verdict: nil, an error wrapping ErrInvalidJob
-// (ErrJobConflict, ErrJobOver) for settings that cannot run, or the
-// failure (interrupted, error rate above the cap, Kafka).
+// RunJob checks spec, plans the window's offsets, agrees the plan with the
+// job's other workers, replays this worker's share, writes the summary (and
+// the JSON report) and returns the job's verdict: nil, an error wrapping
+// ErrInvalidJob (ErrJobConflict, ErrJobOver) for settings that cannot run, or
+// the failure (interrupted, error rate above the cap, Kafka).
 func RunJob(ctx context.Context, spec JobSpec) error {
 	now := time.Now()
 	j, err := checkJob(spec, now)
@@ -146,11 +144,6 @@ func RunJob(ctx context.Context, spec JobSpec) error {
 			return err
 		}
 	}
-	return j.verdict(ctx, plan, sum, runErr)
-}
-
-// verdict is the job's exit status.
-func (j *job) verdict(ctx context.Context, plan Plan, sum *Summary, runErr error) error {
 	if runErr != nil && ctx.Err() != nil {
 		return fmt.Errorf("replay %s: interrupted after %d of %d scheduled records", plan.Job, sum.Sent+sum.Dropped, sum.Scheduled)
 	}
@@ -162,9 +155,10 @@ func (j *job) verdict(ctx context.Context, plan Plan, sum *Summary, runErr error
 
 // checkJob turns spec into a job; every error names the flag.
 func checkJob(spec JobSpec, now time.Time) (*job, error) {
+	spec.To = cmp.Or(spec.To, "now") // as the job's parameters, which its workers compare
 	j := &job{spec: spec}
-	var err error
-	if j.from, j.to, err = windowBounds(spec.From, spec.To, now); err != nil {
+	err := j.window(now)
+	if err != nil {
 		return nil, err
 	}
 	if j.profile, err = ParseTiming(spec.Speed, spec.Rate, spec.Ramp); err != nil {
@@ -179,13 +173,10 @@ func checkJob(spec JobSpec, now time.Time) (*job, error) {
 	if spec.MaxLag <= 0 {
 		return nil, invalidf("max-lag: must be positive, got %s", spec.MaxLag)
 	}
-	if j.concurrency = spec.Concurrency; j.concurrency == 0 {
-		j.concurrency = DefaultInFlight
-	}
-	if j.concurrency < 0 {
+	if j.concurrency = cmp.Or(spec.Concurrency, DefaultInFlight); j.concurrency < 0 {
 		return nil, invalidf("concurrency: must be positive, got %d", j.concurrency)
 	}
-	if j.startAt, err = workerSettings(spec); err != nil {
+	if err := j.workerSettings(); err != nil {
 		return nil, err
 	}
 	j.maxErrRate = 1
@@ -217,18 +208,16 @@ func (j *job) checkTarget() error {
 	if s.Timeout <= 0 {
 		return invalidf("timeout: must be positive, got %s", s.Timeout)
 	}
-	sender, err := AllowedSender(s.Target, s.TrustedTarget, s.AllowTargets, j.concurrency, Timeout(s.Timeout), KeepHost(s.KeepHost), ResponseBodyLimit(s.BodyLimit))
-	if err != nil {
+	var err error
+	if j.sender, err = AllowedSender(s.Target, s.TrustedTarget, s.AllowTargets, j.concurrency, Timeout(s.Timeout), KeepHost(s.KeepHost), ResponseBodyLimit(s.BodyLimit)); err != nil {
 		return invalidJob{err}
 	}
-	j.sender = sender
 	return nil
 }
 
-// AllowedSender is NewSender(target, conns, opts...) for a target the
-// allowlist admits (see CheckTarget): trusted is admitted as well (the
-// target of the configuration file), and allow lists the entries of
-// NewAllowlist.
+// AllowedSender is NewSender(target, conns, opts...) for a target that
+// CheckTarget admits with the allowlist of the entries allow and trusted (the
+// target of the configuration file).
 func AllowedSender(target, trusted string, allow []string, conns int, opts ...Option) (*Sender, error) {
 	sender, err := NewSender(target, conns, opts...)
 	if err != nil {
@@ -244,79 +233,67 @@ func AllowedSender(target, trusted string, allow []string, conns int, opts ...Op
 	return sender, nil
 }
 
-// defaults names the topic, the job and the instance when the spec does
-// not.
+// defaults names the topic, the job and the instance when the spec does not.
 func (j *job) defaults(now time.Time) {
 	s := &j.spec
-	if s.To == "" {
-		s.To = "now" // as the job's parameters, which its workers compare
-	}
-	if s.Topic == "" {
-		s.Topic = broker.Topic(broker.Clean, s.Service)
-	}
-	if s.Job == "" {
-		s.Job = fmt.Sprintf("replay-%s-%s", s.Service, now.UTC().Format("20060102T150405.000Z"))
-	}
-	if s.Instance == "" {
-		s.Instance = DefaultInstance()
-	}
+	s.Topic = cmp.Or(s.Topic, broker.Topic(broker.Clean, s.Service))
+	s.Job = cmp.Or(s.Job, fmt.Sprintf("replay-%s-%s", s.Service, now.UTC().Format("20060102T150405.000Z")))
+	s.Instance = cmp.Or(s.Instance, DefaultInstance())
 	if s.Logger == nil {
 		s.Logger = hclog.NewNullLogger()
 	}
 }
 
-// windowBounds parses --from and --to (--to defaults to now) into the
-// window, in milliseconds as record timestamps are.
-func windowBounds(fromFlag, toFlag string, now time.Time) (from, to time.Time, err error) {
-	if fromFlag == "" {
-		return time.Time{}, time.Time{}, invalidf("from: required for a window replay (--to alone is not enough)")
+// window parses --from and --to into the window, in milliseconds as record
+// timestamps are.
+func (j *job) window(now time.Time) (err error) {
+	s := j.spec
+	if s.From == "" {
+		return invalidf("from: required for a window replay (--to alone is not enough)")
 	}
-	if toFlag == "" {
-		toFlag = "now"
+	if j.from, err = ParseWhen(s.From, now); err != nil {
+		return invalidf("from: %v", err)
 	}
-	if from, err = ParseWhen(fromFlag, now); err != nil {
-		return time.Time{}, time.Time{}, invalidf("from: %v", err)
-	}
-	if to, err = ParseWhen(toFlag, now); err != nil {
-		return time.Time{}, time.Time{}, invalidf("to: %v", err)
+	if j.to, err = ParseWhen(s.To, now); err != nil {
+		return invalidf("to: %v", err)
 	}
 	// Kafka has no timestamps before the epoch: asked for one, it answers
 	// UNSUPPORTED_VERSION, which says nothing of the cause.
-	if from.Before(unixEpoch) {
-		return time.Time{}, time.Time{}, invalidf("from: %s is %s, before %s (Kafka record timestamps start at the Unix epoch)", fromFlag, from.UTC().Format(time.RFC3339), unixEpoch.Format(time.RFC3339))
+	if j.from.Before(unixEpoch) {
+		return invalidf("from: %s is %s, before %s (Kafka record timestamps start at the Unix epoch)", s.From, j.from.UTC().Format(time.RFC3339), unixEpoch.Format(time.RFC3339))
 	}
-	// Record timestamps are milliseconds: so is the window.
-	from, to = from.Truncate(time.Millisecond), to.Truncate(time.Millisecond)
-	if !from.Before(to) {
-		return time.Time{}, time.Time{}, invalidf("from: %s is not before --to %s", from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano))
+	j.from, j.to = j.from.Truncate(time.Millisecond), j.to.Truncate(time.Millisecond)
+	if !j.from.Before(j.to) {
+		return invalidf("from: %s is not before --to %s", j.from.Format(time.RFC3339Nano), j.to.Format(time.RFC3339Nano))
 	}
-	if to.After(now.Add(time.Second)) {
-		return time.Time{}, time.Time{}, invalidf("to: %s is in the future; a window replay reads traffic already captured (use --live to follow new traffic)", to.Format(time.RFC3339Nano))
+	if j.to.After(now.Add(time.Second)) {
+		return invalidf("to: %s is in the future; a window replay reads traffic already captured (use --live to follow new traffic)", j.to.Format(time.RFC3339Nano))
 	}
-	return from, to, nil
+	return nil
 }
 
 // workerSettings checks --workers, --worker, --job, --start-at and
-// --start-delay, and returns the parsed --start-at (zero without it).
-func workerSettings(s JobSpec) (startAt time.Time, err error) {
+// --start-delay, and parses --start-at (zero without it).
+func (j *job) workerSettings() (err error) {
+	s := j.spec
 	if s.Workers < 1 || s.Workers > maxWorkers {
-		return time.Time{}, invalidf("workers: must be 1..%d, got %d", maxWorkers, s.Workers)
+		return invalidf("workers: must be 1..%d, got %d", maxWorkers, s.Workers)
 	}
 	if s.Worker < 0 || s.Worker >= s.Workers {
-		return time.Time{}, invalidf("worker: must be 0..%d (--workers %d), got %d", s.Workers-1, s.Workers, s.Worker)
+		return invalidf("worker: must be 0..%d (--workers %d), got %d", s.Workers-1, s.Workers, s.Worker)
 	}
 	if s.Workers > 1 && s.Job == "" {
-		return time.Time{}, invalidf("job: required with --workers %d: every worker of the job is given the same --job", s.Workers)
+		return invalidf("job: required with --workers %d: every worker of the job is given the same --job", s.Workers)
 	}
 	if s.StartAt != "" {
-		if startAt, err = time.Parse(time.RFC3339Nano, s.StartAt); err != nil {
-			return time.Time{}, invalidf("start-at: %q is not RFC 3339 (2006-01-02T15:04:05Z)", s.StartAt)
+		if j.startAt, err = time.Parse(time.RFC3339Nano, s.StartAt); err != nil {
+			return invalidf("start-at: %q is not RFC 3339 (2006-01-02T15:04:05Z)", s.StartAt)
 		}
 	}
 	if s.StartDelay < 0 {
-		return time.Time{}, invalidf("start-delay: must not be negative, got %s", s.StartDelay)
+		return invalidf("start-delay: must not be negative, got %s", s.StartDelay)
 	}
-	return startAt, nil
+	return nil
 }
 
 // plan finds the window's offsets and, with several workers, agrees the
@@ -358,7 +335,8 @@ func (j *job) plan(ctx context.Context, cl *kgo.Client, now time.Time) (Plan, er
 func (j *job) replay(ctx context.Context, plan Plan) (*Summary, error) {
 	s := j.spec
 	mine := plan.Share(s.Worker, s.Workers)
-	sched := NewSchedule(j.profile, plan.From, ShareOf(mine, plan.Ranges), float64(s.Worker)/float64(s.Workers))
+	share := ShareOf(mine, plan.Ranges)
+	sched := NewSchedule(j.profile, plan.From, share, float64(s.Worker)/float64(s.Workers))
 	cons, err := broker.NewClient(s.Kafka, WindowConsumeOpts(plan.Topic, mine)...)
 	if err != nil {
 		return nil, invalidJob{err}
@@ -370,10 +348,9 @@ func (j *job) replay(ctx context.Context, plan Plan) (*Summary, error) {
 	src := NewKafkaSource(cons, plan.Topic, plan.From, plan.To, mine, WithLogger(s.Logger), WithMetrics(metrics))
 	defer src.Close()
 
-	// The cap is per job: each worker takes its share of it.
-	capRate := j.maxRate * ShareOf(mine, plan.Ranges)
 	opts := []Option{
-		Concurrency(j.concurrency), MaxLag(s.MaxLag), MaxRate(capRate),
+		Concurrency(j.concurrency), MaxLag(s.MaxLag),
+		MaxRate(j.maxRate * share), // the cap is per job: each worker takes its share
 		DryRun(s.DryRun), WithMetrics(metrics), WithLogger(s.Logger),
 		Job(plan.Job, s.Instance), MaxErrorRate(j.maxErrRate),
 		PlannedSpan(NewSchedule(j.profile, plan.From, 1, 0).Span(plan.Offsets(), plan.To)),
@@ -400,19 +377,17 @@ func (j *job) replay(ctx context.Context, plan Plan) (*Summary, error) {
 		"worker", s.Worker, "workers", s.Workers, "partitions", DescribeRanges(mine), "target", s.Target, "dry_run", s.DryRun)
 
 	mctx, stopMetrics := context.WithCancel(ctx)
-	metricsDone := make(chan struct{})
-	go func() {
-		defer close(metricsDone)
-		if s.Serve == nil {
-			return
-		}
-		if err := s.Serve(mctx, tel); err != nil {
-			s.Logger.Warn("metrics endpoint not served", "error", err)
-		}
-	}()
+	var served sync.WaitGroup
+	if s.Serve != nil {
+		served.Go(func() {
+			if err := s.Serve(mctx, tel); err != nil {
+				s.Logger.Warn("metrics endpoint not served", "error", err)
+			}
+		})
+	}
 	sum, err := NewWindow(src, sched, req, opts...).Run(ctx)
 	stopMetrics()
-	<-metricsDone
+	served.Wait()
 	return sum, err
 }
 
@@ -422,12 +397,9 @@ func writeReport(path string, sum *Summary) error {
 	if err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
-	if err := sum.WriteJSON(f); err != nil {
-		f.Close()
-		return err
+	err = sum.WriteJSON(f)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("report: %w", cerr)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("report: %w", err)
-	}
-	return nil
+	return err
 }

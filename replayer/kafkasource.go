@@ -3,6 +3,7 @@ package replayer
 import (
 	"context"
 	"io"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -25,12 +26,7 @@ func WindowConsumeOpts(topic string, ranges []Range) []kgo.Opt {
 			offs[r.Partition] = kgo.NewOffset().At(r.Start)
 		}
 	}
-	opts := append(stage.ConsumeOpts(),
-		kgo.KeepControlRecords(),
-		kgo.FetchMaxWait(500*time.Millisecond),
-		kgo.FetchMaxBytes(16<<20),
-		kgo.FetchMaxPartitionBytes(1<<20),
-	)
+	opts := append(stage.ConsumeOpts(), kgo.KeepControlRecords(), kgo.FetchMaxWait(500*time.Millisecond), kgo.FetchMaxBytes(16<<20), kgo.FetchMaxPartitionBytes(1<<20))
 	if len(offs) > 0 {
 		opts = append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offs}))
 	}
@@ -44,11 +40,9 @@ type Poller interface {
 	ResumeFetchPartitions(topicPartitions map[string][]int32)
 }
 
-// KafkaSource reads the ranges of a window from Kafka and merges the
-// partitions into one stream in capture order. A partition ends at its
-// range's limit or at its first record stamped at or after
-// to+WindowEndGrace (see PlanWindow); records on the way stamped outside the
-// window [from, to) and transaction markers are skipped.
+// KafkaSource reads the ranges of a window from Kafka (see Range) and merges
+// the partitions into one stream in capture order, skipping transaction
+// markers and records stamped outside the window [from, to).
 type KafkaSource struct {
 	options
 	cl       Poller
@@ -76,9 +70,7 @@ type partQueue struct {
 }
 
 // NewKafkaSource returns a source of the ranges (this worker's share) of the
-// window [from, to) of topic, read through cl (see WindowConsumeOpts). Its
-// options are WithLogger, WithMetrics (fetch errors and undecodable records
-// are counted in them) and Buffer.
+// window [from, to) of topic, read through cl (see WindowConsumeOpts).
 func NewKafkaSource(cl Poller, topic string, from, to time.Time, ranges []Range, opts ...Option) *KafkaSource {
 	s := &KafkaSource{options: newOptions(opts), cl: cl, topic: topic, from: from, to: to, notify: make(chan struct{}, 1), byID: map[int32]*partQueue{}}
 	for _, r := range ranges {
@@ -92,8 +84,8 @@ func NewKafkaSource(cl Poller, topic string, from, to time.Time, ranges []Range,
 }
 
 // Progress reports the offsets handed out or skipped (transaction markers,
-// records outside the window, offsets missing from the log), and the
-// estimated offsets of the source's ranges (Range.Len).
+// records outside the window, offsets missing from the log) and Range.Len of
+// all ranges.
 func (s *KafkaSource) Progress() (done, total int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -115,11 +107,9 @@ func (s *KafkaSource) Next(ctx context.Context) (Item, error) {
 	s.once.Do(func() {
 		fctx, cancel := context.WithCancel(ctx)
 		s.cancel = cancel
-		s.fetchW.Add(1)
-		go func() {
-			defer s.fetchW.Done()
+		s.fetchW.Go(func() {
 			s.fetch(fctx)
-		}()
+		})
 	})
 	for {
 		s.mu.Lock()
@@ -204,12 +194,7 @@ func (s *KafkaSource) fetch(ctx context.Context) {
 func (s *KafkaSource) allDone() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, q := range s.parts {
-		if !q.done {
-			return false
-		}
-	}
-	return true
+	return !slices.ContainsFunc(s.parts, func(q *partQueue) bool { return !q.done })
 }
 
 // add queues one fetched record; s.mu is held.

@@ -1,6 +1,7 @@
 package replayer
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -21,26 +22,19 @@ import (
 // to the target and publishes the response to mirror.shadow.<service>.
 //
 // It is a handler of the stage runtime (stage.Group), which owns polling,
-// decoding, offsets and rebalances. Records are pipelined: polling goes on
-// while requests are in flight, and a slow request holds back only the later
-// requests of its own connection (or none, unordered), never a whole poll
-// batch. A record is done once its shadow response is published, and its
-// offset is committed once every earlier record of its partition is done
-// too; a partition handed to another replayer in a rebalance is handed over
-// only after its requests in flight finished and their offsets were
-// committed.
+// decoding, offsets and rebalances. Polling goes on while requests are in
+// flight: a slow request holds back only the later requests of its own
+// connection (or none, unordered), never a whole poll batch. A record is done
+// once its shadow response is published.
 type Live struct {
 	options
 	sender  *Sender
 	service string
-	shadow  string
 	// group is the stage runtime running the replayer (set by ClientOpts).
 	group *stage.Group
 	// cap is the send rate cap in force (never nil; its limiter nil: no cap).
 	cap atomic.Pointer[rateCap]
-	// Set by Run: where shadow records go, the records waiting for a
-	// worker, and the workers.
-	pub     Publisher
+	// Set by Run: the records waiting for a worker, and the workers.
 	queue   *keyQueue[work]
 	workers sync.WaitGroup
 	// polled is when the poll being handed to the workers returned (zero
@@ -65,8 +59,7 @@ func newRateCap(perSecond float64) *rateCap {
 }
 
 // SetMaxRate changes the cap on requests sent per second while the replayer
-// runs (0: no cap). Workers waiting for the old cap wait for the new one
-// instead, so raising or lifting it takes effect at once.
+// runs (0: no cap); raising or lifting it takes effect at once.
 func (l *Live) SetMaxRate(perSecond float64) {
 	if old := l.cap.Swap(newRateCap(perSecond)); old != nil {
 		close(old.changed)
@@ -107,14 +100,11 @@ func (l *Live) waitRate(ctx context.Context) error {
 // pauses beyond it.
 const queueDepth = 500
 
-// ClientOpts are the kgo options of the client a live replayer runs with, on
-// top of the broker options: the group and the topic, read committed (a
-// record of an aborted transaction is never replayed), cooperative
-// rebalances only between polls, commits every LiveCommitInterval, and the
-// hand-over of revoked partitions (their requests in flight finish and their
-// offsets are committed first). A new group starts at the end of the topic
-// unless fromStart. Append stage.Membership.Opts for a static instance id or
-// another session timeout. Call it once, before Run.
+// ClientOpts are the kgo options, on top of the broker options, of the stage
+// runtime's group consumer of topic (see stage.Group) that a live replayer
+// runs with, committing every LiveCommitInterval; a new group starts at the
+// end of the topic unless fromStart. Append stage.Membership.Opts for a static
+// instance id or another session timeout. Call it once, before Run.
 func (l *Live) ClientOpts(group, topic string, fromStart bool) []kgo.Opt {
 	l.group = stage.NewGroup(liveHandler{l}, stage.WithLogger(l.log), stage.WithMetrics(l.metrics.Stage),
 		stage.CommitEvery(LiveCommitInterval), stage.FromStart(fromStart),
@@ -133,16 +123,12 @@ const LiveCommitInterval = time.Second
 func DefaultGroup(service string) string { return "mirrorline-replay-" + service }
 
 // NewLive returns a live replayer of service sending with s; ClientOpts
-// gives the options of the client it runs with. Its options are WithLogger,
-// WithMetrics, Concurrency, Order, MaxRate, SkipOlderThan, ShadowBudget and
-// Job.
+// gives the options of the client it runs with.
 func NewLive(s *Sender, service string, opts ...Option) *Live {
-	l := &Live{options: newOptions(opts), sender: s, service: service, shadow: broker.Topic(broker.Shadow, service)}
-	l.conc = l.concurrency(DefaultConcurrency)
-	if l.job == "" {
-		l.job = "live"
-	}
-	l.cap.Store(newRateCap(l.rate(0)))
+	l := &Live{options: newOptions(opts, Concurrency(DefaultConcurrency)), sender: s, service: service}
+	l.shadow = broker.Topic(broker.Shadow, service)
+	l.job = cmp.Or(l.job, "live")
+	l.cap.Store(newRateCap(l.maxRate))
 	return l
 }
 
@@ -154,9 +140,8 @@ type work struct {
 }
 
 // Run replays through cl (built with ClientOpts) until ctx ends (then it
-// returns nil): the stage runtime polls, hands the records to the workers,
-// commits what they finished and, on stop, publishes the responses already
-// received before its last commit.
+// returns nil); on stop, the responses already received are published before
+// the last commit.
 func (l *Live) Run(ctx context.Context, cl *kgo.Client) error {
 	if l.group == nil {
 		return fmt.Errorf("replay %s: the client was not built with Live.ClientOpts", l.service)
@@ -173,9 +158,7 @@ func (l *Live) start(ctx context.Context, pub Publisher) {
 	l.pub = pub
 	l.queue = newKeyQueue[work](queueDepth)
 	for range l.conc {
-		l.workers.Add(1)
-		go func() {
-			defer l.workers.Done()
+		l.workers.Go(func() {
 			for {
 				w, done, ok := l.queue.Take()
 				if !ok {
@@ -184,12 +167,11 @@ func (l *Live) start(ctx context.Context, pub Publisher) {
 				l.replay(ctx, w)
 				done()
 			}
-		}()
+		})
 	}
 }
 
-// liveHandler is the live replayer as the stage runtime sees it (kept off
-// Live's exported methods).
+// liveHandler is the live replayer as the stage runtime sees it.
 type liveHandler struct{ *Live }
 
 // Handle queues the record for a worker, blocking while the queue is full
@@ -218,8 +200,7 @@ func (h liveHandler) Drain() {
 func (h liveHandler) Undecodable(*kgo.Record) { h.metrics.Errors.WithLabelValues("decode").Inc() }
 
 // replay sends w's request and publishes the response; its record is done
-// when the response is published (or the record can never be replayed), and
-// abandoned if ctx ended first.
+// then (or when it can never be replayed), abandoned if ctx ended first.
 func (l *Live) replay(ctx context.Context, w work) {
 	r, ex := w.msg.Record, w.ex
 	if ctx.Err() != nil {
@@ -263,25 +244,11 @@ func (l *Live) replay(ctx context.Context, w work) {
 	if ex.CaptureTimeNs > 0 {
 		l.metrics.CaptureDelay.Observe(sent.Sub(time.Unix(0, ex.CaptureTimeNs)).Seconds())
 	}
-	out := ShadowRecord(ex, resp, l.sender.Target().String(), l.job, l.instance, sent, sent.Sub(w.fetched))
-	out.Replay.SourceTopic, out.Replay.SourcePartition, out.Replay.SourceOffset = r.Topic, r.Partition, r.Offset
-	val, err := shadowValue(out, r.Key, l.budget, l.metrics)
-	if err != nil {
-		l.metrics.Errors.WithLabelValues(encodeErrReason(err)).Inc()
-		w.msg.Done()
-		return
-	}
 	// The produce context is not ctx: a response already received is still
 	// published when the replayer stops (the runtime flushes before it
-	// commits).
-	l.pub.Produce(context.WithoutCancel(ctx), &kgo.Record{Topic: l.shadow, Key: r.Key, Value: val, Timestamp: r.Timestamp}, func(_ *kgo.Record, err error) {
-		if err != nil {
-			l.metrics.Errors.WithLabelValues("publish").Inc()
-			l.log.Warn("publish shadow response", "topic", l.shadow, "error", err)
-		}
-		// Sent either way: replaying it again would send the request twice.
-		w.msg.Done()
-	})
+	// commits). The record is done even when publishing fails: replaying it
+	// again would send the request twice.
+	l.publish(context.WithoutCancel(ctx), r, ex, resp, l.sender.Target().String(), sent, sent.Sub(w.fetched), func(string) { w.msg.Done() })
 }
 
 // DefaultInstance names this replayer process: host name and process id.

@@ -1,6 +1,7 @@
 package replayer
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -9,27 +10,22 @@ import (
 	"github.com/mirrorline/mirrorline/stage"
 )
 
-// Metrics are the replayer metrics (mirrorline_replayer_*).
+// Metrics are the replayer metrics (mirrorline_replayer_*); each field's
+// Help says what it counts.
 type Metrics struct {
 	Sent            *prometheus.CounterVec
 	Errors          *prometheus.CounterVec
 	ScheduleLag     prometheus.Histogram
 	ResponseLatency prometheus.Histogram
 	CaptureDelay    prometheus.Histogram
-	// Dropped counts records not sent, by reason: "max_lag" (window replay
-	// behind schedule), "too_old" (live, older than SkipOlderThan) or
-	// "unsafe_target" (request-target rejected by BuildRequest).
-	Dropped *prometheus.CounterVec
-	// Late counts window-replay sends more than the late threshold behind
-	// their planned time (they were still sent).
-	Late prometheus.Counter
-	// Throttled is the time live workers waited for the --max-rate cap.
+	// Dropped counts records not sent, by reason: DropMaxLag, DropTooOld or
+	// DropUnsafeTarget.
+	Dropped   *prometheus.CounterVec
+	Late      prometheus.Counter
 	Throttled prometheus.Counter
-	// Truncated counts shadow responses cut to fit the shadow topic's
-	// record budget (flagged truncated, sizes kept).
 	Truncated prometheus.Counter
 	// RequestErrors counts requests that failed at the target, by reason
-	// (RequestErrorReasons: refused, timeout, dns, tls, reset, 5xx, other).
+	// (RequestErrorReasons).
 	RequestErrors *prometheus.CounterVec
 	// Stage are the stage runtime's metrics of the replayer's Kafka
 	// consumption, mirrorline_stage_*{stage="replayer"}.
@@ -40,81 +36,44 @@ type Metrics struct {
 // replayer, and registers them on reg (when not nil).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		Sent: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mirrorline_replayer_sent_total",
-			Help: "Requests sent to the target, by response status class (2xx..5xx, or error).",
-		}, []string{"status_class"}),
-		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mirrorline_replayer_errors_total",
-			Help: "Records not replayed or responses not recorded, by reason.",
-		}, []string{"reason"}),
-		RequestErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mirrorline_replayer_request_errors_total",
-			Help: "Requests that failed at the target, by reason: refused, timeout, dns, tls, reset, 5xx (a response with status 500..599) or other.",
-		}, []string{"reason"}),
-		ScheduleLag: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "mirrorline_replayer_schedule_lag_seconds",
-			Help:    "How late each request was sent against its schedule (live: since it was fetched).",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
-		}),
-		ResponseLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "mirrorline_replayer_response_latency_seconds",
-			Help:    "Latency of the target's responses.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-		}),
-		CaptureDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "mirrorline_replayer_capture_delay_seconds",
-			Help:    "Live mode: time from capture to the request reaching the target.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
-		}),
-		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mirrorline_replayer_dropped_total",
-			Help: "Records not sent, by reason: max_lag (window replay more than --max-lag behind schedule), too_old (live: captured longer ago than --skip-older-than), unsafe_target (request-target that could leave the target: never sent).",
-		}, []string{"reason"}),
-		Late: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mirrorline_replayer_late_total",
-			Help: "Window replay: requests sent more than the late threshold (10ms) after their planned time.",
-		}),
-		Throttled: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mirrorline_replayer_throttled_seconds_total",
-			Help: "Live mode: time requests waited for the --max-rate cap (summed over workers).",
-		}),
-		Truncated: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mirrorline_replayer_truncated_total",
-			Help: "Shadow responses whose body (or headers) was cut to fit the shadow topic's record budget; they are flagged truncated and keep their sizes.",
-		}),
-		Stage: stage.NewMetrics(reg, "replayer"),
+		Sent:            counterVec("mirrorline_replayer_sent_total", "Requests sent to the target, by response status class (2xx..5xx, or error).", "status_class", "2xx", "3xx", "4xx", "5xx", "error"),
+		Errors:          counterVec("mirrorline_replayer_errors_total", "Records not replayed or responses not recorded, by reason.", "reason"),
+		RequestErrors:   counterVec("mirrorline_replayer_request_errors_total", "Requests that failed at the target, by reason: refused, timeout, dns, tls, reset, 5xx (a response with status 500..599) or other.", "reason", RequestErrorReasons...),
+		ScheduleLag:     histogram("mirrorline_replayer_schedule_lag_seconds", "How late each request was sent against its schedule (live: since it was fetched).", 0.0001, 18),
+		ResponseLatency: histogram("mirrorline_replayer_response_latency_seconds", "Latency of the target's responses.", 0.0005, 16),
+		CaptureDelay:    histogram("mirrorline_replayer_capture_delay_seconds", "Live mode: time from capture to the request reaching the target.", 0.001, 16),
+		Dropped:         counterVec("mirrorline_replayer_dropped_total", "Records not sent, by reason: max_lag (window replay more than --max-lag behind schedule), too_old (live: captured longer ago than --skip-older-than), unsafe_target (request-target that could leave the target: never sent).", "reason", DropMaxLag, DropTooOld, DropUnsafeTarget),
+		Late:            prometheus.NewCounter(prometheus.CounterOpts{Name: "mirrorline_replayer_late_total", Help: "Window replay: requests sent more than the late threshold (10ms) after their planned time."}),
+		Throttled:       prometheus.NewCounter(prometheus.CounterOpts{Name: "mirrorline_replayer_throttled_seconds_total", Help: "Live mode: time requests waited for the --max-rate cap (summed over workers)."}),
+		Truncated:       prometheus.NewCounter(prometheus.CounterOpts{Name: "mirrorline_replayer_truncated_total", Help: "Shadow responses whose body (or headers) was cut to fit the shadow topic's record budget; they are flagged truncated and keep their sizes."}),
+		Stage:           stage.NewMetrics(reg, "replayer"),
 	}
-	for _, c := range []string{"2xx", "3xx", "4xx", "5xx", "error"} {
-		m.Sent.WithLabelValues(c)
-	}
-	for _, r := range RequestErrorReasons {
-		m.RequestErrors.WithLabelValues(r)
-	}
-	m.Dropped.WithLabelValues(DropMaxLag)
-	m.Dropped.WithLabelValues(DropTooOld)
-	m.Dropped.WithLabelValues(DropUnsafeTarget)
 	if reg != nil {
 		reg.MustRegister(m.Sent, m.Errors, m.RequestErrors, m.ScheduleLag, m.ResponseLatency, m.CaptureDelay, m.Dropped, m.Late, m.Throttled, m.Truncated)
 	}
 	return m
 }
 
+// counterVec has one label; the series of values exist from the start (at 0).
+func counterVec(name, help, label string, values ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{label})
+	for _, v := range values {
+		c.WithLabelValues(v)
+	}
+	return c
+}
+
+// histogram has count exponential buckets from start, doubling.
+func histogram(name, help string, start float64, count int) prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: prometheus.ExponentialBuckets(start, 2, count)})
+}
+
 // StatusClass maps a status code to its label value ("2xx", ...); 0 is "error".
 func StatusClass(code int) string {
-	switch {
-	case code >= 100 && code < 200:
-		return "1xx"
-	case code >= 200 && code < 300:
-		return "2xx"
-	case code >= 300 && code < 400:
-		return "3xx"
-	case code >= 400 && code < 500:
-		return "4xx"
-	case code >= 500 && code < 600:
-		return "5xx"
+	if code < 100 || code >= 600 {
+		return "error"
 	}
-	return "error"
+	return strconv.Itoa(code/100) + "xx"
 }
 
 // countResponse counts a request that reached the target or failed there:

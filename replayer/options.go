@@ -14,19 +14,18 @@ import (
 // says what it applies to; the others ignore it.
 type Option func(*options)
 
-// options is the one private configuration of the package's constructors,
-// every default set in newOptions (the concurrency and the rate cap, whose
-// defaults differ between Live and Window, when not set).
+// options is the one private configuration of the package's constructors;
+// the defaults that differ between Live and Window are their constructors'.
 type options struct {
 	log     hclog.Logger
 	metrics *Metrics
 	// Live and Window.
 	conc          int
-	concSet       bool
 	maxRate       float64
-	maxRateSet    bool
 	budget        *broker.Budget
 	job, instance string
+	pub           Publisher
+	shadow        string
 	// Live.
 	unordered bool
 	maxAge    time.Duration
@@ -35,8 +34,6 @@ type options struct {
 	dry        bool
 	clock      Clock
 	anchor     time.Time
-	pub        Publisher
-	shadow     string
 	progress   func(done, total int64)
 	maxErrRate float64
 	lines      io.Writer
@@ -50,31 +47,17 @@ type options struct {
 	bodyLimit int64
 }
 
-func newOptions(opts []Option) options {
+// newOptions applies the constructor's defaults, then opts.
+func newOptions(opts []Option, defaults ...Option) options {
 	o := options{log: hclog.NewNullLogger(), instance: DefaultInstance(), maxLag: DefaultMaxLag, clock: RealClock{}, maxErrRate: 1, buffer: 500, timeout: DefaultTimeout, bodyLimit: DefaultResponseBodyLimit}
-	for _, fn := range opts {
+	for _, fn := range append(defaults, opts...) {
 		fn(&o)
 	}
 	if o.metrics == nil {
 		o.metrics = NewMetrics(nil)
 	}
+	o.conc = max(o.conc, 1)
 	return o
-}
-
-// concurrency is the requests in flight at most: n unless set, at least 1.
-func (o *options) concurrency(n int) int {
-	if o.concSet {
-		n = o.conc
-	}
-	return max(n, 1)
-}
-
-// rate is the rate cap: perSecond unless set.
-func (o *options) rate(perSecond float64) float64 {
-	if o.maxRateSet {
-		return o.maxRate
-	}
-	return perSecond
 }
 
 // WithLogger sets the logger (default: none). Payloads are never logged.
@@ -83,22 +66,17 @@ func WithLogger(lg hclog.Logger) Option { return func(o *options) { o.log = lg }
 // WithMetrics sets the metrics (default: unregistered).
 func WithMetrics(m *Metrics) Option { return func(o *options) { o.metrics = m } }
 
-// Concurrency bounds the requests in flight (Live: default 16; Window:
-// default DefaultInFlight). A window replay's due record waits for a free
-// slot until it is MaxLag late, then is dropped; the schedule of the records
-// after it does not move.
-func Concurrency(n int) Option { return func(o *options) { o.conc, o.concSet = n, true } }
+// Concurrency bounds the requests in flight (Live: default
+// DefaultConcurrency; Window: default DefaultInFlight; see MaxLag).
+func Concurrency(n int) Option { return func(o *options) { o.conc = n } }
 
-// MaxRate caps the requests sent per second: sends are spaced at least
-// 1/perSecond apart (0: no cap). Live: default no cap; a replayer catching up
-// a backlog (after a restart, or a shadow that was down) sends it at most
-// this fast, the time workers wait for the cap is counted in
-// mirrorline_replayer_throttled_seconds_total, and SetMaxRate changes it
-// while the replayer runs. Window: default DefaultMaxRate, whatever the
-// profile asks; the delay counts as schedule lag.
-func MaxRate(perSecond float64) Option {
-	return func(o *options) { o.maxRate, o.maxRateSet = perSecond, true }
-}
+// MaxRate caps the requests sent per second (0: no cap). Live: default no
+// cap; a backlog (after a restart, or a shadow that was down) is caught up at
+// most this fast, the wait counted in
+// mirrorline_replayer_throttled_seconds_total; SetMaxRate changes it while
+// the replayer runs. Window: default DefaultMaxRate, whatever the profile
+// asks; the delay counts as schedule lag.
+func MaxRate(perSecond float64) Option { return func(o *options) { o.maxRate = perSecond } }
 
 // ShadowBudget sets the shadow topic's record budget of a Live or Window
 // replayer (default: a budget of broker.DefaultMaxMessageBytes); larger
@@ -107,28 +85,24 @@ func ShadowBudget(b *broker.Budget) Option { return func(o *options) { o.budget 
 
 // Job names the replay job and this instance in shadow records (Live,
 // Window) and the summary (Window).
-func Job(job, instance string) Option {
-	return func(o *options) { o.job, o.instance = job, instance }
-}
+func Job(job, instance string) Option { return func(o *options) { o.job, o.instance = job, instance } }
 
 // Order says whether a Live replayer sends the requests of one connection
-// (record key) in order, one at a time (true, the default: as the client
-// sent them), or freely over all Concurrency slots (false). A connection's
-// requests came one after the other at the primary's latency; against a
-// slower shadow, keeping that order caps the replay rate at connections /
-// shadow latency, so turn it off to keep up with a slow shadow when requests
-// do not depend on each other.
+// (record key) one at a time in order (true, the default: as the client sent
+// them) or freely over all Concurrency slots (false). Against a shadow slower
+// than the primary, keeping that order caps the replay rate at connections /
+// shadow latency: turn it off when requests do not depend on each other.
 func Order(byConnection bool) Option { return func(o *options) { o.unordered = !byConnection } }
 
-// SkipOlderThan makes a Live replayer skip (and count as dropped, reason
-// "too_old") records captured longer ago than d when a worker takes them, so
-// that a shadow that cannot keep up sheds load and stays close to live
-// traffic instead of falling ever further behind. 0 (the default) replays
-// everything. Their offsets are committed like those of replayed records.
+// SkipOlderThan makes a Live replayer skip (dropped, reason "too_old", offsets
+// committed) records captured longer ago than d when a worker takes them, so
+// that a shadow that cannot keep up stays close to live traffic instead of
+// falling ever further behind. 0 (the default) replays everything.
 func SkipOlderThan(d time.Duration) Option { return func(o *options) { o.maxAge = d } }
 
 // MaxLag is how late a window replay's send may be before the record is
-// dropped (default DefaultMaxLag).
+// dropped (default DefaultMaxLag): a due record waits for a Concurrency slot
+// until then; the schedule of the records after it does not move.
 func MaxLag(d time.Duration) Option { return func(o *options) { o.maxLag = d } }
 
 // DryRun makes a window replay schedule every record and report without
@@ -157,9 +131,7 @@ func OnProgress(fn func(done, total int64)) Option { return func(o *options) { o
 // MaxErrorRate sets the error rate (0..1) above which a window replay job
 // failed (Summary.Failed); a job every request of which failed always fails.
 // Default 1: only then.
-func MaxErrorRate(r float64) Option {
-	return func(o *options) { o.maxErrRate = r }
-}
+func MaxErrorRate(r float64) Option { return func(o *options) { o.maxErrRate = r } }
 
 // ProgressLines makes a window replay write a one-line progress report to out
 // every interval (default DefaultProgressInterval when 0) while it runs: for
@@ -188,6 +160,5 @@ func KeepHost(b bool) Option { return func(o *options) { o.keepHost = b } }
 // Timeout bounds each request of a Sender (default 10 s).
 func Timeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
 
-// ResponseBodyLimit caps the response bodies a Sender records (default
-// 1 MiB).
+// ResponseBodyLimit caps the response bodies a Sender records (default 1 MiB).
 func ResponseBodyLimit(n int64) Option { return func(o *options) { o.bodyLimit = n } }

@@ -18,9 +18,8 @@ import (
 	"github.com/mirrorline/mirrorline/stage"
 )
 
-// JobsTopic is where the workers of a window replay job agree on its plan:
-// one partition, ordinary retention (JobsRetention), record key = job name.
-// The first record of a job on it is the job's plan (see AgreePlan).
+// JobsTopic is where the workers of a window replay job agree on its plan
+// (see AgreePlan): one partition, ordinary retention, record key = job name.
 const JobsTopic = "mirror.jobs"
 
 // JobsRetention is the retention of JobsTopic.
@@ -74,9 +73,11 @@ func (p Plan) Share(i, n int) []Range {
 }
 
 // Offsets is the number of offsets in all ranges.
-func (p Plan) Offsets() int64 {
+func (p Plan) Offsets() int64 { return offsets(p.Ranges) }
+
+func offsets(rs []Range) int64 {
 	var n int64
-	for _, r := range p.Ranges {
+	for _, r := range rs {
 		n += r.Len()
 	}
 	return n
@@ -84,20 +85,15 @@ func (p Plan) Offsets() int64 {
 
 // WindowEndGrace is how long after the window end a record captured in the
 // window may still be written (behind records captured after it, e.g. by a
-// redactor that far behind): a partition is read until its first record
-// stamped at or after to+WindowEndGrace (or its limit), and the records
-// stamped in [to, to+WindowEndGrace) on the way are skipped.
+// redactor that far behind): see Range.
 const WindowEndGrace = 10 * time.Second
 
-// PlanWindow finds the window [from, to) in every partition of topic. A range
-// starts at the first offset stamped at or after from (offsets for times:
-// every record before it is stamped earlier) and is read at most up to the
-// partition's last stable offset now (Limit), so records written after the job
-// started are never part of it; reading stops earlier at the first record
-// stamped at or after to+WindowEndGrace. End is the first offset stamped at or
-// after to+WindowEndGrace: exact where every offset is a record, early where
-// transaction markers (stamped when committed) come first. Records of a range
-// stamped outside [from, to) are skipped when read.
+// PlanWindow finds the window [from, to) in every partition of topic (see
+// Range). Start is the first offset stamped at or after from, Limit the
+// partition's last stable offset now (records written after the job started
+// are never part of it), and End the first offset stamped at or after
+// to+WindowEndGrace: exact where every offset is a record, early where
+// transaction markers (stamped when committed) come first.
 func PlanWindow(ctx context.Context, adm *kadm.Client, topic string, from, to time.Time) ([]Range, error) {
 	list := func(what string, fn func() (kadm.ListedOffsets, error)) (map[int32]int64, error) {
 		lo, err := fn()
@@ -149,22 +145,21 @@ func PlanWindow(ctx context.Context, adm *kadm.Client, topic string, from, to ti
 	return out, nil
 }
 
-// AgreePlan makes the workers of a job agree on one plan through JobsTopic:
-// every worker appends its proposal (key = job name) and reads the topic's
-// partition from its start up to its own record (stage.Read); the first
-// record of the job wins, so all workers adopt the same window, ranges and start whoever wrote
-// first. The topic is created when missing. It fails with ErrJobConflict when
-// the winning plan has other Params, and with ErrJobOver when that plan ended
-// more than a minute before now (job names are for one run).
+// AgreePlan makes the workers of a job agree on one plan through JobsTopic
+// (created when missing): every worker appends its proposal (key = job name)
+// and reads the partition up to its own record; the first record of the job
+// wins, so all workers adopt the same window, ranges and start. It fails with
+// ErrJobConflict when the winning plan has other Params, and with ErrJobOver
+// when that plan ended more than a minute before now (job names are for one
+// run).
 func AgreePlan(ctx context.Context, cfg broker.Config, proposal Plan, now time.Time) (Plan, error) {
 	cl, err := broker.NewClient(cfg)
 	if err != nil {
 		return Plan{}, err
 	}
 	defer cl.Close()
-	ret := strconv.FormatInt(JobsRetention.Milliseconds(), 10)
-	del := "delete"
-	resp, err := kadm.NewClient(cl).CreateTopic(ctx, 1, -1, map[string]*string{"retention.ms": &ret, "cleanup.policy": &del}, JobsTopic)
+	cfgs := map[string]*string{"retention.ms": kadm.StringPtr(strconv.FormatInt(JobsRetention.Milliseconds(), 10)), "cleanup.policy": kadm.StringPtr("delete")}
+	resp, err := kadm.NewClient(cl).CreateTopic(ctx, 1, -1, cfgs, JobsTopic)
 	if err == nil {
 		err = resp.Err
 	}

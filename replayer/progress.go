@@ -3,6 +3,7 @@ package replayer
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -10,17 +11,12 @@ import (
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
-// reasonSender is a Requester that also says why a request failed; *Sender
-// is one.
-type reasonSender interface {
-	SendReason(ctx context.Context, ex *mlv1.Exchange) (*mlv1.Response, string, error)
-}
-
 // sendReason sends ex with r and returns the failure reason (ErrorReason):
-// from r when it knows it, else "5xx" or "other" as far as the response tells.
+// from a *Sender, which knows it, else "5xx" or "other" as far as the
+// response tells.
 func sendReason(ctx context.Context, r Requester, ex *mlv1.Exchange) (*mlv1.Response, string, error) {
-	if rs, ok := r.(reasonSender); ok {
-		return rs.SendReason(ctx, ex)
+	if s, ok := r.(*Sender); ok {
+		return s.SendReason(ctx, ex)
 	}
 	resp, err := r.Send(ctx, ex)
 	if err != nil || resp == nil {
@@ -47,11 +43,7 @@ type progressSnapshot struct {
 func (s *stats) progress() progressSnapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := progressSnapshot{dispatched: s.dispatched, dropped: s.dropped, anchor: s.anchor, reqErrors: map[string]int64{}}
-	for k, v := range s.reqErrors {
-		p.reqErrors[k] = v
-	}
-	return p
+	return progressSnapshot{dispatched: s.dispatched, dropped: s.dropped, anchor: s.anchor, reqErrors: maps.Clone(s.reqErrors)}
 }
 
 // printProgress writes a progress line to w.lines at every tick of
@@ -60,9 +52,7 @@ func (w *Window) printProgress(st *stats) (stop func()) {
 	ticks, stopTicker := w.ticker(w.every)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		defer stopTicker()
 		first := w.wall()
 		prevAt, prevSent := first, int64(0)
@@ -77,7 +67,7 @@ func (w *Window) printProgress(st *stats) (stop func()) {
 				_, _ = fmt.Fprintln(w.lines, line)
 			}
 		}
-	}()
+	})
 	return func() {
 		close(done)
 		wg.Wait()
@@ -113,7 +103,11 @@ func (w *Window) progressLine(p progressSnapshot, interval time.Duration, sentIn
 		fmt.Fprintf(&b, ", dropped %d", p.dropped)
 	}
 	if eta, ok := w.eta(p, done, total, elapsed); ok {
-		fmt.Fprintf(&b, ", ETA %s", roundETA(eta))
+		unit := 100 * time.Millisecond
+		if eta >= time.Minute {
+			unit = time.Second
+		}
+		fmt.Fprintf(&b, ", ETA %s", eta.Round(unit))
 	} else {
 		b.WriteString(", ETA unknown")
 	}
@@ -132,11 +126,4 @@ func (w *Window) eta(p progressSnapshot, done, total int64, elapsed time.Duratio
 	}
 	left := float64(max(total-done, 0)) / float64(done)
 	return time.Duration(float64(elapsed) * left), true
-}
-
-func roundETA(d time.Duration) time.Duration {
-	if d >= time.Minute {
-		return d.Round(time.Second)
-	}
-	return d.Round(100 * time.Millisecond)
 }

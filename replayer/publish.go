@@ -1,8 +1,12 @@
 package replayer
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mirrorline/mirrorline/broker"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
@@ -35,4 +39,27 @@ func encodeErrReason(err error) string {
 		return "too_large"
 	}
 	return "encode"
+}
+
+// publish produces the shadow record of the replay of src (ShadowRecord, keyed
+// and stamped as src) to o.shadow, then calls done with "" or the errors_total
+// reason it was counted under (encode, too_large, publish).
+func (o *options) publish(ctx context.Context, src *kgo.Record, ex *mlv1.Exchange, resp *mlv1.Response, target string, sent time.Time, lag time.Duration, done func(reason string)) {
+	out := ShadowRecord(ex, resp, target, o.job, o.instance, sent, lag)
+	out.Replay.SourceTopic, out.Replay.SourcePartition, out.Replay.SourceOffset = src.Topic, src.Partition, src.Offset
+	val, err := shadowValue(out, src.Key, o.budget, o.metrics)
+	if err != nil {
+		o.metrics.Errors.WithLabelValues(encodeErrReason(err)).Inc()
+		done(encodeErrReason(err))
+		return
+	}
+	o.pub.Produce(ctx, &kgo.Record{Topic: o.shadow, Key: src.Key, Value: val, Timestamp: src.Timestamp}, func(_ *kgo.Record, err error) {
+		reason := ""
+		if err != nil {
+			reason = "publish"
+			o.metrics.Errors.WithLabelValues(reason).Inc()
+			o.log.Warn("publish shadow response", "topic", o.shadow, "error", err)
+		}
+		done(reason)
+	})
 }

@@ -9,12 +9,10 @@ import (
 var errQueueClosed = errors.New("replay queue closed")
 
 // keyQueue hands work items to a fixed number of workers. Items with the same
-// key are handed out one at a time, in the order they were pushed, the next
-// only after the previous one is done; items with different keys (or pushed
-// unkeyed) go to whichever worker is free. No key waits behind another key's
-// slow item, unlike static lanes chosen by key hash.
-//
-// At most limit items are queued (not yet handed out); Push blocks beyond it.
+// key are handed out one at a time, in the order they were pushed; items with
+// different keys (or unkeyed) go to whichever worker is free, so no key waits
+// behind another key's slow item (unlike static lanes chosen by key hash). At
+// most limit items are queued (not yet handed out); Push blocks beyond it.
 type keyQueue[T any] struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
@@ -75,9 +73,8 @@ func (q *keyQueue[T]) Push(ctx context.Context, key string, keyed bool, item T) 
 	return nil
 }
 
-// Take returns the next item to work on and a done func the worker must call
-// when it is finished with it. ok is false once the queue is closed and
-// drained.
+// Take returns the next item and the done func the worker calls when it is
+// finished with it; ok is false once the queue is closed and drained.
 func (q *keyQueue[T]) Take() (item T, done func(), ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -91,8 +88,7 @@ func (q *keyQueue[T]) Take() (item T, done func(), ok bool) {
 	q.ready[0] = nil
 	q.ready = q.ready[1:]
 	item = l.items[0]
-	var zero T
-	l.items[0] = zero
+	clear(l.items[:1])
 	l.items = l.items[1:]
 	l.busy = true
 	q.queued--

@@ -33,11 +33,10 @@ const (
 // order summaries list them.
 var RequestErrorReasons = []string{ReasonRefused, ReasonTimeout, ReasonDNS, ReasonTLS, ReasonReset, Reason5xx, ReasonOther}
 
-// ErrorReason classifies the outcome of one replayed request: err is the HTTP
-// client's error (nil when a response arrived), status the response status.
-// It returns "" for a request that did not fail (a response below 500) and
-// otherwise one of RequestErrorReasons. It looks only at error types and
-// errno values, never at message text.
+// ErrorReason classifies the outcome of one replayed request from the HTTP
+// client's error (nil when a response arrived) and the response status: ""
+// for a response below 500, else one of RequestErrorReasons. It looks only at
+// error types and errno values, never at message text.
 func ErrorReason(err error, status int) string {
 	if err == nil {
 		if status >= 500 {
@@ -45,23 +44,15 @@ func ErrorReason(err error, status int) string {
 		}
 		return ""
 	}
-	var (
-		dnsErr  *net.DNSError
-		recErr  tls.RecordHeaderError
-		alert   tls.AlertError
-		verify  *tls.CertificateVerificationError
-		unknown x509.UnknownAuthorityError
-		host    x509.HostnameError
-		invalid x509.CertificateInvalidError
-		netErr  net.Error
-	)
+	var netErr net.Error
 	switch {
-	case errors.As(err, &dnsErr):
+	case isA[*net.DNSError](err):
 		return ReasonDNS
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return ReasonRefused
-	case errors.Is(err, http.ErrSchemeMismatch), errors.As(err, &recErr), errors.As(err, &alert), errors.As(err, &verify),
-		errors.As(err, &unknown), errors.As(err, &host), errors.As(err, &invalid):
+	case errors.Is(err, http.ErrSchemeMismatch), isA[tls.RecordHeaderError](err), isA[tls.AlertError](err),
+		isA[*tls.CertificateVerificationError](err), isA[x509.UnknownAuthorityError](err), isA[x509.HostnameError](err),
+		isA[x509.CertificateInvalidError](err):
 		return ReasonTLS
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
 		errors.As(err, &netErr) && netErr.Timeout():
@@ -71,6 +62,12 @@ func ErrorReason(err error, status int) string {
 		return ReasonReset
 	}
 	return ReasonOther
+}
+
+// isA reports whether err's chain has an error of type E.
+func isA[E error](err error) bool {
+	_, ok := errors.AsType[E](err)
+	return ok
 }
 
 // ParseErrorRate parses a --max-error-rate: a fraction from 0 to 1 ("0.05")

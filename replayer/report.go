@@ -1,11 +1,13 @@
 package replayer
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,9 +50,8 @@ type Summary struct {
 	// Sent requests reached the target or failed there (status "error"); in a
 	// dry run, the requests that would have been sent.
 	Sent int64 `json:"sent"`
-	// Dropped records were not sent because they were more than --max-lag late
-	// (all --concurrency requests in flight, the --max-rate cap, or Kafka
-	// reads falling behind).
+	// Dropped records were more than --max-lag late (all --concurrency
+	// requests in flight, the --max-rate cap, or Kafka reads falling behind).
 	Dropped int64 `json:"dropped"`
 	// Late sends went out more than LateAfter after their planned time.
 	Late int64 `json:"late"`
@@ -60,7 +61,7 @@ type Summary struct {
 	// Status counts sent requests by response status class (2xx..5xx, error).
 	Status map[string]int64 `json:"status"`
 	// RequestErrors counts the sent requests that failed, by reason
-	// (RequestErrorReasons: refused, timeout, dns, tls, reset, 5xx, other).
+	// (RequestErrorReasons).
 	RequestErrors map[string]int64 `json:"request_errors"`
 	// ErrorRate is the share of sent requests that failed, 0..1.
 	ErrorRate float64 `json:"error_rate"`
@@ -117,7 +118,7 @@ func (s *Summary) WriteText(w io.Writer) error {
 	if s.Workers > 1 {
 		fmt.Fprintf(&b, " worker %d/%d", s.Worker, s.Workers)
 	}
-	fmt.Fprintf(&b, " (%s): %s [%s, %s) -> %s, %s", s.Instance, s.Topic, s.From.Format(time.RFC3339Nano), s.To.Format(time.RFC3339Nano), orNone(s.Target), s.Timing)
+	fmt.Fprintf(&b, " (%s): %s [%s, %s) -> %s, %s", s.Instance, s.Topic, s.From.Format(time.RFC3339Nano), s.To.Format(time.RFC3339Nano), cmp.Or(s.Target, "(no target)"), s.Timing)
 	if s.DryRun {
 		b.WriteString(", dry run")
 	}
@@ -224,13 +225,6 @@ func (s *Summary) judge(maxRate float64) {
 
 func secs(s float64) string { return fmt.Sprintf("%.3fs", s) }
 
-func orNone(s string) string {
-	if s == "" {
-		return "(no target)"
-	}
-	return s
-}
-
 func sumCounts(m map[string]int64) int64 {
 	var n int64
 	for _, v := range m {
@@ -242,10 +236,7 @@ func sumCounts(m map[string]int64) int64 {
 func formatCounts(m map[string]int64, order []string) string {
 	keys := order
 	if keys == nil {
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
+		keys = slices.Sorted(maps.Keys(m))
 	}
 	var parts []string
 	for _, k := range keys {
@@ -261,17 +252,10 @@ func formatCounts(m map[string]int64, order []string) string {
 
 // stats accumulates a replay's outcome; safe for concurrent use.
 type stats struct {
-	mu         sync.Mutex
-	latency    *hdrhistogram.Histogram // µs
-	lag        *hdrhistogram.Histogram // µs
-	status     map[string]int64
-	errors     map[string]int64
-	reqErrors  map[string]int64
-	scheduled  int64
-	dispatched int64
-	sent       int64
-	dropped    int64
-	late       int64
+	mu                                         sync.Mutex
+	latency, lag                               *hdrhistogram.Histogram // µs
+	status, errors, reqErrors                  map[string]int64
+	scheduled, dispatched, sent, dropped, late int64
 
 	firstPlanned, lastPlanned time.Time
 	firstSend, lastSend       time.Time
@@ -279,8 +263,10 @@ type stats struct {
 	anchor time.Time
 }
 
-func newStats() *stats {
+// newStats returns the stats of a replay whose job start is anchor, if known.
+func newStats(anchor time.Time) *stats {
 	return &stats{
+		anchor:    anchor,
 		latency:   hdrhistogram.New(1, 3_600_000_000, 3),
 		lag:       hdrhistogram.New(1, 3_600_000_000, 3),
 		status:    map[string]int64{},
@@ -375,18 +361,7 @@ func (s *stats) summary(sum *Summary) {
 	if sum.DryRun {
 		sum.Sent = s.dispatched
 	}
-	sum.Errors = map[string]int64{}
-	for k, v := range s.errors {
-		sum.Errors[k] = v
-	}
-	sum.Status = map[string]int64{}
-	for k, v := range s.status {
-		sum.Status[k] = v
-	}
-	sum.RequestErrors = map[string]int64{}
-	for k, v := range s.reqErrors {
-		sum.RequestErrors[k] = v
-	}
+	sum.Errors, sum.Status, sum.RequestErrors = maps.Clone(s.errors), maps.Clone(s.status), maps.Clone(s.reqErrors)
 	sum.FirstSend, sum.LastSend = s.firstSend, s.lastSend
 	if !s.firstSend.IsZero() {
 		sum.LeadIn = s.firstSend.Sub(sum.Started).Seconds()

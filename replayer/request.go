@@ -22,19 +22,9 @@ const (
 
 // hopByHop are never forwarded (RFC 9110 7.6.1 and the usual proxy extras).
 var hopByHop = map[string]bool{
-	"Connection":          true,
-	"Proxy-Connection":    true,
-	"Keep-Alive":          true,
-	"Proxy-Authenticate":  true,
-	"Proxy-Authorization": true,
-	"Te":                  true,
-	"Trailer":             true,
-	"Transfer-Encoding":   true,
-	"Upgrade":             true,
+	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
+	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
 }
-
-// IsHopByHop reports whether name (any case) is a hop-by-hop header.
-func IsHopByHop(name string) bool { return hopByHop[textproto.CanonicalMIMEHeaderKey(name)] }
 
 // DropUnsafeTarget is the drop reason of records whose request-target must not
 // be replayed (see BuildRequest); they are committed and never sent.
@@ -43,17 +33,11 @@ const DropUnsafeTarget = "unsafe_target"
 // ErrTruncated is returned for a record whose request body was cut at capture.
 var ErrTruncated = errors.New("request body was truncated at capture")
 
-// BuildRequest turns the captured request of ex into a request to target. The
-// request path and query are kept, hop-by-hop headers (and those named in
-// Connection) are removed, X-Shadow-Request and X-Mirrorline-Id are set, and Host
-// becomes the target's unless keepHost.
-//
-// The URL is built from parts, never by concatenation: scheme and host come
-// from target only, and the path (appended to target's path) and query from
-// the captured request-target parsed by reqtarget.Check. A request it rejects
-// (CONNECT, authority-form, asterisk-form, userinfo, "//", backslashes, bad
-// escapes, dot segments, ...) is an error wrapping reqtarget.ErrUnsafe: the
-// record must not be sent.
+// BuildRequest turns the captured request of ex into a request to target at
+// ShadowURL (an error wrapping reqtarget.ErrUnsafe: the record must not be
+// sent). Hop-by-hop headers (and those named in Connection) are removed,
+// X-Shadow-Request and X-Mirrorline-Id are set, and Host becomes the target's
+// unless keepHost.
 func BuildRequest(ctx context.Context, target *url.URL, ex *mlv1.Exchange, keepHost bool) (*http.Request, error) {
 	in := ex.GetRequest()
 	if in == nil || in.Method == "" {
@@ -68,9 +52,7 @@ func BuildRequest(ctx context.Context, target *url.URL, ex *mlv1.Exchange, keepH
 	if err := Replayable(ex); err != nil {
 		return nil, err
 	}
-	full := u.String()
-
-	req, err := http.NewRequestWithContext(ctx, in.Method, full, bytes.NewReader(in.Body))
+	req, err := http.NewRequestWithContext(ctx, in.Method, u.String(), bytes.NewReader(in.Body))
 	if err != nil {
 		return nil, fmt.Errorf("exchange %s: build request: %w", ex.GetId(), err)
 	}
@@ -110,10 +92,11 @@ func BuildRequest(ctx context.Context, target *url.URL, ex *mlv1.Exchange, keepH
 }
 
 // ShadowURL is the URL a captured request (method and request-target) is
-// replayed to: target's scheme and host, target's path followed by the
-// captured path, and the captured query. The error wraps reqtarget.ErrUnsafe
-// for a request that must not be replayed (see reqtarget.Check); it never
-// contains the request-target.
+// replayed to, built from parts, never by concatenation: target's scheme and
+// host, target's path followed by the captured path, and the captured query.
+// The error wraps reqtarget.ErrUnsafe for a request-target reqtarget.Check
+// rejects (CONNECT, authority-form, userinfo, "//", dot segments, ...); it
+// never contains the request-target.
 func ShadowURL(target *url.URL, method, requestTarget string) (*url.URL, error) {
 	rt, err := reqtarget.Check(method, requestTarget)
 	if err != nil {

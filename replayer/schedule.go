@@ -13,8 +13,8 @@ import (
 // Range is one partition's part of a window: it is read from Start, at most
 // up to Limit (the partition's last stable offset when the job was planned),
 // and ends earlier at its first record stamped WindowEndGrace or more after
-// the window end. End estimates where that is (offsets for times, see
-// PlanWindow) for progress and for splitting rates between workers.
+// the window end (records stamped in [to, to+WindowEndGrace) are skipped).
+// End estimates where that is, for progress and for splitting rates.
 type Range struct {
 	Partition int32 `json:"partition"`
 	Start     int64 `json:"start"`
@@ -82,13 +82,7 @@ func NewSchedule(profile Profile, from time.Time, share, phase float64) *Schedul
 
 // ShareOf returns the share of the job's offsets that mine hold.
 func ShareOf(mine, all []Range) float64 {
-	var m, a int64
-	for _, r := range mine {
-		m += r.Len()
-	}
-	for _, r := range all {
-		a += r.Len()
-	}
+	m, a := offsets(mine), offsets(all)
 	if a == 0 || m == 0 {
 		return 1
 	}
@@ -125,8 +119,7 @@ func RecordCaptureTime(ts time.Time, ex *mlv1.Exchange) time.Time {
 	return ts
 }
 
-// SliceSource is a Source over records held in memory (benchmarks, tests, and
-// replays of files). It sorts the items by capture time.
+// SliceSource is a Source over records held in memory, sorted by capture time.
 type SliceSource struct {
 	mu    sync.Mutex
 	items []Item

@@ -19,11 +19,9 @@ import (
 const (
 	// DefaultTimeout is the timeout of each request to the target.
 	DefaultTimeout = 10 * time.Second
-	// DefaultResponseBodyLimit is how many response body bytes are
-	// recorded per shadow response.
+	// DefaultResponseBodyLimit is the default of ResponseBodyLimit.
 	DefaultResponseBodyLimit = 1 << 20
-	// DefaultConcurrency is how many requests a live replay has in flight
-	// at most.
+	// DefaultConcurrency is the default Concurrency of a live replay.
 	DefaultConcurrency = 16
 )
 
@@ -36,8 +34,7 @@ type Sender struct {
 }
 
 // NewSender returns a Sender to target (an absolute http or https URL) keeping up
-// to conns connections open. Its options are KeepHost, Timeout and
-// ResponseBodyLimit.
+// to conns connections open.
 func NewSender(target string, conns int, opts ...Option) (*Sender, error) {
 	u, err := url.Parse(target)
 	if err != nil {
@@ -46,9 +43,7 @@ func NewSender(target string, conns int, opts ...Option) (*Sender, error) {
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("target %q: want an absolute http:// or https:// URL", target)
 	}
-	if conns <= 0 {
-		conns = 1
-	}
+	conns = max(conns, 1)
 	o := newOptions(opts)
 	s := &Sender{
 		target:    u,

@@ -88,13 +88,7 @@ func (p Profile) String() string { return p.Spec }
 // most one may be set; none means the captured timing, speed 1x). Errors name
 // the flag.
 func ParseTiming(speed, rate, ramp string) (Profile, error) {
-	set := 0
-	for _, s := range []string{speed, rate, ramp} {
-		if s != "" {
-			set++
-		}
-	}
-	if set > 1 {
+	if (speed != "" && rate != "") || (ramp != "" && (speed != "" || rate != "")) {
 		return Profile{}, errors.New("speed, rate, ramp: give at most one of --speed, --rate and --ramp")
 	}
 	switch {
@@ -140,15 +134,8 @@ func ParseRate(s string) (float64, error) {
 	t := strings.TrimSpace(s)
 	per := time.Second
 	if i := strings.IndexByte(t, '/'); i >= 0 {
-		switch t[i+1:] {
-		case "s", "sec":
-		case "ms":
-			per = time.Millisecond
-		case "m", "min":
-			per = time.Minute
-		case "h":
-			per = time.Hour
-		default:
+		var ok bool
+		if per, ok = rateUnits[t[i+1:]]; !ok {
 			return 0, fmt.Errorf("%q: unit %q is not one of /ms, /s, /m, /h", s, t[i+1:])
 		}
 		t = t[:i]
@@ -163,6 +150,8 @@ func ParseRate(s string) (float64, error) {
 	}
 	return r, nil
 }
+
+var rateUnits = map[string]time.Duration{"ms": time.Millisecond, "s": time.Second, "sec": time.Second, "m": time.Minute, "min": time.Minute, "h": time.Hour}
 
 // DefaultRampSteps is how many steps a ramp has when its spec does not say.
 const DefaultRampSteps = 10
@@ -197,35 +186,31 @@ func ParseRamp(s string) (Profile, error) {
 	if err != nil || d <= 0 {
 		return Profile{}, fmt.Errorf("%q: duration %q must be positive, like 10m", s, durText)
 	}
-	var unit Unit
-	var a, b float64
+	var (
+		unit   Unit
+		parse  func(string) (float64, error)
+		format func(float64) string
+		a, b   float64
+	)
 	isSpeed := func(v string) bool { return strings.HasSuffix(v, "x") || strings.HasSuffix(v, "X") }
 	switch {
 	case isSpeed(lo) && isSpeed(hi):
-		unit = CaptureTime
-		if a, err = ParseSpeed(lo); err == nil {
-			b, err = ParseSpeed(hi)
-		}
+		unit, parse, format = CaptureTime, ParseSpeed, formatSpeed
 	case strings.Contains(lo, "/") && strings.Contains(hi, "/"):
-		unit = Records
-		if a, err = ParseRate(lo); err == nil {
-			b, err = ParseRate(hi)
-		}
+		unit, parse, format = Records, ParseRate, FormatRate
 	default:
 		return Profile{}, fmt.Errorf("%q: both ends must be speeds (1x..10x) or both rates (100/s..1000/s)", s)
+	}
+	if a, err = parse(lo); err == nil {
+		b, err = parse(hi)
 	}
 	if err != nil {
 		return Profile{}, fmt.Errorf("%q: %w", s, err)
 	}
-	p := Profile{Unit: unit}
+	p := Profile{Unit: unit, Spec: fmt.Sprintf("ramp %s..%s/%s:%d", format(a), format(b), d, steps)}
 	each := d / time.Duration(steps)
 	for k := 0; k < steps; k++ {
 		p.Steps = append(p.Steps, Step{For: each, PerSecond: a + (b-a)*float64(k)/float64(steps-1)})
-	}
-	if unit == CaptureTime {
-		p.Spec = fmt.Sprintf("ramp %s..%s/%s:%d", formatSpeed(a), formatSpeed(b), d, steps)
-	} else {
-		p.Spec = fmt.Sprintf("ramp %s..%s/%s:%d", FormatRate(a), FormatRate(b), d, steps)
 	}
 	return p, nil
 }

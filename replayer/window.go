@@ -1,6 +1,7 @@
 package replayer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,7 +19,7 @@ import (
 const (
 	// DefaultInFlight is how many requests a window replay keeps in flight at most.
 	DefaultInFlight = 64
-	// DefaultMaxLag is how late a send may be before it is dropped.
+	// DefaultMaxLag is the default of MaxLag.
 	DefaultMaxLag = time.Second
 	// DefaultMaxRate caps any speed or rate, in records per second.
 	DefaultMaxRate = 10000.0
@@ -26,12 +27,10 @@ const (
 	LateAfter = 10 * time.Millisecond
 	// DropMaxLag is the drop reason of records more than --max-lag late.
 	DropMaxLag = "max_lag"
-	// DropTooOld labels live records skipped because they were captured
-	// longer ago than SkipOlderThan.
+	// DropTooOld is the drop reason of live records older than SkipOlderThan.
 	DropTooOld = "too_old"
 	// IdleAfter is the wait before the first send from which a window replay
-	// says that the window starts idle (logged when it starts, and in the
-	// summary).
+	// says (in its log and summary) that the window starts idle.
 	IdleAfter = time.Second
 	// DefaultProgressInterval is how often ProgressLines prints.
 	DefaultProgressInterval = 10 * time.Second
@@ -50,10 +49,9 @@ type Publisher interface {
 }
 
 // Window replays a time window of captured traffic on a schedule: every record
-// is sent at its planned time (see Schedule) however the target
-// behaves, so a slow target does not slow the schedule (no coordinated
-// omission): requests run concurrently up to InFlight, and a record that cannot
-// be sent within MaxLag of its time is dropped and counted.
+// is sent at its planned time (see Schedule) however the target behaves (no
+// coordinated omission): requests run concurrently up to Concurrency, and a
+// record that cannot be sent within MaxLag of its time is dropped and counted.
 type Window struct {
 	options
 	src    Source
@@ -66,19 +64,10 @@ type Window struct {
 }
 
 // NewWindow returns a window replay of the records of src on sched, sent with
-// sender (nil for a dry run). Its options are WithLogger, WithMetrics,
-// Concurrency, MaxRate, ShadowBudget, Job, MaxLag, DryRun, WithClock,
-// StartAt, PublishTo, OnProgress, MaxErrorRate, ProgressLines and
-// PlannedSpan.
+// sender (nil for a dry run).
 func NewWindow(src Source, sched *Schedule, sender Requester, opts ...Option) *Window {
-	w := &Window{options: newOptions(opts), src: src, sched: sched, sender: sender, ticker: realTicker, wall: time.Now}
-	w.conc, w.maxRate = w.concurrency(DefaultInFlight), w.rate(DefaultMaxRate)
-	if w.job == "" {
-		w.job = "window"
-	}
-	if w.sender == nil {
-		w.dry = true
-	}
+	w := &Window{options: newOptions(opts, Concurrency(DefaultInFlight), MaxRate(DefaultMaxRate)), src: src, sched: sched, sender: sender, ticker: realTicker, wall: time.Now}
+	w.job, w.dry = cmp.Or(w.job, "window"), w.dry || sender == nil
 	return w
 }
 
@@ -86,7 +75,7 @@ func NewWindow(src Source, sched *Schedule, sender Requester, opts ...Option) *W
 // scheduling, waits for the requests in flight and returns the partial summary
 // (Interrupted set) with the context's error.
 func (w *Window) Run(ctx context.Context) (*Summary, error) {
-	st := newStats()
+	st := newStats(w.anchor)
 	sum := &Summary{Job: w.job, Instance: w.instance, DryRun: w.dry, Started: w.clock.Now()}
 	if w.sender != nil {
 		sum.Target = w.sender.Target().String()
@@ -103,20 +92,15 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 		nextFree time.Time
 		runErr   error
 	)
-	if !anchor.IsZero() {
-		st.start(anchor)
-	}
 	if w.lines != nil {
-		stop := w.printProgress(st)
-		defer stop()
+		defer w.printProgress(st)()
 	}
 	for {
 		it, err := w.src.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			break
-		}
 		if err != nil {
-			runErr = err
+			if !errors.Is(err, io.EOF) {
+				runErr = err
+			}
 			break
 		}
 		if anchor.IsZero() {
@@ -164,12 +148,10 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 			if w.dry {
 				continue
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				defer func() { <-sem }()
 				w.send(ctx, it, now, lag, st)
-			}()
+			})
 			continue
 		}
 		if ctx.Err() != nil {
@@ -196,9 +178,7 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 	if _, total := w.src.Progress(); total > 0 {
 		sum.Offsets = total
 	}
-	if runErr != nil && ctx.Err() != nil {
-		sum.Interrupted = true
-	}
+	sum.Interrupted = runErr != nil && ctx.Err() != nil
 	return sum, runErr
 }
 
@@ -261,20 +241,10 @@ func (w *Window) send(ctx context.Context, it Item, sent time.Time, lag time.Dur
 	if w.pub == nil {
 		return
 	}
-	out := ShadowRecord(ex, resp, w.sender.Target().String(), w.job, w.instance, sent, lag)
-	out.Replay.SourceTopic, out.Replay.SourcePartition, out.Replay.SourceOffset = it.Topic, it.Partition, it.Offset
-	val, err := shadowValue(out, it.Key, w.budget, w.metrics)
-	if err != nil {
-		st.error(encodeErrReason(err))
-		w.metrics.Errors.WithLabelValues(encodeErrReason(err)).Inc()
-		return
-	}
-	rec := &kgo.Record{Topic: w.shadow, Key: it.Key, Value: val, Timestamp: it.Capture}
-	w.pub.Produce(ctx, rec, func(_ *kgo.Record, err error) {
-		if err != nil {
-			st.error("publish")
-			w.metrics.Errors.WithLabelValues("publish").Inc()
-			w.log.Warn("publish shadow response", "topic", w.shadow, "error", err)
+	src := &kgo.Record{Topic: it.Topic, Partition: it.Partition, Offset: it.Offset, Key: it.Key, Timestamp: it.Capture}
+	w.publish(ctx, src, ex, resp, w.sender.Target().String(), sent, lag, func(reason string) {
+		if reason != "" {
+			st.error(reason)
 		}
 	})
 }
