@@ -268,26 +268,17 @@ func fakeCard(r *stream, v string) string {
 // luhnCheckDigit returns the digit to put in the last digit position of b so
 // that b passes Luhn (the current last digit is ignored).
 func luhnCheckDigit(b []byte) byte {
-	sum, double, last := 0, true, true
-	for i := len(b) - 1; i >= 0; i-- {
-		c := b[i]
-		if !isDigit(c) {
-			continue
-		}
-		if last {
-			last = false
-			continue
-		}
-		d := int(c - '0')
-		if double {
-			d *= 2
-			if d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-		double = !double
+	k := len(b) - 1
+	for k >= 0 && !isDigit(b[k]) {
+		k--
 	}
+	if k < 0 {
+		return '0'
+	}
+	c := b[k]
+	b[k] = '0' // contributes nothing to the sum
+	sum := luhnSum(string(b))
+	b[k] = c
 	return byte('0' + (10-sum%10)%10)
 }
 
