@@ -585,58 +585,49 @@ const (
 	bodyBinary
 )
 
+// mediaKinds maps lower-case media types, and "type/*" for a whole
+// top-level type, to their body kind.
+var mediaKinds = map[string]bodyKind{
+	"application/json": bodyJSON, "application/x-www-form-urlencoded": bodyForm,
+	"application/x-ndjson": bodyNDJSON, "application/ndjson": bodyNDJSON, "application/jsonl": bodyNDJSON,
+	"application/x-jsonlines": bodyNDJSON, "application/jsonlines": bodyNDJSON,
+	"application/xml": bodyText, "application/javascript": bodyText, "application/ecmascript": bodyText,
+	"application/x-javascript": bodyText, "application/graphql": bodyText, "application/yaml": bodyText,
+	"application/x-yaml": bodyText, "application/csv": bodyText, "application/sql": bodyText,
+	"application/x-sh": bodyText, "application/toml": bodyText,
+	"application/octet-stream": bodyBinary, "application/pdf": bodyBinary, "application/zip": bodyBinary,
+	"application/gzip": bodyBinary, "application/x-gzip": bodyBinary, "application/x-tar": bodyBinary,
+	"application/x-protobuf": bodyBinary, "application/protobuf": bodyBinary,
+	"application/x-google-protobuf": bodyBinary, "application/msgpack": bodyBinary,
+	"application/x-msgpack": bodyBinary, "application/cbor": bodyBinary, "application/wasm": bodyBinary,
+	"application/avro": bodyBinary, "application/vnd.apache.avro+binary": bodyBinary,
+	"text/*": bodyText, "multipart/*": bodyMultipart,
+	"image/*": bodyBinary, "audio/*": bodyBinary, "video/*": bodyBinary, "font/*": bodyBinary,
+}
+
 // classify maps a Content-Type to a body kind (bodyUnknown: sniff the bytes).
 func classify(ct string) bodyKind {
-	mt := ct
-	if i := strings.IndexByte(mt, ';'); i >= 0 {
-		mt = mt[:i]
-	}
-	mt = strings.TrimSpace(mt)
-	slash := strings.IndexByte(mt, '/')
-	if slash <= 0 {
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = asciiLower(strings.TrimSpace(mt))
+	typ, sub, ok := strings.Cut(mt, "/")
+	if !ok || typ == "" {
 		return bodyUnknown
 	}
-	typ, sub := mt[:slash], mt[slash+1:]
-	suffix := ""
 	if p := strings.LastIndexByte(sub, '+'); p >= 0 {
-		suffix = sub[p+1:]
-	}
-	switch {
-	case asciiEqualFold(suffix, "json"):
-		return bodyJSON
-	case asciiEqualFold(suffix, "xml"):
-		return bodyText
-	}
-	switch {
-	case asciiEqualFold(typ, "application"):
-		switch {
-		case asciiEqualFold(sub, "json"):
+		switch sub[p+1:] {
+		case "json":
 			return bodyJSON
-		case asciiEqualFold(sub, "x-ndjson"), asciiEqualFold(sub, "ndjson"),
-			asciiEqualFold(sub, "jsonl"), asciiEqualFold(sub, "x-jsonlines"), asciiEqualFold(sub, "jsonlines"):
-			return bodyNDJSON
-		case asciiEqualFold(sub, "x-www-form-urlencoded"):
-			return bodyForm
-		case asciiEqualFold(sub, "xml"), asciiEqualFold(sub, "javascript"), asciiEqualFold(sub, "ecmascript"),
-			asciiEqualFold(sub, "x-javascript"), asciiEqualFold(sub, "graphql"), asciiEqualFold(sub, "yaml"),
-			asciiEqualFold(sub, "x-yaml"), asciiEqualFold(sub, "csv"), asciiEqualFold(sub, "sql"),
-			asciiEqualFold(sub, "x-sh"), asciiEqualFold(sub, "toml"):
+		case "xml":
 			return bodyText
-		case asciiEqualFold(sub, "octet-stream"), asciiEqualFold(sub, "pdf"), asciiEqualFold(sub, "zip"),
-			asciiEqualFold(sub, "gzip"), asciiEqualFold(sub, "x-gzip"), asciiEqualFold(sub, "x-tar"),
-			asciiEqualFold(sub, "x-protobuf"), asciiEqualFold(sub, "protobuf"), asciiEqualFold(sub, "x-google-protobuf"),
-			asciiEqualFold(sub, "msgpack"), asciiEqualFold(sub, "x-msgpack"), asciiEqualFold(sub, "cbor"),
-			asciiEqualFold(sub, "wasm"), asciiEqualFold(sub, "avro"), asciiEqualFold(sub, "vnd.apache.avro+binary"),
-			strings.HasPrefix(strings.ToLower(sub), "grpc"):
-			return bodyBinary
 		}
-		return bodyUnknown
-	case asciiEqualFold(typ, "text"):
-		return bodyText
-	case asciiEqualFold(typ, "multipart"):
-		return bodyMultipart
-	case asciiEqualFold(typ, "image"), asciiEqualFold(typ, "audio"), asciiEqualFold(typ, "video"),
-		asciiEqualFold(typ, "font"):
+	}
+	if k, ok := mediaKinds[mt]; ok {
+		return k
+	}
+	if k, ok := mediaKinds[typ+"/*"]; ok {
+		return k
+	}
+	if typ == "application" && strings.HasPrefix(sub, "grpc") {
 		return bodyBinary
 	}
 	return bodyUnknown
