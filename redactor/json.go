@@ -510,42 +510,30 @@ func (j *jsonEd) skip(i, depth int) (int, error) {
 		return 0, jsonErr("nesting too deep", i)
 	}
 	switch c := in[i]; {
-	case c == '{':
+	case c == '{' || c == '[':
+		obj, closer := c == '{', byte(']')
+		if obj {
+			closer = '}'
+		}
 		i = j.ws(i + 1)
-		if i < len(in) && in[i] == '}' {
+		if i < len(in) && in[i] == closer {
 			return i + 1, nil
 		}
 		for {
-			if i >= len(in) || in[i] != '"' {
-				return 0, jsonErr("expected object key", i)
-			}
-			end, _, err := scanString(in, i)
-			if err != nil {
-				return 0, err
-			}
-			i = j.ws(end)
-			if i >= len(in) || in[i] != ':' {
-				return 0, jsonErr("expected ':'", i)
-			}
-			if i, err = j.skip(j.ws(i+1), depth+1); err != nil {
-				return 0, err
-			}
-			i = j.ws(i)
-			if i < len(in) && in[i] == ',' {
+			if obj {
+				if i >= len(in) || in[i] != '"' {
+					return 0, jsonErr("expected object key", i)
+				}
+				end, _, err := scanString(in, i)
+				if err != nil {
+					return 0, err
+				}
+				i = j.ws(end)
+				if i >= len(in) || in[i] != ':' {
+					return 0, jsonErr("expected ':'", i)
+				}
 				i = j.ws(i + 1)
-				continue
 			}
-			if i < len(in) && in[i] == '}' {
-				return i + 1, nil
-			}
-			return 0, jsonErr("expected ',' or '}'", i)
-		}
-	case c == '[':
-		i = j.ws(i + 1)
-		if i < len(in) && in[i] == ']' {
-			return i + 1, nil
-		}
-		for {
 			var err error
 			if i, err = j.skip(i, depth+1); err != nil {
 				return 0, err
@@ -555,10 +543,10 @@ func (j *jsonEd) skip(i, depth int) (int, error) {
 				i = j.ws(i + 1)
 				continue
 			}
-			if i < len(in) && in[i] == ']' {
+			if i < len(in) && in[i] == closer {
 				return i + 1, nil
 			}
-			return 0, jsonErr("expected ',' or ']'", i)
+			return 0, jsonErr("expected ',' or '"+string(closer)+"'", i)
 		}
 	case c == '"':
 		end, _, err := scanString(in, i)
