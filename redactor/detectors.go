@@ -5,7 +5,10 @@ package redactor
 // word boundary and validates the candidate fully (Luhn, mod-97, SSN areas,
 // octet ranges, ...). The exact rules are documented in docs/redaction.md.
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // piiKind is a class of personal data a detector finds.
 type piiKind uint8
@@ -128,14 +131,7 @@ type detectors struct {
 }
 
 // any reports whether at least one detector is enabled.
-func (d *detectors) any() bool {
-	for _, on := range d.on {
-		if on {
-			return true
-		}
-	}
-	return false
-}
+func (d *detectors) any() bool { return slices.Contains(d.on[:], true) }
 
 // find appends the findings in s to out, sorted by start and with overlapping
 // findings merged (the merged span takes the kind of highest precedence).

@@ -325,36 +325,18 @@ func (e *Engine) Redact(ex *mlv1.Exchange) (res Result, err error) {
 		reqCT, reqCE = contentHeaders(req.Headers)
 		req.Url = st.scrubURL(req.Url)
 		req.Headers = st.scrubHeaders(req.Headers, dirRequest)
-		req.RemoteAddr = st.scrubAddr(req.RemoteAddr)
+		req.RemoteAddr, _ = st.scrubString(req.RemoteAddr) // "host:port"
 	}
 	if resp != nil {
 		respCT, respCE = contentHeaders(resp.Headers)
 		resp.Headers = st.scrubHeaders(resp.Headers, dirResponse)
-		if resp.Error != "" {
-			if v, ok := st.scrubString(resp.Error); ok {
-				resp.Error = v
-			}
-		}
+		resp.Error, _ = st.scrubString(resp.Error)
 	}
-	if req != nil && len(req.Body) > 0 {
-		var body []byte
-		var changed bool
-		body, changed, err = st.scrubBody(req.Body, req.BodyTruncated, reqCT, reqCE)
-		if err != nil {
-			err = fmt.Errorf("redact request body: %w", err)
-		} else if changed {
-			setBody(&req.Body, &req.Headers, &req.BodySize, req.BodyTruncated, body)
-		}
+	if req != nil {
+		err = st.scrubMessageBody("request", &req.Body, &req.Headers, &req.BodySize, req.BodyTruncated, reqCT, reqCE)
 	}
-	if err == nil && resp != nil && len(resp.Body) > 0 {
-		var body []byte
-		var changed bool
-		body, changed, err = st.scrubBody(resp.Body, resp.BodyTruncated, respCT, respCE)
-		if err != nil {
-			err = fmt.Errorf("redact response body: %w", err)
-		} else if changed {
-			setBody(&resp.Body, &resp.Headers, &resp.BodySize, resp.BodyTruncated, body)
-		}
+	if err == nil && resp != nil {
+		err = st.scrubMessageBody("response", &resp.Body, &resp.Headers, &resp.BodySize, resp.BodyTruncated, respCT, respCE)
 	}
 	if err != nil {
 		if req != nil {
@@ -375,6 +357,22 @@ func (e *Engine) Redact(ex *mlv1.Exchange) (res Result, err error) {
 	}
 	st.counts = nil
 	return res, err
+}
+
+// scrubMessageBody scrubs the body of a request or response (what) in place
+// and keeps its headers and size consistent (setBody).
+func (st *state) scrubMessageBody(what string, body *[]byte, headers *[]*mlv1.Header, size *int64, truncated bool, ct, ce string) error {
+	if len(*body) == 0 {
+		return nil
+	}
+	out, changed, err := st.scrubBody(*body, truncated, ct, ce)
+	if err != nil {
+		return fmt.Errorf("redact %s body: %w", what, err)
+	}
+	if changed {
+		setBody(body, headers, size, truncated, out)
+	}
+	return nil
 }
 
 // stripAll removes every part of ex that can hold personal data.
@@ -437,7 +435,7 @@ func contentHeaders(hs []*mlv1.Header) (ct, ce string) {
 }
 
 // scrubString runs the detectors over s and applies their actions. It reports
-// whether s changed. A replacement can create a new finding (removing text
+// whether s changed (s itself is returned when not). A replacement can create a new finding (removing text
 // joins its neighbours; any replacement changes the word boundary next to
 // it), so the result is scanned again until nothing new is found; findings
 // lying entirely inside an earlier replacement (a fake or hash token) are
@@ -561,17 +559,6 @@ func (st *state) applyRule(r *rule, v string) string {
 	return st.apply(r.act, r.fake, v)
 }
 
-// scrubAddr scrubs a "host:port" client address with the detectors.
-func (st *state) scrubAddr(a string) string {
-	if a == "" {
-		return a
-	}
-	if v, ok := st.scrubString(a); ok {
-		return v
-	}
-	return a
-}
-
 // bodyKind is how a body is parsed.
 type bodyKind uint8
 
@@ -683,16 +670,16 @@ func (st *state) scrubBody(body []byte, truncated bool, ct, ce string) ([]byte, 
 	}
 	var out []byte
 	var changed bool
+	if truncated && kind != bodyText && kind != bodyBinary && !sniffed {
+		return st.truncatedBody() // a structured body
+	}
 	switch kind {
 	case bodyBinary:
 		return st.binary(body)
 	case bodyJSON, bodyNDJSON:
-		if truncated {
-			if sniffed {
-				out, changed = st.scrubTextBody(plain, true)
-				break
-			}
-			return st.truncatedBody()
+		if truncated { // sniffed: read as text
+			out, changed = st.scrubTextBody(plain, true)
+			break
 		}
 		out, changed, err = st.scrubJSON(plain, kind == bodyNDJSON)
 		if err != nil && sniffed {
@@ -701,14 +688,8 @@ func (st *state) scrubBody(body []byte, truncated bool, ct, ce string) ([]byte, 
 			err = nil
 		}
 	case bodyForm:
-		if truncated {
-			return st.truncatedBody()
-		}
 		out, changed, err = st.scrubForm(plain)
 	case bodyMultipart:
-		if truncated {
-			return st.truncatedBody()
-		}
 		out, changed, err = st.scrubMultipart(plain, ct, 0)
 	default:
 		out, changed = st.scrubTextBody(plain, truncated)

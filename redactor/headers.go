@@ -320,9 +320,7 @@ func (st *state) scrubHeaders(hs []*mlv1.Header, dir uint8) []*mlv1.Header {
 		case urlHeader(h.Name):
 			h.Value = st.scrubURL(h.Value)
 		case e.scanHeaders:
-			if v, ok := st.scrubString(h.Value); ok {
-				h.Value = v
-			}
+			h.Value, _ = st.scrubString(h.Value)
 		}
 		out = append(out, h)
 	}

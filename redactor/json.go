@@ -6,6 +6,7 @@ package redactor
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
@@ -405,17 +406,8 @@ func (j *jsonEd) str(i int, r *rule) (int, error) {
 // looksJSON reports whether s, trimmed of white space, starts with '{' or '['
 // and ends with the matching '}' or ']'.
 func looksJSON(s string) bool {
-	a, b := 0, len(s)
-	for a < b && isSpace(s[a]) {
-		a++
-	}
-	for b > a && isSpace(s[b-1]) {
-		b--
-	}
-	if b-a < 2 {
-		return false
-	}
-	return (s[a] == '{' && s[b-1] == '}') || (s[a] == '[' && s[b-1] == ']')
+	s = strings.Trim(s, " \t\n\r\f")
+	return len(s) >= 2 && (s[0] == '{' && s[len(s)-1] == '}' || s[0] == '[' && s[len(s)-1] == ']')
 }
 
 // number processes the number at in[i]. A rule masks or hashes it into a
