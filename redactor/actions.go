@@ -1,6 +1,7 @@
 package redactor
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
@@ -107,14 +108,7 @@ func (k *keyed) hashToken(v string) string {
 	var buf [len(hashPrefix) + 16]byte
 	copy(buf[:], hashPrefix)
 	hex.Encode(buf[len(hashPrefix):], m[:8])
-	allDigits := true
-	for _, c := range buf[len(hashPrefix):] {
-		if !isDigit(c) {
-			allDigits = false
-			break
-		}
-	}
-	if allDigits {
+	if !bytes.ContainsAny(buf[len(hashPrefix):], "abcdef") { // hex digits, all decimal
 		buf[len(hashPrefix)] = 'a' + (buf[len(hashPrefix)]-'0')%6
 	}
 	return string(buf[:])
@@ -153,10 +147,7 @@ type stream struct {
 }
 
 func (k *keyed) newStream(kind fakeKind, norm string) *stream {
-	var kb [1]byte
-	kb[0] = byte(kind)
-	r := &stream{seed: k.mac("fake", string(kb[:]), norm), off: 32}
-	return r
+	return &stream{seed: k.mac("fake", string([]byte{byte(kind)}), norm), off: 32}
 }
 
 func (r *stream) byte() byte {

@@ -52,12 +52,8 @@ func (k piiKind) String() string {
 
 // kindByName maps a detector name to its piiKind.
 func kindByName(s string) (piiKind, bool) {
-	for k, n := range kindNames {
-		if n == s {
-			return piiKind(k), true
-		}
-	}
-	return 0, false
+	k := slices.Index(kindNames[:], s)
+	return piiKind(max(k, 0)), k >= 0
 }
 
 // span is one finding: s[start:end] is of the given kind.
