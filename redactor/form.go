@@ -150,14 +150,12 @@ func (st *state) formRule(rules *nameRules, name string) *rule {
 		return r
 	}
 	e := st.e
+	off, secret := e.offForm, &e.secretForm
 	if rules == &e.query {
-		if e.secretMatch(e.offQuery, name) {
-			return &e.secretQuery
-		}
-		return nil
+		off, secret = e.offQuery, &e.secretQuery
 	}
-	if e.secretMatch(e.offForm, name) {
-		return &e.secretForm
+	if e.secretMatch(off, name) {
+		return secret
 	}
 	return nil
 }
@@ -292,22 +290,23 @@ func (st *state) scrubPath(p string) (string, bool) {
 		seg, tail, more := strings.Cut(rest, "/")
 		segStart := done
 		done += len(seg) + 1
+		nv, ok := "", false
 		if len(seg) >= 6 {
 			dec, err := url.PathUnescape(seg)
 			if err != nil {
 				dec = seg
 			}
-			if nv, ok := st.scrubString(dec); ok {
-				if !changed {
-					changed = true
-					b.Grow(len(p))
-					b.WriteString(p[:segStart])
-				}
-				b.WriteString(pathEscape(nv))
-			} else if changed {
-				b.WriteString(seg)
+			nv, ok = st.scrubString(dec)
+		}
+		switch {
+		case ok:
+			if !changed {
+				changed = true
+				b.Grow(len(p))
+				b.WriteString(p[:segStart])
 			}
-		} else if changed {
+			b.WriteString(pathEscape(nv))
+		case changed:
 			b.WriteString(seg)
 		}
 		if !more {
