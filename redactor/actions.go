@@ -1,6 +1,7 @@
 package redactor
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
@@ -33,22 +34,15 @@ const (
 // stronger wins.
 func (a act) strength() int { return int(a) }
 
+// actions maps each configured action to its compiled form.
+var actions = map[Action]act{
+	ActionRemove: actRemove, ActionDrop: actRemove, ActionMask: actMask, ActionHash: actHash,
+	ActionFake: actFake, ActionShape: actFake, ActionKeep: actKeep, ActionOff: actNone,
+}
+
 func parseAction(a Action) (act, bool) {
-	switch a {
-	case ActionRemove, ActionDrop:
-		return actRemove, true
-	case ActionMask:
-		return actMask, true
-	case ActionHash:
-		return actHash, true
-	case ActionFake, ActionShape:
-		return actFake, true
-	case ActionKeep:
-		return actKeep, true
-	case ActionOff:
-		return actNone, true
-	}
-	return 0, false
+	x, ok := actions[a]
+	return x, ok
 }
 
 // fakeKind selects a fake generator; the detector kinds plus generic text.
@@ -114,14 +108,7 @@ func (k *keyed) hashToken(v string) string {
 	var buf [len(hashPrefix) + 16]byte
 	copy(buf[:], hashPrefix)
 	hex.Encode(buf[len(hashPrefix):], m[:8])
-	allDigits := true
-	for _, c := range buf[len(hashPrefix):] {
-		if !isDigit(c) {
-			allDigits = false
-			break
-		}
-	}
-	if allDigits {
+	if !bytes.ContainsAny(buf[len(hashPrefix):], "abcdef") { // hex digits, all decimal
 		buf[len(hashPrefix)] = 'a' + (buf[len(hashPrefix)]-'0')%6
 	}
 	return string(buf[:])
@@ -160,10 +147,7 @@ type stream struct {
 }
 
 func (k *keyed) newStream(kind fakeKind, norm string) *stream {
-	var kb [1]byte
-	kb[0] = byte(kind)
-	r := &stream{seed: k.mac("fake", string(kb[:]), norm), off: 32}
-	return r
+	return &stream{seed: k.mac("fake", string([]byte{byte(kind)}), norm), off: 32}
 }
 
 func (r *stream) byte() byte {
@@ -210,37 +194,29 @@ func (k *keyed) fake(kind fakeKind, v string) string {
 	return maskText
 }
 
+// fakers are the fake generators of the detector kinds; each gets the
+// value, though some ignore it.
+var fakers = [numKinds]func(r *stream, v string) string{
+	kindJWT:        fakeJWT,
+	kindBearer:     fakeText,
+	kindCredential: fakeCredential,
+	kindEmail:      fakeEmail,
+	kindIBAN:       fakeIBAN,
+	kindCard:       fakeCard,
+	kindSSN:        fakeSSN,
+	kindPhone:      fakePhone,
+	kindIPv6:       fakeIPv6,
+	kindIPv4:       fakeIPv4,
+}
+
 func fakeOnce(r *stream, kind fakeKind, v string) string {
-	var out string
-	switch piiKind(kind) {
-	case kindCard:
-		out = fakeCard(r, v)
-	case kindEmail:
-		out = fakeEmail(r)
-	case kindPhone:
-		out = fakePhone(r, v)
-	case kindSSN:
-		out = fakeSSN(r)
-	case kindIBAN:
-		out = fakeIBAN(r, v)
-	case kindIPv4:
-		out = fakeIPv4(r)
-	case kindJWT:
-		out = fakeJWT(r, v)
-	case kindBearer:
-		out = fakeText(r, v)
-	case kindCredential:
-		out = fakeCredential(r, v)
-	case kindIPv6:
-		out = fakeIPv6(r)
-	default:
-		if kind == kindShape {
-			out = fakeShape(r, v)
-			break
-		}
-		out = fakeText(r, v)
+	switch {
+	case kind < kindText:
+		return fakers[kind](r, v)
+	case kind == kindShape:
+		return fakeShape(r, v)
 	}
-	return out
+	return fakeText(r, v)
 }
 
 // fakeCard keeps the separators and the first two digits (the network),
@@ -268,31 +244,22 @@ func fakeCard(r *stream, v string) string {
 // luhnCheckDigit returns the digit to put in the last digit position of b so
 // that b passes Luhn (the current last digit is ignored).
 func luhnCheckDigit(b []byte) byte {
-	sum, double, last := 0, true, true
-	for i := len(b) - 1; i >= 0; i-- {
-		c := b[i]
-		if !isDigit(c) {
-			continue
-		}
-		if last {
-			last = false
-			continue
-		}
-		d := int(c - '0')
-		if double {
-			d *= 2
-			if d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-		double = !double
+	k := len(b) - 1
+	for k >= 0 && !isDigit(b[k]) {
+		k--
 	}
+	if k < 0 {
+		return '0'
+	}
+	c := b[k]
+	b[k] = '0' // contributes nothing to the sum
+	sum := luhnSum(string(b))
+	b[k] = c
 	return byte('0' + (10-sum%10)%10)
 }
 
 // fakeEmail returns "u" + 10 hex digits + "@example.com".
-func fakeEmail(r *stream) string {
+func fakeEmail(r *stream, _ string) string {
 	var b [len("u0000000000@example.com")]byte
 	b[0] = 'u'
 	const hexd = "0123456789abcdef"
@@ -308,7 +275,7 @@ func fakeEmail(r *stream) string {
 // replaces the other digits.
 func fakePhone(r *stream, v string) string {
 	b := []byte(v)
-	keep := 0 // digits kept from the start
+	keep := 1 // digits kept from the start
 	digitsSeen := 0
 	if len(b) > 0 && b[0] == '+' {
 		g := 0
@@ -317,11 +284,7 @@ func fakePhone(r *stream, v string) string {
 		}
 		if g <= 3 && g+1 < len(b) {
 			keep = g
-		} else {
-			keep = 1
 		}
-	} else {
-		keep = 1
 	}
 	for i, c := range b {
 		if !isDigit(c) {
@@ -337,7 +300,7 @@ func fakePhone(r *stream, v string) string {
 
 // fakeSSN returns a valid-looking ###-##-####: area 001-899 except 666,
 // group 01-99, serial 0001-9999.
-func fakeSSN(r *stream) string {
+func fakeSSN(r *stream, _ string) string {
 	area := 0
 	for area == 0 || area == 666 {
 		area = (int(r.byte())<<8 | int(r.byte())) % 900
@@ -395,14 +358,14 @@ func fakeIBAN(r *stream, v string) string {
 
 // fakeIPv4 returns an address in a documentation range (RFC 5737):
 // 192.0.2.0/24, 198.51.100.0/24 or 203.0.113.0/24, host 1-254.
-func fakeIPv4(r *stream) string {
+func fakeIPv4(r *stream, _ string) string {
 	nets := [...]string{"192.0.2.", "198.51.100.", "203.0.113."}
 	return nets[r.intn(3)] + strconv.Itoa(1+r.intn(254))
 }
 
 // fakeIPv6 returns an address in the documentation prefix 2001:db8::/32
 // (RFC 3849).
-func fakeIPv6(r *stream) string {
+func fakeIPv6(r *stream, _ string) string {
 	const hexd = "0123456789abcdef"
 	b := []byte("2001:db8::")
 	for g := range 2 {

@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -233,57 +234,23 @@ func DefaultConfig() Config {
 }
 
 var defaultDropHeaders = []string{
-	"Authorization",
-	"Proxy-Authorization",
-	"Cookie",
-	"Set-Cookie",
-	"Set-Cookie2",
-	"X-Api-Key",
-	"Api-Key",
-	"X-Auth-Token",
-	"X-Access-Token",
-	"X-Refresh-Token",
-	"X-Session-Token",
-	"X-Csrf-Token",
-	"X-Xsrf-Token",
-	"X-Csrftoken",
-	"X-Amz-Security-Token",
-	"X-Goog-Api-Key",
-	"X-Vault-Token",
-	"*-Token",
-	"*-Api-Key",
-	"*-Secret",
+	"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie", "Set-Cookie2", "X-Api-Key",
+	"Api-Key", "X-Auth-Token", "X-Access-Token", "X-Refresh-Token", "X-Session-Token", "X-Csrf-Token",
+	"X-Xsrf-Token", "X-Csrftoken", "X-Amz-Security-Token", "X-Goog-Api-Key", "X-Vault-Token", "*-Token",
+	"*-Api-Key", "*-Secret",
 }
 
 // defaultSecretNames are field-name patterns masked in JSON (as "**.<name>"),
 // form bodies and query strings.
 var defaultSecretNames = []string{
-	"password",
-	"*password",
-	"passwd",
-	"pwd",
-	"*secret",
-	"*token",
-	"*api_key",
-	"*apikey",
-	"*private_key",
-	"*privatekey",
-	"cvv",
-	"cvv2",
-	"cvc",
-	"pin",
-	"authorization",
+	"password", "*password", "passwd", "pwd", "*secret", "*token", "*api_key", "*apikey",
+	"*private_key", "*privatekey", "cvv", "cvv2", "cvc", "pin", "authorization",
 }
 
 // defaultSecretQueryOnly are extra query parameters masked by default
 // (pre-signed URL credentials).
 var defaultSecretQueryOnly = []string{
-	"x-amz-signature",
-	"x-amz-credential",
-	"x-goog-signature",
-	"x-goog-credential",
-	"sig",
-	"signature",
+	"x-amz-signature", "x-amz-credential", "x-goog-signature", "x-goog-credential", "sig", "signature",
 }
 
 // LoadConfig reads a YAML file strictly (unknown keys are an error naming the
@@ -358,30 +325,14 @@ func keyAtErrorLine(data []byte, err error) string {
 // mergeConfig returns over layered on base (see LoadConfig).
 func mergeConfig(base, over Config) Config {
 	out := base
-	if over.Defaults != nil {
-		out.Defaults = over.Defaults
-	}
-	if over.HashKeyEnv != "" {
-		out.HashKeyEnv = over.HashKeyEnv
-	}
-	if over.HashKeyFile != "" {
-		out.HashKeyFile = over.HashKeyFile
-	}
-	if over.Binary != "" {
-		out.Binary = over.Binary
-	}
-	if over.OnTruncated != "" {
-		out.OnTruncated = over.OnTruncated
-	}
-	if over.ScanHeaders != nil {
-		out.ScanHeaders = over.ScanHeaders
-	}
-	if over.MaxDecodedBytes != 0 {
-		out.MaxDecodedBytes = over.MaxDecodedBytes
-	}
-	if over.SecretNames != nil {
-		out.SecretNames = over.SecretNames
-	}
+	setIf(&out.Defaults, over.Defaults)
+	setIf(&out.HashKeyEnv, over.HashKeyEnv)
+	setIf(&out.HashKeyFile, over.HashKeyFile)
+	setIf(&out.Binary, over.Binary)
+	setIf(&out.OnTruncated, over.OnTruncated)
+	setIf(&out.ScanHeaders, over.ScanHeaders)
+	setIf(&out.MaxDecodedBytes, over.MaxDecodedBytes)
+	setIf(&out.SecretNames, over.SecretNames)
 	out.Headers = mergeRules(base.Headers, over.Headers)
 	out.JSONFields = mergeRules(base.JSONFields, over.JSONFields)
 	out.FormFields = mergeRules(base.FormFields, over.FormFields)
@@ -400,12 +351,7 @@ func mergeRules(base, over map[string]Rule) map[string]Rule {
 		lower[strings.ToLower(k)] = k
 	}
 	// Sorted for a deterministic result when over itself has case variants.
-	keys := make([]string, 0, len(over))
-	for k := range over {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range sortedKeys(over) {
 		if old, ok := lower[strings.ToLower(k)]; ok {
 			delete(out, old)
 		}
@@ -416,11 +362,12 @@ func mergeRules(base, over map[string]Rule) map[string]Rule {
 }
 
 // sortedKeys lists the keys of m in order.
-func sortedKeys(m map[string]Rule) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+func sortedKeys(m map[string]Rule) []string { return slices.Sorted(maps.Keys(m)) }
+
+// setIf sets *dst to v unless v is the zero value (not set in a config).
+func setIf[T comparable](dst *T, v T) {
+	var zero T
+	if v != zero {
+		*dst = v
 	}
-	sort.Strings(keys)
-	return keys
 }

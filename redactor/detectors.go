@@ -5,7 +5,10 @@ package redactor
 // word boundary and validates the candidate fully (Luhn, mod-97, SSN areas,
 // octet ranges, ...). The exact rules are documented in docs/redaction.md.
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // piiKind is a class of personal data a detector finds.
 type piiKind uint8
@@ -49,12 +52,8 @@ func (k piiKind) String() string {
 
 // kindByName maps a detector name to its piiKind.
 func kindByName(s string) (piiKind, bool) {
-	for k, n := range kindNames {
-		if n == s {
-			return piiKind(k), true
-		}
-	}
-	return 0, false
+	k := slices.Index(kindNames[:], s)
+	return piiKind(max(k, 0)), k >= 0
 }
 
 // span is one finding: s[start:end] is of the given kind.
@@ -128,14 +127,7 @@ type detectors struct {
 }
 
 // any reports whether at least one detector is enabled.
-func (d *detectors) any() bool {
-	for _, on := range d.on {
-		if on {
-			return true
-		}
-	}
-	return false
-}
+func (d *detectors) any() bool { return slices.Contains(d.on[:], true) }
 
 // find appends the findings in s to out, sorted by start and with overlapping
 // findings merged (the merged span takes the kind of highest precedence).
@@ -253,30 +245,24 @@ func (d *detectors) matchAt(s string, i int, prev byte) (start, end int, kind pi
 	return i, end, kind
 }
 
+// digitDetectors are the detectors that start with a digit, in precedence
+// order.
+var digitDetectors = [...]struct {
+	kind  piiKind
+	match func(s string, i int) int
+}{{kindSSN, matchSSN}, {kindCard, matchCard}, {kindIPv4, matchIPv4}, {kindPhone, matchPhone}}
+
 // matchDigit runs the enabled detectors that start with the digit at s[i],
 // in precedence order: the first that matches wins.
 func (d *detectors) matchDigit(s string, i int) (int, piiKind) {
 	if !digitCandidate(s, i) {
 		return 0, 0
 	}
-	if d.on[kindSSN] {
-		if e := matchSSN(s, i); e > 0 {
-			return e, kindSSN
-		}
-	}
-	if d.on[kindCard] {
-		if e := matchCard(s, i); e > 0 {
-			return e, kindCard
-		}
-	}
-	if d.on[kindIPv4] {
-		if e := matchIPv4(s, i); e > 0 {
-			return e, kindIPv4
-		}
-	}
-	if d.on[kindPhone] {
-		if e := matchPhone(s, i); e > 0 {
-			return e, kindPhone
+	for _, m := range digitDetectors {
+		if d.on[m.kind] {
+			if e := m.match(s, i); e > 0 {
+				return e, m.kind
+			}
 		}
 	}
 	return 0, 0
@@ -339,7 +325,10 @@ func mergeSpans(out []span, base int) []span {
 }
 
 // luhn reports whether the digits of s (other bytes ignored) pass the Luhn check.
-func luhn(s string) bool {
+func luhn(s string) bool { return luhnSum(s)%10 == 0 }
+
+// luhnSum is the Luhn sum of the digits of s (other bytes ignored).
+func luhnSum(s string) int {
 	sum, double := 0, false
 	for i := len(s) - 1; i >= 0; i-- {
 		c := s[i]
@@ -356,7 +345,7 @@ func luhn(s string) bool {
 		sum += d
 		double = !double
 	}
-	return sum%10 == 0
+	return sum
 }
 
 // matchCard matches a payment card number at s[i]: 13 to 19 digits, first
@@ -916,8 +905,18 @@ func matchIBAN(s string, i int) int {
 // ibanMod97 computes the ISO 13616 checksum remainder of an IBAN (spaces
 // ignored): the first four characters moved to the end, letters as 10-35.
 func ibanMod97(s string) int {
+	var buf [64]byte
+	b := buf[:0]
+	for k := 0; k < len(s); k++ {
+		if s[k] != ' ' {
+			b = append(b, s[k])
+		}
+	}
+	if len(b) > 4 {
+		b = append(b[4:], b[:4]...)
+	}
 	rem := 0
-	add := func(c byte) {
+	for _, c := range b {
 		switch {
 		case isDigit(c):
 			rem = (rem*10 + int(c-'0')) % 97
@@ -926,24 +925,6 @@ func ibanMod97(s string) int {
 		case c >= 'a' && c <= 'z':
 			rem = (rem*100 + int(c-'a'+10)) % 97
 		}
-	}
-	k := 0
-	for idx := 0; idx < len(s); idx++ {
-		if s[idx] == ' ' {
-			continue
-		}
-		if k >= 4 {
-			add(s[idx])
-		}
-		k++
-	}
-	k = 0
-	for idx := 0; idx < len(s) && k < 4; idx++ {
-		if s[idx] == ' ' {
-			continue
-		}
-		add(s[idx])
-		k++
 	}
 	return rem
 }

@@ -178,16 +178,24 @@ const (
 // Decoders and encoders are pooled: a flate state is about 40 KB (decoding)
 // and 1 MB (encoding).
 var (
-	gzipReaders   sync.Pool
-	zlibReaders   sync.Pool
-	flateReaders  sync.Pool
-	gzipWriters   = sync.Pool{New: func() any { w, _ := gzip.NewWriterLevel(nil, reencodeLevel); return w }}
-	zlibWriters   = sync.Pool{New: func() any { w, _ := zlib.NewWriterLevel(nil, reencodeLevel); return w }}
-	flateWriters  = sync.Pool{New: func() any { w, _ := flate.NewWriter(nil, reencodeLevel); return w }}
-	brotliWriters = sync.Pool{New: func() any { return brotli.NewWriterLevel(nil, reencodeBrotliLevel) }}
-	zstdEncoder   *zstd.Encoder
-	zstdOnce      sync.Once
+	gzipReaders, zlibReaders, flateReaders sync.Pool
+	// writers holds the pooled encoders (a resetWriter) of every coding but
+	// zstd, which has one encoder of its own.
+	writers = [...]sync.Pool{
+		codingGzip:     {New: func() any { w, _ := gzip.NewWriterLevel(nil, reencodeLevel); return w }},
+		codingZlib:     {New: func() any { w, _ := zlib.NewWriterLevel(nil, reencodeLevel); return w }},
+		codingRawFlate: {New: func() any { w, _ := flate.NewWriter(nil, reencodeLevel); return w }},
+		codingBrotli:   {New: func() any { return brotli.NewWriterLevel(nil, reencodeBrotliLevel) }},
+	}
+	zstdEncoder *zstd.Encoder
+	zstdOnce    sync.Once
 )
+
+// resetWriter is a pooled encoder.
+type resetWriter interface {
+	io.WriteCloser
+	Reset(w io.Writer)
+}
 
 // encodeBody applies the codings in order.
 func encodeBody(b []byte, cs codings) ([]byte, error) {
@@ -195,32 +203,16 @@ func encodeBody(b []byte, cs codings) ([]byte, error) {
 		var buf bytes.Buffer
 		buf.Grow(len(b)/2 + 64)
 		var err error
-		switch cs.c[i] {
-		case codingGzip:
-			w := gzipWriters.Get().(*gzip.Writer)
-			w.Reset(&buf)
-			err = writeClose(w, b)
-			gzipWriters.Put(w)
-		case codingZlib:
-			w := zlibWriters.Get().(*zlib.Writer)
-			w.Reset(&buf)
-			err = writeClose(w, b)
-			zlibWriters.Put(w)
-		case codingRawFlate:
-			w := flateWriters.Get().(*flate.Writer)
-			w.Reset(&buf)
-			err = writeClose(w, b)
-			flateWriters.Put(w)
-		case codingBrotli:
-			w := brotliWriters.Get().(*brotli.Writer)
-			w.Reset(&buf)
-			err = writeClose(w, b)
-			brotliWriters.Put(w)
-		case codingZstd:
+		if c := cs.c[i]; c == codingZstd {
 			zstdOnce.Do(func() {
 				zstdEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
 			})
 			buf.Write(zstdEncoder.EncodeAll(b, nil))
+		} else {
+			w := writers[c].Get().(resetWriter)
+			w.Reset(&buf)
+			err = writeClose(w, b)
+			writers[c].Put(w)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("re-encode body: %w", err)

@@ -325,36 +325,18 @@ func (e *Engine) Redact(ex *mlv1.Exchange) (res Result, err error) {
 		reqCT, reqCE = contentHeaders(req.Headers)
 		req.Url = st.scrubURL(req.Url)
 		req.Headers = st.scrubHeaders(req.Headers, dirRequest)
-		req.RemoteAddr = st.scrubAddr(req.RemoteAddr)
+		req.RemoteAddr, _ = st.scrubString(req.RemoteAddr) // "host:port"
 	}
 	if resp != nil {
 		respCT, respCE = contentHeaders(resp.Headers)
 		resp.Headers = st.scrubHeaders(resp.Headers, dirResponse)
-		if resp.Error != "" {
-			if v, ok := st.scrubString(resp.Error); ok {
-				resp.Error = v
-			}
-		}
+		resp.Error, _ = st.scrubString(resp.Error)
 	}
-	if req != nil && len(req.Body) > 0 {
-		var body []byte
-		var changed bool
-		body, changed, err = st.scrubBody(req.Body, req.BodyTruncated, reqCT, reqCE)
-		if err != nil {
-			err = fmt.Errorf("redact request body: %w", err)
-		} else if changed {
-			setBody(&req.Body, &req.Headers, &req.BodySize, req.BodyTruncated, body)
-		}
+	if req != nil {
+		err = st.scrubMessageBody("request", &req.Body, &req.Headers, &req.BodySize, req.BodyTruncated, reqCT, reqCE)
 	}
-	if err == nil && resp != nil && len(resp.Body) > 0 {
-		var body []byte
-		var changed bool
-		body, changed, err = st.scrubBody(resp.Body, resp.BodyTruncated, respCT, respCE)
-		if err != nil {
-			err = fmt.Errorf("redact response body: %w", err)
-		} else if changed {
-			setBody(&resp.Body, &resp.Headers, &resp.BodySize, resp.BodyTruncated, body)
-		}
+	if err == nil && resp != nil {
+		err = st.scrubMessageBody("response", &resp.Body, &resp.Headers, &resp.BodySize, resp.BodyTruncated, respCT, respCE)
 	}
 	if err != nil {
 		if req != nil {
@@ -375,6 +357,22 @@ func (e *Engine) Redact(ex *mlv1.Exchange) (res Result, err error) {
 	}
 	st.counts = nil
 	return res, err
+}
+
+// scrubMessageBody scrubs the body of a request or response (what) in place
+// and keeps its headers and size consistent (setBody).
+func (st *state) scrubMessageBody(what string, body *[]byte, headers *[]*mlv1.Header, size *int64, truncated bool, ct, ce string) error {
+	if len(*body) == 0 {
+		return nil
+	}
+	out, changed, err := st.scrubBody(*body, truncated, ct, ce)
+	if err != nil {
+		return fmt.Errorf("redact %s body: %w", what, err)
+	}
+	if changed {
+		setBody(body, headers, size, truncated, out)
+	}
+	return nil
 }
 
 // stripAll removes every part of ex that can hold personal data.
@@ -437,7 +435,7 @@ func contentHeaders(hs []*mlv1.Header) (ct, ce string) {
 }
 
 // scrubString runs the detectors over s and applies their actions. It reports
-// whether s changed. A replacement can create a new finding (removing text
+// whether s changed (s itself is returned when not). A replacement can create a new finding (removing text
 // joins its neighbours; any replacement changes the word boundary next to
 // it), so the result is scanned again until nothing new is found; findings
 // lying entirely inside an earlier replacement (a fake or hash token) are
@@ -561,17 +559,6 @@ func (st *state) applyRule(r *rule, v string) string {
 	return st.apply(r.act, r.fake, v)
 }
 
-// scrubAddr scrubs a "host:port" client address with the detectors.
-func (st *state) scrubAddr(a string) string {
-	if a == "" {
-		return a
-	}
-	if v, ok := st.scrubString(a); ok {
-		return v
-	}
-	return a
-}
-
 // bodyKind is how a body is parsed.
 type bodyKind uint8
 
@@ -585,58 +572,49 @@ const (
 	bodyBinary
 )
 
+// mediaKinds maps lower-case media types, and "type/*" for a whole
+// top-level type, to their body kind.
+var mediaKinds = map[string]bodyKind{
+	"application/json": bodyJSON, "application/x-www-form-urlencoded": bodyForm,
+	"application/x-ndjson": bodyNDJSON, "application/ndjson": bodyNDJSON, "application/jsonl": bodyNDJSON,
+	"application/x-jsonlines": bodyNDJSON, "application/jsonlines": bodyNDJSON,
+	"application/xml": bodyText, "application/javascript": bodyText, "application/ecmascript": bodyText,
+	"application/x-javascript": bodyText, "application/graphql": bodyText, "application/yaml": bodyText,
+	"application/x-yaml": bodyText, "application/csv": bodyText, "application/sql": bodyText,
+	"application/x-sh": bodyText, "application/toml": bodyText,
+	"application/octet-stream": bodyBinary, "application/pdf": bodyBinary, "application/zip": bodyBinary,
+	"application/gzip": bodyBinary, "application/x-gzip": bodyBinary, "application/x-tar": bodyBinary,
+	"application/x-protobuf": bodyBinary, "application/protobuf": bodyBinary,
+	"application/x-google-protobuf": bodyBinary, "application/msgpack": bodyBinary,
+	"application/x-msgpack": bodyBinary, "application/cbor": bodyBinary, "application/wasm": bodyBinary,
+	"application/avro": bodyBinary, "application/vnd.apache.avro+binary": bodyBinary,
+	"text/*": bodyText, "multipart/*": bodyMultipart,
+	"image/*": bodyBinary, "audio/*": bodyBinary, "video/*": bodyBinary, "font/*": bodyBinary,
+}
+
 // classify maps a Content-Type to a body kind (bodyUnknown: sniff the bytes).
 func classify(ct string) bodyKind {
-	mt := ct
-	if i := strings.IndexByte(mt, ';'); i >= 0 {
-		mt = mt[:i]
-	}
-	mt = strings.TrimSpace(mt)
-	slash := strings.IndexByte(mt, '/')
-	if slash <= 0 {
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = asciiLower(strings.TrimSpace(mt))
+	typ, sub, ok := strings.Cut(mt, "/")
+	if !ok || typ == "" {
 		return bodyUnknown
 	}
-	typ, sub := mt[:slash], mt[slash+1:]
-	suffix := ""
 	if p := strings.LastIndexByte(sub, '+'); p >= 0 {
-		suffix = sub[p+1:]
-	}
-	switch {
-	case asciiEqualFold(suffix, "json"):
-		return bodyJSON
-	case asciiEqualFold(suffix, "xml"):
-		return bodyText
-	}
-	switch {
-	case asciiEqualFold(typ, "application"):
-		switch {
-		case asciiEqualFold(sub, "json"):
+		switch sub[p+1:] {
+		case "json":
 			return bodyJSON
-		case asciiEqualFold(sub, "x-ndjson"), asciiEqualFold(sub, "ndjson"),
-			asciiEqualFold(sub, "jsonl"), asciiEqualFold(sub, "x-jsonlines"), asciiEqualFold(sub, "jsonlines"):
-			return bodyNDJSON
-		case asciiEqualFold(sub, "x-www-form-urlencoded"):
-			return bodyForm
-		case asciiEqualFold(sub, "xml"), asciiEqualFold(sub, "javascript"), asciiEqualFold(sub, "ecmascript"),
-			asciiEqualFold(sub, "x-javascript"), asciiEqualFold(sub, "graphql"), asciiEqualFold(sub, "yaml"),
-			asciiEqualFold(sub, "x-yaml"), asciiEqualFold(sub, "csv"), asciiEqualFold(sub, "sql"),
-			asciiEqualFold(sub, "x-sh"), asciiEqualFold(sub, "toml"):
+		case "xml":
 			return bodyText
-		case asciiEqualFold(sub, "octet-stream"), asciiEqualFold(sub, "pdf"), asciiEqualFold(sub, "zip"),
-			asciiEqualFold(sub, "gzip"), asciiEqualFold(sub, "x-gzip"), asciiEqualFold(sub, "x-tar"),
-			asciiEqualFold(sub, "x-protobuf"), asciiEqualFold(sub, "protobuf"), asciiEqualFold(sub, "x-google-protobuf"),
-			asciiEqualFold(sub, "msgpack"), asciiEqualFold(sub, "x-msgpack"), asciiEqualFold(sub, "cbor"),
-			asciiEqualFold(sub, "wasm"), asciiEqualFold(sub, "avro"), asciiEqualFold(sub, "vnd.apache.avro+binary"),
-			strings.HasPrefix(strings.ToLower(sub), "grpc"):
-			return bodyBinary
 		}
-		return bodyUnknown
-	case asciiEqualFold(typ, "text"):
-		return bodyText
-	case asciiEqualFold(typ, "multipart"):
-		return bodyMultipart
-	case asciiEqualFold(typ, "image"), asciiEqualFold(typ, "audio"), asciiEqualFold(typ, "video"),
-		asciiEqualFold(typ, "font"):
+	}
+	if k, ok := mediaKinds[mt]; ok {
+		return k
+	}
+	if k, ok := mediaKinds[typ+"/*"]; ok {
+		return k
+	}
+	if typ == "application" && strings.HasPrefix(sub, "grpc") {
 		return bodyBinary
 	}
 	return bodyUnknown
@@ -692,16 +670,16 @@ func (st *state) scrubBody(body []byte, truncated bool, ct, ce string) ([]byte, 
 	}
 	var out []byte
 	var changed bool
+	if truncated && kind != bodyText && kind != bodyBinary && !sniffed {
+		return st.truncatedBody() // a structured body
+	}
 	switch kind {
 	case bodyBinary:
 		return st.binary(body)
 	case bodyJSON, bodyNDJSON:
-		if truncated {
-			if sniffed {
-				out, changed = st.scrubTextBody(plain, true)
-				break
-			}
-			return st.truncatedBody()
+		if truncated { // sniffed: read as text
+			out, changed = st.scrubTextBody(plain, true)
+			break
 		}
 		out, changed, err = st.scrubJSON(plain, kind == bodyNDJSON)
 		if err != nil && sniffed {
@@ -710,14 +688,8 @@ func (st *state) scrubBody(body []byte, truncated bool, ct, ce string) ([]byte, 
 			err = nil
 		}
 	case bodyForm:
-		if truncated {
-			return st.truncatedBody()
-		}
 		out, changed, err = st.scrubForm(plain)
 	case bodyMultipart:
-		if truncated {
-			return st.truncatedBody()
-		}
 		out, changed, err = st.scrubMultipart(plain, ct, 0)
 	default:
 		out, changed = st.scrubTextBody(plain, truncated)

@@ -150,14 +150,12 @@ func (st *state) formRule(rules *nameRules, name string) *rule {
 		return r
 	}
 	e := st.e
+	off, secret := e.offForm, &e.secretForm
 	if rules == &e.query {
-		if e.secretMatch(e.offQuery, name) {
-			return &e.secretQuery
-		}
-		return nil
+		off, secret = e.offQuery, &e.secretQuery
 	}
-	if e.secretMatch(e.offForm, name) {
-		return &e.secretForm
+	if e.secretMatch(off, name) {
+		return secret
 	}
 	return nil
 }
@@ -166,25 +164,29 @@ func (st *state) formRule(rules *nameRules, name string) *rule {
 // non-alphanumeric byte and precedes a digit as "%2B": clients often send
 // "phone=+14155550100" unescaped, and that '+' is a plus sign, not a space.
 // queryEscape never produces that shape, so the reading is stable.
-func plusDigits(raw string) string {
-	if strings.IndexByte(raw, '+') < 0 {
-		return raw
+func plusDigits(raw string) string { return replacePlusDigit(raw, "%2B") }
+
+// replacePlusDigit replaces with repl every '+' of s that starts s or follows
+// a non-alphanumeric byte and precedes a digit.
+func replacePlusDigit(s, repl string) string {
+	if strings.IndexByte(s, '+') < 0 {
+		return s
 	}
 	var b []byte
-	for i := 0; i < len(raw); i++ {
-		if raw[i] == '+' && i+1 < len(raw) && isDigit(raw[i+1]) && (i == 0 || !isAlnum(raw[i-1])) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '+' && i+1 < len(s) && isDigit(s[i+1]) && (i == 0 || !isAlnum(s[i-1])) {
 			if b == nil {
-				b = append(make([]byte, 0, len(raw)+4), raw[:i]...)
+				b = append(make([]byte, 0, len(s)+4), s[:i]...)
 			}
-			b = append(b, "%2B"...)
+			b = append(b, repl...)
 			continue
 		}
 		if b != nil {
-			b = append(b, raw[i])
+			b = append(b, s[i])
 		}
 	}
 	if b == nil {
-		return raw
+		return s
 	}
 	return string(b)
 }
@@ -197,18 +199,7 @@ func queryEscape(s string) string {
 	if strings.Contains(e, "%") {
 		e = queryUnescaper.Replace(e)
 	}
-	if strings.IndexByte(e, '+') >= 0 && plusDigits(e) != e {
-		var b strings.Builder
-		for i := 0; i < len(e); i++ {
-			if e[i] == '+' && i+1 < len(e) && isDigit(e[i+1]) && (i == 0 || !isAlnum(e[i-1])) {
-				b.WriteString("%20")
-				continue
-			}
-			b.WriteByte(e[i])
-		}
-		e = b.String()
-	}
-	return e
+	return replacePlusDigit(e, "%20")
 }
 
 // pathEscape is url.PathEscape keeping '*', ':' and '@' literal (legal in
@@ -299,22 +290,23 @@ func (st *state) scrubPath(p string) (string, bool) {
 		seg, tail, more := strings.Cut(rest, "/")
 		segStart := done
 		done += len(seg) + 1
+		nv, ok := "", false
 		if len(seg) >= 6 {
 			dec, err := url.PathUnescape(seg)
 			if err != nil {
 				dec = seg
 			}
-			if nv, ok := st.scrubString(dec); ok {
-				if !changed {
-					changed = true
-					b.Grow(len(p))
-					b.WriteString(p[:segStart])
-				}
-				b.WriteString(pathEscape(nv))
-			} else if changed {
-				b.WriteString(seg)
+			nv, ok = st.scrubString(dec)
+		}
+		switch {
+		case ok:
+			if !changed {
+				changed = true
+				b.Grow(len(p))
+				b.WriteString(p[:segStart])
 			}
-		} else if changed {
+			b.WriteString(pathEscape(nv))
+		case changed:
 			b.WriteString(seg)
 		}
 		if !more {

@@ -149,6 +149,21 @@ func globMatch(pat, name string) bool {
 	return true
 }
 
+// asciiLower lower-cases the ASCII letters of s only (strings.ToLower would
+// also fold non-ASCII letters, such as U+212A Kelvin into 'k').
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if isUpper(s[i]) {
+			b := []byte(s)
+			for k := i; k < len(b); k++ {
+				b[k] = lowerByte(b[k])
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
 func lowerByte(c byte) byte {
 	if c >= 'A' && c <= 'Z' {
 		return c + 'a' - 'A'
@@ -305,9 +320,7 @@ func (st *state) scrubHeaders(hs []*mlv1.Header, dir uint8) []*mlv1.Header {
 		case urlHeader(h.Name):
 			h.Value = st.scrubURL(h.Value)
 		case e.scanHeaders:
-			if v, ok := st.scrubString(h.Value); ok {
-				h.Value = v
-			}
+			h.Value, _ = st.scrubString(h.Value)
 		}
 		out = append(out, h)
 	}

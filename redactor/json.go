@@ -6,6 +6,7 @@ package redactor
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
@@ -165,14 +166,11 @@ func (j *jsonEd) step(lo, hi int, t token, inherited *rule) (int, int, *rule) {
 		case t.key != "":
 			cand = pr.byLast[t.key[len(t.key)-1]]
 		}
-		for _, k := range cand {
-			if a := &pr.anywhere[k]; a.segs[0].match(t) && a.r.better(best) {
-				best = a.r
-			}
-		}
-		for _, k := range pr.anyLast {
-			if a := &pr.anywhere[k]; a.segs[0].match(t) && a.r.better(best) {
-				best = a.r
+		for _, ks := range [2][]uint16{cand, pr.anyLast} {
+			for _, k := range ks {
+				if a := &pr.anywhere[k]; a.segs[0].match(t) && a.r.better(best) {
+					best = a.r
+				}
 			}
 		}
 	}
@@ -223,20 +221,13 @@ func (j *jsonEd) value(i, lo, hi int, r *rule, depth int) (int, error) {
 		if r != nil && r.act == actKeep {
 			return j.skip(i, depth)
 		}
-		if c == '{' {
-			return j.object(i, lo, hi, r, depth)
-		}
-		return j.array(i, lo, hi, r, depth)
+		return j.container(i, lo, hi, r, depth)
 	case c == '"':
 		return j.str(i, r)
 	case c == '-' || isDigit(c):
 		return j.number(i, r)
-	case c == 't':
-		return j.literal(i, "true")
-	case c == 'f':
-		return j.literal(i, "false")
-	case c == 'n':
-		return j.literal(i, "null")
+	case jsonLiterals[c] != "":
+		return j.literal(i, jsonLiterals[c])
 	}
 	return 0, jsonErr("invalid character", i)
 }
@@ -248,35 +239,43 @@ func (j *jsonEd) literal(i int, lit string) (int, error) {
 	return i + len(lit), nil
 }
 
-// object processes the object at in[i] == '{'.
-func (j *jsonEd) object(i, lo, hi int, inherited *rule, depth int) (int, error) {
+// container processes the object or array at in[i] ('{' or '[').
+func (j *jsonEd) container(i, lo, hi int, inherited *rule, depth int) (int, error) {
 	in := j.in
+	obj := in[i] == '{'
+	closer, what := byte(']'), "array"
+	if obj {
+		closer, what = '}', "object"
+	}
 	i = j.ws(i + 1)
-	if i < len(in) && in[i] == '}' {
+	if i < len(in) && in[i] == closer {
 		return i + 1, nil
 	}
 	prevKeptEnd := -1
-	for {
-		if i >= len(in) || in[i] != '"' {
-			return 0, jsonErr("expected object key", i)
+	for idx := 0; ; idx++ {
+		start, keyEnd, t := i, 0, token{idx: idx, isIdx: true}
+		if obj {
+			if i >= len(in) || in[i] != '"' {
+				return 0, jsonErr("expected object key", i)
+			}
+			var esc bool
+			var err error
+			if keyEnd, esc, err = scanString(in, i); err != nil {
+				return 0, err
+			}
+			t = token{key: j.decode(start, keyEnd, esc)}
+			i = j.ws(keyEnd)
+			if i >= len(in) || in[i] != ':' {
+				return 0, jsonErr("expected ':'", i)
+			}
+			i = j.ws(i + 1)
 		}
-		keyStart := i
-		keyEnd, esc, err := scanString(in, i)
-		if err != nil {
-			return 0, err
-		}
-		key := j.decode(keyStart, keyEnd, esc)
-		i = j.ws(keyEnd)
-		if i >= len(in) || in[i] != ':' {
-			return 0, jsonErr("expected ':'", i)
-		}
-		i = j.ws(i + 1)
-		nlo, nhi, r := j.step(lo, hi, token{key: key}, inherited)
-		if depth == 0 || (depth == 1 && j.rootArray) {
+		nlo, nhi, r := j.step(lo, hi, t, inherited)
+		if obj && (depth == 0 || (depth == 1 && j.rootArray)) {
 			// A GraphQL request ({"query": ..., "variables": {...}}, or a
 			// batch of them): the variables get the rules of a document
 			// root, and the query is a GraphQL document.
-			switch key {
+			switch t.key {
 			case "variables":
 				j.stepLo = nlo
 				for k := j.rootLo; k < j.rootHi; k++ {
@@ -293,12 +292,12 @@ func (j *jsonEd) object(i, lo, hi int, inherited *rule, depth int) (int, error) 
 				return 0, err
 			}
 			j.st.hit(r.name, 1)
-			j.removeItem(keyStart, end, prevKeptEnd)
+			j.removeItem(start, end, prevKeptEnd)
 			i = end
 		} else {
-			j.flushPending(keyStart)
-			if r == nil || r.act != actKeep {
-				j.scrubKey(keyStart, keyEnd, key)
+			j.flushPending(start)
+			if obj && (r == nil || r.act != actKeep) {
+				j.scrubKey(start, keyEnd, t.key)
 			}
 			end, err := j.value(i, nlo, nhi, r, depth+1)
 			if err != nil {
@@ -311,62 +310,17 @@ func (j *jsonEd) object(i, lo, hi int, inherited *rule, depth int) (int, error) 
 		j.st.jstates = j.st.jstates[:nlo]
 		i = j.ws(i)
 		if i >= len(in) {
-			return 0, jsonErr("unexpected end of object", i)
+			return 0, jsonErr("unexpected end of "+what, i)
 		}
 		switch in[i] {
 		case ',':
 			i = j.ws(i + 1)
 			continue
-		case '}':
-			j.flushPendingEnd()
+		case closer:
+			j.flushPending(j.pend.end)
 			return i + 1, nil
 		}
-		return 0, jsonErr("expected ',' or '}'", i)
-	}
-}
-
-// array processes the array at in[i] == '['.
-func (j *jsonEd) array(i, lo, hi int, inherited *rule, depth int) (int, error) {
-	in := j.in
-	i = j.ws(i + 1)
-	if i < len(in) && in[i] == ']' {
-		return i + 1, nil
-	}
-	prevKeptEnd := -1
-	for idx := 0; ; idx++ {
-		start := i
-		nlo, nhi, r := j.step(lo, hi, token{idx: idx, isIdx: true}, inherited)
-		if r != nil && r.act == actRemove {
-			end, err := j.skip(i, depth+1)
-			if err != nil {
-				return 0, err
-			}
-			j.st.hit(r.name, 1)
-			j.removeItem(start, end, prevKeptEnd)
-			i = end
-		} else {
-			j.flushPending(start)
-			end, err := j.value(i, nlo, nhi, r, depth+1)
-			if err != nil {
-				return 0, err
-			}
-			prevKeptEnd = end
-			i = end
-		}
-		j.st.jstates = j.st.jstates[:nlo]
-		i = j.ws(i)
-		if i >= len(in) {
-			return 0, jsonErr("unexpected end of array", i)
-		}
-		switch in[i] {
-		case ',':
-			i = j.ws(i + 1)
-			continue
-		case ']':
-			j.flushPendingEnd()
-			return i + 1, nil
-		}
-		return 0, jsonErr("expected ',' or ']'", i)
+		return 0, jsonErr("expected ',' or '"+string(closer)+"'", i)
 	}
 }
 
@@ -386,7 +340,8 @@ func (j *jsonEd) removeItem(start, end, prevKeptEnd int) {
 	}
 }
 
-// flushPending cuts a pending removal before the kept item at next.
+// flushPending cuts a pending removal before the kept item at next, or at
+// the end of the container when next is j.pend.end.
 func (j *jsonEd) flushPending(next int) {
 	if !j.pend.active {
 		return
@@ -396,15 +351,6 @@ func (j *jsonEd) flushPending(next int) {
 	} else {
 		j.replace(j.pend.start, j.pend.end, nil)
 	}
-	j.pend = pending{}
-}
-
-// flushPendingEnd cuts a pending removal at the end of the container.
-func (j *jsonEd) flushPendingEnd() {
-	if !j.pend.active {
-		return
-	}
-	j.replace(j.pend.start, j.pend.end, nil)
 	j.pend = pending{}
 }
 
@@ -460,17 +406,8 @@ func (j *jsonEd) str(i int, r *rule) (int, error) {
 // looksJSON reports whether s, trimmed of white space, starts with '{' or '['
 // and ends with the matching '}' or ']'.
 func looksJSON(s string) bool {
-	a, b := 0, len(s)
-	for a < b && isSpace(s[a]) {
-		a++
-	}
-	for b > a && isSpace(s[b-1]) {
-		b--
-	}
-	if b-a < 2 {
-		return false
-	}
-	return (s[a] == '{' && s[b-1] == '}') || (s[a] == '[' && s[b-1] == ']')
+	s = strings.Trim(s, " \t\n\r\f")
+	return len(s) >= 2 && (s[0] == '{' && s[len(s)-1] == '}' || s[0] == '[' && s[len(s)-1] == ']')
 }
 
 // number processes the number at in[i]. A rule masks or hashes it into a
@@ -565,42 +502,30 @@ func (j *jsonEd) skip(i, depth int) (int, error) {
 		return 0, jsonErr("nesting too deep", i)
 	}
 	switch c := in[i]; {
-	case c == '{':
+	case c == '{' || c == '[':
+		obj, closer := c == '{', byte(']')
+		if obj {
+			closer = '}'
+		}
 		i = j.ws(i + 1)
-		if i < len(in) && in[i] == '}' {
+		if i < len(in) && in[i] == closer {
 			return i + 1, nil
 		}
 		for {
-			if i >= len(in) || in[i] != '"' {
-				return 0, jsonErr("expected object key", i)
-			}
-			end, _, err := scanString(in, i)
-			if err != nil {
-				return 0, err
-			}
-			i = j.ws(end)
-			if i >= len(in) || in[i] != ':' {
-				return 0, jsonErr("expected ':'", i)
-			}
-			if i, err = j.skip(j.ws(i+1), depth+1); err != nil {
-				return 0, err
-			}
-			i = j.ws(i)
-			if i < len(in) && in[i] == ',' {
+			if obj {
+				if i >= len(in) || in[i] != '"' {
+					return 0, jsonErr("expected object key", i)
+				}
+				end, _, err := scanString(in, i)
+				if err != nil {
+					return 0, err
+				}
+				i = j.ws(end)
+				if i >= len(in) || in[i] != ':' {
+					return 0, jsonErr("expected ':'", i)
+				}
 				i = j.ws(i + 1)
-				continue
 			}
-			if i < len(in) && in[i] == '}' {
-				return i + 1, nil
-			}
-			return 0, jsonErr("expected ',' or '}'", i)
-		}
-	case c == '[':
-		i = j.ws(i + 1)
-		if i < len(in) && in[i] == ']' {
-			return i + 1, nil
-		}
-		for {
 			var err error
 			if i, err = j.skip(i, depth+1); err != nil {
 				return 0, err
@@ -610,10 +535,10 @@ func (j *jsonEd) skip(i, depth int) (int, error) {
 				i = j.ws(i + 1)
 				continue
 			}
-			if i < len(in) && in[i] == ']' {
+			if i < len(in) && in[i] == closer {
 				return i + 1, nil
 			}
-			return 0, jsonErr("expected ',' or ']'", i)
+			return 0, jsonErr("expected ',' or '"+string(closer)+"'", i)
 		}
 	case c == '"':
 		end, _, err := scanString(in, i)
@@ -697,6 +622,11 @@ func unhex(c byte) int {
 	return -1
 }
 
+// hex4 decodes the four hex digits starting b (validated by scanString).
+func hex4(b []byte) rune {
+	return rune(unhex(b[0])<<12 | unhex(b[1])<<8 | unhex(b[2])<<4 | unhex(b[3]))
+}
+
 // scanNumber validates the number at in[i] (RFC 8259 grammar).
 func scanNumber(in []byte, i int) (int, error) {
 	k := i
@@ -770,11 +700,10 @@ func (j *jsonEd) decode(start, end int, esc bool) string {
 		case 't':
 			b = append(b, '\t')
 		case 'u':
-			r := rune(unhex(raw[k+2])<<12 | unhex(raw[k+3])<<8 | unhex(raw[k+4])<<4 | unhex(raw[k+5]))
+			r := hex4(raw[k+2:])
 			k += 6
 			if utf16.IsSurrogate(r) && k+6 <= len(raw) && raw[k] == '\\' && raw[k+1] == 'u' {
-				r2 := rune(unhex(raw[k+2])<<12 | unhex(raw[k+3])<<8 | unhex(raw[k+4])<<4 | unhex(raw[k+5]))
-				if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
+				if d := utf16.DecodeRune(r, hex4(raw[k+2:])); d != utf8.RuneError {
 					k += 6
 					r = d
 				}

@@ -370,7 +370,7 @@ func (ns *namedScan) content(p int, qname string, r *rule) int {
 			if ce < 0 {
 				ce = n - cs
 			}
-			if !blank(s[cs : cs+ce]) {
+			if strings.TrimLeft(s[cs:cs+ce], " \t\n\r\f") != "" { // not blank
 				ns.spans = append(ns.spans, textSpan{cs, cs + ce, r})
 			}
 			p = min(cs+ce+3, n)
@@ -428,13 +428,4 @@ func insertSpan(spans []textSpan, sp textSpan) []textSpan {
 		spans[k], spans[k-1] = spans[k-1], spans[k]
 	}
 	return spans
-}
-
-func blank(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if !isSpace(s[i]) {
-			return false
-		}
-	}
-	return true
 }

@@ -20,80 +20,43 @@ type credPrefix struct {
 	upper    bool  // body must be upper-case letters and digits (AWS)
 }
 
-// credPrefixes lists the token formats by first byte.
-var credPrefixes = [256][]credPrefix{
-	'A': {
-		// AWS access key ids: AKIA (long-term), ASIA (temporary), ABIA, ACCA,
-		// A3T.
-		{prefix: "AKIA", min: 16, max: 16, upper: true},
-		{prefix: "ASIA", min: 16, max: 16, upper: true},
-		{prefix: "ABIA", min: 16, max: 16, upper: true},
-		{prefix: "ACCA", min: 16, max: 16, upper: true},
-		{prefix: "A3T", min: 17, max: 17, upper: true},
-		// Google API keys.
-		{prefix: "AIza", alphabet: cB64URL, min: 35, max: 35},
-	},
-	'g': {
-		// GitHub tokens: personal, OAuth, user-to-server, server-to-server,
-		// refresh, fine-grained.
-		{prefix: "ghp_", alphabet: cAlnum, min: 36, max: 255},
-		{prefix: "gho_", alphabet: cAlnum, min: 36, max: 255},
-		{prefix: "ghu_", alphabet: cAlnum, min: 36, max: 255},
-		{prefix: "ghs_", alphabet: cAlnum, min: 36, max: 255},
-		{prefix: "ghr_", alphabet: cAlnum, min: 36, max: 255},
-		{prefix: "github_pat_", alphabet: cB64URL, min: 22, max: 255},
-		// GitLab personal, deploy, runner, pipeline trigger and CI job tokens.
-		{prefix: "glpat-", alphabet: cB64URL, min: 20, max: 255},
-		{prefix: "gldt-", alphabet: cB64URL, min: 20, max: 255},
-		{prefix: "glrt-", alphabet: cB64URL, min: 20, max: 255},
-		{prefix: "glptt-", alphabet: cB64URL, min: 20, max: 255},
-		{prefix: "glcbt-", alphabet: cB64URL, min: 20, max: 255},
-	},
-	'x': {
-		// Slack bot, user, app, refresh, legacy and configuration tokens.
-		{prefix: "xoxb-", alphabet: cB64URL, min: 10, max: 255},
-		{prefix: "xoxp-", alphabet: cB64URL, min: 10, max: 255},
-		{prefix: "xoxa-", alphabet: cB64URL, min: 10, max: 255},
-		{prefix: "xoxr-", alphabet: cB64URL, min: 10, max: 255},
-		{prefix: "xoxs-", alphabet: cB64URL, min: 10, max: 255},
-		{prefix: "xoxe-", alphabet: cB64URL, min: 10, max: 255},
-		{prefix: "xoxo-", alphabet: cB64URL, min: 10, max: 255},
-		{prefix: "xapp-", alphabet: cB64URL, min: 10, max: 255},
-	},
-	's': {
-		// Stripe secret keys.
-		{prefix: "sk_live_", alphabet: cAlnum, min: 10, max: 255},
-		{prefix: "sk_test_", alphabet: cAlnum, min: 10, max: 255},
-		{prefix: "sk_prod_", alphabet: cAlnum, min: 10, max: 255},
-		// OpenAI and Anthropic API keys.
-		{prefix: "sk-", alphabet: cB64URL, min: 32, max: 255},
-	},
-	'r': {
-		// Stripe restricted keys.
-		{prefix: "rk_live_", alphabet: cAlnum, min: 10, max: 255},
-		{prefix: "rk_test_", alphabet: cAlnum, min: 10, max: 255},
-		{prefix: "rk_prod_", alphabet: cAlnum, min: 10, max: 255},
-	},
-	'p': {
-		// Stripe publishable keys (not secret, but they identify the
-		// account) and PyPI upload tokens.
-		{prefix: "pk_live_", alphabet: cAlnum, min: 10, max: 255},
-		{prefix: "pk_test_", alphabet: cAlnum, min: 10, max: 255},
-		{prefix: "pypi-AgEIcHlwaS5vcmc", alphabet: cB64URL, min: 50, max: 1000},
-	},
-	'w': {
-		// Stripe webhook signing secrets.
-		{prefix: "whsec_", alphabet: cAlnum, min: 20, max: 255},
-	},
-	'n': {
-		// npm access tokens.
-		{prefix: "npm_", alphabet: cAlnum, min: 36, max: 36},
-	},
-	'S': {
-		// SendGrid API keys: SG.<22>.<43>.
-		{prefix: "SG.", alphabet: cB64URL, min: 22, max: 22},
-	},
+// credFormats lists the token formats, each family sharing one body
+// alphabet and length bounds.
+var credFormats = []struct {
+	prefixes []string
+	body     credPrefix // all but the prefix
+}{
+	// AWS access key ids: AKIA (long-term), ASIA (temporary), ABIA, ACCA,
+	// A3T.
+	{[]string{"AKIA", "ASIA", "ABIA", "ACCA"}, credPrefix{min: 16, max: 16, upper: true}},
+	{[]string{"A3T"}, credPrefix{min: 17, max: 17, upper: true}},
+	// Google API keys.
+	{[]string{"AIza"}, credPrefix{alphabet: cB64URL, min: 35, max: 35}},
+	// GitHub tokens: personal, OAuth, user-to-server, server-to-server,
+	// refresh, fine-grained.
+	{[]string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_"}, credPrefix{alphabet: cAlnum, min: 36, max: 255}},
+	{[]string{"github_pat_"}, credPrefix{alphabet: cB64URL, min: 22, max: 255}},
+	// GitLab personal, deploy, runner, pipeline trigger and CI job tokens.
+	{[]string{"glpat-", "gldt-", "glrt-", "glptt-", "glcbt-"}, credPrefix{alphabet: cB64URL, min: 20, max: 255}},
+	// Slack bot, user, app, refresh, legacy and configuration tokens.
+	{[]string{"xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xoxe-", "xoxo-", "xapp-"}, credPrefix{alphabet: cB64URL, min: 10, max: 255}},
+	// Stripe secret and restricted keys, and publishable keys (not secret,
+	// but they identify the account).
+	{[]string{"sk_live_", "sk_test_", "sk_prod_", "rk_live_", "rk_test_", "rk_prod_", "pk_live_", "pk_test_"}, credPrefix{alphabet: cAlnum, min: 10, max: 255}},
+	// OpenAI and Anthropic API keys.
+	{[]string{"sk-"}, credPrefix{alphabet: cB64URL, min: 32, max: 255}},
+	// PyPI upload tokens.
+	{[]string{"pypi-AgEIcHlwaS5vcmc"}, credPrefix{alphabet: cB64URL, min: 50, max: 1000}},
+	// Stripe webhook signing secrets.
+	{[]string{"whsec_"}, credPrefix{alphabet: cAlnum, min: 20, max: 255}},
+	// npm access tokens.
+	{[]string{"npm_"}, credPrefix{alphabet: cAlnum, min: 36, max: 36}},
+	// SendGrid API keys: SG.<22>.<43>.
+	{[]string{"SG."}, credPrefix{alphabet: cB64URL, min: 22, max: 22}},
 }
+
+// credPrefixes lists the token formats by first byte (from credFormats).
+var credPrefixes [256][]credPrefix
 
 // credStart and credSecond are bit sets of the first and second bytes of the
 // credential prefixes, for a cheap pre-check: bit k of credStart[c] is set
@@ -111,9 +74,12 @@ func init() {
 		credSecond[p[1]] |= bit
 		credFirst[p[0]] = true
 	}
-	for _, ps := range credPrefixes {
-		for _, p := range ps {
-			add(p.prefix)
+	for _, f := range credFormats {
+		for _, prefix := range f.prefixes {
+			p := f.body
+			p.prefix = prefix
+			credPrefixes[prefix[0]] = append(credPrefixes[prefix[0]], p)
+			add(prefix)
 		}
 	}
 	add(pemBegin)
