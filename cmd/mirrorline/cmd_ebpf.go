@@ -25,12 +25,8 @@ func (a *app) ebpfCmd() *cobra.Command {
 			if err := a.requireServiceAndBrokers(); err != nil {
 				return err
 			}
-			if cmd.Flags().Changed("port") {
-				p, err := portList("port", ports)
-				if err != nil {
-					return err
-				}
-				c.Ports = p
+			if err := setPorts(cmd, ports, &c.Ports); err != nil {
+				return err
 			}
 			if err := checkEBPF(*c); err != nil {
 				return err

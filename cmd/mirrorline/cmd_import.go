@@ -60,12 +60,8 @@ func (a *app) importCmd() *cobra.Command {
 			if err := a.requireServiceAndBrokers(); err != nil {
 				return err
 			}
-			if cmd.Flags().Changed("port") {
-				p, err := portList("port", ports)
-				if err != nil {
-					return err
-				}
-				c.Ports = p
+			if err := setPorts(cmd, ports, &c.Ports); err != nil {
+				return err
 			}
 			cl, err := broker.NewClient(a.cfg.Kafka,
 				kgo.MaxBufferedRecords(collector.DefaultQueueRecords),

@@ -47,21 +47,8 @@ func (a *app) proxyCmd() *cobra.Command {
 				a.proxyCLIRoutes = []proxy.Route{r}
 			}
 			a.reload.flags = cmd.Flags()
-			if err := a.bindMetrics(); err != nil {
-				return err
-			}
-			tel := telemetry.NewServer()
-			p, cl, err := a.newProxy(tel)
-			if err != nil {
-				return err
-			}
-			defer broker.CloseFlushed(cl)
-			ln, err := net.Listen("tcp", a.cfg.Proxy.Listen)
-			if err != nil {
-				return usagef("listen %s: %v", a.cfg.Proxy.Listen, err)
-			}
-			a.log.Info("proxy listening", "addr", ln.Addr().String(), "primary", a.cfg.Proxy.Primary, "service", a.cfg.Service)
-			return a.runAll(cmd.Context(), tel, func(ctx context.Context) error { return p.Serve(ctx, ln) }, a.watchConfig(tel.Registry))
+			// In front of users: ready whether Kafka is reachable or not.
+			return a.runCollector(cmd.Context(), "proxy", a.cfg.Proxy.QueueRecords, a.cfg.Proxy.QueueBytes, false)
 		},
 	}
 	f := c.Flags()
@@ -71,24 +58,6 @@ func (a *app) proxyCmd() *cobra.Command {
 	f.StringSliceVar(&methods, "method", nil, "capture only these methods (repeatable)")
 	f.StringArrayVar(&headerMatch, "header-match", nil, "capture only requests with header NAME matching RE2 REGEX, as NAME=REGEX (repeatable)")
 	return c
-}
-
-// newProxy builds the proxy collector and its Kafka client from the configuration.
-func (a *app) newProxy(tel *telemetry.Server) (*proxy.Proxy, *kgo.Client, error) {
-	pc := a.cfg.Proxy
-	if pc.Primary == "" {
-		return nil, nil, usagef("primary: required")
-	}
-	em, cl, err := a.newEmitter(tel, pc.QueueRecords, pc.QueueBytes, "proxy")
-	if err != nil {
-		return nil, nil, err
-	}
-	p, err := a.buildProxy(em)
-	if err != nil {
-		cl.Close()
-		return nil, nil, err
-	}
-	return p, cl, nil
 }
 
 // buildProxy builds the proxy collector publishing through em.
@@ -140,7 +109,7 @@ func (a *app) prepareProxy(p *proxy.Proxy) func(*config.File, func(string) bool,
 }
 
 // newProxyCollector builds the proxy publishing through em and opens its
-// listener (the proxy collector of `up`).
+// listener.
 func (a *app) newProxyCollector(em *collector.Emitter, _ prometheus.Registerer) (collector.Collector, error) {
 	p, err := a.buildProxy(em)
 	if err != nil {
@@ -150,7 +119,7 @@ func (a *app) newProxyCollector(em *collector.Emitter, _ prometheus.Registerer) 
 	if err != nil {
 		return nil, usagef("proxy.listen %s: %v", a.cfg.Proxy.Listen, err)
 	}
-	a.log.Info("proxy listening", "addr", ln.Addr().String(), "primary", a.cfg.Proxy.Primary)
+	a.log.Info("proxy listening", "addr", ln.Addr().String(), "primary", a.cfg.Proxy.Primary, "service", a.cfg.Service)
 	return collector.RunFunc(func(ctx context.Context) error { return p.Serve(ctx, ln) }), nil
 }
 

@@ -14,18 +14,6 @@ import (
 	"github.com/mirrorline/mirrorline/config"
 )
 
-// portList converts --port values, checking their range.
-func portList(flag string, in []int) ([]uint16, error) {
-	out := make([]uint16, 0, len(in))
-	for _, p := range in {
-		if p < 1 || p > 65535 {
-			return nil, usagef("%s: %d is not a TCP port (1-65535)", flag, p)
-		}
-		out = append(out, uint16(p))
-	}
-	return out, nil
-}
-
 func (a *app) vpcCmd() *cobra.Command {
 	c := &a.cfg.VPC
 	var ports, vnis []int
@@ -40,12 +28,8 @@ func (a *app) vpcCmd() *cobra.Command {
 			if err := a.requireServiceAndBrokers(); err != nil {
 				return err
 			}
-			if cmd.Flags().Changed("port") {
-				p, err := portList("port", ports)
-				if err != nil {
-					return err
-				}
-				c.Ports = p
+			if err := setPorts(cmd, ports, &c.Ports); err != nil {
+				return err
 			}
 			if cmd.Flags().Changed("vni") {
 				c.VNIs = c.VNIs[:0]
@@ -68,6 +52,23 @@ func (a *app) vpcCmd() *cobra.Command {
 	f.IntSliceVar(&vnis, "vni", nil, "accept only this VXLAN network identifier (repeatable; default any)")
 	c.BindFlags(f)
 	return cmd
+}
+
+// setPorts sets ports to the --port values in, checking their range, when
+// the flag was given.
+func setPorts(cmd *cobra.Command, in []int, ports *[]uint16) error {
+	if !cmd.Flags().Changed("port") {
+		return nil
+	}
+	out := make([]uint16, 0, len(in))
+	for _, p := range in {
+		if p < 1 || p > 65535 {
+			return usagef("port: %d is not a TCP port (1-65535)", p)
+		}
+		out = append(out, uint16(p))
+	}
+	*ports = out
+	return nil
 }
 
 // checkVPC reports what the vpc section lacks to run (its values are
