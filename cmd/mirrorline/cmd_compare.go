@@ -204,7 +204,8 @@ The report covers one replay job's verdicts: --job NAME (default live);
 				return fmt.Errorf("compare report: %w", err)
 			}
 			if jobs {
-				return a.printJobs(cmd.OutOrStdout(), comparator.SummarizeJobs(diffs), asJSON)
+				list := comparator.SummarizeJobs(diffs)
+				return printAs(cmd.OutOrStdout(), "compare report --jobs", asJSON, list, func(w io.Writer) error { return comparator.WriteJobs(w, a.cfg.Service, list) })
 			}
 			mine := comparator.OfJob(diffs, job)
 			if len(mine) == 0 && len(diffs) > 0 {
@@ -217,7 +218,10 @@ The report covers one replay job's verdicts: --job NAME (default live);
 					return err
 				}
 			}
-			if err := printReport(cmd.OutOrStdout(), rep, asJSON, comparator.TextOptions{Top: top, ShowNoise: noise}); err != nil {
+			text := func(w io.Writer) error {
+				return comparator.WriteText(w, rep, comparator.TextOptions{Top: top, ShowNoise: noise})
+			}
+			if err := printAs(cmd.OutOrStdout(), "compare report", asJSON, rep, text); err != nil {
 				return err
 			}
 			if failOn {
@@ -242,39 +246,21 @@ The report covers one replay job's verdicts: --job NAME (default live);
 	return c
 }
 
-// printJobs prints the replay jobs with verdicts, as text or JSON.
-func (a *app) printJobs(out io.Writer, list []comparator.JobSummary, asJSON bool) error {
+// printAs prints v to out as indented JSON, or else with text; op names
+// the operation in the error.
+func printAs(out io.Writer, op string, asJSON bool, v any, text func(io.Writer) error) error {
 	var err error
 	if asJSON {
-		err = writeJSON(out, list)
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(v)
 	} else {
-		err = comparator.WriteJobs(out, a.cfg.Service, list)
+		err = text(out)
 	}
 	if err != nil {
-		return fmt.Errorf("compare report --jobs: %w", err)
+		return fmt.Errorf("%s: %w", op, err)
 	}
 	return nil
-}
-
-// printReport prints rep as text or JSON.
-func printReport(out io.Writer, rep *comparator.Report, asJSON bool, opt comparator.TextOptions) error {
-	var err error
-	if asJSON {
-		err = writeJSON(out, rep)
-	} else {
-		err = comparator.WriteText(out, rep, opt)
-	}
-	if err != nil {
-		return fmt.Errorf("compare report: %w", err)
-	}
-	return nil
-}
-
-// writeJSON writes v as indented JSON.
-func writeJSON(out io.Writer, v any) error {
-	enc := json.NewEncoder(out)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // parseSince parses --since: empty (all), an RFC 3339 time, or a duration back from now.

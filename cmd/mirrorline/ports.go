@@ -65,14 +65,14 @@ func metricsPortsUsage() string {
 // metrics keep it empty.
 func (a *app) resolveMetricsAddr(cmd *cobra.Command) {
 	port, ok := metricsPort(cmd)
-	if !ok {
-		if f := cmd.Flags().Lookup("metrics-addr"); (f == nil || !f.Changed) && !a.cfg.Set("metrics_addr") {
-			a.cfg.MetricsAddr = ""
-		}
+	if ok {
+		a.metricsCmd = cmd.Name()
+	}
+	if f := cmd.Flags().Lookup("metrics-addr"); (f != nil && f.Changed) || a.cfg.Set("metrics_addr") {
 		return
 	}
-	a.metricsCmd = cmd.Name()
-	if f := cmd.Flags().Lookup("metrics-addr"); (f == nil || !f.Changed) && !a.cfg.Set("metrics_addr") {
+	a.cfg.MetricsAddr = ""
+	if ok {
 		a.cfg.MetricsAddr = ":" + strconv.Itoa(port)
 	}
 }
