@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -84,28 +82,10 @@ func (a *app) buildProxy(em *collector.Emitter) (*proxy.Proxy, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
-	a.reload.add(reloadTarget{keys: []string{"proxy.sample", "proxy.routes", "proxy.body_limit"}, prepare: a.prepareProxy(p)})
+	a.reload.add(a.policyReload("proxy", p.Reload, func(c *config.File) (float64, []collector.Route, int64) {
+		return c.Proxy.Sample, append(slices.Clone(c.Proxy.Routes), a.proxyCLIRoutes...), c.Proxy.BodyLimit
+	}))
 	return p, nil
-}
-
-// prepareProxy checks the proxy's reloadable keys of a new configuration
-// (sample, routes, body_limit; a flag given on the command line keeps its
-// value) and returns what puts them in force.
-func (a *app) prepareProxy(p *proxy.Proxy) func(*config.File, func(string) bool, hclog.Logger) (func(), error) {
-	return func(nc *config.File, flagSet func(string) bool, log hclog.Logger) (func(), error) {
-		pc, cur := nc.Proxy, a.cfg.Proxy
-		pc.Sample = flagOverFile(flagSet, log, "proxy.sample", "sample", pc.Sample, cur.Sample)
-		pc.BodyLimit = flagOverFile(flagSet, log, "proxy.body_limit", "body-limit", pc.BodyLimit, cur.BodyLimit)
-		routes := append(slices.Clone(pc.Routes), a.proxyCLIRoutes...)
-		pol, err := collector.NewPolicy(pc.Sample, routes, pc.BodyLimit)
-		if err != nil {
-			return nil, fmt.Errorf("proxy.%w", err)
-		}
-		return func() {
-			p.Reload(pol)
-			log.Info("proxy policy in force", "sample", pc.Sample, "routes", len(routes), "body_limit", pc.BodyLimit)
-		}, nil
-	}
 }
 
 // newProxyCollector builds the proxy publishing through em and opens its
