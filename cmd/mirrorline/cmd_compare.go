@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -52,13 +53,13 @@ replayed record's primary on mirror.clean.SERVICE. See docs/comparator.md.`,
 				return err
 			}
 			tel := telemetry.NewServer()
-			cmp, runner, cl, err := a.newComparator(tel, comparator.WithUntilDone(untilDone))
+			comp, runner, cl, err := a.newComparator(tel, comparator.WithUntilDone(untilDone))
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
 			tel.AddCheck("kafka", kafkaCheck(cl))
-			a.primeComparator(cmd.Context(), cmp)
+			a.primeComparator(cmd.Context(), comp)
 			a.log.Info("comparing", "service", a.cfg.Service, "group", cc.Group, "topics", strings.Join(runner.Topics(), ","),
 				"join_window", cc.JoinWindow.String(), "secondary", cc.Secondary.On())
 			ctx, stop := context.WithCancel(cmd.Context())
@@ -95,9 +96,7 @@ func (a *app) newComparator(tel *telemetry.Server, ropts ...comparator.Option) (
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if cc.Group == "" {
-		cc.Group = comparator.JobGroup(a.cfg.Service, cfg.ShadowJob)
-	}
+	cc.Group = cmp.Or(cc.Group, comparator.JobGroup(a.cfg.Service, cfg.ShadowJob))
 	// A window job's records are usually written before its comparator
 	// starts: its new group starts at the earliest record.
 	fromStart := cfg.ShadowJob != comparator.LiveJob
@@ -116,7 +115,7 @@ func (a *app) newComparator(tel *telemetry.Server, ropts ...comparator.Option) (
 		return nil, nil, nil, usagef("%s: %v", key, err)
 	}
 	m := comparator.NewMetrics(tel.Registry)
-	cmp, err := comparator.New(a.cfg.Service, cfg,
+	comp, err := comparator.New(a.cfg.Service, cfg,
 		comparator.WithMetrics(m),
 		comparator.WithLogger(a.log.Named("compare")),
 		comparator.WithScrubber(func(ex *mlv1.Exchange) error {
@@ -128,31 +127,31 @@ func (a *app) newComparator(tel *telemetry.Server, ropts ...comparator.Option) (
 		return nil, nil, nil, usagef("compare.%v", err)
 	}
 	budget := broker.NewBudget(a.cfg.Kafka.ProducerMaxBytes())
-	runner := comparator.NewRunner(cmp, append([]comparator.Option{comparator.WithBudget(budget),
+	runner := comparator.NewRunner(comp, append([]comparator.Option{comparator.WithBudget(budget),
 		comparator.WithLookup(comparator.KafkaLookup(a.cfg.Kafka)), comparator.WithFromStart(fromStart)}, ropts...)...)
 	cl, err := broker.NewClient(a.cfg.Kafka, append(runner.ClientOpts(cc.Group), a.cfg.Membership(0).Opts()...)...)
 	if err != nil {
 		return nil, nil, nil, usageError{err}
 	}
 	a.lookupBudget(context.Background(), budget, cl, broker.Diff, true)
-	return cmp, runner, cl, nil
+	return comp, runner, cl, nil
 }
 
 // primeComparator relearns noise from the recent diff records of the job it
 // judges (another job's records never change its verdicts), so a restart
 // does not start from nothing. Failure is logged, not fatal.
-func (a *app) primeComparator(ctx context.Context, cmp *comparator.Comparator) {
+func (a *app) primeComparator(ctx context.Context, comp *comparator.Comparator) {
 	since, _ := a.cfg.Compare.PrimeSince(time.Now())
 	if since.IsZero() {
 		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	job := cmp.Config().ShadowJob
+	job := comp.Config().ShadowJob
 	learned := 0
 	n, err := comparator.ReadDiffs(pctx, a.cfg.Kafka, broker.Topic(broker.Diff, a.cfg.Service), since, maxPrimeRecords, func(d *mlv1.Diff) {
 		if comparator.JobOf(d) == job {
-			cmp.Learn(d)
+			comp.Learn(d)
 			learned++
 		}
 	})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -142,20 +143,11 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 	if rc.Target == "" {
 		return nil, nil, usagef("target: required")
 	}
-	if rc.Group == "" {
-		rc.Group = replayer.DefaultGroup(a.cfg.Service)
-		a.cfg.Replay.Group = rc.Group
-	}
-	if rc.Topic == "" {
-		rc.Topic = broker.Topic(broker.Clean, a.cfg.Service)
-	}
+	rc.Group = cmp.Or(rc.Group, replayer.DefaultGroup(a.cfg.Service))
+	a.cfg.Replay.Group = rc.Group
+	rc.Topic = cmp.Or(rc.Topic, broker.Topic(broker.Clean, a.cfg.Service))
 	fromStart := rc.Start == "earliest" // checked by config.Replay.Validate
-	if rc.Instance == "" {
-		rc.Instance = a.cfg.InstanceID
-	}
-	if rc.Instance == "" {
-		rc.Instance = replayer.DefaultInstance()
-	}
+	rc.Instance = cmp.Or(rc.Instance, a.cfg.InstanceID, replayer.DefaultInstance())
 	if err := usage(rc.Validate()); err != nil {
 		return nil, nil, err
 	}
@@ -237,11 +229,7 @@ func (a *app) runWindow(cmd *cobra.Command, wf *windowFlags) error {
 		},
 		Serve: a.serveMetrics,
 	}
-	name := wf.Job
-	if name == "" {
-		name = "replay-" + a.cfg.Service
-	}
-	if bar := newProgress(!wf.NoProgress, name); bar != nil {
+	if bar := newProgress(!wf.NoProgress, cmp.Or(wf.Job, "replay-"+a.cfg.Service)); bar != nil {
 		spec.OnProgress, spec.OnProgressDone = bar.update, bar.finish
 	} else if !wf.NoProgress {
 		spec.ProgressOut = os.Stderr
