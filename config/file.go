@@ -33,9 +33,7 @@ type File struct {
 	Import      Import        `yaml:"import"`
 	Sink        Sink          `yaml:"sink"`
 	Compare     Compare       `yaml:"compare"`
-	// InstanceID is the static group membership id of this process's
-	// consumers (redactor, live replayer, comparator); empty: dynamic
-	// members. See stage.Membership.
+	// InstanceID: see stage.Membership.
 	InstanceID string `yaml:"instance_id" flag:"instance-id" help:"static consumer group member id of the redactor, replayer and comparator, stable across restarts of this replica (env MIRRORLINE_INSTANCE_ID; default: dynamic membership)"`
 	// Collectors are the capture collectors `up` runs (proxy, sink, vpc,
 	// ebpf); default: proxy when proxy.primary is set.
@@ -183,13 +181,9 @@ type Replay struct {
 	// AllowTargets admits replay targets (host[:port], *.domain[:port], CIDR);
 	// see replayer.CheckTarget for what is admitted without it.
 	AllowTargets []string `yaml:"allow_targets" flag:"allow-target,array" help:"allow replaying to host[:port], *.domain[:port] or CIDR (repeatable; replaces replay.allow_targets)"`
-	// MaxRate caps window replays, e.g. "10000/s" (the default), and, when
-	// set, the send rate of a live replay (its catch-up after a restart).
-	MaxRate string `yaml:"max_rate" flag:"max-rate" help:"cap on any speed or rate, per job; live: cap on the send rate, e.g. while catching up after a restart (default: none)"`
-	// MaxLag is how late a window-replay send may be before it is dropped.
-	MaxLag time.Duration `yaml:"max_lag" flag:"max-lag" help:"drop (and count) a record that cannot be sent within this of its planned time"`
-	// SkipOlderThan: live mode skips records captured longer ago than this
-	// (0: replay everything).
+	// MaxRate is a rate such as "10000/s" (the default caps window replays).
+	MaxRate       string        `yaml:"max_rate" flag:"max-rate" help:"cap on any speed or rate, per job; live: cap on the send rate, e.g. while catching up after a restart (default: none)"`
+	MaxLag        time.Duration `yaml:"max_lag" flag:"max-lag" help:"drop (and count) a record that cannot be sent within this of its planned time"`
 	SkipOlderThan time.Duration `yaml:"skip_older_than" flag:"skip-older-than" help:"live: skip (and count as dropped{reason=\"too_old\"}) records captured longer ago than this, so a shadow that cannot keep up stays near live traffic (default 0: replay all)"`
 }
 

@@ -85,7 +85,7 @@ Targets must be loopback, the replay.target of -c FILE, or allowed with
 			tel.AddCheck("kafka", kafkaCheck(cl))
 			a.log.Info("live replay", "service", a.cfg.Service, "target", a.cfg.Replay.Target, "group", a.cfg.Replay.Group)
 			a.reload.flags = cmd.Flags()
-			return a.runAll(cmd.Context(), tel, func(ctx context.Context) error { return l.Run(ctx, cl) }, a.watchConfig(tel.Registry))
+			return a.runAll(cmd.Context(), tel, func(ctx context.Context) error { return l.Run(ctx, cl) }, a.newConfigWatch(tel.Registry).run)
 		},
 	}
 	f := c.Flags()

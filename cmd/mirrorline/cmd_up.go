@@ -73,7 +73,7 @@ func (a *app) runUp(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	a.reload.flags = cmd.Flags()
-	stages = append(append(stages, more...), a.watchConfig(tel.Registry))
+	stages = append(append(stages, more...), a.newConfigWatch(tel.Registry).run)
 	a.log.Info("pipeline up", "service", a.cfg.Service, "brokers", a.cfg.Kafka.Brokers)
 	return a.runAll(ctx, tel, stages...)
 }
@@ -247,5 +247,5 @@ func (a *app) runCollector(ctx context.Context, name string, queueRecords, queue
 	if kafkaReady {
 		tel.AddCheck("kafka", kafkaCheck(cl))
 	}
-	return a.runAll(ctx, tel, c.Run, a.watchConfig(tel.Registry))
+	return a.runAll(ctx, tel, c.Run, a.newConfigWatch(tel.Registry).run)
 }

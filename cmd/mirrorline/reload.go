@@ -109,16 +109,12 @@ type configWatch struct {
 	applied map[string]any
 }
 
-// watchConfig returns the stage that reloads the -c file into the registered
-// components until ctx ends, with its metrics on reg; flags given on the
-// command line (a.reload.flags) keep overriding the file. Without -c, SIGHUP
-// is only logged (a stray one must not stop a proxy in front of production).
-func (a *app) watchConfig(reg prometheus.Registerer) func(context.Context) error {
-	return a.newConfigWatch(reg).run
-}
-
 // newConfigWatch returns the watch of the -c file, its metrics registered on
-// reg, the file as it is now taken as the configuration in force.
+// reg, the file as it is now taken as the configuration in force; its run is
+// the stage reloading the file into the registered components until ctx
+// ends. Flags given on the command line (a.reload.flags) keep overriding the
+// file. Without -c, SIGHUP is only logged (a stray one must not stop a proxy
+// in front of production).
 func (a *app) newConfigWatch(reg prometheus.Registerer) *configWatch {
 	flags := a.reload.flags
 	w := &configWatch{
