@@ -34,19 +34,14 @@ func invalid(key, flag, format string, args ...any) error {
 // Settings a command requires (service, brokers, proxy.primary, ...) are
 // checked by the command: a file may leave them to flags.
 func (f *File) Validate() error {
-	var errs []error
+	var logLevel error
 	if hclog.LevelFromString(f.LogLevel) == hclog.NoLevel {
-		errs = append(errs, invalid("log_level", "log-level", "%q is not one of trace, debug, info, warn, error", f.LogLevel))
+		logLevel = invalid("log_level", "log-level", "%q is not one of trace, debug, info, warn, error", f.LogLevel)
 	}
-	for _, err := range []error{
+	return errors.Join(logLevel, // nil errors are left out
 		f.Topics.Validate(), f.Proxy.Validate(), f.Sink.Validate(), f.Redact.Validate(), f.Replay.Validate(),
 		f.VPC.Validate(), f.EBPF.Validate(), f.Import.Validate(), f.Compare.Validate(),
-	} {
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	)
 }
 
 // Validate checks the topics section.

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -92,12 +93,8 @@ func newApp(args []string) (*app, *cobra.Command, error) {
 	if v := os.Getenv("MIRRORLINE_BROKERS"); v != "" {
 		a.cfg.Kafka.Brokers = splitList(v)
 	}
-	if v := os.Getenv("MIRRORLINE_SERVICE"); v != "" {
-		a.cfg.Service = v
-	}
-	if v := os.Getenv("MIRRORLINE_INSTANCE_ID"); v != "" {
-		a.cfg.InstanceID = v
-	}
+	a.cfg.Service = cmp.Or(os.Getenv("MIRRORLINE_SERVICE"), a.cfg.Service)
+	a.cfg.InstanceID = cmp.Or(os.Getenv("MIRRORLINE_INSTANCE_ID"), a.cfg.InstanceID)
 	root := &cobra.Command{
 		Use:           "mirrorline",
 		Short:         "Mirror production HTTP traffic into Kafka and replay it, scrubbed, against shadow deployments",
