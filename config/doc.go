@@ -4,8 +4,8 @@
 // path, the line and the closest known key of anything wrong (Load), the
 // keys a file set (File.Set), validation per section naming the YAML path
 // and the flag of each bad value (File.Validate), and the command-line
-// flags bound to the same fields (the BindFlags methods), so that a flag's
-// default and help exist once.
+// flags bound to the same fields (the BindFlags methods, from the fields'
+// flag and help tags), so that a flag's name, default and help exist once.
 //
 // Precedence is: the defaults, then the file, then MIRRORLINE_* variables,
 // then flags. The corpus in testdata/ holds good configurations, which

@@ -20,8 +20,8 @@ type File struct {
 	Kafka       broker.Config `yaml:",inline"`
 	Service     string        `yaml:"service"`
 	MetricsAddr string        `yaml:"metrics_addr"`
-	LogLevel    string        `yaml:"log_level"`
-	LogJSON     bool          `yaml:"log_json"`
+	LogLevel    string        `yaml:"log_level" flag:"log-level" help:"trace, debug, info, warn or error"`
+	LogJSON     bool          `yaml:"log_json" flag:"log-json" help:"log as JSON lines"`
 	Embedded    Embedded      `yaml:"embedded"`
 	Topics      Topics        `yaml:"topics"`
 	Proxy       Proxy         `yaml:"proxy"`
@@ -32,10 +32,8 @@ type File struct {
 	Import      Import        `yaml:"import"`
 	Sink        Sink          `yaml:"sink"`
 	Compare     Compare       `yaml:"compare"`
-	// InstanceID is the static group membership id of this process's
-	// consumers (redactor, live replayer, comparator); empty: dynamic
-	// members. See stage.Membership.
-	InstanceID string `yaml:"instance_id"`
+	// InstanceID: see stage.Membership.
+	InstanceID string `yaml:"instance_id" flag:"instance-id" help:"static consumer group member id of the redactor, replayer and comparator, stable across restarts of this replica (env MIRRORLINE_INSTANCE_ID; default: dynamic membership)"`
 	// Collectors are the capture collectors `up` runs (proxy, sink, vpc,
 	// ebpf); default: proxy when proxy.primary is set.
 	Collectors []string `yaml:"collectors"`
@@ -84,10 +82,11 @@ func Default() File {
 func (f *File) fillDefaults() {
 	f.VPC.fillDefaults()
 	f.EBPF.fillDefaults()
-	if f.Import.BodyLimit == 0 {
-		f.Import.BodyLimit = collector.DefaultBodyLimit
-	}
+	setDefault(&f.Import.BodyLimit, collector.DefaultBodyLimit)
 }
+
+// setDefault sets *v to def when it is zero.
+func setDefault[T comparable](v *T, def T) { *v = orDefault(*v, def) }
 
 // Set reports whether the loaded file sets the dotted key path (e.g.
 // "replay.max_rate", "metrics_addr"), whatever its value; a section is set
@@ -108,21 +107,21 @@ type Embedded struct {
 
 // Topics is how `topics create` and `up` create topics.
 type Topics struct {
-	Partitions  int32                    `yaml:"partitions"`
-	Replication int16                    `yaml:"replication"`
+	Partitions  int32                    `yaml:"partitions" flag:"partitions" help:"partitions per topic"`
+	Replication int16                    `yaml:"replication" flag:"replication" help:"replication factor (-1: broker default)"`
 	Retention   map[string]time.Duration `yaml:"retention"`
 }
 
 // Proxy configures the proxy collector.
 type Proxy struct {
-	Listen       string            `yaml:"listen"`
-	Primary      string            `yaml:"primary"`
-	Sample       float64           `yaml:"sample"`
-	BodyLimit    int64             `yaml:"body_limit"`
-	PreserveHost bool              `yaml:"preserve_host"`
-	QueueRecords int               `yaml:"queue_records"`
-	QueueBytes   int               `yaml:"queue_bytes"`
-	CollectorID  string            `yaml:"collector_id"`
+	Listen       string            `yaml:"listen" flag:"listen" help:"address to listen on"`
+	Primary      string            `yaml:"primary" flag:"primary" help:"URL of the primary service"`
+	Sample       float64           `yaml:"sample" flag:"sample" help:"fraction of matching requests captured (0..1)"`
+	BodyLimit    int64             `yaml:"body_limit" flag:"body-limit" help:"body bytes captured per request and response; longer bodies are flagged truncated"`
+	PreserveHost bool              `yaml:"preserve_host" flag:"preserve-host" help:"send the client's Host header to the primary"`
+	QueueRecords int               `yaml:"queue_records" flag:"queue-records" help:"records buffered for Kafka before new captures are dropped"`
+	QueueBytes   int               `yaml:"queue_bytes" flag:"queue-bytes" help:"bytes buffered for Kafka before new captures are dropped"`
+	CollectorID  string            `yaml:"collector_id" flag:"collector-id" help:"name of this collector in records (default: host name)"`
 	Routes       []collector.Route `yaml:"routes"`
 	// Limits: max_conns, read_header_timeout, idle_timeout,
 	// max_header_bytes, body_timeout, min_body_rate.
@@ -131,13 +130,13 @@ type Proxy struct {
 
 // Sink configures the mirror sink collector.
 type Sink struct {
-	Listen       string   `yaml:"listen"`
-	BodyLimit    int64    `yaml:"body_limit"`
-	KeyHeader    string   `yaml:"key_header"`
-	StripHeaders []string `yaml:"strip_headers"`
-	QueueRecords int      `yaml:"queue_records"`
-	QueueBytes   int      `yaml:"queue_bytes"`
-	CollectorID  string   `yaml:"collector_id"`
+	Listen       string   `yaml:"listen" flag:"listen" help:"address to listen on"`
+	BodyLimit    int64    `yaml:"body_limit" flag:"body-limit" help:"body bytes captured per request"`
+	KeyHeader    string   `yaml:"key_header" flag:"key-header" help:"key records by this header's first value (e.g. X-Forwarded-For) to keep a client's requests in order"`
+	StripHeaders []string `yaml:"strip_headers" flag:"strip-header" help:"headers added by the mirroring proxy to remove (repeatable)"`
+	QueueRecords int      `yaml:"queue_records" flag:"queue-records" help:"records buffered for Kafka before new captures are dropped"`
+	QueueBytes   int      `yaml:"queue_bytes" flag:"queue-bytes" help:"bytes buffered for Kafka before new captures are dropped"`
+	CollectorID  string   `yaml:"collector_id" flag:"collector-id" help:"name of this collector in records (default: host name)"`
 	// Sample is the fraction of copies published (default 1) and Routes
 	// select them, as for the proxy; reloadable with body_limit.
 	Sample *float64          `yaml:"sample"`
@@ -158,67 +157,59 @@ func (s Sink) SampleOrDefault() float64 {
 // Redact configures the redactor: its Kafka session and the rules
 // (layered over the built-in safe defaults, see docs/redaction.md).
 type Redact struct {
-	Group           string          `yaml:"group"`
-	TransactionalID string          `yaml:"transactional_id"`
-	OnFailure       string          `yaml:"on_failure"`
-	Batch           int             `yaml:"batch"`
-	SessionTimeout  time.Duration   `yaml:"session_timeout"`
+	Group           string          `yaml:"group" flag:"group" help:"consumer group (default mirrorline-redact-SERVICE)"`
+	TransactionalID string          `yaml:"transactional_id" flag:"transactional-id" help:"Kafka transactional id, stable per instance (default mirrorline-redact-SERVICE-HOSTNAME)"`
+	OnFailure       string          `yaml:"on_failure" flag:"on-failure" help:"what to do with a record that cannot be scrubbed: quarantine or drop"`
+	Batch           int             `yaml:"batch" flag:"batch" help:"records per transaction at most"`
+	SessionTimeout  time.Duration   `yaml:"session_timeout" flag:"session-timeout" help:"consumer group session timeout: how soon a dead redactor's partitions move to another"`
 	Rules           redactor.Config `yaml:"rules"`
 }
 
 // Replay configures the replayer (live and window replays).
 type Replay struct {
-	Target      string        `yaml:"target"`
-	Concurrency int           `yaml:"concurrency"`
-	Group       string        `yaml:"group"`
-	Instance    string        `yaml:"instance"`
-	Topic       string        `yaml:"topic"`
-	Start       string        `yaml:"start"`
-	Timeout     time.Duration `yaml:"timeout"`
-	KeepHost    bool          `yaml:"keep_host"`
-	Order       string        `yaml:"order"`
-	BodyLimit   int64         `yaml:"body_limit"`
+	Target      string        `yaml:"target" flag:"target" help:"base URL of the shadow deployment"`
+	Concurrency int           `yaml:"concurrency" flag:"concurrency" help:"requests in flight at most (window replays default to 64 unless set)"`
+	Group       string        `yaml:"group" flag:"group" help:"live: consumer group (default mirrorline-replay-SERVICE)"`
+	Instance    string        `yaml:"instance" flag:"instance" help:"name of this replayer in shadow records (default HOST-PID)"`
+	Topic       string        `yaml:"topic" flag:"topic" help:"topic to consume (default mirror.clean.SERVICE)"`
+	Start       string        `yaml:"start" flag:"start" help:"live: where a new group starts: latest (default) or earliest"`
+	Timeout     time.Duration `yaml:"timeout" flag:"timeout" help:"timeout of each request to the target"`
+	KeepHost    bool          `yaml:"keep_host" flag:"keep-host" help:"send the captured Host header instead of the target's"`
+	Order       string        `yaml:"order" flag:"order" help:"live: connection (a connection's requests in order, one at a time) or none (all --concurrency slots; keeps up with a slower shadow)"`
+	BodyLimit   int64         `yaml:"body_limit" flag:"body-limit" help:"response body bytes recorded per shadow response"`
 	// AllowTargets admits replay targets (host[:port], *.domain[:port], CIDR);
 	// see replayer.CheckTarget for what is admitted without it.
-	AllowTargets []string `yaml:"allow_targets"`
-	// MaxRate caps window replays, e.g. "10000/s" (the default), and, when
-	// set, the send rate of a live replay (its catch-up after a restart).
-	MaxRate string `yaml:"max_rate"`
-	// MaxLag is how late a window-replay send may be before it is dropped.
-	MaxLag time.Duration `yaml:"max_lag"`
-	// SkipOlderThan: live mode skips records captured longer ago than this
-	// (0: replay everything).
-	SkipOlderThan time.Duration `yaml:"skip_older_than"`
+	AllowTargets []string `yaml:"allow_targets" flag:"allow-target,array" help:"allow replaying to host[:port], *.domain[:port] or CIDR (repeatable; replaces replay.allow_targets)"`
+	// MaxRate is a rate such as "10000/s" (the default caps window replays).
+	MaxRate       string        `yaml:"max_rate" flag:"max-rate" help:"cap on any speed or rate, per job; live: cap on the send rate, e.g. while catching up after a restart (default: none)"`
+	MaxLag        time.Duration `yaml:"max_lag" flag:"max-lag" help:"drop (and count) a record that cannot be sent within this of its planned time"`
+	SkipOlderThan time.Duration `yaml:"skip_older_than" flag:"skip-older-than" help:"live: skip (and count as dropped{reason=\"too_old\"}) records captured longer ago than this, so a shadow that cannot keep up stays near live traffic (default 0: replay all)"`
 }
 
 // VPC configures the VPC Traffic Mirroring collector (`mirrorline vpc`);
 // zero values take the defaults shown by `mirrorline vpc --help`.
 type VPC struct {
-	Listen     string   `yaml:"listen"`
+	Listen     string   `yaml:"listen" flag:"listen" help:"UDP address receiving the VXLAN packets of the mirror session"`
 	VNIs       []uint32 `yaml:"vnis"`
 	Ports      []uint16 `yaml:"ports"`
-	ReadBuffer int      `yaml:"read_buffer"`
+	ReadBuffer int      `yaml:"read_buffer" flag:"read-buffer" help:"UDP socket receive buffer in bytes (capped by net.core.rmem_max)"`
 	TCPCapture `yaml:",inline"`
 }
 
 func (c *VPC) fillDefaults() {
-	if c.Listen == "" {
-		c.Listen = DefaultVPCListen
-	}
-	if c.ReadBuffer == 0 {
-		c.ReadBuffer = DefaultVPCReadBuffer
-	}
+	setDefault(&c.Listen, DefaultVPCListen)
+	setDefault(&c.ReadBuffer, DefaultVPCReadBuffer)
 	c.TCPCapture.fillDefaults()
 }
 
 // EBPF configures the eBPF kernel-capture collector (`mirrorline ebpf`);
 // zero values take the defaults shown by `mirrorline ebpf --help`.
 type EBPF struct {
-	Interfaces []string `yaml:"interfaces"`
+	Interfaces []string `yaml:"interfaces" flag:"interface" help:"network interface to attach to (repeatable; pick interfaces each packet crosses once)"`
 	Ports      []uint16 `yaml:"ports"`
-	Hooks      string   `yaml:"hooks"`
-	SnapLen    int      `yaml:"snaplen"`
-	RingBuffer int      `yaml:"ring_buffer"`
+	Hooks      string   `yaml:"hooks" flag:"hooks" help:"TC hooks per interface: auto (egress only on loopback, else both), both, ingress or egress"`
+	SnapLen    int      `yaml:"snaplen" flag:"snaplen" help:"TCP payload bytes copied per packet; the rest becomes a capture gap"`
+	RingBuffer int      `yaml:"ring_buffer" flag:"ring-buffer" help:"BPF ring buffer size in bytes (a power of two); when full, copies are dropped and counted"`
 	TCPCapture `yaml:",inline"`
 }
 
@@ -226,63 +217,42 @@ func (c *EBPF) fillDefaults() {
 	if len(c.Interfaces) == 0 {
 		c.Interfaces = []string{ebpf.DefaultInterface}
 	}
-	if c.Hooks == "" {
-		c.Hooks = string(ebpf.HooksAuto)
-	}
-	if c.SnapLen == 0 {
-		c.SnapLen = ebpf.MaxSnapLen
-	}
-	if c.RingBuffer == 0 {
-		c.RingBuffer = ebpf.DefaultRingSize
-	}
+	setDefault(&c.Hooks, string(ebpf.HooksAuto))
+	setDefault(&c.SnapLen, ebpf.MaxSnapLen)
+	setDefault(&c.RingBuffer, ebpf.DefaultRingSize)
 	c.TCPCapture.fillDefaults()
 }
 
 // TCPCapture is what the packet collectors (vpc, ebpf) share: TCP reassembly
 // and HTTP pairing limits, and the publishing queue.
 type TCPCapture struct {
-	BodyLimit    int64         `yaml:"body_limit"`
-	IdleTimeout  time.Duration `yaml:"idle_timeout"`
-	GapTimeout   time.Duration `yaml:"gap_timeout"`
-	MaxStreams   int           `yaml:"max_streams"`
-	StreamBuffer int           `yaml:"stream_buffer"`
-	MaxBuffered  int           `yaml:"max_buffered"`
-	QueueRecords int           `yaml:"queue_records"`
-	QueueBytes   int           `yaml:"queue_bytes"`
-	CollectorID  string        `yaml:"collector_id"`
+	BodyLimit    int64         `yaml:"body_limit" flag:"body-limit" help:"body bytes captured per request and response; longer bodies are flagged truncated"`
+	IdleTimeout  time.Duration `yaml:"idle_timeout" flag:"idle-timeout" help:"flush and forget a TCP stream without packets for this long"`
+	GapTimeout   time.Duration `yaml:"gap_timeout" flag:"gap-timeout" help:"give up on a missing TCP segment after this long"`
+	MaxStreams   int           `yaml:"max_streams" flag:"max-streams" help:"TCP streams tracked at once; packets of new streams beyond it are dropped and counted"`
+	StreamBuffer int           `yaml:"stream_buffer" flag:"stream-buffer" help:"out-of-order bytes buffered per stream direction"`
+	MaxBuffered  int           `yaml:"max_buffered" flag:"max-buffered" help:"out-of-order bytes buffered over all streams"`
+	QueueRecords int           `yaml:"queue_records" flag:"queue-records" help:"records buffered for Kafka before new captures are dropped"`
+	QueueBytes   int           `yaml:"queue_bytes" flag:"queue-bytes" help:"bytes buffered for Kafka before new captures are dropped"`
+	CollectorID  string        `yaml:"collector_id" flag:"collector-id" help:"name of this collector in records (default: host name)"`
 }
 
 func (c *TCPCapture) fillDefaults() {
-	if c.BodyLimit == 0 {
-		c.BodyLimit = collector.DefaultBodyLimit
-	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = tcpstream.DefaultIdleTimeout
-	}
-	if c.GapTimeout == 0 {
-		c.GapTimeout = tcpstream.DefaultGapTimeout
-	}
-	for _, d := range []struct {
-		v   *int
-		def int
-	}{
-		{&c.MaxStreams, tcpstream.DefaultMaxStreams},
-		{&c.StreamBuffer, tcpstream.DefaultMaxStreamBuffer},
-		{&c.MaxBuffered, tcpstream.DefaultMaxBuffered},
-		{&c.QueueRecords, collector.DefaultQueueRecords},
-		{&c.QueueBytes, collector.DefaultQueueBytes},
-	} {
-		if *d.v == 0 {
-			*d.v = d.def
-		}
-	}
+	setDefault(&c.BodyLimit, collector.DefaultBodyLimit)
+	setDefault(&c.IdleTimeout, tcpstream.DefaultIdleTimeout)
+	setDefault(&c.GapTimeout, tcpstream.DefaultGapTimeout)
+	setDefault(&c.MaxStreams, tcpstream.DefaultMaxStreams)
+	setDefault(&c.StreamBuffer, tcpstream.DefaultMaxStreamBuffer)
+	setDefault(&c.MaxBuffered, tcpstream.DefaultMaxBuffered)
+	setDefault(&c.QueueRecords, collector.DefaultQueueRecords)
+	setDefault(&c.QueueBytes, collector.DefaultQueueBytes)
 }
 
 // Import configures `mirrorline import`; zero values take the defaults.
 type Import struct {
 	Ports       []uint16 `yaml:"ports"`
-	BodyLimit   int64    `yaml:"body_limit"`
-	CollectorID string   `yaml:"collector_id"`
+	BodyLimit   int64    `yaml:"body_limit" flag:"body-limit" help:"body bytes kept per request and response; longer bodies are flagged truncated"`
+	CollectorID string   `yaml:"collector_id" flag:"collector-id" help:"name of this collector in records (default: host name)"`
 }
 
 // Compare configures the comparator (see docs/comparator.md): its Kafka
@@ -291,9 +261,9 @@ type Import struct {
 // secondary responses (default: redact.rules, the rules that produced the
 // primary's clean records), and the comparison settings.
 type Compare struct {
-	Group             string           `yaml:"group"`
-	Start             string           `yaml:"start"`
-	Prime             string           `yaml:"prime"`
+	Group             string           `yaml:"group" flag:"group" help:"consumer group (default mirrorline-compare-SERVICE)"`
+	Start             string           `yaml:"start" flag:"start" help:"where a new group starts: latest (default) or earliest"`
+	Prime             string           `yaml:"prime" flag:"prime" help:"relearn noise at start from this much of mirror.diff.SERVICE (duration, or off)"`
 	Redact            *redactor.Config `yaml:"redact"`
 	comparator.Config `yaml:",inline"`
 }

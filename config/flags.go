@@ -1,7 +1,9 @@
 package config
 
 import (
+	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -12,7 +14,9 @@ import (
 
 // The BindFlags methods bind a section's command-line flags to its fields:
 // call them after Load, so a flag's default is the value of the defaults
-// and the file, and a flag given overrides both.
+// and the file, and a flag given overrides both. A field's flag is declared
+// once, next to its YAML key, by the tags flag:"NAME" (flag:"NAME,array":
+// a repeatable []string flag whose values may hold commas) and help:"TEXT".
 
 // BindFlags binds the flags every command has: Kafka's connection, the
 // static member id and logging.
@@ -27,109 +31,48 @@ func (f *File) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&k.SASL.Username, "kafka-sasl-user", k.SASL.Username, "SASL user name")
 	fs.StringVar(&k.SASL.PasswordFile, "kafka-sasl-password-file", k.SASL.PasswordFile, "file holding the SASL password")
 	fs.StringVar(&k.SASL.PasswordEnv, "kafka-sasl-password-env", k.SASL.PasswordEnv, "environment variable holding the SASL password")
-	fs.StringVar(&f.InstanceID, "instance-id", f.InstanceID, "static consumer group member id of the redactor, replayer and comparator, stable across restarts of this replica (env MIRRORLINE_INSTANCE_ID; default: dynamic membership)")
-	fs.StringVar(&f.LogLevel, "log-level", f.LogLevel, "trace, debug, info, warn or error")
-	fs.BoolVar(&f.LogJSON, "log-json", f.LogJSON, "log as JSON lines")
+	BindTagged(fs, f)
 }
 
 // BindFlags binds the flags of `topics create`.
-func (t *Topics) BindFlags(fs *pflag.FlagSet) {
-	fs.Int32Var(&t.Partitions, "partitions", t.Partitions, "partitions per topic")
-	fs.Int16Var(&t.Replication, "replication", t.Replication, "replication factor (-1: broker default)")
-}
+func (t *Topics) BindFlags(fs *pflag.FlagSet) { BindTagged(fs, t) }
 
 // BindFlags binds the proxy's flags.
 func (p *Proxy) BindFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&p.Listen, "listen", p.Listen, "address to listen on")
-	fs.StringVar(&p.Primary, "primary", p.Primary, "URL of the primary service")
-	fs.Float64Var(&p.Sample, "sample", p.Sample, "fraction of matching requests captured (0..1)")
-	fs.Int64Var(&p.BodyLimit, "body-limit", p.BodyLimit, "body bytes captured per request and response; longer bodies are flagged truncated")
-	fs.BoolVar(&p.PreserveHost, "preserve-host", p.PreserveHost, "send the client's Host header to the primary")
-	bindQueue(fs, &p.QueueRecords, &p.QueueBytes)
-	bindCollectorID(fs, &p.CollectorID)
+	BindTagged(fs, p)
 	bindLimits(fs, &p.Limits)
 }
 
-// BindFlags binds the sink's flags.
+// BindFlags binds the sink's flags; --sample leaves sink.sample nil (the
+// default) unless given.
 func (s *Sink) BindFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&s.Listen, "listen", s.Listen, "address to listen on")
+	BindTagged(fs, s)
 	fs.Var(&optionalFloat{p: &s.Sample, def: DefaultSample}, "sample", "fraction of copies published (0..1); the others are still answered 200")
-	fs.Int64Var(&s.BodyLimit, "body-limit", s.BodyLimit, "body bytes captured per request")
-	fs.StringVar(&s.KeyHeader, "key-header", s.KeyHeader, "key records by this header's first value (e.g. X-Forwarded-For) to keep a client's requests in order")
-	fs.StringSliceVar(&s.StripHeaders, "strip-header", s.StripHeaders, "headers added by the mirroring proxy to remove (repeatable)")
-	bindQueue(fs, &s.QueueRecords, &s.QueueBytes)
-	bindCollectorID(fs, &s.CollectorID)
 	bindLimits(fs, &s.Limits)
 }
 
 // BindFlags binds the vpc collector's flags but --port and --vni, which
 // the command converts.
-func (c *VPC) BindFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&c.Listen, "listen", c.Listen, "UDP address receiving the VXLAN packets of the mirror session")
-	fs.IntVar(&c.ReadBuffer, "read-buffer", c.ReadBuffer, "UDP socket receive buffer in bytes (capped by net.core.rmem_max)")
-	c.TCPCapture.BindFlags(fs)
-}
+func (c *VPC) BindFlags(fs *pflag.FlagSet) { BindTagged(fs, c) }
 
 // BindFlags binds the ebpf collector's flags but --port, which the command
 // converts.
-func (c *EBPF) BindFlags(fs *pflag.FlagSet) {
-	fs.StringSliceVar(&c.Interfaces, "interface", c.Interfaces, "network interface to attach to (repeatable; pick interfaces each packet crosses once)")
-	fs.StringVar(&c.Hooks, "hooks", c.Hooks, "TC hooks per interface: auto (egress only on loopback, else both), both, ingress or egress")
-	fs.IntVar(&c.SnapLen, "snaplen", c.SnapLen, "TCP payload bytes copied per packet; the rest becomes a capture gap")
-	fs.IntVar(&c.RingBuffer, "ring-buffer", c.RingBuffer, "BPF ring buffer size in bytes (a power of two); when full, copies are dropped and counted")
-	c.TCPCapture.BindFlags(fs)
-}
-
-// BindFlags binds the reassembly, pairing and queue flags of a packet
-// collector.
-func (c *TCPCapture) BindFlags(fs *pflag.FlagSet) {
-	fs.Int64Var(&c.BodyLimit, "body-limit", c.BodyLimit, "body bytes captured per request and response; longer bodies are flagged truncated")
-	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "flush and forget a TCP stream without packets for this long")
-	fs.DurationVar(&c.GapTimeout, "gap-timeout", c.GapTimeout, "give up on a missing TCP segment after this long")
-	fs.IntVar(&c.MaxStreams, "max-streams", c.MaxStreams, "TCP streams tracked at once; packets of new streams beyond it are dropped and counted")
-	fs.IntVar(&c.StreamBuffer, "stream-buffer", c.StreamBuffer, "out-of-order bytes buffered per stream direction")
-	fs.IntVar(&c.MaxBuffered, "max-buffered", c.MaxBuffered, "out-of-order bytes buffered over all streams")
-	bindQueue(fs, &c.QueueRecords, &c.QueueBytes)
-	bindCollectorID(fs, &c.CollectorID)
-}
+func (c *EBPF) BindFlags(fs *pflag.FlagSet) { BindTagged(fs, c) }
 
 // BindFlags binds the import's flags but --port, which the command
 // converts.
-func (c *Import) BindFlags(fs *pflag.FlagSet) {
-	fs.Int64Var(&c.BodyLimit, "body-limit", c.BodyLimit, "body bytes kept per request and response; longer bodies are flagged truncated")
-	bindCollectorID(fs, &c.CollectorID)
-}
+func (c *Import) BindFlags(fs *pflag.FlagSet) { BindTagged(fs, c) }
 
 // BindFlags binds the redactor's flags.
-func (r *Redact) BindFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&r.Group, "group", r.Group, "consumer group (default mirrorline-redact-SERVICE)")
-	fs.StringVar(&r.TransactionalID, "transactional-id", r.TransactionalID, "Kafka transactional id, stable per instance (default mirrorline-redact-SERVICE-HOSTNAME)")
-	fs.StringVar(&r.OnFailure, "on-failure", r.OnFailure, "what to do with a record that cannot be scrubbed: quarantine or drop")
-	fs.IntVar(&r.Batch, "batch", r.Batch, "records per transaction at most")
-	fs.DurationVar(&r.SessionTimeout, "session-timeout", r.SessionTimeout, "consumer group session timeout: how soon a dead redactor's partitions move to another")
-}
+func (r *Redact) BindFlags(fs *pflag.FlagSet) { BindTagged(fs, r) }
 
 // BindFlags binds the replayer's flags of the replay section (the window
 // job's own flags are the command's).
-func (r *Replay) BindFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&r.Target, "target", r.Target, "base URL of the shadow deployment")
-	fs.IntVar(&r.Concurrency, "concurrency", r.Concurrency, "requests in flight at most (window replays default to 64 unless set)")
-	fs.StringVar(&r.Order, "order", r.Order, "live: connection (a connection's requests in order, one at a time) or none (all --concurrency slots; keeps up with a slower shadow)")
-	fs.StringVar(&r.Instance, "instance", r.Instance, "name of this replayer in shadow records (default HOST-PID)")
-	fs.StringVar(&r.Group, "group", r.Group, "live: consumer group (default mirrorline-replay-SERVICE)")
-	fs.StringVar(&r.Topic, "topic", r.Topic, "topic to consume (default mirror.clean.SERVICE)")
-	fs.StringVar(&r.Start, "start", r.Start, "live: where a new group starts: latest (default) or earliest")
-	fs.DurationVar(&r.Timeout, "timeout", r.Timeout, "timeout of each request to the target")
-	fs.BoolVar(&r.KeepHost, "keep-host", r.KeepHost, "send the captured Host header instead of the target's")
-	fs.Int64Var(&r.BodyLimit, "body-limit", r.BodyLimit, "response body bytes recorded per shadow response")
-	fs.DurationVar(&r.SkipOlderThan, "skip-older-than", r.SkipOlderThan, "live: skip (and count as dropped{reason=\"too_old\"}) records captured longer ago than this, so a shadow that cannot keep up stays near live traffic (default 0: replay all)")
-	fs.StringArrayVar(&r.AllowTargets, "allow-target", r.AllowTargets, "allow replaying to host[:port], *.domain[:port] or CIDR (repeatable; replaces replay.allow_targets)")
-	fs.StringVar(&r.MaxRate, "max-rate", r.MaxRate, "cap on any speed or rate, per job; live: cap on the send rate, e.g. while catching up after a restart (default: none)")
-	fs.DurationVar(&r.MaxLag, "max-lag", r.MaxLag, "drop (and count) a record that cannot be sent within this of its planned time")
-}
+func (r *Replay) BindFlags(fs *pflag.FlagSet) { BindTagged(fs, r) }
 
 // BindFlags binds the comparator's flags.
 func (c *Compare) BindFlags(fs *pflag.FlagSet) {
+	BindTagged(fs, c)
 	fs.DurationVar(&c.JoinWindow, "join-window", c.JoinWindow, "how long to wait for the other side of an exchange before it is missing")
 	fs.StringSliceVar(&c.Headers, "headers", c.Headers, "response headers to compare")
 	fs.BoolVar(&c.Secondary.Enabled, "secondary", c.Secondary.Enabled, "learn noise from a secondary: shadow-topic records of replay job \""+comparator.DefaultSecondaryJob+"\" (see --secondary-job/-target/-topic)")
@@ -147,36 +90,63 @@ func (c *Compare) BindFlags(fs *pflag.FlagSet) {
 	fs.Float64Var(&c.Alert.Rate, "alert-rate", c.Alert.Rate, "alert when an endpoint's difference rate over --alert-window reaches this")
 	fs.IntVar(&c.Alert.MinSamples, "alert-min-samples", c.Alert.MinSamples, "exchanges an endpoint needs in the window before it can alert")
 	fs.DurationVar(&c.Alert.Window, "alert-window", c.Alert.Window, "sliding window of the alert rate")
-	fs.StringVar(&c.Group, "group", c.Group, "consumer group (default mirrorline-compare-SERVICE)")
-	fs.StringVar(&c.Start, "start", c.Start, "where a new group starts: latest (default) or earliest")
-	fs.StringVar(&c.Prime, "prime", c.Prime, "relearn noise at start from this much of mirror.diff.SERVICE (duration, or off)")
 }
 
-func bindQueue(fs *pflag.FlagSet, records, bytes *int) {
-	fs.IntVar(records, "queue-records", *records, "records buffered for Kafka before new captures are dropped")
-	fs.IntVar(bytes, "queue-bytes", *bytes, "bytes buffered for Kafka before new captures are dropped")
-}
+// BindTagged binds a flag to every field of the struct v points to (and of
+// its embedded structs) that has a flag tag, its default the field's value.
+// The commands use it for their own flag structs too.
+func BindTagged(fs *pflag.FlagSet, v any) { bindStruct(fs, reflect.ValueOf(v).Elem()) }
 
-func bindCollectorID(fs *pflag.FlagSet, id *string) {
-	fs.StringVar(id, "collector-id", *id, "name of this collector in records (default: host name)")
+func bindStruct(fs *pflag.FlagSet, v reflect.Value) {
+	for i := range v.NumField() {
+		f, fv := v.Type().Field(i), v.Field(i)
+		name, opt, _ := strings.Cut(f.Tag.Get("flag"), ",")
+		if name == "" {
+			if f.Anonymous && fv.Kind() == reflect.Struct {
+				bindStruct(fs, fv)
+			}
+			continue
+		}
+		help := f.Tag.Get("help")
+		switch p := fv.Addr().Interface().(type) {
+		case *string:
+			fs.StringVar(p, name, *p, help)
+		case *bool:
+			fs.BoolVar(p, name, *p, help)
+		case *int:
+			fs.IntVar(p, name, *p, help)
+		case *int16:
+			fs.Int16Var(p, name, *p, help)
+		case *int32:
+			fs.Int32Var(p, name, *p, help)
+		case *int64:
+			fs.Int64Var(p, name, *p, help)
+		case *float64:
+			fs.Float64Var(p, name, *p, help)
+		case *time.Duration:
+			fs.DurationVar(p, name, *p, help)
+		case *[]string:
+			if opt == "array" {
+				fs.StringArrayVar(p, name, *p, help)
+			} else {
+				fs.StringSliceVar(p, name, *p, help)
+			}
+		default:
+			panic("config: no flag kind for field " + v.Type().Name() + "." + f.Name)
+		}
+	}
 }
 
 // bindLimits binds the client limits of an HTTP collector (proxy, sink);
 // zero values take collector.DefaultLimits.
 func bindLimits(fs *pflag.FlagSet, l *collector.Limits) {
 	d := collector.DefaultLimits()
-	withDefault := func(v, def int64) int64 {
-		if v == 0 {
-			return def
-		}
-		return v
-	}
 	fs.IntVar(&l.MaxConns, "max-conns", l.MaxConns, "client connections held at most; at the cap a new one closes the oldest idle one, or gets 503 when all are busy (0: half the open-file limit after a reserve)")
-	fs.DurationVar(&l.ReadHeaderTimeout, "read-header-timeout", durOr(l.ReadHeaderTimeout, d.ReadHeaderTimeout), "time a client has to send a request head (also a new connection's first one)")
-	fs.DurationVar(&l.IdleTimeout, "idle-timeout", durOr(l.IdleTimeout, d.IdleTimeout), "close keep-alive connections idle this long")
-	fs.IntVar(&l.MaxHeaderBytes, "max-header-bytes", int(withDefault(int64(l.MaxHeaderBytes), int64(d.MaxHeaderBytes))), "largest request head accepted; longer ones are answered 431")
-	fs.DurationVar(&l.BodyTimeout, "body-timeout", durOr(l.BodyTimeout, d.BodyTimeout), "time a request body may take, plus one second per --min-body-rate bytes received; slower bodies are cut (408) and not published")
-	fs.Int64Var(&l.MinBodyRate, "min-body-rate", withDefault(l.MinBodyRate, d.MinBodyRate), "bytes per second that extend --body-timeout")
+	fs.DurationVar(&l.ReadHeaderTimeout, "read-header-timeout", orDefault(l.ReadHeaderTimeout, d.ReadHeaderTimeout), "time a client has to send a request head (also a new connection's first one)")
+	fs.DurationVar(&l.IdleTimeout, "idle-timeout", orDefault(l.IdleTimeout, d.IdleTimeout), "close keep-alive connections idle this long")
+	fs.IntVar(&l.MaxHeaderBytes, "max-header-bytes", orDefault(l.MaxHeaderBytes, d.MaxHeaderBytes), "largest request head accepted; longer ones are answered 431")
+	fs.DurationVar(&l.BodyTimeout, "body-timeout", orDefault(l.BodyTimeout, d.BodyTimeout), "time a request body may take, plus one second per --min-body-rate bytes received; slower bodies are cut (408) and not published")
+	fs.Int64Var(&l.MinBodyRate, "min-body-rate", orDefault(l.MinBodyRate, d.MinBodyRate), "bytes per second that extend --body-timeout")
 }
 
 // optionalFloat is a float flag over a *float64 field that stays nil (the
@@ -204,8 +174,10 @@ func (o *optionalFloat) Set(s string) error {
 
 func (o *optionalFloat) Type() string { return "float64" }
 
-func durOr(v, def time.Duration) time.Duration {
-	if v == 0 {
+// orDefault is v, or def when v is zero.
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
 		return def
 	}
 	return v

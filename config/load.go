@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"reflect"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -244,13 +245,8 @@ func stripLine(s string) string {
 // suggestKey returns "; did you mean K?" for the known key closest to key
 // (edit distance at most 2), or "" when none is close.
 func suggestKey(key string, fields map[string]reflect.Type) string {
-	names := make([]string, 0, len(fields))
-	for k := range fields {
-		names = append(names, k)
-	}
-	sort.Strings(names)
 	best, bestD := "", 3
-	for _, k := range names {
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
 		if d := editDistance(key, k); d < bestD {
 			best, bestD = k, d
 		}

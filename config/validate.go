@@ -1,9 +1,12 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -31,25 +34,20 @@ func invalid(key, flag, format string, args ...any) error {
 // Settings a command requires (service, brokers, proxy.primary, ...) are
 // checked by the command: a file may leave them to flags.
 func (f *File) Validate() error {
-	var errs []error
+	var logLevel error
 	if hclog.LevelFromString(f.LogLevel) == hclog.NoLevel {
-		errs = append(errs, invalid("log_level", "log-level", "%q is not one of trace, debug, info, warn, error", f.LogLevel))
+		logLevel = invalid("log_level", "log-level", "%q is not one of trace, debug, info, warn, error", f.LogLevel)
 	}
-	for _, err := range []error{
+	return errors.Join(logLevel, // nil errors are left out
 		f.Topics.Validate(), f.Proxy.Validate(), f.Sink.Validate(), f.Redact.Validate(), f.Replay.Validate(),
 		f.VPC.Validate(), f.EBPF.Validate(), f.Import.Validate(), f.Compare.Validate(),
-	} {
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	)
 }
 
 // Validate checks the topics section.
 func (t *Topics) Validate() error {
-	if t.Partitions <= 0 {
-		return invalid("topics.partitions", "partitions", "must be positive, got %d", t.Partitions)
+	if err := positive("topics", "partitions", t.Partitions); err != nil {
+		return err
 	}
 	for k, d := range t.Retention {
 		if !slices.Contains(broker.Stages, broker.Stage(k)) {
@@ -91,60 +89,67 @@ func checkSample(key string, v float64) error {
 // checkCapture checks what every collector has: its body limit and its
 // publishing queue.
 func checkCapture(section string, bodyLimit int64, queueRecords, queueBytes int) error {
-	switch {
-	case bodyLimit < 0:
-		return invalid(section+".body_limit", "body-limit", "must not be negative, got %d", bodyLimit)
-	case queueRecords <= 0:
-		return invalid(section+".queue_records", "queue-records", "must be positive, got %d", queueRecords)
-	case queueBytes <= 0:
-		return invalid(section+".queue_bytes", "queue-bytes", "must be positive, got %d", queueBytes)
-	}
-	return nil
+	return cmp.Or(
+		notNegative(section, "body_limit", bodyLimit),
+		positive(section, "queue_records", queueRecords),
+		positive(section, "queue_bytes", queueBytes),
+	)
 }
 
 // checkLimits checks the client limits of an HTTP collector (zero: the
 // default).
-func checkLimits(section string, l collector.Limits) error {
-	return firstNegative(section, []value{
-		{"max_conns", "max-conns", l.MaxConns < 0, l.MaxConns},
-		{"read_header_timeout", "read-header-timeout", l.ReadHeaderTimeout < 0, l.ReadHeaderTimeout},
-		{"idle_timeout", "idle-timeout", l.IdleTimeout < 0, l.IdleTimeout},
-		{"max_header_bytes", "max-header-bytes", l.MaxHeaderBytes < 0, l.MaxHeaderBytes},
-		{"body_timeout", "body-timeout", l.BodyTimeout < 0, l.BodyTimeout},
-		{"min_body_rate", "min-body-rate", l.MinBodyRate < 0, l.MinBodyRate},
-	})
-}
+func checkLimits(section string, l collector.Limits) error { return firstNegative(section, &l) }
 
-// value is a setting of a section, its key, flag, whether it is negative
-// and the value itself.
-type value struct {
-	key, flag string
-	negative  bool
-	v         any
-}
-
-// firstNegative reports the first negative of values of section.
-func firstNegative(section string, values []value) error {
-	for _, c := range values {
-		if c.negative {
-			return invalid(section+"."+c.key, c.flag, "must not be negative, got %v", c.v)
+// firstNegative reports the first negative number or duration among the
+// fields of the struct v points to, by its YAML key in section.
+func firstNegative(section string, v any) error {
+	rv := reflect.ValueOf(v).Elem()
+	for i := range rv.NumField() {
+		f := rv.Field(i)
+		if f.CanInt() && f.Int() < 0 {
+			key, _, _ := strings.Cut(rv.Type().Field(i).Tag.Get("yaml"), ",")
+			return invalid(section+"."+key, flagOf(key), "must not be negative, got %v", f.Interface())
 		}
 	}
 	return nil
 }
 
+// positive and notNegative check the number or duration v at key of
+// section; the key's flag is the key with dashes.
+func positive[T int | int32 | int64 | time.Duration](section, key string, v T) error {
+	if v <= 0 {
+		return invalid(section+"."+key, flagOf(key), "must be positive, got %v", v)
+	}
+	return nil
+}
+
+func notNegative[T int | int64 | time.Duration](section, key string, v T) error {
+	if v < 0 {
+		return invalid(section+"."+key, flagOf(key), "must not be negative, got %v", v)
+	}
+	return nil
+}
+
+func flagOf(key string) string { return strings.ReplaceAll(key, "_", "-") }
+
 // Validate checks the redact section (its rules are checked when the
 // redactor's engine is built from them).
 func (r *Redact) Validate() error {
-	switch {
-	case r.Batch <= 0:
-		return invalid("redact.batch", "batch", "must be positive, got %d", r.Batch)
-	case r.OnFailure != string(redactor.Quarantine) && r.OnFailure != string(redactor.Drop):
-		return invalid("redact.on_failure", "on-failure", "%q is not quarantine or drop", r.OnFailure)
-	case r.SessionTimeout < 0:
-		return invalid("redact.session_timeout", "session-timeout", "must not be negative, got %s", r.SessionTimeout)
+	return cmp.Or(
+		positive("redact", "batch", r.Batch),
+		oneOf("redact", "on_failure", r.OnFailure, string(redactor.Quarantine), string(redactor.Drop)),
+		notNegative("redact", "session_timeout", r.SessionTimeout),
+	)
+}
+
+// oneOf checks that the string v at key of section is one of want ("" in
+// want: the key may be empty).
+func oneOf(section, key, v string, want ...string) error {
+	if slices.Contains(want, v) {
+		return nil
 	}
-	return nil
+	want = slices.DeleteFunc(want, func(w string) bool { return w == "" })
+	return invalid(section+"."+key, flagOf(key), "%q is not %s", v, strings.Join(want, " or "))
 }
 
 // Validate checks the replay section: what live and window replays share.
@@ -152,27 +157,23 @@ func (r *Redact) Validate() error {
 // shadow would hold a slot forever), and a rate cap, when given, is a
 // positive rate.
 func (r *Replay) Validate() error {
-	if r.Timeout <= 0 {
-		return invalid("replay.timeout", "timeout", "must be positive, got %s", r.Timeout)
+	if err := positive("replay", "timeout", r.Timeout); err != nil {
+		return err
 	}
 	if r.MaxRate != "" {
 		if _, err := replayer.ParseRate(r.MaxRate); err != nil {
 			return invalid("replay.max_rate", "max-rate", "%v", err)
 		}
 	}
-	switch {
-	case r.Concurrency <= 0:
-		return invalid("replay.concurrency", "concurrency", "must be positive, got %d", r.Concurrency)
-	case r.Order != "" && r.Order != "connection" && r.Order != "none":
-		return invalid("replay.order", "order", "%q is not connection or none", r.Order)
-	case r.Start != "" && r.Start != "latest" && r.Start != "earliest":
-		return invalid("replay.start", "start", "%q is not latest or earliest", r.Start)
-	case r.SkipOlderThan < 0:
-		return invalid("replay.skip_older_than", "skip-older-than", "must not be negative, got %s", r.SkipOlderThan)
-	case r.MaxLag <= 0:
-		return invalid("replay.max_lag", "max-lag", "must be positive, got %s", r.MaxLag)
-	case r.BodyLimit < 0:
-		return invalid("replay.body_limit", "body-limit", "must not be negative, got %d", r.BodyLimit)
+	if err := cmp.Or(
+		positive("replay", "concurrency", r.Concurrency),
+		oneOf("replay", "order", r.Order, "", "connection", "none"),
+		oneOf("replay", "start", r.Start, "", "latest", "earliest"),
+		notNegative("replay", "skip_older_than", r.SkipOlderThan),
+		positive("replay", "max_lag", r.MaxLag),
+		notNegative("replay", "body_limit", r.BodyLimit),
+	); err != nil {
+		return err
 	}
 	if _, err := replayer.NewAllowlist(r.AllowTargets); err != nil {
 		// The allowlist's error names the flag and the entry already.
@@ -184,10 +185,7 @@ func (r *Replay) Validate() error {
 // Validate checks the vpc section (vpc.ports is required by the commands
 // that run the collector).
 func (c *VPC) Validate() error {
-	if c.ReadBuffer < 0 {
-		return invalid("vpc.read_buffer", "read-buffer", "must not be negative, got %d", c.ReadBuffer)
-	}
-	return c.TCPCapture.validate("vpc")
+	return cmp.Or(notNegative("vpc", "read_buffer", c.ReadBuffer), firstNegative("vpc", &c.TCPCapture))
 }
 
 // Validate checks the ebpf section (ebpf.ports is required by the commands
@@ -197,30 +195,12 @@ func (c *EBPF) Validate() error {
 	if _, err := ebpf.ParseHooks(c.Hooks); err != nil {
 		return invalid("ebpf.hooks", "hooks", "%v", err)
 	}
-	return c.TCPCapture.validate("ebpf")
-}
-
-// validate checks the sizes, limits and timeouts of the packet collector
-// section.
-func (c *TCPCapture) validate(section string) error {
-	return firstNegative(section, []value{
-		{"body_limit", "body-limit", c.BodyLimit < 0, c.BodyLimit},
-		{"idle_timeout", "idle-timeout", c.IdleTimeout < 0, c.IdleTimeout},
-		{"gap_timeout", "gap-timeout", c.GapTimeout < 0, c.GapTimeout},
-		{"max_streams", "max-streams", c.MaxStreams < 0, c.MaxStreams},
-		{"stream_buffer", "stream-buffer", c.StreamBuffer < 0, c.StreamBuffer},
-		{"max_buffered", "max-buffered", c.MaxBuffered < 0, c.MaxBuffered},
-		{"queue_records", "queue-records", c.QueueRecords < 0, c.QueueRecords},
-		{"queue_bytes", "queue-bytes", c.QueueBytes < 0, c.QueueBytes},
-	})
+	return firstNegative("ebpf", &c.TCPCapture)
 }
 
 // Validate checks the import section.
 func (c *Import) Validate() error {
-	if c.BodyLimit < 0 {
-		return invalid("import.body_limit", "body-limit", "must not be negative, got %d", c.BodyLimit)
-	}
-	return nil
+	return notNegative("import", "body_limit", c.BodyLimit)
 }
 
 // Validate checks the compare section: the comparison settings (with their
@@ -229,8 +209,8 @@ func (c *Compare) Validate() error {
 	if err := c.Config.WithDefaults().Validate(); err != nil {
 		return fmt.Errorf("compare.%w", err)
 	}
-	if c.Start != "" && c.Start != "latest" && c.Start != "earliest" {
-		return invalid("compare.start", "start", "%q is not latest or earliest", c.Start)
+	if err := oneOf("compare", "start", c.Start, "", "latest", "earliest"); err != nil {
+		return err
 	}
 	if _, err := c.PrimeSince(time.Now()); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -52,13 +53,13 @@ replayed record's primary on mirror.clean.SERVICE. See docs/comparator.md.`,
 				return err
 			}
 			tel := telemetry.NewServer()
-			cmp, runner, cl, err := a.newComparator(tel, comparator.WithUntilDone(untilDone))
+			comp, runner, cl, err := a.newComparator(tel, comparator.WithUntilDone(untilDone))
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
 			tel.AddCheck("kafka", kafkaCheck(cl))
-			a.primeComparator(cmd.Context(), cmp)
+			a.primeComparator(cmd.Context(), comp)
 			a.log.Info("comparing", "service", a.cfg.Service, "group", cc.Group, "topics", strings.Join(runner.Topics(), ","),
 				"join_window", cc.JoinWindow.String(), "secondary", cc.Secondary.On())
 			ctx, stop := context.WithCancel(cmd.Context())
@@ -95,9 +96,7 @@ func (a *app) newComparator(tel *telemetry.Server, ropts ...comparator.Option) (
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if cc.Group == "" {
-		cc.Group = comparator.JobGroup(a.cfg.Service, cfg.ShadowJob)
-	}
+	cc.Group = cmp.Or(cc.Group, comparator.JobGroup(a.cfg.Service, cfg.ShadowJob))
 	// A window job's records are usually written before its comparator
 	// starts: its new group starts at the earliest record.
 	fromStart := cfg.ShadowJob != comparator.LiveJob
@@ -116,7 +115,7 @@ func (a *app) newComparator(tel *telemetry.Server, ropts ...comparator.Option) (
 		return nil, nil, nil, usagef("%s: %v", key, err)
 	}
 	m := comparator.NewMetrics(tel.Registry)
-	cmp, err := comparator.New(a.cfg.Service, cfg,
+	comp, err := comparator.New(a.cfg.Service, cfg,
 		comparator.WithMetrics(m),
 		comparator.WithLogger(a.log.Named("compare")),
 		comparator.WithScrubber(func(ex *mlv1.Exchange) error {
@@ -128,31 +127,31 @@ func (a *app) newComparator(tel *telemetry.Server, ropts ...comparator.Option) (
 		return nil, nil, nil, usagef("compare.%v", err)
 	}
 	budget := broker.NewBudget(a.cfg.Kafka.ProducerMaxBytes())
-	runner := comparator.NewRunner(cmp, append([]comparator.Option{comparator.WithBudget(budget),
+	runner := comparator.NewRunner(comp, append([]comparator.Option{comparator.WithBudget(budget),
 		comparator.WithLookup(comparator.KafkaLookup(a.cfg.Kafka)), comparator.WithFromStart(fromStart)}, ropts...)...)
 	cl, err := broker.NewClient(a.cfg.Kafka, append(runner.ClientOpts(cc.Group), a.cfg.Membership(0).Opts()...)...)
 	if err != nil {
 		return nil, nil, nil, usageError{err}
 	}
 	a.lookupBudget(context.Background(), budget, cl, broker.Diff, true)
-	return cmp, runner, cl, nil
+	return comp, runner, cl, nil
 }
 
 // primeComparator relearns noise from the recent diff records of the job it
 // judges (another job's records never change its verdicts), so a restart
 // does not start from nothing. Failure is logged, not fatal.
-func (a *app) primeComparator(ctx context.Context, cmp *comparator.Comparator) {
+func (a *app) primeComparator(ctx context.Context, comp *comparator.Comparator) {
 	since, _ := a.cfg.Compare.PrimeSince(time.Now())
 	if since.IsZero() {
 		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	job := cmp.Config().ShadowJob
+	job := comp.Config().ShadowJob
 	learned := 0
 	n, err := comparator.ReadDiffs(pctx, a.cfg.Kafka, broker.Topic(broker.Diff, a.cfg.Service), since, maxPrimeRecords, func(d *mlv1.Diff) {
 		if comparator.JobOf(d) == job {
-			cmp.Learn(d)
+			comp.Learn(d)
 			learned++
 		}
 	})
@@ -204,7 +203,8 @@ The report covers one replay job's verdicts: --job NAME (default live);
 				return fmt.Errorf("compare report: %w", err)
 			}
 			if jobs {
-				return a.printJobs(cmd.OutOrStdout(), comparator.SummarizeJobs(diffs), asJSON)
+				list := comparator.SummarizeJobs(diffs)
+				return printAs(cmd.OutOrStdout(), "compare report --jobs", asJSON, list, func(w io.Writer) error { return comparator.WriteJobs(w, a.cfg.Service, list) })
 			}
 			mine := comparator.OfJob(diffs, job)
 			if len(mine) == 0 && len(diffs) > 0 {
@@ -217,7 +217,10 @@ The report covers one replay job's verdicts: --job NAME (default live);
 					return err
 				}
 			}
-			if err := printReport(cmd.OutOrStdout(), rep, asJSON, comparator.TextOptions{Top: top, ShowNoise: noise}); err != nil {
+			text := func(w io.Writer) error {
+				return comparator.WriteText(w, rep, comparator.TextOptions{Top: top, ShowNoise: noise})
+			}
+			if err := printAs(cmd.OutOrStdout(), "compare report", asJSON, rep, text); err != nil {
 				return err
 			}
 			if failOn {
@@ -242,39 +245,21 @@ The report covers one replay job's verdicts: --job NAME (default live);
 	return c
 }
 
-// printJobs prints the replay jobs with verdicts, as text or JSON.
-func (a *app) printJobs(out io.Writer, list []comparator.JobSummary, asJSON bool) error {
+// printAs prints v to out as indented JSON, or else with text; op names
+// the operation in the error.
+func printAs(out io.Writer, op string, asJSON bool, v any, text func(io.Writer) error) error {
 	var err error
 	if asJSON {
-		err = writeJSON(out, list)
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(v)
 	} else {
-		err = comparator.WriteJobs(out, a.cfg.Service, list)
+		err = text(out)
 	}
 	if err != nil {
-		return fmt.Errorf("compare report --jobs: %w", err)
+		return fmt.Errorf("%s: %w", op, err)
 	}
 	return nil
-}
-
-// printReport prints rep as text or JSON.
-func printReport(out io.Writer, rep *comparator.Report, asJSON bool, opt comparator.TextOptions) error {
-	var err error
-	if asJSON {
-		err = writeJSON(out, rep)
-	} else {
-		err = comparator.WriteText(out, rep, opt)
-	}
-	if err != nil {
-		return fmt.Errorf("compare report: %w", err)
-	}
-	return nil
-}
-
-// writeJSON writes v as indented JSON.
-func writeJSON(out io.Writer, v any) error {
-	enc := json.NewEncoder(out)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // parseSince parses --since: empty (all), an RFC 3339 time, or a duration back from now.

@@ -12,36 +12,15 @@ import (
 
 func (a *app) ebpfCmd() *cobra.Command {
 	c := &a.cfg.EBPF
-	var ports []int
-	cmd := &cobra.Command{
+	cmd := a.packetCmd(&cobra.Command{
 		Use:   "ebpf",
 		Short: "eBPF kernel capture (TC/tcx) of HTTP/1.x traffic of local services on given ports and interfaces",
 		Long: "Attaches a TC program (tcx links) to the --interface(s) that copies the TCP packets to and from the\n" +
 			"--port(s) into a BPF ring buffer, reassembles the connections, pairs HTTP/1.x requests with responses\n" +
 			"and publishes them to mirror.raw.SERVICE. Needs root (CAP_BPF and CAP_NET_ADMIN) and Linux 6.6+.\n" +
 			"See docs/collectors.md.",
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.requireServiceAndBrokers(); err != nil {
-				return err
-			}
-			if cmd.Flags().Changed("port") {
-				p, err := portList("port", ports)
-				if err != nil {
-					return err
-				}
-				c.Ports = p
-			}
-			if err := checkEBPF(*c); err != nil {
-				return err
-			}
-			return a.runCollector(cmd.Context(), "ebpf", c.QueueRecords, c.QueueBytes, true)
-		},
-	}
-	f := cmd.Flags()
-	f.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
-	f.IntSliceVar(&ports, "port", nil, "TCP port of the captured service (repeatable; required)")
-	c.BindFlags(f)
+	}, &c.TCPCapture, &c.Ports, "TCP port of the captured service (repeatable; required)", func(*cobra.Command) error { return checkEBPF(*c) })
+	c.BindFlags(cmd.Flags())
 	return cmd
 }
 

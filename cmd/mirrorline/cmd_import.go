@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,11 +18,9 @@ import (
 // ackingProducer produces with back-pressure (an import must not drop records
 // when the buffer is full) and counts the broker's acknowledgements.
 type ackingProducer struct {
-	cl     *kgo.Client
-	acked  atomic.Uint64
-	failed atomic.Uint64
-	mu     sync.Mutex
-	first  error
+	cl            *kgo.Client
+	acked, failed atomic.Uint64
+	first         atomic.Pointer[error] // the first failure
 }
 
 func (p *ackingProducer) TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
@@ -31,12 +28,8 @@ func (p *ackingProducer) TryProduce(ctx context.Context, r *kgo.Record, promise 
 		if err == nil {
 			p.acked.Add(1)
 		} else {
+			p.first.CompareAndSwap(nil, &err) // before failed counts it: failed > 0 has a first
 			p.failed.Add(1)
-			p.mu.Lock()
-			if p.first == nil {
-				p.first = err
-			}
-			p.mu.Unlock()
 		}
 		promise(r, err)
 	})
@@ -60,12 +53,8 @@ func (a *app) importCmd() *cobra.Command {
 			if err := a.requireServiceAndBrokers(); err != nil {
 				return err
 			}
-			if cmd.Flags().Changed("port") {
-				p, err := portList("port", ports)
-				if err != nil {
-					return err
-				}
-				c.Ports = p
+			if err := setPorts(cmd, ports, &c.Ports); err != nil {
+				return err
 			}
 			cl, err := broker.NewClient(a.cfg.Kafka,
 				kgo.MaxBufferedRecords(collector.DefaultQueueRecords),
@@ -111,9 +100,7 @@ func (a *app) importCmd() *cobra.Command {
 				fmt.Fprintf(cmd.ErrOrStderr(), "import: %d requests not published: unsafe request-target (see docs/collectors.md#request-targets)\n", n)
 			}
 			if n := prod.failed.Load(); n > 0 {
-				prod.mu.Lock()
-				errs = append(errs, fmt.Errorf("import: %d exchanges not published: %w", n, prod.first))
-				prod.mu.Unlock()
+				errs = append(errs, fmt.Errorf("import: %d exchanges not published: %w", n, *prod.first.Load()))
 			}
 			return errors.Join(errs...)
 		},

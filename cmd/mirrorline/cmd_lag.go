@@ -30,7 +30,7 @@ With --serve, keep running and export mirrorline_consumer_lag_records and
 mirrorline_consumer_lag_seconds on --metrics-addr, refreshed every --interval.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.requireBrokers(); err != nil {
+			if err := a.requireSettings("brokers"); err != nil {
 				return err
 			}
 			if interval <= 0 {

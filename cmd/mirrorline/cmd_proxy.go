@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -47,21 +45,8 @@ func (a *app) proxyCmd() *cobra.Command {
 				a.proxyCLIRoutes = []collector.Route{r}
 			}
 			a.reload.flags = cmd.Flags()
-			if err := a.bindMetrics(); err != nil {
-				return err
-			}
-			tel := telemetry.NewServer()
-			p, cl, err := a.newProxy(tel)
-			if err != nil {
-				return err
-			}
-			defer broker.CloseFlushed(cl)
-			ln, err := net.Listen("tcp", a.cfg.Proxy.Listen)
-			if err != nil {
-				return usagef("listen %s: %v", a.cfg.Proxy.Listen, err)
-			}
-			a.log.Info("proxy listening", "addr", ln.Addr().String(), "primary", a.cfg.Proxy.Primary, "service", a.cfg.Service)
-			return a.runAll(cmd.Context(), tel, func(ctx context.Context) error { return p.Serve(ctx, ln) }, a.watchConfig(tel.Registry))
+			// In front of users: ready whether Kafka is reachable or not.
+			return a.runCollector(cmd.Context(), "proxy", a.cfg.Proxy.QueueRecords, a.cfg.Proxy.QueueBytes, false)
 		},
 	}
 	f := c.Flags()
@@ -71,24 +56,6 @@ func (a *app) proxyCmd() *cobra.Command {
 	f.StringSliceVar(&methods, "method", nil, "capture only these methods (repeatable)")
 	f.StringArrayVar(&headerMatch, "header-match", nil, "capture only requests with header NAME matching RE2 REGEX, as NAME=REGEX (repeatable)")
 	return c
-}
-
-// newProxy builds the proxy collector and its Kafka client from the configuration.
-func (a *app) newProxy(tel *telemetry.Server) (*proxy.Proxy, *kgo.Client, error) {
-	pc := a.cfg.Proxy
-	if pc.Primary == "" {
-		return nil, nil, usagef("primary: required")
-	}
-	em, cl, err := a.newEmitter(tel, pc.QueueRecords, pc.QueueBytes, "proxy")
-	if err != nil {
-		return nil, nil, err
-	}
-	p, err := a.buildProxy(em)
-	if err != nil {
-		cl.Close()
-		return nil, nil, err
-	}
-	return p, cl, nil
 }
 
 // buildProxy builds the proxy collector publishing through em.
@@ -115,32 +82,14 @@ func (a *app) buildProxy(em *collector.Emitter) (*proxy.Proxy, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
-	a.reload.add(reloadTarget{keys: []string{"proxy.sample", "proxy.routes", "proxy.body_limit"}, prepare: a.prepareProxy(p)})
+	a.reload.add(a.policyReload("proxy", p.Reload, func(c *config.File) (float64, []collector.Route, int64) {
+		return c.Proxy.Sample, append(slices.Clone(c.Proxy.Routes), a.proxyCLIRoutes...), c.Proxy.BodyLimit
+	}))
 	return p, nil
 }
 
-// prepareProxy checks the proxy's reloadable keys of a new configuration
-// (sample, routes, body_limit; a flag given on the command line keeps its
-// value) and returns what puts them in force.
-func (a *app) prepareProxy(p *proxy.Proxy) func(*config.File, func(string) bool, hclog.Logger) (func(), error) {
-	return func(nc *config.File, flagSet func(string) bool, log hclog.Logger) (func(), error) {
-		pc, cur := nc.Proxy, a.cfg.Proxy
-		pc.Sample = flagOverFile(flagSet, log, "proxy.sample", "sample", pc.Sample, cur.Sample)
-		pc.BodyLimit = flagOverFile(flagSet, log, "proxy.body_limit", "body-limit", pc.BodyLimit, cur.BodyLimit)
-		routes := append(slices.Clone(pc.Routes), a.proxyCLIRoutes...)
-		pol, err := collector.NewPolicy(pc.Sample, routes, pc.BodyLimit)
-		if err != nil {
-			return nil, fmt.Errorf("proxy.%w", err)
-		}
-		return func() {
-			p.Reload(pol)
-			log.Info("proxy policy in force", "sample", pc.Sample, "routes", len(routes), "body_limit", pc.BodyLimit)
-		}, nil
-	}
-}
-
 // newProxyCollector builds the proxy publishing through em and opens its
-// listener (the proxy collector of `up`).
+// listener.
 func (a *app) newProxyCollector(em *collector.Emitter, _ prometheus.Registerer) (collector.Collector, error) {
 	p, err := a.buildProxy(em)
 	if err != nil {
@@ -150,7 +99,7 @@ func (a *app) newProxyCollector(em *collector.Emitter, _ prometheus.Registerer) 
 	if err != nil {
 		return nil, usagef("proxy.listen %s: %v", a.cfg.Proxy.Listen, err)
 	}
-	a.log.Info("proxy listening", "addr", ln.Addr().String(), "primary", a.cfg.Proxy.Primary)
+	a.log.Info("proxy listening", "addr", ln.Addr().String(), "primary", a.cfg.Proxy.Primary, "service", a.cfg.Service)
 	return collector.RunFunc(func(ctx context.Context) error { return p.Serve(ctx, ln) }), nil
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -70,13 +71,9 @@ dropped (--on-failure drop). Rules: the redact.rules section of -c FILE, or
 // and a new one when a transaction fails to end (close it with Close).
 func (a *app) newRedactor(tel *telemetry.Server) (*redactor.Processor, error) {
 	rc := &a.cfg.Redact
-	if rc.Group == "" {
-		rc.Group = redactor.DefaultGroup(a.cfg.Service)
-	}
-	if rc.TransactionalID == "" {
-		host, _ := os.Hostname()
-		rc.TransactionalID = fmt.Sprintf("mirrorline-redact-%s-%s", a.cfg.Service, host)
-	}
+	host, _ := os.Hostname()
+	rc.Group = cmp.Or(rc.Group, redactor.DefaultGroup(a.cfg.Service))
+	rc.TransactionalID = cmp.Or(rc.TransactionalID, fmt.Sprintf("mirrorline-redact-%s-%s", a.cfg.Service, host))
 	engine, err := redactor.NewEngine(rc.Rules)
 	if err != nil {
 		return nil, usagef("redact.rules: %v", err)

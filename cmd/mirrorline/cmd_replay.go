@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,25 +20,33 @@ import (
 	"github.com/mirrorline/mirrorline/telemetry"
 )
 
-// windowFlags are the flags of window replays only.
+// windowFlags are the flags of window replays only (bound by their tags).
 type windowFlags struct {
-	from, to           string
-	speed, rate, ramp  string
-	job                string
-	workers, worker    int
-	startAt            string
-	startDelay         time.Duration
-	dryRun             bool
-	report             string
-	noProgress         bool
-	windowOnlyFlagList []string
-	maxErrorRate       string
-	progressInterval   time.Duration
+	From         string        `flag:"from" help:"window start: RFC 3339, now, or relative like -15m"`
+	To           string        `flag:"to" help:"window end, exclusive (default now)"`
+	Speed        string        `flag:"speed" help:"keep the captured timing, N times faster (e.g. 5x, 0.5x; default 1x)"`
+	Rate         string        `flag:"rate" help:"ignore the captured timing and send at a fixed rate (e.g. 500/s)"`
+	Ramp         string        `flag:"ramp" help:"step the speed or rate: FROM..TO/DURATION[:STEPS] (e.g. 1x..10x/10m, 100/s..1000/s/5m:5)"`
+	DryRun       bool          `flag:"dry-run" help:"schedule and report without sending (on a virtual clock: takes only the time to read)"`
+	Job          string        `flag:"job" help:"job name, shared by the workers of one job (default replay-SERVICE-TIME)"`
+	Workers      int           `flag:"workers" help:"processes sharing the job: each takes the partitions p with p mod N = --worker"`
+	Worker       int           `flag:"worker" help:"this process's index in the job, 0..N-1"`
+	StartAt      string        `flag:"start-at" help:"job start (RFC 3339): the shared clock anchor (default: agreed through mirror.jobs when --workers > 1, else now)"`
+	StartDelay   time.Duration `flag:"start-delay" help:"with --workers > 1 and no --start-at: the job starts this long after the first worker proposes it"`
+	Report       string        `flag:"report" help:"also write the summary as JSON to this file"`
+	NoProgress   bool          `flag:"no-progress" help:"no progress output (a bar on a terminal, else a line on stderr every 10s)"`
+	MaxErrorRate string        `flag:"max-error-rate" help:"the job failed (exit 1) when more than this share of its requests failed, e.g. 0.05 or 5% (default: only when every request failed)"`
+	// ProgressInterval's flag is hidden.
+	ProgressInterval time.Duration `flag:"progress-interval" help:"how often the progress line is printed when stderr is not a terminal"`
 }
+
+// windowOnlyFlags are the flags of window replays only, the replay
+// section's max-lag with the windowFlags.
+var windowOnlyFlags = []string{"from", "to", "speed", "rate", "ramp", "max-lag", "dry-run", "job", "workers", "worker", "start-at", "start-delay", "report", "no-progress", "max-error-rate", "progress-interval"}
 
 func (a *app) replayCmd() *cobra.Command {
 	var live bool
-	wf := &windowFlags{workers: 1, startDelay: 5 * time.Second, progressInterval: replayer.DefaultProgressInterval}
+	wf := &windowFlags{Workers: 1, StartDelay: 5 * time.Second, ProgressInterval: replayer.DefaultProgressInterval}
 	c := &cobra.Command{
 		Use:   "replay",
 		Short: "Consume a service's clean topic into a shadow target: live, or a time window",
@@ -76,7 +85,7 @@ Targets must be loopback, the replay.target of -c FILE, or allowed with
 			tel.AddCheck("kafka", kafkaCheck(cl))
 			a.log.Info("live replay", "service", a.cfg.Service, "target", a.cfg.Replay.Target, "group", a.cfg.Replay.Group)
 			a.reload.flags = cmd.Flags()
-			return a.runAll(cmd.Context(), tel, func(ctx context.Context) error { return l.Run(ctx, cl) }, a.watchConfig(tel.Registry))
+			return a.runAll(cmd.Context(), tel, func(ctx context.Context) error { return l.Run(ctx, cl) }, a.newConfigWatch(tel.Registry).run)
 		},
 	}
 	f := c.Flags()
@@ -84,31 +93,15 @@ Targets must be loopback, the replay.target of -c FILE, or allowed with
 	f.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
 	a.cfg.Replay.BindFlags(f)
 
-	// window replays only
-	f.StringVar(&wf.from, "from", "", "window start: RFC 3339, now, or relative like -15m")
-	f.StringVar(&wf.to, "to", "", "window end, exclusive (default now)")
-	f.StringVar(&wf.speed, "speed", "", "keep the captured timing, N times faster (e.g. 5x, 0.5x; default 1x)")
-	f.StringVar(&wf.rate, "rate", "", "ignore the captured timing and send at a fixed rate (e.g. 500/s)")
-	f.StringVar(&wf.ramp, "ramp", "", "step the speed or rate: FROM..TO/DURATION[:STEPS] (e.g. 1x..10x/10m, 100/s..1000/s/5m:5)")
-	f.BoolVar(&wf.dryRun, "dry-run", false, "schedule and report without sending (on a virtual clock: takes only the time to read)")
-	f.StringVar(&wf.job, "job", "", "job name, shared by the workers of one job (default replay-SERVICE-TIME)")
-	f.IntVar(&wf.workers, "workers", wf.workers, "processes sharing the job: each takes the partitions p with p mod N = --worker")
-	f.IntVar(&wf.worker, "worker", 0, "this process's index in the job, 0..N-1")
-	f.StringVar(&wf.startAt, "start-at", "", "job start (RFC 3339): the shared clock anchor (default: agreed through mirror.jobs when --workers > 1, else now)")
-	f.DurationVar(&wf.startDelay, "start-delay", wf.startDelay, "with --workers > 1 and no --start-at: the job starts this long after the first worker proposes it")
-	f.StringVar(&wf.report, "report", "", "also write the summary as JSON to this file")
-	f.BoolVar(&wf.noProgress, "no-progress", false, "no progress output (a bar on a terminal, else a line on stderr every 10s)")
-	f.StringVar(&wf.maxErrorRate, "max-error-rate", "", "the job failed (exit 1) when more than this share of its requests failed, e.g. 0.05 or 5% (default: only when every request failed)")
-	f.DurationVar(&wf.progressInterval, "progress-interval", wf.progressInterval, "how often the progress line is printed when stderr is not a terminal")
+	config.BindTagged(f, wf) // window replays only
 	_ = f.MarkHidden("progress-interval")
-	wf.windowOnlyFlagList = []string{"from", "to", "speed", "rate", "ramp", "max-lag", "dry-run", "job", "workers", "worker", "start-at", "start-delay", "report", "no-progress", "max-error-rate", "progress-interval"}
 	return c
 }
 
 // replayMode checks the flags of `replay` against its mode, live or a
 // window (window is true), and the settings the mode requires.
 func (a *app) replayMode(cmd *cobra.Command, live bool, wf *windowFlags) (window bool, err error) {
-	window = wf.from != "" || wf.to != ""
+	window = wf.From != "" || wf.To != ""
 	switch {
 	case live && window:
 		return false, usagef("replay: --live and --from/--to exclude each other")
@@ -119,7 +112,7 @@ func (a *app) replayMode(cmd *cobra.Command, live bool, wf *windowFlags) (window
 	if live {
 		// Live replays are capped only when asked to.
 		a.replayMaxRateSet = changed("max-rate")
-		for _, name := range wf.windowOnlyFlagList {
+		for _, name := range windowOnlyFlags {
 			if changed(name) {
 				return false, usagef("%s: only for window replays (--from/--to)", name)
 			}
@@ -127,7 +120,7 @@ func (a *app) replayMode(cmd *cobra.Command, live bool, wf *windowFlags) (window
 		return false, a.requireServiceAndBrokers("target")
 	}
 	var need []string
-	if !wf.dryRun {
+	if !wf.DryRun {
 		need = append(need, "window-target")
 	}
 	if err := a.requireServiceAndBrokers(need...); err != nil {
@@ -150,20 +143,11 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 	if rc.Target == "" {
 		return nil, nil, usagef("target: required")
 	}
-	if rc.Group == "" {
-		rc.Group = replayer.DefaultGroup(a.cfg.Service)
-		a.cfg.Replay.Group = rc.Group
-	}
-	if rc.Topic == "" {
-		rc.Topic = broker.Topic(broker.Clean, a.cfg.Service)
-	}
+	rc.Group = cmp.Or(rc.Group, replayer.DefaultGroup(a.cfg.Service))
+	a.cfg.Replay.Group = rc.Group
+	rc.Topic = cmp.Or(rc.Topic, broker.Topic(broker.Clean, a.cfg.Service))
 	fromStart := rc.Start == "earliest" // checked by config.Replay.Validate
-	if rc.Instance == "" {
-		rc.Instance = a.cfg.InstanceID
-	}
-	if rc.Instance == "" {
-		rc.Instance = replayer.DefaultInstance()
-	}
+	rc.Instance = cmp.Or(rc.Instance, a.cfg.InstanceID, replayer.DefaultInstance())
 	if err := usage(rc.Validate()); err != nil {
 		return nil, nil, err
 	}
@@ -231,27 +215,23 @@ func (a *app) runWindow(cmd *cobra.Command, wf *windowFlags) error {
 	}
 	spec := replayer.JobSpec{
 		Service: a.cfg.Service, Kafka: a.cfg.Kafka,
-		From: wf.from, To: wf.to, Speed: wf.speed, Rate: wf.rate, Ramp: wf.ramp,
+		From: wf.From, To: wf.To, Speed: wf.Speed, Rate: wf.Rate, Ramp: wf.Ramp,
 		MaxRate: rc.MaxRate, MaxLag: rc.MaxLag, Concurrency: concurrency,
-		Job: wf.job, Workers: wf.workers, Worker: wf.worker, StartAt: wf.startAt, StartDelay: wf.startDelay,
-		DryRun: wf.dryRun, MaxErrorRate: wf.maxErrorRate,
+		Job: wf.Job, Workers: wf.Workers, Worker: wf.Worker, StartAt: wf.StartAt, StartDelay: wf.StartDelay,
+		DryRun: wf.DryRun, MaxErrorRate: wf.MaxErrorRate,
 		Target: rc.Target, TrustedTarget: a.replayFileTarget, AllowTargets: rc.AllowTargets,
 		Timeout: rc.Timeout, KeepHost: rc.KeepHost, BodyLimit: rc.BodyLimit,
 		Topic: rc.Topic, Instance: rc.Instance,
-		Out: cmd.OutOrStdout(), ReportPath: wf.report, ProgressInterval: wf.progressInterval,
+		Out: cmd.OutOrStdout(), ReportPath: wf.Report, ProgressInterval: wf.ProgressInterval,
 		Logger: a.log.Named("replay"),
 		Budget: func(ctx context.Context, cl *kgo.Client) *broker.Budget {
 			return a.recordBudget(ctx, cl, broker.Shadow, true)
 		},
 		Serve: a.serveMetrics,
 	}
-	name := wf.job
-	if name == "" {
-		name = "replay-" + a.cfg.Service
-	}
-	if bar := newProgress(!wf.noProgress, name); bar != nil {
+	if bar := newProgress(!wf.NoProgress, cmp.Or(wf.Job, "replay-"+a.cfg.Service)); bar != nil {
 		spec.OnProgress, spec.OnProgressDone = bar.update, bar.finish
-	} else if !wf.noProgress {
+	} else if !wf.NoProgress {
 		spec.ProgressOut = os.Stderr
 	}
 	err := replayer.RunJob(cmd.Context(), spec)

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
@@ -53,30 +51,13 @@ func (a *app) newSink(em *collector.Emitter, _ prometheus.Registerer) (collector
 	if err != nil {
 		return nil, usageError{err}
 	}
-	a.reload.add(reloadTarget{keys: []string{"sink.sample", "sink.routes", "sink.body_limit"}, prepare: a.prepareSink(s)})
+	a.reload.add(a.policyReload("sink", s.Reload, func(c *config.File) (float64, []collector.Route, int64) {
+		return c.Sink.SampleOrDefault(), c.Sink.Routes, c.Sink.BodyLimit
+	}))
 	ln, err := net.Listen("tcp", sc.Listen)
 	if err != nil {
 		return nil, usagef("sink listen %s: %v", sc.Listen, err)
 	}
 	a.log.Info("sink listening", "addr", ln.Addr().String(), "service", a.cfg.Service)
 	return collector.RunFunc(func(ctx context.Context) error { return s.Serve(ctx, ln) }), nil
-}
-
-// prepareSink checks the sink's reloadable keys of a new configuration
-// (sample, routes, body_limit; a flag given on the command line keeps its
-// value) and returns what puts them in force.
-func (a *app) prepareSink(s *sink.Sink) func(*config.File, func(string) bool, hclog.Logger) (func(), error) {
-	return func(nc *config.File, flagSet func(string) bool, log hclog.Logger) (func(), error) {
-		sc, cur := nc.Sink, a.cfg.Sink
-		sample := flagOverFile(flagSet, log, "sink.sample", "sample", sc.SampleOrDefault(), cur.SampleOrDefault())
-		sc.BodyLimit = flagOverFile(flagSet, log, "sink.body_limit", "body-limit", sc.BodyLimit, cur.BodyLimit)
-		pol, err := collector.NewPolicy(sample, sc.Routes, sc.BodyLimit)
-		if err != nil {
-			return nil, fmt.Errorf("sink.%w", err)
-		}
-		return func() {
-			s.Reload(pol)
-			log.Info("sink policy in force", "sample", sample, "routes", len(sc.Routes), "body_limit", sc.BodyLimit)
-		}, nil
-	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 
@@ -72,7 +73,7 @@ func (a *app) runUp(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	a.reload.flags = cmd.Flags()
-	stages = append(append(stages, more...), a.watchConfig(tel.Registry))
+	stages = append(append(stages, more...), a.newConfigWatch(tel.Registry).run)
 	a.log.Info("pipeline up", "service", a.cfg.Service, "brokers", a.cfg.Kafka.Brokers)
 	return a.runAll(ctx, tel, stages...)
 }
@@ -140,9 +141,7 @@ func (a *app) upConsumerStages(ctx context.Context, tel *telemetry.Server, close
 	tel.AddCheck("kafka", kafkaCheck(kc))
 	stages := []stage{a.isolate(tel, "redactor", rp.Run)}
 	if a.cfg.Replay.Target != "" {
-		if a.cfg.Replay.Start == "" {
-			a.cfg.Replay.Start = "earliest"
-		}
+		a.cfg.Replay.Start = cmp.Or(a.cfg.Replay.Start, "earliest")
 		l, cl, err := a.newLiveReplayer(tel)
 		if err != nil {
 			return nil, err
@@ -152,15 +151,13 @@ func (a *app) upConsumerStages(ctx context.Context, tel *telemetry.Server, close
 		stages = append(stages, a.isolate(tel, "replayer", func(ctx context.Context) error { return l.Run(ctx, cl) }))
 
 		// Compare the primary's responses with the shadow's the replayer records.
-		if a.cfg.Compare.Start == "" {
-			a.cfg.Compare.Start = "earliest"
-		}
-		cmp, runner, ccl, err := a.newComparator(tel)
+		a.cfg.Compare.Start = cmp.Or(a.cfg.Compare.Start, "earliest")
+		comp, runner, ccl, err := a.newComparator(tel)
 		if err != nil {
 			return nil, err
 		}
 		*closers = append(*closers, ccl.Close)
-		a.primeComparator(ctx, cmp)
+		a.primeComparator(ctx, comp)
 		stages = append(stages, a.isolate(tel, "comparator", func(ctx context.Context) error { return runner.Run(ctx, ccl) }))
 	}
 	opts, err := a.cfg.Kafka.Opts()
@@ -250,5 +247,5 @@ func (a *app) runCollector(ctx context.Context, name string, queueRecords, queue
 	if kafkaReady {
 		tel.AddCheck("kafka", kafkaCheck(cl))
 	}
-	return a.runAll(ctx, tel, c.Run, a.watchConfig(tel.Registry))
+	return a.runAll(ctx, tel, c.Run, a.newConfigWatch(tel.Registry).run)
 }

@@ -14,60 +14,72 @@ import (
 	"github.com/mirrorline/mirrorline/config"
 )
 
-// portList converts --port values, checking their range.
-func portList(flag string, in []int) ([]uint16, error) {
-	out := make([]uint16, 0, len(in))
-	for _, p := range in {
-		if p < 1 || p > 65535 {
-			return nil, usagef("%s: %d is not a TCP port (1-65535)", flag, p)
-		}
-		out = append(out, uint16(p))
-	}
-	return out, nil
-}
-
 func (a *app) vpcCmd() *cobra.Command {
 	c := &a.cfg.VPC
-	var ports, vnis []int
-	cmd := &cobra.Command{
+	var vnis []int
+	cmd := a.packetCmd(&cobra.Command{
 		Use:   "vpc",
 		Short: "AWS VPC Traffic Mirroring target: decode VXLAN (UDP 4789), reassemble TCP, publish HTTP/1.x exchanges",
 		Long: "Receives the VXLAN-encapsulated packets a VPC Traffic Mirroring session sends, follows the TCP\n" +
 			"connections to the mirrored service's --port(s), pairs HTTP/1.x requests with responses and\n" +
 			"publishes them to mirror.raw.SERVICE. See docs/collectors.md.",
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.requireServiceAndBrokers(); err != nil {
-				return err
-			}
-			if cmd.Flags().Changed("port") {
-				p, err := portList("port", ports)
-				if err != nil {
-					return err
+	}, &c.TCPCapture, &c.Ports, "TCP port of the mirrored service (repeatable; required)", func(cmd *cobra.Command) error {
+		if cmd.Flags().Changed("vni") {
+			c.VNIs = c.VNIs[:0]
+			for _, v := range vnis {
+				if v < 0 || v >= 1<<24 {
+					return usagef("vni: %d is not a VXLAN network identifier (0-16777215)", v)
 				}
-				c.Ports = p
+				c.VNIs = append(c.VNIs, uint32(v))
 			}
-			if cmd.Flags().Changed("vni") {
-				c.VNIs = c.VNIs[:0]
-				for _, v := range vnis {
-					if v < 0 || v >= 1<<24 {
-						return usagef("vni: %d is not a VXLAN network identifier (0-16777215)", v)
-					}
-					c.VNIs = append(c.VNIs, uint32(v))
-				}
-			}
-			if err := checkVPC(*c); err != nil {
-				return err
-			}
-			return a.runCollector(cmd.Context(), "vpc", c.QueueRecords, c.QueueBytes, true)
-		},
-	}
+		}
+		return checkVPC(*c)
+	})
 	f := cmd.Flags()
-	f.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
-	f.IntSliceVar(&ports, "port", nil, "TCP port of the mirrored service (repeatable; required)")
 	f.IntSliceVar(&vnis, "vni", nil, "accept only this VXLAN network identifier (repeatable; default any)")
 	c.BindFlags(f)
 	return cmd
+}
+
+// packetCmd makes cmd run the packet collector cmd names alone, with
+// --service and --port (help portHelp) setting ports; check converts the
+// command's own flags and says what the collector's section lacks.
+func (a *app) packetCmd(cmd *cobra.Command, capt *config.TCPCapture, ports *[]uint16, portHelp string, check func(*cobra.Command) error) *cobra.Command {
+	var in []int
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := a.requireServiceAndBrokers(); err != nil {
+			return err
+		}
+		if err := setPorts(cmd, in, ports); err != nil {
+			return err
+		}
+		if err := check(cmd); err != nil {
+			return err
+		}
+		return a.runCollector(cmd.Context(), cmd.Name(), capt.QueueRecords, capt.QueueBytes, true)
+	}
+	f := cmd.Flags()
+	f.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
+	f.IntSliceVar(&in, "port", nil, portHelp)
+	return cmd
+}
+
+// setPorts sets ports to the --port values in, checking their range, when
+// the flag was given.
+func setPorts(cmd *cobra.Command, in []int, ports *[]uint16) error {
+	if !cmd.Flags().Changed("port") {
+		return nil
+	}
+	out := make([]uint16, 0, len(in))
+	for _, p := range in {
+		if p < 1 || p > 65535 {
+			return usagef("port: %d is not a TCP port (1-65535)", p)
+		}
+		out = append(out, uint16(p))
+	}
+	*ports = out
+	return nil
 }
 
 // checkVPC reports what the vpc section lacks to run (its values are

@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 	"strings"
-
-	"github.com/mirrorline/mirrorline/config"
 )
 
 // usageError is a bad flag or configuration: exit code 2.
@@ -22,10 +20,6 @@ func usage(err error) error {
 	}
 	return usageError{err}
 }
-
-// loadConfigFile decodes path into cfg (over the values already in it); a
-// file that does not load is a usage error.
-func loadConfigFile(path string, cfg *config.File) error { return usage(config.Load(path, cfg)) }
 
 // configPathFromArgs finds -c/--config in args before flag parsing, so the file
 // can be loaded under the flags.

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -77,11 +78,6 @@ type app struct {
 	metricsBound bool
 }
 
-func newRoot(args []string) (*cobra.Command, error) {
-	_, root, err := newApp(args)
-	return root, err
-}
-
 // newApp builds the command tree over the configuration: defaults, the -c
 // file in args, then the MIRRORLINE_* variables (flags come last, when the
 // tree executes).
@@ -89,7 +85,7 @@ func newApp(args []string) (*app, *cobra.Command, error) {
 	a := &app{cfg: config.Default()}
 	if p := configPathFromArgs(args); p != "" {
 		a.cfgPath = p
-		if err := loadConfigFile(p, &a.cfg); err != nil {
+		if err := usage(config.Load(p, &a.cfg)); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -97,12 +93,8 @@ func newApp(args []string) (*app, *cobra.Command, error) {
 	if v := os.Getenv("MIRRORLINE_BROKERS"); v != "" {
 		a.cfg.Kafka.Brokers = splitList(v)
 	}
-	if v := os.Getenv("MIRRORLINE_SERVICE"); v != "" {
-		a.cfg.Service = v
-	}
-	if v := os.Getenv("MIRRORLINE_INSTANCE_ID"); v != "" {
-		a.cfg.InstanceID = v
-	}
+	a.cfg.Service = cmp.Or(os.Getenv("MIRRORLINE_SERVICE"), a.cfg.Service)
+	a.cfg.InstanceID = cmp.Or(os.Getenv("MIRRORLINE_INSTANCE_ID"), a.cfg.InstanceID)
 	root := &cobra.Command{
 		Use:           "mirrorline",
 		Short:         "Mirror production HTTP traffic into Kafka and replay it, scrubbed, against shadow deployments",
@@ -142,25 +134,18 @@ func splitList(s string) []string {
 	return out
 }
 
-// requireService checks that the service is set and valid.
-func (a *app) requireService() error {
-	if err := a.requireSettings("service"); err != nil {
+// requireService checks that the service and the extra settings named (see
+// settings) are set, every missing one listed at once, and that the service
+// name is valid.
+func (a *app) requireService(extra ...string) error {
+	if err := a.requireSettings(append([]string{"service"}, extra...)...); err != nil {
 		return err
 	}
-	if err := broker.ValidateService(a.cfg.Service); err != nil {
-		return usageError{err}
-	}
-	return nil
+	return usage(broker.ValidateService(a.cfg.Service))
 }
 
 // requireServiceAndBrokers checks what every command publishing or consuming
-// one service's topics needs, and the extra settings named (see settings);
-// every missing one is listed at once.
+// one service's topics needs, and the extra settings named.
 func (a *app) requireServiceAndBrokers(extra ...string) error {
-	if err := a.requireSettings(append([]string{"service", "brokers"}, extra...)...); err != nil {
-		return err
-	}
-	return a.requireService()
+	return a.requireService(append([]string{"brokers"}, extra...)...)
 }
-
-func (a *app) requireBrokers() error { return a.requireSettings("brokers") }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -65,14 +66,14 @@ func metricsPortsUsage() string {
 // metrics keep it empty.
 func (a *app) resolveMetricsAddr(cmd *cobra.Command) {
 	port, ok := metricsPort(cmd)
-	if !ok {
-		if f := cmd.Flags().Lookup("metrics-addr"); (f == nil || !f.Changed) && !a.cfg.Set("metrics_addr") {
-			a.cfg.MetricsAddr = ""
-		}
+	if ok {
+		a.metricsCmd = cmd.Name()
+	}
+	if f := cmd.Flags().Lookup("metrics-addr"); (f != nil && f.Changed) || a.cfg.Set("metrics_addr") {
 		return
 	}
-	a.metricsCmd = cmd.Name()
-	if f := cmd.Flags().Lookup("metrics-addr"); (f == nil || !f.Changed) && !a.cfg.Set("metrics_addr") {
+	a.cfg.MetricsAddr = ""
+	if ok {
 		a.cfg.MetricsAddr = ":" + strconv.Itoa(port)
 	}
 }
@@ -89,11 +90,7 @@ func (a *app) bindMetrics() error {
 	ln, err := net.Listen("tcp", a.cfg.MetricsAddr)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
-			name := a.metricsCmd
-			if name == "" {
-				name = "process"
-			}
-			return usagef("--metrics-addr %s: address already in use (another mirrorline %s? pass --metrics-addr)", a.cfg.MetricsAddr, name)
+			return usagef("--metrics-addr %s: address already in use (another mirrorline %s? pass --metrics-addr)", a.cfg.MetricsAddr, cmp.Or(a.metricsCmd, "process"))
 		}
 		return usagef("--metrics-addr %s: %v", a.cfg.MetricsAddr, unwrapOpError(err))
 	}

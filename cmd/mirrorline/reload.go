@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/config"
 )
 
@@ -108,16 +109,12 @@ type configWatch struct {
 	applied map[string]any
 }
 
-// watchConfig returns the stage that reloads the -c file into the registered
-// components until ctx ends, with its metrics on reg; flags given on the
-// command line (a.reload.flags) keep overriding the file. Without -c, SIGHUP
-// is only logged (a stray one must not stop a proxy in front of production).
-func (a *app) watchConfig(reg prometheus.Registerer) func(context.Context) error {
-	return a.newConfigWatch(reg).run
-}
-
 // newConfigWatch returns the watch of the -c file, its metrics registered on
-// reg, the file as it is now taken as the configuration in force.
+// reg, the file as it is now taken as the configuration in force; its run is
+// the stage reloading the file into the registered components until ctx
+// ends. Flags given on the command line (a.reload.flags) keep overriding the
+// file. Without -c, SIGHUP is only logged (a stray one must not stop a proxy
+// in front of production).
 func (a *app) newConfigWatch(reg prometheus.Registerer) *configWatch {
 	flags := a.reload.flags
 	w := &configWatch{
@@ -280,6 +277,28 @@ func changedKeys(old, new map[string]any, reloadable []string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// policyReload is the reload of an HTTP collector's policy: the sample,
+// routes and body_limit of section, as policy reads them from a
+// configuration (a flag given on the command line keeps its value), put in
+// force by reload.
+func (a *app) policyReload(section string, reload func(*collector.Policy), policy func(*config.File) (sample float64, routes []collector.Route, bodyLimit int64)) reloadTarget {
+	prepare := func(nc *config.File, flagSet func(string) bool, log hclog.Logger) (func(), error) {
+		sample, routes, bodyLimit := policy(nc)
+		curSample, _, curBodyLimit := policy(&a.cfg)
+		sample = flagOverFile(flagSet, log, section+".sample", "sample", sample, curSample)
+		bodyLimit = flagOverFile(flagSet, log, section+".body_limit", "body-limit", bodyLimit, curBodyLimit)
+		pol, err := collector.NewPolicy(sample, routes, bodyLimit)
+		if err != nil {
+			return nil, fmt.Errorf("%s.%w", section, err)
+		}
+		return func() {
+			reload(pol)
+			log.Info(section+" policy in force", "sample", sample, "routes", len(routes), "body_limit", bodyLimit)
+		}, nil
+	}
+	return reloadTarget{keys: []string{section + ".sample", section + ".routes", section + ".body_limit"}, prepare: prepare}
 }
 
 // flagOverFile is the value of a reloadable key: cli, the value in force,

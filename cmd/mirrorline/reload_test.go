@@ -38,7 +38,7 @@ func newReloadRig(t *testing.T, file string, flags *pflag.FlagSet) *reloadRig {
 	r := &reloadRig{path: filepath.Join(t.TempDir(), "mirrorline.yaml"), log: &testproc.Output{}, reg: prometheus.NewRegistry()}
 	r.write(t, file)
 	r.a = &app{cfg: config.Default(), cfgPath: r.path, log: hclog.New(&hclog.LoggerOptions{Output: r.log, Level: hclog.Info})}
-	if err := loadConfigFile(r.path, &r.a.cfg); err != nil {
+	if err := config.Load(r.path, &r.a.cfg); err != nil {
 		t.Fatal(err)
 	}
 	if flags != nil {
@@ -201,7 +201,7 @@ func TestReloadLiveMaxRate(t *testing.T) {
 	}
 	write("replay:\n  max_rate: 100/s\n")
 	a := &app{cfg: config.Default(), cfgPath: path, log: hclog.NewNullLogger()}
-	if err := loadConfigFile(path, &a.cfg); err != nil {
+	if err := config.Load(path, &a.cfg); err != nil {
 		t.Fatal(err)
 	}
 	a.cfg.Service, a.cfg.Kafka.Brokers, a.cfg.Replay.Target = "s", []string{"127.0.0.1:1"}, "http://127.0.0.1:1"
@@ -239,7 +239,7 @@ func TestReloadSink(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := &app{cfg: config.Default(), cfgPath: path, log: hclog.NewNullLogger()}
-	if err := loadConfigFile(path, &a.cfg); err != nil {
+	if err := config.Load(path, &a.cfg); err != nil {
 		t.Fatal(err)
 	}
 	m := collector.NewMetrics(prometheus.NewRegistry())

@@ -35,7 +35,7 @@ func TestReplayLiveMaxRate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append(append([]string{}, live...), tc.args...)
-			root, err := newRoot(args)
+			_, root, err := newApp(args)
 			if err == nil {
 				// Stopped before it starts: a replayer that was built
 				// returns at once instead of running.

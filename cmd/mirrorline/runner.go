@@ -17,22 +17,10 @@ func (a *app) runAll(ctx context.Context, tel *telemetry.Server, fns ...func(con
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if ln := a.takeMetricsListener(); ln != nil {
-			a.log.Info("serving /metrics /healthz /readyz", "addr", ln.Addr().String())
-			return tel.ServeListener(gctx, ln)
-		}
-		bound := make(chan string, 1)
-		errc := make(chan error, 1)
-		go func() { errc <- tel.Serve(gctx, a.cfg.MetricsAddr, bound) }()
-		select {
-		case addr := <-bound:
-			a.log.Info("serving /metrics /healthz /readyz", "addr", addr)
-			return <-errc
-		case err := <-errc:
-			return err
-		}
-	})
+	if a.metricsLn != nil { // bound unless --metrics-addr is empty
+		a.log.Info("serving /metrics /healthz /readyz", "addr", a.metricsLn.Addr().String())
+	}
+	g.Go(func() error { return a.serveMetrics(gctx, tel) })
 	for _, fn := range fns {
 		g.Go(func() error { return fn(gctx) })
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"runtime"
@@ -14,33 +15,19 @@ import (
 // version, VCS revision, time and modified flag (stamped by `go build` in a
 // git checkout), and the Go version.
 func versionText(bi *debug.BuildInfo, ok bool) string {
-	version, revision, vcsTime, modified := "unknown", "unknown", "unknown", "unknown"
-	goVersion := runtime.Version()
+	version, goVersion := "unknown", runtime.Version()
+	vcs := map[string]string{"vcs.revision": "unknown", "vcs.time": "unknown", "vcs.modified": "unknown"}
 	if ok && bi != nil {
-		if bi.Main.Version != "" {
-			version = bi.Main.Version
-		}
-		if bi.GoVersion != "" {
-			goVersion = bi.GoVersion
-		}
+		version = cmp.Or(bi.Main.Version, version)
+		goVersion = cmp.Or(bi.GoVersion, goVersion)
 		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				revision = s.Value
-			case "vcs.time":
-				vcsTime = s.Value
-			case "vcs.modified":
-				modified = s.Value
+			if _, known := vcs[s.Key]; known {
+				vcs[s.Key] = s.Value
 			}
 		}
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "mirrorline %s\n", version)
-	fmt.Fprintf(&b, "  revision: %s\n", revision)
-	fmt.Fprintf(&b, "  time:     %s\n", vcsTime)
-	fmt.Fprintf(&b, "  modified: %s\n", modified)
-	fmt.Fprintf(&b, "  go:       %s %s/%s\n", goVersion, runtime.GOOS, runtime.GOARCH)
-	return b.String()
+	return fmt.Sprintf("mirrorline %s\n  revision: %s\n  time:     %s\n  modified: %s\n  go:       %s %s/%s\n",
+		version, vcs["vcs.revision"], vcs["vcs.time"], vcs["vcs.modified"], goVersion, runtime.GOOS, runtime.GOARCH)
 }
 
 func buildVersion() string { return versionText(debug.ReadBuildInfo()) }
