@@ -76,13 +76,14 @@ func NewGroup(h Handler, opts ...Option) *Group {
 // ClientOpts are the kgo options of the group's client on top of the broker
 // options: the group and its topics, read committed, the balancer,
 // rebalances only between polls, commits of the marked offsets every
-// CommitEvery, and the hand-over of revoked partitions.
+// CommitEvery, and the hand-over of revoked partitions. Append
+// Membership.Opts for a static instance id or another session timeout.
 func (g *Group) ClientOpts(group string, topics ...string) []kgo.Opt {
 	start := kgo.NewOffset().AtEnd()
 	if g.fromStart {
 		start = kgo.NewOffset().AtStart()
 	}
-	return append(GroupOpts(group, topics, g.membership),
+	return append(GroupOpts(group, topics, Membership{}),
 		kgo.ConsumeResetOffset(start),
 		kgo.Balancers(g.balancer),
 		kgo.BlockRebalanceOnPoll(),

@@ -20,7 +20,6 @@ type config struct {
 	commitEvery time.Duration
 	balancer    kgo.GroupBalancer
 	fromStart   bool
-	membership  Membership
 	onAssigned  func(map[string][]int32)
 	onCommitErr func(error)
 	reopen      func() (*kgo.GroupTransactSession, error)
@@ -62,10 +61,6 @@ func Balancer(b kgo.GroupBalancer) Option { return func(c *config) { c.balancer 
 // FromStart makes a new group start at the start of its topics (default:
 // at their end, only new records).
 func FromStart(yes bool) Option { return func(c *config) { c.fromStart = yes } }
-
-// WithMembership sets a Group's membership (static instance id, session
-// timeout).
-func WithMembership(m Membership) Option { return func(c *config) { c.membership = m } }
 
 // OnAssigned is told of the partitions assigned to a Group's member.
 func OnAssigned(fn func(map[string][]int32)) Option { return func(c *config) { c.onAssigned = fn } }
