@@ -301,10 +301,6 @@ func closedLoop(ctx context.Context, base string, step uint64, workers int, d ti
 	return summarise(total, ok, errs, time.Since(start))
 }
 
-func (l latencies) String() string {
-	return fmt.Sprintf("%d ok, %d errors, %.0f/s, p50 %s, p99 %s, max %s", l.Requests, l.Errors, l.rate(), fmtDur(l.P50), fmtDur(l.P99), fmtDur(l.Max))
-}
-
 func fmtDur(d time.Duration) string {
 	switch {
 	case d <= 0:

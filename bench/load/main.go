@@ -602,40 +602,34 @@ func (h *harness) startPipeline(ctx context.Context) (*pipeline, error) {
 
 // waitShadow waits until the shadow has n distinct requests of its current
 // step, or timeout, and returns its stats.
-func (h *harness) waitShadow(ctx context.Context, n int64, timeout time.Duration) (appStats, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		st, err := h.shadow.stats()
-		if err == nil && st.Distinct >= n {
-			return st, nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			if err == nil {
-				err = fmt.Errorf("shadow got %d of %d requests within %s", st.Distinct, n, timeout)
-			}
-			return st, err
-		}
-		time.Sleep(50 * time.Millisecond)
+func (h *harness) waitShadow(ctx context.Context, n int64, timeout time.Duration) (st appStats, err error) {
+	if poll(ctx, timeout, 50*time.Millisecond, func() bool {
+		st, err = h.shadow.stats()
+		return err == nil && st.Distinct >= n
+	}) {
+		return st, nil
 	}
+	if err == nil {
+		err = fmt.Errorf("shadow got %d of %d requests within %s", st.Distinct, n, timeout)
+	}
+	return st, err
 }
 
 // waitQuiet waits until the shadow has received nothing for quiet (at most
 // timeout).
 func (h *harness) waitQuiet(ctx context.Context, quiet, timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
 	last, since := int64(-1), time.Now()
-	for time.Now().Before(deadline) && ctx.Err() == nil {
+	poll(ctx, timeout, 100*time.Millisecond, func() bool {
 		st, err := h.shadow.stats()
 		if err != nil {
-			return
+			return true
 		}
 		if st.Total != last {
 			last, since = st.Total, time.Now()
-		} else if time.Since(since) >= quiet {
-			return
+			return false
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return time.Since(since) >= quiet
+	})
 }
 
 // slowSeries measures the primary's latency through base at the slow-shadow
