@@ -562,28 +562,25 @@ func (h *harness) startPipeline(ctx context.Context) (*pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, maddr, err := startMirrorline(ctx, h.ml, h.tmp, "proxy-e2e", h.brokers, listen,
-		"proxy", "--listen", listen, "--primary", "http://"+h.primaryAddr, "--service", svc)
-	if err != nil {
-		return nil, err
+	for _, c := range []struct {
+		name, listen string
+		args         []string
+	}{
+		{"proxy-e2e", listen, []string{"proxy", "--listen", listen, "--primary", "http://" + h.primaryAddr, "--service", svc}},
+		{"redact-e2e", "", []string{"redact", "--service", svc, "--transactional-id", "mirrorline-bench-" + svc}},
+		{"replay-e2e", "", []string{"replay", "--live", "--service", svc, "--target", "http://" + h.shadowAddr, "--start", "earliest",
+			"--concurrency", strconv.Itoa(h.cfg.replayConc)}},
+	} {
+		p, maddr, err := startMirrorline(ctx, h.ml, h.tmp, c.name, h.brokers, c.listen, c.args...)
+		if err != nil {
+			pl.stop()
+			return nil, err
+		}
+		pl.procs = append(pl.procs, p)
+		if c.listen != "" {
+			pl.listen, pl.proxyMetrics = c.listen, maddr
+		}
 	}
-	pl.procs = append(pl.procs, p)
-	pl.listen, pl.proxyMetrics = listen, maddr
-	r, _, err := startMirrorline(ctx, h.ml, h.tmp, "redact-e2e", h.brokers, "",
-		"redact", "--service", svc, "--transactional-id", "mirrorline-bench-"+svc)
-	if err != nil {
-		pl.stop()
-		return nil, err
-	}
-	pl.procs = append(pl.procs, r)
-	l, _, err := startMirrorline(ctx, h.ml, h.tmp, "replay-e2e", h.brokers, "",
-		"replay", "--live", "--service", svc, "--target", "http://"+h.shadowAddr, "--start", "earliest",
-		"--concurrency", strconv.Itoa(h.cfg.replayConc))
-	if err != nil {
-		pl.stop()
-		return nil, err
-	}
-	pl.procs = append(pl.procs, l)
 
 	// The pipeline is live once a first batch has gone all the way through
 	// (consumer groups joined, transactions initialised).
