@@ -26,6 +26,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -310,10 +311,7 @@ func portOpen(addr string) bool {
 // setupKafka finds or starts Kafka and creates this run's topics (deleted at
 // the end).
 func (h *harness) setupKafka(ctx context.Context) error {
-	brokers := h.cfg.brokers
-	if brokers == "" {
-		brokers = os.Getenv("KAFKA_BROKERS")
-	}
+	brokers := cmp.Or(h.cfg.brokers, os.Getenv("KAFKA_BROKERS"))
 	switch {
 	case h.cfg.kafkaMode == "embedded":
 		h.kafka = "embedded kfake broker (-kafka embedded)"
@@ -335,7 +333,7 @@ func (h *harness) setupKafka(ctx context.Context) error {
 			break
 		}
 		brokers = strings.TrimSpace(string(out))
-		h.kafka = "Apache Kafka " + kafkaVersion() + " (KRaft, single broker, test/kafka/start) at " + brokers
+		h.kafka = "Apache Kafka " + cmp.Or(os.Getenv("KAFKA_VERSION"), "4.1.1") + " (KRaft, single broker, test/kafka/start) at " + brokers
 		if !wasUp {
 			h.defer_(func() {
 				h.logf("stopping the Kafka broker this run started")
@@ -385,13 +383,6 @@ func (h *harness) setupKafka(ctx context.Context) error {
 		cl.Close()
 	})
 	return nil
-}
-
-func kafkaVersion() string {
-	if v := os.Getenv("KAFKA_VERSION"); v != "" {
-		return v
-	}
-	return "4.1.1"
 }
 
 func lastLine(s string) string {

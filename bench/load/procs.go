@@ -189,13 +189,7 @@ func metric(page, name string) float64 {
 }
 
 func scrape(addr string) (string, error) {
-	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{Proxy: nil}}
-	resp, err := c.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	b, err := newAppClient(addr).get("/metrics")
 	return string(b), err
 }
 
