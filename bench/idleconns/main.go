@@ -146,9 +146,7 @@ func run(conns, requests int, brokers, bin, proxyArgs string, redial bool) error
 	}
 
 	fmt.Printf("open-file limit %d (the proxy's default --max-conns is half of it after a reserve of 512)\n", nofile())
-	base := measure(listen, requests)
-	rssBase := rss(proxy.Process.Pid)
-	report("baseline (no idle connections)", base, rssBase, metrics)
+	report("baseline (no idle connections)", measure(listen, requests), rss(proxy.Process.Pid), metrics)
 
 	self, err := os.Executable()
 	if err != nil {
@@ -173,9 +171,7 @@ func run(conns, requests int, brokers, bin, proxyArgs string, redial bool) error
 		holders = append(holders, h)
 		stdins = append(stdins, in)
 	}
-	under := measure(listen, requests)
-	rssUnder := rss(proxy.Process.Pid)
-	report(fmt.Sprintf("under %d idle connections (redial %v)", conns, redial), under, rssUnder, metrics)
+	report(fmt.Sprintf("under %d idle connections (redial %v)", conns, redial), measure(listen, requests), rss(proxy.Process.Pid), metrics)
 
 	for i, in := range stdins {
 		in.Close()
@@ -184,8 +180,7 @@ func run(conns, requests int, brokers, bin, proxyArgs string, redial bool) error
 	if !testproc.Wait(60*time.Second, func() bool { return scrape(metrics, "mirrorline_collector_open_connections ") == "0" }) {
 		return errors.New("connections not released within 60s")
 	}
-	after := measure(listen, requests)
-	report("after they closed", after, rss(proxy.Process.Pid), metrics)
+	report("after they closed", measure(listen, requests), rss(proxy.Process.Pid), metrics)
 	for _, wait := range []time.Duration{10 * time.Second, 30 * time.Second} {
 		time.Sleep(wait)
 		fmt.Printf("  RSS %s later: %.1f MiB (Go heap in use %s, stacks %s)\n", wait, float64(rss(proxy.Process.Pid))/(1<<20),
