@@ -48,18 +48,12 @@ const paymentJSON = `{
 const benchHeader = "X-Bench"
 
 func letters(v uint64) string {
-	const alpha = "abcdefghijklmnop"
-	if v == 0 {
-		return "a"
-	}
-	var b [16]byte
-	i := len(b)
-	for v > 0 {
-		i--
-		b[i] = alpha[v&15]
-		v >>= 4
-	}
-	return string(b[i:])
+	return strings.Map(func(r rune) rune {
+		if r <= '9' {
+			return r - '0' + 'a'
+		}
+		return r - 'a' + 'k'
+	}, strconv.FormatUint(v, 16))
 }
 
 func unletters(s string) (uint64, bool) {

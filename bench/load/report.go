@@ -31,21 +31,17 @@ func (r *report) summary(format string, args ...any) {
 func (r *report) String() string {
 	s := r.head.String()
 	if len(r.sum) > 0 {
-		s += "### Summary (ratios measured in this run)\n\n"
-		for _, l := range r.sum {
-			s += "- " + l + "\n"
-		}
-		s += "\n"
+		s += "### Summary (ratios measured in this run)\n\n" + bullets(r.sum) + "\n"
 	}
 	s += r.b.String()
 	if len(r.notes) > 0 {
-		s += "\nNotes:\n"
-		for _, n := range r.notes {
-			s += "- " + n + "\n"
-		}
+		s += "\nNotes:\n" + bullets(r.notes)
 	}
 	return s
 }
+
+// bullets renders items as a Markdown list.
+func bullets(items []string) string { return "- " + strings.Join(items, "\n- ") + "\n" }
 
 // machine describes this machine from /proc and the tools.
 func machine() (cpus int, model, mem, kernel, goVer string) {
