@@ -7,7 +7,6 @@ package kafkatest
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -259,13 +258,11 @@ var unsafeChars = regexp.MustCompile(`[^a-zA-Z0-9_-]+`)
 // partitions partitions on the test broker.
 func Service(t testing.TB, partitions int32) string {
 	t.Helper()
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
 	name := unsafeChars.ReplaceAllString(t.Name(), "-")
 	if len(name) > 40 {
 		name = name[:40]
 	}
-	svc := strings.Trim(name, "-_") + "-" + hex.EncodeToString(rnd[:])
+	svc := strings.Trim(name, "-_") + "-" + strings.ToLower(rand.Text()[:8])
 	createTopics(t, kadm.NewClient(Client(t)), svc, partitions)
 	return svc
 }
@@ -413,9 +410,7 @@ func Embedded(t testing.TB, service string, partitions int32) []string {
 // leaves them (aborted) or as it publishes (committed).
 func WriteTxn(t testing.TB, brokers []string, topic string, commit bool, ids ...string) {
 	t.Helper()
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID("kafkatest-"+hex.EncodeToString(rnd[:])),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID("kafkatest-"+strings.ToLower(rand.Text()[:8])),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
