@@ -83,10 +83,7 @@ func nginxVersion(bin string) string {
 func (r *report) header(h *harness, args []string) {
 	cpus, model, mem, kernel, goVer := machine()
 	ngx, _ := findNginx(h.cfg.nginx)
-	cmd := "go run ./bench/load"
-	if len(args) > 0 {
-		cmd += " " + strings.Join(args, " ")
-	}
+	cmd := strings.Join(append([]string{"go run ./bench/load"}, args...), " ")
 	fmt.Fprintf(&r.head, "## Load harness results\n\n")
 	fmt.Fprintf(&r.head, "- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&r.head, "- machine: %d cores (nproc), %s, %s RAM, %s, %s\n", cpus, model, mem, kernel, goVer)
