@@ -13,7 +13,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,7 +21,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,6 +28,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 const perHolder = 9000
@@ -109,15 +109,12 @@ func run(conns, requests int, brokers, bin, proxyArgs string, redial bool) error
 		return errors.New("-brokers (or KAFKA_BROKERS) is required")
 	}
 	if bin == "" {
-		dir, err := os.MkdirTemp("", "idleconns")
+		b, dir, err := testproc.BuildMirrorline("idleconns")
 		if err != nil {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		bin = filepath.Join(dir, "mirrorline")
-		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/mirrorline").CombinedOutput(); err != nil {
-			return fmt.Errorf("build: %v\n%s", err, out)
-		}
+		bin = b
 	}
 	primary := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })}
 	pln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -144,14 +141,12 @@ func run(conns, requests int, brokers, bin, proxyArgs string, redial bool) error
 		return err
 	}
 	defer func() { _ = proxy.Process.Signal(syscall.SIGTERM); _ = proxy.Wait() }()
-	if err := waitFor(30*time.Second, func() bool { return get("http://"+listen+"/") == nil }); err != nil {
-		return fmt.Errorf("proxy not answering: %w", err)
+	if !testproc.Wait(30*time.Second, func() bool { return get("http://"+listen+"/") == nil }) {
+		return errors.New("proxy not answering within 30s")
 	}
 
 	fmt.Printf("open-file limit %d (the proxy's default --max-conns is half of it after a reserve of 512)\n", nofile())
-	base := measure(listen, requests)
-	rssBase := rss(proxy.Process.Pid)
-	report("baseline (no idle connections)", base, rssBase, metrics)
+	report("baseline (no idle connections)", measure(listen, requests), rss(proxy.Process.Pid), metrics)
 
 	self, err := os.Executable()
 	if err != nil {
@@ -176,19 +171,16 @@ func run(conns, requests int, brokers, bin, proxyArgs string, redial bool) error
 		holders = append(holders, h)
 		stdins = append(stdins, in)
 	}
-	under := measure(listen, requests)
-	rssUnder := rss(proxy.Process.Pid)
-	report(fmt.Sprintf("under %d idle connections (redial %v)", conns, redial), under, rssUnder, metrics)
+	report(fmt.Sprintf("under %d idle connections (redial %v)", conns, redial), measure(listen, requests), rss(proxy.Process.Pid), metrics)
 
 	for i, in := range stdins {
 		in.Close()
 		_ = holders[i].Wait()
 	}
-	if err := waitFor(60*time.Second, func() bool { return scrape(metrics, "mirrorline_collector_open_connections ") == "0" }); err != nil {
-		return fmt.Errorf("connections not released: %w", err)
+	if !testproc.Wait(60*time.Second, func() bool { return scrape(metrics, "mirrorline_collector_open_connections ") == "0" }) {
+		return errors.New("connections not released within 60s")
 	}
-	after := measure(listen, requests)
-	report("after they closed", after, rss(proxy.Process.Pid), metrics)
+	report("after they closed", measure(listen, requests), rss(proxy.Process.Pid), metrics)
 	for _, wait := range []time.Duration{10 * time.Second, 30 * time.Second} {
 		time.Sleep(wait)
 		fmt.Printf("  RSS %s later: %.1f MiB (Go heap in use %s, stacks %s)\n", wait, float64(rss(proxy.Process.Pid))/(1<<20),
@@ -290,17 +282,4 @@ func freeAddr() string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-func waitFor(d time.Duration, cond func() bool) error {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return nil
 }

@@ -48,18 +48,12 @@ const paymentJSON = `{
 const benchHeader = "X-Bench"
 
 func letters(v uint64) string {
-	const alpha = "abcdefghijklmnop"
-	if v == 0 {
-		return "a"
-	}
-	var b [16]byte
-	i := len(b)
-	for v > 0 {
-		i--
-		b[i] = alpha[v&15]
-		v >>= 4
-	}
-	return string(b[i:])
+	return strings.Map(func(r rune) rune {
+		if r <= '9' {
+			return r - '0' + 'a'
+		}
+		return r - 'a' + 'k'
+	}, strconv.FormatUint(v, 16))
 }
 
 func unletters(s string) (uint64, bool) {
@@ -299,10 +293,6 @@ func closedLoop(ctx context.Context, base string, step uint64, workers int, d ti
 	}
 	wg.Wait()
 	return summarise(total, ok, errs, time.Since(start))
-}
-
-func (l latencies) String() string {
-	return fmt.Sprintf("%d ok, %d errors, %.0f/s, p50 %s, p99 %s, max %s", l.Requests, l.Errors, l.rate(), fmtDur(l.P50), fmtDur(l.P99), fmtDur(l.Max))
 }
 
 func fmtDur(d time.Duration) string {

@@ -26,6 +26,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -310,10 +311,7 @@ func portOpen(addr string) bool {
 // setupKafka finds or starts Kafka and creates this run's topics (deleted at
 // the end).
 func (h *harness) setupKafka(ctx context.Context) error {
-	brokers := h.cfg.brokers
-	if brokers == "" {
-		brokers = os.Getenv("KAFKA_BROKERS")
-	}
+	brokers := cmp.Or(h.cfg.brokers, os.Getenv("KAFKA_BROKERS"))
 	switch {
 	case h.cfg.kafkaMode == "embedded":
 		h.kafka = "embedded kfake broker (-kafka embedded)"
@@ -335,7 +333,7 @@ func (h *harness) setupKafka(ctx context.Context) error {
 			break
 		}
 		brokers = strings.TrimSpace(string(out))
-		h.kafka = "Apache Kafka " + kafkaVersion() + " (KRaft, single broker, test/kafka/start) at " + brokers
+		h.kafka = "Apache Kafka " + cmp.Or(os.Getenv("KAFKA_VERSION"), "4.1.1") + " (KRaft, single broker, test/kafka/start) at " + brokers
 		if !wasUp {
 			h.defer_(func() {
 				h.logf("stopping the Kafka broker this run started")
@@ -385,13 +383,6 @@ func (h *harness) setupKafka(ctx context.Context) error {
 		cl.Close()
 	})
 	return nil
-}
-
-func kafkaVersion() string {
-	if v := os.Getenv("KAFKA_VERSION"); v != "" {
-		return v
-	}
-	return "4.1.1"
 }
 
 func lastLine(s string) string {
@@ -562,28 +553,25 @@ func (h *harness) startPipeline(ctx context.Context) (*pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, maddr, err := startMirrorline(ctx, h.ml, h.tmp, "proxy-e2e", h.brokers, listen,
-		"proxy", "--listen", listen, "--primary", "http://"+h.primaryAddr, "--service", svc)
-	if err != nil {
-		return nil, err
+	for _, c := range []struct {
+		name, listen string
+		args         []string
+	}{
+		{"proxy-e2e", listen, []string{"proxy", "--listen", listen, "--primary", "http://" + h.primaryAddr, "--service", svc}},
+		{"redact-e2e", "", []string{"redact", "--service", svc, "--transactional-id", "mirrorline-bench-" + svc}},
+		{"replay-e2e", "", []string{"replay", "--live", "--service", svc, "--target", "http://" + h.shadowAddr, "--start", "earliest",
+			"--concurrency", strconv.Itoa(h.cfg.replayConc)}},
+	} {
+		p, maddr, err := startMirrorline(ctx, h.ml, h.tmp, c.name, h.brokers, c.listen, c.args...)
+		if err != nil {
+			pl.stop()
+			return nil, err
+		}
+		pl.procs = append(pl.procs, p)
+		if c.listen != "" {
+			pl.listen, pl.proxyMetrics = c.listen, maddr
+		}
 	}
-	pl.procs = append(pl.procs, p)
-	pl.listen, pl.proxyMetrics = listen, maddr
-	r, _, err := startMirrorline(ctx, h.ml, h.tmp, "redact-e2e", h.brokers, "",
-		"redact", "--service", svc, "--transactional-id", "mirrorline-bench-"+svc)
-	if err != nil {
-		pl.stop()
-		return nil, err
-	}
-	pl.procs = append(pl.procs, r)
-	l, _, err := startMirrorline(ctx, h.ml, h.tmp, "replay-e2e", h.brokers, "",
-		"replay", "--live", "--service", svc, "--target", "http://"+h.shadowAddr, "--start", "earliest",
-		"--concurrency", strconv.Itoa(h.cfg.replayConc))
-	if err != nil {
-		pl.stop()
-		return nil, err
-	}
-	pl.procs = append(pl.procs, l)
 
 	// The pipeline is live once a first batch has gone all the way through
 	// (consumer groups joined, transactions initialised).
@@ -602,40 +590,34 @@ func (h *harness) startPipeline(ctx context.Context) (*pipeline, error) {
 
 // waitShadow waits until the shadow has n distinct requests of its current
 // step, or timeout, and returns its stats.
-func (h *harness) waitShadow(ctx context.Context, n int64, timeout time.Duration) (appStats, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		st, err := h.shadow.stats()
-		if err == nil && st.Distinct >= n {
-			return st, nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			if err == nil {
-				err = fmt.Errorf("shadow got %d of %d requests within %s", st.Distinct, n, timeout)
-			}
-			return st, err
-		}
-		time.Sleep(50 * time.Millisecond)
+func (h *harness) waitShadow(ctx context.Context, n int64, timeout time.Duration) (st appStats, err error) {
+	if poll(ctx, timeout, 50*time.Millisecond, func() bool {
+		st, err = h.shadow.stats()
+		return err == nil && st.Distinct >= n
+	}) {
+		return st, nil
 	}
+	if err == nil {
+		err = fmt.Errorf("shadow got %d of %d requests within %s", st.Distinct, n, timeout)
+	}
+	return st, err
 }
 
 // waitQuiet waits until the shadow has received nothing for quiet (at most
 // timeout).
 func (h *harness) waitQuiet(ctx context.Context, quiet, timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
 	last, since := int64(-1), time.Now()
-	for time.Now().Before(deadline) && ctx.Err() == nil {
+	poll(ctx, timeout, 100*time.Millisecond, func() bool {
 		st, err := h.shadow.stats()
 		if err != nil {
-			return
+			return true
 		}
 		if st.Total != last {
 			last, since = st.Total, time.Now()
-		} else if time.Since(since) >= quiet {
-			return
+			return false
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return time.Since(since) >= quiet
+	})
 }
 
 // slowSeries measures the primary's latency through base at the slow-shadow

@@ -30,23 +30,45 @@ type proc struct {
 	in   io.WriteCloser // lifeline of role children
 }
 
-// start runs bin with args in its own process group, its output going to
-// dir/name.log. The child is killed if the harness dies (Pdeathsig).
+// start runs bin with args, its output going to dir/name.log.
 func start(dir, name, bin string, args ...string) (*proc, error) {
+	return launch(dir, name, exec.Command(bin, args...), nil)
+}
+
+// launch starts cmd in its own process group, its stderr (and its stdout
+// unless onLine is set) going to dir/name.log. With onLine, stdout is read
+// line by line into onLine and stdin is the child's lifeline. The child is
+// killed if the harness dies (Pdeathsig).
+func launch(dir, name string, cmd *exec.Cmd, onLine func(string)) (*proc, error) {
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = f, f
+	var out io.Reader
+	if onLine != nil {
+		cmd.Stdout = nil
+		if out, err = cmd.StdoutPipe(); err == nil {
+			p.in, err = cmd.StdinPipe()
+		}
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() {
+		if out != nil {
+			for sc := bufio.NewScanner(out); sc.Scan(); {
+				onLine(sc.Text())
+			}
+		}
 		p.err = cmd.Wait()
 		f.Close()
 		close(p.done)
@@ -60,49 +82,23 @@ func startRole(dir, name string, args ...string) (*proc, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	cmd := exec.Command(self, append([]string{"role"}, args...)...)
-	logPath := filepath.Join(dir, name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		return nil, "", err
-	}
-	cmd.Stderr = f
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		f.Close()
-		return nil, "", err
-	}
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		f.Close()
-		return nil, "", err
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, "", fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{}), in: in}
 	addrc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if a, ok := strings.CutPrefix(sc.Text(), "ADDR "); ok {
-				select {
-				case addrc <- a:
-				default:
-				}
+	p, err := launch(dir, name, exec.Command(self, append([]string{"role"}, args...)...), func(line string) {
+		if a, ok := strings.CutPrefix(line, "ADDR "); ok {
+			select {
+			case addrc <- a:
+			default:
 			}
 		}
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
+	})
+	if err != nil {
+		return nil, "", err
+	}
 	select {
 	case a := <-addrc:
 		return p, a, nil
 	case <-p.done:
-		return nil, "", fmt.Errorf("%s exited: %v (%s)", name, p.err, tail(logPath))
+		return nil, "", fmt.Errorf("%s exited: %v (%s)", name, p.err, tail(p.log))
 	case <-time.After(15 * time.Second):
 		p.stop()
 		return nil, "", fmt.Errorf("%s did not report its address within 15s", name)
@@ -193,13 +189,7 @@ func metric(page, name string) float64 {
 }
 
 func scrape(addr string) (string, error) {
-	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{Proxy: nil}}
-	resp, err := c.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	b, err := newAppClient(addr).get("/metrics")
 	return string(b), err
 }
 
@@ -222,18 +212,28 @@ func scrapeCollector(addr string) (collectorCounts, error) {
 
 // settleCollector waits (bounded) until everything captured was published or
 // dropped, and returns the counters.
-func settleCollector(ctx context.Context, addr string, timeout time.Duration) (collectorCounts, error) {
+func settleCollector(ctx context.Context, addr string, timeout time.Duration) (c collectorCounts, err error) {
+	poll(ctx, timeout, 100*time.Millisecond, func() bool {
+		c, err = scrapeCollector(addr)
+		return err == nil && c.Published+c.Dropped >= c.Captured
+	})
+	return c, err
+}
+
+// poll calls done every interval until it returns true (poll reports true),
+// or timeout passes or ctx ends (false).
+func poll(ctx context.Context, timeout, interval time.Duration, done func() bool) bool {
 	deadline := time.Now().Add(timeout)
-	for {
-		c, err := scrapeCollector(addr)
-		if err == nil && c.Published+c.Dropped >= c.Captured {
-			return c, nil
-		}
+	for !done() {
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return c, err
+			return false
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-time.After(interval):
+		}
 	}
+	return true
 }
 
 // appClient talks to the control endpoints of the primary and the shadow.

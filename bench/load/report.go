@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bufio"
+	"cmp"
 	"fmt"
 	"os"
 	"os/exec"
@@ -31,54 +31,42 @@ func (r *report) summary(format string, args ...any) {
 func (r *report) String() string {
 	s := r.head.String()
 	if len(r.sum) > 0 {
-		s += "### Summary (ratios measured in this run)\n\n"
-		for _, l := range r.sum {
-			s += "- " + l + "\n"
-		}
-		s += "\n"
+		s += "### Summary (ratios measured in this run)\n\n" + bullets(r.sum) + "\n"
 	}
 	s += r.b.String()
 	if len(r.notes) > 0 {
-		s += "\nNotes:\n"
-		for _, n := range r.notes {
-			s += "- " + n + "\n"
-		}
+		s += "\nNotes:\n" + bullets(r.notes)
 	}
 	return s
 }
 
+// bullets renders items as a Markdown list.
+func bullets(items []string) string { return "- " + strings.Join(items, "\n- ") + "\n" }
+
 // machine describes this machine from /proc and the tools.
 func machine() (cpus int, model, mem, kernel, goVer string) {
-	cpus = runtime.NumCPU()
-	model = "unknown CPU"
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-				model = strings.TrimSpace(v)
-				break
-			}
-		}
-		f.Close()
-	}
+	model = cmp.Or(procField("/proc/cpuinfo", "model name"), "unknown CPU")
 	mem = "unknown memory"
-	if f, err := os.Open("/proc/meminfo"); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
-				if kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64); err == nil {
-					mem = fmt.Sprintf("%.1f GiB", kb/(1<<20))
-				}
-				break
-			}
-		}
-		f.Close()
+	if kb, err := strconv.ParseFloat(strings.TrimSuffix(procField("/proc/meminfo", "MemTotal"), " kB"), 64); err == nil {
+		mem = fmt.Sprintf("%.1f GiB", kb/(1<<20))
 	}
 	kernel = "unknown kernel"
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		kernel = "Linux " + strings.TrimSpace(string(b))
 	}
-	return cpus, model, mem, kernel, runtime.Version()
+	return runtime.NumCPU(), model, mem, kernel, runtime.Version()
+}
+
+// procField returns the value of the first "key: value" line of a /proc file,
+// or "".
+func procField(path, key string) string {
+	b, _ := os.ReadFile(path)
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == key {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
 
 func nginxVersion(bin string) string {
@@ -95,10 +83,7 @@ func nginxVersion(bin string) string {
 func (r *report) header(h *harness, args []string) {
 	cpus, model, mem, kernel, goVer := machine()
 	ngx, _ := findNginx(h.cfg.nginx)
-	cmd := "go run ./bench/load"
-	if len(args) > 0 {
-		cmd += " " + strings.Join(args, " ")
-	}
+	cmd := strings.Join(append([]string{"go run ./bench/load"}, args...), " ")
 	fmt.Fprintf(&r.head, "## Load harness results\n\n")
 	fmt.Fprintf(&r.head, "- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&r.head, "- machine: %d cores (nproc), %s, %s RAM, %s, %s\n", cpus, model, mem, kernel, goVer)
@@ -145,6 +130,7 @@ func (r *report) overhead(c config, fronts []front) {
 	}
 	for _, f := range fronts[1:] {
 		row(f.name+" vs direct", f, direct)
+		r.summary("%s vs direct: p50 %s, p99 %s at %d/s; max throughput %s", f.name, ratio(f.p50.med, direct.p50.med), ratio(f.p99.med, direct.p99.med), c.rate, ratio(f.maxRate.med, direct.maxRate.med))
 	}
 	byName := map[string]front{}
 	for _, f := range fronts {
@@ -154,16 +140,6 @@ func (r *report) overhead(c config, fronts []front) {
 		for _, other := range []string{"Go", "nginx"} {
 			if o, ok := byName[other]; ok {
 				row("mirrorline proxy vs "+o.name, ml, o)
-			}
-		}
-	}
-	r.f("\n")
-	for _, f := range fronts[1:] {
-		r.summary("%s vs direct: p50 %s, p99 %s at %d/s; max throughput %s", f.name, ratio(f.p50.med, direct.p50.med), ratio(f.p99.med, direct.p99.med), c.rate, ratio(f.maxRate.med, direct.maxRate.med))
-	}
-	if ml, ok := byName["mirrorline"]; ok {
-		for _, other := range []string{"Go", "nginx"} {
-			if o, ok := byName[other]; ok {
 				r.summary("mirrorline proxy vs %s: p50 %s, p99 %s; max throughput %s", o.name, ratio(ml.p50.med, o.p50.med), ratio(ml.p99.med, o.p99.med), ratio(ml.maxRate.med, o.maxRate.med))
 			}
 		}
@@ -171,6 +147,7 @@ func (r *report) overhead(c config, fronts []front) {
 			r.summary("mirrorline proxy dropped %.0f of %.0f captures (bounded queue full, by design never blocking the client)", ml.copies.Dropped, ml.copies.Captured)
 		}
 	}
+	r.f("\n")
 }
 
 func (r *report) slow(c config, runs []slowRun) {
@@ -185,16 +162,13 @@ func (r *report) slow(c config, runs []slowRun) {
 	for i := 0; i+1 < len(runs); i += 2 {
 		fast, slow := runs[i], runs[i+1]
 		r.f("| %s | %s | %s |\n", fast.system, ratio(slow.p50.med, fast.p50.med), ratio(slow.p99.med, fast.p99.med))
+		r.summary("primary latency through %s with a %dx slower shadow vs an equally fast one: p50 %s, p99 %s (shadow received %.0f of %.0f req/s)", fast.system, c.slowFactor,
+			ratio(slow.p50.med, fast.p50.med), ratio(slow.p99.med, fast.p99.med), slow.shadowRate, slow.clientRate)
 	}
 	if len(runs) == 4 {
 		r.f("| nginx vs mirrorline, both with the slow shadow | %s | %s |\n", ratio(runs[3].p50.med, runs[1].p50.med), ratio(runs[3].p99.med, runs[1].p99.med))
 	}
 	r.f("\n")
-	for i := 0; i+1 < len(runs); i += 2 {
-		fast, slow := runs[i], runs[i+1]
-		r.summary("primary latency through %s with a %dx slower shadow vs an equally fast one: p50 %s, p99 %s (shadow received %.0f of %.0f req/s)", fast.system, c.slowFactor,
-			ratio(slow.p50.med, fast.p50.med), ratio(slow.p99.med, fast.p99.med), slow.shadowRate, slow.clientRate)
-	}
 }
 
 func (r *report) e2e(c config, steps []e2eStep) {

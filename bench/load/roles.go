@@ -199,17 +199,14 @@ func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if step, seq, sent, ok := parseBenchHeader(v); ok {
 			a.mu.Lock()
 			a.total++
-			switch {
-			case step != a.step:
+			if _, dup := a.seen[seq]; step != a.step {
 				a.stale++
-			default:
-				if _, dup := a.seen[seq]; dup {
-					a.dups++
-				} else {
-					a.seen[seq] = struct{}{}
-					record(a.e2e, now.Sub(sent))
-					a.lastAt = now
-				}
+			} else if dup {
+				a.dups++
+			} else {
+				a.seen[seq] = struct{}{}
+				record(a.e2e, now.Sub(sent))
+				a.lastAt = now
 			}
 			a.mu.Unlock()
 		}

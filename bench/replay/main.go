@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -165,13 +166,7 @@ func main() {
 			r.lagP50.Round(time.Microsecond), r.lagP99.Round(time.Microsecond), r.lagMax.Round(time.Microsecond),
 			r.latP50.Round(time.Microsecond), r.latP99.Round(time.Microsecond), r.errorsPct)
 	}
-	errOf := func(r result) float64 {
-		e := r.rate / *rate - 1
-		if e < 0 {
-			e = -e
-		}
-		return e
-	}
+	errOf := func(r result) float64 { return math.Abs(r.rate / *rate - 1) }
 	ratio := func(a, b float64) string {
 		if b == 0 {
 			return "n/a"

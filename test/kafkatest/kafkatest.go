@@ -7,7 +7,6 @@ package kafkatest
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -38,11 +37,6 @@ var (
 	// logFile is the server.log of the broker this package's harness
 	// started or found running (empty when KAFKA_BROKERS names one).
 	logFile string
-	// lease is held (shared) for the life of the process once it uses the
-	// project's broker; see useOwnBroker. Only written: the reference keeps
-	// the file, and so its lock, from being closed by a finalizer.
-	//lint:ignore U1000 held, never read (see above)
-	lease *os.File
 )
 
 // DefaultPort is the port of the project's broker when KAFKATEST_PORT is not
@@ -142,16 +136,9 @@ func useOwnBroker() (string, error) {
 	}
 	dir := filepath.Join(os.TempDir(), fmt.Sprintf("mirrorline-kafka-%d", p))
 	leasePath := dir + ".lease"
-	f, err := os.OpenFile(leasePath, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return "", fmt.Errorf("open the broker lease %s: %w", leasePath, err)
+	if err := holdLease(leasePath, "the broker lease"); err != nil {
+		return "", err
 	}
-	// Waits while a watcher holds it exclusively to stop the broker.
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
-		f.Close()
-		return "", fmt.Errorf("lock the broker lease %s: %w", leasePath, err)
-	}
-	lease = f // held until the process exits
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := script("start")
@@ -178,24 +165,37 @@ func useOwnBroker() (string, error) {
 // brokers they start, besides stopping them in t.Cleanup. Call it before
 // starting what stop stops.
 func StopAfterExit(leasePath, stop string, args ...string) error {
-	f, err := os.OpenFile(leasePath, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return fmt.Errorf("open lease %s: %w", leasePath, err)
+	if err := holdLease(leasePath, "lease"); err != nil {
+		return err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
-		f.Close()
-		return fmt.Errorf("lock lease %s: %w", leasePath, err)
-	}
-	leaseMu.Lock()
-	held = append(held, f) // held until the process exits
-	leaseMu.Unlock()
 	return stopWhenUnused(leasePath, stop, args...)
 }
 
 var (
 	leaseMu sync.Mutex
-	held    []*os.File
+	// held are the lease files locked (shared) for the life of the process.
+	// Only written: the references keep the files, and so their locks, from
+	// being closed by a finalizer.
+	held []*os.File
 )
+
+// holdLease locks leasePath shared until the process exits, waiting while a
+// watcher holds it exclusively to stop what it guards. what names the lease
+// in errors.
+func holdLease(leasePath, what string) error {
+	f, err := os.OpenFile(leasePath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("open %s %s: %w", what, leasePath, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+		f.Close()
+		return fmt.Errorf("lock %s %s: %w", what, leasePath, err)
+	}
+	leaseMu.Lock()
+	held = append(held, f)
+	leaseMu.Unlock()
+	return nil
+}
 
 // stopWhenUnused starts a detached process that runs stop (with args) once it
 // can lock leasePath exclusively, that is once no process holds the lease.
@@ -258,13 +258,11 @@ var unsafeChars = regexp.MustCompile(`[^a-zA-Z0-9_-]+`)
 // partitions partitions on the test broker.
 func Service(t testing.TB, partitions int32) string {
 	t.Helper()
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
 	name := unsafeChars.ReplaceAllString(t.Name(), "-")
 	if len(name) > 40 {
 		name = name[:40]
 	}
-	svc := strings.Trim(name, "-_") + "-" + hex.EncodeToString(rnd[:])
+	svc := strings.Trim(name, "-_") + "-" + strings.ToLower(rand.Text()[:8])
 	createTopics(t, kadm.NewClient(Client(t)), svc, partitions)
 	return svc
 }
@@ -412,9 +410,7 @@ func Embedded(t testing.TB, service string, partitions int32) []string {
 // leaves them (aborted) or as it publishes (committed).
 func WriteTxn(t testing.TB, brokers []string, topic string, commit bool, ids ...string) {
 	t.Helper()
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID("kafkatest-"+hex.EncodeToString(rnd[:])),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID("kafkatest-"+strings.ToLower(rand.Text()[:8])),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)

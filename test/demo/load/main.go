@@ -333,23 +333,21 @@ func newGenerator(seed int64) *generator {
 
 func pick[T any](g *generator, xs []T) T { return xs[g.rng.IntN(len(xs))] }
 
-// uuid returns a seeded (not crypto-random) version 4 UUID.
-func (g *generator) uuid() string {
-	var u uuid.UUID
-	for i := range u {
-		u[i] = byte(g.rng.UintN(256))
-	}
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	return u.String()
-}
-
-func (g *generator) hex(n int) string {
+// bytes returns n seeded (not crypto-random) bytes.
+func (g *generator) bytes(n int) []byte {
 	b := make([]byte, n)
 	for i := range b {
 		b[i] = byte(g.rng.UintN(256))
 	}
-	return hex.EncodeToString(b)
+	return b
+}
+
+// uuid returns a seeded version 4 UUID.
+func (g *generator) uuid() string {
+	u := uuid.UUID(g.bytes(16))
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	return u.String()
 }
 
 // next returns the next request of the mix.
@@ -365,7 +363,7 @@ func (g *generator) next() job {
 		h.Set("Authorization", "Bearer "+g.jwt(customerID, name, email))
 	}
 	if g.rng.IntN(100) < 30 {
-		h.Set("Cookie", "session_id="+g.hex(16)+"; user_email="+url.QueryEscape(email)+"; theme=dark")
+		h.Set("Cookie", "session_id="+hex.EncodeToString(g.bytes(16))+"; user_email="+url.QueryEscape(email)+"; theme=dark")
 	}
 
 	var j job
@@ -406,9 +404,5 @@ func (g *generator) jwt(sub, name, email string) string {
 	hdr := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
 	iat := 1_750_000_000 + g.rng.Int64N(10_000_000)
 	claims, _ := json.Marshal(map[string]any{"sub": sub, "name": name, "email": email, "iat": iat, "exp": iat + 3600})
-	sig := make([]byte, 32)
-	for i := range sig {
-		sig[i] = byte(g.rng.UintN(256))
-	}
-	return hdr + "." + enc.EncodeToString(claims) + "." + enc.EncodeToString(sig)
+	return hdr + "." + enc.EncodeToString(claims) + "." + enc.EncodeToString(g.bytes(32))
 }

@@ -15,9 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -206,11 +207,16 @@ const (
 func convertDef(name string, d map[string]any, refs *[]string) map[string]any {
 	switch name {
 	case intOrStringDef:
-		return map[string]any{"oneOf": []any{map[string]any{"type": "string"}, map[string]any{"type": "integer"}}}
+		return stringOr("integer")
 	case quantityDef:
-		return map[string]any{"oneOf": []any{map[string]any{"type": "string"}, map[string]any{"type": "number"}}}
+		return stringOr("number")
 	}
 	return convert(d, refs)
+}
+
+// stringOr is the schema of a string or a value of type typ.
+func stringOr(typ string) map[string]any {
+	return map[string]any{"oneOf": []any{map[string]any{"type": "string"}, map[string]any{"type": typ}}}
 }
 
 // convert returns the strict JSON schema of an OpenAPI schema node. Refs to
@@ -224,7 +230,7 @@ func convert(n map[string]any, refs *[]string) map[string]any {
 		return map[string]any{"$ref": "#/definitions/" + name}
 	}
 	if b, _ := n["x-kubernetes-int-or-string"].(bool); b || n["format"] == "int-or-string" {
-		return map[string]any{"oneOf": []any{map[string]any{"type": "string"}, map[string]any{"type": "integer"}}}
+		return stringOr("integer")
 	}
 	out := map[string]any{}
 	for _, k := range []string{"type", "format", "enum", "pattern", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "minItems", "maxItems", "uniqueItems", "minProperties", "maxProperties"} {
@@ -248,12 +254,7 @@ func convert(n map[string]any, refs *[]string) map[string]any {
 	}
 	if props, ok := n["properties"].(map[string]any); ok {
 		po := map[string]any{}
-		names := make([]string, 0, len(props))
-		for k := range props {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		for _, k := range names {
+		for _, k := range slices.Sorted(maps.Keys(props)) {
 			p, _ := props[k].(map[string]any)
 			c := convert(p, refs)
 			if !required[k] {
@@ -301,12 +302,9 @@ func nullable(s map[string]any) map[string]any {
 		}
 		return s
 	case []any:
-		for _, e := range t {
-			if e == "null" {
-				return s
-			}
+		if !slices.Contains(t, any("null")) {
+			s["type"] = append(t, "null")
 		}
-		s["type"] = append(t, "null")
 		return s
 	}
 	return map[string]any{"anyOf": []any{map[string]any{"type": "null"}, s}}

@@ -20,9 +20,11 @@ package app
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -141,14 +143,10 @@ type App struct {
 // New returns a demo service configured by cfg. It panics if cfg.Version is
 // neither empty, V1 nor V2.
 func New(cfg Config) *App {
-	if cfg.Version == "" {
-		cfg.Version = V1
-	}
+	cfg.Version = cmp.Or(cfg.Version, V1)
+	cfg.Name = cmp.Or(cfg.Name, DefaultName)
 	if !ValidVersion(cfg.Version) {
 		panic(fmt.Sprintf("app: unknown version %q (want %q or %q)", cfg.Version, V1, V2))
-	}
-	if cfg.Name == "" {
-		cfg.Name = DefaultName
 	}
 	if cfg.Sleep == nil {
 		cfg.Sleep = SleepContext
@@ -196,8 +194,8 @@ func (a *App) Stats() Stats {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := a.stats
-	s.Routes = copyCounts(a.stats.Routes)
-	s.ShadowRoutes = copyCounts(a.stats.ShadowRoutes)
+	s.Routes = maps.Clone(a.stats.Routes)
+	s.ShadowRoutes = maps.Clone(a.stats.ShadowRoutes)
 	return s
 }
 
@@ -230,14 +228,6 @@ func (a *App) resetLocked() {
 	}
 	a.ring = make([]Request, 0, min(a.cfg.MaxRequests, 1024))
 	a.head = 0
-}
-
-func copyCounts(m map[string]uint64) map[string]uint64 {
-	out := make(map[string]uint64, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 type seqKey struct{}

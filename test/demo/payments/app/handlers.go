@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -129,17 +130,7 @@ func validatePayment(req *PaymentRequest) (number, field string) {
 	return number, ""
 }
 
-func isCurrency(s string) bool {
-	if len(s) != 3 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 'A' || s[i] > 'Z' {
-			return false
-		}
-	}
-	return true
-}
+func isCurrency(s string) bool { return len(s) == 3 && allIn(s, 'A', 'Z') }
 
 func isExpiry(s string) bool {
 	mm, yy, ok := strings.Cut(s, "/")
@@ -150,18 +141,14 @@ func isExpiry(s string) bool {
 	return m >= 1 && m <= 12
 }
 
-func allDigits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return s != ""
-}
+func allDigits(s string) bool { return s != "" && allIn(s, '0', '9') }
 
-func isASCII(s string) bool {
+func isASCII(s string) bool { return allIn(s, 0, 0x7f) }
+
+// allIn reports whether every byte of s is in [lo, hi].
+func allIn(s string, lo, hi byte) bool {
 	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
+		if s[i] < lo || s[i] > hi {
 			return false
 		}
 	}
@@ -192,12 +179,10 @@ func (a *App) getUser(w http.ResponseWriter, r *http.Request) {
 		Name:      first[h%uint64(len(first))] + " " + last[(h>>8)%uint64(len(last))],
 		RequestID: uuid.NewString(),
 	}
-	for _, inc := range r.URL.Query()["include"] {
-		if inc == "profile" {
-			tiers := []string{"basic", "silver", "gold"}
-			since := time.Date(2015+int((h>>16)%10), time.Month(1+(h>>20)%12), 1, 0, 0, 0, 0, time.UTC)
-			u.Profile = &Profile{Tier: tiers[(h>>28)%uint64(len(tiers))], MemberSince: since.Format(time.DateOnly)}
-		}
+	if slices.Contains(r.URL.Query()["include"], "profile") {
+		tiers := []string{"basic", "silver", "gold"}
+		since := time.Date(2015+int((h>>16)%10), time.Month(1+(h>>20)%12), 1, 0, 0, 0, 0, time.UTC)
+		u.Profile = &Profile{Tier: tiers[(h>>28)%uint64(len(tiers))], MemberSince: since.Format(time.DateOnly)}
 	}
 	writeJSON(w, http.StatusOK, u)
 }
@@ -221,13 +206,7 @@ func (a *App) handleRequests(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "invalid shadow parameter")
 			return
 		}
-		kept := reqs[:0]
-		for _, rq := range reqs {
-			if rq.Shadow == want {
-				kept = append(kept, rq)
-			}
-		}
-		reqs = kept
+		reqs = slices.DeleteFunc(reqs, func(rq Request) bool { return rq.Shadow != want })
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
