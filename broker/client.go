@@ -19,9 +19,9 @@ import (
 type Config struct {
 	// Brokers are the seed brokers, host:port. Empty means "use the embedded broker"
 	// for `mirrorline up` and is an error elsewhere.
-	Brokers []string   `yaml:"brokers"`
-	TLS     TLSConfig  `yaml:"tls"`
-	SASL    SASLConfig `yaml:"sasl"`
+	Brokers []string   `yaml:"brokers" flag:"brokers" help:"Kafka bootstrap brokers host:port,... (env MIRRORLINE_BROKERS)"`
+	TLS     TLSConfig  `yaml:"tls" flag:",inline"`
+	SASL    SASLConfig `yaml:"sasl" flag:",inline"`
 	// ClientID is sent to the brokers; defaults to "mirrorline".
 	ClientID string `yaml:"client_id"`
 	// MaxMessageBytes is the largest record batch the producers send and the
@@ -37,10 +37,10 @@ func (c Config) ProducerMaxBytes() int {
 
 // TLSConfig enables TLS to the brokers.
 type TLSConfig struct {
-	Enabled            bool   `yaml:"enabled"`
-	CAFile             string `yaml:"ca_file"`
-	CertFile           string `yaml:"cert_file"`
-	KeyFile            string `yaml:"key_file"`
+	Enabled            bool   `yaml:"enabled" flag:"kafka-tls" help:"connect to Kafka with TLS"`
+	CAFile             string `yaml:"ca_file" flag:"kafka-tls-ca" help:"PEM file of CAs to trust for Kafka"`
+	CertFile           string `yaml:"cert_file" flag:"kafka-tls-cert" help:"client certificate PEM file for Kafka"`
+	KeyFile            string `yaml:"key_file" flag:"kafka-tls-key" help:"client key PEM file for Kafka"`
 	ServerName         string `yaml:"server_name"`
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
 }
@@ -48,11 +48,11 @@ type TLSConfig struct {
 // SASLConfig enables SASL authentication.
 type SASLConfig struct {
 	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty disables SASL.
-	Mechanism string `yaml:"mechanism"`
-	Username  string `yaml:"username"`
+	Mechanism string `yaml:"mechanism" flag:"kafka-sasl-mechanism" help:"SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"`
+	Username  string `yaml:"username" flag:"kafka-sasl-user" help:"SASL user name"`
 	// PasswordFile or PasswordEnv name where the password is; one is required.
-	PasswordFile string `yaml:"password_file"`
-	PasswordEnv  string `yaml:"password_env"`
+	PasswordFile string `yaml:"password_file" flag:"kafka-sasl-password-file" help:"file holding the SASL password"`
+	PasswordEnv  string `yaml:"password_env" flag:"kafka-sasl-password-env" help:"environment variable holding the SASL password"`
 }
 
 // Opts turns the configuration into franz-go client options.

@@ -25,21 +25,21 @@ type Limits struct {
 	// MaxConns caps open client connections. At the cap a new connection
 	// closes the oldest idle one (no request in progress), or is answered 503
 	// and closed when every connection is busy.
-	MaxConns int `yaml:"max_conns"`
+	MaxConns int `yaml:"max_conns" flag:"max-conns" help:"client connections held at most; at the cap a new one closes the oldest idle one, or gets 503 when all are busy (0: half the open-file limit after a reserve)"`
 	// ReadHeaderTimeout bounds the time from the start of a request (or of the
 	// connection) to the end of its head.
-	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout" flag:"read-header-timeout" help:"time a client has to send a request head (also a new connection's first one)"`
 	// IdleTimeout closes a keep-alive connection with no request for this long.
-	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	IdleTimeout time.Duration `yaml:"idle_timeout" flag:"idle-timeout" help:"close keep-alive connections idle this long"`
 	// MaxHeaderBytes caps a request head; a longer one is answered 431.
-	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	MaxHeaderBytes int `yaml:"max_header_bytes" flag:"max-header-bytes" help:"largest request head accepted; longer ones are answered 431"`
 	// BodyTimeout and MinBodyRate bound how slowly a request body may arrive:
 	// it must be complete within BodyTimeout plus one second per MinBodyRate
 	// bytes received (bytes per second). A slower body is cut: answered 408
 	// when the proxy has not forwarded it yet, aborted towards the primary
 	// otherwise, and never published.
-	BodyTimeout time.Duration `yaml:"body_timeout"`
-	MinBodyRate int64         `yaml:"min_body_rate"`
+	BodyTimeout time.Duration `yaml:"body_timeout" flag:"body-timeout" help:"time a request body may take, plus one second per --min-body-rate bytes received; slower bodies are cut (408) and not published"`
+	MinBodyRate int64         `yaml:"min_body_rate" flag:"min-body-rate" help:"bytes per second that extend --body-timeout"`
 }
 
 // Defaults of Limits.

@@ -37,12 +37,12 @@ type Config struct {
 	// JoinWindow is how long the comparator waits, from the first record of an
 	// exchange, for the other side(s); after it the exchange is "missing"
 	// (or, when only the secondary is late, decided without it).
-	JoinWindow time.Duration `yaml:"join_window"`
+	JoinWindow time.Duration `yaml:"join_window" flag:"join-window" help:"how long to wait for the other side of an exchange before it is missing"`
 	// Headers are the response headers compared (case-insensitive names).
-	Headers []string `yaml:"headers"`
+	Headers []string `yaml:"headers" flag:"headers" help:"response headers to compare"`
 	// Secondary selects the responses of a second instance of the primary
 	// version, used to learn noise (see SecondaryConfig).
-	Secondary SecondaryConfig `yaml:"secondary"`
+	Secondary SecondaryConfig `yaml:"secondary" flag:",inline"`
 	// ShadowJob is the replay job this comparator judges (default "live"):
 	// only shadow-topic records of this job are taken as the shadow, records
 	// of other jobs (window replays) are ignored, and every verdict carries
@@ -50,20 +50,20 @@ type Config struct {
 	// as it is written; any other job is judged by looking up each shadow
 	// record's primary at its source offset (see Runner). A shadow record
 	// without a job counts as "live".
-	ShadowJob string `yaml:"shadow_job"`
+	ShadowJob string `yaml:"shadow_job" flag:"job" help:"replay job to judge: live (default), or a window replay's --job (its own group, starting at the earliest record)"`
 	// Ignore lists what is never compared.
-	Ignore IgnoreConfig `yaml:"ignore"`
+	Ignore IgnoreConfig `yaml:"ignore" flag:",inline"`
 	// JSON tunes the structural JSON diff.
-	JSON JSONConfig `yaml:"json"`
+	JSON JSONConfig `yaml:"json" flag:",inline"`
 	// Noise tunes noise learning.
-	Noise NoiseConfig `yaml:"noise"`
+	Noise NoiseConfig `yaml:"noise" flag:",inline"`
 	// Latency tunes the latency comparison.
 	Latency LatencyConfig `yaml:"latency"`
 	// Alert sets when an endpoint's difference rate raises an alert.
-	Alert AlertConfig `yaml:"alert"`
+	Alert AlertConfig `yaml:"alert" flag:",inline"`
 	// Endpoints are explicit path templates ("/users/{id}", "GET /files/{path...}")
 	// tried before automatic templating.
-	Endpoints []string `yaml:"endpoints"`
+	Endpoints []string `yaml:"endpoints" flag:"endpoint,array" help:"explicit endpoint template (\"/users/{id}\", \"GET /files/{path...}\"); repeatable"`
 	// MaxEndpoints caps the distinct endpoint names; later ones are
 	// "METHOD (other)". Bounds metric label cardinality.
 	MaxEndpoints int `yaml:"max_endpoints"`
@@ -82,13 +82,13 @@ type Config struct {
 // starts with Target. Enabled turns on the default (Job "secondary").
 type SecondaryConfig struct {
 	// Enabled selects the default, Job "secondary".
-	Enabled bool `yaml:"enabled"`
+	Enabled bool `yaml:"enabled" flag:"secondary" help:"learn noise from a secondary: shadow-topic records of replay job \"secondary\" (see --secondary-job/-target/-topic)"`
 	// Job selects shadow-topic records whose Replay.job is Job.
-	Job string `yaml:"job"`
+	Job string `yaml:"job" flag:"secondary-job" help:"secondary = shadow-topic records of this replay job"`
 	// Target selects shadow-topic records whose Replay.target starts with Target.
-	Target string `yaml:"target"`
+	Target string `yaml:"target" flag:"secondary-target" help:"secondary = shadow-topic records replayed to a target URL starting with this"`
 	// Topic selects every record of Topic.
-	Topic string `yaml:"topic"`
+	Topic string `yaml:"topic" flag:"secondary-topic" help:"secondary = every record of this topic"`
 }
 
 // On reports whether a secondary is configured.
@@ -99,11 +99,11 @@ func (s SecondaryConfig) On() bool {
 // IgnoreConfig lists fields that are never compared.
 type IgnoreConfig struct {
 	// Headers are header names ('*' wildcards, case-insensitive).
-	Headers []string `yaml:"headers"`
+	Headers []string `yaml:"headers" flag:"ignore-header,array" help:"header never compared ('*' wildcards); repeatable"`
 	// JSONPaths are JSON path patterns: "created_at", "items.*.etag",
 	// "**.trace_id" ('*' one segment or part of one, '**' any number of
 	// segments; case-insensitive).
-	JSONPaths []string `yaml:"json_paths"`
+	JSONPaths []string `yaml:"json_paths" flag:"ignore-path,array" help:"JSON path never compared (\"created_at\", \"items.*.etag\", \"**.trace_id\"); repeatable"`
 	// Endpoints scopes more rules to endpoints.
 	Endpoints []EndpointIgnore `yaml:"endpoints"`
 }
@@ -121,7 +121,7 @@ type EndpointIgnore struct {
 // JSONConfig tunes the JSON diff.
 type JSONConfig struct {
 	// UnorderedArrays compares every array as a multiset.
-	UnorderedArrays bool `yaml:"unordered_arrays"`
+	UnorderedArrays bool `yaml:"unordered_arrays" flag:"unordered-arrays" help:"compare JSON arrays as multisets (order ignored)"`
 	// UnorderedPaths lists path patterns of arrays compared as multisets.
 	UnorderedPaths []string `yaml:"unordered_paths"`
 }
@@ -132,7 +132,7 @@ type NoiseConfig struct {
 	// volatile fields, half as many with the field; for the secondary, as
 	// many with a secondary) are needed before noise is learned; decisions
 	// of an endpoint are held until then (Warmup).
-	MinSamples int `yaml:"min_samples"`
+	MinSamples int `yaml:"min_samples" flag:"noise-min-samples" help:"exchanges of an endpoint needed before noise is learned (its decisions wait until then)"`
 	// VolatileRatio: a field whose values look volatile is noise when they
 	// differ in at least this share of the exchanges that have it.
 	VolatileRatio float64 `yaml:"volatile_ratio"`
@@ -165,11 +165,11 @@ type LatencyConfig struct {
 // last Window is at least Rate, with at least MinSamples exchanges.
 type AlertConfig struct {
 	// Window is the sliding window (default 10m).
-	Window time.Duration `yaml:"window"`
+	Window time.Duration `yaml:"window" flag:"alert-window" help:"sliding window of the alert rate"`
 	// Rate is the difference rate that raises the alert (default 0.05).
-	Rate float64 `yaml:"rate"`
+	Rate float64 `yaml:"rate" flag:"alert-rate" help:"alert when an endpoint's difference rate over --alert-window reaches this"`
 	// MinSamples is the least number of exchanges in the window (default 50).
-	MinSamples int `yaml:"min_samples"`
+	MinSamples int `yaml:"min_samples" flag:"alert-min-samples" help:"exchanges an endpoint needs in the window before it can alert"`
 }
 
 func boolPtr(b bool) *bool { return &b }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"time"
 
 	"github.com/mirrorline/mirrorline/broker"
@@ -17,7 +18,7 @@ import (
 // needs; flags given on the command line override the file, and the file
 // overrides the defaults. Unknown keys are an error.
 type File struct {
-	Kafka       broker.Config `yaml:",inline"`
+	Kafka       broker.Config `yaml:",inline" flag:",inline"`
 	Service     string        `yaml:"service"`
 	MetricsAddr string        `yaml:"metrics_addr"`
 	LogLevel    string        `yaml:"log_level" flag:"log-level" help:"trace, debug, info, warn or error"`
@@ -86,7 +87,7 @@ func (f *File) fillDefaults() {
 }
 
 // setDefault sets *v to def when it is zero.
-func setDefault[T comparable](v *T, def T) { *v = orDefault(*v, def) }
+func setDefault[T comparable](v *T, def T) { *v = cmp.Or(*v, def) }
 
 // Set reports whether the loaded file sets the dotted key path (e.g.
 // "replay.max_rate", "metrics_addr"), whatever its value; a section is set

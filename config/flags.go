@@ -9,46 +9,34 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/mirrorline/mirrorline/collector"
-	"github.com/mirrorline/mirrorline/comparator"
 )
 
 // The BindFlags methods bind a section's command-line flags to its fields:
 // call them after Load, so a flag's default is the value of the defaults
 // and the file, and a flag given overrides both. A field's flag is declared
 // once, next to its YAML key, by the tags flag:"NAME" (flag:"NAME,array":
-// a repeatable []string flag whose values may hold commas) and help:"TEXT".
+// a repeatable []string flag whose values may hold commas) and help:"TEXT";
+// flag:",inline" binds the flags of a nested struct's fields.
 
 // BindFlags binds the flags every command has: Kafka's connection, the
 // static member id and logging.
-func (f *File) BindFlags(fs *pflag.FlagSet) {
-	k := &f.Kafka
-	fs.StringSliceVar(&k.Brokers, "brokers", k.Brokers, "Kafka bootstrap brokers host:port,... (env MIRRORLINE_BROKERS)")
-	fs.BoolVar(&k.TLS.Enabled, "kafka-tls", k.TLS.Enabled, "connect to Kafka with TLS")
-	fs.StringVar(&k.TLS.CAFile, "kafka-tls-ca", k.TLS.CAFile, "PEM file of CAs to trust for Kafka")
-	fs.StringVar(&k.TLS.CertFile, "kafka-tls-cert", k.TLS.CertFile, "client certificate PEM file for Kafka")
-	fs.StringVar(&k.TLS.KeyFile, "kafka-tls-key", k.TLS.KeyFile, "client key PEM file for Kafka")
-	fs.StringVar(&k.SASL.Mechanism, "kafka-sasl-mechanism", k.SASL.Mechanism, "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
-	fs.StringVar(&k.SASL.Username, "kafka-sasl-user", k.SASL.Username, "SASL user name")
-	fs.StringVar(&k.SASL.PasswordFile, "kafka-sasl-password-file", k.SASL.PasswordFile, "file holding the SASL password")
-	fs.StringVar(&k.SASL.PasswordEnv, "kafka-sasl-password-env", k.SASL.PasswordEnv, "environment variable holding the SASL password")
-	BindTagged(fs, f)
-}
+func (f *File) BindFlags(fs *pflag.FlagSet) { BindTagged(fs, f) }
 
 // BindFlags binds the flags of `topics create`.
 func (t *Topics) BindFlags(fs *pflag.FlagSet) { BindTagged(fs, t) }
 
 // BindFlags binds the proxy's flags.
 func (p *Proxy) BindFlags(fs *pflag.FlagSet) {
+	showLimitDefaults(&p.Limits)
 	BindTagged(fs, p)
-	bindLimits(fs, &p.Limits)
 }
 
 // BindFlags binds the sink's flags; --sample leaves sink.sample nil (the
 // default) unless given.
 func (s *Sink) BindFlags(fs *pflag.FlagSet) {
+	showLimitDefaults(&s.Limits)
 	BindTagged(fs, s)
 	fs.Var(&optionalFloat{p: &s.Sample, def: DefaultSample}, "sample", "fraction of copies published (0..1); the others are still answered 200")
-	bindLimits(fs, &s.Limits)
 }
 
 // BindFlags binds the vpc collector's flags but --port and --vni, which
@@ -70,26 +58,12 @@ func (r *Redact) BindFlags(fs *pflag.FlagSet) { BindTagged(fs, r) }
 // job's own flags are the command's).
 func (r *Replay) BindFlags(fs *pflag.FlagSet) { BindTagged(fs, r) }
 
-// BindFlags binds the comparator's flags.
+// BindFlags binds the comparator's flags; --shadow-job is a hidden alias
+// of --job.
 func (c *Compare) BindFlags(fs *pflag.FlagSet) {
 	BindTagged(fs, c)
-	fs.DurationVar(&c.JoinWindow, "join-window", c.JoinWindow, "how long to wait for the other side of an exchange before it is missing")
-	fs.StringSliceVar(&c.Headers, "headers", c.Headers, "response headers to compare")
-	fs.BoolVar(&c.Secondary.Enabled, "secondary", c.Secondary.Enabled, "learn noise from a secondary: shadow-topic records of replay job \""+comparator.DefaultSecondaryJob+"\" (see --secondary-job/-target/-topic)")
-	fs.StringVar(&c.Secondary.Job, "secondary-job", c.Secondary.Job, "secondary = shadow-topic records of this replay job")
-	fs.StringVar(&c.Secondary.Target, "secondary-target", c.Secondary.Target, "secondary = shadow-topic records replayed to a target URL starting with this")
-	fs.StringVar(&c.Secondary.Topic, "secondary-topic", c.Secondary.Topic, "secondary = every record of this topic")
-	fs.StringVar(&c.ShadowJob, "job", c.ShadowJob, "replay job to judge: "+comparator.LiveJob+" (default), or a window replay's --job (its own group, starting at the earliest record)")
 	fs.StringVar(&c.ShadowJob, "shadow-job", c.ShadowJob, "same as --job")
 	_ = fs.MarkHidden("shadow-job")
-	fs.StringArrayVar(&c.Ignore.JSONPaths, "ignore-path", c.Ignore.JSONPaths, "JSON path never compared (\"created_at\", \"items.*.etag\", \"**.trace_id\"); repeatable")
-	fs.StringArrayVar(&c.Ignore.Headers, "ignore-header", c.Ignore.Headers, "header never compared ('*' wildcards); repeatable")
-	fs.BoolVar(&c.JSON.UnorderedArrays, "unordered-arrays", c.JSON.UnorderedArrays, "compare JSON arrays as multisets (order ignored)")
-	fs.StringArrayVar(&c.Endpoints, "endpoint", c.Endpoints, "explicit endpoint template (\"/users/{id}\", \"GET /files/{path...}\"); repeatable")
-	fs.IntVar(&c.Noise.MinSamples, "noise-min-samples", c.Noise.MinSamples, "exchanges of an endpoint needed before noise is learned (its decisions wait until then)")
-	fs.Float64Var(&c.Alert.Rate, "alert-rate", c.Alert.Rate, "alert when an endpoint's difference rate over --alert-window reaches this")
-	fs.IntVar(&c.Alert.MinSamples, "alert-min-samples", c.Alert.MinSamples, "exchanges an endpoint needs in the window before it can alert")
-	fs.DurationVar(&c.Alert.Window, "alert-window", c.Alert.Window, "sliding window of the alert rate")
 }
 
 // BindTagged binds a flag to every field of the struct v points to (and of
@@ -102,7 +76,7 @@ func bindStruct(fs *pflag.FlagSet, v reflect.Value) {
 		f, fv := v.Type().Field(i), v.Field(i)
 		name, opt, _ := strings.Cut(f.Tag.Get("flag"), ",")
 		if name == "" {
-			if f.Anonymous && fv.Kind() == reflect.Struct {
+			if (f.Anonymous || opt == "inline") && fv.Kind() == reflect.Struct {
 				bindStruct(fs, fv)
 			}
 			continue
@@ -137,16 +111,13 @@ func bindStruct(fs *pflag.FlagSet, v reflect.Value) {
 	}
 }
 
-// bindLimits binds the client limits of an HTTP collector (proxy, sink);
-// zero values take collector.DefaultLimits.
-func bindLimits(fs *pflag.FlagSet, l *collector.Limits) {
-	d := collector.DefaultLimits()
-	fs.IntVar(&l.MaxConns, "max-conns", l.MaxConns, "client connections held at most; at the cap a new one closes the oldest idle one, or gets 503 when all are busy (0: half the open-file limit after a reserve)")
-	fs.DurationVar(&l.ReadHeaderTimeout, "read-header-timeout", orDefault(l.ReadHeaderTimeout, d.ReadHeaderTimeout), "time a client has to send a request head (also a new connection's first one)")
-	fs.DurationVar(&l.IdleTimeout, "idle-timeout", orDefault(l.IdleTimeout, d.IdleTimeout), "close keep-alive connections idle this long")
-	fs.IntVar(&l.MaxHeaderBytes, "max-header-bytes", orDefault(l.MaxHeaderBytes, d.MaxHeaderBytes), "largest request head accepted; longer ones are answered 431")
-	fs.DurationVar(&l.BodyTimeout, "body-timeout", orDefault(l.BodyTimeout, d.BodyTimeout), "time a request body may take, plus one second per --min-body-rate bytes received; slower bodies are cut (408) and not published")
-	fs.Int64Var(&l.MinBodyRate, "min-body-rate", orDefault(l.MinBodyRate, d.MinBodyRate), "bytes per second that extend --body-timeout")
+// showLimitDefaults gives zero client limits the values of
+// collector.DefaultLimits, so their flags show them; MaxConns stays 0, as
+// its default is derived from the open-file limit at use.
+func showLimitDefaults(l *collector.Limits) {
+	conns := l.MaxConns
+	*l = l.WithDefaults()
+	l.MaxConns = conns
 }
 
 // optionalFloat is a float flag over a *float64 field that stays nil (the
@@ -173,12 +144,3 @@ func (o *optionalFloat) Set(s string) error {
 }
 
 func (o *optionalFloat) Type() string { return "float64" }
-
-// orDefault is v, or def when v is zero.
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
