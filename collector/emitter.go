@@ -14,6 +14,7 @@ import (
 
 	"github.com/mirrorline/mirrorline/broker"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/telemetry"
 )
 
 // Producer is what the Emitter needs from Kafka: a produce call that fails at once
@@ -62,57 +63,21 @@ type Metrics struct {
 // NewMetrics creates the collector metrics and registers them on reg (when not nil).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		Captured: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mirrorline_collector_captured_total",
-			Help: "Exchanges captured and handed to the publisher.",
-		}),
-		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mirrorline_collector_dropped_total",
-			Help: "Captured exchanges that were not published, by reason.",
-		}, []string{"reason"}),
-		Skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mirrorline_collector_skipped_total",
-			Help: "Requests not captured on purpose (sampling, route filters), by reason.",
-		}, []string{"reason"}),
-		PublishLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "mirrorline_collector_publish_latency_seconds",
-			Help:    "Time from hand-off to the publisher to the broker's acknowledgement.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-		}),
-		Published: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mirrorline_collector_published_total",
-			Help: "Exchanges acknowledged by Kafka.",
-		}),
-		Queued: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "mirrorline_collector_queue_records",
-			Help: "Exchanges handed to the Kafka producer and not yet acknowledged or dropped (lost if the process is killed).",
-		}),
-		Truncated: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mirrorline_collector_truncated_total",
-			Help: "Exchanges whose bodies (or headers) were cut to fit the raw topic's record budget; they are flagged truncated and keep their sizes.",
-		}),
-		OpenConns: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "mirrorline_collector_open_connections",
-			Help: "Client connections open on the proxy and sink listeners.",
-		}),
-		ShedConns: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mirrorline_collector_connections_shed_total",
-			Help: "Client connections closed at the connection cap (--max-conns), by reason: idle_closed (oldest idle one closed for a new one), rejected (all busy: answered 503).",
-		}, []string{"reason"}),
+		Captured:       telemetry.Counter("mirrorline_collector_captured_total", "Exchanges captured and handed to the publisher."),
+		Dropped:        telemetry.CounterVec("mirrorline_collector_dropped_total", "Captured exchanges that were not published, by reason.", "reason", DropQueueFull, DropPublishError, DropEncodeError, DropClosed, DropTooLarge, DropUnsafeTarget, DropIncompleteBody, DropBodyTimeout, DropBadFraming, DropUnsupported),
+		Skipped:        telemetry.CounterVec("mirrorline_collector_skipped_total", "Requests not captured on purpose (sampling, route filters), by reason.", "reason"),
+		PublishLatency: telemetry.Histogram("mirrorline_collector_publish_latency_seconds", "Time from hand-off to the publisher to the broker's acknowledgement.", 0.0005, 16),
+		Published:      telemetry.Counter("mirrorline_collector_published_total", "Exchanges acknowledged by Kafka."),
+		Queued:         telemetry.Gauge("mirrorline_collector_queue_records", "Exchanges handed to the Kafka producer and not yet acknowledged or dropped (lost if the process is killed)."),
+		Truncated:      telemetry.Counter("mirrorline_collector_truncated_total", "Exchanges whose bodies (or headers) were cut to fit the raw topic's record budget; they are flagged truncated and keep their sizes."),
+		OpenConns:      telemetry.Gauge("mirrorline_collector_open_connections", "Client connections open on the proxy and sink listeners."),
+		ShedConns:      telemetry.CounterVec("mirrorline_collector_connections_shed_total", "Client connections closed at the connection cap (--max-conns), by reason: idle_closed (oldest idle one closed for a new one), rejected (all busy: answered 503).", "reason", ShedIdle, ShedRejected),
 		SampleRatio: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "mirrorline_collector_sample_ratio",
 			Help: "Fraction of matching requests captured, per HTTP collector and configured route (route=\"default\" without routes); follows configuration reloads.",
 		}, []string{"collector", "route"}),
 	}
-	for _, r := range []string{DropQueueFull, DropPublishError, DropEncodeError, DropClosed, DropTooLarge, DropUnsafeTarget, DropIncompleteBody, DropBodyTimeout, DropBadFraming, DropUnsupported} {
-		m.Dropped.WithLabelValues(r)
-	}
-	for _, r := range []string{ShedIdle, ShedRejected} {
-		m.ShedConns.WithLabelValues(r)
-	}
-	if reg != nil {
-		reg.MustRegister(m.Captured, m.Dropped, m.Skipped, m.PublishLatency, m.Published, m.Queued, m.Truncated, m.OpenConns, m.ShedConns, m.SampleRatio)
-	}
+	telemetry.Register(reg, m.Captured, m.Dropped, m.Skipped, m.PublishLatency, m.Published, m.Queued, m.Truncated, m.OpenConns, m.ShedConns, m.SampleRatio)
 	return m
 }
 

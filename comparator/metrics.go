@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mirrorline/mirrorline/stage"
+	"github.com/mirrorline/mirrorline/telemetry"
 
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
@@ -93,32 +94,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mirrorline_comparator_latency_regression",
 			Help: "1 while an endpoint's shadow p90 or p99 latency is worse than the primary's beyond latency.relative and latency.absolute.",
 		}, []string{"endpoint"}),
-		Pending: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "mirrorline_comparator_pending",
-			Help: "Exchanges waiting for their other side or for noise warm-up.",
-		}),
+		Pending: telemetry.Gauge("mirrorline_comparator_pending", "Exchanges waiting for their other side or for noise warm-up."),
 		Records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mirrorline_comparator_records_total",
 			Help: "Records consumed, by side and outcome (joined, waiting, duplicate, late, invalid, undecodable, ignored).",
 		}, []string{"side", "outcome"}),
-		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mirrorline_comparator_errors_total",
-			Help: "Comparator failures, by reason (redact, fetch, publish, commit, lookup).",
-		}, []string{"reason"}),
-		Truncated: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mirrorline_comparator_truncated_total",
-			Help: "Diff records whose differences were cut to fit the diff topic's record budget.",
-		}),
-		Stage: stage.NewMetrics(reg, "comparator"),
+		Errors:    telemetry.CounterVec("mirrorline_comparator_errors_total", "Comparator failures, by reason (redact, fetch, publish, commit, lookup).", "reason", "redact", "fetch", "publish", "commit"),
+		Truncated: telemetry.Counter("mirrorline_comparator_truncated_total", "Diff records whose differences were cut to fit the diff topic's record budget."),
+		Stage:     stage.NewMetrics(reg, "comparator"),
 	}
 	for _, s := range []Side{Primary, Shadow, Secondary} {
 		m.Latency.WithLabelValues(s.String())
 	}
-	for _, r := range []string{"redact", "fetch", "publish", "commit"} {
-		m.Errors.WithLabelValues(r)
-	}
-	if reg != nil {
-		reg.MustRegister(m.Exchanges, m.Latency, m.Alert, m.LatencyRegression, m.Pending, m.Records, m.Errors, m.Truncated)
-	}
+	telemetry.Register(reg, m.Exchanges, m.Latency, m.Alert, m.LatencyRegression, m.Pending, m.Records, m.Errors, m.Truncated)
 	return m
 }

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mirrorline/mirrorline/stage"
+	"github.com/mirrorline/mirrorline/telemetry"
 )
 
 // Outcomes counted in mirrorline_redactor_records_total{outcome}.
@@ -29,32 +30,12 @@ type Metrics struct {
 // registers them on reg (when not nil).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		Records: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mirrorline_redactor_records_total",
-			Help: "Records processed, by outcome (clean, quarantined, dropped, invalid).",
-		}, []string{"outcome"}),
-		Redactions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mirrorline_redactor_redactions_total",
-			Help: "Values redacted, by rule name.",
-		}, []string{"rule"}),
-		Transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mirrorline_redactor_transactions_total",
-			Help: "Kafka transactions ended, by result (committed, aborted).",
-		}, []string{"result"}),
-		Latency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "mirrorline_redactor_record_seconds",
-			Help:    "Time to redact one record (CPU work only, no Kafka).",
-			Buckets: prometheus.ExponentialBuckets(0.000005, 2, 16),
-		}),
-		Stage: stage.NewMetrics(reg, "redactor"),
+		Records:      telemetry.CounterVec("mirrorline_redactor_records_total", "Records processed, by outcome (clean, quarantined, dropped, invalid).", "outcome", OutcomeClean, OutcomeQuarantined, OutcomeDropped, OutcomeInvalid),
+		Redactions:   telemetry.CounterVec("mirrorline_redactor_redactions_total", "Values redacted, by rule name.", "rule"),
+		Transactions: telemetry.CounterVec("mirrorline_redactor_transactions_total", "Kafka transactions ended, by result (committed, aborted).", "result", "committed", "aborted"),
+		Latency:      telemetry.Histogram("mirrorline_redactor_record_seconds", "Time to redact one record (CPU work only, no Kafka).", 0.000005, 16),
+		Stage:        stage.NewMetrics(reg, "redactor"),
 	}
-	for _, o := range []string{OutcomeClean, OutcomeQuarantined, OutcomeDropped, OutcomeInvalid} {
-		m.Records.WithLabelValues(o)
-	}
-	m.Transactions.WithLabelValues("committed")
-	m.Transactions.WithLabelValues("aborted")
-	if reg != nil {
-		reg.MustRegister(m.Records, m.Redactions, m.Transactions, m.Latency)
-	}
+	telemetry.Register(reg, m.Records, m.Redactions, m.Transactions, m.Latency)
 	return m
 }

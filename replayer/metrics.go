@@ -8,6 +8,7 @@ import (
 
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/stage"
+	"github.com/mirrorline/mirrorline/telemetry"
 )
 
 // Metrics are the replayer metrics (mirrorline_replayer_*); each field's
@@ -36,36 +37,20 @@ type Metrics struct {
 // replayer, and registers them on reg (when not nil).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		Sent:            counterVec("mirrorline_replayer_sent_total", "Requests sent to the target, by response status class (2xx..5xx, or error).", "status_class", "2xx", "3xx", "4xx", "5xx", "error"),
-		Errors:          counterVec("mirrorline_replayer_errors_total", "Records not replayed or responses not recorded, by reason.", "reason"),
-		RequestErrors:   counterVec("mirrorline_replayer_request_errors_total", "Requests that failed at the target, by reason: refused, timeout, dns, tls, reset, 5xx (a response with status 500..599) or other.", "reason", RequestErrorReasons...),
-		ScheduleLag:     histogram("mirrorline_replayer_schedule_lag_seconds", "How late each request was sent against its schedule (live: since it was fetched).", 0.0001, 18),
-		ResponseLatency: histogram("mirrorline_replayer_response_latency_seconds", "Latency of the target's responses.", 0.0005, 16),
-		CaptureDelay:    histogram("mirrorline_replayer_capture_delay_seconds", "Live mode: time from capture to the request reaching the target.", 0.001, 16),
-		Dropped:         counterVec("mirrorline_replayer_dropped_total", "Records not sent, by reason: max_lag (window replay more than --max-lag behind schedule), too_old (live: captured longer ago than --skip-older-than), unsafe_target (request-target that could leave the target: never sent).", "reason", DropMaxLag, DropTooOld, DropUnsafeTarget),
-		Late:            prometheus.NewCounter(prometheus.CounterOpts{Name: "mirrorline_replayer_late_total", Help: "Window replay: requests sent more than the late threshold (10ms) after their planned time."}),
-		Throttled:       prometheus.NewCounter(prometheus.CounterOpts{Name: "mirrorline_replayer_throttled_seconds_total", Help: "Live mode: time requests waited for the --max-rate cap (summed over workers)."}),
-		Truncated:       prometheus.NewCounter(prometheus.CounterOpts{Name: "mirrorline_replayer_truncated_total", Help: "Shadow responses whose body (or headers) was cut to fit the shadow topic's record budget; they are flagged truncated and keep their sizes."}),
+		Sent:            telemetry.CounterVec("mirrorline_replayer_sent_total", "Requests sent to the target, by response status class (2xx..5xx, or error).", "status_class", "2xx", "3xx", "4xx", "5xx", "error"),
+		Errors:          telemetry.CounterVec("mirrorline_replayer_errors_total", "Records not replayed or responses not recorded, by reason.", "reason"),
+		RequestErrors:   telemetry.CounterVec("mirrorline_replayer_request_errors_total", "Requests that failed at the target, by reason: refused, timeout, dns, tls, reset, 5xx (a response with status 500..599) or other.", "reason", RequestErrorReasons...),
+		ScheduleLag:     telemetry.Histogram("mirrorline_replayer_schedule_lag_seconds", "How late each request was sent against its schedule (live: since it was fetched).", 0.0001, 18),
+		ResponseLatency: telemetry.Histogram("mirrorline_replayer_response_latency_seconds", "Latency of the target's responses.", 0.0005, 16),
+		CaptureDelay:    telemetry.Histogram("mirrorline_replayer_capture_delay_seconds", "Live mode: time from capture to the request reaching the target.", 0.001, 16),
+		Dropped:         telemetry.CounterVec("mirrorline_replayer_dropped_total", "Records not sent, by reason: max_lag (window replay more than --max-lag behind schedule), too_old (live: captured longer ago than --skip-older-than), unsafe_target (request-target that could leave the target: never sent).", "reason", DropMaxLag, DropTooOld, DropUnsafeTarget),
+		Late:            telemetry.Counter("mirrorline_replayer_late_total", "Window replay: requests sent more than the late threshold (10ms) after their planned time."),
+		Throttled:       telemetry.Counter("mirrorline_replayer_throttled_seconds_total", "Live mode: time requests waited for the --max-rate cap (summed over workers)."),
+		Truncated:       telemetry.Counter("mirrorline_replayer_truncated_total", "Shadow responses whose body (or headers) was cut to fit the shadow topic's record budget; they are flagged truncated and keep their sizes."),
 		Stage:           stage.NewMetrics(reg, "replayer"),
 	}
-	if reg != nil {
-		reg.MustRegister(m.Sent, m.Errors, m.RequestErrors, m.ScheduleLag, m.ResponseLatency, m.CaptureDelay, m.Dropped, m.Late, m.Throttled, m.Truncated)
-	}
+	telemetry.Register(reg, m.Sent, m.Errors, m.RequestErrors, m.ScheduleLag, m.ResponseLatency, m.CaptureDelay, m.Dropped, m.Late, m.Throttled, m.Truncated)
 	return m
-}
-
-// counterVec has one label; the series of values exist from the start (at 0).
-func counterVec(name, help, label string, values ...string) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{label})
-	for _, v := range values {
-		c.WithLabelValues(v)
-	}
-	return c
-}
-
-// histogram has count exponential buckets from start, doubling.
-func histogram(name, help string, start float64, count int) prometheus.Histogram {
-	return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: prometheus.ExponentialBuckets(start, 2, count)})
 }
 
 // StatusClass maps a status code to its label value ("2xx", ...); 0 is "error".

@@ -24,6 +24,7 @@ import (
 
 	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/config"
+	"github.com/mirrorline/mirrorline/telemetry"
 )
 
 // reloadTarget is one running component whose settings a reload changes.
@@ -66,28 +67,14 @@ type reloadMetrics struct {
 
 func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
 	m := &reloadMetrics{
-		reloads: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mirrorline_config_reloads_total",
-			Help: "Reloads of the -c file put in force (SIGHUP or the file changed).",
-		}),
-		errors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mirrorline_config_reload_errors_total",
-			Help: "Reloads of the -c file refused (unreadable or invalid file); the configuration in force was kept.",
-		}),
-		success: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "mirrorline_config_last_reload_success",
-			Help: "1 when the last reload of the -c file (or the start) succeeded, 0 when it was refused.",
-		}),
-		last: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "mirrorline_config_last_reload_success_timestamp_seconds",
-			Help: "Unix time of the last configuration put in force (start or reload).",
-		}),
+		reloads: telemetry.Counter("mirrorline_config_reloads_total", "Reloads of the -c file put in force (SIGHUP or the file changed)."),
+		errors:  telemetry.Counter("mirrorline_config_reload_errors_total", "Reloads of the -c file refused (unreadable or invalid file); the configuration in force was kept."),
+		success: telemetry.Gauge("mirrorline_config_last_reload_success", "1 when the last reload of the -c file (or the start) succeeded, 0 when it was refused."),
+		last:    telemetry.Gauge("mirrorline_config_last_reload_success_timestamp_seconds", "Unix time of the last configuration put in force (start or reload)."),
 	}
 	m.success.Set(1)
 	m.last.SetToCurrentTime()
-	if reg != nil {
-		reg.MustRegister(m.reloads, m.errors, m.success, m.last)
-	}
+	telemetry.Register(reg, m.reloads, m.errors, m.success, m.last)
 	return m
 }
 
