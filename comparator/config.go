@@ -1,6 +1,7 @@
 package comparator
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -204,12 +205,7 @@ func (c Config) WithDefaults() Config {
 }
 
 // setDefault sets *v to def when it is the zero value.
-func setDefault[T comparable](v *T, def T) {
-	var zero T
-	if *v == zero {
-		*v = def
-	}
-}
+func setDefault[T comparable](v *T, def T) { *v = cmp.Or(*v, def) }
 
 // Validate reports the first invalid setting, naming its key (relative to
 // the compare: section). Call it on a Config with defaults applied.
