@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -206,6 +207,13 @@ func TestBindFlags(t *testing.T) {
 		{"replay timeout", cfg.Replay.BindFlags, []string{"--timeout", "9s"}, "timeout", "3s", func() bool { return cfg.Replay.Timeout == 9*time.Second }},
 		{"vpc tcp capture", cfg.VPC.BindFlags, []string{"--max-streams", "7"}, "max-streams", "100000", func() bool { return cfg.VPC.MaxStreams == 7 }},
 		{"topics", cfg.Topics.BindFlags, nil, "partitions", "6", func() bool { return cfg.Topics.Partitions == 6 }},
+		{"proxy max-conns stays 0 (derived at use)", cfg.Proxy.BindFlags, nil, "max-conns", "0", func() bool { return cfg.Proxy.MaxConns == 0 }},
+		{"kafka tls nested", cfg.BindFlags, []string{"--kafka-tls-ca", "ca.pem"}, "kafka-tls-ca", "", func() bool { return cfg.Kafka.TLS.CAFile == "ca.pem" }},
+		{"kafka sasl nested", cfg.BindFlags, []string{"--kafka-sasl-user", "u"}, "kafka-sasl-user", "", func() bool { return cfg.Kafka.SASL.Username == "u" }},
+		{"compare secondary nested", cfg.Compare.BindFlags, []string{"--secondary-topic", "t"}, "secondary-topic", "", func() bool { return cfg.Compare.Secondary.Topic == "t" }},
+		{"compare alert default", cfg.Compare.BindFlags, nil, "alert-window", "10m0s", func() bool { return cfg.Compare.Alert.Window == 10*time.Minute }},
+		{"compare ignore-path repeatable, commas kept", cfg.Compare.BindFlags, []string{"--ignore-path", "a,b", "--ignore-path", "c"}, "ignore-path", "[]", func() bool { return slices.Equal(cfg.Compare.Ignore.JSONPaths, []string{"a,b", "c"}) }},
+		{"compare shadow-job is --job", cfg.Compare.BindFlags, []string{"--shadow-job", "w1"}, "job", "live", func() bool { return cfg.Compare.ShadowJob == "w1" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := pflag.NewFlagSet(tc.name, pflag.ContinueOnError)
