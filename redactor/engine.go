@@ -30,19 +30,6 @@ const minKeyLen = 16
 // maxJSONDepth bounds the nesting of JSON bodies.
 const maxJSONDepth = 10000
 
-// Option configures NewEngine.
-type Option func(*options)
-
-type options struct {
-	key []byte
-}
-
-// WithHashKey sets the HMAC key of hash and fake actions, overriding
-// hash_key_file and hash_key_env. It must be at least 16 bytes long.
-func WithHashKey(key []byte) Option {
-	return func(o *options) { o.key = append([]byte(nil), key...) }
-}
-
 // Result tells what Redact did.
 type Result struct {
 	// Rules lists the names of the rules that fired, sorted and without

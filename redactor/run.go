@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -74,8 +73,6 @@ type Processor struct {
 	onFailure  OnFailure
 	metrics    *Metrics
 	budget     *broker.Budget
-	// run are the options of the stage runtime.
-	run []stage.Option
 	// outcomes and rules count the records and redactions of the open
 	// transaction: added to the metrics only when it commits (an aborted
 	// one is processed again).
@@ -83,50 +80,22 @@ type Processor struct {
 	rules    map[string]int
 }
 
-// ProcOpt configures a Processor.
-type ProcOpt func(*Processor)
-
-// WithOnFailure sets the failure policy (default Quarantine).
-func WithOnFailure(f OnFailure) ProcOpt { return func(p *Processor) { p.onFailure = f } }
-
-// WithMetrics sets the metrics (default: unregistered).
-func WithMetrics(m *Metrics) ProcOpt { return func(p *Processor) { p.metrics = m } }
-
-// WithLogger sets the logger. Payloads are never logged.
-func WithLogger(l hclog.Logger) ProcOpt {
-	return func(p *Processor) { p.run = append(p.run, stage.WithLogger(l)) }
-}
-
-// WithReopen lets the processor ride out a transaction that fails to begin or
-// end (stage.Reopen): it closes its session and opens a new one with open.
-// Without it, Run returns the error.
-func WithReopen(open func() (*kgo.GroupTransactSession, error)) ProcOpt {
-	return func(p *Processor) { p.run = append(p.run, stage.Reopen(open)) }
-}
-
-// WithBatch caps the records per transaction (default 1000).
-func WithBatch(n int) ProcOpt {
-	return func(p *Processor) { p.run = append(p.run, stage.WithPolling(stage.Polling{Max: n})) }
-}
-
-// WithBudget sets the clean topic's record budget (default: a budget of
-// broker.DefaultMaxMessageBytes): a record larger once redacted is
-// quarantined instead of failing the transaction.
-func WithBudget(b *broker.Budget) ProcOpt { return func(p *Processor) { p.budget = b } }
-
 // NewProcessor returns a processor for service reading through sess (built
 // with SessionOpts).
-func NewProcessor(sess *kgo.GroupTransactSession, e *Engine, service string, opts ...ProcOpt) (*Processor, error) {
+func NewProcessor(sess *kgo.GroupTransactSession, e *Engine, service string, opts ...Option) (*Processor, error) {
+	o := options{onFailure: Quarantine}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	p := &Processor{
 		engine: e, service: service,
 		clean:      broker.Topic(broker.Clean, service),
 		quarantine: broker.Topic(broker.Quarantine, service),
-		onFailure:  Quarantine,
+		onFailure:  o.onFailure,
+		metrics:    o.metrics,
+		budget:     o.budget,
 		outcomes:   map[string]int{},
 		rules:      map[string]int{},
-	}
-	for _, o := range opts {
-		o(p)
 	}
 	if p.onFailure != Quarantine && p.onFailure != Drop {
 		return nil, fmt.Errorf("on_failure: %q is not quarantine or drop", p.onFailure)
@@ -134,7 +103,7 @@ func NewProcessor(sess *kgo.GroupTransactSession, e *Engine, service string, opt
 	if p.metrics == nil {
 		p.metrics = NewMetrics(nil)
 	}
-	p.tx = stage.NewTx(sess, p, append(p.run, stage.WithMetrics(p.metrics.Stage))...)
+	p.tx = stage.NewTx(sess, p, append(o.run, stage.WithMetrics(p.metrics.Stage))...)
 	return p, nil
 }
 
