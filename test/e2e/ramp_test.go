@@ -266,7 +266,11 @@ func TestSinkReloadWithoutRestart(t *testing.T) {
 		v, ok := ratio()
 		return ok && v == 0
 	})
-	tr := &http.Transport{MaxIdleConnsPerHost: 1}
+	// One connection at most: a request waits for it to come back to the
+	// pool (which the transport does asynchronously, after the body's end)
+	// instead of dialling a second one, so a new connection means the sink
+	// closed the old one.
+	tr := &http.Transport{MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	var newConns int

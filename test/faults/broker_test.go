@@ -173,17 +173,21 @@ func TestKafkaUnreachable(t *testing.T) {
 		ready.Sub(restartAt).Round(time.Millisecond), queue, drained.Sub(restartAt).Round(time.Millisecond))
 	droppedDown := count(queueFull)
 
+	publishedBefore := count(ps.M.Published)
 	phase("after", 500)
 	testproc.Eventually(t, 30*time.Second, "the captures made after recovery settled", ps.Settled)
-	// Recovered means publishing again as with Kafka up, where a loaded
-	// machine may drop some captures for a full buffer too (droppedUp): a
-	// collector that never recovered would drop nearly all 500 with its
-	// buffer stuck full.
-	if got := count(queueFull) - droppedDown; got > 250 {
-		t.Errorf("after recovery: %d of 500 captures dropped for a full buffer (with Kafka up %d of %d)", got, droppedUp, n)
-	} else {
-		t.Logf("after recovery: %d of 500 captures dropped for a full buffer (with Kafka up %d of %d)", got, droppedUp, n)
+	// Recovered means publishing again. The buffer is empty when the phase
+	// starts, so at least its 200 first captures are accepted and, settled
+	// without a publish error (checked below), published; a collector that
+	// never recovered publishes none (and never settles). How many more a
+	// loaded machine drops for a full buffer varies, as with Kafka up
+	// (droppedUp), so it is only logged.
+	publishedAfter := count(ps.M.Published) - publishedBefore
+	if publishedAfter < queue {
+		t.Errorf("after recovery: %d of 500 captures published, want at least the %d the empty buffer takes", publishedAfter, queue)
 	}
+	t.Logf("after recovery: %d of 500 captures published, %d dropped for a full buffer (with Kafka up %d of %d)",
+		publishedAfter, count(queueFull)-droppedDown, droppedUp, n)
 	for _, r := range []string{collector.DropPublishError, collector.DropEncodeError, collector.DropClosed} {
 		if got := count(ps.M.Dropped.WithLabelValues(r)); got != 0 {
 			t.Errorf("dropped{%s} = %d, want 0", r, got)
