@@ -194,9 +194,12 @@ redact:
 			t.Errorf("quarantine reason %q", h.Value)
 		}
 	}
-	if _, body, err := httpGet("http://" + metricsAddr + "/metrics"); err != nil || !strings.Contains(body, `mirrorline_redactor_records_total{outcome="quarantined"} 1`) {
-		t.Errorf("metrics: %v; want records_total{outcome=\"quarantined\"} 1", err)
-	}
+	// Outcomes are counted once the transaction's commit returns, which is
+	// after its records are visible on the clean topic: wait for the count.
+	testproc.Eventually(t, time.Minute, `mirrorline_redactor_records_total{outcome="quarantined"} 1`, func() bool {
+		_, body, err := httpGet("http://" + metricsAddr + "/metrics")
+		return err == nil && strings.Contains(body, `mirrorline_redactor_records_total{outcome="quarantined"} 1`)
+	})
 }
 
 // Through the proxy, a request with a 0.95 MB header and a 1.5 MB body is
