@@ -69,7 +69,7 @@ func checkSpecMetric(e *exposition, m specMetric) string {
 	return ""
 }
 
-// waitWarm waits until every SPEC metric (the comparator's too when the binary
+// waitWarm waits until every contract metric (the comparator's too when the binary
 // has `mirrorline compare`) is exposed with its labels and moved by the
 // traffic, and up's consumer lag covers the redactor's and replayer's groups.
 // extra names more sample names that must be exposed.
@@ -119,7 +119,7 @@ func (p *opsPipeline) waitWarm(t *testing.T, timeout time.Duration, extra ...str
 }
 
 // Every long-running command serves /metrics, /healthz and /readyz, and every
-// SPEC metric is exposed with its labels by `mirrorline up` (and `mirrorline
+// contract metric is exposed with its labels by `mirrorline up` (and `mirrorline
 // compare`) once traffic flowed through the whole pipeline.
 func TestOpsMetricsEndpoints(t *testing.T) {
 	t.Parallel()
@@ -128,7 +128,7 @@ func TestOpsMetricsEndpoints(t *testing.T) {
 
 	start := time.Now()
 	last := p.waitWarm(t, 50*time.Second)
-	t.Logf("all SPEC metrics exposed after %s (%d requests)", time.Since(start).Round(100*time.Millisecond), p.trafficSent.Load())
+	t.Logf("all contract metrics exposed after %s (%d requests)", time.Since(start).Round(100*time.Millisecond), p.trafficSent.Load())
 
 	checkSafetyMetrics(t, last, p.hasCompare)
 

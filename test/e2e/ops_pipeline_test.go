@@ -90,7 +90,7 @@ redact:
 	p.metrics = append(p.metrics, upMetrics)
 	waitReady(t, upMetrics, p.upOut)
 
-	// SPEC: up runs the comparator too. A binary whose up does not (yet) gets
+	// The contract has up run the comparator too. A binary whose up does not (yet) gets
 	// a separate `mirrorline compare` on the embedded broker, when it has one.
 	upExp, err := scrapeMetrics(upMetrics)
 	if err != nil {

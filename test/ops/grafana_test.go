@@ -26,7 +26,7 @@ type gPanel struct {
 }
 
 // The provisioned dashboard is well formed, has the panels operators need and
-// uses every SPEC metric; the provisioning files point at it. (Its queries are
+// uses every metric of the contract; the provisioning files point at it. (Its queries are
 // run against a real Prometheus in test/e2e/ops_prometheus_test.go.)
 func TestGrafanaDashboard(t *testing.T) {
 	b, err := os.ReadFile(repoPath("deploy", "grafana", "dashboards", "mirrorline.json"))
@@ -130,7 +130,7 @@ func TestGrafanaDashboard(t *testing.T) {
 	}
 	for _, m := range []string{"collector_captured_total", "collector_dropped_total", "collector_publish_latency_seconds", "redactor_records_total", "redactor_redactions_total", "replayer_sent_total", "replayer_schedule_lag_seconds", "replayer_response_latency_seconds", "comparator_exchanges_total", "comparator_latency_seconds", "consumer_lag_records", "consumer_lag_seconds"} {
 		if !strings.Contains(exprs.String(), "mirrorline_"+m) {
-			t.Errorf("no panel uses SPEC metric mirrorline_%s", m)
+			t.Errorf("no panel uses contract metric mirrorline_%s", m)
 		}
 	}
 

@@ -125,7 +125,7 @@ var (
 	flagRE   = regexp.MustCompile(`(?m)^\s+(?:-([A-Za-z0-9]), )?--([a-z0-9][a-z0-9-]*)`)
 )
 
-// pendingCommands are SPEC commands being written while this test was: the
+// pendingCommands are commands of the contract being written while this test was: the
 // artefacts may already use them; their flags are checked once the binary has them.
 var pendingCommands = map[string]bool{"compare": true, "ebpf": true, "vpc": true, "import": true}
 
