@@ -37,9 +37,6 @@ type Live struct {
 	// Set by Run: the records waiting for a worker, and the workers.
 	queue   *keyQueue[work]
 	workers sync.WaitGroup
-	// polled is when the poll being handed to the workers returned (zero
-	// between polls); only the runtime's polling goroutine uses it.
-	polled time.Time
 }
 
 // rateCap is one setting of the send rate cap; changed is closed when
@@ -177,16 +174,7 @@ type liveHandler struct{ *Live }
 // Handle queues the record for a worker, blocking while the queue is full
 // (polling waits: backpressure). The schedule lag counts from the poll.
 func (h liveHandler) Handle(ctx context.Context, m *stage.Msg, ex *mlv1.Exchange) error {
-	if h.polled.IsZero() {
-		h.polled = time.Now()
-	}
-	return h.queue.Push(ctx, string(m.Record.Key), !h.unordered, work{msg: m, ex: ex, fetched: h.polled})
-}
-
-// Tick ends a poll's records.
-func (h liveHandler) Tick(context.Context, time.Time) error {
-	h.polled = time.Time{}
-	return nil
+	return h.queue.Push(ctx, string(m.Record.Key), !h.unordered, work{msg: m, ex: ex, fetched: m.Polled})
 }
 
 // Drain closes the queue and waits for the workers: what is queued is given

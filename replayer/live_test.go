@@ -48,15 +48,17 @@ func (f *fakeClient) runLive(ctx context.Context, l *Live) <-chan error {
 }
 
 // run hands each poll's records to h in order, as the stage runtime does
-// (undecodable ones are counted and done) and ticks it after each poll,
+// (stamped with the poll's end; undecodable ones are counted and done),
 // until ctx ends; then it drains h.
 func (f *fakeClient) run(ctx context.Context, h liveHandler) error {
 	defer h.Drain()
 	for {
 		select {
 		case recs := <-f.polls:
+			polled := time.Now()
 			for _, r := range recs {
 				m := f.tracker.Track(r)
+				m.Polled = polled
 				ex := &mlv1.Exchange{}
 				if err := proto.Unmarshal(r.Value, ex); err != nil {
 					h.Undecodable(r)
@@ -70,9 +72,6 @@ func (f *fakeClient) run(ctx context.Context, h liveHandler) error {
 					}
 					return err
 				}
-			}
-			if err := h.Tick(ctx, time.Now()); err != nil {
-				return err
 			}
 		case <-ctx.Done():
 			return nil

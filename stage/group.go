@@ -169,11 +169,13 @@ func (g *Group) Run(ctx context.Context, cl *kgo.Client) error {
 	counter, _ := g.h.(UndecodableCounter)
 	err := Poll(ctx, cl, g.polling, func(fs kgo.Fetches) error {
 		var herr error
+		polled := time.Now()
 		fs.EachRecord(func(r *kgo.Record) {
 			if herr != nil {
 				return
 			}
 			m := g.tracker.Track(r)
+			m.Polled = polled
 			ex := &mlv1.Exchange{}
 			if err := proto.Unmarshal(r.Value, ex); err != nil {
 				g.metrics.Undecodable.Inc()

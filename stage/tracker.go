@@ -3,6 +3,7 @@ package stage
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -175,7 +176,10 @@ func (t *Tracker) forgetLocked(lost map[string][]int32) {
 // Abandon exactly once (later calls are ignored), from any goroutine.
 type Msg struct {
 	// Record is the Kafka record.
-	Record  *kgo.Record
+	Record *kgo.Record
+	// Polled is when the poll that returned the record ended (the Group
+	// runtime sets it; a stage measures its own delay from it).
+	Polled  time.Time
 	tracker *Tracker
 	part    *partQueue
 	state   msgState
