@@ -277,20 +277,9 @@ type doneCheck struct {
 }
 
 func (r *Runner) newDoneCheck(ctx context.Context, cl *kgo.Client) (*doneCheck, error) {
-	adm := kadm.NewClient(cl)
-	ends, err := adm.ListCommittedOffsets(ctx, r.Topics()...)
-	if err == nil {
-		err = ends.Error()
-	}
+	starts, ends, err := stage.Bounds(ctx, kadm.NewClient(cl), r.Topics()...)
 	if err != nil {
-		return nil, fmt.Errorf("compare %s: list last stable offsets: %w", r.service, err)
-	}
-	starts, err := adm.ListStartOffsets(ctx, r.Topics()...)
-	if err == nil {
-		err = starts.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("compare %s: list start offsets: %w", r.service, err)
+		return nil, fmt.Errorf("compare %s: %w", r.service, err)
 	}
 	return &doneCheck{r: r, start: starts, ends: ends}, nil
 }

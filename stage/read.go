@@ -109,8 +109,27 @@ func Read(ctx context.Context, opts []kgo.Opt, spans []Span, fn func(*kgo.Record
 	return err
 }
 
-// clamp lists the partitions' start and last stable offsets and returns the
-// spans that hold offsets, clamped to them, by partition.
+// Bounds lists what a read-committed consumer of topics can read now: each
+// partition's start offset and its last stable offset (the end, short of any
+// open transaction).
+func Bounds(ctx context.Context, adm *kadm.Client, topics ...string) (starts, stable kadm.ListedOffsets, err error) {
+	if starts, err = adm.ListStartOffsets(ctx, topics...); err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("list start offsets: %w", err)
+	}
+	if stable, err = adm.ListCommittedOffsets(ctx, topics...); err == nil {
+		err = stable.Error()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("list last stable offsets: %w", err)
+	}
+	return starts, stable, nil
+}
+
+// clamp returns the spans that hold offsets, clamped to their partitions'
+// Bounds, by partition.
 func clamp(ctx context.Context, adm *kadm.Client, spans []Span) (map[topicPartition]Span, error) {
 	var topics []string
 	seen := map[string]bool{}
@@ -120,19 +139,9 @@ func clamp(ctx context.Context, adm *kadm.Client, spans []Span) (map[topicPartit
 			topics = append(topics, s.Topic)
 		}
 	}
-	starts, err := adm.ListStartOffsets(ctx, topics...)
-	if err == nil {
-		err = starts.Error()
-	}
+	starts, stable, err := Bounds(ctx, adm, topics...)
 	if err != nil {
-		return nil, fmt.Errorf("read: list start offsets: %w", err)
-	}
-	stable, err := adm.ListCommittedOffsets(ctx, topics...)
-	if err == nil {
-		err = stable.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read: list last stable offsets: %w", err)
+		return nil, fmt.Errorf("read: %w", err)
 	}
 	out := map[topicPartition]Span{}
 	for _, s := range spans {
