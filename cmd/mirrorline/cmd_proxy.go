@@ -105,11 +105,9 @@ func (a *app) newProxyCollector(em *collector.Emitter, _ prometheus.Registerer) 
 
 // newEmitter builds the emitter every collector publishes through: a Kafka client
 // with a bounded buffer, so a slow or dead Kafka drops captures instead of
-// blocking the capture path.
+// blocking the capture path. The queue sizes are positive: config.Validate
+// checked them before the command ran.
 func (a *app) newEmitter(tel *telemetry.Server, queueRecords, queueBytes int, name string) (*collector.Emitter, *kgo.Client, error) {
-	if queueRecords <= 0 || queueBytes <= 0 {
-		return nil, nil, usagef("queue-records, queue-bytes: must be positive")
-	}
 	cl, err := broker.NewClient(a.cfg.Kafka,
 		kgo.MaxBufferedRecords(queueRecords),
 		kgo.MaxBufferedBytes(queueBytes),
