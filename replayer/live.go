@@ -28,7 +28,7 @@ import (
 // once its shadow response is published.
 type Live struct {
 	options
-	sender  *Sender
+	sender  Requester
 	service string
 	// group is the stage runtime running the replayer (set by ClientOpts).
 	group *stage.Group
@@ -119,9 +119,9 @@ const LiveCommitInterval = time.Second
 // DefaultGroup is the consumer group of live replayers of service.
 func DefaultGroup(service string) string { return "mirrorline-replay-" + service }
 
-// NewLive returns a live replayer of service sending with s; ClientOpts
-// gives the options of the client it runs with.
-func NewLive(s *Sender, service string, opts ...Option) *Live {
+// NewLive returns a live replayer of service sending with s (a *Sender, or a
+// *Router); ClientOpts gives the options of the client it runs with.
+func NewLive(s Requester, service string, opts ...Option) *Live {
 	l := &Live{options: newOptions(opts, Concurrency(DefaultConcurrency)), sender: s, service: service}
 	l.shadow = broker.Topic(broker.Shadow, service)
 	l.job = cmp.Or(l.job, "live")
@@ -217,18 +217,18 @@ func (l *Live) replay(ctx context.Context, w work) {
 		sent = now
 	}
 	l.metrics.ScheduleLag.Observe(sent.Sub(w.fetched).Seconds())
-	resp, failure, err := l.sender.SendReason(ctx, ex)
+	res, err := l.sender.Replay(ctx, ex)
 	if err != nil {
 		reason := l.metrics.countSkip(err)
 		l.log.Debug("record not replayed", "id", ex.GetId(), "reason", reason)
 		w.msg.Done()
 		return
 	}
-	if resp.Error != "" && ctx.Err() != nil {
+	if res.Response.Error != "" && ctx.Err() != nil {
 		w.msg.Abandon() // cancelled mid-request: not a target error
 		return
 	}
-	l.metrics.countResponse(resp, failure)
+	l.metrics.countResponse(res.Response, res.Failure)
 	if ex.CaptureTimeNs > 0 {
 		l.metrics.CaptureDelay.Observe(sent.Sub(time.Unix(0, ex.CaptureTimeNs)).Seconds())
 	}
@@ -236,7 +236,7 @@ func (l *Live) replay(ctx context.Context, w work) {
 	// published when the replayer stops (the runtime flushes before it
 	// commits). The record is done even when publishing fails: replaying it
 	// again would send the request twice.
-	l.publish(context.WithoutCancel(ctx), r, ex, resp, l.sender.Target().String(), sent, sent.Sub(w.fetched), func(string) { w.msg.Done() })
+	l.publish(context.WithoutCancel(ctx), r, ex, res, sent, sent.Sub(w.fetched), func(string) { w.msg.Done() })
 }
 
 // DefaultInstance names this replayer process: host name and process id.

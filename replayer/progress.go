@@ -1,32 +1,12 @@
 package replayer
 
 import (
-	"context"
 	"fmt"
 	"maps"
 	"strings"
 	"sync"
 	"time"
-
-	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
-
-// sendReason sends ex with r and returns the failure reason (ErrorReason):
-// from a *Sender, which knows it, else "5xx" or "other" as far as the
-// response tells.
-func sendReason(ctx context.Context, r Requester, ex *mlv1.Exchange) (*mlv1.Response, string, error) {
-	if s, ok := r.(*Sender); ok {
-		return s.SendReason(ctx, ex)
-	}
-	resp, err := r.Send(ctx, ex)
-	if err != nil || resp == nil {
-		return resp, "", err
-	}
-	if resp.GetError() != "" {
-		return resp, ReasonOther, nil
-	}
-	return resp, ErrorReason(nil, int(resp.GetStatus())), nil
-}
 
 func realTicker(d time.Duration) (<-chan time.Time, func()) {
 	t := time.NewTicker(d)

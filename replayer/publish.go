@@ -42,10 +42,14 @@ func encodeErrReason(err error) string {
 }
 
 // publish produces the shadow record of the replay of src (ShadowRecord, keyed
-// and stamped as src) to o.shadow, then calls done with "" or the errors_total
-// reason it was counted under (encode, too_large, publish).
-func (o *options) publish(ctx context.Context, src *kgo.Record, ex *mlv1.Exchange, resp *mlv1.Response, target string, sent time.Time, lag time.Duration, done func(reason string)) {
-	out := ShadowRecord(ex, resp, target, o.job, o.instance, sent, lag)
+// and stamped as src, with the request as sent when it was changed) to
+// o.shadow, then calls done with "" or the errors_total reason it was counted
+// under (encode, too_large, publish).
+func (o *options) publish(ctx context.Context, src *kgo.Record, ex *mlv1.Exchange, res Outcome, sent time.Time, lag time.Duration, done func(reason string)) {
+	out := ShadowRecord(ex, res.Response, res.Target, o.job, o.instance, sent, lag)
+	if res.Sent != nil {
+		out.Request = res.Sent
+	}
 	out.Replay.SourceTopic, out.Replay.SourcePartition, out.Replay.SourceOffset = src.Topic, src.Partition, src.Offset
 	val, err := shadowValue(out, src.Key, o.budget, o.metrics)
 	if err != nil {

@@ -30,6 +30,40 @@ const (
 	ReasonBuild      = "build"
 )
 
+// Reasons a record is not sent by choice, counted in
+// mirrorline_replayer_dropped_total{reason} and committed.
+const (
+	// DropFiltered: not selected (replay.select, --safe) or a skip route.
+	DropFiltered = "filtered"
+	// DropMiddleware: the middleware program dropped it.
+	DropMiddleware = "middleware"
+	// DropBreakerOpen: its target's circuit breaker was open.
+	DropBreakerOpen = "breaker_open"
+)
+
+// Reasons of a Router's failures, counted in
+// mirrorline_replayer_errors_total{reason}; the record is not sent.
+const (
+	ReasonTransform   = "transform"
+	ReasonMiddleware  = "middleware"
+	ReasonCredentials = "credentials"
+)
+
+// Skipped is the error of a record not sent by choice; Reason is one of
+// DropFiltered, DropMiddleware, DropBreakerOpen.
+type Skipped struct{ Reason string }
+
+func (e *Skipped) Error() string { return "record not sent: " + e.Reason }
+
+// reasonError is a failure counted under reason in errors_total.
+type reasonError struct {
+	reason string
+	err    error
+}
+
+func (e *reasonError) Error() string { return e.reason + ": " + e.err.Error() }
+func (e *reasonError) Unwrap() error { return e.err }
+
 // Replayable returns nil when ex can be replayed as a complete request, else an
 // error wrapping ErrIncomplete, ErrTruncated or ErrUpgrade.
 func Replayable(ex *mlv1.Exchange) error {
@@ -65,9 +99,12 @@ func isUpgrade(ex *mlv1.Exchange) bool {
 	return false
 }
 
-// SkipReason returns the errors_total reason for err, an error of BuildRequest
-// or Replayable.
+// SkipReason returns the errors_total reason for err, an error of BuildRequest,
+// Replayable or a Router (transform, middleware, credentials).
 func SkipReason(err error) string {
+	if re, ok := errors.AsType[*reasonError](err); ok {
+		return re.reason
+	}
 	switch {
 	case errors.Is(err, ErrIncomplete):
 		return ReasonIncomplete
@@ -96,6 +133,10 @@ func checkRecord(ex *mlv1.Exchange) error {
 // dropped_total{reason="unsafe_target"}, anything else in
 // errors_total{reason} (SkipReason).
 func (m *Metrics) countSkip(err error) string {
+	if sk, ok := errors.AsType[*Skipped](err); ok {
+		m.Dropped.WithLabelValues(sk.Reason).Inc()
+		return sk.Reason
+	}
 	if errors.Is(err, reqtarget.ErrUnsafe) {
 		m.Dropped.WithLabelValues(DropUnsafeTarget).Inc()
 		return DropUnsafeTarget

@@ -56,8 +56,11 @@ type Summary struct {
 	// Late sends went out more than LateAfter after their planned time.
 	Late int64 `json:"late"`
 	// Errors counts records not replayed or responses not recorded, by reason
-	// (decode, truncated, build, publish).
+	// (decode, truncated, build, publish, transform, middleware, credentials).
 	Errors map[string]int64 `json:"errors"`
+	// Skipped counts records not sent by choice, by reason: filtered (not
+	// selected, or a skip route), middleware (dropped by it), breaker_open.
+	Skipped map[string]int64 `json:"skipped,omitempty"`
 	// Status counts sent requests by response status class (2xx..5xx, error).
 	Status map[string]int64 `json:"status"`
 	// RequestErrors counts the sent requests that failed, by reason
@@ -149,6 +152,9 @@ func (s *Summary) WriteText(w io.Writer) error {
 	}
 	if len(s.Errors) > 0 {
 		fmt.Fprintf(&b, "  errors    %s\n", formatCounts(s.Errors, nil))
+	}
+	if len(s.Skipped) > 0 {
+		fmt.Fprintf(&b, "  skipped   %s\n", formatCounts(s.Skipped, nil))
 	}
 	if s.Failed {
 		fmt.Fprintf(&b, "replay failed: %s\n", s.Failure)
@@ -254,7 +260,7 @@ func formatCounts(m map[string]int64, order []string) string {
 type stats struct {
 	mu                                         sync.Mutex
 	latency, lag                               *hdrhistogram.Histogram // µs
-	status, errors, reqErrors                  map[string]int64
+	status, errors, reqErrors, skipped         map[string]int64
 	scheduled, dispatched, sent, dropped, late int64
 
 	firstPlanned, lastPlanned time.Time
@@ -272,7 +278,15 @@ func newStats(anchor time.Time) *stats {
 		status:    map[string]int64{},
 		errors:    map[string]int64{},
 		reqErrors: map[string]int64{},
+		skipped:   map[string]int64{},
 	}
+}
+
+// skip counts a record not sent by choice (see Summary.Skipped).
+func (s *stats) skip(reason string) {
+	s.mu.Lock()
+	s.skipped[reason]++
+	s.mu.Unlock()
 }
 
 func (s *stats) error(reason string) {
@@ -362,6 +376,9 @@ func (s *stats) summary(sum *Summary) {
 		sum.Sent = s.dispatched
 	}
 	sum.Errors, sum.Status, sum.RequestErrors = maps.Clone(s.errors), maps.Clone(s.status), maps.Clone(s.reqErrors)
+	if len(s.skipped) > 0 {
+		sum.Skipped = maps.Clone(s.skipped)
+	}
 	sum.FirstSend, sum.LastSend = s.firstSend, s.lastSend
 	if !s.firstSend.IsZero() {
 		sum.LeadIn = s.firstSend.Sub(sum.Started).Seconds()

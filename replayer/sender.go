@@ -123,14 +123,28 @@ func (s *Sender) Send(ctx context.Context, ex *mlv1.Exchange) (*mlv1.Response, e
 // the client's error and the response status, "" when the target answered
 // with a status below 500.
 func (s *Sender) SendReason(ctx context.Context, ex *mlv1.Exchange) (*mlv1.Response, string, error) {
+	out, err := s.Replay(ctx, ex)
+	return out.Response, out.Failure, err
+}
+
+// Replay sends ex, unchanged, to the target: a Sender is the Requester of a
+// replay without routing.
+func (s *Sender) Replay(ctx context.Context, ex *mlv1.Exchange) (Outcome, error) {
 	req, err := BuildRequest(ctx, s.target, ex, s.keepHost)
 	if err != nil {
-		return nil, "", err
+		return Outcome{}, err
 	}
+	resp, failure := s.do(req)
+	return Outcome{Target: s.target.String(), Response: resp, Failure: failure}, nil
+}
+
+// do sends req (built on the target by BuildRequest) and records the
+// response, with the failure reason (ErrorReason).
+func (s *Sender) do(req *http.Request) (*mlv1.Response, string) {
 	start := time.Now()
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return &mlv1.Response{Error: sendErrorText(err), LatencyNs: time.Since(start).Nanoseconds()}, ErrorReason(err, 0), nil
+		return &mlv1.Response{Error: sendErrorText(err), LatencyNs: time.Since(start).Nanoseconds()}, ErrorReason(err, 0)
 	}
 	defer resp.Body.Close()
 	body, rerr := io.ReadAll(io.LimitReader(resp.Body, s.bodyLimit))
@@ -147,7 +161,7 @@ func (s *Sender) SendReason(ctx context.Context, ex *mlv1.Exchange) (*mlv1.Respo
 	if rerr != nil {
 		out.Error = rerr.Error()
 	}
-	return out, ErrorReason(rerr, resp.StatusCode), nil
+	return out, ErrorReason(rerr, resp.StatusCode)
 }
 
 // sendErrorText is the error recorded in a shadow response: the client's

@@ -36,10 +36,32 @@ const (
 	DefaultProgressInterval = 10 * time.Second
 )
 
-// Requester sends one captured request to the target; *Sender is one.
+// Requester replays one captured request: *Sender (one target, the request
+// unchanged) and *Router (selection, routes, transforms, credentials,
+// middleware and breakers) are the two.
 type Requester interface {
-	Send(ctx context.Context, ex *mlv1.Exchange) (*mlv1.Response, error)
+	// Replay sends ex and returns what happened. The error is non-nil when
+	// the record was not sent: a *Skipped (by choice: counted in
+	// dropped_total) or why it cannot be replayed (errors_total).
+	Replay(ctx context.Context, ex *mlv1.Exchange) (Outcome, error)
+	// Target is the default target (the one a summary names).
 	Target() *url.URL
+}
+
+// Outcome is the replay of one record.
+type Outcome struct {
+	// Target is the base URL of the target the request went to.
+	Target string
+	// Route names the route that sent it ("" without routing).
+	Route string
+	// Sent is the request as sent, with credentials masked, when it
+	// differs from the captured one (a transform, the middleware or
+	// credentials changed it); nil otherwise.
+	Sent *mlv1.Request
+	// Response is the target's response (Error set when the request
+	// failed); Failure says why it failed (ErrorReason), "" when it did not.
+	Response *mlv1.Response
+	Failure  string
 }
 
 // Publisher takes the shadow records; *kgo.Client is one.
@@ -118,6 +140,13 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 			st.error(w.metrics.countSkip(err))
 			continue
 		}
+		if reason := w.selects(it.Exchange); reason != "" {
+			// Not selected (or a skip route): not scheduled either, so
+			// --rate paces only the records that are sent.
+			st.skip(reason)
+			w.metrics.Dropped.WithLabelValues(reason).Inc()
+			continue
+		}
 		planned := anchor.Add(w.sched.At(index, it.Capture))
 		if index == 0 {
 			w.announceIdle(anchor, planned, it.Capture)
@@ -182,6 +211,15 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 	return sum, runErr
 }
 
+// selects returns why the sender's routing would not send ex ("": it would),
+// for a Requester that selects (a *Router).
+func (w *Window) selects(ex *mlv1.Exchange) string {
+	if s, ok := w.sender.(interface{ Selects(*mlv1.Exchange) string }); ok {
+		return s.Selects(ex)
+	}
+	return ""
+}
+
 // acquire takes a request slot, waiting until deadline at most.
 func (w *Window) acquire(ctx context.Context, sem chan struct{}, deadline time.Time) bool {
 	select {
@@ -226,23 +264,28 @@ func (w *Window) reportProgress() {
 // send replays one record and publishes the shadow's response.
 func (w *Window) send(ctx context.Context, it Item, sent time.Time, lag time.Duration, st *stats) {
 	ex := it.Exchange
-	resp, reason, err := sendReason(ctx, w.sender, ex)
+	out, err := w.sender.Replay(ctx, ex)
 	if err != nil {
 		reason := w.metrics.countSkip(err)
-		st.error(reason)
+		if errors.As(err, new(*Skipped)) {
+			st.skip(reason)
+		} else {
+			st.error(reason)
+		}
 		w.log.Debug("record not replayed", "id", ex.GetId(), "reason", reason)
 		return
 	}
+	resp := out.Response
 	if resp.Error != "" && ctx.Err() != nil {
 		return // cut short by the end of the replay: not a target error
 	}
-	class := w.metrics.countResponse(resp, reason)
-	st.response(class, reason, time.Duration(resp.LatencyNs))
+	class := w.metrics.countResponse(resp, out.Failure)
+	st.response(class, out.Failure, time.Duration(resp.LatencyNs))
 	if w.pub == nil {
 		return
 	}
 	src := &kgo.Record{Topic: it.Topic, Partition: it.Partition, Offset: it.Offset, Key: it.Key, Timestamp: it.Capture}
-	w.publish(ctx, src, ex, resp, w.sender.Target().String(), sent, lag, func(reason string) {
+	w.publish(ctx, src, ex, out, sent, lag, func(reason string) {
 		if reason != "" {
 			st.error(reason)
 		}

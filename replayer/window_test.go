@@ -117,6 +117,15 @@ func (f *fakeTarget) Send(ctx context.Context, ex *mlv1.Exchange) (*mlv1.Respons
 	return &mlv1.Response{Status: 200, LatencyNs: int64(time.Millisecond)}, nil
 }
 
+func (f *fakeTarget) Replay(ctx context.Context, ex *mlv1.Exchange) (Outcome, error) {
+	resp, err := f.Send(ctx, ex)
+	failure := ""
+	if resp != nil && resp.Error != "" {
+		failure = ReasonOther
+	}
+	return Outcome{Target: f.Target().String(), Response: resp, Failure: failure}, err
+}
+
 func (f *fakeTarget) release(id string) { close(f.hold[id]) }
 
 func (f *fakeTarget) Target() *url.URL { return &url.URL{Scheme: "http", Host: "shadow.test"} }
@@ -313,9 +322,9 @@ func TestWindowCountsUnreplayableRecords(t *testing.T) {
 // buildingTarget fails like Sender for a record without a request.
 type buildingTarget struct{ *fakeTarget }
 
-func (b *buildingTarget) Send(ctx context.Context, ex *mlv1.Exchange) (*mlv1.Response, error) {
+func (b *buildingTarget) Replay(ctx context.Context, ex *mlv1.Exchange) (Outcome, error) {
 	if ex.GetRequest() == nil {
-		return nil, fmt.Errorf("exchange %s: no request", ex.GetId())
+		return Outcome{}, fmt.Errorf("exchange %s: no request", ex.GetId())
 	}
-	return b.fakeTarget.Send(ctx, ex)
+	return b.fakeTarget.Replay(ctx, ex)
 }
