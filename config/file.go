@@ -11,6 +11,10 @@ import (
 	"github.com/mirrorline/mirrorline/comparator"
 	"github.com/mirrorline/mirrorline/redactor"
 	"github.com/mirrorline/mirrorline/replayer"
+	"github.com/mirrorline/mirrorline/replayer/breaker"
+	"github.com/mirrorline/mirrorline/replayer/credential"
+	"github.com/mirrorline/mirrorline/replayer/middleware"
+	"github.com/mirrorline/mirrorline/replayer/route"
 	"github.com/mirrorline/mirrorline/stage"
 )
 
@@ -185,6 +189,23 @@ type Replay struct {
 	MaxRate       string        `yaml:"max_rate" flag:"max-rate" help:"cap on any speed or rate, per job; live: cap on the send rate, e.g. while catching up after a restart (default: none)"`
 	MaxLag        time.Duration `yaml:"max_lag" flag:"max-lag" help:"drop (and count) a record that cannot be sent within this of its planned time"`
 	SkipOlderThan time.Duration `yaml:"skip_older_than" flag:"skip-older-than" help:"live: skip (and count as dropped{reason=\"too_old\"}) records captured longer ago than this, so a shadow that cannot keep up stays near live traffic (default 0: replay all)"`
+	// Safe, Select, Routes, Credentials, JWT and Breaker say which records
+	// are replayed, where, rewritten how and with which credentials (see
+	// replayer.Routing); Middleware is a program every request passes
+	// through. Default: everything, unchanged, to Target.
+	Safe        bool                   `yaml:"safe" flag:"safe" help:"replay only GET, HEAD and OPTIONS requests (the others are counted as dropped{reason=\"filtered\"})"`
+	Select      route.Match            `yaml:"select"`
+	Routes      []replayer.RouteConfig `yaml:"routes"`
+	Credentials []credential.Header    `yaml:"credentials"`
+	JWT         *credential.JWT        `yaml:"jwt"`
+	Middleware  *middleware.Config     `yaml:"middleware"`
+	Breaker     breaker.Config         `yaml:"breaker"`
+}
+
+// Routing is the replay section's routing (select, safe, routes,
+// credentials, jwt, breaker).
+func (r *Replay) Routing() replayer.Routing {
+	return replayer.Routing{Select: r.Select, Safe: r.Safe, Routes: r.Routes, Credentials: r.Credentials, JWT: r.JWT, Breaker: r.Breaker}
 }
 
 // VPC configures the VPC Traffic Mirroring collector (`mirrorline vpc`);

@@ -1,7 +1,9 @@
 package config
 
 import (
+	"errors"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/mirrorline/mirrorline/collector"
+	"github.com/mirrorline/mirrorline/replayer/middleware"
 )
 
 // The BindFlags methods bind a section's command-line flags to its fields:
@@ -55,8 +58,75 @@ func (c *Import) BindFlags(fs *pflag.FlagSet) { BindTagged(fs, c) }
 func (r *Redact) BindFlags(fs *pflag.FlagSet) { BindTagged(fs, r) }
 
 // BindFlags binds the replayer's flags of the replay section (the window
-// job's own flags are the command's).
-func (r *Replay) BindFlags(fs *pflag.FlagSet) { BindTagged(fs, r) }
+// job's own flags are the command's): the tagged ones, the selection
+// (--method, --path, --exclude-path, --header-match; each replaces its
+// replay.select key when given) and --middleware.
+func (r *Replay) BindFlags(fs *pflag.FlagSet) {
+	BindTagged(fs, r)
+	fs.StringSliceVar(&r.Select.Methods, "method", r.Select.Methods, "replay only these methods (repeatable or comma-separated, e.g. GET,HEAD)")
+	fs.StringArrayVar(&r.Select.Paths, "path", r.Select.Paths, "replay only paths matching this glob: * within a segment, ** across (repeatable)")
+	fs.StringArrayVar(&r.Select.ExcludePaths, "exclude-path", r.Select.ExcludePaths, "do not replay paths matching this glob (repeatable; wins over --path)")
+	fs.Var(&headerMatch{m: &r.Select.Headers}, "header-match", "replay only requests with this header matching a glob: 'Name: glob' (repeatable: all must match)")
+	fs.Var(&middlewareCommand{c: &r.Middleware}, "middleware", "pass every request through this program: 'PROGRAM ARG...' (split on spaces; see docs/replay.md)")
+}
+
+// headerMatch is the --header-match flag: 'Name: glob' entries, the first
+// one given replacing replay.select.headers.
+type headerMatch struct {
+	m   *map[string]string
+	set bool
+}
+
+func (h *headerMatch) String() string {
+	if h.m == nil || len(*h.m) == 0 {
+		return ""
+	}
+	var parts []string
+	for k, v := range *h.m {
+		parts = append(parts, k+": "+v)
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
+}
+
+func (h *headerMatch) Set(s string) error {
+	name, glob, err := parseHeaderMatchTODO(s)
+	if err != nil {
+		return err
+	}
+	if !h.set {
+		*h.m, h.set = map[string]string{}, true
+	}
+	(*h.m)[name] = glob
+	return nil
+}
+
+func (h *headerMatch) Type() string { return "stringArray" }
+
+// middlewareCommand is the --middleware flag: a command line split on
+// spaces into replay.middleware.command (its other keys kept).
+type middlewareCommand struct{ c **middleware.Config }
+
+func (m *middlewareCommand) String() string {
+	if m.c == nil || *m.c == nil {
+		return ""
+	}
+	return strings.Join((*m.c).Command, " ")
+}
+
+func (m *middlewareCommand) Set(s string) error {
+	cmd := strings.Fields(s)
+	if len(cmd) == 0 {
+		return errors.New("empty command")
+	}
+	if *m.c == nil {
+		*m.c = &middleware.Config{}
+	}
+	(*m.c).Command = cmd
+	return nil
+}
+
+func (m *middlewareCommand) Type() string { return "string" }
 
 // BindFlags binds the comparator's flags; --shadow-job is a hidden alias
 // of --job.
@@ -144,3 +214,5 @@ func (o *optionalFloat) Set(s string) error {
 }
 
 func (o *optionalFloat) Type() string { return "float64" }
+
+func parseHeaderMatchTODO(s string) (string, string, error) { return "", "", errors.New(s) }

@@ -179,6 +179,14 @@ func (r *Replay) Validate() error {
 		// The allowlist's error names the flag and the entry already.
 		return fmt.Errorf("%w (replay.allow_targets, --allow-target)", err)
 	}
+	if err := r.Routing().Validate(); err != nil {
+		return err
+	}
+	if r.Middleware != nil {
+		if err := r.Middleware.Validate(); err != nil {
+			return fmt.Errorf("replay.middleware: %w", err)
+		}
+	}
 	return nil
 }
 

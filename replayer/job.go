@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/replayer/middleware"
 	"github.com/mirrorline/mirrorline/telemetry"
 )
 
@@ -73,6 +74,11 @@ type JobSpec struct {
 	Timeout               time.Duration
 	KeepHost              bool
 	BodyLimit             int64
+	// Routing selects, routes and rewrites the records (replay.select,
+	// .safe, .routes, .credentials, .jwt, .breaker); Middleware, when set,
+	// is the program every request passes through.
+	Routing    Routing
+	Middleware *middleware.Config
 	// Topic is read (default mirror.clean.SERVICE); Instance names this
 	// replayer in shadow records (default DefaultInstance).
 	Topic, Instance string
@@ -208,11 +214,31 @@ func (j *job) checkTarget() error {
 	if s.Timeout <= 0 {
 		return invalidf("timeout: must be positive, got %s", s.Timeout)
 	}
+	if err := s.Routing.Validate(); err != nil {
+		return invalidJob{err}
+	}
+	if s.Middleware != nil {
+		if err := s.Middleware.Validate(); err != nil {
+			return invalidf("replay.middleware: %v", err)
+		}
+	}
 	var err error
-	if j.sender, err = AllowedSender(s.Target, s.TrustedTarget, s.AllowTargets, j.concurrency, Timeout(s.Timeout), KeepHost(s.KeepHost), ResponseBodyLimit(s.BodyLimit)); err != nil {
+	if j.sender, err = j.newSender(s.Target); err != nil {
 		return invalidJob{err}
 	}
 	return nil
+}
+
+// newSender builds the sender of target with the job's settings, admitted
+// by the allowlist (a route's target is written in the configuration file,
+// as the trusted target is, so it is trusted alike).
+func (j *job) newSender(target string) (*Sender, error) {
+	s := j.spec
+	trusted := s.TrustedTarget
+	if target != s.Target {
+		trusted = target
+	}
+	return AllowedSender(target, trusted, s.AllowTargets, j.concurrency, Timeout(s.Timeout), KeepHost(s.KeepHost), ResponseBodyLimit(s.BodyLimit))
 }
 
 // AllowedSender is NewSender(target, conns, opts...) for a target that
@@ -358,11 +384,21 @@ func (j *job) replay(ctx context.Context, plan Plan) (*Summary, error) {
 	if !plan.Start.IsZero() {
 		opts = append(opts, StartAt(plan.Start))
 	}
-	var req Requester
+	var (
+		req Requester
+		mw  *middleware.Middleware
+	)
 	if s.DryRun {
 		opts = append(opts, WithClock(NewVirtualClock(time.Now())))
 	} else {
-		req = j.sender
+		req, mw, err = NewRequester(ctx, j.sender, s.Routing, s.Middleware, j.newSender, WithLogger(s.Logger), WithMetrics(metrics))
+		if err != nil {
+			return nil, invalidJob{err}
+		}
+		if mw != nil {
+			defer mw.Close()
+			opts = append(opts, WithMiddleware(mw))
+		}
 		opts = append(opts, PublishTo(cons, broker.Topic(broker.Shadow, s.Service)))
 		if s.Budget != nil {
 			opts = append(opts, ShadowBudget(s.Budget(ctx, cons)))
@@ -385,7 +421,11 @@ func (j *job) replay(ctx context.Context, plan Plan) (*Summary, error) {
 			}
 		})
 	}
-	sum, err := NewWindow(src, sched, req, opts...).Run(ctx)
+	var sum *Summary
+	err = supervise(ctx, mw, func(ctx context.Context) (err error) {
+		sum, err = NewWindow(src, sched, req, opts...).Run(ctx)
+		return err
+	})
 	stopMetrics()
 	served.Wait()
 	return sum, err

@@ -137,14 +137,21 @@ type work struct {
 }
 
 // Run replays through cl (built with ClientOpts) until ctx ends (then it
-// returns nil); on stop, the responses already received are published before
-// the last commit.
+// returns nil) or the middleware (WithMiddleware) fails for good; on stop,
+// the responses already received are published before the last commit, and
+// the middleware is closed.
 func (l *Live) Run(ctx context.Context, cl *kgo.Client) error {
 	if l.group == nil {
 		return fmt.Errorf("replay %s: the client was not built with Live.ClientOpts", l.service)
 	}
-	l.start(ctx, cl)
-	if err := l.group.Run(ctx, cl); err != nil {
+	if l.mw != nil {
+		defer l.mw.Close()
+	}
+	err := supervise(ctx, l.mw, func(ctx context.Context) error {
+		l.start(ctx, cl)
+		return l.group.Run(ctx, cl)
+	})
+	if err != nil {
 		return fmt.Errorf("replay %s: %w", l.service, err)
 	}
 	return nil
@@ -218,6 +225,10 @@ func (l *Live) replay(ctx context.Context, w work) {
 	}
 	l.metrics.ScheduleLag.Observe(sent.Sub(w.fetched).Seconds())
 	res, err := l.sender.Replay(ctx, ex)
+	if err != nil && ctx.Err() != nil {
+		w.msg.Abandon() // stopping (e.g. while a paused breaker held it): not sent
+		return
+	}
 	if err != nil {
 		reason := l.metrics.countSkip(err)
 		l.log.Debug("record not replayed", "id", ex.GetId(), "reason", reason)

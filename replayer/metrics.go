@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/replayer/breaker"
+	"github.com/mirrorline/mirrorline/replayer/middleware"
 	"github.com/mirrorline/mirrorline/stage"
 	"github.com/mirrorline/mirrorline/telemetry"
 )
@@ -28,6 +30,14 @@ type Metrics struct {
 	// RequestErrors counts requests that failed at the target, by reason
 	// (RequestErrorReasons).
 	RequestErrors *prometheus.CounterVec
+	// Credentials counts the credentials a Router set, by header and
+	// outcome: set (a credentials header), resigned (a JWT), no_token (the
+	// jwt header held none), error (the record was not sent).
+	Credentials *prometheus.CounterVec
+	// Breakers are the circuit breakers' metrics.
+	Breakers *breaker.Metrics
+	// Middleware are the middleware program's metrics.
+	Middleware *middleware.Metrics
 	// Stage are the stage runtime's metrics of the replayer's Kafka
 	// consumption, mirrorline_stage_*{stage="replayer"}.
 	Stage *stage.Metrics
@@ -47,9 +57,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Late:            telemetry.Counter("mirrorline_replayer_late_total", "Window replay: requests sent more than the late threshold (10ms) after their planned time."),
 		Throttled:       telemetry.Counter("mirrorline_replayer_throttled_seconds_total", "Live mode: time requests waited for the --max-rate cap (summed over workers)."),
 		Truncated:       telemetry.Counter("mirrorline_replayer_truncated_total", "Shadow responses whose body (or headers) was cut to fit the shadow topic's record budget; they are flagged truncated and keep their sizes."),
+		Credentials:     telemetry.CounterVec("mirrorline_replayer_credentials_total", "Credentials set on replayed requests, by header and outcome: set, resigned (a JWT signed again with the test key), no_token (no JWT to re-sign), error (the record was not sent).", "header", "outcome"),
+		Breakers:        breaker.NewMetrics(reg),
+		Middleware:      middleware.NewMetrics(reg),
 		Stage:           stage.NewMetrics(reg, "replayer"),
 	}
-	telemetry.Register(reg, m.Sent, m.Errors, m.RequestErrors, m.ScheduleLag, m.ResponseLatency, m.CaptureDelay, m.Dropped, m.Late, m.Throttled, m.Truncated)
+	telemetry.Register(reg, m.Sent, m.Errors, m.RequestErrors, m.ScheduleLag, m.ResponseLatency, m.CaptureDelay, m.Dropped, m.Late, m.Throttled, m.Truncated, m.Credentials)
 	return m
 }
 

@@ -7,9 +7,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/replayer/middleware"
 )
 
-// Option configures a Live or Window replayer, a KafkaSource or a Sender:
+// Option configures a Live or Window replayer, a KafkaSource, a Sender or a Router:
 // one option type for the package, as kgo.Opt is for franz-go. Each option
 // says what it applies to; the others ignore it.
 type Option func(*options)
@@ -39,6 +40,8 @@ type options struct {
 	lines      io.Writer
 	every      time.Duration
 	span       time.Duration
+	// Router.
+	mw *middleware.Middleware
 	// KafkaSource.
 	buffer int
 	// Sender.
@@ -148,6 +151,10 @@ func ProgressLines(out io.Writer, every time.Duration) Option {
 // PlannedSpan is the planned duration of a window replay job from its start
 // (see Schedule.Span); progress lines estimate the time left from it.
 func PlannedSpan(d time.Duration) Option { return func(o *options) { o.span = d } }
+
+// WithMiddleware makes a Router pass every request it sends (and, when the
+// middleware asks for them, the responses) to mw, a running program.
+func WithMiddleware(mw *middleware.Middleware) Option { return func(o *options) { o.mw = mw } }
 
 // Buffer is how many decoded records a KafkaSource holds per partition before
 // fetching that partition pauses (default 500).

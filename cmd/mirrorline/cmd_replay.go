@@ -156,17 +156,31 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 		// Validated above: live mode has no cap unless one was asked for.
 		maxRate, _ = replayer.ParseRate(rc.MaxRate)
 	}
-	sender, err := replayer.AllowedSender(rc.Target, a.replayFileTarget, rc.AllowTargets, rc.Concurrency,
-		replayer.Timeout(rc.Timeout), replayer.KeepHost(rc.KeepHost), replayer.ResponseBodyLimit(rc.BodyLimit))
+	newSender := func(target, trusted string) (*replayer.Sender, error) {
+		return replayer.AllowedSender(target, trusted, rc.AllowTargets, rc.Concurrency,
+			replayer.Timeout(rc.Timeout), replayer.KeepHost(rc.KeepHost), replayer.ResponseBodyLimit(rc.BodyLimit))
+	}
+	sender, err := newSender(rc.Target, a.replayFileTarget)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	metrics, log := replayer.NewMetrics(tel.Registry), a.log.Named("replay")
+	// A route's target is written in the configuration file, like the
+	// trusted target: it is admitted alike. The middleware runs until the
+	// replayer's Run ends.
+	req, mw, err := replayer.NewRequester(context.Background(), sender, rc.Routing(), rc.Middleware,
+		func(target string) (*replayer.Sender, error) { return newSender(target, target) },
+		replayer.WithMetrics(metrics), replayer.WithLogger(log))
 	if err != nil {
 		return nil, nil, usageError{err}
 	}
 	budget := broker.NewBudget(a.cfg.Kafka.ProducerMaxBytes())
-	l := replayer.NewLive(sender, a.cfg.Service,
+	l := replayer.NewLive(req, a.cfg.Service,
 		replayer.Concurrency(rc.Concurrency),
 		replayer.Order(rc.Order != "none"),
-		replayer.WithMetrics(replayer.NewMetrics(tel.Registry)),
-		replayer.WithLogger(a.log.Named("replay")),
+		replayer.WithMetrics(metrics),
+		replayer.WithLogger(log),
+		replayer.WithMiddleware(mw),
 		replayer.Job("live", rc.Instance),
 		replayer.SkipOlderThan(rc.SkipOlderThan),
 		replayer.MaxRate(maxRate),
@@ -174,6 +188,9 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 	)
 	cl, err := broker.NewClient(a.cfg.Kafka, append(l.ClientOpts(rc.Group, rc.Topic, fromStart), a.cfg.Membership(0).Opts()...)...)
 	if err != nil {
+		if mw != nil {
+			_ = mw.Close()
+		}
 		return nil, nil, usageError{err}
 	}
 	a.lookupBudget(context.Background(), budget, cl, broker.Shadow, true)
@@ -221,6 +238,7 @@ func (a *app) runWindow(cmd *cobra.Command, wf *windowFlags) error {
 		DryRun: wf.DryRun, MaxErrorRate: wf.MaxErrorRate,
 		Target: rc.Target, TrustedTarget: a.replayFileTarget, AllowTargets: rc.AllowTargets,
 		Timeout: rc.Timeout, KeepHost: rc.KeepHost, BodyLimit: rc.BodyLimit,
+		Routing: rc.Routing(), Middleware: rc.Middleware,
 		Topic: rc.Topic, Instance: rc.Instance,
 		Out: cmd.OutOrStdout(), ReportPath: wf.Report, ProgressInterval: wf.ProgressInterval,
 		Logger: a.log.Named("replay"),
