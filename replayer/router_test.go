@@ -24,7 +24,7 @@ import (
 // hit is one request a test shadow received.
 type hit struct {
 	method, path, query, auth, env string
-	body                          string
+	body                           string
 }
 
 // hitServer is a shadow that records what it receives and answers status.
