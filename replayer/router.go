@@ -462,14 +462,18 @@ func NewRequester(ctx context.Context, def *Sender, r Routing, mw *middleware.Co
 }
 
 // supervise runs fn until it returns; when mw (may be nil) fails for good
-// first, fn's context is cancelled and the middleware's error returned.
+// first, fn's context is cancelled and the middleware's error returned,
+// also when fn then returns nil (a live replayer stops cleanly when its
+// context ends) or had just returned.
 func supervise(ctx context.Context, mw *middleware.Middleware, fn func(context.Context) error) error {
 	if mw == nil {
 		return fn(ctx)
 	}
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
+	watched := make(chan struct{})
 	go func() {
+		defer close(watched)
 		select {
 		case err := <-mw.Err():
 			if err != nil {
@@ -479,8 +483,17 @@ func supervise(ctx context.Context, mw *middleware.Middleware, fn func(context.C
 		}
 	}()
 	err := fn(ctx)
-	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
+	stop(nil)
+	<-watched
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
 		return cause
+	}
+	select {
+	case mwErr := <-mw.Err():
+		if mwErr != nil {
+			return mwErr
+		}
+	default:
 	}
 	return err
 }

@@ -531,22 +531,28 @@ func TestReplayPythonMiddleware(t *testing.T) {
 		}
 	}
 
-	// A middleware that exits at once, live and in a window replay.
+	// A middleware that exits at once, live and in a window replay (its
+	// records sent at 5/s: the replay outlasts the middleware's restarts).
 	exits := writeFile(t, t.TempDir(), "exit3.py", "import sys\nsys.exit(3)\n")
 	mw := "python3 " + exits
 	dead := newRealShadow(t, func(*http.Request, []byte) int { return http.StatusOK })
-	t0 := now.Add(-10 * time.Minute)
-	produceRecords(t, []*kgo.Record{exchangeRecord(t, topic, "mw-window", 0, t0, creq{method: "GET", url: "/items/w"})})
+	svc2, topic2 := replaySetup(t, 1)
+	t0 := now.Add(-10 * time.Minute).Truncate(time.Millisecond)
+	recs = nil
+	for i := range n {
+		recs = append(recs, exchangeRecord(t, topic2, fmt.Sprintf("mw-dead-%d", i), 0, t0.Add(time.Duration(i)*time.Millisecond), creq{method: "GET", url: "/items/w"}))
+	}
+	produceRecords(t, recs)
 	for _, args := range [][]string{
-		{"replay", "--metrics-addr=", "--live", "--service", svc, "--target", dead.URL, "--group", "mw-dead-" + svc, "--start", "earliest", "--middleware", mw},
-		{"replay", "--metrics-addr=", "--service", svc, "--target", dead.URL, "--from", stamp(t0), "--to", stamp(t0.Add(time.Second)), "--middleware", mw},
+		{"replay", "--metrics-addr=", "--live", "--service", svc2, "--target", dead.URL, "--group", "mw-dead-" + svc2, "--start", "earliest", "--middleware", mw},
+		{"replay", "--metrics-addr=", "--service", svc2, "--target", dead.URL, "--from", stamp(t0), "--to", stamp(t0.Add(time.Second)), "--rate", "5/s", "--middleware", mw},
 	} {
 		out, code, err := execML(args...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if code == 0 || !strings.Contains(out, "middleware") || !strings.Contains(out, "exit status 3") {
-			t.Errorf("%v: exit %d; want a failure naming the middleware's exit status 3\n%s", args, code, out)
+		if code <= 0 || !strings.Contains(out, "middleware failed") || !strings.Contains(out, "exit status 3") {
+			t.Errorf("%v: exit %d; want it to fail (exit > 0) naming the middleware's exit status 3\n%s", args, code, out)
 		}
 	}
 	if dead.count() != 0 {
