@@ -218,7 +218,8 @@ func checkObjects(t *testing.T, objs []obj, tc chartCase) {
 		byID[o.id()] = o
 	}
 	// Secrets the chart expects the operator to create.
-	external := map[string]bool{"mirrorline-redact-hash-key": true, "kafka-credentials": true, "kafka-client-tls": true}
+	external := map[string]bool{"mirrorline-redact-hash-key": true, "kafka-credentials": true, "kafka-client-tls": true,
+		"shadow-api-token": true, "shadow-api-key": true, "shadow-jwt-key": true}
 
 	var configs []string
 	for _, o := range objs {
@@ -381,6 +382,71 @@ func checkObjects(t *testing.T, objs []obj, tc chartCase) {
 		}
 	}
 	checkShadowIsolation(t, objs)
+	checkReplaySecrets(t, configs[0], replayer, tc)
+}
+
+// checkReplaySecrets: every file the replay section reads a credential or a
+// JWT key from is a key of a Secret mounted read-only in the replayer
+// container, and a change of the replay settings the replayer does not
+// reload restarts it (checksum/replay).
+func checkReplaySecrets(t *testing.T, config string, replayer obj, tc chartCase) {
+	t.Helper()
+	var cfg struct {
+		Replay struct {
+			Credentials []struct {
+				File string `yaml:"file"`
+			} `yaml:"credentials"`
+			JWT *struct {
+				KeyFile    string `yaml:"key_file"`
+				SecretFile string `yaml:"secret_file"`
+			} `yaml:"jwt"`
+		} `yaml:"replay"`
+	}
+	if err := yaml.Unmarshal([]byte(config), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for _, c := range cfg.Replay.Credentials {
+		files = append(files, c.File)
+	}
+	if j := cfg.Replay.JWT; j != nil {
+		files = append(files, j.KeyFile+j.SecretFile)
+	}
+	if tc.name == "full" && len(files) != 3 {
+		t.Errorf("full values: %d credential and key files in the replay section, want 3", len(files))
+	}
+	spec := dict(replayer, "spec", "template", "spec")
+	volumes := map[string]any{}
+	for _, v := range list(spec, "volumes") {
+		volumes[str(v, "name")] = v
+	}
+	var mounts []any
+	for _, c := range list(spec, "containers") {
+		if str(c, "name") == "replayer" {
+			mounts = list(c, "volumeMounts")
+		}
+	}
+	for _, f := range files {
+		found := false
+		for _, m := range mounts {
+			if str(m, "mountPath") != filepath.Dir(f) {
+				continue
+			}
+			v := volumes[str(m, "name")]
+			if get(m, "readOnly") != true || str(v, "secret", "secretName") == "" {
+				t.Errorf("replayer: %s is on volume %s, not a read-only Secret", f, str(m, "name"))
+			}
+			for _, it := range list(v, "secret", "items") {
+				found = found || str(it, "path") == filepath.Base(f)
+			}
+		}
+		if !found {
+			t.Errorf("replayer: the replay section reads %s, which no Secret mount provides", f)
+		}
+	}
+	if str(replayer, "spec", "template", "metadata", "annotations", "checksum/replay") == "" {
+		t.Errorf("replayer: no checksum/replay annotation (a changed route or credential would not restart it)")
+	}
 }
 
 // checkShadowIsolation: when NetworkPolicies are on, the shadow namespace may
@@ -457,6 +523,7 @@ func TestHelmChartRejects(t *testing.T) {
 		{[]string{"kafka.sasl.mechanism=PLAIN", "kafka.sasl.password=p"}, "kafka.sasl.username is required"},
 		{[]string{"kafka.sasl.mechanism=PLAIN", "kafka.sasl.username=u"}, "kafka.sasl.password or kafka.sasl.existingSecret is required"},
 		{[]string{"replayer.autoscaling.keda.trigger=cpu"}, "must be prometheus or kafka"},
+		{[]string{"replayer.credentials[0].header=Authorization", "replayer.credentials[0].key=token"}, "secretName is required"},
 	} {
 		args := []string{"template", "t", chartDir, "--namespace", releaseNS, "--kube-version", kubeVersion}
 		for _, s := range tc.set {
