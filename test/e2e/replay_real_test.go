@@ -362,6 +362,11 @@ replay:
 	if pemKey, _ := os.ReadFile(keyFile); strings.Contains(out, strings.Split(string(pemKey), "\n")[1]) {
 		t.Fatalf("the replayer's output holds the test key")
 	}
+	for _, ex := range kafkatest.ReadExchanges(t, kafkaBrokers, broker.Topic(broker.Shadow, svc), n, time.Minute) {
+		if v := header(ex.GetRequest().GetHeaders(), "Authorization"); v != replayer.MaskedCredential {
+			t.Fatalf("shadow record %s: Authorization %q, want %q", ex.GetId(), v, replayer.MaskedCredential)
+		}
+	}
 }
 
 // replay.routes: /admin/** is skipped, /v2/** goes to shadow B rewritten
@@ -637,7 +642,7 @@ replay:
 	t.Cleanup(stopClients)
 
 	state := func() float64 {
-		v, ok := metricValue(metrics, "mirrorline_replayer_breaker_state")
+		v, ok := metricValue(metrics, "mirrorline_replayer_breaker_state", "target", shadow.URL)
 		if !ok {
 			return -1
 		}
