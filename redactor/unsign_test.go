@@ -56,8 +56,8 @@ func TestUnsignHeader(t *testing.T) {
 	e := newEngine(t, cfg)
 	tests := []struct {
 		name, header, value string
-		wantScheme         string // "" for a bare token
-		wantRemoved        bool
+		wantScheme          string // "" for a bare token
+		wantRemoved         bool
 	}{
 		{name: "bearer", header: "Authorization", value: "Bearer " + tok, wantScheme: "Bearer "},
 		{name: "scheme case kept", header: "Authorization", value: "bEARER  " + tok, wantScheme: "bEARER  "},
