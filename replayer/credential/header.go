@@ -95,4 +95,3 @@ func (i *Injector) Check() error {
 	}
 	return i.file.Check()
 }
-
