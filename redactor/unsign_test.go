@@ -3,6 +3,7 @@ package redactor
 import (
 	"encoding/base64"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -261,5 +262,39 @@ func TestUnsignNested(t *testing.T) {
 			break
 		}
 		got = inner
+	}
+}
+
+func TestUnsignYAML(t *testing.T) {
+	dir := t.TempDir()
+	load := func(y string) (*Engine, error) {
+		p := dir + "/redact.yaml"
+		if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := LoadConfig(p)
+		if err != nil {
+			return nil, err
+		}
+		return NewEngine(cfg, WithHashKey(testKey))
+	}
+	e, err := load("headers: {authorization: unsign}\ndetectors: {jwt: unsign}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := testJWT(testJWTHeader, testJWTClaims, "c2ln")
+	ex := &mlv1.Exchange{Request: &mlv1.Request{Url: "/", Headers: hdr("Authorization", "Bearer "+tok, "Cookie", "a=b")}}
+	if _, err := e.Redact(ex); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := header(ex.Request.Headers, "Authorization")
+	if _, c := splitUnsigned(t, strings.TrimPrefix(v, "Bearer ")); c["sub"] != "user-42" {
+		t.Errorf("claims %v", c)
+	}
+	if _, ok := header(ex.Request.Headers, "Cookie"); ok {
+		t.Error("Cookie kept: the other default header rules must still apply")
+	}
+	if _, err := load("detectors: {email: unsign}\n"); err == nil || !strings.Contains(err.Error(), `detectors["email"]`) {
+		t.Errorf("unsign on the email detector: %v, want an error naming the key", err)
 	}
 }
