@@ -15,6 +15,10 @@ import (
 // checked for a change (one stat per interval, whatever the request rate).
 const CheckInterval = time.Second
 
+// MaxFileSize bounds a credential, key or secret file; a larger one is an
+// error (it is not a credential, and is not read).
+const MaxFileSize = 1 << 20
+
 // fileID identifies a version of a file: a Kubernetes secret is updated by
 // swapping a symlink to a new directory, which os.Stat (following links)
 // sees as a new inode even when the size and mtime are unchanged.
@@ -91,6 +95,10 @@ func (w *watchedFile) check(now time.Time) {
 	fi, err := os.Stat(w.path)
 	if err != nil {
 		w.cur.Store(&loaded{err: fmt.Errorf("%s %s: %w", w.what, w.path, unwrapPath(err))})
+		return
+	}
+	if fi.Size() > MaxFileSize {
+		w.cur.Store(&loaded{err: fmt.Errorf("%s %s: %d bytes, more than %d", w.what, w.path, fi.Size(), MaxFileSize)})
 		return
 	}
 	id := idOf(fi)

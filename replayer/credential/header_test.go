@@ -53,6 +53,7 @@ func TestInjectorCompileErrors(t *testing.T) {
 	good := writeFile(t, dir, "good", []byte(secret))
 	empty := writeFile(t, dir, "empty", []byte(" \n\t"))
 	ctl := writeFile(t, dir, "ctl", []byte(secret+"\r\nX-Evil: 1"))
+	big := writeFile(t, dir, "big", []byte(strings.Repeat(secret, MaxFileSize/len(secret)+1)))
 	t.Setenv("MIRRORLINE_TEST_EMPTY", "")
 	t.Setenv("MIRRORLINE_TEST_CTL", secret+"\x01tail")
 	tests := []struct {
@@ -68,6 +69,7 @@ func TestInjectorCompileErrors(t *testing.T) {
 		{"missing file", Header{File: filepath.Join(dir, "missing")}, []string{"missing"}, os.ErrNotExist},
 		{"empty file", Header{File: empty}, []string{empty}, ErrEmpty},
 		{"control characters in file", Header{File: ctl}, []string{ctl}, ErrInvalidValue},
+		{"file too large", Header{File: big}, []string{big, "more than"}, nil},
 		{"empty env", Header{Env: "MIRRORLINE_TEST_EMPTY"}, []string{"MIRRORLINE_TEST_EMPTY"}, ErrEmpty},
 		{"control character in env", Header{Env: "MIRRORLINE_TEST_CTL"}, []string{"MIRRORLINE_TEST_CTL"}, ErrInvalidValue},
 		{"CR in prefix", Header{File: good, Prefix: "Bearer\r\n"}, []string{"prefix"}, ErrInvalidValue},
