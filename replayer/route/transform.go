@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/url"
 	"regexp"
@@ -383,10 +384,64 @@ func jsonBody(req *mlv1.Request) error {
 			}
 		}
 	}
-	if !json.Valid(req.GetBody()) {
+	body := req.GetBody()
+	if !json.Valid(body) {
 		return fmt.Errorf("%w: the body does not parse as JSON", ErrNotJSON)
 	}
+	if b := bytes.TrimLeft(body, " \t\r\n"); b[0] != '{' && b[0] != '[' {
+		// sjson would replace a scalar body by a new object.
+		return fmt.Errorf("%w: the body is not a JSON object or array", ErrNotJSON)
+	}
+	if dupKeys(body) {
+		return fmt.Errorf("%w: an object of the body has a key twice", ErrNotJSON)
+	}
 	return nil
+}
+
+// dupKeys reports whether an object of the valid JSON b has a key twice
+// (also when written with different escapes). sjson changes the first one
+// only, while many servers read the last one: a deleted field would still
+// reach the shadow, so such a body is refused.
+func dupKeys(b []byte) bool {
+	type frame struct {
+		keys      map[string]bool // nil for an array
+		expectKey bool
+	}
+	var stack []*frame
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return err != io.EOF // cannot happen after json.Valid; refused all the same
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		if k, ok := tok.(string); ok && top != nil && top.keys != nil && top.expectKey {
+			if top.keys[k] {
+				return true
+			}
+			top.keys[k] = true
+			top.expectKey = false
+			continue
+		}
+		// A value: the object holding it expects a key next.
+		if top != nil && top.keys != nil {
+			top.expectKey = true
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{keys: map[string]bool{}, expectKey: true})
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+		}
+	}
 }
 
 // hasEncodedSlash reports whether an escaped path holds "%2F" (any case).
