@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/url"
 	"regexp"
@@ -401,47 +400,63 @@ func jsonBody(req *mlv1.Request) error {
 // dupKeys reports whether an object of the valid JSON b has a key twice
 // (also when written with different escapes). sjson changes the first one
 // only, while many servers read the last one: a deleted field would still
-// reach the shadow, so such a body is refused.
+// reach the shadow, so such a body is refused. One pass over b, which
+// json.Valid has checked.
 func dupKeys(b []byte) bool {
 	type frame struct {
-		keys      map[string]bool // nil for an array
+		keys      map[string]struct{} // nil for an array
 		expectKey bool
 	}
-	var stack []*frame
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return err != io.EOF // cannot happen after json.Valid; refused all the same
-		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
-			stack = stack[:len(stack)-1]
-			continue
-		}
-		if k, ok := tok.(string); ok && top != nil && top.keys != nil && top.expectKey {
-			if top.keys[k] {
-				return true
-			}
-			top.keys[k] = true
-			top.expectKey = false
-			continue
-		}
-		// A value: the object holding it expects a key next.
-		if top != nil && top.keys != nil {
-			top.expectKey = true
-		}
-		switch tok {
-		case json.Delim('{'):
-			stack = append(stack, &frame{keys: map[string]bool{}, expectKey: true})
-		case json.Delim('['):
-			stack = append(stack, &frame{})
+	var stack []frame
+	value := func() { // a value starts: the object holding it expects a key next
+		if n := len(stack); n > 0 && stack[n-1].keys != nil {
+			stack[n-1].expectKey = true
 		}
 	}
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; c {
+		case ' ', '\t', '\r', '\n', ':', ',':
+		case '{', '[':
+			value()
+			f := frame{}
+			if c == '{' {
+				f = frame{keys: map[string]struct{}{}, expectKey: true}
+			}
+			stack = append(stack, f)
+		case '}', ']':
+			stack = stack[:len(stack)-1]
+		case '"':
+			j, esc := i+1, false
+			for ; j < len(b) && b[j] != '"'; j++ {
+				if b[j] == '\\' {
+					esc = true
+					j++
+				}
+			}
+			if n := len(stack); n > 0 && stack[n-1].keys != nil && stack[n-1].expectKey {
+				key := string(b[i+1 : j])
+				if esc {
+					if err := json.Unmarshal(b[i:j+1], &key); err != nil {
+						return true // cannot happen in valid JSON; refused all the same
+					}
+				}
+				if _, ok := stack[n-1].keys[key]; ok {
+					return true
+				}
+				stack[n-1].keys[key] = struct{}{}
+				stack[n-1].expectKey = false
+			} else {
+				value()
+			}
+			i = j
+		default: // a number, true, false or null
+			value()
+			for i+1 < len(b) && !strings.ContainsRune(" \t\r\n,]}", rune(b[i+1])) {
+				i++
+			}
+		}
+	}
+	return false
 }
 
 // hasEncodedSlash reports whether an escaped path holds "%2F" (any case).

@@ -1,6 +1,8 @@
 package route
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"math"
 	"strings"
@@ -355,6 +357,95 @@ func BenchmarkApply(b *testing.B) {
 		r.Body = body
 		if err := c.Apply(r); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestDupKeys(t *testing.T) {
+	tests := []struct {
+		json string
+		want bool
+	}{
+		{`{}`, false},
+		{`[]`, false},
+		{`{"a":1,"b":2}`, false},
+		{`{"a":1,"a":2}`, true},
+		{`{"a":{"a":{"a":1}}}`, false},
+		{`[{"a":1},{"a":2}]`, false},
+		{`[{"a":1,"a":2}]`, true},
+		{`{"a":"a","b":"a"}`, false},
+		{`{"a":["a","a"]}`, false},
+		{`{"a\"":1,"a":2}`, false},
+		{`{"a\"":1,"a\u0022":2}`, true},
+		{`{"\\":1,"\u005c":2}`, true},
+		{`{"x":"\\","x\\":1}`, false},
+		{`{"k":true,"n":null,"m":-1.5e3,"k":false}`, true},
+		{` { "a" : 1 , "b" : { "c" : [ 1 , 2 ] } , "a" : 3 } `, true},
+		{`{"a":{},"b":{},"c":[[],{}]}`, false},
+		{`{"a":1,"b":{"x":1},"a":{}}`, true},
+	}
+	for _, tt := range tests {
+		if got := dupKeys([]byte(tt.json)); got != tt.want {
+			t.Errorf("dupKeys(%s) = %v, want %v", tt.json, got, tt.want)
+		}
+		if got := dupKeysDecoder([]byte(tt.json)); got != tt.want {
+			t.Errorf("reference dupKeysDecoder(%s) = %v, want %v", tt.json, got, tt.want)
+		}
+	}
+}
+
+// FuzzDupKeys checks the one-pass scanner against encoding/json's tokens.
+func FuzzDupKeys(f *testing.F) {
+	for _, s := range []string{`{"a":1,"a":2}`, `[{"a":"\"a\""},{"b":[1,{"c":2,"c":3}]}]`, `{"\u0061":1,"a":2}`, `"x"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if !json.Valid(b) {
+			return
+		}
+		if got, want := dupKeys(b), dupKeysDecoder(b); got != want {
+			t.Fatalf("dupKeys(%q) = %v, encoding/json says %v", b, got, want)
+		}
+	})
+}
+
+// dupKeysDecoder is dupKeys written with encoding/json's Decoder.Token:
+// slower, and the reference the fuzz test compares with.
+func dupKeysDecoder(b []byte) bool {
+	type frame struct {
+		keys      map[string]bool // nil for an array
+		expectKey bool
+	}
+	var stack []*frame
+	dec := json.NewDecoder(bytes.NewReader(b))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		if k, ok := tok.(string); ok && top != nil && top.keys != nil && top.expectKey {
+			if top.keys[k] {
+				return true
+			}
+			top.keys[k], top.expectKey = true, false
+			continue
+		}
+		if top != nil && top.keys != nil {
+			top.expectKey = true
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{keys: map[string]bool{}, expectKey: true})
+		case json.Delim('['):
+			stack = append(stack, &frame{})
 		}
 	}
 }
