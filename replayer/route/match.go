@@ -33,7 +33,8 @@ type Match struct {
 	ExcludePaths []string `yaml:"exclude_paths,omitempty"`
 	// Headers maps a header name (case-insensitive) to a glob on its value
 	// ('*' any run of characters, '?' one); a request is selected when each
-	// named header has a value the glob matches.
+	// named header has a value the glob matches. "Host" matches the
+	// request's Host (or :authority), which is not among its headers.
 	Headers map[string]string `yaml:"headers,omitempty"`
 }
 
@@ -113,8 +114,12 @@ func (m Match) Empty() bool {
 
 // Matches reports whether req is selected. A request whose request-target
 // does not parse (see reqtarget.Parse) matches no path glob (and is
-// therefore selected only by a Match without Paths and ExcludePaths).
+// therefore selected only by a Match without Paths and ExcludePaths). A nil
+// Matcher selects everything.
 func (m *Matcher) Matches(req *mlv1.Request) bool {
+	if m == nil {
+		return true
+	}
 	if len(m.methods) > 0 && !slices.ContainsFunc(m.methods, func(s string) bool { return strings.EqualFold(s, req.GetMethod()) }) {
 		return false
 	}
@@ -132,6 +137,12 @@ func (m *Matcher) Matches(req *mlv1.Request) bool {
 		}
 	}
 	for _, hg := range m.headers {
+		if strings.EqualFold(hg.name, "Host") {
+			if !globMatch(hg.glob, req.GetHost()) {
+				return false
+			}
+			continue
+		}
 		if !slices.ContainsFunc(req.GetHeaders(), func(h *mlv1.Header) bool {
 			return strings.EqualFold(h.GetName(), hg.name) && globMatch(hg.glob, h.GetValue())
 		}) {

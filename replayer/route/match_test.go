@@ -101,6 +101,9 @@ func TestMatcherMatches(t *testing.T) {
 		{name: "header star matches empty value", m: Match{Headers: map[string]string{"X-Tenant": "*"}}, req: req("GET", "/", "X-Tenant", ""), want: true},
 		{name: "every header needed", m: Match{Headers: map[string]string{"A": "1", "B": "2"}}, req: req("GET", "/", "A", "1"), want: false},
 		{name: "every header present", m: Match{Headers: map[string]string{"A": "1", "B": "2"}}, req: req("GET", "/", "b", "2", "a", "1"), want: true},
+		{name: "Host is the request's host", m: Match{Headers: map[string]string{"host": "api.*"}}, req: &mlv1.Request{Method: "GET", Url: "/", Host: "api.example"}, want: true},
+		{name: "Host other", m: Match{Headers: map[string]string{"Host": "api.*"}}, req: &mlv1.Request{Method: "GET", Url: "/", Host: "www.example"}, want: false},
+		{name: "Host not taken from the headers", m: Match{Headers: map[string]string{"Host": "api.*"}}, req: req("GET", "/", "Host", "api.example"), want: false},
 		{name: "header with unparseable target", m: Match{Headers: map[string]string{"A": "1"}}, req: req("GET", "*", "A", "1"), want: true},
 	}
 	for _, tt := range tests {

@@ -90,6 +90,9 @@ func (t Transform) Compile() (*Transformer, error) {
 		if !httpguts.ValidHeaderFieldName(name) {
 			return nil, fmt.Errorf("remove_headers[%d]: %q is not a valid header name", i, name)
 		}
+		if strings.EqualFold(name, "Host") {
+			return nil, fmt.Errorf("remove_headers[%d]: Host is the request's authority, not one of its headers", i)
+		}
 		c.remove[strings.ToLower(name)] = true
 	}
 
@@ -103,6 +106,8 @@ func (t Transform) Compile() (*Transformer, error) {
 		switch {
 		case !httpguts.ValidHeaderFieldName(old):
 			return nil, fmt.Errorf("rename_headers[%q]: not a valid header name", old)
+		case strings.EqualFold(old, "Host"):
+			return nil, fmt.Errorf("rename_headers[%q]: Host is the request's authority, not one of its headers", old)
 		case !httpguts.ValidHeaderFieldName(nu):
 			return nil, fmt.Errorf("rename_headers[%q]: %q is not a valid header name", old, nu)
 		case managedHeaders[strings.ToLower(nu)]:
@@ -225,16 +230,20 @@ func (t Transform) Empty() bool {
 // is percent-encoded again from its decoded form and the request-target
 // becomes origin-form (path, then the captured query); a path the rewrite
 // does not change is kept as captured. JSON changes need a JSON body
-// (ErrNotJSON otherwise); when the body changes, BodySize and
-// Content-Length follow. Errors never hold the request's bytes.
+// (ErrNotJSON otherwise; a request without a body is left as it is); when
+// the body changes, BodySize and Content-Length follow. Errors never hold
+// the request's bytes. A nil Transformer changes nothing.
 func (t *Transformer) Apply(req *mlv1.Request) error {
+	if t == nil {
+		return nil
+	}
 	t.applyHeaders(req)
 	if t.re != nil || t.query != "" {
 		if err := t.applyTarget(req); err != nil {
 			return err
 		}
 	}
-	if len(t.deletes) > 0 || len(t.jsonSet) > 0 {
+	if (len(t.deletes) > 0 || len(t.jsonSet) > 0) && (len(req.GetBody()) > 0 || req.GetBodyTruncated() || req.GetBodyIncomplete()) {
 		if err := t.applyJSON(req); err != nil {
 			return err
 		}
