@@ -467,3 +467,30 @@ func dupKeysDecoder(b []byte) bool {
 		}
 	}
 }
+
+// TestTransformDocExample is the example of the transform reference.
+func TestTransformDocExample(t *testing.T) {
+	tr := mustCompile(t, Transform{
+		RemoveHeaders: []string{"X-Debug"},
+		RenameHeaders: map[string]string{"X-Old": "X-New"},
+		SetHeaders:    map[string]string{"X-Env": "shadow"},
+		Path:          &PathRewrite{Match: "^/v1/(.*)$", Replace: "/v2/${1}"},
+		AddQuery:      map[string]string{"shadow": "1"},
+		JSONDelete:    []string{"card", "user.email"},
+		JSONSet:       map[string]any{"user.tier": "test", "flags.shadow": true},
+	})
+	r := req("POST", "/v1/orders?page=2", "X-Old", "a", "X-Debug", "1", "Content-Type", "application/json")
+	r.Body = []byte(`{"card":"4111111111111111","user":{"email":"a@b","tier":"gold"}}`)
+	if err := tr.Apply(r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Url != "/v2/orders?page=2&shadow=1" {
+		t.Errorf("Url %q", r.Url)
+	}
+	if got, want := headerList(r), "X-New: a\nContent-Type: application/json\nX-Env: shadow\n"; got != want {
+		t.Errorf("headers\n%s\nwant\n%s", got, want)
+	}
+	if got, want := string(r.Body), `{"user":{"tier":"test"},"flags":{"shadow":true}}`; got != want {
+		t.Errorf("body %s, want %s", got, want)
+	}
+}
