@@ -99,3 +99,30 @@ func FuzzTransformApply(f *testing.F) {
 		}
 	})
 }
+
+// FuzzMatches checks that a path glob matching every path selects exactly
+// the requests whose request-target parses, and that an exclusion of every
+// path selects none, whatever the method, target and headers.
+func FuzzMatches(f *testing.F) {
+	for _, s := range [][2]string{{"GET", "/x"}, {"GET", "//evil/x"}, {"CONNECT", "h:443"}, {"get", "http://h/a%2Fb?q"}, {"POST", "/a/%2e%2e/b"}} {
+		f.Add(s[0], s[1], "X-Tenant", "acme-1")
+	}
+	all, err := Match{Paths: []string{"/**"}, Headers: map[string]string{"x-tenant": "*"}}.Compile()
+	if err != nil {
+		f.Fatal(err)
+	}
+	none, err := Match{ExcludePaths: []string{"/**"}}.Compile()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, method, target, name, value string) {
+		r := &mlv1.Request{Method: method, Url: target, Headers: []*mlv1.Header{{Name: name, Value: value}}}
+		_, perr := reqtarget.Check(method, target)
+		if got, want := all.Matches(r), perr == nil && strings.EqualFold(name, "X-Tenant"); got != want {
+			t.Fatalf("Matches(%q %q, %q) = %v, want %v", method, target, name, got, want)
+		}
+		if none.Matches(r) {
+			t.Fatalf("an exclusion of every path selected %q %q", method, target)
+		}
+	})
+}

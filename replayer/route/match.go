@@ -38,7 +38,7 @@ type Match struct {
 	Headers map[string]string `yaml:"headers,omitempty"`
 }
 
-// Matcher is a compiled Match.
+// Matcher is a compiled Match; it is safe for concurrent use.
 type Matcher struct {
 	methods  []string // upper case
 	paths    []string

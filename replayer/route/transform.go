@@ -57,7 +57,7 @@ type PathRewrite struct {
 // to be changed in a body that is not JSON (or is compressed).
 var ErrNotJSON = errors.New("body is not JSON")
 
-// Transformer is a compiled Transform.
+// Transformer is a compiled Transform; it is safe for concurrent use.
 type Transformer struct {
 	remove  map[string]bool // lower-case names
 	renames []headerValue   // name: old, value: new; sorted by old name
