@@ -20,7 +20,9 @@ import (
 // Until the topic's partition count is known (a Kafka error at start) every
 // member takes the whole cap, as a lone replayer does; a member that owns no
 // partition keeps one partition's share (it sends nothing, and a cap of 0
-// would mean none).
+// would mean none). A member gives up a revoked partition's share at once,
+// before it has sent the records of it already queued: during a rebalance
+// the group sends below the cap, never above it.
 type rateShare struct {
 	mu         sync.Mutex
 	topic      string

@@ -6,50 +6,81 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/mirrorline/mirrorline/test/kafkatest"
 	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
-// `replay --live --start earliest --max-rate 200/s` against the real broker,
-// the built binary, and a backlog already in mirror.clean.S: the replayer
-// catches up no faster than the cap (the shadow timestamps each arrival), and
-// it catches up (every record arrives). 1,500 records keep the test to about
-// 8 s of sending; 5,000 would take 25 s for the same check.
-//
-// The bounds hold under a loaded CI machine: the cap lets 400 requests go in
-// any 2 s after the first (a 1-request burst); a request stalled between the
-// limiter and the shadow arrives late and bunches with the next, so up to
-// 420 are allowed in a 2 s window of arrivals, which a replayer without the
-// cap (thousands per second on a backlog) is far above; over the whole run
-// the rate must be at most 210/s.
-func TestReplayLiveMaxRate(t *testing.T) {
-	const (
-		records = 1500
-		perSec  = 200
-		window  = 2 * time.Second
-		maxIn   = 420 // per window: 200/s × 2 s + 5 %
-		maxRate = 210.0
-	)
-	svc, topic := replaySetup(t, 2)
+// The live --max-rate checks hold under a loaded CI machine: the cap lets
+// 400 requests go in any 2 s after the first (a 1-request burst); a request
+// stalled between the limiter and the shadow arrives late and bunches with
+// the next, so up to 420 are allowed in a 2 s window of arrivals (a replayer
+// without the cap sends thousands per second on a backlog); over the whole
+// run the rate must be at most 210/s.
+const (
+	maxRateRecords = 1500 // about 8 s at 200/s; 5,000 would take 25 s for the same check
+	maxRatePerSec  = 200
+	maxRateWindow  = 2 * time.Second
+	maxRateInWin   = 420 // 200/s × 2 s + 5 %
+	maxRateOverall = 210.0
+)
+
+// backlog writes maxRateRecords records to the clean topic, over its
+// partitions, and returns the shadow that timestamps their arrivals.
+func backlog(t *testing.T, topic string, partitions int32) *shadowServer {
+	t.Helper()
+	writeBacklog(t, topic, partitions)
+	return newShadowServer(t, 0, 0)
+}
+
+// writeBacklog writes maxRateRecords records to the clean topic, over its
+// partitions.
+func writeBacklog(t *testing.T, topic string, partitions int32) {
+	t.Helper()
 	now := time.Now()
-	recs := make([]*kgo.Record, 0, records)
-	for i := range records {
-		recs = append(recs, capture(t, topic, fmt.Sprintf("r-%d", i), int32(i%2), now))
+	recs := make([]*kgo.Record, 0, maxRateRecords)
+	for i := range maxRateRecords {
+		recs = append(recs, capture(t, topic, fmt.Sprintf("r-%d", i), int32(i)%partitions, now))
 	}
 	produceRecords(t, recs)
-	shadow := newShadowServer(t, 0, 0)
+}
+
+// liveMaxRate starts `replay --live --start earliest --max-rate 200/s` in
+// group and returns its metrics address and output.
+func liveMaxRate(t *testing.T, svc, group, target string) (string, *testproc.Output) {
+	t.Helper()
 	metrics := testproc.FreeAddr(t)
 	out := startML(t, []string{"MIRRORLINE_BROKERS=" + strings.Join(kafkaBrokers, ",")}, "replay", "--live", "--service", svc,
-		"--target", shadow.URL, "--group", "maxrate-"+svc, "--start", "earliest", "--max-rate", fmt.Sprintf("%d/s", perSec),
+		"--target", target, "--group", group, "--start", "earliest", "--max-rate", fmt.Sprintf("%d/s", maxRatePerSec),
 		"--metrics-addr", metrics)
+	return metrics, out
+}
 
-	testproc.Eventually(t, 90*time.Second, fmt.Sprintf("all %d records replayed", records), func() bool {
-		return len(shadow.received()) >= records
+// metricSum is the sum of the series of name at addr (-1: not scraped).
+func metricSum(addr, name string) float64 {
+	e, err := scrapeMetrics(addr)
+	if err != nil {
+		return -1
+	}
+	sum := 0.0
+	for _, s := range e.find(name) {
+		sum += s.value
+	}
+	return sum
+}
+
+// checkMaxRate waits for every record at the shadow and checks its arrivals
+// kept to the cap.
+func checkMaxRate(t *testing.T, shadow *shadowServer, out fmt.Stringer) {
+	t.Helper()
+	testproc.Eventually(t, 90*time.Second, fmt.Sprintf("all %d records replayed", maxRateRecords), func() bool {
+		return len(shadow.received()) >= maxRateRecords
 	})
 	hits := shadow.received()
-	if len(hits) != records {
-		t.Fatalf("%d requests at the shadow, want %d\n%s", len(hits), records, out)
+	if len(hits) != maxRateRecords {
+		t.Fatalf("%d requests at the shadow, want %d\n%s", len(hits), maxRateRecords, out)
 	}
 	first, last := hits[0].at, hits[len(hits)-1].at
 	busiest, from := 0, time.Duration(0)
@@ -57,7 +88,7 @@ func TestReplayLiveMaxRate(t *testing.T) {
 		if hits[i].at.Sub(first) < time.Second {
 			continue // the start: the burst token
 		}
-		for j < len(hits) && hits[j].at.Sub(hits[i].at) < window {
+		for j < len(hits) && hits[j].at.Sub(hits[i].at) < maxRateWindow {
 			j++
 		}
 		if n := j - i; n > busiest {
@@ -66,20 +97,75 @@ func TestReplayLiveMaxRate(t *testing.T) {
 	}
 	took := last.Sub(first)
 	rate := float64(len(hits)-1) / took.Seconds()
-	t.Logf("%d records in %s: %.1f/s overall, busiest %s window %d requests (at +%s)", len(hits), took.Round(time.Millisecond), rate, window, busiest, from.Round(time.Millisecond))
-	if busiest > maxIn {
-		t.Errorf("%d requests arrived within %s (from +%s) under --max-rate %d/s; want at most %d", busiest, window, from, perSec, maxIn)
+	t.Logf("%d records in %s: %.1f/s overall, busiest %s window %d requests (at +%s)", len(hits), took.Round(time.Millisecond), rate, maxRateWindow, busiest, from.Round(time.Millisecond))
+	if busiest > maxRateInWin {
+		t.Errorf("%d requests arrived within %s (from +%s) under --max-rate %d/s; want at most %d", busiest, maxRateWindow, from, maxRatePerSec, maxRateInWin)
 	}
-	if rate > maxRate {
-		t.Errorf("%d requests in %s: %.1f/s under --max-rate %d/s; want at most %.0f/s", len(hits), took, rate, perSec, maxRate)
+	if rate > maxRateOverall {
+		t.Errorf("%d requests in %s: %.1f/s under --max-rate %d/s; want at most %.0f/s", len(hits), took, rate, maxRatePerSec, maxRateOverall)
 	}
-	throttled := -1.0
-	if e, err := scrapeMetrics(metrics); err == nil {
-		for _, s := range e.find("mirrorline_replayer_throttled_seconds_total") {
-			throttled = s.value
+}
+
+// `replay --live --start earliest --max-rate 200/s` against the real broker,
+// the built binary, and a backlog already in mirror.clean.S: the replayer
+// catches up no faster than the cap (the shadow timestamps each arrival), and
+// it catches up (every record arrives); the wait is counted.
+func TestReplayLiveMaxRate(t *testing.T) {
+	svc, topic := replaySetup(t, 2)
+	shadow := backlog(t, topic, 2)
+	metrics, out := liveMaxRate(t, svc, "maxrate-"+svc, shadow.URL)
+	checkMaxRate(t, shadow, out)
+	if s := metricSum(metrics, "mirrorline_replayer_throttled_seconds_total"); s <= 0 {
+		t.Errorf("mirrorline_replayer_throttled_seconds_total = %v, want > 0 (the backlog waited for the cap)", s)
+	}
+}
+
+// Two live replayers of one job (one consumer group, 4 partitions) share
+// --max-rate 200/s: each takes 200/s × its partitions / 4, so together they
+// catch the backlog up no faster than one would, and both send. The backlog
+// is written once both hold partitions (a lone first member would take it
+// all into its queue, and hand revoked partitions over only once their
+// queued records are sent).
+func TestReplayLiveMaxRateSharedByGroup(t *testing.T) {
+	svc, topic := replaySetup(t, 4)
+	group := "maxrate-" + svc
+	shadow := newShadowServer(t, 0, 0)
+	m1, out1 := liveMaxRate(t, svc, group, shadow.URL)
+	m2, out2 := liveMaxRate(t, svc, group, shadow.URL)
+	adm := kadm.NewClient(kafkatest.Client(t))
+	testproc.Eventually(t, 60*time.Second, "both replayers holding partitions of "+topic, func() bool {
+		gs, err := adm.DescribeGroups(t.Context(), group)
+		if err != nil || gs.Error() != nil {
+			return false
+		}
+		g := gs[group]
+		if g.State != "Stable" || len(g.Members) != 2 {
+			return false
+		}
+		for _, m := range g.Members {
+			a, ok := m.Assigned.AsConsumer()
+			if !ok || len(a.Topics) == 0 || len(a.Topics[0].Partitions) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	writeBacklog(t, topic, 4)
+	checkMaxRate(t, shadow, outputs{out1, out2})
+	for i, m := range []string{m1, m2} {
+		if n := metricSum(m, "mirrorline_replayer_sent_total"); n <= 0 {
+			t.Errorf("replayer %d sent %v requests, want some: the group's partitions were not shared", i+1, n)
 		}
 	}
-	if throttled <= 0 {
-		t.Errorf("mirrorline_replayer_throttled_seconds_total = %v, want > 0 (the backlog waited for the cap)", throttled)
+}
+
+// outputs prints the output of several processes, one after the other.
+type outputs []*testproc.Output
+
+func (o outputs) String() string {
+	var b strings.Builder
+	for i, out := range o {
+		fmt.Fprintf(&b, "--- process %d\n%s\n", i+1, out)
 	}
+	return b.String()
 }
