@@ -442,6 +442,10 @@ func (b *Breaker) expireLocked(now time.Time) *transition {
 
 func (b *Breaker) openLocked(now time.Time, reason string, fields ...any) *transition {
 	b.openedAt = now
+	// Half-open when open_for ends even with no request to ask: the state
+	// metric and the waiters see it then (State checks the clock: with a
+	// test clock, nothing happens until it moved).
+	time.AfterFunc(b.cfg.OpenFor, func() { b.State() })
 	return b.setLocked(Open, reason, append(fields, "open_for", b.cfg.OpenFor)...)
 }
 
@@ -536,8 +540,7 @@ func (b *Breaker) Acquire(ctx context.Context) (done func(failed bool, latency t
 }
 
 // State is the breaker's state now. An open breaker turns half-open when
-// asked (State, Allow, Wait) after OpenFor: with no request for its target
-// the state metric stays at open.
+// OpenFor ends (or when asked after that, with a test clock).
 func (b *Breaker) State() State {
 	b.mu.Lock()
 	tr := b.expireLocked(b.now())

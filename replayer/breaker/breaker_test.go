@@ -327,6 +327,18 @@ func TestWait(t *testing.T) {
 			t.Fatalf("state %s after Wait, want half-open", b.State())
 		}
 	})
+	t.Run("half-open when open_for ends, with no request", func(t *testing.T) {
+		m := NewMetrics(nil)
+		b := New("t", Config{ErrorRate: 0.5, MinRequests: 1, OpenFor: 30 * time.Millisecond}, WithMetrics(m))
+		send(t, b, true, time.Millisecond)
+		deadline := time.Now().Add(10 * time.Second)
+		for testutil.ToFloat64(m.State.WithLabelValues("t")) != float64(HalfOpen) {
+			if time.Now().After(deadline) {
+				t.Fatalf("state metric %v 10s after open_for (30ms) ended, want 1 (half-open)", testutil.ToFloat64(m.State.WithLabelValues("t")))
+			}
+			time.Sleep(5 * time.Millisecond) // polling the metric, bounded
+		}
+	})
 	t.Run("a probe slot freed", func(t *testing.T) {
 		clk := newClock()
 		b, _, _ := newTest(t, Config{ErrorRate: 0.5, MinRequests: 1, OpenFor: time.Second, Probes: 2}, clk)
