@@ -14,16 +14,18 @@ import (
 )
 
 // The live --max-rate checks hold under a loaded CI machine: the cap lets
-// 400 requests go in any 2 s after the first (a 1-request burst); a request
-// stalled between the limiter and the shadow arrives late and bunches with
-// the next, so up to 420 are allowed in a 2 s window of arrivals (a replayer
-// without the cap sends thousands per second on a backlog); over the whole
-// run the rate must be at most 210/s.
+// 401 requests go in any 2 s (a 1-request burst); a request stalled between
+// the limiter and the shadow arrives late and bunches with the next (up to
+// 416 arrivals in 2 s were measured on a loaded 2-core machine), so up to
+// 440 are allowed in a 2 s window of arrivals: a replayer without the cap
+// sends thousands per second on a backlog, two replayers each taking the
+// whole cap 800 per 2 s. Over the whole run, where stalls even out, the rate
+// must be at most 210/s (200/s + 5 %).
 const (
 	maxRateRecords = 1500 // about 8 s at 200/s; 5,000 would take 25 s for the same check
 	maxRatePerSec  = 200
 	maxRateWindow  = 2 * time.Second
-	maxRateInWin   = 420 // 200/s × 2 s + 5 %
+	maxRateInWin   = 440 // 200/s × 2 s + 10 %
 	maxRateOverall = 210.0
 )
 
