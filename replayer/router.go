@@ -392,20 +392,14 @@ func (rt *Router) admit(ctx context.Context, d *destination) (func(bool, time.Du
 	if b == nil {
 		return nil, nil
 	}
-	for {
-		if b.Pause() {
-			if err := b.Wait(ctx); err != nil {
-				return nil, err
-			}
-		}
-		done, err := b.Allow()
-		if err == nil {
-			return done, nil
-		}
-		if !b.Pause() {
-			return nil, &Skipped{Reason: DropBreakerOpen}
-		}
+	if b.Pause() {
+		return b.Acquire(ctx)
 	}
+	done, err := b.Allow()
+	if err != nil {
+		return nil, &Skipped{Reason: DropBreakerOpen}
+	}
+	return done, nil
 }
 
 // sentRequest is the request of a shadow record when what was sent differs
