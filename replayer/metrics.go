@@ -57,7 +57,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Late:            telemetry.Counter("mirrorline_replayer_late_total", "Window replay: requests sent more than the late threshold (10ms) after their planned time."),
 		Throttled:       telemetry.Counter("mirrorline_replayer_throttled_seconds_total", "Live mode: time requests waited for the --max-rate cap (summed over workers)."),
 		Truncated:       telemetry.Counter("mirrorline_replayer_truncated_total", "Shadow responses whose body (or headers) was cut to fit the shadow topic's record budget; they are flagged truncated and keep their sizes."),
-		Credentials:     telemetry.CounterVec("mirrorline_replayer_credentials_total", "Credentials set on replayed requests, by header and outcome: set, resigned (a JWT signed again with the test key), no_token (no JWT to re-sign), error (the record was not sent).", "header", "outcome"),
+		Credentials:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mirrorline_replayer_credentials_total", Help: "Credentials set on replayed requests, by header and outcome: set, resigned (a JWT signed again with the test key), no_token (no JWT to re-sign), error (the record was not sent)."}, []string{"header", "outcome"}),
 		Breakers:        breaker.NewMetrics(reg),
 		Middleware:      middleware.NewMetrics(reg),
 		Stage:           stage.NewMetrics(reg, "replayer"),
