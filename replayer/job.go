@@ -219,7 +219,7 @@ func (j *job) checkTarget() error {
 	}
 	if s.Middleware != nil {
 		if err := s.Middleware.Validate(); err != nil {
-			return invalidf("replay.middleware: %v", err)
+			return invalidf("replay.%v", err)
 		}
 	}
 	var err error

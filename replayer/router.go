@@ -76,7 +76,7 @@ func (r Routing) Validate() error {
 	}
 	for i, rc := range r.Routes {
 		if err := rc.validate(); err != nil {
-			return fmt.Errorf("replay.routes[%d]%s: %w", i, rc.label(), err)
+			return fmt.Errorf("replay.routes[%d].%w%s", i, err, rc.label())
 		}
 	}
 	if err := r.Breaker.Validate(); err != nil {
@@ -85,11 +85,12 @@ func (r Routing) Validate() error {
 	return nil
 }
 
+// label names the route at the end of an error about it.
 func (rc RouteConfig) label() string {
 	if rc.Name == "" {
 		return ""
 	}
-	return fmt.Sprintf(" (%q)", rc.Name)
+	return fmt.Sprintf(" (route %q)", rc.Name)
 }
 
 // validate checks one route but its credentials, which need their secrets.
@@ -185,7 +186,7 @@ func NewRouter(def *Sender, r Routing, newSender func(target string) (*Sender, e
 	for i, rc := range r.Routes {
 		e, err := rt.compile(i, rc, def, dest, newSender)
 		if err != nil {
-			return nil, fmt.Errorf("replay.routes[%d]%s: %w", i, rc.label(), err)
+			return nil, fmt.Errorf("replay.routes[%d].%w%s", i, err, rc.label())
 		}
 		if e.creds == nil && rc.Credentials == nil {
 			e.creds = creds
