@@ -12,6 +12,7 @@ import (
 
 	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/replayer/middleware"
+	"github.com/mirrorline/mirrorline/replayer/route"
 )
 
 // The BindFlags methods bind a section's command-line flags to its fields:
@@ -90,7 +91,7 @@ func (h *headerMatch) String() string {
 }
 
 func (h *headerMatch) Set(s string) error {
-	name, glob, err := parseHeaderMatchTODO(s)
+	name, glob, err := route.ParseHeaderMatch(s)
 	if err != nil {
 		return err
 	}
@@ -214,5 +215,3 @@ func (o *optionalFloat) Set(s string) error {
 }
 
 func (o *optionalFloat) Type() string { return "float64" }
-
-func parseHeaderMatchTODO(s string) (string, string, error) { return "", "", errors.New(s) }

@@ -184,7 +184,7 @@ func (r *Replay) Validate() error {
 	}
 	if r.Middleware != nil {
 		if err := r.Middleware.Validate(); err != nil {
-			return fmt.Errorf("replay.middleware: %w", err)
+			return fmt.Errorf("replay.%w", err)
 		}
 	}
 	return nil

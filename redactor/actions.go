@@ -22,8 +22,9 @@ const hashPrefix = "hmac:"
 type act uint8
 
 const (
-	actNone act = iota // no rule: detectors apply
-	actKeep            // allow-listed: nothing applies
+	actNone   act = iota // no rule: detectors apply
+	actKeep              // allow-listed: nothing applies
+	actUnsign            // a JWT keeps its header and redacted claims, no signature
 	actFake
 	actHash
 	actMask
@@ -38,6 +39,7 @@ func (a act) strength() int { return int(a) }
 var actions = map[Action]act{
 	ActionRemove: actRemove, ActionDrop: actRemove, ActionMask: actMask, ActionHash: actHash,
 	ActionFake: actFake, ActionShape: actFake, ActionKeep: actKeep, ActionOff: actNone,
+	ActionUnsign: actUnsign,
 }
 
 func parseAction(a Action) (act, bool) {

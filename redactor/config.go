@@ -44,6 +44,14 @@ const (
 	ActionKeep Action = "keep"
 	// ActionOff disables the rule (used to switch off a default rule or detector).
 	ActionOff Action = "off"
+	// ActionUnsign turns a JSON Web Token ("TOKEN" or "Bearer TOKEN") into
+	// "HEADER.CLAIMS.": the header keeps only alg, typ, kid and cty, the
+	// claims are redacted as a JSON body (JSON field rules, secret names,
+	// detectors) and the signature is dropped, so a replayer can sign the
+	// claims again with a test key. A value that is not such a token is
+	// removed. Valid on header, JSON field, form field and query parameter
+	// rules and on the jwt detector.
+	ActionUnsign Action = "unsign"
 )
 
 // Binary policies for bodies that are not text (images, octet-stream, ...).
@@ -102,7 +110,7 @@ type Config struct {
 	// (default 64 MiB).
 	MaxDecodedBytes int64 `yaml:"max_decoded_bytes,omitempty"`
 	// Headers maps a header name (case-insensitive, '*' wildcards allowed) to a
-	// rule. Actions: drop/remove, mask, hash, fake, keep, off.
+	// rule. Actions: drop/remove, mask, hash, fake, keep, off, unsign.
 	Headers map[string]Rule `yaml:"headers,omitempty"`
 	// JSONFields maps a JSON path ("card.number", "items.*.email",
 	// "**.password"; segments case-insensitive, '*' wildcards inside a segment
@@ -131,7 +139,8 @@ type Config struct {
 // Rule is what to do with a matched value. In YAML it is either a bare action
 // ("mask") or a mapping with the keys below.
 type Rule struct {
-	// Action is one of remove (alias drop), mask, hash, fake, shape, keep, off.
+	// Action is one of remove (alias drop), mask, hash, fake, shape, keep, off,
+	// unsign.
 	Action Action `yaml:"action"`
 	// On limits a header rule to "request", "response" or "both" (default).
 	On string `yaml:"on,omitempty"`

@@ -206,6 +206,9 @@ func (e *Engine) compileDetectors(dets map[string]Rule, useDefaults bool, need f
 			e.det.on[k] = false
 			continue
 		}
+		if a == actUnsign && k != kindJWT {
+			return fmt.Errorf("detectors[%q].action: unsign applies only to the jwt detector", name)
+		}
 		e.det.on[k] = true
 		cr := rule{act: a, fake: fakeKind(k), name: "detector:" + name}
 		if r.Action == ActionShape {
@@ -266,6 +269,9 @@ type state struct {
 	prot2   []span
 	scratch []byte
 	jstates []pstate
+	// unsignDepth counts the unsign calls this state runs inside (claims
+	// holding a token are redacted by a state one deeper).
+	unsignDepth int
 }
 
 func (st *state) hit(name string, n int) {
@@ -511,11 +517,15 @@ func unprotected(spans, prot []span) []span {
 	return out
 }
 
-// apply performs a replacing action on v (remove gives "").
+// apply performs a replacing action on v (remove gives "", and so does
+// unsign on a value that is not a JWT).
 func (st *state) apply(a act, kind fakeKind, v string) string {
 	switch a {
 	case actRemove:
 		return ""
+	case actUnsign:
+		out, _ := st.unsign(v)
+		return out
 	case actHash:
 		if kind == kindAuto {
 			kind = st.wholeKind(v)

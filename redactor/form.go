@@ -94,7 +94,16 @@ func (st *state) scrubPair(pair string, rules *nameRules, strict bool) (string, 
 			st.hit(r.name, 1)
 			return "", false, true, nil
 		}
-		nv := st.applyRule(r, val)
+		var nv string
+		if r.act == actUnsign {
+			st.hit(r.name, 1)
+			var ok bool
+			if nv, ok = st.unsign(val); !ok {
+				return "", false, true, nil // not a JWT: the pair is removed
+			}
+		} else {
+			nv = st.applyRule(r, val)
+		}
 		if nn, ok := st.scrubString(name); ok {
 			rawName = queryEscape(nn)
 		}

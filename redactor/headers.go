@@ -187,7 +187,7 @@ func compileRule(section, key, defName string, r Rule, allowOn bool) (rule, erro
 		if r.Action == "" {
 			return rule{}, fmt.Errorf("%s[%q].action: missing", section, key)
 		}
-		return rule{}, fmt.Errorf("%s[%q].action: unknown action %q (want remove, drop, mask, hash, fake, shape, keep or off)", section, key, r.Action)
+		return rule{}, fmt.Errorf("%s[%q].action: unknown action %q (want remove, drop, mask, hash, fake, shape, keep, off or unsign)", section, key, r.Action)
 	}
 	cr := rule{act: a, name: defName, on: dirRequest | dirResponse}
 	if r.Name != "" {
@@ -208,6 +208,9 @@ func compileRule(section, key, defName string, r Rule, allowOn bool) (rule, erro
 	fk, ok := parseFakeKind(r.Kind)
 	if !ok {
 		return rule{}, fmt.Errorf("%s[%q].kind: unknown kind %q (want %s, text or shape)", section, key, r.Kind, strings.Join(kindNames[:], ", "))
+	}
+	if a == actUnsign && r.Kind != "" {
+		return rule{}, fmt.Errorf("%s[%q].kind: the unsign action takes no kind", section, key)
 	}
 	if r.Action == ActionShape {
 		if fk != kindAuto && fk != kindShape {
@@ -308,6 +311,13 @@ func (st *state) scrubHeaders(hs []*mlv1.Header, dir uint8) []*mlv1.Header {
 			case actRemove:
 				st.hit(r.name, 1)
 				continue
+			case actUnsign:
+				st.hit(r.name, 1)
+				v, ok := st.unsign(h.Value)
+				if !ok {
+					continue // not a JWT: the line is removed
+				}
+				h.Value = v
 			case actKeep:
 			default:
 				h.Value = st.applyRule(r, h.Value)

@@ -286,15 +286,39 @@ func (j *jsonEd) container(i, lo, hi int, inherited *rule, depth int) (int, erro
 				j.gqlQuery = true
 			}
 		}
-		if r != nil && r.act == actRemove {
+		unsigned, unsignOK := "", false
+		if r != nil && r.act == actUnsign {
+			// Only a string holding a JWT is kept; anything else is removed.
+			j.st.hit(r.name, 1)
+			if i < len(in) && in[i] == '"' {
+				end, esc, err := scanString(in, i)
+				if err != nil {
+					return 0, err
+				}
+				unsigned, unsignOK = j.st.unsign(j.decode(i, end, esc))
+			}
+		}
+		switch {
+		case r != nil && (r.act == actRemove || r.act == actUnsign && !unsignOK):
 			end, err := j.skip(i, depth+1)
 			if err != nil {
 				return 0, err
 			}
-			j.st.hit(r.name, 1)
+			if r.act == actRemove {
+				j.st.hit(r.name, 1)
+			}
 			j.removeItem(start, end, prevKeptEnd)
 			i = end
-		} else {
+		case r != nil && r.act == actUnsign:
+			j.flushPending(start)
+			if obj {
+				j.scrubKey(start, keyEnd, t.key)
+			}
+			end, _, _ := scanString(in, i)
+			j.replace(i, end, appendJSONString(nil, unsigned))
+			prevKeptEnd = end
+			i = end
+		default:
 			j.flushPending(start)
 			if obj && (r == nil || r.act != actKeep) {
 				j.scrubKey(start, keyEnd, t.key)

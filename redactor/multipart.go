@@ -218,6 +218,13 @@ func (st *state) scrubPart(h partHeaders, body []byte, depth int) ([]byte, bool,
 			case actRemove:
 				st.hit(r.name, 1)
 				return nil, false, true, nil
+			case actUnsign:
+				nv, ok := st.unsign(string(body))
+				st.hit(r.name, 1)
+				if !ok {
+					return nil, false, true, nil // not a JWT: the part is removed
+				}
+				return []byte(nv), true, true, nil
 			}
 			return []byte(st.applyRule(r, string(body))), true, true, nil
 		}

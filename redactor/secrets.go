@@ -450,6 +450,9 @@ func (e *Engine) compileSecretNames(r *Rule, need func(section, key string, r ru
 	if err != nil {
 		return err
 	}
+	if cr.act == actUnsign {
+		return fmt.Errorf("secret_names.action: unsign applies only to header, JSON field, form field and query parameter rules and the jwt detector")
+	}
 	if cr.act == actNone || cr.act == actKeep {
 		return nil
 	}

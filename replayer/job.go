@@ -219,7 +219,7 @@ func (j *job) checkTarget() error {
 	}
 	if s.Middleware != nil {
 		if err := s.Middleware.Validate(); err != nil {
-			return invalidf("replay.middleware: %v", err)
+			return invalidf("replay.%v", err)
 		}
 	}
 	var err error
@@ -390,6 +390,13 @@ func (j *job) replay(ctx context.Context, plan Plan) (*Summary, error) {
 	)
 	if s.DryRun {
 		opts = append(opts, WithClock(NewVirtualClock(time.Now())))
+		if j.sender != nil && s.Routing.Active() {
+			// Nothing is sent, but what routing would skip is not
+			// scheduled either (the middleware is not run).
+			if req, _, err = NewRequester(ctx, j.sender, s.Routing, nil, j.newSender, WithLogger(s.Logger), WithMetrics(metrics)); err != nil {
+				return nil, invalidJob{err}
+			}
+		}
 	} else {
 		req, mw, err = NewRequester(ctx, j.sender, s.Routing, s.Middleware, j.newSender, WithLogger(s.Logger), WithMetrics(metrics))
 		if err != nil {

@@ -34,6 +34,8 @@ type Live struct {
 	group *stage.Group
 	// cap is the send rate cap in force (never nil; its limiter nil: no cap).
 	cap atomic.Pointer[rateCap]
+	// share is this member's share of the job's cap (see rateShare).
+	share *rateShare
 	// Set by Run: the records waiting for a worker, and the workers.
 	queue   *keyQueue[work]
 	workers sync.WaitGroup
@@ -55,16 +57,13 @@ func newRateCap(perSecond float64) *rateCap {
 	return c
 }
 
-// SetMaxRate changes the cap on requests sent per second while the replayer
-// runs (0: no cap); raising or lifting it takes effect at once.
-func (l *Live) SetMaxRate(perSecond float64) {
-	if old := l.cap.Swap(newRateCap(perSecond)); old != nil {
-		close(old.changed)
-	}
-}
+// SetMaxRate changes the job's cap on requests sent per second while the
+// replayer runs (0: no cap), shared by the group's members (see rateShare);
+// raising or lifting it takes effect at once.
+func (l *Live) SetMaxRate(perSecond float64) { l.share.setJob(perSecond) }
 
-// MaxRate returns the cap on requests sent per second in force (0: none).
-func (l *Live) MaxRate() float64 { return l.cap.Load().perSecond }
+// MaxRate returns the job's cap on requests sent per second (0: none).
+func (l *Live) MaxRate() float64 { return l.share.job() }
 
 // waitRate waits until the cap in force lets one more request go.
 func (l *Live) waitRate(ctx context.Context) error {
@@ -104,10 +103,11 @@ const queueDepth = 500
 // instance id or another session timeout. Call it once, before Run.
 func (l *Live) ClientOpts(group, topic string, fromStart bool) []kgo.Opt {
 	l.group = stage.NewGroup(liveHandler{l}, stage.WithLogger(l.log), stage.WithMetrics(l.metrics.Stage),
-		stage.CommitEvery(LiveCommitInterval), stage.FromStart(fromStart),
+		stage.CommitEvery(LiveCommitInterval), stage.FromStart(fromStart), stage.OnAssigned(l.share.assigned),
 		stage.WithPolling(stage.Polling{Max: 500, OnFetchError: func(string, int32, error) {
 			l.metrics.Errors.WithLabelValues("fetch").Inc()
 		}}))
+	l.share.topic = topic
 	return l.group.ClientOpts(group, topic)
 }
 
@@ -125,7 +125,7 @@ func NewLive(s Requester, service string, opts ...Option) *Live {
 	l := &Live{options: newOptions(opts, Concurrency(DefaultConcurrency)), sender: s, service: service}
 	l.shadow = broker.Topic(broker.Shadow, service)
 	l.job = cmp.Or(l.job, "live")
-	l.cap.Store(newRateCap(l.maxRate))
+	l.share = newRateShare(l.maxRate, l.setCap)
 	return l
 }
 
@@ -143,6 +143,9 @@ type work struct {
 func (l *Live) Run(ctx context.Context, cl *kgo.Client) error {
 	if l.group == nil {
 		return fmt.Errorf("replay %s: the client was not built with Live.ClientOpts", l.service)
+	}
+	if err := l.share.lookup(ctx, cl); err != nil {
+		l.log.Warn("--max-rate taken whole by this replayer, not shared by partitions", "error", err)
 	}
 	if l.mw != nil {
 		defer l.mw.Close()

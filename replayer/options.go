@@ -74,7 +74,8 @@ func WithMetrics(m *Metrics) Option { return func(o *options) { o.metrics = m } 
 func Concurrency(n int) Option { return func(o *options) { o.conc = n } }
 
 // MaxRate caps the requests sent per second (0: no cap). Live: default no
-// cap; a backlog (after a restart, or a shadow that was down) is caught up at
+// cap, the job's, shared by the consumer group's replayers by their
+// partitions; a backlog (after a restart, or a shadow that was down) is caught up at
 // most this fast, the wait counted in
 // mirrorline_replayer_throttled_seconds_total; SetMaxRate changes it while
 // the replayer runs. Window: default DefaultMaxRate, whatever the profile

@@ -76,7 +76,7 @@ func (r Routing) Validate() error {
 	}
 	for i, rc := range r.Routes {
 		if err := rc.validate(); err != nil {
-			return fmt.Errorf("replay.routes[%d]%s: %w", i, rc.label(), err)
+			return fmt.Errorf("replay.routes[%d].%w%s", i, err, rc.label())
 		}
 	}
 	if err := r.Breaker.Validate(); err != nil {
@@ -85,11 +85,12 @@ func (r Routing) Validate() error {
 	return nil
 }
 
+// label names the route at the end of an error about it.
 func (rc RouteConfig) label() string {
 	if rc.Name == "" {
 		return ""
 	}
-	return fmt.Sprintf(" (%q)", rc.Name)
+	return fmt.Sprintf(" (route %q)", rc.Name)
 }
 
 // validate checks one route but its credentials, which need their secrets.
@@ -185,7 +186,7 @@ func NewRouter(def *Sender, r Routing, newSender func(target string) (*Sender, e
 	for i, rc := range r.Routes {
 		e, err := rt.compile(i, rc, def, dest, newSender)
 		if err != nil {
-			return nil, fmt.Errorf("replay.routes[%d]%s: %w", i, rc.label(), err)
+			return nil, fmt.Errorf("replay.routes[%d].%w%s", i, err, rc.label())
 		}
 		if e.creds == nil && rc.Credentials == nil {
 			e.creds = creds
@@ -392,20 +393,14 @@ func (rt *Router) admit(ctx context.Context, d *destination) (func(bool, time.Du
 	if b == nil {
 		return nil, nil
 	}
-	for {
-		if b.Pause() {
-			if err := b.Wait(ctx); err != nil {
-				return nil, err
-			}
-		}
-		done, err := b.Allow()
-		if err == nil {
-			return done, nil
-		}
-		if !b.Pause() {
-			return nil, &Skipped{Reason: DropBreakerOpen}
-		}
+	if b.Pause() {
+		return b.Acquire(ctx)
 	}
+	done, err := b.Allow()
+	if err != nil {
+		return nil, &Skipped{Reason: DropBreakerOpen}
+	}
+	return done, nil
 }
 
 // sentRequest is the request of a shadow record when what was sent differs
