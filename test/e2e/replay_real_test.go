@@ -537,7 +537,8 @@ func TestReplayPythonMiddleware(t *testing.T) {
 	}
 
 	// A middleware that exits at once, live and in a window replay (its
-	// records sent at 5/s: the replay outlasts the middleware's restarts).
+	// records sent at 2/s: the replay would outlast the middleware's
+	// restarts, and stops when they are spent).
 	exits := writeFile(t, t.TempDir(), "exit3.py", "import sys\nsys.exit(3)\n")
 	mw := "python3 " + exits
 	dead := newRealShadow(t, func(*http.Request, []byte) int { return http.StatusOK })
@@ -550,7 +551,7 @@ func TestReplayPythonMiddleware(t *testing.T) {
 	produceRecords(t, recs)
 	for _, args := range [][]string{
 		{"replay", "--metrics-addr=", "--live", "--service", svc2, "--target", dead.URL, "--group", "mw-dead-" + svc2, "--start", "earliest", "--middleware", mw},
-		{"replay", "--metrics-addr=", "--service", svc2, "--target", dead.URL, "--from", stamp(t0), "--to", stamp(t0.Add(time.Second)), "--rate", "5/s", "--middleware", mw},
+		{"replay", "--metrics-addr=", "--service", svc2, "--target", dead.URL, "--from", stamp(t0), "--to", stamp(t0.Add(time.Second)), "--rate", "2/s", "--middleware", mw},
 	} {
 		out, code, err := execML(args...)
 		if err != nil {
