@@ -154,7 +154,7 @@ func TestReplayInjectsBearerCredentials(t *testing.T) {
 		return http.StatusUnauthorized
 	})
 	dir := t.TempDir()
-	token := writeFile(t, dir, "shadow-token", secret)
+	token := writeFile(t, dir, "shadow-token", secret+"\n") // as `echo TOKEN > file` writes it
 	cfg := writeFile(t, dir, "replay.yaml", fmt.Sprintf(`service: %s
 log_level: debug
 replay:
