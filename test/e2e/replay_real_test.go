@@ -481,6 +481,41 @@ func TestReplaySafeSendsNoPOST(t *testing.T) {
 	}
 }
 
+// The selection flags of `replay` (--method, --path, --exclude-path,
+// --header-match) together: exactly the requests all of them select are
+// sent, the others are counted as filtered.
+func TestReplaySelectFlags(t *testing.T) {
+	svc, topic := replaySetup(t, 2)
+	const n, gap = 48, 10 * time.Millisecond
+	t0 := time.Now().Add(-10 * time.Minute).Truncate(time.Millisecond)
+	methods := []string{"GET", "POST", "DELETE"}
+	paths := []string{"/api/orders/%d", "/api/internal/jobs/%d", "/health/%d", "/api/v2/orders/%d"}
+	tenants := []string{"acme-eu", "globex"}
+	var recs []*kgo.Record
+	want := map[string]bool{} // request-targets the flags select
+	for i := range n {
+		m, url, tenant := methods[i%3], fmt.Sprintf(paths[(i/3)%4], i), tenants[(i/12)%2]
+		if m != "DELETE" && strings.HasPrefix(url, "/api/") && !strings.HasPrefix(url, "/api/internal/") && strings.HasPrefix(tenant, "acme") {
+			want[m+" "+url] = true
+		}
+		recs = append(recs, exchangeRecord(t, topic, fmt.Sprintf("sel-%d", i), int32(i%2), t0.Add(time.Duration(i)*gap),
+			creq{method: m, url: url, headers: [][2]string{{"X-Tenant", tenant}}}))
+	}
+	produceRecords(t, recs)
+	shadow := newRealShadow(t, func(*http.Request, []byte) int { return http.StatusOK })
+	from, to := window(t0, n, gap)
+	out, code, sum := runReplay(t, "--service", svc, "--target", shadow.URL, "--from", from, "--to", to, "--rate", "500/s",
+		"--method", "GET,POST", "--path", "/api/**", "--exclude-path", "/api/internal/**", "--header-match", "X-Tenant: acme*")
+	if len(want) == 0 || code != 0 || sum == nil || sum.Sent != int64(len(want)) || sum.Skipped[replayer.DropFiltered] != int64(n-len(want)) {
+		t.Fatalf("exit %d, report %+v; want %d sent, %d filtered\n%s", code, sum, len(want), n-len(want), out)
+	}
+	for _, r := range shadow.requests() {
+		if !want[r.Method+" "+r.URI] {
+			t.Errorf("the shadow got %s %s, which the flags do not select", r.Method, r.URI)
+		}
+	}
+}
+
 // requirePython skips the test when python3 is not installed.
 func requirePython(t *testing.T) {
 	t.Helper()
@@ -533,6 +568,12 @@ func TestReplayPythonMiddleware(t *testing.T) {
 	for _, r := range shadow.requests() {
 		if strings.HasPrefix(r.URI, "/drop") || r.Header.Get("X-Middleware") != "python" {
 			t.Errorf("shadow got %s with X-Middleware %q; want no /drop and X-Middleware python", r.URI, r.Header.Get("X-Middleware"))
+		}
+	}
+
+	for _, ex := range kafkatest.ReadExchanges(t, kafkaBrokers, broker.Topic(broker.Shadow, svc), 15, time.Minute) {
+		if header(ex.GetRequest().GetHeaders(), "X-Middleware") != "python" {
+			t.Errorf("shadow record %s: the request as sent lacks the middleware's header", ex.GetId())
 		}
 	}
 
