@@ -99,7 +99,7 @@ func (mw *Middleware) spawn() (*proc, error) {
 func (mw *Middleware) read(p *proc) {
 	defer close(p.readDone)
 	sc := bufio.NewScanner(p.stdout)
-	sc.Buffer(make([]byte, 0, 64<<10), MaxLineBytes)
+	sc.Buffer(make([]byte, 0, min(64<<10, maxLine)), maxLine)
 	for sc.Scan() {
 		mw.answer(p, sc.Bytes())
 	}
@@ -241,7 +241,7 @@ func (mw *Middleware) watch(p *proc) (closing bool, status error) {
 	case <-p.exited:
 	case <-p.readDone:
 		if errors.Is(p.readErr, bufio.ErrTooLong) {
-			cause = fmt.Sprintf("killed: it wrote a line longer than %d bytes", MaxLineBytes)
+			cause = fmt.Sprintf("killed: it wrote a line longer than %d bytes", maxLine)
 			signalGroup(p.pid, syscall.SIGKILL)
 		} else {
 			cause = "it closed its stdout"

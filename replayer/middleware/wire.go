@@ -17,6 +17,9 @@ import (
 // protocol error: the program is stopped (and restarted within the budget).
 const MaxLineBytes = 64 << 20
 
+// maxLine is MaxLineBytes; tests lower it.
+var maxLine = MaxLineBytes
+
 // Message types of the lines written to the program.
 const (
 	typeRequest  = "request"
