@@ -131,7 +131,7 @@ func parseAnswerID(line []byte) (string, *rawAnswer, error) {
 		return "", nil, errNotAnswer
 	}
 	var id string
-	if len(a.ID) == 0 || json.Unmarshal(a.ID, &id) != nil {
+	if isNull(a.ID) || json.Unmarshal(a.ID, &id) != nil {
 		return "", nil, errNotAnswer
 	}
 	return id, &a, nil
