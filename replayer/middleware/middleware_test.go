@@ -263,6 +263,17 @@ func TestCrashRestart(t *testing.T) {
 	}
 }
 
+func TestProgramClosesStdin(t *testing.T) {
+	mw, _ := startHelper(t, "closestdin", Config{Timeout: generous, Restarts: intp(0)}, 0)
+	if _, _, err := mw.Request(context.Background(), Meta{ID: "ex-1"}, testRequest("/1")); err != nil {
+		t.Fatalf("first request: %v", err)
+	}
+	_, _, err := mw.Request(context.Background(), Meta{ID: "ex-2"}, testRequest("/2"))
+	if !errors.Is(err, ErrExited) || !strings.Contains(err.Error(), "it closed its stdin") {
+		t.Fatalf("request to a program that closed its stdin: %v", err)
+	}
+}
+
 func TestLineTooLong(t *testing.T) {
 	defer func(old int) { maxLine = old }(maxLine)
 	maxLine = 4096

@@ -346,7 +346,11 @@ func (mw *Middleware) retire(p *proc, err error) {
 
 // fail records that the program failed for good.
 func (mw *Middleware) fail(crash error, restarts int) {
-	err := fmt.Errorf("%w: %w (%d restarts within %s spent)", ErrFailed, crash, restarts, RestartWindow)
+	budget := fmt.Sprintf("%d restarts within %s spent", restarts, RestartWindow)
+	if mw.restarts == 0 {
+		budget = "restarts off"
+	}
+	err := fmt.Errorf("%w: %w (%s)", ErrFailed, crash, budget)
 	mw.log.Error("middleware failed; no restart left", "error", err)
 	mw.mu.Lock()
 	mw.failed = err
