@@ -63,7 +63,7 @@ type helperMsg struct {
 //	           with X-Seen-Id: its id
 //	stubborn   starts a child (mode sleep) in its group, answers with
 //	           X-Child-Pid, ignores SIGTERM and stdin closing
-//	closestdin echoes the first request, closes its stdin and sleeps
+//	closestdin closes its stdin, echoes the first request and sleeps
 //	longline   answers with a line of N bytes
 //	sleep      sleeps
 func runHelper(mode string) int {
@@ -141,8 +141,8 @@ func runHelper(mode string) int {
 			withHeaders(m, hs...)
 		case "never":
 		case "closestdin":
+			os.Stdin.Close() // before the answer: the next request is written after it
 			echo(m)
-			os.Stdin.Close()
 			time.Sleep(time.Hour)
 		case "longline":
 			out.Write(bytes.Repeat([]byte("x"), n))
