@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -62,6 +63,8 @@ type helperMsg struct {
 //	           with X-Seen-Id: its id
 //	stubborn   starts a child (mode sleep) in its group, answers with
 //	           X-Child-Pid, ignores SIGTERM and stdin closing
+//	closestdin closes its stdin, echoes the first request and sleeps
+//	longline   answers with a line of N bytes
 //	sleep      sleeps
 func runHelper(mode string) int {
 	n, _ := strconv.Atoi(os.Getenv(helperNEnv))
@@ -137,6 +140,14 @@ func runHelper(mode string) int {
 			}
 			withHeaders(m, hs...)
 		case "never":
+		case "closestdin":
+			os.Stdin.Close() // before the answer: the next request is written after it
+			echo(m)
+			time.Sleep(time.Hour)
+		case "longline":
+			out.Write(bytes.Repeat([]byte("x"), n))
+			out.WriteString("\n")
+			out.Flush()
 		case "holdfirst":
 			if count == 1 {
 				held = append(held, m)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -92,6 +93,7 @@ type Middleware struct {
 	stopErr error // Close's result
 
 	closeOnce sync.Once
+	warnedBad atomic.Bool // an invalid answer was logged at warn level
 }
 
 // call is a Request waiting for its answer.
@@ -234,7 +236,11 @@ func (mw *Middleware) finish(id string, req *mlv1.Request, r result, start time.
 	switch {
 	case err != nil:
 		mw.m.Requests.WithLabelValues(OutcomeBadAnswer).Inc()
-		mw.log.Warn("middleware answer is invalid; the request is not sent", "id", id, "error", err)
+		logf := mw.log.Debug
+		if mw.warnedBad.CompareAndSwap(false, true) {
+			logf = mw.log.Warn
+		}
+		logf("middleware answer is invalid; the request is not sent (further ones are logged at debug level)", "id", id, "error", err)
 		return nil, false, fmt.Errorf("request %s: %w", id, err)
 	case drop:
 		mw.m.Requests.WithLabelValues(OutcomeDropped).Inc()

@@ -263,6 +263,35 @@ func TestCrashRestart(t *testing.T) {
 	}
 }
 
+func TestProgramClosesStdin(t *testing.T) {
+	mw, _ := startHelper(t, "closestdin", Config{Timeout: generous, Restarts: intp(0)}, 0)
+	if _, _, err := mw.Request(context.Background(), Meta{ID: "ex-1"}, testRequest("/1")); err != nil {
+		t.Fatalf("first request: %v", err)
+	}
+	_, _, err := mw.Request(context.Background(), Meta{ID: "ex-2"}, testRequest("/2"))
+	if !errors.Is(err, ErrExited) || !strings.Contains(err.Error(), "it closed its stdin") {
+		t.Fatalf("request to a program that closed its stdin: %v", err)
+	}
+}
+
+func TestLineTooLong(t *testing.T) {
+	defer func(old int) { maxLine = old }(maxLine)
+	maxLine = 4096
+	mw, _ := startHelper(t, "longline", Config{Timeout: generous, Restarts: intp(0)}, 8192)
+	_, _, err := mw.Request(context.Background(), Meta{ID: "ex-1"}, testRequest("/1"))
+	if !errors.Is(err, ErrExited) || !strings.Contains(err.Error(), "line longer than 4096 bytes") {
+		t.Fatalf("Request answered by a line too long: %v", err)
+	}
+	select {
+	case err = <-mw.Err():
+	case <-time.After(generous):
+		t.Fatal("Err delivered nothing")
+	}
+	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "signal: killed") {
+		t.Errorf("Err: %v", err)
+	}
+}
+
 func TestRestartBudgetSpent(t *testing.T) {
 	for _, restarts := range []int{0, 2} {
 		t.Run(strconv.Itoa(restarts), func(t *testing.T) {

@@ -99,7 +99,7 @@ func (mw *Middleware) spawn() (*proc, error) {
 func (mw *Middleware) read(p *proc) {
 	defer close(p.readDone)
 	sc := bufio.NewScanner(p.stdout)
-	sc.Buffer(make([]byte, 0, 64<<10), MaxLineBytes)
+	sc.Buffer(make([]byte, 0, min(64<<10, maxLine)), maxLine)
 	for sc.Scan() {
 		mw.answer(p, sc.Bytes())
 	}
@@ -241,7 +241,7 @@ func (mw *Middleware) watch(p *proc) (closing bool, status error) {
 	case <-p.exited:
 	case <-p.readDone:
 		if errors.Is(p.readErr, bufio.ErrTooLong) {
-			cause = fmt.Sprintf("killed: it wrote a line longer than %d bytes", MaxLineBytes)
+			cause = fmt.Sprintf("killed: it wrote a line longer than %d bytes", maxLine)
 			signalGroup(p.pid, syscall.SIGKILL)
 		} else {
 			cause = "it closed its stdout"
@@ -346,7 +346,11 @@ func (mw *Middleware) retire(p *proc, err error) {
 
 // fail records that the program failed for good.
 func (mw *Middleware) fail(crash error, restarts int) {
-	err := fmt.Errorf("%w: %w (%d restarts within %s spent)", ErrFailed, crash, restarts, RestartWindow)
+	budget := fmt.Sprintf("%d restarts within %s spent", restarts, RestartWindow)
+	if mw.restarts == 0 {
+		budget = "restarts off"
+	}
+	err := fmt.Errorf("%w: %w (%s)", ErrFailed, crash, budget)
 	mw.log.Error("middleware failed; no restart left", "error", err)
 	mw.mu.Lock()
 	mw.failed = err

@@ -17,6 +17,9 @@ import (
 // protocol error: the program is stopped (and restarted within the budget).
 const MaxLineBytes = 64 << 20
 
+// maxLine is MaxLineBytes; tests lower it.
+var maxLine = MaxLineBytes
+
 // Message types of the lines written to the program.
 const (
 	typeRequest  = "request"
@@ -128,7 +131,7 @@ func parseAnswerID(line []byte) (string, *rawAnswer, error) {
 		return "", nil, errNotAnswer
 	}
 	var id string
-	if len(a.ID) == 0 || json.Unmarshal(a.ID, &id) != nil {
+	if isNull(a.ID) || json.Unmarshal(a.ID, &id) != nil {
 		return "", nil, errNotAnswer
 	}
 	return id, &a, nil
