@@ -286,49 +286,9 @@ func (j *jsonEd) container(i, lo, hi int, inherited *rule, depth int) (int, erro
 				j.gqlQuery = true
 			}
 		}
-		unsigned, unsignOK := "", false
-		if r != nil && r.act == actUnsign {
-			// Only a string holding a JWT is kept; anything else is removed.
-			j.st.hit(r.name, 1)
-			if i < len(in) && in[i] == '"' {
-				end, esc, err := scanString(in, i)
-				if err != nil {
-					return 0, err
-				}
-				unsigned, unsignOK = j.st.unsign(j.decode(i, end, esc))
-			}
-		}
-		switch {
-		case r != nil && (r.act == actRemove || r.act == actUnsign && !unsignOK):
-			end, err := j.skip(i, depth+1)
-			if err != nil {
-				return 0, err
-			}
-			if r.act == actRemove {
-				j.st.hit(r.name, 1)
-			}
-			j.removeItem(start, end, prevKeptEnd)
-			i = end
-		case r != nil && r.act == actUnsign:
-			j.flushPending(start)
-			if obj {
-				j.scrubKey(start, keyEnd, t.key)
-			}
-			end, _, _ := scanString(in, i)
-			j.replace(i, end, appendJSONString(nil, unsigned))
-			prevKeptEnd = end
-			i = end
-		default:
-			j.flushPending(start)
-			if obj && (r == nil || r.act != actKeep) {
-				j.scrubKey(start, keyEnd, t.key)
-			}
-			end, err := j.value(i, nlo, nhi, r, depth+1)
-			if err != nil {
-				return 0, err
-			}
-			prevKeptEnd = end
-			i = end
+		var err error
+		if i, prevKeptEnd, err = j.member(i, start, keyEnd, t, obj, nlo, nhi, r, depth, prevKeptEnd); err != nil {
+			return 0, err
 		}
 		j.gqlQuery = false
 		j.st.jstates = j.st.jstates[:nlo]
@@ -346,6 +306,48 @@ func (j *jsonEd) container(i, lo, hi int, inherited *rule, depth int) (int, erro
 		}
 		return 0, jsonErr("expected ',' or '"+string(closer)+"'", i)
 	}
+}
+
+// member processes the value at in[i] of the item that starts at start (its
+// key ending at keyEnd in an object) under rule r: removed, unsigned (a
+// string holding a JWT; anything else is removed) or edited. It returns the
+// value's end and the end of the last kept item.
+func (j *jsonEd) member(i, start, keyEnd int, t token, obj bool, nlo, nhi int, r *rule, depth, prevKeptEnd int) (int, int, error) {
+	in := j.in
+	if r != nil && r.act == actUnsign {
+		j.st.hit(r.name, 1)
+		if i < len(in) && in[i] == '"' {
+			end, esc, err := scanString(in, i)
+			if err != nil {
+				return 0, 0, err
+			}
+			if unsigned, ok := j.st.unsign(j.decode(i, end, esc)); ok {
+				j.flushPending(start)
+				if obj {
+					j.scrubKey(start, keyEnd, t.key)
+				}
+				j.replace(i, end, appendJSONString(nil, unsigned))
+				return end, end, nil
+			}
+		}
+	}
+	if r != nil && (r.act == actRemove || r.act == actUnsign) {
+		end, err := j.skip(i, depth+1)
+		if err != nil {
+			return 0, 0, err
+		}
+		if r.act == actRemove {
+			j.st.hit(r.name, 1)
+		}
+		j.removeItem(start, end, prevKeptEnd)
+		return end, prevKeptEnd, nil
+	}
+	j.flushPending(start)
+	if obj && (r == nil || r.act != actKeep) {
+		j.scrubKey(start, keyEnd, t.key)
+	}
+	end, err := j.value(i, nlo, nhi, r, depth+1)
+	return end, end, err
 }
 
 // removeItem records the removal of the member or element in[start:end].
