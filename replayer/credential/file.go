@@ -166,20 +166,3 @@ func validFieldValue(v string) bool {
 	}
 	return true
 }
-
-// validHeaderName reports whether n is an HTTP token (RFC 9110 tchar).
-func validHeaderName(n string) bool {
-	if n == "" {
-		return false
-	}
-	for i := 0; i < len(n); i++ {
-		c := n[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"os"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Header sets one request header from a secret source: File or Env (one of
@@ -40,7 +42,7 @@ func (h Header) Compile() (*Injector, error) {
 	if name == "" {
 		name = "Authorization"
 	}
-	if !validHeaderName(name) {
+	if !httpguts.ValidHeaderFieldName(name) {
 		return nil, fmt.Errorf("credential header %q: not a valid header name", name)
 	}
 	i := &Injector{name: http.CanonicalHeaderKey(name), prefix: h.Prefix}

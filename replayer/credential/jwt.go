@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/net/http/httpguts"
 )
 
 // JWT re-signs the JSON Web Token of a request header with a test key.
@@ -73,7 +74,7 @@ func (j JWT) Compile() (*Signer, error) {
 	if name == "" {
 		name = "Authorization"
 	}
-	if !validHeaderName(name) {
+	if !httpguts.ValidHeaderFieldName(name) {
 		return nil, fmt.Errorf("jwt header %q: not a valid header name", name)
 	}
 	s := &Signer{header: http.CanonicalHeaderKey(name), kid: j.KeyID, ttl: j.TTL, claims: maps.Clone(j.Claims)}

@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"unicode/utf8"
 
+	"golang.org/x/net/http/httpguts"
 	"google.golang.org/protobuf/proto"
 
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
@@ -173,7 +173,7 @@ func decodeAnswer(a *rawAnswer, in *mlv1.Request) (out *mlv1.Request, drop, modi
 	if err := json.Unmarshal(a.Request, &w); err != nil {
 		return nil, false, false, fmt.Errorf("%w: request is not an object of the protocol's fields and types", ErrBadAnswer)
 	}
-	if !isToken(w.Method) {
+	if !httpguts.ValidHeaderFieldName(w.Method) {
 		return nil, false, false, fmt.Errorf("%w: method is not a token", ErrBadAnswer)
 	}
 	if w.URL == "" || hasCTLOrSpace(w.URL) {
@@ -191,7 +191,7 @@ func decodeAnswer(a *rawAnswer, in *mlv1.Request) (out *mlv1.Request, drop, modi
 		if len(h) != 2 {
 			return nil, false, false, fmt.Errorf("%w: header %d is not a [name, value] pair", ErrBadAnswer, i)
 		}
-		if !isToken(h[0]) {
+		if !httpguts.ValidHeaderFieldName(h[0]) {
 			return nil, false, false, fmt.Errorf("%w: header %d: name is not a token", ErrBadAnswer, i)
 		}
 		if !validValue(h[1]) {
@@ -255,23 +255,6 @@ func coerceUTF8(s string) string {
 		i += n
 	}
 	return string(b)
-}
-
-// isToken reports whether s is a non-empty token (RFC 9110 5.6.2).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c < 0x80 && strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // validValue reports whether s holds no control character but tab (CR, LF
