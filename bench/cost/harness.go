@@ -1,0 +1,483 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/mirrorline/mirrorline/broker"
+)
+
+// harness holds what the fronts share.
+type harness struct {
+	cfg      config
+	root     string
+	tmp      string
+	ml       string // mirrorline binary
+	brokers  string
+	kafka    string // how Kafka was obtained, for the report
+	svc      string // service name prefix of this run
+	cleanups []func()
+
+	primaryAddr, shadowAddr string
+
+	res   map[string][]sample // per measured process, one per round
+	bpf   []bpfSample
+	notes []string
+}
+
+// sample is one process group's cost over one round.
+type sample struct {
+	round int
+	usPer float64 // CPU µs per exchange
+	hwmKB int64
+}
+
+// bpfSample is the kernel side of the eBPF collector over one round.
+type bpfSample struct {
+	usPer   float64 // BPF run time per exchange
+	nsRun   float64 // per program run
+	runsPer float64 // program runs per exchange (every packet on the interface)
+}
+
+func (h *harness) defer_(f func()) { h.cleanups = append(h.cleanups, f) }
+
+func (h *harness) cleanup() {
+	for i := len(h.cleanups) - 1; i >= 0; i-- {
+		h.cleanups[i]()
+	}
+	h.cleanups = nil
+}
+
+func (h *harness) logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench/cost: "+format+"\n", args...)
+}
+
+func (h *harness) setup(ctx context.Context) error {
+	var err error
+	if h.root, err = moduleRoot(); err != nil {
+		return err
+	}
+	if h.tmp, err = os.MkdirTemp("", "mirrorline-cost-"); err != nil {
+		return err
+	}
+	h.defer_(func() {
+		if h.cfg.keep {
+			h.logf("logs kept in %s", h.tmp)
+			return
+		}
+		_ = os.RemoveAll(h.tmp)
+	})
+	h.svc = fmt.Sprintf("cost-%d", time.Now().Unix())
+	if h.ml = h.cfg.mirrorline; h.ml == "" {
+		h.logf("building ./cmd/mirrorline")
+		h.ml = filepath.Join(h.tmp, "mirrorline")
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", h.ml, "./cmd/mirrorline")
+		cmd.Dir = h.root
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build ./cmd/mirrorline: %v: %s", err, strings.TrimSpace(string(b)))
+		}
+	}
+	if err := h.setupKafka(ctx); err != nil {
+		return err
+	}
+	cl, err := broker.NewClient(broker.Config{Brokers: strings.Split(h.brokers, ","), ClientID: "mirrorline-cost"})
+	if err != nil {
+		return err
+	}
+	adm := kadm.NewClient(cl)
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var topics []string
+	for _, f := range fronts {
+		st, err := broker.CreateTopics(cctx, adm, h.svc+"-"+f, broker.TopicSpec{Partitions: int32(h.cfg.partitions), Replication: 1})
+		for _, t := range st {
+			topics = append(topics, t.Topic)
+		}
+		if err != nil {
+			cl.Close()
+			return fmt.Errorf("create topics: %w", err)
+		}
+	}
+	h.defer_(func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if _, err := adm.DeleteTopics(dctx, topics...); err != nil {
+			h.logf("delete benchmark topics: %v", err)
+		}
+		cl.Close()
+	})
+	p, addr, err := startRole(h.tmp, "primary", "app", "-name", "primary")
+	if err != nil {
+		return err
+	}
+	h.defer_(p.stop)
+	h.primaryAddr = addr
+	s, addr, err := startRole(h.tmp, "shadow", "app", "-name", "shadow")
+	if err != nil {
+		return err
+	}
+	h.defer_(s.stop)
+	h.shadowAddr = addr
+	return nil
+}
+
+// member is a measured process group of a front.
+type member struct {
+	name string // row key, e.g. "proxy"
+	p    *proc
+}
+
+// front is one way of carrying n exchanges, with the processes it measures.
+type front struct {
+	name    string
+	members []member
+	// prepare runs before the CPU is read (building packets, starting a
+	// sender process); drive sends n exchanges; settled reports whether
+	// every stage has handled want exchanges so far.
+	prepare func(ctx context.Context, n int) error
+	drive   func(ctx context.Context, n int) error
+	settled func(want int) bool
+	finish  func() // after the CPU is read (the vegeta sender exits)
+	total   int    // exchanges carried so far (warm-up included)
+	kernel  bool
+}
+
+// measure runs one round of f: n exchanges at the steady rate, CPU read
+// before and after every stage has handled them.
+func (h *harness) measure(ctx context.Context, f *front, round int) error {
+	n := h.cfg.n
+	if f.finish != nil {
+		defer f.finish()
+	}
+	if f.prepare != nil {
+		if err := f.prepare(ctx, n); err != nil {
+			return err
+		}
+	}
+	before := make([]usage, len(f.members))
+	for i, m := range f.members {
+		u, err := groupUsage(m.p.cmd.Process.Pid)
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+		before[i] = u
+	}
+	var bpf0 bpfRun
+	if f.kernel {
+		bpf0, _ = bpfPrograms(ebpfPrograms...)
+	}
+	if err := f.drive(ctx, n); err != nil {
+		return err
+	}
+	f.total += n
+	if f.settled != nil && !poll(ctx, 2*time.Minute+time.Duration(n/h.cfg.rate)*time.Second, 100*time.Millisecond, func() bool { return f.settled(f.total) }) {
+		return fmt.Errorf("not every stage handled the %d exchanges within the time allowed (logs: -keep)", f.total)
+	}
+	for i, m := range f.members {
+		u, err := groupUsage(m.p.cmd.Process.Pid)
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+		h.res[m.name] = append(h.res[m.name], sample{round: round,
+			usPer: float64((u.cpu - before[i].cpu).Microseconds()) / float64(n), hwmKB: u.hwmKB})
+	}
+	if f.kernel {
+		bpf1, err := bpfPrograms(ebpfPrograms...)
+		if err == nil && bpf1.count > bpf0.count {
+			runs := float64(bpf1.count - bpf0.count)
+			rt := float64(bpf1.runtime - bpf0.runtime)
+			h.bpf = append(h.bpf, bpfSample{usPer: rt / 1e3 / float64(n), nsRun: rt / runs, runsPer: runs / float64(n)})
+		}
+	}
+	return nil
+}
+
+// warm carries the front's unmeasured warm-up exchanges.
+func (h *harness) warmFront(ctx context.Context, f *front) error {
+	if h.cfg.warm == 0 {
+		return nil
+	}
+	if f.finish != nil {
+		defer f.finish()
+	}
+	if f.prepare != nil {
+		if err := f.prepare(ctx, h.cfg.warm); err != nil {
+			return err
+		}
+	}
+	if err := f.drive(ctx, h.cfg.warm); err != nil {
+		return err
+	}
+	f.total += h.cfg.warm
+	if f.settled != nil && !poll(ctx, 2*time.Minute, 100*time.Millisecond, func() bool { return f.settled(f.total) }) {
+		return fmt.Errorf("warm-up: not every stage handled %d exchanges within 2 minutes", f.total)
+	}
+	return nil
+}
+
+// attackN sends n requests to base at the configured rate and fails unless
+// every one was answered with 2xx.
+func (h *harness) attackN(ctx context.Context, base string, n int) error {
+	ok, bad, first := attack(ctx, base, n, h.cfg.rate, 64)
+	if bad > 0 || ok != n {
+		return fmt.Errorf("%d of %d requests failed (first: %s)", bad, n, first)
+	}
+	return nil
+}
+
+func (h *harness) ml_(ctx context.Context, name, listen string, args ...string) (*proc, string, error) {
+	p, maddr, err := startMirrorline(ctx, h.ml, h.tmp, name, h.brokers, listen, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	h.defer_(p.stop)
+	return p, maddr, nil
+}
+
+// atLeast reports whether the metric name on each of addrs is at least want.
+func atLeast(want int, name string, addrs ...string) bool {
+	for _, a := range addrs {
+		if counter(a, name) < float64(want) {
+			return false
+		}
+	}
+	return true
+}
+
+const (
+	mPublished = "mirrorline_collector_published_total"
+	mRedacted  = "mirrorline_redactor_records_total"
+	mSent      = "mirrorline_replayer_sent_total"
+	mJudged    = "mirrorline_comparator_exchanges_total"
+)
+
+var ebpfPrograms = []string{"capture_ingress", "capture_egress"}
+
+// newFront starts the processes of front name and warms it up.
+func (h *harness) newFront(ctx context.Context, name string) (*front, error) {
+	svc := h.svc + "-" + name
+	f := &front{name: name}
+	switch name {
+	case "pipeline":
+		listen, err := freeAddr("tcp")
+		if err != nil {
+			return nil, err
+		}
+		proxy, pm, err := h.ml_(ctx, "proxy", listen, "proxy", "--listen", listen, "--primary", "http://"+h.primaryAddr, "--service", svc)
+		if err != nil {
+			return nil, err
+		}
+		red, rm, err := h.ml_(ctx, "redact", "", "redact", "--service", svc, "--transactional-id", "mirrorline-cost-"+svc)
+		if err != nil {
+			return nil, err
+		}
+		rep, lm, err := h.ml_(ctx, "replay", "", "replay", "--live", "--service", svc, "--target", "http://"+h.shadowAddr, "--start", "earliest")
+		if err != nil {
+			return nil, err
+		}
+		cmpr, cm, err := h.ml_(ctx, "compare", "", "compare", "--service", svc, "--start", "earliest", "--prime", "off")
+		if err != nil {
+			return nil, err
+		}
+		f.members = []member{{"proxy", proxy}, {"redact", red}, {"replay", rep}, {"compare", cmpr}}
+		f.drive = func(ctx context.Context, n int) error { return h.attackN(ctx, "http://"+listen, n) }
+		f.settled = func(want int) bool {
+			return atLeast(want, mPublished, pm) && atLeast(want, mRedacted, rm) && atLeast(want, mSent, lm) && atLeast(want, mJudged, cm)
+		}
+	case "goproxy":
+		gp, addr, err := startRole(h.tmp, "goproxy", "goproxy", "-primary", "http://"+h.primaryAddr)
+		if err != nil {
+			return nil, err
+		}
+		h.defer_(gp.stop)
+		f.members = []member{{"goproxy", gp.proc}}
+		f.drive = func(ctx context.Context, n int) error { return h.attackN(ctx, "http://"+addr, n) }
+	case "nginx":
+		bin, err := findNginx(h.cfg.nginx)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errSkip, err)
+		}
+		sinkAddr, err := freeAddr("tcp")
+		if err != nil {
+			return nil, err
+		}
+		sink, sm, err := h.ml_(ctx, "sink", sinkAddr, "sink", "--listen", sinkAddr, "--service", svc, "--key-header", "X-Forwarded-For")
+		if err != nil {
+			return nil, err
+		}
+		ngx, addr, err := h.startNginx(ctx, bin, "nginx", sinkAddr, true)
+		if err != nil {
+			return nil, err
+		}
+		plain, paddr, err := h.startNginx(ctx, bin, "nginx-plain", "", false)
+		if err != nil {
+			return nil, err
+		}
+		f.members = []member{{"sink", sink}, {"nginx", ngx}, {"nginx-plain", plain}}
+		f.drive = func(ctx context.Context, n int) error {
+			if err := h.attackN(ctx, "http://"+addr, n); err != nil {
+				return err
+			}
+			return h.attackN(ctx, "http://"+paddr, n)
+		}
+		f.settled = func(want int) bool { return atLeast(want, mPublished, sm) }
+	case "vegeta":
+		var sender *role
+		f.prepare = func(ctx context.Context, n int) error {
+			var err error
+			sender, _, err = startRole(h.tmp, "vegeta", "vegeta", "-target", "http://"+h.shadowAddr, "-n", strconv.Itoa(n), "-rate", strconv.Itoa(h.cfg.rate))
+			if err != nil {
+				return err
+			}
+			f.members = []member{{"vegeta", sender.proc}}
+			return nil
+		}
+		f.finish = func() { sender.stop() }
+		f.drive = func(ctx context.Context, n int) error {
+			if _, err := io.WriteString(sender.in, "go\n"); err != nil {
+				return err
+			}
+			line, err := sender.expect("DONE ", 2*time.Minute+time.Duration(n/h.cfg.rate)*time.Second)
+			if err != nil {
+				return err
+			}
+			if fs := strings.Fields(line); len(fs) != 2 || fs[0] != strconv.Itoa(n) {
+				return fmt.Errorf("vegeta: %s of %d requests answered 2xx", line, n)
+			}
+			return nil
+		}
+	case "vpc":
+		udp, err := freeAddr("udp")
+		if err != nil {
+			return nil, err
+		}
+		vpc, vm, err := h.ml_(ctx, "vpc", "", "vpc", "--service", svc, "--listen", udp, "--port", "8080", "--vni", "42")
+		if err != nil {
+			return nil, err
+		}
+		conn, err := net.Dial("udp", udp)
+		if err != nil {
+			return nil, err
+		}
+		h.defer_(func() { conn.Close() })
+		f.members = []member{{"vpc", vpc}}
+		var plan [][][]byte
+		f.prepare = func(ctx context.Context, n int) error {
+			plan = h.vpcPlan(n)
+			return nil
+		}
+		f.drive = func(ctx context.Context, n int) error { return h.sendVXLAN(ctx, conn, plan, vm) }
+		f.settled = func(want int) bool { return atLeast(want, mPublished, vm) }
+	case "ebpf":
+		if os.Geteuid() != 0 {
+			return nil, fmt.Errorf("%w: needs root (CAP_BPF, CAP_NET_ADMIN)", errSkip)
+		}
+		closer, err := enableBPFStats()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errSkip, err)
+		}
+		h.defer_(func() { closer.Close() })
+		app, addr, err := startRole(h.tmp, "ebpf-app", "app", "-name", "primary")
+		if err != nil {
+			return nil, err
+		}
+		h.defer_(app.stop)
+		_, port, _ := strings.Cut(addr, ":")
+		eb, em, err := h.ml_(ctx, "ebpf", "", "ebpf", "--service", svc, "--interface", "lo", "--port", port)
+		if err != nil {
+			return nil, fmt.Errorf("%w: mirrorline ebpf: %v", errSkip, err)
+		}
+		f.members = []member{{"ebpf", eb}}
+		f.kernel = true
+		f.drive = func(ctx context.Context, n int) error { return h.attackN(ctx, "http://"+addr, n) }
+		f.settled = func(want int) bool { return atLeast(want, mPublished, em) }
+		// The programs attach a moment after the metrics endpoint is up:
+		// requests before that are not seen. Wait until one is.
+		if !poll(ctx, 30*time.Second, 200*time.Millisecond, func() bool {
+			_ = h.attackN(ctx, "http://"+addr, 1)
+			return counter(em, mPublished) >= 1
+		}) {
+			return nil, fmt.Errorf("%w: mirrorline ebpf captured nothing within 30s (%s)", errSkip, tail(eb.log))
+		}
+		f.total = int(counter(em, mPublished))
+	}
+	if err := h.warmFront(ctx, f); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func findNginx(flagPath string) (string, error) {
+	if flagPath != "" {
+		return flagPath, nil
+	}
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p, nil
+	}
+	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
+		return "/usr/sbin/nginx", nil
+	}
+	return "", errors.New("nginx is not installed (Debian: apt-get install nginx-light)")
+}
+
+// startNginx runs nginx from deploy/nginx/mirror.conf in front of the
+// primary, mirroring to mirror (without the mirror directives when mirror is
+// false), one worker per core.
+func (h *harness) startNginx(ctx context.Context, bin, name, mirror string, withMirror bool) (*proc, string, error) {
+	dir := filepath.Join(h.tmp, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, "", err
+	}
+	listen, err := freeAddr("tcp")
+	if err != nil {
+		return nil, "", err
+	}
+	b, err := os.ReadFile(filepath.Join(h.root, "deploy/nginx/mirror.conf"))
+	if err != nil {
+		return nil, "", err
+	}
+	c := string(b)
+	if mirror == "" {
+		mirror = "127.0.0.1:9" // unused
+	}
+	for old, repl := range map[string]string{"127.0.0.1:8081": h.primaryAddr, "127.0.0.1:9080": mirror, "127.0.0.1:8088": listen,
+		"worker_processes 1;": "worker_processes auto;"} {
+		if !strings.Contains(c, old) {
+			return nil, "", fmt.Errorf("deploy/nginx/mirror.conf no longer mentions %s", old)
+		}
+		c = strings.ReplaceAll(c, old, repl)
+	}
+	if !withMirror {
+		for _, d := range []string{"mirror /_mirrorline;", "mirror_request_body on;"} {
+			if !strings.Contains(c, d) {
+				return nil, "", fmt.Errorf("deploy/nginx/mirror.conf no longer says %s", d)
+			}
+			c = strings.Replace(c, d, "", 1)
+		}
+	}
+	c = strings.Replace(c, "\nhttp {", fmt.Sprintf("\npid %[1]s/nginx.pid;\nerror_log %[1]s/error.log;\n\nhttp {\n    client_body_temp_path %[1]s/body;\n    proxy_temp_path %[1]s/proxy;\n    fastcgi_temp_path %[1]s/fastcgi;\n    uwsgi_temp_path %[1]s/uwsgi;\n    scgi_temp_path %[1]s/scgi;", dir), 1)
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(c), 0o644); err != nil {
+		return nil, "", err
+	}
+	p, err := start(h.tmp, name, bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf, "-g", "daemon off; master_process on;")
+	if err != nil {
+		return nil, "", err
+	}
+	h.defer_(p.stop)
+	if err := waitListening(ctx, p, listen, 15*time.Second); err != nil {
+		return nil, "", fmt.Errorf("%w (error.log: %s)", err, tail(filepath.Join(dir, "error.log")))
+	}
+	return p, listen, nil
+}
