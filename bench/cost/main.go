@@ -154,6 +154,13 @@ func run(args []string) int {
 			}
 		}
 	}
+	if cfg.only["pipeline"] && ctx.Err() == nil {
+		sz, err := h.recordSizes(ctx, 1000)
+		if err != nil {
+			h.logf("%v", err)
+		}
+		h.sizes = sz
+	}
 	text := h.report(args, time.Since(began))
 	fmt.Print(text)
 	if cfg.md != "" {

@@ -150,6 +150,12 @@ func (h *harness) report(args []string, took time.Duration) string {
 	if us, _, ok := h.cost("redact"); ok && us > 0 {
 		h.notes = append(h.notes, fmt.Sprintf("redactor in its EOS loop: %.0f records/s per core (1e6 / CPU µs per record; goal ≥ 150,000)", 1e6/us))
 	}
+	if len(h.sizes) > 0 {
+		fmt.Fprintf(&b, "\nRecord sizes of the pipeline (key + value + headers, before compression; mean of the first records of each topic):\n\n| topic | bytes/record | records read |\n|---|---:|---:|\n")
+		for _, s := range h.sizes {
+			fmt.Fprintf(&b, "| mirror.%s.S | %.0f | %d |\n", s.kind, s.mean, s.n)
+		}
+	}
 	if len(h.notes) > 0 {
 		b.WriteString("\n")
 		for _, n := range h.notes {

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestParseFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		ok   bool
+	}{
+		{nil, true},
+		{[]string{"-only", "pipeline,vpc"}, true},
+		{[]string{"-only", "pipeline,bogus"}, false},
+		{[]string{"-n", "0"}, false},
+		{[]string{"-rate", "-1"}, false},
+		{[]string{"extra"}, false},
+	} {
+		c, err := parseFlags(tc.args)
+		if (err == nil) != tc.ok {
+			t.Errorf("%v: err %v, want ok %v", tc.args, err, tc.ok)
+		}
+		if err == nil && len(tc.args) == 0 && len(c.only) != len(fronts) {
+			t.Errorf("default -only %v, want every front", c.only)
+		}
+	}
+}
+
+// groupUsage finds every process of a group (here a shell and its child)
+// and reads their peak RSS; a group without processes is an error.
+func TestGroupUsage(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 30 & wait")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Skip("no sh:", err)
+	}
+	pgid := cmd.Process.Pid
+	t.Cleanup(func() {
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	})
+	var u usage
+	var err error
+	for i := 0; i < 200; i++ { // bounded: until sh has started sleep
+		if u, err = groupUsage(pgid); err == nil && u.procs == 2 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval of a bounded wait
+	}
+	if err != nil || u.procs != 2 || u.hwmKB <= 0 || u.cpu < 0 {
+		t.Fatalf("usage %+v, err %v; want 2 processes with a peak RSS", u, err)
+	}
+	if _, err := groupUsage(1 << 30); err == nil {
+		t.Fatal("no error for a process group without processes")
+	}
+}
+
+func TestMedianRatio(t *testing.T) {
+	if m := median([]float64{3, 1, 2}); m != 2 {
+		t.Errorf("median %v", m)
+	}
+	if m := median([]float64{4, 1, 2, 3}); m != 2.5 {
+		t.Errorf("median %v", m)
+	}
+	r, ok := ratio(map[int]float64{0: 2, 1: 6, 2: 9}, map[int]float64{0: 1, 1: 2, 3: 1})
+	if !ok || r != 2.5 { // rounds 0 and 1 only: 2 and 3
+		t.Errorf("ratio %v %v, want 2.5", r, ok)
+	}
+}
+
+// Each exchange of the VXLAN plan has its request and response; a
+// connection's first has the handshake, its last the FINs.
+func TestVPCPlan(t *testing.T) {
+	h := &harness{}
+	plan := h.vpcPlan(25)
+	if len(plan) != 25 {
+		t.Fatalf("%d exchanges", len(plan))
+	}
+	// handshake 3 + request 1 + response 1 + ack 1 (+ FIN, FIN, ACK)
+	for i, want := range map[int]int{0: 6, 1: 3, 9: 6, 10: 6, 24: 6} {
+		if len(plan[i]) != want {
+			t.Errorf("exchange %d: %d datagrams, want %d", i, len(plan[i]), want)
+		}
+	}
+}
