@@ -156,6 +156,7 @@ func (h *harness) report(args []string, took time.Duration) string {
 			fmt.Fprintf(&b, "| mirror.%s.S | %.0f | %d |\n", s.kind, s.mean, s.n)
 		}
 	}
+	h.capacity(&b)
 	if len(h.notes) > 0 {
 		b.WriteString("\n")
 		for _, n := range h.notes {
