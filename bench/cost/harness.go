@@ -133,10 +133,23 @@ func (h *harness) setup(ctx context.Context) error {
 	return nil
 }
 
-// member is a measured process group of a front.
+// member is a measured process group of a front. handled reports whether
+// it has handled want exchanges so far (from its /metrics); nil: once the
+// front's drive returns.
 type member struct {
-	name string // row key, e.g. "proxy"
-	p    *proc
+	name    string // row key, e.g. "proxy"
+	p       *proc
+	handled func(want int) bool
+}
+
+// settled reports whether every member has handled want exchanges.
+func (f *front) settled(want int) bool {
+	for _, m := range f.members {
+		if m.handled != nil && !m.handled(want) {
+			return false
+		}
+	}
+	return true
 }
 
 // front is one way of carrying n exchanges, with the processes it measures.
@@ -144,18 +157,19 @@ type front struct {
 	name    string
 	members []member
 	// prepare runs before the CPU is read (building packets, starting a
-	// sender process); drive sends n exchanges; settled reports whether
-	// every stage has handled want exchanges so far.
+	// sender process); drive sends n exchanges.
 	prepare func(ctx context.Context, n int) error
 	drive   func(ctx context.Context, n int) error
-	settled func(want int) bool
 	finish  func() // after the CPU is read (the vegeta sender exits)
 	total   int    // exchanges carried so far (warm-up included)
 	kernel  bool
 }
 
-// measure runs one round of f: n exchanges at the steady rate, CPU read
-// before and after every stage has handled them.
+// measure runs one round of f: n exchanges at the steady rate. Each
+// member's CPU is read before the first and again as soon as it has handled
+// the last, so a stage that is done early is not charged for the time its
+// downstream takes. Only the members not done yet are scraped (a scrape
+// costs the measured process CPU too).
 func (h *harness) measure(ctx context.Context, f *front, round int) error {
 	n := h.cfg.n
 	if f.finish != nil {
@@ -182,16 +196,42 @@ func (h *harness) measure(ctx context.Context, f *front, round int) error {
 		return err
 	}
 	f.total += n
-	if f.settled != nil && !poll(ctx, 2*time.Minute+time.Duration(n/h.cfg.rate)*time.Second, 100*time.Millisecond, func() bool { return f.settled(f.total) }) {
-		return fmt.Errorf("not every stage handled the %d exchanges within the time allowed (logs: -keep)", f.total)
+	after := make([]*usage, len(f.members))
+	var readErr error
+	done := poll(ctx, 2*time.Minute+time.Duration(n/h.cfg.rate)*time.Second, 100*time.Millisecond, func() bool {
+		left := 0
+		for i, m := range f.members {
+			if after[i] != nil {
+				continue
+			}
+			if m.handled != nil && !m.handled(f.total) {
+				left++
+				continue
+			}
+			u, err := groupUsage(m.p.cmd.Process.Pid)
+			if err != nil {
+				readErr = fmt.Errorf("%s: %w", m.name, err)
+				return true
+			}
+			after[i] = &u
+		}
+		return left == 0
+	})
+	if readErr != nil {
+		return readErr
+	}
+	if !done {
+		var late []string
+		for i, m := range f.members {
+			if after[i] == nil {
+				late = append(late, m.name)
+			}
+		}
+		return fmt.Errorf("%s did not handle the %d exchanges within the time allowed (logs: -keep)", strings.Join(late, ", "), f.total)
 	}
 	for i, m := range f.members {
-		u, err := groupUsage(m.p.cmd.Process.Pid)
-		if err != nil {
-			return fmt.Errorf("%s: %w", m.name, err)
-		}
 		h.res[m.name] = append(h.res[m.name], sample{round: round,
-			usPer: float64((u.cpu - before[i].cpu).Microseconds()) / float64(n), hwmKB: u.hwmKB})
+			usPer: float64((after[i].cpu - before[i].cpu).Microseconds()) / float64(n), hwmKB: after[i].hwmKB})
 	}
 	if f.kernel {
 		bpf1, err := bpfPrograms(ebpfPrograms...)
@@ -221,7 +261,7 @@ func (h *harness) warmFront(ctx context.Context, f *front) error {
 		return err
 	}
 	f.total += h.cfg.warm
-	if f.settled != nil && !poll(ctx, 2*time.Minute, 100*time.Millisecond, func() bool { return f.settled(f.total) }) {
+	if !poll(ctx, 2*time.Minute, 100*time.Millisecond, func() bool { return f.settled(f.total) }) {
 		return fmt.Errorf("warm-up: not every stage handled %d exchanges within 2 minutes", f.total)
 	}
 	return nil
@@ -291,20 +331,20 @@ func (h *harness) newFront(ctx context.Context, name string) (*front, error) {
 		if err != nil {
 			return nil, err
 		}
-		f.members = []member{{"proxy", proxy}, {"redact", red}, {"replay", rep}, {"compare", cmpr}}
-		f.drive = func(ctx context.Context, n int) error { return h.attackN(ctx, "http://"+listen, n) }
-		f.settled = func(want int) bool {
-			// The last stage first: while it is behind, the others are not
-			// scraped (a scrape costs the measured process CPU too).
-			return atLeast(want, mJudged, cm) && atLeast(want, mSent, lm) && atLeast(want, mRedacted, rm) && atLeast(want, mPublished, pm)
+		f.members = []member{
+			{"proxy", proxy, func(want int) bool { return atLeast(want, mPublished, pm) }},
+			{"redact", red, func(want int) bool { return atLeast(want, mRedacted, rm) }},
+			{"replay", rep, func(want int) bool { return atLeast(want, mSent, lm) }},
+			{"compare", cmpr, func(want int) bool { return atLeast(want, mJudged, cm) }},
 		}
+		f.drive = func(ctx context.Context, n int) error { return h.attackN(ctx, "http://"+listen, n) }
 	case "goproxy":
 		gp, addr, err := startRole(h.tmp, "goproxy", "goproxy", "-primary", "http://"+h.primaryAddr)
 		if err != nil {
 			return nil, err
 		}
 		h.defer_(gp.stop)
-		f.members = []member{{"goproxy", gp.proc}}
+		f.members = []member{{"goproxy", gp.proc, nil}}
 		f.drive = func(ctx context.Context, n int) error { return h.attackN(ctx, "http://"+addr, n) }
 	case "nginx":
 		bin, err := findNginx(h.cfg.nginx)
@@ -327,14 +367,14 @@ func (h *harness) newFront(ctx context.Context, name string) (*front, error) {
 		if err != nil {
 			return nil, err
 		}
-		f.members = []member{{"sink", sink}, {"nginx", ngx}, {"nginx-plain", plain}}
+		f.members = []member{{"sink", sink, func(want int) bool { return atLeast(want, mPublished, sm) }},
+			{"nginx", ngx, nil}, {"nginx-plain", plain, nil}}
 		f.drive = func(ctx context.Context, n int) error {
 			if err := h.attackN(ctx, "http://"+addr, n); err != nil {
 				return err
 			}
 			return h.attackN(ctx, "http://"+paddr, n)
 		}
-		f.settled = func(want int) bool { return atLeast(want, mPublished, sm) }
 	case "vegeta":
 		var sender *role
 		f.prepare = func(ctx context.Context, n int) error {
@@ -343,7 +383,7 @@ func (h *harness) newFront(ctx context.Context, name string) (*front, error) {
 			if err != nil {
 				return err
 			}
-			f.members = []member{{"vegeta", sender.proc}}
+			f.members = []member{{"vegeta", sender.proc, nil}}
 			return nil
 		}
 		f.finish = func() { sender.stop() }
@@ -374,14 +414,13 @@ func (h *harness) newFront(ctx context.Context, name string) (*front, error) {
 			return nil, err
 		}
 		h.defer_(func() { conn.Close() })
-		f.members = []member{{"vpc", vpc}}
+		f.members = []member{{"vpc", vpc, func(want int) bool { return atLeast(want, mPublished, vm) }}}
 		var plan [][][]byte
 		f.prepare = func(ctx context.Context, n int) error {
 			plan = h.vpcPlan(n)
 			return nil
 		}
 		f.drive = func(ctx context.Context, n int) error { return h.sendVXLAN(ctx, conn, plan, vm) }
-		f.settled = func(want int) bool { return atLeast(want, mPublished, vm) }
 	case "ebpf":
 		if os.Geteuid() != 0 {
 			return nil, fmt.Errorf("%w: needs root (CAP_BPF, CAP_NET_ADMIN)", errSkip)
@@ -401,10 +440,9 @@ func (h *harness) newFront(ctx context.Context, name string) (*front, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: mirrorline ebpf: %v", errSkip, err)
 		}
-		f.members = []member{{"ebpf", eb}}
+		f.members = []member{{"ebpf", eb, func(want int) bool { return atLeast(want, mPublished, em) }}}
 		f.kernel = true
 		f.drive = func(ctx context.Context, n int) error { return h.attackN(ctx, "http://"+addr, n) }
-		f.settled = func(want int) bool { return atLeast(want, mPublished, em) }
 		// The programs attach a moment after the metrics endpoint is up:
 		// requests before that are not seen. Wait until one is.
 		if !poll(ctx, 30*time.Second, 200*time.Millisecond, func() bool {
