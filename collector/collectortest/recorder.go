@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
@@ -69,4 +70,16 @@ func Serve(tb testing.TB, serve func(context.Context, net.Listener) error) strin
 		}
 	})
 	return ln.Addr().String()
+}
+
+// Flush waits (up to 10 s) until the emitter has handed everything it
+// accepted to its producer: the HTTP collectors encode and produce on the
+// emitter's workers, after the response. Call it before reading a Recorder.
+func Flush(tb testing.TB, em interface{ Flush(context.Context) error }) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := em.Flush(ctx); err != nil {
+		tb.Fatalf("flush emitter: %v", err)
+	}
 }

@@ -207,8 +207,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
+	// The id (a UUIDv7) is the emitter's worker's to draw, off this path.
 	ex := &mlv1.Exchange{
-		Id:            collector.NewID(),
 		ConnectionId:  connID,
 		Sequence:      seq,
 		Source:        mlv1.Source_SOURCE_PROXY,
@@ -240,7 +240,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := &mlv1.Response{
 		Status:    int32(cmp.Or(rw.code, http.StatusOK)),
-		Headers:   mlv1.HeadersFromHTTP(rw.sent),
+		Headers:   rw.sent,
 		LatencyNs: time.Since(start).Nanoseconds(),
 		Proto:     r.Proto,
 	}
@@ -255,7 +255,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp.Error = primaryErrText(st.perr)
 	}
 	ex.Response = resp
-	_ = p.emit.Emit(ex) // encoding cannot fail for a well-formed message; drops are counted
+	// Encoding and producing happen on the emitter's workers: Go's server
+	// completes the response (flushes it, ends a chunked body) only once
+	// this handler returns, so the client does not wait for them. A full
+	// hand-off queue drops the exchange, counted.
+	p.emit.Submit(ex)
 }
 
 // preRead reads the first limit bytes of body (and one more, to tell whether
@@ -315,7 +319,7 @@ func scheme(r *http.Request) string {
 type captureWriter struct {
 	http.ResponseWriter
 	code int
-	sent http.Header
+	sent []*mlv1.Header // the headers as they were when the status was written
 	body collector.BodyCapture
 }
 
@@ -323,7 +327,7 @@ func (c *captureWriter) WriteHeader(code int) {
 	if c.code == 0 || code < 200 {
 		if code >= 200 || code == http.StatusSwitchingProtocols {
 			c.code = code
-			c.sent = c.ResponseWriter.Header().Clone()
+			c.sent = collector.SortedHeaders(c.ResponseWriter.Header())
 		}
 	}
 	c.ResponseWriter.WriteHeader(code)

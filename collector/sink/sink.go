@@ -145,7 +145,8 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		req.Scheme = "https"
 	}
 	req.Body, req.BodyTruncated, req.BodySize = body.Result()
-	_ = s.emit.Emit(&mlv1.Exchange{
+	// Encoded and produced on the emitter's workers, after this answer.
+	s.emit.Submit(&mlv1.Exchange{
 		ConnectionId:  connID,
 		Sequence:      seq,
 		Source:        mlv1.Source_SOURCE_SINK,
