@@ -83,3 +83,24 @@ func Flush(tb testing.TB, em interface{ Flush(context.Context) error }) {
 		tb.Fatalf("flush emitter: %v", err)
 	}
 }
+
+// Gate is a Recorder whose TryProduce waits until Open is called: it stands
+// for encoding and producing that take long, to show they are not on a
+// client's path. Create it with NewGate.
+type Gate struct {
+	Recorder
+	open chan struct{}
+	once sync.Once
+}
+
+// NewGate returns a closed Gate.
+func NewGate() *Gate { return &Gate{open: make(chan struct{})} }
+
+// TryProduce waits until the gate is open, then keeps rec and acknowledges it.
+func (g *Gate) TryProduce(ctx context.Context, rec *kgo.Record, promise func(*kgo.Record, error)) {
+	<-g.open
+	g.Recorder.TryProduce(ctx, rec, promise)
+}
+
+// Open lets every TryProduce, waiting or later, through.
+func (g *Gate) Open() { g.once.Do(func() { close(g.open) }) }
