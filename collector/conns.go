@@ -127,44 +127,48 @@ func (t *orderTracker) appendBuf(p []byte) {
 }
 
 func (t *orderTracker) endHead() {
-	head := string(t.buf)
-	t.buf = t.buf[:0]
-	lines := strings.Split(strings.ReplaceAll(head, "\r\n", "\n"), "\n")
-	if strings.TrimSpace(lines[0]) == "" {
+	head := t.buf
+	t.buf = t.buf[:0] // head stays valid until the next feed appends
+	first, rest, _ := bytes.Cut(head, []byte("\n"))
+	first = bytes.TrimSuffix(first, []byte("\r"))
+	if len(bytes.TrimSpace(first)) == 0 {
 		// Stray CRLF between requests: allowed by RFC 9112, ignored.
 		return
 	}
-	var names []string
+	names := make([]string, 0, 16)
 	var contentLength int64 = -1
 	chunked, upgrade := false, false
-	for _, l := range lines[1:] {
-		if l == "" || l[0] == ' ' || l[0] == '\t' {
+	for len(rest) > 0 {
+		var l []byte
+		l, rest, _ = bytes.Cut(rest, []byte("\n"))
+		l = bytes.TrimSuffix(l, []byte("\r"))
+		if len(l) == 0 || l[0] == ' ' || l[0] == '\t' {
 			continue
 		}
-		i := strings.IndexByte(l, ':')
+		i := bytes.IndexByte(l, ':')
 		if i <= 0 {
 			continue
 		}
-		name := textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(l[:i]))
-		val := strings.TrimSpace(l[i+1:])
+		name := canonicalName(bytes.TrimSpace(l[:i]))
+		val := bytes.TrimSpace(l[i+1:])
 		names = append(names, name)
 		switch name {
 		case "Content-Length":
-			n, err := strconv.ParseInt(val, 10, 64)
+			n, err := strconv.ParseInt(string(val), 10, 64)
 			if err != nil {
 				t.state = stBroken
 				return
 			}
 			contentLength = n
 		case "Transfer-Encoding":
-			chunked = strings.Contains(strings.ToLower(val), "chunked")
+			chunked = bytes.Contains(bytes.ToLower(val), []byte("chunked"))
 		case "Upgrade":
 			upgrade = true
 		}
 	}
 	t.pending = append(t.pending, names)
 	switch {
-	case upgrade || strings.HasPrefix(lines[0], "CONNECT "):
+	case upgrade || bytes.HasPrefix(first, []byte("CONNECT ")):
 		t.state = stBroken
 	case chunked:
 		t.state = stChunkSize
@@ -173,6 +177,32 @@ func (t *orderTracker) endHead() {
 	default:
 		t.state = stHead
 	}
+}
+
+// commonNames maps request header names as clients usually spell them to
+// their canonical form, so the tracker does not allocate a string for each.
+var commonNames = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Authorization",
+		"Cache-Control", "Connection", "Content-Encoding", "Content-Length", "Content-Type", "Cookie", "Date",
+		"Expect", "Forwarded", "From", "Host", "If-Match", "If-Modified-Since", "If-None-Match", "If-Range",
+		"If-Unmodified-Since", "Keep-Alive", "Origin", "Pragma", "Priority", "Range", "Referer", "Te",
+		"Traceparent", "Tracestate", "Trailer", "Transfer-Encoding", "Upgrade", "User-Agent", "Via",
+		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id",
+		"X-Amzn-Trace-Id", "X-B3-Traceid", "X-B3-Spanid", "X-B3-Sampled", "X-Correlation-Id", "Idempotency-Key"} {
+		m[n] = n
+		m[strings.ToLower(n)] = n
+	}
+	return m
+}()
+
+// canonicalName returns textproto.CanonicalMIMEHeaderKey of b, without
+// allocating for a common name.
+func canonicalName(b []byte) string {
+	if n, ok := commonNames[string(b)]; ok {
+		return n
+	}
+	return textproto.CanonicalMIMEHeaderKey(string(b))
 }
 
 // next returns the header names of the next request on the connection, or nil.

@@ -35,6 +35,14 @@ func TestOrderTracker(t *testing.T) {
 			want: [][]string{{"Transfer-Encoding", "X-1"}, {"Y"}},
 		},
 		{
+			name: "lower-case names, common and not, kept after the next head is read",
+			chunks: []string{
+				"POST /p HTTP/1.1\r\ncontent-length: 3\r\nuser-agent: u\r\nx-custom-name: 1\r\nACCEPT: */*\r\n\r\nabc" +
+					"GET /q HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /r HTTP/1.1\r\nX-Last: 1\r\n\r\n",
+			},
+			want: [][]string{{"Content-Length", "User-Agent", "X-Custom-Name", "Accept"}, {"Transfer-Encoding"}, {"X-Last"}},
+		},
+		{
 			name:   "bare LF line endings",
 			chunks: []string{"GET / HTTP/1.1\nB: 1\nA: 2\n\n"},
 			want:   [][]string{{"B", "A"}},

@@ -265,12 +265,25 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // preRead reads the first limit bytes of body (and one more, to tell whether
 // there are more); complete reports that body ended within them.
 func preRead(body io.Reader, limit, contentLength int64) (buf []byte, complete bool, err error) {
-	size := int64(512)
+	lr := io.LimitReader(body, limit+1)
 	if contentLength >= 0 {
-		size = min(contentLength+1, limit+1)
+		// Read into a buffer of the announced size (and one byte more, to see
+		// the end): one allocation, not the doubling of a growing buffer.
+		buf = make([]byte, min(contentLength, limit)+1)
+		n, err := io.ReadFull(lr, buf)
+		switch {
+		case err == nil:
+			// As many bytes as asked: more than the limit, or more than announced
+			// (the server's body reader reports that as an error first).
+		case err == io.EOF || err == io.ErrUnexpectedEOF: //nolint:errorlint // ReadFull's own, unwrapped: the body ended cleanly before buf was full
+			err = nil
+		default:
+			return nil, false, err
+		}
+		return buf[:n], int64(n) <= limit, err
 	}
-	b := bytes.NewBuffer(make([]byte, 0, max(size, 1)))
-	if _, err := b.ReadFrom(io.LimitReader(body, limit+1)); err != nil {
+	b := bytes.NewBuffer(make([]byte, 0, 512))
+	if _, err := b.ReadFrom(lr); err != nil {
 		return nil, false, err
 	}
 	return b.Bytes(), int64(b.Len()) <= limit, nil
