@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/textproto"
@@ -406,6 +407,37 @@ func (c *BodyCapture) Write(p []byte) (int, error) {
 		c.buf.Write(p[:min(int64(len(p)), room)])
 	}
 	return len(p), nil
+}
+
+// maxPresize bounds what Presize allocates ahead of the bytes: a sender
+// announcing a large body it never sends costs no more than this.
+const maxPresize = 64 << 10
+
+// Presize makes room for an announced body of n bytes (up to the limit and
+// 64 KiB), so keeping it does not grow the buffer step by step; n < 0 (not
+// announced) does nothing.
+func (c *BodyCapture) Presize(n int64) {
+	if n = min(n, c.Limit-int64(c.buf.Len()), maxPresize); n > 0 {
+		c.buf.Grow(int(n))
+	}
+}
+
+// ReadFrom reads r to its end, keeping the first Limit bytes and counting
+// the rest, without the 32 KiB buffer io.Copy would allocate for each body.
+func (c *BodyCapture) ReadFrom(r io.Reader) (int64, error) {
+	var n int64
+	if room := c.Limit - int64(c.buf.Len()); room > 0 {
+		m, err := c.buf.ReadFrom(io.LimitReader(r, room))
+		n += m
+		c.total += m
+		if err != nil || m < room {
+			return n, err // the body ended (or failed) within the limit
+		}
+	}
+	m, err := io.Copy(io.Discard, r) // io.Discard reads with pooled buffers
+	n += m
+	c.total += m
+	return n, err
 }
 
 // Result returns the kept bytes, whether bytes were cut, and the total size.

@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -340,7 +341,11 @@ func (c *captureWriter) WriteHeader(code int) {
 	if c.code == 0 || code < 200 {
 		if code >= 200 || code == http.StatusSwitchingProtocols {
 			c.code = code
-			c.sent = collector.SortedHeaders(c.ResponseWriter.Header())
+			h := c.ResponseWriter.Header()
+			c.sent = collector.SortedHeaders(h)
+			if n, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64); err == nil {
+				c.body.Presize(n)
+			}
 		}
 	}
 	c.ResponseWriter.WriteHeader(code)

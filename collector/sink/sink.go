@@ -112,6 +112,7 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		limit = 0 // read (to keep the connection), keep nothing
 	}
 	body := collector.BodyCapture{Limit: limit}
+	body.Presize(r.ContentLength)
 	// Read all of the body (keeping at most the limit) so the connection can be reused.
 	rb := collector.RateBody(w, r, s.limits.BodyTimeout, s.limits.MinBodyRate)
 	if _, err := io.Copy(&body, rb); err != nil {
