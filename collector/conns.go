@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/textproto"
@@ -127,44 +128,48 @@ func (t *orderTracker) appendBuf(p []byte) {
 }
 
 func (t *orderTracker) endHead() {
-	head := string(t.buf)
-	t.buf = t.buf[:0]
-	lines := strings.Split(strings.ReplaceAll(head, "\r\n", "\n"), "\n")
-	if strings.TrimSpace(lines[0]) == "" {
+	head := t.buf
+	t.buf = t.buf[:0] // head stays valid until the next feed appends
+	first, rest, _ := bytes.Cut(head, []byte("\n"))
+	first = bytes.TrimSuffix(first, []byte("\r"))
+	if len(bytes.TrimSpace(first)) == 0 {
 		// Stray CRLF between requests: allowed by RFC 9112, ignored.
 		return
 	}
-	var names []string
+	names := make([]string, 0, 16)
 	var contentLength int64 = -1
 	chunked, upgrade := false, false
-	for _, l := range lines[1:] {
-		if l == "" || l[0] == ' ' || l[0] == '\t' {
+	for len(rest) > 0 {
+		var l []byte
+		l, rest, _ = bytes.Cut(rest, []byte("\n"))
+		l = bytes.TrimSuffix(l, []byte("\r"))
+		if len(l) == 0 || l[0] == ' ' || l[0] == '\t' {
 			continue
 		}
-		i := strings.IndexByte(l, ':')
+		i := bytes.IndexByte(l, ':')
 		if i <= 0 {
 			continue
 		}
-		name := textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(l[:i]))
-		val := strings.TrimSpace(l[i+1:])
+		name := canonicalName(bytes.TrimSpace(l[:i]))
+		val := bytes.TrimSpace(l[i+1:])
 		names = append(names, name)
 		switch name {
 		case "Content-Length":
-			n, err := strconv.ParseInt(val, 10, 64)
+			n, err := strconv.ParseInt(string(val), 10, 64)
 			if err != nil {
 				t.state = stBroken
 				return
 			}
 			contentLength = n
 		case "Transfer-Encoding":
-			chunked = strings.Contains(strings.ToLower(val), "chunked")
+			chunked = bytes.Contains(bytes.ToLower(val), []byte("chunked"))
 		case "Upgrade":
 			upgrade = true
 		}
 	}
 	t.pending = append(t.pending, names)
 	switch {
-	case upgrade || strings.HasPrefix(lines[0], "CONNECT "):
+	case upgrade || bytes.HasPrefix(first, []byte("CONNECT ")):
 		t.state = stBroken
 	case chunked:
 		t.state = stChunkSize
@@ -173,6 +178,32 @@ func (t *orderTracker) endHead() {
 	default:
 		t.state = stHead
 	}
+}
+
+// commonNames maps request header names as clients usually spell them to
+// their canonical form, so the tracker does not allocate a string for each.
+var commonNames = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Authorization",
+		"Cache-Control", "Connection", "Content-Encoding", "Content-Length", "Content-Type", "Cookie", "Date",
+		"Expect", "Forwarded", "From", "Host", "If-Match", "If-Modified-Since", "If-None-Match", "If-Range",
+		"If-Unmodified-Since", "Keep-Alive", "Origin", "Pragma", "Priority", "Range", "Referer", "Te",
+		"Traceparent", "Tracestate", "Trailer", "Transfer-Encoding", "Upgrade", "User-Agent", "Via",
+		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id",
+		"X-Amzn-Trace-Id", "X-B3-Traceid", "X-B3-Spanid", "X-B3-Sampled", "X-Correlation-Id", "Idempotency-Key"} {
+		m[n] = n
+		m[strings.ToLower(n)] = n
+	}
+	return m
+}()
+
+// canonicalName returns textproto.CanonicalMIMEHeaderKey of b, without
+// allocating for a common name.
+func canonicalName(b []byte) string {
+	if n, ok := commonNames[string(b)]; ok {
+		return n
+	}
+	return textproto.CanonicalMIMEHeaderKey(string(b))
 }
 
 // next returns the header names of the next request on the connection, or nil.
@@ -205,35 +236,88 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 // with any names order does not mention appended in sorted order. Host is skipped:
 // it travels in Request.host.
 func orderedHeaders(h http.Header, order []string) []*mlv1.Header {
-	out := make([]*mlv1.Header, 0, len(h))
-	seen := make(map[string]bool, len(h))
+	out, slab := headerSlab(h)
+	// Names already listed: a linear scan of out for the usual few dozen,
+	// a map beyond (a hostile head may hold thousands).
+	var seen map[string]bool
+	if len(h) > 32 {
+		seen = make(map[string]bool, len(h))
+	}
+	listed := 0
+	isListed := func(name string) bool {
+		if seen != nil {
+			return seen[name]
+		}
+		for _, x := range out {
+			if x.Name == name {
+				return true
+			}
+		}
+		return false
+	}
 	emit := func(name string) {
-		if seen[name] || name == "Host" {
+		if name == "Host" || isListed(name) {
 			return
 		}
 		vals, ok := h[name]
 		if !ok {
 			return
 		}
-		seen[name] = true
+		if seen != nil {
+			seen[name] = true
+		}
+		listed++
 		for _, v := range vals {
-			out = append(out, &mlv1.Header{Name: name, Value: v})
+			x := &slab[len(out)]
+			x.Name, x.Value = name, v
+			out = append(out, x)
 		}
 	}
 	for _, n := range order {
 		emit(n)
 	}
-	if len(seen) < len(h) {
+	_, hasHost := h["Host"]
+	if rest := len(h) - listed; rest > 0 && !(rest == 1 && hasHost) {
 		// Only the rest, in one allocation: per request when the order is unknown.
-		rest := make([]string, 0, len(h)-len(seen))
+		names := make([]string, 0, rest)
 		for n := range h {
-			if !seen[n] {
-				rest = append(rest, n)
+			if n != "Host" && !isListed(n) {
+				names = append(names, n)
 			}
 		}
-		slices.Sort(rest)
-		for _, n := range rest {
+		slices.Sort(names)
+		for _, n := range names {
 			emit(n)
+		}
+	}
+	return out
+}
+
+// headerSlab returns an empty list with room for every value of h and the
+// headers to fill it with, in two allocations instead of one per value.
+func headerSlab(h http.Header) ([]*mlv1.Header, []mlv1.Header) {
+	n := 0
+	for _, vals := range h {
+		n += len(vals)
+	}
+	return make([]*mlv1.Header, 0, n), make([]mlv1.Header, n)
+}
+
+// SortedHeaders lists h sorted by name (values in their order), as
+// mlv1.HeadersFromHTTP does, in three allocations whatever the number of
+// headers.
+func SortedHeaders(h http.Header) []*mlv1.Header {
+	names := make([]string, 0, len(h))
+	for n := range h {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	out, slab := headerSlab(h)
+	for _, n := range names {
+		for _, v := range h[n] {
+			x := &slab[len(out)]
+			x.Name, x.Value = n, v
+			out = append(out, x)
 		}
 	}
 	return out
@@ -323,6 +407,37 @@ func (c *BodyCapture) Write(p []byte) (int, error) {
 		c.buf.Write(p[:min(int64(len(p)), room)])
 	}
 	return len(p), nil
+}
+
+// maxPresize bounds what Presize allocates ahead of the bytes: a sender
+// announcing a large body it never sends costs no more than this.
+const maxPresize = 64 << 10
+
+// Presize makes room for an announced body of n bytes (up to the limit and
+// 64 KiB), so keeping it does not grow the buffer step by step; n < 0 (not
+// announced) does nothing.
+func (c *BodyCapture) Presize(n int64) {
+	if n = min(n, c.Limit-int64(c.buf.Len()), maxPresize); n > 0 {
+		c.buf.Grow(int(n))
+	}
+}
+
+// ReadFrom reads r to its end, keeping the first Limit bytes and counting
+// the rest, without the 32 KiB buffer io.Copy would allocate for each body.
+func (c *BodyCapture) ReadFrom(r io.Reader) (int64, error) {
+	var n int64
+	if room := c.Limit - int64(c.buf.Len()); room > 0 {
+		m, err := c.buf.ReadFrom(io.LimitReader(r, room))
+		n += m
+		c.total += m
+		if err != nil || m < room {
+			return n, err // the body ended (or failed) within the limit
+		}
+	}
+	m, err := io.Copy(io.Discard, r) // io.Discard reads with pooled buffers
+	n += m
+	c.total += m
+	return n, err
 }
 
 // Result returns the kept bytes, whether bytes were cut, and the total size.

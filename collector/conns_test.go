@@ -1,8 +1,11 @@
 package collector
 
 import (
+	"errors"
+	"io"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -33,6 +36,14 @@ func TestOrderTracker(t *testing.T) {
 				"GET /next HTTP/1.1\r\nY: 1\r\n\r\n",
 			},
 			want: [][]string{{"Transfer-Encoding", "X-1"}, {"Y"}},
+		},
+		{
+			name: "lower-case names, common and not, kept after the next head is read",
+			chunks: []string{
+				"POST /p HTTP/1.1\r\ncontent-length: 3\r\nuser-agent: u\r\nx-custom-name: 1\r\nACCEPT: */*\r\n\r\nabc" +
+					"GET /q HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /r HTTP/1.1\r\nX-Last: 1\r\n\r\n",
+			},
+			want: [][]string{{"Content-Length", "User-Agent", "X-Custom-Name", "Accept"}, {"Transfer-Encoding"}, {"X-Last"}},
 		},
 		{
 			name:   "bare LF line endings",
@@ -96,4 +107,57 @@ func FuzzOrderTracker(f *testing.F) {
 		for i := 0; i < 1000 && tr.next() != nil; i++ {
 		}
 	})
+}
+
+// errAfter yields its bytes, then fails.
+type errAfter struct {
+	r   *strings.Reader
+	err error
+}
+
+func (e *errAfter) Read(p []byte) (int, error) {
+	if e.r.Len() == 0 {
+		return 0, e.err
+	}
+	return e.r.Read(p)
+}
+
+// BodyCapture read through ReadFrom (what io.Copy uses) keeps the first
+// Limit bytes, counts them all, and passes a failure on, as Write does.
+func TestBodyCaptureReadFrom(t *testing.T) {
+	broken := errors.New("connection reset")
+	body := strings.Repeat("0123456789", 10) // 100 bytes
+	for _, tc := range []struct {
+		name      string
+		limit     int64
+		presize   int64
+		src       io.Reader
+		kept      string
+		truncated bool
+		err       error
+	}{
+		{"under the limit", 200, 100, strings.NewReader(body), body, false, nil},
+		{"exactly the limit", 100, 100, strings.NewReader(body), body, false, nil},
+		{"over the limit", 30, -1, strings.NewReader(body), body[:30], true, nil},
+		{"keep nothing", 0, 100, strings.NewReader(body), "", true, nil},
+		{"fails within the limit", 200, 1 << 30, &errAfter{strings.NewReader(body[:40]), broken}, body[:40], false, broken},
+		{"fails past the limit", 10, -1, &errAfter{strings.NewReader(body), broken}, body[:10], true, broken},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := BodyCapture{Limit: tc.limit}
+			c.Presize(tc.presize)
+			n, err := io.Copy(&c, tc.src)
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("error %v, want %v", err, tc.err)
+			}
+			kept, truncated, size := c.Result()
+			wantSize := int64(100)
+			if tc.err != nil && tc.name == "fails within the limit" {
+				wantSize = 40
+			}
+			if string(kept) != tc.kept || truncated != tc.truncated || size != wantSize || n != wantSize {
+				t.Fatalf("kept %q truncated %v size %d copied %d; want %q %v %d", kept, truncated, size, n, tc.kept, tc.truncated, wantSize)
+			}
+		})
+	}
 }

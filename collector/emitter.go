@@ -4,6 +4,11 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
+	"hash/maphash"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -58,6 +63,10 @@ type Metrics struct {
 	// sink) and configured route (its name, never a captured path), as
 	// currently in force; it follows configuration reloads.
 	SampleRatio *prometheus.GaugeVec
+
+	// skipped holds Skipped's children by Decision, so a skipped request
+	// does not look its label up (Skip).
+	skipped [len(skipReasons)]prometheus.Counter
 }
 
 // NewMetrics creates the collector metrics and registers them on reg (when not nil).
@@ -77,6 +86,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Fraction of matching requests captured, per HTTP collector and configured route (route=\"default\" without routes); follows configuration reloads.",
 		}, []string{"collector", "route"}),
 	}
+	for d, reason := range skipReasons {
+		if reason != "" {
+			m.skipped[d] = m.Skipped.WithLabelValues(reason)
+		}
+	}
 	telemetry.Register(reg, m.Captured, m.Dropped, m.Skipped, m.PublishLatency, m.Published, m.Queued, m.Truncated, m.OpenConns, m.ShedConns, m.SampleRatio)
 	return m
 }
@@ -86,6 +100,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // dropped and counted, never waited for. An exchange larger than the raw
 // topic's record budget is cut to fit (Exchange.Fit: bodies first, flagged
 // truncated, sizes kept) rather than lost.
+//
+// Submit hands an exchange to the emitter's own workers, which encode and
+// produce it off the caller's goroutine (the HTTP collectors use it so a
+// client never waits for the encoding); Emit does the same work on the
+// caller's goroutine. Close drains what Submit accepted.
 type Emitter struct {
 	prod    Producer
 	topic   string
@@ -94,6 +113,28 @@ type Emitter struct {
 	log     hclog.Logger
 	now     func() time.Time
 	budget  *broker.Budget
+
+	// The hand-off queue of Submit: per worker, bounded in records and bytes.
+	queueRecords int
+	queueBytes   int64
+	workers      int
+	start        sync.Once
+	work         []chan handoff
+	seed         maphash.Seed
+	held         atomic.Int64  // bytes in the hand-off queue
+	mu           sync.RWMutex  // closed; held for reading while Submit enqueues
+	closed       bool          // guarded by mu
+	stopped      chan struct{} // closed when every worker has returned
+	running      sync.WaitGroup
+}
+
+// handoff is one item of a worker's queue: an exchange and its estimated
+// size, or (ex nil) a marker the worker closes when it reaches it.
+type handoff struct {
+	ex   *mlv1.Exchange
+	size int64
+	mark chan struct{}
+	stop bool
 }
 
 // EmitterOpt configures an Emitter.
@@ -104,17 +145,184 @@ type EmitterOpt func(*Emitter)
 // follows the topic's max.message.bytes.
 func WithBudget(b *broker.Budget) EmitterOpt { return func(e *Emitter) { e.budget = b } }
 
+// Default bounds of the hand-off queue of Submit (WithHandoff).
+const (
+	DefaultHandoffRecords = 4096
+	DefaultHandoffBytes   = 64 << 20
+)
+
+// WithHandoff bounds the queue between Submit and the emitter's workers to
+// records exchanges and bytes bytes (estimated from bodies, headers and URL);
+// beyond either, Submit drops the exchange and counts it as queue_full.
+// Non-positive values keep the defaults.
+func WithHandoff(records int, bytes int64) EmitterOpt {
+	return func(e *Emitter) {
+		if records > 0 {
+			e.queueRecords = records
+		}
+		if bytes > 0 {
+			e.queueBytes = bytes
+		}
+	}
+}
+
+// WithWorkers sets how many goroutines encode and produce what Submit hands
+// over (default: one per four CPUs, at least one). Exchanges of one
+// connection always go to the same worker, so they keep their order.
+func WithWorkers(n int) EmitterOpt {
+	return func(e *Emitter) {
+		if n > 0 {
+			e.workers = n
+		}
+	}
+}
+
 // NewEmitter returns an Emitter for service publishing through prod.
 func NewEmitter(prod Producer, service string, m *Metrics, log hclog.Logger, opts ...EmitterOpt) *Emitter {
 	log = cmp.Or(log, hclog.NewNullLogger())
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	e := &Emitter{prod: prod, topic: broker.Topic(broker.Raw, service), service: service, metrics: m, log: log, now: time.Now}
+	e := &Emitter{prod: prod, topic: broker.Topic(broker.Raw, service), service: service, metrics: m, log: log, now: time.Now,
+		queueRecords: DefaultHandoffRecords, queueBytes: DefaultHandoffBytes, workers: max(1, runtime.GOMAXPROCS(0)/4),
+		seed: maphash.MakeSeed(), stopped: make(chan struct{})}
 	for _, o := range opts {
 		o(e)
 	}
 	return e
+}
+
+// startWorkers starts the goroutines that drain the hand-off queue; they run
+// until Close.
+func (e *Emitter) startWorkers() {
+	per := max(1, e.queueRecords/e.workers)
+	e.work = make([]chan handoff, e.workers)
+	for i := range e.work {
+		ch := make(chan handoff, per)
+		e.work[i] = ch
+		e.running.Add(1)
+		go func() {
+			defer e.running.Done()
+			for h := range ch {
+				switch {
+				case h.stop:
+					return
+				case h.mark != nil:
+					close(h.mark)
+				default:
+					e.held.Add(-h.size)
+					e.publish(h.ex, true)
+				}
+			}
+		}()
+	}
+	go func() { e.running.Wait(); close(e.stopped) }()
+}
+
+// Submit hands ex to the emitter's workers and returns at once, without
+// encoding it: the worker does what Emit does. When the hand-off queue is
+// full (WithHandoff) or the emitter is closed, ex is dropped and counted
+// (queue_full, closed). ex belongs to the emitter afterwards.
+func (e *Emitter) Submit(ex *mlv1.Exchange) {
+	e.metrics.Captured.Inc()
+	e.start.Do(e.startWorkers)
+	size := handoffSize(ex)
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		e.metrics.Dropped.WithLabelValues(DropClosed).Inc()
+		return
+	}
+	if e.held.Add(size) > e.queueBytes {
+		e.held.Add(-size)
+		e.metrics.Dropped.WithLabelValues(DropQueueFull).Inc()
+		return
+	}
+	ch := e.work[0]
+	if len(e.work) > 1 {
+		ch = e.work[maphash.String(e.seed, cmp.Or(ex.ConnectionId, ex.Id))%uint64(len(e.work))]
+	}
+	// Counted as queued from here: a crash now loses it.
+	e.metrics.Queued.Inc()
+	select {
+	case ch <- handoff{ex: ex, size: size}:
+	default:
+		e.metrics.Queued.Dec()
+		e.held.Add(-size)
+		e.metrics.Dropped.WithLabelValues(DropQueueFull).Inc()
+	}
+}
+
+// handoffSize estimates the memory ex holds: bodies, URL and headers.
+func handoffSize(ex *mlv1.Exchange) int64 {
+	n := 256
+	if r := ex.GetRequest(); r != nil {
+		n += len(r.Body) + len(r.Url)
+		for _, h := range r.Headers {
+			n += len(h.Name) + len(h.Value) + 32
+		}
+	}
+	if r := ex.GetResponse(); r != nil {
+		n += len(r.Body)
+		for _, h := range r.Headers {
+			n += len(h.Name) + len(h.Value) + 32
+		}
+	}
+	return int64(n)
+}
+
+// Flush waits until every exchange Submit accepted before the call has been
+// handed to the producer (not acknowledged by Kafka: flush the producer for
+// that), or ctx ends.
+func (e *Emitter) Flush(ctx context.Context) error {
+	e.start.Do(e.startWorkers)
+	marks := make([]chan struct{}, len(e.work))
+	for i, ch := range e.work {
+		marks[i] = make(chan struct{})
+		select {
+		case ch <- handoff{mark: marks[i]}:
+		case <-e.stopped:
+			return nil // Close drained everything
+		case <-ctx.Done():
+			return fmt.Errorf("flush hand-off queue: %w", ctx.Err())
+		}
+	}
+	for _, m := range marks {
+		select {
+		case <-m:
+		case <-e.stopped:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("flush hand-off queue: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Close stops Submit from accepting (later exchanges are dropped and counted
+// as closed) and waits until the workers have handed everything accepted to
+// the producer, or ctx ends. Flush and close the producer afterwards.
+func (e *Emitter) Close(ctx context.Context) error {
+	e.start.Do(e.startWorkers)
+	e.mu.Lock()
+	already := e.closed
+	e.closed = true
+	e.mu.Unlock()
+	if !already {
+		for _, ch := range e.work {
+			select {
+			case ch <- handoff{stop: true}:
+			case <-ctx.Done():
+				return fmt.Errorf("close hand-off queue: %w", ctx.Err())
+			}
+		}
+	}
+	select {
+	case <-e.stopped:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close hand-off queue: %w", ctx.Err())
+	}
 }
 
 // Topic returns the topic the emitter publishes to.
@@ -134,11 +342,21 @@ func (e *Emitter) Service() string { return e.service }
 // delivery is counted in mirrorline_collector_dropped_total{reason} when it happens.
 func (e *Emitter) Emit(ex *mlv1.Exchange) error {
 	e.metrics.Captured.Inc()
+	return e.publish(ex, false)
+}
+
+// publish encodes ex and hands it to the producer; queued reports that ex is
+// already counted in the queue gauge (Submit counted it).
+func (e *Emitter) publish(ex *mlv1.Exchange, queued bool) error {
+	if !queued {
+		e.metrics.Queued.Inc()
+	}
 	if ex.Id == "" {
 		ex.Id = NewID()
 	}
 	if err := normalizeTarget(ex); err != nil {
 		// Counted, like a full queue: never published, so never replayed.
+		e.metrics.Queued.Dec()
 		e.metrics.Dropped.WithLabelValues(DropUnsafeTarget).Inc()
 		e.log.Debug("capture dropped", "reason", DropUnsafeTarget, "error", err)
 		return nil
@@ -156,9 +374,11 @@ func (e *Emitter) Emit(ex *mlv1.Exchange) error {
 	val, cut, fits, err := mlv1.MarshalWithin(ex, e.budget.MaxValue(rec.Key, nil))
 	switch {
 	case err != nil:
+		e.metrics.Queued.Dec()
 		e.metrics.Dropped.WithLabelValues(DropEncodeError).Inc()
 		return err
 	case !fits:
+		e.metrics.Queued.Dec()
 		e.metrics.Dropped.WithLabelValues(DropTooLarge).Inc()
 		e.log.Warn("exchange does not fit the record budget even without bodies and headers; dropped", "budget_bytes", e.budget.MaxMessageBytes())
 		return nil
@@ -167,7 +387,6 @@ func (e *Emitter) Emit(ex *mlv1.Exchange) error {
 	}
 	rec.Value = val
 	start := e.now()
-	e.metrics.Queued.Inc()
 	e.prod.TryProduce(context.Background(), rec, func(_ *kgo.Record, err error) {
 		e.metrics.Queued.Dec()
 		switch {

@@ -115,7 +115,11 @@ func (m *Metrics) Skip(d Decision) bool {
 	if d == Capture {
 		return false
 	}
-	m.Skipped.WithLabelValues(skipReasons[d]).Inc()
+	if c := m.skipped[d]; c != nil {
+		c.Inc() // the child, looked up once in NewMetrics
+	} else {
+		m.Skipped.WithLabelValues(skipReasons[d]).Inc()
+	}
 	return true
 }
 

@@ -2,7 +2,6 @@ package collector
 
 import (
 	"cmp"
-	"container/list"
 	"errors"
 	"fmt"
 	"io"
@@ -121,9 +120,9 @@ type ConnLimiter struct {
 	max   int
 	mu    sync.Mutex
 	open  int
-	peak  int       // most connections open since the last shrink
-	burst bool      // connections of a burst are still open
-	idle  list.List // *limitedConn with no request in progress, oldest first
+	peak  int      // most connections open since the last shrink
+	burst bool     // connections of a burst are still open
+	idle  idleList // connections with no request in progress, oldest first
 	// shrink runs (in its own goroutine) when the connections open drop to a
 	// quarter of a peak of at least shrinkPeak: a burst of connections is over.
 	shrink    func()
@@ -195,19 +194,17 @@ func (l *ConnLimiter) admit(c net.Conn) *limitedConn {
 	l.mu.Lock()
 	var victim *limitedConn
 	if l.open >= l.max {
-		front := l.idle.Front()
-		if front == nil {
+		victim = l.idle.head
+		if victim == nil {
 			l.mu.Unlock()
 			return nil
 		}
-		victim = front.Value.(*limitedConn)
-		l.idle.Remove(front)
-		victim.elem = nil
+		l.idle.remove(victim)
 		victim.released = true // its slot goes to c
 		l.open--
 	}
 	lc := &limitedConn{Conn: c, lim: l}
-	lc.elem = l.idle.PushBack(lc) // new: idle until its first request
+	l.idle.pushBack(lc) // new: idle until its first request
 	l.open++
 	l.peak = max(l.peak, l.open)
 	l.burst = l.burst || l.peak >= shrinkPeak
@@ -235,13 +232,12 @@ func (l *ConnLimiter) ConnState(c net.Conn, s http.ConnState) {
 	}
 	switch s {
 	case http.StateIdle:
-		if lc.elem == nil {
-			lc.elem = l.idle.PushBack(lc)
+		if !lc.idle {
+			l.idle.pushBack(lc)
 		}
 	case http.StateActive, http.StateHijacked:
-		if lc.elem != nil {
-			l.idle.Remove(lc.elem)
-			lc.elem = nil
+		if lc.idle {
+			l.idle.remove(lc)
 		}
 	}
 }
@@ -253,9 +249,8 @@ func (l *ConnLimiter) release(lc *limitedConn) {
 		return
 	}
 	lc.released = true
-	if lc.elem != nil {
-		l.idle.Remove(lc.elem)
-		lc.elem = nil
+	if lc.idle {
+		l.idle.remove(lc)
 	}
 	l.open--
 	burstOver := l.burstOver()
@@ -313,8 +308,38 @@ const shrinkPeak = 1000
 type limitedConn struct {
 	net.Conn
 	lim      *ConnLimiter
-	elem     *list.Element // in lim.idle while idle; guarded by lim.mu
-	released bool          // guarded by lim.mu
+	released bool // guarded by lim.mu
+	// In lim.idle while idle; guarded by lim.mu. Linked through the
+	// connections themselves: a request does not allocate a list element.
+	idle       bool
+	prev, next *limitedConn
+}
+
+// idleList is a doubly linked list of connections, oldest first.
+type idleList struct{ head, tail *limitedConn }
+
+func (l *idleList) pushBack(c *limitedConn) {
+	c.idle, c.prev, c.next = true, l.tail, nil
+	if l.tail != nil {
+		l.tail.next = c
+	} else {
+		l.head = c
+	}
+	l.tail = c
+}
+
+func (l *idleList) remove(c *limitedConn) {
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else {
+		l.head = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	} else {
+		l.tail = c.prev
+	}
+	c.idle, c.prev, c.next = false, nil, nil
 }
 
 func (c *limitedConn) Close() error {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -240,5 +241,54 @@ func TestConnLimiterShrinksAfterBurst(t *testing.T) {
 	case <-shrunk:
 		t.Fatal("shrunk again with no new burst")
 	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// The idle list keeps connections oldest first through removals at either
+// end and in the middle (the connection cap closes its head).
+func TestIdleListOrder(t *testing.T) {
+	var l idleList
+	c := make([]*limitedConn, 5)
+	for i := range c {
+		c[i] = &limitedConn{}
+		l.pushBack(c[i])
+	}
+	order := func() []int {
+		var out []int
+		for x := l.head; x != nil; x = x.next {
+			for i := range c {
+				if c[i] == x {
+					out = append(out, i)
+				}
+			}
+		}
+		return out
+	}
+	for _, step := range []struct {
+		remove int
+		push   int // -1: none
+		want   []int
+	}{
+		{2, -1, []int{0, 1, 3, 4}},
+		{0, -1, []int{1, 3, 4}},
+		{4, 0, []int{1, 3, 0}},
+		{1, 4, []int{3, 0, 4}},
+		{3, -1, []int{0, 4}},
+		{0, -1, []int{4}},
+		{4, 2, []int{2}},
+	} {
+		l.remove(c[step.remove])
+		if c[step.remove].idle {
+			t.Fatalf("connection %d still marked idle after removal", step.remove)
+		}
+		if step.push >= 0 {
+			l.pushBack(c[step.push])
+		}
+		if got := order(); !slices.Equal(got, step.want) {
+			t.Fatalf("after removing %d (push %d): %v, want %v", step.remove, step.push, got, step.want)
+		}
+		if l.tail != c[step.want[len(step.want)-1]] {
+			t.Fatalf("tail is not connection %d", step.want[len(step.want)-1])
+		}
 	}
 }

@@ -117,5 +117,7 @@ func (a *app) newEmitter(tel *telemetry.Server, queueRecords, queueBytes int, na
 		return nil, nil, usageError{err}
 	}
 	budget := a.recordBudget(context.Background(), cl, broker.Raw, false)
-	return collector.NewEmitter(cl, a.cfg.Service, collector.NewMetrics(tel.Registry), a.log.Named(name), collector.WithBudget(budget)), cl, nil
+	// The hand-off to the emitter's workers is bounded like the producer's buffer.
+	return collector.NewEmitter(cl, a.cfg.Service, collector.NewMetrics(tel.Registry), a.log.Named(name), collector.WithBudget(budget),
+		collector.WithHandoff(queueRecords, int64(queueBytes))), cl, nil
 }

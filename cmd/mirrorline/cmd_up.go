@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -104,7 +105,7 @@ func (a *app) upCollectorStages(tel *telemetry.Server, names []string, closers *
 	if err != nil {
 		return nil, err
 	}
-	*closers = append(*closers, func() { broker.CloseFlushed(cl) })
+	*closers = append(*closers, func() { closeEmitter(em); broker.CloseFlushed(cl) })
 	reg := a.collectorRegistry()
 	var stages []stage
 	for _, name := range names {
@@ -240,6 +241,7 @@ func (a *app) runCollector(ctx context.Context, name string, queueRecords, queue
 		return err
 	}
 	defer broker.CloseFlushed(cl)
+	defer closeEmitter(em) // before the producer's flush: hands it what was accepted
 	c, err := a.collectorRegistry().New(name, em, tel.Registry)
 	if err != nil {
 		return err
@@ -248,4 +250,12 @@ func (a *app) runCollector(ctx context.Context, name string, queueRecords, queue
 		tel.AddCheck("kafka", kafkaCheck(cl))
 	}
 	return a.runAll(ctx, tel, c.Run, a.newConfigWatch(tel.Registry).run)
+}
+
+// closeEmitter hands what the collectors submitted to the producer (up to 5 s)
+// before the producer is flushed and closed.
+func closeEmitter(em *collector.Emitter) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = em.Close(ctx)
 }

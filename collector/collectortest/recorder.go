@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
@@ -70,3 +71,36 @@ func Serve(tb testing.TB, serve func(context.Context, net.Listener) error) strin
 	})
 	return ln.Addr().String()
 }
+
+// Flush waits (up to 10 s) until the emitter has handed everything it
+// accepted to its producer: the HTTP collectors encode and produce on the
+// emitter's workers, after the response. Call it before reading a Recorder.
+func Flush(tb testing.TB, em interface{ Flush(context.Context) error }) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := em.Flush(ctx); err != nil {
+		tb.Fatalf("flush emitter: %v", err)
+	}
+}
+
+// Gate is a Recorder whose TryProduce waits until Open is called: it stands
+// for encoding and producing that take long, to show they are not on a
+// client's path. Create it with NewGate.
+type Gate struct {
+	Recorder
+	open chan struct{}
+	once sync.Once
+}
+
+// NewGate returns a closed Gate.
+func NewGate() *Gate { return &Gate{open: make(chan struct{})} }
+
+// TryProduce waits until the gate is open, then keeps rec and acknowledges it.
+func (g *Gate) TryProduce(ctx context.Context, rec *kgo.Record, promise func(*kgo.Record, error)) {
+	<-g.open
+	g.Recorder.TryProduce(ctx, rec, promise)
+}
+
+// Open lets every TryProduce, waiting or later, through.
+func (g *Gate) Open() { g.once.Do(func() { close(g.open) }) }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/collector/collectortest"
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
 // primaryLog is a primary that records what reached it and how its
@@ -78,6 +79,15 @@ type hostileRig struct {
 	pub     *collectortest.Recorder
 	metrics *collector.Metrics
 	proxy   *Proxy
+	em      *collector.Emitter
+}
+
+// published returns what the proxy published so far, once the emitter has
+// handed over everything it accepted.
+func (r *hostileRig) published(t *testing.T) []*mlv1.Exchange {
+	t.Helper()
+	collectortest.Flush(t, r.em)
+	return r.pub.Exchanges(t)
 }
 
 func startHostileProxy(t *testing.T, h http.HandlerFunc, opts ...Option) *hostileRig {
@@ -85,12 +95,13 @@ func startHostileProxy(t *testing.T, h http.HandlerFunc, opts ...Option) *hostil
 	pl := startLoggingPrimary(t, h)
 	rec := &collectortest.Recorder{}
 	m := collector.NewMetrics(prometheus.NewRegistry())
-	p, err := New(pl.srv.URL, collector.NewEmitter(rec, "svc", m, nil), opts...)
+	em := collector.NewEmitter(rec, "svc", m, nil)
+	p, err := New(pl.srv.URL, em, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srvAddr := collectortest.Serve(t, p.Serve)
-	return &hostileRig{addr: srvAddr, primary: pl, pub: rec, metrics: m, proxy: p}
+	return &hostileRig{addr: srvAddr, primary: pl, pub: rec, metrics: m, proxy: p, em: em}
 }
 
 // rawExchange writes raw on a new connection, half-closes it when closeWrite,
@@ -168,7 +179,7 @@ func TestProxyRefusesBrokenRequests(t *testing.T) {
 	if seen := r.primary.seen(); len(seen) != 0 {
 		t.Fatalf("primary got %q", seen)
 	}
-	if pub := r.pub.Exchanges(t); len(pub) != 0 {
+	if pub := r.published(t); len(pub) != 0 {
 		t.Fatalf("published %d records, want none", len(pub))
 	}
 }
@@ -183,7 +194,7 @@ func TestProxyForwardsWellFramedRequests(t *testing.T) {
 	if got, want := strings.Join(r.primary.seen(), "|"), "POST /c 11"; got != want {
 		t.Fatalf("primary saw %q, want %q", got, want)
 	}
-	pub := r.pub.Exchanges(t)
+	pub := r.published(t)
 	if len(pub) != 1 {
 		t.Fatalf("published %d, want 1", len(pub))
 	}
@@ -229,8 +240,8 @@ func TestProxyRecordsUpgrade(t *testing.T) {
 		t.Fatalf("tunnel: %q %v", line, err)
 	}
 	c.Close()
-	waitFor(t, "the upgrade to be published", func() bool { return len(r.pub.Exchanges(t)) == 1 })
-	ex := r.pub.Exchanges(t)[0]
+	waitFor(t, "the upgrade to be published", func() bool { return len(r.published(t)) == 1 })
+	ex := r.published(t)[0]
 	if ex.Response.GetStatus() != 101 {
 		t.Fatalf("recorded status %d, want 101", ex.Response.GetStatus())
 	}
@@ -302,7 +313,7 @@ func TestProxyCutsSlowBodies(t *testing.T) {
 	if got := testutil.ToFloat64(r.metrics.Dropped.WithLabelValues(collector.DropBodyTimeout)); got != 2 {
 		t.Fatalf("dropped{body_timeout} = %v, want 2", got)
 	}
-	if pub := r.pub.Exchanges(t); len(pub) != 0 {
+	if pub := r.published(t); len(pub) != 0 {
 		t.Fatalf("published %d, want none", len(pub))
 	}
 }

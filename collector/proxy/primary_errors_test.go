@@ -63,7 +63,8 @@ func TestPrimaryErrorsDoNotEchoResponseBytes(t *testing.T) {
 			var logs bytes.Buffer
 			lg := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Trace})
 			prod := &collectortest.Recorder{}
-			p, err := New(rawPrimary(t, tc.answer), collector.NewEmitter(prod, "svc", nil, nil), WithLogger(lg))
+			em := collector.NewEmitter(prod, "svc", nil, nil)
+			p, err := New(rawPrimary(t, tc.answer), em, WithLogger(lg))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -72,6 +73,7 @@ func TestPrimaryErrorsDoNotEchoResponseBytes(t *testing.T) {
 			if rec.Code != http.StatusBadGateway {
 				t.Fatalf("status %d, want 502", rec.Code)
 			}
+			collectortest.Flush(t, em)
 			if len(prod.Records()) != 1 {
 				t.Fatalf("%d records, want the exchange captured once", len(prod.Records()))
 			}

@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -207,8 +208,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
+	// The id (a UUIDv7) is the emitter's worker's to draw, off this path.
 	ex := &mlv1.Exchange{
-		Id:            collector.NewID(),
 		ConnectionId:  connID,
 		Sequence:      seq,
 		Source:        mlv1.Source_SOURCE_PROXY,
@@ -240,7 +241,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := &mlv1.Response{
 		Status:    int32(cmp.Or(rw.code, http.StatusOK)),
-		Headers:   mlv1.HeadersFromHTTP(rw.sent),
+		Headers:   rw.sent,
 		LatencyNs: time.Since(start).Nanoseconds(),
 		Proto:     r.Proto,
 	}
@@ -255,18 +256,35 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp.Error = primaryErrText(st.perr)
 	}
 	ex.Response = resp
-	_ = p.emit.Emit(ex) // encoding cannot fail for a well-formed message; drops are counted
+	// Encoding and producing happen on the emitter's workers: Go's server
+	// completes the response (flushes it, ends a chunked body) only once
+	// this handler returns, so the client does not wait for them. A full
+	// hand-off queue drops the exchange, counted.
+	p.emit.Submit(ex)
 }
 
 // preRead reads the first limit bytes of body (and one more, to tell whether
 // there are more); complete reports that body ended within them.
 func preRead(body io.Reader, limit, contentLength int64) (buf []byte, complete bool, err error) {
-	size := int64(512)
+	lr := io.LimitReader(body, limit+1)
 	if contentLength >= 0 {
-		size = min(contentLength+1, limit+1)
+		// Read into a buffer of the announced size (and one byte more, to see
+		// the end): one allocation, not the doubling of a growing buffer.
+		buf = make([]byte, min(contentLength, limit)+1)
+		n, err := io.ReadFull(lr, buf)
+		switch {
+		case err == nil:
+			// As many bytes as asked: more than the limit, or more than announced
+			// (the server's body reader reports that as an error first).
+		case err == io.EOF || err == io.ErrUnexpectedEOF: //nolint:errorlint // ReadFull's own, unwrapped: the body ended cleanly before buf was full
+			err = nil
+		default:
+			return nil, false, err
+		}
+		return buf[:n], int64(n) <= limit, err
 	}
-	b := bytes.NewBuffer(make([]byte, 0, max(size, 1)))
-	if _, err := b.ReadFrom(io.LimitReader(body, limit+1)); err != nil {
+	b := bytes.NewBuffer(make([]byte, 0, 512))
+	if _, err := b.ReadFrom(lr); err != nil {
 		return nil, false, err
 	}
 	return b.Bytes(), int64(b.Len()) <= limit, nil
@@ -315,7 +333,7 @@ func scheme(r *http.Request) string {
 type captureWriter struct {
 	http.ResponseWriter
 	code int
-	sent http.Header
+	sent []*mlv1.Header // the headers as they were when the status was written
 	body collector.BodyCapture
 }
 
@@ -323,7 +341,11 @@ func (c *captureWriter) WriteHeader(code int) {
 	if c.code == 0 || code < 200 {
 		if code >= 200 || code == http.StatusSwitchingProtocols {
 			c.code = code
-			c.sent = c.ResponseWriter.Header().Clone()
+			h := c.ResponseWriter.Header()
+			c.sent = collector.SortedHeaders(h)
+			if n, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64); err == nil {
+				c.body.Presize(n)
+			}
 		}
 	}
 	c.ResponseWriter.WriteHeader(code)

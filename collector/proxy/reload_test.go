@@ -39,7 +39,8 @@ func TestProxyReloadIsAtomicPerRequest(t *testing.T) {
 	t.Cleanup(primary.Close)
 	rec := &collectortest.Recorder{}
 	m := collector.NewMetrics(prometheus.NewRegistry())
-	p, err := New(primary.URL, collector.NewEmitter(rec, "svc", m, nil), WithBodyLimit(8))
+	em := collector.NewEmitter(rec, "svc", m, nil)
+	p, err := New(primary.URL, em, WithBodyLimit(8))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,6 +85,7 @@ func TestProxyReloadIsAtomicPerRequest(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+	collectortest.Flush(t, em)
 	exs := rec.Exchanges(t)
 	if int64(len(exs)) != sent.Load() {
 		t.Fatalf("%d exchanges captured of %d requests at sample 1", len(exs), sent.Load())
@@ -118,7 +120,8 @@ func TestProxyReloadSampleOnOpenConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(primary.URL, collector.NewEmitter(rec, "svc", m, nil), WithFilter(f))
+	em := collector.NewEmitter(rec, "svc", m, nil)
+	p, err := New(primary.URL, em, WithFilter(f))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,6 +144,7 @@ func TestProxyReloadSampleOnOpenConnection(t *testing.T) {
 	for i := range 10 {
 		get(fmt.Sprintf("/after/%d", i))
 	}
+	collectortest.Flush(t, em)
 	exs := rec.Exchanges(t)
 	if len(exs) != 10 {
 		t.Fatalf("%d captured, want the 10 after the reload", len(exs))

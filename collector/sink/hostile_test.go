@@ -22,7 +22,8 @@ import (
 func TestSinkRefusesBrokenCopies(t *testing.T) {
 	rec := &collectortest.Recorder{}
 	m := collector.NewMetrics(prometheus.NewRegistry())
-	s, err := New(collector.NewEmitter(rec, "svc", m, nil), WithLimits(collector.Limits{BodyTimeout: 300 * time.Millisecond, MinBodyRate: 1024}))
+	em := collector.NewEmitter(rec, "svc", m, nil)
+	s, err := New(em, WithLimits(collector.Limits{BodyTimeout: 300 * time.Millisecond, MinBodyRate: 1024}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +68,7 @@ func TestSinkRefusesBrokenCopies(t *testing.T) {
 			}
 		})
 	}
+	collectortest.Flush(t, em)
 	pub := rec.Exchanges(t)
 	if len(pub) != 1 || pub[0].Request.Url != "/ok" || string(pub[0].Request.Body) != "hello" {
 		var urls []string

@@ -20,7 +20,8 @@ import (
 func TestSinkReload(t *testing.T) {
 	rec := &collectortest.Recorder{}
 	m := collector.NewMetrics(prometheus.NewRegistry())
-	s, err := New(collector.NewEmitter(rec, "svc", m, nil), WithBodyLimit(4))
+	em := collector.NewEmitter(rec, "svc", m, nil)
+	s, err := New(em, WithBodyLimit(4))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,6 +57,7 @@ func TestSinkReload(t *testing.T) {
 		send(fmt.Sprintf("/other/%d", i))
 	}
 	var before, orders int
+	collectortest.Flush(t, em)
 	for _, ex := range rec.Exchanges(t) {
 		url, b := ex.GetRequest().GetUrl(), string(ex.GetRequest().GetBody())
 		switch {

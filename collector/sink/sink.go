@@ -112,6 +112,7 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		limit = 0 // read (to keep the connection), keep nothing
 	}
 	body := collector.BodyCapture{Limit: limit}
+	body.Presize(r.ContentLength)
 	// Read all of the body (keeping at most the limit) so the connection can be reused.
 	rb := collector.RateBody(w, r, s.limits.BodyTimeout, s.limits.MinBodyRate)
 	if _, err := io.Copy(&body, rb); err != nil {
@@ -145,7 +146,8 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		req.Scheme = "https"
 	}
 	req.Body, req.BodyTruncated, req.BodySize = body.Result()
-	_ = s.emit.Emit(&mlv1.Exchange{
+	// Encoded and produced on the emitter's workers, after this answer.
+	s.emit.Submit(&mlv1.Exchange{
 		ConnectionId:  connID,
 		Sequence:      seq,
 		Source:        mlv1.Source_SOURCE_SINK,
