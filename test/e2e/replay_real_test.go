@@ -553,13 +553,17 @@ func TestReplayPythonMiddleware(t *testing.T) {
 	produceRecords(t, recs)
 	shadow := newRealShadow(t, func(*http.Request, []byte) int { return http.StatusOK })
 	metrics := testproc.FreeAddr(t)
-	out := startML(t, env, "replay", "--live", "--service", svc, "--target", shadow.URL, "--group", "mw-"+svc, "--start", "earliest",
-		"--metrics-addr", metrics, "--middleware", "python3 "+example)
+	// The per-request time limit is generous: on a loaded machine the
+	// interpreter (behind a version manager's shim) may take seconds to
+	// start, and a request not answered in time is not sent.
+	cfg := writeFile(t, t.TempDir(), "replay.yaml", fmt.Sprintf("replay:\n  middleware: {command: [python3, %q], timeout: 60s}\n", example))
+	out := startML(t, env, "replay", "--live", "-c", cfg, "--service", svc, "--target", shadow.URL, "--group", "mw-"+svc, "--start", "earliest",
+		"--metrics-addr", metrics)
 	dropped := func() float64 {
 		v, _ := metricValue(metrics, "mirrorline_replayer_dropped_total", "reason", replayer.DropMiddleware)
 		return v
 	}
-	testproc.Eventually(t, 60*time.Second, "15 requests at the shadow and 5 dropped by the middleware", func() bool {
+	testproc.Eventually(t, 90*time.Second, "15 requests at the shadow and 5 dropped by the middleware", func() bool {
 		return shadow.count() >= 15 && dropped() >= 5
 	})
 	if shadow.count() != 15 || dropped() != 5 {
