@@ -39,39 +39,51 @@ type field struct {
 	start, end int
 }
 
-// next decodes the field at b[i:] (b starting at offset base of the input);
-// it returns the offset after it, or -1 for anything but a well-formed
-// varint or length-delimited field.
-func next(b []byte, i, base int) (field, int) {
-	num, typ, n := protowire.ConsumeTag(b[i:])
-	if n < 0 {
-		return field{}, -1
+// next decodes the field at b[i:] (b starting at offset base of the input)
+// into f; it returns the offset after it, or -1 for anything but a
+// well-formed varint or length-delimited field.
+func next(b []byte, i, base int, f *field) int {
+	if c := b[i]; c < 0x80 && c>>3 != 0 {
+		// A one-byte tag: every field of the envelope.
+		f.num, f.typ = protowire.Number(c>>3), protowire.Type(c&7)
+		i++
+	} else {
+		num, typ, n := protowire.ConsumeTag(b[i:])
+		if n < 0 {
+			return -1
+		}
+		f.num, f.typ = num, typ
+		i += n
 	}
-	i += n
-	f := field{num: num, typ: typ}
-	switch typ {
+	switch f.typ {
 	case protowire.VarintType:
 		v, n := protowire.ConsumeVarint(b[i:])
 		if n < 0 {
-			return field{}, -1
+			return -1
 		}
 		f.v = v
-		return f, i + n
+		return i + n
 	case protowire.BytesType:
+		if i < len(b) && b[i] < 0x80 && i+1+int(b[i]) <= len(b) {
+			// A length below 128.
+			f.start = base + i + 1
+			f.end = f.start + int(b[i])
+			return i + 1 + int(b[i])
+		}
 		v, n := protowire.ConsumeBytes(b[i:])
 		if n < 0 {
-			return field{}, -1
+			return -1
 		}
 		f.start = base + i + n - len(v)
 		f.end = f.start + len(v)
-		return f, i + n
+		return i + n
 	}
-	return field{}, -1
+	return -1
 }
 
 // str returns f's value as a string sharing the input's copy; ok is false
 // when it is not valid UTF-8 (proto3 strings must be).
-func (d *decoder) str(f field) (string, bool) {
+func (d *decoder) str(f *field) (string, bool) {
 	if f.typ != protowire.BytesType {
 		return "", false
 	}
@@ -80,7 +92,7 @@ func (d *decoder) str(f field) (string, bool) {
 }
 
 // bytes returns a copy of f's value (nil when empty, as proto.Unmarshal).
-func (d *decoder) bytes(f field) ([]byte, bool) {
+func (d *decoder) bytes(f *field) ([]byte, bool) {
 	if f.typ != protowire.BytesType {
 		return nil, false
 	}
@@ -93,25 +105,25 @@ func (d *decoder) bytes(f field) ([]byte, bool) {
 // exchange decodes b (at offset base of the input) into x; false: leave it
 // to proto.Unmarshal.
 func (d *decoder) exchange(b []byte, base int, x *Exchange) bool {
+	var f field
 	for i := 0; i < len(b); {
-		var f field
-		if f, i = next(b, i, base); i < 0 {
+		if i = next(b, i, base, &f); i < 0 {
 			return false
 		}
 		ok := true
 		switch f.num {
 		case 1:
-			x.Id, ok = d.str(f)
+			x.Id, ok = d.str(&f)
 		case 2:
-			x.Service, ok = d.str(f)
+			x.Service, ok = d.str(&f)
 		case 3:
-			x.ConnectionId, ok = d.str(f)
+			x.ConnectionId, ok = d.str(&f)
 		case 4:
 			x.Sequence, ok = f.v, f.typ == protowire.VarintType
 		case 5:
 			x.Source, ok = Source(int32(f.v)), f.typ == protowire.VarintType
 		case 6:
-			x.Collector, ok = d.str(f)
+			x.Collector, ok = d.str(&f)
 		case 7:
 			x.CaptureTimeNs, ok = int64(f.v), f.typ == protowire.VarintType
 		case 8:
@@ -130,7 +142,7 @@ func (d *decoder) exchange(b []byte, base int, x *Exchange) bool {
 			}
 		case 11:
 			var s string
-			if s, ok = d.str(f); ok {
+			if s, ok = d.str(&f); ok {
 				x.Redactions = append(x.Redactions, s)
 			}
 		default:
@@ -148,33 +160,33 @@ func (d *decoder) exchange(b []byte, base int, x *Exchange) bool {
 // proto.Unmarshal does.
 func (d *decoder) request(b []byte, base int, r *Request) bool {
 	r.Headers = d.preallocHeaders(b, 6, r.Headers)
+	var f field
 	for i := 0; i < len(b); {
-		var f field
-		if f, i = next(b, i, base); i < 0 {
+		if i = next(b, i, base, &f); i < 0 {
 			return false
 		}
 		ok := true
 		switch f.num {
 		case 1:
-			r.Method, ok = d.str(f)
+			r.Method, ok = d.str(&f)
 		case 2:
-			r.Url, ok = d.str(f)
+			r.Url, ok = d.str(&f)
 		case 3:
-			r.Host, ok = d.str(f)
+			r.Host, ok = d.str(&f)
 		case 4:
-			r.Proto, ok = d.str(f)
+			r.Proto, ok = d.str(&f)
 		case 5:
-			r.Scheme, ok = d.str(f)
+			r.Scheme, ok = d.str(&f)
 		case 6:
-			r.Headers, ok = d.header(b, base, f, r.Headers)
+			r.Headers, ok = d.header(b, base, &f, r.Headers)
 		case 7:
-			r.Body, ok = d.bytes(f)
+			r.Body, ok = d.bytes(&f)
 		case 8:
 			r.BodyTruncated, ok = f.v != 0, f.typ == protowire.VarintType
 		case 9:
 			r.BodySize, ok = int64(f.v), f.typ == protowire.VarintType
 		case 10:
-			r.RemoteAddr, ok = d.str(f)
+			r.RemoteAddr, ok = d.str(&f)
 		case 11:
 			r.HeadersTruncated, ok = f.v != 0, f.typ == protowire.VarintType
 		case 12:
@@ -193,9 +205,9 @@ func (d *decoder) request(b []byte, base int, r *Request) bool {
 // proto.Unmarshal does.
 func (d *decoder) response(b []byte, base int, r *Response) bool {
 	r.Headers = d.preallocHeaders(b, 2, r.Headers)
+	var f field
 	for i := 0; i < len(b); {
-		var f field
-		if f, i = next(b, i, base); i < 0 {
+		if i = next(b, i, base, &f); i < 0 {
 			return false
 		}
 		ok := true
@@ -203,9 +215,9 @@ func (d *decoder) response(b []byte, base int, r *Response) bool {
 		case 1:
 			r.Status, ok = int32(f.v), f.typ == protowire.VarintType
 		case 2:
-			r.Headers, ok = d.header(b, base, f, r.Headers)
+			r.Headers, ok = d.header(b, base, &f, r.Headers)
 		case 3:
-			r.Body, ok = d.bytes(f)
+			r.Body, ok = d.bytes(&f)
 		case 4:
 			r.BodyTruncated, ok = f.v != 0, f.typ == protowire.VarintType
 		case 5:
@@ -213,9 +225,9 @@ func (d *decoder) response(b []byte, base int, r *Response) bool {
 		case 6:
 			r.LatencyNs, ok = int64(f.v), f.typ == protowire.VarintType
 		case 7:
-			r.Error, ok = d.str(f)
+			r.Error, ok = d.str(&f)
 		case 8:
-			r.Proto, ok = d.str(f)
+			r.Proto, ok = d.str(&f)
 		case 9:
 			r.HeadersTruncated, ok = f.v != 0, f.typ == protowire.VarintType
 		default:
@@ -232,8 +244,9 @@ func (d *decoder) response(b []byte, base int, r *Response) bool {
 // message b, and allocates them together.
 func (d *decoder) preallocHeaders(b []byte, num protowire.Number, hs []*Header) []*Header {
 	n := 0
+	var f field
 	for i := 0; i < len(b); {
-		f, j := next(b, i, 0)
+		j := next(b, i, 0, &f)
 		if j < 0 {
 			break
 		}
@@ -258,7 +271,7 @@ func (d *decoder) preallocHeaders(b []byte, num protowire.Number, hs []*Header) 
 
 // header decodes the header entry f of the message b (at offset base of the
 // input) and appends it to hs, using the room preallocHeaders left.
-func (d *decoder) header(b []byte, base int, f field, hs []*Header) ([]*Header, bool) {
+func (d *decoder) header(b []byte, base int, f *field, hs []*Header) ([]*Header, bool) {
 	if f.typ != protowire.BytesType {
 		return hs, false
 	}
@@ -271,17 +284,17 @@ func (d *decoder) header(b []byte, base int, f field, hs []*Header) ([]*Header, 
 		hs = append(hs, h)
 	}
 	m := b[f.start-base : f.end-base]
+	var g field
 	for i := 0; i < len(m); {
-		var g field
-		if g, i = next(m, i, f.start); i < 0 {
+		if i = next(m, i, f.start, &g); i < 0 {
 			return hs, false
 		}
 		ok := true
 		switch g.num {
 		case 1:
-			h.Name, ok = d.str(g)
+			h.Name, ok = d.str(&g)
 		case 2:
-			h.Value, ok = d.str(g)
+			h.Value, ok = d.str(&g)
 		default:
 			return hs, false
 		}

@@ -118,6 +118,7 @@ func TestUnmarshalExchangeAsProtoUnmarshal(t *testing.T) {
 		fast bool // decoded without proto.Unmarshal
 	}{
 		{"collected exchange", mustMarshal(t, collected(1)), true},
+		{"bench payload", mustMarshal(t, benchExchange()), true},
 		{"empty", nil, true},
 		{"request without headers", mustMarshal(t, &Exchange{Id: "a", Request: &Request{Method: "GET", Body: []byte("x")}}), true},
 		{"response only", mustMarshal(t, &Exchange{Response: &Response{Status: -1, Headers: []*Header{{Name: "a"}, {}}}}), true},
@@ -175,8 +176,35 @@ func FuzzUnmarshalExchange(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) { sameDecode(t, b) })
 }
 
+// benchExchange is a captured 1 KB JSON POST as the proxy writes it: the
+// redactor's bench payload.
+func benchExchange() *Exchange {
+	h := func(kv ...string) (hs []*Header) {
+		for i := 0; i+1 < len(kv); i += 2 {
+			hs = append(hs, &Header{Name: kv[i], Value: kv[i+1]})
+		}
+		return hs
+	}
+	body := bytes.Repeat([]byte(`{"email": "zoe.angstrom@example.org", "n": 4111},`), 20)
+	return &Exchange{
+		Id: "0190d9a0-0000-7000-8000-000000000001", Service: "payments", ConnectionId: "conn-1", Sequence: 7,
+		Source: Source_SOURCE_PROXY, Collector: "proxy-1", CaptureTimeNs: 1764070000123456789,
+		Request: &Request{
+			Method: "POST", Url: "/v1/payments?expand=customer&idempotency=ik_5521&locale=de-CH",
+			Host: "api.example.com", Proto: "HTTP/1.1", Scheme: "https",
+			Headers: h("Content-Type", "application/json", "Content-Length", "1000",
+				"Authorization", "Bearer sk_live_4eC39HqLyjWDarjtT1zdp7dc", "User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+				"Accept", "application/json", "X-Request-Id", "7f1c2a9e-3b4d-4e5f-8a6b-1c2d3e4f5a6b",
+				"Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+			Body: body, BodySize: int64(len(body)), RemoteAddr: "10.0.3.17:41234",
+		},
+		Response: &Response{Status: 201, Headers: h("Content-Type", "application/json", "Content-Length", "29"),
+			Body: []byte(`{"id":"pay_01HQ","ok":true}  `), BodySize: 29, LatencyNs: 2_000_000},
+	}
+}
+
 func BenchmarkUnmarshalExchange(b *testing.B) {
-	raw := mustMarshal(b, collected(1))
+	raw := mustMarshal(b, benchExchange())
 	for _, bc := range []struct {
 		name string
 		fn   func([]byte, *Exchange) error
@@ -188,6 +216,86 @@ func BenchmarkUnmarshalExchange(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if err := bc.fn(raw, &Exchange{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// sameEncode checks that MarshalExchange gives what proto.Marshal gives: the
+// same bytes, or an error where it errs.
+func sameEncode(t *testing.T, x *Exchange) {
+	t.Helper()
+	want, werr := proto.Marshal(x)
+	got, gerr := MarshalExchange(x)
+	if (werr == nil) != (gerr == nil) || (werr != nil && werr.Error() != gerr.Error()) {
+		t.Fatalf("error %v, proto.Marshal: %v", gerr, werr)
+	}
+	if !bytes.Equal(got, want) || (got == nil) != (want == nil) {
+		t.Fatalf("encoded\n%x\nproto.Marshal:\n%x", got, want)
+	}
+}
+
+func TestMarshalExchangeAsProtoMarshal(t *testing.T) {
+	full := &Exchange{}
+	fill(full.ProtoReflect(), 1)
+	withUnknown := collected(2)
+	withUnknown.Request.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 99, protowire.VarintType), 1))
+	cases := []struct {
+		name string
+		x    *Exchange
+		fast bool // encoded without proto.Marshal
+	}{
+		{"collected exchange", collected(1), true},
+		{"bench payload", benchExchange(), true},
+		{"redacted: redactions, an empty one too", func() *Exchange { x := collected(3); x.Redactions = append(x.Redactions, ""); return x }(), true},
+		{"empty", &Exchange{}, true},
+		{"empty request and response", &Exchange{Request: &Request{}, Response: &Response{}}, true},
+		{"empty header entries", &Exchange{Request: &Request{Headers: []*Header{{}, {Name: "a"}, {Value: "b"}}}}, true},
+		{"negative numbers", &Exchange{Source: -1, CaptureTimeNs: -5, Response: &Response{Status: -2, BodySize: -3, LatencyNs: -4}}, true},
+		{"empty non-nil body", &Exchange{Request: &Request{Body: []byte{}}}, true},
+		{"nil", nil, false},
+		{"replay and labels", full, false},
+		{"unknown fields", withUnknown, false},
+		{"invalid UTF-8 in a header", &Exchange{Request: &Request{Headers: []*Header{{Name: "a", Value: "\xff"}}}}, false},
+		{"invalid UTF-8 in a redaction", &Exchange{Redactions: []string{"\xfe"}}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sameEncode(t, tc.x)
+			if _, fast := sizeExchange(tc.x); fast != tc.fast {
+				t.Errorf("encoded without proto.Marshal: %v, want %v", fast, tc.fast)
+			}
+		})
+	}
+}
+
+// FuzzMarshalExchange encodes whatever decodes, both ways.
+func FuzzMarshalExchange(f *testing.F) {
+	f.Add(mustMarshal(f, collected(1)))
+	f.Add([]byte{0x42, 0x02, 0x32, 0x00})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		x := &Exchange{}
+		if proto.Unmarshal(b, x) == nil {
+			sameEncode(t, x)
+		}
+	})
+}
+
+func BenchmarkMarshalExchange(b *testing.B) {
+	x := benchExchange()
+	for _, bc := range []struct {
+		name string
+		fn   func(*Exchange) ([]byte, error)
+	}{
+		{"proto.Marshal", func(x *Exchange) ([]byte, error) { return proto.Marshal(x) }},
+		{"MarshalExchange", MarshalExchange},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := bc.fn(x); err != nil {
 					b.Fatal(err)
 				}
 			}
