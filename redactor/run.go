@@ -134,7 +134,7 @@ func (p *Processor) Transform(r *kgo.Record, ex *mlv1.Exchange) ([]*kgo.Record, 
 	if len(res.Rules) > 0 {
 		ex.Redactions = res.Rules
 	}
-	val, err := proto.Marshal(ex)
+	val, err := mlv1.MarshalExchange(ex)
 	if err != nil {
 		return nil, fmt.Errorf("encode: %w", err)
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
@@ -227,7 +226,7 @@ func (x *Tx) transform(r *kgo.Record, pos srcPos) ([]*kgo.Record, bool) {
 		}
 		return nil, true
 	}
-	if err := proto.Unmarshal(r.Value, ex); err != nil {
+	if err := mlv1.UnmarshalExchange(r.Value, ex); err != nil {
 		x.metrics.Undecodable.Inc()
 		ex = nil
 		return aside(SetAsideUndecodable, "undecodable record")

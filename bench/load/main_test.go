@@ -80,3 +80,21 @@ func TestSpread(t *testing.T) {
 		t.Fatalf("spread = %+v", s)
 	}
 }
+
+func TestBenchMetrics(t *testing.T) {
+	out := "goos: linux\nBenchmarkRedactEOSLoopEmbedded-2 \t 100\t 1 ns/op\t 9 records/cpu-s\n" +
+		"BenchmarkRedactEOSLoop-2   \t   50000\t    83682 ns/op\t        37.78 cpu-µs/record\t      1136 join-ms\t     26471 records/cpu-s\t     11950 records/s\t   10470 B/op\t      29 allocs/op\nPASS\n"
+	m := benchMetrics(out, "BenchmarkRedactEOSLoop")
+	want := map[string]float64{"ns/op": 83682, "cpu-µs/record": 37.78, "join-ms": 1136, "records/cpu-s": 26471, "records/s": 11950, "B/op": 10470, "allocs/op": 29}
+	if len(m) != len(want) {
+		t.Fatalf("metrics %v, want %v", m, want)
+	}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s = %v, want %v", k, m[k], v)
+		}
+	}
+	if m := benchMetrics("FAIL\n", "BenchmarkRedactEOSLoop"); len(m) != 0 {
+		t.Errorf("metrics from a failed run: %v", m)
+	}
+}

@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
@@ -61,4 +65,47 @@ func redactInProcess(ctx context.Context, d time.Duration) (recordsPerSec, nsPer
 		return 0, 0, ctx.Err()
 	}
 	return float64(n) / busy.Seconds(), float64(busy.Nanoseconds()) / float64(n), nil
+}
+
+// loopRecords is how many records the redactor's EOS loop benchmark moves
+// from the raw to the clean topic.
+const loopRecords = 50000
+
+// redactorLoop measures the redactor's whole exactly-once loop against the
+// harness's Kafka (BenchmarkRedactEOSLoop): records per CPU-second of the
+// process (records/s per core), CPU-µs per record and wall records/s.
+func (h *harness) redactorLoop(ctx context.Context) error {
+	h.logf("redactor: BenchmarkRedactEOSLoop, %d records through Kafka transactions", loopRecords)
+	bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(bctx, "go", "test", "-run", "^$", "-bench", "^BenchmarkRedactEOSLoop$",
+		"-benchtime", strconv.Itoa(loopRecords)+"x", "-count", "1", "-benchmem", "./redactor/")
+	cmd.Dir = h.root
+	cmd.Env = append(os.Environ(), "KAFKA_BROKERS="+h.brokers)
+	out, err := cmd.CombinedOutput()
+	m := benchMetrics(string(out), "BenchmarkRedactEOSLoop")
+	if err != nil || m["records/cpu-s"] == 0 {
+		return fmt.Errorf("BenchmarkRedactEOSLoop: %v: %s", err, lastLine(string(out)))
+	}
+	h.rep.redactorLoop(m, fmt.Sprintf("KAFKA_BROKERS=<the harness's broker> go test -run '^$' -bench '^BenchmarkRedactEOSLoop$' -benchtime %dx -benchmem ./redactor/", loopRecords))
+	return nil
+}
+
+// benchMetrics reads the metrics (unit -> value) of the first result line
+// of the Go benchmark name.
+func benchMetrics(out, name string) map[string]float64 {
+	m := map[string]float64{}
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 3 || (f[0] != name && !strings.HasPrefix(f[0], name+"-")) {
+			continue
+		}
+		for i := 3; i < len(f); i += 2 {
+			if v, err := strconv.ParseFloat(f[i-1], 64); err == nil {
+				m[f[i]] = v
+			}
+		}
+		break
+	}
+	return m
 }

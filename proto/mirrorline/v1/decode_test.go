@@ -1,0 +1,304 @@
+package mirrorlinev1
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// fill sets every field of m (recursively) to a value that is not its zero,
+// distinct per field; repeated fields get two entries, maps one.
+func fill(m protoreflect.Message, seed int) {
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		n := seed*100 + int(fd.Number())
+		switch {
+		case fd.IsMap():
+			mp := m.Mutable(fd).Map()
+			mp.Set(protoreflect.ValueOfString(fmt.Sprintf("k%d", n)).MapKey(), protoreflect.ValueOfString(fmt.Sprintf("v%d ü", n)))
+		case fd.IsList():
+			l := m.Mutable(fd).List()
+			for j := range 2 {
+				if fd.Kind() == protoreflect.MessageKind {
+					e := l.NewElement()
+					fill(e.Message(), n*10+j)
+					l.Append(e)
+				} else {
+					l.Append(scalar(fd, n*10+j))
+				}
+			}
+		case fd.Kind() == protoreflect.MessageKind:
+			fill(m.Mutable(fd).Message(), n)
+		default:
+			m.Set(fd, scalar(fd, n))
+		}
+	}
+}
+
+func scalar(fd protoreflect.FieldDescriptor, n int) protoreflect.Value {
+	switch fd.Kind() {
+	case protoreflect.StringKind:
+		return protoreflect.ValueOfString(fmt.Sprintf("s%d Zoë", n))
+	case protoreflect.BytesKind:
+		return protoreflect.ValueOfBytes([]byte(fmt.Sprintf("b%d \xff\x00", n)))
+	case protoreflect.BoolKind:
+		return protoreflect.ValueOfBool(true)
+	case protoreflect.Int32Kind:
+		return protoreflect.ValueOfInt32(int32(-n))
+	case protoreflect.Int64Kind:
+		return protoreflect.ValueOfInt64(int64(-n) << 33)
+	case protoreflect.Uint64Kind:
+		return protoreflect.ValueOfUint64(uint64(n) << 40)
+	case protoreflect.EnumKind:
+		return protoreflect.ValueOfEnum(protoreflect.EnumNumber(n%5 + 1))
+	}
+	panic(fmt.Sprintf("fill: kind %v of %s", fd.Kind(), fd.FullName()))
+}
+
+// collected is an Exchange as collectors write it: every field but the
+// replay section and labels (what UnmarshalExchange decodes itself).
+func collected(seed int) *Exchange {
+	x := &Exchange{}
+	fill(x.ProtoReflect(), seed)
+	x.Replay, x.Labels = nil, nil
+	return x
+}
+
+func mustMarshal(t testing.TB, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// sameDecode checks that UnmarshalExchange gives what proto.Unmarshal gives:
+// the error (or none) and the message, nil and empty bodies told apart.
+func sameDecode(t *testing.T, b []byte) *Exchange {
+	t.Helper()
+	want, got := &Exchange{}, &Exchange{}
+	werr := proto.Unmarshal(b, want)
+	gerr := UnmarshalExchange(b, got)
+	if (werr == nil) != (gerr == nil) || (werr != nil && werr.Error() != gerr.Error()) {
+		t.Fatalf("error %v, proto.Unmarshal: %v", gerr, werr)
+	}
+	if !proto.Equal(got, want) {
+		t.Fatalf("decoded\n%v\nproto.Unmarshal:\n%v", got, want)
+	}
+	if (got.GetRequest().GetBody() == nil) != (want.GetRequest().GetBody() == nil) ||
+		(got.GetResponse().GetBody() == nil) != (want.GetResponse().GetBody() == nil) {
+		t.Fatal("a nil body decoded as empty or the reverse")
+	}
+	return got
+}
+
+func TestUnmarshalExchangeAsProtoUnmarshal(t *testing.T) {
+	full := &Exchange{}
+	fill(full.ProtoReflect(), 1)
+	twoRequests := append(mustMarshal(t, collected(1)), mustMarshal(t, collected(2))...)
+	badUTF8 := protowire.AppendTag(mustMarshal(t, collected(1)), 9, protowire.BytesType)
+	badUTF8 = protowire.AppendBytes(badUTF8, protowire.AppendBytes(protowire.AppendTag(nil, 7, protowire.BytesType), []byte("\xff\xfe")))
+	wrongType := protowire.AppendVarint(protowire.AppendTag(mustMarshal(t, collected(1)), 1, protowire.VarintType), 7)
+	unknown := protowire.AppendBytes(protowire.AppendTag(mustMarshal(t, collected(1)), 99, protowire.BytesType), []byte("x"))
+	fixed := protowire.AppendFixed64(protowire.AppendTag(mustMarshal(t, collected(1)), 4, protowire.Fixed64Type), 1)
+	emptyBody := protowire.AppendBytes(protowire.AppendTag(nil, 7, protowire.BytesType), nil)
+	emptyBody = protowire.AppendBytes(protowire.AppendTag(nil, 8, protowire.BytesType), emptyBody)
+	badHeader := protowire.AppendBytes(protowire.AppendTag(nil, 3, protowire.BytesType), []byte("x"))
+	badHeader = protowire.AppendBytes(protowire.AppendTag(nil, 6, protowire.BytesType), badHeader)
+	badHeader = protowire.AppendBytes(protowire.AppendTag(nil, 8, protowire.BytesType), badHeader)
+	cases := []struct {
+		name string
+		b    []byte
+		fast bool // decoded without proto.Unmarshal
+	}{
+		{"collected exchange", mustMarshal(t, collected(1)), true},
+		{"bench payload", mustMarshal(t, benchExchange()), true},
+		{"empty", nil, true},
+		{"request without headers", mustMarshal(t, &Exchange{Id: "a", Request: &Request{Method: "GET", Body: []byte("x")}}), true},
+		{"response only", mustMarshal(t, &Exchange{Response: &Response{Status: -1, Headers: []*Header{{Name: "a"}, {}}}}), true},
+		{"message fields twice: merged", twoRequests, true},
+		{"empty body on the wire", emptyBody, true},
+		{"every field, replay and labels too", mustMarshal(t, full), false},
+		{"invalid UTF-8 in a string", badUTF8, false},
+		{"known field of another wire type", wrongType, false},
+		{"fixed64 wire type", fixed, false},
+		{"unknown field", unknown, false},
+		{"unknown header field", badHeader, false},
+		{"truncated", mustMarshal(t, collected(1))[:200], false},
+		{"overlong length", []byte{0x42, 0xff, 0xff, 0xff, 0xff, 0x0f}, false},
+		{"bad tag", []byte{0x00, 0x01}, false},
+		{"varint overflow", append([]byte{0x20}, bytes.Repeat([]byte{0xff}, 11)...), false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sameDecode(t, tc.b)
+			x := &Exchange{}
+			if fast := (&decoder{s: string(tc.b)}).exchange(tc.b, 0, x); fast != tc.fast {
+				t.Errorf("decoded without proto.Unmarshal: %v, want %v", fast, tc.fast)
+			}
+		})
+	}
+}
+
+// The decoded message owns its strings and bodies: the input buffer (a
+// fetched Kafka record) may be reused or edited afterwards, and editing a
+// body in place does not touch the strings.
+func TestUnmarshalExchangeOwnsItsData(t *testing.T) {
+	want := collected(3)
+	b := mustMarshal(t, want)
+	x := &Exchange{}
+	if err := UnmarshalExchange(b, x); err != nil {
+		t.Fatal(err)
+	}
+	clear(b)
+	for i := range x.Request.Body {
+		x.Request.Body[i] = 'X'
+	}
+	x.Request.Body = append(x.Request.Body, "more"...)
+	want.Request.Body = append(bytes.Repeat([]byte("X"), len(want.Request.Body)), "more"...)
+	if !proto.Equal(x, want) {
+		t.Fatalf("decoded exchange changed with its input or its body:\n%v\nwant\n%v", x, want)
+	}
+}
+
+func FuzzUnmarshalExchange(f *testing.F) {
+	f.Add(mustMarshal(f, collected(1)))
+	full := &Exchange{}
+	fill(full.ProtoReflect(), 2)
+	f.Add(mustMarshal(f, full))
+	f.Add([]byte{0x42, 0x02, 0x32, 0x00})
+	f.Fuzz(func(t *testing.T, b []byte) { sameDecode(t, b) })
+}
+
+// benchExchange is a captured 1 KB JSON POST as the proxy writes it: the
+// redactor's bench payload.
+func benchExchange() *Exchange {
+	h := func(kv ...string) (hs []*Header) {
+		for i := 0; i+1 < len(kv); i += 2 {
+			hs = append(hs, &Header{Name: kv[i], Value: kv[i+1]})
+		}
+		return hs
+	}
+	body := bytes.Repeat([]byte(`{"email": "zoe.angstrom@example.org", "n": 4111},`), 20)
+	return &Exchange{
+		Id: "0190d9a0-0000-7000-8000-000000000001", Service: "payments", ConnectionId: "conn-1", Sequence: 7,
+		Source: Source_SOURCE_PROXY, Collector: "proxy-1", CaptureTimeNs: 1764070000123456789,
+		Request: &Request{
+			Method: "POST", Url: "/v1/payments?expand=customer&idempotency=ik_5521&locale=de-CH",
+			Host: "api.example.com", Proto: "HTTP/1.1", Scheme: "https",
+			Headers: h("Content-Type", "application/json", "Content-Length", "1000",
+				"Authorization", "Bearer sk_live_4eC39HqLyjWDarjtT1zdp7dc", "User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+				"Accept", "application/json", "X-Request-Id", "7f1c2a9e-3b4d-4e5f-8a6b-1c2d3e4f5a6b",
+				"Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+			Body: body, BodySize: int64(len(body)), RemoteAddr: "10.0.3.17:41234",
+		},
+		Response: &Response{Status: 201, Headers: h("Content-Type", "application/json", "Content-Length", "29"),
+			Body: []byte(`{"id":"pay_01HQ","ok":true}  `), BodySize: 29, LatencyNs: 2_000_000},
+	}
+}
+
+func BenchmarkUnmarshalExchange(b *testing.B) {
+	raw := mustMarshal(b, benchExchange())
+	for _, bc := range []struct {
+		name string
+		fn   func([]byte, *Exchange) error
+	}{
+		{"proto.Unmarshal", func(b []byte, x *Exchange) error { return proto.Unmarshal(b, x) }},
+		{"UnmarshalExchange", UnmarshalExchange},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := bc.fn(raw, &Exchange{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// sameEncode checks that MarshalExchange gives what proto.Marshal gives: the
+// same bytes, or an error where it errs.
+func sameEncode(t *testing.T, x *Exchange) {
+	t.Helper()
+	want, werr := proto.Marshal(x)
+	got, gerr := MarshalExchange(x)
+	if (werr == nil) != (gerr == nil) || (werr != nil && werr.Error() != gerr.Error()) {
+		t.Fatalf("error %v, proto.Marshal: %v", gerr, werr)
+	}
+	if !bytes.Equal(got, want) || (got == nil) != (want == nil) {
+		t.Fatalf("encoded\n%x\nproto.Marshal:\n%x", got, want)
+	}
+}
+
+func TestMarshalExchangeAsProtoMarshal(t *testing.T) {
+	full := &Exchange{}
+	fill(full.ProtoReflect(), 1)
+	withUnknown := collected(2)
+	withUnknown.Request.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 99, protowire.VarintType), 1))
+	cases := []struct {
+		name string
+		x    *Exchange
+		fast bool // encoded without proto.Marshal
+	}{
+		{"collected exchange", collected(1), true},
+		{"bench payload", benchExchange(), true},
+		{"redacted: redactions, an empty one too", func() *Exchange { x := collected(3); x.Redactions = append(x.Redactions, ""); return x }(), true},
+		{"empty", &Exchange{}, true},
+		{"empty request and response", &Exchange{Request: &Request{}, Response: &Response{}}, true},
+		{"empty header entries", &Exchange{Request: &Request{Headers: []*Header{{}, {Name: "a"}, {Value: "b"}}}}, true},
+		{"negative numbers", &Exchange{Source: -1, CaptureTimeNs: -5, Response: &Response{Status: -2, BodySize: -3, LatencyNs: -4}}, true},
+		{"empty non-nil body", &Exchange{Request: &Request{Body: []byte{}}}, true},
+		{"nil", nil, false},
+		{"replay and labels", full, false},
+		{"unknown fields", withUnknown, false},
+		{"invalid UTF-8 in a header", &Exchange{Request: &Request{Headers: []*Header{{Name: "a", Value: "\xff"}}}}, false},
+		{"invalid UTF-8 in a redaction", &Exchange{Redactions: []string{"\xfe"}}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sameEncode(t, tc.x)
+			if _, fast := sizeExchange(tc.x); fast != tc.fast {
+				t.Errorf("encoded without proto.Marshal: %v, want %v", fast, tc.fast)
+			}
+		})
+	}
+}
+
+// FuzzMarshalExchange encodes whatever decodes, both ways.
+func FuzzMarshalExchange(f *testing.F) {
+	f.Add(mustMarshal(f, collected(1)))
+	f.Add([]byte{0x42, 0x02, 0x32, 0x00})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		x := &Exchange{}
+		if proto.Unmarshal(b, x) == nil {
+			sameEncode(t, x)
+		}
+	})
+}
+
+func BenchmarkMarshalExchange(b *testing.B) {
+	x := benchExchange()
+	for _, bc := range []struct {
+		name string
+		fn   func(*Exchange) ([]byte, error)
+	}{
+		{"proto.Marshal", func(x *Exchange) ([]byte, error) { return proto.Marshal(x) }},
+		{"MarshalExchange", MarshalExchange},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := bc.fn(x); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
