@@ -117,6 +117,13 @@ type latencies struct {
 	P99      time.Duration
 	Max      time.Duration
 	hist     *hdrhistogram.Histogram
+
+	// Of paced only: the 99th percentile of how late sends were against
+	// the schedule, the rate the schedule was dispatched at, and how many
+	// senders it took.
+	Late99  time.Duration
+	Offered float64
+	Senders int
 }
 
 func (l latencies) rate() float64 {

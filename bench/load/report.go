@@ -171,11 +171,13 @@ func (r *report) slow(c config, runs []slowRun) {
 	r.f("\n")
 }
 
-func (r *report) e2e(c config, steps []e2eStep) {
+func (r *report) e2e(c config, pl *pipeline, steps []e2eStep) {
 	r.f("### End to end: proxy → Kafka → redactor → live replayer → shadow\n\n")
-	r.f("Each step: vegeta at the rate for %s through `mirrorline proxy`; `mirrorline redact` (exactly once) and `mirrorline replay --live --concurrency %d` run as processes; %d partitions. A step passes when every answered request reaches the shadow within %s, the proxy drops nothing and the p99 send-to-shadow delay is at most %s.\n\n",
+	r.f("Each step: the harness's open-loop generator (pre-built requests, keep-alive connections) at the rate for %s through `mirrorline proxy`; `mirrorline redact` (exactly once) and `mirrorline replay --live --concurrency %d` run as processes; %d partitions. A step passes when every answered request reaches the shadow within %s, the proxy drops nothing and the p99 send-to-shadow delay is at most %s.\n\n",
 		c.e2eStep, c.replayConc, c.partitions, c.e2eDrain, c.e2eMaxLag)
-	r.f("| offered/s | sent/s | answered | at shadow | lost | duplicates | proxy drops | send→shadow p50 | send→shadow p99 | drain after load | verdict |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	r.f("Before the first step the pipeline was warmed (consumer groups joined, transactions initialised, a first batch through to the shadow): processes listening after %s, first requests at the shadow %s later. No step pays a group join.\n\n",
+		fmtDur(pl.started), fmtDur(pl.ready))
+	r.f("| offered/s | sent/s | generator late p99 | answered | at shadow | lost | duplicates | proxy drops | send→shadow p50 | send→shadow p99 | drain after load | verdict |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	best := 0
 	for _, s := range steps {
 		v := "ok"
@@ -184,7 +186,7 @@ func (r *report) e2e(c config, steps []e2eStep) {
 		} else {
 			best = s.rate
 		}
-		r.f("| %d | %.0f | %d | %d | %d | %d | %.0f | %s | %s | %s | %s |\n", s.rate, s.sent.rate(), s.sent.Requests, s.got, max(s.sent.Requests-s.got, 0), s.dups, s.dropped, fmtDur(s.p50), fmtDur(s.p99), fmtDur(s.drain), v)
+		r.f("| %d | %.0f | %s | %d | %d | %d | %d | %.0f | %s | %s | %s | %s |\n", s.rate, s.sent.rate(), fmtDur(s.sent.Late99), s.sent.Requests, s.got, max(s.sent.Requests-s.got, 0), s.dups, s.dropped, fmtDur(s.p50), fmtDur(s.p99), fmtDur(s.drain), v)
 	}
 	if best > 0 {
 		r.summary("end to end through real Kafka, redactor and live replayer: highest zero-loss, no-lag rate %d/s of the steps %v", best, c.e2eRates)
@@ -196,6 +198,36 @@ func (r *report) e2e(c config, steps []e2eStep) {
 	} else {
 		r.f("\nNo step passed.\n\n")
 	}
+	if len(steps) == 0 {
+		return
+	}
+	r.f("Where the time goes, per step: the delay since the send at the raw topic (proxy and its producer), at the clean topic read committed (plus the redactor's transactions) and at the shadow (plus the live replayer), measured by a reader of both topics beside the pipeline; the redactor's transactions (one per poll; a record becomes visible to the replayer when its transaction commits) and the CPU of each process over the step (share of one core, and per request answered; from /proc/PID/stat).\n\n")
+	r.f("| offered/s | send→raw p50 / p99 | send→clean p50 / p99 | send→shadow p50 / p99 | transactions/s | records/transaction | aborted |")
+	for _, l := range steps[0].loads {
+		r.f(" %s |", l.name)
+	}
+	r.f("\n|---:|---:|---:|---:|---:|---:|---:|")
+	for range steps[0].loads {
+		r.f("---:|")
+	}
+	r.f("\n")
+	for _, s := range steps {
+		el := s.sent.Elapsed.Seconds() + s.drain.Seconds()
+		txps, per := 0.0, 0.0
+		if el > 0 {
+			txps = s.tx.committed / el
+		}
+		if s.tx.committed > 0 {
+			per = s.tx.polled / s.tx.committed
+		}
+		r.f("| %d | %s / %s | %s / %s | %s / %s | %.1f | %.1f | %.0f |", s.rate, fmtDur(s.hops.rawP50), fmtDur(s.hops.rawP99),
+			fmtDur(s.hops.cleanP50), fmtDur(s.hops.cleanP99), fmtDur(s.p50), fmtDur(s.p99), txps, per, s.tx.aborted)
+		for _, l := range s.loads {
+			r.f(" %.0f%% (%dµs) |", 100*l.core, l.perRequest.Microseconds())
+		}
+		r.f("\n")
+	}
+	r.f("\n")
 }
 
 func (r *report) redactor(rps, nsop float64, how string) {
