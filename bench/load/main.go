@@ -591,7 +591,7 @@ func (h *harness) startPipeline(ctx context.Context) (*pipeline, error) {
 			pl.redactMetrics = maddr
 		}
 	}
-	pl.watch = append(pl.watch, watched{"primary", h.primaryPID}, watched{"shadow", h.shadowPID}, watched{"load generator", os.Getpid()})
+	pl.watch = append(pl.watch, watched{"primary", h.primaryPID}, watched{"shadow", h.shadowPID}, watched{"load generator + hop reader", os.Getpid()})
 	pl.started = time.Since(began)
 	if pl.hops, err = startHops(strings.Split(h.brokers, ","), svc); err != nil {
 		pl.stop()

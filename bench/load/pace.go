@@ -67,16 +67,32 @@ type sender struct {
 	step   uint64
 	get    http.Header
 	post   http.Header
-	lat    *hdrhistogram.Histogram // answer latency from the send
-	late   *hdrhistogram.Histogram // send time behind the schedule
+	hists  *pacedHists
 	ok     int64
 	errs   int64
 	first  time.Time
 	last   time.Time
 }
 
-func newSender(ctx context.Context, client *http.Client, sh *shapes, step uint64) *sender {
-	s := &sender{ctx: ctx, client: client, sh: sh, step: step, lat: newHist(), late: newHist(),
+// pacedHists are the histograms every sender records into (one pair, not
+// one per sender: a stall can start thousands of senders).
+type pacedHists struct {
+	mu   sync.Mutex
+	lat  *hdrhistogram.Histogram // answer latency from the send
+	late *hdrhistogram.Histogram // send time behind the schedule
+}
+
+func (p *pacedHists) add(late, lat time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	record(p.late, late)
+	if lat >= 0 {
+		record(p.lat, lat)
+	}
+}
+
+func newSender(ctx context.Context, client *http.Client, sh *shapes, step uint64, hists *pacedHists) *sender {
+	s := &sender{ctx: ctx, client: client, sh: sh, step: step, hists: hists,
 		get: http.Header{}, post: http.Header{}}
 	for _, h := range []http.Header{s.get, s.post} {
 		h.Set("Accept", "application/json")
@@ -90,7 +106,7 @@ func newSender(ctx context.Context, client *http.Client, sh *shapes, step uint64
 // mix.next does) and records its latency.
 func (s *sender) send(sl slot) {
 	now := time.Now()
-	record(s.late, now.Sub(sl.at))
+	late := now.Sub(sl.at)
 	req := &http.Request{Method: http.MethodGet, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Body: http.NoBody}
 	h := s.get
 	if sl.n%2 == 0 {
@@ -109,6 +125,7 @@ func (s *sender) send(sl slot) {
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
+		s.hists.add(late, -1)
 		if s.ctx.Err() == nil {
 			s.errs++
 		}
@@ -119,11 +136,12 @@ func (s *sender) send(sl slot) {
 	end := time.Now()
 	s.last = end
 	if err != nil || resp.StatusCode < 200 || resp.StatusCode >= 300 {
+		s.hists.add(late, -1)
 		s.errs++
 		return
 	}
 	s.ok++
-	record(s.lat, end.Sub(now))
+	s.hists.add(late, end.Sub(now))
 }
 
 // paced sends the mix to base at rate per second for d (open model) and
@@ -140,14 +158,17 @@ func paced(ctx context.Context, base string, step uint64, rate int, d time.Durat
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	slots := make(chan slot, 1024)
+	// Unbuffered: a slot no sender is free for starts a new sender at once,
+	// rather than waiting in a queue (which would close the loop).
+	slots := make(chan slot)
 	var (
 		mu      sync.Mutex
 		senders []*sender
 		wg      sync.WaitGroup
 	)
+	hists := &pacedHists{lat: newHist(), late: newHist()}
 	spawn := func() {
-		s := newSender(ctx, client, sh, step)
+		s := newSender(ctx, client, sh, step, hists)
 		mu.Lock()
 		senders = append(senders, s)
 		mu.Unlock()
@@ -199,12 +220,9 @@ func paced(ctx context.Context, base string, step uint64, rate int, d time.Durat
 	close(slots)
 	wg.Wait()
 
-	lat, late := newHist(), newHist()
 	var ok, errs int64
 	var first, last time.Time
 	for _, s := range senders {
-		lat.Merge(s.lat)
-		late.Merge(s.late)
 		ok += s.ok
 		errs += s.errs
 		if !s.first.IsZero() && (first.IsZero() || s.first.Before(first)) {
@@ -214,8 +232,8 @@ func paced(ctx context.Context, base string, step uint64, rate int, d time.Durat
 			last = s.last
 		}
 	}
-	res := summarise(lat, ok, errs, last.Sub(first))
-	res.Late99 = time.Duration(late.ValueAtQuantile(99)) * time.Microsecond
+	res := summarise(hists.lat, ok, errs, last.Sub(first))
+	res.Late99 = time.Duration(hists.late.ValueAtQuantile(99)) * time.Microsecond
 	res.Offered = float64(next) / max(dispatched, interval).Seconds()
 	res.Senders = len(senders)
 	return res

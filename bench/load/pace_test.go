@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"net/http/httptest"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The generator's own cost per answered request, paced against vegeta, both
+// sending the same mix at the same rate to the same in-process app (its cost
+// is in both figures): allocs/answer is independent of the machine's load;
+// cpu-µs/answer (this process's CPU) is what the end-to-end steps depend on;
+// answered/scheduled says whether the generator kept the schedule.
+//
+//	go test -run '^$' -bench BenchmarkGenerator -benchmem ./bench/load/
+func BenchmarkGenerator(b *testing.B) {
+	srv := httptest.NewServer(newApp("shadow"))
+	defer srv.Close()
+	const rate = 4000
+	for _, g := range []struct {
+		name string
+		run  func(ctx context.Context, base string, step uint64, rate int, d time.Duration) latencies
+	}{
+		{"paced", paced},
+		{"vegeta", openLoop},
+	} {
+		b.Run(g.name, func(b *testing.B) {
+			d := time.Duration(b.N) * time.Second / rate
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
+			cpu0 := processCPU()
+			res := g.run(context.Background(), srv.URL, 1, rate, max(d, time.Millisecond))
+			cpu := processCPU() - cpu0
+			runtime.ReadMemStats(&m1)
+			if res.Requests == 0 {
+				b.Fatalf("nothing answered (%d errors)", res.Errors)
+			}
+			n := float64(res.Requests)
+			b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/n, "allocs/answer")
+			b.ReportMetric(float64(cpu.Microseconds())/n, "cpu-µs/answer")
+			b.ReportMetric(n/float64(b.N), "answered/scheduled")
+			b.ReportMetric(float64(res.P99.Microseconds()), "p99-µs")
+		})
+	}
+}
+
+// The paced generator sends the whole schedule, every request answered, and
+// each request once with its own sequence number.
+func TestPacedSendsTheSchedule(t *testing.T) {
+	a := newApp("shadow")
+	srv := httptest.NewServer(a)
+	defer srv.Close()
+	if _, err := newAppClient(srv.Listener.Addr().String()).get("/_bench/reset?step=3"); err != nil {
+		t.Fatal(err)
+	}
+	res := paced(context.Background(), srv.URL, 3, 500, 400*time.Millisecond)
+	if res.Requests != 200 || res.Errors != 0 {
+		t.Fatalf("answered %d, errors %d; want 200, 0", res.Requests, res.Errors)
+	}
+	st, err := newAppClient(srv.Listener.Addr().String()).stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Distinct != 200 || st.Dups != 0 || st.Stale != 0 {
+		t.Fatalf("app saw %d distinct, %d dups, %d stale; want 200, 0, 0", st.Distinct, st.Dups, st.Stale)
+	}
+	if res.Senders < 1 || res.Offered <= 0 {
+		t.Fatalf("senders %d, offered %v", res.Senders, res.Offered)
+	}
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
