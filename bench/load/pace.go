@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
-	"net/http"
+	"net"
 	"net/url"
 	"strconv"
 	"sync"
@@ -17,17 +20,22 @@ import (
 // generator, rather than vegeta: at several thousand requests per second on
 // a machine the pipeline shares, the generator's own cost per request decides
 // whether a step measures the pipeline or the generator. paced builds every
-// request shape once (URLs parsed, headers set, body shared), reuses
-// keep-alive connections, sends on a fixed schedule from a pool of workers
-// that grows when every worker is busy (a slow answer never delays the next
-// send), and reports how late the sends were against that schedule, so a
-// step the generator could not keep up with says so.
+// request's bytes once (request line and headers; only the X-Bench value is
+// written per send), writes each request in one write on a kept-alive
+// HTTP/1.1 connection and reads the answer without building a Response;
+// it sends on a fixed schedule from a pool of senders that grows when every
+// sender is busy (a slow answer never delays the next send), and reports how
+// late the sends were against that schedule, so a step the generator could
+// not keep up with says so.
 
-// pacedMaxWorkers bounds the senders (each at most one connection).
+// pacedMaxWorkers bounds the senders (each one connection).
 const pacedMaxWorkers = 4096
 
 // pacedGETs is how many distinct GET URLs the mix cycles through.
 const pacedGETs = 256
+
+// pacedTimeout bounds one request and its answer.
+const pacedTimeout = 10 * time.Second
 
 // slot is one scheduled send: its sequence number and when it is due.
 type slot struct {
@@ -35,43 +43,62 @@ type slot struct {
 	at time.Time
 }
 
-// shapes are the pre-built parts of the request mix against one base URL.
+// shapes are the pre-built bytes of the request mix against one server: each
+// head ends with "X-Bench: ", the value and the body follow per send.
 type shapes struct {
-	gets []*url.URL
-	post *url.URL
+	addr string
+	gets [][]byte
+	post []byte
 	body []byte
 }
 
 func newShapes(base string) (*shapes, error) {
-	s := &shapes{body: []byte(paymentJSON)}
-	var err error
-	if s.post, err = url.Parse(base + "/payments"); err != nil {
-		return nil, err
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		return nil, fmt.Errorf("paced: base %q is not an http:// URL", base)
 	}
+	s := &shapes{addr: u.Host, body: []byte(paymentJSON)}
+	common := "Host: " + u.Host + "\r\nAccept: application/json\r\nUser-Agent: mirrorline-bench/1\r\n"
+	s.post = []byte("POST " + u.Path + "/payments HTTP/1.1\r\n" + common + "Content-Type: application/json\r\nContent-Length: " +
+		strconv.Itoa(len(s.body)) + "\r\n" + benchHeader + ": ")
 	for i := range pacedGETs {
-		u, err := url.Parse(base + "/payments/p-" + strconv.FormatUint(uint64(i)+1, 36) + "?expand=card")
-		if err != nil {
-			return nil, err
-		}
-		s.gets = append(s.gets, u)
+		s.gets = append(s.gets, []byte("GET "+u.Path+"/payments/p-"+strconv.FormatUint(uint64(i)+1, 36)+"?expand=card HTTP/1.1\r\n"+common+benchHeader+": "))
 	}
 	return s, nil
 }
 
-// sender is one worker: its own header maps, reused for every send once the
-// previous answer's body is closed (net/http's rule for reusing a request).
+// request appends request number n of the mix (even: a POST, odd: a GET, as
+// mix.next does), sent at sent, to buf.
+func (s *shapes) request(buf []byte, step, n uint64, sent time.Time) []byte {
+	post := n%2 == 0
+	if post {
+		buf = append(buf, s.post...)
+	} else {
+		buf = append(buf, s.gets[n%pacedGETs]...)
+	}
+	buf = appendBenchValue(buf, step, n, sent)
+	buf = append(buf, "\r\n\r\n"...)
+	if post {
+		buf = append(buf, s.body...)
+	}
+	return buf
+}
+
+// sender is one worker with its own connection, opened on first use and
+// again after an error.
 type sender struct {
-	ctx    context.Context
-	client *http.Client
-	sh     *shapes
-	step   uint64
-	get    http.Header
-	post   http.Header
-	hists  *pacedHists
-	ok     int64
-	errs   int64
-	first  time.Time
-	last   time.Time
+	ctx   context.Context
+	sh    *shapes
+	step  uint64
+	hists *pacedHists
+	conn  net.Conn
+	stop  func() bool // ends the close-on-cancel of conn
+	r     *bufio.Reader
+	buf   []byte
+	ok    int64
+	errs  int64
+	first time.Time
+	last  time.Time
 }
 
 // pacedHists are the histograms every sender records into (one pair, not
@@ -91,57 +118,140 @@ func (p *pacedHists) add(late, lat time.Duration) {
 	}
 }
 
-func newSender(ctx context.Context, client *http.Client, sh *shapes, step uint64, hists *pacedHists) *sender {
-	s := &sender{ctx: ctx, client: client, sh: sh, step: step, hists: hists,
-		get: http.Header{}, post: http.Header{}}
-	for _, h := range []http.Header{s.get, s.post} {
-		h.Set("Accept", "application/json")
-		h.Set("User-Agent", "mirrorline-bench/1")
-	}
-	s.post.Set("Content-Type", "application/json")
-	return s
+func newSender(ctx context.Context, sh *shapes, step uint64, hists *pacedHists) *sender {
+	return &sender{ctx: ctx, sh: sh, step: step, hists: hists, buf: make([]byte, 0, 2048)}
 }
 
-// send sends the mix's request number sl.n (even: a POST, odd: a GET, as
-// mix.next does) and records its latency.
+func (s *sender) close() {
+	if s.conn != nil {
+		s.stop()
+		s.conn.Close()
+		s.conn, s.r = nil, nil
+	}
+}
+
+// send sends the request of sl and records its latency.
 func (s *sender) send(sl slot) {
 	now := time.Now()
 	late := now.Sub(sl.at)
-	req := &http.Request{Method: http.MethodGet, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Body: http.NoBody}
-	h := s.get
-	if sl.n%2 == 0 {
-		h = s.post
-		req.Method, req.URL, req.ContentLength = http.MethodPost, s.sh.post, int64(len(s.sh.body))
-		req.Body = io.NopCloser(bytes.NewReader(s.sh.body))
-	} else {
-		req.URL = s.sh.gets[sl.n%pacedGETs]
-	}
-	req.Host = req.URL.Host
-	h[benchHeader] = []string{benchValue(s.step, sl.n, now)}
-	req.Header = h
-	req = req.WithContext(s.ctx)
 	if s.first.IsZero() {
 		s.first = now
 	}
-	resp, err := s.client.Do(req)
+	err := s.roundTrip(now, sl.n)
+	end := time.Now()
 	if err != nil {
+		s.close()
 		s.hists.add(late, -1)
 		if s.ctx.Err() == nil {
 			s.errs++
 		}
 		return
 	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	end := time.Now()
 	s.last = end
-	if err != nil || resp.StatusCode < 200 || resp.StatusCode >= 300 {
-		s.hists.add(late, -1)
-		s.errs++
-		return
-	}
 	s.ok++
 	s.hists.add(late, end.Sub(now))
+}
+
+func (s *sender) roundTrip(now time.Time, n uint64) error {
+	if s.conn == nil {
+		c, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(s.ctx, "tcp", s.sh.addr)
+		if err != nil {
+			return err
+		}
+		s.conn, s.r = c, bufio.NewReaderSize(c, 4096)
+		s.stop = context.AfterFunc(s.ctx, func() { c.Close() })
+	}
+	if err := s.conn.SetDeadline(now.Add(pacedTimeout)); err != nil {
+		return err
+	}
+	s.buf = s.sh.request(s.buf[:0], s.step, n, now)
+	if _, err := s.conn.Write(s.buf); err != nil {
+		return err
+	}
+	return readAnswer(s.r)
+}
+
+// errAnswer is an answer paced does not count as a success.
+var errAnswer = errors.New("paced: not a 2xx HTTP/1.1 answer with a length")
+
+// readAnswer reads one HTTP/1.1 response from r and discards its body; it
+// fails on a status other than 2xx, a body without a length, or a server
+// closing the connection (the next send opens a new one).
+func readAnswer(r *bufio.Reader) error {
+	line, err := r.ReadSlice('\n')
+	if err != nil {
+		return err
+	}
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.1 2")) {
+		return errAnswer
+	}
+	length, chunked, closing := int64(-1), false, false
+	for {
+		h, err := r.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		h = bytes.TrimRight(h, "\r\n")
+		if len(h) == 0 {
+			break
+		}
+		name, value, ok := bytes.Cut(h, []byte(":"))
+		if !ok {
+			return errAnswer
+		}
+		value = bytes.TrimSpace(value)
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			if length, err = strconv.ParseInt(string(value), 10, 64); err != nil || length < 0 {
+				return errAnswer
+			}
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			chunked = bytes.EqualFold(value, []byte("chunked"))
+		case bytes.EqualFold(name, []byte("Connection")):
+			closing = bytes.EqualFold(value, []byte("close"))
+		}
+	}
+	switch {
+	case chunked:
+		err = discardChunks(r)
+	case length >= 0:
+		_, err = r.Discard(int(length))
+	default:
+		err = errAnswer
+	}
+	if err == nil && closing {
+		err = io.EOF
+	}
+	return err
+}
+
+// discardChunks reads a chunked body (and its empty trailer) from r.
+func discardChunks(r *bufio.Reader) error {
+	for {
+		line, err := r.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		size, _, _ := bytes.Cut(bytes.TrimRight(line, "\r\n"), []byte(";"))
+		n, err := strconv.ParseInt(string(size), 16, 64)
+		if err != nil || n < 0 {
+			return errAnswer
+		}
+		if n == 0 {
+			for {
+				t, err := r.ReadSlice('\n')
+				if err != nil {
+					return err
+				}
+				if len(bytes.TrimRight(t, "\r\n")) == 0 {
+					return nil
+				}
+			}
+		}
+		if _, err := r.Discard(int(n) + 2); err != nil {
+			return err
+		}
+	}
 }
 
 // paced sends the mix to base at rate per second for d (open model) and
@@ -152,9 +262,6 @@ func paced(ctx context.Context, base string, step uint64, rate int, d time.Durat
 	if err != nil {
 		return latencies{Errors: 1}
 	}
-	tr := newTransport(0)
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -168,13 +275,14 @@ func paced(ctx context.Context, base string, step uint64, rate int, d time.Durat
 	)
 	hists := &pacedHists{lat: newHist(), late: newHist()}
 	spawn := func() {
-		s := newSender(ctx, client, sh, step, hists)
+		s := newSender(ctx, sh, step, hists)
 		mu.Lock()
 		senders = append(senders, s)
 		mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer s.close()
 			for sl := range slots {
 				s.send(sl)
 			}

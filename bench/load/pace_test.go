@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"io"
 	"net/http/httptest"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -76,4 +79,44 @@ func processCPU() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func TestAppendLetters(t *testing.T) {
+	for _, v := range []uint64{0, 1, 9, 10, 15, 16, 255, 256, 1<<63 + 12345, ^uint64(0), uint64(time.Now().UnixNano())} {
+		if got, want := string(appendLetters(nil, v)), letters(v); got != want {
+			t.Errorf("appendLetters(%d) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+// readAnswer accepts a 2xx answer with a length or chunked body, leaving the
+// reader at the next answer, and refuses everything else.
+func TestReadAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		ok       bool
+	}{
+		{"length", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: x\r\n\r\nhelloNEXT", true},
+		{"created", "HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}NEXT", true},
+		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\nNEXT", true},
+		{"server error", "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\nNEXT", false},
+		{"no length", "HTTP/1.1 200 OK\r\n\r\nhello", false},
+		{"closing", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\nNEXT", false},
+		{"bad length", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nNEXT", false},
+		{"truncated", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", false},
+		{"not http", "SSH-2.0-OpenSSH\r\n\r\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := bufio.NewReader(strings.NewReader(tc.in))
+			err := readAnswer(r)
+			if (err == nil) != tc.ok {
+				t.Fatalf("readAnswer: %v, want ok=%v", err, tc.ok)
+			}
+			if tc.ok {
+				if rest, _ := io.ReadAll(r); string(rest) != "NEXT" {
+					t.Fatalf("left %q, want NEXT", rest)
+				}
+			}
+		})
+	}
 }
