@@ -592,6 +592,10 @@ func (h *harness) startPipeline(ctx context.Context) (*pipeline, error) {
 		}
 	}
 	pl.watch = append(pl.watch, watched{"primary", h.primaryPID}, watched{"shadow", h.shadowPID}, watched{"load generator + hop reader", os.Getpid()})
+	if pid := listenerPID(strings.Split(h.brokers, ",")[0]); pid > 0 {
+		// Kafka's whole broker: on a shared broker, other users' load too.
+		pl.watch = append(pl.watch, watched{"kafka broker", pid})
+	}
 	pl.started = time.Since(began)
 	if pl.hops, err = startHops(strings.Split(h.brokers, ","), svc); err != nil {
 		pl.stop()
