@@ -11,7 +11,10 @@
 //     the redactor and the live replayer) and through NGINX `mirror` (shadow as
 //     the mirror target), with a shadow as fast as the primary and 10x slower;
 //   - end to end: the highest rate that reaches the shadow with zero loss and
-//     no lag through proxy -> Kafka -> redactor -> live replayer -> shadow;
+//     no lag through proxy -> Kafka -> redactor -> live replayer -> shadow,
+//     driven by the harness's own paced generator (pre-built request bytes,
+//     kept-alive connections), with the delay split at the raw and clean
+//     topics, the redactor's transactions and each process's CPU per step;
 //   - redactor records/s on one core (BenchmarkRedactJSON1KB).
 //
 // Usage (make bench runs this):
@@ -94,7 +97,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.slowRate, "slow-rate", 1000, "slow shadow: request rate per second")
 	fs.DurationVar(&c.primaryDelay, "primary-delay", 2*time.Millisecond, "slow shadow: the primary's service time")
 	fs.IntVar(&c.slowFactor, "slow-factor", 10, "slow shadow: the slow shadow answers this many times slower than the primary")
-	fs.StringVar(&rates, "e2e-rates", "500,1000,2000,4000,6000", "end to end: rates to step through, per second, until loss or lag")
+	fs.StringVar(&rates, "e2e-rates", "500,1000,2000,4000,6000,8000,10000", "end to end: rates to step through, per second, until loss or lag")
 	fs.DurationVar(&c.e2eStep, "e2e-step", 3*time.Second, "end to end: length of each step")
 	fs.DurationVar(&c.e2eDrain, "e2e-drain", 10*time.Second, "end to end: how long after a step every request must have reached the shadow")
 	fs.DurationVar(&c.e2eMaxLag, "e2e-max-lag", time.Second, "end to end: a step lags when the p99 send-to-shadow delay exceeds this")

@@ -171,6 +171,14 @@ func (r *report) slow(c config, runs []slowRun) {
 	r.f("\n")
 }
 
+// The end-to-end delay goal: at delayGoalRate, send-to-shadow p50 and p99
+// below these.
+const (
+	delayGoalRate = 1000
+	delayGoalP50  = 50 * time.Millisecond
+	delayGoalP99  = 250 * time.Millisecond
+)
+
 func (r *report) e2e(c config, pl *pipeline, steps []e2eStep) {
 	r.f("### End to end: proxy → Kafka → redactor → live replayer → shadow\n\n")
 	r.f("Each step: the harness's open-loop generator (pre-built requests, keep-alive connections) at the rate for %s through `mirrorline proxy`; `mirrorline redact` (exactly once) and `mirrorline replay --live --concurrency %d` run as processes; %d partitions. A step passes when every answered request reaches the shadow within %s, the proxy drops nothing and the p99 send-to-shadow delay is at most %s.\n\n",
@@ -197,6 +205,18 @@ func (r *report) e2e(c config, pl *pipeline, steps []e2eStep) {
 		r.f(".\n\n")
 	} else {
 		r.f("\nNo step passed.\n\n")
+	}
+	for _, s := range steps {
+		if s.rate != delayGoalRate {
+			continue
+		}
+		met := "met"
+		if s.p50 >= delayGoalP50 || s.p99 >= delayGoalP99 || !s.ok {
+			met = "NOT met"
+		}
+		r.f("Delay goal at %d/s with exactly-once redaction (p50 < %s, p99 < %s): send→shadow p50 %s, p99 %s: **%s**.\n\n",
+			delayGoalRate, fmtDur(delayGoalP50), fmtDur(delayGoalP99), fmtDur(s.p50), fmtDur(s.p99), met)
+		r.summary("end-to-end delay at %d/s: p50 %s, p99 %s (goal < %s, < %s: %s)", delayGoalRate, fmtDur(s.p50), fmtDur(s.p99), fmtDur(delayGoalP50), fmtDur(delayGoalP99), met)
 	}
 	if len(steps) == 0 {
 		return
