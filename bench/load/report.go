@@ -6,9 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mirrorline/mirrorline/stage"
 )
 
 // report collects the results as Markdown (readable in a terminal too).
@@ -246,6 +249,41 @@ func (r *report) e2e(c config, pl *pipeline, steps []e2eStep) {
 			r.f(" %.0f%% (%dµs) |", 100*l.core, l.perRequest.Microseconds())
 		}
 		r.f("\n")
+	}
+	r.f("\n")
+}
+
+func (r *report) txLoop(c config, runs map[time.Duration][]txLoopRun) {
+	r.f("### Fetch wait of the exactly-once loop\n\n")
+	r.f("A transactional consume-transform-produce session with the redactor's options (stage.TxOpts) copies records produced at %d/s, each poll in one transaction; a read-committed reader takes each record's delay from produce to visible. Each fetch wait runs %d times, interleaved, %s each, on fresh topics; figures are the median run (lowest–highest).\n\n",
+		max(c.slowRate/3, 1), c.rounds, c.duration)
+	r.f("| session fetch max wait | visible p50 | visible p99 | session fetch p99 | transactions/s | records/transaction | visible of produced |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	med := map[time.Duration]float64{}
+	for _, w := range txLoopWaits {
+		rs := runs[w]
+		if len(rs) == 0 {
+			continue
+		}
+		lat := make([]latencies, len(rs))
+		fetch := make([]latencies, len(rs))
+		vis, tot := 0, 0
+		var txs, per []float64
+		for i, x := range rs {
+			lat[i] = latencies{P50: x.p50, P99: x.p99}
+			fetch[i] = latencies{P99: x.fetchP99}
+			vis += x.visible
+			tot += x.records
+			txs = append(txs, x.txPerSec)
+			per = append(per, x.recordsTx)
+		}
+		p5, p9, f9 := over(lat, p50), over(lat, p99), over(fetch, p99)
+		med[w] = p9.med
+		slices.Sort(txs)
+		slices.Sort(per)
+		r.f("| %s | %s | %s | %s | %.1f | %.1f | %d/%d |\n", w, fmtSpreadDur(p5), fmtSpreadDur(p9), fmtSpreadDur(f9), txs[len(txs)/2], per[len(per)/2], vis, tot)
+	}
+	if a, b := med[txLoopWaits[0]], med[stage.FetchMaxWait]; a > 0 && b > 0 {
+		r.summary("exactly-once loop, visible p99 with fetch wait %s vs %s: %s", stage.FetchMaxWait, txLoopWaits[0], ratio(b, a))
 	}
 	r.f("\n")
 }
