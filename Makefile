@@ -64,6 +64,7 @@ lint:
 ## end-to-end zero-loss rate through real Kafka; ~2.5 min on 2 cores; see docs/benchmarks.md)
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./redactor/... ./collector/...
+	$(GO) test -run '^$$' -bench '^BenchmarkGenerator$$' -benchtime 8000x ./bench/load/
 	$(GO) run ./bench/replay -rate 1000 -duration 5s
 	$(GO) run ./bench/load
 
