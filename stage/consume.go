@@ -71,8 +71,10 @@ func GroupOpts(group string, topics []string, m Membership) []kgo.Opt {
 // FetchMaxWait is how long the broker may hold a fetch of the live stages
 // (redactor, live replayer, comparator) that has no records yet. It bounds
 // the delay a fetch adds when the broker does not answer it as soon as
-// records arrive: measured on a loaded single broker, read-committed fetches
-// of the redactor held for franz-go's default 5 s put the p99 delay from raw
-// to clean above 2 s, 100 ms kept it under 300 ms (docs/operations.md). An
-// idle member pays ten small fetch requests a second per broker for it.
+// records arrive: on a loaded single broker, an exactly-once loop whose
+// fetches could be held for franz-go's default 5 s had a p99 delay to
+// read-committed visibility of 2.1–2.4 s, and 0.2–0.8 s with 100 ms; on a
+// quiet broker both are the same (docs/operations.md, bench/load -only
+// fetchwait). An idle member pays ten small fetch requests a second per
+// broker for it.
 const FetchMaxWait = 100 * time.Millisecond
