@@ -61,10 +61,11 @@ lint:
 
 ## bench: Go benchmarks, the replayer's accuracy against vegeta, then the load harness
 ## (bench/load: proxy overhead vs direct, Go reverse proxy and nginx mirror; slow shadow;
-## end-to-end zero-loss rate through real Kafka; ~2.5 min on 2 cores; see docs/benchmarks.md),
+## end-to-end zero-loss rate and delay through real Kafka; fetch wait; ~3.5 min on 2 cores; see docs/benchmarks.md),
 ## then bench/cost (CPU-µs per exchange and RSS of every stage beside its peer; docs/capacity.md)
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./redactor/... ./collector/...
+	$(GO) test -run '^$$' -bench '^BenchmarkGenerator$$' -benchtime 8000x ./bench/load/
 	$(GO) run ./bench/replay -rate 1000 -duration 5s
 	$(GO) run ./bench/load
 	$(GO) run ./bench/cost

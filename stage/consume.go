@@ -62,8 +62,19 @@ func ConsumeOpts() []kgo.Opt {
 
 // GroupOpts are the options of a member of group consuming topics:
 // ConsumeOpts, the group and the membership m (session timeout, heartbeats,
-// static instance id).
+// static instance id), and fetches that wait at most FetchMaxWait.
 func GroupOpts(group string, topics []string, m Membership) []kgo.Opt {
-	opts := append(ConsumeOpts(), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topics...))
+	opts := append(ConsumeOpts(), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topics...), kgo.FetchMaxWait(FetchMaxWait))
 	return append(opts, m.Opts()...)
 }
+
+// FetchMaxWait is how long the broker may hold a fetch of the live stages
+// (redactor, live replayer, comparator) that has no records yet. It bounds
+// the delay a fetch adds when the broker does not answer it as soon as
+// records arrive: on a loaded single broker, an exactly-once loop whose
+// fetches could be held for franz-go's default 5 s had a p99 delay to
+// read-committed visibility of 2.1–2.4 s, and 0.2–0.8 s with 100 ms; on a
+// quiet broker both are the same (docs/operations.md, bench/load -only
+// fetchwait). An idle member pays ten small fetch requests a second per
+// broker for it.
+const FetchMaxWait = 100 * time.Millisecond

@@ -47,6 +47,27 @@ func TestGroupOpts(t *testing.T) {
 			if got := cl.OptValue(kgo.ConsumerGroup); got != "g" {
 				t.Errorf("group %v, want g", got)
 			}
+			// A fetch held by the broker is part of the live delay: it
+			// must stay well under the end-to-end p99 target (250 ms).
+			if got, _ := cl.OptValue(kgo.FetchMaxWait).(time.Duration); got <= 0 || got > 100*time.Millisecond {
+				t.Errorf("fetch max wait %v, want at most 100ms", got)
+			}
 		})
+	}
+}
+
+// The redactor's transactional session fetches like the other live stages:
+// the broker holds its fetches at most 100 ms.
+func TestTxOptsFetchMaxWait(t *testing.T) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")}, stage.TxOpts("g", []string{"t"}, "tx-1", stage.Membership{})...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if got, _ := cl.OptValue(kgo.FetchMaxWait).(time.Duration); got <= 0 || got > 100*time.Millisecond {
+		t.Errorf("fetch max wait %v, want at most 100ms", got)
+	}
+	if got := cl.OptValue(kgo.FetchIsolationLevel); got != int8(1) {
+		t.Errorf("isolation level %v, want 1 (read committed)", got)
 	}
 }

@@ -72,7 +72,28 @@ func unletters(s string) (uint64, bool) {
 }
 
 func benchValue(step, seq uint64, sent time.Time) string {
-	return letters(step) + "z" + letters(seq) + "z" + letters(uint64(sent.UnixNano()))
+	return string(appendBenchValue(nil, step, seq, sent))
+}
+
+// appendBenchValue appends benchValue(step, seq, sent) to b.
+func appendBenchValue(b []byte, step, seq uint64, sent time.Time) []byte {
+	b = appendLetters(b, step)
+	b = append(b, 'z')
+	b = appendLetters(b, seq)
+	b = append(b, 'z')
+	return appendLetters(b, uint64(sent.UnixNano()))
+}
+
+// appendLetters appends letters(v): v's hex digits, each nibble d as 'a'+d.
+func appendLetters(b []byte, v uint64) []byte {
+	shift := 60
+	for shift > 0 && v>>shift == 0 {
+		shift -= 4
+	}
+	for ; shift >= 0; shift -= 4 {
+		b = append(b, byte('a'+(v>>shift)&0xf))
+	}
+	return b
 }
 
 func parseBenchHeader(v string) (step, seq uint64, sent time.Time, ok bool) {
@@ -117,6 +138,13 @@ type latencies struct {
 	P99      time.Duration
 	Max      time.Duration
 	hist     *hdrhistogram.Histogram
+
+	// Of paced only: the 99th percentile of how late sends were against
+	// the schedule, the rate the schedule was dispatched at, and how many
+	// senders it took.
+	Late99  time.Duration
+	Offered float64
+	Senders int
 }
 
 func (l latencies) rate() float64 {

@@ -11,12 +11,18 @@
 //     the redactor and the live replayer) and through NGINX `mirror` (shadow as
 //     the mirror target), with a shadow as fast as the primary and 10x slower;
 //   - end to end: the highest rate that reaches the shadow with zero loss and
-//     no lag through proxy -> Kafka -> redactor -> live replayer -> shadow;
+//     no lag through proxy -> Kafka -> redactor -> live replayer -> shadow,
+//     driven by the harness's own paced generator (pre-built request bytes,
+//     kept-alive connections), with the delay split at the raw and clean
+//     topics, the redactor's transactions and each process's CPU per step;
+//   - fetch wait: the delay to read-committed visibility of an exactly-once
+//     loop with the redactor's options, franz-go's default fetch wait against
+//     the stages' (stage.FetchMaxWait), interleaved;
 //   - redactor records/s on one core (BenchmarkRedactJSON1KB).
 //
 // Usage (make bench runs this):
 //
-//	go run ./bench/load [-md docs/results.md] [-only overhead,slow,e2e,redactor]
+//	go run ./bench/load [-md docs/results.md] [-only overhead,slow,e2e,fetchwait,redactor]
 //
 // Kafka: -brokers, else $KAFKA_BROKERS, else test/kafka/start (a real broker
 // on 127.0.0.1:19092; stopped again at the end if this run started it); if that
@@ -94,7 +100,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.slowRate, "slow-rate", 1000, "slow shadow: request rate per second")
 	fs.DurationVar(&c.primaryDelay, "primary-delay", 2*time.Millisecond, "slow shadow: the primary's service time")
 	fs.IntVar(&c.slowFactor, "slow-factor", 10, "slow shadow: the slow shadow answers this many times slower than the primary")
-	fs.StringVar(&rates, "e2e-rates", "500,1000,2000,4000,6000", "end to end: rates to step through, per second, until loss or lag")
+	fs.StringVar(&rates, "e2e-rates", "500,1000,2000,4000,6000,8000,10000", "end to end: rates to step through, per second, until loss or lag")
 	fs.DurationVar(&c.e2eStep, "e2e-step", 3*time.Second, "end to end: length of each step")
 	fs.DurationVar(&c.e2eDrain, "e2e-drain", 10*time.Second, "end to end: how long after a step every request must have reached the shadow")
 	fs.DurationVar(&c.e2eMaxLag, "e2e-max-lag", time.Second, "end to end: a step lags when the p99 send-to-shadow delay exceeds this")
@@ -105,7 +111,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.nginx, "nginx", "", "nginx binary (default: from PATH or /usr/sbin/nginx)")
 	fs.StringVar(&c.nginxWorkers, "nginx-workers", "auto", "nginx worker_processes (auto: one per core, as Go uses every core)")
 	fs.StringVar(&c.mirrorline, "mirrorline", "", "mirrorline binary (default: built from ./cmd/mirrorline)")
-	fs.StringVar(&only, "only", "overhead,slow,e2e,redactor", "sections to run")
+	fs.StringVar(&only, "only", "overhead,slow,e2e,fetchwait,redactor", "sections to run")
 	fs.StringVar(&c.md, "md", "", "also write the results as Markdown to this file")
 	fs.DurationVar(&c.timeout, "timeout", 6*time.Minute, "hard limit for the whole run")
 	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory with the children's logs")
@@ -126,7 +132,7 @@ func parseFlags(args []string) (config, error) {
 	for _, s := range strings.Split(only, ",") {
 		s = strings.TrimSpace(s)
 		switch s {
-		case "overhead", "slow", "e2e", "redactor":
+		case "overhead", "slow", "e2e", "fetchwait", "redactor":
 			c.only[s] = true
 		case "":
 		default:
@@ -162,6 +168,7 @@ type harness struct {
 
 	primary, shadow         *appClient
 	primaryAddr, shadowAddr string
+	primaryPID, shadowPID   int
 
 	cleanups []func()
 	rep      *report
@@ -213,6 +220,7 @@ func run(args []string) int {
 	}{
 		{cfg.only["overhead"], h.overhead},
 		{cfg.only["slow"] || cfg.only["e2e"], h.slowShadow}, // one pipeline for both
+		{cfg.only["fetchwait"], h.txLoop},
 		{cfg.only["redactor"], h.redactorBench},
 	}
 	for _, s := range sections {
@@ -290,13 +298,13 @@ func (h *harness) setup(ctx context.Context) error {
 		return err
 	}
 	h.defer_(p.stop)
-	h.primaryAddr, h.primary = addr, newAppClient(addr)
+	h.primaryAddr, h.primary, h.primaryPID = addr, newAppClient(addr), p.cmd.Process.Pid
 	s, addr, err := startRole(h.tmp, "shadow", "app", "-name", "shadow")
 	if err != nil {
 		return err
 	}
 	h.defer_(s.stop)
-	h.shadowAddr, h.shadow = addr, newAppClient(addr)
+	h.shadowAddr, h.shadow, h.shadowPID = addr, newAppClient(addr), s.cmd.Process.Pid
 	return nil
 }
 
@@ -537,10 +545,23 @@ func (r *slowRun) finish() {
 // `mirrorline` process.
 type pipeline struct {
 	listen, proxyMetrics string
+	redactMetrics        string
 	procs                []*proc
+	hops                 *hops
+	// watch are the processes whose CPU each step reports.
+	watch []watched
+	// started is how long the processes took to listen; ready how long
+	// after that the first warm-up requests took to reach the shadow
+	// (consumer groups joined, transactions initialised): paid once, before
+	// any step is measured.
+	started, ready time.Duration
 }
 
 func (pl *pipeline) stop() {
+	if pl.hops != nil {
+		pl.hops.stop()
+		pl.hops = nil
+	}
 	for i := len(pl.procs) - 1; i >= 0; i-- {
 		pl.procs[i].stop()
 	}
@@ -549,6 +570,7 @@ func (pl *pipeline) stop() {
 func (h *harness) startPipeline(ctx context.Context) (*pipeline, error) {
 	svc := h.svc + "-e2e"
 	pl := &pipeline{}
+	began := time.Now()
 	listen, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -568,9 +590,23 @@ func (h *harness) startPipeline(ctx context.Context) (*pipeline, error) {
 			return nil, err
 		}
 		pl.procs = append(pl.procs, p)
-		if c.listen != "" {
+		pl.watch = append(pl.watch, watched{strings.TrimSuffix(c.name, "-e2e"), p.cmd.Process.Pid})
+		switch c.name {
+		case "proxy-e2e":
 			pl.listen, pl.proxyMetrics = c.listen, maddr
+		case "redact-e2e":
+			pl.redactMetrics = maddr
 		}
+	}
+	pl.watch = append(pl.watch, watched{"primary", h.primaryPID}, watched{"shadow", h.shadowPID}, watched{"load generator + hop reader", os.Getpid()})
+	if pid := listenerPID(strings.Split(h.brokers, ",")[0]); pid > 0 {
+		// Kafka's whole broker: on a shared broker, other users' load too.
+		pl.watch = append(pl.watch, watched{"kafka broker", pid})
+	}
+	pl.started = time.Since(began)
+	if pl.hops, err = startHops(strings.Split(h.brokers, ","), svc); err != nil {
+		pl.stop()
+		return nil, err
 	}
 
 	// The pipeline is live once a first batch has gone all the way through
@@ -580,11 +616,14 @@ func (h *harness) startPipeline(ctx context.Context) (*pipeline, error) {
 		pl.stop()
 		return nil, err
 	}
+	warm := time.Now()
 	res := closedLoop(ctx, "http://"+listen, step, 4, 10*time.Second, 100)
 	if _, err := h.waitShadow(ctx, res.Requests, 60*time.Second); err != nil {
 		pl.stop()
 		return nil, fmt.Errorf("pipeline warm-up: %w", err)
 	}
+	pl.ready = time.Since(warm)
+	h.logf("pipeline started in %s, first requests through in %s (group joins)", pl.started.Round(time.Millisecond), pl.ready.Round(time.Millisecond))
 	return pl, nil
 }
 
@@ -673,6 +712,9 @@ type e2eStep struct {
 	dropped   float64 // at the proxy
 	p50, p99  time.Duration
 	drain     time.Duration // from the end of the load to the last arrival
+	loads     []procLoad    // CPU of each process over the step
+	tx        txCounts      // the redactor's transactions over the step
+	hops      hopStats      // the delay at the raw and clean topics
 	ok        bool
 	reasonBad string
 }
@@ -726,7 +768,7 @@ func (h *harness) slowShadow(ctx context.Context) error {
 		h.rep.slow(h.cfg, runs)
 	}
 	if h.cfg.only["e2e"] {
-		h.rep.e2e(h.cfg, steps)
+		h.rep.e2e(h.cfg, pl, steps)
 	}
 	_ = h.primary.setDelay(0)
 	_ = h.shadow.setDelay(0)
@@ -752,13 +794,22 @@ func (h *harness) endToEnd(ctx context.Context, pl *pipeline) ([]e2eStep, error)
 		if err := h.shadow.reset(step); err != nil {
 			return steps, err
 		}
+		pl.hops.reset(step)
 		before, _ := scrapeCollector(pl.proxyMetrics)
-		res := openLoop(ctx, "http://"+pl.listen, step, rate, h.cfg.e2eStep)
+		txBefore, _ := scrapeTx(pl.redactMetrics)
+		cpuBefore := snapCPU(pl.watch)
+		res := paced(ctx, "http://"+pl.listen, step, rate, h.cfg.e2eStep)
 		loadEnd := time.Now()
 		st, waitErr := h.waitShadow(ctx, res.Requests, h.cfg.e2eDrain)
+		cpuAfter := snapCPU(pl.watch)
+		hs := pl.hops.stats()
+		txAfter, _ := scrapeTx(pl.redactMetrics)
 		after, _ := settleCollector(ctx, pl.proxyMetrics, 5*time.Second)
 		s := e2eStep{rate: rate, sent: res, got: st.Distinct, dups: st.Dups, dropped: after.Dropped - before.Dropped,
-			p50: time.Duration(st.P50us) * time.Microsecond, p99: time.Duration(st.P99us) * time.Microsecond}
+			p50: time.Duration(st.P50us) * time.Microsecond, p99: time.Duration(st.P99us) * time.Microsecond,
+			hops: hs, loads: cpuLoads(pl.watch, cpuBefore, cpuAfter, res.Requests),
+			tx: txCounts{committed: txAfter.committed - txBefore.committed, aborted: txAfter.aborted - txBefore.aborted,
+				polled: txAfter.polled - txBefore.polled}}
 		if st.LastAtNs > 0 {
 			s.drain = max(time.Unix(0, st.LastAtNs).Sub(loadEnd), 0)
 		}
@@ -776,7 +827,13 @@ func (h *harness) endToEnd(ctx context.Context, pl *pipeline) ([]e2eStep, error)
 			bad = append(bad, fmt.Sprintf("lag: p99 send-to-shadow %s > %s", fmtDur(s.p99), h.cfg.e2eMaxLag))
 		}
 		if res.rate() < 0.95*float64(rate) {
-			bad = append(bad, fmt.Sprintf("the load generator reached only %.0f/s", res.rate()))
+			who := "the pipeline answered"
+			if res.Offered < 0.95*float64(rate) || res.Late99 > 100*time.Millisecond {
+				// The generator falls behind when it does not get the CPU:
+				// the step's CPU table says who had it.
+				who = fmt.Sprintf("sends fell behind the schedule (p99 %s late)", fmtDur(res.Late99))
+			}
+			bad = append(bad, fmt.Sprintf("only %.0f/s reached: %s", res.rate(), who))
 		}
 		s.ok, s.reasonBad = len(bad) == 0, strings.Join(bad, "; ")
 		steps = append(steps, s)

@@ -6,9 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mirrorline/mirrorline/stage"
 )
 
 // report collects the results as Markdown (readable in a terminal too).
@@ -171,11 +174,21 @@ func (r *report) slow(c config, runs []slowRun) {
 	r.f("\n")
 }
 
-func (r *report) e2e(c config, steps []e2eStep) {
+// The end-to-end delay goal: at delayGoalRate, send-to-shadow p50 and p99
+// below these.
+const (
+	delayGoalRate = 1000
+	delayGoalP50  = 50 * time.Millisecond
+	delayGoalP99  = 250 * time.Millisecond
+)
+
+func (r *report) e2e(c config, pl *pipeline, steps []e2eStep) {
 	r.f("### End to end: proxy → Kafka → redactor → live replayer → shadow\n\n")
-	r.f("Each step: vegeta at the rate for %s through `mirrorline proxy`; `mirrorline redact` (exactly once) and `mirrorline replay --live --concurrency %d` run as processes; %d partitions. A step passes when every answered request reaches the shadow within %s, the proxy drops nothing and the p99 send-to-shadow delay is at most %s.\n\n",
+	r.f("Each step: the harness's open-loop generator (pre-built requests, keep-alive connections) at the rate for %s through `mirrorline proxy`; `mirrorline redact` (exactly once) and `mirrorline replay --live --concurrency %d` run as processes; %d partitions. A step passes when every answered request reaches the shadow within %s, the proxy drops nothing and the p99 send-to-shadow delay is at most %s.\n\n",
 		c.e2eStep, c.replayConc, c.partitions, c.e2eDrain, c.e2eMaxLag)
-	r.f("| offered/s | sent/s | answered | at shadow | lost | duplicates | proxy drops | send→shadow p50 | send→shadow p99 | drain after load | verdict |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	r.f("Before the first step the pipeline was warmed (consumer groups joined, transactions initialised, a first batch through to the shadow): processes listening after %s, first requests at the shadow %s later. No step pays a group join.\n\n",
+		fmtDur(pl.started), fmtDur(pl.ready))
+	r.f("| offered/s | sent/s | generator late p99 | answered | at shadow | lost | duplicates | proxy drops | send→shadow p50 | send→shadow p99 | drain after load | verdict |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	best := 0
 	for _, s := range steps {
 		v := "ok"
@@ -184,7 +197,7 @@ func (r *report) e2e(c config, steps []e2eStep) {
 		} else {
 			best = s.rate
 		}
-		r.f("| %d | %.0f | %d | %d | %d | %d | %.0f | %s | %s | %s | %s |\n", s.rate, s.sent.rate(), s.sent.Requests, s.got, max(s.sent.Requests-s.got, 0), s.dups, s.dropped, fmtDur(s.p50), fmtDur(s.p99), fmtDur(s.drain), v)
+		r.f("| %d | %.0f | %s | %d | %d | %d | %d | %.0f | %s | %s | %s | %s |\n", s.rate, s.sent.rate(), fmtDur(s.sent.Late99), s.sent.Requests, s.got, max(s.sent.Requests-s.got, 0), s.dups, s.dropped, fmtDur(s.p50), fmtDur(s.p99), fmtDur(s.drain), v)
 	}
 	if best > 0 {
 		r.summary("end to end through real Kafka, redactor and live replayer: highest zero-loss, no-lag rate %d/s of the steps %v", best, c.e2eRates)
@@ -196,6 +209,83 @@ func (r *report) e2e(c config, steps []e2eStep) {
 	} else {
 		r.f("\nNo step passed.\n\n")
 	}
+	for _, s := range steps {
+		if s.rate != delayGoalRate {
+			continue
+		}
+		met := "met"
+		if s.p50 >= delayGoalP50 || s.p99 >= delayGoalP99 || !s.ok {
+			met = "NOT met"
+		}
+		r.f("Delay goal at %d/s with exactly-once redaction (p50 < %s, p99 < %s): send→shadow p50 %s, p99 %s: **%s**.\n\n",
+			delayGoalRate, fmtDur(delayGoalP50), fmtDur(delayGoalP99), fmtDur(s.p50), fmtDur(s.p99), met)
+		r.summary("end-to-end delay at %d/s: p50 %s, p99 %s (goal < %s, < %s: %s)", delayGoalRate, fmtDur(s.p50), fmtDur(s.p99), fmtDur(delayGoalP50), fmtDur(delayGoalP99), met)
+	}
+	if len(steps) == 0 {
+		return
+	}
+	r.f("Where the time goes, per step: the delay since the send at the raw topic (proxy and its producer), at the clean topic read committed (plus the redactor's transactions) and at the shadow (plus the live replayer), measured by a reader of both topics beside the pipeline; the redactor's transactions (one per poll; a record becomes visible to the replayer when its transaction commits) and the CPU of each process over the step (share of one core, and per request answered; from /proc/PID/stat).\n\n")
+	r.f("| offered/s | send→raw p50 / p99 | send→clean p50 / p99 | send→shadow p50 / p99 | transactions/s | records/transaction | aborted |")
+	for _, l := range steps[0].loads {
+		r.f(" %s |", l.name)
+	}
+	r.f("\n|---:|---:|---:|---:|---:|---:|---:|")
+	for range steps[0].loads {
+		r.f("---:|")
+	}
+	r.f("\n")
+	for _, s := range steps {
+		el := s.sent.Elapsed.Seconds() + s.drain.Seconds()
+		txps, per := 0.0, 0.0
+		if el > 0 {
+			txps = s.tx.committed / el
+		}
+		if s.tx.committed > 0 {
+			per = s.tx.polled / s.tx.committed
+		}
+		r.f("| %d | %s / %s | %s / %s | %s / %s | %.1f | %.1f | %.0f |", s.rate, fmtDur(s.hops.rawP50), fmtDur(s.hops.rawP99),
+			fmtDur(s.hops.cleanP50), fmtDur(s.hops.cleanP99), fmtDur(s.p50), fmtDur(s.p99), txps, per, s.tx.aborted)
+		for _, l := range s.loads {
+			r.f(" %.0f%% (%dµs) |", 100*l.core, l.perRequest.Microseconds())
+		}
+		r.f("\n")
+	}
+	r.f("\n")
+}
+
+func (r *report) txLoop(c config, runs map[time.Duration][]txLoopRun) {
+	r.f("### Fetch wait of the exactly-once loop\n\n")
+	r.f("A transactional consume-transform-produce session with the redactor's options (stage.TxOpts) copies records produced at %d/s, each poll in one transaction; a read-committed reader takes each record's delay from produce to visible. Each fetch wait runs %d times, interleaved, %s each, on fresh topics; figures are the median run (lowest–highest).\n\n",
+		max(c.slowRate/3, 1), c.rounds, c.duration)
+	r.f("| session fetch max wait | visible p50 | visible p99 | session fetch p99 | transactions/s | records/transaction | visible of produced |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	med := map[time.Duration]float64{}
+	for _, w := range txLoopWaits {
+		rs := runs[w]
+		if len(rs) == 0 {
+			continue
+		}
+		lat := make([]latencies, len(rs))
+		fetch := make([]latencies, len(rs))
+		vis, tot := 0, 0
+		var txs, per []float64
+		for i, x := range rs {
+			lat[i] = latencies{P50: x.p50, P99: x.p99}
+			fetch[i] = latencies{P99: x.fetchP99}
+			vis += x.visible
+			tot += x.records
+			txs = append(txs, x.txPerSec)
+			per = append(per, x.recordsTx)
+		}
+		p5, p9, f9 := over(lat, p50), over(lat, p99), over(fetch, p99)
+		med[w] = p9.med
+		slices.Sort(txs)
+		slices.Sort(per)
+		r.f("| %s | %s | %s | %s | %.1f | %.1f | %d/%d |\n", w, fmtSpreadDur(p5), fmtSpreadDur(p9), fmtSpreadDur(f9), txs[len(txs)/2], per[len(per)/2], vis, tot)
+	}
+	if a, b := med[txLoopWaits[0]], med[stage.FetchMaxWait]; a > 0 && b > 0 {
+		r.summary("exactly-once loop, visible p99 with fetch wait %s vs %s: %s", stage.FetchMaxWait, txLoopWaits[0], ratio(b, a))
+	}
+	r.f("\n")
 }
 
 func (r *report) redactor(rps, nsop float64, how string) {
