@@ -166,7 +166,9 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 			now := w.clock.Now()
 			lag := max(now.Sub(planned), 0)
 			if interval > 0 {
-				nextFree = now.Add(interval)
+				// The cap spaces the slots, not the sends: a send that
+				// went out late does not push the ones after it.
+				nextFree = slot.Add(interval)
 			}
 			late := lag > LateAfter
 			st.dispatch(now, lag, late)
