@@ -174,13 +174,15 @@ func runBurstMirrorline(ctx context.Context, srv *server, c burstCapture, lead t
 		return fidelity{}, err
 	}
 	defer done()
-	start := time.Now()
+	// The job start is the command's default (no --start-at): the replay
+	// says when it was (Started + StartWait).
 	w := replayer.NewWindow(source, replayer.NewSchedule(replayer.Speed(c.speed), from, 1, 0), sender,
-		replayer.Concurrency(conc), replayer.MaxLag(time.Minute), replayer.StartAt(start))
+		replayer.Concurrency(conc), replayer.MaxLag(time.Minute))
 	sum, err := w.Run(ctx)
 	if err != nil {
 		return fidelity{}, err
 	}
+	start := sum.Started.Add(time.Duration(sum.StartWait * float64(time.Second)))
 	arr, dials := srv.indexed(start.Add(c.planned(0, lead)))
 	f := c.judge("mirrorline", lead, start, arr)
 	f.dials = dials
@@ -242,7 +244,10 @@ func runBurstGoReplay(ctx context.Context, bin string, srv *server, c burstCaptu
 	speed := strconv.FormatFloat(c.speed*100, 'f', -1, 64) + "%"
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if err := runQuiet(cctx, bin, "--input-file", file+"|"+speed, "--input-file-loop=false", "--exit-after", "0s",
+	// GoReplay does not exit at the end of its file: it is stopped a margin
+	// after the planned span (its delay on a quiet machine is far shorter).
+	exit := c.planned(len(c.at)-1, 0) + 2*time.Second
+	if err := runQuiet(cctx, bin, "--input-file", file+"|"+speed, "--exit-after", exit.String(),
 		"--output-http", srv.URL, "--output-http-workers", strconv.Itoa(conc)); err != nil {
 		return fidelity{}, err
 	}

@@ -1,0 +1,144 @@
+package replayer
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
+
+// burstServer answers a request only once want requests are in flight
+// together (or after a generous timeout): a burst needs want connections.
+type burstServer struct {
+	*httptest.Server
+	want int
+
+	mu       sync.Mutex
+	inFlight int
+	all      chan struct{}
+	accepted int
+}
+
+func newBurstServer(t *testing.T, want int) *burstServer {
+	t.Helper()
+	b := &burstServer{want: want, all: make(chan struct{})}
+	b.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock()
+		b.inFlight++
+		if b.inFlight == b.want {
+			close(b.all)
+		}
+		b.mu.Unlock()
+		select {
+		case <-b.all:
+		case <-time.After(10 * time.Second):
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	b.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			b.mu.Lock()
+			b.accepted++
+			b.mu.Unlock()
+		}
+	}
+	b.Start()
+	t.Cleanup(b.Close)
+	return b
+}
+
+func (b *burstServer) acceptedConns() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.accepted
+}
+
+func transportDials(s *Sender) int {
+	s.conns.mu.Lock()
+	defer s.conns.mu.Unlock()
+	return s.conns.dialed
+}
+
+// Warm opens the connections ahead; a burst of as many requests then dials
+// none, and warming again dials only what is missing.
+func TestSenderWarm(t *testing.T) {
+	srv := newBurstServer(t, 5)
+	s, err := NewSender(srv.URL, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if n, err := s.Warm(ctx, 5); err != nil || n != 5 || s.Open() != 5 {
+		t.Fatalf("Warm(5) = %d, %v; open %d; want 5 dialled and open", n, err, s.Open())
+	}
+	var wg sync.WaitGroup
+	for i := range 5 {
+		wg.Go(func() {
+			resp, err := s.Send(ctx, &mlv1.Exchange{Id: fmt.Sprint(i), Request: &mlv1.Request{Method: "GET", Url: "/"}})
+			if err != nil || resp.Status != http.StatusNoContent {
+				t.Errorf("send %d: %v %+v", i, err, resp)
+			}
+		})
+	}
+	wg.Wait()
+	if d := transportDials(s); d != 0 {
+		t.Fatalf("the burst dialled %d connections; want 0 (all warmed)", d)
+	}
+	if got := srv.acceptedConns(); got != 5 {
+		t.Fatalf("server accepted %d connections, want 5", got)
+	}
+	if n, err := s.Warm(ctx, 6); err != nil || n != 1 || s.Open() != 6 {
+		t.Fatalf("Warm(6) after 5 = %d, %v; open %d; want 1 dialled, 6 open", n, err, s.Open())
+	}
+}
+
+// Warm dials only the target, as the transport does.
+func TestSenderWarmDialsOnlyTarget(t *testing.T) {
+	s, err := NewSender("http://127.0.0.1:1", 2) // nothing listens on port 1
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Warm(context.Background(), 2)
+	if err == nil || n != 0 || s.Open() != 0 {
+		t.Fatalf("Warm to a closed port = %d, %v, open %d; want an error, nothing open", n, err, s.Open())
+	}
+}
+
+// A window whose first burst comes after an idle wait opens the burst's
+// connections before it is due: the burst (8 requests that the target holds
+// until all 8 are in flight) dials none.
+func TestWindowWarmsConnectionsBeforeBurst(t *testing.T) {
+	const n = 8
+	srv := newBurstServer(t, n)
+	s, err := NewSender(srv.URL, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	// The window starts 5s before the burst; at 5x the burst is due 1s
+	// after the job start, its records 20µs apart. The warm-up starts
+	// 900ms before (a margin for a loaded machine: it is skipped when the
+	// scheduler wakes after the burst is due).
+	its := items(t0.Add(5*time.Second), n, 100*time.Microsecond)
+	w := NewWindow(NewSliceSource(its), NewSchedule(Speed(5), t0, 1, 0), s, Concurrency(n), MaxLag(time.Minute))
+	w.warmAhead = 900 * time.Millisecond
+	sum, err := w.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Sent != n || sum.Status["2xx"] != n {
+		t.Fatalf("sent %d, status %v; want %d 2xx", sum.Sent, sum.Status, n)
+	}
+	if d := transportDials(s); d != 0 {
+		t.Fatalf("the burst dialled %d connections while due; want 0 (opened before it)", d)
+	}
+	if got := srv.acceptedConns(); got != n {
+		t.Fatalf("server accepted %d connections, want %d", got, n)
+	}
+}
