@@ -142,3 +142,46 @@ func TestWindowWarmsConnectionsBeforeBurst(t *testing.T) {
 		t.Fatalf("server accepted %d connections, want %d", got, n)
 	}
 }
+
+// The spinning budget refills at SpinShare of the wall time, saves up at
+// most spinBurst, and refuses a spin it cannot pay for (the wait then sleeps
+// on its timer).
+func TestSpinBudget(t *testing.T) {
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	b := &spinBudget{tokens: spinBurst}
+	for i := range 50 {
+		if !b.take(t0, time.Millisecond) {
+			t.Fatalf("spin %d of the saved-up 50ms refused", i)
+		}
+	}
+	if b.take(t0, time.Millisecond) {
+		t.Fatal("spin beyond the budget allowed")
+	}
+	// 100ms later 5ms have come back.
+	if !b.take(t0.Add(100*time.Millisecond), 5*time.Millisecond) || b.take(t0.Add(100*time.Millisecond), time.Microsecond) {
+		t.Fatal("refill is not SpinShare of the wall time")
+	}
+	// Never more than spinBurst, however long the idle.
+	if !b.take(t0.Add(time.Hour), spinBurst) || b.take(t0.Add(time.Hour), time.Microsecond) {
+		t.Fatal("the budget saved up more than spinBurst")
+	}
+}
+
+// A wait on the wall clock never ends before its time, spun or slept.
+func TestSleepUntilNotEarly(t *testing.T) {
+	ctx := context.Background()
+	for _, d := range []time.Duration{0, 50 * time.Microsecond, 300 * time.Microsecond, SpinFor, 3 * time.Millisecond} {
+		at := time.Now().Add(d)
+		if err := sleepUntil(ctx, RealClock{}, at); err != nil {
+			t.Fatal(err)
+		}
+		if now := time.Now(); now.Before(at) {
+			t.Fatalf("wait of %s returned %s early", d, at.Sub(now))
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := sleepUntil(cctx, RealClock{}, time.Now().Add(SpinFor/2)); err == nil {
+		t.Fatal("a cancelled wait returned nil")
+	}
+}
