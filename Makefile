@@ -65,6 +65,7 @@ lint:
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./redactor/... ./collector/...
 	$(GO) run ./bench/replay -rate 1000 -duration 5s
+	$(GO) run ./bench/replay -bursty
 	$(GO) run ./bench/load
 
 ## bpf: regenerate collector/ebpf/capture_bpfel.{go,o} from capture.bpf.c with bpf2go

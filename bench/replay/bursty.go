@@ -284,7 +284,7 @@ func printFidelity(rs []fidelity) {
 	fmt.Printf("%-11s %8s %9s %10s %10s %10s %9s %12s %12s %6s  %s\n", "tool", "lead", "requests", "dev p50", "dev p99", "dev max", "span err", "1st burst 99", "own lag p99", "dials", "")
 	for _, r := range rs {
 		own := "-"
-		if r.tool == "mirrorline" {
+		if strings.HasPrefix(r.tool, "ml") || r.tool == "mirrorline" {
 			own = r.ownLagP99.Round(time.Microsecond).String()
 		}
 		fmt.Printf("%-11s %8s %9d %10s %10s %10s %8.2f%% %12s %12s %6d  %s\n", r.tool, r.lead, r.requests,
@@ -339,7 +339,7 @@ func burstMain(fl burstFlags) int {
 		all = append(all, rows...)
 	}
 	if fl.kafka != "" {
-		f, err := runBurstKafka(ctx, srv, c, fl.conc, fl.kafka)
+		f, err := runBurstKafka(ctx, srv, c, leads[len(leads)-1], fl.conc, fl.kafka)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench/replay: kafka:", err)
 			return 1

@@ -10,6 +10,12 @@
 // vegeta's i-th hit likewise at attack start + i/rate (from Result.Seq and
 // Result.Timestamp). Achieved rate is (requests-1) / (last-first) as the
 // server received them.
+//
+// With -bursty it replays a capture of bursts on its captured timing
+// instead (the replayer, vegeta and, when found, GoReplay) and reports how
+// far each request arrived from its planned time (see bursty.go):
+//
+//	go run ./bench/replay -bursty [-leads 0,30s] [-runs 3] [-kafka 127.0.0.1:29092]
 package main
 
 import (
