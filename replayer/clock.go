@@ -2,7 +2,6 @@ package replayer
 
 import (
 	"context"
-	"runtime"
 	"sync"
 	"time"
 )
@@ -59,72 +58,11 @@ func (c *VirtualClock) Timer(t time.Time) (<-chan time.Time, func()) {
 	return ch, func() {}
 }
 
-// Spinning: Go's timers wake up to about a millisecond late (the poller
-// sleeps in whole milliseconds), a lot against the 100µs between the records
-// of a burst at 10x. On the wall clock the scheduler sets its timer SpinFor
-// early and spins (yielding) for the rest, while the process has spun less
-// than SpinShare of the wall time lately; beyond that it sleeps on the timer.
-const (
-	// SpinFor is the end of a wait the scheduler may spin instead of sleep.
-	SpinFor = time.Millisecond
-	// SpinShare is the share of one core the spinning may take (5%).
-	SpinShare = 0.05
-	// spinBurst is the most spinning saved up for a burst.
-	spinBurst = 50 * time.Millisecond
-)
-
-// spinBudget is a token bucket of spinning time, refilled at SpinShare of
-// the wall time: one per process, as the CPU it guards.
-type spinBudget struct {
-	mu     sync.Mutex
-	tokens time.Duration
-	last   time.Time
-}
-
-var spinning = &spinBudget{tokens: spinBurst}
-
-// take reports whether d of spinning fits the budget at now, and takes it.
-func (b *spinBudget) take(now time.Time, d time.Duration) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.last.IsZero() && now.After(b.last) {
-		b.tokens = min(b.tokens+time.Duration(float64(now.Sub(b.last))*SpinShare), spinBurst)
-	}
-	b.last = now
-	if d > b.tokens {
-		return false
-	}
-	b.tokens -= d
-	return true
-}
-
-// sleepUntil waits on c until t or until ctx ends (on the wall clock, see
-// SpinFor).
+// sleepUntil waits on c until t or until ctx ends.
 func sleepUntil(ctx context.Context, c Clock, t time.Time) error {
 	if !c.Now().Before(t) {
 		return ctx.Err()
 	}
-	if _, ok := c.(RealClock); ok {
-		if early := t.Add(-SpinFor); time.Now().Before(early) {
-			if err := wait(ctx, c, early); err != nil {
-				return err
-			}
-		}
-		if now := time.Now(); spinning.take(now, t.Sub(now)) {
-			for time.Now().Before(t) {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				runtime.Gosched()
-			}
-			return nil
-		}
-	}
-	return wait(ctx, c, t)
-}
-
-// wait blocks on a timer of c until t or until ctx ends.
-func wait(ctx context.Context, c Clock, t time.Time) error {
 	ch, stop := c.Timer(t)
 	defer stop()
 	select {
