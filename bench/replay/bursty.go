@@ -27,6 +27,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
@@ -87,6 +88,7 @@ type fidelity struct {
 	spanErrPct float64
 	ownLagP99  time.Duration // the replayer's summary: schedule lag p99
 	dials      int           // connections the server accepted after the first record was due
+	cpu        time.Duration // CPU time of the run: the tool and the loopback server
 	firstP99   time.Duration // deviation p99 of the first burst
 	note       string
 }
@@ -267,6 +269,23 @@ func runBurstGoReplay(ctx context.Context, bin string, srv *server, c burstCaptu
 	return f, nil
 }
 
+// cpuTime returns the CPU time (user and system) used so far by this
+// process and by its waited-for children.
+func cpuTime() time.Duration {
+	var self, kids syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
+	return time.Duration(self.Utime.Nano() + self.Stime.Nano() + kids.Utime.Nano() + kids.Stime.Nano())
+}
+
+// timed runs fn and sets the CPU time it took on its result.
+func timed(fn func() (fidelity, error)) (fidelity, error) {
+	c0 := cpuTime()
+	f, err := fn()
+	f.cpu = cpuTime() - c0
+	return f, err
+}
+
 // runQuiet runs a peer tool, its output kept for the error only.
 func runQuiet(ctx context.Context, bin string, args ...string) error {
 	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
@@ -281,15 +300,15 @@ func runQuiet(ctx context.Context, bin string, args ...string) error {
 }
 
 func printFidelity(rs []fidelity) {
-	fmt.Printf("%-11s %8s %9s %10s %10s %10s %9s %12s %12s %6s  %s\n", "tool", "lead", "requests", "dev p50", "dev p99", "dev max", "span err", "1st burst 99", "own lag p99", "dials", "")
+	fmt.Printf("%-11s %8s %9s %10s %10s %10s %9s %12s %12s %6s %8s  %s\n", "tool", "lead", "requests", "dev p50", "dev p99", "dev max", "span err", "1st burst 99", "own lag p99", "dials", "cpu", "")
 	for _, r := range rs {
 		own := "-"
 		if strings.HasPrefix(r.tool, "ml") || r.tool == "mirrorline" {
 			own = r.ownLagP99.Round(time.Microsecond).String()
 		}
-		fmt.Printf("%-11s %8s %9d %10s %10s %10s %8.2f%% %12s %12s %6d  %s\n", r.tool, r.lead, r.requests,
+		fmt.Printf("%-11s %8s %9d %10s %10s %10s %8.2f%% %12s %12s %6d %8s  %s\n", r.tool, r.lead, r.requests,
 			r.devP50.Round(time.Microsecond), r.devP99.Round(time.Microsecond), r.devMax.Round(time.Microsecond),
-			r.spanErrPct, r.firstP99.Round(time.Microsecond), own, r.dials, r.note)
+			r.spanErrPct, r.firstP99.Round(time.Microsecond), own, r.dials, r.cpu.Round(time.Millisecond), r.note)
 	}
 }
 
@@ -328,12 +347,13 @@ func burstMain(fl burstFlags) int {
 	for _, lead := range leads {
 		var rows []fidelity
 		for range fl.runs { // interleaved: mirrorline, vegeta, mirrorline, ...
-			f, err := runBurstMirrorline(ctx, srv, c, lead, fl.conc, slice)
+			f, err := timed(func() (fidelity, error) { return runBurstMirrorline(ctx, srv, c, lead, fl.conc, slice) })
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "bench/replay: mirrorline:", err)
 				return 1
 			}
-			rows = append(rows, f, runBurstVegeta(srv, c, lead, fl.conc))
+			v, _ := timed(func() (fidelity, error) { return runBurstVegeta(srv, c, lead, fl.conc), nil })
+			rows = append(rows, f, v)
 		}
 		printFidelity(rows)
 		all = append(all, rows...)
@@ -350,7 +370,7 @@ func burstMain(fl burstFlags) int {
 	if bin := goreplayBinary(fl.goreplay); bin != "" {
 		var rows []fidelity
 		for range fl.runs {
-			f, err := runBurstGoReplay(ctx, bin, srv, c, fl.conc)
+			f, err := timed(func() (fidelity, error) { return runBurstGoReplay(ctx, bin, srv, c, fl.conc) })
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "bench/replay: goreplay:", err)
 				break

@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"sync"
 	"time"
@@ -174,10 +175,28 @@ func main() {
 	runs := flag.Int("runs", 3, "-bursty: runs of each tool per lead, interleaved")
 	goreplay := flag.String("goreplay", "", "-bursty: GoReplay binary (default: gor or goreplay on PATH, skipped when absent)")
 	kafka := flag.String("kafka", os.Getenv("KAFKA_BROKERS"), "-bursty: also replay through a KafkaSource from these brokers")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/replay: cpuprofile:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	if *bursty {
-		os.Exit(burstMain(burstFlags{bursts: *bursts, size: *burstSize, spacing: *spacing, pauseMin: *pauseMin, pauseMax: *pauseMax,
-			speed: *speed, leads: *leads, runs: *runs, conc: *conc, goreplay: *goreplay, kafka: *kafka}))
+		code := burstMain(burstFlags{bursts: *bursts, size: *burstSize, spacing: *spacing, pauseMin: *pauseMin, pauseMax: *pauseMax,
+			speed: *speed, leads: *leads, runs: *runs, conc: *conc, goreplay: *goreplay, kafka: *kafka})
+		if code != 0 {
+			pprof.StopCPUProfile()
+			os.Exit(code)
+		}
+		return
 	}
 	if *rate <= 0 || *d <= 0 || *conc <= 0 {
 		fmt.Fprintln(os.Stderr, "bench/replay: -rate, -duration and -concurrency must be positive")
