@@ -142,3 +142,32 @@ func TestWindowWarmsConnectionsBeforeBurst(t *testing.T) {
 		t.Fatalf("server accepted %d connections, want %d", got, n)
 	}
 }
+
+// A window that starts at its first record (the job start as the command
+// sets it: no --start-at) still opens the first burst's connections: the
+// job starts WarmAhead after the first record is read.
+func TestWindowWarmsFirstBurstAtWindowStart(t *testing.T) {
+	const n = 8
+	srv := newBurstServer(t, n)
+	s, err := NewSender(srv.URL, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	its := items(t0, n, 100*time.Microsecond)
+	w := NewWindow(NewSliceSource(its), NewSchedule(Speed(10), t0, 1, 0), s, Concurrency(n), MaxLag(time.Minute))
+	w.warmAhead = 900 * time.Millisecond // a margin for a loaded machine
+	sum, err := w.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Sent != n || sum.Status["2xx"] != n {
+		t.Fatalf("sent %d, status %v; want %d 2xx", sum.Sent, sum.Status, n)
+	}
+	if d := transportDials(s); d != 0 {
+		t.Fatalf("the first burst dialled %d connections while due; want 0", d)
+	}
+	if sum.StartWait < 0.8 || sum.IdleStart != 0 {
+		t.Fatalf("start wait %vs, idle start %vs; want the warm-up as start wait, no idle start", sum.StartWait, sum.IdleStart)
+	}
+}
