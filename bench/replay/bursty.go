@@ -359,7 +359,7 @@ func burstMain(fl burstFlags) int {
 		all = append(all, rows...)
 	}
 	if fl.kafka != "" {
-		f, err := runBurstKafka(ctx, srv, c, leads[len(leads)-1], fl.conc, fl.kafka)
+		f, err := timed(func() (fidelity, error) { return runBurstKafka(ctx, srv, c, leads[len(leads)-1], fl.conc, fl.kafka) })
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench/replay: kafka:", err)
 			return 1
