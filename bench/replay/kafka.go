@@ -63,6 +63,9 @@ func kafkaSource(ctx context.Context, c burstCapture, brokers string) (func(from
 // runBurstKafka replays the capture once through a KafkaSource, with the
 // window starting lead before the first record.
 func runBurstKafka(ctx context.Context, srv *server, c burstCapture, lead time.Duration, conc int, brokers string) (fidelity, error) {
+	// A broker that does not answer fails the run instead of hanging it.
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute+lead/time.Duration(max(c.speed, 1)))
+	defer cancel()
 	src, cleanup, err := kafkaSource(ctx, c, brokers)
 	if err != nil {
 		return fidelity{}, err
