@@ -11,6 +11,7 @@ import (
 	"time"
 
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/replayer/route"
 )
 
 // burstServer answers a request only once want requests are in flight
@@ -170,4 +171,39 @@ func TestWindowWarmsFirstBurstAtWindowStart(t *testing.T) {
 	if sum.StartWait < 0.8 || sum.IdleStart != 0 {
 		t.Fatalf("start wait %vs, idle start %vs; want the warm-up as start wait, no idle start", sum.StartWait, sum.IdleStart)
 	}
+}
+
+// A Router warms its default target and each route target of its own.
+func TestRouterWarm(t *testing.T) {
+	a, b := newBurstServer(t, 1), newBurstServer(t, 1)
+	rt := newTestRouter(t, a.URL, Routing{Routes: []RouteConfig{
+		{Name: "admin", Match: route.Match{Paths: []string{"/admin/**"}}, Action: ActionSkip},
+		{Name: "v2", Match: route.Match{Paths: []string{"/v2/**"}}, Target: b.URL},
+		{Name: "v3", Match: route.Match{Paths: []string{"/v3/**"}}, Target: b.URL},
+	}})
+	n, err := rt.Warm(context.Background(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a: 2; b: 2 per route sender (routes may share a target, not a Sender).
+	for _, e := range append([]*routeEntry{rt.def}, rt.routes...) {
+		if e.to != nil && e.to.sender != nil && e.to.sender.Open() != 2 {
+			t.Fatalf("route %q: %d connections open, want 2", e.name, e.to.sender.Open())
+		}
+	}
+	opened := a.waitAccepted(t, 2) + b.waitAccepted(t, n-2)
+	if n < 4 || opened != n {
+		t.Fatalf("Warm dialled %d, servers accepted %d; want every target warmed", n, opened)
+	}
+}
+
+// waitAccepted waits (bounded) until the server accepted want connections
+// and returns how many it accepted.
+func (b *burstServer) waitAccepted(t *testing.T, want int) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for b.acceptedConns() < want && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	return b.acceptedConns()
 }
