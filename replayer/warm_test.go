@@ -207,3 +207,57 @@ func (b *burstServer) waitAccepted(t *testing.T, want int) int {
 	}
 	return b.acceptedConns()
 }
+
+// slackTestClock is a clock with slack whose timers fire at once, moving the
+// clock to their time; it records the length of every timer.
+type slackTestClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []time.Duration
+}
+
+func (c *slackTestClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *slackTestClock) Timer(t time.Time) (<-chan time.Time, func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.timers = append(c.timers, t.Sub(c.now))
+	c.now = t
+	ch := make(chan time.Time, 1)
+	ch <- t
+	return ch, func() {}
+}
+
+func (c *slackTestClock) slack() bool { return true }
+
+// A long wait (a window starting an hour before its first record, at 10x:
+// 6 minutes) is never one long timer, whose wake-up the kernel may delay by
+// 0.1% of its length (up to 100ms): each timer is at most half of what is
+// left, and the last one, ending at the due time, at most MaxTimerWait.
+func TestSleepUntilCutsLongWaits(t *testing.T) {
+	for _, wait := range []time.Duration{6 * time.Minute, 3 * time.Second, 150 * time.Millisecond, MaxTimerWait, 300 * time.Microsecond} {
+		t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+		c := &slackTestClock{now: t0}
+		if err := sleepUntil(context.Background(), c, t0.Add(wait)); err != nil {
+			t.Fatal(err)
+		}
+		if !c.Now().Equal(t0.Add(wait)) {
+			t.Fatalf("wait %s ended at +%s", wait, c.Now().Sub(t0))
+		}
+		left := wait
+		for i, d := range c.timers {
+			last := i == len(c.timers)-1
+			if (last && d > MaxTimerWait) || (!last && d > left/2+1) {
+				t.Fatalf("wait %s: timer %d of %s with %s left (timers %v); want at most half of what is left, the last at most %s", wait, i, d, left, c.timers, MaxTimerWait)
+			}
+			left -= d
+		}
+		if wait >= time.Second && len(c.timers) > 20 {
+			t.Fatalf("wait %s took %d timers", wait, len(c.timers))
+		}
+	}
+}
