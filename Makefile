@@ -67,6 +67,7 @@ bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./redactor/... ./collector/...
 	$(GO) test -run '^$$' -bench '^BenchmarkGenerator$$' -benchtime 8000x ./bench/load/
 	$(GO) run ./bench/replay -rate 1000 -duration 5s
+	$(GO) run ./bench/replay -bursty
 	$(GO) run ./bench/load
 	$(GO) run ./bench/cost
 

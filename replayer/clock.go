@@ -58,11 +58,42 @@ func (c *VirtualClock) Timer(t time.Time) (<-chan time.Time, func()) {
 	return ch, func() {}
 }
 
+// MaxTimerWait is the longest single timer a window replay sets on the wall
+// clock. Linux lets a timed wait end late by 0.1% of its timeout, up to 100
+// ms (the timer slack of epoll_wait, where Go's timers sleep): a window that
+// starts an hour before its first record at 10x waits 6 minutes and would
+// send its first burst up to 100 ms late. Longer waits are cut in halves
+// until less than MaxTimerWait is left (slack 0.1 ms at most).
+const MaxTimerWait = 100 * time.Millisecond
+
+// slackClock is a Clock whose timers may fire late in proportion to their
+// length (RealClock).
+type slackClock interface{ slack() bool }
+
+func (RealClock) slack() bool { return true }
+
 // sleepUntil waits on c until t or until ctx ends.
 func sleepUntil(ctx context.Context, c Clock, t time.Time) error {
 	if !c.Now().Before(t) {
 		return ctx.Err()
 	}
+	if sc, ok := c.(slackClock); ok && sc.slack() {
+		for {
+			now := c.Now()
+			d := t.Sub(now)
+			if d <= MaxTimerWait {
+				break
+			}
+			if err := wait(ctx, c, now.Add(d/2)); err != nil {
+				return err
+			}
+		}
+	}
+	return wait(ctx, c, t)
+}
+
+// wait blocks on one timer of c until t or until ctx ends.
+func wait(ctx context.Context, c Clock, t time.Time) error {
 	ch, stop := c.Timer(t)
 	defer stop()
 	select {

@@ -119,7 +119,8 @@ func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
 
 // StartAt anchors a window replay's schedule: a record due d after the job
 // start is sent at t+d. Workers of one job share t. Default: when the first
-// record is read.
+// record is read, plus WarmAhead when the sender can warm its connections
+// (a Warmer) so that the first burst finds them open.
 func StartAt(t time.Time) Option { return func(o *options) { o.anchor = t } }
 
 // PublishTo makes a window replay publish a shadow record for every response

@@ -31,6 +31,7 @@ type Sender struct {
 	client    *http.Client
 	keepHost  bool
 	bodyLimit int64
+	conns     *connPool
 }
 
 // NewSender returns a Sender to target (an absolute http or https URL) keeping up
@@ -45,15 +46,17 @@ func NewSender(target string, conns int, opts ...Option) (*Sender, error) {
 	}
 	conns = max(conns, 1)
 	o := newOptions(opts)
+	pool := &connPool{dial: dialOnly(targetAddr(u), &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}), addr: targetAddr(u)}
 	s := &Sender{
 		target:    u,
 		keepHost:  o.keepHost,
 		bodyLimit: o.bodyLimit,
+		conns:     pool,
 		client: &http.Client{
 			Timeout: o.timeout,
 			Transport: &http.Transport{
 				Proxy:               nil, // never an HTTP_PROXY from the environment: it would be dialled instead
-				DialContext:         dialOnly(targetAddr(u), &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}),
+				DialContext:         pool.DialContext,
 				MaxIdleConns:        conns * 2,
 				MaxIdleConnsPerHost: conns * 2,
 				IdleConnTimeout:     90 * time.Second,

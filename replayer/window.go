@@ -83,12 +83,14 @@ type Window struct {
 	// measured in (tests inject both).
 	ticker func(time.Duration) (<-chan time.Time, func())
 	wall   func() time.Time
+	// warmAhead is WarmAhead (tests widen it).
+	warmAhead time.Duration
 }
 
 // NewWindow returns a window replay of the records of src on sched, sent with
 // sender (nil for a dry run).
 func NewWindow(src Source, sched *Schedule, sender Requester, opts ...Option) *Window {
-	w := &Window{options: newOptions(opts, Concurrency(DefaultInFlight), MaxRate(DefaultMaxRate)), src: src, sched: sched, sender: sender, ticker: realTicker, wall: time.Now}
+	w := &Window{options: newOptions(opts, Concurrency(DefaultInFlight), MaxRate(DefaultMaxRate)), src: src, sched: sched, sender: sender, ticker: realTicker, wall: time.Now, warmAhead: WarmAhead}
 	w.job, w.dry = cmp.Or(w.job, "window"), w.dry || sender == nil
 	return w
 }
@@ -117,8 +119,10 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 	if w.lines != nil {
 		defer w.printProgress(st)()
 	}
+	warmer, _ := w.sender.(Warmer)
+	ahead := &lookahead{src: w.src}
 	for {
-		it, err := w.src.Next(ctx)
+		it, err := ahead.next(ctx)
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				runErr = err
@@ -127,6 +131,10 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 		}
 		if anchor.IsZero() {
 			anchor = w.clock.Now()
+			if warmer != nil && !w.dry {
+				// Time to open the first burst's connections.
+				anchor = anchor.Add(w.warmAhead)
+			}
 			st.start(anchor)
 		}
 		w.reportProgress()
@@ -157,6 +165,12 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 		if interval > 0 && nextFree.After(slot) {
 			slot = nextFree
 		}
+		if warmer != nil && !w.dry && slot.Sub(w.clock.Now()) >= WarmSpan {
+			if err := w.warm(ctx, warmer, ahead, slot, anchor, index); err != nil {
+				runErr = err
+				break
+			}
+		}
 		if err := sleepUntil(ctx, w.clock, slot); err != nil {
 			runErr = err
 			break
@@ -166,7 +180,9 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 			now := w.clock.Now()
 			lag := max(now.Sub(planned), 0)
 			if interval > 0 {
-				nextFree = now.Add(interval)
+				// The cap spaces the slots, not the sends: a send that
+				// went out late does not push the ones after it.
+				nextFree = slot.Add(interval)
 			}
 			late := lag > LateAfter
 			st.dispatch(now, lag, late)
@@ -209,6 +225,25 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 	}
 	sum.Interrupted = runErr != nil && ctx.Err() != nil
 	return sum, runErr
+}
+
+// warm waits until WarmAhead before slot, then opens a connection for each
+// record due in the WarmSpan from slot (at most Concurrency): after an idle
+// wait the burst finds its connections ready. It fails only when ctx ends.
+func (w *Window) warm(ctx context.Context, warmer Warmer, ahead *lookahead, slot, anchor time.Time, index int64) error {
+	if err := sleepUntil(ctx, w.clock, slot.Add(-w.warmAhead)); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithDeadline(ctx, slot)
+	defer cancel()
+	n := 1 + ahead.burst(wctx, w.conc-1, slot.Add(WarmSpan), func(k int, it Item) time.Time {
+		return anchor.Add(w.sched.At(index+int64(k), it.Capture))
+	})
+	dialled, err := warmer.Warm(wctx, n)
+	if err != nil && ctx.Err() == nil {
+		w.log.Debug("connections not warmed", "job", w.job, "want", n, "dialled", dialled, "error", err)
+	}
+	return ctx.Err()
 }
 
 // selects returns why the sender's routing would not send ex ("": it would),

@@ -328,3 +328,39 @@ func (b *buildingTarget) Replay(ctx context.Context, ex *mlv1.Exchange) (Outcome
 	}
 	return b.fakeTarget.Replay(ctx, ex)
 }
+
+// --max-rate spaces the slots from the job start, not from the previous
+// send: a record sent late (here the first, 25ms after its time) does not
+// make every record after it as late; the burst catches up and the next
+// records go out at their planned times.
+func TestWindowMaxRateDoesNotCarryLateness(t *testing.T) {
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	clk := newManualClock(t0.Add(25 * time.Millisecond))
+	target := newFakeTarget(clk)
+	// 6 records 10ms apart at exactly the cap (100/s).
+	its := items(t0, 6, 10*time.Millisecond)
+	w := NewWindow(NewSliceSource(its), NewSchedule(Speed(1), t0, 1, 0), target, WithClock(clk), StartAt(t0), MaxRate(100), MaxLag(time.Second))
+	done, cancel := runWindow(t, w)
+	defer cancel()
+	// Records 0..2 (due +0, +10, +20ms) are due when the replay starts at
+	// +25ms: they go out at once (in any order); 3..5 at their own times.
+	got := map[string]time.Duration{}
+	for range 3 {
+		s := recv(t, target)
+		got[s.id] = s.at.Sub(t0)
+	}
+	for i := 3; i < 6; i++ {
+		clk.fireNext()
+		s := recv(t, target)
+		got[s.id] = s.at.Sub(t0)
+	}
+	for i, ms := range []time.Duration{25, 25, 25, 30, 40, 50} {
+		if at, ok := got[fmt.Sprint(i)]; !ok || at != ms*time.Millisecond {
+			t.Fatalf("sends %v: record %d at +%s, want +%dms", got, i, at, ms)
+		}
+	}
+	sum := <-done
+	if sum.ScheduleLag.Max < 0.024 || sum.ScheduleLag.Max > 0.026 || sum.ScheduleLag.P50 > 0.006 || sum.Dropped != 0 {
+		t.Fatalf("schedule lag %+v dropped %d; want max 25ms and the later records on time", sum.ScheduleLag, sum.Dropped)
+	}
+}

@@ -10,6 +10,12 @@
 // vegeta's i-th hit likewise at attack start + i/rate (from Result.Seq and
 // Result.Timestamp). Achieved rate is (requests-1) / (last-first) as the
 // server received them.
+//
+// With -bursty it replays a capture of bursts on its captured timing
+// instead (the replayer, vegeta and, when found, GoReplay) and reports how
+// far each request arrived from its planned time (see bursty.go):
+//
+//	go run ./bench/replay -bursty [-leads 0,30s] [-runs 3] [-kafka 127.0.0.1:29092]
 package main
 
 import (
@@ -18,9 +24,11 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"sync"
 	"time"
@@ -34,20 +42,34 @@ import (
 // server records when each request arrives.
 type server struct {
 	*httptest.Server
-	mu sync.Mutex
-	at []time.Time
+	mu  sync.Mutex
+	at  []time.Time
+	idx map[int]time.Time // -bursty: arrival by request index
+	new []time.Time       // -bursty: when each connection was accepted
 }
 
 func newServer() *server {
-	s := &server{}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := &server{idx: map[int]time.Time{}}
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		now := time.Now()
 		_, _ = io.Copy(io.Discard, r.Body)
+		i, ok := requestIndex(r)
 		s.mu.Lock()
 		s.at = append(s.at, now)
+		if ok {
+			s.idx[i] = now
+		}
 		s.mu.Unlock()
 		_, _ = io.WriteString(w, "ok")
 	}))
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.mu.Lock()
+			s.new = append(s.new, time.Now())
+			s.mu.Unlock()
+		}
+	}
+	s.Start()
 	return s
 }
 
@@ -142,7 +164,40 @@ func main() {
 	rate := flag.Float64("rate", 1000, "requests per second")
 	d := flag.Duration("duration", 5*time.Second, "how long each tool runs")
 	conc := flag.Int("concurrency", 64, "requests in flight at most (both tools)")
+	bursty := flag.Bool("bursty", false, "replay a capture of bursts at -speed and report the deviation from the plan (see bursty.go)")
+	bursts := flag.Int("bursts", 30, "-bursty: bursts in the capture")
+	burstSize := flag.Int("burst-size", 50, "-bursty: requests per burst")
+	spacing := flag.Duration("spacing", time.Millisecond, "-bursty: capture time between the requests of a burst")
+	pauseMin := flag.Duration("pause-min", 200*time.Millisecond, "-bursty: shortest pause between bursts (captured)")
+	pauseMax := flag.Duration("pause-max", 1500*time.Millisecond, "-bursty: longest pause between bursts (captured)")
+	speed := flag.Float64("speed", 10, "-bursty: replay speed")
+	leads := flag.String("leads", "0,30s", "-bursty: window starts, before the first record (comma-separated)")
+	runs := flag.Int("runs", 3, "-bursty: runs of each tool per lead, interleaved")
+	goreplay := flag.String("goreplay", "", "-bursty: GoReplay binary (default: gor or goreplay on PATH, skipped when absent)")
+	kafka := flag.String("kafka", os.Getenv("KAFKA_BROKERS"), "-bursty: also replay through a KafkaSource from these brokers")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/replay: cpuprofile:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
+	if *bursty {
+		code := burstMain(burstFlags{bursts: *bursts, size: *burstSize, spacing: *spacing, pauseMin: *pauseMin, pauseMax: *pauseMax,
+			speed: *speed, leads: *leads, runs: *runs, conc: *conc, goreplay: *goreplay, kafka: *kafka})
+		if code != 0 {
+			pprof.StopCPUProfile()
+			os.Exit(code)
+		}
+		return
+	}
 	if *rate <= 0 || *d <= 0 || *conc <= 0 {
 		fmt.Fprintln(os.Stderr, "bench/replay: -rate, -duration and -concurrency must be positive")
 		os.Exit(2)

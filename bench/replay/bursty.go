@@ -1,0 +1,429 @@
+package main
+
+// The -bursty mode: a capture of bursts replayed on its captured timing.
+//
+// The capture is -bursts bursts of -burst-size requests captured -spacing
+// apart (back to back), separated by pauses drawn uniformly from
+// [-pause-min, -pause-max] (fixed seed: every run replays the same capture).
+// It is replayed at -speed by the window replayer (records from a
+// SliceSource, or from Kafka with -kafka) with the window starting at the
+// first record and -lead before it, and by vegeta with a pacer that follows
+// the same plan; GoReplay replays it too when its binary is found (-goreplay).
+//
+// Every request carries its index; the loopback server stamps its arrival.
+// Deviation is arrival - planned time, where planned = job start + (capture -
+// window start) / speed, the schedule of docs/replay.md computed here, not
+// taken from the replayer. Span error is (last arrival - first arrival) /
+// (last planned - first planned) - 1.
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/replayer"
+)
+
+// burstCapture is the capture: capture times in order, all in the past.
+type burstCapture struct {
+	at    []time.Time
+	speed float64
+	gap   time.Duration // shortest pause: what separates bursts
+}
+
+func makeBursts(bursts, size int, spacing, pauseMin, pauseMax time.Duration, speed float64) burstCapture {
+	rng := rand.New(rand.NewPCG(15, 15))
+	t := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	c := burstCapture{speed: speed, gap: pauseMin}
+	for b := range bursts {
+		if b > 0 {
+			t = t.Add(pauseMin + time.Duration(rng.Int64N(int64(pauseMax-pauseMin)+1)))
+		}
+		for i := range size {
+			if i > 0 {
+				t = t.Add(spacing)
+			}
+			c.at = append(c.at, t)
+		}
+	}
+	return c
+}
+
+// planned returns when record i is due after the job start for a window
+// starting lead before the first record.
+func (c burstCapture) planned(i int, lead time.Duration) time.Duration {
+	return time.Duration(math.Round(float64(c.at[i].Sub(c.at[0])+lead) / c.speed))
+}
+
+func (c burstCapture) items() []replayer.Item {
+	items := make([]replayer.Item, len(c.at))
+	for i, at := range c.at {
+		items[i] = replayer.Item{Topic: "bench", Offset: int64(i), Capture: at,
+			Exchange: &mlv1.Exchange{Id: strconv.Itoa(i), CaptureTimeNs: at.UnixNano(),
+				Request: &mlv1.Request{Method: "GET", Url: "/burst?i=" + strconv.Itoa(i)}}}
+	}
+	return items
+}
+
+// fidelity is one run's outcome.
+type fidelity struct {
+	tool       string
+	lead       time.Duration
+	requests   int
+	devP50     time.Duration
+	devP99     time.Duration
+	devMax     time.Duration
+	spanErrPct float64
+	ownLagP99  time.Duration // the replayer's summary: schedule lag p99
+	dials      int           // connections the server accepted after the first record was due
+	cpu        time.Duration // CPU time of the run: the tool and the loopback server
+	firstP99   time.Duration // deviation p99 of the first burst
+	note       string
+}
+
+// judge compares arrivals (by index) with the plan anchored at start.
+func (c burstCapture) judge(tool string, lead time.Duration, start time.Time, arr map[int]time.Time) fidelity {
+	f := fidelity{tool: tool, lead: lead, requests: len(arr)}
+	if len(arr) == 0 {
+		return f
+	}
+	var firstBurst []time.Duration
+	for i := 0; i < len(c.at) && (i == 0 || c.at[i].Sub(c.at[i-1]) < c.gap); i++ {
+		if at, ok := arr[i]; ok {
+			d := at.Sub(start.Add(c.planned(i, lead)))
+			firstBurst = append(firstBurst, max(d, -d))
+		}
+	}
+	if len(firstBurst) > 0 {
+		sort.Slice(firstBurst, func(i, j int) bool { return firstBurst[i] < firstBurst[j] })
+		f.firstP99 = firstBurst[min(len(firstBurst)-1, int(0.99*float64(len(firstBurst))))]
+	}
+	devs := make([]time.Duration, 0, len(arr))
+	first, last := time.Time{}, time.Time{}
+	lo, hi := len(c.at), -1
+	for i, at := range arr {
+		d := at.Sub(start.Add(c.planned(i, lead)))
+		devs = append(devs, max(d, -d))
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+		if at.After(last) {
+			last = at
+		}
+		lo, hi = min(lo, i), max(hi, i)
+	}
+	sort.Slice(devs, func(i, j int) bool { return devs[i] < devs[j] })
+	q := func(p float64) time.Duration { return devs[min(len(devs)-1, int(p*float64(len(devs))))] }
+	f.devP50, f.devP99, f.devMax = q(0.50), q(0.99), devs[len(devs)-1]
+	if plannedSpan := c.planned(hi, lead) - c.planned(lo, lead); plannedSpan > 0 {
+		f.spanErrPct = 100 * (float64(last.Sub(first))/float64(plannedSpan) - 1)
+	}
+	return f
+}
+
+// indexed returns the arrivals of srv by request index and forgets them,
+// with how many connections were accepted at or after due.
+func (s *server) indexed(due time.Time) (map[int]time.Time, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dials := 0
+	for _, t := range s.new {
+		if !t.Before(due) {
+			dials++
+		}
+	}
+	s.new = nil
+	out := make(map[int]time.Time, len(s.idx))
+	for k, v := range s.idx {
+		out[k] = v
+	}
+	s.idx = map[int]time.Time{}
+	s.at = nil
+	return out, dials
+}
+
+// requestIndex is the index a bench request carries: ?i=N (the replayer,
+// GoReplay) or X-Vegeta-Seq.
+func requestIndex(r *http.Request) (int, bool) {
+	v := r.URL.Query().Get("i")
+	if v == "" {
+		v = r.Header.Get("X-Vegeta-Seq")
+	}
+	i, err := strconv.Atoi(v)
+	return i, err == nil && i >= 0
+}
+
+func runBurstMirrorline(ctx context.Context, srv *server, c burstCapture, lead time.Duration, conc int, src func(from time.Time) (replayer.Source, func(), error)) (fidelity, error) {
+	from := c.at[0].Add(-lead)
+	sender, err := replayer.NewSender(srv.URL, conc)
+	if err != nil {
+		return fidelity{}, err
+	}
+	source, done, err := src(from)
+	if err != nil {
+		return fidelity{}, err
+	}
+	defer done()
+	// The job start is the command's default (no --start-at): the replay
+	// says when it was (Started + StartWait).
+	w := replayer.NewWindow(source, replayer.NewSchedule(replayer.Speed(c.speed), from, 1, 0), sender,
+		replayer.Concurrency(conc), replayer.MaxLag(time.Minute))
+	sum, err := w.Run(ctx)
+	if err != nil {
+		return fidelity{}, err
+	}
+	start := sum.Started.Add(time.Duration(sum.StartWait * float64(time.Second)))
+	arr, dials := srv.indexed(start.Add(c.planned(0, lead)))
+	f := c.judge("mirrorline", lead, start, arr)
+	f.dials = dials
+	f.ownLagP99 = time.Duration(sum.ScheduleLag.P99 * float64(time.Second))
+	return f, nil
+}
+
+func runBurstVegeta(srv *server, c burstCapture, lead time.Duration, conc int) fidelity {
+	atk := vegeta.NewAttacker(vegeta.Workers(uint64(conc)), vegeta.MaxWorkers(uint64(conc)), vegeta.KeepAlive(true))
+	tr := vegeta.NewStaticTargeter(vegeta.Target{Method: "GET", URL: srv.URL + "/burst"})
+	start := time.Now() // vegeta's own start is a few µs later
+	for range atk.Attack(tr, planPacer{c, lead}, 0, "burst") {
+	}
+	arr, dials := srv.indexed(start.Add(c.planned(0, lead)))
+	f := c.judge("vegeta", lead, start, arr)
+	f.dials = dials
+	return f
+}
+
+// planPacer paces vegeta's hits on the capture's plan: hit i at planned(i).
+type planPacer struct {
+	c    burstCapture
+	lead time.Duration
+}
+
+func (p planPacer) Pace(elapsed time.Duration, hits uint64) (time.Duration, bool) {
+	if hits >= uint64(len(p.c.at)) {
+		return 0, true
+	}
+	return max(p.c.planned(int(hits), p.lead)-elapsed, 0), false
+}
+
+// Rate is not used by Attack.
+func (p planPacer) Rate(time.Duration) float64 { return 0 }
+
+// goreplayFile writes the capture as a GoReplay file (.gor): one request
+// payload per record, stamped with its capture time.
+func (c burstCapture) goreplayFile(path string) error {
+	var b strings.Builder
+	for i, at := range c.at {
+		fmt.Fprintf(&b, "1 %024x %d 0\nGET /burst?i=%d HTTP/1.1\r\nHost: bench\r\n\r\n\n\U0001F435\U0001F648\U0001F649\n", i+1, at.UnixNano(), i)
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o600)
+}
+
+// runBurstGoReplay replays the capture with GoReplay's file input at the
+// same speed. GoReplay has no window start: it starts at the first record,
+// and its plan is anchored at the first arrival (a favourable reading).
+func runBurstGoReplay(ctx context.Context, bin string, srv *server, c burstCapture, conc int) (fidelity, error) {
+	dir, err := os.MkdirTemp("", "bench-burst-")
+	if err != nil {
+		return fidelity{}, err
+	}
+	defer os.RemoveAll(dir)
+	file := dir + "/capture.gor"
+	if err := c.goreplayFile(file); err != nil {
+		return fidelity{}, err
+	}
+	speed := strconv.FormatFloat(c.speed*100, 'f', -1, 64) + "%"
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	// GoReplay does not exit at the end of its file: it is stopped a margin
+	// after the planned span (its delay on a quiet machine is far shorter).
+	exit := c.planned(len(c.at)-1, 0) + 2*time.Second
+	if err := runQuiet(cctx, bin, "--input-file", file+"|"+speed, "--exit-after", exit.String(),
+		"--output-http", srv.URL, "--output-http-workers", strconv.Itoa(conc)); err != nil {
+		return fidelity{}, err
+	}
+	arr, dials := srv.indexed(time.Time{})
+	first := time.Time{}
+	for _, at := range arr {
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+	}
+	if len(arr) == 0 {
+		return fidelity{tool: "goreplay", note: "nothing arrived"}, nil
+	}
+	f := c.judge("goreplay", 0, first, arr)
+	f.dials = dials
+	f.note = "anchored at its first arrival"
+	return f, nil
+}
+
+// cpuTime returns the CPU time (user and system) used so far by this
+// process and by its waited-for children.
+func cpuTime() time.Duration {
+	var self, kids syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
+	return time.Duration(self.Utime.Nano() + self.Stime.Nano() + kids.Utime.Nano() + kids.Stime.Nano())
+}
+
+// timed runs fn and sets the CPU time it took on its result.
+func timed(fn func() (fidelity, error)) (fidelity, error) {
+	c0 := cpuTime()
+	f, err := fn()
+	f.cpu = cpuTime() - c0
+	return f, err
+}
+
+// runQuiet runs a peer tool, its output kept for the error only.
+func runQuiet(ctx context.Context, bin string, args ...string) error {
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	if err != nil {
+		tail := string(out)
+		if len(tail) > 400 {
+			tail = tail[len(tail)-400:]
+		}
+		return fmt.Errorf("run %s: %w: %s", bin, err, tail)
+	}
+	return nil
+}
+
+func printFidelity(rs []fidelity) {
+	fmt.Printf("%-11s %8s %9s %10s %10s %10s %9s %12s %12s %6s %8s  %s\n", "tool", "lead", "requests", "dev p50", "dev p99", "dev max", "span err", "1st burst 99", "own lag p99", "dials", "cpu", "")
+	for _, r := range rs {
+		own := "-"
+		if strings.HasPrefix(r.tool, "ml") || r.tool == "mirrorline" {
+			own = r.ownLagP99.Round(time.Microsecond).String()
+		}
+		fmt.Printf("%-11s %8s %9d %10s %10s %10s %8.2f%% %12s %12s %6d %8s  %s\n", r.tool, r.lead, r.requests,
+			r.devP50.Round(time.Microsecond), r.devP99.Round(time.Microsecond), r.devMax.Round(time.Microsecond),
+			r.spanErrPct, r.firstP99.Round(time.Microsecond), own, r.dials, r.cpu.Round(time.Millisecond), r.note)
+	}
+}
+
+type burstFlags struct {
+	bursts, size, runs, conc int
+	spacing, pauseMin        time.Duration
+	pauseMax                 time.Duration
+	speed                    float64
+	leads, goreplay, kafka   string
+}
+
+func burstMain(fl burstFlags) int {
+	if fl.bursts <= 0 || fl.size <= 0 || fl.runs <= 0 || fl.conc <= 0 || fl.speed <= 0 || fl.pauseMax < fl.pauseMin || fl.spacing < 0 {
+		fmt.Fprintln(os.Stderr, "bench/replay: -bursts, -burst-size, -runs, -concurrency and -speed must be positive, -pause-max >= -pause-min")
+		return 2
+	}
+	var leads []time.Duration
+	for _, f := range strings.Split(fl.leads, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d < 0 {
+			fmt.Fprintf(os.Stderr, "bench/replay: -leads: %q is not a duration >= 0\n", f)
+			return 2
+		}
+		leads = append(leads, d)
+	}
+	c := makeBursts(fl.bursts, fl.size, fl.spacing, fl.pauseMin, fl.pauseMax, fl.speed)
+	srv := newServer()
+	defer srv.Close()
+	ctx := context.Background()
+	fmt.Printf("bursty replay fidelity: %d bursts of %d requests %s apart, pauses %s..%s, speed %gx, planned span %s, concurrency %d, loopback server\n",
+		fl.bursts, fl.size, fl.spacing, fl.pauseMin, fl.pauseMax, fl.speed, c.planned(len(c.at)-1, 0).Round(time.Millisecond), fl.conc)
+	slice := func(time.Time) (replayer.Source, func(), error) {
+		return replayer.NewSliceSource(c.items()), func() {}, nil
+	}
+	var all []fidelity
+	for _, lead := range leads {
+		var rows []fidelity
+		for range fl.runs { // interleaved: mirrorline, vegeta, mirrorline, ...
+			f, err := timed(func() (fidelity, error) { return runBurstMirrorline(ctx, srv, c, lead, fl.conc, slice) })
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "bench/replay: mirrorline:", err)
+				return 1
+			}
+			v, _ := timed(func() (fidelity, error) { return runBurstVegeta(srv, c, lead, fl.conc), nil })
+			rows = append(rows, f, v)
+		}
+		printFidelity(rows)
+		all = append(all, rows...)
+	}
+	if fl.kafka != "" {
+		f, err := timed(func() (fidelity, error) { return runBurstKafka(ctx, srv, c, leads[len(leads)-1], fl.conc, fl.kafka) })
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/replay: kafka:", err)
+			return 1
+		}
+		printFidelity([]fidelity{f})
+		all = append(all, f)
+	}
+	if bin := goreplayBinary(fl.goreplay); bin != "" {
+		var rows []fidelity
+		for range fl.runs {
+			f, err := timed(func() (fidelity, error) { return runBurstGoReplay(ctx, bin, srv, c, fl.conc) })
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "bench/replay: goreplay:", err)
+				break
+			}
+			rows = append(rows, f)
+		}
+		printFidelity(rows)
+		all = append(all, rows...)
+	} else {
+		fmt.Println("goreplay: not found (install it and pass -goreplay BIN to compare)")
+	}
+	fmt.Println("medians of the runs (deviation p99 and span error; goal: p99 <= 2ms, |span error| <= 1%):")
+	printMedians(all)
+	return 0
+}
+
+func goreplayBinary(flagged string) string {
+	if flagged != "" {
+		return flagged
+	}
+	for _, name := range []string{"gor", "goreplay"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// printMedians prints, per tool and lead, the median p99 deviation and span
+// error of the runs.
+func printMedians(rs []fidelity) {
+	type key struct {
+		tool string
+		lead time.Duration
+	}
+	var order []key
+	groups := map[key][]fidelity{}
+	for _, r := range rs {
+		k := key{r.tool, r.lead}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], r)
+	}
+	for _, k := range order {
+		g := groups[k]
+		p99s := make([]time.Duration, len(g))
+		spans := make([]float64, len(g))
+		for i, r := range g {
+			p99s[i], spans[i] = r.devP99, math.Abs(r.spanErrPct)
+		}
+		sort.Slice(p99s, func(i, j int) bool { return p99s[i] < p99s[j] })
+		sort.Float64s(spans)
+		fmt.Printf("  %-11s lead %-8s runs %d  dev p99 %10s  |span err| %6.2f%%\n", k.tool, k.lead, len(g), p99s[len(g)/2].Round(time.Microsecond), spans[len(g)/2])
+	}
+}
