@@ -3,6 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   := .bin
 PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_VTPROTO_VERSION := v0.6.0
 
 .PHONY: all bpf build deps test-faults deploy-check demo test test-stress test-unit test-e2e bench lint proto kafka-start kafka-stop clean
 
@@ -77,7 +78,10 @@ bpf:
 ## proto: regenerate proto/mirrorline/v1/*.pb.go (needs protoc: apt-get install protobuf-compiler)
 proto:
 	GOBIN=$(CURDIR)/$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
-	PATH=$(CURDIR)/$(BIN):$$PATH protoc --go_out=. --go_opt=paths=source_relative proto/mirrorline/v1/*.proto
+	GOBIN=$(CURDIR)/$(BIN) $(GO) install github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto@$(PROTOC_GEN_GO_VTPROTO_VERSION)
+	PATH=$(CURDIR)/$(BIN):$$PATH protoc --go_out=. --go_opt=paths=source_relative \
+		--go-vtproto_out=. --go-vtproto_opt=paths=source_relative,features=marshal+unmarshal+size \
+		proto/mirrorline/v1/*.proto
 
 kafka-start:
 	@test/kafka/start

@@ -61,7 +61,7 @@ func scalar(fd protoreflect.FieldDescriptor, n int) protoreflect.Value {
 }
 
 // collected is an Exchange as collectors write it: every field but the
-// replay section and labels (what UnmarshalExchange decodes itself).
+// replay section and labels.
 func collected(seed int) *Exchange {
 	x := &Exchange{}
 	fill(x.ProtoReflect(), seed)
@@ -112,19 +112,30 @@ func TestUnmarshalExchangeAsProtoUnmarshal(t *testing.T) {
 	badHeader := protowire.AppendBytes(protowire.AppendTag(nil, 3, protowire.BytesType), []byte("x"))
 	badHeader = protowire.AppendBytes(protowire.AppendTag(nil, 6, protowire.BytesType), badHeader)
 	badHeader = protowire.AppendBytes(protowire.AppendTag(nil, 8, protowire.BytesType), badHeader)
+	// Field 1 (id) as a tag number of 2^32+1: UnmarshalVT truncates it to
+	// an int32, proto.Unmarshal rejects it.
+	hugeTag := protowire.AppendBytes(protowire.AppendVarint(nil, (1<<32+1)<<3|uint64(protowire.BytesType)), []byte("x"))
+	badGroup := protowire.AppendTag(mustMarshal(t, collected(1)), 50, protowire.StartGroupType)
+	badGroup = protowire.AppendTag(badGroup, 51, protowire.EndGroupType)
+	explicitZero := protowire.AppendVarint(protowire.AppendTag(mustMarshal(t, collected(1)), 4, protowire.VarintType), 0)
+	overlongTag := append([]byte{0x8a, 0x80, 0x00}, protowire.AppendBytes(nil, []byte("x"))...)
 	cases := []struct {
 		name string
 		b    []byte
-		fast bool // decoded without proto.Unmarshal
+		fast bool // decoded by UnmarshalVT alone, without proto.Unmarshal
 	}{
 		{"collected exchange", mustMarshal(t, collected(1)), true},
 		{"bench payload", mustMarshal(t, benchExchange()), true},
 		{"empty", nil, true},
 		{"request without headers", mustMarshal(t, &Exchange{Id: "a", Request: &Request{Method: "GET", Body: []byte("x")}}), true},
 		{"response only", mustMarshal(t, &Exchange{Response: &Response{Status: -1, Headers: []*Header{{Name: "a"}, {}}}}), true},
-		{"message fields twice: merged", twoRequests, true},
-		{"empty body on the wire", emptyBody, true},
-		{"every field, replay and labels too", mustMarshal(t, full), false},
+		{"message fields twice: merged (not canonical)", twoRequests, false},
+		{"empty body on the wire (not canonical)", emptyBody, false},
+		{"every field, replay and labels too", mustMarshal(t, full), true},
+		{"tag whose number overflows int32 to a known field", hugeTag, false},
+		{"unknown group with a mismatched end", badGroup, false},
+		{"default value on the wire", explicitZero, false},
+		{"overlong tag", overlongTag, false},
 		{"invalid UTF-8 in a string", badUTF8, false},
 		{"known field of another wire type", wrongType, false},
 		{"fixed64 wire type", fixed, false},
@@ -138,9 +149,8 @@ func TestUnmarshalExchangeAsProtoUnmarshal(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			sameDecode(t, tc.b)
-			x := &Exchange{}
-			if fast := (&decoder{s: string(tc.b)}).exchange(tc.b, 0, x); fast != tc.fast {
-				t.Errorf("decoded without proto.Unmarshal: %v, want %v", fast, tc.fast)
+			if fast := unmarshalVT(tc.b, &Exchange{}); fast != tc.fast {
+				t.Errorf("decoded by UnmarshalVT alone: %v, want %v", fast, tc.fast)
 			}
 		})
 	}
@@ -224,13 +234,22 @@ func BenchmarkUnmarshalExchange(b *testing.B) {
 }
 
 // sameEncode checks that MarshalExchange gives what proto.Marshal gives: the
-// same bytes, or an error where it errs.
+// same bytes (up to the order of labels, a map), or an error where it errs.
 func sameEncode(t *testing.T, x *Exchange) {
 	t.Helper()
 	want, werr := proto.Marshal(x)
 	got, gerr := MarshalExchange(x)
 	if (werr == nil) != (gerr == nil) || (werr != nil && werr.Error() != gerr.Error()) {
 		t.Fatalf("error %v, proto.Marshal: %v", gerr, werr)
+	}
+	if len(x.GetLabels()) > 1 {
+		// Map entries come in no fixed order, from either: the same
+		// length, and the same message read back.
+		back := &Exchange{}
+		if len(got) != len(want) || proto.Unmarshal(got, back) != nil || !proto.Equal(back, x) {
+			t.Fatalf("encoded\n%x\nproto.Marshal:\n%x", got, want)
+		}
+		return
 	}
 	if !bytes.Equal(got, want) || (got == nil) != (want == nil) {
 		t.Fatalf("encoded\n%x\nproto.Marshal:\n%x", got, want)
@@ -245,7 +264,7 @@ func TestMarshalExchangeAsProtoMarshal(t *testing.T) {
 	cases := []struct {
 		name string
 		x    *Exchange
-		fast bool // encoded without proto.Marshal
+		fast bool // encoded by MarshalVT, without proto.Marshal
 	}{
 		{"collected exchange", collected(1), true},
 		{"bench payload", benchExchange(), true},
@@ -256,7 +275,8 @@ func TestMarshalExchangeAsProtoMarshal(t *testing.T) {
 		{"negative numbers", &Exchange{Source: -1, CaptureTimeNs: -5, Response: &Response{Status: -2, BodySize: -3, LatencyNs: -4}}, true},
 		{"empty non-nil body", &Exchange{Request: &Request{Body: []byte{}}}, true},
 		{"nil", nil, false},
-		{"replay and labels", full, false},
+		{"replay and labels", full, true},
+		{"three labels", &Exchange{Id: "a", Labels: map[string]string{"a": "1", "b": "", "": "3"}}, true},
 		{"unknown fields", withUnknown, false},
 		{"invalid UTF-8 in a header", &Exchange{Request: &Request{Headers: []*Header{{Name: "a", Value: "\xff"}}}}, false},
 		{"invalid UTF-8 in a redaction", &Exchange{Redactions: []string{"\xfe"}}, false},
@@ -264,8 +284,8 @@ func TestMarshalExchangeAsProtoMarshal(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			sameEncode(t, tc.x)
-			if _, fast := sizeExchange(tc.x); fast != tc.fast {
-				t.Errorf("encoded without proto.Marshal: %v, want %v", fast, tc.fast)
+			if fast := tc.x != nil && tc.x.plain(); fast != tc.fast {
+				t.Errorf("encoded by MarshalVT: %v, want %v", fast, tc.fast)
 			}
 		})
 	}
@@ -300,5 +320,95 @@ func BenchmarkMarshalExchange(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// spoilString sets the n-th string (in field order, list elements, map keys
+// then values) of m and its submessages to invalid UTF-8; it returns how many
+// strings it passed, n+1 or more when it spoiled one.
+func spoilString(m protoreflect.Message, n int) int {
+	const bad = "a\xffz"
+	k := 0
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		switch {
+		case fd.IsMap():
+			mp := m.Mutable(fd).Map()
+			var keys []protoreflect.MapKey
+			mp.Range(func(key protoreflect.MapKey, _ protoreflect.Value) bool { keys = append(keys, key); return true })
+			for _, key := range keys {
+				if k == n {
+					v := mp.Get(key)
+					mp.Clear(key)
+					mp.Set(protoreflect.ValueOfString(bad).MapKey(), v)
+					return k + 1
+				}
+				if k+1 == n {
+					mp.Set(key, protoreflect.ValueOfString(bad))
+					return k + 2
+				}
+				k += 2
+			}
+		case fd.IsList() && fd.Kind() == protoreflect.StringKind:
+			l := m.Mutable(fd).List()
+			for j := range l.Len() {
+				if k == n {
+					l.Set(j, protoreflect.ValueOfString(bad))
+					return k + 1
+				}
+				k++
+			}
+		case fd.IsList() && fd.Kind() == protoreflect.MessageKind:
+			l := m.Mutable(fd).List()
+			for j := range l.Len() {
+				k += spoilString(l.Get(j).Message(), n-k)
+				if k > n {
+					return k
+				}
+			}
+		case fd.Kind() == protoreflect.MessageKind:
+			k += spoilString(m.Mutable(fd).Message(), n-k)
+			if k > n {
+				return k
+			}
+		case fd.Kind() == protoreflect.StringKind:
+			if k == n {
+				m.Set(fd, protoreflect.ValueOfString(bad))
+				return k + 1
+			}
+			k++
+		}
+	}
+	return k
+}
+
+// Every string field, present and future, is checked for UTF-8 as
+// proto.Unmarshal and proto.Marshal check it: the generated code does not.
+func TestExchangeCodecRejectsInvalidUTF8InEveryString(t *testing.T) {
+	for n := 0; ; n++ {
+		x := &Exchange{}
+		fill(x.ProtoReflect(), 1)
+		x.Labels = map[string]string{"k": "v"} // one entry: a fixed order
+		if spoilString(x.ProtoReflect(), n) <= n {
+			if n < 20 {
+				t.Fatalf("only %d strings spoiled", n)
+			}
+			return
+		}
+		if x.plain() {
+			t.Fatalf("string %d: invalid UTF-8 not noticed", n)
+		}
+		sameEncode(t, x)
+		// The generated encoder does not check: its bytes carry the bad
+		// string for the decoders to reject.
+		b, err := x.MarshalVT()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := UnmarshalExchange(b, &Exchange{}); err == nil {
+			t.Fatalf("string %d: invalid UTF-8 decoded without an error", n)
+		}
+		sameDecode(t, b)
 	}
 }

@@ -1,0 +1,99 @@
+package mirrorlinev1
+
+import (
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// UnmarshalExchange decodes b into x (reset first) with the generated
+// UnmarshalVT (exchange_vtproto.pb.go, no reflection) and gives exactly what
+// proto.Unmarshal gives, result and error. UnmarshalVT does not check that
+// strings are valid UTF-8 and differs from proto.Unmarshal on malformed
+// input, so whatever it does not decode as a pipeline writer would have
+// written it (an error, a string that is not UTF-8, an unknown field, a
+// non-canonical encoding) is decoded again by proto.Unmarshal. The decoded
+// strings and bodies are copies x owns, never aliases of b.
+func UnmarshalExchange(b []byte, x *Exchange) error {
+	if unmarshalVT(b, x) {
+		return nil
+	}
+	x.Reset()
+	return proto.Unmarshal(b, x)
+}
+
+// unmarshalVT decodes b into x (reset first) with UnmarshalVT and reports
+// whether the result is certainly proto.Unmarshal's: decoded without error,
+// every string valid UTF-8, no unknown fields, and b is the canonical
+// encoding of the result (the size UnmarshalVT's counterpart would write), so
+// no tag, length or field was read in a way proto.Unmarshal would not.
+func unmarshalVT(b []byte, x *Exchange) bool {
+	x.Reset()
+	return x.UnmarshalVT(b) == nil && x.plain() && x.SizeVT() == len(b)
+}
+
+// MarshalExchange encodes x with the generated MarshalVT: the bytes
+// proto.Marshal writes (fields in number order, unknown fields last; labels,
+// a map, in no fixed order as with proto.Marshal). What MarshalVT would encode
+// differently from proto.Marshal (a nil exchange or header entry, unknown
+// fields) or encode where proto.Marshal fails (a string that is not valid
+// UTF-8) is encoded by proto.Marshal, so the errors are its errors.
+func MarshalExchange(x *Exchange) ([]byte, error) {
+	if x == nil || !x.plain() {
+		return proto.Marshal(x)
+	}
+	return x.MarshalVT()
+}
+
+// plain reports whether x is what the generated code handles as
+// proto.Unmarshal and proto.Marshal do: every string valid UTF-8 (proto3
+// requires it; the generated code does not check), no nil header entry and
+// no unknown fields.
+func (x *Exchange) plain() bool {
+	if x.unknownFields != nil ||
+		!validUTF8(x.Id, x.Service, x.ConnectionId, x.Collector) ||
+		!validUTF8(x.Redactions...) ||
+		!x.GetRequest().plain() || !x.GetResponse().plain() || !x.GetReplay().plain() {
+		return false
+	}
+	for k, v := range x.Labels {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Request) plain() bool {
+	return r == nil || r.unknownFields == nil &&
+		validUTF8(r.Method, r.Url, r.Host, r.Proto, r.Scheme, r.RemoteAddr) &&
+		plainHeaders(r.Headers)
+}
+
+func (r *Response) plain() bool {
+	return r == nil || r.unknownFields == nil &&
+		validUTF8(r.Error, r.Proto) && plainHeaders(r.Headers)
+}
+
+func (r *Replay) plain() bool {
+	return r == nil || r.unknownFields == nil &&
+		validUTF8(r.Target, r.Job, r.Instance, r.SourceTopic)
+}
+
+func plainHeaders(hs []*Header) bool {
+	for _, h := range hs {
+		if h == nil || h.unknownFields != nil || !validUTF8(h.Name, h.Value) {
+			return false
+		}
+	}
+	return true
+}
+
+func validUTF8(ss ...string) bool {
+	for _, s := range ss {
+		if !utf8.ValidString(s) {
+			return false
+		}
+	}
+	return true
+}
