@@ -1,19 +1,26 @@
 package mirrorlinev1
 
 import (
+	"bytes"
+	"slices"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 )
 
 // UnmarshalExchange decodes b into x (reset first) with the generated
-// UnmarshalVT (exchange_vtproto.pb.go, no reflection) and gives exactly what
-// proto.Unmarshal gives, result and error. UnmarshalVT does not check that
-// strings are valid UTF-8 and differs from proto.Unmarshal on malformed
-// input, so whatever it does not decode as a pipeline writer would have
-// written it (an error, a string that is not UTF-8, an unknown field, a
-// non-canonical encoding) is decoded again by proto.Unmarshal. The decoded
-// strings and bodies are copies x owns, never aliases of b.
+// decoder (exchange_vtproto.pb.go, no reflection) and gives exactly what
+// proto.Unmarshal gives, result and error. The generated decoder does not
+// check that strings are valid UTF-8 and differs from proto.Unmarshal on
+// malformed input, so whatever it does not decode as a pipeline writer would
+// have written it (an error, a string that is not UTF-8, an unknown field, a
+// non-canonical encoding) is decoded again by proto.Unmarshal.
+//
+// x owns its data, never b's: it is decoded from one private copy of b (one
+// allocation instead of one per string and body), which its strings and
+// bodies are parts of. The bodies' capacity ends with them, so editing or
+// appending to a body never touches a string; the copy stays alive while any
+// string of x is referenced.
 func UnmarshalExchange(b []byte, x *Exchange) error {
 	if unmarshalVT(b, x) {
 		return nil
@@ -22,14 +29,24 @@ func UnmarshalExchange(b []byte, x *Exchange) error {
 	return proto.Unmarshal(b, x)
 }
 
-// unmarshalVT decodes b into x (reset first) with UnmarshalVT and reports
-// whether the result is certainly proto.Unmarshal's: decoded without error,
-// every string valid UTF-8, no unknown fields, and b is the canonical
-// encoding of the result (the size UnmarshalVT's counterpart would write), so
-// no tag, length or field was read in a way proto.Unmarshal would not.
+// unmarshalVT decodes a copy of b into x (reset first) with UnmarshalVTUnsafe
+// and reports whether the result is certainly proto.Unmarshal's: decoded
+// without error, every string valid UTF-8, no unknown fields, and b is the
+// canonical encoding of the result (the size MarshalVT would write), so no
+// tag, length or field was read in a way proto.Unmarshal would not.
 func unmarshalVT(b []byte, x *Exchange) bool {
 	x.Reset()
-	return x.UnmarshalVT(b) == nil && x.plain() && x.SizeVT() == len(b)
+	own := bytes.Clone(b)
+	if x.UnmarshalVTUnsafe(own) != nil || !x.plain() || x.SizeVT() != len(b) {
+		return false
+	}
+	if r := x.Request; r != nil {
+		r.Body = slices.Clip(r.Body)
+	}
+	if r := x.Response; r != nil {
+		r.Body = slices.Clip(r.Body)
+	}
+	return true
 }
 
 // MarshalExchange encodes x with the generated MarshalVT: the bytes

@@ -158,7 +158,8 @@ func TestUnmarshalExchangeAsProtoUnmarshal(t *testing.T) {
 
 // The decoded message owns its strings and bodies: the input buffer (a
 // fetched Kafka record) may be reused or edited afterwards, and editing a
-// body in place does not touch the strings.
+// body in place, up to its capacity, or appending to it does not touch the
+// strings (which share one copy of the input with the bodies).
 func TestUnmarshalExchangeOwnsItsData(t *testing.T) {
 	want := collected(3)
 	b := mustMarshal(t, want)
@@ -167,11 +168,15 @@ func TestUnmarshalExchangeOwnsItsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	clear(b)
-	for i := range x.Request.Body {
-		x.Request.Body[i] = 'X'
+	// Everything a body's slice reaches, up to its capacity.
+	for _, body := range [][]byte{x.Request.Body, x.Response.Body} {
+		for i := range body[:cap(body)] {
+			body[:cap(body)][i] = 'X'
+		}
 	}
 	x.Request.Body = append(x.Request.Body, "more"...)
 	want.Request.Body = append(bytes.Repeat([]byte("X"), len(want.Request.Body)), "more"...)
+	want.Response.Body = bytes.Repeat([]byte("X"), len(want.Response.Body))
 	if !proto.Equal(x, want) {
 		t.Fatalf("decoded exchange changed with its input or its body:\n%v\nwant\n%v", x, want)
 	}
