@@ -65,7 +65,7 @@ lint:
 ## end-to-end zero-loss rate through real Kafka; ~2.5 min on 2 cores; see docs/benchmarks.md),
 ## then bench/cost (CPU-µs per exchange and RSS of every stage beside its peer; docs/capacity.md)
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem ./redactor/... ./collector/...
+	$(GO) test -run '^$$' -bench . -benchmem ./redactor/... ./collector/... ./proto/...
 	$(GO) run ./bench/replay -rate 1000 -duration 5s
 	$(GO) run ./bench/load
 	$(GO) run ./bench/cost
@@ -75,7 +75,7 @@ bench: deps
 bpf:
 	BPF2GO_CFLAGS="-I/usr/include/$$(uname -m)-linux-gnu" $(GO) generate ./collector/ebpf/
 
-## proto: regenerate proto/mirrorline/v1/*.pb.go (needs protoc: apt-get install protobuf-compiler)
+## proto: regenerate proto/mirrorline/v1/*.pb.go and *_vtproto.pb.go (needs protoc: apt-get install protobuf-compiler)
 proto:
 	GOBIN=$(CURDIR)/$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	GOBIN=$(CURDIR)/$(BIN) $(GO) install github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto@$(PROTOC_GEN_GO_VTPROTO_VERSION)
