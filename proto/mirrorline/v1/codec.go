@@ -5,6 +5,7 @@ import (
 	"slices"
 	"unicode/utf8"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -37,7 +38,7 @@ func UnmarshalExchange(b []byte, x *Exchange) error {
 func unmarshalVT(b []byte, x *Exchange) bool {
 	x.Reset()
 	own := bytes.Clone(b)
-	if x.UnmarshalVTUnsafe(own) != nil || !x.plain() || x.SizeVT() != len(b) {
+	if x.UnmarshalVTUnsafe(own) != nil || !x.plain() || x.SizeVT() != len(b) || !x.noOverflow(b) {
 		return false
 	}
 	if r := x.Request; r != nil {
@@ -101,6 +102,56 @@ func plainHeaders(hs []*Header) bool {
 	for _, h := range hs {
 		if h == nil || h.unknownFields != nil || !validUTF8(h.Name, h.Value) {
 			return false
+		}
+	}
+	return true
+}
+
+// noOverflow reports that no varint of b that gave a value of x was an
+// overflowing one, which proto.Unmarshal rejects and UnmarshalVT reads: ten
+// bytes whose last is not 0 or 1. With b of canonical size (checked first),
+// only a value with bit 63 set (a negative number, a uint64 from 2^63) can
+// come from ten bytes; its first nine are those of its canonical encoding, so
+// b is searched for them followed by anything but the canonical last byte 1.
+// A match in a body merely sends the record to proto.Unmarshal.
+func (x *Exchange) noOverflow(b []byte) bool {
+	var vs [16]uint64
+	n := 0
+	add := func(v uint64) {
+		if v>>63 != 0 {
+			vs[n] = v
+			n++
+		}
+	}
+	add(x.Sequence)
+	add(uint64(x.Source))
+	add(uint64(x.CaptureTimeNs))
+	if r := x.Request; r != nil {
+		add(uint64(r.BodySize))
+	}
+	if r := x.Response; r != nil {
+		add(uint64(r.Status))
+		add(uint64(r.BodySize))
+		add(uint64(r.LatencyNs))
+	}
+	if r := x.Replay; r != nil {
+		add(uint64(r.SentTimeNs))
+		add(uint64(r.ScheduleLagNs))
+		add(uint64(r.SourcePartition))
+		add(uint64(r.SourceOffset))
+	}
+	for _, v := range vs[:n] {
+		var enc [10]byte
+		prefix := protowire.AppendVarint(enc[:0], v)[:9]
+		for rest := b; ; {
+			i := bytes.Index(rest, prefix)
+			if i < 0 {
+				break
+			}
+			if i+9 < len(rest) && rest[i+9] > 1 {
+				return false
+			}
+			rest = rest[i+1:]
 		}
 	}
 	return true

@@ -417,3 +417,73 @@ func TestExchangeCodecRejectsInvalidUTF8InEveryString(t *testing.T) {
 		sameDecode(t, b)
 	}
 }
+
+// varintFields lists the varint number fields of m and its singular
+// submessages (bools aside) as setters of a value with bit 63 set.
+func varintFields(m protoreflect.Message) (set []func(), names []string) {
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if fd.IsList() || fd.IsMap() {
+			continue
+		}
+		var v protoreflect.Value
+		switch fd.Kind() {
+		case protoreflect.MessageKind:
+			s, n := varintFields(m.Mutable(fd).Message())
+			set, names = append(set, s...), append(names, n...)
+			continue
+		case protoreflect.Int32Kind:
+			v = protoreflect.ValueOfInt32(-7)
+		case protoreflect.Int64Kind:
+			v = protoreflect.ValueOfInt64(-7 << 40)
+		case protoreflect.Uint64Kind:
+			v = protoreflect.ValueOfUint64(1<<63 | 7)
+		case protoreflect.EnumKind:
+			v = protoreflect.ValueOfEnum(-7)
+		default:
+			continue
+		}
+		set = append(set, func() { m.Set(fd, v) })
+		names = append(names, string(fd.FullName()))
+	}
+	return set, names
+}
+
+// A ten-byte varint whose last byte is above 1 overflows 64 bits:
+// proto.Unmarshal rejects it, the generated decoder reads it. Every varint
+// field, present and future, decodes such input as proto.Unmarshal does.
+func TestUnmarshalExchangeOverflowingVarintInEveryField(t *testing.T) {
+	small := func() *Exchange {
+		return &Exchange{Id: "a", Sequence: 1, Request: &Request{Method: "GET", BodySize: 3, Body: []byte("abc")},
+			Response: &Response{Status: 200}, Replay: &Replay{Target: "t", SourceOffset: 1}}
+	}
+	set, _ := varintFields(small().ProtoReflect())
+	if len(set) < 10 {
+		t.Fatalf("only %d varint fields", len(set))
+	}
+	for i := range set {
+		x := small()
+		set, names := varintFields(x.ProtoReflect())
+		set[i]()
+		b := mustMarshal(t, x)
+		if got := sameDecode(t, b); !proto.Equal(got, x) {
+			t.Fatalf("%s: a value with bit 63 set decoded as %v", names[i], got)
+		}
+		// The value's ten bytes end in 0x01: overflow them.
+		last := -1
+		for j := 9; j < len(b); j++ {
+			if _, k := protowire.ConsumeVarint(b[j-9:]); k == 10 && b[j] == 0x01 {
+				last = j
+			}
+		}
+		if last < 0 {
+			t.Fatalf("%s: no ten-byte varint in %x", names[i], b)
+		}
+		b[last] = 0x03
+		if err := UnmarshalExchange(b, &Exchange{}); err == nil {
+			t.Fatalf("%s: an overflowing varint decoded without an error", names[i])
+		}
+		sameDecode(t, b)
+	}
+}
