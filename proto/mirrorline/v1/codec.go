@@ -111,9 +111,11 @@ func plainHeaders(hs []*Header) bool {
 // overflowing one, which proto.Unmarshal rejects and UnmarshalVT reads: ten
 // bytes whose last is not 0 or 1. With b of canonical size (checked first),
 // only a value with bit 63 set (a negative number, a uint64 from 2^63) can
-// come from ten bytes; its first nine are those of its canonical encoding, so
-// b is searched for them followed by anything but the canonical last byte 1.
-// A match in a body merely sends the record to proto.Unmarshal.
+// come from ten bytes. For a 64-bit field the first nine are those of the
+// value's canonical encoding, so b is searched for them followed by anything
+// but the canonical last byte 1 (a match in a body merely sends the record to
+// proto.Unmarshal); a 32-bit field keeps only the low bits of its ten, so a
+// negative one always goes to proto.Unmarshal.
 func (x *Exchange) noOverflow(b []byte) bool {
 	var vs [16]uint64
 	n := 0
@@ -123,21 +125,21 @@ func (x *Exchange) noOverflow(b []byte) bool {
 			n++
 		}
 	}
+	if x.Source < 0 || x.GetResponse().GetStatus() < 0 || x.GetReplay().GetSourcePartition() < 0 {
+		return false
+	}
 	add(x.Sequence)
-	add(uint64(x.Source))
 	add(uint64(x.CaptureTimeNs))
 	if r := x.Request; r != nil {
 		add(uint64(r.BodySize))
 	}
 	if r := x.Response; r != nil {
-		add(uint64(r.Status))
 		add(uint64(r.BodySize))
 		add(uint64(r.LatencyNs))
 	}
 	if r := x.Replay; r != nil {
 		add(uint64(r.SentTimeNs))
 		add(uint64(r.ScheduleLagNs))
-		add(uint64(r.SourcePartition))
 		add(uint64(r.SourceOffset))
 	}
 	for _, v := range vs[:n] {

@@ -49,7 +49,7 @@ func scalar(fd protoreflect.FieldDescriptor, n int) protoreflect.Value {
 	case protoreflect.BoolKind:
 		return protoreflect.ValueOfBool(true)
 	case protoreflect.Int32Kind:
-		return protoreflect.ValueOfInt32(int32(-n))
+		return protoreflect.ValueOfInt32(int32(n)) // negative ones: TestUnmarshalExchangeOverflowingVarintInEveryField
 	case protoreflect.Int64Kind:
 		return protoreflect.ValueOfInt64(int64(-n) << 33)
 	case protoreflect.Uint64Kind:
@@ -128,7 +128,7 @@ func TestUnmarshalExchangeAsProtoUnmarshal(t *testing.T) {
 		{"bench payload", mustMarshal(t, benchExchange()), true},
 		{"empty", nil, true},
 		{"request without headers", mustMarshal(t, &Exchange{Id: "a", Request: &Request{Method: "GET", Body: []byte("x")}}), true},
-		{"response only", mustMarshal(t, &Exchange{Response: &Response{Status: -1, Headers: []*Header{{Name: "a"}, {}}}}), true},
+		{"response only", mustMarshal(t, &Exchange{Response: &Response{Status: 1, Headers: []*Header{{Name: "a"}, {}}}}), true},
 		{"message fields twice: merged (not canonical)", twoRequests, false},
 		{"empty body on the wire (not canonical)", emptyBody, false},
 		{"every field, replay and labels too", mustMarshal(t, full), true},
@@ -136,6 +136,8 @@ func TestUnmarshalExchangeAsProtoUnmarshal(t *testing.T) {
 		{"unknown group with a mismatched end", badGroup, false},
 		{"default value on the wire", explicitZero, false},
 		{"overlong tag", overlongTag, false},
+		{"negative status (ten bytes)", mustMarshal(t, &Exchange{Response: &Response{Status: -1}}), false},
+		{"negative body size (ten bytes)", mustMarshal(t, &Exchange{Request: &Request{BodySize: -1}}), true},
 		{"invalid UTF-8 in a string", badUTF8, false},
 		{"known field of another wire type", wrongType, false},
 		{"fixed64 wire type", fixed, false},
