@@ -190,6 +190,7 @@ func FuzzUnmarshalExchange(f *testing.F) {
 	fill(full.ProtoReflect(), 2)
 	f.Add(mustMarshal(f, full))
 	f.Add([]byte{0x42, 0x02, 0x32, 0x00})
+	f.Add(mustMarshal(f, &Exchange{Sequence: 1 << 63, Request: &Request{BodySize: -1}, Response: &Response{Status: -1}, Labels: map[string]string{"a": "b"}}))
 	f.Fuzz(func(t *testing.T, b []byte) { sameDecode(t, b) })
 }
 
