@@ -10,41 +10,60 @@ import (
 )
 
 // UnmarshalExchange decodes b into x (reset first) with the generated
-// decoder (exchange_vtproto.pb.go, no reflection) and gives exactly what
+// UnmarshalVT (exchange_vtproto.pb.go, no reflection) and gives exactly what
 // proto.Unmarshal gives, result and error. The generated decoder does not
 // check that strings are valid UTF-8 and differs from proto.Unmarshal on
 // malformed input, so whatever it does not decode as a pipeline writer would
 // have written it (an error, a string that is not UTF-8, an unknown field, a
-// non-canonical encoding) is decoded again by proto.Unmarshal.
-//
-// x owns its data, never b's: it is decoded from one private copy of b (one
-// allocation instead of one per string and body), which its strings and
-// bodies are parts of. The bodies' capacity ends with them, so editing or
-// appending to a body never touches a string; the copy stays alive while any
-// string of x is referenced.
+// non-canonical encoding, an overflowing varint) is decoded again by
+// proto.Unmarshal. Every string and body of x is a copy of its own, never
+// part of b: x may outlive b and keep any of its strings for long (an id in
+// a set of decided ones) without holding more than that string.
 func UnmarshalExchange(b []byte, x *Exchange) error {
-	if unmarshalVT(b, x) {
+	if unmarshalVT(b, x, false) {
 		return nil
 	}
 	x.Reset()
 	return proto.Unmarshal(b, x)
 }
 
-// unmarshalVT decodes a copy of b into x (reset first) with UnmarshalVTUnsafe
-// and reports whether the result is certainly proto.Unmarshal's: decoded
-// without error, every string valid UTF-8, no unknown fields, and b is the
-// canonical encoding of the result (the size MarshalVT would write), so no
-// tag, length or field was read in a way proto.Unmarshal would not.
-func unmarshalVT(b []byte, x *Exchange) bool {
+// UnmarshalExchangeTransient is UnmarshalExchange for an exchange that is
+// dropped once processed, strings included (the redactor's records, encoded
+// again within their transaction): x is decoded with UnmarshalVTUnsafe from
+// one private copy of b (one allocation instead of one per string and body),
+// which all its strings and bodies are parts of, so any string of x kept
+// keeps all of b's bytes alive. x still owns its data, never b's, and the
+// bodies' capacity ends with them: editing or appending to a body never
+// touches a string.
+func UnmarshalExchangeTransient(b []byte, x *Exchange) error {
+	if unmarshalVT(b, x, true) {
+		return nil
+	}
 	x.Reset()
-	own := bytes.Clone(b)
-	if x.UnmarshalVTUnsafe(own) != nil || !x.plain() || x.SizeVT() != len(b) || !x.noOverflow(b) {
+	return proto.Unmarshal(b, x)
+}
+
+// unmarshalVT decodes b into x (reset first) with UnmarshalVT, or a copy of
+// b with UnmarshalVTUnsafe when shared, and reports whether the result is
+// certainly proto.Unmarshal's: decoded without error, every string valid
+// UTF-8, no unknown fields, b the canonical encoding of the result (the size
+// MarshalVT would write, so no tag, length or field was read in a way
+// proto.Unmarshal would not) and no overflowing varint.
+func unmarshalVT(b []byte, x *Exchange, shared bool) bool {
+	x.Reset()
+	var err error
+	if shared {
+		err = x.UnmarshalVTUnsafe(bytes.Clone(b))
+	} else {
+		err = x.UnmarshalVT(b)
+	}
+	if err != nil || !x.plain() || x.SizeVT() != len(b) || !x.noOverflow(b) {
 		return false
 	}
-	if r := x.Request; r != nil {
+	if r := x.Request; r != nil && shared {
 		r.Body = slices.Clip(r.Body)
 	}
-	if r := x.Response; r != nil {
+	if r := x.Response; r != nil && shared {
 		r.Body = slices.Clip(r.Body)
 	}
 	return true
