@@ -3,6 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   := .bin
 PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_VTPROTO_VERSION := v0.6.0
 
 .PHONY: all bpf build deps test-faults deploy-check demo test test-stress test-unit test-e2e bench lint proto kafka-start kafka-stop clean
 
@@ -64,7 +65,7 @@ lint:
 ## end-to-end zero-loss rate and delay through real Kafka; fetch wait; ~3.5 min on 2 cores; see docs/benchmarks.md),
 ## then bench/cost (CPU-µs per exchange and RSS of every stage beside its peer; docs/capacity.md)
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem ./redactor/... ./collector/...
+	$(GO) test -run '^$$' -bench . -benchmem ./redactor/... ./collector/... ./proto/...
 	$(GO) test -run '^$$' -bench '^BenchmarkGenerator$$' -benchtime 8000x ./bench/load/
 	$(GO) run ./bench/replay -rate 1000 -duration 5s
 	$(GO) run ./bench/replay -bursty
@@ -76,10 +77,13 @@ bench: deps
 bpf:
 	BPF2GO_CFLAGS="-I/usr/include/$$(uname -m)-linux-gnu" $(GO) generate ./collector/ebpf/
 
-## proto: regenerate proto/mirrorline/v1/*.pb.go (needs protoc: apt-get install protobuf-compiler)
+## proto: regenerate proto/mirrorline/v1/*.pb.go and *_vtproto.pb.go (needs protoc: apt-get install protobuf-compiler)
 proto:
 	GOBIN=$(CURDIR)/$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
-	PATH=$(CURDIR)/$(BIN):$$PATH protoc --go_out=. --go_opt=paths=source_relative proto/mirrorline/v1/*.proto
+	GOBIN=$(CURDIR)/$(BIN) $(GO) install github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto@$(PROTOC_GEN_GO_VTPROTO_VERSION)
+	PATH=$(CURDIR)/$(BIN):$$PATH protoc --go_out=. --go_opt=paths=source_relative \
+		--go-vtproto_out=. --go-vtproto_opt=paths=source_relative,features=marshal+unmarshal+unmarshal_unsafe+size \
+		proto/mirrorline/v1/*.proto
 
 kafka-start:
 	@test/kafka/start

@@ -245,7 +245,7 @@ func BenchmarkRedactRecord(b *testing.B) {
 	b.SetBytes(int64(len(raw)))
 	for b.Loop() {
 		ex := &mlv1.Exchange{}
-		if err := mlv1.UnmarshalExchange(r.Value, ex); err != nil {
+		if err := mlv1.UnmarshalExchangeTransient(r.Value, ex); err != nil {
 			b.Fatal(err)
 		}
 		outs, err := p.Transform(r, ex)

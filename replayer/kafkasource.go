@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/stage"
@@ -222,7 +221,7 @@ func (s *KafkaSource) add(r *kgo.Record) {
 	default:
 		it := Item{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Capture: r.Timestamp}
 		ex := &mlv1.Exchange{}
-		if err := proto.Unmarshal(r.Value, ex); err != nil {
+		if err := mlv1.UnmarshalExchange(r.Value, ex); err != nil {
 			// Handed out without an exchange: the replay counts it.
 			s.metrics.Stage.Undecodable.Inc()
 			s.log.Warn("undecodable record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", err)

@@ -8,7 +8,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"google.golang.org/protobuf/proto"
 
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
@@ -177,7 +176,7 @@ func (g *Group) Run(ctx context.Context, cl *kgo.Client) error {
 			m := g.tracker.Track(r)
 			m.Polled = polled
 			ex := &mlv1.Exchange{}
-			if err := proto.Unmarshal(r.Value, ex); err != nil {
+			if err := mlv1.UnmarshalExchange(r.Value, ex); err != nil {
 				g.metrics.Undecodable.Inc()
 				g.log.Warn("undecodable record skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
 				if counter != nil {

@@ -226,7 +226,7 @@ func (x *Tx) transform(r *kgo.Record, pos srcPos) ([]*kgo.Record, bool) {
 		}
 		return nil, true
 	}
-	if err := mlv1.UnmarshalExchange(r.Value, ex); err != nil {
+	if err := mlv1.UnmarshalExchangeTransient(r.Value, ex); err != nil {
 		x.metrics.Undecodable.Inc()
 		ex = nil
 		return aside(SetAsideUndecodable, "undecodable record")

@@ -185,17 +185,26 @@ func (d *Diff) Fit(maxBytes int) (cut, fits bool) {
 // the encoding is larger, m is cut with its Fit method (Exchange.Fit,
 // Diff.Fit) and encoded again. It reports whether m was cut and whether the
 // value now fits; a value that cannot fit is still returned, cut as far as
-// Fit goes, for the caller to drop or send.
+// Fit goes, for the caller to drop or send. An Exchange is encoded by
+// MarshalExchange, anything else by proto.Marshal: the same bytes either way.
 func MarshalWithin(m interface {
 	proto.Message
 	Fit(maxBytes int) (cut, fits bool)
 }, maxBytes int) (val []byte, cut, fits bool, err error) {
-	if val, err = proto.Marshal(m); err != nil || len(val) <= maxBytes {
+	if val, err = marshal(m); err != nil || len(val) <= maxBytes {
 		return val, false, err == nil, err
 	}
 	cut, fits = m.Fit(maxBytes)
-	if val, err = proto.Marshal(m); err != nil {
+	if val, err = marshal(m); err != nil {
 		return nil, cut, false, err
 	}
 	return val, cut, fits, nil
+}
+
+// marshal encodes m as proto.Marshal does, an Exchange with MarshalExchange.
+func marshal(m proto.Message) ([]byte, error) {
+	if x, ok := m.(*Exchange); ok {
+		return MarshalExchange(x)
+	}
+	return proto.Marshal(m)
 }

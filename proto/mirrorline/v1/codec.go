@@ -1,0 +1,188 @@
+package mirrorlinev1
+
+import (
+	"bytes"
+	"slices"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// UnmarshalExchange decodes b into x (reset first) with the generated
+// UnmarshalVT (exchange_vtproto.pb.go, no reflection) and gives exactly what
+// proto.Unmarshal gives, result and error. The generated decoder does not
+// check that strings are valid UTF-8 and differs from proto.Unmarshal on
+// malformed input, so whatever it does not decode as a pipeline writer would
+// have written it (an error, a string that is not UTF-8, an unknown field, a
+// non-canonical encoding, an overflowing varint) is decoded again by
+// proto.Unmarshal. Every string and body of x is a copy of its own, never
+// part of b: x may outlive b and keep any of its strings for long (an id in
+// a set of decided ones) without holding more than that string.
+func UnmarshalExchange(b []byte, x *Exchange) error {
+	if unmarshalVT(b, x, false) {
+		return nil
+	}
+	x.Reset()
+	return proto.Unmarshal(b, x)
+}
+
+// UnmarshalExchangeTransient is UnmarshalExchange for an exchange that is
+// dropped once processed, strings included (the redactor's records, encoded
+// again within their transaction): x is decoded with UnmarshalVTUnsafe from
+// one private copy of b (one allocation instead of one per string and body),
+// which all its strings and bodies are parts of, so any string of x kept
+// keeps all of b's bytes alive. x still owns its data, never b's, and the
+// bodies' capacity ends with them: editing or appending to a body never
+// touches a string.
+func UnmarshalExchangeTransient(b []byte, x *Exchange) error {
+	if unmarshalVT(b, x, true) {
+		return nil
+	}
+	x.Reset()
+	return proto.Unmarshal(b, x)
+}
+
+// unmarshalVT decodes b into x (reset first) with UnmarshalVT, or a copy of
+// b with UnmarshalVTUnsafe when shared, and reports whether the result is
+// certainly proto.Unmarshal's: decoded without error, every string valid
+// UTF-8, no unknown fields, b the canonical encoding of the result (the size
+// MarshalVT would write, so no tag, length or field was read in a way
+// proto.Unmarshal would not) and no overflowing varint.
+func unmarshalVT(b []byte, x *Exchange, shared bool) bool {
+	x.Reset()
+	var err error
+	if shared {
+		err = x.UnmarshalVTUnsafe(bytes.Clone(b))
+	} else {
+		err = x.UnmarshalVT(b)
+	}
+	if err != nil || !x.plain() || x.SizeVT() != len(b) || !x.noOverflow(b) {
+		return false
+	}
+	if r := x.Request; r != nil && shared {
+		r.Body = slices.Clip(r.Body)
+	}
+	if r := x.Response; r != nil && shared {
+		r.Body = slices.Clip(r.Body)
+	}
+	return true
+}
+
+// MarshalExchange encodes x with the generated MarshalVT: the bytes
+// proto.Marshal writes (fields in number order, unknown fields last; labels,
+// a map, in no fixed order as with proto.Marshal). What MarshalVT would encode
+// differently from proto.Marshal (a nil exchange or header entry, unknown
+// fields) or encode where proto.Marshal fails (a string that is not valid
+// UTF-8) is encoded by proto.Marshal, so the errors are its errors.
+func MarshalExchange(x *Exchange) ([]byte, error) {
+	if x == nil || !x.plain() {
+		return proto.Marshal(x)
+	}
+	return x.MarshalVT()
+}
+
+// plain reports whether x is what the generated code handles as
+// proto.Unmarshal and proto.Marshal do: every string valid UTF-8 (proto3
+// requires it; the generated code does not check), no nil header entry and
+// no unknown fields.
+func (x *Exchange) plain() bool {
+	if x.unknownFields != nil ||
+		!validUTF8(x.Id, x.Service, x.ConnectionId, x.Collector) ||
+		!validUTF8(x.Redactions...) ||
+		!x.GetRequest().plain() || !x.GetResponse().plain() || !x.GetReplay().plain() {
+		return false
+	}
+	for k, v := range x.Labels {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Request) plain() bool {
+	return r == nil || r.unknownFields == nil &&
+		validUTF8(r.Method, r.Url, r.Host, r.Proto, r.Scheme, r.RemoteAddr) &&
+		plainHeaders(r.Headers)
+}
+
+func (r *Response) plain() bool {
+	return r == nil || r.unknownFields == nil &&
+		validUTF8(r.Error, r.Proto) && plainHeaders(r.Headers)
+}
+
+func (r *Replay) plain() bool {
+	return r == nil || r.unknownFields == nil &&
+		validUTF8(r.Target, r.Job, r.Instance, r.SourceTopic)
+}
+
+func plainHeaders(hs []*Header) bool {
+	for _, h := range hs {
+		if h == nil || h.unknownFields != nil || !validUTF8(h.Name, h.Value) {
+			return false
+		}
+	}
+	return true
+}
+
+// noOverflow reports that no varint of b that gave a value of x was an
+// overflowing one, which proto.Unmarshal rejects and UnmarshalVT reads: ten
+// bytes whose last is not 0 or 1. With b of canonical size (checked first),
+// only a value with bit 63 set (a negative number, a uint64 from 2^63) can
+// come from ten bytes. For a 64-bit field the first nine are those of the
+// value's canonical encoding, so b is searched for them followed by anything
+// but the canonical last byte 1 (a match in a body merely sends the record to
+// proto.Unmarshal); a 32-bit field keeps only the low bits of its ten, so a
+// negative one always goes to proto.Unmarshal.
+func (x *Exchange) noOverflow(b []byte) bool {
+	var vs [16]uint64
+	n := 0
+	add := func(v uint64) {
+		if v>>63 != 0 {
+			vs[n] = v
+			n++
+		}
+	}
+	if x.Source < 0 || x.GetResponse().GetStatus() < 0 || x.GetReplay().GetSourcePartition() < 0 {
+		return false
+	}
+	add(x.Sequence)
+	add(uint64(x.CaptureTimeNs))
+	if r := x.Request; r != nil {
+		add(uint64(r.BodySize))
+	}
+	if r := x.Response; r != nil {
+		add(uint64(r.BodySize))
+		add(uint64(r.LatencyNs))
+	}
+	if r := x.Replay; r != nil {
+		add(uint64(r.SentTimeNs))
+		add(uint64(r.ScheduleLagNs))
+		add(uint64(r.SourceOffset))
+	}
+	for _, v := range vs[:n] {
+		var enc [10]byte
+		prefix := protowire.AppendVarint(enc[:0], v)[:9]
+		for rest := b; ; {
+			i := bytes.Index(rest, prefix)
+			if i < 0 {
+				break
+			}
+			if i+9 < len(rest) && rest[i+9] > 1 {
+				return false
+			}
+			rest = rest[i+1:]
+		}
+	}
+	return true
+}
+
+func validUTF8(ss ...string) bool {
+	for _, s := range ss {
+		if !utf8.ValidString(s) {
+			return false
+		}
+	}
+	return true
+}
