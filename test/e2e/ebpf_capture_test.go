@@ -141,16 +141,35 @@ func TestEBPFCaptureIntoKafka(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return string(b)
 	}
-	testproc.Eventually(t, 30*time.Second, "ebpf metrics", func() bool {
-		m := metrics()
-		return strings.Contains(m, `mirrorline_ebpf_attached{hook="egress",interface="lo"} 1`) &&
-			strings.Contains(m, "mirrorline_ebpf_ringbuf_drops_total 0") &&
-			strings.Contains(m, `mirrorline_ebpf_packets_total{result="retransmit"} 0`) &&
-			strings.Contains(m, "mirrorline_ebpf_streams_active 0") &&
-			strings.Contains(m, "mirrorline_ebpf_http_exchanges_total 30") &&
-			strings.Contains(m, "mirrorline_collector_captured_total 30") &&
-			!strings.Contains(m, "mirrorline_ebpf_kernel_packets_total 0")
+	// Retransmitted segments are not asserted: on a saturated machine the
+	// kernel may retransmit on loopback (a tail-loss probe fires when the
+	// ACK is late), and the exchanges are checked whole above either way.
+	want := []string{
+		`mirrorline_ebpf_attached{hook="egress",interface="lo"} 1`,
+		"mirrorline_ebpf_ringbuf_drops_total 0",
+		"mirrorline_ebpf_streams_active 0",
+		"mirrorline_ebpf_http_exchanges_total 30",
+		"mirrorline_collector_captured_total 30",
+	}
+	var m string
+	ok := testproc.Wait(30*time.Second, func() bool {
+		m = metrics()
+		for _, w := range want {
+			if !strings.Contains(m, w) {
+				return false
+			}
+		}
+		return !strings.Contains(m, "mirrorline_ebpf_kernel_packets_total 0")
 	})
+	if !ok {
+		var lines []string
+		for _, l := range strings.Split(m, "\n") {
+			if strings.HasPrefix(l, "mirrorline_ebpf_") || strings.HasPrefix(l, "mirrorline_collector_captured_total") {
+				lines = append(lines, l)
+			}
+		}
+		t.Fatalf("ebpf metrics after 30s, want %q:\n%s", want, strings.Join(lines, "\n"))
+	}
 }
 
 // Bad flags are a one-line error and exit code 2; a missing privilege is a
