@@ -130,29 +130,10 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 			break
 		}
 		if anchor.IsZero() {
-			anchor = w.clock.Now()
-			if warmer != nil && !w.dry {
-				// Time to open the first burst's connections.
-				anchor = anchor.Add(w.warmAhead)
-			}
-			st.start(anchor)
+			anchor = w.start(warmer != nil, st)
 		}
 		w.reportProgress()
-		if it.Exchange == nil {
-			st.error("decode")
-			w.metrics.Errors.WithLabelValues("decode").Inc()
-			continue
-		}
-		if err := checkRecord(it.Exchange); err != nil {
-			// Not scheduled, in a dry run too; Send checks again.
-			st.error(w.metrics.countSkip(err))
-			continue
-		}
-		if reason := w.selects(it.Exchange); reason != "" {
-			// Not selected (or a skip route): not scheduled either, so
-			// --rate paces only the records that are sent.
-			st.skip(reason)
-			w.metrics.Dropped.WithLabelValues(reason).Inc()
+		if !w.schedulable(it, st) {
 			continue
 		}
 		planned := anchor.Add(w.sched.At(index, it.Capture))
@@ -244,6 +225,40 @@ func (w *Window) warm(ctx context.Context, warmer Warmer, ahead *lookahead, slot
 		w.log.Debug("connections not warmed", "job", w.job, "want", n, "dialled", dialled, "error", err)
 	}
 	return ctx.Err()
+}
+
+// start returns the job start when the first record is read: now, or, when
+// connections are warmed (warm), WarmAhead later, time to open the first
+// burst's connections.
+func (w *Window) start(warm bool, st *stats) time.Time {
+	anchor := w.clock.Now()
+	if warm && !w.dry {
+		anchor = anchor.Add(w.warmAhead)
+	}
+	st.start(anchor)
+	return anchor
+}
+
+// schedulable reports whether it is scheduled: decoded, replayable and
+// selected by the sender's routing (so --rate paces only the records that
+// are sent). What is not is counted in st, in a dry run too; Replay checks
+// again.
+func (w *Window) schedulable(it Item, st *stats) bool {
+	if it.Exchange == nil {
+		st.error("decode")
+		w.metrics.Errors.WithLabelValues("decode").Inc()
+		return false
+	}
+	if err := checkRecord(it.Exchange); err != nil {
+		st.error(w.metrics.countSkip(err))
+		return false
+	}
+	if reason := w.selects(it.Exchange); reason != "" {
+		st.skip(reason)
+		w.metrics.Dropped.WithLabelValues(reason).Inc()
+		return false
+	}
+	return true
 }
 
 // selects returns why the sender's routing would not send ex ("": it would),
