@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/mirrorline/mirrorline/bench/benchproc"
 	"github.com/mirrorline/mirrorline/broker"
 )
 
@@ -66,7 +65,7 @@ func (h *harness) logf(format string, args ...any) {
 
 func (h *harness) setup(ctx context.Context) error {
 	var err error
-	if h.root, err = moduleRoot(); err != nil {
+	if h.root, err = benchproc.ModuleRoot(); err != nil {
 		return err
 	}
 	if h.tmp, err = os.MkdirTemp("", "mirrorline-cost-"); err != nil {
@@ -82,11 +81,8 @@ func (h *harness) setup(ctx context.Context) error {
 	h.svc = fmt.Sprintf("cost-%d", time.Now().Unix())
 	if h.ml = h.cfg.mirrorline; h.ml == "" {
 		h.logf("building ./cmd/mirrorline")
-		h.ml = filepath.Join(h.tmp, "mirrorline")
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", h.ml, "./cmd/mirrorline")
-		cmd.Dir = h.root
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go build ./cmd/mirrorline: %v: %s", err, strings.TrimSpace(string(b)))
+		if h.ml, err = benchproc.BuildMirrorline(ctx, h.root, h.tmp); err != nil {
+			return err
 		}
 	}
 	if err := h.setupKafka(ctx); err != nil {
@@ -118,17 +114,17 @@ func (h *harness) setup(ctx context.Context) error {
 		}
 		cl.Close()
 	})
-	p, addr, err := startRole(h.tmp, "primary", "app", "-name", "primary")
+	p, addr, err := benchproc.StartRole(h.tmp, "primary", "app", "-name", "primary")
 	if err != nil {
 		return err
 	}
-	h.defer_(p.stop)
+	h.defer_(p.Stop)
 	h.primaryAddr = addr
-	s, addr, err := startRole(h.tmp, "shadow", "app", "-name", "shadow")
+	s, addr, err := benchproc.StartRole(h.tmp, "shadow", "app", "-name", "shadow")
 	if err != nil {
 		return err
 	}
-	h.defer_(s.stop)
+	h.defer_(s.Stop)
 	h.shadowAddr = addr
 	return nil
 }
@@ -138,7 +134,7 @@ func (h *harness) setup(ctx context.Context) error {
 // front's drive returns.
 type member struct {
 	name    string // row key, e.g. "proxy"
-	p       *proc
+	p       *benchproc.Proc
 	handled func(want int) bool
 }
 
@@ -180,9 +176,9 @@ func (h *harness) measure(ctx context.Context, f *front, round int) error {
 			return err
 		}
 	}
-	before := make([]usage, len(f.members))
+	before := make([]benchproc.Usage, len(f.members))
 	for i, m := range f.members {
-		u, err := groupUsage(m.p.cmd.Process.Pid)
+		u, err := benchproc.GroupUsage(m.p.PID())
 		if err != nil {
 			return fmt.Errorf("%s: %w", m.name, err)
 		}
@@ -196,9 +192,9 @@ func (h *harness) measure(ctx context.Context, f *front, round int) error {
 		return err
 	}
 	f.total += n
-	after := make([]*usage, len(f.members))
+	after := make([]*benchproc.Usage, len(f.members))
 	var readErr error
-	done := poll(ctx, 2*time.Minute+time.Duration(n/h.cfg.rate)*time.Second, 100*time.Millisecond, func() bool {
+	done := benchproc.Poll(ctx, 2*time.Minute+time.Duration(n/h.cfg.rate)*time.Second, 100*time.Millisecond, func() bool {
 		left := 0
 		for i, m := range f.members {
 			if after[i] != nil {
@@ -208,7 +204,7 @@ func (h *harness) measure(ctx context.Context, f *front, round int) error {
 				left++
 				continue
 			}
-			u, err := groupUsage(m.p.cmd.Process.Pid)
+			u, err := benchproc.GroupUsage(m.p.PID())
 			if err != nil {
 				readErr = fmt.Errorf("%s: %w", m.name, err)
 				return true
@@ -231,7 +227,7 @@ func (h *harness) measure(ctx context.Context, f *front, round int) error {
 	}
 	for i, m := range f.members {
 		h.res[m.name] = append(h.res[m.name], sample{round: round,
-			usPer: float64((after[i].cpu - before[i].cpu).Microseconds()) / float64(n), hwmKB: after[i].hwmKB})
+			usPer: float64((after[i].CPU - before[i].CPU).Microseconds()) / float64(n), hwmKB: after[i].HWMKB})
 	}
 	if f.kernel {
 		bpf1, err := bpfPrograms(ebpfPrograms...)
@@ -261,7 +257,7 @@ func (h *harness) warmFront(ctx context.Context, f *front) error {
 		return err
 	}
 	f.total += h.cfg.warm
-	if !poll(ctx, 2*time.Minute, 100*time.Millisecond, func() bool { return f.settled(f.total) }) {
+	if !benchproc.Poll(ctx, 2*time.Minute, 100*time.Millisecond, func() bool { return f.settled(f.total) }) {
 		return fmt.Errorf("warm-up: not every stage handled %d exchanges within 2 minutes", f.total)
 	}
 	return nil
@@ -277,19 +273,19 @@ func (h *harness) attackN(ctx context.Context, base string, n int) error {
 	return nil
 }
 
-func (h *harness) ml_(ctx context.Context, name, listen string, args ...string) (*proc, string, error) {
-	p, maddr, err := startMirrorline(ctx, h.ml, h.tmp, name, h.brokers, listen, args...)
+func (h *harness) ml_(ctx context.Context, name, listen string, args ...string) (*benchproc.Proc, string, error) {
+	p, maddr, err := benchproc.StartMirrorline(ctx, h.ml, h.tmp, name, h.brokers, listen, 30*time.Second, args...)
 	if err != nil {
 		return nil, "", err
 	}
-	h.defer_(p.stop)
+	h.defer_(p.Stop)
 	return p, maddr, nil
 }
 
 // atLeast reports whether the metric name on each of addrs is at least want.
 func atLeast(want int, name string, addrs ...string) bool {
 	for _, a := range addrs {
-		if counter(a, name) < float64(want) {
+		if benchproc.Counter(a, name) < float64(want) {
 			return false
 		}
 	}
@@ -311,7 +307,7 @@ func (h *harness) newFront(ctx context.Context, name string) (*front, error) {
 	f := &front{name: name}
 	switch name {
 	case "pipeline":
-		listen, err := freeAddr("tcp")
+		listen, err := benchproc.FreeAddr("tcp")
 		if err != nil {
 			return nil, err
 		}
@@ -339,19 +335,19 @@ func (h *harness) newFront(ctx context.Context, name string) (*front, error) {
 		}
 		f.drive = func(ctx context.Context, n int) error { return h.attackN(ctx, "http://"+listen, n) }
 	case "goproxy":
-		gp, addr, err := startRole(h.tmp, "goproxy", "goproxy", "-primary", "http://"+h.primaryAddr)
+		gp, addr, err := benchproc.StartRole(h.tmp, "goproxy", "goproxy", "-primary", "http://"+h.primaryAddr)
 		if err != nil {
 			return nil, err
 		}
-		h.defer_(gp.stop)
-		f.members = []member{{"goproxy", gp.proc, nil}}
+		h.defer_(gp.Stop)
+		f.members = []member{{"goproxy", gp.Proc, nil}}
 		f.drive = func(ctx context.Context, n int) error { return h.attackN(ctx, "http://"+addr, n) }
 	case "nginx":
-		bin, err := findNginx(h.cfg.nginx)
+		bin, err := benchproc.FindNginx(h.cfg.nginx)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", errSkip, err)
 		}
-		sinkAddr, err := freeAddr("tcp")
+		sinkAddr, err := benchproc.FreeAddr("tcp")
 		if err != nil {
 			return nil, err
 		}
@@ -376,22 +372,22 @@ func (h *harness) newFront(ctx context.Context, name string) (*front, error) {
 			return h.attackN(ctx, "http://"+paddr, n)
 		}
 	case "vegeta":
-		var sender *role
+		var sender *benchproc.Role
 		f.prepare = func(ctx context.Context, n int) error {
 			var err error
-			sender, _, err = startRole(h.tmp, "vegeta", "vegeta", "-target", "http://"+h.shadowAddr, "-n", strconv.Itoa(n), "-rate", strconv.Itoa(h.cfg.rate))
+			sender, _, err = benchproc.StartRole(h.tmp, "vegeta", "vegeta", "-target", "http://"+h.shadowAddr, "-n", strconv.Itoa(n), "-rate", strconv.Itoa(h.cfg.rate))
 			if err != nil {
 				return err
 			}
-			f.members = []member{{"vegeta", sender.proc, nil}}
+			f.members = []member{{"vegeta", sender.Proc, nil}}
 			return nil
 		}
-		f.finish = func() { sender.stop() }
+		f.finish = func() { sender.Stop() }
 		f.drive = func(ctx context.Context, n int) error {
-			if _, err := io.WriteString(sender.in, "go\n"); err != nil {
+			if _, err := io.WriteString(sender.Stdin(), "go\n"); err != nil {
 				return err
 			}
-			line, err := sender.expect("DONE ", 2*time.Minute+time.Duration(n/h.cfg.rate)*time.Second)
+			line, err := sender.Expect("DONE ", 2*time.Minute+time.Duration(n/h.cfg.rate)*time.Second)
 			if err != nil {
 				return err
 			}
@@ -401,7 +397,7 @@ func (h *harness) newFront(ctx context.Context, name string) (*front, error) {
 			return nil
 		}
 	case "vpc":
-		udp, err := freeAddr("udp")
+		udp, err := benchproc.FreeAddr("udp")
 		if err != nil {
 			return nil, err
 		}
@@ -430,11 +426,11 @@ func (h *harness) newFront(ctx context.Context, name string) (*front, error) {
 			return nil, fmt.Errorf("%w: %v", errSkip, err)
 		}
 		h.defer_(func() { closer.Close() })
-		app, addr, err := startRole(h.tmp, "ebpf-app", "app", "-name", "primary")
+		app, addr, err := benchproc.StartRole(h.tmp, "ebpf-app", "app", "-name", "primary")
 		if err != nil {
 			return nil, err
 		}
-		h.defer_(app.stop)
+		h.defer_(app.Stop)
 		_, port, _ := strings.Cut(addr, ":")
 		eb, em, err := h.ml_(ctx, "ebpf", "", "ebpf", "--service", svc, "--interface", "lo", "--port", port)
 		if err != nil {
@@ -445,13 +441,13 @@ func (h *harness) newFront(ctx context.Context, name string) (*front, error) {
 		f.drive = func(ctx context.Context, n int) error { return h.attackN(ctx, "http://"+addr, n) }
 		// The programs attach a moment after the metrics endpoint is up:
 		// requests before that are not seen. Wait until one is.
-		if !poll(ctx, 30*time.Second, 200*time.Millisecond, func() bool {
+		if !benchproc.Poll(ctx, 30*time.Second, 200*time.Millisecond, func() bool {
 			_ = h.attackN(ctx, "http://"+addr, 1)
-			return counter(em, mPublished) >= 1
+			return benchproc.Counter(em, mPublished) >= 1
 		}) {
-			return nil, fmt.Errorf("%w: mirrorline ebpf captured nothing within 30s (%s)", errSkip, tail(eb.log))
+			return nil, fmt.Errorf("%w: mirrorline ebpf captured nothing within 30s (%s)", errSkip, benchproc.Tail(eb.Log()))
 		}
-		f.total = int(counter(em, mPublished))
+		f.total = int(benchproc.Counter(em, mPublished))
 	}
 	if err := h.warmFront(ctx, f); err != nil {
 		return nil, err
@@ -459,28 +455,15 @@ func (h *harness) newFront(ctx context.Context, name string) (*front, error) {
 	return f, nil
 }
 
-func findNginx(flagPath string) (string, error) {
-	if flagPath != "" {
-		return flagPath, nil
-	}
-	if p, err := exec.LookPath("nginx"); err == nil {
-		return p, nil
-	}
-	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
-		return "/usr/sbin/nginx", nil
-	}
-	return "", errors.New("nginx is not installed (Debian: apt-get install nginx-light)")
-}
-
 // startNginx runs nginx from deploy/nginx/mirror.conf in front of the
 // primary, mirroring to mirror (without the mirror directives when mirror is
 // false), one worker per core.
-func (h *harness) startNginx(ctx context.Context, bin, name, mirror string, withMirror bool) (*proc, string, error) {
+func (h *harness) startNginx(ctx context.Context, bin, name, mirror string, withMirror bool) (*benchproc.Proc, string, error) {
 	dir := filepath.Join(h.tmp, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, "", err
 	}
-	listen, err := freeAddr("tcp")
+	listen, err := benchproc.FreeAddr("tcp")
 	if err != nil {
 		return nil, "", err
 	}
@@ -507,18 +490,15 @@ func (h *harness) startNginx(ctx context.Context, bin, name, mirror string, with
 			c = strings.Replace(c, d, "", 1)
 		}
 	}
-	c = strings.Replace(c, "\nhttp {", fmt.Sprintf("\npid %[1]s/nginx.pid;\nerror_log %[1]s/error.log;\n\nhttp {\n    client_body_temp_path %[1]s/body;\n    proxy_temp_path %[1]s/proxy;\n    fastcgi_temp_path %[1]s/fastcgi;\n    uwsgi_temp_path %[1]s/uwsgi;\n    scgi_temp_path %[1]s/scgi;", dir), 1)
+	c = benchproc.NginxPrivate(c, dir)
 	conf := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(conf, []byte(c), 0o644); err != nil {
 		return nil, "", err
 	}
-	p, err := start(h.tmp, name, bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf, "-g", "daemon off; master_process on;")
+	p, err := benchproc.StartNginx(ctx, bin, h.tmp, name, dir, conf, listen)
 	if err != nil {
 		return nil, "", err
 	}
-	h.defer_(p.stop)
-	if err := waitListening(ctx, p, listen, 15*time.Second); err != nil {
-		return nil, "", fmt.Errorf("%w (error.log: %s)", err, tail(filepath.Join(dir, "error.log")))
-	}
+	h.defer_(p.Stop)
 	return p, listen, nil
 }

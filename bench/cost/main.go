@@ -42,12 +42,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mirrorline/mirrorline/bench/benchproc"
 )
 
 type config struct {
@@ -182,23 +183,6 @@ func run(args []string) int {
 // errSkip marks a front that cannot run here (the reason is reported).
 var errSkip = errors.New("skipped")
 
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("run from inside the mirrorline module")
-	}
-	return filepath.Dir(mod), nil
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
-}
-
 // setupKafka uses -brokers or $KAFKA_BROKERS, else starts a broker with
 // test/kafka/start on a free port (stopped at the end).
 func (h *harness) setupKafka(ctx context.Context) error {
@@ -207,30 +191,19 @@ func (h *harness) setupKafka(ctx context.Context) error {
 		h.brokers, h.kafka = brokers, "Apache Kafka at "+brokers+" (given)"
 		return nil
 	}
-	addr, err := freeAddr("tcp")
+	addr, err := benchproc.FreeAddr("tcp")
 	if err != nil {
 		return err
 	}
 	_, port, _ := strings.Cut(addr, ":")
 	dir := filepath.Join(h.tmp, "kafka")
 	h.logf("starting Kafka with test/kafka/start --port %s", port)
-	sctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(sctx, filepath.Join(h.root, "test/kafka/start"), "--port", port, "--dir", dir)
-	cmd.Dir = h.root
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	h.defer_(func() {
-		c := exec.Command(filepath.Join(h.root, "test/kafka/stop"), "--port", port, "--dir", dir)
-		c.Dir = h.root
-		c.Stdout, c.Stderr = os.Stderr, os.Stderr
-		_ = c.Run()
-	})
+	brokers, stop, err := benchproc.StartKafka(ctx, h.root, "--port", port, "--dir", dir)
+	h.defer_(stop)
 	if err != nil {
-		return fmt.Errorf("test/kafka/start: %v: %s", err, lastLine(stderr.String()))
+		return err
 	}
-	h.brokers = strings.TrimSpace(string(out))
-	h.kafka = "Apache Kafka " + cmp.Or(os.Getenv("KAFKA_VERSION"), "4.1.1") + " (KRaft, single broker, test/kafka/start) at " + h.brokers
+	h.brokers = brokers
+	h.kafka = "Apache Kafka " + benchproc.KafkaVersion() + " (KRaft, single broker, test/kafka/start) at " + h.brokers
 	return nil
 }

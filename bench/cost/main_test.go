@@ -1,11 +1,8 @@
 package main
 
 import (
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -27,35 +24,6 @@ func TestParseFlags(t *testing.T) {
 		if err == nil && len(tc.args) == 0 && len(c.only) != len(fronts) {
 			t.Errorf("default -only %v, want every front", c.only)
 		}
-	}
-}
-
-// groupUsage finds every process of a group (here a shell and its child)
-// and reads their peak RSS; a group without processes is an error.
-func TestGroupUsage(t *testing.T) {
-	cmd := exec.Command("sh", "-c", "sleep 30 & wait")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Skip("no sh:", err)
-	}
-	pgid := cmd.Process.Pid
-	t.Cleanup(func() {
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		_ = cmd.Wait()
-	})
-	var u usage
-	var err error
-	for i := 0; i < 200; i++ { // bounded: until sh has started sleep
-		if u, err = groupUsage(pgid); err == nil && u.procs == 2 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval of a bounded wait
-	}
-	if err != nil || u.procs != 2 || u.hwmKB <= 0 || u.cpu < 0 {
-		t.Fatalf("usage %+v, err %v; want 2 processes with a peak RSS", u, err)
-	}
-	if _, err := groupUsage(1 << 30); err == nil {
-		t.Fatal("no error for a process group without processes")
 	}
 }
 

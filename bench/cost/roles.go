@@ -3,13 +3,10 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/signal"
@@ -19,6 +16,8 @@ import (
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/mirrorline/mirrorline/bench/benchproc"
 )
 
 // The harness runs its peers as child processes of its own binary
@@ -65,34 +64,13 @@ func runRole(args []string) int {
 			fmt.Fprintln(os.Stderr, "cost role goproxy: bad -primary")
 			return 2
 		}
-		h = goProxy(u)
+		h = benchproc.GoProxy(u)
 	default:
 		fmt.Fprintf(os.Stderr, "cost role: unknown role %q\n", args[0])
 		return 2
 	}
-	// Lifeline: the harness keeps our stdin open; EOF means it is gone.
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		cancel()
-	}()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	fmt.Printf("ADDR %s\n", ln.Addr())
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, c := context.WithTimeout(context.Background(), 3*time.Second)
-		defer c()
-		_ = srv.Shutdown(sctx)
-	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
+	benchproc.Lifeline(cancel)
+	return benchproc.ServeRole(ctx, h)
 }
 
 // vegetaRole waits for "go" on stdin, sends n requests at rate to target
@@ -111,30 +89,9 @@ func vegetaRole(target string, n, rate int) int {
 	return 0
 }
 
-// benchBody is the POST body of the benchmark traffic, the same ~1 KB
-// payments request with synthetic personal data as bench/load and the
-// redactor's benchmark, so the redactor does real work.
-const benchBody = `{
-  "payment_id": "pay_01HQ3Z8K4V6W2X9Y7T5R3N1M0B",
-  "merchant": {"id": "mch_8842", "name": "Café Zürich GmbH", "mcc": "5812", "country": "CH"},
-  "amount": {"value": 1249.90, "currency": "CHF"},
-  "customer": {
-    "id": "cus_4411", "email": "zoe.angstrom@example.org", "name": "Zoë Ångström",
-    "phone": "+41 44 668 18 00", "locale": "de-CH"
-  },
-  "card": {"number": "4111 1111 1111 1111", "exp_month": 12, "exp_year": 2029, "cvv": "123", "brand": "visa"},
-  "billing_address": {"line1": "Bahnhofstrasse 1", "city": "Zürich", "postal_code": "8001", "country": "CH"},
-  "items": [
-    {"sku": "SKU-1001", "title": "Espresso beans 1kg", "qty": 2, "unit_price": 24.50},
-    {"sku": "SKU-2002", "title": "Milk frother", "qty": 1, "unit_price": 89.00}
-  ],
-  "metadata": {"order_ref": "ORD-2024-000123", "channel": "web", "created_at": "2024-01-15T10:20:30Z"},
-  "capture": true, "three_ds": {"version": "2.2.0", "status": "authenticated"}
-}`
-
 // attack sends n requests to base at rate per second (an open model: vegeta
 // paces them whatever the answers), alternately GET /payments/ID?expand=card
-// and POST /payments with benchBody, and returns how many got a 2xx answer and how
+// and POST /payments with benchproc.PaymentJSON, and returns how many got a 2xx answer and how
 // many did not.
 func attack(ctx context.Context, base string, n, rate, workers int) (ok, bad int, firstErr string) {
 	base = strings.TrimSuffix(base, "/")
@@ -146,7 +103,7 @@ func attack(ctx context.Context, base string, n, rate, workers int) (ok, bad int
 			return vegeta.ErrNoTargets
 		}
 		if k%2 == 0 {
-			t.Method, t.URL, t.Body, t.Header = http.MethodPost, base+"/payments", []byte(benchBody), hdr
+			t.Method, t.URL, t.Body, t.Header = http.MethodPost, base+"/payments", []byte(benchproc.PaymentJSON), hdr
 		} else {
 			t.Method, t.URL, t.Body, t.Header = http.MethodGet, fmt.Sprintf("%s/payments/p-%d?expand=card", base, k), nil, nil
 		}
@@ -174,29 +131,6 @@ func attack(ctx context.Context, base string, n, rate, workers int) (ok, bad int
 	return ok, bad, firstErr
 }
 
-// goProxy is a plain httputil.ReverseProxy with the transport settings of
-// mirrorline's proxy collector and no capture.
-func goProxy(primary *url.URL) http.Handler {
-	return &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(primary)
-			pr.SetXForwarded()
-		},
-		Transport: &http.Transport{
-			Proxy:                 nil,
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:          1024,
-			MaxIdleConnsPerHost:   256,
-			IdleConnTimeout:       90 * time.Second,
-			ExpectContinueTimeout: time.Second,
-			ForceAttemptHTTP2:     true,
-		},
-	}
-}
-
-const getAnswer = `{"id":"p-1","status":"captured","amount":{"value":1249.90,"currency":"CHF"},"merchant":"mch_8842","created_at":"2024-01-15T10:20:30Z","links":{"self":"/payments/p-1","refunds":"/payments/p-1/refunds"}}`
-const postAnswer = `{"id":"pay_01HQ3Z8K4V6W2X9Y7T5R3N1M0B","status":"authorized","risk":{"score":12,"decision":"accept"}}`
-
 // app is the primary and the shadow: a small payments-like API that counts
 // the requests it answered (GET /_cost/count).
 type app struct {
@@ -213,12 +147,5 @@ func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	_, _ = io.Copy(io.Discard, r.Body)
 	a.n.Add(1)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Served-By", a.name)
-	if r.Method == http.MethodPost {
-		w.WriteHeader(http.StatusCreated)
-		_, _ = io.WriteString(w, postAnswer)
-		return
-	}
-	_, _ = io.WriteString(w, getAnswer)
+	benchproc.WriteAnswer(w, r, a.name)
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mirrorline/mirrorline/bench/benchproc"
 	"github.com/mirrorline/mirrorline/collector/tcpstream/packettest"
 )
 
@@ -22,9 +23,9 @@ var vpcConns int // connections built so far (distinct client addresses)
 // (with the handshake before a connection's first, the FINs after its last).
 func (h *harness) vpcPlan(n int) [][][]byte {
 	req := []byte("POST /payments HTTP/1.1\r\nHost: payments\r\nContent-Type: application/json\r\nContent-Length: " +
-		strconv.Itoa(len(benchBody)) + "\r\n\r\n" + benchBody)
+		strconv.Itoa(len(benchproc.PaymentJSON)) + "\r\n\r\n" + benchproc.PaymentJSON)
 	resp := []byte("HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: " +
-		strconv.Itoa(len(postAnswer)) + "\r\n\r\n" + postAnswer)
+		strconv.Itoa(len(benchproc.PostAnswer)) + "\r\n\r\n" + benchproc.PostAnswer)
 	wrap := func(out [][]byte, frames ...[]byte) [][]byte {
 		for _, f := range frames {
 			out = append(out, packettest.VXLAN(42, f))
@@ -58,7 +59,7 @@ func (h *harness) vpcPlan(n int) [][][]byte {
 // beyond it the kernel would drop datagrams, uncounted). The checks are rare
 // because a scrape of /metrics costs the measured process CPU too.
 func (h *harness) sendVXLAN(ctx context.Context, conn net.Conn, plan [][][]byte, metrics string) error {
-	read := func() float64 { return counter(metrics, "mirrorline_vpc_packets_total") }
+	read := func() float64 { return benchproc.Counter(metrics, "mirrorline_vpc_packets_total") }
 	base := read()
 	sent := 0
 	began := time.Now()
@@ -74,7 +75,7 @@ func (h *harness) sendVXLAN(ctx context.Context, conn net.Conn, plan [][][]byte,
 				sent++
 			}
 		}
-		if ticks%50 == 49 && !poll(ctx, time.Minute, 20*time.Millisecond, func() bool { return read()-base >= float64(sent-4000) }) {
+		if ticks%50 == 49 && !benchproc.Poll(ctx, time.Minute, 20*time.Millisecond, func() bool { return read()-base >= float64(sent-4000) }) {
 			return fmt.Errorf("vpc read %v of %d datagrams within a minute", read()-base, sent)
 		}
 		select {

@@ -1,0 +1,122 @@
+package benchproc
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ClockTick is USER_HZ, the unit of utime and stime in /proc/PID/stat
+// (getconf CLK_TCK; 10 ms when it cannot be asked).
+var ClockTick = func() time.Duration {
+	if out, err := exec.Command("getconf", "CLK_TCK").Output(); err == nil {
+		if v, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64); err == nil && v > 0 {
+			return time.Second / time.Duration(v)
+		}
+	}
+	return 10 * time.Millisecond
+}()
+
+// parseStat reads the process group (field 5) and utime + stime in ticks
+// (fields 14 and 15) of a /proc/PID/stat line; the command name (field 2)
+// may hold spaces and parentheses, so fields are counted after its last ')'.
+func parseStat(stat string) (pgrp int, ticks int64, err error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("/proc stat: no command name")
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 13 {
+		return 0, 0, fmt.Errorf("/proc stat: %d fields after the command name, want at least 13", len(f))
+	}
+	if pgrp, err = strconv.Atoi(f[2]); err != nil {
+		return 0, 0, fmt.Errorf("/proc stat: %w", err)
+	}
+	for _, s := range f[11:13] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc stat: %w", err)
+		}
+		ticks += v
+	}
+	return pgrp, ticks, nil
+}
+
+// ParseStatCPU returns the user+system CPU time in a /proc/PID/stat line.
+func ParseStatCPU(stat string) (time.Duration, error) {
+	_, ticks, err := parseStat(stat)
+	return time.Duration(ticks) * ClockTick, err
+}
+
+// CPUTime is the user+system CPU time process pid has used so far.
+func CPUTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	return ParseStatCPU(string(b))
+}
+
+// Usage is what a process group has used: CPU time (user + system, of every
+// live process of the group: nginx's master and workers) and the sum of the
+// peak resident set sizes.
+type Usage struct {
+	CPU   time.Duration
+	HWMKB int64 // sum of VmHWM, KiB
+	Procs int   // live processes in the group
+}
+
+// GroupUsage reads /proc/PID/stat (utime, stime) and /proc/PID/status
+// (VmHWM) of every process in process group pgid.
+func GroupUsage(pgid int) (Usage, error) {
+	var u Usage
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return u, fmt.Errorf("read /proc: %w", err)
+	}
+	var ticks int64
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // gone
+		}
+		pg, t, err := parseStat(string(st))
+		if err != nil || pg != pgid {
+			continue
+		}
+		ticks += t
+		u.HWMKB += vmHWM(pid)
+		u.Procs++
+	}
+	if u.Procs == 0 {
+		return u, fmt.Errorf("process group %d: no process", pgid)
+	}
+	u.CPU = time.Duration(ticks) * ClockTick
+	return u, nil
+}
+
+// vmHWM returns the peak resident set size of pid in KiB (0 if unknown).
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}

@@ -1,0 +1,59 @@
+package benchproc
+
+import (
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestParseStatCPU(t *testing.T) {
+	for _, tc := range []struct {
+		name, stat string
+		want       time.Duration
+		ok         bool
+	}{
+		{"plain", "42 (mirrorline) S 1 42 42 0 -1 4194560 100 0 0 0 150 50 0 0 20 0 9 0", 200 * ClockTick, true},
+		{"name with spaces and parens", "7 (a) b (c)) R 1 7 7 0 -1 0 0 0 0 0 3 4 0 0", 7 * ClockTick, true},
+		{"short", "7 (x) R 1 2", 0, false},
+		{"no name", "7 x R", 0, false},
+		{"not a number", "7 (x) R 1 7 7 0 -1 0 0 0 0 0 a 4", 0, false},
+		{"process group not a number", "7 (x) R 1 g 7 0 -1 0 0 0 0 0 3 4", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseStatCPU(tc.stat)
+			if (err == nil) != tc.ok || got != tc.want {
+				t.Fatalf("ParseStatCPU = %v, %v; want %v, ok=%v", got, err, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+// GroupUsage finds every process of a group (here a shell and its child)
+// and reads their peak RSS; a group without processes is an error.
+func TestGroupUsage(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 30 & wait")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Skip("no sh:", err)
+	}
+	pgid := cmd.Process.Pid
+	t.Cleanup(func() {
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	})
+	var u Usage
+	var err error
+	for i := 0; i < 200; i++ { // bounded: until sh has started sleep
+		if u, err = GroupUsage(pgid); err == nil && u.Procs == 2 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval of a bounded wait
+	}
+	if err != nil || u.Procs != 2 || u.HWMKB <= 0 || u.CPU < 0 {
+		t.Fatalf("usage %+v, err %v; want 2 processes with a peak RSS", u, err)
+	}
+	if _, err := GroupUsage(1 << 30); err == nil {
+		t.Fatal("no error for a process group without processes")
+	}
+}
