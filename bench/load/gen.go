@@ -16,29 +16,9 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
-)
 
-// The request mix every run sends: alternately a GET of one payment and a POST
-// of a ~1 KB JSON payments request carrying synthetic personal data (the
-// redactor's benchmark payload), so the end-to-end run exercises the redactor
-// as production traffic would.
-const paymentJSON = `{
-  "payment_id": "pay_01HQ3Z8K4V6W2X9Y7T5R3N1M0B",
-  "merchant": {"id": "mch_8842", "name": "Café Zürich GmbH", "mcc": "5812", "country": "CH"},
-  "amount": {"value": 1249.90, "currency": "CHF"},
-  "customer": {
-    "id": "cus_4411", "email": "zoe.angstrom@example.org", "name": "Zoë Ångström",
-    "phone": "+41 44 668 18 00", "locale": "de-CH"
-  },
-  "card": {"number": "4111 1111 1111 1111", "exp_month": 12, "exp_year": 2029, "cvv": "123", "brand": "visa"},
-  "billing_address": {"line1": "Bahnhofstrasse 1", "city": "Zürich", "postal_code": "8001", "country": "CH"},
-  "items": [
-    {"sku": "SKU-1001", "title": "Espresso beans 1kg", "qty": 2, "unit_price": 24.50},
-    {"sku": "SKU-2002", "title": "Milk frother", "qty": 1, "unit_price": 89.00}
-  ],
-  "metadata": {"order_ref": "ORD-2024-000123", "channel": "web", "created_at": "2024-01-15T10:20:30Z"},
-  "capture": true, "three_ds": {"version": "2.2.0", "status": "authenticated"}
-}`
+	"github.com/mirrorline/mirrorline/bench/benchproc"
+)
 
 // benchHeader carries the run step, a sequence number and the send time of
 // each request, so the shadow can count distinct arrivals and their
@@ -124,7 +104,7 @@ func (m *mix) next() (method, url string, body []byte, h http.Header) {
 	h.Set(benchHeader, benchValue(m.step, n, time.Now()))
 	if n%2 == 0 {
 		h.Set("Content-Type", "application/json")
-		return "POST", m.base + "/payments", []byte(paymentJSON), h
+		return "POST", m.base + "/payments", []byte(benchproc.PaymentJSON), h
 	}
 	return "GET", m.base + "/payments/p-" + strconv.FormatUint(n, 36) + "?expand=card", nil, h
 }

@@ -42,7 +42,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,6 +49,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/mirrorline/mirrorline/bench/benchproc"
 	"github.com/mirrorline/mirrorline/broker"
 )
 
@@ -252,21 +252,9 @@ func run(args []string) int {
 	return 0
 }
 
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("run from inside the mirrorline module")
-	}
-	return filepath.Dir(mod), nil
-}
-
 func (h *harness) setup(ctx context.Context) error {
 	var err error
-	if h.root, err = moduleRoot(); err != nil {
+	if h.root, err = benchproc.ModuleRoot(); err != nil {
 		return err
 	}
 	if h.tmp, err = os.MkdirTemp("", "mirrorline-bench-"); err != nil {
@@ -285,7 +273,7 @@ func (h *harness) setup(ctx context.Context) error {
 		h.ml = h.cfg.mirrorline
 	} else {
 		h.logf("building ./cmd/mirrorline")
-		if h.ml, err = buildMirrorline(ctx, h.root, h.tmp); err != nil {
+		if h.ml, err = benchproc.BuildMirrorline(ctx, h.root, h.tmp); err != nil {
 			return err
 		}
 	}
@@ -293,18 +281,18 @@ func (h *harness) setup(ctx context.Context) error {
 		return err
 	}
 
-	p, addr, err := startRole(h.tmp, "primary", "app", "-name", "primary")
+	p, addr, err := benchproc.StartRole(h.tmp, "primary", "app", "-name", "primary")
 	if err != nil {
 		return err
 	}
-	h.defer_(p.stop)
-	h.primaryAddr, h.primary, h.primaryPID = addr, newAppClient(addr), p.cmd.Process.Pid
-	s, addr, err := startRole(h.tmp, "shadow", "app", "-name", "shadow")
+	h.defer_(p.Stop)
+	h.primaryAddr, h.primary, h.primaryPID = addr, newAppClient(addr), p.PID()
+	s, addr, err := benchproc.StartRole(h.tmp, "shadow", "app", "-name", "shadow")
 	if err != nil {
 		return err
 	}
-	h.defer_(s.stop)
-	h.shadowAddr, h.shadow, h.shadowPID = addr, newAppClient(addr), s.cmd.Process.Pid
+	h.defer_(s.Stop)
+	h.shadowAddr, h.shadow, h.shadowPID = addr, newAppClient(addr), s.PID()
 	return nil
 }
 
@@ -328,38 +316,30 @@ func (h *harness) setupKafka(ctx context.Context) error {
 	default:
 		wasUp := portOpen("127.0.0.1:19092")
 		h.logf("starting Kafka with test/kafka/start")
-		sctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
-		cmd := exec.CommandContext(sctx, filepath.Join(h.root, "test/kafka/start"))
-		cmd.Dir = h.root
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		cancel()
-		if err != nil {
-			h.logf("test/kafka/start failed (%v): %s", err, lastLine(stderr.String()))
-			h.kafka = "embedded kfake broker: FALLBACK, real Kafka unavailable (" + lastLine(stderr.String()) + ")"
+		started, stop, err := benchproc.StartKafka(ctx, h.root)
+		var se *benchproc.KafkaStartError
+		if errors.As(err, &se) {
+			h.logf("test/kafka/start failed (%v): %s", se.Err, se.Last)
+			h.kafka = "embedded kfake broker: FALLBACK, real Kafka unavailable (" + se.Last + ")"
 			break
 		}
-		brokers = strings.TrimSpace(string(out))
-		h.kafka = "Apache Kafka " + cmp.Or(os.Getenv("KAFKA_VERSION"), "4.1.1") + " (KRaft, single broker, test/kafka/start) at " + brokers
+		brokers = started
+		h.kafka = "Apache Kafka " + benchproc.KafkaVersion() + " (KRaft, single broker, test/kafka/start) at " + brokers
 		if !wasUp {
 			h.defer_(func() {
 				h.logf("stopping the Kafka broker this run started")
-				c := exec.Command(filepath.Join(h.root, "test/kafka/stop"))
-				c.Dir = h.root
-				c.Stdout, c.Stderr = os.Stderr, os.Stderr
-				_ = c.Run()
+				stop()
 			})
 		} else {
 			h.kafka += " (already running)"
 		}
 	}
 	if brokers == "" {
-		kp, addr, err := startRole(h.tmp, "kfake", "kafka")
+		kp, addr, err := benchproc.StartRole(h.tmp, "kfake", "kafka")
 		if err != nil {
 			return fmt.Errorf("embedded broker: %w", err)
 		}
-		h.defer_(kp.stop)
+		h.defer_(kp.Stop)
 		brokers = addr
 	}
 	h.brokers = brokers
@@ -391,11 +371,6 @@ func (h *harness) setupKafka(ctx context.Context) error {
 		cl.Close()
 	})
 	return nil
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
 }
 
 // ---- section: proxy overhead ----
@@ -436,42 +411,42 @@ func (h *harness) overhead(ctx context.Context) error {
 		}
 	}()
 
-	listen, err := freeAddr()
+	listen, err := benchproc.FreeAddr("tcp")
 	if err != nil {
 		return err
 	}
-	p, maddr, err := startMirrorline(ctx, h.ml, h.tmp, "proxy-ovh", h.brokers, listen,
+	p, maddr, err := benchproc.StartMirrorline(ctx, h.ml, h.tmp, "proxy-ovh", h.brokers, listen, mlWait,
 		"proxy", "--listen", listen, "--primary", primaryURL, "--service", svc)
 	if err != nil {
 		return err
 	}
-	fronts = append(fronts, &front{name: "mirrorline proxy → Kafka", base: "http://" + listen, metrics: maddr, stop: p.stop})
+	fronts = append(fronts, &front{name: "mirrorline proxy → Kafka", base: "http://" + listen, metrics: maddr, stop: p.Stop})
 
-	gp, gaddr, err := startRole(h.tmp, "goproxy", "goproxy", "-primary", primaryURL)
+	gp, gaddr, err := benchproc.StartRole(h.tmp, "goproxy", "goproxy", "-primary", primaryURL)
 	if err != nil {
 		return err
 	}
-	fronts = append(fronts, &front{name: "Go httputil.ReverseProxy", base: "http://" + gaddr, stop: gp.stop})
+	fronts = append(fronts, &front{name: "Go httputil.ReverseProxy", base: "http://" + gaddr, stop: gp.Stop})
 
-	if ngx, err := findNginx(h.cfg.nginx); err != nil {
+	if ngx, err := benchproc.FindNginx(h.cfg.nginx); err != nil {
 		h.rep.note("nginx skipped: " + err.Error())
 	} else {
-		sinkAddr, err := freeAddr()
+		sinkAddr, err := benchproc.FreeAddr("tcp")
 		if err != nil {
 			return err
 		}
-		sk, smaddr, err := startMirrorline(ctx, h.ml, h.tmp, "sink-ovh", h.brokers, sinkAddr,
+		sk, smaddr, err := benchproc.StartMirrorline(ctx, h.ml, h.tmp, "sink-ovh", h.brokers, sinkAddr, mlWait,
 			"sink", "--listen", sinkAddr, "--service", svc, "--key-header", "X-Forwarded-For")
 		if err != nil {
 			return err
 		}
 		np, naddr, err := startNginx(ctx, ngx, h.root, h.tmp, "nginx-ovh", h.primaryAddr, sinkAddr, h.cfg.nginxWorkers)
 		if err != nil {
-			sk.stop()
+			sk.Stop()
 			return err
 		}
 		fronts = append(fronts, &front{name: "nginx mirror → mirrorline sink → Kafka", base: "http://" + naddr, metrics: smaddr,
-			stop: func() { np.stop(); sk.stop() }})
+			stop: func() { np.Stop(); sk.Stop() }})
 	}
 
 	before := map[*front]collectorCounts{}
@@ -546,7 +521,7 @@ func (r *slowRun) finish() {
 type pipeline struct {
 	listen, proxyMetrics string
 	redactMetrics        string
-	procs                []*proc
+	procs                []*benchproc.Proc
 	hops                 *hops
 	// watch are the processes whose CPU each step reports.
 	watch []watched
@@ -563,7 +538,7 @@ func (pl *pipeline) stop() {
 		pl.hops = nil
 	}
 	for i := len(pl.procs) - 1; i >= 0; i-- {
-		pl.procs[i].stop()
+		pl.procs[i].Stop()
 	}
 }
 
@@ -571,7 +546,7 @@ func (h *harness) startPipeline(ctx context.Context) (*pipeline, error) {
 	svc := h.svc + "-e2e"
 	pl := &pipeline{}
 	began := time.Now()
-	listen, err := freeAddr()
+	listen, err := benchproc.FreeAddr("tcp")
 	if err != nil {
 		return nil, err
 	}
@@ -584,13 +559,13 @@ func (h *harness) startPipeline(ctx context.Context) (*pipeline, error) {
 		{"replay-e2e", "", []string{"replay", "--live", "--service", svc, "--target", "http://" + h.shadowAddr, "--start", "earliest",
 			"--concurrency", strconv.Itoa(h.cfg.replayConc)}},
 	} {
-		p, maddr, err := startMirrorline(ctx, h.ml, h.tmp, c.name, h.brokers, c.listen, c.args...)
+		p, maddr, err := benchproc.StartMirrorline(ctx, h.ml, h.tmp, c.name, h.brokers, c.listen, mlWait, c.args...)
 		if err != nil {
 			pl.stop()
 			return nil, err
 		}
 		pl.procs = append(pl.procs, p)
-		pl.watch = append(pl.watch, watched{strings.TrimSuffix(c.name, "-e2e"), p.cmd.Process.Pid})
+		pl.watch = append(pl.watch, watched{strings.TrimSuffix(c.name, "-e2e"), p.PID()})
 		switch c.name {
 		case "proxy-e2e":
 			pl.listen, pl.proxyMetrics = c.listen, maddr
@@ -630,7 +605,7 @@ func (h *harness) startPipeline(ctx context.Context) (*pipeline, error) {
 // waitShadow waits until the shadow has n distinct requests of its current
 // step, or timeout, and returns its stats.
 func (h *harness) waitShadow(ctx context.Context, n int64, timeout time.Duration) (st appStats, err error) {
-	if poll(ctx, timeout, 50*time.Millisecond, func() bool {
+	if benchproc.Poll(ctx, timeout, 50*time.Millisecond, func() bool {
 		st, err = h.shadow.stats()
 		return err == nil && st.Distinct >= n
 	}) {
@@ -646,7 +621,7 @@ func (h *harness) waitShadow(ctx context.Context, n int64, timeout time.Duration
 // timeout).
 func (h *harness) waitQuiet(ctx context.Context, quiet, timeout time.Duration) {
 	last, since := int64(-1), time.Now()
-	poll(ctx, timeout, 100*time.Millisecond, func() bool {
+	benchproc.Poll(ctx, timeout, 100*time.Millisecond, func() bool {
 		st, err := h.shadow.stats()
 		if err != nil {
 			return true
@@ -747,7 +722,7 @@ func (h *harness) slowShadow(ctx context.Context) error {
 	pl.stop()
 
 	if h.cfg.only["slow"] {
-		ngx, err := findNginx(h.cfg.nginx)
+		ngx, err := benchproc.FindNginx(h.cfg.nginx)
 		if err != nil {
 			h.rep.note("nginx skipped: " + err.Error())
 		} else {
@@ -759,7 +734,7 @@ func (h *harness) slowShadow(ctx context.Context) error {
 				return err
 			}
 			rs, err := h.slowSeries(ctx, "nginx mirror", "http://"+naddr)
-			np.stop()
+			np.Stop()
 			if err != nil {
 				return err
 			}
@@ -892,5 +867,5 @@ func parseGoBench(out string) (recordsPerSec, nsPerOp float64, err error) {
 			return recordsPerSec, nsPerOp, nil
 		}
 	}
-	return 0, 0, fmt.Errorf("no records/s in the benchmark output: %s", lastLine(out))
+	return 0, 0, fmt.Errorf("no records/s in the benchmark output: %s", benchproc.LastLine(out))
 }

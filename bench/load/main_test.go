@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mirrorline/mirrorline/bench/benchproc"
 )
 
 func TestBenchHeaderRoundTrip(t *testing.T) {
@@ -32,10 +34,10 @@ mirrorline_collector_dropped_total{reason="closed"} 2
 mirrorline_collector_dropped_totalx 100
 mirrorline_collector_captured_total 1.5e+06
 `
-	if got := metric(page, "mirrorline_collector_dropped_total"); got != 5 {
+	if got := benchproc.Metric(page, "mirrorline_collector_dropped_total"); got != 5 {
 		t.Errorf("dropped = %v, want 5", got)
 	}
-	if got := metric(page, "mirrorline_collector_captured_total"); got != 1.5e6 {
+	if got := benchproc.Metric(page, "mirrorline_collector_captured_total"); got != 1.5e6 {
 		t.Errorf("captured = %v, want 1.5e6", got)
 	}
 }
@@ -52,7 +54,7 @@ func TestParseGoBench(t *testing.T) {
 }
 
 func TestNginxConf(t *testing.T) {
-	root, err := moduleRoot()
+	root, err := benchproc.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/mirrorline/mirrorline/bench/benchproc"
 )
 
 // The end-to-end section drives the pipeline with paced, its own open-loop
@@ -57,7 +59,7 @@ func newShapes(base string) (*shapes, error) {
 	if err != nil || u.Scheme != "http" || u.Host == "" {
 		return nil, fmt.Errorf("paced: base %q is not an http:// URL", base)
 	}
-	s := &shapes{addr: u.Host, body: []byte(paymentJSON)}
+	s := &shapes{addr: u.Host, body: []byte(benchproc.PaymentJSON)}
 	common := "Host: " + u.Host + "\r\nAccept: application/json\r\nUser-Agent: mirrorline-bench/1\r\n"
 	s.post = []byte("POST " + u.Path + "/payments HTTP/1.1\r\n" + common + "Content-Type: application/json\r\nContent-Length: " +
 		strconv.Itoa(len(s.body)) + "\r\n" + benchHeader + ": ")

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mirrorline/mirrorline/bench/benchproc"
 )
 
 // Where an end-to-end step's time goes: the CPU each process of the pipeline
@@ -14,41 +16,6 @@ import (
 // how the redactor cut the records into transactions (its commit interval
 // is the floor of the send-to-shadow delay: read-committed consumers see a
 // record only when its transaction commits).
-
-// clockTick is USER_HZ, the unit of /proc/PID/stat's times (100 on Linux).
-const clockTick = 10 * time.Millisecond
-
-// cpuTime is the user+system CPU time process pid has used so far.
-func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	return parseStatCPU(string(b))
-}
-
-// parseStatCPU reads utime and stime (fields 14 and 15) of a /proc/PID/stat
-// line; the command name (field 2) may hold spaces and parentheses, so
-// fields are counted after its last ')'.
-func parseStatCPU(stat string) (time.Duration, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc stat: no command name")
-	}
-	f := strings.Fields(stat[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc stat: %d fields after the command name, want at least 13", len(f))
-	}
-	var ticks int64
-	for _, s := range f[11:13] {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("/proc stat: %w", err)
-		}
-		ticks += v
-	}
-	return time.Duration(ticks) * clockTick, nil
-}
 
 // watched is a process whose CPU an end-to-end step reports.
 type watched struct {
@@ -65,7 +32,7 @@ type cpuSnap struct {
 func snapCPU(ps []watched) cpuSnap {
 	s := cpuSnap{at: time.Now(), cpu: make([]time.Duration, len(ps))}
 	for i, p := range ps {
-		s.cpu[i], _ = cpuTime(p.pid)
+		s.cpu[i], _ = benchproc.CPUTime(p.pid)
 	}
 	return s
 }
@@ -107,7 +74,7 @@ func scrapeTx(addr string) (txCounts, error) {
 	return txCounts{
 		committed: metricLabel(page, "mirrorline_stage_transactions_total", `result="committed"`),
 		aborted:   metricLabel(page, "mirrorline_stage_transactions_total", `result="aborted"`),
-		polled:    metric(page, "mirrorline_stage_polled_records_total"),
+		polled:    benchproc.Metric(page, "mirrorline_stage_polled_records_total"),
 	}, nil
 }
 

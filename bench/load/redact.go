@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mirrorline/mirrorline/bench/benchproc"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/redactor"
 )
@@ -37,9 +38,9 @@ func redactInProcess(ctx context.Context, d time.Duration) (recordsPerSec, nsPer
 			Request: &mlv1.Request{
 				Method: "POST", Url: "/v1/payments?expand=customer&idempotency=ik_5521&locale=de-CH",
 				Host: "api.example.com", Proto: "HTTP/1.1", Scheme: "https",
-				Headers: h("Content-Type", "application/json", "Content-Length", strconv.Itoa(len(paymentJSON)),
+				Headers: h("Content-Type", "application/json", "Content-Length", strconv.Itoa(len(benchproc.PaymentJSON)),
 					"Authorization", "Bearer sk_live_4eC39HqLyjWDarjtT1zdp7dc", "Accept", "application/json"),
-				Body: []byte(paymentJSON), BodySize: int64(len(paymentJSON)), RemoteAddr: "10.0.3.17:41234",
+				Body: []byte(benchproc.PaymentJSON), BodySize: int64(len(benchproc.PaymentJSON)), RemoteAddr: "10.0.3.17:41234",
 			},
 			Response: &mlv1.Response{Status: 201, Headers: h("Content-Type", "application/json"), Body: []byte(`{"id":"pay_01HQ","ok":true}`)},
 		}
@@ -85,7 +86,7 @@ func (h *harness) redactorLoop(ctx context.Context) error {
 	out, err := cmd.CombinedOutput()
 	m := benchMetrics(string(out), "BenchmarkRedactEOSLoop")
 	if err != nil || m["records/cpu-s"] == 0 {
-		return fmt.Errorf("BenchmarkRedactEOSLoop: %v: %s", err, lastLine(string(out)))
+		return fmt.Errorf("BenchmarkRedactEOSLoop: %v: %s", err, benchproc.LastLine(string(out)))
 	}
 	h.rep.redactorLoop(m, fmt.Sprintf("KAFKA_BROKERS=<the harness's broker> go test -run '^$' -bench '^BenchmarkRedactEOSLoop$' -benchtime %dx -benchmem ./redactor/", loopRecords))
 	return nil

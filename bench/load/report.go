@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mirrorline/mirrorline/bench/benchproc"
 	"github.com/mirrorline/mirrorline/stage"
 )
 
@@ -85,7 +86,7 @@ func nginxVersion(bin string) string {
 
 func (r *report) header(h *harness, args []string) {
 	cpus, model, mem, kernel, goVer := machine()
-	ngx, _ := findNginx(h.cfg.nginx)
+	ngx, _ := benchproc.FindNginx(h.cfg.nginx)
 	cmd := strings.Join(append([]string{"go run ./bench/load"}, args...), " ")
 	fmt.Fprintf(&r.head, "## Load harness results\n\n")
 	fmt.Fprintf(&r.head, "- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))

@@ -3,13 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/signal"
@@ -22,6 +19,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/mirrorline/mirrorline/bench/benchproc"
 	"github.com/mirrorline/mirrorline/broker"
 )
 
@@ -40,11 +38,7 @@ func runRole(args []string) int {
 	defer stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// Lifeline: the harness keeps our stdin open; EOF means it is gone.
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		cancel()
-	}()
+	benchproc.Lifeline(cancel)
 	if args[0] == "kafka" {
 		// The fallback broker runs in its own process too, so that its memory
 		// and GC do not disturb the load generator.
@@ -77,50 +71,12 @@ func runRole(args []string) int {
 			fmt.Fprintf(os.Stderr, "load role goproxy: bad -primary %q\n", *primary)
 			return 2
 		}
-		h = goProxy(u)
+		h = benchproc.GoProxy(u)
 	default:
 		fmt.Fprintf(os.Stderr, "load role: unknown role %q\n", args[0])
 		return 2
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	fmt.Printf("ADDR %s\n", ln.Addr())
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, c := context.WithTimeout(context.Background(), 3*time.Second)
-		defer c()
-		_ = srv.Shutdown(sctx)
-	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
-}
-
-// goProxy is a plain httputil.ReverseProxy with the same transport settings
-// as mirrorline's proxy collector, and no capture: the baseline for what a Go
-// reverse proxy costs before mirrorline adds anything.
-func goProxy(primary *url.URL) http.Handler {
-	return &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(primary)
-			pr.SetXForwarded()
-		},
-		Transport: &http.Transport{
-			Proxy:                 nil,
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:          1024,
-			MaxIdleConnsPerHost:   256,
-			IdleConnTimeout:       90 * time.Second,
-			ExpectContinueTimeout: time.Second,
-			ForceAttemptHTTP2:     true,
-		},
-	}
+	return benchproc.ServeRole(ctx, h)
 }
 
 // app is the primary and the shadow: a small payments-like API with a
@@ -156,9 +112,6 @@ type appStats struct {
 func newApp(name string) *app {
 	return &app{name: name, seen: map[uint64]struct{}{}, e2e: newHist()}
 }
-
-const getAnswer = `{"id":"p-1","status":"captured","amount":{"value":1249.90,"currency":"CHF"},"merchant":"mch_8842","created_at":"2024-01-15T10:20:30Z","links":{"self":"/payments/p-1","refunds":"/payments/p-1/refunds"}}`
-const postAnswer = `{"id":"pay_01HQ3Z8K4V6W2X9Y7T5R3N1M0B","status":"authorized","risk":{"score":12,"decision":"accept"}}`
 
 func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
@@ -214,12 +167,5 @@ func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if d := time.Duration(a.delay.Load()); d > 0 {
 		time.Sleep(d)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Served-By", a.name)
-	if r.Method == http.MethodPost {
-		w.WriteHeader(http.StatusCreated)
-		_, _ = io.WriteString(w, postAnswer)
-		return
-	}
-	_, _ = io.WriteString(w, getAnswer)
+	benchproc.WriteAnswer(w, r, a.name)
 }

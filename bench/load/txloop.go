@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/mirrorline/mirrorline/bench/benchproc"
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/stage"
 )
@@ -191,13 +192,13 @@ func (h *harness) txLoopOnce(ctx context.Context, wait time.Duration, rate int, 
 	}()
 
 	// Warm-up: the group joined and the first transactions committed.
-	value := []byte(paymentJSON)
+	value := []byte(benchproc.PaymentJSON)
 	for i := range 20 {
 		if err := prod.ProduceSync(ctx, &kgo.Record{Key: []byte(strconv.Itoa(i)), Value: value}).FirstErr(); err != nil {
 			return run, fmt.Errorf("fetch wait: produce: %w", err)
 		}
 	}
-	if !poll(ctx, 60*time.Second, 20*time.Millisecond, func() bool { mu.Lock(); defer mu.Unlock(); return polled >= 20 || loopErr != nil }) || loopErr != nil {
+	if !benchproc.Poll(ctx, 60*time.Second, 20*time.Millisecond, func() bool { mu.Lock(); defer mu.Unlock(); return polled >= 20 || loopErr != nil }) || loopErr != nil {
 		return run, fmt.Errorf("fetch wait: the loop did not start within 60s (%v)", loopErr)
 	}
 	ft.mu.Lock()
@@ -226,7 +227,7 @@ func (h *harness) txLoopOnce(ctx context.Context, wait time.Duration, rate int, 
 	ft.mu.Lock()
 	ft.on = false
 	ft.mu.Unlock()
-	poll(ctx, 30*time.Second, 20*time.Millisecond, func() bool { mu.Lock(); defer mu.Unlock(); return visible >= n })
+	benchproc.Poll(ctx, 30*time.Second, 20*time.Millisecond, func() bool { mu.Lock(); defer mu.Unlock(); return visible >= n })
 	cancel()
 	wg.Wait()
 	if loopErr != nil {
