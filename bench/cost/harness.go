@@ -68,16 +68,11 @@ func (h *harness) setup(ctx context.Context) error {
 	if h.root, err = benchproc.ModuleRoot(); err != nil {
 		return err
 	}
-	if h.tmp, err = os.MkdirTemp("", "mirrorline-cost-"); err != nil {
+	var remove func()
+	if h.tmp, remove, err = benchproc.Workdir("mirrorline-cost-", h.cfg.keep, h.logf); err != nil {
 		return err
 	}
-	h.defer_(func() {
-		if h.cfg.keep {
-			h.logf("logs kept in %s", h.tmp)
-			return
-		}
-		_ = os.RemoveAll(h.tmp)
-	})
+	h.defer_(remove)
 	h.svc = fmt.Sprintf("cost-%d", time.Now().Unix())
 	if h.ml = h.cfg.mirrorline; h.ml == "" {
 		h.logf("building ./cmd/mirrorline")

@@ -163,21 +163,7 @@ func run(args []string) int {
 		h.sizes = sz
 	}
 	text := h.report(args, time.Since(began))
-	fmt.Print(text)
-	if cfg.md != "" {
-		if err := os.WriteFile(cfg.md, []byte(text), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, "bench/cost:", err)
-			failed = true
-		}
-	}
-	if ctx.Err() != nil {
-		fmt.Fprintln(os.Stderr, "bench/cost: stopped:", context.Cause(ctx))
-		return 1
-	}
-	if failed {
-		return 1
-	}
-	return 0
+	return benchproc.Finish(ctx, os.Stdout, "bench/cost", text, cfg.md, failed)
 }
 
 // errSkip marks a front that cannot run here (the reason is reported).

@@ -235,21 +235,7 @@ func run(args []string) int {
 	}
 	h.rep.footer(time.Since(began))
 	text := h.rep.String()
-	fmt.Fprint(h.out, text)
-	if cfg.md != "" {
-		if err := os.WriteFile(cfg.md, []byte(text), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, "bench/load:", err)
-			failed = true
-		}
-	}
-	if ctx.Err() != nil {
-		fmt.Fprintln(os.Stderr, "bench/load: stopped:", context.Cause(ctx))
-		return 1
-	}
-	if failed {
-		return 1
-	}
-	return 0
+	return benchproc.Finish(ctx, h.out, "bench/load", text, cfg.md, failed)
 }
 
 func (h *harness) setup(ctx context.Context) error {
@@ -257,16 +243,11 @@ func (h *harness) setup(ctx context.Context) error {
 	if h.root, err = benchproc.ModuleRoot(); err != nil {
 		return err
 	}
-	if h.tmp, err = os.MkdirTemp("", "mirrorline-bench-"); err != nil {
+	var remove func()
+	if h.tmp, remove, err = benchproc.Workdir("mirrorline-bench-", h.cfg.keep, h.logf); err != nil {
 		return err
 	}
-	h.defer_(func() {
-		if h.cfg.keep {
-			h.logf("logs kept in %s", h.tmp)
-			return
-		}
-		_ = os.RemoveAll(h.tmp)
-	})
+	h.defer_(remove)
 	h.svc = fmt.Sprintf("bench-%d", time.Now().Unix())
 
 	if h.cfg.mirrorline != "" {
