@@ -11,10 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-
 	"github.com/mirrorline/mirrorline/bench/benchproc"
-	"github.com/mirrorline/mirrorline/broker"
 )
 
 // harness holds what the fronts share.
@@ -83,32 +80,15 @@ func (h *harness) setup(ctx context.Context) error {
 	if err := h.setupKafka(ctx); err != nil {
 		return err
 	}
-	cl, err := broker.NewClient(broker.Config{Brokers: strings.Split(h.brokers, ","), ClientID: "mirrorline-cost"})
+	svcs := make([]string, len(fronts))
+	for i, f := range fronts {
+		svcs[i] = h.svc + "-" + f
+	}
+	remove, err = benchproc.CreateTopics(ctx, h.brokers, "mirrorline-cost", h.cfg.partitions, svcs, h.logf)
 	if err != nil {
 		return err
 	}
-	adm := kadm.NewClient(cl)
-	cctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	var topics []string
-	for _, f := range fronts {
-		st, err := broker.CreateTopics(cctx, adm, h.svc+"-"+f, broker.TopicSpec{Partitions: int32(h.cfg.partitions), Replication: 1})
-		for _, t := range st {
-			topics = append(topics, t.Topic)
-		}
-		if err != nil {
-			cl.Close()
-			return fmt.Errorf("create topics: %w", err)
-		}
-	}
-	h.defer_(func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		if _, err := adm.DeleteTopics(dctx, topics...); err != nil {
-			h.logf("delete benchmark topics: %v", err)
-		}
-		cl.Close()
-	})
+	h.defer_(remove)
 	p, addr, err := benchproc.StartRole(h.tmp, "primary", "app", "-name", "primary")
 	if err != nil {
 		return err

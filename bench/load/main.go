@@ -47,10 +47,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-
 	"github.com/mirrorline/mirrorline/bench/benchproc"
-	"github.com/mirrorline/mirrorline/broker"
 )
 
 type config struct {
@@ -325,32 +322,11 @@ func (h *harness) setupKafka(ctx context.Context) error {
 	}
 	h.brokers = brokers
 
-	cl, err := broker.NewClient(broker.Config{Brokers: strings.Split(brokers, ","), ClientID: "mirrorline-bench"})
+	remove, err := benchproc.CreateTopics(ctx, brokers, "mirrorline-bench", h.cfg.partitions, []string{h.svc + "-ovh", h.svc + "-e2e"}, h.logf)
 	if err != nil {
 		return err
 	}
-	adm := kadm.NewClient(cl)
-	cctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	var topics []string
-	for _, svc := range []string{h.svc + "-ovh", h.svc + "-e2e"} {
-		st, err := broker.CreateTopics(cctx, adm, svc, broker.TopicSpec{Partitions: int32(h.cfg.partitions), Replication: 1})
-		for _, t := range st {
-			topics = append(topics, t.Topic)
-		}
-		if err != nil {
-			cl.Close()
-			return fmt.Errorf("create topics: %w", err)
-		}
-	}
-	h.defer_(func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		if _, err := adm.DeleteTopics(dctx, topics...); err != nil {
-			h.logf("delete benchmark topics: %v", err)
-		}
-		cl.Close()
-	})
+	h.defer_(remove)
 	return nil
 }
 
