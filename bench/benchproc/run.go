@@ -44,3 +44,20 @@ func Finish(ctx context.Context, w io.Writer, prog, text, md string, failed bool
 	}
 	return 0
 }
+
+// Cleanups is what a run must undo at its end (children to stop, topics to
+// delete, its work directory), run in reverse order of registration.
+type Cleanups struct {
+	fs []func()
+}
+
+// Defer registers f to run at Cleanup.
+func (c *Cleanups) Defer(f func()) { c.fs = append(c.fs, f) }
+
+// Cleanup runs what was registered, last first, and forgets it.
+func (c *Cleanups) Cleanup() {
+	for i := len(c.fs) - 1; i >= 0; i-- {
+		c.fs[i]()
+	}
+	c.fs = nil
+}

@@ -16,14 +16,14 @@ import (
 
 // harness holds what the fronts share.
 type harness struct {
-	cfg      config
-	root     string
-	tmp      string
-	ml       string // mirrorline binary
-	brokers  string
-	kafka    string // how Kafka was obtained, for the report
-	svc      string // service name prefix of this run
-	cleanups []func()
+	cfg                config
+	root               string
+	tmp                string
+	ml                 string // mirrorline binary
+	brokers            string
+	kafka              string // how Kafka was obtained, for the report
+	svc                string // service name prefix of this run
+	benchproc.Cleanups        // stops children, deletes topics and the work directory
 
 	primaryAddr, shadowAddr string
 
@@ -47,15 +47,6 @@ type bpfSample struct {
 	runsPer float64 // program runs per exchange (every packet on the interface)
 }
 
-func (h *harness) defer_(f func()) { h.cleanups = append(h.cleanups, f) }
-
-func (h *harness) cleanup() {
-	for i := len(h.cleanups) - 1; i >= 0; i-- {
-		h.cleanups[i]()
-	}
-	h.cleanups = nil
-}
-
 func (h *harness) logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench/cost: "+format+"\n", args...)
 }
@@ -69,7 +60,7 @@ func (h *harness) setup(ctx context.Context) error {
 	if h.tmp, remove, err = benchproc.Workdir("mirrorline-cost-", h.cfg.keep, h.logf); err != nil {
 		return err
 	}
-	h.defer_(remove)
+	h.Defer(remove)
 	h.svc = fmt.Sprintf("cost-%d", time.Now().Unix())
 	if h.ml = h.cfg.mirrorline; h.ml == "" {
 		h.logf("building ./cmd/mirrorline")
@@ -88,18 +79,18 @@ func (h *harness) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	h.defer_(remove)
+	h.Defer(remove)
 	p, addr, err := benchproc.StartRole(h.tmp, "primary", "app", "-name", "primary")
 	if err != nil {
 		return err
 	}
-	h.defer_(p.Stop)
+	h.Defer(p.Stop)
 	h.primaryAddr = addr
 	s, addr, err := benchproc.StartRole(h.tmp, "shadow", "app", "-name", "shadow")
 	if err != nil {
 		return err
 	}
-	h.defer_(s.Stop)
+	h.Defer(s.Stop)
 	h.shadowAddr = addr
 	return nil
 }
@@ -253,7 +244,7 @@ func (h *harness) ml_(ctx context.Context, name, listen string, args ...string) 
 	if err != nil {
 		return nil, "", err
 	}
-	h.defer_(p.Stop)
+	h.Defer(p.Stop)
 	return p, maddr, nil
 }
 
@@ -314,7 +305,7 @@ func (h *harness) newFront(ctx context.Context, name string) (*front, error) {
 		if err != nil {
 			return nil, err
 		}
-		h.defer_(gp.Stop)
+		h.Defer(gp.Stop)
 		f.members = []member{{"goproxy", gp.Proc, nil}}
 		f.drive = func(ctx context.Context, n int) error { return h.attackN(ctx, "http://"+addr, n) }
 	case "nginx":
@@ -384,7 +375,7 @@ func (h *harness) newFront(ctx context.Context, name string) (*front, error) {
 		if err != nil {
 			return nil, err
 		}
-		h.defer_(func() { conn.Close() })
+		h.Defer(func() { conn.Close() })
 		f.members = []member{{"vpc", vpc, func(want int) bool { return atLeast(want, mPublished, vm) }}}
 		var plan [][][]byte
 		f.prepare = func(ctx context.Context, n int) error {
@@ -400,12 +391,12 @@ func (h *harness) newFront(ctx context.Context, name string) (*front, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", errSkip, err)
 		}
-		h.defer_(func() { closer.Close() })
+		h.Defer(func() { closer.Close() })
 		app, addr, err := benchproc.StartRole(h.tmp, "ebpf-app", "app", "-name", "primary")
 		if err != nil {
 			return nil, err
 		}
-		h.defer_(app.Stop)
+		h.Defer(app.Stop)
 		_, port, _ := strings.Cut(addr, ":")
 		eb, em, err := h.ml_(ctx, "ebpf", "", "ebpf", "--service", svc, "--interface", "lo", "--port", port)
 		if err != nil {
@@ -474,6 +465,6 @@ func (h *harness) startNginx(ctx context.Context, bin, name, mirror string, with
 	if err != nil {
 		return nil, "", err
 	}
-	h.defer_(p.Stop)
+	h.Defer(p.Stop)
 	return p, listen, nil
 }

@@ -121,7 +121,7 @@ func run(args []string) int {
 	defer cancel()
 
 	h := &harness{cfg: cfg, res: map[string][]sample{}}
-	defer h.cleanup()
+	defer h.Cleanup()
 	if err := h.setup(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/cost:", err)
 		return 1
@@ -185,7 +185,7 @@ func (h *harness) setupKafka(ctx context.Context) error {
 	dir := filepath.Join(h.tmp, "kafka")
 	h.logf("starting Kafka with test/kafka/start --port %s", port)
 	brokers, stop, err := benchproc.StartKafka(ctx, h.root, "--port", port, "--dir", dir)
-	h.defer_(stop)
+	h.Defer(stop)
 	if err != nil {
 		return err
 	}

@@ -167,17 +167,8 @@ type harness struct {
 	primaryAddr, shadowAddr string
 	primaryPID, shadowPID   int
 
-	cleanups []func()
-	rep      *report
-}
-
-func (h *harness) defer_(f func()) { h.cleanups = append(h.cleanups, f) }
-
-func (h *harness) cleanup() {
-	for i := len(h.cleanups) - 1; i >= 0; i-- {
-		h.cleanups[i]()
-	}
-	h.cleanups = nil
+	benchproc.Cleanups // stops children, deletes topics and the work directory
+	rep                *report
 }
 
 func (h *harness) logf(format string, args ...any) {
@@ -203,7 +194,7 @@ func run(args []string) int {
 	defer cancel()
 
 	h := &harness{cfg: cfg, out: os.Stdout, rep: &report{}}
-	defer h.cleanup()
+	defer h.Cleanup()
 	if err := h.setup(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/load:", err)
 		return 1
@@ -244,7 +235,7 @@ func (h *harness) setup(ctx context.Context) error {
 	if h.tmp, remove, err = benchproc.Workdir("mirrorline-bench-", h.cfg.keep, h.logf); err != nil {
 		return err
 	}
-	h.defer_(remove)
+	h.Defer(remove)
 	h.svc = fmt.Sprintf("bench-%d", time.Now().Unix())
 
 	if h.cfg.mirrorline != "" {
@@ -263,13 +254,13 @@ func (h *harness) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	h.defer_(p.Stop)
+	h.Defer(p.Stop)
 	h.primaryAddr, h.primary, h.primaryPID = addr, newAppClient(addr), p.PID()
 	s, addr, err := benchproc.StartRole(h.tmp, "shadow", "app", "-name", "shadow")
 	if err != nil {
 		return err
 	}
-	h.defer_(s.Stop)
+	h.Defer(s.Stop)
 	h.shadowAddr, h.shadow, h.shadowPID = addr, newAppClient(addr), s.PID()
 	return nil
 }
@@ -304,7 +295,7 @@ func (h *harness) setupKafka(ctx context.Context) error {
 		brokers = started
 		h.kafka = "Apache Kafka " + benchproc.KafkaVersion() + " (KRaft, single broker, test/kafka/start) at " + brokers
 		if !wasUp {
-			h.defer_(func() {
+			h.Defer(func() {
 				h.logf("stopping the Kafka broker this run started")
 				stop()
 			})
@@ -317,7 +308,7 @@ func (h *harness) setupKafka(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("embedded broker: %w", err)
 		}
-		h.defer_(kp.Stop)
+		h.Defer(kp.Stop)
 		brokers = addr
 	}
 	h.brokers = brokers
@@ -326,7 +317,7 @@ func (h *harness) setupKafka(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	h.defer_(remove)
+	h.Defer(remove)
 	return nil
 }
 
