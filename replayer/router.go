@@ -256,10 +256,8 @@ func (rt *Router) Target() *url.URL { return rt.def.to.sender.Target() }
 // Selects returns why ex would not be sent by choice (DropFiltered), "" when
 // it would: a window replay does not schedule the records it would skip.
 func (rt *Router) Selects(ex *mlv1.Exchange) string {
-	if _, reason := rt.pick(ex.GetRequest()); reason != "" {
-		return reason
-	}
-	return ""
+	_, reason := rt.pick(ex.GetRequest())
+	return reason
 }
 
 // pick returns the route of req, or the reason it is not sent.
@@ -434,25 +432,20 @@ func NewRequester(ctx context.Context, def *Sender, r Routing, mw *middleware.Co
 	if !r.Active() && mw == nil {
 		return def, nil, nil
 	}
-	if err := r.Validate(); err != nil {
-		return nil, nil, err
-	}
-	var prog *middleware.Middleware
-	if mw != nil {
-		o := newOptions(opts)
-		var err error
-		if prog, err = middleware.Start(ctx, *mw, o.log.Named("middleware"), o.metrics.Middleware); err != nil {
-			return nil, nil, fmt.Errorf("replay.middleware: %w", err)
-		}
-		opts = append(opts, WithMiddleware(prog))
-	}
+	// The routing first (checked, credentials read): a bad setting starts
+	// no program.
 	rt, err := NewRouter(def, r, newSender, opts...)
 	if err != nil {
-		if prog != nil {
-			_ = prog.Close()
-		}
 		return nil, nil, err
 	}
+	if mw == nil {
+		return rt, nil, nil
+	}
+	prog, err := middleware.Start(ctx, *mw, rt.log.Named("middleware"), rt.metrics.Middleware)
+	if err != nil {
+		return nil, nil, fmt.Errorf("replay.middleware: %w", err)
+	}
+	rt.mw = prog
 	return rt, prog, nil
 }
 
