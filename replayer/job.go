@@ -223,22 +223,24 @@ func (j *job) checkTarget() error {
 		}
 	}
 	var err error
-	if j.sender, err = j.newSender(s.Target); err != nil {
+	if j.sender, err = AllowedSender(s.Target, s.TrustedTarget, s.AllowTargets, j.concurrency, j.senderOpts()...); err != nil {
 		return invalidJob{err}
 	}
 	return nil
 }
 
-// newSender builds the sender of target with the job's settings, admitted
-// by the allowlist (a route's target is written in the configuration file,
-// as the trusted target is, so it is trusted alike).
-func (j *job) newSender(target string) (*Sender, error) {
+// senderOpts are the options of the job's senders.
+func (j *job) senderOpts() []Option {
 	s := j.spec
-	trusted := s.TrustedTarget
-	if target != s.Target {
-		trusted = target
-	}
-	return AllowedSender(target, trusted, s.AllowTargets, j.concurrency, Timeout(s.Timeout), KeepHost(s.KeepHost), ResponseBodyLimit(s.BodyLimit))
+	return []Option{Timeout(s.Timeout), KeepHost(s.KeepHost), ResponseBodyLimit(s.BodyLimit)}
+}
+
+// RouteSender returns the newSender of NewRequester: AllowedSender with the
+// replay's allowlist, connections and options for a route's target, which
+// is written in the configuration file as the trusted target is and so is
+// trusted alike.
+func RouteSender(allow []string, conns int, opts ...Option) func(target string) (*Sender, error) {
+	return func(target string) (*Sender, error) { return AllowedSender(target, target, allow, conns, opts...) }
 }
 
 // AllowedSender is NewSender(target, conns, opts...) for a target that
@@ -393,12 +395,12 @@ func (j *job) replay(ctx context.Context, plan Plan) (*Summary, error) {
 		if j.sender != nil && s.Routing.Active() {
 			// Nothing is sent, but what routing would skip is not
 			// scheduled either (the middleware is not run).
-			if req, _, err = NewRequester(ctx, j.sender, s.Routing, nil, j.newSender, WithLogger(s.Logger), WithMetrics(metrics)); err != nil {
+			if req, _, err = NewRequester(ctx, j.sender, s.Routing, nil, RouteSender(s.AllowTargets, j.concurrency, j.senderOpts()...), WithLogger(s.Logger), WithMetrics(metrics)); err != nil {
 				return nil, invalidJob{err}
 			}
 		}
 	} else {
-		req, mw, err = NewRequester(ctx, j.sender, s.Routing, s.Middleware, j.newSender, WithLogger(s.Logger), WithMetrics(metrics))
+		req, mw, err = NewRequester(ctx, j.sender, s.Routing, s.Middleware, RouteSender(s.AllowTargets, j.concurrency, j.senderOpts()...), WithLogger(s.Logger), WithMetrics(metrics))
 		if err != nil {
 			return nil, invalidJob{err}
 		}

@@ -156,20 +156,15 @@ func (a *app) newLiveReplayer(tel *telemetry.Server) (*replayer.Live, *kgo.Clien
 		// Validated above: live mode has no cap unless one was asked for.
 		maxRate, _ = replayer.ParseRate(rc.MaxRate)
 	}
-	newSender := func(target, trusted string) (*replayer.Sender, error) {
-		return replayer.AllowedSender(target, trusted, rc.AllowTargets, rc.Concurrency,
-			replayer.Timeout(rc.Timeout), replayer.KeepHost(rc.KeepHost), replayer.ResponseBodyLimit(rc.BodyLimit))
-	}
-	sender, err := newSender(rc.Target, a.replayFileTarget)
+	sopts := []replayer.Option{replayer.Timeout(rc.Timeout), replayer.KeepHost(rc.KeepHost), replayer.ResponseBodyLimit(rc.BodyLimit)}
+	sender, err := replayer.AllowedSender(rc.Target, a.replayFileTarget, rc.AllowTargets, rc.Concurrency, sopts...)
 	if err != nil {
 		return nil, nil, usageError{err}
 	}
 	metrics, log := replayer.NewMetrics(tel.Registry), a.log.Named("replay")
-	// A route's target is written in the configuration file, like the
-	// trusted target: it is admitted alike. The middleware runs until the
-	// replayer's Run ends.
+	// The middleware runs until the replayer's Run ends.
 	req, mw, err := replayer.NewRequester(context.Background(), sender, rc.Routing(), rc.Middleware,
-		func(target string) (*replayer.Sender, error) { return newSender(target, target) },
+		replayer.RouteSender(rc.AllowTargets, rc.Concurrency, sopts...),
 		replayer.WithMetrics(metrics), replayer.WithLogger(log))
 	if err != nil {
 		return nil, nil, usageError{err}
