@@ -4,6 +4,7 @@ GO    ?= go
 BIN   := .bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_VTPROTO_VERSION := v0.6.0
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
 .PHONY: all bpf build deps test-faults deploy-check demo test test-stress test-unit test-e2e bench lint proto kafka-start kafka-stop clean
 
@@ -13,6 +14,7 @@ build:
 	$(GO) build -buildvcs=auto -o $(BIN)/mirrorline ./cmd/mirrorline
 	$(GO) build -o $(BIN)/payments ./test/demo/payments
 	$(GO) build -o $(BIN)/load ./test/demo/load
+	$(GO) build -o $(BIN)/orders ./test/demo/orders
 
 ## demo: the whole pipeline in one process on the embedded broker, in front of the bundled demo services
 demo: build
@@ -84,6 +86,11 @@ proto:
 	PATH=$(CURDIR)/$(BIN):$$PATH protoc --go_out=. --go_opt=paths=source_relative \
 		--go-vtproto_out=. --go-vtproto_opt=paths=source_relative,features=marshal+unmarshal+unmarshal_unsafe+size \
 		proto/mirrorline/v1/*.proto
+	GOBIN=$(CURDIR)/$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	PATH=$(CURDIR)/$(BIN):$$PATH protoc --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
+		--include_imports --descriptor_set_out=test/demo/orders/ordersv1/orders.pb \
+		test/demo/orders/ordersv1/orders.proto
 
 kafka-start:
 	@test/kafka/start
