@@ -37,6 +37,7 @@ type File struct {
 	Import      Import        `yaml:"import"`
 	Sink        Sink          `yaml:"sink"`
 	Compare     Compare       `yaml:"compare"`
+	GRPC        GRPC          `yaml:"grpc"`
 	// InstanceID: see stage.Membership.
 	InstanceID string `yaml:"instance_id" flag:"instance-id" help:"static consumer group member id of the redactor, replayer and comparator, stable across restarts of this replica (env MIRRORLINE_INSTANCE_ID; default: dynamic membership)"`
 	// Collectors are the capture collectors `up` runs (proxy, sink, vpc,
@@ -168,6 +169,15 @@ type Redact struct {
 	Batch           int             `yaml:"batch" flag:"batch" help:"records per transaction at most"`
 	SessionTimeout  time.Duration   `yaml:"session_timeout" flag:"session-timeout" help:"consumer group session timeout: how soon a dead redactor's partitions move to another"`
 	Rules           redactor.Config `yaml:"rules"`
+}
+
+// GRPC says where the protobuf schemas of gRPC services come from: with
+// them the redactor's rules and the comparator's diffs name message fields
+// by name; without, redaction runs its detectors on the messages' strings
+// and diffs name fields by number.
+type GRPC struct {
+	DescriptorSets []string `yaml:"descriptor_sets" flag:"descriptor-set,array" help:"FileDescriptorSet file of the services' protos (protoc --include_imports --descriptor_set_out=FILE, or buf build -o FILE); repeatable"`
+	Reflection     string   `yaml:"reflection" flag:"grpc-reflection" help:"host:port of a gRPC server with server reflection to read the schemas from (h2c; https://host:port for TLS)"`
 }
 
 // Replay configures the replayer (live and window replays).

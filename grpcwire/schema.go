@@ -3,6 +3,7 @@ package grpcwire
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
@@ -25,24 +26,6 @@ func NewSchema(set *descriptorpb.FileDescriptorSet) (*Schema, error) {
 		return nil, fmt.Errorf("descriptor set: %w", err)
 	}
 	return &Schema{files: files}, nil
-}
-
-// LoadSchema reads a FileDescriptorSet file, as written by
-// `protoc --include_imports --descriptor_set_out=FILE` or `buf build -o FILE`.
-func LoadSchema(path string) (*Schema, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read descriptor set: %w", err)
-	}
-	var set descriptorpb.FileDescriptorSet
-	if err := proto.Unmarshal(b, &set); err != nil {
-		return nil, fmt.Errorf("descriptor set %s: %w", path, err)
-	}
-	s, err := NewSchema(&set)
-	if err != nil {
-		return nil, fmt.Errorf("descriptor set %s: %w", path, err)
-	}
-	return s, nil
 }
 
 // Method returns the input and output message types of the gRPC method at
@@ -73,3 +56,36 @@ func (s *Schema) Method(path string) (in, out protoreflect.MessageDescriptor, ok
 
 // Files returns the schema's descriptors.
 func (s *Schema) Files() *protoregistry.Files { return s.files }
+
+// LoadSchemas reads the FileDescriptorSet files at paths (as written by
+// `protoc --include_imports --descriptor_set_out=FILE` or `buf build -o
+// FILE`) into one Schema; a file named by more than one set is taken once
+// (the first). No path: nil.
+func LoadSchemas(paths ...string) (*Schema, error) {
+	if len(paths) == 0 {
+		return nil, nil
+	}
+	var all descriptorpb.FileDescriptorSet
+	seen := map[string]bool{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("read descriptor set: %w", err)
+		}
+		var set descriptorpb.FileDescriptorSet
+		if err := proto.Unmarshal(b, &set); err != nil {
+			return nil, fmt.Errorf("descriptor set %s: %w", p, err)
+		}
+		for _, f := range set.GetFile() {
+			if !seen[f.GetName()] {
+				seen[f.GetName()] = true
+				all.File = append(all.File, f)
+			}
+		}
+	}
+	s, err := NewSchema(&all)
+	if err != nil {
+		return nil, fmt.Errorf("descriptor sets %s: %w", strings.Join(paths, ", "), err)
+	}
+	return s, nil
+}
