@@ -2,6 +2,7 @@ package collector
 
 import (
 	"cmp"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -221,8 +222,8 @@ func (l *ConnLimiter) admit(c net.Conn) *limitedConn {
 // ConnState is the http.Server ConnState hook that tells idle connections from
 // busy ones.
 func (l *ConnLimiter) ConnState(c net.Conn, s http.ConnState) {
-	lc, ok := c.(*limitedConn)
-	if !ok {
+	lc := unwrapLimited(c)
+	if lc == nil {
 		return
 	}
 	l.mu.Lock()
@@ -351,11 +352,38 @@ func (c *limitedConn) Close() error {
 // NetConn returns the wrapped connection.
 func (c *limitedConn) NetConn() net.Conn { return c.Conn }
 
+// unwrapLimited finds the limitedConn under c: the HTTP/2 server reports
+// the state of the *tls.Conn it serves (TLS, or h2c's stand-in) wrapping it.
+func unwrapLimited(c net.Conn) *limitedConn {
+	for range 4 {
+		switch x := c.(type) {
+		case *limitedConn:
+			return x
+		case interface{ NetConn() net.Conn }:
+			c = x.NetConn()
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
 // Server returns an http.Server for a collector handler with l applied
 // (defaults filled in), counting into m (may be nil), and wraps ln so that the
 // connection cap holds and conns (may be nil) names connections and records
 // header order. Serve the server on the returned listener.
+//
+// The server speaks HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on
+// plaintext connections; see TLSServer for TLS.
 func (l Limits) Server(h http.Handler, conns *Conns, m *Metrics, ln net.Listener) (*http.Server, net.Listener) {
+	return l.TLSServer(h, conns, m, ln, nil)
+}
+
+// TLSServer is Server with TLS when cfg is not nil: the returned listener
+// completes the handshake, offering HTTP/2 and HTTP/1.1 by ALPN (h2,
+// http/1.1); the connection cap holds as on plaintext. Header order is not
+// tracked under TLS (headers are recorded sorted).
+func (l Limits) TLSServer(h http.Handler, conns *Conns, m *Metrics, ln net.Listener, cfg *tls.Config) (*http.Server, net.Listener) {
 	l = l.WithDefaults()
 	lim := NewConnLimiter(l.MaxConns, m)
 	srv := &http.Server{
@@ -364,9 +392,23 @@ func (l Limits) Server(h http.Handler, conns *Conns, m *Metrics, ln net.Listener
 		IdleTimeout:       l.IdleTimeout,
 		MaxHeaderBytes:    l.MaxHeaderBytes,
 		ConnState:         lim.ConnState,
+		Protocols:         new(http.Protocols),
 	}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetHTTP2(true)
 	if conns != nil {
 		srv.ConnContext = conns.ConnContext
+	}
+	if cfg != nil {
+		cfg = cfg.Clone()
+		if len(cfg.NextProtos) == 0 {
+			cfg.NextProtos = []string{"h2", "http/1.1"}
+		}
+		srv.TLSConfig = cfg
+		return srv, tls.NewListener(lim.Listener(ln), cfg)
+	}
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	if conns != nil {
 		ln = conns.Listener(ln)
 	}
 	return srv, lim.Listener(ln)

@@ -1,0 +1,325 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mirrorline/mirrorline/collector"
+	"github.com/mirrorline/mirrorline/collector/collectortest"
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/test/demo/orders/app"
+	"github.com/mirrorline/mirrorline/test/demo/orders/ordersv1"
+)
+
+// seen is what the primary's interceptors observed of each call.
+type seen struct {
+	mu       sync.Mutex
+	canceled map[string]bool // method: its context ended canceled
+	deadline map[string]bool // method: a deadline arrived with the call
+}
+
+func (s *seen) note(ctx context.Context, method string, after bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := ctx.Deadline(); ok {
+		s.deadline[method] = true
+	}
+	if after && errors.Is(ctx.Err(), context.Canceled) {
+		s.canceled[method] = true
+	}
+}
+
+func (s *seen) get(m map[string]bool, method string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return m[method]
+}
+
+// startOrders serves the demo orders service (version v1) on loopback,
+// with interceptors noting deadlines and cancellations.
+func startOrders(t *testing.T) (*app.Server, string, *seen) {
+	t.Helper()
+	srv, err := app.New(app.V1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn := &seen{canceled: map[string]bool{}, deadline: map[string]bool{}}
+	g := grpc.NewServer(
+		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			sn.note(ctx, info.FullMethod, false)
+			return h(ctx, req)
+		}),
+		grpc.StreamInterceptor(func(s any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			sn.note(ss.Context(), info.FullMethod, false)
+			err := h(s, ss)
+			sn.note(ss.Context(), info.FullMethod, true)
+			return err
+		}),
+	)
+	srv.Register(g)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.Serve(ln) }()
+	t.Cleanup(g.Stop)
+	return srv, ln.Addr().String(), sn
+}
+
+// grpcProxy serves a proxy to primary (an http:// URL) capturing into a
+// Recorder, over TLS when tlsCfg is set.
+func grpcProxy(t *testing.T, primary string, tlsCfg *tls.Config, opts ...Option) (string, *collector.Emitter, *collectortest.Recorder) {
+	t.Helper()
+	rec := &collectortest.Recorder{}
+	em := collector.NewEmitter(rec, "orders", nil, nil)
+	if tlsCfg != nil {
+		opts = append(opts, WithTLS(tlsCfg))
+	}
+	p, err := New(primary, em, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return collectortest.Serve(t, p.Serve), em, rec
+}
+
+func dialOrders(t *testing.T, addr string, creds credentials.TransportCredentials) ordersv1.OrdersClient {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return ordersv1.NewOrdersClient(cc)
+}
+
+// Every gRPC call kind passes through the proxy unchanged, on h2c and on
+// TLS: values, trailers, an error status, a deadline, a cancellation; and
+// each is captured as a GRPC exchange with its messages per direction.
+func TestProxyGRPCCallKinds(t *testing.T) {
+	certFile, keyFile, pool := collectortest.SelfSigned(t)
+	for _, tc := range []struct {
+		name  string
+		tls   *tls.Config
+		creds credentials.TransportCredentials
+	}{
+		{"h2c", nil, insecure.NewCredentials()},
+		{"tls", collectortest.ServerTLS(t, certFile, keyFile), credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			orders, primary, sn := startOrders(t)
+			addr, em, rec := grpcProxy(t, "http://"+primary, tc.tls)
+			cl := dialOrders(t, addr, tc.creds)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+
+			// Unary, with a trailer and a deadline.
+			var trailer metadata.MD
+			o, err := cl.GetOrder(ctx, &ordersv1.GetOrderRequest{Id: "o-1", CustomerEmail: "ann@example.com"}, grpc.Trailer(&trailer))
+			if err != nil || o.GetId() != "o-1" || o.GetStatus() != "shipped" {
+				t.Fatalf("GetOrder: %v, %v", o, err)
+			}
+			if got := trailer.Get("x-orders-version"); len(got) != 1 || got[0] != "v1" {
+				t.Fatalf("trailer x-orders-version = %q, want v1", got)
+			}
+			if !sn.get(sn.deadline, ordersv1.Orders_GetOrder_FullMethodName) {
+				t.Fatal("the call's deadline (grpc-timeout) did not reach the primary")
+			}
+			// An error status.
+			_, err = cl.GetOrder(ctx, &ordersv1.GetOrderRequest{})
+			if status.Code(err) != codes.InvalidArgument || status.Convert(err).Message() != "order id is required" {
+				t.Fatalf("GetOrder without id: %v, want InvalidArgument", err)
+			}
+			// Server streaming.
+			ls, err := cl.ListOrders(ctx, &ordersv1.ListOrdersRequest{CustomerEmail: "ann@example.com", Limit: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				o, err := ls.Recv()
+				if err != nil || o.GetId() != "list-"+string(rune('1'+i)) {
+					t.Fatalf("ListOrders message %d: %v, %v", i, o, err)
+				}
+			}
+			if _, err := ls.Recv(); !errors.Is(err, io.EOF) {
+				t.Fatalf("ListOrders end: %v", err)
+			}
+			// Client streaming.
+			us, err := cl.UploadOrders(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range []string{"u-1", "u-2"} {
+				if err := us.Send(&ordersv1.Order{Id: id, AmountCents: 250}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sum, err := us.CloseAndRecv()
+			if err != nil || sum.GetCount() != 2 || sum.GetTotalCents() != 500 {
+				t.Fatalf("UploadOrders: %v, %v", sum, err)
+			}
+			// Bidirectional, waiting for each answer before the next note: it
+			// deadlocks if anything reads the request body ahead.
+			tr, err := cl.Track(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range int32(3) {
+				if err := tr.Send(&ordersv1.TrackNote{OrderId: "o-1", Note: "n", Seq: i}); err != nil {
+					t.Fatal(err)
+				}
+				ack, err := tr.Recv()
+				if err != nil || ack.GetSeq() != i || ack.GetState() != "noted" {
+					t.Fatalf("Track ack %d: %v, %v", i, ack, err)
+				}
+			}
+			if err := tr.CloseSend(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tr.Recv(); !errors.Is(err, io.EOF) {
+				t.Fatalf("Track end: %v", err)
+			}
+			// A client that cancels cancels the primary's stream.
+			cctx, ccancel := context.WithCancel(ctx)
+			tc2, err := cl.Track(cctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tc2.Send(&ordersv1.TrackNote{OrderId: "o-2", Seq: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tc2.Recv(); err != nil {
+				t.Fatal(err)
+			}
+			ccancel()
+			waitFor(t, "the primary's Track stream canceled", func() bool { return sn.get(sn.canceled, ordersv1.Orders_Track_FullMethodName) })
+			if orders.Calls("Track") != 2 || orders.Calls("GetOrder") != 2 {
+				t.Fatalf("primary calls: Track %d GetOrder %d", orders.Calls("Track"), orders.Calls("GetOrder"))
+			}
+
+			collectortest.Flush(t, em)
+			byPath := map[string][]*mlv1.Exchange{}
+			for _, ex := range rec.Exchanges(t) {
+				byPath[ex.GetRequest().GetUrl()] = append(byPath[ex.GetRequest().GetUrl()], ex)
+			}
+			unary := byPath[ordersv1.Orders_GetOrder_FullMethodName]
+			if len(unary) != 2 {
+				t.Fatalf("%d GetOrder exchanges, want 2", len(unary))
+			}
+			ok := unary[0]
+			checkGRPC(t, ok, 1, 1)
+			var req ordersv1.GetOrderRequest
+			mustUnmarshal(t, ok.Request.Messages[0], &req)
+			var got ordersv1.Order
+			mustUnmarshal(t, ok.Response.Messages[0], &got)
+			if req.GetCustomerEmail() != "ann@example.com" || got.GetId() != "o-1" {
+				t.Fatalf("GetOrder messages: %v / %v", &req, &got)
+			}
+			if header(ok.Response.Trailers, "Grpc-Status") != "0" || header(ok.Response.Trailers, "X-Orders-Version") != "v1" {
+				t.Fatalf("GetOrder trailers: %v", ok.Response.Trailers)
+			}
+			if ok.Request.Proto != "HTTP/2.0" || header(ok.Request.Headers, "Grpc-Timeout") == "" {
+				t.Fatalf("GetOrder request: proto %q headers %v", ok.Request.Proto, ok.Request.Headers)
+			}
+			bad := unary[1]
+			checkGRPC(t, bad, 1, 0)
+			if st := header(bad.Response.Trailers, "Grpc-Status") + header(bad.Response.Headers, "Grpc-Status"); st != "3" {
+				t.Fatalf("error call: grpc-status %q, want 3 (headers %v, trailers %v)", st, bad.Response.Headers, bad.Response.Trailers)
+			}
+			list := byPath[ordersv1.Orders_ListOrders_FullMethodName]
+			if len(list) != 1 {
+				t.Fatalf("%d ListOrders exchanges", len(list))
+			}
+			checkGRPC(t, list[0], 1, 3)
+			for i, m := range list[0].Response.Messages {
+				var o ordersv1.Order
+				mustUnmarshal(t, m, &o)
+				if o.GetId() != "list-"+string(rune('1'+i)) {
+					t.Fatalf("ListOrders captured message %d: %v", i, &o)
+				}
+			}
+			up := byPath[ordersv1.Orders_UploadOrders_FullMethodName]
+			if len(up) != 1 {
+				t.Fatalf("%d UploadOrders exchanges", len(up))
+			}
+			checkGRPC(t, up[0], 2, 1)
+			track := byPath[ordersv1.Orders_Track_FullMethodName]
+			if len(track) != 1 {
+				// The canceled one is not published: its body did not end.
+				t.Fatalf("%d Track exchanges, want 1", len(track))
+			}
+			checkGRPC(t, track[0], 3, 3)
+			for i := range 3 {
+				var n ordersv1.TrackNote
+				var a ordersv1.TrackAck
+				mustUnmarshal(t, track[0].Request.Messages[i], &n)
+				mustUnmarshal(t, track[0].Response.Messages[i], &a)
+				if n.GetSeq() != int32(i) || a.GetSeq() != int32(i) {
+					t.Fatalf("Track message %d: note %v ack %v", i, &n, &a)
+				}
+				// Each note went out before its answer came back.
+				if track[0].Request.Messages[i].OffsetNs > track[0].Response.Messages[i].OffsetNs {
+					t.Fatalf("Track note %d at %d ns, after its ack at %d ns", i, track[0].Request.Messages[i].OffsetNs, track[0].Response.Messages[i].OffsetNs)
+				}
+			}
+		})
+	}
+}
+
+// checkGRPC checks a captured gRPC exchange: protocol, message counts per
+// direction, offsets non-decreasing, nothing truncated.
+func checkGRPC(t *testing.T, ex *mlv1.Exchange, reqMsgs, respMsgs int) {
+	t.Helper()
+	if ex.Protocol != mlv1.Protocol_PROTOCOL_GRPC {
+		t.Fatalf("%s: protocol %v, want GRPC", ex.Request.Url, ex.Protocol)
+	}
+	if len(ex.Request.Body) != 0 || len(ex.Response.Body) != 0 {
+		t.Fatalf("%s: body fields set on a gRPC exchange", ex.Request.Url)
+	}
+	for _, d := range []struct {
+		name string
+		msgs []*mlv1.Message
+		cut  bool
+		want int
+	}{{"request", ex.Request.Messages, ex.Request.MessagesTruncated, reqMsgs}, {"response", ex.Response.Messages, ex.Response.MessagesTruncated, respMsgs}} {
+		if len(d.msgs) != d.want || d.cut {
+			t.Fatalf("%s: %d %s messages (truncated %v), want %d", ex.Request.Url, len(d.msgs), d.name, d.cut, d.want)
+		}
+		var last int64
+		for i, m := range d.msgs {
+			if m.OffsetNs < last || m.Truncated || m.Compressed || int64(len(m.Data)) != m.Size {
+				t.Fatalf("%s: %s message %d: offset %d after %d, truncated %v, %d of %d bytes", ex.Request.Url, d.name, i, m.OffsetNs, last, m.Truncated, len(m.Data), m.Size)
+			}
+			last = m.OffsetNs
+		}
+	}
+}
+
+func mustUnmarshal(t *testing.T, m *mlv1.Message, into proto.Message) {
+	t.Helper()
+	if err := proto.Unmarshal(m.Data, into); err != nil {
+		t.Fatalf("captured message does not decode: %v", err)
+	}
+}
+
+func header(hs []*mlv1.Header, name string) string {
+	for _, h := range hs {
+		if h.Name == name {
+			return h.Value
+		}
+	}
+	return ""
+}
