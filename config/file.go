@@ -129,6 +129,12 @@ type Proxy struct {
 	QueueBytes   int               `yaml:"queue_bytes" flag:"queue-bytes" help:"bytes buffered for Kafka before new captures are dropped"`
 	CollectorID  string            `yaml:"collector_id" flag:"collector-id" help:"name of this collector in records (default: host name)"`
 	Routes       []collector.Route `yaml:"routes"`
+	// TLSCert and TLSKey serve clients over TLS (HTTP/2 and HTTP/1.1 by
+	// ALPN); without them plaintext HTTP/1.1 and h2c.
+	TLSCert string `yaml:"tls_cert" flag:"tls-cert" help:"PEM certificate (chain) file: serve clients over TLS, HTTP/2 or HTTP/1.1 by ALPN (with --tls-key; default: plaintext HTTP/1.1 and h2c)"`
+	TLSKey  string `yaml:"tls_key" flag:"tls-key" help:"PEM private key file of --tls-cert"`
+	// PrimaryProtocol: see proxy.PrimaryAuto and friends.
+	PrimaryProtocol string `yaml:"primary_protocol" flag:"primary-protocol" help:"protocol to the primary: auto (HTTP/2 where TLS ALPN offers it; to an http:// primary HTTP/1.1, gRPC over h2c), http1, h2 (TLS) or h2c (prior knowledge)"`
 	// Limits: max_conns, read_header_timeout, idle_timeout,
 	// max_header_bytes, body_timeout, min_body_rate.
 	collector.Limits `yaml:",inline"`
