@@ -113,7 +113,7 @@ type teeBody struct {
 	rc     *collector.BodyReader
 	start  time.Time
 	mu     sync.Mutex
-	framer *grpcwire.Framer       // gRPC
+	framer *collector.MessageCapture // gRPC
 	body   *collector.BodyCapture // otherwise
 	eof    bool                   // the body ended cleanly
 	closed bool                   // capture over: reads pass through only
@@ -147,17 +147,16 @@ func (t *teeBody) finish() (eof bool) {
 	return t.eof
 }
 
-// grpcFramers returns the framers of a call's two directions: each keeps at
-// most limit bytes of a message and the record budget over all.
-func (p *Proxy) newFramer(limit int64) *grpcwire.Framer {
-	return grpcwire.NewFramer(int(min(limit, int64(p.emit.RecordBudget()))), p.emit.RecordBudget())
+// newFramer returns the capture of one direction of a gRPC call: at most
+// limit bytes of a message, the record budget over all.
+func (p *Proxy) newFramer(limit int64) *collector.MessageCapture {
+	return collector.NewMessageCapture(limit, p.emit.RecordBudget())
 }
 
-// setMessages fills a gRPC direction's capture from its framer: the body
-// fields stay empty, body_size counts the framed bytes.
-func setMessages(f *grpcwire.Framer, msgs *[]*mlv1.Message, truncated *bool, size *int64) {
-	m, cut, framed, err := f.Finish()
-	*msgs, *truncated, *size = m, cut || err != nil, framed
+// setMessages fills a gRPC direction's capture: the body fields stay empty,
+// body_size counts the framed bytes.
+func setMessages(c *collector.MessageCapture, msgs *[]*mlv1.Message, truncated *bool, size *int64) {
+	*msgs, *truncated, *size = c.Result()
 }
 
 // protocolOf is the Exchange.protocol of r.

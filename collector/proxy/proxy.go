@@ -399,7 +399,7 @@ type captureWriter struct {
 	sent []*mlv1.Header // the headers as they were when the status was written
 	body collector.BodyCapture
 	// A gRPC answer's messages, with their offsets after start.
-	framer *grpcwire.Framer
+	framer *collector.MessageCapture
 	start  time.Time
 }
 

@@ -126,8 +126,7 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if grpc {
 		timeout = 0
 		if limit > 0 {
-			budget := s.emit.RecordBudget()
-			framer = &framerWriter{f: grpcwire.NewFramer(int(min(limit, int64(budget))), budget), start: start}
+			framer = &framerWriter{f: collector.NewMessageCapture(limit, s.emit.RecordBudget()), start: start}
 			sink = framer
 		}
 	}
@@ -174,9 +173,7 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		protocol = mlv1.Protocol_PROTOCOL_HTTP2
 	}
 	if framer != nil {
-		var err error
-		req.Messages, req.MessagesTruncated, req.BodySize, err = framer.f.Finish()
-		req.MessagesTruncated = req.MessagesTruncated || err != nil
+		req.Messages, req.MessagesTruncated, req.BodySize = framer.f.Result()
 		if r.ProtoMajor >= 2 {
 			protocol = mlv1.Protocol_PROTOCOL_GRPC
 		}
@@ -198,10 +195,10 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// framerWriter feeds a gRPC body to a Framer with each part's offset after
-// start.
+// framerWriter feeds a gRPC body to a MessageCapture with each part's
+// offset after start.
 type framerWriter struct {
-	f     *grpcwire.Framer
+	f     *collector.MessageCapture
 	start time.Time
 }
 
