@@ -114,9 +114,9 @@ type teeBody struct {
 	start  time.Time
 	mu     sync.Mutex
 	framer *collector.MessageCapture // gRPC
-	body   *collector.BodyCapture // otherwise
-	eof    bool                   // the body ended cleanly
-	closed bool                   // capture over: reads pass through only
+	body   *collector.BodyCapture    // otherwise
+	eof    bool                      // the body ended cleanly
+	closed bool                      // capture over: reads pass through only
 }
 
 func (t *teeBody) Read(p []byte) (int, error) {
