@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+	//lint:ignore SA1019 net/http serves h2c with prior knowledge only
 	"golang.org/x/net/http2/h2c"
 
 	"github.com/mirrorline/mirrorline/collector"
@@ -197,7 +198,8 @@ func upgradeH2C(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
-	up := h2c.NewHandler(stream1, &http2.Server{}) //nolint:staticcheck // SA1019: the one implementation of the Upgrade path; prior knowledge is net/http's
+	//lint:ignore SA1019 the one implementation of the Upgrade path; prior knowledge is net/http's
+	up := h2c.NewHandler(stream1, &http2.Server{})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor != 1 || !headerHasToken(r.Header, "Upgrade", "h2c") {
 			h.ServeHTTP(w, r)
