@@ -211,3 +211,59 @@ func TestProxyHTTP2OverTLS(t *testing.T) {
 		}
 	}
 }
+
+// The primary gets the protocol configured: auto sends REST over HTTP/1.1
+// and gRPC over h2c to an http:// primary, h2c sends everything over h2c;
+// settings that cannot work are refused by New.
+func TestPrimaryProtocol(t *testing.T) {
+	var mu sync.Mutex
+	var protos []string
+	h2cPrimary := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		protos = append(protos, r.Proto)
+		mu.Unlock()
+		w.Header().Set("Content-Type", r.Header.Get("Content-Type"))
+	}))
+	h2cPrimary.Config.Protocols = new(http.Protocols)
+	h2cPrimary.Config.Protocols.SetHTTP1(true)
+	h2cPrimary.Config.Protocols.SetUnencryptedHTTP2(true)
+	h2cPrimary.Start()
+	t.Cleanup(h2cPrimary.Close)
+	for _, tc := range []struct {
+		proto string
+		want  string // protocols the primary saw for a REST and a gRPC-typed request
+	}{
+		{PrimaryAuto, "HTTP/1.1 HTTP/2.0"},
+		{PrimaryH2C, "HTTP/2.0 HTTP/2.0"},
+		{PrimaryHTTP1, "HTTP/1.1 HTTP/1.1"},
+	} {
+		t.Run(tc.proto, func(t *testing.T) {
+			mu.Lock()
+			protos = nil
+			mu.Unlock()
+			addr, _, _ := grpcProxy(t, h2cPrimary.URL, nil, WithPrimaryProtocol(tc.proto))
+			for _, ct := range []string{"application/json", "application/grpc"} {
+				resp, err := http.Post("http://"+addr+"/x", ct, strings.NewReader("{}"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+			}
+			mu.Lock()
+			got := strings.Join(protos, " ")
+			mu.Unlock()
+			if got != tc.want {
+				t.Fatalf("the primary saw %q, want %q", got, tc.want)
+			}
+		})
+	}
+	for _, tc := range []struct{ primary, proto string }{
+		{"http://127.0.0.1:1", PrimaryH2},
+		{"https://127.0.0.1:1", PrimaryH2C},
+		{"http://127.0.0.1:1", "http3"},
+	} {
+		if _, err := New(tc.primary, nil, WithPrimaryProtocol(tc.proto)); err == nil || !strings.Contains(err.Error(), "primary-protocol") {
+			t.Errorf("New(%s, %s): %v, want a primary-protocol error", tc.primary, tc.proto, err)
+		}
+	}
+}
