@@ -575,8 +575,9 @@ func classifyBodyError(err error) error {
 func Unsupported(r *http.Request) (int, string) {
 	switch {
 	case r.Method == "PRI":
-		// The HTTP/2 connection preface ("PRI * HTTP/2.0") on an HTTP/1 listener.
-		return http.StatusHTTPVersionNotSupported, "HTTP/2 with prior knowledge is not supported; use HTTP/1.1"
+		// The HTTP/2 connection preface ("PRI * HTTP/2.0") read as an HTTP/1
+		// request: on an HTTP/1.1 connection over TLS (on plaintext it starts h2c).
+		return http.StatusHTTPVersionNotSupported, "HTTP/2 with prior knowledge is served on plaintext only; over TLS negotiate h2 by ALPN"
 	case r.RequestURI == "*":
 		// (net/http answers OPTIONS * itself.)
 		return http.StatusBadRequest, "the asterisk request target is only allowed with OPTIONS"

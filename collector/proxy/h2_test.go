@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
@@ -265,5 +266,40 @@ func TestPrimaryProtocol(t *testing.T) {
 		if _, err := New(tc.primary, nil, WithPrimaryProtocol(tc.proto)); err == nil || !strings.Contains(err.Error(), "primary-protocol") {
 			t.Errorf("New(%s, %s): %v, want a primary-protocol error", tc.primary, tc.proto, err)
 		}
+	}
+}
+
+// syncBuffer is a log output tests read while servers write.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// A client that negotiates h2 and sends something else is logged by the
+// HTTP/2 server ("bogus greeting") without the bytes it sent.
+func TestProxyLogsNoClientBytes(t *testing.T) {
+	const secret = "4111111111111111"
+	certFile, keyFile, pool := collectortest.SelfSigned(t)
+	primary, _ := seenPrimary(t)
+	out := &syncBuffer{}
+	addr, _, _ := grpcProxy(t, primary.URL, collectortest.ServerTLS(t, certFile, keyFile),
+		WithLogger(hclog.New(&hclog.LoggerOptions{Output: out, Level: hclog.Debug})))
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, NextProtos: []string{"h2"}, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /%s HTTP/1.1\r\nHost: h\r\n\r\n", secret)
+	_, _ = io.Copy(io.Discard, c) // until the server closes
+	waitFor(t, "the HTTP/2 server's log line", func() bool { return strings.Contains(out.String(), "preface") })
+	if strings.Contains(out.String(), secret) || strings.Contains(out.String(), "GET /") {
+		t.Fatalf("the log shows the client's bytes:\n%s", out.String())
 	}
 }

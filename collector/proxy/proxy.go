@@ -136,7 +136,7 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 		h = upgradeH2C(p)
 	}
 	srv, ln := p.limits.TLSServer(h, p.conns, p.emit.Metrics(), ln, p.tls)
-	srv.ErrorLog = p.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
+	srv.ErrorLog = collector.ServerErrorLog(p.log)
 	p.log.Info("client limits", "max_conns", p.limits.MaxConns, "read_header_timeout", p.limits.ReadHeaderTimeout, "idle_timeout", p.limits.IdleTimeout,
 		"max_header_bytes", p.limits.MaxHeaderBytes, "body_timeout", p.limits.BodyTimeout, "min_body_rate", p.limits.MinBodyRate)
 	return collector.Serve(ctx, "proxy", srv, ln)

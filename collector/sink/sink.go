@@ -226,7 +226,7 @@ func StripShadowSuffix(host string) string {
 // server enforces the sink's limits (WithLimits) and names connections.
 func (s *Sink) Serve(ctx context.Context, ln net.Listener) error {
 	srv, ln := s.limits.Server(s, s.conns, s.emit.Metrics(), ln)
-	srv.ErrorLog = s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
+	srv.ErrorLog = collector.ServerErrorLog(s.log)
 	s.log.Info("client limits", "max_conns", s.limits.MaxConns, "read_header_timeout", s.limits.ReadHeaderTimeout, "idle_timeout", s.limits.IdleTimeout,
 		"max_header_bytes", s.limits.MaxHeaderBytes, "body_timeout", s.limits.BodyTimeout, "min_body_rate", s.limits.MinBodyRate)
 	return collector.Serve(ctx, "sink", srv, ln)
