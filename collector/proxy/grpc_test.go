@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -322,4 +324,40 @@ func header(hs []*mlv1.Header, name string) string {
 		}
 	}
 	return ""
+}
+
+// A compressed call keeps its compressed flag and grpc-encoding; a message
+// over the body limit passes through whole and is captured cut, marked
+// truncated with its declared size.
+func TestProxyGRPCCompressionAndLimits(t *testing.T) {
+	_, primary, _ := startOrders(t)
+	addr, em, rec := grpcProxy(t, "http://"+primary, nil, WithBodyLimit(64))
+	cl := dialOrders(t, addr, insecure.NewCredentials())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if o, err := cl.GetOrder(ctx, &ordersv1.GetOrderRequest{Id: "o-1"}, grpc.UseCompressor(gzip.Name)); err != nil || o.GetId() != "o-1" {
+		t.Fatalf("compressed GetOrder: %v, %v", o, err)
+	}
+	long := strings.Repeat("x", 500)
+	if o, err := cl.GetOrder(ctx, &ordersv1.GetOrderRequest{Id: long}); err != nil || o.GetId() != long {
+		t.Fatalf("GetOrder with a long id: %v", err)
+	}
+	collectortest.Flush(t, em)
+	exs := rec.Exchanges(t)
+	if len(exs) != 2 {
+		t.Fatalf("%d exchanges", len(exs))
+	}
+	gz := exs[0]
+	if len(gz.Request.Messages) != 1 || !gz.Request.Messages[0].Compressed || header(gz.Request.Headers, "Grpc-Encoding") != "gzip" {
+		t.Fatalf("compressed call: messages %v, headers %v", gz.Request.Messages, gz.Request.Headers)
+	}
+	big := exs[1]
+	for side, m := range map[string]*mlv1.Message{"request": big.Request.Messages[0], "response": big.Response.Messages[0]} {
+		if !m.Truncated || len(m.Data) != 64 || m.Size <= 500 {
+			t.Fatalf("%s message over the body limit: truncated %v, %d bytes kept of %d", side, m.Truncated, len(m.Data), m.Size)
+		}
+	}
+	if big.Request.BodySize != big.Request.Messages[0].Size+5 {
+		t.Fatalf("body_size %d, want the framed bytes %d", big.Request.BodySize, big.Request.Messages[0].Size+5)
+	}
 }
