@@ -6,6 +6,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -359,5 +362,57 @@ func TestProxyGRPCCompressionAndLimits(t *testing.T) {
 	}
 	if big.Request.BodySize != big.Request.Messages[0].Size+5 {
 		t.Fatalf("body_size %d, want the framed bytes %d", big.Request.BodySize, big.Request.Messages[0].Size+5)
+	}
+}
+
+// BenchmarkGRPCUnary compares a unary call to the demo service directly,
+// through a plain Go reverse proxy and through the proxy (h2c both ways,
+// capture on).
+func BenchmarkGRPCUnary(b *testing.B) {
+	srv, err := app.New(app.V1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := grpc.NewServer()
+	srv.Register(g)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = g.Serve(ln) }()
+	b.Cleanup(g.Stop)
+	rec := &collectortest.Recorder{}
+	p, err := New("http://"+ln.Addr().String(), collector.NewEmitter(rec, "orders", nil, nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	proxied := collectortest.Serve(b, p.Serve)
+	// A plain Go reverse proxy over h2c both ways: the floor for a proxy.
+	target, _ := url.Parse("http://" + ln.Addr().String())
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	plain := &http.Server{Handler: &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target) }, Transport: tr}, Protocols: new(http.Protocols)}
+	plain.Protocols.SetUnencryptedHTTP2(true)
+	pln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = plain.Serve(pln) }()
+	b.Cleanup(func() { plain.Close() })
+	for _, tc := range []struct{ name, addr string }{{"direct", ln.Addr().String()}, {"reverseproxy", pln.Addr().String()}, {"proxied", proxied}} {
+		b.Run(tc.name, func(b *testing.B) {
+			cc, err := grpc.NewClient(tc.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cc.Close()
+			cl := ordersv1.NewOrdersClient(cc)
+			ctx := context.Background()
+			for b.Loop() {
+				if _, err := cl.GetOrder(ctx, &ordersv1.GetOrderRequest{Id: "o-1", CustomerEmail: "ann@example.com"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
