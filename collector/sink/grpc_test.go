@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,5 +104,37 @@ func TestSinkTakesGRPCCopies(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("metadata not recorded: %v", get.Request.Headers)
+	}
+}
+
+// An h2c REST copy is answered 200 over HTTP/2 and published as HTTP/2 with
+// its body.
+func TestSinkTakesH2CCopies(t *testing.T) {
+	rec := &collectortest.Recorder{}
+	em := collector.NewEmitter(rec, "orders", nil, nil)
+	s, err := New(em)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := collectortest.Serve(t, s.Serve)
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 15 * time.Second}
+	req, _ := http.NewRequest("POST", "http://"+addr+"/orders?x=1", strings.NewReader(`{"id":1}`))
+	req.Host = "orders-shadow"
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK {
+		t.Fatalf("answer %s %d, want HTTP/2 200", resp.Proto, resp.StatusCode)
+	}
+	collectortest.Flush(t, em)
+	exs := rec.Exchanges(t)
+	if len(exs) != 1 || exs[0].Protocol != mlv1.Protocol_PROTOCOL_HTTP2 || string(exs[0].Request.Body) != `{"id":1}` ||
+		exs[0].Request.Host != "orders" || exs[0].Request.Url != "/orders?x=1" {
+		t.Fatalf("published %v", exs)
 	}
 }
