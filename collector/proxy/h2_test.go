@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/collector/collectortest"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
@@ -301,5 +303,35 @@ func TestProxyLogsNoClientBytes(t *testing.T) {
 	waitFor(t, "the HTTP/2 server's log line", func() bool { return strings.Contains(out.String(), "preface") })
 	if strings.Contains(out.String(), secret) || strings.Contains(out.String(), "GET /") {
 		t.Fatalf("the log shows the client's bytes:\n%s", out.String())
+	}
+}
+
+// A streamed HTTP/2 body (unknown length) that trickles slower than the
+// limits is cut: the client gets 408, the primary's request is aborted,
+// nothing is published, and it is counted.
+func TestProxyH2CSlowStreamedBody(t *testing.T) {
+	primary, _ := seenPrimary(t)
+	addr, em, rec := grpcProxy(t, primary.URL, nil, WithLimits(collector.Limits{BodyTimeout: 300 * time.Millisecond, MinBodyRate: 1 << 20}))
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() { _, _ = io.WriteString(pw, "first bytes") }() // then nothing
+	req, _ := http.NewRequest("POST", "http://"+addr+"/slow", pr)
+	resp, err := (&http.Client{Transport: tr, Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("status %d, want 408", resp.StatusCode)
+	}
+	collectortest.Flush(t, em)
+	if n := len(rec.Exchanges(t)); n != 0 {
+		t.Fatalf("%d exchanges published for a body cut short", n)
+	}
+	if got := testutil.ToFloat64(em.Metrics().Dropped.WithLabelValues(collector.DropBodyTimeout)); got != 1 {
+		t.Fatalf("dropped{body_timeout} = %v, want 1", got)
 	}
 }
