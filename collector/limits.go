@@ -2,6 +2,7 @@ package collector
 
 import (
 	"cmp"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -462,7 +463,7 @@ func RefuseBody(w http.ResponseWriter, err error) {
 // ErrBodyTimeout, ErrBodyIncomplete or ErrBodyFraming (the first is kept: see
 // Err). rate <= 0 or timeout <= 0 disables the deadline.
 func RateBody(w http.ResponseWriter, r *http.Request, timeout time.Duration, rate int64) *BodyReader {
-	b := &BodyReader{rc: r.Body, rate: rate}
+	b := &BodyReader{rc: r.Body, rate: rate, ctx: r.Context()}
 	if timeout > 0 && rate > 0 {
 		b.ctl = http.NewResponseController(w)
 		b.deadline = time.Now().Add(timeout)
@@ -475,6 +476,7 @@ func RateBody(w http.ResponseWriter, r *http.Request, timeout time.Duration, rat
 // while the handler looks at the outcome).
 type BodyReader struct {
 	rc       io.ReadCloser
+	ctx      context.Context // the request's: ended when an HTTP/2 client resets the stream
 	ctl      *http.ResponseController
 	rate     int64
 	mu       sync.Mutex
@@ -515,6 +517,11 @@ func (b *BodyReader) Read(p []byte) (int, error) {
 	default:
 		if b.err == nil {
 			b.err = classifyBodyError(err)
+			if errors.Is(b.err, ErrBodyFraming) && b.ctx.Err() != nil {
+				// An HTTP/2 client reset the stream (it cancelled the call):
+				// the server cancels the request before it ends the body.
+				b.err = fmt.Errorf("read body: %w", ErrBodyIncomplete)
+			}
 		}
 		b.finish()
 		err = b.err

@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -25,6 +28,7 @@ import (
 
 	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/collector/collectortest"
+	"github.com/mirrorline/mirrorline/grpcwire"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/demo/orders/app"
 	"github.com/mirrorline/mirrorline/test/demo/orders/ordersv1"
@@ -211,6 +215,10 @@ func TestProxyGRPCCallKinds(t *testing.T) {
 			}
 			ccancel()
 			waitFor(t, "the primary's Track stream canceled", func() bool { return sn.get(sn.canceled, ordersv1.Orders_Track_FullMethodName) })
+			// Not published, counted as a body that did not arrive whole.
+			waitFor(t, "the canceled call counted", func() bool {
+				return testutil.ToFloat64(em.Metrics().Dropped.WithLabelValues(collector.DropIncompleteBody)) == 1
+			})
 			if orders.Calls("Track") != 2 || orders.Calls("GetOrder") != 2 {
 				t.Fatalf("primary calls: Track %d GetOrder %d", orders.Calls("Track"), orders.Calls("GetOrder"))
 			}
@@ -414,5 +422,48 @@ func BenchmarkGRPCUnary(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A primary that cannot be reached gets a gRPC client UNAVAILABLE, as a
+// gRPC proxy answers; the exchange records the error.
+func TestProxyGRPCPrimaryUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	addr, em, rec := grpcProxy(t, "http://"+dead, nil)
+	cl := dialOrders(t, addr, insecure.NewCredentials())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = cl.GetOrder(ctx, &ordersv1.GetOrderRequest{Id: "o-1"})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(status.Convert(err).Message(), "primary unreachable") {
+		t.Fatalf("GetOrder to a dead primary: %v, want UNAVAILABLE from the proxy", err)
+	}
+	collectortest.Flush(t, em)
+	exs := rec.Exchanges(t)
+	if len(exs) != 1 || exs[0].Response.Error == "" || header(exs[0].Response.Headers, "Grpc-Status") != "14" || len(exs[0].Response.Messages) != 0 {
+		t.Fatalf("captured %v", exs)
+	}
+}
+
+// A gRPC call the primary answers with something else than gRPC (an error
+// page) is captured with that answer as its body, not as broken messages.
+func TestProxyGRPCCallAnsweredWithoutGRPC(t *testing.T) {
+	primary, _ := seenPrimary(t)
+	addr, em, rec := grpcProxy(t, primary.URL, nil, WithPrimaryProtocol(PrimaryHTTP1))
+	body := grpcwire.AppendFrame(nil, &mlv1.Message{Data: []byte("\x0a\x03o-1")})
+	resp, err := http.Post("http://"+addr+ordersv1.Orders_GetOrder_FullMethodName, "application/grpc", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	collectortest.Flush(t, em)
+	exs := rec.Exchanges(t)
+	want := fmt.Sprintf("primary saw POST %s %d bytes", ordersv1.Orders_GetOrder_FullMethodName, len(body))
+	if len(exs) != 1 || len(exs[0].Request.Messages) != 1 || string(exs[0].Response.Body) != want || len(exs[0].Response.Messages) != 0 || exs[0].Response.MessagesTruncated {
+		t.Fatalf("captured %v", exs)
 	}
 }

@@ -102,6 +102,7 @@ func New(primary string, emit *collector.Emitter, opts ...Option) (*Proxy, error
 	for _, o := range opts {
 		o(p)
 	}
+	p.rp.ErrorLog = collector.ServerErrorLog(p.log)
 	if p.rp.Transport == nil {
 		if p.rp.Transport, err = primaryTransport(p.primaryProto, u); err != nil {
 			return nil, err
@@ -195,6 +196,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := &reqState{}
+	defer func() {
+		if v := recover(); v != nil {
+			// ReverseProxy aborts the answer it cannot finish: a client that
+			// reset its HTTP/2 stream mid-body (a cancelled gRPC call) lands
+			// here. Count it as the body failure it is.
+			if v == http.ErrAbortHandler && st.body != nil && st.body.Err() != nil { //nolint:errorlint // the sentinel itself, as net/http panics with it
+				p.bodyFailed(w, connID, st.body.Err(), false)
+			}
+			panic(v)
+		}
+	}()
 	start := time.Now()
 	grpc := grpcwire.IsGRPC(r.Header.Get("Content-Type"))
 	var tee *teeBody  // a streamed body
@@ -262,7 +274,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ex.Protocol = protocolOf(r, grpc)
 	rw := &captureWriter{ResponseWriter: w, body: collector.BodyCapture{Limit: bodyLimit}}
 	if grpc {
-		rw.framer, rw.start = p.newFramer(bodyLimit), start
+		rw.newFramer = func() *collector.MessageCapture { return p.newFramer(bodyLimit) }
+		rw.start = start
 	}
 	p.rp.ServeHTTP(rw, r)
 
@@ -381,6 +394,14 @@ func (p *Proxy) primaryError(w http.ResponseWriter, r *http.Request, err error) 
 		return
 	}
 	p.log.Warn("primary unreachable", "primary", p.primary.Host, "error", primaryErrText(err))
+	if grpcwire.IsGRPC(r.Header.Get("Content-Type")) {
+		// As a gRPC proxy answers: a trailers-only UNAVAILABLE.
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Grpc-Status", "14")
+		w.Header().Set("Grpc-Message", "mirrorline proxy: primary unreachable")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	w.WriteHeader(http.StatusBadGateway)
 }
 
@@ -398,9 +419,11 @@ type captureWriter struct {
 	code int
 	sent []*mlv1.Header // the headers as they were when the status was written
 	body collector.BodyCapture
-	// A gRPC answer's messages, with their offsets after start.
-	framer *collector.MessageCapture
-	start  time.Time
+	// A gRPC answer's messages, with their offsets after start: newFramer
+	// (set for a gRPC call) makes framer when the answer is gRPC too.
+	newFramer func() *collector.MessageCapture
+	framer    *collector.MessageCapture
+	start     time.Time
 }
 
 func (c *captureWriter) WriteHeader(code int) {
@@ -409,6 +432,9 @@ func (c *captureWriter) WriteHeader(code int) {
 			c.code = code
 			h := c.ResponseWriter.Header()
 			c.sent = collector.SortedHeaders(h)
+			if c.newFramer != nil && c.framer == nil && code >= 200 && grpcwire.IsGRPC(h.Get("Content-Type")) {
+				c.framer = c.newFramer()
+			}
 			if n, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64); err == nil {
 				c.body.Presize(n)
 			}
