@@ -132,11 +132,8 @@ func (p *Proxy) Policy() *collector.Policy { return p.policy.Load() }
 // Serve serves the proxy on ln until ctx ends, then shuts down gracefully. The
 // server enforces the proxy's limits (WithLimits) and names connections.
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
-	var h http.Handler = p
-	if p.tls == nil {
-		h = upgradeH2C(p)
-	}
-	srv, ln := p.limits.TLSServer(h, p.conns, p.emit.Metrics(), ln, p.tls)
+	// Over TLS an Upgrade: h2c is only stripped (h2c is for plaintext).
+	srv, ln := p.limits.TLSServer(upgradeH2C(p), p.conns, p.emit.Metrics(), ln, p.tls)
 	srv.ErrorLog = collector.ServerErrorLog(p.log)
 	p.log.Info("client limits", "max_conns", p.limits.MaxConns, "read_header_timeout", p.limits.ReadHeaderTimeout, "idle_timeout", p.limits.IdleTimeout,
 		"max_header_bytes", p.limits.MaxHeaderBytes, "body_timeout", p.limits.BodyTimeout, "min_body_rate", p.limits.MinBodyRate)
