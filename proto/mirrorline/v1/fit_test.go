@@ -244,3 +244,60 @@ func BenchmarkExchangeFit(b *testing.B) {
 		}
 	}
 }
+
+// FuzzExchangeFitMessages: whatever the messages and the budget, Fit keeps
+// each direction's messages as a prefix of the original (the last one
+// possibly cut, marked truncated, its size kept), flags what it left out,
+// and the result fits whenever the rest of the record does.
+func FuzzExchangeFitMessages(f *testing.F) {
+	f.Add([]byte{10, 200, 3, 0, 50}, []byte{1, 1, 1}, uint16(300))
+	f.Add([]byte{255, 255, 255}, []byte{}, uint16(100))
+	f.Add([]byte{}, []byte{0, 0, 0, 0, 0, 0, 0}, uint16(40))
+	f.Fuzz(func(t *testing.T, reqSizes, respSizes []byte, budget uint16) {
+		mk := func(sizes []byte) []*Message {
+			var out []*Message
+			for i, s := range sizes {
+				n := int(s) * 7
+				out = append(out, &Message{OffsetNs: int64(i * 1000), Data: body(n, byte('a'+i%26)), Size: int64(n), Compressed: i%3 == 0})
+			}
+			return out
+		}
+		ex := &Exchange{Id: "f", Protocol: Protocol_PROTOCOL_GRPC, Request: &Request{Url: "/s.S/M", Messages: mk(reqSizes)},
+			Response: &Response{Status: 200, Messages: mk(respSizes)}}
+		orig := proto.Clone(ex).(*Exchange)
+		restSize := proto.Size(&Exchange{Id: "f", Protocol: Protocol_PROTOCOL_GRPC, Request: &Request{Url: "/s.S/M", MessagesTruncated: true},
+			Response: &Response{Status: 200, MessagesTruncated: true}})
+		max := int(budget)
+		_, fits := ex.Fit(max)
+		if fits != (proto.Size(ex) <= max) {
+			t.Fatalf("Fit says fits %v with %d bytes of %d", fits, proto.Size(ex), max)
+		}
+		if !fits && restSize+bodySlack < max {
+			t.Fatalf("does not fit (%d of %d) though the rest takes %d", proto.Size(ex), max, restSize)
+		}
+		for side, d := range map[string][2][]*Message{"request": {ex.Request.Messages, orig.Request.Messages}, "response": {ex.Response.Messages, orig.Response.Messages}} {
+			got, had := d[0], d[1]
+			if len(got) > len(had) {
+				t.Fatalf("%s: %d messages from %d", side, len(got), len(had))
+			}
+			for i, m := range got {
+				o := had[i]
+				if m.Truncated && i == len(got)-1 {
+					if !bytes.HasPrefix(o.Data, m.Data) || m.Size != o.Size || m.OffsetNs != o.OffsetNs || m.Compressed != o.Compressed || len(m.Data) >= len(o.Data) {
+						t.Fatalf("%s: cut message %d is not a prefix of the original", side, i)
+					}
+					continue
+				}
+				if !proto.Equal(m, o) {
+					t.Fatalf("%s: message %d changed", side, i)
+				}
+			}
+		}
+		reqCut := len(ex.Request.Messages) < len(orig.Request.Messages)
+		respCut := len(ex.Response.Messages) < len(orig.Response.Messages)
+		if ex.Request.MessagesTruncated != reqCut || ex.Response.MessagesTruncated != respCut {
+			t.Fatalf("messages_truncated %v/%v with %d/%d of %d/%d messages", ex.Request.MessagesTruncated, ex.Response.MessagesTruncated,
+				len(ex.Request.Messages), len(ex.Response.Messages), len(orig.Request.Messages), len(orig.Response.Messages))
+		}
+	})
+}
