@@ -451,19 +451,32 @@ func TestProxyGRPCPrimaryUnreachable(t *testing.T) {
 
 // A gRPC call the primary answers with something else than gRPC (an error
 // page) is captured with that answer as its body, not as broken messages.
+// The same content type over HTTP/1.1 is not gRPC: an ordinary body.
 func TestProxyGRPCCallAnsweredWithoutGRPC(t *testing.T) {
 	primary, _ := seenPrimary(t)
 	addr, em, rec := grpcProxy(t, primary.URL, nil, WithPrimaryProtocol(PrimaryHTTP1))
 	body := grpcwire.AppendFrame(nil, &mlv1.Message{Data: []byte("\x0a\x03o-1")})
-	resp, err := http.Post("http://"+addr+ordersv1.Orders_GetOrder_FullMethodName, "application/grpc", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
+	h2c := &http.Transport{Protocols: new(http.Protocols)}
+	h2c.Protocols.SetUnencryptedHTTP2(true)
+	defer h2c.CloseIdleConnections()
+	for _, tr := range []http.RoundTripper{h2c, http.DefaultTransport} {
+		resp, err := (&http.Client{Transport: tr, Timeout: 15 * time.Second}).Post("http://"+addr+ordersv1.Orders_GetOrder_FullMethodName, "application/grpc", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
 	}
-	resp.Body.Close()
 	collectortest.Flush(t, em)
 	exs := rec.Exchanges(t)
 	want := fmt.Sprintf("primary saw POST %s %d bytes", ordersv1.Orders_GetOrder_FullMethodName, len(body))
-	if len(exs) != 1 || len(exs[0].Request.Messages) != 1 || string(exs[0].Response.Body) != want || len(exs[0].Response.Messages) != 0 || exs[0].Response.MessagesTruncated {
-		t.Fatalf("captured %v", exs)
+	if len(exs) != 2 {
+		t.Fatalf("%d exchanges", len(exs))
+	}
+	g, h1 := exs[0], exs[1]
+	if g.Protocol != mlv1.Protocol_PROTOCOL_GRPC || len(g.Request.Messages) != 1 || string(g.Response.Body) != want || len(g.Response.Messages) != 0 || g.Response.MessagesTruncated {
+		t.Fatalf("gRPC call answered with text: %v", g)
+	}
+	if h1.Protocol != mlv1.Protocol_PROTOCOL_UNSPECIFIED || !bytes.Equal(h1.Request.Body, body) || len(h1.Request.Messages) != 0 || string(h1.Response.Body) != want {
+		t.Fatalf("HTTP/1.1 request of gRPC's content type: %v", h1)
 	}
 }

@@ -163,7 +163,7 @@ func setMessages(c *collector.MessageCapture, msgs *[]*mlv1.Message, truncated *
 // protocolOf is the Exchange.protocol of r.
 func protocolOf(r *http.Request, grpc bool) mlv1.Protocol {
 	switch {
-	case grpc && r.ProtoMajor >= 2:
+	case grpc:
 		return mlv1.Protocol_PROTOCOL_GRPC
 	case r.ProtoMajor >= 2:
 		return mlv1.Protocol_PROTOCOL_HTTP2

@@ -205,7 +205,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	start := time.Now()
-	grpc := grpcwire.IsGRPC(r.Header.Get("Content-Type"))
+	// gRPC is HTTP/2 only: an HTTP/1 request of that content type is an
+	// ordinary one (its body is recorded as such).
+	grpc := r.ProtoMajor >= 2 && grpcwire.IsGRPC(r.Header.Get("Content-Type"))
 	var tee *teeBody  // a streamed body
 	var prefix []byte // the body's first bytes, read before forwarding
 	if streamed(r, grpc) {

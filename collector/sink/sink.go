@@ -117,7 +117,7 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if decision != collector.Capture {
 		limit = 0 // read (to keep the connection), keep nothing
 	}
-	grpc := grpcwire.IsGRPC(r.Header.Get("Content-Type"))
+	grpc := r.ProtoMajor >= 2 && grpcwire.IsGRPC(r.Header.Get("Content-Type"))
 	body := collector.BodyCapture{Limit: limit}
 	body.Presize(r.ContentLength)
 	var sink io.Writer = &body
@@ -174,9 +174,7 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if framer != nil {
 		req.Messages, req.MessagesTruncated, req.BodySize = framer.f.Result()
-		if r.ProtoMajor >= 2 {
-			protocol = mlv1.Protocol_PROTOCOL_GRPC
-		}
+		protocol = mlv1.Protocol_PROTOCOL_GRPC
 	} else {
 		req.Body, req.BodyTruncated, req.BodySize = body.Result()
 	}
