@@ -1,7 +1,10 @@
 package comparator
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +15,7 @@ import (
 	"github.com/mirrorline/mirrorline/grpcwire"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/demo/orders/ordersv1"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 const (
@@ -364,5 +368,85 @@ func TestGRPCLatencyPerMethod(t *testing.T) {
 	}
 	if !list.Judged || !list.TailRegression || list.Shadow.Max < 40 || list.Primary.Max >= 40 {
 		t.Errorf("ListOrders latency %+v", list)
+	}
+}
+
+// grpcCaseStudy are the decided diffs of a v1 primary and a v2 shadow of
+// the demo orders service: GetOrder differs in status (by name with the
+// schema, by number without), some calls fail with INVALID_ARGUMENT on the
+// shadow, Track streams agree.
+func grpcCaseStudy(t *testing.T, schema bool) []*mlv1.Diff {
+	t.Helper()
+	cfg := noWarmup()
+	cfg.Alert.MinSamples = 10
+	var opts []Option
+	if schema {
+		opts = append(opts, WithSchema(mustSchema(t)))
+	}
+	c := mustNew(t, cfg, opts...)
+	var out []*mlv1.Diff
+	add := func(id, path string, p, s *mlv1.Response, i int) {
+		now := t0.Add(time.Duration(i) * time.Millisecond)
+		pe, se := grpcEx(id, path, Primary, p), grpcEx(id, path, Shadow, s)
+		pe.CaptureTimeNs, se.CaptureTimeNs = now.UnixNano(), now.UnixNano()
+		c.Add(Primary, pe, Ref{Offset: int64(i)}, now)
+		ds, _ := c.Add(Shadow, se, Ref{Offset: int64(i)}, now)
+		for _, d := range ds {
+			out = append(out, d.Diff)
+		}
+	}
+	for i := range 20 {
+		id := fmt.Sprintf("o-%02d", i)
+		p := grpcResp("0", grpcMsg(t, demoOrder(id, "v1")))
+		s := grpcResp("0", grpcMsg(t, demoOrder(id, "v2")))
+		if i%5 == 4 {
+			s = grpcResp("3")
+			s.Trailers = append(s.Trailers, &mlv1.Header{Name: "grpc-message", Value: "order id is required"})
+		}
+		p.LatencyNs, s.LatencyNs = int64(2*time.Millisecond)+int64(i)*1000, int64(3*time.Millisecond)+int64(i)*1000
+		add("get-"+id, getOrderPath, p, s, i)
+		acks := []*mlv1.Message{grpcMsg(t, &ordersv1.TrackAck{OrderId: id, Seq: 1, State: "seen"}), grpcMsg(t, &ordersv1.TrackAck{OrderId: id, Seq: 2, State: "seen"})}
+		add("track-"+id, "/mirrorline.demo.orders.v1.Orders/Track", grpcResp("0", acks...), grpcResp("0", acks...), 100+i)
+	}
+	return out
+}
+
+// TestGRPCReportGolden: the text, JSON and HTML reports of gRPC methods show
+// the gRPC status and the differing protobuf fields by name:
+// go test ./comparator -run TestGRPCReportGolden -update rewrites them.
+func TestGRPCReportGolden(t *testing.T) {
+	cfg := Config{Alert: AlertConfig{MinSamples: 10}}
+	rep := BuildReport("orders", cfg, grpcCaseStudy(t, true), t0)
+	get := rep.Endpoints[0]
+	if get.Endpoint != getOrderPath || !get.Significant || get.Fields[0].Field != FieldStatus ||
+		get.StatusTransitions["OK → INVALID_ARGUMENT"] != 4 || get.GRPCStatuses["OK → OK"] != 16 {
+		t.Fatalf("GetOrder %+v", get)
+	}
+	if f := get.Fields[1]; f.Field != "body.*.status" || f.Count != 16 || f.Primary != `"shipped"` || f.Shadow != `"dispatched"` {
+		t.Errorf("GetOrder status field %+v", f)
+	}
+	byNumber := BuildReport("orders", cfg, grpcCaseStudy(t, false), t0)
+	if f := byNumber.Endpoints[0].Fields[1]; f.Field != "body.*.5" || f.Count != 16 {
+		t.Errorf("GetOrder without schema: field %+v", f)
+	}
+	for _, tc := range []struct {
+		golden string
+		write  func(*bytes.Buffer) error
+	}{
+		{"report_grpc.txt.golden", func(b *bytes.Buffer) error { return WriteText(b, rep, TextOptions{}) }},
+		{"report_grpc.json.golden", func(b *bytes.Buffer) error {
+			e := json.NewEncoder(b)
+			e.SetIndent("", "  ")
+			return e.Encode(rep)
+		}},
+		{"report_grpc.html.golden", func(b *bytes.Buffer) error { return WriteHTML(b, rep, HTMLOptions{}) }},
+	} {
+		t.Run(tc.golden, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := tc.write(&b); err != nil {
+				t.Fatal(err)
+			}
+			testproc.Golden(t, filepath.Join("testdata", tc.golden), b.Bytes(), *update)
+		})
 	}
 }
