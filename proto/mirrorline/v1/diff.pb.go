@@ -152,7 +152,11 @@ func (DiffKind) EnumDescriptor() ([]byte, []int) {
 type Difference struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Where: "status", "header.content-type", "body" (a whole text or binary body),
-	// or "body." and a JSON path with array indices ("body.items.3.price").
+	// or "body." and a JSON path with array indices ("body.items.3.price"). For
+	// gRPC: "status" is the gRPC status, "trailer.grpc-message" a trailer,
+	// "messages" the number of response messages, "body.N" message N and
+	// "body.N." a protobuf field path in it, by name ("body.0.shipping.city")
+	// or, without a schema, by number ("body.0.6.2").
 	Field string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
 	// field with array indices replaced by "*" ("body.items.*.price"): the key
 	// differences are counted and noise is learned under, per endpoint.
