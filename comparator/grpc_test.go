@@ -212,6 +212,21 @@ func TestGRPCDiff(t *testing.T) {
 	}
 }
 
+// TestGRPCScrubFailure: a shadow answer the redactor cannot scrub is
+// compared on its gRPC status only.
+func TestGRPCScrubFailure(t *testing.T) {
+	c := mustNew(t, noWarmup(), WithSchema(mustSchema(t)), WithScrubber(func(*mlv1.Exchange) error { return fmt.Errorf("unparseable") }))
+	v1 := grpcResp("0", grpcMsg(t, demoOrder("o-1", "v1")))
+	d := decideGRPC(t, c, "x", getOrderPath, v1, grpcResp("0", grpcMsg(t, demoOrder("o-1", "v2"))))
+	if d.Verdict != mlv1.Verdict_VERDICT_SAME || len(d.Differences) != 0 || !strings.Contains(d.Note, "only the status compared") {
+		t.Errorf("same status: %s %q note %q", VerdictLabel(d.Verdict), fields(d), d.Note)
+	}
+	d = decideGRPC(t, c, "y", getOrderPath, v1, grpcResp("5"))
+	if got := fields(d); !slices.Equal(got, []string{"status changed OK→NOT_FOUND"}) {
+		t.Errorf("other status: %q", got)
+	}
+}
+
 // TestGRPCUnderStatus: the differences of an answer whose gRPC status
 // changed are marked as consequences of it.
 func TestGRPCUnderStatus(t *testing.T) {
@@ -286,6 +301,9 @@ func TestGRPCNoiseLearned(t *testing.T) {
 		// A server-generated id: a new UUID on each side of every call.
 		a.Id = fmt.Sprintf("0190b2c4-%04d-7000-8000-%012d", i, 2*i)
 		b.Id = fmt.Sprintf("0190b2c4-%04d-7000-8000-%012d", i, 2*i+1)
+		// A timestamp-like string: when each side handled the call.
+		a.Tags[1] = t0.Add(time.Duration(i) * time.Second).Format(time.RFC3339Nano)
+		b.Tags[1] = t0.Add(time.Duration(i)*time.Second + 1234*time.Microsecond).Format(time.RFC3339Nano)
 		now := t0.Add(time.Duration(i) * time.Millisecond)
 		c.Add(Primary, grpcEx(id, getOrderPath, Primary, grpcResp("0", grpcMsg(t, a))), Ref{Offset: int64(i)}, now)
 		ds, _ := c.Add(Shadow, grpcEx(id, getOrderPath, Shadow, grpcResp("0", grpcMsg(t, b))), Ref{Offset: int64(i)}, now)
@@ -309,13 +327,17 @@ func TestGRPCNoiseLearned(t *testing.T) {
 			t.Fatalf("%s: %s, want %s: %q", d.Id, VerdictLabel(d.Verdict), VerdictLabel(want), fields(d))
 		}
 		for _, df := range d.Differences {
-			if df.Noise != (df.Key == "body.*.id") {
+			if df.Noise != (df.Key == "body.*.id" || df.Key == "body.*.tags.*") {
 				t.Fatalf("%s: %s noise=%v", d.Id, df.Field, df.Noise)
 			}
 		}
 	}
 	rep := c.Stats().Report("orders", t0)
-	if len(rep.Endpoints) != 1 || len(rep.Endpoints[0].Noise) != 1 || rep.Endpoints[0].Noise[0].Field != "body.*.id" {
+	var noise []string
+	for _, f := range rep.Endpoints[0].Noise {
+		noise = append(noise, f.Field+" "+f.Reason)
+	}
+	if slices.Sort(noise); !slices.Equal(noise, []string{"body.*.id volatile", "body.*.tags.* volatile"}) {
 		t.Fatalf("report noise %+v", rep.Endpoints)
 	}
 	if f := rep.Endpoints[0].Fields; len(f) != 1 || f[0].Field != "body.*.status" || f[0].Count != 10 {
