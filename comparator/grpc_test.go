@@ -472,3 +472,24 @@ func TestGRPCReportGolden(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkGRPCCompare measures the diff of one GetOrder answer pair (v1
+// against v2), with and without the schema.
+func BenchmarkGRPCCompare(b *testing.B) {
+	p := grpcResp("0", grpcMsg(b, demoOrder("o-1", "v1")))
+	s := grpcResp("0", grpcMsg(b, demoOrder("o-1", "v2")))
+	for _, bc := range []struct {
+		name   string
+		schema *grpcwire.Schema
+	}{{"schema", mustSchema(b)}, {"numbers", nil}} {
+		b.Run(bc.name, func(b *testing.B) {
+			c := mustNew(b, noWarmup(), WithSchema(bc.schema))
+			b.ReportAllocs()
+			for b.Loop() {
+				if cmp := c.differ.compareGRPC(getOrderPath, getOrderPath, p, s); len(cmp.diffs) != 1 {
+					b.Fatalf("%d differences", len(cmp.diffs))
+				}
+			}
+		})
+	}
+}
