@@ -45,7 +45,7 @@ const (
 )
 
 // DropNames are the label values of the drop reasons, by index.
-var DropNames = [numDrops]string{"h2_midstream", "h2_bad_preface", "h2_malformed", "h2_hpack", "h2_gap"}
+var DropNames = [numDrops]string{"midstream", "bad_preface", "malformed", "hpack", "gap"}
 
 // Reasons a stream is skipped, counted in Stats.Skipped.
 const (
