@@ -369,6 +369,18 @@ func TestConn(t *testing.T) {
 			drop: -1,
 		},
 		{
+			name: "grpc answered by a proxy's error page",
+			build: func(s *script) {
+				s.headers(cli, 1, false, ":method", "POST", ":scheme", "http", ":authority", "orders", ":path", "/o.v1.O/Get", "content-type", "application/grpc")
+				s.data(cli, 1, true, grpcMsg(false, "q"))
+				s.headers(srv, 1, false, ":status", "502", "content-type", "text/html")
+				s.data(srv, 1, true, "<h1>bad gateway</h1>")
+			},
+			want: []string{"#1 PROTOCOL_GRPC POST HTTP/2.0 http://orders/o.v1.O/Get content-type=application/grpc body=\"\"/6 msg(\"q\",false,@1ms)" +
+				" -> 502 content-type=text/html body=\"<h1>bad gateway</h1>\"/20 latency=3ms"},
+			drop: -1,
+		},
+		{
 			name: "interim response then final",
 			build: func(s *script) {
 				s.headers(cli, 1, false, ":method", "PUT", ":scheme", "http", ":authority", "svc", ":path", "/big", "expect", "100-continue")

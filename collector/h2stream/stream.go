@@ -106,12 +106,7 @@ func (c *Conn) requestBlock(b *block) {
 		return
 	}
 	s.req.headers = regular(b.fields)
-	for _, h := range s.req.headers {
-		if h.Name == "content-type" && grpcwire.IsGRPC(h.Value) {
-			s.grpc = true
-		}
-	}
-	if s.grpc {
+	if s.grpc = grpcwire.IsGRPC(contentType(s.req.headers)); s.grpc {
 		limit := int(min(c.cfg.bodyLimit, 1<<31-1))
 		s.req.framer = grpcwire.NewFramer(limit, limit)
 		s.resp.framer = grpcwire.NewFramer(limit, limit)
@@ -166,9 +161,22 @@ func (c *Conn) responseBlock(b *block) {
 	}
 	s.status, s.haveResp = status, true
 	s.resp.headers = regular(b.fields)
+	if s.grpc && !grpcwire.IsGRPC(contentType(s.resp.headers)) {
+		// Not a gRPC answer (a proxy's error page): its body is kept as is.
+		s.resp.framer = nil
+	}
 	if b.endStream {
 		c.endSide(b.sid, httpstream.ServerToClient, b.ts)
 	}
+}
+
+func contentType(hs []*mlv1.Header) string {
+	for _, h := range hs {
+		if h.Name == "content-type" {
+			return h.Value
+		}
+	}
+	return ""
 }
 
 func skipReason(b *block) int {
