@@ -295,3 +295,33 @@ func TestImportCapturedHTTP2REST(t *testing.T) {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(sums, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestImportH2Midstream: an HTTP/2 connection whose start is not in the
+// capture is counted and skipped; a full one beside it is imported.
+func TestImportH2Midstream(t *testing.T) {
+	at := time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)
+	var chunks [2][]packettest.Chunk
+	for i := range chunks {
+		h := packettest.NewH2()
+		add := func(toServer bool, data []byte) {
+			at = at.Add(time.Millisecond)
+			chunks[i] = append(chunks[i], packettest.Chunk{ToServer: toServer, Data: data, At: at})
+		}
+		start, settings := h.ClientStart(), h.ServerStart()
+		if i == 1 { // the full one
+			add(true, start)
+			add(false, settings)
+		}
+		add(true, h.Request(1, "GET", "svc", fmt.Sprintf("/conn%d", i)))
+		add(false, h.Response(1, "200", "ok"))
+	}
+	path := filepath.Join(t.TempDir(), "midway.pcap")
+	writePcap(t, path, "192.0.2.20:8080", chunks[:])
+	got, im := importFile(t, path)
+	if len(got) != 1 || got[0].Request.Url != "/conn1" || got[0].GetResponse().GetStatus() != 200 {
+		t.Fatalf("got %d exchanges: %v", len(got), got)
+	}
+	if n := im.Summary().H2Dropped.Load(); n != 1 {
+		t.Fatalf("H2Dropped %d, want 1", n)
+	}
+}
