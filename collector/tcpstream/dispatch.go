@@ -58,7 +58,7 @@ func (s *sniff) Feed(d httpstream.Direction, data []byte, ts time.Time) {
 	}
 	switch {
 	case len(s.client) > 0:
-		if p := s.classify(s.client, len(s.client) == len(h2stream.Preface)); p != nil {
+		if p := s.classify(s.client, len(s.client) == len(h2stream.Preface) || s.size > maxSniff); p != nil {
 			s.choose(p)
 		}
 	case s.size > maxSniff:
@@ -97,12 +97,45 @@ func (s *sniff) classify(b []byte, full bool) parser {
 // isTokenStart reports whether c may start an HTTP/1.x method.
 func isTokenStart(c byte) bool { return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' }
 
+// frameRules are, by frame type, the flags it may carry, whether it is on
+// stream 0 (1), on a stream (2) or either (3), and its fixed length (-1:
+// any, -6: a multiple of 6).
+var frameRules = [...]struct {
+	flags  byte
+	stream byte
+	length int
+}{
+	0x0: {0x01 | 0x08, 2, -1},               // DATA: END_STREAM, PADDED
+	0x1: {0x01 | 0x04 | 0x08 | 0x20, 2, -1}, // HEADERS: END_STREAM, END_HEADERS, PADDED, PRIORITY
+	0x2: {0, 2, 5},                          // PRIORITY
+	0x3: {0, 2, 4},                          // RST_STREAM
+	0x4: {0x01, 1, -6},                      // SETTINGS: ACK
+	0x5: {0x04 | 0x08, 2, -1},               // PUSH_PROMISE: END_HEADERS, PADDED
+	0x6: {0x01, 1, 8},                       // PING: ACK
+	0x7: {0, 1, -1},                         // GOAWAY
+	0x8: {0, 3, 4},                          // WINDOW_UPDATE
+	0x9: {0x04, 2, -1},                      // CONTINUATION: END_HEADERS
+}
+
 // looksLikeFrame reports whether b starts with a plausible HTTP/2 frame
-// header: a known frame type and a clear reserved bit. The type is the 4th
-// byte: a space or a letter in an HTTP/1.x request line, a digit or '.' in
-// "HTTP/1.1".
+// header: a known type with its flags, stream and length rules, a clear
+// reserved bit. The type is the 4th byte: a space or a letter in an HTTP/1.x
+// request line, a digit or '.' in "HTTP/1.1". TLS records (0x14-0x17, 0x03)
+// are not frames.
 func looksLikeFrame(b []byte) bool {
-	return len(b) >= 9 && b[3] <= 0x9 && b[5]&0x80 == 0
+	if len(b) < 9 || int(b[3]) >= len(frameRules) || b[5]&0x80 != 0 || (b[0] >= 0x14 && b[0] <= 0x17 && b[1] == 0x03) {
+		return false
+	}
+	r := frameRules[b[3]]
+	length := int(b[0])<<16 | int(b[1])<<8 | int(b[2])
+	onStream := b[5]|b[6]|b[7]|b[8] != 0
+	switch {
+	case b[4]&^r.flags != 0,
+		r.stream == 1 && onStream, r.stream == 2 && !onStream,
+		r.length >= 0 && length != r.length, r.length == -6 && length%6 != 0:
+		return false
+	}
+	return true
 }
 
 // skipped counts an HTTP/2 connection joined midway and returns a parser

@@ -314,6 +314,22 @@ func TestTrackerHTTP2(t *testing.T) {
 			want: []string{"POST /b hello world -> 200 one"},
 		},
 		{
+			name: "TLS is not HTTP/2 joined midway",
+			frames: func() [][]byte {
+				c := packettest.NewConn("10.0.0.1:41005", "10.0.0.2:8080")
+				hello := []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03}
+				return packettest.Cat(c.Handshake(), c.ClientData(append(hello, make([]byte, 505)...), 0))
+			},
+		},
+		{
+			name: "a preface cut short, a talkative server: bounded",
+			frames: func() [][]byte {
+				c := packettest.NewConn("10.0.0.1:41006", "10.0.0.2:8080")
+				return packettest.Cat(c.Handshake(), c.ClientData([]byte("PRI * HTTP/2.0\r\n"), 0), c.ServerData(make([]byte, 10000), 1000),
+					c.ClientData([]byte("\r\nSM\r\n\r\n"), 0))
+			},
+		},
+		{
 			name: "a preface cut short is not HTTP/2",
 			frames: func() [][]byte {
 				c := packettest.NewConn("10.0.0.1:41004", "10.0.0.2:8080")
