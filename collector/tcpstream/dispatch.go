@@ -50,6 +50,14 @@ func (s *sniff) Feed(d httpstream.Direction, data []byte, ts time.Time) {
 		s.p.Feed(d, data, ts)
 		return
 	}
+	if d == httpstream.ClientToServer && len(s.seen) == 0 {
+		// The usual case: the client speaks first and its first bytes decide.
+		if p := s.classify(data, false); p != nil {
+			s.choose(p)
+			p.Feed(d, data, ts)
+			return
+		}
+	}
 	s.seen = append(s.seen, sniffed{d, bytes.Clone(data), ts})
 	s.size += len(data)
 	if d == httpstream.ClientToServer && len(s.client) < len(h2stream.Preface) {
