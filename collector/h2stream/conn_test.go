@@ -607,3 +607,44 @@ func TestConnGap(t *testing.T) {
 		t.Errorf("dropped h2_gap = %d, want 1", n)
 	}
 }
+
+// TestConnGapGRPC: bytes missing inside a gRPC message leave the messages
+// before it and flag the direction; the next stream is parsed whole.
+func TestConnGapGRPC(t *testing.T) {
+	s := newScript(t)
+	call := func(id uint32) {
+		s.headers(cli, id, false, ":method", "POST", ":scheme", "http", ":authority", "o", ":path", "/o.v1.O/List", "content-type", "application/grpc")
+		s.data(cli, id, true, grpcMsg(false, "q"))
+		s.headers(srv, id, false, ":status", "200", "content-type", "application/grpc")
+		s.data(srv, id, false, grpcMsg(false, "one")+grpcMsg(false, "two-lost"))
+		s.data(srv, id, false, grpcMsg(false, "three"))
+		s.headers(srv, id, true, "grpc-status", "0")
+	}
+	call(1)
+	call(3)
+	var got []*mlv1.Exchange
+	c := New(func(ex *mlv1.Exchange) { got = append(got, ex) })
+	gapped := false
+	for _, ch := range s.chunks {
+		if i := bytes.Index(ch.data, []byte("two-lost")); i >= 0 && !gapped {
+			gapped = true
+			c.Feed(ch.dir, ch.data[:i+2], ch.at)
+			c.Gap(ch.dir, 4, ch.at)
+			c.Feed(ch.dir, ch.data[i+6:], ch.at)
+			continue
+		}
+		c.Feed(ch.dir, ch.data, ch.at)
+	}
+	c.Close(t0.Add(time.Hour))
+	if c.Err() != nil || len(got) != 2 {
+		t.Fatalf("%d exchanges, err %v", len(got), c.Err())
+	}
+	first, second := got[0].Response, got[1].Response
+	if !first.MessagesTruncated || len(first.Messages) != 2 || string(first.Messages[0].Data) != "one" || !first.Messages[1].Truncated ||
+		first.Error != "capture gap: connection bytes missing" || got[0].Request.MessagesTruncated {
+		t.Errorf("gapped call: %s", summary(got[0]))
+	}
+	if second.MessagesTruncated || len(second.Messages) != 3 || string(second.Messages[2].Data) != "three" || second.Error != "" {
+		t.Errorf("next call: %s", summary(got[1]))
+	}
+}
