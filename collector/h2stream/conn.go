@@ -75,6 +75,9 @@ type Stats struct {
 	// of the connection.
 	Exchanges atomic.Uint64
 	Cut       atomic.Uint64
+	// OverBudget counts stream directions whose data stopped being kept
+	// because their connection's open streams held WithMaxConnBytes.
+	OverBudget atomic.Uint64
 	// Dropped counts connections no longer parsed, by reason.
 	Dropped [numDrops]atomic.Uint64
 	// Skipped counts streams not published, by reason.
@@ -97,6 +100,7 @@ type config struct {
 	maxStreams int
 	maxTable   uint32
 	maxFrame   uint32
+	connBytes  int64 // -1: 16 body limits
 	stats      *Stats
 }
 
@@ -151,6 +155,18 @@ func WithMaxFrameSize(n uint32) Option {
 	}
 }
 
+// WithMaxConnBytes bounds the body and message bytes kept over all the open
+// streams of a connection (default 16 times the body limit, as many as
+// HTTP/1.x keeps for its pipelined requests): beyond it, bodies are cut
+// (flagged truncated) and gRPC directions flagged messages_truncated.
+func WithMaxConnBytes(n int64) Option {
+	return func(c *config) {
+		if n >= 0 {
+			c.connBytes = n
+		}
+	}
+}
+
 // WithStats makes the Conn count into s.
 func WithStats(s *Stats) Option { return func(c *config) { c.stats = s } }
 
@@ -175,6 +191,7 @@ type Conn struct {
 	streams map[uint32]*stream
 	seq     uint64
 	lastID  uint32 // highest client stream id seen
+	kept    int64  // body and message bytes the open streams hold
 	err     *errConn
 	closed  bool
 }
@@ -219,7 +236,7 @@ type block struct {
 func New(emit func(*mlv1.Exchange), opts ...Option) *Conn {
 	c := &Conn{
 		cfg: config{bodyLimit: DefaultBodyLimit, maxHeader: DefaultMaxHeaderBytes, maxStreams: DefaultMaxStreams,
-			maxTable: DefaultMaxTableSize, maxFrame: DefaultMaxFrameSize},
+			maxTable: DefaultMaxTableSize, maxFrame: DefaultMaxFrameSize, connBytes: -1},
 		emit:    emit,
 		streams: map[uint32]*stream{},
 	}
@@ -228,6 +245,9 @@ func New(emit func(*mlv1.Exchange), opts ...Option) *Conn {
 	}
 	if c.cfg.stats == nil {
 		c.cfg.stats = &Stats{}
+	}
+	if c.cfg.connBytes < 0 {
+		c.cfg.connBytes = 16 * c.cfg.bodyLimit
 	}
 	c.cfg.stats.Connections.Add(1)
 	for d := range c.halves {
@@ -317,6 +337,7 @@ func (c *Conn) fail(err error) {
 	}
 	c.cfg.stats.Skipped[SkipConnDropped].Add(uint64(len(c.streams)))
 	clear(c.streams)
+	c.kept = 0
 }
 
 // cutAll publishes the open streams cut, in the order they started.

@@ -403,6 +403,30 @@ func TestConn(t *testing.T) {
 			drop: -1,
 		},
 		{
+			name: "connection budget",
+			build: func(s *script) {
+				for _, id := range []uint32{1, 3, 5} {
+					s.headers(cli, id, false, ":method", "POST", ":scheme", "http", ":authority", "svc", ":path", "/up")
+					s.data(cli, id, false, "0123456789")
+				}
+				s.headers(srv, 1, true, ":status", "200")
+				s.data(cli, 1, true, "more")
+				s.headers(cli, 7, false, ":method", "POST", ":scheme", "http", ":authority", "o", ":path", "/o.v1.O/Up", "content-type", "application/grpc")
+				s.data(cli, 7, false, grpcMsg(false, "abc")+grpcMsg(false, "de"))
+				s.data(cli, 7, true, grpcMsg(false, "f"))
+				s.headers(srv, 7, true, ":status", "200", "content-type", "application/grpc", "grpc-status", "0")
+			},
+			opts: []Option{WithBodyLimit(10), WithMaxConnBytes(25)},
+			want: []string{
+				"#1 PROTOCOL_HTTP2 POST HTTP/2.0 http://svc/up body=\"0123456789\"/14 cut=true,false -> 200 body=\"\"/0 latency=6ms",
+				"#4 PROTOCOL_GRPC POST HTTP/2.0 http://o/o.v1.O/Up content-type=application/grpc body=\"\"/21 msg(\"abc\",false,@1ms) msgs-cut" +
+					" -> 200 content-type=application/grpc grpc-status=0 body=\"\"/0 latency=3ms",
+				"#2 PROTOCOL_HTTP2 POST HTTP/2.0 http://svc/up body=\"0123456789\"/10 cut=true,true -> none",
+				"#3 PROTOCOL_HTTP2 POST HTTP/2.0 http://svc/up body=\"01234\"/10 cut=true,true -> none",
+			},
+			drop: -1,
+		},
+		{
 			name: "header list over the limit skips the stream, keeps the table",
 			build: func(s *script) {
 				s.headers(cli, 1, true, ":method", "GET", ":scheme", "http", ":authority", "svc", ":path", "/huge", "x-huge", strings.Repeat("h", 300))

@@ -58,7 +58,7 @@ func FuzzH2Conn(f *testing.F) {
 				t.Fatal("exchange emitted after the connection was dropped")
 			}
 			got = append(got, ex)
-		}, WithBodyLimit(limit), WithMaxHeaderBytes(512), WithMaxStreams(4), WithMaxTableSize(1024))
+		}, WithBodyLimit(limit), WithMaxHeaderBytes(512), WithMaxStreams(4), WithMaxTableSize(1024), WithMaxConnBytes(100))
 		at := time.Unix(1, 0)
 		feed := func(d httpstream.Direction, p []byte) {
 			n := int(split%16) + 1
@@ -73,6 +73,9 @@ func FuzzH2Conn(f *testing.F) {
 				if c.Err() != nil {
 					dropped = true
 				}
+				if c.kept > 100 || len(c.streams) > 4 {
+					t.Fatalf("bounds: %d bytes kept, %d streams", c.kept, len(c.streams))
+				}
 			}
 		}
 		c.Feed(cli, []byte(Preface), at)
@@ -83,6 +86,9 @@ func FuzzH2Conn(f *testing.F) {
 		feed(srv, server[len(server)/2:])
 		dropped = c.Err() != nil
 		c.Close(at)
+		if c.kept != 0 {
+			t.Fatalf("%d bytes still counted after close", c.kept)
+		}
 		if len(got) > 64 {
 			t.Fatalf("%d exchanges from %d bytes", len(got), len(client)+len(server))
 		}

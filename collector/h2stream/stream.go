@@ -49,6 +49,8 @@ type side struct {
 	size      int64
 	truncated bool
 	gap       bool
+	over      bool  // over the connection's budget: no more data kept
+	kept      int64 // bytes counted in Conn.kept
 	ended     bool
 	end       time.Time
 	framer    *grpcwire.Framer
@@ -209,19 +211,36 @@ func (c *Conn) data(h *half, p []byte, ts time.Time) {
 		return
 	}
 	sd.size += int64(len(p))
-	if sd.gap {
+	if sd.gap || sd.over {
 		return // what follows a gap cannot be placed in the messages
 	}
+	budget := max(c.cfg.connBytes-c.kept, 0)
 	if sd.framer != nil {
+		if int64(len(p)) > budget {
+			// The connection holds enough: this direction's messages end
+			// here (flagged), as after a gap.
+			sd.over = true
+			c.cfg.stats.OverBudget.Add(1)
+			p = p[:budget]
+		}
 		sd.framer.Feed(p, max(h.ts.Sub(s.start), 0).Nanoseconds())
+		sd.kept += int64(len(p)) // prefixes too: a bound, not a count
+		c.kept += int64(len(p))
 		return
 	}
-	room := max(c.cfg.bodyLimit-int64(len(sd.body)), 0)
+	limitRoom := max(c.cfg.bodyLimit-int64(len(sd.body)), 0)
+	room := min(limitRoom, budget)
 	if int64(len(p)) > room {
 		sd.truncated = true
+		if budget < limitRoom {
+			sd.over = true
+			c.cfg.stats.OverBudget.Add(1)
+		}
 		p = p[:room]
 	}
 	sd.body = append(sd.body, p...)
+	sd.kept += int64(len(p))
+	c.kept += int64(len(p))
 }
 
 // endSide ends direction d of stream id; a stream ended both ways is
@@ -258,13 +277,20 @@ func (c *Conn) reset(h *half, code http2.ErrCode) {
 
 // skip forgets stream s without publishing it.
 func (c *Conn) skip(s *stream, reason int) {
-	delete(c.streams, s.id)
+	c.forget(s)
 	c.cfg.stats.Skipped[reason].Add(1)
+}
+
+// forget drops s from the open streams and gives back its bytes.
+func (c *Conn) forget(s *stream) {
+	delete(c.streams, s.id)
+	c.kept -= s.req.kept + s.resp.kept
+	s.req.kept, s.resp.kept = 0, 0
 }
 
 // publish emits s and forgets it. why, when set, is why it was cut short.
 func (c *Conn) publish(s *stream, why string) {
-	delete(c.streams, s.id)
+	c.forget(s)
 	c.cfg.stats.Exchanges.Add(1)
 	if why != "" {
 		c.cfg.stats.Cut.Add(1)
@@ -300,7 +326,7 @@ func (s *stream) record(why string) *mlv1.Exchange {
 	cut := !s.req.ended || s.req.gap
 	r.BodySize = s.req.size
 	if s.req.framer != nil {
-		r.Messages, r.MessagesTruncated = finish(s.req.framer, cut)
+		r.Messages, r.MessagesTruncated = finish(s.req.framer, cut || s.req.over)
 	} else {
 		r.Body = s.req.body
 		r.BodyTruncated = s.req.truncated || cut
@@ -324,7 +350,7 @@ func (s *stream) record(why string) *mlv1.Exchange {
 		Proto:    Proto,
 	}
 	if s.resp.framer != nil {
-		resp.Messages, resp.MessagesTruncated = finish(s.resp.framer, cut)
+		resp.Messages, resp.MessagesTruncated = finish(s.resp.framer, cut || s.resp.over)
 		resp.BodyTruncated = cut
 	} else {
 		resp.Body = s.resp.body
