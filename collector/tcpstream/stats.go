@@ -98,7 +98,7 @@ type StreamCollector struct {
 	packets, gaps, gapBytes, active, streams, ended *prometheus.Desc
 	rejected, buffered, overflows                   *prometheus.Desc
 	exchanges, noResp, orphans, parseErr            *prometheus.Desc
-	h2Conns, h2Dropped, h2Skipped, h2Cut            *prometheus.Desc
+	h2Conns, h2Dropped, h2Skipped, h2Cut, h2Budget  *prometheus.Desc
 }
 
 // NewStreamCollector returns the collector of s for stage ("vpc", "ebpf").
@@ -125,6 +125,7 @@ func NewStreamCollector(stage string, s *Stats) *StreamCollector {
 		h2Dropped: d("h2_connections_dropped_total", "HTTP/2 connections not parsed or no longer parsed, by reason (midstream: joined after its preface; bad_preface, malformed, hpack, gap).", "reason"),
 		h2Skipped: d("h2_streams_skipped_total", "HTTP/2 streams not published, by reason (stream_limit, header_limit, malformed, push, connection_dropped).", "reason"),
 		h2Cut:     d("h2_streams_cut_total", "HTTP/2 streams published cut short by a reset or the end of their connection."),
+		h2Budget:  d("h2_over_budget_total", "HTTP/2 stream directions whose bodies or messages stopped being kept: their connection's open streams held 16 body limits."),
 	}
 }
 
@@ -154,6 +155,7 @@ func (c *StreamCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.parseErr, s.HTTP.ParseErrors.Load())
 	counter(c.h2Conns, s.H2.Connections.Load())
 	counter(c.h2Cut, s.H2.Cut.Load())
+	counter(c.h2Budget, s.H2.OverBudget.Load())
 	for i := range s.H2.Dropped {
 		counter(c.h2Dropped, s.H2.Dropped[i].Load(), h2stream.DropNames[i])
 	}
