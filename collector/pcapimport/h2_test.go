@@ -325,3 +325,88 @@ func TestImportH2Midstream(t *testing.T) {
 		t.Fatalf("H2Dropped %d, want 1", n)
 	}
 }
+
+// TestImportCapturedGRPCStreams: server-streaming (100 messages) and
+// client-streaming calls with a message of 100 KB (many DATA frames, TCP
+// segments and flow-control updates) import to what the client sent and
+// received.
+func TestImportCapturedGRPCStreams(t *testing.T) {
+	srv, err := app.New(app.V1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	srv.Register(g)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.Serve(ln) }()
+	t.Cleanup(g.Stop)
+	relay := packettest.NewRelay(t, ln.Addr().String())
+	cc, err := grpc.NewClient("passthrough:///"+relay.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := ordersv1.NewOrdersClient(cc)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	listReq := &ordersv1.ListOrdersRequest{CustomerEmail: "ann@example.com", Limit: 100}
+	list, err := client.ListOrders(ctx, listReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []*ordersv1.Order
+	for {
+		o, err := list.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed = append(listed, o)
+	}
+	up, err := client.UploadOrders(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uploaded := []*ordersv1.Order{
+		{Id: "u-1", AmountCents: 100},
+		{Id: "u-2", AmountCents: 200, Shipping: &ordersv1.Address{Street: strings.Repeat("long street ", 100<<10/12)}},
+		{Id: "u-3", AmountCents: 300},
+	}
+	for _, o := range uploaded {
+		if err := up.Send(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum, err := up.CloseAndRecv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	relay.Close()
+
+	path := filepath.Join(t.TempDir(), "streams.pcap")
+	writePcap(t, path, "192.0.2.20:50051", relay.Conns())
+	got, _ := importFile(t, path, WithPorts(50051))
+	if len(got) != 2 || got[0].Request.Url != ordersv1.Orders_ListOrders_FullMethodName || got[1].Request.Url != ordersv1.Orders_UploadOrders_FullMethodName {
+		t.Fatalf("got %d exchanges", len(got))
+	}
+	for _, ex := range got {
+		if h := header(ex.GetResponse().GetTrailers(), "grpc-status"); len(h) != 1 || h[0] != "0" {
+			t.Errorf("%s: grpc-status %q", ex.Request.Url, h)
+		}
+	}
+	checkMessages(t, "list request", got[0].Request.Messages, got[0].Request.MessagesTruncated, []*ordersv1.ListOrdersRequest{listReq}, func() *ordersv1.ListOrdersRequest { return &ordersv1.ListOrdersRequest{} })
+	checkMessages(t, "list response", got[0].Response.Messages, got[0].Response.MessagesTruncated, listed, func() *ordersv1.Order { return &ordersv1.Order{} })
+	checkMessages(t, "upload request", got[1].Request.Messages, got[1].Request.MessagesTruncated, uploaded, func() *ordersv1.Order { return &ordersv1.Order{} })
+	checkMessages(t, "upload response", got[1].Response.Messages, got[1].Response.MessagesTruncated, []*ordersv1.UploadSummary{sum}, func() *ordersv1.UploadSummary { return &ordersv1.UploadSummary{} })
+	if len(listed) != 100 {
+		t.Errorf("client got %d orders", len(listed))
+	}
+}
