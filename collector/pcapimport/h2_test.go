@@ -410,3 +410,81 @@ func TestImportCapturedGRPCStreams(t *testing.T) {
 		t.Errorf("client got %d orders", len(listed))
 	}
 }
+
+// TestImportCapturedGRPCCancel: a bidirectional call the client cancels
+// after one answer (RST_STREAM CANCEL) is published cut: the messages seen,
+// both directions flagged, the reset as the response's error.
+func TestImportCapturedGRPCCancel(t *testing.T) {
+	srv, err := app.New(app.V1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	srv.Register(g)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.Serve(ln) }()
+	t.Cleanup(g.Stop)
+	relay := packettest.NewRelay(t, ln.Addr().String())
+	cc, err := grpc.NewClient("passthrough:///"+relay.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	callCtx, cancelCall := context.WithCancel(ctx)
+	stream, err := ordersv1.NewOrdersClient(cc).Track(callCtx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	note := &ordersv1.TrackNote{OrderId: "o-1", Seq: 1}
+	if err := stream.Send(note); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancelCall()
+	if _, err := stream.Recv(); err == nil {
+		t.Fatal("Recv after cancel succeeded")
+	}
+	// The reset must have reached the server before the connection closes:
+	// a unary call on the same connection after it is ordered behind it.
+	if _, err := ordersv1.NewOrdersClient(cc).GetOrder(ctx, &ordersv1.GetOrderRequest{Id: "after"}); err != nil {
+		t.Fatal(err)
+	}
+	_ = cc.Close()
+	relay.Close()
+
+	path := filepath.Join(t.TempDir(), "cancel.pcap")
+	writePcap(t, path, "192.0.2.20:50051", relay.Conns())
+	got, _ := importFile(t, path, WithPorts(50051))
+	var track *mlv1.Exchange
+	for _, ex := range got {
+		if ex.Request.Url == ordersv1.Orders_Track_FullMethodName {
+			track = ex
+		}
+	}
+	if len(got) != 2 || track == nil {
+		t.Fatalf("got %d exchanges", len(got))
+	}
+	r, resp := track.Request, track.Response
+	if resp == nil || resp.Error != "stream reset: CANCEL" || resp.Status != 200 || !resp.MessagesTruncated || !r.MessagesTruncated || !r.BodyIncomplete {
+		t.Fatalf("cancelled call: %v", track)
+	}
+	if len(r.Messages) != 1 || len(resp.Messages) != 1 {
+		t.Fatalf("%d/%d messages", len(r.Messages), len(resp.Messages))
+	}
+	for _, c := range []struct {
+		data []byte
+		want proto.Message
+		got  proto.Message
+	}{{r.Messages[0].Data, note, &ordersv1.TrackNote{}}, {resp.Messages[0].Data, ack, &ordersv1.TrackAck{}}} {
+		if err := proto.Unmarshal(c.data, c.got); err != nil || !proto.Equal(c.got, c.want) {
+			t.Errorf("message %v, want %v (%v)", c.got, c.want, err)
+		}
+	}
+}
