@@ -283,6 +283,7 @@ func ShadowRecord(ex *mlv1.Exchange, resp *mlv1.Response, target, job, instance 
 			SentTimeNs:    sent.UnixNano(),
 			ScheduleLagNs: lag.Nanoseconds(),
 		},
-		Labels: ex.GetLabels(),
+		Labels:   ex.GetLabels(),
+		Protocol: ex.GetProtocol(),
 	}
 }
