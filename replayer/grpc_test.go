@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/collector/reqtarget"
 	"github.com/mirrorline/mirrorline/grpcwire"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
@@ -664,5 +665,87 @@ func TestGRPCReplayRoutes(t *testing.T) {
 	}
 	if len(shadow.messages("ListOrders")) != 0 {
 		t.Fatal("the call was sent despite the json route")
+	}
+}
+
+// A shadow gRPC response with more messages than the shadow topic's record
+// budget holds is published with its first messages, flagged
+// messages_truncated and counted, instead of being lost as too large.
+func TestShadowValueGRPCMessages(t *testing.T) {
+	resp := func(n int) *mlv1.Exchange {
+		ex := &mlv1.Exchange{Id: "x", Protocol: mlv1.Protocol_PROTOCOL_GRPC, Request: &mlv1.Request{Method: "POST", Url: ordersPath + "ListOrders"},
+			Response: &mlv1.Response{Status: 200, Trailers: []*mlv1.Header{{Name: "grpc-status", Value: "0"}}}}
+		for i := range n {
+			d := []byte(strings.Repeat(string(rune('a'+i%26)), 200))
+			ex.Response.Messages = append(ex.Response.Messages, &mlv1.Message{OffsetNs: int64(i), Data: d, Size: 200})
+		}
+		return ex
+	}
+	for _, tc := range []struct {
+		name     string
+		msgs     int
+		budget   int
+		kept     int // -1: all
+		cutCount float64
+	}{
+		{"fits", 5, 100_000, -1, 0},
+		{"over the budget", 50, 4000, 0, 1},
+		{"far over", 2000, 8000, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ex := resp(tc.msgs)
+			m := NewMetrics(nil)
+			val, err := shadowValue(ex, []byte("k"), broker.NewBudget(tc.budget), m)
+			if err != nil {
+				t.Fatalf("shadowValue: %v", err)
+			}
+			b := broker.NewBudget(tc.budget)
+			if len(val) > b.MaxValue([]byte("k"), nil) {
+				t.Fatalf("%d bytes over the budget's %d", len(val), b.MaxValue([]byte("k"), nil))
+			}
+			got := &mlv1.Exchange{}
+			if err := proto.Unmarshal(val, got); err != nil {
+				t.Fatal(err)
+			}
+			msgs := got.Response.Messages
+			if tc.kept == -1 {
+				if len(msgs) != tc.msgs || got.Response.MessagesTruncated {
+					t.Fatalf("%d of %d messages kept, truncated %v", len(msgs), tc.msgs, got.Response.MessagesTruncated)
+				}
+			} else if len(msgs) == 0 || len(msgs) >= tc.msgs || !got.Response.MessagesTruncated {
+				t.Fatalf("%d of %d messages kept, truncated %v: want a flagged prefix", len(msgs), tc.msgs, got.Response.MessagesTruncated)
+			}
+			for i, msg := range msgs {
+				if msg.OffsetNs != int64(i) {
+					t.Fatalf("message %d is the captured %d: want the first ones in order", i, msg.OffsetNs)
+				}
+			}
+			if n := testutil.ToFloat64(m.Truncated); n != tc.cutCount {
+				t.Errorf("truncated_total %v, want %v", n, tc.cutCount)
+			}
+		})
+	}
+}
+
+// A gRPC answer is a failure only when its status says the server failed.
+func TestGRPCFailure(t *testing.T) {
+	for _, tc := range []struct {
+		trailers, headers []*mlv1.Header
+		want              string
+	}{
+		{[]*mlv1.Header{{Name: "grpc-status", Value: "0"}}, nil, ""},
+		{nil, []*mlv1.Header{{Name: "Grpc-Status", Value: "3"}}, ""},
+		{[]*mlv1.Header{{Name: "grpc-status", Value: "5"}}, nil, ""},
+		{[]*mlv1.Header{{Name: "grpc-status", Value: "14"}}, nil, Reason5xx},
+		{nil, []*mlv1.Header{{Name: "grpc-status", Value: "13"}}, Reason5xx},
+		{[]*mlv1.Header{{Name: "grpc-status", Value: "2"}}, nil, Reason5xx},
+		{[]*mlv1.Header{{Name: "grpc-status", Value: "15"}}, nil, Reason5xx},
+		{[]*mlv1.Header{{Name: "grpc-status", Value: "4"}}, nil, ReasonTimeout},
+		{nil, nil, ReasonReset},
+		{[]*mlv1.Header{{Name: "grpc-status", Value: "x"}}, nil, ReasonReset},
+	} {
+		if got := grpcFailure(&mlv1.Response{Trailers: tc.trailers, Headers: tc.headers}); got != tc.want {
+			t.Errorf("trailers %v headers %v: %q, want %q", tc.trailers, tc.headers, got, tc.want)
+		}
 	}
 }
