@@ -749,3 +749,38 @@ func TestGRPCFailure(t *testing.T) {
 		}
 	}
 }
+
+// A live replayer does not hold a connection's later gRPC calls behind a
+// long stream of the same connection: HTTP/2 streams run concurrently.
+func TestGRPCReplayLiveStreamsConcurrent(t *testing.T) {
+	shadow := startOrders(t, app.V1, nil)
+	s, err := NewSender(shadow.url, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := grpcRecord(t, "long", "Track", []int{0, 1500}, &ordersv1.TrackNote{Seq: 1}, &ordersv1.TrackNote{Seq: 2})
+	short := grpcRecord(t, "short", "GetOrder", []int{0}, &ordersv1.GetOrderRequest{Id: "s"})
+	var recs []*kgo.Record
+	for i, ex := range []*mlv1.Exchange{long, short} {
+		v, err := proto.Marshal(ex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, &kgo.Record{Topic: "mirror.clean.orders", Offset: int64(i), Key: []byte("same-connection"), Value: v, Timestamp: time.Now()})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fc := newFakeClient()
+	done := fc.runLive(ctx, NewLive(s, "orders", Concurrency(4)))
+	fc.polls <- recs
+	fc.waitFor(t, "both shadow records", func(f *fakeClient) bool { return len(f.produced) == 2 })
+	cancel()
+	<-done
+	unary, notes := shadow.messages("GetOrder"), shadow.messages("Track")
+	if len(unary) != 1 || len(notes) != 2 {
+		t.Fatalf("%d unary, %d notes received", len(unary), len(notes))
+	}
+	if !unary[0].at.Before(notes[1].at) {
+		t.Fatalf("the unary call waited for the stream before it on its connection to end")
+	}
+}
