@@ -115,8 +115,28 @@ type grpcBody struct {
 // errBodyClosed ends a Read the transport gave up on (the call ended).
 var errBodyClosed = errors.New("grpc request body closed")
 
-func newGRPCBody(ctx context.Context, in *mlv1.Request) *grpcBody {
-	return &grpcBody{msgs: in.GetMessages(), pace: paceOf(ctx), ctx: ctx, closed: make(chan struct{})}
+func newGRPCBody(ctx context.Context, msgs []*mlv1.Message) *grpcBody {
+	return &grpcBody{msgs: msgs, pace: paceOf(ctx), ctx: ctx, closed: make(chan struct{})}
+}
+
+// errBodyNotFramed: a gRPC record without messages whose body is not whole
+// gRPC frames.
+var errBodyNotFramed = errors.New("grpc request body is not whole grpc frames")
+
+// requestMessages returns the messages of a gRPC call: its messages, or,
+// for a record that kept the framed body instead, the body cut into
+// messages (all at offset 0).
+func requestMessages(in *mlv1.Request) ([]*mlv1.Message, error) {
+	if len(in.GetMessages()) > 0 || len(in.GetBody()) == 0 {
+		return in.GetMessages(), nil
+	}
+	fr := grpcwire.NewFramer(0, 0)
+	fr.Feed(in.GetBody(), 0)
+	msgs, cut, _, err := fr.Finish()
+	if err != nil || cut || (len(msgs) > 0 && msgs[len(msgs)-1].GetTruncated()) {
+		return nil, errBodyNotFramed
+	}
+	return msgs, nil
 }
 
 // span is when the last message is due after the call's start.
@@ -159,17 +179,18 @@ func (b *grpcBody) Close() error {
 }
 
 // grpcRequest makes req (built by BuildRequest for a gRPC record) a gRPC
-// call: its body the paced messages (or the captured body, already framed,
-// for a record without messages), te: trailers, and the captured request
-// trailers.
+// call: its body the paced messages (see requestMessages), te: trailers,
+// and the captured request trailers.
 func grpcRequest(ctx context.Context, req *http.Request, in *mlv1.Request) error {
 	if req.Method != http.MethodPost {
 		return errNotPOST
 	}
-	if len(in.GetMessages()) > 0 || len(in.GetBody()) == 0 {
-		req.Body = newGRPCBody(ctx, in)
-		req.ContentLength = -1
+	msgs, err := requestMessages(in)
+	if err != nil {
+		return err
 	}
+	req.Body = newGRPCBody(ctx, msgs)
+	req.ContentLength = -1
 	req.Header.Set("Te", "trailers")
 	for _, h := range in.GetTrailers() {
 		if req.Trailer == nil {

@@ -325,6 +325,27 @@ func TestGRPCReplayCallKinds(t *testing.T) {
 		}
 	})
 
+	t.Run("framed body without messages", func(t *testing.T) {
+		req := &ordersv1.GetOrderRequest{Id: "o-body"}
+		ex := grpcRecord(t, "f1", "GetOrder", []int{0}, req)
+		body, err := grpcwire.Frames(ex.Request.Messages)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ex.Request.Messages, ex.Request.Body = nil, body
+		out, err := s.Replay(ctx, ex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, _ := GRPCStatus(out.Response); code != 0 || len(out.Response.Messages) != 1 {
+			t.Fatalf("grpc-status %d, %d messages", code, len(out.Response.Messages))
+		}
+		got := shadow.messages("GetOrder")
+		if !proto.Equal(got[len(got)-1].msg, req) {
+			t.Fatalf("shadow got %v", got[len(got)-1].msg)
+		}
+	})
+
 	t.Run("error status", func(t *testing.T) {
 		out, err := s.Replay(ctx, grpcRecord(t, "e1", "GetOrder", []int{0}, &ordersv1.GetOrderRequest{}))
 		if err != nil {
@@ -339,8 +360,8 @@ func TestGRPCReplayCallKinds(t *testing.T) {
 			t.Errorf("failure %q, %d messages: an error status is an answer, not a failure", out.Failure, len(out.Response.Messages))
 		}
 	})
-	if n := shadow.ShadowCalls(); n != 6 {
-		t.Errorf("%d calls carried x-shadow-request, want 6", n)
+	if n := shadow.ShadowCalls(); n != 7 {
+		t.Errorf("%d calls carried x-shadow-request, want 7", n)
 	}
 }
 
@@ -361,10 +382,14 @@ func TestGRPCReplayNotReplayable(t *testing.T) {
 	size.Request.Messages[0].Size += 10
 	get := grpcRecord(t, "t4", "GetOrder", []int{0}, &ordersv1.GetOrderRequest{Id: "x"})
 	get.Request.Method = "GET"
+	unframed := grpcRecord(t, "t5", "GetOrder", nil)
+	unframed.Request.Body = []byte{0, 0, 0, 0, 9, 1, 2} // declares 9 bytes, has 2
+	badFlag := grpcRecord(t, "t6", "GetOrder", nil)
+	badFlag.Request.Body = []byte{7, 0, 0, 0, 0}
 	for _, tc := range []struct {
 		ex     *mlv1.Exchange
 		reason string
-	}{{cut, ReasonMessagesTruncated}, {short, ReasonMessagesTruncated}, {size, ReasonMessagesTruncated}, {get, ReasonBuild}} {
+	}{{cut, ReasonMessagesTruncated}, {short, ReasonMessagesTruncated}, {size, ReasonMessagesTruncated}, {get, ReasonBuild}, {unframed, ReasonBuild}, {badFlag, ReasonBuild}} {
 		_, err := s.Replay(context.Background(), tc.ex)
 		if err == nil {
 			t.Fatalf("%s: replayed", tc.ex.Id)
