@@ -809,3 +809,40 @@ func TestGRPCReplayLiveStreamsConcurrent(t *testing.T) {
 		t.Fatalf("the unary call waited for the stream before it on its connection to end")
 	}
 }
+
+// A call the shadow answers before the client's last message is due ends
+// with the answer: the replayer does not wait to send the rest, and the
+// body's writer is released.
+func TestGRPCReplayAnswerBeforeLastMessage(t *testing.T) {
+	answer, err := proto.Marshal(&ordersv1.Order{Id: "early"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Answers at once, without reading the request's messages.
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Trailer", "Grpc-Status")
+		_, _ = w.Write(grpcwire.AppendFrame(nil, &mlv1.Message{Data: answer}))
+		w.Header().Set("Grpc-Status", "0")
+	}))
+	ts.Config.Protocols = new(http.Protocols)
+	ts.Config.Protocols.SetUnencryptedHTTP2(true)
+	ts.Start()
+	defer ts.Close()
+	s, err := NewSender(ts.URL, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := grpcRecord(t, "early", "UploadOrders", []int{0, 5000}, &ordersv1.Order{Id: "a"}, &ordersv1.Order{Id: "b"})
+	start := time.Now()
+	out, err := s.Replay(context.Background(), ex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Fatalf("the call took %v: it waited for a message due after the answer", d)
+	}
+	if len(out.Response.Messages) != 1 || out.Response.Error != "" || header(out.Response.Trailers, "grpc-status") != "0" || out.Response.Proto != "HTTP/2.0" {
+		t.Fatalf("response: %d messages, error %q, trailers %v, %s", len(out.Response.Messages), out.Response.Error, out.Response.Trailers, out.Response.Proto)
+	}
+}
