@@ -26,6 +26,7 @@ import (
 	"github.com/mirrorline/mirrorline/collector/reqtarget"
 	"github.com/mirrorline/mirrorline/grpcwire"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/replayer/breaker"
 	"github.com/mirrorline/mirrorline/replayer/credential"
 	"github.com/mirrorline/mirrorline/replayer/route"
 	"github.com/mirrorline/mirrorline/test/demo/orders/app"
@@ -844,5 +845,47 @@ func TestGRPCReplayAnswerBeforeLastMessage(t *testing.T) {
 	}
 	if len(out.Response.Messages) != 1 || out.Response.Error != "" || header(out.Response.Trailers, "grpc-status") != "0" || out.Response.Proto != "HTTP/2.0" {
 		t.Fatalf("response: %d messages, error %q, trailers %v, %s", len(out.Response.Messages), out.Response.Error, out.Response.Trailers, out.Response.Proto)
+	}
+}
+
+// The breaker watches gRPC calls: a shadow answering UNAVAILABLE (HTTP 200,
+// trailers-only) trips it; INVALID_ARGUMENT answers do not.
+func TestGRPCReplayBreaker(t *testing.T) {
+	for _, tc := range []struct {
+		status  string
+		sent    int
+		skipped int
+	}{{"14", 4, 6}, {"3", 10, 0}} {
+		t.Run("grpc-status "+tc.status, func(t *testing.T) {
+			var mu sync.Mutex
+			calls := 0
+			ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				calls++
+				mu.Unlock()
+				w.Header().Set("Content-Type", "application/grpc")
+				w.Header().Set("Grpc-Status", tc.status)
+			}))
+			ts.Config.Protocols = new(http.Protocols)
+			ts.Config.Protocols.SetUnencryptedHTTP2(true)
+			ts.Start()
+			defer ts.Close()
+			rt := newTestRouter(t, ts.URL, Routing{Breaker: breaker.Config{ErrorRate: 0.5, MinRequests: 4, Window: time.Minute, OpenFor: time.Hour, Probes: 1}})
+			skipped := 0
+			for i := range 10 {
+				_, err := rt.Replay(context.Background(), grpcRecord(t, "b", "GetOrder", []int{0}, &ordersv1.GetOrderRequest{Id: "x"}))
+				var sk *Skipped
+				if errors.As(err, &sk) && sk.Reason == DropBreakerOpen {
+					skipped++
+				} else if err != nil {
+					t.Fatalf("call %d: %v", i, err)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if calls != tc.sent || skipped != tc.skipped {
+				t.Fatalf("sent %d, skipped %d; want %d, %d", calls, skipped, tc.sent, tc.skipped)
+			}
+		})
 	}
 }
