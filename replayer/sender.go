@@ -160,7 +160,7 @@ func (s *Sender) do(req *http.Request, p mlv1.Protocol) (*mlv1.Response, string)
 		return s.doGRPC(req, body)
 	}
 	client := s.client
-	if p != mlv1.Protocol_PROTOCOL_UNSPECIFIED && s.alpn != nil {
+	if p == mlv1.Protocol_PROTOCOL_HTTP2 && s.alpn != nil {
 		client = s.alpn
 	}
 	start := time.Now()
