@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"path"
 	"strings"
 	"sync"
@@ -28,6 +29,7 @@ import (
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/replayer/breaker"
 	"github.com/mirrorline/mirrorline/replayer/credential"
+	"github.com/mirrorline/mirrorline/replayer/middleware"
 	"github.com/mirrorline/mirrorline/replayer/route"
 	"github.com/mirrorline/mirrorline/test/demo/orders/app"
 	"github.com/mirrorline/mirrorline/test/demo/orders/ordersv1"
@@ -887,5 +889,47 @@ func TestGRPCReplayBreaker(t *testing.T) {
 				t.Fatalf("sent %d, skipped %d; want %d, %d", calls, skipped, tc.sent, tc.skipped)
 			}
 		})
+	}
+}
+
+// The middleware sees a gRPC call as a request without a body; what it
+// changes of the headers is sent, and the call keeps its messages.
+func TestGRPCReplayMiddleware(t *testing.T) {
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 is not installed")
+	}
+	const prog = `import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("type") != "request":
+        continue
+    r = m["request"]
+    r["headers"] = [h for h in r["headers"] if h[0].lower() != "x-tenant"] + [["x-mw", "python:" + str(len(r["body"]))]]
+    print(json.dumps({"id": m["id"], "request": r}), flush=True)
+`
+	shadow := startOrders(t, app.V1, nil)
+	def, err := NewSender(shadow.url, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, mw, err := NewRequester(ctx, def, Routing{}, &middleware.Config{Command: []string{python, "-c", prog}, Timeout: 30 * time.Second}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mw.Close()
+	notes := []proto.Message{&ordersv1.TrackNote{OrderId: "mw", Seq: 1}, &ordersv1.TrackNote{OrderId: "mw", Seq: 2}}
+	out, err := req.Replay(ctx, grpcRecord(t, "m1", "Track", []int{0, 10}, notes...))
+	if err != nil || header(out.Response.Trailers, "grpc-status") != "0" || len(out.Response.Messages) != 2 {
+		t.Fatalf("call through the middleware: %v %v", err, out.Response)
+	}
+	got := shadow.messages("Track")
+	if len(got) != 2 || !proto.Equal(got[0].msg, notes[0]) || !proto.Equal(got[1].msg, notes[1]) {
+		t.Fatalf("shadow got %v", got)
+	}
+	if md := got[0].md; md.Get("x-mw")[0] != "python:0" || len(md.Get("x-tenant")) != 0 {
+		t.Fatalf("metadata %v: want the middleware's change", md)
 	}
 }
