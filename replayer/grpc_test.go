@@ -933,3 +933,35 @@ for line in sys.stdin:
 		t.Fatalf("metadata %v: want the middleware's change", md)
 	}
 }
+
+// A gRPC answer whose framing is broken is recorded with an error naming
+// the framing, never its bytes, and counted as other; the messages before
+// the broken frame are kept.
+func TestGRPCReplayBrokenFraming(t *testing.T) {
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Trailer", "Grpc-Status")
+		_, _ = w.Write(grpcwire.AppendFrame(nil, &mlv1.Message{Data: []byte("ok")}))
+		_, _ = w.Write([]byte{9, 0, 0, 0, 6, 'S', 'E', 'C', 'R', 'E', 'T'})
+		w.Header().Set("Grpc-Status", "0")
+	}))
+	ts.Config.Protocols = new(http.Protocols)
+	ts.Config.Protocols.SetUnencryptedHTTP2(true)
+	ts.Start()
+	defer ts.Close()
+	s, err := NewSender(ts.URL, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.Replay(context.Background(), grpcRecord(t, "bad", "GetOrder", []int{0}, &ordersv1.GetOrderRequest{Id: "x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := out.Response
+	if out.Failure != ReasonOther || !strings.Contains(resp.Error, "compressed flag") || strings.Contains(resp.Error, "SECRET") {
+		t.Fatalf("failure %q, error %q", out.Failure, resp.Error)
+	}
+	if len(resp.Messages) != 1 || string(resp.Messages[0].Data) != "ok" {
+		t.Fatalf("messages %v: want the one before the broken frame", resp.Messages)
+	}
+}
