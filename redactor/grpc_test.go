@@ -368,3 +368,25 @@ func TestGRPCWellKnownTypes(t *testing.T) {
 		}
 	}
 }
+
+// The fields gRPC added to the Exchange (trailers, messages) never reach the
+// clean topic unscrubbed: whatever the schema, no email of the call survives
+// anywhere in the redacted record.
+func TestGRPCNothingPassesUnscrubbed(t *testing.T) {
+	e := newEngine(t, Config{})
+	o := demoOrder()
+	o.Shipping.Street = "care of judy@example.com"
+	ex := grpcExchange("/mirrorline.demo.orders.v1.Orders/GetOrder", mustMarshal(t, &ordersv1.GetOrderRequest{Id: "1", CustomerEmail: "kim@example.com"}), mustMarshal(t, o))
+	ex.Request.Trailers = hdr("x-note", "from leo@example.com")
+	ex.Response.Trailers = hdr("grpc-status", "0", "grpc-message", "sent to mia@example.com")
+	if _, err := e.Redact(ex); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := proto.Marshal(ex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := strings.Index(string(rec), "@example."); i >= 0 {
+		t.Fatalf("an email survives in the redacted record: ...%q...", rec[max(0, i-8):i])
+	}
+}

@@ -115,6 +115,9 @@ func (p *protoEd) message(m protoreflect.Message, lo, hi int, r *rule, depth int
 			if err != nil {
 				return false, grpcErr(ReasonMalformed, "unknown fields of %s: %w", md.FullName(), err)
 			}
+			if err := p.verifyWire(out); err != nil {
+				return false, err
+			}
 			if c {
 				m.SetUnknown(out)
 				changed = true
