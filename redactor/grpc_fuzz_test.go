@@ -100,4 +100,3 @@ func checkNoFinding(t *testing.T, p *protoEd, m protoreflect.Message) {
 		}
 	}
 }
-
