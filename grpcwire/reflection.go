@@ -17,6 +17,8 @@ import (
 	rpbalpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/descriptorpb"
 )
 
@@ -217,4 +219,29 @@ func reflectFiles(ctx context.Context, cc *grpc.ClientConn, v1 bool) (*descripto
 		set.File = append(set.File, files[name])
 	}
 	return set, nil
+}
+
+// MergeSchemas returns one Schema of the files of schemas (nil ones
+// skipped); a file in more than one is taken from the first. None: nil.
+func MergeSchemas(schemas ...*Schema) (*Schema, error) {
+	var set descriptorpb.FileDescriptorSet
+	seen := map[string]bool{}
+	n := 0
+	for _, s := range schemas {
+		if s == nil {
+			continue
+		}
+		n++
+		s.files.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
+			if !seen[fd.Path()] {
+				seen[fd.Path()] = true
+				set.File = append(set.File, protodesc.ToFileDescriptorProto(fd))
+			}
+			return true
+		})
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	return NewSchema(&set)
 }

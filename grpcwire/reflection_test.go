@@ -67,6 +67,16 @@ func TestReflectDemoServer(t *testing.T) {
 					t.Errorf("Method(%s) = %v %v %v", path, in, out, ok)
 				}
 			}
+			if tc.name == "v1" {
+				// Merged with the descriptor set on disk (the same files).
+				disk, err := grpcwire.LoadSchemas("../test/demo/orders/ordersv1/orders.pb")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s, err = grpcwire.MergeSchemas(disk, nil, s); err != nil {
+					t.Fatalf("MergeSchemas: %v", err)
+				}
+			}
 			_, out, _ := s.Method("/mirrorline.demo.orders.v1.Orders/GetOrder")
 			if out.Fields().ByName("shipping").Message().Fields().ByName("street") == nil {
 				t.Errorf("nested Address not resolved")
