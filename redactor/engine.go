@@ -300,9 +300,9 @@ func (st *state) hit(name string, n int) {
 // Result.Rules.
 //
 // A non-nil error means fail closed: ex has still had its URL, headers and
-// addresses scrubbed, and both bodies and all messages have been removed. The error wraps
-// ErrUnparseable when a body could not be parsed, and its text never contains
-// payload bytes. Should the engine ever panic, Redact recovers, strips the
+// addresses scrubbed, and both bodies and all messages have been removed.
+// The error wraps ErrUnparseable when a body could not be parsed, and its
+// text never contains payload bytes. Should the engine ever panic, Redact recovers, strips the
 // URL, headers, bodies, client address and error text, and returns
 // ErrInternal.
 func (e *Engine) Redact(ex *mlv1.Exchange) (res Result, err error) {

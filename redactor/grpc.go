@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -110,12 +111,24 @@ func (st *state) scrubGRPC(ex *mlv1.Exchange, call grpcCall) error {
 			resp.Trailers = st.scrubMetadata(resp.Trailers, dirResponse)
 		}
 	}
-	if len(req.GetMessages()) == 0 && len(resp.GetMessages()) == 0 {
+	framedReq := call.grpc && len(req.GetBody()) > 0
+	framedResp := call.grpc && len(resp.GetBody()) > 0
+	if len(req.GetMessages()) == 0 && len(resp.GetMessages()) == 0 && !framedReq && !framedResp {
 		return nil
 	}
 	var in, out protoreflect.MessageDescriptor
 	if s := st.e.schema; s != nil {
 		in, out, _ = s.Method(methodPath(req.GetUrl()))
+	}
+	if framedReq {
+		if err := st.scrubFramedBody(&req.Body, &req.BodySize, req.BodyTruncated, in, call.reqEnc, call.json); err != nil {
+			return fmt.Errorf("redact request body: %w", err)
+		}
+	}
+	if framedResp {
+		if err := st.scrubFramedBody(&resp.Body, &resp.BodySize, resp.BodyTruncated, out, call.respEnc, call.json); err != nil {
+			return fmt.Errorf("redact response body: %w", err)
+		}
 	}
 	if req != nil {
 		d, err := st.scrubMessages(req.Messages, in, call.reqEnc, call.json)
@@ -131,6 +144,34 @@ func (st *state) scrubGRPC(ex *mlv1.Exchange, call grpcCall) error {
 		}
 		resp.BodySize += d
 	}
+	return nil
+}
+
+// scrubFramedBody scrubs a gRPC body kept whole (binary: pass lets it
+// through the body rules): it is cut into its messages, which are scrubbed
+// like Request.messages, and framed again. A body that does not frame
+// completely (truncated, a bad prefix) is emptied.
+func (st *state) scrubFramedBody(body *[]byte, size *int64, truncated bool, md protoreflect.MessageDescriptor, enc string, isJSON bool) error {
+	f := grpcwire.NewFramer(0, 0)
+	f.Feed(*body, 0)
+	msgs, cut, _, err := f.Finish()
+	incomplete := truncated || cut || err != nil || slices.ContainsFunc(msgs, (*mlv1.Message).GetTruncated)
+	if incomplete {
+		*body = nil
+		st.hit("grpc:body_unframed", 1)
+		return nil
+	}
+	if _, err := st.scrubMessages(msgs, md, enc, isJSON); err != nil {
+		return err
+	}
+	out, err := grpcwire.Frames(msgs)
+	if err != nil {
+		return grpcErr(ReasonMalformed, "frame scrubbed messages: %w", err)
+	}
+	if *size == int64(len(*body)) {
+		*size = int64(len(out))
+	}
+	*body = out
 	return nil
 }
 
@@ -189,7 +230,8 @@ func (st *state) scrubOneMessage(m *mlv1.Message, md protoreflect.MessageDescrip
 		plain, err = grpcwire.Decompress(enc, m.Data, int(st.e.maxDecoded))
 		if err != nil {
 			if errors.Is(err, grpcwire.ErrUnsupportedEncoding) {
-				return grpcErr(ReasonEncoding, "%w", err)
+				// The encoding's name is captured text: not repeated.
+				return grpcErr(ReasonEncoding, "grpc-encoding not supported")
 			}
 			return grpcErr(ReasonDecompress, "%w", err)
 		}

@@ -390,3 +390,48 @@ func TestGRPCNothingPassesUnscrubbed(t *testing.T) {
 		t.Fatalf("an email survives in the redacted record: ...%q...", rec[max(0, i-8):i])
 	}
 }
+
+// A gRPC body kept whole (binary: pass) is cut into its messages, scrubbed
+// and framed again; one that does not frame completely is emptied.
+func TestGRPCFramedBody(t *testing.T) {
+	e := schemaEngine(t, Config{Binary: BinaryPass}, ordersSchema(t))
+	body, err := grpcwire.Frames([]*mlv1.Message{{Data: mustMarshal(t, demoOrder())}, {Data: mustMarshal(t, &ordersv1.Order{Id: "2", CustomerEmail: "rob@example.com"})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name      string
+		body      []byte
+		truncated bool
+		want      []string // customer_email of each message; nil: body emptied
+	}{
+		{"whole", body, false, []string{"****", "****"}},
+		{"cut in a message", body[:len(body)-3], false, nil},
+		{"truncated at capture", body, true, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ex := grpcExchange("/mirrorline.demo.orders.v1.Orders/UploadOrders", nil, nil)
+			ex.Request.Body, ex.Request.BodySize, ex.Request.BodyTruncated = append([]byte(nil), tc.body...), int64(len(tc.body)), tc.truncated
+			if _, err := e.Redact(ex); err != nil {
+				t.Fatal(err)
+			}
+			if tc.want == nil {
+				if len(ex.Request.Body) != 0 {
+					t.Fatalf("incomplete body kept")
+				}
+				return
+			}
+			f := grpcwire.NewFramer(0, 0)
+			f.Feed(ex.Request.Body, 0)
+			msgs, cut, n, err := f.Finish()
+			if err != nil || cut || len(msgs) != len(tc.want) || n != ex.Request.BodySize {
+				t.Fatalf("reframed body: %d msgs cut=%v n=%d size=%d err=%v", len(msgs), cut, n, ex.Request.BodySize, err)
+			}
+			for i, m := range msgs {
+				if got := decodeOrder(t, m.Data); got.CustomerEmail != tc.want[i] {
+					t.Errorf("message %d email %q", i, got.CustomerEmail)
+				}
+			}
+		})
+	}
+}
