@@ -8,6 +8,8 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/mirrorline/mirrorline/grpcwire"
 	"github.com/mirrorline/mirrorline/test/demo/orders/ordersv1"
@@ -29,10 +31,29 @@ func FuzzRedactProtobuf(f *testing.F) {
 	f.Add(append(protowire.AppendString(protowire.AppendTag(nil, 13, protowire.BytesType), "user@foo"), "j.com and more text to reach a printable length byte ok"...), false)
 	f.Add(protowire.AppendVarint(protowire.AppendTag(nil, 3, protowire.VarintType), 4111111111111111), true)
 	f.Add(protowire.AppendBytes(protowire.AppendTag(nil, 7, protowire.BytesType), []byte("\x12\x10bob@example.com.")), false)
+	wkt, _ := structpb.NewStruct(map[string]any{"a": map[string]any{"b": []any{"sam@example.com", 1.5}}})
+	f.Add(mustMarshal(f, wkt), true)
+	an, _ := anypb.New(wkt)
+	f.Add(mustMarshal(f, an), true)
 	schema := ordersSchema(f)
 	engines := map[bool]*Engine{false: newEngine(f, Config{}), true: schemaEngine(f, Config{}, schema)}
 	f.Fuzz(func(t *testing.T, data []byte, withSchema bool) {
 		e := engines[withSchema]
+		if withSchema {
+			// The well-known types' own paths (Struct, Any) as well.
+			for _, m := range []proto.Message{&structpb.Struct{}, &anypb.Any{}} {
+				p := protoEd{st: &state{e: e}}
+				out, _, err := p.withSchema(data, m.ProtoReflect().Descriptor())
+				if err != nil {
+					continue
+				}
+				got := m.ProtoReflect().New()
+				if err := proto.Unmarshal(out, got.Interface()); err != nil {
+					t.Fatalf("scrubbed %T does not parse: %v", m, err)
+				}
+				checkNoFinding(t, &protoEd{st: &state{e: e}}, got)
+			}
+		}
 		ex := grpcExchange("/mirrorline.demo.orders.v1.Orders/GetOrder", nil, data)
 		_, err := e.Redact(ex)
 		if err != nil {
@@ -78,6 +99,10 @@ func checkNoFinding(t *testing.T, p *protoEd, m protoreflect.Message) {
 		switch fd.Kind() {
 		case protoreflect.StringKind:
 			text(v.String())
+		case protoreflect.BytesKind:
+			if p.verifyWire(v.Bytes()) != nil && !p.clean(v.Bytes()) {
+				t.Fatalf("detector finding survives in a bytes field")
+			}
 		case protoreflect.Int64Kind:
 			text(strconv.FormatInt(v.Int(), 10))
 		case protoreflect.MessageKind:
@@ -85,11 +110,18 @@ func checkNoFinding(t *testing.T, p *protoEd, m protoreflect.Message) {
 		}
 	}
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.IsList() {
+		switch {
+		case fd.IsList():
 			for i := 0; i < v.List().Len(); i++ {
 				value(fd, v.List().Get(i))
 			}
-		} else {
+		case fd.IsMap():
+			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+				value(fd.MapKey(), k.Value())
+				value(fd.MapValue(), mv)
+				return true
+			})
+		default:
 			value(fd, v)
 		}
 		return true

@@ -85,23 +85,28 @@ func (p *protoEd) message(m protoreflect.Message, lo, hi int, r *rule, depth int
 		return false, grpcErr(ReasonMalformed, "message nested too deep")
 	}
 	md := m.Descriptor()
-	if md.FullName() == "google.protobuf.Any" {
-		return p.any(m, lo, hi, r, depth)
-	}
-	var fds []protoreflect.FieldDescriptor
-	m.Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
-		fds = append(fds, fd)
-		return true
-	})
-	slices.SortFunc(fds, func(a, b protoreflect.FieldDescriptor) int { return cmp.Compare(a.Number(), b.Number()) })
-	tokenless := transparent[md.FullName()]
 	changed := false
-	for _, fd := range fds {
-		c, err := p.field(m, fd, lo, hi, r, tokenless, depth)
+	if md.FullName() == "google.protobuf.Any" {
+		c, err := p.any(m, lo, hi, r, depth)
 		if err != nil {
 			return false, err
 		}
-		changed = changed || c
+		changed = c
+	} else {
+		var fds []protoreflect.FieldDescriptor
+		m.Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+			fds = append(fds, fd)
+			return true
+		})
+		slices.SortFunc(fds, func(a, b protoreflect.FieldDescriptor) int { return cmp.Compare(a.Number(), b.Number()) })
+		tokenless := transparent[md.FullName()]
+		for _, fd := range fds {
+			c, err := p.field(m, fd, lo, hi, r, tokenless, depth)
+			if err != nil {
+				return false, err
+			}
+			changed = changed || c
+		}
 	}
 	if u := m.GetUnknown(); len(u) > 0 {
 		if r != nil && r.act != actKeep {
@@ -259,21 +264,27 @@ func (p *protoEd) mapField(mp protoreflect.Map, fd protoreflect.FieldDescriptor,
 func (p *protoEd) any(m protoreflect.Message, lo, hi int, r *rule, depth int) (bool, error) {
 	fields := m.Descriptor().Fields()
 	urlFD, valFD := fields.ByName("type_url"), fields.ByName("value")
-	if urlFD == nil || valFD == nil || !m.Has(valFD) {
+	if urlFD == nil || valFD == nil || (r != nil && r.act == actKeep) {
 		return false, nil
 	}
-	if r != nil && r.act == actKeep {
-		return false, nil
+	name := m.Get(urlFD).String()
+	urlChanged := false
+	if nu, ok := p.text(name); ok {
+		// A type URL is no place for personal data: scrubbed like a string.
+		m.Set(urlFD, protoreflect.ValueOfString(nu))
+		urlChanged = true
+	}
+	if !m.Has(valFD) {
+		return urlChanged, nil
 	}
 	val := m.Get(valFD).Bytes()
-	name := m.Get(urlFD).String()
 	name = name[strings.LastIndexByte(name, '/')+1:]
 	if inner := p.resolve(protoreflect.FullName(name)); inner != nil {
 		im := dynamicpb.NewMessage(inner)
 		if (proto.UnmarshalOptions{RecursionLimit: maxProtoDepth}).Unmarshal(val, im) == nil {
 			c, err := p.message(im, lo, hi, r, depth+1)
 			if err != nil || !c {
-				return false, err
+				return urlChanged, err
 			}
 			out, err := proto.MarshalOptions{Deterministic: true}.Marshal(im)
 			if err != nil {
@@ -288,14 +299,14 @@ func (p *protoEd) any(m protoreflect.Message, lo, hi int, r *rule, depth int) (b
 		p.st.hit(r.name, 1)
 		return true, nil
 	}
-	out, c, err := p.wire(val)
+	out, c, err := p.bytes(val)
 	if err != nil {
-		return false, grpcErr(ReasonMalformed, "Any value: %w", err)
+		return false, err
 	}
 	if c {
 		m.Set(valFD, protoreflect.ValueOfBytes(out))
 	}
-	return c, nil
+	return c || urlChanged, nil
 }
 
 // resolve finds a message type by name in the schema, then among the
