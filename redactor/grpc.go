@@ -244,13 +244,25 @@ func (st *state) scrubOneMessage(m *mlv1.Message, md protoreflect.MessageDescrip
 		return nil
 	}
 	if m.Compressed {
-		out, err = grpcwire.Compress(enc, out)
+		out, err = compressMessage(enc, out)
 		if err != nil {
 			return grpcErr(ReasonEncoding, "%w", err)
 		}
 	}
 	m.Data = out
 	return nil
+}
+
+// compressMessage compresses a scrubbed message again: gzip and zstd with
+// the body re-encoders (pooled, fast level), the others with grpcwire.
+func compressMessage(enc string, b []byte) ([]byte, error) {
+	switch strings.ToLower(strings.TrimSpace(enc)) {
+	case "gzip":
+		return encodeBody(b, codings{n: 1, c: [maxCodings]coding{codingGzip}})
+	case "zstd":
+		return encodeBody(b, codings{n: 1, c: [maxCodings]coding{codingZstd}})
+	}
+	return grpcwire.Compress(enc, b)
 }
 
 // scrubPlainMessage scrubs one decompressed message.

@@ -192,18 +192,23 @@ func TestGRPCWithoutSchemaNested(t *testing.T) {
 }
 
 // A compressed message is decompressed, scrubbed and compressed again with
-// the direction's grpc-encoding.
+// the direction's grpc-encoding (each one gRPC defines; with and without the
+// schema).
 func TestGRPCCompressedMessage(t *testing.T) {
-	for _, schema := range []*grpcwire.Schema{nil, ordersSchema(t)} {
+	for i, enc := range []string{"gzip", "gzip", "zstd", "deflate", "snappy"} {
+		schema := ordersSchema(t)
+		if i == 0 {
+			schema = nil
+		}
 		e := schemaEngine(t, Config{}, schema)
 		plain := mustMarshal(t, demoOrder())
-		gz, err := grpcwire.Compress("gzip", plain)
+		gz, err := grpcwire.Compress(enc, plain)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ex := grpcExchange("/mirrorline.demo.orders.v1.Orders/UploadOrders", gz, nil)
 		ex.Request.Messages[0].Compressed = true
-		ex.Request.Headers = append(ex.Request.Headers, &mlv1.Header{Name: "grpc-encoding", Value: "gzip"})
+		ex.Request.Headers = append(ex.Request.Headers, &mlv1.Header{Name: "grpc-encoding", Value: enc})
 		if _, err := e.Redact(ex); err != nil {
 			t.Fatalf("Redact: %v", err)
 		}
@@ -211,9 +216,9 @@ func TestGRPCCompressedMessage(t *testing.T) {
 		if !m.Compressed {
 			t.Fatal("compressed flag lost")
 		}
-		out, err := grpcwire.Decompress("gzip", m.Data, 0)
+		out, err := grpcwire.Decompress(enc, m.Data, 0)
 		if err != nil {
-			t.Fatalf("scrubbed message is not gzip: %v", err)
+			t.Fatalf("scrubbed message is not %s: %v", enc, err)
 		}
 		if got := decodeOrder(t, out); got.CustomerEmail != "****" || got.CardNumber != "****" || got.Id != "o-17" {
 			t.Errorf("decompressed order = %v", got)
