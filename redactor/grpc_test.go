@@ -440,3 +440,31 @@ func TestGRPCFramedBody(t *testing.T) {
 		})
 	}
 }
+
+// remove on a repeated element or a map entry removes it, as in JSON.
+func TestGRPCRemoveElements(t *testing.T) {
+	e := schemaEngine(t, Config{JSONFields: map[string]Rule{"tags.1": {Action: ActionRemove}, "drop": {Action: ActionRemove}}}, ordersSchema(t))
+	o := demoOrder()
+	o.Tags = []string{"a", "b", "c"}
+	ex := grpcExchange("/mirrorline.demo.orders.v1.Orders/GetOrder", nil, mustMarshal(t, o))
+	if _, err := e.Redact(ex); err != nil {
+		t.Fatal(err)
+	}
+	if got := decodeOrder(t, ex.Response.Messages[0].Data).Tags; strings.Join(got, ",") != "a,c" {
+		t.Errorf("tags = %q", got)
+	}
+	st, _ := structpb.NewStruct(map[string]any{"keep": "x", "drop": "y"})
+	p := protoEd{st: e.pool.Get().(*state)}
+	// A Struct is an object: its keys are path segments of their own.
+	out, _, err := p.withSchema(mustMarshal(t, st), st.ProtoReflect().Descriptor())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got structpb.Struct
+	if err := proto.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	if m := got.AsMap(); len(m) != 1 || m["keep"] != "x" {
+		t.Errorf("struct = %v", m)
+	}
+}

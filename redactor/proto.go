@@ -168,9 +168,22 @@ func (p *protoEd) field(m protoreflect.Message, fd protoreflect.FieldDescriptor,
 	switch {
 	case fd.IsList():
 		l := m.Mutable(fd).List()
+		var kept []protoreflect.Value // elements kept when one is removed
 		for i := 0; i < l.Len(); i++ {
 			elo, _, er := p.j.step(nlo, nhi, token{idx: i, isIdx: true}, r)
 			ehi := len(st.jstates)
+			if er != nil && er.act == actRemove && er != r {
+				// A rule naming the element removes it.
+				st.hit(er.name, 1)
+				st.jstates = st.jstates[:elo]
+				if kept == nil {
+					for j := range i {
+						kept = append(kept, l.Get(j))
+					}
+				}
+				changed = true
+				continue
+			}
 			if fd.Message() != nil {
 				c, err := p.message(l.Get(i).Message(), elo, ehi, er, depth+1)
 				if err != nil {
@@ -184,6 +197,15 @@ func (p *protoEd) field(m protoreflect.Message, fd protoreflect.FieldDescriptor,
 				changed = true
 			}
 			st.jstates = st.jstates[:elo]
+			if kept != nil {
+				kept = append(kept, l.Get(i))
+			}
+		}
+		if kept != nil {
+			for j, v := range kept {
+				l.Set(j, v)
+			}
+			l.Truncate(len(kept))
 		}
 	case fd.IsMap():
 		c, err := p.mapField(m.Mutable(fd).Map(), fd, nlo, nhi, r, depth)
@@ -226,6 +248,13 @@ func (p *protoEd) mapField(mp protoreflect.Map, fd protoreflect.FieldDescriptor,
 		ks := k.String()
 		elo, _, er := p.j.step(lo, hi, token{key: ks}, r)
 		ehi := len(st.jstates)
+		if er != nil && er.act == actRemove && er != r {
+			mp.Clear(k)
+			st.hit(er.name, 1)
+			st.jstates = st.jstates[:elo]
+			changed = true
+			continue
+		}
 		var v protoreflect.Value
 		if vd.Message() != nil {
 			v = mp.Mutable(k)
