@@ -2,12 +2,20 @@ package grpcwire_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/reflection"
 	rpbalpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 
@@ -17,13 +25,13 @@ import (
 
 // serveOrders runs the demo orders server on loopback with the reflection
 // service register adds; it stops with the test.
-func serveOrders(t *testing.T, register func(*grpc.Server)) string {
+func serveOrders(t *testing.T, register func(*grpc.Server), opts ...grpc.ServerOption) string {
 	t.Helper()
 	srv, err := app.New(app.V1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(opts...)
 	srv.Register(g)
 	register(g)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -106,6 +114,57 @@ func TestReflectErrors(t *testing.T) {
 		cancel()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Reflect(%q) = %v, want %q", tc.addr, err, tc.want)
+		}
+	}
+}
+
+// selfSigned returns a certificate for 127.0.0.1 and a pool trusting it.
+func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "orders.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
+}
+
+// An https:// address is asked over TLS, verified: with the server's CA it
+// works; with the system roots, or over h2c, it fails.
+func TestReflectTLS(t *testing.T) {
+	cert, pool := selfSigned(t)
+	addr := serveOrders(t, func(g *grpc.Server) { reflection.Register(g) }, grpc.Creds(credentials.NewServerTLSFromCert(&cert)))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := grpcwire.Reflect(ctx, "https://"+addr, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatalf("Reflect over TLS: %v", err)
+	}
+	if _, _, ok := s.Method("/mirrorline.demo.orders.v1.Orders/GetOrder"); !ok {
+		t.Errorf("GetOrder unknown")
+	}
+	for _, a := range []string{"https://" + addr, addr} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := grpcwire.Reflect(ctx, a, nil)
+		cancel()
+		if err == nil {
+			t.Errorf("Reflect(%q) without the CA: no error", a)
 		}
 	}
 }
