@@ -468,3 +468,33 @@ func TestGRPCRemoveElements(t *testing.T) {
 		t.Errorf("struct = %v", m)
 	}
 }
+
+// Without a schema, a field that reads both as a nested message and as text
+// is scrubbed so that no finding survives in either reading: here the email
+// exists only in the text reading (it spans two nested fields' bytes), so
+// the field is scrubbed as text.
+func TestGRPCWireAmbiguousField(t *testing.T) {
+	s1 := strings.Repeat("a", 31) + " bob@exam" // 40 bytes: length byte '('
+	s2 := "com " + strings.Repeat("b", 42)      // 46 bytes: length byte '.'
+	var inner []byte
+	inner = protowire.AppendString(protowire.AppendTag(inner, 13, protowire.BytesType), s1) // tag 'j'
+	inner = protowire.AppendString(protowire.AppendTag(inner, 13, protowire.BytesType), s2)
+	if !strings.Contains(string(inner), "bob@examj.com") {
+		t.Fatalf("test message is not ambiguous: %q", inner)
+	}
+	msg := protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), inner)
+	e := newEngine(t, Config{})
+	ex := grpcExchange("/x.Svc/M", msg, nil)
+	res, err := e.Redact(ex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := ex.Request.Messages[0].Data
+	fields, err := grpcwire.ParseMessage(out)
+	if err != nil || len(fields) != 1 {
+		t.Fatalf("output does not parse: %v", err)
+	}
+	if strings.Contains(string(out), "bob@") || !strings.Contains(string(fields[0].Value), "****") || res.Redactions["detector:email"] == 0 {
+		t.Errorf("field 2 = %q, redactions %v", fields[0].Value, res.Redactions)
+	}
+}
