@@ -93,8 +93,8 @@ func readGRPCCall(ex *mlv1.Exchange) grpcCall {
 // scrubGRPC scrubs the parts of ex only HTTP/2 and gRPC exchanges have: the
 // trailers of each direction (as headers), and for gRPC grpc-message and
 // binary (-bin) metadata in headers and trailers; and every message (of any
-// exchange: fail closed). Headers must have
-// been scrubbed already. An error means fail closed.
+// exchange: fail closed). Headers must have been scrubbed already. An error
+// means fail closed.
 func (st *state) scrubGRPC(ex *mlv1.Exchange, call grpcCall) error {
 	req, resp := ex.GetRequest(), ex.GetResponse()
 	if req != nil {
@@ -121,12 +121,12 @@ func (st *state) scrubGRPC(ex *mlv1.Exchange, call grpcCall) error {
 		in, out, _ = s.Method(methodPath(req.GetUrl()))
 	}
 	if framedReq {
-		if err := st.scrubFramedBody(&req.Body, &req.BodySize, req.BodyTruncated, in, call.reqEnc, call.json); err != nil {
+		if err := st.scrubFramedBody(&req.Body, &req.Headers, &req.BodySize, req.BodyTruncated, in, call.reqEnc, call.json); err != nil {
 			return fmt.Errorf("redact request body: %w", err)
 		}
 	}
 	if framedResp {
-		if err := st.scrubFramedBody(&resp.Body, &resp.BodySize, resp.BodyTruncated, out, call.respEnc, call.json); err != nil {
+		if err := st.scrubFramedBody(&resp.Body, &resp.Headers, &resp.BodySize, resp.BodyTruncated, out, call.respEnc, call.json); err != nil {
 			return fmt.Errorf("redact response body: %w", err)
 		}
 	}
@@ -151,13 +151,13 @@ func (st *state) scrubGRPC(ex *mlv1.Exchange, call grpcCall) error {
 // through the body rules): it is cut into its messages, which are scrubbed
 // like Request.messages, and framed again. A body that does not frame
 // completely (truncated, a bad prefix) is emptied.
-func (st *state) scrubFramedBody(body *[]byte, size *int64, truncated bool, md protoreflect.MessageDescriptor, enc string, isJSON bool) error {
+func (st *state) scrubFramedBody(body *[]byte, headers *[]*mlv1.Header, size *int64, truncated bool, md protoreflect.MessageDescriptor, enc string, isJSON bool) error {
 	f := grpcwire.NewFramer(0, 0)
 	f.Feed(*body, 0)
 	msgs, cut, _, err := f.Finish()
 	incomplete := truncated || cut || err != nil || slices.ContainsFunc(msgs, (*mlv1.Message).GetTruncated)
 	if incomplete {
-		*body = nil
+		setBody(body, headers, size, truncated, nil)
 		st.hit("grpc:body_unframed", 1)
 		return nil
 	}
@@ -168,10 +168,7 @@ func (st *state) scrubFramedBody(body *[]byte, size *int64, truncated bool, md p
 	if err != nil {
 		return grpcErr(ReasonMalformed, "frame scrubbed messages: %w", err)
 	}
-	if *size == int64(len(*body)) {
-		*size = int64(len(out))
-	}
-	*body = out
+	setBody(body, headers, size, false, out)
 	return nil
 }
 
