@@ -49,7 +49,7 @@ var transparent = map[protoreflect.FullName]bool{
 // decode as md or does not encode again.
 func (p *protoEd) withSchema(b []byte, md protoreflect.MessageDescriptor) ([]byte, bool, error) {
 	m := dynamicpb.NewMessage(md)
-	if err := (proto.UnmarshalOptions{RecursionLimit: maxProtoDepth}).Unmarshal(b, m); err != nil {
+	if err := (proto.UnmarshalOptions{RecursionLimit: maxProtoDepth, AllowPartial: true}).Unmarshal(b, m); err != nil {
 		// The error text is not kept: it could describe payload bytes.
 		return nil, false, grpcErr(ReasonSchemaMismatch, "message does not decode as %s", md.FullName())
 	}
@@ -68,11 +68,11 @@ func (p *protoEd) withSchema(b []byte, md protoreflect.MessageDescriptor) ([]byt
 	if !changed {
 		return b, false, nil
 	}
-	out, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	out, err := proto.MarshalOptions{Deterministic: true, AllowPartial: true}.Marshal(m)
 	if err != nil {
 		return nil, false, grpcErr(ReasonMalformed, "encode scrubbed %s: %w", md.FullName(), err)
 	}
-	if err := (proto.UnmarshalOptions{RecursionLimit: maxProtoDepth}).Unmarshal(out, dynamicpb.NewMessage(md)); err != nil {
+	if err := (proto.UnmarshalOptions{RecursionLimit: maxProtoDepth, AllowPartial: true}).Unmarshal(out, dynamicpb.NewMessage(md)); err != nil {
 		return nil, false, grpcErr(ReasonMalformed, "scrubbed %s does not decode", md.FullName())
 	}
 	return out, true, nil
@@ -310,12 +310,12 @@ func (p *protoEd) any(m protoreflect.Message, lo, hi int, r *rule, depth int) (b
 	name = name[strings.LastIndexByte(name, '/')+1:]
 	if inner := p.resolve(protoreflect.FullName(name)); inner != nil {
 		im := dynamicpb.NewMessage(inner)
-		if (proto.UnmarshalOptions{RecursionLimit: maxProtoDepth}).Unmarshal(val, im) == nil {
+		if (proto.UnmarshalOptions{RecursionLimit: maxProtoDepth, AllowPartial: true}).Unmarshal(val, im) == nil {
 			c, err := p.message(im, lo, hi, r, depth+1)
 			if err != nil || !c {
 				return urlChanged, err
 			}
-			out, err := proto.MarshalOptions{Deterministic: true}.Marshal(im)
+			out, err := proto.MarshalOptions{Deterministic: true, AllowPartial: true}.Marshal(im)
 			if err != nil {
 				return false, grpcErr(ReasonMalformed, "encode scrubbed Any: %w", err)
 			}
