@@ -11,13 +11,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/comparator"
-	"github.com/mirrorline/mirrorline/config"
-	"github.com/mirrorline/mirrorline/grpcwire"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/redactor"
 	"github.com/mirrorline/mirrorline/telemetry"
@@ -78,7 +75,7 @@ replayed record's primary on mirror.clean.SERVICE. See docs/comparator.md.`,
 	f := c.Flags()
 	f.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
 	cc.BindFlags(f)
-	bindGRPCFlags(f, &a.cfg.GRPC)
+	a.cfg.GRPC.BindFlags(f)
 	f.BoolVar(&untilDone, "until-done", false, "exit once every record on the topics when it started is judged (e.g. a window job that has ended)")
 	c.AddCommand(a.compareReportCmd())
 	return c
@@ -114,13 +111,15 @@ func (a *app) newComparator(tel *telemetry.Server, ropts ...comparator.Option) (
 	if cc.Redact != nil {
 		rules, key = *cc.Redact, "compare.redact"
 	}
-	engine, err := redactor.NewEngine(rules)
-	if err != nil {
-		return nil, nil, nil, usagef("%s: %v", key, err)
-	}
-	schema, err := a.compareSchema()
+	schema, err := a.grpcSchema()
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	// Shadow answers are scrubbed like the primary's were: with the same
+	// schema, so a field redacted on one side is redacted on the other.
+	engine, err := redactor.NewEngine(rules, redactor.WithSchema(schema))
+	if err != nil {
+		return nil, nil, nil, usagef("%s: %v", key, err)
 	}
 	m := comparator.NewMetrics(tel.Registry)
 	comp, err := comparator.New(a.cfg.Service, cfg,
@@ -144,31 +143,6 @@ func (a *app) newComparator(tel *telemetry.Server, ropts ...comparator.Option) (
 	}
 	a.lookupBudget(context.Background(), budget, cl, broker.Diff, true)
 	return comp, runner, cl, nil
-}
-
-// bindGRPCFlags binds the grpc section's flags to fs unless a command's
-// other part bound them already (several stages of one command read them).
-func bindGRPCFlags(fs *pflag.FlagSet, g *config.GRPC) {
-	if fs.Lookup("descriptor-set") == nil {
-		g.BindFlags(fs)
-	}
-}
-
-// compareSchema is the protobuf schema the comparator reads gRPC messages
-// with, to diff them by field name: the grpc.descriptor_sets files. None:
-// nil, messages are diffed by field number.
-func (a *app) compareSchema() (*grpcwire.Schema, error) {
-	schema, err := grpcwire.LoadSchemas(a.cfg.GRPC.DescriptorSets...)
-	if err != nil {
-		return nil, usagef("grpc.descriptor_sets: %v", err)
-	}
-	// grpc.reflection: a schema read by server reflection is given to the
-	// comparator the same way (comparator.WithSchema); until it is read
-	// here, say that it is not used.
-	if schema == nil && a.cfg.GRPC.Reflection != "" {
-		a.log.Warn("the comparator does not read grpc.reflection yet: gRPC messages are diffed by field number; set grpc.descriptor_sets to diff them by name")
-	}
-	return schema, nil
 }
 
 // primeComparator relearns noise from the recent diff records of the job it
