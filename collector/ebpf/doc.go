@@ -17,7 +17,8 @@
 // Userspace reads the ring buffer, decodes each record with collector/tcpstream's
 // Decoder and hands it to a tcpstream.Tracker as a TCP segment (sequence number plus
 // the chunk's offset). The tracker reassembles both directions, parses
-// HTTP/1.x with collector/httpstream and publishes every exchange (Source
+// HTTP/1.x with collector/httpstream, or HTTP/2 (h2c, from its preface) with
+// collector/h2stream, and publishes every exchange (Source
 // SOURCE_EBPF, connection ids prefixed "ebpf-") through the Publisher (a
 // collector.Emitter), never blocking.
 //
