@@ -88,7 +88,8 @@ func MarshalExchange(x *Exchange) ([]byte, error) {
 // no unknown fields.
 func (x *Exchange) plain() bool {
 	if x.unknownFields != nil ||
-		!validUTF8(x.Id, x.Service, x.ConnectionId, x.Collector) ||
+		!validUTF8(x.Id, x.Service, x.ConnectionId, x.Collector, x.ParentId, x.TraceId) ||
+		!x.GetStub().plain() ||
 		!validUTF8(x.Redactions...) ||
 		!x.GetRequest().plain() || !x.GetResponse().plain() || !x.GetReplay().plain() {
 		return false
@@ -111,6 +112,10 @@ func (r *Response) plain() bool {
 	return r == nil || r.unknownFields == nil &&
 		validUTF8(r.Error, r.Proto) && plainHeaders(r.Headers) &&
 		plainHeaders(r.Trailers) && plainMessages(r.Messages)
+}
+
+func (a *StubAnswer) plain() bool {
+	return a == nil || a.unknownFields == nil && validUTF8(a.Outcome, a.MatchedId)
 }
 
 func (r *Replay) plain() bool {
@@ -152,7 +157,7 @@ func (x *Exchange) noOverflow(b []byte) bool {
 			vs = append(vs, v)
 		}
 	}
-	if x.Source < 0 || x.Protocol < 0 || x.GetResponse().GetStatus() < 0 || x.GetReplay().GetSourcePartition() < 0 {
+	if x.Source < 0 || x.Protocol < 0 || x.Kind < 0 || x.GetStub().GetScore() < 0 || x.GetResponse().GetStatus() < 0 || x.GetReplay().GetSourcePartition() < 0 {
 		return false
 	}
 	add(x.Sequence)

@@ -144,6 +144,55 @@ func (Protocol) EnumDescriptor() ([]byte, []int) {
 	return file_proto_mirrorline_v1_exchange_proto_rawDescGZIP(), []int{1}
 }
 
+// Kind says which side of a service an exchange was captured on.
+type Kind int32
+
+const (
+	// A request to the service (what every collector captures by default).
+	Kind_KIND_INBOUND Kind = 0
+	// A call from the service to a dependency.
+	Kind_KIND_EGRESS Kind = 1
+)
+
+// Enum value maps for Kind.
+var (
+	Kind_name = map[int32]string{
+		0: "KIND_INBOUND",
+		1: "KIND_EGRESS",
+	}
+	Kind_value = map[string]int32{
+		"KIND_INBOUND": 0,
+		"KIND_EGRESS":  1,
+	}
+)
+
+func (x Kind) Enum() *Kind {
+	p := new(Kind)
+	*p = x
+	return p
+}
+
+func (x Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_proto_mirrorline_v1_exchange_proto_enumTypes[2].Descriptor()
+}
+
+func (Kind) Type() protoreflect.EnumType {
+	return &file_proto_mirrorline_v1_exchange_proto_enumTypes[2]
+}
+
+func (x Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Kind.Descriptor instead.
+func (Kind) EnumDescriptor() ([]byte, []int) {
+	return file_proto_mirrorline_v1_exchange_proto_rawDescGZIP(), []int{2}
+}
+
 // Header is one header line; headers are kept as a list so their order and
 // repeated names survive.
 type Header struct {
@@ -733,8 +782,23 @@ type Exchange struct {
 	// Names of the redaction rules that fired (set by the redactor).
 	Redactions []string `protobuf:"bytes,11,rep,name=redactions,proto3" json:"redactions,omitempty"`
 	// Labels copied from collector configuration (environment, cluster, ...).
-	Labels        map[string]string `protobuf:"bytes,12,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Protocol      Protocol          `protobuf:"varint,13,opt,name=protocol,proto3,enum=mirrorline.v1.Protocol" json:"protocol,omitempty"`
+	Labels   map[string]string `protobuf:"bytes,12,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Protocol Protocol          `protobuf:"varint,13,opt,name=protocol,proto3,enum=mirrorline.v1.Protocol" json:"protocol,omitempty"`
+	// KIND_EGRESS: an outbound call a service made while handling an inbound
+	// request (egress capture on raw/clean topics; a shadow's call answered by
+	// the stub on shadow topics). Egress records are never replayed.
+	Kind Kind `protobuf:"varint,14,opt,name=kind,proto3,enum=mirrorline.v1.Kind" json:"kind,omitempty"`
+	// Egress records: the id of the inbound exchange the call was made for
+	// (the primary's exchange, also on the stub's shadow records); empty when
+	// it could not be told.
+	ParentId string `protobuf:"bytes,15,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
+	// W3C trace id (32 lowercase hex digits) of the traceparent the exchange
+	// carried: for an inbound exchange as forwarded to the primary (added by
+	// the proxy when the client sent none), for an egress call as the service
+	// sent it.
+	TraceId string `protobuf:"bytes,16,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	// Set by the stub on the shadow's egress records: how the call was answered.
+	Stub          *StubAnswer `protobuf:"bytes,17,opt,name=stub,proto3" json:"stub,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -860,6 +924,99 @@ func (x *Exchange) GetProtocol() Protocol {
 	return Protocol_PROTOCOL_UNSPECIFIED
 }
 
+func (x *Exchange) GetKind() Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return Kind_KIND_INBOUND
+}
+
+func (x *Exchange) GetParentId() string {
+	if x != nil {
+		return x.ParentId
+	}
+	return ""
+}
+
+func (x *Exchange) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
+}
+
+func (x *Exchange) GetStub() *StubAnswer {
+	if x != nil {
+		return x.Stub
+	}
+	return nil
+}
+
+// StubAnswer is how the stub answered one of the shadow's outbound calls.
+type StubAnswer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "hit" (a recorded answer of the primary), "miss" (the configured miss
+	// answer), "passthrough" (sent to an allowlisted host).
+	Outcome string `protobuf:"bytes,1,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// Id of the primary's egress exchange whose response was given (hit).
+	MatchedId string `protobuf:"bytes,2,opt,name=matched_id,json=matchedId,proto3" json:"matched_id,omitempty"`
+	// How alike the two requests were, in percent (hit).
+	Score         int32 `protobuf:"varint,3,opt,name=score,proto3" json:"score,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StubAnswer) Reset() {
+	*x = StubAnswer{}
+	mi := &file_proto_mirrorline_v1_exchange_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StubAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StubAnswer) ProtoMessage() {}
+
+func (x *StubAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_mirrorline_v1_exchange_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StubAnswer.ProtoReflect.Descriptor instead.
+func (*StubAnswer) Descriptor() ([]byte, []int) {
+	return file_proto_mirrorline_v1_exchange_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *StubAnswer) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *StubAnswer) GetMatchedId() string {
+	if x != nil {
+		return x.MatchedId
+	}
+	return ""
+}
+
+func (x *StubAnswer) GetScore() int32 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
 var File_proto_mirrorline_v1_exchange_proto protoreflect.FileDescriptor
 
 const file_proto_mirrorline_v1_exchange_proto_rawDesc = "" +
@@ -918,7 +1075,7 @@ const file_proto_mirrorline_v1_exchange_proto_rawDesc = "" +
 	"\x0fschedule_lag_ns\x18\x05 \x01(\x03R\rscheduleLagNs\x12!\n" +
 	"\fsource_topic\x18\x06 \x01(\tR\vsourceTopic\x12)\n" +
 	"\x10source_partition\x18\a \x01(\x05R\x0fsourcePartition\x12#\n" +
-	"\rsource_offset\x18\b \x01(\x03R\fsourceOffset\"\xcd\x04\n" +
+	"\rsource_offset\x18\b \x01(\x03R\fsourceOffset\"\xdd\x05\n" +
 	"\bExchange\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12#\n" +
@@ -935,10 +1092,20 @@ const file_proto_mirrorline_v1_exchange_proto_rawDesc = "" +
 	"redactions\x18\v \x03(\tR\n" +
 	"redactions\x12;\n" +
 	"\x06labels\x18\f \x03(\v2#.mirrorline.v1.Exchange.LabelsEntryR\x06labels\x123\n" +
-	"\bprotocol\x18\r \x01(\x0e2\x17.mirrorline.v1.ProtocolR\bprotocol\x1a9\n" +
+	"\bprotocol\x18\r \x01(\x0e2\x17.mirrorline.v1.ProtocolR\bprotocol\x12'\n" +
+	"\x04kind\x18\x0e \x01(\x0e2\x13.mirrorline.v1.KindR\x04kind\x12\x1b\n" +
+	"\tparent_id\x18\x0f \x01(\tR\bparentId\x12\x19\n" +
+	"\btrace_id\x18\x10 \x01(\tR\atraceId\x12-\n" +
+	"\x04stub\x18\x11 \x01(\v2\x19.mirrorline.v1.StubAnswerR\x04stub\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x9f\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"[\n" +
+	"\n" +
+	"StubAnswer\x12\x18\n" +
+	"\aoutcome\x18\x01 \x01(\tR\aoutcome\x12\x1d\n" +
+	"\n" +
+	"matched_id\x18\x02 \x01(\tR\tmatchedId\x12\x14\n" +
+	"\x05score\x18\x03 \x01(\x05R\x05score*\x9f\x01\n" +
 	"\x06Source\x12\x16\n" +
 	"\x12SOURCE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fSOURCE_PROXY\x10\x01\x12\x0f\n" +
@@ -952,7 +1119,10 @@ const file_proto_mirrorline_v1_exchange_proto_rawDesc = "" +
 	"\bProtocol\x12\x18\n" +
 	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0ePROTOCOL_HTTP2\x10\x02\x12\x11\n" +
-	"\rPROTOCOL_GRPC\x10\x03BCZAgithub.com/mirrorline/mirrorline/proto/mirrorline/v1;mirrorlinev1b\x06proto3"
+	"\rPROTOCOL_GRPC\x10\x03*)\n" +
+	"\x04Kind\x12\x10\n" +
+	"\fKIND_INBOUND\x10\x00\x12\x0f\n" +
+	"\vKIND_EGRESS\x10\x01BCZAgithub.com/mirrorline/mirrorline/proto/mirrorline/v1;mirrorlinev1b\x06proto3"
 
 var (
 	file_proto_mirrorline_v1_exchange_proto_rawDescOnce sync.Once
@@ -966,37 +1136,41 @@ func file_proto_mirrorline_v1_exchange_proto_rawDescGZIP() []byte {
 	return file_proto_mirrorline_v1_exchange_proto_rawDescData
 }
 
-var file_proto_mirrorline_v1_exchange_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_proto_mirrorline_v1_exchange_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_proto_mirrorline_v1_exchange_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_proto_mirrorline_v1_exchange_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_proto_mirrorline_v1_exchange_proto_goTypes = []any{
-	(Source)(0),      // 0: mirrorline.v1.Source
-	(Protocol)(0),    // 1: mirrorline.v1.Protocol
-	(*Header)(nil),   // 2: mirrorline.v1.Header
-	(*Request)(nil),  // 3: mirrorline.v1.Request
-	(*Response)(nil), // 4: mirrorline.v1.Response
-	(*Message)(nil),  // 5: mirrorline.v1.Message
-	(*Replay)(nil),   // 6: mirrorline.v1.Replay
-	(*Exchange)(nil), // 7: mirrorline.v1.Exchange
-	nil,              // 8: mirrorline.v1.Exchange.LabelsEntry
+	(Source)(0),        // 0: mirrorline.v1.Source
+	(Protocol)(0),      // 1: mirrorline.v1.Protocol
+	(Kind)(0),          // 2: mirrorline.v1.Kind
+	(*Header)(nil),     // 3: mirrorline.v1.Header
+	(*Request)(nil),    // 4: mirrorline.v1.Request
+	(*Response)(nil),   // 5: mirrorline.v1.Response
+	(*Message)(nil),    // 6: mirrorline.v1.Message
+	(*Replay)(nil),     // 7: mirrorline.v1.Replay
+	(*Exchange)(nil),   // 8: mirrorline.v1.Exchange
+	(*StubAnswer)(nil), // 9: mirrorline.v1.StubAnswer
+	nil,                // 10: mirrorline.v1.Exchange.LabelsEntry
 }
 var file_proto_mirrorline_v1_exchange_proto_depIdxs = []int32{
-	2,  // 0: mirrorline.v1.Request.headers:type_name -> mirrorline.v1.Header
-	2,  // 1: mirrorline.v1.Request.trailers:type_name -> mirrorline.v1.Header
-	5,  // 2: mirrorline.v1.Request.messages:type_name -> mirrorline.v1.Message
-	2,  // 3: mirrorline.v1.Response.headers:type_name -> mirrorline.v1.Header
-	2,  // 4: mirrorline.v1.Response.trailers:type_name -> mirrorline.v1.Header
-	5,  // 5: mirrorline.v1.Response.messages:type_name -> mirrorline.v1.Message
+	3,  // 0: mirrorline.v1.Request.headers:type_name -> mirrorline.v1.Header
+	3,  // 1: mirrorline.v1.Request.trailers:type_name -> mirrorline.v1.Header
+	6,  // 2: mirrorline.v1.Request.messages:type_name -> mirrorline.v1.Message
+	3,  // 3: mirrorline.v1.Response.headers:type_name -> mirrorline.v1.Header
+	3,  // 4: mirrorline.v1.Response.trailers:type_name -> mirrorline.v1.Header
+	6,  // 5: mirrorline.v1.Response.messages:type_name -> mirrorline.v1.Message
 	0,  // 6: mirrorline.v1.Exchange.source:type_name -> mirrorline.v1.Source
-	3,  // 7: mirrorline.v1.Exchange.request:type_name -> mirrorline.v1.Request
-	4,  // 8: mirrorline.v1.Exchange.response:type_name -> mirrorline.v1.Response
-	6,  // 9: mirrorline.v1.Exchange.replay:type_name -> mirrorline.v1.Replay
-	8,  // 10: mirrorline.v1.Exchange.labels:type_name -> mirrorline.v1.Exchange.LabelsEntry
+	4,  // 7: mirrorline.v1.Exchange.request:type_name -> mirrorline.v1.Request
+	5,  // 8: mirrorline.v1.Exchange.response:type_name -> mirrorline.v1.Response
+	7,  // 9: mirrorline.v1.Exchange.replay:type_name -> mirrorline.v1.Replay
+	10, // 10: mirrorline.v1.Exchange.labels:type_name -> mirrorline.v1.Exchange.LabelsEntry
 	1,  // 11: mirrorline.v1.Exchange.protocol:type_name -> mirrorline.v1.Protocol
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	2,  // 12: mirrorline.v1.Exchange.kind:type_name -> mirrorline.v1.Kind
+	9,  // 13: mirrorline.v1.Exchange.stub:type_name -> mirrorline.v1.StubAnswer
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_proto_mirrorline_v1_exchange_proto_init() }
@@ -1009,8 +1183,8 @@ func file_proto_mirrorline_v1_exchange_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_mirrorline_v1_exchange_proto_rawDesc), len(file_proto_mirrorline_v1_exchange_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   7,
+			NumEnums:      3,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
