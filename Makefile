@@ -5,8 +5,9 @@ BIN   := .bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_VTPROTO_VERSION := v0.6.0
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+IMAGE ?= mirrorline/mirrorline:dev
 
-.PHONY: all bpf build deps test-faults deploy-check demo test test-stress test-unit test-e2e bench lint proto kafka-start kafka-stop clean
+.PHONY: all bpf build deps image test-faults deploy-check demo test test-stress test-unit test-e2e bench lint proto kafka-start kafka-stop clean
 
 all: build
 
@@ -15,6 +16,12 @@ build:
 	$(GO) build -o $(BIN)/payments ./test/demo/payments
 	$(GO) build -o $(BIN)/load ./test/demo/load
 	$(GO) build -o $(BIN)/orders ./test/demo/orders
+
+## image: the mirrorline image IMAGE (and mirrorline/payments-demo:dev, mirrorline/orders-demo:dev)
+## FROM scratch from static binaries, pulling nothing (deploy/Dockerfile.scratch; needs a Docker engine).
+## With a registry: docker build -f deploy/Dockerfile --target mirrorline .
+image:
+	MIRRORLINE_IMAGE=$(IMAGE) deploy/local/images mirrorline
 
 ## demo: the whole pipeline in one process on the embedded broker, in front of the bundled demo services
 demo: build
