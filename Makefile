@@ -46,6 +46,7 @@ test: lint
 	export KAFKA_BROKERS; echo "make test: Kafka at $$KAFKA_BROKERS"; \
 	rc=0; $(GO) test -count=1 -timeout 12m ./... || rc=$$?; \
 	if [ "$$started" = 1 ]; then $(GO) run ./test/kafka/harness stop; fi; \
+	test/deps --stop-docker; \
 	exit $$rc
 
 ## test-stress: make test STRESS_RUNS times (default 5) on a clean clone of HEAD while two
