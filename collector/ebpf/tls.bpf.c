@@ -280,7 +280,9 @@ static __always_inline int ssl_exit(struct pt_regs *ctx)
 		c->depth--;
 		return 0;
 	}
-	long ret = PT_REGS_RC(ctx);
+	// SSL_read/SSL_write and the _ex forms return a C int: the upper half of
+	// the register is not part of it.
+	int ret = (int)PT_REGS_RC(ctx);
 	__u64 n = 0;
 	if (c->out) {
 		// SSL_read_ex/SSL_write_ex: 1 on success, the count in *out.
