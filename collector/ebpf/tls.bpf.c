@@ -26,8 +26,10 @@
 
 #include <linux/bpf.h>
 #include <linux/ptrace.h>
+#include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
 
 char __license[] SEC("license") = "Dual MIT/GPL";
 
@@ -39,6 +41,7 @@ char __license[] SEC("license") = "Dual MIT/GPL";
 #define DIR_WRITE 0 // the process sent the bytes
 #define DIR_READ 1  // the process received them
 #define DIR_CLOSE 2 // the connection was freed or closed (no bytes)
+#define DIR_HANDSHAKE 3 // not emitted: SSL_do_handshake, for the socket only
 
 #define LIB_OPENSSL 0
 #define LIB_GO 1
@@ -52,6 +55,17 @@ enum stat {
 	STAT_RB_FULL = 4,   // records lost: ring buffer full
 	STAT_ERRORS = 5,    // records lost: user memory unreadable, map full
 	STAT_MAX = 6,
+};
+
+// tuple are the addresses of a TCP socket, read from the kernel's struct
+// sock when a call's socket is known.
+struct tuple {
+	__u8 local[16];  // IPv4 in the first 4 bytes
+	__u8 remote[16];
+	__u16 lport;     // host byte order
+	__u16 rport;
+	__u16 family;    // AF_INET, AF_INET6, or 0
+	__u16 pad;
 };
 
 // tls_event is the head of every ring buffer record; chunk_len plaintext
@@ -68,6 +82,7 @@ struct tls_event {
 	__u8 lib;        // LIB_OPENSSL or LIB_GO
 	__u8 last;       // 1 on the call's last record
 	__u8 pad[1];
+	struct tuple addr; // the socket's addresses (family 0: unknown)
 };
 
 struct scratch_buf {
@@ -85,7 +100,96 @@ struct call {
 	__u8 dir;
 	__u8 lib;
 	__u8 pad[6];
+	struct tuple addr;
 };
+
+// Kernel types, as far as they are read; CO-RE relocates the offsets to the
+// running kernel's (its BTF).
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+} __attribute__((preserve_access_index));
+
+struct files_struct {
+	struct fdtable *fdt;
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	struct files_struct *files;
+} __attribute__((preserve_access_index));
+
+struct file {
+	void *private_data;
+} __attribute__((preserve_access_index));
+
+struct socket {
+	struct sock *sk;
+} __attribute__((preserve_access_index));
+
+struct in6_addr___k {
+	__u8 s6_addr[16];
+};
+
+// The kernel has these fields in anonymous unions; CO-RE finds them by name
+// there, so they are declared flat.
+struct sock_common {
+	__be32 skc_daddr;
+	__be32 skc_rcv_saddr;
+	__be16 skc_dport;
+	__u16 skc_num;
+	unsigned short skc_family;
+	struct in6_addr___k skc_v6_daddr;
+	struct in6_addr___k skc_v6_rcv_saddr;
+} __attribute__((preserve_access_index));
+
+struct sock {
+	struct sock_common __sk_common;
+} __attribute__((preserve_access_index));
+
+#define AF_INET 2
+#define AF_INET6 10
+
+// read_tuple fills t with the addresses of socket fd of the current process;
+// t->family stays 0 when fd is not an IPv4/IPv6 socket. A file that is not a
+// socket has other private data: its "sk" is then not a sock of the right
+// family, or unreadable.
+static __always_inline void read_tuple(__s32 fd, struct tuple *t)
+{
+	if (fd < 0)
+		return;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt)
+		return;
+	unsigned int max = BPF_CORE_READ(fdt, max_fds);
+	if ((unsigned int)fd >= max)
+		return;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) < 0 || !f)
+		return;
+	struct socket *so = BPF_CORE_READ(f, private_data);
+	if (!so)
+		return;
+	struct sock *sk = BPF_CORE_READ(so, sk);
+	if (!sk)
+		return;
+	unsigned short family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family == AF_INET) {
+		__be32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__be32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(t->local, &l, 4);
+		__builtin_memcpy(t->remote, &r, 4);
+	} else if (family == AF_INET6) {
+		BPF_CORE_READ_INTO(&t->local, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&t->remote, sk, __sk_common.skc_v6_daddr);
+	} else {
+		return;
+	}
+	t->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	t->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	t->family = family;
+}
 
 // Offsets (in bytes) from a *tls.Conn to the socket's file descriptor: the
 // tls.Conn's net.Conn interface data word, then the *net.TCPConn's *netFD,
@@ -119,12 +223,18 @@ struct conn_key {
 	__u32 pad;
 };
 
-// Sockets of OpenSSL connections learned so far.
+// Socket of an OpenSSL connection learned so far.
+struct sock_id {
+	__s32 fd;
+	__u32 pad;
+	struct tuple addr;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct conn_key);
-	__type(value, __s32);
+	__type(value, struct sock_id);
 } ssl_fds SEC(".maps");
 
 struct go_key {
@@ -196,8 +306,17 @@ static __always_inline void emit(struct call *c, __u32 pid, __u64 n)
 		want = (__u64)CHUNK * MAX_CHUNKS;
 		count(STAT_TRUNCATED, 1);
 	}
-	__u64 ts = bpf_ktime_get_ns();
-	__u64 copied = 0;
+	// The head is the same in every record of the call but for the chunk's
+	// place; it is filled once (fewer instructions for the verifier to walk
+	// per iteration).
+	b->ev.ts_ns = bpf_ktime_get_ns();
+	b->ev.conn = c->conn;
+	b->ev.pid = pid;
+	b->ev.fd = c->fd;
+	b->ev.len = n;
+	b->ev.dir = c->dir;
+	b->ev.lib = c->lib;
+	b->ev.addr = c->addr;
 	for (__u32 i = 0; i < MAX_CHUNKS; i++) {
 		__u32 off = i * CHUNK;
 		if (i > 0 && off >= want)
@@ -209,22 +328,14 @@ static __always_inline void emit(struct call *c, __u32 pid, __u64 n)
 			count(STAT_ERRORS, 1);
 			break;
 		}
-		b->ev.ts_ns = ts;
-		b->ev.conn = c->conn;
-		b->ev.pid = pid;
-		b->ev.fd = c->fd;
-		b->ev.len = n;
 		b->ev.offset = off;
 		b->ev.chunk_len = len;
-		b->ev.dir = c->dir;
-		b->ev.lib = c->lib;
 		b->ev.last = off + len >= want;
 		if (bpf_ringbuf_output(&tls_events, b, sizeof(struct tls_event) + len, rb_flags()) < 0)
 			count(STAT_RB_FULL, 1);
 		else
-			copied += len;
+			count(STAT_CAPTURED, len);
 	}
-	count(STAT_CAPTURED, copied);
 }
 
 // emit_close reports that connection conn of pid is gone.
@@ -262,9 +373,11 @@ static __always_inline int ssl_enter(struct pt_regs *ctx, __u8 dir, __u64 out)
 	n.dir = dir;
 	n.lib = LIB_OPENSSL;
 	struct conn_key k = {.conn = n.conn, .pid = id >> 32};
-	__s32 *fd = bpf_map_lookup_elem(&ssl_fds, &k);
-	if (fd)
-		n.fd = *fd;
+	struct sock_id *sid = bpf_map_lookup_elem(&ssl_fds, &k);
+	if (sid) {
+		n.fd = sid->fd;
+		n.addr = sid->addr;
+	}
 	if (bpf_map_update_elem(&ssl_calls, &id, &n, BPF_ANY) < 0)
 		count(STAT_ERRORS, 1);
 	return 0;
@@ -291,7 +404,7 @@ static __always_inline int ssl_exit(struct pt_regs *ctx)
 	} else if (ret > 0) {
 		n = ret;
 	}
-	if (n > 0) {
+	if (n > 0 && c->dir != DIR_HANDSHAKE) {
 		struct call cp = *c;
 		emit(&cp, id >> 32, n);
 	}
@@ -310,6 +423,11 @@ int ssl_write_ex(struct pt_regs *ctx) { return ssl_enter(ctx, DIR_WRITE, PT_REGS
 
 SEC("uprobe/SSL_read_ex")
 int ssl_read_ex(struct pt_regs *ctx) { return ssl_enter(ctx, DIR_READ, PT_REGS_PARM4(ctx)); }
+
+// The handshake reads and writes the socket too: its fd is known before the
+// first SSL_read, which may return data the handshake already buffered.
+SEC("uprobe/SSL_do_handshake")
+int ssl_do_handshake(struct pt_regs *ctx) { return ssl_enter(ctx, DIR_HANDSHAKE, 0); }
 
 SEC("uretprobe/SSL_rw")
 int ssl_ret(struct pt_regs *ctx) { return ssl_exit(ctx); }
@@ -347,8 +465,10 @@ int ssl_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	if (bpf_probe_read_kernel(&di, sizeof(di), &regs->rdi) < 0)
 		return 0;
 	c->fd = (__s32)di;
+	read_tuple(c->fd, &c->addr);
 	struct conn_key k = {.conn = c->conn, .pid = id >> 32};
-	bpf_map_update_elem(&ssl_fds, &k, &c->fd, BPF_ANY);
+	struct sock_id sid = {.fd = c->fd, .addr = c->addr};
+	bpf_map_update_elem(&ssl_fds, &k, &sid, BPF_ANY);
 	return 0;
 }
 
@@ -379,6 +499,7 @@ static __always_inline int go_enter(struct pt_regs *ctx, __u8 dir)
 	c.conn = ctx->rax; // receiver
 	c.buf = ctx->rbx;  // b's data pointer (its length is in rcx)
 	c.fd = go_fd(c.conn);
+	read_tuple(c.fd, &c.addr);
 	c.dir = dir;
 	c.lib = LIB_GO;
 	if (bpf_map_update_elem(&go_calls, &k, &c, BPF_ANY) < 0)

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"time"
 
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+
 	"github.com/mirrorline/mirrorline/collector/tcpstream"
 )
 
@@ -21,7 +23,7 @@ const (
 )
 
 // tlsEventSize is sizeof(struct tls_event) in tls.bpf.c.
-const tlsEventSize = 40
+const tlsEventSize = 80
 
 // tlsEvent is one decoded record of the TLS ring buffer: a chunk of the
 // plaintext one SSL_read/SSL_write or (*tls.Conn).Read/Write call moved.
@@ -35,6 +37,9 @@ type tlsEvent struct {
 	Dir, Lib uint8
 	Last     bool
 	Data     []byte // aliases the record
+	// Local and Remote are the socket's addresses read by the program
+	// (invalid when it could not).
+	Local, Remote netip.AddrPort
 }
 
 var errShortTLSEvent = errors.New("malformed TLS record")
@@ -60,6 +65,16 @@ func parseTLSEvent(raw []byte) (tlsEvent, error) {
 		return tlsEvent{}, errShortTLSEvent
 	}
 	e.Data = raw[tlsEventSize : tlsEventSize+n]
+	lport := binary.NativeEndian.Uint16(raw[72:74])
+	rport := binary.NativeEndian.Uint16(raw[74:76])
+	switch binary.NativeEndian.Uint16(raw[76:78]) {
+	case 2: // AF_INET
+		e.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte(raw[40:44])), lport)
+		e.Remote = netip.AddrPortFrom(netip.AddrFrom4([4]byte(raw[56:60])), rport)
+	case 10: // AF_INET6
+		e.Local = netip.AddrPortFrom(netip.AddrFrom16([16]byte(raw[40:56])).Unmap(), lport)
+		e.Remote = netip.AddrPortFrom(netip.AddrFrom16([16]byte(raw[56:72])).Unmap(), rport)
+	}
 	return e, nil
 }
 
@@ -160,8 +175,9 @@ func (a *tlsAssembler) open(e tlsEvent, ts time.Time) *tlsConn {
 	c := &tlsConn{fd: e.FD, last: ts}
 	senderIsClient := looksLikeClientStart(e.Data)
 	c.procIsServer = (e.Dir == tlsDirWrite) != senderIsClient
-	local, remote, ok := netip.AddrPort{}, netip.AddrPort{}, false
-	if e.FD >= 0 && a.resolve != nil {
+	local, remote := e.Local, e.Remote
+	ok := local.IsValid() && remote.IsValid() && local.Port() != 0 && remote.Port() != 0
+	if !ok && e.FD >= 0 && a.resolve != nil {
 		local, remote, ok = a.resolve(e.PID, e.FD)
 	}
 	if !ok {
@@ -224,4 +240,16 @@ func syntheticAddrs(pid uint32, conn uint64, procIsServer bool) (local, remote n
 		return srv, cli
 	}
 	return cli, srv
+}
+
+// httpsPublisher marks the exchanges it publishes as HTTPS: the plaintext
+// was captured inside TLS.
+type httpsPublisher struct{ tcpstream.Publisher }
+
+// Emit implements tcpstream.Publisher.
+func (p httpsPublisher) Emit(rec *mlv1.Exchange) error {
+	if rec.Request != nil {
+		rec.Request.Scheme = "https"
+	}
+	return p.Publisher.Emit(rec)
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -28,6 +29,10 @@ import (
 
 // TLSSupported reports whether this build can capture TLS plaintext.
 const TLSSupported = true
+
+// The event layout of tls.bpf.c is parsed by parseTLSEvent.
+var _ [tlsEventSize - int(unsafe.Sizeof(tlsTlsEvent{}))]struct{}
+var _ [int(unsafe.Sizeof(tlsTlsEvent{})) - tlsEventSize]struct{}
 
 // cgroupRoot is where the cgroup v2 hierarchy is mounted.
 const cgroupRoot = "/sys/fs/cgroup"
@@ -156,7 +161,7 @@ func OpenTLS(pub tcpstream.Publisher, cfg TLSConfig) (_ *TLSCapture, err error) 
 		tcpstream.WithConnPrefix("ebpf-tls-"),
 		tcpstream.WithLogger(cfg.Logger),
 	}, cfg.TrackerOptions...)
-	c.tracker = tcpstream.NewTracker(pub, topts...)
+	c.tracker = tcpstream.NewTracker(httpsPublisher{pub}, topts...)
 	c.stats = c.tracker.Stats()
 	c.asm = newTLSAssembler(c.tracker, socketAddrs)
 	c.syncClock()
@@ -463,6 +468,7 @@ func (c *TLSCapture) attachSSL(path string) error {
 		{"SSL_read", c.objs.SslRead, false},
 		{"SSL_write_ex", c.objs.SslWriteEx, true}, // OpenSSL 1.1.1+
 		{"SSL_read_ex", c.objs.SslReadEx, true},
+		{"SSL_do_handshake", c.objs.SslDoHandshake, true},
 	} {
 		l, err := ex.Uprobe(p.sym, p.entry, nil)
 		if err != nil {

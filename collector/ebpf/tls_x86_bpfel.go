@@ -23,6 +23,15 @@ type tlsCall struct {
 	Dir   uint8
 	Lib   uint8
 	Pad   [6]uint8
+	Addr  struct {
+		_      structs.HostLayout
+		Local  [16]uint8
+		Remote [16]uint8
+		Lport  uint16
+		Rport  uint16
+		Family uint16
+		Pad    uint16
+	}
 }
 
 type tlsConnKey struct {
@@ -45,6 +54,21 @@ type tlsScratchBuf struct {
 	Data [16384]uint8
 }
 
+type tlsSockId struct {
+	_    structs.HostLayout
+	Fd   int32
+	Pad  uint32
+	Addr struct {
+		_      structs.HostLayout
+		Local  [16]uint8
+		Remote [16]uint8
+		Lport  uint16
+		Rport  uint16
+		Family uint16
+		Pad    uint16
+	}
+}
+
 type tlsTlsEvent struct {
 	_        structs.HostLayout
 	TsNs     uint64
@@ -58,34 +82,44 @@ type tlsTlsEvent struct {
 	Lib      uint8
 	Last     uint8
 	Pad      [1]uint8
+	Addr     struct {
+		_      structs.HostLayout
+		Local  [16]uint8
+		Remote [16]uint8
+		Lport  uint16
+		Rport  uint16
+		Family uint16
+		Pad    uint16
+	}
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tlsMapGoCalls      = "go_calls"
-	tlsMapPids         = "pids"
-	tlsMapSslCalls     = "ssl_calls"
-	tlsMapSslFds       = "ssl_fds"
-	tlsMapTlsEvents    = "tls_events"
-	tlsMapTlsScratch   = "tls_scratch"
-	tlsMapTlsStats     = "tls_stats"
-	tlsProgGoTlsClose  = "go_tls_close"
-	tlsProgGoTlsRead   = "go_tls_read"
-	tlsProgGoTlsRet    = "go_tls_ret"
-	tlsProgGoTlsWrite  = "go_tls_write"
-	tlsProgSslFree     = "ssl_free"
-	tlsProgSslRead     = "ssl_read"
-	tlsProgSslReadEx   = "ssl_read_ex"
-	tlsProgSslRet      = "ssl_ret"
-	tlsProgSslSysEnter = "ssl_sys_enter"
-	tlsProgSslWrite    = "ssl_write"
-	tlsProgSslWriteEx  = "ssl_write_ex"
-	tlsVarGoConnOff    = "go_conn_off"
-	tlsVarGoNetfdOff   = "go_netfd_off"
-	tlsVarGoSysfdOff   = "go_sysfd_off"
-	tlsVarWakeupBytes  = "wakeup_bytes"
+	tlsMapGoCalls         = "go_calls"
+	tlsMapPids            = "pids"
+	tlsMapSslCalls        = "ssl_calls"
+	tlsMapSslFds          = "ssl_fds"
+	tlsMapTlsEvents       = "tls_events"
+	tlsMapTlsScratch      = "tls_scratch"
+	tlsMapTlsStats        = "tls_stats"
+	tlsProgGoTlsClose     = "go_tls_close"
+	tlsProgGoTlsRead      = "go_tls_read"
+	tlsProgGoTlsRet       = "go_tls_ret"
+	tlsProgGoTlsWrite     = "go_tls_write"
+	tlsProgSslDoHandshake = "ssl_do_handshake"
+	tlsProgSslFree        = "ssl_free"
+	tlsProgSslRead        = "ssl_read"
+	tlsProgSslReadEx      = "ssl_read_ex"
+	tlsProgSslRet         = "ssl_ret"
+	tlsProgSslSysEnter    = "ssl_sys_enter"
+	tlsProgSslWrite       = "ssl_write"
+	tlsProgSslWriteEx     = "ssl_write_ex"
+	tlsVarGoConnOff       = "go_conn_off"
+	tlsVarGoNetfdOff      = "go_netfd_off"
+	tlsVarGoSysfdOff      = "go_sysfd_off"
+	tlsVarWakeupBytes     = "wakeup_bytes"
 )
 
 // loadTls returns the embedded CollectionSpec for tls.
@@ -130,17 +164,18 @@ type tlsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tlsProgramSpecs struct {
-	GoTlsClose  *ebpf.ProgramSpec `ebpf:"go_tls_close"`
-	GoTlsRead   *ebpf.ProgramSpec `ebpf:"go_tls_read"`
-	GoTlsRet    *ebpf.ProgramSpec `ebpf:"go_tls_ret"`
-	GoTlsWrite  *ebpf.ProgramSpec `ebpf:"go_tls_write"`
-	SslFree     *ebpf.ProgramSpec `ebpf:"ssl_free"`
-	SslRead     *ebpf.ProgramSpec `ebpf:"ssl_read"`
-	SslReadEx   *ebpf.ProgramSpec `ebpf:"ssl_read_ex"`
-	SslRet      *ebpf.ProgramSpec `ebpf:"ssl_ret"`
-	SslSysEnter *ebpf.ProgramSpec `ebpf:"ssl_sys_enter"`
-	SslWrite    *ebpf.ProgramSpec `ebpf:"ssl_write"`
-	SslWriteEx  *ebpf.ProgramSpec `ebpf:"ssl_write_ex"`
+	GoTlsClose     *ebpf.ProgramSpec `ebpf:"go_tls_close"`
+	GoTlsRead      *ebpf.ProgramSpec `ebpf:"go_tls_read"`
+	GoTlsRet       *ebpf.ProgramSpec `ebpf:"go_tls_ret"`
+	GoTlsWrite     *ebpf.ProgramSpec `ebpf:"go_tls_write"`
+	SslDoHandshake *ebpf.ProgramSpec `ebpf:"ssl_do_handshake"`
+	SslFree        *ebpf.ProgramSpec `ebpf:"ssl_free"`
+	SslRead        *ebpf.ProgramSpec `ebpf:"ssl_read"`
+	SslReadEx      *ebpf.ProgramSpec `ebpf:"ssl_read_ex"`
+	SslRet         *ebpf.ProgramSpec `ebpf:"ssl_ret"`
+	SslSysEnter    *ebpf.ProgramSpec `ebpf:"ssl_sys_enter"`
+	SslWrite       *ebpf.ProgramSpec `ebpf:"ssl_write"`
+	SslWriteEx     *ebpf.ProgramSpec `ebpf:"ssl_write_ex"`
 }
 
 // tlsMapSpecs contains maps before they are loaded into the kernel.
@@ -221,17 +256,18 @@ type tlsVariables struct {
 //
 // It can be passed to loadTlsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tlsPrograms struct {
-	GoTlsClose  *ebpf.Program `ebpf:"go_tls_close"`
-	GoTlsRead   *ebpf.Program `ebpf:"go_tls_read"`
-	GoTlsRet    *ebpf.Program `ebpf:"go_tls_ret"`
-	GoTlsWrite  *ebpf.Program `ebpf:"go_tls_write"`
-	SslFree     *ebpf.Program `ebpf:"ssl_free"`
-	SslRead     *ebpf.Program `ebpf:"ssl_read"`
-	SslReadEx   *ebpf.Program `ebpf:"ssl_read_ex"`
-	SslRet      *ebpf.Program `ebpf:"ssl_ret"`
-	SslSysEnter *ebpf.Program `ebpf:"ssl_sys_enter"`
-	SslWrite    *ebpf.Program `ebpf:"ssl_write"`
-	SslWriteEx  *ebpf.Program `ebpf:"ssl_write_ex"`
+	GoTlsClose     *ebpf.Program `ebpf:"go_tls_close"`
+	GoTlsRead      *ebpf.Program `ebpf:"go_tls_read"`
+	GoTlsRet       *ebpf.Program `ebpf:"go_tls_ret"`
+	GoTlsWrite     *ebpf.Program `ebpf:"go_tls_write"`
+	SslDoHandshake *ebpf.Program `ebpf:"ssl_do_handshake"`
+	SslFree        *ebpf.Program `ebpf:"ssl_free"`
+	SslRead        *ebpf.Program `ebpf:"ssl_read"`
+	SslReadEx      *ebpf.Program `ebpf:"ssl_read_ex"`
+	SslRet         *ebpf.Program `ebpf:"ssl_ret"`
+	SslSysEnter    *ebpf.Program `ebpf:"ssl_sys_enter"`
+	SslWrite       *ebpf.Program `ebpf:"ssl_write"`
+	SslWriteEx     *ebpf.Program `ebpf:"ssl_write_ex"`
 }
 
 func (p *tlsPrograms) Close() error {
@@ -240,6 +276,7 @@ func (p *tlsPrograms) Close() error {
 		p.GoTlsRead,
 		p.GoTlsRet,
 		p.GoTlsWrite,
+		p.SslDoHandshake,
 		p.SslFree,
 		p.SslRead,
 		p.SslReadEx,

@@ -1,0 +1,330 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mirrorline/mirrorline/broker"
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/test/kafkatest"
+	"github.com/mirrorline/mirrorline/test/testproc"
+)
+
+// tlsCert writes a self-signed certificate for 127.0.0.1 and localhost into
+// dir and returns its files and a pool trusting it.
+func tlsCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// tlsHandlers are the routes of the HTTPS servers of these tests.
+func tlsHandlers() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /users/{id}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id":%q,"proto":%q}`, r.PathValue("id"), r.Proto)
+	})
+	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, "echo:%s", b)
+	})
+	return mux
+}
+
+// startTLSNginx runs a real nginx terminating TLS on a loopback port in front
+// of backend (plain HTTP) and returns its binary and address.
+func startTLSNginx(t *testing.T, certFile, keyFile, backend string) (bin, addr string) {
+	t.Helper()
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		bin = "/usr/sbin/nginx"
+		if _, err := os.Stat(bin); err != nil {
+			t.Skip("nginx is not installed (make test installs the Debian package nginx-light)")
+		}
+	}
+	addr = testproc.FreeAddr(t)
+	dir := t.TempDir()
+	// Workers run as root: they write bodies into the test's private dir.
+	conf := fmt.Sprintf(`user root;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log;
+worker_processes 2;
+events {}
+http {
+    client_body_temp_path %[1]s/body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+    access_log off;
+    server {
+        listen %[2]s ssl;
+        ssl_certificate %[3]s;
+        ssl_certificate_key %[4]s;
+        location / {
+            proxy_pass http://%[5]s;
+            proxy_http_version 1.1;
+        }
+    }
+}
+`, dir, addr, certFile, keyFile, backend)
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", path, "-g", "daemon off; master_process on;")
+	out := &testproc.Output{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Logf("nginx output:\n%s\nerror.log:\n%s", out, log)
+		}
+	})
+	testproc.Eventually(t, 30*time.Second, "nginx listening", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return bin, addr
+}
+
+// tlsRequest is a request a test sends and what its captured exchange must
+// hold. Tag, unique per request, is sent in the X-Req header.
+type tlsRequest struct {
+	tag, client, method, path, body string
+	h2                              bool
+	status                          int
+	respBody                        string
+}
+
+// sendTLS sends r to https://addr with curl or Go's client.
+func sendTLS(t *testing.T, addr, certFile string, pool *x509.CertPool, r tlsRequest) {
+	t.Helper()
+	url := "https://" + addr + r.path
+	if r.client == "curl" {
+		args := []string{"-sS", "--http1.1", "--cacert", certFile, "-H", "X-Req: " + r.tag, "-o", "-", "-w", "\n%{http_code}"}
+		if r.method == "POST" {
+			args = append(args, "--data-binary", r.body, "-H", "Content-Type: text/plain")
+		}
+		out, err := exec.Command("curl", append(args, url)...).CombinedOutput()
+		if err != nil || !strings.HasSuffix(string(out), fmt.Sprint(r.status)) {
+			t.Fatalf("curl %s %s: %v: %s", r.method, url, err, out)
+		}
+		return
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: r.h2}
+	defer tr.CloseIdleConnections()
+	cl := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	var body io.Reader
+	if r.method == "POST" {
+		body = strings.NewReader(r.body)
+	}
+	req, _ := http.NewRequest(r.method, url, body)
+	req.Header.Set("X-Req", r.tag)
+	resp, err := cl.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", r.method, url, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != r.status || string(b) != r.respBody || (r.h2 && resp.ProtoMajor != 2) {
+		t.Fatalf("%s %s: %s %d %q", r.method, url, resp.Proto, resp.StatusCode, b)
+	}
+}
+
+// checkTLSCapture sends reqs and then a sentinel request, reads the service's
+// raw topic (one partition: records in capture order) up to the sentinel's
+// exchange, and checks that each request was captured exactly once, paired
+// with its response, with its plaintext bodies.
+func checkTLSCapture(t *testing.T, brokers []string, svc, addr, certFile string, pool *x509.CertPool, reqs []tlsRequest) {
+	t.Helper()
+	if _, err := exec.LookPath("curl"); err != nil {
+		var kept []tlsRequest
+		for _, r := range reqs {
+			if r.client != "curl" {
+				kept = append(kept, r)
+			}
+		}
+		t.Log("curl is not installed: its requests are left out")
+		reqs = kept
+	}
+	sentinel := tlsRequest{tag: "sentinel", client: "go", method: "GET", path: "/users/end", status: 200, respBody: `{"id":"end","proto":"HTTP/1.1"}`}
+	reqs = append(reqs, sentinel)
+	for _, r := range reqs {
+		sendTLS(t, addr, certFile, pool, r)
+	}
+	recs := readRecords(t, brokers, broker.Topic(broker.Raw, svc), len(reqs), 60*time.Second)
+	byTag := map[string][]*mlv1.Exchange{}
+	for _, r := range recs {
+		tag := ebpfHeader(r.ex.Request.GetHeaders(), "X-Req")
+		byTag[tag] = append(byTag[tag], r.ex)
+	}
+	for _, r := range reqs {
+		exs := byTag[r.tag]
+		if len(exs) != 1 {
+			t.Fatalf("request %s (%s %s by %s) captured %d times, want once; records: %d", r.tag, r.method, r.path, r.client, len(exs), len(recs))
+		}
+		ex := exs[0]
+		host, _, _ := net.SplitHostPort(ex.Request.RemoteAddr)
+		if ex.Source != mlv1.Source_SOURCE_EBPF || ex.Collector != "ebpf-tls-e2e" || ex.Service != svc ||
+			!strings.HasPrefix(ex.ConnectionId, "ebpf-tls-") || ex.Request.Scheme != "https" || host != "127.0.0.1" || ex.Request.RemoteAddr == addr {
+			t.Fatalf("request %s: record %v", r.tag, ex)
+		}
+		if ex.Request.Method != r.method || ex.Request.Url != r.path || string(ex.Request.Body) != r.body {
+			t.Fatalf("request %s: captured request %s %s body %q", r.tag, ex.Request.Method, ex.Request.Url, ex.Request.Body)
+		}
+		if r.h2 != strings.HasPrefix(ex.Request.Proto, "HTTP/2") {
+			t.Fatalf("request %s: captured as %s", r.tag, ex.Request.Proto)
+		}
+		if ex.Response == nil || int(ex.Response.Status) != r.status || string(ex.Response.Body) != r.respBody {
+			t.Fatalf("request %s: captured response %v", r.tag, ex.Response)
+		}
+	}
+}
+
+// startTLSCapture starts `mirrorline ebpf --tls` with args, waits until it
+// runs and returns its metrics address.
+func startTLSCapture(t *testing.T, brokers []string, svc string, args ...string) string {
+	t.Helper()
+	env := []string{"MIRRORLINE_BROKERS=" + strings.Join(brokers, ",")}
+	metricsAddr := testproc.FreeAddr(t)
+	out := startML(t, env, append([]string{"ebpf", "--tls", "--service", svc, "--metrics-addr", metricsAddr, "--collector-id", "ebpf-tls-e2e"}, args...)...)
+	testproc.Eventually(t, 60*time.Second, "ebpf --tls running", func() bool { return strings.Contains(out.String(), "eBPF TLS capture running") })
+	return metricsAddr
+}
+
+// waitTLSProcesses waits until the capture selected n processes.
+func waitTLSProcesses(t *testing.T, metricsAddr string, n int) {
+	t.Helper()
+	metric := fmt.Sprintf("mirrorline_ebpf_tls_processes %d\n", n)
+	testproc.Eventually(t, 30*time.Second, metric, func() bool {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return bytes.Contains(b, []byte(metric))
+	})
+}
+
+// nginx terminating TLS with OpenSSL: requests by curl and by Go's client are
+// captured in plaintext, once each, paired with their responses.
+func TestEBPFTLSNginx(t *testing.T) {
+	requireRootForEBPF(t)
+	brokers := kafkatest.Brokers(t)
+	svc := kafkatest.Service(t, 1)
+	certFile, keyFile, pool := tlsCert(t, t.TempDir())
+	backend := httptest.NewServer(tlsHandlers())
+	t.Cleanup(backend.Close)
+	bin, addr := startTLSNginx(t, certFile, keyFile, strings.TrimPrefix(backend.URL, "http://"))
+	// The master and its two workers.
+	waitTLSProcesses(t, startTLSCapture(t, brokers, svc, "--binary", bin), 3)
+	checkTLSCapture(t, brokers, svc, addr, certFile, pool, []tlsRequest{
+		{tag: "curl-get", client: "curl", method: "GET", path: "/users/1", status: 200, respBody: `{"id":"1","proto":"HTTP/1.1"}`},
+		{tag: "curl-post", client: "curl", method: "POST", path: "/echo", body: "card=4111-curl", status: 201, respBody: "echo:card=4111-curl"},
+		{tag: "go-get", client: "go", method: "GET", path: "/users/2?x=y", status: 200, respBody: `{"id":"2","proto":"HTTP/1.1"}`},
+		{tag: "go-post", client: "go", method: "POST", path: "/echo", body: strings.Repeat("go-body-", 5000), status: 201, respBody: "echo:" + strings.Repeat("go-body-", 5000)},
+	})
+}
+
+// A Go HTTPS server built by the test (crypto/tls, probed at function entry
+// and at each RET): HTTP/1.1 from curl and Go, and HTTP/2 by ALPN.
+func TestEBPFTLSGoServer(t *testing.T) {
+	requireRootForEBPF(t)
+	brokers := kafkatest.Brokers(t)
+	svc := kafkatest.Service(t, 1)
+	dir := t.TempDir()
+	certFile, keyFile, pool := tlsCert(t, dir)
+	bin := filepath.Join(dir, "tlsserver")
+	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/tlsserver").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	// Probed before it runs: the executable is named.
+	metricsAddr := startTLSCapture(t, brokers, svc, "--binary", bin)
+	cmd := exec.Command(bin, "-cert", certFile, "-key", keyFile)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	addr, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("tlsserver address: %v", err)
+	}
+	addr = strings.TrimSpace(addr)
+	// Requests before the rescan selects the new process are not captured.
+	waitTLSProcesses(t, metricsAddr, 1)
+	checkTLSCapture(t, brokers, svc, addr, certFile, pool, []tlsRequest{
+		{tag: "curl-get", client: "curl", method: "GET", path: "/users/1", status: 200, respBody: `{"id":"1","proto":"HTTP/1.1"}`},
+		{tag: "go-post", client: "go", method: "POST", path: "/echo", body: strings.Repeat("x", 40000), status: 201, respBody: "echo:" + strings.Repeat("x", 40000)},
+		{tag: "go-h2", client: "go", method: "GET", path: "/users/3", h2: true, status: 200, respBody: `{"id":"3","proto":"HTTP/2.0"}`},
+		{tag: "go-h2-post", client: "go", method: "POST", path: "/echo", h2: true, body: "h2 body", status: 201, respBody: "echo:h2 body"},
+	})
+}
