@@ -100,6 +100,9 @@ type tlsConn struct {
 	procIsServer   bool
 	next, base     [2]uint32 // by tcpstream direction: next sequence number, start of the current call
 	last           time.Time
+	closed         time.Time // when the close event came (zero: open)
+	local, remote  netip.AddrPort
+	tuple          bool // local and remote came from the socket
 }
 
 // tlsAssembler turns plaintext chunks into the TCP segments of a connection
@@ -131,12 +134,15 @@ func (a *tlsAssembler) handle(e tlsEvent, ts time.Time) {
 	k := connRef{pid: e.PID, conn: e.Conn, lib: e.Lib}
 	c := a.conns[k]
 	if e.Dir == tlsDirClose {
-		if c != nil {
-			a.end(k, c, ts)
+		// Ended later (reap): a call that returned before the close may still
+		// be on its way, from another CPU or a goroutine not yet run.
+		if c != nil && c.closed.IsZero() {
+			c.closed = ts
 		}
 		return
 	}
-	if c != nil && e.FD >= 0 && c.fd >= 0 && e.FD != c.fd && e.Offset == 0 {
+	if c != nil && e.Offset == 0 && (e.FD >= 0 && c.fd >= 0 && e.FD != c.fd ||
+		e.Local.IsValid() && c.tuple && (e.Local != c.local || e.Remote != c.remote)) {
 		// The SSL*/tls.Conn address is reused by a connection on another socket.
 		a.end(k, c, ts)
 		c = nil
@@ -180,7 +186,9 @@ func (a *tlsAssembler) open(e tlsEvent, ts time.Time) *tlsConn {
 	if !ok && e.FD >= 0 && a.resolve != nil {
 		local, remote, ok = a.resolve(e.PID, e.FD)
 	}
-	if !ok {
+	if ok {
+		c.local, c.remote, c.tuple = local, remote, true
+	} else {
 		local, remote = syntheticAddrs(e.PID, e.Conn, c.procIsServer)
 	}
 	if c.procIsServer {
@@ -205,11 +213,15 @@ func (a *tlsAssembler) end(k connRef, c *tlsConn, ts time.Time) {
 	delete(a.conns, k)
 }
 
-// forget drops connections without events since before; the tracker flushes
-// their streams on its own idle timeout.
-func (a *tlsAssembler) forget(before time.Time) {
+// reap ends the connections closed before closedBefore and drops those
+// without events since before idleBefore (the tracker flushes their streams
+// on its own idle timeout).
+func (a *tlsAssembler) reap(closedBefore, idleBefore time.Time) {
 	for k, c := range a.conns {
-		if c.last.Before(before) {
+		switch {
+		case !c.closed.IsZero() && c.closed.Before(closedBefore):
+			a.end(k, c, c.closed)
+		case c.last.Before(idleBefore):
 			delete(a.conns, k)
 		}
 	}

@@ -34,6 +34,10 @@ const TLSSupported = true
 var _ [tlsEventSize - int(unsafe.Sizeof(tlsTlsEvent{}))]struct{}
 var _ [int(unsafe.Sizeof(tlsTlsEvent{})) - tlsEventSize]struct{}
 
+// closeGrace is how long a connection is kept after its close event for
+// data of calls that returned before it but were reported after it.
+const closeGrace = 500 * time.Millisecond
+
 // cgroupRoot is where the cgroup v2 hierarchy is mounted.
 const cgroupRoot = "/sys/fs/cgroup"
 
@@ -600,7 +604,7 @@ func (c *TLSCapture) housekeep() {
 	}
 	c.lastScan = now
 	c.syncClock()
-	c.asm.forget(now.Add(-max(tcpstream.DefaultIdleTimeout, 2*c.cfg.FlushInterval)))
+	c.asm.reap(now.Add(-closeGrace), now.Add(-max(tcpstream.DefaultIdleTimeout, 2*c.cfg.FlushInterval)))
 }
 
 func (c *TLSCapture) detach() {
