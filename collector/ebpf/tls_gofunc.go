@@ -149,6 +149,10 @@ func findRets(code []byte) ([]uint64, error) {
 			// that does not is an instruction the disassembler lacks.
 			return nil, fmt.Errorf("disassemble at offset %#x: %w", off, err)
 		}
+		if inst.Op == 0 {
+			// x86asm's answer to a cut-off instruction: a lone prefix byte.
+			return nil, fmt.Errorf("disassemble at offset %#x: truncated instruction", off)
+		}
 		if inst.Op == x86asm.RET {
 			rets = append(rets, uint64(off))
 		}
