@@ -193,7 +193,7 @@ static __always_inline void read_tuple(__s32 fd, struct tuple *t)
 
 // Offsets (in bytes) from a *tls.Conn to the socket's file descriptor: the
 // tls.Conn's net.Conn interface data word, then the *net.TCPConn's *netFD,
-// then netFD.pfd.Sysfd. Set by userspace before loading.
+// then netFD.pfd.Sysfd. Set by userspace before loading (goConnOff...).
 volatile const __u64 go_conn_off = 8;
 volatile const __u64 go_netfd_off = 0;
 volatile const __u64 go_sysfd_off = 16;

@@ -148,6 +148,19 @@ func TestTLSAssembler(t *testing.T) {
 			},
 		},
 		{
+			name: "data reported after the close event still belongs to the connection",
+			events: []tev{
+				{pid: 7, conn: 0x10, fd: 5, dir: tlsDirRead, data: tlsReq, local: "127.0.0.1:443", remote: "127.0.0.1:50000"},
+				{pid: 7, conn: 0x10, dir: tlsDirClose},
+				{pid: 7, conn: 0x10, fd: 5, dir: tlsDirWrite, data: tlsResp, local: "127.0.0.1:443", remote: "127.0.0.1:50000"},
+			},
+			check: func(t *testing.T, got []*mlv1.Exchange) {
+				if len(got) != 1 || got[0].Response.GetStatus() != 200 {
+					t.Fatalf("%v", got)
+				}
+			},
+		},
+		{
 			name: "two processes with the same SSL* address are two connections",
 			events: []tev{
 				{pid: 1, conn: 0x10, fd: -1, dir: tlsDirRead, data: tlsReq},

@@ -18,6 +18,20 @@ const (
 	goSymClose = "crypto/tls.(*Conn).Close"
 )
 
+// Offsets from a *crypto/tls.Conn to its socket's file descriptor, as the
+// BPF program follows them: the word at goConnOff is the data pointer of the
+// tls.Conn's net.Conn interface (its first field); when the net.Conn is a
+// *net.TCPConn, the word at goNetFDOff of it is its *netFD, and the int at
+// goSysfdOff of that is poll.FD.Sysfd (after the 16-byte fdMutex). They
+// have held since Go 1.12; TestGoConnFDOffsets checks them against the Go
+// that builds mirrorline. A net.Conn of another type yields no or a wrong
+// fd, which the kernel side then fails to resolve to a TCP socket.
+const (
+	goConnOff  = 8
+	goNetFDOff = 0
+	goSysfdOff = 16
+)
+
 // Errors of inspecting a Go binary; the errors returned wrap one of them.
 var (
 	// ErrNotGo: the file is not a Go binary.

@@ -1,14 +1,17 @@
 package ebpf
 
 import (
+	"crypto/tls"
 	"debug/elf"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"testing"
+	"unsafe"
 )
 
 func TestFindRets(t *testing.T) {
@@ -135,5 +138,40 @@ func TestInspectGo(t *testing.T) {
 		if _, err := inspectGo(tc.path); !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.path, err, tc.want)
 		}
+	}
+}
+
+// The BPF program finds a Go connection's socket by following goConnOff,
+// goNetFDOff and goSysfdOff from the *tls.Conn (the receiver, in RAX at
+// (*Conn).Read/Write's entry): here they are followed the same way in a
+// real tls.Conn over TCP.
+func TestGoConnFDOffsets(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("64-bit only")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	c := tls.Client(raw, &tls.Config{InsecureSkipVerify: true})
+	data := *(*unsafe.Pointer)(unsafe.Add(unsafe.Pointer(c), goConnOff))
+	netFD := *(*unsafe.Pointer)(unsafe.Add(data, goNetFDOff))
+	got := *(*int)(unsafe.Add(netFD, goSysfdOff))
+	sc, err := raw.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := -1
+	if err := sc.Control(func(fd uintptr) { want = int(fd) }); err != nil {
+		t.Fatal(err)
+	}
+	if got != want || want < 0 {
+		t.Fatalf("fd through the offsets %d, the socket's %d", got, want)
 	}
 }

@@ -127,6 +127,11 @@ func OpenTLS(pub tcpstream.Publisher, cfg TLSConfig) (_ *TLSCapture, err error) 
 	if err := spec.Variables[tlsVarWakeupBytes].Set(uint64(min(cfg.RingSize/8, 256<<10))); err != nil {
 		return nil, fmt.Errorf("ebpf: set wakeup threshold: %w", err)
 	}
+	for name, v := range map[string]uint64{tlsVarGoConnOff: goConnOff, tlsVarGoNetfdOff: goNetFDOff, tlsVarGoSysfdOff: goSysfdOff} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("ebpf: set %s: %w", name, err)
+		}
+	}
 	spec.Maps[tlsMapTlsEvents].MaxEntries = uint32(cfg.RingSize)
 	if err := spec.LoadAndAssign(&c.objs, nil); err != nil {
 		return nil, explainTLSLoad(err)
