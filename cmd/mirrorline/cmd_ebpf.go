@@ -21,7 +21,7 @@ func (a *app) ebpfCmd() *cobra.Command {
 			"--port(s) into a BPF ring buffer, reassembles the connections, pairs HTTP/1.x requests with responses\n" +
 			"and publishes them to mirror.raw.SERVICE. Needs root (CAP_BPF and CAP_NET_ADMIN) and Linux 6.6+.\n" +
 			"See docs/collectors.md.",
-	}, &c.TCPCapture, &c.Ports, "TCP port of the captured service (repeatable; required)", func(*cobra.Command) error { return checkEBPF(*c) })
+	}, &c.TCPCapture, &c.Ports, "TCP port of the captured service (repeatable; required)", checkEBPFRun(c))
 	c.BindFlags(cmd.Flags())
 	return cmd
 }
@@ -100,4 +100,19 @@ func (a *app) newEBPFTLS(em *collector.Emitter, reg prometheus.Registerer) (coll
 	reg.MustRegister(ebpf.TLSCollector{Capture: capt}, tcpstream.NewStreamCollector("ebpf", capt.Stats()))
 	log.Info("eBPF TLS capture running", "service", a.cfg.Service, "probed", capt.Attached(), "processes", capt.Processes())
 	return capt, nil
+}
+
+// checkEBPFRun checks the ebpf section before the command touches Kafka; a
+// TLS capture's processes and libraries are checked too (exit code 1: not a
+// usage error).
+func checkEBPFRun(c *config.EBPF) func(*cobra.Command) error {
+	return func(*cobra.Command) error {
+		if err := checkEBPF(*c); err != nil {
+			return err
+		}
+		if c.TLS.Enabled {
+			return ebpfTLSConfig(*c).Check()
+		}
+		return nil
+	}
 }

@@ -88,6 +88,111 @@ type TLSCapture struct {
 	lastScan time.Time
 }
 
+// Check reports, without loading or attaching anything, why cfg's capture
+// could not start: the kernel lacks uprobes, privileges are missing, a
+// process named by PIDs is gone, or a process or binary named by PIDs or
+// Binaries has no probe-able TLS library (a stripped Go binary, static
+// OpenSSL, a library without SSL_write). OpenTLS checks the same.
+func (cfg TLSConfig) Check() error {
+	if err := cfg.defaults(); err != nil {
+		return err
+	}
+	if _, err := os.Stat(uprobePMU); err != nil {
+		return fmt.Errorf("ebpf: %w", ErrNoUprobes)
+	}
+	if missing := missingTLSCaps(); missing != "" {
+		return fmt.Errorf("ebpf: TLS capture needs CAP_BPF and CAP_PERFMON (run as root); this process lacks %s: %w", missing, os.ErrPermission)
+	}
+	for _, p := range cfg.PIDs {
+		if _, err := os.Stat(filepath.Join(procRoot, strconv.Itoa(p))); err != nil {
+			return fmt.Errorf("ebpf: pid %d: no such process", p)
+		}
+		if _, err := findTarget(filepath.Join(procRoot, strconv.Itoa(p), "exe"), p, cfg.LibSSL); err != nil {
+			return fmt.Errorf("ebpf: pid %d: %w", p, err)
+		}
+	}
+	for _, b := range cfg.Binaries {
+		if _, err := findTarget(b, 0, cfg.LibSSL); err != nil {
+			return fmt.Errorf("ebpf: binary %s: %w", b, err)
+		}
+	}
+	for _, cg := range cfg.Cgroups {
+		if _, err := cgroupPath(cg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cgroupPath returns the cgroup v2 path of cg, as /proc/PID/cgroup shows it.
+func cgroupPath(cg string) (string, error) {
+	rel := "/" + strings.Trim(strings.TrimPrefix(filepath.Clean(cg), cgroupRoot), "/")
+	if st, err := os.Stat(filepath.Join(cgroupRoot, rel)); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("ebpf: cgroup %s: no such cgroup under %s", cg, cgroupRoot)
+	}
+	return strings.TrimSuffix(rel, "/"), nil
+}
+
+// target is what is probed for a process or an executable: a Go binary's
+// crypto/tls (Go set) or an OpenSSL libssl (Lib set).
+type target struct {
+	Exe string
+	Go  *goBinary
+	Lib string
+}
+
+// findTarget finds the TLS library of executable exe (of process pid when
+// not 0): exe itself if it is a Go binary with crypto/tls, else libssl (if
+// set), the libssl the process maps, or the one exe is linked with. A
+// library must export SSL_write and SSL_read.
+func findTarget(exe string, pid int, libssl string) (target, error) {
+	g, err := inspectGo(exe)
+	if err == nil {
+		return target{Exe: exe, Go: g}, nil
+	}
+	if !errors.Is(err, ErrNotGo) && !errors.Is(err, ErrNoGoTLS) {
+		return target{}, err
+	}
+	lib := libssl
+	if lib == "" && pid != 0 {
+		if lib, err = libsslOf(pid); err != nil {
+			return target{}, err
+		}
+	}
+	if lib == "" {
+		if lib, err = linkedLibSSL(exe); err != nil {
+			return target{}, err
+		}
+	}
+	if err := checkLibSSL(lib); err != nil {
+		return target{}, err
+	}
+	return target{Exe: exe, Lib: lib}, nil
+}
+
+// checkLibSSL checks that the library at path exports SSL_write and SSL_read.
+func checkLibSSL(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("libssl %s: %w: %w", path, ErrNoLibSSL, err)
+	}
+	defer f.Close()
+	syms, _ := f.DynamicSymbols()
+	more, _ := f.Symbols()
+	found := map[string]bool{}
+	for _, s := range append(syms, more...) {
+		if s.Value != 0 && elf.ST_TYPE(s.Info) == elf.STT_FUNC {
+			found[s.Name] = true
+		}
+	}
+	for _, sym := range []string{"SSL_write", "SSL_read"} {
+		if !found[sym] {
+			return fmt.Errorf("%s has no symbol %s (stripped, or not OpenSSL's libssl): %w", path, sym, ErrNoLibSSL)
+		}
+	}
+	return nil
+}
+
 // OpenTLS loads the uprobe programs, selects the processes of cfg and attaches
 // to their OpenSSL library or Go binary. Exchanges are published to pub. The
 // errors name what is missing: privileges, uprobes, the library or symbols,
@@ -96,26 +201,20 @@ func OpenTLS(pub tcpstream.Publisher, cfg TLSConfig) (_ *TLSCapture, err error) 
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(uprobePMU); err != nil {
-		return nil, fmt.Errorf("ebpf: %w", ErrNoUprobes)
-	}
-	if missing := missingTLSCaps(); missing != "" {
-		return nil, fmt.Errorf("ebpf: TLS capture needs CAP_BPF and CAP_PERFMON (run as root); this process lacks %s: %w", missing, os.ErrPermission)
+	if err := cfg.Check(); err != nil {
+		return nil, err
 	}
 	c := &TLSCapture{cfg: cfg, log: cfg.Logger, now: time.Now, binIDs: map[fileID]bool{}, pidSel: map[int]bool{},
 		files: map[fileID]error{}, procs: map[int]bool{}, refused: map[int]bool{}}
 	for _, p := range cfg.PIDs {
-		if _, err := os.Stat(filepath.Join(procRoot, strconv.Itoa(p))); err != nil {
-			return nil, fmt.Errorf("ebpf: pid %d: no such process", p)
-		}
 		c.pidSel[p] = true
 	}
 	for _, cg := range cfg.Cgroups {
-		rel := "/" + strings.Trim(strings.TrimPrefix(filepath.Clean(cg), cgroupRoot), "/")
-		if st, err := os.Stat(filepath.Join(cgroupRoot, rel)); err != nil || !st.IsDir() {
-			return nil, fmt.Errorf("ebpf: cgroup %s: no such cgroup under %s", cg, cgroupRoot)
+		rel, err := cgroupPath(cg)
+		if err != nil {
+			return nil, err
 		}
-		c.cgroups = append(c.cgroups, strings.TrimSuffix(rel, "/"))
+		c.cgroups = append(c.cgroups, rel)
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		c.log.Debug("raise RLIMIT_MEMLOCK", "error", err)
@@ -151,7 +250,7 @@ func OpenTLS(pub tcpstream.Publisher, cfg TLSConfig) (_ *TLSCapture, err error) 
 			return nil, fmt.Errorf("ebpf: binary %s: %w", b, err)
 		}
 		c.binIDs[id] = true
-		if err := c.attachBinary(b, id); err != nil {
+		if err := c.attachBinary(b); err != nil {
 			return nil, fmt.Errorf("ebpf: binary %s: %w", b, err)
 		}
 	}
@@ -322,70 +421,38 @@ func (c *TLSCapture) scan(first bool) error {
 // attachProcess probes the TLS library of process pid: its executable if it
 // is a Go binary with crypto/tls, else the libssl it maps (or --libssl).
 func (c *TLSCapture) attachProcess(pid int) error {
-	exe := filepath.Join(procRoot, strconv.Itoa(pid), "exe")
-	id, err := statID(exe)
-	if err != nil {
-		return fmt.Errorf("executable: %w", err)
-	}
-	g, gerr := c.inspectOnce(exe, id)
-	if gerr == nil && g != nil {
-		return nil
-	}
-	if gerr != nil && !errors.Is(gerr, ErrNotGo) && !errors.Is(gerr, ErrNoGoTLS) {
-		return gerr
-	}
-	lib := c.cfg.LibSSL
-	if lib == "" {
-		if lib, err = libsslOf(pid); err != nil {
-			return err
-		}
-	}
-	if lib == "" {
-		return errors.New("uses neither a dynamically linked OpenSSL (libssl.so) nor Go's crypto/tls (static OpenSSL, BoringSSL and other TLS libraries are not supported)")
-	}
-	return c.attachLib(lib)
-}
-
-// inspectOnce probes the Go binary at path (once per file): g is non-nil
-// when the file is a Go binary with crypto/tls now probed.
-func (c *TLSCapture) inspectOnce(path string, id fileID) (g *goBinary, err error) {
-	c.mu.Lock()
-	err, done := c.files[id]
-	c.mu.Unlock()
-	if done {
-		if err == nil {
-			return &goBinary{}, nil
-		}
-		return nil, err
-	}
-	g, err = inspectGo(path)
-	if err == nil {
-		err = c.attachGo(path, g)
-	}
-	c.mu.Lock()
-	c.files[id] = err
-	c.mu.Unlock()
-	return g, err
+	return c.attachTarget(filepath.Join(procRoot, strconv.Itoa(pid), "exe"), pid)
 }
 
 // attachBinary probes an executable named by --binary: a Go binary's
 // crypto/tls, or the libssl it is linked with (or --libssl).
-func (c *TLSCapture) attachBinary(path string, id fileID) error {
-	g, err := c.inspectOnce(path, id)
-	if err == nil && g != nil {
-		return nil
+func (c *TLSCapture) attachBinary(path string) error { return c.attachTarget(path, 0) }
+
+// attachTarget probes the TLS library of executable exe (of process pid when
+// not 0), once per file.
+func (c *TLSCapture) attachTarget(exe string, pid int) error {
+	id, err := statID(exe)
+	if err != nil {
+		return fmt.Errorf("executable: %w", err)
 	}
-	if !errors.Is(err, ErrNotGo) && !errors.Is(err, ErrNoGoTLS) {
-		return err
+	c.mu.Lock()
+	err, done := c.files[id]
+	c.mu.Unlock()
+	if done && err == nil {
+		return nil // a Go binary probed already
 	}
-	if c.cfg.LibSSL != "" {
-		return c.attachLib(c.cfg.LibSSL)
+	t, err := findTarget(exe, pid, c.cfg.LibSSL)
+	if err == nil {
+		if t.Go != nil {
+			err = c.attachGo(exe, t.Go)
+			c.mu.Lock()
+			c.files[id] = err
+			c.mu.Unlock()
+		} else {
+			err = c.attachLib(t.Lib)
+		}
 	}
-	lib, lerr := linkedLibSSL(path)
-	if lerr != nil {
-		return lerr
-	}
-	return c.attachLib(lib)
+	return err
 }
 
 // attachGo attaches to a Go binary's crypto/tls: uprobes at the entry of

@@ -46,3 +46,11 @@ func (c *TLSCapture) PendingBytes() int { return 0 }
 
 // KernelStats returns zeros.
 func (c *TLSCapture) KernelStats() TLSKernelStats { return TLSKernelStats{} }
+
+// Check fails: TLS capture needs Linux on amd64.
+func (cfg TLSConfig) Check() error {
+	if err := cfg.defaults(); err != nil {
+		return err
+	}
+	return errTLSUnsupported
+}

@@ -328,3 +328,55 @@ func TestEBPFTLSGoServer(t *testing.T) {
 		{tag: "go-h2-post", client: "go", method: "POST", path: "/echo", h2: true, body: "h2 body", status: 201, respBody: "echo:h2 body"},
 	})
 }
+
+// Bad TLS selections are a one-line error and exit code 2; a library, symbol
+// or process that cannot be probed is a one-line error naming why and exit
+// code 1.
+func TestEBPFTLSErrors(t *testing.T) {
+	base := []string{"ebpf", "--service", "s", "--brokers", "127.0.0.1:1", "--metrics-addr", "127.0.0.1:0"}
+	self := fmt.Sprint(os.Getpid())
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--tls", "--pid", self, "--libssl", "/nonexistent"}, "libssl /nonexistent: no OpenSSL libssl: no such file or directory"},
+		{[]string{"--tls"}, "TLS capture needs processes: --pid, --binary or --cgroup"},
+		{[]string{"--tls", "--binary", "/nonexistent"}, "binary /nonexistent: no such file or directory"},
+		{[]string{"--port", "8080", "--pid", self}, "needs --tls"},
+	} {
+		out, code := runML(t, []string{"MIRRORLINE_BROKERS="}, append(base, tc.args...)...)
+		if code != 2 || !strings.Contains(out, tc.want) || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+			t.Errorf("%v: exit %d, output %q; want exit 2 and one line with %q", tc.args, code, out, tc.want)
+		}
+	}
+
+	requireRootForEBPF(t)
+	dir := t.TempDir()
+	stripped := filepath.Join(dir, "stripped")
+	if out, err := exec.Command("go", "build", "-ldflags=-s -w", "-o", stripped, "./testdata/tlsserver").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	sleep := exec.Command("sleep", "300")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = sleep.Process.Kill()
+		_ = sleep.Wait()
+	})
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--tls", "--binary", stripped}, "stripped Go binary (built with -ldflags=-s)"},
+		{[]string{"--tls", "--binary", "/bin/true"}, "uses neither a dynamically linked OpenSSL (libssl.so) nor Go's crypto/tls"},
+		{[]string{"--tls", "--pid", fmt.Sprint(sleep.Process.Pid)}, "uses neither a dynamically linked OpenSSL (libssl.so) nor Go's crypto/tls"},
+		{[]string{"--tls", "--pid", fmt.Sprint(sleep.Process.Pid), "--libssl", "/bin/true"}, "has no symbol SSL_write"},
+		{[]string{"--tls", "--pid", "2147483647"}, "pid 2147483647: no such process"},
+	} {
+		out, code := runML(t, []string{"MIRRORLINE_BROKERS="}, append(base, tc.args...)...)
+		if code != 1 || !strings.Contains(out, tc.want) || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+			t.Errorf("%v: exit %d, output %q; want exit 1 and one line with %q", tc.args, code, out, tc.want)
+		}
+	}
+}
