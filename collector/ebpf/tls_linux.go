@@ -38,8 +38,19 @@ var _ [int(unsafe.Sizeof(tlsTlsEvent{})) - tlsEventSize]struct{}
 // data of calls that returned before it but were reported after it.
 const closeGrace = 500 * time.Millisecond
 
-// cgroupRoot is where the cgroup v2 hierarchy is mounted.
-const cgroupRoot = "/sys/fs/cgroup"
+// cgroupRoot is where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup,
+// or /sys/fs/cgroup/unified on hosts with both versions.
+var cgroupRoot = sync.OnceValue(func() string {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 2 && f[2] == "cgroup2" {
+				return f[1]
+			}
+		}
+	}
+	return "/sys/fs/cgroup"
+})
 
 // uprobePMU exists when the kernel has uprobes (CONFIG_UPROBE_EVENTS).
 const uprobePMU = "/sys/bus/event_source/devices/uprobe/type"
@@ -126,9 +137,10 @@ func (cfg TLSConfig) Check() error {
 
 // cgroupPath returns the cgroup v2 path of cg, as /proc/PID/cgroup shows it.
 func cgroupPath(cg string) (string, error) {
-	rel := "/" + strings.Trim(strings.TrimPrefix(filepath.Clean(cg), cgroupRoot), "/")
-	if st, err := os.Stat(filepath.Join(cgroupRoot, rel)); err != nil || !st.IsDir() {
-		return "", fmt.Errorf("ebpf: cgroup %s: no such cgroup under %s", cg, cgroupRoot)
+	root := cgroupRoot()
+	rel := "/" + strings.Trim(strings.TrimPrefix(filepath.Clean(cg), root), "/")
+	if st, err := os.Stat(filepath.Join(root, rel)); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("ebpf: cgroup %s: no such cgroup v2 group under %s", cg, root)
 	}
 	return strings.TrimSuffix(rel, "/"), nil
 }

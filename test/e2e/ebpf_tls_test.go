@@ -84,8 +84,8 @@ func tlsHandlers() http.Handler {
 }
 
 // startTLSNginx runs a real nginx terminating TLS on a loopback port in front
-// of backend (plain HTTP) and returns its binary and address.
-func startTLSNginx(t *testing.T, certFile, keyFile, backend string) (bin, addr string) {
+// of backend (plain HTTP) and returns its binary, address and master pid.
+func startTLSNginx(t *testing.T, certFile, keyFile, backend string) (bin, addr string, pid int) {
 	t.Helper()
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
@@ -145,7 +145,7 @@ http {
 		}
 		return err == nil
 	})
-	return bin, addr
+	return bin, addr, cmd.Process.Pid
 }
 
 // tlsRequest is a request a test sends and what its captured exchange must
@@ -268,40 +268,39 @@ func waitTLSProcesses(t *testing.T, metricsAddr string, n int) {
 	})
 }
 
-// nginx terminating TLS with OpenSSL: requests by curl and by Go's client are
-// captured in plaintext, once each, paired with their responses.
+// nginx terminating TLS with OpenSSL, selected by its binary or by its
+// master's pid (the workers are its children): requests by curl and by Go's
+// client are captured in plaintext, once each, paired with their responses.
 func TestEBPFTLSNginx(t *testing.T) {
 	requireRootForEBPF(t)
 	brokers := kafkatest.Brokers(t)
-	svc := kafkatest.Service(t, 1)
-	certFile, keyFile, pool := tlsCert(t, t.TempDir())
-	backend := httptest.NewServer(tlsHandlers())
-	t.Cleanup(backend.Close)
-	bin, addr := startTLSNginx(t, certFile, keyFile, strings.TrimPrefix(backend.URL, "http://"))
-	// The master and its two workers.
-	waitTLSProcesses(t, startTLSCapture(t, brokers, svc, "--binary", bin), 3)
-	checkTLSCapture(t, brokers, svc, addr, certFile, pool, []tlsRequest{
-		{tag: "curl-get", client: "curl", method: "GET", path: "/users/1", status: 200, respBody: `{"id":"1","proto":"HTTP/1.1"}`},
-		{tag: "curl-post", client: "curl", method: "POST", path: "/echo", body: "card=4111-curl", status: 201, respBody: "echo:card=4111-curl"},
-		{tag: "go-get", client: "go", method: "GET", path: "/users/2?x=y", status: 200, respBody: `{"id":"2","proto":"HTTP/1.1"}`},
-		{tag: "go-post", client: "go", method: "POST", path: "/echo", body: strings.Repeat("go-body-", 5000), status: 201, respBody: "echo:" + strings.Repeat("go-body-", 5000)},
-	})
+	for _, by := range []string{"binary", "pid"} {
+		t.Run(by, func(t *testing.T) {
+			svc := kafkatest.Service(t, 1)
+			certFile, keyFile, pool := tlsCert(t, t.TempDir())
+			backend := httptest.NewServer(tlsHandlers())
+			t.Cleanup(backend.Close)
+			bin, addr, pid := startTLSNginx(t, certFile, keyFile, strings.TrimPrefix(backend.URL, "http://"))
+			sel := []string{"--binary", bin}
+			if by == "pid" {
+				sel = []string{"--pid", fmt.Sprint(pid)}
+			}
+			// The master and its two workers.
+			waitTLSProcesses(t, startTLSCapture(t, brokers, svc, sel...), 3)
+			checkTLSCapture(t, brokers, svc, addr, certFile, pool, []tlsRequest{
+				{tag: "curl-get", client: "curl", method: "GET", path: "/users/1", status: 200, respBody: `{"id":"1","proto":"HTTP/1.1"}`},
+				{tag: "curl-post", client: "curl", method: "POST", path: "/echo", body: "card=4111-curl", status: 201, respBody: "echo:card=4111-curl"},
+				{tag: "go-get", client: "go", method: "GET", path: "/users/2?x=y", status: 200, respBody: `{"id":"2","proto":"HTTP/1.1"}`},
+				{tag: "go-post", client: "go", method: "POST", path: "/echo", body: strings.Repeat("go-body-", 5000), status: 201, respBody: "echo:" + strings.Repeat("go-body-", 5000)},
+			})
+		})
+	}
 }
 
-// A Go HTTPS server built by the test (crypto/tls, probed at function entry
-// and at each RET): HTTP/1.1 from curl and Go, and HTTP/2 by ALPN.
-func TestEBPFTLSGoServer(t *testing.T) {
-	requireRootForEBPF(t)
-	brokers := kafkatest.Brokers(t)
-	svc := kafkatest.Service(t, 1)
-	dir := t.TempDir()
-	certFile, keyFile, pool := tlsCert(t, dir)
-	bin := filepath.Join(dir, "tlsserver")
-	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/tlsserver").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	// Probed before it runs: the executable is named.
-	metricsAddr := startTLSCapture(t, brokers, svc, "--binary", bin)
+// startGoTLSServer runs the test's Go HTTPS server bin and returns its
+// address and process.
+func startGoTLSServer(t *testing.T, bin, certFile, keyFile string) (string, *os.Process) {
+	t.Helper()
 	cmd := exec.Command(bin, "-cert", certFile, "-key", keyFile)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -318,14 +317,70 @@ func TestEBPFTLSGoServer(t *testing.T) {
 	if err != nil {
 		t.Fatalf("tlsserver address: %v", err)
 	}
-	addr = strings.TrimSpace(addr)
-	// Requests before the rescan selects the new process are not captured.
-	waitTLSProcesses(t, metricsAddr, 1)
-	checkTLSCapture(t, brokers, svc, addr, certFile, pool, []tlsRequest{
+	return strings.TrimSpace(addr), cmd.Process
+}
+
+// cgroup2Root returns where the cgroup v2 hierarchy is mounted.
+func cgroup2Root(t *testing.T) string {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[2] == "cgroup2" {
+			return f[1]
+		}
+	}
+	t.Skip("no cgroup v2 hierarchy mounted")
+	return ""
+}
+
+// A Go HTTPS server built by the test (crypto/tls, probed at function entry
+// and at each RET), selected by its binary before it starts or by a cgroup it
+// was moved into: HTTP/1.1 from curl and Go, and HTTP/2 by ALPN.
+func TestEBPFTLSGoServer(t *testing.T) {
+	requireRootForEBPF(t)
+	brokers := kafkatest.Brokers(t)
+	dir := t.TempDir()
+	certFile, keyFile, pool := tlsCert(t, dir)
+	bin := filepath.Join(dir, "tlsserver")
+	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/tlsserver").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	reqs := []tlsRequest{
 		{tag: "curl-get", client: "curl", method: "GET", path: "/users/1", status: 200, respBody: `{"id":"1","proto":"HTTP/1.1"}`},
 		{tag: "go-post", client: "go", method: "POST", path: "/echo", body: strings.Repeat("x", 40000), status: 201, respBody: "echo:" + strings.Repeat("x", 40000)},
 		{tag: "go-h2", client: "go", method: "GET", path: "/users/3", h2: true, status: 200, respBody: `{"id":"3","proto":"HTTP/2.0"}`},
 		{tag: "go-h2-post", client: "go", method: "POST", path: "/echo", h2: true, body: "h2 body", status: 201, respBody: "echo:h2 body"},
+	}
+	t.Run("binary", func(t *testing.T) {
+		svc := kafkatest.Service(t, 1)
+		// Probed before it runs: the executable is named.
+		metricsAddr := startTLSCapture(t, brokers, svc, "--binary", bin)
+		addr, _ := startGoTLSServer(t, bin, certFile, keyFile)
+		// Requests before the rescan selects the new process are not captured.
+		waitTLSProcesses(t, metricsAddr, 1)
+		checkTLSCapture(t, brokers, svc, addr, certFile, pool, reqs)
+	})
+	t.Run("cgroup", func(t *testing.T) {
+		svc := kafkatest.Service(t, 1)
+		root := cgroup2Root(t)
+		name := fmt.Sprintf("mirrorline-tls-%d", os.Getpid())
+		cg := filepath.Join(root, name)
+		if err := os.Mkdir(cg, 0o755); err != nil {
+			t.Skipf("cannot create a cgroup: %v", err)
+		}
+		addr, proc := startGoTLSServer(t, bin, certFile, keyFile)
+		t.Cleanup(func() {
+			_ = proc.Kill()
+			_, _ = proc.Wait()
+			_ = os.Remove(cg)
+		})
+		if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(fmt.Sprint(proc.Pid)), 0o644); err != nil {
+			t.Skipf("cannot move a process into a cgroup: %v", err)
+		}
+		waitTLSProcesses(t, startTLSCapture(t, brokers, svc, "--cgroup", "/"+name), 1)
+		checkTLSCapture(t, brokers, svc, addr, certFile, pool, reqs)
 	})
 }
 
