@@ -209,9 +209,10 @@ struct {
 	__type(value, __u8);
 } pids SEC(".maps");
 
-// OpenSSL calls in flight, by thread (pid_tgid).
+// OpenSSL calls in flight, by thread (pid_tgid); LRU, as a thread that dies
+// inside a call never removes its entry.
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, struct call);

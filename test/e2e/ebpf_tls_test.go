@@ -110,7 +110,7 @@ http {
     scgi_temp_path %[1]s/scgi;
     access_log off;
     server {
-        listen %[2]s ssl;
+        listen %[2]s ssl http2;
         ssl_certificate %[3]s;
         ssl_certificate_key %[4]s;
         location / {
@@ -249,7 +249,12 @@ func startTLSCapture(t *testing.T, brokers []string, svc string, args ...string)
 	env := []string{"MIRRORLINE_BROKERS=" + strings.Join(brokers, ",")}
 	metricsAddr := testproc.FreeAddr(t)
 	out := startML(t, env, append([]string{"ebpf", "--tls", "--service", svc, "--metrics-addr", metricsAddr, "--collector-id", "ebpf-tls-e2e"}, args...)...)
-	testproc.Eventually(t, 60*time.Second, "ebpf --tls running", func() bool { return strings.Contains(out.String(), "eBPF TLS capture running") })
+	testproc.Eventually(t, 60*time.Second, "ebpf --tls running", func() bool {
+		if strings.Contains(out.String(), "\nmirrorline: ") || strings.HasPrefix(out.String(), "mirrorline: ") {
+			t.Fatalf("mirrorline ebpf --tls failed: %s", out)
+		}
+		return strings.Contains(out.String(), "eBPF TLS capture running")
+	})
 	return metricsAddr
 }
 
@@ -292,6 +297,7 @@ func TestEBPFTLSNginx(t *testing.T) {
 				{tag: "curl-post", client: "curl", method: "POST", path: "/echo", body: "card=4111-curl", status: 201, respBody: "echo:card=4111-curl"},
 				{tag: "go-get", client: "go", method: "GET", path: "/users/2?x=y", status: 200, respBody: `{"id":"2","proto":"HTTP/1.1"}`},
 				{tag: "go-post", client: "go", method: "POST", path: "/echo", body: strings.Repeat("go-body-", 5000), status: 201, respBody: "echo:" + strings.Repeat("go-body-", 5000)},
+				{tag: "go-h2", client: "go", method: "POST", path: "/echo", h2: true, body: "over h2", status: 201, respBody: "echo:over h2"},
 			})
 		})
 	}
