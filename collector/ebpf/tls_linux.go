@@ -52,8 +52,16 @@ var cgroupRoot = sync.OnceValue(func() string {
 	return "/sys/fs/cgroup"
 })
 
-// uprobePMU exists when the kernel has uprobes (CONFIG_UPROBE_EVENTS).
-const uprobePMU = "/sys/bus/event_source/devices/uprobe/type"
+// uprobePMU exists when the kernel has uprobes (CONFIG_UPROBE_EVENTS); a
+// variable for tests.
+var uprobePMU = "/sys/bus/event_source/devices/uprobe/type"
+
+// kernelBTF exists when the kernel describes its types (CONFIG_DEBUG_INFO_BTF),
+// which the programs need to read socket addresses; a variable for tests.
+var kernelBTF = "/sys/kernel/btf/vmlinux"
+
+// ErrNoBTF: the kernel lacks BTF.
+var ErrNoBTF = errors.New("this kernel lacks BTF (CONFIG_DEBUG_INFO_BTF, /sys/kernel/btf/vmlinux), needed to read socket addresses")
 
 // ErrNoUprobes: the kernel lacks uprobes.
 var ErrNoUprobes = errors.New("this kernel lacks uprobes (CONFIG_UPROBE_EVENTS, the uprobe PMU in /sys/bus/event_source/devices)")
@@ -86,17 +94,17 @@ type TLSCapture struct {
 	pidSel  map[int]bool
 	cgroups []string
 
-	mu       sync.Mutex // guards the fields below and the maps' lifetime
-	links    []link.Link
-	files    map[fileID]error // executables and libraries probed (nil) or refused
-	procs    map[int]bool     // selected processes in the pids map
-	refused  map[int]bool     // selected processes without a probe-able TLS library
-	attached []string
-	closed   bool
-	ran      bool
-	kstats   TLSKernelStats
-	monoOff  int64
-	lastScan time.Time
+	mu            sync.Mutex // guards the fields below and the maps' lifetime
+	links         []link.Link
+	files         map[fileID]error // executables and libraries probed (nil) or refused
+	procs         map[int]bool     // selected processes in the pids map
+	refused       map[int]bool     // selected processes without a probe-able TLS library
+	attached      []string
+	closed        bool
+	ran           bool
+	kstats        TLSKernelStats
+	monoOff       int64
+	lastHousekeep time.Time
 }
 
 // Check reports, without loading or attaching anything, why cfg's capture
@@ -110,6 +118,9 @@ func (cfg TLSConfig) Check() error {
 	}
 	if _, err := os.Stat(uprobePMU); err != nil {
 		return fmt.Errorf("ebpf: %w", ErrNoUprobes)
+	}
+	if _, err := os.Stat(kernelBTF); err != nil {
+		return fmt.Errorf("ebpf: %w", ErrNoBTF)
 	}
 	if missing := missingTLSCaps(); missing != "" {
 		return fmt.Errorf("ebpf: TLS capture needs CAP_BPF and CAP_PERFMON (run as root); this process lacks %s: %w", missing, os.ErrPermission)
@@ -683,10 +694,10 @@ func (c *TLSCapture) Run(ctx context.Context) error {
 // flush interval; it runs on the reading goroutine.
 func (c *TLSCapture) housekeep() {
 	now := c.now()
-	if now.Sub(c.lastScan) < c.cfg.FlushInterval {
+	if now.Sub(c.lastHousekeep) < c.cfg.FlushInterval {
 		return
 	}
-	c.lastScan = now
+	c.lastHousekeep = now
 	c.syncClock()
 	c.asm.reap(now.Add(-closeGrace), now.Add(-max(tcpstream.DefaultIdleTimeout, 2*c.cfg.FlushInterval)))
 }
