@@ -411,6 +411,15 @@ func TestEBPFTLSErrors(t *testing.T) {
 		}
 	}
 
+	// The YAML keys of the ebpf: section are read.
+	cfgFile := filepath.Join(t.TempDir(), "tls.yaml")
+	if err := os.WriteFile(cfgFile, []byte("service: s\nbrokers: [127.0.0.1:1]\nebpf:\n  tls: true\n  pids: ["+self+"]\n  libssl: /nonexistent\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runML(t, []string{"MIRRORLINE_BROKERS="}, "ebpf", "-c", cfgFile); code != 2 || !strings.Contains(out, "libssl /nonexistent") {
+		t.Errorf("config file: exit %d, output %q; want exit 2 naming libssl /nonexistent", code, out)
+	}
+
 	requireRootForEBPF(t)
 	dir := t.TempDir()
 	stripped := filepath.Join(dir, "stripped")
