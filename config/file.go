@@ -248,7 +248,18 @@ type EBPF struct {
 	Hooks      string   `yaml:"hooks" flag:"hooks" help:"TC hooks per interface: auto (egress only on loopback, else both), both, ingress or egress"`
 	SnapLen    int      `yaml:"snaplen" flag:"snaplen" help:"TCP payload bytes copied per packet; the rest becomes a capture gap"`
 	RingBuffer int      `yaml:"ring_buffer" flag:"ring-buffer" help:"BPF ring buffer size in bytes (a power of two); when full, copies are dropped and counted"`
+	TLS        EBPFTLS  `yaml:",inline" flag:",inline"`
 	TCPCapture `yaml:",inline"`
+}
+
+// EBPFTLS configures `mirrorline ebpf --tls`: TLS plaintext captured with
+// uprobes on OpenSSL and Go's crypto/tls of the selected processes.
+type EBPFTLS struct {
+	Enabled  bool     `yaml:"tls" flag:"tls" help:"capture the TLS plaintext of the --pid/--binary/--cgroup processes (OpenSSL libssl, Go crypto/tls) with uprobes instead of packets"`
+	PIDs     []int    `yaml:"pids" flag:"pid" help:"with --tls: capture this process and its descendants (repeatable)"`
+	Binaries []string `yaml:"binaries" flag:"binary" help:"with --tls: capture the processes running this executable (repeatable)"`
+	Cgroups  []string `yaml:"cgroups" flag:"cgroup" help:"with --tls: capture the processes in this cgroup v2 group or below, as /system.slice/x.service (repeatable)"`
+	LibSSL   string   `yaml:"libssl" flag:"libssl" help:"with --tls: OpenSSL libssl to probe instead of the one each process maps"`
 }
 
 func (c *EBPF) fillDefaults() {

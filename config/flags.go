@@ -173,6 +173,8 @@ func bindStruct(fs *pflag.FlagSet, v reflect.Value) {
 			fs.Float64Var(p, name, *p, help)
 		case *time.Duration:
 			fs.DurationVar(p, name, *p, help)
+		case *[]int:
+			fs.IntSliceVar(p, name, *p, help)
 		case *[]string:
 			if opt == "array" {
 				fs.StringArrayVar(p, name, *p, help)
