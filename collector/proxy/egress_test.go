@@ -319,3 +319,31 @@ func TestEgressForwardAllowlist(t *testing.T) {
 		t.Fatal("an allowlist with a primary: no error")
 	}
 }
+
+// A dependency the forward proxy cannot reach is answered 502 and recorded
+// with the error, like an unreachable primary.
+func TestEgressForwardDependencyDown(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close()
+	rec := &collectortest.Recorder{}
+	m := collector.NewMetrics(prometheus.NewRegistry())
+	em := collector.NewEmitter(rec, "payments", m, nil)
+	ep, err := New("", em, WithEgress(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := viaProxy("http://" + collectortest.Serve(t, ep.Serve))
+	resp, err := c.Post(deadURL+"/charge", "application/json", strings.NewReader("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("answer %d, want 502", resp.StatusCode)
+	}
+	collectortest.Flush(t, em)
+	if exs := rec.Exchanges(t); len(exs) != 1 || exs[0].Response.GetError() == "" || exs[0].Kind != mlv1.Kind_KIND_EGRESS {
+		t.Fatalf("published %v, want one egress record with the error", exs)
+	}
+}

@@ -423,7 +423,12 @@ func (p *Proxy) primaryError(w http.ResponseWriter, r *http.Request, err error) 
 		w.WriteHeader(499)
 		return
 	}
-	p.log.Warn("primary unreachable", "primary", p.primary.Host, "error", primaryErrText(err))
+	if p.primary == nil {
+		// A forward proxy: the host is the service's to choose, not logged.
+		p.log.Warn("dependency unreachable")
+	} else {
+		p.log.Warn("primary unreachable", "primary", p.primary.Host, "error", primaryErrText(err))
+	}
 	if grpcwire.IsGRPC(r.Header.Get("Content-Type")) {
 		// As a gRPC proxy answers: a trailers-only UNAVAILABLE.
 		w.Header().Set("Content-Type", "application/grpc")
