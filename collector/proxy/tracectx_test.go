@@ -100,3 +100,38 @@ func TestParentOf(t *testing.T) {
 		}
 	}
 }
+
+// Whatever a client sends as trace context, the proxy forwards one valid
+// traceparent and a tracestate led by its own member, at most 32 members,
+// and reads its exchange id back from it.
+func FuzzAddTraceContext(f *testing.F) {
+	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "congo=t61rcWkgMzE, mirrorline=x")
+	f.Add("", "")
+	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", strings.Repeat("a=1,", 100))
+	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", " mirrorline =1,,\t,mirrorline=2")
+	id := uuid.MustParse("01939a5e-8c3f-7b2a-9d4e-5f6a7b8c9d0e")
+	f.Fuzz(func(t *testing.T, tp, ts string) {
+		h := http.Header{"Traceparent": {tp}, "Tracestate": {ts}}
+		traceID := addTraceContext(h, id)
+		got, ok := traceIDOf(h["Traceparent"])
+		if !ok || got != traceID {
+			t.Fatalf("forwarded traceparent %q invalid or not trace %q", h["Traceparent"], traceID)
+		}
+		state := h["Tracestate"]
+		if len(state) != 1 || !strings.HasPrefix(state[0], "mirrorline=01939a5e8c3f7b2a9d4e5f6a7b8c9d0e") {
+			t.Fatalf("tracestate %q", state)
+		}
+		members := strings.Split(state[0], ",")
+		if len(members) > maxTracestateMembers {
+			t.Fatalf("tracestate has %d members", len(members))
+		}
+		for _, m := range members[1:] {
+			if key, _, _ := strings.Cut(m, "="); strings.Trim(key, " \t") == tracestateKey || m == "" {
+				t.Fatalf("tracestate %q: a second mirrorline member or an empty one", state[0])
+			}
+		}
+		if parentOf(h) != id.String() {
+			t.Fatalf("parent of %q: %q", state, parentOf(h))
+		}
+	})
+}
