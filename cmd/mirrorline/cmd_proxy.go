@@ -25,7 +25,7 @@ func (a *app) proxyCmd() *cobra.Command {
 	var methods, headerMatch []string
 	c := &cobra.Command{
 		Use:   "proxy",
-		Short: "Reverse proxy in front of the primary; publishes each request and the primary's response",
+		Short: "Reverse proxy in front of the primary (with --egress: the primary's proxy to its dependencies); publishes each request and its response",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := a.requireProxySettings(); err != nil {
