@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // Egress capture with mirrorline processes on the real broker: a payments
@@ -21,7 +24,8 @@ import (
 // service through `mirrorline proxy --egress --primary` (reverse),
 // propagating the trace context it got, as OpenTelemetry does. Every
 // outbound call lands on mirror.raw.S as an egress record whose parent_id is
-// the id of the inbound exchange it was made for, with the same trace id.
+// the id of the inbound exchange it was made for, with the same trace id;
+// after `mirrorline redact`, on mirror.clean.S too, trace context unchanged.
 func TestIsolationCaptureEgressChildren(t *testing.T) {
 	brokers := kafkatest.Brokers(t)
 	svc := kafkatest.Service(t, 3)
@@ -134,4 +138,40 @@ func TestIsolationCaptureEgressChildren(t *testing.T) {
 			t.Fatalf("inbound %s has egress children %v, want one per dependency", id, cs)
 		}
 	}
+
+	// The children go through the redactor like every record, and the
+	// trace context that ties them to their parent survives it.
+	startML(t, []string{"MIRRORLINE_BROKERS=" + strings.Join(brokers, ","), "MIRRORLINE_REDACT_HASH_KEY=e2e-isolation-key-0123456789"},
+		"redact", "--service", svc, "--metrics-addr", testproc.FreeAddr(t))
+	clean := kafkatest.ReadExchanges(t, brokers, "mirror.clean."+svc, 3*n, 90*time.Second, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	cleanParents := map[string]*mlv1.Exchange{}
+	for _, ex := range clean {
+		if ex.GetKind() != mlv1.Kind_KIND_EGRESS {
+			cleanParents[ex.GetId()] = ex
+		}
+	}
+	for _, ex := range clean {
+		if ex.GetKind() != mlv1.Kind_KIND_EGRESS {
+			continue
+		}
+		p := cleanParents[ex.GetParentId()]
+		if p == nil || p.GetTraceId() != ex.GetTraceId() {
+			t.Fatalf("clean egress record %s: parent %q not an inbound record with its trace id", ex.GetId(), ex.GetParentId())
+		}
+		for _, name := range []string{"Traceparent", "Tracestate"} {
+			if got, want := headerFold(ex.GetRequest().GetHeaders(), name), headerFold(exByID(exs, ex.GetId()).GetRequest().GetHeaders(), name); got == "" || got != want {
+				t.Fatalf("clean egress record %s: %s %q, raw %q", ex.GetId(), name, got, want)
+			}
+		}
+	}
+}
+
+// exByID returns the exchange of exs with id, nil without one.
+func exByID(exs []*mlv1.Exchange, id string) *mlv1.Exchange {
+	for _, ex := range exs {
+		if ex.GetId() == id {
+			return ex
+		}
+	}
+	return nil
 }
