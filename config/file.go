@@ -61,6 +61,7 @@ func Default() File {
 			BodyLimit:    collector.DefaultBodyLimit,
 			QueueRecords: collector.DefaultQueueRecords,
 			QueueBytes:   collector.DefaultQueueBytes,
+			TraceContext: true,
 		},
 		Sink: Sink{
 			Listen:       DefaultSinkListen,
@@ -135,6 +136,10 @@ type Proxy struct {
 	TLSKey  string `yaml:"tls_key" flag:"tls-key" help:"PEM private key file of --tls-cert"`
 	// PrimaryProtocol: see proxy.PrimaryAuto and friends.
 	PrimaryProtocol string `yaml:"primary_protocol" flag:"primary-protocol" help:"protocol to the primary: auto (HTTP/2 where TLS ALPN offers it; to an http:// primary HTTP/1.1, gRPC over h2c), http1, h2 (TLS) or h2c (prior knowledge)"`
+	// TraceContext, Egress and EgressAllow: isolation (docs/isolation.md).
+	TraceContext bool     `yaml:"trace_context" flag:"trace-context" help:"add W3C trace context to captured requests (traceparent when absent or invalid, tracestate mirrorline=<exchange id>), tying the service's outbound calls to them"`
+	Egress       bool     `yaml:"egress" flag:"egress" help:"capture the service's outbound calls instead of its inbound requests: a forward proxy (the service's HTTP_PROXY) without --primary, a reverse proxy to the one dependency --primary with it"`
+	EgressAllow  []string `yaml:"egress_allow" flag:"egress-allow,array" help:"hosts (host or host:port) the egress forward proxy may reach (repeatable; default: every host the service asks for)"`
 	// Limits: max_conns, read_header_timeout, idle_timeout,
 	// max_header_bytes, body_timeout, min_body_rate.
 	collector.Limits `yaml:",inline"`

@@ -68,7 +68,17 @@ func (p *Proxy) Validate() error {
 		checkCapture("proxy", p.BodyLimit, p.QueueRecords, p.QueueBytes),
 		checkLimits("proxy", p.Limits),
 		p.checkHTTP2(),
+		p.checkEgress(),
 	)
+}
+
+// checkEgress checks that the egress allowlist goes with a forward proxy
+// (proxy.egress without proxy.primary).
+func (p *Proxy) checkEgress() error {
+	if len(p.EgressAllow) > 0 && (!p.Egress || p.Primary != "") {
+		return invalid("proxy.egress_allow", "egress-allow", "for the egress forward proxy only (proxy.egress without proxy.primary)")
+	}
+	return nil
 }
 
 // checkHTTP2 checks the proxy's TLS files (both or neither) and its
