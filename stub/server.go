@@ -315,6 +315,15 @@ func (s *Server) write(w http.ResponseWriter, a answer) {
 		dst[k] = vs
 	}
 	dst.Set("Content-Length", strconv.Itoa(len(a.body)))
+	if a.outcome == Hit {
+		// A recorded answer is given as recorded: net/http must not add
+		// a Date or sniff a Content-Type the primary's answer did not have.
+		for _, k := range []string{"Date", "Content-Type"} {
+			if _, ok := dst[k]; !ok {
+				dst[k] = nil
+			}
+		}
+	}
 	w.WriteHeader(cmp.Or(a.status, http.StatusBadGateway))
 	_, _ = w.Write(a.body)
 }
