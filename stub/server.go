@@ -23,6 +23,12 @@ import (
 
 // Defaults of the Server.
 const (
+	// DefaultSince is how far back the index reads the clean topic.
+	DefaultSince = time.Hour
+	// LatencyNone and LatencyRecorded are the values of --latency: answer
+	// at once, or no sooner than the primary's recorded latency.
+	LatencyNone     = "none"
+	LatencyRecorded = "recorded"
 	// DefaultWait is how long a call waits for an index behind its topic.
 	DefaultWait = 2 * time.Second
 	// DefaultMissStatus is the status of the answer to an unmatched call.
