@@ -25,9 +25,10 @@ type Follower struct {
 	ix    *Index
 	log   hclog.Logger
 
-	mu  sync.Mutex
-	pos map[int32]int64 // next offset to read, per partition
-	adm *kadm.Client
+	mu       sync.Mutex
+	pos      map[int32]int64 // next offset to read, per partition
+	adm      *kadm.Client
+	caughtUp bool
 }
 
 // NewFollower returns a Follower reading topic from since into ix; opts are
@@ -142,4 +143,26 @@ func (f *Follower) Reached(target any) bool {
 		}
 	}
 	return true
+}
+
+// Ready is a readiness check: nil once the Follower has read the topic up
+// to its end at least once (the lookback is indexed), an error before.
+func (f *Follower) Ready(ctx context.Context) error {
+	f.mu.Lock()
+	done := f.caughtUp
+	f.mu.Unlock()
+	if done {
+		return nil
+	}
+	target, err := f.Target(ctx)
+	if err != nil {
+		return err
+	}
+	if !f.Reached(target) {
+		return fmt.Errorf("stub index: reading %s from its lookback", f.topic)
+	}
+	f.mu.Lock()
+	f.caughtUp = true
+	f.mu.Unlock()
+	return nil
 }

@@ -95,6 +95,7 @@ func (a *app) newStub(ctx context.Context, tel *telemetry.Server) ([]stage, func
 		return nil, nil, usagef("--listen %s: %v", sc.Listen, unwrapOpError(err))
 	}
 	tel.AddCheck("kafka", kafkaCheck(cl))
+	tel.AddCheck("stub index", follower.Ready)
 	log.Info("stub listening", "addr", ln.Addr().String(), "service", svc, "dependency", sc.Dependency,
 		"passthrough", len(sc.AllowPassthrough), "since", sc.Since.String(), "wait", sc.Wait.String())
 	serve := func(ctx context.Context) error {
