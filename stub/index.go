@@ -23,6 +23,7 @@ type Recorded struct {
 	Ex *mlv1.Exchange
 
 	host, path, query string
+	body              shape
 	size              int64
 	used              bool
 	gone              bool
@@ -116,13 +117,15 @@ func (ix *Index) Add(ex *mlv1.Exchange) bool {
 		ix.metrics.Skipped.WithLabelValues(SkipNoKey).Inc()
 		return false
 	}
-	if ex.GetResponse().GetStatus() == 0 {
-		// The primary got no answer (a transport error): nothing to give.
+	if ex.GetResponse().GetStatus() < 200 || ex.GetResponse().GetStatus() > 999 {
+		// The primary got no (final) answer, e.g. a transport error:
+		// nothing to give.
 		ix.metrics.Skipped.WithLabelValues(SkipNoResponse).Inc()
 		return false
 	}
 	path, query := splitTarget(ex.GetRequest().GetUrl())
-	rec := &Recorded{Ex: ex, host: normHost(ex.GetRequest().GetHost()), path: path, query: query, size: int64(ex.SizeVT())}
+	rec := &Recorded{Ex: ex, host: normHost(ex.GetRequest().GetHost()), path: path, query: query,
+		body: newShape(ex.GetRequest().GetBody()), size: int64(ex.SizeVT())}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if p := ex.GetParentId(); p != "" {
@@ -216,9 +219,10 @@ func (ix *Index) Match(ctx context.Context, c Call, wait time.Duration) (*Record
 			ix.metrics.Wait.Observe(time.Since(start).Seconds())
 		}
 	}()
+	body := newShape(c.Body) // parsed once, outside the lock
 	for {
 		ix.mu.Lock()
-		rec, score := ix.takeLocked(c)
+		rec, score := ix.takeLocked(c, body)
 		changed, progress := ix.changed, ix.progress
 		ix.mu.Unlock()
 		if rec != nil || wait <= 0 || progress == nil {
@@ -245,7 +249,7 @@ func (ix *Index) Match(ctx context.Context, c Call, wait time.Duration) (*Record
 }
 
 // takeLocked is Match without waiting; ix.mu is held.
-func (ix *Index) takeLocked(c Call) (*Recorded, int) {
+func (ix *Index) takeLocked(c Call, body shape) (*Recorded, int) {
 	var cands []*Recorded
 	if c.Parent != "" {
 		cands = ix.byParent[c.Parent]
@@ -261,7 +265,7 @@ func (ix *Index) takeLocked(c Call) (*Recorded, int) {
 		if r.used || r.gone || r.host != host || r.path != path || !strings.EqualFold(r.Ex.GetRequest().GetMethod(), c.Method) {
 			continue
 		}
-		s, q := Similarity(r.Ex.GetRequest().GetBody(), c.Body), r.query == query
+		s, q := r.body.similarity(body), r.query == query
 		if s > bestScore || (s == bestScore && q && !bestQuery) {
 			best, bestScore, bestQuery = r, s, q
 		}

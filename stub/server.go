@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/net/http/httpguts"
 
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
@@ -245,7 +246,13 @@ func (s *Server) decide(r *http.Request, c Call, truncated bool) answer {
 		resp := rec.Ex.GetResponse()
 		h := http.Header{}
 		for _, e := range resp.GetHeaders() {
-			h[textproto.CanonicalMIMEHeaderKey(e.GetName())] = append(h[textproto.CanonicalMIMEHeaderKey(e.GetName())], e.GetValue())
+			// Recorded bytes are hostile: a header that is not one is left
+			// out rather than written.
+			if !httpguts.ValidHeaderFieldName(e.GetName()) || !httpguts.ValidHeaderFieldValue(e.GetValue()) {
+				continue
+			}
+			k := textproto.CanonicalMIMEHeaderKey(e.GetName())
+			h[k] = append(h[k], e.GetValue())
 		}
 		dropHopByHop(h)
 		return answer{outcome: Hit, metric: Hit, status: int(resp.GetStatus()), header: h, body: resp.GetBody(), matched: rec, score: score}
@@ -320,7 +327,9 @@ func (s *Server) write(w http.ResponseWriter, a answer) {
 	for k, vs := range a.header {
 		dst[k] = vs
 	}
-	dst.Set("Content-Length", strconv.Itoa(len(a.body)))
+	if bodyAllowed(a.status) {
+		dst.Set("Content-Length", strconv.Itoa(len(a.body)))
+	}
 	if a.outcome == Hit {
 		// A recorded answer is given as recorded: net/http must not add
 		// a Date or sniff a Content-Type the primary's answer did not have.
@@ -389,4 +398,10 @@ func (s *Server) record(r *http.Request, c Call, truncated bool, a answer, start
 		}
 	}
 	return ex
+}
+
+// bodyAllowed reports whether a response of status may have a body (RFC
+// 9110 6.4.1).
+func bodyAllowed(status int) bool {
+	return status != http.StatusNoContent && status != http.StatusNotModified && status >= 200
 }

@@ -17,16 +17,27 @@ const maxJSONLeaves = 10000
 // {"amount":120,"currency":"EUR"} are 50% alike whatever their key order
 // and spacing. Other bodies are compared as bytes: the share of the longer
 // body covered by their common prefix and suffix.
-func Similarity(a, b []byte) int {
-	if bytes.Equal(a, b) {
+func Similarity(a, b []byte) int { return newShape(a).similarity(newShape(b)) }
+
+// shape is a body parsed once for the comparisons it takes part in.
+type shape struct {
+	raw    []byte
+	leaves map[string]int // nil: not JSON
+}
+
+func newShape(b []byte) shape {
+	l, _ := jsonLeaves(b)
+	return shape{raw: b, leaves: l}
+}
+
+func (a shape) similarity(b shape) int {
+	if bytes.Equal(a.raw, b.raw) {
 		return 100
 	}
-	if la, ok := jsonLeaves(a); ok {
-		if lb, ok := jsonLeaves(b); ok {
-			return leafSimilarity(la, lb)
-		}
+	if a.leaves != nil && b.leaves != nil {
+		return leafSimilarity(a.leaves, b.leaves)
 	}
-	return byteSimilarity(a, b)
+	return byteSimilarity(a.raw, b.raw)
 }
 
 func leafSimilarity(a, b map[string]int) int {

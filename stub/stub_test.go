@@ -592,3 +592,26 @@ func TestPublisherDropsWhenFull(t *testing.T) {
 		t.Errorf("queue_full drops %v, want 1", got)
 	}
 }
+
+func TestHostileRecordedAnswer(t *testing.T) {
+	ix := NewIndex()
+	ix.Add(recorded("e1", "gw", "POST", "/a", "", 200, "ok",
+		"X-Ok", "1", "X-Bad", "v\r\nInjected: yes", "Bad Name", "v", "X-Nul", "a\x00b"))
+	ix.Add(recorded("e2", "gw", "DELETE", "/a", "", 204, "ignored body"))
+	ix.Add(recorded("e3", "gw", "GET", "/a", "", 1000, "status out of range"))
+	ix.Add(recorded("e4", "gw", "GET", "/b", "", 101, "switching"))
+	srv, _ := serve(t, ix, WithWait(0))
+	resp := call(t, srv, "gw", "POST", "/a", "")
+	if resp.StatusCode != 200 || resp.Header.Get("X-Ok") != "1" || resp.Header.Get("Injected") != "" || resp.Header.Get("X-Bad") != "" || resp.Header.Get("X-Nul") != "" || len(resp.Header["Bad Name"]) != 0 {
+		t.Errorf("headers %v: want X-Ok only, the malformed recorded headers left out", resp.Header)
+	}
+	resp = call(t, srv, "gw", "DELETE", "/a", "")
+	if resp.StatusCode != 204 || readAll(t, resp.Body) != "" {
+		t.Errorf("204: %d, want 204 without a body", resp.StatusCode)
+	}
+	for _, target := range []string{"/a", "/b"} {
+		if resp := call(t, srv, "gw", "GET", target, ""); resp.StatusCode != 502 {
+			t.Errorf("GET %s recorded with no final status: %d, want a miss", target, resp.StatusCode)
+		}
+	}
+}
