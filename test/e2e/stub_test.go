@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -130,6 +132,50 @@ func TestStubAnswersTheShadowsCallsWithTheRecordedOnes(t *testing.T) {
 		if outcomes[k] != v {
 			t.Errorf("shadow record of %s: %q, want %q", k, outcomes[k], v)
 		}
+	}
+}
+
+// `mirrorline up` runs the stub when stub.listen is set: the recorded
+// call is answered, another is a miss with the configured status.
+func TestUpRunsTheStub(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	svc := kafkatest.Service(t, 2)
+	const parentID = "01938a7b-e5c4-7d0e-9a3b-5c6d7e8f0001"
+	writeCommitted(t, brokers, broker.Topic(broker.Clean, svc), &mlv1.Exchange{Id: "rates-1", Kind: mlv1.Kind_KIND_EGRESS, ParentId: parentID,
+		Request:  &mlv1.Request{Method: "GET", Url: "/rates?base=EUR", Host: "rates.internal"},
+		Response: &mlv1.Response{Status: 200, Body: []byte(`{"USD":1.08}`)}})
+	stubAddr, metrics := testproc.FreeAddr(t), testproc.FreeAddr(t)
+	cfgPath := filepath.Join(t.TempDir(), "up.yaml")
+	cfg := fmt.Sprintf("service: %s\nbrokers: [%s]\nmetrics_addr: %s\nstub:\n  listen: %s\n  dependency: rates.internal\n  on_miss_status: 503\n",
+		svc, strings.Join(brokers, ", "), metrics, stubAddr)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startML(t, []string{"MIRRORLINE_BROKERS="}, "up", "-c", cfgPath)
+	testproc.Eventually(t, 2*time.Minute, "up is ready with the stub's index read", func() bool {
+		resp, err := http.Get("http://" + metrics + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	get := func(target string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+stubAddr+target, nil)
+		req.Header.Set("Tracestate", "mirrorline="+strings.ReplaceAll(parentID, "-", ""))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/rates?base=EUR"); code != 200 || body != `{"USD":1.08}` {
+		t.Errorf("recorded call: %d %q, want the recorded answer", code, body)
+	}
+	if code, _ := get("/rates?base=USD"); code != 503 {
+		t.Errorf("second call: %d, want the configured miss status 503 (the recorded call answered once)", code)
 	}
 }
 
