@@ -99,7 +99,7 @@ func (a *app) newStub(ctx context.Context, tel *telemetry.Server) ([]stage, func
 	log.Info("stub listening", "addr", ln.Addr().String(), "service", svc, "dependency", sc.Dependency,
 		"passthrough", len(sc.AllowPassthrough), "since", sc.Since.String(), "wait", sc.Wait.String())
 	serve := func(ctx context.Context) error {
-		hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.StandardLogger(nil)}
+		hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: log.StandardLogger(nil)}
 		go func() {
 			<-ctx.Done()
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
