@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mirrorline/mirrorline/broker"
@@ -75,5 +76,57 @@ func TestFollowerIndexesTheCleanTopicFromItsLookback(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(ix.metrics.Skipped.WithLabelValues(SkipInbound)); got != 1 {
 		t.Errorf("inbound records skipped %v, want 1", got)
+	}
+}
+
+// The Follower is behind while a partition's last stable offset is past
+// what it read; an open transaction's records do not count until committed.
+func TestFollowerBehindUntilItReadsToTheLastStableOffset(t *testing.T) {
+	const svc = "orders"
+	brokers := kafkatest.Embedded(t, svc, 2)
+	topic := broker.Topic(broker.Clean, svc)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.TransactionalID("stub-follow-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admCl.Close()
+	f := NewFollower(nil, topic, time.Now(), NewIndex(), nil)
+	f.adm, f.pos = kadm.NewClient(admCl), map[int32]int64{0: 0, 1: 0}
+	ctx := context.Background()
+	behind := func() bool {
+		target, err := f.Target(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return !f.Reached(target)
+	}
+	if behind() {
+		t.Fatal("behind an empty topic")
+	}
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: 1, Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if behind() {
+		t.Error("behind an open transaction's record (a read-committed reader cannot read it yet)")
+	}
+	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	if !behind() {
+		t.Fatal("not behind a committed record it has not read")
+	}
+	f.mu.Lock()
+	f.pos[1] = 2 // the record and the commit marker
+	f.mu.Unlock()
+	if behind() {
+		t.Error("behind after reading the record and its commit marker")
 	}
 }
