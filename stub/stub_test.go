@@ -615,3 +615,48 @@ func TestHostileRecordedAnswer(t *testing.T) {
 		}
 	}
 }
+
+func TestRecordedLatencyHoldsTheAnswer(t *testing.T) {
+	ix := NewIndex()
+	rec := recorded("e1", "gw", "GET", "/slow", "", 200, "slow")
+	rec.Response.LatencyNs = int64(200 * time.Millisecond)
+	ix.Add(rec)
+	srv, _ := serve(t, ix, WithRecordedLatency(true))
+	start := time.Now()
+	resp := call(t, srv, "gw", "GET", "/slow", "")
+	if got := readAll(t, resp.Body); got != "slow" {
+		t.Fatalf("answered %q", got)
+	}
+	// Only the lower bound is asserted: a loaded machine may take longer.
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("answered after %s, before the recorded latency of 200ms", d)
+	}
+}
+
+func TestPassThroughFailureAndLongBodies(t *testing.T) {
+	// An allowlisted host nobody listens on: counted as an error, 502.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	var calls atomic.Int32
+	live := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { calls.Add(1) }))
+	defer live.Close()
+	liveHost := strings.TrimPrefix(live.URL, "http://")
+	ix := NewIndex()
+	srv, _ := serve(t, ix, WithPassthrough(dead, liveHost), WithBodyLimit(4), WithWait(0))
+	resp := call(t, srv, dead, "GET", "/x", "")
+	if resp.StatusCode != 502 || resp.Header.Get(HeaderStub) != Passthrough {
+		t.Errorf("dead pass-through: %d %q, want 502 marked passthrough", resp.StatusCode, resp.Header.Get(HeaderStub))
+	}
+	if got := testutil.ToFloat64(ix.metrics.Calls.WithLabelValues(Error)); got != 1 {
+		t.Errorf("errors counted %v, want 1", got)
+	}
+	// A body longer than the limit is never passed through cut short.
+	resp = call(t, srv, liveHost, "POST", "/x", "longer than four bytes")
+	if resp.StatusCode != 502 || resp.Header.Get(HeaderStub) != Miss || calls.Load() != 0 {
+		t.Errorf("long body: %d %q, %d calls through; want a miss and none", resp.StatusCode, resp.Header.Get(HeaderStub), calls.Load())
+	}
+}
