@@ -37,7 +37,10 @@ type Call struct {
 	// Host is the dependency (host[:port]); Method; Target the request
 	// target (path and query, origin-form).
 	Host, Method, Target string
-	Body                 []byte
+	// ContentType is the call's Content-Type (form bodies are compared
+	// field by field).
+	ContentType string
+	Body        []byte
 }
 
 // Progress tells whether the index has read the clean topic up to what it
@@ -125,7 +128,7 @@ func (ix *Index) Add(ex *mlv1.Exchange) bool {
 	}
 	path, query := splitTarget(ex.GetRequest().GetUrl())
 	rec := &Recorded{Ex: ex, host: normHost(ex.GetRequest().GetHost()), path: path, query: query,
-		body: newShape(ex.GetRequest().GetBody()), size: int64(ex.SizeVT())}
+		body: newShape(ex.GetRequest().GetBody(), contentType(ex.GetRequest().GetHeaders())), size: int64(ex.SizeVT())}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if p := ex.GetParentId(); p != "" {
@@ -219,7 +222,7 @@ func (ix *Index) Match(ctx context.Context, c Call, wait time.Duration) (*Record
 			ix.metrics.Wait.Observe(time.Since(start).Seconds())
 		}
 	}()
-	body := newShape(c.Body) // parsed once, outside the lock
+	body := newShape(c.Body, c.ContentType) // parsed once, outside the lock
 	for {
 		ix.mu.Lock()
 		rec, score := ix.takeLocked(c, body)
@@ -302,4 +305,14 @@ func normHost(h string) string {
 		return host
 	}
 	return h
+}
+
+// contentType is the first Content-Type of hs.
+func contentType(hs []*mlv1.Header) string {
+	for _, h := range hs {
+		if strings.EqualFold(h.GetName(), "Content-Type") {
+			return h.GetValue()
+		}
+	}
+	return ""
 }

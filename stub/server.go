@@ -205,7 +205,7 @@ type answer struct {
 // ServeHTTP answers one outbound call of the shadow.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	c := Call{Method: r.Method, Target: r.URL.RequestURI()}
+	c := Call{Method: r.Method, Target: r.URL.RequestURI(), ContentType: r.Header.Get("Content-Type")}
 	c.Trace, _ = TraceID(r.Header)
 	c.Parent, _ = ParentID(r.Header)
 	switch {

@@ -3,6 +3,8 @@ package stub
 import (
 	"bytes"
 	"encoding/json"
+	"mime"
+	"net/url"
 	"strconv"
 )
 
@@ -16,8 +18,9 @@ const maxJSONLeaves = 10000
 // coefficient), so {"amount":100,"currency":"EUR"} and
 // {"amount":120,"currency":"EUR"} are 50% alike whatever their key order
 // and spacing. Other bodies are compared as bytes: the share of the longer
-// body covered by their common prefix and suffix.
-func Similarity(a, b []byte) int { return newShape(a).similarity(newShape(b)) }
+// body covered by their common prefix and suffix. (The stub compares HTML
+// form bodies, application/x-www-form-urlencoded, field by field too.)
+func Similarity(a, b []byte) int { return newShape(a, "").similarity(newShape(b, "")) }
 
 // shape is a body parsed once for the comparisons it takes part in.
 type shape struct {
@@ -25,9 +28,36 @@ type shape struct {
 	leaves map[string]int // nil: not JSON
 }
 
-func newShape(b []byte) shape {
+// newShape parses b, a body of Content-Type contentType.
+func newShape(b []byte, contentType string) shape {
+	if mt, _, err := mime.ParseMediaType(contentType); err == nil && mt == "application/x-www-form-urlencoded" {
+		if l, ok := formLeaves(b); ok {
+			return shape{raw: b, leaves: l}
+		}
+	}
 	l, _ := jsonLeaves(b)
 	return shape{raw: b, leaves: l}
+}
+
+// formLeaves flattens a form body to its fields ("name[i]=value"), or
+// reports that it is not one.
+func formLeaves(data []byte) (map[string]int, bool) {
+	if len(data) == 0 {
+		return nil, false
+	}
+	vs, err := url.ParseQuery(string(data))
+	if err != nil {
+		return nil, false
+	}
+	out, n := map[string]int{}, 0
+	for k, list := range vs {
+		for i, v := range list {
+			if !leaf("$."+strconv.Quote(k)+"["+strconv.Itoa(i)+"]="+strconv.Quote(v), out, &n) {
+				return nil, false
+			}
+		}
+	}
+	return out, true
 }
 
 func (a shape) similarity(b shape) int {
