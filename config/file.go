@@ -16,6 +16,7 @@ import (
 	"github.com/mirrorline/mirrorline/replayer/middleware"
 	"github.com/mirrorline/mirrorline/replayer/route"
 	"github.com/mirrorline/mirrorline/stage"
+	"github.com/mirrorline/mirrorline/stub"
 )
 
 // File is the YAML file given with -c. Every command reads the sections it
@@ -38,6 +39,7 @@ type File struct {
 	Sink        Sink          `yaml:"sink"`
 	Compare     Compare       `yaml:"compare"`
 	GRPC        GRPC          `yaml:"grpc"`
+	Stub        Stub          `yaml:"stub"`
 	// InstanceID: see stage.Membership.
 	InstanceID string `yaml:"instance_id" flag:"instance-id" help:"static consumer group member id of the redactor, replayer and comparator, stable across restarts of this replica (env MIRRORLINE_INSTANCE_ID; default: dynamic membership)"`
 	// Collectors are the capture collectors `up` runs (proxy, sink, vpc,
@@ -78,6 +80,9 @@ func Default() File {
 			MaxLag:      replayer.DefaultMaxLag,
 		},
 		Compare: Compare{Prime: DefaultPrime, Config: comparator.Config{}.WithDefaults()},
+		Stub: Stub{Since: stub.DefaultSince, MaxRecords: stub.DefaultMaxRecords, MaxBytes: stub.DefaultMaxBytes, Wait: stub.DefaultWait,
+			Latency: stub.LatencyNone, OnMissStatus: stub.DefaultMissStatus, OnMissBody: stub.DefaultMissBody,
+			BodyLimit: stub.DefaultBodyLimit, QueueRecords: stub.DefaultQueueRecords},
 	}
 	f.fillDefaults()
 	return f
@@ -320,4 +325,25 @@ type Compare struct {
 	Prime             string           `yaml:"prime" flag:"prime" help:"relearn noise at start from this much of mirror.diff.SERVICE (duration, or off)"`
 	Redact            *redactor.Config `yaml:"redact"`
 	comparator.Config `yaml:",inline"`
+}
+
+// Stub configures the stub (`mirrorline stub`, and `up` when listen is
+// set): the shadow's downstream endpoint answering its outbound calls with
+// the primary's recorded ones (see docs/isolation.md).
+type Stub struct {
+	Listen       string        `yaml:"listen" flag:"listen" help:"address the shadow's outbound calls come to (its HTTP_PROXY, or a dependency's address)"`
+	Dependency   string        `yaml:"dependency" flag:"dependency" help:"host[:port] of the one dependency this stub stands for (default: the Host of each call)"`
+	Since        time.Duration `yaml:"since" flag:"since" help:"index the recorded egress calls of mirror.clean.SERVICE from this far back, then follow live"`
+	MaxRecords   int           `yaml:"max_records" flag:"max-records" help:"recorded calls kept in the index at most (oldest evicted first)"`
+	MaxBytes     int64         `yaml:"max_bytes" flag:"max-bytes" help:"bytes of recorded calls kept in the index at most (oldest evicted first)"`
+	Wait         time.Duration `yaml:"wait" flag:"wait" help:"how long a call with no recorded match waits for an index behind the clean topic (0: not at all)"`
+	Latency      string        `yaml:"latency" flag:"latency" help:"none, or recorded: answer a hit no sooner than the primary's recorded latency"`
+	OnMissStatus int           `yaml:"on_miss_status" flag:"on-miss-status" help:"status of the answer to a call with no recorded match (always with X-Mirrorline-Stub: miss)"`
+	OnMissBody   string        `yaml:"on_miss_body" flag:"on-miss-body" help:"body of the answer to a call with no recorded match"`
+	// AllowPassthrough: unmatched calls to exactly these hosts go to the
+	// real dependency; none by default.
+	AllowPassthrough []string `yaml:"allow_passthrough" flag:"allow-passthrough,array" help:"let unmatched calls to exactly this host[:port] reach the real dependency (repeatable; default none)"`
+	BodyLimit        int64    `yaml:"body_limit" flag:"body-limit" help:"request body bytes read and matched per call"`
+	QueueRecords     int      `yaml:"queue_records" flag:"queue-records" help:"shadow egress records buffered for Kafka before new ones are dropped"`
+	Instance         string   `yaml:"instance" flag:"instance" help:"name of this stub in its records (default HOST-PID)"`
 }

@@ -132,6 +132,9 @@ func (m *middlewareCommand) Set(s string) error {
 
 func (m *middlewareCommand) Type() string { return "string" }
 
+// BindFlags binds the stub's flags.
+func (s *Stub) BindFlags(fs *pflag.FlagSet) { BindTagged(fs, s) }
+
 // BindFlags binds the comparator's flags; --shadow-job is a hidden alias
 // of --job.
 func (c *Compare) BindFlags(fs *pflag.FlagSet) {
