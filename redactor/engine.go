@@ -93,6 +93,12 @@ type Engine struct {
 	// Names whose rule is "off": secret_names does not apply to them either.
 	offHeader, offForm, offQuery, offJSON []glob
 	secrets                               *secretCache
+	// Classifications of JSON keys and header names (namecache.go), and
+	// the functions computing them on a miss.
+	keys                                  *nameCache[keyClass]
+	hdrs                                  *nameCache[headerClass]
+	classKey                              func(string) keyClass
+	classHeader                           func(string) headerClass
 	pool                                  sync.Pool
 }
 
@@ -147,6 +153,8 @@ func NewEngine(cfg Config, opts ...Option) (*Engine, error) {
 	if err := e.loadKey(cfg, o.key, keyUser); err != nil {
 		return nil, err
 	}
+	e.keys, e.hdrs = newNameCache[keyClass](), newNameCache[headerClass]()
+	e.classKey, e.classHeader = e.classifyKey, e.classifyHeader
 	e.pool.New = func() any { return &state{e: e} }
 	return e, nil
 }

@@ -63,6 +63,26 @@ func (j *jsonEd) replace(a, b int, r []byte) {
 	j.copied = b
 }
 
+// replaceRaw substitutes in[a:b] with s as it is.
+func (j *jsonEd) replaceRaw(a, b int, s string) {
+	if j.out == nil {
+		j.out = make([]byte, 0, len(j.in)+len(s)+16)
+	}
+	j.out = append(j.out, j.in[j.copied:a]...)
+	j.out = append(j.out, s...)
+	j.copied = b
+}
+
+// replaceString substitutes in[a:b] with s as a JSON string.
+func (j *jsonEd) replaceString(a, b int, s string) {
+	if j.out == nil {
+		j.out = make([]byte, 0, len(j.in)+len(s)+16)
+	}
+	j.out = append(j.out, j.in[j.copied:a]...)
+	j.out = appendJSONString(j.out, s)
+	j.copied = b
+}
+
 func (j *jsonEd) ws(i int) int {
 	for i < len(j.in) {
 		switch j.in[i] {
@@ -142,8 +162,9 @@ func (j *jsonEd) completed(lo, hi int, best *rule) *rule {
 
 // step computes the states after t from states[lo:hi], appending them to
 // jstates; it returns their range and the best rule matching the child
-// (inherited from the parent unless a more specific rule matches).
-func (j *jsonEd) step(lo, hi int, t token, inherited *rule) (int, int, *rule) {
+// (inherited from the parent unless a more specific rule matches). kc is the
+// class of t's key (unused for an index).
+func (j *jsonEd) step(lo, hi int, t token, kc *keyClass, inherited *rule) (int, int, *rule) {
 	st := j.st
 	pr := &st.e.json
 	nlo := len(st.jstates)
@@ -157,25 +178,20 @@ func (j *jsonEd) step(lo, hi int, t token, inherited *rule) (int, int, *rule) {
 	if best != nil && best.act == actRemove {
 		best = nil
 	}
-	best = j.completed(nlo, nhi, best)
-	if len(pr.anywhere) > 0 {
-		var cand []uint16
-		switch {
-		case t.isIdx:
-			cand = pr.byIdx
-		case t.key != "":
-			cand = pr.byLast[t.key[len(t.key)-1]]
-		}
-		for _, ks := range [2][]uint16{cand, pr.anyLast} {
-			for _, k := range ks {
-				if a := &pr.anywhere[k]; a.segs[0].match(t) && a.r.better(best) {
-					best = a.r
-				}
-			}
-		}
+	if nhi > nlo {
+		best = j.completed(nlo, nhi, best)
 	}
-	if best == nil && !t.isIdx && st.e.secretMatch(st.e.offJSON, t.key) {
-		best = &st.e.secretJSON
+	if t.isIdx {
+		best = pr.anywhereBest(t, best)
+	} else {
+		// The key's class (container): anywhereBest from nil, then compared
+		// with best, is anywhereBest from best.
+		if kc.anywhere != nil && kc.anywhere.better(best) {
+			best = kc.anywhere
+		}
+		if best == nil && kc.secret {
+			best = &st.e.secretJSON
+		}
 	}
 	return nlo, nhi, best
 }
@@ -270,7 +286,12 @@ func (j *jsonEd) container(i, lo, hi int, inherited *rule, depth int) (int, erro
 			}
 			i = j.ws(i + 1)
 		}
-		nlo, nhi, r := j.step(lo, hi, t, inherited)
+		var kc keyClass
+		if obj {
+			kc = j.st.e.keys.get(t.key, j.st.e.classKey)
+			t.keyClean = kc.clean
+		}
+		nlo, nhi, r := j.step(lo, hi, t, &kc, inherited)
 		if obj && (depth == 0 || (depth == 1 && j.rootArray)) {
 			// A GraphQL request ({"query": ..., "variables": {...}}, or a
 			// batch of them): the variables get the rules of a document
@@ -324,9 +345,9 @@ func (j *jsonEd) member(i, start, keyEnd int, t token, obj bool, nlo, nhi int, r
 			if unsigned, ok := j.st.unsign(j.decode(i, end, esc)); ok {
 				j.flushPending(start)
 				if obj {
-					j.scrubKey(start, keyEnd, t.key)
+					j.scrubKey(start, keyEnd, t)
 				}
-				j.replace(i, end, appendJSONString(nil, unsigned))
+				j.replaceString(i, end, unsigned)
 				return end, end, nil
 			}
 		}
@@ -344,7 +365,7 @@ func (j *jsonEd) member(i, start, keyEnd int, t token, obj bool, nlo, nhi int, r
 	}
 	j.flushPending(start)
 	if obj && (r == nil || r.act != actKeep) {
-		j.scrubKey(start, keyEnd, t.key)
+		j.scrubKey(start, keyEnd, t)
 	}
 	end, err := j.value(i, nlo, nhi, r, depth+1)
 	return end, end, err
@@ -381,9 +402,12 @@ func (j *jsonEd) flushPending(next int) {
 }
 
 // scrubKey runs the detectors over an object key.
-func (j *jsonEd) scrubKey(start, end int, key string) {
-	if v, ok := j.st.scrubString(key); ok {
-		j.replace(start, end, appendJSONString(nil, v))
+func (j *jsonEd) scrubKey(start, end int, t token) {
+	if t.keyClean {
+		return
+	}
+	if v, ok := j.st.scrubString(t.key); ok {
+		j.replaceString(start, end, v)
 	}
 }
 
@@ -398,7 +422,7 @@ func (j *jsonEd) str(i int, r *rule) (int, error) {
 	}
 	v := j.decode(i, end, esc)
 	if r != nil {
-		j.replace(i, end, appendJSONString(nil, j.st.applyRule(r, v)))
+		j.replaceString(i, end, j.st.applyRule(r, v))
 		return end, nil
 	}
 	st := j.st
@@ -410,7 +434,7 @@ func (j *jsonEd) str(i int, r *rule) (int, error) {
 		out, changed, err := st.scrubJSONNested(doc, false, j.nest+1)
 		if err == nil {
 			if changed {
-				j.replace(i, end, appendJSONString(nil, unsafe.String(unsafe.SliceData(out), len(out))))
+				j.replaceString(i, end, unsafe.String(unsafe.SliceData(out), len(out)))
 			}
 			return end, nil
 		}
@@ -424,7 +448,7 @@ func (j *jsonEd) str(i int, r *rule) (int, error) {
 		v, changed = nv, true
 	}
 	if changed {
-		j.replace(i, end, appendJSONString(nil, v))
+		j.replaceString(i, end, v)
 	}
 	return end, nil
 }
@@ -449,22 +473,20 @@ func (j *jsonEd) number(i int, r *rule) (int, error) {
 	}
 	v := unsafe.String(&j.in[i], end-i)
 	if r != nil {
-		var nv string
 		if r.act == actFake {
 			j.st.hit(r.name, 1)
-			nv = j.st.fakeNumber(r, v)
+			j.replaceRaw(i, end, j.st.fakeNumber(r, v))
 		} else {
-			nv = string(appendJSONString(nil, j.st.applyRule(r, v)))
+			j.replaceString(i, end, j.st.applyRule(r, v))
 		}
-		j.replace(i, end, []byte(nv))
 		return end, nil
 	}
 	if end-i >= 13 && end-i <= 19 && j.st.e.det.on[kindCard] {
 		if nv, ok := j.st.scrubString(v); ok {
 			if isJSONInteger(nv) {
-				j.replace(i, end, []byte(nv))
+				j.replaceRaw(i, end, nv)
 			} else {
-				j.replace(i, end, appendJSONString(nil, nv))
+				j.replaceString(i, end, nv)
 			}
 		}
 	}
