@@ -95,11 +95,11 @@ type Engine struct {
 	secrets                               *secretCache
 	// Classifications of JSON keys and header names (namecache.go), and
 	// the functions computing them on a miss.
-	keys                                  *nameCache[keyClass]
-	hdrs                                  *nameCache[headerClass]
-	classKey                              func(string) keyClass
-	classHeader                           func(string) headerClass
-	pool                                  sync.Pool
+	keys        *nameCache[keyClass]
+	hdrs        *nameCache[headerClass]
+	classKey    func(string) keyClass
+	classHeader func(string) headerClass
+	pool        sync.Pool
 }
 
 // NewEngine compiles cfg, layered over DefaultConfig unless cfg.Defaults is
