@@ -29,7 +29,8 @@ const (
 // stored. Safe for concurrent use.
 type nameCache[V any] struct {
 	mul   uint64 // odd multiplier of the slot hash, random per cache
-	slots [nameCacheSlots]atomic.Pointer[nameEntry[V]]
+	shift uint   // 64 - log2(len(slots))
+	slots []atomic.Pointer[nameEntry[V]]
 }
 
 // nameEntry is one cached classification; the name is copied in (names may
@@ -40,8 +41,12 @@ type nameEntry[V any] struct {
 	v    V
 }
 
-func newNameCache[V any]() *nameCache[V] {
-	return &nameCache[V]{mul: rand.Uint64() | 1}
+func newNameCache[V any]() *nameCache[V] { return newNameCacheBits[V](nameCacheBits) }
+
+// newNameCacheBits returns an empty cache of 1<<bits slots (bits >= 1).
+func newNameCacheBits[V any](bits uint) *nameCache[V] {
+	return &nameCache[V]{mul: rand.Uint64() | 1, shift: 64 - bits,
+		slots: make([]atomic.Pointer[nameEntry[V]], 1<<bits)}
 }
 
 // get returns the classification of name, computing it with class on a miss
@@ -54,7 +59,7 @@ func (c *nameCache[V]) get(name string, class func(string) V) V {
 	// A cheap hash of the length and four bytes: a collision or a stream of
 	// distinct names only costs a miss, never a wrong answer.
 	h := uint64(n) | uint64(name[0])<<8 | uint64(name[1])<<16 | uint64(name[n/2])<<24 | uint64(name[n-1])<<32
-	k := (h * c.mul) >> (64 - nameCacheBits)
+	k := (h * c.mul) >> c.shift
 	a, b := &c.slots[k], &c.slots[k^1]
 	ea := a.Load()
 	if ea != nil && string(ea.name[:ea.n]) == name {
