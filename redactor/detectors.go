@@ -7,7 +7,6 @@ package redactor
 
 import (
 	"slices"
-	"strings"
 )
 
 // piiKind is a class of personal data a detector finds.
@@ -137,8 +136,9 @@ func (d *detectors) find(s string, out []span) []span {
 		return out
 	}
 	base := len(out)
-	// Every IPv6 address has a ':': text without one skips its checks.
-	v6 := d.on[kindIPv6] && strings.IndexByte(s, ':') >= 0
+	// maybeIPv6 is the cheap pre-check of IPv6 addresses (a look for a
+	// ':' over the whole text first costs more than it saves).
+	v6 := d.on[kindIPv6]
 	for i := 0; i < n; i++ {
 		c := s[i]
 		if class[c]&cTrigger == 0 {
@@ -245,24 +245,42 @@ func (d *detectors) matchAt(s string, i int, prev byte) (start, end int, kind pi
 	return i, end, kind
 }
 
-// digitDetectors are the detectors that start with a digit, in precedence
-// order.
-var digitDetectors = [...]struct {
-	kind  piiKind
-	match func(s string, i int) int
-}{{kindSSN, matchSSN}, {kindCard, matchCard}, {kindIPv4, matchIPv4}, {kindPhone, matchPhone}}
-
 // matchDigit runs the enabled detectors that start with the digit at s[i],
-// in precedence order: the first that matches wins.
+// in precedence order (ssn, card, ipv4, phone): the first that matches wins.
+// The run of digits at s[i] and the byte after it rule out those that cannot
+// match there: an SSN starts with three digits and '-', a card with a digit
+// 2-6, an IPv4 address with at most three digits and '.'.
 func (d *detectors) matchDigit(s string, i int) (int, piiKind) {
-	if !digitCandidate(s, i) {
-		return 0, 0
+	j := i + 1
+	for j < len(s) && isDigit(s[j]) {
+		j++
 	}
-	for _, m := range digitDetectors {
-		if d.on[m.kind] {
-			if e := m.match(s, i); e > 0 {
-				return e, m.kind
-			}
+	run := j - i
+	var next byte
+	if j < len(s) {
+		next = s[j]
+	}
+	if run < 13 && !digitFollow[next] {
+		return 0, 0 // a lone number: nothing starting with a digit
+	}
+	if run == 3 && next == '-' && d.on[kindSSN] {
+		if e := matchSSN(s, i); e > 0 {
+			return e, kindSSN
+		}
+	}
+	if s[i] >= '2' && s[i] <= '6' && d.on[kindCard] {
+		if e := matchCard(s, i); e > 0 {
+			return e, kindCard
+		}
+	}
+	if run <= 3 && next == '.' && d.on[kindIPv4] {
+		if e := matchIPv4(s, i); e > 0 {
+			return e, kindIPv4
+		}
+	}
+	if d.on[kindPhone] {
+		if e := matchPhone(s, i); e > 0 {
+			return e, kindPhone
 		}
 	}
 	return 0, 0
@@ -278,22 +296,11 @@ func wordEnd(s string, j int) int {
 }
 
 // digitFollow marks the bytes after a run of digits that let a finding
-// starting with a digit go on: SSN "078-", IPv4 "192.", card and phone group
+// starting with a digit go on (the pre-check of matchDigit: a run of fewer
+// than 13 digits followed by another byte is a lone number, "8001", "2029"): SSN "078-", IPv4 "192.", card and phone group
 // separators (space, tab, '-', '.', the first byte of U+00A0, U+2009 and
 // U+202F) and a phone's "(".
 var digitFollow = [256]bool{' ': true, '\t': true, '-': true, '.': true, '(': true, 0xC2: true, 0xE2: true}
-
-// digitCandidate is the pre-check of the detectors that start with a digit
-// (ssn, card, ipv4, phone): the run of digits at s[i] is long enough to be a
-// card number alone (13) or is followed by a byte that continues one of
-// them. A lone number ("8001", "2029") needs no further look.
-func digitCandidate(s string, i int) bool {
-	j := i + 1
-	for j < len(s) && isDigit(s[j]) {
-		j++
-	}
-	return j-i >= 13 || (j < len(s) && digitFollow[s[j]])
-}
 
 // mergeSpans sorts out[base:] by start (emails are found at their '@', so they
 // can start before earlier findings) and merges overlaps.

@@ -74,6 +74,7 @@ type Engine struct {
 	det         detectors
 	detAll      detectors // every detector, to pick a fake generator
 	detRule     [numKinds]rule
+	detOn       bool // det.any(), computed once
 	headers     nameRules
 	form        nameRules
 	query       nameRules
@@ -144,6 +145,7 @@ func NewEngine(cfg Config, opts ...Option) (*Engine, error) {
 	if err := e.compileDetectors(cfg.Detectors, useDefaults, need); err != nil {
 		return nil, err
 	}
+	e.detOn = e.det.any()
 
 	e.offHeader, e.offForm, e.offQuery = offGlobs(cfg.Headers, false), offGlobs(cfg.FormFields, false), offGlobs(cfg.QueryParams, false)
 	e.offJSON = offGlobs(cfg.JSONFields, true)
@@ -444,7 +446,7 @@ func contentHeaders(hs []*mlv1.Header) (ct, ce string) {
 // shrinks the text (every finding is at least 6 bytes) and so terminates.
 func (st *state) scrubString(s string) (string, bool) {
 	e := st.e
-	if len(s) < 6 || !e.det.any() {
+	if len(s) < 6 || !e.detOn {
 		return s, false
 	}
 	spans := e.det.find(s, st.spans[:0])

@@ -288,7 +288,7 @@ func (st *state) scrubURL(u string) string {
 
 // scrubPath runs the detectors over each '/'-separated segment, decoded.
 func (st *state) scrubPath(p string) (string, bool) {
-	if len(p) < 6 || !st.e.det.any() {
+	if len(p) < 6 || !st.e.detOn {
 		return p, false
 	}
 	var b strings.Builder

@@ -103,7 +103,7 @@ func (e *Engine) classifyKey(key string) keyClass {
 
 // detClean reports whether the detectors find nothing in s.
 func (e *Engine) detClean(s string) bool {
-	if len(s) < 6 || !e.det.any() {
+	if len(s) < 6 || !e.detOn {
 		return true
 	}
 	var buf [4]span
