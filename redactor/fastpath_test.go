@@ -209,3 +209,99 @@ func TestNameCacheBounded(t *testing.T) {
 		t.Fatal("clientRegion secret: the cache answered for other bytes")
 	}
 }
+
+// walkEngines are engines with every kind of JSON rule: defaults only (all
+// "**." rules, no path rule states), path rules with globs, indexes and
+// "**" in the middle, keep, remove, unsign, hash and fake, secret names
+// switched off, and tiny name caches (every look-up meets other names).
+func walkEngines(t testing.TB) []*Engine {
+	return []*Engine{
+		newEngine(t, Config{}),
+		tinyCaches(newEngine(t, cacheConfig())),
+		fuzzMaskEngine(t),
+		fuzzFakeEngine(t),
+		newEngine(t, Config{JSONFields: jsonRules("a.**.b", "hash", "*.c*", "fake", "l.1", "remove",
+			"u", "unsign", "**.jwt", "unsign", "k.*", "keep", "**.n", "shape", "**.token", "off", "x", "mask"),
+			Detectors: jsonRules("card", "fake", "email", "hash", "phone", "shape", "jwt", "unsign")}),
+	}
+}
+
+// walkCases are documents at the edges of the editor's fast paths.
+func walkCases() []string {
+	deep := func(n int, open, close, inner string) string {
+		return strings.Repeat(open, n) + inner + strings.Repeat(close, n)
+	}
+	cases := []string{
+		`{"a":[{"b":1,"c":"zoe@example.org"}],"x":"4111111111111111","k":"Zoë"}`,
+		`{"password":"p","n":4111111111111111,"l":[1,2,{"ip":"10.0.0.1"}]}`,
+		`[{"a":"\u0034111111111111111"},"+1 415 555 2671",null,true,-1.5e3]`,
+		"{\n  \"iban\": \"DE89 3704 0044 0532 0130 00\",\n  \"ssn\": \"078-05-1120\"\n}",
+		`{"jwt":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2ln","auth":"Bearer abc123def456","u":"x"}`,
+		`"plain"`, `{}`, `[]`, `{"a":{"b":{"c":{}}}}`, `4111111111111111`, `true`, `{"":""}`, `{"\u0070assword":"p"}`,
+		`{"p":"{\"password\":\"x\",\"n\":\"[1,\\\"zoe@example.org\\\"]\"}","sessionId":"s"}`,
+		`[{"query":"mutation { login(password: \"p\") }","variables":{"otp":"1","card":{"number":"4111111111111111"}}}]`,
+		`{"query":"{ user(email: \"zoe@example.org\") }","variables":"{\"token\":\"t\"}","a":{"query":"q password=x"}}`,
+		`{"a":{"x":{"b":"4111111111111111"}},"l":[0,"zoe@example.org",{"c1":1}],"k":{"password":"p","a":{"b":1}}}`,
+		`{"n":-0.5e-3,"m":1E+2,"t":true,"f":false,"z":null,"s":"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00"}`,
+		`{"a":1,"password":2,"b":3,"token":4,"c":5}`, `{"password":1,"token":2}`, `[1,{"password":1},2]`,
+		`{"a":1,"password":{"x":[1,2]},"token":"t"}`, `{"a" : "x" , "token" :"t" ,"b":[ ]}`,
+		"{\"a\":\"4111 1111 1111 1111\",\"b\":\"x\u00a0y\",\"c\":\"\\u0000\"}",
+		`{"a":1}{"b":"zoe@example.org"}`, " {\"a\":1}\n{\"password\":2}\n", "\xef\xbb\xbf{\"a\":\"zoe@example.org\"}",
+		`{"a":1,}`, `{"a"}`, `[1 2]`, `{"a":tru}`, `{"a":"\x01"}`, `{"a":"\u12"}`, `{"a":01}`, `{"a":-}`, `[`, `{"a":`,
+		deep(maxJSONDepth-1, "[", "]", `"zoe@example.org"`), deep(maxJSONDepth, "[", "]", `1`),
+		deep(maxJSONDepth+1, "[", "]", `"a"`), deep(maxJSONDepth+2, "[", "]", `true`),
+		deep(maxJSONDepth-1, `{"a":`, "}", `"zoe@example.org"`), deep(maxJSONDepth, `{"a":`, "}", `null`),
+		deep(maxJSONDepth+1, `{"a":`, "}", `-1`), deep(maxJSONDepth, `{"password":`, "}", `"p"`),
+		deep(maxJSONDepth+1, `{"password":`, "}", `"p"`), deep(maxJSONDepth, "[", "]", `{}`),
+	}
+	return append(cases, cacheCases...)
+}
+
+// checkWalk holds scrubJSON to the reference editor: the same output, change
+// flag, error and rule counts.
+func checkWalk(t *testing.T, e *Engine, in []byte, multi bool) {
+	t.Helper()
+	st, ref := &state{e: e}, &state{e: e}
+	out, changed, err := st.scrubJSON(bytes.Clone(in), multi)
+	rout, rchanged, rerr := ref.refScrubJSON(bytes.Clone(in), multi)
+	if !bytes.Equal(out, rout) || changed != rchanged || fmt.Sprint(err) != fmt.Sprint(rerr) ||
+		fmt.Sprint(st.counts) != fmt.Sprint(ref.counts) {
+		t.Fatalf("scrubJSON(%.200q, multi %v) = %.300q, %v, %v, %v; reference %.300q, %v, %v, %v",
+			in, multi, out, changed, err, st.counts, rout, rchanged, rerr, ref.counts)
+	}
+}
+
+// TestJSONWalkMatchesReference holds the JSON editor to the reference on
+// the edge cases, every prefix of them (truncated documents), and every
+// engine.
+func TestJSONWalkMatchesReference(t *testing.T) {
+	engines := walkEngines(t)
+	for _, c := range walkCases() {
+		for _, e := range engines {
+			for _, multi := range []bool{false, true} {
+				checkWalk(t, e, []byte(c), multi)
+				if len(c) < 400 {
+					for n := range len(c) {
+						checkWalk(t, e, []byte(c[:n]), multi)
+					}
+				}
+			}
+		}
+	}
+}
+
+// FuzzJSONWalkMatchesReference is TestJSONWalkMatchesReference on arbitrary
+// documents.
+func FuzzJSONWalkMatchesReference(f *testing.F) {
+	for _, c := range walkCases() {
+		if len(c) < 1000 {
+			f.Add([]byte(c), false)
+		}
+	}
+	engines := walkEngines(f)
+	f.Fuzz(func(t *testing.T, in []byte, multi bool) {
+		for _, e := range engines {
+			checkWalk(t, e, in, multi)
+		}
+	})
+}

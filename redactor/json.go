@@ -148,6 +148,29 @@ func (st *state) scrubJSONNested(in []byte, multi bool, nest int) ([]byte, bool,
 	return j.out, true, nil
 }
 
+// bestOf is step's rule for a child without path rule states: the inherited
+// rule (unless it removes), a better "**.<segment>" rule, else secret_names.
+func (j *jsonEd) bestOf(t token, kc *keyClass, inherited *rule) *rule {
+	best := inherited
+	if best != nil && best.act == actRemove {
+		best = nil
+	}
+	if t.isIdx {
+		return j.st.e.json.anywhereBest(t, best)
+	}
+	if kc.anywhere != nil && kc.anywhere.better(best) {
+		best = kc.anywhere
+	}
+	if best == nil && kc.secret {
+		best = &j.st.e.secretJSON
+	}
+	return best
+}
+
+// jsonScalar marks the first bytes of the JSON numbers and literals.
+var jsonScalar = [256]bool{'-': true, '0': true, '1': true, '2': true, '3': true, '4': true, '5': true,
+	'6': true, '7': true, '8': true, '9': true, 't': true, 'f': true, 'n': true}
+
 // completed returns the best rule among states[lo:hi] that have consumed
 // their whole path (trailing "**" may match nothing), starting from best.
 func (j *jsonEd) completed(lo, hi int, best *rule) *rule {
@@ -183,9 +206,7 @@ func (j *jsonEd) step(lo, hi int, t token, kc *keyClass, inherited *rule) (int, 
 	if best != nil && best.act == actRemove {
 		best = nil
 	}
-	if nhi > nlo {
-		best = j.completed(nlo, nhi, best)
-	}
+	best = j.completed(nlo, nhi, best)
 	if t.isIdx {
 		best = pr.anywhereBest(t, best)
 	} else {
@@ -284,7 +305,13 @@ func (j *jsonEd) container(i, lo, hi int, inherited *rule, depth int) (int, erro
 			if keyEnd, esc, err = scanString(in, i); err != nil {
 				return 0, err
 			}
-			t = token{key: j.decode(start, keyEnd, esc)}
+			if esc {
+				t = token{key: j.decode(start, keyEnd, esc)}
+			} else if keyEnd-start > 2 {
+				t = token{key: unsafe.String(&in[start+1], keyEnd-start-2)}
+			} else {
+				t = token{}
+			}
 			i = j.ws(keyEnd)
 			if i >= len(in) || in[i] != ':' {
 				return 0, jsonErr("expected ':'", i)
@@ -296,7 +323,17 @@ func (j *jsonEd) container(i, lo, hi int, inherited *rule, depth int) (int, erro
 			kc = j.st.e.keys.get(t.key, j.st.e.classKey)
 			t.keyClean = kc.clean
 		}
-		nlo, nhi, r := j.step(lo, hi, t, &kc, inherited)
+		var nlo, nhi int
+		var r *rule
+		if lo == hi {
+			// No path rule state: only the inherited rule and the key's
+			// class (step without the NFA).
+			nlo = len(j.st.jstates)
+			nhi, j.stepLo = nlo, nlo
+			r = j.bestOf(t, &kc, inherited)
+		} else {
+			nlo, nhi, r = j.step(lo, hi, t, &kc, inherited)
+		}
 		if obj && (depth == 0 || (depth == 1 && j.rootArray)) {
 			// A GraphQL request ({"query": ..., "variables": {...}}, or a
 			// batch of them): the variables get the rules of a document
@@ -313,7 +350,29 @@ func (j *jsonEd) container(i, lo, hi int, inherited *rule, depth int) (int, erro
 			}
 		}
 		var err error
-		if i, prevKeptEnd, err = j.member(i, start, keyEnd, t, obj, nlo, nhi, r, depth, prevKeptEnd); err != nil {
+		if r == nil && i < len(in) && (in[i] == '"' || jsonScalar[in[i]]) && depth < maxJSONDepth {
+			// A kept scalar under no rule (member and value, inline): the
+			// common case.
+			if j.pend.active {
+				j.flushPending(start)
+			}
+			if obj && !t.keyClean {
+				j.scrubKey(start, keyEnd, t)
+			}
+			var end int
+			switch c := in[i]; {
+			case c == '"':
+				end, err = j.str(i, nil)
+			case c == '-' || isDigit(c):
+				end, err = j.number(i, nil)
+			default:
+				end, err = j.literal(i, jsonLiterals[c])
+			}
+			if err != nil {
+				return 0, err
+			}
+			i, prevKeptEnd = end, end
+		} else if i, prevKeptEnd, err = j.member(i, start, keyEnd, t, obj, nlo, nhi, r, depth, prevKeptEnd); err != nil {
 			return 0, err
 		}
 		j.gqlQuery = false
