@@ -100,7 +100,10 @@ type Engine struct {
 	hdrs        *nameCache[headerClass]
 	classKey    func(string) keyClass
 	classHeader func(string) headerClass
-	pool        sync.Pool
+	// The rules of form field and query parameter names (formRule).
+	formNames, queryNames *nameCache[*rule]
+	classForm, classQuery func(string) *rule
+	pool                  sync.Pool
 }
 
 // NewEngine compiles cfg, layered over DefaultConfig unless cfg.Defaults is
@@ -157,6 +160,9 @@ func NewEngine(cfg Config, opts ...Option) (*Engine, error) {
 	}
 	e.keys, e.hdrs = newNameCache[keyClass](), newNameCache[headerClass]()
 	e.classKey, e.classHeader = e.classifyKey, e.classifyHeader
+	e.formNames, e.queryNames = newNameCache[*rule](), newNameCache[*rule]()
+	e.classForm = func(name string) *rule { return e.classifyFormName(name, false) }
+	e.classQuery = func(name string) *rule { return e.classifyFormName(name, true) }
 	e.pool.New = func() any { return &state{e: e} }
 	return e, nil
 }

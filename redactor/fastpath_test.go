@@ -109,7 +109,8 @@ func cacheExchange(body string) *mlv1.Exchange {
 			"Content-Length", "1", "A", "4111111111111111")
 	}
 	return &mlv1.Exchange{
-		Request:  &mlv1.Request{Url: "/x?q=1", Headers: hs(), Body: []byte(body)},
+		Request: &mlv1.Request{Url: "/x?password=p&Sig=s&q=zoe@example.org&api_key=k&X-Amz-Credential=c&" + body,
+			Headers: hs(), Body: []byte(body)},
 		Response: &mlv1.Response{Status: 200, Headers: hs(), Body: []byte(body)},
 	}
 }
@@ -140,6 +141,7 @@ func checkColdWarm(t *testing.T, warm *Engine, body string) {
 // names' entries (the collisions a cache must tell apart).
 func tinyCaches(e *Engine) *Engine {
 	e.keys, e.hdrs = newNameCacheBits[keyClass](1), newNameCacheBits[headerClass](1)
+	e.formNames, e.queryNames = newNameCacheBits[*rule](1), newNameCacheBits[*rule](1)
 	return e
 }
 

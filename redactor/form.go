@@ -155,13 +155,22 @@ func (st *state) scrubValue(name, val string) (string, bool) {
 // most specific rule of rules, else the secret_names rule when the name looks
 // like it holds a secret.
 func (st *state) formRule(rules *nameRules, name string) *rule {
+	e := st.e
+	if rules == &e.query {
+		return e.queryNames.get(name, e.classQuery)
+	}
+	return e.formNames.get(name, e.classForm)
+}
+
+// classifyFormName is formRule for a form field (query false) or query
+// parameter name, without the cache.
+func (e *Engine) classifyFormName(name string, query bool) *rule {
+	rules, off, secret := &e.form, e.offForm, &e.secretForm
+	if query {
+		rules, off, secret = &e.query, e.offQuery, &e.secretQuery
+	}
 	if r := rules.match(name, 0); r != nil {
 		return r
-	}
-	e := st.e
-	off, secret := e.offForm, &e.secretForm
-	if rules == &e.query {
-		off, secret = e.offQuery, &e.secretQuery
 	}
 	if e.secretMatch(off, name) {
 		return secret
