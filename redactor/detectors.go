@@ -178,6 +178,22 @@ func (d *detectors) find(s string, out []span) []span {
 				continue
 			}
 		}
+		// Cheap pre-checks of matchAt, inline: a letter that can start no
+		// finding with the byte after it, a lone number.
+		if c >= 'A' && !letterMayStart(s, i, c) {
+			i = wordEnd(s, i+1) - 1
+			continue
+		}
+		if isDigit(c) {
+			j := i + 1
+			for j < n && isDigit(s[j]) {
+				j++
+			}
+			if j-i < 13 && (j == n || !digitFollow[s[j]]) {
+				i = wordEnd(s, j) - 1
+				continue
+			}
+		}
 		if st, end, kind := d.matchAt(s, i, prev); end > 0 {
 			out = append(out, span{st, end, kind})
 			i = end - 1
@@ -191,6 +207,19 @@ func (d *detectors) find(s string, out []span) []span {
 		return out // nothing to sort or merge: spare the call
 	}
 	return mergeSpans(out, base)
+}
+
+// letterMayStart is the pre-check of matchAt at a letter trigger c = s[i]:
+// whether a finding can start there given the byte after it: a JWT ("ey"),
+// a bearer or basic scheme ("be", "Ba"), a credential prefix or an IBAN (two
+// upper-case letters).
+func letterMayStart(s string, i int, c byte) bool {
+	var c2 byte
+	if i+1 < len(s) {
+		c2 = s[i+1]
+	}
+	return (c == 'e' && c2 == 'y') || ((c == 'b' || c == 'B') && (c2|0x20 == 'e' || c2 == 'a')) ||
+		(credFirst[c] && credStart[c]&credSecond[c2] != 0) || (isUpper(c) && isUpper(c2))
 }
 
 // hexWordIPv6 handles the word s[st:i+1], followed by ':', whose first
