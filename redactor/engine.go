@@ -295,7 +295,7 @@ func (st *state) hit(name string, n int) {
 		return
 	}
 	if st.counts == nil {
-		st.counts = make(map[string]int, 4)
+		st.counts = make(map[string]int, 8)
 	}
 	st.counts[name] += n
 }
@@ -357,12 +357,25 @@ func (e *Engine) Redact(ex *mlv1.Exchange) (res Result, err error) {
 	}
 	res = Result{Redactions: st.counts}
 	if len(st.counts) > 0 {
-		res.Rules = make([]string, 0, len(st.counts))
-		for name := range st.counts {
-			res.Rules = append(res.Rules, name)
+		// One allocation for Rules and its copy in ex.Redactions (unless
+		// ex.Redactions has room).
+		n := len(st.counts)
+		var buf []string
+		if cap(ex.Redactions) >= n {
+			buf = make([]string, 0, n)
+		} else {
+			buf = make([]string, 0, 2*n)
 		}
-		slices.Sort(res.Rules)
-		ex.Redactions = append(ex.Redactions[:0], res.Rules...)
+		for name := range st.counts {
+			buf = append(buf, name)
+		}
+		slices.Sort(buf)
+		res.Rules = buf[:n:n]
+		if cap(ex.Redactions) >= n {
+			ex.Redactions = append(ex.Redactions[:0], res.Rules...)
+		} else {
+			ex.Redactions = append(buf[n:n], res.Rules...)
+		}
 	}
 	st.counts = nil
 	return res, err
