@@ -277,8 +277,10 @@ func (d *detectors) matchAt(s string, i int, prev byte) (start, end int, kind pi
 // matchDigit runs the enabled detectors that start with the digit at s[i],
 // in precedence order (ssn, card, ipv4, phone): the first that matches wins.
 // The run of digits at s[i] and the byte after it rule out those that cannot
-// match there: an SSN starts with three digits and '-', a card with a digit
-// 2-6, an IPv4 address with at most three digits and '.'.
+// match there: an SSN starts with three digits and '-'; a card with a digit
+// 2-6 and either 13 or more digits or a first group of four; an IPv4 address
+// with at most three digits and '.'; a phone number without '+' with a group
+// of at most five digits.
 func (d *detectors) matchDigit(s string, i int) (int, piiKind) {
 	j := i + 1
 	for j < len(s) && isDigit(s[j]) {
@@ -297,7 +299,7 @@ func (d *detectors) matchDigit(s string, i int) (int, piiKind) {
 			return e, kindSSN
 		}
 	}
-	if s[i] >= '2' && s[i] <= '6' && d.on[kindCard] {
+	if s[i] >= '2' && s[i] <= '6' && (run >= 13 || run == 4) && d.on[kindCard] {
 		if e := matchCard(s, i); e > 0 {
 			return e, kindCard
 		}
@@ -307,7 +309,7 @@ func (d *detectors) matchDigit(s string, i int) (int, piiKind) {
 			return e, kindIPv4
 		}
 	}
-	if d.on[kindPhone] {
+	if run <= 5 && d.on[kindPhone] {
 		if e := matchPhone(s, i); e > 0 {
 			return e, kindPhone
 		}

@@ -162,6 +162,9 @@ var preCheckCases = []string{
 	"-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY----- whsec_abcdefghijklmnopqrstuv",
 	"zoe@example.org a@b.cx Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2ln GB29NWBK60161331926819",
 	"a@b.cx+14155552671 4111111111a@example.com111111 1.2.3.4a 4111 1111 1111 1111x",
+	"41111 1111 1111 111 4222222222222 4222 2222 22222 378282246310005 5105-1051-0510-5100 2223003122003222",
+	"123456-78-90 12345-678-90 12345 67890 123456 7890 (0)123456 7890 0123 45 67 89 1234.5678.90 01234-56789-0",
+	"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
 }
 
 // TestFindMatchesReference holds find to findReference on the pre-check edge
