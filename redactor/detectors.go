@@ -210,14 +210,34 @@ func (d *detectors) find(s string, out []span) []span {
 }
 
 // letterMayStart is the pre-check of matchAt at a letter trigger c = s[i]:
-// whether a finding can start there given the byte after it: a JWT ("ey"),
-// a bearer or basic scheme ("be", "Ba"), a credential prefix or an IBAN (two
-// upper-case letters).
+// whether a finding can start there given the byte after it (letterPairs).
 func letterMayStart(s string, i int, c byte) bool {
 	var c2 byte
 	if i+1 < len(s) {
 		c2 = s[i+1]
 	}
+	return letterPairs[c][c2>>6]>>(c2&63)&1 != 0
+}
+
+// letterPairs holds, for each first byte c, the set of second bytes c2 with
+// which a finding can start at a letter c (letterPair). It is built by
+// buildLetterPairs once the credential prefixes are (secrets.go's init).
+var letterPairs [256][4]uint64
+
+func buildLetterPairs() {
+	for c := range 256 {
+		for c2 := range 256 {
+			if letterPair(byte(c), byte(c2)) {
+				letterPairs[c][c2>>6] |= 1 << (c2 & 63)
+			}
+		}
+	}
+}
+
+// letterPair reports whether a finding can start with the letter c followed
+// by c2 (0 at the end of the text): a JWT ("ey"), a bearer or basic scheme
+// ("be", "Ba"), a credential prefix or an IBAN (two upper-case letters).
+func letterPair(c, c2 byte) bool {
 	return (c == 'e' && c2 == 'y') || ((c == 'b' || c == 'B') && (c2|0x20 == 'e' || c2 == 'a')) ||
 		(credFirst[c] && credStart[c]&credSecond[c2] != 0) || (isUpper(c) && isUpper(c2))
 }
