@@ -158,7 +158,7 @@ func NewEngine(cfg Config, opts ...Option) (*Engine, error) {
 	if err := e.loadKey(cfg, o.key, keyUser); err != nil {
 		return nil, err
 	}
-	e.keys, e.hdrs = newNameCache[keyClass](), newNameCache[headerClass]()
+	e.keys, e.hdrs = newNameCache[keyClass]().withPeek(), newNameCache[headerClass]()
 	e.classKey, e.classHeader = e.classifyKey, e.classifyHeader
 	e.formNames, e.queryNames = newNameCache[*rule](), newNameCache[*rule]()
 	e.classForm = func(name string) *rule { return e.classifyFormName(name, false) }

@@ -140,7 +140,7 @@ func checkColdWarm(t *testing.T, warm *Engine, body string) {
 // tinyCaches gives e name caches of two slots: every look-up meets other
 // names' entries (the collisions a cache must tell apart).
 func tinyCaches(e *Engine) *Engine {
-	e.keys, e.hdrs = newNameCacheBits[keyClass](1), newNameCacheBits[headerClass](1)
+	e.keys, e.hdrs = newNameCacheBits[keyClass](1).withPeek(), newNameCacheBits[headerClass](1)
 	e.formNames, e.queryNames = newNameCacheBits[*rule](1), newNameCacheBits[*rule](1)
 	return e
 }

@@ -296,32 +296,45 @@ func (j *jsonEd) container(i, lo, hi int, inherited *rule, depth int) (int, erro
 	prevKeptEnd := -1
 	for idx := 0; ; idx++ {
 		start, keyEnd, t := i, 0, token{idx: idx, isIdx: true}
+		var kc keyClass
 		if obj {
 			if i >= len(in) || in[i] != '"' {
 				return 0, jsonErr("expected object key", i)
 			}
-			var esc bool
-			var err error
-			if keyEnd, esc, err = scanString(in, i); err != nil {
-				return 0, err
-			}
-			if esc {
-				t = token{key: j.decode(start, keyEnd, esc)}
-			} else if keyEnd-start > 2 {
-				t = token{key: unsafe.String(&in[start+1], keyEnd-start-2)}
+			keys := j.st.e.keys
+			if ke := keys.peekKey(in, i); ke != nil {
+				// A key met before, found without scanning it.
+				keyEnd = i + int(ke.n) + 2
+				t = token{key: unsafe.String(&in[start+1], int(ke.n))}
+				kc = ke.v
 			} else {
-				t = token{}
+				var esc bool
+				var err error
+				if keyEnd, esc, err = scanString(in, i); err != nil {
+					return 0, err
+				}
+				if esc {
+					t = token{key: j.decode(start, keyEnd, esc)}
+				} else if keyEnd-start > 2 {
+					t = token{key: unsafe.String(&in[start+1], keyEnd-start-2)}
+				} else {
+					t = token{}
+				}
+				if ke := keys.entry(t.key, j.st.e.classKey); ke != nil {
+					kc = ke.v
+					if !esc {
+						keys.peekPut(in, i, ke)
+					}
+				} else {
+					kc = j.st.e.classKey(t.key)
+				}
 			}
+			t.keyClean = kc.clean
 			i = j.ws(keyEnd)
 			if i >= len(in) || in[i] != ':' {
 				return 0, jsonErr("expected ':'", i)
 			}
 			i = j.ws(i + 1)
-		}
-		var kc keyClass
-		if obj {
-			kc = j.st.e.keys.get(t.key, j.st.e.classKey)
-			t.keyClean = kc.clean
 		}
 		var nlo, nhi int
 		var r *rule

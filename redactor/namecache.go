@@ -31,14 +31,16 @@ type nameCache[V any] struct {
 	mul   uint64 // odd multiplier of the slot hash, random per cache
 	shift uint   // 64 - log2(len(slots))
 	slots []atomic.Pointer[nameEntry[V]]
+	peek  []atomic.Pointer[nameEntry[V]] // JSON keys by their first bytes (peekKey); nil: none
 }
 
 // nameEntry is one cached classification; the name is copied in (names may
 // alias a record's buffers, which are reused).
 type nameEntry[V any] struct {
-	n    uint8
-	name [maxCachedName]byte
-	v    V
+	n     uint8
+	plain bool // the name needs no escape in a JSON string (peekKey)
+	name  [maxCachedName]byte
+	v     V
 }
 
 func newNameCache[V any]() *nameCache[V] { return newNameCacheBits[V](nameCacheBits) }
@@ -49,12 +51,27 @@ func newNameCacheBits[V any](bits uint) *nameCache[V] {
 		slots: make([]atomic.Pointer[nameEntry[V]], 1<<bits)}
 }
 
+// withPeek gives c the index of peekKey, of as many slots as c has.
+func (c *nameCache[V]) withPeek() *nameCache[V] {
+	c.peek = make([]atomic.Pointer[nameEntry[V]], len(c.slots))
+	return c
+}
+
 // get returns the classification of name, computing it with class on a miss
 // (and for a name the cache does not store).
 func (c *nameCache[V]) get(name string, class func(string) V) V {
+	if e := c.entry(name, class); e != nil {
+		return e.v
+	}
+	return class(name)
+}
+
+// entry returns the cache entry of name, made with class on a miss, or nil
+// for a name the cache does not store.
+func (c *nameCache[V]) entry(name string, class func(string) V) *nameEntry[V] {
 	n := len(name)
 	if n < 2 || n > maxCachedName {
-		return class(name)
+		return nil
 	}
 	// A cheap hash of the length and four bytes: a collision or a stream of
 	// distinct names only costs a miss, never a wrong answer.
@@ -63,21 +80,73 @@ func (c *nameCache[V]) get(name string, class func(string) V) V {
 	a, b := &c.slots[k], &c.slots[k^1]
 	ea := a.Load()
 	if ea != nil && string(ea.name[:ea.n]) == name {
-		return ea.v
+		return ea
 	}
 	eb := b.Load()
 	if eb != nil && string(eb.name[:eb.n]) == name {
-		return eb.v
+		return eb
 	}
-	v := class(name)
-	en := &nameEntry[V]{n: uint8(n), v: v}
+	en := &nameEntry[V]{n: uint8(n), v: class(name)}
 	copy(en.name[:], name)
+	en.plain = true
+	for _, ch := range en.name[:n] {
+		if !jsonPlain[ch] {
+			en.plain = false
+			break
+		}
+	}
 	if ea == nil || eb != nil && k&1 == 0 {
 		a.Store(en) // free, or the pair is full: replace by parity
 	} else {
 		b.Store(en)
 	}
-	return v
+	return en
+}
+
+// JSON keys are also found before they are scanned: by the four bytes after
+// their opening quote (whatever they are: a short key's closing quote and
+// what follows it are the same wherever the document repeats the key), in a
+// direct-mapped index of entries whose names a JSON string holds as they are
+// (no escape needed). A hit is an entry whose name and a closing quote follow
+// the opening one: the key scanString and decode would give.
+
+// peekSlot returns the slot of the key whose opening quote is in[i], or nil
+// when fewer than four bytes follow it.
+func (c *nameCache[V]) peekSlot(in []byte, i int) *atomic.Pointer[nameEntry[V]] {
+	if c.peek == nil || i+5 > len(in) {
+		return nil
+	}
+	h := uint64(in[i+1]) | uint64(in[i+2])<<8 | uint64(in[i+3])<<16 | uint64(in[i+4])<<24
+	return &c.peek[(h*c.mul)>>c.shift]
+}
+
+// peekKey returns the entry of the key whose opening quote is in[i] when the
+// index has it, else nil.
+func (c *nameCache[V]) peekKey(in []byte, i int) *nameEntry[V] {
+	p := c.peekSlot(in, i)
+	if p == nil {
+		return nil
+	}
+	e := p.Load()
+	if e == nil {
+		return nil
+	}
+	n := int(e.n)
+	if i+n+2 > len(in) || in[i+1+n] != '"' || string(in[i+1:i+1+n]) != string(e.name[:n]) {
+		return nil
+	}
+	return e
+}
+
+// peekPut indexes e, the entry of the key whose opening quote is in[i] (its
+// name not escaped in the input).
+func (c *nameCache[V]) peekPut(in []byte, i int, e *nameEntry[V]) {
+	if e == nil || !e.plain {
+		return
+	}
+	if p := c.peekSlot(in, i); p != nil {
+		p.Store(e)
+	}
 }
 
 // keyClass is the classification of a JSON object key.
