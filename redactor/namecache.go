@@ -1,6 +1,7 @@
 package redactor
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"sync/atomic"
 )
@@ -116,7 +117,7 @@ func (c *nameCache[V]) peekSlot(in []byte, i int) *atomic.Pointer[nameEntry[V]] 
 	if c.peek == nil || i+5 > len(in) {
 		return nil
 	}
-	h := uint64(in[i+1]) | uint64(in[i+2])<<8 | uint64(in[i+3])<<16 | uint64(in[i+4])<<24
+	h := uint64(binary.LittleEndian.Uint32(in[i+1:]))
 	return &c.peek[(h*c.mul)>>c.shift]
 }
 
@@ -131,8 +132,8 @@ func (c *nameCache[V]) peekKey(in []byte, i int) *nameEntry[V] {
 	if e == nil {
 		return nil
 	}
-	n := int(e.n)
-	if i+n+2 > len(in) || in[i+1+n] != '"' || string(in[i+1:i+1+n]) != string(e.name[:n]) {
+	n, rest := int(e.n), in[i+1:]
+	if n >= len(rest) || rest[n] != '"' || string(rest[:n]) != string(e.name[:n]) {
 		return nil
 	}
 	return e
