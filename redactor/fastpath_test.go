@@ -307,3 +307,38 @@ func FuzzJSONWalkMatchesReference(f *testing.F) {
 		}
 	})
 }
+
+// TestNameCachesConcurrent shares one engine with tiny caches between
+// goroutines (an engine serves concurrent Redact calls): every result is the
+// one a fresh engine gives; run with -race.
+func TestNameCachesConcurrent(t *testing.T) {
+	shared := tinyCaches(newEngine(t, cacheConfig()))
+	cases := walkCases()[:20]
+	want := make([]string, len(cases))
+	for k, c := range cases {
+		ex, res := redactOnce(t, newEngine(t, cacheConfig()), c)
+		want[k] = res + ex.String()
+	}
+	errs := make(chan string, 8)
+	done := make(chan struct{})
+	for g := range 8 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for k := range 3 * len(cases) {
+				k := (k + g*5) % len(cases)
+				ex, res := redactOnce(t, shared, cases[k])
+				if res+ex.String() != want[k] {
+					errs <- cases[k]
+					return
+				}
+			}
+		}()
+	}
+	for range 8 {
+		<-done
+	}
+	close(errs)
+	for c := range errs {
+		t.Errorf("concurrent redaction of %.80q differs from a fresh engine's", c)
+	}
+}
