@@ -284,6 +284,7 @@ type state struct {
 	prot    []span // scrubString: replacements of the current pass
 	prot2   []span
 	scratch []byte
+	tbuf    [2][]byte // scrubStringTmp's results
 	jstates []pstate
 	// unsignDepth counts the unsign calls this state runs inside (claims
 	// holding a token are redacted by a state one deeper).
@@ -463,7 +464,18 @@ func contentHeaders(hs []*mlv1.Header) (ct, ce string) {
 // lying entirely inside an earlier replacement (a fake or hash token) are
 // left alone. From the fourth pass on, new findings are masked, which
 // shrinks the text (every finding is at least 6 bytes) and so terminates.
-func (st *state) scrubString(s string) (string, bool) {
+func (st *state) scrubString(s string) (string, bool) { return st.scrubStringIn(s, false) }
+
+// scrubStringTmp is scrubString for a caller that copies the result at once
+// (the JSON editor): a changed result lives in the state's scratch, valid
+// until the next scrubStringTmp, instead of a new allocation.
+func (st *state) scrubStringTmp(s string) (string, bool) { return st.scrubStringIn(s, true) }
+
+// maxKeptScratch bounds the scratch of scrubStringTmp a state keeps between
+// records.
+const maxKeptScratch = 64 << 10
+
+func (st *state) scrubStringIn(s string, tmp bool) (string, bool) {
 	e := st.e
 	if len(s) < 6 || !e.detOn {
 		return s, false
@@ -475,8 +487,14 @@ func (st *state) scrubString(s string) (string, bool) {
 	}
 	prot := st.prot[:0] // replacements made so far, in s coordinates
 	for pass := 0; ; pass++ {
-		var b strings.Builder
-		b.Grow(len(s))
+		// Each pass writes a new text: with tmp, into the scratch buffer
+		// the previous pass did not write (its text is this pass's input).
+		var b []byte
+		if tmp {
+			b = st.tbuf[pass&1][:0]
+		} else {
+			b = make([]byte, 0, len(s))
+		}
 		next := st.prot2[:0]
 		last, pi := 0, 0
 		// carry copies protected ranges lying before offset lim.
@@ -484,7 +502,7 @@ func (st *state) scrubString(s string) (string, bool) {
 			for pi < len(prot) && prot[pi].end <= lim {
 				p := prot[pi]
 				if p.start >= last {
-					d := b.Len() - last
+					d := len(b) - last
 					next = append(next, span{p.start + d, p.end + d, p.kind})
 				}
 				pi++
@@ -492,7 +510,7 @@ func (st *state) scrubString(s string) (string, bool) {
 		}
 		for _, sp := range spans {
 			carry(sp.start)
-			b.WriteString(s[last:sp.start])
+			b = append(b, s[last:sp.start]...)
 			for pi < len(prot) && prot[pi].start < sp.end {
 				pi++ // overlapped by this finding: no longer protected
 			}
@@ -507,15 +525,18 @@ func (st *state) scrubString(s string) (string, bool) {
 			}
 			repl := st.apply(a, fk, s[sp.start:sp.end])
 			if repl != "" {
-				next = append(next, span{b.Len(), b.Len() + len(repl), sp.kind})
+				next = append(next, span{len(b), len(b) + len(repl), sp.kind})
 			}
-			b.WriteString(repl)
+			b = append(b, repl...)
 			st.hit(r.name, 1)
 			last = sp.end
 		}
 		carry(len(s) + 1)
-		b.WriteString(s[last:])
-		s = b.String()
+		b = append(b, s[last:]...)
+		if tmp && cap(b) <= maxKeptScratch {
+			st.tbuf[pass&1] = b
+		}
+		s = unsafe.String(unsafe.SliceData(b), len(b)) // b is not written again
 		prot, st.prot2 = next, prot
 		spans = e.det.find(s, st.spans[:0])
 		st.spans = spans[:0]

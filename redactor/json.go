@@ -483,7 +483,7 @@ func (j *jsonEd) scrubKey(start, end int, t token) {
 	if t.keyClean {
 		return
 	}
-	if v, ok := j.st.scrubString(t.key); ok {
+	if v, ok := j.st.scrubStringTmp(t.key); ok {
 		j.replaceString(start, end, v)
 	}
 }
@@ -521,7 +521,7 @@ func (j *jsonEd) str(i int, r *rule) (int, error) {
 	if j.gqlQuery {
 		v, changed = st.scrubNamed(v)
 	}
-	if nv, ok := st.scrubString(v); ok {
+	if nv, ok := st.scrubStringTmp(v); ok {
 		v, changed = nv, true
 	}
 	if changed {
@@ -559,7 +559,7 @@ func (j *jsonEd) number(i int, r *rule) (int, error) {
 		return end, nil
 	}
 	if end-i >= 13 && end-i <= 19 && j.st.e.det.on[kindCard] {
-		if nv, ok := j.st.scrubString(v); ok {
+		if nv, ok := j.st.scrubStringTmp(v); ok {
 			if isJSONInteger(nv) {
 				j.replaceRaw(i, end, nv)
 			} else {
