@@ -296,7 +296,7 @@ func (j *jsonEd) container(i, lo, hi int, inherited *rule, depth int) (int, erro
 	prevKeptEnd := -1
 	for idx := 0; ; idx++ {
 		start, keyEnd, t := i, 0, token{idx: idx, isIdx: true}
-		var kc keyClass
+		var kc *keyClass // nil for an element
 		if obj {
 			if i >= len(in) || in[i] != '"' {
 				return 0, jsonErr("expected object key", i)
@@ -306,7 +306,7 @@ func (j *jsonEd) container(i, lo, hi int, inherited *rule, depth int) (int, erro
 				// A key met before, found without scanning it.
 				keyEnd = i + int(ke.n) + 2
 				t = token{key: unsafe.String(&in[start+1], int(ke.n))}
-				kc = ke.v
+				kc = &ke.v
 			} else {
 				var esc bool
 				var err error
@@ -321,12 +321,13 @@ func (j *jsonEd) container(i, lo, hi int, inherited *rule, depth int) (int, erro
 					t = token{}
 				}
 				if ke := keys.entry(t.key, j.st.e.classKey); ke != nil {
-					kc = ke.v
+					kc = &ke.v
 					if !esc {
 						keys.peekPut(in, i, ke)
 					}
 				} else {
-					kc = j.st.e.classKey(t.key)
+					c := j.st.e.classKey(t.key)
+					kc = &c
 				}
 			}
 			t.keyClean = kc.clean
@@ -343,9 +344,9 @@ func (j *jsonEd) container(i, lo, hi int, inherited *rule, depth int) (int, erro
 			// class (step without the NFA).
 			nlo = len(j.st.jstates)
 			nhi, j.stepLo = nlo, nlo
-			r = j.bestOf(t, &kc, inherited)
+			r = j.bestOf(t, kc, inherited)
 		} else {
-			nlo, nhi, r = j.step(lo, hi, t, &kc, inherited)
+			nlo, nhi, r = j.step(lo, hi, t, kc, inherited)
 		}
 		if obj && (depth == 0 || (depth == 1 && j.rootArray)) {
 			// A GraphQL request ({"query": ..., "variables": {...}}, or a
