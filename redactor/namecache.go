@@ -33,6 +33,8 @@ type nameCache[V any] struct {
 	shift uint   // 64 - log2(len(slots))
 	slots []atomic.Pointer[nameEntry[V]]
 	peek  []atomic.Pointer[nameEntry[V]] // JSON keys by their first bytes (peekKey); nil: none
+	// peekShift is 64 - log2(len(peek)).
+	peekShift uint
 }
 
 // nameEntry is one cached classification; the name is copied in (names may
@@ -52,9 +54,12 @@ func newNameCacheBits[V any](bits uint) *nameCache[V] {
 		slots: make([]atomic.Pointer[nameEntry[V]], 1<<bits)}
 }
 
-// withPeek gives c the index of peekKey, of as many slots as c has.
+// withPeek gives c the index of peekKey: four times as many slots as c has
+// (pointers only), so that two keys of one document seldom share a slot and
+// evict each other on every record.
 func (c *nameCache[V]) withPeek() *nameCache[V] {
-	c.peek = make([]atomic.Pointer[nameEntry[V]], len(c.slots))
+	c.peek = make([]atomic.Pointer[nameEntry[V]], 4*len(c.slots))
+	c.peekShift = c.shift - 2
 	return c
 }
 
@@ -118,7 +123,7 @@ func (c *nameCache[V]) peekSlot(in []byte, i int) *atomic.Pointer[nameEntry[V]] 
 		return nil
 	}
 	h := uint64(binary.LittleEndian.Uint32(in[i+1:]))
-	return &c.peek[(h*c.mul)>>c.shift]
+	return &c.peek[(h*c.mul)>>c.peekShift]
 }
 
 // peekKey returns the entry of the key whose opening quote is in[i] when the
