@@ -189,7 +189,10 @@ func (d *detectors) find(s string, out []span) []span {
 			for j < n && isDigit(s[j]) {
 				j++
 			}
-			if j-i < 13 && (j == n || !digitFollow[s[j]]) {
+			// A lone number, or digits after "<digit>." (a fraction, a
+			// later part of a version or an address): no SSN, card, IPv4
+			// address or phone number starts there.
+			if j-i < 13 && (j == n || !digitFollow[s[j]]) || prev == '.' && i >= 2 && isDigit(s[i-2]) {
 				i = wordEnd(s, j) - 1
 				continue
 			}
