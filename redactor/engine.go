@@ -101,8 +101,8 @@ type Engine struct {
 	classKey    func(string) keyClass
 	classHeader func(string) headerClass
 	// The rules of form field and query parameter names (formRule).
-	formNames, queryNames *nameCache[*rule]
-	classForm, classQuery func(string) *rule
+	formNames, queryNames *nameCache[formClass]
+	classForm, classQuery func(string) formClass
 	pool                  sync.Pool
 }
 
@@ -160,9 +160,9 @@ func NewEngine(cfg Config, opts ...Option) (*Engine, error) {
 	}
 	e.keys, e.hdrs = newNameCache[keyClass]().withPeek(), newNameCache[headerClass]()
 	e.classKey, e.classHeader = e.classifyKey, e.classifyHeader
-	e.formNames, e.queryNames = newNameCache[*rule](), newNameCache[*rule]()
-	e.classForm = func(name string) *rule { return e.classifyFormName(name, false) }
-	e.classQuery = func(name string) *rule { return e.classifyFormName(name, true) }
+	e.formNames, e.queryNames = newNameCache[formClass](), newNameCache[formClass]()
+	e.classForm = func(name string) formClass { return e.classifyFormName(name, false) }
+	e.classQuery = func(name string) formClass { return e.classifyFormName(name, true) }
 	e.pool.New = func() any { return &state{e: e} }
 	return e, nil
 }

@@ -141,7 +141,7 @@ func checkColdWarm(t *testing.T, warm *Engine, body string) {
 // names' entries (the collisions a cache must tell apart).
 func tinyCaches(e *Engine) *Engine {
 	e.keys, e.hdrs = newNameCacheBits[keyClass](1).withPeek(), newNameCacheBits[headerClass](1)
-	e.formNames, e.queryNames = newNameCacheBits[*rule](1), newNameCacheBits[*rule](1)
+	e.formNames, e.queryNames = newNameCacheBits[formClass](1), newNameCacheBits[formClass](1)
 	return e
 }
 
@@ -346,5 +346,27 @@ func TestNameCachesConcurrent(t *testing.T) {
 	close(errs)
 	for c := range errs {
 		t.Errorf("concurrent redaction of %.80q differs from a fresh engine's", c)
+	}
+}
+
+// TestLooksJSONMatchesTrim holds looksJSON to its definition with
+// strings.Trim.
+func TestLooksJSONMatchesTrim(t *testing.T) {
+	ref := func(s string) bool {
+		s = strings.Trim(s, " \t\n\r\f")
+		return len(s) >= 2 && (s[0] == '{' && s[len(s)-1] == '}' || s[0] == '[' && s[len(s)-1] == ']')
+	}
+	parts := []string{"", " ", "\t", "\n", "\r", "\f", "\v", "{", "}", "[", "]", "a", "\u00a0"}
+	for _, a := range parts {
+		for _, b := range parts {
+			for _, c := range parts {
+				for _, d := range parts {
+					s := a + b + c + d
+					if looksJSON(s) != ref(s) {
+						t.Fatalf("looksJSON(%q) = %v", s, looksJSON(s))
+					}
+				}
+			}
+		}
 	}
 }

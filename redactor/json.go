@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
-	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
@@ -534,7 +533,15 @@ func (j *jsonEd) str(i int, r *rule) (int, error) {
 // looksJSON reports whether s, trimmed of white space, starts with '{' or '['
 // and ends with the matching '}' or ']'.
 func looksJSON(s string) bool {
-	s = strings.Trim(s, " \t\n\r\f")
+	// strings.Trim(s, " \t\n\r\f"), without building its cutset per call.
+	a, b := 0, len(s)
+	for a < b && isSpace(s[a]) {
+		a++
+	}
+	for b > a && isSpace(s[b-1]) {
+		b--
+	}
+	s = s[a:b]
 	return len(s) >= 2 && (s[0] == '{' && s[len(s)-1] == '}' || s[0] == '[' && s[len(s)-1] == ']')
 }
 
