@@ -248,7 +248,9 @@ func walkCases() []string {
 		`{"query":"{ user(email: \"zoe@example.org\") }","variables":"{\"token\":\"t\"}","a":{"query":"q password=x"}}`,
 		`{"a":{"x":{"b":"4111111111111111"}},"l":[0,"zoe@example.org",{"c1":1}],"k":{"password":"p","a":{"b":1}}}`,
 		`{"n":-0.5e-3,"m":1E+2,"t":true,"f":false,"z":null,"s":"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00"}`,
-		`{"a":1,"password":2,"b":3,"token":4,"c":5}`, `{"password":1,"token":2}`, `[1,{"password":1},2]`,
+		`{"a":1,"password":2,"b":3,"token":4,"c":5}`,
+		`[{"passwd":"a","passwe":"b","pin":"1","pio":"2","cvv":"3","cvx":"4","api_key_0123456":"k","api_key_0123457":"l"},` +
+			`{"passwe":"b","passwd":"a","pio":"2","pin":"1","cvx":"4","cvv":"3","api_key_0123457":"l","api_key_0123456":"k"}]`, `{"password":1,"token":2}`, `[1,{"password":1},2]`,
 		`{"a":1,"password":{"x":[1,2]},"token":"t"}`, `{"a" : "x" , "token" :"t" ,"b":[ ]}`,
 		"{\"a\":\"4111 1111 1111 1111\",\"b\":\"x\u00a0y\",\"c\":\"\\u0000\"}",
 		`{"a":1}{"b":"zoe@example.org"}`,

@@ -138,7 +138,25 @@ func (c *nameCache[V]) peekKey(in []byte, i int) *nameEntry[V] {
 		return nil
 	}
 	n, rest := int(e.n), in[i+1:]
-	if n >= len(rest) || rest[n] != '"' || string(rest[:n]) != string(e.name[:n]) {
+	if n >= len(rest) || rest[n] != '"' {
+		return nil
+	}
+	if n <= 16 && len(rest) >= 16 {
+		// Two words, the bytes past the name masked off (a short name's
+		// are zero in e.name): no call for the common short key.
+		lo, hi := ^uint64(0), ^uint64(0)
+		if n < 8 {
+			lo, hi = 1<<(8*n)-1, 0
+		} else if n < 16 {
+			hi = 1<<(8*(n-8)) - 1
+		}
+		if binary.LittleEndian.Uint64(rest)&lo != binary.LittleEndian.Uint64(e.name[:8])&lo ||
+			binary.LittleEndian.Uint64(rest[8:])&hi != binary.LittleEndian.Uint64(e.name[8:16])&hi {
+			return nil
+		}
+		return e
+	}
+	if string(rest[:n]) != string(e.name[:n]) {
 		return nil
 	}
 	return e
