@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -134,6 +135,11 @@ func (t *orderTracker) endHead() {
 	first = bytes.TrimSuffix(first, []byte("\r"))
 	if len(bytes.TrimSpace(first)) == 0 {
 		// Stray CRLF between requests: allowed by RFC 9112, ignored.
+		return
+	}
+	if bytes.HasPrefix(first, []byte("PRI * HTTP/2.0")) {
+		// The HTTP/2 preface: binary frames follow, no HTTP/1 heads.
+		t.state = stBroken
 		return
 	}
 	names := make([]string, 0, 16)
@@ -364,6 +370,10 @@ type connState struct {
 func (c *Conns) ConnContext(ctx context.Context, nc net.Conn) context.Context {
 	cs := &connState{id: fmt.Sprintf("%s-%d", c.prefix, c.seq.Add(1))}
 	for nc != nil {
+		if _, ok := nc.(*tls.Conn); ok {
+			// A tracker under TLS would read ciphertext: order unknown.
+			break
+		}
 		if tc, ok := nc.(*trackedConn); ok {
 			cs.tracker = tc.t
 			break
@@ -384,7 +394,8 @@ func (c *Conns) RequestMeta(r *http.Request) (connID string, seq uint64, headers
 	var order []string
 	if cs, ok := r.Context().Value(connKey{}).(*connState); ok {
 		connID, seq = cs.id, cs.seq.Add(1)
-		if cs.tracker != nil {
+		if cs.tracker != nil && r.ProtoMajor < 2 {
+			// HTTP/2 heads arrive HPACK-coded in frames, not as lines.
 			order = cs.tracker.next()
 		}
 	} else {

@@ -261,15 +261,34 @@ func handoffSize(ex *mlv1.Exchange) int64 {
 		for _, h := range r.Headers {
 			n += len(h.Name) + len(h.Value) + 32
 		}
+		n += messagesSize(r.Messages, r.Trailers)
 	}
 	if r := ex.GetResponse(); r != nil {
 		n += len(r.Body)
 		for _, h := range r.Headers {
 			n += len(h.Name) + len(h.Value) + 32
 		}
+		n += messagesSize(r.Messages, r.Trailers)
 	}
 	return int64(n)
 }
+
+// messagesSize estimates the memory of a gRPC direction's messages and
+// trailers.
+func messagesSize(msgs []*mlv1.Message, trailers []*mlv1.Header) int {
+	n := 0
+	for _, m := range msgs {
+		n += len(m.Data) + 64
+	}
+	for _, h := range trailers {
+		n += len(h.Name) + len(h.Value) + 32
+	}
+	return n
+}
+
+// RecordBudget returns the most bytes one record may take on the raw topic
+// (WithBudget): what a collector may keep of one exchange at most.
+func (e *Emitter) RecordBudget() int { return e.budget.MaxMessageBytes() }
 
 // Flush waits until every exchange Submit accepted before the call has been
 // handed to the producer (not acknowledged by Kafka: flush the producer for

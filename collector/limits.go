@@ -2,6 +2,8 @@ package collector
 
 import (
 	"cmp"
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -221,8 +223,8 @@ func (l *ConnLimiter) admit(c net.Conn) *limitedConn {
 // ConnState is the http.Server ConnState hook that tells idle connections from
 // busy ones.
 func (l *ConnLimiter) ConnState(c net.Conn, s http.ConnState) {
-	lc, ok := c.(*limitedConn)
-	if !ok {
+	lc := unwrapLimited(c)
+	if lc == nil {
 		return
 	}
 	l.mu.Lock()
@@ -351,11 +353,38 @@ func (c *limitedConn) Close() error {
 // NetConn returns the wrapped connection.
 func (c *limitedConn) NetConn() net.Conn { return c.Conn }
 
+// unwrapLimited finds the limitedConn under c: the HTTP/2 server reports
+// the state of the *tls.Conn it serves (TLS, or h2c's stand-in) wrapping it.
+func unwrapLimited(c net.Conn) *limitedConn {
+	for range 4 {
+		switch x := c.(type) {
+		case *limitedConn:
+			return x
+		case interface{ NetConn() net.Conn }:
+			c = x.NetConn()
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
 // Server returns an http.Server for a collector handler with l applied
 // (defaults filled in), counting into m (may be nil), and wraps ln so that the
 // connection cap holds and conns (may be nil) names connections and records
 // header order. Serve the server on the returned listener.
+//
+// The server speaks HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on
+// plaintext connections; see TLSServer for TLS.
 func (l Limits) Server(h http.Handler, conns *Conns, m *Metrics, ln net.Listener) (*http.Server, net.Listener) {
+	return l.TLSServer(h, conns, m, ln, nil)
+}
+
+// TLSServer is Server with TLS when cfg is not nil: the returned listener
+// completes the handshake, offering HTTP/2 and HTTP/1.1 by ALPN (h2,
+// http/1.1); the connection cap holds as on plaintext. Header order is not
+// tracked under TLS (headers are recorded sorted).
+func (l Limits) TLSServer(h http.Handler, conns *Conns, m *Metrics, ln net.Listener, cfg *tls.Config) (*http.Server, net.Listener) {
 	l = l.WithDefaults()
 	lim := NewConnLimiter(l.MaxConns, m)
 	srv := &http.Server{
@@ -364,9 +393,23 @@ func (l Limits) Server(h http.Handler, conns *Conns, m *Metrics, ln net.Listener
 		IdleTimeout:       l.IdleTimeout,
 		MaxHeaderBytes:    l.MaxHeaderBytes,
 		ConnState:         lim.ConnState,
+		Protocols:         new(http.Protocols),
 	}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetHTTP2(true)
 	if conns != nil {
 		srv.ConnContext = conns.ConnContext
+	}
+	if cfg != nil {
+		cfg = cfg.Clone()
+		if len(cfg.NextProtos) == 0 {
+			cfg.NextProtos = []string{"h2", "http/1.1"}
+		}
+		srv.TLSConfig = cfg
+		return srv, tls.NewListener(lim.Listener(ln), cfg)
+	}
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	if conns != nil {
 		ln = conns.Listener(ln)
 	}
 	return srv, lim.Listener(ln)
@@ -420,7 +463,7 @@ func RefuseBody(w http.ResponseWriter, err error) {
 // ErrBodyTimeout, ErrBodyIncomplete or ErrBodyFraming (the first is kept: see
 // Err). rate <= 0 or timeout <= 0 disables the deadline.
 func RateBody(w http.ResponseWriter, r *http.Request, timeout time.Duration, rate int64) *BodyReader {
-	b := &BodyReader{rc: r.Body, rate: rate}
+	b := &BodyReader{rc: r.Body, rate: rate, ctx: r.Context()}
 	if timeout > 0 && rate > 0 {
 		b.ctl = http.NewResponseController(w)
 		b.deadline = time.Now().Add(timeout)
@@ -433,6 +476,7 @@ func RateBody(w http.ResponseWriter, r *http.Request, timeout time.Duration, rat
 // while the handler looks at the outcome).
 type BodyReader struct {
 	rc       io.ReadCloser
+	ctx      context.Context // the request's: ended when an HTTP/2 client resets the stream
 	ctl      *http.ResponseController
 	rate     int64
 	mu       sync.Mutex
@@ -473,6 +517,11 @@ func (b *BodyReader) Read(p []byte) (int, error) {
 	default:
 		if b.err == nil {
 			b.err = classifyBodyError(err)
+			if errors.Is(b.err, ErrBodyFraming) && b.ctx.Err() != nil {
+				// An HTTP/2 client reset the stream (it cancelled the call):
+				// the server cancels the request before it ends the body.
+				b.err = fmt.Errorf("read body: %w", ErrBodyIncomplete)
+			}
 		}
 		b.finish()
 		err = b.err
@@ -533,8 +582,9 @@ func classifyBodyError(err error) error {
 func Unsupported(r *http.Request) (int, string) {
 	switch {
 	case r.Method == "PRI":
-		// The HTTP/2 connection preface ("PRI * HTTP/2.0") on an HTTP/1 listener.
-		return http.StatusHTTPVersionNotSupported, "HTTP/2 with prior knowledge is not supported; use HTTP/1.1"
+		// The HTTP/2 connection preface ("PRI * HTTP/2.0") read as an HTTP/1
+		// request: on an HTTP/1.1 connection over TLS (on plaintext it starts h2c).
+		return http.StatusHTTPVersionNotSupported, "HTTP/2 with prior knowledge is served on plaintext only; over TLS negotiate h2 by ALPN"
 	case r.RequestURI == "*":
 		// (net/http answers OPTIONS * itself.)
 		return http.StatusBadRequest, "the asterisk request target is only allowed with OPTIONS"

@@ -72,6 +72,7 @@ func New(service string, cfg Config, opts ...Option) (*Comparator, error) {
 		touched: map[string]bool{},
 		options: options{}.apply(opts),
 	}
+	c.differ.schema = c.schema
 	return c, nil
 }
 
@@ -204,10 +205,17 @@ func (c *Comparator) process(e *entry, now time.Time) []Decision {
 		}
 	}
 	req := base.GetRequest()
+	grpc := isGRPC(base)
+	endpoint := ""
+	if grpc {
+		endpoint = c.tmpl.GRPCEndpoint(req.GetUrl())
+	} else {
+		endpoint = c.tmpl.Endpoint(req.GetMethod(), req.GetUrl())
+	}
 	d := &mlv1.Diff{
 		Id:            e.id,
 		Service:       c.service,
-		Endpoint:      c.tmpl.Endpoint(req.GetMethod(), req.GetUrl()),
+		Endpoint:      endpoint,
 		ConnectionId:  base.GetConnectionId(),
 		CaptureTimeNs: base.GetCaptureTimeNs(),
 		// Every verdict belongs to the one job this comparator judges.
@@ -219,6 +227,9 @@ func (c *Comparator) process(e *entry, now time.Time) []Decision {
 	if shad != nil {
 		d.ShadowStatus, d.ShadowLatencyNs = shad.GetResponse().GetStatus(), shad.GetResponse().GetLatencyNs()
 		d.ShadowInstance = shad.GetReplay().GetInstance()
+	}
+	if grpc {
+		d.PrimaryGrpcStatus, d.ShadowGrpcStatus = grpcStatusName(prim.GetResponse()), grpcStatusName(shad.GetResponse())
 	}
 	win := c.cfg.JoinWindow.String()
 	switch {
@@ -236,7 +247,11 @@ func (c *Comparator) process(e *entry, now time.Time) []Decision {
 		return []Decision{c.finalize(d, e.refs, now)}
 	}
 	p, s := prim.GetResponse(), shad.GetResponse()
-	if v, reason := errorVerdict(p, s); v != mlv1.Verdict_VERDICT_UNSPECIFIED {
+	verdictOf := errorVerdict
+	if grpc {
+		verdictOf = grpcErrorVerdict
+	}
+	if v, reason := verdictOf(p, s); v != mlv1.Verdict_VERDICT_UNSPECIFIED {
 		d.Verdict, d.Reason = v, reason
 		return []Decision{c.finalize(d, e.refs, now)}
 	}
@@ -244,9 +259,9 @@ func (c *Comparator) process(e *entry, now time.Time) []Decision {
 	var cmp comparison
 	if statusOnly {
 		d.Note = "shadow response could not be redacted; only the status compared"
-		cmp = c.differ.compare(d.Endpoint, &mlv1.Response{Status: p.GetStatus()}, &mlv1.Response{Status: s.GetStatus()})
+		cmp = c.differ.compareExchange(d.Endpoint, base, statusOf(p), statusOf(s))
 	} else {
-		cmp = c.differ.compare(d.Endpoint, p, s)
+		cmp = c.differ.compareExchange(d.Endpoint, base, p, s)
 		d.Note = cmp.note
 	}
 	d.Differences, d.VolatileKeys = cmp.diffs, cmp.volatileKeys
@@ -254,7 +269,7 @@ func (c *Comparator) process(e *entry, now time.Time) []Decision {
 		if err := c.scrubExchange(sec); err == nil {
 			d.Secondary = true
 			d.SecondaryStatus, d.SecondaryLatencyNs = sr.GetStatus(), sr.GetLatencyNs()
-			for _, df := range c.differ.compare(d.Endpoint, p, sr).diffs {
+			for _, df := range c.differ.compareExchange(d.Endpoint, base, p, sr).diffs {
 				d.SecondaryDifferences = append(d.SecondaryDifferences, &mlv1.Difference{Field: df.Field, Key: df.Key, Kind: df.Kind, UnderStatus: df.UnderStatus, Volatile: df.Volatile})
 			}
 		}
@@ -317,6 +332,20 @@ func (c *Comparator) finalize(d *mlv1.Diff, refs []Ref, now time.Time) Decision 
 	c.touched[d.Endpoint] = true
 	c.log.Trace("decided", "id", d.Id, "endpoint", d.Endpoint, "verdict", VerdictLabel(d.Verdict), "differences", len(d.Differences))
 	return Decision{Diff: d, Refs: refs}
+}
+
+// statusOf is r reduced to its status: the HTTP status and, for gRPC, the
+// grpc-status (as a trailers-only answer carries it).
+func statusOf(r *mlv1.Response) *mlv1.Response {
+	out := &mlv1.Response{Status: r.GetStatus()}
+	if _, _, ok := grpcStatus(r); ok {
+		v, found := headerValue(r.GetTrailers(), "grpc-status")
+		if !found {
+			v, _ = headerValue(r.GetHeaders(), "grpc-status")
+		}
+		out.Headers = []*mlv1.Header{{Name: "grpc-status", Value: v}}
+	}
+	return out
 }
 
 // errorVerdict decides exchanges where a side failed.

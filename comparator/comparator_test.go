@@ -26,7 +26,7 @@ func shadowEx(id, method, url, job string, r *mlv1.Response) *mlv1.Exchange {
 // noWarmup decides every exchange at once.
 func noWarmup() Config { return Config{Noise: NoiseConfig{Warmup: boolPtr(false)}} }
 
-func mustNew(t *testing.T, cfg Config, opts ...Option) *Comparator {
+func mustNew(t testing.TB, cfg Config, opts ...Option) *Comparator {
 	t.Helper()
 	c, err := New("payments", cfg, opts...)
 	if err != nil {

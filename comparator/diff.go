@@ -20,6 +20,7 @@ import (
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/mirrorline/mirrorline/grpcwire"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
@@ -43,6 +44,16 @@ type differ struct {
 	rules    *rules
 	maxBody  int64
 	maxDiffs int
+	schema   *grpcwire.Schema // reads gRPC messages by field name (nil: by number)
+}
+
+// compareExchange diffs the shadow's response s against the primary's p to
+// the request of ex, as gRPC when ex is a gRPC exchange.
+func (d *differ) compareExchange(endpoint string, ex *mlv1.Exchange, p, s *mlv1.Response) comparison {
+	if isGRPC(ex) {
+		return d.compareGRPC(endpoint, ex.GetRequest().GetUrl(), p, s)
+	}
+	return d.compare(endpoint, p, s)
 }
 
 // compare diffs the shadow's response s against the primary's p.

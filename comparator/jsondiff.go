@@ -40,6 +40,20 @@ type jsonDiffer struct {
 	// volatile holds the keys of fields present on both sides whose primary
 	// value looks volatile.
 	volatile map[string]bool
+	// messages is set when the documents are a gRPC response's messages
+	// (path segment 0 is the message index): ignore patterns then match
+	// paths inside a message as well as whole paths.
+	messages bool
+}
+
+// ignored reports whether the rules ignore path.
+func (d *jsonDiffer) ignored(path []seg) bool {
+	return d.rules.ignorePath(path) || d.messages && len(path) > 1 && d.rules.ignorePath(path[1:])
+}
+
+// unordered reports whether the rules compare the array at path unordered.
+func (d *jsonDiffer) unordered(path []seg) bool {
+	return d.rules.unorderedArray(path) || d.messages && len(path) > 1 && d.rules.unorderedArray(path[1:])
 }
 
 func newJSONDiffer(r *epRules, max int) *jsonDiffer {
@@ -104,7 +118,7 @@ func (d *jsonDiffer) add(path []seg, kind mlv1.DiffKind, p, s any, hasP, hasS, v
 
 // walk compares p and s found at path on both sides.
 func (d *jsonDiffer) walk(path []seg, p, s any) {
-	if len(path) > 0 && d.rules.ignorePath(path) {
+	if len(path) > 0 && d.ignored(path) {
 		return
 	}
 	if tp, ts := jsonType(p), jsonType(s); tp != ts {
@@ -128,7 +142,7 @@ func (d *jsonDiffer) walk(path []seg, p, s any) {
 			switch {
 			case inP && inS:
 				d.walk(child, a, b)
-			case d.rules.ignorePath(child):
+			case d.ignored(child):
 			case inP:
 				d.add(child, mlv1.DiffKind_DIFF_KIND_REMOVED, a, nil, true, false, false)
 			default:
@@ -137,7 +151,7 @@ func (d *jsonDiffer) walk(path []seg, p, s any) {
 		}
 	case []any:
 		sv := s.([]any)
-		if d.rules.unorderedArray(path) {
+		if d.unordered(path) {
 			d.walkUnordered(path, pv, sv)
 			return
 		}
@@ -146,7 +160,7 @@ func (d *jsonDiffer) walk(path []seg, p, s any) {
 			switch {
 			case i < len(pv) && i < len(sv):
 				d.walk(child, pv[i], sv[i])
-			case d.rules.ignorePath(child):
+			case d.ignored(child):
 			case i < len(pv):
 				d.add(child, mlv1.DiffKind_DIFF_KIND_REMOVED, pv[i], nil, true, false, false)
 			default:
@@ -209,12 +223,12 @@ func (d *jsonDiffer) walkUnordered(path []seg, pv, sv []any) {
 			d.walk(append(path[:len(path):len(path)], seg{s: strconv.Itoa(restP[k]), idx: true}), pv[restP[k]], sv[restS[k]])
 		case k < len(restP):
 			child := append(path[:len(path):len(path)], seg{s: strconv.Itoa(restP[k]), idx: true})
-			if !d.rules.ignorePath(child) {
+			if !d.ignored(child) {
 				d.add(child, mlv1.DiffKind_DIFF_KIND_REMOVED, pv[restP[k]], nil, true, false, false)
 			}
 		default:
 			child := append(path[:len(path):len(path)], seg{s: strconv.Itoa(restS[k]), idx: true})
-			if !d.rules.ignorePath(child) {
+			if !d.ignored(child) {
 				d.add(child, mlv1.DiffKind_DIFF_KIND_ADDED, nil, sv[restS[k]], false, true, false)
 			}
 		}

@@ -12,10 +12,11 @@ import (
 type Percentiles struct {
 	// Count is the number of samples.
 	Count int64 `json:"count"`
-	// P50, P90, P99 and Mean are in milliseconds.
+	// P50, P90, P99, Max and Mean are in milliseconds.
 	P50  float64 `json:"p50_ms"`
 	P90  float64 `json:"p90_ms"`
 	P99  float64 `json:"p99_ms"`
+	Max  float64 `json:"max_ms"`
 	Mean float64 `json:"mean_ms"`
 }
 
@@ -48,6 +49,7 @@ func percentiles(h *hdrhistogram.Histogram) Percentiles {
 		P50:   ms(h.ValueAtQuantile(50)),
 		P90:   ms(h.ValueAtQuantile(90)),
 		P99:   ms(h.ValueAtQuantile(99)),
+		Max:   ms(h.Max()),
 		Mean:  h.Mean() / 1000,
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/grpcwire"
 )
 
 // Option configures a Comparator (New) or a Runner (NewRunner): one option
@@ -25,6 +26,7 @@ type options struct {
 	tick      time.Duration
 	untilDone bool
 	fromStart bool
+	schema    *grpcwire.Schema
 }
 
 // apply applies opts over o and fills the defaults left unset.

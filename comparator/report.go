@@ -76,8 +76,12 @@ type EndpointReport struct {
 	Fields []FieldReport `json:"fields"`
 	// Noise are the differences judged noise, most frequent first.
 	Noise []FieldReport `json:"noise"`
-	// StatusTransitions counts status changes ("201 → 422").
+	// StatusTransitions counts status changes ("201 → 422", for gRPC
+	// "OK → INVALID_ARGUMENT").
 	StatusTransitions map[string]int `json:"status_transitions,omitempty"`
+	// GRPCStatuses counts a gRPC method's compared exchanges by their gRPC
+	// status on each side ("OK → OK"; "none" without a grpc-status).
+	GRPCStatuses map[string]int `json:"grpc_statuses,omitempty"`
 	// Reasons counts why exchanges were errors or missing.
 	Reasons map[string]int `json:"reasons,omitempty"`
 	// Example is one differing exchange, for the top difference.
@@ -122,6 +126,10 @@ type Example struct {
 	// PrimaryStatus and ShadowStatus are the two status codes.
 	PrimaryStatus int32 `json:"primary_status"`
 	ShadowStatus  int32 `json:"shadow_status"`
+	// PrimaryGRPCStatus and ShadowGRPCStatus are the gRPC status codes by
+	// name, for a gRPC exchange.
+	PrimaryGRPCStatus string `json:"primary_grpc_status,omitempty"`
+	ShadowGRPCStatus  string `json:"shadow_grpc_status,omitempty"`
 	// Differences are the exchange's differences that are not noise (the
 	// fields a status change removed as one "body" entry).
 	Differences []FieldReport `json:"differences"`
@@ -215,6 +223,9 @@ func (s *Stats) Report(service string, now time.Time) *Report {
 		if len(es.reasons) > 0 {
 			er.Reasons = maps.Clone(es.reasons)
 		}
+		if len(es.grpcStatuses) > 0 {
+			er.GRPCStatuses = maps.Clone(es.grpcStatuses)
+		}
 		er.Example = s.example(es, er.Fields)
 		if es.firstNs > 0 && (first == 0 || es.firstNs < first) {
 			first = es.firstNs
@@ -284,7 +295,8 @@ func (s *Stats) example(es *epStats, fields []FieldReport) *Example {
 	if d == nil {
 		return nil
 	}
-	ex := &Example{ID: d.GetId(), CaptureTime: nsTime(d.GetCaptureTimeNs()), PrimaryStatus: d.GetPrimaryStatus(), ShadowStatus: d.GetShadowStatus()}
+	ex := &Example{ID: d.GetId(), CaptureTime: nsTime(d.GetCaptureTimeNs()), PrimaryStatus: d.GetPrimaryStatus(), ShadowStatus: d.GetShadowStatus(),
+		PrimaryGRPCStatus: d.GetPrimaryGrpcStatus(), ShadowGRPCStatus: d.GetShadowGrpcStatus()}
 	removed := -1
 	for _, df := range d.GetDifferences() {
 		if df.GetNoise() {

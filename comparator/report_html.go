@@ -89,6 +89,7 @@ var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	"bars":     latencyBars,
 	"summary":  fieldSummary,
 	"example":  exampleLine,
+	"counts":   countList,
 	"verdicts": verdictLine,
 	"why":      noiseWhy,
 	"add":      func(a, b int) int { return a + b },
@@ -131,7 +132,8 @@ Latency regression: shadow percentile &gt; +{{printf "%.0f" (mul100 .R.Threshold
 <table class="fields"><tr><th>field</th><th>difference</th><th>exchanges</th><th>share</th><th>example</th></tr>
 {{range $e.Fields}}<tr class="field" data-field="{{.Field}}"><td><code>{{.Field}}</code></td><td>{{.Kind}}</td><td class="num">{{.Count}}</td><td class="num">{{pct .Rate}}</td><td>{{summary . $e $.ShowNoise}}</td></tr>
 {{end}}</table>
-{{with $e.Example}}<p>Example diff, exchange <code>{{.ID}}</code> (status {{.PrimaryStatus}} → {{.ShadowStatus}}):</p>
+{{if $e.GRPCStatuses}}<p class="grpc-statuses">grpc-status (primary → shadow): {{counts $e.GRPCStatuses}}</p>{{end}}
+{{with $e.Example}}<p>Example diff, exchange <code>{{.ID}}</code> ({{if or .PrimaryGRPCStatus .ShadowGRPCStatus}}grpc-status {{or .PrimaryGRPCStatus "none"}} → {{or .ShadowGRPCStatus "none"}}{{else}}status {{.PrimaryStatus}} → {{.ShadowStatus}}{{end}}):</p>
 <pre class="example">{{range .Differences}}{{example . $.ShowNoise}}
 {{if .Detail}}{{.Detail}}{{end}}{{end}}</pre>{{end}}
 <p class="latency-summary">Latency: {{$e.Latency.Summary}}</p>
@@ -140,10 +142,10 @@ Latency regression: shadow percentile &gt; +{{printf "%.0f" (mul100 .R.Threshold
 {{end}}
 
 <h2>Latency per endpoint</h2>
-<table id="latency"><tr><th>endpoint</th><th>samples (primary/shadow)</th><th>p50</th><th>p90</th><th>p99</th><th>mean</th><th>verdict</th></tr>
+<table id="latency"><tr><th>endpoint</th><th>samples (primary/shadow)</th><th>p50</th><th>p90</th><th>p99</th><th>max</th><th>mean</th><th>verdict</th></tr>
 {{range .ByName}}{{$l := .Latency}}<tr><td><code>{{.Endpoint}}</code></td><td class="num">{{$l.Primary.Count}}/{{$l.Shadow.Count}}</td>
 <td class="num">{{ms $l.Primary.P50}} → {{ms $l.Shadow.P50}}</td><td class="num">{{ms $l.Primary.P90}} → {{ms $l.Shadow.P90}}</td>
-<td class="num">{{ms $l.Primary.P99}} → {{ms $l.Shadow.P99}}</td><td class="num">{{ms $l.Primary.Mean}} → {{ms $l.Shadow.Mean}}</td>
+<td class="num">{{ms $l.Primary.P99}} → {{ms $l.Shadow.P99}}</td><td class="num">{{ms $l.Primary.Max}} → {{ms $l.Shadow.Max}}</td><td class="num">{{ms $l.Primary.Mean}} → {{ms $l.Shadow.Mean}}</td>
 <td>{{if not $l.Judged}}not judged{{else if $l.TailRegression}}<span class="badge warn">tail regression{{if $l.MeanImproved}} (mean improved){{end}}</span>{{else if $l.MedianRegression}}<span class="badge warn">median regression</span>{{else}}<span class="badge ok">ok</span>{{end}}</td></tr>
 {{end}}</table>
 

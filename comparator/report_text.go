@@ -1,6 +1,7 @@
 package comparator
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"sort"
@@ -59,6 +60,9 @@ func WriteText(w io.Writer, rep *Report, opt TextOptions) error {
 			break
 		}
 		fmt.Fprintf(&b, "%d. %s: %d of %d exchanges differ (%s)\n", i+1, e.Endpoint, e.Differing, e.Comparable, pct(e.DifferenceRate))
+		if len(e.GRPCStatuses) > 0 {
+			fmt.Fprintf(&b, "   grpc-status (primary → shadow): %s\n", countList(e.GRPCStatuses))
+		}
 		if n := e.Verdicts["shadow-error"]; n > 0 {
 			fmt.Fprintf(&b, "   shadow errors: %d%s\n", n, reasonList(e.Reasons, "shadow:"))
 		}
@@ -68,7 +72,11 @@ func WriteText(w io.Writer, rep *Report, opt TextOptions) error {
 		}
 		_ = tw.Flush()
 		if ex := e.Example; ex != nil {
-			fmt.Fprintf(&b, "   example diff (exchange %s, status %d → %d):\n", ex.ID, ex.PrimaryStatus, ex.ShadowStatus)
+			if ex.PrimaryGRPCStatus != "" || ex.ShadowGRPCStatus != "" {
+				fmt.Fprintf(&b, "   example diff (exchange %s, grpc-status %s → %s):\n", ex.ID, cmp.Or(ex.PrimaryGRPCStatus, "none"), cmp.Or(ex.ShadowGRPCStatus, "none"))
+			} else {
+				fmt.Fprintf(&b, "   example diff (exchange %s, status %d → %d):\n", ex.ID, ex.PrimaryStatus, ex.ShadowStatus)
+			}
 			for _, d := range ex.Differences {
 				b.WriteString("     " + exampleLine(d, opt.ShowNoise) + "\n")
 				if d.Detail != "" {
@@ -83,7 +91,7 @@ func WriteText(w io.Writer, rep *Report, opt TextOptions) error {
 
 	b.WriteString("\nLatency per endpoint (primary → shadow)\n")
 	tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "  endpoint\tsamples\tp50\tp90\tp99\tmean\tverdict\n")
+	fmt.Fprintf(tw, "  endpoint\tsamples\tp50\tp90\tp99\tmax\tmean\tverdict\n")
 	for _, e := range byName(rep.Endpoints) {
 		l := e.Latency
 		verdict := "-"
@@ -99,9 +107,10 @@ func WriteText(w io.Writer, rep *Report, opt TextOptions) error {
 		default:
 			verdict = "ok"
 		}
-		fmt.Fprintf(tw, "  %s\t%d/%d\t%s → %s\t%s → %s\t%s → %s\t%s → %s\t%s\n", e.Endpoint, l.Primary.Count, l.Shadow.Count,
+		fmt.Fprintf(tw, "  %s\t%d/%d\t%s → %s\t%s → %s\t%s → %s\t%s → %s\t%s → %s\t%s\n", e.Endpoint, l.Primary.Count, l.Shadow.Count,
 			fmtMS(l.Primary.P50), fmtMS(l.Shadow.P50), fmtMS(l.Primary.P90), fmtMS(l.Shadow.P90),
-			fmtMS(l.Primary.P99), fmtMS(l.Shadow.P99), fmtMS(l.Primary.Mean), fmtMS(l.Shadow.Mean), verdict)
+			fmtMS(l.Primary.P99), fmtMS(l.Shadow.P99), fmtMS(l.Primary.Max), fmtMS(l.Shadow.Max),
+			fmtMS(l.Primary.Mean), fmtMS(l.Shadow.Mean), verdict)
 	}
 	_ = tw.Flush()
 
@@ -253,4 +262,23 @@ func noiseWhy(f FieldReport) string {
 		return fmt.Sprintf("secondary differs too (%s); volatile (%s)", pct(f.SecondaryRate), pct(f.VolatileRate))
 	}
 	return "follows a noisy status"
+}
+
+// countList renders counts as "key n, key n", the most frequent first.
+func countList(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if m[keys[i]] != m[keys[j]] {
+			return m[keys[i]] > m[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
 }

@@ -1,6 +1,7 @@
 package comparator
 
 import (
+	"cmp"
 	"maps"
 	"slices"
 	"strconv"
@@ -62,10 +63,12 @@ type epStats struct {
 	noise       map[fkey]*row
 	transitions map[string]int
 	reasons     map[string]int
-	lat         [numSides]*hdrhistogram.Histogram
-	example     *mlv1.Diff
-	firstNs     int64
-	lastNs      int64
+	// grpcStatuses counts gRPC exchanges by "primary → shadow" status.
+	grpcStatuses map[string]int
+	lat          [numSides]*hdrhistogram.Histogram
+	example      *mlv1.Diff
+	firstNs      int64
+	lastNs       int64
 }
 
 func newEPStats(name string) *epStats {
@@ -73,6 +76,7 @@ func newEPStats(name string) *epStats {
 		name: name,
 		raw:  map[fkey]int{}, sec: map[fkey]int{}, volDiff: map[string]int{}, volPresent: map[string]int{},
 		rows: map[rowKey]*row{}, noise: map[fkey]*row{}, transitions: map[string]int{}, reasons: map[string]int{},
+		grpcStatuses: map[string]int{},
 	}
 	for i := range es.lat {
 		es.lat[i] = hdrhistogram.New(1, latencyMaxMicros, 2)
@@ -280,6 +284,9 @@ func (s *Stats) Record(d *mlv1.Diff) {
 	}
 	if !compared(d) {
 		return
+	}
+	if p, s := d.GetPrimaryGrpcStatus(), d.GetShadowGrpcStatus(); p != "" || s != "" {
+		bump(es.grpcStatuses, cmp.Or(p, "none")+" → "+cmp.Or(s, "none"))
 	}
 	seen := map[rowKey]bool{}
 	seenNoise := map[fkey]bool{}

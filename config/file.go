@@ -37,6 +37,7 @@ type File struct {
 	Import      Import        `yaml:"import"`
 	Sink        Sink          `yaml:"sink"`
 	Compare     Compare       `yaml:"compare"`
+	GRPC        GRPC          `yaml:"grpc"`
 	// InstanceID: see stage.Membership.
 	InstanceID string `yaml:"instance_id" flag:"instance-id" help:"static consumer group member id of the redactor, replayer and comparator, stable across restarts of this replica (env MIRRORLINE_INSTANCE_ID; default: dynamic membership)"`
 	// Collectors are the capture collectors `up` runs (proxy, sink, vpc,
@@ -128,6 +129,12 @@ type Proxy struct {
 	QueueBytes   int               `yaml:"queue_bytes" flag:"queue-bytes" help:"bytes buffered for Kafka before new captures are dropped"`
 	CollectorID  string            `yaml:"collector_id" flag:"collector-id" help:"name of this collector in records (default: host name)"`
 	Routes       []collector.Route `yaml:"routes"`
+	// TLSCert and TLSKey serve clients over TLS (HTTP/2 and HTTP/1.1 by
+	// ALPN); without them plaintext HTTP/1.1 and h2c.
+	TLSCert string `yaml:"tls_cert" flag:"tls-cert" help:"PEM certificate (chain) file: serve clients over TLS, HTTP/2 or HTTP/1.1 by ALPN (with --tls-key; default: plaintext HTTP/1.1 and h2c)"`
+	TLSKey  string `yaml:"tls_key" flag:"tls-key" help:"PEM private key file of --tls-cert"`
+	// PrimaryProtocol: see proxy.PrimaryAuto and friends.
+	PrimaryProtocol string `yaml:"primary_protocol" flag:"primary-protocol" help:"protocol to the primary: auto (HTTP/2 where TLS ALPN offers it; to an http:// primary HTTP/1.1, gRPC over h2c), http1, h2 (TLS) or h2c (prior knowledge)"`
 	// Limits: max_conns, read_header_timeout, idle_timeout,
 	// max_header_bytes, body_timeout, min_body_rate.
 	collector.Limits `yaml:",inline"`
@@ -168,6 +175,15 @@ type Redact struct {
 	Batch           int             `yaml:"batch" flag:"batch" help:"records per transaction at most"`
 	SessionTimeout  time.Duration   `yaml:"session_timeout" flag:"session-timeout" help:"consumer group session timeout: how soon a dead redactor's partitions move to another"`
 	Rules           redactor.Config `yaml:"rules"`
+}
+
+// GRPC says where the protobuf schemas of gRPC services come from: with
+// them the redactor's rules and the comparator's diffs name message fields
+// by name; without, redaction runs its detectors on the messages' strings
+// and diffs name fields by number.
+type GRPC struct {
+	DescriptorSets []string `yaml:"descriptor_sets" flag:"descriptor-set,array" help:"FileDescriptorSet file of the services' protos (protoc --include_imports --descriptor_set_out=FILE, or buf build -o FILE); repeatable"`
+	Reflection     string   `yaml:"reflection" flag:"grpc-reflection" help:"host:port of a gRPC server with server reflection to read the schemas from (h2c; https://host:port for TLS)"`
 }
 
 // Replay configures the replayer (live and window replays).
@@ -232,7 +248,18 @@ type EBPF struct {
 	Hooks      string   `yaml:"hooks" flag:"hooks" help:"TC hooks per interface: auto (egress only on loopback, else both), both, ingress or egress"`
 	SnapLen    int      `yaml:"snaplen" flag:"snaplen" help:"TCP payload bytes copied per packet; the rest becomes a capture gap"`
 	RingBuffer int      `yaml:"ring_buffer" flag:"ring-buffer" help:"BPF ring buffer size in bytes (a power of two); when full, copies are dropped and counted"`
+	TLS        EBPFTLS  `yaml:",inline" flag:",inline"`
 	TCPCapture `yaml:",inline"`
+}
+
+// EBPFTLS configures `mirrorline ebpf --tls`: TLS plaintext captured with
+// uprobes on OpenSSL and Go's crypto/tls of the selected processes.
+type EBPFTLS struct {
+	Enabled  bool     `yaml:"tls" flag:"tls" help:"capture the TLS plaintext of the --pid/--binary/--cgroup processes (OpenSSL libssl, Go crypto/tls) with uprobes instead of packets"`
+	PIDs     []int    `yaml:"pids" flag:"pid" help:"with --tls: capture this process and its descendants (repeatable)"`
+	Binaries []string `yaml:"binaries" flag:"binary" help:"with --tls: capture the processes running this executable (repeatable)"`
+	Cgroups  []string `yaml:"cgroups" flag:"cgroup" help:"with --tls: capture the processes in this cgroup v2 group or below, as /system.slice/x.service (repeatable)"`
+	LibSSL   string   `yaml:"libssl" flag:"libssl" help:"with --tls: OpenSSL libssl to probe instead of the one each process maps"`
 }
 
 func (c *EBPF) fillDefaults() {

@@ -55,6 +55,9 @@ func (c *EBPF) BindFlags(fs *pflag.FlagSet) { BindTagged(fs, c) }
 // converts.
 func (c *Import) BindFlags(fs *pflag.FlagSet) { BindTagged(fs, c) }
 
+// BindFlags binds the flags naming gRPC schemas (redact, compare).
+func (g *GRPC) BindFlags(fs *pflag.FlagSet) { BindTagged(fs, g) }
+
 // BindFlags binds the redactor's flags.
 func (r *Redact) BindFlags(fs *pflag.FlagSet) { BindTagged(fs, r) }
 
@@ -170,6 +173,8 @@ func bindStruct(fs *pflag.FlagSet, v reflect.Value) {
 			fs.Float64Var(p, name, *p, help)
 		case *time.Duration:
 			fs.DurationVar(p, name, *p, help)
+		case *[]int:
+			fs.IntSliceVar(p, name, *p, help)
 		case *[]string:
 			if opt == "array" {
 				fs.StringArrayVar(p, name, *p, help)

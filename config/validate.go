@@ -67,7 +67,22 @@ func (p *Proxy) Validate() error {
 		checkSample("proxy.sample", p.Sample),
 		checkCapture("proxy", p.BodyLimit, p.QueueRecords, p.QueueBytes),
 		checkLimits("proxy", p.Limits),
+		p.checkHTTP2(),
 	)
+}
+
+// checkHTTP2 checks the proxy's TLS files (both or neither) and its
+// primary protocol.
+func (p *Proxy) checkHTTP2() error {
+	switch p.PrimaryProtocol {
+	case "", "auto", "http1", "h2", "h2c":
+	default:
+		return invalid("proxy.primary_protocol", "primary-protocol", "%q is not auto, http1, h2 or h2c", p.PrimaryProtocol)
+	}
+	if (p.TLSCert == "") != (p.TLSKey == "") {
+		return invalid("proxy.tls_cert", "tls-cert", "needs proxy.tls_key (--tls-key) too, and the other way round")
+	}
+	return nil
 }
 
 // Validate checks the sink section.

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
+	"github.com/mirrorline/mirrorline/grpcwire"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
@@ -39,6 +40,9 @@ type Result struct {
 	Rules []string
 	// Redactions counts the values each rule redacted; nil when none fired.
 	Redactions map[string]int
+	// GRPCModes counts the gRPC messages scrubbed, by mode (ModeSchema,
+	// ModeWire, ModeJSON, ModeTruncated); nil when there were none.
+	GRPCModes map[string]int
 }
 
 // Directions, as bits.
@@ -104,6 +108,8 @@ type Engine struct {
 	formNames, queryNames *nameCache[formClass]
 	classForm, classQuery func(string) formClass
 	pool                  sync.Pool
+	// schema reads gRPC messages by field name (WithSchema); nil: without.
+	schema *grpcwire.Schema
 }
 
 // NewEngine compiles cfg, layered over DefaultConfig unless cfg.Defaults is
@@ -121,7 +127,7 @@ func NewEngine(cfg Config, opts ...Option) (*Engine, error) {
 		cfg = mergeConfig(DefaultConfig(), cfg)
 	}
 	e := &Engine{scanHeaders: true, maxDecoded: DefaultMaxDecodedBytes,
-		secrets: newSecretCache()}
+		secrets: newSecretCache(), schema: o.schema}
 	if err := e.compilePolicies(cfg); err != nil {
 		return nil, err
 	}
@@ -289,6 +295,8 @@ type state struct {
 	// unsignDepth counts the unsign calls this state runs inside (claims
 	// holding a token are redacted by a state one deeper).
 	unsignDepth int
+	// modes counts the gRPC messages scrubbed by mode (Result.GRPCModes).
+	modes map[string]int
 }
 
 func (st *state) hit(name string, n int) {
@@ -304,12 +312,14 @@ func (st *state) hit(name string, n int) {
 // Redact scrubs ex in place: the request URL (path, query, userinfo), the
 // request and response headers, the request and response bodies (decoded and
 // re-encoded when compressed; Content-Length updated), the client address
-// and the response error text. It also sets ex.Redactions to Result.Rules.
+// and the response error text; and the trailers, gRPC metadata and gRPC
+// messages of both directions (see scrubGRPC). It also sets ex.Redactions to
+// Result.Rules.
 //
 // A non-nil error means fail closed: ex has still had its URL, headers and
-// addresses scrubbed, and both bodies have been removed. The error wraps
-// ErrUnparseable when a body could not be parsed, and its text never contains
-// payload bytes. Should the engine ever panic, Redact recovers, strips the
+// addresses scrubbed, and both bodies and all messages have been removed.
+// The error wraps ErrUnparseable when a body could not be parsed, and its
+// text never contains payload bytes. Should the engine ever panic, Redact recovers, strips the
 // URL, headers, bodies, client address and error text, and returns
 // ErrInternal.
 func (e *Engine) Redact(ex *mlv1.Exchange) (res Result, err error) {
@@ -317,7 +327,7 @@ func (e *Engine) Redact(ex *mlv1.Exchange) (res Result, err error) {
 		return Result{}, nil
 	}
 	st := e.pool.Get().(*state)
-	st.counts = nil
+	st.counts, st.modes = nil, nil
 	defer func() {
 		if recover() != nil {
 			// Do not reuse st: its scratch may be inconsistent. The panic
@@ -330,6 +340,7 @@ func (e *Engine) Redact(ex *mlv1.Exchange) (res Result, err error) {
 	}()
 
 	req, resp := ex.GetRequest(), ex.GetResponse()
+	call := readGRPCCall(ex)
 	var reqCT, reqCE, respCT, respCE string
 	if req != nil {
 		reqCT, reqCE = contentHeaders(req.Headers)
@@ -348,15 +359,18 @@ func (e *Engine) Redact(ex *mlv1.Exchange) (res Result, err error) {
 	if err == nil && resp != nil {
 		err = st.scrubMessageBody("response", &resp.Body, &resp.Headers, &resp.BodySize, resp.BodyTruncated, respCT, respCE)
 	}
+	if gerr := st.scrubGRPC(ex, call); err == nil {
+		err = gerr
+	}
 	if err != nil {
 		if req != nil {
-			req.Body = nil
+			req.Body, req.Messages = nil, nil
 		}
 		if resp != nil {
-			resp.Body = nil
+			resp.Body, resp.Messages = nil, nil
 		}
 	}
-	res = Result{Redactions: st.counts}
+	res = Result{Redactions: st.counts, GRPCModes: st.modes}
 	if len(st.counts) > 0 {
 		// One allocation for Rules and its copy in ex.Redactions (unless
 		// ex.Redactions has room).
@@ -378,7 +392,7 @@ func (e *Engine) Redact(ex *mlv1.Exchange) (res Result, err error) {
 			ex.Redactions = append(buf[n:n], res.Rules...)
 		}
 	}
-	st.counts = nil
+	st.counts, st.modes = nil, nil
 	return res, err
 }
 
@@ -402,9 +416,11 @@ func (st *state) scrubMessageBody(what string, body *[]byte, headers *[]*mlv1.He
 func stripAll(ex *mlv1.Exchange) {
 	if req := ex.GetRequest(); req != nil {
 		req.Url, req.Headers, req.Body, req.RemoteAddr = "", nil, nil, ""
+		req.Trailers, req.Messages = nil, nil
 	}
 	if resp := ex.GetResponse(); resp != nil {
 		resp.Headers, resp.Body, resp.Error = nil, nil, ""
+		resp.Trailers, resp.Messages = nil, nil
 	}
 }
 

@@ -189,9 +189,19 @@ func (j *jsonEd) completed(lo, hi int, best *rule) *rule {
 
 // step computes the states after t from states[lo:hi], appending them to
 // jstates; it returns their range and the best rule matching the child
-// (inherited from the parent unless a more specific rule matches). kc is the
-// class of t's key (unused for an index).
-func (j *jsonEd) step(lo, hi int, t token, kc *keyClass, inherited *rule) (int, int, *rule) {
+// (inherited from the parent unless a more specific rule matches). A key's
+// class comes from the engine's cache.
+func (j *jsonEd) step(lo, hi int, t token, inherited *rule) (int, int, *rule) {
+	var kc *keyClass
+	if !t.isIdx {
+		c := j.st.e.keys.get(t.key, j.st.e.classKey)
+		kc = &c
+	}
+	return j.stepClass(lo, hi, t, kc, inherited)
+}
+
+// stepClass is step given kc, the class of t's key (nil for an index).
+func (j *jsonEd) stepClass(lo, hi int, t token, kc *keyClass, inherited *rule) (int, int, *rule) {
 	st := j.st
 	pr := &st.e.json
 	nlo := len(st.jstates)
@@ -345,7 +355,7 @@ func (j *jsonEd) container(i, lo, hi int, inherited *rule, depth int) (int, erro
 			nhi, j.stepLo = nlo, nlo
 			r = j.bestOf(t, kc, inherited)
 		} else {
-			nlo, nhi, r = j.step(lo, hi, t, kc, inherited)
+			nlo, nhi, r = j.stepClass(lo, hi, t, kc, inherited)
 		}
 		if obj && (depth == 0 || (depth == 1 && j.rootArray)) {
 			// A GraphQL request ({"query": ..., "variables": {...}}, or a

@@ -24,6 +24,11 @@ type Metrics struct {
 	Transactions *prometheus.CounterVec
 	Latency      prometheus.Histogram
 	Stage        *stage.Metrics
+	// GRPCMessages counts gRPC messages scrubbed, by mode (schema, wire,
+	// json, truncated); GRPCSetAside the gRPC records set aside, by reason
+	// (the Reason* constants).
+	GRPCMessages *prometheus.CounterVec
+	GRPCSetAside *prometheus.CounterVec
 }
 
 // NewMetrics creates the redactor metrics, and the stage runtime's, and
@@ -35,7 +40,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Transactions: telemetry.CounterVec("mirrorline_redactor_transactions_total", "Kafka transactions ended, by result (committed, aborted).", "result", "committed", "aborted"),
 		Latency:      telemetry.Histogram("mirrorline_redactor_record_seconds", "Time to redact one record (CPU work only, no Kafka).", 0.000005, 16),
 		Stage:        stage.NewMetrics(reg, "redactor"),
+		GRPCMessages: telemetry.CounterVec("mirrorline_redactor_grpc_messages_total", "gRPC messages scrubbed, by mode (schema, wire, json, truncated).", "mode", ModeSchema, ModeWire, ModeJSON, ModeTruncated),
+		GRPCSetAside: telemetry.CounterVec("mirrorline_redactor_grpc_set_aside_total", "gRPC records set aside because a message could not be scrubbed, by reason.", "reason", ReasonEncoding, ReasonDecompress, ReasonSchemaMismatch, ReasonMalformed, ReasonSurvived),
 	}
-	telemetry.Register(reg, m.Records, m.Redactions, m.Transactions, m.Latency)
+	telemetry.Register(reg, m.Records, m.Redactions, m.Transactions, m.Latency, m.GRPCMessages, m.GRPCSetAside)
 	return m
 }

@@ -5,6 +5,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mirrorline/mirrorline/broker"
+	"github.com/mirrorline/mirrorline/grpcwire"
 	"github.com/mirrorline/mirrorline/stage"
 )
 
@@ -16,7 +17,8 @@ type Option func(*options)
 // options is the one private configuration of the package's constructors.
 type options struct {
 	// Engine.
-	key []byte
+	key    []byte
+	schema *grpcwire.Schema
 	// Processor.
 	onFailure OnFailure
 	metrics   *Metrics
@@ -57,3 +59,10 @@ func WithBatch(n int) Option {
 // budget of broker.DefaultMaxMessageBytes): a record larger once redacted is
 // quarantined instead of failing the transaction.
 func WithBudget(b *broker.Budget) Option { return func(o *options) { o.budget = b } }
+
+// WithSchema gives an Engine the protobuf schemas of the gRPC services
+// (grpcwire.LoadSchemas, grpcwire.Reflect): a message of a method the schema
+// knows is decoded with its type, and the json_fields rules apply to its
+// fields by name. Without it (nil) messages are scrubbed with the detectors
+// only.
+func WithSchema(s *grpcwire.Schema) Option { return func(o *options) { o.schema = s } }

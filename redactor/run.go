@@ -2,6 +2,7 @@ package redactor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -78,6 +79,9 @@ type Processor struct {
 	// one is processed again).
 	outcomes map[string]int
 	rules    map[string]int
+	// grpcModes and grpcReasons count gRPC messages by mode and gRPC
+	// records set aside by reason, likewise.
+	grpcModes, grpcReasons map[string]int
 }
 
 // NewProcessor returns a processor for service reading through sess (built
@@ -96,6 +100,7 @@ func NewProcessor(sess *kgo.GroupTransactSession, e *Engine, service string, opt
 		budget:     o.budget,
 		outcomes:   map[string]int{},
 		rules:      map[string]int{},
+		grpcModes:  map[string]int{}, grpcReasons: map[string]int{},
 	}
 	if p.onFailure != Quarantine && p.onFailure != Drop {
 		return nil, fmt.Errorf("on_failure: %q is not quarantine or drop", p.onFailure)
@@ -129,6 +134,10 @@ func (p *Processor) Transform(r *kgo.Record, ex *mlv1.Exchange) ([]*kgo.Record, 
 	res, err := p.engine.Redact(ex)
 	p.metrics.Latency.Observe(time.Since(start).Seconds())
 	if err != nil {
+		var ge *GRPCError
+		if errors.As(err, &ge) {
+			p.grpcReasons[ge.Reason]++
+		}
 		return nil, err
 	}
 	if len(res.Rules) > 0 {
@@ -147,6 +156,9 @@ func (p *Processor) Transform(r *kgo.Record, ex *mlv1.Exchange) ([]*kgo.Record, 
 	p.outcomes[OutcomeClean]++
 	for rule, n := range res.Redactions {
 		p.rules[rule] += n
+	}
+	for mode, n := range res.GRPCModes {
+		p.grpcModes[mode] += n
 	}
 	o.outs[0] = out
 	return o.outs[:], nil
@@ -191,10 +203,18 @@ func (p *Processor) Ended(committed bool) {
 		for rule, n := range p.rules {
 			p.metrics.Redactions.WithLabelValues(rule).Add(float64(n))
 		}
+		for mode, n := range p.grpcModes {
+			p.metrics.GRPCMessages.WithLabelValues(mode).Add(float64(n))
+		}
+		for reason, n := range p.grpcReasons {
+			p.metrics.GRPCSetAside.WithLabelValues(reason).Add(float64(n))
+		}
 	}
 	p.metrics.Transactions.WithLabelValues(result).Inc()
 	clear(p.outcomes)
 	clear(p.rules)
+	clear(p.grpcModes)
+	clear(p.grpcReasons)
 }
 
 // quarantineRecord keeps only what cannot hold personal data: ids, times, source,

@@ -183,8 +183,12 @@ type liveHandler struct{ *Live }
 
 // Handle queues the record for a worker, blocking while the queue is full
 // (polling waits: backpressure). The schedule lag counts from the poll.
+// HTTP/2 and gRPC exchanges are never held behind the earlier ones of their
+// connection: HTTP/2 streams run concurrently (a long-lived stream would
+// otherwise hold back every later call of its connection).
 func (h liveHandler) Handle(ctx context.Context, m *stage.Msg, ex *mlv1.Exchange) error {
-	return h.queue.Push(ctx, string(m.Record.Key), !h.unordered, work{msg: m, ex: ex, fetched: m.Polled})
+	ordered := !h.unordered && ex.GetProtocol() == mlv1.Protocol_PROTOCOL_UNSPECIFIED
+	return h.queue.Push(ctx, string(m.Record.Key), ordered, work{msg: m, ex: ex, fetched: m.Polled})
 }
 
 // Drain closes the queue and waits for the workers: what is queued is given
@@ -283,6 +287,7 @@ func ShadowRecord(ex *mlv1.Exchange, resp *mlv1.Response, target, job, instance 
 			SentTimeNs:    sent.UnixNano(),
 			ScheduleLagNs: lag.Nanoseconds(),
 		},
-		Labels: ex.GetLabels(),
+		Labels:   ex.GetLabels(),
+		Protocol: ex.GetProtocol(),
 	}
 }

@@ -1,6 +1,7 @@
 package replayer
 
 import (
+	"crypto/tls"
 	"io"
 	"time"
 
@@ -48,6 +49,7 @@ type options struct {
 	keepHost  bool
 	timeout   time.Duration
 	bodyLimit int64
+	tlsConfig *tls.Config // tests: the roots of a test target
 }
 
 // newOptions applies the constructor's defaults, then opts.

@@ -21,7 +21,9 @@ var errTooLarge = errors.New("shadow record larger than the record budget")
 // body_truncated (headers_truncated) with body_size kept, and is counted in
 // m.Truncated, rather than being lost to a MESSAGE_TOO_LARGE.
 func shadowValue(out *mlv1.Exchange, key []byte, b *broker.Budget, m *Metrics) ([]byte, error) {
+	msgsCut := fitMessages(out, b.MaxValue(key, nil))
 	val, cut, fits, err := mlv1.MarshalWithin(out, b.MaxValue(key, nil))
+	cut = cut || msgsCut
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("encode shadow record: %w", err)

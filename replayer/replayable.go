@@ -65,7 +65,8 @@ func (e *reasonError) Error() string { return e.reason + ": " + e.err.Error() }
 func (e *reasonError) Unwrap() error { return e.err }
 
 // Replayable returns nil when ex can be replayed as a complete request, else an
-// error wrapping ErrIncomplete, ErrTruncated or ErrUpgrade.
+// error wrapping ErrIncomplete, ErrTruncated, ErrMessagesTruncated (a gRPC
+// call) or ErrUpgrade.
 func Replayable(ex *mlv1.Exchange) error {
 	in := ex.GetRequest()
 	switch {
@@ -73,6 +74,8 @@ func Replayable(ex *mlv1.Exchange) error {
 		return fmt.Errorf("exchange %s: %w", ex.GetId(), ErrIncomplete)
 	case in.GetBodyTruncated():
 		return fmt.Errorf("exchange %s: %w", ex.GetId(), ErrTruncated)
+	case isGRPC(ex) && messagesTruncated(in):
+		return fmt.Errorf("exchange %s: %w", ex.GetId(), ErrMessagesTruncated)
 	case isUpgrade(ex):
 		return fmt.Errorf("exchange %s: %w", ex.GetId(), ErrUpgrade)
 	}
@@ -110,6 +113,8 @@ func SkipReason(err error) string {
 		return ReasonIncomplete
 	case errors.Is(err, ErrTruncated):
 		return ReasonTruncated
+	case errors.Is(err, ErrMessagesTruncated):
+		return ReasonMessagesTruncated
 	case errors.Is(err, ErrUpgrade):
 		return ReasonUpgrade
 	}

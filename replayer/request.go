@@ -64,6 +64,11 @@ func BuildRequest(ctx context.Context, target *url.URL, ex *mlv1.Exchange, keepH
 	if len(in.Body) == 0 {
 		req.Body = http.NoBody
 	}
+	if isGRPC(ex) {
+		if err := grpcRequest(ctx, req, in); err != nil {
+			return nil, fmt.Errorf("exchange %s: build request: %w", ex.GetId(), err)
+		}
+	}
 	connTokens := map[string]bool{}
 	for _, h := range in.Headers {
 		if textproto.CanonicalMIMEHeaderKey(h.Name) == "Connection" {
@@ -74,7 +79,7 @@ func BuildRequest(ctx context.Context, target *url.URL, ex *mlv1.Exchange, keepH
 	}
 	for _, h := range in.Headers {
 		name := textproto.CanonicalMIMEHeaderKey(h.Name)
-		if hopByHop[name] || connTokens[name] || name == "Host" || name == "Content-Length" {
+		if hopByHop[name] || connTokens[name] || name == "Host" || name == "Content-Length" || strings.HasPrefix(name, ":") {
 			continue
 		}
 		req.Header[name] = append(req.Header[name], h.Value)

@@ -299,7 +299,7 @@ func (rt *Router) Replay(ctx context.Context, ex *mlv1.Exchange) (Outcome, error
 	if req != in {
 		// Only what BuildRequest reads: the id, the request, and the
 		// response status that tells an upgrade.
-		send = &mlv1.Exchange{Id: ex.GetId(), Request: req, Response: &mlv1.Response{Status: ex.GetResponse().GetStatus()}}
+		send = &mlv1.Exchange{Id: ex.GetId(), Request: req, Response: &mlv1.Response{Status: ex.GetResponse().GetStatus()}, Protocol: ex.GetProtocol()}
 	}
 	hreq, err := BuildRequest(ctx, e.to.sender.target, send, e.to.sender.keepHost)
 	if err != nil {
@@ -313,7 +313,7 @@ func (rt *Router) Replay(ctx context.Context, ex *mlv1.Exchange) (Outcome, error
 	if err != nil {
 		return Outcome{}, err
 	}
-	resp, failure := e.to.sender.do(hreq)
+	resp, failure := e.to.sender.do(hreq, ex.GetProtocol())
 	if done != nil {
 		// A request cut short by the end of the replay says nothing of the
 		// target.
@@ -325,6 +325,9 @@ func (rt *Router) Replay(ctx context.Context, ex *mlv1.Exchange) (Outcome, error
 	out := Outcome{Target: target, Route: e.name, Response: resp, Failure: failure}
 	if req != in || len(masked) > 0 {
 		out.Sent = sentRequest(in, req, hreq, masked)
+		if isGRPC(ex) {
+			out.Sent.BodySize = req.GetBodySize() // framed messages, not a body
+		}
 	}
 	return out, nil
 }
@@ -334,6 +337,9 @@ func (rt *Router) Replay(ctx context.Context, ex *mlv1.Exchange) (Outcome, error
 func (rt *Router) rewrite(ctx context.Context, e *routeEntry, meta middleware.Meta, ex *mlv1.Exchange) (*mlv1.Request, error) {
 	req := ex.GetRequest()
 	if e.transform != nil {
+		if isGRPC(ex) && e.transform.EditsBody() {
+			return nil, &reasonError{ReasonTransform, fmt.Errorf("exchange %s: route %s: %w", ex.GetId(), e.name, ErrBodyTransformGRPC)}
+		}
 		req = proto.Clone(req).(*mlv1.Request)
 		if err := e.transform.Apply(req); err != nil {
 			return nil, &reasonError{ReasonTransform, fmt.Errorf("exchange %s: route %s: %w", ex.GetId(), e.name, err)}

@@ -29,6 +29,9 @@ const (
 type Sender struct {
 	target    *url.URL
 	client    *http.Client
+	h2        *http.Client // gRPC calls: h2c or h2 (see grpc.go)
+	alpn      *http.Client // HTTP/2 exchanges to an https target; nil: client
+	timeout   time.Duration
 	keepHost  bool
 	bodyLimit int64
 	conns     *connPool
@@ -50,20 +53,27 @@ func NewSender(target string, conns int, opts ...Option) (*Sender, error) {
 	s := &Sender{
 		target:    u,
 		keepHost:  o.keepHost,
+		timeout:   o.timeout,
 		bodyLimit: o.bodyLimit,
 		conns:     pool,
 		client: &http.Client{
-			Timeout: o.timeout,
-			Transport: &http.Transport{
-				Proxy:               nil, // never an HTTP_PROXY from the environment: it would be dialled instead
-				DialContext:         pool.DialContext,
-				MaxIdleConns:        conns * 2,
-				MaxIdleConnsPerHost: conns * 2,
-				IdleConnTimeout:     90 * time.Second,
-				DisableCompression:  true, // send Accept-Encoding only when the client did
-			},
+			Timeout:       o.timeout,
+			Transport:     newTransport(pool, conns, nil, o.tlsConfig),
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
+		h2: &http.Client{
+			// No Client.Timeout: a call's deadline depends on how long its
+			// messages take (doGRPC).
+			Transport:     newTransport(pool, conns, h2Protocols(u.Scheme), o.tlsConfig),
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+	if u.Scheme == "https" {
+		s.alpn = &http.Client{
+			Timeout:       o.timeout,
+			Transport:     newTransport(pool, conns, alpnProtocols(), o.tlsConfig),
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
 	}
 	return s, nil
 }
@@ -137,15 +147,24 @@ func (s *Sender) Replay(ctx context.Context, ex *mlv1.Exchange) (Outcome, error)
 	if err != nil {
 		return Outcome{}, err
 	}
-	resp, failure := s.do(req)
+	resp, failure := s.do(req, ex.GetProtocol())
 	return Outcome{Target: s.target.String(), Response: resp, Failure: failure}, nil
 }
 
-// do sends req (built on the target by BuildRequest) and records the
-// response, with the failure reason (ErrorReason).
-func (s *Sender) do(req *http.Request) (*mlv1.Response, string) {
+// do sends req (built on the target by BuildRequest for an exchange of
+// protocol p) and records the response, with the failure reason
+// (ErrorReason): a gRPC call over HTTP/2 (doGRPC), an HTTP/2 exchange over
+// HTTP/2 when an https target offers it, anything else over HTTP/1.1.
+func (s *Sender) do(req *http.Request, p mlv1.Protocol) (*mlv1.Response, string) {
+	if body, ok := req.Body.(*grpcBody); ok {
+		return s.doGRPC(req, body)
+	}
+	client := s.client
+	if p == mlv1.Protocol_PROTOCOL_HTTP2 && s.alpn != nil {
+		client = s.alpn
+	}
 	start := time.Now()
-	resp, err := s.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return &mlv1.Response{Error: sendErrorText(err), LatencyNs: time.Since(start).Nanoseconds()}, ErrorReason(err, 0)
 	}

@@ -314,7 +314,7 @@ func (w *Window) reportProgress() {
 // send replays one record and publishes the shadow's response.
 func (w *Window) send(ctx context.Context, it Item, sent time.Time, lag time.Duration, st *stats) {
 	ex := it.Exchange
-	out, err := w.sender.Replay(ctx, ex)
+	out, err := w.sender.Replay(withPace(ctx, w.sched.messagePace(it.Capture)), ex)
 	if err != nil {
 		reason := w.metrics.countSkip(err)
 		if errors.As(err, new(*Skipped)) {

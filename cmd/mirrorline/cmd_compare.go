@@ -75,6 +75,7 @@ replayed record's primary on mirror.clean.SERVICE. See docs/comparator.md.`,
 	f := c.Flags()
 	f.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
 	cc.BindFlags(f)
+	a.cfg.GRPC.BindFlags(f)
 	f.BoolVar(&untilDone, "until-done", false, "exit once every record on the topics when it started is judged (e.g. a window job that has ended)")
 	c.AddCommand(a.compareReportCmd())
 	return c
@@ -110,12 +111,19 @@ func (a *app) newComparator(tel *telemetry.Server, ropts ...comparator.Option) (
 	if cc.Redact != nil {
 		rules, key = *cc.Redact, "compare.redact"
 	}
-	engine, err := redactor.NewEngine(rules)
+	schema, err := a.grpcSchema()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// Shadow answers are scrubbed like the primary's were: with the same
+	// schema, so a field redacted on one side is redacted on the other.
+	engine, err := redactor.NewEngine(rules, redactor.WithSchema(schema))
 	if err != nil {
 		return nil, nil, nil, usagef("%s: %v", key, err)
 	}
 	m := comparator.NewMetrics(tel.Registry)
 	comp, err := comparator.New(a.cfg.Service, cfg,
+		comparator.WithSchema(schema),
 		comparator.WithMetrics(m),
 		comparator.WithLogger(a.log.Named("compare")),
 		comparator.WithScrubber(func(ex *mlv1.Exchange) error {

@@ -96,6 +96,9 @@ func (a *app) importCmd() *cobra.Command {
 			errCount := s.Errors.Load() + prod.failed.Load()
 			fmt.Fprintf(cmd.OutOrStdout(), "imported %d file(s) into %s: %d exchanges published, %d skipped, %d gaps, %d errors (%d packets, %d requests without response)\n",
 				s.Files.Load(), broker.Topic(broker.Raw, a.cfg.Service), prod.acked.Load(), s.Skipped.Load(), s.Gaps.Load(), errCount, s.Packets.Load(), s.Unanswered.Load())
+			if n := s.H2Dropped.Load(); n > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "import: %d HTTP/2 connections not parsed: captured after their preface, or malformed (see docs/collectors.md#http2-in-packet-capture)\n", n)
+			}
 			if n := cm.UnsafeTargetDrops(); n > 0 {
 				fmt.Fprintf(cmd.ErrOrStderr(), "import: %d requests not published: unsafe request-target (see docs/collectors.md#request-targets)\n", n)
 			}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
 	"net"
 	"slices"
 	"strings"
@@ -78,6 +80,16 @@ func (a *app) buildProxy(em *collector.Emitter) (*proxy.Proxy, error) {
 	if pc.CollectorID != "" {
 		opts = append(opts, proxy.WithCollectorID(pc.CollectorID))
 	}
+	if pc.PrimaryProtocol != "" {
+		opts = append(opts, proxy.WithPrimaryProtocol(pc.PrimaryProtocol))
+	}
+	if pc.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(pc.TLSCert, pc.TLSKey)
+		if err != nil {
+			return nil, usagef("proxy.tls_cert, proxy.tls_key: %v", err)
+		}
+		opts = append(opts, proxy.WithTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+	}
 	p, err := proxy.New(pc.Primary, em, opts...)
 	if err != nil {
 		return nil, usageError{err}
@@ -99,7 +111,8 @@ func (a *app) newProxyCollector(em *collector.Emitter, _ prometheus.Registerer) 
 	if err != nil {
 		return nil, usagef("proxy.listen %s: %v", a.cfg.Proxy.Listen, err)
 	}
-	a.log.Info("proxy listening", "addr", ln.Addr().String(), "primary", a.cfg.Proxy.Primary, "service", a.cfg.Service)
+	a.log.Info("proxy listening", "addr", ln.Addr().String(), "primary", a.cfg.Proxy.Primary, "service", a.cfg.Service,
+		"tls", a.cfg.Proxy.TLSCert != "", "primary_protocol", cmp.Or(a.cfg.Proxy.PrimaryProtocol, proxy.PrimaryAuto))
 	return collector.RunFunc(func(ctx context.Context) error { return p.Serve(ctx, ln) }), nil
 }
 

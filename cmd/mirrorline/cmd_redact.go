@@ -12,6 +12,7 @@ import (
 
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/config"
+	"github.com/mirrorline/mirrorline/grpcwire"
 	"github.com/mirrorline/mirrorline/redactor"
 	"github.com/mirrorline/mirrorline/telemetry"
 )
@@ -64,7 +65,39 @@ dropped (--on-failure drop). Rules: the redact.rules section of -c FILE, or
 	f.StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
 	f.StringVar(&rulesFile, "rules", "", "YAML file of redaction rules (layered over the safe defaults)")
 	a.cfg.Redact.BindFlags(f)
+	a.cfg.GRPC.BindFlags(f)
 	return c
+}
+
+// grpcSchema loads the protobuf schemas of the grpc section, once per
+// process: the descriptor set files and the server reflection address,
+// merged. The redactor scrubs and the comparator diffs gRPC messages by
+// field name with it. None configured: nil (messages are scrubbed by the
+// detectors alone and diffed by field number).
+func (a *app) grpcSchema() (*grpcwire.Schema, error) {
+	if a.schemaLoaded {
+		return a.schema, nil
+	}
+	g := a.cfg.GRPC
+	files, err := grpcwire.LoadSchemas(g.DescriptorSets...)
+	if err != nil {
+		return nil, usagef("grpc.descriptor_sets: %v", err)
+	}
+	var reflected *grpcwire.Schema
+	if g.Reflection != "" {
+		if reflected, err = grpcwire.Reflect(context.Background(), g.Reflection, nil); err != nil {
+			return nil, fmt.Errorf("grpc.reflection: %w", err)
+		}
+	}
+	s, err := grpcwire.MergeSchemas(files, reflected)
+	if err != nil {
+		return nil, usagef("grpc: %v", err)
+	}
+	if s != nil {
+		a.log.Info("gRPC messages are read with a schema", "descriptor_sets", len(g.DescriptorSets), "reflection", g.Reflection != "")
+	}
+	a.schema, a.schemaLoaded = s, true
+	return s, nil
 }
 
 // newRedactor builds the redactor stage; it opens its transactional session,
@@ -74,7 +107,11 @@ func (a *app) newRedactor(tel *telemetry.Server) (*redactor.Processor, error) {
 	host, _ := os.Hostname()
 	rc.Group = cmp.Or(rc.Group, redactor.DefaultGroup(a.cfg.Service))
 	rc.TransactionalID = cmp.Or(rc.TransactionalID, fmt.Sprintf("mirrorline-redact-%s-%s", a.cfg.Service, host))
-	engine, err := redactor.NewEngine(rc.Rules)
+	schema, err := a.grpcSchema()
+	if err != nil {
+		return nil, err
+	}
+	engine, err := redactor.NewEngine(rc.Rules, redactor.WithSchema(schema))
 	if err != nil {
 		return nil, usagef("redact.rules: %v", err)
 	}

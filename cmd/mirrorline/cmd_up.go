@@ -29,6 +29,7 @@ tools can connect to it. The topics are created when missing.`,
 		RunE: a.runUp,
 	}
 	c.Flags().StringVar(&a.cfg.Service, "service", a.cfg.Service, "service name (topics mirror.*.SERVICE)")
+	a.cfg.GRPC.BindFlags(c.Flags())
 	return c
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/comparator"
 	"github.com/mirrorline/mirrorline/config"
+	"github.com/mirrorline/mirrorline/grpcwire"
 )
 
 func main() {
@@ -76,6 +77,10 @@ type app struct {
 	// data path (bindMetrics); runAll serves on it. metricsBound: it was.
 	metricsLn    net.Listener
 	metricsBound bool
+	// schema and schemaLoaded: the grpc section's schemas, read once
+	// (grpcSchema) for every stage of the process.
+	schema       *grpcwire.Schema
+	schemaLoaded bool
 }
 
 // newApp builds the command tree over the configuration: defaults, the -c

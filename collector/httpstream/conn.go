@@ -159,6 +159,17 @@ func WithMaxPending(n int) Option {
 // WithStats makes the Conn count into s.
 func WithStats(s *Stats) Option { return func(c *config) { c.stats = s } }
 
+// Limits returns the body limit and the largest head opts set (the defaults
+// when they set none), for parsers of other protocols fed the same
+// connections (collector/h2stream).
+func Limits(opts ...Option) (bodyLimit int64, maxHeaderBytes int) {
+	c := config{bodyLimit: DefaultBodyLimit, maxHead: DefaultMaxHeaderBytes}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c.bodyLimit, c.maxHead
+}
+
 // Conn pairs the requests and responses of one HTTP/1.x connection. Create it with
 // New; it is not safe for concurrent use.
 type Conn struct {

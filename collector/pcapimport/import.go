@@ -62,6 +62,9 @@ type Summary struct {
 	// Unanswered counts exchanges published without a response.
 	Unanswered atomic.Uint64
 	Gaps       atomic.Uint64
+	// H2Dropped counts HTTP/2 connections not parsed, or not to their end:
+	// captured after their preface (HPACK state unknown) or malformed.
+	H2Dropped atomic.Uint64
 	// Errors counts files that failed.
 	Errors atomic.Uint64
 }
@@ -126,6 +129,11 @@ func (im *Importer) Summary() *Summary {
 	im.sum.Exchanges.Store(s.Exchanges.Load() + im.gor.exchanges.Load())
 	im.sum.Unanswered.Store(s.HTTP.Unanswered.Load() + im.gor.unanswered.Load())
 	im.sum.Gaps.Store(s.Gaps.Load())
+	var h2 uint64
+	for i := range s.H2.Dropped {
+		h2 += s.H2.Dropped[i].Load()
+	}
+	im.sum.H2Dropped.Store(h2)
 	// Every packet not accepted nor a retransmit was skipped; used is loaded
 	// before the total, so the difference cannot underflow while counting.
 	used := s.Packets[tcpstream.ResultAccepted].Load() + s.Packets[tcpstream.ResultRetransmit].Load()

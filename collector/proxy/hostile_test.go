@@ -160,8 +160,6 @@ func TestProxyRefusesBrokenRequests(t *testing.T) {
 			"POST /pay HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n", false, 400, collector.DropBadFraming},
 		{"chunked body cut before the last chunk",
 			"POST /pay HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", true, 400, collector.DropIncompleteBody},
-		{"HTTP/2 prior-knowledge preface",
-			"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", false, 505, collector.DropUnsupported},
 		{"asterisk target without OPTIONS",
 			"GET * HTTP/1.1\r\nHost: h\r\n\r\n", false, 400, collector.DropUnsupported},
 	} {

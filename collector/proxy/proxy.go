@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/mirrorline/mirrorline/collector"
+	"github.com/mirrorline/mirrorline/grpcwire"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
@@ -36,6 +38,8 @@ type Proxy struct {
 	rp           *httputil.ReverseProxy
 	conns        *collector.Conns
 	limits       collector.Limits
+	primaryProto string      // WithPrimaryProtocol
+	tls          *tls.Config // WithTLS
 }
 
 // Option configures a Proxy.
@@ -91,21 +95,18 @@ func New(primary string, emit *collector.Emitter, opts ...Option) (*Proxy, error
 				pr.Out.Host = pr.In.Host
 			}
 		},
-		ModifyResponse: recordUpgrade,
+		ModifyResponse: recordResponse,
 		ErrorHandler:   p.primaryError,
 		BufferPool:     bufferPool{},
-		Transport: &http.Transport{
-			Proxy:                 nil,
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:          1024,
-			MaxIdleConnsPerHost:   256,
-			IdleConnTimeout:       90 * time.Second,
-			ExpectContinueTimeout: time.Second,
-			ForceAttemptHTTP2:     true,
-		},
 	}
 	for _, o := range opts {
 		o(p)
+	}
+	p.rp.ErrorLog = collector.ServerErrorLog(p.log)
+	if p.rp.Transport == nil {
+		if p.rp.Transport, err = primaryTransport(p.primaryProto, u); err != nil {
+			return nil, err
+		}
 	}
 	pol, err := collector.PolicyOf(p.filter, p.bodyLimit)
 	if err != nil {
@@ -131,8 +132,9 @@ func (p *Proxy) Policy() *collector.Policy { return p.policy.Load() }
 // Serve serves the proxy on ln until ctx ends, then shuts down gracefully. The
 // server enforces the proxy's limits (WithLimits) and names connections.
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
-	srv, ln := p.limits.Server(p, p.conns, p.emit.Metrics(), ln)
-	srv.ErrorLog = p.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
+	// Over TLS an Upgrade: h2c is only stripped (h2c is for plaintext).
+	srv, ln := p.limits.TLSServer(upgradeH2C(p), p.conns, p.emit.Metrics(), ln, p.tls)
+	srv.ErrorLog = collector.ServerErrorLog(p.log)
 	p.log.Info("client limits", "max_conns", p.limits.MaxConns, "read_header_timeout", p.limits.ReadHeaderTimeout, "idle_timeout", p.limits.IdleTimeout,
 		"max_header_bytes", p.limits.MaxHeaderBytes, "body_timeout", p.limits.BodyTimeout, "min_body_rate", p.limits.MinBodyRate)
 	return collector.Serve(ctx, "proxy", srv, ln)
@@ -143,17 +145,22 @@ type reqState struct {
 	perr    error                 // the transport's error, when the primary failed
 	body    *collector.BodyReader // the client's body, nil without one
 	upgrade *http.Response        // the primary's 101, when the protocol switched
+	res     *http.Response        // the primary's answer (its trailers, once read)
 }
 
 type reqStateKey struct{}
 
-// recordUpgrade notes a 101 answer: ReverseProxy writes it on the hijacked
-// connection itself, so the capture writer never sees it.
-func recordUpgrade(res *http.Response) error {
+// recordResponse keeps the primary's answer for its trailers, and notes a
+// 101 answer: ReverseProxy writes it on the hijacked connection itself, so
+// the capture writer never sees it.
+func recordResponse(res *http.Response) error {
+	st, ok := res.Request.Context().Value(reqStateKey{}).(*reqState)
+	if !ok {
+		return nil
+	}
+	st.res = res
 	if res.StatusCode == http.StatusSwitchingProtocols {
-		if st, ok := res.Request.Context().Value(reqStateKey{}).(*reqState); ok {
-			st.upgrade = &http.Response{StatusCode: res.StatusCode, Header: res.Header.Clone(), Proto: res.Proto}
-		}
+		st.upgrade = &http.Response{StatusCode: res.StatusCode, Header: res.Header.Clone(), Proto: res.Proto}
 	}
 	return nil
 }
@@ -166,6 +173,13 @@ func recordUpgrade(res *http.Response) error {
 // and never reaches the primary. A longer body is streamed; if it fails midway
 // the request to the primary is aborted. Either way nothing is published for it:
 // it is counted in mirrorline_collector_dropped_total{reason}.
+//
+// A gRPC call, and an HTTP/2 body of unknown length, is streamed instead: its
+// client may wait for answers before it sends more (a bidirectional stream),
+// so nothing is read ahead; the bytes are copied on the side as they pass
+// (gRPC: message by message, with their time offsets), and the answer is
+// flushed as it comes. A gRPC call has no body deadline (its own deadline,
+// grpc-timeout, travels to the primary).
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Every request takes its place on the connection, captured or not, so the
 	// header order of the next one lines up.
@@ -179,8 +193,37 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := &reqState{}
+	defer func() {
+		if v := recover(); v != nil {
+			// ReverseProxy aborts the answer it cannot finish: a client that
+			// reset its HTTP/2 stream mid-body (a cancelled gRPC call) lands
+			// here. Count it as the body failure it is.
+			if v == http.ErrAbortHandler && st.body != nil && st.body.Err() != nil { //nolint:errorlint // the sentinel itself, as net/http panics with it
+				p.bodyFailed(w, connID, st.body.Err(), false)
+			}
+			panic(v)
+		}
+	}()
+	start := time.Now()
+	// gRPC is HTTP/2 only: an HTTP/1 request of that content type is an
+	// ordinary one (its body is recorded as such).
+	grpc := r.ProtoMajor >= 2 && grpcwire.IsGRPC(r.Header.Get("Content-Type"))
+	var tee *teeBody  // a streamed body
 	var prefix []byte // the body's first bytes, read before forwarding
-	if r.Body != nil && r.Body != http.NoBody {
+	if streamed(r, grpc) {
+		timeout := p.limits.BodyTimeout
+		if grpc {
+			timeout = 0
+		}
+		st.body = collector.RateBody(w, r, timeout, p.limits.MinBodyRate)
+		tee = &teeBody{rc: st.body, start: start}
+		if grpc {
+			tee.framer = p.newFramer(bodyLimit)
+		} else {
+			tee.body = &collector.BodyCapture{Limit: bodyLimit}
+		}
+		r.Body = tee
+	} else if r.Body != nil && r.Body != http.NoBody {
 		st.body = collector.RateBody(w, r, p.limits.BodyTimeout, p.limits.MinBodyRate)
 		var complete bool
 		var err error
@@ -201,13 +244,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(context.WithValue(r.Context(), reqStateKey{}, st))
 
 	if p.emit.Metrics().Skip(pol.Filter().Match(r)) {
+		if tee != nil {
+			tee.finish() // nothing to keep
+		}
 		p.rp.ServeHTTP(w, r)
 		if st.body != nil && st.body.Err() != nil {
 			p.bodyFailed(w, connID, st.body.Err(), false)
 		}
 		return
 	}
-	start := time.Now()
 	// The id (a UUIDv7) is the emitter's worker's to draw, off this path.
 	ex := &mlv1.Exchange{
 		ConnectionId:  connID,
@@ -225,10 +270,34 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			RemoteAddr: r.RemoteAddr,
 		},
 	}
+	ex.Protocol = protocolOf(r, grpc)
 	rw := &captureWriter{ResponseWriter: w, body: collector.BodyCapture{Limit: bodyLimit}}
+	if grpc {
+		rw.newFramer = func() *collector.MessageCapture { return p.newFramer(bodyLimit) }
+		rw.start = start
+	}
 	p.rp.ServeHTTP(rw, r)
 
-	if st.body != nil {
+	if tee != nil {
+		eof := tee.finish()
+		if err := st.body.Err(); err != nil {
+			p.bodyFailed(w, connID, err, false)
+			return
+		}
+		if grpc {
+			setMessages(tee.framer, &ex.Request.Messages, &ex.Request.MessagesTruncated, &ex.Request.BodySize)
+		} else {
+			ex.Request.Body, ex.Request.BodyTruncated, ex.Request.BodySize = tee.body.Result()
+		}
+		if !eof {
+			// The primary answered before the client's body ended: what it
+			// sent after is not captured.
+			ex.Request.BodyTruncated = ex.Request.BodyTruncated || !grpc
+			ex.Request.MessagesTruncated = ex.Request.MessagesTruncated || grpc
+		} else {
+			ex.Request.Trailers = trailersOf(r.Trailer)
+		}
+	} else if st.body != nil {
 		if st.body.Err() != nil {
 			// The primary got (at most) part of the body: not a request to replay.
 			p.bodyFailed(w, connID, st.body.Err(), false)
@@ -249,8 +318,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// The connection became a tunnel (WebSocket, ...): its bytes are not
 		// captured; the record says so with the 101 and its headers.
 		resp.Status, resp.Headers = int32(up.StatusCode), mlv1.HeadersFromHTTP(up.Header)
+	} else if rw.framer != nil {
+		setMessages(rw.framer, &resp.Messages, &resp.MessagesTruncated, &resp.BodySize)
 	} else {
 		resp.Body, resp.BodyTruncated, resp.BodySize = rw.body.Result()
+	}
+	if st.res != nil && st.perr == nil {
+		// Read to its end by now: the trailers are in.
+		resp.Trailers = trailersOf(st.res.Trailer)
 	}
 	if st.perr != nil {
 		resp.Error = primaryErrText(st.perr)
@@ -318,6 +393,14 @@ func (p *Proxy) primaryError(w http.ResponseWriter, r *http.Request, err error) 
 		return
 	}
 	p.log.Warn("primary unreachable", "primary", p.primary.Host, "error", primaryErrText(err))
+	if grpcwire.IsGRPC(r.Header.Get("Content-Type")) {
+		// As a gRPC proxy answers: a trailers-only UNAVAILABLE.
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Grpc-Status", "14")
+		w.Header().Set("Grpc-Message", "mirrorline proxy: primary unreachable")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	w.WriteHeader(http.StatusBadGateway)
 }
 
@@ -335,6 +418,11 @@ type captureWriter struct {
 	code int
 	sent []*mlv1.Header // the headers as they were when the status was written
 	body collector.BodyCapture
+	// A gRPC answer's messages, with their offsets after start: newFramer
+	// (set for a gRPC call) makes framer when the answer is gRPC too.
+	newFramer func() *collector.MessageCapture
+	framer    *collector.MessageCapture
+	start     time.Time
 }
 
 func (c *captureWriter) WriteHeader(code int) {
@@ -343,6 +431,9 @@ func (c *captureWriter) WriteHeader(code int) {
 			c.code = code
 			h := c.ResponseWriter.Header()
 			c.sent = collector.SortedHeaders(h)
+			if c.newFramer != nil && c.framer == nil && code >= 200 && grpcwire.IsGRPC(h.Get("Content-Type")) {
+				c.framer = c.newFramer()
+			}
 			if n, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64); err == nil {
 				c.body.Presize(n)
 			}
@@ -356,7 +447,11 @@ func (c *captureWriter) Write(p []byte) (int, error) {
 		c.WriteHeader(http.StatusOK)
 	}
 	n, err := c.ResponseWriter.Write(p)
-	_, _ = c.body.Write(p[:n])
+	if c.framer != nil {
+		c.framer.Feed(p[:n], time.Since(c.start).Nanoseconds())
+	} else {
+		_, _ = c.body.Write(p[:n])
+	}
 	return n, err
 }
 

@@ -39,7 +39,6 @@ func TestSinkRefusesBrokenCopies(t *testing.T) {
 		{"short body", "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n" + strings.Repeat("a", 431), true, false, 400, collector.DropIncompleteBody},
 		{"malformed chunked", "POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", false, false, 400, collector.DropBadFraming},
 		{"stalled body", "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nab", false, true, 408, collector.DropBodyTimeout},
-		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", false, false, 505, collector.DropUnsupported},
 		{"whole copy", "POST /ok HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false, false, 200, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

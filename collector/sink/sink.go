@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/mirrorline/mirrorline/collector"
+	"github.com/mirrorline/mirrorline/grpcwire"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
@@ -95,6 +96,11 @@ func (s *Sink) Policy() *collector.Policy { return s.policy.Load() }
 // whose body does not arrive whole (cut short, malformed chunked framing, too
 // slow) is answered 400 or 408 and not published; it is counted in
 // mirrorline_collector_dropped_total{reason}.
+//
+// A gRPC copy (HTTP/2, content-type application/grpc) is read message by
+// message and answered as a gRPC server ends a call: 200, content-type
+// application/grpc, no message, trailer grpc-status 0. It has no body
+// deadline: a mirrored stream lasts as long as the call it copies.
 func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	connID, seq, headers := s.conns.RequestMeta(r)
@@ -111,18 +117,35 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if decision != collector.Capture {
 		limit = 0 // read (to keep the connection), keep nothing
 	}
+	grpc := r.ProtoMajor >= 2 && grpcwire.IsGRPC(r.Header.Get("Content-Type"))
 	body := collector.BodyCapture{Limit: limit}
 	body.Presize(r.ContentLength)
+	var sink io.Writer = &body
+	var framer *framerWriter
+	timeout := s.limits.BodyTimeout
+	if grpc {
+		timeout = 0
+		if limit > 0 {
+			framer = &framerWriter{f: collector.NewMessageCapture(limit, s.emit.RecordBudget()), start: start}
+			sink = framer
+		}
+	}
 	// Read all of the body (keeping at most the limit) so the connection can be reused.
-	rb := collector.RateBody(w, r, s.limits.BodyTimeout, s.limits.MinBodyRate)
-	if _, err := io.Copy(&body, rb); err != nil {
+	rb := collector.RateBody(w, r, timeout, s.limits.MinBodyRate)
+	if _, err := io.Copy(sink, rb); err != nil {
 		reason := collector.BodyDropReason(err)
 		m.Dropped.WithLabelValues(reason).Inc()
 		s.log.Debug("mirrored body not received whole: not published", "connection", connID, "reason", reason)
 		collector.RefuseBody(w, err)
 		return
 	}
-	w.WriteHeader(http.StatusOK)
+	if grpc {
+		w.Header().Set("Content-Type", "application/grpc")
+		w.WriteHeader(http.StatusOK)
+		w.Header().Set(http.TrailerPrefix+"Grpc-Status", "0")
+	} else {
+		w.WriteHeader(http.StatusOK)
+	}
 	if m.Skip(decision) {
 		return
 	}
@@ -145,7 +168,19 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("X-Forwarded-Proto") == "https" {
 		req.Scheme = "https"
 	}
-	req.Body, req.BodyTruncated, req.BodySize = body.Result()
+	protocol := mlv1.Protocol_PROTOCOL_UNSPECIFIED
+	if r.ProtoMajor >= 2 {
+		protocol = mlv1.Protocol_PROTOCOL_HTTP2
+	}
+	if framer != nil {
+		req.Messages, req.MessagesTruncated, req.BodySize = framer.f.Result()
+		protocol = mlv1.Protocol_PROTOCOL_GRPC
+	} else {
+		req.Body, req.BodyTruncated, req.BodySize = body.Result()
+	}
+	if len(r.Trailer) > 0 {
+		req.Trailers = mlv1.HeadersFromHTTP(r.Trailer) // the body was read to its end
+	}
 	// Encoded and produced on the emitter's workers, after this answer.
 	s.emit.Submit(&mlv1.Exchange{
 		ConnectionId:  connID,
@@ -153,8 +188,21 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Source:        mlv1.Source_SOURCE_SINK,
 		Collector:     s.collectorID,
 		CaptureTimeNs: start.UnixNano(),
+		Protocol:      protocol,
 		Request:       req,
 	})
+}
+
+// framerWriter feeds a gRPC body to a MessageCapture with each part's
+// offset after start.
+type framerWriter struct {
+	f     *collector.MessageCapture
+	start time.Time
+}
+
+func (fw *framerWriter) Write(p []byte) (int, error) {
+	fw.f.Feed(p, time.Since(fw.start).Nanoseconds())
+	return len(p), nil
 }
 
 // StripShadowSuffix undoes Envoy's mirror Host rewrite: "payments-shadow" and
@@ -176,7 +224,7 @@ func StripShadowSuffix(host string) string {
 // server enforces the sink's limits (WithLimits) and names connections.
 func (s *Sink) Serve(ctx context.Context, ln net.Listener) error {
 	srv, ln := s.limits.Server(s, s.conns, s.emit.Metrics(), ln)
-	srv.ErrorLog = s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
+	srv.ErrorLog = collector.ServerErrorLog(s.log)
 	s.log.Info("client limits", "max_conns", s.limits.MaxConns, "read_header_timeout", s.limits.ReadHeaderTimeout, "idle_timeout", s.limits.IdleTimeout,
 		"max_header_bytes", s.limits.MaxHeaderBytes, "body_timeout", s.limits.BodyTimeout, "min_body_rate", s.limits.MinBodyRate)
 	return collector.Serve(ctx, "sink", srv, ln)

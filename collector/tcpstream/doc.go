@@ -9,7 +9,10 @@
 // in a bounded buffer, retransmits are dropped, bytes the peer acknowledged
 // but the capture never saw, or that the mirror cut off, are declared gaps at
 // once, and a hole that stays open past the gap timeout is given up), hands
-// the byte streams to collector/httpstream for request/response pairing, and
+// the byte streams to a parser chosen by the client's first bytes
+// (collector/h2stream after the HTTP/2 client preface, an HTTP/2 connection
+// joined after its preface counted and skipped, collector/httpstream for
+// anything else: one place, the Tracker's newParser), and
 // publishes each exchange (connection id from the 4-tuple and the
 // connection's first packet time, capture time and latency from packet times)
 // through a Publisher, in practice a collector.Emitter.

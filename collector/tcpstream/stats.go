@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mirrorline/mirrorline/collector/h2stream"
 	"github.com/mirrorline/mirrorline/collector/httpstream"
 )
 
@@ -58,6 +59,7 @@ type Stats struct {
 	Exchanges       atomic.Uint64
 	PublishErrors   atomic.Uint64
 	HTTP            httpstream.Stats
+	H2              h2stream.Stats
 }
 
 // Count adds one packet with result r.
@@ -96,6 +98,7 @@ type StreamCollector struct {
 	packets, gaps, gapBytes, active, streams, ended *prometheus.Desc
 	rejected, buffered, overflows                   *prometheus.Desc
 	exchanges, noResp, orphans, parseErr            *prometheus.Desc
+	h2Conns, h2Dropped, h2Skipped, h2Cut, h2Budget  *prometheus.Desc
 }
 
 // NewStreamCollector returns the collector of s for stage ("vpc", "ebpf").
@@ -118,6 +121,11 @@ func NewStreamCollector(stage string, s *Stats) *StreamCollector {
 		noResp:    d("http_unanswered_total", "HTTP requests published without a response (none captured)."),
 		orphans:   d("http_orphan_responses_total", "HTTP responses that matched no captured request."),
 		parseErr:  d("http_parse_errors_total", "Times an HTTP stream lost its place on malformed data and resynchronised."),
+		h2Conns:   d("h2_connections_total", "HTTP/2 connections parsed (seen from their client preface)."),
+		h2Dropped: d("h2_connections_dropped_total", "HTTP/2 connections not parsed or no longer parsed, by reason (midstream: joined after its preface; bad_preface, malformed, hpack, gap).", "reason"),
+		h2Skipped: d("h2_streams_skipped_total", "HTTP/2 streams not published, by reason (stream_limit, header_limit, malformed, push, connection_dropped).", "reason"),
+		h2Cut:     d("h2_streams_cut_total", "HTTP/2 streams published cut short by a reset or the end of their connection."),
+		h2Budget:  d("h2_over_budget_total", "HTTP/2 stream directions whose bodies or messages stopped being kept: their connection's open streams held 16 body limits."),
 	}
 }
 
@@ -145,6 +153,15 @@ func (c *StreamCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.noResp, s.HTTP.Unanswered.Load())
 	counter(c.orphans, s.HTTP.Orphans.Load())
 	counter(c.parseErr, s.HTTP.ParseErrors.Load())
+	counter(c.h2Conns, s.H2.Connections.Load())
+	counter(c.h2Cut, s.H2.Cut.Load())
+	counter(c.h2Budget, s.H2.OverBudget.Load())
+	for i := range s.H2.Dropped {
+		counter(c.h2Dropped, s.H2.Dropped[i].Load(), h2stream.DropNames[i])
+	}
+	for i := range s.H2.Skipped {
+		counter(c.h2Skipped, s.H2.Skipped[i].Load(), h2stream.SkipNames[i])
+	}
 	ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, float64(s.StreamsActive.Load()))
 	ch <- prometheus.MustNewConstMetric(c.buffered, prometheus.GaugeValue, float64(s.BufferedBytes.Load()))
 }

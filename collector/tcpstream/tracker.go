@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/mirrorline/mirrorline/collector/h2stream"
 	"github.com/mirrorline/mirrorline/collector/httpstream"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
@@ -74,6 +75,13 @@ func WithHTTPOptions(opts ...httpstream.Option) TrackerOption {
 	return func(t *Tracker) { t.httpOpts = append(t.httpOpts, opts...) }
 }
 
+// WithH2Options passes options (stream and HPACK table limits, ...) to every
+// h2stream.Conn; the body limit and header size of the HTTP options apply to
+// HTTP/2 too.
+func WithH2Options(opts ...h2stream.Option) TrackerOption {
+	return func(t *Tracker) { t.h2Opts = append(t.h2Opts, opts...) }
+}
+
 // WithIdleTimeout sets after how long without packets a stream is flushed and
 // forgotten (default 2 min).
 func WithIdleTimeout(d time.Duration) TrackerOption { return func(t *Tracker) { t.idle = d } }
@@ -112,6 +120,7 @@ type Tracker struct {
 	collectorID string
 	connPrefix  string
 	httpOpts    []httpstream.Option
+	h2Opts      []h2stream.Option
 	idle        time.Duration
 	gapWait     time.Duration
 	maxStreams  int
@@ -131,7 +140,7 @@ type flow struct {
 	start  time.Time
 	last   time.Time
 	halves [2]half
-	conn   *httpstream.Conn
+	conn   parser
 }
 
 // half is one direction of a flow.
@@ -178,6 +187,9 @@ func NewTracker(pub Publisher, opts ...TrackerOption) *Tracker {
 	if t.stats == nil {
 		t.stats = &Stats{}
 	}
+	bodyLimit, maxHead := httpstream.Limits(t.httpOpts...)
+	t.h2Opts = append([]h2stream.Option{h2stream.WithBodyLimit(bodyLimit), h2stream.WithMaxHeaderBytes(maxHead)}, t.h2Opts...)
+	t.h2Opts = append(t.h2Opts, h2stream.WithStats(&t.stats.H2))
 	t.httpOpts = append(t.httpOpts, httpstream.WithStats(&t.stats.HTTP))
 	return t
 }
@@ -280,7 +292,7 @@ func (t *Tracker) lookup(seg *Segment, ts time.Time) (*flow, httpstream.Directio
 		dir = httpstream.ServerToClient
 	}
 	f := &flow{key: key, start: ts, last: ts, id: t.connPrefix + connID(key, ts)}
-	f.conn = httpstream.New(func(e *httpstream.Exchange) { t.publish(f, e) }, t.httpOpts...)
+	f.conn = t.newParser(f)
 	t.flows[key] = f
 	t.stats.StreamsActive.Add(1)
 	t.stats.Streams.Add(1)
@@ -299,8 +311,21 @@ func connID(k flowKey, start time.Time) string {
 	return fmt.Sprintf("%016x-%x", h.Sum64(), ns)
 }
 
-func (t *Tracker) publish(f *flow, e *httpstream.Exchange) {
-	rec := e.Record()
+// newParser returns the parser of f's bytes: HTTP/1.x or HTTP/2, chosen by
+// the first bytes (see sniff). This is the one place a connection's protocol
+// is decided.
+func (t *Tracker) newParser(f *flow) parser {
+	return &sniff{
+		newHTTP1: func() parser {
+			return httpstream.New(func(e *httpstream.Exchange) { t.publish(f, e.Record()) }, t.httpOpts...)
+		},
+		newH2:  func() parser { return h2stream.New(func(rec *mlv1.Exchange) { t.publish(f, rec) }, t.h2Opts...) },
+		midway: func() { t.stats.H2.Drop(h2stream.DropMidstream) },
+	}
+}
+
+// publish completes rec with the connection's details and publishes it.
+func (t *Tracker) publish(f *flow, rec *mlv1.Exchange) {
 	rec.ConnectionId = f.id
 	rec.Source = t.source
 	rec.Collector = t.collectorID

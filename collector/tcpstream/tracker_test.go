@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/gopacket/layers"
 
+	"github.com/mirrorline/mirrorline/collector/h2stream"
 	"github.com/mirrorline/mirrorline/collector/httpstream"
 	"github.com/mirrorline/mirrorline/collector/tcpstream/packettest"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
@@ -246,5 +247,128 @@ func TestVPCTrackerIdleFlush(t *testing.T) {
 	}
 	if got, want := pub.Got()[0].CaptureTimeNs, t0.UnixNano(); got != want {
 		t.Fatalf("capture time %d, want %d", got, want)
+	}
+}
+
+// TestTrackerHTTP2 checks the choice of a connection's parser by its first
+// bytes: HTTP/2 from the preface (also when the server's SETTINGS were
+// captured first), an HTTP/2 connection joined midway counted and skipped,
+// HTTP/1.x beside them.
+func TestTrackerHTTP2(t *testing.T) {
+	tests := []struct {
+		name     string
+		frames   func() [][]byte
+		want     []string
+		midway   uint64
+		h2Conns  uint64
+		checkRec func(t *testing.T, got []*mlv1.Exchange)
+	}{
+		{
+			name: "from the preface, server speaks first",
+			frames: func() [][]byte {
+				c := packettest.NewConn("10.0.0.1:41000", "10.0.0.2:8080")
+				h := packettest.NewH2()
+				return packettest.Cat(c.Handshake(), c.ServerData(h.ServerStart(), 0), c.ClientData(h.ClientStart(), 10),
+					c.ClientData(h.Request(1, "GET", "svc", "/one"), 0), c.ClientData(h.Request(3, "GET", "svc", "/two"), 0),
+					c.ServerData(h.Response(3, "200", "second"), 7), c.ServerData(h.Response(1, "404", ""), 0),
+					packettest.One(c.ClientFIN()), packettest.One(c.ServerFIN()))
+			},
+			want:    []string{"GET /two  -> 200 second", "GET /one  -> 404 "},
+			h2Conns: 1,
+			checkRec: func(t *testing.T, got []*mlv1.Exchange) {
+				if got[0].Sequence != 2 || got[1].Sequence != 1 || got[0].ConnectionId != got[1].ConnectionId ||
+					got[0].Protocol != mlv1.Protocol_PROTOCOL_HTTP2 || got[0].Request.Proto != "HTTP/2.0" ||
+					got[0].Request.Host != "svc" || got[0].Request.RemoteAddr != "10.0.0.1:41000" || !strings.HasPrefix(got[0].ConnectionId, "vpc-") {
+					t.Errorf("records %v", got)
+				}
+			},
+		},
+		{
+			name: "joined midway",
+			frames: func() [][]byte {
+				c := packettest.NewConn("10.0.0.1:41001", "10.0.0.2:8080")
+				h := packettest.NewH2()
+				h.ClientStart()
+				h.ServerStart()
+				return packettest.Cat(c.ClientData(h.Request(5, "GET", "svc", "/late"), 0), c.ServerData(h.Response(5, "200", "x"), 0))
+			},
+			midway: 1,
+		},
+		{
+			name: "joined midway, only the server's frames seen",
+			frames: func() [][]byte {
+				c := packettest.NewConn("10.0.0.1:41002", "10.0.0.2:8080")
+				h := packettest.NewH2()
+				h.Request(1, "GET", "svc", "/big")
+				return c.ServerData(h.Response(1, "200", strings.Repeat("b", 5000)), 1000)
+			},
+			midway: 1,
+		},
+		{
+			name: "HTTP/1.1 beside, starting with P",
+			frames: func() [][]byte {
+				c := packettest.NewConn("10.0.0.1:41003", "10.0.0.2:8080")
+				return packettest.Cat(c.Handshake(), c.ClientData([]byte(packettest.ReqB), 1), c.ServerData([]byte(packettest.RespA), 0),
+					packettest.One(c.ClientFIN()), packettest.One(c.ServerFIN()))
+			},
+			want: []string{"POST /b hello world -> 200 one"},
+		},
+		{
+			name: "TLS is not HTTP/2 joined midway",
+			frames: func() [][]byte {
+				c := packettest.NewConn("10.0.0.1:41005", "10.0.0.2:8080")
+				hello := []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03}
+				return packettest.Cat(c.Handshake(), c.ClientData(append(hello, make([]byte, 505)...), 0))
+			},
+		},
+		{
+			name: "a preface cut short, a talkative server: bounded",
+			frames: func() [][]byte {
+				c := packettest.NewConn("10.0.0.1:41006", "10.0.0.2:8080")
+				return packettest.Cat(c.Handshake(), c.ClientData([]byte("PRI * HTTP/2.0\r\n"), 0), c.ServerData(make([]byte, 10000), 1000),
+					c.ClientData([]byte("\r\nSM\r\n\r\n"), 0))
+			},
+		},
+		{
+			name: "a preface cut short is not HTTP/2",
+			frames: func() [][]byte {
+				c := packettest.NewConn("10.0.0.1:41004", "10.0.0.2:8080")
+				return packettest.Cat(c.Handshake(), c.ClientData([]byte("PRI * HTTP/2.0\r\n"), 0), packettest.One(c.ClientFIN()), packettest.One(c.ServerFIN()))
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			pub := &packettest.Collect{}
+			st := &Stats{}
+			tr := NewTracker(pub, WithStats(st), WithPorts(8080))
+			dec := NewDecoder()
+			ts := time.Unix(1700000000, 0)
+			var seg Segment
+			for i, fr := range tc.frames() {
+				ts = ts.Add(time.Millisecond)
+				if err := dec.Decode(layers.LayerTypeEthernet, fr, &seg); err != nil {
+					t.Fatalf("frame %d: %v", i, err)
+				}
+				tr.Handle(&seg, ts)
+			}
+			tr.Close(ts.Add(time.Second))
+			var got []string
+			for _, ex := range pub.Got() {
+				got = append(got, packettest.Summary(ex))
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+			if n := st.H2.Dropped[h2stream.DropMidstream].Load(); n != tc.midway {
+				t.Errorf("midway drops %d, want %d", n, tc.midway)
+			}
+			if n := st.H2.Connections.Load(); n != tc.h2Conns {
+				t.Errorf("HTTP/2 connections %d, want %d", n, tc.h2Conns)
+			}
+			if tc.checkRec != nil {
+				tc.checkRec(t, pub.Got())
+			}
+		})
 	}
 }

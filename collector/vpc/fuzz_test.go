@@ -38,6 +38,13 @@ func FuzzVXLANPacket(f *testing.F) {
 	f.Add(seeds[0])
 	f.Add(datagrams(seeds...))
 	f.Add(datagrams(seeds[0], seeds[4], seeds[3], seeds[5]))
+	h2c, h2 := packettest.NewConn("10.0.0.3:40001", "10.0.0.2:8080"), packettest.NewH2()
+	var h2seeds [][]byte
+	for _, fr := range packettest.Cat(h2c.Handshake(), h2c.ClientData(h2.ClientStart(), 0), h2c.ServerData(h2.ServerStart(), 0),
+		h2c.ClientData(h2.Request(1, "GET", "svc", "/h2"), 0), h2c.ServerData(h2.Response(1, "200", "hello"), 20)) {
+		h2seeds = append(h2seeds, packettest.VXLAN(7, fr))
+	}
+	f.Add(datagrams(h2seeds...))
 	v6 := packettest.NewConn("[fd00::1]:1234", "[fd00::2]:80")
 	f.Add(datagrams(packettest.VXLAN(1, v6.ClientData([]byte(packettest.ReqA), 0)[0]), packettest.VXLAN(1, packettest.Truncate(v6.ServerData([]byte(packettest.RespA), 0)[0], 70))))
 	f.Fuzz(func(t *testing.T, in []byte) {

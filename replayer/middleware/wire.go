@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"golang.org/x/net/http/httpguts"
@@ -191,7 +192,9 @@ func decodeAnswer(a *rawAnswer, in *mlv1.Request) (out *mlv1.Request, drop, modi
 		if len(h) != 2 {
 			return nil, false, false, fmt.Errorf("%w: header %d is not a [name, value] pair", ErrBadAnswer, i)
 		}
-		if !httpguts.ValidHeaderFieldName(h[0]) {
+		// A captured HTTP/2 pseudo-header (":authority") comes back as it
+		// went; the replayer never sends it.
+		if !httpguts.ValidHeaderFieldName(strings.TrimPrefix(h[0], ":")) {
 			return nil, false, false, fmt.Errorf("%w: header %d: name is not a token", ErrBadAnswer, i)
 		}
 		if !validValue(h[1]) {

@@ -251,6 +251,11 @@ func (t *Transformer) Apply(req *mlv1.Request) error {
 	return nil
 }
 
+// EditsBody reports whether t edits JSON bodies (json_delete, json_set).
+func (t *Transformer) EditsBody() bool {
+	return t != nil && (len(t.deletes) > 0 || len(t.jsonSet) > 0)
+}
+
 func (t *Transformer) applyHeaders(req *mlv1.Request) {
 	hs := req.Headers
 	if len(t.remove) > 0 {

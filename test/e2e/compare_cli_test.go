@@ -38,6 +38,8 @@ func TestCompareCLIUsageErrors(t *testing.T) {
 		{[]string{"compare", "report", "--service", "s", "--brokers", "127.0.0.1:1", "--since", "last week"}, "since"},
 		{[]string{"compare", "report", "--service", "s", "--brokers", "127.0.0.1:1", "--top", "0"}, "top"},
 		{[]string{"compare", "--service", "s", "--brokers", "127.0.0.1:1", "--job", "replay-1", "--secondary"}, "compare.shadow_job"},
+		{[]string{"compare", "--service", "s", "--brokers", "127.0.0.1:1", "--descriptor-set", filepath.Join(dir, "missing.pb")}, "grpc.descriptor_sets"},
+		{[]string{"compare", "--service", "s", "--brokers", "127.0.0.1:1", "--descriptor-set", path}, "grpc.descriptor_sets"},
 	}
 	for _, tc := range tests {
 		out, code := runML(t, []string{"MIRRORLINE_BROKERS="}, tc.args...)

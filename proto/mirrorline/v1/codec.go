@@ -88,7 +88,8 @@ func MarshalExchange(x *Exchange) ([]byte, error) {
 // no unknown fields.
 func (x *Exchange) plain() bool {
 	if x.unknownFields != nil ||
-		!validUTF8(x.Id, x.Service, x.ConnectionId, x.Collector) ||
+		!validUTF8(x.Id, x.Service, x.ConnectionId, x.Collector, x.ParentId, x.TraceId) ||
+		!x.GetStub().plain() ||
 		!validUTF8(x.Redactions...) ||
 		!x.GetRequest().plain() || !x.GetResponse().plain() || !x.GetReplay().plain() {
 		return false
@@ -104,12 +105,17 @@ func (x *Exchange) plain() bool {
 func (r *Request) plain() bool {
 	return r == nil || r.unknownFields == nil &&
 		validUTF8(r.Method, r.Url, r.Host, r.Proto, r.Scheme, r.RemoteAddr) &&
-		plainHeaders(r.Headers)
+		plainHeaders(r.Headers) && plainHeaders(r.Trailers) && plainMessages(r.Messages)
 }
 
 func (r *Response) plain() bool {
 	return r == nil || r.unknownFields == nil &&
-		validUTF8(r.Error, r.Proto) && plainHeaders(r.Headers)
+		validUTF8(r.Error, r.Proto) && plainHeaders(r.Headers) &&
+		plainHeaders(r.Trailers) && plainMessages(r.Messages)
+}
+
+func (a *StubAnswer) plain() bool {
+	return a == nil || a.unknownFields == nil && validUTF8(a.Outcome, a.MatchedId)
 }
 
 func (r *Replay) plain() bool {
@@ -126,6 +132,15 @@ func plainHeaders(hs []*Header) bool {
 	return true
 }
 
+func plainMessages(ms []*Message) bool {
+	for _, m := range ms {
+		if m == nil || m.unknownFields != nil {
+			return false
+		}
+	}
+	return true
+}
+
 // noOverflow reports that no varint of b that gave a value of x was an
 // overflowing one, which proto.Unmarshal rejects and UnmarshalVT reads: ten
 // bytes whose last is not 0 or 1. With b of canonical size (checked first),
@@ -136,32 +151,38 @@ func plainHeaders(hs []*Header) bool {
 // proto.Unmarshal); a 32-bit field keeps only the low bits of its ten, so a
 // negative one always goes to proto.Unmarshal.
 func (x *Exchange) noOverflow(b []byte) bool {
-	var vs [16]uint64
-	n := 0
+	var vs []uint64
 	add := func(v uint64) {
 		if v>>63 != 0 {
-			vs[n] = v
-			n++
+			vs = append(vs, v)
 		}
 	}
-	if x.Source < 0 || x.GetResponse().GetStatus() < 0 || x.GetReplay().GetSourcePartition() < 0 {
+	if x.Source < 0 || x.Protocol < 0 || x.Kind < 0 || x.GetStub().GetScore() < 0 || x.GetResponse().GetStatus() < 0 || x.GetReplay().GetSourcePartition() < 0 {
 		return false
 	}
 	add(x.Sequence)
 	add(uint64(x.CaptureTimeNs))
+	addMessages := func(ms []*Message) {
+		for _, m := range ms {
+			add(uint64(m.OffsetNs))
+			add(uint64(m.Size))
+		}
+	}
 	if r := x.Request; r != nil {
 		add(uint64(r.BodySize))
+		addMessages(r.Messages)
 	}
 	if r := x.Response; r != nil {
 		add(uint64(r.BodySize))
 		add(uint64(r.LatencyNs))
+		addMessages(r.Messages)
 	}
 	if r := x.Replay; r != nil {
 		add(uint64(r.SentTimeNs))
 		add(uint64(r.ScheduleLagNs))
 		add(uint64(r.SourceOffset))
 	}
-	for _, v := range vs[:n] {
+	for _, v := range vs {
 		var enc [10]byte
 		prefix := protowire.AppendVarint(enc[:0], v)[:9]
 		for rest := b; ; {

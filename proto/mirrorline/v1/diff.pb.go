@@ -152,7 +152,11 @@ func (DiffKind) EnumDescriptor() ([]byte, []int) {
 type Difference struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Where: "status", "header.content-type", "body" (a whole text or binary body),
-	// or "body." and a JSON path with array indices ("body.items.3.price").
+	// or "body." and a JSON path with array indices ("body.items.3.price"). For
+	// gRPC: "status" is the gRPC status, "trailer.grpc-message" a trailer,
+	// "messages" the number of response messages, "body.N" message N and
+	// "body.N." a protobuf field path in it, by name ("body.0.shipping.city")
+	// or, without a schema, by number ("body.0.6.2").
 	Field string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
 	// field with array indices replaced by "*" ("body.items.*.price"): the key
 	// differences are counted and noise is learned under, per endpoint.
@@ -312,8 +316,14 @@ type Diff struct {
 	// and the replayer instance of the shadow record.
 	ShadowJob      string `protobuf:"bytes,20,opt,name=shadow_job,json=shadowJob,proto3" json:"shadow_job,omitempty"`
 	ShadowInstance string `protobuf:"bytes,21,opt,name=shadow_instance,json=shadowInstance,proto3" json:"shadow_instance,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// gRPC exchanges only: each side's gRPC status code by name ("OK",
+	// "INVALID_ARGUMENT", "code 42" for a code gRPC does not name), from
+	// grpc-status in the trailers (or headers of a trailers-only answer);
+	// empty when the side has no response or no grpc-status.
+	PrimaryGrpcStatus string `protobuf:"bytes,22,opt,name=primary_grpc_status,json=primaryGrpcStatus,proto3" json:"primary_grpc_status,omitempty"`
+	ShadowGrpcStatus  string `protobuf:"bytes,23,opt,name=shadow_grpc_status,json=shadowGrpcStatus,proto3" json:"shadow_grpc_status,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Diff) Reset() {
@@ -493,6 +503,20 @@ func (x *Diff) GetShadowInstance() string {
 	return ""
 }
 
+func (x *Diff) GetPrimaryGrpcStatus() string {
+	if x != nil {
+		return x.PrimaryGrpcStatus
+	}
+	return ""
+}
+
+func (x *Diff) GetShadowGrpcStatus() string {
+	if x != nil {
+		return x.ShadowGrpcStatus
+	}
+	return ""
+}
+
 var File_proto_mirrorline_v1_diff_proto protoreflect.FileDescriptor
 
 const file_proto_mirrorline_v1_diff_proto_rawDesc = "" +
@@ -508,7 +532,7 @@ const file_proto_mirrorline_v1_diff_proto_rawDesc = "" +
 	"\x06detail\x18\x06 \x01(\tR\x06detail\x12\x14\n" +
 	"\x05noise\x18\a \x01(\bR\x05noise\x12!\n" +
 	"\funder_status\x18\b \x01(\bR\vunderStatus\x12\x1a\n" +
-	"\bvolatile\x18\t \x01(\bR\bvolatile\"\xba\x06\n" +
+	"\bvolatile\x18\t \x01(\bR\bvolatile\"\x98\a\n" +
 	"\x04Diff\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12\x1a\n" +
@@ -532,7 +556,9 @@ const file_proto_mirrorline_v1_diff_proto_rawDesc = "" +
 	"\x04note\x18\x13 \x01(\tR\x04note\x12\x1d\n" +
 	"\n" +
 	"shadow_job\x18\x14 \x01(\tR\tshadowJob\x12'\n" +
-	"\x0fshadow_instance\x18\x15 \x01(\tR\x0eshadowInstance*\x95\x01\n" +
+	"\x0fshadow_instance\x18\x15 \x01(\tR\x0eshadowInstance\x12.\n" +
+	"\x13primary_grpc_status\x18\x16 \x01(\tR\x11primaryGrpcStatus\x12,\n" +
+	"\x12shadow_grpc_status\x18\x17 \x01(\tR\x10shadowGrpcStatus*\x95\x01\n" +
 	"\aVerdict\x12\x17\n" +
 	"\x13VERDICT_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fVERDICT_SAME\x10\x01\x12\x15\n" +

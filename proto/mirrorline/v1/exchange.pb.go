@@ -89,6 +89,110 @@ func (Source) EnumDescriptor() ([]byte, []int) {
 	return file_proto_mirrorline_v1_exchange_proto_rawDescGZIP(), []int{0}
 }
 
+// Protocol says how an exchange was carried.
+type Protocol int32
+
+const (
+	// HTTP/1.x (records written before the field existed are HTTP/1.x too,
+	// unless Request.proto says otherwise).
+	Protocol_PROTOCOL_UNSPECIFIED Protocol = 0
+	// HTTP/2 (TLS with ALPN h2, or h2c), not gRPC.
+	Protocol_PROTOCOL_HTTP2 Protocol = 2
+	// gRPC over HTTP/2: Request.url is /package.Service/Method, messages are
+	// in Request.messages and Response.messages, status in trailers.
+	Protocol_PROTOCOL_GRPC Protocol = 3
+)
+
+// Enum value maps for Protocol.
+var (
+	Protocol_name = map[int32]string{
+		0: "PROTOCOL_UNSPECIFIED",
+		2: "PROTOCOL_HTTP2",
+		3: "PROTOCOL_GRPC",
+	}
+	Protocol_value = map[string]int32{
+		"PROTOCOL_UNSPECIFIED": 0,
+		"PROTOCOL_HTTP2":       2,
+		"PROTOCOL_GRPC":        3,
+	}
+)
+
+func (x Protocol) Enum() *Protocol {
+	p := new(Protocol)
+	*p = x
+	return p
+}
+
+func (x Protocol) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Protocol) Descriptor() protoreflect.EnumDescriptor {
+	return file_proto_mirrorline_v1_exchange_proto_enumTypes[1].Descriptor()
+}
+
+func (Protocol) Type() protoreflect.EnumType {
+	return &file_proto_mirrorline_v1_exchange_proto_enumTypes[1]
+}
+
+func (x Protocol) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Protocol.Descriptor instead.
+func (Protocol) EnumDescriptor() ([]byte, []int) {
+	return file_proto_mirrorline_v1_exchange_proto_rawDescGZIP(), []int{1}
+}
+
+// Kind says which side of a service an exchange was captured on.
+type Kind int32
+
+const (
+	// A request to the service (what every collector captures by default).
+	Kind_KIND_INBOUND Kind = 0
+	// A call from the service to a dependency.
+	Kind_KIND_EGRESS Kind = 1
+)
+
+// Enum value maps for Kind.
+var (
+	Kind_name = map[int32]string{
+		0: "KIND_INBOUND",
+		1: "KIND_EGRESS",
+	}
+	Kind_value = map[string]int32{
+		"KIND_INBOUND": 0,
+		"KIND_EGRESS":  1,
+	}
+)
+
+func (x Kind) Enum() *Kind {
+	p := new(Kind)
+	*p = x
+	return p
+}
+
+func (x Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_proto_mirrorline_v1_exchange_proto_enumTypes[2].Descriptor()
+}
+
+func (Kind) Type() protoreflect.EnumType {
+	return &file_proto_mirrorline_v1_exchange_proto_enumTypes[2]
+}
+
+func (x Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Kind.Descriptor instead.
+func (Kind) EnumDescriptor() ([]byte, []int) {
+	return file_proto_mirrorline_v1_exchange_proto_rawDescGZIP(), []int{2}
+}
+
 // Header is one header line; headers are kept as a list so their order and
 // repeated names survive.
 type Header struct {
@@ -174,8 +278,17 @@ type Request struct {
 	// is not what the client meant to send. body_truncated is then set as well.
 	// Such a request is never replayed.
 	BodyIncomplete bool `protobuf:"varint,12,opt,name=body_incomplete,json=bodyIncomplete,proto3" json:"body_incomplete,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Trailers the client sent after the body (HTTP/2; rare), in order.
+	Trailers []*Header `protobuf:"bytes,13,rep,name=trailers,proto3" json:"trailers,omitempty"`
+	// gRPC only (Exchange.protocol PROTOCOL_GRPC): the client's messages in the
+	// order sent, one per length-prefixed frame. body is then empty and
+	// body_size counts the framed bytes.
+	Messages []*Message `protobuf:"bytes,14,rep,name=messages,proto3" json:"messages,omitempty"`
+	// True when messages were left out at the end (body limit or record
+	// budget); the call is then not replayed.
+	MessagesTruncated bool `protobuf:"varint,15,opt,name=messages_truncated,json=messagesTruncated,proto3" json:"messages_truncated,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Request) Reset() {
@@ -292,6 +405,27 @@ func (x *Request) GetBodyIncomplete() bool {
 	return false
 }
 
+func (x *Request) GetTrailers() []*Header {
+	if x != nil {
+		return x.Trailers
+	}
+	return nil
+}
+
+func (x *Request) GetMessages() []*Message {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *Request) GetMessagesTruncated() bool {
+	if x != nil {
+		return x.MessagesTruncated
+	}
+	return false
+}
+
 // Response is an HTTP response: the primary's at capture, the shadow's at replay.
 type Response struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -308,8 +442,15 @@ type Response struct {
 	// True when header entries were left out so the record fits the topic's
 	// record budget (largest values first); the body is cut before any header.
 	HeadersTruncated bool `protobuf:"varint,9,opt,name=headers_truncated,json=headersTruncated,proto3" json:"headers_truncated,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Trailers after the body, in order (HTTP/2, chunked HTTP/1.1): for gRPC
+	// grpc-status, grpc-message, grpc-status-details-bin and custom ones. A
+	// trailers-only gRPC answer carries them in headers instead.
+	Trailers []*Header `protobuf:"bytes,10,rep,name=trailers,proto3" json:"trailers,omitempty"`
+	// gRPC only: the server's messages in the order sent (see Request.messages).
+	Messages          []*Message `protobuf:"bytes,11,rep,name=messages,proto3" json:"messages,omitempty"`
+	MessagesTruncated bool       `protobuf:"varint,12,opt,name=messages_truncated,json=messagesTruncated,proto3" json:"messages_truncated,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Response) Reset() {
@@ -405,6 +546,113 @@ func (x *Response) GetHeadersTruncated() bool {
 	return false
 }
 
+func (x *Response) GetTrailers() []*Header {
+	if x != nil {
+		return x.Trailers
+	}
+	return nil
+}
+
+func (x *Response) GetMessages() []*Message {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *Response) GetMessagesTruncated() bool {
+	if x != nil {
+		return x.MessagesTruncated
+	}
+	return false
+}
+
+// Message is one gRPC message of a call: one length-prefixed frame.
+type Message struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When its first byte was seen, in ns after the request started
+	// (Exchange.capture_time_ns).
+	OffsetNs int64 `protobuf:"varint,1,opt,name=offset_ns,json=offsetNs,proto3" json:"offset_ns,omitempty"`
+	// The frame's compressed flag: data is compressed with the call's
+	// grpc-encoding (request or response header).
+	Compressed bool `protobuf:"varint,2,opt,name=compressed,proto3" json:"compressed,omitempty"`
+	// The message as framed (compressed when compressed is set), without the
+	// 5-byte prefix.
+	Data []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	// Length the frame declared.
+	Size int64 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	// True when data holds only the first bytes of the message (body limit or
+	// record budget): it cannot be decoded, replayed or compared.
+	Truncated     bool `protobuf:"varint,5,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Message) Reset() {
+	*x = Message{}
+	mi := &file_proto_mirrorline_v1_exchange_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Message) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Message) ProtoMessage() {}
+
+func (x *Message) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_mirrorline_v1_exchange_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Message.ProtoReflect.Descriptor instead.
+func (*Message) Descriptor() ([]byte, []int) {
+	return file_proto_mirrorline_v1_exchange_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Message) GetOffsetNs() int64 {
+	if x != nil {
+		return x.OffsetNs
+	}
+	return 0
+}
+
+func (x *Message) GetCompressed() bool {
+	if x != nil {
+		return x.Compressed
+	}
+	return false
+}
+
+func (x *Message) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *Message) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Message) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
 // Replay describes how a record on mirror.shadow.S was replayed.
 type Replay struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -427,7 +675,7 @@ type Replay struct {
 
 func (x *Replay) Reset() {
 	*x = Replay{}
-	mi := &file_proto_mirrorline_v1_exchange_proto_msgTypes[3]
+	mi := &file_proto_mirrorline_v1_exchange_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -439,7 +687,7 @@ func (x *Replay) String() string {
 func (*Replay) ProtoMessage() {}
 
 func (x *Replay) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_mirrorline_v1_exchange_proto_msgTypes[3]
+	mi := &file_proto_mirrorline_v1_exchange_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -452,7 +700,7 @@ func (x *Replay) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replay.ProtoReflect.Descriptor instead.
 func (*Replay) Descriptor() ([]byte, []int) {
-	return file_proto_mirrorline_v1_exchange_proto_rawDescGZIP(), []int{3}
+	return file_proto_mirrorline_v1_exchange_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Replay) GetTarget() string {
@@ -534,14 +782,30 @@ type Exchange struct {
 	// Names of the redaction rules that fired (set by the redactor).
 	Redactions []string `protobuf:"bytes,11,rep,name=redactions,proto3" json:"redactions,omitempty"`
 	// Labels copied from collector configuration (environment, cluster, ...).
-	Labels        map[string]string `protobuf:"bytes,12,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Labels   map[string]string `protobuf:"bytes,12,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Protocol Protocol          `protobuf:"varint,13,opt,name=protocol,proto3,enum=mirrorline.v1.Protocol" json:"protocol,omitempty"`
+	// KIND_EGRESS: an outbound call a service made while handling an inbound
+	// request (egress capture on raw/clean topics; a shadow's call answered by
+	// the stub on shadow topics). Egress records are never replayed.
+	Kind Kind `protobuf:"varint,14,opt,name=kind,proto3,enum=mirrorline.v1.Kind" json:"kind,omitempty"`
+	// Egress records: the id of the inbound exchange the call was made for
+	// (the primary's exchange, also on the stub's shadow records); empty when
+	// it could not be told.
+	ParentId string `protobuf:"bytes,15,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
+	// W3C trace id (32 lowercase hex digits) of the traceparent the exchange
+	// carried: for an inbound exchange as forwarded to the primary (added by
+	// the proxy when the client sent none), for an egress call as the service
+	// sent it.
+	TraceId string `protobuf:"bytes,16,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	// Set by the stub on the shadow's egress records: how the call was answered.
+	Stub          *StubAnswer `protobuf:"bytes,17,opt,name=stub,proto3" json:"stub,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Exchange) Reset() {
 	*x = Exchange{}
-	mi := &file_proto_mirrorline_v1_exchange_proto_msgTypes[4]
+	mi := &file_proto_mirrorline_v1_exchange_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +817,7 @@ func (x *Exchange) String() string {
 func (*Exchange) ProtoMessage() {}
 
 func (x *Exchange) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_mirrorline_v1_exchange_proto_msgTypes[4]
+	mi := &file_proto_mirrorline_v1_exchange_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +830,7 @@ func (x *Exchange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exchange.ProtoReflect.Descriptor instead.
 func (*Exchange) Descriptor() ([]byte, []int) {
-	return file_proto_mirrorline_v1_exchange_proto_rawDescGZIP(), []int{4}
+	return file_proto_mirrorline_v1_exchange_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Exchange) GetId() string {
@@ -653,6 +917,106 @@ func (x *Exchange) GetLabels() map[string]string {
 	return nil
 }
 
+func (x *Exchange) GetProtocol() Protocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return Protocol_PROTOCOL_UNSPECIFIED
+}
+
+func (x *Exchange) GetKind() Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return Kind_KIND_INBOUND
+}
+
+func (x *Exchange) GetParentId() string {
+	if x != nil {
+		return x.ParentId
+	}
+	return ""
+}
+
+func (x *Exchange) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
+}
+
+func (x *Exchange) GetStub() *StubAnswer {
+	if x != nil {
+		return x.Stub
+	}
+	return nil
+}
+
+// StubAnswer is how the stub answered one of the shadow's outbound calls.
+type StubAnswer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "hit" (a recorded answer of the primary), "miss" (the configured miss
+	// answer), "passthrough" (sent to an allowlisted host).
+	Outcome string `protobuf:"bytes,1,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// Id of the primary's egress exchange whose response was given (hit).
+	MatchedId string `protobuf:"bytes,2,opt,name=matched_id,json=matchedId,proto3" json:"matched_id,omitempty"`
+	// How alike the two requests were, in percent (hit).
+	Score         int32 `protobuf:"varint,3,opt,name=score,proto3" json:"score,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StubAnswer) Reset() {
+	*x = StubAnswer{}
+	mi := &file_proto_mirrorline_v1_exchange_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StubAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StubAnswer) ProtoMessage() {}
+
+func (x *StubAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_mirrorline_v1_exchange_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StubAnswer.ProtoReflect.Descriptor instead.
+func (*StubAnswer) Descriptor() ([]byte, []int) {
+	return file_proto_mirrorline_v1_exchange_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *StubAnswer) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *StubAnswer) GetMatchedId() string {
+	if x != nil {
+		return x.MatchedId
+	}
+	return ""
+}
+
+func (x *StubAnswer) GetScore() int32 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
 var File_proto_mirrorline_v1_exchange_proto protoreflect.FileDescriptor
 
 const file_proto_mirrorline_v1_exchange_proto_rawDesc = "" +
@@ -660,7 +1024,7 @@ const file_proto_mirrorline_v1_exchange_proto_rawDesc = "" +
 	"\"proto/mirrorline/v1/exchange.proto\x12\rmirrorline.v1\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xf5\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\x8b\x04\n" +
 	"\aRequest\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x12\n" +
@@ -675,7 +1039,10 @@ const file_proto_mirrorline_v1_exchange_proto_rawDesc = "" +
 	" \x01(\tR\n" +
 	"remoteAddr\x12+\n" +
 	"\x11headers_truncated\x18\v \x01(\bR\x10headersTruncated\x12'\n" +
-	"\x0fbody_incomplete\x18\f \x01(\bR\x0ebodyIncomplete\"\xa3\x02\n" +
+	"\x0fbody_incomplete\x18\f \x01(\bR\x0ebodyIncomplete\x121\n" +
+	"\btrailers\x18\r \x03(\v2\x15.mirrorline.v1.HeaderR\btrailers\x122\n" +
+	"\bmessages\x18\x0e \x03(\v2\x16.mirrorline.v1.MessageR\bmessages\x12-\n" +
+	"\x12messages_truncated\x18\x0f \x01(\bR\x11messagesTruncated\"\xb9\x03\n" +
 	"\bResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x12/\n" +
 	"\aheaders\x18\x02 \x03(\v2\x15.mirrorline.v1.HeaderR\aheaders\x12\x12\n" +
@@ -686,7 +1053,19 @@ const file_proto_mirrorline_v1_exchange_proto_rawDesc = "" +
 	"latency_ns\x18\x06 \x01(\x03R\tlatencyNs\x12\x14\n" +
 	"\x05error\x18\a \x01(\tR\x05error\x12\x14\n" +
 	"\x05proto\x18\b \x01(\tR\x05proto\x12+\n" +
-	"\x11headers_truncated\x18\t \x01(\bR\x10headersTruncated\"\x8b\x02\n" +
+	"\x11headers_truncated\x18\t \x01(\bR\x10headersTruncated\x121\n" +
+	"\btrailers\x18\n" +
+	" \x03(\v2\x15.mirrorline.v1.HeaderR\btrailers\x122\n" +
+	"\bmessages\x18\v \x03(\v2\x16.mirrorline.v1.MessageR\bmessages\x12-\n" +
+	"\x12messages_truncated\x18\f \x01(\bR\x11messagesTruncated\"\x8c\x01\n" +
+	"\aMessage\x12\x1b\n" +
+	"\toffset_ns\x18\x01 \x01(\x03R\boffsetNs\x12\x1e\n" +
+	"\n" +
+	"compressed\x18\x02 \x01(\bR\n" +
+	"compressed\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\x12\x1c\n" +
+	"\ttruncated\x18\x05 \x01(\bR\ttruncated\"\x8b\x02\n" +
 	"\x06Replay\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x10\n" +
 	"\x03job\x18\x02 \x01(\tR\x03job\x12\x1a\n" +
@@ -696,7 +1075,7 @@ const file_proto_mirrorline_v1_exchange_proto_rawDesc = "" +
 	"\x0fschedule_lag_ns\x18\x05 \x01(\x03R\rscheduleLagNs\x12!\n" +
 	"\fsource_topic\x18\x06 \x01(\tR\vsourceTopic\x12)\n" +
 	"\x10source_partition\x18\a \x01(\x05R\x0fsourcePartition\x12#\n" +
-	"\rsource_offset\x18\b \x01(\x03R\fsourceOffset\"\x98\x04\n" +
+	"\rsource_offset\x18\b \x01(\x03R\fsourceOffset\"\xdd\x05\n" +
 	"\bExchange\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aservice\x18\x02 \x01(\tR\aservice\x12#\n" +
@@ -712,10 +1091,21 @@ const file_proto_mirrorline_v1_exchange_proto_rawDesc = "" +
 	"\n" +
 	"redactions\x18\v \x03(\tR\n" +
 	"redactions\x12;\n" +
-	"\x06labels\x18\f \x03(\v2#.mirrorline.v1.Exchange.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\f \x03(\v2#.mirrorline.v1.Exchange.LabelsEntryR\x06labels\x123\n" +
+	"\bprotocol\x18\r \x01(\x0e2\x17.mirrorline.v1.ProtocolR\bprotocol\x12'\n" +
+	"\x04kind\x18\x0e \x01(\x0e2\x13.mirrorline.v1.KindR\x04kind\x12\x1b\n" +
+	"\tparent_id\x18\x0f \x01(\tR\bparentId\x12\x19\n" +
+	"\btrace_id\x18\x10 \x01(\tR\atraceId\x12-\n" +
+	"\x04stub\x18\x11 \x01(\v2\x19.mirrorline.v1.StubAnswerR\x04stub\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x9f\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"[\n" +
+	"\n" +
+	"StubAnswer\x12\x18\n" +
+	"\aoutcome\x18\x01 \x01(\tR\aoutcome\x12\x1d\n" +
+	"\n" +
+	"matched_id\x18\x02 \x01(\tR\tmatchedId\x12\x14\n" +
+	"\x05score\x18\x03 \x01(\x05R\x05score*\x9f\x01\n" +
 	"\x06Source\x12\x16\n" +
 	"\x12SOURCE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fSOURCE_PROXY\x10\x01\x12\x0f\n" +
@@ -725,7 +1115,14 @@ const file_proto_mirrorline_v1_exchange_proto_rawDesc = "" +
 	"SOURCE_VPC\x10\x04\x12\x0f\n" +
 	"\vSOURCE_PCAP\x10\x05\x12\x13\n" +
 	"\x0fSOURCE_GOREPLAY\x10\x06\x12\x13\n" +
-	"\x0fSOURCE_REPLAYER\x10\aBCZAgithub.com/mirrorline/mirrorline/proto/mirrorline/v1;mirrorlinev1b\x06proto3"
+	"\x0fSOURCE_REPLAYER\x10\a*K\n" +
+	"\bProtocol\x12\x18\n" +
+	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0ePROTOCOL_HTTP2\x10\x02\x12\x11\n" +
+	"\rPROTOCOL_GRPC\x10\x03*)\n" +
+	"\x04Kind\x12\x10\n" +
+	"\fKIND_INBOUND\x10\x00\x12\x0f\n" +
+	"\vKIND_EGRESS\x10\x01BCZAgithub.com/mirrorline/mirrorline/proto/mirrorline/v1;mirrorlinev1b\x06proto3"
 
 var (
 	file_proto_mirrorline_v1_exchange_proto_rawDescOnce sync.Once
@@ -739,30 +1136,41 @@ func file_proto_mirrorline_v1_exchange_proto_rawDescGZIP() []byte {
 	return file_proto_mirrorline_v1_exchange_proto_rawDescData
 }
 
-var file_proto_mirrorline_v1_exchange_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_mirrorline_v1_exchange_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_proto_mirrorline_v1_exchange_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_proto_mirrorline_v1_exchange_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_proto_mirrorline_v1_exchange_proto_goTypes = []any{
-	(Source)(0),      // 0: mirrorline.v1.Source
-	(*Header)(nil),   // 1: mirrorline.v1.Header
-	(*Request)(nil),  // 2: mirrorline.v1.Request
-	(*Response)(nil), // 3: mirrorline.v1.Response
-	(*Replay)(nil),   // 4: mirrorline.v1.Replay
-	(*Exchange)(nil), // 5: mirrorline.v1.Exchange
-	nil,              // 6: mirrorline.v1.Exchange.LabelsEntry
+	(Source)(0),        // 0: mirrorline.v1.Source
+	(Protocol)(0),      // 1: mirrorline.v1.Protocol
+	(Kind)(0),          // 2: mirrorline.v1.Kind
+	(*Header)(nil),     // 3: mirrorline.v1.Header
+	(*Request)(nil),    // 4: mirrorline.v1.Request
+	(*Response)(nil),   // 5: mirrorline.v1.Response
+	(*Message)(nil),    // 6: mirrorline.v1.Message
+	(*Replay)(nil),     // 7: mirrorline.v1.Replay
+	(*Exchange)(nil),   // 8: mirrorline.v1.Exchange
+	(*StubAnswer)(nil), // 9: mirrorline.v1.StubAnswer
+	nil,                // 10: mirrorline.v1.Exchange.LabelsEntry
 }
 var file_proto_mirrorline_v1_exchange_proto_depIdxs = []int32{
-	1, // 0: mirrorline.v1.Request.headers:type_name -> mirrorline.v1.Header
-	1, // 1: mirrorline.v1.Response.headers:type_name -> mirrorline.v1.Header
-	0, // 2: mirrorline.v1.Exchange.source:type_name -> mirrorline.v1.Source
-	2, // 3: mirrorline.v1.Exchange.request:type_name -> mirrorline.v1.Request
-	3, // 4: mirrorline.v1.Exchange.response:type_name -> mirrorline.v1.Response
-	4, // 5: mirrorline.v1.Exchange.replay:type_name -> mirrorline.v1.Replay
-	6, // 6: mirrorline.v1.Exchange.labels:type_name -> mirrorline.v1.Exchange.LabelsEntry
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	3,  // 0: mirrorline.v1.Request.headers:type_name -> mirrorline.v1.Header
+	3,  // 1: mirrorline.v1.Request.trailers:type_name -> mirrorline.v1.Header
+	6,  // 2: mirrorline.v1.Request.messages:type_name -> mirrorline.v1.Message
+	3,  // 3: mirrorline.v1.Response.headers:type_name -> mirrorline.v1.Header
+	3,  // 4: mirrorline.v1.Response.trailers:type_name -> mirrorline.v1.Header
+	6,  // 5: mirrorline.v1.Response.messages:type_name -> mirrorline.v1.Message
+	0,  // 6: mirrorline.v1.Exchange.source:type_name -> mirrorline.v1.Source
+	4,  // 7: mirrorline.v1.Exchange.request:type_name -> mirrorline.v1.Request
+	5,  // 8: mirrorline.v1.Exchange.response:type_name -> mirrorline.v1.Response
+	7,  // 9: mirrorline.v1.Exchange.replay:type_name -> mirrorline.v1.Replay
+	10, // 10: mirrorline.v1.Exchange.labels:type_name -> mirrorline.v1.Exchange.LabelsEntry
+	1,  // 11: mirrorline.v1.Exchange.protocol:type_name -> mirrorline.v1.Protocol
+	2,  // 12: mirrorline.v1.Exchange.kind:type_name -> mirrorline.v1.Kind
+	9,  // 13: mirrorline.v1.Exchange.stub:type_name -> mirrorline.v1.StubAnswer
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_proto_mirrorline_v1_exchange_proto_init() }
@@ -775,8 +1183,8 @@ func file_proto_mirrorline_v1_exchange_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_mirrorline_v1_exchange_proto_rawDesc), len(file_proto_mirrorline_v1_exchange_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   6,
+			NumEnums:      3,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

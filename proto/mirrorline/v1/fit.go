@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -17,7 +18,12 @@ const bodySlack = 16
 // bodies do not fit, header entries, the largest first, after which the
 // bodies get what room is left. Cut bodies are marked body_truncated and
 // keep their original body_size; messages that lost headers are marked
-// headers_truncated. Nothing else changes: ids, URL, status and sizes stay.
+// headers_truncated. A direction's gRPC messages are cut like its body
+// (after it, sharing its room): whole messages are kept from the first on,
+// the first one that does not fit is cut (marked truncated, its size kept)
+// when room is left for part of it, and those after it are left out
+// (messages_truncated). Nothing else changes: ids, URL, status and sizes
+// stay.
 // It reports whether anything was cut and whether x now fits (it cannot when
 // the rest of the record alone is larger than maxBytes).
 func (x *Exchange) Fit(maxBytes int) (cut, fits bool) {
@@ -25,19 +31,20 @@ func (x *Exchange) Fit(maxBytes int) (cut, fits bool) {
 		return false, true
 	}
 	req, resp := x.GetRequest(), x.GetResponse()
-	var reqBody, respBody []byte
+	var reqC, respC content
 	if req != nil {
-		reqBody = req.Body
+		reqC = contentOf(req.Body, req.Messages)
 	}
 	if resp != nil {
-		respBody = resp.Body
+		respC = contentOf(resp.Body, resp.Messages)
 	}
+	var reqMsgsCut, respMsgsCut bool
 	setBodies := func(a, b int) {
 		if req != nil {
-			req.Body = reqBody[:a]
+			req.Body, req.Messages, reqMsgsCut = reqC.cut(a)
 		}
 		if resp != nil {
-			resp.Body = respBody[:b]
+			resp.Body, resp.Messages, respMsgsCut = respC.cut(b)
 		}
 	}
 	setBodies(0, 0)
@@ -45,7 +52,7 @@ func (x *Exchange) Fit(maxBytes int) (cut, fits bool) {
 		dropHeaders(over, req, resp)
 	}
 	room := maxBytes - proto.Size(x) - bodySlack
-	ka, kb := splitRoom(len(reqBody), len(respBody), room)
+	ka, kb := splitRoom(reqC.size, respC.size, room)
 	for {
 		setBodies(ka, kb)
 		over := proto.Size(x) - maxBytes
@@ -58,13 +65,63 @@ func (x *Exchange) Fit(maxBytes int) (cut, fits bool) {
 			kb = max(kb-over, 0)
 		}
 	}
-	if req != nil && ka < len(reqBody) {
-		markBodyCut(&req.BodyTruncated, &req.BodySize, len(reqBody))
+	if req != nil {
+		if ka < len(reqC.body) {
+			markBodyCut(&req.BodyTruncated, &req.BodySize, len(reqC.body))
+		}
+		req.MessagesTruncated = req.MessagesTruncated || reqMsgsCut
 	}
-	if resp != nil && kb < len(respBody) {
-		markBodyCut(&resp.BodyTruncated, &resp.BodySize, len(respBody))
+	if resp != nil {
+		if kb < len(respC.body) {
+			markBodyCut(&resp.BodyTruncated, &resp.BodySize, len(respC.body))
+		}
+		resp.MessagesTruncated = resp.MessagesTruncated || respMsgsCut
 	}
 	return true, proto.Size(x) <= maxBytes
+}
+
+// content is what Fit cuts of one direction: its body, then its gRPC
+// messages; size is their room when whole (a message's encoded size and
+// its tag and length).
+type content struct {
+	body []byte
+	msgs []*Message
+	cost []int
+	size int
+}
+
+func contentOf(body []byte, msgs []*Message) content {
+	c := content{body: body, msgs: msgs, cost: make([]int, len(msgs)), size: len(body)}
+	for i, m := range msgs {
+		c.cost[i] = 1 + protowire.SizeBytes(proto.Size(m)) // tag (field 11 or 14), length, message
+		c.size += c.cost[i]
+	}
+	return c
+}
+
+// cut returns the body and messages that take at most k bytes of room, and
+// whether messages were left out. The original messages are not changed: a
+// cut one is a copy.
+func (c content) cut(k int) (body []byte, msgs []*Message, msgsCut bool) {
+	body = c.body[:min(k, len(c.body))]
+	k -= len(body)
+	if len(c.msgs) == 0 {
+		return body, c.msgs, false
+	}
+	msgs = make([]*Message, 0, len(c.msgs))
+	for i, m := range c.msgs {
+		if c.cost[i] <= k {
+			msgs = append(msgs, m)
+			k -= c.cost[i]
+			continue
+		}
+		// Room for part of its data, after what it has besides?
+		if room := k - (c.cost[i] - len(m.Data)); room > 0 {
+			msgs = append(msgs, &Message{OffsetNs: m.OffsetNs, Compressed: m.Compressed, Data: m.Data[:room], Size: m.Size, Truncated: true})
+		}
+		break
+	}
+	return body, msgs, len(msgs) < len(c.msgs)
 }
 
 // splitRoom shares room between two bodies of a and b bytes: each gets half,

@@ -116,6 +116,92 @@ func TestExchangeFit(t *testing.T) {
 	}
 }
 
+// msgs returns n messages of size bytes each, at offsets 0, 10, 20, ...
+func msgs(n, size int, c byte) []*Message {
+	out := make([]*Message, n)
+	for i := range out {
+		out[i] = &Message{OffsetNs: int64(10 * i), Data: body(size, c), Size: int64(size)}
+	}
+	return out
+}
+
+// A gRPC exchange's messages are cut like bodies: whole messages kept from
+// the first, the next one cut (truncated, its size kept) or left out, those
+// after it left out (messages_truncated).
+func TestExchangeFitMessages(t *testing.T) {
+	const kb = 1 << 10
+	cases := []struct {
+		name                string
+		max                 int
+		req, resp           []*Message
+		cut                 bool
+		reqWhole, respWhole int  // messages kept whole
+		reqPart, respPart   bool // then one cut
+		reqMT, respMT       bool // messages_truncated
+	}{
+		{name: "fits already", max: 64 * kb, req: msgs(3, kb, 'q'), resp: msgs(3, kb, 'r'), reqWhole: 3, respWhole: 3},
+		{name: "a long response stream keeps its first messages, the next cut", max: 64 * kb, req: msgs(1, 100, 'q'), resp: msgs(200, kb, 'r'),
+			cut: true, reqWhole: 1, respWhole: 60, respPart: true, respMT: true},
+		{name: "one huge message cut, the following left out", max: 64 * kb, req: msgs(1, 100, 'q'), resp: append(msgs(1, 200*kb, 'r'), msgs(2, 10, 'r')...),
+			cut: true, reqWhole: 1, respWhole: 0, respPart: true, respMT: true},
+		{name: "both directions share the room", max: 64 * kb, req: msgs(100, kb, 'q'), resp: msgs(100, kb, 'r'),
+			cut: true, reqWhole: 30, respWhole: 30, reqPart: true, respPart: true, reqMT: true, respMT: true},
+		{name: "many small messages", max: 8 * kb, req: msgs(2000, 3, 'q'), resp: nil,
+			cut: true, reqWhole: 680, reqPart: false, reqMT: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ex := &Exchange{Id: "g", Protocol: Protocol_PROTOCOL_GRPC, Request: &Request{Url: "/svc.S/M", Proto: "HTTP/2.0", Messages: tc.req},
+				Response: &Response{Status: 200, Messages: tc.resp, Trailers: []*Header{{Name: "Grpc-Status", Value: "0"}}}}
+			orig := proto.Clone(ex).(*Exchange)
+			cut, fits := ex.Fit(tc.max)
+			if cut != tc.cut || !fits || proto.Size(ex) > tc.max {
+				t.Fatalf("Fit = cut %v fits %v (%d bytes of %d), want cut %v and fitting", cut, fits, proto.Size(ex), tc.max, tc.cut)
+			}
+			if cut && proto.Size(ex) < tc.max-kb-100 {
+				t.Errorf("encoded %d bytes: cut far more than needed for %d", proto.Size(ex), tc.max)
+			}
+			check := func(side string, got, had []*Message, whole int, part, mt, gotMT bool) {
+				t.Helper()
+				n := 0
+				for n < len(got) && !got[n].Truncated {
+					if !proto.Equal(got[n], had[n]) {
+						t.Fatalf("%s message %d changed", side, n)
+					}
+					n++
+				}
+				// Roughly: the shares are not exact.
+				if whole > 0 && (n < whole*9/10 || n > whole*11/10+1) || whole == 0 && n != 0 {
+					t.Errorf("%s: %d messages kept whole, want about %d", side, n, whole)
+				}
+				gotPart := n < len(got)
+				if gotPart != part || len(got) > n+1 {
+					t.Errorf("%s: %d messages kept, %d whole; want one cut: %v", side, len(got), n, part)
+				}
+				if gotPart {
+					m, o := got[n], had[n]
+					if !m.Truncated || m.Size != o.Size || m.OffsetNs != o.OffsetNs || len(m.Data) == 0 || len(m.Data) >= len(o.Data) || !bytes.HasPrefix(o.Data, m.Data) {
+						t.Errorf("%s: cut message %d: truncated %v size %d/%d, %d of %d bytes", side, n, m.Truncated, m.Size, o.Size, len(m.Data), len(o.Data))
+					}
+				}
+				if gotMT != mt {
+					t.Errorf("%s: messages_truncated %v, want %v", side, gotMT, mt)
+				}
+			}
+			check("request", ex.Request.Messages, orig.Request.Messages, tc.reqWhole, tc.reqPart, tc.reqMT, ex.Request.MessagesTruncated)
+			check("response", ex.Response.Messages, orig.Response.Messages, tc.respWhole, tc.respPart, tc.respMT, ex.Response.MessagesTruncated)
+			if len(ex.Response.Trailers) != 1 || ex.Protocol != Protocol_PROTOCOL_GRPC {
+				t.Error("trailers or protocol changed")
+			}
+			for i, m := range orig.Response.Messages {
+				if !proto.Equal(m, tc.resp[i]) {
+					t.Fatalf("the original message %d was changed", i)
+				}
+			}
+		})
+	}
+}
+
 func TestDiffFit(t *testing.T) {
 	d := &Diff{Id: "x", Endpoint: "GET /items", Verdict: Verdict_VERDICT_DIFFERENT, Note: "shadow body truncated"}
 	for i := range 50_000 {
@@ -157,4 +243,61 @@ func BenchmarkExchangeFit(b *testing.B) {
 			b.Fatal("does not fit")
 		}
 	}
+}
+
+// FuzzExchangeFitMessages: whatever the messages and the budget, Fit keeps
+// each direction's messages as a prefix of the original (the last one
+// possibly cut, marked truncated, its size kept), flags what it left out,
+// and the result fits whenever the rest of the record does.
+func FuzzExchangeFitMessages(f *testing.F) {
+	f.Add([]byte{10, 200, 3, 0, 50}, []byte{1, 1, 1}, uint16(300))
+	f.Add([]byte{255, 255, 255}, []byte{}, uint16(100))
+	f.Add([]byte{}, []byte{0, 0, 0, 0, 0, 0, 0}, uint16(40))
+	f.Fuzz(func(t *testing.T, reqSizes, respSizes []byte, budget uint16) {
+		mk := func(sizes []byte) []*Message {
+			var out []*Message
+			for i, s := range sizes {
+				n := int(s) * 7
+				out = append(out, &Message{OffsetNs: int64(i * 1000), Data: body(n, byte('a'+i%26)), Size: int64(n), Compressed: i%3 == 0})
+			}
+			return out
+		}
+		ex := &Exchange{Id: "f", Protocol: Protocol_PROTOCOL_GRPC, Request: &Request{Url: "/s.S/M", Messages: mk(reqSizes)},
+			Response: &Response{Status: 200, Messages: mk(respSizes)}}
+		orig := proto.Clone(ex).(*Exchange)
+		restSize := proto.Size(&Exchange{Id: "f", Protocol: Protocol_PROTOCOL_GRPC, Request: &Request{Url: "/s.S/M", MessagesTruncated: true},
+			Response: &Response{Status: 200, MessagesTruncated: true}})
+		max := int(budget)
+		_, fits := ex.Fit(max)
+		if fits != (proto.Size(ex) <= max) {
+			t.Fatalf("Fit says fits %v with %d bytes of %d", fits, proto.Size(ex), max)
+		}
+		if !fits && restSize+bodySlack < max {
+			t.Fatalf("does not fit (%d of %d) though the rest takes %d", proto.Size(ex), max, restSize)
+		}
+		for side, d := range map[string][2][]*Message{"request": {ex.Request.Messages, orig.Request.Messages}, "response": {ex.Response.Messages, orig.Response.Messages}} {
+			got, had := d[0], d[1]
+			if len(got) > len(had) {
+				t.Fatalf("%s: %d messages from %d", side, len(got), len(had))
+			}
+			for i, m := range got {
+				o := had[i]
+				if m.Truncated && i == len(got)-1 {
+					if !bytes.HasPrefix(o.Data, m.Data) || m.Size != o.Size || m.OffsetNs != o.OffsetNs || m.Compressed != o.Compressed || len(m.Data) >= len(o.Data) {
+						t.Fatalf("%s: cut message %d is not a prefix of the original", side, i)
+					}
+					continue
+				}
+				if !proto.Equal(m, o) {
+					t.Fatalf("%s: message %d changed", side, i)
+				}
+			}
+		}
+		reqCut := len(ex.Request.Messages) < len(orig.Request.Messages)
+		respCut := len(ex.Response.Messages) < len(orig.Response.Messages)
+		if ex.Request.MessagesTruncated != reqCut || ex.Response.MessagesTruncated != respCut {
+			t.Fatalf("messages_truncated %v/%v with %d/%d of %d/%d messages", ex.Request.MessagesTruncated, ex.Response.MessagesTruncated,
+				len(ex.Request.Messages), len(ex.Response.Messages), len(orig.Request.Messages), len(orig.Response.Messages))
+		}
+	})
 }
