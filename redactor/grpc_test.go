@@ -1,6 +1,7 @@
 package redactor
 
 import (
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -496,5 +498,49 @@ func TestGRPCWireAmbiguousField(t *testing.T) {
 	}
 	if strings.Contains(string(out), "bob@") || !strings.Contains(string(fields[0].Value), "****") || res.Redactions["detector:email"] == 0 {
 		t.Errorf("field 2 = %q, redactions %v", fields[0].Value, res.Redactions)
+	}
+}
+
+// What a schema's decoding does not keep is not scrubbed by it, so it must
+// not reach the output either: a field sent twice (the last one wins), and
+// fields inside a map entry the schema does not name (the decoder drops
+// them). The message is encoded again from what was decoded and scrubbed.
+func TestGRPCSchemaDropsWhatDecodingDropped(t *testing.T) {
+	e := schemaEngine(t, Config{}, ordersSchema(t))
+	email := []byte("alice@example.com")
+	twice := protowire.AppendString(protowire.AppendTag(nil, 2, protowire.BytesType), string(email))
+	twice = protowire.AppendString(protowire.AppendTag(twice, 2, protowire.BytesType), "")
+	twice = protowire.AppendString(protowire.AppendTag(twice, 1, protowire.BytesType), "o-1")
+
+	entry := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "k")
+	entry = protowire.AppendString(protowire.AppendTag(entry, 6, protowire.BytesType), string(email))
+	st := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), entry)
+	anyMsg := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "type.googleapis.com/google.protobuf.Struct")
+	anyMsg = protowire.AppendBytes(protowire.AppendTag(anyMsg, 2, protowire.BytesType), st)
+
+	for name, tc := range map[string]struct {
+		data []byte
+		desc protoreflect.MessageDescriptor
+	}{
+		"field sent twice":          {twice, (&ordersv1.Order{}).ProtoReflect().Descriptor()},
+		"map entry's unknown field": {anyMsg, (&anypb.Any{}).ProtoReflect().Descriptor()},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := protoEd{st: &state{e: e}}
+			out, changed, err := p.withSchema(tc.data, tc.desc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !changed || bytes.Contains(out, email) {
+				t.Fatalf("changed=%v; the email the decoding dropped is still in the output", changed)
+			}
+		})
+	}
+	ex := grpcExchange("/mirrorline.demo.orders.v1.Orders/GetOrder", nil, twice)
+	if _, err := e.Redact(ex); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(ex.Response.Messages[0].Data, email) {
+		t.Fatal("the first of two customer_email fields reached the output")
 	}
 }

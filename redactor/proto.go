@@ -4,6 +4,7 @@
 package redactor
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"slices"
@@ -65,13 +66,17 @@ func (p *protoEd) withSchema(b []byte, md protoreflect.MessageDescriptor) ([]byt
 	if err != nil {
 		return nil, false, err
 	}
-	if !changed {
-		return b, false, nil
-	}
 	out, err := proto.MarshalOptions{Deterministic: true, AllowPartial: true}.Marshal(m)
 	if err != nil {
 		return nil, false, grpcErr(ReasonMalformed, "encode scrubbed %s: %w", md.FullName(), err)
 	}
+	if !changed && bytes.Equal(out, b) {
+		return b, false, nil
+	}
+	// Changed, or b holds more than the decoded message: a scalar field
+	// sent twice (the last wins), unknown fields of a map entry (dropped by
+	// the decoder), another encoding. What the decoder did not keep was not
+	// scrubbed either, so the message is encoded again from what was.
 	if err := (proto.UnmarshalOptions{RecursionLimit: maxProtoDepth, AllowPartial: true}).Unmarshal(out, dynamicpb.NewMessage(md)); err != nil {
 		return nil, false, grpcErr(ReasonMalformed, "scrubbed %s does not decode", md.FullName())
 	}
@@ -312,13 +317,18 @@ func (p *protoEd) any(m protoreflect.Message, lo, hi int, r *rule, depth int) (b
 		im := dynamicpb.NewMessage(inner)
 		if (proto.UnmarshalOptions{RecursionLimit: maxProtoDepth, AllowPartial: true}).Unmarshal(val, im) == nil {
 			c, err := p.message(im, lo, hi, r, depth+1)
-			if err != nil || !c {
-				return urlChanged, err
+			if err != nil {
+				return false, err
 			}
 			out, err := proto.MarshalOptions{Deterministic: true, AllowPartial: true}.Marshal(im)
 			if err != nil {
 				return false, grpcErr(ReasonMalformed, "encode scrubbed Any: %w", err)
 			}
+			if !c && bytes.Equal(out, val) {
+				return urlChanged, nil
+			}
+			// Changed, or the value held more than its decoding kept (see
+			// withSchema): encoded again from what was scrubbed.
 			m.Set(valFD, protoreflect.ValueOfBytes(out))
 			return true, nil
 		}
