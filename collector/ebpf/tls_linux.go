@@ -288,7 +288,7 @@ func OpenTLS(pub tcpstream.Publisher, cfg TLSConfig) (_ *TLSCapture, err error) 
 		return nil, err
 	}
 	topts := append([]tcpstream.TrackerOption{
-		tcpstream.WithSource(mlv1.Source_SOURCE_EBPF),
+		tcpstream.WithSource(mlv1.Source_SOURCE_EBPF_TLS),
 		tcpstream.WithConnPrefix("ebpf-tls-"),
 		tcpstream.WithLogger(cfg.Logger),
 	}, cfg.TrackerOptions...)

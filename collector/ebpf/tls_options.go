@@ -40,7 +40,7 @@ type TLSConfig struct {
 	// (default 1 s).
 	RescanInterval time.Duration
 	// TrackerOptions are added to the tcpstream.Tracker's (body limit,
-	// timeouts, collector id, stats); Source SOURCE_EBPF and connection
+	// timeouts, collector id, stats); Source SOURCE_EBPF_TLS and connection
 	// prefix "ebpf-tls-" are set already.
 	TrackerOptions []tcpstream.TrackerOption
 	// Logger logs attachment and errors, never payloads.

@@ -226,7 +226,7 @@ func checkTLSCapture(t *testing.T, brokers []string, svc, addr, certFile string,
 		}
 		ex := exs[0]
 		host, _, _ := net.SplitHostPort(ex.Request.RemoteAddr)
-		if ex.Source != mlv1.Source_SOURCE_EBPF || ex.Collector != "ebpf-tls-e2e" || ex.Service != svc ||
+		if ex.Source != mlv1.Source_SOURCE_EBPF_TLS || ex.Collector != "ebpf-tls-e2e" || ex.Service != svc ||
 			!strings.HasPrefix(ex.ConnectionId, "ebpf-tls-") || ex.Request.Scheme != "https" || host != "127.0.0.1" || ex.Request.RemoteAddr == addr {
 			t.Fatalf("request %s: record %v", r.tag, ex)
 		}

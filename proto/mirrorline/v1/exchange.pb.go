@@ -36,6 +36,9 @@ const (
 	Source_SOURCE_PCAP        Source = 5
 	Source_SOURCE_GOREPLAY    Source = 6
 	Source_SOURCE_REPLAYER    Source = 7
+	// eBPF uprobes on TLS libraries (OpenSSL, Go crypto/tls): the plaintext
+	// of encrypted connections.
+	Source_SOURCE_EBPF_TLS Source = 8
 )
 
 // Enum value maps for Source.
@@ -49,6 +52,7 @@ var (
 		5: "SOURCE_PCAP",
 		6: "SOURCE_GOREPLAY",
 		7: "SOURCE_REPLAYER",
+		8: "SOURCE_EBPF_TLS",
 	}
 	Source_value = map[string]int32{
 		"SOURCE_UNSPECIFIED": 0,
@@ -59,6 +63,7 @@ var (
 		"SOURCE_PCAP":        5,
 		"SOURCE_GOREPLAY":    6,
 		"SOURCE_REPLAYER":    7,
+		"SOURCE_EBPF_TLS":    8,
 	}
 )
 
@@ -1105,7 +1110,7 @@ const file_proto_mirrorline_v1_exchange_proto_rawDesc = "" +
 	"\aoutcome\x18\x01 \x01(\tR\aoutcome\x12\x1d\n" +
 	"\n" +
 	"matched_id\x18\x02 \x01(\tR\tmatchedId\x12\x14\n" +
-	"\x05score\x18\x03 \x01(\x05R\x05score*\x9f\x01\n" +
+	"\x05score\x18\x03 \x01(\x05R\x05score*\xb4\x01\n" +
 	"\x06Source\x12\x16\n" +
 	"\x12SOURCE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fSOURCE_PROXY\x10\x01\x12\x0f\n" +
@@ -1115,7 +1120,8 @@ const file_proto_mirrorline_v1_exchange_proto_rawDesc = "" +
 	"SOURCE_VPC\x10\x04\x12\x0f\n" +
 	"\vSOURCE_PCAP\x10\x05\x12\x13\n" +
 	"\x0fSOURCE_GOREPLAY\x10\x06\x12\x13\n" +
-	"\x0fSOURCE_REPLAYER\x10\a*K\n" +
+	"\x0fSOURCE_REPLAYER\x10\a\x12\x13\n" +
+	"\x0fSOURCE_EBPF_TLS\x10\b*K\n" +
 	"\bProtocol\x12\x18\n" +
 	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0ePROTOCOL_HTTP2\x10\x02\x12\x11\n" +
