@@ -10,7 +10,9 @@ import (
 
 // Defaults applied by Config.WithDefaults to zero fields (see Config).
 const (
-	DefaultJoinWindow      = 2 * time.Minute
+	DefaultJoinWindow = 2 * time.Minute
+	// DefaultDownstreamWait is how long a joined exchange waits for late egress records.
+	DefaultDownstreamWait  = 5 * time.Second
 	DefaultMaxPending      = 100000
 	DefaultMaxEndpoints    = 500
 	DefaultMaxBodyBytes    = 8 << 20
@@ -39,6 +41,10 @@ type Config struct {
 	// exchange, for the other side(s); after it the exchange is "missing"
 	// (or, when only the secondary is late, decided without it).
 	JoinWindow time.Duration `yaml:"join_window" flag:"join-window" help:"how long to wait for the other side of an exchange before it is missing"`
+	// DownstreamWait is how long a joined exchange waits for egress records
+	// (its outbound calls) arriving after it, once the comparator has seen
+	// egress records; 0 takes the default, negative never waits.
+	DownstreamWait time.Duration `yaml:"downstream_wait"`
 	// Headers are the response headers compared (case-insensitive names).
 	Headers []string `yaml:"headers" flag:"headers" help:"response headers to compare"`
 	// Secondary selects the responses of a second instance of the primary
@@ -178,6 +184,7 @@ func boolPtr(b bool) *bool { return &b }
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
 	setDefault(&c.JoinWindow, DefaultJoinWindow)
+	setDefault(&c.DownstreamWait, DefaultDownstreamWait)
 	if len(c.Headers) == 0 {
 		c.Headers = append([]string(nil), DefaultHeaders...)
 	}

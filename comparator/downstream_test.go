@@ -1,0 +1,248 @@
+package comparator
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+)
+
+const gatewayDep = "POST gateway:8080/charge"
+
+// egressEx is an outbound call to the card gateway made for parent.
+func egressEx(id, parent, body string, at time.Time) *mlv1.Exchange {
+	return &mlv1.Exchange{Id: id, Kind: mlv1.Kind_KIND_EGRESS, ParentId: parent, ConnectionId: "e-" + id, CaptureTimeNs: at.UnixNano(),
+		Request: &mlv1.Request{Method: "POST", Url: "http://gateway:8080/charge", Host: "gateway:8080",
+			Headers: []*mlv1.Header{{Name: "Content-Type", Value: "application/json"}}, Body: []byte(body)},
+		Response: resp(200, "application/json", `{"authorized":true}`)}
+}
+
+// fieldsOf lists "field kind noise" of d's downstream differences.
+func fieldsOf(d *mlv1.Diff) []string {
+	var out []string
+	for _, df := range d.GetDifferences() {
+		if strings.HasPrefix(df.GetField(), DownstreamPrefix) {
+			out = append(out, fmt.Sprintf("%s %s %v", df.GetField(), KindLabel(df.GetKind()), df.GetNoise()))
+		}
+	}
+	return out
+}
+
+// TestDownstreamDifferences: the calls the primary and the shadow made for
+// one exchange are compared per dependency endpoint.
+func TestDownstreamDifferences(t *testing.T) {
+	const body = `{"amount_cents":1250,"currency":"EUR"}`
+	f := DownstreamPrefix + gatewayDep + "]"
+	tests := []struct {
+		name     string
+		prim     []string // request bodies of the primary's calls
+		shad     []string // of the shadow's calls
+		want     []string
+		verdict  mlv1.Verdict
+		downKind string
+	}{
+		{name: "identical children", prim: []string{body}, shad: []string{body}, verdict: mlv1.Verdict_VERDICT_SAME},
+		{name: "no children", verdict: mlv1.Verdict_VERDICT_SAME},
+		{name: "extra call", prim: []string{body}, shad: []string{body, body}, want: []string{f + " added false"}, verdict: mlv1.Verdict_VERDICT_DIFFERENT, downKind: DownstreamExtra},
+		{name: "extra call, primary made none", shad: []string{body}, want: []string{f + " added false"}, verdict: mlv1.Verdict_VERDICT_DIFFERENT, downKind: DownstreamExtra},
+		{name: "missing call", prim: []string{body}, want: []string{f + " removed false"}, verdict: mlv1.Verdict_VERDICT_DIFFERENT, downKind: DownstreamMissing},
+		{name: "differing body field", prim: []string{body}, shad: []string{`{"amount":12.5,"currency":"EUR"}`},
+			want: []string{f + ".body.amount added false", f + ".body.amount_cents removed false"}, verdict: mlv1.Verdict_VERDICT_DIFFERENT, downKind: DownstreamBody},
+		{name: "changed amount", prim: []string{body}, shad: []string{`{"amount_cents":1300,"currency":"EUR"}`},
+			want: []string{f + ".body.amount_cents changed false"}, verdict: mlv1.Verdict_VERDICT_DIFFERENT, downKind: DownstreamBody},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			c := mustNew(t, noWarmup(), WithMetrics(NewMetrics(reg)))
+			off := int64(0)
+			ref := func(topic string) Ref { off++; return Ref{Topic: topic, Offset: off} }
+			// Children first, as they are usually written before their parent.
+			for i, b := range tc.prim {
+				if _, kept := c.Add(Primary, egressEx(fmt.Sprint("p", i), "x", b, t0.Add(time.Duration(i))), ref("clean"), t0); !kept {
+					t.Fatal("primary egress record not kept")
+				}
+			}
+			for i, b := range tc.shad {
+				if _, kept := c.Add(Shadow, egressEx(fmt.Sprint("s", i), "x", b, t0.Add(time.Duration(i))), ref("shadow"), t0); !kept {
+					t.Fatal("shadow egress record not kept")
+				}
+			}
+			c.Add(Primary, primaryEx("x", "POST", "/payments", resp(201, "application/json", `{"ok":true}`)), ref("clean"), t0)
+			ds, _ := c.Add(Shadow, shadowEx("x", "POST", "/payments", "live", resp(201, "application/json", `{"ok":true}`)), ref("shadow"), t0)
+			if len(tc.prim)+len(tc.shad) > 0 {
+				if len(ds) != 0 {
+					t.Fatal("decided before downstream_wait passed")
+				}
+				ds = c.Tick(t0.Add(DefaultDownstreamWait))
+			}
+			if len(ds) != 1 || ds[0].Diff == nil {
+				t.Fatalf("%d decisions, want 1", len(ds))
+			}
+			d := ds[0].Diff
+			if got := fieldsOf(d); strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("downstream differences\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+			if d.Verdict != tc.verdict || d.Endpoint != "POST /payments" {
+				t.Errorf("verdict %v endpoint %q, want %v", d.Verdict, d.Endpoint, tc.verdict)
+			}
+			// Every record, children included, is released with the decision.
+			if n := len(ds[0].Refs); n != int(off) {
+				t.Errorf("decision holds %d records, want %d", n, off)
+			}
+			if tc.downKind != "" {
+				if n := testutil.ToFloat64(c.metrics.Downstream.WithLabelValues("POST /payments", tc.downKind)); n < 1 {
+					t.Errorf("downstream_differences_total{kind=%s} = %v", tc.downKind, n)
+				}
+			}
+			if c.Pending() != 0 {
+				t.Errorf("%d pending", c.Pending())
+			}
+		})
+	}
+}
+
+// TestEgressNeverJoinedAsInbound: egress records are never decided as
+// exchanges of their own, even with the same id on both sides or no parent.
+func TestEgressNeverJoinedAsInbound(t *testing.T) {
+	c := mustNew(t, noWarmup(), WithMetrics(NewMetrics(prometheus.NewRegistry())))
+	var ds []Decision
+	d, _ := c.Add(Primary, egressEx("e1", "p1", `{}`, t0), Ref{Topic: "clean", Offset: 1}, t0)
+	ds = append(ds, d...)
+	d, _ = c.Add(Shadow, egressEx("e1", "p1", `{}`, t0), Ref{Topic: "shadow", Offset: 1}, t0)
+	ds = append(ds, d...)
+	d, kept := c.Add(Primary, egressEx("e2", "", `{}`, t0), Ref{Topic: "clean", Offset: 2}, t0)
+	ds = append(ds, d...)
+	if kept {
+		t.Error("egress record without parent kept")
+	}
+	ds = append(ds, c.Tick(t0.Add(time.Hour))...)
+	ds = append(ds, c.Flush(t0.Add(2*time.Hour))...)
+	refs := 0
+	for _, d := range ds {
+		if d.Diff != nil {
+			t.Errorf("egress record decided as exchange %q endpoint %q verdict %v", d.Diff.Id, d.Diff.Endpoint, d.Diff.Verdict)
+		}
+		refs += len(d.Refs)
+	}
+	if refs != 2 {
+		t.Errorf("%d records released, want the 2 orphans", refs)
+	}
+	if n := testutil.ToFloat64(c.metrics.Egress.WithLabelValues("primary", EgressNoParent)); n != 1 {
+		t.Errorf("no_parent = %v, want 1", n)
+	}
+	if n := testutil.ToFloat64(c.metrics.Egress.WithLabelValues("shadow", EgressOrphan)); n != 1 {
+		t.Errorf("shadow orphan = %v, want 1", n)
+	}
+}
+
+// TestDownstreamLateChildren: children arriving after their parent joined
+// are compared when they come within downstream_wait; after the decision
+// they are counted late and not kept.
+func TestDownstreamLateChildren(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := mustNew(t, noWarmup(), WithMetrics(NewMetrics(reg)))
+	ok := resp(201, "application/json", `{"ok":true}`)
+	// A first exchange's child makes the comparator wait for children.
+	c.Add(Primary, egressEx("c0", "x0", `{"amount_cents":1}`, t0), Ref{Topic: "clean", Offset: 1}, t0)
+	c.Add(Primary, primaryEx("x", "POST", "/payments", ok), Ref{Topic: "clean", Offset: 2}, t0)
+	if ds, _ := c.Add(Shadow, shadowEx("x", "POST", "/payments", "live", ok), Ref{Topic: "shadow", Offset: 1}, t0); len(ds) != 0 {
+		t.Fatal("decided at once although egress records were seen")
+	}
+	// The children arrive after the parent joined, in another partition.
+	late := t0.Add(DefaultDownstreamWait - time.Second)
+	c.Add(Primary, egressEx("p", "x", `{"amount_cents":1250}`, t0), Ref{Topic: "clean", Partition: 1, Offset: 1}, late)
+	c.Add(Shadow, egressEx("s", "x", `{"amount_cents":1300}`, t0), Ref{Topic: "shadow", Partition: 1, Offset: 1}, late)
+	if ds := c.Tick(late); len(ds) != 0 {
+		t.Fatal("decided before downstream_wait passed")
+	}
+	ds := c.Tick(t0.Add(DefaultDownstreamWait))
+	if len(ds) != 1 || ds[0].Diff == nil {
+		t.Fatalf("%d decisions, want 1", len(ds))
+	}
+	want := DownstreamPrefix + gatewayDep + "].body.amount_cents changed false"
+	if got := fieldsOf(ds[0].Diff); len(got) != 1 || got[0] != want {
+		t.Errorf("downstream differences %q, want %q", got, want)
+	}
+	if len(ds[0].Refs) != 4 {
+		t.Errorf("decision holds %d records, want 4 (2 + 2 children)", len(ds[0].Refs))
+	}
+	// After the decision: late, not kept.
+	if _, kept := c.Add(Shadow, egressEx("s2", "x", `{}`, t0), Ref{Topic: "shadow", Offset: 9}, t0.Add(time.Minute)); kept {
+		t.Error("child of a decided exchange kept")
+	}
+	if n := testutil.ToFloat64(c.metrics.Egress.WithLabelValues("shadow", EgressLate)); n != 1 {
+		t.Errorf("late = %v, want 1", n)
+	}
+}
+
+// TestDownstreamNoise: a volatile field of the dependency's request body (an
+// idempotency key) is learned as noise; the amount that differs is not.
+func TestDownstreamNoise(t *testing.T) {
+	c := mustNew(t, Config{})
+	ok := resp(201, "application/json", `{"ok":true}`)
+	var all []Decision
+	for i := range 30 {
+		id := fmt.Sprint("x", i)
+		at := t0.Add(time.Duration(i) * time.Millisecond)
+		amount := 1250
+		if i%3 == 0 {
+			amount = 1300
+		}
+		c.Add(Primary, egressEx(id+"p", id, fmt.Sprintf(`{"amount_cents":1250,"idempotency_key":"%s"}`, uuidOf(i, 1)), at), Ref{Topic: "clean", Offset: int64(3 * i)}, at)
+		c.Add(Shadow, egressEx(id+"s", id, fmt.Sprintf(`{"amount_cents":%d,"idempotency_key":"%s"}`, amount, uuidOf(i, 2)), at), Ref{Topic: "shadow", Offset: int64(3 * i)}, at)
+		c.Add(Primary, primaryEx(id, "POST", "/payments", ok), Ref{Topic: "clean", Offset: int64(3*i + 1)}, at)
+		d, _ := c.Add(Shadow, shadowEx(id, "POST", "/payments", "live", ok), Ref{Topic: "shadow", Offset: int64(3*i + 1)}, at)
+		all = append(all, d...)
+	}
+	all = append(all, c.Tick(t0.Add(time.Hour))...)
+	all = append(all, c.Flush(t0.Add(time.Hour))...)
+	key := DownstreamPrefix + gatewayDep + "].body.idempotency_key"
+	amount := DownstreamPrefix + gatewayDep + "].body.amount_cents"
+	n := 0
+	for _, d := range all {
+		if d.Diff == nil {
+			continue
+		}
+		n++
+		for _, df := range d.Diff.Differences {
+			switch df.Field {
+			case key:
+				if !df.Noise {
+					t.Errorf("%s: idempotency key not noise", d.Diff.Id)
+				}
+			case amount:
+				if df.Noise {
+					t.Errorf("%s: amount judged noise", d.Diff.Id)
+				}
+				if d.Diff.Verdict != mlv1.Verdict_VERDICT_DIFFERENT {
+					t.Errorf("%s: verdict %v with a differing amount", d.Diff.Id, d.Diff.Verdict)
+				}
+			}
+		}
+	}
+	if n != 30 {
+		t.Errorf("%d diffs, want 30", n)
+	}
+	rep := c.Stats().Report("payments", t0)
+	found := false
+	for _, e := range rep.Endpoints {
+		for _, f := range e.Downstream {
+			if f.Field == amount {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Errorf("report does not name %s", amount)
+	}
+}
+
+func uuidOf(i, side int) string {
+	return fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", i*7919+side*104729, side, i, side, i*31+side)
+}
