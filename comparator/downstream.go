@@ -234,7 +234,7 @@ func (c *Comparator) downstream(endpoint string, k *children) ([]*mlv1.Differenc
 				kind = mlv1.DiffKind_DIFF_KIND_REMOVED
 			}
 			diffs = append(diffs, &mlv1.Difference{Field: f, Key: f, Kind: kind,
-				Primary: strconv.Itoa(len(ps)) + " calls", Shadow: strconv.Itoa(len(ss)) + " calls"})
+				Primary: calls(len(ps)), Shadow: calls(len(ss))})
 		}
 		for _, pr := range pairCalls(ps, ss) {
 			p, s := pr[0].GetRequest(), pr[1].GetRequest()
@@ -308,4 +308,12 @@ func (c *Comparator) countDownstream(d *mlv1.Diff) {
 		}
 		c.metrics.Downstream.WithLabelValues(d.GetEndpoint(), kind).Inc()
 	}
+}
+
+// calls is "1 call", "2 calls".
+func calls(n int) string {
+	if n == 1 {
+		return "1 call"
+	}
+	return strconv.Itoa(n) + " calls"
 }

@@ -1,7 +1,10 @@
 package comparator
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 const gatewayDep = "POST gateway:8080/charge"
@@ -245,4 +249,101 @@ func TestDownstreamNoise(t *testing.T) {
 
 func uuidOf(i, side int) string {
 	return fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", i*7919+side*104729, side, i, side, i*31+side)
+}
+
+// downstreamReport is the report of n payments whose shadow sends the card
+// gateway another amount every fourth time, makes an extra call once, and
+// always another idempotency key (noise).
+func downstreamReport(t *testing.T, n int) *Report {
+	t.Helper()
+	c := mustNew(t, noWarmup())
+	ok := resp(201, "application/json", `{"ok":true}`)
+	var diffs []*mlv1.Diff
+	for i := range n {
+		id := fmt.Sprintf("pay-%03d", i)
+		amount := 1250
+		if i%4 == 0 {
+			amount = 1300
+		}
+		c.Add(Primary, egressEx(id+"-p", id, fmt.Sprintf(`{"amount_cents":1250,"idempotency_key":"%s"}`, uuidOf(i, 1)), t0), Ref{}, t0)
+		c.Add(Shadow, egressEx(id+"-s", id, fmt.Sprintf(`{"amount_cents":%d,"idempotency_key":"%s"}`, amount, uuidOf(i, 2)), t0), Ref{}, t0)
+		if i == 7 {
+			c.Add(Shadow, egressEx(id+"-s2", id, `{"amount_cents":1250}`, t0.Add(1)), Ref{}, t0)
+		}
+		c.Add(Primary, primaryEx(id, "POST", "/payments", ok), Ref{}, t0)
+		c.Add(Shadow, shadowEx(id, "POST", "/payments", "live", ok), Ref{}, t0)
+	}
+	for _, d := range c.Flush(t0.Add(time.Minute)) {
+		if d.Diff != nil {
+			diffs = append(diffs, d.Diff)
+		}
+	}
+	return BuildReport("payments", Config{}, Dedupe(diffs), t0)
+}
+
+// TestReportDownstreamGolden: the downstream differences of an endpoint in
+// the text, JSON and HTML reports: go test ./comparator -run
+// TestReportDownstreamGolden -update rewrites the golden files.
+func TestReportDownstreamGolden(t *testing.T) {
+	rep := downstreamReport(t, 60)
+	if len(rep.Endpoints) != 1 {
+		t.Fatalf("%d endpoints, want 1", len(rep.Endpoints))
+	}
+	e := rep.Endpoints[0]
+	var got []string
+	for _, f := range e.Downstream {
+		got = append(got, fmt.Sprintf("%s %s %d", f.Field, f.Kind, f.Count))
+	}
+	f := DownstreamPrefix + gatewayDep + "]"
+	want := []string{f + ".body.amount_cents changed 15", f + " added 1"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("downstream\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if len(e.Fields) != 0 || e.Differing != 16 || !e.Significant {
+		t.Errorf("fields %+v, differing %d, significant %v, want none, 16, true", e.Fields, e.Differing, e.Significant)
+	}
+	for _, tc := range []struct {
+		golden string
+		write  func(*bytes.Buffer) error
+	}{
+		{"report_downstream.txt.golden", func(b *bytes.Buffer) error { return WriteText(b, rep, TextOptions{ShowNoise: true}) }},
+		{"report_downstream.json.golden", func(b *bytes.Buffer) error {
+			e := json.NewEncoder(b)
+			e.SetIndent("", "  ")
+			return e.Encode(rep)
+		}},
+		{"report_downstream.html.golden", func(b *bytes.Buffer) error { return WriteHTML(b, rep, HTMLOptions{}) }},
+	} {
+		t.Run(tc.golden, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := tc.write(&b); err != nil {
+				t.Fatal(err)
+			}
+			testproc.Golden(t, filepath.Join("testdata", tc.golden), b.Bytes(), *update)
+		})
+	}
+}
+
+// TestReportDownstreamNotSignificant: an endpoint with too few exchanges to
+// be significant still shows its downstream differences.
+func TestReportDownstreamNotSignificant(t *testing.T) {
+	rep := downstreamReport(t, 8)
+	var txt, html bytes.Buffer
+	if err := WriteText(&txt, rep, TextOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteHTML(&html, rep, HTMLOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Endpoints[0].Significant {
+		t.Fatal("significant with 8 exchanges")
+	}
+	for _, want := range []string{"downstream (calls to dependencies, primary → shadow)", "1250 → 1300", "extra calls by the shadow: 1 call → 2 calls"} {
+		if !strings.Contains(txt.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, txt.String())
+		}
+	}
+	if !strings.Contains(html.String(), `data-field="downstream[POST gateway:8080/charge].body.amount_cents"`) {
+		t.Errorf("HTML report lacks the downstream row")
+	}
 }

@@ -71,6 +71,7 @@ func WriteText(w io.Writer, rep *Report, opt TextOptions) error {
 			fmt.Fprintf(tw, "   %s\t%s\t%d\t%s\t%s\n", f.Field, f.Kind, f.Count, pct(f.Rate), fieldSummary(f, e, opt.ShowNoise))
 		}
 		_ = tw.Flush()
+		writeDownstream(&b, e.Downstream)
 		if ex := e.Example; ex != nil {
 			if ex.PrimaryGRPCStatus != "" || ex.ShadowGRPCStatus != "" {
 				fmt.Fprintf(&b, "   example diff (exchange %s, grpc-status %s → %s):\n", ex.ID, cmp.Or(ex.PrimaryGRPCStatus, "none"), cmp.Or(ex.ShadowGRPCStatus, "none"))
@@ -121,6 +122,12 @@ func WriteText(w io.Writer, rep *Report, opt TextOptions) error {
 			fmt.Fprintf(tw, "  %s\t%d exchanges\t%s\n", e.Endpoint, e.Exchanges, verdictLine(e.Verdicts))
 		}
 		_ = tw.Flush()
+		for _, e := range other {
+			if len(e.Downstream) > 0 {
+				fmt.Fprintf(&b, "  %s\n", e.Endpoint)
+				writeDownstream(&b, e.Downstream)
+			}
+		}
 	}
 	var reasons []string
 	for _, e := range rep.Endpoints {
@@ -281,4 +288,46 @@ func countList(m map[string]int) string {
 		parts[i] = fmt.Sprintf("%s %d", k, m[k])
 	}
 	return strings.Join(parts, ", ")
+}
+
+// DownstreamParts splits the field of a downstream difference into the
+// dependency endpoint ("POST gateway:8080/charge") and what differs: "calls"
+// (the number of calls) or a request body field ("body.amount"). ok is false
+// for a field that is not downstream.
+func DownstreamParts(field string) (dep, part string, ok bool) {
+	rest, ok := strings.CutPrefix(field, DownstreamPrefix)
+	if !ok {
+		return "", "", false
+	}
+	if i := strings.Index(rest, "]."); i >= 0 {
+		return rest[:i], rest[i+2:], true
+	}
+	return strings.TrimSuffix(rest, "]"), "calls", true
+}
+
+// downstreamSummary describes one downstream difference.
+func downstreamSummary(f FieldReport) string {
+	if _, part, _ := DownstreamParts(f.Field); part == "calls" {
+		what := "extra calls by the shadow"
+		if f.Kind == "removed" {
+			what = "calls missing in the shadow"
+		}
+		return what + ": " + f.Primary + " → " + f.Shadow
+	}
+	return valuePair(f)
+}
+
+// writeDownstream writes an endpoint's downstream differences: the calls to
+// dependencies that differ.
+func writeDownstream(b *strings.Builder, fs []FieldReport) {
+	if len(fs) == 0 {
+		return
+	}
+	b.WriteString("   downstream (calls to dependencies, primary → shadow):\n")
+	tw := tabwriter.NewWriter(b, 2, 4, 2, ' ', 0)
+	for _, f := range fs {
+		dep, part, _ := DownstreamParts(f.Field)
+		fmt.Fprintf(tw, "     %s\t%s\t%s\t%d\t%s\t%s\n", dep, part, f.Kind, f.Count, pct(f.Rate), downstreamSummary(f))
+	}
+	_ = tw.Flush()
 }
