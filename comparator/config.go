@@ -11,7 +11,8 @@ import (
 // Defaults applied by Config.WithDefaults to zero fields (see Config).
 const (
 	DefaultJoinWindow = 2 * time.Minute
-	// DefaultDownstreamWait is how long a joined exchange waits for late egress records.
+	// DefaultDownstreamWait is how long a joined exchange waits for late
+	// egress records once some are seen (downstream_wait 0).
 	DefaultDownstreamWait  = 5 * time.Second
 	DefaultMaxPending      = 100000
 	DefaultMaxEndpoints    = 500
@@ -41,9 +42,11 @@ type Config struct {
 	// exchange, for the other side(s); after it the exchange is "missing"
 	// (or, when only the secondary is late, decided without it).
 	JoinWindow time.Duration `yaml:"join_window" flag:"join-window" help:"how long to wait for the other side of an exchange before it is missing"`
-	// DownstreamWait is how long a joined exchange waits for egress records
-	// (its outbound calls) arriving after it, once the comparator has seen
-	// egress records; 0 takes the default, negative never waits.
+	// DownstreamWait is how long a joined exchange waits for its egress
+	// records (its outbound calls) arriving after it: positive, every
+	// exchange waits that long; 0 (default), DefaultDownstreamWait once the
+	// comparator has seen an egress record (exchanges joined before the
+	// first one are not held); negative, never.
 	DownstreamWait time.Duration `yaml:"downstream_wait"`
 	// Headers are the response headers compared (case-insensitive names).
 	Headers []string `yaml:"headers" flag:"headers" help:"response headers to compare"`
@@ -184,7 +187,6 @@ func boolPtr(b bool) *bool { return &b }
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
 	setDefault(&c.JoinWindow, DefaultJoinWindow)
-	setDefault(&c.DownstreamWait, DefaultDownstreamWait)
 	if len(c.Headers) == 0 {
 		c.Headers = append([]string(nil), DefaultHeaders...)
 	}

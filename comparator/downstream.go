@@ -95,15 +95,19 @@ func (c *Comparator) takeChildren(id string) *children {
 	return k
 }
 
-// settle holds a joined exchange for downstream_wait, once egress records
-// are seen, so children arriving after their parent are still compared. It
-// reports whether e was held.
+// settle holds a joined exchange for downstream_wait (see
+// Config.DownstreamWait), so children arriving after their parent are still
+// compared. It reports whether e was held.
 func (c *Comparator) settle(e *entry, now time.Time) bool {
-	if e.settled || !c.egressSeen || c.cfg.DownstreamWait <= 0 || e.ex[Primary] == nil || e.ex[Shadow] == nil {
+	wait := c.cfg.DownstreamWait
+	if wait == 0 && c.egressSeen {
+		wait = DefaultDownstreamWait
+	}
+	if e.settled || wait <= 0 || e.ex[Primary] == nil || e.ex[Shadow] == nil {
 		return false
 	}
 	e.settled = true
-	c.settling = append(c.settling, settling{e: e, until: now.Add(c.cfg.DownstreamWait)})
+	c.settling = append(c.settling, settling{e: e, until: now.Add(wait)})
 	c.settlingIDs[e.id] = e
 	return true
 }

@@ -347,3 +347,33 @@ func TestReportDownstreamNotSignificant(t *testing.T) {
 		t.Errorf("HTML report lacks the downstream row")
 	}
 }
+
+// TestDownstreamWaitSetting: a positive downstream_wait holds every joined
+// exchange, even before any egress record is seen; a negative one none.
+func TestDownstreamWaitSetting(t *testing.T) {
+	ok := resp(201, "application/json", `{"ok":true}`)
+	for _, tc := range []struct {
+		wait time.Duration
+		held bool
+	}{{0, false}, {3 * time.Second, true}, {-1, false}} {
+		cfg := noWarmup()
+		cfg.DownstreamWait = tc.wait
+		c := mustNew(t, cfg)
+		c.Add(Primary, primaryEx("x", "POST", "/payments", ok), Ref{}, t0)
+		ds, _ := c.Add(Shadow, shadowEx("x", "POST", "/payments", "live", ok), Ref{}, t0)
+		if held := len(ds) == 0; held != tc.held {
+			t.Fatalf("wait %v: held %v, want %v", tc.wait, held, tc.held)
+		}
+		if tc.held {
+			// A child in another partition, after its parent joined.
+			c.Add(Primary, egressEx("p", "x", `{"amount_cents":1}`, t0), Ref{}, t0.Add(time.Second))
+			if ds = c.Tick(t0.Add(tc.wait - time.Millisecond)); len(ds) != 0 {
+				t.Fatal("decided before downstream_wait")
+			}
+			ds = c.Tick(t0.Add(tc.wait))
+			if len(ds) != 1 || len(fieldsOf(ds[0].Diff)) != 1 {
+				t.Fatalf("decisions %v", ds)
+			}
+		}
+	}
+}
