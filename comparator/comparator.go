@@ -223,7 +223,7 @@ func (c *Comparator) process(e *entry, now time.Time) []Decision {
 		return nil
 	}
 	prim, shad, sec := e.ex[Primary], e.ex[Shadow], e.ex[Secondary]
-	kids := c.takeChildren(e.id)
+	kids := c.childrenOf(e)
 	if kids != nil {
 		e.refs = append(e.refs, kids.refs...)
 	}

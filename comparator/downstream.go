@@ -60,6 +60,11 @@ func isEgress(ex *mlv1.Exchange) bool { return ex.GetKind() == mlv1.Kind_KIND_EG
 // addEgress files an egress record under its parent exchange.
 func (c *Comparator) addEgress(side Side, ex *mlv1.Exchange, ref Ref, now time.Time) bool {
 	parent := ex.GetParentId()
+	if parent == "" && validTraceID(ex.GetTraceId()) {
+		// Without the mirrorline tracestate entry: filed under the trace,
+		// which the inbound exchange carries too (Exchange.trace_id).
+		parent = traceKey(ex.GetTraceId())
+	}
 	outcome := EgressAttached
 	switch {
 	case side == Secondary:
@@ -83,6 +88,46 @@ func (c *Comparator) addEgress(side Side, ex *mlv1.Exchange, ref Ref, now time.T
 	k.ex[side] = append(k.ex[side], ex)
 	k.refs = append(k.refs, ref)
 	return true
+}
+
+// traceKey is the key children without a parent id are filed under: their
+// trace id, never an exchange id (which has no ':').
+func traceKey(traceID string) string { return "trace:" + traceID }
+
+// validTraceID reports whether s is a W3C trace id: 32 lowercase hex
+// digits, not all zero.
+func validTraceID(s string) bool {
+	if len(s) != 32 || s == strings.Repeat("0", 32) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// childrenOf removes and returns the children of the exchange e: those
+// naming its id, and those naming no parent but its primary's trace id.
+func (c *Comparator) childrenOf(e *entry) *children {
+	k := c.takeChildren(e.id)
+	tid := e.ex[Primary].GetTraceId()
+	if !validTraceID(tid) {
+		return k
+	}
+	t := c.takeChildren(traceKey(tid))
+	switch {
+	case t == nil:
+		return k
+	case k == nil:
+		return t
+	}
+	for s := range k.ex {
+		k.ex[s] = append(k.ex[s], t.ex[s]...)
+	}
+	k.refs = append(k.refs, t.refs...)
+	return k
 }
 
 // takeChildren removes and returns the children of exchange id (nil when none).

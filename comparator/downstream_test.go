@@ -377,3 +377,36 @@ func TestDownstreamWaitSetting(t *testing.T) {
 		}
 	}
 }
+
+// TestDownstreamTraceFallback: calls without a parent id (the service did
+// not propagate tracestate) are joined by the trace id of the primary's
+// inbound record; without either they are counted and not kept.
+func TestDownstreamTraceFallback(t *testing.T) {
+	const tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+	c := mustNew(t, noWarmup(), WithMetrics(NewMetrics(prometheus.NewRegistry())))
+	ok := resp(201, "application/json", `{"ok":true}`)
+	pc, sc := egressEx("pc", "", `{"amount_cents":1250}`, t0), egressEx("sc", "", `{"amount_cents":12.5}`, t0)
+	pc.TraceId, sc.TraceId = tid, tid
+	c.Add(Primary, pc, Ref{Offset: 1}, t0)
+	c.Add(Shadow, sc, Ref{Offset: 2}, t0)
+	bad := egressEx("bad", "", `{}`, t0)
+	bad.TraceId = strings.Repeat("0", 32)
+	if _, kept := c.Add(Shadow, bad, Ref{Offset: 3}, t0); kept {
+		t.Error("call with neither parent nor valid trace id kept")
+	}
+	p := primaryEx("x", "POST", "/payments", ok)
+	p.TraceId = tid
+	c.Add(Primary, p, Ref{Offset: 4}, t0)
+	c.Add(Shadow, shadowEx("x", "POST", "/payments", "live", ok), Ref{Offset: 5}, t0)
+	ds := c.Tick(t0.Add(DefaultDownstreamWait))
+	if len(ds) != 1 {
+		t.Fatalf("%d decisions", len(ds))
+	}
+	want := DownstreamPrefix + gatewayDep + "].body.amount_cents changed false"
+	if got := fieldsOf(ds[0].Diff); len(got) != 1 || got[0] != want {
+		t.Errorf("downstream %q, want %q", got, want)
+	}
+	if len(ds[0].Refs) != 4 {
+		t.Errorf("%d records released with the decision, want 4", len(ds[0].Refs))
+	}
+}
