@@ -264,6 +264,15 @@ func (c *Comparator) downstream(endpoint string, k *children) ([]*mlv1.Differenc
 		}
 		return m
 	}
+	// The shadow's calls are redacted with the redactor's rules, as its
+	// responses are (the primary's went through the redactor); a call that
+	// cannot be is compared by count only.
+	unscrubbed := map[*mlv1.Exchange]bool{}
+	for _, x := range k.ex[Shadow] {
+		if c.scrubExchange(x) != nil {
+			unscrubbed[x] = true
+		}
+	}
 	pg, sg := group(k.ex[Primary]), group(k.ex[Shadow])
 	deps := map[string]bool{}
 	for d := range pg {
@@ -286,6 +295,9 @@ func (c *Comparator) downstream(endpoint string, k *children) ([]*mlv1.Differenc
 				Primary: calls(len(ps)), Shadow: calls(len(ss))})
 		}
 		for _, pr := range pairCalls(ps, ss) {
+			if unscrubbed[pr[1]] {
+				continue
+			}
 			p, s := pr[0].GetRequest(), pr[1].GetRequest()
 			er := c.rules.forEndpoint(endpoint)
 			bd, bv, _ := c.differ.compareBodies(er,

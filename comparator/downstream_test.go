@@ -410,3 +410,41 @@ func TestDownstreamTraceFallback(t *testing.T) {
 		t.Errorf("%d records released with the decision, want 4", len(ds[0].Refs))
 	}
 }
+
+// TestDownstreamScrubbed: the shadow's calls are redacted with the
+// redactor's rules before their bodies are compared (the primary's are
+// redacted on the clean topic); a call that cannot be redacted has its body
+// left out, its count still compared.
+func TestDownstreamScrubbed(t *testing.T) {
+	ok := resp(201, "application/json", `{"ok":true}`)
+	scrub := func(ex *mlv1.Exchange) error {
+		if ex.GetId() == "broken" {
+			return fmt.Errorf("cannot redact")
+		}
+		if ex.GetKind() == mlv1.Kind_KIND_EGRESS {
+			ex.Request.Body = []byte(strings.ReplaceAll(string(ex.Request.Body), "4111111111111111", "REDACTED"))
+		}
+		return nil
+	}
+	c := mustNew(t, noWarmup(), WithScrubber(scrub), WithMetrics(NewMetrics(prometheus.NewRegistry())))
+	c.Add(Primary, egressEx("pc", "x", `{"card":"REDACTED","amount_cents":1}`, t0), Ref{}, t0)
+	c.Add(Shadow, egressEx("sc", "x", `{"card":"4111111111111111","amount_cents":1}`, t0), Ref{}, t0)
+	c.Add(Primary, egressEx("pc2", "x", `{"amount_cents":2}`, t0.Add(1)), Ref{}, t0)
+	c.Add(Shadow, egressEx("broken", "x", `{"amount_cents":3}`, t0.Add(1)), Ref{}, t0)
+	c.Add(Shadow, egressEx("extra", "x", `{"card":"4111111111111111"}`, t0.Add(2)), Ref{}, t0)
+	c.Add(Primary, primaryEx("x", "POST", "/payments", ok), Ref{}, t0)
+	c.Add(Shadow, shadowEx("x", "POST", "/payments", "live", ok), Ref{}, t0)
+	ds := c.Flush(t0.Add(time.Minute))
+	if len(ds) != 1 {
+		t.Fatalf("%d decisions", len(ds))
+	}
+	f := DownstreamPrefix + gatewayDep + "]"
+	if got, want := fieldsOf(ds[0].Diff), []string{f + " added false"}; strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("downstream %q, want %q", got, want)
+	}
+	for _, df := range ds[0].Diff.Differences {
+		if strings.Contains(df.Shadow, "4111") {
+			t.Errorf("unredacted shadow value in %s", df.Field)
+		}
+	}
+}
