@@ -159,7 +159,8 @@ func (c *Comparator) settle(e *entry, now time.Time) bool {
 
 // tickDownstream decides the settled exchanges whose wait is over and
 // releases, as decisions without a diff, the egress records whose parent
-// never came within two join windows.
+// never came within two join windows (the oldest beyond max_pending parents
+// at once: calls made for requests that were not captured never find one).
 func (c *Comparator) tickDownstream(now time.Time, all bool) []Decision {
 	var out []Decision
 	n := 0
@@ -177,7 +178,7 @@ func (c *Comparator) tickDownstream(now time.Time, all bool) []Decision {
 	}
 	for f := c.kidOrder.Front(); f != nil; f = c.kidOrder.Front() {
 		k := f.Value.(*children)
-		if !all && now.Sub(k.first) < 2*c.cfg.JoinWindow {
+		if !all && now.Sub(k.first) < 2*c.cfg.JoinWindow && (c.cfg.MaxPending <= 0 || len(c.kids) <= c.cfg.MaxPending) {
 			break
 		}
 		c.takeChildren(k.id)

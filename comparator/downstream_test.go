@@ -448,3 +448,28 @@ func TestDownstreamScrubbed(t *testing.T) {
 		}
 	}
 }
+
+// TestDownstreamOrphansBounded: egress records whose exchange never comes
+// (its request was not captured) are released after two join windows, and
+// beyond max_pending parents at the next tick.
+func TestDownstreamOrphansBounded(t *testing.T) {
+	cfg := noWarmup()
+	cfg.JoinWindow, cfg.MaxPending = time.Minute, 3
+	c := mustNew(t, cfg, WithMetrics(NewMetrics(prometheus.NewRegistry())))
+	for i := range 5 {
+		c.Add(Primary, egressEx(fmt.Sprint("c", i), fmt.Sprint("lost", i), `{}`, t0), Ref{Offset: int64(i)}, t0)
+	}
+	ds := c.Tick(t0.Add(time.Second))
+	if len(ds) != 2 || ds[0].Diff != nil || ds[0].Refs[0].Offset != 0 || ds[1].Refs[0].Offset != 1 {
+		t.Fatalf("beyond max_pending: decisions %+v, want the 2 oldest released", ds)
+	}
+	if ds = c.Tick(t0.Add(2*time.Minute - time.Second)); len(ds) != 0 {
+		t.Fatalf("released %d before two join windows", len(ds))
+	}
+	if ds = c.Tick(t0.Add(2 * time.Minute)); len(ds) != 3 {
+		t.Fatalf("released %d after two join windows, want 3", len(ds))
+	}
+	if n := testutil.ToFloat64(c.metrics.Egress.WithLabelValues("primary", EgressOrphan)); n != 5 {
+		t.Errorf("orphans %v, want 5", n)
+	}
+}
