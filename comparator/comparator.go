@@ -296,6 +296,13 @@ func (c *Comparator) process(e *entry, now time.Time) []Decision {
 	d.Differences, d.VolatileKeys = cmp.diffs, cmp.volatileKeys
 	if !statusOnly {
 		dd, dv := c.downstream(d.Endpoint, kids)
+		if len(cmp.diffs) > 0 && cmp.diffs[0].Field == FieldStatus {
+			// Calls made or not because the status differs (a request the
+			// shadow rejects never charges): consequences, as the body's.
+			for _, df := range dd {
+				df.UnderStatus = true
+			}
+		}
 		d.Differences = append(d.Differences, dd...)
 		d.VolatileKeys = append(d.VolatileKeys, dv...)
 	}

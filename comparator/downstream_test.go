@@ -473,3 +473,38 @@ func TestDownstreamOrphansBounded(t *testing.T) {
 		t.Errorf("orphans %v, want 5", n)
 	}
 }
+
+// TestDownstreamUnderStatus: a request the shadow rejects (201 → 422) never
+// charges: the missing call is a consequence of the status difference, kept
+// as its own downstream row (not folded into "body removed").
+func TestDownstreamUnderStatus(t *testing.T) {
+	c := mustNew(t, noWarmup())
+	var diffs []*mlv1.Diff
+	for i := range 3 {
+		id := fmt.Sprint("x", i)
+		c.Add(Primary, egressEx(id+"c", id, `{"amount_cents":1}`, t0), Ref{}, t0)
+		c.Add(Primary, primaryEx(id, "POST", "/payments", resp(201, "application/json", `{"ok":true}`)), Ref{}, t0)
+		c.Add(Shadow, shadowEx(id, "POST", "/payments", "live", resp(422, "application/json", `{"error":"invalid address"}`)), Ref{}, t0)
+	}
+	for _, d := range c.Flush(t0.Add(time.Minute)) {
+		diffs = append(diffs, d.Diff)
+	}
+	f := DownstreamPrefix + gatewayDep + "]"
+	for _, df := range diffs[0].Differences {
+		if df.Field == f && !df.UnderStatus {
+			t.Errorf("missing call not under the status difference")
+		}
+	}
+	rep := BuildReport("payments", Config{}, diffs, t0)
+	e := rep.Endpoints[0]
+	if len(e.Downstream) != 1 || e.Downstream[0].Field != f || e.Downstream[0].Kind != "removed" || !e.Downstream[0].UnderStatus {
+		t.Fatalf("downstream %+v", e.Downstream)
+	}
+	var b bytes.Buffer
+	if err := WriteText(&b, rep, TextOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "calls missing in the shadow: 1 call → 0 calls (with status 201 → 422)"; !strings.Contains(b.String(), want) {
+		t.Errorf("text report lacks %q:\n%s", want, b.String())
+	}
+}

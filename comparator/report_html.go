@@ -169,5 +169,5 @@ Latency regression: shadow percentile &gt; +{{printf "%.0f" (mul100 .R.Threshold
 </body>
 </html>
 {{define "downstream"}}<table class="downstream"><tr><th>dependency</th><th>what</th><th>difference</th><th>exchanges</th><th>share</th><th>primary → shadow</th></tr>
-{{range .Downstream}}<tr class="downstream-field" data-field="{{.Field}}"><td><code>{{dep .Field}}</code></td><td><code>{{dpart .Field}}</code></td><td>{{.Kind}}</td><td class="num">{{.Count}}</td><td class="num">{{pct .Rate}}</td><td>{{dsummary .}}</td></tr>
+{{range .Downstream}}<tr class="downstream-field" data-field="{{.Field}}"><td><code>{{dep .Field}}</code></td><td><code>{{dpart .Field}}</code></td><td>{{.Kind}}</td><td class="num">{{.Count}}</td><td class="num">{{pct .Rate}}</td><td>{{dsummary . $}}</td></tr>
 {{end}}</table>{{end}}`))

@@ -71,7 +71,7 @@ func WriteText(w io.Writer, rep *Report, opt TextOptions) error {
 			fmt.Fprintf(tw, "   %s\t%s\t%d\t%s\t%s\n", f.Field, f.Kind, f.Count, pct(f.Rate), fieldSummary(f, e, opt.ShowNoise))
 		}
 		_ = tw.Flush()
-		writeDownstream(&b, e.Downstream)
+		writeDownstream(&b, e)
 		if ex := e.Example; ex != nil {
 			if ex.PrimaryGRPCStatus != "" || ex.ShadowGRPCStatus != "" {
 				fmt.Fprintf(&b, "   example diff (exchange %s, grpc-status %s → %s):\n", ex.ID, cmp.Or(ex.PrimaryGRPCStatus, "none"), cmp.Or(ex.ShadowGRPCStatus, "none"))
@@ -125,7 +125,7 @@ func WriteText(w io.Writer, rep *Report, opt TextOptions) error {
 		for _, e := range other {
 			if len(e.Downstream) > 0 {
 				fmt.Fprintf(&b, "  %s\n", e.Endpoint)
-				writeDownstream(&b, e.Downstream)
+				writeDownstream(&b, e)
 			}
 		}
 	}
@@ -305,21 +305,29 @@ func DownstreamParts(field string) (dep, part string, ok bool) {
 	return strings.TrimSuffix(rest, "]"), "calls", true
 }
 
-// downstreamSummary describes one downstream difference.
-func downstreamSummary(f FieldReport) string {
+// downstreamSummary describes one downstream difference of endpoint e.
+func downstreamSummary(f FieldReport, e EndpointReport) string {
+	s := valuePair(f)
 	if _, part, _ := DownstreamParts(f.Field); part == "calls" {
 		what := "extra calls by the shadow"
 		if f.Kind == "removed" {
 			what = "calls missing in the shadow"
 		}
-		return what + ": " + f.Primary + " → " + f.Shadow
+		s = what + ": " + f.Primary + " → " + f.Shadow
 	}
-	return valuePair(f)
+	if f.UnderStatus {
+		if t := transition(e); t != "" {
+			return s + " (with status " + t + ")"
+		}
+		return s + " (with the status change)"
+	}
+	return s
 }
 
 // writeDownstream writes an endpoint's downstream differences: the calls to
 // dependencies that differ.
-func writeDownstream(b *strings.Builder, fs []FieldReport) {
+func writeDownstream(b *strings.Builder, e EndpointReport) {
+	fs := e.Downstream
 	if len(fs) == 0 {
 		return
 	}
@@ -327,7 +335,7 @@ func writeDownstream(b *strings.Builder, fs []FieldReport) {
 	tw := tabwriter.NewWriter(b, 2, 4, 2, ' ', 0)
 	for _, f := range fs {
 		dep, part, _ := DownstreamParts(f.Field)
-		fmt.Fprintf(tw, "     %s\t%s\t%s\t%d\t%s\t%s\n", dep, part, f.Kind, f.Count, pct(f.Rate), downstreamSummary(f))
+		fmt.Fprintf(tw, "     %s\t%s\t%s\t%d\t%s\t%s\n", dep, part, f.Kind, f.Count, pct(f.Rate), downstreamSummary(f, e))
 	}
 	_ = tw.Flush()
 }
