@@ -5,8 +5,9 @@ BIN   := .bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_VTPROTO_VERSION := v0.6.0
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+IMAGE ?= mirrorline/mirrorline:dev
 
-.PHONY: all bpf build deps test-faults deploy-check demo test test-stress test-unit test-e2e bench lint proto kafka-start kafka-stop clean
+.PHONY: all bpf build deps image test-faults deploy-check demo test test-stress test-unit test-e2e bench lint proto kafka-start kafka-stop clean
 
 all: build
 
@@ -17,23 +18,36 @@ build:
 	$(GO) build -o $(BIN)/load ./test/demo/load
 	$(GO) build -o $(BIN)/orders ./test/demo/orders
 
+## image: the mirrorline image IMAGE (and mirrorline/payments-demo:dev, mirrorline/orders-demo:dev)
+## FROM scratch from static binaries, pulling nothing (deploy/Dockerfile.scratch; needs a Docker engine).
+## With a registry: docker build -f deploy/Dockerfile --target mirrorline .
+image:
+	MIRRORLINE_IMAGE=$(IMAGE) deploy/local/images mirrorline
+
 ## demo: the whole pipeline in one process on the embedded broker, in front of the bundled demo services
 demo: build
 	BIN=$(BIN) test/demo/run
 
 ## test: unit tests, then integration and end-to-end tests against a real Apache Kafka (KRaft)
-## broker: KAFKA_BROKERS if set, else the project's own broker (test/kafka/start).
+## broker: KAFKA_BROKERS if set, else the project's own broker: a container of the local Kafka
+## image (testcontainers-go) when a Docker engine answers, otherwise test/kafka/start.
+## The container tests (test/containers) skip without a Docker engine.
 test: lint
 	@test/deps
 	@test/ops/tools >/dev/null
 	@set -euo pipefail; \
+	if docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then \
+		echo "make test: container tests (test/containers) on Docker engine $$(docker version --format '{{.Server.Version}}')"; \
+	else echo "make test: container tests (test/containers) skip: no Docker engine answers (test/deps starts one where it can)"; fi; \
 	if [ -z "$${KAFKA_BROKERS:-}" ]; then \
-		KAFKA_BROKERS=$$(test/kafka/start); started=1; \
-		export KAFKA_BROKER_LOG=$${TMPDIR:-/tmp}/mirrorline-kafka-19092/server.log; \
+		KAFKA_BROKERS=$$($(GO) run ./test/kafka/harness start); started=1; \
+		kdir=$${TMPDIR:-/tmp}/mirrorline-kafka-19092; \
+		if [ -s "$$kdir/kafka.pid" ]; then export KAFKA_BROKER_LOG=$$kdir/server.log; fi; \
 	else started=0; fi; \
 	export KAFKA_BROKERS; echo "make test: Kafka at $$KAFKA_BROKERS"; \
 	rc=0; $(GO) test -count=1 -timeout 12m ./... || rc=$$?; \
-	if [ "$$started" = 1 ]; then test/kafka/stop; fi; \
+	if [ "$$started" = 1 ]; then $(GO) run ./test/kafka/harness stop; fi; \
+	test/deps --stop-docker; \
 	exit $$rc
 
 ## test-stress: make test STRESS_RUNS times (default 5) on a clean clone of HEAD while two

@@ -39,6 +39,12 @@ const (
 	// bodies and no headers (a URL as large as the budget), or Kafka
 	// rejected it as too large (the topic's limit not known yet).
 	DropTooLarge = "too_large"
+	// DropEgressTunnel: a CONNECT tunnel through the egress forward proxy
+	// (HTTPS through HTTP_PROXY): its bytes are TLS, not captured.
+	DropEgressTunnel = "egress_tunnel"
+	// DropEgressDenied: a call to a host the egress forward proxy is not
+	// allowed to reach (--egress-allow), refused 403.
+	DropEgressDenied = "egress_denied"
 )
 
 // Metrics are the collector metrics (mirrorline_collector_*), shared by every collector.
@@ -73,7 +79,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Captured:       telemetry.Counter("mirrorline_collector_captured_total", "Exchanges captured and handed to the publisher."),
-		Dropped:        telemetry.CounterVec("mirrorline_collector_dropped_total", "Captured exchanges that were not published, by reason.", "reason", DropQueueFull, DropPublishError, DropEncodeError, DropClosed, DropTooLarge, DropUnsafeTarget, DropIncompleteBody, DropBodyTimeout, DropBadFraming, DropUnsupported),
+		Dropped:        telemetry.CounterVec("mirrorline_collector_dropped_total", "Captured exchanges that were not published, by reason.", "reason", DropQueueFull, DropPublishError, DropEncodeError, DropClosed, DropTooLarge, DropUnsafeTarget, DropIncompleteBody, DropBodyTimeout, DropBadFraming, DropUnsupported, DropEgressTunnel, DropEgressDenied),
 		Skipped:        telemetry.CounterVec("mirrorline_collector_skipped_total", "Requests not captured on purpose (sampling, route filters), by reason.", "reason"),
 		PublishLatency: telemetry.Histogram("mirrorline_collector_publish_latency_seconds", "Time from hand-off to the publisher to the broker's acknowledgement.", 0.0005, 16),
 		Published:      telemetry.Counter("mirrorline_collector_published_total", "Exchanges acknowledged by Kafka."),

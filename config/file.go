@@ -16,6 +16,7 @@ import (
 	"github.com/mirrorline/mirrorline/replayer/middleware"
 	"github.com/mirrorline/mirrorline/replayer/route"
 	"github.com/mirrorline/mirrorline/stage"
+	"github.com/mirrorline/mirrorline/stub"
 )
 
 // File is the YAML file given with -c. Every command reads the sections it
@@ -38,6 +39,7 @@ type File struct {
 	Sink        Sink          `yaml:"sink"`
 	Compare     Compare       `yaml:"compare"`
 	GRPC        GRPC          `yaml:"grpc"`
+	Stub        Stub          `yaml:"stub"`
 	// InstanceID: see stage.Membership.
 	InstanceID string `yaml:"instance_id" flag:"instance-id" help:"static consumer group member id of the redactor, replayer and comparator, stable across restarts of this replica (env MIRRORLINE_INSTANCE_ID; default: dynamic membership)"`
 	// Collectors are the capture collectors `up` runs (proxy, sink, vpc,
@@ -61,6 +63,7 @@ func Default() File {
 			BodyLimit:    collector.DefaultBodyLimit,
 			QueueRecords: collector.DefaultQueueRecords,
 			QueueBytes:   collector.DefaultQueueBytes,
+			TraceContext: true,
 		},
 		Sink: Sink{
 			Listen:       DefaultSinkListen,
@@ -77,6 +80,9 @@ func Default() File {
 			MaxLag:      replayer.DefaultMaxLag,
 		},
 		Compare: Compare{Prime: DefaultPrime, Config: comparator.Config{}.WithDefaults()},
+		Stub: Stub{Since: stub.DefaultSince, MaxRecords: stub.DefaultMaxRecords, MaxBytes: stub.DefaultMaxBytes, Wait: stub.DefaultWait,
+			Latency: stub.LatencyNone, OnMissStatus: stub.DefaultMissStatus, OnMissBody: stub.DefaultMissBody,
+			BodyLimit: stub.DefaultBodyLimit, QueueRecords: stub.DefaultQueueRecords},
 	}
 	f.fillDefaults()
 	return f
@@ -135,6 +141,10 @@ type Proxy struct {
 	TLSKey  string `yaml:"tls_key" flag:"tls-key" help:"PEM private key file of --tls-cert"`
 	// PrimaryProtocol: see proxy.PrimaryAuto and friends.
 	PrimaryProtocol string `yaml:"primary_protocol" flag:"primary-protocol" help:"protocol to the primary: auto (HTTP/2 where TLS ALPN offers it; to an http:// primary HTTP/1.1, gRPC over h2c), http1, h2 (TLS) or h2c (prior knowledge)"`
+	// TraceContext, Egress and EgressAllow: isolation (docs/isolation.md).
+	TraceContext bool     `yaml:"trace_context" flag:"trace-context" help:"add W3C trace context to captured requests (traceparent when absent or invalid, tracestate mirrorline=<exchange id>), tying the service's outbound calls to them"`
+	Egress       bool     `yaml:"egress" flag:"egress" help:"capture the service's outbound calls instead of its inbound requests: a forward proxy (the service's HTTP_PROXY) without --primary, a reverse proxy to the one dependency --primary with it"`
+	EgressAllow  []string `yaml:"egress_allow" flag:"egress-allow,array" help:"hosts (host or host:port) the egress forward proxy may reach (repeatable; default: every host the service asks for)"`
 	// Limits: max_conns, read_header_timeout, idle_timeout,
 	// max_header_bytes, body_timeout, min_body_rate.
 	collector.Limits `yaml:",inline"`
@@ -248,7 +258,18 @@ type EBPF struct {
 	Hooks      string   `yaml:"hooks" flag:"hooks" help:"TC hooks per interface: auto (egress only on loopback, else both), both, ingress or egress"`
 	SnapLen    int      `yaml:"snaplen" flag:"snaplen" help:"TCP payload bytes copied per packet; the rest becomes a capture gap"`
 	RingBuffer int      `yaml:"ring_buffer" flag:"ring-buffer" help:"BPF ring buffer size in bytes (a power of two); when full, copies are dropped and counted"`
+	TLS        EBPFTLS  `yaml:",inline" flag:",inline"`
 	TCPCapture `yaml:",inline"`
+}
+
+// EBPFTLS configures `mirrorline ebpf --tls`: TLS plaintext captured with
+// uprobes on OpenSSL and Go's crypto/tls of the selected processes.
+type EBPFTLS struct {
+	Enabled  bool     `yaml:"tls" flag:"tls" help:"capture the TLS plaintext of the --pid/--binary/--cgroup processes (OpenSSL libssl, Go crypto/tls) with uprobes instead of packets"`
+	PIDs     []int    `yaml:"pids" flag:"pid" help:"with --tls: capture this process and its descendants (repeatable)"`
+	Binaries []string `yaml:"binaries" flag:"binary" help:"with --tls: capture the processes running this executable (repeatable)"`
+	Cgroups  []string `yaml:"cgroups" flag:"cgroup" help:"with --tls: capture the processes in this cgroup v2 group or below, as /system.slice/x.service (repeatable)"`
+	LibSSL   string   `yaml:"libssl" flag:"libssl" help:"with --tls: OpenSSL libssl to probe instead of the one each process maps"`
 }
 
 func (c *EBPF) fillDefaults() {
@@ -304,4 +325,25 @@ type Compare struct {
 	Prime             string           `yaml:"prime" flag:"prime" help:"relearn noise at start from this much of mirror.diff.SERVICE (duration, or off)"`
 	Redact            *redactor.Config `yaml:"redact"`
 	comparator.Config `yaml:",inline"`
+}
+
+// Stub configures the stub (`mirrorline stub`, and `up` when listen is
+// set): the shadow's downstream endpoint answering its outbound calls with
+// the primary's recorded ones (see docs/isolation.md).
+type Stub struct {
+	Listen       string        `yaml:"listen" flag:"listen" help:"address the shadow's outbound calls come to (its HTTP_PROXY, or a dependency's address)"`
+	Dependency   string        `yaml:"dependency" flag:"dependency" help:"host[:port] of the one dependency this stub stands for (default: the Host of each call)"`
+	Since        time.Duration `yaml:"since" flag:"since" help:"index the recorded egress calls of mirror.clean.SERVICE from this far back, then follow live"`
+	MaxRecords   int           `yaml:"max_records" flag:"max-records" help:"recorded calls kept in the index at most (oldest evicted first)"`
+	MaxBytes     int64         `yaml:"max_bytes" flag:"max-bytes" help:"bytes of recorded calls kept in the index at most (oldest evicted first)"`
+	Wait         time.Duration `yaml:"wait" flag:"wait" help:"how long a call with no recorded match waits for an index behind the clean topic (0: not at all)"`
+	Latency      string        `yaml:"latency" flag:"latency" help:"none, or recorded: answer a hit no sooner than the primary's recorded latency"`
+	OnMissStatus int           `yaml:"on_miss_status" flag:"on-miss-status" help:"status of the answer to a call with no recorded match (always with X-Mirrorline-Stub: miss)"`
+	OnMissBody   string        `yaml:"on_miss_body" flag:"on-miss-body" help:"body of the answer to a call with no recorded match"`
+	// AllowPassthrough: unmatched calls to exactly these hosts go to the
+	// real dependency; none by default.
+	AllowPassthrough []string `yaml:"allow_passthrough" flag:"allow-passthrough,array" help:"let unmatched calls to exactly this host[:port] reach the real dependency (repeatable; default none)"`
+	BodyLimit        int64    `yaml:"body_limit" flag:"body-limit" help:"request body bytes read and matched per call"`
+	QueueRecords     int      `yaml:"queue_records" flag:"queue-records" help:"shadow egress records buffered for Kafka before new ones are dropped"`
+	Instance         string   `yaml:"instance" flag:"instance" help:"name of this stub in its records (default HOST-PID)"`
 }

@@ -132,6 +132,9 @@ func (m *middlewareCommand) Set(s string) error {
 
 func (m *middlewareCommand) Type() string { return "string" }
 
+// BindFlags binds the stub's flags.
+func (s *Stub) BindFlags(fs *pflag.FlagSet) { BindTagged(fs, s) }
+
 // BindFlags binds the comparator's flags; --shadow-job is a hidden alias
 // of --job.
 func (c *Compare) BindFlags(fs *pflag.FlagSet) {
@@ -173,6 +176,8 @@ func bindStruct(fs *pflag.FlagSet, v reflect.Value) {
 			fs.Float64Var(p, name, *p, help)
 		case *time.Duration:
 			fs.DurationVar(p, name, *p, help)
+		case *[]int:
+			fs.IntSliceVar(p, name, *p, help)
 		case *[]string:
 			if opt == "array" {
 				fs.StringArrayVar(p, name, *p, help)

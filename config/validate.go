@@ -16,6 +16,7 @@ import (
 	"github.com/mirrorline/mirrorline/collector/ebpf"
 	"github.com/mirrorline/mirrorline/redactor"
 	"github.com/mirrorline/mirrorline/replayer"
+	"github.com/mirrorline/mirrorline/stub"
 )
 
 // invalid is the error of a bad value at the YAML path key whose flag is
@@ -41,6 +42,7 @@ func (f *File) Validate() error {
 	return errors.Join(logLevel, // nil errors are left out
 		f.Topics.Validate(), f.Proxy.Validate(), f.Sink.Validate(), f.Redact.Validate(), f.Replay.Validate(),
 		f.VPC.Validate(), f.EBPF.Validate(), f.Import.Validate(), f.Compare.Validate(),
+		f.Stub.Validate(),
 	)
 }
 
@@ -68,7 +70,17 @@ func (p *Proxy) Validate() error {
 		checkCapture("proxy", p.BodyLimit, p.QueueRecords, p.QueueBytes),
 		checkLimits("proxy", p.Limits),
 		p.checkHTTP2(),
+		p.checkEgress(),
 	)
+}
+
+// checkEgress checks that the egress allowlist goes with a forward proxy
+// (proxy.egress without proxy.primary).
+func (p *Proxy) checkEgress() error {
+	if len(p.EgressAllow) > 0 && (!p.Egress || p.Primary != "") {
+		return invalid("proxy.egress_allow", "egress-allow", "for the egress forward proxy only (proxy.egress without proxy.primary)")
+	}
+	return nil
 }
 
 // checkHTTP2 checks the proxy's TLS files (both or neither) and its
@@ -257,4 +269,20 @@ func (c *Compare) PrimeSince(now time.Time) (time.Time, error) {
 		return time.Time{}, invalid("compare.prime", "prime", "%q is not a positive duration or off", s)
 	}
 	return now.Add(-d), nil
+}
+
+// Validate checks the stub section.
+func (s *Stub) Validate() error {
+	return cmp.Or(
+		positive("stub", "since", s.Since), positive("stub", "max_records", s.MaxRecords), positive("stub", "max_bytes", s.MaxBytes),
+		notNegative("stub", "wait", s.Wait), positive("stub", "body_limit", s.BodyLimit), positive("stub", "queue_records", s.QueueRecords),
+		oneOf("stub", "latency", s.Latency, stub.LatencyNone, stub.LatencyRecorded), stubMissStatus(s.OnMissStatus),
+	)
+}
+
+func stubMissStatus(v int) error {
+	if v < 200 || v > 599 {
+		return invalid("stub.on_miss_status", "on-miss-status", "must be an HTTP status 200..599, got %d", v)
+	}
+	return nil
 }

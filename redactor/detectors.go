@@ -7,7 +7,6 @@ package redactor
 
 import (
 	"slices"
-	"strings"
 )
 
 // piiKind is a class of personal data a detector finds.
@@ -137,8 +136,9 @@ func (d *detectors) find(s string, out []span) []span {
 		return out
 	}
 	base := len(out)
-	// Every IPv6 address has a ':': text without one skips its checks.
-	v6 := d.on[kindIPv6] && strings.IndexByte(s, ':') >= 0
+	// maybeIPv6 is the cheap pre-check of IPv6 addresses (a look for a
+	// ':' over the whole text first costs more than it saves).
+	v6 := d.on[kindIPv6]
 	for i := 0; i < n; i++ {
 		c := s[i]
 		if class[c]&cTrigger == 0 {
@@ -178,6 +178,25 @@ func (d *detectors) find(s string, out []span) []span {
 				continue
 			}
 		}
+		// Cheap pre-checks of matchAt, inline: a letter that can start no
+		// finding with the byte after it, a lone number.
+		if c >= 'A' && !letterMayStart(s, i, c) {
+			i = wordEnd(s, i+1) - 1
+			continue
+		}
+		if isDigit(c) {
+			j := i + 1
+			for j < n && isDigit(s[j]) {
+				j++
+			}
+			// A lone number, or digits after "<digit>." (a fraction, a
+			// later part of a version or an address): no SSN, card, IPv4
+			// address or phone number starts there.
+			if j-i < 13 && (j == n || !digitFollow[s[j]]) || prev == '.' && i >= 2 && isDigit(s[i-2]) {
+				i = wordEnd(s, j) - 1
+				continue
+			}
+		}
 		if st, end, kind := d.matchAt(s, i, prev); end > 0 {
 			out = append(out, span{st, end, kind})
 			i = end - 1
@@ -191,6 +210,39 @@ func (d *detectors) find(s string, out []span) []span {
 		return out // nothing to sort or merge: spare the call
 	}
 	return mergeSpans(out, base)
+}
+
+// letterMayStart is the pre-check of matchAt at a letter trigger c = s[i]:
+// whether a finding can start there given the byte after it (letterPairs).
+func letterMayStart(s string, i int, c byte) bool {
+	var c2 byte
+	if i+1 < len(s) {
+		c2 = s[i+1]
+	}
+	return letterPairs[c][c2>>6]>>(c2&63)&1 != 0
+}
+
+// letterPairs holds, for each first byte c, the set of second bytes c2 with
+// which a finding can start at a letter c (letterPair). It is built by
+// buildLetterPairs once the credential prefixes are (secrets.go's init).
+var letterPairs [256][4]uint64
+
+func buildLetterPairs() {
+	for c := range 256 {
+		for c2 := range 256 {
+			if letterPair(byte(c), byte(c2)) {
+				letterPairs[c][c2>>6] |= 1 << (c2 & 63)
+			}
+		}
+	}
+}
+
+// letterPair reports whether a finding can start with the letter c followed
+// by c2 (0 at the end of the text): a JWT ("ey"), a bearer or basic scheme
+// ("be", "Ba"), a credential prefix or an IBAN (two upper-case letters).
+func letterPair(c, c2 byte) bool {
+	return (c == 'e' && c2 == 'y') || ((c == 'b' || c == 'B') && (c2|0x20 == 'e' || c2 == 'a')) ||
+		(credFirst[c] && credStart[c]&credSecond[c2] != 0) || (isUpper(c) && isUpper(c2))
 }
 
 // hexWordIPv6 handles the word s[st:i+1], followed by ':', whose first
@@ -245,24 +297,44 @@ func (d *detectors) matchAt(s string, i int, prev byte) (start, end int, kind pi
 	return i, end, kind
 }
 
-// digitDetectors are the detectors that start with a digit, in precedence
-// order.
-var digitDetectors = [...]struct {
-	kind  piiKind
-	match func(s string, i int) int
-}{{kindSSN, matchSSN}, {kindCard, matchCard}, {kindIPv4, matchIPv4}, {kindPhone, matchPhone}}
-
 // matchDigit runs the enabled detectors that start with the digit at s[i],
-// in precedence order: the first that matches wins.
+// in precedence order (ssn, card, ipv4, phone): the first that matches wins.
+// The run of digits at s[i] and the byte after it rule out those that cannot
+// match there: an SSN starts with three digits and '-'; a card with a digit
+// 2-6 and either 13 or more digits or a first group of four; an IPv4 address
+// with at most three digits and '.'; a phone number without '+' with a group
+// of at most five digits.
 func (d *detectors) matchDigit(s string, i int) (int, piiKind) {
-	if !digitCandidate(s, i) {
-		return 0, 0
+	j := i + 1
+	for j < len(s) && isDigit(s[j]) {
+		j++
 	}
-	for _, m := range digitDetectors {
-		if d.on[m.kind] {
-			if e := m.match(s, i); e > 0 {
-				return e, m.kind
-			}
+	run := j - i
+	var next byte
+	if j < len(s) {
+		next = s[j]
+	}
+	if run < 13 && !digitFollow[next] {
+		return 0, 0 // a lone number: nothing starting with a digit
+	}
+	if run == 3 && next == '-' && d.on[kindSSN] {
+		if e := matchSSN(s, i); e > 0 {
+			return e, kindSSN
+		}
+	}
+	if s[i] >= '2' && s[i] <= '6' && (run >= 13 || run == 4) && d.on[kindCard] {
+		if e := matchCard(s, i); e > 0 {
+			return e, kindCard
+		}
+	}
+	if run <= 3 && next == '.' && d.on[kindIPv4] {
+		if e := matchIPv4(s, i); e > 0 {
+			return e, kindIPv4
+		}
+	}
+	if run <= 5 && d.on[kindPhone] {
+		if e := matchPhone(s, i); e > 0 {
+			return e, kindPhone
 		}
 	}
 	return 0, 0
@@ -278,22 +350,11 @@ func wordEnd(s string, j int) int {
 }
 
 // digitFollow marks the bytes after a run of digits that let a finding
-// starting with a digit go on: SSN "078-", IPv4 "192.", card and phone group
+// starting with a digit go on (the pre-check of matchDigit: a run of fewer
+// than 13 digits followed by another byte is a lone number, "8001", "2029"): SSN "078-", IPv4 "192.", card and phone group
 // separators (space, tab, '-', '.', the first byte of U+00A0, U+2009 and
 // U+202F) and a phone's "(".
 var digitFollow = [256]bool{' ': true, '\t': true, '-': true, '.': true, '(': true, 0xC2: true, 0xE2: true}
-
-// digitCandidate is the pre-check of the detectors that start with a digit
-// (ssn, card, ipv4, phone): the run of digits at s[i] is long enough to be a
-// card number alone (13) or is followed by a byte that continues one of
-// them. A lone number ("8001", "2029") needs no further look.
-func digitCandidate(s string, i int) bool {
-	j := i + 1
-	for j < len(s) && isDigit(s[j]) {
-		j++
-	}
-	return j-i >= 13 || (j < len(s) && digitFollow[s[j]])
-}
 
 // mergeSpans sorts out[base:] by start (emails are found at their '@', so they
 // can start before earlier findings) and merges overlaps.

@@ -78,6 +78,7 @@ type Engine struct {
 	det         detectors
 	detAll      detectors // every detector, to pick a fake generator
 	detRule     [numKinds]rule
+	detOn       bool // det.any(), computed once
 	headers     nameRules
 	form        nameRules
 	query       nameRules
@@ -97,7 +98,16 @@ type Engine struct {
 	// Names whose rule is "off": secret_names does not apply to them either.
 	offHeader, offForm, offQuery, offJSON []glob
 	secrets                               *secretCache
-	pool                                  sync.Pool
+	// Classifications of JSON keys and header names (namecache.go), and
+	// the functions computing them on a miss.
+	keys        *nameCache[keyClass]
+	hdrs        *nameCache[headerClass]
+	classKey    func(string) keyClass
+	classHeader func(string) headerClass
+	// The rules of form field and query parameter names (formRule).
+	formNames, queryNames *nameCache[formClass]
+	classForm, classQuery func(string) formClass
+	pool                  sync.Pool
 	// schema reads gRPC messages by field name (WithSchema); nil: without.
 	schema *grpcwire.Schema
 }
@@ -144,6 +154,7 @@ func NewEngine(cfg Config, opts ...Option) (*Engine, error) {
 	if err := e.compileDetectors(cfg.Detectors, useDefaults, need); err != nil {
 		return nil, err
 	}
+	e.detOn = e.det.any()
 
 	e.offHeader, e.offForm, e.offQuery = offGlobs(cfg.Headers, false), offGlobs(cfg.FormFields, false), offGlobs(cfg.QueryParams, false)
 	e.offJSON = offGlobs(cfg.JSONFields, true)
@@ -153,6 +164,11 @@ func NewEngine(cfg Config, opts ...Option) (*Engine, error) {
 	if err := e.loadKey(cfg, o.key, keyUser); err != nil {
 		return nil, err
 	}
+	e.keys, e.hdrs = newNameCache[keyClass]().withPeek(), newNameCache[headerClass]()
+	e.classKey, e.classHeader = e.classifyKey, e.classifyHeader
+	e.formNames, e.queryNames = newNameCache[formClass](), newNameCache[formClass]()
+	e.classForm = func(name string) formClass { return e.classifyFormName(name, false) }
+	e.classQuery = func(name string) formClass { return e.classifyFormName(name, true) }
 	e.pool.New = func() any { return &state{e: e} }
 	return e, nil
 }
@@ -274,6 +290,7 @@ type state struct {
 	prot    []span // scrubString: replacements of the current pass
 	prot2   []span
 	scratch []byte
+	tbuf    [2][]byte // scrubStringTmp's results
 	jstates []pstate
 	// unsignDepth counts the unsign calls this state runs inside (claims
 	// holding a token are redacted by a state one deeper).
@@ -287,7 +304,7 @@ func (st *state) hit(name string, n int) {
 		return
 	}
 	if st.counts == nil {
-		st.counts = make(map[string]int, 4)
+		st.counts = make(map[string]int, 8)
 	}
 	st.counts[name] += n
 }
@@ -355,12 +372,25 @@ func (e *Engine) Redact(ex *mlv1.Exchange) (res Result, err error) {
 	}
 	res = Result{Redactions: st.counts, GRPCModes: st.modes}
 	if len(st.counts) > 0 {
-		res.Rules = make([]string, 0, len(st.counts))
-		for name := range st.counts {
-			res.Rules = append(res.Rules, name)
+		// One allocation for Rules and its copy in ex.Redactions (unless
+		// ex.Redactions has room).
+		n := len(st.counts)
+		var buf []string
+		if cap(ex.Redactions) >= n {
+			buf = make([]string, 0, n)
+		} else {
+			buf = make([]string, 0, 2*n)
 		}
-		slices.Sort(res.Rules)
-		ex.Redactions = append(ex.Redactions[:0], res.Rules...)
+		for name := range st.counts {
+			buf = append(buf, name)
+		}
+		slices.Sort(buf)
+		res.Rules = buf[:n:n]
+		if cap(ex.Redactions) >= n {
+			ex.Redactions = append(ex.Redactions[:0], res.Rules...)
+		} else {
+			ex.Redactions = append(buf[n:n], res.Rules...)
+		}
 	}
 	st.counts, st.modes = nil, nil
 	return res, err
@@ -450,9 +480,20 @@ func contentHeaders(hs []*mlv1.Header) (ct, ce string) {
 // lying entirely inside an earlier replacement (a fake or hash token) are
 // left alone. From the fourth pass on, new findings are masked, which
 // shrinks the text (every finding is at least 6 bytes) and so terminates.
-func (st *state) scrubString(s string) (string, bool) {
+func (st *state) scrubString(s string) (string, bool) { return st.scrubStringIn(s, false) }
+
+// scrubStringTmp is scrubString for a caller that copies the result at once
+// (the JSON editor): a changed result lives in the state's scratch, valid
+// until the next scrubStringTmp, instead of a new allocation.
+func (st *state) scrubStringTmp(s string) (string, bool) { return st.scrubStringIn(s, true) }
+
+// maxKeptScratch bounds the scratch of scrubStringTmp a state keeps between
+// records.
+const maxKeptScratch = 64 << 10
+
+func (st *state) scrubStringIn(s string, tmp bool) (string, bool) {
 	e := st.e
-	if len(s) < 6 || !e.det.any() {
+	if len(s) < 6 || !e.detOn {
 		return s, false
 	}
 	spans := e.det.find(s, st.spans[:0])
@@ -462,8 +503,14 @@ func (st *state) scrubString(s string) (string, bool) {
 	}
 	prot := st.prot[:0] // replacements made so far, in s coordinates
 	for pass := 0; ; pass++ {
-		var b strings.Builder
-		b.Grow(len(s))
+		// Each pass writes a new text: with tmp, into the scratch buffer
+		// the previous pass did not write (its text is this pass's input).
+		var b []byte
+		if tmp {
+			b = st.tbuf[pass&1][:0]
+		} else {
+			b = make([]byte, 0, len(s))
+		}
 		next := st.prot2[:0]
 		last, pi := 0, 0
 		// carry copies protected ranges lying before offset lim.
@@ -471,7 +518,7 @@ func (st *state) scrubString(s string) (string, bool) {
 			for pi < len(prot) && prot[pi].end <= lim {
 				p := prot[pi]
 				if p.start >= last {
-					d := b.Len() - last
+					d := len(b) - last
 					next = append(next, span{p.start + d, p.end + d, p.kind})
 				}
 				pi++
@@ -479,7 +526,7 @@ func (st *state) scrubString(s string) (string, bool) {
 		}
 		for _, sp := range spans {
 			carry(sp.start)
-			b.WriteString(s[last:sp.start])
+			b = append(b, s[last:sp.start]...)
 			for pi < len(prot) && prot[pi].start < sp.end {
 				pi++ // overlapped by this finding: no longer protected
 			}
@@ -494,15 +541,18 @@ func (st *state) scrubString(s string) (string, bool) {
 			}
 			repl := st.apply(a, fk, s[sp.start:sp.end])
 			if repl != "" {
-				next = append(next, span{b.Len(), b.Len() + len(repl), sp.kind})
+				next = append(next, span{len(b), len(b) + len(repl), sp.kind})
 			}
-			b.WriteString(repl)
+			b = append(b, repl...)
 			st.hit(r.name, 1)
 			last = sp.end
 		}
 		carry(len(s) + 1)
-		b.WriteString(s[last:])
-		s = b.String()
+		b = append(b, s[last:]...)
+		if tmp && cap(b) <= maxKeptScratch {
+			st.tbuf[pass&1] = b
+		}
+		s = unsafe.String(unsafe.SliceData(b), len(b)) // b is not written again
 		prot, st.prot2 = next, prot
 		spans = e.det.find(s, st.spans[:0])
 		st.spans = spans[:0]

@@ -86,7 +86,8 @@ func (st *state) scrubPair(pair string, rules *nameRules, strict bool) (string, 
 		}
 		return pair, true, false, nil
 	}
-	if r := st.formRule(rules, name); r != nil {
+	fc := st.formClass(rules, name)
+	if r := fc.r; r != nil {
 		switch r.act {
 		case actKeep:
 			return pair, true, false, nil
@@ -104,12 +105,17 @@ func (st *state) scrubPair(pair string, rules *nameRules, strict bool) (string, 
 		} else {
 			nv = st.applyRule(r, val)
 		}
-		if nn, ok := st.scrubString(name); ok {
-			rawName = queryEscape(nn)
+		if !fc.clean {
+			if nn, ok := st.scrubString(name); ok {
+				rawName = queryEscape(nn)
+			}
 		}
 		return rawName + "=" + queryEscape(nv), true, true, nil
 	}
-	nn, nameChanged := st.scrubString(name)
+	nn, nameChanged := name, false
+	if !fc.clean {
+		nn, nameChanged = st.scrubString(name)
+	}
 	nv, valChanged := st.scrubValue(name, val)
 	if !nameChanged && !valChanged {
 		return pair, true, false, nil
@@ -154,19 +160,37 @@ func (st *state) scrubValue(name, val string) (string, bool) {
 // formRule returns the rule of a form field or query parameter name: the
 // most specific rule of rules, else the secret_names rule when the name looks
 // like it holds a secret.
-func (st *state) formRule(rules *nameRules, name string) *rule {
-	if r := rules.match(name, 0); r != nil {
-		return r
-	}
+func (st *state) formRule(rules *nameRules, name string) *rule { return st.formClass(rules, name).r }
+
+// formClass is the classification of a form field or query parameter name:
+// its rule (formRule) and whether the detectors find nothing in it.
+type formClass struct {
+	r     *rule
+	clean bool
+}
+
+// formClass returns the class of a form field or query parameter name
+// (rules is &e.form or &e.query), cached per engine.
+func (st *state) formClass(rules *nameRules, name string) formClass {
 	e := st.e
-	off, secret := e.offForm, &e.secretForm
 	if rules == &e.query {
-		off, secret = e.offQuery, &e.secretQuery
+		return e.queryNames.get(name, e.classQuery)
 	}
-	if e.secretMatch(off, name) {
-		return secret
+	return e.formNames.get(name, e.classForm)
+}
+
+// classifyFormName is formClass for a form field (query false) or query
+// parameter name, without the cache.
+func (e *Engine) classifyFormName(name string, query bool) formClass {
+	rules, off, secret := &e.form, e.offForm, &e.secretForm
+	if query {
+		rules, off, secret = &e.query, e.offQuery, &e.secretQuery
 	}
-	return nil
+	c := formClass{clean: e.detClean(name)}
+	if c.r = rules.match(name, 0); c.r == nil && e.secretMatch(off, name) {
+		c.r = secret
+	}
+	return c
 }
 
 // plusDigits rewrites a '+' that starts a value or follows a
@@ -288,7 +312,7 @@ func (st *state) scrubURL(u string) string {
 
 // scrubPath runs the detectors over each '/'-separated segment, decoded.
 func (st *state) scrubPath(p string) (string, bool) {
-	if len(p) < 6 || !st.e.det.any() {
+	if len(p) < 6 || !st.e.detOn {
 		return p, false
 	}
 	var b strings.Builder

@@ -301,9 +301,10 @@ func (st *state) scrubHeaders(hs []*mlv1.Header, dir uint8) []*mlv1.Header {
 		if h == nil {
 			continue
 		}
-		r := e.headers.match(h.Name, dir)
-		structural := structuralHeader(h.Name)
-		if r == nil && !structural && e.secretMatch(e.offHeader, h.Name) {
+		hc := e.hdrs.get(h.Name, e.classHeader)
+		r := hc.rule[dir-1]
+		structural := hc.structural
+		if r == nil && !structural && hc.secret {
 			r = &e.secretHeader
 		}
 		if r != nil {
@@ -327,7 +328,7 @@ func (st *state) scrubHeaders(hs []*mlv1.Header, dir uint8) []*mlv1.Header {
 		}
 		switch {
 		case structural:
-		case urlHeader(h.Name):
+		case hc.url:
 			h.Value = st.scrubURL(h.Value)
 		case e.scanHeaders:
 			h.Value, _ = st.scrubString(h.Value)

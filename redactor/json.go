@@ -5,8 +5,9 @@ package redactor
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
-	"strings"
+	"math/bits"
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
@@ -63,7 +64,30 @@ func (j *jsonEd) replace(a, b int, r []byte) {
 	j.copied = b
 }
 
+// replaceRaw substitutes in[a:b] with s as it is.
+func (j *jsonEd) replaceRaw(a, b int, s string) {
+	if j.out == nil {
+		j.out = make([]byte, 0, len(j.in)+len(s)+16)
+	}
+	j.out = append(j.out, j.in[j.copied:a]...)
+	j.out = append(j.out, s...)
+	j.copied = b
+}
+
+// replaceString substitutes in[a:b] with s as a JSON string.
+func (j *jsonEd) replaceString(a, b int, s string) {
+	if j.out == nil {
+		j.out = make([]byte, 0, len(j.in)+len(s)+16)
+	}
+	j.out = append(j.out, j.in[j.copied:a]...)
+	j.out = appendJSONString(j.out, s)
+	j.copied = b
+}
+
 func (j *jsonEd) ws(i int) int {
+	if i < len(j.in) && j.in[i] > ' ' {
+		return i // the common case: no white space
+	}
 	for i < len(j.in) {
 		switch j.in[i] {
 		case ' ', '\t', '\n', '\r':
@@ -123,6 +147,29 @@ func (st *state) scrubJSONNested(in []byte, multi bool, nest int) ([]byte, bool,
 	return j.out, true, nil
 }
 
+// bestOf is step's rule for a child without path rule states: the inherited
+// rule (unless it removes), a better "**.<segment>" rule, else secret_names.
+func (j *jsonEd) bestOf(t token, kc *keyClass, inherited *rule) *rule {
+	best := inherited
+	if best != nil && best.act == actRemove {
+		best = nil
+	}
+	if t.isIdx {
+		return j.st.e.json.anywhereBest(t, best)
+	}
+	if kc.anywhere != nil && kc.anywhere.better(best) {
+		best = kc.anywhere
+	}
+	if best == nil && kc.secret {
+		best = &j.st.e.secretJSON
+	}
+	return best
+}
+
+// jsonScalar marks the first bytes of the JSON numbers and literals.
+var jsonScalar = [256]bool{'-': true, '0': true, '1': true, '2': true, '3': true, '4': true, '5': true,
+	'6': true, '7': true, '8': true, '9': true, 't': true, 'f': true, 'n': true}
+
 // completed returns the best rule among states[lo:hi] that have consumed
 // their whole path (trailing "**" may match nothing), starting from best.
 func (j *jsonEd) completed(lo, hi int, best *rule) *rule {
@@ -142,8 +189,19 @@ func (j *jsonEd) completed(lo, hi int, best *rule) *rule {
 
 // step computes the states after t from states[lo:hi], appending them to
 // jstates; it returns their range and the best rule matching the child
-// (inherited from the parent unless a more specific rule matches).
+// (inherited from the parent unless a more specific rule matches). A key's
+// class comes from the engine's cache.
 func (j *jsonEd) step(lo, hi int, t token, inherited *rule) (int, int, *rule) {
+	var kc *keyClass
+	if !t.isIdx {
+		c := j.st.e.keys.get(t.key, j.st.e.classKey)
+		kc = &c
+	}
+	return j.stepClass(lo, hi, t, kc, inherited)
+}
+
+// stepClass is step given kc, the class of t's key (nil for an index).
+func (j *jsonEd) stepClass(lo, hi int, t token, kc *keyClass, inherited *rule) (int, int, *rule) {
 	st := j.st
 	pr := &st.e.json
 	nlo := len(st.jstates)
@@ -158,24 +216,17 @@ func (j *jsonEd) step(lo, hi int, t token, inherited *rule) (int, int, *rule) {
 		best = nil
 	}
 	best = j.completed(nlo, nhi, best)
-	if len(pr.anywhere) > 0 {
-		var cand []uint16
-		switch {
-		case t.isIdx:
-			cand = pr.byIdx
-		case t.key != "":
-			cand = pr.byLast[t.key[len(t.key)-1]]
+	if t.isIdx {
+		best = pr.anywhereBest(t, best)
+	} else {
+		// The key's class (container): anywhereBest from nil, then compared
+		// with best, is anywhereBest from best.
+		if kc.anywhere != nil && kc.anywhere.better(best) {
+			best = kc.anywhere
 		}
-		for _, ks := range [2][]uint16{cand, pr.anyLast} {
-			for _, k := range ks {
-				if a := &pr.anywhere[k]; a.segs[0].match(t) && a.r.better(best) {
-					best = a.r
-				}
-			}
+		if best == nil && kc.secret {
+			best = &st.e.secretJSON
 		}
-	}
-	if best == nil && !t.isIdx && st.e.secretMatch(st.e.offJSON, t.key) {
-		best = &st.e.secretJSON
 	}
 	return nlo, nhi, best
 }
@@ -254,23 +305,58 @@ func (j *jsonEd) container(i, lo, hi int, inherited *rule, depth int) (int, erro
 	prevKeptEnd := -1
 	for idx := 0; ; idx++ {
 		start, keyEnd, t := i, 0, token{idx: idx, isIdx: true}
+		var kc *keyClass // nil for an element
 		if obj {
 			if i >= len(in) || in[i] != '"' {
 				return 0, jsonErr("expected object key", i)
 			}
-			var esc bool
-			var err error
-			if keyEnd, esc, err = scanString(in, i); err != nil {
-				return 0, err
+			keys := j.st.e.keys
+			if ke := keys.peekKey(in, i); ke != nil {
+				// A key met before, found without scanning it.
+				keyEnd = i + int(ke.n) + 2
+				t = token{key: unsafe.String(&in[start+1], int(ke.n))}
+				kc = &ke.v
+			} else {
+				var esc bool
+				var err error
+				if keyEnd, esc, err = scanString(in, i); err != nil {
+					return 0, err
+				}
+				if esc {
+					t = token{key: j.decode(start, keyEnd, esc)}
+				} else if keyEnd-start > 2 {
+					t = token{key: unsafe.String(&in[start+1], keyEnd-start-2)}
+				} else {
+					t = token{}
+				}
+				if ke := keys.entry(t.key, j.st.e.classKey); ke != nil {
+					kc = &ke.v
+					if !esc {
+						keys.peekPut(in, i, ke)
+					}
+				} else {
+					c := j.st.e.classKey(t.key)
+					kc = &c
+				}
 			}
-			t = token{key: j.decode(start, keyEnd, esc)}
+			t.keyClean = kc.clean
 			i = j.ws(keyEnd)
 			if i >= len(in) || in[i] != ':' {
 				return 0, jsonErr("expected ':'", i)
 			}
 			i = j.ws(i + 1)
 		}
-		nlo, nhi, r := j.step(lo, hi, t, inherited)
+		var nlo, nhi int
+		var r *rule
+		if lo == hi {
+			// No path rule state: only the inherited rule and the key's
+			// class (step without the NFA).
+			nlo = len(j.st.jstates)
+			nhi, j.stepLo = nlo, nlo
+			r = j.bestOf(t, kc, inherited)
+		} else {
+			nlo, nhi, r = j.stepClass(lo, hi, t, kc, inherited)
+		}
 		if obj && (depth == 0 || (depth == 1 && j.rootArray)) {
 			// A GraphQL request ({"query": ..., "variables": {...}}, or a
 			// batch of them): the variables get the rules of a document
@@ -287,7 +373,29 @@ func (j *jsonEd) container(i, lo, hi int, inherited *rule, depth int) (int, erro
 			}
 		}
 		var err error
-		if i, prevKeptEnd, err = j.member(i, start, keyEnd, t, obj, nlo, nhi, r, depth, prevKeptEnd); err != nil {
+		if r == nil && i < len(in) && (in[i] == '"' || jsonScalar[in[i]]) && depth < maxJSONDepth {
+			// A kept scalar under no rule (member and value, inline): the
+			// common case.
+			if j.pend.active {
+				j.flushPending(start)
+			}
+			if obj && !t.keyClean {
+				j.scrubKey(start, keyEnd, t)
+			}
+			var end int
+			switch c := in[i]; {
+			case c == '"':
+				end, err = j.str(i, nil)
+			case c == '-' || isDigit(c):
+				end, err = j.number(i, nil)
+			default:
+				end, err = j.literal(i, jsonLiterals[c])
+			}
+			if err != nil {
+				return 0, err
+			}
+			i, prevKeptEnd = end, end
+		} else if i, prevKeptEnd, err = j.member(i, start, keyEnd, t, obj, nlo, nhi, r, depth, prevKeptEnd); err != nil {
 			return 0, err
 		}
 		j.gqlQuery = false
@@ -324,9 +432,9 @@ func (j *jsonEd) member(i, start, keyEnd int, t token, obj bool, nlo, nhi int, r
 			if unsigned, ok := j.st.unsign(j.decode(i, end, esc)); ok {
 				j.flushPending(start)
 				if obj {
-					j.scrubKey(start, keyEnd, t.key)
+					j.scrubKey(start, keyEnd, t)
 				}
-				j.replace(i, end, appendJSONString(nil, unsigned))
+				j.replaceString(i, end, unsigned)
 				return end, end, nil
 			}
 		}
@@ -344,7 +452,7 @@ func (j *jsonEd) member(i, start, keyEnd int, t token, obj bool, nlo, nhi int, r
 	}
 	j.flushPending(start)
 	if obj && (r == nil || r.act != actKeep) {
-		j.scrubKey(start, keyEnd, t.key)
+		j.scrubKey(start, keyEnd, t)
 	}
 	end, err := j.value(i, nlo, nhi, r, depth+1)
 	return end, end, err
@@ -381,9 +489,12 @@ func (j *jsonEd) flushPending(next int) {
 }
 
 // scrubKey runs the detectors over an object key.
-func (j *jsonEd) scrubKey(start, end int, key string) {
-	if v, ok := j.st.scrubString(key); ok {
-		j.replace(start, end, appendJSONString(nil, v))
+func (j *jsonEd) scrubKey(start, end int, t token) {
+	if t.keyClean {
+		return
+	}
+	if v, ok := j.st.scrubStringTmp(t.key); ok {
+		j.replaceString(start, end, v)
 	}
 }
 
@@ -398,7 +509,7 @@ func (j *jsonEd) str(i int, r *rule) (int, error) {
 	}
 	v := j.decode(i, end, esc)
 	if r != nil {
-		j.replace(i, end, appendJSONString(nil, j.st.applyRule(r, v)))
+		j.replaceString(i, end, j.st.applyRule(r, v))
 		return end, nil
 	}
 	st := j.st
@@ -410,7 +521,7 @@ func (j *jsonEd) str(i int, r *rule) (int, error) {
 		out, changed, err := st.scrubJSONNested(doc, false, j.nest+1)
 		if err == nil {
 			if changed {
-				j.replace(i, end, appendJSONString(nil, unsafe.String(unsafe.SliceData(out), len(out))))
+				j.replaceString(i, end, unsafe.String(unsafe.SliceData(out), len(out)))
 			}
 			return end, nil
 		}
@@ -420,11 +531,11 @@ func (j *jsonEd) str(i int, r *rule) (int, error) {
 	if j.gqlQuery {
 		v, changed = st.scrubNamed(v)
 	}
-	if nv, ok := st.scrubString(v); ok {
+	if nv, ok := st.scrubStringTmp(v); ok {
 		v, changed = nv, true
 	}
 	if changed {
-		j.replace(i, end, appendJSONString(nil, v))
+		j.replaceString(i, end, v)
 	}
 	return end, nil
 }
@@ -432,7 +543,15 @@ func (j *jsonEd) str(i int, r *rule) (int, error) {
 // looksJSON reports whether s, trimmed of white space, starts with '{' or '['
 // and ends with the matching '}' or ']'.
 func looksJSON(s string) bool {
-	s = strings.Trim(s, " \t\n\r\f")
+	// strings.Trim(s, " \t\n\r\f"), without building its cutset per call.
+	a, b := 0, len(s)
+	for a < b && isSpace(s[a]) {
+		a++
+	}
+	for b > a && isSpace(s[b-1]) {
+		b--
+	}
+	s = s[a:b]
 	return len(s) >= 2 && (s[0] == '{' && s[len(s)-1] == '}' || s[0] == '[' && s[len(s)-1] == ']')
 }
 
@@ -449,22 +568,20 @@ func (j *jsonEd) number(i int, r *rule) (int, error) {
 	}
 	v := unsafe.String(&j.in[i], end-i)
 	if r != nil {
-		var nv string
 		if r.act == actFake {
 			j.st.hit(r.name, 1)
-			nv = j.st.fakeNumber(r, v)
+			j.replaceRaw(i, end, j.st.fakeNumber(r, v))
 		} else {
-			nv = string(appendJSONString(nil, j.st.applyRule(r, v)))
+			j.replaceString(i, end, j.st.applyRule(r, v))
 		}
-		j.replace(i, end, []byte(nv))
 		return end, nil
 	}
 	if end-i >= 13 && end-i <= 19 && j.st.e.det.on[kindCard] {
-		if nv, ok := j.st.scrubString(v); ok {
+		if nv, ok := j.st.scrubStringTmp(v); ok {
 			if isJSONInteger(nv) {
-				j.replace(i, end, []byte(nv))
+				j.replaceRaw(i, end, nv)
 			} else {
-				j.replace(i, end, appendJSONString(nil, nv))
+				j.replaceString(i, end, nv)
 			}
 		}
 	}
@@ -586,7 +703,9 @@ func scanString(in []byte, i int) (int, bool, error) {
 	esc := false
 	k := i + 1
 	for k < len(in) {
-		// Plain bytes in a run first: one table look-up each.
+		// Plain bytes in a run first: eight at a time, then one table
+		// look-up each.
+		k = plainRun(in, k)
 		for k < len(in) && jsonPlain[in[k]] {
 			k++
 		}
@@ -625,6 +744,31 @@ func scanString(in []byte, i int) (int, bool, error) {
 		}
 	}
 	return 0, false, jsonErr("unterminated string", i)
+}
+
+// SWAR constants: a one in every byte, and every byte's top bit.
+const (
+	swarLo = 0x0101010101010101
+	swarHi = 0x8080808080808080
+)
+
+// plainRun skips the bytes of in from k that a JSON string holds as they are
+// (jsonPlain), eight at a time while eight remain; it returns the first byte
+// that is not plain, or where fewer than eight remain.
+func plainRun(in []byte, k int) int {
+	for k+8 <= len(in) {
+		w := binary.LittleEndian.Uint64(in[k:])
+		// The top bit of each byte that is a control character (< 0x20), a
+		// '"' or a '\\'. A borrow can only flag bytes after a true one, so
+		// the lowest flag is exact.
+		q, b := w^(swarLo*'"'), w^(swarLo*'\\')
+		m := ((w - swarLo*0x20) &^ w) | ((q - swarLo) &^ q) | ((b - swarLo) &^ b)
+		if m &= swarHi; m != 0 {
+			return k + bits.TrailingZeros64(m)/8
+		}
+		k += 8
+	}
+	return k
 }
 
 // jsonPlain marks the bytes a JSON string holds as they are: not '"', '\\'

@@ -32,6 +32,8 @@ type token struct {
 	key   string
 	idx   int
 	isIdx bool
+	// keyClean: the detectors find nothing in key (its keyClass).
+	keyClean bool
 }
 
 func (s *pathSeg) match(t token) bool {

@@ -83,6 +83,7 @@ func init() {
 		}
 	}
 	add(pemBegin)
+	buildLetterPairs() // needs credFirst, credStart and credSecond
 }
 
 // pemBegin and pemEnd delimit a PEM block; only private keys are credentials.

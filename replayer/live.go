@@ -187,6 +187,10 @@ type liveHandler struct{ *Live }
 // connection: HTTP/2 streams run concurrently (a long-lived stream would
 // otherwise hold back every later call of its connection).
 func (h liveHandler) Handle(ctx context.Context, m *stage.Msg, ex *mlv1.Exchange) error {
+	if skipEgress(h.metrics, ex) {
+		m.Done()
+		return nil
+	}
 	ordered := !h.unordered && ex.GetProtocol() == mlv1.Protocol_PROTOCOL_UNSPECIFIED
 	return h.queue.Push(ctx, string(m.Record.Key), ordered, work{msg: m, ex: ex, fetched: m.Polled})
 }

@@ -39,7 +39,21 @@ const (
 	DropMiddleware = "middleware"
 	// DropBreakerOpen: its target's circuit breaker was open.
 	DropBreakerOpen = "breaker_open"
+	// DropEgress: an egress record (a call the primary made to a
+	// dependency, Exchange.kind KIND_EGRESS): the stub answers it, the
+	// replayer never sends it.
+	DropEgress = "egress"
 )
+
+// skipEgress counts ex in dropped_total{reason="egress"} and reports true
+// when it is an egress record.
+func skipEgress(m *Metrics, ex *mlv1.Exchange) bool {
+	if ex.GetKind() != mlv1.Kind_KIND_EGRESS {
+		return false
+	}
+	m.Dropped.WithLabelValues(DropEgress).Inc()
+	return true
+}
 
 // Reasons of a Router's failures, counted in
 // mirrorline_replayer_errors_total{reason}; the record is not sent.

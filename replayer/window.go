@@ -249,6 +249,10 @@ func (w *Window) schedulable(it Item, st *stats) bool {
 		w.metrics.Errors.WithLabelValues("decode").Inc()
 		return false
 	}
+	if skipEgress(w.metrics, it.Exchange) {
+		st.skip(DropEgress)
+		return false
+	}
 	if err := checkRecord(it.Exchange); err != nil {
 		st.error(w.metrics.countSkip(err))
 		return false

@@ -180,6 +180,7 @@ func TestMetricsPorts(t *testing.T) {
 		{[]string{"replay"}, 9470},
 		{[]string{"compare"}, 9471},
 		{[]string{"lag", "--serve"}, 9472},
+		{[]string{"stub"}, 9473},
 		{[]string{"lag"}, 0},
 		{[]string{"compare", "report"}, 0},
 		{[]string{"topics", "create"}, 0},

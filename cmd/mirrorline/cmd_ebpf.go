@@ -1,6 +1,8 @@
 package main
 
 import (
+	"cmp"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
@@ -19,7 +21,7 @@ func (a *app) ebpfCmd() *cobra.Command {
 			"--port(s) into a BPF ring buffer, reassembles the connections, pairs HTTP/1.x requests with responses\n" +
 			"and publishes them to mirror.raw.SERVICE. Needs root (CAP_BPF and CAP_NET_ADMIN) and Linux 6.6+.\n" +
 			"See docs/collectors.md.",
-	}, &c.TCPCapture, &c.Ports, "TCP port of the captured service (repeatable; required)", func(*cobra.Command) error { return checkEBPF(*c) })
+	}, &c.TCPCapture, &c.Ports, "TCP port of the captured service (repeatable; required)", checkEBPFRun(c))
 	c.BindFlags(cmd.Flags())
 	return cmd
 }
@@ -30,6 +32,9 @@ func (a *app) newEBPF(em *collector.Emitter, reg prometheus.Registerer) (collect
 	c := a.cfg.EBPF
 	if err := checkEBPF(c); err != nil {
 		return nil, err
+	}
+	if c.TLS.Enabled {
+		return a.newEBPFTLS(em, reg)
 	}
 	hooks, _ := ebpf.ParseHooks(c.Hooks) // checked by checkEBPF
 	ecfg := ebpf.Config{
@@ -57,8 +62,57 @@ func (a *app) newEBPF(em *collector.Emitter, reg prometheus.Registerer) (collect
 // checkEBPF reports what the ebpf section lacks to run (its values are
 // checked by config.EBPF.Validate).
 func checkEBPF(c config.EBPF) error {
+	if c.TLS.Enabled {
+		return usage(cmp.Or(c.Validate(), ebpfTLSConfig(c).Validate()))
+	}
+	if len(c.TLS.PIDs)+len(c.TLS.Binaries)+len(c.TLS.Cgroups) > 0 || c.TLS.LibSSL != "" {
+		return usagef("pid, binary, cgroup, libssl: these select TLS capture, which needs --tls")
+	}
 	if len(c.Ports) == 0 {
 		return usagef("port: at least one --port of the captured service is required")
 	}
 	return usage(c.Validate())
+}
+
+// ebpfTLSConfig is the TLS capture's configuration from the ebpf section.
+func ebpfTLSConfig(c config.EBPF) ebpf.TLSConfig {
+	return ebpf.TLSConfig{
+		PIDs:     c.TLS.PIDs,
+		Binaries: c.TLS.Binaries,
+		Cgroups:  c.TLS.Cgroups,
+		LibSSL:   c.TLS.LibSSL,
+		RingSize: c.RingBuffer,
+	}
+}
+
+// newEBPFTLS loads and attaches the TLS plaintext capture (`ebpf --tls`)
+// publishing through em, and registers its metrics on reg.
+func (a *app) newEBPFTLS(em *collector.Emitter, reg prometheus.Registerer) (collector.Collector, error) {
+	c := a.cfg.EBPF
+	tcfg := ebpfTLSConfig(c)
+	log := a.log.Named("ebpf")
+	tcfg.Logger = log
+	tcfg.TrackerOptions = trackerOptions(c.TCPCapture)
+	capt, err := ebpf.OpenTLS(em, tcfg)
+	if err != nil {
+		return nil, err
+	}
+	reg.MustRegister(ebpf.TLSCollector{Capture: capt}, tcpstream.NewStreamCollector("ebpf", capt.Stats()))
+	log.Info("eBPF TLS capture running", "service", a.cfg.Service, "probed", capt.Attached(), "processes", capt.Processes())
+	return capt, nil
+}
+
+// checkEBPFRun checks the ebpf section before the command touches Kafka; a
+// TLS capture's processes and libraries are checked too (exit code 1: not a
+// usage error).
+func checkEBPFRun(c *config.EBPF) func(*cobra.Command) error {
+	return func(*cobra.Command) error {
+		if err := checkEBPF(*c); err != nil {
+			return err
+		}
+		if c.TLS.Enabled {
+			return ebpfTLSConfig(*c).Check()
+		}
+		return nil
+	}
 }

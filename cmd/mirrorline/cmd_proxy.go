@@ -25,10 +25,10 @@ func (a *app) proxyCmd() *cobra.Command {
 	var methods, headerMatch []string
 	c := &cobra.Command{
 		Use:   "proxy",
-		Short: "Reverse proxy in front of the primary; publishes each request and the primary's response",
+		Short: "Reverse proxy in front of the primary (with --egress: the primary's proxy to its dependencies); publishes each request and its response",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.requireServiceAndBrokers("primary"); err != nil {
+			if err := a.requireProxySettings(); err != nil {
 				return err
 			}
 			if prefix != "" || len(methods) > 0 || len(headerMatch) > 0 {
@@ -63,7 +63,7 @@ func (a *app) proxyCmd() *cobra.Command {
 // buildProxy builds the proxy collector publishing through em.
 func (a *app) buildProxy(em *collector.Emitter) (*proxy.Proxy, error) {
 	pc := a.cfg.Proxy
-	if pc.Primary == "" {
+	if pc.Primary == "" && !pc.Egress {
 		return nil, usagef("proxy.primary: required")
 	}
 	filter, err := collector.NewFilter(pc.Sample, pc.Routes)
@@ -76,6 +76,10 @@ func (a *app) buildProxy(em *collector.Emitter) (*proxy.Proxy, error) {
 		proxy.WithPreserveHost(pc.PreserveHost),
 		proxy.WithLogger(a.log.Named("proxy")),
 		proxy.WithLimits(pc.Limits),
+		proxy.WithTraceContext(pc.TraceContext),
+	}
+	if pc.Egress {
+		opts = append(opts, proxy.WithEgress(pc.EgressAllow))
 	}
 	if pc.CollectorID != "" {
 		opts = append(opts, proxy.WithCollectorID(pc.CollectorID))
@@ -100,6 +104,15 @@ func (a *app) buildProxy(em *collector.Emitter) (*proxy.Proxy, error) {
 	return p, nil
 }
 
+// requireProxySettings checks what the proxy command needs: a primary,
+// unless it is an egress forward proxy.
+func (a *app) requireProxySettings() error {
+	if a.cfg.Proxy.Egress {
+		return a.requireServiceAndBrokers()
+	}
+	return a.requireServiceAndBrokers("primary")
+}
+
 // newProxyCollector builds the proxy publishing through em and opens its
 // listener.
 func (a *app) newProxyCollector(em *collector.Emitter, _ prometheus.Registerer) (collector.Collector, error) {
@@ -111,7 +124,7 @@ func (a *app) newProxyCollector(em *collector.Emitter, _ prometheus.Registerer) 
 	if err != nil {
 		return nil, usagef("proxy.listen %s: %v", a.cfg.Proxy.Listen, err)
 	}
-	a.log.Info("proxy listening", "addr", ln.Addr().String(), "primary", a.cfg.Proxy.Primary, "service", a.cfg.Service,
+	a.log.Info("proxy listening", "addr", ln.Addr().String(), "primary", a.cfg.Proxy.Primary, "service", a.cfg.Service, "egress", a.cfg.Proxy.Egress,
 		"tls", a.cfg.Proxy.TLSCert != "", "primary_protocol", cmp.Or(a.cfg.Proxy.PrimaryProtocol, proxy.PrimaryAuto))
 	return collector.RunFunc(func(ctx context.Context) error { return p.Serve(ctx, ln) }), nil
 }

@@ -22,7 +22,7 @@ func (a *app) upCmd() *cobra.Command {
 		Long: `Run every configured stage of one service in this process: the capture
 collectors named in collectors (proxy, sink, vpc, ebpf; default the proxy when
 proxy.primary is set), the redactor, the live replayer and the comparator
-(replay.target set), and consumer-lag metrics, with one /metrics endpoint. Without brokers, an embedded Kafka-protocol broker
+(replay.target set), the stub (stub.listen set), and consumer-lag metrics, with one /metrics endpoint. Without brokers, an embedded Kafka-protocol broker
 (franz-go kfake) listens on embedded.addr, so other mirrorline commands and Kafka
 tools can connect to it. The topics are created when missing.`,
 		Args: cobra.NoArgs,
@@ -161,6 +161,17 @@ func (a *app) upConsumerStages(ctx context.Context, tel *telemetry.Server, close
 		*closers = append(*closers, ccl.Close)
 		a.primeComparator(ctx, comp)
 		stages = append(stages, a.isolate(tel, "comparator", func(ctx context.Context) error { return runner.Run(ctx, ccl) }))
+	}
+	if a.cfg.Stub.Listen != "" {
+		// The shadow's downstream endpoint (docs/isolation.md).
+		st, closeStub, err := a.newStub(ctx, tel)
+		if err != nil {
+			return nil, err
+		}
+		*closers = append(*closers, closeStub)
+		for _, s := range st {
+			stages = append(stages, a.isolate(tel, "stub", s))
+		}
 	}
 	opts, err := a.cfg.Kafka.Opts()
 	if err != nil {

@@ -124,7 +124,7 @@ func newApp(args []string) (*app, *cobra.Command, error) {
 	a.cfg.BindFlags(pf)
 	pf.StringVar(&a.cfg.MetricsAddr, "metrics-addr", a.cfg.MetricsAddr, "address serving /metrics, /healthz and /readyz (empty disables; default: the command's own port: "+metricsPortsUsage()+")")
 
-	root.AddCommand(a.proxyCmd(), a.replayCmd(), a.topicsCmd(), a.redactCmd(), a.upCmd(), a.sinkCmd(), a.lagCmd(), a.vpcCmd(), a.importCmd(), a.compareCmd(), a.ebpfCmd(), a.versionCmd())
+	root.AddCommand(a.proxyCmd(), a.replayCmd(), a.topicsCmd(), a.redactCmd(), a.upCmd(), a.sinkCmd(), a.lagCmd(), a.vpcCmd(), a.importCmd(), a.compareCmd(), a.ebpfCmd(), a.stubCmd(), a.versionCmd())
 	groupsRefuseUnknown(root)
 	return a, root, nil
 }

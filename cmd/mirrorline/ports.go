@@ -15,7 +15,7 @@ import (
 // metricsPorts is the default --metrics-addr port of each command that serves
 // /metrics, /healthz and /readyz: one port per command, as Prometheus
 // exporters have, so every stage runs side by side on one host. `up` keeps
-// 9464; 9473 is reserved for `stub`. README.md and docs/operations.md show
+// 9464. README.md and docs/operations.md show
 // this table.
 var metricsPorts = []struct {
 	command string
@@ -30,6 +30,7 @@ var metricsPorts = []struct {
 	{"replay", 9470},
 	{"compare", 9471},
 	{"lag", 9472}, // with --serve
+	{"stub", 9473},
 }
 
 // metricsPort is the default metrics port of cmd, and whether cmd serves

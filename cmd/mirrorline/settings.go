@@ -23,6 +23,7 @@ var settings = map[string]setting{
 	"target":  {"--target", "replay.target:", "", func(c *config.File) bool { return c.Replay.Target != "" }},
 	// A window replay needs a target unless it is a dry run.
 	"window-target": {"--target", "replay.target:; or --dry-run", "", func(c *config.File) bool { return c.Replay.Target != "" }},
+	"stub-listen":   {"--listen", "stub.listen:", "", func(c *config.File) bool { return c.Stub.Listen != "" }},
 }
 
 // requireSettings reports every one of names that is not set, at once, each
@@ -42,7 +43,7 @@ func (a *app) requireSettings(names ...string) error {
 		if s.env != "" {
 			ways = append(ways, s.env)
 		}
-		missing = append(missing, fmt.Sprintf("%s (%s)", strings.TrimPrefix(n, "window-"), strings.Join(ways, ", ")))
+		missing = append(missing, fmt.Sprintf("%s (%s)", strings.TrimPrefix(strings.TrimPrefix(n, "window-"), "stub-"), strings.Join(ways, ", ")))
 	}
 	if len(missing) == 0 {
 		return nil

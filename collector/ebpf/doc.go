@@ -39,4 +39,16 @@
 //
 // Needs Linux 6.6+ (tcx), BPF ring buffers (5.8+), and CAP_BPF plus
 // CAP_NET_ADMIN (root). Errors name what is missing.
+//
+// TLSCapture (`mirrorline ebpf --tls`, amd64) captures TLS plaintext instead:
+// uprobes (tls.bpf.c, generated tls_x86_bpfel.{go,o}) on OpenSSL's
+// SSL_read/SSL_write (and _ex) with uretprobes, and on Go's
+// crypto/tls.(*Conn).Read/Write at entry and at every RET instruction found
+// by disassembling them (tls_gofunc.go: Go must not get uretprobes), copy the
+// bytes each call moved, with the connection's socket addresses read in the
+// kernel, into a ring buffer. Only processes in a BPF map are captured,
+// selected by pid (and descendants), executable or cgroup and rescanned every
+// second. Userspace (tls_conn.go) turns each connection's plaintext into the
+// TCP segments of its two directions for the same tcpstream.Tracker (HTTP/1.x,
+// HTTP/2 from the preface); connection ids are prefixed "ebpf-tls-".
 package ebpf

@@ -53,3 +53,44 @@ func (c Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descAttached, 1, a.Interface, a.Hook)
 	}
 }
+
+// metric descriptions of the TLSCollector.
+var (
+	descTLSCalls     = prometheus.NewDesc("mirrorline_ebpf_tls_calls_total", "SSL/TLS reads and writes of selected processes that moved plaintext.", nil, nil)
+	descTLSBytes     = prometheus.NewDesc("mirrorline_ebpf_tls_bytes_total", "Plaintext bytes those calls moved.", nil, nil)
+	descTLSCaptured  = prometheus.NewDesc("mirrorline_ebpf_tls_captured_bytes_total", "Plaintext bytes copied into the ring buffer.", nil, nil)
+	descTLSTruncated = prometheus.NewDesc("mirrorline_ebpf_tls_truncated_calls_total", "Calls that moved more than 1 MiB (the rest is a capture gap).", nil, nil)
+	descTLSRBDrops   = prometheus.NewDesc("mirrorline_ebpf_tls_ringbuf_drops_total", "Plaintext records (up to 16 KiB of one call) lost because the ring buffer was full.", nil, nil)
+	descTLSErrors    = prometheus.NewDesc("mirrorline_ebpf_tls_errors_total", "Plaintext records lost because the process memory could not be read.", nil, nil)
+	descTLSPending   = prometheus.NewDesc("mirrorline_ebpf_tls_ringbuf_pending_bytes", "Bytes waiting in the TLS ring buffer.", nil, nil)
+	descTLSProcs     = prometheus.NewDesc("mirrorline_ebpf_tls_processes", "Selected processes being captured.", nil, nil)
+)
+
+// TLSCollector exposes a TLSCapture's own counters as Prometheus metrics
+// (mirrorline_ebpf_tls_*). Register it on the component's registry with
+// tcpstream.NewStreamCollector("ebpf", capture.Stats()).
+type TLSCollector struct{ Capture *TLSCapture }
+
+// Describe implements prometheus.Collector.
+func (c TLSCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descTLSCalls, descTLSBytes, descTLSCaptured, descTLSTruncated, descTLSRBDrops,
+		descTLSErrors, descTLSPending, descTLSProcs} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c TLSCollector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	ks := c.Capture.KernelStats()
+	counter(descTLSCalls, ks.Calls)
+	counter(descTLSBytes, ks.Bytes)
+	counter(descTLSCaptured, ks.CapturedBytes)
+	counter(descTLSTruncated, ks.Truncated)
+	counter(descTLSRBDrops, ks.RingbufDrops)
+	counter(descTLSErrors, ks.Errors)
+	ch <- prometheus.MustNewConstMetric(descTLSPending, prometheus.GaugeValue, float64(c.Capture.PendingBytes()))
+	ch <- prometheus.MustNewConstMetric(descTLSProcs, prometheus.GaugeValue, float64(c.Capture.Processes()))
+}

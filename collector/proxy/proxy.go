@@ -40,6 +40,10 @@ type Proxy struct {
 	limits       collector.Limits
 	primaryProto string      // WithPrimaryProtocol
 	tls          *tls.Config // WithTLS
+	traceContext bool        // WithTraceContext
+	egress       bool        // WithEgress
+	allow        map[string]bool
+	tunnels      tunnelSet
 }
 
 // Option configures a Proxy.
@@ -69,28 +73,27 @@ func WithLimits(l collector.Limits) Option { return func(p *Proxy) { p.limits = 
 // WithTransport sets the transport used to reach the primary.
 func WithTransport(rt http.RoundTripper) Option { return func(p *Proxy) { p.rp.Transport = rt } }
 
-// New returns a proxy to primary that hands captured exchanges to emit.
+// New returns a proxy to primary that hands captured exchanges to emit. An
+// egress proxy (WithEgress) without a primary ("") is a forward proxy.
 func New(primary string, emit *collector.Emitter, opts ...Option) (*Proxy, error) {
-	u, err := url.Parse(primary)
-	if err != nil {
-		return nil, fmt.Errorf("primary %q: %w", primary, err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("primary %q: want an absolute http:// or https:// URL", primary)
-	}
 	host, _ := os.Hostname()
 	p := &Proxy{
-		primary:     u,
-		emit:        emit,
-		bodyLimit:   collector.DefaultBodyLimit,
-		collectorID: host,
-		log:         hclog.NewNullLogger(),
-		conns:       collector.NewConns(),
+		emit:         emit,
+		bodyLimit:    collector.DefaultBodyLimit,
+		collectorID:  host,
+		log:          hclog.NewNullLogger(),
+		conns:        collector.NewConns(),
+		traceContext: true,
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
+			if p.primary == nil {
+				return // a forward proxy's request goes to its absolute-form target
+			}
 			pr.SetURL(p.primary)
-			pr.SetXForwarded()
+			if !p.egress {
+				pr.SetXForwarded()
+			}
 			if p.preserveHost {
 				pr.Out.Host = pr.In.Host
 			}
@@ -102,10 +105,28 @@ func New(primary string, emit *collector.Emitter, opts ...Option) (*Proxy, error
 	for _, o := range opts {
 		o(p)
 	}
+	if primary != "" || !p.egress {
+		u, err := url.Parse(primary)
+		if err != nil {
+			return nil, fmt.Errorf("primary %q: %w", primary, err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("primary %q: want an absolute http:// or https:// URL", primary)
+		}
+		p.primary = u
+	}
+	if p.allow != nil && p.primary != nil {
+		return nil, fmt.Errorf("egress allowlist: for the forward proxy only (no primary)")
+	}
 	p.rp.ErrorLog = collector.ServerErrorLog(p.log)
 	if p.rp.Transport == nil {
-		if p.rp.Transport, err = primaryTransport(p.primaryProto, u); err != nil {
-			return nil, err
+		if p.primary == nil {
+			p.rp.Transport = forwardTransport()
+		} else {
+			var err error
+			if p.rp.Transport, err = primaryTransport(p.primaryProto, p.primary); err != nil {
+				return nil, err
+			}
 		}
 	}
 	pol, err := collector.PolicyOf(p.filter, p.bodyLimit)
@@ -135,6 +156,7 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	// Over TLS an Upgrade: h2c is only stripped (h2c is for plaintext).
 	srv, ln := p.limits.TLSServer(upgradeH2C(p), p.conns, p.emit.Metrics(), ln, p.tls)
 	srv.ErrorLog = collector.ServerErrorLog(p.log)
+	defer p.tunnels.closeAll()
 	p.log.Info("client limits", "max_conns", p.limits.MaxConns, "read_header_timeout", p.limits.ReadHeaderTimeout, "idle_timeout", p.limits.IdleTimeout,
 		"max_header_bytes", p.limits.MaxHeaderBytes, "body_timeout", p.limits.BodyTimeout, "min_body_rate", p.limits.MinBodyRate)
 	return collector.Serve(ctx, "proxy", srv, ln)
@@ -190,6 +212,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if code, msg := collector.Unsupported(r); code != 0 {
 		p.emit.Metrics().Dropped.WithLabelValues(collector.DropUnsupported).Inc()
 		collector.Refuse(w, code, msg)
+		return
+	}
+	if p.egress && p.primary == nil && !p.forwardRequest(w, r) {
 		return
 	}
 	st := &reqState{}
@@ -253,7 +278,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	// The id (a UUIDv7) is the emitter's worker's to draw, off this path.
+	// The id (a UUIDv7) is the emitter's worker's to draw, off this path,
+	// unless trace context carries it to the primary (markInbound).
 	ex := &mlv1.Exchange{
 		ConnectionId:  connID,
 		Sequence:      seq,
@@ -271,6 +297,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		},
 	}
 	ex.Protocol = protocolOf(r, grpc)
+	if p.egress {
+		p.markEgress(ex, r)
+	} else if p.traceContext {
+		p.markInbound(ex, r)
+	}
 	rw := &captureWriter{ResponseWriter: w, body: collector.BodyCapture{Limit: bodyLimit}}
 	if grpc {
 		rw.newFramer = func() *collector.MessageCapture { return p.newFramer(bodyLimit) }
@@ -392,7 +423,12 @@ func (p *Proxy) primaryError(w http.ResponseWriter, r *http.Request, err error) 
 		w.WriteHeader(499)
 		return
 	}
-	p.log.Warn("primary unreachable", "primary", p.primary.Host, "error", primaryErrText(err))
+	if p.primary == nil {
+		// A forward proxy: the host is the service's to choose, not logged.
+		p.log.Warn("dependency unreachable")
+	} else {
+		p.log.Warn("primary unreachable", "primary", p.primary.Host, "error", primaryErrText(err))
+	}
 	if grpcwire.IsGRPC(r.Header.Get("Content-Type")) {
 		// As a gRPC proxy answers: a trailers-only UNAVAILABLE.
 		w.Header().Set("Content-Type", "application/grpc")

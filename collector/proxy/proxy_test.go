@@ -102,7 +102,12 @@ func TestProxyCapturesExchanges(t *testing.T) {
 	for _, h := range req.Headers {
 		hs = append(hs, h.Name+"="+h.Value)
 	}
-	wantHs := []string{"X-Zeta=z", "Content-Type=application/json", "Accept=*/*", "X-Alpha=a1", "X-Alpha=a2", fmt.Sprintf("Content-Length=%d", len(body))}
+	// The trace context the proxy added comes last, as forwarded.
+	wantHs := []string{"X-Zeta=z", "Content-Type=application/json", "Accept=*/*", "X-Alpha=a1", "X-Alpha=a2", fmt.Sprintf("Content-Length=%d", len(body)),
+		"Traceparent=00-" + first.TraceId, "Tracestate=mirrorline=" + strings.ReplaceAll(first.Id, "-", "")}
+	if len(hs) == len(wantHs) {
+		hs[6] = hs[6][:len(wantHs[6])] // the span id is random
+	}
 	if strings.Join(hs, ",") != strings.Join(wantHs, ",") {
 		t.Fatalf("headers in order: got %v, want %v", hs, wantHs)
 	}
@@ -212,8 +217,8 @@ func TestProxyHeaderOrderAfterSkippedRequest(t *testing.T) {
 	for _, h := range ex.Request.Headers {
 		names = append(names, h.Name)
 	}
-	if strings.Join(names, ",") != "Z-One,Y-Two,X-Three" || ex.Sequence != 2 {
-		t.Fatalf("headers %v seq %d; want Z-One,Y-Two,X-Three and seq 2", names, ex.Sequence)
+	if strings.Join(names, ",") != "Z-One,Y-Two,X-Three,Traceparent,Tracestate" || ex.Sequence != 2 {
+		t.Fatalf("headers %v seq %d; want Z-One,Y-Two,X-Three (then the trace context added) and seq 2", names, ex.Sequence)
 	}
 	if got := testutil.ToFloat64(r.metrics.Skipped.WithLabelValues("filtered")); got != 1 {
 		t.Fatalf("skipped{filtered} = %v", got)

@@ -166,6 +166,14 @@ func TestProxyToShadowThroughKafka(t *testing.T) {
 		have := g.Header.Clone()
 		have.Del(replayer.HeaderShadow)
 		have.Del(replayer.HeaderID)
+		// The trace context the proxy gave the primary reaches the shadow
+		// too: the exchange id in tracestate, a trace the proxy started.
+		idHex := strings.ReplaceAll(g.Header.Get(replayer.HeaderID), "-", "")
+		want.Set("Tracestate", "mirrorline="+idHex)
+		if tp := have.Get("Traceparent"); !strings.HasPrefix(tp, "00-"+idHex+"-") {
+			t.Fatalf("request %d: traceparent %q, want the trace the proxy started", i, tp)
+		}
+		want.Set("Traceparent", have.Get("Traceparent"))
 		if !equalHeaders(have, want) {
 			t.Fatalf("request %d headers:\n got  %v\n want %v", i, have, want)
 		}

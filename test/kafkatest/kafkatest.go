@@ -1,7 +1,9 @@
 // Package kafkatest gives integration tests a real Apache Kafka broker: the one
-// named by KAFKA_BROKERS, or else the project's own KRaft broker started on
-// loopback by test/kafka/start (which fetches the jars from Maven Central once and
-// caches them). It also creates fresh, uniquely named services per test.
+// named by KAFKA_BROKERS, or else the project's own KRaft broker on loopback:
+// a container of the local Kafka image started with testcontainers-go when a
+// Docker engine answers (container.go), otherwise the broker test/kafka/start
+// runs (both fetch the jars from Maven Central once and cache them). It also
+// creates fresh, uniquely named services per test.
 package kafkatest
 
 import (
@@ -17,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -34,6 +37,10 @@ var (
 	once    sync.Once
 	brokers []string
 	initErr string
+	// choice is how the harness got its broker (KAFKA_BROKERS unset).
+	choice Choice
+	// choiceLogged is set once a test logged the choice.
+	choiceLogged atomic.Bool
 	// logFile is the server.log of the broker this package's harness
 	// started or found running (empty when KAFKA_BROKERS names one).
 	logFile string
@@ -44,7 +51,8 @@ var (
 const DefaultPort = 19092
 
 // Brokers returns the bootstrap brokers of a real Kafka, starting the project's
-// broker if KAFKA_BROKERS is not set. It fails the test if none can be had. A
+// broker if KAFKA_BROKERS is not set (as a container when a Docker engine
+// answers: see Choose). It fails the test if none can be had. A
 // broker it starts is stopped once no test process uses it any more (see
 // useOwnBroker). When the test fails, it logs the last lines of the broker's
 // log and the path of the whole file.
@@ -60,7 +68,12 @@ func Brokers(t testing.TB) []string {
 			logFile = os.Getenv("KAFKA_BROKER_LOG")
 			return
 		}
-		addr, err := useOwnBroker()
+		choice = Choose(context.Background())
+		useBroker := useOwnBroker
+		if choice.Container {
+			useBroker = useContainerBroker
+		}
+		addr, err := useBroker()
 		if err != nil {
 			initErr = err.Error()
 			return
@@ -69,6 +82,9 @@ func Brokers(t testing.TB) []string {
 	})
 	if initErr != "" {
 		t.Fatal(initErr)
+	}
+	if choice.Reason != "" && !choiceLogged.Swap(true) {
+		t.Logf("kafkatest: %s at %s", choice, strings.Join(brokers, ","))
 	}
 	if logFile != "" {
 		tailOnFailure(t)

@@ -210,11 +210,13 @@ func TestOwnBrokerStoppedAfterLastUser(t *testing.T) {
 	dir := filepath.Join(tmp, fmt.Sprintf("mirrorline-kafka-%d", port))
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "KAFKA_BROKERS=") && !strings.HasPrefix(kv, "TMPDIR=") {
+		if !strings.HasPrefix(kv, "KAFKA_BROKERS=") && !strings.HasPrefix(kv, "TMPDIR=") && !strings.HasPrefix(kv, "KAFKATEST_DOCKER=") {
 			env = append(env, kv)
 		}
 	}
-	env = append(env, helperEnv+"=1", "KAFKATEST_PORT="+strconv.Itoa(port), "TMPDIR="+tmp,
+	// KAFKATEST_DOCKER=0: this test is about test/kafka/start's broker
+	// (TestBrokersContainerPath covers the container).
+	env = append(env, helperEnv+"=1", "KAFKATEST_DOCKER=0", "KAFKATEST_PORT="+strconv.Itoa(port), "TMPDIR="+tmp,
 		"KAFKA_HEAP_OPTS=-Xms64m -Xmx256m", "KAFKA_START_TIMEOUT=180")
 	// Whatever happens, the broker does not outlive the test.
 	t.Cleanup(func() {
