@@ -3,15 +3,22 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/comparator"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	gatewayapp "github.com/mirrorline/mirrorline/test/demo/gateway/app"
+	"github.com/mirrorline/mirrorline/test/demo/payments/app"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // isoCharge is an egress record: the call to the card gateway a payments
@@ -126,4 +133,129 @@ compare:
 		}
 	}
 	t.Logf("mirrorline compare report:\n%s", text)
+}
+
+// The whole isolation chain with mirrorline processes on the real broker:
+// clients → proxy → payments v1 → egress proxy (reverse, one dependency) →
+// card gateway; redact; replay --live → payments v2 → stub; compare. The
+// gateway receives no call from the shadow; every shadow call is a stub hit
+// answered with the primary's recorded answer; the report names v2's one
+// downstream regression by field: it sends the gateway the amount in units.
+func TestIsolationWholeChain(t *testing.T) {
+	kcfg := kafkatest.Config(t)
+	svc := kafkatest.Service(t, 2)
+	env := []string{"MIRRORLINE_BROKERS=" + strings.Join(kcfg.Brokers, ","), "MIRRORLINE_DEMO_HASH_KEY=e2e-isolation-key-0123456789"}
+
+	gw := gatewayapp.New(gatewayapp.Config{})
+	gs := httptest.NewServer(gw)
+	t.Cleanup(gs.Close)
+	gwHost := strings.TrimPrefix(gs.URL, "http://")
+	egressAddr, stubAddr := testproc.FreeAddr(t), testproc.FreeAddr(t)
+	primary := app.New(app.Config{Name: "primary", Version: app.V1, Seed: 1, SlowTail: &app.SlowTail{}, Gateway: "http://" + egressAddr})
+	shadow := app.New(app.Config{Name: "shadow", Version: app.V2, Seed: 2, SlowTail: &app.SlowTail{}, Gateway: "http://" + stubAddr})
+	ps, ss := httptest.NewServer(primary), httptest.NewServer(shadow)
+	t.Cleanup(ps.Close)
+	t.Cleanup(ss.Close)
+
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "mirrorline.yaml")
+	cmpWriteFile(t, cfgFile, fmt.Sprintf(`service: %s
+redact:
+  rules:
+    hash_key_env: MIRRORLINE_DEMO_HASH_KEY
+    json_fields:
+      card.number: fake
+      customer.email: hash
+      card.holder: shape
+      customer.address: shape
+compare:
+  start: earliest
+  join_window: 30s
+  downstream_wait: 3s
+  ignore:
+    json_paths: ["card_last4"]
+`, svc))
+	proxyAddr, proxyMetrics, egressMetrics, stubMetrics := testproc.FreeAddr(t), testproc.FreeAddr(t), testproc.FreeAddr(t), testproc.FreeAddr(t)
+	startML(t, env, "redact", "-c", cfgFile, "--transactional-id", "redact-"+svc, "--metrics-addr", "")
+	stubOut := startML(t, env, "stub", "-c", cfgFile, "--listen", stubAddr, "--dependency", gwHost, "--since", "10m", "--metrics-addr", stubMetrics)
+	startML(t, env, "replay", "--live", "-c", cfgFile, "--target", ss.URL, "--group", "replay-"+svc, "--start", "earliest", "--metrics-addr", "")
+	cmpMetrics := testproc.FreeAddr(t)
+	startML(t, env, "compare", "-c", cfgFile, "--metrics-addr", cmpMetrics)
+	egressOut := startML(t, env, "proxy", "-c", cfgFile, "--egress", "--primary", gs.URL, "--listen", egressAddr, "--metrics-addr", egressMetrics)
+	proxyOut := startML(t, env, "proxy", "-c", cfgFile, "--primary", ps.URL, "--listen", proxyAddr, "--metrics-addr", proxyMetrics)
+	waitReady(t, egressMetrics, egressOut)
+	waitReady(t, proxyMetrics, proxyOut)
+	testproc.Eventually(t, 2*time.Minute, "the stub ready", func() bool {
+		code, _, err := httpGet("http://" + stubMetrics + "/readyz")
+		return err == nil && code == http.StatusOK
+	})
+	_ = stubOut
+
+	const n = 20
+	client := &http.Client{Timeout: 10 * time.Second}
+	for i := range n {
+		body := fmt.Sprintf(`{"amount":%d,"currency":"EUR","card":{"number":"4111111111111111","expiry":"12/29","holder":"Ada Lovelace"},"customer":{"id":"c-%d","email":"ada@example.com","address":"221B Baker Street, London"}}`, 1000+i*25, i)
+		resp, err := client.Post("http://"+proxyAddr+"/payments", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("payment %d through the proxy: status %d", i, resp.StatusCode)
+		}
+	}
+	if s := gw.Stats(); s.Instances["primary"] != n {
+		t.Fatalf("gateway stats %+v, want %d calls by the primary", s, n)
+	}
+
+	// Every exchange judged and published.
+	adm := kadm.NewClient(kafkatest.Client(t))
+	testproc.Eventually(t, 2*time.Minute, fmt.Sprintf("%d diff records", n), func() bool {
+		return cmpEndOffsets(adm, broker.Topic(broker.Diff, svc)) >= n
+	})
+	if got := shadow.Stats().ShadowRoutes["POST /payments"]; got != n {
+		t.Fatalf("shadow received %d replayed payments, want %d", got, n)
+	}
+	// Isolation: the gateway never heard from the shadow; the stub answered
+	// every shadow call with a recorded one.
+	if s := gw.Stats(); s.Instances["shadow"] != 0 || s.Total != n {
+		t.Errorf("gateway stats %+v: want 0 shadow calls and the %d primary ones only", s, n)
+	}
+	if hits, _ := metricValue(stubMetrics, "mirrorline_stub_calls_total", "outcome", "hit"); hits != n {
+		miss, _ := metricValue(stubMetrics, "mirrorline_stub_calls_total", "outcome", "miss")
+		t.Errorf("stub hits %v (misses %v), want %d", hits, miss, n)
+	}
+
+	out, code := runML(t, env, "compare", "report", "-c", cfgFile, "--json")
+	if code != 0 {
+		t.Fatalf("compare report --json: exit %d\n%s", code, out)
+	}
+	var rep comparator.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("report JSON: %v\n%s", err, out)
+	}
+	text, _ := runML(t, env, "compare", "report", "-c", cfgFile)
+	t.Logf("mirrorline compare report:\n%s", text)
+	if rep.Exchanges != n || len(rep.Endpoints) != 1 {
+		t.Fatalf("report: %d exchanges, endpoints %d; want %d on POST /payments", rep.Exchanges, len(rep.Endpoints), n)
+	}
+	e := rep.Endpoints[0]
+	field := comparator.DownstreamPrefix + "POST " + gwHost + "/charge].body.amount_cents"
+	var down []string
+	for _, f := range e.Downstream {
+		down = append(down, fmt.Sprintf("%s %s %d", f.Field, f.Kind, f.Count))
+	}
+	if want := fmt.Sprintf("%s changed %d", field, n); len(down) != 1 || down[0] != want {
+		t.Errorf("downstream differences %q, want exactly %q", down, want)
+	}
+	var fields []string
+	for _, f := range e.Fields {
+		fields = append(fields, f.Field)
+	}
+	if len(fields) != 0 {
+		t.Errorf("response differences %q, want none: v2 answers payments as v1", fields)
+	}
+	if !strings.Contains(text, "body.amount_cents") || !strings.Contains(text, "downstream (calls to dependencies") {
+		t.Errorf("text report lacks the downstream difference")
+	}
 }
