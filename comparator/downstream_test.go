@@ -508,3 +508,18 @@ func TestDownstreamUnderStatus(t *testing.T) {
 		t.Errorf("text report lacks %q:\n%s", want, b.String())
 	}
 }
+
+// TestReportDownstreamTailRegression: an endpoint listed neither as
+// significant nor as without differences (a tail regression only) still
+// shows its downstream differences.
+func TestReportDownstreamTailRegression(t *testing.T) {
+	rep := downstreamReport(t, 8)
+	rep.Endpoints[0].Latency.TailRegression = true
+	var b bytes.Buffer
+	if err := WriteText(&b, rep, TextOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "Downstream differences of the other endpoints\n  POST /payments\n   downstream (calls to dependencies"; !strings.Contains(b.String(), want) {
+		t.Errorf("text report lacks %q:\n%s", want, b.String())
+	}
+}

@@ -157,9 +157,9 @@ Latency regression: shadow percentile &gt; +{{printf "%.0f" (mul100 .R.Threshold
 {{if .Other}}<h2>Other endpoints</h2>
 <table id="other"><tr><th>endpoint</th><th>exchanges</th><th>verdicts</th></tr>
 {{range .Other}}<tr><td><code>{{.Endpoint}}</code>{{if .Latency.TailRegression}} <span class="badge warn tail-regression">tail latency regression</span>{{end}}</td><td class="num">{{.Exchanges}}</td><td>{{verdicts .Verdicts}}</td></tr>
-{{end}}</table>{{range .Other}}{{if .Downstream}}
+{{end}}</table>{{end}}{{range .Other}}{{if .Downstream}}
 <h3>Downstream of <code class="endpoint-name">{{.Endpoint}}</code></h3>
-{{template "downstream" .}}{{end}}{{end}}{{end}}
+{{template "downstream" .}}{{end}}{{end}}
 
 <h2>Noise</h2>
 <p id="noise-summary">{{.R.NoiseFields}} fields judged noise: differences a secondary (a second instance of the primary version) shows too, or volatile values such as timestamps and ids that differ in nearly every exchange.</p>

@@ -122,12 +122,24 @@ func WriteText(w io.Writer, rep *Report, opt TextOptions) error {
 			fmt.Fprintf(tw, "  %s\t%d exchanges\t%s\n", e.Endpoint, e.Exchanges, verdictLine(e.Verdicts))
 		}
 		_ = tw.Flush()
-		for _, e := range other {
-			if len(e.Downstream) > 0 {
-				fmt.Fprintf(&b, "  %s\n", e.Endpoint)
-				writeDownstream(&b, e)
-			}
+	}
+	// The downstream differences of every endpoint not detailed above
+	// (not significant, a tail regression only, or beyond --top).
+	shown := map[string]bool{}
+	for i, e := range sig {
+		shown[e.Endpoint] = i < opt.Top
+	}
+	head := false
+	for _, e := range byName(rep.Endpoints) {
+		if shown[e.Endpoint] || len(e.Downstream) == 0 {
+			continue
 		}
+		if !head {
+			b.WriteString("\nDownstream differences of the other endpoints\n")
+			head = true
+		}
+		fmt.Fprintf(&b, "  %s\n", e.Endpoint)
+		writeDownstream(&b, e)
 	}
 	var reasons []string
 	for _, e := range rep.Endpoints {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/comparator"
@@ -178,7 +179,6 @@ compare:
 	proxyAddr, proxyMetrics, egressMetrics, stubMetrics := testproc.FreeAddr(t), testproc.FreeAddr(t), testproc.FreeAddr(t), testproc.FreeAddr(t)
 	startML(t, env, "redact", "-c", cfgFile, "--transactional-id", "redact-"+svc, "--metrics-addr", "")
 	stubOut := startML(t, env, "stub", "-c", cfgFile, "--listen", stubAddr, "--dependency", gwHost, "--since", "10m", "--metrics-addr", stubMetrics)
-	startML(t, env, "replay", "--live", "-c", cfgFile, "--target", ss.URL, "--group", "replay-"+svc, "--start", "earliest", "--metrics-addr", "")
 	cmpMetrics := testproc.FreeAddr(t)
 	startML(t, env, "compare", "-c", cfgFile, "--metrics-addr", cmpMetrics)
 	egressOut := startML(t, env, "proxy", "-c", cfgFile, "--egress", "--primary", gs.URL, "--listen", egressAddr, "--metrics-addr", egressMetrics)
@@ -207,6 +207,11 @@ compare:
 	if s := gw.Stats(); s.Instances["primary"] != n {
 		t.Fatalf("gateway stats %+v, want %d calls by the primary", s, n)
 	}
+	// The replayer starts once the primary's calls are on the clean topic:
+	// the stub's index then has each before the shadow makes it (a call the
+	// egress proxy emits after its inbound exchange is replayed may miss).
+	kafkatest.ReadExchanges(t, kcfg.Brokers, broker.Topic(broker.Clean, svc), 2*n, 90*time.Second, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	startML(t, env, "replay", "--live", "-c", cfgFile, "--target", ss.URL, "--group", "replay-"+svc, "--start", "earliest", "--metrics-addr", "")
 
 	// Every exchange judged and published.
 	adm := kadm.NewClient(kafkatest.Client(t))
