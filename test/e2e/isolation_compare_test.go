@@ -42,7 +42,8 @@ func isoCharge(id, parent, body string) *mlv1.Exchange {
 // amount in units: the report names the request body field per dependency
 // endpoint, the responses being the same; egress records are never judged
 // as exchanges of their own, and children written after their parent, in
-// another partition, are still compared (downstream_wait).
+// another partition when their keys say so, are still compared
+// (downstream_wait).
 func TestIsolationCompareDownstream(t *testing.T) {
 	kcfg := kafkatest.Config(t)
 	svc := kafkatest.Service(t, 2)
