@@ -523,3 +523,38 @@ func TestReportDownstreamTailRegression(t *testing.T) {
 		t.Errorf("text report lacks %q:\n%s", want, b.String())
 	}
 }
+
+// TestDependencyEndpoint: dependency endpoint names carry no payload: hosts
+// that do not look like host names become "(other)", paths are templated,
+// default ports dropped, absolute-form targets read for their host.
+func TestDependencyEndpoint(t *testing.T) {
+	c := mustNew(t, noWarmup())
+	tests := []struct{ method, url, host, want string }{
+		{"POST", "/charge", "gateway:8080", "POST gateway:8080/charge"},
+		{"post", "/charge?card=4111111111111111", "Gateway.Internal:443", "POST gateway.internal/charge"},
+		{"GET", "/customers/zoe@example.com/cards/4111111111111111", "api:80", "GET api/customers/{id}/cards/{id}"},
+		{"GET", "http://rates.internal:8443/rates?base=EUR", "", "GET rates.internal:8443/rates"},
+		{"GET", "/x", "evil\x1b[31mhost", "GET (other)/x"},
+		{"GET", "/x", "zoe@example.com", "GET (other)/x"},
+		{"GET", "/x", "", "GET (other)/x"},
+		{"BREW", "/pot", "tea:1", "OTHER tea:1/pot"},
+	}
+	for _, tc := range tests {
+		ex := &mlv1.Exchange{Request: &mlv1.Request{Method: tc.method, Url: tc.url, Host: tc.host}}
+		if got := c.dependency(ex); got != tc.want {
+			t.Errorf("%s %q host %q: %q, want %q", tc.method, tc.url, tc.host, got, tc.want)
+		}
+	}
+	for _, tc := range []struct{ field, dep, part string }{
+		{"downstream[POST gateway:8080/charge]", "POST gateway:8080/charge", "calls"},
+		{"downstream[POST gateway:8080/charge].body.a.b", "POST gateway:8080/charge", "body.a.b"},
+		{"downstream[GET [::1]:8080/x].body", "GET [::1]:8080/x", "body"},
+	} {
+		if dep, part, ok := DownstreamParts(tc.field); !ok || dep != tc.dep || part != tc.part {
+			t.Errorf("DownstreamParts(%q) = %q %q %v", tc.field, dep, part, ok)
+		}
+	}
+	if _, _, ok := DownstreamParts("body.amount"); ok {
+		t.Error("body.amount taken for a downstream field")
+	}
+}
