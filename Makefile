@@ -14,6 +14,7 @@ all: build
 build:
 	$(GO) build -buildvcs=auto -o $(BIN)/mirrorline ./cmd/mirrorline
 	$(GO) build -o $(BIN)/payments ./test/demo/payments
+	$(GO) build -o $(BIN)/gateway ./test/demo/gateway
 	$(GO) build -o $(BIN)/load ./test/demo/load
 	$(GO) build -o $(BIN)/orders ./test/demo/orders
 

@@ -1,6 +1,7 @@
 package comparator
 
 import (
+	"container/list"
 	"fmt"
 	"slices"
 	"strings"
@@ -46,6 +47,15 @@ type Comparator struct {
 	touched map[string]bool // endpoints whose latency gauge needs an update
 	gauged  time.Time       // when the latency gauges were last updated
 	options                 // logger, metrics, scrubber
+	// Downstream: egress records by parent exchange id (oldest first in
+	// kidOrder), joined exchanges waiting for late children, and whether
+	// any egress record was seen.
+	kids        map[string]*children
+	kidOrder    *list.List
+	settling    []settling
+	settlingIDs map[string]*entry
+	egressSeen  bool
+	depTmpl     *Templater
 }
 
 // New returns a comparator of service under cfg (defaults applied, then validated).
@@ -73,6 +83,10 @@ func New(service string, cfg Config, opts ...Option) (*Comparator, error) {
 		options: options{}.apply(opts),
 	}
 	c.differ.schema = c.schema
+	c.kids, c.kidOrder, c.settlingIDs = map[string]*children{}, list.New(), map[string]*entry{}
+	if c.depTmpl, err = NewTemplater(nil, cfg.MaxEndpoints); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -83,7 +97,7 @@ func (c *Comparator) Config() Config { return c.cfg }
 func (c *Comparator) Stats() *Stats { return c.stats }
 
 // Pending returns how many exchanges wait for a side or for warm-up.
-func (c *Comparator) Pending() int { return c.join.len() + c.heldN }
+func (c *Comparator) Pending() int { return c.join.len() + c.heldN + len(c.settling) }
 
 // Learn feeds a past diff record (from mirror.diff.S) into noise learning,
 // so a restarted comparator does not start from nothing.
@@ -96,8 +110,14 @@ var outcomeLabels = [...]string{
 
 // Add feeds one record of side. It returns the decisions that became final
 // and whether the record was kept (so its offset must not be committed
-// before a returned decision lists its Ref).
+// before a returned decision lists its Ref). An egress record (KIND_EGRESS)
+// is never joined as an exchange: it is kept for its parent's downstream
+// comparison. A Decision without a Diff only releases records (egress
+// records whose parent never came).
 func (c *Comparator) Add(side Side, ex *mlv1.Exchange, ref Ref, now time.Time) ([]Decision, bool) {
+	if isEgress(ex) {
+		return nil, c.addEgress(side, ex, ref, now)
+	}
 	e, outcome := c.join.add(side, ex, ref, now)
 	c.metrics.Records.WithLabelValues(side.String(), outcomeLabels[outcome]).Inc()
 	if outcome != outcomeWaiting && outcome != outcomeJoined {
@@ -119,6 +139,7 @@ func (c *Comparator) Tick(now time.Time) []Decision {
 	for _, e := range c.join.expire(now) {
 		out = append(out, c.process(e, now)...)
 	}
+	out = append(out, c.tickDownstream(now, false)...)
 	for ep, hs := range c.held {
 		if len(hs) > 0 && now.Sub(hs[0].since) >= c.cfg.JoinWindow {
 			out = append(out, c.release(ep, now)...)
@@ -164,7 +185,7 @@ func (c *Comparator) Unmatched(side Side, ex *mlv1.Exchange, ref Ref, reason str
 // Drop forgets, undecided, every waiting exchange holding a record that match
 // accepts (its partition was revoked: the new owner reads it again).
 func (c *Comparator) Drop(match func(Ref) bool) int {
-	n := c.join.drop(match)
+	n := c.join.drop(match) + c.dropDownstream(match)
 	for ep, hs := range c.held {
 		kept := slices.DeleteFunc(hs, func(h held) bool { return slices.ContainsFunc(h.refs, match) })
 		n += len(hs) - len(kept)
@@ -188,6 +209,7 @@ func (c *Comparator) Flush(now time.Time) []Decision {
 		c.join.remove(e, now)
 		out = append(out, c.process(e, now)...)
 	}
+	out = append(out, c.tickDownstream(now, true)...)
 	for ep := range c.held {
 		out = append(out, c.release(ep, now)...)
 	}
@@ -197,7 +219,14 @@ func (c *Comparator) Flush(now time.Time) []Decision {
 // process turns a joined (or expired) entry into a diff record; compared
 // exchanges may be held for warm-up.
 func (c *Comparator) process(e *entry, now time.Time) []Decision {
+	if c.settle(e, now) {
+		return nil
+	}
 	prim, shad, sec := e.ex[Primary], e.ex[Shadow], e.ex[Secondary]
+	kids := c.childrenOf(e)
+	if kids != nil {
+		e.refs = append(e.refs, kids.refs...)
+	}
 	base := prim
 	for _, x := range e.ex {
 		if base == nil {
@@ -265,6 +294,18 @@ func (c *Comparator) process(e *entry, now time.Time) []Decision {
 		d.Note = cmp.note
 	}
 	d.Differences, d.VolatileKeys = cmp.diffs, cmp.volatileKeys
+	if !statusOnly {
+		dd, dv := c.downstream(d.Endpoint, kids)
+		if len(cmp.diffs) > 0 && cmp.diffs[0].Field == FieldStatus {
+			// Calls made or not because the status differs (a request the
+			// shadow rejects never charges): consequences, as the body's.
+			for _, df := range dd {
+				df.UnderStatus = true
+			}
+		}
+		d.Differences = append(d.Differences, dd...)
+		d.VolatileKeys = append(d.VolatileKeys, dv...)
+	}
 	if sr := sec.GetResponse(); sec != nil && sr.GetError() == "" && sr.GetStatus() > 0 && !statusOnly {
 		if err := c.scrubExchange(sec); err == nil {
 			d.Secondary = true
@@ -313,6 +354,7 @@ func (c *Comparator) scrubExchange(ex *mlv1.Exchange) error {
 // finalize judges a compared exchange, counts it and makes its Decision.
 func (c *Comparator) finalize(d *mlv1.Diff, refs []Ref, now time.Time) Decision {
 	c.stats.Judge(d)
+	c.countDownstream(d)
 	c.stats.Record(d)
 	d.DecidedTimeNs = now.UnixNano()
 	c.metrics.Exchanges.WithLabelValues(VerdictLabel(d.Verdict), d.Endpoint).Inc()

@@ -10,7 +10,10 @@ import (
 
 // Defaults applied by Config.WithDefaults to zero fields (see Config).
 const (
-	DefaultJoinWindow      = 2 * time.Minute
+	DefaultJoinWindow = 2 * time.Minute
+	// DefaultDownstreamWait is how long a joined exchange waits for late
+	// egress records once some are seen (downstream_wait 0).
+	DefaultDownstreamWait  = 5 * time.Second
 	DefaultMaxPending      = 100000
 	DefaultMaxEndpoints    = 500
 	DefaultMaxBodyBytes    = 8 << 20
@@ -39,6 +42,12 @@ type Config struct {
 	// exchange, for the other side(s); after it the exchange is "missing"
 	// (or, when only the secondary is late, decided without it).
 	JoinWindow time.Duration `yaml:"join_window" flag:"join-window" help:"how long to wait for the other side of an exchange before it is missing"`
+	// DownstreamWait is how long a joined exchange waits for its egress
+	// records (its outbound calls) arriving after it: positive, every
+	// exchange waits that long; 0 (default), DefaultDownstreamWait once the
+	// comparator has seen an egress record (exchanges joined before the
+	// first one are not held); negative, never.
+	DownstreamWait time.Duration `yaml:"downstream_wait"`
 	// Headers are the response headers compared (case-insensitive names).
 	Headers []string `yaml:"headers" flag:"headers" help:"response headers to compare"`
 	// Secondary selects the responses of a second instance of the primary

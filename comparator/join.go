@@ -59,6 +59,8 @@ type entry struct {
 	elem  *list.Element
 	// reason, when set, replaces the reason of a missing verdict.
 	reason string
+	// settled is set once the entry waited downstream_wait for its children.
+	settled bool
 }
 
 // decidedID remembers a decided exchange so late records are recognised.

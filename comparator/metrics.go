@@ -42,6 +42,12 @@ type Metrics struct {
 	// Truncated counts diff records cut to fit mirror.diff.S's record
 	// budget (first differences kept, the note says how many).
 	Truncated prometheus.Counter
+	// Egress counts egress records (outbound calls) by side and outcome
+	// (attached, no_parent, late, orphan, ignored).
+	Egress *prometheus.CounterVec
+	// Downstream counts the downstream differences that are not noise, by
+	// endpoint and kind (extra, missing, body).
+	Downstream *prometheus.CounterVec
 	// Stage are the runtime's metrics of the Runner,
 	// mirrorline_stage_*{stage="comparator"}.
 	Stage *stage.Metrics
@@ -101,11 +107,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"side", "outcome"}),
 		Errors:    telemetry.CounterVec("mirrorline_comparator_errors_total", "Comparator failures, by reason (redact, fetch, publish, commit, lookup).", "reason", "redact", "fetch", "publish", "commit"),
 		Truncated: telemetry.Counter("mirrorline_comparator_truncated_total", "Diff records whose differences were cut to fit the diff topic's record budget."),
-		Stage:     stage.NewMetrics(reg, "comparator"),
+		Egress: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mirrorline_comparator_egress_records_total",
+			Help: "Egress records (a service's outbound calls) consumed, by side and outcome (attached, no_parent, late, orphan, ignored).",
+		}, []string{"side", "outcome"}),
+		Downstream: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mirrorline_comparator_downstream_differences_total",
+			Help: "Downstream differences that are not noise, by endpoint and kind (extra: the shadow made more calls to a dependency endpoint, missing: fewer, body: a request body field differs).",
+		}, []string{"endpoint", "kind"}),
+		Stage: stage.NewMetrics(reg, "comparator"),
 	}
 	for _, s := range []Side{Primary, Shadow, Secondary} {
 		m.Latency.WithLabelValues(s.String())
 	}
-	telemetry.Register(reg, m.Exchanges, m.Latency, m.Alert, m.LatencyRegression, m.Pending, m.Records, m.Errors, m.Truncated)
+	telemetry.Register(reg, m.Exchanges, m.Latency, m.Alert, m.LatencyRegression, m.Pending, m.Records, m.Errors, m.Truncated, m.Egress, m.Downstream)
 	return m
 }

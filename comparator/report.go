@@ -74,6 +74,11 @@ type EndpointReport struct {
 	Significant bool `json:"significant"`
 	// Fields are the differences that are not noise, most frequent first.
 	Fields []FieldReport `json:"fields"`
+	// Downstream are the differences of the calls to dependencies that are
+	// not noise ("downstream[POST gateway:8080/charge]" for a call made or
+	// missing, "downstream[...].body.amount" for a request body field), most
+	// frequent first; left out of Fields.
+	Downstream []FieldReport `json:"downstream,omitempty"`
 	// Noise are the differences judged noise, most frequent first.
 	Noise []FieldReport `json:"noise"`
 	// StatusTransitions counts status changes ("201 → 422", for gRPC
@@ -227,6 +232,7 @@ func (s *Stats) Report(service string, now time.Time) *Report {
 			er.GRPCStatuses = maps.Clone(es.grpcStatuses)
 		}
 		er.Example = s.example(es, er.Fields)
+		er.Fields, er.Downstream = splitDownstream(er.Fields)
 		if es.firstNs > 0 && (first == 0 || es.firstNs < first) {
 			first = es.firstNs
 		}
@@ -242,6 +248,18 @@ func (s *Stats) Report(service string, now time.Time) *Report {
 		return cmp.Or(trueFirst(a.Significant, b.Significant), byDiffering, strings.Compare(a.Endpoint, b.Endpoint))
 	})
 	return rep
+}
+
+// splitDownstream separates the downstream differences from the others.
+func splitDownstream(fs []FieldReport) (own, down []FieldReport) {
+	for _, f := range fs {
+		if strings.HasPrefix(f.Field, DownstreamPrefix) {
+			down = append(down, f)
+		} else {
+			own = append(own, f)
+		}
+	}
+	return own, down
 }
 
 func fieldReport(r *row, judged int) FieldReport {

@@ -92,6 +92,9 @@ var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	"counts":   countList,
 	"verdicts": verdictLine,
 	"why":      noiseWhy,
+	"dsummary": downstreamSummary,
+	"dep":      func(f string) string { d, _, _ := DownstreamParts(f); return d },
+	"dpart":    func(f string) string { _, p, _ := DownstreamParts(f); return p },
 	"add":      func(a, b int) int { return a + b },
 	"mul100":   func(f float64) float64 { return f * 100 },
 }).Parse(`<!DOCTYPE html>
@@ -131,7 +134,9 @@ Latency regression: shadow percentile &gt; +{{printf "%.0f" (mul100 .R.Threshold
 <p>{{$e.Differing}} of {{$e.Comparable}} comparable exchanges differ. {{verdicts $e.Verdicts}}.</p>
 <table class="fields"><tr><th>field</th><th>difference</th><th>exchanges</th><th>share</th><th>example</th></tr>
 {{range $e.Fields}}<tr class="field" data-field="{{.Field}}"><td><code>{{.Field}}</code></td><td>{{.Kind}}</td><td class="num">{{.Count}}</td><td class="num">{{pct .Rate}}</td><td>{{summary . $e $.ShowNoise}}</td></tr>
-{{end}}</table>
+{{end}}</table>{{if $e.Downstream}}
+<h4>Downstream</h4>
+{{template "downstream" $e}}{{end}}
 {{if $e.GRPCStatuses}}<p class="grpc-statuses">grpc-status (primary → shadow): {{counts $e.GRPCStatuses}}</p>{{end}}
 {{with $e.Example}}<p>Example diff, exchange <code>{{.ID}}</code> ({{if or .PrimaryGRPCStatus .ShadowGRPCStatus}}grpc-status {{or .PrimaryGRPCStatus "none"}} → {{or .ShadowGRPCStatus "none"}}{{else}}status {{.PrimaryStatus}} → {{.ShadowStatus}}{{end}}):</p>
 <pre class="example">{{range .Differences}}{{example . $.ShowNoise}}
@@ -152,7 +157,9 @@ Latency regression: shadow percentile &gt; +{{printf "%.0f" (mul100 .R.Threshold
 {{if .Other}}<h2>Other endpoints</h2>
 <table id="other"><tr><th>endpoint</th><th>exchanges</th><th>verdicts</th></tr>
 {{range .Other}}<tr><td><code>{{.Endpoint}}</code>{{if .Latency.TailRegression}} <span class="badge warn tail-regression">tail latency regression</span>{{end}}</td><td class="num">{{.Exchanges}}</td><td>{{verdicts .Verdicts}}</td></tr>
-{{end}}</table>{{end}}
+{{end}}</table>{{end}}{{range .Other}}{{if .Downstream}}
+<h3>Downstream of <code class="endpoint-name">{{.Endpoint}}</code></h3>
+{{template "downstream" .}}{{end}}{{end}}
 
 <h2>Noise</h2>
 <p id="noise-summary">{{.R.NoiseFields}} fields judged noise: differences a secondary (a second instance of the primary version) shows too, or volatile values such as timestamps and ids that differ in nearly every exchange.</p>
@@ -161,4 +168,6 @@ Latency regression: shadow percentile &gt; +{{printf "%.0f" (mul100 .R.Threshold
 {{end}}{{end}}</table>{{end}}
 </body>
 </html>
-`))
+{{define "downstream"}}<table class="downstream"><tr><th>dependency</th><th>what</th><th>difference</th><th>exchanges</th><th>share</th><th>primary → shadow</th></tr>
+{{range .Downstream}}<tr class="downstream-field" data-field="{{.Field}}"><td><code>{{dep .Field}}</code></td><td><code>{{dpart .Field}}</code></td><td>{{.Kind}}</td><td class="num">{{.Count}}</td><td class="num">{{pct .Rate}}</td><td>{{dsummary . $}}</td></tr>
+{{end}}</table>{{end}}`))

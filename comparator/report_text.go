@@ -71,6 +71,7 @@ func WriteText(w io.Writer, rep *Report, opt TextOptions) error {
 			fmt.Fprintf(tw, "   %s\t%s\t%d\t%s\t%s\n", f.Field, f.Kind, f.Count, pct(f.Rate), fieldSummary(f, e, opt.ShowNoise))
 		}
 		_ = tw.Flush()
+		writeDownstream(&b, e)
 		if ex := e.Example; ex != nil {
 			if ex.PrimaryGRPCStatus != "" || ex.ShadowGRPCStatus != "" {
 				fmt.Fprintf(&b, "   example diff (exchange %s, grpc-status %s → %s):\n", ex.ID, cmp.Or(ex.PrimaryGRPCStatus, "none"), cmp.Or(ex.ShadowGRPCStatus, "none"))
@@ -121,6 +122,24 @@ func WriteText(w io.Writer, rep *Report, opt TextOptions) error {
 			fmt.Fprintf(tw, "  %s\t%d exchanges\t%s\n", e.Endpoint, e.Exchanges, verdictLine(e.Verdicts))
 		}
 		_ = tw.Flush()
+	}
+	// The downstream differences of every endpoint not detailed above
+	// (not significant, a tail regression only, or beyond --top).
+	shown := map[string]bool{}
+	for i, e := range sig {
+		shown[e.Endpoint] = i < opt.Top
+	}
+	head := false
+	for _, e := range byName(rep.Endpoints) {
+		if shown[e.Endpoint] || len(e.Downstream) == 0 {
+			continue
+		}
+		if !head {
+			b.WriteString("\nDownstream differences of the other endpoints\n")
+			head = true
+		}
+		fmt.Fprintf(&b, "  %s\n", e.Endpoint)
+		writeDownstream(&b, e)
 	}
 	var reasons []string
 	for _, e := range rep.Endpoints {
@@ -281,4 +300,54 @@ func countList(m map[string]int) string {
 		parts[i] = fmt.Sprintf("%s %d", k, m[k])
 	}
 	return strings.Join(parts, ", ")
+}
+
+// DownstreamParts splits the field of a downstream difference into the
+// dependency endpoint ("POST gateway:8080/charge") and what differs: "calls"
+// (the number of calls) or a request body field ("body.amount"). ok is false
+// for a field that is not downstream.
+func DownstreamParts(field string) (dep, part string, ok bool) {
+	rest, ok := strings.CutPrefix(field, DownstreamPrefix)
+	if !ok {
+		return "", "", false
+	}
+	if i := strings.Index(rest, "]."); i >= 0 {
+		return rest[:i], rest[i+2:], true
+	}
+	return strings.TrimSuffix(rest, "]"), "calls", true
+}
+
+// downstreamSummary describes one downstream difference of endpoint e.
+func downstreamSummary(f FieldReport, e EndpointReport) string {
+	s := valuePair(f)
+	if _, part, _ := DownstreamParts(f.Field); part == "calls" {
+		what := "extra calls by the shadow"
+		if f.Kind == "removed" {
+			what = "calls missing in the shadow"
+		}
+		s = what + ": " + f.Primary + " → " + f.Shadow
+	}
+	if f.UnderStatus {
+		if t := transition(e); t != "" {
+			return s + " (with status " + t + ")"
+		}
+		return s + " (with the status change)"
+	}
+	return s
+}
+
+// writeDownstream writes an endpoint's downstream differences: the calls to
+// dependencies that differ.
+func writeDownstream(b *strings.Builder, e EndpointReport) {
+	fs := e.Downstream
+	if len(fs) == 0 {
+		return
+	}
+	b.WriteString("   downstream (calls to dependencies, primary → shadow):\n")
+	tw := tabwriter.NewWriter(b, 2, 4, 2, ' ', 0)
+	for _, f := range fs {
+		dep, part, _ := DownstreamParts(f.Field)
+		fmt.Fprintf(tw, "     %s\t%s\t%s\t%d\t%s\t%s\n", dep, part, f.Kind, f.Count, pct(f.Rate), downstreamSummary(f, e))
+	}
+	_ = tw.Flush()
 }

@@ -351,6 +351,12 @@ func (r *Runner) handle(m *stage.Msg, ex *mlv1.Exchange, now time.Time) []Decisi
 		m.Done()
 		return nil
 	}
+	if isEgress(ex) && r.windowJob() {
+		// Downstream calls are compared for the live job only.
+		r.metrics.Egress.WithLabelValues(side.String(), EgressIgnored).Inc()
+		m.Done()
+		return nil
+	}
 	if side == Shadow && r.windowJob() {
 		// Held until its primary is looked up (resolve).
 		r.held[ref] = m
@@ -480,9 +486,11 @@ func (r *Runner) publish(ctx context.Context, cl *kgo.Client, out []Decision) er
 		})
 		return nil
 	}
-	batch := make([]*mlv1.Diff, len(out))
-	for i, d := range out {
-		batch[i] = d.Diff
+	batch := make([]*mlv1.Diff, 0, len(out))
+	for _, d := range out {
+		if d.Diff != nil { // nil: only releases records (orphan egress records)
+			batch = append(batch, d.Diff)
+		}
 	}
 	// Two rounds at most: the records Kafka refused as too large (the topic
 	// accepts less than the budget, its limit not known) are published

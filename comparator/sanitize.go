@@ -114,6 +114,7 @@ func (rep *Report) safeCopy() *Report {
 		e.Verdicts = safeKeys(e.Verdicts)
 		e.Fields = safeEach(e.Fields, safeField)
 		e.Noise = safeEach(e.Noise, safeField)
+		e.Downstream = safeEach(e.Downstream, safeField)
 		e.StatusTransitions = safeKeys(e.StatusTransitions)
 		e.Reasons = safeKeys(e.Reasons)
 		if e.Example != nil {

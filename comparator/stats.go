@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
@@ -304,7 +305,7 @@ func (s *Stats) Record(d *mlv1.Diff) {
 			transition = df.GetPrimary() + " → " + df.GetShadow()
 		}
 		rk := rowKey{fkey: k}
-		if df.GetUnderStatus() && df.GetKind() == mlv1.DiffKind_DIFF_KIND_REMOVED {
+		if df.GetUnderStatus() && df.GetKind() == mlv1.DiffKind_DIFF_KIND_REMOVED && !strings.HasPrefix(df.GetField(), DownstreamPrefix) {
 			rk = rowKey{fkey: fkey{FieldBody, mlv1.DiffKind_DIFF_KIND_REMOVED}, removedUnderStatus: true}
 		}
 		r := es.rows[rk]

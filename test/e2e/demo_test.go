@@ -31,8 +31,8 @@ func TestDemoKeepBanner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Dir(mlBin) // the demo's BIN: mirrorline, payments, load
-	for _, p := range []string{"payments", "load"} {
+	bin := filepath.Dir(mlBin) // the demo's BIN: mirrorline, payments, gateway, load
+	for _, p := range []string{"payments", "gateway", "load"} {
 		out, err := exec.Command("go", "build", "-o", filepath.Join(bin, p), "github.com/mirrorline/mirrorline/test/demo/"+p).CombinedOutput()
 		if err != nil {
 			t.Fatalf("build %s: %v\n%s", p, err, out)
@@ -78,7 +78,7 @@ func TestDemoKeepBanner(t *testing.T) {
 		done <- demo.Wait()
 	}()
 	var seen []string
-	var ok bool
+	var ok, isolated bool
 	var kafka string
 	var cmds []string
 	timeout := time.After(4 * time.Minute)
@@ -92,6 +92,8 @@ func TestDemoKeepBanner(t *testing.T) {
 			switch {
 			case strings.Contains(l, "demo OK"):
 				ok = true
+			case strings.TrimSpace(l) == "card gateway calls from the shadow:  0":
+				isolated = true
 			case strings.HasPrefix(l, "embedded Kafka:"):
 				kafka = strings.Fields(strings.TrimPrefix(l, "embedded Kafka:"))[0]
 			case strings.HasPrefix(l, "  "+bin+"/mirrorline "):
@@ -103,6 +105,12 @@ func TestDemoKeepBanner(t *testing.T) {
 	}
 	if !ok {
 		t.Fatalf("the demo printed its banner without \"demo OK\":\n%s", strings.Join(seen, "\n"))
+	}
+	if !isolated {
+		t.Errorf("the demo does not show 0 card gateway calls from the shadow:\n%s", strings.Join(seen, "\n"))
+	}
+	if !strings.Contains(strings.Join(seen, "\n"), "body.amount_cents") {
+		t.Errorf("the demo's report does not show v2's downstream difference (body.amount_cents):\n%s", strings.Join(seen, "\n"))
 	}
 	if kafka == "" {
 		t.Fatalf("the banner names no embedded Kafka address:\n%s", strings.Join(seen, "\n"))

@@ -156,7 +156,13 @@ type Difference struct {
 	// gRPC: "status" is the gRPC status, "trailer.grpc-message" a trailer,
 	// "messages" the number of response messages, "body.N" message N and
 	// "body.N." a protobuf field path in it, by name ("body.0.shipping.city")
-	// or, without a schema, by number ("body.0.6.2").
+	// or, without a schema, by number ("body.0.6.2"). Downstream differences
+	// (the calls the exchange made to dependencies, egress records) start with
+	// "downstream[" and the dependency endpoint: "downstream[POST
+	// gateway:8080/charge]" when the number of calls differs (kind added: the
+	// shadow made more, removed: fewer; the values are the counts), then "."
+	// and a field of the call's request body for a differing body
+	// ("downstream[POST gateway:8080/charge].body.amount").
 	Field string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
 	// field with array indices replaced by "*" ("body.items.*.price"): the key
 	// differences are counted and noise is learned under, per endpoint.

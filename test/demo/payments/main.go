@@ -5,6 +5,9 @@
 //	payments --listen 127.0.0.1:18081 --name primary --version v1
 //	payments --listen 127.0.0.1:18082 --name shadow --version v2
 //
+// With --gateway URL, POST /payments charges the card with the bundled card
+// gateway (test/demo/gateway) first, propagating traceparent and tracestate.
+//
 // Endpoints: POST /payments, GET /payments/{id}, GET /users/{id}, GET /health,
 // and the introspection endpoints GET /_demo/stats, GET /_demo/requests,
 // POST /_demo/reset. See package app for details.
@@ -18,6 +21,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -38,6 +42,7 @@ func run(args []string, stderr io.Writer) int {
 	version := fs.String("version", app.V1, "release to emulate: v1 (good) or v2 (regressed)")
 	seed := fs.Int64("seed", 1, "seed for the deterministic latency profile")
 	maxReqs := fs.Int("max-requests", app.DefaultMaxRequests, "number of requests kept for /_demo/requests")
+	gateway := fs.String("gateway", "", "base URL of the card gateway POST /payments charges (off when empty)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -57,12 +62,19 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 
+	if *gateway != "" {
+		if u, err := url.Parse(*gateway); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			fmt.Fprintf(stderr, "payments: --gateway: must be an http or https URL\n")
+			return 2
+		}
+	}
+
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "payments: %v\n", err)
 		return 1
 	}
-	h := app.New(app.Config{Name: *name, Version: *version, Seed: *seed, Log: stderr, MaxRequests: *maxReqs})
+	h := app.New(app.Config{Name: *name, Version: *version, Seed: *seed, Log: stderr, MaxRequests: *maxReqs, Gateway: *gateway})
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

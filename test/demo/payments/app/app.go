@@ -75,6 +75,13 @@ type Config struct {
 	// MaxBodyBytes bounds request bodies; larger bodies get 413 and are
 	// recorded truncated. 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// Gateway is the base URL of the card gateway ("http://127.0.0.1:18090");
+	// when set, POST /payments charges the card with POST {Gateway}/charge
+	// (propagating traceparent and tracestate) before answering, and answers
+	// 502 when the gateway fails. Empty: no gateway call.
+	Gateway string
+	// Client makes the gateway calls; nil means a client of its own.
+	Client *http.Client
 }
 
 // ValidVersion reports whether v names a supported release.
@@ -159,6 +166,10 @@ func New(cfg Config) *App {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	cfg.Gateway = strings.TrimRight(cfg.Gateway, "/")
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
 	a := &App{cfg: cfg, tail: DefaultSlowTail(cfg.Version)}
 	if cfg.SlowTail != nil {

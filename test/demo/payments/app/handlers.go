@@ -99,6 +99,12 @@ func (a *App) createPayment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "invalid address")
 		return
 	}
+	if a.cfg.Gateway != "" {
+		if err := a.charge(r.Context(), r, *req.Amount, req.Currency); err != nil {
+			writeError(w, http.StatusBadGateway, "card gateway error")
+			return
+		}
+	}
 	writeJSON(w, http.StatusCreated, PaymentResponse{
 		ID:        uuid.NewString(),
 		Status:    "authorized",
