@@ -238,7 +238,7 @@ func (ix *Index) Match(ctx context.Context, c Call, wait time.Duration) (*Record
 			}
 			timer = time.NewTimer(wait - time.Since(start))
 		}
-		if progress.Reached(target) {
+		if progress.Reached(target) && !ix.awaited(c) {
 			return nil, 0
 		}
 		select {
@@ -249,6 +249,21 @@ func (ix *Index) Match(ctx context.Context, c Call, wait time.Duration) (*Record
 			return nil, 0
 		}
 	}
+}
+
+// awaited reports whether c names a parent (or trace) of which the index
+// holds no recorded call at all: its records may still be on their way
+// (the primary's egress proxy publishes them apart from the inbound
+// exchange, which can be replayed first), so the call waits for them up to
+// its bound even when the index had read the topic to its end when the call
+// came.
+func (ix *Index) awaited(c Call) bool {
+	if c.Parent == "" && c.Trace == "" {
+		return false
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return len(ix.byParent[c.Parent]) == 0 && len(ix.byTrace[c.Trace]) == 0
 }
 
 // takeLocked is Match without waiting; ix.mu is held.

@@ -679,3 +679,54 @@ func TestFormBodiesMatchFieldByField(t *testing.T) {
 		t.Errorf("answered %q, want the recorded call with 3 of 4 fields alike", got)
 	}
 }
+
+// The primary's egress records are published by its egress proxy, apart
+// from the inbound exchange: the replayed request can reach the shadow, and
+// its call the stub, before they are on the clean topic, even when the
+// index had read the topic to its end. A call whose parent has no recorded
+// call yet waits for them (up to its bound); one whose parent has some
+// misses at once.
+func TestWaitsForAnUnseenParentThenHits(t *testing.T) {
+	ix := NewIndex()
+	lag := &lagging{asked: make(chan struct{})}
+	lag.reached.Store(true)
+	ix.SetProgress(lag)
+	srv, _ := serve(t, ix, WithWait(time.Minute))
+	got := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", srv.URL+"/ping", nil)
+		req.Host = "gw"
+		req.Header.Set("Tracestate", "mirrorline="+parentHex)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			got <- 0
+			return
+		}
+		resp.Body.Close()
+		got <- resp.StatusCode
+	}()
+	select {
+	case <-lag.asked:
+	case <-time.After(time.Minute):
+		t.Fatal("the call did not ask how far the index is")
+	}
+	ix.Add(recorded("e1", "gw", "GET", "/ping", "", 200, "pong"))
+	select {
+	case code := <-got:
+		if code != 200 {
+			t.Errorf("answered %d, want the late record's answer", code)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("no answer")
+	}
+	done := make(chan int, 1)
+	go func() { done <- call(t, srv, "gw", "GET", "/other", "").StatusCode }()
+	select {
+	case code := <-done:
+		if code != 502 {
+			t.Errorf("a parent with recorded calls: %d, want a miss", code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a call of a parent with recorded calls waited")
+	}
+}
