@@ -104,6 +104,7 @@ func (s *reflectStream) ask(req *rpb.ServerReflectionRequest) (*rpb.ServerReflec
 	if err != nil {
 		return nil, err
 	}
+	//lint:ignore SA1019 v1alpha is the fallback for servers that lack v1
 	var areq rpbalpha.ServerReflectionRequest
 	if err := proto.Unmarshal(b, &areq); err != nil {
 		return nil, err
