@@ -24,6 +24,7 @@ import (
 	"github.com/mirrorline/mirrorline/collector/tcpstream/packettest"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/demo/orders/app"
+	"github.com/mirrorline/mirrorline/test/demo/orders/orderstest"
 	"github.com/mirrorline/mirrorline/test/demo/orders/ordersv1"
 )
 
@@ -45,19 +46,8 @@ type grpcTraffic struct {
 // relay and returns what the client saw; the relay's connections have ended.
 func runGRPC(t *testing.T) *grpcTraffic {
 	t.Helper()
-	srv, err := app.New(app.V1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	srv.Register(g)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = g.Serve(ln) }()
-	t.Cleanup(g.Stop)
-	tr := &grpcTraffic{relay: packettest.NewRelay(t, ln.Addr().String())}
+	_, srvAddr := orderstest.Serve(t, app.V1)
+	tr := &grpcTraffic{relay: packettest.NewRelay(t, srvAddr)}
 	cc, err := grpc.NewClient("passthrough:///"+tr.relay.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -331,19 +321,8 @@ func TestImportH2Midstream(t *testing.T) {
 // segments and flow-control updates) import to what the client sent and
 // received.
 func TestImportCapturedGRPCStreams(t *testing.T) {
-	srv, err := app.New(app.V1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	srv.Register(g)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = g.Serve(ln) }()
-	t.Cleanup(g.Stop)
-	relay := packettest.NewRelay(t, ln.Addr().String())
+	_, srvAddr := orderstest.Serve(t, app.V1)
+	relay := packettest.NewRelay(t, srvAddr)
 	cc, err := grpc.NewClient("passthrough:///"+relay.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -415,19 +394,8 @@ func TestImportCapturedGRPCStreams(t *testing.T) {
 // after one answer (RST_STREAM CANCEL) is published cut: the messages seen,
 // both directions flagged, the reset as the response's error.
 func TestImportCapturedGRPCCancel(t *testing.T) {
-	srv, err := app.New(app.V1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	srv.Register(g)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = g.Serve(ln) }()
-	t.Cleanup(g.Stop)
-	relay := packettest.NewRelay(t, ln.Addr().String())
+	_, srvAddr := orderstest.Serve(t, app.V1)
+	relay := packettest.NewRelay(t, srvAddr)
 	cc, err := grpc.NewClient("passthrough:///"+relay.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

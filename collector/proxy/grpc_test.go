@@ -31,6 +31,7 @@ import (
 	"github.com/mirrorline/mirrorline/grpcwire"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/demo/orders/app"
+	"github.com/mirrorline/mirrorline/test/demo/orders/orderstest"
 	"github.com/mirrorline/mirrorline/test/demo/orders/ordersv1"
 )
 
@@ -377,26 +378,15 @@ func TestProxyGRPCCompressionAndLimits(t *testing.T) {
 // through a plain Go reverse proxy and through the proxy (h2c both ways,
 // capture on).
 func BenchmarkGRPCUnary(b *testing.B) {
-	srv, err := app.New(app.V1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	g := grpc.NewServer()
-	srv.Register(g)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go func() { _ = g.Serve(ln) }()
-	b.Cleanup(g.Stop)
+	_, srvAddr := orderstest.Serve(b, app.V1)
 	rec := &collectortest.Recorder{}
-	p, err := New("http://"+ln.Addr().String(), collector.NewEmitter(rec, "orders", nil, nil))
+	p, err := New("http://"+srvAddr, collector.NewEmitter(rec, "orders", nil, nil))
 	if err != nil {
 		b.Fatal(err)
 	}
 	proxied := collectortest.Serve(b, p.Serve)
 	// A plain Go reverse proxy over h2c both ways: the floor for a proxy.
-	target, _ := url.Parse("http://" + ln.Addr().String())
+	target, _ := url.Parse("http://" + srvAddr)
 	tr := &http.Transport{Protocols: new(http.Protocols)}
 	tr.Protocols.SetUnencryptedHTTP2(true)
 	plain := &http.Server{Handler: &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target) }, Transport: tr}, Protocols: new(http.Protocols)}
@@ -407,7 +397,7 @@ func BenchmarkGRPCUnary(b *testing.B) {
 	}
 	go func() { _ = plain.Serve(pln) }()
 	b.Cleanup(func() { plain.Close() })
-	for _, tc := range []struct{ name, addr string }{{"direct", ln.Addr().String()}, {"reverseproxy", pln.Addr().String()}, {"proxied", proxied}} {
+	for _, tc := range []struct{ name, addr string }{{"direct", srvAddr}, {"reverseproxy", pln.Addr().String()}, {"proxied", proxied}} {
 		b.Run(tc.name, func(b *testing.B) {
 			cc, err := grpc.NewClient(tc.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 			if err != nil {

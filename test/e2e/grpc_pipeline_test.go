@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/comparator"
 	"github.com/mirrorline/mirrorline/test/demo/orders/app"
+	"github.com/mirrorline/mirrorline/test/demo/orders/orderstest"
 	"github.com/mirrorline/mirrorline/test/demo/orders/ordersv1"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
 	"github.com/mirrorline/mirrorline/test/testproc"
@@ -48,20 +48,9 @@ func TestGRPCPipelineProxyToCompare(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			svc := kafkatest.Service(t, 1)
-			primary, err := app.New(app.V1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			g := grpc.NewServer()
-			primary.Register(g)
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go func() { _ = g.Serve(ln) }()
-			t.Cleanup(g.Stop)
+			_, primaryAddr := orderstest.Serve(t, app.V1)
 			shadow := startGRPCShadow(t)
-			p := startProxyProc(t, brokers, svc, "http://"+ln.Addr().String())
+			p := startProxyProc(t, brokers, svc, "http://"+primaryAddr)
 			startML(t, env, append([]string{"redact", "--service", svc, "--metrics-addr", ""}, tc.schema...)...)
 			startML(t, env, "replay", "--live", "--service", svc, "--target", shadow.url, "--group", "live-"+svc,
 				"--start", "earliest", "--metrics-addr", testproc.FreeAddr(t))

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +28,7 @@ import (
 	"github.com/mirrorline/mirrorline/collector/tcpstream/packettest"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/demo/orders/app"
+	"github.com/mirrorline/mirrorline/test/demo/orders/orderstest"
 	"github.com/mirrorline/mirrorline/test/demo/orders/ordersv1"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
 )
@@ -50,19 +50,8 @@ func TestGRPCThroughProxyToRawTopic(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			svc := kafkatest.Service(t, 1)
-			orders, err := app.New(app.V1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			g := grpc.NewServer()
-			orders.Register(g)
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go func() { _ = g.Serve(ln) }()
-			t.Cleanup(g.Stop)
-			p := startProxyProc(t, brokers, svc, "http://"+ln.Addr().String(), tc.extra...)
+			_, ordersAddr := orderstest.Serve(t, app.V1)
+			p := startProxyProc(t, brokers, svc, "http://"+ordersAddr, tc.extra...)
 
 			cc, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(tc.creds))
 			if err != nil {
@@ -149,21 +138,10 @@ func TestGRPCThroughProxyToRawTopic(t *testing.T) {
 // each direction); only header-name case differs (HTTP/2 sends lower case,
 // the proxy records Go's canonical form).
 func TestProxyAndPcapImportAgree(t *testing.T) {
-	orders, err := app.New(app.V1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	orders.Register(g)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = g.Serve(ln) }()
-	t.Cleanup(g.Stop)
+	_, ordersAddr := orderstest.Serve(t, app.V1)
 	rec := &collectortest.Recorder{}
 	em := collector.NewEmitter(rec, "orders", nil, nil)
-	p, err := proxy.New("http://"+ln.Addr().String(), em)
+	p, err := proxy.New("http://"+ordersAddr, em)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +22,7 @@ import (
 	"github.com/mirrorline/mirrorline/collector/tcpstream/packettest"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/demo/orders/app"
+	"github.com/mirrorline/mirrorline/test/demo/orders/orderstest"
 	"github.com/mirrorline/mirrorline/test/demo/orders/ordersv1"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
 )
@@ -33,19 +33,8 @@ import (
 // saw them; an HTTP/2 connection captured without its preface is reported,
 // not published.
 func TestImportH2cGRPCIntoKafka(t *testing.T) {
-	srv, err := app.New(app.V1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	srv.Register(g)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = g.Serve(ln) }()
-	t.Cleanup(g.Stop)
-	relay := packettest.NewRelay(t, ln.Addr().String())
+	_, srvAddr := orderstest.Serve(t, app.V1)
+	relay := packettest.NewRelay(t, srvAddr)
 	cc, err := grpc.NewClient("passthrough:///"+relay.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
