@@ -20,12 +20,6 @@ const (
 	HeaderID     = "X-Mirrorline-Id"
 )
 
-// hopByHop are never forwarded (RFC 9110 7.6.1 and the usual proxy extras).
-var hopByHop = map[string]bool{
-	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
-	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
-}
-
 // DropUnsafeTarget is the drop reason of records whose request-target must not
 // be replayed (see BuildRequest); they are committed and never sent.
 const DropUnsafeTarget = "unsafe_target"
@@ -79,7 +73,7 @@ func BuildRequest(ctx context.Context, target *url.URL, ex *mlv1.Exchange, keepH
 	}
 	for _, h := range in.Headers {
 		name := textproto.CanonicalMIMEHeaderKey(h.Name)
-		if hopByHop[name] || connTokens[name] || name == "Host" || name == "Content-Length" || strings.HasPrefix(name, ":") {
+		if mlv1.HopByHop(name) || connTokens[name] || name == "Host" || name == "Content-Length" || strings.HasPrefix(name, ":") {
 			continue
 		}
 		req.Header[name] = append(req.Header[name], h.Value)

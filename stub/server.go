@@ -12,7 +12,6 @@ import (
 	"net/textproto"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -44,14 +43,6 @@ const (
 	// "miss" or "passthrough".
 	HeaderStub = "X-Mirrorline-Stub"
 )
-
-// hopByHop are never copied from a recorded response or to a pass-through
-// call (RFC 9110 7.6.1 and the usual proxy extras); Content-Length is
-// recomputed.
-var hopByHop = map[string]bool{
-	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
-	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Content-Length": true,
-}
 
 // Server answers the shadow's outbound calls (see the package doc).
 type Server struct {
@@ -307,19 +298,12 @@ func (s *Server) passError(err error) answer {
 		body:   []byte("mirrorline stub: the pass-through call failed\n"), errText: err.Error()}
 }
 
-// dropHopByHop removes the hop-by-hop headers of h, those its Connection
-// header names too, and Content-Length.
+// dropHopByHop removes what is never copied from a recorded response or
+// to a pass-through call: the hop-by-hop headers of h, those its
+// Connection header names, and Content-Length (recomputed).
 func dropHopByHop(h http.Header) {
-	for _, v := range h.Values("Connection") {
-		for name := range strings.SplitSeq(v, ",") {
-			if name = strings.TrimSpace(name); name != "" {
-				h.Del(name)
-			}
-		}
-	}
-	for name := range hopByHop {
-		h.Del(name)
-	}
+	mlv1.DropHopByHop(h)
+	h.Del("Content-Length")
 }
 
 func (s *Server) write(w http.ResponseWriter, a answer) {
