@@ -91,6 +91,15 @@ func (d *differ) compare(endpoint string, p, s *mlv1.Response) comparison {
 		}
 	}
 	bodyDiffs, bodyVol, note := d.compareBodies(er, p, s)
+	c.addBody(bodyDiffs, bodyVol, note, vol, statusDiff)
+	return c
+}
+
+// addBody appends the body's differences (bodyVol: its volatile keys, note:
+// why it was not compared whole) to those of the status and headers (vol:
+// their volatile keys). With a status difference (the first) every other
+// difference is a consequence of it, and no key is learned as volatile.
+func (c *comparison) addBody(bodyDiffs []*mlv1.Difference, bodyVol map[string]bool, note string, vol map[string]bool, statusDiff bool) {
 	c.diffs = append(c.diffs, bodyDiffs...)
 	c.note = note
 	maps.Copy(vol, bodyVol)
@@ -101,7 +110,6 @@ func (d *differ) compare(endpoint string, p, s *mlv1.Response) comparison {
 	} else {
 		c.volatileKeys = slices.Sorted(maps.Keys(vol))
 	}
-	return c
 }
 
 // bodyClass is how a body is compared.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -174,16 +173,7 @@ func (d *differ) compareGRPC(endpoint, method string, p, s *mlv1.Response) compa
 	}
 	c.diffs = d.compareValues(c.diffs, vol, er, TrailerPrefix, trailers, pt, st)
 	bodyDiffs, bodyVol, note := d.compareMessages(er, method, p, s)
-	c.diffs = append(c.diffs, bodyDiffs...)
-	c.note = note
-	maps.Copy(vol, bodyVol)
-	if statusDiff {
-		for _, df := range c.diffs[1:] {
-			df.UnderStatus = true
-		}
-	} else {
-		c.volatileKeys = slices.Sorted(maps.Keys(vol))
-	}
+	c.addBody(bodyDiffs, bodyVol, note, vol, statusDiff)
 	return c
 }
 
