@@ -27,6 +27,32 @@ type Config struct {
 	// MaxMessageBytes is the largest record batch the producers send and the
 	// max.message.bytes topics are created with; 0 means DefaultMaxMessageBytes.
 	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// Compression is the codec of the record batches the producers send:
+	// one of Compressions; empty means DefaultCompression.
+	Compression string `yaml:"compression" flag:"kafka-compression" help:"compression of produced record batches: none, snappy, lz4, zstd or gzip"`
+}
+
+// DefaultCompression is the producers' batch codec when none is configured.
+const DefaultCompression = "snappy"
+
+// Compressions are the batch codecs Config.Compression accepts.
+var Compressions = []string{"none", "snappy", "lz4", "zstd", "gzip"}
+
+// codec returns the franz-go codec of Compression.
+func (c Config) codec() (kgo.CompressionCodec, error) {
+	switch cmp.Or(c.Compression, DefaultCompression) {
+	case "none":
+		return kgo.NoCompression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "lz4":
+		return kgo.Lz4Compression(), nil
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	case "gzip":
+		return kgo.GzipCompression(), nil
+	}
+	return kgo.CompressionCodec{}, fmt.Errorf("compression: %q is not one of %s", c.Compression, strings.Join(Compressions, ", "))
 }
 
 // ProducerMaxBytes is the producers' record batch limit: MaxMessageBytes or
@@ -64,7 +90,13 @@ func (c Config) Opts() ([]kgo.Opt, error) {
 	if n := c.ProducerMaxBytes(); n < minMaxMessageBytes || n > maxMaxMessageBytes {
 		return nil, fmt.Errorf("max_message_bytes: %d is not between %d and %d", c.MaxMessageBytes, minMaxMessageBytes, maxMaxMessageBytes)
 	}
-	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ClientID(id)}
+	codec, err := c.codec()
+	if err != nil {
+		return nil, err
+	}
+	// The codec first, falling back to none for a broker that does not
+	// know it (zstd needs Kafka 2.1).
+	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ClientID(id), kgo.ProducerBatchCompression(codec, kgo.NoCompression())}
 	if c.TLS.Enabled || c.TLS.CAFile != "" || c.TLS.CertFile != "" {
 		tc, err := c.TLS.config()
 		if err != nil {

@@ -167,12 +167,14 @@ func TestValidateJoinsSections(t *testing.T) {
 	cfg.Replay.Timeout = 0
 	cfg.Redact.Batch = -1
 	cfg.Proxy.Sample = 2
+	cfg.Kafka.Compression = "brotli"
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("accepted")
 	}
 	lines := strings.Split(err.Error(), "\n")
 	want := []string{
+		`kafka-compression: "brotli" is not one of none, snappy, lz4, zstd, gzip (compression, --kafka-compression)`,
 		"sample: 2 is not a fraction from 0 to 1 (proxy.sample, --sample)",
 		"batch: must be positive, got -1 (redact.batch, --batch)",
 		"timeout: must be positive, got 0s (replay.timeout, --timeout)",

@@ -39,7 +39,11 @@ func (f *File) Validate() error {
 	if hclog.LevelFromString(f.LogLevel) == hclog.NoLevel {
 		logLevel = invalid("log_level", "log-level", "%q is not one of trace, debug, info, warn, error", f.LogLevel)
 	}
-	return errors.Join(logLevel, // nil errors are left out
+	var compression error
+	if c := f.Kafka.Compression; c != "" && !slices.Contains(broker.Compressions, c) {
+		compression = invalid("compression", "kafka-compression", "%q is not one of %s", c, strings.Join(broker.Compressions, ", "))
+	}
+	return errors.Join(logLevel, compression, // nil errors are left out
 		f.Topics.Validate(), f.Proxy.Validate(), f.Sink.Validate(), f.Redact.Validate(), f.Replay.Validate(),
 		f.VPC.Validate(), f.EBPF.Validate(), f.Import.Validate(), f.Compare.Validate(),
 		f.Stub.Validate(),

@@ -57,8 +57,20 @@ func TxOpts(group string, topics []string, transactionalID string, m Membership)
 		// read-committed consumers waiting for it to time out.
 		kgo.TransactionalID(transactionalID),
 		kgo.TransactionTimeout(TransactionTimeout),
+		kgo.ConcurrentTransactionsBackoff(ConcurrentTransactionsBackoff),
 	)
 }
+
+// ConcurrentTransactionsBackoff is how long the session waits before asking
+// again when Kafka answers CONCURRENT_TRANSACTIONS: the previous
+// transaction's commit markers are still being written, which takes a few
+// milliseconds after EndTxn returned, and each transaction starts right after
+// the previous one. franz-go's default (20 ms) made every transaction wait
+// 20 ms for markers written in 3–5. On brokers with transaction protocol v2
+// (Kafka 4.0 and later) the broker retries for the client: its
+// add.partitions.to.txn.retry.backoff.ms (default 20) is the same wait, set
+// to 1 in the brokers this repository starts (docs/operations.md).
+const ConcurrentTransactionsBackoff = time.Millisecond
 
 // Tx runs a Transformer exactly once: each poll is one Kafka transaction
 // holding the output records and the consumed offsets; a crash or rebalance

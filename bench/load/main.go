@@ -63,9 +63,11 @@ type config struct {
 	e2eRates     []int
 	e2eStep      time.Duration
 	e2eDrain     time.Duration
+	e2eWarmup    time.Duration
 	e2eMaxLag    time.Duration
 	partitions   int
 	replayConc   int
+	compression  string
 	brokers      string
 	kafkaMode    string
 	nginx        string
@@ -100,9 +102,11 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&rates, "e2e-rates", "500,1000,2000,4000,6000,8000,10000", "end to end: rates to step through, per second, until loss or lag")
 	fs.DurationVar(&c.e2eStep, "e2e-step", 3*time.Second, "end to end: length of each step")
 	fs.DurationVar(&c.e2eDrain, "e2e-drain", 10*time.Second, "end to end: how long after a step every request must have reached the shadow")
+	fs.DurationVar(&c.e2eWarmup, "e2e-warmup", 3*time.Minute, "end to end: longest unmeasured load at the first rate before the first step, until the delay settles (0: none)")
 	fs.DurationVar(&c.e2eMaxLag, "e2e-max-lag", time.Second, "end to end: a step lags when the p99 send-to-shadow delay exceeds this")
 	fs.IntVar(&c.partitions, "partitions", 4, "partitions of the benchmark topics")
 	fs.IntVar(&c.replayConc, "replay-concurrency", 64, "live replayer --concurrency")
+	fs.StringVar(&c.compression, "compression", "", "--kafka-compression of the mirrorline processes (default: theirs)")
 	fs.StringVar(&c.brokers, "brokers", "", "Kafka brokers (default $KAFKA_BROKERS, else test/kafka/start)")
 	fs.StringVar(&c.kafkaMode, "kafka", "auto", "auto (real Kafka, else embedded kfake) or embedded")
 	fs.StringVar(&c.nginx, "nginx", "", "nginx binary (default: from PATH or /usr/sbin/nginx)")
@@ -139,7 +143,7 @@ func parseFlags(args []string) (config, error) {
 	switch {
 	case c.rate <= 0 || c.slowRate <= 0 || c.workers <= 0 || c.maxRequests <= 0 || c.rounds <= 0:
 		return c, errors.New("-rate, -slow-rate, -workers, -max-requests and -rounds must be positive")
-	case c.duration <= 0 || c.e2eStep <= 0 || c.e2eDrain <= 0 || c.warmup < 0:
+	case c.duration <= 0 || c.e2eStep <= 0 || c.e2eDrain <= 0 || c.warmup < 0 || c.e2eWarmup < 0:
 		return c, errors.New("-duration, -e2e-step and -e2e-drain must be positive")
 	case c.slowFactor < 1 || c.primaryDelay <= 0:
 		return c, errors.New("-slow-factor must be at least 1 and -primary-delay positive")
@@ -363,7 +367,7 @@ func (h *harness) overhead(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, maddr, err := benchproc.StartMirrorline(ctx, h.ml, h.tmp, "proxy-ovh", h.brokers, listen, mlWait,
+	p, maddr, err := h.startMirrorline(ctx, "proxy-ovh", listen,
 		"proxy", "--listen", listen, "--primary", primaryURL, "--service", svc)
 	if err != nil {
 		return err
@@ -383,7 +387,7 @@ func (h *harness) overhead(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		sk, smaddr, err := benchproc.StartMirrorline(ctx, h.ml, h.tmp, "sink-ovh", h.brokers, sinkAddr, mlWait,
+		sk, smaddr, err := h.startMirrorline(ctx, "sink-ovh", sinkAddr,
 			"sink", "--listen", sinkAddr, "--service", svc, "--key-header", "X-Forwarded-For")
 		if err != nil {
 			return err
@@ -478,6 +482,11 @@ type pipeline struct {
 	// (consumer groups joined, transactions initialised): paid once, before
 	// any step is measured.
 	started, ready time.Duration
+	// warmup is how long the pipeline ran unmeasured at warmupRate before
+	// the first step, in warmupSlices.
+	warmup       time.Duration
+	warmupRate   int
+	warmupSlices []warmSlice
 }
 
 func (pl *pipeline) stop() {
@@ -507,7 +516,7 @@ func (h *harness) startPipeline(ctx context.Context) (*pipeline, error) {
 		{"replay-e2e", "", []string{"replay", "--live", "--service", svc, "--target", "http://" + h.shadowAddr, "--start", "earliest",
 			"--concurrency", strconv.Itoa(h.cfg.replayConc)}},
 	} {
-		p, maddr, err := benchproc.StartMirrorline(ctx, h.ml, h.tmp, c.name, h.brokers, c.listen, mlWait, c.args...)
+		p, maddr, err := h.startMirrorline(ctx, c.name, c.listen, c.args...)
 		if err != nil {
 			pl.stop()
 			return nil, err
@@ -548,6 +557,15 @@ func (h *harness) startPipeline(ctx context.Context) (*pipeline, error) {
 	pl.ready = time.Since(warm)
 	h.logf("pipeline started in %s, first requests through in %s (group joins)", pl.started.Round(time.Millisecond), pl.ready.Round(time.Millisecond))
 	return pl, nil
+}
+
+// startMirrorline runs "mirrorline args..." as the child name (see
+// benchproc.StartMirrorline) with the harness's Kafka settings.
+func (h *harness) startMirrorline(ctx context.Context, name, listen string, args ...string) (*benchproc.Proc, string, error) {
+	if h.cfg.compression != "" {
+		args = append(args, "--kafka-compression", h.cfg.compression)
+	}
+	return benchproc.StartMirrorline(ctx, h.ml, h.tmp, name, h.brokers, listen, mlWait, args...)
 }
 
 // waitShadow waits until the shadow has n distinct requests of its current
@@ -707,6 +725,9 @@ func (h *harness) endToEnd(ctx context.Context, pl *pipeline) ([]e2eStep, error)
 	}
 	// A backlog left by the slow-shadow runs must be gone before the first step.
 	h.waitQuiet(ctx, 500*time.Millisecond, 30*time.Second)
+	if err := h.e2eWarmup(ctx, pl); err != nil {
+		return nil, err
+	}
 	var steps []e2eStep
 	for _, rate := range h.cfg.e2eRates {
 		if ctx.Err() != nil {
@@ -765,6 +786,68 @@ func (h *harness) endToEnd(ctx context.Context, pl *pipeline) ([]e2eStep, error)
 		}
 	}
 	return steps, nil
+}
+
+// e2eWarmup runs the pipeline unmeasured at the first rate, in slices of
+// e2eWarmupSlice, until e2eWarmupFlat slices in a row did not beat the best
+// send-to-shadow p50 so far by a tenth (or 2 ms), or for at most
+// -e2e-warmup. A broker whose
+// JVM started minutes ago is still compiling: its transactions were 3–10x
+// slower for its first one or two minutes on the 2-core machine, which no
+// fixed warm-up of the harness's own covers.
+func (h *harness) e2eWarmup(ctx context.Context, pl *pipeline) error {
+	limit := h.cfg.e2eWarmup
+	if limit <= 0 || len(h.cfg.e2eRates) == 0 {
+		return nil
+	}
+	rate := h.cfg.e2eRates[0]
+	var best time.Duration
+	flat := 0
+	began := time.Now()
+	for time.Since(began) < limit && ctx.Err() == nil {
+		step := h.nextStep()
+		if err := h.shadow.reset(step); err != nil {
+			return err
+		}
+		txBefore, _ := scrapeTx(pl.redactMetrics)
+		res := paced(ctx, "http://"+pl.listen, step, rate, e2eWarmupSlice)
+		txAfter, _ := scrapeTx(pl.redactMetrics)
+		st, err := h.waitShadow(ctx, res.Requests, h.cfg.e2eDrain)
+		if err != nil {
+			return fmt.Errorf("end to end warm-up: %w", err)
+		}
+		p50 := time.Duration(st.P50us) * time.Microsecond
+		txs := 0.0
+		if sec := res.Elapsed.Seconds(); sec > 0 {
+			txs = float64(txAfter.committed-txBefore.committed) / sec
+		}
+		pl.warmupSlices = append(pl.warmupSlices, warmSlice{p50: p50, txPerSec: txs})
+		h.logf("end to end: warm-up at %d/s, send→shadow p50 %s, %.1f transactions/s", rate, fmtDur(p50), txs)
+		if best == 0 || p50 < best-max(best/10, 2*time.Millisecond) {
+			flat = 0
+		} else if flat++; flat >= e2eWarmupFlat {
+			break
+		}
+		if best == 0 || p50 < best {
+			best = p50
+		}
+	}
+	pl.warmup, pl.warmupRate = time.Since(began), rate
+	h.waitQuiet(ctx, 500*time.Millisecond, 30*time.Second)
+	return nil
+}
+
+// e2eWarmupSlice is the length of one slice of the end-to-end warm-up, and
+// e2eWarmupFlat how many slices without a gain end it.
+const (
+	e2eWarmupSlice = 5 * time.Second
+	e2eWarmupFlat  = 3
+)
+
+// warmSlice is one slice of the end-to-end warm-up.
+type warmSlice struct {
+	p50      time.Duration // send to shadow
+	txPerSec float64       // the redactor's committed transactions
 }
 
 // ---- section: redactor ----

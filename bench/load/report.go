@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mirrorline/mirrorline/bench/benchproc"
+	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/stage"
 )
 
@@ -91,7 +93,7 @@ func (r *report) header(h *harness, args []string) {
 	fmt.Fprintf(&r.head, "## Load harness results\n\n")
 	fmt.Fprintf(&r.head, "- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&r.head, "- machine: %d cores (nproc), %s, %s RAM, %s, %s\n", cpus, model, mem, kernel, goVer)
-	fmt.Fprintf(&r.head, "- nginx: %s; Kafka: %s\n", nginxVersion(ngx), h.kafka)
+	fmt.Fprintf(&r.head, "- nginx: %s; Kafka: %s; producers' batch compression: %s\n", nginxVersion(ngx), h.kafka, cmp.Or(h.cfg.compression, broker.DefaultCompression))
 	fmt.Fprintf(&r.head, "- command: `%s`\n", cmd)
 	fmt.Fprintf(&r.head, "- everything on loopback on this machine: load generator, primary, shadow, proxies, Kafka, redactor, replayer share the %d cores\n", cpus)
 	fmt.Fprintf(&r.head, "- request mix: alternately `GET /payments/p-N?expand=card` and `POST /payments` with a 1 KB JSON body carrying synthetic card, email and phone data\n\n")
@@ -189,6 +191,14 @@ func (r *report) e2e(c config, pl *pipeline, steps []e2eStep) {
 		c.e2eStep, c.replayConc, c.partitions, c.e2eDrain, c.e2eMaxLag)
 	r.f("Before the first step the pipeline was warmed (consumer groups joined, transactions initialised, a first batch through to the shadow): processes listening after %s, first requests at the shadow %s later. No step pays a group join.\n\n",
 		fmtDur(pl.started), fmtDur(pl.ready))
+	if pl.warmup > 0 {
+		var sl []string
+		for _, w := range pl.warmupSlices {
+			sl = append(sl, fmt.Sprintf("%s (%.0f tx/s)", fmtDur(w.p50), w.txPerSec))
+		}
+		r.f("Then it ran unmeasured at %d/s for %s, in slices of %s, until %d slices in a row did not lower the send→shadow p50 by a tenth (a broker's JVM compiles its transaction paths during its first minutes): %s.\n\n",
+			pl.warmupRate, fmtDur(pl.warmup), e2eWarmupSlice, e2eWarmupFlat, strings.Join(sl, ", "))
+	}
 	r.f("| offered/s | sent/s | generator late p99 | answered | at shadow | lost | duplicates | proxy drops | send→shadow p50 | send→shadow p99 | drain after load | verdict |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	best := 0
 	for _, s := range steps {
@@ -285,6 +295,30 @@ func (r *report) txLoop(c config, runs map[time.Duration][]txLoopRun) {
 	}
 	if a, b := med[txLoopWaits[0]], med[stage.FetchMaxWait]; a > 0 && b > 0 {
 		r.summary("exactly-once loop, visible p99 with fetch wait %s vs %s: %s", stage.FetchMaxWait, txLoopWaits[0], ratio(b, a))
+	}
+	r.f("\n")
+	r.txRequests(runs[stage.FetchMaxWait])
+}
+
+// txRequests reports the round trips of a transaction: the p50 of each kind
+// of request the session sent (fetches aside), the median over runs.
+func (r *report) txRequests(runs []txLoopRun) {
+	byKind := map[string][]time.Duration{}
+	for _, x := range runs {
+		for k, d := range x.requests {
+			byKind[k] = append(byKind[k], d)
+		}
+	}
+	if len(byKind) == 0 {
+		return
+	}
+	kinds := slices.Sorted(maps.Keys(byKind))
+	r.f("Round trips of one transaction (fetch wait %s): p50 of each request the session sent, median over runs. Produce is the longest: it is the first request of a transaction, and Kafka holds it (CONCURRENT_TRANSACTIONS, retried every `add.partitions.to.txn.retry.backoff.ms` on the broker, or `stage.ConcurrentTransactionsBackoff` on the client before transaction protocol v2) until the previous transaction's commit markers are written.\n\n", stage.FetchMaxWait)
+	r.f("| request | p50 |\n|---|---:|\n")
+	for _, k := range kinds {
+		d := byKind[k]
+		slices.Sort(d)
+		r.f("| %s | %s |\n", k, fmtDur(d[len(d)/2]))
 	}
 	r.f("\n")
 }

@@ -30,11 +30,15 @@ import (
 
 // txLoopRun is one run of the loop with one fetch wait.
 type txLoopRun struct {
-	wait       time.Duration
-	records    int
-	visible    int
-	p50, p99   time.Duration // produce → visible read committed
-	fetchP99   time.Duration // the session's fetch requests
+	wait     time.Duration
+	records  int
+	visible  int
+	p50, p99 time.Duration // produce → visible read committed
+	fetchP99 time.Duration // the session's fetch requests
+	// requests are the p50 durations of the session's requests to the
+	// brokers by kind (Produce, TxnOffsetCommit, Heartbeat, EndTxn, ...):
+	// a transaction's round trips.
+	requests   map[string]time.Duration
 	txPerSec   float64
 	recordsTx  float64
 	elapsedSec float64
@@ -63,22 +67,19 @@ func (h *harness) txLoop(ctx context.Context) error {
 	return nil
 }
 
-// fetchTimes collects the durations of the session's fetch requests.
-// Only fetches that end while the producer writes count (on: a fetch left
+// fetchTimes collects the durations of the session's requests by kind.
+// Only requests that end while the producer writes count (on: a fetch left
 // waiting after the last record is not a stall).
 type fetchTimes struct {
 	mu sync.Mutex
 	on bool
-	d  []time.Duration
+	d  map[int16][]time.Duration
 }
 
 func (f *fetchTimes) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e kgo.BrokerE2E) {
-	if key != (&kmsg.FetchRequest{}).Key() {
-		return
-	}
 	f.mu.Lock()
 	if f.on {
-		f.d = append(f.d, e.DurationE2E())
+		f.d[key] = append(f.d[key], e.DurationE2E())
 	}
 	f.mu.Unlock()
 }
@@ -202,7 +203,7 @@ func (h *harness) txLoopOnce(ctx context.Context, wait time.Duration, rate int, 
 		return run, fmt.Errorf("fetch wait: the loop did not start within 60s (%v)", loopErr)
 	}
 	ft.mu.Lock()
-	ft.d, ft.on = nil, true
+	ft.d, ft.on = map[int16][]time.Duration{}, true
 	ft.mu.Unlock()
 	mu.Lock()
 	txs, polled = 0, 0
@@ -241,9 +242,14 @@ func (h *harness) txLoopOnce(ctx context.Context, wait time.Duration, rate int, 
 		run.recordsTx = float64(polled) / float64(txs)
 	}
 	ft.mu.Lock()
-	if len(ft.d) > 0 {
-		slices.Sort(ft.d)
-		run.fetchP99 = ft.d[len(ft.d)*99/100]
+	run.requests = map[string]time.Duration{}
+	for key, d := range ft.d {
+		slices.Sort(d)
+		if key == (&kmsg.FetchRequest{}).Key() {
+			run.fetchP99 = d[len(d)*99/100]
+			continue
+		}
+		run.requests[kmsg.NameForKey(key)] = d[len(d)/2]
 	}
 	ft.mu.Unlock()
 	return run, nil
