@@ -19,7 +19,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -65,7 +64,7 @@ type Capture struct {
 	objs     captureObjects
 	links    []link.Link
 	attached []Attachment
-	rd       *ringbuf.Reader
+	rd       *ringReader
 	tracker  *tcpstream.Tracker
 	stats    *tcpstream.Stats
 	dec      *tcpstream.Decoder
@@ -155,7 +154,7 @@ func Open(pub tcpstream.Publisher, cfg Config) (_ *Capture, err error) {
 			return nil, fmt.Errorf("ebpf: configure interface %s: %w", f.name, err)
 		}
 	}
-	if c.rd, err = ringbuf.NewReader(c.objs.Events); err != nil {
+	if c.rd, err = newRingReader(c.objs.Events); err != nil {
 		return nil, fmt.Errorf("ebpf: open ring buffer: %w", err)
 	}
 	for _, f := range ifs {
@@ -285,29 +284,9 @@ func (c *Capture) Run(ctx context.Context) error {
 		})
 		// Stop capturing, then let the reader drain the ring.
 		c.detach()
-		if err := c.rd.Flush(); err != nil {
-			c.log.Warn("flush ring buffer", "error", err)
-			_ = c.rd.Close()
-		}
+		c.rd.stop()
 	}()
-	var err error
-	var rec ringbuf.Record
-	c.rd.SetDeadline(time.Now().Add(pollInterval))
-	for {
-		rerr := c.rd.ReadInto(&rec)
-		if errors.Is(rerr, os.ErrDeadlineExceeded) {
-			// The ring is drained: wait for the next poll or a wakeup.
-			c.rd.SetDeadline(time.Now().Add(pollInterval))
-			continue
-		}
-		if rerr != nil {
-			if !errors.Is(rerr, ringbuf.ErrFlushed) && !errors.Is(rerr, ringbuf.ErrClosed) && !errors.Is(rerr, os.ErrClosed) {
-				err = fmt.Errorf("ebpf: read ring buffer: %w", rerr)
-			}
-			break
-		}
-		c.handle(rec.RawSample)
-	}
+	err := c.rd.run(c.handle, nil)
 	cancel()
 	wg.Wait()
 	c.tracker.Close(c.now())

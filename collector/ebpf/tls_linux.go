@@ -17,7 +17,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -84,7 +83,7 @@ type TLSCapture struct {
 	cfg     TLSConfig
 	log     hclog.Logger
 	objs    tlsObjects
-	rd      *ringbuf.Reader
+	rd      *ringReader
 	tracker *tcpstream.Tracker
 	stats   *tcpstream.Stats
 	asm     *tlsAssembler
@@ -263,7 +262,7 @@ func OpenTLS(pub tcpstream.Publisher, cfg TLSConfig) (_ *TLSCapture, err error) 
 			c.close()
 		}
 	}()
-	if c.rd, err = ringbuf.NewReader(c.objs.TlsEvents); err != nil {
+	if c.rd, err = newRingReader(c.objs.TlsEvents); err != nil {
 		return nil, fmt.Errorf("ebpf: open ring buffer: %w", err)
 	}
 	// Executables named by --binary are probed now, before they run.
@@ -638,10 +637,7 @@ func (c *TLSCapture) Run(ctx context.Context) error {
 		defer wg.Done()
 		c.tracker.FlushEvery(ctx, c.cfg.FlushInterval, c.now)
 		c.detach()
-		if err := c.rd.Flush(); err != nil {
-			c.log.Warn("flush ring buffer", "error", err)
-			_ = c.rd.Close()
-		}
+		c.rd.stop()
 	}()
 	go func() {
 		defer wg.Done()
@@ -658,29 +654,14 @@ func (c *TLSCapture) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	var err error
-	var rec ringbuf.Record
-	c.rd.SetDeadline(time.Now().Add(pollInterval))
-	for {
-		rerr := c.rd.ReadInto(&rec)
-		if errors.Is(rerr, os.ErrDeadlineExceeded) {
-			c.rd.SetDeadline(time.Now().Add(pollInterval))
-			c.housekeep()
-			continue
-		}
-		if rerr != nil {
-			if !errors.Is(rerr, ringbuf.ErrFlushed) && !errors.Is(rerr, ringbuf.ErrClosed) && !errors.Is(rerr, os.ErrClosed) {
-				err = fmt.Errorf("ebpf: read ring buffer: %w", rerr)
-			}
-			break
-		}
-		e, perr := parseTLSEvent(rec.RawSample)
+	err := c.rd.run(func(raw []byte) {
+		e, perr := parseTLSEvent(raw)
 		if perr != nil {
 			c.stats.Count(tcpstream.ResultMalformed)
-			continue
+			return
 		}
 		c.asm.handle(e, time.Unix(0, int64(e.TS)+c.monoOff))
-	}
+	}, c.housekeep)
 	cancel()
 	wg.Wait()
 	c.tracker.Close(c.now())
