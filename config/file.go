@@ -183,6 +183,7 @@ type Redact struct {
 	TransactionalID string          `yaml:"transactional_id" flag:"transactional-id" help:"Kafka transactional id, stable per instance (default mirrorline-redact-SERVICE-HOSTNAME)"`
 	OnFailure       string          `yaml:"on_failure" flag:"on-failure" help:"what to do with a record that cannot be scrubbed: quarantine or drop"`
 	Batch           int             `yaml:"batch" flag:"batch" help:"records per transaction at most"`
+	TxInterval      time.Duration   `yaml:"transaction_interval" flag:"transaction-interval" help:"begin transactions at least this far apart: fewer, fuller transactions when traffic is light, for at most this much more delay (0: each as soon as the previous ended)"`
 	SessionTimeout  time.Duration   `yaml:"session_timeout" flag:"session-timeout" help:"consumer group session timeout: how soon a dead redactor's partitions move to another"`
 	Rules           redactor.Config `yaml:"rules"`
 }

@@ -170,6 +170,7 @@ func (r *Redact) Validate() error {
 		positive("redact", "batch", r.Batch),
 		oneOf("redact", "on_failure", r.OnFailure, string(redactor.Quarantine), string(redactor.Drop)),
 		notNegative("redact", "session_timeout", r.SessionTimeout),
+		notNegative("redact", "transaction_interval", r.TxInterval),
 	)
 }
 

@@ -1,6 +1,8 @@
 package redactor
 
 import (
+	"time"
+
 	"github.com/hashicorp/go-hclog"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -53,6 +55,12 @@ func WithReopen(open func() (*kgo.GroupTransactSession, error)) Option {
 // WithBatch caps a Processor's records per transaction (default 1000).
 func WithBatch(n int) Option {
 	return func(o *options) { o.run = append(o.run, stage.WithPolling(stage.Polling{Max: n})) }
+}
+
+// WithTxInterval makes a Processor begin its transactions at least d apart
+// (stage.TxInterval; default 0).
+func WithTxInterval(d time.Duration) Option {
+	return func(o *options) { o.run = append(o.run, stage.TxInterval(d)) }
 }
 
 // WithBudget sets a Processor's clean topic record budget (default: a

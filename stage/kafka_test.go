@@ -310,3 +310,57 @@ func ids(t *testing.T, topic string) map[string]int {
 	}
 	return out
 }
+
+// chain transforms like upper and tells each transform's time; the test
+// produces the next record only after it, so without an interval every
+// record would be a transaction of its own, right after the previous one.
+type chain struct {
+	upper
+	at chan time.Time
+}
+
+func (c *chain) Transform(r *kgo.Record, ex *mlv1.Exchange) ([]*kgo.Record, error) {
+	c.at <- time.Now()
+	return c.upper.Transform(r, ex)
+}
+
+// With an interval, transactions begin at least that far apart: n records
+// produced one after the other span at least n-2 intervals (the first
+// record's transaction may begin up to one interval before its transform is
+// timed). Load only widens the span.
+func TestTxIntervalSpacesTransactions(t *testing.T) {
+	const n, interval = 6, 200 * time.Millisecond
+	in, out := topic(t, 1, nil), topic(t, 1, nil)
+	c := &chain{upper: upper{out: out, aside: out}, at: make(chan time.Time, n)}
+	opts := append(seeds(t), stage.TxOpts("tx-"+in, []string{in}, "txn-"+in, stage.Membership{})...)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := stage.NewTx(sess, c, stage.TxInterval(interval))
+	defer x.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- x.Run(ctx) }()
+	var first, last time.Time
+	for i := range n {
+		produce(t, in, 0, exchange(fmt.Sprintf("r%d", i)))
+		select {
+		case at := <-c.at:
+			if i == 0 {
+				first = at
+			}
+			last = at
+		case <-time.After(time.Minute):
+			t.Fatalf("record %d not transformed within a minute", i)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if span := last.Sub(first); span < (n-2)*interval {
+		t.Errorf("%d records one after the other transformed within %s, want at least %s (transactions %s apart)", n, span, (n-2)*interval, interval)
+	}
+}

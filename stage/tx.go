@@ -131,7 +131,11 @@ func (x *Tx) Run(ctx context.Context) error {
 			obs.Ended(committed)
 		}
 	}
+	var began time.Time // the last transaction's
 	for {
+		if err := x.waitInterval(ctx, began); err != nil {
+			return nil
+		}
 		// One poll per transaction, on the current session (a reopen
 		// replaces it).
 		var fs kgo.Fetches
@@ -145,6 +149,7 @@ func (x *Tx) Run(ctx context.Context) error {
 		if err != nil || fs == nil {
 			return err
 		}
+		began = time.Now()
 		if err := x.sess.Begin(); err != nil {
 			if x.reopen == nil {
 				return fmt.Errorf("begin transaction: %w", err)
@@ -195,6 +200,27 @@ func (x *Tx) Run(ctx context.Context) error {
 				fs.EachRecord(func(r *kgo.Record) { delete(x.rejected, srcPos{r.Topic, r.Partition, r.Offset}) })
 			}
 		}
+	}
+}
+
+// waitInterval waits until the transaction interval has passed since began
+// (no wait without an interval or before the first transaction); it fails
+// only when ctx ends.
+func (x *Tx) waitInterval(ctx context.Context, began time.Time) error {
+	if x.txInterval <= 0 || began.IsZero() {
+		return nil
+	}
+	d := time.Until(began.Add(x.txInterval))
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

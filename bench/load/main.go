@@ -68,6 +68,7 @@ type config struct {
 	partitions   int
 	replayConc   int
 	compression  string
+	txInterval   time.Duration
 	brokers      string
 	kafkaMode    string
 	nginx        string
@@ -106,6 +107,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.e2eMaxLag, "e2e-max-lag", time.Second, "end to end: a step lags when the p99 send-to-shadow delay exceeds this")
 	fs.IntVar(&c.partitions, "partitions", 4, "partitions of the benchmark topics")
 	fs.IntVar(&c.replayConc, "replay-concurrency", 64, "live replayer --concurrency")
+	fs.DurationVar(&c.txInterval, "tx-interval", 0, "the redactor's --transaction-interval (0: its default)")
 	fs.StringVar(&c.compression, "compression", "", "--kafka-compression of the mirrorline processes (default: theirs)")
 	fs.StringVar(&c.brokers, "brokers", "", "Kafka brokers (default $KAFKA_BROKERS, else test/kafka/start)")
 	fs.StringVar(&c.kafkaMode, "kafka", "auto", "auto (real Kafka, else embedded kfake) or embedded")
@@ -512,7 +514,7 @@ func (h *harness) startPipeline(ctx context.Context) (*pipeline, error) {
 		args         []string
 	}{
 		{"proxy-e2e", listen, []string{"proxy", "--listen", listen, "--primary", "http://" + h.primaryAddr, "--service", svc}},
-		{"redact-e2e", "", []string{"redact", "--service", svc, "--transactional-id", "mirrorline-bench-" + svc}},
+		{"redact-e2e", "", append([]string{"redact", "--service", svc, "--transactional-id", "mirrorline-bench-" + svc}, h.redactArgs()...)},
 		{"replay-e2e", "", []string{"replay", "--live", "--service", svc, "--target", "http://" + h.shadowAddr, "--start", "earliest",
 			"--concurrency", strconv.Itoa(h.cfg.replayConc)}},
 	} {
@@ -557,6 +559,14 @@ func (h *harness) startPipeline(ctx context.Context) (*pipeline, error) {
 	pl.ready = time.Since(warm)
 	h.logf("pipeline started in %s, first requests through in %s (group joins)", pl.started.Round(time.Millisecond), pl.ready.Round(time.Millisecond))
 	return pl, nil
+}
+
+// redactArgs are the redactor's flags the harness's own flags set.
+func (h *harness) redactArgs() []string {
+	if h.cfg.txInterval > 0 {
+		return []string{"--transaction-interval", h.cfg.txInterval.String()}
+	}
+	return nil
 }
 
 // startMirrorline runs "mirrorline args..." as the child name (see

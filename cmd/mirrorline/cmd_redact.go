@@ -133,6 +133,7 @@ func (a *app) newRedactor(tel *telemetry.Server) (*redactor.Processor, error) {
 	p, err := redactor.NewProcessor(sess, engine, a.cfg.Service,
 		redactor.WithOnFailure(redactor.OnFailure(rc.OnFailure)),
 		redactor.WithBatch(rc.Batch),
+		redactor.WithTxInterval(rc.TxInterval),
 		redactor.WithMetrics(redactor.NewMetrics(tel.Registry)),
 		redactor.WithLogger(a.log.Named("redact")),
 		redactor.WithReopen(open),
