@@ -168,6 +168,7 @@ func TestValidateJoinsSections(t *testing.T) {
 	cfg.Redact.Batch = -1
 	cfg.Proxy.Sample = 2
 	cfg.Kafka.Compression = "brotli"
+	cfg.Kafka.Linger = -time.Millisecond
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("accepted")
@@ -175,6 +176,7 @@ func TestValidateJoinsSections(t *testing.T) {
 	lines := strings.Split(err.Error(), "\n")
 	want := []string{
 		`kafka-compression: "brotli" is not one of none, snappy, lz4, zstd, gzip (compression, --kafka-compression)`,
+		"kafka-linger: -1ms is not between 0 and 1s (linger, --kafka-linger)",
 		"sample: 2 is not a fraction from 0 to 1 (proxy.sample, --sample)",
 		"batch: must be positive, got -1 (redact.batch, --batch)",
 		"timeout: must be positive, got 0s (replay.timeout, --timeout)",

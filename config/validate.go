@@ -43,7 +43,11 @@ func (f *File) Validate() error {
 	if c := f.Kafka.Compression; c != "" && !slices.Contains(broker.Compressions, c) {
 		compression = invalid("compression", "kafka-compression", "%q is not one of %s", c, strings.Join(broker.Compressions, ", "))
 	}
-	return errors.Join(logLevel, compression, // nil errors are left out
+	var linger error
+	if l := f.Kafka.Linger; l < 0 || l > time.Second {
+		linger = invalid("linger", "kafka-linger", "%s is not between 0 and 1s", l)
+	}
+	return errors.Join(logLevel, compression, linger, // nil errors are left out
 		f.Topics.Validate(), f.Proxy.Validate(), f.Sink.Validate(), f.Redact.Validate(), f.Replay.Validate(),
 		f.VPC.Validate(), f.EBPF.Validate(), f.Import.Validate(), f.Compare.Validate(),
 		f.Stub.Validate(),

@@ -7,7 +7,6 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
@@ -137,7 +136,7 @@ func (a *app) newEmitter(tel *telemetry.Server, queueRecords, queueBytes int, na
 	cl, err := broker.NewClient(a.cfg.Kafka,
 		kgo.MaxBufferedRecords(queueRecords),
 		kgo.MaxBufferedBytes(queueBytes),
-		kgo.ProducerLinger(5*time.Millisecond),
+		kgo.ProducerLinger(a.cfg.Kafka.CollectorLinger()),
 	)
 	if err != nil {
 		return nil, nil, usageError{err}
