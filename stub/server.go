@@ -197,8 +197,8 @@ type answer struct {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	c := Call{Method: r.Method, Target: r.URL.RequestURI(), ContentType: r.Header.Get("Content-Type")}
-	c.Trace, _ = TraceID(r.Header)
-	c.Parent, _ = ParentID(r.Header)
+	c.Trace, _ = mlv1.TraceID(r.Header.Values("Traceparent"))
+	c.Parent, _ = mlv1.ParentID(r.Header.Values("Tracestate"))
 	switch {
 	case r.URL.IsAbs(): // forward proxy: absolute-form
 		c.Host = r.URL.Host

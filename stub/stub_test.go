@@ -447,62 +447,6 @@ func TestIndexSkips(t *testing.T) {
 	}
 }
 
-func TestHostileTraceContext(t *testing.T) {
-	long := strings.Repeat("a", 10000)
-	for _, c := range []struct {
-		name, traceparent string
-		tracestate        []string
-		trace, parent     string
-	}{
-		{"valid", "00-" + traceHex + "-00f067aa0ba902b7-01", []string{"mirrorline=" + parentHex}, traceHex, parentID},
-		{"entry among others, spaces", "", []string{"a=1 , b=2", "\tmirrorline=" + parentHex + " ,c=3"}, "", parentID},
-		{"upper case hex", "00-" + strings.ToUpper(traceHex) + "-00f067aa0ba902b7-01", []string{"mirrorline=" + strings.ToUpper(parentHex)}, "", ""},
-		{"all-zero trace", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", nil, "", ""},
-		{"all-zero span", "00-" + traceHex + "-0000000000000000-01", nil, "", ""},
-		{"version ff", "ff-" + traceHex + "-00f067aa0ba902b7-01", nil, "", ""},
-		{"version 00 with more", "00-" + traceHex + "-00f067aa0ba902b7-01-xx", nil, "", ""},
-		{"future version with more", "cc-" + traceHex + "-00f067aa0ba902b7-01-xx", nil, traceHex, ""},
-		{"future version glued", "cc-" + traceHex + "-00f067aa0ba902b7-01xx", nil, "", ""},
-		{"short", "00-abc", []string{"mirrorline="}, "", ""},
-		{"dashes moved", "00" + traceHex + "--00f067aa0ba902b7-01", []string{"mirrorline=" + parentHex[:31]}, "", ""},
-		{"non-hex", "00-" + strings.Repeat("g", 32) + "-00f067aa0ba902b7-01", []string{"mirrorline=" + strings.Repeat("z", 32)}, "", ""},
-		{"injection", "00-" + traceHex + "-00f067aa0ba902b7-01\r\nX: y", []string{"mirrorline=" + parentHex + "\r\nX: y"}, "", ""},
-		{"huge", long, []string{long}, "", ""},
-		{"entry after 32 others", "", []string{strings.Repeat("k=v,", 32) + "mirrorline=" + parentHex}, "", ""},
-		{"first mirrorline entry wins", "", []string{"mirrorline=bad", "mirrorline=" + parentHex}, "", ""},
-		{"unicode", "00-" + traceHex[:31] + "é-00f067aa0ba902b7-01", []string{"mirrorline=" + parentHex[:30] + "é"}, "", ""},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			h := http.Header{}
-			if c.traceparent != "" {
-				h.Set("Traceparent", c.traceparent)
-			}
-			for _, v := range c.tracestate {
-				h.Add("Tracestate", v)
-			}
-			trace, _ := TraceID(h)
-			parent, _ := ParentID(h)
-			if trace != c.trace || parent != c.parent {
-				t.Errorf("trace %q parent %q, want %q %q", trace, parent, c.trace, c.parent)
-			}
-		})
-	}
-}
-
-func FuzzTraceContext(f *testing.F) {
-	f.Add("00-"+traceHex+"-00f067aa0ba902b7-01", "mirrorline="+parentHex)
-	f.Add("", ",,=,mirrorline=,=")
-	f.Fuzz(func(t *testing.T, tp, ts string) {
-		h := http.Header{"Traceparent": {tp}, "Tracestate": {ts}}
-		if trace, ok := TraceID(h); ok && (len(trace) != 32 || !isLowerHex(trace)) {
-			t.Errorf("trace id %q", trace)
-		}
-		if parent, ok := ParentID(h); ok && len(parent) != 36 {
-			t.Errorf("parent id %q", parent)
-		}
-	})
-}
-
 func TestSimilarity(t *testing.T) {
 	for _, c := range []struct {
 		a, b string

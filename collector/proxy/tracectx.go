@@ -11,54 +11,25 @@ import (
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
-// W3C trace context (https://www.w3.org/TR/trace-context/) as the proxy
-// uses it to tie a service's outbound calls to the inbound exchange they
-// were made for: the inbound proxy puts the exchange id in tracestate
-// (key mirrorline), the service propagates traceparent and tracestate to
-// its outbound calls, and the egress proxy reads the id back.
+// W3C trace context as the proxy uses it to tie a service's outbound calls
+// to the inbound exchange they were made for: the inbound proxy puts the
+// exchange id in tracestate (member mlv1.TracestateKey), the service
+// propagates traceparent and tracestate to its outbound calls, and the
+// egress proxy reads the id back (mlv1.TraceID, mlv1.ParentID parse them).
 const (
 	headerTraceparent = "Traceparent"
 	headerTracestate  = "Tracestate"
-	// tracestateKey is the proxy's tracestate list-member key.
-	tracestateKey = "mirrorline"
-	// maxTracestateMembers is W3C's bound on tracestate list-members.
-	maxTracestateMembers = 32
 )
 
-// traceIDOf returns the trace id of a valid version-00 traceparent: exactly
-// one header value "00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>",
-// lowercase hex, neither id all zeros. ok is false otherwise.
-func traceIDOf(vals []string) (traceID string, ok bool) {
-	if len(vals) != 1 {
+// traceIDOf returns the trace id of a valid version-00 traceparent (see
+// mlv1.TraceID): the proxy forwards only a version it writes itself, and
+// starts a new trace for a later one.
+func traceIDOf(vals []string) (string, bool) {
+	id, ok := mlv1.TraceID(vals)
+	if !ok || !strings.HasPrefix(vals[0], "00-") {
 		return "", false
 	}
-	v := vals[0]
-	if len(v) != 55 || v[0] != '0' || v[1] != '0' || v[2] != '-' || v[35] != '-' || v[52] != '-' {
-		return "", false
-	}
-	trace, parent, flags := v[3:35], v[36:52], v[53:55]
-	if !lowerHex(trace) || !lowerHex(parent) || !lowerHex(flags) || allZero(trace) || allZero(parent) {
-		return "", false
-	}
-	return trace, true
-}
-
-func lowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-func allZero(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] != '0' {
-			return false
-		}
-	}
-	return true
+	return id, true
 }
 
 // addTraceContext prepares h, the headers of an inbound request about to be
@@ -92,8 +63,8 @@ func addTraceContext(h http.Header, id uuid.UUID) string {
 		h[headerTraceparent] = []string{string(tp[:])}
 	}
 	var b strings.Builder
-	b.Grow(len(tracestateKey) + 1 + len(idHex))
-	b.WriteString(tracestateKey)
+	b.Grow(len(mlv1.TracestateKey) + 1 + len(idHex))
+	b.WriteString(mlv1.TracestateKey)
 	b.WriteByte('=')
 	b.Write(idHex[:])
 	if ok {
@@ -101,10 +72,10 @@ func addTraceContext(h http.Header, id uuid.UUID) string {
 		for _, v := range h[headerTracestate] {
 			for m := range strings.SplitSeq(v, ",") {
 				m = strings.Trim(m, " \t")
-				if m == "" || n >= maxTracestateMembers {
+				if m == "" || n >= mlv1.MaxTracestateMembers {
 					continue
 				}
-				if key, _, _ := strings.Cut(m, "="); strings.TrimRight(key, " \t") == tracestateKey {
+				if key, _, _ := strings.Cut(m, "="); strings.TrimRight(key, " \t") == mlv1.TracestateKey {
 					continue
 				}
 				b.WriteByte(',')
@@ -120,23 +91,8 @@ func addTraceContext(h http.Header, id uuid.UUID) string {
 // parentOf returns the exchange id (a UUID string, as Exchange.id) of the
 // mirrorline member of tracestate, "" without a well-formed one.
 func parentOf(h http.Header) string {
-	for _, v := range h[headerTracestate] {
-		for m := range strings.SplitSeq(v, ",") {
-			key, val, ok := strings.Cut(strings.Trim(m, " \t"), "=")
-			if !ok || key != tracestateKey {
-				continue
-			}
-			if len(val) != 32 || !lowerHex(val) {
-				return ""
-			}
-			var id uuid.UUID
-			if _, err := hex.Decode(id[:], []byte(val)); err != nil {
-				return ""
-			}
-			return id.String()
-		}
-	}
-	return ""
+	id, _ := mlv1.ParentID(h[headerTracestate])
+	return id
 }
 
 // setRecorded sets the recorded header name (canonical) to its forwarded

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
 func TestAddTraceContext(t *testing.T) {
@@ -122,11 +124,11 @@ func FuzzAddTraceContext(f *testing.F) {
 			t.Fatalf("tracestate %q", state)
 		}
 		members := strings.Split(state[0], ",")
-		if len(members) > maxTracestateMembers {
+		if len(members) > mlv1.MaxTracestateMembers {
 			t.Fatalf("tracestate has %d members", len(members))
 		}
 		for _, m := range members[1:] {
-			if key, _, _ := strings.Cut(m, "="); strings.Trim(key, " \t") == tracestateKey || m == "" {
+			if key, _, _ := strings.Cut(m, "="); strings.Trim(key, " \t") == mlv1.TracestateKey || m == "" {
 				t.Fatalf("tracestate %q: a second mirrorline member or an empty one", state[0])
 			}
 		}
