@@ -70,4 +70,3 @@ func FuzzTraceContext(f *testing.F) {
 		}
 	})
 }
-
