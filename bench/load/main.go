@@ -60,6 +60,7 @@ type config struct {
 	slowRate     int
 	primaryDelay time.Duration
 	slowFactor   int
+	slowNice     int
 	e2eRates     []int
 	e2eStep      time.Duration
 	e2eDrain     time.Duration
@@ -100,6 +101,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.slowRate, "slow-rate", 1000, "slow shadow: request rate per second")
 	fs.DurationVar(&c.primaryDelay, "primary-delay", 2*time.Millisecond, "slow shadow: the primary's service time")
 	fs.IntVar(&c.slowFactor, "slow-factor", 10, "slow shadow: the slow shadow answers this many times slower than the primary")
+	fs.IntVar(&c.slowNice, "slow-nice", 10, "slow shadow: nice value of mirrorline's redactor and live replayer meanwhile, standing in for nodes of their own (0: same priority as the primary path)")
 	fs.StringVar(&rates, "e2e-rates", "500,1000,2000,4000,6000,8000,10000", "end to end: rates to step through, per second, until loss or lag")
 	fs.DurationVar(&c.e2eStep, "e2e-step", 3*time.Second, "end to end: length of each step")
 	fs.DurationVar(&c.e2eDrain, "e2e-drain", 10*time.Second, "end to end: how long after a step every request must have reached the shadow")
@@ -491,6 +493,18 @@ type pipeline struct {
 	warmupSlices []warmSlice
 }
 
+// shadowSide returns the pids of the pipeline's redactor and live replayer:
+// the stages that run off the primary's nodes in a deployment.
+func (pl *pipeline) shadowSide() []int {
+	var pids []int
+	for _, w := range pl.watch {
+		if w.name == "redact" || w.name == "replay" {
+			pids = append(pids, w.pid)
+		}
+	}
+	return pids
+}
+
 func (pl *pipeline) stop() {
 	if pl.hops != nil {
 		pl.hops.stop()
@@ -684,7 +698,14 @@ func (h *harness) slowShadow(ctx context.Context) error {
 		if err := h.primary.setDelay(h.cfg.primaryDelay); err != nil {
 			return err
 		}
+		shadowSide := pl.shadowSide()
+		if err := renice(shadowSide, h.cfg.slowNice); err != nil {
+			h.rep.note("slow shadow: the redactor and the replayer kept their priority: " + err.Error())
+		}
 		rs, err := h.slowSeries(ctx, "mirrorline", "http://"+pl.listen)
+		if err := renice(shadowSide, 0); err != nil && h.cfg.only["e2e"] {
+			h.rep.note("end to end: the redactor and the replayer stayed at nice " + strconv.Itoa(h.cfg.slowNice) + ": " + err.Error())
+		}
 		if err != nil {
 			return err
 		}

@@ -158,8 +158,8 @@ func (r *report) overhead(c config, fronts []front) {
 
 func (r *report) slow(c config, runs []slowRun) {
 	r.f("### Slow shadow: the primary's latency when the shadow is %dx slower\n\n", c.slowFactor)
-	r.f("Primary service time %s; shadow %s (fast) or %s (slow), alternating for %d rounds. vegeta %d/s for %s per pass through each front; each figure is the median pass, the range in brackets. mirrorline: the shadow is behind Kafka, the redactor and `mirrorline replay --live`; nginx: the shadow is the `mirror` target (deploy/nginx/mirror.conf).\n\n",
-		c.primaryDelay, c.primaryDelay, c.primaryDelay*time.Duration(c.slowFactor), c.rounds, c.slowRate, c.duration)
+	r.f("Primary service time %s; shadow %s (fast) or %s (slow), alternating for %d rounds. vegeta %d/s for %s per pass through each front; each figure is the median pass, the range in brackets. mirrorline: the shadow is behind Kafka, the redactor and `mirrorline replay --live` (those two at nice %d, standing in for nodes of their own); nginx: the shadow is the `mirror` target (deploy/nginx/mirror.conf).\n\n",
+		c.primaryDelay, c.primaryDelay, c.primaryDelay*time.Duration(c.slowFactor), c.rounds, c.slowRate, c.duration, c.slowNice)
 	r.f("| front | shadow service time | primary p50 | primary p99 | client errors | client req/s | shadow received req/s meanwhile |\n|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range runs {
 		r.f("| %s | %s | %s | %s | %d | %.0f | %.0f |\n", s.system, s.shadowDelay, fmtSpreadDur(s.p50), fmtSpreadDur(s.p99), s.errors, s.clientRate, s.shadowRate)
