@@ -486,10 +486,9 @@ type pipeline struct {
 	// (consumer groups joined, transactions initialised): paid once, before
 	// any step is measured.
 	started, ready time.Duration
-	// warmup is how long the pipeline ran unmeasured at warmupRate before
-	// the first step, in warmupSlices.
+	// warmup is how long the pipeline ran unmeasured at the first rate
+	// before the first step, in warmupSlices.
 	warmup       time.Duration
-	warmupRate   int
 	warmupSlices []warmSlice
 }
 
@@ -863,7 +862,7 @@ func (h *harness) e2eWarmup(ctx context.Context, pl *pipeline) error {
 			best = p50
 		}
 	}
-	pl.warmup, pl.warmupRate = time.Since(began), rate
+	pl.warmup = time.Since(began)
 	h.waitQuiet(ctx, 500*time.Millisecond, 30*time.Second)
 	return nil
 }

@@ -197,7 +197,7 @@ func (r *report) e2e(c config, pl *pipeline, steps []e2eStep) {
 			sl = append(sl, fmt.Sprintf("%s (%.0f tx/s)", fmtDur(w.p50), w.txPerSec))
 		}
 		r.f("Then it ran unmeasured at %d/s for %s, in slices of %s, until %d slices in a row did not lower the send→shadow p50 by a tenth (a broker's JVM compiles its transaction paths during its first minutes): %s.\n\n",
-			pl.warmupRate, fmtDur(pl.warmup), e2eWarmupSlice, e2eWarmupFlat, strings.Join(sl, ", "))
+			c.e2eRates[0], fmtDur(pl.warmup), e2eWarmupSlice, e2eWarmupFlat, strings.Join(sl, ", "))
 	}
 	r.f("| offered/s | sent/s | generator late p99 | answered | at shadow | lost | duplicates | proxy drops | send→shadow p50 | send→shadow p99 | drain after load | verdict |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	best := 0

@@ -67,16 +67,16 @@ func (h *harness) txLoop(ctx context.Context) error {
 	return nil
 }
 
-// fetchTimes collects the durations of the session's requests by kind.
+// requestTimes collects the durations of the session's requests by kind.
 // Only requests that end while the producer writes count (on: a fetch left
 // waiting after the last record is not a stall).
-type fetchTimes struct {
+type requestTimes struct {
 	mu sync.Mutex
 	on bool
 	d  map[int16][]time.Duration
 }
 
-func (f *fetchTimes) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e kgo.BrokerE2E) {
+func (f *requestTimes) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e kgo.BrokerE2E) {
 	f.mu.Lock()
 	if f.on {
 		f.d[key] = append(f.d[key], e.DurationE2E())
@@ -112,7 +112,7 @@ func (h *harness) txLoopOnce(ctx context.Context, wait time.Duration, rate int, 
 		return run, err
 	}
 	defer prod.Close()
-	ft := &fetchTimes{}
+	ft := &requestTimes{}
 	opts, err := brokers.Opts()
 	if err != nil {
 		return run, err

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,10 +26,9 @@ type ringReader struct {
 	// f is a duplicate of the ring's fd in Go's poller (readable when the
 	// program woke userspace); nil when the poller refused it, and then the
 	// reader waits on a timer.
-	f        *os.File
-	rc       syscall.RawConn
-	stopping atomic.Bool
-	stopped  chan struct{} // closed by stop
+	f       *os.File
+	rc      syscall.RawConn
+	stopped chan struct{} // closed by stop
 }
 
 // newRingReader opens a reader of the ring buffer map m.
@@ -76,7 +74,7 @@ func pollable(fd int) (*os.File, syscall.RawConn, error) {
 func (r *ringReader) run(handle func([]byte), idle func()) error {
 	var rec ringbuf.Record
 	for {
-		stopping := r.stopping.Load()
+		stopping := r.stopping()
 		// Everything in the ring now, without waiting.
 		r.rd.SetDeadline(time.Now())
 		for {
@@ -115,13 +113,22 @@ func (r *ringReader) wait() {
 	}
 	_ = r.f.SetReadDeadline(time.Now().Add(pollInterval))
 	// An error is the deadline or stop: either way the ring is read next.
-	_ = r.rc.Read(func(uintptr) bool { return r.stopping.Load() || r.rd.AvailableBytes() > 0 })
+	_ = r.rc.Read(func(uintptr) bool { return r.stopping() || r.rd.AvailableBytes() > 0 })
+}
+
+// stopping reports whether stop was called.
+func (r *ringReader) stopping() bool {
+	select {
+	case <-r.stopped:
+		return true
+	default:
+		return false
+	}
 }
 
 // stop makes run read what the ring holds and return. Call it once, after the
 // program is detached.
 func (r *ringReader) stop() {
-	r.stopping.Store(true)
 	close(r.stopped)
 	if r.f != nil {
 		_ = r.f.SetReadDeadline(time.Now())
