@@ -5,6 +5,9 @@ BIN   := .bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_VTPROTO_VERSION := v0.6.0
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+# messages whose decoding may reuse a reset message's headers and parts
+# (ResetVT keeps them; see proto/mirrorline/v1/codec.go)
+VTPROTO_POOL := $(foreach m,Exchange Request Response Header Message Replay StubAnswer,--go-vtproto_opt=pool=github.com/mirrorline/mirrorline/proto/mirrorline/v1.$(m))
 IMAGE ?= mirrorline/mirrorline:dev
 
 .PHONY: all bpf build deps image test-faults deploy-check demo test test-stress test-unit test-e2e bench lint proto kafka-start kafka-stop clean
@@ -99,7 +102,8 @@ proto:
 	GOBIN=$(CURDIR)/$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	GOBIN=$(CURDIR)/$(BIN) $(GO) install github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto@$(PROTOC_GEN_GO_VTPROTO_VERSION)
 	PATH=$(CURDIR)/$(BIN):$$PATH protoc --go_out=. --go_opt=paths=source_relative \
-		--go-vtproto_out=. --go-vtproto_opt=paths=source_relative,features=marshal+unmarshal+unmarshal_unsafe+size \
+		--go-vtproto_out=. --go-vtproto_opt=paths=source_relative,features=marshal+unmarshal+unmarshal_unsafe+size+pool \
+		$(VTPROTO_POOL) \
 		proto/mirrorline/v1/*.proto
 	GOBIN=$(CURDIR)/$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 	PATH=$(CURDIR)/$(BIN):$$PATH protoc --go_out=. --go_opt=paths=source_relative \

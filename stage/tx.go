@@ -16,7 +16,10 @@ import (
 
 // Transformer is a consume-transform-produce stage (the redactor). The
 // runtime calls it from one goroutine, once per record of a transaction
-// (again when an aborted transaction is retried).
+// (again when an aborted transaction is retried). The exchange it is given
+// is decoded into again for the next record (mlv1.UnmarshalExchangeRecycled):
+// neither it nor any message reached from it (request, response, header) may
+// be kept once Transform or SetAside returns; its strings and bodies may.
 type Transformer interface {
 	// Transform returns the records that stand for r downstream (none: r is
 	// consumed without output). An error sets r aside.
@@ -84,6 +87,9 @@ type Tx struct {
 	// rejected holds the records whose output Kafka refused as too large:
 	// processed again, they are set aside.
 	rejected map[srcPos]string
+	// ex is the exchange each record is decoded into in turn (its request,
+	// response and headers are reused; see Transformer).
+	ex *mlv1.Exchange
 }
 
 // srcPos is a consumed record's position.
@@ -96,7 +102,7 @@ type srcPos struct {
 // NewTx returns a transactional runtime of t reading through sess (built
 // with TxOpts).
 func NewTx(sess *kgo.GroupTransactSession, t Transformer, opts ...Option) *Tx {
-	return &Tx{config: newConfig(opts), sess: sess, t: t, rejected: map[srcPos]string{}}
+	return &Tx{config: newConfig(opts), sess: sess, t: t, rejected: map[srcPos]string{}, ex: &mlv1.Exchange{}}
 }
 
 // Close closes the current session (a new one after a reopen). Call it after
@@ -255,7 +261,7 @@ func (x *Tx) produce(ctx context.Context, fs kgo.Fetches) *batch {
 
 // transform returns r's outputs, and whether they are a set-aside record.
 func (x *Tx) transform(r *kgo.Record, pos srcPos) ([]*kgo.Record, bool) {
-	ex := &mlv1.Exchange{}
+	ex := x.ex
 	aside := func(kind, reason string) ([]*kgo.Record, bool) {
 		x.metrics.SetAside.WithLabelValues(kind).Inc()
 		x.log.Warn("record set aside", "kind", kind, "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason)
@@ -264,7 +270,7 @@ func (x *Tx) transform(r *kgo.Record, pos srcPos) ([]*kgo.Record, bool) {
 		}
 		return nil, true
 	}
-	if err := mlv1.UnmarshalExchangeTransient(r.Value, ex); err != nil {
+	if err := mlv1.UnmarshalExchangeRecycled(r.Value, ex); err != nil {
 		x.metrics.Undecodable.Inc()
 		ex = nil
 		return aside(SetAsideUndecodable, "undecodable record")

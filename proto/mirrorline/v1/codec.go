@@ -43,6 +43,61 @@ func UnmarshalExchangeTransient(b []byte, x *Exchange) error {
 	return proto.Unmarshal(b, x)
 }
 
+// UnmarshalExchangeRecycled is UnmarshalExchangeTransient into x, an
+// exchange the caller decoded before and no longer uses: the messages of
+// x's request and response (headers, trailers, gRPC messages) are reset and
+// decoded into again instead of allocated anew (they go through the
+// generated pools, so the next decode takes them back). Neither x nor any
+// message reached from it may be held by anyone when it is called; strings
+// and bodies may (they are never written to: a body or message data is
+// never decoded into the previous one's bytes). For a loop that decodes one
+// record at a time and drops it once encoded again (the redactor).
+func UnmarshalExchangeRecycled(b []byte, x *Exchange) error {
+	x.recycle()
+	if unmarshalVT(b, x, true) {
+		return nil
+	}
+	x.Reset()
+	return proto.Unmarshal(b, x)
+}
+
+// recycle resets x for UnmarshalExchangeRecycled: ResetVT returns its
+// request and response to the generated pools with their header, trailer and
+// message lists kept, each entry reset. Entries past a list's length (a
+// list shortened in place) are dropped, not reused: only what x holds is
+// reset. Bodies and message data are dropped, so that a later decode
+// (UnmarshalVT appends into a kept body) never writes into bytes a string
+// may share.
+func (x *Exchange) recycle() {
+	if r := x.Request; r != nil {
+		r.Body = nil
+		recycleList(&r.Headers)
+		recycleList(&r.Trailers)
+		recycleMessages(&r.Messages)
+	}
+	if r := x.Response; r != nil {
+		r.Body = nil
+		recycleList(&r.Headers)
+		recycleList(&r.Trailers)
+		recycleMessages(&r.Messages)
+	}
+	x.Redactions = nil // may be another's slice (the redactor's rule names)
+	x.ResetVT()
+}
+
+func recycleList(hs *[]*Header) {
+	clear((*hs)[len(*hs):cap(*hs)])
+}
+
+func recycleMessages(ms *[]*Message) {
+	clear((*ms)[len(*ms):cap(*ms)])
+	for _, m := range *ms {
+		if m != nil {
+			m.Data = nil
+		}
+	}
+}
+
 // unmarshalVT decodes b into x (reset first) with UnmarshalVT, or a copy of
 // b with UnmarshalVTUnsafe when shared, and reports whether the result is
 // certainly proto.Unmarshal's: decoded without error, every string valid

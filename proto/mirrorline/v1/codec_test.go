@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -101,7 +102,90 @@ func sameDecode(t *testing.T, b []byte) *Exchange {
 			t.Fatalf("%s: a nil body decoded as empty or the reverse", d.name)
 		}
 	}
+	// Recycled: into an exchange that held every field before, its lists
+	// shortened in place as a transformer may leave them.
+	rec := &Exchange{}
+	if err := UnmarshalExchangeRecycled(mustMarshal(t, everyField()), rec); err != nil {
+		t.Fatal(err)
+	}
+	rec.Request.Headers = rec.Request.Headers[:1]
+	gerr := UnmarshalExchangeRecycled(b, rec)
+	if (werr == nil) != (gerr == nil) || (werr != nil && werr.Error() != gerr.Error()) {
+		t.Fatalf("UnmarshalExchangeRecycled: error %v, proto.Unmarshal: %v", gerr, werr)
+	}
+	if werr == nil && !proto.Equal(rec, want) {
+		t.Fatalf("UnmarshalExchangeRecycled: decoded\n%v\nproto.Unmarshal:\n%v", rec, want)
+	}
+	if werr == nil && ((rec.GetRequest().GetBody() == nil) != (want.GetRequest().GetBody() == nil) ||
+		(rec.GetResponse().GetBody() == nil) != (want.GetResponse().GetBody() == nil)) {
+		t.Fatal("UnmarshalExchangeRecycled: a nil body decoded as empty or the reverse")
+	}
 	return got
+}
+
+// everyField is an exchange with every field set, lists of two.
+func everyField() *Exchange {
+	x := &Exchange{}
+	fill(x.ProtoReflect(), 7)
+	return x
+}
+
+// Decoding one record after another into the same exchange gives each
+// record alone, never a part of the one before; what the previous record
+// left (its strings, its body, a header its list no longer holds) is not
+// written to.
+func TestUnmarshalExchangeRecycled(t *testing.T) {
+	x := &Exchange{}
+	seq := []*Exchange{
+		everyField(),
+		{Id: "b", Request: &Request{Method: "GET", Headers: []*Header{{Name: "only-name"}}}},
+		collected(5),
+		{},
+		{Response: &Response{Status: 204, Headers: []*Header{{Value: "only-value"}}}},
+		everyField(),
+		benchExchange(),
+	}
+	var keptStrings []string
+	var keptBodies [][]byte
+	var wantStrings []string
+	var wantBodies [][]byte
+	var dropped *Header
+	for i, want := range seq {
+		if err := UnmarshalExchangeRecycled(mustMarshal(t, want), x); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		if !proto.Equal(x, want) {
+			t.Fatalf("record %d decoded\n%v\nwant\n%v", i, x, want)
+		}
+		for _, s := range []string{x.Id, x.GetRequest().GetUrl(), x.GetResponse().GetError()} {
+			keptStrings = append(keptStrings, s)
+			wantStrings = append(wantStrings, strings.Clone(s))
+		}
+		if b := x.GetRequest().GetBody(); b != nil {
+			keptBodies = append(keptBodies, b)
+			wantBodies = append(wantBodies, bytes.Clone(b))
+		}
+		if dropped != nil && (dropped.Name != "kept by another" || dropped.Value != "v") {
+			t.Fatalf("record %d: a header dropped from the list was decoded into: %v", i, dropped)
+		}
+		// Shorten the request's headers in place, as the redactor drops
+		// headers, and hold on to the one left past the end.
+		if r := x.GetRequest(); r != nil && len(r.Headers) >= 2 {
+			dropped = r.Headers[len(r.Headers)-1]
+			dropped.Name, dropped.Value = "kept by another", "v"
+			r.Headers = r.Headers[:len(r.Headers)-1]
+		}
+	}
+	for i := range keptStrings {
+		if keptStrings[i] != wantStrings[i] {
+			t.Fatalf("string %d of an earlier record changed: %q, want %q", i, keptStrings[i], wantStrings[i])
+		}
+	}
+	for i := range keptBodies {
+		if !bytes.Equal(keptBodies[i], wantBodies[i]) {
+			t.Fatalf("body %d of an earlier record changed", i)
+		}
+	}
 }
 
 // decoders are the two decoders, each checked against proto.Unmarshal.

@@ -9,6 +9,7 @@ import (
 	protohelpers "github.com/planetscale/vtprotobuf/protohelpers"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	io "io"
+	sync "sync"
 	unsafe "unsafe"
 )
 
@@ -739,6 +740,194 @@ func (m *StubAnswer) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 	return len(dAtA) - i, nil
 }
 
+var vtprotoPool_Header = sync.Pool{
+	New: func() interface{} {
+		return &Header{}
+	},
+}
+
+func (m *Header) ResetVT() {
+	if m != nil {
+		m.Reset()
+	}
+}
+func (m *Header) ReturnToVTPool() {
+	if m != nil {
+		m.ResetVT()
+		vtprotoPool_Header.Put(m)
+	}
+}
+func HeaderFromVTPool() *Header {
+	return vtprotoPool_Header.Get().(*Header)
+}
+
+var vtprotoPool_Request = sync.Pool{
+	New: func() interface{} {
+		return &Request{}
+	},
+}
+
+func (m *Request) ResetVT() {
+	if m != nil {
+		for _, mm := range m.Headers {
+			mm.ResetVT()
+		}
+		f0 := m.Headers[:0]
+		f1 := m.Body[:0]
+		for _, mm := range m.Trailers {
+			mm.ResetVT()
+		}
+		f2 := m.Trailers[:0]
+		for _, mm := range m.Messages {
+			mm.ResetVT()
+		}
+		f3 := m.Messages[:0]
+		m.Reset()
+		m.Headers = f0
+		m.Body = f1
+		m.Trailers = f2
+		m.Messages = f3
+	}
+}
+func (m *Request) ReturnToVTPool() {
+	if m != nil {
+		m.ResetVT()
+		vtprotoPool_Request.Put(m)
+	}
+}
+func RequestFromVTPool() *Request {
+	return vtprotoPool_Request.Get().(*Request)
+}
+
+var vtprotoPool_Response = sync.Pool{
+	New: func() interface{} {
+		return &Response{}
+	},
+}
+
+func (m *Response) ResetVT() {
+	if m != nil {
+		for _, mm := range m.Headers {
+			mm.ResetVT()
+		}
+		f0 := m.Headers[:0]
+		f1 := m.Body[:0]
+		for _, mm := range m.Trailers {
+			mm.ResetVT()
+		}
+		f2 := m.Trailers[:0]
+		for _, mm := range m.Messages {
+			mm.ResetVT()
+		}
+		f3 := m.Messages[:0]
+		m.Reset()
+		m.Headers = f0
+		m.Body = f1
+		m.Trailers = f2
+		m.Messages = f3
+	}
+}
+func (m *Response) ReturnToVTPool() {
+	if m != nil {
+		m.ResetVT()
+		vtprotoPool_Response.Put(m)
+	}
+}
+func ResponseFromVTPool() *Response {
+	return vtprotoPool_Response.Get().(*Response)
+}
+
+var vtprotoPool_Message = sync.Pool{
+	New: func() interface{} {
+		return &Message{}
+	},
+}
+
+func (m *Message) ResetVT() {
+	if m != nil {
+		f0 := m.Data[:0]
+		m.Reset()
+		m.Data = f0
+	}
+}
+func (m *Message) ReturnToVTPool() {
+	if m != nil {
+		m.ResetVT()
+		vtprotoPool_Message.Put(m)
+	}
+}
+func MessageFromVTPool() *Message {
+	return vtprotoPool_Message.Get().(*Message)
+}
+
+var vtprotoPool_Replay = sync.Pool{
+	New: func() interface{} {
+		return &Replay{}
+	},
+}
+
+func (m *Replay) ResetVT() {
+	if m != nil {
+		m.Reset()
+	}
+}
+func (m *Replay) ReturnToVTPool() {
+	if m != nil {
+		m.ResetVT()
+		vtprotoPool_Replay.Put(m)
+	}
+}
+func ReplayFromVTPool() *Replay {
+	return vtprotoPool_Replay.Get().(*Replay)
+}
+
+var vtprotoPool_Exchange = sync.Pool{
+	New: func() interface{} {
+		return &Exchange{}
+	},
+}
+
+func (m *Exchange) ResetVT() {
+	if m != nil {
+		m.Request.ReturnToVTPool()
+		m.Response.ReturnToVTPool()
+		m.Replay.ReturnToVTPool()
+		f0 := m.Redactions[:0]
+		m.Stub.ReturnToVTPool()
+		m.Reset()
+		m.Redactions = f0
+	}
+}
+func (m *Exchange) ReturnToVTPool() {
+	if m != nil {
+		m.ResetVT()
+		vtprotoPool_Exchange.Put(m)
+	}
+}
+func ExchangeFromVTPool() *Exchange {
+	return vtprotoPool_Exchange.Get().(*Exchange)
+}
+
+var vtprotoPool_StubAnswer = sync.Pool{
+	New: func() interface{} {
+		return &StubAnswer{}
+	},
+}
+
+func (m *StubAnswer) ResetVT() {
+	if m != nil {
+		m.Reset()
+	}
+}
+func (m *StubAnswer) ReturnToVTPool() {
+	if m != nil {
+		m.ResetVT()
+		vtprotoPool_StubAnswer.Put(m)
+	}
+}
+func StubAnswerFromVTPool() *StubAnswer {
+	return vtprotoPool_StubAnswer.Get().(*StubAnswer)
+}
 func (m *Header) SizeVT() (n int) {
 	if m == nil {
 		return 0
@@ -1383,7 +1572,14 @@ func (m *Request) UnmarshalVT(dAtA []byte) error {
 			if postIndex > l {
 				return io.ErrUnexpectedEOF
 			}
-			m.Headers = append(m.Headers, &Header{})
+			if len(m.Headers) == cap(m.Headers) {
+				m.Headers = append(m.Headers, &Header{})
+			} else {
+				m.Headers = m.Headers[:len(m.Headers)+1]
+				if m.Headers[len(m.Headers)-1] == nil {
+					m.Headers[len(m.Headers)-1] = &Header{}
+				}
+			}
 			if err := m.Headers[len(m.Headers)-1].UnmarshalVT(dAtA[iNdEx:postIndex]); err != nil {
 				return err
 			}
@@ -1562,7 +1758,14 @@ func (m *Request) UnmarshalVT(dAtA []byte) error {
 			if postIndex > l {
 				return io.ErrUnexpectedEOF
 			}
-			m.Trailers = append(m.Trailers, &Header{})
+			if len(m.Trailers) == cap(m.Trailers) {
+				m.Trailers = append(m.Trailers, &Header{})
+			} else {
+				m.Trailers = m.Trailers[:len(m.Trailers)+1]
+				if m.Trailers[len(m.Trailers)-1] == nil {
+					m.Trailers[len(m.Trailers)-1] = &Header{}
+				}
+			}
 			if err := m.Trailers[len(m.Trailers)-1].UnmarshalVT(dAtA[iNdEx:postIndex]); err != nil {
 				return err
 			}
@@ -1596,7 +1799,14 @@ func (m *Request) UnmarshalVT(dAtA []byte) error {
 			if postIndex > l {
 				return io.ErrUnexpectedEOF
 			}
-			m.Messages = append(m.Messages, &Message{})
+			if len(m.Messages) == cap(m.Messages) {
+				m.Messages = append(m.Messages, &Message{})
+			} else {
+				m.Messages = m.Messages[:len(m.Messages)+1]
+				if m.Messages[len(m.Messages)-1] == nil {
+					m.Messages[len(m.Messages)-1] = &Message{}
+				}
+			}
 			if err := m.Messages[len(m.Messages)-1].UnmarshalVT(dAtA[iNdEx:postIndex]); err != nil {
 				return err
 			}
@@ -1720,7 +1930,14 @@ func (m *Response) UnmarshalVT(dAtA []byte) error {
 			if postIndex > l {
 				return io.ErrUnexpectedEOF
 			}
-			m.Headers = append(m.Headers, &Header{})
+			if len(m.Headers) == cap(m.Headers) {
+				m.Headers = append(m.Headers, &Header{})
+			} else {
+				m.Headers = m.Headers[:len(m.Headers)+1]
+				if m.Headers[len(m.Headers)-1] == nil {
+					m.Headers[len(m.Headers)-1] = &Header{}
+				}
+			}
 			if err := m.Headers[len(m.Headers)-1].UnmarshalVT(dAtA[iNdEx:postIndex]); err != nil {
 				return err
 			}
@@ -1930,7 +2147,14 @@ func (m *Response) UnmarshalVT(dAtA []byte) error {
 			if postIndex > l {
 				return io.ErrUnexpectedEOF
 			}
-			m.Trailers = append(m.Trailers, &Header{})
+			if len(m.Trailers) == cap(m.Trailers) {
+				m.Trailers = append(m.Trailers, &Header{})
+			} else {
+				m.Trailers = m.Trailers[:len(m.Trailers)+1]
+				if m.Trailers[len(m.Trailers)-1] == nil {
+					m.Trailers[len(m.Trailers)-1] = &Header{}
+				}
+			}
 			if err := m.Trailers[len(m.Trailers)-1].UnmarshalVT(dAtA[iNdEx:postIndex]); err != nil {
 				return err
 			}
@@ -1964,7 +2188,14 @@ func (m *Response) UnmarshalVT(dAtA []byte) error {
 			if postIndex > l {
 				return io.ErrUnexpectedEOF
 			}
-			m.Messages = append(m.Messages, &Message{})
+			if len(m.Messages) == cap(m.Messages) {
+				m.Messages = append(m.Messages, &Message{})
+			} else {
+				m.Messages = m.Messages[:len(m.Messages)+1]
+				if m.Messages[len(m.Messages)-1] == nil {
+					m.Messages[len(m.Messages)-1] = &Message{}
+				}
+			}
 			if err := m.Messages[len(m.Messages)-1].UnmarshalVT(dAtA[iNdEx:postIndex]); err != nil {
 				return err
 			}
@@ -2673,7 +2904,7 @@ func (m *Exchange) UnmarshalVT(dAtA []byte) error {
 				return io.ErrUnexpectedEOF
 			}
 			if m.Request == nil {
-				m.Request = &Request{}
+				m.Request = RequestFromVTPool()
 			}
 			if err := m.Request.UnmarshalVT(dAtA[iNdEx:postIndex]); err != nil {
 				return err
@@ -2709,7 +2940,7 @@ func (m *Exchange) UnmarshalVT(dAtA []byte) error {
 				return io.ErrUnexpectedEOF
 			}
 			if m.Response == nil {
-				m.Response = &Response{}
+				m.Response = ResponseFromVTPool()
 			}
 			if err := m.Response.UnmarshalVT(dAtA[iNdEx:postIndex]); err != nil {
 				return err
@@ -2745,7 +2976,7 @@ func (m *Exchange) UnmarshalVT(dAtA []byte) error {
 				return io.ErrUnexpectedEOF
 			}
 			if m.Replay == nil {
-				m.Replay = &Replay{}
+				m.Replay = ReplayFromVTPool()
 			}
 			if err := m.Replay.UnmarshalVT(dAtA[iNdEx:postIndex]); err != nil {
 				return err
@@ -3042,7 +3273,7 @@ func (m *Exchange) UnmarshalVT(dAtA []byte) error {
 				return io.ErrUnexpectedEOF
 			}
 			if m.Stub == nil {
-				m.Stub = &StubAnswer{}
+				m.Stub = StubAnswerFromVTPool()
 			}
 			if err := m.Stub.UnmarshalVT(dAtA[iNdEx:postIndex]); err != nil {
 				return err
@@ -3565,7 +3796,14 @@ func (m *Request) UnmarshalVTUnsafe(dAtA []byte) error {
 			if postIndex > l {
 				return io.ErrUnexpectedEOF
 			}
-			m.Headers = append(m.Headers, &Header{})
+			if len(m.Headers) == cap(m.Headers) {
+				m.Headers = append(m.Headers, &Header{})
+			} else {
+				m.Headers = m.Headers[:len(m.Headers)+1]
+				if m.Headers[len(m.Headers)-1] == nil {
+					m.Headers[len(m.Headers)-1] = &Header{}
+				}
+			}
 			if err := m.Headers[len(m.Headers)-1].UnmarshalVTUnsafe(dAtA[iNdEx:postIndex]); err != nil {
 				return err
 			}
@@ -3745,7 +3983,14 @@ func (m *Request) UnmarshalVTUnsafe(dAtA []byte) error {
 			if postIndex > l {
 				return io.ErrUnexpectedEOF
 			}
-			m.Trailers = append(m.Trailers, &Header{})
+			if len(m.Trailers) == cap(m.Trailers) {
+				m.Trailers = append(m.Trailers, &Header{})
+			} else {
+				m.Trailers = m.Trailers[:len(m.Trailers)+1]
+				if m.Trailers[len(m.Trailers)-1] == nil {
+					m.Trailers[len(m.Trailers)-1] = &Header{}
+				}
+			}
 			if err := m.Trailers[len(m.Trailers)-1].UnmarshalVTUnsafe(dAtA[iNdEx:postIndex]); err != nil {
 				return err
 			}
@@ -3779,7 +4024,14 @@ func (m *Request) UnmarshalVTUnsafe(dAtA []byte) error {
 			if postIndex > l {
 				return io.ErrUnexpectedEOF
 			}
-			m.Messages = append(m.Messages, &Message{})
+			if len(m.Messages) == cap(m.Messages) {
+				m.Messages = append(m.Messages, &Message{})
+			} else {
+				m.Messages = m.Messages[:len(m.Messages)+1]
+				if m.Messages[len(m.Messages)-1] == nil {
+					m.Messages[len(m.Messages)-1] = &Message{}
+				}
+			}
 			if err := m.Messages[len(m.Messages)-1].UnmarshalVTUnsafe(dAtA[iNdEx:postIndex]); err != nil {
 				return err
 			}
@@ -3903,7 +4155,14 @@ func (m *Response) UnmarshalVTUnsafe(dAtA []byte) error {
 			if postIndex > l {
 				return io.ErrUnexpectedEOF
 			}
-			m.Headers = append(m.Headers, &Header{})
+			if len(m.Headers) == cap(m.Headers) {
+				m.Headers = append(m.Headers, &Header{})
+			} else {
+				m.Headers = m.Headers[:len(m.Headers)+1]
+				if m.Headers[len(m.Headers)-1] == nil {
+					m.Headers[len(m.Headers)-1] = &Header{}
+				}
+			}
 			if err := m.Headers[len(m.Headers)-1].UnmarshalVTUnsafe(dAtA[iNdEx:postIndex]); err != nil {
 				return err
 			}
@@ -4118,7 +4377,14 @@ func (m *Response) UnmarshalVTUnsafe(dAtA []byte) error {
 			if postIndex > l {
 				return io.ErrUnexpectedEOF
 			}
-			m.Trailers = append(m.Trailers, &Header{})
+			if len(m.Trailers) == cap(m.Trailers) {
+				m.Trailers = append(m.Trailers, &Header{})
+			} else {
+				m.Trailers = m.Trailers[:len(m.Trailers)+1]
+				if m.Trailers[len(m.Trailers)-1] == nil {
+					m.Trailers[len(m.Trailers)-1] = &Header{}
+				}
+			}
 			if err := m.Trailers[len(m.Trailers)-1].UnmarshalVTUnsafe(dAtA[iNdEx:postIndex]); err != nil {
 				return err
 			}
@@ -4152,7 +4418,14 @@ func (m *Response) UnmarshalVTUnsafe(dAtA []byte) error {
 			if postIndex > l {
 				return io.ErrUnexpectedEOF
 			}
-			m.Messages = append(m.Messages, &Message{})
+			if len(m.Messages) == cap(m.Messages) {
+				m.Messages = append(m.Messages, &Message{})
+			} else {
+				m.Messages = m.Messages[:len(m.Messages)+1]
+				if m.Messages[len(m.Messages)-1] == nil {
+					m.Messages[len(m.Messages)-1] = &Message{}
+				}
+			}
 			if err := m.Messages[len(m.Messages)-1].UnmarshalVTUnsafe(dAtA[iNdEx:postIndex]); err != nil {
 				return err
 			}
@@ -4890,7 +5163,7 @@ func (m *Exchange) UnmarshalVTUnsafe(dAtA []byte) error {
 				return io.ErrUnexpectedEOF
 			}
 			if m.Request == nil {
-				m.Request = &Request{}
+				m.Request = RequestFromVTPool()
 			}
 			if err := m.Request.UnmarshalVTUnsafe(dAtA[iNdEx:postIndex]); err != nil {
 				return err
@@ -4926,7 +5199,7 @@ func (m *Exchange) UnmarshalVTUnsafe(dAtA []byte) error {
 				return io.ErrUnexpectedEOF
 			}
 			if m.Response == nil {
-				m.Response = &Response{}
+				m.Response = ResponseFromVTPool()
 			}
 			if err := m.Response.UnmarshalVTUnsafe(dAtA[iNdEx:postIndex]); err != nil {
 				return err
@@ -4962,7 +5235,7 @@ func (m *Exchange) UnmarshalVTUnsafe(dAtA []byte) error {
 				return io.ErrUnexpectedEOF
 			}
 			if m.Replay == nil {
-				m.Replay = &Replay{}
+				m.Replay = ReplayFromVTPool()
 			}
 			if err := m.Replay.UnmarshalVTUnsafe(dAtA[iNdEx:postIndex]); err != nil {
 				return err
@@ -5279,7 +5552,7 @@ func (m *Exchange) UnmarshalVTUnsafe(dAtA []byte) error {
 				return io.ErrUnexpectedEOF
 			}
 			if m.Stub == nil {
-				m.Stub = &StubAnswer{}
+				m.Stub = StubAnswerFromVTPool()
 			}
 			if err := m.Stub.UnmarshalVTUnsafe(dAtA[iNdEx:postIndex]); err != nil {
 				return err

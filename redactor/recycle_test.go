@@ -1,0 +1,120 @@
+package redactor
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mirrorline/mirrorline/broker"
+	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/test/kafkatest"
+)
+
+// The loop decodes each record into the exchange of the record before
+// (mlv1.UnmarshalExchangeRecycled). Through the real loop (the Kafka broker
+// of KAFKA_BROKERS, else the embedded one), records of every shape, one
+// after another on one partition (many headers then one, headers dropped by
+// a rule, no response, gRPC messages, trailers), each reach the clean topic
+// exactly as redacting that record alone, freshly decoded, gives it.
+func TestProcessorRecordsOneAfterAnotherAsAlone(t *testing.T) {
+	var brokers []string
+	if os.Getenv("KAFKA_BROKERS") != "" {
+		brokers = kafkatest.Brokers(t)
+	} else {
+		e, err := broker.StartEmbedded()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		brokers = e.Addrs()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	svc := fmt.Sprintf("recycle-%d", time.Now().UnixNano())
+
+	withCookie := benchExchange(benchPaymentJSON)
+	withCookie.Request.Headers = append(withCookie.Request.Headers,
+		&mlv1.Header{Name: "Cookie", Value: "session=s3cr3t; theme=dark"},
+		&mlv1.Header{Name: "X-Api-Key", Value: "ak_live_0123456789abcdef"})
+	oneHeader := &mlv1.Exchange{Id: "one-header", Request: &mlv1.Request{Method: "GET", Url: "/users/ada@example.com",
+		Headers: hdr("Accept", "text/plain")}}
+	noResponse := jsonExchange("no-response", []byte(`{"email":"lin@example.com","card":"4111 1111 1111 1111"}`))
+	noResponse.Response = nil
+	grpcCall := grpcExchange("/other.v1.Svc/Do", nil, []byte("\x0a\x0fzoe@example.org"))
+	grpcCall.Id = "grpc"
+	grpcCall.Response.Trailers = hdr("grpc-status", "0", "grpc-message", "sent to pia@example.com")
+	seq := []*mlv1.Exchange{withCookie, oneHeader, benchExchange(benchCleanJSON), noResponse, grpcCall, &mlv1.Exchange{Id: "empty"}, withCookie}
+
+	cl, err := broker.NewClient(broker.Config{Brokers: brokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := broker.CreateTopics(ctx, kadm.NewClient(cl), svc, broker.TopicSpec{Partitions: 1, Replication: 1}); err != nil {
+		t.Fatal(err)
+	}
+	engine, err := NewEngine(Config{}, WithHashKey(testKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []*kgo.Record
+	var want []*mlv1.Exchange
+	for i, ex := range seq {
+		v, err := proto.Marshal(ex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, &kgo.Record{Topic: broker.Topic(broker.Raw, svc), Key: []byte("conn-1"), Value: v})
+		alone := &mlv1.Exchange{}
+		if err := proto.Unmarshal(v, alone); err != nil {
+			t.Fatal(err)
+		}
+		res, err := engine.Redact(alone)
+		if err != nil {
+			t.Fatalf("record %d alone: %v", i, err)
+		}
+		if len(res.Rules) > 0 {
+			alone.Redactions = res.Rules
+		}
+		want = append(want, alone)
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	opts, _ := broker.Config{Brokers: brokers}.Opts()
+	opts = append(opts, SessionOpts(svc, DefaultGroup(svc), "txn-"+svc)...)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	p, err := NewProcessor(sess, engine, svc, WithMetrics(NewMetrics(prometheus.NewRegistry())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(rctx) }()
+	clean := readAll(ctx, t, brokers, broker.Topic(broker.Clean, svc), len(seq))
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("redactor stopped: %v", err)
+	}
+	for i, r := range clean {
+		got := &mlv1.Exchange{}
+		if err := proto.Unmarshal(r.Value, got); err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(got, want[i]) {
+			t.Errorf("record %d (%s) after the others:\n%v\nredacted alone:\n%v", i, want[i].Id, got, want[i])
+		}
+	}
+}
