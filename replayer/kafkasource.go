@@ -58,6 +58,7 @@ type KafkaSource struct {
 	byID  map[int32]*partQueue
 	done  int64
 	total int64
+	gone  int64
 }
 
 type partQueue struct {
@@ -89,6 +90,14 @@ func (s *KafkaSource) Progress() (done, total int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return min(s.done, s.total), s.total
+}
+
+// Gone reports how many records of the ranges Kafka no longer had when the
+// source came to read them (retention, deleted records): skipped.
+func (s *KafkaSource) Gone() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gone
 }
 
 // Close stops reading; Next must not be called after.
@@ -166,6 +175,11 @@ func (s *KafkaSource) fetch(ctx context.Context) {
 	_ = stage.Poll(ctx, s.cl, o, func(fs kgo.Fetches) error {
 		var pause []int32
 		s.mu.Lock()
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			if p.Err == nil {
+				s.logStart(p.Topic, p.Partition, p.LogStartOffset)
+			}
+		})
 		fs.EachRecord(s.add)
 		all := true
 		for _, q := range s.parts {
@@ -239,6 +253,29 @@ func (s *KafkaSource) add(r *kgo.Record) {
 		}
 		q.items[i] = it
 	}
+	if q.pos >= q.r.Limit {
+		s.end(q)
+	}
+}
+
+// logStart accounts for the records of a range that Kafka no longer has: a
+// fetch of partition says its log starts at start, past the offset q reads
+// next (retention deleted the records meanwhile, or they were deleted). The
+// consumer resumes at the log start by itself; a range whose remaining
+// records are all gone ends here instead of waiting for offsets that will
+// never come (on a topic nothing is written to any more, for ever). The
+// records skipped are counted in errors{reason="gone"}. s.mu is held.
+func (s *KafkaSource) logStart(topic string, partition int32, start int64) {
+	q := s.byID[partition]
+	if q == nil || q.done || topic != s.topic || start <= q.pos {
+		return
+	}
+	gone := min(start, q.r.Limit) - q.pos
+	s.done += gone
+	s.gone += gone
+	q.pos = start
+	s.metrics.Errors.WithLabelValues(ReasonGone).Add(float64(gone))
+	s.log.Warn("records of the window are no longer in Kafka (retention or deleted records); skipped", "topic", topic, "partition", partition, "records", gone, "log_start_offset", start)
 	if q.pos >= q.r.Limit {
 		s.end(q)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -156,5 +157,60 @@ func TestKafkaSourceEmptyWindow(t *testing.T) {
 	defer src.Close()
 	if _, err := src.Next(context.Background()); !errors.Is(err, io.EOF) {
 		t.Fatalf("Next = %v, want io.EOF", err)
+	}
+}
+
+// A range whose records Kafka no longer has (retention deleted them, or
+// they were deleted) ends instead of waiting for ever: a fetch says the
+// partition's log now starts past the offsets the source still expects.
+// The records skipped are counted in errors{reason="gone"}; the records
+// still there are replayed.
+func TestKafkaSourceRangeDeletedUnderIt(t *testing.T) {
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	rec := func(p int32, off int64) *kgo.Record {
+		v, _ := proto.Marshal(&mlv1.Exchange{Id: fmt.Sprintf("%d@%d", p, off), Request: &mlv1.Request{Method: "GET", Url: "/"}})
+		return &kgo.Record{Topic: "t", Partition: p, Offset: off, Timestamp: t0.Add(time.Duration(off) * time.Second), Value: v}
+	}
+	logStart := func(p int32, start int64, rs ...*kgo.Record) kgo.FetchPartition {
+		return kgo.FetchPartition{Partition: p, LogStartOffset: start, HighWatermark: 10, Records: rs}
+	}
+	poller := &fakePoller{fetches: make(chan kgo.Fetches, 4), paused: map[int32]int{}, resumed: map[int32]int{}}
+	// Partition 0: two records read, then the rest of its range is gone.
+	// Partition 1: its first 6 records are gone before it is read.
+	// Partition 2: a fetch without a log start (-1) and one before it: no change.
+	poller.fetches <- kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: "t", Partitions: []kgo.FetchPartition{
+		logStart(0, 0, rec(0, 0), rec(0, 1)),
+		logStart(2, -1),
+	}}}}}
+	poller.fetches <- kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: "t", Partitions: []kgo.FetchPartition{
+		logStart(0, 10),
+		logStart(1, 6, rec(1, 6), rec(1, 7)),
+		logStart(2, 0, rec(2, 0)),
+	}}}}}
+	ranges := []Range{{Partition: 0, Start: 0, End: 8, Limit: 8}, {Partition: 1, Start: 0, End: 8, Limit: 8}, {Partition: 2, Start: 0, End: 1, Limit: 1}}
+	m := NewMetrics(nil)
+	src := NewKafkaSource(poller, "t", t0, t0.Add(time.Hour), ranges, WithMetrics(m))
+	defer src.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var ids []string
+	for {
+		it, err := src.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %v: %v", ids, err)
+		}
+		ids = append(ids, it.Exchange.GetId())
+	}
+	if got, want := fmt.Sprint(ids), "[0@0 2@0 0@1 1@6 1@7]"; got != want {
+		t.Fatalf("replayed %s, want %s", got, want)
+	}
+	if done, total := src.Progress(); done != total || total != 17 {
+		t.Fatalf("progress %d of %d, want 17 of 17", done, total)
+	}
+	if got := testutil.ToFloat64(m.Errors.WithLabelValues(ReasonGone)); got != 12 {
+		t.Fatalf("errors{reason=gone} = %v, want 12 (6 of partition 0, 6 of partition 1)", got)
 	}
 }

@@ -28,6 +28,9 @@ const (
 	ReasonIncomplete = "incomplete"
 	ReasonUpgrade    = "upgrade"
 	ReasonBuild      = "build"
+	// ReasonGone: a window's record Kafka no longer had when the replay
+	// came to read it (retention, deleted records).
+	ReasonGone = "gone"
 )
 
 // Reasons a record is not sent by choice, counted in

@@ -198,6 +198,13 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 			runErr = fmt.Errorf("replay %s: flush shadow records: %w", w.job, err)
 		}
 	}
+	if g, ok := w.src.(goneCounter); ok {
+		if n := g.Gone(); n > 0 {
+			st.mu.Lock()
+			st.errors[ReasonGone] += n
+			st.mu.Unlock()
+		}
+	}
 	sum.Finished = w.clock.Now()
 	st.summary(sum)
 	sum.judge(w.maxErrRate)
@@ -207,6 +214,10 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 	sum.Interrupted = runErr != nil && ctx.Err() != nil
 	return sum, runErr
 }
+
+// goneCounter is a Source that can tell how many records of its share Kafka
+// no longer had when it came to read them (KafkaSource).
+type goneCounter interface{ Gone() int64 }
 
 // warm waits until WarmAhead before slot, then opens a connection for each
 // record due in the WarmSpan from slot (at most Concurrency): after an idle

@@ -364,3 +364,27 @@ func TestWindowMaxRateDoesNotCarryLateness(t *testing.T) {
 		t.Fatalf("schedule lag %+v dropped %d; want max 25ms and the later records on time", sum.ScheduleLag, sum.Dropped)
 	}
 }
+
+// goneSource is a SliceSource whose share lost some records to retention.
+type goneSource struct {
+	*SliceSource
+	gone int64
+}
+
+func (g goneSource) Gone() int64 { return g.gone }
+
+// Records Kafka no longer had (KafkaSource.Gone) are in the summary's errors
+// as "gone": not replayed, and not failing the job (they never reached the
+// target).
+func TestWindowSummaryCountsGoneRecords(t *testing.T) {
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	clk := NewVirtualClock(t0)
+	w := NewWindow(goneSource{NewSliceSource(items(t0, 3, time.Second)), 7}, NewSchedule(Rate(100), t0, 1, 0), nil, WithClock(clk), DryRun(true))
+	sum, err := w.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Errors[ReasonGone] != 7 || sum.Sent != 3 || sum.Failed {
+		t.Fatalf("summary errors %v sent %d failed %v (%s); want gone 7, 3 sent, not failed", sum.Errors, sum.Sent, sum.Failed, sum.Failure)
+	}
+}

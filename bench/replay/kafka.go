@@ -30,7 +30,11 @@ func kafkaSource(ctx context.Context, c burstCapture, brokers string) (func(from
 		_, _ = adm.DeleteTopics(dctx, topic)
 		cl.Close()
 	}
-	if _, err := adm.CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+	// The capture is stamped on a fixed day months ago: without it the
+	// broker's retention check (every 5 minutes by default) may delete the
+	// records while a run reads them.
+	keep := "-1"
+	if _, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"retention.ms": &keep}, topic); err != nil {
 		cleanup()
 		return nil, nil, fmt.Errorf("create topic %s: %w", topic, err)
 	}

@@ -162,6 +162,7 @@ func StartContainer(ctx context.Context, port int) (addr string, started bool, e
 		"KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR":            "1",
 		"KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS":                 "0",
 		"KAFKA_ADD_PARTITIONS_TO_TXN_RETRY_BACKOFF_MS":           "1",
+		"KAFKA_LOG_RETENTION_CHECK_INTERVAL_MS":                  "86400000",
 		"KAFKA_HEAP_OPTS":                                        "-Xms128m -Xmx512m",
 	}
 	for _, p := range []string{strconv.Itoa(port), ctl} {
