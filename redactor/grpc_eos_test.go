@@ -4,21 +4,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/grpcwire"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/demo/orders/ordersv1"
-	"github.com/mirrorline/mirrorline/test/kafkatest"
 	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
@@ -29,17 +25,6 @@ import (
 // whose encoding cannot be read is quarantined without its messages, and
 // the gRPC metrics count both once committed.
 func TestProcessorGRPCEmailNeverReachesClean(t *testing.T) {
-	var brokers []string
-	if os.Getenv("KAFKA_BROKERS") != "" {
-		brokers = kafkatest.Brokers(t)
-	} else {
-		e, err := broker.StartEmbedded()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer e.Close()
-		brokers = e.Addrs()
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	svc := fmt.Sprintf("grpcredact-%d", time.Now().UnixNano())
@@ -63,45 +48,13 @@ func TestProcessorGRPCEmailNeverReachesClean(t *testing.T) {
 	brotli.Response.Messages[0].Compressed = true
 	brotli.Response.Headers = append(brotli.Response.Headers, &mlv1.Header{Name: "grpc-encoding", Value: "br"})
 
-	cl, err := broker.NewClient(broker.Config{Brokers: brokers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := broker.CreateTopics(ctx, kadm.NewClient(cl), svc, broker.TopicSpec{Partitions: 1, Replication: 1}); err != nil {
-		t.Fatal(err)
-	}
-	var recs []*kgo.Record
-	for _, ex := range []*mlv1.Exchange{getOrder, brotli, unknown} {
-		v, err := proto.Marshal(ex)
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, &kgo.Record{Topic: broker.Topic(broker.Raw, svc), Key: []byte("conn-1"), Value: v})
-	}
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-
+	brokers := loopBrokers(ctx, t, svc, getOrder, brotli, unknown)
 	engine, err := NewEngine(Config{JSONFields: map[string]Rule{"customer_email": {Action: ActionHash}}}, WithHashKey(testKey), WithSchema(ordersSchema(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts, _ := broker.Config{Brokers: brokers}.Opts()
-	opts = append(opts, SessionOpts(svc, DefaultGroup(svc), "txn-"+svc)...)
-	sess, err := kgo.NewGroupTransactSession(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
 	m := NewMetrics(prometheus.NewRegistry())
-	p, err := NewProcessor(sess, engine, svc, WithMetrics(m))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(rctx) }()
+	stop := runLoop(ctx, t, brokers, svc, engine, WithMetrics(m))
 	clean := readAll(ctx, t, brokers, broker.Topic(broker.Clean, svc), 2)
 	quarantine := readAll(ctx, t, brokers, broker.Topic(broker.Quarantine, svc), 1)
 	testproc.Eventually(t, 60*time.Second, "the gRPC metrics counted", func() bool {
@@ -110,9 +63,6 @@ func TestProcessorGRPCEmailNeverReachesClean(t *testing.T) {
 			testutil.ToFloat64(m.GRPCMessages.WithLabelValues(ModeWire)) == 1
 	})
 	stop()
-	if err := <-done; err != nil {
-		t.Fatalf("redactor stopped: %v", err)
-	}
 
 	if id := exID(t, quarantine[0]); id != "brotli" || bytes.Contains(quarantine[0].Value, []byte("@example.")) {
 		t.Errorf("quarantined %q, or it holds an email", id)

@@ -3,18 +3,14 @@ package redactor
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mirrorline/mirrorline/broker"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
-	"github.com/mirrorline/mirrorline/test/kafkatest"
 )
 
 // The loop decodes each record into the exchange of the record before
@@ -24,17 +20,6 @@ import (
 // a rule, no response, gRPC messages, trailers), each reach the clean topic
 // exactly as redacting that record alone, freshly decoded, gives it.
 func TestProcessorRecordsOneAfterAnotherAsAlone(t *testing.T) {
-	var brokers []string
-	if os.Getenv("KAFKA_BROKERS") != "" {
-		brokers = kafkatest.Brokers(t)
-	} else {
-		e, err := broker.StartEmbedded()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer e.Close()
-		brokers = e.Addrs()
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	svc := fmt.Sprintf("recycle-%d", time.Now().UnixNano())
@@ -52,26 +37,16 @@ func TestProcessorRecordsOneAfterAnotherAsAlone(t *testing.T) {
 	grpcCall.Response.Trailers = hdr("grpc-status", "0", "grpc-message", "sent to pia@example.com")
 	seq := []*mlv1.Exchange{withCookie, oneHeader, benchExchange(benchCleanJSON), noResponse, grpcCall, &mlv1.Exchange{Id: "empty"}, withCookie}
 
-	cl, err := broker.NewClient(broker.Config{Brokers: brokers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := broker.CreateTopics(ctx, kadm.NewClient(cl), svc, broker.TopicSpec{Partitions: 1, Replication: 1}); err != nil {
-		t.Fatal(err)
-	}
 	engine, err := NewEngine(Config{}, WithHashKey(testKey))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var recs []*kgo.Record
 	var want []*mlv1.Exchange
 	for i, ex := range seq {
 		v, err := proto.Marshal(ex)
 		if err != nil {
 			t.Fatal(err)
 		}
-		recs = append(recs, &kgo.Record{Topic: broker.Topic(broker.Raw, svc), Key: []byte("conn-1"), Value: v})
 		alone := &mlv1.Exchange{}
 		if err := proto.Unmarshal(v, alone); err != nil {
 			t.Fatal(err)
@@ -85,29 +60,10 @@ func TestProcessorRecordsOneAfterAnotherAsAlone(t *testing.T) {
 		}
 		want = append(want, alone)
 	}
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-
-	opts, _ := broker.Config{Brokers: brokers}.Opts()
-	opts = append(opts, SessionOpts(svc, DefaultGroup(svc), "txn-"+svc)...)
-	sess, err := kgo.NewGroupTransactSession(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	p, err := NewProcessor(sess, engine, svc, WithMetrics(NewMetrics(prometheus.NewRegistry())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(rctx) }()
+	brokers := loopBrokers(ctx, t, svc, seq...)
+	stop := runLoop(ctx, t, brokers, svc, engine, WithMetrics(NewMetrics(prometheus.NewRegistry())))
 	clean := readAll(ctx, t, brokers, broker.Topic(broker.Clean, svc), len(seq))
 	stop()
-	if err := <-done; err != nil {
-		t.Fatalf("redactor stopped: %v", err)
-	}
 	for i, r := range clean {
 		got := &mlv1.Exchange{}
 		if err := proto.Unmarshal(r.Value, got); err != nil {

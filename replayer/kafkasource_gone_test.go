@@ -2,9 +2,7 @@ package replayer
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"testing"
 	"time"
 
@@ -82,17 +80,7 @@ func TestKafkaSourceRecordsDeletedByRetention(t *testing.T) {
 	m := NewMetrics(nil)
 	src := NewKafkaSource(cons, topic, t0, t0.Add(time.Hour), ranges, WithMetrics(m))
 	defer src.Close()
-	var ids []string
-	for {
-		it, err := src.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("after %v: %v (a range whose records are gone must end)", ids, err)
-		}
-		ids = append(ids, it.Exchange.GetId())
-	}
+	ids := drainIDs(ctx, t, src)
 	if got, want := fmt.Sprint(ids), "[1@12 1@13 1@14 1@15 1@16 1@17 1@18 1@19]"; got != want {
 		t.Fatalf("replayed %s, want %s", got, want)
 	}

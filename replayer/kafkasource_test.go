@@ -193,17 +193,7 @@ func TestKafkaSourceRangeDeletedUnderIt(t *testing.T) {
 	defer src.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var ids []string
-	for {
-		it, err := src.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("after %v: %v", ids, err)
-		}
-		ids = append(ids, it.Exchange.GetId())
-	}
+	ids := drainIDs(ctx, t, src)
 	if got, want := fmt.Sprint(ids), "[0@0 2@0 0@1 1@6 1@7]"; got != want {
 		t.Fatalf("replayed %s, want %s", got, want)
 	}
@@ -212,5 +202,21 @@ func TestKafkaSourceRangeDeletedUnderIt(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.Errors.WithLabelValues(ReasonGone)); got != 12 {
 		t.Fatalf("errors{reason=gone} = %v, want 12 (6 of partition 0, 6 of partition 1)", got)
+	}
+}
+
+// drainIDs reads src to its end and returns the ids of its exchanges in order.
+func drainIDs(ctx context.Context, t *testing.T, src Source) []string {
+	t.Helper()
+	var ids []string
+	for {
+		it, err := src.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return ids
+		}
+		if err != nil {
+			t.Fatalf("after %v: %v (a range whose records are gone must end)", ids, err)
+		}
+		ids = append(ids, it.Exchange.GetId())
 	}
 }
