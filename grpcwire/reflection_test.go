@@ -2,13 +2,6 @@ package grpcwire_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"strings"
 	"testing"
@@ -21,6 +14,7 @@ import (
 
 	"github.com/mirrorline/mirrorline/grpcwire"
 	"github.com/mirrorline/mirrorline/test/demo/orders/app"
+	"github.com/mirrorline/mirrorline/test/testcert"
 )
 
 // serveOrders runs the demo orders server on loopback with the reflection
@@ -118,41 +112,14 @@ func TestReflectErrors(t *testing.T) {
 	}
 }
 
-// selfSigned returns a certificate for 127.0.0.1 and a pool trusting it.
-func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "orders.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA: true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
-}
-
 // An https:// address is asked over TLS, verified: with the server's CA it
 // works; with the system roots, or over h2c, it fails.
 func TestReflectTLS(t *testing.T) {
-	cert, pool := selfSigned(t)
-	addr := serveOrders(t, func(g *grpc.Server) { reflection.Register(g) }, grpc.Creds(credentials.NewServerTLSFromCert(&cert)))
+	cert := testcert.New(t)
+	addr := serveOrders(t, func(g *grpc.Server) { reflection.Register(g) }, grpc.Creds(credentials.NewServerTLSFromCert(&cert.TLS)))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := grpcwire.Reflect(ctx, "https://"+addr, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	s, err := grpcwire.Reflect(ctx, "https://"+addr, cert.Client())
 	if err != nil {
 		t.Fatalf("Reflect over TLS: %v", err)
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/mirrorline/mirrorline/test/demo/orders/app"
 	"github.com/mirrorline/mirrorline/test/demo/orders/orderstest"
 	"github.com/mirrorline/mirrorline/test/demo/orders/ordersv1"
+	"github.com/mirrorline/mirrorline/test/testcert"
 )
 
 // seen is what the primary's interceptors observed of each call.
@@ -120,14 +121,14 @@ func dialOrders(t *testing.T, addr string, creds credentials.TransportCredential
 // TLS: values, trailers, an error status, a deadline, a cancellation; and
 // each is captured as a GRPC exchange with its messages per direction.
 func TestProxyGRPCCallKinds(t *testing.T) {
-	certFile, keyFile, pool := collectortest.SelfSigned(t)
+	cert := testcert.New(t)
 	for _, tc := range []struct {
 		name  string
 		tls   *tls.Config
 		creds credentials.TransportCredentials
 	}{
 		{"h2c", nil, insecure.NewCredentials()},
-		{"tls", collectortest.ServerTLS(t, certFile, keyFile), credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})},
+		{"tls", cert.Server(), credentials.NewTLS(cert.Client())},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			orders, primary, sn := startOrders(t)

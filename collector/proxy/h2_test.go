@@ -22,6 +22,7 @@ import (
 	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/collector/collectortest"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/test/testcert"
 )
 
 // seenPrimary is an HTTP/1.1 primary that notes the request lines it gets
@@ -185,11 +186,11 @@ func TestProxyH2CUpgrade(t *testing.T) {
 // REST over TLS: HTTP/2 by ALPN (and HTTP/1.1 for a client that offers only
 // that), captured with its body and protocol.
 func TestProxyHTTP2OverTLS(t *testing.T) {
-	certFile, keyFile, pool := collectortest.SelfSigned(t)
+	cert := testcert.New(t)
 	primary, _ := seenPrimary(t)
-	addr, em, rec := grpcProxy(t, primary.URL, collectortest.ServerTLS(t, certFile, keyFile))
+	addr, em, rec := grpcProxy(t, primary.URL, cert.Server())
 	for _, h2 := range []bool{true, false} {
-		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: h2}
+		tr := &http.Transport{TLSClientConfig: cert.Client(), ForceAttemptHTTP2: h2}
 		hc := &http.Client{Transport: tr, Timeout: 15 * time.Second}
 		resp, err := hc.Post("https://"+addr+"/rest", "application/json", strings.NewReader(`{"a":1}`))
 		if err != nil {
@@ -288,12 +289,12 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // HTTP/2 server ("bogus greeting") without the bytes it sent.
 func TestProxyLogsNoClientBytes(t *testing.T) {
 	const secret = "4111111111111111"
-	certFile, keyFile, pool := collectortest.SelfSigned(t)
+	cert := testcert.New(t)
 	primary, _ := seenPrimary(t)
 	out := &syncBuffer{}
-	addr, _, _ := grpcProxy(t, primary.URL, collectortest.ServerTLS(t, certFile, keyFile),
+	addr, _, _ := grpcProxy(t, primary.URL, cert.Server(),
 		WithLogger(hclog.New(&hclog.LoggerOptions{Output: out, Level: hclog.Debug})))
-	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, NextProtos: []string{"h2"}, MinVersion: tls.VersionTLS12})
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: cert.Pool, NextProtos: []string{"h2"}, MinVersion: tls.VersionTLS12})
 	if err != nil {
 		t.Fatal(err)
 	}

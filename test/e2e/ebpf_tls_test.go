@@ -3,16 +3,10 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -26,47 +20,9 @@ import (
 	"github.com/mirrorline/mirrorline/broker"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
+	"github.com/mirrorline/mirrorline/test/testcert"
 	"github.com/mirrorline/mirrorline/test/testproc"
 )
-
-// tlsCert writes a self-signed certificate for 127.0.0.1 and localhost into
-// dir and returns its files and a pool trusting it.
-func tlsCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
-}
 
 // tlsHandlers are the routes of the HTTPS servers of these tests.
 func tlsHandlers() http.Handler {
@@ -282,7 +238,8 @@ func TestEBPFTLSNginx(t *testing.T) {
 	for _, by := range []string{"binary", "pid"} {
 		t.Run(by, func(t *testing.T) {
 			svc := kafkatest.Service(t, 1)
-			certFile, keyFile, pool := tlsCert(t, t.TempDir())
+			cert := testcert.New(t)
+			certFile, keyFile, pool := cert.CertFile, cert.KeyFile, cert.Pool
 			backend := httptest.NewServer(tlsHandlers())
 			t.Cleanup(backend.Close)
 			bin, addr, pid := startTLSNginx(t, certFile, keyFile, strings.TrimPrefix(backend.URL, "http://"))
@@ -348,7 +305,8 @@ func TestEBPFTLSGoServer(t *testing.T) {
 	requireRootForEBPF(t)
 	brokers := kafkatest.Brokers(t)
 	dir := t.TempDir()
-	certFile, keyFile, pool := tlsCert(t, dir)
+	cert := testcert.New(t)
+	certFile, keyFile, pool := cert.CertFile, cert.KeyFile, cert.Pool
 	bin := filepath.Join(dir, "tlsserver")
 	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/tlsserver").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)

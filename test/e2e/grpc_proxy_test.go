@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"os"
@@ -31,6 +30,7 @@ import (
 	"github.com/mirrorline/mirrorline/test/demo/orders/orderstest"
 	"github.com/mirrorline/mirrorline/test/demo/orders/ordersv1"
 	"github.com/mirrorline/mirrorline/test/kafkatest"
+	"github.com/mirrorline/mirrorline/test/testcert"
 )
 
 // A grpc-go client's unary and bidirectional calls through `mirrorline
@@ -39,14 +39,14 @@ import (
 // messages per direction, in order, and the trailers.
 func TestGRPCThroughProxyToRawTopic(t *testing.T) {
 	brokers := kafkatest.Brokers(t)
-	certFile, keyFile, pool := collectortest.SelfSigned(t)
+	cert := testcert.New(t)
 	for _, tc := range []struct {
 		name  string
 		extra []string
 		creds credentials.TransportCredentials
 	}{
 		{"h2c", nil, insecure.NewCredentials()},
-		{"tls", []string{"--tls-cert", certFile, "--tls-key", keyFile}, credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})},
+		{"tls", []string{"--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile}, credentials.NewTLS(cert.Client())},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			svc := kafkatest.Service(t, 1)
