@@ -45,15 +45,20 @@ func SplitMethod(path string) (service, method string, ok bool) {
 
 // Framer cuts one direction of a call's body into messages as its bytes
 // arrive. It keeps at most limit bytes of each message's data (the rest is
-// counted, the message marked truncated) and at most budget bytes of data
-// over all messages (messages beyond it are counted and left out). Feed it
-// the body in order; it never fails on a short read, only on a bad prefix.
+// counted, the message marked truncated) and at most budget framed bytes in
+// all: each kept message costs its 5-byte prefix and the data kept, so a
+// body of many tiny or empty messages keeps no more messages than a record
+// could carry. Messages beyond the budget are counted and left out, without
+// allocating. Feed it the body in order; it never fails on a short read, only
+// on a bad prefix.
 type Framer struct {
 	limit, budget int
-	kept          int
+	kept          int // framed bytes kept: prefixes and data
 	msgs          []*mlv1.Message
 	dropped       int
 	err           error
+	over          bool         // cur is left out: its prefix did not fit the budget
+	scratch       mlv1.Message // cur while over
 
 	prefix      [PrefixLen]byte
 	havePref    int
@@ -63,8 +68,8 @@ type Framer struct {
 	startOffset int64         // offset of the current prefix's first byte
 }
 
-// NewFramer returns a Framer keeping at most limit bytes per message and
-// budget bytes in all (0 or less: no limit).
+// NewFramer returns a Framer keeping at most limit bytes of data per message
+// and budget framed bytes in all (0 or less: no limit).
 func NewFramer(limit, budget int) *Framer { return &Framer{limit: limit, budget: budget} }
 
 // Feed consumes p, whose first byte was seen offsetNs after the request
@@ -88,7 +93,14 @@ func (f *Framer) Feed(p []byte, offsetNs int64) {
 				return
 			}
 			size := int64(binary.BigEndian.Uint32(f.prefix[1:]))
-			f.cur = &mlv1.Message{OffsetNs: f.startOffset, Compressed: f.prefix[0] == 1, Size: size}
+			f.over = f.budget > 0 && f.kept+PrefixLen > f.budget
+			if f.over {
+				f.scratch = mlv1.Message{}
+				f.cur = &f.scratch
+			} else {
+				f.kept += PrefixLen
+				f.cur = &mlv1.Message{OffsetNs: f.startOffset, Compressed: f.prefix[0] == 1, Size: size}
+			}
 			f.remaining = size
 			if size == 0 {
 				f.finishMessage()
@@ -110,6 +122,9 @@ func (f *Framer) Feed(p []byte, offsetNs int64) {
 
 // keep appends data to the current message within the limits.
 func (f *Framer) keep(data []byte) {
+	if f.over {
+		return
+	}
 	room := len(data)
 	if f.limit > 0 {
 		room = min(room, f.limit-len(f.cur.Data))
@@ -129,7 +144,7 @@ func (f *Framer) keep(data []byte) {
 func (f *Framer) finishMessage() {
 	m := f.cur
 	f.cur = nil
-	if f.budget > 0 && f.kept >= f.budget && len(m.Data) == 0 && m.Size > 0 {
+	if f.over || f.budget > 0 && f.kept >= f.budget && len(m.Data) == 0 && m.Size > 0 {
 		f.dropped++
 		return
 	}
@@ -143,8 +158,12 @@ func (f *Framer) finishMessage() {
 // (the messages before it are returned).
 func (f *Framer) Finish() (msgs []*mlv1.Message, messagesTruncated bool, framed int64, err error) {
 	if f.cur != nil {
-		f.cur.Truncated = true
-		f.msgs = append(f.msgs, f.cur)
+		if f.over {
+			f.dropped++
+		} else {
+			f.cur.Truncated = true
+			f.msgs = append(f.msgs, f.cur)
+		}
 		f.cur = nil
 	}
 	if f.havePref > 0 {

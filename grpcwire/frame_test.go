@@ -69,7 +69,9 @@ func TestFramerByteAtATime(t *testing.T) {
 
 func TestFramerLimits(t *testing.T) {
 	body := frames(&mlv1.Message{Data: []byte("0123456789")}, &mlv1.Message{Data: []byte("abcdef")}, &mlv1.Message{Data: []byte("x")})
-	f := NewFramer(4, 6)
+	// A budget of 16 framed bytes: 5+4 for the first, 5+2 for the second,
+	// nothing left for the third's prefix.
+	f := NewFramer(4, 16)
 	f.Feed(body, 7)
 	msgs, cut, _, err := f.Finish()
 	if err != nil || !cut || len(msgs) != 2 {
@@ -154,4 +156,22 @@ func FuzzFramer(f *testing.F) {
 			t.Fatalf("complete body does not reframe to itself")
 		}
 	})
+}
+
+// The budget counts prefixes: a body of a million empty messages keeps
+// budget/5 of them and counts the rest, left out.
+func TestFramerBudgetCountsPrefixes(t *testing.T) {
+	body := bytes.Repeat(frames(&mlv1.Message{}), 1_000_000)
+	f := NewFramer(0, 50)
+	f.Feed(body, 0)
+	msgs, cut, framed, err := f.Finish()
+	if err != nil || !cut || len(msgs) != 10 || framed != int64(len(body)) {
+		t.Fatalf("%d messages kept, cut %v, %d framed bytes, err %v; want 10, true, %d", len(msgs), cut, framed, err, len(body))
+	}
+	if allocs := testing.AllocsPerRun(3, func() {
+		f := NewFramer(0, 50)
+		f.Feed(body[:50_000], 0)
+	}); allocs > 20 {
+		t.Fatalf("%v allocations for 10,000 messages, 10 of them kept: messages past the budget are allocated", allocs)
+	}
 }
