@@ -46,22 +46,34 @@ func (c Config) CollectorLinger() time.Duration { return cmp.Or(c.Linger, Defaul
 // DefaultCompression is the producers' batch codec when none is configured.
 const DefaultCompression = "snappy"
 
+// codecs are the batch codecs by name, in the order Compressions lists them.
+var codecs = []struct {
+	name  string
+	codec kgo.CompressionCodec
+}{
+	{"none", kgo.NoCompression()},
+	{"snappy", kgo.SnappyCompression()},
+	{"lz4", kgo.Lz4Compression()},
+	{"zstd", kgo.ZstdCompression()},
+	{"gzip", kgo.GzipCompression()},
+}
+
 // Compressions are the batch codecs Config.Compression accepts.
-var Compressions = []string{"none", "snappy", "lz4", "zstd", "gzip"}
+var Compressions = func() []string {
+	names := make([]string, len(codecs))
+	for i, c := range codecs {
+		names[i] = c.name
+	}
+	return names
+}()
 
 // codec returns the franz-go codec of Compression.
 func (c Config) codec() (kgo.CompressionCodec, error) {
-	switch cmp.Or(c.Compression, DefaultCompression) {
-	case "none":
-		return kgo.NoCompression(), nil
-	case "snappy":
-		return kgo.SnappyCompression(), nil
-	case "lz4":
-		return kgo.Lz4Compression(), nil
-	case "zstd":
-		return kgo.ZstdCompression(), nil
-	case "gzip":
-		return kgo.GzipCompression(), nil
+	name := cmp.Or(c.Compression, DefaultCompression)
+	for _, k := range codecs {
+		if k.name == name {
+			return k.codec, nil
+		}
 	}
 	return kgo.CompressionCodec{}, fmt.Errorf("compression: %q is not one of %s", c.Compression, strings.Join(Compressions, ", "))
 }
