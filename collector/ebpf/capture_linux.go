@@ -62,7 +62,6 @@ type Capture struct {
 	cfg      Config
 	log      hclog.Logger
 	objs     captureObjects
-	links    []link.Link
 	attached []Attachment
 	rd       *ringReader
 	tracker  *tcpstream.Tracker
@@ -75,11 +74,9 @@ type Capture struct {
 	packets [2]atomic.Uint64 // packets read from the ring buffer, by direction
 	monoOff atomic.Int64     // wall clock minus CLOCK_MONOTONIC, in ns
 
-	mu      sync.Mutex // guards the fields below and the maps' lifetime
-	closed  bool
-	ran     bool
-	kstats  KernelStats // last values read (final after close)
-	pending int
+	lifecycle             // its lock guards the fields below too
+	kstats    KernelStats // last values read (final after close)
+	pending   int
 }
 
 // Open loads the capture program, configures it for cfg and attaches it to the
@@ -264,13 +261,9 @@ func (c *Capture) syncClock() {
 // stream (pending requests are published without response) and frees the BPF
 // objects. Run may be called once.
 func (c *Capture) Run(ctx context.Context) error {
-	c.mu.Lock()
-	if c.ran || c.closed {
-		c.mu.Unlock()
-		return errors.New("ebpf: capture already run or closed")
+	if err := c.begin("capture"); err != nil {
+		return err
 	}
-	c.ran = true
-	c.mu.Unlock()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -352,44 +345,25 @@ func (c *Capture) handle(raw []byte) {
 }
 
 // detach closes the tcx links: the program stops seeing packets.
-func (c *Capture) detach() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, l := range c.links {
-		if err := l.Close(); err != nil {
-			c.log.Warn("detach TC program", "error", err)
-		}
-	}
-	c.links = nil
-}
+func (c *Capture) detach() { c.lifecycle.detach(c.log, "TC program") }
 
 // Close detaches the program and frees everything without draining; use it
 // when Run is not called. It is safe to call more than once.
 func (c *Capture) Close() error {
-	c.mu.Lock()
-	ran := c.ran
-	c.mu.Unlock()
-	if !ran && c.tracker != nil {
-		c.tracker.Close(c.now())
-	}
+	c.flushUnrun(c.tracker, c.now)
 	c.close()
 	return nil
 }
 
 func (c *Capture) close() {
-	c.detach()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return
-	}
-	c.readKernelStats()
-	if c.rd != nil {
-		c.pending = c.rd.AvailableBytes()
-		_ = c.rd.Close()
-	}
-	_ = c.objs.Close()
-	c.closed = true
+	c.closeOnce(c.log, "TC program", func() {
+		c.readKernelStats()
+		if c.rd != nil {
+			c.pending = c.rd.AvailableBytes()
+			_ = c.rd.Close()
+		}
+		_ = c.objs.Close()
+	})
 }
 
 // Linux ARPHRD_* link types (include/uapi/linux/if_arp.h).

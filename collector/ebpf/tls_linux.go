@@ -93,14 +93,11 @@ type TLSCapture struct {
 	pidSel  map[int]bool
 	cgroups []string
 
-	mu            sync.Mutex // guards the fields below and the maps' lifetime
-	links         []link.Link
+	lifecycle                      // its lock guards the fields below too
 	files         map[fileID]error // executables and libraries probed (nil) or refused
 	procs         map[int]bool     // selected processes in the pids map
 	refused       map[int]bool     // selected processes without a probe-able TLS library
 	attached      []string
-	closed        bool
-	ran           bool
 	kstats        TLSKernelStats
 	monoOff       int64
 	lastHousekeep time.Time
@@ -621,13 +618,9 @@ func linkedLibSSL(path string) (string, error) {
 // processes meanwhile. Then it detaches the probes, drains the ring buffer,
 // flushes every stream and frees the BPF objects. Run may be called once.
 func (c *TLSCapture) Run(ctx context.Context) error {
-	c.mu.Lock()
-	if c.ran || c.closed {
-		c.mu.Unlock()
-		return errors.New("ebpf: TLS capture already run or closed")
+	if err := c.begin("TLS capture"); err != nil {
+		return err
 	}
-	c.ran = true
-	c.mu.Unlock()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -683,43 +676,25 @@ func (c *TLSCapture) housekeep() {
 	c.asm.reap(now.Add(-closeGrace), now.Add(-max(tcpstream.DefaultIdleTimeout, 2*c.cfg.FlushInterval)))
 }
 
-func (c *TLSCapture) detach() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, l := range c.links {
-		if err := l.Close(); err != nil {
-			c.log.Warn("detach uprobe", "error", err)
-		}
-	}
-	c.links = nil
-}
+// detach closes the uprobe links: the probes stop firing.
+func (c *TLSCapture) detach() { c.lifecycle.detach(c.log, "uprobe") }
 
 // Close detaches and frees everything without draining; use it when Run is
 // not called. It is safe to call more than once.
 func (c *TLSCapture) Close() error {
-	c.mu.Lock()
-	ran := c.ran
-	c.mu.Unlock()
-	if !ran && c.tracker != nil {
-		c.tracker.Close(c.now())
-	}
+	c.flushUnrun(c.tracker, c.now)
 	c.close()
 	return nil
 }
 
 func (c *TLSCapture) close() {
-	c.detach()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return
-	}
-	c.readKernelStats()
-	if c.rd != nil {
-		_ = c.rd.Close()
-	}
-	_ = c.objs.Close()
-	c.closed = true
+	c.closeOnce(c.log, "uprobe", func() {
+		c.readKernelStats()
+		if c.rd != nil {
+			_ = c.rd.Close()
+		}
+		_ = c.objs.Close()
+	})
 }
 
 // missingTLSCaps names the capabilities this process lacks for loading BPF
