@@ -58,7 +58,7 @@ type Framer struct {
 	dropped       int
 	err           error
 	over          bool         // cur is left out: its prefix did not fit the budget
-	scratch       mlv1.Message // cur while over
+	scratch       mlv1.Message // cur while over (marks a message in progress)
 
 	prefix      [PrefixLen]byte
 	havePref    int
@@ -95,8 +95,7 @@ func (f *Framer) Feed(p []byte, offsetNs int64) {
 			size := int64(binary.BigEndian.Uint32(f.prefix[1:]))
 			f.over = f.budget > 0 && f.kept+PrefixLen > f.budget
 			if f.over {
-				f.scratch = mlv1.Message{}
-				f.cur = &f.scratch
+				f.cur = &f.scratch // never read: the message is only counted
 			} else {
 				f.kept += PrefixLen
 				f.cur = &mlv1.Message{OffsetNs: f.startOffset, Compressed: f.prefix[0] == 1, Size: size}

@@ -54,11 +54,7 @@ func UnmarshalExchangeTransient(b []byte, x *Exchange) error {
 // record at a time and drops it once encoded again (the redactor).
 func UnmarshalExchangeRecycled(b []byte, x *Exchange) error {
 	x.recycle()
-	if unmarshalVT(b, x, true) {
-		return nil
-	}
-	x.Reset()
-	return proto.Unmarshal(b, x)
+	return UnmarshalExchangeTransient(b, x)
 }
 
 // recycle resets x for UnmarshalExchangeRecycled: ResetVT returns its
@@ -71,27 +67,23 @@ func UnmarshalExchangeRecycled(b []byte, x *Exchange) error {
 func (x *Exchange) recycle() {
 	if r := x.Request; r != nil {
 		r.Body = nil
-		recycleList(&r.Headers)
-		recycleList(&r.Trailers)
-		recycleMessages(&r.Messages)
+		recycleParts(r.Headers, r.Trailers, r.Messages)
 	}
 	if r := x.Response; r != nil {
 		r.Body = nil
-		recycleList(&r.Headers)
-		recycleList(&r.Trailers)
-		recycleMessages(&r.Messages)
+		recycleParts(r.Headers, r.Trailers, r.Messages)
 	}
 	x.Redactions = nil // may be another's slice (the redactor's rule names)
 	x.ResetVT()
 }
 
-func recycleList(hs *[]*Header) {
-	clear((*hs)[len(*hs):cap(*hs)])
-}
-
-func recycleMessages(ms *[]*Message) {
-	clear((*ms)[len(*ms):cap(*ms)])
-	for _, m := range *ms {
+// recycleParts drops the entries past the length of a request's or a
+// response's lists, and its messages' data.
+func recycleParts(headers, trailers []*Header, msgs []*Message) {
+	clear(headers[len(headers):cap(headers)])
+	clear(trailers[len(trailers):cap(trailers)])
+	clear(msgs[len(msgs):cap(msgs)])
+	for _, m := range msgs {
 		if m != nil {
 			m.Data = nil
 		}
