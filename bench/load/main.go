@@ -148,7 +148,7 @@ func parseFlags(args []string) (config, error) {
 	case c.rate <= 0 || c.slowRate <= 0 || c.workers <= 0 || c.maxRequests <= 0 || c.rounds <= 0:
 		return c, errors.New("-rate, -slow-rate, -workers, -max-requests and -rounds must be positive")
 	case c.duration <= 0 || c.e2eStep <= 0 || c.e2eDrain <= 0 || c.warmup < 0 || c.e2eWarmup < 0:
-		return c, errors.New("-duration, -e2e-step and -e2e-drain must be positive")
+		return c, errors.New("-duration, -e2e-step and -e2e-drain must be positive, -warmup and -e2e-warmup not negative")
 	case c.slowFactor < 1 || c.primaryDelay <= 0:
 		return c, errors.New("-slow-factor must be at least 1 and -primary-delay positive")
 	case c.partitions <= 0 || c.replayConc <= 0:
