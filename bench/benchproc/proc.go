@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // Proc is a child process a harness started; Stop ends it (and its process
@@ -128,23 +130,8 @@ func Tail(path string) string {
 }
 
 // FreeAddr returns a loopback address ("tcp" or "udp") with a port free right
-// now.
-func FreeAddr(network string) (string, error) {
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
-		}
-		defer c.Close()
-		return c.LocalAddr().String(), nil
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
+// now, never one it returned before (testproc.LoopbackAddr).
+func FreeAddr(network string) (string, error) { return testproc.LoopbackAddr(network) }
 
 // WaitListening waits until addr accepts TCP connections, or p (if not nil)
 // exits, or timeout passes or ctx ends.

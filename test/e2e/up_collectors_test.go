@@ -54,7 +54,7 @@ func TestUpRunsEveryCollector(t *testing.T) {
 	} else {
 		t.Log("not root: up runs without the eBPF collector")
 	}
-	proxyAddr, sinkAddr, udpAddr, metricsAddr := testproc.FreeAddr(t), testproc.FreeAddr(t), freeUDPAddr(t), testproc.FreeAddr(t)
+	proxyAddr, sinkAddr, udpAddr, metricsAddr := testproc.FreeAddr(t), testproc.FreeAddr(t), testproc.FreeUDPAddr(t), testproc.FreeAddr(t)
 	cfg := fmt.Sprintf(`service: %s
 brokers: [%s]
 metrics_addr: %s

@@ -17,23 +17,13 @@ import (
 	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
-func freeUDPAddr(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	return pc.LocalAddr().String()
-}
-
 // `mirrorline vpc` as deployed behind a VPC Traffic Mirroring session: VXLAN
 // datagrams over loopback UDP, records in a real Kafka, metrics on /metrics.
 func TestVPCMirrorIntoKafka(t *testing.T) {
 	brokers := kafkatest.Brokers(t)
 	svc := kafkatest.Service(t, 3)
 	env := []string{"MIRRORLINE_BROKERS=" + strings.Join(brokers, ",")}
-	udpAddr, metricsAddr := freeUDPAddr(t), testproc.FreeAddr(t)
+	udpAddr, metricsAddr := testproc.FreeUDPAddr(t), testproc.FreeAddr(t)
 	out := startML(t, env, "vpc", "--service", svc, "--listen", udpAddr, "--port", "8080", "--vni", "42",
 		"--metrics-addr", metricsAddr, "--collector-id", "mirror-e2e")
 	testproc.Eventually(t, 30*time.Second, "vpc listening", func() bool { return strings.Contains(out.String(), "VPC mirror target listening") })

@@ -35,15 +35,70 @@ func (o *Output) String() string {
 	return o.b.String()
 }
 
-// FreeAddr returns a loopback TCP address that was free a moment ago.
+// FreeAddr returns a loopback TCP address that was free a moment ago and
+// was not handed out before in this process (see LoopbackAddr).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := LoopbackAddr("tcp")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return addr
+}
+
+// FreeUDPAddr is FreeAddr for a loopback UDP address.
+func FreeUDPAddr(t testing.TB) string {
+	t.Helper()
+	addr, err := LoopbackAddr("udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// LoopbackAddr returns a loopback address ("tcp" or "udp") with a port free
+// right now, and one it has not returned before in this process: the kernel
+// often hands a port just released out again, and two listeners given the
+// same address (a proxy and a sink of `mirrorline up`, a proxy and its
+// metrics endpoint) fail to start. The benchmarks' harnesses use it too.
+func LoopbackAddr(network string) (string, error) {
+	for range 100 {
+		addr, err := freeAddr(network)
+		if err != nil {
+			return "", err
+		}
+		handedMu.Lock()
+		fresh := !handed[network+" "+addr]
+		handed[network+" "+addr] = true
+		handedMu.Unlock()
+		if fresh {
+			return addr, nil
+		}
+	}
+	return "", fmt.Errorf("no free loopback %s port that was not handed out before", network)
+}
+
+// handed are the addresses LoopbackAddr returned, by network.
+var (
+	handedMu sync.Mutex
+	handed   = map[string]bool{}
+)
+
+func freeAddr(network string) (string, error) {
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		return c.LocalAddr().String(), nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
 	defer ln.Close()
-	return ln.Addr().String()
+	return ln.Addr().String(), nil
 }
 
 // BuildMirrorline builds the mirrorline binary into a new temporary

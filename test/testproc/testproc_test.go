@@ -91,3 +91,16 @@ func TestGolden(t *testing.T) {
 		t.Fatalf("a missing golden file reported as %q", f.msg)
 	}
 }
+
+// FreeAddr never returns an address twice in one process, however often the
+// kernel offers a port just released.
+func TestFreeAddrNeverTwice(t *testing.T) {
+	seen := map[string]bool{}
+	for range 500 {
+		a := FreeAddr(t)
+		if seen[a] {
+			t.Fatalf("%s returned twice", a)
+		}
+		seen[a] = true
+	}
+}
