@@ -75,6 +75,7 @@ type config struct {
 	nginx        string
 	nginxWorkers string
 	mirrorline   string
+	baseline     string
 	only         map[string]bool
 	md           string
 	timeout      time.Duration
@@ -116,6 +117,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.nginx, "nginx", "", "nginx binary (default: from PATH or /usr/sbin/nginx)")
 	fs.StringVar(&c.nginxWorkers, "nginx-workers", "auto", "nginx worker_processes (auto: one per core, as Go uses every core)")
 	fs.StringVar(&c.mirrorline, "mirrorline", "", "mirrorline binary (default: built from ./cmd/mirrorline)")
+	fs.StringVar(&c.baseline, "baseline", "", "overhead: a second mirrorline binary (an earlier build) whose proxy runs as one more front, interleaved with the others: before and after in one run")
 	fs.StringVar(&only, "only", "overhead,slow,e2e,fetchwait,redactor", "sections to run")
 	fs.StringVar(&c.md, "md", "", "also write the results as Markdown to this file")
 	fs.DurationVar(&c.timeout, "timeout", 6*time.Minute, "hard limit for the whole run")
@@ -378,6 +380,19 @@ func (h *harness) overhead(ctx context.Context) error {
 	}
 	fronts = append(fronts, &front{name: "mirrorline proxy → Kafka", base: "http://" + listen, metrics: maddr, stop: p.Stop})
 
+	if h.cfg.baseline != "" {
+		blisten, err := benchproc.FreeAddr("tcp")
+		if err != nil {
+			return err
+		}
+		bp, bmaddr, err := h.startMirrorlineBin(ctx, h.cfg.baseline, "proxy-ovh-baseline", blisten,
+			"proxy", "--listen", blisten, "--primary", primaryURL, "--service", svc)
+		if err != nil {
+			return fmt.Errorf("-baseline: %w", err)
+		}
+		fronts = append(fronts, &front{name: "baseline mirrorline proxy → Kafka (-baseline)", base: "http://" + blisten, metrics: bmaddr, stop: bp.Stop})
+	}
+
 	gp, gaddr, err := benchproc.StartRole(h.tmp, "goproxy", "goproxy", "-primary", primaryURL)
 	if err != nil {
 		return err
@@ -585,10 +600,15 @@ func (h *harness) redactArgs() []string {
 // startMirrorline runs "mirrorline args..." as the child name (see
 // benchproc.StartMirrorline) with the harness's Kafka settings.
 func (h *harness) startMirrorline(ctx context.Context, name, listen string, args ...string) (*benchproc.Proc, string, error) {
+	return h.startMirrorlineBin(ctx, h.ml, name, listen, args...)
+}
+
+// startMirrorlineBin is startMirrorline with the binary bin.
+func (h *harness) startMirrorlineBin(ctx context.Context, bin, name, listen string, args ...string) (*benchproc.Proc, string, error) {
 	if h.cfg.compression != "" {
 		args = append(args, "--kafka-compression", h.cfg.compression)
 	}
-	return benchproc.StartMirrorline(ctx, h.ml, h.tmp, name, h.brokers, listen, mlWait, args...)
+	return benchproc.StartMirrorline(ctx, bin, h.tmp, name, h.brokers, listen, mlWait, args...)
 }
 
 // waitShadow waits until the shadow has n distinct requests of its current

@@ -143,7 +143,7 @@ func (r *report) overhead(c config, fronts []front) {
 		byName[strings.Fields(f.name)[0]] = f
 	}
 	if ml, ok := byName["mirrorline"]; ok {
-		for _, other := range []string{"Go", "nginx"} {
+		for _, other := range []string{"Go", "nginx", "baseline"} {
 			if o, ok := byName[other]; ok {
 				row("mirrorline proxy vs "+o.name, ml, o)
 				r.summary("mirrorline proxy vs %s: p50 %s, p99 %s; max throughput %s", o.name, ratio(ml.p50.med, o.p50.med), ratio(ml.p99.med, o.p99.med), ratio(ml.maxRate.med, o.maxRate.med))

@@ -65,11 +65,15 @@ func primaryTransport(proto string, primary *url.URL) (http.RoundTripper, error)
 			return newT(func(p *http.Protocols) { p.SetHTTP1(true); p.SetHTTP2(true) }), nil
 		}
 		return &grpcRouter{
-			http1: newT(func(p *http.Protocols) { p.SetHTTP1(true) }),
+			http1: directOver(newT(func(p *http.Protocols) { p.SetHTTP1(true) })),
 			h2c:   newT(func(p *http.Protocols) { p.SetUnencryptedHTTP2(true) }),
 		}, nil
 	case PrimaryHTTP1:
-		return newT(func(p *http.Protocols) { p.SetHTTP1(true) }), nil
+		t := newT(func(p *http.Protocols) { p.SetHTTP1(true) })
+		if https {
+			return t, nil
+		}
+		return directOver(t), nil
 	case PrimaryH2:
 		if !https {
 			return nil, fmt.Errorf("primary-protocol %s: needs an https:// primary (h2c for http://)", proto)

@@ -186,3 +186,50 @@ func BenchmarkProxyVsReverseProxy(b *testing.B) {
 		})
 	}
 }
+
+// directRPFront is reverseProxyFront over directTransport.
+func directRPFront(b *testing.B, primary string) string {
+	u, _ := url.Parse(primary)
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			pr.SetXForwarded()
+		},
+		Transport: newDirectTransport(&http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second},
+			(&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext),
+	}
+	srv := &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}
+	return serveBench(b, func(ctx context.Context, ln net.Listener) error {
+		go func() { <-ctx.Done(); _ = srv.Close() }()
+		if err := srv.Serve(ln); err != http.ErrServerClosed {
+			return err
+		}
+		return nil
+	})
+}
+
+func BenchmarkDirectVsReverseProxy(b *testing.B) {
+	primary := loopbackPrimary(b)
+	for _, tc := range loopbackCases {
+		b.Run(tc.name, func(b *testing.B) {
+			pbase := directRPFront(b, primary.URL)
+			rbase := reverseProxyFront(b, primary.URL)
+			hc := benchClient(b)
+			roundTrip(b, hc, pbase, tc.post)
+			roundTrip(b, hc, rbase, tc.post)
+			var pt, rt []time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				roundTrip(b, hc, pbase, tc.post)
+				t1 := time.Now()
+				roundTrip(b, hc, rbase, tc.post)
+				pt, rt = append(pt, t1.Sub(t0)), append(rt, time.Since(t1))
+			}
+			slices.Sort(pt)
+			slices.Sort(rt)
+			q := func(d []time.Duration, f float64) float64 { return float64(d[int(f*float64(len(d)-1))]) }
+			b.ReportMetric(q(pt, 0.5)/q(rt, 0.5), "p50-direct/rp")
+			b.ReportMetric(q(pt, 0.99)/q(rt, 0.99), "p99-direct/rp")
+		})
+	}
+}

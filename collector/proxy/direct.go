@@ -1,0 +1,379 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// directTransport reaches a plaintext HTTP/1.1 primary on the handler's own
+// goroutine: it writes the request and reads the answer itself on a pooled
+// keep-alive connection. http.Transport runs a reader and a writer goroutine
+// per connection and hands every request and answer between them and the
+// caller over channels: four goroutine wake-ups per request that, on a busy
+// machine, each wait for a core. What directTransport does not handle goes to
+// the fallback http.Transport unchanged (see directable).
+//
+// The answer is parsed by http.ReadResponse (as http.Transport does), its
+// header bounded by maxHeader bytes. A connection goes back to the pool only
+// when its answer was read to the end and neither side asked to close it.
+type directTransport struct {
+	fallback    http.RoundTripper
+	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	maxIdle     int
+	idleTimeout time.Duration
+	maxHeader   int64
+
+	mu     sync.Mutex
+	idle   []*directConn // most recently used last
+	sweep  *time.Timer   // closes connections idle past idleTimeout
+	closed bool
+}
+
+// directBodyMax is the largest request body (of known length) sent by
+// directTransport. The request is written whole before the answer is read:
+// a body this small fits in the socket buffers, so a primary that answers
+// before it reads the body cannot stall the write.
+const directBodyMax = 32 << 10
+
+// max1xx bounds the informational answers (100, 103) read before the final one.
+const max1xx = 5
+
+// directOver returns a directTransport that dials as t does and hands what
+// it does not handle to t.
+func directOver(t *http.Transport) *directTransport {
+	d := newDirectTransport(t, t.DialContext)
+	d.maxIdle = t.MaxIdleConnsPerHost
+	d.idleTimeout = t.IdleConnTimeout
+	return d
+}
+
+func newDirectTransport(fallback http.RoundTripper, dial func(context.Context, string, string) (net.Conn, error)) *directTransport {
+	return &directTransport{
+		fallback:    fallback,
+		dial:        dial,
+		maxIdle:     256,
+		idleTimeout: 90 * time.Second,
+		maxHeader:   10 << 20, // http.Transport's default
+	}
+}
+
+// directable reports whether r goes over directTransport: plaintext http, no
+// protocol switch or 100-continue, no body or a small one of known length.
+func directable(r *http.Request) bool {
+	if r.URL.Scheme != "http" || r.URL.Host == "" {
+		return false
+	}
+	if r.Header.Get("Upgrade") != "" || r.Header.Get("Expect") != "" {
+		return false
+	}
+	if r.Body != nil && r.Body != http.NoBody && (r.ContentLength <= 0 || r.ContentLength > directBodyMax) {
+		return false
+	}
+	return len(r.Trailer) == 0 && len(r.TransferEncoding) == 0
+}
+
+// RoundTrip sends r over a pooled connection, or hands it to the fallback.
+func (t *directTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if !directable(r) {
+		return t.fallback.RoundTrip(r)
+	}
+	for attempt := 0; ; attempt++ {
+		c, reused, err := t.conn(r.Context(), r.URL.Host)
+		if err != nil {
+			if r.Body != nil {
+				_ = r.Body.Close()
+			}
+			return nil, err
+		}
+		res, err := c.roundTrip(r)
+		if err == nil {
+			return res, nil
+		}
+		// A kept-alive connection the primary closed before it read this
+		// request: try once more on a new one if the request can be sent
+		// again (as http.Transport does).
+		if reused && attempt == 0 && replayable(r) && errors.Is(err, errConnGone) {
+			continue
+		}
+		return nil, err
+	}
+}
+
+// replayable reports whether r may be sent again after a connection failed
+// under it: an idempotent method without a body, as http.Transport decides.
+func replayable(r *http.Request) bool {
+	if r.Body != nil && r.Body != http.NoBody {
+		return false
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return r.Header.Get("Idempotency-Key") != "" || r.Header.Get("X-Idempotency-Key") != ""
+}
+
+// CloseIdleConnections closes the pooled connections and the fallback's.
+func (t *directTransport) CloseIdleConnections() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle = nil
+	t.mu.Unlock()
+	for _, c := range idle {
+		_ = c.conn.Close()
+	}
+	if ci, ok := t.fallback.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
+}
+
+// conn returns a live pooled connection to addr, or dials one.
+func (t *directTransport) conn(ctx context.Context, addr string) (*directConn, bool, error) {
+	for {
+		t.mu.Lock()
+		n := len(t.idle)
+		if n == 0 {
+			t.mu.Unlock()
+			break
+		}
+		c := t.idle[n-1]
+		t.idle[n-1] = nil
+		t.idle = t.idle[:n-1]
+		t.mu.Unlock()
+		if c.addr == addr && c.alive() {
+			return c, true, nil
+		}
+		_ = c.conn.Close()
+	}
+	nc, err := t.dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, false, fmt.Errorf("dial primary %s: %w", addr, err)
+	}
+	c := &directConn{t: t, conn: nc, addr: addr}
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
+	c.br = bufio.NewReaderSize(c, 4<<10)
+	c.bw = bufio.NewWriterSize(nc, 4<<10)
+	return c, false, nil
+}
+
+// put returns c to the pool, or closes it when the pool is full or closed.
+func (t *directTransport) put(c *directConn) {
+	c.idleAt = time.Now()
+	t.mu.Lock()
+	if t.closed || len(t.idle) >= t.maxIdle {
+		t.mu.Unlock()
+		_ = c.conn.Close()
+		return
+	}
+	t.idle = append(t.idle, c)
+	if t.sweep == nil {
+		t.sweep = time.AfterFunc(t.idleTimeout, t.closeExpired)
+	}
+	t.mu.Unlock()
+}
+
+// closeExpired closes the connections idle for idleTimeout or longer, and
+// comes back while any connection is left in the pool.
+func (t *directTransport) closeExpired() {
+	cut := time.Now().Add(-t.idleTimeout)
+	t.mu.Lock()
+	// The pool is ordered by when each connection came back: the expired
+	// ones are at its start.
+	i := 0
+	for i < len(t.idle) && !t.idle[i].idleAt.After(cut) {
+		i++
+	}
+	expired := append([]*directConn(nil), t.idle[:i]...)
+	t.idle = append(t.idle[:0], t.idle[i:]...)
+	if len(t.idle) > 0 {
+		t.sweep.Reset(time.Until(t.idle[0].idleAt.Add(t.idleTimeout)))
+	} else {
+		t.sweep = nil
+	}
+	t.mu.Unlock()
+	for _, c := range expired {
+		_ = c.conn.Close()
+	}
+}
+
+// directConn is one keep-alive connection to the primary.
+type directConn struct {
+	t      *directTransport
+	conn   net.Conn
+	raw    syscall.RawConn
+	addr   string
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	idleAt time.Time
+	limit  int64 // bytes the reader may still take (the answer's header)
+}
+
+// errConnGone is a kept-alive connection that ended before an answer began.
+var errConnGone = errors.New("primary closed the connection before answering")
+
+// Read reads from the connection within the current limit.
+func (c *directConn) Read(p []byte) (int, error) {
+	if c.limit <= 0 {
+		return 0, fmt.Errorf("primary's answer header exceeds %d bytes", c.t.maxHeader)
+	}
+	if int64(len(p)) > c.limit {
+		p = p[:c.limit]
+	}
+	n, err := c.conn.Read(p)
+	c.limit -= int64(n)
+	return n, err
+}
+
+// alive reports whether a pooled connection is still open and silent: the
+// primary may have closed it (its idle timeout) while it waited here.
+func (c *directConn) alive() bool {
+	if c.br.Buffered() > 0 {
+		return false // bytes nobody asked for
+	}
+	if c.raw == nil {
+		return true
+	}
+	ok := false
+	var b [1]byte
+	err := c.raw.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		ok = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
+		return true // never wait
+	})
+	return err == nil && ok
+}
+
+// roundTrip writes r and reads its answer. On success the answer's body owns
+// the connection; on failure the connection is closed.
+func (c *directConn) roundTrip(r *http.Request) (*http.Response, error) {
+	ctx := r.Context()
+	stop := context.AfterFunc(ctx, func() {
+		_ = c.conn.SetDeadline(time.Unix(1, 0)) // unblocks a read or write
+	})
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		_ = c.conn.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	if err := validHeader(r.Header); err != nil {
+		return fail(err)
+	}
+	if err := r.Write(c.bw); err != nil {
+		return fail(gone(fmt.Errorf("write request to primary: %w", err)))
+	}
+	if err := c.bw.Flush(); err != nil {
+		return fail(gone(fmt.Errorf("write request to primary: %w", err)))
+	}
+	trace := httptrace.ContextClientTrace(ctx)
+	for n1xx := 0; ; n1xx++ {
+		c.limit = c.t.maxHeader
+		res, err := http.ReadResponse(c.br, r)
+		if err != nil {
+			if n1xx == 0 && c.limit == c.t.maxHeader && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)) {
+				err = errConnGone // not a byte of an answer
+			}
+			return fail(fmt.Errorf("read answer from primary: %w", err))
+		}
+		c.limit = math.MaxInt64
+		if res.StatusCode >= 200 || res.StatusCode < 100 {
+			b := &directBody{rc: res.Body, c: c, stop: stop, keep: !res.Close && !r.Close}
+			if res.Body == http.NoBody {
+				b.done(true)
+			} else {
+				res.Body = b
+			}
+			return res, nil
+		}
+		if res.StatusCode == http.StatusSwitchingProtocols || n1xx >= max1xx {
+			return fail(fmt.Errorf("read answer from primary: unexpected %d answer", res.StatusCode))
+		}
+		if trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(res.StatusCode, textproto.MIMEHeader(res.Header)); err != nil {
+				return fail(err)
+			}
+		}
+	}
+}
+
+// validHeader refuses what http.Transport refuses to send: a header name or
+// value that is not valid HTTP (a line break would split the request).
+func validHeader(h http.Header) error {
+	for k, vv := range h {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return errors.New("write request to primary: invalid header field name")
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return errors.New("write request to primary: invalid header field value")
+			}
+		}
+	}
+	return nil
+}
+
+// gone marks a write error on a connection the primary had already closed.
+func gone(err error) error {
+	if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+		return fmt.Errorf("%w: %w", errConnGone, err)
+	}
+	return err
+}
+
+// directBody is the body of an answer read by directTransport: at its end
+// the connection goes back to the pool, closed early it is closed.
+type directBody struct {
+	rc   io.ReadCloser
+	c    *directConn
+	stop func() bool
+	keep bool
+
+	mu  sync.Mutex
+	end bool
+}
+
+func (b *directBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.done(true)
+	}
+	return n, err
+}
+
+func (b *directBody) Close() error {
+	b.done(false)
+	return nil
+}
+
+// done gives the connection back once: to the pool when the answer was read
+// to its end (eof), the connection may be kept and no deadline was set on
+// it by a cancelled request; closed otherwise.
+func (b *directBody) done(eof bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.end {
+		return
+	}
+	b.end = true
+	if b.stop() && eof && b.keep {
+		b.c.t.put(b.c)
+		return
+	}
+	_ = b.c.conn.Close()
+}

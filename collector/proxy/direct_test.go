@@ -1,0 +1,589 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// countingRT counts the requests handed to the fallback.
+type countingRT struct {
+	rt http.RoundTripper
+	n  atomic.Int64
+}
+
+func (c *countingRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.rt.RoundTrip(r)
+}
+
+// connCounter is a primary that counts the connections it accepted.
+func connCounter(t *testing.T, h http.HandlerFunc) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var n atomic.Int64
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			n.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+func newTestDirect(t *testing.T) (*directTransport, *countingRT) {
+	t.Helper()
+	fb := &countingRT{rt: &http.Transport{}}
+	d := newDirectTransport(fb, (&net.Dialer{Timeout: 5 * time.Second}).DialContext)
+	t.Cleanup(d.CloseIdleConnections)
+	return d, fb
+}
+
+func readAll(t *testing.T, res *http.Response) string {
+	t.Helper()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = res.Body.Close()
+	return string(b)
+}
+
+// echo answers with the method, the request body and a header back.
+func echo(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	w.Header().Set("X-Seen", r.Header.Get("X-Test"))
+	_, _ = io.WriteString(w, r.Method+" "+r.URL.RequestURI()+" "+string(b))
+}
+
+func TestDirectTransportKeepsConnectionsAlive(t *testing.T) {
+	srv, conns := connCounter(t, echo)
+	d, fb := newTestDirect(t)
+	for i := 0; i < 10; i++ {
+		var req *http.Request
+		if i%2 == 0 {
+			req, _ = http.NewRequest(http.MethodGet, srv.URL+"/a?b=c", nil)
+		} else {
+			req, _ = http.NewRequest(http.MethodPost, srv.URL+"/p", strings.NewReader("hello"))
+		}
+		req.Header.Set("X-Test", "v")
+		res, err := d.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		want := "GET /a?b=c "
+		if i%2 == 1 {
+			want = "POST /p hello"
+		}
+		if got := readAll(t, res); got != want || res.Header.Get("X-Seen") != "v" {
+			t.Fatalf("request %d: %q (X-Seen %q), want %q", i, got, res.Header.Get("X-Seen"), want)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections for 10 sequential requests, want 1", n)
+	}
+	if n := fb.n.Load(); n != 0 {
+		t.Errorf("%d requests went to the fallback", n)
+	}
+}
+
+func TestDirectTransportFallback(t *testing.T) {
+	srv, _ := connCounter(t, echo)
+	big := strings.Repeat("x", directBodyMax+1)
+	for _, tc := range []struct {
+		name     string
+		req      func() *http.Request
+		fallback bool
+	}{
+		{"get", func() *http.Request { r, _ := http.NewRequest("GET", srv.URL, nil); return r }, false},
+		{"small body", func() *http.Request { r, _ := http.NewRequest("PUT", srv.URL, strings.NewReader("x")); return r }, false},
+		{"body at the bound", func() *http.Request {
+			r, _ := http.NewRequest("PUT", srv.URL, strings.NewReader(big[1:]))
+			return r
+		}, false},
+		{"body past the bound", func() *http.Request { r, _ := http.NewRequest("PUT", srv.URL, strings.NewReader(big)); return r }, true},
+		{"body of unknown length", func() *http.Request {
+			r, _ := http.NewRequest("PUT", srv.URL, io.NopCloser(strings.NewReader("x")))
+			r.ContentLength = -1
+			return r
+		}, true},
+		{"upgrade", func() *http.Request {
+			r, _ := http.NewRequest("GET", srv.URL, nil)
+			r.Header.Set("Connection", "Upgrade")
+			r.Header.Set("Upgrade", "websocket")
+			return r
+		}, true},
+		{"expect continue", func() *http.Request {
+			r, _ := http.NewRequest("PUT", srv.URL, strings.NewReader("x"))
+			r.Header.Set("Expect", "100-continue")
+			return r
+		}, true},
+		{"https", func() *http.Request { r, _ := http.NewRequest("GET", "https://127.0.0.1:1/", nil); return r }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, fb := newTestDirect(t)
+			req := tc.req()
+			if got := !directable(req); got != tc.fallback {
+				t.Fatalf("fallback %v, want %v", got, tc.fallback)
+			}
+			if tc.name == "https" || tc.name == "upgrade" {
+				return
+			}
+			res, err := d.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			readAll(t, res)
+			if got := fb.n.Load() == 1; got != tc.fallback {
+				t.Errorf("went to the fallback: %v, want %v", got, tc.fallback)
+			}
+		})
+	}
+}
+
+// rawServer serves each accepted connection with fn, on loopback.
+func rawServer(t *testing.T, fn func(c net.Conn, br *bufio.Reader)) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				fn(c, bufio.NewReader(c))
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String(), &n
+}
+
+// readRequest reads one request off br and its body, or reports false.
+func readRequest(br *bufio.Reader) (*http.Request, bool) {
+	r, err := http.ReadRequest(br)
+	if err != nil {
+		return nil, false
+	}
+	_, _ = io.Copy(io.Discard, r.Body)
+	return r, true
+}
+
+func TestDirectTransportPrimaryClosedIdleConnection(t *testing.T) {
+	// The primary answers one request per connection without saying so
+	// (no Connection: close) and closes it: the next request must notice
+	// the closed connection and use a new one, whatever its method.
+	base, conns := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		if _, ok := readRequest(br); ok {
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	d, _ := newTestDirect(t)
+	for i, method := range []string{"GET", "POST", "GET", "POST"} {
+		var body io.Reader
+		if method == "POST" {
+			body = strings.NewReader("x")
+		}
+		req, _ := http.NewRequest(method, base, body)
+		res, err := d.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("request %d (%s): %v", i, method, err)
+		}
+		if got := readAll(t, res); got != "ok" {
+			t.Fatalf("request %d: %q", i, got)
+		}
+		// Wait until the primary's close reached this side: the pooled
+		// connection reads EOF.
+		waitClosed(t, d)
+	}
+	if n := conns.Load(); n != 4 {
+		t.Errorf("%d connections, want 4", n)
+	}
+}
+
+// waitClosed waits (bounded, in poll(2)) until the one pooled connection of
+// d is closed by its peer.
+func waitClosed(t *testing.T, d *directTransport) {
+	t.Helper()
+	d.mu.Lock()
+	if len(d.idle) != 1 {
+		d.mu.Unlock()
+		t.Fatalf("%d pooled connections, want 1", len(d.idle))
+	}
+	c := d.idle[0]
+	d.mu.Unlock()
+	var n int
+	var err error
+	_ = c.raw.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		n, err = unix.Poll(fds, 10_000)
+	})
+	if n != 1 || err != nil {
+		t.Fatalf("the primary's close never arrived (poll: %d, %v)", n, err)
+	}
+}
+
+func TestDirectTransportRetriesOnlyReplayable(t *testing.T) {
+	// Every connection answers its first request and closes without a
+	// word when it has read the second: the race between a primary's idle
+	// timeout and a request sent on that connection.
+	base, conns := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		if _, ok := readRequest(br); !ok {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		readRequest(br)
+	})
+	for _, tc := range []struct {
+		method string
+		body   io.Reader
+		header string
+		retry  bool
+	}{
+		{"GET", nil, "", true},
+		{"HEAD", nil, "", true},
+		{"POST", strings.NewReader("x"), "", false},
+		{"POST", nil, "Idempotency-Key", true},
+		{"DELETE", nil, "", false},
+	} {
+		t.Run(tc.method+tc.header, func(t *testing.T) {
+			d, _ := newTestDirect(t)
+			first, _ := http.NewRequest("GET", base, nil)
+			res, err := d.RoundTrip(first)
+			if err != nil {
+				t.Fatal(err)
+			}
+			readAll(t, res)
+			before := conns.Load()
+			req, _ := http.NewRequest(tc.method, base, tc.body)
+			if tc.header != "" {
+				req.Header.Set(tc.header, "k-1")
+			}
+			res, err = d.RoundTrip(req)
+			if tc.retry {
+				if err != nil {
+					t.Fatalf("not retried: %v", err)
+				}
+				readAll(t, res)
+				if n := conns.Load() - before; n != 1 {
+					t.Errorf("%d new connections, want 1", n)
+				}
+				return
+			}
+			if err == nil {
+				readAll(t, res)
+				t.Fatal("a request that cannot be sent twice was sent again")
+			}
+			if !errors.Is(err, errConnGone) {
+				t.Errorf("err %v, want errConnGone", err)
+			}
+			if n := conns.Load() - before; n != 0 {
+				t.Errorf("%d new connections, want 0", n)
+			}
+		})
+	}
+}
+
+func TestDirectTransportConnectionClose(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer string
+		reqCls bool
+		conns  int64
+	}{
+		{"kept", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false, 1},
+		{"primary says close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", false, 3},
+		{"request says close", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true, 3},
+		{"HTTP/1.0 answer", "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", false, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base, conns := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+				for {
+					r, ok := readRequest(br)
+					if !ok {
+						return
+					}
+					_, _ = io.WriteString(c, tc.answer)
+					if r.Close || strings.Contains(tc.answer, "close") || strings.HasPrefix(tc.answer, "HTTP/1.0") {
+						return
+					}
+				}
+			})
+			d, _ := newTestDirect(t)
+			for i := 0; i < 3; i++ {
+				req, _ := http.NewRequest("GET", base, nil)
+				req.Close = tc.reqCls
+				res, err := d.RoundTrip(req)
+				if err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				if got := readAll(t, res); got != "ok" {
+					t.Fatalf("request %d: %q", i, got)
+				}
+			}
+			if n := conns.Load(); n != tc.conns {
+				t.Errorf("%d connections, want %d", n, tc.conns)
+			}
+		})
+	}
+}
+
+func TestDirectTransportBodyClosedEarly(t *testing.T) {
+	srv, conns := connCounter(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, strings.Repeat("y", 100<<10))
+	})
+	d, _ := newTestDirect(t)
+	for i := 0; i < 2; i++ {
+		req, _ := http.NewRequest("GET", srv.URL, nil)
+		res, err := d.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.ReadFull(res.Body, make([]byte, 10))
+		_ = res.Body.Close() // the rest of the answer is never read
+		if n := len(d.idle); n != 0 {
+			t.Fatalf("a connection with an unread answer went back to the pool")
+		}
+	}
+	req, _ := http.NewRequest("GET", srv.URL, nil)
+	res, err := d.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, res); len(got) != 100<<10 {
+		t.Fatalf("%d bytes", len(got))
+	}
+	if n := conns.Load(); n != 3 {
+		t.Errorf("%d connections, want 3", n)
+	}
+}
+
+func TestDirectTransportNoBodyAnswers(t *testing.T) {
+	srv, conns := connCounter(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/204" {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		w.Header().Set("Content-Length", "5")
+		_, _ = io.WriteString(w, "hello")
+	})
+	d, _ := newTestDirect(t)
+	for _, path := range []string{"/204", "/", "/204"} {
+		for _, method := range []string{"HEAD", "GET"} {
+			req, _ := http.NewRequest(method, srv.URL+path, nil)
+			res, err := d.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := "hello"
+			if method == "HEAD" || path == "/204" {
+				want = ""
+			}
+			if got := readAll(t, res); got != want {
+				t.Fatalf("%s %s: %q, want %q", method, path, got, want)
+			}
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections, want 1", n)
+	}
+}
+
+func TestDirectTransportCancelled(t *testing.T) {
+	release := make(chan struct{})
+	base, _ := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		readRequest(br)
+		<-release // never answers until the test ends
+	})
+	t.Cleanup(func() { close(release) })
+	d, _ := newTestDirect(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", base, nil)
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.RoundTrip(req)
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("RoundTrip did not return after its request was cancelled")
+	}
+	if n := len(d.idle); n != 0 {
+		t.Errorf("%d pooled connections after a cancelled request", n)
+	}
+}
+
+func TestDirectTransportHostilePrimary(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer string
+		want   string
+	}{
+		{"endless header", "HTTP/1.1 200 OK\r\nX-A: " + strings.Repeat("a", 64<<10), "header exceeds"},
+		{"not HTTP", "SSH-2.0-OpenSSH_9.2\r\n\r\n", "malformed HTTP"},
+		{"too many 1xx", strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", max1xx+2), "unexpected 103"},
+		{"switching protocols unasked", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", "unexpected 101"},
+		{"closed before answering", "", "before answering"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base, _ := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+				readRequest(br)
+				_, _ = io.WriteString(c, tc.answer)
+			})
+			d, _ := newTestDirect(t)
+			d.maxHeader = 16 << 10
+			req, _ := http.NewRequest("GET", base, nil)
+			res, err := d.RoundTrip(req)
+			if err == nil {
+				_ = res.Body.Close()
+				t.Fatalf("status %d, want an error", res.StatusCode)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q, want it to say %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDirectTransportRefusesInvalidHeaders(t *testing.T) {
+	srv, conns := connCounter(t, echo)
+	d, _ := newTestDirect(t)
+	for _, h := range []http.Header{
+		{"X-A": {"v\r\nX-Injected: 1"}},
+		{"X-A\r\nX-Injected": {"v"}},
+	} {
+		req, _ := http.NewRequest("GET", srv.URL, nil)
+		req.Header = h
+		if _, err := d.RoundTrip(req); err == nil || !strings.Contains(err.Error(), "invalid header") {
+			t.Errorf("header %q: err %v, want an invalid header error", h, err)
+		}
+	}
+	if n := conns.Load(); n != 0 && len(d.idle) != 0 {
+		t.Errorf("a refused request left a pooled connection")
+	}
+}
+
+func TestDirectTransportForwards1xx(t *testing.T) {
+	base, _ := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		readRequest(br)
+		_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	d, _ := newTestDirect(t)
+	var got []string
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		got = append(got, h.Get("Link"))
+		return nil
+	}}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", base, nil)
+	res, err := d.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readAll(t, res); body != "ok" || res.StatusCode != 200 {
+		t.Fatalf("%d %q", res.StatusCode, body)
+	}
+	if len(got) != 1 || got[0] != "</style.css>; rel=preload" {
+		t.Errorf("1xx seen: %q", got)
+	}
+}
+
+func TestDirectTransportClosesExpiredIdle(t *testing.T) {
+	srv, conns := connCounter(t, echo)
+	d, _ := newTestDirect(t)
+	d.idleTimeout = time.Hour
+	get := func() {
+		t.Helper()
+		req, _ := http.NewRequest("GET", srv.URL, nil)
+		res, err := d.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, res)
+	}
+	get()
+	d.mu.Lock()
+	if len(d.idle) != 1 || d.sweep == nil {
+		d.mu.Unlock()
+		t.Fatalf("%d pooled connections, sweep armed %v", len(d.idle), d.sweep != nil)
+	}
+	d.idle[0].idleAt = time.Now().Add(-2 * time.Hour)
+	d.mu.Unlock()
+	d.closeExpired()
+	if n := len(d.idle); n != 0 || d.sweep != nil {
+		t.Fatalf("%d pooled connections after the sweep, sweep armed %v", n, d.sweep != nil)
+	}
+	get()
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d connections, want 2 (the expired one closed)", n)
+	}
+}
+
+func TestDirectTransportConcurrent(t *testing.T) {
+	srv, conns := connCounter(t, echo)
+	d, _ := newTestDirect(t)
+	d.maxIdle = 4
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				req, _ := http.NewRequest("POST", srv.URL+"/c", strings.NewReader("b"))
+				res, err := d.RoundTrip(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				b, _ := io.ReadAll(res.Body)
+				_ = res.Body.Close()
+				if string(b) != "POST /c b" {
+					errs <- errors.New("wrong answer " + string(b))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := len(d.idle); n > 4 {
+		t.Errorf("%d pooled connections, bound 4", n)
+	}
+	if n := conns.Load(); n > 16*50/2 {
+		t.Errorf("%d connections for 800 requests of 16 clients: not reused", n)
+	}
+}
