@@ -89,8 +89,42 @@ func sleepUntil(ctx context.Context, c Clock, t time.Time) error {
 			}
 		}
 	}
+	if fc, ok := c.(fineClock); ok && fc.fine() && t.Sub(c.Now()) >= FineMin {
+		// Go's timers wake in whole milliseconds (up to 1 ms late even
+		// when idle): the last FineWait before t is waited on a timer
+		// that wakes on time.
+		if t.Sub(c.Now()) > FineWait {
+			if err := wait(ctx, c, t.Add(-FineWait)); err != nil {
+				return err
+			}
+		}
+		sleepFine(t)
+		return ctx.Err()
+	}
 	return wait(ctx, c, t)
 }
+
+// FineMin is the shortest wait a window replay makes on time (FineWait).
+// Shorter waits, between the records of a dense schedule or of a burst, stay
+// on Go's timers: they wake together for the records due within the same
+// millisecond, where waking on time for each would cost a wake-up of the
+// process per record (measured: about 40 % more CPU at 5,000 records/s).
+const FineMin = 500 * time.Microsecond
+
+// FineWait is the last stretch of a wait on the wall clock that a window
+// replay waits on a timer that wakes on time (Linux: a timerfd, about 0.05
+// ms late) instead of on a Go timer alone (which the runtime's poller, when
+// idle, rounds up to whole milliseconds): a record after a pause, such as
+// the first of a burst, goes out within a tenth of a millisecond of its time
+// instead of up to a millisecond late. The end of a context is noticed
+// after this stretch at the latest.
+const FineWait = 2 * time.Millisecond
+
+// fineClock is a Clock whose last FineWait before a time is slept precisely
+// (RealClock, where the system offers it).
+type fineClock interface{ fine() bool }
+
+func (RealClock) fine() bool { return fineSleep }
 
 // wait blocks on one timer of c until t or until ctx ends.
 func wait(ctx context.Context, c Clock, t time.Time) error {
