@@ -68,13 +68,24 @@ func proxyFront(b *testing.B, primary string) (string, *acceptProducer) {
 // reverseProxyFront is a plain httputil.ReverseProxy with the transport
 // settings of mirrorline's proxy, and no capture.
 func reverseProxyFront(b *testing.B, primary string) string {
+	return rpFront(b, primary, &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true})
+}
+
+// directRPFront is reverseProxyFront over directTransport.
+func directRPFront(b *testing.B, primary string) string {
+	return rpFront(b, primary, newDirectTransport(&http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second},
+		(&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext))
+}
+
+// rpFront serves a plain httputil.ReverseProxy to primary over rt.
+func rpFront(b *testing.B, primary string, rt http.RoundTripper) string {
 	u, _ := url.Parse(primary)
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u)
 			pr.SetXForwarded()
 		},
-		Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true},
+		Transport: rt,
 	}
 	srv := &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}
 	return serveBench(b, func(ctx context.Context, ln net.Listener) error {
@@ -162,74 +173,41 @@ func BenchmarkReverseProxy(b *testing.B) {
 // and the plain ReverseProxy (A B A B ...) and reports the ratios of their
 // median and 99th percentile round trips (proxy/rp: 1.10 is 10 % slower).
 func BenchmarkProxyVsReverseProxy(b *testing.B) {
-	primary := loopbackPrimary(b)
-	for _, tc := range loopbackCases {
-		b.Run(tc.name, func(b *testing.B) {
-			pbase, _ := proxyFront(b, primary.URL)
-			rbase := reverseProxyFront(b, primary.URL)
-			hc := benchClient(b)
-			roundTrip(b, hc, pbase, tc.post)
-			roundTrip(b, hc, rbase, tc.post)
-			var pt, rt []time.Duration
-			for b.Loop() {
-				t0 := time.Now()
-				roundTrip(b, hc, pbase, tc.post)
-				t1 := time.Now()
-				roundTrip(b, hc, rbase, tc.post)
-				pt, rt = append(pt, t1.Sub(t0)), append(rt, time.Since(t1))
-			}
-			slices.Sort(pt)
-			slices.Sort(rt)
-			q := func(d []time.Duration, f float64) float64 { return float64(d[int(f*float64(len(d)-1))]) }
-			b.ReportMetric(q(pt, 0.5)/q(rt, 0.5), "p50-proxy/rp")
-			b.ReportMetric(q(pt, 0.99)/q(rt, 0.99), "p99-proxy/rp")
-		})
-	}
+	alternate(b, "proxy/rp", func(b *testing.B, primary string) string {
+		base, _ := proxyFront(b, primary)
+		return base
+	}, reverseProxyFront)
 }
 
-// directRPFront is reverseProxyFront over directTransport.
-func directRPFront(b *testing.B, primary string) string {
-	u, _ := url.Parse(primary)
-	rp := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(u)
-			pr.SetXForwarded()
-		},
-		Transport: newDirectTransport(&http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second},
-			(&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext),
-	}
-	srv := &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}
-	return serveBench(b, func(ctx context.Context, ln net.Listener) error {
-		go func() { <-ctx.Done(); _ = srv.Close() }()
-		if err := srv.Serve(ln); err != http.ErrServerClosed {
-			return err
-		}
-		return nil
-	})
-}
-
+// BenchmarkDirectVsReverseProxy is the same with a plain ReverseProxy over
+// directTransport as A: what the transport alone changes.
 func BenchmarkDirectVsReverseProxy(b *testing.B) {
+	alternate(b, "direct/rp", directRPFront, reverseProxyFront)
+}
+
+// alternate sends each case's request through the fronts a and b in turn
+// and reports the ratios of their median and 99th percentile round trips.
+func alternate(b *testing.B, unit string, a, c func(*testing.B, string) string) {
 	primary := loopbackPrimary(b)
 	for _, tc := range loopbackCases {
 		b.Run(tc.name, func(b *testing.B) {
-			pbase := directRPFront(b, primary.URL)
-			rbase := reverseProxyFront(b, primary.URL)
+			abase, cbase := a(b, primary.URL), c(b, primary.URL)
 			hc := benchClient(b)
-			roundTrip(b, hc, pbase, tc.post)
-			roundTrip(b, hc, rbase, tc.post)
-			var pt, rt []time.Duration
+			roundTrip(b, hc, abase, tc.post)
+			roundTrip(b, hc, cbase, tc.post)
+			var at, ct []time.Duration
 			for b.Loop() {
 				t0 := time.Now()
-				roundTrip(b, hc, pbase, tc.post)
+				roundTrip(b, hc, abase, tc.post)
 				t1 := time.Now()
-				roundTrip(b, hc, rbase, tc.post)
-				pt, rt = append(pt, t1.Sub(t0)), append(rt, time.Since(t1))
+				roundTrip(b, hc, cbase, tc.post)
+				at, ct = append(at, t1.Sub(t0)), append(ct, time.Since(t1))
 			}
-			slices.Sort(pt)
-			slices.Sort(rt)
+			slices.Sort(at)
+			slices.Sort(ct)
 			q := func(d []time.Duration, f float64) float64 { return float64(d[int(f*float64(len(d)-1))]) }
-			b.ReportMetric(q(pt, 0.5)/q(rt, 0.5), "p50-direct/rp")
-			b.ReportMetric(q(pt, 0.99)/q(rt, 0.99), "p99-direct/rp")
+			b.ReportMetric(q(at, 0.5)/q(ct, 0.5), "p50-"+unit)
+			b.ReportMetric(q(at, 0.99)/q(ct, 0.99), "p99-"+unit)
 		})
 	}
 }
