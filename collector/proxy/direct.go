@@ -244,17 +244,7 @@ func (c *directConn) alive() bool {
 	if c.br.Buffered() > 0 {
 		return false // bytes nobody asked for
 	}
-	if c.raw == nil {
-		return true
-	}
-	ok := false
-	var b [1]byte
-	err := c.raw.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		ok = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
-		return true // never wait
-	})
-	return err == nil && ok
+	return c.raw == nil || peekOpen(c.raw)
 }
 
 // roundTrip writes r and reads its answer. On success the answer's body owns

@@ -1,0 +1,18 @@
+//go:build unix
+
+package proxy
+
+import "syscall"
+
+// peekOpen reports whether the connection under raw is open with nothing to
+// read, without waiting: a peek of one byte that finds none.
+func peekOpen(raw syscall.RawConn) bool {
+	ok := false
+	var b [1]byte
+	err := raw.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		ok = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK) //nolint:errorlint // the raw errno
+		return true // never wait
+	})
+	return err == nil && ok
+}
