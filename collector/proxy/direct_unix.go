@@ -11,8 +11,9 @@ func peekOpen(raw syscall.RawConn) bool {
 	var b [1]byte
 	err := raw.Read(func(fd uintptr) bool {
 		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		ok = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK) //nolint:errorlint // the raw errno
-		return true // never wait
+		// The raw errno, compared as such; true: never wait.
+		ok = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK) //nolint:errorlint
+		return true
 	})
 	return err == nil && ok
 }
