@@ -36,10 +36,9 @@ type directTransport struct {
 	idleTimeout time.Duration
 	maxHeader   int64
 
-	mu     sync.Mutex
-	idle   []*directConn // most recently used last
-	sweep  *time.Timer   // closes connections idle past idleTimeout
-	closed bool
+	mu    sync.Mutex
+	idle  []*directConn // most recently used last
+	sweep *time.Timer   // closes connections idle past idleTimeout
 }
 
 // directBodyMax is the largest request body (of known length) sent by
@@ -170,11 +169,11 @@ func (t *directTransport) conn(ctx context.Context, addr string) (*directConn, b
 	return c, false, nil
 }
 
-// put returns c to the pool, or closes it when the pool is full or closed.
+// put returns c to the pool, or closes it when the pool is full.
 func (t *directTransport) put(c *directConn) {
 	c.idleAt = time.Now()
 	t.mu.Lock()
-	if t.closed || len(t.idle) >= t.maxIdle {
+	if len(t.idle) >= t.maxIdle {
 		t.mu.Unlock()
 		_ = c.conn.Close()
 		return
