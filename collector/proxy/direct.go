@@ -89,12 +89,15 @@ func (t *directTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if !directable(r) {
 		return t.fallback.RoundTrip(r)
 	}
+	// A request that cannot be sent takes no connection.
+	if err := validHeader(r.Header); err != nil {
+		closeBody(r)
+		return nil, err
+	}
 	for attempt := 0; ; attempt++ {
 		c, reused, err := t.conn(r.Context(), r.URL.Host)
 		if err != nil {
-			if r.Body != nil {
-				_ = r.Body.Close()
-			}
+			closeBody(r)
 			return nil, err
 		}
 		res, err := c.roundTrip(r)
@@ -108,6 +111,14 @@ func (t *directTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 			continue
 		}
 		return nil, err
+	}
+}
+
+// closeBody closes the body of a request that is not sent, as a
+// RoundTripper must.
+func closeBody(r *http.Request) {
+	if r.Body != nil {
+		_ = r.Body.Close()
 	}
 }
 
@@ -260,9 +271,6 @@ func (c *directConn) roundTrip(r *http.Request) (*http.Response, error) {
 			return nil, ctx.Err()
 		}
 		return nil, err
-	}
-	if err := validHeader(r.Header); err != nil {
-		return fail(err)
 	}
 	if err := r.Write(c.bw); err != nil {
 		return fail(gone(fmt.Errorf("write request to primary: %w", err)))
