@@ -89,17 +89,19 @@ func sleepUntil(ctx context.Context, c Clock, t time.Time) error {
 			}
 		}
 	}
-	if fc, ok := c.(fineClock); ok && fc.fine() && t.Sub(c.Now()) >= FineMin {
-		// Go's timers wake in whole milliseconds (up to 1 ms late even
-		// when idle): the last FineWait before t is waited on a timer
-		// that wakes on time.
-		if t.Sub(c.Now()) > FineWait {
-			if err := wait(ctx, c, t.Add(-FineWait)); err != nil {
-				return err
+	if fc, ok := c.(fineClock); ok && fc.fine() {
+		if d := t.Sub(c.Now()); d >= FineMin {
+			// Go's timers wake in whole milliseconds (up to 1 ms late
+			// even when idle): the last FineWait before t is waited on a
+			// timer that wakes on time.
+			if d > FineWait {
+				if err := wait(ctx, c, t.Add(-FineWait)); err != nil {
+					return err
+				}
 			}
+			sleepFine(t)
+			return ctx.Err()
 		}
-		sleepFine(t)
-		return ctx.Err()
 	}
 	return wait(ctx, c, t)
 }

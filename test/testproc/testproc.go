@@ -39,17 +39,19 @@ func (o *Output) String() string {
 // was not handed out before in this process (see LoopbackAddr).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	addr, err := LoopbackAddr("tcp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
+	return mustLoopbackAddr(t, "tcp")
 }
 
 // FreeUDPAddr is FreeAddr for a loopback UDP address.
 func FreeUDPAddr(t testing.TB) string {
 	t.Helper()
-	addr, err := LoopbackAddr("udp")
+	return mustLoopbackAddr(t, "udp")
+}
+
+// mustLoopbackAddr is LoopbackAddr, failing t when there is none.
+func mustLoopbackAddr(t testing.TB, network string) string {
+	t.Helper()
+	addr, err := LoopbackAddr(network)
 	if err != nil {
 		t.Fatal(err)
 	}
