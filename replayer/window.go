@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -109,7 +108,7 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 		interval = time.Duration(float64(time.Second) / w.maxRate)
 	}
 	var (
-		wg       sync.WaitGroup
+		pool     = newWorkers(w.conc)
 		sem      = make(chan struct{}, w.conc)
 		anchor   = w.anchor
 		index    int64
@@ -174,7 +173,7 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 			if w.dry {
 				continue
 			}
-			wg.Go(func() {
+			pool.run(func() {
 				defer func() { <-sem }()
 				w.send(ctx, it, now, lag, st)
 			})
@@ -188,7 +187,7 @@ func (w *Window) Run(ctx context.Context) (*Summary, error) {
 		w.metrics.Dropped.WithLabelValues(DropMaxLag).Inc()
 		w.log.Debug("record dropped: too late", "partition", it.Partition, "offset", it.Offset, "max_lag", w.maxLag)
 	}
-	wg.Wait()
+	pool.wait()
 	w.reportProgress()
 	if w.pub != nil && !w.dry {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)

@@ -120,3 +120,86 @@ func vmHWM(pid int) int64 {
 	}
 	return 0
 }
+
+// MachineCPU is the machine's CPU time since boot by what it went to, from
+// the "cpu" line of /proc/stat: Busy (user, nice, system, irq, softirq),
+// Idle (idle, iowait) and Steal, the time a virtual machine's CPUs had work
+// to run while the hypervisor ran something else (another tenant). A run on
+// a machine whose CPUs are stolen is slower and its tail latencies longer
+// for reasons outside the processes measured.
+type MachineCPU struct {
+	Busy, Idle, Steal time.Duration
+}
+
+// ReadMachineCPU reads /proc/stat.
+func ReadMachineCPU() (MachineCPU, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return MachineCPU{}, err
+	}
+	return ParseMachineCPU(string(b))
+}
+
+// ParseMachineCPU reads the aggregate "cpu" line of a /proc/stat text.
+func ParseMachineCPU(stat string) (MachineCPU, error) {
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return MachineCPU{}, fmt.Errorf("/proc/stat: first line is not the cpu line with at least 8 counters")
+	}
+	var v [8]int64
+	for i := range v {
+		n, err := strconv.ParseInt(f[i+1], 10, 64)
+		if err != nil {
+			return MachineCPU{}, fmt.Errorf("/proc/stat: cpu counter %d: %w", i+1, err)
+		}
+		v[i] = n
+	}
+	// user nice system idle iowait irq softirq steal
+	t := func(n int64) time.Duration { return time.Duration(n) * ClockTick }
+	return MachineCPU{
+		Busy:  t(v[0] + v[1] + v[2] + v[5] + v[6]),
+		Idle:  t(v[3] + v[4]),
+		Steal: t(v[7]),
+	}, nil
+}
+
+// Sub is the CPU time between an earlier reading a and m.
+func (m MachineCPU) Sub(a MachineCPU) MachineCPU {
+	return MachineCPU{Busy: m.Busy - a.Busy, Idle: m.Idle - a.Idle, Steal: m.Steal - a.Steal}
+}
+
+// StealShare is the share of the CPU time the machine had work for (busy or
+// stolen) that the hypervisor took, 0 when it had none.
+func (m MachineCPU) StealShare() float64 {
+	if m.Busy+m.Steal <= 0 {
+		return 0
+	}
+	return float64(m.Steal) / float64(m.Busy+m.Steal)
+}
+
+// StealMeter measures the steal share over a stretch of a run.
+type StealMeter struct {
+	at MachineCPU
+	ok bool
+}
+
+// StartSteal starts a StealMeter; on a machine without /proc/stat it
+// reports nothing.
+func StartSteal() StealMeter {
+	m, err := ReadMachineCPU()
+	return StealMeter{at: m, ok: err == nil}
+}
+
+// Share returns the steal share since the meter started, and whether it
+// could be read.
+func (s StealMeter) Share() (float64, bool) {
+	if !s.ok {
+		return 0, false
+	}
+	m, err := ReadMachineCPU()
+	if err != nil {
+		return 0, false
+	}
+	return m.Sub(s.at).StealShare(), true
+}

@@ -57,3 +57,42 @@ func TestGroupUsage(t *testing.T) {
 		t.Fatal("no error for a process group without processes")
 	}
 }
+
+func TestParseMachineCPU(t *testing.T) {
+	for _, tc := range []struct {
+		name, stat string
+		want       MachineCPU
+		ok         bool
+	}{
+		{"with guest counters", "cpu  100 5 20 1000 30 1 4 40 0 0\ncpu0 50 2 10 500 15 0 2 20 0 0\n",
+			MachineCPU{Busy: 130 * ClockTick, Idle: 1030 * ClockTick, Steal: 40 * ClockTick}, true},
+		{"eight counters", "cpu 1 2 3 4 5 6 7 8", MachineCPU{Busy: 19 * ClockTick, Idle: 9 * ClockTick, Steal: 8 * ClockTick}, true},
+		{"too few counters", "cpu 1 2 3 4 5 6 7", MachineCPU{}, false},
+		{"per-CPU line first", "cpu0 1 2 3 4 5 6 7 8", MachineCPU{}, false},
+		{"not a number", "cpu 1 2 3 x 5 6 7 8", MachineCPU{}, false},
+		{"empty", "", MachineCPU{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseMachineCPU(tc.stat)
+			if (err == nil) != tc.ok || got != tc.want {
+				t.Fatalf("ParseMachineCPU = %+v, %v; want %+v, ok=%v", got, err, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+func TestStealShare(t *testing.T) {
+	a := MachineCPU{Busy: 100, Idle: 1000, Steal: 10}
+	b := MachineCPU{Busy: 160, Idle: 1500, Steal: 50}
+	if got := b.Sub(a).StealShare(); got != 0.4 { // 40 stolen of 60 + 40 asked for
+		t.Fatalf("StealShare = %v, want 0.4", got)
+	}
+	if got := a.Sub(a).StealShare(); got != 0 {
+		t.Fatalf("StealShare of nothing = %v, want 0", got)
+	}
+	if _, err := ReadMachineCPU(); err == nil {
+		if share, ok := StartSteal().Share(); !ok || share < 0 || share > 1 {
+			t.Fatalf("StartSteal().Share() = %v, %v; want a share in [0, 1]", share, ok)
+		}
+	}
+}

@@ -213,23 +213,32 @@ func run(args []string) int {
 	h.rep.header(h, args)
 	failed := false
 	sections := []struct {
-		on bool
-		fn func(context.Context) error
+		name string
+		on   bool
+		fn   func(context.Context) error
 	}{
-		{cfg.only["overhead"], h.overhead},
-		{cfg.only["slow"] || cfg.only["e2e"], h.slowShadow}, // one pipeline for both
-		{cfg.only["fetchwait"], h.txLoop},
-		{cfg.only["redactor"], h.redactorBench},
+		{"proxy overhead", cfg.only["overhead"], h.overhead},
+		{"slow shadow and end to end", cfg.only["slow"] || cfg.only["e2e"], h.slowShadow}, // one pipeline for both
+		{"fetch wait", cfg.only["fetchwait"], h.txLoop},
+		{"redactor", cfg.only["redactor"], h.redactorBench},
 	}
+	var steals []string
 	for _, s := range sections {
 		if !s.on || ctx.Err() != nil {
 			continue
 		}
+		st := benchproc.StartSteal()
 		if err := s.fn(ctx); err != nil {
 			h.logf("%v", err)
 			h.rep.note(fmt.Sprintf("FAILED: %v", err))
 			failed = true
 		}
+		if share, ok := st.Share(); ok {
+			steals = append(steals, fmt.Sprintf("%s %.0f%%", s.name, 100*share))
+		}
+	}
+	if len(steals) > 0 {
+		h.rep.summary("CPU time stolen by the hypervisor (share of the time the machine had work for; tail latencies are only comparable at low steal): %s", strings.Join(steals, ", "))
 	}
 	h.rep.footer(time.Since(began))
 	text := h.rep.String()

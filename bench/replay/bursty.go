@@ -32,6 +32,7 @@ import (
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
+	"github.com/mirrorline/mirrorline/bench/benchproc"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/replayer"
 )
@@ -89,6 +90,7 @@ type fidelity struct {
 	ownLagP99  time.Duration // the replayer's summary: schedule lag p99
 	dials      int           // connections the server accepted after the first record was due
 	cpu        time.Duration // CPU time of the run: the tool and the loopback server
+	steal      float64       // share of the machine's CPU time stolen by the hypervisor meanwhile; -1: unknown
 	firstP99   time.Duration // deviation p99 of the first burst
 	note       string
 }
@@ -278,11 +280,16 @@ func cpuTime() time.Duration {
 	return time.Duration(self.Utime.Nano() + self.Stime.Nano() + kids.Utime.Nano() + kids.Stime.Nano())
 }
 
-// timed runs fn and sets the CPU time it took on its result.
+// timed runs fn and sets on its result the CPU time it took and the
+// machine's steal share meanwhile.
 func timed(fn func() (fidelity, error)) (fidelity, error) {
-	c0 := cpuTime()
+	c0, st := cpuTime(), benchproc.StartSteal()
 	f, err := fn()
 	f.cpu = cpuTime() - c0
+	f.steal = -1
+	if share, ok := st.Share(); ok {
+		f.steal = share
+	}
 	return f, err
 }
 
@@ -300,15 +307,19 @@ func runQuiet(ctx context.Context, bin string, args ...string) error {
 }
 
 func printFidelity(rs []fidelity) {
-	fmt.Printf("%-11s %8s %9s %10s %10s %10s %9s %12s %12s %6s %8s  %s\n", "tool", "lead", "requests", "dev p50", "dev p99", "dev max", "span err", "1st burst 99", "own lag p99", "dials", "cpu", "")
+	fmt.Printf("%-11s %8s %9s %10s %10s %10s %9s %12s %12s %6s %8s %6s  %s\n", "tool", "lead", "requests", "dev p50", "dev p99", "dev max", "span err", "1st burst 99", "own lag p99", "dials", "cpu", "steal", "")
 	for _, r := range rs {
 		own := "-"
 		if strings.HasPrefix(r.tool, "ml") || r.tool == "mirrorline" {
 			own = r.ownLagP99.Round(time.Microsecond).String()
 		}
-		fmt.Printf("%-11s %8s %9d %10s %10s %10s %8.2f%% %12s %12s %6d %8s  %s\n", r.tool, r.lead, r.requests,
+		steal := "-"
+		if r.steal >= 0 {
+			steal = fmt.Sprintf("%.0f%%", 100*r.steal)
+		}
+		fmt.Printf("%-11s %8s %9d %10s %10s %10s %8.2f%% %12s %12s %6d %8s %6s  %s\n", r.tool, r.lead, r.requests,
 			r.devP50.Round(time.Microsecond), r.devP99.Round(time.Microsecond), r.devMax.Round(time.Microsecond),
-			r.spanErrPct, r.firstP99.Round(time.Microsecond), own, r.dials, r.cpu.Round(time.Millisecond), r.note)
+			r.spanErrPct, r.firstP99.Round(time.Microsecond), own, r.dials, r.cpu.Round(time.Millisecond), steal, r.note)
 	}
 }
 

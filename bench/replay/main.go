@@ -35,6 +35,7 @@ import (
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
+	"github.com/mirrorline/mirrorline/bench/benchproc"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/replayer"
 )
@@ -207,6 +208,7 @@ func main() {
 	n := int(*rate * d.Seconds())
 	ctx := context.Background()
 
+	st := benchproc.StartSteal()
 	ml, err := runMirrorline(ctx, srv, *rate, n, *conc)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench/replay: mirrorline:", err)
@@ -230,4 +232,7 @@ func main() {
 	}
 	fmt.Printf("ratio mirrorline/vegeta: achieved rate %s, rate error %s, lag p99 %s (below 1: mirrorline is more accurate / on time)\n",
 		ratio(ml.rate, vg.rate), ratio(errOf(ml), errOf(vg)), ratio(float64(ml.lagP99), float64(vg.lagP99)))
+	if share, ok := st.Share(); ok {
+		fmt.Printf("CPU time stolen by the hypervisor meanwhile: %.0f%% of the time the machine had work for\n", 100*share)
+	}
 }
