@@ -29,6 +29,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"sort"
 	"sync"
 	"time"
@@ -177,7 +178,20 @@ func main() {
 	goreplay := flag.String("goreplay", "", "-bursty: GoReplay binary (default: gor or goreplay on PATH, skipped when absent)")
 	kafka := flag.String("kafka", os.Getenv("KAFKA_BROKERS"), "-bursty: also replay through a KafkaSource from these brokers")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	traceFile := flag.String("trace", "", "write a Go execution trace of the run to this file (go tool trace): what every goroutine waited for")
 	flag.Parse()
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err == nil {
+			err = trace.Start(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/replay: trace:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		defer trace.Stop()
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err == nil {
@@ -195,6 +209,7 @@ func main() {
 			speed: *speed, leads: *leads, runs: *runs, conc: *conc, goreplay: *goreplay, kafka: *kafka})
 		if code != 0 {
 			pprof.StopCPUProfile()
+			trace.Stop()
 			os.Exit(code)
 		}
 		return
