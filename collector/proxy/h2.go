@@ -17,6 +17,7 @@ import (
 
 	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/grpcwire"
+	"github.com/mirrorline/mirrorline/h1client"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
@@ -65,7 +66,7 @@ func primaryTransport(proto string, primary *url.URL) (http.RoundTripper, error)
 			return newT(func(p *http.Protocols) { p.SetHTTP1(true); p.SetHTTP2(true) }), nil
 		}
 		return &grpcRouter{
-			http1: directOver(newT(func(p *http.Protocols) { p.SetHTTP1(true) })),
+			http1: h1client.Over(newT(func(p *http.Protocols) { p.SetHTTP1(true) })),
 			h2c:   newT(func(p *http.Protocols) { p.SetUnencryptedHTTP2(true) }),
 		}, nil
 	case PrimaryHTTP1:
@@ -73,7 +74,7 @@ func primaryTransport(proto string, primary *url.URL) (http.RoundTripper, error)
 		if https {
 			return t, nil
 		}
-		return directOver(t), nil
+		return h1client.Over(t), nil
 	case PrimaryH2:
 		if !https {
 			return nil, fmt.Errorf("primary-protocol %s: needs an https:// primary (h2c for http://)", proto)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mirrorline/mirrorline/collector"
+	"github.com/mirrorline/mirrorline/h1client"
 )
 
 // The benchmarks below put the proxy where a client sees it: a real loopback
@@ -71,9 +72,9 @@ func reverseProxyFront(b *testing.B, primary string) string {
 	return rpFront(b, primary, &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true})
 }
 
-// directRPFront is reverseProxyFront over directTransport.
+// directRPFront is reverseProxyFront over h1client.Transport.
 func directRPFront(b *testing.B, primary string) string {
-	return rpFront(b, primary, newDirectTransport(&http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second},
+	return rpFront(b, primary, h1client.New(&http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second},
 		(&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext))
 }
 
@@ -180,7 +181,7 @@ func BenchmarkProxyVsReverseProxy(b *testing.B) {
 }
 
 // BenchmarkDirectVsReverseProxy is the same with a plain ReverseProxy over
-// directTransport as A: what the transport alone changes.
+// h1client.Transport as A: what the transport alone changes.
 func BenchmarkDirectVsReverseProxy(b *testing.B) {
 	alternate(b, "direct/rp", directRPFront, reverseProxyFront)
 }

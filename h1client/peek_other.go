@@ -1,9 +1,9 @@
 //go:build !unix
 
-package proxy
+package h1client
 
 import "syscall"
 
-// peekOpen cannot look here without waiting: a connection the primary
+// peekOpen cannot look here without waiting: a connection the server
 // closed shows when it is used (and a request that may be sent twice is).
 func peekOpen(syscall.RawConn) bool { return true }

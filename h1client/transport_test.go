@@ -1,4 +1,4 @@
-package proxy
+package h1client
 
 import (
 	"bufio"
@@ -28,7 +28,7 @@ func (c *countingRT) RoundTrip(r *http.Request) (*http.Response, error) {
 	return c.rt.RoundTrip(r)
 }
 
-// connCounter is a primary that counts the connections it accepted.
+// connCounter is a server that counts the connections it accepted.
 func connCounter(t *testing.T, h http.HandlerFunc) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
 	var n atomic.Int64
@@ -43,10 +43,10 @@ func connCounter(t *testing.T, h http.HandlerFunc) (*httptest.Server, *atomic.In
 	return srv, &n
 }
 
-func newTestDirect(t *testing.T) (*directTransport, *countingRT) {
+func newTestTransport(t *testing.T) (*Transport, *countingRT) {
 	t.Helper()
 	fb := &countingRT{rt: &http.Transport{}}
-	d := newDirectTransport(fb, (&net.Dialer{Timeout: 5 * time.Second}).DialContext)
+	d := New(fb, (&net.Dialer{Timeout: 5 * time.Second}).DialContext)
 	t.Cleanup(d.CloseIdleConnections)
 	return d, fb
 }
@@ -68,9 +68,9 @@ func echo(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, r.Method+" "+r.URL.RequestURI()+" "+string(b))
 }
 
-func TestDirectTransportKeepsConnectionsAlive(t *testing.T) {
+func TestTransportKeepsConnectionsAlive(t *testing.T) {
 	srv, conns := connCounter(t, echo)
-	d, fb := newTestDirect(t)
+	d, fb := newTestTransport(t)
 	for i := 0; i < 10; i++ {
 		var req *http.Request
 		if i%2 == 0 {
@@ -99,7 +99,7 @@ func TestDirectTransportKeepsConnectionsAlive(t *testing.T) {
 	}
 }
 
-func TestDirectTransportFallback(t *testing.T) {
+func TestTransportFallback(t *testing.T) {
 	srv, _ := connCounter(t, echo)
 	big := strings.Repeat("x", directBodyMax+1)
 	for _, tc := range []struct {
@@ -133,7 +133,7 @@ func TestDirectTransportFallback(t *testing.T) {
 		{"https", func() *http.Request { r, _ := http.NewRequest("GET", "https://127.0.0.1:1/", nil); return r }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d, fb := newTestDirect(t)
+			d, fb := newTestTransport(t)
 			req := tc.req()
 			if got := !directable(req); got != tc.fallback {
 				t.Fatalf("fallback %v, want %v", got, tc.fallback)
@@ -193,9 +193,9 @@ func readRequest(br *bufio.Reader) (*http.Request, bool) {
 	return r, true
 }
 
-func TestDirectTransportRetriesOnlyReplayable(t *testing.T) {
+func TestTransportRetriesOnlyReplayable(t *testing.T) {
 	// Every connection answers its first request and closes without a
-	// word when it has read the second: the race between a primary's idle
+	// word when it has read the second: the race between a server's idle
 	// timeout and a request sent on that connection.
 	base, conns := rawServer(t, func(c net.Conn, br *bufio.Reader) {
 		if _, ok := readRequest(br); !ok {
@@ -217,7 +217,7 @@ func TestDirectTransportRetriesOnlyReplayable(t *testing.T) {
 		{"DELETE", nil, "", false},
 	} {
 		t.Run(tc.method+tc.header, func(t *testing.T) {
-			d, _ := newTestDirect(t)
+			d, _ := newTestTransport(t)
 			first, _ := http.NewRequest("GET", base, nil)
 			res, err := d.RoundTrip(first)
 			if err != nil {
@@ -244,8 +244,8 @@ func TestDirectTransportRetriesOnlyReplayable(t *testing.T) {
 				readAll(t, res)
 				t.Fatal("a request that cannot be sent twice was sent again")
 			}
-			if !errors.Is(err, errConnGone) {
-				t.Errorf("err %v, want errConnGone", err)
+			if !errors.Is(err, ErrConnGone) {
+				t.Errorf("err %v, want ErrConnGone", err)
 			}
 			if n := conns.Load() - before; n != 0 {
 				t.Errorf("%d new connections, want 0", n)
@@ -254,7 +254,7 @@ func TestDirectTransportRetriesOnlyReplayable(t *testing.T) {
 	}
 }
 
-func TestDirectTransportConnectionClose(t *testing.T) {
+func TestTransportConnectionClose(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		answer string
@@ -262,7 +262,7 @@ func TestDirectTransportConnectionClose(t *testing.T) {
 		conns  int64
 	}{
 		{"kept", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false, 1},
-		{"primary says close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", false, 3},
+		{"server says close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", false, 3},
 		{"request says close", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true, 3},
 		{"HTTP/1.0 answer", "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", false, 3},
 	} {
@@ -279,7 +279,7 @@ func TestDirectTransportConnectionClose(t *testing.T) {
 					}
 				}
 			})
-			d, _ := newTestDirect(t)
+			d, _ := newTestTransport(t)
 			for i := 0; i < 3; i++ {
 				req, _ := http.NewRequest("GET", base, nil)
 				req.Close = tc.reqCls
@@ -298,11 +298,11 @@ func TestDirectTransportConnectionClose(t *testing.T) {
 	}
 }
 
-func TestDirectTransportBodyClosedEarly(t *testing.T) {
+func TestTransportBodyClosedEarly(t *testing.T) {
 	srv, conns := connCounter(t, func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, strings.Repeat("y", 100<<10))
 	})
-	d, _ := newTestDirect(t)
+	d, _ := newTestTransport(t)
 	for i := 0; i < 2; i++ {
 		req, _ := http.NewRequest("GET", srv.URL, nil)
 		res, err := d.RoundTrip(req)
@@ -328,7 +328,7 @@ func TestDirectTransportBodyClosedEarly(t *testing.T) {
 	}
 }
 
-func TestDirectTransportNoBodyAnswers(t *testing.T) {
+func TestTransportNoBodyAnswers(t *testing.T) {
 	srv, conns := connCounter(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/204" {
 			w.WriteHeader(http.StatusNoContent)
@@ -337,7 +337,7 @@ func TestDirectTransportNoBodyAnswers(t *testing.T) {
 		w.Header().Set("Content-Length", "5")
 		_, _ = io.WriteString(w, "hello")
 	})
-	d, _ := newTestDirect(t)
+	d, _ := newTestTransport(t)
 	for _, path := range []string{"/204", "/", "/204"} {
 		for _, method := range []string{"HEAD", "GET"} {
 			req, _ := http.NewRequest(method, srv.URL+path, nil)
@@ -359,14 +359,14 @@ func TestDirectTransportNoBodyAnswers(t *testing.T) {
 	}
 }
 
-func TestDirectTransportCancelled(t *testing.T) {
+func TestTransportCancelled(t *testing.T) {
 	release := make(chan struct{})
 	base, _ := rawServer(t, func(c net.Conn, br *bufio.Reader) {
 		readRequest(br)
 		<-release // never answers until the test ends
 	})
 	t.Cleanup(func() { close(release) })
-	d, _ := newTestDirect(t)
+	d, _ := newTestTransport(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", base, nil)
 	done := make(chan error, 1)
@@ -388,7 +388,7 @@ func TestDirectTransportCancelled(t *testing.T) {
 	}
 }
 
-func TestDirectTransportHostilePrimary(t *testing.T) {
+func TestTransportHostileServer(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		answer string
@@ -405,7 +405,7 @@ func TestDirectTransportHostilePrimary(t *testing.T) {
 				readRequest(br)
 				_, _ = io.WriteString(c, tc.answer)
 			})
-			d, _ := newTestDirect(t)
+			d, _ := newTestTransport(t)
 			d.maxHeader = 16 << 10
 			req, _ := http.NewRequest("GET", base, nil)
 			res, err := d.RoundTrip(req)
@@ -420,9 +420,9 @@ func TestDirectTransportHostilePrimary(t *testing.T) {
 	}
 }
 
-func TestDirectTransportRefusesInvalidHeaders(t *testing.T) {
+func TestTransportRefusesInvalidHeaders(t *testing.T) {
 	srv, conns := connCounter(t, echo)
-	d, _ := newTestDirect(t)
+	d, _ := newTestTransport(t)
 	for _, h := range []http.Header{
 		{"X-A": {"v\r\nX-Injected: 1"}},
 		{"X-A\r\nX-Injected": {"v"}},
@@ -438,12 +438,12 @@ func TestDirectTransportRefusesInvalidHeaders(t *testing.T) {
 	}
 }
 
-func TestDirectTransportForwards1xx(t *testing.T) {
+func TestTransportForwards1xx(t *testing.T) {
 	base, _ := rawServer(t, func(c net.Conn, br *bufio.Reader) {
 		readRequest(br)
 		_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 	})
-	d, _ := newTestDirect(t)
+	d, _ := newTestTransport(t)
 	var got []string
 	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
 		got = append(got, h.Get("Link"))
@@ -462,9 +462,9 @@ func TestDirectTransportForwards1xx(t *testing.T) {
 	}
 }
 
-func TestDirectTransportClosesExpiredIdle(t *testing.T) {
+func TestTransportClosesExpiredIdle(t *testing.T) {
 	srv, conns := connCounter(t, echo)
-	d, _ := newTestDirect(t)
+	d, _ := newTestTransport(t)
 	d.idleTimeout = time.Hour
 	get := func() {
 		t.Helper()
@@ -493,9 +493,9 @@ func TestDirectTransportClosesExpiredIdle(t *testing.T) {
 	}
 }
 
-func TestDirectTransportConcurrent(t *testing.T) {
+func TestTransportConcurrent(t *testing.T) {
 	srv, conns := connCounter(t, echo)
-	d, _ := newTestDirect(t)
+	d, _ := newTestTransport(t)
 	d.maxIdle = 4
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
@@ -529,5 +529,30 @@ func TestDirectTransportConcurrent(t *testing.T) {
 	}
 	if n := conns.Load(); n > 16*50/2 {
 		t.Errorf("%d connections for 800 requests of 16 clients: not reused", n)
+	}
+}
+
+func TestTransportOptions(t *testing.T) {
+	dial := (&net.Dialer{}).DialContext
+	for _, tc := range []struct {
+		name      string
+		t         *Transport
+		maxIdle   int
+		idle      time.Duration
+		maxHeader int64
+	}{
+		{"defaults", New(http.DefaultTransport, dial), 256, 90 * time.Second, 10 << 20},
+		{"set", New(http.DefaultTransport, dial, MaxIdle(8), IdleTimeout(time.Minute), MaxHeaderBytes(4096)), 8, time.Minute, 4096},
+		{"out of range kept at defaults or one", New(http.DefaultTransport, dial, MaxIdle(0), IdleTimeout(-1), MaxHeaderBytes(0)), 1, 90 * time.Second, 10 << 20},
+		{"over an http.Transport", Over(&http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second}), 16, 30 * time.Second, 10 << 20},
+		{"over, options after", Over(&http.Transport{MaxIdleConnsPerHost: 16}, MaxIdle(4)), 4, 90 * time.Second, 10 << 20},
+		{"over an http.Transport without limits", Over(&http.Transport{}), 256, 90 * time.Second, 10 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.t.maxIdle != tc.maxIdle || tc.t.idleTimeout != tc.idle || tc.t.maxHeader != tc.maxHeader {
+				t.Fatalf("maxIdle %d, idleTimeout %v, maxHeader %d; want %d, %v, %d",
+					tc.t.maxIdle, tc.t.idleTimeout, tc.t.maxHeader, tc.maxIdle, tc.idle, tc.maxHeader)
+			}
+		})
 	}
 }

@@ -1,6 +1,6 @@
 //go:build unix
 
-package proxy
+package h1client
 
 import (
 	"bufio"
@@ -13,8 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestDirectTransportPrimaryClosedIdleConnection(t *testing.T) {
-	// The primary answers one request per connection without saying so
+func TestTransportServerClosedIdleConnection(t *testing.T) {
+	// The server answers one request per connection without saying so
 	// (no Connection: close) and closes it: the next request must notice
 	// the closed connection and use a new one, whatever its method.
 	base, conns := rawServer(t, func(c net.Conn, br *bufio.Reader) {
@@ -22,7 +22,7 @@ func TestDirectTransportPrimaryClosedIdleConnection(t *testing.T) {
 			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
 	})
-	d, _ := newTestDirect(t)
+	d, _ := newTestTransport(t)
 	for i, method := range []string{"GET", "POST", "GET", "POST"} {
 		var body io.Reader
 		if method == "POST" {
@@ -36,7 +36,7 @@ func TestDirectTransportPrimaryClosedIdleConnection(t *testing.T) {
 		if got := readAll(t, res); got != "ok" {
 			t.Fatalf("request %d: %q", i, got)
 		}
-		// Wait until the primary's close reached this side: the pooled
+		// Wait until the server's close reached this side: the pooled
 		// connection reads EOF.
 		waitClosed(t, d)
 	}
@@ -47,7 +47,7 @@ func TestDirectTransportPrimaryClosedIdleConnection(t *testing.T) {
 
 // waitClosed waits (bounded, in poll(2)) until the one pooled connection of
 // d is closed by its peer.
-func waitClosed(t *testing.T, d *directTransport) {
+func waitClosed(t *testing.T, d *Transport) {
 	t.Helper()
 	d.mu.Lock()
 	if len(d.idle) != 1 {
@@ -63,6 +63,6 @@ func waitClosed(t *testing.T, d *directTransport) {
 		n, err = unix.Poll(fds, 10_000)
 	})
 	if n != 1 || err != nil {
-		t.Fatalf("the primary's close never arrived (poll: %d, %v)", n, err)
+		t.Fatalf("the server's close never arrived (poll: %d, %v)", n, err)
 	}
 }

@@ -1,4 +1,4 @@
-package proxy
+package h1client
 
 import (
 	"bufio"
@@ -18,18 +18,18 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// directTransport reaches a plaintext HTTP/1.1 primary on the handler's own
-// goroutine: it writes the request and reads the answer itself on a pooled
-// keep-alive connection. http.Transport runs a reader and a writer goroutine
-// per connection and hands every request and answer between them and the
-// caller over channels: four goroutine wake-ups per request that, on a busy
-// machine, each wait for a core. What directTransport does not handle goes to
-// the fallback http.Transport unchanged (see directable).
+// Transport is an http.RoundTripper that does a plaintext HTTP/1.1 round
+// trip on the caller's own goroutine: it writes the request and reads the
+// answer itself on a pooled keep-alive connection. http.Transport runs a
+// reader and a writer goroutine per connection and hands every request and
+// answer between them and the caller over channels: four goroutine wake-ups
+// per request that, on a busy machine, each wait for a core. What Transport
+// does not handle goes to the fallback unchanged (see directable).
 //
 // The answer is parsed by http.ReadResponse (as http.Transport does), its
-// header bounded by maxHeader bytes. A connection goes back to the pool only
+// header bounded (MaxHeaderBytes). A connection goes back to the pool only
 // when its answer was read to the end and neither side asked to close it.
-type directTransport struct {
+type Transport struct {
 	fallback    http.RoundTripper
 	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
 	maxIdle     int
@@ -37,39 +37,73 @@ type directTransport struct {
 	maxHeader   int64
 
 	mu    sync.Mutex
-	idle  []*directConn // most recently used last
-	sweep *time.Timer   // closes connections idle past idleTimeout
+	idle  []*conn     // most recently used last
+	sweep *time.Timer // closes connections idle past idleTimeout
 }
 
 // directBodyMax is the largest request body (of known length) sent by
-// directTransport. The request is written whole before the answer is read:
-// a body this small fits in the socket buffers, so a primary that answers
+// Transport. The request is written whole before the answer is read:
+// a body this small fits in the socket buffers, so a server that answers
 // before it reads the body cannot stall the write.
 const directBodyMax = 32 << 10
 
 // max1xx bounds the informational answers (100, 103) read before the final one.
 const max1xx = 5
 
-// directOver returns a directTransport that dials as t does and hands what
-// it does not handle to t.
-func directOver(t *http.Transport) *directTransport {
-	d := newDirectTransport(t, t.DialContext)
-	d.maxIdle = t.MaxIdleConnsPerHost
-	d.idleTimeout = t.IdleConnTimeout
-	return d
+// Option sets a knob of a Transport.
+type Option func(*Transport)
+
+// MaxIdle is the most idle connections kept for reuse (default 256).
+func MaxIdle(n int) Option { return func(t *Transport) { t.maxIdle = max(n, 1) } }
+
+// IdleTimeout is how long an idle connection is kept (default 90 s).
+func IdleTimeout(d time.Duration) Option {
+	return func(t *Transport) {
+		if d > 0 {
+			t.idleTimeout = d
+		}
+	}
 }
 
-func newDirectTransport(fallback http.RoundTripper, dial func(context.Context, string, string) (net.Conn, error)) *directTransport {
-	return &directTransport{
+// MaxHeaderBytes bounds an answer's header (default 10 MiB, as
+// http.Transport's).
+func MaxHeaderBytes(n int64) Option {
+	return func(t *Transport) {
+		if n > 0 {
+			t.maxHeader = n
+		}
+	}
+}
+
+// Over returns a Transport that dials as t does, keeps t's idle limits
+// where t sets them (MaxIdleConnsPerHost, IdleConnTimeout) and hands what
+// it does not handle to t.
+func Over(t *http.Transport, opts ...Option) *Transport {
+	base := []Option{IdleTimeout(t.IdleConnTimeout)}
+	if t.MaxIdleConnsPerHost > 0 {
+		base = append(base, MaxIdle(t.MaxIdleConnsPerHost))
+	}
+	return New(t, t.DialContext, append(base, opts...)...)
+}
+
+// New returns a Transport that opens its connections with dial and hands
+// what it does not handle (TLS, HTTP/2, upgrades, large or streamed bodies,
+// 100-continue) to fallback.
+func New(fallback http.RoundTripper, dial func(ctx context.Context, network, addr string) (net.Conn, error), opts ...Option) *Transport {
+	t := &Transport{
 		fallback:    fallback,
 		dial:        dial,
 		maxIdle:     256,
 		idleTimeout: 90 * time.Second,
 		maxHeader:   10 << 20, // http.Transport's default
 	}
+	for _, o := range opts {
+		o(t)
+	}
+	return t
 }
 
-// directable reports whether r goes over directTransport: plaintext http, no
+// directable reports whether r goes over Transport: plaintext http, no
 // protocol switch or 100-continue, no body or a small one of known length.
 func directable(r *http.Request) bool {
 	if r.URL.Scheme != "http" || r.URL.Host == "" {
@@ -85,7 +119,7 @@ func directable(r *http.Request) bool {
 }
 
 // RoundTrip sends r over a pooled connection, or hands it to the fallback.
-func (t *directTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if !directable(r) {
 		return t.fallback.RoundTrip(r)
 	}
@@ -104,10 +138,10 @@ func (t *directTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		if err == nil {
 			return res, nil
 		}
-		// A kept-alive connection the primary closed before it read this
+		// A kept-alive connection the server closed before it read this
 		// request: try once more on a new one if the request can be sent
 		// again (as http.Transport does).
-		if reused && attempt == 0 && replayable(r) && errors.Is(err, errConnGone) {
+		if reused && attempt == 0 && replayable(r) && errors.Is(err, ErrConnGone) {
 			continue
 		}
 		return nil, err
@@ -136,7 +170,7 @@ func replayable(r *http.Request) bool {
 }
 
 // CloseIdleConnections closes the pooled connections and the fallback's.
-func (t *directTransport) CloseIdleConnections() {
+func (t *Transport) CloseIdleConnections() {
 	t.mu.Lock()
 	idle := t.idle
 	t.idle = nil
@@ -150,7 +184,7 @@ func (t *directTransport) CloseIdleConnections() {
 }
 
 // conn returns a live pooled connection to addr, or dials one.
-func (t *directTransport) conn(ctx context.Context, addr string) (*directConn, bool, error) {
+func (t *Transport) conn(ctx context.Context, addr string) (*conn, bool, error) {
 	for {
 		t.mu.Lock()
 		n := len(t.idle)
@@ -169,9 +203,9 @@ func (t *directTransport) conn(ctx context.Context, addr string) (*directConn, b
 	}
 	nc, err := t.dial(ctx, "tcp", addr)
 	if err != nil {
-		return nil, false, fmt.Errorf("dial primary %s: %w", addr, err)
+		return nil, false, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	c := &directConn{t: t, conn: nc, addr: addr}
+	c := &conn{t: t, conn: nc, addr: addr}
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
@@ -181,7 +215,7 @@ func (t *directTransport) conn(ctx context.Context, addr string) (*directConn, b
 }
 
 // put returns c to the pool, or closes it when the pool is full.
-func (t *directTransport) put(c *directConn) {
+func (t *Transport) put(c *conn) {
 	c.idleAt = time.Now()
 	t.mu.Lock()
 	if len(t.idle) >= t.maxIdle {
@@ -198,7 +232,7 @@ func (t *directTransport) put(c *directConn) {
 
 // closeExpired closes the connections idle for idleTimeout or longer, and
 // comes back while any connection is left in the pool.
-func (t *directTransport) closeExpired() {
+func (t *Transport) closeExpired() {
 	cut := time.Now().Add(-t.idleTimeout)
 	t.mu.Lock()
 	// The pool is ordered by when each connection came back: the expired
@@ -207,7 +241,7 @@ func (t *directTransport) closeExpired() {
 	for i < len(t.idle) && !t.idle[i].idleAt.After(cut) {
 		i++
 	}
-	expired := append([]*directConn(nil), t.idle[:i]...)
+	expired := append([]*conn(nil), t.idle[:i]...)
 	t.idle = append(t.idle[:0], t.idle[i:]...)
 	if len(t.idle) > 0 {
 		t.sweep.Reset(time.Until(t.idle[0].idleAt.Add(t.idleTimeout)))
@@ -220,9 +254,9 @@ func (t *directTransport) closeExpired() {
 	}
 }
 
-// directConn is one keep-alive connection to the primary.
-type directConn struct {
-	t      *directTransport
+// conn is one keep-alive connection.
+type conn struct {
+	t      *Transport
 	conn   net.Conn
 	raw    syscall.RawConn
 	addr   string
@@ -232,13 +266,13 @@ type directConn struct {
 	limit  int64 // bytes the reader may still take (the answer's header)
 }
 
-// errConnGone is a kept-alive connection that ended before an answer began.
-var errConnGone = errors.New("primary closed the connection before answering")
+// ErrConnGone is a kept-alive connection that ended before an answer began.
+var ErrConnGone = errors.New("server closed the connection before answering")
 
 // Read reads from the connection within the current limit.
-func (c *directConn) Read(p []byte) (int, error) {
+func (c *conn) Read(p []byte) (int, error) {
 	if c.limit <= 0 {
-		return 0, fmt.Errorf("primary's answer header exceeds %d bytes", c.t.maxHeader)
+		return 0, fmt.Errorf("answer header exceeds %d bytes", c.t.maxHeader)
 	}
 	if int64(len(p)) > c.limit {
 		p = p[:c.limit]
@@ -249,8 +283,8 @@ func (c *directConn) Read(p []byte) (int, error) {
 }
 
 // alive reports whether a pooled connection is still open and silent: the
-// primary may have closed it (its idle timeout) while it waited here.
-func (c *directConn) alive() bool {
+// server may have closed it (its idle timeout) while it waited here.
+func (c *conn) alive() bool {
 	if c.br.Buffered() > 0 {
 		return false // bytes nobody asked for
 	}
@@ -259,7 +293,7 @@ func (c *directConn) alive() bool {
 
 // roundTrip writes r and reads its answer. On success the answer's body owns
 // the connection; on failure the connection is closed.
-func (c *directConn) roundTrip(r *http.Request) (*http.Response, error) {
+func (c *conn) roundTrip(r *http.Request) (*http.Response, error) {
 	ctx := r.Context()
 	stop := context.AfterFunc(ctx, func() {
 		_ = c.conn.SetDeadline(time.Unix(1, 0)) // unblocks a read or write
@@ -273,10 +307,10 @@ func (c *directConn) roundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	if err := r.Write(c.bw); err != nil {
-		return fail(gone(fmt.Errorf("write request to primary: %w", err)))
+		return fail(gone(fmt.Errorf("write request: %w", err)))
 	}
 	if err := c.bw.Flush(); err != nil {
-		return fail(gone(fmt.Errorf("write request to primary: %w", err)))
+		return fail(gone(fmt.Errorf("write request: %w", err)))
 	}
 	trace := httptrace.ContextClientTrace(ctx)
 	for n1xx := 0; ; n1xx++ {
@@ -284,13 +318,13 @@ func (c *directConn) roundTrip(r *http.Request) (*http.Response, error) {
 		res, err := http.ReadResponse(c.br, r)
 		if err != nil {
 			if n1xx == 0 && c.limit == c.t.maxHeader && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)) {
-				err = errConnGone // not a byte of an answer
+				err = ErrConnGone // not a byte of an answer
 			}
-			return fail(fmt.Errorf("read answer from primary: %w", err))
+			return fail(fmt.Errorf("read answer: %w", err))
 		}
 		c.limit = math.MaxInt64
 		if res.StatusCode >= 200 || res.StatusCode < 100 {
-			b := &directBody{rc: res.Body, c: c, stop: stop, keep: !res.Close && !r.Close}
+			b := &body{rc: res.Body, c: c, stop: stop, keep: !res.Close && !r.Close}
 			if res.Body == http.NoBody {
 				b.done(true)
 			} else {
@@ -299,7 +333,7 @@ func (c *directConn) roundTrip(r *http.Request) (*http.Response, error) {
 			return res, nil
 		}
 		if res.StatusCode == http.StatusSwitchingProtocols || n1xx >= max1xx {
-			return fail(fmt.Errorf("read answer from primary: unexpected %d answer", res.StatusCode))
+			return fail(fmt.Errorf("read answer: unexpected %d answer", res.StatusCode))
 		}
 		if trace != nil && trace.Got1xxResponse != nil {
 			if err := trace.Got1xxResponse(res.StatusCode, textproto.MIMEHeader(res.Header)); err != nil {
@@ -314,30 +348,30 @@ func (c *directConn) roundTrip(r *http.Request) (*http.Response, error) {
 func validHeader(h http.Header) error {
 	for k, vv := range h {
 		if !httpguts.ValidHeaderFieldName(k) {
-			return errors.New("write request to primary: invalid header field name")
+			return errors.New("write request: invalid header field name")
 		}
 		for _, v := range vv {
 			if !httpguts.ValidHeaderFieldValue(v) {
-				return errors.New("write request to primary: invalid header field value")
+				return errors.New("write request: invalid header field value")
 			}
 		}
 	}
 	return nil
 }
 
-// gone marks a write error on a connection the primary had already closed.
+// gone marks a write error on a connection the server had already closed.
 func gone(err error) error {
 	if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
-		return fmt.Errorf("%w: %w", errConnGone, err)
+		return fmt.Errorf("%w: %w", ErrConnGone, err)
 	}
 	return err
 }
 
-// directBody is the body of an answer read by directTransport: at its end
+// body is the body of an answer read by Transport: at its end
 // the connection goes back to the pool, closed early it is closed.
-type directBody struct {
+type body struct {
 	rc   io.ReadCloser
-	c    *directConn
+	c    *conn
 	stop func() bool
 	keep bool
 
@@ -345,7 +379,7 @@ type directBody struct {
 	end bool
 }
 
-func (b *directBody) Read(p []byte) (int, error) {
+func (b *body) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if err == io.EOF {
 		b.done(true)
@@ -353,7 +387,7 @@ func (b *directBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *directBody) Close() error {
+func (b *body) Close() error {
 	b.done(false)
 	return nil
 }
@@ -361,7 +395,7 @@ func (b *directBody) Close() error {
 // done gives the connection back once: to the pool when the answer was read
 // to its end (eof), the connection may be kept and no deadline was set on
 // it by a cancelled request; closed otherwise.
-func (b *directBody) done(eof bool) {
+func (b *body) done(eof bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.end {
