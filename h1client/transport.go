@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"net/url"
 	"sync"
 	"syscall"
 	"time"
@@ -129,7 +130,7 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		c, reused, err := t.conn(r.Context(), r.URL.Host)
+		c, reused, err := t.conn(r.Context(), hostPort(r.URL))
 		if err != nil {
 			closeBody(r)
 			return nil, err
@@ -181,6 +182,16 @@ func (t *Transport) CloseIdleConnections() {
 	if ci, ok := t.fallback.(interface{ CloseIdleConnections() }); ok {
 		ci.CloseIdleConnections()
 	}
+}
+
+// hostPort is the address dialled for u, an http:// URL: its host and port,
+// port 80 when the URL names none (as http.Transport dials).
+func hostPort(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "80"
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }
 
 // conn returns a live pooled connection to addr, or dials one.

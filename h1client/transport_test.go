@@ -556,3 +556,36 @@ func TestTransportOptions(t *testing.T) {
 		})
 	}
 }
+
+func TestTransportDialsTheURLsHostAndPort(t *testing.T) {
+	srv, _ := connCounter(t, func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
+	for _, tc := range []struct{ url, want string }{
+		{"http://example.test/a", "example.test:80"},
+		{"http://example.test:8080/a", "example.test:8080"},
+		{"http://[::1]/a", "[::1]:80"},
+		{"http://[::1]:81/a", "[::1]:81"},
+		{"http://Example.Test./a", "Example.Test.:80"},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			var dialled []string
+			d := New(&http.Transport{}, func(ctx context.Context, network, addr string) (net.Conn, error) {
+				dialled = append(dialled, network+" "+addr)
+				return (&net.Dialer{}).DialContext(ctx, "tcp", srv.Listener.Addr().String())
+			})
+			t.Cleanup(d.CloseIdleConnections)
+			for range 2 { // the second request finds the first one's connection
+				req, _ := http.NewRequest(http.MethodGet, tc.url, nil)
+				res, err := d.RoundTrip(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := readAll(t, res); got != "ok" {
+					t.Fatalf("answer %q", got)
+				}
+			}
+			if len(dialled) != 1 || dialled[0] != "tcp "+tc.want {
+				t.Fatalf("dialled %q, want once tcp %s", dialled, tc.want)
+			}
+		})
+	}
+}
