@@ -329,7 +329,7 @@ func (c *conn) roundTrip(r *http.Request) (*http.Response, error) {
 		res, err := http.ReadResponse(c.br, r)
 		if err != nil {
 			if n1xx == 0 && c.limit == c.t.maxHeader && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)) {
-				err = ErrConnGone // not a byte of an answer
+				err = fmt.Errorf("%w: %w", ErrConnGone, err) // not a byte of an answer
 			}
 			return fail(fmt.Errorf("read answer: %w", err))
 		}

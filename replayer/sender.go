@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mirrorline/mirrorline/h1client"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 )
 
@@ -57,8 +58,11 @@ func NewSender(target string, conns int, opts ...Option) (*Sender, error) {
 		bodyLimit: o.bodyLimit,
 		conns:     pool,
 		client: &http.Client{
-			Timeout:       o.timeout,
-			Transport:     newTransport(pool, conns, nil, o.tlsConfig),
+			// No Client.Timeout: do bounds each exchange by s.timeout.
+			// HTTP/1.1 to an http:// target on the sending goroutine;
+			// https and what else h1client leaves go to the http.Transport.
+			Transport: h1client.New(newTransport(pool, conns, nil, o.tlsConfig), pool.DialContext,
+				h1client.MaxIdle(conns*2), h1client.IdleTimeout(90*time.Second)),
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		h2: &http.Client{
@@ -70,7 +74,6 @@ func NewSender(target string, conns int, opts ...Option) (*Sender, error) {
 	}
 	if u.Scheme == "https" {
 		s.alpn = &http.Client{
-			Timeout:       o.timeout,
 			Transport:     newTransport(pool, conns, alpnProtocols(), o.tlsConfig),
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
@@ -164,9 +167,21 @@ func (s *Sender) do(req *http.Request, p mlv1.Protocol) (*mlv1.Response, string)
 		client = s.alpn
 	}
 	start := time.Now()
+	if s.timeout > 0 {
+		// The whole exchange, the answer's body included, within --timeout
+		// (what http.Client.Timeout does, without its goroutine and timer
+		// per request for a transport other than http.Transport).
+		ctx, cancel := context.WithTimeoutCause(req.Context(), s.timeout, errSendTimeout)
+		defer cancel()
+		req = req.WithContext(ctx)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return &mlv1.Response{Error: sendErrorText(err), LatencyNs: time.Since(start).Nanoseconds()}, ErrorReason(err, 0)
+		text := sendErrorText(err)
+		if context.Cause(req.Context()) == errSendTimeout {
+			text += " (Timeout " + s.timeout.String() + " exceeded)"
+		}
+		return &mlv1.Response{Error: text, LatencyNs: time.Since(start).Nanoseconds()}, ErrorReason(err, 0)
 	}
 	defer resp.Body.Close()
 	body, rerr := io.ReadAll(io.LimitReader(resp.Body, s.bodyLimit))
@@ -185,6 +200,9 @@ func (s *Sender) do(req *http.Request, p mlv1.Protocol) (*mlv1.Response, string)
 	}
 	return out, ErrorReason(rerr, resp.StatusCode)
 }
+
+// errSendTimeout is the cause of a request context ended by --timeout.
+var errSendTimeout = errors.New("replay request timeout")
 
 // sendErrorText is the error recorded in a shadow response: the client's
 // error without the request URL it quotes (the captured path and query).
