@@ -354,6 +354,7 @@ type front struct {
 	maxRate        spread    // closed loop, over rounds
 	maxP50, maxP99 spread    // closed loop latency, over rounds
 	copies         *collectorCounts
+	steals         []float64 // steal share of the machine's CPU during each fixed-rate round
 }
 
 func (h *harness) warm(ctx context.Context, base string, rate int) {
@@ -446,7 +447,11 @@ func (h *harness) overhead(ctx context.Context) error {
 				return ctx.Err()
 			}
 			h.logf("overhead: round %d/%d, %s", r+1, h.cfg.rounds, f.name)
+			st := benchproc.StartSteal()
 			f.opens = append(f.opens, openLoop(ctx, f.base, h.nextStep(), h.cfg.rate, h.cfg.duration))
+			if share, ok := st.Share(); ok {
+				f.steals = append(f.steals, share)
+			}
 			f.closeds = append(f.closeds, closedLoop(ctx, f.base, h.nextStep(), h.cfg.workers, h.cfg.duration, h.cfg.maxRequests))
 		}
 	}

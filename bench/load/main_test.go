@@ -100,3 +100,18 @@ func TestBenchMetrics(t *testing.T) {
 		t.Errorf("metrics from a failed run: %v", m)
 	}
 }
+
+func TestFmtShares(t *testing.T) {
+	for _, tc := range []struct {
+		in   []float64
+		want string
+	}{
+		{nil, "-"},
+		{[]float64{0.031, 0, 0.125}, "3 / 0 / 13 %"},
+		{[]float64{1}, "100 %"},
+	} {
+		if got := fmtShares(tc.in); got != tc.want {
+			t.Errorf("fmtShares(%v) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
@@ -110,20 +111,32 @@ func fmtSpreadDur(s spread) string {
 	return fmt.Sprintf("%s (%s–%s)", fmtDur(time.Duration(s.med)), fmtDur(time.Duration(s.lo)), fmtDur(time.Duration(s.hi)))
 }
 
+// fmtShares formats shares as whole percentages ("3 / 0 / 12 %"), "-" for none.
+func fmtShares(v []float64) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = strconv.Itoa(int(math.Round(100 * x)))
+	}
+	return strings.Join(parts, " / ") + " %"
+}
+
 func (r *report) overhead(c config, fronts []front) {
 	r.f("### Proxy overhead\n\n")
 	r.f("All fronts run at once and are measured in %d interleaved rounds (order rotating each round) after a %s warm-up each. Fixed rate: vegeta, %d/s for %s per round (open model). Max throughput: closed loop, %d keep-alive workers for %s per round. Each figure is the median round, the range over rounds in brackets.\n\n",
 		c.rounds, c.warmup, c.rate, c.duration, c.workers, c.duration)
-	r.f("| path | p50 @%d/s | p99 @%d/s | max req/s | p50 at max | p99 at max | errors | copies captured / published / dropped |\n", c.rate, c.rate)
-	r.f("|---|---:|---:|---:|---:|---:|---:|---|\n")
+	r.f("| path | p50 @%d/s | p99 @%d/s | max req/s | p50 at max | p99 at max | errors | copies captured / published / dropped | CPU stolen @%d/s, each round |\n", c.rate, c.rate, c.rate)
+	r.f("|---|---:|---:|---:|---:|---:|---:|---|---|\n")
 	for _, f := range fronts {
 		copies := "-"
 		answered := f.open.Requests + f.closed.Requests + f.open.Errors + f.closed.Errors
 		if f.copies != nil {
 			copies = fmt.Sprintf("%.0f / %.0f / %.0f of %d answered", f.copies.Captured, f.copies.Published, f.copies.Dropped, answered)
 		}
-		r.f("| %s | %s | %s | %.0f (%.0f–%.0f) | %s | %s | %d | %s |\n", f.name, fmtSpreadDur(f.p50), fmtSpreadDur(f.p99),
-			f.maxRate.med, f.maxRate.lo, f.maxRate.hi, fmtDur(time.Duration(f.maxP50.med)), fmtDur(time.Duration(f.maxP99.med)), f.open.Errors+f.closed.Errors, copies)
+		r.f("| %s | %s | %s | %.0f (%.0f–%.0f) | %s | %s | %d | %s | %s |\n", f.name, fmtSpreadDur(f.p50), fmtSpreadDur(f.p99),
+			f.maxRate.med, f.maxRate.lo, f.maxRate.hi, fmtDur(time.Duration(f.maxP50.med)), fmtDur(time.Duration(f.maxP99.med)), f.open.Errors+f.closed.Errors, copies, fmtShares(f.steals))
 	}
 	if len(fronts) == 0 {
 		return
