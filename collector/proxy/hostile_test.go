@@ -315,3 +315,38 @@ func TestProxyCutsSlowBodies(t *testing.T) {
 		t.Fatalf("published %d, want none", len(pub))
 	}
 }
+
+// A chunked body the proxy read whole (within the body limit) reaches the
+// primary with its length; one past the limit, streamed, stays chunked. The
+// primary gets the same bytes either way.
+func TestProxyFramesAChunkedBodyReadWhole(t *testing.T) {
+	type seen struct {
+		length int64
+		te     string
+		body   string
+	}
+	got := make(chan seen, 1)
+	r := startHostileProxy(t, func(w http.ResponseWriter, req *http.Request) {
+		b, _ := io.ReadAll(req.Body)
+		got <- seen{req.ContentLength, strings.Join(req.TransferEncoding, ","), string(b)}
+		w.WriteHeader(http.StatusCreated)
+	}, WithBodyLimit(64))
+	long := strings.Repeat("x", 100)
+	for _, tc := range []struct {
+		name, chunks string
+		want         seen
+	}{
+		{"read whole", "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", seen{11, "", "hello world"}},
+		{"past the body limit", fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(long), long), seen{-1, "chunked", long}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if status := rawExchange(t, r.addr, "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"+tc.chunks, false); status != http.StatusCreated {
+				t.Fatalf("status %d", status)
+			}
+			if s := <-got; s != tc.want {
+				t.Fatalf("primary saw length %d, transfer-encoding %q, %d body bytes; want %d, %q, %d",
+					s.length, s.te, len(s.body), tc.want.length, tc.want.te, len(tc.want.body))
+			}
+		})
+	}
+}

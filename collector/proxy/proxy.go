@@ -260,6 +260,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var rest io.Reader = bytes.NewReader(prefix)
 		if !complete {
 			rest = io.MultiReader(rest, st.body)
+		} else if r.ContentLength < 0 && len(r.Trailer) == 0 {
+			// A chunked body read whole goes to the primary with its length
+			// (as nginx's request buffering does): same bytes, and a small
+			// one takes the direct transport.
+			r.ContentLength, r.TransferEncoding = int64(len(prefix)), nil
 		}
 		r.Body = struct {
 			io.Reader
