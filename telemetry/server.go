@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"sync"
 	"time"
@@ -18,11 +19,17 @@ import (
 // Check reports whether one part of the process is ready; nil means ready.
 type Check func(ctx context.Context) error
 
-// Server serves /metrics, /healthz and /readyz.
+// Server serves /metrics, /healthz and /readyz, and Go's runtime profiles
+// under /debug/pprof/ when Profiling is set.
 type Server struct {
 	Registry *prometheus.Registry
-	mu       sync.Mutex
-	checks   map[string]Check
+	// Profiling also serves net/http/pprof's handlers at /debug/pprof/
+	// (CPU, heap, goroutine, mutex and block profiles, execution traces):
+	// they show the program's code paths, sizes and stacks, never the
+	// traffic it carries, but they are for an operator's network only.
+	Profiling bool
+	mu        sync.Mutex
+	checks    map[string]Check
 }
 
 // NewServer returns a Server with a fresh registry holding the Go and process collectors.
@@ -39,9 +46,16 @@ func (s *Server) AddCheck(name string, c Check) {
 	s.checks[name] = c
 }
 
-// Handler returns the HTTP handler of the three endpoints.
+// Handler returns the HTTP handler of the endpoints.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
+	if s.Profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))

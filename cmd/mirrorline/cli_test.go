@@ -1,14 +1,17 @@
 package main
 
 import (
+	"context"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"testing"
 
+	"github.com/mirrorline/mirrorline/telemetry"
 	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
@@ -321,4 +324,50 @@ func writeTemp(t *testing.T, name, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// --pprof serves Go's profiles beside the metrics; without it they are not
+// there.
+func TestPprofFlag(t *testing.T) {
+	for _, tc := range []struct {
+		flag   []string
+		status int
+	}{
+		{nil, http.StatusNotFound},
+		{[]string{"--pprof"}, http.StatusOK},
+	} {
+		args := append([]string{"lag", "--serve", "--metrics-addr", "127.0.0.1:0"}, tc.flag...)
+		a, root, err := newApp(args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd, rest, err := root.Find(args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.ParseFlags(rest); err != nil {
+			t.Fatal(err)
+		}
+		a.resolveMetricsAddr(cmd)
+		if err := a.bindMetrics(); err != nil {
+			t.Fatal(err)
+		}
+		addr := a.metricsLn.Addr().String()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.serveMetrics(ctx, telemetry.NewServer()) }()
+		res, err := http.Get("http://" + addr + "/debug/pprof/cmdline")
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if res.StatusCode != tc.status {
+			t.Errorf("%v: /debug/pprof/cmdline answered %d, want %d", args, res.StatusCode, tc.status)
+		}
+	}
 }

@@ -77,6 +77,8 @@ type app struct {
 	// data path (bindMetrics); runAll serves on it. metricsBound: it was.
 	metricsLn    net.Listener
 	metricsBound bool
+	// pprof: --pprof, Go's runtime profiles beside the metrics.
+	pprof bool
 	// schema and schemaLoaded: the grpc section's schemas, read once
 	// (grpcSchema) for every stage of the process.
 	schema       *grpcwire.Schema
@@ -123,6 +125,7 @@ func newApp(args []string) (*app, *cobra.Command, error) {
 	pf.StringP("config", "c", a.cfgPath, "YAML configuration file (unknown keys are an error)")
 	a.cfg.BindFlags(pf)
 	pf.StringVar(&a.cfg.MetricsAddr, "metrics-addr", a.cfg.MetricsAddr, "address serving /metrics, /healthz and /readyz (empty disables; default: the command's own port: "+metricsPortsUsage()+")")
+	pf.BoolVar(&a.pprof, "pprof", false, "also serve Go's runtime profiles at /debug/pprof/ on --metrics-addr (CPU, heap, goroutines, execution traces: code paths, never traffic)")
 
 	root.AddCommand(a.proxyCmd(), a.replayCmd(), a.topicsCmd(), a.redactCmd(), a.upCmd(), a.sinkCmd(), a.lagCmd(), a.vpcCmd(), a.importCmd(), a.compareCmd(), a.ebpfCmd(), a.stubCmd(), a.versionCmd())
 	groupsRefuseUnknown(root)

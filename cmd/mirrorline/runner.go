@@ -27,11 +27,13 @@ func (a *app) runAll(ctx context.Context, tel *telemetry.Server, fns ...func(con
 	return g.Wait()
 }
 
-// serveMetrics serves tel until ctx ends: on the listener bound before
-// (bindMetrics), else on --metrics-addr (empty: not at all). A window
-// replay serves metrics this way, so several workers of one job on one host
-// run although only the first gets the port.
+// serveMetrics serves tel (with Go's profiles when --pprof is set) until
+// ctx ends: on the listener bound before (bindMetrics), else on
+// --metrics-addr (empty: not at all). A window replay serves metrics this
+// way, so several workers of one job on one host run although only the
+// first gets the port.
 func (a *app) serveMetrics(ctx context.Context, tel *telemetry.Server) error {
+	tel.Profiling = a.pprof
 	if ln := a.takeMetricsListener(); ln != nil {
 		return tel.ServeListener(ctx, ln)
 	}
