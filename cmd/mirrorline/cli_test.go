@@ -246,21 +246,7 @@ func TestMetricsAddrPrecedence(t *testing.T) {
 		{[]string{"lag", "--serve", "-c", cfgFile}, "127.0.0.1:0"},
 		{[]string{"lag", "--serve", "-c", cfgFile, "--metrics-addr", ""}, ""},
 	} {
-		a, root, err := newApp(tc.args)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd, rest, err := root.Find(tc.args)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.ParseFlags(rest); err != nil {
-			t.Fatal(err)
-		}
-		a.resolveMetricsAddr(cmd)
-		if err := a.bindMetrics(); err != nil {
-			t.Fatal(err)
-		}
+		a := boundApp(t, tc.args)
 		if a.cfg.MetricsAddr != tc.want {
 			t.Errorf("%v: metrics addr %q, want %q", tc.args, a.cfg.MetricsAddr, tc.want)
 		}
@@ -337,21 +323,7 @@ func TestPprofFlag(t *testing.T) {
 		{[]string{"--pprof"}, http.StatusOK},
 	} {
 		args := append([]string{"lag", "--serve", "--metrics-addr", "127.0.0.1:0"}, tc.flag...)
-		a, root, err := newApp(args)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd, rest, err := root.Find(args)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.ParseFlags(rest); err != nil {
-			t.Fatal(err)
-		}
-		a.resolveMetricsAddr(cmd)
-		if err := a.bindMetrics(); err != nil {
-			t.Fatal(err)
-		}
+		a := boundApp(t, args)
 		addr := a.metricsLn.Addr().String()
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
@@ -370,4 +342,26 @@ func TestPprofFlag(t *testing.T) {
 			t.Errorf("%v: /debug/pprof/cmdline answered %d, want %d", args, res.StatusCode, tc.status)
 		}
 	}
+}
+
+// boundApp parses args as the command line does, up to binding the metrics
+// listener (bindMetrics).
+func boundApp(t *testing.T, args []string) *app {
+	t.Helper()
+	a, root, err := newApp(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, rest, err := root.Find(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.ParseFlags(rest); err != nil {
+		t.Fatal(err)
+	}
+	a.resolveMetricsAddr(cmd)
+	if err := a.bindMetrics(); err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
