@@ -410,8 +410,8 @@ func goreplayBinary(flagged string) string {
 	return ""
 }
 
-// printMedians prints, per tool and lead, the median p99 deviation and span
-// error of the runs.
+// printMedians prints, per tool and lead, the median p99 deviation, span
+// error and steal share of the runs.
 func printMedians(rs []fidelity) {
 	type key struct {
 		tool string
@@ -430,11 +430,20 @@ func printMedians(rs []fidelity) {
 		g := groups[k]
 		p99s := make([]time.Duration, len(g))
 		spans := make([]float64, len(g))
+		var steals []float64
 		for i, r := range g {
 			p99s[i], spans[i] = r.devP99, math.Abs(r.spanErrPct)
+			if r.steal >= 0 {
+				steals = append(steals, r.steal)
+			}
 		}
 		sort.Slice(p99s, func(i, j int) bool { return p99s[i] < p99s[j] })
 		sort.Float64s(spans)
-		fmt.Printf("  %-11s lead %-8s runs %d  dev p99 %10s  |span err| %6.2f%%\n", k.tool, k.lead, len(g), p99s[len(g)/2].Round(time.Microsecond), spans[len(g)/2])
+		steal := "-"
+		if len(steals) > 0 {
+			sort.Float64s(steals)
+			steal = fmt.Sprintf("%.0f%%", 100*steals[len(steals)/2])
+		}
+		fmt.Printf("  %-11s lead %-8s runs %d  dev p99 %10s  |span err| %6.2f%%  steal %s\n", k.tool, k.lead, len(g), p99s[len(g)/2].Round(time.Microsecond), spans[len(g)/2], steal)
 	}
 }
