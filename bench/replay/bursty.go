@@ -88,7 +88,7 @@ type fidelity struct {
 	devMax     time.Duration
 	spanErrPct float64
 	ownLagP99  time.Duration // the replayer's summary: schedule lag p99
-	dials      int           // connections the server accepted after the first record was due
+	dials      int           // connections the server accepted inside a burst (dialsInBursts)
 	cpu        time.Duration // CPU time of the run: the tool and the loopback server
 	steal      float64       // share of the machine's CPU time stolen by the hypervisor meanwhile; -1: unknown
 	firstP99   time.Duration // deviation p99 of the first burst
@@ -135,17 +135,12 @@ func (c burstCapture) judge(tool string, lead time.Duration, start time.Time, ar
 	return f
 }
 
-// indexed returns the arrivals of srv by request index and forgets them,
-// with how many connections were accepted at or after due.
-func (s *server) indexed(due time.Time) (map[int]time.Time, int) {
+// indexed returns the arrivals of srv by request index and the times it
+// accepted connections, and forgets both.
+func (s *server) indexed() (map[int]time.Time, []time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	dials := 0
-	for _, t := range s.new {
-		if !t.Before(due) {
-			dials++
-		}
-	}
+	accepts := s.new
 	s.new = nil
 	out := make(map[int]time.Time, len(s.idx))
 	for k, v := range s.idx {
@@ -153,7 +148,38 @@ func (s *server) indexed(due time.Time) (map[int]time.Time, int) {
 	}
 	s.idx = map[int]time.Time{}
 	s.at = nil
-	return out, dials
+	return out, accepts
+}
+
+// Around each burst, the stretch in which an accepted connection counts as
+// dialled inside the burst: from a little before its first planned request
+// (a connection opened then is not ready for it either) to a little after
+// its last (late requests). A connection dialled ahead of a burst (the
+// replayer's warm-up, 50 ms before) falls outside.
+const (
+	dialBefore = 5 * time.Millisecond
+	dialAfter  = 10 * time.Millisecond
+)
+
+// dialsInBursts counts the accepts inside a burst of the plan anchored at
+// start for a window starting lead before the first record.
+func (c burstCapture) dialsInBursts(start time.Time, lead time.Duration, accepts []time.Time) int {
+	n := 0
+	for _, t := range accepts {
+		off := t.Sub(start)
+		for i := 0; i < len(c.at); {
+			j := i + 1 // the burst is c.at[i:j]
+			for j < len(c.at) && c.at[j].Sub(c.at[j-1]) < c.gap {
+				j++
+			}
+			if off >= c.planned(i, lead)-dialBefore && off <= c.planned(j-1, lead)+dialAfter {
+				n++
+				break
+			}
+			i = j
+		}
+	}
+	return n
 }
 
 // requestIndex is the index a bench request carries: ?i=N (the replayer,
@@ -187,9 +213,9 @@ func runBurstMirrorline(ctx context.Context, srv *server, c burstCapture, lead t
 		return fidelity{}, err
 	}
 	start := sum.Started.Add(time.Duration(sum.StartWait * float64(time.Second)))
-	arr, dials := srv.indexed(start.Add(c.planned(0, lead)))
+	arr, accepts := srv.indexed()
 	f := c.judge("mirrorline", lead, start, arr)
-	f.dials = dials
+	f.dials = c.dialsInBursts(start, lead, accepts)
 	f.ownLagP99 = time.Duration(sum.ScheduleLag.P99 * float64(time.Second))
 	return f, nil
 }
@@ -200,9 +226,9 @@ func runBurstVegeta(srv *server, c burstCapture, lead time.Duration, conc int) f
 	start := time.Now() // vegeta's own start is a few µs later
 	for range atk.Attack(tr, planPacer{c, lead}, 0, "burst") {
 	}
-	arr, dials := srv.indexed(start.Add(c.planned(0, lead)))
+	arr, accepts := srv.indexed()
 	f := c.judge("vegeta", lead, start, arr)
-	f.dials = dials
+	f.dials = c.dialsInBursts(start, lead, accepts)
 	return f
 }
 
@@ -255,7 +281,7 @@ func runBurstGoReplay(ctx context.Context, bin string, srv *server, c burstCaptu
 		"--output-http", srv.URL, "--output-http-workers", strconv.Itoa(conc)); err != nil {
 		return fidelity{}, err
 	}
-	arr, dials := srv.indexed(time.Time{})
+	arr, accepts := srv.indexed()
 	first := time.Time{}
 	for _, at := range arr {
 		if first.IsZero() || at.Before(first) {
@@ -266,7 +292,7 @@ func runBurstGoReplay(ctx context.Context, bin string, srv *server, c burstCaptu
 		return fidelity{tool: "goreplay", note: "nothing arrived"}, nil
 	}
 	f := c.judge("goreplay", 0, first, arr)
-	f.dials = dials
+	f.dials = c.dialsInBursts(first, 0, accepts)
 	f.note = "anchored at its first arrival"
 	return f, nil
 }
