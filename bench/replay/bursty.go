@@ -95,6 +95,21 @@ type fidelity struct {
 	note       string
 }
 
+// bursts returns the bursts of the capture as index ranges [lo, hi): runs
+// of records closer together than the shortest pause.
+func (c burstCapture) bursts() [][2]int {
+	var out [][2]int
+	for i := 0; i < len(c.at); {
+		j := i + 1
+		for j < len(c.at) && c.at[j].Sub(c.at[j-1]) < c.gap {
+			j++
+		}
+		out = append(out, [2]int{i, j})
+		i = j
+	}
+	return out
+}
+
 // judge compares arrivals (by index) with the plan anchored at start.
 func (c burstCapture) judge(tool string, lead time.Duration, start time.Time, arr map[int]time.Time) fidelity {
 	f := fidelity{tool: tool, lead: lead, requests: len(arr)}
@@ -102,7 +117,7 @@ func (c burstCapture) judge(tool string, lead time.Duration, start time.Time, ar
 		return f
 	}
 	var firstBurst []time.Duration
-	for i := 0; i < len(c.at) && (i == 0 || c.at[i].Sub(c.at[i-1]) < c.gap); i++ {
+	for i := range c.bursts()[0][1] {
 		if at, ok := arr[i]; ok {
 			d := at.Sub(start.Add(c.planned(i, lead)))
 			firstBurst = append(firstBurst, max(d, -d))
@@ -164,19 +179,15 @@ const (
 // dialsInBursts counts the accepts inside a burst of the plan anchored at
 // start for a window starting lead before the first record.
 func (c burstCapture) dialsInBursts(start time.Time, lead time.Duration, accepts []time.Time) int {
+	bursts := c.bursts()
 	n := 0
 	for _, t := range accepts {
 		off := t.Sub(start)
-		for i := 0; i < len(c.at); {
-			j := i + 1 // the burst is c.at[i:j]
-			for j < len(c.at) && c.at[j].Sub(c.at[j-1]) < c.gap {
-				j++
-			}
-			if off >= c.planned(i, lead)-dialBefore && off <= c.planned(j-1, lead)+dialAfter {
+		for _, b := range bursts {
+			if off >= c.planned(b[0], lead)-dialBefore && off <= c.planned(b[1]-1, lead)+dialAfter {
 				n++
 				break
 			}
-			i = j
 		}
 	}
 	return n
@@ -339,13 +350,9 @@ func printFidelity(rs []fidelity) {
 		if strings.HasPrefix(r.tool, "ml") || r.tool == "mirrorline" {
 			own = r.ownLagP99.Round(time.Microsecond).String()
 		}
-		steal := "-"
-		if r.steal >= 0 {
-			steal = fmt.Sprintf("%.0f%%", 100*r.steal)
-		}
 		fmt.Printf("%-11s %8s %9d %10s %10s %10s %8.2f%% %12s %12s %6d %8s %6s  %s\n", r.tool, r.lead, r.requests,
 			r.devP50.Round(time.Microsecond), r.devP99.Round(time.Microsecond), r.devMax.Round(time.Microsecond),
-			r.spanErrPct, r.firstP99.Round(time.Microsecond), own, r.dials, r.cpu.Round(time.Millisecond), steal, r.note)
+			r.spanErrPct, r.firstP99.Round(time.Microsecond), own, r.dials, r.cpu.Round(time.Millisecond), fmtSteal(r.steal), r.note)
 	}
 }
 
@@ -436,6 +443,15 @@ func goreplayBinary(flagged string) string {
 	return ""
 }
 
+// fmtSteal formats a steal share as a whole percentage, "-" when unknown
+// (negative).
+func fmtSteal(share float64) string {
+	if share < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%%", 100*share)
+}
+
 // printMedians prints, per tool and lead, the median p99 deviation, span
 // error and steal share of the runs.
 func printMedians(rs []fidelity) {
@@ -465,11 +481,11 @@ func printMedians(rs []fidelity) {
 		}
 		sort.Slice(p99s, func(i, j int) bool { return p99s[i] < p99s[j] })
 		sort.Float64s(spans)
-		steal := "-"
+		steal := -1.0
 		if len(steals) > 0 {
 			sort.Float64s(steals)
-			steal = fmt.Sprintf("%.0f%%", 100*steals[len(steals)/2])
+			steal = steals[len(steals)/2]
 		}
-		fmt.Printf("  %-11s lead %-8s runs %d  dev p99 %10s  |span err| %6.2f%%  steal %s\n", k.tool, k.lead, len(g), p99s[len(g)/2].Round(time.Microsecond), spans[len(g)/2], steal)
+		fmt.Printf("  %-11s lead %-8s runs %d  dev p99 %10s  |span err| %6.2f%%  steal %s\n", k.tool, k.lead, len(g), p99s[len(g)/2].Round(time.Microsecond), spans[len(g)/2], fmtSteal(steal))
 	}
 }
