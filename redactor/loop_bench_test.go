@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 
 	"github.com/mirrorline/mirrorline/broker"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // The redactor's whole exactly-once loop, as `mirrorline redact` runs it:
@@ -123,7 +123,7 @@ func benchLoop(b *testing.B, brokers []string) {
 	}
 	first := wait(func(c int) bool { return c > 0 })
 	join := time.Since(start)
-	cpu0, t0 := cpuTime(), time.Now()
+	cpu0, t0 := testproc.CPUTime(), time.Now()
 	var prof *os.File
 	if path := os.Getenv("REDACT_LOOP_CPUPROFILE"); path != "" {
 		if prof, err = os.Create(path); err != nil {
@@ -134,7 +134,7 @@ func benchLoop(b *testing.B, brokers []string) {
 		}
 	}
 	wait(func(c int) bool { return c >= total })
-	wall, cpu := time.Since(t0), cpuTime()-cpu0
+	wall, cpu := time.Since(t0), testproc.CPUTime()-cpu0
 	b.StopTimer()
 	if prof != nil {
 		pprof.StopCPUProfile()
@@ -212,15 +212,6 @@ func prefillLoop(ctx context.Context, b *testing.B, cfg broker.Config, svc strin
 		b.Fatal(err)
 	default:
 	}
-}
-
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkRedactRecord is the loop's per-record work without Kafka: decode

@@ -7,9 +7,10 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
 // The generator's own cost per answered request, paced against vegeta, both
@@ -34,9 +35,9 @@ func BenchmarkGenerator(b *testing.B) {
 			d := time.Duration(b.N) * time.Second / rate
 			var m0, m1 runtime.MemStats
 			runtime.ReadMemStats(&m0)
-			cpu0 := processCPU()
+			cpu0 := testproc.CPUTime()
 			res := g.run(context.Background(), srv.URL, 1, rate, max(d, time.Millisecond))
-			cpu := processCPU() - cpu0
+			cpu := testproc.CPUTime() - cpu0
 			runtime.ReadMemStats(&m1)
 			if res.Requests == 0 {
 				b.Fatalf("nothing answered (%d errors)", res.Errors)
@@ -73,12 +74,6 @@ func TestPacedSendsTheSchedule(t *testing.T) {
 	if res.Senders < 1 || res.Offered <= 0 {
 		t.Fatalf("senders %d, offered %v", res.Senders, res.Offered)
 	}
-}
-
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func TestAppendLetters(t *testing.T) {

@@ -1,6 +1,7 @@
 // Package testproc holds what tests that run real processes and servers on
 // loopback share: a process output buffer safe to read while the process
-// writes, free loopback addresses, and the mirrorline binary they run.
+// writes, free loopback addresses, the mirrorline binary they run, and the
+// CPU time a benchmark reports per operation.
 package testproc
 
 import (
