@@ -130,7 +130,7 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		c, reused, err := t.conn(r.Context(), hostPort(r.URL))
+		c, reused, err := t.conn(r.Context(), Addr(r.URL))
 		if err != nil {
 			closeBody(r)
 			return nil, err
@@ -184,12 +184,16 @@ func (t *Transport) CloseIdleConnections() {
 	}
 }
 
-// hostPort is the address dialled for u, an http:// URL: its host and port,
-// port 80 when the URL names none (as http.Transport dials).
-func hostPort(u *url.URL) string {
+// Addr is the host:port a transport dials for u: the port the URL names,
+// else its scheme's (443 for https, 80 otherwise), as http.Transport dials.
+// A dialler that admits only one address compares against it.
+func Addr(u *url.URL) string {
 	port := u.Port()
 	if port == "" {
 		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
 	}
 	return net.JoinHostPort(u.Hostname(), port)
 }

@@ -50,7 +50,8 @@ func NewSender(target string, conns int, opts ...Option) (*Sender, error) {
 	}
 	conns = max(conns, 1)
 	o := newOptions(opts)
-	pool := &connPool{dial: dialOnly(targetAddr(u), &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}), addr: targetAddr(u)}
+	addr := h1client.Addr(u) // what every transport of the Sender dials
+	pool := &connPool{dial: dialOnly(addr, &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}), addr: addr}
 	s := &Sender{
 		target:    u,
 		keepHost:  o.keepHost,
@@ -110,19 +111,6 @@ func dialOnly(addr string, d *net.Dialer) func(ctx context.Context, network, add
 		}
 		return d.DialContext(ctx, network, address)
 	}
-}
-
-// targetAddr is the host:port the transport dials for u: the port defaults
-// from the scheme.
-func targetAddr(u *url.URL) string {
-	port := u.Port()
-	if port == "" {
-		port = "80"
-		if u.Scheme == "https" {
-			port = "443"
-		}
-	}
-	return net.JoinHostPort(u.Hostname(), port)
 }
 
 // Target returns the target URL.

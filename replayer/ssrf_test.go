@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mirrorline/mirrorline/collector/reqtarget"
+	"github.com/mirrorline/mirrorline/h1client"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
 	"github.com/mirrorline/mirrorline/test/canary"
 )
@@ -300,8 +301,8 @@ func TestSenderReachesItsTarget(t *testing.T) {
 		}
 		srv.Close()
 	}
-	if got := targetAddr(&url.URL{Scheme: "https", Host: "Shadow.Internal"}); got != "Shadow.Internal:443" {
-		t.Errorf("targetAddr = %q", got)
+	if got := h1client.Addr(&url.URL{Scheme: "https", Host: "Shadow.Internal"}); got != "Shadow.Internal:443" {
+		t.Errorf("h1client.Addr = %q", got)
 	}
 }
 
