@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/mirrorline/mirrorline/collector"
+	"github.com/mirrorline/mirrorline/collector/ebpf"
+	"github.com/mirrorline/mirrorline/collector/vpc"
 	"github.com/mirrorline/mirrorline/replayer"
 )
 
@@ -102,6 +104,9 @@ func TestDefaults(t *testing.T) {
 		if got != collector.DefaultQueueRecords {
 			t.Errorf("%s.queue_records = %d, want %d", name, got, collector.DefaultQueueRecords)
 		}
+	}
+	if d.VPC.PollInterval != vpc.DefaultPollInterval || d.EBPF.PollInterval != ebpf.DefaultPollInterval {
+		t.Errorf("poll intervals vpc %v, ebpf %v", d.VPC.PollInterval, d.EBPF.PollInterval)
 	}
 	if d.Replay.Concurrency != replayer.DefaultConcurrency || d.Replay.Timeout != replayer.DefaultTimeout || d.Replay.BodyLimit != replayer.DefaultResponseBodyLimit {
 		t.Errorf("replay defaults %+v", d.Replay)

@@ -8,6 +8,7 @@ import (
 	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/collector/ebpf"
 	"github.com/mirrorline/mirrorline/collector/tcpstream"
+	"github.com/mirrorline/mirrorline/collector/vpc"
 	"github.com/mirrorline/mirrorline/comparator"
 	"github.com/mirrorline/mirrorline/redactor"
 	"github.com/mirrorline/mirrorline/replayer"
@@ -248,6 +249,7 @@ type VPC struct {
 func (c *VPC) fillDefaults() {
 	setDefault(&c.Listen, DefaultVPCListen)
 	setDefault(&c.ReadBuffer, DefaultVPCReadBuffer)
+	setDefault(&c.PollInterval, vpc.DefaultPollInterval)
 	c.TCPCapture.fillDefaults()
 }
 
@@ -280,6 +282,7 @@ func (c *EBPF) fillDefaults() {
 	setDefault(&c.Hooks, string(ebpf.HooksAuto))
 	setDefault(&c.SnapLen, ebpf.MaxSnapLen)
 	setDefault(&c.RingBuffer, ebpf.DefaultRingSize)
+	setDefault(&c.PollInterval, ebpf.DefaultPollInterval)
 	c.TCPCapture.fillDefaults()
 }
 
@@ -295,6 +298,7 @@ type TCPCapture struct {
 	QueueRecords int           `yaml:"queue_records" flag:"queue-records" help:"records buffered for Kafka before new captures are dropped"`
 	QueueBytes   int           `yaml:"queue_bytes" flag:"queue-bytes" help:"bytes buffered for Kafka before new captures are dropped"`
 	CollectorID  string        `yaml:"collector_id" flag:"collector-id" help:"name of this collector in records (default: host name)"`
+	PollInterval time.Duration `yaml:"poll_interval" flag:"poll-interval" help:"longest captured packets wait in the kernel before they are read, in batches (sooner when many wait): longer means fewer wake-ups and less CPU for that much more delay (at most 1s)"`
 }
 
 func (c *TCPCapture) fillDefaults() {

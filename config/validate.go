@@ -14,6 +14,7 @@ import (
 	"github.com/mirrorline/mirrorline/broker"
 	"github.com/mirrorline/mirrorline/collector"
 	"github.com/mirrorline/mirrorline/collector/ebpf"
+	"github.com/mirrorline/mirrorline/collector/vpc"
 	"github.com/mirrorline/mirrorline/redactor"
 	"github.com/mirrorline/mirrorline/replayer"
 	"github.com/mirrorline/mirrorline/stub"
@@ -229,7 +230,16 @@ func (r *Replay) Validate() error {
 // Validate checks the vpc section (vpc.ports is required by the commands
 // that run the collector).
 func (c *VPC) Validate() error {
-	return cmp.Or(notNegative("vpc", "read_buffer", c.ReadBuffer), firstNegative("vpc", &c.TCPCapture))
+	return cmp.Or(notNegative("vpc", "read_buffer", c.ReadBuffer), firstNegative("vpc", &c.TCPCapture),
+		c.TCPCapture.checkPoll("vpc", vpc.MaxPollInterval))
+}
+
+// checkPoll checks that poll_interval is at most most.
+func (c *TCPCapture) checkPoll(section string, most time.Duration) error {
+	if c.PollInterval > most {
+		return invalid(section+".poll_interval", "poll-interval", "%v is more than %v", c.PollInterval, most)
+	}
+	return nil
 }
 
 // Validate checks the ebpf section (ebpf.ports is required by the commands
@@ -239,7 +249,7 @@ func (c *EBPF) Validate() error {
 	if _, err := ebpf.ParseHooks(c.Hooks); err != nil {
 		return invalid("ebpf.hooks", "hooks", "%v", err)
 	}
-	return firstNegative("ebpf", &c.TCPCapture)
+	return cmp.Or(firstNegative("ebpf", &c.TCPCapture), c.TCPCapture.checkPoll("ebpf", ebpf.MaxPollInterval))
 }
 
 // Validate checks the import section.

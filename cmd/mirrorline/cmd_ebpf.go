@@ -42,7 +42,8 @@ func (a *app) newEBPF(em *collector.Emitter, reg prometheus.Registerer) (collect
 		Ports:      c.Ports,
 		Hooks:      hooks,
 		SnapLen:    c.SnapLen,
-		RingSize:   c.RingBuffer,
+		RingSize:     c.RingBuffer,
+		PollInterval: c.PollInterval,
 	}
 	if err := ecfg.Validate(); err != nil {
 		return nil, usageError{err}
@@ -81,7 +82,8 @@ func ebpfTLSConfig(c config.EBPF) ebpf.TLSConfig {
 		Binaries: c.TLS.Binaries,
 		Cgroups:  c.TLS.Cgroups,
 		LibSSL:   c.TLS.LibSSL,
-		RingSize: c.RingBuffer,
+		RingSize:     c.RingBuffer,
+		PollInterval: c.PollInterval,
 	}
 }
 

@@ -47,10 +47,6 @@ const (
 	numStats
 )
 
-// pollInterval is how often the ring buffer is read when the program has not
-// woken userspace (it does so only when wakeup_bytes are waiting).
-const pollInterval = 5 * time.Millisecond
-
 const (
 	dirIngress = 0
 	dirEgress  = 1
@@ -151,7 +147,7 @@ func Open(pub tcpstream.Publisher, cfg Config) (_ *Capture, err error) {
 			return nil, fmt.Errorf("ebpf: configure interface %s: %w", f.name, err)
 		}
 	}
-	if c.rd, err = newRingReader(c.objs.Events); err != nil {
+	if c.rd, err = newRingReader(c.objs.Events, cfg.PollInterval); err != nil {
 		return nil, fmt.Errorf("ebpf: open ring buffer: %w", err)
 	}
 	for _, f := range ifs {

@@ -50,6 +50,12 @@ const (
 	DefaultInterface = "lo"
 	// DefaultFlushInterval is how often idle streams and stalled gaps are flushed.
 	DefaultFlushInterval = time.Second
+	// DefaultPollInterval is how long captured data may wait in the ring
+	// buffer before userspace reads it, unless enough of it is waiting to
+	// wake userspace at once (see Config.PollInterval).
+	DefaultPollInterval = 20 * time.Millisecond
+	// MaxPollInterval is the longest PollInterval.
+	MaxPollInterval = time.Second
 )
 
 // Config configures a Capture.
@@ -71,6 +77,14 @@ type Config struct {
 	// FlushInterval is how often idle streams and stalled gaps are flushed
 	// (default 1 s).
 	FlushInterval time.Duration
+	// PollInterval is the longest captured packets wait in the ring buffer
+	// before userspace reads them (default DefaultPollInterval, at most
+	// MaxPollInterval). The program wakes userspace at once only when an
+	// eighth of the ring (at most 256 KiB) is waiting, so under light traffic
+	// the ring is read once per PollInterval: fewer wake-ups and less CPU for
+	// a longer one, at the cost of that much more delay before an exchange
+	// reaches Kafka (timestamps are the kernel's, never the read's).
+	PollInterval time.Duration
 	// TrackerOptions are added to the tcpstream.Tracker's (body limit, timeouts,
 	// limits, collector id, stats); Source SOURCE_EBPF, connection prefix
 	// "ebpf-" and Ports are set already.
@@ -123,7 +137,20 @@ func (c *Config) defaults() error {
 	if c.FlushInterval <= 0 {
 		c.FlushInterval = DefaultFlushInterval
 	}
+	if err := defaultPoll(&c.PollInterval); err != nil {
+		return err
+	}
 	c.Logger = cmp.Or(c.Logger, hclog.NewNullLogger())
+	return nil
+}
+
+// defaultPoll sets a zero poll interval to DefaultPollInterval and checks
+// it is within (0, MaxPollInterval].
+func defaultPoll(d *time.Duration) error {
+	*d = cmp.Or(*d, DefaultPollInterval)
+	if *d < 0 || *d > MaxPollInterval {
+		return fmt.Errorf("ebpf: poll interval %v is not within 0..%v", *d, MaxPollInterval)
+	}
 	return nil
 }
 

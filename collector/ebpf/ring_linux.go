@@ -17,7 +17,7 @@ import (
 // ringReader reads a BPF ring buffer for the TC and the TLS capture. It waits
 // for records in Go's network poller, never in a blocking epoll_wait:
 // ringbuf.Reader's own wait holds a thread in a system call for up to
-// pollInterval, and while the process is busy the runtime's monitor thread
+// its poll interval, and while the process is busy the runtime's monitor thread
 // takes the processor back from every such call and then wakes every 20 µs.
 // In `mirrorline ebpf` at 1000 exchanges/s those wake-ups were a third of the
 // process's CPU.
@@ -29,15 +29,19 @@ type ringReader struct {
 	f       *os.File
 	rc      syscall.RawConn
 	stopped chan struct{} // closed by stop
+	// interval is the longest wait between two reads: the program wakes
+	// userspace only when wakeup_bytes are waiting.
+	interval time.Duration
 }
 
-// newRingReader opens a reader of the ring buffer map m.
-func newRingReader(m *ebpf.Map) (*ringReader, error) {
+// newRingReader opens a reader of the ring buffer map m, read at least every
+// interval.
+func newRingReader(m *ebpf.Map, interval time.Duration) (*ringReader, error) {
 	rd, err := ringbuf.NewReader(m)
 	if err != nil {
 		return nil, err
 	}
-	r := &ringReader{rd: rd, stopped: make(chan struct{})}
+	r := &ringReader{rd: rd, stopped: make(chan struct{}), interval: interval}
 	if f, rc, err := pollable(m.FD()); err == nil {
 		r.f, r.rc = f, rc
 	}
@@ -69,7 +73,7 @@ func pollable(fd int) (*os.File, syscall.RawConn, error) {
 }
 
 // run calls handle with each record, and idle after each drain (at least
-// every pollInterval), until stop was called and what the ring held then is
+// every interval), until stop was called and what the ring held then is
 // read. The slice handle gets is valid until it returns.
 func (r *ringReader) run(handle func([]byte), idle func()) error {
 	var rec ringbuf.Record
@@ -100,10 +104,11 @@ func (r *ringReader) run(handle func([]byte), idle func()) error {
 	}
 }
 
-// wait returns when the ring has records, after pollInterval, or on stop.
+// wait returns when the program woke userspace, after the interval, or on
+// stop.
 func (r *ringReader) wait() {
 	if r.f == nil {
-		t := time.NewTimer(pollInterval)
+		t := time.NewTimer(r.interval)
 		defer t.Stop()
 		select {
 		case <-t.C:
@@ -111,7 +116,7 @@ func (r *ringReader) wait() {
 		}
 		return
 	}
-	_ = r.f.SetReadDeadline(time.Now().Add(pollInterval))
+	_ = r.f.SetReadDeadline(time.Now().Add(r.interval))
 	// An error is the deadline or stop: either way the ring is read next.
 	_ = r.rc.Read(func(uintptr) bool { return r.stopping() || r.rd.AvailableBytes() > 0 })
 }

@@ -259,7 +259,7 @@ func OpenTLS(pub tcpstream.Publisher, cfg TLSConfig) (_ *TLSCapture, err error) 
 			c.close()
 		}
 	}()
-	if c.rd, err = newRingReader(c.objs.TlsEvents); err != nil {
+	if c.rd, err = newRingReader(c.objs.TlsEvents, cfg.PollInterval); err != nil {
 		return nil, fmt.Errorf("ebpf: open ring buffer: %w", err)
 	}
 	// Executables named by --binary are probed now, before they run.

@@ -36,6 +36,9 @@ type TLSConfig struct {
 	RingSize int
 	// FlushInterval is how often idle streams are flushed (default 1 s).
 	FlushInterval time.Duration
+	// PollInterval is the longest captured calls wait in the ring buffer
+	// before userspace reads them (as Config.PollInterval).
+	PollInterval time.Duration
 	// RescanInterval is how often processes are rescanned for new matches
 	// (default 1 s).
 	RescanInterval time.Duration
@@ -82,6 +85,9 @@ func (c *TLSConfig) defaults() error {
 	}
 	if c.RescanInterval <= 0 {
 		c.RescanInterval = DefaultRescanInterval
+	}
+	if err := defaultPoll(&c.PollInterval); err != nil {
+		return err
 	}
 	c.Logger = cmp.Or(c.Logger, hclog.NewNullLogger())
 	return nil

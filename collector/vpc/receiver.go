@@ -36,6 +36,22 @@ func WithVNIs(vnis ...uint32) ReceiverOption {
 // kernel may cap it at net.core.rmem_max).
 func WithReadBuffer(n int) ReceiverOption { return func(r *Receiver) { r.readBuffer = n } }
 
+// DefaultPollInterval is the longest datagrams wait in the socket's queue
+// before they are read (WithPollInterval).
+const DefaultPollInterval = 20 * time.Millisecond
+
+// MaxPollInterval is the longest poll interval.
+const MaxPollInterval = time.Second
+
+// WithPollInterval sets the longest datagrams wait in the socket's queue
+// before they are read, in batches (default DefaultPollInterval; 0 reads
+// again as soon as datagrams are queued). Longer means fewer wake-ups and less CPU, for up
+// to that much more delay before an exchange reaches Kafka; each datagram
+// keeps the kernel's receive time.
+func WithPollInterval(d time.Duration) ReceiverOption {
+	return func(r *Receiver) { r.poll = min(max(d, 0), MaxPollInterval) }
+}
+
 // WithLogger sets the logger.
 func WithLogger(l hclog.Logger) ReceiverOption { return func(r *Receiver) { r.log = l } }
 
@@ -45,6 +61,7 @@ type Receiver struct {
 	tracker    *tcpstream.Tracker
 	vnis       map[uint32]bool
 	readBuffer int
+	poll       time.Duration
 	log        hclog.Logger
 	dec        *tcpstream.Decoder
 	seg        tcpstream.Segment
@@ -57,6 +74,7 @@ func NewReceiver(t *tcpstream.Tracker, opts ...ReceiverOption) *Receiver {
 		tracker:    t,
 		vnis:       map[uint32]bool{},
 		readBuffer: 8 << 20,
+		poll:       DefaultPollInterval,
 		log:        hclog.NewNullLogger(),
 		dec:        tcpstream.NewDecoder(),
 		now:        time.Now,
@@ -84,12 +102,44 @@ func (r *Receiver) HandleDatagram(payload []byte, ts time.Time) tcpstream.Result
 
 // Serve reads datagrams from pc until ctx ends, then closes pc and flushes every
 // stream (pending requests are published without response).
+//
+// On Linux a UDP socket is read in batches (recvmmsg), each datagram with the
+// kernel's receive time: after a read that emptied the socket's queue, Serve
+// lets datagrams gather for up to the poll interval before it reads again,
+// one wake-up for many datagrams instead of one each. The wait starts short
+// after an idle spell and doubles while traffic lasts, and it is never longer
+// than the rate just seen takes to fill an eighth of the socket's receive
+// buffer, so a burst does not overflow the queue.
 func (r *Receiver) Serve(ctx context.Context, pc net.PacketConn) error {
-	if uc, ok := pc.(*net.UDPConn); ok && r.readBuffer > 0 {
+	return r.serve(ctx, pc, r.prepare(pc))
+}
+
+// prepare sizes pc's receive buffer and returns a reader of its datagrams
+// in batches, or nil to read one at a time (not Linux, not a UDP socket).
+func (r *Receiver) prepare(pc net.PacketConn) *batchReader {
+	uc, ok := pc.(*net.UDPConn)
+	if !ok {
+		return nil
+	}
+	if r.readBuffer > 0 {
 		if err := uc.SetReadBuffer(r.readBuffer); err != nil {
 			r.log.Warn("set socket receive buffer", "bytes", r.readBuffer, "error", err)
 		}
 	}
+	if !batchSupported {
+		return nil
+	}
+	br, err := newBatchReader(uc, batchLen, batchSize)
+	if err != nil {
+		r.log.Warn("reading one datagram at a time", "error", err)
+		return nil
+	}
+	return br
+}
+
+// serve is Serve reading pc with br, or one datagram at a time when br is
+// nil.
+func (r *Receiver) serve(ctx context.Context, pc net.PacketConn, br *batchReader) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -100,24 +150,107 @@ func (r *Receiver) Serve(ctx context.Context, pc net.PacketConn) error {
 		_ = pc.Close()
 	}()
 	var err error
-	buf := make([]byte, 64<<10)
-	for {
-		n, _, rerr := pc.ReadFrom(buf)
-		if rerr != nil {
-			if ctx.Err() != nil || errors.Is(rerr, net.ErrClosed) {
-				break
-			}
-			var ne net.Error
-			if errors.As(rerr, &ne) && ne.Timeout() {
-				continue
-			}
-			err = fmt.Errorf("vpc receive on %s: %w", pc.LocalAddr(), rerr)
-			break
-		}
-		r.HandleDatagram(buf[:n], r.now())
+	if br != nil {
+		err = r.serveBatches(ctx, pc, br)
+	} else {
+		err = r.serveOne(ctx, pc)
 	}
 	cancel()
 	wg.Wait()
 	r.tracker.Close(r.now())
 	return err
+}
+
+// Batched reads: datagrams per read and the largest datagram.
+const (
+	batchLen  = 32
+	batchSize = 64 << 10
+	// minPoll is the first wait after an idle spell.
+	minPoll = time.Millisecond
+)
+
+// serveBatches is Serve's loop reading br.
+func (r *Receiver) serveBatches(ctx context.Context, pc net.PacketConn, br *batchReader) error {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	handle := func(p []byte, ts time.Time, truncated bool) {
+		if truncated {
+			r.tracker.Stats().CountDecodeError(errTruncated)
+			return
+		}
+		r.HandleDatagram(p, ts)
+	}
+	var (
+		wait      time.Duration // the last wait
+		slept     = r.now()     // when the last wait began
+		woke      = slept       // and ended
+		readBytes int           // bytes read since it ended
+	)
+	for {
+		n, b, err := br.read(r.now, handle)
+		if err != nil {
+			if err = readError(ctx, pc, err); err == errRetry {
+				continue
+			}
+			return err
+		}
+		readBytes += b
+		if n == batchLen || r.poll == 0 {
+			continue // more are queued, or no waiting
+		}
+		now := r.now()
+		if now.Sub(woke) > r.poll {
+			wait = 0 // the queue was empty for long: an idle spell
+		}
+		wait = min(r.poll, max(minPoll, 2*wait))
+		if el := now.Sub(slept).Seconds(); el > 0 && readBytes > 0 {
+			// At the rate since the last wait began, an eighth of the
+			// receive buffer (which also holds each datagram's overhead).
+			if fill := time.Duration(float64(br.queue/8) / (float64(readBytes) / el) * 1e9); fill < wait {
+				wait = max(fill, 0)
+			}
+		}
+		slept, readBytes = now, 0
+		t.Reset(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+		woke = r.now()
+	}
+}
+
+// serveOne is Serve's loop reading one datagram at a time.
+func (r *Receiver) serveOne(ctx context.Context, pc net.PacketConn) error {
+	buf := make([]byte, batchSize)
+	for {
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			if err = readError(ctx, pc, err); err == errRetry {
+				continue
+			}
+			return err
+		}
+		r.HandleDatagram(buf[:n], r.now())
+	}
+}
+
+// errRetry is readError's answer to a read that timed out.
+var errRetry = errors.New("retry")
+
+// errTruncated: a datagram larger than the read buffer.
+var errTruncated = errors.New("vpc: datagram larger than 64 KiB")
+
+// readError is what a failed read on pc means for Serve: nil when ctx ended
+// or pc was closed, errRetry for a timeout, else the error.
+func readError(ctx context.Context, pc net.PacketConn, err error) error {
+	if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return errRetry
+	}
+	return fmt.Errorf("vpc receive on %s: %w", pc.LocalAddr(), err)
 }

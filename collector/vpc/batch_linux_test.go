@@ -1,0 +1,133 @@
+//go:build linux
+
+package vpc
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mirrorline/mirrorline/collector/tcpstream"
+	"github.com/mirrorline/mirrorline/collector/tcpstream/packettest"
+)
+
+// Datagrams read in one batch keep the times the kernel received them: a
+// response that reached the socket 30 ms after its request makes an
+// exchange 30 ms long, though both waited in the queue and were read
+// together; reading one at a time (poll 0) keeps them too. More connections
+// than a batch holds are all read (several full batches in a row).
+func TestServeKeepsKernelReceiveTimes(t *testing.T) {
+	const gap = 30 * time.Millisecond
+	const conns = 3 * batchLen / 4 // request, answer and ACK per connection: > 2 batches
+	for _, poll := range []time.Duration{DefaultPollInterval, 0} {
+		t.Run(poll.String(), func(t *testing.T) {
+			got := &packettest.Collect{}
+			st := &tcpstream.Stats{}
+			tr := tcpstream.NewTracker(got, tcpstream.WithPorts(8080), tcpstream.WithStats(st))
+			rx := NewReceiver(tr, WithPollInterval(poll))
+			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// As Serve prepares the socket (receive times on) before any
+			// datagram arrives, but reading only once all are queued.
+			br := rx.prepare(pc)
+			if br == nil {
+				t.Fatal("no batched reads")
+			}
+			out, err := net.Dial("udp", pc.LocalAddr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer out.Close()
+			send := func(frames [][]byte) int {
+				for _, f := range frames {
+					if _, err := out.Write(packettest.VXLAN(7, f)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return len(frames)
+			}
+			cs := make([]*packettest.Conn, conns)
+			sent := 0
+			for i := range cs {
+				cs[i] = packettest.NewConn("10.1.0.5:"+strconv.Itoa(41000+i), "10.1.0.9:8080")
+				sent += send(packettest.Cat(cs[i].Handshake(), cs[i].ClientData([]byte(packettest.ReqA), 0)))
+			}
+			// The gap being measured, not a synchronisation: the answers
+			// reach the kernel at least this long after the requests.
+			time.Sleep(gap)
+			for _, c := range cs {
+				sent += send(packettest.Cat(c.ServerData([]byte(packettest.RespA), 0), packettest.One(c.ClientAck())))
+			}
+			serving := time.Now() // every datagram is queued: Serve reads them only now
+
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- rx.serve(ctx, pc, br) }()
+			deadline := time.Now().Add(10 * time.Second)
+			for st.PacketsTotal() < uint64(sent) && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond) // polling a counter, not synchronising on time
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("serve: %v", err)
+			}
+			exs := got.Got()
+			if len(exs) != conns || st.PacketsTotal() != uint64(sent) {
+				t.Fatalf("%d exchanges of %d datagrams, want %d of %d", len(exs), st.PacketsTotal(), conns, sent)
+			}
+			for _, ex := range exs {
+				if l := time.Duration(ex.Response.LatencyNs); l < gap {
+					t.Fatalf("latency %v, want at least %v: the read's time, not the kernel's", l, gap)
+				}
+				if capt := time.Unix(0, ex.CaptureTimeNs); !capt.Before(serving) {
+					t.Fatalf("capture time %v is not before Serve began reading (%v)", capt, serving)
+				}
+			}
+		})
+	}
+}
+
+// rxTime finds the timestamp among other control messages and refuses what
+// is cut short.
+func TestRxTime(t *testing.T) {
+	want := time.Unix(1700000000, 123456789)
+	ts := unix.NsecToTimespec(want.UnixNano())
+	stamp := cmsg(unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS, unsafe.Slice((*byte)(unsafe.Pointer(&ts)), unsafe.Sizeof(ts)))
+	other := cmsg(unix.IPPROTO_IP, unix.IP_TTL, []byte{64, 0, 0, 0})
+	for _, tc := range []struct {
+		name string
+		oob  []byte
+		ok   bool
+	}{
+		{"alone", stamp, true},
+		{"after another", append(append([]byte{}, other...), stamp...), true},
+		{"none", other, false},
+		{"empty", nil, false},
+		{"cut", stamp[:len(stamp)-8], false},
+		{"header only", stamp[:unix.CmsgLen(0)-1], false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := rxTime(tc.oob)
+			if ok != tc.ok || ok && !got.Equal(want) {
+				t.Fatalf("rxTime = %v, %v; want %v, %v", got, ok, want, tc.ok)
+			}
+		})
+	}
+}
+
+// cmsg builds one control message.
+func cmsg(level, typ int32, data []byte) []byte {
+	b := make([]byte, unix.CmsgSpace(len(data)))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level, h.Type = level, typ
+	h.SetLen(unix.CmsgLen(len(data)))
+	copy(b[unix.CmsgLen(0):], data)
+	return b
+}
