@@ -38,10 +38,10 @@ func (a *app) newEBPF(em *collector.Emitter, reg prometheus.Registerer) (collect
 	}
 	hooks, _ := ebpf.ParseHooks(c.Hooks) // checked by checkEBPF
 	ecfg := ebpf.Config{
-		Interfaces: c.Interfaces,
-		Ports:      c.Ports,
-		Hooks:      hooks,
-		SnapLen:    c.SnapLen,
+		Interfaces:   c.Interfaces,
+		Ports:        c.Ports,
+		Hooks:        hooks,
+		SnapLen:      c.SnapLen,
 		RingSize:     c.RingBuffer,
 		PollInterval: c.PollInterval,
 	}
@@ -78,10 +78,10 @@ func checkEBPF(c config.EBPF) error {
 // ebpfTLSConfig is the TLS capture's configuration from the ebpf section.
 func ebpfTLSConfig(c config.EBPF) ebpf.TLSConfig {
 	return ebpf.TLSConfig{
-		PIDs:     c.TLS.PIDs,
-		Binaries: c.TLS.Binaries,
-		Cgroups:  c.TLS.Cgroups,
-		LibSSL:   c.TLS.LibSSL,
+		PIDs:         c.TLS.PIDs,
+		Binaries:     c.TLS.Binaries,
+		Cgroups:      c.TLS.Cgroups,
+		LibSSL:       c.TLS.LibSSL,
 		RingSize:     c.RingBuffer,
 		PollInterval: c.PollInterval,
 	}
