@@ -103,6 +103,7 @@ func (a *app) newVPC(em *collector.Emitter, reg prometheus.Registerer) (collecto
 	reg.MustRegister(tcpstream.NewStreamCollector("vpc", stats))
 	topts := append(trackerOptions(c.TCPCapture), tcpstream.WithPorts(c.Ports...), tcpstream.WithStats(stats), tcpstream.WithLogger(log))
 	rx := vpc.NewReceiver(tcpstream.NewTracker(em, topts...), vpc.WithVNIs(c.VNIs...), vpc.WithReadBuffer(c.ReadBuffer), vpc.WithPollInterval(c.PollInterval), vpc.WithLogger(log))
+	reg.MustRegister(rx.Metrics())
 	pc, err := net.ListenPacket("udp", c.Listen)
 	if err != nil {
 		return nil, usagef("listen %s: %v", c.Listen, err)

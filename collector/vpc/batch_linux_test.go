@@ -5,11 +5,14 @@ package vpc
 import (
 	"context"
 	"net"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 	"unsafe"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sys/unix"
 
 	"github.com/mirrorline/mirrorline/collector/tcpstream"
@@ -94,31 +97,107 @@ func TestServeKeepsKernelReceiveTimes(t *testing.T) {
 	}
 }
 
-// rxTime finds the timestamp among other control messages and refuses what
-// is cut short.
-func TestRxTime(t *testing.T) {
+// controls finds the timestamp and the drop count among other control
+// messages and ignores what is cut short.
+func TestControls(t *testing.T) {
 	want := time.Unix(1700000000, 123456789)
 	ts := unix.NsecToTimespec(want.UnixNano())
 	stamp := cmsg(unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS, unsafe.Slice((*byte)(unsafe.Pointer(&ts)), unsafe.Sizeof(ts)))
+	drops := uint32(7)
+	ovfl := cmsg(unix.SOL_SOCKET, unix.SO_RXQ_OVFL, unsafe.Slice((*byte)(unsafe.Pointer(&drops)), 4))
 	other := cmsg(unix.IPPROTO_IP, unix.IP_TTL, []byte{64, 0, 0, 0})
+	cat := func(bs ...[]byte) []byte { return slices.Concat(bs...) }
 	for _, tc := range []struct {
-		name string
-		oob  []byte
-		ok   bool
+		name  string
+		oob   []byte
+		time  bool
+		drops bool
 	}{
-		{"alone", stamp, true},
-		{"after another", append(append([]byte{}, other...), stamp...), true},
-		{"none", other, false},
-		{"empty", nil, false},
-		{"cut", stamp[:len(stamp)-8], false},
-		{"header only", stamp[:unix.CmsgLen(0)-1], false},
+		{"stamp", stamp, true, false},
+		{"both after another", cat(other, stamp, ovfl), true, true},
+		{"drops only", ovfl, false, true},
+		{"none", other, false, false},
+		{"empty", nil, false, false},
+		{"stamp cut", stamp[:len(stamp)-8], false, false},
+		{"drops after a cut one", cat(ovfl, stamp[:unix.CmsgLen(0)-1]), false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := rxTime(tc.oob)
-			if ok != tc.ok || ok && !got.Equal(want) {
-				t.Fatalf("rxTime = %v, %v; want %v, %v", got, ok, want, tc.ok)
+			c := controls(tc.oob)
+			if !c.time.IsZero() != tc.time || tc.time && !c.time.Equal(want) {
+				t.Errorf("time %v, want %v: %v", c.time, tc.time, want)
+			}
+			if c.dropsSet != tc.drops || tc.drops && c.drops != drops {
+				t.Errorf("drops %d (%v), want %v", c.drops, c.dropsSet, tc.drops)
 			}
 		})
+	}
+}
+
+// Datagrams the kernel drops because the queue is full are counted: a small
+// buffer is overflowed before the receiver reads, and the next datagram
+// queued after the drops carries their number.
+func TestServeCountsSocketDrops(t *testing.T) {
+	const burst = 200
+	st := &tcpstream.Stats{}
+	rx := NewReceiver(tcpstream.NewTracker(&packettest.Collect{}, tcpstream.WithPorts(8080), tcpstream.WithStats(st)), WithReadBuffer(4096))
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := rx.prepare(pc)
+	if br == nil {
+		t.Fatal("no batched reads")
+	}
+	out, err := net.Dial("udp", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	junk := make([]byte, 1000) // not VXLAN: counted as malformed
+	for range burst {
+		if _, err := out.Write(junk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rx.serve(ctx, pc, br) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	// What the queue held is read in one recvmmsg (it holds fewer than a
+	// batch): once one is counted, the queue is empty again.
+	poll := func(cond func() bool) bool {
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond) // polling counters, not synchronising on time
+		}
+		return cond()
+	}
+	if !poll(func() bool { return st.PacketsTotal() > 0 }) {
+		t.Fatal("nothing read")
+	}
+	if _, err := out.Write(junk); err != nil { // queued after the drops
+		t.Fatal(err)
+	}
+	// Every datagram sent is either read or dropped, and the last one read
+	// told how many were dropped.
+	if !poll(func() bool { return st.PacketsTotal()+rx.SocketDrops() == burst+1 }) {
+		t.Fatalf("%d read + %d dropped, want %d sent", st.PacketsTotal(), rx.SocketDrops(), burst+1)
+	}
+	if rx.SocketDrops() == 0 || st.PacketsTotal() < 2 {
+		t.Fatalf("%d read, %d dropped: the small buffer did not overflow", st.PacketsTotal(), rx.SocketDrops())
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(rx.Metrics())
+	if got := testutil.ToFloat64(rx.Metrics()); got != float64(rx.SocketDrops()) {
+		t.Fatalf("mirrorline_vpc_socket_drops_total %v, want %d", got, rx.SocketDrops())
+	}
+	if n, err := testutil.GatherAndCount(reg, "mirrorline_vpc_socket_drops_total"); err != nil || n != 1 {
+		t.Fatalf("gathered %d series: %v", n, err)
 	}
 }
 

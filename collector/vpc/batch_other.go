@@ -13,7 +13,10 @@ import (
 // reads one datagram at a time.
 const batchSupported = false
 
-type batchReader struct{ queue int }
+type batchReader struct {
+	queue int
+	drops uint32
+}
 
 func newBatchReader(*net.UDPConn, int, int) (*batchReader, error) {
 	return nil, errors.New("vpc: batched reads need Linux")

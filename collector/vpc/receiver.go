@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mirrorline/mirrorline/collector/tcpstream"
 )
@@ -66,6 +68,22 @@ type Receiver struct {
 	dec        *tcpstream.Decoder
 	seg        tcpstream.Segment
 	now        func() time.Time
+	drops      atomic.Uint64 // datagrams the kernel dropped, queue full
+}
+
+// SocketDrops is the number of datagrams the kernel dropped because the
+// socket's receive queue was full, as of the last datagram read (Linux; 0
+// elsewhere). Raise the read buffer (and net.core.rmem_max) or shorten the
+// poll interval when it grows.
+func (r *Receiver) SocketDrops() uint64 { return r.drops.Load() }
+
+// Metrics returns the receiver's own metric, for the component's registry:
+// mirrorline_vpc_socket_drops_total (SocketDrops).
+func (r *Receiver) Metrics() prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "mirrorline_vpc_socket_drops_total",
+		Help: "Datagrams the kernel dropped because the receive queue was full (raise --read-buffer and net.core.rmem_max, or shorten --poll-interval).",
+	}, func() float64 { return float64(r.SocketDrops()) })
 }
 
 // NewReceiver returns a Receiver feeding t.
@@ -188,6 +206,7 @@ func (r *Receiver) serveBatches(ctx context.Context, pc net.PacketConn, br *batc
 	)
 	for {
 		n, b, err := br.read(r.now, handle)
+		r.drops.Store(uint64(br.drops))
 		if err != nil {
 			if err = readError(ctx, pc, err); err == errRetry {
 				continue
