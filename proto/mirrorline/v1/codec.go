@@ -142,7 +142,7 @@ func (x *Exchange) plain() bool {
 		return false
 	}
 	for k, v := range x.Labels {
-		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+		if !validUTF8(k, v) {
 			return false
 		}
 	}
@@ -246,11 +246,40 @@ func (x *Exchange) noOverflow(b []byte) bool {
 	return true
 }
 
+// validUTF8 reports whether every s is valid UTF-8. ASCII, most of what a
+// pipeline carries (header names and values, methods, URLs, ids), is
+// checked eight bytes at a time; anything else by utf8.ValidString.
 func validUTF8(ss ...string) bool {
 	for _, s := range ss {
-		if !utf8.ValidString(s) {
+		if !ascii(s) && !utf8.ValidString(s) {
 			return false
 		}
 	}
 	return true
+}
+
+// ascii reports whether s has no byte of 0x80 or above.
+func ascii(s string) bool {
+	n := len(s)
+	if n < 8 {
+		var acc byte
+		for i := 0; i < n; i++ {
+			acc |= s[i]
+		}
+		return acc < utf8.RuneSelf
+	}
+	var acc uint64
+	for i := 0; i+8 <= n; i += 8 {
+		acc |= load64(s, i)
+	}
+	acc |= load64(s, n-8) // the tail, partly read already
+	return acc&0x8080808080808080 == 0
+}
+
+// load64 is the 8 bytes of s from i as one little-endian word (the compiler
+// makes it one load).
+func load64(s string, i int) uint64 {
+	_ = s[i+7]
+	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
 }
