@@ -260,26 +260,24 @@ func validUTF8(ss ...string) bool {
 
 // ascii reports whether s has no byte of 0x80 or above.
 func ascii(s string) bool {
-	n := len(s)
-	if n < 8 {
+	if len(s) < 8 {
 		var acc byte
-		for i := 0; i < n; i++ {
+		for i := 0; i < len(s); i++ {
 			acc |= s[i]
 		}
 		return acc < utf8.RuneSelf
 	}
-	var acc uint64
-	for i := 0; i+8 <= n; i += 8 {
-		acc |= load64(s, i)
+	acc := load64(s[len(s)-8:]) // the tail, partly read again below
+	for ; len(s) >= 8; s = s[8:] {
+		acc |= load64(s)
 	}
-	acc |= load64(s, n-8) // the tail, partly read already
 	return acc&0x8080808080808080 == 0
 }
 
-// load64 is the 8 bytes of s from i as one little-endian word (the compiler
+// load64 is the first 8 bytes of s as one little-endian word (the compiler
 // makes it one load).
-func load64(s string, i int) uint64 {
-	_ = s[i+7]
-	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+func load64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
