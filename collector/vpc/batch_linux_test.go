@@ -33,21 +33,8 @@ func TestServeKeepsKernelReceiveTimes(t *testing.T) {
 			st := &tcpstream.Stats{}
 			tr := tcpstream.NewTracker(got, tcpstream.WithPorts(8080), tcpstream.WithStats(st))
 			rx := NewReceiver(tr, WithPollInterval(poll))
-			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			// As Serve prepares the socket (receive times on) before any
-			// datagram arrives, but reading only once all are queued.
-			br := rx.prepare(pc)
-			if br == nil {
-				t.Fatal("no batched reads")
-			}
-			out, err := net.Dial("udp", pc.LocalAddr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer out.Close()
+			// Read only once all are queued.
+			pc, br, out := prepared(t, rx)
 			send := func(frames [][]byte) int {
 				for _, f := range frames {
 					if _, err := out.Write(packettest.VXLAN(7, f)); err != nil {
@@ -140,19 +127,7 @@ func TestServeCountsSocketDrops(t *testing.T) {
 	const burst = 200
 	st := &tcpstream.Stats{}
 	rx := NewReceiver(tcpstream.NewTracker(&packettest.Collect{}, tcpstream.WithPorts(8080), tcpstream.WithStats(st)), WithReadBuffer(4096))
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	br := rx.prepare(pc)
-	if br == nil {
-		t.Fatal("no batched reads")
-	}
-	out, err := net.Dial("udp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
+	pc, br, out := prepared(t, rx)
 	junk := make([]byte, 1000) // not VXLAN: counted as malformed
 	for range burst {
 		if _, err := out.Write(junk); err != nil {
@@ -199,6 +174,27 @@ func TestServeCountsSocketDrops(t *testing.T) {
 	if n, err := testutil.GatherAndCount(reg, "mirrorline_vpc_socket_drops_total"); err != nil || n != 1 {
 		t.Fatalf("gathered %d series: %v", n, err)
 	}
+}
+
+// prepared listens on loopback UDP, prepares the socket as Serve does before
+// any datagram arrives (buffer size, receive times and drop counts on)
+// without reading it, and dials it.
+func prepared(t *testing.T, rx *Receiver) (net.PacketConn, *batchReader, net.Conn) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := rx.prepare(pc)
+	if br == nil {
+		t.Fatal("no batched reads")
+	}
+	out, err := net.Dial("udp", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close() })
+	return pc, br, out
 }
 
 // cmsg builds one control message.
