@@ -84,6 +84,7 @@ lint:
 ## (bench/load: proxy overhead vs direct, Go reverse proxy and nginx mirror; slow shadow;
 ## end-to-end zero-loss rate and delay through real Kafka; fetch wait; ~3.5 min on 2 cores; see docs/benchmarks.md),
 ## then bench/cost (CPU-µs per exchange and RSS of every stage beside its peer; docs/capacity.md)
+## and bench/producer (the collectors' Kafka producer: CPU per record against linger)
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./redactor/... ./collector/... ./proto/...
 	$(GO) test -run '^$$' -bench '^BenchmarkGenerator$$' -benchtime 8000x ./bench/load/
@@ -91,6 +92,7 @@ bench: deps
 	$(GO) run ./bench/replay -bursty
 	$(GO) run ./bench/load
 	$(GO) run ./bench/cost
+	$(GO) run ./bench/producer
 
 ## bpf: regenerate collector/ebpf/capture_bpfel.{go,o} from capture.bpf.c with bpf2go
 ## (needs clang, llvm and libbpf-dev: apt-get install clang llvm libbpf-dev)
