@@ -198,12 +198,8 @@ func (r *Receiver) serveBatches(ctx context.Context, pc net.PacketConn, br *batc
 		}
 		r.HandleDatagram(p, ts)
 	}
-	var (
-		wait      time.Duration // the last wait
-		slept     = r.now()     // when the last wait began
-		woke      = slept       // and ended
-		readBytes int           // bytes read since it ended
-	)
+	pace := pacer{poll: r.poll, queue: br.queue, slept: r.now()}
+	pace.woke = pace.slept
 	for {
 		n, b, err := br.read(r.now, handle)
 		r.drops.Store(uint64(br.drops))
@@ -213,31 +209,47 @@ func (r *Receiver) serveBatches(ctx context.Context, pc net.PacketConn, br *batc
 			}
 			return err
 		}
-		readBytes += b
+		pace.read += b
 		if n == batchLen || r.poll == 0 {
 			continue // more are queued, or no waiting
 		}
-		now := r.now()
-		if now.Sub(woke) > r.poll {
-			wait = 0 // the queue was empty for long: an idle spell
-		}
-		wait = min(r.poll, max(minPoll, 2*wait))
-		if el := now.Sub(slept).Seconds(); el > 0 && readBytes > 0 {
-			// At the rate since the last wait began, an eighth of the
-			// receive buffer (which also holds each datagram's overhead).
-			if fill := time.Duration(float64(br.queue/8) / (float64(readBytes) / el) * 1e9); fill < wait {
-				wait = max(fill, 0)
-			}
-		}
-		slept, readBytes = now, 0
-		t.Reset(wait)
+		t.Reset(pace.next(r.now()))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 		case <-t.C:
 		}
-		woke = r.now()
+		pace.woke = r.now()
 	}
+}
+
+// pacer decides how long the receiver lets datagrams gather after a read
+// that emptied the queue: up to poll, starting at minPoll after an idle
+// spell and doubling while traffic lasts, and never longer than the rate
+// since the last wait began takes to fill an eighth of the socket's buffer
+// (which also holds each datagram's overhead).
+type pacer struct {
+	poll  time.Duration
+	queue int // the socket's receive buffer, bytes
+	wait  time.Duration
+	slept time.Time // when the last wait began
+	woke  time.Time // and ended
+	read  int       // bytes read since it began
+}
+
+// next returns the wait that begins at now.
+func (p *pacer) next(now time.Time) time.Duration {
+	if now.Sub(p.woke) > p.poll {
+		p.wait = 0 // the queue was empty for long: an idle spell
+	}
+	p.wait = min(p.poll, max(minPoll, 2*p.wait))
+	if el := now.Sub(p.slept).Seconds(); el > 0 && p.read > 0 {
+		if fill := time.Duration(float64(p.queue/8) / (float64(p.read) / el) * 1e9); fill < p.wait {
+			p.wait = max(fill, 0)
+		}
+	}
+	p.slept, p.read = now, 0
+	return p.wait
 }
 
 // serveOne is Serve's loop reading one datagram at a time.
