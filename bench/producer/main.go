@@ -1,7 +1,7 @@
 // Command producer measures what the collectors' Kafka producer costs per
 // record at a steady rate, for several linger settings: records of a fixed
 // size are produced the way a collector does (TryProduce, keyed, the
-// collectors' client settings) from a loop that wakes every 5 ms, and the
+// collectors' client settings) from a loop that wakes every -tick, and the
 // process's CPU time over the run is divided by the records. The same loop
 // without producing is measured too, so what the producer adds is the
 // difference. It also counts the produce requests sent, because at moderate
@@ -46,6 +46,7 @@ func main() {
 	flag.IntVar(&c.partitions, "partitions", 4, "partitions of the topic")
 	flag.IntVar(&c.size, "size", 1500, "record value bytes (a raw exchange is 1-2 KB)")
 	flag.StringVar(&c.compression, "compression", "snappy", "producer batch compression: none, snappy, lz4, zstd or gzip")
+	flag.DurationVar(&c.tick, "tick", 5*time.Millisecond, "how often the loop wakes and hands over the records due (a collector's read cadence: the eBPF and VPC collectors' --poll-interval)")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "producer:", err)
@@ -56,7 +57,7 @@ func main() {
 type config struct {
 	brokers, lingers, compression  string
 	rate, rounds, partitions, size int
-	duration                       time.Duration
+	duration, tick                 time.Duration
 }
 
 // result is one measured run.
@@ -154,7 +155,7 @@ func measure(ctx context.Context, c config, cfg broker.Config, topic string, l t
 	}
 	n := int(c.duration.Seconds() * float64(c.rate))
 	every := time.Second / time.Duration(c.rate)
-	tick := time.NewTicker(5 * time.Millisecond)
+	tick := time.NewTicker(c.tick)
 	defer tick.Stop()
 	r0, cpu0, start := requests.Load(), testproc.CPUTime(), time.Now()
 	for sent := 0; sent < n; {
@@ -206,8 +207,8 @@ func report(c config, settings []time.Duration, res map[time.Duration][]result) 
 	fmt.Printf("## The collectors' Kafka producer: CPU per record against linger\n\n")
 	fmt.Printf("- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Printf("- command: `go run ./bench/producer %s`\n", strings.Join(os.Args[1:], " "))
-	fmt.Printf("- %d records/s of %d bytes for %v per run, %d partitions, %s compression, %d interleaved rounds (figures: medians)\n\n",
-		c.rate, c.size, c.duration, c.partitions, c.compression, c.rounds)
+	fmt.Printf("- %d records/s of %d bytes for %v per run, handed over every %v, %d partitions, %s compression, %d interleaved rounds (figures: medians)\n\n",
+		c.rate, c.size, c.duration, c.tick, c.partitions, c.compression, c.rounds)
 	fmt.Printf("| setting | CPU-µs per record | produce requests/s | added by producing, µs per record | added, µs per produce request |\n|---|---:|---:|---:|---:|\n")
 	for _, l := range settings {
 		us := med(res[l], func(r result) float64 { return r.usPerRecord })
