@@ -5,12 +5,15 @@ package vpc
 import (
 	"context"
 	"net"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sys/unix"
@@ -205,4 +208,28 @@ func cmsg(level, typ int32, data []byte) []byte {
 	h.SetLen(unix.CmsgLen(len(data)))
 	copy(b[unix.CmsgLen(0):], data)
 	return b
+}
+
+// A receive buffer the kernel caps (net.core.rmem_max) is said at start,
+// with what was asked and what was granted.
+func TestPrepareWarnsOfACappedBuffer(t *testing.T) {
+	if b, err := os.ReadFile("/proc/sys/net/core/rmem_max"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n >= 1<<30 {
+			t.Skipf("net.core.rmem_max is %d: 1 GiB is not capped", n)
+		}
+	}
+	var logs strings.Builder
+	log := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Warn})
+	rx := NewReceiver(tcpstream.NewTracker(&packettest.Collect{}), WithReadBuffer(1<<30), WithLogger(log))
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if rx.prepare(pc) == nil {
+		t.Fatal("no batched reads")
+	}
+	if got := logs.String(); !strings.Contains(got, "socket receive buffer smaller than asked") || !strings.Contains(got, "asked_bytes=1073741824") {
+		t.Fatalf("logs %q", got)
+	}
 }

@@ -152,6 +152,12 @@ func (r *Receiver) prepare(pc net.PacketConn) *batchReader {
 		r.log.Warn("reading one datagram at a time", "error", err)
 		return nil
 	}
+	// The kernel reports twice what it grants (the rest is for its own
+	// bookkeeping) and caps the request at net.core.rmem_max.
+	if r.readBuffer > 0 && br.queue/2 < r.readBuffer {
+		r.log.Warn("socket receive buffer smaller than asked: bursts may overflow it (mirrorline_vpc_socket_drops_total); raise net.core.rmem_max",
+			"asked_bytes", r.readBuffer, "granted_bytes", br.queue/2)
+	}
 	return br
 }
 
