@@ -22,9 +22,45 @@ var volatileRE = regexp.MustCompile(`(?i:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-
 // maskVolatile replaces volatile tokens in s by a placeholder naming their
 // shape. A long token counts only when it mixes letters and digits.
 func maskVolatile(s string) string {
-	if len(s) < 8 || !strings.ContainsAny(s, "0123456789") {
+	if len(s) < 8 || !mayHoldVolatile(s) {
 		return s
 	}
+	return maskVolatileRE(s)
+}
+
+// mayHoldVolatile is maskVolatile's pre-check, one pass over s without the
+// regular expression. maskVolatile changes s only when s has a digit
+// somewhere, and a token that has either 4 digits in a row (dates, HTTP
+// dates, long numbers), a ':' (times) or 16 or more of [A-Za-z0-9_-] in a
+// row (UUIDs, ULIDs, hex, random tokens). Most JSON strings (words, codes,
+// short ids) have none.
+func mayHoldVolatile(s string) bool {
+	digit, colon, long := false, false, false
+	digits, word := 0, 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			digit = true
+			digits++
+			word++
+			if digits >= 4 {
+				return true
+			}
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_', c == '-':
+			digits = 0
+			word++
+		default:
+			colon = colon || c == ':'
+			digits, word = 0, 0
+		}
+		long = long || word >= 16
+	}
+	return digit && (colon || long)
+}
+
+// maskVolatileRE is maskVolatile without the pre-check.
+func maskVolatileRE(s string) string {
 	return volatileRE.ReplaceAllStringFunc(s, func(tok string) string {
 		switch {
 		case len(tok) == 36 && tok[8] == '-' && tok[13] == '-':
