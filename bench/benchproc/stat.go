@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -202,4 +203,18 @@ func (s StealMeter) Share() (float64, bool) {
 		return 0, false
 	}
 	return m.Sub(s.at).StealShare(), true
+}
+
+// Median is the median of v (the mean of the middle two for an even count; 0
+// for none). v is not reordered.
+func Median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

@@ -2,6 +2,7 @@ package benchproc
 
 import (
 	"os/exec"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -93,6 +94,18 @@ func TestStealShare(t *testing.T) {
 	if _, err := ReadMachineCPU(); err == nil {
 		if share, ok := StartSteal().Share(); !ok || share < 0 || share > 1 {
 			t.Fatalf("StartSteal().Share() = %v, %v; want a share in [0, 1]", share, ok)
+		}
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		v    []float64
+		want float64
+	}{{nil, 0}, {[]float64{3, 1, 2}, 2}, {[]float64{4, 1, 2, 3}, 2.5}} {
+		in := slices.Clone(tc.v)
+		if m := Median(tc.v); m != tc.want || !slices.Equal(in, tc.v) {
+			t.Errorf("Median(%v) = %v, want %v (and v as it was)", in, m, tc.want)
 		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/mirrorline/mirrorline/bench/benchproc"
 )
 
 // The capacity model of docs/capacity.md, applied to this run's figures so
@@ -35,7 +37,7 @@ func (h *harness) capacity(b *strings.Builder) {
 		for _, s := range h.bpf {
 			k = append(k, s.usPer)
 		}
-		cost["ebpf"] += median(k)
+		cost["ebpf"] += benchproc.Median(k)
 	}
 	if len(cost) == 0 {
 		return

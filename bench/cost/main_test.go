@@ -27,13 +27,7 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
-func TestMedianRatio(t *testing.T) {
-	if m := median([]float64{3, 1, 2}); m != 2 {
-		t.Errorf("median %v", m)
-	}
-	if m := median([]float64{4, 1, 2, 3}); m != 2.5 {
-		t.Errorf("median %v", m)
-	}
+func TestRatio(t *testing.T) {
 	r, ok := ratio(map[int]float64{0: 2, 1: 6, 2: 9}, map[int]float64{0: 1, 1: 2, 3: 1})
 	if !ok || r != 2.5 { // rounds 0 and 1 only: 2 and 3
 		t.Errorf("ratio %v %v, want 2.5", r, ok)

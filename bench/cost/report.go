@@ -4,26 +4,15 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"slices"
 	"strings"
 	"time"
+
+	"github.com/mirrorline/mirrorline/bench/benchproc"
 )
 
 // speedscaleUs is Speedscale's published cost of its eBPF collector: about
 // 2.5 % of one core at 10,000 requests/s, i.e. ~2.5 µs CPU per request.
 const speedscaleUs = 2.5
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
 
 // perRound returns the samples of name by round.
 func (h *harness) perRound(name string) map[int]sample {
@@ -43,7 +32,7 @@ func (h *harness) cost(name string) (us float64, rssMiB float64, ok bool) {
 		v = append(v, s.usPer)
 		hwm = max(hwm, s.hwmKB)
 	}
-	return median(v), float64(hwm) / 1024, len(v) > 0
+	return benchproc.Median(v), float64(hwm) / 1024, len(v) > 0
 }
 
 // ratio is the median over rounds of a(round)/b(round).
@@ -54,7 +43,7 @@ func ratio(a, b map[int]float64) (float64, bool) {
 			r = append(r, av/bv)
 		}
 	}
-	return median(r), len(r) > 0
+	return benchproc.Median(r), len(r) > 0
 }
 
 func (h *harness) usByRound(name string) map[int]float64 {
@@ -103,7 +92,7 @@ func (h *harness) report(args []string, took time.Duration) string {
 		case peerFixed > 0:
 			pus, pok, r, rok = peerFixed, true, us/peerFixed, true
 		case peerUs != nil:
-			pus, pok = median(mapValues(peerUs)), len(peerUs) > 0
+			pus, pok = benchproc.Median(mapValues(peerUs)), len(peerUs) > 0
 			prss = 0
 			r, rok = ratio(h.usByRound(name), peerUs)
 		case pok:
@@ -137,11 +126,11 @@ func (h *harness) report(args []string, took time.Duration) string {
 		}
 		row("ebpf, user side (`mirrorline ebpf`)", "ebpf", "", "", nil, 0)
 		if len(k) > 0 {
-			ku := median(k)
+			ku := benchproc.Median(k)
 			fmt.Fprintf(&b, "| ebpf, kernel side (BPF run time) | %.1f | | | | | |\n", ku)
 			fmt.Fprintf(&b, "| ebpf, user + kernel | %.1f | Speedscale eBPF collector (published: ~2.5 %% of a core at 10k/s) | %.1f | %.2fx | | |\n",
 				us+ku, speedscaleUs, (us+ku)/speedscaleUs)
-			h.notes = append(h.notes, fmt.Sprintf("ebpf kernel side: %.0f ns per program run, %.1f runs per exchange (the TC programs run on every packet of the interface, loopback traffic of other processes included)", median(perRun), median(runs)))
+			h.notes = append(h.notes, fmt.Sprintf("ebpf kernel side: %.0f ns per program run, %.1f runs per exchange (the TC programs run on every packet of the interface, loopback traffic of other processes included)", benchproc.Median(perRun), benchproc.Median(runs)))
 		}
 	}
 	row("redact (`mirrorline redact`, exactly-once loop)", "redact", "", "", nil, 0)

@@ -20,8 +20,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,11 +80,12 @@ func run(c config) error {
 	}
 	ctx := context.Background()
 	if c.brokers == "" {
-		port, err := freePort()
+		addr, err := benchproc.FreeAddr("tcp")
 		if err != nil {
 			return err
 		}
-		args := []string{"--port", strconv.Itoa(port), "--dir", fmt.Sprintf("%s/mirrorline-producer-%d", os.TempDir(), port)}
+		_, port, _ := strings.Cut(addr, ":")
+		args := []string{"--port", port, "--dir", filepath.Join(os.TempDir(), "mirrorline-producer-"+port)}
 		b, stop, err := benchproc.StartKafka(ctx, ".", args...)
 		defer stop()
 		if err != nil {
@@ -197,11 +198,7 @@ func report(c config, settings []time.Duration, res map[time.Duration][]result) 
 		for i, r := range rs {
 			vs[i] = f(r)
 		}
-		slices.Sort(vs)
-		if len(vs)%2 == 1 {
-			return vs[len(vs)/2]
-		}
-		return (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
+		return benchproc.Median(vs)
 	}
 	base := med(res[-1], func(r result) float64 { return r.usPerRecord })
 	fmt.Printf("## The collectors' Kafka producer: CPU per record against linger\n\n")
@@ -223,13 +220,4 @@ func report(c config, settings []time.Duration, res map[time.Duration][]result) 
 		}
 		fmt.Printf("| %s | %.1f | %.0f | %.1f | %s |\n", name(l), us, reqs, us-base, perReq)
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
