@@ -284,8 +284,9 @@ func (e *Engine) loadKey(cfg Config, key []byte, keyUser string) error {
 
 // state is the scratch of one Redact call.
 type state struct {
-	e       *Engine
-	counts  map[string]int
+	e *Engine
+	// counts is what each rule redacted in this call.
+	counts  tally
 	spans   []span
 	prot    []span // scrubString: replacements of the current pass
 	prot2   []span
@@ -300,13 +301,31 @@ type state struct {
 }
 
 func (st *state) hit(name string, n int) {
-	if n <= 0 {
-		return
+	if n > 0 {
+		st.counts.add(name, n)
 	}
-	if st.counts == nil {
-		st.counts = make(map[string]int, 8)
+}
+
+// tally counts redactions by rule name, in the order the rules first
+// fired. A record fires a few rules, a transaction a few dozen at most, so
+// a slice searched from the start beats a map built for each record.
+type tally []ruleCount
+
+// ruleCount is what one rule redacted.
+type ruleCount struct {
+	name string
+	n    int
+}
+
+// add counts n redactions by the rule name.
+func (t *tally) add(name string, n int) {
+	for i := range *t {
+		if (*t)[i].name == name {
+			(*t)[i].n += n
+			return
+		}
 	}
-	st.counts[name] += n
+	*t = append(*t, ruleCount{name, n})
 }
 
 // Redact scrubs ex in place: the request URL (path, query, userinfo), the
@@ -322,18 +341,35 @@ func (st *state) hit(name string, n int) {
 // text never contains payload bytes. Should the engine ever panic, Redact recovers, strips the
 // URL, headers, bodies, client address and error text, and returns
 // ErrInternal.
-func (e *Engine) Redact(ex *mlv1.Exchange) (res Result, err error) {
+func (e *Engine) Redact(ex *mlv1.Exchange) (Result, error) {
+	var counts tally
+	rules, modes, err := e.redact(ex, &counts)
+	res := Result{Rules: rules, GRPCModes: modes}
+	if len(counts) > 0 {
+		res.Redactions = make(map[string]int, len(counts))
+		for _, c := range counts {
+			res.Redactions[c.name] = c.n
+		}
+	}
+	return res, err
+}
+
+// redact is Redact without building Result.Redactions: what each rule
+// redacted is added to counts (the redactor's loop adds a transaction's
+// records up in one tally). rules and modes are Result.Rules and
+// Result.GRPCModes.
+func (e *Engine) redact(ex *mlv1.Exchange, counts *tally) (rules []string, modes map[string]int, err error) {
 	if ex == nil {
-		return Result{}, nil
+		return nil, nil, nil
 	}
 	st := e.pool.Get().(*state)
-	st.counts, st.modes = nil, nil
+	st.counts, st.modes = st.counts[:0], nil
 	defer func() {
 		if recover() != nil {
 			// Do not reuse st: its scratch may be inconsistent. The panic
 			// value is dropped, it could quote payload bytes.
 			stripAll(ex)
-			res, err = Result{}, ErrInternal
+			rules, modes, err = nil, nil, ErrInternal
 			return
 		}
 		e.pool.Put(st)
@@ -370,30 +406,30 @@ func (e *Engine) Redact(ex *mlv1.Exchange) (res Result, err error) {
 			resp.Body, resp.Messages = nil, nil
 		}
 	}
-	res = Result{Redactions: st.counts, GRPCModes: st.modes}
-	if len(st.counts) > 0 {
-		// One allocation for Rules and its copy in ex.Redactions (unless
+	modes = st.modes
+	if n := len(st.counts); n > 0 {
+		// One allocation for rules and its copy in ex.Redactions (unless
 		// ex.Redactions has room).
-		n := len(st.counts)
 		var buf []string
 		if cap(ex.Redactions) >= n {
 			buf = make([]string, 0, n)
 		} else {
 			buf = make([]string, 0, 2*n)
 		}
-		for name := range st.counts {
-			buf = append(buf, name)
+		for _, c := range st.counts {
+			buf = append(buf, c.name)
+			counts.add(c.name, c.n)
 		}
 		slices.Sort(buf)
-		res.Rules = buf[:n:n]
+		rules = buf[:n:n]
 		if cap(ex.Redactions) >= n {
-			ex.Redactions = append(ex.Redactions[:0], res.Rules...)
+			ex.Redactions = append(ex.Redactions[:0], rules...)
 		} else {
-			ex.Redactions = append(buf[n:n], res.Rules...)
+			ex.Redactions = append(buf[n:n], rules...)
 		}
 	}
-	st.counts, st.modes = nil, nil
-	return res, err
+	st.counts, st.modes = st.counts[:0], nil
+	return rules, modes, err
 }
 
 // scrubMessageBody scrubs the body of a request or response (what) in place

@@ -766,7 +766,11 @@ func FuzzRedact(f *testing.F) {
 			Url: "/x?q=" + string(body), Headers: hdr("Content-Type", ct, "Content-Encoding", ce, "X-B", string(body)),
 			Body: bytes.Clone(body), BodyTruncated: truncated,
 		}}
+		in := ex.Request.Body
 		_, err := e.Redact(ex)
+		if !bytes.Equal(in, body) {
+			t.Fatal("Redact wrote into the body it was given (the loop's bodies are the fetched record's bytes)")
+		}
 		if err != nil {
 			if !errors.Is(err, ErrUnparseable) {
 				t.Fatalf("error does not wrap ErrUnparseable: %v", err)

@@ -1,6 +1,7 @@
 package redactor
 
 import (
+	"bytes"
 	"errors"
 	"strconv"
 	"testing"
@@ -54,8 +55,12 @@ func FuzzRedactProtobuf(f *testing.F) {
 				checkNoFinding(t, &protoEd{st: &state{e: e}}, got)
 			}
 		}
-		ex := grpcExchange("/mirrorline.demo.orders.v1.Orders/GetOrder", nil, data)
+		ex := grpcExchange("/mirrorline.demo.orders.v1.Orders/GetOrder", nil, bytes.Clone(data))
+		in := ex.Response.Messages[0].Data
 		_, err := e.Redact(ex)
+		if !bytes.Equal(in, data) {
+			t.Fatal("Redact wrote into the message data it was given (the loop's are the fetched record's bytes)")
+		}
 		if err != nil {
 			if !errors.Is(err, ErrUnparseable) || errors.Is(err, ErrInternal) {
 				t.Fatalf("unexpected error kind: %v", err)

@@ -123,7 +123,7 @@ func benchLoop(b *testing.B, brokers []string) {
 	}
 	first := wait(func(c int) bool { return c > 0 })
 	join := time.Since(start)
-	cpu0, t0 := testproc.CPUTime(), time.Now()
+	use0, t0 := testproc.ReadUsage(), time.Now()
 	var prof *os.File
 	if path := os.Getenv("REDACT_LOOP_CPUPROFILE"); path != "" {
 		if prof, err = os.Create(path); err != nil {
@@ -134,7 +134,8 @@ func benchLoop(b *testing.B, brokers []string) {
 		}
 	}
 	wait(func(c int) bool { return c >= total })
-	wall, cpu := time.Since(t0), testproc.CPUTime()-cpu0
+	wall, use := time.Since(t0), testproc.ReadUsage()
+	cpu, sys := use.User+use.System-use0.User-use0.System, use.System-use0.System
 	b.StopTimer()
 	if prof != nil {
 		pprof.StopCPUProfile()
@@ -152,6 +153,8 @@ func benchLoop(b *testing.B, brokers []string) {
 	b.ReportMetric(measured/cpu.Seconds(), "records/cpu-s")
 	b.ReportMetric(float64(cpu.Microseconds())/measured, "cpu-µs/record")
 	b.ReportMetric(measured/wall.Seconds(), "records/s")
+	b.ReportMetric(float64(sys.Microseconds())/measured, "sys-µs/record")
+	b.ReportMetric(float64(use.MinorFaults-use0.MinorFaults)/measured, "faults/record")
 	b.ReportMetric(float64(join.Milliseconds()), "join-ms")
 	b.ReportMetric(float64(wall.Nanoseconds())/measured, "ns/op")
 }

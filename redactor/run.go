@@ -78,7 +78,10 @@ type Processor struct {
 	// transaction: added to the metrics only when it commits (an aborted
 	// one is processed again).
 	outcomes map[string]int
-	rules    map[string]int
+	rules    tally
+	// record is what the rules redacted in the record being transformed,
+	// added to rules when it goes to the clean topic.
+	record tally
 	// grpcModes and grpcReasons count gRPC messages by mode and gRPC
 	// records set aside by reason, likewise.
 	grpcModes, grpcReasons map[string]int
@@ -99,7 +102,6 @@ func NewProcessor(sess *kgo.GroupTransactSession, e *Engine, service string, opt
 		metrics:    o.metrics,
 		budget:     o.budget,
 		outcomes:   map[string]int{},
-		rules:      map[string]int{},
 		grpcModes:  map[string]int{}, grpcReasons: map[string]int{},
 	}
 	if p.onFailure != Quarantine && p.onFailure != Drop {
@@ -131,7 +133,8 @@ func (p *Processor) Close() { p.tx.Close() }
 // bytes.
 func (p *Processor) Transform(r *kgo.Record, ex *mlv1.Exchange) ([]*kgo.Record, error) {
 	start := time.Now()
-	res, err := p.engine.Redact(ex)
+	p.record = p.record[:0]
+	rules, modes, err := p.engine.redact(ex, &p.record)
 	p.metrics.Latency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		var ge *GRPCError
@@ -140,8 +143,8 @@ func (p *Processor) Transform(r *kgo.Record, ex *mlv1.Exchange) ([]*kgo.Record, 
 		}
 		return nil, err
 	}
-	if len(res.Rules) > 0 {
-		ex.Redactions = res.Rules
+	if len(rules) > 0 {
+		ex.Redactions = rules
 	}
 	val, err := mlv1.MarshalExchange(ex)
 	if err != nil {
@@ -154,10 +157,10 @@ func (p *Processor) Transform(r *kgo.Record, ex *mlv1.Exchange) ([]*kgo.Record, 
 		return nil, fmt.Errorf("redacted record of %d bytes exceeds the record budget of %s (%d bytes)", len(val), p.clean, p.budget.MaxValue(out.Key, nil))
 	}
 	p.outcomes[OutcomeClean]++
-	for rule, n := range res.Redactions {
-		p.rules[rule] += n
+	for _, c := range p.record {
+		p.rules.add(c.name, c.n)
 	}
-	for mode, n := range res.GRPCModes {
+	for mode, n := range modes {
 		p.grpcModes[mode] += n
 	}
 	o.outs[0] = out
@@ -200,8 +203,8 @@ func (p *Processor) Ended(committed bool) {
 		for o, n := range p.outcomes {
 			p.metrics.Records.WithLabelValues(o).Add(float64(n))
 		}
-		for rule, n := range p.rules {
-			p.metrics.Redactions.WithLabelValues(rule).Add(float64(n))
+		for _, c := range p.rules {
+			p.metrics.Redactions.WithLabelValues(c.name).Add(float64(c.n))
 		}
 		for mode, n := range p.grpcModes {
 			p.metrics.GRPCMessages.WithLabelValues(mode).Add(float64(n))
@@ -212,7 +215,7 @@ func (p *Processor) Ended(committed bool) {
 	}
 	p.metrics.Transactions.WithLabelValues(result).Inc()
 	clear(p.outcomes)
-	clear(p.rules)
+	p.rules = p.rules[:0]
 	clear(p.grpcModes)
 	clear(p.grpcReasons)
 }

@@ -73,8 +73,8 @@ func (st *state) unsign(v string) (out string, ok bool) {
 	if !changed {
 		newClaims = claims
 	}
-	for name, n := range sub.counts {
-		st.hit(name, n)
+	for _, c := range sub.counts {
+		st.hit(c.name, c.n)
 	}
 	enc := base64.RawURLEncoding
 	var b strings.Builder

@@ -20,6 +20,8 @@ import (
 // is decoded into again for the next record (mlv1.UnmarshalExchangeRecycled):
 // neither it nor any message reached from it (request, response, header) may
 // be kept once Transform or SetAside returns; its strings and bodies may.
+// Its strings, bodies and message data are parts of the record's value (no
+// copy is made): replace a body, never write into it.
 type Transformer interface {
 	// Transform returns the records that stand for r downstream (none: r is
 	// consumed without output). An error sets r aside.

@@ -28,13 +28,13 @@ func UnmarshalExchange(b []byte, x *Exchange) error {
 }
 
 // UnmarshalExchangeTransient is UnmarshalExchange for an exchange that is
-// dropped once processed, strings included (the redactor's records, encoded
-// again within their transaction): x is decoded with UnmarshalVTUnsafe from
-// one private copy of b (one allocation instead of one per string and body),
-// which all its strings and bodies are parts of, so any string of x kept
-// keeps all of b's bytes alive. x still owns its data, never b's, and the
-// bodies' capacity ends with them: editing or appending to a body never
-// touches a string.
+// dropped once processed (the redactor's records, encoded again within their
+// transaction): x is decoded with UnmarshalVTUnsafe from b itself, without a
+// copy, so all its strings, bodies and message data are parts of b. b must
+// not change while x or anything taken from it is in use, and x's bodies and
+// message data are b's bytes: replace them, never write into them. Their
+// capacity ends with them, so appending to one never writes into b. Any
+// string of x kept keeps all of b alive.
 func UnmarshalExchangeTransient(b []byte, x *Exchange) error {
 	if unmarshalVT(b, x, true) {
 		return nil
@@ -90,8 +90,9 @@ func recycleParts(headers, trailers []*Header, msgs []*Message) {
 	}
 }
 
-// unmarshalVT decodes b into x (reset first) with UnmarshalVT, or a copy of
-// b with UnmarshalVTUnsafe when shared, and reports whether the result is
+// unmarshalVT decodes b into x (reset first) with UnmarshalVT, or with
+// UnmarshalVTUnsafe when shared (x's strings and bytes are then parts of b),
+// and reports whether the result is
 // certainly proto.Unmarshal's: decoded without error, every string valid
 // UTF-8, no unknown fields, b the canonical encoding of the result (the size
 // MarshalVT would write, so no tag, length or field was read in a way
@@ -100,20 +101,34 @@ func unmarshalVT(b []byte, x *Exchange, shared bool) bool {
 	x.Reset()
 	var err error
 	if shared {
-		err = x.UnmarshalVTUnsafe(bytes.Clone(b))
+		err = x.UnmarshalVTUnsafe(b)
 	} else {
 		err = x.UnmarshalVT(b)
 	}
 	if err != nil || !x.plain() || x.SizeVT() != len(b) || !x.noOverflow(b) {
 		return false
 	}
-	if r := x.Request; r != nil && shared {
-		r.Body = slices.Clip(r.Body)
-	}
-	if r := x.Response; r != nil && shared {
-		r.Body = slices.Clip(r.Body)
+	if shared {
+		if r := x.Request; r != nil {
+			r.Body = slices.Clip(r.Body)
+			clipData(r.Messages)
+		}
+		if r := x.Response; r != nil {
+			r.Body = slices.Clip(r.Body)
+			clipData(r.Messages)
+		}
 	}
 	return true
+}
+
+// clipData ends the capacity of each message's data with it: the bytes after
+// it in the buffer decoded from are another field's, or another record's.
+func clipData(msgs []*Message) {
+	for _, m := range msgs {
+		if m != nil {
+			m.Data = slices.Clip(m.Data)
+		}
+	}
 }
 
 // MarshalExchange encodes x with the generated MarshalVT: the bytes
