@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -85,7 +86,14 @@ type Processor struct {
 	// grpcModes and grpcReasons count gRPC messages by mode and gRPC
 	// records set aside by reason, likewise.
 	grpcModes, grpcReasons map[string]int
+	// values holds the buffers of clean records Kafka is done with
+	// (Recycle), for the values of the next ones.
+	values sync.Pool
 }
+
+// maxRecycled is the largest clean record value whose buffer is kept for
+// another: a rare large one is left to the garbage collector.
+const maxRecycled = 64 << 10
 
 // NewProcessor returns a processor for service reading through sess (built
 // with SessionOpts).
@@ -146,7 +154,11 @@ func (p *Processor) Transform(r *kgo.Record, ex *mlv1.Exchange) ([]*kgo.Record, 
 	if len(rules) > 0 {
 		ex.Redactions = rules
 	}
-	val, err := mlv1.MarshalExchange(ex)
+	var buf []byte
+	if v, ok := p.values.Get().(*[]byte); ok {
+		buf = *v
+	}
+	val, err := mlv1.AppendExchange(buf, ex)
 	if err != nil {
 		return nil, fmt.Errorf("encode: %w", err)
 	}
@@ -165,6 +177,17 @@ func (p *Processor) Transform(r *kgo.Record, ex *mlv1.Exchange) ([]*kgo.Record, 
 	}
 	o.outs[0] = out
 	return o.outs[:], nil
+}
+
+// Recycle implements stage.Recycler: the value of a clean record Kafka is
+// done with serves a later record.
+func (p *Processor) Recycle(out *kgo.Record) {
+	if out.Topic != p.clean || cap(out.Value) > maxRecycled {
+		return
+	}
+	v := out.Value[:0]
+	out.Value = nil
+	p.values.Put(&v)
 }
 
 // cleanOut is the output of Transform: a clean record and the slice of it.

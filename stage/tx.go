@@ -41,6 +41,14 @@ type TxObserver interface {
 	Ended(committed bool)
 }
 
+// Recycler, when a Transformer implements it, is handed back each record
+// Transform or SetAside returned once Kafka is done with it (produced or
+// failed): nothing reads the record or its value after that, so its buffers
+// can serve a later record. It is called from the producer's goroutines.
+type Recycler interface {
+	Recycle(out *kgo.Record)
+}
+
 // maxRejected bounds how many records Kafka may refuse as too large before
 // the stage gives up (each costs an aborted transaction).
 const maxRejected = 1000
@@ -236,6 +244,7 @@ func (x *Tx) waitInterval(ctx context.Context, began time.Time) error {
 // open transaction.
 func (x *Tx) produce(ctx context.Context, fs kgo.Fetches) *batch {
 	b := &batch{tooLarge: map[srcPos]refused{}}
+	rc, _ := x.t.(Recycler)
 	fs.EachRecord(func(r *kgo.Record) {
 		pos := srcPos{r.Topic, r.Partition, r.Offset}
 		outs, setAside := x.transform(r, pos)
@@ -254,6 +263,9 @@ func (x *Tx) produce(ctx context.Context, fs kgo.Fetches) *batch {
 					}
 				case b.err == nil:
 					b.err = err
+				}
+				if rc != nil {
+					rc.Recycle(out)
 				}
 			})
 		}

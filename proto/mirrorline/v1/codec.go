@@ -144,6 +144,22 @@ func MarshalExchange(x *Exchange) ([]byte, error) {
 	return x.MarshalVT()
 }
 
+// AppendExchange is MarshalExchange appending to dst: the same bytes after
+// dst's, written into dst's spare capacity when it has enough (a buffer
+// reused from record to record), else into a grown copy.
+func AppendExchange(dst []byte, x *Exchange) ([]byte, error) {
+	if x == nil || !x.plain() {
+		return proto.MarshalOptions{}.MarshalAppend(dst, x)
+	}
+	size := x.SizeVT()
+	n := len(dst)
+	dst = slices.Grow(dst, size)[:n+size]
+	if _, err := x.MarshalToSizedBufferVT(dst[n:]); err != nil {
+		return dst[:n], err
+	}
+	return dst, nil
+}
+
 // plain reports whether x is what the generated code handles as
 // proto.Unmarshal and proto.Marshal do: every string valid UTF-8 (proto3
 // requires it; the generated code does not check), no nil header entry and

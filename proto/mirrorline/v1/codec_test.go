@@ -388,6 +388,27 @@ func sameEncode(t *testing.T, x *Exchange) {
 	if (werr == nil) != (gerr == nil) || (werr != nil && werr.Error() != gerr.Error()) {
 		t.Fatalf("error %v, proto.Marshal: %v", gerr, werr)
 	}
+	// AppendExchange: the same bytes after the prefix, into spare capacity
+	// (too little, then enough).
+	for _, room := range []int{0, len(want) + 16} {
+		prefix := append(make([]byte, 0, 3+room), "pre"...)
+		app, aerr := AppendExchange(prefix, x)
+		if (werr == nil) != (aerr == nil) || (werr != nil && werr.Error() != aerr.Error()) {
+			t.Fatalf("AppendExchange: error %v, proto.Marshal: %v", aerr, werr)
+		}
+		if werr != nil {
+			continue
+		}
+		if string(app[:3]) != "pre" || len(app) != 3+len(want) {
+			t.Fatalf("AppendExchange: %d bytes, want the prefix and %d", len(app), len(want))
+		}
+		if room > 0 && &app[0] != &prefix[:1][0] {
+			t.Fatal("AppendExchange: allocated although the buffer had room")
+		}
+		if len(x.GetLabels()) <= 1 && !bytes.Equal(app[3:], want) {
+			t.Fatalf("AppendExchange: encoded\n%x\nproto.Marshal:\n%x", app[3:], want)
+		}
+	}
 	if len(x.GetLabels()) > 1 {
 		// Map entries come in no fixed order, from either: the same
 		// length, and the same message read back.
