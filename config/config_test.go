@@ -116,6 +116,22 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// A poll interval of 0 written in the file is kept, as the flag's would be:
+// vpc reads as soon as datagrams are queued, ebpf refuses it (ebpf-poll-zero.bad.yaml).
+// Left out, each takes its default.
+func TestPollIntervalZeroAsWritten(t *testing.T) {
+	cfg := Default()
+	if err := Load(writeFile(t, "vpc:\n  poll_interval: 0s\n"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.VPC.PollInterval != 0 || cfg.EBPF.PollInterval != ebpf.DefaultPollInterval {
+		t.Errorf("poll intervals vpc %v, ebpf %v; want 0 as written, and the default", cfg.VPC.PollInterval, cfg.EBPF.PollInterval)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("vpc poll_interval 0: %v", err)
+	}
+}
+
 // Set tells which keys the file wrote, whatever their values; a section is
 // set when the file has it, and a reload's File knows only its own keys.
 func TestSet(t *testing.T) {

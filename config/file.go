@@ -93,8 +93,10 @@ func Default() File {
 // "the default" (vpc, ebpf, import) their defaults; Load calls it after
 // decoding, as those sections document.
 func (f *File) fillDefaults() {
-	f.VPC.fillDefaults()
-	f.EBPF.fillDefaults()
+	// A poll interval the file sets is kept as written, 0 included (vpc:
+	// read as soon as datagrams are queued; ebpf: refused by Validate).
+	f.VPC.fillDefaults(f.Set("vpc.poll_interval"))
+	f.EBPF.fillDefaults(f.Set("ebpf.poll_interval"))
 	setDefault(&f.Import.BodyLimit, collector.DefaultBodyLimit)
 }
 
@@ -246,10 +248,12 @@ type VPC struct {
 	TCPCapture `yaml:",inline"`
 }
 
-func (c *VPC) fillDefaults() {
+func (c *VPC) fillDefaults(pollSet bool) {
 	setDefault(&c.Listen, DefaultVPCListen)
 	setDefault(&c.ReadBuffer, DefaultVPCReadBuffer)
-	setDefault(&c.PollInterval, vpc.DefaultPollInterval)
+	if !pollSet {
+		setDefault(&c.PollInterval, vpc.DefaultPollInterval)
+	}
 	c.TCPCapture.fillDefaults()
 }
 
@@ -275,14 +279,16 @@ type EBPFTLS struct {
 	LibSSL   string   `yaml:"libssl" flag:"libssl" help:"with --tls: OpenSSL libssl to probe instead of the one each process maps"`
 }
 
-func (c *EBPF) fillDefaults() {
+func (c *EBPF) fillDefaults(pollSet bool) {
 	if len(c.Interfaces) == 0 {
 		c.Interfaces = []string{ebpf.DefaultInterface}
 	}
 	setDefault(&c.Hooks, string(ebpf.HooksAuto))
 	setDefault(&c.SnapLen, ebpf.MaxSnapLen)
 	setDefault(&c.RingBuffer, ebpf.DefaultRingSize)
-	setDefault(&c.PollInterval, ebpf.DefaultPollInterval)
+	if !pollSet {
+		setDefault(&c.PollInterval, ebpf.DefaultPollInterval)
+	}
 	c.TCPCapture.fillDefaults()
 }
 

@@ -231,13 +231,16 @@ func (r *Replay) Validate() error {
 // that run the collector).
 func (c *VPC) Validate() error {
 	return cmp.Or(notNegative("vpc", "read_buffer", c.ReadBuffer), firstNegative("vpc", &c.TCPCapture),
-		c.TCPCapture.checkPoll("vpc", vpc.MaxPollInterval))
+		c.TCPCapture.checkPoll("vpc", 0, vpc.MaxPollInterval))
 }
 
-// checkPoll checks that poll_interval is at most most.
-func (c *TCPCapture) checkPoll(section string, most time.Duration) error {
-	if c.PollInterval > most {
+// checkPoll checks that poll_interval is within least..most.
+func (c *TCPCapture) checkPoll(section string, least, most time.Duration) error {
+	switch {
+	case c.PollInterval > most:
 		return invalid(section+".poll_interval", "poll-interval", "%v is more than %v", c.PollInterval, most)
+	case c.PollInterval >= 0 && c.PollInterval < least:
+		return invalid(section+".poll_interval", "poll-interval", "%v is less than %v (the ring buffer is read on a timer)", c.PollInterval, least)
 	}
 	return nil
 }
@@ -249,7 +252,7 @@ func (c *EBPF) Validate() error {
 	if _, err := ebpf.ParseHooks(c.Hooks); err != nil {
 		return invalid("ebpf.hooks", "hooks", "%v", err)
 	}
-	return cmp.Or(firstNegative("ebpf", &c.TCPCapture), c.TCPCapture.checkPoll("ebpf", ebpf.MaxPollInterval))
+	return cmp.Or(firstNegative("ebpf", &c.TCPCapture), c.TCPCapture.checkPoll("ebpf", ebpf.MinPollInterval, ebpf.MaxPollInterval))
 }
 
 // Validate checks the import section.

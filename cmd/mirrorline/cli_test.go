@@ -293,6 +293,7 @@ func TestConfigValidatedAtStart(t *testing.T) {
 		{[]string{"lag", "-c", two, "--log-level", "loud"}, 2, "mirrorline: log-level: \"loud\" is not one of trace, debug, info, warn, error (log_level, --log-level); batch: must be positive, got 0 (redact.batch, --batch); timeout: must be positive, got 0s (replay.timeout, --timeout)\n"},
 		{[]string{"topics", "create", "--service", "s", "--partitions", "0"}, 2, "mirrorline: partitions: must be positive, got 0 (topics.partitions, --partitions)\n"},
 		{[]string{"lag", "-c", empty}, 2, "mirrorline: missing setting: brokers (--brokers, brokers:, MIRRORLINE_BROKERS)\n"},
+		{[]string{"ebpf", "--service", "s", "--port", "8080", "--poll-interval", "0"}, 2, "mirrorline: poll-interval: 0s is less than 1ms (the ring buffer is read on a timer) (ebpf.poll_interval, --poll-interval)\n"},
 	} {
 		code, stderr := runCLI(t, append(tc.args, "--metrics-addr", "")...)
 		if code != tc.code || stderr != tc.want {

@@ -467,7 +467,8 @@ func TestOpenErrors(t *testing.T) {
 		{Config{Ports: []uint16{80}, SnapLen: -1}, "snap length -1"},
 		{Config{Ports: []uint16{80}, RingSize: 5000}, "ring buffer size 5000"},
 		{Config{Ports: []uint16{80}, Hooks: "sideways"}, "hooks"},
-		{Config{Ports: []uint16{80}, PollInterval: -time.Millisecond}, "poll interval -1ms is not within 0..1s"},
+		{Config{Ports: []uint16{80}, PollInterval: -time.Millisecond}, "poll interval -1ms is not within 1ms..1s"},
+		{Config{Ports: []uint16{80}, PollInterval: time.Microsecond}, "poll interval 1µs is not within 1ms..1s"},
 		{Config{Ports: []uint16{80}, PollInterval: 2 * time.Second}, "poll interval 2s"},
 	}
 	for _, tc := range tests {

@@ -56,6 +56,9 @@ const (
 	DefaultPollInterval = 20 * time.Millisecond
 	// MaxPollInterval is the longest PollInterval.
 	MaxPollInterval = time.Second
+	// MinPollInterval is the shortest PollInterval: the ring is read on a
+	// timer, and a shorter one would keep a core busy reading nothing.
+	MinPollInterval = time.Millisecond
 )
 
 // Config configures a Capture.
@@ -79,7 +82,7 @@ type Config struct {
 	FlushInterval time.Duration
 	// PollInterval is the longest captured packets wait in the ring buffer
 	// before userspace reads them (default DefaultPollInterval, at most
-	// MaxPollInterval). The program wakes userspace at once only when an
+	// MaxPollInterval, at least MinPollInterval). The program wakes userspace at once only when an
 	// eighth of the ring (at most 256 KiB) is waiting, so under light traffic
 	// the ring is read once per PollInterval: fewer wake-ups and less CPU for
 	// a longer one, at the cost of that much more delay before an exchange
@@ -145,11 +148,11 @@ func (c *Config) defaults() error {
 }
 
 // defaultPoll sets a zero poll interval to DefaultPollInterval and checks
-// it is within (0, MaxPollInterval].
+// it is within MinPollInterval..MaxPollInterval.
 func defaultPoll(d *time.Duration) error {
 	*d = cmp.Or(*d, DefaultPollInterval)
-	if *d < 0 || *d > MaxPollInterval {
-		return fmt.Errorf("ebpf: poll interval %v is not within 0..%v", *d, MaxPollInterval)
+	if *d < MinPollInterval || *d > MaxPollInterval {
+		return fmt.Errorf("ebpf: poll interval %v is not within %v..%v", *d, MinPollInterval, MaxPollInterval)
 	}
 	return nil
 }

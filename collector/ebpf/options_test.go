@@ -13,7 +13,8 @@ func TestPollIntervalDefaults(t *testing.T) {
 		ok       bool
 	}{
 		{0, DefaultPollInterval, true},
-		{time.Millisecond, time.Millisecond, true},
+		{MinPollInterval, MinPollInterval, true},
+		{MinPollInterval - 1, 0, false},
 		{MaxPollInterval, MaxPollInterval, true},
 		{MaxPollInterval + 1, 0, false},
 		{-1, 0, false},
