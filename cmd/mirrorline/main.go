@@ -71,6 +71,9 @@ type app struct {
 	// proxyCLIRoutes is the route of --path-prefix/--method/--header-match,
 	// kept on top of the file's routes across reloads.
 	proxyCLIRoutes []collector.Route
+	// gc is the garbage collector's target `mirrorline proxy` set and where
+	// it came from (proxyGC), for its start-up log; empty elsewhere.
+	gc []any
 	// metricsCmd is the command serving metrics, for error messages.
 	metricsCmd string
 	// metricsLn is the metrics listener bound before the command opens its
