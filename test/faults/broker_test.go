@@ -134,7 +134,13 @@ func TestKafkaUnreachable(t *testing.T) {
 	b.Stop(t)
 	t.Logf("broker stopped (SIGTERM) in %s", time.Since(stopAt).Round(time.Millisecond))
 	published := count(ps.M.Published)
+	captured := count(ps.M.Captured)
 	down := phase("down", n)
+	// Each request is captured after its answer: wait until the phase's
+	// captures are all counted, as dropped or waiting in the buffer.
+	testproc.Eventually(t, 30*time.Second, "every capture of the phase counted", func() bool {
+		return count(ps.M.Captured)-captured == n && ps.Accounted()
+	})
 	// The buffer was empty at the stop: queue captures wait in it, the rest
 	// are dropped at once and counted.
 	if got := count(queueFull) - droppedUp; got != n-queue {

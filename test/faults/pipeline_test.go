@@ -182,6 +182,19 @@ func (ps *proxyStage) Settled() bool {
 	return count(m.Captured) == count(m.Published)+dropped
 }
 
+// Accounted reports whether every capture is acknowledged, dropped, or
+// waiting in the buffer: what Settled is while Kafka is down. The proxy
+// captures after it has answered, so a client that got its answer may be
+// ahead of these counters.
+func (ps *proxyStage) Accounted() bool {
+	m := ps.M
+	dropped := 0
+	for _, r := range []string{collector.DropQueueFull, collector.DropPublishError, collector.DropEncodeError, collector.DropClosed} {
+		dropped += count(m.Dropped.WithLabelValues(r))
+	}
+	return count(m.Captured) == count(m.Published)+dropped+int(testutil.ToFloat64(m.Queued))
+}
+
 // Accepted returns the ids of the captures that were accepted into the
 // buffer (every outcome but a full queue), checking that the metrics agree:
 // accepted = captured - dropped{queue_full}.
