@@ -328,6 +328,13 @@ func (t *tally) add(name string, n int) {
 	*t = append(*t, ruleCount{name, n})
 }
 
+// addAll adds o's counts.
+func (t *tally) addAll(o tally) {
+	for _, c := range o {
+		t.add(c.name, c.n)
+	}
+}
+
 // Redact scrubs ex in place: the request URL (path, query, userinfo), the
 // request and response headers, the request and response bodies (decoded and
 // re-encoded when compressed; Content-Length updated), the client address

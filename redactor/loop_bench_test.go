@@ -135,7 +135,7 @@ func benchLoop(b *testing.B, brokers []string) {
 	}
 	wait(func(c int) bool { return c >= total })
 	wall, use := time.Since(t0), testproc.ReadUsage()
-	cpu, sys := use.User+use.System-use0.User-use0.System, use.System-use0.System
+	cpu, sys := use.CPU()-use0.CPU(), use.System-use0.System
 	b.StopTimer()
 	if prof != nil {
 		pprof.StopCPUProfile()

@@ -169,9 +169,7 @@ func (p *Processor) Transform(r *kgo.Record, ex *mlv1.Exchange) ([]*kgo.Record, 
 		return nil, fmt.Errorf("redacted record of %d bytes exceeds the record budget of %s (%d bytes)", len(val), p.clean, p.budget.MaxValue(out.Key, nil))
 	}
 	p.outcomes[OutcomeClean]++
-	for _, c := range p.record {
-		p.rules.add(c.name, c.n)
-	}
+	p.rules.addAll(p.record)
 	for mode, n := range modes {
 		p.grpcModes[mode] += n
 	}

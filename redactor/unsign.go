@@ -73,9 +73,7 @@ func (st *state) unsign(v string) (out string, ok bool) {
 	if !changed {
 		newClaims = claims
 	}
-	for _, c := range sub.counts {
-		st.hit(c.name, c.n)
-	}
+	st.counts.addAll(sub.counts)
 	enc := base64.RawURLEncoding
 	var b strings.Builder
 	b.Grow(len(prefix) + enc.EncodedLen(len(newHdr)) + enc.EncodedLen(len(newClaims)) + 2)

@@ -174,12 +174,7 @@ func count(c prometheus.Collector) int { return int(testutil.ToFloat64(c)) }
 
 // Settled reports whether every capture has been acknowledged or dropped.
 func (ps *proxyStage) Settled() bool {
-	m := ps.M
-	dropped := 0
-	for _, r := range []string{collector.DropQueueFull, collector.DropPublishError, collector.DropEncodeError, collector.DropClosed} {
-		dropped += count(m.Dropped.WithLabelValues(r))
-	}
-	return count(m.Captured) == count(m.Published)+dropped
+	return count(ps.M.Captured) == ps.finished()
 }
 
 // Accounted reports whether every capture is acknowledged, dropped, or
@@ -187,12 +182,17 @@ func (ps *proxyStage) Settled() bool {
 // captures after it has answered, so a client that got its answer may be
 // ahead of these counters.
 func (ps *proxyStage) Accounted() bool {
+	return count(ps.M.Captured) == ps.finished()+int(testutil.ToFloat64(ps.M.Queued))
+}
+
+// finished counts the captures acknowledged or dropped.
+func (ps *proxyStage) finished() int {
 	m := ps.M
-	dropped := 0
+	n := count(m.Published)
 	for _, r := range []string{collector.DropQueueFull, collector.DropPublishError, collector.DropEncodeError, collector.DropClosed} {
-		dropped += count(m.Dropped.WithLabelValues(r))
+		n += count(m.Dropped.WithLabelValues(r))
 	}
-	return count(m.Captured) == count(m.Published)+dropped+int(testutil.ToFloat64(m.Queued))
+	return n
 }
 
 // Accepted returns the ids of the captures that were accepted into the

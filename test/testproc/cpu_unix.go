@@ -11,8 +11,7 @@ import (
 // (every goroutine's, the garbage collector's included): benchmarks report
 // CPU per operation from two readings.
 func CPUTime() time.Duration {
-	u := ReadUsage()
-	return u.User + u.System
+	return ReadUsage().CPU()
 }
 
 // Usage is what this process has used so far, from getrusage.
@@ -23,6 +22,9 @@ type Usage struct {
 	// touched for the first time since the kernel took it back.
 	MinorFaults int64
 }
+
+// CPU is the user and system CPU time of u.
+func (u Usage) CPU() time.Duration { return u.User + u.System }
 
 // ReadUsage reads this process's usage so far (zero when getrusage fails).
 func ReadUsage() Usage {
