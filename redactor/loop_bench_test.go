@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 
 	"github.com/mirrorline/mirrorline/broker"
 	mlv1 "github.com/mirrorline/mirrorline/proto/mirrorline/v1"
+	"github.com/mirrorline/mirrorline/stage"
 	"github.com/mirrorline/mirrorline/test/testproc"
 )
 
@@ -38,7 +41,9 @@ import (
 // per-core figure.
 //
 // REDACT_LOOP_CPUPROFILE=file writes a CPU profile of the measured window
-// only (not of the pre-filling).
+// only (not of the pre-filling). REDACT_LOOP_COMPRESSION=codec sets the
+// batch codec of both the pre-filled raw records and the loop's producer
+// (broker.Compressions; the default is broker.DefaultCompression).
 
 func BenchmarkRedactEOSLoop(b *testing.B) {
 	brokers := os.Getenv("KAFKA_BROKERS")
@@ -57,15 +62,33 @@ func BenchmarkRedactEOSLoopEmbedded(b *testing.B) {
 	benchLoop(b, e.Addrs())
 }
 
+// BenchmarkEOSLoopPassThrough is the peer of BenchmarkRedactEOSLoop: the same
+// exactly-once loop (stage.Tx, the same session, batch and topics, the same
+// records) with a transformer that encodes each decoded exchange again as it
+// is, without redacting it. What the redactor's loop costs above it is the
+// engine's; what it costs itself is what any transformer pays for Kafka,
+// the transactions and the envelope's codec.
+func BenchmarkEOSLoopPassThrough(b *testing.B) {
+	brokers := os.Getenv("KAFKA_BROKERS")
+	if brokers == "" {
+		b.Skip("KAFKA_BROKERS not set: the exactly-once loop needs a Kafka broker")
+	}
+	benchLoopWith(b, strings.Split(brokers, ","), true)
+}
+
 // loopPartitions is the raw topic's partitions in the loop benchmark.
 const loopPartitions = 3
 
-func benchLoop(b *testing.B, brokers []string) {
+func benchLoop(b *testing.B, brokers []string) { benchLoopWith(b, brokers, false) }
+
+// benchLoopWith runs the loop benchmark with the redactor's Processor, or,
+// passThrough, with a transformer that encodes each exchange unredacted.
+func benchLoopWith(b *testing.B, brokers []string, passThrough bool) {
 	b.Setenv("MIRRORLINE_REDACT_HASH_KEY", "bench-key-0123456789")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	svc := fmt.Sprintf("benchloop-%d", time.Now().UnixNano())
-	cfg := broker.Config{Brokers: brokers}
+	cfg := broker.Config{Brokers: brokers, Compression: os.Getenv("REDACT_LOOP_COMPRESSION")}
 	n := b.N
 	const warm = DefaultBatch // records the first transactions may take before the window opens
 	total := n + warm
@@ -84,13 +107,24 @@ func benchLoop(b *testing.B, brokers []string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m := NewMetrics(prometheus.NewRegistry())
-	p, err := NewProcessor(sess, engine, svc, WithMetrics(m), WithBatch(DefaultBatch))
-	if err != nil {
-		b.Fatal(err)
+	var (
+		p    loopRunner
+		done func() int
+	)
+	if passThrough {
+		pt := &passThroughTx{clean: broker.Topic(broker.Clean, svc)}
+		p = stage.NewTx(sess, pt, stage.WithPolling(stage.Polling{Max: DefaultBatch}))
+		done = func() int { return int(pt.committed.Load()) }
+	} else {
+		m := NewMetrics(prometheus.NewRegistry())
+		proc, err := NewProcessor(sess, engine, svc, WithMetrics(m), WithBatch(DefaultBatch))
+		if err != nil {
+			b.Fatal(err)
+		}
+		p = proc
+		clean := m.Records.WithLabelValues(OutcomeClean)
+		done = func() int { return int(testutil.ToFloat64(clean)) }
 	}
-	clean := m.Records.WithLabelValues(OutcomeClean)
-	done := func() int { return int(testutil.ToFloat64(clean)) }
 
 	runtime.GC()
 	b.ResetTimer()
@@ -157,6 +191,54 @@ func benchLoop(b *testing.B, brokers []string) {
 	b.ReportMetric(float64(use.MinorFaults-use0.MinorFaults)/measured, "faults/record")
 	b.ReportMetric(float64(join.Milliseconds()), "join-ms")
 	b.ReportMetric(float64(wall.Nanoseconds())/measured, "ns/op")
+}
+
+// loopRunner is what the loop benchmark runs: the redactor's Processor or
+// the pass-through stage.Tx.
+type loopRunner interface {
+	Run(ctx context.Context) error
+	Close()
+}
+
+// passThroughTx is the pass-through transformer of
+// BenchmarkEOSLoopPassThrough: each exchange encoded again, unredacted,
+// into a recycled buffer (as the Processor does), to the clean topic. It
+// counts the records of committed transactions.
+type passThroughTx struct {
+	clean     string
+	pending   int
+	committed atomic.Int64
+	values    sync.Pool
+}
+
+func (t *passThroughTx) Transform(r *kgo.Record, ex *mlv1.Exchange) ([]*kgo.Record, error) {
+	var buf []byte
+	if v, ok := t.values.Get().(*[]byte); ok {
+		buf = *v
+	}
+	val, err := mlv1.AppendExchange(buf, ex)
+	if err != nil {
+		return nil, err
+	}
+	t.pending++
+	return []*kgo.Record{{Topic: t.clean, Key: r.Key, Value: val, Timestamp: r.Timestamp}}, nil
+}
+
+func (t *passThroughTx) SetAside(*kgo.Record, *mlv1.Exchange, string, string) *kgo.Record {
+	return nil
+}
+
+func (t *passThroughTx) Ended(committed bool) {
+	if committed {
+		t.committed.Add(int64(t.pending))
+	}
+	t.pending = 0
+}
+
+func (t *passThroughTx) Recycle(out *kgo.Record) {
+	v := out.Value[:0]
+	out.Value = nil
+	t.values.Put(&v)
 }
 
 // prefillLoop creates svc's topics and writes total raw records of the bench

@@ -329,13 +329,26 @@ func (h *harness) newFront(ctx context.Context, name string) (*front, error) {
 		if err != nil {
 			return nil, err
 		}
+		// The sink's floor in Go: the same nginx mirroring the same
+		// requests to a plain net/http server that only reads them.
+		recv, raddr, err := benchproc.StartRole(h.tmp, "receiver", "receiver")
+		if err != nil {
+			return nil, err
+		}
+		h.Defer(recv.Stop)
+		ngxr, rnaddr, err := h.startNginx(ctx, bin, "nginx-receiver", raddr, true)
+		if err != nil {
+			return nil, err
+		}
 		f.members = []member{{"sink", sink, func(want int) bool { return atLeast(want, mPublished, sm) }},
-			{"nginx", ngx, nil}, {"nginx-plain", plain, nil}}
+			{"nginx", ngx, nil}, {"nginx-plain", plain, nil}, {"receiver", recv.Proc, nil}, {"nginx-receiver", ngxr, nil}}
 		f.drive = func(ctx context.Context, n int) error {
-			if err := h.attackN(ctx, "http://"+addr, n); err != nil {
-				return err
+			for _, a := range []string{addr, rnaddr, paddr} {
+				if err := h.attackN(ctx, "http://"+a, n); err != nil {
+					return err
+				}
 			}
-			return h.attackN(ctx, "http://"+paddr, n)
+			return nil
 		}
 	case "vegeta":
 		var sender *benchproc.Role

@@ -13,7 +13,8 @@
 //   - the proxy beside a plain Go httputil.ReverseProxy and nginx as a reverse
 //     proxy with `mirror` (deploy/nginx/mirror.conf) into `mirrorline sink`;
 //     the sink beside nginx's own cost of mirroring (nginx with mirror minus
-//     nginx without, same requests);
+//     nginx without, same requests) and beside a plain Go net/http server
+//     that receives the same copies from nginx and only reads them;
 //   - vpc: VXLAN datagrams of pre-built HTTP/1.1 exchanges sent over loopback
 //     UDP;
 //   - ebpf (root, Linux 5.8+): user side from /proc, kernel side from the BPF

@@ -117,6 +117,7 @@ func (h *harness) report(args []string, took time.Duration) string {
 		}
 	}
 	row("sink (`mirrorline sink`, copies from nginx `mirror`)", "sink", "nginx's own cost of `mirror` (with minus without)", "", mirrorCost, 0)
+	row("sink (`mirrorline sink`, copies from nginx `mirror`)", "sink", "plain Go net/http server reading the same copies (the sink's floor in Go)", "receiver", nil, 0)
 	row("vpc (`mirrorline vpc`, VXLAN over loopback UDP)", "vpc", "", "", nil, 0)
 	if us, _, ok := h.cost("ebpf"); ok {
 		var k []float64

@@ -22,14 +22,15 @@ import (
 
 // The harness runs its peers as child processes of its own binary
 // ("cost role NAME ..."), so each gets its own CPU account in /proc: the
-// primary and the shadow (app), a plain Go reverse proxy (goproxy) and a
-// vegeta sender (vegeta, the live replayer's peer). A child prints "ADDR x"
+// primary and the shadow (app), a plain Go reverse proxy (goproxy), a plain
+// Go HTTP server that reads each request and answers 200 (receiver, the
+// sink's floor in Go) and a vegeta sender (vegeta, the live replayer's peer). A child prints "ADDR x"
 // once ready, and exits when its stdin closes (the harness holds the other
 // end) or on SIGTERM.
 
 func runRole(args []string) int {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "cost role: want app, goproxy or vegeta")
+		fmt.Fprintln(os.Stderr, "cost role: want app, goproxy, receiver or vegeta")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -54,6 +55,11 @@ func runRole(args []string) int {
 			return 2
 		}
 		h = newApp(*name)
+	case "receiver":
+		if err := fs.Parse(args[1:]); err != nil {
+			return 2
+		}
+		h = http.HandlerFunc(receive)
 	case "goproxy":
 		primary := fs.String("primary", "", "URL of the primary")
 		if err := fs.Parse(args[1:]); err != nil {
@@ -129,6 +135,14 @@ func attack(ctx context.Context, base string, n, rate, workers int) (ok, bad int
 		}
 	}
 	return ok, bad, firstErr
+}
+
+// receive is all a mirror receiver must do, and nothing of what the sink
+// does with it: read the copy's body to its end (so the connection can be
+// reused) and answer 200 with no body, as the sink answers.
+func receive(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	w.WriteHeader(http.StatusOK)
 }
 
 // app is the primary and the shadow: a small payments-like API that counts

@@ -96,6 +96,13 @@ func TestBenchMetrics(t *testing.T) {
 			t.Errorf("%s = %v, want %v", k, m[k], v)
 		}
 	}
+	both := out[:len(out)-len("PASS\n")] + "BenchmarkEOSLoopPassThrough-2 \t 50000\t 12000 ns/op\t 7.5 cpu-µs/record\t 133333 records/cpu-s\nPASS\n"
+	if got := benchMetrics(both, "BenchmarkEOSLoopPassThrough"); got["cpu-µs/record"] != 7.5 || got["records/cpu-s"] != 133333 {
+		t.Errorf("pass-through metrics %v from the same output", got)
+	}
+	if got := benchMetrics(both, "BenchmarkRedactEOSLoop"); got["cpu-µs/record"] != 37.78 {
+		t.Errorf("loop metrics %v next to the pass-through line", got)
+	}
 	if m := benchMetrics("FAIL\n", "BenchmarkRedactEOSLoop"); len(m) != 0 {
 		t.Errorf("metrics from a failed run: %v", m)
 	}

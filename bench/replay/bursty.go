@@ -14,10 +14,14 @@ package main
 // Deviation is arrival - planned time, where planned = job start + (capture -
 // window start) / speed, the schedule of docs/replay.md computed here, not
 // taken from the replayer. Span error is (last arrival - first arrival) /
-// (last planned - first planned) - 1.
+// (last planned - first planned) - 1. A late burst is one whose median
+// deviation is above lateBurst: the whole burst went out late (the process
+// did not run), as opposed to lateness that piles up along a burst (the cost
+// of each send). -dump writes every request's deviation as CSV.
 
 import (
 	"context"
+	"encoding/csv"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -87,13 +91,19 @@ type fidelity struct {
 	devP99     time.Duration
 	devMax     time.Duration
 	spanErrPct float64
-	ownLagP99  time.Duration // the replayer's summary: schedule lag p99
-	dials      int           // connections the server accepted inside a burst (dialsInBursts)
-	cpu        time.Duration // CPU time of the run: the tool and the loopback server
-	steal      float64       // share of the machine's CPU time stolen by the hypervisor meanwhile; -1: unknown
-	firstP99   time.Duration // deviation p99 of the first burst
+	ownLagP99  time.Duration         // the replayer's summary: schedule lag p99
+	dials      int                   // connections the server accepted inside a burst (dialsInBursts)
+	cpu        time.Duration         // CPU time of the run: the tool and the loopback server
+	steal      float64               // share of the machine's CPU time stolen by the hypervisor meanwhile; -1: unknown
+	firstP99   time.Duration         // deviation p99 of the first burst
+	lateBursts int                   // bursts whose median deviation is above lateBurst
+	devs       map[int]time.Duration // arrival - planned by request index (signed)
 	note       string
 }
+
+// lateBurst is the median deviation above which a burst counts as late: the
+// goal's p99 bound.
+const lateBurst = 2 * time.Millisecond
 
 // bursts returns the bursts of the capture as index ranges [lo, hi): runs
 // of records closer together than the shortest pause.
@@ -112,9 +122,26 @@ func (c burstCapture) bursts() [][2]int {
 
 // judge compares arrivals (by index) with the plan anchored at start.
 func (c burstCapture) judge(tool string, lead time.Duration, start time.Time, arr map[int]time.Time) fidelity {
-	f := fidelity{tool: tool, lead: lead, requests: len(arr)}
+	f := fidelity{tool: tool, lead: lead, requests: len(arr), devs: make(map[int]time.Duration, len(arr))}
 	if len(arr) == 0 {
 		return f
+	}
+	for i, at := range arr {
+		f.devs[i] = at.Sub(start.Add(c.planned(i, lead)))
+	}
+	for _, b := range c.bursts() {
+		var in []time.Duration
+		for i := b[0]; i < b[1]; i++ {
+			if d, ok := f.devs[i]; ok {
+				in = append(in, max(d, -d))
+			}
+		}
+		if len(in) > 0 {
+			sort.Slice(in, func(i, j int) bool { return in[i] < in[j] })
+			if in[len(in)/2] > lateBurst {
+				f.lateBursts++
+			}
+		}
 	}
 	var firstBurst []time.Duration
 	for i := range c.bursts()[0][1] {
@@ -131,7 +158,7 @@ func (c burstCapture) judge(tool string, lead time.Duration, start time.Time, ar
 	first, last := time.Time{}, time.Time{}
 	lo, hi := len(c.at), -1
 	for i, at := range arr {
-		d := at.Sub(start.Add(c.planned(i, lead)))
+		d := f.devs[i]
 		devs = append(devs, max(d, -d))
 		if first.IsZero() || at.Before(first) {
 			first = at
@@ -344,15 +371,15 @@ func runQuiet(ctx context.Context, bin string, args ...string) error {
 }
 
 func printFidelity(rs []fidelity) {
-	fmt.Printf("%-11s %8s %9s %10s %10s %10s %9s %12s %12s %6s %8s %6s  %s\n", "tool", "lead", "requests", "dev p50", "dev p99", "dev max", "span err", "1st burst 99", "own lag p99", "dials", "cpu", "steal", "")
+	fmt.Printf("%-11s %8s %9s %10s %10s %10s %9s %12s %12s %6s %11s %8s %6s  %s\n", "tool", "lead", "requests", "dev p50", "dev p99", "dev max", "span err", "1st burst 99", "own lag p99", "dials", "late bursts", "cpu", "steal", "")
 	for _, r := range rs {
 		own := "-"
 		if strings.HasPrefix(r.tool, "ml") || r.tool == "mirrorline" {
 			own = r.ownLagP99.Round(time.Microsecond).String()
 		}
-		fmt.Printf("%-11s %8s %9d %10s %10s %10s %8.2f%% %12s %12s %6d %8s %6s  %s\n", r.tool, r.lead, r.requests,
+		fmt.Printf("%-11s %8s %9d %10s %10s %10s %8.2f%% %12s %12s %6d %11d %8s %6s  %s\n", r.tool, r.lead, r.requests,
 			r.devP50.Round(time.Microsecond), r.devP99.Round(time.Microsecond), r.devMax.Round(time.Microsecond),
-			r.spanErrPct, r.firstP99.Round(time.Microsecond), own, r.dials, r.cpu.Round(time.Millisecond), fmtSteal(r.steal), r.note)
+			r.spanErrPct, r.firstP99.Round(time.Microsecond), own, r.dials, r.lateBursts, r.cpu.Round(time.Millisecond), fmtSteal(r.steal), r.note)
 	}
 }
 
@@ -362,6 +389,7 @@ type burstFlags struct {
 	pauseMax                 time.Duration
 	speed                    float64
 	leads, goreplay, kafka   string
+	dump                     string // CSV of every request's deviation, "" for none
 }
 
 func burstMain(fl burstFlags) int {
@@ -428,7 +456,48 @@ func burstMain(fl burstFlags) int {
 	}
 	fmt.Println("medians of the runs (deviation p99 and span error; goal: p99 <= 2ms, |span error| <= 1%):")
 	printMedians(all)
+	if fl.dump != "" {
+		if err := c.dump(fl.dump, all); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/replay: -dump:", err)
+			return 1
+		}
+	}
 	return 0
+}
+
+// dump writes every request of every run as CSV: tool, lead, run (per tool
+// and lead, from 1), index, burst, position in the burst, and the signed
+// deviation (arrival - planned) in microseconds.
+func (c burstCapture) dump(path string, rs []fidelity) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	_ = w.Write([]string{"tool", "lead", "run", "index", "burst", "position", "deviation_us"})
+	type key struct {
+		tool string
+		lead time.Duration
+	}
+	runs := map[key]int{}
+	for _, r := range rs {
+		k := key{r.tool, r.lead}
+		runs[k]++
+		for b, span := range c.bursts() {
+			for i := span[0]; i < span[1]; i++ {
+				if d, ok := r.devs[i]; ok {
+					_ = w.Write([]string{r.tool, r.lead.String(), strconv.Itoa(runs[k]), strconv.Itoa(i), strconv.Itoa(b),
+						strconv.Itoa(i - span[0]), strconv.FormatInt(d.Microseconds(), 10)})
+				}
+			}
+		}
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func goreplayBinary(flagged string) string {

@@ -177,6 +177,7 @@ func main() {
 	runs := flag.Int("runs", 3, "-bursty: runs of each tool per lead, interleaved")
 	goreplay := flag.String("goreplay", "", "-bursty: GoReplay binary (default: gor or goreplay on PATH, skipped when absent)")
 	kafka := flag.String("kafka", os.Getenv("KAFKA_BROKERS"), "-bursty: also replay through a KafkaSource from these brokers")
+	dump := flag.String("dump", "", "-bursty: write every request's deviation from the plan to this CSV file (tool, lead, run, index, burst, position, deviation_us)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	traceFile := flag.String("trace", "", "write a Go execution trace of the run to this file (go tool trace): what every goroutine waited for")
 	flag.Parse()
@@ -206,7 +207,7 @@ func main() {
 	}
 	if *bursty {
 		code := burstMain(burstFlags{bursts: *bursts, size: *burstSize, spacing: *spacing, pauseMin: *pauseMin, pauseMax: *pauseMax,
-			speed: *speed, leads: *leads, runs: *runs, conc: *conc, goreplay: *goreplay, kafka: *kafka})
+			speed: *speed, leads: *leads, runs: *runs, conc: *conc, goreplay: *goreplay, kafka: *kafka, dump: *dump})
 		if code != 0 {
 			pprof.StopCPUProfile()
 			trace.Stop()
