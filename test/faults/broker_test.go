@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -137,9 +138,12 @@ func TestKafkaUnreachable(t *testing.T) {
 	captured := count(ps.M.Captured)
 	down := phase("down", n)
 	// Each request is captured after its answer: wait until the phase's
-	// captures are all counted, as dropped or waiting in the buffer.
-	testproc.Eventually(t, 30*time.Second, "every capture of the phase counted", func() bool {
-		return count(ps.M.Captured)-captured == n && ps.Accounted()
+	// captures are all counted, as dropped or waiting in the buffer. The
+	// queued gauge also counts captures still on their way from the hand-off
+	// to the producer, which may yet be dropped when they reach the full
+	// buffer: wait until no more than the buffer holds are left.
+	testproc.Eventually(t, 30*time.Second, fmt.Sprintf("every capture of the phase counted, at most %d waiting", queue), func() bool {
+		return count(ps.M.Captured)-captured == n && ps.Accounted() && count(ps.M.Queued) <= queue
 	})
 	// The buffer was empty at the stop: queue captures wait in it, the rest
 	// are dropped at once and counted.
