@@ -94,10 +94,6 @@ func benchLoopWith(b *testing.B, brokers []string, passThrough bool) {
 	total := n + warm
 	prefillLoop(ctx, b, cfg, svc, total)
 
-	engine, err := NewEngine(Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
 	opts, err := cfg.Opts()
 	if err != nil {
 		b.Fatal(err)
@@ -116,6 +112,10 @@ func benchLoopWith(b *testing.B, brokers []string, passThrough bool) {
 		p = stage.NewTx(sess, pt, stage.WithPolling(stage.Polling{Max: DefaultBatch}))
 		done = func() int { return int(pt.committed.Load()) }
 	} else {
+		engine, err := NewEngine(Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
 		m := NewMetrics(prometheus.NewRegistry())
 		proc, err := NewProcessor(sess, engine, svc, WithMetrics(m), WithBatch(DefaultBatch))
 		if err != nil {

@@ -24,9 +24,9 @@ import (
 // ("cost role NAME ..."), so each gets its own CPU account in /proc: the
 // primary and the shadow (app), a plain Go reverse proxy (goproxy), a plain
 // Go HTTP server that reads each request and answers 200 (receiver, the
-// sink's floor in Go) and a vegeta sender (vegeta, the live replayer's peer). A child prints "ADDR x"
-// once ready, and exits when its stdin closes (the harness holds the other
-// end) or on SIGTERM.
+// sink's floor in Go) and a vegeta sender (vegeta, the live replayer's
+// peer). A child prints "ADDR x" once ready, and exits when its stdin
+// closes (the harness holds the other end) or on SIGTERM.
 
 func runRole(args []string) int {
 	if len(args) == 0 {

@@ -101,6 +101,19 @@ type fidelity struct {
 	note       string
 }
 
+// absDevs returns the absolute deviations of the requests of burst b (an
+// index range [lo, hi)) that arrived, sorted.
+func (f fidelity) absDevs(b [2]int) []time.Duration {
+	var in []time.Duration
+	for i := b[0]; i < b[1]; i++ {
+		if d, ok := f.devs[i]; ok {
+			in = append(in, max(d, -d))
+		}
+	}
+	sort.Slice(in, func(i, j int) bool { return in[i] < in[j] })
+	return in
+}
+
 // lateBurst is the median deviation above which a burst counts as late: the
 // goal's p99 bound.
 const lateBurst = 2 * time.Millisecond
@@ -129,30 +142,14 @@ func (c burstCapture) judge(tool string, lead time.Duration, start time.Time, ar
 	for i, at := range arr {
 		f.devs[i] = at.Sub(start.Add(c.planned(i, lead)))
 	}
-	for _, b := range c.bursts() {
-		var in []time.Duration
-		for i := b[0]; i < b[1]; i++ {
-			if d, ok := f.devs[i]; ok {
-				in = append(in, max(d, -d))
-			}
-		}
-		if len(in) > 0 {
-			sort.Slice(in, func(i, j int) bool { return in[i] < in[j] })
-			if in[len(in)/2] > lateBurst {
-				f.lateBursts++
-			}
+	bursts := c.bursts()
+	for _, b := range bursts {
+		if in := f.absDevs(b); len(in) > 0 && in[len(in)/2] > lateBurst {
+			f.lateBursts++
 		}
 	}
-	var firstBurst []time.Duration
-	for i := range c.bursts()[0][1] {
-		if at, ok := arr[i]; ok {
-			d := at.Sub(start.Add(c.planned(i, lead)))
-			firstBurst = append(firstBurst, max(d, -d))
-		}
-	}
-	if len(firstBurst) > 0 {
-		sort.Slice(firstBurst, func(i, j int) bool { return firstBurst[i] < firstBurst[j] })
-		f.firstP99 = firstBurst[min(len(firstBurst)-1, int(0.99*float64(len(firstBurst))))]
+	if first := f.absDevs(bursts[0]); len(first) > 0 {
+		f.firstP99 = first[min(len(first)-1, int(0.99*float64(len(first))))]
 	}
 	devs := make([]time.Duration, 0, len(arr))
 	first, last := time.Time{}, time.Time{}
@@ -480,10 +477,11 @@ func (c burstCapture) dump(path string, rs []fidelity) error {
 		lead time.Duration
 	}
 	runs := map[key]int{}
+	bursts := c.bursts()
 	for _, r := range rs {
 		k := key{r.tool, r.lead}
 		runs[k]++
-		for b, span := range c.bursts() {
+		for b, span := range bursts {
 			for i := span[0]; i < span[1]; i++ {
 				if d, ok := r.devs[i]; ok {
 					_ = w.Write([]string{r.tool, r.lead.String(), strconv.Itoa(runs[k]), strconv.Itoa(i), strconv.Itoa(b),
